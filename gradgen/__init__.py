@@ -1,0 +1,10 @@
+"""gradgen: compile cost functions to standalone, readable NumPy gradient code."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import compile_source, load  # noqa: E402
+from .errors import CompileError, Diagnostic  # noqa: E402
+
+__all__ = ["CompileError", "Diagnostic", "__version__", "compile_source", "load"]

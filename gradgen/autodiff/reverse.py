@@ -1,0 +1,51 @@
+"""Reverse mode: the topological order backwards, local gradient times upstream gradient,
+summed over every consumer of a node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..ir import Node, builder, topo_order
+from ..ops.registry import REGISTRY
+from .common import active_nodes, add_contribution, materialize, unbroadcast
+
+__all__ = ["vjp"]
+
+
+def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
+        ) -> tuple[list[Node | None], dict[int, Node]]:
+    """Cotangents of `wrt` for output cotangents `seeds`.
+
+    Returns the cotangent of each node of `wrt` (None where it does not influence the
+    outputs; lazy shapes are materialised) and the table of every node's cotangent.
+    """
+    order = topo_order(outputs)
+    active = active_nodes(order, {id(w) for w in wrt})
+    ct: dict[int, Node] = {}
+    for out, seed in zip(outputs, seeds):
+        if id(out) in active:
+            add_contribution(ct, out, seed)
+    b = builder()
+    for node in reversed(order):
+        g = ct.get(id(node))
+        if g is None or not node.args:
+            continue
+        opdef = REGISTRY[node.op]
+        if opdef.has("nondiff"):
+            continue
+        with b.at(origin=node.origin, phase="backward"):
+            if not opdef.has("elementwise") and not (opdef.has("reduction") and g.ndim == 0):
+                g = materialize(g, node)
+            cts = opdef.vjp(g, node)
+            for arg, c in zip(node.args, cts):
+                if c is None or id(arg) not in active:
+                    continue
+                add_contribution(ct, arg, unbroadcast(c, arg.shape))
+    results = []
+    for w in wrt:
+        g = ct.get(id(w))
+        if g is not None:
+            with b.at(phase="backward"):
+                g = materialize(g, w)
+        results.append(g)
+    return results, ct

@@ -1,0 +1,265 @@
+"""The command line: argument parsing and printing only; the work is done by the API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import CompileError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Fail(Exception):
+    """A user-facing error of the command line (not of the source)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `gradgen` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except CompileError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_ERROR
+    except _Fail as e:
+        print(f"gradgen: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - an internal error must not show a traceback
+        if os.environ.get("GRADGEN_DEBUG"):
+            raise
+        print(f"gradgen: internal error: {type(e).__name__}: {e}\n"
+              "This is a bug in gradgen. Please report it with the source file "
+              "(set GRADGEN_DEBUG=1 for a traceback).", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gradgen", description="Compile cost functions to "
+                                "standalone NumPy gradient code.")
+    p.add_argument("--version", action="version", version=f"gradgen {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="write the generated module")
+    c.add_argument("file")
+    c.add_argument("-o", "--output", help="output path (default: <stem>_grad.py beside FILE)")
+    _add_options(c)
+    c.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if OUT differs from what would be written")
+    c.add_argument("--force", action="store_true",
+                   help="overwrite OUT even if gradgen did not write it")
+    c.set_defaults(run=_compile)
+
+    s = sub.add_parser("show", help="print the generated source")
+    s.add_argument("file")
+    s.add_argument("--function", help="only this generated function")
+    s.add_argument("--part", choices=("forward", "backward", "all"), default="all",
+                   help="only the forward or the backward statements")
+    s.add_argument("--ir", action="store_true", help="print the IR instead of Python")
+    _add_options(s)
+    s.set_defaults(run=_show)
+
+    k = sub.add_parser("check", help="compare derivatives with finite differences")
+    k.add_argument("file")
+    k.add_argument("--dim", action="append", default=[], metavar="N=5",
+                   help="size of a dimension (repeatable)")
+    k.add_argument("--seed", type=int, default=0)
+    k.set_defaults(run=_check)
+
+    g = sub.add_parser("graph", help="draw the DAG as Graphviz")
+    g.add_argument("file")
+    g.add_argument("-o", "--output", help="OUT.dot, OUT.svg or OUT.png (default: DOT on stdout)")
+    g.add_argument("--backward", action="store_true", help="include the backward pass")
+    g.add_argument("--function", help="entry point to draw (default: the first)")
+    g.set_defaults(run=_graph)
+    return p
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wrt", help="comma-separated Params to differentiate (default: all)")
+    p.add_argument("--modes", help="comma-separated subset of grad,vjp,jvp,hvp")
+    p.add_argument("--hessian", action="store_true", help="also emit f_hessian")
+    p.add_argument("--no-checks", action="store_true", help="omit argument shape checks")
+
+
+def _read(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise _Fail(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _Fail(f"{path} is not valid UTF-8 (byte {e.start})") from None
+
+
+def _options(args):
+    from .compiler import make_options
+
+    split = (lambda s: [x for x in s.split(",") if x.strip()] if s else None)
+    try:
+        return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks)
+    except ValueError as e:
+        raise _Fail(str(e)) from None
+
+
+def _module(args):
+    from .compiler import compile_module
+
+    return compile_module(_read(args.file), args.file, _options(args))
+
+
+def _compile(args) -> int:
+    from .codegen.emit import render_module
+    from .io import atomic_write, written_by_gradgen
+
+    source = render_module(_module(args))
+    out = Path(args.output) if args.output else Path(args.file).with_name(
+        Path(args.file).stem + "_grad.py")
+    if args.check:
+        try:
+            current = out.read_text(encoding="utf-8")
+        except OSError:
+            print(f"{out}: missing (would be written)", file=sys.stderr)
+            return EXIT_ERROR
+        if _strip_header(current) != _strip_header(source):
+            print(f"{out}: out of date; run: gradgen compile {args.file}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"{out}: up to date")
+        return EXIT_OK
+    if out.exists() and not args.force and not written_by_gradgen(out):
+        raise _Fail(f"{out} exists and was not written by gradgen; use --force to overwrite it")
+    if out.is_dir():
+        raise _Fail(f"{out} is a directory")
+    try:
+        atomic_write(out, source)
+    except OSError as e:
+        raise _Fail(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _strip_header(text: str) -> str:
+    """The module without its leading comment header (which names the gradgen version)."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines) and lines[i].startswith("#"):
+        i += 1
+    return "\n".join(lines[i:])
+
+
+def _show(args) -> int:
+    from .codegen.emit import render_module
+    from .ir import pretty
+
+    module = _module(args)
+    functions = module.functions
+    if args.function:
+        functions = [f for f in functions if f.name == args.function]
+        if not functions:
+            names = ", ".join(f.name for f in module.functions)
+            raise _Fail(f"no generated function '{args.function}' (there are: {names})")
+    if args.ir:
+        for f in functions:
+            print(f"# {f.name}")
+            print(pretty(f.graph))
+            print()
+        return EXIT_OK
+    if args.part != "all" or args.function:
+        for f in functions:
+            keep = {"forward": ("forward",), "backward": ("backward",)}.get(
+                args.part, ("forward", "backward", "check", "return"))
+            print(f"def {f.name}({', '.join(f.args)}):")
+            for line, phase in zip(f.lines, f.phases):
+                if phase in keep:
+                    print(f"    {line}")
+            print()
+        return EXIT_OK
+    text = render_module(module)
+    print(_highlight(text) if sys.stdout.isatty() else text, end="")
+    return EXIT_OK
+
+
+def _highlight(text: str) -> str:
+    try:
+        import pygments
+        from pygments.formatters import TerminalFormatter
+        from pygments.lexers import PythonLexer
+    except ImportError:
+        return text
+    return pygments.highlight(text, PythonLexer(), TerminalFormatter())
+
+
+def _check(args) -> int:
+    from .checking import check_entry, format_table, load_source
+
+    dims = {}
+    for item in args.dim:
+        name, _, value = item.partition("=")
+        if not name.isidentifier() or not value.isdigit() or int(value) < 1:
+            raise _Fail(f"--dim expects NAME=SIZE with a positive size, got {item!r}")
+        dims[name] = int(value)
+    mod, entries = load_source(_read(args.file), args.file)
+    results = []
+    for entry in entries:
+        results += check_entry(mod, entry, dims, args.seed)
+    print(format_table(results))
+    checked = sorted({r.function.rsplit("_", 1)[-1] if "_" in r.function else r.function
+                      for r in results})
+    bad = [r for r in results if not r.ok]
+    print(f"\nchecked {len(results)} derivatives ({', '.join(checked)}): "
+          + ("all agree" if not bad else f"{len(bad)} MISMATCH"))
+    return EXIT_ERROR if bad else EXIT_OK
+
+
+def _graph(args) -> int:
+    import shutil
+    import subprocess
+
+    from .graphviz import to_dot
+    from .io import atomic_write
+
+    module = _module(args)
+    entries = [f for f in module.functions if f.kind == ("value_and_grad" if args.backward
+                                                          else "forward")]
+    if args.backward and not entries:
+        entries = [f for f in module.functions if f.kind == "vjp"]
+    if args.function:
+        entries = [f for f in entries if f.entry == args.function]
+    if not entries:
+        raise _Fail("nothing to draw")
+    dot = to_dot(entries[0].graph, entries[0].name)
+    if not args.output:
+        print(dot, end="")
+        return EXIT_OK
+    out = Path(args.output)
+    if out.suffix == ".dot":
+        atomic_write(out, dot)
+    elif out.suffix in (".svg", ".png"):
+        exe = shutil.which("dot")
+        if exe is None:
+            raise _Fail("Graphviz 'dot' is not installed; write a .dot file instead")
+        proc = subprocess.run([exe, f"-T{out.suffix[1:]}"], input=dot.encode(),
+                              capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise _Fail(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_bytes(proc.stdout)
+        os.replace(tmp, out)
+    else:
+        raise _Fail("the output must end in .dot, .svg or .png")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

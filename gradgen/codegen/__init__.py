@@ -1,0 +1,1 @@
+"""From IR graphs to Python source: naming, printing, scheduling, templates."""

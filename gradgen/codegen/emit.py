@@ -1,0 +1,43 @@
+"""The Jinja2 environment and the rendering of a module. Templates hold layout only."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jinja2
+
+from ..errors import InternalError
+
+
+def template_dir() -> Path:
+    """`gradgen/templates` in an installed wheel, `<checkout>/templates` otherwise."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "module.py.j2").is_file():
+            return candidate
+    raise InternalError(f"gradgen's templates were not found next to {here}")
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _indent(text: str, width: int = 4) -> str:
+    pad = " " * width
+    return "\n".join(pad + line if line.strip() else "" for line in text.splitlines())
+
+
+def render_module(module) -> str:
+    """The source text of a compiled module."""
+    env = environment()
+    env.filters["indent_block"] = _indent
+    return env.get_template("module.py.j2").render(module=module)

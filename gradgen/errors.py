@@ -1,0 +1,51 @@
+"""Diagnostics: the one place where source errors are represented and rendered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Diagnostic", "CompileError", "ShapeError", "InternalError", "render_all"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One error in a source file; `line` and `col` are 1-based and count characters."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    source_line: str = ""
+
+    def render(self) -> str:
+        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret under the place."""
+        head = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        if not self.source_line:
+            return head
+        # Keep tabs in the caret line so the caret lines up under the offending character.
+        prefix = self.source_line[: max(self.col - 1, 0)]
+        pad = "".join("\t" if ch == "\t" else " " for ch in prefix)
+        return f"{head}\n{self.source_line}\n{pad}^"
+
+
+def render_all(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> str:
+    """Render several diagnostics, one block each."""
+    return "\n".join(d.render() for d in diagnostics)
+
+
+class CompileError(Exception):
+    """A mistake in the user's source; carries one or more diagnostics."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = tuple(diagnostics)
+        super().__init__(render_all(self.diagnostics))
+
+
+class ShapeError(Exception):
+    """Raised by shape rules without a location; the frontend attaches one."""
+
+
+class InternalError(Exception):
+    """A bug in gradgen, not in the user's source."""

@@ -1,0 +1,716 @@
+"""Frontend: whitelisted Python `ast` nodes to IR builder calls, helpers inlined.
+
+The source is parsed, never executed, imported or evaluated. Every construct that the
+language does not allow is reported with a file, line and column. Expression traversal
+uses an explicit stack, so deeply nested sources cannot exhaust Python's recursion limit.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import sympy
+
+from . import ir
+from .errors import CompileError, Diagnostic, ShapeError
+from .ir import Node, Origin, const, make
+from .ops import BUILTINS
+from .shapes import dim_symbol
+
+__all__ = ["Argument", "EntryPoint", "Program", "parse_program", "MAX_SOURCE_BYTES"]
+
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
+MAX_HELPER_DEPTH = 64
+MAX_STATIC_DEPTH = 16
+PARSE_STACK_BYTES = 512 * 1024 * 1024
+PARSE_RECURSION_LIMIT = 400_000
+
+CONSTANTS = {"pi": sympy.pi, "e": sympy.E}
+ANNOTATIONS = ("Param", "Data")
+
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow",
+           ast.MatMult: "matmul"}
+_CMPOPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq",
+           ast.NotEq: "ne"}
+_UNSUPPORTED_STMT = {
+    ast.For: "loops are not supported; write vectorized operations",
+    ast.AsyncFor: "loops are not supported; write vectorized operations",
+    ast.While: "loops are not supported; write vectorized operations",
+    ast.If: "'if' statements are not supported; use where(condition, a, b)",
+    ast.Import: "imports are not supported (the source is never executed)",
+    ast.ImportFrom: "imports are not supported (the source is never executed)",
+    ast.AugAssign: "augmented assignment reassigns a name; names cannot be reassigned",
+    ast.AnnAssign: "annotated assignments are not supported; annotate function arguments only",
+    ast.ClassDef: "classes are not supported",
+    ast.With: "'with' statements are not supported",
+    ast.Try: "'try' statements are not supported",
+    ast.Raise: "'raise' is not supported",
+    ast.Assert: "'assert' is not supported",
+    ast.Delete: "'del' is not supported",
+    ast.Global: "'global' is not supported",
+    ast.Nonlocal: "'nonlocal' is not supported",
+    ast.Pass: "'pass' is not supported",
+    ast.Break: "'break' is not supported",
+    ast.Continue: "'continue' is not supported",
+    ast.AsyncFunctionDef: "async functions are not supported",
+}
+_UNSUPPORTED_EXPR = {
+    ast.IfExp: "conditional expressions are not supported; use where(condition, a, b)",
+    ast.Lambda: "lambda expressions are not supported",
+    ast.BoolOp: "'and'/'or' are not supported; combine conditions with where",
+    ast.Dict: "dictionaries are not supported",
+    ast.Set: "sets are not supported",
+    ast.ListComp: "comprehensions are not supported; write vectorized operations",
+    ast.SetComp: "comprehensions are not supported; write vectorized operations",
+    ast.DictComp: "comprehensions are not supported; write vectorized operations",
+    ast.GeneratorExp: "comprehensions are not supported; write vectorized operations",
+    ast.Await: "'await' is not supported",
+    ast.Yield: "'yield' is not supported",
+    ast.YieldFrom: "'yield' is not supported",
+    ast.NamedExpr: "assignment expressions (':=') are not supported",
+    ast.JoinedStr: "strings are not supported here",
+    ast.Starred: "'*' unpacking is not supported",
+}
+if hasattr(ast, "Match"):
+    _UNSUPPORTED_STMT[ast.Match] = "'match' statements are not supported; use where"
+
+
+@dataclass
+class Argument:
+    """A parameter of an entry point."""
+
+    name: str
+    role: str                  # "param" or "data"
+    shape: tuple               # sympy dimensions
+    node: Node
+    decl: str                  # the annotation as written, for docstrings
+
+
+@dataclass
+class EntryPoint:
+    """A function with annotated parameters: it gets generated code."""
+
+    name: str
+    doc: str | None
+    args: list[Argument]
+    output: Node
+    names: dict                # Node -> source name
+    line: int
+    return_line: int
+    return_col: int
+    dims: dict = field(default_factory=dict)     # name -> (arg name, axis) binding it
+
+    @property
+    def params(self) -> list[Argument]:
+        return [a for a in self.args if a.role == "param"]
+
+
+@dataclass
+class Program:
+    filename: str
+    source: str
+    entries: list[EntryPoint]
+
+    def diagnostic(self, line: int, col: int, message: str) -> Diagnostic:
+        lines = self.source.splitlines()
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        return Diagnostic(self.filename, line, col, message, text)
+
+
+class _Located(Exception):
+    """Internal: an error message with its AST location."""
+
+    def __init__(self, node, message: str):
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
+def parse_program(text: str, filename: str = "<string>") -> Program:
+    """Parse and lower a source text. Must be called inside `ir.building()`."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines()
+
+    def diag(line: int, col: int, message: str) -> CompileError:
+        src = lines[line - 1] if 0 < line <= len(lines) else ""
+        return CompileError(Diagnostic(filename, line, max(col, 1), message, src))
+
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        raise diag(1, 1, f"source is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MB")
+    tree = _parse(text, filename, diag)
+    lowering = _Lowering(filename, lines, diag)
+    try:
+        return lowering.program(tree, text)
+    except _Located as e:
+        line, col = lowering.position(e.node)
+        raise diag(line, col, e.message) from None
+
+
+def _parse(text: str, filename: str, diag) -> ast.Module:
+    """`ast.parse` on a thread with a large stack, so deep nesting parses or fails cleanly."""
+    result: dict = {}
+
+    def run():
+        old = sys.getrecursionlimit()
+        try:
+            sys.setrecursionlimit(max(old, PARSE_RECURSION_LIMIT))
+            result["tree"] = ast.parse(text, filename=filename, type_comments=False)
+        except SyntaxError as e:
+            result["syntax"] = e
+        except (RecursionError, MemoryError) as e:
+            result["deep"] = e
+        finally:
+            sys.setrecursionlimit(old)
+
+    old_size = threading.stack_size()
+    try:
+        threading.stack_size(PARSE_STACK_BYTES)
+        t = threading.Thread(target=run, name="gradgen-parse")
+    finally:
+        threading.stack_size(old_size)
+    t.start()
+    t.join()
+    if "syntax" in result:
+        e = result["syntax"]
+        msg = e.msg or "invalid syntax"
+        if msg.startswith("too many nested parentheses"):
+            msg = "too many nested parentheses (Python's parser allows at most 200 levels)"
+        return_line = e.lineno or 1
+        raise diag(return_line, e.offset or 1, f"syntax error: {msg}")
+    if "deep" in result:
+        raise diag(1, 1, "expression is nested too deeply to parse; split it into "
+                         "several assignments")
+    return result["tree"]
+
+
+class _Lowering:
+    def __init__(self, filename: str, lines: list[str], diag):
+        self.filename = filename
+        self.lines = lines
+        self.diag = diag
+        self.functions: dict[str, ast.FunctionDef] = {}
+        self.helper_stack: list[str] = []
+        self.entry_dims: dict = {}
+
+    # ------------------------------------------------------------ locations
+
+    def position(self, node) -> tuple[int, int]:
+        """1-based line and character column of an AST node."""
+        line = getattr(node, "lineno", 1) or 1
+        offset = getattr(node, "col_offset", 0) or 0
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        col = len(text.encode("utf-8")[:offset].decode("utf-8", "replace")) + 1
+        return line, col
+
+    def origin(self, stmt) -> Origin:
+        line = stmt.lineno
+        text = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
+        return Origin(line, text)
+
+    # ------------------------------------------------------------ module
+
+    def program(self, tree: ast.Module, text: str) -> Program:
+        body = list(tree.body)
+        if body and _is_docstring(body[0]):
+            body = body[1:]
+        for stmt in body:
+            if isinstance(stmt, ast.FunctionDef):
+                if stmt.name in self.functions:
+                    raise _Located(stmt, f"function '{stmt.name}' is defined twice "
+                                         f"(first on line {self.functions[stmt.name].lineno})")
+                if stmt.name in BUILTINS or stmt.name in ANNOTATIONS:
+                    raise _Located(stmt, f"'{stmt.name}' is a built-in name and cannot be "
+                                         "redefined")
+                self._check_signature(stmt)
+                self.functions[stmt.name] = stmt
+            else:
+                raise _Located(stmt, _statement_error(stmt, top_level=True))
+        entries = [self.entry(fn) for fn in self.functions.values() if _is_entry(fn)]
+        if not entries:
+            raise _Located(tree.body[0] if tree.body else tree,
+                           "no entry point: annotate the arguments of at least one function "
+                           "with Param[...] or Data[...]")
+        return Program(self.filename, text, entries)
+
+    def _check_signature(self, fn: ast.FunctionDef) -> None:
+        a = fn.args
+        if fn.decorator_list:
+            raise _Located(fn.decorator_list[0], "decorators are not supported")
+        extra = (a.vararg or a.kwarg or (a.kwonlyargs[0] if a.kwonlyargs else None)
+                 or (a.posonlyargs[0] if a.posonlyargs else None))
+        if extra is not None:
+            raise _Located(extra, "only plain positional arguments are supported")
+        if a.defaults:
+            raise _Located(a.defaults[0], "default argument values are not supported")
+        annotated = [p.annotation is not None for p in a.args]
+        if any(annotated) and not all(annotated):
+            missing = next(p for p in a.args if p.annotation is None)
+            raise _Located(missing, f"argument '{missing.arg}' of entry point '{fn.name}' has "
+                                    "no annotation: annotate every argument (Param[...], "
+                                    "Data[...] or float) or none")
+        seen = set()
+        for p in a.args:
+            if p.arg in seen:
+                raise _Located(p, f"duplicate argument '{p.arg}'")
+            seen.add(p.arg)
+
+    # ------------------------------------------------------------ entry points
+
+    def entry(self, fn: ast.FunctionDef) -> EntryPoint:
+        dims: dict[str, sympy.Symbol] = {}
+        bindings: dict[str, tuple[str, int]] = {}
+        args: list[Argument] = []
+        for p in fn.args.args:
+            role, shape, decl = self.annotation(p.annotation, dims)
+            node = make("input", name=p.arg, role=role, shape=shape)
+            args.append(Argument(p.arg, role, shape, node, decl))
+            for axis, d in enumerate(shape):
+                if d.is_Symbol and d.name not in bindings:
+                    bindings[d.name] = (p.arg, axis)
+        for name in dims:
+            if name not in bindings:
+                raise _Located(fn, f"dimension '{name}' is used only inside expressions; "
+                                   "it must also appear alone in some argument's shape")
+        for a, p in zip(args, fn.args.args):
+            if a.name in dims:
+                raise _Located(p, f"argument '{a.name}' has the same name as a dimension")
+            self._check_new_name(p, a.name)
+        env = {a.name: a.node for a in args}
+        names = {a.node: a.name for a in args}
+        scope = _Scope(env, names, dims, fn.name)
+        self.entry_dims = dims
+        doc, ret, ret_stmt = self.body(fn, scope)
+        if isinstance(ret, tuple):
+            raise _Located(ret_stmt, f"entry point '{fn.name}' must return a single array, "
+                                     f"not a tuple of {len(ret)}")
+        if ret.dtype == "bool":
+            raise _Located(ret_stmt, "an entry point must return numbers, not a comparison")
+        ret_line, ret_col = self.position(ret_stmt.value)
+        return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings)
+
+    def annotation(self, ann, dims) -> tuple[str, tuple, str]:
+        decl = ast.unparse(ann) if ann is not None else ""
+        if isinstance(ann, ast.Name) and ann.id == "float":
+            return "data", (), decl
+        if not (isinstance(ann, ast.Subscript) and isinstance(ann.value, ast.Name)
+                and ann.value.id in ANNOTATIONS):
+            raise _Located(ann, f"unknown annotation '{decl}': use Param[...], Data[...] "
+                                "or float")
+        role = "param" if ann.value.id == "Param" else "data"
+        items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
+        shape = tuple(self.dim(item, dims) for item in items)
+        return role, shape, decl
+
+    def dim(self, node, dims, depth: int = 0):
+        if depth > MAX_STATIC_DEPTH:
+            raise _Located(node, "dimension expression is nested too deeply")
+        if isinstance(node, ast.Name):
+            if node.id in BUILTINS or node.id in CONSTANTS or keyword.iskeyword(node.id):
+                raise _Located(node, f"'{node.id}' cannot be used as a dimension name")
+            return dims.setdefault(node.id, dim_symbol(node.id))
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            if node.value <= 0:
+                raise _Located(node, f"dimensions must be positive, got {node.value}")
+            return sympy.Integer(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Mult, ast.Sub,
+                                                             ast.FloorDiv):
+            a = self.dim(node.left, dims, depth + 1)
+            b = self.dim(node.right, dims, depth + 1)
+            op = type(node.op)
+            value = (a + b if op is ast.Add else a * b if op is ast.Mult else a - b
+                     if op is ast.Sub else sympy.floor(a / b))
+            if value.is_number and value <= 0:
+                raise _Located(node, "dimensions must be positive")
+            return value
+        raise _Located(node, "a dimension must be a name, a positive integer or an arithmetic "
+                             "expression of them")
+
+    # ------------------------------------------------------------ function bodies
+
+    def body(self, fn: ast.FunctionDef, scope: _Scope):
+        stmts = list(fn.body)
+        doc = None
+        if stmts and _is_docstring(stmts[0]):
+            doc = stmts[0].value.value
+            stmts = stmts[1:]
+        for i, stmt in enumerate(stmts):
+            # Nodes of an inlined helper are attributed to the statement that calls it.
+            origin = None if self.helper_stack else self.origin(stmt)
+            with ir.builder().at(origin=origin):
+                if isinstance(stmt, ast.Return):
+                    if i != len(stmts) - 1:
+                        raise _Located(stmts[i + 1], "unreachable statement after 'return'")
+                    if stmt.value is None:
+                        raise _Located(stmt, "'return' needs a value")
+                    if isinstance(stmt.value, ast.Tuple):
+                        value = tuple(self.array(e, scope) for e in stmt.value.elts)
+                    else:
+                        value = self.value(stmt.value, scope)
+                    return doc, value, stmt
+                if isinstance(stmt, ast.Assign):
+                    self.assign(stmt, scope)
+                else:
+                    raise _Located(stmt, _statement_error(stmt, top_level=False))
+        raise _Located(fn, f"function '{fn.name}' has no 'return' statement")
+
+    def assign(self, stmt: ast.Assign, scope: _Scope) -> None:
+        if len(stmt.targets) != 1:
+            raise _Located(stmt, "chained assignment is not supported")
+        target = stmt.targets[0]
+        value = self.value(stmt.value, scope)
+        if isinstance(target, ast.Name):
+            if isinstance(value, tuple):
+                raise _Located(stmt.value, f"this returns a tuple of {len(value)} arrays; "
+                                           "unpack it: a, b = ...")
+            self.bind(target, value, scope)
+        elif isinstance(target, ast.Tuple) and all(isinstance(t, ast.Name) for t in target.elts):
+            if not isinstance(value, tuple):
+                raise _Located(stmt.value, "only a helper returning a tuple can be unpacked")
+            if len(value) != len(target.elts):
+                raise _Located(stmt, f"cannot unpack {len(value)} values into "
+                                     f"{len(target.elts)} names")
+            for t, v in zip(target.elts, value):
+                self.bind(t, v, scope)
+        else:
+            raise _Located(target, "can only assign to a name (or unpack into names)")
+
+    def bind(self, target: ast.Name, value: Node, scope: _Scope) -> None:
+        name = target.id
+        self._check_new_name(target, name)
+        if name in scope.env:
+            raise _Located(target, f"'{name}' is already assigned; names cannot be reassigned")
+        if name in scope.dims:
+            raise _Located(target, f"'{name}' is a dimension; a variable may not share its name")
+        scope.env[name] = value
+        scope.names.setdefault(value, name)
+
+    def _check_new_name(self, node, name: str) -> None:
+        if name in BUILTINS or name in CONSTANTS or name in ANNOTATIONS:
+            raise _Located(node, f"'{name}' is a built-in name and cannot be assigned")
+        if name in self.functions:
+            raise _Located(node, f"'{name}' is a function and cannot be assigned")
+        if name == "np" or name.startswith("_"):
+            raise _Located(node, f"'{name}' is reserved: names may not be 'np' or start with '_'")
+
+    # ------------------------------------------------------------ expressions
+
+    def array(self, node, scope) -> Node:
+        value = self.value(node, scope)
+        if isinstance(value, tuple):
+            raise _Located(node, f"expected an array, got a tuple of {len(value)} arrays")
+        return value
+
+    def value(self, root, scope):
+        """Evaluate an expression with an explicit stack (no recursion on nesting depth)."""
+        todo: list = [(root, None)]
+        done: list = []
+        while todo:
+            node, kids = todo.pop()
+            if kids is None:
+                kids = self.operands(node, scope)
+                todo.append((node, kids))
+                todo.extend((k, None) for k in reversed(kids))
+                continue
+            vals = done[len(done) - len(kids):] if kids else []
+            if kids:
+                del done[len(done) - len(kids):]
+            try:
+                done.append(self.apply(node, vals, scope))
+            except ShapeError as e:
+                raise _Located(node, str(e)) from None
+        return done[0]
+
+    def operands(self, node, scope) -> list:
+        """The array-valued subexpressions of `node`, evaluated before it."""
+        if isinstance(node, (ast.Name, ast.Constant)):
+            return []
+        if isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINOPS:
+                raise _Located(node, f"operator '{_op_symbol(node.op)}' is not supported")
+            return [node.left, node.right]
+        if isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                raise _Located(node, f"operator '{_op_symbol(node.op)}' is not supported")
+            return [node.operand]
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1:
+                raise _Located(node, "chained comparisons are not supported")
+            if type(node.ops[0]) not in _CMPOPS:
+                raise _Located(node, f"comparison '{_op_symbol(node.ops[0])}' is not supported")
+            return [node.left, node.comparators[0]]
+        if isinstance(node, ast.Attribute):
+            if node.attr != "T":
+                raise _Located(node, f"attribute access '.{node.attr}' is not supported "
+                                     "(only '.T')")
+            return [node.value]
+        if isinstance(node, ast.Subscript):
+            return [node.value]
+        if isinstance(node, ast.Call):
+            return self.call_operands(node, scope)
+        if isinstance(node, (ast.Tuple, ast.List)):
+            raise _Located(node, "a tuple or list is not an array here")
+        raise _Located(node, _UNSUPPORTED_EXPR.get(type(node),
+                                                   f"unsupported expression "
+                                                   f"({type(node).__name__})"))
+
+    def apply(self, node, vals, scope):
+        """Build the IR for `node` from its evaluated operands."""
+        if isinstance(node, ast.Name):
+            return self.name(node, scope)
+        if isinstance(node, ast.Constant):
+            v = node.value
+            if type(v) in (int, float):
+                return const(v)
+            kind = "booleans" if isinstance(v, bool) else "strings" if isinstance(v, str) \
+                else f"{type(v).__name__} constants"
+            raise _Located(node, f"{kind} are not supported here")
+        for v, sub in zip(vals, self.operands_of(node)):
+            if isinstance(v, tuple):
+                raise _Located(sub, f"expected an array, got a tuple of {len(v)} arrays")
+        if isinstance(node, ast.BinOp):
+            self._numeric(node, vals)
+            return make(_BINOPS[type(node.op)], *vals)
+        if isinstance(node, ast.UnaryOp):
+            self._numeric(node, vals)
+            return make("neg", vals[0]) if isinstance(node.op, ast.USub) else vals[0]
+        if isinstance(node, ast.Compare):
+            self._numeric(node, vals)
+            return make(_CMPOPS[type(node.ops[0])], *vals)
+        if isinstance(node, ast.Attribute):
+            self._numeric(node, vals)
+            return vals[0].T
+        if isinstance(node, ast.Subscript):
+            self._numeric(node, vals)
+            index = self.index(node.slice)
+            if not index:
+                return vals[0]
+            return make("index", vals[0], index=index)
+        if isinstance(node, ast.Call):
+            return self.call(node, vals, scope)
+        raise _Located(node, "unsupported expression")  # unreachable: operands() checked
+
+    def operands_of(self, node) -> list:
+        if isinstance(node, ast.BinOp):
+            return [node.left, node.right]
+        if isinstance(node, (ast.UnaryOp,)):
+            return [node.operand]
+        if isinstance(node, ast.Compare):
+            return [node.left, node.comparators[0]]
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            return [node.value]
+        return []
+
+    def _numeric(self, node, vals) -> None:
+        for v in vals:
+            if v.dtype == "bool":
+                raise _Located(node, "a comparison can only be the condition of where(...)")
+
+    def name(self, node: ast.Name, scope):
+        name = node.id
+        if name in scope.env:
+            return scope.env[name]
+        if name in scope.dims:
+            return const(scope.dims[name])
+        if name in CONSTANTS:
+            return const(CONSTANTS[name])
+        if name in BUILTINS or name in self.functions:
+            raise _Located(node, f"'{name}' is a function; call it with arguments")
+        raise _Located(node, f"unknown name '{name}'")
+
+    # ------------------------------------------------------------ calls
+
+    def callee(self, node: ast.Call):
+        if not isinstance(node.func, ast.Name):
+            if isinstance(node.func, ast.Attribute):
+                raise _Located(node.func, f"method calls are not supported: write "
+                                          f"{node.func.attr}(x, ...) instead of "
+                                          f"x.{node.func.attr}(...)")
+            raise _Located(node.func, "only named functions can be called")
+        name = node.func.id
+        if name in self.functions:
+            return name, self.functions[name]
+        if name in BUILTINS:
+            return name, BUILTINS[name]
+        raise _Located(node.func, f"unknown function '{name}'")
+
+    def call_operands(self, node: ast.Call, scope) -> list:
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise _Located(a, "'*' unpacking is not supported")
+        for k in node.keywords:
+            if k.arg is None:
+                raise _Located(k.value, "'**' unpacking is not supported")
+        name, target = self.callee(node)
+        bound = self.bind_call(node, name, target)
+        if isinstance(target, ast.FunctionDef):
+            return [bound[p.arg] for p in target.args.args]
+        return [bound[p] for p in target.params if p in bound and p not in target.static]
+
+    def bind_call(self, node: ast.Call, name: str, target) -> dict:
+        """Map a call's arguments to the callee's parameter names."""
+        if isinstance(target, ast.FunctionDef):
+            params = [p.arg for p in target.args.args]
+            required = set(params)
+        else:
+            params = list(target.params)
+            required = {p for p in params if p not in target.defaults}
+        if len(node.args) > len(params):
+            raise _Located(node, f"{name}() takes {_count(len(params), 'argument')} but "
+                                 f"{len(node.args)} were given")
+        bound = dict(zip(params, node.args))
+        for k in node.keywords:
+            if k.arg not in params:
+                raise _Located(k.value, f"{name}() got an unexpected keyword argument '{k.arg}'")
+            if k.arg in bound:
+                raise _Located(k.value, f"{name}() got multiple values for argument '{k.arg}'")
+            bound[k.arg] = k.value
+        missing = [p for p in params if p in required and p not in bound]
+        if missing:
+            raise _Located(node, f"{name}() missing required argument '{missing[0]}'")
+        return bound
+
+    def call(self, node: ast.Call, vals, scope):
+        name, target = self.callee(node)
+        bound = self.bind_call(node, name, target)
+        if isinstance(target, ast.FunctionDef):
+            return self.inline(node, target, vals)
+        arrays = iter(vals)
+        kwargs = {}
+        for p in target.params:
+            if p not in bound:
+                continue
+            if p in target.static:
+                kwargs[p] = self.static(bound[p], scope)
+            else:
+                kwargs[p] = next(arrays)
+                if kwargs[p].dtype == "bool" and not (name == "where" and p == "condition"):
+                    raise _Located(bound[p], "a comparison can only be the condition of "
+                                             "where(...)")
+        if name == "where" and kwargs["condition"].dtype != "bool":
+            raise _Located(bound["condition"], "the condition of where(...) must be a "
+                                               "comparison such as x > 0")
+        try:
+            return target.build(**kwargs)
+        except ShapeError as e:
+            raise _Located(node, f"{name}(): {e}") from None
+
+    def inline(self, node: ast.Call, fn: ast.FunctionDef, vals):
+        if fn.name in self.helper_stack:
+            raise _Located(node, f"recursive call of '{fn.name}': helpers are inlined, so "
+                                 "recursion is not allowed")
+        if len(self.helper_stack) >= MAX_HELPER_DEPTH:
+            raise _Located(node, f"helpers nested more than {MAX_HELPER_DEPTH} deep")
+        params = [p.arg for p in fn.args.args]
+        env = dict(zip(params, vals))
+        scope = _Scope(env, {}, self.entry_dims, fn.name)
+        self.helper_stack.append(fn.name)
+        try:
+            _, value, _ = self.body(fn, scope)
+        finally:
+            self.helper_stack.pop()
+        return value
+
+    # ------------------------------------------------------------ static arguments
+
+    def static(self, node, scope, depth: int = 0):
+        """A compile-time argument: ints, None, booleans, tuples, dimension expressions."""
+        if depth > MAX_STATIC_DEPTH:
+            raise _Located(node, "argument is nested too deeply")
+        if isinstance(node, ast.Constant) and (node.value is None or type(node.value) in
+                                               (int, bool, str)):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            v = self.static(node.operand, scope, depth + 1)
+            if isinstance(v, (int, sympy.Basic)) and not isinstance(v, bool):
+                return -v
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return tuple(self.static(e, scope, depth + 1) for e in node.elts)
+        if isinstance(node, ast.Name) and node.id in scope.dims:
+            return scope.dims[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult,
+                                                             ast.FloorDiv):
+            a = self.static(node.left, scope, depth + 1)
+            b = self.static(node.right, scope, depth + 1)
+            if all(isinstance(v, (int, sympy.Basic)) and not isinstance(v, bool)
+                   for v in (a, b)):
+                a, b = sympy.sympify(a), sympy.sympify(b)
+                op = type(node.op)
+                r = (a + b if op is ast.Add else a - b if op is ast.Sub else a * b
+                     if op is ast.Mult else sympy.floor(a / b))
+                return int(r) if r.is_Integer else r
+        raise _Located(node, "this argument must be a literal (an integer, a tuple of "
+                             "integers, True/False, None or a dimension expression)")
+
+    def index(self, node) -> tuple:
+        items = node.elts if isinstance(node, ast.Tuple) else [node]
+        out = []
+        for it in items:
+            if isinstance(it, ast.Slice):
+                parts = []
+                for part in (it.lower, it.upper, it.step):
+                    parts.append(None if part is None else self._index_int(part))
+                start, stop, step = parts
+                out.append(("slice", start, stop, 1 if step is None else step))
+            elif isinstance(it, ast.Constant) and it.value is Ellipsis:
+                if "..." in out:
+                    raise _Located(it, "an index can only have a single ellipsis ('...')")
+                out.append("...")
+            else:
+                out.append(self._index_int(it))
+        if all(o == ("slice", None, None, 1) for o in out):
+            return ()
+        return tuple(out)
+
+    def _index_int(self, node) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+                and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
+            return -node.operand.value
+        raise _Located(node, "indices must be integer literals or slices of them")
+
+
+@dataclass
+class _Scope:
+    env: dict
+    names: dict
+    dims: dict
+    function: str
+
+
+def _is_docstring(stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def _is_entry(fn: ast.FunctionDef) -> bool:
+    return bool(fn.args.args) and all(p.annotation is not None for p in fn.args.args)
+
+
+def _statement_error(stmt, top_level: bool) -> str:
+    if type(stmt) in _UNSUPPORTED_STMT:
+        return _UNSUPPORTED_STMT[type(stmt)]
+    if isinstance(stmt, ast.FunctionDef):
+        return "nested functions are not supported; define helpers at the top level"
+    if top_level:
+        return "only function definitions are allowed at the top level"
+    if isinstance(stmt, ast.Expr):
+        return "this expression has no effect; assign it to a name or return it"
+    return f"unsupported statement ({type(stmt).__name__})"
+
+
+def _op_symbol(op) -> str:
+    return {ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
+            ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not",
+            ast.Invert: "~", ast.Is: "is", ast.IsNot: "is not", ast.In: "in",
+            ast.NotIn: "not in"}.get(type(op), type(op).__name__)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+

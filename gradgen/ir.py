@@ -1,0 +1,249 @@
+"""The IR: an immutable, hash-consed DAG of operation nodes.
+
+Every node is created through `make`, which looks the operation up in the registry,
+applies its canonicalisation, infers the shape and interns the node in the current
+`Builder`: structurally identical subexpressions are one object (CSE for free).
+Nodes never change after creation; passes build new nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import sympy
+
+from .errors import InternalError
+from .shapes import Shape, fmt_shape, same_shape
+
+__all__ = ["Node", "Builder", "building", "make", "const", "topo_order", "Graph", "verify",
+           "pretty", "Origin"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The source statement a node was created for (`line` is 1-based)."""
+
+    line: int
+    text: str
+
+
+class Node:
+    """One operation applied to argument nodes. Immutable; compared by identity."""
+
+    __slots__ = ("op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial")
+
+    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
+                 origin: Origin | None, phase: str, serial: int):
+        for name, value in (("op", op), ("args", args), ("attrs", attrs), ("shape", shape),
+                            ("dtype", dtype), ("origin", origin), ("phase", phase),
+                            ("serial", serial)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("IR nodes are immutable")
+
+    def attr(self, name: str, default=None):
+        """The value of attribute `name`."""
+        for k, v in self.attrs:
+            if k == name:
+                return v
+        return default
+
+    @property
+    def kw(self) -> dict:
+        """Attributes as a dict."""
+        return dict(self.attrs)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_const(self) -> bool:
+        return self.op == "const"
+
+    @property
+    def value(self) -> sympy.Expr:
+        """The value of a `const` node."""
+        return self.attr("value")
+
+    def __repr__(self) -> str:
+        attrs = "".join(f", {k}={v}" for k, v in self.attrs)
+        return f"<{self.op}#{self.serial}{attrs} : {fmt_shape(self.shape)}>"
+
+    # Arithmetic builds nodes, so derivative rules read like the maths they encode.
+    def __add__(self, other): return make("add", self, _lift(other))
+    def __radd__(self, other): return make("add", _lift(other), self)
+    def __sub__(self, other): return make("sub", self, _lift(other))
+    def __rsub__(self, other): return make("sub", _lift(other), self)
+    def __mul__(self, other): return make("mul", self, _lift(other))
+    def __rmul__(self, other): return make("mul", _lift(other), self)
+    def __truediv__(self, other): return make("div", self, _lift(other))
+    def __rtruediv__(self, other): return make("div", _lift(other), self)
+    def __pow__(self, other): return make("pow", self, _lift(other))
+    def __matmul__(self, other): return make("matmul", self, other)
+    def __neg__(self): return make("neg", self)
+
+    @property
+    def T(self) -> Node:
+        return make("transpose", self, axes=tuple(reversed(range(self.ndim))))
+
+
+def _lift(x) -> Node:
+    return x if isinstance(x, Node) else const(x)
+
+
+def const(value) -> Node:
+    """A scalar constant: a number or a sympy expression of dimensions."""
+    if isinstance(value, bool):
+        raise InternalError("boolean constants are not supported")
+    if isinstance(value, float):
+        value = sympy.Float(value)  # 53-bit: float(value) round-trips exactly
+    return make("const", value=sympy.sympify(value))
+
+
+@dataclass
+class Builder:
+    """The interning table of one compilation, and the context new nodes record."""
+
+    table: dict = field(default_factory=dict)
+    origin: Origin | None = None
+    phase: str = "forward"
+    serial: int = 0
+
+    @contextlib.contextmanager
+    def at(self, origin: Origin | None = None, phase: str | None = None) -> Iterator[None]:
+        """Record `origin`/`phase` on the nodes created inside the block."""
+        saved = self.origin, self.phase
+        if origin is not None:
+            self.origin = origin
+        if phase is not None:
+            self.phase = phase
+        try:
+            yield
+        finally:
+            self.origin, self.phase = saved
+
+
+_current: list[Builder] = []
+
+
+@contextlib.contextmanager
+def building() -> Iterator[Builder]:
+    """Open a fresh interning table for one compilation."""
+    b = Builder()
+    _current.append(b)
+    try:
+        yield b
+    finally:
+        _current.pop()
+
+
+def builder() -> Builder:
+    if not _current:
+        raise InternalError("IR nodes can only be built inside ir.building()")
+    return _current[-1]
+
+
+def make(op: str, *args: Node, **attrs) -> Node:
+    """Create (or find) the node `op(*args, **attrs)`, canonicalised and shape-checked."""
+    from .ops.registry import REGISTRY
+
+    opdef = REGISTRY.get(op)
+    if opdef is None:
+        raise InternalError(f"unknown operation {op!r}")
+    if opdef.canon is not None:
+        simpler = opdef.canon(*args, **attrs)
+        if simpler is not None:
+            return simpler
+    b = builder()
+    items = tuple(sorted(attrs.items()))
+    key = (op, tuple(id(a) for a in args), repr(items))
+    node = b.table.get(key)
+    if node is None:
+        shape, dtype = opdef.infer(args, attrs)
+        b.serial += 1
+        node = Node(op, tuple(args), items, tuple(shape), dtype, b.origin, b.phase, b.serial)
+        b.table[key] = node
+    return node
+
+
+def topo_order(roots: Iterable[Node]) -> list[Node]:
+    """Every node reachable from `roots`, arguments before users (iterative DFS)."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.args))]
+        while stack:
+            node, it = stack[-1]
+            for a in it:
+                if id(a) not in seen:
+                    seen.add(id(a))
+                    stack.append((a, iter(a.args)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A computation: input nodes, output nodes, and readable names for some nodes."""
+
+    inputs: tuple[Node, ...]
+    outputs: tuple[Node, ...]
+    names: dict = field(default_factory=dict, compare=False)  # Node -> str
+
+
+def verify(graph: Graph) -> None:
+    """Check the graph's invariants; raises InternalError on a violation."""
+    from .ops.registry import REGISTRY
+
+    inputs = set(map(id, graph.inputs))
+    for node in topo_order(graph.outputs):
+        opdef = REGISTRY.get(node.op)
+        if opdef is None:
+            raise InternalError(f"{node!r}: unknown operation")
+        if opdef.nargs is not None and len(node.args) != opdef.nargs:
+            raise InternalError(f"{node!r}: expected {opdef.nargs} arguments, got {len(node.args)}")
+        if node.op == "input" and id(node) not in inputs:
+            raise InternalError(f"{node!r}: input node is not an input of the graph")
+        shape, dtype = opdef.infer(node.args, dict(node.attrs))
+        if not same_shape(tuple(shape), node.shape) or dtype != node.dtype:
+            raise InternalError(f"{node!r}: stored shape {fmt_shape(node.shape)} disagrees with "
+                                f"the shape rule's {fmt_shape(shape)}")
+
+
+def pretty(graph: Graph, extra_names: dict | None = None) -> str:
+    """A stable printed form: one line per node, numbered in topological order."""
+    names = dict(graph.names)
+    if extra_names:
+        names.update(extra_names)
+    order = topo_order(graph.outputs)
+    num = {id(n): i for i, n in enumerate(order)}
+    lines = []
+    for n in order:
+        args = " ".join(f"%{num[id(a)]}" for a in n.args)
+        attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs)
+        head = n.op + (f"[{attrs}]" if attrs else "")
+        ty = fmt_shape(n.shape) + ("" if n.dtype == "float" else f" {n.dtype}")
+        label = f"  # {names[n]}" if n in names else ""
+        lines.append(f"%{num[id(n)]} = {head}{(' ' + args) if args else ''} : {ty}{label}")
+    outs = ", ".join(f"%{num[id(o)]}" for o in graph.outputs)
+    lines.append(f"return {outs}")
+    return "\n".join(lines)
+
+
+def _fmt_attr(v) -> str:
+    if isinstance(v, sympy.Basic):
+        from .codegen.sympy_print import print_expr
+        return print_expr(v)
+    if isinstance(v, tuple) and v and isinstance(v[0], sympy.Basic):
+        return fmt_shape(v)
+    return repr(v)

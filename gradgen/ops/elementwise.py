@@ -1,0 +1,304 @@
+"""Elementwise operations: arithmetic, comparisons, transcendental functions."""
+
+from __future__ import annotations
+
+from ..ir import const, make
+from ..shapes import broadcast
+from ._emit import call, infix
+from .registry import (NONZERO, POSITIVE, PREC_CALL, PREC_CMP, PREC_MUL, PREC_NEG, PREC_ADD,
+                       PREC_POW, REAL, UNIT, defbuiltin, defop)
+
+EW = frozenset({"elementwise"})
+NONDIFF = frozenset({"elementwise", "nondiff"})
+
+
+def _bshape(args, **_):
+    return broadcast(*(a.shape for a in args))
+
+
+def _total(*terms):
+    """Sum of the non-None terms (None means a symbolic zero)."""
+    out = None
+    for t in terms:
+        if t is not None:
+            out = t if out is None else out + t
+    return out
+
+
+def _is(node, value) -> bool:
+    return node.is_const and node.value == value
+
+
+def _fold(fn):
+    """Constant folding for scalar constants (sympy arithmetic)."""
+    def canon(*args, **_):
+        if all(a.is_const for a in args):
+            return const(fn(*(a.value for a in args)))
+        return None
+    return canon
+
+
+def _keeps_shape(x, result_args) -> bool:
+    return len(broadcast(*(a.shape for a in result_args))) == x.ndim and all(
+        a.ndim == 0 for a in result_args if a is not x)
+
+
+# ---------------------------------------------------------------- arithmetic
+
+def _canon_add(a, b):
+    if a.is_const and b.is_const:
+        return const(a.value + b.value)
+    if _is(b, 0) and _keeps_shape(a, (a, b)):
+        return a
+    if _is(a, 0) and _keeps_shape(b, (a, b)):
+        return b
+    if b.op == "neg":
+        return a - b.args[0]
+    return None
+
+
+def _canon_sub(a, b):
+    if a.is_const and b.is_const:
+        return const(a.value - b.value)
+    if _is(b, 0) and _keeps_shape(a, (a, b)):
+        return a
+    if _is(a, 0) and _keeps_shape(b, (a, b)):
+        return -b
+    if b.op == "neg":
+        return a + b.args[0]
+    return None
+
+
+def _canon_mul(a, b):
+    if a.is_const and b.is_const:
+        return const(a.value * b.value)
+    if b.is_const and not a.is_const:  # constants go first: `2 * x`, `-1 / N * g`
+        return b * a
+    if _is(a, 1) and _keeps_shape(b, (a, b)):
+        return b
+    if _is(a, -1) and _keeps_shape(b, (a, b)):
+        return -b
+    if a.is_const and b.op == "mul" and b.args[0].is_const:  # c1 * (c2 * x)
+        return (a * b.args[0]) * b.args[1]
+    if a.op == "neg" and b.op == "neg":
+        return a.args[0] * b.args[0]
+    return None
+
+
+def _canon_div(a, b):
+    if a.is_const and b.is_const:
+        return const(a.value / b.value)
+    if _is(b, 1) and _keeps_shape(a, (a, b)):
+        return a
+    if b.is_const and a.op == "mul" and a.args[0].is_const:  # (c1 * x) / c2
+        return (a.args[0] / b) * a.args[1]
+    # The logistic function written out: 1 / (1 + exp(-z)) is sigmoid(z).
+    if (_is(a, 1) and b.op == "add" and _is(b.args[0], 1) and b.args[1].op == "exp"
+            and b.args[1].args[0].op == "neg" and b.args[1].args[0].shape == b.shape):
+        return make("sigmoid", b.args[1].args[0].args[0])
+    return None
+
+
+def _canon_neg(x):
+    if x.is_const:
+        return const(-x.value)
+    if x.op == "neg":
+        return x.args[0]
+    return None
+
+
+def _canon_pow(a, b):
+    if a.is_const and b.is_const:
+        return const(a.value ** b.value)
+    if _is(b, 1):
+        return a
+    return None
+
+
+defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), canon=_canon_add,
+      traits=EW | {"linear"}, domain=(REAL, REAL),
+      vjp=lambda g, n: (g, g),
+      jvp=lambda ts, n: _total(*ts))
+
+defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), canon=_canon_sub,
+      traits=EW | {"linear"}, domain=(REAL, REAL),
+      vjp=lambda g, n: (g, -g),
+      jvp=lambda ts, n: ts[0] if ts[1] is None else (-ts[1] if ts[0] is None else ts[0] - ts[1]))
+
+defop("mul", 2, shape=_bshape, emit=infix("*", PREC_MUL), canon=_canon_mul,
+      traits=EW, domain=(REAL, REAL),
+      vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
+      jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
+
+defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), canon=_canon_div,
+      traits=EW, domain=(REAL, NONZERO),
+      vjp=lambda g, n: (g / n.args[1], -(g * n) / n.args[1]),
+      jvp=lambda ts, n: _total(ts[0] and ts[0] / n.args[1], ts[1] and -(ts[1] * n) / n.args[1]))
+
+
+def _pow_vjp(g, n):
+    a, b = n.args
+    return (g * b * a ** (b - 1), None if b.is_const else g * make("log", a) * n)
+
+
+def _pow_jvp(ts, n):
+    a, b = n.args
+    return _total(ts[0] and ts[0] * b * a ** (b - 1),
+                  ts[1] and ts[1] * make("log", a) * n)
+
+
+defop("pow", 2, shape=_bshape, emit=infix("**", PREC_POW, right_strict=False, left_strict=True),
+      canon=_canon_pow, traits=EW, domain=(POSITIVE, REAL), vjp=_pow_vjp, jvp=_pow_jvp)
+
+
+def _emit_neg(p, node):
+    return "-" + p.arg(node, 0, PREC_NEG), PREC_NEG
+
+
+defop("neg", 1, shape=_bshape, emit=_emit_neg, canon=_canon_neg, traits=EW | {"linear"},
+      domain=(REAL,), vjp=lambda g, n: (-g,), jvp=lambda ts, n: -ts[0])
+
+
+# ---------------------------------------------------------------- comparisons and selection
+
+for _name, _sym in (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "=="),
+                    ("ne", "!=")):
+    defop(_name, 2, shape=_bshape, emit=infix(_sym, PREC_CMP, left_strict=True),
+          traits=NONDIFF, dtype="bool", domain=(REAL, REAL))
+
+
+def _where_jvp(ts, n):
+    _, ta, tb = ts
+    if ta is None and tb is None:
+        return None
+    return make("where", n.args[0], ta if ta is not None else const(0),
+                tb if tb is not None else const(0))
+
+
+defop("where", 3, shape=_bshape, emit=call("where"), traits=EW, domain=(REAL, REAL, REAL),
+      vjp=lambda g, n: (None, make("where", n.args[0], g, const(0)),
+                        make("where", n.args[0], const(0), g)),
+      jvp=_where_jvp)
+
+
+def _choose_vjp(first_wins: str):
+    """maximum/minimum: the gradient goes to the chosen argument; ties split it equally."""
+    def vjp(g, n):
+        a, b = n.args
+        half = make("where", make("eq", a, b), g / 2, const(0))
+        return (make("where", make(first_wins, a, b), g, half),
+                make("where", make(first_wins, b, a), g, half))
+
+    def jvp(ts, n):
+        a, b = n.args
+        ta = ts[0] if ts[0] is not None else const(0)
+        tb = ts[1] if ts[1] is not None else const(0)
+        tie = make("where", make("eq", a, b), (ta + tb) / 2, tb)
+        return make("where", make(first_wins, a, b), ta, tie)
+    return vjp, jvp
+
+
+_max_vjp, _max_jvp = _choose_vjp("gt")
+_min_vjp, _min_jvp = _choose_vjp("lt")
+defop("maximum", 2, shape=_bshape, emit=call("maximum"), traits=EW, domain=(REAL, REAL),
+      vjp=_max_vjp, jvp=_max_jvp)
+defop("minimum", 2, shape=_bshape, emit=call("minimum"), traits=EW, domain=(REAL, REAL),
+      vjp=_min_vjp, jvp=_min_jvp)
+
+
+# ---------------------------------------------------------------- unary functions
+
+def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelude=None,
+           canon=None):
+    """An elementwise function of one argument; `vjp`/`jvp` give the local derivative."""
+    return defop(name, 1, shape=_bshape, emit=emit or call(name), vjp=vjp, jvp=jvp,
+                 domain=(domain,), traits=traits, prelude=prelude, canon=canon)
+
+
+def _from_local(local):
+    """VJP and JVP rules from `local(node)`, the derivative of f at the node's argument."""
+    return dict(vjp=lambda g, n: (g * local(n),), jvp=lambda ts, n: ts[0] * local(n))
+
+
+def _canon_log(x):
+    if x.op == "exp":
+        return x.args[0]
+    if x.op == "sigmoid":  # log(sigmoid(z)) = -softplus(-z), stable for large |z|
+        return -make("softplus", -x.args[0])
+    return None
+
+
+_unary("exp", vjp=lambda g, n: (g * n,), jvp=lambda ts, n: ts[0] * n)
+_unary("log", vjp=lambda g, n: (g / n.args[0],), jvp=lambda ts, n: ts[0] / n.args[0],
+       domain=POSITIVE, canon=_canon_log)
+_unary("log1p", vjp=lambda g, n: (g / (1 + n.args[0]),),
+       jvp=lambda ts, n: ts[0] / (1 + n.args[0]), domain=POSITIVE)
+_unary("sqrt", vjp=lambda g, n: (g / (2 * n),), jvp=lambda ts, n: ts[0] / (2 * n),
+       domain=POSITIVE)
+_unary("sign", traits=NONDIFF, domain=NONZERO)
+_unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO)
+_unary("tanh", **_from_local(lambda n: 1 - n ** 2))
+
+_SIGMOID = '''\
+def _sigmoid(x):
+    """The logistic function 1 / (1 + exp(-x)), without overflow for large |x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
+'''
+_unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID,
+       **_from_local(lambda n: n * (1 - n)))
+
+
+def _emit_relu(p, node):
+    return f"{p.ns}.maximum({p.arg(node, 0, 0)}, 0)", PREC_CALL
+
+
+def _relu_mask(x, t):
+    return make("where", make("gt", x, const(0)), t, const(0))
+
+
+_unary("relu", emit=_emit_relu, domain=NONZERO,
+       vjp=lambda g, n: (_relu_mask(n.args[0], g),),
+       jvp=lambda ts, n: _relu_mask(n.args[0], ts[0]))
+
+
+def _emit_softplus(p, node):
+    return f"{p.ns}.logaddexp(0, {p.arg(node, 0, 0)})", PREC_CALL
+
+
+_unary("softplus", emit=_emit_softplus, **_from_local(lambda n: make("sigmoid", n.args[0])))
+
+
+def _emit_identity(p, node):
+    return p.code_of(node.args[0])
+
+
+defop("stop_gradient", 1, shape=_bshape, emit=_emit_identity, traits=NONDIFF, domain=(REAL,))
+
+
+def _emit_cast(p, node):
+    return f"{p.arg(node, 0, PREC_CALL)}.astype({p.arg(node, 1, PREC_CALL)}.dtype)", PREC_CALL
+
+
+# cast(mask, like): a boolean mask as numbers of `like`'s dtype.
+defop("cast", 2, shape=lambda args: args[0].shape, emit=_emit_cast, traits=frozenset({"nondiff"}),
+      domain=(REAL, REAL))
+
+
+# ---------------------------------------------------------------- built-in functions
+
+def _fn(name, op=None, params=("x",)):
+    defbuiltin(name, params, lambda **kw: make(op or name, *(kw[p] for p in params)))
+
+
+for _name in ("exp", "log", "log1p", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus",
+              "sign"):
+    _fn(_name)
+_fn("neg")
+_fn("maximum", params=("x", "y"))
+_fn("minimum", params=("x", "y"))
+_fn("where", params=("condition", "x", "y"))
+defbuiltin("square", ("x",), lambda x: x ** 2)
+defbuiltin("reciprocal", ("x",), lambda x: 1 / x)
+
+__all__ = ["UNIT"]  # re-exported domain name used by tests

@@ -1,0 +1,91 @@
+"""The one table of operations, and of the built-in functions of the language.
+
+An `OpDef` holds everything about an IR operation: arity, traits, shape rule, NumPy
+emission, VJP and JVP rules and the input domain its tests draw from. A `Builtin` is a
+function of the source language: either an op itself or a lowering to ops (`softmax`,
+`logsumexp`). Nothing outside `gradgen/ops/` branches on an op's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InternalError
+
+# Precedences of emitted Python expressions (higher binds tighter).
+PREC_LOWEST, PREC_CMP, PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_CALL, PREC_ATOM = (
+    0, 5, 10, 20, 30, 40, 50, 60)
+
+# Input domains for tests: how to draw values where an op is smooth.
+REAL, POSITIVE, UNIT, NONZERO = "real", "positive", "unit", "nonzero"
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything about one IR operation."""
+
+    name: str
+    nargs: int | None
+    shape: Callable[..., Any]                 # (arg nodes, **attrs) -> shape
+    emit: Callable[..., tuple[str, int]] | None = None   # (printer, node) -> (code, prec)
+    stmt: Callable[..., list[str]] | None = None          # (printer, node, target) -> lines
+    vjp: Callable[..., tuple] | None = None   # (g, node) -> one cotangent (or None) per arg
+    jvp: Callable[..., Any] | None = None     # (tangents, node) -> tangent or None
+    canon: Callable[..., Any] | None = None   # (*args, **attrs) -> simpler node or None
+    traits: frozenset = frozenset()           # "elementwise", "linear", "nondiff", "leaf"
+    dtype: str = "float"                      # "float" or "bool"
+    domain: tuple = ()                        # per-argument test domain
+    prelude: str | None = None                # helper source needed in the emitted module
+    hint: str | None = None                   # short name for temporaries (`e` for exp)
+
+    def infer(self, args, attrs) -> tuple[tuple, str]:
+        """The shape and dtype of `self(*args, **attrs)`."""
+        return tuple(self.shape(args, **attrs)), self.dtype
+
+    def has(self, trait: str) -> bool:
+        return trait in self.traits
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A function of the source language.
+
+    `params` lists the parameter names in order; those in `static` are compile-time
+    values (axes, shapes, flags) rather than arrays. `defaults` gives optional ones.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    build: Callable[..., Any]
+    static: frozenset = frozenset()
+    defaults: dict = field(default_factory=dict)
+    variadic: bool = False   # trailing array arguments (einsum)
+    list_param: str | None = None   # a parameter that takes a list of arrays (concatenate)
+
+
+REGISTRY: dict[str, OpDef] = {}
+BUILTINS: dict[str, Builtin] = {}
+PRELUDES: dict[str, str] = {}
+
+
+def defop(name: str, nargs: int | None, **fields) -> OpDef:
+    """Register an IR operation."""
+    if name in REGISTRY:
+        raise InternalError(f"operation {name!r} registered twice")
+    op = OpDef(name=name, nargs=nargs, **fields)
+    REGISTRY[name] = op
+    return op
+
+
+def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
+               static: tuple[str, ...] = (), defaults: dict | None = None,
+               variadic: bool = False, list_param: str | None = None) -> Builtin:
+    """Register a function of the source language."""
+    if name in BUILTINS:
+        raise InternalError(f"built-in {name!r} registered twice")
+    b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
+                list_param)
+    BUILTINS[name] = b
+    return b

@@ -1,0 +1,321 @@
+"""Shape operations: transpose, reshape, expand_dims, squeeze, broadcast, indexing."""
+
+from __future__ import annotations
+
+import sympy
+
+from ..errors import ShapeError
+from ..ir import make
+from ..shapes import ONE, broadcast, dims_equal, fmt_shape, normalize_axes, same_shape, size
+from ._emit import call
+from .registry import PREC_CALL, REAL, defbuiltin, defop
+
+SHAPE = frozenset({"linear", "shape"})
+
+
+# ---------------------------------------------------------------- transpose
+
+def _transpose_shape(args, axes):
+    return tuple(args[0].shape[a] for a in axes)
+
+
+def _canon_transpose(x, axes):
+    if axes == tuple(range(x.ndim)):
+        return x
+    if x.op == "transpose":  # compose permutations
+        inner = x.attr("axes")
+        return make("transpose", x.args[0], axes=tuple(inner[a] for a in axes))
+    return None
+
+
+def _emit_transpose(p, node):
+    axes = node.attr("axes")
+    x = p.arg(node, 0, PREC_CALL)
+    if axes == tuple(reversed(range(len(axes)))):
+        return f"{x}.T", PREC_CALL
+    return f"{p.ns}.transpose({p.arg(node, 0, 0)}, {p.axes(axes)})", PREC_CALL
+
+
+def _inverse(perm):
+    inv = [0] * len(perm)
+    for i, a in enumerate(perm):
+        inv[a] = i
+    return tuple(inv)
+
+
+defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, canon=_canon_transpose,
+      traits=SHAPE, domain=(REAL,),
+      vjp=lambda g, n: (make("transpose", g, axes=_inverse(n.attr("axes"))),),
+      jvp=lambda ts, n: make("transpose", ts[0], **n.kw))
+
+
+def swap_last(x):
+    """`x` with its last two axes swapped (the matrix transpose of a batch)."""
+    perm = list(range(x.ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return make("transpose", x, axes=tuple(perm))
+
+
+def _transpose_builtin(x, axes=None):
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    if not isinstance(axes, tuple) or sorted(normalize_axes(axes, x.ndim)) != list(range(x.ndim)):
+        raise ShapeError(f"axes must be a permutation of the {x.ndim} axes of the array")
+    return make("transpose", x, axes=tuple(a % x.ndim for a in axes))
+
+
+defbuiltin("transpose", ("x", "axes"), _transpose_builtin, static=("axes",),
+           defaults={"axes": None})
+
+
+# ---------------------------------------------------------------- reshape
+
+def _reshape_shape(args, shape):
+    old = args[0].shape
+    if sympy.expand(size(old) - size(shape)) != 0:
+        raise ShapeError(f"cannot reshape an array of shape {fmt_shape(old)} "
+                         f"into shape {fmt_shape(shape)}")
+    return shape
+
+
+def _canon_reshape(x, shape):
+    if tuple(x.shape) == tuple(shape):
+        return x
+    if x.op == "reshape":
+        return make("reshape", x.args[0], shape=shape)
+    return None
+
+
+def _emit_reshape(p, node):
+    return f"{p.arg(node, 0, PREC_CALL)}.reshape({p.shape(node.attr('shape'))})", PREC_CALL
+
+
+defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape, canon=_canon_reshape,
+      traits=SHAPE, domain=(REAL,),
+      vjp=lambda g, n: (make("reshape", g, shape=n.args[0].shape),),
+      jvp=lambda ts, n: make("reshape", ts[0], **n.kw))
+
+
+def as_shape(shape) -> tuple:
+    """A static shape argument (an int, a dimension or a tuple of them) as a shape."""
+    if isinstance(shape, (int, sympy.Basic)):
+        shape = (shape,)
+    if not isinstance(shape, tuple):
+        raise ShapeError("a shape must be a tuple of dimensions")
+    dims = tuple(sympy.Integer(d) if isinstance(d, int) else d for d in shape)
+    if any(not isinstance(d, sympy.Basic) or (d.is_number and d <= 0) for d in dims):
+        raise ShapeError(f"the shape {fmt_shape(dims)} must consist of positive dimensions")
+    return dims
+
+
+def _reshape_builtin(x, shape):
+    return make("reshape", x, shape=as_shape(shape))
+
+
+defbuiltin("reshape", ("x", "shape"), _reshape_builtin, static=("shape",))
+
+
+# ---------------------------------------------------------------- expand_dims, squeeze
+
+def _expand_shape(args, axes):
+    shape = list(args[0].shape)
+    for a in axes:
+        shape.insert(a, ONE)
+    return tuple(shape)
+
+
+def _emit_expand(p, node):
+    axes = node.attr("axes")
+    items = ["None" if i in axes else ":" for i in range(node.ndim)]
+    while items and items[-1] == ":":
+        items.pop()
+    return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
+
+
+defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand, traits=SHAPE, domain=(REAL,),
+      vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
+      jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw))
+
+
+def _squeeze_shape(args, axes):
+    shape = args[0].shape
+    for a in axes:
+        if shape[a] != ONE:
+            raise ShapeError(f"cannot squeeze axis {a} of shape {fmt_shape(shape)}: "
+                             "its size is not 1")
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _canon_squeeze(x, axes):
+    if not axes:
+        return x
+    if x.op == "expand_dims" and x.attr("axes") == axes:
+        return x.args[0]
+    return None
+
+
+def _emit_squeeze(p, node):
+    axes = node.attr("axes")
+    return f"{p.ns}.squeeze({p.arg(node, 0, 0)}, axis={p.axes(axes)})", PREC_CALL
+
+
+defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze, canon=_canon_squeeze,
+      traits=SHAPE, domain=(REAL,),
+      vjp=lambda g, n: (make("expand_dims", g, axes=n.attr("axes")),),
+      jvp=lambda ts, n: make("squeeze", ts[0], **n.kw))
+
+
+def _expand_builtin(x, axis):
+    if not isinstance(axis, (int, tuple)):
+        raise ShapeError("axis must be an integer or a tuple of integers")
+    return make("expand_dims", x, axes=normalize_axes(axis, x.ndim + (
+        1 if isinstance(axis, int) else len(axis))))
+
+
+def _squeeze_builtin(x, axis=None):
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(x.shape) if d == ONE)
+    else:
+        axes = normalize_axes(axis, x.ndim)
+    return make("squeeze", x, axes=axes)
+
+
+defbuiltin("expand_dims", ("x", "axis"), _expand_builtin, static=("axis",))
+defbuiltin("squeeze", ("x", "axis"), _squeeze_builtin, static=("axis",), defaults={"axis": None})
+
+
+# ---------------------------------------------------------------- broadcasting
+
+def _broadcast_shape(args, shape):
+    x = args[0].shape
+    try:
+        ok = len(x) <= len(shape) and same_shape(broadcast(x, shape), shape)
+    except ShapeError:
+        ok = False
+    if not ok:
+        raise ShapeError(f"cannot broadcast shape {fmt_shape(x)} to {fmt_shape(shape)}")
+    return shape
+
+
+defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, domain=(REAL,),
+      emit=lambda p, n: (f"{p.ns}.broadcast_to({p.arg(n, 0, 0)}, {p.shape(n.attr('shape'))})",
+                         PREC_CALL),
+      canon=lambda x, shape: x if tuple(x.shape) == tuple(shape) else None,
+      vjp=lambda g, n: (g,),   # the differentiator sums it back to the argument's shape
+      jvp=lambda ts, n: make("broadcast_to", ts[0], **n.kw))
+
+
+def _broadcast_builtin(x, shape):
+    return make("broadcast_to", x, shape=as_shape(shape))
+
+
+defbuiltin("broadcast_to", ("x", "shape"), _broadcast_builtin, static=("shape",))
+
+
+def _expand_like_shape(args):
+    g, like = args
+    if not all(s == ONE or dims_equal(s, d) for s, d in zip(reversed(g.shape),
+                                                             reversed(like.shape))):
+        raise ShapeError(f"cannot broadcast shape {fmt_shape(g.shape)} "
+                         f"to {fmt_shape(like.shape)}")
+    return like.shape
+
+
+def _emit_expand_like(p, node):
+    g, like = node.args
+    if g.is_const:
+        return f"{p.ns}.full_like({p.arg(node, 1, 0)}, {p.arg(node, 0, 0)})", PREC_CALL
+    return f"{p.ns}.broadcast_to({p.arg(node, 0, 0)}, {p.arg(node, 1, PREC_CALL)}.shape)", PREC_CALL
+
+
+# expand_like(g, like): `g` broadcast to the shape (and, for a constant, the dtype) of `like`.
+defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
+      canon=lambda g, like: g if tuple(g.shape) == tuple(like.shape) and not g.is_const
+      else None,
+      traits=frozenset({"linear"}), domain=(REAL, REAL),
+      vjp=lambda g, n: (g, None),
+      jvp=lambda ts, n: None if ts[0] is None else make("expand_like", ts[0], n.args[1]))
+
+defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nondiff"}),
+      emit=call("zeros_like"), domain=(REAL,))
+
+
+# ---------------------------------------------------------------- indexing
+
+def _index_shape(args, index):
+    shape = args[0].shape
+    consumed = sum(1 for it in index if it != "...")
+    if consumed > len(shape):
+        raise ShapeError(f"too many indices ({consumed}) for an array of shape "
+                         f"{fmt_shape(shape)}")
+    out, axis = [], 0
+    for it in index:
+        if it == "...":
+            n = len(shape) - consumed
+            out.extend(shape[axis:axis + n])
+            axis += n
+            continue
+        d = shape[axis]
+        if isinstance(it, int):
+            if d.is_number and not -int(d) <= it < int(d):
+                raise ShapeError(f"index {it} is out of bounds for axis {axis} "
+                                 f"of size {int(d)}")
+        else:
+            out.append(_slice_len(d, *it[1:], axis=axis))
+        axis += 1
+    out.extend(shape[axis:])
+    return tuple(out)
+
+
+def _slice_len(d, start, stop, step, axis):
+    if step == 0:
+        raise ShapeError("slice step cannot be zero")
+    if d.is_number:
+        n = len(range(*slice(start, stop, step).indices(int(d))))
+        if n == 0:
+            raise ShapeError(f"slice selects no elements of axis {axis} (size {int(d)})")
+        return sympy.Integer(n)
+    if step < 0:
+        raise ShapeError(f"negative slice steps need a literal size on axis {axis}")
+    lo = 0 if start is None else (start if start >= 0 else d + start)
+    hi = d if stop is None else (stop if stop >= 0 else d + stop)
+    n = hi - lo if step == 1 else sympy.ceiling((hi - lo) / step)
+    return n
+
+
+def _emit_index(p, node):
+    return f"{p.arg(node, 0, PREC_CALL)}[{format_index(node.attr('index'))}]", PREC_CALL
+
+
+def format_index(index) -> str:
+    """Python source of a static index tuple."""
+    parts = []
+    for it in index:
+        if it == "...":
+            parts.append("...")
+        elif isinstance(it, int):
+            parts.append(str(it))
+        else:
+            _, start, stop, step = it
+            s = ("" if start is None else str(start)) + ":" + ("" if stop is None else str(stop))
+            if step != 1:
+                s += f":{step}"
+            parts.append(s)
+    return ", ".join(parts) if parts else "()"
+
+
+def _scatter_stmt(p, node, target):
+    g, like = node.args
+    return [f"{target} = {p.ns}.zeros_like({p.arg(node, 1, 0)})",
+            f"{target}[{format_index(node.attr('index'))}] = {p.arg(node, 0, 0)}"]
+
+
+defop("index", 1, shape=_index_shape, emit=_emit_index, traits=SHAPE, domain=(REAL,),
+      vjp=lambda g, n: (make("scatter", g, n.args[0], index=n.attr("index")),),
+      jvp=lambda ts, n: make("index", ts[0], **n.kw))
+
+# scatter(g, like, index): zeros shaped like `like`, with `g` written at `index`.
+defop("scatter", 2, shape=lambda args, index: args[1].shape, stmt=_scatter_stmt,
+      traits=frozenset({"linear"}), domain=(REAL, REAL),
+      vjp=lambda g, n: (make("index", g, index=n.attr("index")), None),
+      jvp=lambda ts, n: None if ts[0] is None else make("scatter", ts[0], n.args[1], **n.kw))

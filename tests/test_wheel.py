@@ -1,0 +1,147 @@
+"""The built wheel installs into a fresh virtual environment and works away from the checkout.
+
+Builds the wheel, installs it (pulling numpy, sympy and jinja2 from the package index or
+pip's cache) into a new venv without system site-packages, then, from an unrelated working
+directory, compiles examples/mlp/mlp.grad with the installed ``gradgen`` command and runs
+the emitted module. Skips only when nothing can be installed at all (no index, no cache).
+"""
+
+import os
+import re
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MLP_SOURCE = ROOT / "examples" / "mlp" / "mlp.grad"
+TIMEOUT = 300  # seconds for one subprocess; the whole test normally takes well under 2 minutes
+
+
+def _version():
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    return re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
+
+
+def _env():
+    """The environment for subprocesses: nothing points back into the checkout."""
+    env = dict(os.environ)
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"):
+        env.pop(name, None)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def _run(cmd, cwd):
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=_env(), capture_output=True, text=True,
+        timeout=TIMEOUT, check=False,
+    )
+
+
+def _can_fetch_packages(tmp_path):
+    """True when pip can obtain a dependency at all (index, find-links or its cache)."""
+    probe = _run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+         "-d", tmp_path / "probe", "jinja2"],
+        cwd=tmp_path,
+    )
+    return probe.returncode == 0
+
+
+def _check(result, what, tmp_path):
+    """Fail with the full output, or skip when the failure is that nothing can be installed."""
+    if result.returncode == 0:
+        return
+    output = f"$ {' '.join(map(str, result.args))}\n{result.stdout}\n{result.stderr}"
+    if not _can_fetch_packages(tmp_path):
+        pytest.skip(f"{what} failed and pip can reach neither a package index nor cached "
+                    f"wheels (no network?):\n{output}")
+    pytest.fail(f"{what} failed (exit {result.returncode}):\n{output}")
+
+
+def test_wheel_installs_and_compiles_outside_checkout(tmp_path):
+    # 1. Build the wheel from the checkout.
+    dist = tmp_path / "dist"
+    build = _run([sys.executable, "-m", "build", "--wheel", "--outdir", dist, ROOT], cwd=ROOT)
+    if build.returncode != 0 and "No module named build" in build.stderr:
+        build = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", dist, ROOT],
+                     cwd=ROOT)
+    _check(build, "building the wheel", tmp_path)
+    wheels = sorted(dist.glob("gradgen-*.whl"))
+    assert len(wheels) == 1, f"expected one gradgen wheel in {dist}, found {wheels}"
+    wheel = wheels[0]
+
+    # The wheel carries the package and the templates mapped into it.
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "gradgen/__init__.py" in names
+    assert "gradgen/cli.py" in names
+    assert any(n.startswith("gradgen/templates/") for n in names), \
+        "templates/ is missing from the wheel (expected under gradgen/templates/)"
+
+    # 2. A fresh venv, without system site-packages, with the wheel installed.
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(env_dir)
+    bindir = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    python = bindir / "python"
+    gradgen_cmd = bindir / "gradgen"
+    install = _run([python, "-m", "pip", "install", "-q", wheel], cwd=tmp_path)
+    _check(install, "installing the wheel into a fresh venv", tmp_path)
+
+    # 3. Work from a directory that has nothing to do with the checkout.
+    work = tmp_path / "work"
+    work.mkdir()
+    source = work / "mlp.grad"
+    source.write_text(MLP_SOURCE.read_text(encoding="utf-8"), encoding="utf-8")
+
+    version = _run([python, "-m", "gradgen", "--version"], cwd=work)
+    assert version.returncode == 0, version.stderr
+    assert _version() in version.stdout + version.stderr
+
+    compiled = _run([gradgen_cmd, "compile", source, "-o", "out.py"], cwd=work)
+    assert compiled.returncode == 0, f"{compiled.stdout}\n{compiled.stderr}"
+    out = work / "out.py"
+    assert out.is_file()
+    assert "gradgen" not in [
+        line.split()[1].split(".")[0]
+        for line in out.read_text(encoding="utf-8").splitlines()
+        if line.startswith(("import ", "from "))
+    ], "the emitted module must not import gradgen"
+
+    check = r"""
+import sys
+import numpy as np
+import out
+
+assert not any(m == "gradgen" or m.startswith("gradgen.") for m in sys.modules), \
+    "importing the emitted module pulled in gradgen"
+
+rng = np.random.default_rng(0)
+N, D, M, C = 5, 3, 4, 2
+X = rng.standard_normal((N, D))
+Y = np.eye(C)[rng.integers(0, C, size=N)]
+V = rng.standard_normal((D, M))
+W = rng.standard_normal((M, C))
+
+U = (1 / (1 + np.exp(-(X @ V)))) @ W
+lse = np.log(np.sum(np.exp(U), axis=1))
+expected = -np.mean(np.sum(U * Y, axis=1) - lse)
+
+value = out.cost(X, Y, V, W)
+assert np.isfinite(value) and np.ndim(value) == 0, value
+assert np.isclose(value, expected, rtol=1e-10, atol=1e-12), (value, expected)
+
+value2, (dV, dW) = out.cost_value_and_grad(X, Y, V, W)
+assert np.isclose(value2, expected, rtol=1e-10, atol=1e-12)
+assert dV.shape == V.shape and dW.shape == W.shape
+gV, gW = out.cost_grad(X, Y, V, W)
+assert np.allclose(gV, dV) and np.allclose(gW, dW)
+print("ok")
+"""
+    ran = _run([python, "-c", check], cwd=work)
+    assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
+    assert ran.stdout.strip().endswith("ok")
