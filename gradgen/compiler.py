@@ -173,12 +173,13 @@ class _EntryBuilder:
         grads, names = self._finish_cotangents(grads, ct)
         if with_value:
             name = f"{self.entry.name}_value_and_grad"
-            doc = self._doc("The value and its gradient with respect to "
+            doc = self._doc(f"The value of `{self.entry.name}` and its gradient with respect to "
                             f"{self._param_list()}, in one pass.",
-                            [("the value", self.out)] + self._grad_returns(grads))
+                            [("value: the value", self.out)] + self._grad_returns(grads))
             return self._function(name, [], [self.out, *grads], names, doc, "value_and_grad",
                                   group=(1, 1 + len(grads)))
-        doc = self._doc(f"The gradient with respect to {self._param_list()}.",
+        doc = self._doc(f"The gradient of `{self.entry.name}` with respect to "
+                        f"{self._param_list()}.",
                         self._grad_returns(grads))
         return self._function(f"{self.entry.name}_grad", [], grads, names, doc, "grad",
                               group=(0, len(grads)))
@@ -187,8 +188,8 @@ class _EntryBuilder:
         g = self._extra_input("g", "cotangent", self.out.shape)
         grads, ct = vjp([self.out], [g], [p.node for p in self.params])
         grads, names = self._finish_cotangents(grads, ct)
-        doc = self._doc("Vector-Jacobian product: the cotangents of "
-                        f"{self._param_list()} for an output cotangent `g`.",
+        doc = self._doc(f"Vector-Jacobian product of `{self.entry.name}`: the cotangents of "
+                        f"{self._param_list()} for the output cotangent `{g.attr('name')}`.",
                         self._grad_returns(grads),
                         extra=[(g, f"cotangent of the output, shape {fmt_shape(g.shape)}")])
         return self._function(f"{self.entry.name}_vjp", [g], grads, names, doc, "vjp",
@@ -204,8 +205,9 @@ class _EntryBuilder:
         names = self._derived_names(table, tangent_name)
         names.setdefault(t, tangent_name("value") if self.out not in self.entry.names
                          else tangent_name(self.entry.names[self.out]))
-        doc = self._doc("Forward mode: the value and its directional derivative along "
-                        "the tangents.", [("the value", self.out), ("its derivative", t)],
+        doc = self._doc(f"Forward mode: the value of `{self.entry.name}` and its directional "
+                        "derivative along the tangents.", [("value: the value", self.out),
+                         (f"{names[t]}: its directional derivative", t)],
                         extra=[(tn, f"tangent of {p.name}, shape {fmt_shape(p.shape)}")
                                for tn, p in zip(tangents, self.params)])
         return self._function(f"{self.entry.name}_jvp", tangents, [self.out, t], names, doc,
@@ -221,8 +223,11 @@ class _EntryBuilder:
               for h, p in zip(hv, self.params)]
         for h, p in zip(hv, self.params):
             names.setdefault(h, "Hv" + p.name)
-        doc = self._doc(f"Hessian-vector product with respect to {self._param_list()}.",
-                        [(f"(H v) for {p.name}", h) for p, h in zip(self.params, hv)],
+        for node, name in self._derived_names(table, tangent_name).items():
+            names.setdefault(node, name)
+        doc = self._doc(f"Hessian-vector product of `{self.entry.name}` with respect to "
+                        f"{self._param_list()}.",
+                        [(f"Hv{p.name}: (H v) for {p.name}", h) for p, h in zip(self.params, hv)],
                         extra=[(v, f"direction for {p.name}, shape {fmt_shape(p.shape)}")
                                for v, p in zip(vs, self.params)])
         return self._function(f"{self.entry.name}_hvp", vs, hv, names, doc, "hvp",
@@ -266,30 +271,26 @@ class _EntryBuilder:
         return ", ".join(p.name for p in self.params)
 
     def _grad_returns(self, grads):
-        return [(f"gradient for {p.name}", g) for p, g in zip(self.params, grads)]
+        return [(f"{cotangent_name(p.name)}: the gradient for {p.name}", g)
+                for p, g in zip(self.params, grads)]
 
     def _doc(self, summary: str, returns, extra=()) -> str:
         e = self.entry
-        first = (e.doc or "").strip().splitlines()
-        lines = []
-        if first and not summary:
-            lines += [first[0], ""]
-            rest = "\n".join(first[1:]).strip()
-            if rest:
-                lines += [*rest.splitlines(), ""]
-        elif summary:
-            lines += [summary + (f" `{e.name}`: {first[0]}" if first else ""), ""]
-        else:
-            lines += [f"The function `{e.name}` of the source.", ""]
+        user = [line.strip() for line in (e.doc or "").strip().splitlines()]
+        lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
+                 ""]
+        rest = user[1:] if not summary else user
+        if any(rest):
+            lines += [*rest, ""]
         lines.append("Args:")
         for a in e.args:
-            lines.append(f"    {a.name}: {a.decl}, shape {fmt_shape(a.shape)}")
+            lines.append(f"    {a.name}: {a.decl}")
         for node, text in extra:
             lines.append(f"    {node.attr('name')}: {text}")
         lines.append("")
         lines.append("Returns:")
         for text, node in returns:
-            lines.append(f"    {text}, shape {fmt_shape(node.shape)}")
+            lines.append(f"    {text}, shape {fmt_shape(node.shape)}.")
         return "\n".join(lines)
 
     def spec_constant(self) -> str:
@@ -311,6 +312,8 @@ class _EntryBuilder:
     def _function(self, name, extra_inputs, outputs, names, doc, kind, group=None):
         e = self.entry
         all_names = dict(e.names)
+        if len(outputs) > 1 and outputs[0] is self.out and not self.out.is_const:
+            all_names.setdefault(self.out, "value")
         for node, n in names.items():
             all_names.setdefault(node, n)
         for node in extra_inputs:
@@ -336,27 +339,17 @@ class _EntryBuilder:
         return fn, printer
 
     def _prologue(self, printer: Printer, extra_inputs) -> list[str]:
+        """Argument checks, and the dimension sizes the function uses, read off the arguments."""
         e = self.entry
-        lines = []
-        used = {s.name for s in printer.dims_used}
+        checks, expects = [], []
         if self.options.checks:
-            order = list(e.dims)   # first appearance order == _dims' return order
-            args = ", ".join(a.name for a in e.args)
-            call = f"_dims({self.spec_name}, {args})"
-            if order:
-                target = order[0] + "," if len(order) == 1 else ", ".join(order)
-                lines.append(f"{target} = {call}")
-            else:
-                lines.append(call)
+            checks.append(f"_dims({self.spec_name}, {', '.join(a.name for a in e.args)})")
             for a in e.args:
                 if any(not (d.is_Integer or d.is_Symbol) for d in a.shape):
-                    lines.append(f'_expect("{a.name}", {a.name}, {printer.shape(a.shape)})')
+                    expects.append(f'_expect("{a.name}", {a.name}, {printer.shape(a.shape)})')
             for node in extra_inputs:
-                lines.append(f'_expect("{node.attr("name")}", {node.attr("name")}, '
-                             f'{printer.shape(node.shape)})')
-        else:
-            for d in e.dims:
-                if d in used:
-                    arg, axis = e.dims[d]
-                    lines.append(f"{d} = {arg}.shape[{axis}]")
-        return lines
+                expects.append(f'_expect("{node.attr("name")}", {node.attr("name")}, '
+                               f'{printer.shape(node.shape)})')
+        used = {s.name for s in printer.dims_used}
+        sizes = [f"{d} = {arg}.shape[{axis}]" for d, (arg, axis) in e.dims.items() if d in used]
+        return checks + sizes + expects

@@ -16,3 +16,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "long" in item.keywords:
             item.add_marker(skip_long)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite golden files (generated example modules, printed IR) "
+                          "from the current compiler instead of comparing against them")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    """True when golden files should be rewritten (--update-golden or GRADGEN_UPDATE_GOLDEN=1)."""
+    return bool(request.config.getoption("--update-golden")
+                or os.environ.get("GRADGEN_UPDATE_GOLDEN") == "1")

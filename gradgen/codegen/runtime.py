@@ -2,7 +2,7 @@
 
 CHECK_DIMS = '''\
 def _dims(spec, *args):
-    """Check the arguments' shapes against their declarations; return the dimension sizes."""
+    """Check the arguments' shapes against their declarations (dimension names must agree)."""
     sizes = {}
     for (name, decl), x in zip(spec, args):
         shape = np.shape(x)
@@ -19,7 +19,6 @@ def _dims(spec, *args):
                 if n != size:
                     raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
                                      f"{dim} = {size} (from argument {where!r}, axis {at})")
-    return tuple(size for size, _, _ in sizes.values())
 '''
 
 CHECK_SHAPE = '''\

@@ -47,7 +47,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             continue
         wanted = names.get(n)
         if opdef.stmt is not None:
-            target = namer.fresh(wanted or opdef.hint or n.op)
+            target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
             printer.set_name(n, target)
         else:
@@ -56,7 +56,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             if alias is not None:
                 printer.code[id(n)] = printer.code[id(alias)]
                 continue
-            text, prec, spilled = _shorten(n, text, prec, printer, namer)
+            text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
             for arg, line in spilled:
                 last_origin = _comment(lines, phases, arg, last_origin, derivative_label)
                 lines.append(line)
@@ -64,7 +64,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             if wanted is None and uses[id(n)] <= 1:
                 printer.code[id(n)] = (text, prec)
                 continue
-            target = namer.fresh(wanted or opdef.hint or n.op)
+            target = namer.fresh(wanted or temp_name(n, names))
             stmts = [f"{target} = {text}{_shape_comment(n)}"]
             printer.set_name(n, target)
         last_origin = _comment(lines, phases, n, last_origin, derivative_label)
@@ -82,7 +82,7 @@ def _alias_of(n: Node, text: str, printer: Printer):
     return None
 
 
-def _shorten(n, text, prec, printer, namer):
+def _shorten(n, text, prec, printer, namer, names):
     """Spill the longest inlined arguments into statements until the line is short."""
     spilled = []
     while len(text) > MAX_EXPR:
@@ -92,11 +92,28 @@ def _shorten(n, text, prec, printer, namer):
         if not candidates:
             break
         a = max(candidates, key=lambda a: len(printer.code[id(a)][0]))
-        name = namer.fresh(REGISTRY[a.op].hint or a.op)
+        name = namer.fresh(temp_name(a, names))
         spilled.append((a, f"{name} = {printer.code[id(a)][0]}{_shape_comment(a)}"))
         printer.set_name(a, name)
         text, prec = printer.emit(n)
     return text, prec, spilled
+
+
+def temp_name(n: Node, names: dict, depth: int = 3) -> str:
+    """A name for a temporary: its op, after the source variable it is computed from
+    (`U_max`, `U_exp`); ops that pass their argument through take the argument's name."""
+    while REGISTRY[n.op].has("transparent") and n.args:
+        n = n.args[0]
+    base = REGISTRY[n.op].hint or n.op
+    a = n
+    for _ in range(depth):
+        if not a.args:
+            break
+        a = next((x for x in a.args if not x.is_const), a.args[0])
+        if a in names and a.op != "input" or a.op == "input" and a.attr("role") in ("param",
+                                                                                     "data"):
+            return f"{names.get(a) or a.attr('name')}_{base}"
+    return base
 
 
 def _shape_comment(n: Node) -> str:

@@ -45,6 +45,23 @@ def _keeps_shape(x, result_args) -> bool:
 
 # ---------------------------------------------------------------- arithmetic
 
+def _scaled(x):
+    """(c, y) when x is `c * y` with a scalar constant c, else (None, x)."""
+    if x.op == "mul" and x.args[0].is_const and not x.args[1].is_const:
+        return x.args[0].value, x.args[1]
+    return None, x
+
+
+def _negative(c) -> bool:
+    return c is not None and c.could_extract_minus_sign()
+
+
+# Canonical forms, applied as nodes are built (each rule makes the graph strictly simpler
+# or moves a scalar constant outwards, so rewriting terminates):
+#   scalar constants are folded, and a constant factor stands first: `c * x`;
+#   division by a constant is multiplication by its inverse; `c / y` is `c * (1 / y)`;
+#   `(1 / y) * x` is `x / y`; `c * a + c * b` is `c * (a + b)`; `a + (-c) * b` is `a - c * b`.
+
 def _canon_add(a, b):
     if a.is_const and b.is_const:
         return const(a.value + b.value)
@@ -54,6 +71,16 @@ def _canon_add(a, b):
         return b
     if b.op == "neg":
         return a - b.args[0]
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    if ca is not None and cb is not None:
+        if ca == cb:
+            return const(ca) * (xa + xb)
+        if ca == -cb:
+            return const(cb) * (xb - xa) if _negative(ca) else const(ca) * (xa - xb)
+    if _negative(cb):
+        return a - const(-cb) * xb
+    if _negative(ca):
+        return b - const(-ca) * xa
     return None
 
 
@@ -66,13 +93,18 @@ def _canon_sub(a, b):
         return -b
     if b.op == "neg":
         return a + b.args[0]
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    if ca is not None and ca == cb:
+        return const(ca) * (xa - xb)
+    if _negative(cb):
+        return a + const(-cb) * xb
     return None
 
 
 def _canon_mul(a, b):
     if a.is_const and b.is_const:
         return const(a.value * b.value)
-    if b.is_const and not a.is_const:  # constants go first: `2 * x`, `-1 / N * g`
+    if b.is_const and not a.is_const:  # constants go first: `2 * x`
         return b * a
     if _is(a, 1) and _keeps_shape(b, (a, b)):
         return b
@@ -80,18 +112,39 @@ def _canon_mul(a, b):
         return -b
     if a.is_const and b.op == "mul" and b.args[0].is_const:  # c1 * (c2 * x)
         return (a * b.args[0]) * b.args[1]
+    if not a.is_const:
+        (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+        if ca is not None:                      # (c * x) * y -> c * (x * y)
+            return const(ca) * (xa * b)
+        if cb is not None:                      # x * (c * y) -> c * (x * y)
+            return const(cb) * (a * xb)
+        if a.op == "div" and _is(a.args[0], 1):  # (1 / y) * x -> x / y
+            return b / a.args[1]
+        if b.op == "div" and _is(b.args[0], 1):
+            return a / b.args[1]
     if a.op == "neg" and b.op == "neg":
         return a.args[0] * b.args[0]
+    if a.is_const and b.op == "neg":
+        return const(-a.value) * b.args[0]
+    if a.op == "neg":                           # signs move outwards: -(a * b)
+        return -(a.args[0] * b)
+    if b.op == "neg":
+        return -(a * b.args[0])
     return None
 
 
 def _canon_div(a, b):
     if a.is_const and b.is_const:
         return const(a.value / b.value)
-    if _is(b, 1) and _keeps_shape(a, (a, b)):
-        return a
-    if b.is_const and a.op == "mul" and a.args[0].is_const:  # (c1 * x) / c2
-        return (a.args[0] / b) * a.args[1]
+    if b.is_const:                              # x / c -> (1 / c) * x
+        return const(1 / b.value) * a
+    if a.is_const and not _is(a, 1):            # c / y -> c * (1 / y)
+        return a * (const(1) / b)
+    ca, xa = _scaled(a)
+    if ca is not None:                          # (c * x) / y -> c * (x / y)
+        return const(ca) * (xa / b)
+    if a.op == "neg":                           # (-x) / y -> -(x / y)
+        return -(a.args[0] / b)
     # The logistic function written out: 1 / (1 + exp(-z)) is sigmoid(z).
     if (_is(a, 1) and b.op == "add" and _is(b.args[0], 1) and b.args[1].op == "exp"
             and b.args[1].args[0].op == "neg" and b.args[1].args[0].shape == b.shape):
@@ -104,6 +157,9 @@ def _canon_neg(x):
         return const(-x.value)
     if x.op == "neg":
         return x.args[0]
+    c, y = _scaled(x)
+    if c is not None:
+        return const(-c) * y
     return None
 
 
@@ -120,12 +176,26 @@ defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), canon=_canon_add,
       vjp=lambda g, n: (g, g),
       jvp=lambda ts, n: _total(*ts))
 
-defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), canon=_canon_sub,
+defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), canon=_canon_sub, hint="diff",
       traits=EW | {"linear"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, -g),
       jvp=lambda ts, n: ts[0] if ts[1] is None else (-ts[1] if ts[0] is None else ts[0] - ts[1]))
 
-defop("mul", 2, shape=_bshape, emit=infix("*", PREC_MUL), canon=_canon_mul,
+def _emit_mul(p, node):
+    """`c * x`, spelled `x / q` or `-x / q` when the constant factor is 1/q or -1/q."""
+    a = node.args[0]
+    if a.is_const:
+        num, den = a.value.as_numer_denom()
+        if den != 1 and num in (1, -1):
+            sign = "-" if num == -1 else ""
+            text, _ = p.scalar(den)
+            den_text = text if den.is_Atom else f"({text})"
+            return f"{sign}{p.arg(node, 1, PREC_MUL if not sign else PREC_NEG)} / {den_text}", \
+                PREC_MUL
+    return infix("*", PREC_MUL)(p, node)
+
+
+defop("mul", 2, shape=_bshape, emit=_emit_mul, canon=_canon_mul,
       traits=EW, domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
@@ -273,7 +343,8 @@ def _emit_identity(p, node):
     return p.code_of(node.args[0])
 
 
-defop("stop_gradient", 1, shape=_bshape, emit=_emit_identity, traits=NONDIFF, domain=(REAL,))
+defop("stop_gradient", 1, shape=_bshape, emit=_emit_identity, traits=NONDIFF | {"transparent"},
+      domain=(REAL,))
 
 
 def _emit_cast(p, node):

@@ -132,7 +132,20 @@ def _emit_expand(p, node):
     return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
 
 
-defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand, traits=SHAPE, domain=(REAL,),
+def _canon_expand(x, axes):
+    if not axes:
+        return x
+    if x.op == "squeeze" and x.attr("axes") == axes:
+        return x.args[0]
+    if x.op == "mul" and x.args[0].is_const:      # scalar factors stay outermost
+        return x.args[0] * make("expand_dims", x.args[1], axes=axes)
+    if x.op == "div" and x.args[0].is_const:      # 1 / s -> 1 / s[:, None]
+        return x.args[0] / make("expand_dims", x.args[1], axes=axes)
+    return None
+
+
+defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand, canon=_canon_expand,
+      traits=SHAPE, domain=(REAL,),
       vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw))
 
@@ -147,10 +160,14 @@ def _squeeze_shape(args, axes):
 
 
 def _canon_squeeze(x, axes):
+    from .registry import REGISTRY
+
     if not axes:
         return x
     if x.op == "expand_dims" and x.attr("axes") == axes:
         return x.args[0]
+    if REGISTRY[x.op].has("reduction") and x.attr("keepdims") and x.attr("axes") == axes:
+        return make(x.op, x.args[0], axes=axes, keepdims=False)
     return None
 
 
