@@ -162,3 +162,15 @@ def test_training_script_runs_and_learns(example):
     assert len(losses) >= 2 and losses[-1] < 0.5 * losses[0]
     accuracy = float(proc.stdout.split("training accuracy:")[1].split()[0])
     assert accuracy >= 0.85
+
+
+def test_readme_excerpt_matches_generated_code():
+    """The README's excerpt of emitted code is the current output, line for line."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("def cost_value_and_grad")
+    excerpt = readme[start:readme.index("```", start)]
+    golden = (ROOT / "examples" / "mlp" / "mlp_grad.py").read_text(encoding="utf-8")
+    body = golden[golden.index("def cost_value_and_grad"):]
+    for line in excerpt.splitlines():
+        if '"""' not in line:
+            assert line in body, f"README excerpt line not in emitted code: {line!r}"
