@@ -549,7 +549,18 @@ class _Lowering:
         bound = self.bind_call(node, name, target)
         if isinstance(target, ast.FunctionDef):
             return [bound[p.arg] for p in target.args.args]
-        return [bound[p] for p in target.params if p in bound and p not in target.static]
+        out = []
+        for p in target.params:
+            if p not in bound or p in target.static:
+                continue
+            if p == target.list_param:
+                if not isinstance(bound[p], (ast.List, ast.Tuple)) or not bound[p].elts:
+                    raise _Located(bound[p], f"{name}() expects a non-empty list of arrays, "
+                                             "e.g. [a, b]")
+                out.extend(bound[p].elts)
+            else:
+                out.append(bound[p])
+        return out
 
     def bind_call(self, node: ast.Call, name: str, target) -> dict:
         """Map a call's arguments to the callee's parameter names."""
@@ -559,10 +570,18 @@ class _Lowering:
         else:
             params = list(target.params)
             required = {p for p in params if p not in target.defaults}
-        if len(node.args) > len(params):
+        positional = list(node.args)
+        if not isinstance(target, ast.FunctionDef) and target.variadic:
+            # The last parameter collects the remaining positional arrays (einsum).
+            rest = positional[len(params) - 1:]
+            positional = positional[:len(params) - 1]
+            if rest:
+                positional.append(ast.copy_location(ast.List(elts=rest, ctx=ast.Load()),
+                                                    rest[0]))
+        if len(positional) > len(params):
             raise _Located(node, f"{name}() takes {_count(len(params), 'argument')} but "
                                  f"{len(node.args)} were given")
-        bound = dict(zip(params, node.args))
+        bound = dict(zip(params, positional))
         for k in node.keywords:
             if k.arg not in params:
                 raise _Located(k.value, f"{name}() got an unexpected keyword argument '{k.arg}'")
@@ -586,6 +605,12 @@ class _Lowering:
                 continue
             if p in target.static:
                 kwargs[p] = self.static(bound[p], scope)
+            elif p == target.list_param:
+                kwargs[p] = tuple(next(arrays) for _ in bound[p].elts)
+                for item, v in zip(bound[p].elts, kwargs[p]):
+                    if v.dtype == "bool":
+                        raise _Located(item, "a comparison can only be the condition of "
+                                             "where(...)")
             else:
                 kwargs[p] = next(arrays)
                 if kwargs[p].dtype == "bool" and not (name == "where" and p == "condition"):
