@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import __version__, ir
-from .autodiff import jvp, vjp
+from .autodiff import batched_jvp, jvp, vjp
 from .codegen.emit import render_module
 from .codegen.naming import Namer, cotangent_name, tangent_name
 from .codegen.printer import Printer
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE
 from .codegen.schedule import schedule
-from .errors import CompileError
+from .errors import CompileError, ShapeError
 from .frontend import EntryPoint, Program, parse_program
 from .ir import Node, const, make, topo_order
 from .shapes import fmt_shape
@@ -161,6 +161,13 @@ class _EntryBuilder:
             yield self.jvp()
         if "hvp" in modes and self.scalar:
             yield self.hvp()
+        if opts.hessian:
+            if not self.scalar:
+                raise CompileError(self.program.diagnostic(
+                    e.return_line, e.return_col,
+                    f"--hessian needs a scalar output, but '{e.name}' returns shape "
+                    f"{fmt_shape(self.out.shape)}"))
+            yield self.hessian()
 
     # ---------------------------------------------------------------- the functions
 
@@ -232,6 +239,59 @@ class _EntryBuilder:
                                for v, p in zip(vs, self.params)])
         return self._function(f"{self.entry.name}_hvp", vs, hv, names, doc, "hvp",
                               group=(0, len(hv)))
+
+    def hessian(self):
+        """Full Hessian blocks d(grad_i)/d(p_j), each of shape p_i.shape + p_j.shape, by
+        pushing the standard basis of p_j through the gradient graph in batched forward
+        mode: matrix expressions, no loop over directions."""
+        grads, ct = vjp([self.out], [const(1)], [p.node for p in self.params])
+        grads, names = self._finish_cotangents(grads, ct)
+        nodes = [p.node for p in self.params]
+        blocks = []
+        for j, pj in enumerate(self.params):
+            with ir.builder().at(phase="backward"):
+                seed = make("basis", pj.node)
+                try:
+                    cols = batched_jvp(grads, {id(pj.node): seed}, nodes)
+                except ShapeError as err:
+                    raise CompileError(self.program.diagnostic(
+                        self.entry.return_line, self.entry.return_col,
+                        f"--hessian: {err}")) from None
+                row = []
+                for pi, col in zip(self.params, cols):
+                    block = None
+                    if col is not None:   # (size_j,) + p_i.shape -> p_i.shape + p_j.shape
+                        k = len(pi.shape)
+                        block = make("transpose", col, axes=tuple(range(1, 1 + k)) + (0,))
+                        block = make("reshape", block, shape=tuple(pi.shape) + tuple(pj.shape))
+                    row.append(block)
+                blocks.append(row)
+        # blocks[j][i] is d(grad_i)/d(p_j); the result is indexed [i][j].
+        out, labels = [], []
+        for i, pi in enumerate(self.params):
+            for j, pj in enumerate(self.params):
+                h = blocks[j][i]
+                if h is None:
+                    with ir.builder().at(phase="backward"):
+                        h = self._zero_block(pi, pj)
+                name = "H" if len(self.params) == 1 else f"H_{pi.name}_{pj.name}"
+                names.setdefault(h, name)
+                out.append(h)
+                labels.append((f"{name}: d2/d{pi.name} d{pj.name}", h))
+        doc = self._doc(f"The Hessian of `{self.entry.name}` with respect to "
+                        f"{self._param_list()}" + (" (blocks, row-major)."
+                                                   if len(self.params) > 1 else "."), labels)
+        k = len(self.params)
+        return self._function(f"{self.entry.name}_hessian", [], out, names, doc, "hessian",
+                              rows=k if k > 1 else None)
+
+    def _zero_block(self, pi, pj):
+        """A zero Hessian block of shape pi.shape + pj.shape (dtype of pi)."""
+        z = make("expand_dims", pi.node, axes=tuple(range(pi.node.ndim, pi.node.ndim
+                                                          + pj.node.ndim))) \
+            if pj.node.ndim else pi.node
+        z = make("broadcast_to", z, shape=tuple(pi.shape) + tuple(pj.shape))
+        return make("zeros_like", z)
 
     # ---------------------------------------------------------------- helpers
 
@@ -309,7 +369,8 @@ class _EntryBuilder:
         body = "".join(f"\n    {it}," for it in items)
         return f"{self.spec_name} = ({body}\n)"
 
-    def _function(self, name, extra_inputs, outputs, names, doc, kind, group=None):
+    def _function(self, name, extra_inputs, outputs, names, doc, kind, group=None,
+                  rows=None):
         e = self.entry
         all_names = dict(e.names)
         if len(outputs) > 1 and outputs[0] is self.out and not self.out.is_const:
@@ -332,6 +393,9 @@ class _EntryBuilder:
             inner = returns[lo:hi]
             grouped = inner[0] if len(inner) == 1 else "(" + ", ".join(inner) + ")"
             returns = returns[:lo] + [grouped] + returns[hi:]
+        if rows is not None:   # a k x k nested tuple of blocks
+            returns = ["(" + ", ".join(returns[r * rows:(r + 1) * rows]) + ")"
+                       for r in range(rows)]
         ret = "return " + ", ".join(returns)
         lines = prologue + body.lines + [ret]
         phases = ["check"] * len(prologue) + body.phases + ["return"]

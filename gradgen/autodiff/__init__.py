@@ -1,6 +1,6 @@
 """Differentiation of IR graphs: reverse mode (VJP) and forward mode (JVP)."""
 
-from .forward import jvp
+from .forward import batched_jvp, jvp
 from .reverse import vjp
 
-__all__ = ["jvp", "vjp"]
+__all__ = ["batched_jvp", "jvp", "vjp"]

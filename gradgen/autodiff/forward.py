@@ -42,3 +42,56 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node],
                 t = materialize(t, out)
         results.append(t)
     return results, tan
+
+
+def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node],
+                ) -> list[Node | None]:
+    """Forward mode for a batch of directions at once: every tangent has one extra leading
+    axis. Elementwise rules broadcast over it unchanged (tangents are kept at full rank so
+    the batch axis never lines up with a data axis); other ops use their `vmap` rule.
+
+    Raises ShapeError for an op that has no batched rule yet.
+    """
+    from ..errors import ShapeError
+    from ..ir import make
+
+    def lift(t: Node, ndim: int) -> Node:
+        missing = 1 + ndim - t.ndim
+        return make("expand_dims", t, axes=tuple(range(1, 1 + missing))) if missing else t
+
+    def full(t: Node, like: Node) -> Node:
+        shape = t.shape[:1] + tuple(like.shape)
+        return t if tuple(t.shape) == shape else make("broadcast_to", t, shape=shape)
+
+    order = topo_order(outputs)
+    active = active_nodes(order, set(tangents))
+    tan: dict[int, Node] = dict(tangents)
+    b = builder()
+    for node in order:
+        if id(node) in tan or id(node) not in active:
+            continue
+        opdef = REGISTRY[node.op]
+        ts = [tan.get(id(a)) for a in node.args]
+        if opdef.has("nondiff") or all(t is None for t in ts):
+            continue
+        with b.at(origin=node.origin, phase="backward"):
+            if opdef.has("elementwise"):
+                ts = [None if t is None else lift(t, node.ndim) for t in ts]
+                t = opdef.jvp(ts, node)
+                t = None if t is None else lift(t, node.ndim)
+            else:
+                if opdef.vmap is None:
+                    raise ShapeError(f"'{node.op}' has no batched derivative rule yet, so "
+                                     "its Hessian cannot be formed in closed form")
+                ts = [None if t is None else full(t, a) for t, a in zip(ts, node.args)]
+                t = opdef.vmap(ts, node)
+        if t is not None:
+            tan[id(node)] = t
+    results = []
+    for out in outputs:
+        t = tan.get(id(out))
+        if t is not None:
+            with b.at(phase="backward"):
+                t = full(t, out)
+        results.append(t)
+    return results

@@ -52,6 +52,11 @@ def _scaled(x):
     return None, x
 
 
+def _smaller(x, than) -> bool:
+    """x has fewer dimensions than `than` (so multiplying by it first is cheaper)."""
+    return x.ndim < than.ndim
+
+
 def _negative(c) -> bool:
     return c is not None and c.could_extract_minus_sign()
 
@@ -122,6 +127,18 @@ def _canon_mul(a, b):
             return b / a.args[1]
         if b.op == "div" and _is(b.args[0], 1):
             return a / b.args[1]
+    if a.is_const or b.is_const or any(x.is_const for x in a.args + b.args):
+        pass                                    # scalar constants are handled above
+    elif a.op == "mul" and _smaller(b, a):      # (p * Q) * b -> (p * b) * Q for small p, b
+        p, q = a.args
+        if _smaller(p, a) and not _smaller(q, a):
+            return (p * b) * q
+        if _smaller(q, a) and not _smaller(p, a):
+            return (q * b) * p
+    elif b.op == "mul" and _smaller(a, b):      # a * (p * Q) -> (a * p) * Q
+        p, q = b.args
+        if _smaller(p, b) and not _smaller(q, b):
+            return (a * p) * q
     if a.op == "neg" and b.op == "neg":
         return a.args[0] * b.args[0]
     if a.is_const and b.op == "neg":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import ShapeError
 from ..ir import make
 from ..shapes import matmul_shape
 from ._emit import infix
@@ -37,8 +38,51 @@ def _matmul_jvp(ts, n):
     return left if right is None else left + right
 
 
+def _matmul_vmap(ts, n):
+    """Batched JVP: tangents have a leading batch axis."""
+    a, b = n.args
+    ta, tb = ts
+    terms = []
+    if ta is not None:
+        if a.ndim == 1 and b.ndim > 2:
+            raise ShapeError("Hessians through a vector @ batched-matrix product are not "
+                             "supported yet")
+        pad = max(0, b.ndim - a.ndim) if a.ndim >= 2 else 0
+        terms.append(_pad(ta, pad) @ b)
+    if tb is not None:
+        if b.ndim >= 2:
+            terms.append(a @ _pad(tb, max(0, a.ndim - b.ndim)))
+        elif a.ndim == 1:
+            terms.append(tb @ a)
+        elif a.ndim == 2:
+            terms.append(tb @ a.T)
+        else:
+            raise ShapeError("Hessians through a batched-matrix @ vector product are not "
+                             "supported yet")
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+def _pad(t, k):
+    """Insert `k` axes after the batch axis, so batch dimensions line up."""
+    return make("expand_dims", t, axes=tuple(range(1, 1 + k))) if k else t
+
+
+def _emit_matmul(p, node):
+    """`a @ b`, parenthesised inside (and around) `*` and `/` for the reader's sake."""
+    text, _ = infix("@", PREC_MUL + 1, left_strict=True)(p, node)
+    return text, PREC_MUL - 1
+
+
+def _canon_matmul(a, b):
+    if a.op == "basis" and a.ndim == 2:   # I @ b
+        return b
+    if b.op == "basis" and b.ndim == 2:   # a @ I
+        return a
+    return None
+
+
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
-      emit=infix("@", PREC_MUL), traits=frozenset({"bilinear"}), domain=(REAL, REAL),
-      vjp=_matmul_vjp, jvp=_matmul_jvp)
+      emit=_emit_matmul, traits=frozenset({"bilinear"}), domain=(REAL, REAL),
+      canon=_canon_matmul, vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
 
 defbuiltin("matmul", ("x", "y"), lambda x, y: x @ y)

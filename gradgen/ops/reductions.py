@@ -38,12 +38,19 @@ def _canon_reduce(x, axes, keepdims):
 defop("sum", 1, shape=_red_shape, emit=call("sum", kwargs=axis_kwargs), canon=_canon_reduce,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n),),
-      jvp=lambda ts, n: make("sum", ts[0], **n.kw))
+      jvp=lambda ts, n: make("sum", ts[0], **n.kw),
+      vmap=lambda ts, n: make("sum", ts[0], **shifted(n)))
 
 defop("mean", 1, shape=_red_shape, emit=call("mean", kwargs=axis_kwargs), canon=_canon_reduce,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) / count(n),),
-      jvp=lambda ts, n: make("mean", ts[0], **n.kw))
+      jvp=lambda ts, n: make("mean", ts[0], **n.kw),
+      vmap=lambda ts, n: make("mean", ts[0], **shifted(n)))
+
+
+def shifted(n, by: int = 1) -> dict:
+    """A reduction's attributes with the axes moved by `by` (for a leading batch axis)."""
+    return dict(n.kw, axes=tuple(a + by for a in n.attr("axes")))
 
 
 def _chooser(cmp):
@@ -54,7 +61,8 @@ def _chooser(cmp):
         return mask / make("sum", mask, axes=n.attr("axes"), keepdims=True)
 
     return dict(vjp=lambda g, n: (keep(g, n) * weights(n),),
-                jvp=lambda ts, n: make("sum", ts[0] * weights(n), **n.kw))
+                jvp=lambda ts, n: make("sum", ts[0] * weights(n), **n.kw),
+                vmap=lambda ts, n: make("sum", ts[0] * weights(n), **shifted(n)))
 
 
 defop("max", 1, shape=_red_shape, emit=call("max", kwargs=axis_kwargs), canon=_canon_reduce,

@@ -33,6 +33,10 @@ class OpDef:
     stmt: Callable[..., list[str]] | None = None          # (printer, node, target) -> lines
     vjp: Callable[..., tuple] | None = None   # (g, node) -> one cotangent (or None) per arg
     jvp: Callable[..., Any] | None = None     # (tangents, node) -> tangent or None
+    # Batched JVP for non-elementwise ops: tangents carry one extra *leading* axis (a batch
+    # of directions, as in a Jacobian); (tangents, node) -> batched tangent or None.
+    # Elementwise ops need none: their JVP broadcasts over the batch axis as it is.
+    vmap: Callable[..., Any] | None = None
     canon: Callable[..., Any] | None = None   # (*args, **attrs) -> simpler node or None
     traits: frozenset = frozenset()           # "elementwise", "linear", "nondiff", "leaf"
     dtype: str = "float"                      # "float" or "bool"

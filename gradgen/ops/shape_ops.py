@@ -11,6 +11,11 @@ from ._emit import call
 from .registry import PREC_CALL, REAL, defbuiltin, defop
 
 SHAPE = frozenset({"linear", "shape"})
+_ALL = ("slice", None, None, 1)   # the index item `:`
+
+
+def _plus1(axes):
+    return tuple(a + 1 for a in axes)
 
 
 # ---------------------------------------------------------------- transpose
@@ -46,7 +51,9 @@ def _inverse(perm):
 defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, canon=_canon_transpose,
       traits=SHAPE, domain=(REAL,),
       vjp=lambda g, n: (make("transpose", g, axes=_inverse(n.attr("axes"))),),
-      jvp=lambda ts, n: make("transpose", ts[0], **n.kw))
+      jvp=lambda ts, n: make("transpose", ts[0], **n.kw),
+      vmap=lambda ts, n: make("transpose", ts[0],
+                              axes=(0,) + tuple(a + 1 for a in n.attr("axes"))))
 
 
 def swap_last(x):
@@ -93,7 +100,8 @@ def _emit_reshape(p, node):
 defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape, canon=_canon_reshape,
       traits=SHAPE, domain=(REAL,),
       vjp=lambda g, n: (make("reshape", g, shape=n.args[0].shape),),
-      jvp=lambda ts, n: make("reshape", ts[0], **n.kw))
+      jvp=lambda ts, n: make("reshape", ts[0], **n.kw),
+      vmap=lambda ts, n: make("reshape", ts[0], shape=ts[0].shape[:1] + n.attr("shape")))
 
 
 def as_shape(shape) -> tuple:
@@ -147,7 +155,8 @@ def _canon_expand(x, axes):
 defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand, canon=_canon_expand,
       traits=SHAPE, domain=(REAL,),
       vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
-      jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw))
+      jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw),
+      vmap=lambda ts, n: make("expand_dims", ts[0], axes=_plus1(n.attr("axes"))))
 
 
 def _squeeze_shape(args, axes):
@@ -179,7 +188,8 @@ def _emit_squeeze(p, node):
 defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze, canon=_canon_squeeze,
       traits=SHAPE, domain=(REAL,),
       vjp=lambda g, n: (make("expand_dims", g, axes=n.attr("axes")),),
-      jvp=lambda ts, n: make("squeeze", ts[0], **n.kw))
+      jvp=lambda ts, n: make("squeeze", ts[0], **n.kw),
+      vmap=lambda ts, n: make("squeeze", ts[0], axes=_plus1(n.attr("axes"))))
 
 
 def _expand_builtin(x, axis):
@@ -219,7 +229,8 @@ defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, domain=(REAL,),
                          PREC_CALL),
       canon=lambda x, shape: x if tuple(x.shape) == tuple(shape) else None,
       vjp=lambda g, n: (g,),   # the differentiator sums it back to the argument's shape
-      jvp=lambda ts, n: make("broadcast_to", ts[0], **n.kw))
+      jvp=lambda ts, n: make("broadcast_to", ts[0], **n.kw),
+      vmap=lambda ts, n: make("broadcast_to", ts[0], shape=ts[0].shape[:1] + n.attr("shape")))
 
 
 def _broadcast_builtin(x, shape):
@@ -251,7 +262,9 @@ defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
       else None,
       traits=frozenset({"linear"}), domain=(REAL, REAL),
       vjp=lambda g, n: (g, None),
-      jvp=lambda ts, n: None if ts[0] is None else make("expand_like", ts[0], n.args[1]))
+      jvp=lambda ts, n: None if ts[0] is None else make("expand_like", ts[0], n.args[1]),
+      vmap=lambda ts, n: None if ts[0] is None else make(
+          "broadcast_to", ts[0], shape=ts[0].shape[:1] + n.shape))
 
 defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nondiff"}),
       emit=call("zeros_like"), domain=(REAL,))
@@ -329,10 +342,14 @@ def _scatter_stmt(p, node, target):
 
 defop("index", 1, shape=_index_shape, emit=_emit_index, traits=SHAPE, domain=(REAL,),
       vjp=lambda g, n: (make("scatter", g, n.args[0], index=n.attr("index")),),
-      jvp=lambda ts, n: make("index", ts[0], **n.kw))
+      jvp=lambda ts, n: make("index", ts[0], **n.kw),
+      vmap=lambda ts, n: make("index", ts[0], index=(_ALL,) + n.attr("index")))
 
 # scatter(g, like, index): zeros shaped like `like`, with `g` written at `index`.
 defop("scatter", 2, shape=lambda args, index: args[1].shape, stmt=_scatter_stmt,
       traits=frozenset({"linear"}), domain=(REAL, REAL),
       vjp=lambda g, n: (make("index", g, index=n.attr("index")), None),
-      jvp=lambda ts, n: None if ts[0] is None else make("scatter", ts[0], n.args[1], **n.kw))
+      jvp=lambda ts, n: None if ts[0] is None else make("scatter", ts[0], n.args[1], **n.kw),
+      vmap=lambda ts, n: None if ts[0] is None else make(
+          "scatter", ts[0], make("broadcast_to", n.args[1], shape=ts[0].shape[:1] + n.shape),
+          index=(_ALL,) + n.attr("index")))
