@@ -312,6 +312,10 @@ def _canon_log(x):
         return x.args[0]
     if x.op == "sigmoid":  # log(sigmoid(z)) = -softplus(-z), stable for large |z|
         return -make("softplus", -x.args[0])
+    if x.op == "div" and x.args[0].op == "exp":
+        # log(exp(z) / s) = z - log(s) wherever the left side is defined (then s > 0):
+        # log(softmax(x)) becomes log_softmax(x), finite where softmax underflows to 0.
+        return x.args[0].args[0] - make("log", x.args[1])
     return None
 
 
