@@ -15,6 +15,8 @@ import gradgen
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*/*.grad"))
+# Compile options of the checked-in modules (as their headers record).
+OPTIONS = {"newton": {"hessian": True}}
 
 
 def _load(source: str, name: str = "generated") -> types.ModuleType:
@@ -30,7 +32,8 @@ def test_checked_in_module_is_current(src: Path, update_golden: bool):
     Run `pytest --update-golden` after an intended change, and read the diff.
     """
     text = src.read_text(encoding="utf-8")
-    emitted = gradgen.compile_source(text, filename=src.name)
+    emitted = gradgen.compile_source(text, filename=src.name,
+                                     **OPTIONS.get(src.parent.name, {}))
     golden = src.with_name(src.stem + "_grad.py")
     if update_golden:
         golden.write_text(emitted, encoding="utf-8")
@@ -149,6 +152,19 @@ def test_generated_module_passes_ruff(src: Path):
     proc = subprocess.run([str(exe), "check", "--no-cache", str(module)], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_newton_converges_in_few_iterations_and_matches_gradient_descent():
+    script = ROOT / "examples" / "newton" / "train.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    newton = proc.stdout.split("Newton:")[1]
+    iterations = int(newton.split()[0])
+    assert iterations <= 10
+    newton_loss = float(newton.split("final loss")[1].split(",")[0])
+    gd_loss = float(proc.stdout.split("Gradient descent:")[1].split("final loss")[1])
+    assert newton_loss == pytest.approx(gd_loss, abs=1e-9)
 
 
 @pytest.mark.parametrize("example", ["mlp", "logistic"])
