@@ -332,9 +332,13 @@ _unary("tanh", **_from_local(lambda n: 1 - n ** 2))
 
 _SIGMOID = '''\
 def _sigmoid(x):
-    """The logistic function 1 / (1 + exp(-x)), without overflow for large |x|."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1, e) / (1 + e)
+    """The logistic function 1 / (1 + exp(-x)); exp's overflow below -709 gives exactly 0."""
+    with np.errstate(over="ignore"):
+        z = np.exp(-x)
+    if np.ndim(z) == 0:
+        return 1 / (1 + z)
+    z += 1
+    return np.reciprocal(z, out=z)
 '''
 _unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID,
        **_from_local(lambda n: n * (1 - n)))
