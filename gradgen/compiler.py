@@ -383,7 +383,8 @@ class _EntryBuilder:
         namer = Namer(set(arg_names) | set(e.dims))
         printer = Printer()
         body = schedule(list(outputs), all_names, namer, printer,
-                        derivative_label="tangent" if kind == "jvp" else "grad")
+                        derivative_label="tangent" if kind == "jvp" else "grad",
+                        keep=frozenset(arg_names))
         prologue = self._prologue(printer, extra_inputs)
         returns = [printer.code[id(o)][0] for o in outputs]
         graph = ir.Graph(tuple(a.node for a in e.args) + tuple(extra_inputs), tuple(outputs),

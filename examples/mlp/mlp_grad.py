@@ -69,7 +69,9 @@ def cost(X, Y, V, W):
     _dims(_COST_ARGS, X, Y, V, W)
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q)  # (N, M)
+    del Q
     U = Z @ W  # (N, C)
+    del Z
     U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
     add = np.log(np.sum(np.exp(U - U_max), axis=1)) + np.squeeze(U_max, axis=1)  # (N,)
     return -np.mean(np.sum(U * Y, axis=1) - add)
@@ -94,16 +96,21 @@ def cost_grad(X, Y, V, W):
     N = X.shape[0]
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q)  # (N, M)
+    del Q
     U = Z @ W  # (N, C)
     U_exp = np.exp(U - np.max(U, axis=1, keepdims=True))  # (N, C)
+    del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / np.sum(U_exp, axis=1)[:, None] - Y) / N  # (N, C)
+    del U_exp
     # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
     # grad of line 9: Z = logistic(Q)
     dQ = dZ * (Z * (1 - Z))  # (N, M)
+    del dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
+    del dQ
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
     return (dV, dW)
@@ -129,19 +136,24 @@ def cost_value_and_grad(X, Y, V, W):
     N = X.shape[0]
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q)  # (N, M)
+    del Q
     U = Z @ W  # (N, C)
     U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
     U_exp = np.exp(U - U_max)  # (N, C)
     U_sum = np.sum(U_exp, axis=1)  # (N,)
     value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + np.squeeze(U_max, axis=1)))
+    del U, U_max
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
+    del U_exp, U_sum
     # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
     # grad of line 9: Z = logistic(Q)
     dQ = dZ * (Z * (1 - Z))  # (N, M)
+    del dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
+    del dQ
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
     return value, (dV, dW)
@@ -168,16 +180,21 @@ def cost_vjp(X, Y, V, W, g):
     _expect("g", g, ())
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q)  # (N, M)
+    del Q
     U = Z @ W  # (N, C)
     U_exp = np.exp(U - np.max(U, axis=1, keepdims=True))  # (N, C)
+    del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = ((g / np.sum(U_exp, axis=1))[:, None] * U_exp - g * Y) / N  # (N, C)
+    del U_exp
     # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
     # grad of line 9: Z = logistic(Q)
     dQ = dZ * (Z * (1 - Z))  # (N, M)
+    del dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
+    del dQ
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
     return (dV, dW)
@@ -208,17 +225,21 @@ def cost_jvp(X, Y, V, W, tV, tW):
     _expect("tW", tW, (M, C))
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q)  # (N, M)
+    del Q
     U = Z @ W  # (N, C)
     U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
     U_exp = np.exp(U - U_max)  # (N, C)
     U_sum = np.sum(U_exp, axis=1)  # (N,)
     value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + np.squeeze(U_max, axis=1)))
+    del U, U_max
     # tangent of line 8: Q = X @ V
     tQ = X @ tV  # (N, M)
     # tangent of line 9: Z = logistic(Q)
     tZ = tQ * (Z * (1 - Z))  # (N, M)
+    del tQ
     # tangent of line 10: U = Z @ W
     tU = tZ @ W + Z @ tW  # (N, C)
+    del Z, tZ
     # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tvalue = -np.mean(np.sum(tU * Y, axis=1) - np.sum(tU * U_exp, axis=1) / U_sum)
     return value, tvalue
@@ -252,28 +273,37 @@ def cost_hvp(X, Y, V, W, vV, vW):
     tQ = X @ vV  # (N, M)
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q)  # (N, M)
+    del Q
     # grad of line 9: Z = logistic(Q)
     Z_diff = 1 - Z  # (N, M)
     Z_mul = Z * Z_diff  # (N, M)
     tZ = tQ * Z_mul  # (N, M)
+    del tQ
     # grad of line 10: U = Z @ W
     tU = tZ @ W + Z @ vW  # (N, C)
     U = Z @ W  # (N, C)
     U_exp = np.exp(U - np.max(U, axis=1, keepdims=True))  # (N, C)
+    del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tU_mul = tU * U_exp  # (N, C)
+    del tU
     expand_dims = np.sum(U_exp, axis=1)[:, None]  # (N, 1)
     U_div = U_exp / expand_dims  # (N, C)
+    del U_exp
     tU_diff = tU_mul / expand_dims - np.sum(tU_mul, axis=1)[:, None] * U_div / expand_dims  # (N, C)
+    del tU_mul
     mul = tU_diff / N  # (N, C)
+    del tU_diff
     # grad of line 10: U = Z @ W
     W_transpose = W.T  # (C, M)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_div - Y) / N  # (N, C)
+    del U_div
     # grad of line 10: U = Z @ W
     dZ = dU @ W_transpose  # (N, M)
     # grad of line 8: Q = X @ V
     HvV = X.T @ ((mul @ W_transpose + dU @ vW.T) * Z_mul + dZ * (tZ * Z_diff - Z * tZ))  # (D, M)
+    del Z_diff, Z_mul, dZ
     # grad of line 10: U = Z @ W
     HvW = tZ.T @ dU + Z.T @ mul  # (M, C)
     return (HvV, HvW)

@@ -224,5 +224,6 @@ def loss_hessian(X, y, w, lam):
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid = _sigmoid(-(y * (X @ w)))  # (N,)
     matmul = (y * (y_sigmoid * (1 - y_sigmoid)) * y * X.T / N) @ X  # (D, D)
+    del y_sigmoid
     H = (lam * np.eye(D, dtype=w.dtype) + matmul).T  # (D, D)
     return H

@@ -28,8 +28,13 @@ class Body:
 
 
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
-             derivative_label: str = "grad") -> Body:
-    """Statements computing `outputs`; `names` gives preferred names for some nodes."""
+             derivative_label: str = "grad", keep: frozenset = frozenset()) -> Body:
+    """Statements computing `outputs`; `names` gives preferred names for some nodes.
+
+    After the statement that reads an array temporary for the last time, a `del` releases
+    it (as careful hand-written code does), so peak memory stays low; `keep` names
+    variables never to release (the function's arguments).
+    """
     order = topo_order(outputs)
     uses: Counter = Counter()
     for n in order:
@@ -37,15 +42,18 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             uses[id(a)] += 1
     for o in outputs:
         uses[id(o)] += 1
-    lines: list[str] = []
-    phases: list[str] = []
+    stmts_out: list[_Stmt] = []
+    reads: dict[int, frozenset] = {}     # node -> variable names its printed code reads
     last_origin = None
     for n in order:
         opdef = REGISTRY[n.op]
         if opdef.has("leaf"):
             printer.code[id(n)] = printer.emit(n)
+            reads[id(n)] = frozenset({printer.code[id(n)][0]}) if n.op == "input" else \
+                frozenset()
             continue
         wanted = names.get(n)
+        arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
         if opdef.stmt is not None:
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
@@ -55,22 +63,67 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             alias = _alias_of(n, text, printer)
             if alias is not None:
                 printer.code[id(n)] = printer.code[id(alias)]
+                reads[id(n)] = reads[id(alias)]
                 continue
             text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
             for arg, line in spilled:
-                last_origin = _comment(lines, phases, arg, last_origin, derivative_label)
-                lines.append(line)
-                phases.append(arg.phase)
+                last_origin = _comment(stmts_out, arg, last_origin, derivative_label)
+                stmts_out.append(_Stmt([line], arg.phase, reads[id(arg)],
+                                       printer.code[id(arg)][0], arg))
+                reads[id(arg)] = frozenset({printer.code[id(arg)][0]})
+            arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
             if wanted is None and uses[id(n)] <= 1:
                 printer.code[id(n)] = (text, prec)
+                reads[id(n)] = arg_reads
                 continue
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = [f"{target} = {text}{_shape_comment(n)}"]
             printer.set_name(n, target)
-        last_origin = _comment(lines, phases, n, last_origin, derivative_label)
-        lines.extend(stmts)
-        phases.extend([n.phase] * len(stmts))
+        reads[id(n)] = frozenset({target})
+        last_origin = _comment(stmts_out, n, last_origin, derivative_label)
+        stmts_out.append(_Stmt(stmts, n.phase, arg_reads, target, n))
+    returned = frozenset().union(*(reads[id(o)] for o in outputs))
+    return _with_releases(stmts_out, returned | keep)
+
+
+@dataclass
+class _Stmt:
+    lines: list[str]
+    phase: str
+    reads: frozenset
+    defines: str | None = None
+    node: Node | None = None
+
+
+def _with_releases(stmts: list[_Stmt], keep: frozenset) -> Body:
+    """Insert `del` after the last statement reading each array temporary."""
+    last_read: dict[str, int] = {}
+    releasable: set[str] = set()
+    for i, st in enumerate(stmts):
+        for name in st.reads:
+            last_read[name] = i
+        if st.node is not None and st.node.ndim and not _is_view(st.node):
+            releasable.add(st.defines)
+    dead_after: dict[int, list[str]] = {}
+    for name, i in last_read.items():
+        if name in releasable and name not in keep and i < len(stmts) - 1:
+            dead_after.setdefault(i, []).append(name)
+    lines: list[str] = []
+    phases: list[str] = []
+    for i, st in enumerate(stmts):
+        lines.extend(st.lines)
+        phases.extend([st.phase] * len(st.lines))
+        if i in dead_after:
+            lines.append("del " + ", ".join(sorted(dead_after[i])))
+            phases.append(st.phase)
     return Body(lines, phases)
+
+
+def _is_view(n: Node) -> bool:
+    """Whether `n` may share memory with another array (so `del` frees nothing)."""
+    while REGISTRY[n.op].has("transparent"):
+        n = n.args[0]
+    return REGISTRY[n.op].has("shape") or REGISTRY[n.op].has("leaf")
 
 
 def _alias_of(n: Node, text: str, printer: Printer):
@@ -120,10 +173,10 @@ def _shape_comment(n: Node) -> str:
     return f"  # {fmt_shape(n.shape)}" if n.ndim else ""
 
 
-def _comment(lines, phases, n: Node, last_origin, label: str):
+def _comment(stmts: list[_Stmt], n: Node, last_origin, label: str):
     """Before the first backward statement of each source line, say what it differentiates."""
     if n.phase != "backward" or n.origin is None or n.origin == last_origin:
         return last_origin
-    lines.append(f"# {label} of line {n.origin.line}: {n.origin.text}")
-    phases.append("backward")
+    stmts.append(_Stmt([f"# {label} of line {n.origin.line}: {n.origin.text}"], "backward",
+                       frozenset()))
     return n.origin
