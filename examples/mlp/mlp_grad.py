@@ -37,12 +37,15 @@ def _expect(name, x, shape):
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
 
 
-def _sigmoid(x):
-    """The logistic function 1 / (1 + exp(-x)); exp's overflow below -709 gives exactly 0."""
+def _sigmoid(x, out=None):
+    """The logistic function 1 / (1 + exp(-x)) (into `out` if given); exp's overflow
+    below -709 gives exactly 0."""
+    if np.ndim(x) == 0:
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-x))
+    z = np.negative(x, out=out)
     with np.errstate(over="ignore"):
-        z = np.exp(-x)
-    if np.ndim(z) == 0:
-        return 1 / (1 + z)
+        np.exp(z, out=z)
     z += 1
     return np.reciprocal(z, out=z)
 
@@ -68,7 +71,7 @@ def cost(X, Y, V, W):
     """
     _dims(_COST_ARGS, X, Y, V, W)
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
     del Z
@@ -95,10 +98,11 @@ def cost_grad(X, Y, V, W):
     _dims(_COST_ARGS, X, Y, V, W)
     N = X.shape[0]
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_exp = np.exp(U - np.max(U, axis=1, keepdims=True))  # (N, C)
+    U_exp = np.subtract(U, np.max(U, axis=1, keepdims=True), out=U)  # (N, C)
+    np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / np.sum(U_exp, axis=1)[:, None] - Y) / N  # (N, C)
@@ -135,11 +139,12 @@ def cost_value_and_grad(X, Y, V, W):
     _dims(_COST_ARGS, X, Y, V, W)
     N = X.shape[0]
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
     U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
-    U_exp = np.exp(U - U_max)  # (N, C)
+    U_exp = U - U_max  # (N, C)
+    np.exp(U_exp, out=U_exp)
     U_sum = np.sum(U_exp, axis=1)  # (N,)
     value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + np.squeeze(U_max, axis=1)))
     del U, U_max
@@ -179,10 +184,11 @@ def cost_vjp(X, Y, V, W, g):
     N = X.shape[0]
     _expect("g", g, ())
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_exp = np.exp(U - np.max(U, axis=1, keepdims=True))  # (N, C)
+    U_exp = np.subtract(U, np.max(U, axis=1, keepdims=True), out=U)  # (N, C)
+    np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = ((g / np.sum(U_exp, axis=1))[:, None] * U_exp - g * Y) / N  # (N, C)
@@ -224,11 +230,12 @@ def cost_jvp(X, Y, V, W, tV, tW):
     _expect("tV", tV, (D, M))
     _expect("tW", tW, (M, C))
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
     U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
-    U_exp = np.exp(U - U_max)  # (N, C)
+    U_exp = U - U_max  # (N, C)
+    np.exp(U_exp, out=U_exp)
     U_sum = np.sum(U_exp, axis=1)  # (N,)
     value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + np.squeeze(U_max, axis=1)))
     del U, U_max
@@ -272,7 +279,7 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # grad of line 8: Q = X @ V
     tQ = X @ vV  # (N, M)
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     # grad of line 9: Z = logistic(Q)
     Z_diff = 1 - Z  # (N, M)
@@ -282,22 +289,24 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # grad of line 10: U = Z @ W
     tU = tZ @ W + Z @ vW  # (N, C)
     U = Z @ W  # (N, C)
-    U_exp = np.exp(U - np.max(U, axis=1, keepdims=True))  # (N, C)
+    U_exp = np.subtract(U, np.max(U, axis=1, keepdims=True), out=U)  # (N, C)
+    np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tU_mul = tU * U_exp  # (N, C)
+    tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
     del tU
     expand_dims = np.sum(U_exp, axis=1)[:, None]  # (N, 1)
-    U_div = U_exp / expand_dims  # (N, C)
+    U_div = np.divide(U_exp, expand_dims, out=U_exp)  # (N, C)
     del U_exp
     tU_diff = tU_mul / expand_dims - np.sum(tU_mul, axis=1)[:, None] * U_div / expand_dims  # (N, C)
     del tU_mul
-    mul = tU_diff / N  # (N, C)
+    mul = np.multiply(1 / N, tU_diff, out=tU_diff)  # (N, C)
     del tU_diff
     # grad of line 10: U = Z @ W
     W_transpose = W.T  # (C, M)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = (U_div - Y) / N  # (N, C)
+    dU = U_div - Y  # (N, C)
+    dU /= N
     del U_div
     # grad of line 10: U = Z @ W
     dZ = dU @ W_transpose  # (N, M)

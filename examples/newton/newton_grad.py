@@ -37,12 +37,15 @@ def _expect(name, x, shape):
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
 
 
-def _sigmoid(x):
-    """The logistic function 1 / (1 + exp(-x)); exp's overflow below -709 gives exactly 0."""
+def _sigmoid(x, out=None):
+    """The logistic function 1 / (1 + exp(-x)) (into `out` if given); exp's overflow
+    below -709 gives exactly 0."""
+    if np.ndim(x) == 0:
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-x))
+    z = np.negative(x, out=out)
     with np.errstate(over="ignore"):
-        z = np.exp(-x)
-    if np.ndim(z) == 0:
-        return 1 / (1 + z)
+        np.exp(z, out=z)
     z += 1
     return np.reciprocal(z, out=z)
 
@@ -115,7 +118,8 @@ def loss_value_and_grad(X, y, w, lam):
     """
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
-    y_neg = -(y * (X @ w))  # (N,)
+    y_neg = y * (X @ w)  # (N,)
+    np.negative(y_neg, out=y_neg)
     value = np.mean(np.logaddexp(0, y_neg)) + lam * np.sum(w ** 2) / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
@@ -168,7 +172,8 @@ def loss_jvp(X, y, w, lam, tw):
     _dims(_LOSS_ARGS, X, y, w, lam)
     D = X.shape[1]
     _expect("tw", tw, (D,))
-    y_neg = -(y * (X @ w))  # (N,)
+    y_neg = y * (X @ w)  # (N,)
+    np.negative(y_neg, out=y_neg)
     value = np.mean(np.logaddexp(0, y_neg)) + lam * np.sum(w ** 2) / 2
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     tvalue = np.mean(-(y * (X @ tw) * _sigmoid(y_neg))) + lam * np.sum(2 * (tw * w)) / 2
@@ -197,7 +202,9 @@ def loss_hvp(X, y, w, lam, vw):
     D = X.shape[1]
     _expect("vw", vw, (D,))
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    y_sigmoid = _sigmoid(-(y * (X @ w)))  # (N,)
+    y_sigmoid = y * (X @ w)  # (N,)
+    np.negative(y_sigmoid, out=y_sigmoid)
+    _sigmoid(y_sigmoid, out=y_sigmoid)
     Hvw = lam * vw + X.T @ (y * (X @ vw) * (y_sigmoid * (1 - y_sigmoid)) * y / N)  # (D,)
     return Hvw
 
@@ -222,7 +229,9 @@ def loss_hessian(X, y, w, lam):
     N = X.shape[0]
     D = X.shape[1]
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    y_sigmoid = _sigmoid(-(y * (X @ w)))  # (N,)
+    y_sigmoid = y * (X @ w)  # (N,)
+    np.negative(y_sigmoid, out=y_sigmoid)
+    _sigmoid(y_sigmoid, out=y_sigmoid)
     matmul = (y * (y_sigmoid * (1 - y_sigmoid)) * y * X.T / N) @ X  # (D, D)
     del y_sigmoid
     H = (lam * np.eye(D, dtype=w.dtype) + matmul).T  # (D, D)

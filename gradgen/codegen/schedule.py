@@ -33,7 +33,9 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
 
     After the statement that reads an array temporary for the last time, a `del` releases
     it (as careful hand-written code does), so peak memory stays low; `keep` names
-    variables never to release (the function's arguments).
+    variables never to release or overwrite (the function's arguments). Chains of
+    elementwise operations are computed in one buffer (`out=`, augmented assignment),
+    reusing the buffer of a temporary that dies there when its dtype is certain to match.
     """
     order = topo_order(outputs)
     uses: Counter = Counter()
@@ -42,8 +44,10 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             uses[id(a)] += 1
     for o in outputs:
         uses[id(o)] += 1
+    st = _State(printer, namer, names, keep, _dependencies(order))
     stmts_out: list[_Stmt] = []
     reads: dict[int, frozenset] = {}     # node -> variable names its printed code reads
+    refs: dict[int, Counter] = {}        # node -> how often its printed code reads each one
     last_origin = None
     for n in order:
         opdef = REGISTRY[n.op]
@@ -51,39 +55,165 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             printer.code[id(n)] = printer.emit(n)
             reads[id(n)] = frozenset({printer.code[id(n)][0]}) if n.op == "input" else \
                 frozenset()
+            refs[id(n)] = Counter()
             continue
         wanted = names.get(n)
-        arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
         if opdef.stmt is not None:
+            st.read(sum((refs[id(a)] for a in n.args), Counter()))
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
-            printer.set_name(n, target)
+            st.define(n, target, uses[id(n)])
         else:
             text, prec = printer.emit(n)
             alias = _alias_of(n, text, printer)
             if alias is not None:
                 printer.code[id(n)] = printer.code[id(alias)]
                 reads[id(n)] = reads[id(alias)]
+                refs[id(n)] = refs[id(alias)]
+                st.remaining[printer.code[id(alias)][0]] += uses[id(n)] - 1
                 continue
             text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
             for arg, line in spilled:
                 last_origin = _comment(stmts_out, arg, last_origin, derivative_label)
                 stmts_out.append(_Stmt([line], arg.phase, reads[id(arg)],
                                        printer.code[id(arg)][0], arg))
+                st.inlined.discard(id(arg))
+                st.read(refs[id(arg)])
+                st.define(arg, printer.code[id(arg)][0], uses[id(arg)])
                 reads[id(arg)] = frozenset({printer.code[id(arg)][0]})
+                refs[id(arg)] = Counter({printer.code[id(arg)][0]: 1})
             arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
+            arg_refs = sum((refs[id(a)] for a in n.args), Counter())
             if wanted is None and uses[id(n)] <= 1:
                 printer.code[id(n)] = (text, prec)
+                st.inlined.add(id(n))
                 reads[id(n)] = arg_reads
+                refs[id(n)] = arg_refs
                 continue
+            st.read(arg_refs)
             target = namer.fresh(wanted or temp_name(n, names))
-            stmts = [f"{target} = {text}{_shape_comment(n)}"]
-            printer.set_name(n, target)
-        reads[id(n)] = frozenset({target})
+            stmts = st.in_place(n, target, refs, arg_refs) or \
+                [f"{target} = {text}{_shape_comment(n)}"]
+            st.define(n, target, uses[id(n)])
+        arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
+        reads[id(n)] = frozenset({printer.code[id(n)][0]})
+        refs[id(n)] = Counter({printer.code[id(n)][0]: 1})
         last_origin = _comment(stmts_out, n, last_origin, derivative_label)
-        stmts_out.append(_Stmt(stmts, n.phase, arg_reads, target, n))
+        stmts_out.append(_Stmt(stmts, n.phase, arg_reads, printer.code[id(n)][0], n))
     returned = frozenset().union(*(reads[id(o)] for o in outputs))
     return _with_releases(stmts_out, returned | keep)
+
+
+def _dependencies(order: list[Node]) -> dict[int, frozenset]:
+    """The arguments (input names) each node's value depends on: its dtype is theirs,
+    promoted (constants are Python scalars, which never change a dtype)."""
+    deps: dict[int, frozenset] = {}
+    for n in order:
+        if n.op == "input":
+            deps[id(n)] = frozenset({n.attr("name")})
+        else:
+            deps[id(n)] = frozenset().union(*(deps[id(a)] for a in n.args))
+    return deps
+
+
+_AUGMENTED = {"add": "+=", "subtract": "-=", "multiply": "*=", "divide": "/=", "power": "**="}
+
+
+class _State:
+    """Which variables exist, which are still needed, and which nodes were inlined."""
+
+    def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset, deps):
+        self.p = printer
+        self.namer = namer
+        self.names = names
+        self.keep = keep
+        self.deps = deps
+        self.inlined: set[int] = set()
+        self.var_node: dict[str, Node] = {}
+        self.remaining: Counter = Counter()   # variable -> consumers not yet printed
+
+    def define(self, n: Node, name: str, uses: int) -> None:
+        self.p.set_name(n, name)
+        self.var_node.setdefault(name, n)
+        self.remaining[name] += uses
+
+    def read(self, refs: Counter) -> None:
+        """A statement is printed that reads these variables (so many times each)."""
+        for name, k in refs.items():
+            if name in self.var_node:
+                self.remaining[name] -= k
+
+    def in_place(self, n: Node, target: str, refs: dict, stmt_refs: Counter,
+                 ) -> list[str] | None:
+        """Statements computing `n` into one buffer, or None when that would not help."""
+        if not REGISTRY[n.op].ufunc or not n.ndim:
+            return None
+        spine = [n]
+        while True:
+            nxt = next((a for a in spine[-1].args if id(a) in self.inlined
+                        and REGISTRY[a.op].ufunc and tuple(a.shape) == tuple(n.shape)), None)
+            if nxt is None:
+                break
+            spine.append(nxt)
+        bottom = spine[-1]
+        # Only a variable that no later step of this statement reads may be overwritten.
+        bottom_refs = sum((refs[id(a)] for a in bottom.args), Counter())
+        buf = self._dead_buffer(bottom, n, lambda name: bottom_refs[name] == stmt_refs[name])
+        if buf is None and len(spine) < 2:
+            return None
+        alloc = self.var_node[buf] if buf else bottom
+        if any(not self.deps[id(s)] <= self.deps[id(alloc)] for s in spine):
+            return None
+        p = self.p
+        if buf:
+            args = ", ".join(p.arg(bottom, j, 0) for j in range(len(bottom.args)))
+            lines = [f"{target} = {self._ufunc(bottom)}({args}, out={buf})"]
+        else:
+            lines = [f"{target} = {p.code[id(bottom)][0]}"]
+        lines[0] += _shape_comment(n)
+        child = bottom
+        for s in reversed(spine[:-1]):
+            i = next(k for k, a in enumerate(s.args) if a is child)
+            lines.append(self._step(s, i, target))
+            child = s
+        return lines
+
+    def _dead_buffer(self, bottom: Node, n: Node, only_bottom_reads) -> str | None:
+        """A variable read by `bottom` that nothing reads later and that may be overwritten."""
+        for a in bottom.args:
+            if id(a) in self.inlined or a.is_const:
+                continue
+            name = self.p.code[id(a)][0]
+            owner = self.var_node.get(name)
+            if (owner is not None and name not in self.keep and self.remaining[name] <= 0
+                    and only_bottom_reads(name)
+                    and tuple(owner.shape) == tuple(n.shape) and not _is_view(owner)
+                    and all(self.deps[id(b)] <= self.deps[id(owner)] for b in bottom.args)):
+                return name
+        return None
+
+    def _step(self, s: Node, i: int, target: str) -> str:
+        """`s` computed in place, where its argument `i` is already in `target`."""
+        p, uf = self.p, REGISTRY[s.op].ufunc
+        if len(s.args) == 1:
+            return f"{self._ufunc(s)}({target}, out={target})"
+        j = 1 - i
+        other = s.args[j]
+        if uf == "multiply" and other.is_const:
+            num, den = other.value.as_numer_denom()
+            if num == 1 and den != 1:
+                text, prec = p.scalar(den)
+                return f"{target} /= {text}"
+        if uf in _AUGMENTED and (i == 0 or uf in ("add", "multiply")):
+            return f"{target} {_AUGMENTED[uf]} {p.arg(s, j, 0)}"
+        args = ", ".join(target if k == i else p.arg(s, k, 0) for k in range(2))
+        return f"{self._ufunc(s)}({args}, out={target})"
+
+    def _ufunc(self, n: Node) -> str:
+        """The in-place capable function of `n`: a NumPy ufunc, or a private helper of the
+        module (names starting with `_`) that takes `out=` the same way."""
+        uf = REGISTRY[n.op].ufunc
+        return uf if uf.startswith("_") else f"{self.p.ns}.{uf}"
 
 
 @dataclass

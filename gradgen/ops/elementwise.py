@@ -189,11 +189,13 @@ def _canon_pow(a, b):
 
 
 defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), canon=_canon_add,
+      ufunc="add",
       traits=EW | {"linear"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, g),
       jvp=lambda ts, n: _total(*ts))
 
 defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), canon=_canon_sub, hint="diff",
+      ufunc="subtract",
       traits=EW | {"linear"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, -g),
       jvp=lambda ts, n: ts[0] if ts[1] is None else (-ts[1] if ts[0] is None else ts[0] - ts[1]))
@@ -213,11 +215,13 @@ def _emit_mul(p, node):
 
 
 defop("mul", 2, shape=_bshape, emit=_emit_mul, canon=_canon_mul,
+      ufunc="multiply",
       traits=EW, domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
 
 defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), canon=_canon_div,
+      ufunc="divide",
       traits=EW, domain=(REAL, NONZERO),
       vjp=lambda g, n: (g / n.args[1], -(g * n) / n.args[1]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] / n.args[1], ts[1] and -(ts[1] * n) / n.args[1]))
@@ -235,7 +239,7 @@ def _pow_jvp(ts, n):
 
 
 defop("pow", 2, shape=_bshape, emit=infix("**", PREC_POW, right_strict=False, left_strict=True),
-      canon=_canon_pow, traits=EW, domain=(POSITIVE, REAL), vjp=_pow_vjp, jvp=_pow_jvp)
+      canon=_canon_pow, ufunc="power", traits=EW, domain=(POSITIVE, REAL), vjp=_pow_vjp, jvp=_pow_jvp)
 
 
 def _emit_neg(p, node):
@@ -243,6 +247,7 @@ def _emit_neg(p, node):
 
 
 defop("neg", 1, shape=_bshape, emit=_emit_neg, canon=_canon_neg, traits=EW | {"linear"},
+      ufunc="negative",
       domain=(REAL,), vjp=lambda g, n: (-g,), jvp=lambda ts, n: -ts[0])
 
 
@@ -288,18 +293,22 @@ def _choose_vjp(first_wins: str):
 _max_vjp, _max_jvp = _choose_vjp("gt")
 _min_vjp, _min_jvp = _choose_vjp("lt")
 defop("maximum", 2, shape=_bshape, emit=call("maximum"), traits=EW, domain=(REAL, REAL),
+      ufunc="maximum",
       vjp=_max_vjp, jvp=_max_jvp)
 defop("minimum", 2, shape=_bshape, emit=call("minimum"), traits=EW, domain=(REAL, REAL),
+      ufunc="minimum",
       vjp=_min_vjp, jvp=_min_jvp)
 
 
 # ---------------------------------------------------------------- unary functions
 
 def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelude=None,
-           canon=None):
-    """An elementwise function of one argument; `vjp`/`jvp` give the local derivative."""
+           canon=None, ufunc=None):
+    """An elementwise function of one argument; `vjp`/`jvp` give the local derivative.
+    Emitted as `np.<name>(x)` (a NumPy ufunc) unless `emit` says otherwise."""
     return defop(name, 1, shape=_bshape, emit=emit or call(name), vjp=vjp, jvp=jvp,
-                 domain=(domain,), traits=traits, prelude=prelude, canon=canon)
+                 domain=(domain,), traits=traits, prelude=prelude, canon=canon,
+                 ufunc=ufunc if emit else (ufunc or name))
 
 
 def _from_local(local):
@@ -327,20 +336,24 @@ _unary("log1p", vjp=lambda g, n: (g / (1 + n.args[0]),),
 _unary("sqrt", vjp=lambda g, n: (g / (2 * n),), jvp=lambda ts, n: ts[0] / (2 * n),
        domain=POSITIVE)
 _unary("sign", traits=NONDIFF, domain=NONZERO)
-_unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO)
+_unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO,
+       ufunc="absolute")
 _unary("tanh", **_from_local(lambda n: 1 - n ** 2))
 
 _SIGMOID = '''\
-def _sigmoid(x):
-    """The logistic function 1 / (1 + exp(-x)); exp's overflow below -709 gives exactly 0."""
+def _sigmoid(x, out=None):
+    """The logistic function 1 / (1 + exp(-x)) (into `out` if given); exp's overflow
+    below -709 gives exactly 0."""
+    if np.ndim(x) == 0:
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-x))
+    z = np.negative(x, out=out)
     with np.errstate(over="ignore"):
-        z = np.exp(-x)
-    if np.ndim(z) == 0:
-        return 1 / (1 + z)
+        np.exp(z, out=z)
     z += 1
     return np.reciprocal(z, out=z)
 '''
-_unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID,
+_unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID, ufunc="_sigmoid",
        **_from_local(lambda n: n * (1 - n)))
 
 

@@ -43,6 +43,9 @@ class OpDef:
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
     hint: str | None = None                   # short name for temporaries (`e` for exp)
+    # The NumPy ufunc computing this op from its arguments in order, if there is one: the
+    # scheduler then may compute it in place (`out=`, augmented assignment).
+    ufunc: str | None = None
 
     def infer(self, args, attrs) -> tuple[tuple, str]:
         """The shape and dtype of `self(*args, **attrs)`."""
