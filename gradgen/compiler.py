@@ -320,6 +320,8 @@ class _EntryBuilder:
         """Name each derivative after its source-named primal (reverse order: outputs first)."""
         names = {}
         for node in reversed(topo_order([self.out])):
+            if node.op == "input":   # a Param's derivative is named when it is finished
+                continue
             d = table.get(id(node))
             src = self.entry.names.get(node)
             if d is not None and src is not None and not d.is_const \

@@ -112,6 +112,7 @@ class Builder:
     origin: Origin | None = None
     phase: str = "forward"
     serial: int = 0
+    memo: dict = field(default_factory=dict)   # per-compilation caches of analyses
 
     @contextlib.contextmanager
     def at(self, origin: Origin | None = None, phase: str | None = None) -> Iterator[None]:

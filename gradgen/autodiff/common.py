@@ -7,9 +7,9 @@ lazy derivatives as they are; everything else gets them materialised first.
 
 from __future__ import annotations
 
-from ..ir import Node, make
+from ..ir import Node, builder, make
 from ..ops.registry import REGISTRY
-from ..shapes import ONE, dims_equal, same_shape
+from ..shapes import ONE, same_shape
 
 
 def active_nodes(order: list[Node], wrt: set[int]) -> set[int]:
@@ -42,11 +42,35 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
 
 def materialize(g: Node, like: Node) -> Node:
     """`g` with exactly the shape of `like` (and `like`'s dtype, if `g` is a constant)."""
+    if not g.is_const and _weak(g):
+        g = make("cast", g, like)   # e.g. where(x > 0, 1, 0): give it `like`'s dtype
     if same_shape(g.shape, like.shape) and not g.is_const:
         return g
-    if g.ndim == like.ndim and all(dims_equal(a, b) for a, b in zip(g.shape, like.shape)):
-        return g
     return make("expand_like", g, like)
+
+
+def _weak(g: Node) -> bool:
+    """True when `g`'s numbers come from constants only (so NumPy would give it an integer
+    or default dtype instead of the arguments' dtype). Memoised per compilation."""
+    memo = builder().memo.setdefault("weak", {})
+    stack = [g]
+    while stack:
+        n = stack[-1]
+        if id(n) in memo:
+            stack.pop()
+            continue
+        pending = [a for a in n.args if id(a) not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        if n.op == "input":
+            memo[id(n)] = False
+        elif n.is_const or n.dtype == "bool":
+            memo[id(n)] = True
+        else:
+            memo[id(n)] = all(memo[id(a)] for a in n.args if a.dtype != "bool")
+    return memo[id(g)]
 
 
 def add_contribution(table: dict, node: Node, g: Node) -> None:

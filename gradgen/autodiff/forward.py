@@ -28,6 +28,8 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node],
         if opdef.has("nondiff") or opdef.jvp is None:
             continue
         ts = [tan.get(id(a)) for a in node.args]
+        if all(t is None for t in ts):   # active only through a shape (expand_like's `like`)
+            continue
         with b.at(origin=node.origin, phase="backward"):
             if not opdef.has("elementwise"):
                 ts = [None if t is None else materialize(t, a) for t, a in zip(ts, node.args)]

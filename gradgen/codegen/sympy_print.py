@@ -65,6 +65,8 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
         base, exp = e.args
         if exp == -1:
             return f"1 / {_paren(_print(base), PREC_MUL + 1)}", PREC_MUL
+        if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
+            return f"{_paren(_print(base), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
         return f"{_paren(_print(base), PREC_POW + 1)} ** {_paren(_print(exp), PREC_NEG)}", PREC_POW
     if isinstance(e, sympy.floor):
         return f"{_paren(_print(e.args[0]), PREC_MUL)} // 1", PREC_MUL

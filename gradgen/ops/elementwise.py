@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import sympy
+
 from ..ir import const, make
 from ..shapes import broadcast
 from ._emit import call, infix
@@ -303,12 +307,27 @@ defop("minimum", 2, shape=_bshape, emit=call("minimum"), traits=EW, domain=(REAL
 # ---------------------------------------------------------------- unary functions
 
 def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelude=None,
-           canon=None, ufunc=None):
+           canon=None, ufunc=None, fold=None):
     """An elementwise function of one argument; `vjp`/`jvp` give the local derivative.
-    Emitted as `np.<name>(x)` (a NumPy ufunc) unless `emit` says otherwise."""
+    Emitted as `np.<name>(x)` (a NumPy ufunc) unless `emit` says otherwise. `fold`
+    evaluates it on a scalar constant, which must stay a Python number: NumPy's own
+    `np.log(2)` is a float64 that would turn float32 arrays into float64."""
     return defop(name, 1, shape=_bshape, emit=emit or call(name), vjp=vjp, jvp=jvp,
-                 domain=(domain,), traits=traits, prelude=prelude, canon=canon,
+                 domain=(domain,), traits=traits, prelude=prelude,
+                 canon=_folding(fold, canon) if fold else canon,
                  ufunc=ufunc if emit else (ufunc or name))
+
+
+def _folding(fold, canon):
+    """A canon rule that first folds the function of a numeric constant."""
+    def rule(x):
+        if x.is_const and x.value.is_number:
+            try:
+                return const(float(fold(float(x.value))))
+            except (ValueError, OverflowError):
+                pass   # outside the domain: leave it for NumPy (nan/inf as usual)
+        return canon(x) if canon else None
+    return rule
 
 
 def _from_local(local):
@@ -328,17 +347,23 @@ def _canon_log(x):
     return None
 
 
-_unary("exp", vjp=lambda g, n: (g * n,), jvp=lambda ts, n: ts[0] * n)
+def _canon_sqrt(x):
+    if x.is_const:   # sqrt(D) of a dimension: `D ** 0.5`, a Python float
+        return const(x.value ** sympy.Rational(1, 2))
+    return None
+
+
+_unary("exp", vjp=lambda g, n: (g * n,), jvp=lambda ts, n: ts[0] * n, fold=math.exp)
 _unary("log", vjp=lambda g, n: (g / n.args[0],), jvp=lambda ts, n: ts[0] / n.args[0],
-       domain=POSITIVE, canon=_canon_log)
+       domain=POSITIVE, canon=_canon_log, fold=math.log)
 _unary("log1p", vjp=lambda g, n: (g / (1 + n.args[0]),),
-       jvp=lambda ts, n: ts[0] / (1 + n.args[0]), domain=POSITIVE)
+       jvp=lambda ts, n: ts[0] / (1 + n.args[0]), domain=POSITIVE, fold=math.log1p)
 _unary("sqrt", vjp=lambda g, n: (g / (2 * n),), jvp=lambda ts, n: ts[0] / (2 * n),
-       domain=POSITIVE)
+       domain=POSITIVE, fold=math.sqrt, canon=_canon_sqrt)
 _unary("sign", traits=NONDIFF, domain=NONZERO)
 _unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO,
        ufunc="absolute")
-_unary("tanh", **_from_local(lambda n: 1 - n ** 2))
+_unary("tanh", **_from_local(lambda n: 1 - n ** 2), fold=math.tanh)
 
 _SIGMOID = '''\
 def _sigmoid(x, out=None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..errors import ShapeError
 from ..ir import make
 from ..shapes import matmul_shape
 from ._emit import infix
@@ -44,11 +43,12 @@ def _matmul_vmap(ts, n):
     ta, tb = ts
     terms = []
     if ta is not None:
-        if a.ndim == 1 and b.ndim > 2:
-            raise ShapeError("Hessians through a vector @ batched-matrix product are not "
-                             "supported yet")
-        pad = max(0, b.ndim - a.ndim) if a.ndim >= 2 else 0
-        terms.append(_pad(ta, pad) @ b)
+        if a.ndim == 1 and b.ndim > 2:     # (B, k) -> (B, 1.., 1, k) @ b -> squeeze
+            t = _pad(ta, b.ndim - 1) @ b
+            terms.append(make("squeeze", t, axes=(t.ndim - 2,)))
+        else:
+            pad = max(0, b.ndim - a.ndim) if a.ndim >= 2 else 0
+            terms.append(_pad(ta, pad) @ b)
     if tb is not None:
         if b.ndim >= 2:
             terms.append(a @ _pad(tb, max(0, a.ndim - b.ndim)))
@@ -56,9 +56,10 @@ def _matmul_vmap(ts, n):
             terms.append(tb @ a)
         elif a.ndim == 2:
             terms.append(tb @ a.T)
-        else:
-            raise ShapeError("Hessians through a batched-matrix @ vector product are not "
-                             "supported yet")
+        else:                              # a @ (B, 1.., k, 1) -> squeeze the last axis
+            t = _pad(make("expand_dims", tb, axes=(tb.ndim,)), a.ndim - 2)
+            t = a @ t
+            terms.append(make("squeeze", t, axes=(t.ndim - 1,)))
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
