@@ -136,6 +136,7 @@ class _EntryBuilder:
             params = [a for a in params if a.name in options.wrt]
         self.params = params
         self.spec_name = f"_{entry.name.upper()}_ARGS"
+        self._grad = None
 
     # ---------------------------------------------------------------- which functions
 
@@ -175,9 +176,16 @@ class _EntryBuilder:
         doc = self._doc("", [("the value", self.out)])
         return self._function(self.entry.name, [], [self.out], {}, doc, "forward")
 
+    def _gradient(self):
+        """The gradient graph (seed 1) with derived names, built once per entry point."""
+        if self._grad is None:
+            grads, ct = vjp([self.out], [const(1)], [p.node for p in self.params])
+            self._grad = self._finish_cotangents(grads, ct)
+        grads, names = self._grad
+        return list(grads), dict(names)
+
     def grad(self, with_value: bool):
-        grads, ct = vjp([self.out], [const(1)], [p.node for p in self.params])
-        grads, names = self._finish_cotangents(grads, ct)
+        grads, names = self._gradient()
         if with_value:
             name = f"{self.entry.name}_value_and_grad"
             doc = self._doc(f"The value of `{self.entry.name}` and its gradient with respect to "
@@ -222,8 +230,7 @@ class _EntryBuilder:
 
     def hvp(self):
         vs = [self._extra_input("v" + p.name, "tangent", p.shape) for p in self.params]
-        grads, ct = vjp([self.out], [const(1)], [p.node for p in self.params])
-        grads, names = self._finish_cotangents(grads, ct)
+        grads, names = self._gradient()
         hv, table = jvp(grads, {id(p.node): v for p, v in zip(self.params, vs)},
                         [p.node for p in self.params])
         hv = [h if h is not None else make("zeros_like", p.node)
@@ -244,8 +251,7 @@ class _EntryBuilder:
         """Full Hessian blocks d(grad_i)/d(p_j), each of shape p_i.shape + p_j.shape, by
         pushing the standard basis of p_j through the gradient graph in batched forward
         mode: matrix expressions, no loop over directions."""
-        grads, ct = vjp([self.out], [const(1)], [p.node for p in self.params])
-        grads, names = self._finish_cotangents(grads, ct)
+        grads, names = self._gradient()
         nodes = [p.node for p in self.params]
         blocks = []
         for j, pj in enumerate(self.params):

@@ -99,9 +99,13 @@ def const(value) -> Node:
     """A scalar constant: a number or a sympy expression of dimensions."""
     if isinstance(value, bool):
         raise InternalError("boolean constants are not supported")
-    if isinstance(value, float):
-        value = sympy.Float(value)  # 53-bit: float(value) round-trips exactly
-    return make("const", value=sympy.sympify(value))
+    cache = builder().memo.setdefault("const", {})
+    key = (type(value), value)
+    node = cache.get(key)
+    if node is None:
+        v = sympy.Float(value) if isinstance(value, float) else sympy.sympify(value)
+        node = cache[key] = make("const", value=v)  # Float: float(v) round-trips exactly
+    return node
 
 
 @dataclass
@@ -161,7 +165,9 @@ def make(op: str, *args: Node, **attrs) -> Node:
             return simpler
     b = builder()
     items = tuple(sorted(attrs.items()))
-    key = (op, tuple(id(a) for a in args), repr(items))
+    # Attribute values are hashable (ints, tuples, strings, sympy expressions); constants
+    # that compare equal (1 and 1.0) may share a node: as Python scalars they act alike.
+    key = (op, tuple(id(a) for a in args), items)
     node = b.table.get(key)
     if node is None:
         shape, dtype = opdef.infer(args, attrs)

@@ -6,6 +6,7 @@ Dimensions with different names are different (SPEC §1): `N` never broadcasts a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import sympy
@@ -28,6 +29,7 @@ def as_dim(value: int | Dim) -> Dim:
     return sympy.Integer(value) if isinstance(value, int) else value
 
 
+@functools.lru_cache(maxsize=4096)
 def fmt_dim(d: Dim) -> str:
     """A dimension as Python source (`N`, `3`, `2 * D`)."""
     from .codegen.sympy_print import print_expr

@@ -13,6 +13,7 @@ class Namer:
 
     def __init__(self, taken=()):
         self.taken: set[str] = set(RESERVED) | set(taken)
+        self.next: dict[str, int] = {}   # base -> next suffix to try (keeps this linear)
 
     def reserve(self, name: str) -> None:
         self.taken.add(name)
@@ -23,10 +24,11 @@ class Namer:
         if base not in self.taken:
             self.taken.add(base)
             return base
-        k = 2
+        k = self.next.get(base, 2)
         while f"{base}{k}" in self.taken:
             k += 1
         name = f"{base}{k}"
+        self.next[base] = k + 1
         self.taken.add(name)
         return name
 

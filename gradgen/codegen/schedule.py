@@ -59,7 +59,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             continue
         wanted = names.get(n)
         if opdef.stmt is not None:
-            st.read(sum((refs[id(a)] for a in n.args), Counter()))
+            st.read(_merge(refs[id(a)] for a in n.args))
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
             st.define(n, target, uses[id(n)])
@@ -83,7 +83,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
                 reads[id(arg)] = frozenset({printer.code[id(arg)][0]})
                 refs[id(arg)] = Counter({printer.code[id(arg)][0]: 1})
             arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
-            arg_refs = sum((refs[id(a)] for a in n.args), Counter())
+            arg_refs = _merge(refs[id(a)] for a in n.args)
             if wanted is None and uses[id(n)] <= 1:
                 printer.code[id(n)] = (text, prec)
                 st.inlined.add(id(n))
@@ -102,6 +102,15 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
         stmts_out.append(_Stmt(stmts, n.phase, arg_reads, printer.code[id(n)][0], n))
     returned = frozenset().union(*(reads[id(o)] for o in outputs))
     return _with_releases(stmts_out, returned | keep)
+
+
+def _merge(counts) -> dict:
+    """The sum of several {name: count} tables (plain dicts: Counter addition is slow)."""
+    out: dict = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def _dependencies(order: list[Node]) -> dict[int, frozenset]:
@@ -157,8 +166,8 @@ class _State:
             spine.append(nxt)
         bottom = spine[-1]
         # Only a variable that no later step of this statement reads may be overwritten.
-        bottom_refs = sum((refs[id(a)] for a in bottom.args), Counter())
-        buf = self._dead_buffer(bottom, n, lambda name: bottom_refs[name] == stmt_refs[name])
+        bottom_refs = _merge(refs[id(a)] for a in bottom.args)
+        buf = self._dead_buffer(bottom, n, lambda name: bottom_refs.get(name, 0) == stmt_refs.get(name, 0))
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
