@@ -8,23 +8,31 @@ import numpy as np
 
 
 def _dims(spec, *args):
-    """Check the arguments' shapes against their declarations (dimension names must agree)."""
-    sizes = {}
+    """Check the arguments' shapes against their declarations (dimension names must agree);
+    raise ValueError naming the argument, the axis and both sizes."""
+    sizes, origin = {}, {}
     for (name, decl), x in zip(spec, args):
-        shape = np.shape(x)
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            shape = np.shape(x)
         if len(shape) != len(decl):
             raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
                              f"{decl}, got shape {shape}")
-        for axis, (dim, n) in enumerate(zip(decl, shape)):
-            if isinstance(dim, int):
+        for axis, dim in enumerate(decl):
+            n = shape[axis]
+            if dim.__class__ is int:
                 if n != dim:
                     raise ValueError(f"argument {name!r}, axis {axis}: expected size {dim}, "
                                      f"got {n}")
-            elif dim is not None:
-                size, where, at = sizes.setdefault(dim, (n, name, axis))
-                if n != size:
-                    raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
-                                     f"{dim} = {size} (from argument {where!r}, axis {at})")
+            elif dim is None:
+                continue
+            elif dim not in sizes:
+                sizes[dim] = n
+                origin[dim] = name, axis
+            elif sizes[dim] != n:
+                where, at = origin[dim]
+                raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
+                                 f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
 
 
 def _expect(name, x, shape):
