@@ -26,4 +26,4 @@ def _emit_basis(p, node):
 
 
 defop("basis", 1, shape=_basis_shape, emit=_emit_basis, traits=frozenset({"nondiff"}),
-      hint="I")
+      hint="basis")
