@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Where does the emitted MLP gradient spend its time? A statement-by-statement profile.
+
+    python benchmarks/profile_lines.py                 # N, D, M, C = 1000, 100, 256, 10
+    python benchmarks/profile_lines.py 10000 784 512 10 --calls 10
+
+Each function (gradgen's emitted `cost_value_and_grad`, compiled afresh, and the plain and
+hand-tuned references of handwritten.py) is copied with a probe after every statement,
+then called many times; the table gives, per statement, the mean CPU time (this process,
+user + system, so page-fault handling counts) and the mean minor page faults. The probes
+run inside the real call, so the allocator is in the state the real code sees (timing a
+statement on its own, in a loop, would not be: its output would be freed and reused).
+
+CPU time, not wall time: on a busy shared machine it is the steadier of the two. For the
+per-statement view, run with one BLAS thread (OPENBLAS_NUM_THREADS=1), or CPU time also
+counts BLAS threads spinning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import itertools
+import resource
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import handwritten as hw
+from run import ROOT, compile_module
+
+
+def instrument(fn, namespace: dict):
+    """A copy of `fn` with a probe after each statement; (function, marks list, labels)."""
+    fdef = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    fdef.name = "_instrumented"
+    fdef.decorator_list = []
+    probe = ast.parse("_PROBE()").body[0]
+    body, labels = [probe], []
+    for stmt in fdef.body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue                                 # docstring
+        if isinstance(stmt, ast.Return) and stmt.value is not None:
+            # `return expr` -> `_result = expr; probe; return _result`, so expr is measured
+            labels.append(ast.unparse(stmt))
+            body += [ast.Assign(targets=[ast.Name("_result", ast.Store())], value=stmt.value),
+                     probe, ast.Return(value=ast.Name("_result", ast.Load()))]
+            break
+        body.append(stmt)
+        labels.append(ast.unparse(stmt).split("\n")[0])
+        body.append(probe)
+    fdef.body = body
+    ast.fix_missing_locations(fdef)
+    marks: list[tuple[float, int]] = []
+
+    def _probe():
+        marks.append((time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
+
+    ns = dict(namespace, _PROBE=_probe)
+    code = compile(ast.Module([fdef], []), f"<instrumented {fn.__name__}>", "exec")
+    exec(code, ns)  # noqa: S102 - our own instrumented copy of a function we imported
+    return ns["_instrumented"], marks, labels
+
+
+def profile(title: str, fn, namespace: dict, args: tuple, calls: int) -> None:
+    f, marks, labels = instrument(fn, namespace)
+    f(*args)                                         # warm-up
+    per_call = []
+    for _ in range(calls):
+        marks.clear()
+        f(*args)
+        per_call.append([(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(marks)])
+    per = np.array(per_call)                         # calls x statements x (cpu, faults)
+    cpu, faults = per[:, :, 0].mean(axis=0), per[:, :, 1].mean(axis=0)
+    print(f"\n## {title}\n")
+    print("| CPU ms | faults | statement |")
+    print("|-------:|-------:|-----------|")
+    for c, fl, label in zip(cpu, faults, labels):
+        print(f"| {c * 1e3:6.3f} | {fl:6.0f} | `{label[:110]}` |")
+    print(f"| {cpu.sum() * 1e3:6.3f} | {faults.sum():6.0f} | total (mean of {calls} calls; "
+          "freeing the locals at exit is not counted) |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("sizes", nargs="*", type=int, default=[1000, 100, 256, 10],
+                    metavar="N D M C")
+    ap.add_argument("--calls", type=int, default=60)
+    args = ap.parse_args(argv)
+    if len(args.sizes) != 4:
+        ap.error("give the four sizes N D M C")
+    X, Y, V, W = hw.mlp_data(*args.sizes)
+    mod, _ = compile_module(ROOT / "examples" / "mlp" / "mlp.grad")
+    print(f"# Statement profile, N, D, M, C = {tuple(args.sizes)}")
+    profile("gradgen cost_value_and_grad", mod.cost_value_and_grad, vars(mod), (X, Y, V, W),
+            args.calls)
+    if callable(getattr(mod, "_sigmoid", None)):
+        profile("gradgen's _sigmoid helper, on X @ V", mod._sigmoid, vars(mod), (X @ V,),
+                args.calls)
+    profile("plain hand-written NumPy", hw.mlp_plain, vars(hw), (X, Y, V, W), args.calls)
+    profile("hand-tuned NumPy", hw.mlp_tuned, vars(hw), (X, Y, V, W), args.calls)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
