@@ -11,6 +11,7 @@ from . import __version__
 from .errors import CompileError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13   # what a shell reports for a process killed by SIGPIPE
 
 
 class _Fail(Exception):
@@ -34,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`gradgen show f.grad | head`): stop quietly, as cat does.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
     except Exception as e:  # noqa: BLE001 - an internal error must not show a traceback
         if os.environ.get("GRADGEN_DEBUG"):
             raise
@@ -80,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", help="OUT.dot, OUT.svg or OUT.png (default: DOT on stdout)")
     g.add_argument("--backward", action="store_true", help="include the backward pass")
     g.add_argument("--function", help="entry point to draw (default: the first)")
+    _add_options(g)
     g.set_defaults(run=_graph)
     return p
 
@@ -92,14 +102,14 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read(path: str) -> str:
+    from .io import read_source
+
     try:
-        data = Path(path).read_bytes()
+        return read_source(path)
+    except IsADirectoryError:
+        raise _Fail(f"cannot read {path}: it is a directory") from None
     except OSError as e:
         raise _Fail(f"cannot read {path}: {e.strerror or e}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise _Fail(f"{path} is not valid UTF-8 (byte {e.start})") from None
 
 
 def _options(args):
@@ -136,10 +146,10 @@ def _compile(args) -> int:
             return EXIT_ERROR
         print(f"{out}: up to date")
         return EXIT_OK
-    if out.exists() and not args.force and not written_by_gradgen(out):
-        raise _Fail(f"{out} exists and was not written by gradgen; use --force to overwrite it")
     if out.is_dir():
         raise _Fail(f"{out} is a directory")
+    if out.exists() and not args.force and not written_by_gradgen(out):
+        raise _Fail(f"{out} exists and was not written by gradgen; use --force to overwrite it")
     try:
         atomic_write(out, source)
     except OSError as e:

@@ -390,9 +390,15 @@ class _EntryBuilder:
         arg_names = [a.name for a in e.args] + [n.attr("name") for n in extra_inputs]
         namer = Namer(set(arg_names) | set(e.dims))
         printer = Printer()
+        # Gradients are computed in reverse order of the Params, as backpropagation does:
+        # the last layer's first, so forward values die early.
+        visit = list(outputs)
+        if group is not None:
+            lo, hi = group
+            visit[lo:hi] = reversed(visit[lo:hi])
         body = schedule(list(outputs), all_names, namer, printer,
                         derivative_label="tangent" if kind == "jvp" else "grad",
-                        keep=frozenset(arg_names))
+                        keep=frozenset(arg_names), visit=visit)
         prologue = self._prologue(printer, extra_inputs)
         returns = [printer.code[id(o)][0] for o in outputs]
         graph = ir.Graph(tuple(a.node for a in e.args) + tuple(extra_inputs), tuple(outputs),

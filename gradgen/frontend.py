@@ -8,7 +8,10 @@ uses an explicit stack, so deeply nested sources cannot exhaust Python's recursi
 from __future__ import annotations
 
 import ast
+import gc
 import keyword
+import math
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -21,9 +24,16 @@ from .ir import Node, Origin, const, make
 from .ops import BUILTINS
 from .shapes import dim_symbol
 
-__all__ = ["Argument", "EntryPoint", "Program", "parse_program", "MAX_SOURCE_BYTES"]
+__all__ = ["MAX_OPERATIONS", "MAX_SOURCE_BYTES", "Argument", "EntryPoint", "Program",
+           "parse_program", "source_lines"]
 
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
+# Operations (operators, calls, indexing; after inlining helpers) per program, each entry
+# point counting as ENTRY_COST more. Differentiating and emitting cost about 0.3 ms per
+# operation: far beyond this a compilation would take minutes, so the source is refused
+# with a diagnostic instead (20,000 chained additions are well within it).
+MAX_OPERATIONS = 50_000
+ENTRY_COST = 10
 MAX_HELPER_DEPTH = 64
 MAX_STATIC_DEPTH = 16
 PARSE_STACK_BYTES = 512 * 1024 * 1024
@@ -43,7 +53,6 @@ _UNSUPPORTED_STMT = {
     ast.If: "'if' statements are not supported; use where(condition, a, b)",
     ast.Import: "imports are not supported (the source is never executed)",
     ast.ImportFrom: "imports are not supported (the source is never executed)",
-    ast.AugAssign: "augmented assignment reassigns a name; names cannot be reassigned",
     ast.AnnAssign: "annotated assignments are not supported; annotate function arguments only",
     ast.ClassDef: "classes are not supported",
     ast.With: "'with' statements are not supported",
@@ -116,25 +125,58 @@ class Program:
     entries: list[EntryPoint]
 
     def diagnostic(self, line: int, col: int, message: str) -> Diagnostic:
-        lines = self.source.splitlines()
+        lines = source_lines(self.source)
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         return Diagnostic(self.filename, line, col, message, text)
+
+
+def source_lines(text: str) -> list[str]:
+    """The physical lines of a source as Python numbers them.
+
+    Only CR LF, CR and LF end a line: unlike `str.splitlines`, a form feed or U+2028 inside
+    a comment or string does not shift the line numbers of what follows.
+    """
+    return _LINE_END.split(text)
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class _Loc:
+    """A place in the source, as the AST gives it (`col_offset` counts UTF-8 bytes)."""
+
+    lineno: int
+    col_offset: int
 
 
 class _Located(Exception):
     """Internal: an error message with its AST location."""
 
-    def __init__(self, node, message: str):
+    def __init__(self, node, message: str, context: bool = False):
         super().__init__(message)
         self.node = node
         self.message = message
+        # Errors that depend on the arguments of a helper (shapes, tuples, comparisons)
+        # also say which call of the helper led to them.
+        self.context = context
+        self.helpers: list[str] = []
+        self.call_line = 0
+
+    def full_message(self) -> str:
+        """The message, with the helper call it happened in when it is inside a helper."""
+        if not self.helpers or not self.context:
+            return self.message
+        via = "".join(f" via '{h}'" for h in self.helpers[1:])
+        return (f"{self.message} (in helper '{self.helpers[0]}', inlined{via} from line "
+                f"{self.call_line})")
 
 
 def parse_program(text: str, filename: str = "<string>") -> Program:
     """Parse and lower a source text. Must be called inside `ir.building()`."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines()
+    lines = source_lines(text)
 
     def diag(line: int, col: int, message: str) -> CompileError:
         src = lines[line - 1] if 0 < line <= len(lines) else ""
@@ -142,50 +184,112 @@ def parse_program(text: str, filename: str = "<string>") -> Program:
 
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
         raise diag(1, 1, f"source is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MB")
-    tree = _parse(text, filename, diag)
+    tree = _parse(text, filename, diag, lines)
     lowering = _Lowering(filename, lines, diag)
     try:
         return lowering.program(tree, text)
     except _Located as e:
         line, col = lowering.position(e.node)
-        raise diag(line, col, e.message) from None
+        raise diag(line, col, e.full_message()) from None
 
 
-def _parse(text: str, filename: str, diag) -> ast.Module:
+def _parse(text: str, filename: str, diag, lines: list[str]) -> ast.Module:
     """`ast.parse` on a thread with a large stack, so deep nesting parses or fails cleanly."""
+    bad = _BAD_CHAR.search(text)
+    if bad:
+        at = bad.start()
+        line = len(source_lines(text[:at]))
+        col = at - max(text.rfind("\n", 0, at), text.rfind("\r", 0, at))
+        what = "a null character" if bad.group() == "\0" else \
+            f"a lone surrogate (U+{ord(bad.group()):04X}), which is not valid Unicode"
+        raise diag(line, col, f"the source contains {what}")
     result: dict = {}
 
-    def run():
+    def run(big_stack: bool = True):
         old = sys.getrecursionlimit()
+        collecting = gc.isenabled()
         try:
-            sys.setrecursionlimit(max(old, PARSE_RECURSION_LIMIT))
+            if big_stack:
+                sys.setrecursionlimit(max(old, PARSE_RECURSION_LIMIT))
+            # The parser allocates millions of objects for a large source and none of them
+            # is garbage: collecting while it runs only costs time (about half of it).
+            gc.disable()
             result["tree"] = ast.parse(text, filename=filename, type_comments=False)
         except SyntaxError as e:
             result["syntax"] = e
         except (RecursionError, MemoryError) as e:
             result["deep"] = e
+            result["deep_line"] = _deep_line(lines)
+        except Exception as e:  # noqa: BLE001 - re-raised below, on the calling thread
+            result["error"] = e
         finally:
+            if collecting:
+                gc.enable()
             sys.setrecursionlimit(old)
 
-    old_size = threading.stack_size()
     try:
-        threading.stack_size(PARSE_STACK_BYTES)
-        t = threading.Thread(target=run, name="gradgen-parse")
-    finally:
-        threading.stack_size(old_size)
-    t.start()
-    t.join()
+        old_size = threading.stack_size()
+        try:
+            threading.stack_size(PARSE_STACK_BYTES)
+            t = threading.Thread(target=run, name="gradgen-parse")
+        finally:
+            threading.stack_size(old_size)
+        t.start()
+    except (RuntimeError, ValueError, MemoryError):
+        # No thread with a large stack on this system: parse here, on the usual stack
+        # (deep nesting is then refused a little earlier, still without a crash).
+        result.clear()
+        run(big_stack=False)
+    else:
+        t.join()
+    if "error" in result:
+        raise result["error"]
     if "syntax" in result:
         e = result["syntax"]
         msg = e.msg or "invalid syntax"
         if msg.startswith("too many nested parentheses"):
             msg = "too many nested parentheses (Python's parser allows at most 200 levels)"
-        return_line = e.lineno or 1
-        raise diag(return_line, e.offset or 1, f"syntax error: {msg}")
+        line = e.lineno or 1
+        text_line = lines[line - 1] if 0 < line <= len(lines) else ""
+        col = e.offset or 1
+        if isinstance(e, IndentationError) and msg in _AT_FIRST_NON_BLANK:
+            col = len(text_line) - len(text_line.lstrip(" \t\f")) + 1   # the first non-blank
+        col = min(max(col, 1), len(text_line) + 1)
+        raise diag(line, col, f"syntax error: {msg}")
     if "deep" in result:
-        raise diag(1, 1, "expression is nested too deeply to parse; split it into "
-                         "several assignments")
+        found = result.get("deep_line")
+        if found is None:
+            raise diag(1, 1, "the source is too large or too deeply nested to parse")
+        line, col = found
+        raise diag(line, col, "expression is nested too deeply to parse; split it into "
+                              "several assignments")
     return result["tree"]
+
+
+# Python puts the column of these at the end of the indentation or of the line.
+_AT_FIRST_NON_BLANK = ("unexpected indent", "unindent does not match any outer indentation level")
+_BAD_CHAR = re.compile("[\0\ud800-\udfff]")
+DEEP_LINE_CHARS = 1000   # nesting deep enough to overflow the parser needs a line this long
+DEEP_LINE_PROBES = 200
+
+
+def _deep_line(lines: list[str]) -> tuple[int, int] | None:
+    """Where the parser gave up on deep nesting: the first long line that alone fails."""
+    probes = 0
+    for i, line in enumerate(lines):
+        if len(line) < DEEP_LINE_CHARS:
+            continue
+        probes += 1
+        if probes > DEEP_LINE_PROBES:
+            break
+        stripped = line.lstrip(" \t\f")
+        try:
+            ast.parse(stripped)
+        except (RecursionError, MemoryError):
+            return i + 1, len(line) - len(stripped) + 1
+        except (SyntaxError, ValueError):
+            continue
+    return None
 
 
 class _Lowering:
@@ -196,6 +300,9 @@ class _Lowering:
         self.functions: dict[str, ast.FunctionDef] = {}
         self.helper_stack: list[str] = []
         self.entry_dims: dict = {}
+        self.entry_inputs: tuple = ()
+        self.inlined: dict = {}        # (helper, argument nodes) -> result, per entry point
+        self.operations = 0            # IR operations built so far (see MAX_OPERATIONS)
 
     # ------------------------------------------------------------ locations
 
@@ -206,6 +313,33 @@ class _Lowering:
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
         col = len(text.encode("utf-8")[:offset].decode("utf-8", "replace")) + 1
         return line, col
+
+    def operator(self, node):
+        """Where the operator of a binary operation or comparison is written.
+
+        The AST only locates the whole expression (which starts with its left operand, the
+        same place for every `+` of `a + b + c`); the operator is the first character
+        after the left operand that is not a space, a bracket or a comment.
+        """
+        if isinstance(node, ast.BinOp):
+            left, right = node.left, node.right
+        elif isinstance(node, ast.Compare):
+            left, right = node.left, node.comparators[0]
+        else:
+            return node
+        line, offset = left.end_lineno, left.end_col_offset
+        while line and line <= min(right.lineno, len(self.lines)):
+            data = self.lines[line - 1].encode("utf-8")
+            stop = right.col_offset if line == right.lineno else len(data)
+            while offset < stop:
+                ch = data[offset:offset + 1]
+                if ch == b"#":
+                    break
+                if ch not in b" \t\f()\\":
+                    return _Loc(line, offset)
+                offset += 1
+            line, offset = line + 1, 0
+        return node
 
     def origin(self, stmt) -> Origin:
         line = stmt.lineno
@@ -221,11 +355,11 @@ class _Lowering:
         for stmt in body:
             if isinstance(stmt, ast.FunctionDef):
                 if stmt.name in self.functions:
-                    raise _Located(stmt, f"function '{stmt.name}' is defined twice "
-                                         f"(first on line {self.functions[stmt.name].lineno})")
-                if stmt.name in BUILTINS or stmt.name in ANNOTATIONS:
-                    raise _Located(stmt, f"'{stmt.name}' is a built-in name and cannot be "
-                                         "redefined")
+                    raise _Located(self._def_name(stmt), f"function '{stmt.name}' is defined "
+                                   f"twice (first on line {self.functions[stmt.name].lineno})")
+                if stmt.name in BUILTINS or stmt.name in ANNOTATIONS or stmt.name in CONSTANTS:
+                    raise _Located(self._def_name(stmt), f"'{stmt.name}' is a built-in name and "
+                                                         "cannot be redefined")
                 self._check_signature(stmt)
                 self.functions[stmt.name] = stmt
             else:
@@ -240,11 +374,19 @@ class _Lowering:
     def _check_signature(self, fn: ast.FunctionDef) -> None:
         a = fn.args
         if fn.decorator_list:
-            raise _Located(fn.decorator_list[0], "decorators are not supported")
-        extra = (a.vararg or a.kwarg or (a.kwonlyargs[0] if a.kwonlyargs else None)
-                 or (a.posonlyargs[0] if a.posonlyargs else None))
-        if extra is not None:
-            raise _Located(extra, "only plain positional arguments are supported")
+            raise _Located(self._at_sign(fn.decorator_list[0]), "decorators are not supported")
+        if a.vararg is not None:
+            raise _Located(a.vararg, f"'*{a.vararg.arg}' is not supported: a function takes a "
+                                     "fixed list of plain arguments")
+        if a.kwarg is not None:
+            raise _Located(a.kwarg, f"'**{a.kwarg.arg}' is not supported: a function takes a "
+                                    "fixed list of plain arguments")
+        if a.kwonlyargs:
+            raise _Located(a.kwonlyargs[0], "keyword-only arguments are not supported: a "
+                                            "function takes a fixed list of plain arguments")
+        if a.posonlyargs:
+            raise _Located(a.posonlyargs[0], "positional-only arguments ('/') are not supported: "
+                                             "a function takes a fixed list of plain arguments")
         if a.defaults:
             raise _Located(a.defaults[0], "default argument values are not supported")
         annotated = [p.annotation is not None for p in a.args]
@@ -258,6 +400,20 @@ class _Lowering:
             if p.arg in seen:
                 raise _Located(p, f"duplicate argument '{p.arg}'")
             seen.add(p.arg)
+
+    def _def_name(self, fn):
+        """The name in `def name(...)`."""
+        line = fn.lineno
+        data = self.lines[line - 1].encode("utf-8") if 0 < line <= len(self.lines) else b""
+        m = re.compile(rb"def\s+").match(data, fn.col_offset)
+        return _Loc(line, m.end()) if m else fn
+
+    def _at_sign(self, decorator):
+        """The '@' in front of a decorator expression (on the same line, before it)."""
+        line = decorator.lineno
+        data = self.lines[line - 1].encode("utf-8") if 0 < line <= len(self.lines) else b""
+        at = data.rfind(b"@", 0, decorator.col_offset)
+        return _Loc(line, at) if at >= 0 else decorator
 
     # ------------------------------------------------------------ entry points
 
@@ -284,12 +440,16 @@ class _Lowering:
         names = {a.node: a.name for a in args}
         scope = _Scope(env, names, dims, fn.name)
         self.entry_dims = dims
+        self.entry_inputs = tuple(a.node for a in args)
+        self.inlined = {}
+        self.operations += ENTRY_COST
         doc, ret, ret_stmt = self.body(fn, scope)
         if isinstance(ret, tuple):
-            raise _Located(ret_stmt, f"entry point '{fn.name}' must return a single array, "
-                                     f"not a tuple of {len(ret)}")
+            raise _Located(ret_stmt.value, f"entry point '{fn.name}' must return a single "
+                                           f"array, not a tuple of {len(ret)}")
         if ret.dtype == "bool":
-            raise _Located(ret_stmt, "an entry point must return numbers, not a comparison")
+            raise _Located(ret_stmt.value, "an entry point must return numbers, not a "
+                                           "comparison; use where(condition, a, b)")
         ret_line, ret_col = self.position(ret_stmt.value)
         return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings)
 
@@ -317,6 +477,9 @@ class _Lowering:
             if node.value <= 0:
                 raise _Located(node, f"dimensions must be positive, got {node.value}")
             return sympy.Integer(node.value)
+        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+                and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
+            raise _Located(node, f"dimensions must be positive, got -{node.operand.value}")
         if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Mult, ast.Sub,
                                                              ast.FloorDiv):
             a = self.dim(node.left, dims, depth + 1)
@@ -370,7 +533,9 @@ class _Lowering:
             self.bind(target, value, scope)
         elif isinstance(target, ast.Tuple) and all(isinstance(t, ast.Name) for t in target.elts):
             if not isinstance(value, tuple):
-                raise _Located(stmt.value, "only a helper returning a tuple can be unpacked")
+                raise _Located(stmt.value, f"cannot unpack a single array into "
+                                           f"{len(target.elts)} names; only a helper that "
+                                           "returns a tuple can be unpacked")
             if len(value) != len(target.elts):
                 raise _Located(stmt, f"cannot unpack {len(value)} values into "
                                      f"{len(target.elts)} names")
@@ -383,10 +548,14 @@ class _Lowering:
         name = target.id
         self._check_new_name(target, name)
         if name in scope.env:
-            raise _Located(target, f"'{name}' is already assigned; names cannot be reassigned")
+            first = scope.lines.get(name)
+            what = (f"is already assigned on line {first}" if first is not None
+                    else f"is an argument of '{scope.function}'")
+            raise _Located(target, f"'{name}' {what}; names cannot be reassigned")
         if name in scope.dims:
             raise _Located(target, f"'{name}' is a dimension; a variable may not share its name")
         scope.env[name] = value
+        scope.lines[name] = target.lineno
         scope.names.setdefault(value, name)
 
     def _check_new_name(self, node, name: str) -> None:
@@ -419,10 +588,22 @@ class _Lowering:
             vals = done[len(done) - len(kids):] if kids else []
             if kids:
                 del done[len(done) - len(kids):]
+            for v, sub in zip(vals, kids):
+                if isinstance(v, tuple):
+                    raise _Located(sub, f"expected an array, got a tuple of {len(v)} arrays",
+                                   context=True)
+            if not isinstance(node, (ast.Name, ast.Constant)):
+                self.operations += 1
+            if self.operations > MAX_OPERATIONS:
+                raise _Located(node, f"the program is too large: it builds more than "
+                                     f"{MAX_OPERATIONS:,} operations (after inlining helpers); "
+                                     "split it into several smaller programs", context=True)
             try:
                 done.append(self.apply(node, vals, scope))
             except ShapeError as e:
-                raise _Located(node, str(e)) from None
+                where = (node.slice if isinstance(node, ast.Subscript)
+                         else self.operator(node))
+                raise _Located(where, str(e), context=True) from None
         return done[0]
 
     def operands(self, node, scope) -> list:
@@ -454,9 +635,11 @@ class _Lowering:
             return self.call_operands(node, scope)
         if isinstance(node, (ast.Tuple, ast.List)):
             raise _Located(node, "a tuple or list is not an array here")
-        raise _Located(node, _UNSUPPORTED_EXPR.get(type(node),
-                                                   f"unsupported expression "
-                                                   f"({type(node).__name__})"))
+        message = _UNSUPPORTED_EXPR.get(type(node),
+                                        f"unsupported expression ({type(node).__name__})")
+        if isinstance(node, ast.GeneratorExp):
+            node = node.elt     # its parentheses may be those of the call around it
+        raise _Located(node, message)
 
     def apply(self, node, vals, scope):
         """Build the IR for `node` from its evaluated operands."""
@@ -465,27 +648,30 @@ class _Lowering:
         if isinstance(node, ast.Constant):
             v = node.value
             if type(v) in (int, float):
+                try:
+                    finite = math.isfinite(float(v))
+                except OverflowError:
+                    finite = False
+                if not finite:
+                    raise _Located(node, "this number is too large: it is not a finite "
+                                         "floating-point value")
                 return const(v)
             kind = "booleans" if isinstance(v, bool) else "strings" if isinstance(v, str) \
                 else f"{type(v).__name__} constants"
             raise _Located(node, f"{kind} are not supported here")
         for v, sub in zip(vals, self.operands_of(node)):
-            if isinstance(v, tuple):
-                raise _Located(sub, f"expected an array, got a tuple of {len(v)} arrays")
+            if v.dtype == "bool":
+                raise _Located(sub, "a comparison can only be the condition of where(...)",
+                               context=True)
         if isinstance(node, ast.BinOp):
-            self._numeric(node, vals)
             return make(_BINOPS[type(node.op)], *vals)
         if isinstance(node, ast.UnaryOp):
-            self._numeric(node, vals)
             return make("neg", vals[0]) if isinstance(node.op, ast.USub) else vals[0]
         if isinstance(node, ast.Compare):
-            self._numeric(node, vals)
             return make(_CMPOPS[type(node.ops[0])], *vals)
         if isinstance(node, ast.Attribute):
-            self._numeric(node, vals)
             return vals[0].T
         if isinstance(node, ast.Subscript):
-            self._numeric(node, vals)
             index = self.index(node.slice)
             if not index:
                 return vals[0]
@@ -504,11 +690,6 @@ class _Lowering:
         if isinstance(node, (ast.Attribute, ast.Subscript)):
             return [node.value]
         return []
-
-    def _numeric(self, node, vals) -> None:
-        for v in vals:
-            if v.dtype == "bool":
-                raise _Located(node, "a comparison can only be the condition of where(...)")
 
     def name(self, node: ast.Name, scope):
         name = node.id
@@ -544,7 +725,7 @@ class _Lowering:
                 raise _Located(a, "'*' unpacking is not supported")
         for k in node.keywords:
             if k.arg is None:
-                raise _Located(k.value, "'**' unpacking is not supported")
+                raise _Located(k, "'**' unpacking is not supported")
         name, target = self.callee(node)
         bound = self.bind_call(node, name, target)
         if isinstance(target, ast.FunctionDef):
@@ -579,14 +760,15 @@ class _Lowering:
                 positional.append(ast.copy_location(ast.List(elts=rest, ctx=ast.Load()),
                                                     rest[0]))
         if len(positional) > len(params):
-            raise _Located(node, f"{name}() takes {_count(len(params), 'argument')} but "
-                                 f"{len(node.args)} were given")
+            raise _Located(node.args[len(params)],
+                           f"{name}() takes {_count(len(params), 'argument')} but "
+                           f"{len(node.args)} were given")
         bound = dict(zip(params, positional))
         for k in node.keywords:
             if k.arg not in params:
-                raise _Located(k.value, f"{name}() got an unexpected keyword argument '{k.arg}'")
+                raise _Located(k, f"{name}() got an unexpected keyword argument '{k.arg}'")
             if k.arg in bound:
-                raise _Located(k.value, f"{name}() got multiple values for argument '{k.arg}'")
+                raise _Located(k, f"{name}() got multiple values for argument '{k.arg}'")
             bound[k.arg] = k.value
         missing = [p for p in params if p in required and p not in bound]
         if missing:
@@ -610,34 +792,50 @@ class _Lowering:
                 for item, v in zip(bound[p].elts, kwargs[p]):
                     if v.dtype == "bool":
                         raise _Located(item, "a comparison can only be the condition of "
-                                             "where(...)")
+                                             "where(...)", context=True)
             else:
                 kwargs[p] = next(arrays)
                 if kwargs[p].dtype == "bool" and not (name == "where" and p == "condition"):
                     raise _Located(bound[p], "a comparison can only be the condition of "
-                                             "where(...)")
+                                             "where(...)", context=True)
         if name == "where" and kwargs["condition"].dtype != "bool":
             raise _Located(bound["condition"], "the condition of where(...) must be a "
-                                               "comparison such as x > 0")
+                                               "comparison such as x > 0", context=True)
         try:
+            if target.needs_inputs:
+                kwargs["inputs"] = self.entry_inputs
             return target.build(**kwargs)
         except ShapeError as e:
-            raise _Located(node, f"{name}(): {e}") from None
+            raise _Located(node, f"{name}(): {e}", context=True) from None
 
     def inline(self, node: ast.Call, fn: ast.FunctionDef, vals):
         if fn.name in self.helper_stack:
-            raise _Located(node, f"recursive call of '{fn.name}': helpers are inlined, so "
+            cycle = self.helper_stack[self.helper_stack.index(fn.name):] + [fn.name]
+            how = ("calls itself" if len(cycle) == 2
+                   else "is recursive: " + " -> ".join(cycle))
+            raise _Located(node, f"helper '{fn.name}' {how}; helpers are inlined, so "
                                  "recursion is not allowed")
         if len(self.helper_stack) >= MAX_HELPER_DEPTH:
             raise _Located(node, f"helpers nested more than {MAX_HELPER_DEPTH} deep")
+        # Helpers are pure and nodes are hash-consed: the same helper applied to the same
+        # nodes gives the same nodes, so it is lowered once (a chain of helpers that each
+        # call the previous one twice would otherwise take exponential time).
+        key = (fn.name, tuple(vals))
+        if key in self.inlined:
+            return self.inlined[key]
         params = [p.arg for p in fn.args.args]
         env = dict(zip(params, vals))
         scope = _Scope(env, {}, self.entry_dims, fn.name)
         self.helper_stack.append(fn.name)
         try:
             _, value, _ = self.body(fn, scope)
+        except _Located as e:
+            e.helpers.append(fn.name)
+            e.call_line = node.lineno
+            raise
         finally:
             self.helper_stack.pop()
+        self.inlined[key] = value
         return value
 
     # ------------------------------------------------------------ static arguments
@@ -706,6 +904,7 @@ class _Scope:
     names: dict
     dims: dict
     function: str
+    lines: dict = field(default_factory=dict)    # name -> line of its assignment
 
 
 def _is_docstring(stmt) -> bool:
@@ -718,6 +917,11 @@ def _is_entry(fn: ast.FunctionDef) -> bool:
 
 
 def _statement_error(stmt, top_level: bool) -> str:
+    if isinstance(stmt, ast.AugAssign):
+        symbol = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
+                  ast.MatMult: "@"}.get(type(stmt.op)) or _op_symbol(stmt.op)
+        return (f"augmented assignment ('{symbol}=') is not supported: names cannot be "
+                "reassigned; assign the result to a new name")
     if type(stmt) in _UNSUPPORTED_STMT:
         return _UNSUPPORTED_STMT[type(stmt)]
     if isinstance(stmt, ast.FunctionDef):

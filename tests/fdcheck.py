@@ -19,11 +19,33 @@ DOMAINS = {
     "nonzero": lambda rng, shape: _signed(rng, shape, 0.3, 1.5),
     "positive": lambda rng, shape: rng.uniform(0.5, 2.0, size=shape),
     "unit": lambda rng, shape: _signed(rng, shape, 0.1, 0.9),
+    # square matrices (..., n, n): well conditioned; spd is also symmetric positive definite
+    "invertible": lambda rng, shape: _invertible(rng, shape),
+    "spd": lambda rng, shape: _spd(rng, shape),
 }
+# Domains of whole matrices: their elements are not drawn independently (an SPD matrix has
+# equal elements across the diagonal), so they are left out of the distinctness check.
+MATRIX_DOMAINS = {"invertible", "spd"}
 
 
 def _signed(rng, shape, lo, hi):
     return rng.uniform(lo, hi, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+def _square(shape):
+    assert len(shape) >= 2 and shape[-1] == shape[-2], f"not square matrices: {shape}"
+    return shape[-1]
+
+
+def _invertible(rng, shape):
+    n = _square(shape)
+    return np.eye(n) + 0.3 * rng.normal(size=shape) / np.sqrt(n)
+
+
+def _spd(rng, shape):
+    n = _square(shape)
+    r = rng.normal(size=shape)
+    return r @ np.swapaxes(r, -1, -2) / n + np.eye(n)
 
 
 def draw(rng, domain: str, shape) -> np.ndarray:
@@ -73,18 +95,29 @@ def call(fn, order, args, *extra):
     return fn(*(args[n] for n in order), *extra)
 
 
-def fd_jacobian(fn, order, args, name, eps: float = EPS) -> np.ndarray:
-    """d fn / d args[name] by two-sided differences, shaped `args[name].shape + out.shape`."""
+def fd_jacobian(fn, order, args, name, eps: float = EPS):
+    """d fn / d args[name] by two-sided differences, shaped `args[name].shape + out.shape`
+    (a tuple of such arrays when `fn` returns a tuple)."""
     base = np.asarray(args[name], dtype=np.float64)
     rows = []
     for i in range(base.size):
         step = np.zeros(base.size)
         step[i] = eps
         step = step.reshape(base.shape)
-        plus = np.asarray(call(fn, order, dict(args, **{name: base + step})), dtype=np.float64)
-        minus = np.asarray(call(fn, order, dict(args, **{name: base - step})), dtype=np.float64)
-        rows.append((plus - minus) / (2 * eps))
+        plus = call(fn, order, dict(args, **{name: base + step}))
+        minus = call(fn, order, dict(args, **{name: base - step}))
+        if isinstance(plus, tuple):
+            rows.append(tuple(_quotient(a, b, eps) for a, b in zip(plus, minus)))
+        else:
+            rows.append(_quotient(plus, minus, eps))
+    if isinstance(rows[0], tuple):
+        return tuple(np.array([r[k] for r in rows]).reshape(base.shape + rows[0][k].shape)
+                     for k in range(len(rows[0])))
     return np.array(rows).reshape(base.shape + rows[0].shape)
+
+
+def _quotient(plus, minus, eps):
+    return (np.asarray(plus, dtype=np.float64) - np.asarray(minus, dtype=np.float64)) / (2 * eps)
 
 
 def fd_directional(fn, order, args, directions: dict, eps: float = EPS):

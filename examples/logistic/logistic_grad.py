@@ -213,5 +213,5 @@ def loss_hvp(X, y, w, lam, vw):
     y_sigmoid = y * (X @ w)  # (N,)
     np.negative(y_sigmoid, out=y_sigmoid)
     _sigmoid(y_sigmoid, out=y_sigmoid)
-    Hvw = lam * vw + X.T @ (y * (X @ vw) * (y_sigmoid * (1 - y_sigmoid)) * y / N)  # (D,)
+    Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
     return Hvw

@@ -116,15 +116,16 @@ def cost_grad(X, Y, V, W):
     dU = (U_exp / np.sum(U_exp, axis=1)[:, None] - Y) / N  # (N, C)
     del U_exp
     # grad of line 10: U = Z @ W
+    dW = Z.T @ dU  # (M, C)
     dZ = dU @ W.T  # (N, M)
+    del dU
     # grad of line 9: Z = logistic(Q)
-    dQ = dZ * (Z * (1 - Z))  # (N, M)
-    del dZ
+    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
+    Z_diff = np.subtract(1, Z, out=Z)
+    dQ *= Z_diff
+    del Z, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
-    del dQ
-    # grad of line 10: U = Z @ W
-    dW = Z.T @ dU  # (M, C)
     return (dV, dW)
 
 
@@ -160,15 +161,16 @@ def cost_value_and_grad(X, Y, V, W):
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
     del U_exp, U_sum
     # grad of line 10: U = Z @ W
+    dW = Z.T @ dU  # (M, C)
     dZ = dU @ W.T  # (N, M)
+    del dU
     # grad of line 9: Z = logistic(Q)
-    dQ = dZ * (Z * (1 - Z))  # (N, M)
-    del dZ
+    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
+    Z_diff = np.subtract(1, Z, out=Z)
+    dQ *= Z_diff
+    del Z, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
-    del dQ
-    # grad of line 10: U = Z @ W
-    dW = Z.T @ dU  # (M, C)
     return value, (dV, dW)
 
 
@@ -202,15 +204,16 @@ def cost_vjp(X, Y, V, W, g):
     dU = ((g / np.sum(U_exp, axis=1))[:, None] * U_exp - g * Y) / N  # (N, C)
     del U_exp
     # grad of line 10: U = Z @ W
+    dW = Z.T @ dU  # (M, C)
     dZ = dU @ W.T  # (N, M)
+    del dU
     # grad of line 9: Z = logistic(Q)
-    dQ = dZ * (Z * (1 - Z))  # (N, M)
-    del dZ
+    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
+    Z_diff = np.subtract(1, Z, out=Z)
+    dQ *= Z_diff
+    del Z, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
-    del dQ
-    # grad of line 10: U = Z @ W
-    dW = Z.T @ dU  # (M, C)
     return (dV, dW)
 
 
@@ -250,7 +253,8 @@ def cost_jvp(X, Y, V, W, tV, tW):
     # tangent of line 8: Q = X @ V
     tQ = X @ tV  # (N, M)
     # tangent of line 9: Z = logistic(Q)
-    tZ = tQ * (Z * (1 - Z))  # (N, M)
+    tZ = tQ * Z  # (N, M)
+    tZ *= 1 - Z
     del tQ
     # tangent of line 10: U = Z @ W
     tU = tZ @ W + Z @ tW  # (N, C)
@@ -291,36 +295,31 @@ def cost_hvp(X, Y, V, W, vV, vW):
     del Q
     # grad of line 9: Z = logistic(Q)
     Z_diff = 1 - Z  # (N, M)
-    Z_mul = Z * Z_diff  # (N, M)
-    tZ = tQ * Z_mul  # (N, M)
+    tZ = tQ * Z  # (N, M)
+    tZ *= Z_diff
     del tQ
-    # grad of line 10: U = Z @ W
-    tU = tZ @ W + Z @ vW  # (N, C)
     U = Z @ W  # (N, C)
     U_exp = np.subtract(U, np.max(U, axis=1, keepdims=True), out=U)  # (N, C)
     np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
-    del tU
     expand_dims = np.sum(U_exp, axis=1)[:, None]  # (N, 1)
-    U_div = np.divide(U_exp, expand_dims, out=U_exp)  # (N, C)
-    del U_exp
+    U_div = U_exp / expand_dims  # (N, C)
+    dU = U_div - Y  # (N, C)
+    dU /= N
+    # grad of line 10: U = Z @ W
+    tU = tZ @ W + Z @ vW  # (N, C)
+    # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
+    tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
+    del U_exp, tU
     tU_diff = tU_mul / expand_dims - np.sum(tU_mul, axis=1)[:, None] * U_div / expand_dims  # (N, C)
-    del tU_mul
+    del U_div, tU_mul
     mul = np.multiply(1 / N, tU_diff, out=tU_diff)  # (N, C)
     del tU_diff
     # grad of line 10: U = Z @ W
+    HvW = tZ.T @ dU + Z.T @ mul  # (M, C)
     W_transpose = W.T  # (C, M)
-    # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = U_div - Y  # (N, C)
-    dU /= N
-    del U_div
-    # grad of line 10: U = Z @ W
     dZ = dU @ W_transpose  # (N, M)
     # grad of line 8: Q = X @ V
-    HvV = X.T @ ((mul @ W_transpose + dU @ vW.T) * Z_mul + dZ * (tZ * Z_diff - Z * tZ))  # (D, M)
-    del Z_diff, Z_mul, dZ
-    # grad of line 10: U = Z @ W
-    HvW = tZ.T @ dU + Z.T @ mul  # (M, C)
+    HvV = X.T @ (((mul @ W_transpose + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ)  # (D, M)
     return (HvV, HvW)

@@ -213,7 +213,7 @@ def loss_hvp(X, y, w, lam, vw):
     y_sigmoid = y * (X @ w)  # (N,)
     np.negative(y_sigmoid, out=y_sigmoid)
     _sigmoid(y_sigmoid, out=y_sigmoid)
-    Hvw = lam * vw + X.T @ (y * (X @ vw) * (y_sigmoid * (1 - y_sigmoid)) * y / N)  # (D,)
+    Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
     return Hvw
 
 
@@ -240,7 +240,7 @@ def loss_hessian(X, y, w, lam):
     y_sigmoid = y * (X @ w)  # (N,)
     np.negative(y_sigmoid, out=y_sigmoid)
     _sigmoid(y_sigmoid, out=y_sigmoid)
-    matmul = (y * (y_sigmoid * (1 - y_sigmoid)) * y * X.T / N) @ X  # (D, D)
+    matmul = ((1 - y_sigmoid) * y * (y * y_sigmoid) * X.T / N) @ X  # (D, D)
     del y_sigmoid
     H = (lam * np.eye(D, dtype=w.dtype) + matmul).T  # (D, D)
     return H

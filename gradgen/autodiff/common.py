@@ -7,7 +7,7 @@ lazy derivatives as they are; everything else gets them materialised first.
 
 from __future__ import annotations
 
-from ..ir import Node, builder, make
+from ..ir import Node, builder, const, make
 from ..ops.registry import REGISTRY
 from ..shapes import ONE, same_shape
 
@@ -23,33 +23,47 @@ def active_nodes(order: list[Node], wrt: set[int]) -> set[int]:
     return active
 
 
-def unbroadcast(g: Node, shape: tuple) -> Node:
-    """Sum `g` down to something that broadcasts to `shape` (the one place this happens).
+def unbroadcast(g: Node, shape: tuple, full: tuple) -> Node:
+    """Reduce the cotangent `g` of a value of shape `full` to an argument of shape `shape`
+    that was broadcast to `full` (the one place this happens).
 
-    Axes that `g` has and `shape` lacks, and axes where `shape` is 1 but `g` is not, are
-    summed; axes where `g` is 1 but `shape` is not stay lazy.
+    `g` may be lazy: it stands for `broadcast_to(g, full)`. Axes of `full` that the argument
+    lacks, or where it has size 1, are summed where `g` has them, and where `g` is itself
+    broadcast along them the sum is a multiplication by their size. Axes where `g` has
+    size 1 but the argument does not stay lazy.
     """
-    lead = g.ndim - len(shape)
-    if lead > 0:
-        g = make("sum", g, axes=tuple(range(lead)), keepdims=False)
-    offset = len(shape) - g.ndim
-    axes = tuple(i for i, d in enumerate(g.shape)
-                 if shape[i + offset] == ONE and d != ONE)
-    if axes:
-        g = make("sum", g, axes=axes, keepdims=True)
+    F, lead = len(full), len(full) - len(shape)
+    factor = ONE
+    drop, keep = [], []          # axes of `full` to sum over: dropped, or kept as size 1
+    for a in range(F):
+        if a >= lead and not (shape[a - lead] == ONE and full[a] != ONE):
+            continue
+        j = a - F + g.ndim       # the same axis in g (negative: g lacks it)
+        if j >= 0 and g.shape[j] != ONE:
+            (drop if a < lead else keep).append(j)
+        else:
+            factor *= full[a]
+            if j >= 0 and a < lead:
+                drop.append(j)   # a size-1 axis the argument lacks: sum = squeeze
+    if keep:
+        g = make("sum", g, axes=tuple(keep), keepdims=True)
+    if drop:
+        g = make("sum", g, axes=tuple(drop), keepdims=False)
+    if factor != ONE:
+        g = const(factor) * g
     return g
 
 
 def materialize(g: Node, like: Node) -> Node:
     """`g` with exactly the shape of `like` (and `like`'s dtype, if `g` is a constant)."""
-    if not g.is_const and _weak(g):
+    if not g.is_const and weak(g):
         g = make("cast", g, like)   # e.g. where(x > 0, 1, 0): give it `like`'s dtype
     if same_shape(g.shape, like.shape) and not g.is_const:
         return g
     return make("expand_like", g, like)
 
 
-def _weak(g: Node) -> bool:
+def weak(g: Node) -> bool:
     """True when `g`'s numbers come from constants only (so NumPy would give it an integer
     or default dtype instead of the arguments' dtype). Memoised per compilation."""
     memo = builder().memo.setdefault("weak", {})

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from ..ir import Node, builder, topo_order
 from ..ops.registry import REGISTRY
+from ..shapes import broadcast
 from .common import active_nodes, add_contribution, materialize, unbroadcast
 
 __all__ = ["vjp"]
@@ -37,10 +38,14 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
             if not opdef.has("elementwise") and not (opdef.has("reduction") and g.ndim == 0):
                 g = materialize(g, node)
             cts = opdef.vjp(g, node)
+            elementwise = opdef.has("elementwise")
             for arg, c in zip(node.args, cts):
                 if c is None or id(arg) not in active:
                     continue
-                add_contribution(ct, arg, unbroadcast(c, arg.shape))
+                # An elementwise rule's cotangent stands for one of the node's full shape;
+                # other rules return the argument's own (possibly batch-broadcast) shape.
+                full = node.shape if elementwise else broadcast(c.shape, arg.shape)
+                add_contribution(ct, arg, unbroadcast(c, arg.shape, full))
     results = []
     for w in wrt:
         g = ct.get(id(w))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ..autodiff.common import weak as _weak
 from ..ir import Node, topo_order
 from ..ops.registry import PREC_ATOM, REGISTRY
 from ..shapes import fmt_shape
@@ -28,7 +29,8 @@ class Body:
 
 
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
-             derivative_label: str = "grad", keep: frozenset = frozenset()) -> Body:
+             derivative_label: str = "grad", keep: frozenset = frozenset(),
+             visit: list[Node] | None = None) -> Body:
     """Statements computing `outputs`; `names` gives preferred names for some nodes.
 
     After the statement that reads an array temporary for the last time, a `del` releases
@@ -37,7 +39,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     elementwise operations are computed in one buffer (`out=`, augmented assignment),
     reusing the buffer of a temporary that dies there when its dtype is certain to match.
     """
-    order = topo_order(outputs)
+    order = topo_order(visit or outputs)
     uses: Counter = Counter()
     for n in order:
         for a in n.args:
@@ -62,7 +64,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             st.read(_merge(refs[id(a)] for a in n.args))
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
-            st.define(n, target, uses[id(n)])
+            st.define(n, target, uses[id(n)], _merge(refs[id(a)] for a in n.args))
         else:
             text, prec = printer.emit(n)
             alias = _alias_of(n, text, printer)
@@ -79,7 +81,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
                                        printer.code[id(arg)][0], arg))
                 st.inlined.discard(id(arg))
                 st.read(refs[id(arg)])
-                st.define(arg, printer.code[id(arg)][0], uses[id(arg)])
+                st.define(arg, printer.code[id(arg)][0], uses[id(arg)], refs[id(arg)])
                 reads[id(arg)] = frozenset({printer.code[id(arg)][0]})
                 refs[id(arg)] = Counter({printer.code[id(arg)][0]: 1})
             arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
@@ -94,7 +96,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = st.in_place(n, target, refs, arg_refs) or \
                 [f"{target} = {text}{_shape_comment(n)}"]
-            st.define(n, target, uses[id(n)])
+            st.define(n, target, uses[id(n)], arg_refs)
         arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
         reads[id(n)] = frozenset({printer.code[id(n)][0]})
         refs[id(n)] = Counter({printer.code[id(n)][0]: 1})
@@ -140,11 +142,19 @@ class _State:
         self.inlined: set[int] = set()
         self.var_node: dict[str, Node] = {}
         self.remaining: Counter = Counter()   # variable -> consumers not yet printed
+        self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
 
-    def define(self, n: Node, name: str, uses: int) -> None:
+    def define(self, n: Node, name: str, uses: int, reads=()) -> None:
+        """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
+        its statement read (a view keeps their buffers alive while it is needed)."""
         self.p.set_name(n, name)
         self.var_node.setdefault(name, n)
         self.remaining[name] += uses
+        if _is_view(n):
+            bases = set(reads)
+            for r in reads:
+                bases |= self.view_bases.get(r, set())
+            self.view_bases[name] = bases
 
     def read(self, refs: Counter) -> None:
         """A statement is printed that reads these variables (so many times each)."""
@@ -167,11 +177,12 @@ class _State:
         bottom = spine[-1]
         # Only a variable that no later step of this statement reads may be overwritten.
         bottom_refs = _merge(refs[id(a)] for a in bottom.args)
-        buf = self._dead_buffer(bottom, n, lambda name: bottom_refs.get(name, 0) == stmt_refs.get(name, 0))
+        buf = self._dead_buffer(bottom, n,
+                                lambda name: bottom_refs.get(name, 0) == stmt_refs.get(name, 0))
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
-        if any(not self.deps[id(s)] <= self.deps[id(alloc)] for s in spine):
+        if any(not self.deps[id(s)] <= self.deps[id(alloc)] for s in spine) or _weak(alloc):
             return None
         p = self.p
         if buf:
@@ -181,11 +192,31 @@ class _State:
             lines = [f"{target} = {p.code[id(bottom)][0]}"]
         lines[0] += _shape_comment(n)
         child = bottom
-        for s in reversed(spine[:-1]):
-            i = next(k for k, a in enumerate(s.args) if a is child)
+        steps = list(reversed(spine[:-1]))
+        for k, s in enumerate(steps):
+            i = next(m for m, a in enumerate(s.args) if a is child)
+            lines += self._operand_in_place(s, 1 - i, steps[k + 1:], refs) if len(s.args) == 2 \
+                else []
             lines.append(self._step(s, i, target))
             child = s
         return lines
+
+    def _operand_in_place(self, s: Node, j: int, later: list, refs: dict) -> list[str]:
+        """Compute the other operand of step `s` (like `1 - Z`) into the buffer of a variable
+        that dies here, so the step allocates nothing: `Z_diff = np.subtract(1, Z, out=Z)`."""
+        o = s.args[j]
+        if id(o) not in self.inlined or not REGISTRY[o.op].ufunc or \
+                tuple(o.shape) != tuple(s.shape):
+            return []
+        later_refs = _merge(refs[id(a)] for t in later for a in t.args)
+        buf = self._dead_buffer(o, s, lambda name: later_refs.get(name, 0) == 0)
+        if buf is None:
+            return []
+        p = self.p
+        name = self.namer.fresh(temp_name(o, self.names))
+        args = ", ".join(p.arg(o, m, 0) for m in range(len(o.args)))
+        p.code[id(o)] = (name, PREC_ATOM)
+        return [f"{name} = {self._ufunc(o)}({args}, out={buf})"]
 
     def _dead_buffer(self, bottom: Node, n: Node, only_bottom_reads) -> str | None:
         """A variable read by `bottom` that nothing reads later and that may be overwritten."""
@@ -195,11 +226,17 @@ class _State:
             name = self.p.code[id(a)][0]
             owner = self.var_node.get(name)
             if (owner is not None and name not in self.keep and self.remaining[name] <= 0
+                    and not _weak(owner) and not self._viewed(name)
                     and only_bottom_reads(name)
                     and tuple(owner.shape) == tuple(n.shape) and not _is_view(owner)
                     and all(self.deps[id(b)] <= self.deps[id(owner)] for b in bottom.args)):
                 return name
         return None
+
+    def _viewed(self, name: str) -> bool:
+        """Whether a view of `name`'s buffer is still to be read."""
+        return any(self.remaining[w] > 0 for w, bases in self.view_bases.items()
+                   if name in bases)
 
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` computed in place, where its argument `i` is already in `target`."""

@@ -1,6 +1,6 @@
 """The operation table. Importing this package registers every op and built-in."""
 
-from . import batching, elementwise, linalg, nn, reductions, shape_ops  # noqa: F401
+from . import batching, constants, elementwise, functions, linalg, nn, reductions, shape_ops  # noqa: F401
 from .leaves import *  # noqa: F401,F403
 from .registry import BUILTINS, REGISTRY, Builtin, OpDef
 

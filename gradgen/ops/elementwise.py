@@ -378,8 +378,10 @@ def _sigmoid(x, out=None):
     z += 1
     return np.reciprocal(z, out=z)
 '''
+# The VJP multiplies the cotangent by the saved output first, `(g * s) * (1 - s)`, so the
+# scheduler can do it in the cotangent's buffer when that dies there.
 _unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID, ufunc="_sigmoid",
-       **_from_local(lambda n: n * (1 - n)))
+       vjp=lambda g, n: (g * n * (1 - n),), jvp=lambda ts, n: ts[0] * n * (1 - n))
 
 
 def _emit_relu(p, node):

@@ -1,11 +1,21 @@
-"""Linear algebra: the matrix product."""
+"""Linear algebra: matmul, dot, outer, trace, diag, inv, det, logdet, solve, cholesky,
+einsum (and eye, in constants.py).
+
+The rules of the matrix functions are the classical ones (Giles, "An extended collection of
+matrix derivative results", 2008): d inv(A) = -inv(A) dA inv(A), d logdet(A) =
+trace(inv(A) dA), d det(A) = det(A) trace(inv(A) dA), dx = solve(A, db - dA x); they are
+written with ops that have rules of their own, so second derivatives come from the table.
+"""
 
 from __future__ import annotations
 
+from ..errors import ShapeError
 from ..ir import make
-from ..shapes import matmul_shape
-from ._emit import infix
-from .registry import PREC_MUL, REAL, defbuiltin, defop
+from ..shapes import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, size
+from ._emit import call, infix
+from .constants import eye_like
+from .elementwise import _total
+from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop
 from .shape_ops import swap_last
 
 
@@ -87,3 +97,504 @@ defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape)
       canon=_canon_matmul, vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
 
 defbuiltin("matmul", ("x", "y"), lambda x, y: x @ y)
+
+
+# ---------------------------------------------------------------- dot, outer
+
+def _dot(a, b):
+    """NumPy's dot for scalars, vectors and matrices (where it is the matrix product)."""
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    if a.ndim > 2 or b.ndim > 2:
+        raise ShapeError("dot of arrays with more than two dimensions is not supported; "
+                         "use matmul (@) or einsum")
+    return a @ b
+
+
+def _outer_shape(args):
+    a, b = args
+    if a.ndim != 1 or b.ndim != 1:
+        raise ShapeError("outer takes two vectors")
+    return (a.shape[0], b.shape[0])
+
+
+def _outer_jvp(ts, n):
+    (a, b), (ta, tb) = n.args, ts
+    return _total(ta and make("outer", ta, b), tb and make("outer", a, tb))
+
+
+def _outer_vmap(ts, n):
+    (a, b), (ta, tb) = n.args, ts
+    return _total(ta and make("expand_dims", ta, axes=(2,)) * b,
+                  tb and make("expand_dims", a, axes=(1,)) * make("expand_dims", tb, axes=(1,)))
+
+
+# outer(a, b): a[i] * b[j] for vectors a, b.
+defop("outer", 2, shape=_outer_shape, emit=call("outer"), traits=frozenset({"bilinear"}),
+      domain=(REAL, REAL), vjp=lambda g, n: (g @ n.args[1], n.args[0] @ g), jvp=_outer_jvp,
+      vmap=_outer_vmap)
+
+
+def _flat(x):
+    return x if x.ndim == 1 else make("reshape", x, shape=(size(x.shape),))
+
+
+defbuiltin("dot", ("a", "b"), _dot)
+defbuiltin("outer", ("a", "b"), lambda a, b: make("outer", _flat(a), _flat(b)))
+
+
+# ---------------------------------------------------------------- trace, diag
+
+def _trace_shape(args):
+    if args[0].ndim < 2:
+        raise ShapeError("trace needs an array of at least two dimensions")
+    return tuple(args[0].shape[2:])
+
+
+def _trace_vjp(g, n):
+    a = n.args[0]
+    e = eye_like(a, a.shape[0], a.shape[1])
+    if a.ndim > 2:   # np.trace sums the diagonals of the first two axes
+        e = make("expand_dims", e, axes=tuple(range(2, a.ndim)))
+        g = make("expand_dims", g, axes=(0, 1))
+    return (g * e,)
+
+
+def _trace_vmap(ts, n):
+    t = ts[0]   # (B, n, m, ...): move the batch axis last, take the trace, move it back
+    last = make("trace", make("transpose", t, axes=tuple(range(1, t.ndim)) + (0,)))
+    return make("transpose", last, axes=(last.ndim - 1,) + tuple(range(last.ndim - 1)))
+
+
+# Matrix-to-scalar functions count as reductions: like sum, their rules take a lazy
+# scalar cotangent as it is (no `np.full_like(value, 1)` that would recompute the value).
+RED = frozenset({"reduction"})
+
+# trace(A): the sum of the diagonal of the first two axes, as np.trace.
+defop("trace", 1, shape=_trace_shape, emit=call("trace"), traits=RED | {"linear"},
+      domain=(REAL,), vjp=_trace_vjp, jvp=lambda ts, n: make("trace", ts[0]), vmap=_trace_vmap)
+
+
+def _diag_shape(args):
+    if args[0].ndim != 1:
+        raise ShapeError("diag of a vector needs a vector")
+    return (args[0].shape[0],) * 2
+
+
+# diag(v): the square matrix with diagonal v (np.diag of a vector).
+defop("diag", 1, shape=_diag_shape, emit=call("diag"), traits=frozenset({"linear"}),
+      domain=(REAL,), vjp=lambda g, n: (make("diagonal", g),),
+      jvp=lambda ts, n: make("diag", ts[0]),
+      vmap=lambda ts, n: make("expand_dims", ts[0], axes=(1,)) * eye_like(ts[0], n.shape[0]))
+
+
+def _diagonal_shape(args):
+    a = args[0]
+    if a.ndim != 2:
+        raise ShapeError("the diagonal of an array needs a matrix")
+    n, m = a.shape
+    if dims_equal(n, m):
+        return (n,)
+    if n.is_number and m.is_number:
+        return (min(n, m),)
+    raise ShapeError(f"the diagonal of a {fmt_shape(a.shape)} matrix has min({fmt_dim(n)}, "
+                     f"{fmt_dim(m)}) elements: give the matrix literal sizes or make it square")
+
+
+def _emit_diagonal(p, node):
+    # a copy: np.diagonal returns a read-only view, which in-place code cannot write into
+    return f"{p.ns}.diagonal({p.arg(node, 0, 0)}).copy()", PREC_CALL
+
+
+def _diagonal_vjp(g, n):
+    a = n.args[0]
+    rows, cols = a.shape
+    tall = not dims_equal(rows, cols) and cols.is_number and rows.is_number and cols < rows
+    along = g if tall or dims_equal(rows, cols) else make("expand_dims", g, axes=(1,))
+    return (along * eye_like(a, rows, cols),)
+
+
+def _diagonal_vmap(ts, n):
+    a = n.args[0]
+    rows, cols = a.shape
+    axis = 1 if not dims_equal(rows, cols) and cols < rows else 2
+    return make("sum", ts[0] * eye_like(a, rows, cols), axes=(axis,), keepdims=False)
+
+
+# diagonal(A): the diagonal of a matrix (np.diag of a matrix), as a fresh array.
+defop("diagonal", 1, shape=_diagonal_shape, emit=_emit_diagonal, traits=frozenset({"linear"}),
+      domain=(REAL,), vjp=_diagonal_vjp, jvp=lambda ts, n: make("diagonal", ts[0]),
+      vmap=_diagonal_vmap)
+
+
+def _diag_builtin(v):
+    if v.ndim == 1:
+        return make("diag", v)
+    if v.ndim == 2:
+        return make("diagonal", v)
+    raise ShapeError(f"diag takes a vector or a matrix, not an array of shape "
+                     f"{fmt_shape(v.shape)}")
+
+
+defbuiltin("trace", ("x",), lambda x: make("trace", x))
+defbuiltin("diag", ("v",), _diag_builtin)
+
+
+# ---------------------------------------------------------------- inv, det, logdet
+
+def _square(x, what):
+    if x.ndim < 2 or not dims_equal(x.shape[-1], x.shape[-2]):
+        raise ShapeError(f"{what} needs square matrices (shape (..., n, n)), got shape "
+                         f"{fmt_shape(x.shape)}")
+    return x.shape
+
+
+def _mat(x):
+    """x with two size-1 axes appended: a batch of scalars against a batch of matrices."""
+    return make("expand_dims", x, axes=(x.ndim, x.ndim + 1)) if x.ndim else x
+
+
+def _trace_of_product(a, t):
+    """trace(a @ t) over the last two axes, as sum(a.T * t) (no matrix product)."""
+    return make("sum", swap_last(a) * t, axes=(t.ndim - 2, t.ndim - 1), keepdims=False)
+
+
+def _inv_t(n):
+    """inv(A).T for the node `n` whose argument is A."""
+    return swap_last(make("inv", n.args[0]))
+
+
+def _inv_rule(ts, n):
+    return -(n @ ts[0] @ n)
+
+
+defop("inv", 1, shape=lambda args: _square(args[0], "inv"), emit=call("linalg.inv"),
+      domain=(INVERTIBLE,), vjp=lambda g, n: (-(swap_last(n) @ g @ swap_last(n)),),
+      jvp=_inv_rule, vmap=_inv_rule)
+
+
+def _det_rule(ts, n):
+    return n * _trace_of_product(make("inv", n.args[0]), ts[0])
+
+
+# det: d det(A) = det(A) trace(inv(A) dA); A must be nonsingular.
+defop("det", 1, shape=lambda args: _square(args[0], "det")[:-2], emit=call("linalg.det"),
+      traits=RED, domain=(INVERTIBLE,), vjp=lambda g, n: (_mat(g * n) * _inv_t(n),),
+      jvp=_det_rule, vmap=_det_rule)
+
+
+def _emit_logdet(p, node):
+    return f"{p.ns}.linalg.slogdet({p.arg(node, 0, 0)})[1]", PREC_CALL
+
+
+def _logdet_rule(ts, n):
+    return _trace_of_product(make("inv", n.args[0]), ts[0])
+
+
+# logdet(A) = log |det A| (np.linalg.slogdet(A)[1]); d logdet(A) = trace(inv(A) dA).
+defop("logdet", 1, shape=lambda args: _square(args[0], "logdet")[:-2], emit=_emit_logdet,
+      traits=RED, domain=(INVERTIBLE,), vjp=lambda g, n: (_mat(g) * _inv_t(n),),
+      jvp=_logdet_rule, vmap=_logdet_rule)
+
+for _name in ("inv", "det", "logdet"):
+    defbuiltin(_name, ("A",), lambda A, _op=_name: make(_op, A))
+
+
+# ---------------------------------------------------------------- solve
+
+def _solve_shape(args):
+    a, b = args
+    _square(a, "solve")
+    n = a.shape[-1]
+    if b.ndim == 0 or not dims_equal(b.shape[-1 if b.ndim == 1 else -2], n):
+        raise ShapeError(f"solve(A, b): A of shape {fmt_shape(a.shape)} needs b of shape "
+                         f"({fmt_dim(n)},) or (..., {fmt_dim(n)}, k), got {fmt_shape(b.shape)}")
+    if b.ndim == 1:
+        return tuple(a.shape[:-1])
+    try:
+        batch = broadcast(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    except ShapeError:
+        raise ShapeError(f"solve(A, b): the batch dimensions of {fmt_shape(a.shape)} and "
+                         f"{fmt_shape(b.shape)} cannot be broadcast together") from None
+    return batch + (n, b.shape[-1])
+
+
+def _solve_vec(a, v):
+    """solve(a, v) for a (batch of) vector(s) v: NumPy reads a 1-D b as a vector only."""
+    if v.ndim == 1:
+        return make("solve", a, v)
+    x = make("solve", a, make("expand_dims", v, axes=(v.ndim,)))
+    return make("squeeze", x, axes=(x.ndim - 1,))
+
+
+def _matvec(m, v):
+    """m @ v for a (batch of) vector(s) v."""
+    if v.ndim == 1:
+        return m @ v
+    x = m @ make("expand_dims", v, axes=(v.ndim,))
+    return make("squeeze", x, axes=(x.ndim - 1,))
+
+
+def _solve_vjp(g, n):
+    a, b = n.args
+    if b.ndim == 1:                               # x = A^-1 b for a vector b
+        gb = _solve_vec(swap_last(a), g)
+        if gb.ndim == 1 and n.ndim == 1:
+            return -make("outer", gb, n), gb
+        return -(make("expand_dims", gb, axes=(gb.ndim,))
+                 * make("expand_dims", n, axes=(n.ndim - 1,))), gb
+    gb = make("solve", swap_last(a), g)
+    return -(gb @ swap_last(n)), gb
+
+
+def _solve_rule(ts, n):
+    """dx = A^-1 (db - dA x); also the batched rule (tangents with a leading axis)."""
+    (a, b), (ta, tb) = n.args, ts
+    rhs = _total(tb, ta and -(_matvec(ta, n) if b.ndim == 1 else ta @ n))
+    if rhs is None:
+        return None
+    return _solve_vec(a, rhs) if b.ndim == 1 else make("solve", a, rhs)
+
+
+def _solve_vmap(ts, n):
+    """Batched tangents (leading axis) first lined up with the batch axes of the output."""
+    (ta, tb), b = ts, n.args[1]
+    ta = ta and _pad(ta, n.ndim + (2 if b.ndim == 1 else 1) - ta.ndim)
+    tb = tb and _pad(tb, n.ndim + 1 - tb.ndim)
+    return _solve_rule((ta, tb), n)
+
+
+# solve(A, b): x with A x = b, b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
+defop("solve", 2, shape=_solve_shape, emit=call("linalg.solve"),
+      domain=(INVERTIBLE, REAL), vjp=_solve_vjp, jvp=_solve_rule, vmap=_solve_vmap)
+defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
+
+
+# ---------------------------------------------------------------- cholesky
+
+def _emit_tril(p, node):
+    k = node.attr("k")
+    return f"{p.ns}.tril({p.arg(node, 0, 0)}{'' if k == 0 else f', {k}'})", PREC_CALL
+
+
+# tril(X, k): the lower triangle of (each matrix of) X, from diagonal k down; 0 above.
+defop("tril", 1, shape=lambda args, k: args[0].shape, emit=_emit_tril,
+      traits=frozenset({"linear"}), domain=(REAL,),
+      vjp=lambda g, n: (make("tril", g, **n.kw),),
+      jvp=lambda ts, n: make("tril", ts[0], **n.kw),
+      vmap=lambda ts, n: make("tril", ts[0], **n.kw))
+
+
+def _phi(x):
+    """The lower triangle of x with its diagonal halved."""
+    return (make("tril", x, k=0) + make("tril", x, k=-1)) / 2
+
+
+def _cholesky_vjp(g, n):
+    """With L = n and the symmetric A: dA = sym(L^-T phi(L^T dL) L^-1) (Murray, 2016)."""
+    inv_l = make("inv", n)
+    x = swap_last(inv_l) @ _phi(swap_last(n) @ g) @ inv_l
+    return ((x + swap_last(x)) / 2,)
+
+
+def _cholesky_rule(ts, n):
+    """dL = L phi(L^-1 sym(dA) L^-T): the tangent of A is symmetrised, as JAX does."""
+    t = ts[0]
+    inv_l = make("inv", n)
+    return n @ _phi(inv_l @ ((t + swap_last(t)) / 2) @ swap_last(inv_l))
+
+
+# cholesky(A): the lower factor L of a symmetric positive definite A = L L^T (NumPy reads
+# only the lower triangle of A). Its derivative treats A as symmetric.
+defop("cholesky", 1, shape=lambda args: _square(args[0], "cholesky"),
+      emit=call("linalg.cholesky"), domain=(SPD,), hint="L",
+      vjp=_cholesky_vjp, jvp=_cholesky_rule, vmap=_cholesky_rule)
+defbuiltin("cholesky", ("A",), lambda A: make("cholesky", A))
+
+
+# ---------------------------------------------------------------- einsum
+
+def parse_einsum(spec, nargs: int | None = None, source: bool = False
+                 ) -> tuple[list[str], str]:
+    """The operand indices and output indices of an einsum spec ("ij,jk->ik").
+
+    The op takes explicit outputs and distinct indices within each operand; the built-in
+    (`source=True`) also takes NumPy's implicit output ("ab,b": the indices that occur
+    once, sorted) and repeated indices ("ii->i"), which `_einsum_builtin` rewrites.
+    """
+    if not isinstance(spec, str):
+        raise ShapeError('the first argument of einsum must be a string such as "ij,jk->ik"')
+    text = spec.replace(" ", "")
+    if "." in text:
+        raise ShapeError("'...' in einsum specs is not supported; name every axis")
+    if text.count("->") > 1 or (text.count("->") == 0 and not source):
+        raise ShapeError(f"einsum spec {spec!r} needs one explicit output, as in \"ij,jk->ik\"")
+    if "->" in text:
+        lhs, out = text.split("->")
+    else:
+        lhs = text
+        out = "".join(sorted(c for c in set(lhs) if lhs.count(c) == 1 and c != ","))
+    ins = lhs.split(",")
+    for labels in ins + [out]:
+        bad = next((c for c in labels if not (c.isascii() and c.isalpha())), None)
+        if bad is not None:
+            raise ShapeError(f"einsum spec {spec!r}: {bad!r} is not an index letter")
+    if nargs is not None and len(ins) != nargs:
+        raise ShapeError(f"einsum spec {spec!r} names {len(ins)} operand(s) but {nargs} "
+                         f"array(s) were given")
+    for labels in ins if not source else ():
+        rep = next((c for c in labels if labels.count(c) > 1), None)
+        if rep is not None:
+            raise ShapeError(f"einsum spec {spec!r}: index {rep!r} repeated within one operand")
+    rep = next((c for c in out if out.count(c) > 1), None)
+    if rep is not None:
+        raise ShapeError(f"einsum spec {spec!r}: index {rep!r} repeated in the output")
+    missing = next((c for c in out if c not in lhs), None)
+    if missing is not None:
+        raise ShapeError(f"einsum spec {spec!r}: output index {missing!r} is not an index of "
+                         "any operand")
+    return ins, out
+
+
+def _spec(ins, out) -> str:
+    return ",".join(ins) + "->" + out
+
+
+def _check_ranks(spec, ins, args):
+    for labels, a in zip(ins, args):
+        if len(labels) != a.ndim:
+            raise ShapeError(f"einsum spec {spec!r}: operand {labels!r} has {len(labels)} "
+                             f"indices but the array has shape {fmt_shape(a.shape)}")
+
+
+def _einsum_shape(args, spec):
+    ins, out = parse_einsum(spec, len(args))
+    _check_ranks(spec, ins, args)
+    dims: dict = {}
+    for labels, a in zip(ins, args):
+        for c, d in zip(labels, a.shape):
+            if c in dims and not dims_equal(dims[c], d):
+                raise ShapeError(f"einsum spec {spec!r}: index {c!r} has sizes "
+                                 f"{fmt_dim(dims[c])} and {fmt_dim(d)}")
+            dims.setdefault(c, d)
+    return tuple(dims[c] for c in out)
+
+
+def _canon_einsum(*args, spec):
+    """One operand: a sum and a transpose; two operands that multiply matrices: `@`."""
+    ins, out = parse_einsum(spec, len(args))
+    if len(args) == 1:
+        (labels,), (x,) = ins, args
+        summed = tuple(i for i, c in enumerate(labels) if c not in out)
+        kept = [c for c in labels if c in out]
+        if summed:
+            x = make("sum", x, axes=summed, keepdims=False)
+        return make("transpose", x, axes=tuple(kept.index(c) for c in out))
+    if len(args) == 2:
+        return _as_matmul(ins, out, args)
+    return None
+
+
+def _as_matmul(ins, out, args):
+    """a @ b (with transposes) for two operands of at most two indices that share one
+    summed index and whose other indices go to the output, each from one operand."""
+    (la, lb), (a, b) = ins, args
+    shared = [c for c in la if c in lb]
+    if len(shared) != 1 or shared[0] in out or a.ndim > 2 or b.ndim > 2:
+        return None
+    (c,) = shared
+    fa, fb = [x for x in la if x != c], [x for x in lb if x != c]
+    if "".join(fa + fb) == out:
+        left, right, lf, rf = a, b, la, lb
+    elif "".join(fb + fa) == out:
+        left, right, lf, rf = b, a, lb, la
+    else:
+        return None
+    if lf[-1] != c:          # the summed index last on the left ...
+        left = left.T
+    if len(rf) == 2 and rf[0] != c:   # ... and first on the right
+        right = right.T
+    return left @ right
+
+
+def _emit_einsum(p, node):
+    args = [f'"{node.attr("spec")}"'] + [p.arg(node, i, 0) for i in range(len(node.args))]
+    if len(node.args) > 2:   # without it NumPy sums over every index at once: O(n^4) here
+        args.append("optimize=True")
+    return f"{p.ns}.einsum({', '.join(args)})", PREC_CALL
+
+
+def _einsum_vjp(g, n):
+    """The cotangent of operand k: the einsum of g with the other operands, onto k's
+    indices; indices that only k has (summed in the forward pass) come back as size-1
+    axes, which the differentiator broadcasts."""
+    ins, out = parse_einsum(n.attr("spec"))
+    cts = []
+    for k, labels in enumerate(ins):
+        others = [(ins[j], n.args[j]) for j in range(len(ins)) if j != k]
+        avail = set(out).union(*(set(lj) for lj, _ in others))
+        target = "".join(c for c in labels if c in avail)
+        ct = make("einsum", g, *(a for _, a in others),
+                  spec=_spec([out] + [lj for lj, _ in others], target))
+        lonely = tuple(i for i, c in enumerate(labels) if c not in avail)
+        cts.append(make("expand_dims", ct, axes=lonely) if lonely else ct)
+    return tuple(cts)
+
+
+def _einsum_jvp(ts, n):
+    spec = n.attr("spec")
+    return _total(*(t and make("einsum", *n.args[:k], t, *n.args[k + 1:], spec=spec)
+                    for k, t in enumerate(ts)))
+
+
+def _einsum_vmap(ts, n):
+    """A new index for the batch axis, on each tangent and the output."""
+    ins, out = parse_einsum(n.attr("spec"))
+    used = set("".join(ins) + out)
+    z = next(c for c in "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in used)
+    terms = []
+    for k, t in enumerate(ts):
+        if t is not None:
+            spec = _spec(ins[:k] + [z + ins[k]] + ins[k + 1:], z + out)
+            terms.append(make("einsum", *n.args[:k], t, *n.args[k + 1:], spec=spec))
+    return _total(*terms)
+
+
+# einsum[spec](operands...): np.einsum with an explicit output and no '...'.
+defop("einsum", None, shape=_einsum_shape, emit=_emit_einsum, canon=_canon_einsum,
+      traits=frozenset({"multilinear"}), domain=(REAL, REAL, REAL),
+      vjp=_einsum_vjp, jvp=_einsum_jvp, vmap=_einsum_vmap)
+
+
+def _einsum_builtin(spec, operands):
+    """einsum as NumPy's (explicit or implicit output). An index repeated within an operand
+    (a diagonal) becomes a fresh index and an identity matrix operand joining the two:
+    "ii->" is trace, "ii->i" the diagonal, "ij,jj->i" is einsum("ij,jk,jk->i", a, b, I)."""
+    ins, out = parse_einsum(spec, len(operands), source=True)
+    _check_ranks(spec, ins, operands)
+    if len(ins) == 1 and len(ins[0]) == 2 and ins[0][0] == ins[0][1] and operands[0].ndim == 2:
+        a = operands[0]
+        if not dims_equal(*a.shape):
+            raise ShapeError(f"einsum spec {spec!r}: index {ins[0][0]!r} has sizes "
+                             f"{fmt_dim(a.shape[0])} and {fmt_dim(a.shape[1])}")
+        return make("trace" if not out else "diagonal", a)
+    operands, used = list(operands), set("".join(ins))
+    fresh = (c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used)
+    for k in range(len(ins)):
+        labels, x = ins[k], operands[k]
+        new = list(labels)
+        for i, c in enumerate(labels):
+            first = labels.index(c)
+            if first < i:
+                if not dims_equal(x.shape[first], x.shape[i]):
+                    raise ShapeError(f"einsum spec {spec!r}: index {c!r} has sizes "
+                                     f"{fmt_dim(x.shape[first])} and {fmt_dim(x.shape[i])}")
+                new[i] = next(fresh)
+                ins.append(c + new[i])
+                operands.append(eye_like(x, x.shape[i]))
+        ins[k] = "".join(new)
+    return make("einsum", *operands, spec=_spec(ins, out))
+
+
+defbuiltin("einsum", ("spec", "operands"), _einsum_builtin, static=("spec",), variadic=True,
+           list_param="operands")

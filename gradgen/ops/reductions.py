@@ -1,4 +1,5 @@
-"""Reductions over axes: sum, mean, max, min (and logsumexp, lowered in nn.py)."""
+"""Reductions over axes: sum, mean, max, min, prod, norm, var (and logsumexp, lowered in
+nn.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from ..errors import ShapeError
 from ..ir import const, make
 from ..shapes import normalize_axes, reduce_shape, size
 from ._emit import axis_kwargs, call
-from .registry import REAL, defbuiltin, defop
+from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop
 
 RED = frozenset({"reduction"})
 
@@ -83,5 +84,67 @@ def reducer(op):
 
 
 for _op in ("sum", "mean", "max", "min"):
+    defbuiltin(_op, ("x", "axis", "keepdims"), reducer(_op), static=("axis", "keepdims"),
+               defaults={"axis": None, "keepdims": False})
+
+
+# ---------------------------------------------------------------- prod, norm, var
+
+# prod: d prod / d x_i is the product of the other elements, computed as prod / x_i. That
+# is exact for nonzero inputs; where an element is 0 the derivative is nan (documented).
+defop("prod", 1, shape=_red_shape, emit=call("prod", kwargs=axis_kwargs), canon=_canon_reduce,
+      traits=RED, domain=(NONZERO,),
+      vjp=lambda g, n: (keep(g * n, n) / n.args[0],),
+      jvp=lambda ts, n: n * make("sum", ts[0] / n.args[0], **n.kw),
+      vmap=lambda ts, n: n * make("sum", ts[0] / n.args[0], **shifted(n)))
+
+
+def _nonzero(n):
+    """The norm `n` with its zeros replaced by 1: x / that is x / n, and 0 where n is 0."""
+    return make("where", make("eq", n, const(0)), const(1), n)
+
+
+def _emit_norm(p, node):
+    """np.linalg.norm (the 2-norm of the flattened array, or over one or two axes), or the
+    square root of the sum of squares over more axes, which np.linalg.norm does not take."""
+    axes, x = node.attr("axes"), node.args[0]
+    if axes == tuple(range(x.ndim)) or len(axes) <= 2:
+        return call("linalg.norm", kwargs=axis_kwargs)(p, node)
+    x2 = f"{p.arg(node, 0, PREC_MUL)} * {p.arg(node, 0, PREC_MUL + 1)}"
+    return f"{p.ns}.sqrt({p.ns}.sum({x2}, {', '.join(axis_kwargs(p, node))}))", PREC_CALL
+
+
+def _canon_norm(x, axes, keepdims):
+    return make("abs", x) if not axes else None
+
+
+# norm: the 2-norm sqrt(sum(x ** 2)) over `axes`; its derivative x / norm is taken as 0
+# where the norm is 0 (x is 0 there: 0 is a subgradient; JAX gives nan).
+defop("norm", 1, shape=_red_shape, emit=_emit_norm, canon=_canon_norm,
+      traits=RED, domain=(REAL,),
+      vjp=lambda g, n: (n.args[0] * keep(g / _nonzero(n), n),),
+      jvp=lambda ts, n: make("sum", n.args[0] * ts[0], **n.kw) / _nonzero(n),
+      vmap=lambda ts, n: make("sum", n.args[0] * ts[0], **shifted(n)) / _nonzero(n))
+
+
+def _centered(n):
+    """x minus its mean over the axes of the reduction `n` (kept as size-1 axes)."""
+    x = n.args[0]
+    return x - make("mean", x, axes=n.attr("axes"), keepdims=True)
+
+
+def _canon_var(x, axes, keepdims):
+    return make("zeros_like", x) if not axes else None
+
+
+# var: the population variance (ddof=0, as NumPy's default), mean((x - mean(x)) ** 2).
+# Its derivative 2 (x - mean(x)) / n uses the real mean, so second derivatives are exact.
+defop("var", 1, shape=_red_shape, emit=call("var", kwargs=axis_kwargs), canon=_canon_var,
+      traits=RED, domain=(REAL,),
+      vjp=lambda g, n: (keep(g, n) * _centered(n) * (2 / count(n)),),
+      jvp=lambda ts, n: 2 * make("mean", _centered(n) * ts[0], **n.kw),
+      vmap=lambda ts, n: 2 * make("mean", _centered(n) * ts[0], **shifted(n)))
+
+for _op in ("prod", "norm", "var"):
     defbuiltin(_op, ("x", "axis", "keepdims"), reducer(_op), static=("axis", "keepdims"),
                defaults={"axis": None, "keepdims": False})

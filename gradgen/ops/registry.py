@@ -20,6 +20,13 @@ PREC_LOWEST, PREC_CMP, PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_CALL, PREC_A
 
 # Input domains for tests: how to draw values where an op is smooth.
 REAL, POSITIVE, UNIT, NONZERO = "real", "positive", "unit", "nonzero"
+# Domains of square matrices (shape (..., n, n)), for the linear algebra ops:
+#   INVERTIBLE: well conditioned, e.g. I + 0.3 * R / sqrt(n) with R standard normal (inv,
+#     det, logdet, solve); det's sign may be either.
+#   SPD: symmetric positive definite and well conditioned, e.g. R @ R.T / n + I (cholesky).
+#     cholesky reads A as symmetric, so its finite-difference tests perturb A symmetrically
+#     (A + eps * (V + V.T) / 2) or compose it with a symmetric expression of the Params.
+INVERTIBLE, SPD = "invertible", "spd"
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,9 @@ class Builtin:
     defaults: dict = field(default_factory=dict)
     variadic: bool = False   # trailing array arguments (einsum)
     list_param: str | None = None   # a parameter that takes a list of arrays (concatenate)
+    # build() also receives `inputs=`, the argument nodes of the entry point being compiled
+    # (constant arrays such as ones(shape) take the dtype of one of them).
+    needs_inputs: bool = False
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -88,11 +98,12 @@ def defop(name: str, nargs: int | None, **fields) -> OpDef:
 
 def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
                static: tuple[str, ...] = (), defaults: dict | None = None,
-               variadic: bool = False, list_param: str | None = None) -> Builtin:
+               variadic: bool = False, list_param: str | None = None,
+               needs_inputs: bool = False) -> Builtin:
     """Register a function of the source language."""
     if name in BUILTINS:
         raise InternalError(f"built-in {name!r} registered twice")
     b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
-                list_param)
+                list_param, needs_inputs)
     BUILTINS[name] = b
     return b

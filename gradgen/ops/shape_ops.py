@@ -1,4 +1,5 @@
-"""Shape operations: transpose, reshape, expand_dims, squeeze, broadcast, indexing."""
+"""Shape operations: transpose, reshape, expand_dims, squeeze, broadcast, indexing,
+concatenate and stack."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ _ALL = ("slice", None, None, 1)   # the index item `:`
 
 def _plus1(axes):
     return tuple(a + 1 for a in axes)
+
+
+def _batched_to(t, shape):
+    """A batched tangent `t` broadcast to `(batch,) + shape` (its axes line up first)."""
+    missing = 1 + len(shape) - t.ndim
+    if missing > 0:
+        t = make("expand_dims", t, axes=tuple(range(1, 1 + missing)))
+    return make("broadcast_to", t, shape=t.shape[:1] + tuple(shape))
 
 
 # ---------------------------------------------------------------- transpose
@@ -230,7 +239,7 @@ defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, domain=(REAL,),
       canon=lambda x, shape: x if tuple(x.shape) == tuple(shape) else None,
       vjp=lambda g, n: (g,),   # the differentiator sums it back to the argument's shape
       jvp=lambda ts, n: make("broadcast_to", ts[0], **n.kw),
-      vmap=lambda ts, n: make("broadcast_to", ts[0], shape=ts[0].shape[:1] + n.attr("shape")))
+      vmap=lambda ts, n: _batched_to(ts[0], n.attr("shape")))
 
 
 def _broadcast_builtin(x, shape):
@@ -260,11 +269,10 @@ def _emit_expand_like(p, node):
 defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
       canon=lambda g, like: g if tuple(g.shape) == tuple(like.shape) and not g.is_const
       else None,
-      traits=frozenset({"linear"}), domain=(REAL, REAL),
+      traits=frozenset({"linear", "shape"}), domain=(REAL, REAL),   # a read-only view
       vjp=lambda g, n: (g, None),
       jvp=lambda ts, n: None if ts[0] is None else make("expand_like", ts[0], n.args[1]),
-      vmap=lambda ts, n: None if ts[0] is None else make(
-          "broadcast_to", ts[0], shape=ts[0].shape[:1] + n.shape))
+      vmap=lambda ts, n: None if ts[0] is None else _batched_to(ts[0], n.shape))
 
 defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nondiff"}),
       emit=call("zeros_like"), domain=(REAL,))
@@ -309,16 +317,22 @@ def _slice_len(d, start, stop, step, axis):
         raise ShapeError(f"negative slice steps need a literal size on axis {axis}")
     lo = 0 if start is None else (start if start >= 0 else d + start)
     hi = d if stop is None else (stop if stop >= 0 else d + stop)
-    n = hi - lo if step == 1 else sympy.ceiling((hi - lo) / step)
-    return n
+    n = hi - lo if step == 1 else sympy.ceiling(sympy.Integer(hi - lo) / step)
+    return sympy.sympify(n)
 
 
 def _emit_index(p, node):
-    return f"{p.arg(node, 0, PREC_CALL)}[{format_index(node.attr('index'))}]", PREC_CALL
+    return f"{p.arg(node, 0, PREC_CALL)}[{format_index(node.attr('index'), p)}]", PREC_CALL
 
 
-def format_index(index) -> str:
-    """Python source of a static index tuple."""
+def format_index(index, p=None) -> str:
+    """Python source of a static index tuple. Slice bounds may be dimension expressions
+    (`g[N:]`, from the derivative of concatenate); printer `p` records the sizes used."""
+    def bound(v):
+        if v is None:
+            return ""
+        return p.scalar(v)[0] if p is not None and isinstance(v, sympy.Basic) else str(v)
+
     parts = []
     for it in index:
         if it == "...":
@@ -327,7 +341,7 @@ def format_index(index) -> str:
             parts.append(str(it))
         else:
             _, start, stop, step = it
-            s = ("" if start is None else str(start)) + ":" + ("" if stop is None else str(stop))
+            s = bound(start) + ":" + bound(stop)
             if step != 1:
                 s += f":{step}"
             parts.append(s)
@@ -337,7 +351,7 @@ def format_index(index) -> str:
 def _scatter_stmt(p, node, target):
     g, like = node.args
     return [f"{target} = {p.ns}.zeros_like({p.arg(node, 1, 0)})",
-            f"{target}[{format_index(node.attr('index'))}] = {p.arg(node, 0, 0)}"]
+            f"{target}[{format_index(node.attr('index'), p)}] = {p.arg(node, 0, 0)}"]
 
 
 defop("index", 1, shape=_index_shape, emit=_emit_index, traits=SHAPE, domain=(REAL,),
@@ -353,3 +367,109 @@ defop("scatter", 2, shape=lambda args, index: args[1].shape, stmt=_scatter_stmt,
       vmap=lambda ts, n: None if ts[0] is None else make(
           "scatter", ts[0], make("broadcast_to", n.args[1], shape=ts[0].shape[:1] + n.shape),
           index=(_ALL,) + n.attr("index")))
+
+
+# ---------------------------------------------------------------- concatenate, stack
+
+def _concat_shape(args, axis):
+    first = args[0].shape
+    for a in args[1:]:
+        if len(a.shape) != len(first) or not all(
+                dims_equal(d, e) for i, (d, e) in enumerate(zip(a.shape, first)) if i != axis):
+            raise ShapeError("cannot concatenate shapes "
+                             + ", ".join(fmt_shape(b.shape) for b in args)
+                             + f" along axis {axis}: the other dimensions differ")
+    return first[:axis] + (sympy.Add(*(a.shape[axis] for a in args)),) + first[axis + 1:]
+
+
+def _stack_shape(args, axis):
+    first = args[0].shape
+    if not all(same_shape(a.shape, first) for a in args[1:]):
+        raise ShapeError("cannot stack arrays of different shapes "
+                         + ", ".join(fmt_shape(a.shape) for a in args))
+    return first[:axis] + (sympy.Integer(len(args)),) + first[axis:]
+
+
+def _emit_join(fn):
+    """`np.concatenate([a, b], axis=1)` (and stack); axis 0 is NumPy's default."""
+    def emit(p, node):
+        items = ", ".join(p.arg(node, i, 0) for i in range(len(node.args)))
+        axis = node.attr("axis")
+        return f"{p.ns}.{fn}([{items}]{'' if axis == 0 else f', axis={axis}'})", PREC_CALL
+    return emit
+
+
+def _as_index(d):
+    return int(d) if d.is_Integer else d
+
+
+def _concat_blocks(n):
+    """The index of each argument's block in the result of concatenate `n` (`g[:, N:]`)."""
+    axis, start, out = n.attr("axis"), sympy.Integer(0), []
+    for k, a in enumerate(n.args):
+        stop = start + a.shape[axis]
+        lo = None if k == 0 else _as_index(start)
+        hi = None if k == len(n.args) - 1 else _as_index(stop)
+        out.append((_ALL,) * axis + (("slice", lo, hi, 1),))
+        start = stop
+    return out
+
+
+def _join_jvp(op, batched=False):
+    """concatenate/stack of the tangents (zeros for arguments without one)."""
+    def rule(ts, n):
+        present = [t for t in ts if t is not None]
+        if not present:
+            return None
+        lead = present[0].shape[:1] if batched else ()
+
+        def zero(a):
+            full = a if not lead else make("broadcast_to", a, shape=lead + tuple(a.shape))
+            return make("zeros_like", full)
+
+        parts = [t if t is not None else zero(a) for t, a in zip(ts, n.args)]
+        return make(op, *parts, axis=n.attr("axis") + (1 if batched else 0))
+    return rule
+
+
+defop("concatenate", None, shape=_concat_shape, emit=_emit_join("concatenate"),
+      canon=lambda *args, axis: args[0] if len(args) == 1 else None,
+      traits=frozenset({"linear"}), domain=(REAL, REAL), hint="joined",
+      vjp=lambda g, n: tuple(make("index", g, index=ix) for ix in _concat_blocks(n)),
+      jvp=_join_jvp("concatenate"), vmap=_join_jvp("concatenate", batched=True))
+
+defop("stack", None, shape=_stack_shape, emit=_emit_join("stack"),
+      traits=frozenset({"linear"}), domain=(REAL, REAL), hint="stacked",
+      vjp=lambda g, n: tuple(make("index", g, index=(_ALL,) * n.attr("axis") + (k,))
+                             for k in range(len(n.args))),
+      jvp=_join_jvp("stack"), vmap=_join_jvp("stack", batched=True))
+
+
+def _axis_arg(axis):
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ShapeError("axis must be an integer")
+    return axis
+
+
+def _concatenate_builtin(arrays, axis=0):
+    for a in arrays:
+        if a.ndim == 0:
+            raise ShapeError("zero-dimensional arrays cannot be concatenated; use stack")
+    (axis,) = normalize_axes(_axis_arg(axis), arrays[0].ndim)
+    return make("concatenate", *arrays, axis=axis)
+
+
+def _stack_builtin(arrays, axis=0):
+    (axis,) = normalize_axes(_axis_arg(axis), arrays[0].ndim + 1)
+    like = next((a for a in arrays if not a.is_const), None)
+    if like is not None and like.ndim == 0:
+        # A number among scalar arrays: as a 0-d array of their dtype (np.stack would make
+        # it float64, turning a float32 result into float64).
+        arrays = tuple(make("expand_like", a, like) if a.is_const else a for a in arrays)
+    return make("stack", *arrays, axis=axis)
+
+
+defbuiltin("concatenate", ("arrays", "axis"), _concatenate_builtin, static=("axis",),
+           defaults={"axis": 0}, list_param="arrays")
+defbuiltin("stack", ("arrays", "axis"), _stack_builtin, static=("axis",),
+           defaults={"axis": 0}, list_param="arrays")

@@ -1,0 +1,126 @@
+"""Constant arrays: `zeros(shape)`, `ones(shape)`, `eye(n)`.
+
+A constant array needs a dtype, and a float64 array would turn a float32 computation into
+float64. So these ops take as arguments the nodes whose dtype they take, and nothing else
+of them: the inputs (arguments of the generated function, so always at hand) that the
+array meets. The built-ins take one argument of the entry point (the frontend passes the
+entry point's arguments as `inputs`; see `dtype_witness`); derivative rules take the inputs
+their primal depends on (`dtype_sources`, `eye_like`). `ones((N, 1))` is emitted as
+`np.ones((N, 1), dtype=X.dtype)`; with several sources, `dtype=np.result_type(X, y)`.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from ..errors import ShapeError
+from ..ir import builder, make
+from ..shapes import fmt_dim
+from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop
+from .shape_ops import as_shape
+
+CONST = frozenset({"nondiff"})
+
+
+def dtype_of(p, node) -> str:
+    """Code for the dtype that the arguments of `node` promote to."""
+    args = node.args
+    if not args:
+        return f"{p.ns}.float64"
+    if len(args) == 1 and args[0].ndim:
+        return f"{p.arg(node, 0, PREC_CALL)}.dtype"
+    names = ", ".join(p.arg(node, i, PREC_LOWEST) for i in range(len(args)))
+    return f"{p.ns}.result_type({names})"
+
+
+def dtype_sources(node) -> tuple:
+    """The inputs that `node`'s value depends on, in a fixed order: its dtype is theirs,
+    promoted (constants are Python scalars, which never change a dtype). Memoised."""
+    memo = builder().memo.setdefault("dtype_sources", {})
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if id(n) in memo:
+            stack.pop()
+            continue
+        pending = [a for a in n.args if id(a) not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        if n.op == "input":
+            memo[id(n)] = (n,)
+        else:
+            found: dict = {}
+            for a in n.args:
+                found.update(dict.fromkeys(memo[id(a)]))
+            memo[id(n)] = tuple(sorted(found, key=lambda x: x.serial))
+    return memo[id(node)]
+
+
+def _emit_full(p, node):
+    value, shape = node.attr("value"), p.shape(node.attr("shape"))
+    dtype = dtype_of(p, node)
+    if value in (0, 1):
+        return f"{p.ns}.{'zeros' if value == 0 else 'ones'}({shape}, dtype={dtype})", PREC_CALL
+    return f"{p.ns}.full({shape}, {p.scalar(value)[0]}, dtype={dtype})", PREC_CALL
+
+
+# full(sources..., value, shape): an array of `shape` filled with the number `value`, in
+# the dtype of its arguments.
+defop("full", None, shape=lambda args, value, shape: shape, emit=_emit_full, traits=CONST,
+      domain=(REAL,), hint="full")
+
+
+def _emit_eye(p, node):
+    n, m = node.attr("n"), node.attr("m")
+    dims = p.scalar(n)[0] + ("" if m == n else f", {p.scalar(m)[0]}")
+    return f"{p.ns}.eye({dims}, dtype={dtype_of(p, node)})", PREC_CALL
+
+
+# eye(sources..., n, m): the n x m identity matrix (ones on the diagonal), in the dtype of
+# its arguments.
+defop("eye", None, shape=lambda args, n, m: (n, m), emit=_emit_eye, traits=CONST, domain=(REAL,),
+      hint="I")
+
+
+def eye_like(x, n, m=None):
+    """The identity matrix of size n x m (m = n by default) for multiplying with arrays
+    derived from `x`: in the dtype of one array input of `x` (it meets the others in that
+    product, which promotes as `x` does), or of all its inputs when they are scalars (which
+    may be Python floats)."""
+    sources = dtype_sources(x)
+    arrays = [s for s in sources if s.ndim]
+    return make("eye", *(arrays[:1] or sources), n=n, m=n if m is None else m)
+
+
+def dtype_witness(inputs):
+    """The argument whose dtype the constant arrays of an entry point take: the first
+    array Param, else the first array argument, else the first argument."""
+    for ok in (lambda a: a.ndim and a.attr("role") == "param", lambda a: a.ndim,
+               lambda a: True):
+        for a in inputs:
+            if ok(a):
+                return a
+    raise ShapeError("constant arrays need an entry point with arguments")
+
+
+def _fill(value):
+    def build(shape, inputs):
+        return make("full", dtype_witness(inputs), value=sympy.Integer(value),
+                    shape=as_shape(shape))
+    return build
+
+
+def _eye_builtin(n, inputs):
+    if isinstance(n, bool) or not isinstance(n, (int, sympy.Basic)):
+        raise ShapeError("the size of eye(n) must be a dimension or a positive integer")
+    n = sympy.sympify(n)
+    if n.is_number and n <= 0:
+        raise ShapeError(f"the size of eye(n) must be positive, got {fmt_dim(n)}")
+    return make("eye", dtype_witness(inputs), n=n, m=n)
+
+
+defbuiltin("zeros", ("shape",), _fill(0), static=("shape",), needs_inputs=True)
+defbuiltin("ones", ("shape",), _fill(1), static=("shape",), needs_inputs=True)
+defbuiltin("eye", ("n",), _eye_builtin, static=("n",), needs_inputs=True)

@@ -1,0 +1,1123 @@
+"""Every built-in, tested by running the module gradgen emits for it.
+
+The table `CASES` maps every name of `gradgen.ops.BUILTINS` (and the operators and other
+syntax that lower to ops) to small programs over scalar, vector, matrix, 3-D and broadcast
+shapes. Each case is compiled once into a module with two entry points:
+
+    def cost(<args>, w1: Data[<out>], w2: Data[<out>]):
+        r = <EXPR>
+        return sum(w1 * r + w2 * r * r)      # scalar, with a non-zero Hessian for every op
+
+    def op(<args>):
+        return <EXPR>                        # the op's own, usually non-scalar, output
+
+and checked against NumPy references and two-sided finite differences: the forward value,
+`cost_grad`, `cost_value_and_grad`, `cost_vjp`, `op_vjp`, `cost_jvp`, `op_jvp` (with
+<u, J v> = <J^T u, v>), `cost_hvp` against differences of `cost_grad`, the opt-in
+`cost_hessian` (compiled separately with hessian=True) against differences of `cost_grad`,
+float32 in -> float32 out, and `ruff check` / `compile()` of the emitted sources.
+
+Inputs are float64 draws from each op's `domain` in the registry (see `fdcheck.DOMAINS`),
+with every pair of input values at least 1e-3 apart so that no difference step crosses a
+kink or a tie. The conventions at the non-differentiable points (README.md) are tested
+separately with exact inputs at those points.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import types
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import fdcheck
+import numpy as np
+import pytest
+from fdcheck import as_tuple, assert_close, call, contract, fd_directional, fd_jacobian
+
+import gradgen
+from gradgen.ops import BUILTINS, REGISTRY
+
+# Keys of CASES that are not built-in functions: syntax, mapped to the op it lowers to.
+SYNTAX = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "-x": "neg",
+          "@": "matmul", ".T": "transpose", "[]": "index", "pi/e": None}
+
+# Built-ins that are lowerings rather than ops: the domain of each of their arguments.
+LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": ("real",),
+                   "log_softmax": ("real",), "logsumexp": ("real",)}
+
+# Ops that only derivative graphs use (never reached from the source language directly).
+INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "tril"}
+
+MIN_GAP = 1e-3   # every two input values differ by at least this much
+
+
+# ---------------------------------------------------------------- the case table
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    shape: tuple                # ints, or dimension names bound by Case.dims
+    domain: str = "real"
+    role: str = "param"         # "param" or "data"
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str                    # the BUILTINS name (or SYNTAX key) this case covers
+    expr: str                   # source expression over the argument names
+    ref: Callable               # NumPy reference: ref(**arrays) -> the value of expr
+    args: tuple
+    dims: tuple = ()            # (("N", 3), ...) sizes of named dimensions
+    out: tuple | None = None    # declared output shape, when it uses dimension names
+    avoid: Callable | None = None   # avoid(**arrays): values that must stay away from 0
+                                    # (distances to kinks at literal thresholds)
+
+    @property
+    def id(self) -> str:
+        shapes = ",".join(f"{a.name}{'' if a.role == 'param' else '(data)'}="
+                          f"{_fmt_id_shape(a.shape)}" for a in self.args)
+        return f"{self.key}|{self.expr.replace(' ', '')}|{shapes}"
+
+    @property
+    def params(self) -> list[str]:
+        return [a.name for a in self.args if a.role == "param"]
+
+
+def _fmt_id_shape(shape) -> str:
+    return "x".join(str(d) for d in shape) if shape else "()"
+
+
+CASES: dict[str, list[Case]] = {}
+
+
+def domain_of(key: str, i: int) -> str:
+    """The test domain of argument `i` of built-in (or syntax) `key`, from the registry."""
+    if key in LOWERED_DOMAINS:
+        return LOWERED_DOMAINS[key][i]
+    op = SYNTAX.get(key, key)
+    return REGISTRY[op].domain[i]
+
+
+def add(key, expr, ref, *args, dims=(), out=None, avoid=None):
+    CASES.setdefault(key, []).append(Case(key, expr, ref, tuple(args), tuple(dims), out, avoid))
+
+
+def P(name, shape, domain="real"):
+    return Arg(name, tuple(shape), domain, "param")
+
+
+def D(name, shape, domain="real"):
+    return Arg(name, tuple(shape), domain, "data")
+
+
+S, V, M, T3 = (), (3,), (2, 3), (2, 3, 2)
+
+# ---- elementwise functions of one argument
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+UNARY = {
+    "exp": np.exp, "log": np.log, "log1p": np.log1p, "sqrt": np.sqrt, "abs": np.abs,
+    "tanh": np.tanh, "sigmoid": _sigmoid, "relu": lambda x: np.maximum(x, 0.0),
+    "softplus": lambda x: np.log1p(np.exp(x)), "sign": np.sign, "neg": np.negative,
+    "square": lambda x: x * x, "reciprocal": lambda x: 1.0 / x,
+}
+
+
+def unary_cases(name, f):
+    dom = domain_of(name, 0)
+    for shape in (S, V, M, T3):
+        add(name, f"{name}(x)", lambda x: f(x), P("x", shape, dom))
+    # of a broadcast product (x * y stays in the domain: positive, nonzero, real and unit
+    # draws are closed under products), and composed with another Param
+    add(name, f"{name}(x * y)", lambda x, y: f(x * y), P("x", (2, 1), dom), P("y", V, dom))
+    add(name, f"{name}(x) * y", lambda x, y: f(x) * y, P("x", M, dom), P("y", V))
+
+
+for _name, _f in UNARY.items():
+    unary_cases(_name, _f)
+
+# ---- operators and elementwise functions of two arguments
+
+BINARY_SHAPES = [(S, S), (V, V), (M, M), (M, V), (V, M), ((2, 1), (1, 3)), (S, M), (M, S),
+                 ((2, 1, 3), (2, 1))]
+BINARY = {
+    "+": ("x + y", lambda x, y: x + y),
+    "-": ("x - y", lambda x, y: x - y),
+    "*": ("x * y", lambda x, y: x * y),
+    "/": ("x / y", lambda x, y: x / y),
+    "**": ("x ** y", lambda x, y: x ** y),
+    "maximum": ("maximum(x, y)", np.maximum),
+    "minimum": ("minimum(x, y)", np.minimum),
+}
+for _key, (_expr, _f) in BINARY.items():
+    for _sx, _sy in BINARY_SHAPES:
+        add(_key, _expr, lambda x, y, f=_f: f(x, y),
+            P("x", _sx, domain_of(_key, 0)), P("y", _sy, domain_of(_key, 1)))
+    # one argument used twice, and a Data operand
+    add(_key, _expr.replace("y", "(x * x)"), lambda x, f=_f: f(x, x * x),
+        P("x", M, domain_of(_key, 0) if _key != "/" else "nonzero"))
+    add(_key, _expr, lambda x, y, f=_f: f(x, y),
+        P("x", M, domain_of(_key, 0)), D("y", V, domain_of(_key, 1)))
+    add(_key, _expr, lambda x, y, f=_f: f(x, y),
+        D("x", M, domain_of(_key, 0)), P("y", V, domain_of(_key, 1)))
+
+# with numeric literals
+for _key, _expr, _f, _dom in [
+    ("+", "x + 1.5", lambda x: x + 1.5, "real"),
+    ("+", "2 + x", lambda x: 2 + x, "real"),
+    ("-", "x - 1", lambda x: x - 1, "real"),
+    ("-", "1 - x", lambda x: 1 - x, "real"),
+    ("*", "3 * x", lambda x: 3 * x, "real"),
+    ("*", "x * -0.5", lambda x: x * -0.5, "real"),
+    ("/", "x / 4", lambda x: x / 4, "real"),
+    ("/", "1 / x", lambda x: 1 / x, "nonzero"),
+    ("/", "-2.5 / x", lambda x: -2.5 / x, "nonzero"),
+    ("**", "x ** 2", lambda x: x ** 2, "real"),
+    ("**", "x ** 3", lambda x: x ** 3, "real"),
+    ("**", "x ** 0.5", lambda x: x ** 0.5, "positive"),
+    ("**", "x ** -1.5", lambda x: x ** -1.5, "positive"),
+    ("**", "2 ** x", lambda x: 2.0 ** x, "real"),
+    ("**", "x ** x", lambda x: x ** x, "positive"),
+    ("-x", "-x", lambda x: -x, "real"),
+    ("maximum", "maximum(x, 0)", lambda x: np.maximum(x, 0), "nonzero"),
+    ("minimum", "minimum(0, x)", lambda x: np.minimum(0, x), "nonzero"),
+    ("pi/e", "pi * x", lambda x: np.pi * x, "real"),
+    ("pi/e", "e ** x", lambda x: np.e ** x, "real"),
+    ("pi/e", "x / (2 * pi) + e", lambda x: x / (2 * np.pi) + np.e, "real"),
+]:
+    for _shape in (S, M):
+        add(_key, _expr, _f, P("x", _shape, _dom))
+add("-x", "-(x * y)", lambda x, y: -(x * y), P("x", M), P("y", V))
+add("-x", "-x", lambda x: -x, P("x", T3))
+
+# ---- where, with every comparison
+
+WHERE = [
+    ("where(x > y, x, y)", lambda x, y: np.where(x > y, x, y), [P("x", M), P("y", M)]),
+    ("where(x > y, x, y)", lambda x, y: np.where(x > y, x, y), [P("x", S), P("y", V)]),
+    ("where(x > 0, x, y)", lambda x, y: np.where(x > 0, x, y), [P("x", M), P("y", V)]),
+    ("where(x < y, x * y, 0)", lambda x, y: np.where(x < y, x * y, 0), [P("x", V), P("y", V)]),
+    ("where(x >= y, 2.5, y)", lambda x, y: np.where(x >= y, 2.5, y), [P("x", M), P("y", M)]),
+    ("where(x <= 0, x * x, -x)", lambda x: np.where(x <= 0, x * x, -x), [P("x", M)]),
+    ("where(x == y, x, y * y)", lambda x, y: np.where(x == y, x, y * y), [P("x", V), P("y", V)]),
+    ("where(x != y, x * y, y)", lambda x, y: np.where(x != y, x * y, y), [P("x", V), P("y", V)]),
+    ("where(m > 0, x, y)", lambda m, x, y: np.where(m > 0, x, y),
+     [D("m", (2, 1)), P("x", (1, 3)), P("y", S)]),
+    ("where(z > x, x, y)", lambda z, x, y: np.where(z > x, x, y),
+     [P("z", M), P("x", V), P("y", (2, 1))]),
+    ("where(x > y, exp(x), log(y))", lambda x, y: np.where(x > y, np.exp(x), np.log(y)),
+     [P("x", T3, "positive"), P("y", (3, 1), "positive")]),
+    ("where(x > 0, x, 0)", lambda x: np.where(x > 0, x, 0), [P("x", S)]),
+]
+for _expr, _f, _args in WHERE:
+    add("where", _expr, _f, *_args)
+
+# ---- reductions
+
+def _lse(x, axis=None, keepdims=False):
+    return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
+
+
+def _norm(x, axis=None, keepdims=False):
+    return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
+
+
+REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "logsumexp": _lse,
+              "prod": np.prod, "norm": _norm, "var": np.var}
+
+
+def _axis_src(axis) -> str:
+    return str(axis) if not isinstance(axis, tuple) else "(" + ", ".join(map(str, axis)) + ")"
+
+
+for _name, _f in REDUCTIONS.items():
+    _dom = domain_of(_name, 0)
+    _variants = [(S, None, False), (V, None, False), (V, -1, True), (T3, (0, 2), False),
+                 (T3, 1, True),
+                 (T3, (-1, 0), True)]
+    for _axis in (None, 0, 1, -1, (0, 1)):
+        for _kd in (False, True):
+            _variants.append((M, _axis, _kd))
+    for _shape, _axis, _kd in _variants:
+        _kw = ([] if _axis is None else [f"axis={_axis_src(_axis)}"]) + (
+            ["keepdims=True"] if _kd else [])
+        _expr = f"{_name}({', '.join(['x'] + _kw)})"
+        add(_name, _expr, lambda x, f=_f, a=_axis, k=_kd: f(x, axis=a, keepdims=k),
+            P("x", _shape, _dom))
+    # explicit defaults and a positional axis
+    add(_name, f"{_name}(x, axis=None, keepdims=False)", lambda x, f=_f: f(x),
+        P("x", M, _dom))
+    add(_name, f"{_name}(x, 1)", lambda x, f=_f: f(x, axis=1), P("x", M, _dom))
+    # of a broadcast expression, and with symbolic dimensions
+    add(_name, f"{_name}(x * y, axis=0)", lambda x, y, f=_f: f(x * y, axis=0),
+        P("x", (2, 1), _dom), P("y", V, _dom))
+    add(_name, f"{_name}(x, axis=0)", lambda x, f=_f: f(x, axis=0),
+        P("x", ("N", "D"), _dom), dims=(("N", 3), ("D", 2)), out=("D",))
+add("sum", "sum(x) / N", lambda x: np.sum(x) / 3, P("x", ("N", "D")),
+    dims=(("N", 3), ("D", 2)), out=())
+add("mean", "mean(x, axis=1) * D", lambda x: np.mean(x, axis=1) * 2, P("x", ("N", "D")),
+    dims=(("N", 3), ("D", 2)), out=("N",))
+
+# ---- softmax and log_softmax
+
+
+def _softmax(x, axis=-1):
+    e = np.exp(x)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis=-1):
+    return x - _lse(x, axis=axis, keepdims=True)
+
+
+for _name, _f in (("softmax", _softmax), ("log_softmax", _log_softmax)):
+    _dom = domain_of(_name, 0)
+    for _shape, _axis in [(V, None), (V, 0), (V, -1), (M, None), (M, 0), (M, 1), (M, -1),
+                          (T3, 1), (T3, 0), (T3, -2)]:
+        _expr = f"{_name}(x)" if _axis is None else f"{_name}(x, axis={_axis})"
+        add(_name, _expr, lambda x, f=_f, a=_axis: f(x) if a is None else f(x, axis=a),
+            P("x", _shape, _dom))
+    add(_name, f"{_name}(x * y, axis=0)", lambda x, y, f=_f: f(x * y, axis=0),
+        P("x", (2, 1), _dom), P("y", V, _dom))
+    add(_name, f"{_name}(3 * x)", lambda x, f=_f: f(3 * x), P("x", (4,), _dom))
+    add(_name, f"{_name}(x, axis=0)", lambda x, f=_f: f(x, axis=0), P("x", ("N", "D"), _dom),
+        dims=(("N", 3), ("D", 2)), out=("N", "D"))
+
+# ---- shape operations
+
+for _expr, _f, _shape in [
+    ("transpose(x)", lambda x: x.T, M),
+    ("transpose(x)", lambda x: x.T, V),
+    ("transpose(x)", lambda x: x.T, S),
+    ("transpose(x)", lambda x: np.transpose(x), (2, 3, 4)),
+    ("transpose(x, axes=(1, 0))", lambda x: x.T, M),
+    ("transpose(x, axes=(0, 1))", lambda x: x, M),
+    ("transpose(x, axes=(1, 0, 2))", lambda x: np.transpose(x, (1, 0, 2)), (2, 3, 4)),
+    ("transpose(x, axes=(2, 0, 1))", lambda x: np.transpose(x, (2, 0, 1)), (2, 3, 4)),
+    ("transpose(x, (0, 2, 1))", lambda x: np.transpose(x, (0, 2, 1)), (2, 3, 4)),
+    ("transpose(x, axes=(-1, 0, 1))", lambda x: np.transpose(x, (-1, 0, 1)), (2, 3, 4)),
+    ("transpose(transpose(x, axes=(1, 2, 0)), axes=(1, 2, 0))",
+     lambda x: np.transpose(np.transpose(x, (1, 2, 0)), (1, 2, 0)), (2, 3, 4)),
+]:
+    add("transpose", _expr, _f, P("x", _shape))
+add("transpose", "transpose(x) * y", lambda x, y: x.T * y, P("x", M), P("y", (2,)))
+for _shape in (M, V, (2, 3, 4)):
+    add(".T", "x.T", lambda x: x.T, P("x", _shape))
+add(".T", "x.T @ y", lambda x, y: x.T @ y, P("x", M), P("y", (2, 2)))
+add(".T", "x.T * x.T", lambda x: x.T * x.T, P("x", M))
+
+for _expr, _f, _shape in [
+    ("reshape(x, (6,))", lambda x: x.reshape(6), M),
+    ("reshape(x, 6)", lambda x: x.reshape(6), M),
+    ("reshape(x, (3, 2))", lambda x: x.reshape(3, 2), M),
+    ("reshape(x, (1, 6))", lambda x: x.reshape(1, 6), M),
+    ("reshape(x, (3, 1, 2))", lambda x: x.reshape(3, 1, 2), M),
+    ("reshape(x, (2, 3))", lambda x: x.reshape(2, 3), (6,)),
+    ("reshape(x, (2, 3))", lambda x: x, M),
+    ("reshape(x, (1,))", lambda x: x.reshape(1), S),
+    ("reshape(x, (4, 3))", lambda x: x.reshape(4, 3), T3),
+    ("reshape(reshape(x, (6,)), (3, 2))", lambda x: x.reshape(3, 2), M),
+]:
+    add("reshape", _expr, _f, P("x", _shape))
+add("reshape", "reshape(x, (3, 2)) @ y", lambda x, y: x.reshape(3, 2) @ y, P("x", M),
+    P("y", (2,)))
+add("reshape", "reshape(x, (N * D,))", lambda x: x.reshape(6), P("x", ("N", "D")),
+    dims=(("N", 3), ("D", 2)), out=("N * D",))
+
+for _expr, _f, _shape in [
+    ("expand_dims(x, 0)", lambda x: np.expand_dims(x, 0), V),
+    ("expand_dims(x, 1)", lambda x: np.expand_dims(x, 1), V),
+    ("expand_dims(x, -1)", lambda x: np.expand_dims(x, -1), V),
+    ("expand_dims(x, axis=1)", lambda x: np.expand_dims(x, 1), M),
+    ("expand_dims(x, 2)", lambda x: np.expand_dims(x, 2), M),
+    ("expand_dims(x, (0, 2))", lambda x: np.expand_dims(x, (0, 2)), M),
+    ("expand_dims(x, 0)", lambda x: np.expand_dims(x, 0), S),
+]:
+    add("expand_dims", _expr, _f, P("x", _shape))
+add("expand_dims", "expand_dims(x, 1) * y", lambda x, y: np.expand_dims(x, 1) * y,
+    P("x", (2,)), P("y", V))
+
+for _expr, _f, _shape in [
+    ("squeeze(x)", lambda x: np.squeeze(x), (1, 3)),
+    ("squeeze(x, axis=1)", lambda x: np.squeeze(x, 1), (2, 1)),
+    ("squeeze(x, 0)", lambda x: np.squeeze(x, 0), (1, 3)),
+    ("squeeze(x, axis=(0, 2))", lambda x: np.squeeze(x, (0, 2)), (1, 3, 1)),
+    ("squeeze(x, axis=-1)", lambda x: np.squeeze(x, -1), (1, 3, 1)),
+    ("squeeze(x)", lambda x: np.squeeze(x), (1, 3, 1)),
+    ("squeeze(x)", lambda x: np.squeeze(x), (1,)),
+    ("squeeze(x)", lambda x: np.squeeze(x), (1, 1)),
+    ("squeeze(x)", lambda x: x, M),
+]:
+    add("squeeze", _expr, _f, P("x", _shape))
+add("squeeze", "squeeze(x * y, axis=1)", lambda x, y: np.squeeze(x * y, 1), P("x", (2, 1)),
+    P("y", (1,)))
+
+for _expr, _f, _shape in [
+    ("broadcast_to(x, (2, 3))", lambda x: np.broadcast_to(x, (2, 3)), V),
+    ("broadcast_to(x, (2, 3))", lambda x: np.broadcast_to(x, (2, 3)), S),
+    ("broadcast_to(x, (2, 3))", lambda x: np.broadcast_to(x, (2, 3)), (2, 1)),
+    ("broadcast_to(x, (2, 2, 3))", lambda x: np.broadcast_to(x, (2, 2, 3)), (1, 3)),
+    ("broadcast_to(x, (3,))", lambda x: x, V),
+    ("broadcast_to(x, (3,))", lambda x: np.broadcast_to(x, (3,)), S),
+    ("broadcast_to(x, 4)", lambda x: np.broadcast_to(x, (4,)), (1,)),
+]:
+    add("broadcast_to", _expr, _f, P("x", _shape))
+add("broadcast_to", "broadcast_to(x, (2, 3)) * broadcast_to(x, (2, 3))",
+    lambda x: np.broadcast_to(x, (2, 3)) ** 2, P("x", (2, 1)))
+add("broadcast_to", "broadcast_to(y, (N, D)) * X", lambda y, X: np.broadcast_to(y, (3, 2)) * X,
+    P("y", ("D",)), D("X", ("N", "D")), dims=(("N", 3), ("D", 2)), out=("N", "D"))
+
+for _expr, _f, _shape in [
+    ("x[:, 0]", lambda x: x[:, 0], M),
+    ("x[1:3]", lambda x: x[1:3], (4,)),
+    ("x[1:3]", lambda x: x[1:3], (4, 2)),
+    ("x[..., -1]", lambda x: x[..., -1], M),
+    ("x[..., -1]", lambda x: x[..., -1], V),
+    ("x[::2]", lambda x: x[::2], (5,)),
+    ("x[::2]", lambda x: x[::2], (3, 2)),
+    ("x[1]", lambda x: x[1], M),
+    ("x[0]", lambda x: x[0], V),
+    ("x[-1, 1:]", lambda x: x[-1, 1:], M),
+    ("x[0, 1]", lambda x: x[0, 1], M),
+    ("x[::-1]", lambda x: x[::-1], V),
+    ("x[:, ::-2]", lambda x: x[:, ::-2], (2, 5)),
+    ("x[1:, ::2]", lambda x: x[1:, ::2], (3, 4)),
+    ("x[..., 0, :]", lambda x: x[..., 0, :], (2, 3, 4)),
+    ("x[1:-1]", lambda x: x[1:-1], (4,)),
+    ("x[-2:]", lambda x: x[-2:], (2, 4)),
+    ("x[:, :]", lambda x: x, M),
+    ("x[0] * x[1]", lambda x: x[0] * x[1], M),
+    ("x[:, 1:] - x[:, :-1]", lambda x: x[:, 1:] - x[:, :-1], (2, 4)),
+]:
+    add("[]", _expr, _f, P("x", _shape))
+add("[]", "x[1:]", lambda x: x[1:], P("x", ("N",)), dims=(("N", 4),), out=("N - 1",))
+add("[]", "x[:, 0] * y", lambda x, y: x[:, 0] * y, P("x", M), P("y", (2,)))
+
+# ---- matrix products (the operator with every shape combination; the built-in too)
+
+MATMUL_SHAPES = [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 2)), ((2, 3), (3, 2)),
+                 ((2, 2, 3), (2, 3, 2)), ((2, 2, 3), (3, 2)), ((2, 3), (2, 3, 2)),
+                 ((2, 2, 3), (3,)), ((3,), (2, 3, 2)), ((1, 2, 3), (2, 3, 2)),
+                 ((2, 1, 2, 3), (3, 3, 1)), ((1, 3), (3, 1))]
+for _sx, _sy in MATMUL_SHAPES:
+    add("@", "x @ y", lambda x, y: x @ y, P("x", _sx), P("y", _sy))
+add("@", "x @ x.T", lambda x: x @ x.T, P("x", M))
+add("@", "x @ y", lambda x, y: x @ y, D("x", (2, 3)), P("y", (3, 2)))
+add("@", "x @ y", lambda x, y: x @ y, P("x", (2, 3)), D("y", (3,)))
+add("@", "x @ y @ z", lambda x, y, z: x @ y @ z, P("x", (2, 3)), P("y", (3, 4)),
+    P("z", (4,)))
+add("@", "x @ y", lambda x, y: x @ y, P("x", ("N", "D")), P("y", ("D",)),
+    dims=(("N", 3), ("D", 2)), out=("N",))
+for _sx, _sy in [((3,), (3,)), ((2, 3), (3, 2)), ((2, 2, 3), (3,)), ((3,), (2, 3, 2))]:
+    add("matmul", "matmul(x, y)", lambda x, y: x @ y, P("x", _sx), P("y", _sy))
+
+
+# ---- concatenate and stack
+
+for _expr, _f, _args in [
+    ("concatenate([x, y])", lambda x, y: np.concatenate([x, y]), [P("x", M), P("y", (1, 3))]),
+    ("concatenate([x, y], axis=1)", lambda x, y: np.concatenate([x, y], axis=1),
+     [P("x", M), P("y", (2, 2))]),
+    ("concatenate([x, y], axis=-1)", lambda x, y: np.concatenate([x, y], axis=-1),
+     [P("x", V), P("y", (2,))]),
+    ("concatenate([x, y, x])", lambda x, y: np.concatenate([x, y, x]),
+     [P("x", (2,)), P("y", V)]),
+    ("concatenate([x, y], axis=1)", lambda x, y: np.concatenate([x, y], axis=1),
+     [P("x", T3), D("y", (2, 1, 2))]),
+    ("concatenate([x * y, y])", lambda x, y: np.concatenate([x * y, y]),
+     [P("x", (2, 1)), P("y", (1, 3))]),
+    ("concatenate([x, y], axis=0)", lambda x, y: np.concatenate([x, y]),
+     [P("x", ("N", "D")), P("y", ("M", "D"))]),
+]:
+    _dims = (("N", 3), ("M", 2), ("D", 2)) if "N" in str(_args) else ()
+    add("concatenate", _expr, _f, *_args, dims=_dims,
+        out=("N + M", "D") if _dims else None)
+
+for _expr, _f, _args in [
+    ("stack([x, y])", lambda x, y: np.stack([x, y]), [P("x", V), P("y", V)]),
+    ("stack([x, y], axis=1)", lambda x, y: np.stack([x, y], axis=1), [P("x", M), P("y", M)]),
+    ("stack([x, y], axis=-1)", lambda x, y: np.stack([x, y], axis=-1), [P("x", M), D("y", M)]),
+    ("stack([x, y])", lambda x, y: np.stack([x, y]), [P("x", S), P("y", S)]),
+    ("stack([x, 2])", lambda x: np.stack([x, np.full_like(x, 2.0)]), [P("x", S)]),
+    ("stack([x, y, x], axis=0)", lambda x, y: np.stack([x, y, x]), [P("x", (2,)), P("y", (2,))]),
+    ("stack([x * y, y])", lambda x, y: np.stack([x * y, np.broadcast_to(y, (2, 3))]),
+     [P("x", (2, 1)), P("y", M)]),
+]:
+    add("stack", _expr, _f, *_args)
+
+
+# ---- more elementwise functions, clip, and the constant arrays zeros, ones, eye
+
+def _erf(x):
+    import math
+    return np.vectorize(math.erf, otypes=[float])(x)
+
+
+def _clip_cases():
+    for shape in (S, V, M):
+        add("clip", "clip(x, -0.5, 0.5)", lambda x: np.clip(x, -0.5, 0.5), P("x", shape),
+            avoid=lambda x: np.concatenate([np.ravel(x - 0.5), np.ravel(x + 0.5)]))
+    add("clip", "clip(x, 0, 1)", lambda x: np.clip(x, 0, 1), P("x", M),
+        avoid=lambda x: x - 1)
+    add("clip", "clip(x, -(y * y), y * y)", lambda x, y: np.clip(x, -(y * y), y * y),
+        P("x", M), P("y", V), avoid=lambda x, y: np.abs(x) - y * y)
+
+
+def _constant_cases(name):
+    cases = {
+        "zeros": [("x + zeros((2, 3))", lambda x: x + np.zeros((2, 3)), [P("x", V)]),
+                  ("x * x + zeros(3)", lambda x: x * x, [P("x", M)])],
+        "ones": [("x + ones((2, 3))", lambda x: x + 1.0, [P("x", M)]),
+                 ("ones(3) @ x", lambda x: np.ones(3) @ x, [P("x", (3, 2))]),
+                 ("x * ones((2, 1))", lambda x: x * np.ones((2, 1)), [P("x", V)]),
+                 ("x - ones((N, D))", lambda x: x - 1.0, [P("x", ("N", "D"))])],
+        "eye": [("x @ eye(3)", lambda x: x @ np.eye(3), [P("x", M)]),
+                ("eye(3) * x", lambda x: np.eye(3) * x, [P("x", V)]),
+                ("x * eye(D)", lambda x: x * np.eye(2), [P("x", ("D", "D"))])],
+    }[name]
+    for expr, f, args in cases:
+        dims = (("N", 3), ("D", 2)) if "D" in expr else ()
+        out = ("D", "D") if name == "eye" and dims else (("N", "D") if dims else None)
+        add(name, expr, f, *args, dims=dims, out=out)
+
+
+for _name, _f in (("expm1", np.expm1), ("sin", np.sin), ("cos", np.cos), ("tan", np.tan),
+                  ("arctan", np.arctan), ("erf", _erf)):
+    unary_cases(_name, _f)
+_clip_cases()
+for _name in ("zeros", "ones", "eye"):
+    _constant_cases(_name)
+
+
+# ---- linear algebra
+
+def pos(f):
+    """A reference taking its arrays positionally (in the order of the case's arguments)."""
+    return lambda **arrays: f(*arrays.values())
+
+
+for _expr, _f, _args in [
+    ("dot(x, y)", pos(np.dot), [P("x", V), P("y", V)]),
+    ("dot(x, y)", pos(np.dot), [P("x", M), P("y", V)]),
+    ("dot(x, y)", pos(np.dot), [P("x", (2,)), P("y", M)]),
+    ("dot(x, y)", pos(np.dot), [P("x", M), P("y", (3, 2))]),
+    ("dot(x, y)", pos(np.dot), [P("x", S), P("y", V)]),
+    ("dot(x, y)", pos(np.dot), [P("x", M), P("y", S)]),
+    ("dot(x, x)", lambda x: np.dot(x, x), [P("x", V)]),
+]:
+    add("dot", _expr, _f, *_args)
+for _expr, _f, _args in [
+    ("outer(x, y)", pos(np.outer), [P("x", V), P("y", (2,))]),
+    ("outer(x, y)", pos(np.outer), [P("x", (2,)), P("y", M)]),
+    ("outer(x, x)", lambda x: np.outer(x, x), [P("x", V)]),
+    ("outer(x, y)", pos(np.outer), [D("x", V), P("y", V)]),
+]:
+    add("outer", _expr, _f, *_args)
+for _shape in ((3, 3), M, (3, 2), (3, 3, 2), (2, 2, 2, 3)):
+    add("trace", "trace(x)", pos(np.trace), P("x", _shape))
+add("trace", "trace(x @ y)", lambda x, y: np.trace(x @ y), P("x", M), P("y", (3, 2)))
+for _expr, _f, _shape in [("diag(x)", pos(np.diag), V), ("diag(x)", pos(np.diag), (3, 3)),
+                          ("diag(x)", pos(np.diag), M), ("diag(x)", pos(np.diag), (3, 2)),
+                          ("diag(diag(x))", lambda x: np.diag(np.diag(x)), (3, 3))]:
+    add("diag", _expr, _f, P("x", _shape))
+add("diag", "diag(x) @ y", lambda x, y: np.diag(x) @ y, P("x", V), P("y", (3, 2)))
+for _name, _f in (("inv", np.linalg.inv), ("det", np.linalg.det),
+                  ("logdet", lambda a: np.linalg.slogdet(a)[1])):
+    for _shape in ((3, 3), (1, 1), (2, 3, 3), (2, 1, 2, 2)):
+        add(_name, f"{_name}(x)", pos(_f), P("x", _shape, domain_of(_name, 0)))
+    add(_name, f"{_name}(x) * y", lambda x, y, f=_f: f(x) * y,
+        P("x", (2, 2, 2), domain_of(_name, 0)), P("y", (2,) if _name != "inv" else (2, 2)))
+add("inv", "inv(x) @ y", lambda x, y: np.linalg.inv(x) @ y, P("x", (3, 3), "invertible"),
+    P("y", V))
+add("inv", "inv(inv(x))", lambda x: x, P("x", (3, 3), "invertible"))
+for _sa, _sb in [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 2)), ((2, 3, 3), (3, 1)),
+                 ((2, 3, 3), (3,)), ((3, 3), (2, 3, 2)), ((1, 1), (1,))]:
+    add("solve", "solve(x, y)", pos(np.linalg.solve), P("x", _sa, domain_of("solve", 0)),
+        P("y", _sb, domain_of("solve", 1)))
+add("solve", "solve(x, y)", pos(np.linalg.solve), D("x", (3, 3), "invertible"), P("y", V))
+add("solve", "solve(x, y)", pos(np.linalg.solve), P("x", (3, 3), "invertible"), D("y", V))
+# cholesky reads its argument as symmetric: compose it with a symmetric expression of the
+# Param (x is drawn symmetric positive definite, so (x + x.T) / 2 == x at the draw).
+for _shape, _expr in [((3, 3), "cholesky((x + x.T) / 2)"), ((1, 1), "cholesky((x + x.T) / 2)"),
+                      ((2, 3, 3), "cholesky((x + transpose(x, (0, 2, 1))) / 2)")]:
+    add("cholesky", _expr, lambda x: np.linalg.cholesky((x + np.swapaxes(x, -1, -2)) / 2),
+        P("x", _shape, domain_of("cholesky", 0)))
+add("cholesky", "cholesky(x @ x.T + y * y.T)",
+    lambda x, y: np.linalg.cholesky(x @ x.T + y * y.T), P("x", (3, 3), "invertible"),
+    P("y", (3, 3), "spd"))
+
+
+def einsum_case(spec, shapes) -> Case:
+    names = "xyz"[:len(shapes)]
+    args = [P(n, sh, domain_of("einsum", i)) for i, (n, sh) in enumerate(zip(names, shapes))]
+    return Case("einsum", f'einsum("{spec}", {", ".join(names)})',
+                pos(lambda *a: np.einsum(spec, *a)), tuple(args))
+
+
+for _spec, _shapes in [("ij,jk->ik", [M, (3, 2)]), ("ij->ji", [M]), ("ij,ij->", [M, M]),
+                       ("i,j->ij", [V, (2,)]), ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]),
+                       ("ij->", [M]), ("ij->j", [M]), ("ij,j->i", [M, V]),
+                       ("ij,jk,k->i", [M, (3, 2), (2,)]), ("ijk->kji", [(2, 3, 2)]),
+                       ("i,i->i", [V, V]), ("ij,kj->ik", [M, M])]:
+    CASES.setdefault("einsum", []).append(einsum_case(_spec, _shapes))
+
+# NumPy einsum forms beyond the spec's example: an index repeated within one operand
+# (diagonal, trace) and the implicit output. Tested once each (value and gradient) in
+# test_einsum_numpy_forms rather than by the whole table.
+EINSUM_NUMPY_FORMS = [einsum_case("ii->", [(3, 3)]), einsum_case("ii->i", [(3, 3)]),
+                      einsum_case("ij,j", [M, V]), einsum_case("ij,jk", [M, (3, 2)])]
+
+
+ALL_CASES = [c for cases in CASES.values() for c in cases]
+_dups = sorted(i for i, n in Counter(c.id for c in ALL_CASES).items() if n > 1)
+assert not _dups, f"duplicate case ids: {_dups}"
+
+
+# ---------------------------------------------------------------- compiling a case
+
+def _decl(kind: str, shape) -> str:
+    return f"{kind}[()]" if not shape else f"{kind}[{', '.join(map(str, shape))}]"
+
+
+def program_source(case: Case, out_shape) -> str:
+    out = case.out if case.out is not None else out_shape
+    sig = ", ".join(f"{a.name}: {_decl('Param' if a.role == 'param' else 'Data', a.shape)}"
+                    for a in case.args)
+    weights = f"w1: {_decl('Data', out)}, w2: {_decl('Data', out)}"
+    return (f"def cost({sig}, {weights}):\n"
+            f"    r = {case.expr}\n"
+            f"    return sum(w1 * r + w2 * r * r)\n"
+            f"\n\n"
+            f"def op({sig}):\n"
+            f"    return {case.expr}\n")
+
+
+@dataclass
+class Compiled:
+    case: Case
+    text: str
+    source: str
+    mod: types.ModuleType
+    inputs: dict                  # every argument of `cost` (float64)
+    expected: np.ndarray          # the NumPy reference value of the expression
+    u: np.ndarray                 # a cotangent of the op's output
+    tangents: dict                # a direction for every Param
+    cost_order: list = field(default_factory=list)
+    op_order: list = field(default_factory=list)
+    _fd: dict = field(default_factory=dict)
+    _hessian_mod: types.ModuleType | None = None
+    _hessian_src: str | None = None
+
+    @property
+    def params(self):
+        return self.case.params
+
+    def fd(self, entry: str, p: str) -> np.ndarray:
+        """The finite-difference Jacobian of `entry` ("cost" or "op") w.r.t. Param `p`."""
+        if (entry, p) not in self._fd:
+            order = self.cost_order if entry == "cost" else self.op_order
+            self._fd[entry, p] = fd_jacobian(getattr(self.mod, entry), order, self.inputs, p)
+        return self._fd[entry, p]
+
+    def hessian_source(self) -> str:
+        """The module of `cost` alone with --modes grad --hessian (an explicit --hessian
+        refuses the non-scalar `op`, as an explicit --modes grad does)."""
+        if self._hessian_src is None:
+            cost_only = self.text.split("\n\n\n")[0] + "\n"
+            self._hessian_src = gradgen.compile_source(cost_only, "case.grad", hessian=True,
+                                                       modes=("grad",))
+        return self._hessian_src
+
+    def hessian_mod(self) -> types.ModuleType:
+        if self._hessian_mod is None:
+            self._hessian_mod = _exec(self.hessian_source(), f"{self.case.id} (hessian)")
+        return self._hessian_mod
+
+
+def _exec(source: str, name: str) -> types.ModuleType:
+    """The emitted module, executed; `__compile_warnings__` lists what compile() warned."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")   # e.g. SyntaxWarning: 'int' object is not subscriptable
+        code = compile(source, f"<generated from {name}>", "exec")
+    mod = types.ModuleType("case_grad")
+    exec(code, mod.__dict__)  # noqa: S102
+    mod.__compile_warnings__ = [f"{w.category.__name__}: {w.message}" for w in caught]
+    return mod
+
+
+_COMPILED: dict[str, Compiled] = {}
+
+
+def draw_inputs(case: Case, rng) -> dict:
+    sizes = dict(case.dims)
+    while True:
+        arrays = {a.name: fdcheck.draw(rng, a.domain, tuple(sizes.get(d, d) for d in a.shape))
+                  for a in case.args}
+        scalars = [v for a, v in zip(case.args, arrays.values())
+                   if a.domain not in fdcheck.MATRIX_DOMAINS]
+        if fdcheck.min_gap(scalars) <= MIN_GAP:
+            continue
+        if case.avoid is not None and np.min(np.abs(case.avoid(**arrays))) <= MIN_GAP:
+            continue
+        return arrays
+
+
+def reference(case: Case):
+    """(rng, inputs, the NumPy value of the expression) for a case, drawn from its id."""
+    rng = np.random.default_rng(zlib.crc32(case.id.encode()))
+    inputs = draw_inputs(case, rng)
+    return rng, inputs, np.asarray(case.ref(**inputs), dtype=np.float64)
+
+
+def compiled(case: Case) -> Compiled:
+    if case.id in _COMPILED:
+        return _COMPILED[case.id]
+    rng, inputs, expected = reference(case)
+    text = program_source(case, expected.shape)
+    source = gradgen.compile_source(text, "case.grad")
+    mod = _exec(source, case.id)
+    shape = expected.shape
+    inputs["w1"] = fdcheck.draw(rng, "real", shape)
+    inputs["w2"] = 0.3 * fdcheck.draw(rng, "real", shape)
+    u = rng.normal(size=shape)
+    tangents = {p: rng.normal(size=inputs[p].shape) for p in case.params}
+    c = Compiled(case, text, source, mod, inputs, expected, np.asarray(u), tangents,
+                 [a.name for a in case.args] + ["w1", "w2"], [a.name for a in case.args])
+    _COMPILED[case.id] = c
+    return c
+
+
+def ref_cost(c: Compiled) -> float:
+    r = c.expected
+    return float(np.sum(c.inputs["w1"] * r + c.inputs["w2"] * r * r))
+
+
+cases = pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
+
+
+# ---------------------------------------------------------------- the registry is covered
+
+def test_every_builtin_has_cases():
+    missing = sorted(set(BUILTINS) - set(CASES))
+    assert not missing, f"built-ins without a test case in tests/test_ops.py: {missing}"
+
+
+def test_case_keys_are_builtins_or_syntax():
+    unknown = sorted(set(CASES) - set(BUILTINS) - set(SYNTAX))
+    assert not unknown, f"case keys that are neither built-ins nor syntax: {unknown}"
+
+
+def test_every_domain_can_be_drawn():
+    domains = {d for op in REGISTRY.values() for d in op.domain}
+    assert domains <= set(fdcheck.DOMAINS), sorted(domains - set(fdcheck.DOMAINS))
+    rng = np.random.default_rng(0)
+    for d in set(fdcheck.DOMAINS) - fdcheck.MATRIX_DOMAINS:
+        x = fdcheck.draw(rng, d, (1000,))
+        assert np.all(np.abs(x) >= 0.09) and np.all(x != 1.0), d
+    for _ in range(50):
+        a = fdcheck.draw(rng, "invertible", (2, 3, 3))
+        assert np.all(np.linalg.cond(a) < 20)
+        s = fdcheck.draw(rng, "spd", (2, 3, 3))
+        assert np.allclose(s, np.swapaxes(s, -1, -2)) and np.all(np.linalg.eigvalsh(s) > 0.9)
+
+
+def test_every_op_is_reached_from_the_cases():
+    """Every non-leaf op of the registry appears in the forward graph of some case."""
+    from gradgen import ir
+    from gradgen.frontend import parse_program
+
+    seen = set()
+    for case in ALL_CASES:
+        text = program_source(case, reference(case)[2].shape)
+        try:
+            with ir.building():
+                program = parse_program(text, "case.grad")
+                seen |= {n.op for n in ir.topo_order([e.output for e in program.entries])}
+        except gradgen.CompileError:
+            continue    # the case's own tests report it
+    ops = {name for name, op in REGISTRY.items() if not op.has("leaf")}
+    missing = sorted(ops - seen - INTERNAL_OPS)
+    assert not missing, f"ops no case reaches: {missing}"
+
+
+# ---------------------------------------------------------------- numerical checks per case
+
+@cases
+def test_value(case):
+    c = compiled(case)
+    assert_close(call(c.mod.op, c.op_order, c.inputs), c.expected, "op value", rtol=1e-10)
+    assert_close(call(c.mod.cost, c.cost_order, c.inputs), ref_cost(c), "cost value",
+                 rtol=1e-10)
+
+
+@cases
+def test_grad(case):
+    c = compiled(case)
+    grads = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
+    for p, g in zip(c.params, grads):
+        assert_close(g, c.fd("cost", p), f"cost_grad d/d{p}")
+    if c.expected.ndim == 0:    # a scalar op has its own gradient too
+        grads = as_tuple(call(c.mod.op_grad, c.op_order, c.inputs), len(c.params))
+        for p, g in zip(c.params, grads):
+            assert_close(g, c.fd("op", p), f"op_grad d/d{p}")
+    else:
+        assert not hasattr(c.mod, "op_grad"), "op_grad emitted for a non-scalar output"
+
+
+@cases
+def test_value_and_grad(case):
+    c = compiled(case)
+    value, grads = call(c.mod.cost_value_and_grad, c.cost_order, c.inputs)
+    assert_close(value, ref_cost(c), "value", rtol=1e-10)
+    expected = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
+    for p, g, e in zip(c.params, as_tuple(grads, len(c.params)), expected):
+        assert_close(g, e, f"value_and_grad d/d{p} vs cost_grad", rtol=1e-12)
+
+
+@cases
+def test_vjp(case):
+    """op_vjp (the op's own output) and cost_vjp (a scalar cotangent) vs differences."""
+    c = compiled(case)
+    cts = as_tuple(call(c.mod.op_vjp, c.op_order, c.inputs, c.u), len(c.params))
+    for p, ct in zip(c.params, cts):
+        assert_close(ct, contract(c.fd("op", p), c.u), f"op_vjp d/d{p}")
+    cts = as_tuple(call(c.mod.cost_vjp, c.cost_order, c.inputs, np.float64(-0.7)),
+                   len(c.params))
+    for p, ct in zip(c.params, cts):
+        assert_close(ct, -0.7 * c.fd("cost", p), f"cost_vjp d/d{p}")
+
+
+@cases
+def test_jvp(case):
+    c = compiled(case)
+    ts = [c.tangents[p] for p in c.params]
+    value, t = call(c.mod.op_jvp, c.op_order, c.inputs, *ts)
+    assert_close(value, c.expected, "op_jvp value", rtol=1e-10)
+    assert_close(t, fd_directional(c.mod.op, c.op_order, c.inputs, c.tangents), "op_jvp")
+    # <u, J v> = <J^T u, v>
+    cts = as_tuple(call(c.mod.op_vjp, c.op_order, c.inputs, c.u), len(c.params))
+    lhs = np.sum(c.u * np.asarray(t))
+    rhs = sum(np.sum(ct * c.tangents[p]) for p, ct in zip(c.params, cts))
+    assert_close(lhs, rhs, "<u, J v> vs <J^T u, v>", rtol=1e-10)
+    value, t = call(c.mod.cost_jvp, c.cost_order, c.inputs, *ts)
+    assert_close(value, ref_cost(c), "cost_jvp value", rtol=1e-10)
+    assert_close(t, fd_directional(c.mod.cost, c.cost_order, c.inputs, c.tangents), "cost_jvp")
+
+
+@cases
+def test_hvp(case):
+    c = compiled(case)
+    k = len(c.params)
+    hv = as_tuple(call(c.mod.cost_hvp, c.cost_order, c.inputs,
+                       *(c.tangents[p] for p in c.params)), k)
+    diff = fd_directional(c.mod.cost_grad, c.cost_order, c.inputs, c.tangents)
+    for p, h, e in zip(c.params, hv, as_tuple(diff, k)):
+        assert_close(h, e, f"cost_hvp (H v) for {p} vs differences of cost_grad")
+    if c.expected.ndim == 0:    # a scalar op has its own Hessian-vector product too
+        hv = as_tuple(call(c.mod.op_hvp, c.op_order, c.inputs,
+                           *(c.tangents[p] for p in c.params)), k)
+        diff = fd_directional(c.mod.op_grad, c.op_order, c.inputs, c.tangents)
+        for p, h, e in zip(c.params, hv, as_tuple(diff, k)):
+            assert_close(h, e, f"op_hvp (H v) for {p} vs differences of op_grad")
+
+
+@cases
+def test_hessian(case):
+    """`cost_hessian` (opt-in, --hessian): block [i][j] of shape p_i.shape + p_j.shape is
+    the difference quotient of cost_grad's i-th output w.r.t. p_j; float32 stays float32."""
+    c = compiled(case)
+    mod = c.hessian_mod()
+    k = len(c.params)
+    result = call(mod.cost_hessian, c.cost_order, c.inputs)
+    rows = [result] if k == 1 else list(as_tuple(result, k))
+    rows = [[r] if k == 1 else list(as_tuple(r, k)) for r in rows]
+    for j, pj in enumerate(c.params):
+        # d(grad_i)/d(p_j) for every i at once, shaped p_j.shape + p_i.shape
+        fds = as_tuple(fd_jacobian(mod.cost_grad, c.cost_order, c.inputs, pj), k)
+        nj = np.ndim(c.inputs[pj])
+        for i, (pi, fd) in enumerate(zip(c.params, fds)):
+            expected = np.moveaxis(fd, tuple(range(nj)), tuple(range(fd.ndim - nj, fd.ndim)))
+            assert_close(rows[i][j], expected, f"cost_hessian block d2/d{pi} d{pj}")
+    f32 = {n: v.astype(np.float32) for n, v in c.inputs.items()}
+    for i, h in enumerate(_outputs(call(mod.cost_hessian, c.cost_order, f32))):
+        assert np.asarray(h).dtype == np.float32, \
+            f"cost_hessian block {i}: dtype {np.asarray(h).dtype} for float32 inputs"
+
+
+def _outputs(result):
+    if isinstance(result, tuple):
+        return [x for r in result for x in _outputs(r)]
+    return [result]
+
+
+@cases
+def test_float32_in_float32_out(case):
+    c = compiled(case)
+    f32 = {n: v.astype(np.float32) for n, v in c.inputs.items()}
+    ts = [c.tangents[p].astype(np.float32) for p in c.params]
+    calls = {
+        "cost": (c.mod.cost, c.cost_order, ()),
+        "cost_grad": (c.mod.cost_grad, c.cost_order, ()),
+        "cost_value_and_grad": (c.mod.cost_value_and_grad, c.cost_order, ()),
+        "cost_vjp": (c.mod.cost_vjp, c.cost_order, (np.float32(0.5),)),
+        "cost_jvp": (c.mod.cost_jvp, c.cost_order, ts),
+        "cost_hvp": (c.mod.cost_hvp, c.cost_order, ts),
+        "op": (c.mod.op, c.op_order, ()),
+        "op_vjp": (c.mod.op_vjp, c.op_order, (c.u.astype(np.float32),)),
+        "op_jvp": (c.mod.op_jvp, c.op_order, ts),
+    }
+    for name, (fn, order, extra) in calls.items():
+        lo = _outputs(call(fn, order, f32, *extra))
+        hi = _outputs(call(fn, order, c.inputs, *(np.asarray(e, dtype=np.float64)
+                                                  for e in extra)))
+        for i, (a, b) in enumerate(zip(lo, hi)):
+            assert np.asarray(a).dtype == np.float32, \
+                f"{name} output {i}: dtype {np.asarray(a).dtype} for float32 inputs"
+            assert_close(np.asarray(a, dtype=np.float64), b, f"{name} output {i} in float32",
+                         rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", EINSUM_NUMPY_FORMS, ids=lambda c: c.id)
+def test_einsum_numpy_forms(case):
+    """What a NumPy user expects of einsum: repeated indices and the implicit output."""
+    c = compiled(case)
+    assert_close(call(c.mod.op, c.op_order, c.inputs), c.expected, "op value", rtol=1e-10)
+    grads = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
+    for p, g in zip(c.params, grads):
+        assert_close(g, c.fd("cost", p), f"cost_grad d/d{p}")
+
+
+# ---------------------------------------------------------------- the emitted source
+
+@pytest.fixture(scope="module")
+def ruff_report(tmp_path_factory):
+    """`ruff check` of every case's module in one run: file name -> list of messages."""
+    folder = tmp_path_factory.mktemp("ruff")
+    files = {}
+    for i, case in enumerate(ALL_CASES):
+        for variant in ("default", "hessian"):
+            try:   # a failure to compile is reported by the case's own tests
+                c = compiled(case)
+                source = c.source if variant == "default" else c.hessian_source()
+            except Exception:  # noqa: BLE001, S112
+                continue
+            path = folder / f"case_{i}_{variant}.py"
+            path.write_text(source, encoding="utf-8")
+            files[case.id, variant] = path
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "E,F,W",
+         "--ignore", "E501", "--output-format", "json", "--no-cache", str(folder)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode in (0, 1) and proc.stdout.strip().startswith("["), \
+        f"ruff did not run (is it installed? it is in the 'test' extra):\n{proc.stderr}"
+    by_file: dict[str, list[str]] = {}
+    for d in json.loads(proc.stdout):
+        loc = d.get("location") or {}
+        by_file.setdefault(Path(d["filename"]).name, []).append(
+            f"{d['code']} line {loc.get('row')}: {d['message']}")
+    return {key: by_file.get(path.name, []) for key, path in files.items()}
+
+
+@cases
+def test_ruff_clean(case, ruff_report):
+    c = compiled(case)
+    problems = ruff_report[case.id, "default"]
+    assert not problems, "ruff check of the emitted module:\n" + "\n".join(problems) + \
+        "\n\n" + c.source
+    problems = ruff_report.get((case.id, "hessian"), [])
+    assert not problems, "ruff check of the module emitted with --hessian:\n" + \
+        "\n".join(problems) + "\n\n" + c.hessian_source()
+
+
+@cases
+def test_compiles_and_imports_only_numpy(case):
+    c = compiled(case)
+    assert not c.mod.__compile_warnings__, \
+        f"compile() of the emitted module warns: {c.mod.__compile_warnings__}"
+    imported = {m.group(2).split(".")[0] for m in
+                re.finditer(r"^\s*(import|from)\s+([\w.]+)", c.source, re.MULTILINE)}
+    extra = imported - {"numpy", "__future__"} - set(sys.stdlib_module_names)
+    assert not extra, f"the emitted module imports {sorted(extra)}"
+
+
+# ---------------------------------------------------------------- non-differentiable points
+#
+# README.md, "Non-differentiable points": relu'(0) = 0, abs'(0) = sign(0) = 0, sign' = 0,
+# maximum/minimum ties split the gradient 0.5/0.5, max/min reductions split it equally
+# among the tied elements, sqrt'(0) = inf; in reverse and forward mode alike. Expected
+# values are worked out by hand from those rules.
+
+def _load(text: str):
+    mod = types.ModuleType("kink_grad")
+    source = gradgen.compile_source(text, "kink.grad")
+    exec(compile(source, "<kink>", "exec"), mod.__dict__)  # noqa: S102
+    return mod
+
+
+KINK_X = np.array([-1.0, 0.0, 2.0, 0.0])
+KINK_W = np.array([1.5, 2.5, -0.5, -3.0])
+KINK_T = np.array([0.3, 0.7, 1.1, -0.9])
+
+
+@pytest.mark.parametrize("fn, local", [
+    ("relu", np.array([0.0, 0.0, 1.0, 0.0])),     # relu'(0) = 0
+    ("abs", np.array([-1.0, 0.0, 1.0, 0.0])),     # abs'(0) = 0
+    ("sign", np.array([0.0, 0.0, 0.0, 0.0])),     # sign' = 0 everywhere
+])
+def test_kink_unary(fn, local):
+    mod = _load(f"def cost(x: Param[4], w: Data[4]):\n    return sum({fn}(x) * w)\n\n\n"
+                f"def op(x: Param[4]):\n    return {fn}(x)\n")
+    x, w, t, g = KINK_X, KINK_W, KINK_T, np.array([0.5, -1.5, 2.0, 4.0])
+    np.testing.assert_array_equal(mod.cost_grad(x, w), local * w)
+    np.testing.assert_array_equal(mod.cost_value_and_grad(x, w)[1], local * w)
+    np.testing.assert_array_equal(mod.cost_vjp(x, w, 2.0), 2.0 * local * w)
+    np.testing.assert_array_equal(mod.op_vjp(x, g), local * g)
+    np.testing.assert_allclose(mod.cost_jvp(x, w, t)[1], np.sum(local * w * t), rtol=1e-15)
+    np.testing.assert_array_equal(mod.op_jvp(x, t)[1], local * t)
+
+
+def test_kink_sqrt_at_zero_is_inf():
+    mod = _load("def op(x: Param[2]):\n    return sqrt(x)\n")
+    x = np.array([0.0, 4.0])
+    with np.errstate(divide="ignore"):
+        ct = mod.op_vjp(x, np.array([1.0, 1.0]))
+        _, t = mod.op_jvp(x, np.array([1.0, 1.0]))
+    assert ct[0] == np.inf and ct[1] == 0.25
+    assert t[0] == np.inf and t[1] == 0.25
+
+
+@pytest.mark.parametrize("fn", ["maximum", "minimum"])
+def test_kink_maximum_minimum_ties_split(fn):
+    mod = _load(f"def cost(x: Param[2, 3], y: Param[3], w: Data[2, 3]):\n"
+                f"    return sum({fn}(x, y) * w)\n\n\n"
+                f"def op(x: Param[2, 3], y: Param[3]):\n    return {fn}(x, y)\n")
+    y = np.array([1.0, 0.0, 3.0])
+    x = np.array([[1.0, 2.0, -3.0],     # tie, x > y, x < y
+                  [4.0, 0.0, 3.0]])     # x > y, tie, tie
+    w = np.array([[2.0, -1.0, 4.0], [0.5, 3.0, -2.0]])
+    wins_x = (x > y) if fn == "maximum" else (x < y)
+    wins_y = (y > x) if fn == "maximum" else (y < x)
+    share_x = np.where(x == y, 0.5, wins_x.astype(float))
+    share_y = np.where(x == y, 0.5, wins_y.astype(float))
+    assert np.all(share_x + share_y == 1.0)
+    dx, dy = mod.cost_grad(x, y, w)
+    np.testing.assert_array_equal(dx, share_x * w)
+    np.testing.assert_array_equal(dy, np.sum(share_y * w, axis=0))
+    g = np.array([[1.0, 2.0, 3.0], [-4.0, 5.0, 6.0]])
+    dx, dy = mod.op_vjp(x, y, g)
+    np.testing.assert_array_equal(dx, share_x * g)
+    np.testing.assert_array_equal(dy, np.sum(share_y * g, axis=0))
+    tx = np.array([[0.25, 1.0, -2.0], [3.0, 0.5, -1.5]])
+    ty = np.array([0.75, -1.0, 2.5])
+    _, t = mod.op_jvp(x, y, tx, ty)
+    np.testing.assert_allclose(t, share_x * tx + share_y * ty, rtol=1e-15)
+    _, t = mod.cost_jvp(x, y, w, tx, ty)
+    np.testing.assert_allclose(t, np.sum(w * (share_x * tx + share_y * ty)), rtol=1e-14)
+
+
+# x has ties: row 0 max 3 twice, row 1 all equal (three-way tie), column maxima tie too.
+TIE_X = np.array([[3.0, 1.0, 3.0],
+                  [2.0, 2.0, 2.0]])
+
+
+def _tie_weights(x, axis, extreme):
+    """The hand rule: 1/k on each of the k elements equal to the extreme along `axis`."""
+    e = extreme(x, axis=axis, keepdims=True)
+    mask = (x == e).astype(float)
+    return mask / np.sum(mask, axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("fn", ["max", "min"])
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (1, False), (1, True),
+                                            (-1, False), ((0, 1), True)])
+def test_kink_max_min_reduction_ties_split(fn, axis, keepdims):
+    extreme = np.max if fn == "max" else np.min
+    kw = ("" if axis is None else f", axis={axis}") + (", keepdims=True" if keepdims else "")
+    out_shape = extreme(TIE_X, axis=axis, keepdims=keepdims).shape
+    decl = "Data[()]" if not out_shape else f"Data[{', '.join(map(str, out_shape))}]"
+    mod = _load(f"def cost(x: Param[2, 3], w: {decl}):\n    return sum({fn}(x{kw}) * w)\n\n\n"
+                f"def op(x: Param[2, 3]):\n    return {fn}(x{kw})\n")
+    weights = _tie_weights(TIE_X, axis, extreme)
+    if axis is None:
+        # max: the two 3s get 1/2 each; min: the single 1 gets it all
+        hand = np.array([[0.5, 0, 0.5], [0, 0, 0]]) if fn == "max" else \
+            np.array([[0, 1.0, 0], [0, 0, 0]])
+        np.testing.assert_array_equal(weights, hand)
+    if axis in (1, -1) and fn == "max":
+        np.testing.assert_array_equal(weights, [[0.5, 0, 0.5], [1 / 3, 1 / 3, 1 / 3]])
+    g = np.arange(1.0, 1.0 + np.prod(out_shape)).reshape(out_shape) * 1.5
+    g_full = g if keepdims or axis is None else np.expand_dims(g, axis)
+    np.testing.assert_allclose(mod.op_vjp(TIE_X, g), weights * g_full, rtol=1e-15)
+    np.testing.assert_allclose(mod.cost_grad(TIE_X, g), weights * g_full, rtol=1e-15)
+    t = np.array([[0.5, -1.0, 2.0], [3.0, -0.25, 1.25]])
+    _, tangent = mod.op_jvp(TIE_X, t)
+    np.testing.assert_allclose(tangent, np.sum(weights * t, axis=axis, keepdims=keepdims),
+                               rtol=1e-15)
+    _, tangent = mod.cost_jvp(TIE_X, g, t)
+    np.testing.assert_allclose(tangent, np.sum(weights * t * g_full), rtol=1e-14)
+
+
+@pytest.mark.parametrize("fn", ["logsumexp", "softmax", "log_softmax"])
+def test_shift_by_tied_maximum_does_not_leak(fn):
+    """The max shift of the stable forms is invisible: at tied maxima the derivatives are
+    those of the exact formula (softmax-based), not split by the max's tie rule."""
+    x = np.array([[2.0, 2.0, -1.0], [0.5, 0.5, 0.5]])
+    e = np.exp(x)
+    s = e / np.sum(e, axis=1, keepdims=True)
+    mod = _load(f"def op(x: Param[2, 3]):\n    return {fn}(x, axis=1)\n")
+    t = np.array([[0.5, -1.0, 2.0], [3.0, -0.25, 1.25]])
+    _, tangent = mod.op_jvp(x, t)
+    if fn == "logsumexp":
+        g = np.array([1.5, -2.0])
+        np.testing.assert_allclose(mod.op_vjp(x, g), s * g[:, None], rtol=1e-14)
+        np.testing.assert_allclose(tangent, np.sum(s * t, axis=1), rtol=1e-14)
+    elif fn == "softmax":
+        g = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])
+        sg = np.sum(s * g, axis=1, keepdims=True)
+        np.testing.assert_allclose(mod.op_vjp(x, g), s * (g - sg), rtol=1e-14, atol=1e-15)
+        st = np.sum(s * t, axis=1, keepdims=True)
+        np.testing.assert_allclose(tangent, s * (t - st), rtol=1e-14, atol=1e-15)
+    else:
+        g = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])
+        np.testing.assert_allclose(mod.op_vjp(x, g), g - s * np.sum(g, axis=1, keepdims=True),
+                                   rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(tangent, t - np.sum(s * t, axis=1, keepdims=True),
+                                   rtol=1e-14, atol=1e-15)
+
+
+# Conventions stated in the ops' own documentation (gradgen/ops/functions.py, reductions.py)
+# rather than README.md: clip is minimum(maximum(x, lo), hi), so at a bound the cotangent is
+# split equally between x and that bound; the derivative of norm is 0 where the norm is 0.
+
+def test_kink_clip_at_the_bounds_splits():
+    mod = _load("def op(x: Param[5]):\n    return clip(x, -0.5, 0.5)\n")
+    x = np.array([-0.5, 0.2, 0.5, 1.0, -2.0])
+    local = np.array([0.5, 1.0, 0.5, 0.0, 0.0])
+    g = np.array([1.0, -2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(mod.op_vjp(x, g), local * g)
+    t = np.array([0.25, 0.5, -1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(mod.op_jvp(x, t)[1], local * t)
+
+
+def test_kink_norm_at_zero_is_zero():
+    mod = _load("def op(x: Param[2, 3]):\n    return norm(x, axis=1)\n\n\n"
+                "def total(x: Param[3]):\n    return norm(x)\n")
+    x = np.array([[0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
+    g = np.array([2.0, 5.0])
+    np.testing.assert_allclose(mod.op_vjp(x, g), [[0, 0, 0], [5 * 0.6, 5 * 0.8, 0]],
+                               rtol=1e-15)
+    t = np.array([[1.0, -1.0, 2.0], [0.5, 0.25, 7.0]])
+    np.testing.assert_allclose(mod.op_jvp(x, t)[1], [0.0, 0.6 * 0.5 + 0.8 * 0.25], rtol=1e-15)
+    np.testing.assert_array_equal(mod.total_grad(np.zeros(3)), np.zeros(3))
+    np.testing.assert_array_equal(mod.total_jvp(np.zeros(3), np.ones(3))[1], 0.0)

@@ -1,0 +1,1697 @@
+"""Random, well-shaped gradgen programs, checked end to end against NumPy.
+
+A generator writes random source programs (text) in the language of SPEC.md §1: DAGs over
+the built-ins of `gradgen.ops.BUILTINS` with random broadcastable shapes (literal
+dimensions 1..4 and the symbolic dimensions N and D, sized at run time), reductions with
+random axes and keepdims, elementwise functions whose arguments are kept inside their
+domains (log and sqrt of `1 + x ** 2`, `exp(...)`, `softplus(...)`, ...), matrix products,
+transposes, reshapes, indexing and slicing, `where` with comparisons, softmax and friends,
+helper functions (possibly returning tuples), shared subexpressions, several Params of
+different ranks and Data arguments. The generator tracks every shape (so every program is
+valid) and a bound on the magnitude of every value (so values stay moderate and the
+arguments of log, sqrt and division stay away from zero).
+
+`check_program` compiles a program (with `hessian=True` for a scalar output), runs the
+emitted module on random float64 inputs and compares:
+
+- the value with the program itself executed by NumPy (an independent interpreter of the
+  source: the source language is a subset of Python);
+- f_grad and f_vjp with two-sided finite differences, f_value_and_grad with f and f_grad;
+- f_jvp with finite differences and with f_vjp through <u, J v> = <J^T u, v>;
+- f_hvp with finite differences of f_grad, f_hessian with f_hvp on unit vectors.
+
+Finite differences use eps = 1e-6; a comparison that fails at eps = 1e-6 is repeated at a
+few other step sizes (a step that crosses a kink of relu/abs/max or the switch of a
+`where` is the only way a correct derivative can disagree, and then some other step
+agrees). A mismatch at every step size is a failure; examples are skipped (`assume`) only
+when the value itself is not finite or larger than 1e6.
+
+The normal suite checks a few hundred programs with hypothesis (derandomized, so CI is
+deterministic). `test_many_random_programs` (marked `long`, run with GRADGEN_LONG=1)
+checks 10,000 programs (GRADGEN_LONG_PROGRAMS overrides the count) and prints how many hit
+each kind of failure. Every failure found is kept, hand-reduced, in `REGRESSIONS`.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import random
+import re
+import traceback
+import types
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
+
+import gradgen
+from gradgen.ops import BUILTINS, REGISTRY
+
+# ---------------------------------------------------------------- dimensions and shapes
+#
+# A dimension is (coefficient, names): coefficient * product of the named sizes, e.g.
+# (3, ()) is 3, (1, ("N",)) is N and (2, ("D", "N")) is 2 * D * N. Two dimensions are
+# equal only when they are the same expression (gradgen's rule: different names differ).
+
+ONE = (1, ())
+SYMBOLS = ("N", "D")
+MAX_SIZE = 4            # largest run-time size of a symbolic dimension
+MAX_ELEMENTS = 96       # largest number of elements of any value (at the largest sizes)
+MAX_PARAM_ELEMENTS = 16
+MAX_MAG = 1e4           # bound on |value| the generator keeps every expression under
+POS_LO = 0.1            # a positive argument of log/sqrt/division is at least this
+
+
+def dint(n: int):
+    return (n, ())
+
+
+def dsym(s: str):
+    return (1, (s,))
+
+
+def dim_text(d) -> str:
+    c, names = d
+    parts = ([str(c)] if c != 1 or not names else []) + list(names)
+    return " * ".join(parts)
+
+
+def dim_max(d) -> int:
+    return d[0] * MAX_SIZE ** len(d[1])
+
+
+def shape_text(shape) -> str:
+    inner = ", ".join(dim_text(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def shape_max(shape) -> int:
+    return math.prod(dim_max(d) for d in shape)
+
+
+def bcast(a, b):
+    """NumPy broadcasting of two shapes of dimensions, or None when they do not broadcast."""
+    out = []
+    for k in range(1, max(len(a), len(b)) + 1):
+        da = a[-k] if k <= len(a) else ONE
+        db = b[-k] if k <= len(b) else ONE
+        if da == db or db == ONE:
+            out.append(da)
+        elif da == ONE:
+            out.append(db)
+        else:
+            return None
+    return tuple(reversed(out))
+
+
+def shape_ok(shape) -> bool:
+    return shape is not None and len(shape) <= 3 and shape_max(shape) <= MAX_ELEMENTS
+
+
+def factors(d) -> list:
+    """The atomic factors of a dimension: primes of the coefficient and the names."""
+    c, names = d
+    out, p = [], 2
+    while c > 1:
+        while c % p == 0:
+            out.append(dint(p))
+            c //= p
+        p += 1
+    return out + [dsym(s) for s in names]
+
+
+def dim_product(ds):
+    c, names = 1, []
+    for d in ds:
+        c *= d[0]
+        names += list(d[1])
+    return (c, tuple(sorted(names)))
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A source expression with its shape and bounds on its values."""
+
+    text: str
+    shape: tuple
+    mag: float                  # |value| <= mag
+    lo: float | None = None     # value >= lo (None: may be negative)
+    atom: bool = True           # usable as an operand without parentheses
+    deps: frozenset = frozenset()
+
+    @property
+    def nd(self) -> int:
+        return len(self.shape)
+
+    def op(self) -> str:
+        """The text as an operand of an operator."""
+        return self.text if self.atom else f"({self.text})"
+
+
+def _cap(x: float) -> float:
+    return x if x < 1e300 else 1e300
+
+
+def _lo_min(*los):
+    return None if any(lo is None for lo in los) else min(los)
+
+
+def count_max(shape, axes) -> int:
+    return math.prod(dim_max(shape[a]) for a in axes) if axes else 1
+
+
+def domain(name: str, i: int = 0, default: str = "real") -> str:
+    """The test domain of argument i of an op, from the registry when it has the op."""
+    op = REGISTRY.get(name)
+    if op is not None and len(op.domain) > i:
+        return op.domain[i]
+    return default
+
+
+def have(*names: str) -> bool:
+    return all(n in BUILTINS for n in names)
+
+
+# ---------------------------------------------------------------- choosers
+
+
+class RandomChooser:
+    """Choices from a seeded `random.Random` (the long run)."""
+
+    def __init__(self, seed: int):
+        self.r = random.Random(seed)
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.r.randint(lo, hi)
+
+    def weighted(self, options):
+        """One of `options`, a list of (weight, value); the first is the simplest."""
+        total = sum(w for w, _ in options)
+        x = self.r.random() * total
+        for w, v in options:
+            x -= w
+            if x < 0:
+                return v
+        return options[-1][1]
+
+    def bool(self, p: float) -> bool:
+        return self.r.random() < p
+
+
+class DrawChooser:
+    """Choices drawn by hypothesis. Each is a wide integer reduced modulo the number of
+    options, so choices are spread like the random chooser's (hypothesis alone favours
+    small integers: tiny programs) while shrinking still moves every choice to 0, the
+    first (simplest) option."""
+
+    def __init__(self, draw):
+        self.draw = draw
+
+    def _raw(self, n: int) -> int:
+        return self.draw(st.integers(0, 65535)) % n
+
+    def int(self, lo: int, hi: int) -> int:
+        return lo + self._raw(hi - lo + 1)
+
+    def weighted(self, options):
+        scale = [max(1, round(10 * w)) for w, _ in options]
+        x = self._raw(sum(scale))
+        for s, (_, v) in zip(scale, options):
+            x -= s
+            if x < 0:
+                return v
+        return options[-1][1]
+
+    def bool(self, p: float) -> bool:
+        return self._raw(100) >= round(100 * (1 - p))
+
+
+def pick(ch, seq):
+    return seq[ch.int(0, len(seq) - 1)]
+
+
+# ---------------------------------------------------------------- the generator
+
+
+class Retry(Exception):
+    """The chosen construction does not apply here; choose another."""
+
+
+@dataclass
+class Helper:
+    name: str
+    params: list          # Expr per parameter as generated (shapes and assumed bounds)
+    results: list         # Expr per returned value, in terms of the parameters' bounds
+
+
+@dataclass
+class Program:
+    source: str
+    scalar: bool
+
+
+class Gen:
+    """Writes one program. `entry` is False while writing a helper's body."""
+
+    def __init__(self, ch, root=None, pool=None, entry=True):
+        self.ch = ch
+        self.root = root or self
+        self.entry = entry
+        self.pool: list[Expr] = list(pool or [])
+        self.lines: list[str] = []
+        if root is None:
+            self.args: list[tuple[str, str, tuple]] = []   # (name, role, shape)
+            self.helpers: list[Helper] = []
+            self.helper_src: list[str] = []
+            self.syms: tuple = ()
+            self.counter = Counter()
+
+    # ------------------------------------------------------------ names and arguments
+
+    def fresh(self, prefix: str) -> str:
+        self.root.counter[prefix] += 1
+        return f"{prefix}{self.root.counter[prefix]}"
+
+    def dims(self, any_symbol: bool = False) -> list:
+        """Literal sizes, and the symbolic ones (those some argument binds, unless
+        `any_symbol`: a new argument binds its own)."""
+        bound = {d[1][0] for _, _, sh in self.root.args for d in sh
+                 if d[0] == 1 and len(d[1]) == 1}
+        return [dint(2), dint(3), dint(1), dint(4)] + [
+            dsym(s) for s in self.root.syms if any_symbol or s in bound]
+
+    def random_shape(self, ndims_weights, limit):
+        for _ in range(20):
+            nd = self.ch.weighted(ndims_weights)
+            shape = tuple(pick(self.ch, self.dims(any_symbol=True)) for _ in range(nd))
+            if shape_max(shape) <= limit:
+                return shape
+        return ()
+
+    def new_arg(self, role: str, shape) -> Expr:
+        """A new argument of the entry point (only while writing the entry)."""
+        root = self.root
+        prefix = {("param", 0): "s", ("param", 1): "v", ("param", 2): "W",
+                  ("data", 0): "c", ("data", 1): "y", ("data", 2): "X"}.get(
+            (role, min(len(shape), 2)), "T")
+        if role == "data" and len(shape) > 2:
+            prefix = "Z"
+        name = self.fresh(prefix if role == "param" else prefix + "d")
+        root.args.append((name, role, tuple(shape)))
+        e = Expr(name, tuple(shape), 1.5, None, True,
+                 frozenset({name}) if role == "param" else frozenset())
+        return e
+
+    # ------------------------------------------------------------ operands
+
+    def pick_var(self, pred=None):
+        cands = [v for v in self.pool if pred is None or pred(v)]
+        if not cands:
+            return None
+        if self.ch.bool(0.6):   # recent values, most recent first
+            return cands[-1 - self.ch.int(0, min(2, len(cands) - 1))]
+        return cands[len(cands) - 1 - self.ch.int(0, len(cands) - 1)]
+
+    def operand(self, depth: int) -> Expr:
+        if depth > 0 and self.ch.bool(0.3):
+            return self.expr(depth - 1)
+        return self.pick_var()
+
+    def literal(self) -> Expr:
+        options = [(3, "2"), (2, "0.5"), (2, "3"), (1, "1.5"), (1, "-1"), (1, "0.25"),
+                   (1, "-2.5"), (1, "pi"), (1, "e"), (1, "10")]
+        bound = {d[1][0] for _, _, sh in self.root.args for d in sh if d[0] == 1
+                 and len(d[1]) == 1}
+        options += [(1, s) for s in SYMBOLS if s in bound]
+        text = self.ch.weighted(options)
+        value = {"pi": math.pi, "e": math.e}.get(text)
+        if value is None:
+            value = float(MAX_SIZE) if text in SYMBOLS else float(text)
+        lo = 1.0 if text in SYMBOLS else (value if value > 0 else None)
+        return Expr(text, (), abs(value), lo, not text.startswith("-"))
+
+    def compatible(self, target, depth: int) -> Expr:
+        """An expression whose shape broadcasts with `target` (to a shape within limits)."""
+        kind = self.ch.weighted([(3, "var"), (2, "literal"), (1, "nested"), (2, "coerce"),
+                                 (0.5 if have("ones", "zeros") else 0, "filled")])
+        if kind == "literal":
+            return self.literal()
+        if kind == "filled":
+            shape = tuple(dm if self.ch.bool(0.7) else ONE for dm in target)
+            shape = shape[self.ch.int(0, len(shape)):] if self.ch.bool(0.3) else shape
+            if self.ch.bool(0.7):
+                return Expr(f"ones({shape_text(shape)})", shape, 1.0, 1.0)
+            return Expr(f"zeros({shape_text(shape)})", shape, 0.0, 0.0)
+        if kind == "nested" and depth > 0:
+            e = self.expr(depth - 1)
+        else:
+            e = self.pick_var(lambda v: shape_ok(bcast(v.shape, target)))
+            if e is None or kind == "coerce":
+                e = self.pick_var()
+        return self.coerce(e, target)
+
+    def coerce(self, e: Expr, target) -> Expr:
+        """`e` reduced (keepdims) along the axes that do not broadcast with `target`."""
+        if shape_ok(bcast(e.shape, target)):
+            return e
+        nd, nt = e.nd, len(target)
+        bad = tuple(i for i in range(nd) if i - nd + nt >= 0 and
+                    e.shape[i] != ONE and target[i - nd + nt] != ONE and
+                    e.shape[i] != target[i - nd + nt])
+        if bad and self.ch.bool(0.8):
+            r = self.reduction(e, axes=bad, keepdims=True)
+            if shape_ok(bcast(r.shape, target)):
+                return r
+        return self.reduction(e, axes=tuple(range(nd)), keepdims=False)
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, depth: int = 1) -> Expr:
+        families = [(5, self.unary), (6, self.binary), (3, self.reduce), (2, self.matmul),
+                    (1, self.nn), (1, self.transpose), (1, self.reshape),
+                    (1, self.expand_squeeze), (1.5, self.index), (1, self.where),
+                    (0.5, self.broadcast)]
+        families += [(w, f) for w, f, ok in (
+            (0.5, self.concat, have("concatenate") or have("stack")),
+            (0.5, self.einsum, have("einsum")),
+            (0.7, self.linalg, have("dot") or have("outer") or have("trace") or have("eye")
+             or have("diag")),
+            (0.7, self.matrix_function, have("eye") and (have("inv") or have("det")
+                                                          or have("logdet") or have("solve")
+                                                          or have("cholesky"))),
+        ) if ok]
+        for _ in range(8):
+            fn = self.ch.weighted(families)
+            try:
+                e = fn(depth)
+            except Retry:
+                continue
+            if e.mag <= MAX_MAG and shape_ok(e.shape):
+                return e
+        x = self.pick_var()
+        return Expr(f"tanh({x.text})", x.shape, min(1.0, x.mag), None, True, x.deps)
+
+    def positive(self, x: Expr) -> Expr:
+        """`x` if it is bounded away from zero, else a positive expression of it."""
+        if x.lo is not None and x.lo >= POS_LO and self.ch.bool(0.7):
+            return x
+        options = [(3, "sq"), (1, "sqadd")]
+        if x.mag <= 4:
+            options += [(2, "exp"), (2, "softplus"), (1, "sigmoid")]
+        if x.mag <= 50:
+            options += [(1, "abs")]
+        kind = self.ch.weighted(options)
+        m = x.mag
+        if kind == "sq":
+            return Expr(f"1 + {x.op()} ** 2", x.shape, 1 + m * m, 1.0, False, x.deps)
+        if kind == "sqadd":
+            return Expr(f"square({x.text}) + 0.5", x.shape, m * m + 0.5, 0.5, False, x.deps)
+        if kind == "exp":
+            return Expr(f"exp({x.text})", x.shape, math.exp(m), math.exp(-m), True, x.deps)
+        if kind == "softplus":
+            return Expr(f"softplus({x.text})", x.shape, m + 0.7, math.log1p(math.exp(-m)),
+                        True, x.deps)
+        if kind == "sigmoid":
+            lo = 1 / (1 + math.exp(m))
+            return Expr(f"sigmoid({x.text}) + 0.5", x.shape, 1.5, 0.5 + lo, False, x.deps)
+        return Expr(f"1 + abs({x.text})", x.shape, 1 + m, 1.0, False, x.deps)
+
+    def nonzero(self, x: Expr) -> Expr:
+        """`x` if it is bounded away from zero, else a nonzero expression of it (of either
+        sign: exact zeros, as relu makes them, go to the positive side)."""
+        if x.lo is not None and x.lo >= POS_LO and self.ch.bool(0.7):
+            return x
+        if self.ch.bool(0.5):
+            return self.positive(x)
+        m = x.mag
+        return Expr(f"where({x.op()} >= 0, 1 + {x.op()} ** 2, -1 - {x.op()} ** 2)", x.shape,
+                    1 + m * m, None, True, x.deps)
+
+    def argument(self, x: Expr, dom: str) -> Expr:
+        if dom == "positive":
+            return self.positive(x)
+        if dom == "nonzero":
+            return self.nonzero(x)
+        if dom == "unit":
+            return Expr(f"0.9 * tanh({x.text})", x.shape, 0.9, None, False, x.deps)
+        return x
+
+    def unary(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        m, d = x.mag, x.deps
+        options = [(2, "exp"), (2, "log"), (1, "log1p"), (2, "sqrt"), (1, "abs"), (2, "tanh"),
+                   (2, "sigmoid"), (1.5, "relu"), (2, "softplus"), (0.5, "sign"), (1, "neg"),
+                   (1, "square"), (1, "reciprocal"), (2, "pow")]
+        options += [(1, n) for n in ("sin", "cos", "arctan", "erf", "expm1", "tan", "clip")
+                    if have(n)]
+        name = self.ch.weighted(options)
+        if name in ("exp", "expm1"):
+            if m > 6:
+                x = Expr(f"tanh({x.text})", x.shape, 1.0, None, True, d)
+                m = 1.0
+            lo = math.exp(-m) if name == "exp" else None
+            return Expr(f"{name}({x.text})", x.shape, math.exp(m), lo, True, d)
+        if name in ("log", "log1p", "sqrt", "reciprocal"):
+            p = self.argument(x, domain(name, 0, "positive"))
+            if p.lo is None or p.lo < POS_LO:
+                p = self.positive(p)
+            if name == "log":
+                mag = max(abs(math.log(p.lo)), abs(math.log(max(p.mag, 1e-300))))
+                return Expr(f"log({p.text})", x.shape, mag, math.log(p.lo) if p.lo > 1 else
+                            None, True, d)
+            if name == "log1p":
+                return Expr(f"log1p({p.text})", x.shape, math.log1p(p.mag), math.log1p(p.lo),
+                            True, d)
+            if name == "sqrt":
+                return Expr(f"sqrt({p.text})", x.shape, math.sqrt(p.mag), math.sqrt(p.lo),
+                            True, d)
+            return Expr(f"reciprocal({p.text})", x.shape, 1 / p.lo, 1 / p.mag, True, d)
+        if name == "abs":
+            return Expr(f"abs({x.text})", x.shape, m, 0.0, True, d)
+        if name == "tanh":
+            return Expr(f"tanh({x.text})", x.shape, min(1.0, m), None, True, d)
+        if name == "sigmoid":
+            return Expr(f"sigmoid({x.text})", x.shape, 1.0, 1 / (1 + math.exp(min(m, 700))),
+                        True, d)
+        if name == "relu":
+            return Expr(f"relu({x.text})", x.shape, m, 0.0, True, d)
+        if name == "softplus":
+            return Expr(f"softplus({x.text})", x.shape, m + 0.7,
+                        math.log1p(math.exp(-min(m, 700))), True, d)
+        if name == "sign":
+            # piecewise constant: times a value, so that something flows through
+            y = self.compatible(x.shape, depth)
+            return Expr(f"sign({x.text}) * {y.op()}", bcast(x.shape, y.shape), y.mag, None,
+                        False, d | y.deps)
+        if name == "neg":
+            if self.ch.bool(0.5):
+                return Expr(f"-{x.op()}", x.shape, m, None, False, d)
+            return Expr(f"neg({x.text})", x.shape, m, None, True, d)
+        if name == "square":
+            return Expr(f"square({x.text})", x.shape, m * m, 0.0, True, d)
+        if name == "pow":
+            c = self.ch.weighted([(3, 2), (1, 3), (1, 0.5), (1, -1), (1, 1.5), (1, -0.5)])
+            if c in (2, 3):
+                lo = 0.0 if c == 2 else (x.lo ** 3 if x.lo is not None else None)
+                return Expr(f"{x.op()} ** {c}", x.shape, _cap(m ** c), lo, False, d)
+            p = self.positive(x) if (x.lo is None or x.lo < POS_LO) else x
+            mag = max(p.mag ** c, p.lo ** c)
+            lo = min(p.mag ** c, p.lo ** c)
+            exponent = f"({c})" if c < 0 else str(c)
+            return Expr(f"{p.op()} ** {exponent}", x.shape, mag, lo, False, d)
+        if name in ("sin", "cos"):
+            return Expr(f"{name}({x.text})", x.shape, 1.0, None, True, d)
+        if name == "arctan":
+            return Expr(f"arctan({x.text})", x.shape, min(m, 1.6), None, True, d)
+        if name == "erf":
+            return Expr(f"erf({x.text})", x.shape, 1.0, None, True, d)
+        if name == "tan":
+            if m > 1.2:
+                x = Expr(f"tanh({x.text})", x.shape, 1.0, None, True, d)
+            return Expr(f"tan({x.text})", x.shape, math.tan(min(x.mag, 1.2)), None, True, d)
+        # clip
+        lo, hi = self.ch.weighted([(1, (-0.5, 0.5)), (1, (-1, 2)), (1, (0, 1))])
+        return Expr(f"clip({x.text}, {lo}, {hi})", x.shape, max(abs(lo), abs(hi)),
+                    lo if lo >= 0 else None, True, d)
+
+    def binary(self, depth: int) -> Expr:
+        a = self.operand(depth)
+        b = self.compatible(a.shape, depth)
+        if self.ch.bool(0.3):
+            a, b = b, a
+        shape = bcast(a.shape, b.shape)
+        d = a.deps | b.deps
+        op = self.ch.weighted([(3, "+"), (2, "-"), (3, "*"), (2, "/"), (1, "**"),
+                               (1, "maximum"), (1, "minimum")])
+        if op == "+":
+            lo = None if a.lo is None or b.lo is None else a.lo + b.lo
+            return Expr(f"{a.op()} + {b.op()}", shape, a.mag + b.mag, lo, False, d)
+        if op == "-":
+            return Expr(f"{a.op()} - {b.op()}", shape, a.mag + b.mag, None, False, d)
+        if op == "*":
+            lo = None if a.lo is None or b.lo is None else a.lo * b.lo
+            return Expr(f"{a.op()} * {b.op()}", shape, _cap(a.mag * b.mag), lo, False, d)
+        if op == "/":
+            if b.lo is None or b.lo < POS_LO:
+                b = self.positive(b)
+            lo = None if a.lo is None else a.lo / b.mag
+            return Expr(f"{a.op()} / {b.op()}", shape, _cap(a.mag / b.lo), lo, False, d)
+        if op == "**":
+            p = self.positive(a) if (a.lo is None or a.lo < POS_LO) else a
+            if b.mag > 3:
+                raise Retry
+            log_bound = max(abs(math.log(p.lo)), abs(math.log(p.mag)))
+            if log_bound * b.mag > 9:
+                raise Retry
+            mag = math.exp(log_bound * b.mag)
+            return Expr(f"{p.op()} ** {b.op()}", shape, mag, 1 / mag, False, d)
+        lo = ((None if a.lo is None and b.lo is None else
+               max(x for x in (a.lo, b.lo) if x is not None)) if op == "maximum"
+              else _lo_min(a.lo, b.lo))
+        return Expr(f"{op}({a.text}, {b.text})", shape, max(a.mag, b.mag), lo, True, d)
+
+    # ------------------------------------------------------------ reductions
+
+    def axes_choice(self, nd: int):
+        """(axis text or None, the normalised axes)."""
+        if nd == 0:
+            return None, ()
+        kind = self.ch.weighted([(2, "none"), (3, "int"), (1, "tuple")])
+        if kind == "none":
+            return None, tuple(range(nd))
+        if kind == "int" or nd == 1:
+            a = self.ch.int(-nd, nd - 1)
+            return str(a), (a % nd,)
+        k = self.ch.int(2, nd)
+        axes = list(range(nd))
+        chosen = []
+        for _ in range(k):
+            chosen.append(axes.pop(self.ch.int(0, len(axes) - 1)))
+        spelled = [a - nd if self.ch.bool(0.2) else a for a in chosen]
+        return "(" + ", ".join(map(str, spelled)) + ")", tuple(sorted(chosen))
+
+    def reduction(self, x: Expr, axes=None, keepdims=None, name=None) -> Expr:
+        if axes is None:
+            axis_text, axes = self.axes_choice(x.nd)
+        else:
+            axis_text = (None if tuple(axes) == tuple(range(x.nd)) and self.ch.bool(0.5)
+                         else str(axes[0]) if len(axes) == 1
+                         else "(" + ", ".join(map(str, axes)) + ")")
+        if keepdims is None:
+            keepdims = self.ch.bool(0.35)
+        if name is None:
+            name = self.ch.weighted([(3, "sum"), (3, "mean"), (1, "max"), (1, "min"),
+                                     (1.5, "logsumexp")])
+        args = [x.text]
+        n = count_max(x.shape, axes)
+        shape = tuple(ONE if i in axes else dm for i, dm in enumerate(x.shape)
+                      if keepdims or i not in axes)
+        if axis_text is not None:
+            args.append(f"axis={axis_text}" if self.ch.bool(0.8) or keepdims else axis_text)
+        elif keepdims and self.ch.bool(0.3):
+            args.append("axis=None")
+        if keepdims:
+            args.append("keepdims=True")
+        elif self.ch.bool(0.1):
+            args.append("keepdims=False")
+        m, lo = x.mag, x.lo
+        mag, new_lo = {
+            "sum": (m * n, lo),
+            "mean": (m, lo),
+            "max": (m, lo),
+            "min": (m, lo),
+            "logsumexp": (m + math.log(n), lo),
+            "prod": (_cap(m ** n), None),
+            "var": (m * m, 0.0),
+            "norm": (m * math.sqrt(n), None),
+        }[name]
+        if name == "prod" and (n > 6 or mag > MAX_MAG):
+            raise Retry
+        return Expr(f"{name}({', '.join(args)})", shape, mag, new_lo, True, x.deps)
+
+    def reduce(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        options = [(3, "sum"), (3, "mean"), (1, "max"), (1, "min"), (1.5, "logsumexp")]
+        options += [(1, n) for n in ("prod", "var", "norm") if have(n)]
+        name = self.ch.weighted(options)
+        if name == "prod":    # prod / x_i is its derivative: nonzero arguments only
+            x = self.argument(x, domain("prod", 0, "nonzero"))
+        return self.reduction(x, name=name)
+
+    def nn(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        if x.nd == 0:
+            raise Retry
+        name = self.ch.weighted([(2, "softmax"), (2, "log_softmax"), (1, "logsumexp")])
+        if name == "logsumexp":
+            return self.reduction(x, name="logsumexp")
+        axis = self.ch.int(-x.nd, x.nd - 1)
+        spelled = self.ch.weighted([(1, ""), (2, f", axis={axis}"), (1, f", {axis}")])
+        if spelled == "" and axis != -1:
+            spelled = f", axis={axis}"
+        n = dim_max(x.shape[axis])
+        if name == "softmax":
+            return Expr(f"softmax({x.text}{spelled})", x.shape, 1.0,
+                        math.exp(-2 * x.mag) / n, True, x.deps)
+        return Expr(f"log_softmax({x.text}{spelled})", x.shape, 2 * x.mag + math.log(n),
+                    None, True, x.deps)
+
+    # ------------------------------------------------------------ linear algebra
+
+    def matmul(self, depth: int) -> Expr:
+        a = self.operand(depth)
+        if a.nd == 0:
+            raise Retry
+        k = a.shape[-1]
+
+        def result(b_shape):
+            """Shape of a @ b, or None."""
+            if len(b_shape) == 0:
+                return None
+            kb = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
+            if kb != k:
+                return None
+            if a.nd == 1 and len(b_shape) == 1:
+                return ()
+            if a.nd == 1:
+                return tuple(b_shape[:-2]) + (b_shape[-1],)
+            if len(b_shape) == 1:
+                return tuple(a.shape[:-1])
+            batch = bcast(tuple(a.shape[:-2]), tuple(b_shape[:-2]))
+            return None if batch is None else batch + (a.shape[-2], b_shape[-1])
+
+        kind = self.ch.weighted([(3, "var"), (2, "self"), (2, "new")])
+        b = None
+        if kind == "var":
+            b = self.pick_var(lambda v: shape_ok(result(v.shape)))
+            if b is None:
+                bt = self.pick_var(lambda v: v.nd == 2 and shape_ok(result(v.shape[::-1])))
+                if bt is not None:
+                    b = Expr(f"{bt.op()}.T" if bt.atom else f"({bt.text}).T", bt.shape[::-1],
+                             bt.mag, None, True, bt.deps)
+        if b is None and (kind == "self" or not self.entry):
+            if a.nd == 1:
+                b = a
+            elif a.nd == 2:
+                b = Expr(f"{a.op()}.T", a.shape[::-1], a.mag, None, True, a.deps)
+            else:
+                b = Expr(f"transpose({a.text}, (0, 2, 1))",
+                         (a.shape[0], a.shape[2], a.shape[1]), a.mag, None, True, a.deps)
+        if b is None:
+            if not self.entry:
+                raise Retry
+            role = "param" if self.ch.bool(0.5) else "data"
+            m = pick(self.ch, self.dims(any_symbol=True))
+            shape = (k,) if self.ch.bool(0.3) else (k, m)
+            if shape_max(shape) > (MAX_PARAM_ELEMENTS if role == "param" else MAX_ELEMENTS):
+                shape = (k,)
+            if shape_max(shape) > MAX_PARAM_ELEMENTS:
+                role = "data"
+            b = self.new_arg(role, shape)
+        shape = result(b.shape)
+        if not shape_ok(shape):
+            raise Retry
+        n = dim_max(k)
+        spelled = (f"{a.op()} @ {b.op()}" if self.ch.bool(0.85)
+                   else f"matmul({a.text}, {b.text})")
+        return Expr(spelled, shape, _cap(a.mag * b.mag * n), None,
+                    spelled.startswith("matmul"), a.deps | b.deps)
+
+    def linalg(self, depth: int) -> Expr:
+        """dot, outer, trace, diag and eye."""
+        x = self.operand(depth)
+        if x.nd == 2 and x.shape[0] != x.shape[1] and self.ch.bool(0.5):
+            # a square matrix from a rectangular one
+            x = Expr(f"{x.op()} @ {x.op()}.T", (x.shape[0], x.shape[0]),
+                     _cap(x.mag * x.mag * dim_max(x.shape[1])), None, False, x.deps)
+        square = x.nd == 2 and x.shape[0] == x.shape[1]
+        options = [(w, n) for w, n, ok in (
+            (1, "dot", x.nd <= 2), (1, "outer", x.nd == 1), (1, "trace", square),
+            (1, "diag", x.nd == 1 or square), (1, "eye", square)) if ok and have(n)]
+        if not options:
+            raise Retry
+        name = self.ch.weighted(options)
+        if name == "dot":
+            if x.nd == 0:
+                b = self.pick_var(lambda v: v.nd <= 2)
+                return Expr(f"dot({x.text}, {b.text})", b.shape, _cap(x.mag * b.mag), None,
+                            True, x.deps | b.deps)
+            k = x.shape[-1]
+            b = self.pick_var(lambda v: v.nd in (1, 2) and v.shape[0] == k)
+            if b is None:
+                b = x if x.nd == 1 else Expr(f"{x.op()}.T", x.shape[::-1], x.mag, None, True,
+                                             x.deps)
+            shape = tuple(x.shape[:-1]) + tuple(b.shape[1:])
+            return Expr(f"dot({x.text}, {b.text})", shape, _cap(x.mag * b.mag * dim_max(k)),
+                        None, True, x.deps | b.deps)
+        if name == "outer":
+            b = self.pick_var(lambda v: v.nd == 1) or x
+            shape = (x.shape[0], b.shape[0])
+            if not shape_ok(shape):
+                raise Retry
+            return Expr(f"outer({x.text}, {b.text})", shape, x.mag * b.mag, None, True,
+                        x.deps | b.deps)
+        if name == "trace":
+            return Expr(f"trace({x.text})", (), x.mag * dim_max(x.shape[0]), None, True,
+                        x.deps)
+        if name == "diag":
+            shape = (x.shape[0], x.shape[0]) if x.nd == 1 else (x.shape[0],)
+            return Expr(f"diag({x.text})", shape, x.mag, None, True, x.deps)
+        n = dim_text(x.shape[0])
+        return Expr(f"{x.op()} + 2 * eye({n})", x.shape, x.mag + 2, None, False, x.deps)
+
+    def matrix_function(self, depth: int) -> Expr:
+        """inv, det, logdet, solve, cholesky of a well-conditioned matrix built from a
+        value: X @ X.T + c * eye(n) (symmetric positive definite, eigenvalues >= c) or
+        X + c * eye(n) (strictly diagonally dominant, so |eigenvalues| >= c - (n-1) |X|)."""
+        x = self.operand(depth)
+        if x.nd not in (1, 2):
+            raise Retry
+        options = [(1, n) for n in ("inv", "det", "logdet", "solve", "cholesky") if have(n)]
+        name = self.ch.weighted(options)
+        if x.mag > 1.5 or (name == "det" and x.mag > 1):
+            x = Expr(f"tanh({x.text})", x.shape, min(1.0, x.mag), None, True, x.deps)
+        m = x.mag
+        square = x.nd == 2 and x.shape[0] == x.shape[1]
+        spd = name == "cholesky" or not square or self.ch.bool(0.5)
+        n = x.shape[0]
+        nmax = dim_max(n)
+        if spd:
+            cols = dim_max(x.shape[1]) if x.nd == 2 else 1
+            c = pick(self.ch, [1, 2, 0.5])
+            if x.nd == 2:
+                core = (f"{x.op()} @ {x.op()}.T" if self.ch.bool(0.7)
+                        else f"matmul({x.text}, transpose({x.text}))")
+            else:
+                core = f"outer({x.text}, {x.text})" if have("outer") else \
+                    f"expand_dims({x.text}, 1) * {x.op()}"
+            a_text = f"{core} + {c} * eye({dim_text(n)})"
+            big = c + m * m * cols * nmax      # bound on the eigenvalues
+            small = c                          # lower bound on the eigenvalues
+            entry = m * m * cols + c
+        else:
+            c = 1 + m * nmax
+            a_text = f"{x.op()} + {c:g} * eye({dim_text(n)})"
+            big = c + m * nmax
+            small = c - m * (nmax - 1)
+            entry = c + m
+        A = Expr(a_text, (n, n), entry, None, False, x.deps)
+        if name == "inv":
+            return Expr(f"inv({A.text})", (n, n), 1 / small, None, True, A.deps)
+        if name == "det":
+            mag = big ** nmax
+            if mag > MAX_MAG:
+                raise Retry
+            return Expr(f"det({A.text})", (), mag, small ** nmax if spd else None, True,
+                        A.deps)
+        if name == "logdet":
+            mag = nmax * max(abs(math.log(big)), abs(math.log(small)))
+            return Expr(f"logdet({A.text})", (), mag, None, True, A.deps)
+        if name == "cholesky":
+            return Expr(f"cholesky({A.text})", (n, n), math.sqrt(big), None, True, A.deps)
+        b = self.pick_var(lambda v: v.nd in (1, 2) and v.shape[0] == n and shape_ok(v.shape))
+        if b is None:
+            if not self.entry:
+                raise Retry
+            b = self.new_arg("data", (n,) if self.ch.bool(0.5) else
+                             (n, pick(self.ch, self.dims())))
+        mag = b.mag * math.sqrt(shape_max(b.shape)) * nmax / small
+        return Expr(f"solve({A.text}, {b.text})", b.shape, mag, None, True, A.deps | b.deps)
+
+    def einsum(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        letters = iter("ijklmn")
+        xs = [next(letters) for _ in range(x.nd)]
+        dim_of = dict(zip(xs, x.shape))
+        operands, specs = [x], ["".join(xs)]
+        if self.ch.bool(0.6):
+            y = self.pick_var(lambda v: v.nd <= 2) or x
+            ys = []
+            for dm in y.shape:
+                shared = [c for c in xs if dim_of[c] == dm and c not in ys]
+                if shared and self.ch.bool(0.7):
+                    ys.append(shared[0])
+                else:
+                    c = next(letters)
+                    dim_of[c] = dm
+                    ys.append(c)
+            operands.append(y)
+            specs.append("".join(ys))
+        used = list(dict.fromkeys("".join(specs)))
+        out = [c for c in used if self.ch.bool(0.5)]
+        if self.ch.bool(0.5):
+            out.reverse()
+        shape = tuple(dim_of[c] for c in out)
+        if not shape_ok(shape):
+            raise Retry
+        summed = [c for c in used if c not in out]
+        mag = math.prod(o.mag for o in operands) * math.prod(dim_max(dim_of[c]) for c in summed)
+        spec = ",".join(specs) + "->" + "".join(out)
+        return Expr(f'einsum("{spec}", {", ".join(o.text for o in operands)})', shape,
+                    _cap(mag), None, True, frozenset().union(*(o.deps for o in operands)))
+
+    # ------------------------------------------------------------ shape operations
+
+    def transpose(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        if x.nd < 2 and self.ch.bool(0.8):
+            raise Retry
+        kind = self.ch.weighted([(3, ".T"), (1, "transpose"), (2, "axes")])
+        if kind == ".T" or x.nd < 2:
+            text = f"{x.op()}.T" if kind == ".T" else f"transpose({x.text})"
+            return Expr(text, x.shape[::-1], x.mag, x.lo, True, x.deps)
+        if kind == "transpose":
+            return Expr(f"transpose({x.text})", x.shape[::-1], x.mag, x.lo, True, x.deps)
+        perm = list(range(x.nd))
+        for i in range(len(perm) - 1, 0, -1):
+            j = self.ch.int(0, i)
+            perm[i], perm[j] = perm[j], perm[i]
+        spelled = [p - x.nd if self.ch.bool(0.15) else p for p in perm]
+        axes = "(" + ", ".join(map(str, spelled)) + ")"
+        text = (f"transpose({x.text}, axes={axes})" if self.ch.bool(0.6)
+                else f"transpose({x.text}, {axes})")
+        return Expr(text, tuple(x.shape[p] for p in perm), x.mag, x.lo, True, x.deps)
+
+    def reshape(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        fs = [f for d in x.shape for f in factors(d)]
+        for i in range(len(fs) - 1, 0, -1):
+            j = self.ch.int(0, i)
+            fs[i], fs[j] = fs[j], fs[i]
+        groups = self.ch.int(1, 3)
+        parts = [[] for _ in range(groups)]
+        for f in fs:
+            parts[self.ch.int(0, groups - 1)].append(f)
+        shape = tuple(dim_product(p) for p in parts)
+        if self.ch.bool(0.2) and len(shape) < 3:
+            i = self.ch.int(0, len(shape))
+            shape = shape[:i] + (ONE,) + shape[i:]
+        shape = shape[:3]
+        if dim_product(shape) != dim_product(x.shape):
+            raise Retry
+        return Expr(f"reshape({x.text}, {shape_text(shape)})", shape, x.mag, x.lo, True,
+                    x.deps)
+
+    def expand_squeeze(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        ones = [i for i, dm in enumerate(x.shape) if dm == ONE]
+        if ones and self.ch.bool(0.5):
+            kind = self.ch.weighted([(2, "axis"), (1, "all")])
+            if kind == "all" and all(not dm[1] for dm in x.shape):
+                # squeeze without an axis only where no size is symbolic (a run-time size 1)
+                text = f"squeeze({x.text})"
+                axes = ones
+            else:
+                i = pick(self.ch, ones)
+                spelled = i - x.nd if self.ch.bool(0.3) else i
+                text = (f"squeeze({x.text}, axis={spelled})" if self.ch.bool(0.6)
+                        else f"squeeze({x.text}, {spelled})")
+                axes = [i]
+            shape = tuple(dm for i, dm in enumerate(x.shape) if i not in axes)
+            return Expr(text, shape, x.mag, x.lo, True, x.deps)
+        if x.nd >= 3:
+            raise Retry
+        a = self.ch.int(-(x.nd + 1), x.nd)
+        pos = a % (x.nd + 1)
+        shape = x.shape[:pos] + (ONE,) + x.shape[pos:]
+        return Expr(f"expand_dims({x.text}, {a})", shape, x.mag, x.lo, True, x.deps)
+
+    def broadcast(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        shape = tuple(pick(self.ch, self.dims()) if dm == ONE and self.ch.bool(0.7) else dm
+                      for dm in x.shape)
+        extra = self.ch.int(0, 3 - x.nd) if x.nd < 3 else 0
+        shape = tuple(pick(self.ch, self.dims()) for _ in range(extra)) + shape
+        if not shape_ok(shape):
+            raise Retry
+        return Expr(f"broadcast_to({x.text}, {shape_text(shape)})", shape, x.mag, x.lo, True,
+                    x.deps)
+
+    def index(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        if x.nd == 0:
+            raise Retry
+        if self.ch.bool(0.15):     # x[..., i] or x[..., a:b]
+            item, keep = self.index_item(x.shape[-1])
+            shape = x.shape[:-1] + ((keep,) if keep is not None else ())
+            return Expr(f"{x.op()}[..., {item}]", shape, x.mag, x.lo, True, x.deps)
+        k = self.ch.int(1, x.nd)
+        items, shape = [], []
+        for dm in x.shape[:k]:
+            item, keep = self.index_item(dm)
+            items.append(item)
+            if keep is not None:
+                shape.append(keep)
+        shape = tuple(shape) + tuple(x.shape[k:])
+        return Expr(f"{x.op()}[{', '.join(items)}]", shape, x.mag, x.lo, True, x.deps)
+
+    def index_item(self, dm):
+        """(source of one index item for an axis of size dm, the kept size or None)."""
+        if dm[1]:   # symbolic: only what is valid for every size
+            item = self.ch.weighted([(2, "0"), (1, "-1"), (2, ":"), (1, ":1"), (1, "-1:")])
+            return item, (None if item in ("0", "-1") else dm if item == ":" else ONE)
+        n = dm[0]
+        kind = self.ch.weighted([(2, "int"), (1, "all"), (3, "slice")])
+        if kind == "int":
+            i = self.ch.int(-n, n - 1)
+            return str(i), None
+        if kind == "all":
+            return ":", dm
+        for _ in range(10):
+            start = None if self.ch.bool(0.3) else self.ch.int(-n, n - 1)
+            stop = None if self.ch.bool(0.3) else self.ch.int(-n, n)
+            step = self.ch.weighted([(4, 1), (1, 2), (1, -1), (1, -2)])
+            length = len(range(*slice(start, stop, step).indices(n)))
+            if length:
+                s = ("" if start is None else str(start)) + ":" + ("" if stop is None
+                                                                    else str(stop))
+                if step != 1:
+                    s += f":{step}"
+                return s, dint(length)
+        return ":", dm
+
+    def where(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        lhs = x if self.ch.bool(0.5) else self.compatible(x.shape, 0)
+        rhs = self.ch.weighted([(2, Expr("0", (), 0.0)), (1, Expr("0.5", (), 0.5)),
+                                (1, Expr("-0.5", (), 0.5, None, False)), (2, None)])
+        if rhs is None:
+            rhs = self.compatible(lhs.shape, 0)
+        cmp = self.ch.weighted([(1, ">"), (1, "<"), (1, ">="), (1, "<=")])
+        cond_shape = bcast(lhs.shape, rhs.shape)
+        a, b = x, self.compatible(x.shape, depth)
+        if self.ch.bool(0.5):
+            a, b = b, a
+        shape = bcast(cond_shape, bcast(a.shape, b.shape))
+        if not shape_ok(shape):
+            raise Retry
+        cond = f"{lhs.op()} {cmp} {rhs.op()}"
+        return Expr(f"where({cond}, {a.text}, {b.text})", shape, max(a.mag, b.mag),
+                    _lo_min(a.lo, b.lo), True, lhs.deps | a.deps | b.deps)
+
+    def concat(self, depth: int) -> Expr:
+        x = self.operand(depth)
+        if x.nd == 0:
+            raise Retry
+        kind = "stack" if not have("concatenate") or (have("stack") and self.ch.bool(0.4)) \
+            else "concatenate"
+        if kind == "stack":
+            if x.nd >= 3:
+                raise Retry
+            y = self.pick_var(lambda v: v.shape == x.shape) or x
+            axis = self.ch.int(-(x.nd + 1), x.nd)
+            pos = axis % (x.nd + 1)
+            shape = x.shape[:pos] + (dint(2),) + x.shape[pos:]
+            return Expr(f"stack([{x.text}, {y.text}], axis={axis})", shape, max(x.mag, y.mag),
+                        _lo_min(x.lo, y.lo), True, x.deps | y.deps)
+        axis = self.ch.int(0, x.nd - 1)
+        y = self.pick_var(lambda v: v.nd == x.nd and all(
+            v.shape[i] == x.shape[i] for i in range(x.nd) if i != axis)
+            and v.shape[axis][1] == x.shape[axis][1]) or x
+        total = (x.shape[axis][0] + y.shape[axis][0], x.shape[axis][1])
+        shape = x.shape[:axis] + (total,) + x.shape[axis + 1:]
+        if not shape_ok(shape):
+            raise Retry
+        spelled = axis - x.nd if self.ch.bool(0.2) else axis
+        return Expr(f"concatenate([{x.text}, {y.text}], axis={spelled})", shape,
+                    max(x.mag, y.mag), _lo_min(x.lo, y.lo), True, x.deps | y.deps)
+
+    # ------------------------------------------------------------ statements
+
+    def statement(self) -> None:
+        root = self.root
+        if self.ch.bool(0.15):
+            if root.helpers and (self.ch.bool(0.5) or not self.entry):
+                # helpers call the helpers written before them (never themselves)
+                if self.call_helper(pick(self.ch, root.helpers)):
+                    return
+            elif self.entry and len(root.helpers) < 3:
+                self.make_helper()
+                return
+        e = self.expr(depth=self.ch.int(0, 2))
+        self.assign(e)
+
+    def assign(self, e: Expr) -> Expr:
+        name = self.fresh("t" if self.entry else "u")
+        self.lines.append(f"{name} = {e.text}")
+        v = Expr(name, e.shape, e.mag, e.lo, True, e.deps)
+        self.pool.append(v)
+        return v
+
+    def make_helper(self) -> None:
+        root = self.root
+        k = self.ch.int(1, 3)
+        actuals = [self.pick_var() for _ in range(k)]
+        name = f"h{len(root.helpers) + 1}"
+        formals = [Expr(p, a.shape, a.mag, a.lo, True, frozenset({p}))
+                   for p, a in zip("abc", actuals)]
+        sub = Gen(self.ch, root=root, pool=formals, entry=False)
+        for _ in range(self.ch.int(1, 3)):
+            sub.statement()
+        body_vars = sub.pool[len(formals):]
+        outs = [body_vars[-1]]
+        if self.ch.bool(0.4):
+            outs.append(pick(self.ch, sub.pool))
+        if self.ch.bool(0.2):
+            # return an expression rather than a name
+            extra = sub.expr(0)
+            outs[-1] = extra
+        lines = [f"def {name}({', '.join(f.text for f in formals)}):"]
+        lines += ["    " + line for line in sub.lines]
+        lines.append("    return " + ", ".join(o.text for o in outs))
+        root.helper_src.append("\n".join(lines))
+        helper = Helper(name, formals, outs)
+        root.helpers.append(helper)
+        self.call_helper(helper, actuals)
+
+    def call_helper(self, helper: Helper, actuals=None) -> bool:
+        if actuals is None:
+            actuals = []
+            for f in helper.params:
+                cands = [v for v in self.pool if v.shape == f.shape and v.mag <= f.mag
+                         and (f.lo is None or (v.lo is not None and v.lo >= f.lo))]
+                if not cands:
+                    return False
+                actuals.append(cands[len(cands) - 1 - self.ch.int(0, len(cands) - 1)])
+        deps = frozenset().union(*(a.deps for a in actuals))
+        names = [self.fresh("t" if self.entry else "u") for _ in helper.results]
+        self.lines.append(f"{', '.join(names)} = {helper.name}("
+                          f"{', '.join(a.text for a in actuals)})")
+        for n, r in zip(names, helper.results):
+            self.pool.append(Expr(n, r.shape, r.mag, r.lo, True, deps))
+        return True
+
+    # ------------------------------------------------------------ the program
+
+    def program(self, max_statements: int = 9) -> Program:
+        ch = self.ch
+        self.syms = tuple(s for s in SYMBOLS if ch.bool(0.45))
+        for _ in range(ch.int(1, 3)):
+            shape = self.random_shape([(1, 0), (3, 1), (3, 2), (0.3, 3)], MAX_PARAM_ELEMENTS)
+            self.pool.append(self.new_arg("param", shape))
+        for _ in range(ch.int(0, 2)):
+            shape = self.random_shape([(1, 0), (2, 1), (3, 2), (0.5, 3)], MAX_ELEMENTS)
+            self.pool.append(self.new_arg("data", shape))
+        if ch.bool(0.3):   # shuffle the argument order (Data before Params, ...)
+            order = list(range(len(self.args)))
+            for i in range(len(order) - 1, 0, -1):
+                j = ch.int(0, i)
+                order[i], order[j] = order[j], order[i]
+            self.args = [self.args[i] for i in order]
+        for _ in range(ch.int(1, max_statements)):
+            self.statement()
+        params = {n for n, role, _ in self.args if role == "param"}
+        last = self.pool[-1]
+        # values nothing reads (dead ends), which a scalar output may add up
+        body = "\n".join(self.lines)
+        dead = [v for v in self.pool if v is not last and v.text.startswith("t")
+                and len(re.findall(rf"\b{v.text}\b", body)) == 1]
+        if not last.deps and ch.bool(0.9):
+            dependent = [v for v in self.pool if v.deps]
+            last = dependent[-1] if dependent else last
+        scalar = ch.bool(0.85) or last.nd == 0
+        if scalar:
+            out = self.scalarize(last)
+            for v in dead[-3:]:
+                if ch.bool(0.5):
+                    term = self.scalarize(v, weights=False)
+                    out = Expr(f"{out.op()} + {term.op()}", (), out.mag + term.mag, None,
+                               False, out.deps | term.deps)
+            unused = sorted(params - out.deps - {n for n, r, _ in self.args if r == "data"})
+            for p in unused:
+                if ch.bool(0.6):
+                    out = Expr(f"{out.op()} + sum(tanh({p}) ** 2)", (), out.mag + 1,
+                               None, False, out.deps | {p})
+        else:
+            out = last
+        if ch.bool(0.3):
+            self.lines.append(f"loss = {out.text}" if scalar else f"out = {out.text}")
+            ret = "loss" if scalar else "out"
+        else:
+            ret = out.text
+        self.lines.append(f"return {ret}")
+        sig = ", ".join(f"{n}: {'Param' if role == 'param' else 'Data'}"
+                        f"[{', '.join(dim_text(d) for d in shape) if shape else '()'}]"
+                        if role == "param" or shape or ch.bool(0.5) else f"{n}: float"
+                        for n, role, shape in self.args)
+        src = "\n\n".join(self.helper_src + [f"def f({sig}):\n" + "\n".join(
+            "    " + line for line in self.lines)]) + "\n"
+        return Program(src, scalar)
+
+    def scalarize(self, x: Expr, weights: bool = True) -> Expr:
+        if x.nd == 0:
+            if weights and self.ch.bool(0.2):
+                w = self.new_arg("data", ())
+                return Expr(f"{x.op()} * {w.text}", (), x.mag * 1.5, None, False, x.deps)
+            return x
+        kind = self.ch.weighted([(4, "sum"), (3, "mean"), (2, "weighted"), (1, "lse"),
+                                 (1, "scaled")] if weights else [(1, "sum"), (1, "mean")])
+        if kind == "sum":
+            return Expr(f"sum({x.text})", (), x.mag * shape_max(x.shape), None, True, x.deps)
+        if kind == "mean":
+            return Expr(f"mean({x.text})", (), x.mag, None, True, x.deps)
+        if kind == "lse":
+            return Expr(f"logsumexp({x.text})", (), x.mag + 5, None, True, x.deps)
+        if kind == "scaled":
+            w = self.new_arg("data", ())
+            return Expr(f"mean({x.text}) * {w.text}", (), x.mag * 1.5, None, False, x.deps)
+        w = self.new_arg("data", x.shape)
+        return Expr(f"sum({x.op()} * {w.text})", (), x.mag * 1.5 * shape_max(x.shape), None,
+                    True, x.deps)
+
+
+def generate(ch, max_statements: int = 9) -> Program:
+    return Gen(ch).program(max_statements)
+
+
+@st.composite
+def programs(draw) -> Program:
+    return generate(DrawChooser(draw))
+
+
+# ---------------------------------------------------------------- a NumPy interpreter
+#
+# The source language is a subset of Python, so a program can be run as Python with the
+# built-ins bound to NumPy: an independent reference for the forward value.
+
+
+class _Annotation:
+    def __getitem__(self, item):
+        return item
+
+
+def _logsumexp(x, axis=None, keepdims=False):
+    x = np.asarray(x, dtype=np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis=-1):
+    return x - _logsumexp(x, axis=axis, keepdims=True)
+
+
+def _sigmoid(x):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def _red(fn):
+    def reduce(x, axis=None, keepdims=False):
+        return fn(np.asarray(x, dtype=np.float64), axis=axis, keepdims=keepdims)
+    return reduce
+
+
+def _norm(x, axis=None, keepdims=False):
+    return np.sqrt(np.sum(np.square(x), axis=axis, keepdims=keepdims))
+
+
+REFERENCE = {
+    "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt,
+    "abs": np.abs, "sign": np.sign, "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "tanh": np.tanh, "arctan": np.arctan, "sigmoid": _sigmoid,
+    "relu": lambda x: np.maximum(x, 0.0), "softplus": lambda x: np.logaddexp(0.0, x),
+    "erf": np.vectorize(math.erf, otypes=[np.float64]),
+    "maximum": np.maximum, "minimum": np.minimum, "where": np.where, "clip": np.clip,
+    "neg": np.negative, "square": np.square, "reciprocal": lambda x: 1.0 / np.asarray(x),
+    "sum": _red(np.sum), "mean": _red(np.mean), "prod": _red(np.prod), "max": _red(np.max),
+    "min": _red(np.min), "var": _red(np.var), "norm": _norm, "logsumexp": _logsumexp,
+    "softmax": _softmax, "log_softmax": _log_softmax,
+    "transpose": lambda x, axes=None: np.transpose(x, axes),
+    "reshape": lambda x, shape: np.reshape(x, shape),
+    "expand_dims": np.expand_dims, "squeeze": lambda x, axis=None: np.squeeze(x, axis),
+    "concatenate": lambda xs, axis=0: np.concatenate(xs, axis),
+    "stack": lambda xs, axis=0: np.stack(xs, axis),
+    "broadcast_to": np.broadcast_to, "matmul": np.matmul, "dot": np.dot, "outer": np.outer,
+    "trace": np.trace, "diag": np.diag, "inv": np.linalg.inv, "det": np.linalg.det,
+    "logdet": lambda a: np.linalg.slogdet(a)[1], "solve": np.linalg.solve,
+    "cholesky": np.linalg.cholesky, "eye": lambda n: np.eye(n),
+    "einsum": lambda spec, *xs: np.einsum(spec, *xs),
+    "zeros": np.zeros, "ones": np.ones, "pi": np.pi, "e": np.e,
+}
+
+
+def reference_function(source: str, entry: str, sizes: dict):
+    """The entry point of `source`, executed by Python with NumPy built-ins."""
+    ns = dict(REFERENCE, Param=_Annotation(), Data=_Annotation(), float=float, **sizes)
+    exec(compile(source, "<reference>", "exec"), ns)  # a program this module generated
+    return ns[entry]
+
+
+# ---------------------------------------------------------------- the checker
+
+
+@dataclass
+class Signature:
+    entry: str
+    args: list            # (name, role, shape source texts)
+    dims: list            # dimension names, sorted
+
+    @property
+    def params(self) -> list[str]:
+        return [n for n, role, _ in self.args if role == "param"]
+
+
+def signature(source: str) -> Signature:
+    """The entry point's arguments, read from the source with `ast` (not with gradgen)."""
+    tree = ast.parse(source)
+    fn = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.args.args
+              and all(a.annotation is not None for a in f.args.args))
+    args, dims = [], set()
+    for a in fn.args.args:
+        ann = a.annotation
+        if isinstance(ann, ast.Name):      # float
+            args.append((a.arg, "data", []))
+            continue
+        role = "param" if ann.value.id == "Param" else "data"
+        items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
+        texts = [ast.unparse(i) for i in items]
+        for i in items:
+            dims |= {n.id for n in ast.walk(i) if isinstance(n, ast.Name)}
+        args.append((a.arg, role, texts))
+    return Signature(fn.name, args, sorted(dims))
+
+
+FAILURE_KINDS = ("generator", "compile_error", "internal_error", "bad_module", "runtime_error",
+                 "api", "shape", "forward", "grad", "value_and_grad", "vjp", "jvp", "jvp_vjp",
+                 "hvp", "hessian")
+
+
+@dataclass
+class Outcome:
+    kind: str                  # "ok", "skip" or one of FAILURE_KINDS
+    detail: str = ""
+    hessian: str = "n/a"       # "yes", "unsupported" (no batched rule yet) or "n/a"
+    notes: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.kind in FAILURE_KINDS
+
+
+class Mismatch(Exception):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+EPS = 1e-6
+EPS_RETRY = (1e-5, 1e-7, 1e-4, 1e-8)
+RTOL = 1e-5
+
+
+def _err(actual, expected, scale_floor: float = 1.0) -> float:
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if not b.size:
+        return 0.0
+    if not np.all(np.isfinite(a)):
+        return float("inf")
+    scale = max(scale_floor, float(np.max(np.abs(b))))
+    return float(np.max(np.abs(a - b))) / scale
+
+
+def _compare_fd(kind: str, what: str, actual, fd_at, roundoff_scale: float) -> None:
+    """`actual` against finite differences `fd_at(eps)`, trying several step sizes.
+
+    The tolerance is RTOL relative to max(1, |expected|, 1e-3 * roundoff_scale), where
+    roundoff_scale is the magnitude of the function being differenced (its rounding error,
+    divided by eps, is what limits the differences).
+    """
+    floor = max(1.0, 1e-3 * roundoff_scale)
+    best = None
+    for eps in (EPS,) + EPS_RETRY:
+        expected = fd_at(eps)
+        err = _err(actual, expected, floor)
+        if err <= RTOL:
+            return
+        if best is None:
+            best = (err, expected)
+    err, expected = best
+    raise Mismatch(kind, f"{what}: relative error {err:.3e} at eps={EPS:g} (and at every "
+                         f"other step)\nactual:\n{np.asarray(actual)}\nfinite differences:\n"
+                         f"{np.asarray(expected)}")
+
+
+def _compare(kind: str, what: str, actual, expected, rtol: float) -> None:
+    a = np.asarray(actual)
+    b = np.asarray(expected)
+    if a.shape != b.shape:
+        raise Mismatch(kind, f"{what}: shape {a.shape}, expected {b.shape}")
+    err = _err(a, b)
+    if not err <= rtol:
+        raise Mismatch(kind, f"{what}: relative error {err:.3e}\nactual:\n{a}\n"
+                             f"expected:\n{b}")
+
+
+def _as_tuple(result, k: int, what: str) -> tuple:
+    if k == 1:
+        if isinstance(result, tuple):
+            raise Mismatch("api", f"{what}: one Param must give a bare array, got a tuple")
+        return (result,)
+    if not isinstance(result, tuple) or len(result) != k:
+        raise Mismatch("api", f"{what}: expected a tuple of {k}, got {type(result).__name__}")
+    return result
+
+
+def _is_hessian_limit(message: str) -> bool:
+    return "--hessian" in message and ("no batched derivative rule" in message
+                                       or "not supported yet" in message)
+
+
+def check_program(source: str, seed: int = 0) -> Outcome:
+    """Compile `source`, run it on inputs drawn from `seed`, compare every derivative."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _check(source, seed)
+        except Mismatch as m:
+            return Outcome(m.kind, m.detail)
+
+
+def _check(source: str, seed: int) -> Outcome:
+    sig = signature(source)
+    rng = np.random.default_rng(seed)
+    sizes = {d: int(rng.integers(1, MAX_SIZE + 1)) for d in sig.dims}
+    inputs = {}
+    for name, _, texts in sig.args:
+        shape = tuple(int(eval(t, {}, dict(sizes))) for t in texts)  # dimension texts
+        x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+        inputs[name] = np.asarray(x, dtype=np.float64)
+    names = [n for n, _, _ in sig.args]
+    params = sig.params
+    k = len(params)
+
+    # the reference value: the program run by NumPy
+    try:
+        ref = np.asarray(reference_function(source, sig.entry, sizes)(
+            *(inputs[n] for n in names)), dtype=np.float64)
+    except Exception:
+        raise Mismatch("generator", "the NumPy reference raised:\n" + traceback.format_exc())
+    if not np.all(np.isfinite(ref)) or (ref.size and np.max(np.abs(ref)) > 1e6):
+        return Outcome("skip", "value not finite or larger than 1e6")
+    scalar = ref.ndim == 0
+
+    # compile
+    hessian = "yes" if scalar else "n/a"
+    try:
+        try:
+            text = gradgen.compile_source(source, "random.grad", hessian=scalar)
+        except gradgen.CompileError as e:
+            if not (scalar and _is_hessian_limit(str(e))):
+                raise
+            hessian = "unsupported"
+            text = gradgen.compile_source(source, "random.grad")
+    except gradgen.CompileError as e:
+        raise Mismatch("compile_error", str(e))
+    except Exception:
+        raise Mismatch("internal_error", traceback.format_exc())
+    mod = types.ModuleType("random_program")
+    try:
+        exec(compile(text, "random_program (generated)", "exec"), mod.__dict__)
+    except Exception:
+        raise Mismatch("bad_module", traceback.format_exc())
+
+    def get(suffix):
+        fn = getattr(mod, sig.entry + suffix, None)
+        if fn is None:
+            raise Mismatch("api", f"the module has no {sig.entry + suffix}")
+        return fn
+
+    def run(fn, overrides=None, *extra):
+        vals = dict(inputs, **(overrides or {}))
+        try:
+            return fn(*(vals[n] for n in names), *extra)
+        except Exception:
+            raise Mismatch("runtime_error", f"{fn.__name__} raised:\n"
+                                            + traceback.format_exc())
+
+    f = get("")
+    value = np.asarray(run(f))
+    if value.shape != ref.shape:
+        raise Mismatch("shape", f"value has shape {value.shape}, NumPy gives {ref.shape}")
+    _compare("forward", "value vs the program run by NumPy", value, ref, 1e-7)
+    if not k:
+        return Outcome("ok", hessian=hessian)
+
+    def value_of(overrides):
+        return np.asarray(run(f, overrides), dtype=np.float64)
+
+    directions = {p: rng.normal(size=inputs[p].shape) for p in params}
+    u = rng.normal(size=ref.shape)
+    fmag = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+
+    def fd_elements(fn_scalar, p, eps):
+        """d fn_scalar / d p for every element of p."""
+        base = inputs[p]
+        out = np.zeros(base.shape)
+        for idx in np.ndindex(*base.shape):
+            step = np.zeros(base.shape)
+            step[idx] = eps
+            out[idx] = (fn_scalar({p: base + step}) - fn_scalar({p: base - step})) / (2 * eps)
+        return out
+
+    def shifted(eps, sign, direction=None):
+        direction = directions if direction is None else direction
+        return {p: inputs[p] + sign * eps * direction[p] for p in params}
+
+    # reverse mode: f_grad and f_value_and_grad (scalar outputs), f_vjp
+    if scalar:
+        grads = _as_tuple(run(get("_grad")), k, "f_grad")
+        for p, g in zip(params, grads):
+            _compare_fd("grad", f"f_grad d/d{p}", g,
+                        lambda eps, p=p: fd_elements(lambda o: float(value_of(o)), p, eps),
+                        fmag)
+        vg = run(get("_value_and_grad"))
+        if not isinstance(vg, tuple) or len(vg) != 2:
+            raise Mismatch("api", "f_value_and_grad must return (value, grads)")
+        _compare("value_and_grad", "f_value_and_grad value vs f", vg[0], value, 1e-12)
+        for p, a, b in zip(params, _as_tuple(vg[1], k, "f_value_and_grad"), grads):
+            _compare("value_and_grad", f"f_value_and_grad d/d{p} vs f_grad", a, b, 1e-12)
+    cts = _as_tuple(run(get("_vjp"), None, u if not scalar else np.float64(u)), k, "f_vjp")
+
+    def weighted(overrides):
+        return float(np.sum(u * value_of(overrides)))
+
+    for p, ct in zip(params, cts):
+        _compare_fd("vjp", f"f_vjp d/d{p}", ct,
+                    lambda eps, p=p: fd_elements(weighted, p, eps),
+                    fmag * float(np.max(np.abs(u), initial=1.0)))
+
+    # forward mode
+    jv = run(get("_jvp"), None, *(directions[p] for p in params))
+    if not isinstance(jv, tuple) or len(jv) != 2:
+        raise Mismatch("api", "f_jvp must return (value, tangent)")
+    _compare("jvp", "f_jvp value vs f", jv[0], value, 1e-12)
+    t = np.asarray(jv[1])
+    _compare_fd("jvp", "f_jvp tangent", t,
+                lambda eps: (value_of(shifted(eps, 1)) - value_of(shifted(eps, -1))) / (2 * eps),
+                fmag)
+    lhs = float(np.sum(u * t))
+    rhs = float(sum(np.sum(ct * directions[p]) for p, ct in zip(params, cts)))
+    scale = max(1.0, float(np.sum(np.abs(u * t))),
+                float(sum(np.sum(np.abs(ct * directions[p])) for p, ct in zip(params, cts))))
+    if not abs(lhs - rhs) <= 1e-9 * scale:
+        raise Mismatch("jvp_vjp", f"<u, J v> = {lhs!r} but <J^T u, v> = {rhs!r}")
+    if not scalar:
+        return Outcome("ok", hessian=hessian)
+
+    # second order
+    grad = get("_grad")
+    gmag = max(1.0, max(float(np.max(np.abs(g), initial=0.0)) for g in grads))
+
+    def grads_at(overrides):
+        return [np.asarray(g, dtype=np.float64)
+                for g in _as_tuple(run(grad, overrides), k, "f_grad")]
+
+    hv = _as_tuple(run(get("_hvp"), None, *(directions[p] for p in params)), k, "f_hvp")
+    for i, p in enumerate(params):
+        _compare_fd("hvp", f"f_hvp (H v) for {p}", hv[i],
+                    lambda eps, i=i: (grads_at(shifted(eps, 1))[i]
+                                      - grads_at(shifted(eps, -1))[i]) / (2 * eps), gmag)
+    if hessian != "yes":
+        return Outcome("ok", hessian=hessian)
+    H = run(get("_hessian"))
+    rows = [[H]] if k == 1 else [list(_as_tuple(r, k, "f_hessian row"))
+                                 for r in _as_tuple(H, k, "f_hessian")]
+    hvp = get("_hvp")
+    for j, pj in enumerate(params):
+        cols = [np.zeros(inputs[p].shape + inputs[pj].shape) for p in params]
+        for idx in np.ndindex(*inputs[pj].shape):
+            unit = {p: np.zeros(inputs[p].shape) for p in params}
+            unit[pj][idx] = 1.0
+            col = _as_tuple(run(hvp, None, *(unit[p] for p in params)), k, "f_hvp")
+            for i, p in enumerate(params):
+                cols[i][(Ellipsis,) + idx] = col[i]
+        for i, pi in enumerate(params):
+            _compare("hessian", f"f_hessian block [{pi}][{pj}] vs f_hvp on unit vectors",
+                     rows[i][j], cols[i], 1e-8)
+    return Outcome("ok", hessian=hessian)
+
+
+def assert_ok(source: str, seed: int = 0) -> Outcome:
+    outcome = check_program(source, seed)
+    assert not outcome.failed, f"{outcome.kind}: {outcome.detail}\n\nprogram:\n{source}"
+    return outcome
+
+
+# ---------------------------------------------------------------- regression tests
+#
+# Every failure the generator found, reduced by hand to a small program. Each is checked
+# by the same checker (seed 0) and must pass once the compiler is fixed.
+
+REGRESSIONS: list[str] = [
+    # A lazy (broadcast) cotangent reaching an argument that was broadcast: the scalar
+    # cotangent of `s + y` stands for a (3,) array, so d/ds must be 3, not 1.
+    """
+def f(s: Param[()], y: Data[3]):
+    return sum(s + y)
+""",
+    # The same through log_softmax (x - m - log(s) with keepdims terms): grad is 1 - 3 p.
+    """
+def f(v: Param[3]):
+    return sum(log_softmax(v))
+""",
+    # f_hvp of a linear shape op: forward mode met a node whose tangents were all None
+    # (AttributeError: 'NoneType' object has no attribute 'ndim').
+    """
+def f(W: Param[2, 3]):
+    return sum(W.T)
+""",
+    # f_hessian: the batched rule of broadcast_to broadcast the batched tangent (3, 3) to
+    # (3, 2, 3) right-aligned ("cannot broadcast shape") instead of inserting the axis.
+    """
+def f(v: Param[3]):
+    return sum(broadcast_to(v, (2, 3)) ** 2)
+""",
+    # f_hessian: the same in the batched rule of expand_like (a lazy cotangent).
+    """
+def f(v: Param[3]):
+    t = sum(v)
+    return sum(expand_dims(t, -1) * t)
+""",
+    # f_grad of a squeeze to a scalar emitted `dv = 1[None]` (TypeError at run time).
+    """
+def f(v: Param[1]):
+    return squeeze(v)
+""",
+    # e * e folds to the sympy constant exp(2), which the printer could not print
+    # (internal error: "cannot print dimension expression exp(2)").
+    """
+def f(s: Param[()]):
+    return s * e * e
+""",
+    # Slicing a symbolic axis with literal bounds gave a Python int dimension; slicing that
+    # again crashed (AttributeError: 'int' object has no attribute 'is_number').
+    """
+def f(v: Param[N]):
+    return sum(v[:1][0:1])
+""",
+    # In-place elementwise chains: `t = u.T` is a view of u's buffer, which square(u) then
+    # overwrote (wrong forward value).
+    """
+def f(x: Param[2, 3]):
+    u = cos(x)
+    t = u.T
+    s = square(u)
+    return sum(t) + sum(s)
+""",
+    # In-place accumulation into the integer array np.where(c, 1, 0) + np.where(c, 0, 1)
+    # (f_grad raises: cannot cast ufunc 'add' output from float64 to int64).
+    """
+def f(W: Param[2]):
+    t = where(W < 0, W, W)
+    return sum(W * W) + sum(t)
+""",
+    # In-place into a read-only np.broadcast_to view of the cotangent (f_vjp raises
+    # "output array is read-only").
+    """
+def f(W: Param[2, 2]):
+    t = (abs(W) - sum(W, axis=0, keepdims=True)) + 2 * eye(2)
+    return sum(transpose(t + W.T), axis=0, keepdims=True)
+""",
+]
+
+
+@pytest.mark.parametrize("source", REGRESSIONS, ids=[f"regression{i}" for i in
+                                                     range(len(REGRESSIONS))])
+def test_regression(source):
+    outcome = assert_ok(source)
+    assert outcome.kind == "ok", outcome.detail
+
+
+# ---------------------------------------------------------------- the generator itself
+
+
+def test_generator_writes_valid_programs_of_every_kind():
+    """Generated programs parse, cover the constructs the generator knows, and the
+    reference interpreter runs them."""
+    seen = Counter()
+    for seed in range(300):
+        prog = generate(RandomChooser(seed))
+        tree = ast.parse(prog.source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                seen[node.func.id] += 1
+            seen[type(node).__name__] += 1
+        seen["helper"] += sum(1 for f in tree.body if not f.args.args[0].annotation)
+        seen["scalar" if prog.scalar else "non-scalar"] += 1
+    for name in ("exp", "log", "sqrt", "softplus", "relu", "sum", "mean", "max", "logsumexp",
+                 "softmax", "log_softmax", "where", "transpose", "reshape", "maximum",
+                 "broadcast_to", "expand_dims", "squeeze", "MatMult", "Subscript", "Slice",
+                 "Attribute", "Compare", "Tuple", "helper", "scalar", "non-scalar"):
+        assert seen[name] > 0, f"the generator never wrote {name}"
+
+
+# ---------------------------------------------------------------- the random suite
+
+
+@settings(max_examples=int(os.environ.get("GRADGEN_RANDOM_EXAMPLES", "400")), deadline=None,
+          derandomize=True, database=None,
+          phases=(Phase.explicit, Phase.generate, Phase.shrink),   # no patch files written
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.filter_too_much])
+@given(programs(), st.integers(0, 2 ** 32 - 1))
+def test_random_programs(program, seed):
+    outcome = check_program(program.source, seed)
+    assume(outcome.kind != "skip")
+    assert not outcome.failed, (f"{outcome.kind}: {outcome.detail}\n\nprogram (seed {seed}):\n"
+                                f"{program.source}")
+
+
+def _run_seed(seed: int):
+    prog = generate(RandomChooser(seed), max_statements=9 if seed % 2 else 16)
+    outcome = check_program(prog.source, seed)
+    return seed, prog.source, outcome
+
+
+@pytest.mark.long
+def test_many_random_programs():
+    """10,000 programs (GRADGEN_LONG_PROGRAMS=n for another count); counts per failure."""
+    import multiprocessing
+
+    n = int(os.environ.get("GRADGEN_LONG_PROGRAMS", "10000"))
+    first = int(os.environ.get("GRADGEN_LONG_FIRST_SEED", "1000000"))
+    counts, hess, examples = Counter(), Counter(), {}
+    workers = max(1, min(4, os.cpu_count() or 1))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        for seed, source, outcome in pool.imap_unordered(_run_seed, range(first, first + n),
+                                                         chunksize=4):
+            counts[outcome.kind] += 1
+            hess[outcome.hessian] += 1
+            if outcome.failed:
+                best = examples.get(outcome.kind)
+                if best is None or len(source) < len(best[1]):
+                    examples[outcome.kind] = (seed, source, outcome.detail)
+    checked = n - counts["skip"]
+    lines = [f"random programs: {n} generated, {checked} checked, {counts['ok']} ok, "
+             f"{counts['skip']} skipped (value not finite or > 1e6)",
+             f"hessian: {hess['yes']} checked, {hess['unsupported']} without a batched rule "
+             f"(retried without --hessian), {hess['n/a']} non-scalar outputs"]
+    for kind in FAILURE_KINDS:
+        if counts[kind]:
+            lines.append(f"  {kind}: {counts[kind]}")
+    for kind, (seed, source, detail) in sorted(examples.items()):
+        lines.append(f"\n--- smallest {kind} (seed {seed}):\n{source}\n{detail[:2000]}")
+    report = "\n".join(lines)
+    print(report)
+    assert not any(counts[k] for k in FAILURE_KINDS), report
