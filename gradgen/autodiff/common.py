@@ -60,6 +60,10 @@ def materialize(g: Node, like: Node) -> Node:
         g = make("cast", g, like)   # e.g. where(x > 0, 1, 0): give it `like`'s dtype
     if same_shape(g.shape, like.shape) and not g.is_const:
         return g
+    if g.is_const:   # np.full in the dtype of the inputs `like` depends on: computing
+        # `like` itself (np.full_like(u @ v, 2)) would redo forward work for a shape
+        from ..ops.constants import dtype_sources
+        return make("full", *dtype_sources(like), value=g.value, shape=tuple(like.shape))
     return make("expand_like", g, like)
 
 
