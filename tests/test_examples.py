@@ -190,3 +190,15 @@ def test_readme_excerpt_matches_generated_code():
     for line in excerpt.splitlines():
         if '"""' not in line:
             assert line in body, f"README excerpt line not in emitted code: {line!r}"
+
+
+def test_gaussian_fit_reaches_the_maximum_likelihood_covariance():
+    script = ROOT / "examples" / "gaussian" / "train.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    nll = [float(line.split("nll")[1]) for line in proc.stdout.splitlines()
+           if line.startswith("step")]
+    assert nll[-1] < nll[0] - 1.0
+    gap = float(proc.stdout.split("covariance entry:")[1].split(";")[0])
+    assert gap < 1e-6
