@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    stdout = sys.stdout
+    sys.stdout = _Output(stdout)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()
+        return code
     except CompileError as e:
         print(str(e), file=sys.stderr)
         return EXIT_ERROR
@@ -37,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (`gradgen show f.grad | head`): stop quietly, as cat does.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        _discard(stdout)
         return EXIT_BROKEN_PIPE
+    except _OutputFailed as e:
+        _discard(stdout)
+        print(f"gradgen: error: cannot write to standard output: {e.error.strerror or e.error}",
+              file=sys.stderr)
+        return EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - an internal error must not show a traceback
         if os.environ.get("GRADGEN_DEBUG"):
             raise
@@ -50,6 +55,51 @@ def main(argv: list[str] | None = None) -> int:
               "This is a bug in gradgen. Please report it with the source file "
               "(set GRADGEN_DEBUG=1 for a traceback).", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        sys.stdout = stdout
+
+
+class _OutputFailed(Exception):
+    """Writing to standard output failed (a full disk, ...), which is not gradgen's bug."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Output:
+    """Standard output, with write errors told apart from errors of gradgen itself."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputFailed(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputFailed(e) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _discard(stream) -> None:
+    """Send what is left in `stream`'s buffer nowhere, so that exiting does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 __all__ = ["Diagnostic", "CompileError", "ShapeError", "InternalError", "render_all"]
 
+MAX_SHOWN = 160   # characters of a source line shown in a rendered diagnostic
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -18,14 +20,23 @@ class Diagnostic:
     source_line: str = ""
 
     def render(self) -> str:
-        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret under the place."""
+        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret under the place.
+
+        A source line longer than `MAX_SHOWN` characters is shown as a window around the
+        column, with `...` where it is cut.
+        """
         head = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
         if not self.source_line:
             return head
+        text, at = self.source_line, max(self.col - 1, 0)
+        if len(text) > MAX_SHOWN:
+            start = min(max(at - MAX_SHOWN // 2, 0), len(text) - MAX_SHOWN)
+            end = start + MAX_SHOWN
+            text = ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
+            at = at - start + (3 if start else 0)
         # Keep tabs in the caret line so the caret lines up under the offending character.
-        prefix = self.source_line[: max(self.col - 1, 0)]
-        pad = "".join("\t" if ch == "\t" else " " for ch in prefix)
-        return f"{head}\n{self.source_line}\n{pad}^"
+        pad = "".join("\t" if ch == "\t" else " " for ch in text[:at])
+        return f"{head}\n{text}\n{pad}^"
 
 
 def render_all(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> str:

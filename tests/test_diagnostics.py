@@ -1284,3 +1284,39 @@ def test_cli_rejects_a_file_that_is_not_utf8(tmp_path):
     assert proc.stderr == ("latin.grad:2:21: error: the file is not valid UTF-8 (byte 0xE9); "
                            "save it as UTF-8\n    return sum(x) # \ufffd\n" + " " * 20 + "^\n")
     assert not (tmp_path / "latin_grad.py").exists()
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+@pytest.mark.parametrize("col", [1, 3, 120, 251, 400, 501])
+def test_long_source_lines_are_shown_around_the_column(col):
+    line = "".join("X" if i == col - 1 else "ab"[i % 2] for i in range(501))
+    head, shown, caret = Diagnostic("t.grad", 7, col, "m", line).render().split("\n")
+    assert head == f"t.grad:7:{col}: error: m"
+    assert len(shown) <= 160 + 2 * len("...")
+    assert shown[len(caret) - 1] == "X" and caret.strip() == "^"
+    assert shown.startswith("...") == (col > 81)
+    assert shown.endswith("...") == (col < 501 - 79)
+
+
+def test_short_source_lines_are_shown_whole():
+    line = "    return sum(x + y)"
+    assert Diagnostic("t.grad", 2, 18, "m", line).render() == (
+        "t.grad:2:18: error: m\n    return sum(x + y)\n                 ^")
+
+
+def test_deep_nesting_report_stays_readable():
+    source = "def f(x: Param[N]):\n    return sum(" + "(" * 5000 + "x" + ")" * 5000 + ")\n"
+    text = str(diagnose(source))
+    assert len(text) < 400 and text.count("\n") == 2
+
+
+def test_python_syntax_warnings_are_not_printed(tmp_path):
+    # `1if` makes Python warn "invalid decimal literal"; only our diagnostic may appear.
+    (tmp_path / "w.grad").write_text("def f(x: Param[N]):\n    y = x * 1if 1 else x\n"
+                                     "    return sum(y)\n", encoding="utf-8")
+    proc = run_cli("compile", "w.grad", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr == ("w.grad:2:9: error: conditional expressions are not supported; use "
+                           "where(condition, a, b)\n    y = x * 1if 1 else x\n        ^\n")

@@ -179,7 +179,7 @@ def test_ten_megabytes_of_assignments():
 
 @pytest.mark.long
 def test_ten_megabytes_of_helpers():
-    source = "".join(f"def h{i}(a):\n    return a * {i}\n" for i in range(280_000))
+    source = "".join(f"def h{i}(a):\n    return a * {i}\n" for i in range(300_000))
     source += HEAD + "    return sum(h1(x))\n"
     assert len(source) > TEN_MB
     assert isinstance(outcome(source), str)
@@ -188,7 +188,7 @@ def test_ten_megabytes_of_helpers():
 @pytest.mark.long
 def test_ten_megabytes_of_entry_points():
     source = "".join(f"def f{i}(x: Param[N]):\n    return sum(x * {i})\n"
-                     for i in range(200_000))
+                     for i in range(220_000))
     assert len(source) > TEN_MB
     d = only_diagnostic(outcome(source))
     assert d.message.startswith("the program is too large")

@@ -262,24 +262,44 @@ class Program:
 class Gen:
     """Writes one program. `entry` is False while writing a helper's body."""
 
-    def __init__(self, ch, root=None, pool=None, entry=True):
+    def __init__(self, ch, root=None, pool=None, entry=True, name="f", helper_prefix="h",
+                 reserved=()):
         self.ch = ch
+        self.name, self.helper_prefix = name, helper_prefix
         self.root = root or self
         self.entry = entry
         self.pool: list[Expr] = list(pool or [])
         self.lines: list[str] = []
+        self.assigned: list[str] = []      # names this function's statements bind
         if root is None:
             self.args: list[tuple[str, str, tuple]] = []   # (name, role, shape)
             self.helpers: list[Helper] = []
             self.helper_src: list[str] = []
             self.syms: tuple = ()
             self.counter = Counter()
+            self.taken: set = {name, *reserved} | {f"{p}{i}" for p in "hk" for i in range(9)}
 
     # ------------------------------------------------------------ names and arguments
 
     def fresh(self, prefix: str) -> str:
-        self.root.counter[prefix] += 1
-        return f"{prefix}{self.root.counter[prefix]}"
+        root = self.root
+        while True:
+            root.counter[prefix] += 1
+            name = f"{prefix}{root.counter[prefix]}"
+            if name not in root.taken:
+                root.taken.add(name)
+                return name
+
+    def var_name(self, prefix: str) -> str:
+        """A fresh name; sometimes one the emitted code might use for itself (`value`, `g`,
+        `dW1`, `H`, ...), which the compiler must keep apart from its own names."""
+        if self.ch.bool(0.08):
+            free = [n for n in TRICKY_NAMES if n not in self.root.taken]
+            if free:
+                name = pick(self.ch, free)
+                self.root.taken.add(name)
+                return name
+        return self.fresh(prefix)
 
     def dims(self, any_symbol: bool = False) -> list:
         """Literal sizes, and the symbolic ones (those some argument binds, unless
@@ -305,7 +325,7 @@ class Gen:
             (role, min(len(shape), 2)), "T")
         if role == "data" and len(shape) > 2:
             prefix = "Z"
-        name = self.fresh(prefix if role == "param" else prefix + "d")
+        name = self.var_name(prefix if role == "param" else prefix + "d")
         root.args.append((name, role, tuple(shape)))
         e = Expr(name, tuple(shape), 1.5, None, True,
                  frozenset({name}) if role == "param" else frozenset())
@@ -701,10 +721,9 @@ class Gen:
         if not shape_ok(shape):
             raise Retry
         n = dim_max(k)
-        spelled = (f"{a.op()} @ {b.op()}" if self.ch.bool(0.85)
-                   else f"matmul({a.text}, {b.text})")
-        return Expr(spelled, shape, _cap(a.mag * b.mag * n), None,
-                    spelled.startswith("matmul"), a.deps | b.deps)
+        call = self.ch.bool(0.15)
+        spelled = f"matmul({a.text}, {b.text})" if call else f"{a.op()} @ {b.op()}"
+        return Expr(spelled, shape, _cap(a.mag * b.mag * n), None, call, a.deps | b.deps)
 
     def linalg(self, depth: int) -> Expr:
         """dot, outer, trace, diag and eye."""
@@ -966,6 +985,10 @@ class Gen:
                                 (1, Expr("-0.5", (), 0.5, None, False)), (2, None)])
         if rhs is None:
             rhs = self.compatible(lhs.shape, 0)
+        if rhs.text not in ("0", "0.5", "-0.5"):
+            # values that are equal by construction (a broadcast and its mean) would make
+            # rounding noise pick the branch: compare with an offset
+            rhs = Expr(f"{rhs.op()} + 0.37", rhs.shape, rhs.mag + 0.37, None, False, rhs.deps)
         cmp = self.ch.weighted([(1, ">"), (1, "<"), (1, ">="), (1, "<=")])
         cond_shape = bcast(lhs.shape, rhs.shape)
         a, b = x, self.compatible(x.shape, depth)
@@ -1021,7 +1044,8 @@ class Gen:
         self.assign(e)
 
     def assign(self, e: Expr) -> Expr:
-        name = self.fresh("t" if self.entry else "u")
+        name = self.var_name("t" if self.entry else "u")
+        self.assigned.append(name)
         self.lines.append(f"{name} = {e.text}")
         v = Expr(name, e.shape, e.mag, e.lo, True, e.deps)
         self.pool.append(v)
@@ -1031,7 +1055,7 @@ class Gen:
         root = self.root
         k = self.ch.int(1, 3)
         actuals = [self.pick_var() for _ in range(k)]
-        name = f"h{len(root.helpers) + 1}"
+        name = f"{root.helper_prefix}{len(root.helpers) + 1}"
         formals = [Expr(p, a.shape, a.mag, a.lo, True, frozenset({p}))
                    for p, a in zip("abc", actuals)]
         sub = Gen(self.ch, root=root, pool=formals, entry=False)
@@ -1063,7 +1087,8 @@ class Gen:
                     return False
                 actuals.append(cands[len(cands) - 1 - self.ch.int(0, len(cands) - 1)])
         deps = frozenset().union(*(a.deps for a in actuals))
-        names = [self.fresh("t" if self.entry else "u") for _ in helper.results]
+        names = [self.var_name("t" if self.entry else "u") for _ in helper.results]
+        self.assigned += names
         self.lines.append(f"{', '.join(names)} = {helper.name}("
                           f"{', '.join(a.text for a in actuals)})")
         for n, r in zip(names, helper.results):
@@ -1093,7 +1118,7 @@ class Gen:
         last = self.pool[-1]
         # values nothing reads (dead ends), which a scalar output may add up
         body = "\n".join(self.lines)
-        dead = [v for v in self.pool if v is not last and v.text.startswith("t")
+        dead = [v for v in self.pool if v is not last and v.text in self.assigned
                 and len(re.findall(rf"\b{v.text}\b", body)) == 1]
         if not last.deps and ch.bool(0.9):
             dependent = [v for v in self.pool if v.deps]
@@ -1123,7 +1148,7 @@ class Gen:
                         f"[{', '.join(dim_text(d) for d in shape) if shape else '()'}]"
                         if role == "param" or shape or ch.bool(0.5) else f"{n}: float"
                         for n, role, shape in self.args)
-        src = "\n\n".join(self.helper_src + [f"def f({sig}):\n" + "\n".join(
+        src = "\n\n".join(self.helper_src + [f"def {self.name}({sig}):\n" + "\n".join(
             "    " + line for line in self.lines)]) + "\n"
         return Program(src, scalar)
 
@@ -1149,8 +1174,23 @@ class Gen:
                     True, x.deps)
 
 
+# Names a program may use that look like the emitted code's own: argument names of the
+# derivative functions, gradient/tangent names derived from Params, temporaries.
+TRICKY_NAMES = [n for n in (
+    "value", "g", "grad", "loss2", "out2", "H", "I", "basis", "dW1", "dv1", "ds1", "dt1",
+    "tW1", "tv1", "ts1", "vW1", "vv1", "vs1", "HvW1", "Hvv1", "H_W1_v1", "t1_exp", "t1_sum",
+    "mul", "add", "div", "scatter", "expand_like", "full", "W1_T", "x", "y", "np_", "tangent",
+    "cotangent", "result", "np1") if n not in BUILTINS]
+
+
 def generate(ch, max_statements: int = 9) -> Program:
-    return Gen(ch).program(max_statements)
+    """A program; sometimes with a second, independent entry point `g` (and helpers)."""
+    two = ch.bool(0.1)
+    prog = Gen(ch, reserved={"g"} if two else ()).program(max_statements)
+    if two:
+        other = Gen(ch, name="g", helper_prefix="k", reserved={"f"}).program(max_statements)
+        prog = Program(prog.source + "\n\n" + other.source, prog.scalar and other.scalar)
+    return prog
 
 
 @st.composite
@@ -1247,29 +1287,32 @@ class Signature:
         return [n for n, role, _ in self.args if role == "param"]
 
 
-def signature(source: str) -> Signature:
-    """The entry point's arguments, read from the source with `ast` (not with gradgen)."""
-    tree = ast.parse(source)
-    fn = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.args.args
-              and all(a.annotation is not None for a in f.args.args))
-    args, dims = [], set()
-    for a in fn.args.args:
-        ann = a.annotation
-        if isinstance(ann, ast.Name):      # float
-            args.append((a.arg, "data", []))
+def signatures(source: str) -> list[Signature]:
+    """The entry points' arguments, read from the source with `ast` (not with gradgen)."""
+    out = []
+    for fn in ast.parse(source).body:
+        if not (isinstance(fn, ast.FunctionDef) and fn.args.args
+                and all(a.annotation is not None for a in fn.args.args)):
             continue
-        role = "param" if ann.value.id == "Param" else "data"
-        items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
-        texts = [ast.unparse(i) for i in items]
-        for i in items:
-            dims |= {n.id for n in ast.walk(i) if isinstance(n, ast.Name)}
-        args.append((a.arg, role, texts))
-    return Signature(fn.name, args, sorted(dims))
+        args, dims = [], set()
+        for a in fn.args.args:
+            ann = a.annotation
+            if isinstance(ann, ast.Name):      # float
+                args.append((a.arg, "data", []))
+                continue
+            role = "param" if ann.value.id == "Param" else "data"
+            items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
+            texts = [ast.unparse(i) for i in items]
+            for i in items:
+                dims |= {n.id for n in ast.walk(i) if isinstance(n, ast.Name)}
+            args.append((a.arg, role, texts))
+        out.append(Signature(fn.name, args, sorted(dims)))
+    return out
 
 
 FAILURE_KINDS = ("generator", "compile_error", "internal_error", "bad_module", "runtime_error",
                  "api", "shape", "forward", "grad", "value_and_grad", "vjp", "jvp", "jvp_vjp",
-                 "hvp", "hessian")
+                 "hvp", "hessian", "dtype")
 
 
 @dataclass
@@ -1368,29 +1411,31 @@ def check_program(source: str, seed: int = 0) -> Outcome:
 
 
 def _check(source: str, seed: int) -> Outcome:
-    sig = signature(source)
+    sigs = signatures(source)
     rng = np.random.default_rng(seed)
-    sizes = {d: int(rng.integers(1, MAX_SIZE + 1)) for d in sig.dims}
-    inputs = {}
-    for name, _, texts in sig.args:
-        shape = tuple(int(eval(t, {}, dict(sizes))) for t in texts)  # dimension texts
-        x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
-        inputs[name] = np.asarray(x, dtype=np.float64)
-    names = [n for n, _, _ in sig.args]
-    params = sig.params
-    k = len(params)
+    sizes = {d: int(rng.integers(1, MAX_SIZE + 1))
+             for d in sorted({d for sig in sigs for d in sig.dims})}
+    all_inputs, refs = [], []
+    for sig in sigs:
+        inputs = {}
+        for name, _, texts in sig.args:
+            shape = tuple(int(eval(t, {}, dict(sizes))) for t in texts)  # dimension texts
+            x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+            inputs[name] = np.asarray(x, dtype=np.float64)
+        # the reference value: the program run by NumPy
+        try:
+            ref = np.asarray(reference_function(source, sig.entry, sizes)(
+                *(inputs[n] for n, _, _ in sig.args)), dtype=np.float64)
+        except Exception:
+            raise Mismatch("generator", "the NumPy reference raised:\n"
+                           + traceback.format_exc())
+        if not np.all(np.isfinite(ref)) or (ref.size and np.max(np.abs(ref)) > 1e6):
+            return Outcome("skip", "value not finite or larger than 1e6")
+        all_inputs.append(inputs)
+        refs.append(ref)
+    scalar = all(ref.ndim == 0 for ref in refs)
 
-    # the reference value: the program run by NumPy
-    try:
-        ref = np.asarray(reference_function(source, sig.entry, sizes)(
-            *(inputs[n] for n in names)), dtype=np.float64)
-    except Exception:
-        raise Mismatch("generator", "the NumPy reference raised:\n" + traceback.format_exc())
-    if not np.all(np.isfinite(ref)) or (ref.size and np.max(np.abs(ref)) > 1e6):
-        return Outcome("skip", "value not finite or larger than 1e6")
-    scalar = ref.ndim == 0
-
-    # compile
+    # compile (with --hessian when every entry point returns a scalar)
     hessian = "yes" if scalar else "n/a"
     try:
         try:
@@ -1409,11 +1454,24 @@ def _check(source: str, seed: int) -> Outcome:
         exec(compile(text, "random_program (generated)", "exec"), mod.__dict__)
     except Exception:
         raise Mismatch("bad_module", traceback.format_exc())
+    for sig, inputs, ref in zip(sigs, all_inputs, refs):
+        _check_entry(mod, sig, inputs, ref, rng, hessian == "yes")
+        _check_float32(mod, sig, inputs, hessian == "yes")
+    return Outcome("ok", hessian=hessian)
+
+
+def _check_entry(mod, sig: Signature, inputs: dict, ref, rng, with_hessian: bool) -> None:
+    """Every derivative of one entry point against finite differences and each other."""
+    e = sig.entry
+    names = [n for n, _, _ in sig.args]
+    params = sig.params
+    k = len(params)
+    scalar = ref.ndim == 0
 
     def get(suffix):
-        fn = getattr(mod, sig.entry + suffix, None)
+        fn = getattr(mod, e + suffix, None)
         if fn is None:
-            raise Mismatch("api", f"the module has no {sig.entry + suffix}")
+            raise Mismatch("api", f"the module has no {e + suffix}")
         return fn
 
     def run(fn, overrides=None, *extra):
@@ -1427,10 +1485,10 @@ def _check(source: str, seed: int) -> Outcome:
     f = get("")
     value = np.asarray(run(f))
     if value.shape != ref.shape:
-        raise Mismatch("shape", f"value has shape {value.shape}, NumPy gives {ref.shape}")
-    _compare("forward", "value vs the program run by NumPy", value, ref, 1e-7)
+        raise Mismatch("shape", f"{e}: value has shape {value.shape}, NumPy gives {ref.shape}")
+    _compare("forward", f"{e}: value vs the program run by NumPy", value, ref, 1e-7)
     if not k:
-        return Outcome("ok", hessian=hessian)
+        return
 
     def value_of(overrides):
         return np.asarray(run(f, overrides), dtype=np.float64)
@@ -1449,40 +1507,39 @@ def _check(source: str, seed: int) -> Outcome:
             out[idx] = (fn_scalar({p: base + step}) - fn_scalar({p: base - step})) / (2 * eps)
         return out
 
-    def shifted(eps, sign, direction=None):
-        direction = directions if direction is None else direction
-        return {p: inputs[p] + sign * eps * direction[p] for p in params}
+    def shifted(eps, sign):
+        return {p: inputs[p] + sign * eps * directions[p] for p in params}
 
     # reverse mode: f_grad and f_value_and_grad (scalar outputs), f_vjp
     if scalar:
-        grads = _as_tuple(run(get("_grad")), k, "f_grad")
+        grads = _as_tuple(run(get("_grad")), k, f"{e}_grad")
         for p, g in zip(params, grads):
-            _compare_fd("grad", f"f_grad d/d{p}", g,
+            _compare_fd("grad", f"{e}_grad d/d{p}", g,
                         lambda eps, p=p: fd_elements(lambda o: float(value_of(o)), p, eps),
                         fmag)
         vg = run(get("_value_and_grad"))
         if not isinstance(vg, tuple) or len(vg) != 2:
-            raise Mismatch("api", "f_value_and_grad must return (value, grads)")
-        _compare("value_and_grad", "f_value_and_grad value vs f", vg[0], value, 1e-12)
-        for p, a, b in zip(params, _as_tuple(vg[1], k, "f_value_and_grad"), grads):
-            _compare("value_and_grad", f"f_value_and_grad d/d{p} vs f_grad", a, b, 1e-12)
-    cts = _as_tuple(run(get("_vjp"), None, u if not scalar else np.float64(u)), k, "f_vjp")
+            raise Mismatch("api", f"{e}_value_and_grad must return (value, grads)")
+        _compare("value_and_grad", f"{e}_value_and_grad value vs {e}", vg[0], value, 1e-12)
+        for p, a, b in zip(params, _as_tuple(vg[1], k, f"{e}_value_and_grad"), grads):
+            _compare("value_and_grad", f"{e}_value_and_grad d/d{p} vs {e}_grad", a, b, 1e-12)
+    cts = _as_tuple(run(get("_vjp"), None, u if not scalar else np.float64(u)), k, f"{e}_vjp")
 
     def weighted(overrides):
         return float(np.sum(u * value_of(overrides)))
 
     for p, ct in zip(params, cts):
-        _compare_fd("vjp", f"f_vjp d/d{p}", ct,
+        _compare_fd("vjp", f"{e}_vjp d/d{p}", ct,
                     lambda eps, p=p: fd_elements(weighted, p, eps),
                     fmag * float(np.max(np.abs(u), initial=1.0)))
 
     # forward mode
     jv = run(get("_jvp"), None, *(directions[p] for p in params))
     if not isinstance(jv, tuple) or len(jv) != 2:
-        raise Mismatch("api", "f_jvp must return (value, tangent)")
-    _compare("jvp", "f_jvp value vs f", jv[0], value, 1e-12)
+        raise Mismatch("api", f"{e}_jvp must return (value, tangent)")
+    _compare("jvp", f"{e}_jvp value vs {e}", jv[0], value, 1e-12)
     t = np.asarray(jv[1])
-    _compare_fd("jvp", "f_jvp tangent", t,
+    _compare_fd("jvp", f"{e}_jvp tangent", t,
                 lambda eps: (value_of(shifted(eps, 1)) - value_of(shifted(eps, -1))) / (2 * eps),
                 fmag)
     lhs = float(np.sum(u * t))
@@ -1490,41 +1547,72 @@ def _check(source: str, seed: int) -> Outcome:
     scale = max(1.0, float(np.sum(np.abs(u * t))),
                 float(sum(np.sum(np.abs(ct * directions[p])) for p, ct in zip(params, cts))))
     if not abs(lhs - rhs) <= 1e-9 * scale:
-        raise Mismatch("jvp_vjp", f"<u, J v> = {lhs!r} but <J^T u, v> = {rhs!r}")
+        raise Mismatch("jvp_vjp", f"{e}: <u, J v> = {lhs!r} but <J^T u, v> = {rhs!r}")
     if not scalar:
-        return Outcome("ok", hessian=hessian)
+        return
 
-    # second order
-    grad = get("_grad")
+    # second order: f_hvp against differences of f_grad, f_hessian against f_hvp
+    grad, hvp = get("_grad"), get("_hvp")
     gmag = max(1.0, max(float(np.max(np.abs(g), initial=0.0)) for g in grads))
 
     def grads_at(overrides):
         return [np.asarray(g, dtype=np.float64)
-                for g in _as_tuple(run(grad, overrides), k, "f_grad")]
+                for g in _as_tuple(run(grad, overrides), k, f"{e}_grad")]
 
-    hv = _as_tuple(run(get("_hvp"), None, *(directions[p] for p in params)), k, "f_hvp")
+    hv = _as_tuple(run(hvp, None, *(directions[p] for p in params)), k, f"{e}_hvp")
     for i, p in enumerate(params):
-        _compare_fd("hvp", f"f_hvp (H v) for {p}", hv[i],
+        _compare_fd("hvp", f"{e}_hvp (H v) for {p}", hv[i],
                     lambda eps, i=i: (grads_at(shifted(eps, 1))[i]
                                       - grads_at(shifted(eps, -1))[i]) / (2 * eps), gmag)
-    if hessian != "yes":
-        return Outcome("ok", hessian=hessian)
+    if not with_hessian:
+        return
     H = run(get("_hessian"))
-    rows = [[H]] if k == 1 else [list(_as_tuple(r, k, "f_hessian row"))
-                                 for r in _as_tuple(H, k, "f_hessian")]
-    hvp = get("_hvp")
+    rows = [[H]] if k == 1 else [list(_as_tuple(r, k, f"{e}_hessian row"))
+                                 for r in _as_tuple(H, k, f"{e}_hessian")]
     for j, pj in enumerate(params):
         cols = [np.zeros(inputs[p].shape + inputs[pj].shape) for p in params]
         for idx in np.ndindex(*inputs[pj].shape):
             unit = {p: np.zeros(inputs[p].shape) for p in params}
             unit[pj][idx] = 1.0
-            col = _as_tuple(run(hvp, None, *(unit[p] for p in params)), k, "f_hvp")
-            for i, p in enumerate(params):
+            col = _as_tuple(run(hvp, None, *(unit[p] for p in params)), k, f"{e}_hvp")
+            for i in range(k):
                 cols[i][(Ellipsis,) + idx] = col[i]
         for i, pi in enumerate(params):
-            _compare("hessian", f"f_hessian block [{pi}][{pj}] vs f_hvp on unit vectors",
+            _compare("hessian", f"{e}_hessian block [{pi}][{pj}] vs {e}_hvp on unit vectors",
                      rows[i][j], cols[i], 1e-8)
-    return Outcome("ok", hessian=hessian)
+
+
+def _check_float32(mod, sig: Signature, inputs: dict, with_hessian: bool) -> None:
+    """float32 in, float32 out (SPEC §2) for every emitted function of an entry point."""
+    names = [n for n, _, _ in sig.args]
+    f32 = {n: v.astype(np.float32) for n, v in inputs.items()}
+    args = [f32[n] for n in names]
+    tangents = [f32[p] for p in sig.params]
+    value = getattr(mod, sig.entry)(*args)
+    calls = [("", ()), ("_grad", ()), ("_value_and_grad", ()),
+             ("_vjp", (np.ones(np.shape(value), dtype=np.float32),)),
+             ("_jvp", tangents), ("_hvp", tangents)] + ([("_hessian", ())] if with_hessian
+                                                        else [])
+
+    def arrays(result):
+        if isinstance(result, tuple):
+            return [a for r in result for a in arrays(r)]
+        return [result]
+
+    for suffix, extra in calls:
+        fn = getattr(mod, sig.entry + suffix, None)
+        if fn is None or (suffix and not sig.params):
+            continue
+        try:
+            result = fn(*args, *extra)
+        except Exception:
+            raise Mismatch("runtime_error", f"{fn.__name__} (float32 inputs) raised:\n"
+                                            + traceback.format_exc())
+        for i, a in enumerate(arrays(result)):
+            dtype = np.asarray(a).dtype
+            if dtype != np.float32:
+                raise Mismatch("dtype", f"{fn.__name__} output {i} has dtype {dtype} for "
+                                        "float32 inputs")
 
 
 def assert_ok(source: str, seed: int = 0) -> Outcome:
@@ -1607,6 +1695,42 @@ def f(W: Param[2]):
 def f(W: Param[2, 2]):
     t = (abs(W) - sum(W, axis=0, keepdims=True)) + 2 * eye(2)
     return sum(transpose(t + W.T), axis=0, keepdims=True)
+""",
+    # float32 in, float64 out: the derivative of minimum is the integer/float64 mask
+    # np.where(a < c, 1, np.where(a == c, 1 / 2, 0)) times a float32 array (f_grad).
+    """
+def f(v: Param[3], c: Data[3]):
+    return sum(minimum(v * v, c))
+""",
+    # The same in f_hessian: np.where(x > 0, 1, 0) (int64) times a float32 array.
+    """
+def f(v: Param[3]):
+    return sum(relu(exp(v) - 2))
+""",
+    # float32 in, float64 out in the forward value: sigmoid, softplus, relu, abs and sign
+    # of a number are emitted as NumPy calls (np.logaddexp(0, -1), np.abs(-2), ...) whose
+    # float64 or int64 scalars promote float32 arrays.
+    """
+def f(v: Param[3]):
+    return sum(v * sigmoid(2))
+""",
+    """
+def f(v: Param[3]):
+    return sum(v * abs(-2))
+""",
+    # In-place again: `t[None]` (expand_dims) is a view of t, which the backward pass
+    # overwrote with np.power(t, 2, out=t) before reading the view.
+    """
+def f(v: Param[2]):
+    t = tanh(v)
+    return sum(expand_dims(t, 0) @ v)
+""",
+    # ... and `t[1:]` (a slice) is a view of t, overwritten by np.multiply(2, t, out=t)
+    # before `np.sum(t_index)` reads it (wrong f_grad).
+    """
+def f(W: Param[3]):
+    t = sqrt(exp(W))
+    return sum(W * sum(t[1:]))
 """,
 ]
 

@@ -84,7 +84,7 @@ def cost(X, Y, V, W):
     U = Z @ W  # (N, C)
     del Z
     U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
-    add = np.log(np.sum(np.exp(U - U_max), axis=1)) + np.squeeze(U_max, axis=1)  # (N,)
+    add = np.log(np.sum(np.exp(U - U_max), axis=1)) + U_max[:, 0]  # (N,)
     return -np.mean(np.sum(U * Y, axis=1) - add)
 
 
@@ -155,7 +155,7 @@ def cost_value_and_grad(X, Y, V, W):
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
     U_sum = np.sum(U_exp, axis=1)  # (N,)
-    value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + np.squeeze(U_max, axis=1)))
+    value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + U_max[:, 0]))
     del U, U_max
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
@@ -248,7 +248,7 @@ def cost_jvp(X, Y, V, W, tV, tW):
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
     U_sum = np.sum(U_exp, axis=1)  # (N,)
-    value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + np.squeeze(U_max, axis=1)))
+    value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + U_max[:, 0]))
     del U, U_max
     # tangent of line 8: Q = X @ V
     tQ = X @ tV  # (N, M)

@@ -225,18 +225,17 @@ class _State:
                 continue
             name = self.p.code[id(a)][0]
             owner = self.var_node.get(name)
-            if (owner is not None and name not in self.keep and self.remaining[name] <= 0
-                    and not _weak(owner) and not self._viewed(name)
-                    and only_bottom_reads(name)
+            aliases = self._aliases(name)
+            if (owner is not None and name not in self.keep and not _weak(owner)
+                    and all(self.remaining[w] <= 0 and only_bottom_reads(w) for w in aliases)
                     and tuple(owner.shape) == tuple(n.shape) and not _is_view(owner)
                     and all(self.deps[id(b)] <= self.deps[id(owner)] for b in bottom.args)):
                 return name
         return None
 
-    def _viewed(self, name: str) -> bool:
-        """Whether a view of `name`'s buffer is still to be read."""
-        return any(self.remaining[w] > 0 for w, bases in self.view_bases.items()
-                   if name in bases)
+    def _aliases(self, name: str) -> list[str]:
+        """`name` and the view variables that may share its buffer."""
+        return [name] + [w for w, bases in self.view_bases.items() if name in bases]
 
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` computed in place, where its argument `i` is already in `target`."""

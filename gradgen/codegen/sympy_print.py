@@ -68,8 +68,10 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
             return f"{_paren(_print(base), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
         return f"{_paren(_print(base), PREC_POW + 1)} ** {_paren(_print(exp), PREC_NEG)}", PREC_POW
-    if isinstance(e, sympy.floor):
-        return f"{_paren(_print(e.args[0]), PREC_MUL)} // 1", PREC_MUL
-    if isinstance(e, sympy.ceiling):
-        return f"-(-{_paren(_print(e.args[0]), PREC_MUL)} // 1)", PREC_NEG
+    if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
+        num, den = sympy.fraction(sympy.together(e.args[0]))
+        n, d = _paren(_print(num), PREC_MUL), _paren(_print(den), PREC_MUL + 1)
+        if isinstance(e, sympy.floor):
+            return f"{n} // {d}", PREC_MUL
+        return f"-(-{n} // {d})", PREC_NEG
     raise ValueError(f"cannot print dimension expression {e}")

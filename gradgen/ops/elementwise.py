@@ -272,9 +272,23 @@ def _where_jvp(ts, n):
 
 
 defop("where", 3, shape=_bshape, emit=call("where"), traits=EW, domain=(REAL, REAL, REAL),
-      vjp=lambda g, n: (None, make("where", n.args[0], g, const(0)),
-                        make("where", n.args[0], const(0), g)),
+      vjp=lambda g, n: (None, select(n.args[0], g, const(0)), select(n.args[0], const(0), g)),
       jvp=_where_jvp)
+
+
+def select(cond, a, b):
+    """where(cond, a, b) for derivative rules. With constant branches (a cotangent that is
+    still the seed 1) NumPy would make an integer array, which then turns float32 results
+    into float64: such a selection is cast to the dtype of the arrays the condition reads."""
+    from ..autodiff.common import weak
+    from .constants import dtype_sources
+
+    w = make("where", cond, a, b)
+    if weak(w):
+        sources = dtype_sources(cond)
+        if sources:
+            w = make("cast", w, sources[0])
+    return w
 
 
 def _choose_vjp(first_wins: str):
@@ -282,8 +296,8 @@ def _choose_vjp(first_wins: str):
     def vjp(g, n):
         a, b = n.args
         half = make("where", make("eq", a, b), g / 2, const(0))
-        return (make("where", make(first_wins, a, b), g, half),
-                make("where", make(first_wins, b, a), g, half))
+        return (select(make(first_wins, a, b), g, half),
+                select(make(first_wins, b, a), g, half))
 
     def jvp(ts, n):
         a, b = n.args
@@ -360,8 +374,8 @@ _unary("log1p", vjp=lambda g, n: (g / (1 + n.args[0]),),
        jvp=lambda ts, n: ts[0] / (1 + n.args[0]), domain=POSITIVE, fold=math.log1p)
 _unary("sqrt", vjp=lambda g, n: (g / (2 * n),), jvp=lambda ts, n: ts[0] / (2 * n),
        domain=POSITIVE, fold=math.sqrt, canon=_canon_sqrt)
-_unary("sign", traits=NONDIFF, domain=NONZERO)
-_unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO,
+_unary("sign", traits=NONDIFF, domain=NONZERO, fold=lambda x: float((x > 0) - (x < 0)))
+_unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO, fold=abs,
        ufunc="absolute")
 _unary("tanh", **_from_local(lambda n: 1 - n ** 2), fold=math.tanh)
 
@@ -380,7 +394,12 @@ def _sigmoid(x, out=None):
 '''
 # The VJP multiplies the cotangent by the saved output first, `(g * s) * (1 - s)`, so the
 # scheduler can do it in the cotangent's buffer when that dies there.
+def _sigmoid_of(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
 _unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID, ufunc="_sigmoid",
+       fold=_sigmoid_of,
        vjp=lambda g, n: (g * n * (1 - n),), jvp=lambda ts, n: ts[0] * n * (1 - n))
 
 
@@ -389,10 +408,10 @@ def _emit_relu(p, node):
 
 
 def _relu_mask(x, t):
-    return make("where", make("gt", x, const(0)), t, const(0))
+    return select(make("gt", x, const(0)), t, const(0))
 
 
-_unary("relu", emit=_emit_relu, domain=NONZERO,
+_unary("relu", emit=_emit_relu, domain=NONZERO, fold=lambda x: max(x, 0.0),
        vjp=lambda g, n: (_relu_mask(n.args[0], g),),
        jvp=lambda ts, n: _relu_mask(n.args[0], ts[0]))
 
@@ -401,7 +420,8 @@ def _emit_softplus(p, node):
     return f"{p.ns}.logaddexp(0, {p.arg(node, 0, 0)})", PREC_CALL
 
 
-_unary("softplus", emit=_emit_softplus, **_from_local(lambda n: make("sigmoid", n.args[0])))
+_unary("softplus", emit=_emit_softplus, **_from_local(lambda n: make("sigmoid", n.args[0])),
+       fold=lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))))
 
 
 def _emit_identity(p, node):
