@@ -146,7 +146,34 @@ def check_entry(mod, entry: EntryPoint, dims: dict[str, int], seed: int) -> list
         results.append(Result(f"{entry.name}_hvp", "vs finite differences of the gradient",
                               max(rel_error(h, (a - b) / (2 * EPS))
                                   for h, a, b in zip(hv, gp, gm))))
+    hessian_fn = getattr(mod, f"{entry.name}_hessian", None)
+    if hessian_fn is not None and grad_fn is not None:
+        H = call(hessian_fn)
+        blocks = H if len(params) > 1 else ((H,),)
+        for i, pi in enumerate(params):
+            worst = 0.0
+            for j, pj in enumerate(params):
+                block = np.asarray(blocks[i][j]).reshape(np.size(args[pi]), np.size(args[pj]))
+                flat, cols = fd(lambda *a: as_tuple(grad_fn(*a))[i], j)
+                fd_block = np.array([np.ravel(c) for c in cols]).T
+                worst = max(worst, rel_error(block[:, flat], fd_block))
+            results.append(Result(f"{entry.name}_hessian",
+                                  f"d2/d{pi} d(all) vs finite differences of the gradient",
+                                  worst))
     return results
+
+
+def load_with_hessian(text: str, filename: str):
+    """`load_source` with f_hessian when every entry point allows one; also returns a note
+    saying why the Hessian is not checked when it is not."""
+    from .errors import CompileError
+
+    try:
+        mod, entries = load_source(text, filename, Options(hessian=True))
+        return mod, entries, None
+    except CompileError as e:
+        mod, entries = load_source(text, filename)   # a mistake in the source raises here
+        return mod, entries, f"Hessian not checked: {e.diagnostics[0].message}"
 
 
 def format_table(results: list[Result]) -> str:

@@ -260,7 +260,7 @@ def _highlight(text: str) -> str:
 
 
 def _check(args) -> int:
-    from .checking import check_entry, format_table, load_source
+    from .checking import check_entry, format_table, load_with_hessian
 
     dims = {}
     for item in args.dim:
@@ -268,7 +268,7 @@ def _check(args) -> int:
         if not name.isidentifier() or not value.isdigit() or int(value) < 1:
             raise _Fail(f"--dim expects NAME=SIZE with a positive size, got {item!r}")
         dims[name] = int(value)
-    mod, entries = load_source(_read(args.file), args.file)
+    mod, entries, note = load_with_hessian(_read(args.file), args.file)
     results = []
     for entry in entries:
         results += check_entry(mod, entry, dims, args.seed)
@@ -276,6 +276,8 @@ def _check(args) -> int:
     checked = sorted({r.function.rsplit("_", 1)[-1] if "_" in r.function else r.function
                       for r in results})
     bad = [r for r in results if not r.ok]
+    if note:
+        print(f"\n{note}")
     print(f"\nchecked {len(results)} derivatives ({', '.join(checked)}): "
           + ("all agree" if not bad else f"{len(bad)} MISMATCH"))
     return EXIT_ERROR if bad else EXIT_OK

@@ -316,9 +316,10 @@ def test_check_the_mlp(work):
     assert set(lines[1]) <= {"-", " "}
     rows = lines[2:lines.index("")]
     assert {row.split()[0] for row in rows} == {"cost_grad", "cost_value_and_grad", "cost_vjp",
-                                                "cost_jvp", "cost_hvp"}
+                                                "cost_jvp", "cost_hvp", "cost_hessian"}
     assert all(row.endswith("  ok") for row in rows)
-    assert lines[-1] == f"checked {len(rows)} derivatives (grad, hvp, jvp, vjp): all agree"
+    assert lines[-1] == (f"checked {len(rows)} derivatives (grad, hessian, hvp, jvp, vjp): "
+                         "all agree")
     assert files(work) == {"mlp.grad"}
 
 
@@ -345,10 +346,12 @@ def test_check_exits_nonzero_on_a_wrong_derivative(monkeypatch, capsys):
     *table, _, summary = out.splitlines()
     bad = [line for line in table if line.endswith("  MISMATCH")]
     # cost_grad against finite differences (one row per Param), value_and_grad against
-    # cost_grad, and hvp against finite differences of cost_grad; vjp and jvp are right.
+    # cost_grad, hvp and the Hessian against finite differences of cost_grad; vjp and jvp
+    # are right.
     assert [line.split()[0] for line in bad] == ["cost_grad", "cost_grad",
-                                                 "cost_value_and_grad", "cost_hvp"]
-    assert summary == "checked 8 derivatives (grad, hvp, jvp, vjp): 4 MISMATCH"
+                                                 "cost_value_and_grad", "cost_hvp",
+                                                 "cost_hessian", "cost_hessian"]
+    assert summary == "checked 10 derivatives (grad, hessian, hvp, jvp, vjp): 6 MISMATCH"
 
 
 def test_rel_error():
@@ -557,3 +560,21 @@ def test_stdout_broken_pipe_in_process(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert cli.main(["show", str(MLP)]) == cli.EXIT_BROKEN_PIPE
     assert capsys.readouterr().err == ""
+
+
+def test_check_covers_the_hessian_and_says_which_derivatives_it_checked(tmp_path):
+    src = tmp_path / "logistic.grad"
+    src.write_text((ROOT / "examples" / "logistic" / "logistic.grad").read_text())
+    proc = gradgen_cli("check", src, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "loss_hessian" in proc.stdout
+    assert "(grad, hessian, hvp, jvp, vjp): all agree" in proc.stdout
+
+
+def test_check_notes_when_the_hessian_does_not_apply(tmp_path):
+    src = tmp_path / "vec.grad"
+    src.write_text("def f(x: Param[3]):\n    return exp(x)\n")
+    proc = gradgen_cli("check", src, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Hessian not checked: --hessian needs a scalar output" in proc.stdout
+    assert "(jvp, vjp): all agree" in proc.stdout

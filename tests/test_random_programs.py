@@ -1732,6 +1732,12 @@ def f(W: Param[3]):
     t = sqrt(exp(W))
     return sum(W * sum(t[1:]))
 """,
+    # float32 in, float64 out: a condition of constants is a Python bool, and
+    # np.where(lt, 0, 1) of it is an int64 0-d array, which promotes float32 (f_grad).
+    """
+def f(a: Param[2]):
+    return sum(where(1 < 0, a, a * a))
+""",
 ]
 
 
