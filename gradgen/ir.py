@@ -201,6 +201,25 @@ def topo_order(roots: Iterable[Node]) -> list[Node]:
     return order
 
 
+def analysis(name: str, node: Node, rule) -> object:
+    """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
+    memoised per compilation under `name` (iterative, so deep graphs are fine)."""
+    memo = builder().memo.setdefault(name, {})
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if id(n) in memo:
+            stack.pop()
+            continue
+        pending = [a for a in n.args if id(a) not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
+    return memo[id(node)]
+
+
 @dataclass(frozen=True)
 class Graph:
     """A computation: input nodes, output nodes, and readable names for some nodes."""

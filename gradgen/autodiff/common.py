@@ -7,7 +7,7 @@ lazy derivatives as they are; everything else gets them materialised first.
 
 from __future__ import annotations
 
-from ..ir import Node, builder, const, make
+from ..ir import Node, analysis, const, make
 from ..ops.registry import REGISTRY
 from ..shapes import ONE, same_shape
 
@@ -70,25 +70,15 @@ def materialize(g: Node, like: Node) -> Node:
 def weak(g: Node) -> bool:
     """True when `g`'s numbers come from constants only (so NumPy would give it an integer
     or default dtype instead of the arguments' dtype). Memoised per compilation."""
-    memo = builder().memo.setdefault("weak", {})
-    stack = [g]
-    while stack:
-        n = stack[-1]
-        if id(n) in memo:
-            stack.pop()
-            continue
-        pending = [a for a in n.args if id(a) not in memo]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        if n.op == "input":
-            memo[id(n)] = False
-        elif n.is_const or n.dtype == "bool":
-            memo[id(n)] = True
-        else:
-            memo[id(n)] = all(memo[id(a)] for a in n.args if a.dtype != "bool")
-    return memo[id(g)]
+    return analysis("weak", g, _weak_rule)
+
+
+def _weak_rule(n: Node, args: list) -> bool:
+    if n.op == "input":
+        return False
+    if n.is_const or n.dtype == "bool":
+        return True
+    return all(w for a, w in zip(n.args, args) if a.dtype != "bool")
 
 
 def add_contribution(table: dict, node: Node, g: Node) -> None:

@@ -1,52 +1,33 @@
-"""Forward mode: tangents pushed through the topological order by the same rule table."""
+"""Forward mode: tangents pushed through the topological order by the same rule table,
+one direction at a time (`jvp`) or a batch of directions at once (`batched_jvp`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ..ir import Node, builder, topo_order
+from ..errors import ShapeError
+from ..ir import Node, builder, make, topo_order
 from ..ops.registry import REGISTRY
 from .common import active_nodes, materialize
 
-__all__ = ["jvp"]
+__all__ = ["batched_jvp", "jvp"]
 
 
-def jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node],
+def jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node] = (),
         ) -> tuple[list[Node | None], dict[int, Node]]:
-    """Tangents of `outputs` given tangents (by node id) of the nodes in `wrt`.
+    """Tangents of `outputs` given tangents (by node id) of some input nodes.
 
     Returns one tangent per output (None for a zero tangent) and the table of all tangents.
     """
-    order = topo_order(outputs)
-    active = active_nodes(order, {id(w) for w in wrt})
-    tan: dict[int, Node] = dict(tangents)
-    b = builder()
-    for node in order:
-        if id(node) in tan or id(node) not in active:
-            continue
-        opdef = REGISTRY[node.op]
-        if opdef.has("nondiff") or opdef.jvp is None:
-            continue
-        ts = [tan.get(id(a)) for a in node.args]
-        if all(t is None for t in ts):   # active only through a shape (expand_like's `like`)
-            continue
-        with b.at(origin=node.origin, phase="backward"):
-            if not opdef.has("elementwise"):
-                ts = [None if t is None else materialize(t, a) for t, a in zip(ts, node.args)]
-            t = opdef.jvp(ts, node)
-        if t is not None:
-            tan[id(node)] = t
-    results = []
-    for out in outputs:
-        t = tan.get(id(out))
-        if t is not None:
-            with b.at(phase="backward"):
-                t = materialize(t, out)
-        results.append(t)
-    return results, tan
+    def step(opdef, ts, node):
+        if not opdef.has("elementwise"):
+            ts = [None if t is None else materialize(t, a) for t, a in zip(ts, node.args)]
+        return opdef.jvp(ts, node)
+
+    return _sweep(outputs, tangents, step, materialize)
 
 
-def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node],
+def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node] = (),
                 ) -> list[Node | None]:
     """Forward mode for a batch of directions at once: every tangent has one extra leading
     axis. Elementwise rules broadcast over it unchanged (tangents are kept at full rank so
@@ -54,9 +35,6 @@ def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequenc
 
     Raises ShapeError for an op that has no batched rule yet.
     """
-    from ..errors import ShapeError
-    from ..ir import make
-
     def lift(t: Node, ndim: int) -> Node:
         missing = 1 + ndim - t.ndim
         return make("expand_dims", t, axes=tuple(range(1, 1 + missing))) if missing else t
@@ -65,6 +43,23 @@ def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequenc
         shape = t.shape[:1] + tuple(like.shape)
         return t if tuple(t.shape) == shape else make("broadcast_to", t, shape=shape)
 
+    def step(opdef, ts, node):
+        if opdef.has("elementwise"):
+            t = opdef.jvp([None if t is None else lift(t, node.ndim) for t in ts], node)
+            return None if t is None else lift(t, node.ndim)
+        if opdef.vmap is None:
+            raise ShapeError(f"'{node.op}' has no batched derivative rule yet, so its "
+                             "Hessian cannot be formed in closed form")
+        return opdef.vmap([None if t is None else full(t, a) for t, a in zip(ts, node.args)],
+                          node)
+
+    return _sweep(outputs, tangents, step, full)[0]
+
+
+def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
+           finish: Callable) -> tuple[list[Node | None], dict[int, Node]]:
+    """The forward sweep: `step(opdef, arg tangents, node)` for every node that depends on
+    a seeded one, then `finish(tangent, output)` on each output's tangent."""
     order = topo_order(outputs)
     active = active_nodes(order, set(tangents))
     tan: dict[int, Node] = dict(tangents)
@@ -74,19 +69,11 @@ def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequenc
             continue
         opdef = REGISTRY[node.op]
         ts = [tan.get(id(a)) for a in node.args]
+        # Skip nondifferentiable ops, and nodes active only through a shape (expand_like).
         if opdef.has("nondiff") or all(t is None for t in ts):
             continue
         with b.at(origin=node.origin, phase="backward"):
-            if opdef.has("elementwise"):
-                ts = [None if t is None else lift(t, node.ndim) for t in ts]
-                t = opdef.jvp(ts, node)
-                t = None if t is None else lift(t, node.ndim)
-            else:
-                if opdef.vmap is None:
-                    raise ShapeError(f"'{node.op}' has no batched derivative rule yet, so "
-                                     "its Hessian cannot be formed in closed form")
-                ts = [None if t is None else full(t, a) for t, a in zip(ts, node.args)]
-                t = opdef.vmap(ts, node)
+            t = step(opdef, ts, node)
         if t is not None:
             tan[id(node)] = t
     results = []
@@ -94,6 +81,6 @@ def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequenc
         t = tan.get(id(out))
         if t is not None:
             with b.at(phase="backward"):
-                t = full(t, out)
+                t = finish(t, out)
         results.append(t)
-    return results
+    return results, tan

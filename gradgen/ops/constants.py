@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy
 
 from ..errors import ShapeError
-from ..ir import builder, make
+from ..ir import analysis, builder, make
 from ..shapes import fmt_dim
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop
 from .shape_ops import as_shape
@@ -36,26 +36,16 @@ def dtype_of(p, node) -> str:
 def dtype_sources(node) -> tuple:
     """The inputs that `node`'s value depends on, in a fixed order: its dtype is theirs,
     promoted (constants are Python scalars, which never change a dtype). Memoised."""
-    memo = builder().memo.setdefault("dtype_sources", {})
-    stack = [node]
-    while stack:
-        n = stack[-1]
-        if id(n) in memo:
-            stack.pop()
-            continue
-        pending = [a for a in n.args if id(a) not in memo]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        if n.op == "input":
-            memo[id(n)] = (n,)
-        else:
-            found: dict = {}
-            for a in n.args:
-                found.update(dict.fromkeys(memo[id(a)]))
-            memo[id(n)] = tuple(sorted(found, key=lambda x: x.serial))
-    return memo[id(node)]
+    return analysis("dtype_sources", node, _sources_rule)
+
+
+def _sources_rule(n, args: list) -> tuple:
+    if n.op == "input":
+        return (n,)
+    found: dict = {}
+    for sources in args:
+        found.update(dict.fromkeys(sources))
+    return tuple(sorted(found, key=lambda x: x.serial))
 
 
 def _emit_full(p, node):

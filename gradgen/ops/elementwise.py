@@ -272,20 +272,21 @@ def _where_jvp(ts, n):
 
 
 defop("where", 3, shape=_bshape, emit=call("where"), traits=EW, domain=(REAL, REAL, REAL),
-      vjp=lambda g, n: (None, select(n.args[0], g, const(0)), select(n.args[0], const(0), g)),
+      vjp=lambda g, n: (None, select(n.args[0], g, const(0), n),
+                        select(n.args[0], const(0), g, n)),
       jvp=_where_jvp)
 
 
-def select(cond, a, b):
+def select(cond, a, b, like):
     """where(cond, a, b) for derivative rules. With constant branches (a cotangent that is
     still the seed 1) NumPy would make an integer array, which then turns float32 results
-    into float64: such a selection is cast to the dtype of the arrays the condition reads."""
+    into float64: such a selection is cast to the dtype of the arrays `like` reads."""
     from ..autodiff.common import weak
     from .constants import dtype_sources
 
     w = make("where", cond, a, b)
     if weak(w):
-        sources = dtype_sources(cond)
+        sources = dtype_sources(like)
         if sources:
             w = make("cast", w, sources[0])
     return w
@@ -296,8 +297,8 @@ def _choose_vjp(first_wins: str):
     def vjp(g, n):
         a, b = n.args
         half = make("where", make("eq", a, b), g / 2, const(0))
-        return (select(make(first_wins, a, b), g, half),
-                select(make(first_wins, b, a), g, half))
+        return (select(make(first_wins, a, b), g, half, n),
+                select(make(first_wins, b, a), g, half, n))
 
     def jvp(ts, n):
         a, b = n.args
@@ -408,7 +409,7 @@ def _emit_relu(p, node):
 
 
 def _relu_mask(x, t):
-    return select(make("gt", x, const(0)), t, const(0))
+    return select(make("gt", x, const(0)), t, const(0), x)
 
 
 _unary("relu", emit=_emit_relu, domain=NONZERO, fold=lambda x: max(x, 0.0),
