@@ -19,12 +19,15 @@ _LOADED: dict[str, ModuleType] = {}
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
-                   checks: bool = True) -> str:
+                   checks: bool = True, hints: dict[str, int] | None = None) -> str:
     """Compile gradgen source text to the source of a NumPy module.
 
-    Raises `gradgen.CompileError` (carrying the diagnostics) for mistakes in the source.
+    `hints` gives sizes of dimensions (`{"N": 10000}`) for choosing the order of matrix
+    products. Raises `gradgen.CompileError` (carrying the diagnostics) for mistakes in the
+    source.
     """
-    return _compile(text, filename, modes=modes, hessian=hessian, wrt=wrt, checks=checks)
+    return _compile(text, filename, modes=modes, hessian=hessian, wrt=wrt, checks=checks,
+                    hints=hints)
 
 
 def load(path: str | os.PathLike, **options) -> ModuleType:

@@ -149,6 +149,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", help="comma-separated subset of grad,vjp,jvp,hvp")
     p.add_argument("--hessian", action="store_true", help="also emit f_hessian")
     p.add_argument("--no-checks", action="store_true", help="omit argument shape checks")
+    p.add_argument("--hint", action="append", default=[], metavar="N=10000",
+                   help="size of a dimension for ordering matrix products (repeatable)")
 
 
 def _read(path: str) -> str:
@@ -167,7 +169,14 @@ def _options(args):
 
     split = (lambda s: [x for x in s.split(",") if x.strip()] if s else None)
     try:
-        return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks)
+        hints = {}
+        for item in args.hint:
+            name, _, value = item.partition("=")
+            if not value.isdigit():
+                raise ValueError(f"--hint expects NAME=SIZE, got {item!r}")
+            hints[name] = int(value)
+        return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks,
+                            hints)
     except ValueError as e:
         raise _Fail(str(e)) from None
 

@@ -12,6 +12,7 @@ from .codegen.naming import Namer, cotangent_name, tangent_name
 from .codegen.printer import Printer
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE
 from .codegen.schedule import schedule
+from .passes import reorder_matrix_chains
 from .errors import CompileError, ShapeError
 from .frontend import EntryPoint, Program, parse_program
 from .ir import Node, const, make, topo_order
@@ -29,6 +30,7 @@ class Options:
     hessian: bool = False
     wrt: tuple[str, ...] | None = None
     checks: bool = True
+    hints: tuple[tuple[str, int], ...] = ()   # dimension sizes for matrix-chain ordering
 
     def describe(self) -> str:
         modes = ",".join(self.modes) if self.modes is not None else "default"
@@ -38,6 +40,8 @@ class Options:
         if self.hessian:
             parts.append("hessian")
         parts.append("checks" if self.checks else "no-checks")
+        if self.hints:
+            parts.append("hint=" + ",".join(f"{k}={v}" for k, v in self.hints))
         return " ".join(parts)
 
 
@@ -68,9 +72,10 @@ class Module:
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
-                   checks: bool = True) -> str:
+                   checks: bool = True, hints: dict[str, int] | None = None) -> str:
     """Compile a source text to the source of a standalone NumPy module."""
-    return render_module(compile_module(text, filename, _options(modes, hessian, wrt, checks)))
+    return render_module(compile_module(text, filename,
+                                        _options(modes, hessian, wrt, checks, hints)))
 
 
 def compile_module(text: str, filename: str, options: Options) -> Module:
@@ -80,18 +85,23 @@ def compile_module(text: str, filename: str, options: Options) -> Module:
         return build_module(program, options)
 
 
-def make_options(modes=None, hessian=False, wrt=None, checks=True) -> Options:
-    """Validated options (raises ValueError for an unknown mode)."""
-    return _options(modes, hessian, wrt, checks)
+def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None) -> Options:
+    """Validated options (raises ValueError for an unknown mode or a bad hint)."""
+    return _options(modes, hessian, wrt, checks, hints)
 
 
-def _options(modes, hessian, wrt, checks) -> Options:
+def _options(modes, hessian, wrt, checks, hints=None) -> Options:
     if modes is not None:
         modes = tuple(m.strip() for m in modes if m.strip())
         bad = [m for m in modes if m not in ALL_MODES]
         if bad:
             raise ValueError(f"unknown mode {bad[0]!r}; choose from {', '.join(ALL_MODES)}")
-    return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks))
+    hints = dict(hints or {})
+    for k, v in hints.items():
+        if not str(k).isidentifier() or isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"a hint is a dimension name and a positive size, got {k}={v!r}")
+    return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks),
+                   tuple(sorted(hints.items())))
 
 
 def build_module(program: Program, options: Options) -> Module:
@@ -385,6 +395,7 @@ class _EntryBuilder:
             all_names.setdefault(self.out, "value")
         for node, n in names.items():
             all_names.setdefault(node, n)
+        outputs = reorder_matrix_chains(list(outputs), all_names, dict(self.options.hints))
         for node in extra_inputs:
             all_names[node] = node.attr("name")
         arg_names = [a.name for a in e.args] + [n.attr("name") for n in extra_inputs]
