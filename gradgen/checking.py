@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ir
-from .compiler import Options, build_module
 from .codegen.emit import render_module
+from .compiler import Options, build_module
 from .frontend import EntryPoint, parse_program
 
 EPS = 1e-6
@@ -154,7 +154,7 @@ def check_entry(mod, entry: EntryPoint, dims: dict[str, int], seed: int) -> list
             worst = 0.0
             for j, pj in enumerate(params):
                 block = np.asarray(blocks[i][j]).reshape(np.size(args[pi]), np.size(args[pj]))
-                flat, cols = fd(lambda *a: as_tuple(grad_fn(*a))[i], j)
+                flat, cols = fd(lambda *a, i=i: as_tuple(grad_fn(*a))[i], j)
                 fd_block = np.array([np.ravel(c) for c in cols]).T
                 worst = max(worst, rel_error(block[:, flat], fd_block))
             results.append(Result(f"{entry.name}_hessian",

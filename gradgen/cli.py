@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gradgen: error: cannot write to standard output: {e.error.strerror or e.error}",
               file=sys.stderr)
         return EXIT_ERROR
-    except Exception as e:  # noqa: BLE001 - an internal error must not show a traceback
+    except Exception as e:
         if os.environ.get("GRADGEN_DEBUG"):
             raise
         print(f"gradgen: internal error: {type(e).__name__}: {e}\n"

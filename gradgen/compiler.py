@@ -12,10 +12,10 @@ from .codegen.naming import Namer, cotangent_name, tangent_name
 from .codegen.printer import Printer
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE
 from .codegen.schedule import schedule
-from .passes import reorder_matrix_chains
 from .errors import CompileError, ShapeError
 from .frontend import EntryPoint, Program, parse_program
 from .ir import Node, const, make, topo_order
+from .passes import reorder_matrix_chains
 from .shapes import fmt_shape
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Diagnostic", "CompileError", "ShapeError", "InternalError", "render_all"]
+__all__ = ["CompileError", "Diagnostic", "InternalError", "ShapeError", "render_all"]
 
 MAX_SHOWN = 160   # characters of a source line shown in a rendered diagnostic
 

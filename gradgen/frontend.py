@@ -175,8 +175,7 @@ class _Located(Exception):
 
 def parse_program(text: str, filename: str = "<string>") -> Program:
     """Parse and lower a source text. Must be called inside `ir.building()`."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     lines = source_lines(text)
 
     def diag(line: int, col: int, message: str) -> CompileError:

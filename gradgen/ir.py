@@ -9,7 +9,7 @@ Nodes never change after creation; passes build new nodes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import sympy
@@ -17,8 +17,18 @@ import sympy
 from .errors import InternalError
 from .shapes import Shape, fmt_shape, same_shape
 
-__all__ = ["Node", "Builder", "building", "make", "const", "topo_order", "Graph", "verify",
-           "pretty", "Origin"]
+__all__ = [
+    "Builder",
+    "Graph",
+    "Node",
+    "Origin",
+    "building",
+    "const",
+    "make",
+    "pretty",
+    "topo_order",
+    "verify",
+]
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,7 @@ class Origin:
 class Node:
     """One operation applied to argument nodes. Immutable; compared by identity."""
 
-    __slots__ = ("op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial")
+    __slots__ = ("args", "attrs", "dtype", "op", "origin", "phase", "serial", "shape")
 
     def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
                  origin: Origin | None, phase: str, serial: int):

@@ -6,10 +6,13 @@ dimensions 1..4 and the symbolic dimensions N and D, sized at run time), reducti
 random axes and keepdims, elementwise functions whose arguments are kept inside their
 domains (log and sqrt of `1 + x ** 2`, `exp(...)`, `softplus(...)`, ...), matrix products,
 transposes, reshapes, indexing and slicing, `where` with comparisons, softmax and friends,
-helper functions (possibly returning tuples), shared subexpressions, several Params of
-different ranks and Data arguments. The generator tracks every shape (so every program is
+helper functions (possibly returning tuples, calling other helpers), shared
+subexpressions, several Params of different ranks and Data arguments, the linear algebra
+and shape built-ins of the registry (inv, det, logdet, solve and cholesky of well-conditioned
+matrices), names that look like the emitted code's own (`value`, `g`, `dW1`, `H`), and
+sometimes a second entry point. The generator tracks every shape (so every program is
 valid) and a bound on the magnitude of every value (so values stay moderate and the
-arguments of log, sqrt and division stay away from zero).
+arguments of log, sqrt, division and prod stay away from zero).
 
 `check_program` compiles a program (with `hessian=True` for a scalar output), runs the
 emitted module on random float64 inputs and compares:
@@ -18,7 +21,8 @@ emitted module on random float64 inputs and compares:
   source: the source language is a subset of Python);
 - f_grad and f_vjp with two-sided finite differences, f_value_and_grad with f and f_grad;
 - f_jvp with finite differences and with f_vjp through <u, J v> = <J^T u, v>;
-- f_hvp with finite differences of f_grad, f_hessian with f_hvp on unit vectors.
+- f_hvp with finite differences of f_grad, f_hessian with f_hvp on unit vectors;
+- float32 inputs give float32 outputs in every emitted function (SPEC §2).
 
 Finite differences use eps = 1e-6; a comparison that fails at eps = 1e-6 is repeated at a
 few other step sizes (a step that crosses a kink of relu/abs/max or the switch of a
@@ -741,7 +745,7 @@ class Gen:
         name = self.ch.weighted(options)
         if name == "dot":
             if x.nd == 0:
-                b = self.pick_var(lambda v: v.nd <= 2)
+                b = self.pick_var(lambda v: v.nd <= 2) or x
                 return Expr(f"dot({x.text}, {b.text})", b.shape, _cap(x.mag * b.mag), None,
                             True, x.deps | b.deps)
             k = x.shape[-1]
@@ -1737,6 +1741,23 @@ def f(W: Param[3]):
     """
 def f(a: Param[2]):
     return sum(where(1 < 0, a, a * a))
+""",
+    # float32 in, float64 out: log of a dimension is emitted as np.log(N), a float64
+    # scalar (the forward value here; f_vjp of N ** v through its derivative below).
+    """
+def f(v: Param[N]):
+    return sum(v * log(N))
+""",
+    """
+def f(v: Param[3], y: Data[N]):
+    return sum(N ** v)
+""",
+    # e ** 2 folded together with a dimension (the 1 / N of mean) stays the sympy
+    # expression exp(2) / N, which the printer cannot print (internal error ValueError:
+    # "cannot print dimension expression exp(2)").
+    """
+def f(v: Param[N]):
+    return mean((e * v) ** 2)
 """,
 ]
 

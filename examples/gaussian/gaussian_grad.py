@@ -74,7 +74,7 @@ def nll(X, mu, A):
     del R
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    quad = np.sum(R_transpose * Q) / N
+    quad = (R_transpose * Q).sum() / N
     return (quad + np.linalg.slogdet(S)[1] + 1.8378770664093453 * D) / 2
 
 
@@ -118,7 +118,7 @@ def nll_grad(X, mu, A):
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
-    dmu = np.sum(-dR, axis=0)  # (D,)
+    dmu = (-dR).sum(axis=0)  # (D,)
     return (dmu, dA)
 
 
@@ -149,7 +149,7 @@ def nll_value_and_grad(X, mu, A):
     A_transpose = A.T  # (D, D)
     S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    quad = np.sum(R_transpose * Q) / N
+    quad = (R_transpose * Q).sum() / N
     value = (quad + np.linalg.slogdet(S)[1] + 1.8378770664093453 * D) / 2
     # grad of line 11: quad = sum(R.T * Q) / N
     dQ = R_transpose / (2 * N)  # (D, N)
@@ -165,7 +165,7 @@ def nll_value_and_grad(X, mu, A):
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
-    dmu = np.sum(-dR, axis=0)  # (D,)
+    dmu = (-dR).sum(axis=0)  # (D,)
     return value, (dmu, dA)
 
 
@@ -212,7 +212,7 @@ def nll_vjp(X, mu, A, g):
     dR = (g * Q / (2 * N) + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
-    dmu = np.sum(-dR, axis=0)  # (D,)
+    dmu = (-dR).sum(axis=0)  # (D,)
     return (dmu, dA)
 
 
@@ -245,7 +245,7 @@ def nll_jvp(X, mu, A, tmu, tA):
     A_transpose = A.T  # (D, D)
     S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    quad = np.sum(R_transpose * Q) / N
+    quad = (R_transpose * Q).sum() / N
     value = (quad + np.linalg.slogdet(S)[1] + 1.8378770664093453 * D) / 2
     # tangent of line 9: R = X - mu
     tR = -tmu  # (D,)
@@ -257,10 +257,10 @@ def nll_jvp(X, mu, A, tmu, tA):
     # tangent of line 10: Q = solve(S, R.T)
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     # tangent of line 11: quad = sum(R.T * Q) / N
-    tquad = np.sum(tR_transpose * Q + R_transpose * tQ) / N
+    tquad = (tR_transpose * Q + R_transpose * tQ).sum() / N
     del Q, tQ
     # tangent of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
-    tvalue = (tquad + np.sum(np.linalg.inv(S).T * tS)) / 2
+    tvalue = (tquad + (np.linalg.inv(S).T * tS).sum()) / 2
     return value, tvalue
 
 
@@ -324,5 +324,5 @@ def nll_hvp(X, mu, A, vmu, vA):
     HvA += (transpose @ dS + A_transpose @ diff).T
     del dS, diff
     # grad of line 9: R = X - mu
-    Hvmu = np.sum(-(tQ / (2 * N) + S_solve2).T, axis=0)  # (D,)
+    Hvmu = (-(tQ / (2 * N) + S_solve2).T).sum(axis=0)  # (D,)
     return (Hvmu, HvA)

@@ -83,9 +83,9 @@ def cost(X, Y, V, W):
     del Q
     U = Z @ W  # (N, C)
     del Z
-    U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
-    add = np.log(np.sum(np.exp(U - U_max), axis=1)) + U_max[:, 0]  # (N,)
-    return -np.mean(np.sum(U * Y, axis=1) - add)
+    U_max = U.max(axis=1, keepdims=True)  # (N, 1)
+    U_diff = (U * Y).sum(axis=1) - (np.log(np.exp(U - U_max).sum(axis=1)) + U_max[:, 0])  # (N,)
+    return -U_diff.mean()
 
 
 def cost_grad(X, Y, V, W):
@@ -109,11 +109,11 @@ def cost_grad(X, Y, V, W):
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_exp = np.subtract(U, np.max(U, axis=1, keepdims=True), out=U)  # (N, C)
+    U_exp = np.subtract(U, U.max(axis=1, keepdims=True), out=U)  # (N, C)
     np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = (U_exp / np.sum(U_exp, axis=1)[:, None] - Y) / N  # (N, C)
+    dU = (U_exp / U_exp.sum(axis=1)[:, None] - Y) / N  # (N, C)
     del U_exp
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
@@ -151,11 +151,11 @@ def cost_value_and_grad(X, Y, V, W):
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
+    U_max = U.max(axis=1, keepdims=True)  # (N, 1)
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
-    U_sum = np.sum(U_exp, axis=1)  # (N,)
-    value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + U_max[:, 0]))
+    U_sum = U_exp.sum(axis=1)  # (N,)
+    value = -((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).mean()
     del U, U_max
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
@@ -197,11 +197,11 @@ def cost_vjp(X, Y, V, W, g):
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_exp = np.subtract(U, np.max(U, axis=1, keepdims=True), out=U)  # (N, C)
+    U_exp = np.subtract(U, U.max(axis=1, keepdims=True), out=U)  # (N, C)
     np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = ((g / np.sum(U_exp, axis=1))[:, None] * U_exp - g * Y) / N  # (N, C)
+    dU = ((g / U_exp.sum(axis=1))[:, None] * U_exp - g * Y) / N  # (N, C)
     del U_exp
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
@@ -244,11 +244,11 @@ def cost_jvp(X, Y, V, W, tV, tW):
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_max = np.max(U, axis=1, keepdims=True)  # (N, 1)
+    U_max = U.max(axis=1, keepdims=True)  # (N, 1)
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
-    U_sum = np.sum(U_exp, axis=1)  # (N,)
-    value = -np.mean(np.sum(U * Y, axis=1) - (np.log(U_sum) + U_max[:, 0]))
+    U_sum = U_exp.sum(axis=1)  # (N,)
+    value = -((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).mean()
     del U, U_max
     # tangent of line 8: Q = X @ V
     tQ = X @ tV  # (N, M)
@@ -260,7 +260,7 @@ def cost_jvp(X, Y, V, W, tV, tW):
     tU = tZ @ W + Z @ tW  # (N, C)
     del Z, tZ
     # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tvalue = -np.mean(np.sum(tU * Y, axis=1) - np.sum(tU * U_exp, axis=1) / U_sum)
+    tvalue = -((tU * Y).sum(axis=1) - (tU * U_exp).sum(axis=1) / U_sum).mean()
     return value, tvalue
 
 
@@ -299,11 +299,11 @@ def cost_hvp(X, Y, V, W, vV, vW):
     tZ *= Z_diff
     del tQ
     U = Z @ W  # (N, C)
-    U_exp = np.subtract(U, np.max(U, axis=1, keepdims=True), out=U)  # (N, C)
+    U_exp = np.subtract(U, U.max(axis=1, keepdims=True), out=U)  # (N, C)
     np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    expand_dims = np.sum(U_exp, axis=1)[:, None]  # (N, 1)
+    expand_dims = U_exp.sum(axis=1)[:, None]  # (N, 1)
     U_div = U_exp / expand_dims  # (N, C)
     dU = U_div - Y  # (N, C)
     dU /= N
@@ -312,10 +312,10 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
     del U_exp, tU
-    tU_diff = tU_mul / expand_dims - np.sum(tU_mul, axis=1)[:, None] * U_div / expand_dims  # (N, C)
+    mul = tU_mul / expand_dims  # (N, C)
+    mul -= tU_mul.sum(axis=1)[:, None] * U_div / expand_dims
+    mul /= N
     del U_div, tU_mul
-    mul = np.multiply(1 / N, tU_diff, out=tU_diff)  # (N, C)
-    del tU_diff
     # grad of line 10: U = Z @ W
     HvW = tZ.T @ dU + Z.T @ mul  # (M, C)
     W_transpose = W.T  # (C, M)

@@ -81,7 +81,7 @@ def loss(X, y, w, lam):
         the value, shape ().
     """
     _dims(_LOSS_ARGS, X, y, w, lam)
-    return np.mean(np.logaddexp(0, -(y * (X @ w)))) + lam * np.sum(w ** 2) / 2
+    return np.logaddexp(0, -(y * (X @ w))).mean() + lam * (w ** 2).sum() / 2
 
 
 def loss_grad(X, y, w, lam):
@@ -128,7 +128,7 @@ def loss_value_and_grad(X, y, w, lam):
     N = X.shape[0]
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    value = np.mean(np.logaddexp(0, y_neg)) + lam * np.sum(w ** 2) / 2
+    value = np.logaddexp(0, y_neg).mean() + lam * (w ** 2).sum() / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
     return value, dw
@@ -182,9 +182,9 @@ def loss_jvp(X, y, w, lam, tw):
     _expect("tw", tw, (D,))
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    value = np.mean(np.logaddexp(0, y_neg)) + lam * np.sum(w ** 2) / 2
+    value = np.logaddexp(0, y_neg).mean() + lam * (w ** 2).sum() / 2
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    tvalue = np.mean(-(y * (X @ tw) * _sigmoid(y_neg))) + lam * np.sum(2 * (tw * w)) / 2
+    tvalue = (-(y * (X @ tw) * _sigmoid(y_neg))).mean() + lam * (2 * (tw * w)).sum() / 2
     return value, tvalue
 
 

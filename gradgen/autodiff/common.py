@@ -57,6 +57,9 @@ def unbroadcast(g: Node, shape: tuple, full: tuple) -> Node:
 def materialize(g: Node, like: Node) -> Node:
     """`g` with exactly the shape of `like` (and `like`'s dtype, if `g` is a constant)."""
     if not g.is_const and weak(g):
+        if g.ndim == 0:   # a Python number such as float(np.log(N)): scale ones
+            from ..ops.constants import dtype_sources
+            return g * make("full", *dtype_sources(like), value=1, shape=tuple(like.shape))
         g = make("cast", g, like)   # e.g. where(x > 0, 1, 0): give it `like`'s dtype
     if same_shape(g.shape, like.shape) and not g.is_const:
         return g

@@ -51,7 +51,12 @@ class Printer:
         opdef = REGISTRY[node.op]
         if opdef.prelude:
             self.preludes[node.op] = opdef.prelude
-        return opdef.emit(self, node)
+        code = opdef.emit(self, node)
+        if node.args and all(a.is_const for a in node.args) and opdef.has("elementwise"):
+            # A function of dimension sizes, like np.log(N), is a NumPy float64 that would
+            # turn float32 arrays into float64; as a Python float it takes their dtype.
+            return f"float({code[0]})", PREC_ATOM
+        return code
 
     def emit_stmt(self, node: Node, target: str) -> list[str]:
         """Statements computing `node` into `target` (ops that need more than an expression)."""

@@ -74,4 +74,7 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
         if isinstance(e, sympy.floor):
             return f"{n} // {d}", PREC_MUL
         return f"-(-{n} // {d})", PREC_NEG
+    if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
+        v = float(e)
+        return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)
     raise ValueError(f"cannot print dimension expression {e}")

@@ -34,3 +34,17 @@ def axis_kwargs(p, node) -> list[str]:
     if keepdims:
         out.append("keepdims=True")
     return out
+
+
+def reduction(fn: str):
+    """Emit a reduction as the array method `x.sum(axis=1)`, which skips NumPy's function
+    dispatch (a few microseconds a call), or as `np.sum(x, ...)` when `x` is an argument
+    of the generated function (which may be a list or a Python number)."""
+    as_function = call(fn, kwargs=axis_kwargs)
+
+    def emit(p, node):
+        if node.args[0].op == "input":
+            return as_function(p, node)
+        kwargs = ", ".join(axis_kwargs(p, node))
+        return f"{p.arg(node, 0, PREC_CALL)}.{fn}({kwargs})", PREC_CALL
+    return emit

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy
 
 from ..errors import ShapeError
-from ..ir import analysis, builder, make
+from ..ir import analysis, make
 from ..shapes import fmt_dim
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop
 from .shape_ops import as_shape

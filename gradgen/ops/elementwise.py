@@ -9,8 +9,20 @@ import sympy
 from ..ir import const, make
 from ..shapes import broadcast
 from ._emit import call, infix
-from .registry import (NONZERO, POSITIVE, PREC_CALL, PREC_CMP, PREC_MUL, PREC_NEG, PREC_ADD,
-                       PREC_POW, REAL, UNIT, defbuiltin, defop)
+from .registry import (
+    NONZERO,
+    POSITIVE,
+    PREC_ADD,
+    PREC_CALL,
+    PREC_CMP,
+    PREC_MUL,
+    PREC_NEG,
+    PREC_POW,
+    REAL,
+    UNIT,
+    defbuiltin,
+    defop,
+)
 
 EW = frozenset({"elementwise"})
 NONDIFF = frozenset({"elementwise", "nondiff"})

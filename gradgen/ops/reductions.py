@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..errors import ShapeError
 from ..ir import const, make
 from ..shapes import normalize_axes, reduce_shape, size
-from ._emit import axis_kwargs, call
+from ._emit import axis_kwargs, call, reduction
 from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop
 
 RED = frozenset({"reduction"})
@@ -36,13 +36,13 @@ def _canon_reduce(x, axes, keepdims):
     return None
 
 
-defop("sum", 1, shape=_red_shape, emit=call("sum", kwargs=axis_kwargs), canon=_canon_reduce,
+defop("sum", 1, shape=_red_shape, emit=reduction("sum"), canon=_canon_reduce,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n),),
       jvp=lambda ts, n: make("sum", ts[0], **n.kw),
       vmap=lambda ts, n: make("sum", ts[0], **shifted(n)))
 
-defop("mean", 1, shape=_red_shape, emit=call("mean", kwargs=axis_kwargs), canon=_canon_reduce,
+defop("mean", 1, shape=_red_shape, emit=reduction("mean"), canon=_canon_reduce,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) / count(n),),
       jvp=lambda ts, n: make("mean", ts[0], **n.kw),
@@ -66,9 +66,9 @@ def _chooser(cmp):
                 vmap=lambda ts, n: make("sum", ts[0] * weights(n), **shifted(n)))
 
 
-defop("max", 1, shape=_red_shape, emit=call("max", kwargs=axis_kwargs), canon=_canon_reduce,
+defop("max", 1, shape=_red_shape, emit=reduction("max"), canon=_canon_reduce,
       traits=RED, domain=(REAL,), **_chooser("gt"))
-defop("min", 1, shape=_red_shape, emit=call("min", kwargs=axis_kwargs), canon=_canon_reduce,
+defop("min", 1, shape=_red_shape, emit=reduction("min"), canon=_canon_reduce,
       traits=RED, domain=(REAL,), **_chooser("lt"))
 
 
@@ -92,7 +92,7 @@ for _op in ("sum", "mean", "max", "min"):
 
 # prod: d prod / d x_i is the product of the other elements, computed as prod / x_i. That
 # is exact for nonzero inputs; where an element is 0 the derivative is nan (documented).
-defop("prod", 1, shape=_red_shape, emit=call("prod", kwargs=axis_kwargs), canon=_canon_reduce,
+defop("prod", 1, shape=_red_shape, emit=reduction("prod"), canon=_canon_reduce,
       traits=RED, domain=(NONZERO,),
       vjp=lambda g, n: (keep(g * n, n) / n.args[0],),
       jvp=lambda ts, n: n * make("sum", ts[0] / n.args[0], **n.kw),
@@ -139,7 +139,7 @@ def _canon_var(x, axes, keepdims):
 
 # var: the population variance (ddof=0, as NumPy's default), mean((x - mean(x)) ** 2).
 # Its derivative 2 (x - mean(x)) / n uses the real mean, so second derivatives are exact.
-defop("var", 1, shape=_red_shape, emit=call("var", kwargs=axis_kwargs), canon=_canon_var,
+defop("var", 1, shape=_red_shape, emit=reduction("var"), canon=_canon_var,
       traits=RED, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) * _centered(n) * (2 / count(n)),),
       jvp=lambda ts, n: 2 * make("mean", _centered(n) * ts[0], **n.kw),
