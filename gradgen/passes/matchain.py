@@ -14,7 +14,7 @@ from collections import Counter
 
 import sympy
 
-from ..ir import Node
+from ..ir import Node, topo_order
 from .rebuild import rebuild
 
 SAMPLE_SIZES = (2, 10, 1000)
@@ -24,6 +24,9 @@ def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,
                           hints: dict[str, int] | None = None) -> list[Node]:
     """The outputs with every chain of two matrix products in its cheaper order."""
     hints = dict(hints or {})
+    if not any(n.op == "matmul" and any(a.op == "matmul" for a in n.args)
+               for n in topo_order(outputs)):
+        return list(outputs)   # no chain: nothing to rebuild
 
     def rule(n: Node, uses: Counter) -> Node | None:
         if n.op != "matmul":
