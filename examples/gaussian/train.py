@@ -54,6 +54,7 @@ def main(argv=None):
     print("fitted mean:      ", np.round(mu, 3), " sample mean:", np.round(mle_mu, 3))
     print("fitted covariance:\n", np.round(S, 3))
     print("sample covariance:\n", np.round(mle_S, 3))
+    print("covariance the data was drawn from:\n", np.round(true_S, 3))
     print(f"max |fitted - sample| covariance entry: {np.abs(S - mle_S).max():.2e}; "
           f"nll at the closed-form MLE {mod.nll(X, mle_mu, np.linalg.cholesky(mle_S - np.eye(3) / 10)):.6f}")
 

@@ -1,7 +1,16 @@
 """The operation table. Importing this package registers every op and built-in."""
 
-from . import batching, constants, elementwise, functions, linalg, nn, reductions, shape_ops  # noqa: F401
-from .leaves import *
+from . import (  # noqa: F401  (importing a family registers its ops)
+    batching,
+    constants,
+    elementwise,
+    functions,
+    leaves,
+    linalg,
+    nn,
+    reductions,
+    shape_ops,
+)
 from .registry import BUILTINS, REGISTRY, Builtin, OpDef
 
 __all__ = ["BUILTINS", "REGISTRY", "Builtin", "OpDef"]
