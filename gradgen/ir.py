@@ -9,7 +9,8 @@ Nodes never change after creation; passes build new nodes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import sympy
@@ -209,6 +210,17 @@ def topo_order(roots: Iterable[Node]) -> list[Node]:
                 stack.pop()
                 order.append(node)
     return order
+
+
+def use_counts(order: Sequence[Node], outputs: Iterable[Node]) -> Counter:
+    """How many consumers each node (by id) has in `order`, counting each output once more."""
+    uses: Counter = Counter()
+    for n in order:
+        for a in n.args:
+            uses[id(a)] += 1
+    for o in outputs:
+        uses[id(o)] += 1
+    return uses
 
 
 def analysis(name: str, node: Node, rule) -> object:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..autodiff.common import weak as _weak
-from ..ir import Node, topo_order
+from ..ir import Node, topo_order, use_counts
 from ..ops.registry import PREC_ATOM, REGISTRY
 from ..shapes import fmt_shape
 from .naming import Namer
@@ -40,12 +40,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     reusing the buffer of a temporary that dies there when its dtype is certain to match.
     """
     order = topo_order(visit or outputs)
-    uses: Counter = Counter()
-    for n in order:
-        for a in n.args:
-            uses[id(a)] += 1
-    for o in outputs:
-        uses[id(o)] += 1
+    uses = use_counts(order, outputs)
     st = _State(printer, namer, names, keep, _dependencies(order))
     stmts_out: list[_Stmt] = []
     reads: dict[int, frozenset] = {}     # node -> variable names its printed code reads

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from ..ir import Node, builder, make, topo_order
+from ..ir import Node, builder, make, topo_order, use_counts
 
 
 def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None],
@@ -15,12 +15,7 @@ def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None
     graph. Nodes are rebuilt through `make`, so canonical forms and sharing are kept;
     `names` (Node -> name) is updated in place so replaced nodes keep their names."""
     order = topo_order(outputs)
-    uses: Counter = Counter()
-    for n in order:
-        for a in n.args:
-            uses[id(a)] += 1
-    for o in outputs:
-        uses[id(o)] += 1
+    uses = use_counts(order, outputs)
     new: dict[int, Node] = {}
     b = builder()
     for n in order:
