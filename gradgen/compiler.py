@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from .codegen.schedule import schedule
 from .errors import CompileError, ShapeError
 from .frontend import EntryPoint, Program, parse_program
 from .ir import Node, const, make, topo_order
-from .passes import reorder_matrix_chains
+from .passes import lower, optimize
 from .shapes import fmt_shape
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
@@ -79,10 +80,19 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
 
 
 def compile_module(text: str, filename: str, options: Options) -> Module:
-    """Parse, differentiate and schedule: the module before rendering."""
-    with ir.building():
-        program = parse_program(text, filename)
+    """Parse, optimise, differentiate, optimise and schedule: the module before rendering."""
+    with ir.building() as b:
+        with b.using(rules=(), intern=False):   # the graph as the source writes it
+            program = parse_program(text, filename)
+        program.entries = [optimize_entry(e, dict(options.hints)) for e in program.entries]
         return build_module(program, options)
+
+
+def optimize_entry(entry: EntryPoint, hints: dict[str, int]) -> EntryPoint:
+    """The entry point with its graph through the passes (`gradgen.passes.optimize`)."""
+    graph = ir.Graph(tuple(a.node for a in entry.args), (entry.output,), dict(entry.names))
+    graph = optimize(graph, hints)
+    return dataclasses.replace(entry, output=graph.outputs[0], names=graph.names)
 
 
 def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None) -> Options:
@@ -395,9 +405,12 @@ class _EntryBuilder:
             all_names.setdefault(self.out, "value")
         for node, n in names.items():
             all_names.setdefault(node, n)
-        outputs = reorder_matrix_chains(list(outputs), all_names, dict(self.options.hints))
         for node in extra_inputs:
             all_names[node] = node.attr("name")
+        inputs = tuple(a.node for a in e.args) + tuple(extra_inputs)
+        graph = lower(optimize(ir.Graph(inputs, tuple(outputs), all_names),
+                               dict(self.options.hints)))
+        outputs, all_names = list(graph.outputs), dict(graph.names)
         arg_names = [a.name for a in e.args] + [n.attr("name") for n in extra_inputs]
         namer = Namer(set(arg_names) | set(e.dims))
         printer = Printer()
@@ -412,8 +425,6 @@ class _EntryBuilder:
                         keep=frozenset(arg_names), visit=visit)
         prologue = self._prologue(printer, extra_inputs)
         returns = [printer.code[id(o)][0] for o in outputs]
-        graph = ir.Graph(tuple(a.node for a in e.args) + tuple(extra_inputs), tuple(outputs),
-                         all_names)
         if group is not None:
             lo, hi = group
             inner = returns[lo:hi]

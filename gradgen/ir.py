@@ -9,6 +9,7 @@ Nodes never change after creation; passes build new nodes.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ __all__ = [
     "Graph",
     "Node",
     "Origin",
+    "RULE_KINDS",
     "building",
     "const",
     "make",
     "pretty",
+    "shared",
     "topo_order",
     "verify",
 ]
@@ -121,6 +124,11 @@ def const(value) -> Node:
     return node
 
 
+# Kinds of rewrite rules an op may declare (`OpDef.rule(kind)`), in the order they apply:
+# algebraic simplification (canonical forms), then fusion of known patterns.
+RULE_KINDS = ("simplify", "fuse")
+
+
 @dataclass
 class Builder:
     """The interning table of one compilation, and the context new nodes record."""
@@ -130,6 +138,15 @@ class Builder:
     phase: str = "forward"
     serial: int = 0
     memo: dict = field(default_factory=dict)   # per-compilation caches of analyses
+    # The kinds of rewrite rules (`RULE_KINDS`) that `make` applies as nodes are built, and
+    # whether structurally equal nodes are shared. The frontend builds the graph as written
+    # (no rules, no sharing) and the passes rewrite it; derivatives are built with every
+    # rule applied eagerly, which keeps the intermediate graphs small.
+    rules: tuple[str, ...] = RULE_KINDS
+    intern: bool = True
+    # id(node) -> the rule kinds the node is known to be a fixed point of (it was built, or
+    # found, with those rules applied): passes skip such nodes.
+    settled: dict = field(default_factory=dict)
 
     @contextlib.contextmanager
     def at(self, origin: Origin | None = None, phase: str | None = None) -> Iterator[None]:
@@ -143,6 +160,21 @@ class Builder:
             yield
         finally:
             self.origin, self.phase = saved
+
+    @contextlib.contextmanager
+    def using(self, rules: Iterable[str] | None = None,
+              intern: bool | None = None) -> Iterator[None]:
+        """Build the nodes inside the block with only these rule kinds applied, and with
+        or without sharing."""
+        saved = self.rules, self.intern
+        if rules is not None:
+            self.rules = tuple(k for k in RULE_KINDS if k in set(rules))
+        if intern is not None:
+            self.intern = intern
+        try:
+            yield
+        finally:
+            self.rules, self.intern = saved
 
 
 _current: list[Builder] = []
@@ -166,27 +198,36 @@ def builder() -> Builder:
 
 
 def make(op: str, *args: Node, **attrs) -> Node:
-    """Create (or find) the node `op(*args, **attrs)`, canonicalised and shape-checked."""
+    """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the current
+    builder's rewrite rules (`Builder.rules`) had their say."""
     from .ops.registry import REGISTRY
 
     opdef = REGISTRY.get(op)
     if opdef is None:
         raise InternalError(f"unknown operation {op!r}")
-    if opdef.canon is not None:
-        simpler = opdef.canon(*args, **attrs)
-        if simpler is not None:
-            return simpler
     b = builder()
+    for kind in b.rules:
+        rule = opdef.rule(kind)
+        if rule is not None:
+            simpler = rule(*args, **attrs)
+            if simpler is not None:
+                return simpler
     items = tuple(sorted(attrs.items()))
     # Attribute values are hashable (ints, tuples, strings, sympy expressions); constants
     # that compare equal (1 and 1.0) may share a node: as Python scalars they act alike.
     key = (op, tuple(id(a) for a in args), items)
-    node = b.table.get(key)
+    node = b.table.get(key) if b.intern else None
     if node is None:
         shape, dtype = opdef.infer(args, attrs)
         b.serial += 1
         node = Node(op, tuple(args), items, tuple(shape), dtype, b.origin, b.phase, b.serial)
-        b.table[key] = node
+        if b.intern:
+            b.table[key] = node
+    if b.rules and b.intern:   # the rules had nothing to say: a fixed point of them
+        known = b.settled.get(id(node))
+        if known is not b.rules and known != RULE_KINDS:
+            b.settled[id(node)] = b.rules if known is None else \
+                tuple(k for k in RULE_KINDS if k in known or k in b.rules)
     return node
 
 
@@ -249,6 +290,35 @@ class Graph:
     inputs: tuple[Node, ...]
     outputs: tuple[Node, ...]
     names: dict = field(default_factory=dict, compare=False)  # Node -> str
+
+    @functools.cached_property
+    def order(self) -> list[Node]:
+        """Every node the outputs need, arguments before users (computed once)."""
+        return topo_order(self.outputs)
+
+    def with_outputs(self, outputs: Sequence[Node], names: dict | None = None) -> Graph:
+        """This graph with other outputs (and names); itself when nothing changed."""
+        outputs = tuple(outputs)
+        if names is None and all(a is b for a, b in zip(outputs, self.outputs)):
+            return self
+        return Graph(self.inputs, outputs, self.names if names is None else names)
+
+
+def settle(node: Node, kind: str) -> None:
+    """Record that no rule of `kind` rewrites `node` (when the node is in the table, which
+    keeps it alive, so its id is not reused)."""
+    b = builder()
+    if b.table.get((node.op, tuple(id(a) for a in node.args), node.attrs)) is node:
+        known = b.settled.get(id(node), ())
+        if kind not in known:
+            b.settled[id(node)] = tuple(k for k in RULE_KINDS if k in known or k == kind)
+
+
+def shared(node: Node) -> Node:
+    """The node of the current builder's table structurally equal to `node` (`node` itself,
+    registered, when there is none): how a graph built without sharing gets it."""
+    b = builder()
+    return b.table.setdefault((node.op, tuple(id(a) for a in node.args), node.attrs), node)
 
 
 def verify(graph: Graph) -> None:

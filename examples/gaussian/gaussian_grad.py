@@ -98,8 +98,7 @@ def nll_grad(X, mu, A):
     _dims(_NLL_ARGS, X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
-    A_transpose = A.T  # (D, D)
-    S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     R = X - mu  # (N, D)
     R_transpose = R.T  # (D, N)
     del R
@@ -112,7 +111,7 @@ def nll_grad(X, mu, A):
     dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = dS @ A + (A_transpose @ dS).T  # (D, D)
+    dA = dS @ A + dS.T @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
@@ -146,8 +145,7 @@ def nll_value_and_grad(X, mu, A):
     R = X - mu  # (N, D)
     R_transpose = R.T  # (D, N)
     del R
-    A_transpose = A.T  # (D, D)
-    S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
     quad = (R_transpose * Q).sum() / N
     value = (quad + np.linalg.slogdet(S)[1] + 1.8378770664093453 * D) / 2
@@ -159,7 +157,7 @@ def nll_value_and_grad(X, mu, A):
     dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = dS @ A + (A_transpose @ dS).T  # (D, D)
+    dA = dS @ A + dS.T @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
@@ -191,25 +189,24 @@ def nll_vjp(X, mu, A, g):
     N = X.shape[0]
     D = X.shape[1]
     _expect("g", g, ())
-    A_transpose = A.T  # (D, D)
-    S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    # grad of line 11: quad = sum(R.T * Q) / N
+    g_mul = g / (2 * N)
     R = X - mu  # (N, D)
     R_transpose = R.T  # (D, N)
     del R
-    # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = g * R_transpose  # (D, N)
-    dQ /= 2 * N
+    dQ = g_mul * R_transpose  # (D, N)
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    dS = g * np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
+    dS = g / 2 * np.linalg.inv(S).T - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = dS @ A + (A_transpose @ dS).T  # (D, D)
+    dA = dS @ A + dS.T @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
-    dR = (g * Q / (2 * N) + S_solve).T  # (N, D)
+    dR = (g_mul * Q + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
     dmu = (-dR).sum(axis=0)  # (D,)
@@ -293,8 +290,7 @@ def nll_hvp(X, mu, A, vmu, vA):
     # grad of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
     S_inv = np.linalg.inv(S)  # (D, D)
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    transpose = vA.T  # (D, D)
-    tS = vA @ A_transpose + A @ transpose  # (D, D)
+    tS = vA @ A_transpose + A @ vA.T  # (D, D)
     # grad of line 10: Q = solve(S, R.T)
     S_transpose = S.T  # (D, D)
     # grad of line 9: R = X - mu
@@ -321,7 +317,7 @@ def nll_hvp(X, mu, A, vmu, vA):
     del S_inv, S_solve
     # grad of line 8: S = A @ A.T + eye(D) / 10
     HvA = diff @ A + dS @ vA  # (D, D)
-    HvA += (transpose @ dS + A_transpose @ diff).T
+    HvA += diff.T @ A + dS.T @ vA
     del dS, diff
     # grad of line 9: R = X - mu
     Hvmu = (-(tQ / (2 * N) + S_solve2).T).sum(axis=0)  # (D,)

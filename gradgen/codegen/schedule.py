@@ -333,8 +333,7 @@ def temp_name(n: Node, names: dict, depth: int = 3) -> str:
         if not a.args:
             break
         a = next((x for x in a.args if not x.is_const), a.args[0])
-        if a in names and a.op != "input" or a.op == "input" and a.attr("role") in ("param",
-                                                                                     "data"):
+        if a in names or a.op == "input":
             return f"{names.get(a) or a.attr('name')}_{base}"
     return base
 

@@ -54,6 +54,11 @@ def _fold(fn):
     return canon
 
 
+def _is_result(x, args) -> bool:
+    """x has the shape of the elementwise result of `args` (nothing broadcasts it)."""
+    return tuple(broadcast(*(a.shape for a in args))) == tuple(x.shape)
+
+
 def _keeps_shape(x, result_args) -> bool:
     return len(broadcast(*(a.shape for a in result_args))) == x.ndim and all(
         a.ndim == 0 for a in result_args if a is not x)
@@ -83,9 +88,22 @@ def _negative(c) -> bool:
 #   division by a constant is multiplication by its inverse; `c / y` is `c * (1 / y)`;
 #   `(1 / y) * x` is `x / y`; `c * a + c * b` is `c * (a + b)`; `a + (-c) * b` is `a - c * b`.
 
+def _zero_of(x, other) -> bool:
+    """x is an array of zeros (`zeros_like(...)`, `zeros(...)`) of no other dtype than
+    `other` has: adding it changes nothing (a constant 0 is handled by the folding rules)."""
+    from .constants import dtype_sources
+
+    return (x.op == "zeros_like" or x.op == "full" and x.attr("value") == 0) \
+        and set(dtype_sources(x)) <= set(dtype_sources(other))
+
+
 def _canon_add(a, b):
     if a.is_const and b.is_const:
         return const(a.value + b.value)
+    if _zero_of(b, a) and _is_result(a, (a, b)):
+        return a
+    if _zero_of(a, b) and _is_result(b, (a, b)):
+        return b
     if _is(b, 0) and _keeps_shape(a, (a, b)):
         return a
     if _is(a, 0) and _keeps_shape(b, (a, b)):
@@ -108,6 +126,10 @@ def _canon_add(a, b):
 def _canon_sub(a, b):
     if a.is_const and b.is_const:
         return const(a.value - b.value)
+    if _zero_of(b, a) and _is_result(a, (a, b)):
+        return a
+    if _zero_of(a, b) and _is_result(b, (a, b)):
+        return -b
     if _is(b, 0) and _keeps_shape(a, (a, b)):
         return a
     if _is(a, 0) and _keeps_shape(b, (a, b)):
@@ -131,6 +153,12 @@ def _canon_mul(a, b):
         return b
     if _is(a, -1) and _keeps_shape(b, (a, b)):
         return -b
+    if _is(a, 0) and b.ndim and _keeps_shape(b, (a, b)):   # zeros propagate
+        return make("zeros_like", b)
+    if _zero_of(b, a) and _is_result(b, (a, b)):
+        return b
+    if _zero_of(a, b) and _is_result(a, (a, b)):
+        return a
     if a.is_const and b.op == "mul" and b.args[0].is_const:  # c1 * (c2 * x)
         return (a * b.args[0]) * b.args[1]
     if not a.is_const:
@@ -178,6 +206,10 @@ def _canon_div(a, b):
         return const(ca) * (xa / b)
     if a.op == "neg":                           # (-x) / y -> -(x / y)
         return -(a.args[0] / b)
+    return None
+
+
+def _fuse_div(a, b):
     # The logistic function written out: 1 / (1 + exp(-z)) is sigmoid(z).
     if (_is(a, 1) and b.op == "add" and _is(b.args[0], 1) and b.args[1].op == "exp"
             and b.args[1].args[0].op == "neg" and b.args[1].args[0].shape == b.shape):
@@ -188,6 +220,8 @@ def _canon_div(a, b):
 def _canon_neg(x):
     if x.is_const:
         return const(-x.value)
+    if _zero_of(x, x):
+        return x
     if x.op == "neg":
         return x.args[0]
     c, y = _scaled(x)
@@ -236,7 +270,7 @@ defop("mul", 2, shape=_bshape, emit=_emit_mul, canon=_canon_mul,
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
 
-defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), canon=_canon_div,
+defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), canon=_canon_div, fuse=_fuse_div,
       ufunc="divide",
       traits=EW, domain=(REAL, NONZERO),
       vjp=lambda g, n: (g / n.args[1], -(g * n) / n.args[1]),
@@ -334,14 +368,14 @@ defop("minimum", 2, shape=_bshape, emit=call("minimum"), traits=EW, domain=(REAL
 # ---------------------------------------------------------------- unary functions
 
 def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelude=None,
-           canon=None, ufunc=None, fold=None):
+           canon=None, fuse=None, ufunc=None, fold=None):
     """An elementwise function of one argument; `vjp`/`jvp` give the local derivative.
     Emitted as `np.<name>(x)` (a NumPy ufunc) unless `emit` says otherwise. `fold`
     evaluates it on a scalar constant, which must stay a Python number: NumPy's own
     `np.log(2)` is a float64 that would turn float32 arrays into float64."""
     return defop(name, 1, shape=_bshape, emit=emit or call(name), vjp=vjp, jvp=jvp,
                  domain=(domain,), traits=traits, prelude=prelude,
-                 canon=_folding(fold, canon) if fold else canon,
+                 canon=_folding(fold, canon) if fold else canon, fuse=fuse,
                  ufunc=ufunc if emit else (ufunc or name))
 
 
@@ -365,6 +399,10 @@ def _from_local(local):
 def _canon_log(x):
     if x.op == "exp":
         return x.args[0]
+    return None
+
+
+def _fuse_log(x):
     if x.op == "sigmoid":  # log(sigmoid(z)) = -softplus(-z), stable for large |z|
         return -make("softplus", -x.args[0])
     if x.op == "div" and x.args[0].op == "exp":
@@ -374,15 +412,22 @@ def _canon_log(x):
     return None
 
 
+def _canon_exp(x):
+    if x.op == "log":   # exp(log(x)) = x wherever the left side is defined (x > 0)
+        return x.args[0]
+    return None
+
+
 def _canon_sqrt(x):
     if x.is_const:   # sqrt(D) of a dimension: `D ** 0.5`, a Python float
         return const(x.value ** sympy.Rational(1, 2))
     return None
 
 
-_unary("exp", vjp=lambda g, n: (g * n,), jvp=lambda ts, n: ts[0] * n, fold=math.exp)
+_unary("exp", vjp=lambda g, n: (g * n,), jvp=lambda ts, n: ts[0] * n, fold=math.exp,
+       canon=_canon_exp)
 _unary("log", vjp=lambda g, n: (g / n.args[0],), jvp=lambda ts, n: ts[0] / n.args[0],
-       domain=POSITIVE, canon=_canon_log, fold=math.log)
+       domain=POSITIVE, canon=_canon_log, fuse=_fuse_log, fold=math.log)
 _unary("log1p", vjp=lambda g, n: (g / (1 + n.args[0]),),
        jvp=lambda ts, n: ts[0] / (1 + n.args[0]), domain=POSITIVE, fold=math.log1p)
 _unary("sqrt", vjp=lambda g, n: (g / (2 * n),), jvp=lambda ts, n: ts[0] / (2 * n),

@@ -36,13 +36,31 @@ def _canon_reduce(x, axes, keepdims):
     return None
 
 
-defop("sum", 1, shape=_red_shape, emit=reduction("sum"), canon=_canon_reduce,
+def _canon_sum(x, axes, keepdims):
+    """Also: the sum of a broadcast array over every axis is the sum of what was broadcast
+    times the number of copies (`sum(broadcast_to(c, (N,)))` is `N * c`)."""
+    if x.op == "broadcast_to" and len(axes) == x.ndim and not keepdims:
+        y = x.args[0]
+        return const(size(x.shape) / size(y.shape)) * make(
+            "sum", y, axes=tuple(range(y.ndim)), keepdims=False)
+    return _canon_reduce(x, axes, keepdims)
+
+
+def _canon_mean(x, axes, keepdims):
+    """Also: the mean of a broadcast array over every axis is the mean of what was broadcast."""
+    if x.op == "broadcast_to" and len(axes) == x.ndim and not keepdims:
+        y = x.args[0]
+        return make("mean", y, axes=tuple(range(y.ndim)), keepdims=False)
+    return _canon_reduce(x, axes, keepdims)
+
+
+defop("sum", 1, shape=_red_shape, emit=reduction("sum"), canon=_canon_sum,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n),),
       jvp=lambda ts, n: make("sum", ts[0], **n.kw),
       vmap=lambda ts, n: make("sum", ts[0], **shifted(n)))
 
-defop("mean", 1, shape=_red_shape, emit=reduction("mean"), canon=_canon_reduce,
+defop("mean", 1, shape=_red_shape, emit=reduction("mean"), canon=_canon_mean,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) / count(n),),
       jvp=lambda ts, n: make("mean", ts[0], **n.kw),

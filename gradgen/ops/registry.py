@@ -44,7 +44,12 @@ class OpDef:
     # of directions, as in a Jacobian); (tangents, node) -> batched tangent or None.
     # Elementwise ops need none: their JVP broadcasts over the batch axis as it is.
     vmap: Callable[..., Any] | None = None
-    canon: Callable[..., Any] | None = None   # (*args, **attrs) -> simpler node or None
+    # Rewrite rules, (*args, **attrs) -> an equivalent node or None: `canon` gives the
+    # canonical form (algebraic simplification: passes/simplify.py), `fuse` replaces a known
+    # pattern by a cheaper or stabler one (passes/fuse.py). `make` applies both as nodes
+    # are built, except while the frontend transcribes the source.
+    canon: Callable[..., Any] | None = None
+    fuse: Callable[..., Any] | None = None
     traits: frozenset = frozenset()           # "elementwise", "linear", "nondiff", "leaf"
     dtype: str = "float"                      # "float" or "bool"
     domain: tuple = ()                        # per-argument test domain
@@ -60,6 +65,10 @@ class OpDef:
 
     def has(self, trait: str) -> bool:
         return trait in self.traits
+
+    def rule(self, kind: str) -> Callable[..., Any] | None:
+        """The rewrite rule of this kind ("simplify" or "fuse"), if any."""
+        return self.canon if kind == "simplify" else self.fuse
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,19 @@ def _canon_transpose(x, axes):
     return None
 
 
+def _fuse_transpose(x, axes):
+    """A transposed product of transposes is a product: (A.T @ B).T = B.T @ A and
+    (A.T @ B.T).T = B @ A, so fewer transposes are left around products."""
+    if x.op != "matmul" or axes != (1, 0) or any(a.ndim != 2 for a in x.args):
+        return None
+    flipped = [a.op == "transpose" and a.attr("axes") == (1, 0) for a in x.args]
+    if not any(flipped):
+        return None
+    a, b = (t.args[0] if f else make("transpose", t, axes=(1, 0))
+            for t, f in zip(x.args, flipped))
+    return make("matmul", b, a)
+
+
 def _emit_transpose(p, node):
     axes = node.attr("axes")
     x = p.arg(node, 0, PREC_CALL)
@@ -58,6 +71,7 @@ def _inverse(perm):
 
 
 defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, canon=_canon_transpose,
+      fuse=_fuse_transpose,
       traits=SHAPE, domain=(REAL,),
       vjp=lambda g, n: (make("transpose", g, axes=_inverse(n.attr("axes"))),),
       jvp=lambda ts, n: make("transpose", ts[0], **n.kw),

@@ -14,18 +14,34 @@ from collections import Counter
 
 import sympy
 
-from ..ir import Node, topo_order
+from ..ir import Graph, Node, topo_order
 from .rebuild import rebuild
 
 SAMPLE_SIZES = (2, 10, 1000)
 
 
+def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
+    """The graph with every chain of two matrix products in its cheaper order."""
+    if not _has_chain(graph.order):
+        return graph
+    names = dict(graph.names)
+    outputs = reorder_matrix_chains(list(graph.outputs), names, hints, graph.order)
+    if all(a is b for a, b in zip(outputs, graph.outputs)):
+        return graph
+    return graph.with_outputs(outputs, names)
+
+
+def _has_chain(order: list[Node]) -> bool:
+    return any(n.op == "matmul" and any(a.op == "matmul" for a in n.args) for n in order)
+
+
 def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,
-                          hints: dict[str, int] | None = None) -> list[Node]:
+                          hints: dict[str, int] | None = None,
+                          order: list[Node] | None = None) -> list[Node]:
     """The outputs with every chain of two matrix products in its cheaper order."""
     hints = dict(hints or {})
-    if not any(n.op == "matmul" and any(a.op == "matmul" for a in n.args)
-               for n in topo_order(outputs)):
+    order = topo_order(outputs) if order is None else order
+    if not _has_chain(order):
         return list(outputs)   # no chain: nothing to rebuild
 
     def rule(n: Node, uses: Counter) -> Node | None:
@@ -42,7 +58,7 @@ def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,
                 return (a @ B) @ C
         return None
 
-    return rebuild(outputs, rule, names)
+    return rebuild(outputs, rule, names, order)
 
 
 def _flops(x: tuple, y: tuple) -> sympy.Expr:
