@@ -20,11 +20,11 @@ from .errors import InternalError
 from .shapes import Shape, fmt_shape, same_shape
 
 __all__ = [
+    "RULE_KINDS",
     "Builder",
     "Graph",
     "Node",
     "Origin",
-    "RULE_KINDS",
     "building",
     "const",
     "make",
