@@ -202,3 +202,33 @@ def test_gaussian_fit_reaches_the_maximum_likelihood_covariance():
     assert nll[-1] < nll[0] - 1.0
     gap = float(proc.stdout.split("covariance entry:")[1].split(";")[0])
     assert gap < 1e-6
+
+
+@pytest.mark.parametrize("src", EXAMPLES, ids=lambda p: p.parent.name)
+def test_no_array_expression_is_computed_twice_in_a_function(src: Path):
+    """CSE across the forward, backward and second-order graphs: within each emitted
+    function (value_and_grad, hvp, hessian, ...) every array expression appears once.
+    Expressions of dimension sizes only (`2 * N`) are Python numbers and may repeat."""
+    module = gradgen.compile_source(src.read_text(encoding="utf-8"), filename=src.name,
+                                    **OPTIONS.get(src.parent.name, {}))
+    checked = 0
+    for fn in ast.parse(module).body:
+        if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
+            continue
+        dims = {t.id for st in fn.body if isinstance(st, ast.Assign)
+                and isinstance(st.value, ast.Subscript) and ast.unparse(st.value).startswith(
+                    tuple(f"{a.arg}.shape[" for a in fn.args.args))
+                for t in st.targets if isinstance(t, ast.Name)}
+        seen: dict[str, int] = {}
+        for node in ast.walk(fn):
+            if not isinstance(node, (ast.BinOp, ast.Call, ast.UnaryOp)):
+                continue
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            text = ast.unparse(node)
+            if names <= dims | {"float", "np"} or text.startswith(("_dims(", "_expect(")):
+                continue
+            seen[text] = seen.get(text, 0) + 1
+        repeated = {k: v for k, v in seen.items() if v > 1}
+        assert not repeated, f"{src.parent.name}: {fn.name} computes {repeated} more than once"
+        checked += 1
+    assert checked >= 5
