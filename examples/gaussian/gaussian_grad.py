@@ -13,7 +13,9 @@ def _dims(spec, *args):
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        shapes += (np.shape(x) if shape is None else shape),
+        if shape is None:   # a Python number (quickly) or a list
+            shape = () if isinstance(x, (float, int, complex)) else np.shape(x)
+        shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
     sizes, origin = {}, {}
