@@ -10,11 +10,16 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes."""
-    sizes, origin = {}, {}
-    for (name, decl), x in zip(spec, args):
+    shapes = ()
+    for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None:
-            shape = np.shape(x)
+        if shape is None:   # a Python number (quickly) or a list
+            shape = () if isinstance(x, (float, int, complex)) else np.shape(x)
+        shapes += (shape,)
+    if (spec, shapes) in _DIMS_PASSED:
+        return
+    sizes, origin = {}, {}
+    for (name, decl), shape in zip(spec, shapes):
         if len(shape) != len(decl):
             raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
                              f"{decl}, got shape {shape}")
@@ -33,6 +38,14 @@ def _dims(spec, *args):
                 where, at = origin[dim]
                 raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
                                  f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
+    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+        _DIMS_PASSED.clear()
+    _DIMS_PASSED.add((spec, shapes))
+
+
+# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
+# (A set's `in` and `add` are atomic, so threads may share it.)
+_DIMS_PASSED = set()
 
 
 def _expect(name, x, shape):
@@ -45,15 +58,13 @@ def _expect(name, x, shape):
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
 
 
+@np.errstate(over="ignore")   # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
-    """The logistic function 1 / (1 + exp(-x)) (into `out` if given); exp's overflow
-    below -709 gives exactly 0."""
+    """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
     if np.ndim(x) == 0:
-        with np.errstate(over="ignore"):
-            return 1 / (1 + np.exp(-x))
+        return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
-    with np.errstate(over="ignore"):
-        np.exp(z, out=z)
+    np.exp(z, out=z)
     z += 1
     return np.reciprocal(z, out=z)
 
@@ -78,6 +89,7 @@ def cost(X, Y, V, W):
         the value, shape ().
     """
     _dims(_COST_ARGS, X, Y, V, W)
+    N = X.shape[0]
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
@@ -85,7 +97,7 @@ def cost(X, Y, V, W):
     del Z
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
     U_diff = (U * Y).sum(axis=1) - (np.log(np.exp(U - U_max).sum(axis=1)) + U_max[:, 0])  # (N,)
-    return -U_diff.mean()
+    return -(U_diff.sum() / N)
 
 
 def cost_grad(X, Y, V, W):
@@ -155,7 +167,7 @@ def cost_value_and_grad(X, Y, V, W):
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
     U_sum = U_exp.sum(axis=1)  # (N,)
-    value = -((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).mean()
+    value = -(((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
     del U, U_max
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
@@ -235,6 +247,7 @@ def cost_jvp(X, Y, V, W, tV, tW):
         tvalue: its directional derivative, shape ().
     """
     _dims(_COST_ARGS, X, Y, V, W)
+    N = X.shape[0]
     D = X.shape[1]
     C = Y.shape[1]
     M = V.shape[1]
@@ -248,7 +261,7 @@ def cost_jvp(X, Y, V, W, tV, tW):
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
     U_sum = U_exp.sum(axis=1)  # (N,)
-    value = -((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).mean()
+    value = -(((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
     del U, U_max
     # tangent of line 8: Q = X @ V
     tQ = X @ tV  # (N, M)
@@ -260,7 +273,7 @@ def cost_jvp(X, Y, V, W, tV, tW):
     tU = tZ @ W + Z @ tW  # (N, C)
     del Z, tZ
     # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tvalue = -((tU * Y).sum(axis=1) - (tU * U_exp).sum(axis=1) / U_sum).mean()
+    tvalue = -(((tU * Y).sum(axis=1) - (tU * U_exp).sum(axis=1) / U_sum).sum() / N)
     return value, tvalue
 
 

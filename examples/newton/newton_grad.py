@@ -10,11 +10,16 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes."""
-    sizes, origin = {}, {}
-    for (name, decl), x in zip(spec, args):
+    shapes = ()
+    for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None:
-            shape = np.shape(x)
+        if shape is None:   # a Python number (quickly) or a list
+            shape = () if isinstance(x, (float, int, complex)) else np.shape(x)
+        shapes += (shape,)
+    if (spec, shapes) in _DIMS_PASSED:
+        return
+    sizes, origin = {}, {}
+    for (name, decl), shape in zip(spec, shapes):
         if len(shape) != len(decl):
             raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
                              f"{decl}, got shape {shape}")
@@ -33,6 +38,14 @@ def _dims(spec, *args):
                 where, at = origin[dim]
                 raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
                                  f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
+    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+        _DIMS_PASSED.clear()
+    _DIMS_PASSED.add((spec, shapes))
+
+
+# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
+# (A set's `in` and `add` are atomic, so threads may share it.)
+_DIMS_PASSED = set()
 
 
 def _expect(name, x, shape):
@@ -45,15 +58,13 @@ def _expect(name, x, shape):
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
 
 
+@np.errstate(over="ignore")   # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
-    """The logistic function 1 / (1 + exp(-x)) (into `out` if given); exp's overflow
-    below -709 gives exactly 0."""
+    """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
     if np.ndim(x) == 0:
-        with np.errstate(over="ignore"):
-            return 1 / (1 + np.exp(-x))
+        return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
-    with np.errstate(over="ignore"):
-        np.exp(z, out=z)
+    np.exp(z, out=z)
     z += 1
     return np.reciprocal(z, out=z)
 
@@ -81,7 +92,8 @@ def loss(X, y, w, lam):
         the value, shape ().
     """
     _dims(_LOSS_ARGS, X, y, w, lam)
-    return np.logaddexp(0, -(y * (X @ w))).mean() + lam * (w ** 2).sum() / 2
+    N = X.shape[0]
+    return np.logaddexp(0, -(y * (X @ w))).sum() / N + lam * (w ** 2).sum() / 2
 
 
 def loss_grad(X, y, w, lam):
@@ -128,7 +140,7 @@ def loss_value_and_grad(X, y, w, lam):
     N = X.shape[0]
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    value = np.logaddexp(0, y_neg).mean() + lam * (w ** 2).sum() / 2
+    value = np.logaddexp(0, y_neg).sum() / N + lam * (w ** 2).sum() / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
     return value, dw
@@ -178,13 +190,14 @@ def loss_jvp(X, y, w, lam, tw):
         tvalue: its directional derivative, shape ().
     """
     _dims(_LOSS_ARGS, X, y, w, lam)
+    N = X.shape[0]
     D = X.shape[1]
     _expect("tw", tw, (D,))
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    value = np.logaddexp(0, y_neg).mean() + lam * (w ** 2).sum() / 2
+    value = np.logaddexp(0, y_neg).sum() / N + lam * (w ** 2).sum() / 2
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    tvalue = (-(y * (X @ tw) * _sigmoid(y_neg))).mean() + lam * (2 * (tw * w)).sum() / 2
+    tvalue = (-(y * (X @ tw) * _sigmoid(y_neg))).sum() / N + lam * (2 * (tw * w)).sum() / 2
     return value, tvalue
 
 

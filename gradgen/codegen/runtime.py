@@ -4,11 +4,16 @@ CHECK_DIMS = '''\
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes."""
-    sizes, origin = {}, {}
-    for (name, decl), x in zip(spec, args):
+    shapes = ()
+    for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None:
-            shape = np.shape(x)
+        if shape is None:   # a Python number (quickly) or a list
+            shape = () if isinstance(x, (float, int, complex)) else np.shape(x)
+        shapes += (shape,)
+    if (spec, shapes) in _DIMS_PASSED:
+        return
+    sizes, origin = {}, {}
+    for (name, decl), shape in zip(spec, shapes):
         if len(shape) != len(decl):
             raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
                              f"{decl}, got shape {shape}")
@@ -27,6 +32,14 @@ def _dims(spec, *args):
                 where, at = origin[dim]
                 raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
                                  f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
+    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+        _DIMS_PASSED.clear()
+    _DIMS_PASSED.add((spec, shapes))
+
+
+# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
+# (A set's `in` and `add` are atomic, so threads may share it.)
+_DIMS_PASSED = set()
 '''
 
 CHECK_SHAPE = '''\

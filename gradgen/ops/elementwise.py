@@ -438,15 +438,13 @@ _unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO, 
 _unary("tanh", **_from_local(lambda n: 1 - n ** 2), fold=math.tanh)
 
 _SIGMOID = '''\
+@np.errstate(over="ignore")   # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
-    """The logistic function 1 / (1 + exp(-x)) (into `out` if given); exp's overflow
-    below -709 gives exactly 0."""
+    """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
     if np.ndim(x) == 0:
-        with np.errstate(over="ignore"):
-            return 1 / (1 + np.exp(-x))
+        return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
-    with np.errstate(over="ignore"):
-        np.exp(z, out=z)
+    np.exp(z, out=z)
     z += 1
     return np.reciprocal(z, out=z)
 '''

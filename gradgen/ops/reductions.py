@@ -60,7 +60,18 @@ defop("sum", 1, shape=_red_shape, emit=reduction("sum"), canon=_canon_sum,
       jvp=lambda ts, n: make("sum", ts[0], **n.kw),
       vmap=lambda ts, n: make("sum", ts[0], **shifted(n)))
 
-defop("mean", 1, shape=_red_shape, emit=reduction("mean"), canon=_canon_mean,
+def _emit_mean(p, node):
+    """A mean over all axes as `x.sum() / N`, which is what NumPy's mean computes, without
+    the few microseconds of its Python wrapper; over some axes `x.mean(axis=1)`, which
+    divides the sums in place."""
+    if node.ndim:
+        return _mean_method(p, node)
+    n, prec = p.scalar(count(node).value)
+    return f"{_sum_method(p, node)[0]} / {n if prec > PREC_MUL else f'({n})'}", PREC_MUL
+
+
+_mean_method, _sum_method = reduction("mean"), reduction("sum")
+defop("mean", 1, shape=_red_shape, emit=_emit_mean, canon=_canon_mean,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) / count(n),),
       jvp=lambda ts, n: make("mean", ts[0], **n.kw),
