@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import gc
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import __version__, ir
@@ -74,15 +76,33 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
                    hessian: bool = False, wrt: Iterable[str] | None = None,
                    checks: bool = True, hints: dict[str, int] | None = None) -> str:
     """Compile a source text to the source of a standalone NumPy module."""
-    return render_module(compile_module(text, filename,
-                                        _options(modes, hessian, wrt, checks, hints)))
+    with _gc_paused():
+        return render_module(compile_module(text, filename,
+                                            _options(modes, hessian, wrt, checks, hints)))
 
 
 def compile_module(text: str, filename: str, options: Options) -> Module:
     """Parse, differentiate and schedule: the module before rendering."""
-    with ir.building():
+    with _gc_paused(), ir.building():
         program = parse_program(text, filename)
         return build_module(program, options)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (then as it was before).
+
+    A compilation allocates hundreds of thousands of long-lived objects (IR nodes, tables
+    keyed by them) and no reference cycles worth collecting, so the collector's full
+    passes over them are pure overhead: with 10,000 operations they cost about a quarter
+    of the time, and more the larger the program (each pass scans everything alive)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None) -> Options:
