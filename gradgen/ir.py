@@ -191,24 +191,38 @@ def make(op: str, *args: Node, **attrs) -> Node:
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:
-    """Every node reachable from `roots`, arguments before users (iterative DFS)."""
-    order: list[Node] = []
-    seen: set[int] = set()
+    """Every node reachable from `roots`, arguments before users (iterative DFS).
+
+    Inside `building()` the answer is memoised per tuple of roots (nodes never change, and
+    the compilation's table keeps them alive); every call returns a new list."""
+    roots = tuple(roots)
+    memo = _current[-1].memo.setdefault("topo_order", {}) if _current else None
+    if memo is not None:
+        order = memo.get(roots)
+        if order is not None:
+            return list(order)
+    order = []
+    seen: set[Node] = set()   # Nodes hash by identity
+    add, append = seen.add, order.append
     for root in roots:
-        if id(root) in seen:
+        if root in seen:
             continue
-        seen.add(id(root))
+        add(root)
         stack = [(root, iter(root.args))]
+        push, pop = stack.append, stack.pop
         while stack:
             node, it = stack[-1]
             for a in it:
-                if id(a) not in seen:
-                    seen.add(id(a))
-                    stack.append((a, iter(a.args)))
+                if a not in seen:
+                    add(a)
+                    push((a, iter(a.args)))
                     break
             else:
-                stack.pop()
-                order.append(node)
+                pop()
+                append(node)
+    if memo is not None:
+        memo[roots] = order
+        return list(order)
     return order
 
 
@@ -227,6 +241,8 @@ def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
     memoised per compilation under `name` (iterative, so deep graphs are fine)."""
     memo = builder().memo.setdefault(name, {})
+    if id(node) in memo:
+        return memo[id(node)]
     stack = [node]
     while stack:
         n = stack[-1]
