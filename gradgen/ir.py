@@ -228,10 +228,7 @@ def topo_order(roots: Iterable[Node]) -> list[Node]:
 
 def use_counts(order: Sequence[Node], outputs: Iterable[Node]) -> Counter:
     """How many consumers each node (by id) has in `order`, counting each output once more."""
-    uses: Counter = Counter()
-    for n in order:
-        for a in n.args:
-            uses[id(a)] += 1
+    uses: Counter = Counter([id(a) for n in order for a in n.args])
     for o in outputs:
         uses[id(o)] += 1
     return uses

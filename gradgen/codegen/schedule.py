@@ -105,30 +105,43 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
         var = code[nid][0]
         reads[nid] = frozenset({var})
         refs[nid] = {var: 1}
-        last_origin = _comment(stmts_out, n, last_origin, derivative_label)
+        if n.origin is not last_origin:
+            last_origin = _comment(stmts_out, n, last_origin, derivative_label)
         stmts_out.append(_Stmt(stmts, n.phase, stmts_out_reads, var, n))
     returned = frozenset().union(*(reads[id(o)] for o in outputs))
     return _with_releases(stmts_out, returned | keep)
 
 
+_EMPTY: frozenset = frozenset()
+
+
 def _union(sets: list) -> frozenset:
-    """The union of frozensets (the one set itself when there is only one)."""
-    if len(sets) == 1:
-        return sets[0]
-    return frozenset().union(*sets)
+    """The union of frozensets (one of them itself when the others add nothing)."""
+    out = None
+    for s in sets:
+        if not s or s is out:
+            continue
+        out = s if out is None else out | s
+    return _EMPTY if out is None else out
 
 
 def _merge(counts) -> dict:
     """The sum of several {name: count} tables (plain dicts: Counter addition is slow).
     The result is a new dict, except for one table that is returned as it is (tables are
     never changed once made)."""
-    if len(counts) == 1:
-        return counts[0]
-    out: dict = {}
+    out = None
+    shared = True
     for c in counts:
+        if not c:
+            continue
+        if out is None:
+            out = c
+            continue
+        if shared:
+            out, shared = dict(out), False
         for k, v in c.items():
             out[k] = out.get(k, 0) + v
-    return out
+    return {} if out is None else out
 
 
 def _dependencies(order: list[Node]) -> dict[int, frozenset]:
@@ -167,6 +180,7 @@ class _State:
         self.keep = keep
         self.deps = deps
         self.inlined: set[int] = set()
+        self.weak_memo: dict | None = None   # the memo of autodiff.common.weak, once it exists
         self.var_node: dict[str, Node] = {}
         self.remaining: Counter = Counter()   # variable -> consumers not yet printed
         self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
@@ -177,13 +191,15 @@ class _State:
     def define(self, n: Node, name: str, uses: int, reads=()) -> None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
         its statement read (a view keeps their buffers alive while it is needed)."""
-        self.p.set_name(n, name)
+        self.p.code[id(n)] = (name, PREC_ATOM)   # p.set_name(n, name)
         self.var_node.setdefault(name, n)
-        self.remaining[name] += uses
-        old = self.view_bases.pop(name, None)
-        if old is not None:
-            for b in old:
-                self.views_of[b].pop(name, None)
+        remaining = self.remaining
+        remaining[name] = remaining.get(name, 0) + uses
+        if self.view_bases:
+            old = self.view_bases.pop(name, None)
+            if old is not None:
+                for b in old:
+                    self.views_of[b].pop(name, None)
         if _is_view(n):
             bases = set(reads)
             for r in reads:
@@ -192,11 +208,20 @@ class _State:
             for b in bases:
                 self.views_of.setdefault(b, {})[name] = None
 
+    def weak(self, n: Node) -> bool:
+        """`_weak(n)`, looked up first in its per-compilation memo."""
+        memo = self.weak_memo
+        if memo is None:
+            memo = self.weak_memo = ir.builder().memo.get("weak") if ir._current else None
+        w = memo.get(id(n)) if memo is not None else None
+        return _weak(n) if w is None else w
+
     def read(self, refs: Counter) -> None:
         """A statement is printed that reads these variables (so many times each)."""
+        var_node, remaining = self.var_node, self.remaining
         for name, k in refs.items():
-            if name in self.var_node:
-                self.remaining[name] -= k
+            if name in var_node:
+                remaining[name] = remaining.get(name, 0) - k
 
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: Counter,
                  ) -> list[str] | None:
@@ -227,7 +252,12 @@ class _State:
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
-        if any(not self.deps[id(s)] <= self.deps[id(alloc)] for s in spine) or _weak(alloc):
+        deps = self.deps
+        alloc_deps = deps[id(alloc)]
+        for s in spine:
+            if not deps[id(s)] <= alloc_deps:
+                return None
+        if self.weak(alloc):
             return None
         p = self.p
         if buf:
@@ -275,7 +305,7 @@ class _State:
             if (owner is not None and name not in self.keep
                     and tuple(owner.shape) == tuple(n.shape)
                     and all(remaining[w] <= 0 for w in self._aliases(name))
-                    and not _is_view(owner) and not _weak(owner)
+                    and not _is_view(owner) and not self.weak(owner)
                     and all(deps[id(b)] <= deps[id(owner)] for b in bottom.args)
                     and all(only_bottom_reads(w) for w in self._aliases(name))):
                 return name
@@ -326,7 +356,8 @@ def _with_releases(stmts: list[_Stmt], keep: frozenset) -> Body:
     for i, st in enumerate(stmts):
         for name in st.reads:
             last_read[name] = i
-        if st.node is not None and st.node.ndim and not _is_view(st.node):
+        node = st.node
+        if node is not None and node.shape and not _is_view(node):
             releasable.add(st.defines)
     dead_after: dict[int, list[str]] = {}
     for name, i in last_read.items():
@@ -345,9 +376,11 @@ def _with_releases(stmts: list[_Stmt], keep: frozenset) -> Body:
 
 def _is_view(n: Node) -> bool:
     """Whether `n` may share memory with another array (so `del` frees nothing)."""
-    while REGISTRY[n.op].has("transparent"):
+    traits = REGISTRY[n.op].traits
+    while "transparent" in traits:
         n = n.args[0]
-    return REGISTRY[n.op].has("shape") or REGISTRY[n.op].has("leaf")
+        traits = REGISTRY[n.op].traits
+    return "shape" in traits or "leaf" in traits
 
 
 def _alias_of(n: Node, text: str, printer: Printer):
@@ -394,7 +427,18 @@ def temp_name(n: Node, names: dict, depth: int = 3) -> str:
 
 
 def _shape_comment(n: Node) -> str:
-    return f"  # {fmt_shape(n.shape)}" if n.ndim else ""
+    if not n.shape:
+        return ""
+    text = _SHAPE_COMMENTS.get(n.shape)
+    if text is None:
+        if len(_SHAPE_COMMENTS) > 4096:
+            _SHAPE_COMMENTS.clear()
+        text = _SHAPE_COMMENTS[n.shape] = f"  # {fmt_shape(n.shape)}"
+    return text
+
+
+_SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions print alike
+#                                          wherever they are used)
 
 
 def _comment(stmts: list[_Stmt], n: Node, last_origin, label: str):
