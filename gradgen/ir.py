@@ -240,18 +240,19 @@ def analysis(name: str, node: Node, rule) -> object:
     memo = builder().memo.setdefault(name, {})
     if id(node) in memo:
         return memo[id(node)]
-    stack = [node]
+    # Post-order DFS over the nodes not memoised yet, computing each once its arguments are.
+    seen = {id(node)}
+    stack = [(node, iter(node.args))]
     while stack:
-        n = stack[-1]
-        if id(n) in memo:
+        n, it = stack[-1]
+        for a in it:
+            if id(a) not in memo and id(a) not in seen:
+                seen.add(id(a))
+                stack.append((a, iter(a.args)))
+                break
+        else:
             stack.pop()
-            continue
-        pending = [a for a in n.args if id(a) not in memo]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
+            memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
     return memo[id(node)]
 
 
