@@ -232,33 +232,44 @@ def make(op: str, *args: Node, **attrs) -> Node:
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:
-    """Every node reachable from `roots`, arguments before users (iterative DFS)."""
-    order: list[Node] = []
-    seen: set[int] = set()
+    """Every node reachable from `roots`, arguments before users (iterative DFS).
+
+    Inside `building()` the answer is memoised per tuple of roots (nodes never change, and
+    the compilation's table keeps them alive); every call returns a new list."""
+    roots = tuple(roots)
+    memo = _current[-1].memo.setdefault("topo_order", {}) if _current else None
+    if memo is not None:
+        order = memo.get(roots)
+        if order is not None:
+            return list(order)
+    order = []
+    seen: set[Node] = set()   # Nodes hash by identity
+    add, append = seen.add, order.append
     for root in roots:
-        if id(root) in seen:
+        if root in seen:
             continue
-        seen.add(id(root))
+        add(root)
         stack = [(root, iter(root.args))]
+        push, pop = stack.append, stack.pop
         while stack:
             node, it = stack[-1]
             for a in it:
-                if id(a) not in seen:
-                    seen.add(id(a))
-                    stack.append((a, iter(a.args)))
+                if a not in seen:
+                    add(a)
+                    push((a, iter(a.args)))
                     break
             else:
-                stack.pop()
-                order.append(node)
+                pop()
+                append(node)
+    if memo is not None:
+        memo[roots] = order
+        return list(order)
     return order
 
 
 def use_counts(order: Sequence[Node], outputs: Iterable[Node]) -> Counter:
     """How many consumers each node (by id) has in `order`, counting each output once more."""
-    uses: Counter = Counter()
-    for n in order:
-        for a in n.args:
-            uses[id(a)] += 1
+    uses: Counter = Counter([id(a) for n in order for a in n.args])
     for o in outputs:
         uses[id(o)] += 1
     return uses
@@ -268,18 +279,21 @@ def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
     memoised per compilation under `name` (iterative, so deep graphs are fine)."""
     memo = builder().memo.setdefault(name, {})
-    stack = [node]
+    if id(node) in memo:
+        return memo[id(node)]
+    # Post-order DFS over the nodes not memoised yet, computing each once its arguments are.
+    seen = {id(node)}
+    stack = [(node, iter(node.args))]
     while stack:
-        n = stack[-1]
-        if id(n) in memo:
+        n, it = stack[-1]
+        for a in it:
+            if id(a) not in memo and id(a) not in seen:
+                seen.add(id(a))
+                stack.append((a, iter(a.args)))
+                break
+        else:
             stack.pop()
-            continue
-        pending = [a for a in n.args if id(a) not in memo]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
+            memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
     return memo[id(node)]
 
 

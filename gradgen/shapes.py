@@ -50,6 +50,19 @@ def dims_equal(a: Dim, b: Dim) -> bool:
 
 def broadcast(*shapes: Shape) -> Shape:
     """NumPy broadcasting of symbolic shapes; raises ShapeError naming both shapes."""
+    # Fast path: every shape is () or the same dimensions (the same objects) as the
+    # others; the answer is then those dimensions, as the general loop below would give.
+    first = None
+    for s in shapes:
+        if not s:
+            continue
+        if first is None:
+            first = s
+        elif s is not first and (len(s) != len(first)
+                                 or any(x is not y for x, y in zip(s, first))):
+            break
+    else:
+        return tuple(first) if first is not None else ()
     out: list[Dim] = []
     ndim = max((len(s) for s in shapes), default=0)
     for axis in range(-ndim, 0):

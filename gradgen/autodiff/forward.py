@@ -72,8 +72,15 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
         # Skip nondifferentiable ops, and nodes active only through a shape (expand_like).
         if opdef.has("nondiff") or all(t is None for t in ts):
             continue
-        with b.at(origin=node.origin, phase="backward"):
+        # b.at(origin=node.origin, phase="backward"), without a context manager per node
+        saved = b.origin, b.phase
+        if node.origin is not None:
+            b.origin = node.origin
+        b.phase = "backward"
+        try:
             t = step(opdef, ts, node)
+        finally:
+            b.origin, b.phase = saved
         if t is not None:
             tan[id(node)] = t
     results = []

@@ -34,7 +34,12 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
         opdef = REGISTRY[node.op]
         if opdef.has("nondiff"):
             continue
-        with b.at(origin=node.origin, phase="backward"):
+        # b.at(origin=node.origin, phase="backward"), without a context manager per node
+        saved = b.origin, b.phase
+        if node.origin is not None:
+            b.origin = node.origin
+        b.phase = "backward"
+        try:
             if not opdef.has("elementwise") and not (opdef.has("reduction") and g.ndim == 0):
                 g = materialize(g, node)
             cts = opdef.vjp(g, node)
@@ -46,6 +51,8 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
                 # other rules return the argument's own (possibly batch-broadcast) shape.
                 full = node.shape if elementwise else broadcast(c.shape, arg.shape)
                 add_contribution(ct, arg, unbroadcast(c, arg.shape, full))
+        finally:
+            b.origin, b.phase = saved
     results = []
     for w in wrt:
         g = ct.get(id(w))

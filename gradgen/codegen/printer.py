@@ -52,7 +52,10 @@ class Printer:
         if opdef.prelude:
             self.preludes[node.op] = opdef.prelude
         code = opdef.emit(self, node)
-        if node.args and all(a.is_const for a in node.args) and opdef.has("elementwise"):
+        if node.args and "elementwise" in opdef.traits:
+            for a in node.args:
+                if a.op != "const":
+                    return code
             # A function of dimension sizes, like np.log(N), is a NumPy float64 that would
             # turn float32 arrays into float64; as a Python float it takes their dtype.
             return f"float({code[0]})", PREC_ATOM

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..autodiff.common import weak as _weak
+from .. import ir
 from ..ir import Node, topo_order, use_counts
 from ..ops.registry import PREC_ATOM, REGISTRY
 from ..shapes import fmt_shape
@@ -44,81 +45,125 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     st = _State(printer, namer, names, keep, _dependencies(order))
     stmts_out: list[_Stmt] = []
     reads: dict[int, frozenset] = {}     # node -> variable names its printed code reads
-    refs: dict[int, Counter] = {}        # node -> how often its printed code reads each one
+    refs: dict[int, dict] = {}           # node -> how often its printed code reads each one
+    code = printer.code
+    inlined = st.inlined
     last_origin = None
+    empty: frozenset = frozenset()
     for n in order:
         opdef = REGISTRY[n.op]
-        if opdef.has("leaf"):
-            printer.code[id(n)] = printer.emit(n)
-            reads[id(n)] = frozenset({printer.code[id(n)][0]}) if n.op == "input" else \
-                frozenset()
-            refs[id(n)] = Counter()
+        nid = id(n)
+        if "leaf" in opdef.traits:
+            code[nid] = printer.emit(n)
+            reads[nid] = frozenset({code[nid][0]}) if n.op == "input" else empty
+            refs[nid] = {}
             continue
         wanted = names.get(n)
+        args = n.args
         if opdef.stmt is not None:
-            st.read(_merge(refs[id(a)] for a in n.args))
+            arg_refs = _merge([refs[id(a)] for a in args])
+            st.read(arg_refs)
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
-            st.define(n, target, uses[id(n)], _merge(refs[id(a)] for a in n.args))
+            st.define(n, target, uses[nid], arg_refs)
         else:
             text, prec = printer.emit(n)
             alias = _alias_of(n, text, printer)
             if alias is not None:
-                printer.code[id(n)] = printer.code[id(alias)]
-                reads[id(n)] = reads[id(alias)]
-                refs[id(n)] = refs[id(alias)]
-                st.remaining[printer.code[id(alias)][0]] += uses[id(n)] - 1
+                code[nid] = code[id(alias)]
+                reads[nid] = reads[id(alias)]
+                refs[nid] = refs[id(alias)]
+                st.remaining[code[id(alias)][0]] += uses[nid] - 1
                 continue
-            text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
-            for arg, line in spilled:
-                last_origin = _comment(stmts_out, arg, last_origin, derivative_label)
-                stmts_out.append(_Stmt([line], arg.phase, reads[id(arg)],
-                                       printer.code[id(arg)][0], arg))
-                st.inlined.discard(id(arg))
-                st.read(refs[id(arg)])
-                st.define(arg, printer.code[id(arg)][0], uses[id(arg)], refs[id(arg)])
-                reads[id(arg)] = frozenset({printer.code[id(arg)][0]})
-                refs[id(arg)] = Counter({printer.code[id(arg)][0]: 1})
-            arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
-            arg_refs = _merge(refs[id(a)] for a in n.args)
-            if wanted is None and uses[id(n)] <= 1:
-                printer.code[id(n)] = (text, prec)
-                st.inlined.add(id(n))
-                reads[id(n)] = arg_reads
-                refs[id(n)] = arg_refs
+            if len(text) > MAX_EXPR:
+                text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
+                for arg, line in spilled:
+                    last_origin = _comment(stmts_out, arg, last_origin, derivative_label)
+                    stmts_out.append(_Stmt([line], arg.phase, reads[id(arg)],
+                                           code[id(arg)][0], arg))
+                    inlined.discard(id(arg))
+                    st.read(refs[id(arg)])
+                    st.define(arg, code[id(arg)][0], uses[id(arg)], refs[id(arg)])
+                    reads[id(arg)] = frozenset({code[id(arg)][0]})
+                    refs[id(arg)] = {code[id(arg)][0]: 1}
+            arg_reads = _union([reads[id(a)] for a in args])
+            arg_refs = _merge([refs[id(a)] for a in args])
+            if wanted is None and uses[nid] <= 1:
+                code[nid] = (text, prec)
+                inlined.add(nid)
+                reads[nid] = arg_reads
+                refs[nid] = arg_refs
                 continue
             st.read(arg_refs)
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = st.in_place(n, target, refs, arg_refs) or \
                 [f"{target} = {text}{_shape_comment(n)}"]
-            st.define(n, target, uses[id(n)], arg_refs)
-        arg_reads = frozenset().union(*(reads[id(a)] for a in n.args))
-        reads[id(n)] = frozenset({printer.code[id(n)][0]})
-        refs[id(n)] = Counter({printer.code[id(n)][0]: 1})
-        last_origin = _comment(stmts_out, n, last_origin, derivative_label)
-        stmts_out.append(_Stmt(stmts, n.phase, arg_reads, printer.code[id(n)][0], n))
+            st.define(n, target, uses[nid], arg_refs)
+            stmts_out_reads = arg_reads
+        if opdef.stmt is not None:
+            stmts_out_reads = _union([reads[id(a)] for a in args])
+        var = code[nid][0]
+        reads[nid] = frozenset({var})
+        refs[nid] = {var: 1}
+        if n.origin is not last_origin:
+            last_origin = _comment(stmts_out, n, last_origin, derivative_label)
+        stmts_out.append(_Stmt(stmts, n.phase, stmts_out_reads, var, n))
     returned = frozenset().union(*(reads[id(o)] for o in outputs))
     return _with_releases(stmts_out, returned | keep)
 
 
+_EMPTY: frozenset = frozenset()
+
+
+def _union(sets: list) -> frozenset:
+    """The union of frozensets (one of them itself when the others add nothing)."""
+    out = None
+    for s in sets:
+        if not s or s is out:
+            continue
+        out = s if out is None else out | s
+    return _EMPTY if out is None else out
+
+
 def _merge(counts) -> dict:
-    """The sum of several {name: count} tables (plain dicts: Counter addition is slow)."""
-    out: dict = {}
+    """The sum of several {name: count} tables (plain dicts: Counter addition is slow).
+    The result is a new dict, except for one table that is returned as it is (tables are
+    never changed once made)."""
+    out = None
+    shared = True
     for c in counts:
+        if not c:
+            continue
+        if out is None:
+            out = c
+            continue
+        if shared:
+            out, shared = dict(out), False
         for k, v in c.items():
             out[k] = out.get(k, 0) + v
-    return out
+    return {} if out is None else out
 
 
 def _dependencies(order: list[Node]) -> dict[int, frozenset]:
     """The arguments (input names) each node's value depends on: its dtype is theirs,
-    promoted (constants are Python scalars, which never change a dtype)."""
-    deps: dict[int, frozenset] = {}
+    promoted (constants are Python scalars, which never change a dtype). A node's answer
+    never changes, so one table serves every function of a compilation."""
+    deps: dict[int, frozenset] = (ir._current[-1].memo.setdefault("dependencies", {})
+                                  if ir._current else {})
+    empty: frozenset = frozenset()
     for n in order:
+        nid = id(n)
+        if nid in deps:
+            continue
         if n.op == "input":
-            deps[id(n)] = frozenset({n.attr("name")})
-        else:
-            deps[id(n)] = frozenset().union(*(deps[id(a)] for a in n.args))
+            deps[nid] = frozenset({n.attr("name")})
+            continue
+        d = empty
+        for a in n.args:
+            da = deps[id(a)]
+            if da is not d and not da <= d:
+                d = da if d is empty else d | da
+        deps[nid] = d
     return deps
 
 
@@ -135,49 +180,84 @@ class _State:
         self.keep = keep
         self.deps = deps
         self.inlined: set[int] = set()
+        self.weak_memo: dict | None = None   # the memo of autodiff.common.weak, once it exists
         self.var_node: dict[str, Node] = {}
         self.remaining: Counter = Counter()   # variable -> consumers not yet printed
         self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
+        self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
+        #                                       it (the inverse of view_bases; dicts as
+        #                                       ordered sets)
 
     def define(self, n: Node, name: str, uses: int, reads=()) -> None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
         its statement read (a view keeps their buffers alive while it is needed)."""
-        self.p.set_name(n, name)
+        self.p.code[id(n)] = (name, PREC_ATOM)   # p.set_name(n, name)
         self.var_node.setdefault(name, n)
-        self.remaining[name] += uses
+        remaining = self.remaining
+        remaining[name] = remaining.get(name, 0) + uses
+        if self.view_bases:
+            old = self.view_bases.pop(name, None)
+            if old is not None:
+                for b in old:
+                    self.views_of[b].pop(name, None)
         if _is_view(n):
             bases = set(reads)
             for r in reads:
                 bases |= self.view_bases.get(r, set())
             self.view_bases[name] = bases
+            for b in bases:
+                self.views_of.setdefault(b, {})[name] = None
+
+    def weak(self, n: Node) -> bool:
+        """`_weak(n)`, looked up first in its per-compilation memo."""
+        memo = self.weak_memo
+        if memo is None:
+            memo = self.weak_memo = ir.builder().memo.get("weak") if ir._current else None
+        w = memo.get(id(n)) if memo is not None else None
+        return _weak(n) if w is None else w
 
     def read(self, refs: Counter) -> None:
         """A statement is printed that reads these variables (so many times each)."""
+        var_node, remaining = self.var_node, self.remaining
         for name, k in refs.items():
-            if name in self.var_node:
-                self.remaining[name] -= k
+            if name in var_node:
+                remaining[name] = remaining.get(name, 0) - k
 
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: Counter,
                  ) -> list[str] | None:
         """Statements computing `n` into one buffer, or None when that would not help."""
-        if not REGISTRY[n.op].ufunc or not n.ndim:
+        if not n.shape or not REGISTRY[n.op].ufunc:
             return None
+        inlined = self.inlined
+        shape = tuple(n.shape)
         spine = [n]
         while True:
-            nxt = next((a for a in spine[-1].args if id(a) in self.inlined
-                        and REGISTRY[a.op].ufunc and tuple(a.shape) == tuple(n.shape)), None)
-            if nxt is None:
+            for a in spine[-1].args:
+                if id(a) in inlined and REGISTRY[a.op].ufunc and tuple(a.shape) == shape:
+                    spine.append(a)
+                    break
+            else:
                 break
-            spine.append(nxt)
         bottom = spine[-1]
         # Only a variable that no later step of this statement reads may be overwritten.
-        bottom_refs = _merge(refs[id(a)] for a in bottom.args)
-        buf = self._dead_buffer(bottom, n,
-                                lambda name: bottom_refs.get(name, 0) == stmt_refs.get(name, 0))
+        bottom_refs = None
+
+        def only_bottom_reads(name):
+            nonlocal bottom_refs
+            if bottom_refs is None:
+                bottom_refs = _merge([refs[id(a)] for a in bottom.args])
+            return bottom_refs.get(name, 0) == stmt_refs.get(name, 0)
+
+        buf = self._dead_buffer(bottom, n, only_bottom_reads)
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
-        if any(not self.deps[id(s)] <= self.deps[id(alloc)] for s in spine) or _weak(alloc):
+        deps = self.deps
+        alloc_deps = deps[id(alloc)]
+        for s in spine:
+            if not deps[id(s)] <= alloc_deps:
+                return None
+        if self.weak(alloc):
             return None
         p = self.p
         if buf:
@@ -203,7 +283,7 @@ class _State:
         if id(o) not in self.inlined or not REGISTRY[o.op].ufunc or \
                 tuple(o.shape) != tuple(s.shape):
             return []
-        later_refs = _merge(refs[id(a)] for t in later for a in t.args)
+        later_refs = _merge([refs[id(a)] for t in later for a in t.args])
         buf = self._dead_buffer(o, s, lambda name: later_refs.get(name, 0) == 0)
         if buf is None:
             return []
@@ -215,22 +295,26 @@ class _State:
 
     def _dead_buffer(self, bottom: Node, n: Node, only_bottom_reads) -> str | None:
         """A variable read by `bottom` that nothing reads later and that may be overwritten."""
+        # The conditions are independent tests; the cheap ones come first.
+        remaining, deps = self.remaining, self.deps
         for a in bottom.args:
-            if id(a) in self.inlined or a.is_const:
+            if id(a) in self.inlined or a.op == "const":
                 continue
             name = self.p.code[id(a)][0]
             owner = self.var_node.get(name)
-            aliases = self._aliases(name)
-            if (owner is not None and name not in self.keep and not _weak(owner)
-                    and all(self.remaining[w] <= 0 and only_bottom_reads(w) for w in aliases)
-                    and tuple(owner.shape) == tuple(n.shape) and not _is_view(owner)
-                    and all(self.deps[id(b)] <= self.deps[id(owner)] for b in bottom.args)):
+            if (owner is not None and name not in self.keep
+                    and tuple(owner.shape) == tuple(n.shape)
+                    and all(remaining[w] <= 0 for w in self._aliases(name))
+                    and not _is_view(owner) and not self.weak(owner)
+                    and all(deps[id(b)] <= deps[id(owner)] for b in bottom.args)
+                    and all(only_bottom_reads(w) for w in self._aliases(name))):
                 return name
         return None
 
     def _aliases(self, name: str) -> list[str]:
         """`name` and the view variables that may share its buffer."""
-        return [name] + [w for w, bases in self.view_bases.items() if name in bases]
+        views = self.views_of.get(name)
+        return [name, *views] if views else [name]
 
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` computed in place, where its argument `i` is already in `target`."""
@@ -272,7 +356,8 @@ def _with_releases(stmts: list[_Stmt], keep: frozenset) -> Body:
     for i, st in enumerate(stmts):
         for name in st.reads:
             last_read[name] = i
-        if st.node is not None and st.node.ndim and not _is_view(st.node):
+        node = st.node
+        if node is not None and node.shape and not _is_view(node):
             releasable.add(st.defines)
     dead_after: dict[int, list[str]] = {}
     for name, i in last_read.items():
@@ -291,9 +376,11 @@ def _with_releases(stmts: list[_Stmt], keep: frozenset) -> Body:
 
 def _is_view(n: Node) -> bool:
     """Whether `n` may share memory with another array (so `del` frees nothing)."""
-    while REGISTRY[n.op].has("transparent"):
+    traits = REGISTRY[n.op].traits
+    while "transparent" in traits:
         n = n.args[0]
-    return REGISTRY[n.op].has("shape") or REGISTRY[n.op].has("leaf")
+        traits = REGISTRY[n.op].traits
+    return "shape" in traits or "leaf" in traits
 
 
 def _alias_of(n: Node, text: str, printer: Printer):
@@ -339,7 +426,18 @@ def temp_name(n: Node, names: dict, depth: int = 3) -> str:
 
 
 def _shape_comment(n: Node) -> str:
-    return f"  # {fmt_shape(n.shape)}" if n.ndim else ""
+    if not n.shape:
+        return ""
+    text = _SHAPE_COMMENTS.get(n.shape)
+    if text is None:
+        if len(_SHAPE_COMMENTS) > 4096:
+            _SHAPE_COMMENTS.clear()
+        text = _SHAPE_COMMENTS[n.shape] = f"  # {fmt_shape(n.shape)}"
+    return text
+
+
+_SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions print alike
+#                                          wherever they are used)
 
 
 def _comment(stmts: list[_Stmt], n: Node, last_origin, label: str):
