@@ -28,14 +28,18 @@ MAX_ROUNDS = 50
 def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     """The graph after every pass of `PIPELINE` and `matchain`, repeated until nothing
     changes."""
+    known = builder().settled
+    if all(known.get(id(n)) == RULE_KINDS for n in graph.order if n.args):
+        steps = (dce,)   # built with every rule applied, and shared: only dce can apply
+    else:
+        steps = PIPELINE
     for _ in range(MAX_ROUNDS):
         before = graph
-        for step in PIPELINE:
+        for step in steps:
             graph = step(graph)
         graph = matchain(graph, hints)
         if graph is before:   # a fixed point: no rule applies to any node
-            known = builder().settled
-            for n in graph.order:
+            for n in graph.order if steps is PIPELINE else ():
                 if n.args and known.get(id(n)) != RULE_KINDS:
                     for kind in RULE_KINDS:
                         settle(n, kind)

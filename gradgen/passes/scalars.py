@@ -18,9 +18,11 @@ def place_scalars(graph: Graph) -> Graph:
     """The graph with scalar constant factors moved onto the smallest operand."""
     b = builder()
 
-    def candidate(n: Node) -> bool:   # c * (p * Q)
-        return n.op == "mul" and n.args[0].is_const and n.args[1].op == "mul" \
-            and not n.args[1].args[0].is_const
+    def candidate(n: Node) -> bool:   # c * (p * Q), p and Q of different ranks
+        if n.op != "mul" or not n.args[0].is_const or n.args[1].op != "mul":
+            return False
+        p, q = n.args[1].args
+        return not p.is_const and p.ndim != q.ndim
 
     if not any(candidate(n) for n in graph.order):
         return graph
