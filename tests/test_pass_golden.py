@@ -43,6 +43,10 @@ def f(s: Param[()], x: Data[N]):
 def f(x: Param[N], y: Param[N]):
     return sum(0 * x + y * x - zeros((N,)) * x)
 """),
+    "simplify_common_factor": ("simplify", "A @ C + B @ C is (A + B) @ C: one product", """\
+def f(A: Param[N, N], B: Data[N, N], x: Param[N]):
+    return sum(A @ x + B @ x) + sum(A @ B + A @ A.T)
+"""),
     "simplify_scalars": ("simplify", "scalar factors collected in front, c*a + c*b = c*(a+b)",
                          """\
 def f(x: Param[N], y: Param[N]):

@@ -124,7 +124,7 @@ def nll_grad(X, mu, A):
     dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = dS @ A + dS.T @ A  # (D, D)
+    dA = (dS + dS.T) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
@@ -170,7 +170,7 @@ def nll_value_and_grad(X, mu, A):
     dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = dS @ A + dS.T @ A  # (D, D)
+    dA = (dS + dS.T) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
@@ -216,7 +216,7 @@ def nll_vjp(X, mu, A, g):
     dS = g / 2 * np.linalg.inv(S).T - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = dS @ A + dS.T @ A  # (D, D)
+    dA = (dS + dS.T) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
     dR = (g_mul * Q + S_solve).T  # (N, D)
@@ -329,8 +329,7 @@ def nll_hvp(X, mu, A, vmu, vA):
     dS = S_inv.T / 2 - S_solve @ Q_transpose  # (D, D)
     del S_inv, S_solve
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    HvA = diff @ A + dS @ vA  # (D, D)
-    HvA += diff.T @ A + dS.T @ vA
+    HvA = (diff + diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
     del dS, diff
     # grad of line 9: R = X - mu
     Hvmu = (-(tQ / (2 * N) + S_solve2).T).sum(axis=0)  # (D,)

@@ -97,6 +97,19 @@ def _zero_of(x, other) -> bool:
         and set(dtype_sources(x)) <= set(dtype_sources(other))
 
 
+def _common_factor(a, b):
+    """`A @ C + B @ C` is `(A + B) @ C` (and `C @ A + C @ B` is `C @ (A + B)`): one matrix
+    product instead of two, when A and B have the same shape (nothing broadcasts)."""
+    if a.op != "matmul" or b.op != "matmul" or a.shape != b.shape:
+        return None
+    (a1, a2), (b1, b2) = a.args, b.args
+    if a2 is b2 and a1.shape == b1.shape:
+        return make("matmul", a1 + b1, a2)
+    if a1 is b1 and a2.shape == b2.shape:
+        return make("matmul", a1, a2 + b2)
+    return None
+
+
 def _canon_add(a, b):
     if a.is_const and b.is_const:
         return const(a.value + b.value)
@@ -110,6 +123,9 @@ def _canon_add(a, b):
         return b
     if b.op == "neg":
         return a - b.args[0]
+    shared = _common_factor(a, b)
+    if shared is not None:
+        return shared
     (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
     if ca is not None and cb is not None:
         if ca == cb:
