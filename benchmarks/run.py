@@ -43,6 +43,14 @@ if THREADS is not None:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
                                    "=false intra_op_parallelism_threads=1").strip()
 
+# --malloc-tuned: glibc's allocator keeps freed memory instead of returning it to the
+# system, so a temporary of a few MB does not cost fresh page faults on every call (what
+# JAX's and torch's own allocators do). Set before the worker processes start, which read
+# it at their start; see README.md, "Page faults".
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "268435456"}
+if "--malloc-tuned" in sys.argv:
+    os.environ.update(MALLOC_TUNED)
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -559,12 +567,16 @@ def parse_args(argv=None):
     ap.add_argument("--in-process", action="store_true",
                     help="run all contenders in this one process instead of one worker "
                          "process each (they then share a heap: see README)")
+    ap.add_argument("--malloc-tuned", action="store_true",
+                    help="run the worker processes with glibc's allocator keeping freed "
+                         "memory (" + " ".join(f"{k}={v}" for k, v in MALLOC_TUNED.items())
+                         + "): no page faults from fresh temporaries; see README")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     ap.add_argument("--sympy-cap", type=float, default=10.0,
                     help="stop sympy after the first depth taking more than this (seconds)")
     ap.add_argument("--chain-funcs", default=None, metavar="F,G",
                     help="the two functions of the scalar chain x <- F(x) * x + G(x) "
-                         "(default: sin,cos, or tanh,exp while gradgen lacks sin/cos)")
+                         "(default: sin,cos)")
     ap.add_argument("--sympy-worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--sympy-funcs", default="sin,cos", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -580,6 +592,9 @@ def main(argv=None) -> int:
     cases = args.case or ["mlp", "hessian", "compile"]
     print(f"# gradgen benchmarks{' (--quick)' if args.quick else ''}\n")
     print(environment())
+    if args.malloc_tuned:
+        print("Allocator: " + " ".join(f"{k}={v}" for k, v in MALLOC_TUNED.items())
+              + " (--malloc-tuned).")
     print(f"\nAt start: {load_average()} (other processes on this machine).")
     busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.8
     if busy and THREADS is None:
