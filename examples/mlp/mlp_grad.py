@@ -316,8 +316,8 @@ def cost_hvp(X, Y, V, W, vV, vW):
     np.exp(U_exp, out=U_exp)
     del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    expand_dims = U_exp.sum(axis=1)[:, None]  # (N, 1)
-    U_div = U_exp / expand_dims  # (N, C)
+    U_sum = U_exp.sum(axis=1)[:, None]  # (N, 1)
+    U_div = U_exp / U_sum  # (N, C)
     dU = U_div - Y  # (N, C)
     dU /= N
     # grad of line 10: U = Z @ W
@@ -325,8 +325,8 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
     del U_exp, tU
-    mul = tU_mul / expand_dims  # (N, C)
-    mul -= tU_mul.sum(axis=1)[:, None] * U_div / expand_dims
+    mul = tU_mul / U_sum  # (N, C)
+    mul -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum
     mul /= N
     del U_div, tU_mul
     # grad of line 10: U = Z @ W

@@ -411,8 +411,10 @@ def _shorten(n, text, prec, printer, namer, names):
 
 def temp_name(n: Node, names: dict, depth: int = 3) -> str:
     """A name for a temporary: its op, after the source variable it is computed from
-    (`U_max`, `U_exp`); ops that pass their argument through take the argument's name."""
-    while REGISTRY[n.op].has("transparent") and n.args:
+    (`U_max`, `U_exp`); ops that pass their argument through take the argument's name, and
+    so does a view of a computed value (`U_sum` for `U_exp.sum(axis=1)[:, None]`)."""
+    while n.args and (REGISTRY[n.op].has("transparent") or REGISTRY[n.op].has("unit_axes")
+                      and n.args[0].args):
         n = n.args[0]
     base = REGISTRY[n.op].hint or n.op
     a = n

@@ -50,7 +50,7 @@ class OpDef:
     # are built, except while the frontend transcribes the source.
     canon: Callable[..., Any] | None = None
     fuse: Callable[..., Any] | None = None
-    traits: frozenset = frozenset()           # "elementwise", "linear", "nondiff", "leaf"
+    traits: frozenset = frozenset()   # "elementwise", "linear", "nondiff", "leaf", "shape", ...
     dtype: str = "float"                      # "float" or "bool"
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module

@@ -12,6 +12,9 @@ from ._emit import call
 from .registry import PREC_CALL, REAL, defbuiltin, defop
 
 SHAPE = frozenset({"linear", "shape"})
+# Views that only add or remove axes of length 1: a temporary of one is named after the
+# value it views (`U_sum` for `U_exp.sum(axis=1)[:, None]`).
+UNIT_AXES = SHAPE | {"unit_axes"}
 _ALL = ("slice", None, None, 1)   # the index item `:`
 
 
@@ -176,7 +179,7 @@ def _canon_expand(x, axes):
 
 
 defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand, canon=_canon_expand,
-      traits=SHAPE, domain=(REAL,),
+      traits=UNIT_AXES, domain=(REAL,),
       vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw),
       vmap=lambda ts, n: make("expand_dims", ts[0], axes=_plus1(n.attr("axes"))))
@@ -213,7 +216,7 @@ def _emit_squeeze(p, node):
 
 
 defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze, canon=_canon_squeeze,
-      traits=SHAPE, domain=(REAL,),
+      traits=UNIT_AXES, domain=(REAL,),
       vjp=lambda g, n: (make("expand_dims", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("squeeze", ts[0], **n.kw),
       vmap=lambda ts, n: make("squeeze", ts[0], axes=_plus1(n.attr("axes"))))
