@@ -197,12 +197,18 @@ def builder() -> Builder:
     return _current[-1]
 
 
+@functools.cache
+def _registry() -> dict:
+    """The op table (imported on first use: the ops import this module)."""
+    from .ops.registry import REGISTRY
+
+    return REGISTRY
+
+
 def make(op: str, *args: Node, **attrs) -> Node:
     """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the current
     builder's rewrite rules (`Builder.rules`) had their say."""
-    from .ops.registry import REGISTRY
-
-    opdef = REGISTRY.get(op)
+    opdef = _registry().get(op)
     if opdef is None:
         raise InternalError(f"unknown operation {op!r}")
     b = builder()

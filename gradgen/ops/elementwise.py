@@ -9,6 +9,7 @@ import sympy
 from ..ir import const, make
 from ..shapes import broadcast
 from ._emit import call, infix
+from .constants import dtype_sources
 from .registry import (
     NONZERO,
     POSITIVE,
@@ -88,11 +89,21 @@ def _negative(c) -> bool:
 #   division by a constant is multiplication by its inverse; `c / y` is `c * (1 / y)`;
 #   `(1 / y) * x` is `x / y`; `c * a + c * b` is `c * (a + b)`; `a + (-c) * b` is `a - c * b`.
 
+_ZEROS = frozenset({"zeros_like", "full"})   # the ops that may be arrays of zeros
+
+
+def _drop_zero(a, b):
+    """For `a + b` (or `a - b`): the one that is left when the other is zeros, or None."""
+    if _zero_of(b, a) and _is_result(a, (a, b)):
+        return a
+    if _zero_of(a, b) and _is_result(b, (a, b)):
+        return b
+    return None
+
+
 def _zero_of(x, other) -> bool:
     """x is an array of zeros (`zeros_like(...)`, `zeros(...)`) of no other dtype than
     `other` has: adding it changes nothing (a constant 0 is handled by the folding rules)."""
-    from .constants import dtype_sources
-
     return (x.op == "zeros_like" or x.op == "full" and x.attr("value") == 0) \
         and set(dtype_sources(x)) <= set(dtype_sources(other))
 
@@ -113,10 +124,8 @@ def _common_factor(a, b):
 def _canon_add(a, b):
     if a.is_const and b.is_const:
         return const(a.value + b.value)
-    if _zero_of(b, a) and _is_result(a, (a, b)):
-        return a
-    if _zero_of(a, b) and _is_result(b, (a, b)):
-        return b
+    if (a.op in _ZEROS or b.op in _ZEROS) and (zero := _drop_zero(a, b)) is not None:
+        return zero
     if _is(b, 0) and _keeps_shape(a, (a, b)):
         return a
     if _is(a, 0) and _keeps_shape(b, (a, b)):
@@ -142,10 +151,8 @@ def _canon_add(a, b):
 def _canon_sub(a, b):
     if a.is_const and b.is_const:
         return const(a.value - b.value)
-    if _zero_of(b, a) and _is_result(a, (a, b)):
-        return a
-    if _zero_of(a, b) and _is_result(b, (a, b)):
-        return -b
+    if (a.op in _ZEROS or b.op in _ZEROS) and (zero := _drop_zero(a, b)) is not None:
+        return zero if zero is a else -b
     if _is(b, 0) and _keeps_shape(a, (a, b)):
         return a
     if _is(a, 0) and _keeps_shape(b, (a, b)):
@@ -171,9 +178,9 @@ def _canon_mul(a, b):
         return -b
     if _is(a, 0) and b.ndim and _keeps_shape(b, (a, b)):   # zeros propagate
         return make("zeros_like", b)
-    if _zero_of(b, a) and _is_result(b, (a, b)):
+    if b.op in _ZEROS and _zero_of(b, a) and _is_result(b, (a, b)):
         return b
-    if _zero_of(a, b) and _is_result(a, (a, b)):
+    if a.op in _ZEROS and _zero_of(a, b) and _is_result(a, (a, b)):
         return a
     if a.is_const and b.op == "mul" and b.args[0].is_const:  # c1 * (c2 * x)
         return (a * b.args[0]) * b.args[1]
@@ -236,7 +243,7 @@ def _fuse_div(a, b):
 def _canon_neg(x):
     if x.is_const:
         return const(-x.value)
-    if _zero_of(x, x):
+    if x.op in _ZEROS and _zero_of(x, x):
         return x
     if x.op == "neg":
         return x.args[0]
@@ -344,7 +351,6 @@ def select(cond, a, b, like):
     still the seed 1) NumPy would make an integer array, which then turns float32 results
     into float64: such a selection is cast to the dtype of the arrays `like` reads."""
     from ..autodiff.common import weak
-    from .constants import dtype_sources
 
     w = make("where", cond, a, b)
     if weak(w):
