@@ -39,6 +39,11 @@ def f(x: Param[N]):
 def f(s: Param[()], x: Data[N]):
     return sum(broadcast_to(s, (N,))) + mean(broadcast_to(s * 2, (N, 3))) + sum(x)
 """),
+    "simplify_linear_reductions": ("simplify", "signs and scalar factors leave sums and means",
+                                   """\
+def f(x: Param[N, D]):
+    return sum(sum(-x, axis=0) * 3) + mean(-(2 * x))
+"""),
     "simplify_zeros": ("simplify", "zeros propagate through *, + and -", """\
 def f(x: Param[N], y: Param[N]):
     return sum(0 * x + y * x - zeros((N,)) * x)
@@ -94,7 +99,7 @@ def f(A: Data[N, K], B: Data[K, M], x: Param[M]):
 """),
     "lower_scalars": ("lower", "a scalar factor moves onto the smallest operand", """\
 def f(p: Param[N], Q: Data[D, N]):
-    return sum((p * Q) / N)
+    return sum(exp((p * Q) / N))
 """),
 }
 

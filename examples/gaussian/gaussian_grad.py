@@ -130,7 +130,7 @@ def nll_grad(X, mu, A):
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
-    dmu = (-dR).sum(axis=0)  # (D,)
+    dmu = -dR.sum(axis=0)  # (D,)
     return (dmu, dA)
 
 
@@ -176,7 +176,7 @@ def nll_value_and_grad(X, mu, A):
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
-    dmu = (-dR).sum(axis=0)  # (D,)
+    dmu = -dR.sum(axis=0)  # (D,)
     return value, (dmu, dA)
 
 
@@ -222,7 +222,7 @@ def nll_vjp(X, mu, A, g):
     dR = (g_mul * Q + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
-    dmu = (-dR).sum(axis=0)  # (D,)
+    dmu = -dR.sum(axis=0)  # (D,)
     return (dmu, dA)
 
 
@@ -332,5 +332,5 @@ def nll_hvp(X, mu, A, vmu, vA):
     HvA = (diff + diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
     del dS, diff
     # grad of line 9: R = X - mu
-    Hvmu = (-(tQ / (2 * N) + S_solve2).T).sum(axis=0)  # (D,)
+    Hvmu = -(tQ / (2 * N) + S_solve2).T.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

@@ -197,7 +197,7 @@ def loss_jvp(X, y, w, lam, tw):
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w ** 2).sum() / 2
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    tvalue = (-(y * (X @ tw) * _sigmoid(y_neg))).sum() / N + lam * (2 * (tw * w)).sum() / 2
+    tvalue = -((y * (X @ tw) * _sigmoid(y_neg)).sum() / N) + lam * (tw * w).sum()
     return value, tvalue
 
 

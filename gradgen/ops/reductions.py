@@ -36,25 +36,31 @@ def _canon_reduce(x, axes, keepdims):
     return None
 
 
-def _canon_sum(x, axes, keepdims):
-    """Also: the sum of a broadcast array over every axis is the sum of what was broadcast
-    times the number of copies (`sum(broadcast_to(c, (N,)))` is `N * c`)."""
-    if x.op == "broadcast_to" and len(axes) == x.ndim and not keepdims:
-        y = x.args[0]
-        return const(size(x.shape) / size(y.shape)) * make(
-            "sum", y, axes=tuple(range(y.ndim)), keepdims=False)
-    return _canon_reduce(x, axes, keepdims)
+def _linear_reduction(op):
+    """Canonical forms of a linear reduction (sum, mean): a sign or a scalar factor moves
+    outside, where it multiplies the smaller result (`-sum(x)`, `c * sum(x)`); nested ones
+    are one (`sum(sum(x, axis=0))` is `sum(x)`); and over
+    every axis of a broadcast array it reduces what was broadcast (`sum(broadcast_to(c,
+    (N,)))` is `N * c`; the mean of it is `c`)."""
+    def canon(x, axes, keepdims):
+        if x.op == "neg":
+            return -make(op, x.args[0], axes=axes, keepdims=keepdims)
+        if x.op == "mul" and x.args[0].is_const and x.args[1].shape == x.shape:
+            return x.args[0] * make(op, x.args[1], axes=axes, keepdims=keepdims)
+        if x.op == op and not x.attr("keepdims") and not keepdims:   # sum(sum(y, 0)) = sum(y)
+            inner = x.attr("axes")
+            kept = [i for i in range(x.args[0].ndim) if i not in inner]
+            both = tuple(sorted(set(inner) | {kept[a] for a in axes}))
+            return make(op, x.args[0], axes=both, keepdims=False)
+        if x.op == "broadcast_to" and len(axes) == x.ndim and not keepdims:
+            y = x.args[0]
+            whole = make(op, y, axes=tuple(range(y.ndim)), keepdims=False)
+            return const(size(x.shape) / size(y.shape)) * whole if op == "sum" else whole
+        return _canon_reduce(x, axes, keepdims)
+    return canon
 
 
-def _canon_mean(x, axes, keepdims):
-    """Also: the mean of a broadcast array over every axis is the mean of what was broadcast."""
-    if x.op == "broadcast_to" and len(axes) == x.ndim and not keepdims:
-        y = x.args[0]
-        return make("mean", y, axes=tuple(range(y.ndim)), keepdims=False)
-    return _canon_reduce(x, axes, keepdims)
-
-
-defop("sum", 1, shape=_red_shape, emit=reduction("sum"), canon=_canon_sum,
+defop("sum", 1, shape=_red_shape, emit=reduction("sum"), canon=_linear_reduction("sum"),
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n),),
       jvp=lambda ts, n: make("sum", ts[0], **n.kw),
@@ -71,7 +77,7 @@ def _emit_mean(p, node):
 
 
 _mean_method, _sum_method = reduction("mean"), reduction("sum")
-defop("mean", 1, shape=_red_shape, emit=_emit_mean, canon=_canon_mean,
+defop("mean", 1, shape=_red_shape, emit=_emit_mean, canon=_linear_reduction("mean"),
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) / count(n),),
       jvp=lambda ts, n: make("mean", ts[0], **n.kw),
