@@ -5,11 +5,16 @@ pass comes first and each backward statement sits next to its use). A node becom
 statement when the source named it, when it has a derived name (`dZ`), when several
 consumers use it, or when inlining it would make a line too long; otherwise it is
 inlined into its one consumer.
+
+The bookkeeping is one walk over the nodes: each node's printed code reads some
+variables, kept as a tuple with one entry per reference (inlining a node concatenates the
+tuples of its arguments), and each variable counts the references to it not printed yet
+(`_State.remaining`). A variable whose count is zero after a statement is not read by any
+later statement, so the statement may overwrite its buffer.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from ..autodiff.common import weak as _weak
@@ -43,105 +48,72 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     order = topo_order(visit or outputs)
     uses = use_counts(order, outputs)
     st = _State(printer, namer, names, keep, _dependencies(order))
-    stmts_out: list[_Stmt] = []
-    reads: dict[int, frozenset] = {}     # node -> variable names its printed code reads
-    refs: dict[int, dict] = {}           # node -> how often its printed code reads each one
+    # Statements as (lines, phase, variables read, variable a `del` may release or None).
+    stmts_out: list[tuple] = []
+    # node -> the variables its printed code reads, one entry per reference (the arguments
+    # of the function are left out: they are never released or overwritten)
+    refs: dict[int, tuple] = {}
     code = printer.code
     inlined = st.inlined
     last_origin = None
-    empty: frozenset = frozenset()
     for n in order:
         opdef = REGISTRY[n.op]
         nid = id(n)
         if "leaf" in opdef.traits:
             code[nid] = printer.emit(n)
-            reads[nid] = frozenset({code[nid][0]}) if n.op == "input" else empty
-            refs[nid] = {}
+            refs[nid] = ()
             continue
         wanted = names.get(n)
         args = n.args
+        if len(args) == 2:
+            arg_refs = refs[id(args[0])] + refs[id(args[1])]
+        elif len(args) == 1:
+            arg_refs = refs[id(args[0])]
+        else:
+            arg_refs = tuple(name for a in args for name in refs[id(a)])
         if opdef.stmt is not None:
-            arg_refs = _merge([refs[id(a)] for a in args])
             st.read(arg_refs)
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
-            st.define(n, target, uses[nid], arg_refs)
         else:
             text, prec = printer.emit(n)
             alias = _alias_of(n, text, printer)
             if alias is not None:
                 code[nid] = code[id(alias)]
-                reads[nid] = reads[id(alias)]
                 refs[nid] = refs[id(alias)]
-                st.remaining[code[id(alias)][0]] += uses[nid] - 1
+                st.share(code[nid][0], uses[nid] - 1)
                 continue
             if len(text) > MAX_EXPR:
                 text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
                 for arg, line in spilled:
+                    aid = id(arg)
+                    var = code[aid][0]
                     last_origin = _comment(stmts_out, arg, last_origin, derivative_label)
-                    stmts_out.append(_Stmt([line], arg.phase, reads[id(arg)],
-                                           code[id(arg)][0], arg))
-                    inlined.discard(id(arg))
-                    st.read(refs[id(arg)])
-                    st.define(arg, code[id(arg)][0], uses[id(arg)], refs[id(arg)])
-                    reads[id(arg)] = frozenset({code[id(arg)][0]})
-                    refs[id(arg)] = {code[id(arg)][0]: 1}
-            arg_reads = _union([reads[id(a)] for a in args])
-            arg_refs = _merge([refs[id(a)] for a in args])
+                    inlined.discard(aid)
+                    st.read(refs[aid])
+                    release = st.define(arg, var, uses[aid], refs[aid])
+                    stmts_out.append(([line], arg.phase, refs[aid], release))
+                    refs[aid] = (var,)
+                if len(args) == 1:
+                    arg_refs = refs[id(args[0])]
+                else:
+                    arg_refs = tuple(name for a in args for name in refs[id(a)])
             if wanted is None and uses[nid] <= 1:
                 code[nid] = (text, prec)
                 inlined.add(nid)
-                reads[nid] = arg_reads
                 refs[nid] = arg_refs
                 continue
             st.read(arg_refs)
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = st.in_place(n, target, refs, arg_refs) or \
                 [f"{target} = {text}{_shape_comment(n)}"]
-            st.define(n, target, uses[nid], arg_refs)
-            stmts_out_reads = arg_reads
-        if opdef.stmt is not None:
-            stmts_out_reads = _union([reads[id(a)] for a in args])
-        var = code[nid][0]
-        reads[nid] = frozenset({var})
-        refs[nid] = {var: 1}
+        release = st.define(n, target, uses[nid], arg_refs)
+        refs[nid] = (target,)
         if n.origin is not last_origin:
             last_origin = _comment(stmts_out, n, last_origin, derivative_label)
-        stmts_out.append(_Stmt(stmts, n.phase, stmts_out_reads, var, n))
-    returned = frozenset().union(*(reads[id(o)] for o in outputs))
+        stmts_out.append((stmts, n.phase, arg_refs, release))
+    returned = frozenset(name for o in outputs for name in refs[id(o)])
     return _with_releases(stmts_out, returned | keep)
-
-
-_EMPTY: frozenset = frozenset()
-
-
-def _union(sets: list) -> frozenset:
-    """The union of frozensets (one of them itself when the others add nothing)."""
-    out = None
-    for s in sets:
-        if not s or s is out:
-            continue
-        out = s if out is None else out | s
-    return _EMPTY if out is None else out
-
-
-def _merge(counts) -> dict:
-    """The sum of several {name: count} tables (plain dicts: Counter addition is slow).
-    The result is a new dict, except for one table that is returned as it is (tables are
-    never changed once made)."""
-    out = None
-    shared = True
-    for c in counts:
-        if not c:
-            continue
-        if out is None:
-            out = c
-            continue
-        if shared:
-            out, shared = dict(out), False
-        for k, v in c.items():
-            out[k] = out.get(k, 0) + v
-    return {} if out is None else out
 
 
 def _dependencies(order: list[Node]) -> dict[int, frozenset]:
@@ -179,18 +151,23 @@ class _State:
         self.names = names
         self.keep = keep
         self.deps = deps
+        self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
         self.inlined: set[int] = set()
         self.weak_memo: dict | None = None   # the memo of autodiff.common.weak, once it exists
         self.var_node: dict[str, Node] = {}
-        self.remaining: Counter = Counter()   # variable -> consumers not yet printed
+        self.remaining: dict[str, int] = {}   # variable -> references not printed yet
+        # variable -> its node, for the arrays a statement may overwrite once they are dead
+        # (not an argument, not a view, not of a weak dtype)
+        self.buffers: dict[str, Node] = {}
         self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
         self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
 
-    def define(self, n: Node, name: str, uses: int, reads=()) -> None:
+    def define(self, n: Node, name: str, uses: int, reads=()) -> str | None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
-        its statement read (a view keeps their buffers alive while it is needed)."""
+        its statement read (a view keeps their buffers alive while it is needed).
+        Returns `name` when a `del` may release it (an array that is no view), else None."""
         self.p.code[id(n)] = (name, PREC_ATOM)   # p.set_name(n, name)
         self.var_node.setdefault(name, n)
         remaining = self.remaining
@@ -207,6 +184,17 @@ class _State:
             self.view_bases[name] = bases
             for b in bases:
                 self.views_of.setdefault(b, {})[name] = None
+            return None
+        if not n.shape:
+            return None
+        if name not in self.keep and not self.weak(n):
+            self.buffers[name] = n
+        return name
+
+    def share(self, name: str, uses: int) -> None:
+        """`uses` more consumers read variable `name` (through a node printed as it)."""
+        if name in self.var_node:
+            self.remaining[name] += uses
 
     def weak(self, n: Node) -> bool:
         """`_weak(n)`, looked up first in its per-compilation memo."""
@@ -216,39 +204,35 @@ class _State:
         w = memo.get(id(n)) if memo is not None else None
         return _weak(n) if w is None else w
 
-    def read(self, refs: Counter) -> None:
-        """A statement is printed that reads these variables (so many times each)."""
-        var_node, remaining = self.var_node, self.remaining
-        for name, k in refs.items():
-            if name in var_node:
-                remaining[name] = remaining.get(name, 0) - k
+    def read(self, refs: tuple) -> None:
+        """A statement is printed that reads these variables (an entry per reference)."""
+        remaining = self.remaining
+        for name in refs:
+            remaining[name] -= 1
 
-    def in_place(self, n: Node, target: str, refs: dict, stmt_refs: Counter,
+    def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
                  ) -> list[str] | None:
         """Statements computing `n` into one buffer, or None when that would not help."""
-        if not n.shape or not REGISTRY[n.op].ufunc:
+        shape = n.shape
+        ufunc = self.ufunc
+        if not shape or n.op not in ufunc:
             return None
         inlined = self.inlined
-        shape = tuple(n.shape)
         spine = [n]
+        bottom = n
         while True:
-            for a in spine[-1].args:
-                if id(a) in inlined and REGISTRY[a.op].ufunc and tuple(a.shape) == shape:
+            for a in bottom.args:
+                if id(a) in inlined and a.op in ufunc and a.shape == shape:
                     spine.append(a)
+                    bottom = a
                     break
             else:
                 break
-        bottom = spine[-1]
         # Only a variable that no later step of this statement reads may be overwritten.
-        bottom_refs = None
-
-        def only_bottom_reads(name):
-            nonlocal bottom_refs
-            if bottom_refs is None:
-                bottom_refs = _merge([refs[id(a)] for a in bottom.args])
-            return bottom_refs.get(name, 0) == stmt_refs.get(name, 0)
-
-        buf = self._dead_buffer(bottom, n, only_bottom_reads)
+        buf = self._dead_buffer(
+            bottom, shape,
+            lambda name: sum(refs[id(a)].count(name) for a in bottom.args)
+            == stmt_refs.count(name))
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
@@ -257,7 +241,7 @@ class _State:
         for s in spine:
             if not deps[id(s)] <= alloc_deps:
                 return None
-        if self.weak(alloc):
+        if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         p = self.p
         if buf:
@@ -267,11 +251,11 @@ class _State:
             lines = [f"{target} = {p.code[id(bottom)][0]}"]
         lines[0] += _shape_comment(n)
         child = bottom
-        steps = list(reversed(spine[:-1]))
-        for k, s in enumerate(steps):
-            i = next(m for m, a in enumerate(s.args) if a is child)
-            lines += self._operand_in_place(s, 1 - i, steps[k + 1:], refs) if len(s.args) == 2 \
-                else []
+        for k in range(len(spine) - 2, -1, -1):   # the steps, bottom-up
+            s = spine[k]
+            i = s.args.index(child)
+            if len(s.args) == 2:
+                lines += self._operand_in_place(s, 1 - i, spine[:k], refs)
             lines.append(self._step(s, i, target))
             child = s
         return lines
@@ -280,11 +264,11 @@ class _State:
         """Compute the other operand of step `s` (like `1 - Z`) into the buffer of a variable
         that dies here, so the step allocates nothing: `Z_diff = np.subtract(1, Z, out=Z)`."""
         o = s.args[j]
-        if id(o) not in self.inlined or not REGISTRY[o.op].ufunc or \
-                tuple(o.shape) != tuple(s.shape):
+        if id(o) not in self.inlined or o.op not in self.ufunc or o.shape != s.shape:
             return []
-        later_refs = _merge([refs[id(a)] for t in later for a in t.args])
-        buf = self._dead_buffer(o, s, lambda name: later_refs.get(name, 0) == 0)
+        buf = self._dead_buffer(
+            o, s.shape,
+            lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
         if buf is None:
             return []
         p = self.p
@@ -293,32 +277,33 @@ class _State:
         p.code[id(o)] = (name, PREC_ATOM)
         return [f"{name} = {self._ufunc(o)}({args}, out={buf})"]
 
-    def _dead_buffer(self, bottom: Node, n: Node, only_bottom_reads) -> str | None:
-        """A variable read by `bottom` that nothing reads later and that may be overwritten."""
-        # The conditions are independent tests; the cheap ones come first.
-        remaining, deps = self.remaining, self.deps
+    def _dead_buffer(self, bottom: Node, shape: tuple, unread_later) -> str | None:
+        """A variable read by `bottom`, of this shape, that nothing reads later and that may
+        be overwritten; `unread_later(name)` says whether the rest of the statement does
+        not read it."""
+        inlined, code, buffers, remaining = self.inlined, self.p.code, self.buffers, \
+            self.remaining
         for a in bottom.args:
-            if id(a) in self.inlined or a.op == "const":
+            if id(a) in inlined or a.op == "const":
                 continue
-            name = self.p.code[id(a)][0]
-            owner = self.var_node.get(name)
-            if (owner is not None and name not in self.keep
-                    and tuple(owner.shape) == tuple(n.shape)
-                    and all(remaining[w] <= 0 for w in self._aliases(name))
-                    and not _is_view(owner) and not self.weak(owner)
-                    and all(deps[id(b)] <= deps[id(owner)] for b in bottom.args)
-                    and all(only_bottom_reads(w) for w in self._aliases(name))):
+            name = code[id(a)][0]
+            owner = buffers.get(name)
+            if owner is None or owner.shape != shape or remaining[name] > 0:
+                continue
+            views = self.views_of.get(name)
+            if views and any(remaining[w] > 0 for w in views):
+                continue
+            deps = self.deps
+            owner_deps = deps[id(owner)]
+            if any(not deps[id(b)] <= owner_deps for b in bottom.args):
+                continue
+            if unread_later(name) and (not views or all(unread_later(w) for w in views)):
                 return name
         return None
 
-    def _aliases(self, name: str) -> list[str]:
-        """`name` and the view variables that may share its buffer."""
-        views = self.views_of.get(name)
-        return [name, *views] if views else [name]
-
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` computed in place, where its argument `i` is already in `target`."""
-        p, uf = self.p, REGISTRY[s.op].ufunc
+        p, uf = self.p, self.ufunc[s.op]
         if len(s.args) == 1:
             return f"{self._ufunc(s)}({target}, out={target})"
         j = 1 - i
@@ -336,41 +321,28 @@ class _State:
     def _ufunc(self, n: Node) -> str:
         """The in-place capable function of `n`: a NumPy ufunc, or a private helper of the
         module (names starting with `_`) that takes `out=` the same way."""
-        uf = REGISTRY[n.op].ufunc
+        uf = self.ufunc[n.op]
         return uf if uf.startswith("_") else f"{self.p.ns}.{uf}"
 
 
-@dataclass
-class _Stmt:
-    lines: list[str]
-    phase: str
-    reads: frozenset
-    defines: str | None = None
-    node: Node | None = None
-
-
-def _with_releases(stmts: list[_Stmt], keep: frozenset) -> Body:
+def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:
     """Insert `del` after the last statement reading each array temporary."""
-    last_read: dict[str, int] = {}
-    releasable: set[str] = set()
-    for i, st in enumerate(stmts):
-        for name in st.reads:
-            last_read[name] = i
-        node = st.node
-        if node is not None and node.shape and not _is_view(node):
-            releasable.add(st.defines)
+    last_read = {name: i for i, st in enumerate(stmts) for name in st[2]}
+    releasable = {st[3] for st in stmts}
+    final = len(stmts) - 1
     dead_after: dict[int, list[str]] = {}
     for name, i in last_read.items():
-        if name in releasable and name not in keep and i < len(stmts) - 1:
+        if i < final and name in releasable and name not in keep:
             dead_after.setdefault(i, []).append(name)
     lines: list[str] = []
     phases: list[str] = []
-    for i, st in enumerate(stmts):
-        lines.extend(st.lines)
-        phases.extend([st.phase] * len(st.lines))
-        if i in dead_after:
-            lines.append("del " + ", ".join(sorted(dead_after[i])))
-            phases.append(st.phase)
+    for i, (stmt_lines, phase, _, _) in enumerate(stmts):
+        lines += stmt_lines
+        phases += [phase] * len(stmt_lines)
+        dead = dead_after.get(i)
+        if dead is not None:
+            lines.append("del " + ", ".join(sorted(dead)))
+            phases.append(phase)
     return Body(lines, phases)
 
 
@@ -440,10 +412,9 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 #                                          wherever they are used)
 
 
-def _comment(stmts: list[_Stmt], n: Node, last_origin, label: str):
+def _comment(stmts: list[tuple], n: Node, last_origin, label: str):
     """Before the first backward statement of each source line, say what it differentiates."""
     if n.phase != "backward" or n.origin is None or n.origin == last_origin:
         return last_origin
-    stmts.append(_Stmt([f"# {label} of line {n.origin.line}: {n.origin.text}"], "backward",
-                       frozenset()))
+    stmts.append(([f"# {label} of line {n.origin.line}: {n.origin.text}"], "backward", (), None))
     return n.origin
