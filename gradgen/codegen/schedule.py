@@ -55,11 +55,12 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     refs: dict[int, tuple] = {}
     code = printer.code
     inlined = st.inlined
+    remaining = st.remaining
+    leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
     last_origin = None
     for n in order:
-        opdef = REGISTRY[n.op]
         nid = id(n)
-        if "leaf" in opdef.traits:
+        if n.op in leaf_ops:
             code[nid] = printer.emit(n)
             refs[nid] = ()
             continue
@@ -71,39 +72,30 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
             arg_refs = refs[id(args[0])]
         else:
             arg_refs = tuple(name for a in args for name in refs[id(a)])
-        if opdef.stmt is not None:
-            st.read(arg_refs)
+        if n.op in stmt_ops:
+            for name in arg_refs:   # st.read(arg_refs)
+                remaining[name] -= 1
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
         else:
             text, prec = printer.emit(n)
-            alias = _alias_of(n, text, printer)
+            alias = _alias_of(args, text, code)
             if alias is not None:
                 code[nid] = code[id(alias)]
                 refs[nid] = refs[id(alias)]
-                st.share(code[nid][0], uses[nid] - 1)
+                st.share(text, uses[nid] - 1)
                 continue
             if len(text) > MAX_EXPR:
-                text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
-                for arg, line in spilled:
-                    aid = id(arg)
-                    var = code[aid][0]
-                    last_origin = _comment(stmts_out, arg, last_origin, derivative_label)
-                    inlined.discard(aid)
-                    st.read(refs[aid])
-                    release = st.define(arg, var, uses[aid], refs[aid])
-                    stmts_out.append(([line], arg.phase, refs[aid], release))
-                    refs[aid] = (var,)
-                if len(args) == 1:
-                    arg_refs = refs[id(args[0])]
-                else:
-                    arg_refs = tuple(name for a in args for name in refs[id(a)])
+                text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
+                                                 last_origin, derivative_label)
+                arg_refs = tuple(name for a in args for name in refs[id(a)])
             if wanted is None and uses[nid] <= 1:
                 code[nid] = (text, prec)
                 inlined.add(nid)
                 refs[nid] = arg_refs
                 continue
-            st.read(arg_refs)
+            for name in arg_refs:   # st.read(arg_refs)
+                remaining[name] -= 1
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = st.in_place(n, target, refs, arg_refs) or \
                 [f"{target} = {text}{_shape_comment(n)}"]
@@ -114,6 +106,21 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
         stmts_out.append((stmts, n.phase, arg_refs, release))
     returned = frozenset(name for o in outputs for name in refs[id(o)])
     return _with_releases(stmts_out, returned | keep)
+
+
+def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
+    """`_shorten` the code of `n`, each spilled argument a statement of its own."""
+    text, prec, spilled = _shorten(n, text, prec, st.p, st.namer, st.names)
+    for arg, line in spilled:
+        aid = id(arg)
+        var = st.p.code[aid][0]
+        last_origin = _comment(stmts_out, arg, last_origin, label)
+        st.inlined.discard(aid)
+        st.read(refs[aid])
+        release = st.define(arg, var, uses[aid], refs[aid])
+        stmts_out.append(([line], arg.phase, refs[aid], release))
+        refs[aid] = (var,)
+    return text, prec, last_origin
 
 
 def _dependencies(order: list[Node]) -> dict[int, frozenset]:
@@ -142,6 +149,23 @@ def _dependencies(order: list[Node]) -> dict[int, frozenset]:
 _AUGMENTED = {"add": "+=", "subtract": "-=", "multiply": "*=", "divide": "/=", "power": "**="}
 
 
+class _Ops:
+    """What the scheduler asks of the registry about an op, as sets of op names."""
+
+    def __init__(self):
+        self.leaf = {op for op, d in REGISTRY.items() if "leaf" in d.traits}
+        self.stmt = {op for op, d in REGISTRY.items() if d.stmt is not None}
+        self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
+        self.view = {op for op, d in REGISTRY.items() if d.traits & {"shape", "leaf"}}
+        self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+
+    def is_view(self, n: Node) -> bool:
+        """Whether `n` may share memory with another array (so `del` frees nothing)."""
+        while n.op in self.transparent:
+            n = n.args[0]
+        return n.op in self.view
+
+
 class _State:
     """Which variables exist, which are still needed, and which nodes were inlined."""
 
@@ -151,9 +175,11 @@ class _State:
         self.names = names
         self.keep = keep
         self.deps = deps
-        self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+        self.ops = _Ops()
+        self.ufunc = self.ops.ufunc
         self.inlined: set[int] = set()
-        self.weak_memo: dict | None = None   # the memo of autodiff.common.weak, once it exists
+        # the memo of autodiff.common.weak (ir.analysis fills the same dict)
+        self.weak_memo: dict = ir.builder().memo.setdefault("weak", {}) if ir._current else {}
         self.var_node: dict[str, Node] = {}
         self.remaining: dict[str, int] = {}   # variable -> references not printed yet
         # variable -> its node, for the arrays a statement may overwrite once they are dead
@@ -177,7 +203,7 @@ class _State:
             if old is not None:
                 for b in old:
                     self.views_of[b].pop(name, None)
-        if _is_view(n):
+        if self.ops.is_view(n):
             bases = set(reads)
             for r in reads:
                 bases |= self.view_bases.get(r, set())
@@ -187,8 +213,10 @@ class _State:
             return None
         if not n.shape:
             return None
-        if name not in self.keep and not self.weak(n):
-            self.buffers[name] = n
+        if name not in self.keep:
+            weak = self.weak_memo.get(id(n))   # self.weak(n)
+            if not (_weak(n) if weak is None else weak):
+                self.buffers[name] = n
         return name
 
     def share(self, name: str, uses: int) -> None:
@@ -198,10 +226,7 @@ class _State:
 
     def weak(self, n: Node) -> bool:
         """`_weak(n)`, looked up first in its per-compilation memo."""
-        memo = self.weak_memo
-        if memo is None:
-            memo = self.weak_memo = ir.builder().memo.get("weak") if ir._current else None
-        w = memo.get(id(n)) if memo is not None else None
+        w = self.weak_memo.get(id(n))
         return _weak(n) if w is None else w
 
     def read(self, refs: tuple) -> None:
@@ -228,10 +253,11 @@ class _State:
                     break
             else:
                 break
+        bottom_args = bottom.args
         # Only a variable that no later step of this statement reads may be overwritten.
         buf = self._dead_buffer(
-            bottom, shape,
-            lambda name: sum(refs[id(a)].count(name) for a in bottom.args)
+            bottom_args, shape,
+            lambda name: sum(refs[id(a)].count(name) for a in bottom_args)
             == stmt_refs.count(name))
         if buf is None and len(spine) < 2:
             return None
@@ -243,47 +269,49 @@ class _State:
                 return None
         if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
-        p = self.p
+        code = self.p.code
         if buf:
-            args = ", ".join(p.arg(bottom, j, 0) for j in range(len(bottom.args)))
-            lines = [f"{target} = {self._ufunc(bottom)}({args}, out={buf})"]
+            args = ", ".join(code[id(a)][0] for a in bottom_args)   # p.arg(bottom, j, 0)
+            lines = [f"{target} = {self._ufunc(bottom)}({args}, out={buf}){_shape_comment(n)}"]
         else:
-            lines = [f"{target} = {p.code[id(bottom)][0]}"]
-        lines[0] += _shape_comment(n)
+            lines = [f"{target} = {code[id(bottom)][0]}{_shape_comment(n)}"]
         child = bottom
         for k in range(len(spine) - 2, -1, -1):   # the steps, bottom-up
             s = spine[k]
-            i = s.args.index(child)
-            if len(s.args) == 2:
-                lines += self._operand_in_place(s, 1 - i, spine[:k], refs)
-            lines.append(self._step(s, i, target))
+            s_args = s.args
+            if len(s_args) == 1:
+                lines.append(f"{self._ufunc(s)}({target}, out={target})")
+            else:
+                i = 0 if s_args[0] is child else 1
+                o = s_args[1 - i]
+                if id(o) in inlined and o.op in ufunc and o.shape == shape:
+                    lines += self._operand_in_place(s, o, spine[:k], refs)
+                lines.append(self._step(s, i, target))
             child = s
         return lines
 
-    def _operand_in_place(self, s: Node, j: int, later: list, refs: dict) -> list[str]:
-        """Compute the other operand of step `s` (like `1 - Z`) into the buffer of a variable
-        that dies here, so the step allocates nothing: `Z_diff = np.subtract(1, Z, out=Z)`."""
-        o = s.args[j]
-        if id(o) not in self.inlined or o.op not in self.ufunc or o.shape != s.shape:
-            return []
+    def _operand_in_place(self, s: Node, o: Node, later: list, refs: dict) -> list[str]:
+        """Compute the other operand `o` of step `s` (like `1 - Z`; inlined, of the same
+        shape, with a ufunc) into the buffer of a variable that dies here, so the step
+        allocates nothing: `Z_diff = np.subtract(1, Z, out=Z)`."""
         buf = self._dead_buffer(
-            o, s.shape,
+            o.args, s.shape,
             lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
         if buf is None:
             return []
-        p = self.p
+        code = self.p.code
         name = self.namer.fresh(temp_name(o, self.names))
-        args = ", ".join(p.arg(o, m, 0) for m in range(len(o.args)))
-        p.code[id(o)] = (name, PREC_ATOM)
+        args = ", ".join(code[id(a)][0] for a in o.args)   # p.arg(o, m, 0)
+        code[id(o)] = (name, PREC_ATOM)
         return [f"{name} = {self._ufunc(o)}({args}, out={buf})"]
 
-    def _dead_buffer(self, bottom: Node, shape: tuple, unread_later) -> str | None:
-        """A variable read by `bottom`, of this shape, that nothing reads later and that may
-        be overwritten; `unread_later(name)` says whether the rest of the statement does
-        not read it."""
+    def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
+        """A variable read by one of `args` (a node's arguments), of this shape, that
+        nothing reads later and that may be overwritten; `unread_later(name)` says whether
+        the rest of the statement does not read it."""
         inlined, code, buffers, remaining = self.inlined, self.p.code, self.buffers, \
             self.remaining
-        for a in bottom.args:
+        for a in args:
             if id(a) in inlined or a.op == "const":
                 continue
             name = code[id(a)][0]
@@ -295,27 +323,29 @@ class _State:
                 continue
             deps = self.deps
             owner_deps = deps[id(owner)]
-            if any(not deps[id(b)] <= owner_deps for b in bottom.args):
-                continue
-            if unread_later(name) and (not views or all(unread_later(w) for w in views)):
-                return name
+            for b in args:
+                if not deps[id(b)] <= owner_deps:
+                    break
+            else:
+                if unread_later(name) and (not views or all(unread_later(w) for w in views)):
+                    return name
         return None
 
     def _step(self, s: Node, i: int, target: str) -> str:
-        """`s` computed in place, where its argument `i` is already in `target`."""
-        p, uf = self.p, self.ufunc[s.op]
-        if len(s.args) == 1:
-            return f"{self._ufunc(s)}({target}, out={target})"
-        j = 1 - i
-        other = s.args[j]
-        if uf == "multiply" and other.is_const:
+        """`s` (of two arguments) computed in place, where its argument `i` is already in
+        `target`."""
+        uf = self.ufunc[s.op]
+        other = s.args[1 - i]
+        if uf == "multiply" and other.op == "const":
             num, den = other.value.as_numer_denom()
             if num == 1 and den != 1:
-                text, prec = p.scalar(den)
+                text, prec = self.p.scalar(den)
                 return f"{target} /= {text}"
-        if uf in _AUGMENTED and (i == 0 or uf in ("add", "multiply")):
-            return f"{target} {_AUGMENTED[uf]} {p.arg(s, j, 0)}"
-        args = ", ".join(target if k == i else p.arg(s, k, 0) for k in range(2))
+        # the code of `other` as an argument: p.arg(s, 1 - i, 0), never parenthesised
+        other_code = self.p.code[id(other)][0]
+        if uf in _AUGMENTED and (i == 0 or uf == "add" or uf == "multiply"):
+            return f"{target} {_AUGMENTED[uf]} {other_code}"
+        args = f"{target}, {other_code}" if i == 0 else f"{other_code}, {target}"
         return f"{self._ufunc(s)}({args}, out={target})"
 
     def _ufunc(self, n: Node) -> str:
@@ -346,20 +376,12 @@ def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:
     return Body(lines, phases)
 
 
-def _is_view(n: Node) -> bool:
-    """Whether `n` may share memory with another array (so `del` frees nothing)."""
-    traits = REGISTRY[n.op].traits
-    while "transparent" in traits:
-        n = n.args[0]
-        traits = REGISTRY[n.op].traits
-    return "shape" in traits or "leaf" in traits
-
-
-def _alias_of(n: Node, text: str, printer: Printer):
-    """The argument whose variable `n` prints as (identity ops such as stop_gradient)."""
-    for a in n.args:
-        code, prec = printer.code[id(a)]
-        if code == text and prec == PREC_ATOM:
+def _alias_of(args: tuple, text: str, code: dict):
+    """The argument whose variable a node printed as `text` prints as (identity ops such
+    as stop_gradient); `code` is the printer's."""
+    for a in args:
+        c = code[id(a)]
+        if c[0] == text and c[1] == PREC_ATOM:
             return a
     return None
 
@@ -384,15 +406,22 @@ def _shorten(n, text, prec, printer, namer, names):
 def temp_name(n: Node, names: dict, depth: int = 3) -> str:
     """A name for a temporary: its op, after the source variable it is computed from
     (`U_max`, `U_exp`); ops that pass their argument through take the argument's name."""
-    while REGISTRY[n.op].has("transparent") and n.args:
+    opdef = REGISTRY[n.op]
+    while "transparent" in opdef.traits and n.args:
         n = n.args[0]
-    base = REGISTRY[n.op].hint or n.op
+        opdef = REGISTRY[n.op]
+    base = opdef.hint or n.op
     a = n
     for _ in range(depth):
         if not a.args:
             break
-        a = next((x for x in a.args if not x.is_const), a.args[0])
-        if a in names or a.op == "input":
+        for x in a.args:   # the first argument that is no constant, else the first
+            if x.op != "const":
+                a = x
+                break
+        else:
+            a = a.args[0]
+        if a.op == "input" or a in names:
             return f"{names.get(a) or a.attr('name')}_{base}"
     return base
 
