@@ -255,10 +255,13 @@ class _State:
                 break
         bottom_args = bottom.args
         # Only a variable that no later step of this statement reads may be overwritten.
-        buf = self._dead_buffer(
-            bottom_args, shape,
-            lambda name: sum(refs[id(a)].count(name) for a in bottom_args)
-            == stmt_refs.count(name))
+        def unread_later(name):   # no reference to `name` outside `bottom`'s arguments
+            k = stmt_refs.count(name)
+            for a in bottom_args:
+                k -= refs[id(a)].count(name)
+            return k == 0
+
+        buf = self._dead_buffer(bottom_args, shape, unread_later)
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
@@ -312,11 +315,10 @@ class _State:
         inlined, code, buffers, remaining = self.inlined, self.p.code, self.buffers, \
             self.remaining
         for a in args:
-            if id(a) in inlined or a.op == "const":
-                continue
             name = code[id(a)][0]
             owner = buffers.get(name)
-            if owner is None or owner.shape != shape or remaining[name] > 0:
+            if owner is None or owner.shape != shape or remaining[name] > 0 or \
+                    id(a) in inlined or a.op == "const":
                 continue
             views = self.views_of.get(name)
             if views and any(remaining[w] > 0 for w in views):
