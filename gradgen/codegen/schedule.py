@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..autodiff.common import weak as _weak
 from .. import ir
+from ..autodiff.common import weak as _weak
 from ..ir import Node, topo_order, use_counts
 from ..ops.registry import PREC_ATOM, REGISTRY
 from ..shapes import fmt_shape
@@ -341,7 +341,7 @@ class _State:
         if uf == "multiply" and other.op == "const":
             num, den = other.value.as_numer_denom()
             if num == 1 and den != 1:
-                text, prec = self.p.scalar(den)
+                text, _ = self.p.scalar(den)
                 return f"{target} /= {text}"
         # the code of `other` as an argument: p.arg(s, 1 - i, 0), never parenthesised
         other_code = self.p.code[id(other)][0]
