@@ -5,15 +5,20 @@ pass comes first and each backward statement sits next to its use). A node becom
 statement when the source named it, when it has a derived name (`dZ`), when several
 consumers use it, or when inlining it would make a line too long; otherwise it is
 inlined into its one consumer.
+
+The bookkeeping is one walk over the nodes: each node's printed code reads some
+variables, kept as a tuple with one entry per reference (inlining a node concatenates the
+tuples of its arguments), and each variable counts the references to it not printed yet
+(`_State.remaining`). A variable whose count is zero after a statement is not read by any
+later statement, so the statement may overwrite its buffer.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
-from ..autodiff.common import weak as _weak
 from .. import ir
+from ..autodiff.common import weak as _weak
 from ..ir import Node, topo_order, use_counts
 from ..ops.registry import PREC_ATOM, REGISTRY
 from ..shapes import fmt_shape
@@ -43,105 +48,79 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     order = topo_order(visit or outputs)
     uses = use_counts(order, outputs)
     st = _State(printer, namer, names, keep, _dependencies(order))
-    stmts_out: list[_Stmt] = []
-    reads: dict[int, frozenset] = {}     # node -> variable names its printed code reads
-    refs: dict[int, dict] = {}           # node -> how often its printed code reads each one
+    # Statements as (lines, phase, variables read, variable a `del` may release or None).
+    stmts_out: list[tuple] = []
+    # node -> the variables its printed code reads, one entry per reference (the arguments
+    # of the function are left out: they are never released or overwritten)
+    refs: dict[int, tuple] = {}
     code = printer.code
     inlined = st.inlined
+    remaining = st.remaining
+    leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
     last_origin = None
-    empty: frozenset = frozenset()
     for n in order:
-        opdef = REGISTRY[n.op]
         nid = id(n)
-        if "leaf" in opdef.traits:
+        if n.op in leaf_ops:
             code[nid] = printer.emit(n)
-            reads[nid] = frozenset({code[nid][0]}) if n.op == "input" else empty
-            refs[nid] = {}
+            refs[nid] = ()
             continue
         wanted = names.get(n)
         args = n.args
-        if opdef.stmt is not None:
-            arg_refs = _merge([refs[id(a)] for a in args])
-            st.read(arg_refs)
+        if len(args) == 2:
+            arg_refs = refs[id(args[0])] + refs[id(args[1])]
+        elif len(args) == 1:
+            arg_refs = refs[id(args[0])]
+        else:
+            arg_refs = tuple(name for a in args for name in refs[id(a)])
+        if n.op in stmt_ops:
+            for name in arg_refs:   # st.read(arg_refs)
+                remaining[name] -= 1
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = printer.emit_stmt(n, target)
-            st.define(n, target, uses[nid], arg_refs)
         else:
             text, prec = printer.emit(n)
-            alias = _alias_of(n, text, printer)
+            alias = _alias_of(args, text, code)
             if alias is not None:
                 code[nid] = code[id(alias)]
-                reads[nid] = reads[id(alias)]
                 refs[nid] = refs[id(alias)]
-                st.remaining[code[id(alias)][0]] += uses[nid] - 1
+                st.share(text, uses[nid] - 1)
                 continue
             if len(text) > MAX_EXPR:
-                text, prec, spilled = _shorten(n, text, prec, printer, namer, names)
-                for arg, line in spilled:
-                    last_origin = _comment(stmts_out, arg, last_origin, derivative_label)
-                    stmts_out.append(_Stmt([line], arg.phase, reads[id(arg)],
-                                           code[id(arg)][0], arg))
-                    inlined.discard(id(arg))
-                    st.read(refs[id(arg)])
-                    st.define(arg, code[id(arg)][0], uses[id(arg)], refs[id(arg)])
-                    reads[id(arg)] = frozenset({code[id(arg)][0]})
-                    refs[id(arg)] = {code[id(arg)][0]: 1}
-            arg_reads = _union([reads[id(a)] for a in args])
-            arg_refs = _merge([refs[id(a)] for a in args])
+                text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
+                                                 last_origin, derivative_label)
+                arg_refs = tuple(name for a in args for name in refs[id(a)])
             if wanted is None and uses[nid] <= 1:
                 code[nid] = (text, prec)
                 inlined.add(nid)
-                reads[nid] = arg_reads
                 refs[nid] = arg_refs
                 continue
-            st.read(arg_refs)
+            for name in arg_refs:   # st.read(arg_refs)
+                remaining[name] -= 1
             target = namer.fresh(wanted or temp_name(n, names))
             stmts = st.in_place(n, target, refs, arg_refs) or \
                 [f"{target} = {text}{_shape_comment(n)}"]
-            st.define(n, target, uses[nid], arg_refs)
-            stmts_out_reads = arg_reads
-        if opdef.stmt is not None:
-            stmts_out_reads = _union([reads[id(a)] for a in args])
-        var = code[nid][0]
-        reads[nid] = frozenset({var})
-        refs[nid] = {var: 1}
+        release = st.define(n, target, uses[nid], arg_refs)
+        refs[nid] = (target,)
         if n.origin is not last_origin:
             last_origin = _comment(stmts_out, n, last_origin, derivative_label)
-        stmts_out.append(_Stmt(stmts, n.phase, stmts_out_reads, var, n))
-    returned = frozenset().union(*(reads[id(o)] for o in outputs))
+        stmts_out.append((stmts, n.phase, arg_refs, release))
+    returned = frozenset(name for o in outputs for name in refs[id(o)])
     return _with_releases(stmts_out, returned | keep)
 
 
-_EMPTY: frozenset = frozenset()
-
-
-def _union(sets: list) -> frozenset:
-    """The union of frozensets (one of them itself when the others add nothing)."""
-    out = None
-    for s in sets:
-        if not s or s is out:
-            continue
-        out = s if out is None else out | s
-    return _EMPTY if out is None else out
-
-
-def _merge(counts) -> dict:
-    """The sum of several {name: count} tables (plain dicts: Counter addition is slow).
-    The result is a new dict, except for one table that is returned as it is (tables are
-    never changed once made)."""
-    out = None
-    shared = True
-    for c in counts:
-        if not c:
-            continue
-        if out is None:
-            out = c
-            continue
-        if shared:
-            out, shared = dict(out), False
-        for k, v in c.items():
-            out[k] = out.get(k, 0) + v
-    return {} if out is None else out
+def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
+    """`_shorten` the code of `n`, each spilled argument a statement of its own."""
+    text, prec, spilled = _shorten(n, text, prec, st.p, st.namer, st.names)
+    for arg, line in spilled:
+        aid = id(arg)
+        var = st.p.code[aid][0]
+        last_origin = _comment(stmts_out, arg, last_origin, label)
+        st.inlined.discard(aid)
+        st.read(refs[aid])
+        release = st.define(arg, var, uses[aid], refs[aid])
+        stmts_out.append(([line], arg.phase, refs[aid], release))
+        refs[aid] = (var,)
+    return text, prec, last_origin
 
 
 def _dependencies(order: list[Node]) -> dict[int, frozenset]:
@@ -170,6 +149,23 @@ def _dependencies(order: list[Node]) -> dict[int, frozenset]:
 _AUGMENTED = {"add": "+=", "subtract": "-=", "multiply": "*=", "divide": "/=", "power": "**="}
 
 
+class _Ops:
+    """What the scheduler asks of the registry about an op, as sets of op names."""
+
+    def __init__(self):
+        self.leaf = {op for op, d in REGISTRY.items() if "leaf" in d.traits}
+        self.stmt = {op for op, d in REGISTRY.items() if d.stmt is not None}
+        self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
+        self.view = {op for op, d in REGISTRY.items() if d.traits & {"shape", "leaf"}}
+        self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+
+    def is_view(self, n: Node) -> bool:
+        """Whether `n` may share memory with another array (so `del` frees nothing)."""
+        while n.op in self.transparent:
+            n = n.args[0]
+        return n.op in self.view
+
+
 class _State:
     """Which variables exist, which are still needed, and which nodes were inlined."""
 
@@ -179,18 +175,25 @@ class _State:
         self.names = names
         self.keep = keep
         self.deps = deps
+        self.ops = _Ops()
+        self.ufunc = self.ops.ufunc
         self.inlined: set[int] = set()
-        self.weak_memo: dict | None = None   # the memo of autodiff.common.weak, once it exists
+        # the memo of autodiff.common.weak (ir.analysis fills the same dict)
+        self.weak_memo: dict = ir.builder().memo.setdefault("weak", {}) if ir._current else {}
         self.var_node: dict[str, Node] = {}
-        self.remaining: Counter = Counter()   # variable -> consumers not yet printed
+        self.remaining: dict[str, int] = {}   # variable -> references not printed yet
+        # variable -> its node, for the arrays a statement may overwrite once they are dead
+        # (not an argument, not a view, not of a weak dtype)
+        self.buffers: dict[str, Node] = {}
         self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
         self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
 
-    def define(self, n: Node, name: str, uses: int, reads=()) -> None:
+    def define(self, n: Node, name: str, uses: int, reads=()) -> str | None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
-        its statement read (a view keeps their buffers alive while it is needed)."""
+        its statement read (a view keeps their buffers alive while it is needed).
+        Returns `name` when a `del` may release it (an array that is no view), else None."""
         self.p.code[id(n)] = (name, PREC_ATOM)   # p.set_name(n, name)
         self.var_node.setdefault(name, n)
         remaining = self.remaining
@@ -200,55 +203,65 @@ class _State:
             if old is not None:
                 for b in old:
                     self.views_of[b].pop(name, None)
-        if _is_view(n):
+        if self.ops.is_view(n):
             bases = set(reads)
             for r in reads:
                 bases |= self.view_bases.get(r, set())
             self.view_bases[name] = bases
             for b in bases:
                 self.views_of.setdefault(b, {})[name] = None
+            return None
+        if not n.shape:
+            return None
+        if name not in self.keep:
+            weak = self.weak_memo.get(id(n))   # self.weak(n)
+            if not (_weak(n) if weak is None else weak):
+                self.buffers[name] = n
+        return name
+
+    def share(self, name: str, uses: int) -> None:
+        """`uses` more consumers read variable `name` (through a node printed as it)."""
+        if name in self.var_node:
+            self.remaining[name] += uses
 
     def weak(self, n: Node) -> bool:
         """`_weak(n)`, looked up first in its per-compilation memo."""
-        memo = self.weak_memo
-        if memo is None:
-            memo = self.weak_memo = ir.builder().memo.get("weak") if ir._current else None
-        w = memo.get(id(n)) if memo is not None else None
+        w = self.weak_memo.get(id(n))
         return _weak(n) if w is None else w
 
-    def read(self, refs: Counter) -> None:
-        """A statement is printed that reads these variables (so many times each)."""
-        var_node, remaining = self.var_node, self.remaining
-        for name, k in refs.items():
-            if name in var_node:
-                remaining[name] = remaining.get(name, 0) - k
+    def read(self, refs: tuple) -> None:
+        """A statement is printed that reads these variables (an entry per reference)."""
+        remaining = self.remaining
+        for name in refs:
+            remaining[name] -= 1
 
-    def in_place(self, n: Node, target: str, refs: dict, stmt_refs: Counter,
+    def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
                  ) -> list[str] | None:
         """Statements computing `n` into one buffer, or None when that would not help."""
-        if not n.shape or not REGISTRY[n.op].ufunc:
+        shape = n.shape
+        ufunc = self.ufunc
+        if not shape or n.op not in ufunc:
             return None
         inlined = self.inlined
-        shape = tuple(n.shape)
         spine = [n]
+        bottom = n
         while True:
-            for a in spine[-1].args:
-                if id(a) in inlined and REGISTRY[a.op].ufunc and tuple(a.shape) == shape:
+            for a in bottom.args:
+                if id(a) in inlined and a.op in ufunc and a.shape == shape:
                     spine.append(a)
+                    bottom = a
                     break
             else:
                 break
-        bottom = spine[-1]
+        bottom_args = bottom.args
         # Only a variable that no later step of this statement reads may be overwritten.
-        bottom_refs = None
+        def unread_later(name):   # no reference to `name` outside `bottom`'s arguments
+            k = stmt_refs.count(name)
+            for a in bottom_args:
+                k -= refs[id(a)].count(name)
+            return k == 0
 
-        def only_bottom_reads(name):
-            nonlocal bottom_refs
-            if bottom_refs is None:
-                bottom_refs = _merge([refs[id(a)] for a in bottom.args])
-            return bottom_refs.get(name, 0) == stmt_refs.get(name, 0)
-
-        buf = self._dead_buffer(bottom, n, only_bottom_reads)
+        buf = self._dead_buffer(bottom_args, shape, unread_later)
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
@@ -257,137 +270,120 @@ class _State:
         for s in spine:
             if not deps[id(s)] <= alloc_deps:
                 return None
-        if self.weak(alloc):
+        if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
-        p = self.p
+        code = self.p.code
         if buf:
-            args = ", ".join(p.arg(bottom, j, 0) for j in range(len(bottom.args)))
-            lines = [f"{target} = {self._ufunc(bottom)}({args}, out={buf})"]
+            args = ", ".join(code[id(a)][0] for a in bottom_args)   # p.arg(bottom, j, 0)
+            lines = [f"{target} = {self._ufunc(bottom)}({args}, out={buf}){_shape_comment(n)}"]
         else:
-            lines = [f"{target} = {p.code[id(bottom)][0]}"]
-        lines[0] += _shape_comment(n)
+            lines = [f"{target} = {code[id(bottom)][0]}{_shape_comment(n)}"]
         child = bottom
-        steps = list(reversed(spine[:-1]))
-        for k, s in enumerate(steps):
-            i = next(m for m, a in enumerate(s.args) if a is child)
-            lines += self._operand_in_place(s, 1 - i, steps[k + 1:], refs) if len(s.args) == 2 \
-                else []
-            lines.append(self._step(s, i, target))
+        for k in range(len(spine) - 2, -1, -1):   # the steps, bottom-up
+            s = spine[k]
+            s_args = s.args
+            if len(s_args) == 1:
+                lines.append(f"{self._ufunc(s)}({target}, out={target})")
+            else:
+                i = 0 if s_args[0] is child else 1
+                o = s_args[1 - i]
+                if id(o) in inlined and o.op in ufunc and o.shape == shape:
+                    lines += self._operand_in_place(s, o, spine[:k], refs)
+                lines.append(self._step(s, i, target))
             child = s
         return lines
 
-    def _operand_in_place(self, s: Node, j: int, later: list, refs: dict) -> list[str]:
-        """Compute the other operand of step `s` (like `1 - Z`) into the buffer of a variable
-        that dies here, so the step allocates nothing: `Z_diff = np.subtract(1, Z, out=Z)`."""
-        o = s.args[j]
-        if id(o) not in self.inlined or not REGISTRY[o.op].ufunc or \
-                tuple(o.shape) != tuple(s.shape):
-            return []
-        later_refs = _merge([refs[id(a)] for t in later for a in t.args])
-        buf = self._dead_buffer(o, s, lambda name: later_refs.get(name, 0) == 0)
+    def _operand_in_place(self, s: Node, o: Node, later: list, refs: dict) -> list[str]:
+        """Compute the other operand `o` of step `s` (like `1 - Z`; inlined, of the same
+        shape, with a ufunc) into the buffer of a variable that dies here, so the step
+        allocates nothing: `Z_diff = np.subtract(1, Z, out=Z)`."""
+        buf = self._dead_buffer(
+            o.args, s.shape,
+            lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
         if buf is None:
             return []
-        p = self.p
+        code = self.p.code
         name = self.namer.fresh(temp_name(o, self.names))
-        args = ", ".join(p.arg(o, m, 0) for m in range(len(o.args)))
-        p.code[id(o)] = (name, PREC_ATOM)
+        args = ", ".join(code[id(a)][0] for a in o.args)   # p.arg(o, m, 0)
+        code[id(o)] = (name, PREC_ATOM)
         return [f"{name} = {self._ufunc(o)}({args}, out={buf})"]
 
-    def _dead_buffer(self, bottom: Node, n: Node, only_bottom_reads) -> str | None:
-        """A variable read by `bottom` that nothing reads later and that may be overwritten."""
-        # The conditions are independent tests; the cheap ones come first.
-        remaining, deps = self.remaining, self.deps
-        for a in bottom.args:
-            if id(a) in self.inlined or a.op == "const":
+    def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
+        """A variable read by one of `args` (a node's arguments), of this shape, that
+        nothing reads later and that may be overwritten; `unread_later(name)` says whether
+        the rest of the statement does not read it."""
+        inlined, code, buffers, remaining = self.inlined, self.p.code, self.buffers, \
+            self.remaining
+        for a in args:
+            name = code[id(a)][0]
+            owner = buffers.get(name)
+            if owner is None or owner.shape != shape or remaining[name] > 0 or \
+                    id(a) in inlined or a.op == "const":
                 continue
-            name = self.p.code[id(a)][0]
-            owner = self.var_node.get(name)
-            if (owner is not None and name not in self.keep
-                    and tuple(owner.shape) == tuple(n.shape)
-                    and all(remaining[w] <= 0 for w in self._aliases(name))
-                    and not _is_view(owner) and not self.weak(owner)
-                    and all(deps[id(b)] <= deps[id(owner)] for b in bottom.args)
-                    and all(only_bottom_reads(w) for w in self._aliases(name))):
-                return name
+            views = self.views_of.get(name)
+            if views and any(remaining[w] > 0 for w in views):
+                continue
+            deps = self.deps
+            owner_deps = deps[id(owner)]
+            for b in args:
+                if not deps[id(b)] <= owner_deps:
+                    break
+            else:
+                if unread_later(name) and (not views or all(unread_later(w) for w in views)):
+                    return name
         return None
 
-    def _aliases(self, name: str) -> list[str]:
-        """`name` and the view variables that may share its buffer."""
-        views = self.views_of.get(name)
-        return [name, *views] if views else [name]
-
     def _step(self, s: Node, i: int, target: str) -> str:
-        """`s` computed in place, where its argument `i` is already in `target`."""
-        p, uf = self.p, REGISTRY[s.op].ufunc
-        if len(s.args) == 1:
-            return f"{self._ufunc(s)}({target}, out={target})"
-        j = 1 - i
-        other = s.args[j]
-        if uf == "multiply" and other.is_const:
+        """`s` (of two arguments) computed in place, where its argument `i` is already in
+        `target`."""
+        uf = self.ufunc[s.op]
+        other = s.args[1 - i]
+        if uf == "multiply" and other.op == "const":
             num, den = other.value.as_numer_denom()
             if num == 1 and den != 1:
-                text, prec = p.scalar(den)
+                text, _ = self.p.scalar(den)
                 return f"{target} /= {text}"
-        if uf in _AUGMENTED and (i == 0 or uf in ("add", "multiply")):
-            return f"{target} {_AUGMENTED[uf]} {p.arg(s, j, 0)}"
-        args = ", ".join(target if k == i else p.arg(s, k, 0) for k in range(2))
+        # the code of `other` as an argument: p.arg(s, 1 - i, 0), never parenthesised
+        other_code = self.p.code[id(other)][0]
+        if uf in _AUGMENTED and (i == 0 or uf == "add" or uf == "multiply"):
+            return f"{target} {_AUGMENTED[uf]} {other_code}"
+        args = f"{target}, {other_code}" if i == 0 else f"{other_code}, {target}"
         return f"{self._ufunc(s)}({args}, out={target})"
 
     def _ufunc(self, n: Node) -> str:
         """The in-place capable function of `n`: a NumPy ufunc, or a private helper of the
         module (names starting with `_`) that takes `out=` the same way."""
-        uf = REGISTRY[n.op].ufunc
+        uf = self.ufunc[n.op]
         return uf if uf.startswith("_") else f"{self.p.ns}.{uf}"
 
 
-@dataclass
-class _Stmt:
-    lines: list[str]
-    phase: str
-    reads: frozenset
-    defines: str | None = None
-    node: Node | None = None
-
-
-def _with_releases(stmts: list[_Stmt], keep: frozenset) -> Body:
+def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:
     """Insert `del` after the last statement reading each array temporary."""
-    last_read: dict[str, int] = {}
-    releasable: set[str] = set()
-    for i, st in enumerate(stmts):
-        for name in st.reads:
-            last_read[name] = i
-        node = st.node
-        if node is not None and node.shape and not _is_view(node):
-            releasable.add(st.defines)
+    last_read = {name: i for i, st in enumerate(stmts) for name in st[2]}
+    releasable = {st[3] for st in stmts}
+    final = len(stmts) - 1
     dead_after: dict[int, list[str]] = {}
     for name, i in last_read.items():
-        if name in releasable and name not in keep and i < len(stmts) - 1:
+        if i < final and name in releasable and name not in keep:
             dead_after.setdefault(i, []).append(name)
     lines: list[str] = []
     phases: list[str] = []
-    for i, st in enumerate(stmts):
-        lines.extend(st.lines)
-        phases.extend([st.phase] * len(st.lines))
-        if i in dead_after:
-            lines.append("del " + ", ".join(sorted(dead_after[i])))
-            phases.append(st.phase)
+    for i, (stmt_lines, phase, _, _) in enumerate(stmts):
+        lines += stmt_lines
+        phases += [phase] * len(stmt_lines)
+        dead = dead_after.get(i)
+        if dead is not None:
+            lines.append("del " + ", ".join(sorted(dead)))
+            phases.append(phase)
     return Body(lines, phases)
 
 
-def _is_view(n: Node) -> bool:
-    """Whether `n` may share memory with another array (so `del` frees nothing)."""
-    traits = REGISTRY[n.op].traits
-    while "transparent" in traits:
-        n = n.args[0]
-        traits = REGISTRY[n.op].traits
-    return "shape" in traits or "leaf" in traits
-
-
-def _alias_of(n: Node, text: str, printer: Printer):
-    """The argument whose variable `n` prints as (identity ops such as stop_gradient)."""
-    for a in n.args:
-        code, prec = printer.code[id(a)]
-        if code == text and prec == PREC_ATOM:
+def _alias_of(args: tuple, text: str, code: dict):
+    """The argument whose variable a node printed as `text` prints as (identity ops such
+    as stop_gradient); `code` is the printer's."""
+    for a in args:
+        c = code[id(a)]
+        if c[0] == text and c[1] == PREC_ATOM:
             return a
     return None
 
@@ -413,16 +409,23 @@ def temp_name(n: Node, names: dict, depth: int = 3) -> str:
     """A name for a temporary: its op, after the source variable it is computed from
     (`U_max`, `U_exp`); ops that pass their argument through take the argument's name, and
     so does a view of a computed value (`U_sum` for `U_exp.sum(axis=1)[:, None]`)."""
-    while n.args and (REGISTRY[n.op].has("transparent") or REGISTRY[n.op].has("unit_axes")
-                      and n.args[0].args):
+    opdef = REGISTRY[n.op]
+    while n.args and ("transparent" in opdef.traits
+                      or "unit_axes" in opdef.traits and n.args[0].args):
         n = n.args[0]
-    base = REGISTRY[n.op].hint or n.op
+        opdef = REGISTRY[n.op]
+    base = opdef.hint or n.op
     a = n
     for _ in range(depth):
         if not a.args:
             break
-        a = next((x for x in a.args if not x.is_const), a.args[0])
-        if a in names or a.op == "input":
+        for x in a.args:   # the first argument that is no constant, else the first
+            if x.op != "const":
+                a = x
+                break
+        else:
+            a = a.args[0]
+        if a.op == "input" or a in names:
             return f"{names.get(a) or a.attr('name')}_{base}"
     return base
 
@@ -442,10 +445,9 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 #                                          wherever they are used)
 
 
-def _comment(stmts: list[_Stmt], n: Node, last_origin, label: str):
+def _comment(stmts: list[tuple], n: Node, last_origin, label: str):
     """Before the first backward statement of each source line, say what it differentiates."""
     if n.phase != "backward" or n.origin is None or n.origin == last_origin:
         return last_origin
-    stmts.append(_Stmt([f"# {label} of line {n.origin.line}: {n.origin.text}"], "backward",
-                       frozenset()))
+    stmts.append(([f"# {label} of line {n.origin.line}: {n.origin.text}"], "backward", (), None))
     return n.origin
