@@ -274,7 +274,8 @@ class _State:
             return None
         code = self.p.code
         if buf:
-            args = ", ".join(code[id(a)][0] for a in bottom_args)   # p.arg(bottom, j, 0)
+            # p.arg(bottom, j, 0): no precedence is below 0, so never parenthesised
+            args = ", ".join(code[id(a)][0] for a in bottom_args)
             lines = [f"{target} = {self._ufunc(bottom)}({args}, out={buf}){_shape_comment(n)}"]
         else:
             lines = [f"{target} = {code[id(bottom)][0]}{_shape_comment(n)}"]
@@ -304,7 +305,7 @@ class _State:
             return []
         code = self.p.code
         name = self.namer.fresh(temp_name(o, self.names))
-        args = ", ".join(code[id(a)][0] for a in o.args)   # p.arg(o, m, 0)
+        args = ", ".join(code[id(a)][0] for a in o.args)   # p.arg(o, m, 0), as in in_place
         code[id(o)] = (name, PREC_ATOM)
         return [f"{name} = {self._ufunc(o)}({args}, out={buf})"]
 
