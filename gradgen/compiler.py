@@ -47,6 +47,20 @@ class Options:
             parts.append("hint=" + ",".join(f"{k}={v}" for k, v in self.hints))
         return " ".join(parts)
 
+    def flags(self) -> str:
+        """The `gradgen compile` flags that give these options (empty for the defaults)."""
+        parts = []
+        if self.modes is not None:
+            parts.append(f"--modes {','.join(self.modes)}")
+        if self.wrt:
+            parts.append(f"--wrt {','.join(self.wrt)}")
+        if self.hessian:
+            parts.append("--hessian")
+        if not self.checks:
+            parts.append("--no-checks")
+        parts += [f"--hint {k}={v}" for k, v in self.hints]
+        return "".join(" " + p for p in parts)
+
 
 @dataclass
 class Function:

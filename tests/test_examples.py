@@ -232,3 +232,19 @@ def test_no_array_expression_is_computed_twice_in_a_function(src: Path):
         assert not repeated, f"{src.parent.name}: {fn.name} computes {repeated} more than once"
         checked += 1
     assert checked >= 5
+
+
+@pytest.mark.parametrize("src", EXAMPLES, ids=lambda p: p.parent.name)
+def test_header_says_how_to_regenerate_the_module(src: Path, tmp_path: Path):
+    """`# Regenerate with: gradgen compile FILE FLAGS` in the checked-in module, run as it
+    says, writes that very module (so `--hessian` and the like are never forgotten)."""
+    from gradgen.cli import main
+
+    golden = src.with_name(src.stem + "_grad.py")
+    line = next(x for x in golden.read_text(encoding="utf-8").splitlines()
+                if x.startswith("# Regenerate with: gradgen compile "))
+    argv = line.removeprefix("# Regenerate with: gradgen ").split()
+    assert argv[1] == src.name
+    out = tmp_path / golden.name
+    assert main([argv[0], str(src), *argv[2:], "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == golden.read_text(encoding="utf-8")
