@@ -221,7 +221,7 @@ def make(op: str, *args: Node, **attrs) -> Node:
     items = tuple(sorted(attrs.items()))
     # Attribute values are hashable (ints, tuples, strings, sympy expressions); constants
     # that compare equal (1 and 1.0) may share a node: as Python scalars they act alike.
-    key = (op, tuple(id(a) for a in args), items)
+    key = _key(op, args, items)
     node = b.table.get(key) if b.intern else None
     if node is None:
         shape, dtype = opdef.infer(args, attrs)
@@ -230,11 +230,21 @@ def make(op: str, *args: Node, **attrs) -> Node:
         if b.intern:
             b.table[key] = node
     if b.rules and b.intern:   # the rules had nothing to say: a fixed point of them
-        known = b.settled.get(id(node))
-        if known is not b.rules and known != RULE_KINDS:
-            b.settled[id(node)] = b.rules if known is None else \
-                tuple(k for k in RULE_KINDS if k in known or k in b.rules)
+        _settled(b, node, b.rules)
     return node
+
+
+def _key(op: str, args, attrs: tuple) -> tuple:
+    """The interning key of a node: equal keys, one node."""
+    return (op, tuple(id(a) for a in args), attrs)
+
+
+def _settled(b: Builder, node: Node, kinds: tuple[str, ...]) -> None:
+    """Record in `b.settled` that no rule of these kinds rewrites `node`."""
+    known = b.settled.get(id(node))
+    if known is not kinds and known != RULE_KINDS:
+        b.settled[id(node)] = kinds if known is None else \
+            tuple(k for k in RULE_KINDS if k in known or k in kinds)
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:
@@ -328,26 +338,22 @@ def settle(node: Node, kind: str) -> None:
     """Record that no rule of `kind` rewrites `node` (when the node is in the table, which
     keeps it alive, so its id is not reused)."""
     b = builder()
-    if b.table.get((node.op, tuple(id(a) for a in node.args), node.attrs)) is node:
-        known = b.settled.get(id(node), ())
-        if kind not in known:
-            b.settled[id(node)] = tuple(k for k in RULE_KINDS if k in known or k == kind)
+    if b.table.get(_key(node.op, node.args, node.attrs)) is node:
+        _settled(b, node, (kind,))
 
 
 def shared(node: Node) -> Node:
     """The node of the current builder's table structurally equal to `node` (`node` itself,
     registered, when there is none): how a graph built without sharing gets it."""
-    b = builder()
-    return b.table.setdefault((node.op, tuple(id(a) for a in node.args), node.attrs), node)
+    return builder().table.setdefault(_key(node.op, node.args, node.attrs), node)
 
 
 def verify(graph: Graph) -> None:
     """Check the graph's invariants; raises InternalError on a violation."""
-    from .ops.registry import REGISTRY
-
+    registry = _registry()
     inputs = set(map(id, graph.inputs))
     for node in topo_order(graph.outputs):
-        opdef = REGISTRY.get(node.op)
+        opdef = registry.get(node.op)
         if opdef is None:
             raise InternalError(f"{node!r}: unknown operation")
         if opdef.nargs is not None and len(node.args) != opdef.nargs:
