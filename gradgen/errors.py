@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CompileError", "Diagnostic", "InternalError", "ShapeError", "render_all"]
+__all__ = ["CompileError", "Diagnostic", "InternalError", "ShapeError", "WorkLimit", "render_all"]
 
 MAX_SHOWN = 160   # characters of a source line shown in a rendered diagnostic
 
@@ -60,3 +60,8 @@ class ShapeError(Exception):
 
 class InternalError(Exception):
     """A bug in gradgen, not in the user's source."""
+
+
+class WorkLimit(Exception):
+    """A compilation used up its work budget (`ir.Builder.limit`); the compiler turns it
+    into a located diagnostic, so that no input takes minutes to compile or refuse."""

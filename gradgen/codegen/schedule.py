@@ -204,9 +204,16 @@ class _State:
                 for b in old:
                     self.views_of[b].pop(name, None)
         if self.ops.is_view(n):
-            bases = set(reads)
+            # The buffers a view may alias: those its statement read, where a read variable
+            # that is itself a view stands for its own bases (a view has no buffer to keep
+            # alive), so a chain of views keeps a constant-size set, not a growing one.
+            bases: set = set()
             for r in reads:
-                bases |= self.view_bases.get(r, set())
+                vb = self.view_bases.get(r)
+                if vb is None:
+                    bases.add(r)
+                else:
+                    bases |= vb
             self.view_bases[name] = bases
             for b in bases:
                 self.views_of.setdefault(b, {})[name] = None
