@@ -23,9 +23,9 @@ from .shapes import fmt_shape
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
 # The most work (IR nodes asked for, plus nodes scheduled) one compilation may do: about
-# 12 µs a unit, so some 6 s of CPU on the machines we measured. Past it the entry point
+# 12 µs a unit, so some 5 s of CPU on the machines we measured. Past it the entry point
 # being compiled is refused with a diagnostic: no input takes minutes to compile or refuse.
-MAX_WORK = 500_000
+MAX_WORK = 400_000
 DEFAULT_MODES = ("grad", "vjp", "jvp", "hvp")
 
 
