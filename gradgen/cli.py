@@ -260,24 +260,24 @@ def _show(args) -> int:
             names = ", ".join(f.name for f in module.functions)
             raise _Fail(f"no generated function '{args.function}' (there are: {names})")
     if args.ir:
+        text = "".join(f"# {f.name}\n{pretty(f.graph)}\n\n" for f in functions)
+    elif args.part != "all" or args.function:
+        keep = {"forward": ("forward",), "backward": ("backward",)}.get(
+            args.part, ("forward", "backward", "check", "return"))
+        parts = []
         for f in functions:
-            print(f"# {f.name}")
-            print(pretty(f.graph))
-            print()
-        return EXIT_OK
-    if args.part != "all" or args.function:
-        for f in functions:
-            keep = {"forward": ("forward",), "backward": ("backward",)}.get(
-                args.part, ("forward", "backward", "check", "return"))
-            print(f"def {f.name}({', '.join(f.args)}):")
-            for line, phase in zip(f.lines, f.phases):
-                if phase in keep:
-                    print(f"    {line}")
-            print()
-        return EXIT_OK
-    text = render_module(module)
-    if sys.stdout.isatty():   # the module holds no control characters; make sure of it
-        text = _highlight(terminal_text(text, keep="\n"))
+            parts.append(f"def {f.name}({', '.join(f.args)}):\n")
+            parts += [f"    {line}\n" for line, phase in zip(f.lines, f.phases) if phase in keep]
+            parts.append("\n")
+        text = "".join(parts)
+    else:
+        text = render_module(module)
+    if sys.stdout.isatty():
+        # Text from the source is escaped in the module already; on a terminal, make sure
+        # nothing else could send it a control sequence either.
+        text = terminal_text(text, keep="\n")
+        if not args.ir and args.part == "all" and not args.function:
+            text = _highlight(text)
     print(text, end="")
     return EXIT_OK
 

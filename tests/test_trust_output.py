@@ -403,19 +403,24 @@ class _Terminal:
         return True
 
 
-def test_show_on_a_terminal_has_no_control_characters_but_colours(tmp_path, monkeypatch):
+@pytest.mark.parametrize("options", [[], ["--part", "backward"], ["--function", "f_grad"],
+                                     ["--ir"]])
+def test_show_on_a_terminal_has_no_control_characters_but_colours(tmp_path, monkeypatch,
+                                                                  options):
     import re
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.grad").write_text(ESC_SOURCE.replace("sum(zz)", "sum(y)"), encoding="utf-8")
     term = _Terminal()
     monkeypatch.setattr("sys.stdout", term)
-    assert cli.main(["show", "s.grad"]) == 0
-    text = "".join(term.parts)
-    assert "def f_grad(x):" in re.sub(r"\x1b\[[0-9;]*m", "", text)
-    without_colours = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert cli.main(["show", "s.grad", *options]) == 0
+    without_colours = re.sub(r"\x1b\[[0-9;]*m", "", "".join(term.parts))
+    assert "f_grad" in without_colours
     assert all(ch == "\n" or ch.isprintable() for ch in without_colours)
-    assert "\\x1b]0;owned\\x07" in without_colours
+    if not options:
+        assert "\\x1b]0;owned\\x07" in without_colours
+    if options[:1] == ["--part"]:
+        assert "# grad of line 3: y = x * x  # \\x1b[31m red \\x9b1m" in without_colours
 
 
 def test_ctrl_c_anywhere_exits_130_quietly(monkeypatch, capsys):
