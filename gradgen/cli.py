@@ -324,7 +324,7 @@ def _graph(args) -> int:
     import subprocess
 
     from .graphviz import to_dot
-    from .io import atomic_write
+    from .io import atomic_write, same_file
 
     module = _module(args)
     entries = [f for f in module.functions if f.kind == ("value_and_grad" if args.backward
@@ -340,6 +340,8 @@ def _graph(args) -> int:
         print(dot, end="")
         return EXIT_OK
     out = Path(args.output)
+    if same_file(out, args.file):
+        raise _Fail(f"{out} is the source file; choose another output with -o")
     if out.suffix == ".dot":
         atomic_write(out, dot)
     elif out.suffix in (".svg", ".png"):

@@ -30,7 +30,7 @@ class Diagnostic:
         # Text from the source (and its file name) is escaped: no control sequence reaches
         # the terminal, and a diagnostic is one line plus the source line and the caret.
         head = (f"{terminal_text(self.file)}:{self.line}:{self.col}: error: "
-                f"{terminal_text(self.message, keep=chr(10))}")
+                f"{terminal_text(self.message)}")
         if not self.source_line:
             return head
         text, at = self.source_line, max(self.col - 1, 0)

@@ -294,6 +294,14 @@ def test_output_onto_the_source_is_refused(tmp_path, monkeypatch, capsys):
     assert not written_by_gradgen(src)
 
 
+def test_graph_output_onto_the_source_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g.dot").write_text(SOURCE, encoding="utf-8")
+    assert cli.main(["graph", "g.dot", "-o", "./g.dot"]) == 1
+    assert "is the source file" in capsys.readouterr().err
+    assert (tmp_path / "g.dot").read_text(encoding="utf-8") == SOURCE
+
+
 def test_written_by_gradgen_wants_the_whole_header(compiled):
     from gradgen.io import written_by_gradgen
 
@@ -386,6 +394,16 @@ def test_diagnostics_carry_no_control_characters(tmp_path, monkeypatch, capsys):
                                "t.grad")
     # Tabs stay (they align the caret); an escaped character is as wide as its escape.
     assert str(info.value).split("\n")[1:] == ["\ty = x \\x0c\t+ zz", "\t" + " " * 10 + "\t  ^"]
+
+
+def test_a_diagnostic_is_three_lines_whatever_it_quotes():
+    forged = "x\nevil.grad:1:1: error: \x1b[2Jforged"
+    with pytest.raises(gradgen.CompileError) as info:
+        gradgen.compile_source(SOURCE, "t\n.grad", wrt=[forged])
+    lines = str(info.value).split("\n")
+    assert len(lines) == 3 and lines[0].startswith("t\\n.grad:1:1: error: --wrt x\\nevil.grad")
+    assert "\x1b" not in str(info.value)
+    assert info.value.diagnostics[0].message.startswith(f"--wrt {forged}")
 
 
 class _Terminal:
