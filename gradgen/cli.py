@@ -222,6 +222,8 @@ def _compile(args) -> int:
         Path(args.file).stem + "_grad.py")
     if args.check:
         try:
+            if not out.is_file():   # a directory, or a FIFO that reading would block on
+                raise FileNotFoundError(out)
             current = out.read_bytes()
         except OSError:
             print(f"{_shown(out)}: missing (would be written)", file=sys.stderr)

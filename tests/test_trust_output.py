@@ -302,6 +302,13 @@ def test_graph_output_onto_the_source_is_refused(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "g.dot").read_text(encoding="utf-8") == SOURCE
 
 
+def test_a_fifo_as_output_is_not_read(compiled, capsys):
+    os.mkfifo(compiled.dir / "fifo.py")
+    assert cli.main(["compile", "f.grad", "-o", "fifo.py", "--check"]) == 1
+    assert cli.main(["compile", "f.grad", "-o", "fifo.py"]) == 1
+    assert "was not written by gradgen" in capsys.readouterr().err
+
+
 def test_written_by_gradgen_wants_the_whole_header(compiled):
     from gradgen.io import written_by_gradgen
 
