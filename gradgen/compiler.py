@@ -90,6 +90,13 @@ class Module:
     constants: list[str] = field(default_factory=list)
     functions: list[Function] = field(default_factory=list)
 
+    @property
+    def regenerate(self) -> str:
+        """The shell command that writes this module again (the file name shell-quoted)."""
+        import shlex
+
+        return f"gradgen compile {shlex.quote(self.filename)}{self.options.flags()}"
+
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
@@ -425,7 +432,10 @@ class _EntryBuilder:
 
     def _doc(self, summary: str, returns, extra=()) -> str:
         e = self.entry
-        user = [line.strip() for line in (e.doc or "").strip().splitlines()]
+        # Lines end only at newlines (as in the source); any other character, a form feed or
+        # U+2028 included, stays in its line and is escaped when the docstring is emitted.
+        text = (e.doc or "").strip()
+        user = [line.strip() for line in text.split("\n")] if text else []
         lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
                  ""]
         rest = user[1:] if not summary else user

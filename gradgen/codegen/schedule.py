@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .. import ir
 from ..autodiff.common import weak as _weak
+from ..escape import comment_text
 from ..ir import Node, topo_order, use_counts
 from ..ops.registry import PREC_ATOM, REGISTRY
 from ..shapes import fmt_shape
@@ -457,5 +458,6 @@ def _comment(stmts: list[tuple], n: Node, last_origin, label: str):
     """Before the first backward statement of each source line, say what it differentiates."""
     if n.phase != "backward" or n.origin is None or n.origin == last_origin:
         return last_origin
-    stmts.append(([f"# {label} of line {n.origin.line}: {n.origin.text}"], "backward", (), None))
+    stmts.append(([f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
+                  "backward", (), None))
     return n.origin
