@@ -8,6 +8,7 @@ import sympy
 
 from ..ir import Node
 from ..ops.registry import PREC_ATOM, REGISTRY
+from ..shapes import as_expr
 from .sympy_print import print_scalar
 
 
@@ -32,7 +33,7 @@ class Printer:
 
     def scalar(self, value: sympy.Expr) -> tuple[str, int]:
         """A scalar constant (possibly an expression of dimension sizes)."""
-        self.dims_used |= {s for s in sympy.sympify(value).free_symbols}
+        self.dims_used |= {s for s in as_expr(value).free_symbols}
         text, prec = print_scalar(value)
         if value is sympy.pi or value is sympy.E:
             text = f"{self.ns}.{text.split('.')[-1]}"

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sympy
 
+from ..shapes import as_expr
+
 # Python precedence levels shared with the array printer.
 PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_ATOM = 10, 20, 30, 40, 60
 
 
 def print_expr(expr: sympy.Expr) -> str:
     """Python source of a scalar sympy expression, e.g. `2 * D`, `1 / N`, `0.5`."""
-    return _print(sympy.sympify(expr))[0]
+    return _print(as_expr(expr))[0]
 
 
 def print_scalar(expr: sympy.Expr) -> tuple[str, int]:
     """Like `print_expr`, with the precedence of the printed expression."""
-    return _print(sympy.sympify(expr))
+    return _print(as_expr(expr))
 
 
 def _paren(code_prec: tuple[str, int], need: int) -> str:

@@ -91,6 +91,17 @@ class Builtin:
     needs_inputs: bool = False
 
 
+# The kinds of compile-time (static) arguments, by parameter name. The frontend checks
+# every static argument against its kind, structurally, before a built-in sees it: only
+#   SHAPE: a dimension expression or a tuple of them (positive, bounded);
+#   AXIS:  None, an integer or a tuple of integers;
+#   FLAG:  True or False;
+#   DIM:   one dimension expression (eye's size);
+#   SPEC:  a string (einsum's subscripts; the only place a string is accepted).
+SHAPE_ARG, AXIS_ARG, FLAG_ARG, DIM_ARG, SPEC_ARG = "shape", "axis", "flag", "dim", "spec"
+STATIC_KINDS = {"shape": SHAPE_ARG, "axis": AXIS_ARG, "axes": AXIS_ARG, "keepdims": FLAG_ARG,
+                "n": DIM_ARG, "spec": SPEC_ARG}
+
 REGISTRY: dict[str, OpDef] = {}
 BUILTINS: dict[str, Builtin] = {}
 PRELUDES: dict[str, str] = {}
@@ -112,6 +123,9 @@ def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
     """Register a function of the source language."""
     if name in BUILTINS:
         raise InternalError(f"built-in {name!r} registered twice")
+    for p in static:
+        if p not in STATIC_KINDS:
+            raise InternalError(f"static parameter {p!r} of {name!r} has no kind in STATIC_KINDS")
     b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
                 list_param, needs_inputs)
     BUILTINS[name] = b

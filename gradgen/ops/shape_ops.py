@@ -7,7 +7,7 @@ import sympy
 
 from ..errors import ShapeError
 from ..ir import make
-from ..shapes import ONE, broadcast, dims_equal, fmt_shape, normalize_axes, same_shape, size
+from ..shapes import ONE, as_expr, broadcast, dims_equal, fmt_shape, normalize_axes, same_shape, size
 from ._emit import call
 from .registry import PREC_CALL, REAL, defbuiltin, defop
 
@@ -338,8 +338,8 @@ def _slice_len(d, start, stop, step, axis):
         raise ShapeError(f"negative slice steps need a literal size on axis {axis}")
     lo = 0 if start is None else (start if start >= 0 else d + start)
     hi = d if stop is None else (stop if stop >= 0 else d + stop)
-    n = hi - lo if step == 1 else sympy.ceiling(sympy.sympify(hi - lo) / step)
-    return sympy.sympify(n)
+    n = hi - lo if step == 1 else sympy.ceiling(as_expr(hi - lo) / step)
+    return as_expr(n)
 
 
 def _emit_index(p, node):
