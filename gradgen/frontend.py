@@ -23,6 +23,7 @@ from . import ir
 from .errors import CompileError, Diagnostic, InternalError, ShapeError
 from .ir import Node, Origin, const, make
 from .ops import BUILTINS
+from .ops.constants import scalar_array
 from .ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, SHAPE_ARG, SPEC_ARG, STATIC_KINDS
 from .shapes import dim_symbol
 
@@ -879,11 +880,20 @@ class _Lowering:
             raise _Located(bound["condition"], "the condition of where(...) must be a "
                                                "comparison such as x > 0", context=True)
         try:
+            if not target.elementwise:
+                for p in target.params:
+                    if p in kwargs and p not in target.static:
+                        v = kwargs[p]
+                        kwargs[p] = (tuple(self._as_array(a) for a in v) if isinstance(v, tuple)
+                                     else self._as_array(v))
             if target.needs_inputs:
                 kwargs["inputs"] = self.entry_inputs
             return target.build(**kwargs)
         except ShapeError as e:
             raise _Located(node, f"{name}(): {e}", context=True) from None
+
+    def _as_array(self, v: Node) -> Node:
+        return scalar_array(v, self.entry_inputs) if v.is_const else v
 
     def inline(self, node: ast.Call, fn: ast.FunctionDef, vals):
         if fn.name in self.helper_stack:

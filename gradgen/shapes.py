@@ -39,7 +39,7 @@ def as_expr(value: int | float | sympy.Basic) -> sympy.Expr:
     raise InternalError(f"expected a number or a sympy expression, got {type(value).__name__}")
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096, typed=True)
 def fmt_dim(d: Dim) -> str:
     """A dimension as Python source (`N`, `3`, `2 * D`)."""
     from .codegen.sympy_print import print_expr

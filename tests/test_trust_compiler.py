@@ -197,3 +197,89 @@ def test_two_long_names_compile_with_hvp():
     np.testing.assert_allclose(g[1], -u / w ** 2)
     text = gradgen.compile_source(source, hessian=True)
     assert "def f_hessian" in text
+
+
+# ---------------------------------------------------------------------------- item 7
+
+
+TOWERS = ["9 ** 9 ** 9", "2 ** 2 ** 70", "2 ** 10**10", "2 ** 10**8", "2.0 ** 2 ** 1000",
+          "(2 ** 999) * (2 ** 999) * (2 ** 999)", "10 ** 300 * 10 ** 300", "7 ** -(10 ** 9)"]
+
+
+@pytest.mark.parametrize("tower", TOWERS)
+def test_constant_towers_fold_in_float64(tower):
+    """Exact integer work is bounded: beyond MAX_EXACT_BITS numbers fold as NumPy's float64
+    does (here inf, or 0 for a tiny power), in microseconds rather than minutes."""
+    source = f"def f(x: Param[N]):\n    return sum(x) * {tower}\n"
+    mod = run(gradgen.compile_source(source))
+    x = np.array([1.0, 2.0])
+    with np.errstate(all="ignore"):
+        value = mod.f(x)
+    assert value == (0.0 if tower.startswith("7") else np.inf)
+
+
+def test_large_powers_of_dimensions_are_computed_in_float64():
+    source = "def f(x: Param[N]):\n    return sum(x) * N ** 100000000 + sum(x) * N ** 2\n"
+    text = gradgen.compile_source(source)
+    code = "\n".join(line.split("#")[0] for line in text.splitlines())   # not the comments
+    assert "N ** 2" in code and "N ** 100000000" not in code
+    assert "np.float64(N) ** 100000000" in code
+    mod = run(text)
+    with np.errstate(over="ignore"):
+        assert mod.f(np.array([1.0, 1.0])) == np.inf
+    assert mod.f(np.array([1.0])) == 2.0     # N = 1: 1 ** 100000000 exactly
+
+
+def test_a_dimension_to_the_power_of_a_dimension_is_float64():
+    text = gradgen.compile_source("def f(x: Param[N]):\n    return sum(x) * 2 ** N\n")
+    assert "np.float64(2) ** N" in text
+    assert run(text).f(np.ones(3)) == 24.0
+
+
+# ---------------------------------------------------------------------------- item 8
+
+
+@pytest.mark.parametrize("constant, expected", [
+    ("x / 0", np.inf), ("0 ** -1", np.inf), ("sqrt(-1)", np.nan), ("(-8) ** (1/3)", np.nan),
+    ("0 / 0", np.nan), ("1e308 * 1e308", np.inf), ("2.0 ** 10000", np.inf),
+    ("-1e308 * 1e308", -np.inf), ("1 / 0", np.inf), ("-1 / 0", -np.inf), ("log(0)", -np.inf),
+    ("exp(1000)", np.inf), ("sin(1e308 * 10)", np.nan), ("(1e308 * 10) - (1e308 * 10)", np.nan),
+    ("2 ** 0.5", np.sqrt(2.0)), ("8 ** (1/3)", 2.0), ("N / 0", np.inf),
+])
+def test_constant_folding_follows_numpy_float64(constant, expected):
+    """Folded constants are what float64 gives, printed as valid Python (np.inf, np.nan)."""
+    body = f"sum(x * ({constant.replace('x / 0', '1 / 0')}))"
+    source = f"def f(x: Param[N]):\n    return {body}\n"
+    text = gradgen.compile_source(source)
+    code = text[text.index("def f("):]
+    for bare in ("inf", "nan"):
+        assert not any(bare in line.replace("np.inf", "").replace("np.nan", "")
+                       for line in code.splitlines() if not line.lstrip().startswith(("#", '"'))
+                       and "from" not in line), code
+    mod = run(text)
+    with np.errstate(all="ignore"):
+        value = mod.f(np.array([1.0]))
+        grad = mod.f_grad(np.array([1.0]))
+    np.testing.assert_allclose(value, expected, rtol=1e-15)
+    np.testing.assert_allclose(grad, [expected], rtol=1e-15)
+
+
+def test_dividing_an_array_by_zero_is_numpy_division():
+    mod = run(gradgen.compile_source("def f(x: Param[N]):\n    return sum(x / 0)\n"))
+    with np.errstate(all="ignore"):
+        assert mod.f(np.array([1.0, 2.0])) == np.inf
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("sum(outer(x, 2))", 2 * 3.0), ("sum(outer(2, x))", 2 * 3.0),
+    ("sum(outer(x, N))", 2 * 3.0), ("sum(reshape(2, (1,))) + sum(x)", 5.0),
+    ("sum(expand_dims(2, 0)) + sum(x)", 5.0), ("logsumexp(2) + sum(x)", 5.0),
+    ("sum(broadcast_to(2, (N,))) + sum(x)", 7.0), ("sum(stack([2, 3])) + sum(x)", 8.0),
+])
+def test_a_number_given_to_an_array_builtin_is_an_array_of_the_right_dtype(body, expected):
+    """`outer(x, 2)` emitted `2.reshape(...)`: numbers given to built-ins that are not
+    elementwise become 0-d arrays in the dtype of the entry point's constant arrays."""
+    mod = run(gradgen.compile_source(f"def f(x: Param[N]):\n    return {body}\n"))
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    assert mod.f(x) == pytest.approx(expected)
+    assert mod.f_grad(x).dtype == np.float32

@@ -35,8 +35,8 @@ class Printer:
         """A scalar constant (possibly an expression of dimension sizes)."""
         self.dims_used |= {s for s in as_expr(value).free_symbols}
         text, prec = print_scalar(value)
-        if value is sympy.pi or value is sympy.E:
-            text = f"{self.ns}.{text.split('.')[-1]}"
+        if self.ns != "np":   # np.pi, np.inf, np.float64(N) ** 40 in another namespace
+            text = text.replace("np.", f"{self.ns}.")
         return text, prec
 
     def shape(self, shape) -> str:

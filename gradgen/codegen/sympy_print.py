@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import sympy
 
 from ..shapes import as_expr
 
 # Python precedence levels shared with the array printer.
 PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_ATOM = 10, 20, 30, 40, 60
+# Powers of dimensions with exponents up to this are exact Python arithmetic (`D ** 2`;
+# a size below 2**40 to the 16th still fits a float64); beyond, float64.
+MAX_EXACT_EXPONENT = 16
+_NON_FINITE = (sympy.oo, -sympy.oo, sympy.nan)
 
 
 def print_expr(expr: sympy.Expr) -> str:
@@ -34,9 +40,8 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
         p, q = int(e.p), int(e.q)
         code = f"{abs(p)} / {q}"
         return (f"-{code}", PREC_NEG) if p < 0 else (code, PREC_MUL)
-    if e.is_Float:
-        v = float(e)
-        return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)
+    if e.is_Float or e in _NON_FINITE:
+        return _float(float(e))
     if e.is_Symbol:
         return e.name, PREC_ATOM
     if e is sympy.pi:
@@ -67,6 +72,11 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
         base, exp = e.args
         if exp == -1:
             return f"1 / {_paren(_print(base), PREC_MUL + 1)}", PREC_MUL
+        if not (exp.is_Rational and abs(exp) <= MAX_EXACT_EXPONENT):
+            # A large or non-constant exponent of a dimension size: in float64 (inf if it
+            # overflows), not as an exact Python integer of millions of digits.
+            return (f"float(np.float64({_print(base)[0]}) ** {_paren(_print(exp), PREC_NEG)})",
+                    PREC_ATOM)
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
             return f"{_paren(_print(base), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
         return f"{_paren(_print(base), PREC_POW + 1)} ** {_paren(_print(exp), PREC_NEG)}", PREC_POW
@@ -77,6 +87,15 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
             return f"{n} // {d}", PREC_MUL
         return f"-(-{n} // {d})", PREC_NEG
     if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
-        v = float(e)
-        return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)
+        return _float(float(e))
     raise ValueError(f"cannot print dimension expression {e}")
+
+
+def _float(v: float) -> tuple[str, int]:
+    """A float as a Python expression: always valid code (`np.inf`, `-np.inf`, `np.nan`
+    rather than the bare names that `repr` gives)."""
+    if math.isnan(v):
+        return "np.nan", PREC_ATOM
+    if math.isinf(v):
+        return ("np.inf", PREC_ATOM) if v > 0 else ("-np.inf", PREC_NEG)
+    return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)

@@ -95,6 +95,12 @@ def dtype_witness(inputs):
     raise ShapeError("constant arrays need an entry point with arguments")
 
 
+def scalar_array(c, inputs):
+    """A number (a scalar constant node) as a 0-d array in the dtype of the entry point's
+    constant arrays, for built-ins that treat their arguments as arrays."""
+    return make("full", dtype_witness(inputs), value=c.value, shape=())
+
+
 def _fill(value):
     def build(shape, inputs):
         return make("full", dtype_witness(inputs), value=sympy.Integer(value),

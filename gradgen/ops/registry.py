@@ -89,6 +89,10 @@ class Builtin:
     # build() also receives `inputs=`, the argument nodes of the entry point being compiled
     # (constant arrays such as ones(shape) take the dtype of one of them).
     needs_inputs: bool = False
+    # Elementwise: its array arguments may be Python numbers (`maximum(x, 0)`). Any other
+    # built-in gets a number argument as a 0-d array in the entry point's dtype, since its
+    # code may call methods on it (`2.reshape(...)` is not Python).
+    elementwise: bool = False
 
 
 # The kinds of compile-time (static) arguments, by parameter name. The frontend checks
@@ -119,7 +123,7 @@ def defop(name: str, nargs: int | None, **fields) -> OpDef:
 def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
                static: tuple[str, ...] = (), defaults: dict | None = None,
                variadic: bool = False, list_param: str | None = None,
-               needs_inputs: bool = False) -> Builtin:
+               needs_inputs: bool = False, elementwise: bool = False) -> Builtin:
     """Register a function of the source language."""
     if name in BUILTINS:
         raise InternalError(f"built-in {name!r} registered twice")
@@ -127,6 +131,6 @@ def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
         if p not in STATIC_KINDS:
             raise InternalError(f"static parameter {p!r} of {name!r} has no kind in STATIC_KINDS")
     b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
-                list_param, needs_inputs)
+                list_param, needs_inputs, elementwise)
     BUILTINS[name] = b
     return b
