@@ -37,6 +37,9 @@ MAX_SOURCE_BYTES = 16 * 1024 * 1024
 # with a diagnostic instead (20,000 chained additions are well within it).
 MAX_OPERATIONS = 50_000
 ENTRY_COST = 10
+# Each array in a list argument (concatenate, stack, einsum) counts as this many: the
+# derivatives slice them at offsets that are dimension expressions (about 3 ms each).
+LIST_ITEM_COST = 10
 MAX_HELPER_DEPTH = 64
 # Static arguments (SPEC §5 limits): dimension expressions stay small, so that comparing
 # shapes (sympy expansion of their sizes) is cheap whatever the source says.
@@ -566,7 +569,7 @@ class _Lowering:
         if value.is_positive is False:
             raise _Located(self.operator(node), "dimensions must be positive" + (
                 f", got {value}" if value.is_Integer else ""))
-        if value.is_number and value > MAX_DIM_VALUE:
+        if any(abs(n) > MAX_DIM_VALUE for n in value.atoms(sympy.Number)):
             raise _Located(self.operator(node), "this dimension is too large (at most "
                                                 "2**63 - 1)")
         return value, terms
@@ -670,12 +673,7 @@ class _Lowering:
                 if isinstance(v, tuple):
                     raise _Located(sub, f"expected an array, got a tuple of {len(v)} arrays",
                                    context=True)
-            if not isinstance(node, (ast.Name, ast.Constant)):
-                self.operations += 1
-            if self.operations > MAX_OPERATIONS:
-                raise _Located(node, f"the program is too large: it builds more than "
-                                     f"{MAX_OPERATIONS:,} operations (after inlining helpers); "
-                                     "split it into several smaller programs", context=True)
+            self.charge(node, 0 if isinstance(node, (ast.Name, ast.Constant)) else 1)
             try:
                 done.append(self.apply(node, vals, scope))
             except ShapeError as e:
@@ -683,6 +681,14 @@ class _Lowering:
                          else self.operator(node))
                 raise _Located(where, str(e), context=True) from None
         return done[0]
+
+    def charge(self, node, operations: int) -> None:
+        """Count operations against MAX_OPERATIONS; refuse the program at `node` beyond."""
+        self.operations += operations
+        if self.operations > MAX_OPERATIONS:
+            raise _Located(node, f"the program is too large: it builds more than "
+                                 f"{MAX_OPERATIONS:,} operations (after inlining helpers); "
+                                 "split it into several smaller programs", context=True)
 
     def operands(self, node, scope) -> list:
         """The array-valued subexpressions of `node`, evaluated before it."""
@@ -817,6 +823,7 @@ class _Lowering:
                     raise _Located(bound[p], f"{name}() expects a non-empty list of arrays, "
                                              "e.g. [a, b]")
                 out.extend(bound[p].elts)
+                self.charge(node, LIST_ITEM_COST * len(bound[p].elts))
             else:
                 out.append(bound[p])
         return out
@@ -992,11 +999,15 @@ class _Lowering:
 
     def _index_int(self, node) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
-            return node.value
-        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+            value = node.value
+        elif (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
                 and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
-            return -node.operand.value
-        raise _Located(node, "indices must be integer literals or slices of them")
+            value = -node.operand.value
+        else:
+            raise _Located(node, "indices must be integer literals or slices of them")
+        if abs(value) > MAX_DIM_VALUE:
+            raise _Located(node, f"index {value} is too large (at most 2**63 - 1 either way)")
+        return value
 
 
 @dataclass
@@ -1035,7 +1046,8 @@ def _statement_error(stmt, top_level: bool) -> str:
 
 
 def _op_symbol(op) -> str:
-    return {ast.FloorDiv: "//", ast.Pow: "**", ast.Div: "/", ast.MatMult: "@", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
+    return {ast.FloorDiv: "//", ast.Pow: "**", ast.Div: "/", ast.MatMult: "@", ast.Mod: "%",
+            ast.LShift: "<<", ast.RShift: ">>",
             ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not",
             ast.Invert: "~", ast.Is: "is", ast.IsNot: "is not", ast.In: "in",
             ast.NotIn: "not in"}.get(type(op), type(op).__name__)

@@ -283,3 +283,120 @@ def test_a_number_given_to_an_array_builtin_is_an_array_of_the_right_dtype(body,
     x = np.array([1.0, 2.0], dtype=np.float32)
     assert mod.f(x) == pytest.approx(expected)
     assert mod.f_grad(x).dtype == np.float32
+
+
+# ---------------------------------------------------------------------------- item 9
+
+
+AXIS_LITERAL = "an axis must be an integer literal (axis arguments are an integer, a tuple " \
+               "of integers or None)"
+
+
+@pytest.mark.parametrize("body, col, message", [
+    ("sum(softmax(x, axis=N))", 32, "an axis must be an integer literal, and 'N' is a dimension"),
+    ("sum(squeeze(x, axis=N))", 32, "an axis must be an integer literal, and 'N' is a dimension"),
+    ("sum(transpose(x, axes=(N, 0)))", 35,
+     "an axis must be an integer literal, and 'N' is a dimension"),
+    ("sum(x, axis=(0, 'a'))", 28, AXIS_LITERAL),
+    ("sum(log_softmax(x, axis=None + 1))", 36, AXIS_LITERAL),
+    ("sum(reshape(x, (None,)))", 28, DIM_MESSAGE + "None"),
+    ("sum(reshape(x, ([],)))", 28, DIM_MESSAGE + "a tuple"),
+    ("sum(reshape(x, (N // 0,)))", 33, "dimensions must be positive, got 0"),
+    ("sum(reshape(x, (N - N,)))", 30, "dimensions must be positive, got 0"),
+    ("sum(reshape(x, (1 - N,)))", 30, "dimensions must be positive"),
+    ("sum(reshape(x, (N ** 2,)))", 30,
+     "operator '**' is not allowed in a dimension (only +, -, * and //)"),
+    ("sum(reshape(x, (2 ** 2 ** 70,)))", 30,
+     "operator '**' is not allowed in a dimension (only +, -, * and //)"),
+    ("sum(reshape(x, (M,)))", 28, "'M' is not a dimension: a shape is made of the dimensions "
+                                  "of the entry point's arguments and positive integers"),
+    ("sum(reshape(x, (x,)))", 28, "'x' is not a dimension: a shape is made of the dimensions "
+                                  "of the entry point's arguments and positive integers"),
+    ("sum(zeros((N, 10 ** 30))) + sum(x)", 29,
+     "operator '**' is not allowed in a dimension (only +, -, * and //)"),
+    ("sum(zeros((N, 1000000000000000000000000000000))) + sum(x)", 26,
+     "dimension 1000000000000000000000000000000 is too large (at most 2**63 - 1)"),
+    ("sum(reshape(x, (N * 4611686018427387904 * 4,)))", 52,
+     "this dimension is too large (at most 2**63 - 1)"),
+    ("sum(x[5:2])", 18, "slice selects no elements of axis 0 (size N)"),
+    ("sum(x[-2:-5])", 18, "slice selects no elements of axis 0 (size N)"),
+    ("sum(x[:100000000000000000000000])", 19,
+     "index 100000000000000000000000 is too large (at most 2**63 - 1 either way)"),
+])
+def test_bad_static_arguments_are_located_diagnostics(body, col, message):
+    expect(f"""
+        def f(x: Param[N]):
+            return {body}
+        """, 2, col, message)
+
+
+def test_bad_dimensions_in_annotations_are_located_diagnostics():
+    expect("""
+        def f(x: Param[N // 0]):
+            return sum(x)
+        """, 1, 21, "dimensions must be positive, got 0")
+    expect("""
+        def f(x: Param[N, M - M]):
+            return sum(x)
+        """, 1, 21, "dimensions must be positive, got 0")
+    expect("""
+        def f(x: Param[10000000000000000000000000000000]):
+            return sum(x)
+        """, 1, 16, "dimension 10000000000000000000000000000000 is too large (at most "
+                    "2**63 - 1)")
+
+
+def test_a_dimension_expression_is_bounded():
+    long = " + ".join(["N"] * 17)
+    expect(f"""
+        def f(x: Param[N]):
+            return sum(reshape(x, ({long},)))
+        """, 2, 28 + 4 * 16, "dimension expression is too long (at most 16 names and numbers)")
+    sums = ", ".join(f"(N + {i})" for i in range(1, 8))
+    expect(f"""
+        def f(x: Param[N], y: Param[{sums}]):
+            return sum(x)
+        """, 1, len("def f(x: Param[N], y: Param[(") + sums.index("(N + 7)") + 1,
+        "this shape is too complex: its size would expand to more than 64 terms")
+    many = ", ".join(["N"] * 65)
+    expect(f"""
+        def f(x: Param[{many}]):
+            return sum(x)
+        """, 1, 16, "a shape may have at most 64 dimensions")
+
+
+def test_the_einsum_spec_is_bounded():
+    expect(f"""
+        def f(x: Param[N]):
+            return einsum("{'i' * 10001}", x)
+        """, 2, 19, "this string is too long (at most 10,000 characters)")
+
+
+def test_slices_that_stay_in_bounds_still_compile():
+    mod = run(gradgen.compile_source("def f(x: Param[N]):\n    return sum(x[5:]) + "
+                                     "sum(x[2:5:2]) + sum(x[-3:-1])\n"))
+    x = np.arange(10.0)
+    assert mod.f(x) == x[5:].sum() + x[2:5:2].sum() + x[-3:-1].sum()
+
+
+# ---------------------------------------------------------------------------- bounds
+
+
+def test_chains_of_dimension_arithmetic_stay_cheap():
+    """Folding expressions of dimensions is bounded (size and count); the rest is run-time
+    arithmetic. 2000 terms used to be folded into ever longer sympy sums."""
+    terms = " + ".join(f"N * {i}" for i in range(2000))
+    mod = run(gradgen.compile_source(f"def f(x: Param[N]):\n    return sum(x) * ({terms})\n"))
+    assert mod.f(np.ones(3)) == 3 * 3 * sum(range(2000))
+    tower = " ** ".join(["N"] * 300)
+    mod = run(gradgen.compile_source(f"def f(x: Param[N]):\n    return sum(x) * {tower}\n"))
+    assert mod.f(np.ones(1)) == 1.0
+
+
+def test_list_arguments_count_against_the_operation_budget(monkeypatch):
+    from gradgen import frontend
+
+    monkeypatch.setattr(frontend, "MAX_OPERATIONS", 1000)
+    items = ", ".join(["x"] * 100)
+    d = diagnostic(f"def f(x: Param[N]):\n    return sum(concatenate([{items}]))\n")
+    assert (d.line, d.col) == (2, 16) and d.message.startswith("the program is too large")

@@ -8,7 +8,7 @@ import operator
 import numpy as np
 import sympy
 
-from ..ir import const, make
+from ..ir import builder, const, make
 from ..shapes import broadcast
 from ._emit import call, infix
 from .constants import dtype_sources
@@ -18,6 +18,7 @@ from .registry import (
     PREC_ADD,
     PREC_CALL,
     PREC_CMP,
+    PREC_LOWEST,
     PREC_MUL,
     PREC_NEG,
     PREC_POW,
@@ -58,6 +59,10 @@ def _is(node, value) -> bool:
 
 MAX_EXACT_BITS = 1000      # exact integers and fractions stay below float64's range
 MAX_EXACT_ROOT = 64        # exact powers p/q: |p| and q at most this
+MAX_FOLDED_NODES = 64      # size of a folded expression of dimensions
+# Folds of expressions of dimensions per compilation: each costs sympy about a millisecond
+# (its assumption system), so beyond this they are left for run time.
+MAX_SYMBOLIC_FOLDS = 2000
 
 _SYMPY_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
               "div": operator.truediv, "pow": operator.pow, "neg": operator.neg}
@@ -75,13 +80,27 @@ def fold(op: str, *values):
         return _ieee(op, values)
     # Expressions of dimensions: sympy, unless a number in them is not finite or exact
     # work would grow; division by zero of a dimension (positive) is inf.
-    if not all(_tame(v) for v in values) or not _exact_is_cheap(op, values):
+    if not all(_tame(v) and _small(v) for v in values) or not _exact_is_cheap(op, values):
+        return None
+    memo = builder().memo
+    memo["symbolic_folds"] = memo.get("symbolic_folds", 0) + 1
+    if memo["symbolic_folds"] > MAX_SYMBOLIC_FOLDS:
         return None
     if op == "div" and values[1] == 0:
         return (sympy.oo if values[0].is_positive else -sympy.oo if values[0].is_negative
                 else None)
     r = _SYMPY_OPS[op](*values)
-    return r if _tame(r) else None
+    return r if _tame(r) and _small(r) else None
+
+
+def _small(v) -> bool:
+    """At most MAX_FOLDED_NODES nodes (counted with an early exit): sympy's work on an
+    expression grows with its size, and a chain of operations would fold into one
+    expression that each step copies."""
+    for count, _ in enumerate(sympy.preorder_traversal(v)):
+        if count >= MAX_FOLDED_NODES:
+            return False
+    return True
 
 
 def _bits(v) -> int:
@@ -398,7 +417,19 @@ def _pow_jvp(ts, n):
                   ts[1] and ts[1] * make("log", a) * n)
 
 
-defop("pow", 2, shape=_bshape, emit=infix("**", PREC_POW, right_strict=False, left_strict=True),
+_emit_power = infix("**", PREC_POW, right_strict=False, left_strict=True)
+
+
+def _emit_pow(p, node):
+    """`a ** b`; a power of two numbers left unfolded (an exponent too large to fold, a
+    power of dimension sizes) in float64, never an exact Python integer of any size."""
+    if all(a.is_const for a in node.args):
+        return (f"{p.ns}.float64({p.arg(node, 0, PREC_LOWEST)}) ** "
+                f"{p.arg(node, 1, PREC_POW)}"), PREC_POW
+    return _emit_power(p, node)
+
+
+defop("pow", 2, shape=_bshape, emit=_emit_pow,
       canon=_canon_pow, ufunc="power", traits=EW, domain=(POSITIVE, REAL), vjp=_pow_vjp, jvp=_pow_jvp)
 
 
