@@ -400,3 +400,25 @@ def test_list_arguments_count_against_the_operation_budget(monkeypatch):
     items = ", ".join(["x"] * 100)
     d = diagnostic(f"def f(x: Param[N]):\n    return sum(concatenate([{items}]))\n")
     assert (d.line, d.col) == (2, 16) and d.message.startswith("the program is too large")
+
+
+def test_a_long_chain_of_matrix_products_is_reordered_in_one_pass():
+    """`A @ A @ ... @ x` moved one product per round and ran out of rounds at 60
+    (an internal error); each product is now reassociated as far as it pays at once."""
+    chain = " @ ".join(["A"] * 300)
+    text = gradgen.compile_source(f"def f(A: Param[N, N], x: Param[N]):\n"
+                                  f"    return sum({chain} @ x)\n", modes=["grad"])
+    mod = run(text)
+    A = np.eye(3) * 1.001
+    x = np.arange(3.0)
+    np.testing.assert_allclose(mod.f(A, x), 1.001 ** 300 * x.sum())
+
+
+def test_matrix_chains_with_many_dimensions_keep_their_order():
+    """Comparing the costs of two orders tried every combination of 3 sizes for every
+    dimension in them (3 ** 17 here: hours); beyond MAX_SAMPLED_DIMS the order is kept."""
+    syms = ["P", "Q", "R", "S", "T", "U", "V", "W", "X", "Y", "Z", "K", "L", "M", "O", "J"]
+    s = " + ".join(syms)
+    source = (f"def f(A: Param[N, {s}], B: Param[{s}, N], x: Param[N], "
+              f"d: Param[{', '.join(syms)}]):\n    return sum(A @ B @ x) + sum(d)\n")
+    assert "def f_grad" in gradgen.compile_source(source, modes=["grad"])
