@@ -62,8 +62,7 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
     if e.is_Mul:
         num, den = sympy.fraction(e)
         if den != 1:
-            n = _paren(_print(num), PREC_MUL)
-            return f"{n} / {_paren(_print(den), PREC_MUL + 1)}", PREC_MUL
+            return _divide(num, den)
         if e.as_coeff_Mul()[0].is_negative:
             return "-" + _paren(_print(-e), PREC_NEG + 1), PREC_NEG
         factors = sorted(e.args, key=lambda t: (not t.is_Number, sympy.default_sort_key(t)))
@@ -71,15 +70,19 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
     if e.is_Pow:
         base, exp = e.args
         if exp == -1:
-            return f"1 / {_paren(_print(base), PREC_MUL + 1)}", PREC_MUL
-        if not (exp.is_Rational and abs(exp) <= MAX_EXACT_EXPONENT):
-            # A large or non-constant exponent of a dimension size: in float64 (inf if it
-            # overflows), not as an exact Python integer of millions of digits.
+            return _divide(sympy.Integer(1), base)
+        if not (exp.is_Rational and abs(exp) <= MAX_EXACT_EXPONENT and base.is_integer
+                and base.is_positive):
+            # A large or non-constant exponent, or a base that is not a size (Python's
+            # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
+            # Python integer of millions of digits.
             return (f"float(np.float64({_print(base)[0]}) ** {_paren(_print(exp), PREC_NEG)})",
                     PREC_ATOM)
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
             return f"{_paren(_print(base), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
         return f"{_paren(_print(base), PREC_POW + 1)} ** {_paren(_print(exp), PREC_NEG)}", PREC_POW
+    if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
+        return f"float(np.exp(np.float64({_print(e.args[0])[0]})))", PREC_ATOM
     if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
         num, den = sympy.fraction(sympy.together(e.args[0]))
         n, d = _paren(_print(num), PREC_MUL), _paren(_print(den), PREC_MUL + 1)
@@ -89,6 +92,14 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
     if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
         return _float(float(e))
     raise ValueError(f"cannot print dimension expression {e}")
+
+
+def _divide(num: sympy.Expr, den: sympy.Expr) -> tuple[str, int]:
+    """`num / den`; in float64 unless `den` is known to be positive (a size), since Python
+    raises ZeroDivisionError where NumPy gives inf or nan (`1 / (N - M)` with N == M)."""
+    if den.is_positive:
+        return f"{_paren(_print(num), PREC_MUL)} / {_paren(_print(den), PREC_MUL + 1)}", PREC_MUL
+    return f"float(np.divide({_print(num)[0]}, {_print(den)[0]}))", PREC_ATOM
 
 
 def _float(v: float) -> tuple[str, int]:

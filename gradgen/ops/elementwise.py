@@ -18,7 +18,6 @@ from .registry import (
     PREC_ADD,
     PREC_CALL,
     PREC_CMP,
-    PREC_LOWEST,
     PREC_MUL,
     PREC_NEG,
     PREC_POW,
@@ -73,9 +72,10 @@ _IEEE_OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.di
 def fold(op: str, *values):
     """The constant `op(*values)` for scalar constant values, or None to leave it unfolded."""
     if all(v.is_number for v in values):
-        if all(_tame(v) for v in values) and _exact_is_cheap(op, values):
-            r = _SYMPY_OPS[op](*values)
-            if _tame(r):
+        if all(_tame(v) for v in values) and _exact_is_cheap(op, values) \
+                and not (op == "div" and values[1].is_zero):
+            r = _sympy(op, values)
+            if r is not None and _tame(r):
                 return r
         return _ieee(op, values)
     # Expressions of dimensions: sympy, unless a number in them is not finite or exact
@@ -86,11 +86,19 @@ def fold(op: str, *values):
     memo["symbolic_folds"] = memo.get("symbolic_folds", 0) + 1
     if memo["symbolic_folds"] > MAX_SYMBOLIC_FOLDS:
         return None
-    if op == "div" and values[1] == 0:
+    if op == "div" and values[1].is_zero:
         return (sympy.oo if values[0].is_positive else -sympy.oo if values[0].is_negative
                 else None)
-    r = _SYMPY_OPS[op](*values)
-    return r if _tame(r) and _small(r) else None
+    r = _sympy(op, values)
+    return r if r is not None and _tame(r) and _small(r) else None
+
+
+def _sympy(op: str, values):
+    """op in sympy, or None where sympy raises (mpmath's division of floats by zero)."""
+    try:
+        return _SYMPY_OPS[op](*values)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return None
 
 
 def _small(v) -> bool:
@@ -417,19 +425,7 @@ def _pow_jvp(ts, n):
                   ts[1] and ts[1] * make("log", a) * n)
 
 
-_emit_power = infix("**", PREC_POW, right_strict=False, left_strict=True)
-
-
-def _emit_pow(p, node):
-    """`a ** b`; a power of two numbers left unfolded (an exponent too large to fold, a
-    power of dimension sizes) in float64, never an exact Python integer of any size."""
-    if all(a.is_const for a in node.args):
-        return (f"{p.ns}.float64({p.arg(node, 0, PREC_LOWEST)}) ** "
-                f"{p.arg(node, 1, PREC_POW)}"), PREC_POW
-    return _emit_power(p, node)
-
-
-defop("pow", 2, shape=_bshape, emit=_emit_pow,
+defop("pow", 2, shape=_bshape, emit=infix("**", PREC_POW, right_strict=False, left_strict=True),
       canon=_canon_pow, ufunc="power", traits=EW, domain=(POSITIVE, REAL), vjp=_pow_vjp, jvp=_pow_jvp)
 
 
