@@ -114,7 +114,9 @@ def _compare(chain: tuple, left_first: bool, hints: dict) -> bool:
     free = sorted((s for s in saving.free_symbols if s.name not in hints), key=lambda s: s.name)
     if len(free) > MAX_SAMPLED_DIMS:
         return False
-    fixed = {s: hints[s.name] for s in saving.free_symbols if s.name in hints}
-    value = sympy.lambdify(free, saving.subs(fixed), "math")
-    return all(value(*sizes) > 0
+    # Exact integer evaluation by substitution (sympy.lambdify would exec generated code
+    # that names the source's dimensions).
+    saving = saving.xreplace({s: sympy.Integer(hints[s.name]) for s in saving.free_symbols
+                              if s.name in hints})
+    return all(bool(saving.xreplace(dict(zip(free, map(sympy.Integer, sizes)))) > 0)
                for sizes in itertools.product(SAMPLE_SIZES, repeat=len(free)))
