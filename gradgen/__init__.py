@@ -4,7 +4,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import compile_source, load
 from .errors import CompileError, Diagnostic
 
 __all__ = ["CompileError", "Diagnostic", "__version__", "compile_source", "load"]
+
+
+def __getattr__(name: str):
+    # The API (and with it NumPy, SymPy and the compiler) is imported on first use, so that
+    # `gradgen` starts quickly and a Ctrl-C while it loads reaches the command line's handler.
+    if name in ("compile_source", "load"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'gradgen' has no attribute {name!r}")

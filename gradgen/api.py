@@ -54,9 +54,12 @@ def load(path: str | os.PathLike, **options) -> ModuleType:
     try:
         cache = Path(os.environ.get("GRADGEN_CACHE")
                      or Path(tempfile.gettempdir()) / "gradgen-cache")
-        cache.mkdir(parents=True, exist_ok=True)
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private_directory(cache):
+            raise OSError(f"{cache} is not a private directory")   # -> write nothing
         target = cache / f"{path.stem}_{key}.py"
-        if not (target.is_file() and target.read_text(encoding="utf-8") == source):
+        if not (target.is_file() and not target.is_symlink()
+                and target.read_bytes() == source.encode("utf-8")):
             from .io import atomic_write
             atomic_write(target, source)
     except OSError:
@@ -72,3 +75,19 @@ def load(path: str | os.PathLike, **options) -> ModuleType:
         raise
     _LOADED[key] = _LOADED[ident] = module
     return module
+
+
+def _private_directory(path: Path) -> bool:
+    """True for a real directory (not a symlink) that only its owner, the current user, can
+    write: the cache is written only where nobody else can plant files or links."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return False
+    return not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)

@@ -7,6 +7,7 @@ mode is compared with reverse mode through <u, J v> = <J^T u, v>.
 
 from __future__ import annotations
 
+import math
 import types
 from dataclasses import dataclass
 
@@ -17,9 +18,15 @@ from .codegen.emit import render_module
 from .compiler import Options, build_module
 from .frontend import EntryPoint, parse_program
 
+MAX_DRAWN = 10_000_000   # elements of all arguments of one entry point (80 MB of float64)
+
 EPS = 1e-6
 TOL = 1e-5
 MAX_ELEMENTS = 60
+
+
+class TooLarge(ValueError):
+    """The dimension sizes asked for would need more memory than a check should take."""
 
 
 @dataclass
@@ -58,9 +65,15 @@ def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.nd
         for d in a.shape:
             for s in d.free_symbols:
                 sizes.setdefault(s, dims.get(s.name, int(rng.integers(2, 5))))
+    shapes = {a.name: tuple(int(d.subs(sizes)) for d in a.shape)
+              for a in entry.args}
+    total = sum(math.prod(s) for s in shapes.values())
+    if total > MAX_DRAWN:
+        raise TooLarge(f"'{entry.name}': the arguments would have {total:,} elements in all "
+                       f"(at most {MAX_DRAWN:,}); give smaller --dim sizes")
     out = {}
     for a in entry.args:
-        shape = tuple(int(d.subs(sizes)) for d in a.shape)
+        shape = shapes[a.name]
         x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
         out[a.name] = np.asarray(x, dtype=np.float64)
     return out
@@ -76,6 +89,10 @@ def check_entry(mod, entry: EntryPoint, dims: dict[str, int], seed: int) -> list
     names = [a.name for a in entry.args]
     params = [a.name for a in entry.params]
     f = getattr(mod, entry.name)
+    n_params = sum(np.size(args[p]) for p in params)
+    if hasattr(mod, f"{entry.name}_hessian") and n_params ** 2 > MAX_DRAWN:
+        raise TooLarge(f"'{entry.name}': the Hessian would have {n_params ** 2:,} elements "
+                       f"(at most {MAX_DRAWN:,}); give smaller --dim sizes")
 
     def call(fn, overrides=None, *extra):
         vals = dict(args, **(overrides or {}))

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from . import __version__
 from .errors import CompileError
+from .escape import terminal_text
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13   # what a shell reports for a process killed by SIGPIPE
+EXIT_INTERRUPTED = 128 + 2    # ... and by SIGINT (Ctrl-C)
 
 
 class _Fail(Exception):
@@ -20,6 +22,13 @@ class _Fail(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `gradgen` command."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:   # Ctrl-C at any time, start-up included: no traceback
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -32,31 +41,43 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         return code
     except CompileError as e:
-        print(str(e), file=sys.stderr)
+        print(str(e), file=sys.stderr)   # rendered diagnostics carry no control characters
         return EXIT_ERROR
     except _Fail as e:
-        print(f"gradgen: error: {e}", file=sys.stderr)
+        _error(str(e))
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`gradgen show f.grad | head`): stop quietly, as cat does.
         _discard(stdout)
         return EXIT_BROKEN_PIPE
     except _OutputFailed as e:
         _discard(stdout)
-        print(f"gradgen: error: cannot write to standard output: {e.error.strerror or e.error}",
-              file=sys.stderr)
+        _error(f"cannot write to standard output: {e.error.strerror or e.error}")
+        return EXIT_ERROR
+    except MemoryError:
+        _error("out of memory (are the sizes given on the command line too large?)")
         return EXIT_ERROR
     except Exception as e:
         if os.environ.get("GRADGEN_DEBUG"):
             raise
-        print(f"gradgen: internal error: {type(e).__name__}: {e}\n"
-              "This is a bug in gradgen. Please report it with the source file "
+        print(terminal_text(f"gradgen: internal error: {type(e).__name__}: {e}", keep="\n")
+              + "\nThis is a bug in gradgen. Please report it with the source file "
               "(set GRADGEN_DEBUG=1 for a traceback).", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
         sys.stdout = stdout
+
+
+def _error(message: str) -> None:
+    """`gradgen: error: MESSAGE` on standard error, control characters (of paths) escaped."""
+    print(f"gradgen: error: {terminal_text(message)}", file=sys.stderr)
+
+
+def _shown(path) -> str:
+    """A path as printed: control characters, and undecodable bytes, escaped."""
+    return terminal_text(str(path))
 
 
 class _OutputFailed(Exception):
@@ -172,13 +193,18 @@ def _options(args):
         hints = {}
         for item in args.hint:
             name, _, value = item.partition("=")
-            if not value.isdigit():
+            if not _size(value):
                 raise ValueError(f"--hint expects NAME=SIZE, got {item!r}")
             hints[name] = int(value)
         return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks,
                             hints)
     except ValueError as e:
         raise _Fail(str(e)) from None
+
+
+def _size(text: str) -> bool:
+    """True for a size as the command line takes it: ASCII digits, 1 to 10**18."""
+    return text.isascii() and text.isdigit() and len(text) <= 18 and int(text) >= 1
 
 
 def _module(args):
@@ -189,22 +215,29 @@ def _module(args):
 
 def _compile(args) -> int:
     from .codegen.emit import render_module
-    from .io import atomic_write, written_by_gradgen
+    from .io import atomic_write, same_file, without_version, written_by_gradgen
 
     source = render_module(_module(args))
     out = Path(args.output) if args.output else Path(args.file).with_name(
         Path(args.file).stem + "_grad.py")
     if args.check:
         try:
-            current = out.read_text(encoding="utf-8")
+            if not out.is_file():   # a directory, or a FIFO that reading would block on
+                raise FileNotFoundError(out)
+            current = out.read_bytes()
         except OSError:
-            print(f"{out}: missing (would be written)", file=sys.stderr)
+            print(f"{_shown(out)}: missing (would be written)", file=sys.stderr)
             return EXIT_ERROR
-        if _strip_header(current) != _strip_header(source):
-            print(f"{out}: out of date; run: gradgen compile {args.file}", file=sys.stderr)
+        # Byte for byte (a form feed or U+2028 where a line end was changes what Python
+        # reads), except the gradgen version in the first line.
+        if without_version(current) != without_version(source.encode("utf-8")):
+            print(f"{_shown(out)}: out of date; run: gradgen compile {_shown(args.file)}",
+                  file=sys.stderr)
             return EXIT_ERROR
-        print(f"{out}: up to date")
+        print(f"{_shown(out)}: up to date")
         return EXIT_OK
+    if same_file(out, args.file):
+        raise _Fail(f"{out} is the source file; choose another output with -o")
     if out.is_dir():
         raise _Fail(f"{out} is a directory")
     if out.exists() and not args.force and not written_by_gradgen(out):
@@ -213,17 +246,8 @@ def _compile(args) -> int:
         atomic_write(out, source)
     except OSError as e:
         raise _Fail(f"cannot write {out}: {e.strerror or e}") from None
-    print(f"wrote {out}")
+    print(f"wrote {_shown(out)}")
     return EXIT_OK
-
-
-def _strip_header(text: str) -> str:
-    """The module without its leading comment header (which names the gradgen version)."""
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines) and lines[i].startswith("#"):
-        i += 1
-    return "\n".join(lines[i:])
 
 
 def _show(args) -> int:
@@ -238,23 +262,25 @@ def _show(args) -> int:
             names = ", ".join(f.name for f in module.functions)
             raise _Fail(f"no generated function '{args.function}' (there are: {names})")
     if args.ir:
+        text = "".join(f"# {f.name}\n{pretty(f.graph)}\n\n" for f in functions)
+    elif args.part != "all" or args.function:
+        keep = {"forward": ("forward",), "backward": ("backward",)}.get(
+            args.part, ("forward", "backward", "check", "return"))
+        parts = []
         for f in functions:
-            print(f"# {f.name}")
-            print(pretty(f.graph))
-            print()
-        return EXIT_OK
-    if args.part != "all" or args.function:
-        for f in functions:
-            keep = {"forward": ("forward",), "backward": ("backward",)}.get(
-                args.part, ("forward", "backward", "check", "return"))
-            print(f"def {f.name}({', '.join(f.args)}):")
-            for line, phase in zip(f.lines, f.phases):
-                if phase in keep:
-                    print(f"    {line}")
-            print()
-        return EXIT_OK
-    text = render_module(module)
-    print(_highlight(text) if sys.stdout.isatty() else text, end="")
+            parts.append(f"def {f.name}({', '.join(f.args)}):\n")
+            parts += [f"    {line}\n" for line, phase in zip(f.lines, f.phases) if phase in keep]
+            parts.append("\n")
+        text = "".join(parts)
+    else:
+        text = render_module(module)
+    if sys.stdout.isatty():
+        # Text from the source is escaped in the module already; on a terminal, make sure
+        # nothing else could send it a control sequence either.
+        text = terminal_text(text, keep="\n")
+        if not args.ir and args.part == "all" and not args.function:
+            text = _highlight(text)
+    print(text, end="")
     return EXIT_OK
 
 
@@ -269,24 +295,27 @@ def _highlight(text: str) -> str:
 
 
 def _check(args) -> int:
-    from .checking import check_entry, format_table, load_with_hessian
+    from .checking import TooLarge, check_entry, format_table, load_with_hessian
 
     dims = {}
     for item in args.dim:
         name, _, value = item.partition("=")
-        if not name.isidentifier() or not value.isdigit() or int(value) < 1:
+        if not name.isidentifier() or not _size(value):
             raise _Fail(f"--dim expects NAME=SIZE with a positive size, got {item!r}")
         dims[name] = int(value)
     mod, entries, note = load_with_hessian(_read(args.file), args.file)
     results = []
     for entry in entries:
-        results += check_entry(mod, entry, dims, args.seed)
+        try:
+            results += check_entry(mod, entry, dims, args.seed)
+        except TooLarge as e:
+            raise _Fail(str(e)) from None
     print(format_table(results))
     checked = sorted({r.function.rsplit("_", 1)[-1] if "_" in r.function else r.function
                       for r in results})
     bad = [r for r in results if not r.ok]
     if note:
-        print(f"\n{note}")
+        print(f"\n{terminal_text(note)}")
     print(f"\nchecked {len(results)} derivatives ({', '.join(checked)}): "
           + ("all agree" if not bad else f"{len(bad)} MISMATCH"))
     return EXIT_ERROR if bad else EXIT_OK
@@ -297,7 +326,7 @@ def _graph(args) -> int:
     import subprocess
 
     from .graphviz import to_dot
-    from .io import atomic_write
+    from .io import atomic_write, same_file
 
     module = _module(args)
     entries = [f for f in module.functions if f.kind == ("value_and_grad" if args.backward
@@ -313,6 +342,8 @@ def _graph(args) -> int:
         print(dot, end="")
         return EXIT_OK
     out = Path(args.output)
+    if same_file(out, args.file):
+        raise _Fail(f"{out} is the source file; choose another output with -o")
     if out.suffix == ".dot":
         atomic_write(out, dot)
     elif out.suffix in (".svg", ".png"):
@@ -323,12 +354,10 @@ def _graph(args) -> int:
                               capture_output=True, check=False)
         if proc.returncode != 0:
             raise _Fail(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_bytes(proc.stdout)
-        os.replace(tmp, out)
+        atomic_write(out, proc.stdout)
     else:
         raise _Fail("the output must end in .dot, .svg or .png")
-    print(f"wrote {out}")
+    print(f"wrote {_shown(out)}")
     return EXIT_OK
 
 

@@ -15,13 +15,17 @@ from .codegen.naming import Namer, cotangent_name, tangent_name
 from .codegen.printer import Printer
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE
 from .codegen.schedule import schedule
-from .errors import CompileError, ShapeError
+from .errors import CompileError, Diagnostic, ShapeError, WorkLimit
 from .frontend import EntryPoint, Program, parse_program
 from .ir import Node, const, make, topo_order
 from .passes import lower, optimize
 from .shapes import fmt_shape
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
+# The most work (IR nodes asked for, plus nodes scheduled) one compilation may do: about
+# 12 µs a unit, so some 5 s of CPU on the machines we measured. Past it the entry point
+# being compiled is refused with a diagnostic: no input takes minutes to compile or refuse.
+MAX_WORK = 400_000
 DEFAULT_MODES = ("grad", "vjp", "jvp", "hvp")
 
 
@@ -86,6 +90,13 @@ class Module:
     constants: list[str] = field(default_factory=list)
     functions: list[Function] = field(default_factory=list)
 
+    @property
+    def regenerate(self) -> str:
+        """The shell command that writes this module again (the file name shell-quoted)."""
+        import shlex
+
+        return f"gradgen compile {shlex.quote(self.filename)}{self.options.flags()}"
+
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
@@ -99,10 +110,32 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
 def compile_module(text: str, filename: str, options: Options) -> Module:
     """Parse, optimise, differentiate, optimise and schedule: the module before rendering."""
     with _gc_paused(), ir.building() as b:
+        b.limit = MAX_WORK
         with b.using(rules=(), intern=False):   # the graph as the source writes it
-            program = parse_program(text, filename)
-        program.entries = [optimize_entry(e, dict(options.hints)) for e in program.entries]
+            try:
+                program = parse_program(text, filename)
+            except WorkLimit:
+                raise CompileError(Diagnostic(filename, 1, 1, "the program is too large to "
+                                              f"compile: it needs more than {MAX_WORK:,} "
+                                              "operations; split it")) from None
+        entries = []
+        for e in program.entries:
+            with _work_limit(program, e):
+                entries.append(optimize_entry(e, dict(options.hints)))
+        program.entries = entries
         return build_module(program, options)
+
+
+@contextlib.contextmanager
+def _work_limit(program: Program, entry: EntryPoint) -> Iterator[None]:
+    """A `WorkLimit` inside the block as a diagnostic at the entry point's definition."""
+    try:
+        yield
+    except WorkLimit:
+        raise CompileError(program.diagnostic(
+            entry.line, 1, f"'{entry.name}' is too large to compile: its functions need more "
+            f"than {MAX_WORK:,} operations; ask for fewer of them (--modes grad, no --hessian) "
+            "or split the program")) from None
 
 
 def optimize_entry(entry: EntryPoint, hints: dict[str, int]) -> EntryPoint:
@@ -159,9 +192,10 @@ def build_module(program: Program, options: Options) -> Module:
     needs_checks = False
     for entry in program.entries:
         builder = _EntryBuilder(program, entry, options)
-        for fn, printer in builder.functions():
-            module.functions.append(fn)
-            preludes.update(printer.preludes)
+        with _work_limit(program, entry):
+            for fn, printer in builder.functions():
+                module.functions.append(fn)
+                preludes.update(printer.preludes)
         if options.checks:
             module.constants.append(builder.spec_constant())
             needs_checks = True
@@ -398,7 +432,10 @@ class _EntryBuilder:
 
     def _doc(self, summary: str, returns, extra=()) -> str:
         e = self.entry
-        user = [line.strip() for line in (e.doc or "").strip().splitlines()]
+        # Lines end only at newlines (as in the source); any other character, a form feed or
+        # U+2028 included, stays in its line and is escaped when the docstring is emitted.
+        text = (e.doc or "").strip()
+        user = [line.strip() for line in text.split("\n")] if text else []
         lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
                  ""]
         rest = user[1:] if not summary else user
@@ -454,6 +491,7 @@ class _EntryBuilder:
         if group is not None:
             lo, hi = group
             visit[lo:hi] = reversed(visit[lo:hi])
+        ir.builder().charge(len(graph.order))
         body = schedule(list(outputs), all_names, namer, printer,
                         derivative_label="tangent" if kind == "jvp" else "grad",
                         keep=frozenset(arg_names), visit=visit)

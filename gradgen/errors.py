@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CompileError", "Diagnostic", "InternalError", "ShapeError", "render_all"]
+from .escape import terminal_text
+
+__all__ = ["CompileError", "Diagnostic", "InternalError", "ShapeError", "WorkLimit", "render_all"]
 
 MAX_SHOWN = 160   # characters of a source line shown in a rendered diagnostic
 
@@ -25,7 +27,10 @@ class Diagnostic:
         A source line longer than `MAX_SHOWN` characters is shown as a window around the
         column, with `...` where it is cut.
         """
-        head = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        # Text from the source (and its file name) is escaped: no control sequence reaches
+        # the terminal, and a diagnostic is one line plus the source line and the caret.
+        head = (f"{terminal_text(self.file)}:{self.line}:{self.col}: error: "
+                f"{terminal_text(self.message)}")
         if not self.source_line:
             return head
         text, at = self.source_line, max(self.col - 1, 0)
@@ -34,9 +39,10 @@ class Diagnostic:
             end = start + MAX_SHOWN
             text = ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
             at = at - start + (3 if start else 0)
-        # Keep tabs in the caret line so the caret lines up under the offending character.
-        pad = "".join("\t" if ch == "\t" else " " for ch in text[:at])
-        return f"{head}\n{text}\n{pad}^"
+        # Keep tabs in the caret line so the caret lines up under the offending character;
+        # an escaped character takes the width of its escape.
+        pad = "".join("\t" if ch == "\t" else " " * len(terminal_text(ch)) for ch in text[:at])
+        return f"{head}\n{terminal_text(text, keep=chr(9))}\n{pad}^"
 
 
 def render_all(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> str:
@@ -60,3 +66,8 @@ class ShapeError(Exception):
 
 class InternalError(Exception):
     """A bug in gradgen, not in the user's source."""
+
+
+class WorkLimit(Exception):
+    """A compilation used up its work budget (`ir.Builder.limit`); the compiler turns it
+    into a located diagnostic, so that no input takes minutes to compile or refuse."""

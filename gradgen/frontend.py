@@ -235,7 +235,9 @@ def _parse(text: str, filename: str, diag, lines: list[str]) -> ast.Module:
                 # Python's remarks on odd but valid syntax (`1if`, invalid escapes) are not
                 # ours to print; what the language rejects is reported below.
                 warnings.simplefilter("ignore")
-                result["tree"] = ast.parse(text, filename=filename, type_comments=False)
+                # The file name only labels our own diagnostics: Python never sees it
+                # (it may hold a NUL or anything else a file system allows).
+                result["tree"] = ast.parse(text, type_comments=False)
         except SyntaxError as e:
             result["syntax"] = e
         except (RecursionError, MemoryError) as e:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .errors import InternalError
+from .errors import InternalError, WorkLimit
 from .shapes import Shape, as_expr, fmt_shape, same_shape
 
 __all__ = [
@@ -137,6 +137,10 @@ class Builder:
     origin: Origin | None = None
     phase: str = "forward"
     serial: int = 0
+    # Work done so far (nodes created, nodes scheduled) and the most allowed: past it,
+    # `charge` raises WorkLimit. None: no limit.
+    work: int = 0
+    limit: int | None = None
     memo: dict = field(default_factory=dict)   # per-compilation caches of analyses
     # The kinds of rewrite rules (`RULE_KINDS`) that `make` applies as nodes are built, and
     # whether structurally equal nodes are shared. The frontend builds the graph as written
@@ -147,6 +151,12 @@ class Builder:
     # id(node) -> the rule kinds the node is known to be a fixed point of (it was built, or
     # found, with those rules applied): passes skip such nodes.
     settled: dict = field(default_factory=dict)
+
+    def charge(self, units: int) -> None:
+        """Count `units` of work; raise WorkLimit past `limit`."""
+        self.work += units
+        if self.limit is not None and self.work > self.limit:
+            raise WorkLimit(f"more than {self.limit:,} units of work")
 
     @contextlib.contextmanager
     def at(self, origin: Origin | None = None, phase: str | None = None) -> Iterator[None]:
@@ -212,6 +222,9 @@ def make(op: str, *args: Node, **attrs) -> Node:
     if opdef is None:
         raise InternalError(f"unknown operation {op!r}")
     b = builder()
+    b.work += 1
+    if b.limit is not None and b.work > b.limit:
+        raise WorkLimit(f"more than {b.limit:,} units of work")
     for kind in b.rules:
         rule = opdef.rule(kind)
         if rule is not None:

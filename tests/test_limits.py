@@ -146,6 +146,62 @@ def test_the_budget_leaves_room_for_the_documented_limits():
     assert frontend.MAX_OPERATIONS >= 2 * 20_000
 
 
+def test_work_budget_refuses_at_the_entry_point_whose_functions_run_out(monkeypatch):
+    # 40 Params with --hessian: 1,600 Hessian blocks. With a small budget (the real one is
+    # about 6 s of work) the second entry point runs out; the first compiled within it.
+    from gradgen import compiler
+
+    monkeypatch.setattr(compiler, "MAX_WORK", 3_000)
+    k = 40
+    params = ", ".join(f"x{i}: Param[N]" for i in range(k))
+    source = ("def small(x: Param[N]):\n    return sum(x * x)\n\n\n"
+              f"def big({params}):\n    return sum(" + " * ".join(f"x{i}" for i in range(k))
+              + ")\n")
+    try:
+        gradgen.compile_source(source, filename="t.grad", hessian=True)
+    except CompileError as e:
+        d = only_diagnostic(e)
+    else:
+        raise AssertionError("expected the work budget to run out")
+    assert (d.line, d.col) == (5, 1)
+    assert d.message == ("'big' is too large to compile: its functions need more than 3,000 "
+                         "operations; ask for fewer of them (--modes grad, no --hessian) or "
+                         "split the program")
+
+
+def test_the_work_budget_leaves_room_for_the_documented_limits():
+    from gradgen import compiler, ir
+
+    builders = []
+    original = ir.Builder.__init__
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        builders.append(self)
+
+    ir.Builder.__init__ = record
+    try:
+        outcome(HEAD + "    return sum(" + " + ".join(["x"] * 20_000) + ")\n")
+    finally:
+        ir.Builder.__init__ = original
+    assert builders
+    work = builders[-1].work
+    assert work < 0.6 * compiler.MAX_WORK, work   # SPEC §5: 20,000 chained additions
+
+
+def test_a_chain_of_2000_slices_compiles_and_runs():
+    # Each slice is a view of the one before: the scheduler's bookkeeping of what a view
+    # may alias must not grow along the chain (it did: quadratic, 5 s for this source).
+    text = outcome(HEAD + "    return sum(x" + "[1:]" * 2_000 + " ** 2)\n")
+    assert isinstance(text, str), text
+    x = np.linspace(-1.0, 1.0, 2_003)
+    module = run(text)
+    np.testing.assert_allclose(module.f(x), (x[2_000:] ** 2).sum())
+    expected = np.zeros_like(x)
+    expected[2_000:] = 2 * x[2_000:]
+    np.testing.assert_allclose(module.f_grad(x), expected)
+
+
 # ---------------------------------------------------------------------------- size
 
 

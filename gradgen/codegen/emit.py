@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from ..errors import InternalError
+from ..escape import comment_text, docstring_literal
 
 
 def template_dir() -> Path:
@@ -21,7 +22,9 @@ def template_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    """The templates' environment: text from the source reaches the output only through
+    the `docstring` and `comment` filters (`gradgen.escape`)."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -29,15 +32,11 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-
-
-def _indent(text: str, width: int = 4) -> str:
-    pad = " " * width
-    return "\n".join(pad + line if line.strip() else "" for line in text.splitlines())
+    env.filters["docstring"] = docstring_literal
+    env.filters["comment"] = comment_text
+    return env
 
 
 def render_module(module) -> str:
     """The source text of a compiled module."""
-    env = environment()
-    env.filters["indent_block"] = _indent
-    return env.get_template("module.py.j2").render(module=module)
+    return environment().get_template("module.py.j2").render(module=module)

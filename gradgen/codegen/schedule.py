@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .. import ir
 from ..autodiff.common import weak as _weak
+from ..escape import comment_text
 from ..ir import Node, topo_order, use_counts
 from ..ops.registry import PREC_ATOM, REGISTRY
 from ..shapes import fmt_shape
@@ -204,9 +205,16 @@ class _State:
                 for b in old:
                     self.views_of[b].pop(name, None)
         if self.ops.is_view(n):
-            bases = set(reads)
+            # The buffers a view may alias: those its statement read, where a read variable
+            # that is itself a view stands for its own bases (a view has no buffer to keep
+            # alive), so a chain of views keeps a constant-size set, not a growing one.
+            bases: set = set()
             for r in reads:
-                bases |= self.view_bases.get(r, set())
+                vb = self.view_bases.get(r)
+                if vb is None:
+                    bases.add(r)
+                else:
+                    bases |= vb
             self.view_bases[name] = bases
             for b in bases:
                 self.views_of.setdefault(b, {})[name] = None
@@ -462,5 +470,6 @@ def _comment(stmts: list[tuple], n: Node, last_origin, label: str):
     """Before the first backward statement of each source line, say what it differentiates."""
     if n.phase != "backward" or n.origin is None or n.origin == last_origin:
         return last_origin
-    stmts.append(([f"# {label} of line {n.origin.line}: {n.origin.text}"], "backward", (), None))
+    stmts.append(([f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
+                  "backward", (), None))
     return n.origin
