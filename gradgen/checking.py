@@ -60,14 +60,12 @@ def load_source(text: str, filename: str, options: Options = Options()):
 
 def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.ndarray]:
     """Random float64 arguments of the declared shapes (dimension sizes from `dims`)."""
-    import sympy
-
     sizes = {}
     for a in entry.args:
         for d in a.shape:
             for s in d.free_symbols:
                 sizes.setdefault(s, dims.get(s.name, int(rng.integers(2, 5))))
-    shapes = {a.name: tuple(int(sympy.sympify(d).subs(sizes)) for d in a.shape)
+    shapes = {a.name: tuple(int(d.subs(sizes)) for d in a.shape)
               for a in entry.args}
     total = sum(math.prod(s) for s in shapes.values())
     if total > MAX_DRAWN:

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 import sympy
 
 from . import ir
-from .errors import CompileError, Diagnostic, ShapeError
+from .errors import CompileError, Diagnostic, InternalError, ShapeError
 from .ir import Node, Origin, const, make
 from .ops import BUILTINS
+from .ops.constants import scalar_array
+from .ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, SHAPE_ARG, SPEC_ARG, STATIC_KINDS
 from .shapes import dim_symbol
 
 __all__ = ["MAX_OPERATIONS", "MAX_SOURCE_BYTES", "Argument", "EntryPoint", "Program",
@@ -35,8 +37,18 @@ MAX_SOURCE_BYTES = 16 * 1024 * 1024
 # with a diagnostic instead (20,000 chained additions are well within it).
 MAX_OPERATIONS = 50_000
 ENTRY_COST = 10
+# Each array in a list argument (concatenate, stack, einsum) counts as this many: the
+# derivatives slice them at offsets that are dimension expressions (about 3 ms each).
+LIST_ITEM_COST = 10
 MAX_HELPER_DEPTH = 64
-MAX_STATIC_DEPTH = 16
+# Static arguments (SPEC §5 limits): dimension expressions stay small, so that comparing
+# shapes (sympy expansion of their sizes) is cheap whatever the source says.
+MAX_NDIM = 64                  # dimensions of a shape (NumPy's own limit)
+MAX_DIM_LEAVES = 16            # names and numbers in one dimension expression
+MAX_SHAPE_TERMS = 64           # terms the size of a written shape may expand to
+MAX_DIM_VALUE = 2 ** 63 - 1    # no array has more elements than an int64 counts
+MAX_SPEC_CHARS = 10_000        # einsum subscripts
+_DIM_OPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
 PARSE_STACK_BYTES = 512 * 1024 * 1024
 PARSE_RECURSION_LIMIT = 400_000
 
@@ -472,35 +484,97 @@ class _Lowering:
                                 "or float")
         role = "param" if ann.value.id == "Param" else "data"
         items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
-        shape = tuple(self.dim(item, dims) for item in items)
-        return role, shape, decl
+        return role, self.shape(ann.slice, items, dims, create=True), decl
 
-    def dim(self, node, dims, depth: int = 0):
-        if depth > MAX_STATIC_DEPTH:
-            raise _Located(node, "dimension expression is nested too deeply")
+    def shape(self, node, items, dims, create: bool) -> tuple:
+        """The dimensions `items` of a shape written at `node`, each checked by `dim`."""
+        if len(items) > MAX_NDIM:
+            raise _Located(node, f"a shape may have at most {MAX_NDIM} dimensions")
+        shape, terms = [], 1
+        for item in items:
+            d, t = self.dim(item, dims, create)
+            shape.append(d)
+            terms *= t
+            if terms > MAX_SHAPE_TERMS:
+                raise _Located(item, "this shape is too complex: its size would expand to "
+                                     f"more than {MAX_SHAPE_TERMS} terms")
+        return tuple(shape)
+
+    def dim(self, node, dims, create: bool) -> tuple[sympy.Expr, int]:
+        """A dimension expression: names, positive integer literals and `+ - * //` of them.
+
+        Names are dimensions (`create`: new ones are declared, as in an annotation; else
+        they must exist, as in a shape argument). Returns the value and a bound on the
+        number of terms it expands to. Only structurally valid, small, positive
+        expressions get through: at most MAX_DIM_LEAVES names and numbers, each number at
+        most MAX_DIM_VALUE.
+        """
+        leaves = 0
+        todo: list = [(node, False)]
+        done: list = []
+        while todo:
+            item, ready = todo.pop()
+            if isinstance(item, ast.BinOp) and type(item.op) in _DIM_OPS:
+                if not ready:
+                    todo.append((item, True))
+                    todo.extend(((item.right, False), (item.left, False)))
+                    continue
+                (b, tb), (a, ta) = done.pop(), done.pop()
+                done.append(self._dim_op(item, a, b, ta, tb))
+                continue
+            leaves += 1
+            if leaves > MAX_DIM_LEAVES:
+                raise _Located(item, "dimension expression is too long (at most "
+                                     f"{MAX_DIM_LEAVES} names and numbers)")
+            done.append((self._dim_leaf(item, dims, create), 1))
+        return done[0]
+
+    def _dim_leaf(self, node, dims, create: bool) -> sympy.Expr:
         if isinstance(node, ast.Name):
+            if node.id in dims:
+                return dims[node.id]
             if node.id in BUILTINS or node.id in CONSTANTS or keyword.iskeyword(node.id):
                 raise _Located(node, f"'{node.id}' cannot be used as a dimension name")
-            return dims.setdefault(node.id, dim_symbol(node.id))
+            if create:
+                return dims.setdefault(node.id, dim_symbol(node.id))
+            raise _Located(node, f"'{node.id}' is not a dimension: a shape is made of the "
+                                 "dimensions of the entry point's arguments and positive "
+                                 "integers")
         if isinstance(node, ast.Constant) and type(node.value) is int:
             if node.value <= 0:
                 raise _Located(node, f"dimensions must be positive, got {node.value}")
+            if node.value > MAX_DIM_VALUE:
+                raise _Located(node, f"dimension {node.value} is too large (at most "
+                                     "2**63 - 1)")
             return sympy.Integer(node.value)
         if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
                 and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
             raise _Located(node, f"dimensions must be positive, got -{node.operand.value}")
-        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Mult, ast.Sub,
-                                                             ast.FloorDiv):
-            a = self.dim(node.left, dims, depth + 1)
-            b = self.dim(node.right, dims, depth + 1)
-            op = type(node.op)
-            value = (a + b if op is ast.Add else a * b if op is ast.Mult else a - b
-                     if op is ast.Sub else sympy.floor(a / b))
-            if value.is_number and value <= 0:
-                raise _Located(node, "dimensions must be positive")
-            return value
+        if isinstance(node, ast.BinOp):
+            raise _Located(self.operator(node), f"operator '{_op_symbol(node.op)}' is not "
+                           "allowed in a dimension (only +, -, * and //)")
+        if isinstance(node, (ast.Tuple, ast.List)):
+            raise _Located(node, "a dimension must be a name, a positive integer or an "
+                                 "arithmetic expression of them, not a tuple")
+        if isinstance(node, ast.Constant):
+            what = "None" if node.value is None else type(node.value).__name__
+            raise _Located(node, f"a dimension must be a name, a positive integer or an "
+                                 f"arithmetic expression of them, not {what}")
         raise _Located(node, "a dimension must be a name, a positive integer or an arithmetic "
                              "expression of them")
+
+    def _dim_op(self, node, a, b, ta: int, tb: int) -> tuple[sympy.Expr, int]:
+        op = type(node.op)
+        value = (a + b if op is ast.Add else a * b if op is ast.Mult else a - b
+                 if op is ast.Sub else sympy.floor(a / b))
+        terms = ta + tb if op in (ast.Add, ast.Sub) else ta * tb
+        if value.is_positive is False:
+            raise _Located(self.operator(node), "dimensions must be positive" + (
+                f", got {value}" if value.is_Integer else ""))
+        if any(abs(n) > MAX_DIM_VALUE for n in value.atoms(sympy.Number)):
+            raise _Located(self.operator(node), "this dimension is too large (at most "
+                                                "2**63 - 1)")
+        return value, terms
 
     # ------------------------------------------------------------ function bodies
 
@@ -601,12 +675,7 @@ class _Lowering:
                 if isinstance(v, tuple):
                     raise _Located(sub, f"expected an array, got a tuple of {len(v)} arrays",
                                    context=True)
-            if not isinstance(node, (ast.Name, ast.Constant)):
-                self.operations += 1
-            if self.operations > MAX_OPERATIONS:
-                raise _Located(node, f"the program is too large: it builds more than "
-                                     f"{MAX_OPERATIONS:,} operations (after inlining helpers); "
-                                     "split it into several smaller programs", context=True)
+            self.charge(node, 0 if isinstance(node, (ast.Name, ast.Constant)) else 1)
             try:
                 done.append(self.apply(node, vals, scope))
             except ShapeError as e:
@@ -614,6 +683,14 @@ class _Lowering:
                          else self.operator(node))
                 raise _Located(where, str(e), context=True) from None
         return done[0]
+
+    def charge(self, node, operations: int) -> None:
+        """Count operations against MAX_OPERATIONS; refuse the program at `node` beyond."""
+        self.operations += operations
+        if self.operations > MAX_OPERATIONS:
+            raise _Located(node, f"the program is too large: it builds more than "
+                                 f"{MAX_OPERATIONS:,} operations (after inlining helpers); "
+                                 "split it into several smaller programs", context=True)
 
     def operands(self, node, scope) -> list:
         """The array-valued subexpressions of `node`, evaluated before it."""
@@ -748,6 +825,7 @@ class _Lowering:
                     raise _Located(bound[p], f"{name}() expects a non-empty list of arrays, "
                                              "e.g. [a, b]")
                 out.extend(bound[p].elts)
+                self.charge(node, LIST_ITEM_COST * len(bound[p].elts))
             else:
                 out.append(bound[p])
         return out
@@ -795,7 +873,7 @@ class _Lowering:
             if p not in bound:
                 continue
             if p in target.static:
-                kwargs[p] = self.static(bound[p], scope)
+                kwargs[p] = self.static(bound[p], scope, STATIC_KINDS[p])
             elif p == target.list_param:
                 kwargs[p] = tuple(next(arrays) for _ in bound[p].elts)
                 for item, v in zip(bound[p].elts, kwargs[p]):
@@ -811,11 +889,20 @@ class _Lowering:
             raise _Located(bound["condition"], "the condition of where(...) must be a "
                                                "comparison such as x > 0", context=True)
         try:
+            if not target.elementwise:
+                for p in target.params:
+                    if p in kwargs and p not in target.static:
+                        v = kwargs[p]
+                        kwargs[p] = (tuple(self._as_array(a) for a in v) if isinstance(v, tuple)
+                                     else self._as_array(v))
             if target.needs_inputs:
                 kwargs["inputs"] = self.entry_inputs
             return target.build(**kwargs)
         except ShapeError as e:
             raise _Located(node, f"{name}(): {e}", context=True) from None
+
+    def _as_array(self, v: Node) -> Node:
+        return scalar_array(v, self.entry_inputs) if v.is_const else v
 
     def inline(self, node: ast.Call, fn: ast.FunctionDef, vals):
         if fn.name in self.helper_stack:
@@ -849,34 +936,48 @@ class _Lowering:
 
     # ------------------------------------------------------------ static arguments
 
-    def static(self, node, scope, depth: int = 0):
-        """A compile-time argument: ints, None, booleans, tuples, dimension expressions."""
-        if depth > MAX_STATIC_DEPTH:
-            raise _Located(node, "argument is nested too deeply")
-        if isinstance(node, ast.Constant) and (node.value is None or type(node.value) in
-                                               (int, bool, str)):
+    def static(self, node, scope, kind: str):
+        """A compile-time argument, checked structurally against its kind (registry
+        `STATIC_KINDS`): nothing but the values listed there reaches a built-in."""
+        if kind == FLAG_ARG:
+            if isinstance(node, ast.Constant) and type(node.value) is bool:
+                return node.value
+            raise _Located(node, "this argument must be True or False")
+        if kind == SPEC_ARG:
+            if isinstance(node, ast.Constant) and type(node.value) is str:
+                if len(node.value) > MAX_SPEC_CHARS:
+                    raise _Located(node, f"this string is too long (at most "
+                                         f"{MAX_SPEC_CHARS:,} characters)")
+                return node.value
+            raise _Located(node, 'this argument must be a string literal such as "ij,jk->ik"')
+        if kind == AXIS_ARG:
+            if isinstance(node, ast.Constant) and node.value is None:
+                return None
+            if isinstance(node, (ast.Tuple, ast.List)):
+                if len(node.elts) > MAX_NDIM:
+                    raise _Located(node, f"too many axes (at most {MAX_NDIM})")
+                return tuple(self._axis(e, scope) for e in node.elts)
+            return self._axis(node, scope)
+        if kind == DIM_ARG:
+            return self.dim(node, scope.dims, create=False)[0]
+        if kind == SHAPE_ARG:
+            if isinstance(node, (ast.Tuple, ast.List)):
+                return self.shape(node, node.elts, scope.dims, create=False)
+            return self.shape(node, [node], scope.dims, create=False)[0]
+        raise InternalError(f"unknown kind of static argument {kind!r}")
+
+    def _axis(self, node, scope) -> int:
+        """An axis: an integer literal, possibly negative."""
+        if isinstance(node, ast.Constant) and type(node.value) is int:
             return node.value
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            v = self.static(node.operand, scope, depth + 1)
-            if isinstance(v, (int, sympy.Basic)) and not isinstance(v, bool):
-                return -v
-        if isinstance(node, (ast.Tuple, ast.List)):
-            return tuple(self.static(e, scope, depth + 1) for e in node.elts)
+        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+                and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
+            return -node.operand.value
         if isinstance(node, ast.Name) and node.id in scope.dims:
-            return scope.dims[node.id]
-        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult,
-                                                             ast.FloorDiv):
-            a = self.static(node.left, scope, depth + 1)
-            b = self.static(node.right, scope, depth + 1)
-            if all(isinstance(v, (int, sympy.Basic)) and not isinstance(v, bool)
-                   for v in (a, b)):
-                a, b = sympy.sympify(a), sympy.sympify(b)
-                op = type(node.op)
-                r = (a + b if op is ast.Add else a - b if op is ast.Sub else a * b
-                     if op is ast.Mult else sympy.floor(a / b))
-                return int(r) if r.is_Integer else r
-        raise _Located(node, "this argument must be a literal (an integer, a tuple of "
-                             "integers, True/False, None or a dimension expression)")
+            raise _Located(node, f"an axis must be an integer literal, and '{node.id}' is a "
+                                 "dimension")
+        raise _Located(node, "an axis must be an integer literal (axis arguments are an "
+                             "integer, a tuple of integers or None)")
 
     def index(self, node) -> tuple:
         items = node.elts if isinstance(node, ast.Tuple) else [node]
@@ -900,11 +1001,15 @@ class _Lowering:
 
     def _index_int(self, node) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
-            return node.value
-        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+            value = node.value
+        elif (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
                 and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
-            return -node.operand.value
-        raise _Located(node, "indices must be integer literals or slices of them")
+            value = -node.operand.value
+        else:
+            raise _Located(node, "indices must be integer literals or slices of them")
+        if abs(value) > MAX_DIM_VALUE:
+            raise _Located(node, f"index {value} is too large (at most 2**63 - 1 either way)")
+        return value
 
 
 @dataclass
@@ -943,7 +1048,8 @@ def _statement_error(stmt, top_level: bool) -> str:
 
 
 def _op_symbol(op) -> str:
-    return {ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
+    return {ast.FloorDiv: "//", ast.Pow: "**", ast.Div: "/", ast.MatMult: "@", ast.Mod: "%",
+            ast.LShift: "<<", ast.RShift: ">>",
             ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not",
             ast.Invert: "~", ast.Is: "is", ast.IsNot: "is not", ast.In: "in",
             ast.NotIn: "not in"}.get(type(op), type(op).__name__)

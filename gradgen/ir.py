@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from .errors import InternalError, WorkLimit
-from .shapes import Shape, fmt_shape, same_shape
+from .shapes import Shape, as_expr, fmt_shape, same_shape
 
 __all__ = [
     "RULE_KINDS",
@@ -117,7 +117,7 @@ def const(value) -> Node:
     key = (type(value), value)
     node = cache.get(key)
     if node is None:
-        v = sympy.Float(value) if isinstance(value, float) else sympy.sympify(value)
+        v = as_expr(value)
         if v.is_number and not (v.is_Rational or v.is_Float or v in (sympy.pi, sympy.E)):
             v = sympy.Float(float(v))   # exp(2), 2 * pi, sqrt(2): a plain float
         node = cache[key] = make("const", value=v)  # Float: float(v) round-trips exactly

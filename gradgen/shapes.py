@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import sympy
 
-from .errors import ShapeError
+from .errors import InternalError, ShapeError
 
 Dim = sympy.Expr
 Shape = tuple  # tuple[Dim, ...]
@@ -24,12 +24,22 @@ def dim_symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, integer=True, positive=True)
 
 
-def as_dim(value: int | Dim) -> Dim:
-    """Coerce an int or sympy expression to a dimension."""
-    return sympy.Integer(value) if isinstance(value, int) else value
+def as_expr(value: int | float | sympy.Basic) -> sympy.Expr:
+    """A Python number or a sympy object as a sympy expression; anything else is refused.
+
+    This replaces `sympy.sympify`, which parses (and so evaluates) strings: no text from a
+    source may ever reach it, so only values that already are numbers get converted.
+    """
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return sympy.Integer(value)
+    if isinstance(value, float):
+        return sympy.Float(value)
+    raise InternalError(f"expected a number or a sympy expression, got {type(value).__name__}")
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096, typed=True)
 def fmt_dim(d: Dim) -> str:
     """A dimension as Python source (`N`, `3`, `2 * D`)."""
     from .codegen.sympy_print import print_expr

@@ -297,7 +297,7 @@ def test_static_argument_must_be_a_literal():
         def f(x: Param[N]):
             return sum(x, axis=1.5)
         """, """
-        t.grad:2:24: error: this argument must be a literal (an integer, a tuple of integers, True/False, None or a dimension expression)
+        t.grad:2:24: error: an axis must be an integer literal (axis arguments are an integer, a tuple of integers or None)
             return sum(x, axis=1.5)
                                ^
         """)  # noqa: E501

@@ -8,7 +8,11 @@ import sympy
 
 from ..ir import Node
 from ..ops.registry import PREC_ATOM, REGISTRY
+from ..shapes import as_expr
 from .sympy_print import print_scalar
+
+
+_ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "power"})
 
 
 class Printer:
@@ -19,6 +23,7 @@ class Printer:
         self.code: dict[int, tuple[str, int]] = {}
         self.dims_used: set[sympy.Symbol] = set()
         self.preludes: dict[str, str] = {}
+        self.scalars: set[int] = set()   # nodes printed as Python numbers (see emit)
 
     # -- used by the emission rules of the ops
     def arg(self, node: Node, i: int, prec: int) -> str:
@@ -32,10 +37,10 @@ class Printer:
 
     def scalar(self, value: sympy.Expr) -> tuple[str, int]:
         """A scalar constant (possibly an expression of dimension sizes)."""
-        self.dims_used |= {s for s in sympy.sympify(value).free_symbols}
+        self.dims_used |= {s for s in as_expr(value).free_symbols}
         text, prec = print_scalar(value)
-        if value is sympy.pi or value is sympy.E:
-            text = f"{self.ns}.{text.split('.')[-1]}"
+        if self.ns != "np":   # np.pi, np.inf, np.float64(N) ** 40 in another namespace
+            text = text.replace("np.", f"{self.ns}.")
         return text, prec
 
     def shape(self, shape) -> str:
@@ -51,15 +56,20 @@ class Printer:
         opdef = REGISTRY[node.op]
         if opdef.prelude:
             self.preludes[node.op] = opdef.prelude
-        code = opdef.emit(self, node)
-        if node.args and "elementwise" in opdef.traits:
-            for a in node.args:
-                if a.op != "const":
-                    return code
-            # A function of dimension sizes, like np.log(N), is a NumPy float64 that would
-            # turn float32 arrays into float64; as a Python float it takes their dtype.
-            return f"float({code[0]})", PREC_ATOM
-        return code
+        if node.args and "elementwise" in opdef.traits and all(
+                a.op == "const" or id(a) in self.scalars for a in node.args):
+            # A function of numbers and dimension sizes that folding left alone (log(N),
+            # arithmetic too large to fold): a Python number. Arithmetic on such numbers
+            # goes through the NumPy ufunc, in float64: in Python, 1 / 0 and 10.0 ** 400
+            # raise where NumPy gives inf. A NumPy float64 would turn float32 arrays into
+            # float64: as a Python float it takes their dtype.
+            if opdef.dtype == "float":   # a comparison stays a boolean for where()
+                self.scalars.add(id(node))
+            if len(node.args) == 2 and opdef.ufunc in _ARITHMETIC:
+                args = ", ".join(f"{self.ns}.float64({self.arg(node, i, 0)})" for i in range(2))
+                return f"float({self.ns}.{opdef.ufunc}({args}))", PREC_ATOM
+            return f"float({opdef.emit(self, node)[0]})", PREC_ATOM
+        return opdef.emit(self, node)
 
     def emit_stmt(self, node: Node, target: str) -> list[str]:
         """Statements computing `node` into `target` (ops that need more than an expression)."""

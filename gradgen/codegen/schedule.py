@@ -398,20 +398,32 @@ def _alias_of(args: tuple, text: str, code: dict):
 
 
 def _shorten(n, text, prec, printer, namer, names):
-    """Spill the longest inlined arguments into statements until the line is short."""
+    """Spill the longest inlined arguments into statements until the line is short.
+
+    Each argument is spilled at most once, and one already named (a variable, however long
+    its name) never is: the loop ends after at most `len(n.args)` rounds.
+    """
     spilled = []
+    done: set[int] = set()
     while len(text) > MAX_EXPR:
-        candidates = [a for a in n.args if printer.code[id(a)][1] < PREC_ATOM
-                      or len(printer.code[id(a)][0]) > 12]
-        candidates = [a for a in candidates if not REGISTRY[a.op].has("leaf")]
+        candidates = [a for a in n.args if id(a) not in done
+                      and not _is_name(printer.code[id(a)])
+                      and (printer.code[id(a)][1] < PREC_ATOM or len(printer.code[id(a)][0]) > 12)
+                      and not REGISTRY[a.op].has("leaf")]
         if not candidates:
             break
         a = max(candidates, key=lambda a: len(printer.code[id(a)][0]))
+        done.add(id(a))
         name = namer.fresh(temp_name(a, names))
         spilled.append((a, f"{name} = {printer.code[id(a)][0]}{_shape_comment(a)}"))
         printer.set_name(a, name)
         text, prec = printer.emit(n)
     return text, prec, spilled
+
+
+def _is_name(code: tuple[str, int]) -> bool:
+    """The printed code is a plain variable name (spilling it would only copy it)."""
+    return code[1] == PREC_ATOM and code[0].isidentifier()
 
 
 def temp_name(n: Node, names: dict, depth: int = 3) -> str:

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import math
+
 import sympy
+
+from ..shapes import as_expr
 
 # Python precedence levels shared with the array printer.
 PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_ATOM = 10, 20, 30, 40, 60
+# Powers of dimensions with exponents up to this are exact Python arithmetic (`D ** 2`;
+# a size below 2**40 to the 16th still fits a float64); beyond, float64.
+MAX_EXACT_EXPONENT = 16
+_NON_FINITE = (sympy.oo, -sympy.oo, sympy.nan)
 
 
 def print_expr(expr: sympy.Expr) -> str:
     """Python source of a scalar sympy expression, e.g. `2 * D`, `1 / N`, `0.5`."""
-    return _print(sympy.sympify(expr))[0]
+    return _print(as_expr(expr))[0]
 
 
 def print_scalar(expr: sympy.Expr) -> tuple[str, int]:
     """Like `print_expr`, with the precedence of the printed expression."""
-    return _print(sympy.sympify(expr))
+    return _print(as_expr(expr))
 
 
 def _paren(code_prec: tuple[str, int], need: int) -> str:
@@ -32,9 +40,8 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
         p, q = int(e.p), int(e.q)
         code = f"{abs(p)} / {q}"
         return (f"-{code}", PREC_NEG) if p < 0 else (code, PREC_MUL)
-    if e.is_Float:
-        v = float(e)
-        return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)
+    if e.is_Float or e in _NON_FINITE:
+        return _float(float(e))
     if e.is_Symbol:
         return e.name, PREC_ATOM
     if e is sympy.pi:
@@ -55,8 +62,7 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
     if e.is_Mul:
         num, den = sympy.fraction(e)
         if den != 1:
-            n = _paren(_print(num), PREC_MUL)
-            return f"{n} / {_paren(_print(den), PREC_MUL + 1)}", PREC_MUL
+            return _divide(num, den)
         if e.as_coeff_Mul()[0].is_negative:
             return "-" + _paren(_print(-e), PREC_NEG + 1), PREC_NEG
         factors = sorted(e.args, key=lambda t: (not t.is_Number, sympy.default_sort_key(t)))
@@ -64,10 +70,19 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
     if e.is_Pow:
         base, exp = e.args
         if exp == -1:
-            return f"1 / {_paren(_print(base), PREC_MUL + 1)}", PREC_MUL
+            return _divide(sympy.Integer(1), base)
+        if not (exp.is_Rational and abs(exp) <= MAX_EXACT_EXPONENT and base.is_integer
+                and base.is_positive):
+            # A large or non-constant exponent, or a base that is not a size (Python's
+            # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
+            # Python integer of millions of digits.
+            return (f"float(np.float64({_print(base)[0]}) ** {_paren(_print(exp), PREC_NEG)})",
+                    PREC_ATOM)
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
             return f"{_paren(_print(base), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
         return f"{_paren(_print(base), PREC_POW + 1)} ** {_paren(_print(exp), PREC_NEG)}", PREC_POW
+    if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
+        return f"float(np.exp(np.float64({_print(e.args[0])[0]})))", PREC_ATOM
     if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
         num, den = sympy.fraction(sympy.together(e.args[0]))
         n, d = _paren(_print(num), PREC_MUL), _paren(_print(den), PREC_MUL + 1)
@@ -75,6 +90,23 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
             return f"{n} // {d}", PREC_MUL
         return f"-(-{n} // {d})", PREC_NEG
     if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
-        v = float(e)
-        return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)
+        return _float(float(e))
     raise ValueError(f"cannot print dimension expression {e}")
+
+
+def _divide(num: sympy.Expr, den: sympy.Expr) -> tuple[str, int]:
+    """`num / den`; in float64 unless `den` is known to be positive (a size), since Python
+    raises ZeroDivisionError where NumPy gives inf or nan (`1 / (N - M)` with N == M)."""
+    if den.is_positive:
+        return f"{_paren(_print(num), PREC_MUL)} / {_paren(_print(den), PREC_MUL + 1)}", PREC_MUL
+    return f"float(np.divide({_print(num)[0]}, {_print(den)[0]}))", PREC_ATOM
+
+
+def _float(v: float) -> tuple[str, int]:
+    """A float as a Python expression: always valid code (`np.inf`, `-np.inf`, `np.nan`
+    rather than the bare names that `repr` gives)."""
+    if math.isnan(v):
+        return "np.nan", PREC_ATOM
+    if math.isinf(v):
+        return ("np.inf", PREC_ATOM) if v > 0 else ("-np.inf", PREC_NEG)
+    return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)

@@ -15,7 +15,7 @@ import sympy
 
 from ..errors import ShapeError
 from ..ir import analysis, make
-from ..shapes import fmt_dim
+from ..shapes import as_expr, fmt_dim
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop
 from .shape_ops import as_shape
 
@@ -95,6 +95,12 @@ def dtype_witness(inputs):
     raise ShapeError("constant arrays need an entry point with arguments")
 
 
+def scalar_array(c, inputs):
+    """A number (a scalar constant node) as a 0-d array in the dtype of the entry point's
+    constant arrays, for built-ins that treat their arguments as arrays."""
+    return make("full", dtype_witness(inputs), value=c.value, shape=())
+
+
 def _fill(value):
     def build(shape, inputs):
         return make("full", dtype_witness(inputs), value=sympy.Integer(value),
@@ -105,7 +111,7 @@ def _fill(value):
 def _eye_builtin(n, inputs):
     if isinstance(n, bool) or not isinstance(n, (int, sympy.Basic)):
         raise ShapeError("the size of eye(n) must be a dimension or a positive integer")
-    n = sympy.sympify(n)
+    n = as_expr(n)
     if n.is_number and n <= 0:
         raise ShapeError(f"the size of eye(n) must be positive, got {fmt_dim(n)}")
     return make("eye", dtype_witness(inputs), n=n, m=n)

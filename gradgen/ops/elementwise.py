@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import operator
 
+import numpy as np
 import sympy
 
-from ..ir import const, make
+from ..ir import builder, const, make
 from ..shapes import broadcast
 from ._emit import call, infix
 from .constants import dtype_sources
@@ -46,13 +48,118 @@ def _is(node, value) -> bool:
     return node.is_const and node.value == value
 
 
-def _fold(fn):
-    """Constant folding for scalar constants (sympy arithmetic)."""
-    def canon(*args, **_):
-        if all(a.is_const for a in args):
-            return const(fn(*(a.value for a in args)))
+# ---------------------------------------------------------------- constant folding
+#
+# Scalar constants are numbers or expressions of dimension sizes (sympy). Folding them
+# follows NumPy's float64 (IEEE): exact sympy arithmetic is kept only while it is cheap and
+# its value a finite real of bounded size; otherwise numbers are folded in float64 (so
+# `1 / 0` is inf, `0 / 0` nan, `(-8) ** (1/3)` nan, `9 ** 9 ** 9` inf, in microseconds),
+# and expressions of dimensions are left for run time.
+
+MAX_EXACT_BITS = 1000      # exact integers and fractions stay below float64's range
+MAX_EXACT_ROOT = 64        # exact powers p/q: |p| and q at most this
+MAX_FOLDED_NODES = 64      # size of a folded expression of dimensions
+# Folds of expressions of dimensions per compilation: each costs sympy about a millisecond
+# (its assumption system), so beyond this they are left for run time.
+MAX_SYMBOLIC_FOLDS = 2000
+
+_SYMPY_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+              "div": operator.truediv, "pow": operator.pow, "neg": operator.neg}
+_IEEE_OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+             "pow": np.power, "neg": np.negative}
+
+
+def fold(op: str, *values):
+    """The constant `op(*values)` for scalar constant values, or None to leave it unfolded."""
+    if all(v.is_number for v in values):
+        if all(_tame(v) for v in values) and _exact_is_cheap(op, values) \
+                and not (op == "div" and values[1].is_zero):
+            r = _sympy(op, values)
+            if r is not None and _tame(r):
+                return r
+        return _ieee(op, values)
+    # Expressions of dimensions: sympy, unless a number in them is not finite or exact
+    # work would grow; division by zero of a dimension (positive) is inf.
+    if not all(_tame(v) and _small(v) for v in values) or not _exact_is_cheap(op, values):
         return None
-    return canon
+    memo = builder().memo
+    memo["symbolic_folds"] = memo.get("symbolic_folds", 0) + 1
+    if memo["symbolic_folds"] > MAX_SYMBOLIC_FOLDS:
+        return None
+    if op == "div" and values[1].is_zero:
+        return (sympy.oo if values[0].is_positive else -sympy.oo if values[0].is_negative
+                else None)
+    r = _sympy(op, values)
+    return r if r is not None and _tame(r) and _small(r) else None
+
+
+def _sympy(op: str, values):
+    """op in sympy, or None where sympy raises (mpmath's division of floats by zero)."""
+    try:
+        return _SYMPY_OPS[op](*values)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return None
+
+
+def _small(v) -> bool:
+    """At most MAX_FOLDED_NODES nodes (counted with an early exit): sympy's work on an
+    expression grows with its size, and a chain of operations would fold into one
+    expression that each step copies."""
+    for count, _ in enumerate(sympy.preorder_traversal(v)):
+        if count >= MAX_FOLDED_NODES:
+            return False
+    return True
+
+
+def _bits(v) -> int:
+    return max(int(v.p).bit_length(), int(v.q).bit_length()) if v.is_Rational else 64
+
+
+def _tame(v) -> bool:
+    """A finite real value whose exact numbers are of bounded size."""
+    if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
+        return False
+    for n in v.atoms(sympy.Number):
+        if n.is_Rational and _bits(n) > MAX_EXACT_BITS:
+            return False
+        if n.is_Float and not math.isfinite(float(n)):
+            return False
+    if v.is_number and not v.is_Rational:
+        try:
+            return math.isfinite(float(v))
+        except (TypeError, OverflowError):
+            return False
+    return True
+
+
+def _exact_is_cheap(op: str, values) -> bool:
+    """Exact (sympy) work on these values is small: powers are the only operation whose
+    result can be much larger than its arguments."""
+    if op != "pow":
+        return True
+    base, exp = values
+    if not exp.is_number:      # 2 ** N: printed in float64 (sympy_print)
+        return True
+    if not exp.is_Rational:    # N ** 2.5 symbolic; numbers in float64
+        return not base.is_number
+    if exp.is_Integer:
+        return abs(int(exp)) * _bits(base) <= MAX_EXACT_BITS if base.is_number \
+            else abs(int(exp)) <= 2 ** 64
+    return abs(int(exp.p)) <= MAX_EXACT_ROOT and int(exp.q) <= MAX_EXACT_ROOT \
+        and (_bits(base) <= MAX_EXACT_BITS // MAX_EXACT_ROOT if base.is_number else True)
+
+
+def _ieee(op: str, values) -> float:
+    """op in float64, as NumPy computes it (inf and nan included, no warnings)."""
+    with np.errstate(all="ignore"):
+        return float(_IEEE_OPS[op](*(np.float64(_as_float(v)) for v in values)))
+
+
+def _as_float(v) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 def _is_result(x, args) -> bool:
@@ -123,7 +230,8 @@ def _common_factor(a, b):
 
 def _canon_add(a, b):
     if a.is_const and b.is_const:
-        return const(a.value + b.value)
+        value = fold("add", a.value, b.value)
+        return None if value is None else const(value)
     if (a.op in _ZEROS or b.op in _ZEROS) and (zero := _drop_zero(a, b)) is not None:
         return zero
     if _is(b, 0) and _keeps_shape(a, (a, b)):
@@ -150,7 +258,8 @@ def _canon_add(a, b):
 
 def _canon_sub(a, b):
     if a.is_const and b.is_const:
-        return const(a.value - b.value)
+        value = fold("sub", a.value, b.value)
+        return None if value is None else const(value)
     if (a.op in _ZEROS or b.op in _ZEROS) and (zero := _drop_zero(a, b)) is not None:
         return zero if zero is a else -b
     if _is(b, 0) and _keeps_shape(a, (a, b)):
@@ -169,7 +278,8 @@ def _canon_sub(a, b):
 
 def _canon_mul(a, b):
     if a.is_const and b.is_const:
-        return const(a.value * b.value)
+        value = fold("mul", a.value, b.value)
+        return None if value is None else const(value)
     if b.is_const and not a.is_const:  # constants go first: `2 * x`
         return b * a
     if _is(a, 1) and _keeps_shape(b, (a, b)):
@@ -219,9 +329,11 @@ def _canon_mul(a, b):
 
 def _canon_div(a, b):
     if a.is_const and b.is_const:
-        return const(a.value / b.value)
+        value = fold("div", a.value, b.value)
+        return None if value is None else const(value)
     if b.is_const:                              # x / c -> (1 / c) * x
-        return const(1 / b.value) * a
+        inverse = fold("div", sympy.Integer(1), b.value)
+        return None if inverse is None else const(inverse) * a
     if a.is_const and not _is(a, 1):            # c / y -> c * (1 / y)
         return a * (const(1) / b)
     ca, xa = _scaled(a)
@@ -242,7 +354,8 @@ def _fuse_div(a, b):
 
 def _canon_neg(x):
     if x.is_const:
-        return const(-x.value)
+        value = fold("neg", x.value)
+        return None if value is None else const(value)
     if x.op in _ZEROS and _zero_of(x, x):
         return x
     if x.op == "neg":
@@ -255,7 +368,8 @@ def _canon_neg(x):
 
 def _canon_pow(a, b):
     if a.is_const and b.is_const:
-        return const(a.value ** b.value)
+        value = fold("pow", a.value, b.value)
+        return None if value is None else const(value)
     if _is(b, 1):
         return a
     return None
@@ -397,18 +511,28 @@ def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelu
     `np.log(2)` is a float64 that would turn float32 arrays into float64."""
     return defop(name, 1, shape=_bshape, emit=emit or call(name), vjp=vjp, jvp=jvp,
                  domain=(domain,), traits=traits, prelude=prelude,
-                 canon=_folding(fold, canon) if fold else canon, fuse=fuse,
+                 canon=_folding(fold, canon, ufunc if emit else (ufunc or name)) if fold
+                 else canon, fuse=fuse,
                  ufunc=ufunc if emit else (ufunc or name))
 
 
-def _folding(fold, canon):
-    """A canon rule that first folds the function of a numeric constant."""
+def _folding(fold, canon, ufunc):
+    """A canon rule that first folds the function of a numeric constant: with `fold` (a
+    Python function), and where that raises (outside its domain, overflow) as NumPy's
+    ufunc does in float64 (nan, inf). Without a NumPy ufunc the constant stays unfolded."""
     def rule(x):
         if x.is_const and x.value.is_number:
+            v = _as_float(x.value)
+            if math.isnan(v):
+                return const(math.nan)
             try:
-                return const(float(fold(float(x.value))))
-            except (ValueError, OverflowError):
-                pass   # outside the domain: leave it for NumPy (nan/inf as usual)
+                return const(float(fold(v)))
+            except (ValueError, OverflowError, ZeroDivisionError):
+                f = getattr(np, ufunc, None) if ufunc else None
+                if isinstance(f, np.ufunc):
+                    with np.errstate(all="ignore"):
+                        return const(float(f(np.float64(v))))
+                return None
         return canon(x) if canon else None
     return rule
 
@@ -442,7 +566,8 @@ def _canon_exp(x):
 
 def _canon_sqrt(x):
     if x.is_const:   # sqrt(D) of a dimension: `D ** 0.5`, a Python float
-        return const(x.value ** sympy.Rational(1, 2))
+        value = fold("pow", x.value, sympy.Rational(1, 2))
+        return None if value is None else const(value)
     return None
 
 
@@ -522,7 +647,8 @@ defop("cast", 2, shape=lambda args: args[0].shape, emit=_emit_cast, traits=froze
 # ---------------------------------------------------------------- built-in functions
 
 def _fn(name, op=None, params=("x",)):
-    defbuiltin(name, params, lambda **kw: make(op or name, *(kw[p] for p in params)))
+    defbuiltin(name, params, lambda **kw: make(op or name, *(kw[p] for p in params)),
+               elementwise=True)
 
 
 for _name in ("exp", "log", "log1p", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus",
@@ -532,7 +658,7 @@ _fn("neg")
 _fn("maximum", params=("x", "y"))
 _fn("minimum", params=("x", "y"))
 _fn("where", params=("condition", "x", "y"))
-defbuiltin("square", ("x",), lambda x: x ** 2)
-defbuiltin("reciprocal", ("x",), lambda x: 1 / x)
+defbuiltin("square", ("x",), lambda x: x ** 2, elementwise=True)
+defbuiltin("reciprocal", ("x",), lambda x: 1 / x, elementwise=True)
 
 __all__ = ["UNIT"]  # re-exported domain name used by tests

@@ -84,7 +84,7 @@ _unary("erf", emit=call("_erf", ns=False), prelude=_ERF, fold=math.erf,
 # ---------------------------------------------------------------- built-in functions
 
 for _name in ("expm1", "sin", "cos", "tan", "arctan", "erf"):
-    defbuiltin(_name, ("x",), lambda x, _op=_name: make(_op, x))
+    defbuiltin(_name, ("x",), lambda x, _op=_name: make(_op, x), elementwise=True)
 
 
 def clip(x, lo, hi):
@@ -97,4 +97,4 @@ def clip(x, lo, hi):
     return make("minimum", make("maximum", x, lo), hi)
 
 
-defbuiltin("clip", ("x", "lo", "hi"), clip)
+defbuiltin("clip", ("x", "lo", "hi"), clip, elementwise=True)

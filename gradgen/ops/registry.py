@@ -89,7 +89,22 @@ class Builtin:
     # build() also receives `inputs=`, the argument nodes of the entry point being compiled
     # (constant arrays such as ones(shape) take the dtype of one of them).
     needs_inputs: bool = False
+    # Elementwise: its array arguments may be Python numbers (`maximum(x, 0)`). Any other
+    # built-in gets a number argument as a 0-d array in the entry point's dtype, since its
+    # code may call methods on it (`2.reshape(...)` is not Python).
+    elementwise: bool = False
 
+
+# The kinds of compile-time (static) arguments, by parameter name. The frontend checks
+# every static argument against its kind, structurally, before a built-in sees it: only
+#   SHAPE: a dimension expression or a tuple of them (positive, bounded);
+#   AXIS:  None, an integer or a tuple of integers;
+#   FLAG:  True or False;
+#   DIM:   one dimension expression (eye's size);
+#   SPEC:  a string (einsum's subscripts; the only place a string is accepted).
+SHAPE_ARG, AXIS_ARG, FLAG_ARG, DIM_ARG, SPEC_ARG = "shape", "axis", "flag", "dim", "spec"
+STATIC_KINDS = {"shape": SHAPE_ARG, "axis": AXIS_ARG, "axes": AXIS_ARG, "keepdims": FLAG_ARG,
+                "n": DIM_ARG, "spec": SPEC_ARG}
 
 REGISTRY: dict[str, OpDef] = {}
 BUILTINS: dict[str, Builtin] = {}
@@ -108,11 +123,14 @@ def defop(name: str, nargs: int | None, **fields) -> OpDef:
 def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
                static: tuple[str, ...] = (), defaults: dict | None = None,
                variadic: bool = False, list_param: str | None = None,
-               needs_inputs: bool = False) -> Builtin:
+               needs_inputs: bool = False, elementwise: bool = False) -> Builtin:
     """Register a function of the source language."""
     if name in BUILTINS:
         raise InternalError(f"built-in {name!r} registered twice")
+    for p in static:
+        if p not in STATIC_KINDS:
+            raise InternalError(f"static parameter {p!r} of {name!r} has no kind in STATIC_KINDS")
     b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
-                list_param, needs_inputs)
+                list_param, needs_inputs, elementwise)
     BUILTINS[name] = b
     return b

@@ -7,7 +7,8 @@ import sympy
 
 from ..errors import ShapeError
 from ..ir import make
-from ..shapes import ONE, broadcast, dims_equal, fmt_shape, normalize_axes, same_shape, size
+from ..shapes import (ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, normalize_axes,
+                      same_shape, size)
 from ._emit import call
 from .registry import PREC_CALL, REAL, defbuiltin, defop
 
@@ -336,10 +337,16 @@ def _slice_len(d, start, stop, step, axis):
         return sympy.Integer(n)
     if step < 0:
         raise ShapeError(f"negative slice steps need a literal size on axis {axis}")
-    lo = 0 if start is None else (start if start >= 0 else d + start)
-    hi = d if stop is None else (stop if stop >= 0 else d + stop)
-    n = hi - lo if step == 1 else sympy.ceiling(sympy.sympify(hi - lo) / step)
-    return sympy.sympify(n)
+    # Bounds that are dimension expressions come from derivatives (the blocks of
+    # concatenate): offsets, never negative, and their slices are never empty. Only the
+    # integer bounds of a source are compared (a sympy comparison costs a millisecond).
+    written = all(b is None or isinstance(b, int) for b in (start, stop))
+    lo = 0 if start is None else (d + start if isinstance(start, int) and start < 0 else start)
+    hi = d if stop is None else (d + stop if isinstance(stop, int) and stop < 0 else stop)
+    n = as_expr(hi - lo if step == 1 else sympy.ceiling(as_expr(hi - lo) / step))
+    if written and n.is_positive is False:   # x[5:2] of x: Param[N] is empty for every N
+        raise ShapeError(f"slice selects no elements of axis {axis} (size {fmt_dim(d)})")
+    return n
 
 
 def _emit_index(p, node):

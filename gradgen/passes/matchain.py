@@ -14,18 +14,31 @@ from collections import Counter
 
 import sympy
 
-from ..ir import Graph, Node, topo_order
+from ..ir import Graph, Node, builder, topo_order
 from .rebuild import rebuild
 
 SAMPLE_SIZES = (2, 10, 1000)
+# Cost comparisons try every combination of SAMPLE_SIZES for the free dimensions: with
+# more than this many the written order is kept (3 ** 16 evaluations would take hours).
+MAX_SAMPLED_DIMS = 6
 
 
 def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
-    """The graph with every chain of two matrix products in its cheaper order."""
+    """The graph with every chain of matrix products in its cheaper order.
+
+    One sweep moves a product by one place in a chain, so sweeps repeat until none changes
+    anything (each change makes the chain strictly cheaper for every sampled size, so this
+    ends; a chain of k products needs at most about k sweeps).
+    """
     if not _has_chain(graph.order):
         return graph
     names = dict(graph.names)
-    outputs = reorder_matrix_chains(list(graph.outputs), names, hints, graph.order)
+    outputs, order = list(graph.outputs), graph.order
+    for _ in range(sum(n.op == "matmul" for n in graph.order) + 1):
+        new = reorder_matrix_chains(outputs, names, hints, order)
+        if all(a is b for a, b in zip(new, outputs)):
+            break
+        outputs, order = new, None
     if all(a is b for a, b in zip(outputs, graph.outputs)):
         return graph
     return graph.with_outputs(outputs, names)
@@ -45,8 +58,17 @@ def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,
         return list(outputs)   # no chain: nothing to rebuild
 
     def rule(n: Node, uses: Counter) -> Node | None:
-        if n.op != "matmul":
-            return None
+        """The product reassociated for as long as that is cheaper: `((A @ B) @ C) @ x`
+        becomes `A @ (B @ (C @ x))` in one call (each step makes it strictly cheaper)."""
+        out = None
+        while n.op == "matmul":
+            step = reassociate(n, uses)
+            if step is None:
+                break
+            out = n = step
+        return out
+
+    def reassociate(n: Node, uses: Counter) -> Node | None:
         a, b = n.args
         if a.op == "matmul" and uses[id(a)] == 1 and b.ndim <= 2:
             A, B = a.args
@@ -75,6 +97,14 @@ def _product(x: tuple, y: tuple) -> tuple:
 def _cheaper(chain: tuple, left_first: bool, hints: dict) -> bool:
     """Whether the other association of x @ y @ z than the current one costs less for
     every size assignment tried (`left_first`: the current one is x @ (y @ z))."""
+    key = (tuple(tuple(m.shape) for m in chain), left_first, tuple(sorted(hints.items())))
+    memo = builder().memo.setdefault("matchain_cheaper", {})
+    if key not in memo:
+        memo[key] = _compare(chain, left_first, hints)
+    return memo[key]
+
+
+def _compare(chain: tuple, left_first: bool, hints: dict) -> bool:
     x, y, z = (tuple(m.shape) for m in chain)
     left = _flops(x, y) + _flops(_product(x, y), z)      # (x @ y) @ z
     right = _flops(y, z) + _flops(x, _product(y, z))     # x @ (y @ z)
@@ -82,7 +112,11 @@ def _cheaper(chain: tuple, left_first: bool, hints: dict) -> bool:
     if saving == 0:
         return False
     free = sorted((s for s in saving.free_symbols if s.name not in hints), key=lambda s: s.name)
-    fixed = {s: hints[s.name] for s in saving.free_symbols if s.name in hints}
-    value = sympy.lambdify(free, saving.subs(fixed), "math")
-    return all(value(*sizes) > 0
+    if len(free) > MAX_SAMPLED_DIMS:
+        return False
+    # Exact integer evaluation by substitution (sympy.lambdify would exec generated code
+    # that names the source's dimensions).
+    saving = saving.xreplace({s: sympy.Integer(hints[s.name]) for s in saving.free_symbols
+                              if s.name in hints})
+    return all(bool(saving.xreplace(dict(zip(free, map(sympy.Integer, sizes)))) > 0)
                for sizes in itertools.product(SAMPLE_SIZES, repeat=len(free)))
