@@ -14,11 +14,17 @@ from .sympy_print import print_scalar
 class Printer:
     """Prints nodes whose arguments already have code (a name or an inlined expression)."""
 
-    def __init__(self, ns: str = "np"):
-        self.ns = ns
+    def __init__(self, names: dict[str, str] | None = None):
+        self.names = dict(names or {})   # canonical -> actual module-level names
+        self.ns = self.ref("np")
         self.code: dict[int, tuple[str, int]] = {}
         self.dims_used: set[sympy.Symbol] = set()
         self.preludes: dict[str, str] = {}
+
+    def ref(self, name: str) -> str:
+        """The name under which the module knows its own helper or builtin `name`
+        (`_sigmoid`, `float`): another one when a user name takes it."""
+        return self.names.get(name, name)
 
     # -- used by the emission rules of the ops
     def arg(self, node: Node, i: int, prec: int) -> str:
@@ -33,10 +39,7 @@ class Printer:
     def scalar(self, value: sympy.Expr) -> tuple[str, int]:
         """A scalar constant (possibly an expression of dimension sizes)."""
         self.dims_used |= {s for s in sympy.sympify(value).free_symbols}
-        text, prec = print_scalar(value)
-        if value is sympy.pi or value is sympy.E:
-            text = f"{self.ns}.{text.split('.')[-1]}"
-        return text, prec
+        return print_scalar(value, self.ns)
 
     def shape(self, shape) -> str:
         parts = [self.scalar(d)[0] for d in shape]
@@ -58,7 +61,7 @@ class Printer:
                     return code
             # A function of dimension sizes, like np.log(N), is a NumPy float64 that would
             # turn float32 arrays into float64; as a Python float it takes their dtype.
-            return f"float({code[0]})", PREC_ATOM
+            return f"{self.ref('float')}({code[0]})", PREC_ATOM
         return code
 
     def emit_stmt(self, node: Node, target: str) -> list[str]:

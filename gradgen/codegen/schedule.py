@@ -355,7 +355,7 @@ class _State:
         """The in-place capable function of `n`: a NumPy ufunc, or a private helper of the
         module (names starting with `_`) that takes `out=` the same way."""
         uf = self.ufunc[n.op]
-        return uf if uf.startswith("_") else f"{self.p.ns}.{uf}"
+        return self.p.ref(uf) if uf.startswith("_") else f"{self.p.ns}.{uf}"
 
 
 def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:

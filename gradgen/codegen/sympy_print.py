@@ -8,14 +8,15 @@ import sympy
 PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_ATOM = 10, 20, 30, 40, 60
 
 
-def print_expr(expr: sympy.Expr) -> str:
+def print_expr(expr: sympy.Expr, ns: str = "np") -> str:
     """Python source of a scalar sympy expression, e.g. `2 * D`, `1 / N`, `0.5`."""
-    return _print(sympy.sympify(expr))[0]
+    return _print(sympy.sympify(expr), ns)[0]
 
 
-def print_scalar(expr: sympy.Expr) -> tuple[str, int]:
-    """Like `print_expr`, with the precedence of the printed expression."""
-    return _print(sympy.sympify(expr))
+def print_scalar(expr: sympy.Expr, ns: str = "np") -> tuple[str, int]:
+    """Like `print_expr`, with the precedence of the printed expression (`ns`: the name
+    of NumPy in the emitted module, for `np.pi`)."""
+    return _print(sympy.sympify(expr), ns)
 
 
 def _paren(code_prec: tuple[str, int], need: int) -> str:
@@ -23,7 +24,7 @@ def _paren(code_prec: tuple[str, int], need: int) -> str:
     return f"({code})" if prec < need else code
 
 
-def _print(e: sympy.Expr) -> tuple[str, int]:
+def _print(e: sympy.Expr, ns: str) -> tuple[str, int]:
     # Dimension expressions are small (a handful of terms), so recursion depth is tiny.
     if e.is_Integer:
         v = int(e)
@@ -38,39 +39,39 @@ def _print(e: sympy.Expr) -> tuple[str, int]:
     if e.is_Symbol:
         return e.name, PREC_ATOM
     if e is sympy.pi:
-        return "np.pi", PREC_ATOM
+        return f"{ns}.pi", PREC_ATOM
     if e is sympy.E:
-        return "np.e", PREC_ATOM
+        return f"{ns}.e", PREC_ATOM
     if e.is_Add:
         terms = sorted(e.args, key=lambda t: (bool(t.as_coeff_Mul()[0].is_negative), t.is_Number,
                                               sympy.default_sort_key(t)))
-        out = _print(terms[0])[0]
+        out = _print(terms[0], ns)[0]
         for t in terms[1:]:
             coeff = t.as_coeff_Mul()[0]
             if coeff.is_negative:
-                out += " - " + _paren(_print(-t), PREC_ADD + 1)
+                out += " - " + _paren(_print(-t, ns), PREC_ADD + 1)
             else:
-                out += " + " + _paren(_print(t), PREC_ADD + 1)
+                out += " + " + _paren(_print(t, ns), PREC_ADD + 1)
         return out, PREC_ADD
     if e.is_Mul:
         num, den = sympy.fraction(e)
         if den != 1:
-            n = _paren(_print(num), PREC_MUL)
-            return f"{n} / {_paren(_print(den), PREC_MUL + 1)}", PREC_MUL
+            n = _paren(_print(num, ns), PREC_MUL)
+            return f"{n} / {_paren(_print(den, ns), PREC_MUL + 1)}", PREC_MUL
         if e.as_coeff_Mul()[0].is_negative:
-            return "-" + _paren(_print(-e), PREC_NEG + 1), PREC_NEG
+            return "-" + _paren(_print(-e, ns), PREC_NEG + 1), PREC_NEG
         factors = sorted(e.args, key=lambda t: (not t.is_Number, sympy.default_sort_key(t)))
-        return " * ".join(_paren(_print(f), PREC_MUL) for f in factors), PREC_MUL
+        return " * ".join(_paren(_print(f, ns), PREC_MUL) for f in factors), PREC_MUL
     if e.is_Pow:
         base, exp = e.args
         if exp == -1:
-            return f"1 / {_paren(_print(base), PREC_MUL + 1)}", PREC_MUL
+            return f"1 / {_paren(_print(base, ns), PREC_MUL + 1)}", PREC_MUL
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
-            return f"{_paren(_print(base), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
-        return f"{_paren(_print(base), PREC_POW + 1)} ** {_paren(_print(exp), PREC_NEG)}", PREC_POW
+            return f"{_paren(_print(base, ns), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
+        return f"{_paren(_print(base, ns), PREC_POW + 1)} ** {_paren(_print(exp, ns), PREC_NEG)}", PREC_POW
     if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
         num, den = sympy.fraction(sympy.together(e.args[0]))
-        n, d = _paren(_print(num), PREC_MUL), _paren(_print(den), PREC_MUL + 1)
+        n, d = _paren(_print(num, ns), PREC_MUL), _paren(_print(den, ns), PREC_MUL + 1)
         if isinstance(e, sympy.floor):
             return f"{n} // {d}", PREC_MUL
         return f"-(-{n} // {d})", PREC_NEG
