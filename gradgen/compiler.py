@@ -18,7 +18,7 @@ from .codegen.schedule import schedule
 from .errors import CompileError, ShapeError
 from .frontend import EntryPoint, Program, parse_program, source_lines
 from .ir import Node, const, make, topo_order
-from .ops.registry import REGISTRY
+from .ops.registry import PREC_CALL, REGISTRY
 from .passes import lower, optimize
 from .shapes import fmt_shape
 
@@ -195,6 +195,32 @@ def _module_namer(program: Program) -> ModuleNamer:
     helpers = [CHECK_DIMS, CHECK_SHAPE] + sorted({d.prelude for d in REGISTRY.values()
                                                  if d.prelude})
     return ModuleNamer(user, helpers)
+
+
+def _owned_results(outputs: list[Node], printer: Printer) -> list[str]:
+    """The code of each result, copied where the array returned would otherwise be an
+    argument or a view of one, a read-only view, or share memory with an earlier result
+    (SPEC 2: results alias nothing). Views are followed back to their base through the
+    ops that declare them (`OpDef.view`)."""
+    bases: set[int] = set()
+    out = []
+    for o in outputs:
+        text, prec = printer.code_of(o)
+        base, readonly = o, False
+        while (view := REGISTRY[base.op].view_of(base)) is not None:
+            readonly = readonly or view == "readonly"
+            base = base.args[0]
+        if base.op == "const":   # a Python number: immutable
+            copy = readonly
+        else:
+            copy = readonly or base.op == "input" or id(base) in bases
+            bases.add(id(base))
+        if copy and o.ndim == 0:   # also a Python number passed for a scalar
+            text = f"{printer.ns}.array({text})"
+        elif copy:
+            text = (text if prec >= PREC_CALL else f"({text})") + ".copy()"
+        out.append(text)
+    return out
 
 
 def _collision(name: str, first: str, later: str) -> str:
@@ -504,7 +530,7 @@ class _EntryBuilder:
                         derivative_label="tangent" if kind == "jvp" else "grad",
                         keep=frozenset(arg_names), visit=visit)
         prologue = self._prologue(printer, extra_inputs)
-        returns = [printer.code[id(o)][0] for o in outputs]
+        returns = _owned_results(outputs, printer)
         if group is not None:
             lo, hi = group
             inner = returns[lo:hi]
