@@ -13,7 +13,7 @@ from .autodiff import batched_jvp, jvp, vjp
 from .codegen.emit import render_module
 from .codegen.naming import ModuleNamer, Namer, cotangent_name, rename_identifiers, tangent_name
 from .codegen.printer import Printer
-from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE
+from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
 from .codegen.schedule import schedule
 from .errors import CompileError, ShapeError
 from .frontend import EntryPoint, Program, parse_program, source_lines
@@ -75,6 +75,7 @@ class Function:
     kind: str
     phases: list[str] = field(default_factory=list)   # "forward"/"backward" per line
     graph: ir.Graph | None = None
+    weak: bool = False   # uses the helper _weak (a scalar argument may be a Python number)
 
 
 @dataclass
@@ -161,9 +162,11 @@ def build_module(program: Program, options: Options) -> Module:
     builders = [_EntryBuilder(program, entry, options, names) for entry in program.entries]
     preludes: dict[str, str] = {}
     emitted: dict[str, str] = {}   # function name -> the entry point it belongs to
+    weak = False
     for builder in builders:
         entry = builder.entry
         for fn, printer in builder.functions():
+            weak = weak or fn.weak
             if fn.name in emitted:
                 raise CompileError(program.diagnostic(
                     entry.line, _def_col(program, entry), _collision(fn.name, emitted[fn.name],
@@ -173,6 +176,8 @@ def build_module(program: Program, options: Options) -> Module:
             preludes.update(printer.preludes)
         if options.checks:
             module.constants.append(builder.spec_constant())
+    if weak:
+        preludes = {"_weak": WEAK_SCALAR, **preludes}
     if options.checks:
         preludes = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, **preludes}
     rename = names.mapping()
@@ -192,9 +197,13 @@ def _module_namer(program: Program) -> ModuleNamer:
     for e in program.entries:
         user |= {e.name, *(e.name + s for s in _SUFFIXES)}
         user |= {a.name for a in e.args} | set(e.dims)
-    helpers = [CHECK_DIMS, CHECK_SHAPE] + sorted({d.prelude for d in REGISTRY.values()
-                                                 if d.prelude})
-    return ModuleNamer(user, helpers)
+    return ModuleNamer(user, helper_sources())
+
+
+def helper_sources() -> list[str]:
+    """The source of every helper an emitted module may carry."""
+    return [CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR] + sorted(
+        {d.prelude for d in REGISTRY.values() if d.prelude})
 
 
 def _owned_results(outputs: list[Node], printer: Printer) -> list[str]:
@@ -529,7 +538,7 @@ class _EntryBuilder:
         body = schedule(list(outputs), all_names, namer, printer,
                         derivative_label="tangent" if kind == "jvp" else "grad",
                         keep=frozenset(arg_names), visit=visit)
-        prologue = self._prologue(printer, extra_inputs)
+        prologue, weak = self._prologue(printer, extra_inputs)
         returns = _owned_results(outputs, printer)
         if group is not None:
             lo, hi = group
@@ -542,11 +551,15 @@ class _EntryBuilder:
         ret = "return " + ", ".join(returns)
         lines = prologue + body.lines + [ret]
         phases = ["check"] * len(prologue) + body.phases + ["return"]
-        fn = Function(name, arg_names, doc, lines, e.name, kind, phases, graph)
+        fn = Function(name, arg_names, doc, lines, e.name, kind, phases, graph, weak)
         return fn, printer
 
-    def _prologue(self, printer: Printer, extra_inputs) -> list[str]:
-        """Argument checks, and the dimension sizes the function uses, read off the arguments."""
+    def _prologue(self, printer: Printer, extra_inputs) -> tuple[list[str], bool]:
+        """Argument checks, the dimension sizes the function uses, read off the arguments,
+        and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
+        (weakly typed, SPEC 1; else `a.dtype` fails, and NumPy functions of `a` return
+        float64 scalars that would turn float32 arrays into float64). Whether `_weak` is
+        used."""
         e = self.entry
         checks, expects = [], []
         expect = self.names["_expect"]
@@ -560,4 +573,8 @@ class _EntryBuilder:
                                f'{printer.shape(node.shape)})')
         used = {s.name for s in printer.dims_used}
         sizes = [f"{d} = {arg}.shape[{axis}]" for d, (arg, axis) in e.dims.items() if d in used]
-        return checks + sizes + expects
+        arrays = "".join(f", {a.name}" for a in e.args if a.node.ndim)
+        weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
+                for n in [a.name for a in e.args if not a.node.ndim]
+                + [x.attr("name") for x in extra_inputs if not x.ndim]]
+        return checks + sizes + expects + weak, bool(weak)

@@ -16,8 +16,7 @@ from test_random_programs import RandomChooser, generate
 
 import gradgen
 from gradgen.codegen.naming import ModuleNamer, rename_identifiers
-from gradgen.codegen.runtime import CHECK_DIMS, CHECK_SHAPE
-from gradgen.ops.registry import REGISTRY
+from gradgen.compiler import helper_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*/*.grad"))
@@ -51,7 +50,7 @@ def h(p: Param[()], q: Param[3]):
 
 # Every name the issue reports, the module's internal names and the variants the module
 # namer hands out when they are taken.
-HELPERS = [CHECK_DIMS, CHECK_SHAPE] + sorted({d.prelude for d in REGISTRY.values() if d.prelude})
+HELPERS = helper_sources()
 _internal = ModuleNamer((), HELPERS)
 COLLIDING = ["np", "float", "len", "getattr", "zip", "enumerate", "_dims", "_expect",
              "_DIMS_PASSED", "_G_ARGS", "_F_ARGS", "_COST_ARGS", "_sigmoid", "_erf", "numpy",
