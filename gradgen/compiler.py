@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -269,7 +270,7 @@ class _EntryBuilder:
                         entry.line, 1, f"--wrt {w}: '{entry.name}' has no Param named '{w}'"))
             params = [a for a in params if a.name in options.wrt]
         self.params = params
-        spec = f"_{entry.name.upper()}_ARGS"
+        spec = unicodedata.normalize("NFKC", f"_{entry.name.upper()}_ARGS")
         self.spec_name = names.fresh(spec if spec.isidentifier() else f"_{entry.name}_ARGS")
         self._grad = None
 

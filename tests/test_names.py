@@ -276,3 +276,9 @@ def test_module_namer_avoids_user_names_and_is_injective():
     assert a == "_COST_ARGS" and b != a and b.isidentifier()
     assert "len_ = len" in names.aliases() and names.numpy_import() == "import numpy as np_"
     assert len(set(names.names.values())) == len(names.names)
+
+
+def test_module_namer_finds_a_variant_whatever_the_user_took():
+    taken = {"np", "numpy", "np_", *(f"np_{k}" for k in range(2, 300))}
+    names = ModuleNamer(taken, HELPERS)
+    assert names["np"] == "np_300"

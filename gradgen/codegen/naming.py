@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import builtins
 import io
+import itertools
 import keyword
 import tokenize
 import unicodedata
@@ -192,16 +193,15 @@ class ModuleNamer:
         self.names: dict[str, str] = {}
         self.values: set[str] = set()
         for c in self.canonical:
-            self._give(c, c)
+            self.names[c] = self._give(c)
 
-    def _give(self, key: str, canonical: str) -> str:
+    def _give(self, canonical: str) -> str:
         if canonical not in self.user and canonical not in self.values:
             name = canonical
         else:
-            variants = (["numpy"] if canonical == "np" else []) + [canonical + "_"]
-            variants += (f"{canonical}_{k}" for k in range(2, len(self.values) + 3))
+            first = (["numpy"] if canonical == "np" else []) + [canonical + "_"]
+            variants = itertools.chain(first, (f"{canonical}_{k}" for k in itertools.count(2)))
             name = next(v for v in variants if v not in self.avoid and v not in self.values)
-        self.names[key] = name
         self.values.add(name)
         return name
 
@@ -211,8 +211,7 @@ class ModuleNamer:
     def fresh(self, canonical: str) -> str:
         """A new module-level name (a spec constant): `canonical` if free, else a variant;
         never one handed out before."""
-        canonical = unicodedata.normalize("NFKC", canonical)
-        return self._give(object(), canonical)
+        return self._give(unicodedata.normalize("NFKC", canonical))
 
     def taken(self) -> set[str]:
         """Every name handed out (locals must not shadow them)."""

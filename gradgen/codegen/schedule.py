@@ -156,7 +156,8 @@ class _Ops:
         self.leaf = {op for op, d in REGISTRY.items() if "leaf" in d.traits}
         self.stmt = {op for op, d in REGISTRY.items() if d.stmt is not None}
         self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
-        self.view = {op for op, d in REGISTRY.items() if d.traits & {"shape", "leaf"}}
+        # the ops whose code may give a view of an argument (OpDef.view), and the leaves
+        self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
 
     def is_view(self, n: Node) -> bool:
