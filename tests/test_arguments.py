@@ -81,3 +81,13 @@ def test_lists_and_integer_arrays_are_a_type_error_naming_the_argument(bad, what
         mod.f_jvp(np.ones((2, 2)), w, 0.5, [1.0, 2.0])
     with pytest.raises(TypeError, match="argument 'lam'"):
         mod.f(np.ones((2, 2)), w, "0.5")
+
+
+def test_numpy_scalars_keep_their_dtype():
+    """np.float64 is a subclass of float, but a NumPy scalar is strongly typed (NEP 50):
+    it promotes float32 arrays to float64, as NumPy does."""
+    mod = load(gradgen.compile_source(PROGRAMS[0], "s.grad"))
+    x = np.ones(3, np.float32)
+    assert mod.f_grad(x, np.float64(2.0))[0].dtype == np.float64
+    assert mod.f_grad(x, 2.0)[0].dtype == np.float32
+    assert mod.f_grad(x, np.float32(2.0))[0].dtype == np.float32

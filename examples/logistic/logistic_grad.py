@@ -72,8 +72,9 @@ def _expect(name, x, shape):
 
 def _weak(x, *arrays):
     """A Python number passed for a scalar argument, as a 0-d array of the dtype of the
-    array arguments (weakly typed, as in NumPy 2: it does not make float32 float64)."""
-    if isinstance(x, (float, int)):
+    array arguments (weakly typed, as in NumPy 2: it does not make float32 float64); an
+    array or a NumPy scalar (np.float64 is a float too, but strongly typed) unchanged."""
+    if type(x) in (float, int):
         return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
     return x
 
