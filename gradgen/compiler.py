@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -242,8 +243,6 @@ def _collision(name: str, first: str, later: str) -> str:
 
 def _def_col(program: Program, entry: EntryPoint) -> int:
     """The column of the name in `def name(`, else 1."""
-    import re
-
     lines = source_lines(program.source)
     text = lines[entry.line - 1] if 0 < entry.line <= len(lines) else ""
     m = re.match(r"\s*def\s+", text)
@@ -565,7 +564,8 @@ class _EntryBuilder:
         checks, expects = [], []
         expect = self.names["_expect"]
         if self.options.checks:
-            checks.append(f"{self.names['_dims']}({self.spec_name}, {', '.join(a.name for a in e.args)})")
+            args = ", ".join(a.name for a in e.args)
+            checks.append(f"{self.names['_dims']}({self.spec_name}, {args})")
             for a in e.args:
                 if any(not (d.is_Integer or d.is_Symbol) for d in a.shape):
                     expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
