@@ -386,6 +386,12 @@ class _Lowering:
             else:
                 raise _Located(stmt, _statement_error(stmt, top_level=True))
         entries = [self.entry(fn) for fn in self.functions.values() if _is_entry(fn)]
+        for fn in self.functions.values():
+            if _is_entry(fn) and fn.name.startswith("__") and fn.name.endswith("__"):
+                # `def __builtins__` or `def __getattr__` in the emitted module would change
+                # how Python runs it; Python reserves these names for itself.
+                raise _Located(self._def_name(fn), f"entry point '{fn.name}': names of the "
+                                                   "form __name__ are reserved by Python")
         if not entries:
             raise _Located(tree.body[0] if tree.body else tree,
                            "no entry point: annotate the arguments of at least one function "
@@ -646,8 +652,8 @@ class _Lowering:
             raise _Located(node, f"'{name}' is a built-in name and cannot be assigned")
         if name in self.functions:
             raise _Located(node, f"'{name}' is a function and cannot be assigned")
-        if name == "np" or name.startswith("_"):
-            raise _Located(node, f"'{name}' is reserved: names may not be 'np' or start with '_'")
+        # Any other Python identifier is fine, `np` and `_sigmoid` included: the emitted
+        # module renames its own names around the user's (codegen/naming.ModuleNamer).
 
     # ------------------------------------------------------------ expressions
 

@@ -11,12 +11,19 @@ import numpy as np
 
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
-    raise ValueError naming the argument, the axis and both sizes."""
+    raise ValueError naming the argument, the axis and both sizes (TypeError for what is
+    neither an array of floats nor a Python number)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None:   # a Python number (quickly) or a list
-            shape = () if isinstance(x, (float, int, complex)) else np.shape(x)
+        if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
+            if shape is not None or not isinstance(x, (float, int)):
+                name = spec[len(shapes)][0]
+                what = f"an array of {x.dtype}" if shape is not None else type(x).__name__
+                raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a "
+                                f"Python number, got {what} (convert it with np.asarray("
+                                f"{name}, dtype=float))")
+            shape = ()
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
@@ -51,13 +58,27 @@ _DIMS_PASSED = set()
 
 
 def _expect(name, x, shape):
-    """Check that argument `name` has exactly `shape`."""
+    """Check that argument `name` has exactly `shape` (and holds floats)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype.kind != "f" if dtype is not None else not isinstance(x, (float, int)):
+        what = f"an array of {dtype}" if dtype is not None else type(x).__name__
+        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
+                        f"number, got {what}")
     actual = np.shape(x)
     if len(actual) != len(shape):
         raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
     for axis, (n, m) in enumerate(zip(actual, shape)):
         if n != m:
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
+
+
+def _weak(x, *arrays):
+    """A Python number passed for a scalar argument, as a 0-d array of the dtype of the
+    array arguments (weakly typed, as in NumPy 2: it does not make float32 float64); an
+    array or a NumPy scalar (np.float64 is a float too, but strongly typed) unchanged."""
+    if type(x) in (float, int):
+        return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
+    return x
 
 _NLL_ARGS = (
     ("X", ('N', 'D')),
@@ -204,6 +225,7 @@ def nll_vjp(X, mu, A, g):
     N = X.shape[0]
     D = X.shape[1]
     _expect("g", g, ())
+    g = _weak(g, X, mu, A)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     # grad of line 11: quad = sum(R.T * Q) / N
     g_mul = g / (2 * N)

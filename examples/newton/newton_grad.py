@@ -11,12 +11,19 @@ import numpy as np
 
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
-    raise ValueError naming the argument, the axis and both sizes."""
+    raise ValueError naming the argument, the axis and both sizes (TypeError for what is
+    neither an array of floats nor a Python number)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None:   # a Python number (quickly) or a list
-            shape = () if isinstance(x, (float, int, complex)) else np.shape(x)
+        if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
+            if shape is not None or not isinstance(x, (float, int)):
+                name = spec[len(shapes)][0]
+                what = f"an array of {x.dtype}" if shape is not None else type(x).__name__
+                raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a "
+                                f"Python number, got {what} (convert it with np.asarray("
+                                f"{name}, dtype=float))")
+            shape = ()
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
@@ -51,13 +58,27 @@ _DIMS_PASSED = set()
 
 
 def _expect(name, x, shape):
-    """Check that argument `name` has exactly `shape`."""
+    """Check that argument `name` has exactly `shape` (and holds floats)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype.kind != "f" if dtype is not None else not isinstance(x, (float, int)):
+        what = f"an array of {dtype}" if dtype is not None else type(x).__name__
+        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
+                        f"number, got {what}")
     actual = np.shape(x)
     if len(actual) != len(shape):
         raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
     for axis, (n, m) in enumerate(zip(actual, shape)):
         if n != m:
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
+
+
+def _weak(x, *arrays):
+    """A Python number passed for a scalar argument, as a 0-d array of the dtype of the
+    array arguments (weakly typed, as in NumPy 2: it does not make float32 float64); an
+    array or a NumPy scalar (np.float64 is a float too, but strongly typed) unchanged."""
+    if type(x) in (float, int):
+        return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
+    return x
 
 
 @np.errstate(over="ignore")   # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
@@ -95,6 +116,7 @@ def loss(X, y, w, lam):
     """
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
+    lam = _weak(lam, X, y, w)
     return np.logaddexp(0, -(y * (X @ w))).sum() / N + lam * (w ** 2).sum() / 2
 
 
@@ -116,6 +138,7 @@ def loss_grad(X, y, w, lam):
     """
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
+    lam = _weak(lam, X, y, w)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w + X.T @ (-(_sigmoid(-(y * (X @ w))) * y) / N)  # (D,)
     return dw
@@ -140,6 +163,7 @@ def loss_value_and_grad(X, y, w, lam):
     """
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
+    lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w ** 2).sum() / 2
@@ -168,6 +192,8 @@ def loss_vjp(X, y, w, lam, g):
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
     _expect("g", g, ())
+    lam = _weak(lam, X, y, w)
+    g = _weak(g, X, y, w)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = g * lam * w + X.T @ (-(g * _sigmoid(-(y * (X @ w))) * y) / N)  # (D,)
     return dw
@@ -195,6 +221,7 @@ def loss_jvp(X, y, w, lam, tw):
     N = X.shape[0]
     D = X.shape[1]
     _expect("tw", tw, (D,))
+    lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w ** 2).sum() / 2
@@ -224,6 +251,7 @@ def loss_hvp(X, y, w, lam, vw):
     N = X.shape[0]
     D = X.shape[1]
     _expect("vw", vw, (D,))
+    lam = _weak(lam, X, y, w)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid = y * (X @ w)  # (N,)
     np.negative(y_sigmoid, out=y_sigmoid)
@@ -251,6 +279,7 @@ def loss_hessian(X, y, w, lam):
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
     D = X.shape[1]
+    lam = _weak(lam, X, y, w)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid = y * (X @ w)  # (N,)
     np.negative(y_sigmoid, out=y_sigmoid)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import builtins
+import io
+import itertools
 import keyword
+import tokenize
+import unicodedata
+from collections.abc import Iterable, Mapping
 
 RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"np"}
 
@@ -41,3 +47,184 @@ def cotangent_name(name: str) -> str:
 def tangent_name(name: str) -> str:
     """The name of the tangent (forward-mode derivative) of `name`: `Z` -> `tZ`."""
     return "t" + name
+
+
+def rename_identifiers(source: str, mapping: Mapping[str, str]) -> str:
+    """`source` (Python code) with every identifier in `mapping` renamed, token by token.
+
+    Attribute names (`np.exp`: only `np` is an identifier here) are left alone; so is
+    everything in comments and string literals, except the replacement fields of
+    f-strings, which are code. A mapped name used as a keyword argument or parameter
+    default (`f(len=1)`) is refused with ValueError: renaming it would change meaning."""
+    if not mapping:
+        return source
+    tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
+              if t.type not in (tokenize.NL, tokenize.COMMENT)]
+    starts = _line_starts(source)
+    edits = []   # (start offset, end offset, replacement)
+    depth = 0
+    for k, tok in enumerate(tokens):
+        if tok.type == tokenize.OP:
+            depth += tok.string in "([{"
+            depth -= tok.string in ")]}"
+            continue
+        start = starts[tok.start[0] - 1] + tok.start[1]
+        end = starts[tok.end[0] - 1] + tok.end[1]
+        if tok.type == tokenize.NAME and tok.string in mapping:
+            before = tokens[k - 1] if k else None
+            after = tokens[k + 1] if k + 1 < len(tokens) else None
+            if before is not None and before.string == "." and before.type == tokenize.OP:
+                continue   # an attribute
+            if depth and after is not None and after.string == "=":
+                raise ValueError(f"'{tok.string}' is a keyword argument or parameter here")
+            edits.append((start, end, mapping[tok.string]))
+        elif tok.type == tokenize.STRING and "f" in _prefix(tok.string).lower():
+            renamed = _rename_fstring(tok.string, mapping)
+            if renamed != tok.string:
+                edits.append((start, end, renamed))
+    out, at = [], 0
+    for start, end, text in edits:
+        out += [source[at:start], text]
+        at = end
+    return "".join(out) + source[at:]
+
+
+def _line_starts(source: str) -> list[int]:
+    starts, total = [], 0
+    for line in io.StringIO(source).readlines() or [""]:
+        starts.append(total)
+        total += len(line)
+    starts.append(total)
+    return starts
+
+
+def _prefix(literal: str) -> str:
+    return literal[:len(literal) - len(literal.lstrip("rRbBuUfF"))]
+
+
+def _rename_fstring(literal: str, mapping: Mapping[str, str]) -> str:
+    """An f-string literal with the identifiers of its replacement fields renamed (Python
+    3.12 tokenizes those fields itself; before, an f-string is one STRING token)."""
+    prefix = _prefix(literal)
+    rest = literal[len(prefix):]
+    quote = rest[:3] if rest[:3] in ('"""', "'''") else rest[:1]
+    body = rest[len(quote):len(rest) - len(quote)]
+    return prefix + quote + _rename_fields(body, mapping) + quote
+
+
+def _rename_fields(body: str, mapping: Mapping[str, str]) -> str:
+    out, i, n = [], 0, len(body)
+    while i < n:
+        c = body[i]
+        if c in "{}" and body[i:i + 2] in ("{{", "}}"):
+            out.append(body[i:i + 2])
+            i += 2
+            continue
+        if c != "{":
+            out.append(c)
+            i += 1
+            continue
+        # a replacement field: the expression runs to a top-level '!', ':' or '}'
+        j, depth, quote = i + 1, 0, None
+        while j < n:
+            d = body[j]
+            if quote:
+                quote = None if d == quote else quote
+            elif d in "'\"":
+                quote = d
+            elif d in "([{":
+                depth += 1
+            elif d in ")]}" and depth:
+                depth -= 1
+            elif depth == 0 and (d == "}" or d == ":" or d == "!" and body[j + 1:j + 2] != "="):
+                break
+            j += 1
+        out += ["{", rename_identifiers(body[i + 1:j], mapping)]
+        k = j
+        depth = 0
+        while k < n and not (body[k] == "}" and depth == 0):   # conversion and format spec
+            depth += (body[k] == "{") - (body[k] == "}")
+            k += 1
+        out.append(_rename_fields(body[j:k], mapping) if "{" in body[j:k] else body[j:k])
+        out.append("}")
+        i = k + 1
+    return "".join(out)
+
+
+def _helper_names(source: str) -> tuple[set[str], set[str]]:
+    """The module-level names a helper source defines, and every identifier it uses."""
+    tree = ast.parse(source)
+    defined = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            defined |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    used |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+             for a in n.args + n.kwonlyargs}
+    return defined, used
+
+
+class ModuleNamer:
+    """The module-level names of an emitted module that are not the user's: the NumPy
+    alias `np`, the helpers (`_dims`, `_sigmoid`, ...), the spec constants, and the
+    builtins the emitted code and the helpers call (`float`, `len`, ...).
+
+    Each internal name keeps its canonical spelling unless a user name (an entry point,
+    an emitted function, an argument or a dimension: names the user chose and sees) takes
+    it; then it gets a readable variant no user name, helper variable or builtin uses
+    (`numpy` or `np_` for `np`, `_dims_`, `len_`). Builtins renamed that way are bound
+    by an alias at the top of the module (`len_ = len`), before any user function exists.
+    """
+
+    def __init__(self, user: Iterable[str], helpers: Iterable[str], code_builtins=("float",)):
+        self.user = {unicodedata.normalize("NFKC", u) for u in user}
+        self.canonical: list[str] = ["np"]
+        used_anywhere: set[str] = set(code_builtins)
+        for source in helpers:
+            defined, used = _helper_names(source)
+            self.canonical += sorted(defined - set(self.canonical))
+            used_anywhere |= used
+        builtin_names = set(dir(builtins))
+        self.builtins = sorted((used_anywhere & builtin_names) | set(code_builtins))
+        self.canonical += [b for b in self.builtins if b not in self.canonical]
+        self.avoid = self.user | set(RESERVED) | used_anywhere
+        self.names: dict[str, str] = {}
+        self.values: set[str] = set()
+        for c in self.canonical:
+            self.names[c] = self._give(c)
+
+    def _give(self, canonical: str) -> str:
+        if canonical not in self.user and canonical not in self.values:
+            name = canonical
+        else:
+            first = (["numpy"] if canonical == "np" else []) + [canonical + "_"]
+            variants = itertools.chain(first, (f"{canonical}_{k}" for k in itertools.count(2)))
+            name = next(v for v in variants if v not in self.avoid and v not in self.values)
+        self.values.add(name)
+        return name
+
+    def __getitem__(self, canonical: str) -> str:
+        return self.names[canonical]
+
+    def fresh(self, canonical: str) -> str:
+        """A new module-level name (a spec constant): `canonical` if free, else a variant;
+        never one handed out before."""
+        return self._give(unicodedata.normalize("NFKC", canonical))
+
+    def taken(self) -> set[str]:
+        """Every name handed out (locals must not shadow them)."""
+        return set(self.values)
+
+    def mapping(self) -> dict[str, str]:
+        """Canonical -> actual, for the names that are not canonical."""
+        return {c: self.names[c] for c in self.canonical if self.names[c] != c}
+
+    def aliases(self) -> list[str]:
+        """`len_ = len` for each builtin that needs another name."""
+        return [f"{self.names[b]} = {b}" for b in self.builtins if self.names[b] != b]
+
+    def numpy_import(self) -> str:
+        np = self.names["np"]
+        return "import numpy" if np == "numpy" else f"import numpy as {np}"

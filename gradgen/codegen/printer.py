@@ -18,12 +18,18 @@ _ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "power"})
 class Printer:
     """Prints nodes whose arguments already have code (a name or an inlined expression)."""
 
-    def __init__(self, ns: str = "np"):
-        self.ns = ns
+    def __init__(self, names: dict[str, str] | None = None):
+        self.names = dict(names or {})   # canonical -> actual module-level names
+        self.ns = self.ref("np")
         self.code: dict[int, tuple[str, int]] = {}
         self.dims_used: set[sympy.Symbol] = set()
         self.preludes: dict[str, str] = {}
         self.scalars: set[int] = set()   # nodes printed as Python numbers (see emit)
+
+    def ref(self, name: str) -> str:
+        """The name under which the module knows its own helper or builtin `name`
+        (`_sigmoid`, `float`): another one when a user name takes it."""
+        return self.names.get(name, name)
 
     # -- used by the emission rules of the ops
     def arg(self, node: Node, i: int, prec: int) -> str:
@@ -38,10 +44,7 @@ class Printer:
     def scalar(self, value: sympy.Expr) -> tuple[str, int]:
         """A scalar constant (possibly an expression of dimension sizes)."""
         self.dims_used |= {s for s in as_expr(value).free_symbols}
-        text, prec = print_scalar(value)
-        if self.ns != "np":   # np.pi, np.inf, np.float64(N) ** 40 in another namespace
-            text = text.replace("np.", f"{self.ns}.")
-        return text, prec
+        return print_scalar(value, self.names)
 
     def shape(self, shape) -> str:
         parts = [self.scalar(d)[0] for d in shape]
@@ -67,8 +70,8 @@ class Printer:
                 self.scalars.add(id(node))
             if len(node.args) == 2 and opdef.ufunc in _ARITHMETIC:
                 args = ", ".join(f"{self.ns}.float64({self.arg(node, i, 0)})" for i in range(2))
-                return f"float({self.ns}.{opdef.ufunc}({args}))", PREC_ATOM
-            return f"float({opdef.emit(self, node)[0]})", PREC_ATOM
+                return f"{self.ref('float')}({self.ns}.{opdef.ufunc}({args}))", PREC_ATOM
+            return f"{self.ref('float')}({opdef.emit(self, node)[0]})", PREC_ATOM
         return opdef.emit(self, node)
 
     def emit_stmt(self, node: Node, target: str) -> list[str]:

@@ -157,7 +157,8 @@ class _Ops:
         self.leaf = {op for op, d in REGISTRY.items() if "leaf" in d.traits}
         self.stmt = {op for op, d in REGISTRY.items() if d.stmt is not None}
         self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
-        self.view = {op for op, d in REGISTRY.items() if d.traits & {"shape", "leaf"}}
+        # the ops whose code may give a view of an argument (OpDef.view), and the leaves
+        self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
 
     def is_view(self, n: Node) -> bool:
@@ -282,9 +283,7 @@ class _State:
             return None
         code = self.p.code
         if buf:
-            # p.arg(bottom, j, 0): no precedence is below 0, so never parenthesised
-            args = ", ".join(code[id(a)][0] for a in bottom_args)
-            lines = [f"{target} = {self._ufunc(bottom)}({args}, out={buf}){_shape_comment(n)}"]
+            lines = [f"{target} = {self._call_into(bottom, buf)}{_shape_comment(n)}"]
         else:
             lines = [f"{target} = {code[id(bottom)][0]}{_shape_comment(n)}"]
         child = bottom
@@ -311,11 +310,24 @@ class _State:
             lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
         if buf is None:
             return []
-        code = self.p.code
         name = self.namer.fresh(temp_name(o, self.names))
-        args = ", ".join(code[id(a)][0] for a in o.args)   # p.arg(o, m, 0), as in in_place
-        code[id(o)] = (name, PREC_ATOM)
-        return [f"{name} = {self._ufunc(o)}({args}, out={buf})"]
+        line = f"{name} = {self._call_into(o, buf)}"
+        self.p.code[id(o)] = (name, PREC_ATOM)
+        return [line]
+
+    def _call_into(self, n: Node, out: str) -> str:
+        """`np.ufunc(args..., out=out)` computing `n`. A product with 1/q or -1/q is a
+        division by q or -q, as the printer spells it (`x / q`): the two round differently,
+        and the result must not depend on which way the scheduler took (which depends on
+        line lengths, so on the names)."""
+        code = self.p.code   # p.arg(n, m, 0): no precedence is below 0, never parenthesised
+        if self.ufunc[n.op] == "multiply" and n.args[0].op == "const":
+            num, den = n.args[0].value.as_numer_denom()
+            if den != 1 and num in (1, -1):
+                text, _ = self.p.scalar(den * num)
+                return f"{self.p.ns}.divide({code[id(n.args[1])][0]}, {text}, out={out})"
+        args = ", ".join(code[id(a)][0] for a in n.args)
+        return f"{self._ufunc(n)}({args}, out={out})"
 
     def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
         """A variable read by one of `args` (a node's arguments), of this shape, that
@@ -347,10 +359,10 @@ class _State:
         `target`."""
         uf = self.ufunc[s.op]
         other = s.args[1 - i]
-        if uf == "multiply" and other.op == "const":
+        if uf == "multiply" and other.op == "const":   # as the printer spells it: x / q
             num, den = other.value.as_numer_denom()
-            if num == 1 and den != 1:
-                text, _ = self.p.scalar(den)
+            if num in (1, -1) and den != 1:
+                text, _ = self.p.scalar(den * num)
                 return f"{target} /= {text}"
         # the code of `other` as an argument: p.arg(s, 1 - i, 0), never parenthesised
         other_code = self.p.code[id(other)][0]
@@ -363,7 +375,7 @@ class _State:
         """The in-place capable function of `n`: a NumPy ufunc, or a private helper of the
         module (names starting with `_`) that takes `out=` the same way."""
         uf = self.ufunc[n.op]
-        return uf if uf.startswith("_") else f"{self.p.ns}.{uf}"
+        return self.p.ref(uf) if uf.startswith("_") else f"{self.p.ns}.{uf}"
 
 
 def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:

@@ -20,7 +20,7 @@ def call(fn: str, *, ns: bool = True, kwargs=None):
         args = [p.arg(node, i, PREC_LOWEST) for i in range(len(node.args))]
         if kwargs is not None:
             args += kwargs(p, node)
-        name = f"{p.ns}.{fn}" if ns else fn
+        name = f"{p.ns}.{fn}" if ns else p.ref(fn)
         return f"{name}({', '.join(args)})", PREC_CALL
     return emit
 

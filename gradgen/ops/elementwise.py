@@ -632,7 +632,7 @@ def _emit_identity(p, node):
 
 
 defop("stop_gradient", 1, shape=_bshape, emit=_emit_identity, traits=NONDIFF | {"transparent"},
-      domain=(REAL,))
+      view="view", domain=(REAL,))
 
 
 def _emit_cast(p, node):

@@ -58,6 +58,15 @@ class OpDef:
     # The NumPy ufunc computing this op from its arguments in order, if there is one: the
     # scheduler then may compute it in place (`out=`, augmented assignment).
     ufunc: str | None = None
+    # Whether the emitted code may return its first argument itself or a view of it (so a
+    # result must be copied before it is returned if that argument is the caller's):
+    # None (a fresh array), "view" (a writeable view) or "readonly" (a read-only view,
+    # like np.broadcast_to); a function of the node when that depends on the node.
+    view: str | Callable[..., str | None] | None = None
+
+    def view_of(self, node) -> str | None:
+        """`view` for this node."""
+        return self.view(node) if callable(self.view) else self.view
 
     def infer(self, args, attrs) -> tuple[tuple, str]:
         """The shape and dtype of `self(*args, **attrs)`."""

@@ -76,7 +76,7 @@ def _inverse(perm):
 
 defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, canon=_canon_transpose,
       fuse=_fuse_transpose,
-      traits=SHAPE, domain=(REAL,),
+      traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("transpose", g, axes=_inverse(n.attr("axes"))),),
       jvp=lambda ts, n: make("transpose", ts[0], **n.kw),
       vmap=lambda ts, n: make("transpose", ts[0],
@@ -125,7 +125,7 @@ def _emit_reshape(p, node):
 
 
 defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape, canon=_canon_reshape,
-      traits=SHAPE, domain=(REAL,),
+      traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("reshape", g, shape=n.args[0].shape),),
       jvp=lambda ts, n: make("reshape", ts[0], **n.kw),
       vmap=lambda ts, n: make("reshape", ts[0], shape=ts[0].shape[:1] + n.attr("shape")))
@@ -180,7 +180,7 @@ def _canon_expand(x, axes):
 
 
 defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand, canon=_canon_expand,
-      traits=UNIT_AXES, domain=(REAL,),
+      traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw),
       vmap=lambda ts, n: make("expand_dims", ts[0], axes=_plus1(n.attr("axes"))))
@@ -217,7 +217,7 @@ def _emit_squeeze(p, node):
 
 
 defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze, canon=_canon_squeeze,
-      traits=UNIT_AXES, domain=(REAL,),
+      traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("expand_dims", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("squeeze", ts[0], **n.kw),
       vmap=lambda ts, n: make("squeeze", ts[0], axes=_plus1(n.attr("axes"))))
@@ -255,7 +255,8 @@ def _broadcast_shape(args, shape):
     return shape
 
 
-defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, domain=(REAL,),
+defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, view="readonly",
+      domain=(REAL,),
       emit=lambda p, n: (f"{p.ns}.broadcast_to({p.arg(n, 0, 0)}, {p.shape(n.attr('shape'))})",
                          PREC_CALL),
       canon=lambda x, shape: x if tuple(x.shape) == tuple(shape) else None,
@@ -292,6 +293,7 @@ defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
       canon=lambda g, like: g if tuple(g.shape) == tuple(like.shape) and not g.is_const
       else None,
       traits=frozenset({"linear", "shape"}), domain=(REAL, REAL),   # a read-only view
+      view=lambda n: None if n.args[0].is_const else "readonly",
       vjp=lambda g, n: (g, None),
       jvp=lambda ts, n: None if ts[0] is None else make("expand_like", ts[0], n.args[1]),
       vmap=lambda ts, n: None if ts[0] is None else _batched_to(ts[0], n.shape))
@@ -382,7 +384,8 @@ def _scatter_stmt(p, node, target):
             f"{target}[{format_index(node.attr('index'), p)}] = {p.arg(node, 0, 0)}"]
 
 
-defop("index", 1, shape=_index_shape, emit=_emit_index, traits=SHAPE, domain=(REAL,),
+defop("index", 1, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
+      domain=(REAL,),
       vjp=lambda g, n: (make("scatter", g, n.args[0], index=n.attr("index")),),
       jvp=lambda ts, n: make("index", ts[0], **n.kw),
       vmap=lambda ts, n: make("index", ts[0], index=(_ALL,) + n.attr("index")))
