@@ -71,7 +71,7 @@ ARRAY_METHODS = frozenset({"sum", "max", "min", "mean", "prod", "var", "reshape"
 # Attributes read off local values; `getattr` may only read these too.
 ARRAY_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "T", "kind", "size"})
 # Keyword arguments of calls.
-KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k",
+KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k", "optimize",
                       "over", "under", "divide", "invalid", "all"})
 # Module-level state of the helpers, assigned `set()` at import.
 HELPER_STATE = frozenset({"_DIMS_PASSED"})
@@ -515,6 +515,8 @@ class _Verifier:
                     and isinstance(args[0].value, str) and _EINSUM_SPEC.match(args[0].value):
                 self.allowed_strings.add(id(args[0]))
         elif isinstance(func, ast.Attribute):
+            if isinstance(func.value, ast.Name):   # an undefined receiver first
+                self._name(func.value, scope, called=True)
             if func.attr not in ARRAY_METHODS:
                 _fail(func, f"a call of the method {func.attr!r} (not an array method "
                             "generated code uses)")
