@@ -296,12 +296,12 @@ class _Verifier:
             if _is_dunder(arg.arg):
                 _fail(arg, f"argument name {arg.arg!r}")
         scope = scope or _Scope(fn, parent)
+        # (A local named like a built-in is harmless unless the function calls that
+        # built-in, which is then a call of a local value: refused below.)
         for name in scope.names:
             if name == self.np or name in self.called or name in self.state:
                 _fail(fn, f"{name!r} in function {fn.name!r} shadows the module-level "
                           f"name {name!r}")
-            if name in BUILTINS:
-                _fail(fn, f"{name!r} in function {fn.name!r} shadows the built-in {name!r}")
         self._body(fn.body, scope, docstring=True)
 
     def _decorator(self, dec: ast.AST) -> None:

@@ -540,41 +540,62 @@ def _vm_size() -> int:
 
 # ---------------------------------------------------------------- a campaign
 
-def campaign(n: int, first_seed: int = 0, strategies=tuple(STRATEGIES), out=sys.stdout,
-             examples: dict | None = None) -> collections.Counter:
-    """`n` inputs per strategy from seeds first_seed...; prints the counts and classes."""
+def _one(job):
+    strategy, seed = job
+    inp = make_input(strategy, RandomChooser(zlib.crc32(f"{strategy}{seed}".encode())))
+    return strategy, seed, inp, check(inp)
+
+
+def campaign(n: int, first_seed: int = 0, strategies=tuple(STRATEGIES), workers: int = 1,
+             out=None, examples: dict | None = None) -> collections.Counter:
+    """`n` inputs per strategy (seeds first_seed...), checked by `workers` processes;
+    prints the counts and each failure class with its shortest input; returns the
+    classes' counts. `examples` (if given) receives class -> (input, outcome, strategy,
+    seed)."""
+    import multiprocessing
+
+    out = out or sys.stdout
     counts: collections.Counter = collections.Counter()
     classes: collections.Counter = collections.Counter()
     examples = {} if examples is None else examples
     start = time.monotonic()
-    for strategy in strategies:
-        for seed in range(first_seed, first_seed + n):
-            inp = make_input(strategy, RandomChooser(zlib.crc32(f"{strategy}{seed}".encode())))
-            result = check(inp)
+    jobs = [(s, seed) for s in strategies for seed in range(first_seed, first_seed + n)]
+    if workers > 1:
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        results = pool.imap_unordered(_one, jobs, chunksize=4)
+    else:
+        pool, results = None, map(_one, jobs)
+    try:
+        for strategy, seed, inp, result in results:
             counts[result.kind] += 1
             counts[f"{strategy}:{result.kind}"] += 1
             if result.failed:
                 classes[result.klass] += 1
                 old = examples.get(result.klass)
-                if old is None or len(inp.text) + len(inp.filename) < len(old[0].text) + len(
-                        old[0].filename):
+                if old is None or len(inp.text) + len(inp.filename) < len(
+                        old[0].text) + len(old[0].filename):
                     examples[result.klass] = (inp, result, strategy, seed)
-    print(f"{sum(counts[k] for k in ('compiled', 'refused', 'failure'))} inputs in "
-          f"{time.monotonic() - start:.0f} s: {counts['compiled']} compiled, "
-          f"{counts['refused']} refused with a diagnostic, {counts['failure']} failures",
-          file=out)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    print(f"{len(jobs)} inputs in {time.monotonic() - start:.0f} s: "
+          f"{counts['compiled']} compiled, {counts['refused']} refused with a diagnostic, "
+          f"{counts['failure']} failures ({len(classes)} classes)", file=out)
     for strategy in strategies:
         print(f"  {strategy}: " + ", ".join(f"{counts[f'{strategy}:{k}']} {k}"
                                             for k in ("compiled", "refused", "failure")),
               file=out)
     for klass, c in classes.most_common():
-        inp = examples[klass][0]
-        print(f"{c:6d}  {klass}\n        e.g. filename={inp.filename!r} hessian={inp.hessian}"
-              f" text={inp.text[:300]!r}", file=out)
+        inp, _, strategy, seed = examples[klass]
+        print(f"{c:6d}  {klass}\n        shortest ({strategy} seed {seed}): "
+              f"filename={inp.filename!r} hessian={inp.hessian} text={inp.text[:400]!r}",
+              file=out)
+    out.flush()
     return classes
 
 
 if __name__ == "__main__":
     campaign(int(sys.argv[1]) if len(sys.argv) > 1 else 100,
              int(sys.argv[2]) if len(sys.argv) > 2 else 0,
-             tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else tuple(STRATEGIES))
+             tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else tuple(STRATEGIES),
+             int(sys.argv[4]) if len(sys.argv) > 4 else 1)

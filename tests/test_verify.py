@@ -175,7 +175,7 @@ INJECTIONS = {
     "raise-computed": in_function("raise ValueError(open('PWNED'))"),
     "undefined-name": in_function("g = nan"),
     "local-value-called": in_function("X()"),
-    "local-shadows-builtin": in_function("len = 1"),
+    "local-shadows-used-builtin": in_helper("len = 1"),
     "einsum-odd-spec": in_function('g = np.einsum("ij\'; import os", X)'),
     "function-as-value": in_function("g = _sigmoid"),
     "bare-expression": in_function("X + 1"),
