@@ -185,8 +185,13 @@ INJECTIONS = {
 }
 
 
-@pytest.mark.parametrize("text", INJECTIONS.values(), ids=INJECTIONS.keys())
-def test_injection_fails(text):
+# Reported where the injection takes effect, not where it is.
+REPORTED_AT_USE = {"local-shadows-used-builtin": "if len(shape) != len(decl):"}
+
+
+@pytest.mark.parametrize("name", INJECTIONS)
+def test_injection_fails(name):
+    text = INJECTIONS[name]
     try:
         ast.parse(text)
     except SyntaxError:   # an injection a generated module could never carry
@@ -198,6 +203,9 @@ def test_injection_fails(text):
     # at the definition the injection breaks (a name bound twice or shadowed)
     original = MLP.split("\n")
     line = text.split("\n")[info.value.line - 1]
+    if name in REPORTED_AT_USE:
+        assert REPORTED_AT_USE[name] in line, (info.value, line)
+        return
     assert line not in original or text.count(line) > MLP.count(line) \
         or line.startswith("def "), (info.value, line)
 
