@@ -424,11 +424,12 @@ def _import_and_run(inp: Input, text: str, workdir: Path, np) -> Outcome:
         return _fail(f"compile_module differs from compile_source: {type(e).__name__}")
     rng = np.random.default_rng(len(text))
     dims = {}
+    calls = []
     for fn in plan.functions:
         func = module.__dict__.get(fn.name)
         if not isinstance(func, types.FunctionType):
             return _fail("an emitted function is missing or not a function", fn.name)
-        args = []
+        shapes = []
         for node in fn.graph.inputs:
             shape = []
             for d in node.shape:
@@ -438,10 +439,18 @@ def _import_and_run(inp: Input, text: str, workdir: Path, np) -> Outcome:
                 try:
                     v = int(d.subs(dims)) if free else int(d)
                 except (TypeError, ValueError):
-                    return Outcome("compiled", detail="shape not evaluable")
+                    return Outcome("compiled", detail="not run: a shape not evaluable")
                 if v < 0:
-                    return Outcome("compiled", detail="negative size")
+                    return Outcome("compiled", detail="not run: a negative size")
                 shape.append(v)
+            # literal sizes may be huge (Param[10 ** 9] compiles): too large to run
+            if any(v > 10_000 for v in shape) or np.prod(shape, dtype=float) > 1e6:
+                return Outcome("compiled", detail="not run: arguments too large")
+            shapes.append(shape)
+        calls.append((fn, func, shapes))
+    for fn, func, shapes in calls:
+        args = []
+        for shape in shapes:
             if not shape and rng.random() < 0.5:
                 args.append(float(rng.standard_normal()))        # a Python number
             else:
@@ -569,6 +578,8 @@ def campaign(n: int, first_seed: int = 0, strategies=tuple(STRATEGIES), workers:
         for strategy, seed, inp, result in results:
             counts[result.kind] += 1
             counts[f"{strategy}:{result.kind}"] += 1
+            if result.detail.startswith("not run"):
+                counts["not run"] += 1
             if result.failed:
                 classes[result.klass] += 1
                 old = examples.get(result.klass)
@@ -580,7 +591,8 @@ def campaign(n: int, first_seed: int = 0, strategies=tuple(STRATEGIES), workers:
             pool.terminate()
     print(f"{len(jobs)} inputs in {time.monotonic() - start:.0f} s: "
           f"{counts['compiled']} compiled, {counts['refused']} refused with a diagnostic, "
-          f"{counts['failure']} failures ({len(classes)} classes)", file=out)
+          f"{counts['failure']} failures ({len(classes)} classes); {counts['not run']} of the "
+          "compiled modules not run (arguments too large)", file=out)
     for strategy in strategies:
         print(f"  {strategy}: " + ", ".join(f"{counts[f'{strategy}:{k}']} {k}"
                                             for k in ("compiled", "refused", "failure")),
