@@ -56,12 +56,16 @@ NUMPY_FUNCTIONS = frozenset({
     "linalg.solve",
     # the decorator of the _sigmoid helper
     "errstate",
+    # argument conversion and checking (dtypes)
+    "float64", "float32", "issubdtype", "can_cast",
 })
 # NumPy values (not called) the emitted code reads.
-NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32"})
+NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarray", "floating",
+                          "integer", "number", "bool_", "generic", "complexfloating"})
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
-                      "isinstance", "getattr", "set", "range", "ValueError", "TypeError"})
+                      "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
+                      "type", "set", "range", "ValueError", "TypeError"})
 # Exceptions a `raise` may raise (called with a message).
 EXCEPTIONS = frozenset({"ValueError", "TypeError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).
@@ -71,7 +75,7 @@ ARRAY_METHODS = frozenset({"sum", "max", "min", "mean", "prod", "var", "reshape"
 # Attributes read off local values; `getattr` may only read these too.
 ARRAY_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "T", "kind", "size"})
 # Keyword arguments of calls.
-KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k", "optimize",
+KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k", "optimize", "order",
                       "over", "under", "divide", "invalid", "all"})
 # Module-level state of the helpers, assigned `set()` at import.
 HELPER_STATE = frozenset({"_DIMS_PASSED"})
@@ -493,12 +497,14 @@ class _Verifier:
                             and a.value.isidentifier() and not _is_dunder(a.value):
                         self.allowed_strings.add(id(a))
             elif name in BUILTINS:
-                if name == "getattr":
+                if name in ("getattr", "hasattr"):
                     if len(args) not in (2, 3) or not (
                             isinstance(args[1], ast.Constant)
                             and args[1].value in ARRAY_ATTRIBUTES):
                         _fail(node, "getattr of a name that is not a constant array attribute")
                     self.allowed_strings.add(id(args[1]))
+                elif name == "type" and len(args) != 1:
+                    _fail(node, "type() with more than one argument (it would make a class)")
                 elif name == "float" and args and isinstance(args[0], ast.Constant) \
                         and args[0].value in _FLOAT_STRINGS:
                     self.allowed_strings.add(id(args[0]))
@@ -536,6 +542,10 @@ class _Verifier:
             if fname not in NUMPY_VALUES:
                 _fail(node, f"{self.np}.{fname} (not a NumPy value generated code reads)")
             return []
+        if node.attr == "__name__" and isinstance(node.value, ast.Call) \
+                and isinstance(node.value.func, ast.Name) and node.value.func.id == "type" \
+                and not scope.binds("type"):   # `type(x).__name__` in an error message
+            return [node.value]
         if _is_dunder(node.attr) or node.attr.startswith("_"):
             _fail(node, f"the attribute {node.attr!r}")
         if node.attr not in ARRAY_ATTRIBUTES:

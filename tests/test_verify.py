@@ -46,6 +46,18 @@ def test_another_numpy_alias_is_followed():
         verify_module(text.replace("_np.exp(", "np.exp(", 1))
 
 
+def test_argument_checks_a_helper_may_need_pass():
+    """What an argument-conversion helper would write (the type's name in a message)."""
+    helper = ('def _array(name, x):\n'
+              '    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):\n'
+              '        raise TypeError(f"argument {name!r}: expected a float array, got "\n'
+              '                        f"{type(x).__name__}")\n'
+              '    return x\n')
+    text = MLP.replace("\n\n\ndef _expect(", "\n\n\n" + helper + "\n\ndef _expect(")
+    assert helper in text
+    verify_module(text)
+
+
 # ---------------------------------------------------------------- injections
 
 
@@ -181,6 +193,9 @@ INJECTIONS = {
     "bare-expression": in_function("X + 1"),
     "complex-constant": in_function("g = 1j"),
     "method-on-numpy-module": in_function("g = np.sum.copy()"),
+    "type-making-a-class": in_function('g = type("C", (), {})'),
+    "type-dunder-other-than-name": in_function("g = type(X).__subclasses__"),
+    "hasattr-dunder": in_function('g = hasattr(X, "__class__")'),
     "dunder-class-as-value": in_helper("g = spec.__class__"),
 }
 
