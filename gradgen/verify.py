@@ -139,6 +139,7 @@ class _Scope:
         self.names: set[str] = set()
         self.functions: set[str] = set()
         self.called: set[str] = set()   # names called as functions (in nested defs too)
+        self.loaded: set[str] = set()   # names read (in nested defs too)
         a = fn.args
         for arg in a.args + ([a.vararg] if a.vararg else []):
             self.names.add(arg.arg)
@@ -148,11 +149,15 @@ class _Scope:
             if isinstance(node, ast.FunctionDef):
                 self.names.add(node.name)
                 self.functions.add(node.name)
-                self.called |= _Scope(node, self).called
+                inner = _Scope(node, self)
+                self.called |= inner.called
+                self.loaded |= inner.loaded
                 continue   # its own scope
             if isinstance(node, ast.Name):
                 if isinstance(node.ctx, ast.Store):
                     self.names.add(node.id)
+                else:
+                    self.loaded.add(node.id)
                 continue
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 self.called.add(node.func.id)
@@ -213,14 +218,16 @@ class _Verifier:
                 _fail(stmt, f"module-level name {name!r} is bound twice (line "
                             f"{bound[name].lineno} and here): the later one would replace "
                             "the earlier")
-            if name in BUILTINS:
-                _fail(stmt, f"module-level name {name!r} shadows a built-in the module uses")
             bound[name] = stmt
         if self.np is None:
             _fail(self.tree, "the module does not import numpy")
         scopes = [_Scope(stmt, None) for stmt in body if isinstance(stmt, ast.FunctionDef)]
         # The module functions that functions call (the helpers): no local may shadow them.
         self.called = set().union(*(s.called for s in scopes)) & self.functions
+        # Nor may a module-level name shadow a built-in that some function uses.
+        used = set().union(*(s.loaded for s in scopes)) & BUILTINS
+        for name in sorted(used & set(bound)):
+            _fail(bound[name], f"module-level name {name!r} shadows a built-in the module uses")
         for scope in scopes:
             self._function(scope.fn, None, scope)
 

@@ -58,6 +58,10 @@ def test_argument_checks_a_helper_may_need_pass():
     verify_module(text)
 
 
+def test_a_function_named_like_an_unused_builtin_passes():
+    verify_module(MLP + "\n\ndef type(x):\n    return x\n")
+
+
 # ---------------------------------------------------------------- injections
 
 
@@ -114,7 +118,7 @@ INJECTIONS = {
         '"""doc""" + open("PWNED", "w").name'),
     "module-redefines-helper": at_module("def _sigmoid(x):\n    return x", after="_DIMS_PASSED = set()"),
     "module-redefines-entry": MLP + "\n\ndef cost(X, Y, V, W):\n    return 0\n",
-    "module-shadows-builtin": MLP + "\n\ndef len(x):\n    return 0\n",
+    "module-shadows-used-builtin": MLP + "\n\ndef len(x):\n    return 0\n",
     "module-rebinds-np": at_module("def np(x):\n    return x", after="_DIMS_PASSED = set()"),
     "decorator-not-errstate": replaced("def cost(X, Y, V, W):",
                                        "@print\ndef cost(X, Y, V, W):"),
