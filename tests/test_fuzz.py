@@ -14,6 +14,7 @@ imports without side effects and runs, or is refused with a located diagnostic.
 
 Run one strategy:   .venv/bin/python -m pytest tests/test_fuzz.py -k soup
 More inputs:        GRADGEN_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/test_fuzz.py
+No shrinking:       GRADGEN_FUZZ_SHRINK=0 (a failure is reported unreduced, at once)
 The long campaign:  GRADGEN_LONG=1 .venv/bin/python -m pytest tests/test_fuzz.py -k campaign -s
                     (GRADGEN_FUZZ_INPUTS=n inputs per strategy, 10,000 by default;
                     GRADGEN_FUZZ_STRATEGIES=soup,hostile for some strategies only)
@@ -33,8 +34,12 @@ from test_random_programs import DrawChooser
 
 EXAMPLES = int(os.environ.get("GRADGEN_FUZZ_EXAMPLES", "80"))
 
+# Shrinking a failure to a minimal input takes up to a few minutes (a fork per try);
+# GRADGEN_FUZZ_SHRINK=0 reports the first failing input as it was generated.
+SHRINK = os.environ.get("GRADGEN_FUZZ_SHRINK", "1") != "0"
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                    phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                    phases=(Phase.explicit, Phase.generate) + ((Phase.shrink,) if SHRINK
+                                                               else ()),
                     suppress_health_check=list(HealthCheck))
 
 
