@@ -13,7 +13,9 @@ What runs at import of a verified module: its docstring, `import numpy as <alias
 function definitions (decorators only `@<alias>.errstate(...)`, defaults only `None`),
 the argument-spec constants (tuples of literals) and `_DIMS_PASSED = set()`.
 What runs at a call: statements of the kinds below, calling only NumPy functions of an
-explicit list, the module's own functions, a few built-ins and array methods of a list.
+explicit list, the module's own functions, a few built-ins and array methods of a list;
+no statement writes into an argument (`x += ...`, `x[i] = ...`, `out=x`), except into a
+helper's optional `out=None` parameter.
 
 When the code generator learns a new construct, add it to the allow-lists here (each is
 one named set) in the same change.
@@ -65,7 +67,7 @@ NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarra
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
-                      "type", "set", "range", "ValueError", "TypeError"})
+                      "type", "set", "ValueError", "TypeError"})
 # Exceptions a `raise` may raise (called with a message).
 EXCEPTIONS = frozenset({"ValueError", "TypeError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).
@@ -143,6 +145,11 @@ class _Scope:
         a = fn.args
         for arg in a.args + ([a.vararg] if a.vararg else []):
             self.names.add(arg.arg)
+        # The caller's arrays: never written into (an `out=None` parameter is the
+        # caller's request to be written into, so it is not one of them).
+        optional = {x.arg for x in a.args[len(a.args) - len(a.defaults):]} if a.defaults \
+            else set()
+        self.inputs = {x.arg for x in a.args} - optional
         stack = list(fn.body)
         while stack:
             node = stack.pop()
@@ -347,6 +354,8 @@ class _Verifier:
                 self._target(t, scope)
             self._expr(stmt.value, scope)
         elif isinstance(stmt, ast.AugAssign):
+            if isinstance(stmt.target, ast.Name) and stmt.target.id in scope.inputs:
+                _fail(stmt, f"an in-place update of the argument {stmt.target.id!r}")
             self._target(stmt.target, scope, tuples=False)
             self._expr(stmt.value, scope)
         elif isinstance(stmt, ast.Return):
@@ -400,6 +409,9 @@ class _Verifier:
             for e in t.elts:
                 self._target(e, scope)
             return
+        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
+                and t.value.id in scope.inputs:
+            _fail(t, f"a write into the argument {t.value.id!r}")
         if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
                 and scope.binds(t.value.id) and not scope.function(t.value.id):
             self._expr(t.slice, scope)
@@ -487,6 +499,8 @@ class _Verifier:
                 _fail(node, "a call with **keyword arguments")
             if k.arg not in KEYWORDS:
                 _fail(k.value, f"the keyword argument {k.arg!r}")
+            if k.arg == "out" and isinstance(k.value, ast.Name) and k.value.id in scope.inputs:
+                _fail(k.value, f"a result written into the argument {k.value.id!r}")
             todo.append(k.value)
         for a in node.args:
             if isinstance(a, ast.Starred):
