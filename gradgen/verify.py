@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tokenize
 
 __all__ = ["VerifyError", "verify_module", "NUMPY_FUNCTIONS", "NUMPY_VALUES", "BUILTINS",
            "ARRAY_METHODS", "ARRAY_ATTRIBUTES", "KEYWORDS"]
@@ -98,6 +99,7 @@ _INERT = (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
 
 def verify_module(source: str) -> None:
     """Raise `VerifyError` unless `source` holds only what the code generator emits."""
+    _check_encoding(source)
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
@@ -105,6 +107,22 @@ def verify_module(source: str) -> None:
     except (ValueError, MemoryError, RecursionError) as e:   # NUL bytes, far too deep
         raise VerifyError(0, 0, f"does not parse: {e}") from None
     _Verifier(tree).run()
+
+
+def _check_encoding(source: str) -> None:
+    """The text means the same as a UTF-8 file: no coding declaration in the first two
+    lines names another codec. (Python reads a file in the declared codec: a comment
+    `# coding: unicode_escape` turns `\\x0a` in a comment into a line of code that this
+    parse of the text never sees.)"""
+    lines = source.split("\n", 2)[:2]
+    try:
+        encoding, _ = tokenize.detect_encoding(
+            iter([(line + "\n").encode("utf-8", "surrogatepass") for line in lines]).__next__)
+    except (SyntaxError, StopIteration) as e:
+        raise VerifyError(1, 1, f"a coding declaration Python does not accept ({e})") from None
+    if encoding not in ("utf-8", "utf-8-sig"):
+        raise VerifyError(1, 1, f"a coding declaration for {encoding!r}: a file of this text "
+                                "would not be read as UTF-8")
 
 
 def _fail(node: ast.AST, message: str):

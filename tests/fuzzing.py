@@ -89,6 +89,8 @@ HOSTILE_FILENAMES = [
     "C:\\new\\t.grad", "'.grad", '".grad', "\x1b[31mred.grad", "a\u2028b.grad", "nul\x00.grad",
     "sur\udcff.grad", "\ud800.grad", "a\rb.grad", "dir/sub/m.grad", "../up.grad", "{x}.grad",
     "%s.grad", " .grad", "é.grad", "x" * 300 + ".grad", "a\\\nb.grad", "#.grad",
+    'x -*- coding: unicode_escape -*- \\x0aopen("PWNED", "w")\\x0a#.grad',
+    "x -*- coding: utf-7 -*-.grad", "x -*- coding: nonesuch -*-.grad",
 ]
 
 PY_TOKENS = [

@@ -239,6 +239,18 @@ def test_injections_are_single_changes():
         assert text != MLP, name
 
 
+@pytest.mark.parametrize("codec", ["unicode_escape", "utf-7", "latin-1", "no-such-codec"])
+def test_a_coding_declaration_other_than_utf8_fails(codec):
+    """A file name in the header could declare the codec a file of the module is read in:
+    `unicode_escape` turns `\\x0a` in the comment into a line of code at import."""
+    first, rest = MLP.split("\n", 1)
+    text = first + f" -*- coding: {codec} -*- \\x0aopen('PWNED', 'w')\\x0a#\n" + rest
+    with pytest.raises(VerifyError, match="coding declaration") as info:
+        verify_module(text)
+    assert info.value.line == 1
+    verify_module(first + " -*- coding: utf-8 -*-\n" + rest)
+
+
 def test_unparsable_text_fails():
     with pytest.raises(VerifyError, match="does not parse"):
         verify_module(MLP + "\ndef (\n")
