@@ -119,10 +119,18 @@ def _check_encoding(source: str) -> None:
     lines names another codec. (Python reads a file in the declared codec: a comment
     `# coding: unicode_escape` turns `\\x0a` in a comment into a line of code that this
     parse of the text never sees.)"""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = source.count("\n", 0, e.start) + 1
+        col = e.start - (source.rfind("\n", 0, e.start) + 1) + 1
+        raise VerifyError(line, col, f"the text holds {source[e.start]!r}, which UTF-8 can "
+                                     "not encode (a lone surrogate): it can not be written "
+                                     "or parsed") from None
     lines = source.split("\n", 2)[:2]
     try:
         encoding, _ = tokenize.detect_encoding(
-            iter([(line + "\n").encode("utf-8", "surrogatepass") for line in lines]).__next__)
+            iter([(line + "\n").encode("utf-8") for line in lines]).__next__)
     except (SyntaxError, StopIteration) as e:
         raise VerifyError(1, 1, f"a coding declaration Python does not accept ({e})") from None
     if encoding not in ("utf-8", "utf-8-sig"):

@@ -251,6 +251,15 @@ def test_a_coding_declaration_other_than_utf8_fails(codec):
     verify_module(first + " -*- coding: utf-8 -*-\n" + rest)
 
 
+def test_a_lone_surrogate_fails_where_it_is():
+    text = in_function("g = 1")
+    text = text.replace("g = 1", "g = 1  # \udcff")
+    with pytest.raises(VerifyError, match="lone surrogate") as info:
+        verify_module(text)
+    assert info.value.line == _function_body_line(MLP, "cost")
+    assert info.value.col == len("    g = 1  # ") + 1
+
+
 def test_unparsable_text_fails():
     with pytest.raises(VerifyError, match="does not parse"):
         verify_module(MLP + "\ndef (\n")
