@@ -29,3 +29,30 @@ def update_golden(request) -> bool:
     """True when golden files should be rewritten (--update-golden or GRADGEN_UPDATE_GOLDEN=1)."""
     return bool(request.config.getoption("--update-golden")
                 or os.environ.get("GRADGEN_UPDATE_GOLDEN") == "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def verify_every_rendered_module():
+    """Every module the tests render (through the API, the CLI in-process, `load`) passes
+    the emitted-module verifier (`gradgen.verify`): a module that fails it fails the test
+    that produced it with `VerifyError`. (The verifier costs about as much as compiling, so
+    `gradgen` itself does not run it; the test suite checks everything it produces.)"""
+    from gradgen import compiler
+    from gradgen.codegen import emit
+    from gradgen.verify import verify_module
+
+    original = emit.render_module
+    verified: set[int] = set()   # hashes of texts that passed (many tests compile alike)
+
+    def render_and_verify(module):
+        text = original(module)
+        key = hash(text)
+        if key not in verified:
+            verify_module(text)
+            verified.add(key)
+        return text
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(emit, "render_module", render_and_verify)
+        mp.setattr(compiler, "render_module", render_and_verify)
+        yield

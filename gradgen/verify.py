@@ -1,0 +1,608 @@
+"""The emitted-module verifier: a generated module may do nothing but array arithmetic.
+
+`verify_module(source)` parses the text of a generated module (never runs it) and walks
+its whole syntax tree against allow-lists of what the code generator emits: the
+templates (`templates/*.j2`), the runtime helpers (`gradgen/codegen/runtime.py`, the
+ops' preludes) and the emission rules of the ops (`gradgen/ops/*.py`, the scheduler).
+Anything else, such as an injected statement, an import, a call of `open`, `eval`, a
+dunder attribute, a class, a lambda, a module-level assignment that is not a spec
+constant, or a string where the generator never writes one, raises `VerifyError` with
+the line, the column and what is not allowed.
+
+What runs at import of a verified module: its docstring, `import numpy as <alias>`,
+function definitions (decorators only `@<alias>.errstate(...)`, defaults only `None`),
+the argument-spec constants (tuples of literals) and `_DIMS_PASSED = set()`.
+What runs at a call: statements of the kinds below, calling only NumPy functions of an
+explicit list, the module's own functions, a few built-ins and array methods of a list;
+no statement writes into an argument (`x += ...`, `x[i] = ...`, `out=x`), except into a
+helper's optional `out=None` parameter.
+
+When the code generator learns a new construct, add it to the allow-lists here (each is
+one named set) in the same change.
+
+Cost: about as much as compiling (0.6-0.9x the compile time of the examples, 2.4x for a
+10,000-operation program, most of it `ast.parse` of the 6.8 MB module), so `gradgen`
+does not run it on every compile; the test suite runs it on every module it renders
+(tests/conftest.py), and the fuzzer (tests/fuzzing.py) on every module it compiles.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tokenize
+
+__all__ = ["VerifyError", "verify_module", "NUMPY_FUNCTIONS", "NUMPY_VALUES", "BUILTINS",
+           "ARRAY_METHODS", "ARRAY_ATTRIBUTES", "KEYWORDS"]
+
+
+class VerifyError(Exception):
+    """A generated module holds something the code generator never emits."""
+
+    def __init__(self, line: int, col: int, message: str):
+        self.line, self.col, self.message = line, col, message
+        super().__init__(f"line {line}, column {col}: {message}")
+
+
+# ---------------------------------------------------------------- the allow-lists
+
+# Functions of NumPy the emitted code calls, as dotted names under the NumPy alias.
+NUMPY_FUNCTIONS = frozenset({
+    # elementwise (the ops' emission and the scheduler's in-place ufunc calls)
+    "abs", "absolute", "add", "arctan", "copysign", "cos", "divide", "exp", "expm1", "log",
+    "log1p", "logaddexp", "maximum", "minimum", "multiply", "negative", "power",
+    "reciprocal", "sign", "sin", "sqrt", "subtract", "tan", "tanh", "where",
+    # reductions
+    "max", "mean", "min", "prod", "sum", "trace", "var",
+    # shapes, constants, copies
+    "asarray", "broadcast_to", "concatenate", "copy", "diag", "diagonal", "eye",
+    "flatnonzero", "full", "full_like", "ndim", "ones", "outer", "reshape", "result_type",
+    "shape", "squeeze", "stack", "transpose", "tril", "zeros", "zeros_like", "array",
+    "ascontiguousarray", "einsum",
+    # linear algebra
+    "linalg.cholesky", "linalg.det", "linalg.inv", "linalg.norm", "linalg.slogdet",
+    "linalg.solve",
+    # the decorator of the _sigmoid helper
+    "errstate",
+    # argument conversion and checking (dtypes)
+    "float64", "float32", "issubdtype", "can_cast",
+})
+# NumPy values (not called) the emitted code reads.
+NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarray", "floating",
+                          "integer", "number", "bool_", "generic", "complexfloating"})
+# Built-in names the emitted code uses (called, or as the types of isinstance).
+BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
+                      "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
+                      "type", "set", "ValueError", "TypeError"})
+# Exceptions a `raise` may raise (called with a message).
+EXCEPTIONS = frozenset({"ValueError", "TypeError"})
+# Methods called on local values (arrays, the helpers' set of checked shapes).
+ARRAY_METHODS = frozenset({"sum", "max", "min", "mean", "prod", "var", "reshape", "astype",
+                           "copy", "ravel", "transpose", "dot",
+                           "add", "clear"})
+# Attributes read off local values; `getattr` may only read these too.
+ARRAY_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "T", "kind", "size"})
+# Keyword arguments of calls.
+KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k", "optimize", "order",
+                      "over", "under", "divide", "invalid", "all"})
+# Module-level state of the helpers, assigned `set()` at import.
+HELPER_STATE = frozenset({"_DIMS_PASSED"})
+# Values of np.errstate's keywords.
+_ERRSTATE_VALUES = frozenset({"ignore", "warn", "raise", "call", "print", "log"})
+# String arguments of float() that give the IEEE special values.
+_FLOAT_STRINGS = frozenset({"inf", "-inf", "nan", "+inf"})
+_EINSUM_SPEC = re.compile(r"[A-Za-z.,\->]*\Z")
+
+_STATEMENTS = (ast.Expr, ast.Assign, ast.AugAssign, ast.Return, ast.Delete, ast.If, ast.For,
+               ast.Raise, ast.Continue, ast.Break, ast.Pass, ast.FunctionDef)
+_EXPRESSIONS = (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call,
+                ast.Attribute, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.Dict,
+                ast.Name, ast.Constant, ast.JoinedStr, ast.FormattedValue)
+# Leaf helper nodes that carry no code of their own.
+_INERT = (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
+
+
+def verify_module(source: str) -> None:
+    """Raise `VerifyError` unless `source` holds only what the code generator emits."""
+    _check_encoding(source)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise VerifyError(e.lineno or 0, e.offset or 0, f"does not parse: {e.msg}") from None
+    except (ValueError, MemoryError, RecursionError) as e:   # NUL bytes, far too deep
+        raise VerifyError(0, 0, f"does not parse: {e}") from None
+    _Verifier(tree).run()
+
+
+def _check_encoding(source: str) -> None:
+    """The text means the same as a UTF-8 file: no coding declaration in the first two
+    lines names another codec. (Python reads a file in the declared codec: a comment
+    `# coding: unicode_escape` turns `\\x0a` in a comment into a line of code that this
+    parse of the text never sees.)"""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = source.count("\n", 0, e.start) + 1
+        col = e.start - (source.rfind("\n", 0, e.start) + 1) + 1
+        raise VerifyError(line, col, f"the text holds {source[e.start]!r}, which UTF-8 can "
+                                     "not encode (a lone surrogate): it can not be written "
+                                     "or parsed") from None
+    lines = source.split("\n", 2)[:2]
+    try:
+        encoding, _ = tokenize.detect_encoding(
+            iter([(line + "\n").encode("utf-8") for line in lines]).__next__)
+    except (SyntaxError, StopIteration) as e:
+        raise VerifyError(1, 1, f"a coding declaration Python does not accept ({e})") from None
+    if encoding not in ("utf-8", "utf-8-sig"):
+        raise VerifyError(1, 1, f"a coding declaration for {encoding!r}: a file of this text "
+                                "would not be read as UTF-8")
+
+
+def _fail(node: ast.AST, message: str):
+    raise VerifyError(getattr(node, "lineno", 0), getattr(node, "col_offset", -1) + 1, message)
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def _dotted(node: ast.AST) -> list[str] | None:
+    """`a.b.c` as ["a", "b", "c"] when node is a chain of attributes on a name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
+
+
+class _Scope:
+    """The names bound in one function (arguments, assignments, loops, nested defs)."""
+
+    def __init__(self, fn: ast.FunctionDef, parent: _Scope | None):
+        self.parent = parent
+        self.fn = fn
+        self.names: set[str] = set()
+        self.functions: set[str] = set()
+        self.called: set[str] = set()   # names called as functions (in nested defs too)
+        self.loaded: set[str] = set()   # names read (in nested defs too)
+        a = fn.args
+        for arg in a.args + ([a.vararg] if a.vararg else []):
+            self.names.add(arg.arg)
+        # The caller's arrays: never written into (an `out=None` parameter is the
+        # caller's request to be written into, so it is not one of them).
+        optional = {x.arg for x in a.args[len(a.args) - len(a.defaults):]} if a.defaults \
+            else set()
+        self.inputs = {x.arg for x in a.args} - optional
+        stack = list(fn.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.FunctionDef):
+                self.names.add(node.name)
+                self.functions.add(node.name)
+                inner = _Scope(node, self)
+                self.called |= inner.called
+                self.loaded |= inner.loaded
+                continue   # its own scope
+            if isinstance(node, ast.Name):
+                if isinstance(node.ctx, ast.Store):
+                    self.names.add(node.id)
+                else:
+                    self.loaded.add(node.id)
+                continue
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                self.called.add(node.func.id)
+            stack.extend(ast.iter_child_nodes(node))
+
+    def binds(self, name: str) -> bool:
+        s = self
+        while s is not None:
+            if name in s.names:
+                return True
+            s = s.parent
+        return False
+
+    def function(self, name: str) -> bool:
+        s = self
+        while s is not None:
+            if name in s.names:
+                return name in s.functions
+            s = s.parent
+        return False
+
+
+class _Verifier:
+    def __init__(self, tree: ast.Module):
+        self.tree = tree
+        self.np: str | None = None
+        self.functions: set[str] = set()   # module-level defs
+        self.state: set[str] = set()       # module-level assigned names
+        self.called: set[str] = set()      # module functions called by name somewhere
+        self.allowed_strings: set[int] = set()   # ids of Constant str nodes in allowed places
+
+    # ------------------------------------------------------------ module level
+
+    def run(self) -> None:
+        body = self.tree.body
+        bound: dict[str, ast.AST] = {}
+        for i, stmt in enumerate(body):
+            if i == 0 and _is_docstring(stmt):
+                continue
+            if isinstance(stmt, ast.Import):
+                self._import(stmt)
+                name = self.np
+            elif isinstance(stmt, ast.FunctionDef):
+                name = stmt.name
+                self.functions.add(name)
+            elif isinstance(stmt, ast.Assign):
+                name = self._module_assign(stmt)
+                self.state.add(name)
+            elif _is_docstring(stmt):
+                _fail(stmt, "a string statement outside a docstring position")
+            else:
+                _fail(stmt, f"statement {type(stmt).__name__} at module level "
+                            "(only the docstring, `import numpy as np`, function definitions "
+                            "and the argument-spec constants are emitted there)")
+            if _is_dunder(name):
+                _fail(stmt, f"module-level name {name!r} (dunder names are never emitted)")
+            if name in bound:
+                _fail(stmt, f"module-level name {name!r} is bound twice (line "
+                            f"{bound[name].lineno} and here): the later one would replace "
+                            "the earlier")
+            bound[name] = stmt
+        if self.np is None:
+            _fail(self.tree, "the module does not import numpy")
+        scopes = [_Scope(stmt, None) for stmt in body if isinstance(stmt, ast.FunctionDef)]
+        # The module functions that functions call (the helpers): no local may shadow them.
+        self.called = set().union(*(s.called for s in scopes)) & self.functions
+        # Nor may a module-level name shadow a built-in that some function uses.
+        used = set().union(*(s.loaded for s in scopes)) & BUILTINS
+        for name in sorted(used & set(bound)):
+            _fail(bound[name], f"module-level name {name!r} shadows a built-in the module uses")
+        for scope in scopes:
+            self._function(scope.fn, None, scope)
+
+    def _import(self, stmt: ast.Import) -> None:
+        if self.np is not None:
+            _fail(stmt, "a second import (the module imports numpy once)")
+        if len(stmt.names) != 1 or stmt.names[0].name != "numpy":
+            _fail(stmt, "an import of something other than numpy")
+        self.np = stmt.names[0].asname or "numpy"
+
+    def _module_assign(self, stmt: ast.Assign) -> str:
+        if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
+            _fail(stmt, "a module-level assignment to something other than one name")
+        name = stmt.targets[0].id
+        value = stmt.value
+        if name in HELPER_STATE:
+            if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                    and value.func.id == "set" and not value.args and not value.keywords):
+                _fail(stmt, f"helper state {name!r} is not assigned `set()`")
+            return name
+        if not name.startswith("_"):
+            _fail(stmt, f"a module-level assignment to {name!r} (only the helpers' state and "
+                        "the argument-spec constants `_..._ARGS` are assigned at import)")
+        self._spec_literal(value)
+        return name
+
+    def _spec_literal(self, value: ast.AST) -> None:
+        """(("x", ("N", 3, None)), ...): argument names and declared dimensions."""
+        def bad(node):
+            _fail(node, "a module-level constant that is not an argument spec "
+                        "(a tuple of (name, (dimension, ...)) literals)")
+        if not isinstance(value, ast.Tuple):
+            bad(value)
+        for item in value.elts:
+            if not (isinstance(item, ast.Tuple) and len(item.elts) == 2):
+                bad(item)
+            name, dims = item.elts
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)
+                    and name.value.isidentifier()):
+                bad(name)
+            if not isinstance(dims, ast.Tuple):
+                bad(dims)
+            for d in dims.elts:
+                if not isinstance(d, ast.Constant):
+                    bad(d)
+                v = d.value
+                ok = v is None or (type(v) is int and v >= 0) or (
+                    isinstance(v, str) and v.isidentifier())
+                if not ok:
+                    bad(d)
+
+    # ------------------------------------------------------------ functions
+
+    def _function(self, fn: ast.FunctionDef, parent: _Scope | None,
+                  scope: _Scope | None = None) -> None:
+        if _is_dunder(fn.name):
+            _fail(fn, f"function name {fn.name!r}")
+        if parent is not None:
+            if fn.decorator_list:
+                _fail(fn, "a decorator on a nested function")
+            if parent.parent is not None or not parent.fn.name.startswith("_"):
+                _fail(fn, "a nested function outside a helper (`_name`) function")
+        for dec in fn.decorator_list:
+            self._decorator(dec)
+        a = fn.args
+        if a.posonlyargs or a.kwonlyargs or a.kwarg or a.kw_defaults:
+            _fail(fn, "function arguments other than plain positional ones")
+        if fn.returns is not None or any(x.annotation for x in a.args) or (
+                a.vararg is not None and a.vararg.annotation is not None):
+            _fail(fn, "an annotation in a generated function")
+        if a.vararg is not None and parent is None and not fn.name.startswith("_"):
+            _fail(fn, "*args on a function that is not a helper")
+        for d in a.defaults:
+            if not (isinstance(d, ast.Constant) and d.value is None):
+                _fail(d, "a default argument value other than None")
+        for arg in a.args + ([a.vararg] if a.vararg else []):
+            if _is_dunder(arg.arg):
+                _fail(arg, f"argument name {arg.arg!r}")
+        scope = scope or _Scope(fn, parent)
+        # (A local named like a built-in is harmless unless the function calls that
+        # built-in, which is then a call of a local value: refused below.)
+        for name in scope.names:
+            if name == self.np or name in self.called or name in self.state:
+                _fail(fn, f"{name!r} in function {fn.name!r} shadows the module-level "
+                          f"name {name!r}")
+        self._body(fn.body, scope, docstring=True)
+
+    def _decorator(self, dec: ast.AST) -> None:
+        if not (isinstance(dec, ast.Call) and _dotted(dec.func) == [self.np, "errstate"]
+                and not dec.args):
+            _fail(dec, "a decorator other than @np.errstate(...)")
+        for k in dec.keywords:
+            if k.arg not in KEYWORDS or not (isinstance(k.value, ast.Constant)
+                                             and k.value.value in _ERRSTATE_VALUES):
+                _fail(dec, "an np.errstate argument that is not an error mode")
+            self.allowed_strings.add(id(k.value))
+
+    def _body(self, body: list[ast.stmt], scope: _Scope, docstring: bool = False) -> None:
+        for i, stmt in enumerate(body):
+            if i == 0 and docstring and _is_docstring(stmt):
+                continue
+            self._statement(stmt, scope)
+
+    def _statement(self, stmt: ast.stmt, scope: _Scope) -> None:
+        if not isinstance(stmt, _STATEMENTS):
+            _fail(stmt, f"statement {type(stmt).__name__} (never emitted)")
+        if isinstance(stmt, ast.FunctionDef):
+            self._function(stmt, scope)
+        elif isinstance(stmt, ast.Expr):
+            if _is_docstring(stmt):
+                _fail(stmt, "a string statement outside a docstring position")
+            if not isinstance(stmt.value, ast.Call):
+                _fail(stmt, "an expression statement that is not a call")
+            self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.Assign):
+            for t in stmt.targets:
+                self._target(t, scope)
+            self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.AugAssign):
+            if isinstance(stmt.target, ast.Name) and stmt.target.id in scope.inputs:
+                _fail(stmt, f"an in-place update of the argument {stmt.target.id!r}")
+            self._target(stmt.target, scope, tuples=False)
+            self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.Return):
+            if stmt.value is not None:
+                self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.Delete):
+            for t in stmt.targets:
+                if not isinstance(t, ast.Name):
+                    _fail(t, "`del` of something other than a local name")
+        elif isinstance(stmt, ast.If):
+            self._expr(stmt.test, scope)
+            self._body(stmt.body, scope)
+            self._body(stmt.orelse, scope)
+        elif isinstance(stmt, ast.For):
+            if stmt.orelse:
+                _fail(stmt, "a for-else")
+            self._target(stmt.target, scope)
+            self._expr(stmt.iter, scope)
+            self._body(stmt.body, scope)
+        elif isinstance(stmt, ast.Raise):
+            self._raise(stmt, scope)
+
+    def _raise(self, stmt: ast.Raise, scope: _Scope) -> None:
+        exc = stmt.exc
+        if stmt.cause is not None or not (
+                isinstance(exc, ast.Call) and isinstance(exc.func, ast.Name)
+                and exc.func.id in EXCEPTIONS and not exc.keywords):
+            _fail(stmt, "a raise of something other than ValueError/TypeError(message)")
+        for arg in exc.args:   # the message: a string or an f-string
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                self.allowed_strings.add(id(arg))
+            elif isinstance(arg, ast.JoinedStr):
+                for part in arg.values:
+                    if isinstance(part, ast.Constant):
+                        self.allowed_strings.add(id(part))
+                    elif isinstance(part, ast.FormattedValue):
+                        if part.format_spec is not None:
+                            _fail(part, "a format spec in an error message")
+                        self._expr(part.value, scope)
+                    else:
+                        _fail(part, "an unexpected part of an f-string")
+            else:
+                _fail(arg, "an error message that is not a string or an f-string")
+
+    def _target(self, t: ast.AST, scope: _Scope, tuples: bool = True) -> None:
+        if isinstance(t, ast.Name):
+            if _is_dunder(t.id):
+                _fail(t, f"assignment to {t.id!r}")
+            return
+        if tuples and isinstance(t, (ast.Tuple, ast.List)):
+            for e in t.elts:
+                self._target(e, scope)
+            return
+        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
+                and t.value.id in scope.inputs:
+            _fail(t, f"a write into the argument {t.value.id!r}")
+        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
+                and scope.binds(t.value.id) and not scope.function(t.value.id):
+            self._expr(t.slice, scope)
+            return
+        _fail(t, f"assignment to {type(t).__name__} (only local names and items of local "
+                 "arrays are assigned)")
+
+    # ------------------------------------------------------------ expressions
+
+    def _expr(self, root: ast.AST, scope: _Scope) -> None:
+        """Every node under `root` (iteratively: generated expressions may be deep)."""
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _INERT):
+                continue
+            if not isinstance(node, _EXPRESSIONS):
+                _fail(node, f"expression {type(node).__name__} (never emitted)")
+            if isinstance(node, ast.Name):
+                self._name(node, scope)
+            elif isinstance(node, ast.Constant):
+                self._constant(node)
+            elif isinstance(node, ast.Call):
+                stack.extend(self._call(node, scope))
+            elif isinstance(node, ast.Attribute):
+                stack.extend(self._attribute(node, scope))
+            elif isinstance(node, (ast.JoinedStr, ast.FormattedValue)):
+                _fail(node, "an f-string outside an error message")
+            elif isinstance(node, ast.Compare):
+                if isinstance(node.left, ast.Attribute) and node.left.attr == "__class__":
+                    # `dim.__class__ is int` in the _dims helper: the class, compared only
+                    if not (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot))
+                            and isinstance(node.comparators[0], ast.Name)
+                            and node.comparators[0].id in BUILTINS):
+                        _fail(node.left, "`.__class__` other than in `x.__class__ is int`")
+                    stack.append(node.left.value)
+                else:
+                    stack.append(node.left)
+                for c in node.comparators:   # comparing with a string does nothing
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str):
+                        self.allowed_strings.add(id(c))
+                stack.extend(node.comparators)
+            else:
+                stack.extend(ast.iter_child_nodes(node))
+
+    def _name(self, node: ast.Name, scope: _Scope, called: bool = False) -> None:
+        name = node.id
+        if _is_dunder(name):
+            _fail(node, f"the name {name!r}")
+        if not isinstance(node.ctx, ast.Load):
+            _fail(node, f"assignment to {name!r} inside an expression")
+        if scope.binds(name):
+            if scope.function(name) and not called:
+                _fail(node, f"the function {name!r} used as a value")
+            return
+        if name == self.np:
+            _fail(node, f"the NumPy module {name!r} used as a value")
+        if name in self.functions:
+            if not called:
+                _fail(node, f"the function {name!r} used as a value")
+            return
+        if name in self.state:
+            return
+        if name in BUILTINS:
+            return
+        _fail(node, f"the name {name!r} is not defined in the module (and is not one of the "
+                    "built-ins generated code uses)")
+
+    def _constant(self, node: ast.Constant) -> None:
+        v = node.value
+        if v is None or v is Ellipsis or type(v) in (bool, int, float):
+            return
+        if isinstance(v, str):
+            if id(node) in self.allowed_strings:
+                return
+            _fail(node, "a string constant where the generator never writes one")
+        _fail(node, f"a constant of type {type(v).__name__}")
+
+    def _call(self, node: ast.Call, scope: _Scope) -> list[ast.AST]:
+        """Check the callee; return the nodes left to check."""
+        func = node.func
+        todo: list[ast.AST] = []
+        for k in node.keywords:
+            if k.arg is None:
+                _fail(node, "a call with **keyword arguments")
+            if k.arg not in KEYWORDS:
+                _fail(k.value, f"the keyword argument {k.arg!r}")
+            if k.arg == "out" and isinstance(k.value, ast.Name) and k.value.id in scope.inputs:
+                _fail(k.value, f"a result written into the argument {k.value.id!r}")
+            todo.append(k.value)
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                _fail(a, "a call with *arguments")
+        args = list(node.args)
+        dotted = _dotted(func)
+        if isinstance(func, ast.Name):
+            name = func.id
+            if scope.binds(name):
+                if not scope.function(name):
+                    _fail(func, f"a call of the local value {name!r}")
+            elif name in self.functions:
+                for i, a in enumerate(args):   # _expect("x", x, shape): an argument's name
+                    if isinstance(a, ast.Constant) and isinstance(a.value, str) \
+                            and a.value.isidentifier() and not _is_dunder(a.value):
+                        self.allowed_strings.add(id(a))
+            elif name in BUILTINS:
+                if name in ("getattr", "hasattr"):
+                    if len(args) not in (2, 3) or not (
+                            isinstance(args[1], ast.Constant)
+                            and args[1].value in ARRAY_ATTRIBUTES):
+                        _fail(node, "getattr of a name that is not a constant array attribute")
+                    self.allowed_strings.add(id(args[1]))
+                elif name == "type" and len(args) != 1:
+                    _fail(node, "type() with more than one argument (it would make a class)")
+                elif name == "float" and args and isinstance(args[0], ast.Constant) \
+                        and args[0].value in _FLOAT_STRINGS:
+                    self.allowed_strings.add(id(args[0]))
+            else:
+                _fail(func, f"a call of {name!r} (not a module function or an allowed "
+                            "built-in)")
+            self._name(func, scope, called=True)
+        elif dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
+            fname = ".".join(dotted[1:])
+            if fname not in NUMPY_FUNCTIONS:
+                _fail(func, f"a call of {self.np}.{fname} (not a NumPy function generated "
+                            "code uses)")
+            if fname == "einsum" and args and isinstance(args[0], ast.Constant) \
+                    and isinstance(args[0].value, str) and _EINSUM_SPEC.match(args[0].value):
+                self.allowed_strings.add(id(args[0]))
+        elif isinstance(func, ast.Attribute):
+            if isinstance(func.value, ast.Name):   # an undefined receiver first
+                self._name(func.value, scope, called=True)
+            if func.attr not in ARRAY_METHODS:
+                _fail(func, f"a call of the method {func.attr!r} (not an array method "
+                            "generated code uses)")
+            recv = func.value
+            if isinstance(recv, ast.Name) and not scope.binds(recv.id) and (
+                    recv.id == self.np or recv.id in self.functions or recv.id in BUILTINS):
+                _fail(func, f"a method call on {recv.id!r}")
+            todo.append(recv)
+        else:
+            _fail(func, "a call of a computed value")
+        return todo + args
+
+    def _attribute(self, node: ast.Attribute, scope: _Scope) -> list[ast.AST]:
+        dotted = _dotted(node)
+        if dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
+            fname = ".".join(dotted[1:])
+            if fname not in NUMPY_VALUES:
+                _fail(node, f"{self.np}.{fname} (not a NumPy value generated code reads)")
+            return []
+        if node.attr == "__name__" and isinstance(node.value, ast.Call) \
+                and isinstance(node.value.func, ast.Name) and node.value.func.id == "type" \
+                and not scope.binds("type"):   # `type(x).__name__` in an error message
+            return [node.value]
+        if _is_dunder(node.attr) or node.attr.startswith("_"):
+            _fail(node, f"the attribute {node.attr!r}")
+        if node.attr not in ARRAY_ATTRIBUTES:
+            _fail(node, f"the attribute {node.attr!r} (not an array attribute generated "
+                        "code reads)")
+        if not isinstance(node.ctx, ast.Load):
+            _fail(node, f"assignment to the attribute {node.attr!r}")
+        return [node.value]
