@@ -224,6 +224,7 @@ class _Verifier:
         self.np: str | None = None
         self.functions: set[str] = set()   # module-level defs
         self.state: set[str] = set()       # module-level assigned names
+        self.aliases: dict[str, str] = {}  # module-level alias -> the built-in it names
         self.called: set[str] = set()      # module functions called by name somewhere
         self.allowed_strings: set[int] = set()   # ids of Constant str nodes in allowed places
 
@@ -263,7 +264,7 @@ class _Verifier:
         # The module functions that functions call (the helpers): no local may shadow them.
         self.called = set().union(*(s.called for s in scopes)) & self.functions
         # Nor may a module-level name shadow a built-in that some function uses.
-        used = set().union(*(s.loaded for s in scopes)) & BUILTINS
+        used = set().union(*(s.loaded - s.names for s in scopes)) & BUILTINS   # not locals
         for name in sorted(used & set(bound)):
             _fail(bound[name], f"module-level name {name!r} shadows a built-in the module uses")
         for scope in scopes:
@@ -281,11 +282,21 @@ class _Verifier:
             _fail(stmt, "a module-level assignment to something other than one name")
         name = stmt.targets[0].id
         value = stmt.value
-        if name in HELPER_STATE:
-            if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-                    and value.func.id == "set" and not value.args and not value.keywords):
-                _fail(stmt, f"helper state {name!r} is not assigned `set()`")
+        if isinstance(value, ast.Name) and value.id in BUILTINS and name != value.id \
+                and not _is_dunder(name):
+            # `len_ = len`: a built-in under another name, because a user's entry point
+            # takes its own; bound before any function is defined (so before the user's).
+            if self.functions:
+                _fail(stmt, f"the alias {name!r} of a built-in after a function definition")
+            self.aliases[name] = value.id
             return name
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) \
+                and self.aliases.get(value.func.id, value.func.id) == "set":
+            if value.args or value.keywords or not name.startswith("_"):
+                _fail(stmt, f"helper state {name!r} is not a private name assigned `set()`")
+            return name
+        if name in HELPER_STATE:
+            _fail(stmt, f"helper state {name!r} is not assigned `set()`")
         if not name.startswith("_"):
             _fail(stmt, f"a module-level assignment to {name!r} (only the helpers' state and "
                         "the argument-spec constants `_..._ARGS` are assigned at import)")
@@ -341,9 +352,8 @@ class _Verifier:
         for d in a.defaults:
             if not (isinstance(d, ast.Constant) and d.value is None):
                 _fail(d, "a default argument value other than None")
-        for arg in a.args + ([a.vararg] if a.vararg else []):
-            if _is_dunder(arg.arg):
-                _fail(arg, f"argument name {arg.arg!r}")
+        # (Arguments and locals may have dunder names, as a user's may: a local
+        # `__builtins__` changes nothing; a dunder name that is not local is refused.)
         scope = scope or _Scope(fn, parent)
         # (A local named like a built-in is harmless unless the function calls that
         # built-in, which is then a call of a local value: refused below.)
@@ -409,11 +419,20 @@ class _Verifier:
         elif isinstance(stmt, ast.Raise):
             self._raise(stmt, scope)
 
+    def _builtin(self, name: str, scope: _Scope) -> str | None:
+        """The built-in that `name` means here (through a module-level alias such as
+        `len_ = len`), or None when it means something else."""
+        if scope.binds(name):
+            return None
+        if name in self.aliases:
+            return self.aliases[name]
+        return name if name in BUILTINS and name not in self.functions else None
+
     def _raise(self, stmt: ast.Raise, scope: _Scope) -> None:
         exc = stmt.exc
         if stmt.cause is not None or not (
                 isinstance(exc, ast.Call) and isinstance(exc.func, ast.Name)
-                and exc.func.id in EXCEPTIONS and not exc.keywords):
+                and self._builtin(exc.func.id, scope) in EXCEPTIONS and not exc.keywords):
             _fail(stmt, "a raise of something other than ValueError/TypeError(message)")
         for arg in exc.args:   # the message: a string or an f-string
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -432,9 +451,7 @@ class _Verifier:
                 _fail(arg, "an error message that is not a string or an f-string")
 
     def _target(self, t: ast.AST, scope: _Scope, tuples: bool = True) -> None:
-        if isinstance(t, ast.Name):
-            if _is_dunder(t.id):
-                _fail(t, f"assignment to {t.id!r}")
+        if isinstance(t, ast.Name):   # a local (module-level names are checked in run)
             return
         if tuples and isinstance(t, (ast.Tuple, ast.List)):
             for e in t.elts:
@@ -476,7 +493,7 @@ class _Verifier:
                     # `dim.__class__ is int` in the _dims helper: the class, compared only
                     if not (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot))
                             and isinstance(node.comparators[0], ast.Name)
-                            and node.comparators[0].id in BUILTINS):
+                            and self._builtin(node.comparators[0].id, scope) in BUILTINS):
                         _fail(node.left, "`.__class__` other than in `x.__class__ is int`")
                     stack.append(node.left.value)
                 else:
@@ -490,7 +507,7 @@ class _Verifier:
 
     def _name(self, node: ast.Name, scope: _Scope, called: bool = False) -> None:
         name = node.id
-        if _is_dunder(name):
+        if _is_dunder(name) and not scope.binds(name):
             _fail(node, f"the name {name!r}")
         if not isinstance(node.ctx, ast.Load):
             _fail(node, f"assignment to {name!r} inside an expression")
@@ -533,9 +550,14 @@ class _Verifier:
             if k.arg == "out" and isinstance(k.value, ast.Name) and k.value.id in scope.inputs:
                 _fail(k.value, f"a result written into the argument {k.value.id!r}")
             todo.append(k.value)
-        for a in node.args:
+        star = scope.fn.args.vararg
+        for i, a in enumerate(node.args):
             if isinstance(a, ast.Starred):
-                _fail(a, "a call with *arguments")
+                # only a helper's own `*args`, passed on whole (`np.result_type(*arrays)`)
+                if not (star is not None and isinstance(a.value, ast.Name)
+                        and a.value.id == star.arg):
+                    _fail(a, "a call with *arguments")
+                node.args[i] = a.value   # checked below as the name it is
         args = list(node.args)
         dotted = _dotted(func)
         if isinstance(func, ast.Name):
@@ -548,7 +570,8 @@ class _Verifier:
                     if isinstance(a, ast.Constant) and isinstance(a.value, str) \
                             and a.value.isidentifier() and not _is_dunder(a.value):
                         self.allowed_strings.add(id(a))
-            elif name in BUILTINS:
+            elif self.aliases.get(name, name) in BUILTINS:
+                name = self.aliases.get(name, name)
                 if name in ("getattr", "hasattr"):
                     if len(args) not in (2, 3) or not (
                             isinstance(args[1], ast.Constant)
@@ -595,8 +618,8 @@ class _Verifier:
                 _fail(node, f"{self.np}.{fname} (not a NumPy value generated code reads)")
             return []
         if node.attr == "__name__" and isinstance(node.value, ast.Call) \
-                and isinstance(node.value.func, ast.Name) and node.value.func.id == "type" \
-                and not scope.binds("type"):   # `type(x).__name__` in an error message
+                and isinstance(node.value.func, ast.Name) \
+                and self._builtin(node.value.func.id, scope) == "type":   # in a message
             return [node.value]
         if _is_dunder(node.attr) or node.attr.startswith("_"):
             _fail(node, f"the attribute {node.attr!r}")

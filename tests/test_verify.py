@@ -59,7 +59,16 @@ def test_argument_checks_a_helper_may_need_pass():
 
 
 def test_a_function_named_like_an_unused_builtin_passes():
-    verify_module(MLP + "\n\ndef type(x):\n    return x\n")
+    verify_module(MLP + "\n\ndef sorted(x):\n    return x\n")
+
+
+def test_dunder_arguments_and_locals_pass_but_not_dunder_globals():
+    # A user's argument may be called `__builtins__` (a local changes nothing); reading a
+    # dunder name that is not local (`__import__`, `__builtins__`) is refused.
+    verify_module(MLP.replace("def cost(X, Y, V, W):", "def cost(X, Y, V, W, __builtins__):"))
+    with pytest.raises(VerifyError):
+        verify_module(MLP.replace("def cost(X, Y, V, W):\n",
+                                  "def cost(X, Y, V, W):\n    __builtins__\n"))
 
 
 # ---------------------------------------------------------------- injections
@@ -132,7 +141,6 @@ INJECTIONS = {
     "argument-shadows-np": replaced("def cost(X, Y, V, W):", "def cost(X, Y, V, W, np):"),
     "argument-shadows-helper": replaced("def cost(X, Y, V, W):",
                                         "def cost(X, Y, V, W, _dims):"),
-    "argument-dunder": replaced("def cost(X, Y, V, W):", "def cost(X, Y, V, W, __builtins__):"),
     # at a call: statements in a function
     "os-system": in_function('os.system("touch PWNED")'),
     "open": in_function('open("PWNED", "w")'),
@@ -209,7 +217,7 @@ INJECTIONS = {
 
 
 # Reported where the injection takes effect, not where it is.
-REPORTED_AT_USE = {"local-shadows-used-builtin": "if len(shape) != len(decl):"}
+REPORTED_AT_USE = {"local-shadows-used-builtin": "len("}   # the first call of len
 
 
 @pytest.mark.parametrize("name", INJECTIONS)

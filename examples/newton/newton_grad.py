@@ -17,12 +17,12 @@ def _dims(spec, *args):
     for x in args:
         shape = getattr(x, "shape", None)
         if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
-            if shape is not None or not isinstance(x, (float, int)):
-                name = spec[len(shapes)][0]
-                what = f"an array of {x.dtype}" if shape is not None else type(x).__name__
-                raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a "
-                                f"Python number, got {what} (convert it with np.asarray("
-                                f"{name}, dtype=float))")
+            if shape is not None:
+                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                                f"of floats or a Python number, got an array of {x.dtype}")
+            if not isinstance(x, (float, int)):
+                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                                f"of floats or a Python number, got {type(x).__name__}")
             shape = ()
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
@@ -60,10 +60,12 @@ _DIMS_PASSED = set()
 def _expect(name, x, shape):
     """Check that argument `name` has exactly `shape` (and holds floats)."""
     dtype = getattr(x, "dtype", None)
-    if dtype.kind != "f" if dtype is not None else not isinstance(x, (float, int)):
-        what = f"an array of {dtype}" if dtype is not None else type(x).__name__
+    if dtype is not None and dtype.kind != "f":
         raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got {what}")
+                        f"number, got an array of {dtype}")
+    if dtype is None and not isinstance(x, (float, int)):
+        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
+                        f"number, got {type(x).__name__}")
     actual = np.shape(x)
     if len(actual) != len(shape):
         raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
