@@ -24,6 +24,7 @@ tests/test_random_programs.py): the campaign and hypothesis write the same input
 
 from __future__ import annotations
 
+import builtins
 import collections
 import inspect
 import os
@@ -411,7 +412,9 @@ def _import_and_run(inp: Input, text: str, workdir: Path, np) -> Outcome:
             value = inspect.unwrap(value)
         ok = (value is np or isinstance(value, (tuple, set)) or (
             isinstance(value, types.FunctionType)
-            and value.__code__.co_filename == "fuzzed_grad.py"))
+            and value.__code__.co_filename == "fuzzed_grad.py")
+            # `len_ = len`: a built-in under another name (a user's entry point took it)
+            or any(value is b for b in vars(builtins).values()))
         if not ok:
             return _fail("import binds an unexpected name", f"{name} = {value!r:.200}")
     if not isinstance(module.__doc__, str):
