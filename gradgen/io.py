@@ -14,9 +14,18 @@ def read_source(path: str | os.PathLike) -> str:
     """The text of a source file: UTF-8, with or without a BOM, any line ends.
 
     Raises `OSError` when the file cannot be read and `CompileError` (located at the first
-    bad byte) when it is not UTF-8.
+    bad byte) when it is not UTF-8, or when it is larger than the frontend accepts (read no
+    further than that: `/dev/zero` or a runaway pipe never ends).
     """
-    data = Path(path).read_bytes()
+    from .frontend import MAX_SOURCE_BYTES
+
+    with open(path, "rb") as f:
+        data = f.read(MAX_SOURCE_BYTES + 4)   # the limit, a BOM, and one byte too many
+    if len(data) > MAX_SOURCE_BYTES + 3:
+        from .errors import CompileError, Diagnostic
+
+        raise CompileError(Diagnostic(
+            str(path), 1, 1, f"source is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MB"))
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
