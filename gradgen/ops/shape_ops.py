@@ -346,9 +346,19 @@ def _slice_len(d, start, stop, step, axis):
     lo = 0 if start is None else (d + start if isinstance(start, int) and start < 0 else start)
     hi = d if stop is None else (d + stop if isinstance(stop, int) and stop < 0 else stop)
     n = as_expr(hi - lo if step == 1 else sympy.ceiling(as_expr(hi - lo) / step))
-    if written and n.is_positive is False:   # x[5:2] of x: Param[N] is empty for every N
+    if written and not _grows(n) and n.is_positive is False:   # x[5:2] of Param[N]: empty
         raise ShapeError(f"slice selects no elements of axis {axis} (size {fmt_dim(d)})")
     return n
+
+
+def _grows(n) -> bool:
+    """`N` or `N - 3`: a dimension plus numbers, positive for large sizes, so never empty
+    for every size. (The sympy query it spares costs milliseconds; a chain of 2,000 slices
+    asks it thousands of times.)"""
+    if n.is_Symbol:
+        return True
+    return bool(n.is_Add and all(a.is_Number or a.is_Symbol for a in n.args)
+                and any(a.is_Symbol for a in n.args))
 
 
 def _emit_index(p, node):
