@@ -200,6 +200,8 @@ class _Scope:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 self.called.add(node.func.id)
             stack.extend(ast.iter_child_nodes(node))
+        # Calls of its own locals (the nested `poly` of `_erf`) call no module function.
+        self.called -= self.names
 
     def binds(self, name: str) -> bool:
         s = self
