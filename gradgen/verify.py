@@ -553,14 +553,14 @@ class _Verifier:
                 _fail(k.value, f"a result written into the argument {k.value.id!r}")
             todo.append(k.value)
         star = scope.fn.args.vararg
-        for i, a in enumerate(node.args):
-            if isinstance(a, ast.Starred):
-                # only a helper's own `*args`, passed on whole (`np.result_type(*arrays)`)
-                if not (star is not None and isinstance(a.value, ast.Name)
-                        and a.value.id == star.arg):
-                    _fail(a, "a call with *arguments")
-                node.args[i] = a.value   # checked below as the name it is
-        args = list(node.args)
+        for a in node.args:
+            # only a helper's own `*args`, passed on whole (`np.result_type(*arrays)`)
+            if isinstance(a, ast.Starred) and not (
+                    star is not None and isinstance(a.value, ast.Name)
+                    and a.value.id == star.arg):
+                _fail(a, "a call with *arguments")
+        # (a `*args` is checked below as the name it is)
+        args = [a.value if isinstance(a, ast.Starred) else a for a in node.args]
         dotted = _dotted(func)
         if isinstance(func, ast.Name):
             name = func.id
