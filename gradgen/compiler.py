@@ -17,12 +17,12 @@ from .codegen.naming import ModuleNamer, Namer, cotangent_name, rename_identifie
 from .codegen.printer import Printer
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
 from .codegen.schedule import schedule
+from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, ShapeError, WorkLimit
 from .frontend import EntryPoint, Program, parse_program, source_lines
 from .ir import Node, const, make, topo_order
 from .ops.registry import PREC_CALL, REGISTRY
 from .passes import lower, optimize
-from .shapes import fmt_shape
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
 # The most work (IR nodes asked for, plus nodes scheduled) one compilation may do: about

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import sympy
 
 from . import ir
+from .dims import dim_symbol
 from .errors import CompileError, Diagnostic, InternalError, ShapeError
 from .ir import Node, Origin, const, make
 from .ops import BUILTINS
 from .ops.constants import scalar_array
 from .ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, SHAPE_ARG, SPEC_ARG, STATIC_KINDS
-from .shapes import dim_symbol
 
 __all__ = ["MAX_OPERATIONS", "MAX_SOURCE_BYTES", "Argument", "EntryPoint", "Program",
            "parse_program", "source_lines"]

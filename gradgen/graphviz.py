@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from .dims import fmt_shape
 from .ir import Graph, topo_order
-from .shapes import fmt_shape
 
 
 def to_dot(graph: Graph, title: str) -> str:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from .dims import Shape, as_expr, fmt_shape, same_shape
 from .errors import InternalError, WorkLimit
-from .shapes import Shape, as_expr, fmt_shape, same_shape
 
 __all__ = [
     "RULE_KINDS",
@@ -401,7 +401,7 @@ def pretty(graph: Graph, extra_names: dict | None = None) -> str:
 
 def _fmt_attr(v) -> str:
     if isinstance(v, sympy.Basic):
-        from .codegen.sympy_print import print_expr
+        from .dims import print_expr
         return print_expr(v)
     if isinstance(v, tuple) and v and isinstance(v[0], sympy.Basic):
         return fmt_shape(v)

@@ -8,7 +8,7 @@ import sympy
 from gradgen import ir
 from gradgen.errors import InternalError, ShapeError
 from gradgen.ir import Graph, const, make, pretty, topo_order, verify
-from gradgen.shapes import broadcast, dim_symbol, fmt_shape, matmul_shape, normalize_axes
+from gradgen.dims import broadcast, dim_symbol, fmt_shape, matmul_shape, normalize_axes
 
 N, D, M = dim_symbol("N"), dim_symbol("D"), dim_symbol("M")
 

@@ -11,7 +11,7 @@ import gradgen
 from gradgen import ir
 from gradgen.ir import make
 from gradgen.passes import reorder_matrix_chains
-from gradgen.shapes import dim_symbol
+from gradgen.dims import dim_symbol
 
 N, K, M = dim_symbol("N"), dim_symbol("K"), dim_symbol("M")
 

@@ -7,9 +7,10 @@ lazy derivatives as they are; everything else gets them materialised first.
 
 from __future__ import annotations
 
-from ..ir import Node, analysis, const, make
+from ..dims import ONE, same_shape
+from ..ir import Node, const, make
+from ..ops.dtypes import dtype_sources, weak
 from ..ops.registry import REGISTRY
-from ..shapes import ONE, same_shape
 
 
 def active_nodes(order: list[Node], wrt: set[int]) -> set[int]:
@@ -58,30 +59,14 @@ def materialize(g: Node, like: Node) -> Node:
     """`g` with exactly the shape of `like` (and `like`'s dtype, if `g` is a constant)."""
     if not g.is_const and weak(g):
         if g.ndim == 0:   # a Python number such as float(np.log(N)): scale ones
-            from ..ops.constants import dtype_sources
             return g * make("full", *dtype_sources(like), value=1, shape=tuple(like.shape))
         g = make("cast", g, like)   # e.g. where(x > 0, 1, 0): give it `like`'s dtype
     if same_shape(g.shape, like.shape) and not g.is_const:
         return g
     if g.is_const:   # np.full in the dtype of the inputs `like` depends on: computing
         # `like` itself (np.full_like(u @ v, 2)) would redo forward work for a shape
-        from ..ops.constants import dtype_sources
         return make("full", *dtype_sources(like), value=g.value, shape=tuple(like.shape))
     return make("expand_like", g, like)
-
-
-def weak(g: Node) -> bool:
-    """True when `g`'s numbers come from constants only (so NumPy would give it an integer
-    or default dtype instead of the arguments' dtype). Memoised per compilation."""
-    return analysis("weak", g, _weak_rule)
-
-
-def _weak_rule(n: Node, args: list) -> bool:
-    if n.op == "input":
-        return False
-    if n.is_const or n.dtype == "bool":
-        return True
-    return all(w for a, w in zip(n.args, args) if a.dtype != "bool")
 
 
 def add_contribution(table: dict, node: Node, g: Node) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..dims import broadcast
 from ..ir import Node, builder, topo_order
 from ..ops.registry import REGISTRY
-from ..shapes import broadcast
 from .common import active_nodes, add_contribution, materialize, unbroadcast
 
 __all__ = ["vjp"]

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import sympy
 
+from ..dims import as_expr, print_scalar
 from ..ir import Node
 from ..ops.registry import PREC_ATOM, REGISTRY
-from ..shapes import as_expr
-from .sympy_print import print_scalar
-
 
 _ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "power"})
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import ir
-from ..autodiff.common import weak as _weak
+from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, topo_order, use_counts
+from ..ops.dtypes import input_names, weak
 from ..ops.registry import PREC_ATOM, REGISTRY
-from ..shapes import fmt_shape
 from .naming import Namer
 from .printer import Printer
 
@@ -48,7 +47,7 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     """
     order = topo_order(visit or outputs)
     uses = use_counts(order, outputs)
-    st = _State(printer, namer, names, keep, _dependencies(order))
+    st = _State(printer, namer, names, keep)
     # Statements as (lines, phase, variables read, variable a `del` may release or None).
     stmts_out: list[tuple] = []
     # node -> the variables its printed code reads, one entry per reference (the arguments
@@ -124,29 +123,6 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
     return text, prec, last_origin
 
 
-def _dependencies(order: list[Node]) -> dict[int, frozenset]:
-    """The arguments (input names) each node's value depends on: its dtype is theirs,
-    promoted (constants are Python scalars, which never change a dtype). A node's answer
-    never changes, so one table serves every function of a compilation."""
-    deps: dict[int, frozenset] = (ir._current[-1].memo.setdefault("dependencies", {})
-                                  if ir._current else {})
-    empty: frozenset = frozenset()
-    for n in order:
-        nid = id(n)
-        if nid in deps:
-            continue
-        if n.op == "input":
-            deps[nid] = frozenset({n.attr("name")})
-            continue
-        d = empty
-        for a in n.args:
-            da = deps[id(a)]
-            if da is not d and not da <= d:
-                d = da if d is empty else d | da
-        deps[nid] = d
-    return deps
-
-
 _AUGMENTED = {"add": "+=", "subtract": "-=", "multiply": "*=", "divide": "/=", "power": "**="}
 
 
@@ -171,17 +147,14 @@ class _Ops:
 class _State:
     """Which variables exist, which are still needed, and which nodes were inlined."""
 
-    def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset, deps):
+    def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset):
         self.p = printer
         self.namer = namer
         self.names = names
         self.keep = keep
-        self.deps = deps
         self.ops = _Ops()
         self.ufunc = self.ops.ufunc
         self.inlined: set[int] = set()
-        # the memo of autodiff.common.weak (ir.analysis fills the same dict)
-        self.weak_memo: dict = ir.builder().memo.setdefault("weak", {}) if ir._current else {}
         self.var_node: dict[str, Node] = {}
         self.remaining: dict[str, int] = {}   # variable -> references not printed yet
         # variable -> its node, for the arrays a statement may overwrite once they are dead
@@ -223,8 +196,7 @@ class _State:
         if not n.shape:
             return None
         if name not in self.keep:
-            weak = self.weak_memo.get(id(n))   # self.weak(n)
-            if not (_weak(n) if weak is None else weak):
+            if not weak(n):
                 self.buffers[name] = n
         return name
 
@@ -232,11 +204,6 @@ class _State:
         """`uses` more consumers read variable `name` (through a node printed as it)."""
         if name in self.var_node:
             self.remaining[name] += uses
-
-    def weak(self, n: Node) -> bool:
-        """`_weak(n)`, looked up first in its per-compilation memo."""
-        w = self.weak_memo.get(id(n))
-        return _weak(n) if w is None else w
 
     def read(self, refs: tuple) -> None:
         """A statement is printed that reads these variables (an entry per reference)."""
@@ -274,12 +241,11 @@ class _State:
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
-        deps = self.deps
-        alloc_deps = deps[id(alloc)]
+        alloc_deps = input_names(alloc)
         for s in spine:
-            if not deps[id(s)] <= alloc_deps:
+            if not input_names(s) <= alloc_deps:
                 return None
-        if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
+        if buf is None and weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
         if buf:
@@ -344,10 +310,9 @@ class _State:
             views = self.views_of.get(name)
             if views and any(remaining[w] > 0 for w in views):
                 continue
-            deps = self.deps
-            owner_deps = deps[id(owner)]
+            owner_deps = input_names(owner)
             for b in args:
-                if not deps[id(b)] <= owner_deps:
+                if not input_names(b) <= owner_deps:
                     break
             else:
                 if unread_later(name) and (not views or all(unread_later(w) for w in views)):

@@ -7,7 +7,7 @@ once, which is how `f_hessian` forms whole Hessian blocks in closed form.
 
 from __future__ import annotations
 
-from ..shapes import size
+from ..dims import size
 from .registry import PREC_CALL, defop
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import sympy
 
+from ..dims import as_expr, fmt_dim
 from ..errors import ShapeError
-from ..ir import analysis, make
-from ..shapes import as_expr, fmt_dim
+from ..ir import make
+from .dtypes import dtype_sources
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop
 from .shape_ops import as_shape
 
@@ -31,21 +32,6 @@ def dtype_of(p, node) -> str:
         return f"{p.arg(node, 0, PREC_CALL)}.dtype"
     names = ", ".join(p.arg(node, i, PREC_LOWEST) for i in range(len(args)))
     return f"{p.ns}.result_type({names})"
-
-
-def dtype_sources(node) -> tuple:
-    """The inputs that `node`'s value depends on, in a fixed order: its dtype is theirs,
-    promoted (constants are Python scalars, which never change a dtype). Memoised."""
-    return analysis("dtype_sources", node, _sources_rule)
-
-
-def _sources_rule(n, args: list) -> tuple:
-    if n.op == "input":
-        return (n,)
-    found: dict = {}
-    for sources in args:
-        found.update(dict.fromkeys(sources))
-    return tuple(sorted(found, key=lambda x: x.serial))
 
 
 def _emit_full(p, node):

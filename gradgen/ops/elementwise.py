@@ -8,10 +8,10 @@ import operator
 import numpy as np
 import sympy
 
+from ..dims import broadcast
 from ..ir import builder, const, make
-from ..shapes import broadcast
 from ._emit import call, infix
-from .constants import dtype_sources
+from .dtypes import dtype_sources, weak
 from .registry import (
     NONZERO,
     POSITIVE,
@@ -464,8 +464,6 @@ def select(cond, a, b, like):
     """where(cond, a, b) for derivative rules. With constant branches (a cotangent that is
     still the seed 1) NumPy would make an integer array, which then turns float32 results
     into float64: such a selection is cast to the dtype of the arrays `like` reads."""
-    from ..autodiff.common import weak
-
     w = make("where", cond, a, b)
     if weak(w):
         sources = dtype_sources(like)

@@ -9,9 +9,9 @@ written with ops that have rules of their own, so second derivatives come from t
 
 from __future__ import annotations
 
+from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, size
 from ..errors import ShapeError
 from ..ir import make
-from ..shapes import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, size
 from ._emit import call, infix
 from .constants import eye_like
 from .elementwise import _total

@@ -7,8 +7,8 @@ gradient (softmax is `e / sum(e)` of the same `e`).
 
 from __future__ import annotations
 
+from ..dims import normalize_axes
 from ..ir import make
-from ..shapes import normalize_axes
 from .reductions import reducer
 from .registry import defbuiltin
 

@@ -3,9 +3,9 @@ nn.py)."""
 
 from __future__ import annotations
 
+from ..dims import normalize_axes, reduce_shape, size
 from ..errors import ShapeError
 from ..ir import const, make
-from ..shapes import normalize_axes, reduce_shape, size
 from ._emit import axis_kwargs, call, reduction
 from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop
 

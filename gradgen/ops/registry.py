@@ -12,11 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..dims import (  # noqa: F401  (the precedence table, re-exported for the ops)
+    PREC_ADD,
+    PREC_ATOM,
+    PREC_CALL,
+    PREC_CMP,
+    PREC_LOWEST,
+    PREC_MUL,
+    PREC_NEG,
+    PREC_POW,
+)
 from ..errors import InternalError
-
-# Precedences of emitted Python expressions (higher binds tighter).
-PREC_LOWEST, PREC_CMP, PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_CALL, PREC_ATOM = (
-    0, 5, 10, 20, 30, 40, 50, 60)
 
 # Input domains for tests: how to draw values where an op is smooth.
 REAL, POSITIVE, UNIT, NONZERO = "real", "positive", "unit", "nonzero"

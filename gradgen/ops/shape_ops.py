@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import sympy
 
+from ..dims import (
+    ONE,
+    as_expr,
+    broadcast,
+    dims_equal,
+    fmt_dim,
+    fmt_shape,
+    normalize_axes,
+    same_shape,
+    size,
+)
 from ..errors import ShapeError
 from ..ir import make
-from ..shapes import (ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, normalize_axes,
-                      same_shape, size)
 from ._emit import call
 from .registry import PREC_CALL, REAL, defbuiltin, defop
 

@@ -1,0 +1,276 @@
+"""Symbolic sizes: dimensions are sympy expressions of positive-integer symbols, and their
+printing as Python source (the ground floor: no gradgen imports but `errors`).
+
+Dimensions with different names are different (SPEC §1): `N` never broadcasts against
+`M`, and a symbolic dimension is never treated as 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import sympy
+
+from .errors import InternalError, ShapeError
+
+Dim = sympy.Expr
+Shape = tuple  # tuple[Dim, ...]
+
+ONE = sympy.Integer(1)
+
+
+def dim_symbol(name: str) -> sympy.Symbol:
+    """The symbol for a named dimension (a positive integer)."""
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+def as_expr(value: int | float | sympy.Basic) -> sympy.Expr:
+    """A Python number or a sympy object as a sympy expression; anything else is refused.
+
+    This replaces `sympy.sympify`, which parses (and so evaluates) strings: no text from a
+    source may ever reach it, so only values that already are numbers get converted.
+    """
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return sympy.Integer(value)
+    if isinstance(value, float):
+        return sympy.Float(value)
+    raise InternalError(f"expected a number or a sympy expression, got {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def fmt_dim(d: Dim) -> str:
+    """A dimension as Python source (`N`, `3`, `2 * D`)."""
+    return print_expr(d)
+
+
+def fmt_shape(shape: Sequence[Dim]) -> str:
+    """A shape as Python source: `()`, `(3,)`, `(N, D)`."""
+    inner = ", ".join(fmt_dim(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def dims_equal(a: Dim, b: Dim) -> bool:
+    """True when two dimensions are the same for every assignment of sizes."""
+    return a == b or sympy.expand(a - b) == 0
+
+
+def broadcast(*shapes: Shape) -> Shape:
+    """NumPy broadcasting of symbolic shapes; raises ShapeError naming both shapes."""
+    # Fast path: every shape is () or the same dimensions (the same objects) as the
+    # others; the answer is then those dimensions, as the general loop below would give.
+    first = None
+    for s in shapes:
+        if not s:
+            continue
+        if first is None:
+            first = s
+        elif s is not first and (len(s) != len(first)
+                                 or any(x is not y for x, y in zip(s, first))):
+            break
+    else:
+        return tuple(first) if first is not None else ()
+    out: list[Dim] = []
+    ndim = max((len(s) for s in shapes), default=0)
+    for axis in range(-ndim, 0):
+        cur: Dim | None = None
+        for s in shapes:
+            if -axis > len(s):
+                continue
+            d = s[axis]
+            if cur is None or cur == ONE:
+                cur = d
+            elif d == ONE or dims_equal(d, cur):
+                continue
+            else:
+                raise ShapeError("shapes " + " and ".join(fmt_shape(x) for x in shapes)
+                                 + " cannot be broadcast together")
+        out.append(cur if cur is not None else ONE)
+    return tuple(out)
+
+
+def broadcastable_to(src: Shape, dst: Shape) -> bool:
+    """True when `src` broadcasts to exactly `dst`."""
+    if len(src) > len(dst):
+        return False
+    return all(s == ONE or dims_equal(s, d) for s, d in zip(reversed(src), reversed(dst)))
+
+
+def same_shape(a: Shape, b: Shape) -> bool:
+    """Equal rank and equal dimensions."""
+    return len(a) == len(b) and all(dims_equal(x, y) for x, y in zip(a, b))
+
+
+def size(shape: Shape) -> Dim:
+    """Number of elements, as a dimension expression."""
+    return sympy.Mul(*shape) if shape else ONE
+
+
+def normalize_axes(axis: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:
+    """Axis argument (None, int or tuple, negatives allowed) to sorted non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of range for an array of {ndim} dimension"
+                             f"{'' if ndim == 1 else 's'}")
+        a = a % ndim if ndim else a
+        if a in out:
+            raise ShapeError(f"axis {a} is repeated")
+        out.append(a)
+    return tuple(sorted(out))
+
+
+def reduce_shape(shape: Shape, axes: tuple[int, ...], keepdims: bool) -> Shape:
+    """Shape after reducing over `axes`."""
+    if keepdims:
+        return tuple(ONE if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    """Shape of `a @ b` with NumPy's rules for 1-D, 2-D and batched operands."""
+    if not a or not b:
+        raise ShapeError("matrix product needs arrays of at least one dimension, "
+                         f"got {fmt_shape(a)} and {fmt_shape(b)}")
+    ka = a[-1]
+    kb = b[-2] if len(b) >= 2 else b[0]
+    if not dims_equal(ka, kb):
+        raise ShapeError(f"matrix product of shapes {fmt_shape(a)} and {fmt_shape(b)}: "
+                         f"inner dimensions {fmt_dim(ka)} and {fmt_dim(kb)} differ")
+    if len(a) == 1 and len(b) == 1:
+        return ()
+    if len(a) == 1:
+        return tuple(b[:-2]) + (b[-1],)
+    if len(b) == 1:
+        return tuple(a[:-1])
+    try:
+        batch = broadcast(tuple(a[:-2]), tuple(b[:-2]))
+    except ShapeError:
+        raise ShapeError(f"matrix product of shapes {fmt_shape(a)} and {fmt_shape(b)}: "
+                         "batch dimensions cannot be broadcast together") from None
+    return batch + (a[-2], b[-1])
+
+
+# ---------------------------------------------------------------- printing
+
+# Precedences of emitted Python expressions (higher binds tighter): the one table, used
+# here and by the array printer (through `ops.registry`).
+PREC_LOWEST, PREC_CMP, PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_CALL, PREC_ATOM = (
+    0, 5, 10, 20, 30, 40, 50, 60)
+# Powers of dimensions with exponents up to this are exact Python arithmetic (`D ** 2`;
+# a size below 2**40 to the 16th still fits a float64); beyond, float64.
+MAX_EXACT_EXPONENT = 16
+_NON_FINITE = (sympy.oo, -sympy.oo, sympy.nan)
+
+
+def print_expr(expr: sympy.Expr, names: Mapping[str, str] | None = None) -> str:
+    """Python source of a scalar sympy expression, e.g. `2 * D`, `1 / N`, `0.5`."""
+    return _print(as_expr(expr), _Refs(names or {}))[0]
+
+
+def print_scalar(expr: sympy.Expr, names: Mapping[str, str] | None = None
+                 ) -> tuple[str, int]:
+    """Like `print_expr`, with the precedence of the printed expression. `names` maps the
+    module's canonical names (`np`, `float`) to the ones it uses (`numpy`, `float_`) where
+    a user name took them."""
+    return _print(as_expr(expr), _Refs(names or {}))
+
+
+class _Refs:
+    """The emitted module's names for NumPy (`np`) and the built-in `float`."""
+
+    def __init__(self, names: Mapping[str, str]):
+        self.np = names.get("np", "np")
+        self.float = names.get("float", "float")
+
+
+def _paren(code_prec: tuple[str, int], need: int) -> str:
+    code, prec = code_prec
+    return f"({code})" if prec < need else code
+
+
+def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
+    # Dimension expressions are small (a handful of terms), so recursion depth is tiny.
+    if e.is_Integer:
+        v = int(e)
+        return str(v), (PREC_NEG if v < 0 else PREC_ATOM)
+    if e.is_Rational:
+        p, q = int(e.p), int(e.q)
+        code = f"{abs(p)} / {q}"
+        return (f"-{code}", PREC_NEG) if p < 0 else (code, PREC_MUL)
+    if e.is_Float or e in _NON_FINITE:
+        return _float(float(e), r)
+    if e.is_Symbol:
+        return e.name, PREC_ATOM
+    if e is sympy.pi:
+        return f"{r.np}.pi", PREC_ATOM
+    if e is sympy.E:
+        return f"{r.np}.e", PREC_ATOM
+    if e.is_Add:
+        terms = sorted(e.args, key=lambda t: (bool(t.as_coeff_Mul()[0].is_negative), t.is_Number,
+                                              sympy.default_sort_key(t)))
+        out = _print(terms[0], r)[0]
+        for t in terms[1:]:
+            coeff = t.as_coeff_Mul()[0]
+            if coeff.is_negative:
+                out += " - " + _paren(_print(-t, r), PREC_ADD + 1)
+            else:
+                out += " + " + _paren(_print(t, r), PREC_ADD + 1)
+        return out, PREC_ADD
+    if e.is_Mul:
+        num, den = sympy.fraction(e)
+        if den != 1:
+            return _divide(num, den, r)
+        if e.as_coeff_Mul()[0].is_negative:
+            return "-" + _paren(_print(-e, r), PREC_NEG + 1), PREC_NEG
+        factors = sorted(e.args, key=lambda t: (not t.is_Number, sympy.default_sort_key(t)))
+        return " * ".join(_paren(_print(f, r), PREC_MUL) for f in factors), PREC_MUL
+    if e.is_Pow:
+        base, exp = e.args
+        if exp == -1:
+            return _divide(sympy.Integer(1), base, r)
+        if not (exp.is_Rational and abs(exp) <= MAX_EXACT_EXPONENT and base.is_integer
+                and base.is_positive):
+            # A large or non-constant exponent, or a base that is not a size (Python's
+            # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
+            # Python integer of millions of digits.
+            power = f"{r.np}.float64({_print(base, r)[0]}) ** {_paren(_print(exp, r), PREC_NEG)}"
+            return f"{r.float}({power})", PREC_ATOM
+        if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
+            return f"{_paren(_print(base, r), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
+        return f"{_paren(_print(base, r), PREC_POW + 1)} ** {_paren(_print(exp, r), PREC_NEG)}", PREC_POW
+    if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
+        return f"{r.float}({r.np}.exp({r.np}.float64({_print(e.args[0], r)[0]})))", PREC_ATOM
+    if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
+        num, den = sympy.fraction(sympy.together(e.args[0]))
+        n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
+        if isinstance(e, sympy.floor):
+            return f"{n} // {d}", PREC_MUL
+        return f"-(-{n} // {d})", PREC_NEG
+    if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
+        return _float(float(e), r)
+    raise ValueError(f"cannot print dimension expression {e}")
+
+
+def _divide(num: sympy.Expr, den: sympy.Expr, r: _Refs) -> tuple[str, int]:
+    """`num / den`; in float64 unless `den` is known to be positive (a size), since Python
+    raises ZeroDivisionError where NumPy gives inf or nan (`1 / (N - M)` with N == M)."""
+    if den.is_positive:
+        return f"{_paren(_print(num, r), PREC_MUL)} / {_paren(_print(den, r), PREC_MUL + 1)}", PREC_MUL
+    return f"{r.float}({r.np}.divide({_print(num, r)[0]}, {_print(den, r)[0]}))", PREC_ATOM
+
+
+def _float(v: float, r: _Refs) -> tuple[str, int]:
+    """A float as a Python expression: always valid code (`np.inf`, `-np.inf`, `np.nan`
+    rather than the bare names that `repr` gives)."""
+    if math.isnan(v):
+        return f"{r.np}.nan", PREC_ATOM
+    if math.isinf(v):
+        return (f"{r.np}.inf", PREC_ATOM) if v > 0 else (f"-{r.np}.inf", PREC_NEG)
+    return repr(v), (PREC_NEG if v < 0 else PREC_ATOM)
