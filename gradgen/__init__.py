@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .errors import CompileError, Diagnostic
+from .version import __version__
 
 __all__ = ["CompileError", "Diagnostic", "__version__", "compile_source", "load"]
 

@@ -32,7 +32,7 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
 
 def load(path: str | os.PathLike, **options) -> ModuleType:
     """Compile the file at `path` and import the result (cached by content and options)."""
-    from . import __version__
+    from .version import __version__
     from .io import read_source
 
     path = Path(path)

@@ -10,7 +10,8 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from . import __version__, ir
+from . import ir
+from .version import __version__
 from .autodiff import batched_jvp, jvp, vjp
 from .codegen.emit import render_module
 from .codegen.naming import ModuleNamer, Namer, cotangent_name, rename_identifiers, tangent_name

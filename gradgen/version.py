@@ -1,0 +1,3 @@
+"""The version of gradgen (ground floor: the compiler records it in every emitted module)."""
+
+__version__ = "0.1.0"
