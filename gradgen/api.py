@@ -32,8 +32,8 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
 
 def load(path: str | os.PathLike, **options) -> ModuleType:
     """Compile the file at `path` and import the result (cached by content and options)."""
-    from .version import __version__
     from .io import read_source
+    from .version import __version__
 
     path = Path(path)
     text = read_source(path)

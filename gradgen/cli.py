@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from .version import __version__
 from .errors import CompileError
 from .escape import terminal_text
+from .version import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13   # what a shell reports for a process killed by SIGPIPE

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import ir
-from .version import __version__
 from .autodiff import batched_jvp, jvp, vjp
 from .codegen.emit import render_module
 from .codegen.naming import ModuleNamer, Namer, cotangent_name, rename_identifiers, tangent_name
@@ -24,6 +23,7 @@ from .frontend import EntryPoint, Program, parse_program, source_lines
 from .ir import Node, const, make, topo_order
 from .ops.registry import PREC_CALL, REGISTRY
 from .passes import lower, optimize
+from .version import __version__
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
 # The most work (IR nodes asked for, plus nodes scheduled) one compilation may do: about

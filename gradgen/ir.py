@@ -25,6 +25,7 @@ __all__ = [
     "Graph",
     "Node",
     "Origin",
+    "Region",
     "building",
     "const",
     "make",
@@ -73,6 +74,11 @@ class Node:
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The regions (bodies) this node holds, in attribute order; most nodes hold none."""
+        return tuple(v for _, v in self.attrs if isinstance(v, Region))
 
     @property
     def is_const(self) -> bool:
@@ -362,41 +368,73 @@ def shared(node: Node) -> Node:
 
 
 def verify(graph: Graph) -> None:
-    """Check the graph's invariants; raises InternalError on a violation."""
+    """Check the graph's invariants (and those of every region inside it, recursively);
+    raises InternalError on a violation."""
     registry = _registry()
-    inputs = set(map(id, graph.inputs))
-    for node in topo_order(graph.outputs):
-        opdef = registry.get(node.op)
-        if opdef is None:
-            raise InternalError(f"{node!r}: unknown operation")
-        if opdef.nargs is not None and len(node.args) != opdef.nargs:
-            raise InternalError(f"{node!r}: expected {opdef.nargs} arguments, got {len(node.args)}")
-        if node.op == "input" and id(node) not in inputs:
-            raise InternalError(f"{node!r}: input node is not an input of the graph")
-        shape, dtype = opdef.infer(node.args, dict(node.attrs))
-        if not same_shape(tuple(shape), node.shape) or dtype != node.dtype:
-            raise InternalError(f"{node!r}: stored shape {fmt_shape(node.shape)} disagrees with "
-                                f"the shape rule's {fmt_shape(shape)}")
+    pending = [(graph.inputs, graph.outputs, "the graph")]
+    while pending:
+        inputs, outputs, where = pending.pop()
+        inputs = set(map(id, inputs))
+        for node in topo_order(outputs):
+            _verify_node(node, registry, inputs, where)
+            for region in node.regions:
+                region.check(node)
+                pending.append((region.inputs, region.outputs, f"the body of {node!r}"))
+
+
+def _verify_node(node: Node, registry: dict, inputs: set[int], where: str) -> None:
+    opdef = registry.get(node.op)
+    if opdef is None:
+        raise InternalError(f"{node!r}: unknown operation")
+    if opdef.nargs is not None and len(node.args) != opdef.nargs:
+        raise InternalError(f"{node!r}: expected {opdef.nargs} arguments, got {len(node.args)}")
+    if node.op == "input" and id(node) not in inputs:
+        raise InternalError(f"{node!r}: input node is not an input of {where}")
+    shape, dtype = opdef.infer(node.args, dict(node.attrs))
+    if not same_shape(tuple(shape), node.shape) or dtype != node.dtype:
+        raise InternalError(f"{node!r}: stored shape {fmt_shape(node.shape)} disagrees with "
+                            f"the shape rule's {fmt_shape(shape)}")
 
 
 def pretty(graph: Graph, extra_names: dict | None = None) -> str:
-    """A stable printed form: one line per node, numbered in topological order."""
+    """A stable printed form: one line per node, numbered in topological order; a node
+    holding a region is followed by its body, indented and numbered on."""
     names = dict(graph.names)
     if extra_names:
         names.update(extra_names)
-    order = topo_order(graph.outputs)
-    num = {id(n): i for i, n in enumerate(order)}
-    lines = []
-    for n in order:
-        args = " ".join(f"%{num[id(a)]}" for a in n.args)
-        attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs)
-        head = n.op + (f"[{attrs}]" if attrs else "")
-        ty = fmt_shape(n.shape) + ("" if n.dtype == "float" else f" {n.dtype}")
-        label = f"  # {names[n]}" if n in names else ""
-        lines.append(f"%{num[id(n)]} = {head}{(' ' + args) if args else ''} : {ty}{label}")
-    outs = ", ".join(f"%{num[id(o)]}" for o in graph.outputs)
-    lines.append(f"return {outs}")
+    num: dict[int, str] = {}
+    lines: list[str] = []
+    _pretty_body(graph.outputs, names, num, lines, "")
+    lines.append(f"return {', '.join(num[id(o)] for o in graph.outputs)}")
     return "\n".join(lines)
+
+
+def _pretty_body(outputs, names: dict, num: dict, lines: list[str], indent: str) -> None:
+    """Append the lines of one graph or region body to `lines`; `num` maps the ids of the
+    nodes printed so far to their numbers (it numbers on across bodies)."""
+    for n in topo_order(outputs):
+        if id(n) in num:
+            continue
+        num[id(n)] = f"%{len(num)}"
+        args = " ".join(num[id(a)] for a in n.args)
+        attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs if not isinstance(v, Region))
+        head = n.op + (f"[{attrs}]" if attrs else "")
+        label = f"  # {names[n]}" if n in names else ""
+        lines.append(f"{indent}{num[id(n)]} = {head}{(' ' + args) if args else ''} : "
+                     f"{_fmt_type(n)}{label}")
+        for region in n.regions:
+            for x in region.inputs:
+                num[id(x)] = f"%{len(num)}"
+            params = ", ".join(f"{num[id(x)]} {x.attr('name')}: {_fmt_type(x)}"
+                               for x in region.inputs)
+            lines.append(f"{indent}  body({params}) {{")
+            _pretty_body(region.outputs, names, num, lines, indent + "    ")
+            lines.append(f"{indent}    yield {', '.join(num[id(o)] for o in region.outputs)}")
+            lines.append(f"{indent}  }}")
+
+
+def _fmt_type(n: Node) -> str:
+    return fmt_shape(n.shape) + ("" if n.dtype == "float" else f" {n.dtype}")
 
 
 def _fmt_attr(v) -> str:
@@ -406,3 +444,59 @@ def _fmt_attr(v) -> str:
     if isinstance(v, tuple) and v and isinstance(v[0], sympy.Basic):
         return fmt_shape(v)
     return repr(v)
+
+
+class Region:
+    """A body graph held by a node (a loop body, for a `for` loop's scan node).
+
+    `inputs` are the body's own input nodes: the loop index first, then the carried
+    values, then the values the body reads from outside (passed as the holding node's
+    arguments, so the body is closed: it refers to no other outer node). `outputs` are
+    the next carried values, each of the shape and dtype of its carried input. Bodies are
+    built in the same interning table as the rest, so two regions built alike are made
+    of the same nodes and compare (and hash) equal, and the nodes holding them are one.
+    """
+
+    __slots__ = ("inputs", "outputs")
+
+    def __init__(self, inputs: Sequence[Node], outputs: Sequence[Node]):
+        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "outputs", tuple(outputs))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("regions are immutable")
+
+    def _key(self) -> tuple:
+        return (tuple(map(id, self.inputs)), tuple(map(id, self.outputs)))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Region) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"<region of {len(self.inputs)} inputs, {len(self.outputs)} outputs>"
+
+    @property
+    def carried(self) -> tuple[Node, ...]:
+        """The carried inputs: those after the loop index, one per output."""
+        return self.inputs[1:1 + len(self.outputs)]
+
+    def check(self, holder: Node) -> None:
+        """The region's own invariants (InternalError on a violation): every input an
+        `input` node; each output of its carried input's shape and dtype; closed: every
+        input node the body reads is one of `inputs`, and the holder passes one argument
+        per carried or outside input."""
+        where = f"the body of {holder!r}"
+        if any(x.op != "input" for x in self.inputs):
+            raise InternalError(f"{where}: a region's inputs must be input nodes")
+        if len(self.inputs) != 1 + len(holder.args) or len(self.outputs) > len(holder.args):
+            raise InternalError(f"{where}: {len(self.inputs)} body inputs for "
+                                f"{len(holder.args)} arguments and the loop index")
+        for x, arg in zip(self.inputs[1:], holder.args):
+            if not same_shape(x.shape, arg.shape) or x.dtype != arg.dtype:
+                raise InternalError(f"{where}: body input {x!r} does not match argument {arg!r}")
+        for x, y in zip(self.carried, self.outputs):
+            if not same_shape(x.shape, y.shape) or x.dtype != y.dtype:
+                raise InternalError(f"{where}: output {y!r} does not match carried input {x!r}")

@@ -47,7 +47,8 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "gradgen"]
+            found += [(node.lineno, a.name) for a in node.names
+                      if a.name.split(".")[0] == "gradgen"]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")

@@ -57,7 +57,7 @@ class OpDef:
     canon: Callable[..., Any] | None = None
     fuse: Callable[..., Any] | None = None
     traits: frozenset = frozenset()   # "elementwise", "linear", "nondiff", "leaf", "shape", ...
-    dtype: str = "float"                      # "float" or "bool"
+    dtype: str = "float"                      # "float", "bool" or "tuple" (a loop)
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
     hint: str | None = None                   # short name for temporaries (`e` for exp)

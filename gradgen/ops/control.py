@@ -1,0 +1,40 @@
+"""Control flow: a loop is one node holding its body as a region (`ir.Region`).
+
+`scan(carried..., outside..., body, length)` runs `body` for the loop index 0, 1, ...,
+length - 1: the body's inputs are the index, the carried values and the values it reads
+from outside (the node's arguments after the carried ones); its outputs are the next
+carried values. The node's value is the tuple of the final carried values, which `part`
+takes apart. No source construct builds one yet (loops are issue 11); differentiation
+rules come with them: a scan's VJP is a reversed scan over the body's VJP, its JVP a scan
+over the body's JVP.
+"""
+
+from __future__ import annotations
+
+from ..errors import ShapeError
+from .registry import defop
+
+__all__: list[str] = []
+
+
+def _scan_shape(args, body, length):
+    carried = len(body.outputs)
+    if len(args) < carried:
+        raise ShapeError(f"a loop carrying {carried} values got {len(args)} initial values")
+    return ()
+
+
+def _part_shape(args, index):
+    scan = args[0]
+    outputs = scan.attr("body").outputs
+    if not 0 <= index < len(outputs):
+        raise ShapeError(f"a loop carries {len(outputs)} values; there is no value {index}")
+    return outputs[index].shape
+
+
+# scan(carried..., outside..., body=Region, length=dim): the loop; its value is a tuple.
+defop("scan", None, shape=_scan_shape, dtype="tuple", traits=frozenset({"region"}),
+      hint="loop")
+
+# part(scan, index): the index-th final carried value of a loop.
+defop("part", 1, shape=_part_shape, hint="carried")
