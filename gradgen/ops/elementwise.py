@@ -644,9 +644,9 @@ defop("cast", 2, shape=lambda args: args[0].shape, emit=_emit_cast, traits=froze
 
 # ---------------------------------------------------------------- built-in functions
 
-def _fn(name, op=None, params=("x",)):
+def _fn(name, op=None, params=("x",), **fields):
     defbuiltin(name, params, lambda **kw: make(op or name, *(kw[p] for p in params)),
-               elementwise=True)
+               elementwise=True, **fields)
 
 
 for _name in ("exp", "log", "log1p", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus",
@@ -655,7 +655,7 @@ for _name in ("exp", "log", "log1p", "sqrt", "abs", "tanh", "sigmoid", "relu", "
 _fn("neg")
 _fn("maximum", params=("x", "y"))
 _fn("minimum", params=("x", "y"))
-_fn("where", params=("condition", "x", "y"))
+_fn("where", params=("condition", "x", "y"), condition="condition")
 defbuiltin("square", ("x",), lambda x: x ** 2, elementwise=True)
 defbuiltin("reciprocal", ("x",), lambda x: 1 / x, elementwise=True)
 

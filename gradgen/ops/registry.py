@@ -108,6 +108,9 @@ class Builtin:
     # built-in gets a number argument as a 0-d array in the entry point's dtype, since its
     # code may call methods on it (`2.reshape(...)` is not Python).
     elementwise: bool = False
+    # The parameter that takes a comparison (where's `condition`): the frontend accepts a
+    # boolean array there and requires one; every other array argument must be numbers.
+    condition: str | None = None
 
 
 # The kinds of compile-time (static) arguments, by parameter name. The frontend checks
@@ -138,14 +141,17 @@ def defop(name: str, nargs: int | None, **fields) -> OpDef:
 def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
                static: tuple[str, ...] = (), defaults: dict | None = None,
                variadic: bool = False, list_param: str | None = None,
-               needs_inputs: bool = False, elementwise: bool = False) -> Builtin:
+               needs_inputs: bool = False, elementwise: bool = False,
+               condition: str | None = None) -> Builtin:
     """Register a function of the source language."""
     if name in BUILTINS:
         raise InternalError(f"built-in {name!r} registered twice")
     for p in static:
         if p not in STATIC_KINDS:
             raise InternalError(f"static parameter {p!r} of {name!r} has no kind in STATIC_KINDS")
+    if condition is not None and (condition not in params or condition in static):
+        raise InternalError(f"condition {condition!r} of {name!r} is not an array parameter")
     b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
-                list_param, needs_inputs, elementwise)
+                list_param, needs_inputs, elementwise, condition)
     BUILTINS[name] = b
     return b

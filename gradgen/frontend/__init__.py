@@ -1,0 +1,60 @@
+"""Frontend: whitelisted Python `ast` nodes to IR builder calls, helpers inlined.
+
+The source is parsed, never executed, imported or evaluated. Every construct that the
+language does not allow is reported with a file, line and column. Expression traversal
+uses an explicit stack, so deeply nested sources cannot exhaust Python's recursion limit.
+
+    parse.py        source text -> syntax tree (big-stack thread, limits, AST whitelist)
+    locations.py    positions in the source, and the one way to make a diagnostic
+    static.py       compile-time values: dimension arithmetic, shapes, axes, indices
+    calls.py        binding a call's arguments once, built-ins, inlining helpers
+    expressions.py  expressions -> IR nodes (explicit stack)
+    lower.py        functions, signatures, entry points, statements, names
+"""
+
+from __future__ import annotations
+
+import gc
+
+from .locations import Located, SourceFile, source_lines
+from .lower import Argument, EntryPoint, Lowering, Program
+from .parse import (  # noqa: F401  (the limits, for the tests and io.read_source)
+    ENTRY_COST,
+    LIST_ITEM_COST,
+    MAX_HELPER_DEPTH,
+    MAX_OPERATIONS,
+    MAX_SOURCE_BYTES,
+    parse,
+)
+from .static import (  # noqa: F401
+    MAX_DIM_LEAVES,
+    MAX_DIM_VALUE,
+    MAX_NDIM,
+    MAX_SHAPE_TERMS,
+    MAX_SPEC_CHARS,
+)
+
+__all__ = ["MAX_OPERATIONS", "MAX_SOURCE_BYTES", "Argument", "EntryPoint", "Program",
+           "parse_program", "source_lines"]
+
+
+def parse_program(text: str, filename: str = "<string>") -> Program:
+    """Parse and lower a source text. Must be called inside `ir.building()`."""
+    text = text.removeprefix("\ufeff")
+    src = SourceFile(filename, source_lines(text))
+    # The syntax tree of a large source is millions of objects, none of them garbage:
+    # letting the cyclic collector walk them again and again would cost more than the rest
+    # of the work (half the time of parsing, most of the time of lowering).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        tree = parse(text, src)
+        try:
+            # MAX_OPERATIONS is read here, from this module, so that it can be lowered
+            # for a test (monkeypatch.setattr(frontend, "MAX_OPERATIONS", ...)).
+            return Lowering(src, MAX_OPERATIONS).program(tree, text)
+        except Located as e:
+            raise src.located(e) from None
+    finally:
+        if collecting:
+            gc.enable()

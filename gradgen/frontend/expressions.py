@@ -1,0 +1,147 @@
+"""Expressions to IR nodes, with an explicit stack (no recursion on nesting depth)."""
+
+from __future__ import annotations
+
+import ast
+import math
+
+from ..errors import ShapeError
+from ..ir import Node, const, make
+from ..ops import BUILTINS
+from .calls import _NOT_A_CONDITION, BoundCall, Calls
+from .locations import OPERATOR, Located
+from .parse import BINOPS, CMPOPS, CONSTANTS, expression_error, op_symbol
+from .scope import Budget, Scope
+from .static import index
+
+
+class Expressions:
+    """Lowers the expressions of a program: operators, names, constants, indexing, calls."""
+
+    def __init__(self, functions: dict, budget: Budget, calls: Calls):
+        self.functions = functions     # name -> ast.FunctionDef, of the whole program
+        self.budget = budget
+        self.calls = calls
+
+    def array(self, node, scope: Scope) -> Node:
+        """The value of an expression that must be one array (not a helper's tuple)."""
+        value = self.value(node, scope)
+        if isinstance(value, tuple):
+            raise Located(node, f"expected an array, got a tuple of {len(value)} arrays")
+        return value
+
+    def value(self, root, scope: Scope):
+        """The value of an expression: a node, or a tuple of them (a helper's result)."""
+        todo: list = [(root, None, None)]
+        done: list = []
+        charge = self.budget.charge
+        while todo:
+            node, kids, call = todo.pop()
+            if kids is None:
+                kids, call = self.operands(node)
+                todo.append((node, kids, call))
+                todo.extend((k, None, None) for k in reversed(kids))
+                continue
+            vals = done[len(done) - len(kids):] if kids else []
+            if kids:
+                del done[len(done) - len(kids):]
+            for v, sub in zip(vals, kids):
+                if isinstance(v, tuple):
+                    raise Located(sub, f"expected an array, got a tuple of {len(v)} arrays",
+                                  context=True)
+            charge(node, 0 if isinstance(node, (ast.Name, ast.Constant)) else 1)
+            try:
+                if call is not None:
+                    done.append(self.calls.call(call, vals, scope))
+                else:
+                    done.append(self.apply(node, kids, vals, scope))
+            except ShapeError as e:
+                if isinstance(node, ast.Subscript):
+                    raise Located(node.slice, str(e), context=True) from None
+                raise Located(node, str(e), context=True, part=OPERATOR) from None
+        return done[0]
+
+    def operands(self, node) -> tuple[list, BoundCall | None]:
+        """The array-valued subexpressions of `node`, evaluated before it (and the binding
+        of its arguments if it is a call)."""
+        if isinstance(node, (ast.Name, ast.Constant)):
+            return [], None
+        if isinstance(node, ast.BinOp):
+            if type(node.op) not in BINOPS:
+                raise Located(node, f"operator '{op_symbol(node.op)}' is not supported")
+            return [node.left, node.right], None
+        if isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                raise Located(node, f"operator '{op_symbol(node.op)}' is not supported")
+            return [node.operand], None
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1:
+                raise Located(node, "chained comparisons are not supported")
+            if type(node.ops[0]) not in CMPOPS:
+                raise Located(node, f"comparison '{op_symbol(node.ops[0])}' is not supported")
+            return [node.left, node.comparators[0]], None
+        if isinstance(node, ast.Attribute):
+            if node.attr != "T":
+                raise Located(node, f"attribute access '.{node.attr}' is not supported "
+                                    "(only '.T')")
+            return [node.value], None
+        if isinstance(node, ast.Subscript):
+            return [node.value], None
+        if isinstance(node, ast.Call):
+            call = self.calls.bind(node)
+            return call.operands, call
+        if isinstance(node, (ast.Tuple, ast.List)):
+            raise Located(node, "a tuple or list is not an array here")
+        raise Located(*expression_error(node))
+
+    def apply(self, node, kids: list, vals: list, scope: Scope):
+        """The node of an operator, name or constant, from the values of its operands."""
+        if isinstance(node, ast.Name):
+            return self.name(node, scope)
+        if isinstance(node, ast.Constant):
+            return _constant(node)
+        for v, sub in zip(vals, kids):
+            if v.dtype == "bool":
+                raise Located(sub, _NOT_A_CONDITION, context=True)
+        if isinstance(node, ast.BinOp):
+            return make(BINOPS[type(node.op)], *vals)
+        if isinstance(node, ast.UnaryOp):
+            return make("neg", vals[0]) if isinstance(node.op, ast.USub) else vals[0]
+        if isinstance(node, ast.Compare):
+            return make(CMPOPS[type(node.ops[0])], *vals)
+        if isinstance(node, ast.Attribute):
+            return vals[0].T
+        if isinstance(node, ast.Subscript):
+            items = index(node.slice)
+            return make("index", vals[0], index=items) if items else vals[0]
+        raise Located(node, "unsupported expression")  # unreachable: operands() checked
+
+    def name(self, node: ast.Name, scope: Scope):
+        """The value a name stands for: a variable, a dimension or a constant."""
+        name = node.id
+        if name in scope.env:
+            return scope.env[name]
+        if name in scope.dims:
+            return const(scope.dims[name])
+        if name in CONSTANTS:
+            return const(CONSTANTS[name])
+        if name in BUILTINS or name in self.functions:
+            raise Located(node, f"'{name}' is a function; call it with arguments")
+        raise Located(node, f"unknown name '{name}'")
+
+
+def _constant(node: ast.Constant) -> Node:
+    """A number written in the source."""
+    v = node.value
+    if type(v) in (int, float):
+        try:
+            finite = math.isfinite(float(v))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise Located(node, "this number is too large: it is not a finite "
+                                "floating-point value")
+        return const(v)
+    kind = "booleans" if isinstance(v, bool) else "strings" if isinstance(v, str) \
+        else f"{type(v).__name__} constants"
+    raise Located(node, f"{kind} are not supported here")
