@@ -305,7 +305,7 @@ def _rules_fired(fired) -> str:
     for (line, name, tag, op), k in counts.items():
         where = f"line {line}" if line is not None else "no line"
         lines.append(f"{where:>9}: {name} [{tag}] on {op}" + (f" x{k}" if k > 1 else "")
-                     + (f"   # {texts[line].strip()}" if texts.get(line) else ""))
+                     + (f"   # {terminal_text(texts[line].strip())}" if texts.get(line) else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,8 @@
 """The one table of operations, and of the built-in functions of the language.
 
 An `OpDef` holds everything about an IR operation: arity, traits, shape rule, NumPy
-emission, VJP and JVP rules and the input domain its tests draw from. A `Builtin` is a
+emission, VJP and JVP rules, its named rewrite rules (`@rewrite`, applied by
+gradgen/passes/rules.py) and the input domain its tests draw from. A `Builtin` is a
 function of the source language: either an op itself or a lowering to ops (`softmax`,
 `logsumexp`). Nothing outside `gradgen/ops/` branches on an op's name.
 """

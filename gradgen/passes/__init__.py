@@ -23,7 +23,7 @@ from .dce import dce
 from .fuse import fuse
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
-from .rules import CANONICAL, RuleEngine, recording
+from .rules import CANONICAL, RuleEngine, apply, recording
 from .scalars import place_scalars
 from .simplify import simplify
 
@@ -54,8 +54,10 @@ def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
 
 
 def lower(graph: Graph) -> Graph:
-    """The rewrites that come after optimisation (they leave canonical form)."""
-    return place_scalars(graph)
+    """The rewrites that come after optimisation (they leave canonical form): the ops'
+    rules tagged `lower` (built as is, so the canonical rules do not undo them), then
+    scalar placement."""
+    return place_scalars(apply(graph, ("lower",)))
 
 
 __all__ = ["PIPELINE", "building", "dce", "fuse", "lower", "matchain", "optimize",

@@ -148,6 +148,8 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
     engine = b.memo.get(("rule_engine", tags))
     if engine is None or engine.log is not (_recording[-1] if _recording else None):
         engine = b.memo[("rule_engine", tags)] = RuleEngine(b.ops, tags)
+    if not engine.rules:
+        return graph
     # id(node) -> its fixed point, for this builder's nodes (the table keeps them alive).
     done: dict[int, Node] = b.memo.setdefault(("rule_fixed_points", tags), {})
     for out in graph.outputs:
