@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ir
 from .codegen.emit import render_module
 from .compiler import Options, build_module
 from .frontend import EntryPoint, parse_program
+from .passes import building
 
 MAX_DRAWN = 10_000_000   # elements of all arguments of one entry point (80 MB of float64)
 
@@ -49,7 +49,7 @@ def rel_error(a, b) -> float:
 
 def load_source(text: str, filename: str, options: Options = Options()):
     """Compile to a module object without writing a file; also return the entry points."""
-    with ir.building():
+    with building():
         program = parse_program(text, filename)
         module = build_module(program, options)
     source = render_module(module)

@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--part", choices=("forward", "backward", "all"), default="all",
                    help="only the forward or the backward statements")
     s.add_argument("--ir", action="store_true", help="print the IR instead of Python")
+    s.add_argument("--rules", action="store_true",
+                   help="with --ir: also list the rewrite rules that fired, by source line")
     _add_options(s)
     s.set_defaults(run=_show)
 
@@ -253,8 +255,12 @@ def _compile(args) -> int:
 def _show(args) -> int:
     from .codegen.emit import render_module
     from .ir import pretty
+    from .passes import recording
 
-    module = _module(args)
+    if args.rules and not args.ir:
+        raise _Fail("--rules lists the rewrites of the IR: use it with --ir")
+    with recording() as fired:
+        module = _module(args)
     functions = module.functions
     if args.function:
         functions = [f for f in functions if f.name == args.function]
@@ -263,6 +269,8 @@ def _show(args) -> int:
             raise _Fail(f"no generated function '{args.function}' (there are: {names})")
     if args.ir:
         text = "".join(f"# {f.name}\n{pretty(f.graph)}\n\n" for f in functions)
+        if args.rules:
+            text += _rules_fired(fired)
     elif args.part != "all" or args.function:
         keep = {"forward": ("forward",), "backward": ("backward",)}.get(
             args.part, ("forward", "backward", "check", "return"))
@@ -282,6 +290,23 @@ def _show(args) -> int:
             text = _highlight(text)
     print(text, end="")
     return EXIT_OK
+
+
+def _rules_fired(fired) -> str:
+    """The rewrite rules that fired while the module was built: one line per rule and
+    source line (in the order they first fired), with the number of firings."""
+    counts: dict[tuple, int] = {}
+    texts: dict = {}
+    for f in fired:
+        key = (f.line, f.rule.name, f.rule.tag, f.rule.op)
+        counts[key] = counts.get(key, 0) + 1
+        texts[f.line] = f.text
+    lines = [f"# rules fired ({len(fired)} rewrites)"]
+    for (line, name, tag, op), k in counts.items():
+        where = f"line {line}" if line is not None else "no line"
+        lines.append(f"{where:>9}: {name} [{tag}] on {op}" + (f" x{k}" if k > 1 else "")
+                     + (f"   # {terminal_text(texts[line].strip())}" if texts.get(line) else ""))
+    return "\n".join(lines) + "\n"
 
 
 def _highlight(text: str) -> str:

@@ -22,7 +22,7 @@ from .errors import CompileError, Diagnostic, ShapeError, WorkLimit
 from .frontend import EntryPoint, Program, parse_program, source_lines
 from .ir import Node, const, make, topo_order
 from .ops.registry import PREC_CALL, REGISTRY
-from .passes import lower, optimize
+from .passes import building, lower, optimize
 from .version import __version__
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
@@ -115,15 +115,14 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
 
 def compile_module(text: str, filename: str, options: Options) -> Module:
     """Parse, optimise, differentiate, optimise and schedule: the module before rendering."""
-    with _gc_paused(), ir.building() as b:
+    with _gc_paused(), building() as b:
         b.limit = MAX_WORK
-        with b.using(rules=(), intern=False):   # the graph as the source writes it
-            try:
-                program = parse_program(text, filename)
-            except WorkLimit:
-                raise CompileError(Diagnostic(filename, 1, 1, "the program is too large to "
-                                              f"compile: it needs more than {MAX_WORK:,} "
-                                              "operations; split it")) from None
+        try:
+            program = parse_program(text, filename)
+        except WorkLimit:
+            raise CompileError(Diagnostic(filename, 1, 1, "the program is too large to "
+                                          f"compile: it needs more than {MAX_WORK:,} "
+                                          "operations; split it")) from None
         entries = []
         for e in program.entries:
             with _work_limit(program, e):

@@ -1,9 +1,12 @@
 """The IR: an immutable, hash-consed DAG of operation nodes.
 
-Every node is created through `make`, which looks the operation up in the registry,
-applies its canonicalisation, infers the shape and interns the node in the current
-`Builder`: structurally identical subexpressions are one object (CSE for free).
-Nodes never change after creation; passes build new nodes.
+The IR knows no operation by name: a `Builder` is opened with an op table (name -> an
+entry with `nargs`, `infer(args, attrs)`, `has(trait)`, `operator`) and, optionally, a
+rewrite hook (the rule engine of gradgen/passes/rules.py), both fixed for the compilation.
+Every node is created through `make`, which looks the operation up in the table, lets the
+hook replace it by an equivalent node, infers the shape and interns the node: structurally
+identical subexpressions are one object (CSE for free). Nodes never change after creation;
+passes build new nodes.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sympy
@@ -20,7 +23,6 @@ from .dims import Shape, as_expr, fmt_shape, same_shape
 from .errors import InternalError, WorkLimit
 
 __all__ = [
-    "RULE_KINDS",
     "Builder",
     "Graph",
     "Node",
@@ -29,8 +31,8 @@ __all__ = [
     "building",
     "const",
     "make",
+    "make_as_is",
     "pretty",
-    "shared",
     "topo_order",
     "verify",
 ]
@@ -47,13 +49,14 @@ class Origin:
 class Node:
     """One operation applied to argument nodes. Immutable; compared by identity."""
 
-    __slots__ = ("args", "attrs", "dtype", "op", "origin", "phase", "serial", "shape")
+    __slots__ = ("args", "attrs", "dtype", "is_const", "op", "origin", "phase", "serial",
+                 "shape")
 
     def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
-                 origin: Origin | None, phase: str, serial: int):
+                 origin: Origin | None, phase: str, serial: int, is_const: bool = False):
         for name, value in (("op", op), ("args", args), ("attrs", attrs), ("shape", shape),
                             ("dtype", dtype), ("origin", origin), ("phase", phase),
-                            ("serial", serial)):
+                            ("serial", serial), ("is_const", is_const)):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
@@ -81,10 +84,6 @@ class Node:
         return tuple(v for _, v in self.attrs if isinstance(v, Region))
 
     @property
-    def is_const(self) -> bool:
-        return self.op == "const"
-
-    @property
     def value(self) -> sympy.Expr:
         """The value of a `const` node."""
         return self.attr("value")
@@ -93,22 +92,30 @@ class Node:
         attrs = "".join(f", {k}={v}" for k, v in self.attrs)
         return f"<{self.op}#{self.serial}{attrs} : {fmt_shape(self.shape)}>"
 
-    # Arithmetic builds nodes, so derivative rules read like the maths they encode.
-    def __add__(self, other): return make("add", self, _lift(other))
-    def __radd__(self, other): return make("add", _lift(other), self)
-    def __sub__(self, other): return make("sub", self, _lift(other))
-    def __rsub__(self, other): return make("sub", _lift(other), self)
-    def __mul__(self, other): return make("mul", self, _lift(other))
-    def __rmul__(self, other): return make("mul", _lift(other), self)
-    def __truediv__(self, other): return make("div", self, _lift(other))
-    def __rtruediv__(self, other): return make("div", _lift(other), self)
-    def __pow__(self, other): return make("pow", self, _lift(other))
-    def __matmul__(self, other): return make("matmul", self, other)
-    def __neg__(self): return make("neg", self)
+    # Arithmetic builds nodes, so derivative rules read like the maths they encode: the op
+    # of each Python operator is the one the op table declares for it (`OpDef.operator`).
+    def __add__(self, other): return _apply("+", self, _lift(other))
+    def __radd__(self, other): return _apply("+", _lift(other), self)
+    def __sub__(self, other): return _apply("-", self, _lift(other))
+    def __rsub__(self, other): return _apply("-", _lift(other), self)
+    def __mul__(self, other): return _apply("*", self, _lift(other))
+    def __rmul__(self, other): return _apply("*", _lift(other), self)
+    def __truediv__(self, other): return _apply("/", self, _lift(other))
+    def __rtruediv__(self, other): return _apply("/", _lift(other), self)
+    def __pow__(self, other): return _apply("**", self, _lift(other))
+    def __matmul__(self, other): return _apply("@", self, other)
+    def __neg__(self): return _apply("-x", self)
 
     @property
     def T(self) -> Node:
-        return make("transpose", self, axes=tuple(reversed(range(self.ndim))))
+        return _apply(".T", self, axes=tuple(reversed(range(self.ndim))))
+
+
+def _apply(operator: str, *args: Node, **attrs) -> Node:
+    op = builder().operators.get(operator)
+    if op is None:
+        raise InternalError(f"the op table has no op for the operator {operator!r}")
+    return make(op, *args, **attrs)
 
 
 def _lift(x) -> Node:
@@ -126,19 +133,24 @@ def const(value) -> Node:
         v = as_expr(value)
         if v.is_number and not (v.is_Rational or v.is_Float or v in (sympy.pi, sympy.E)):
             v = sympy.Float(float(v))   # exp(2), 2 * pi, sqrt(2): a plain float
-        node = cache[key] = make("const", value=v)  # Float: float(v) round-trips exactly
+        # Float: float(v) round-trips exactly
+        node = cache[key] = make(builder().const_op, value=v)
     return node
 
 
-# Kinds of rewrite rules an op may declare (`OpDef.rule(kind)`), in the order they apply:
-# algebraic simplification (canonical forms), then fusion of known patterns.
-RULE_KINDS = ("simplify", "fuse")
+# The rewrite hook of a builder: (op entry, args, attrs) -> an equivalent node, or None.
+Rewrite = Callable[[object, tuple, dict], "Node | None"]
 
 
 @dataclass
 class Builder:
-    """The interning table of one compilation, and the context new nodes record."""
+    """The interning table of one compilation, and the context new nodes record.
 
+    `ops` (the op table) and `rewrite` (the rules `make` applies) are given at creation and
+    fixed: what a node becomes never depends on where it is built."""
+
+    ops: Mapping[str, object]
+    rewrite: Rewrite | None = None
     table: dict = field(default_factory=dict)
     origin: Origin | None = None
     phase: str = "forward"
@@ -148,15 +160,17 @@ class Builder:
     work: int = 0
     limit: int | None = None
     memo: dict = field(default_factory=dict)   # per-compilation caches of analyses
-    # The kinds of rewrite rules (`RULE_KINDS`) that `make` applies as nodes are built, and
-    # whether structurally equal nodes are shared. The frontend builds the graph as written
-    # (no rules, no sharing) and the passes rewrite it; derivatives are built with every
-    # rule applied eagerly, which keeps the intermediate graphs small.
-    rules: tuple[str, ...] = RULE_KINDS
-    intern: bool = True
-    # id(node) -> the rule kinds the node is known to be a fixed point of (it was built, or
-    # found, with those rules applied): passes skip such nodes.
-    settled: dict = field(default_factory=dict)
+    # Read off the op table: Python operator -> op name, and the scalar constant leaf.
+    operators: dict = field(init=False, repr=False)
+    const_op: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.operators = {d.operator: name for name, d in self.ops.items()
+                          if getattr(d, "operator", None)}
+        consts = [name for name, d in self.ops.items() if d.has("constant")]
+        if len(consts) != 1:
+            raise InternalError("the op table needs exactly one op with the trait 'constant'")
+        self.const_op = consts[0]
 
     def charge(self, units: int) -> None:
         """Count `units` of work; raise WorkLimit past `limit`."""
@@ -177,29 +191,15 @@ class Builder:
         finally:
             self.origin, self.phase = saved
 
-    @contextlib.contextmanager
-    def using(self, rules: Iterable[str] | None = None,
-              intern: bool | None = None) -> Iterator[None]:
-        """Build the nodes inside the block with only these rule kinds applied, and with
-        or without sharing."""
-        saved = self.rules, self.intern
-        if rules is not None:
-            self.rules = tuple(k for k in RULE_KINDS if k in set(rules))
-        if intern is not None:
-            self.intern = intern
-        try:
-            yield
-        finally:
-            self.rules, self.intern = saved
-
 
 _current: list[Builder] = []
 
 
 @contextlib.contextmanager
-def building() -> Iterator[Builder]:
-    """Open a fresh interning table for one compilation."""
-    b = Builder()
+def building(ops: Mapping[str, object], rewrite: Rewrite | None = None) -> Iterator[Builder]:
+    """Open a fresh interning table for one compilation, over the op table `ops`; `make`
+    applies `rewrite` (None: every node is built as asked)."""
+    b = Builder(ops, rewrite)
     _current.append(b)
     try:
         yield b
@@ -213,57 +213,52 @@ def builder() -> Builder:
     return _current[-1]
 
 
-@functools.cache
-def _registry() -> dict:
-    """The op table (imported on first use: the ops import this module)."""
-    from .ops.registry import REGISTRY
-
-    return REGISTRY
-
-
 def make(op: str, *args: Node, **attrs) -> Node:
-    """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the current
-    builder's rewrite rules (`Builder.rules`) had their say."""
-    opdef = _registry().get(op)
+    """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the builder's
+    rewrite hook had its say (so every node `make` returns is a fixed point of it)."""
+    b = builder()
+    opdef = b.ops.get(op)
     if opdef is None:
         raise InternalError(f"unknown operation {op!r}")
-    b = builder()
     b.work += 1
     if b.limit is not None and b.work > b.limit:
         raise WorkLimit(f"more than {b.limit:,} units of work")
-    for kind in b.rules:
-        rule = opdef.rule(kind)
-        if rule is not None:
-            simpler = rule(*args, **attrs)
-            if simpler is not None:
-                return simpler
+    if b.rewrite is not None:
+        simpler = b.rewrite(opdef, args, attrs)
+        if simpler is not None:
+            return simpler
+    return _intern(b, opdef, op, args, attrs)
+
+
+def make_as_is(op: str, *args: Node, **attrs) -> Node:
+    """Create (or find) the node `op(*args, **attrs)`, shape-checked, exactly as asked: no
+    rewrite rule applies (for a rewrite engine, and for a lowering the rules would undo)."""
+    b = builder()
+    opdef = b.ops.get(op)
+    if opdef is None:
+        raise InternalError(f"unknown operation {op!r}")
+    b.charge(1)
+    return _intern(b, opdef, op, args, attrs)
+
+
+def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
     items = tuple(sorted(attrs.items()))
     # Attribute values are hashable (ints, tuples, strings, sympy expressions); constants
     # that compare equal (1 and 1.0) may share a node: as Python scalars they act alike.
     key = _key(op, args, items)
-    node = b.table.get(key) if b.intern else None
+    node = b.table.get(key)
     if node is None:
         shape, dtype = opdef.infer(args, attrs)
         b.serial += 1
-        node = Node(op, tuple(args), items, tuple(shape), dtype, b.origin, b.phase, b.serial)
-        if b.intern:
-            b.table[key] = node
-    if b.rules and b.intern:   # the rules had nothing to say: a fixed point of them
-        _settled(b, node, b.rules)
+        node = Node(op, tuple(args), items, tuple(shape), dtype, b.origin, b.phase, b.serial,
+                    opdef.has("constant"))
+        b.table[key] = node
     return node
 
 
 def _key(op: str, args, attrs: tuple) -> tuple:
     """The interning key of a node: equal keys, one node."""
     return (op, tuple(id(a) for a in args), attrs)
-
-
-def _settled(b: Builder, node: Node, kinds: tuple[str, ...]) -> None:
-    """Record in `b.settled` that no rule of these kinds rewrites `node`."""
-    known = b.settled.get(id(node))
-    if known is not kinds and known != RULE_KINDS:
-        b.settled[id(node)] = kinds if known is None else \
-            tuple(k for k in RULE_KINDS if k in known or k in kinds)
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:
@@ -353,42 +348,29 @@ class Graph:
         return Graph(self.inputs, outputs, self.names if names is None else names)
 
 
-def settle(node: Node, kind: str) -> None:
-    """Record that no rule of `kind` rewrites `node` (when the node is in the table, which
-    keeps it alive, so its id is not reused)."""
-    b = builder()
-    if b.table.get(_key(node.op, node.args, node.attrs)) is node:
-        _settled(b, node, (kind,))
-
-
-def shared(node: Node) -> Node:
-    """The node of the current builder's table structurally equal to `node` (`node` itself,
-    registered, when there is none): how a graph built without sharing gets it."""
-    return builder().table.setdefault(_key(node.op, node.args, node.attrs), node)
-
-
-def verify(graph: Graph) -> None:
-    """Check the graph's invariants (and those of every region inside it, recursively);
-    raises InternalError on a violation."""
-    registry = _registry()
+def verify(graph: Graph, ops: Mapping[str, object] | None = None) -> None:
+    """Check the graph's invariants (and those of every region inside it, recursively)
+    against the op table (the current builder's by default); raises InternalError on a
+    violation."""
+    ops = builder().ops if ops is None else ops
     pending = [(graph.inputs, graph.outputs, "the graph")]
     while pending:
         inputs, outputs, where = pending.pop()
         inputs = set(map(id, inputs))
         for node in topo_order(outputs):
-            _verify_node(node, registry, inputs, where)
+            _verify_node(node, ops, inputs, where)
             for region in node.regions:
-                region.check(node)
+                region.check(node, ops)
                 pending.append((region.inputs, region.outputs, f"the body of {node!r}"))
 
 
-def _verify_node(node: Node, registry: dict, inputs: set[int], where: str) -> None:
-    opdef = registry.get(node.op)
+def _verify_node(node: Node, ops: Mapping, inputs: set[int], where: str) -> None:
+    opdef = ops.get(node.op)
     if opdef is None:
         raise InternalError(f"{node!r}: unknown operation")
     if opdef.nargs is not None and len(node.args) != opdef.nargs:
         raise InternalError(f"{node!r}: expected {opdef.nargs} arguments, got {len(node.args)}")
-    if node.op == "input" and id(node) not in inputs:
+    if opdef.has("argument") and id(node) not in inputs:
         raise InternalError(f"{node!r}: input node is not an input of {where}")
     shape, dtype = opdef.infer(node.args, dict(node.attrs))
     if not same_shape(tuple(shape), node.shape) or dtype != node.dtype:
@@ -483,13 +465,13 @@ class Region:
         """The carried inputs: those after the loop index, one per output."""
         return self.inputs[1:1 + len(self.outputs)]
 
-    def check(self, holder: Node) -> None:
+    def check(self, holder: Node, ops: Mapping) -> None:
         """The region's own invariants (InternalError on a violation): every input an
         `input` node; each output of its carried input's shape and dtype; closed: every
         input node the body reads is one of `inputs`, and the holder passes one argument
         per carried or outside input."""
         where = f"the body of {holder!r}"
-        if any(x.op != "input" for x in self.inputs):
+        if not all(ops[x.op].has("argument") for x in self.inputs):
             raise InternalError(f"{where}: a region's inputs must be input nodes")
         if len(self.inputs) != 1 + len(holder.args) or len(self.outputs) > len(holder.args):
             raise InternalError(f"{where}: {len(self.inputs)} body inputs for "

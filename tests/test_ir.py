@@ -8,6 +8,7 @@ import sympy
 from gradgen import ir
 from gradgen.errors import InternalError, ShapeError
 from gradgen.ir import Graph, const, make, pretty, topo_order, verify
+from gradgen.passes import building
 from gradgen.dims import broadcast, dim_symbol, fmt_shape, matmul_shape, normalize_axes
 
 N, D, M = dim_symbol("N"), dim_symbol("D"), dim_symbol("M")
@@ -15,7 +16,7 @@ N, D, M = dim_symbol("N"), dim_symbol("D"), dim_symbol("M")
 
 @pytest.fixture(autouse=True)
 def _building():
-    with ir.building():
+    with building():
         yield
 
 

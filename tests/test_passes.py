@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import gradgen
-from gradgen import ir
 from gradgen.ir import make
-from gradgen.passes import reorder_matrix_chains
+from gradgen.passes import building, reorder_matrix_chains
 from gradgen.dims import dim_symbol
 
 N, K, M = dim_symbol("N"), dim_symbol("K"), dim_symbol("M")
@@ -18,7 +17,7 @@ N, K, M = dim_symbol("N"), dim_symbol("K"), dim_symbol("M")
 
 @pytest.fixture(autouse=True)
 def _building():
-    with ir.building():
+    with building():
         yield
 
 

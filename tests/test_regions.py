@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import pytest
 
-from gradgen import ir
 from gradgen.dims import dim_symbol
 from gradgen.errors import InternalError
 from gradgen.ir import Graph, Region, make, pretty, topo_order, verify
+from gradgen.passes import building
 
 N, D, T = dim_symbol("N"), dim_symbol("D"), dim_symbol("T")
 
 
 @pytest.fixture(autouse=True)
 def _building():
-    with ir.building():
+    with building():
         yield
 
 

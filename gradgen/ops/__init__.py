@@ -12,6 +12,8 @@ from . import (  # noqa: F401  (importing a family registers its ops)
     reductions,
     shape_ops,
 )
-from .registry import BUILTINS, REGISTRY, Builtin, OpDef
+from .registry import BUILTINS, REGISTRY, RULES, Builtin, OpDef, Rule, check_rules
 
-__all__ = ["BUILTINS", "REGISTRY", "Builtin", "OpDef"]
+check_rules()
+
+__all__ = ["BUILTINS", "REGISTRY", "RULES", "Builtin", "OpDef", "Rule"]

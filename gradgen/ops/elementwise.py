@@ -25,6 +25,7 @@ from .registry import (
     UNIT,
     defbuiltin,
     defop,
+    rewrite,
 )
 
 EW = frozenset({"elementwise"})
@@ -190,8 +191,9 @@ def _negative(c) -> bool:
     return c is not None and c.could_extract_minus_sign()
 
 
-# Canonical forms, applied as nodes are built (each rule makes the graph strictly simpler
-# or moves a scalar constant outwards, so rewriting terminates):
+# Canonical forms, applied as nodes are built (each rule makes the graph simpler or moves a
+# scalar constant outwards; the engine, passes/rules.py, bounds the rewriting and names the
+# rules of a cycle):
 #   scalar constants are folded, and a constant factor stands first: `c * x`;
 #   division by a constant is multiplication by its inverse; `c / y` is `c * (1 / y)`;
 #   `(1 / y) * x` is `x / y`; `c * a + c * b` is `c * (a + b)`; `a + (-c) * b` is `a - c * b`.
@@ -228,27 +230,63 @@ def _common_factor(a, b):
     return None
 
 
-def _canon_add(a, b):
+# ---- add
+
+@rewrite("add")
+def add_fold(a, b):
+    """The sum of two scalar constants, folded."""
     if a.is_const and b.is_const:
         value = fold("add", a.value, b.value)
         return None if value is None else const(value)
-    if (a.op in _ZEROS or b.op in _ZEROS) and (zero := _drop_zero(a, b)) is not None:
-        return zero
+    return None
+
+
+@rewrite("add")
+def add_zeros(a, b):
+    """Adding an array of zeros changes nothing: `a + zeros` is `a`."""
+    if a.op in _ZEROS or b.op in _ZEROS:
+        return _drop_zero(a, b)
+    return None
+
+
+@rewrite("add")
+def add_zero(a, b):
+    """`a + 0` and `0 + a` are `a` (when 0 broadcasts nothing)."""
     if _is(b, 0) and _keeps_shape(a, (a, b)):
         return a
     if _is(a, 0) and _keeps_shape(b, (a, b)):
         return b
-    if b.op == "neg":
-        return a - b.args[0]
-    shared = _common_factor(a, b)
-    if shared is not None:
-        return shared
+    return None
+
+
+@rewrite("add")
+def add_neg(a, b):
+    """`a + (-b)` is `a - b`."""
+    return a - b.args[0] if b.op == "neg" else None
+
+
+@rewrite("add")
+def add_common_factor(a, b):
+    """`A @ C + B @ C` is `(A + B) @ C`: one matrix product instead of two."""
+    return _common_factor(a, b)
+
+
+@rewrite("add")
+def add_common_scalar(a, b):
+    """`c * x + c * y` is `c * (x + y)`, and `c * x + (-c) * y` is `c * (x - y)`."""
     (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
     if ca is not None and cb is not None:
         if ca == cb:
             return const(ca) * (xa + xb)
         if ca == -cb:
             return const(cb) * (xb - xa) if _negative(ca) else const(ca) * (xa - xb)
+    return None
+
+
+@rewrite("add")
+def add_negative_scaled(a, b):
+    """`a + (-c) * y` is `a - c * y`: a subtraction instead of a negative factor."""
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
     if _negative(cb):
         return a - const(-cb) * xb
     if _negative(ca):
@@ -256,132 +294,270 @@ def _canon_add(a, b):
     return None
 
 
-def _canon_sub(a, b):
+# ---- sub
+
+@rewrite("sub")
+def sub_fold(a, b):
+    """The difference of two scalar constants, folded."""
     if a.is_const and b.is_const:
         value = fold("sub", a.value, b.value)
         return None if value is None else const(value)
-    if (a.op in _ZEROS or b.op in _ZEROS) and (zero := _drop_zero(a, b)) is not None:
-        return zero if zero is a else -b
+    return None
+
+
+@rewrite("sub")
+def sub_zeros(a, b):
+    """Subtracting an array of zeros changes nothing; from one, it negates."""
+    if a.op in _ZEROS or b.op in _ZEROS:
+        zero = _drop_zero(a, b)
+        if zero is not None:
+            return zero if zero is a else -b
+    return None
+
+
+@rewrite("sub")
+def sub_zero(a, b):
+    """`a - 0` is `a` and `0 - b` is `-b` (when 0 broadcasts nothing)."""
     if _is(b, 0) and _keeps_shape(a, (a, b)):
         return a
     if _is(a, 0) and _keeps_shape(b, (a, b)):
         return -b
-    if b.op == "neg":
-        return a + b.args[0]
-    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
-    if ca is not None and ca == cb:
-        return const(ca) * (xa - xb)
-    if _negative(cb):
-        return a + const(-cb) * xb
     return None
 
 
-def _canon_mul(a, b):
+@rewrite("sub")
+def sub_neg(a, b):
+    """`a - (-b)` is `a + b`."""
+    return a + b.args[0] if b.op == "neg" else None
+
+
+@rewrite("sub")
+def sub_common_scalar(a, b):
+    """`c * x - c * y` is `c * (x - y)`."""
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    return const(ca) * (xa - xb) if ca is not None and ca == cb else None
+
+
+@rewrite("sub")
+def sub_negative_scaled(a, b):
+    """`a - (-c) * y` is `a + c * y`."""
+    cb, xb = _scaled(b)
+    return a + const(-cb) * xb if _negative(cb) else None
+
+
+# ---- mul
+
+@rewrite("mul")
+def mul_fold(a, b):
+    """The product of two scalar constants, folded."""
     if a.is_const and b.is_const:
         value = fold("mul", a.value, b.value)
         return None if value is None else const(value)
-    if b.is_const and not a.is_const:  # constants go first: `2 * x`
-        return b * a
-    if _is(a, 1) and _keeps_shape(b, (a, b)):
-        return b
-    if _is(a, -1) and _keeps_shape(b, (a, b)):
-        return -b
-    if _is(a, 0) and b.ndim and _keeps_shape(b, (a, b)):   # zeros propagate
+    return None
+
+
+@rewrite("mul")
+def mul_constant_first(a, b):
+    """A scalar constant factor stands first: `x * 2` is `2 * x`."""
+    return b * a if b.is_const and not a.is_const else None
+
+
+@rewrite("mul")
+def mul_one(a, b):
+    """`1 * x` is `x` and `-1 * x` is `-x` (when the constant broadcasts nothing)."""
+    if a.is_const and _keeps_shape(b, (a, b)):
+        if _is(a, 1):
+            return b
+        if _is(a, -1):
+            return -b
+    return None
+
+
+@rewrite("mul")
+def mul_zero(a, b):
+    """`0 * x` is an array of zeros like `x`."""
+    if _is(a, 0) and b.ndim and _keeps_shape(b, (a, b)):
         return make("zeros_like", b)
+    return None
+
+
+@rewrite("mul")
+def mul_zeros(a, b):
+    """A product with an array of zeros is that array (when nothing broadcasts it)."""
     if b.op in _ZEROS and _zero_of(b, a) and _is_result(b, (a, b)):
         return b
     if a.op in _ZEROS and _zero_of(a, b) and _is_result(a, (a, b)):
         return a
-    if a.is_const and b.op == "mul" and b.args[0].is_const:  # c1 * (c2 * x)
+    return None
+
+
+@rewrite("mul")
+def mul_constants_together(a, b):
+    """`c1 * (c2 * x)` is `(c1 * c2) * x`: the constants fold."""
+    if a.is_const and b.op == "mul" and b.args[0].is_const:
         return (a * b.args[0]) * b.args[1]
-    if not a.is_const:
-        (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
-        if ca is not None:                      # (c * x) * y -> c * (x * y)
-            return const(ca) * (xa * b)
-        if cb is not None:                      # x * (c * y) -> c * (x * y)
-            return const(cb) * (a * xb)
-        if a.op == "div" and _is(a.args[0], 1):  # (1 / y) * x -> x / y
-            return b / a.args[1]
-        if b.op == "div" and _is(b.args[0], 1):
-            return a / b.args[1]
+    return None
+
+
+@rewrite("mul")
+def mul_scalar_outwards(a, b):
+    """A scalar constant factor moves out of a product: `(c * x) * y` is `c * (x * y)`."""
+    if a.is_const:
+        return None
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    if ca is not None:
+        return const(ca) * (xa * b)
+    if cb is not None:
+        return const(cb) * (a * xb)
+    return None
+
+
+@rewrite("mul")
+def mul_reciprocal(a, b):
+    """`(1 / y) * x` is `x / y`."""
+    if a.is_const:
+        return None
+    if a.op == "div" and _is(a.args[0], 1):
+        return b / a.args[1]
+    if b.op == "div" and _is(b.args[0], 1):
+        return a / b.args[1]
+    return None
+
+
+@rewrite("mul")
+def mul_small_first(a, b):
+    """Of three factors the two small ones multiply first: `(p * Q) * b` is `(p * b) * Q`
+    when `p` and `b` have fewer dimensions than `Q`."""
     if a.is_const or b.is_const or any(x.is_const for x in a.args + b.args):
-        pass                                    # scalar constants are handled above
-    elif a.op == "mul" and _smaller(b, a):      # (p * Q) * b -> (p * b) * Q for small p, b
+        return None                             # scalar constants: the rules above
+    if a.op == "mul" and _smaller(b, a):
         p, q = a.args
         if _smaller(p, a) and not _smaller(q, a):
             return (p * b) * q
         if _smaller(q, a) and not _smaller(p, a):
             return (q * b) * p
-    elif b.op == "mul" and _smaller(a, b):      # a * (p * Q) -> (a * p) * Q
+    elif b.op == "mul" and _smaller(a, b):
         p, q = b.args
         if _smaller(p, b) and not _smaller(q, b):
             return (a * p) * q
-    if a.op == "neg" and b.op == "neg":
-        return a.args[0] * b.args[0]
-    if a.is_const and b.op == "neg":
-        return const(-a.value) * b.args[0]
-    if a.op == "neg":                           # signs move outwards: -(a * b)
-        return -(a.args[0] * b)
-    if b.op == "neg":
-        return -(a * b.args[0])
     return None
 
 
-def _canon_div(a, b):
+@rewrite("mul")
+def mul_signs(a, b):
+    """Signs move outwards: `(-x) * (-y)` is `x * y`, `c * (-y)` is `(-c) * y`, and
+    `(-x) * y` is `-(x * y)`."""
+    if a.op == "neg":
+        return a.args[0] * b.args[0] if b.op == "neg" else -(a.args[0] * b)
+    if b.op == "neg":
+        return const(-a.value) * b.args[0] if a.is_const else -(a * b.args[0])
+    return None
+
+
+# ---- div
+
+@rewrite("div")
+def div_fold(a, b):
+    """The quotient of two scalar constants, folded (IEEE: `1 / 0` is inf)."""
     if a.is_const and b.is_const:
         value = fold("div", a.value, b.value)
         return None if value is None else const(value)
-    if b.is_const:                              # x / c -> (1 / c) * x
-        inverse = fold("div", sympy.Integer(1), b.value)
-        return None if inverse is None else const(inverse) * a
-    if a.is_const and not _is(a, 1):            # c / y -> c * (1 / y)
-        return a * (const(1) / b)
-    ca, xa = _scaled(a)
-    if ca is not None:                          # (c * x) / y -> c * (x / y)
-        return const(ca) * (xa / b)
-    if a.op == "neg":                           # (-x) / y -> -(x / y)
-        return -(a.args[0] / b)
     return None
 
 
-def _fuse_div(a, b):
-    # The logistic function written out: 1 / (1 + exp(-z)) is sigmoid(z).
+@rewrite("div")
+def div_by_constant(a, b):
+    """Division by a constant is multiplication by its inverse: `x / c` is `(1/c) * x`."""
+    if b.is_const:
+        inverse = fold("div", sympy.Integer(1), b.value)
+        return None if inverse is None else const(inverse) * a
+    return None
+
+
+@rewrite("div")
+def div_constant_numerator(a, b):
+    """`c / y` is `c * (1 / y)`: the constant factor stands outside."""
+    if b.is_const:                      # div_by_constant's case
+        return None
+    return a * (const(1) / b) if a.is_const and not _is(a, 1) else None
+
+
+@rewrite("div")
+def div_scalar_outwards(a, b):
+    """`(c * x) / y` is `c * (x / y)`."""
+    ca, xa = _scaled(a)
+    return const(ca) * (xa / b) if ca is not None and not b.is_const else None
+
+
+@rewrite("div")
+def div_sign_outwards(a, b):
+    """`(-x) / y` is `-(x / y)`."""
+    return -(a.args[0] / b) if a.op == "neg" and not b.is_const else None
+
+
+@rewrite("div", "fuse")
+def div_logistic(a, b):
+    """The logistic function written out, `1 / (1 + exp(-z))`, is `sigmoid(z)`."""
     if (_is(a, 1) and b.op == "add" and _is(b.args[0], 1) and b.args[1].op == "exp"
             and b.args[1].args[0].op == "neg" and b.args[1].args[0].shape == b.shape):
         return make("sigmoid", b.args[1].args[0].args[0])
     return None
 
 
-def _canon_neg(x):
+# ---- neg
+
+@rewrite("neg")
+def neg_fold(x):
+    """The negation of a scalar constant, folded."""
     if x.is_const:
         value = fold("neg", x.value)
         return None if value is None else const(value)
-    if x.op in _ZEROS and _zero_of(x, x):
-        return x
-    if x.op == "neg":
-        return x.args[0]
-    c, y = _scaled(x)
-    if c is not None:
-        return const(-c) * y
     return None
 
 
-def _canon_pow(a, b):
+@rewrite("neg")
+def neg_zeros(x):
+    """The negation of an array of zeros is that array."""
+    return x if x.op in _ZEROS and _zero_of(x, x) else None
+
+
+@rewrite("neg")
+def neg_neg(x):
+    """`--x` is `x`."""
+    return x.args[0] if x.op == "neg" else None
+
+
+@rewrite("neg")
+def neg_scaled(x):
+    """`-(c * y)` is `(-c) * y`: the sign joins the constant factor."""
+    c, y = _scaled(x)
+    return const(-c) * y if c is not None else None
+
+
+# ---- pow
+
+@rewrite("pow")
+def pow_fold(a, b):
+    """A power of two scalar constants, folded."""
     if a.is_const and b.is_const:
         value = fold("pow", a.value, b.value)
         return None if value is None else const(value)
-    if _is(b, 1):
-        return a
     return None
 
 
-defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), canon=_canon_add,
+@rewrite("pow")
+def pow_one(a, b):
+    """`x ** 1` is `x`."""
+    return a if _is(b, 1) else None
+
+
+defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), operator="+",
       ufunc="add",
       traits=EW | {"linear"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, g),
       jvp=lambda ts, n: _total(*ts))
 
-defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), canon=_canon_sub, hint="diff",
+defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), operator="-", hint="diff",
       ufunc="subtract",
       traits=EW | {"linear"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, -g),
@@ -401,13 +577,13 @@ def _emit_mul(p, node):
     return infix("*", PREC_MUL)(p, node)
 
 
-defop("mul", 2, shape=_bshape, emit=_emit_mul, canon=_canon_mul,
+defop("mul", 2, shape=_bshape, emit=_emit_mul, operator="*",
       ufunc="multiply",
-      traits=EW, domain=(REAL, REAL),
+      traits=EW | {"product"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
 
-defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), canon=_canon_div, fuse=_fuse_div,
+defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), operator="/",
       ufunc="divide",
       traits=EW, domain=(REAL, NONZERO),
       vjp=lambda g, n: (g / n.args[1], -(g * n) / n.args[1]),
@@ -426,14 +602,15 @@ def _pow_jvp(ts, n):
 
 
 defop("pow", 2, shape=_bshape, emit=infix("**", PREC_POW, right_strict=False, left_strict=True),
-      canon=_canon_pow, ufunc="power", traits=EW, domain=(POSITIVE, REAL), vjp=_pow_vjp, jvp=_pow_jvp)
+      operator="**",
+      ufunc="power", traits=EW, domain=(POSITIVE, REAL), vjp=_pow_vjp, jvp=_pow_jvp)
 
 
 def _emit_neg(p, node):
     return "-" + p.arg(node, 0, PREC_NEG), PREC_NEG
 
 
-defop("neg", 1, shape=_bshape, emit=_emit_neg, canon=_canon_neg, traits=EW | {"linear"},
+defop("neg", 1, shape=_bshape, emit=_emit_neg, operator="-x", traits=EW | {"linear"},
       ufunc="negative",
       domain=(REAL,), vjp=lambda g, n: (-g,), jvp=lambda ts, n: -ts[0])
 
@@ -502,23 +679,24 @@ defop("minimum", 2, shape=_bshape, emit=call("minimum"), traits=EW, domain=(REAL
 # ---------------------------------------------------------------- unary functions
 
 def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelude=None,
-           canon=None, fuse=None, ufunc=None, fold=None):
+           ufunc=None, fold=None):
     """An elementwise function of one argument; `vjp`/`jvp` give the local derivative.
     Emitted as `np.<name>(x)` (a NumPy ufunc) unless `emit` says otherwise. `fold`
     evaluates it on a scalar constant, which must stay a Python number: NumPy's own
     `np.log(2)` is a float64 that would turn float32 arrays into float64."""
+    ufunc = ufunc if emit else (ufunc or name)
+    if fold is not None:   # the op's first rule
+        rewrite(name, name=f"{name}_fold")(_folding(fold, ufunc))
     return defop(name, 1, shape=_bshape, emit=emit or call(name), vjp=vjp, jvp=jvp,
-                 domain=(domain,), traits=traits, prelude=prelude,
-                 canon=_folding(fold, canon, ufunc if emit else (ufunc or name)) if fold
-                 else canon, fuse=fuse,
-                 ufunc=ufunc if emit else (ufunc or name))
+                 domain=(domain,), traits=traits, prelude=prelude, ufunc=ufunc)
 
 
-def _folding(fold, canon, ufunc):
-    """A canon rule that first folds the function of a numeric constant: with `fold` (a
-    Python function), and where that raises (outside its domain, overflow) as NumPy's
-    ufunc does in float64 (nan, inf). Without a NumPy ufunc the constant stays unfolded."""
+def _folding(fold, ufunc):
+    """The rule folding the function of a numeric constant: with `fold` (a Python
+    function), and where that raises (outside its domain, overflow) as NumPy's ufunc does in
+    float64 (nan, inf). Without a NumPy ufunc the constant stays unfolded."""
     def rule(x):
+        """The function of a numeric scalar constant, folded."""
         if x.is_const and x.value.is_number:
             v = _as_float(x.value)
             if math.isnan(v):
@@ -531,7 +709,7 @@ def _folding(fold, canon, ufunc):
                     with np.errstate(all="ignore"):
                         return const(float(f(np.float64(v))))
                 return None
-        return canon(x) if canon else None
+        return None
     return rule
 
 
@@ -540,43 +718,49 @@ def _from_local(local):
     return dict(vjp=lambda g, n: (g * local(n),), jvp=lambda ts, n: ts[0] * local(n))
 
 
-def _canon_log(x):
-    if x.op == "exp":
-        return x.args[0]
-    return None
+@rewrite("log")
+def log_exp(x):
+    """`log(exp(x))` is `x`."""
+    return x.args[0] if x.op == "exp" else None
 
 
-def _fuse_log(x):
-    if x.op == "sigmoid":  # log(sigmoid(z)) = -softplus(-z), stable for large |z|
-        return -make("softplus", -x.args[0])
+@rewrite("log", "stabilize")
+def log_sigmoid(x):
+    """`log(sigmoid(z))` is `-softplus(-z)`, finite for large |z|."""
+    return -make("softplus", -x.args[0]) if x.op == "sigmoid" else None
+
+
+@rewrite("log", "stabilize")
+def log_softmax(x):
+    """`log(exp(z) / s)` is `z - log(s)` (where the left side is defined, s > 0): the
+    log-softmax, finite where the softmax underflows to 0."""
     if x.op == "div" and x.args[0].op == "exp":
-        # log(exp(z) / s) = z - log(s) wherever the left side is defined (then s > 0):
-        # log(softmax(x)) becomes log_softmax(x), finite where softmax underflows to 0.
         return x.args[0].args[0] - make("log", x.args[1])
     return None
 
 
-def _canon_exp(x):
-    if x.op == "log":   # exp(log(x)) = x wherever the left side is defined (x > 0)
-        return x.args[0]
-    return None
+@rewrite("exp")
+def exp_log(x):
+    """`exp(log(x))` is `x` (where the left side is defined, x > 0)."""
+    return x.args[0] if x.op == "log" else None
 
 
-def _canon_sqrt(x):
-    if x.is_const:   # sqrt(D) of a dimension: `D ** 0.5`, a Python float
+@rewrite("sqrt")
+def sqrt_dimension(x):
+    """The square root of a constant expression of dimensions is `D ** 0.5`."""
+    if x.is_const:
         value = fold("pow", x.value, sympy.Rational(1, 2))
         return None if value is None else const(value)
     return None
 
 
-_unary("exp", vjp=lambda g, n: (g * n,), jvp=lambda ts, n: ts[0] * n, fold=math.exp,
-       canon=_canon_exp)
+_unary("exp", vjp=lambda g, n: (g * n,), jvp=lambda ts, n: ts[0] * n, fold=math.exp)
 _unary("log", vjp=lambda g, n: (g / n.args[0],), jvp=lambda ts, n: ts[0] / n.args[0],
-       domain=POSITIVE, canon=_canon_log, fuse=_fuse_log, fold=math.log)
+       domain=POSITIVE, fold=math.log)
 _unary("log1p", vjp=lambda g, n: (g / (1 + n.args[0]),),
        jvp=lambda ts, n: ts[0] / (1 + n.args[0]), domain=POSITIVE, fold=math.log1p)
 _unary("sqrt", vjp=lambda g, n: (g / (2 * n),), jvp=lambda ts, n: ts[0] / (2 * n),
-       domain=POSITIVE, fold=math.sqrt, canon=_canon_sqrt)
+       domain=POSITIVE, fold=math.sqrt)
 _unary("sign", traits=NONDIFF, domain=NONZERO, fold=lambda x: float((x > 0) - (x < 0)))
 _unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO, fold=abs,
        ufunc="absolute")

@@ -9,9 +9,9 @@ __all__: list[str] = []
 LEAF = frozenset({"leaf"})
 
 # input[name, role, shape]: an argument; role is "param", "data", "cotangent" or "tangent".
-defop("input", 0, shape=lambda args, name, role, shape: shape, traits=LEAF,
+defop("input", 0, shape=lambda args, name, role, shape: shape, traits=LEAF | {"argument"},
       emit=lambda p, n: (n.attr("name"), PREC_ATOM))
 
 # const[value]: a scalar number or an expression of dimension sizes (a sympy expression).
-defop("const", 0, shape=lambda args, value: (), traits=LEAF,
+defop("const", 0, shape=lambda args, value: (), traits=LEAF | {"constant"},
       emit=lambda p, n: p.scalar(n.attr("value")))

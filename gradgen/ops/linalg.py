@@ -15,7 +15,7 @@ from ..ir import make
 from ._emit import call, infix
 from .constants import eye_like
 from .elementwise import _total
-from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop
+from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop, rewrite
 from .shape_ops import swap_last
 
 
@@ -84,17 +84,20 @@ def _emit_matmul(p, node):
     return text, PREC_MUL - 1
 
 
-def _canon_matmul(a, b):
-    if a.op == "basis" and a.ndim == 2:   # I @ b
+@rewrite("matmul")
+def matmul_identity(a, b):
+    """A product with the identity matrix is the other factor: `I @ b` is `b`."""
+    if a.op == "basis" and a.ndim == 2:
         return b
-    if b.op == "basis" and b.ndim == 2:   # a @ I
+    if b.op == "basis" and b.ndim == 2:
         return a
     return None
 
 
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
-      emit=_emit_matmul, traits=frozenset({"bilinear"}), domain=(REAL, REAL),
-      canon=_canon_matmul, vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
+      emit=_emit_matmul, operator="@", traits=frozenset({"bilinear", "matrix_product"}),
+      domain=(REAL, REAL),
+      vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
 
 defbuiltin("matmul", ("x", "y"), lambda x, y: x @ y)
 
@@ -480,19 +483,26 @@ def _einsum_shape(args, spec):
     return tuple(dims[c] for c in out)
 
 
-def _canon_einsum(*args, spec):
-    """One operand: a sum and a transpose; two operands that multiply matrices: `@`."""
+@rewrite("einsum")
+def einsum_one_operand(*args, spec):
+    """An einsum of one operand is a sum and a transpose."""
+    if len(args) != 1:
+        return None
     ins, out = parse_einsum(spec, len(args))
-    if len(args) == 1:
-        (labels,), (x,) = ins, args
-        summed = tuple(i for i, c in enumerate(labels) if c not in out)
-        kept = [c for c in labels if c in out]
-        if summed:
-            x = make("sum", x, axes=summed, keepdims=False)
-        return make("transpose", x, axes=tuple(kept.index(c) for c in out))
-    if len(args) == 2:
-        return _as_matmul(ins, out, args)
-    return None
+    (labels,), (x,) = ins, args
+    summed = tuple(i for i, c in enumerate(labels) if c not in out)
+    kept = [c for c in labels if c in out]
+    if summed:
+        x = make("sum", x, axes=summed, keepdims=False)
+    return make("transpose", x, axes=tuple(kept.index(c) for c in out))
+
+
+@rewrite("einsum")
+def einsum_matmul(*args, spec):
+    """An einsum of two operands that multiplies matrices is `@` (with transposes)."""
+    if len(args) != 2:
+        return None
+    return _as_matmul(*parse_einsum(spec, len(args)), args)
 
 
 def _as_matmul(ins, out, args):
@@ -561,7 +571,7 @@ def _einsum_vmap(ts, n):
 
 
 # einsum[spec](operands...): np.einsum with an explicit output and no '...'.
-defop("einsum", None, shape=_einsum_shape, emit=_emit_einsum, canon=_canon_einsum,
+defop("einsum", None, shape=_einsum_shape, emit=_emit_einsum,
       traits=frozenset({"multilinear"}), domain=(REAL, REAL, REAL),
       vjp=_einsum_vjp, jvp=_einsum_jvp, vmap=_einsum_vmap)
 

@@ -7,7 +7,7 @@ from ..dims import normalize_axes, reduce_shape, size
 from ..errors import ShapeError
 from ..ir import const, make
 from ._emit import axis_kwargs, call, reduction
-from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop
+from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop, rewrite
 
 RED = frozenset({"reduction"})
 
@@ -30,37 +30,58 @@ def count(node):
     return const(size(tuple(x.shape[a] for a in node.attr("axes"))))
 
 
-def _canon_reduce(x, axes, keepdims):
-    if not axes and not keepdims:
-        return x
-    return None
+def _over_no_axes(op):
+    """The rule: a reduction over no axes (without keepdims) is its argument."""
+    def over_no_axes(x, axes, keepdims):
+        """A reduction over no axes is its argument."""
+        return x if not axes and not keepdims else None
+    rewrite(op, name=f"{op}_over_no_axes")(over_no_axes)
 
 
 def _linear_reduction(op):
-    """Canonical forms of a linear reduction (sum, mean): a sign or a scalar factor moves
-    outside, where it multiplies the smaller result (`-sum(x)`, `c * sum(x)`); nested ones
-    are one (`sum(sum(x, axis=0))` is `sum(x)`); and over
-    every axis of a broadcast array it reduces what was broadcast (`sum(broadcast_to(c,
-    (N,)))` is `N * c`; the mean of it is `c`)."""
-    def canon(x, axes, keepdims):
-        if x.op == "neg":
-            return -make(op, x.args[0], axes=axes, keepdims=keepdims)
+    """The canonical forms of a linear reduction (sum, mean), as rules of `op`: a sign or
+    a scalar factor moves outside, where it multiplies the smaller result (`-sum(x)`,
+    `c * sum(x)`); nested ones are one (`sum(sum(x, axis=0))` is `sum(x)`); and over every
+    axis of a broadcast array it reduces what was broadcast (`sum(broadcast_to(c, (N,)))`
+    is `N * c`; the mean of it is `c`)."""
+    def neg_outwards(x, axes, keepdims):
+        """The sign of a negated argument moves outside: `sum(-x)` is `-sum(x)`."""
+        return -make(op, x.args[0], axes=axes, keepdims=keepdims) if x.op == "neg" else None
+
+    def scalar_outwards(x, axes, keepdims):
+        """A scalar factor moves outside: `sum(c * x)` is `c * sum(x)`."""
         if x.op == "mul" and x.args[0].is_const and x.args[1].shape == x.shape:
             return x.args[0] * make(op, x.args[1], axes=axes, keepdims=keepdims)
-        if x.op == op and not x.attr("keepdims") and not keepdims:   # sum(sum(y, 0)) = sum(y)
+        return None
+
+    def nested(x, axes, keepdims):
+        """Nested reductions are one: `sum(sum(y, axis=0))` is `sum(y)`."""
+        if x.op == op and not x.attr("keepdims") and not keepdims:
             inner = x.attr("axes")
             kept = [i for i in range(x.args[0].ndim) if i not in inner]
             both = tuple(sorted(set(inner) | {kept[a] for a in axes}))
             return make(op, x.args[0], axes=both, keepdims=False)
+        return None
+
+    def of_broadcast(x, axes, keepdims):
+        """Over every axis of a broadcast array it reduces what was broadcast:
+        `sum(broadcast_to(c, (N,)))` is `N * c`."""
         if x.op == "broadcast_to" and len(axes) == x.ndim and not keepdims:
             y = x.args[0]
             whole = make(op, y, axes=tuple(range(y.ndim)), keepdims=False)
             return const(size(x.shape) / size(y.shape)) * whole if op == "sum" else whole
-        return _canon_reduce(x, axes, keepdims)
-    return canon
+        return None
+
+    for rule in (neg_outwards, scalar_outwards, nested, of_broadcast):
+        rewrite(op, name=f"{op}_{rule.__name__}")(rule)
+    _over_no_axes(op)
 
 
-defop("sum", 1, shape=_red_shape, emit=reduction("sum"), canon=_linear_reduction("sum"),
+_linear_reduction("sum")
+_linear_reduction("mean")
+
+
+defop("sum", 1, shape=_red_shape, emit=reduction("sum"),
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n),),
       jvp=lambda ts, n: make("sum", ts[0], **n.kw),
@@ -77,7 +98,7 @@ def _emit_mean(p, node):
 
 
 _mean_method, _sum_method = reduction("mean"), reduction("sum")
-defop("mean", 1, shape=_red_shape, emit=_emit_mean, canon=_linear_reduction("mean"),
+defop("mean", 1, shape=_red_shape, emit=_emit_mean,
       traits=RED | {"linear"}, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) / count(n),),
       jvp=lambda ts, n: make("mean", ts[0], **n.kw),
@@ -101,9 +122,11 @@ def _chooser(cmp):
                 vmap=lambda ts, n: make("sum", ts[0] * weights(n), **shifted(n)))
 
 
-defop("max", 1, shape=_red_shape, emit=reduction("max"), canon=_canon_reduce,
+_over_no_axes("max")
+_over_no_axes("min")
+defop("max", 1, shape=_red_shape, emit=reduction("max"),
       traits=RED, domain=(REAL,), **_chooser("gt"))
-defop("min", 1, shape=_red_shape, emit=reduction("min"), canon=_canon_reduce,
+defop("min", 1, shape=_red_shape, emit=reduction("min"),
       traits=RED, domain=(REAL,), **_chooser("lt"))
 
 
@@ -127,7 +150,8 @@ for _op in ("sum", "mean", "max", "min"):
 
 # prod: d prod / d x_i is the product of the other elements, computed as prod / x_i. That
 # is exact for nonzero inputs; where an element is 0 the derivative is nan (documented).
-defop("prod", 1, shape=_red_shape, emit=reduction("prod"), canon=_canon_reduce,
+_over_no_axes("prod")
+defop("prod", 1, shape=_red_shape, emit=reduction("prod"),
       traits=RED, domain=(NONZERO,),
       vjp=lambda g, n: (keep(g * n, n) / n.args[0],),
       jvp=lambda ts, n: n * make("sum", ts[0] / n.args[0], **n.kw),
@@ -149,13 +173,15 @@ def _emit_norm(p, node):
     return f"{p.ns}.sqrt({p.ns}.sum({x2}, {', '.join(axis_kwargs(p, node))}))", PREC_CALL
 
 
-def _canon_norm(x, axes, keepdims):
+@rewrite("norm")
+def norm_over_no_axes(x, axes, keepdims):
+    """The norm over no axes is the absolute value."""
     return make("abs", x) if not axes else None
 
 
 # norm: the 2-norm sqrt(sum(x ** 2)) over `axes`; its derivative x / norm is taken as 0
 # where the norm is 0 (x is 0 there: 0 is a subgradient; JAX gives nan).
-defop("norm", 1, shape=_red_shape, emit=_emit_norm, canon=_canon_norm,
+defop("norm", 1, shape=_red_shape, emit=_emit_norm,
       traits=RED, domain=(REAL,),
       vjp=lambda g, n: (n.args[0] * keep(g / _nonzero(n), n),),
       jvp=lambda ts, n: make("sum", n.args[0] * ts[0], **n.kw) / _nonzero(n),
@@ -168,13 +194,15 @@ def _centered(n):
     return x - make("mean", x, axes=n.attr("axes"), keepdims=True)
 
 
-def _canon_var(x, axes, keepdims):
+@rewrite("var")
+def var_over_no_axes(x, axes, keepdims):
+    """The variance over no axes is zero."""
     return make("zeros_like", x) if not axes else None
 
 
 # var: the population variance (ddof=0, as NumPy's default), mean((x - mean(x)) ** 2).
 # Its derivative 2 (x - mean(x)) / n uses the real mean, so second derivatives are exact.
-defop("var", 1, shape=_red_shape, emit=reduction("var"), canon=_canon_var,
+defop("var", 1, shape=_red_shape, emit=reduction("var"),
       traits=RED, domain=(REAL,),
       vjp=lambda g, n: (keep(g, n) * _centered(n) * (2 / count(n)),),
       jvp=lambda ts, n: 2 * make("mean", _centered(n) * ts[0], **n.kw),

@@ -1,7 +1,8 @@
 """The one table of operations, and of the built-in functions of the language.
 
 An `OpDef` holds everything about an IR operation: arity, traits, shape rule, NumPy
-emission, VJP and JVP rules and the input domain its tests draw from. A `Builtin` is a
+emission, VJP and JVP rules, its named rewrite rules (`@rewrite`, applied by
+gradgen/passes/rules.py) and the input domain its tests draw from. A `Builtin` is a
 function of the source language: either an op itself or a lowering to ops (`softmax`,
 `logsumexp`). Nothing outside `gradgen/ops/` branches on an op's name.
 """
@@ -50,13 +51,18 @@ class OpDef:
     # of directions, as in a Jacobian); (tangents, node) -> batched tangent or None.
     # Elementwise ops need none: their JVP broadcasts over the batch axis as it is.
     vmap: Callable[..., Any] | None = None
-    # Rewrite rules, (*args, **attrs) -> an equivalent node or None: `canon` gives the
-    # canonical form (algebraic simplification: passes/simplify.py), `fuse` replaces a known
-    # pattern by a cheaper or stabler one (passes/fuse.py). `make` applies both as nodes
-    # are built, except while the frontend transcribes the source.
-    canon: Callable[..., Any] | None = None
-    fuse: Callable[..., Any] | None = None
-    traits: frozenset = frozenset()   # "elementwise", "linear", "nondiff", "leaf", "shape", ...
+    # Rewrite rules rooted at this op, in the order they are tried (`@rewrite` appends to
+    # it): applied by the rule engine, gradgen/passes/rules.py.
+    rules: list = field(default_factory=list, compare=False)
+    # "elementwise", "linear", "nondiff", "leaf", "shape", ...; those the IR and the passes
+    # read: "constant" (the scalar constant leaf, `ir.const`), "argument" (an input of the
+    # graph), "product" (elementwise multiplication: associative and commutative, scalar
+    # constant factors first; passes/scalars.py), "matrix_product" (`@`, associative:
+    # passes/matchain.py).
+    traits: frozenset = frozenset()
+    # The Python operator this op implements on IR nodes (`+`, `-`, `*`, `/`, `**`, `@`,
+    # `-x` for negation, `.T` for the full transpose): `Node.__add__` builds it.
+    operator: str | None = None
     dtype: str = "float"                      # "float", "bool" or "tuple" (a loop)
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
@@ -81,9 +87,30 @@ class OpDef:
     def has(self, trait: str) -> bool:
         return trait in self.traits
 
-    def rule(self, kind: str) -> Callable[..., Any] | None:
-        """The rewrite rule of this kind ("simplify" or "fuse"), if any."""
-        return self.canon if kind == "simplify" else self.fuse
+
+
+# The tags a rewrite rule may carry, in the order the engine tries them on a node:
+#   canonicalize: one canonical form of equal expressions (folding, `x * 1`, signs and
+#     scalar factors outwards), so that equal values are one node;
+#   stabilize: a numerically stabler form (`log(sigmoid(z))` is `-softplus(-z)`);
+#   fuse: a known pattern as one cheaper op (`1 / (1 + exp(-z))` is `sigmoid(z)`);
+#   lower: a form the canonical one would undo (not applied while building).
+TAGS = ("canonicalize", "stabilize", "fuse", "lower")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named rewrite rooted at one op: `fn(*args, **attrs)` gives an equivalent node
+    (built with `make`) or None when the rule does not apply."""
+
+    name: str
+    op: str
+    tag: str
+    fn: Callable[..., Any]
+    doc: str                   # one line of intent
+
+    def __repr__(self) -> str:
+        return f"<rule {self.name} on {self.op} [{self.tag}]>"
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,8 @@ STATIC_KINDS = {"shape": SHAPE_ARG, "axis": AXIS_ARG, "axes": AXIS_ARG, "keepdim
 REGISTRY: dict[str, OpDef] = {}
 BUILTINS: dict[str, Builtin] = {}
 PRELUDES: dict[str, str] = {}
+RULES: dict[str, Rule] = {}             # every rewrite rule, by name
+_PENDING: dict[str, list[Rule]] = {}    # rules of ops not registered yet
 
 
 def defop(name: str, nargs: int | None, **fields) -> OpDef:
@@ -134,8 +163,37 @@ def defop(name: str, nargs: int | None, **fields) -> OpDef:
     if name in REGISTRY:
         raise InternalError(f"operation {name!r} registered twice")
     op = OpDef(name=name, nargs=nargs, **fields)
+    op.rules.extend(_PENDING.pop(name, ()))   # rules written above their op's entry
     REGISTRY[name] = op
     return op
+
+
+def rewrite(op: str, tag: str = "canonicalize", name: str | None = None):
+    """Decorator: register `fn` as a rewrite rule of `op` (tried after the op's earlier
+    rules; it may stand above the op's `defop`). The rule's name is the function's (or
+    `name`), its intent the first line of its docstring."""
+    if tag not in TAGS:
+        raise InternalError(f"unknown rule tag {tag!r}")
+
+    def register(fn):
+        rule_name = name or fn.__name__.lstrip("_")
+        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        if not doc:
+            raise InternalError(f"rule {rule_name!r} has no line of intent (docstring)")
+        if rule_name in RULES:
+            raise InternalError(f"rule {rule_name!r} registered twice")
+        rule = Rule(rule_name, op, tag, fn, doc)
+        RULES[rule_name] = rule
+        opdef = REGISTRY.get(op)
+        (opdef.rules if opdef is not None else _PENDING.setdefault(op, [])).append(rule)
+        return fn
+    return register
+
+
+def check_rules() -> None:
+    """Every rule written is attached to a registered op."""
+    if _PENDING:
+        raise InternalError(f"rules of unknown operations: {sorted(_PENDING)}")
 
 
 def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,

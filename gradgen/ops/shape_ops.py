@@ -19,7 +19,7 @@ from ..dims import (
 from ..errors import ShapeError
 from ..ir import make
 from ._emit import call
-from .registry import PREC_CALL, REAL, defbuiltin, defop
+from .registry import PREC_CALL, REAL, REGISTRY, defbuiltin, defop, rewrite
 
 SHAPE = frozenset({"linear", "shape"})
 # Views that only add or remove axes of length 1: a temporary of one is named after the
@@ -46,18 +46,25 @@ def _transpose_shape(args, axes):
     return tuple(args[0].shape[a] for a in axes)
 
 
-def _canon_transpose(x, axes):
-    if axes == tuple(range(x.ndim)):
-        return x
-    if x.op == "transpose":  # compose permutations
+@rewrite("transpose")
+def transpose_identity(x, axes):
+    """A transpose that keeps every axis in place is its argument."""
+    return x if axes == tuple(range(x.ndim)) else None
+
+
+@rewrite("transpose")
+def transpose_transpose(x, axes):
+    """Two transposes are one: the permutations compose."""
+    if x.op == "transpose":
         inner = x.attr("axes")
         return make("transpose", x.args[0], axes=tuple(inner[a] for a in axes))
     return None
 
 
-def _fuse_transpose(x, axes):
-    """A transposed product of transposes is a product: (A.T @ B).T = B.T @ A and
-    (A.T @ B.T).T = B @ A, so fewer transposes are left around products."""
+@rewrite("transpose", "fuse")
+def transpose_product(x, axes):
+    """A transposed product of transposes is a product: `(A.T @ B).T` is `B.T @ A` and
+    `(A.T @ B.T).T` is `B @ A`, so fewer transposes are left around products."""
     if x.op != "matmul" or axes != (1, 0) or any(a.ndim != 2 for a in x.args):
         return None
     flipped = [a.op == "transpose" and a.attr("axes") == (1, 0) for a in x.args]
@@ -83,8 +90,7 @@ def _inverse(perm):
     return tuple(inv)
 
 
-defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, canon=_canon_transpose,
-      fuse=_fuse_transpose,
+defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, operator=".T",
       traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("transpose", g, axes=_inverse(n.attr("axes"))),),
       jvp=lambda ts, n: make("transpose", ts[0], **n.kw),
@@ -121,19 +127,23 @@ def _reshape_shape(args, shape):
     return shape
 
 
-def _canon_reshape(x, shape):
-    if tuple(x.shape) == tuple(shape):
-        return x
-    if x.op == "reshape":
-        return make("reshape", x.args[0], shape=shape)
-    return None
+@rewrite("reshape")
+def reshape_same(x, shape):
+    """A reshape to the shape the array has is the array."""
+    return x if tuple(x.shape) == tuple(shape) else None
+
+
+@rewrite("reshape")
+def reshape_reshape(x, shape):
+    """Two reshapes are one."""
+    return make("reshape", x.args[0], shape=shape) if x.op == "reshape" else None
 
 
 def _emit_reshape(p, node):
     return f"{p.arg(node, 0, PREC_CALL)}.reshape({p.shape(node.attr('shape'))})", PREC_CALL
 
 
-defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape, canon=_canon_reshape,
+defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape,
       traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("reshape", g, shape=n.args[0].shape),),
       jvp=lambda ts, n: make("reshape", ts[0], **n.kw),
@@ -176,19 +186,28 @@ def _emit_expand(p, node):
     return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
 
 
-def _canon_expand(x, axes):
-    if not axes:
-        return x
-    if x.op == "squeeze" and x.attr("axes") == axes:
-        return x.args[0]
-    if x.op == "mul" and x.args[0].is_const:      # scalar factors stay outermost
-        return x.args[0] * make("expand_dims", x.args[1], axes=axes)
-    if x.op == "div" and x.args[0].is_const:      # 1 / s -> 1 / s[:, None]
-        return x.args[0] / make("expand_dims", x.args[1], axes=axes)
+@rewrite("expand_dims")
+def expand_dims_none(x, axes):
+    """Adding no axes is the array itself."""
+    return x if not axes else None
+
+
+@rewrite("expand_dims")
+def expand_dims_squeeze(x, axes):
+    """Adding back the axes a squeeze removed is the squeezed array."""
+    return x.args[0] if x.op == "squeeze" and x.attr("axes") == axes else None
+
+
+@rewrite("expand_dims")
+def expand_dims_scaled(x, axes):
+    """Scalar factors stay outermost: `(c * y)[:, None]` is `c * y[:, None]`, and
+    `(c / s)[:, None]` is `c / s[:, None]`."""
+    if x.op in ("mul", "div") and x.args[0].is_const:
+        return make(x.op, x.args[0], make("expand_dims", x.args[1], axes=axes))
     return None
 
 
-defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand, canon=_canon_expand,
+defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand,
       traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw),
@@ -204,13 +223,21 @@ def _squeeze_shape(args, axes):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def _canon_squeeze(x, axes):
-    from .registry import REGISTRY
+@rewrite("squeeze")
+def squeeze_none(x, axes):
+    """Removing no axes is the array itself."""
+    return x if not axes else None
 
-    if not axes:
-        return x
-    if x.op == "expand_dims" and x.attr("axes") == axes:
-        return x.args[0]
+
+@rewrite("squeeze")
+def squeeze_expand_dims(x, axes):
+    """Removing the axes an expand_dims added is its argument."""
+    return x.args[0] if x.op == "expand_dims" and x.attr("axes") == axes else None
+
+
+@rewrite("squeeze")
+def squeeze_kept_reduction(x, axes):
+    """Squeezing the kept axes of a reduction is the reduction without keepdims."""
     if REGISTRY[x.op].has("reduction") and x.attr("keepdims") and x.attr("axes") == axes:
         return make(x.op, x.args[0], axes=axes, keepdims=False)
     return None
@@ -225,7 +252,7 @@ def _emit_squeeze(p, node):
     return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
 
 
-defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze, canon=_canon_squeeze,
+defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze,
       traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("expand_dims", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("squeeze", ts[0], **n.kw),
@@ -264,11 +291,16 @@ def _broadcast_shape(args, shape):
     return shape
 
 
+@rewrite("broadcast_to")
+def broadcast_to_same(x, shape):
+    """Broadcasting to the shape the array has is the array."""
+    return x if tuple(x.shape) == tuple(shape) else None
+
+
 defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, view="readonly",
       domain=(REAL,),
       emit=lambda p, n: (f"{p.ns}.broadcast_to({p.arg(n, 0, 0)}, {p.shape(n.attr('shape'))})",
                          PREC_CALL),
-      canon=lambda x, shape: x if tuple(x.shape) == tuple(shape) else None,
       vjp=lambda g, n: (g,),   # the differentiator sums it back to the argument's shape
       jvp=lambda ts, n: make("broadcast_to", ts[0], **n.kw),
       vmap=lambda ts, n: _batched_to(ts[0], n.attr("shape")))
@@ -298,9 +330,14 @@ def _emit_expand_like(p, node):
 
 
 # expand_like(g, like): `g` broadcast to the shape (and, for a constant, the dtype) of `like`.
+@rewrite("expand_like")
+def expand_like_same(g, like):
+    """An array already of `like`'s shape needs no broadcasting (a constant still takes
+    `like`'s dtype)."""
+    return g if tuple(g.shape) == tuple(like.shape) and not g.is_const else None
+
+
 defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
-      canon=lambda g, like: g if tuple(g.shape) == tuple(like.shape) and not g.is_const
-      else None,
       traits=frozenset({"linear", "shape"}), domain=(REAL, REAL),   # a read-only view
       view=lambda n: None if n.args[0].is_const else "readonly",
       vjp=lambda g, n: (g, None),
@@ -482,8 +519,13 @@ def _join_jvp(op, batched=False):
     return rule
 
 
+@rewrite("concatenate")
+def concatenate_one(*args, axis):
+    """A concatenation of one array is that array."""
+    return args[0] if len(args) == 1 else None
+
+
 defop("concatenate", None, shape=_concat_shape, emit=_emit_join("concatenate"),
-      canon=lambda *args, axis: args[0] if len(args) == 1 else None,
       traits=frozenset({"linear"}), domain=(REAL, REAL), hint="joined",
       vjp=lambda g, n: tuple(make("index", g, index=ix) for ix in _concat_blocks(n)),
       jvp=_join_jvp("concatenate"), vmap=_join_jvp("concatenate", batched=True))

@@ -1,56 +1,64 @@
-"""Graph-to-graph passes, each a pure function `Graph -> Graph` in its own file.
+"""Graph-to-graph passes, each a pure function `Graph -> Graph` in its own file, and the
+rule engine (`rules.py`) that applies the ops' named rewrite rules.
 
-`optimize` runs simplify, fuse, cse, dce and matchain in turn until none changes the
-graph (a fixed point); `lower` then makes the rewrites the canonical forms would undo.
-The frontend builds the graph as the source is written, so on it every pass has work;
-derivative graphs are built with the rewrite rules applied as each node is made (which
-keeps them small while they are built), so on them the rule passes find a fixed point
-at once, and only the whole-graph passes (matchain, and lower) change anything.
+A compilation's builder (`building()`) applies the canonical rules (tags `canonicalize`,
+`stabilize`, `fuse`) as every node is made, and interns every node: its graphs are in
+canonical form and shared by construction, whoever builds them (the frontend, autodiff,
+a pass). `optimize` runs simplify, fuse, dce and matchain until none changes the graph (a
+fixed point); on a compilation's graphs simplify and fuse have nothing to do, and they
+rewrite a graph built without the rules (the golden tests build the source as written).
+`lower` then makes the rewrites the canonical forms would undo.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from .. import ir
 from ..errors import InternalError
-from ..ir import RULE_KINDS, Graph, builder, settle
-from .cse import cse
+from ..ir import Graph
+from ..ops import REGISTRY
 from .dce import dce
 from .fuse import fuse
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
+from .rules import CANONICAL, RuleEngine, apply, recording
 from .scalars import place_scalars
 from .simplify import simplify
 
 # The passes iterated to a fixed point, in order.
-PIPELINE = (simplify, fuse, cse, dce)
+PIPELINE = (simplify, fuse, dce)
 MAX_ROUNDS = 50
+
+
+@contextlib.contextmanager
+def building() -> Iterator[ir.Builder]:
+    """The builder of one compilation: the op table, and the canonical rules applied as
+    every node is made."""
+    with ir.building(REGISTRY, RuleEngine(REGISTRY, CANONICAL)) as b:
+        yield b
 
 
 def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     """The graph after every pass of `PIPELINE` and `matchain`, repeated until nothing
     changes."""
-    known = builder().settled
-    if all(known.get(id(n)) == RULE_KINDS for n in graph.order if n.args):
-        steps = (dce,)   # built with every rule applied, and shared: only dce can apply
-    else:
-        steps = PIPELINE
     for _ in range(MAX_ROUNDS):
         before = graph
-        for step in steps:
+        for step in PIPELINE:
             graph = step(graph)
         graph = matchain(graph, hints)
-        if graph is before:   # a fixed point: no rule applies to any node
-            for n in graph.order if steps is PIPELINE else ():
-                if n.args and known.get(id(n)) != RULE_KINDS:
-                    for kind in RULE_KINDS:
-                        settle(n, kind)
+        if graph is before:   # a fixed point: no pass changes anything
             return graph
     raise InternalError(f"the passes did not reach a fixed point in {MAX_ROUNDS} rounds")
 
 
 def lower(graph: Graph) -> Graph:
-    """The rewrites that come after optimisation (they leave canonical form)."""
-    return place_scalars(graph)
+    """The rewrites that come after optimisation (they leave canonical form): the ops'
+    rules tagged `lower` (built as is, so the canonical rules do not undo them), then
+    scalar placement."""
+    return place_scalars(apply(graph, ("lower",)))
 
 
-__all__ = ["PIPELINE", "cse", "dce", "fuse", "lower", "matchain", "optimize", "place_scalars",
-           "rebuild", "reorder_matrix_chains", "simplify"]
+__all__ = ["PIPELINE", "building", "dce", "fuse", "lower", "matchain", "optimize",
+           "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify"]

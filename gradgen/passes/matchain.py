@@ -4,7 +4,7 @@ Costs are multiply-add counts from the symbolic shapes. A reassociation is made 
 it is cheaper for every size assignment tried: the sizes given as hints (`--hint N=10000`)
 and, for the other dimensions, a fixed set of small and large values, so the choice is
 deterministic and never a gamble on unknown sizes. Only a product used once is split up,
-so no work is duplicated.
+so no work is duplicated. The products are the op table's "matrix_product" nodes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import Counter
 
 import sympy
 
-from ..ir import Graph, Node, builder, topo_order
+from ..ir import Graph, Node, builder, make, topo_order
 from .rebuild import rebuild
 
 SAMPLE_SIZES = (2, 10, 1000)
@@ -34,7 +34,7 @@ def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
         return graph
     names = dict(graph.names)
     outputs, order = list(graph.outputs), graph.order
-    for _ in range(sum(n.op == "matmul" for n in graph.order) + 1):
+    for _ in range(sum(map(_is_product, graph.order)) + 1):
         new = reorder_matrix_chains(outputs, names, hints, order)
         if all(a is b for a, b in zip(new, outputs)):
             break
@@ -44,8 +44,13 @@ def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     return graph.with_outputs(outputs, names)
 
 
+def _is_product(n: Node) -> bool:
+    """n is a matrix product (the op table's trait "matrix_product")."""
+    return builder().ops[n.op].has("matrix_product")
+
+
 def _has_chain(order: list[Node]) -> bool:
-    return any(n.op == "matmul" and any(a.op == "matmul" for a in n.args) for n in order)
+    return any(_is_product(n) and any(map(_is_product, n.args)) for n in order)
 
 
 def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,
@@ -61,7 +66,7 @@ def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,
         """The product reassociated for as long as that is cheaper: `((A @ B) @ C) @ x`
         becomes `A @ (B @ (C @ x))` in one call (each step makes it strictly cheaper)."""
         out = None
-        while n.op == "matmul":
+        while _is_product(n):
             step = reassociate(n, uses)
             if step is None:
                 break
@@ -70,14 +75,14 @@ def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,
 
     def reassociate(n: Node, uses: Counter) -> Node | None:
         a, b = n.args
-        if a.op == "matmul" and uses[id(a)] == 1 and b.ndim <= 2:
+        if _is_product(a) and uses[id(a)] == 1 and b.ndim <= 2:
             A, B = a.args
             if A.ndim == 2 and B.ndim == 2 and _cheaper((A, B, b), False, hints):
-                return A @ (B @ b)
-        if b.op == "matmul" and uses[id(b)] == 1 and a.ndim <= 2:
+                return make(n.op, A, make(n.op, B, b))
+        if _is_product(b) and uses[id(b)] == 1 and a.ndim <= 2:
             B, C = b.args
             if B.ndim == 2 and C.ndim == 2 and _cheaper((a, B, C), True, hints):
-                return (a @ B) @ C
+                return make(n.op, make(n.op, a, B), C)
         return None
 
     return rebuild(outputs, rule, names, order)

@@ -1,23 +1,24 @@
-"""Rebuilding a graph bottom-up with a rewrite rule: the machinery every pass shares."""
+"""Rebuilding a graph bottom-up with a rewrite rule: the machinery whole-graph passes share."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from ..ir import Graph, Node, builder, make, settle, topo_order, use_counts
-from ..ops.registry import REGISTRY
+from ..ir import Graph, Node, builder, make, topo_order, use_counts
 
 
 def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None],
             names: dict | None = None, order: list[Node] | None = None,
-            skip: Callable[[Node], bool] | None = None) -> list[Node]:
+            skip: Callable[[Node], bool] | None = None,
+            construct: Callable[..., Node] = make) -> list[Node]:
     """New outputs where every node, once its arguments are rebuilt, may be replaced by
     `rule(node, uses)` (None keeps it). `uses` counts each node's consumers in the original
-    graph. Nodes whose arguments changed are rebuilt through `make` (so the rules the
-    builder applies have their say); a node whose arguments did not change and for which
-    `skip(node)` is true is kept as it is. `names` (Node -> name) is updated in place so
-    replaced nodes keep their names; `order` is the outputs' topological order, if known."""
+    graph. Nodes whose arguments changed are rebuilt with `construct` (`make`: the
+    builder's rules have their say; `ir.make_as_is`: they do not); a node whose arguments
+    did not change and for which `skip(node)` is true is kept as it is. `names`
+    (Node -> name) is updated in place so replaced nodes keep their names; `order` is the
+    outputs' topological order, if known."""
     order = topo_order(outputs) if order is None else order
     uses = use_counts(order, outputs)
     new: dict[int, Node] = {}
@@ -29,7 +30,7 @@ def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None
             new[id(n)] = n
             continue
         with b.at(origin=n.origin, phase=n.phase):
-            m = n if unchanged else make(n.op, *args, **n.kw)
+            m = n if unchanged else construct(n.op, *args, **n.kw)
             r = rule(m, uses)
         m = m if r is None else r
         new[id(n)] = m
@@ -39,32 +40,13 @@ def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None
 
 
 def rebuild_graph(graph: Graph, rule: Callable[[Node, Counter], Node | None],
-                  skip: Callable[[Node], bool] | None = None) -> Graph:
+                  skip: Callable[[Node], bool] | None = None,
+                  construct: Callable[..., Node] = make) -> Graph:
     """`rebuild` of a whole graph: the same graph when nothing changed."""
     if skip is not None and all(skip(n) for n in graph.order):
         return graph
     names = dict(graph.names)
-    outputs = rebuild(graph.outputs, rule, names, graph.order, skip)
+    outputs = rebuild(graph.outputs, rule, names, graph.order, skip, construct)
     if all(a is b for a, b in zip(outputs, graph.outputs)):
         return graph
     return graph.with_outputs(outputs, names)
-
-
-def apply_rules(graph: Graph, kind: str) -> Graph:
-    """The graph with the ops' rewrite rules of one kind ("simplify", "fuse") applied
-    everywhere until none applies. Nodes built with those rules already applied (as the
-    derivative graphs are) are known fixed points and cost nothing to visit."""
-    b = builder()
-
-    def rule(n: Node, uses) -> Node | None:
-        r = REGISTRY[n.op].rule(kind)
-        out = r(*n.args, **n.kw) if r is not None else None
-        if out is None:
-            settle(n, kind)
-        return out
-
-    def settled(n: Node) -> bool:
-        return not n.args or kind in b.settled.get(id(n), ())
-
-    with b.using(rules=(kind,), intern=True):
-        return rebuild_graph(graph, rule, settled)

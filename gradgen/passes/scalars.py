@@ -4,22 +4,27 @@ The canonical form keeps scalar constants outermost, `c * (p * Q)`, which makes 
 terms easy to find; but computed that way the constant costs one pass over the large
 `p * Q`. Here `c * (p * Q)` becomes `(c * p) * Q` when `p` has fewer dimensions than
 `Q` (in the Hessian of the logistic loss, `/ N` lands on an (N,) vector instead of the
-(D, N) matrix). It runs once, after the passes that reach a fixed point, and builds its
-nodes without rewrite rules, which would move the constant back out.
+(D, N) matrix). It runs once, after the passes that reach a fixed point, as a final
+whole-graph pass whose output is not rebuilt through the rules (`ir.make_as_is`), which
+would move the constant back out. The op it moves constants across is the op table's
+"product" (elementwise multiplication: associative, commutative).
 """
 
 from __future__ import annotations
 
-from ..ir import Graph, Node, builder, make
+from ..ir import Graph, Node, builder, make_as_is
 from .rebuild import rebuild_graph
 
 
 def place_scalars(graph: Graph) -> Graph:
     """The graph with scalar constant factors moved onto the smallest operand."""
-    b = builder()
+    ops = builder().ops
+
+    def product(n: Node) -> bool:
+        return ops[n.op].has("product")
 
     def candidate(n: Node) -> bool:   # c * (p * Q), p and Q of different ranks
-        if n.op != "mul" or not n.args[0].is_const or n.args[1].op != "mul":
+        if not product(n) or not n.args[0].is_const or not product(n.args[1]):
             return False
         p, q = n.args[1].args
         return not p.is_const and p.ndim != q.ndim
@@ -35,10 +40,9 @@ def place_scalars(graph: Graph) -> Graph:
             return None
         p, q = x.args
         if p.ndim < q.ndim:
-            return make("mul", make("mul", c, p), q)
+            return make_as_is(n.op, make_as_is(n.op, c, p), q)
         if q.ndim < p.ndim:
-            return make("mul", p, make("mul", c, q))
+            return make_as_is(n.op, p, make_as_is(n.op, c, q))
         return None
 
-    with b.using(rules=()):
-        return rebuild_graph(graph, rule, skip=lambda n: not candidate(n))
+    return rebuild_graph(graph, rule, skip=lambda n: not candidate(n), construct=make_as_is)

@@ -1,0 +1,211 @@
+"""The rule engine: the ops' named rewrite rules applied to a fixed point.
+
+Each rule is a small named function attached to the op at the root of what it matches
+(`@rewrite` in gradgen/ops/, one line of intent in its docstring) and tagged
+(`canonicalize`, `stabilize`, `fuse`, `lower`). A `RuleEngine` holds the rules of a chosen
+set of tags, in a fixed order (by tag, then as written), and is used two ways:
+
+* as the rewrite hook of a builder (`ir.building(ops, RuleEngine(ops))`): `make` asks it
+  for a replacement of every node before interning it. A rule's result is itself built
+  with `make`, so every node `make` returns is a fixed point of the rules, by induction;
+* by `apply(graph, tags)` on a graph built without them (the golden tests build the
+  graph as written): nodes bottom-up, each replaced by the canonical form of the first
+  rule's result until no rule applies.
+
+Termination is checked, not assumed: a chain of more than MAX_DEPTH rewrites nested in
+one another (a rule whose result another rule turns back) raises an InternalError naming
+the rules of the chain. Which rule fired where is recorded inside `recording()`
+(`gradgen show --ir --rules`, the pass golden files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from ..errors import InternalError
+from ..ir import Graph, Node, builder, make_as_is
+from ..ops.registry import TAGS, Rule
+
+# The tags applied as nodes are built: every graph of a compilation is in this form.
+CANONICAL = ("canonicalize", "stabilize", "fuse")
+# Rewrites nested in one another before the engine calls it a cycle. Real chains are a few
+# deep (a rule's result is made of nodes that are canonical already).
+MAX_DEPTH = 60
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One rewrite: `rule` replaced a node of its op built for source line `line`."""
+
+    rule: Rule
+    line: int | None
+    text: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "(no line)"
+        return f"{where}: {self.rule.name} [{self.rule.tag}] on {self.rule.op}"
+
+
+_recording: list[list[Firing]] = []
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Firing]]:
+    """Record the firings of every engine created inside the block, in the order the
+    rewrites completed (a rewrite made inside another's result is listed before it)."""
+    log: list[Firing] = []
+    _recording.append(log)
+    try:
+        yield log
+    finally:
+        _recording.pop()
+
+
+class _Cycle(Exception):
+    """Raised past MAX_DEPTH; each rewrite it unwinds through adds its rule's name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rules: list[str] = []
+
+
+class RuleEngine:
+    """The rules of the op table `ops` carrying one of `tags`; called as a builder's
+    rewrite hook: (op entry, args, attrs) -> the first rule's result, or None."""
+
+    def __init__(self, ops: Mapping[str, object], tags: Iterable[str] = CANONICAL):
+        self.tags = frozenset(tags)
+        unknown = self.tags - set(TAGS)
+        if unknown:
+            raise InternalError(f"unknown rule tags {sorted(unknown)}")
+        rank = {t: i for i, t in enumerate(TAGS)}
+        self.rules: dict[str, tuple[Rule, ...]] = {}
+        for name, opdef in ops.items():
+            chosen = sorted((r for r in opdef.rules if r.tag in self.tags),
+                            key=lambda r: rank[r.tag])
+            if chosen:
+                self.rules[name] = tuple(chosen)
+        self.depth = 0
+        self.fired: Rule | None = None   # the rule of the last replacement
+        self.log = _recording[-1] if _recording else None
+
+    def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
+        rules = self.rules.get(opdef.name)
+        if rules is None:
+            return None
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Cycle()
+            for rule in rules:
+                try:
+                    out = rule.fn(*args, **attrs)
+                except _Cycle as cycle:
+                    cycle.rules.append(rule.name)
+                    raise
+                if out is not None:
+                    self.fired = rule
+                    if self.log is not None:
+                        self._record(rule)
+                    return out
+            return None
+        except _Cycle as cycle:
+            if self.depth == 1:
+                raise _cycle_error(cycle.rules) from None
+            raise
+        finally:
+            self.depth -= 1
+
+    def _record(self, rule: Rule) -> None:
+        origin = builder().origin
+        self.log.append(Firing(rule, origin.line if origin else None,
+                               origin.text if origin else ""))
+
+
+def _cycle_error(chain: list[str]) -> InternalError:
+    """The error for a chain of rewrites that did not end (innermost rule first)."""
+    names = list(dict.fromkeys(chain))
+    return InternalError(f"the rewrite rules did not reach a fixed point in {MAX_DEPTH} "
+                         f"nested rewrites; they cycle among: {', '.join(names)}")
+
+
+def covers(tags: Iterable[str]) -> bool:
+    """Whether the current builder applies every rule of these tags as nodes are built
+    (then every node `make` returned is a fixed point of them)."""
+    engine = builder().rewrite
+    return isinstance(engine, RuleEngine) and engine.tags >= set(tags)
+
+
+def apply(graph: Graph, tags: Iterable[str]) -> Graph:
+    """The graph with the rules of these tags applied everywhere until none applies (the
+    graph itself when none does). Free when the builder applies them already."""
+    tags = tuple(t for t in TAGS if t in set(tags))
+    if covers(tags):
+        return graph
+    b = builder()
+    engine = b.memo.get(("rule_engine", tags))
+    if engine is None or engine.log is not (_recording[-1] if _recording else None):
+        engine = b.memo[("rule_engine", tags)] = RuleEngine(b.ops, tags)
+    if not engine.rules:
+        return graph
+    # id(node) -> its fixed point, for this builder's nodes (the table keeps them alive).
+    done: dict[int, Node] = b.memo.setdefault(("rule_fixed_points", tags), {})
+    for out in graph.outputs:
+        _fixed_point(engine, out, done, ())
+    outputs = [done[id(o)] for o in graph.outputs]
+    names = dict(graph.names)
+    changed = False
+    for n in graph.order:
+        m = done[id(n)]
+        if m is not n:
+            changed = True
+            if n in names:
+                names.setdefault(m, names[n])
+    if not changed:
+        return graph
+    return graph.with_outputs(outputs, names)
+
+
+def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> Node:
+    """The fixed point of `root` under the engine's rules (recorded in `done` for every
+    node visited). `chain`: the rules whose results this call is canonicalising."""
+    if len(chain) > MAX_DEPTH:
+        raise _cycle_error(list(reversed(chain)))
+    b = builder()
+    for n in _unvisited(root, done):
+        if id(n) in done:   # reached by a nested call meanwhile
+            continue
+        args = tuple(done[id(a)] for a in n.args)
+        with b.at(origin=n.origin, phase=n.phase):
+            m = n if all(x is y for x, y in zip(args, n.args)) else \
+                make_as_is(n.op, *args, **n.kw)
+            if id(m) in done:
+                done[id(n)] = done[id(m)]
+                continue
+            out = engine(b.ops[m.op], m.args, m.kw)
+            if out is not None:
+                out = _fixed_point(engine, out, done, chain + (engine.fired.name,))
+        done[id(n)] = done[id(m)] = m if out is None else out
+    return done[id(root)]
+
+
+def _unvisited(root: Node, done: dict) -> list[Node]:
+    """The nodes `root` needs that are not in `done`, arguments first (iterative)."""
+    if id(root) in done:
+        return []
+    order: list[Node] = []
+    seen = {id(root)}
+    stack = [(root, iter(root.args))]
+    while stack:
+        n, it = stack[-1]
+        for a in it:
+            if id(a) not in done and id(a) not in seen:
+                seen.add(id(a))
+                stack.append((a, iter(a.args)))
+                break
+        else:
+            stack.pop()
+            order.append(n)
+    return order

@@ -1,0 +1,134 @@
+"""The named rewrite rules and their engine: every rule is a registered, named, tagged unit
+of its op; termination is checked; which rule fired where can be listed; the passes and the
+IR branch on no op name."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from gradgen import cli, ir
+from gradgen.dims import dim_symbol
+from gradgen.errors import InternalError
+from gradgen.ops import REGISTRY, RULES
+from gradgen.ops.registry import TAGS, Rule
+from gradgen.passes import building, recording, simplify
+from gradgen.passes.rules import MAX_DEPTH, RuleEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+N = dim_symbol("N")
+
+
+def _inp(name, *shape):
+    return ir.make("input", name=name, role="data", shape=tuple(shape))
+
+
+def test_every_rule_is_a_named_tagged_unit_of_its_op():
+    assert len(RULES) >= 50
+    for name, rule in RULES.items():
+        assert rule.name == name and re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+        assert rule.tag in TAGS, name
+        assert rule.doc and "\n" not in rule.doc, f"{name}: one line of intent"
+        assert rule.op in REGISTRY and rule in REGISTRY[rule.op].rules, name
+    attached = [r for d in REGISTRY.values() for r in d.rules]
+    assert len(attached) == len(RULES)
+
+
+def test_the_engine_names_the_rule_that_fired():
+    with recording() as fired, building():   # engines created inside record
+        x = _inp("x", N)
+        assert x * 1 is x
+        assert -(-x) is x
+    # In the order the rewrites completed: `x * 1` -> `1 * x` -> `x` ends with the inner one.
+    assert [(f.rule.name, f.rule.op) for f in fired] == [
+        ("mul_one", "mul"), ("mul_constant_first", "mul"), ("neg_neg", "neg")]
+
+
+def _cycling_table() -> dict:
+    """The op table with two rules that undo each other: a - b -> a + (-b) -> a - b."""
+    def sub_as_add(a, b):
+        """a - b is a + (-b)."""
+        return ir.make("add", a, ir.make("neg", b))
+
+    def add_as_sub(a, b):
+        """a + (-b) is a - b."""
+        return ir.make("sub", a, b.args[0]) if b.op == "neg" else None
+
+    ops = dict(REGISTRY)
+    for op, fn in (("sub", sub_as_add), ("add", add_as_sub)):
+        rule = Rule(fn.__name__, op, "canonicalize", fn, fn.__doc__)
+        ops[op] = dataclasses.replace(REGISTRY[op], rules=[rule])
+    return ops
+
+
+def test_rules_that_cycle_are_an_internal_error_naming_them():
+    ops = _cycling_table()
+    with ir.building(ops, RuleEngine(ops)):
+        x, y = _inp("x", N), _inp("y", N)
+        with pytest.raises(InternalError, match=f"{MAX_DEPTH} nested rewrites.*"
+                                                "(sub_as_add, add_as_sub|add_as_sub, sub_as_add)"):
+            ir.make("sub", x, y)
+        assert ir.make("mul", x, y).op == "mul"   # the builder is still usable
+
+
+def test_rules_that_cycle_on_a_graph_are_an_internal_error_naming_them():
+    ops = _cycling_table()
+    with ir.building(ops):   # built as written, then rewritten by the engine
+        x, y = _inp("x", N), _inp("y", N)
+        graph = ir.Graph((x, y), (ir.make("sub", x, y),))
+        with pytest.raises(InternalError, match="cycle among: .*(sub_as_add|add_as_sub)"):
+            simplify(graph)
+
+
+def test_a_graph_built_as_written_reaches_the_canonical_form():
+    with ir.building(REGISTRY):
+        x = _inp("x", N)
+        written = ((x * 1) * 2) / 4
+        assert written.op == "div"
+        graph = simplify(ir.Graph((x,), (written,)))
+        assert simplify(graph) is graph
+        (out,) = graph.outputs
+    with building():
+        x = _inp("x", N)
+        assert ir.pretty(ir.Graph((x,), (((x * 1) * 2) / 4,))) == \
+            ir.pretty(ir.Graph((out.args[1],), (out,)))
+
+
+def test_show_ir_rules_lists_the_rewrites(capsys):
+    assert cli.main(["show", "--ir", "--rules", str(ROOT / "examples/mlp/mlp.grad")]) == 0
+    out = capsys.readouterr().out
+    head, rules = out.split("# rules fired")
+    assert "# cost_grad" in head
+    assert "line 9: div_logistic [fuse] on div   # Z = logistic(Q)" in rules
+    assert "add_neg [canonicalize] on add" in rules
+
+
+def test_show_rules_needs_ir(capsys):
+    assert cli.main(["show", "--rules", str(ROOT / "examples/mlp/mlp.grad")]) != 0
+    assert "--ir" in capsys.readouterr().err
+
+
+def test_passes_and_ir_compare_no_op_names():
+    """The passes and the IR read the op table's traits, not op names (issue 9, item 5)."""
+    pattern = re.compile(r'"mul"|== "add"|op == |op != ')
+    files = [ROOT / "gradgen/ir.py", *sorted((ROOT / "gradgen/passes").glob("*.py"))]
+    hits = [f"{f.name}:{i}: {line.strip()}" for f in files
+            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+            if pattern.search(line)]
+    assert not hits
+
+
+def test_ir_imports_no_op():
+    """The op table is handed to the IR builder, never imported by it (lazily or not): the
+    IR imports only the ground floor (dims, errors)."""
+    tree = ast.parse((ROOT / "gradgen/ir.py").read_text(encoding="utf-8"))
+    ours = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level]
+    ours += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+             and not n.level and n.module.startswith("gradgen")]
+    ours += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+             if a.name.startswith("gradgen")]
+    assert ours and set(ours) <= {"dims", "errors"}
