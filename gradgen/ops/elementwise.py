@@ -599,13 +599,13 @@ def _sigmoid_of(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-_unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID, ufunc="_sigmoid",
+_unary("sigmoid", emit=call("_sigmoid"), prelude=_SIGMOID, ufunc="_sigmoid",
        fold=_sigmoid_of,
        vjp=lambda g, n: (g * n * (1 - n),), jvp=lambda ts, n: ts[0] * n * (1 - n))
 
 
 def _emit_relu(p, node):
-    return f"{p.ns}.maximum({p.arg(node, 0, 0)}, 0)", PREC_CALL
+    return p.call("maximum", [p.arg(node, 0, 0), "0"]), PREC_CALL
 
 
 def _relu_mask(x, t):
@@ -618,7 +618,7 @@ _unary("relu", emit=_emit_relu, domain=NONZERO, fold=lambda x: max(x, 0.0),
 
 
 def _emit_softplus(p, node):
-    return f"{p.ns}.logaddexp(0, {p.arg(node, 0, 0)})", PREC_CALL
+    return p.call("logaddexp", ["0", p.arg(node, 0, 0)]), PREC_CALL
 
 
 _unary("softplus", emit=_emit_softplus, **_from_local(lambda n: make("sigmoid", n.args[0])),
@@ -634,7 +634,8 @@ defop("stop_gradient", 1, shape=_bshape, emit=_emit_identity, traits=NONDIFF | {
 
 
 def _emit_cast(p, node):
-    return f"{p.arg(node, 0, PREC_CALL)}.astype({p.arg(node, 1, PREC_CALL)}.dtype)", PREC_CALL
+    dtype = p.dtype_of(p.arg(node, 1, PREC_CALL))
+    return p.method(p.arg(node, 0, PREC_CALL), "astype", [dtype]), PREC_CALL
 
 
 # cast(mask, like): a boolean mask as numbers of `like`'s dtype.

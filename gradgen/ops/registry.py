@@ -1,7 +1,7 @@
 """The one table of operations, and of the built-in functions of the language.
 
-An `OpDef` holds everything about an IR operation: arity, traits, shape rule, NumPy
-emission, VJP and JVP rules and the input domain its tests draw from. A `Builtin` is a
+An `OpDef` holds everything about an IR operation: arity, traits, shape rule, emission
+(per target where targets differ), VJP and JVP rules and the input domain its tests draw from. A `Builtin` is a
 function of the source language: either an op itself or a lowering to ops (`softmax`,
 `logsumexp`). Nothing outside `gradgen/ops/` branches on an op's name.
 """
@@ -42,8 +42,11 @@ class OpDef:
     name: str
     nargs: int | None
     shape: Callable[..., Any]                 # (arg nodes, **attrs) -> shape
-    emit: Callable[..., tuple[str, int]] | None = None   # (printer, node) -> (code, prec)
-    stmt: Callable[..., list[str]] | None = None          # (printer, node, target) -> lines
+    # Emission: (printer, node) -> (code, prec), through the printer's methods for anything
+    # the target spells its own way; a dict {target: rule, "default": rule} where targets
+    # need different code (see `emitter`).
+    emit: Callable[..., tuple[str, int]] | dict | None = None
+    stmt: Callable[..., list[str]] | dict | None = None   # (printer, node, target) -> lines
     vjp: Callable[..., tuple] | None = None   # (g, node) -> one cotangent (or None) per arg
     jvp: Callable[..., Any] | None = None     # (tangents, node) -> tangent or None
     # Batched JVP for non-elementwise ops: tangents carry one extra *leading* axis (a batch
@@ -61,14 +64,24 @@ class OpDef:
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
     hint: str | None = None                   # short name for temporaries (`e` for exp)
-    # The NumPy ufunc computing this op from its arguments in order, if there is one: the
-    # scheduler then may compute it in place (`out=`, augmented assignment).
+    # The elementwise function computing this op from its arguments in order, by its
+    # array-API/NumPy name (`subtract`; a module helper `_sigmoid` taking `out=` alike), if
+    # there is one: the scheduler then may ask the printer to compute it in place
+    # (`Printer.into`, `Printer.augmented`) on a target that `supports_out`.
     ufunc: str | None = None
     # Whether the emitted code may return its first argument itself or a view of it (so a
     # result must be copied before it is returned if that argument is the caller's):
     # None (a fresh array), "view" (a writeable view) or "readonly" (a read-only view,
     # like np.broadcast_to); a function of the node when that depends on the node.
     view: str | Callable[..., str | None] | None = None
+
+    def emitter(self, target: str) -> Callable[..., tuple[str, int]] | None:
+        """The emission rule for `target` (a printer's `target`)."""
+        return _for_target(self.emit, target)
+
+    def statement(self, target: str) -> Callable[..., list[str]] | None:
+        """The statement rule for `target`, if the op is emitted as statements."""
+        return _for_target(self.stmt, target)
 
     def view_of(self, node) -> str | None:
         """`view` for this node."""
@@ -84,6 +97,13 @@ class OpDef:
     def rule(self, kind: str) -> Callable[..., Any] | None:
         """The rewrite rule of this kind ("simplify" or "fuse"), if any."""
         return self.canon if kind == "simplify" else self.fuse
+
+
+def _for_target(rule, target: str):
+    """`rule` itself, or its entry for `target` (else "default") when it is per target."""
+    if isinstance(rule, dict):
+        return rule.get(target, rule.get("default"))
+    return rule
 
 
 @dataclass(frozen=True)
