@@ -518,6 +518,8 @@ class _EntryBuilder:
         lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
                  ""]
         rest = user[1:] if not summary else user
+        while rest and not rest[0]:   # the summary's blank line is there already
+            rest = rest[1:]
         if any(rest):
             lines += [*rest, ""]
         lines.append("Args:")
@@ -539,7 +541,7 @@ class _EntryBuilder:
                 if d.is_Integer:
                     dims.append(str(int(d)))
                 elif d.is_Symbol:
-                    dims.append(repr(d.name))
+                    dims.append(f'"{d.name}"')   # an identifier: nothing to escape
                 else:
                     dims.append("None")
             inner = ", ".join(dims) + ("," if len(dims) == 1 else "")

@@ -916,7 +916,7 @@ def ruff_report(tmp_path_factory):
             path.write_text(source, encoding="utf-8")
             files[case.id, variant] = path
     proc = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "E,F,W",
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--preview", "--select", "E,F,W,I",
          "--ignore", "E501", "--output-format", "json", "--no-cache", str(folder)],
         capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode in (0, 1) and proc.stdout.strip().startswith("["), \

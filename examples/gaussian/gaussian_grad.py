@@ -82,16 +82,16 @@ def _weak(x, *arrays):
         return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
     return x
 
+
 _NLL_ARGS = (
-    ("X", ('N', 'D')),
-    ("mu", ('D',)),
-    ("A", ('D', 'D')),
+    ("X", ("N", "D")),
+    ("mu", ("D",)),
+    ("A", ("D", "D")),
 )
 
 
 def nll(X, mu, A):
     """Mean negative log-likelihood of the rows of X under N(mu, S), S = A @ A.T + I / 10.
-
 
     The covariance is parametrised by an unconstrained square matrix A, so every gradient
     step keeps it symmetric positive definite.

@@ -93,11 +93,12 @@ def _sigmoid(x, out=None):
     z += 1
     return np.reciprocal(z, out=z)
 
+
 _COST_ARGS = (
-    ("X", ('N', 'D')),
-    ("Y", ('N', 'C')),
-    ("V", ('D', 'M')),
-    ("W", ('M', 'C')),
+    ("X", ("N", "D")),
+    ("Y", ("N", "C")),
+    ("V", ("D", "M")),
+    ("W", ("M", "C")),
 )
 
 
