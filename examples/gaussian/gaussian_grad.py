@@ -230,11 +230,11 @@ def nll_vjp(X, mu, A, g):
     g = _weak(g, X, mu, A)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     # grad of line 11: quad = sum(R.T * Q) / N
-    g_mul = g / (2 * N)
+    g_scaled = g / (2 * N)
     R = X - mu  # (N, D)
     R_transpose = R.T  # (D, N)
     del R
-    dQ = g_mul * R_transpose  # (D, N)
+    dQ = g_scaled * R_transpose  # (D, N)
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
@@ -245,7 +245,7 @@ def nll_vjp(X, mu, A, g):
     dA = (dS + dS.T) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
-    dR = (g_mul * Q + S_solve).T  # (N, D)
+    dR = (g_scaled * Q + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
     dmu = -dR.sum(axis=0)  # (D,)
@@ -350,13 +350,13 @@ def nll_hvp(X, mu, A, vmu, vA):
     Q_transpose = Q.T  # (N, D)
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     del Q, S
-    diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q_transpose + S_solve @ tQ.T)  # (D, D)
+    Q_diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q_transpose + S_solve @ tQ.T)  # (D, D)
     del tS
     dS = S_inv.T / 2 - S_solve @ Q_transpose  # (D, D)
     del S_inv, S_solve
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    HvA = (diff + diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
-    del dS, diff
+    HvA = (Q_diff + Q_diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
+    del Q_diff, dS
     # grad of line 9: R = X - mu
     Hvmu = -(tQ / (2 * N) + S_solve2).T.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

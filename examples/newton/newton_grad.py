@@ -286,7 +286,7 @@ def loss_hessian(X, y, w, lam):
     y_sigmoid = y * (X @ w)  # (N,)
     np.negative(y_sigmoid, out=y_sigmoid)
     _sigmoid(y_sigmoid, out=y_sigmoid)
-    matmul = ((1 - y_sigmoid) * y * (y * y_sigmoid) / N * X.T) @ X  # (D, D)
+    X_matmul = ((1 - y_sigmoid) * y * (y * y_sigmoid) / N * X.T) @ X  # (D, D)
     del y_sigmoid
-    H = (lam * np.eye(D, dtype=w.dtype) + matmul).T  # (D, D)
+    H = (lam * np.eye(D, dtype=w.dtype) + X_matmul).T  # (D, D)
     return H

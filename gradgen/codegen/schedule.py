@@ -22,7 +22,7 @@ from ..escape import comment_text
 from ..ir import Node, topo_order, use_counts
 from ..ops.dtypes import input_names, weak
 from ..ops.registry import PREC_ATOM, REGISTRY
-from .naming import Namer
+from .naming import Namer, temp_name
 from .printer import Printer
 
 MAX_EXPR = 80
@@ -395,31 +395,6 @@ def _shorten(n, text, prec, printer, namer, names):
 def _is_name(code: tuple[str, int]) -> bool:
     """The printed code is a plain variable name (spilling it would only copy it)."""
     return code[1] == PREC_ATOM and code[0].isidentifier()
-
-
-def temp_name(n: Node, names: dict, depth: int = 3) -> str:
-    """A name for a temporary: its op, after the source variable it is computed from
-    (`U_max`, `U_exp`); ops that pass their argument through take the argument's name, and
-    so does a view of a computed value (`U_sum` for `U_exp.sum(axis=1)[:, None]`)."""
-    opdef = REGISTRY[n.op]
-    while n.args and ("transparent" in opdef.traits
-                      or "unit_axes" in opdef.traits and n.args[0].args):
-        n = n.args[0]
-        opdef = REGISTRY[n.op]
-    base = opdef.hint or n.op
-    a = n
-    for _ in range(depth):
-        if not a.args:
-            break
-        for x in a.args:   # the first argument that is no constant, else the first
-            if x.op != "const":
-                a = x
-                break
-        else:
-            a = a.args[0]
-        if a.op == "input" or a in names:
-            return f"{names.get(a) or a.attr('name')}_{base}"
-    return base
 
 
 def _shape_comment(n: Node) -> str:

@@ -30,6 +30,28 @@ def call(fn: str, *, kwargs=None):
     return emit
 
 
+# ---------------------------------------------------------------- names of temporaries
+# `OpDef.hint` functions: (node, the source names of its arguments, None for unnamed) ->
+# a name for the node's temporary, or None for the default (`<source>_<op>`).
+
+def scaled_hint(node, labels) -> str | None:
+    """`Q_scaled` for a named value times or divided by a scalar constant."""
+    args = node.args
+    if len(args) == 2 and args[0].is_const and labels[1]:
+        return f"{labels[1]}_scaled"
+    if len(args) == 2 and args[1].is_const and labels[0]:
+        return f"{labels[0]}_scaled"
+    return None
+
+
+def product_hint(node, labels) -> str | None:
+    """`XV` for `X @ V` (`Z_W` when a name is longer than two characters)."""
+    a, b = labels
+    if not (a and b):
+        return None
+    return a + b if len(a) <= 2 and len(b) <= 2 else f"{a}_{b}"
+
+
 def axis_kwargs(p, node) -> list[str]:
     """`axis=...` and `keepdims=True` of a reduction, omitted when they are the defaults."""
     axes, keepdims = node.attr("axes"), node.attr("keepdims")

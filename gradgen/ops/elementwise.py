@@ -10,7 +10,7 @@ import sympy
 
 from ..dims import broadcast
 from ..ir import builder, const, make
-from ._emit import call, infix
+from ._emit import call, infix, scaled_hint
 from .dtypes import dtype_sources, weak
 from .registry import (
     NONZERO,
@@ -402,13 +402,13 @@ def _emit_mul(p, node):
 
 
 defop("mul", 2, shape=_bshape, emit=_emit_mul, canon=_canon_mul,
-      ufunc="multiply",
+      ufunc="multiply", hint=scaled_hint,
       traits=EW, domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
 
 defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), canon=_canon_div, fuse=_fuse_div,
-      ufunc="divide",
+      ufunc="divide", hint=scaled_hint,
       traits=EW, domain=(REAL, NONZERO),
       vjp=lambda g, n: (g / n.args[1], -(g * n) / n.args[1]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] / n.args[1], ts[1] and -(ts[1] * n) / n.args[1]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, size
 from ..errors import ShapeError
 from ..ir import make
-from ._emit import call, infix
+from ._emit import call, infix, product_hint
 from .constants import eye_like
 from .elementwise import _total
 from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop
@@ -93,7 +93,7 @@ def _canon_matmul(a, b):
 
 
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
-      emit=_emit_matmul, traits=frozenset({"bilinear"}), domain=(REAL, REAL),
+      emit=_emit_matmul, hint=product_hint, traits=frozenset({"bilinear"}), domain=(REAL, REAL),
       canon=_canon_matmul, vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
 
 defbuiltin("matmul", ("x", "y"), lambda x, y: x @ y)

@@ -63,7 +63,9 @@ class OpDef:
     dtype: str = "float"                      # "float" or "bool"
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
-    hint: str | None = None                   # short name for temporaries (`e` for exp)
+    # Short name for temporaries (`diff` for sub, after a source name: `Z_diff`), or a
+    # function (node, source names of its arguments) -> a name or None (`XV` for X @ V).
+    hint: str | Callable[..., str | None] | None = None
     # The elementwise function computing this op from its arguments in order, by its
     # array-API/NumPy name (`subtract`; a module helper `_sigmoid` taking `out=` alike), if
     # there is one: the scheduler then may ask the printer to compute it in place
