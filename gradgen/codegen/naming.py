@@ -11,6 +11,8 @@ import tokenize
 import unicodedata
 from collections.abc import Iterable, Mapping
 
+from ..ops.registry import REGISTRY
+
 RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"np"}
 
 
@@ -243,8 +245,6 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     `2 * Q`: `OpDef.hint` may be a function). Ops that pass their argument through take the
     argument's name, and so does a view of a computed value (`U_sum` for
     `U_exp.sum(axis=1)[:, None]`). `names` maps nodes to their source names."""
-    from ..ops.registry import REGISTRY  # codegen reads the op table (a lower layer)
-
     opdef = REGISTRY[n.op]
     while n.args and ("transparent" in opdef.traits
                       or "unit_axes" in opdef.traits and n.args[0].args):
@@ -261,10 +261,14 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     for _ in range(depth):   # along the first argument that is no constant
         if not a.args:
             break
-        a = next((x for x in a.args if x.op != "const"), a.args[0])
-        label = _label(a, names)
-        if label:
-            return f"{label}_{base}"
+        for x in a.args:
+            if x.op != "const":
+                a = x
+                break
+        else:
+            a = a.args[0]
+        if a.op == "input" or a in names:
+            return f"{names.get(a) or a.attr('name')}_{base}"
     label = _nearest_label(n, names)
     return f"{label}_{base}" if label else base
 

@@ -151,6 +151,7 @@ class Printer:
     def emit(self, node: Node) -> tuple[str, int]:
         """Code and precedence of `node` as an expression."""
         opdef = REGISTRY[node.op]
+        emit = self._emitters.get(node.op) or self._missing(node)
         if opdef.prelude:
             self.preludes[node.op] = opdef.prelude
         if node.args and "elementwise" in opdef.traits and all(
@@ -165,8 +166,8 @@ class Printer:
             if len(node.args) == 2 and opdef.ufunc in _ARITHMETIC:
                 args = [self.float64(self.arg(node, i, 0)) for i in range(2)]
                 return self.number(self.call(opdef.ufunc, args)), PREC_ATOM
-            return self.number(self._emitter(node)(self, node)[0]), PREC_ATOM
-        return self._emitter(node)(self, node)
+            return self.number(emit(self, node)[0]), PREC_ATOM
+        return emit(self, node)
 
     def emit_stmt(self, node: Node, target: str) -> list[str]:
         """Statements computing `node` into `target` (ops that need more than an expression)."""
@@ -178,11 +179,8 @@ class Printer:
     def set_name(self, node: Node, name: str) -> None:
         self.code[id(node)] = (name, PREC_ATOM)
 
-    def _emitter(self, node: Node):
-        fn = self._emitters.get(node.op)
-        if fn is None:
-            raise InternalError(f"op {node.op!r} has no emission for target {self.target!r}")
-        return fn
+    def _missing(self, node: Node):
+        raise InternalError(f"op {node.op!r} has no emission for target {self.target!r}")
 
 
 _EMITTERS: dict[str, dict] = {}
