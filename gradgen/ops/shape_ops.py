@@ -482,7 +482,8 @@ def _join_jvp(op, batched=False):
     return rule
 
 
-defop("concatenate", None, shape=_concat_shape, emit=_emit_join("concatenate"),
+defop("concatenate", None, shape=_concat_shape,
+      emit={"default": _emit_join("concatenate"), "array_api": _emit_join("concat")},
       canon=lambda *args, axis: args[0] if len(args) == 1 else None,
       traits=frozenset({"linear"}), domain=(REAL, REAL), hint="joined",
       vjp=lambda g, n: tuple(make("index", g, index=ix) for ix in _concat_blocks(n)),
