@@ -118,7 +118,8 @@ def const(value) -> Node:
     node = cache.get(key)
     if node is None:
         v = as_expr(value)
-        if v.is_number and not (v.is_Rational or v.is_Float or v in (sympy.pi, sympy.E)):
+        if v.is_number and not (v.is_Rational or v.is_Float or v in (sympy.pi, sympy.E)) \
+                and (v.has(sympy.Float) or sympy.count_ops(v) > 8):
             v = sympy.Float(float(v))   # exp(2), 2 * pi, sqrt(2): a plain float
         node = cache[key] = make("const", value=v)  # Float: float(v) round-trips exactly
     return node

@@ -6,6 +6,7 @@ standing in for `xp`) and gives the NumPy printer's values."""
 from __future__ import annotations
 
 import re
+import types
 
 import numpy as np
 import pytest
@@ -122,3 +123,23 @@ def test_an_op_without_emission_for_a_target_is_an_internal_error():
         with pytest.raises(InternalError, match="no emission for target 'array_api'"):
             schedule([entry.output], dict(entry.names), Namer({"A", "B", "C", "N"}),
                      ToyPrinter())
+
+
+def test_constants_print_as_the_expressions_written():
+    """`D * log(2 * pi)` prints as that expression, as a Python float (float32 stays
+    float32) computed in float64; sin(pi) still folds as float64 does (not to sympy's 0)."""
+    import math
+
+    import gradgen
+
+    source = ("def f(x: Param[D]):\n"
+              "    return sum(x * x) + D * log(2 * pi) + exp(2) * log(3) + sin(pi)\n")
+    text = gradgen.compile_source(source, "c.grad", modes=("grad",))
+    assert "D * float(np.log(2 * np.pi))" in text
+    assert "1.2246467991473532e-16" in text
+    mod = types.ModuleType("c_grad")
+    exec(compile(text, "c_grad.py", "exec"), mod.__dict__)
+    x = np.arange(3.0)
+    expected = 5.0 + 3 * math.log(2 * math.pi) + math.exp(2) * math.log(3) + math.sin(math.pi)
+    assert mod.f(x) == pytest.approx(expected, rel=1e-15)
+    assert np.asarray(mod.f(x.astype(np.float32))).dtype == np.float32

@@ -514,12 +514,34 @@ def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelu
                  ufunc=ufunc if emit else (ufunc or name))
 
 
+# Functions kept symbolic when applied to an exact number that sympy leaves unevaluated
+# (log(2 * pi), exp(2)): the constant then prints as the expression the source wrote
+# (`D * float(np.log(2 * np.pi))`, a Python float in float64) rather than as a magic number.
+_SYMBOLIC = {"log": sympy.log, "exp": sympy.exp, "sin": sympy.sin, "cos": sympy.cos,
+             "tan": sympy.tan, "tanh": sympy.tanh, "arctan": sympy.atan}
+
+
+def _symbolic(ufunc, value):
+    """`ufunc(value)` as an exact sympy expression, or None where sympy would evaluate it
+    (sin(pi) is exactly 0 where float64 gives 1.2e-16: folding follows float64) or the
+    value is not a finite real."""
+    fn = _SYMBOLIC.get(ufunc)
+    if fn is None or value.has(sympy.Float) or not _small(value):
+        return None
+    r = fn(value)
+    return r if type(r) is fn and _tame(r) else None
+
+
 def _folding(fold, canon, ufunc):
-    """A canon rule that first folds the function of a numeric constant: with `fold` (a
-    Python function), and where that raises (outside its domain, overflow) as NumPy's
-    ufunc does in float64 (nan, inf). Without a NumPy ufunc the constant stays unfolded."""
+    """A canon rule that first folds the function of a numeric constant: kept exact where
+    sympy has it (`_symbolic`), else with `fold` (a Python function), and where that raises
+    (outside its domain, overflow) as NumPy's ufunc does in float64 (nan, inf). Without a
+    NumPy ufunc the constant stays unfolded."""
     def rule(x):
         if x.is_const and x.value.is_number:
+            exact = _symbolic(ufunc, x.value)
+            if exact is not None:
+                return const(exact)
             v = _as_float(x.value)
             if math.isnan(v):
                 return const(math.nan)
