@@ -14,14 +14,14 @@ from . import ir
 from .autodiff import batched_jvp, jvp, vjp
 from .codegen.emit import render_module
 from .codegen.naming import ModuleNamer, Namer, cotangent_name, rename_identifiers, tangent_name
-from .codegen.printer import Printer
+from .codegen.printer import Printer, printer_for
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
 from .codegen.schedule import schedule
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, ShapeError, WorkLimit
 from .frontend import EntryPoint, Program, parse_program, source_lines
 from .ir import Node, const, make, topo_order
-from .ops.registry import PREC_CALL, REGISTRY
+from .ops.registry import REGISTRY
 from .passes import building, lower, optimize
 from .version import __version__
 
@@ -260,10 +260,8 @@ def _owned_results(outputs: list[Node], printer: Printer) -> list[str]:
         else:
             copy = readonly or base.op == "input" or id(base) in bases
             bases.add(id(base))
-        if copy and o.ndim == 0:   # also a Python number passed for a scalar
-            text = f"{printer.ns}.array({text})"
-        elif copy:
-            text = (text if prec >= PREC_CALL else f"({text})") + ".copy()"
+        if copy:
+            text = printer.copy(text, prec, scalar=o.ndim == 0)
         out.append(text)
     return out
 
@@ -520,6 +518,8 @@ class _EntryBuilder:
         lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
                  ""]
         rest = user[1:] if not summary else user
+        while rest and not rest[0]:   # the summary's blank line is there already
+            rest = rest[1:]
         if any(rest):
             lines += [*rest, ""]
         lines.append("Args:")
@@ -541,7 +541,7 @@ class _EntryBuilder:
                 if d.is_Integer:
                     dims.append(str(int(d)))
                 elif d.is_Symbol:
-                    dims.append(repr(d.name))
+                    dims.append(f'"{d.name}"')   # an identifier: nothing to escape
                 else:
                     dims.append("None")
             inner = ", ".join(dims) + ("," if len(dims) == 1 else "")
@@ -565,7 +565,7 @@ class _EntryBuilder:
         outputs, all_names = list(graph.outputs), dict(graph.names)
         arg_names = [a.name for a in e.args] + [n.attr("name") for n in extra_inputs]
         namer = Namer(set(arg_names) | set(e.dims) | self.names.taken())
-        printer = Printer(self.names.names)
+        printer = printer_for("numpy", self.names.names)
         # Gradients are computed in reverse order of the Params, as backpropagation does:
         # the last layer's first, so forward values die early.
         visit = list(outputs)

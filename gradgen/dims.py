@@ -247,6 +247,13 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         return f"{_paren(_print(base, r), PREC_POW + 1)} ** {_paren(_print(exp, r), PREC_NEG)}", PREC_POW
     if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
         return f"{r.float}({r.np}.exp({r.np}.float64({_print(e.args[0], r)[0]})))", PREC_ATOM
+    name = _FUNCTIONS.get(type(e))
+    if name is not None and e.is_number:   # log(2 * pi): in float64, as a Python float
+        arg = e.args[0]
+        code = _print(arg, r)[0]
+        if arg.is_Integer and abs(int(arg)) > 2 ** 53:   # not an int64 for NumPy
+            code = f"{r.np}.float64({code})"
+        return f"{r.float}({r.np}.{name}({code}))", PREC_ATOM
     if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
         num, den = sympy.fraction(sympy.together(e.args[0]))
         n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
@@ -256,6 +263,11 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
     if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
         return _float(float(e), r)
     raise ValueError(f"cannot print dimension expression {e}")
+
+
+# sympy's functions of numbers that the ops keep exact, and NumPy's name for each.
+_FUNCTIONS = {sympy.log: "log", sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan",
+              sympy.tanh: "tanh", sympy.atan: "arctan"}
 
 
 def _divide(num: sympy.Expr, den: sympy.Expr, r: _Refs) -> tuple[str, int]:

@@ -131,10 +131,12 @@ def const(value) -> Node:
     node = cache.get(key)
     if node is None:
         v = as_expr(value)
-        if v.is_number and not (v.is_Rational or v.is_Float or v in (sympy.pi, sympy.E)):
-            v = sympy.Float(float(v))   # exp(2), 2 * pi, sqrt(2): a plain float
-        # Float: float(v) round-trips exactly
-        node = cache[key] = make(builder().const_op, value=v)
+        if v.is_number and not (v.is_Rational or v.is_Float or v in (sympy.pi, sympy.E)) \
+                and (v.has(sympy.Float) or sympy.count_ops(v) > 8):
+            # a plain float (exp(2.5), a long expression); small exact ones such as
+            # 2 * pi or log(2 * pi) stay exact, to print as written (`np.log(2 * np.pi)`)
+            v = sympy.Float(float(v))
+        node = cache[key] = make(builder().const_op, value=v)  # Float: round-trips exactly
     return node
 
 

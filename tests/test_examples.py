@@ -152,6 +152,11 @@ def test_generated_module_passes_ruff(src: Path):
     proc = subprocess.run([str(exe), "check", "--no-cache", str(module)], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # pycodestyle's errors and warnings (blank lines too: preview rules in ruff), pyflakes
+    # and import order, at the project's line length
+    proc = subprocess.run([str(exe), "check", "--no-cache", "--preview", "--select", "E,W,F,I",
+                           str(module)], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_newton_converges_in_few_iterations_and_matches_gradient_descent():

@@ -17,6 +17,7 @@ from test_random_programs import RandomChooser, generate
 import gradgen
 from gradgen.codegen.naming import ModuleNamer, rename_identifiers
 from gradgen.compiler import helper_sources
+from gradgen.passes import building
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*/*.grad"))
@@ -285,3 +286,25 @@ def test_module_namer_finds_a_variant_whatever_the_user_took():
     taken = {"np", "numpy", "np_", *(f"np_{k}" for k in range(2, 300))}
     names = ModuleNamer(taken, HELPERS)
     assert names["np"] == "np_300"
+
+
+def test_temporaries_are_named_after_their_operands():
+    """`XV` for `X @ V`, `Q_scaled` for `2 * Q`, and a name from the nearest source name
+    rather than a bare op name (`mul`, `diff`) however deep the expression."""
+    from gradgen import ir
+    from gradgen.codegen.naming import temp_name
+    from gradgen.frontend import parse_program
+
+    source = ("def f(X: Data[N, D], V: Param[D, M], Q: Data[N, M], Zeta: Data[M, K]):\n"
+              "    return sum(X @ V) + sum(exp(Q * 2)) + sum(Q @ Zeta)"
+              " + sum(exp(exp(exp(exp(X)))) * exp(exp(exp(exp(X)))))\n")
+    with building():
+        entry = parse_program(source, "t.grad").entries[0]
+        nodes = ir.topo_order([entry.output])
+        got = {}
+        for n in nodes:
+            if n.op in ("matmul", "mul") and not n.is_const:
+                got.setdefault(n.op, []).append(temp_name(n, entry.names))
+    assert "XV" in got["matmul"] and "Q_Zeta" in got["matmul"]
+    assert "Q_scaled" in got["mul"]
+    assert "X_mul" in got["mul"]   # exp(exp(exp(exp(X)))) squared: X is 5 nodes down

@@ -19,7 +19,7 @@ import pytest
 
 from gradgen import ir
 from gradgen.codegen.naming import Namer
-from gradgen.codegen.printer import Printer
+from gradgen.codegen.printer import NumpyPrinter
 from gradgen.codegen.schedule import schedule
 from gradgen.frontend import parse_program
 from gradgen.ops import REGISTRY
@@ -118,7 +118,7 @@ def _run(entry, graph, values: dict) -> np.ndarray:
     """Evaluate the graph's output with the emitted statements."""
     names = dict(graph.names)
     arg_names = {a.name for a in entry.args}
-    printer = Printer()
+    printer = NumpyPrinter()
     body = schedule(list(graph.outputs), names, Namer(arg_names | set(SIZES)), printer,
                     keep=frozenset(arg_names))
     env = {"np": np, **values, **SIZES}

@@ -82,16 +82,16 @@ def _weak(x, *arrays):
         return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
     return x
 
+
 _NLL_ARGS = (
-    ("X", ('N', 'D')),
-    ("mu", ('D',)),
-    ("A", ('D', 'D')),
+    ("X", ("N", "D")),
+    ("mu", ("D",)),
+    ("A", ("D", "D")),
 )
 
 
 def nll(X, mu, A):
     """Mean negative log-likelihood of the rows of X under N(mu, S), S = A @ A.T + I / 10.
-
 
     The covariance is parametrised by an unconstrained square matrix A, so every gradient
     step keeps it symmetric positive definite.
@@ -113,7 +113,7 @@ def nll(X, mu, A):
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
     quad = (R_transpose * Q).sum() / N
-    return (quad + np.linalg.slogdet(S)[1] + 1.8378770664093453 * D) / 2
+    return (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
 
 
 def nll_grad(X, mu, A):
@@ -186,7 +186,7 @@ def nll_value_and_grad(X, mu, A):
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
     quad = (R_transpose * Q).sum() / N
-    value = (quad + np.linalg.slogdet(S)[1] + 1.8378770664093453 * D) / 2
+    value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # grad of line 11: quad = sum(R.T * Q) / N
     dQ = R_transpose / (2 * N)  # (D, N)
     # grad of line 10: Q = solve(S, R.T)
@@ -230,11 +230,11 @@ def nll_vjp(X, mu, A, g):
     g = _weak(g, X, mu, A)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     # grad of line 11: quad = sum(R.T * Q) / N
-    g_mul = g / (2 * N)
+    g_scaled = g / (2 * N)
     R = X - mu  # (N, D)
     R_transpose = R.T  # (D, N)
     del R
-    dQ = g_mul * R_transpose  # (D, N)
+    dQ = g_scaled * R_transpose  # (D, N)
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
@@ -245,7 +245,7 @@ def nll_vjp(X, mu, A, g):
     dA = (dS + dS.T) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
-    dR = (g_mul * Q + S_solve).T  # (N, D)
+    dR = (g_scaled * Q + S_solve).T  # (N, D)
     del Q, S_solve
     # grad of line 9: R = X - mu
     dmu = -dR.sum(axis=0)  # (D,)
@@ -282,7 +282,7 @@ def nll_jvp(X, mu, A, tmu, tA):
     S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R_transpose)  # (D, N)
     quad = (R_transpose * Q).sum() / N
-    value = (quad + np.linalg.slogdet(S)[1] + 1.8378770664093453 * D) / 2
+    value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # tangent of line 9: R = X - mu
     tR = -tmu  # (D,)
     # tangent of line 10: Q = solve(S, R.T)
@@ -350,13 +350,13 @@ def nll_hvp(X, mu, A, vmu, vA):
     Q_transpose = Q.T  # (N, D)
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     del Q, S
-    diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q_transpose + S_solve @ tQ.T)  # (D, D)
+    Q_diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q_transpose + S_solve @ tQ.T)  # (D, D)
     del tS
     dS = S_inv.T / 2 - S_solve @ Q_transpose  # (D, D)
     del S_inv, S_solve
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    HvA = (diff + diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
-    del dS, diff
+    HvA = (Q_diff + Q_diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
+    del Q_diff, dS
     # grad of line 9: R = X - mu
     Hvmu = -(tQ / (2 * N) + S_solve2).T.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

@@ -93,17 +93,17 @@ def _sigmoid(x, out=None):
     z += 1
     return np.reciprocal(z, out=z)
 
+
 _LOSS_ARGS = (
-    ("X", ('N', 'D')),
-    ("y", ('N',)),
-    ("w", ('D',)),
+    ("X", ("N", "D")),
+    ("y", ("N",)),
+    ("w", ("D",)),
     ("lam", ()),
 )
 
 
 def loss(X, y, w, lam):
     """L2-regularised logistic regression loss for labels y in {-1, +1}.
-
 
     mean(log(1 + exp(-y * (X @ w)))) + lam / 2 * ||w||^2
 

@@ -93,11 +93,12 @@ def _sigmoid(x, out=None):
     z += 1
     return np.reciprocal(z, out=z)
 
+
 _COST_ARGS = (
-    ("X", ('N', 'D')),
-    ("Y", ('N', 'C')),
-    ("V", ('D', 'M')),
-    ("W", ('M', 'C')),
+    ("X", ("N", "D")),
+    ("Y", ("N", "C")),
+    ("V", ("D", "M")),
+    ("W", ("M", "C")),
 )
 
 
@@ -351,14 +352,17 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
     del U_exp, tU
-    mul = tU_mul / U_sum  # (N, C)
-    mul -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum
-    mul /= N
+    tU_mul2 = tU_mul / U_sum  # (N, C)
+    tU_mul2 -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum
+    tU_mul2 /= N
     del U_div, tU_mul
     # grad of line 10: U = Z @ W
-    HvW = tZ.T @ dU + Z.T @ mul  # (M, C)
+    HvW = tZ.T @ dU + Z.T @ tU_mul2  # (M, C)
     W_transpose = W.T  # (C, M)
     dZ = dU @ W_transpose  # (N, M)
+    # grad of line 9: Z = logistic(Q)
+    tZ_diff = ((tU_mul2 @ W_transpose + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ  # (N, M)
+    del Z, Z_diff, dU, dZ, tU_mul2, tZ
     # grad of line 8: Q = X @ V
-    HvV = X.T @ (((mul @ W_transpose + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ)  # (D, M)
+    HvV = X.T @ tZ_diff  # (D, M)
     return (HvV, HvW)

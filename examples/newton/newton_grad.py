@@ -93,17 +93,17 @@ def _sigmoid(x, out=None):
     z += 1
     return np.reciprocal(z, out=z)
 
+
 _LOSS_ARGS = (
-    ("X", ('N', 'D')),
-    ("y", ('N',)),
-    ("w", ('D',)),
+    ("X", ("N", "D")),
+    ("y", ("N",)),
+    ("w", ("D",)),
     ("lam", ()),
 )
 
 
 def loss(X, y, w, lam):
     """L2-regularised logistic regression loss for labels y in {-1, +1}.
-
 
     mean(log(1 + exp(-y * (X @ w)))) + lam / 2 * ||w||^2
 
@@ -286,7 +286,7 @@ def loss_hessian(X, y, w, lam):
     y_sigmoid = y * (X @ w)  # (N,)
     np.negative(y_sigmoid, out=y_sigmoid)
     _sigmoid(y_sigmoid, out=y_sigmoid)
-    matmul = ((1 - y_sigmoid) * y * (y * y_sigmoid) / N * X.T) @ X  # (D, D)
+    X_matmul = ((1 - y_sigmoid) * y * (y * y_sigmoid) / N * X.T) @ X  # (D, D)
     del y_sigmoid
-    H = (lam * np.eye(D, dtype=w.dtype) + matmul).T  # (D, D)
+    H = (lam * np.eye(D, dtype=w.dtype) + X_matmul).T  # (D, D)
     return H

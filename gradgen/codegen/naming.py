@@ -11,6 +11,8 @@ import tokenize
 import unicodedata
 from collections.abc import Iterable, Mapping
 
+from ..ops.registry import REGISTRY
+
 RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"np"}
 
 
@@ -228,3 +230,69 @@ class ModuleNamer:
     def numpy_import(self) -> str:
         np = self.names["np"]
         return "import numpy" if np == "numpy" else f"import numpy as {np}"
+
+
+# ---------------------------------------------------------------- temporaries
+
+# Nodes looked at, breadth first, for a source name to derive a temporary's name from.
+_NAME_SEARCH = 16
+
+
+def temp_name(n, names: Mapping, depth: int = 3) -> str:
+    """A name for a temporary, derived from the source names of what it is computed from:
+    the op's hint after the source variable it is computed from (`U_max`, `U_exp`), or what
+    the op's own hint makes of its operands' names (`XV` for `X @ V`, `Q_scaled` for
+    `2 * Q`: `OpDef.hint` may be a function). Ops that pass their argument through take the
+    argument's name, and so does a view of a computed value (`U_sum` for
+    `U_exp.sum(axis=1)[:, None]`). `names` maps nodes to their source names."""
+    opdef = REGISTRY[n.op]
+    while n.args and ("transparent" in opdef.traits
+                      or "unit_axes" in opdef.traits and n.args[0].args):
+        n = n.args[0]
+        opdef = REGISTRY[n.op]
+    hint = opdef.hint
+    if callable(hint):
+        name = hint(n, [_label(a, names) for a in n.args])
+        if name:
+            return name
+        hint = None
+    base = hint or n.op
+    a = n
+    for _ in range(depth):   # along the first argument that is no constant
+        if not a.args:
+            break
+        for x in a.args:
+            if x.op != "const":
+                a = x
+                break
+        else:
+            a = a.args[0]
+        if a.op == "input" or a in names:
+            return f"{names.get(a) or a.attr('name')}_{base}"
+    label = _nearest_label(n, names)
+    return f"{label}_{base}" if label else base
+
+
+def _label(node, names: Mapping) -> str | None:
+    """The source name of `node` (a named value or an argument), if it has one."""
+    name = names.get(node)
+    if name:
+        return name
+    return node.attr("name") if node.op == "input" else None
+
+
+def _nearest_label(n, names: Mapping) -> str | None:
+    """The source name of the nearest named value `n` is computed from (breadth first, a
+    bounded number of nodes), so that no temporary is called just `mul` or `diff`."""
+    queue, seen = list(n.args), set()
+    for a in queue:
+        if len(seen) >= _NAME_SEARCH:
+            break
+        if id(a) in seen:
+            continue
+        seen.add(id(a))
+        label = _label(a, names)
+        if label:
+            return label
+        queue.extend(a.args)
+    return None

@@ -1,39 +1,67 @@
-"""Expression printing: one emission rule per op (in the registry), precedence-aware
-parentheses here. The array namespace is the one name `ns`, so another array library
-could be targeted by changing it."""
+"""Expression printing, one printer class per target (in the manner of SymPy's printers).
+
+`Printer` holds what every target shares: the code already printed for each node,
+precedence-aware parentheses, scalar constants and shapes, and the dispatch of a node to
+the emission rule its op declares for this target (`OpDef.emitter`). Every construct whose
+spelling depends on the array library goes through one of its methods, which a target
+implements: the namespace (`np.exp`), method forms (`x.sum(axis=1)`, `x.T`, `.copy()`),
+array creation with a dtype, and in-place computation (`out=`, augmented assignment),
+which a target may refuse (`supports_out`), so the scheduler asks before it writes into a
+buffer. `NumpyPrinter` is the NumPy target; `printer_for` picks one by name.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import sympy
 
 from ..dims import as_expr, print_scalar
+from ..errors import InternalError
 from ..ir import Node
-from ..ops.registry import PREC_ATOM, REGISTRY
+from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
 
 _ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "power"})
 
 
 class Printer:
-    """Prints nodes whose arguments already have code (a name or an inlined expression)."""
+    """Prints nodes whose arguments already have code (a name or an inlined expression).
+
+    Subclasses set `target` (the key of the ops' per-target emission rules) and
+    `namespace` (the canonical name of the array module) and implement the construct
+    methods below."""
+
+    target: str = ""
+    namespace: str = ""
+    # Whether code may write into a buffer it allocated (`out=`, `x += y`): when False the
+    # scheduler never asks for `into` or `augmented`.
+    supports_out: bool = False
 
     def __init__(self, names: dict[str, str] | None = None):
         self.names = dict(names or {})   # canonical -> actual module-level names
-        self.ns = self.ref("np")
+        self.ns = self.ref(self.namespace)
+        # dims.print_scalar spells numbers through the canonical name `np` (np.pi, np.inf)
+        self._scalar_names = {**self.names, "np": self.ns}
         self.code: dict[int, tuple[str, int]] = {}
         self.dims_used: set[sympy.Symbol] = set()
         self.preludes: dict[str, str] = {}
         self.scalars: set[int] = set()   # nodes printed as Python numbers (see emit)
+        self._emitters = _emitters(self.target)
 
     def ref(self, name: str) -> str:
         """The name under which the module knows its own helper or builtin `name`
         (`_sigmoid`, `float`): another one when a user name takes it."""
         return self.names.get(name, name)
 
-    # -- used by the emission rules of the ops
+    # -- used by the emission rules of the ops (target-independent)
     def arg(self, node: Node, i: int, prec: int) -> str:
         """Code of argument `i` of `node`, parenthesised if it binds looser than `prec`."""
         text, p = self.code[id(node.args[i])]
         return f"({text})" if p < prec else text
+
+    def args(self, node: Node, prec: int = 0) -> list[str]:
+        """Code of every argument of `node`, each parenthesised below `prec`."""
+        return [self.arg(node, i, prec) for i in range(len(node.args))]
 
     def code_of(self, node: Node) -> tuple[str, int]:
         """Code and precedence of an already printed node."""
@@ -42,7 +70,7 @@ class Printer:
     def scalar(self, value: sympy.Expr) -> tuple[str, int]:
         """A scalar constant (possibly an expression of dimension sizes)."""
         self.dims_used |= {s for s in as_expr(value).free_symbols}
-        return print_scalar(value, self.names)
+        return print_scalar(value, self._scalar_names)
 
     def shape(self, shape) -> str:
         parts = [self.scalar(d)[0] for d in shape]
@@ -51,34 +79,177 @@ class Printer:
     def axes(self, axes: tuple[int, ...]) -> str:
         return str(axes[0]) if len(axes) == 1 else f"({', '.join(map(str, axes))})"
 
+    def helper(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
+        """A call of a private helper the module carries (`_sigmoid(x)`)."""
+        return f"{self.ref(name)}({', '.join([*args, *kwargs])})"
+
+    # -- the constructs a target spells its own way
+    def fn(self, name: str) -> str:
+        """The array library's function `name` (dotted for a submodule: `linalg.solve`)."""
+        return f"{self.ns}.{name}"
+
+    def call(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
+        """`ns.name(args..., key=value...)`; `kwargs` are `key=value` strings."""
+        return f"{self.fn(name)}({', '.join([*args, *kwargs])})"
+
+    def reduction(self, name: str, node: Node, kwargs: Sequence[str]) -> str:
+        """The reduction `name` (sum, max, ...) of the argument of `node`, with
+        `axis=`/`keepdims=` keyword strings."""
+        raise NotImplementedError
+
+    def method(self, x_code: str, name: str, args: Sequence[str] = ()) -> str:
+        """An array method (`x.reshape(shape)`) or the target's function form of it."""
+        raise NotImplementedError
+
+    def full_transpose(self, x_code: str) -> str:
+        """All axes of `x` reversed (`x.T`)."""
+        raise NotImplementedError
+
+    def dtype_of(self, x_code: str) -> str:
+        """The dtype of an array."""
+        raise NotImplementedError
+
+    def shape_of(self, x_code: str) -> str:
+        """The shape of an array."""
+        return f"{x_code}.shape"
+
+    def result_type(self, args: Sequence[str]) -> str:
+        """The dtype these arrays or numbers promote to; with none, the default float."""
+        raise NotImplementedError
+
+    def creation(self, kind: str, shape: str, dtype: str, value: str | None = None) -> str:
+        """A new array: `kind` is zeros, ones, full (of `value`) or eye (`shape` being its
+        sizes' code), in `dtype`."""
+        raise NotImplementedError
+
+    def copy(self, x_code: str, prec: int, scalar: bool = False) -> str:
+        """A fresh copy of an array (or of a 0-d value that may be a Python number)."""
+        raise NotImplementedError
+
+    def number(self, code: str) -> str:
+        """A Python number from a 0-d computation of numbers (weakly typed)."""
+        return f"{self.ref('float')}({code})"
+
+    def float64(self, code: str) -> str:
+        """A number as the library's float64 scalar (IEEE arithmetic on numbers)."""
+        return f"{self.ns}.float64({code})"
+
+    def ufunc(self, name: str) -> str:
+        """The function computing an op elementwise (an `OpDef.ufunc`): the library's, or a
+        private helper of the module (names starting with `_`) that takes `out=` alike."""
+        return self.ref(name) if name.startswith("_") else self.fn(name)
+
+    def into(self, ufunc: str, args: Sequence[str], out: str) -> str:
+        """`ufunc(args...)` computed into the buffer `out`."""
+        raise InternalError(f"target {self.target!r} computes nothing in place")
+
+    def augmented(self, target: str, ufunc: str, other: str) -> str | None:
+        """`target OP= other` for the binary `ufunc`, or None when it has no such form."""
+        return None
+
     # -- used by the scheduler
     def emit(self, node: Node) -> tuple[str, int]:
         """Code and precedence of `node` as an expression."""
         opdef = REGISTRY[node.op]
+        emit = self._emitters.get(node.op) or self._missing(node)
         if opdef.prelude:
             self.preludes[node.op] = opdef.prelude
         if node.args and "elementwise" in opdef.traits and all(
                 a.op == "const" or id(a) in self.scalars for a in node.args):
             # A function of numbers and dimension sizes that folding left alone (log(N),
             # arithmetic too large to fold): a Python number. Arithmetic on such numbers
-            # goes through the NumPy ufunc, in float64: in Python, 1 / 0 and 10.0 ** 400
-            # raise where NumPy gives inf. A NumPy float64 would turn float32 arrays into
-            # float64: as a Python float it takes their dtype.
+            # goes through the library's function, in float64: in Python, 1 / 0 and
+            # 10.0 ** 400 raise where NumPy gives inf. A NumPy float64 would turn float32
+            # arrays into float64: as a Python float it takes their dtype.
             if opdef.dtype == "float":   # a comparison stays a boolean for where()
                 self.scalars.add(id(node))
             if len(node.args) == 2 and opdef.ufunc in _ARITHMETIC:
-                args = ", ".join(f"{self.ns}.float64({self.arg(node, i, 0)})" for i in range(2))
-                return f"{self.ref('float')}({self.ns}.{opdef.ufunc}({args}))", PREC_ATOM
-            return f"{self.ref('float')}({opdef.emit(self, node)[0]})", PREC_ATOM
-        return opdef.emit(self, node)
+                args = [self.float64(self.arg(node, i, 0)) for i in range(2)]
+                return self.number(self.call(opdef.ufunc, args)), PREC_ATOM
+            return self.number(emit(self, node)[0]), PREC_ATOM
+        return emit(self, node)
 
     def emit_stmt(self, node: Node, target: str) -> list[str]:
         """Statements computing `node` into `target` (ops that need more than an expression)."""
-        opdef = REGISTRY[node.op]
-        return opdef.stmt(self, node, target)
+        stmt = REGISTRY[node.op].statement(self.target)
+        if stmt is None:
+            raise InternalError(f"op {node.op!r} has no statement form for {self.target!r}")
+        return stmt(self, node, target)
 
     def set_name(self, node: Node, name: str) -> None:
         self.code[id(node)] = (name, PREC_ATOM)
 
+    def _missing(self, node: Node):
+        raise InternalError(f"op {node.op!r} has no emission for target {self.target!r}")
 
 
+_EMITTERS: dict[str, dict] = {}
+
+
+def _emitters(target: str) -> dict:
+    """op name -> its emission rule for `target` (the registry is complete once imported)."""
+    table = _EMITTERS.get(target)
+    if table is None or len(table) != len(REGISTRY):
+        table = _EMITTERS[target] = {op: d.emitter(target) for op, d in REGISTRY.items()
+                                     if d.emitter(target) is not None}
+    return table
+
+
+_AUGMENTED = {"add": "+=", "subtract": "-=", "multiply": "*=", "divide": "/=", "power": "**="}
+
+
+class NumpyPrinter(Printer):
+    """The NumPy target: method forms where they skip NumPy's function dispatch, and
+    in-place computation into buffers the function owns."""
+
+    target = "numpy"
+    namespace = "np"
+    supports_out = True
+
+    def reduction(self, name: str, node: Node, kwargs: Sequence[str]) -> str:
+        """The array method `x.sum(axis=1)`, which skips NumPy's function dispatch (a few
+        microseconds a call), or `np.sum(x, ...)` when `x` is an argument of the generated
+        function (which may be a list or a Python number)."""
+        if node.args[0].op == "input":
+            return self.call(name, [self.arg(node, 0, 0)], kwargs)
+        return self.method(self.arg(node, 0, PREC_CALL), name, kwargs)
+
+    def method(self, x_code: str, name: str, args: Sequence[str] = ()) -> str:
+        return f"{x_code}.{name}({', '.join(args)})"
+
+    def full_transpose(self, x_code: str) -> str:
+        return f"{x_code}.T"
+
+    def dtype_of(self, x_code: str) -> str:
+        return f"{x_code}.dtype"
+
+    def result_type(self, args: Sequence[str]) -> str:
+        return self.call("result_type", args) if args else self.fn("float64")
+
+    def creation(self, kind: str, shape: str, dtype: str, value: str | None = None) -> str:
+        args = [shape] if value is None else [shape, value]
+        return self.call(kind, args, [f"dtype={dtype}"])
+
+    def copy(self, x_code: str, prec: int, scalar: bool = False) -> str:
+        if scalar:   # also a Python number passed for a scalar
+            return self.call("array", [x_code])
+        return (x_code if prec >= PREC_CALL else f"({x_code})") + ".copy()"
+
+    def into(self, ufunc: str, args: Sequence[str], out: str) -> str:
+        return f"{self.ufunc(ufunc)}({', '.join(args)}, out={out})"
+
+    def augmented(self, target: str, ufunc: str, other: str) -> str | None:
+        op = _AUGMENTED.get(ufunc)
+        return None if op is None else f"{target} {op} {other}"
+
+
+PRINTERS: dict[str, type[Printer]] = {"numpy": NumpyPrinter}
+
+
+def printer_for(target: str, names: dict[str, str] | None = None) -> Printer:
+    """A fresh printer of the target called `target`."""
+    try:
+        cls = PRINTERS[target]
+    except KeyError:
+        raise InternalError(f"no printer for target {target!r}") from None
+    return cls(names)

@@ -22,7 +22,7 @@ from ..escape import comment_text
 from ..ir import Node, topo_order, use_counts
 from ..ops.dtypes import input_names, weak
 from ..ops.registry import PREC_ATOM, REGISTRY
-from .naming import Namer
+from .naming import Namer, temp_name
 from .printer import Printer
 
 MAX_EXPR = 80
@@ -123,9 +123,6 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
     return text, prec, last_origin
 
 
-_AUGMENTED = {"add": "+=", "subtract": "-=", "multiply": "*=", "divide": "/=", "power": "**="}
-
-
 class _Ops:
     """What the scheduler asks of the registry about an op, as sets of op names."""
 
@@ -153,7 +150,8 @@ class _State:
         self.names = names
         self.keep = keep
         self.ops = _Ops()
-        self.ufunc = self.ops.ufunc
+        # in place only where the target can write into a buffer (Printer.supports_out)
+        self.ufunc = self.ops.ufunc if printer.supports_out else {}
         self.inlined: set[int] = set()
         self.var_node: dict[str, Node] = {}
         self.remaining: dict[str, int] = {}   # variable -> references not printed yet
@@ -257,7 +255,7 @@ class _State:
             s = spine[k]
             s_args = s.args
             if len(s_args) == 1:
-                lines.append(f"{self._ufunc(s)}({target}, out={target})")
+                lines.append(self.p.into(self.ufunc[s.op], [target], target))
             else:
                 i = 0 if s_args[0] is child else 1
                 o = s_args[1 - i]
@@ -291,9 +289,8 @@ class _State:
             num, den = n.args[0].value.as_numer_denom()
             if den != 1 and num in (1, -1):
                 text, _ = self.p.scalar(den * num)
-                return f"{self.p.ns}.divide({code[id(n.args[1])][0]}, {text}, out={out})"
-        args = ", ".join(code[id(a)][0] for a in n.args)
-        return f"{self._ufunc(n)}({args}, out={out})"
+                return self.p.into("divide", [code[id(n.args[1])][0], text], out)
+        return self.p.into(self.ufunc[n.op], [code[id(a)][0] for a in n.args], out)
 
     def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
         """A variable read by one of `args` (a node's arguments), of this shape, that
@@ -328,19 +325,16 @@ class _State:
             num, den = other.value.as_numer_denom()
             if num in (1, -1) and den != 1:
                 text, _ = self.p.scalar(den * num)
-                return f"{target} /= {text}"
+                return self.p.augmented(target, "divide", text) or \
+                    self.p.into("divide", [target, text], target)
         # the code of `other` as an argument: p.arg(s, 1 - i, 0), never parenthesised
         other_code = self.p.code[id(other)][0]
-        if uf in _AUGMENTED and (i == 0 or uf == "add" or uf == "multiply"):
-            return f"{target} {_AUGMENTED[uf]} {other_code}"
-        args = f"{target}, {other_code}" if i == 0 else f"{other_code}, {target}"
-        return f"{self._ufunc(s)}({args}, out={target})"
-
-    def _ufunc(self, n: Node) -> str:
-        """The in-place capable function of `n`: a NumPy ufunc, or a private helper of the
-        module (names starting with `_`) that takes `out=` the same way."""
-        uf = self.ufunc[n.op]
-        return self.p.ref(uf) if uf.startswith("_") else f"{self.p.ns}.{uf}"
+        if i == 0 or uf == "add" or uf == "multiply":   # commutes, or target on the left
+            line = self.p.augmented(target, uf, other_code)
+            if line is not None:
+                return line
+        args = [target, other_code] if i == 0 else [other_code, target]
+        return self.p.into(uf, args, target)
 
 
 def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:
@@ -401,31 +395,6 @@ def _shorten(n, text, prec, printer, namer, names):
 def _is_name(code: tuple[str, int]) -> bool:
     """The printed code is a plain variable name (spilling it would only copy it)."""
     return code[1] == PREC_ATOM and code[0].isidentifier()
-
-
-def temp_name(n: Node, names: dict, depth: int = 3) -> str:
-    """A name for a temporary: its op, after the source variable it is computed from
-    (`U_max`, `U_exp`); ops that pass their argument through take the argument's name, and
-    so does a view of a computed value (`U_sum` for `U_exp.sum(axis=1)[:, None]`)."""
-    opdef = REGISTRY[n.op]
-    while n.args and ("transparent" in opdef.traits
-                      or "unit_axes" in opdef.traits and n.args[0].args):
-        n = n.args[0]
-        opdef = REGISTRY[n.op]
-    base = opdef.hint or n.op
-    a = n
-    for _ in range(depth):
-        if not a.args:
-            break
-        for x in a.args:   # the first argument that is no constant, else the first
-            if x.op != "const":
-                a = x
-                break
-        else:
-            a = a.args[0]
-        if a.op == "input" or a in names:
-            return f"{names.get(a) or a.attr('name')}_{base}"
-    return base
 
 
 def _shape_comment(n: Node) -> str:

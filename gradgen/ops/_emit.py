@@ -1,4 +1,7 @@
-"""Small emission helpers shared by the op families (printing only, no semantics)."""
+"""Small emission helpers shared by the op families (printing only, no semantics).
+
+They build code through the printer's methods (`p.call`, `p.reduction`, ...), never by
+spelling a library's names, so every target's printer can print them."""
 
 from __future__ import annotations
 
@@ -14,15 +17,39 @@ def infix(sym: str, prec: int, right_strict: bool = True, left_strict: bool = Fa
     return emit
 
 
-def call(fn: str, *, ns: bool = True, kwargs=None):
-    """Emit `np.fn(args..., key=value)`; `kwargs(p, node)` returns extra `key=value` strings."""
+def call(fn: str, *, kwargs=None):
+    """Emit the library function `fn(args..., key=value)` (`np.fn` for NumPy), or the
+    module's private helper when `fn` starts with `_`; `kwargs(p, node)` returns extra
+    `key=value` strings."""
     def emit(p, node):
-        args = [p.arg(node, i, PREC_LOWEST) for i in range(len(node.args))]
-        if kwargs is not None:
-            args += kwargs(p, node)
-        name = f"{p.ns}.{fn}" if ns else p.ref(fn)
-        return f"{name}({', '.join(args)})", PREC_CALL
+        args = p.args(node, PREC_LOWEST)
+        extra = kwargs(p, node) if kwargs is not None else ()
+        if fn.startswith("_"):
+            return p.helper(fn, args, extra), PREC_CALL
+        return p.call(fn, args, extra), PREC_CALL
     return emit
+
+
+# ---------------------------------------------------------------- names of temporaries
+# `OpDef.hint` functions: (node, the source names of its arguments, None for unnamed) ->
+# a name for the node's temporary, or None for the default (`<source>_<op>`).
+
+def scaled_hint(node, labels) -> str | None:
+    """`Q_scaled` for a named value times or divided by a scalar constant."""
+    args = node.args
+    if len(args) == 2 and args[0].is_const and labels[1]:
+        return f"{labels[1]}_scaled"
+    if len(args) == 2 and args[1].is_const and labels[0]:
+        return f"{labels[0]}_scaled"
+    return None
+
+
+def product_hint(node, labels) -> str | None:
+    """`XV` for `X @ V` (`Z_W` when a name is longer than two characters)."""
+    a, b = labels
+    if not (a and b):
+        return None
+    return a + b if len(a) <= 2 and len(b) <= 2 else f"{a}_{b}"
 
 
 def axis_kwargs(p, node) -> list[str]:
@@ -37,14 +64,8 @@ def axis_kwargs(p, node) -> list[str]:
 
 
 def reduction(fn: str):
-    """Emit a reduction as the array method `x.sum(axis=1)`, which skips NumPy's function
-    dispatch (a few microseconds a call), or as `np.sum(x, ...)` when `x` is an argument
-    of the generated function (which may be a list or a Python number)."""
-    as_function = call(fn, kwargs=axis_kwargs)
-
+    """Emit the reduction `fn` (sum, max, ...) as the printer spells it (NumPy: the array
+    method `x.sum(axis=1)`, or `np.sum(x, ...)` of a function argument)."""
     def emit(p, node):
-        if node.args[0].op == "input":
-            return as_function(p, node)
-        kwargs = ", ".join(axis_kwargs(p, node))
-        return f"{p.arg(node, 0, PREC_CALL)}.{fn}({kwargs})", PREC_CALL
+        return p.reduction(fn, node, axis_kwargs(p, node)), PREC_CALL
     return emit

@@ -19,10 +19,10 @@ def _basis_shape(args):
 def _emit_basis(p, node):
     like = node.args[0]
     n, _ = p.scalar(size(like.shape))
-    eye = f"{p.ns}.eye({n}, dtype={p.arg(node, 0, PREC_CALL)}.dtype)"
+    eye = p.creation("eye", n, p.dtype_of(p.arg(node, 0, PREC_CALL)))
     if like.ndim == 1:
         return eye, PREC_CALL
-    return f"{eye}.reshape({p.shape(node.shape)})", PREC_CALL
+    return p.method(eye, "reshape", [p.shape(node.shape)]), PREC_CALL
 
 
 defop("basis", 1, shape=_basis_shape, emit=_emit_basis, traits=frozenset({"nondiff"}),

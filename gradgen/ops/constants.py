@@ -6,7 +6,8 @@ of them: the inputs (arguments of the generated function, so always at hand) tha
 array meets. The built-ins take one argument of the entry point (the frontend passes the
 entry point's arguments as `inputs`; see `dtype_witness`); derivative rules take the inputs
 their primal depends on (`dtype_sources`, `eye_like`). `ones((N, 1))` is emitted as
-`np.ones((N, 1), dtype=X.dtype)`; with several sources, `dtype=np.result_type(X, y)`.
+`np.ones((N, 1), dtype=X.dtype)`; with several sources, `dtype=np.result_type(X, y)`
+(as the printer spells them: `Printer.creation`, `dtype_of`, `result_type`).
 """
 
 from __future__ import annotations
@@ -26,20 +27,17 @@ CONST = frozenset({"nondiff"})
 def dtype_of(p, node) -> str:
     """Code for the dtype that the arguments of `node` promote to."""
     args = node.args
-    if not args:
-        return f"{p.ns}.float64"
     if len(args) == 1 and args[0].ndim:
-        return f"{p.arg(node, 0, PREC_CALL)}.dtype"
-    names = ", ".join(p.arg(node, i, PREC_LOWEST) for i in range(len(args)))
-    return f"{p.ns}.result_type({names})"
+        return p.dtype_of(p.arg(node, 0, PREC_CALL))
+    return p.result_type(p.args(node, PREC_LOWEST))
 
 
 def _emit_full(p, node):
     value, shape = node.attr("value"), p.shape(node.attr("shape"))
     dtype = dtype_of(p, node)
     if value in (0, 1):
-        return f"{p.ns}.{'zeros' if value == 0 else 'ones'}({shape}, dtype={dtype})", PREC_CALL
-    return f"{p.ns}.full({shape}, {p.scalar(value)[0]}, dtype={dtype})", PREC_CALL
+        return p.creation("zeros" if value == 0 else "ones", shape, dtype), PREC_CALL
+    return p.creation("full", shape, dtype, p.scalar(value)[0]), PREC_CALL
 
 
 # full(sources..., value, shape): an array of `shape` filled with the number `value`, in
@@ -51,7 +49,7 @@ defop("full", None, shape=lambda args, value, shape: shape, emit=_emit_full, tra
 def _emit_eye(p, node):
     n, m = node.attr("n"), node.attr("m")
     dims = p.scalar(n)[0] + ("" if m == n else f", {p.scalar(m)[0]}")
-    return f"{p.ns}.eye({dims}, dtype={dtype_of(p, node)})", PREC_CALL
+    return p.creation("eye", dims, dtype_of(p, node)), PREC_CALL
 
 
 # eye(sources..., n, m): the n x m identity matrix (ones on the diagonal), in the dtype of

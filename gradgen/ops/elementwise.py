@@ -10,7 +10,7 @@ import sympy
 
 from ..dims import broadcast
 from ..ir import builder, const, make
-from ._emit import call, infix
+from ._emit import call, infix, scaled_hint
 from .dtypes import dtype_sources, weak
 from .registry import (
     NONZERO,
@@ -578,13 +578,13 @@ def _emit_mul(p, node):
 
 
 defop("mul", 2, shape=_bshape, emit=_emit_mul, operator="*",
-      ufunc="multiply",
+      ufunc="multiply", hint=scaled_hint,
       traits=EW | {"product"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
 
 defop("div", 2, shape=_bshape, emit=infix("/", PREC_MUL), operator="/",
-      ufunc="divide",
+      ufunc="divide", hint=scaled_hint,
       traits=EW, domain=(REAL, NONZERO),
       vjp=lambda g, n: (g / n.args[1], -(g * n) / n.args[1]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] / n.args[1], ts[1] and -(ts[1] * n) / n.args[1]))
@@ -691,13 +691,35 @@ def _unary(name, *, emit=None, vjp=None, jvp=None, domain=REAL, traits=EW, prelu
                  domain=(domain,), traits=traits, prelude=prelude, ufunc=ufunc)
 
 
+# Functions kept symbolic when applied to an exact number that sympy leaves unevaluated
+# (log(2 * pi), exp(2)): the constant then prints as the expression the source wrote
+# (`D * float(np.log(2 * np.pi))`, a Python float in float64) rather than as a magic number.
+_SYMBOLIC = {"log": sympy.log, "exp": sympy.exp, "sin": sympy.sin, "cos": sympy.cos,
+             "tan": sympy.tan, "tanh": sympy.tanh, "arctan": sympy.atan}
+
+
+def _symbolic(ufunc, value):
+    """`ufunc(value)` as an exact sympy expression, or None where sympy would evaluate it
+    (sin(pi) is exactly 0 where float64 gives 1.2e-16: folding follows float64) or the
+    value is not a finite real."""
+    fn = _SYMBOLIC.get(ufunc)
+    if fn is None or value.has(sympy.Float) or not _small(value):
+        return None
+    r = fn(value)
+    return r if type(r) is fn and _tame(r) else None
+
+
 def _folding(fold, ufunc):
-    """The rule folding the function of a numeric constant: with `fold` (a Python
-    function), and where that raises (outside its domain, overflow) as NumPy's ufunc does in
-    float64 (nan, inf). Without a NumPy ufunc the constant stays unfolded."""
+    """The rule folding the function of a numeric constant: kept exact where sympy has it
+    (`_symbolic`), else with `fold` (a Python function), and where that raises (outside its
+    domain, overflow) as NumPy's ufunc does in float64 (nan, inf). Without a NumPy ufunc the
+    constant stays unfolded."""
     def rule(x):
         """The function of a numeric scalar constant, folded."""
         if x.is_const and x.value.is_number:
+            exact = _symbolic(ufunc, x.value)
+            if exact is not None:
+                return const(exact)
             v = _as_float(x.value)
             if math.isnan(v):
                 return const(math.nan)
@@ -783,13 +805,13 @@ def _sigmoid_of(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-_unary("sigmoid", emit=call("_sigmoid", ns=False), prelude=_SIGMOID, ufunc="_sigmoid",
+_unary("sigmoid", emit=call("_sigmoid"), prelude=_SIGMOID, ufunc="_sigmoid",
        fold=_sigmoid_of,
        vjp=lambda g, n: (g * n * (1 - n),), jvp=lambda ts, n: ts[0] * n * (1 - n))
 
 
 def _emit_relu(p, node):
-    return f"{p.ns}.maximum({p.arg(node, 0, 0)}, 0)", PREC_CALL
+    return p.call("maximum", [p.arg(node, 0, 0), "0"]), PREC_CALL
 
 
 def _relu_mask(x, t):
@@ -802,7 +824,7 @@ _unary("relu", emit=_emit_relu, domain=NONZERO, fold=lambda x: max(x, 0.0),
 
 
 def _emit_softplus(p, node):
-    return f"{p.ns}.logaddexp(0, {p.arg(node, 0, 0)})", PREC_CALL
+    return p.call("logaddexp", ["0", p.arg(node, 0, 0)]), PREC_CALL
 
 
 _unary("softplus", emit=_emit_softplus, **_from_local(lambda n: make("sigmoid", n.args[0])),
@@ -818,7 +840,8 @@ defop("stop_gradient", 1, shape=_bshape, emit=_emit_identity, traits=NONDIFF | {
 
 
 def _emit_cast(p, node):
-    return f"{p.arg(node, 0, PREC_CALL)}.astype({p.arg(node, 1, PREC_CALL)}.dtype)", PREC_CALL
+    dtype = p.dtype_of(p.arg(node, 1, PREC_CALL))
+    return p.method(p.arg(node, 0, PREC_CALL), "astype", [dtype]), PREC_CALL
 
 
 # cast(mask, like): a boolean mask as numbers of `like`'s dtype.

@@ -78,7 +78,7 @@ def _erf(x):
 
 # d/dx erf(x) = 2 / sqrt(pi) * exp(-x ** 2)
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
-_unary("erf", emit=call("_erf", ns=False), prelude=_ERF, fold=math.erf,
+_unary("erf", emit=call("_erf"), prelude=_ERF, fold=math.erf,
        **_from_local(lambda n: const(_TWO_OVER_SQRT_PI) * make("exp", -n.args[0] ** 2)))
 
 # ---------------------------------------------------------------- built-in functions

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, size
 from ..errors import ShapeError
 from ..ir import make
-from ._emit import call, infix
+from ._emit import call, infix, product_hint
 from .constants import eye_like
 from .elementwise import _total
 from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop, rewrite
@@ -95,8 +95,8 @@ def matmul_identity(a, b):
 
 
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
-      emit=_emit_matmul, operator="@", traits=frozenset({"bilinear", "matrix_product"}),
-      domain=(REAL, REAL),
+      emit=_emit_matmul, operator="@", hint=product_hint,
+      traits=frozenset({"bilinear", "matrix_product"}), domain=(REAL, REAL),
       vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
 
 defbuiltin("matmul", ("x", "y"), lambda x, y: x @ y)
@@ -206,7 +206,7 @@ def _diagonal_shape(args):
 
 def _emit_diagonal(p, node):
     # a copy: np.diagonal returns a read-only view, which in-place code cannot write into
-    return f"{p.ns}.diagonal({p.arg(node, 0, 0)}).copy()", PREC_CALL
+    return p.copy(p.call("diagonal", [p.arg(node, 0, 0)]), PREC_CALL), PREC_CALL
 
 
 def _diagonal_vjp(g, n):
@@ -287,7 +287,11 @@ defop("det", 1, shape=lambda args: _square(args[0], "det")[:-2], emit=call("lina
 
 
 def _emit_logdet(p, node):
-    return f"{p.ns}.linalg.slogdet({p.arg(node, 0, 0)})[1]", PREC_CALL
+    return p.call("linalg.slogdet", [p.arg(node, 0, 0)]) + "[1]", PREC_CALL
+
+
+def _emit_logdet_array_api(p, node):   # the standard's slogdet is a named tuple
+    return p.call("linalg.slogdet", [p.arg(node, 0, 0)]) + ".logabsdet", PREC_CALL
 
 
 def _logdet_rule(ts, n):
@@ -295,7 +299,7 @@ def _logdet_rule(ts, n):
 
 
 # logdet(A) = log |det A| (np.linalg.slogdet(A)[1]); d logdet(A) = trace(inv(A) dA).
-defop("logdet", 1, shape=lambda args: _square(args[0], "logdet")[:-2], emit=_emit_logdet,
+defop("logdet", 1, shape=lambda args: _square(args[0], "logdet")[:-2], emit={"numpy": _emit_logdet, "array_api": _emit_logdet_array_api},
       traits=RED, domain=(INVERTIBLE,), vjp=lambda g, n: (_mat(g) * _inv_t(n),),
       jvp=_logdet_rule, vmap=_logdet_rule)
 
@@ -377,7 +381,7 @@ defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
 
 def _emit_tril(p, node):
     k = node.attr("k")
-    return f"{p.ns}.tril({p.arg(node, 0, 0)}{'' if k == 0 else f', {k}'})", PREC_CALL
+    return p.call("tril", [p.arg(node, 0, 0)] + ([] if k == 0 else [str(k)])), PREC_CALL
 
 
 # tril(X, k): the lower triangle of (each matrix of) X, from diagonal k down; 0 above.
@@ -528,10 +532,9 @@ def _as_matmul(ins, out, args):
 
 
 def _emit_einsum(p, node):
-    args = [f'"{node.attr("spec")}"'] + [p.arg(node, i, 0) for i in range(len(node.args))]
-    if len(node.args) > 2:   # without it NumPy sums over every index at once: O(n^4) here
-        args.append("optimize=True")
-    return f"{p.ns}.einsum({', '.join(args)})", PREC_CALL
+    args = [f'"{node.attr("spec")}"', *p.args(node)]
+    # without optimize=, NumPy sums over every index at once: O(n^4) here
+    return p.call("einsum", args, ["optimize=True"] if len(node.args) > 2 else []), PREC_CALL
 
 
 def _einsum_vjp(g, n):
@@ -571,7 +574,7 @@ def _einsum_vmap(ts, n):
 
 
 # einsum[spec](operands...): np.einsum with an explicit output and no '...'.
-defop("einsum", None, shape=_einsum_shape, emit=_emit_einsum,
+defop("einsum", None, shape=_einsum_shape, emit={"numpy": _emit_einsum},
       traits=frozenset({"multilinear"}), domain=(REAL, REAL, REAL),
       vjp=_einsum_vjp, jvp=_einsum_jvp, vmap=_einsum_vmap)
 

@@ -170,7 +170,7 @@ def _emit_norm(p, node):
     if axes == tuple(range(x.ndim)) or len(axes) <= 2:
         return call("linalg.norm", kwargs=axis_kwargs)(p, node)
     x2 = f"{p.arg(node, 0, PREC_MUL)} * {p.arg(node, 0, PREC_MUL + 1)}"
-    return f"{p.ns}.sqrt({p.ns}.sum({x2}, {', '.join(axis_kwargs(p, node))}))", PREC_CALL
+    return p.call("sqrt", [p.call("sum", [x2], axis_kwargs(p, node))]), PREC_CALL
 
 
 @rewrite("norm")

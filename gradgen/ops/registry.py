@@ -1,8 +1,8 @@
 """The one table of operations, and of the built-in functions of the language.
 
-An `OpDef` holds everything about an IR operation: arity, traits, shape rule, NumPy
-emission, VJP and JVP rules, its named rewrite rules (`@rewrite`, applied by
-gradgen/passes/rules.py) and the input domain its tests draw from. A `Builtin` is a
+An `OpDef` holds everything about an IR operation: arity, traits, shape rule, emission
+(per target where targets differ), VJP and JVP rules, its named rewrite rules (`@rewrite`,
+applied by gradgen/passes/rules.py) and the input domain its tests draw from. A `Builtin` is a
 function of the source language: either an op itself or a lowering to ops (`softmax`,
 `logsumexp`). Nothing outside `gradgen/ops/` branches on an op's name.
 """
@@ -43,8 +43,11 @@ class OpDef:
     name: str
     nargs: int | None
     shape: Callable[..., Any]                 # (arg nodes, **attrs) -> shape
-    emit: Callable[..., tuple[str, int]] | None = None   # (printer, node) -> (code, prec)
-    stmt: Callable[..., list[str]] | None = None          # (printer, node, target) -> lines
+    # Emission: (printer, node) -> (code, prec), through the printer's methods for anything
+    # the target spells its own way; a dict {target: rule, "default": rule} where targets
+    # need different code (see `emitter`).
+    emit: Callable[..., tuple[str, int]] | dict | None = None
+    stmt: Callable[..., list[str]] | dict | None = None   # (printer, node, target) -> lines
     vjp: Callable[..., tuple] | None = None   # (g, node) -> one cotangent (or None) per arg
     jvp: Callable[..., Any] | None = None     # (tangents, node) -> tangent or None
     # Batched JVP for non-elementwise ops: tangents carry one extra *leading* axis (a batch
@@ -66,15 +69,27 @@ class OpDef:
     dtype: str = "float"                      # "float", "bool" or "tuple" (a loop)
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
-    hint: str | None = None                   # short name for temporaries (`e` for exp)
-    # The NumPy ufunc computing this op from its arguments in order, if there is one: the
-    # scheduler then may compute it in place (`out=`, augmented assignment).
+    # Short name for temporaries (`diff` for sub, after a source name: `Z_diff`), or a
+    # function (node, source names of its arguments) -> a name or None (`XV` for X @ V).
+    hint: str | Callable[..., str | None] | None = None
+    # The elementwise function computing this op from its arguments in order, by its
+    # array-API/NumPy name (`subtract`; a module helper `_sigmoid` taking `out=` alike), if
+    # there is one: the scheduler then may ask the printer to compute it in place
+    # (`Printer.into`, `Printer.augmented`) on a target that `supports_out`.
     ufunc: str | None = None
     # Whether the emitted code may return its first argument itself or a view of it (so a
     # result must be copied before it is returned if that argument is the caller's):
     # None (a fresh array), "view" (a writeable view) or "readonly" (a read-only view,
     # like np.broadcast_to); a function of the node when that depends on the node.
     view: str | Callable[..., str | None] | None = None
+
+    def emitter(self, target: str) -> Callable[..., tuple[str, int]] | None:
+        """The emission rule for `target` (a printer's `target`)."""
+        return _for_target(self.emit, target)
+
+    def statement(self, target: str) -> Callable[..., list[str]] | None:
+        """The statement rule for `target`, if the op is emitted as statements."""
+        return _for_target(self.stmt, target)
 
     def view_of(self, node) -> str | None:
         """`view` for this node."""
@@ -111,6 +126,13 @@ class Rule:
 
     def __repr__(self) -> str:
         return f"<rule {self.name} on {self.op} [{self.tag}]>"
+
+
+def _for_target(rule, target: str):
+    """`rule` itself, or its entry for `target` (else "default") when it is per target."""
+    if isinstance(rule, dict):
+        return rule.get(target, rule.get("default"))
+    return rule
 
 
 @dataclass(frozen=True)

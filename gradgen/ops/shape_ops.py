@@ -77,10 +77,9 @@ def transpose_product(x, axes):
 
 def _emit_transpose(p, node):
     axes = node.attr("axes")
-    x = p.arg(node, 0, PREC_CALL)
     if axes == tuple(reversed(range(len(axes)))):
-        return f"{x}.T", PREC_CALL
-    return f"{p.ns}.transpose({p.arg(node, 0, 0)}, {p.axes(axes)})", PREC_CALL
+        return p.full_transpose(p.arg(node, 0, PREC_CALL)), PREC_CALL
+    return p.call("transpose", [p.arg(node, 0, 0), p.axes(axes)]), PREC_CALL
 
 
 def _inverse(perm):
@@ -140,7 +139,7 @@ def reshape_reshape(x, shape):
 
 
 def _emit_reshape(p, node):
-    return f"{p.arg(node, 0, PREC_CALL)}.reshape({p.shape(node.attr('shape'))})", PREC_CALL
+    return p.method(p.arg(node, 0, PREC_CALL), "reshape", [p.shape(node.attr("shape"))]), PREC_CALL
 
 
 defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape,
@@ -299,7 +298,7 @@ def broadcast_to_same(x, shape):
 
 defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, view="readonly",
       domain=(REAL,),
-      emit=lambda p, n: (f"{p.ns}.broadcast_to({p.arg(n, 0, 0)}, {p.shape(n.attr('shape'))})",
+      emit=lambda p, n: (p.call("broadcast_to", [p.arg(n, 0, 0), p.shape(n.attr("shape"))]),
                          PREC_CALL),
       vjp=lambda g, n: (g,),   # the differentiator sums it back to the argument's shape
       jvp=lambda ts, n: make("broadcast_to", ts[0], **n.kw),
@@ -325,8 +324,9 @@ def _expand_like_shape(args):
 def _emit_expand_like(p, node):
     g, like = node.args
     if g.is_const:
-        return f"{p.ns}.full_like({p.arg(node, 1, 0)}, {p.arg(node, 0, 0)})", PREC_CALL
-    return f"{p.ns}.broadcast_to({p.arg(node, 0, 0)}, {p.arg(node, 1, PREC_CALL)}.shape)", PREC_CALL
+        return p.call("full_like", [p.arg(node, 1, 0), p.arg(node, 0, 0)]), PREC_CALL
+    shape = p.shape_of(p.arg(node, 1, PREC_CALL))
+    return p.call("broadcast_to", [p.arg(node, 0, 0), shape]), PREC_CALL
 
 
 # expand_like(g, like): `g` broadcast to the shape (and, for a constant, the dtype) of `like`.
@@ -436,7 +436,7 @@ def format_index(index, p=None) -> str:
 
 def _scatter_stmt(p, node, target):
     g, like = node.args
-    return [f"{target} = {p.ns}.zeros_like({p.arg(node, 1, 0)})",
+    return [f"{target} = {p.call('zeros_like', [p.arg(node, 1, 0)])}",
             f"{target}[{format_index(node.attr('index'), p)}] = {p.arg(node, 0, 0)}"]
 
 
@@ -480,9 +480,9 @@ def _stack_shape(args, axis):
 def _emit_join(fn):
     """`np.concatenate([a, b], axis=1)` (and stack); axis 0 is NumPy's default."""
     def emit(p, node):
-        items = ", ".join(p.arg(node, i, 0) for i in range(len(node.args)))
+        items = f"[{', '.join(p.args(node))}]"
         axis = node.attr("axis")
-        return f"{p.ns}.{fn}([{items}]{'' if axis == 0 else f', axis={axis}'})", PREC_CALL
+        return p.call(fn, [items], [] if axis == 0 else [f"axis={axis}"]), PREC_CALL
     return emit
 
 
@@ -525,7 +525,8 @@ def concatenate_one(*args, axis):
     return args[0] if len(args) == 1 else None
 
 
-defop("concatenate", None, shape=_concat_shape, emit=_emit_join("concatenate"),
+defop("concatenate", None, shape=_concat_shape,
+      emit={"default": _emit_join("concatenate"), "array_api": _emit_join("concat")},
       traits=frozenset({"linear"}), domain=(REAL, REAL), hint="joined",
       vjp=lambda g, n: tuple(make("index", g, index=ix) for ix in _concat_blocks(n)),
       jvp=_join_jvp("concatenate"), vmap=_join_jvp("concatenate", batched=True))
