@@ -26,7 +26,7 @@ from .static import static_argument
 
 # A comparison gives booleans: only the parameter a built-in declares as its condition
 # (registry `Builtin.condition`) takes one.
-_NOT_A_CONDITION = "a comparison can only be the condition of where(...)"
+NOT_A_CONDITION = "a comparison can only be the condition of where(...)"
 
 
 @dataclass
@@ -144,11 +144,11 @@ class Calls:
                 kwargs[p] = tuple(next(arrays) for _ in bound[p].elts)
                 for item, v in zip(bound[p].elts, kwargs[p]):
                     if v.dtype == "bool":
-                        raise Located(item, _NOT_A_CONDITION, context=True)
+                        raise Located(item, NOT_A_CONDITION, context=True)
             else:
                 kwargs[p] = next(arrays)
                 if kwargs[p].dtype == "bool" and p != target.condition:
-                    raise Located(bound[p], _NOT_A_CONDITION, context=True)
+                    raise Located(bound[p], NOT_A_CONDITION, context=True)
         return kwargs
 
     def _as_array(self, v: Node) -> Node:

@@ -8,11 +8,13 @@ import math
 from ..errors import ShapeError
 from ..ir import Node, const, make
 from ..ops import BUILTINS
-from .calls import _NOT_A_CONDITION, BoundCall, Calls
+from .calls import NOT_A_CONDITION, BoundCall, Calls
 from .locations import OPERATOR, Located
 from .parse import BINOPS, CMPOPS, CONSTANTS, expression_error, op_symbol
 from .scope import Budget, Scope
 from .static import index
+
+_LEAF = ((), None)     # the operands of a name or a number: none
 
 
 class Expressions:
@@ -39,12 +41,17 @@ class Expressions:
             node, kids, call = todo.pop()
             if kids is None:
                 kids, call = self.operands(node)
-                todo.append((node, kids, call))
-                todo.extend((k, None, None) for k in reversed(kids))
-                continue
-            vals = done[len(done) - len(kids):] if kids else []
+                if kids:
+                    todo.append((node, kids, call))
+                    todo.extend((k, None, None) for k in reversed(kids))
+                    continue
+                # No operands (a name, a number): it is evaluated now rather than pushed
+                # and popped again at once.
             if kids:
+                vals = done[len(done) - len(kids):]
                 del done[len(done) - len(kids):]
+            else:
+                vals = kids
             for v, sub in zip(vals, kids):
                 if isinstance(v, tuple):
                     raise Located(sub, f"expected an array, got a tuple of {len(v)} arrays",
@@ -61,11 +68,11 @@ class Expressions:
                 raise Located(node, str(e), context=True, part=OPERATOR) from None
         return done[0]
 
-    def operands(self, node) -> tuple[list, BoundCall | None]:
+    def operands(self, node) -> tuple[list | tuple, BoundCall | None]:
         """The array-valued subexpressions of `node`, evaluated before it (and the binding
         of its arguments if it is a call)."""
         if isinstance(node, (ast.Name, ast.Constant)):
-            return [], None
+            return _LEAF
         if isinstance(node, ast.BinOp):
             if type(node.op) not in BINOPS:
                 raise Located(node, f"operator '{op_symbol(node.op)}' is not supported")
@@ -102,7 +109,7 @@ class Expressions:
             return _constant(node)
         for v, sub in zip(vals, kids):
             if v.dtype == "bool":
-                raise Located(sub, _NOT_A_CONDITION, context=True)
+                raise Located(sub, NOT_A_CONDITION, context=True)
         if isinstance(node, ast.BinOp):
             return make(BINOPS[type(node.op)], *vals)
         if isinstance(node, ast.UnaryOp):
