@@ -32,7 +32,7 @@ class Expressions:
             raise Located(node, f"expected an array, got a tuple of {len(value)} arrays")
         return value
 
-    def value(self, root, scope: Scope):
+    def value(self, root, scope: Scope) -> Node | tuple:
         """The value of an expression: a node, or a tuple of them (a helper's result)."""
         todo: list = [(root, None, None)]
         done: list = []
@@ -101,7 +101,7 @@ class Expressions:
             raise Located(node, "a tuple or list is not an array here")
         raise Located(*expression_error(node))
 
-    def apply(self, node, kids: list, vals: list, scope: Scope):
+    def apply(self, node, kids, vals, scope: Scope) -> Node:
         """The node of an operator, name or constant, from the values of its operands."""
         if isinstance(node, ast.Name):
             return self.name(node, scope)
@@ -123,7 +123,7 @@ class Expressions:
             return make("index", vals[0], index=items) if items else vals[0]
         raise Located(node, "unsupported expression")  # unreachable: operands() checked
 
-    def name(self, node: ast.Name, scope: Scope):
+    def name(self, node: ast.Name, scope: Scope) -> Node:
         """The value a name stands for: a variable, a dimension or a constant."""
         name = node.id
         if name in scope.env:
