@@ -10,6 +10,7 @@ uses an explicit stack, so deeply nested sources cannot exhaust Python's recursi
     calls.py        binding a call's arguments once, built-ins, inlining helpers
     expressions.py  expressions -> IR nodes (explicit stack)
     lower.py        functions, signatures, entry points, statements, names
+    scope.py        the names of a function body; the budget of operations
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ by lowering its body once per distinct argument nodes.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ShapeError
@@ -26,7 +26,7 @@ from .static import static_argument
 
 # A comparison gives booleans: only the parameter a built-in declares as its condition
 # (registry `Builtin.condition`) takes one.
-_NOT_A_CONDITION = "a comparison can only be the condition of where(...)"
+NOT_A_CONDITION = "a comparison can only be the condition of where(...)"
 
 
 @dataclass
@@ -90,7 +90,7 @@ class Calls:
                 operands.append(bound[p])
         return BoundCall(node, name, target, bound, operands)
 
-    def callee(self, node: ast.Call):
+    def callee(self, node: ast.Call) -> tuple[str, Builtin | ast.FunctionDef]:
         """The name and the definition (a helper's or a built-in's) of what is called."""
         if not isinstance(node.func, ast.Name):
             if isinstance(node.func, ast.Attribute):
@@ -107,7 +107,7 @@ class Calls:
 
     # ------------------------------------------------------------ building
 
-    def call(self, call: BoundCall, vals: list, scope: Scope):
+    def call(self, call: BoundCall, vals: Sequence[Node], scope: Scope) -> Node | tuple:
         """The value of a bound call, given the values of its operands."""
         if isinstance(call.target, ast.FunctionDef):
             return self.inline(call.node, call.target, vals)
@@ -130,7 +130,7 @@ class Calls:
         except ShapeError as e:
             raise Located(call.node, f"{name}(): {e}", context=True) from None
 
-    def _arguments(self, call: BoundCall, vals: list, scope: Scope) -> dict:
+    def _arguments(self, call: BoundCall, vals: Sequence[Node], scope: Scope) -> dict:
         """The keyword arguments of a built-in: static values and operand values."""
         target, bound = call.target, call.bound
         arrays = iter(vals)
@@ -144,17 +144,17 @@ class Calls:
                 kwargs[p] = tuple(next(arrays) for _ in bound[p].elts)
                 for item, v in zip(bound[p].elts, kwargs[p]):
                     if v.dtype == "bool":
-                        raise Located(item, _NOT_A_CONDITION, context=True)
+                        raise Located(item, NOT_A_CONDITION, context=True)
             else:
                 kwargs[p] = next(arrays)
                 if kwargs[p].dtype == "bool" and p != target.condition:
-                    raise Located(bound[p], _NOT_A_CONDITION, context=True)
+                    raise Located(bound[p], NOT_A_CONDITION, context=True)
         return kwargs
 
     def _as_array(self, v: Node) -> Node:
         return scalar_array(v, self.inputs) if v.is_const else v
 
-    def inline(self, node: ast.Call, fn: ast.FunctionDef, vals: list):
+    def inline(self, node: ast.Call, fn: ast.FunctionDef, vals: Sequence[Node]) -> Node | tuple:
         """The value of a helper applied to `vals`: its body, lowered with them."""
         if fn.name in self.helper_stack:
             cycle = self.helper_stack[self.helper_stack.index(fn.name):] + [fn.name]

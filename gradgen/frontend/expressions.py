@@ -8,11 +8,13 @@ import math
 from ..errors import ShapeError
 from ..ir import Node, const, make
 from ..ops import BUILTINS
-from .calls import _NOT_A_CONDITION, BoundCall, Calls
+from .calls import NOT_A_CONDITION, BoundCall, Calls
 from .locations import OPERATOR, Located
 from .parse import BINOPS, CMPOPS, CONSTANTS, expression_error, op_symbol
 from .scope import Budget, Scope
 from .static import index
+
+_LEAF = ((), None)     # the operands of a name or a number: none
 
 
 class Expressions:
@@ -30,7 +32,7 @@ class Expressions:
             raise Located(node, f"expected an array, got a tuple of {len(value)} arrays")
         return value
 
-    def value(self, root, scope: Scope):
+    def value(self, root, scope: Scope) -> Node | tuple:
         """The value of an expression: a node, or a tuple of them (a helper's result)."""
         todo: list = [(root, None, None)]
         done: list = []
@@ -39,12 +41,17 @@ class Expressions:
             node, kids, call = todo.pop()
             if kids is None:
                 kids, call = self.operands(node)
-                todo.append((node, kids, call))
-                todo.extend((k, None, None) for k in reversed(kids))
-                continue
-            vals = done[len(done) - len(kids):] if kids else []
+                if kids:
+                    todo.append((node, kids, call))
+                    todo.extend((k, None, None) for k in reversed(kids))
+                    continue
+                # No operands (a name, a number): it is evaluated now rather than pushed
+                # and popped again at once.
             if kids:
+                vals = done[len(done) - len(kids):]
                 del done[len(done) - len(kids):]
+            else:
+                vals = kids
             for v, sub in zip(vals, kids):
                 if isinstance(v, tuple):
                     raise Located(sub, f"expected an array, got a tuple of {len(v)} arrays",
@@ -61,11 +68,11 @@ class Expressions:
                 raise Located(node, str(e), context=True, part=OPERATOR) from None
         return done[0]
 
-    def operands(self, node) -> tuple[list, BoundCall | None]:
+    def operands(self, node) -> tuple[list | tuple, BoundCall | None]:
         """The array-valued subexpressions of `node`, evaluated before it (and the binding
         of its arguments if it is a call)."""
         if isinstance(node, (ast.Name, ast.Constant)):
-            return [], None
+            return _LEAF
         if isinstance(node, ast.BinOp):
             if type(node.op) not in BINOPS:
                 raise Located(node, f"operator '{op_symbol(node.op)}' is not supported")
@@ -94,7 +101,7 @@ class Expressions:
             raise Located(node, "a tuple or list is not an array here")
         raise Located(*expression_error(node))
 
-    def apply(self, node, kids: list, vals: list, scope: Scope):
+    def apply(self, node, kids, vals, scope: Scope) -> Node:
         """The node of an operator, name or constant, from the values of its operands."""
         if isinstance(node, ast.Name):
             return self.name(node, scope)
@@ -102,7 +109,7 @@ class Expressions:
             return _constant(node)
         for v, sub in zip(vals, kids):
             if v.dtype == "bool":
-                raise Located(sub, _NOT_A_CONDITION, context=True)
+                raise Located(sub, NOT_A_CONDITION, context=True)
         if isinstance(node, ast.BinOp):
             return make(BINOPS[type(node.op)], *vals)
         if isinstance(node, ast.UnaryOp):
@@ -116,7 +123,7 @@ class Expressions:
             return make("index", vals[0], index=items) if items else vals[0]
         raise Located(node, "unsupported expression")  # unreachable: operands() checked
 
-    def name(self, node: ast.Name, scope: Scope):
+    def name(self, node: ast.Name, scope: Scope) -> Node:
         """The value a name stands for: a variable, a dimension or a constant."""
         name = node.id
         if name in scope.env:

@@ -96,7 +96,7 @@ class SourceFile:
         """The statement IR nodes built for `stmt` record."""
         return Origin(stmt.lineno, self.line(stmt.lineno).strip())
 
-    def place(self, node, part: str = NODE):
+    def place(self, node, part: str = NODE) -> ast.AST | Loc:
         """The node, or the part of it that `part` names, as something `position` reads."""
         if part == OPERATOR:
             return self.operator(node)
@@ -106,7 +106,7 @@ class SourceFile:
             return self.at_sign(node)
         return node
 
-    def operator(self, node):
+    def operator(self, node) -> ast.AST | Loc:
         """Where the operator of a binary operation or comparison is written.
 
         The AST only locates the whole expression (which starts with its left operand, the
@@ -133,12 +133,12 @@ class SourceFile:
             line, offset = line + 1, 0
         return node
 
-    def def_name(self, fn):
+    def def_name(self, fn: ast.FunctionDef) -> ast.AST | Loc:
         """The name in `def name(...)`."""
         m = _DEF.match(self.line(fn.lineno).encode("utf-8"), fn.col_offset)
         return Loc(fn.lineno, m.end()) if m else fn
 
-    def at_sign(self, decorator):
+    def at_sign(self, decorator) -> ast.AST | Loc:
         """The '@' in front of a decorator expression (on the same line, before it)."""
         at = self.line(decorator.lineno).encode("utf-8").rfind(b"@", 0, decorator.col_offset)
         return Loc(decorator.lineno, at) if at >= 0 else decorator

@@ -53,6 +53,7 @@ class EntryPoint:
 
     @property
     def params(self) -> list[Argument]:
+        """The arguments that are differentiated (Param[...])."""
         return [a for a in self.args if a.role == "param"]
 
 
@@ -194,7 +195,8 @@ class Lowering:
 
     # ------------------------------------------------------------ function bodies
 
-    def body(self, fn: ast.FunctionDef, scope: Scope):
+    def body(self, fn: ast.FunctionDef,
+             scope: Scope) -> tuple[str | None, Node | tuple, ast.Return]:
         """Lower the statements of a function: (docstring, returned value, return statement)."""
         stmts = list(fn.body)
         doc = None
@@ -215,7 +217,7 @@ class Lowering:
                     raise Located(stmt, statement_error(stmt, top_level=False))
         raise Located(fn, f"function '{fn.name}' has no 'return' statement")
 
-    def _returned(self, stmt: ast.Return, scope: Scope):
+    def _returned(self, stmt: ast.Return, scope: Scope) -> Node | tuple:
         if stmt.value is None:
             raise Located(stmt, "'return' needs a value")
         if isinstance(stmt.value, ast.Tuple):

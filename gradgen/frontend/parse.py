@@ -127,7 +127,7 @@ def _parse_on_big_stack(text: str, lines: list[str]) -> dict:
     """`ast.parse` on a thread with a large stack: {"tree": ...} or what went wrong."""
     result: dict = {}
 
-    def run(big_stack: bool = True):
+    def run(big_stack: bool = True) -> None:
         old = sys.getrecursionlimit()
         try:
             if big_stack:

@@ -43,7 +43,7 @@ def signed_int(node) -> int | None:
     return None
 
 
-def static_argument(node, kind: str, dims: dict):
+def static_argument(node, kind: str, dims: dict) -> object:
     """A compile-time argument of a built-in, checked structurally against its kind
     (registry `STATIC_KINDS`): nothing but the values listed there reaches a built-in."""
     if kind == FLAG_ARG:
