@@ -669,8 +669,8 @@ def program_source(case: Case, out_shape) -> str:
 class Compiled:
     case: Case
     text: str
-    source: str
-    mod: types.ModuleType
+    sources: dict                 # "cost" (with hessian=True) and "op": the emitted modules
+    mod: types.ModuleType         # the functions of both, executed
     inputs: dict                  # every argument of `cost` (float64)
     expected: np.ndarray          # the NumPy reference value of the expression
     u: np.ndarray                 # a cotangent of the op's output
@@ -678,8 +678,6 @@ class Compiled:
     cost_order: list = field(default_factory=list)
     op_order: list = field(default_factory=list)
     _fd: dict = field(default_factory=dict)
-    _hessian_mod: types.ModuleType | None = None
-    _hessian_src: str | None = None
 
     @property
     def params(self):
@@ -693,29 +691,21 @@ class Compiled:
                                              symmetric=p in self.case.sym)
         return self._fd[entry, p]
 
-    def hessian_source(self) -> str:
-        """The module of `cost` alone with --modes grad --hessian (an explicit --hessian
-        refuses the non-scalar `op`, as an explicit --modes grad does)."""
-        if self._hessian_src is None:
-            cost_only = self.text.split("\n\n\n")[0] + "\n"
-            self._hessian_src = gradgen.compile_source(cost_only, "case.grad", hessian=True,
-                                                       modes=("grad",))
-        return self._hessian_src
 
-    def hessian_mod(self) -> types.ModuleType:
-        if self._hessian_mod is None:
-            self._hessian_mod = _exec(self.hessian_source(), f"{self.case.id} (hessian)")
-        return self._hessian_mod
-
-
-def _exec(source: str, name: str) -> types.ModuleType:
-    """The emitted module, executed; `__compile_warnings__` lists what compile() warned."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")   # e.g. SyntaxWarning: 'int' object is not subscriptable
-        code = compile(source, f"<generated from {name}>", "exec")
+def _exec(sources: dict, name: str) -> types.ModuleType:
+    """The emitted modules, executed, their functions gathered in one namespace (each keeps
+    its own module's globals); `__compile_warnings__` lists what compile() warned."""
     mod = types.ModuleType("case_grad")
-    exec(code, mod.__dict__)  # noqa: S102
-    mod.__compile_warnings__ = [f"{w.category.__name__}: {w.message}" for w in caught]
+    mod.__compile_warnings__ = []
+    for part, source in sources.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")   # SyntaxWarning: 'int' object is not subscriptable
+            code = compile(source, f"<generated from {name} ({part})>", "exec")
+        namespace: dict = {}
+        exec(code, namespace)  # noqa: S102
+        mod.__dict__.update({k: v for k, v in namespace.items() if not k.startswith("__")})
+        mod.__compile_warnings__ += [f"{part}: {w.category.__name__}: {w.message}"
+                                     for w in caught]
     return mod
 
 
@@ -748,8 +738,12 @@ def compiled(case: Case) -> Compiled:
         return _COMPILED[case.id]
     rng, inputs, expected = reference(case)
     text = program_source(case, expected.shape)
-    source = gradgen.compile_source(text, "case.grad")
-    mod = _exec(source, case.id)
+    # `cost` with every function (hessian=True adds cost_hessian); `op` apart (an explicit
+    # hessian=True refuses a non-scalar output).
+    cost_text, op_text = text.split("\n\n\n")
+    sources = {"cost": gradgen.compile_source(cost_text + "\n", "case.grad", hessian=True),
+               "op": gradgen.compile_source(op_text, "case.grad")}
+    mod = _exec(sources, case.id)
     shape = expected.shape
     inputs["w1"] = fdcheck.draw(rng, "real", shape)
     inputs["w2"] = 0.3 * fdcheck.draw(rng, "real", shape)
@@ -757,7 +751,7 @@ def compiled(case: Case) -> Compiled:
     tangents = {p: rng.normal(size=inputs[p].shape) for p in case.params}
     for p in case.sym:
         tangents[p] = (tangents[p] + np.swapaxes(tangents[p], -1, -2)) / 2
-    c = Compiled(case, text, source, mod, inputs, expected, np.asarray(u), tangents,
+    c = Compiled(case, text, sources, mod, inputs, expected, np.asarray(u), tangents,
                  [a.name for a in case.args] + ["w1", "w2"], [a.name for a in case.args])
     _COMPILED[case.id] = c
     return c
@@ -818,21 +812,17 @@ def test_every_op_is_reached_from_the_cases():
 
 # ---------------------------------------------------------------- numerical checks per case
 
-@cases
-def test_value(case):
-    c = compiled(case)
+def check_value(c: Compiled) -> None:
     assert_close(call(c.mod.op, c.op_order, c.inputs), c.expected, "op value", rtol=1e-10)
     assert_close(call(c.mod.cost, c.cost_order, c.inputs), ref_cost(c), "cost value",
                  rtol=1e-10)
 
 
-@cases
-def test_grad(case):
-    c = compiled(case)
+def check_grad(c: Compiled) -> None:
     grads = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
     for p, g in zip(c.params, grads):
         assert_close(g, c.fd("cost", p), f"cost_grad d/d{p}")
-        if p in case.sym:   # a symmetric argument gets a symmetric gradient
+        if p in c.case.sym:   # a symmetric argument gets a symmetric gradient
             assert_close(g, np.swapaxes(g, -1, -2), f"symmetry of cost_grad d/d{p}",
                          rtol=1e-12)
     if c.expected.ndim == 0:    # a scalar op has its own gradient too
@@ -843,9 +833,7 @@ def test_grad(case):
         assert not hasattr(c.mod, "op_grad"), "op_grad emitted for a non-scalar output"
 
 
-@cases
-def test_value_and_grad(case):
-    c = compiled(case)
+def check_value_and_grad(c: Compiled) -> None:
     value, grads = call(c.mod.cost_value_and_grad, c.cost_order, c.inputs)
     assert_close(value, ref_cost(c), "value", rtol=1e-10)
     expected = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
@@ -853,10 +841,8 @@ def test_value_and_grad(case):
         assert_close(g, e, f"value_and_grad d/d{p} vs cost_grad", rtol=1e-12)
 
 
-@cases
-def test_vjp(case):
+def check_vjp(c: Compiled) -> None:
     """op_vjp (the op's own output) and cost_vjp (a scalar cotangent) vs differences."""
-    c = compiled(case)
     cts = as_tuple(call(c.mod.op_vjp, c.op_order, c.inputs, c.u), len(c.params))
     for p, ct in zip(c.params, cts):
         assert_close(ct, contract(c.fd("op", p), c.u), f"op_vjp d/d{p}")
@@ -866,9 +852,7 @@ def test_vjp(case):
         assert_close(ct, -0.7 * c.fd("cost", p), f"cost_vjp d/d{p}")
 
 
-@cases
-def test_jvp(case):
-    c = compiled(case)
+def check_jvp(c: Compiled) -> None:
     ts = [c.tangents[p] for p in c.params]
     value, t = call(c.mod.op_jvp, c.op_order, c.inputs, *ts)
     assert_close(value, c.expected, "op_jvp value", rtol=1e-10)
@@ -883,9 +867,7 @@ def test_jvp(case):
     assert_close(t, fd_directional(c.mod.cost, c.cost_order, c.inputs, c.tangents), "cost_jvp")
 
 
-@cases
-def test_hvp(case):
-    c = compiled(case)
+def check_hvp(c: Compiled) -> None:
     k = len(c.params)
     hv = as_tuple(call(c.mod.cost_hvp, c.cost_order, c.inputs,
                        *(c.tangents[p] for p in c.params)), k)
@@ -900,14 +882,11 @@ def test_hvp(case):
             assert_close(h, e, f"op_hvp (H v) for {p} vs differences of op_grad")
 
 
-@cases
-def test_hessian(case):
+def check_hessian(c: Compiled) -> None:
     """`cost_hessian` (opt-in, --hessian): block [i][j] of shape p_i.shape + p_j.shape is
     the difference quotient of cost_grad's i-th output w.r.t. p_j, and the blocks applied
-    to the tangents give cost_hvp (of the module without --hessian) to 1e-9; float32 stays
-    float32."""
-    c = compiled(case)
-    mod = c.hessian_mod()
+    to the tangents give cost_hvp to 1e-9; float32 stays float32."""
+    mod = c.mod
     k = len(c.params)
     result = call(mod.cost_hessian, c.cost_order, c.inputs)
     rows = [result] if k == 1 else list(as_tuple(result, k))
@@ -915,7 +894,7 @@ def test_hessian(case):
     for j, pj in enumerate(c.params):
         # d(grad_i)/d(p_j) for every i at once, shaped p_j.shape + p_i.shape
         fds = as_tuple(fd_jacobian(mod.cost_grad, c.cost_order, c.inputs, pj,
-                                   symmetric=pj in case.sym), k)
+                                   symmetric=pj in c.case.sym), k)
         nj = np.ndim(c.inputs[pj])
         for i, (pi, fd) in enumerate(zip(c.params, fds)):
             expected = np.moveaxis(fd, tuple(range(nj)), tuple(range(fd.ndim - nj, fd.ndim)))
@@ -939,9 +918,7 @@ def _outputs(result):
     return [result]
 
 
-@cases
-def test_float32_in_float32_out(case):
-    c = compiled(case)
+def check_float32_in_float32_out(c: Compiled) -> None:
     f32 = {n: v.astype(np.float32) for n, v in c.inputs.items()}
     ts = [c.tangents[p].astype(np.float32) for p in c.params]
     calls = {
@@ -974,15 +951,14 @@ def ruff_report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ruff")
     files = {}
     for i, case in enumerate(ALL_CASES):
-        for variant in ("default", "hessian"):
-            try:   # a failure to compile is reported by the case's own tests
-                c = compiled(case)
-                source = c.source if variant == "default" else c.hessian_source()
-            except Exception:  # noqa: BLE001, S112
-                continue
-            path = folder / f"case_{i}_{variant}.py"
+        try:   # a failure to compile is reported by the case's own test
+            sources = compiled(case).sources
+        except Exception:  # noqa: BLE001, S112
+            continue
+        for part, source in sources.items():
+            path = folder / f"case_{i}_{part}.py"
             path.write_text(source, encoding="utf-8")
-            files[case.id, variant] = path
+            files[case.id, part] = path
     proc = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "E,F,W",
          "--ignore", "E501", "--output-format", "json", "--no-cache", str(folder)],
@@ -997,26 +973,45 @@ def ruff_report(tmp_path_factory):
     return {key: by_file.get(path.name, []) for key, path in files.items()}
 
 
-@cases
-def test_ruff_clean(case, ruff_report):
-    c = compiled(case)
-    problems = ruff_report[case.id, "default"]
-    assert not problems, "ruff check of the emitted module:\n" + "\n".join(problems) + \
-        "\n\n" + c.source
-    problems = ruff_report.get((case.id, "hessian"), [])
-    assert not problems, "ruff check of the module emitted with --hessian:\n" + \
-        "\n".join(problems) + "\n\n" + c.hessian_source()
+def check_ruff_clean(c: Compiled, ruff_report: dict) -> None:
+    for part, source in c.sources.items():
+        problems = ruff_report[c.case.id, part]
+        assert not problems, f"ruff check of the module emitted for {part}:\n" + \
+            "\n".join(problems) + "\n\n" + source
 
 
-@cases
-def test_compiles_and_imports_only_numpy(case):
-    c = compiled(case)
+def check_compiles_and_imports_only_numpy(c: Compiled) -> None:
     assert not c.mod.__compile_warnings__, \
         f"compile() of the emitted module warns: {c.mod.__compile_warnings__}"
-    imported = {m.group(2).split(".")[0] for m in
-                re.finditer(r"^\s*(import|from)\s+([\w.]+)", c.source, re.MULTILINE)}
-    extra = imported - {"numpy", "__future__"} - set(sys.stdlib_module_names)
-    assert not extra, f"the emitted module imports {sorted(extra)}"
+    for part, source in c.sources.items():
+        imported = {m.group(2).split(".")[0] for m in
+                    re.finditer(r"^\s*(import|from)\s+([\w.]+)", source, re.MULTILINE)}
+        extra = imported - {"numpy", "__future__"} - set(sys.stdlib_module_names)
+        assert not extra, f"the module emitted for {part} imports {sorted(extra)}"
+
+
+# Every check of a case, in order. One test per case runs them all and reports every
+# failing check (a test item per case and check cost more in pytest's bookkeeping, ~1 ms
+# each for ~7,000 items, than most checks themselves).
+CHECKS = (check_value, check_grad, check_value_and_grad, check_vjp, check_jvp, check_hvp,
+          check_hessian, check_float32_in_float32_out, check_compiles_and_imports_only_numpy)
+
+
+@cases
+def test_case(case, ruff_report):
+    """The case's emitted functions against NumPy and finite differences (the checks
+    above), its emitted sources against ruff and compile()."""
+    c = compiled(case)
+    checks = [(f.__name__, f) for f in CHECKS]
+    checks.append(("check_ruff_clean", lambda c: check_ruff_clean(c, ruff_report)))
+    failures = []
+    for name, check in checks:
+        try:
+            check(c)
+        except AssertionError as e:
+            failures.append((name, f"{name}: {e}"))
+    assert not failures, (", ".join(n for n, _ in failures) + " failed:\n\n"
+                          + "\n\n".join(text for _, text in failures))
 
 
 # ---------------------------------------------------------------- non-differentiable points
