@@ -95,15 +95,22 @@ def call(fn, order, args, *extra):
     return fn(*(args[n] for n in order), *extra)
 
 
-def fd_jacobian(fn, order, args, name, eps: float = EPS):
+def fd_jacobian(fn, order, args, name, eps: float = EPS, symmetric: bool = False):
     """d fn / d args[name] by two-sided differences, shaped `args[name].shape + out.shape`
-    (a tuple of such arrays when `fn` returns a tuple)."""
+    (a tuple of such arrays when `fn` returns a tuple).
+
+    `symmetric`: args[name] is a stack of symmetric matrices that `fn` reads as symmetric
+    (cholesky reads one triangle), so each step moves elements (i, j) and (j, i) together,
+    by (E_ij + E_ji) / 2: the quotient is d fn(sym(A)) / dA_ij with sym(A) = (A + A^T) / 2,
+    which is what a symmetric gradient (or cotangent) of A must equal."""
     base = np.asarray(args[name], dtype=np.float64)
     rows = []
     for i in range(base.size):
         step = np.zeros(base.size)
         step[i] = eps
         step = step.reshape(base.shape)
+        if symmetric:
+            step = (step + np.swapaxes(step, -1, -2)) / 2
         plus = call(fn, order, dict(args, **{name: base + step}))
         minus = call(fn, order, dict(args, **{name: base - step}))
         if isinstance(plus, tuple):

@@ -1,9 +1,11 @@
 """The command line (SPEC §3) and the Python API's `load` (SPEC §4).
 
-The commands run as a user runs them, `python -m gradgen ...` in a subprocess, with
-PYTHONPATH pointing at this checkout (which also works after `pip install -e .`). A few
-failure paths that cannot be provoked from outside run `gradgen.cli.main` in-process with
-a monkeypatched function.
+The commands run in-process through `clirun.run` (`gradgen.cli.main([...])` in the given
+working directory, with standard output and error captured as a subprocess would give them:
+see tests/clirun.py). A few smoke tests run a real process: `python -m gradgen --version`,
+a compile through the installed `gradgen` command, a reader that closes the pipe, and the
+output under another hash seed. Failure paths that cannot be provoked from outside call
+`gradgen.cli.main` with a monkeypatched function.
 """
 
 from __future__ import annotations
@@ -18,26 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import run as gradgen_cli
+from clirun import run_subprocess, subprocess_env
 
 import gradgen
 from gradgen import checking, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "examples" / "mlp" / "mlp.grad"
-
-
-def env(**extra) -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [e.get("PYTHONPATH")])])
-    e.pop("GRADGEN_DEBUG", None)
-    e.update(extra)
-    return e
-
-
-def gradgen_cli(*args, cwd, **extra_env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gradgen", *map(str, args)], cwd=cwd,
-                          env=env(**extra_env), capture_output=True, text=True,
-                          encoding="utf-8", timeout=300)
 
 
 @pytest.fixture
@@ -282,7 +272,7 @@ def test_show_stops_quietly_when_the_reader_goes_away(tmp_path):
     source = "".join(f"def f{i}(X: Data[N, D], W: Param[D, C]):\n"
                      f"    return mean(logsumexp(X @ W, axis=1)) * {i + 1}\n" for i in range(30))
     (tmp_path / "many.grad").write_text(source, encoding="utf-8")
-    quiet = env()
+    quiet = subprocess_env()
     quiet.pop("PYTHONUNBUFFERED", None)   # (unbuffered, CPython drops a partial write silently)
     proc = subprocess.Popen([sys.executable, "-m", "gradgen", "show", "many.grad"],
                             cwd=tmp_path, env=quiet, stdout=subprocess.PIPE,
@@ -295,14 +285,18 @@ def test_show_stops_quietly_when_the_reader_goes_away(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_show_to_a_full_disk(work):
+def test_show_to_a_full_disk(work, monkeypatch, capsys):
+    # Standard output is a real file on a full device. After the error, what is left in its
+    # buffer goes nowhere: closing the file below must not fail again.
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("GRADGEN_DEBUG", raising=False)
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "gradgen", "show", "mlp.grad"], cwd=work,
-                              env=env(), stdout=full, stderr=subprocess.PIPE, text=True,
-                              timeout=300)
-    assert proc.returncode == 1
-    assert proc.stderr == ("gradgen: error: cannot write to standard output: No space left on "
-                           "device\n")
+        monkeypatch.setattr(sys, "stdout", full)
+        code = cli.main(["show", "mlp.grad"])
+        monkeypatch.undo()
+    assert code == 1
+    assert capsys.readouterr().err == ("gradgen: error: cannot write to standard output: No "
+                                       "space left on device\n")
 
 
 # ---------------------------------------------------------------------------- check
@@ -421,7 +415,7 @@ def test_graph_unknown_format(work):
 
 
 def test_python_m_gradgen_version(tmp_path):
-    proc = gradgen_cli("--version", cwd=tmp_path)
+    proc = run_subprocess("--version", cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stdout == f"gradgen {gradgen.__version__}\n"
 
@@ -433,14 +427,15 @@ def test_gradgen_version_in_process(capsys):
     assert capsys.readouterr().out == f"gradgen {gradgen.__version__}\n"
 
 
-def test_installed_gradgen_command_version(tmp_path):
+def test_installed_gradgen_command_compiles(work, expected_module):
     exe = shutil.which("gradgen", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.skip("the gradgen command is not installed next to this Python")
-    proc = subprocess.run([exe, "--version"], cwd=tmp_path, env=env(), capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0
-    assert proc.stdout == f"gradgen {gradgen.__version__}\n"
+    proc = subprocess.run([exe, "compile", "mlp.grad"], cwd=work, env=subprocess_env(),
+                          capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "wrote mlp_grad.py\n" and proc.stderr == ""
+    assert (work / "mlp_grad.py").read_text(encoding="utf-8") == expected_module
 
 
 @pytest.mark.parametrize("command", ["compile", "show", "check", "graph"])
@@ -500,11 +495,14 @@ def test_the_same_source_compiles_to_the_same_bytes():
 
 
 def test_output_does_not_depend_on_hash_randomisation(work):
-    for seed in ("1", "2"):
-        proc = gradgen_cli("compile", "mlp.grad", "-o", f"seed{seed}.py", "--hessian",
-                           cwd=work, PYTHONHASHSEED=seed)
-        assert proc.returncode == 0, proc.stderr
-    assert (work / "seed1.py").read_bytes() == (work / "seed2.py").read_bytes()
+    # This process and a subprocess with another hash seed write the same bytes.
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    proc = run_subprocess("compile", "mlp.grad", "-o", "seeded.py", "--hessian", cwd=work,
+                          PYTHONHASHSEED=seed)
+    assert proc.returncode == 0, proc.stderr
+    here = gradgen_cli("compile", "mlp.grad", "-o", "here.py", "--hessian", cwd=work)
+    assert here.returncode == 0, here.stderr
+    assert (work / "seeded.py").read_bytes() == (work / "here.py").read_bytes()
 
 
 # ---------------------------------------------------------------------------- load

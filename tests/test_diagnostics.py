@@ -8,13 +8,11 @@ not bytes (tests with non-ASCII text, tabs, a BOM and CRLF line ends check that)
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+import clirun
 import pytest
 
 import gradgen
@@ -1242,18 +1240,14 @@ def test_compiles_with_bom_crlf_and_non_ascii():
 # ---------------------------------------------------------------------------- the CLI
 
 
-def run_cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    env.pop("GRADGEN_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "gradgen", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, encoding="utf-8", timeout=120)
+# In-process (tests/clirun.py), except one subprocess smoke test of the exit status.
+run_cli = clirun.run
 
 
 def test_cli_reports_a_diagnostic_without_traceback(tmp_path):
     (tmp_path / "bad.grad").write_text("def f(x: Param[N], y: Param[M]):\n"
                                        "    return sum(x + y)\n", encoding="utf-8")
-    proc = run_cli("compile", "bad.grad", cwd=tmp_path)
+    proc = clirun.run_subprocess("compile", "bad.grad", cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr == ("bad.grad:2:18: error: shapes (N,) and (M,) cannot be broadcast "
                            "together\n    return sum(x + y)\n                 ^\n")

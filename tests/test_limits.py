@@ -91,8 +91,29 @@ def test_5000_unary_minus_without_spaces_compile():
 # ---------------------------------------------------------------------------- long chains
 
 
-def test_20000_chained_additions_compile_and_run():
-    text = outcome(HEAD + "    return sum(" + " + ".join(["x"] * 20_000) + ")\n")
+@pytest.fixture(scope="module")
+def twenty_thousand_additions():
+    """SPEC §5's 20,000 chained additions, compiled once for the two tests below: the
+    outcome and the IR builders the compile made (for their work count)."""
+    from gradgen import ir
+
+    builders = []
+    original = ir.Builder.__init__
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        builders.append(self)
+
+    ir.Builder.__init__ = record
+    try:
+        result = outcome(HEAD + "    return sum(" + " + ".join(["x"] * 20_000) + ")\n")
+    finally:
+        ir.Builder.__init__ = original
+    return result, builders
+
+
+def test_20000_chained_additions_compile_and_run(twenty_thousand_additions):
+    text, _ = twenty_thousand_additions
     assert isinstance(text, str), text
     module = run(text)
     x = np.array([0.5, -1.0, 2.0])
@@ -169,21 +190,10 @@ def test_work_budget_refuses_at_the_entry_point_whose_functions_run_out(monkeypa
                          "split the program")
 
 
-def test_the_work_budget_leaves_room_for_the_documented_limits():
-    from gradgen import compiler, ir
+def test_the_work_budget_leaves_room_for_the_documented_limits(twenty_thousand_additions):
+    from gradgen import compiler
 
-    builders = []
-    original = ir.Builder.__init__
-
-    def record(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        builders.append(self)
-
-    ir.Builder.__init__ = record
-    try:
-        outcome(HEAD + "    return sum(" + " + ".join(["x"] * 20_000) + ")\n")
-    finally:
-        ir.Builder.__init__ = original
+    _, builders = twenty_thousand_additions
     assert builders
     work = builders[-1].work
     assert work < 0.6 * compiler.MAX_WORK, work   # SPEC §5: 20,000 chained additions

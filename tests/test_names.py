@@ -105,14 +105,29 @@ def rename_colliding(source: str, offset: int = 0) -> str:
     return rename_identifiers(source, mapping)
 
 
+_ORIGINALS: dict = {}   # the original of each corpus program is compiled once, not per offset
+
+
+def _compile_original(source: str, **options):
+    key = (source, tuple(sorted(options.items())))
+    if key not in _ORIGINALS:
+        try:
+            _ORIGINALS[key] = gradgen.compile_source(source, "orig.grad", **options)
+        except gradgen.CompileError as e:
+            _ORIGINALS[key] = e
+    if isinstance(_ORIGINALS[key], gradgen.CompileError):
+        raise _ORIGINALS[key]
+    return _ORIGINALS[key]
+
+
 def _compile_both(source: str, renamed: str, **options):
     try:
-        return (gradgen.compile_source(source, "orig.grad", hessian=True, **options),
+        return (_compile_original(source, hessian=True, **options),
                 gradgen.compile_source(renamed, "renamed.grad", hessian=True, **options))
     except gradgen.CompileError as e:
         if "--hessian" not in str(e):
             raise
-    return (gradgen.compile_source(source, "orig.grad", **options),
+    return (_compile_original(source, **options),
             gradgen.compile_source(renamed, "renamed.grad", **options))
 
 

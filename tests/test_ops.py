@@ -14,8 +14,10 @@ shapes. Each case is compiled once into a module with two entry points:
 and checked against NumPy references and two-sided finite differences: the forward value,
 `cost_grad`, `cost_value_and_grad`, `cost_vjp`, `op_vjp`, `cost_jvp`, `op_jvp` (with
 <u, J v> = <J^T u, v>), `cost_hvp` against differences of `cost_grad`, the opt-in
-`cost_hessian` (compiled separately with hessian=True) against differences of `cost_grad`,
-float32 in -> float32 out, and `ruff check` / `compile()` of the emitted sources.
+`cost_hessian` (compiled separately with hessian=True) against differences of `cost_grad`
+and against `cost_hvp`, float32 in -> float32 out, and `ruff check` / `compile()` of the
+emitted sources. A Param that an op reads as a symmetric matrix (`cholesky(x)`, Case.sym)
+is perturbed symmetrically, and its gradient must be symmetric.
 
 Inputs are float64 draws from each op's `domain` in the registry (see `fdcheck.DOMAINS`),
 with every pair of input values at least 1e-3 apart so that no difference step crosses a
@@ -26,6 +28,7 @@ separately with exact inputs at those points.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -82,6 +85,8 @@ class Case:
     out: tuple | None = None    # declared output shape, when it uses dimension names
     avoid: Callable | None = None   # avoid(**arrays): values that must stay away from 0
                                     # (distances to kinks at literal thresholds)
+    sym: tuple = ()             # Params read as symmetric matrices (cholesky's argument):
+                                # drawn symmetric, perturbed and differenced symmetrically
 
     @property
     def id(self) -> str:
@@ -109,8 +114,9 @@ def domain_of(key: str, i: int) -> str:
     return REGISTRY[op].domain[i]
 
 
-def add(key, expr, ref, *args, dims=(), out=None, avoid=None):
-    CASES.setdefault(key, []).append(Case(key, expr, ref, tuple(args), tuple(dims), out, avoid))
+def add(key, expr, ref, *args, dims=(), out=None, avoid=None, sym=()):
+    CASES.setdefault(key, []).append(Case(key, expr, ref, tuple(args), tuple(dims), out, avoid,
+                                          tuple(sym)))
 
 
 def P(name, shape, domain="real"):
@@ -267,6 +273,12 @@ for _name, _f in REDUCTIONS.items():
         P("x", (2, 1), _dom), P("y", V, _dom))
     add(_name, f"{_name}(x, axis=0)", lambda x, f=_f: f(x, axis=0),
         P("x", ("N", "D"), _dom), dims=(("N", 3), ("D", 2)), out=("D",))
+for _name in ("prod", "norm", "var"):     # along the broadcast axis of a product
+    add(_name, f"{_name}(x * y, axis=1)", lambda x, y, f=REDUCTIONS[_name]: f(x * y, axis=1),
+        P("x", (2, 1), domain_of(_name, 0)), P("y", V, domain_of(_name, 0)))
+add("norm", "norm(x, axis=(0, 1, 3), keepdims=True)",
+    lambda x: _norm(x, axis=(0, 1, 3), keepdims=True), P("x", (2, 2, 3, 2)))
+add("norm", "norm(x, axis=(1, 2))", lambda x: _norm(x, axis=(1, 2)), P("x", T3))
 add("sum", "sum(x) / N", lambda x: np.sum(x) / 3, P("x", ("N", "D")),
     dims=(("N", 3), ("D", 2)), out=())
 add("mean", "mean(x, axis=1) * D", lambda x: np.mean(x, axis=1) * 2, P("x", ("N", "D")),
@@ -315,6 +327,7 @@ for _expr, _f, _shape in [
 ]:
     add("transpose", _expr, _f, P("x", _shape))
 add("transpose", "transpose(x) * y", lambda x, y: x.T * y, P("x", M), P("y", (2,)))
+add("transpose", "transpose(x, (1, 0, 2))", lambda x: np.transpose(x, (1, 0, 2)), P("x", T3))
 for _shape in (M, V, (2, 3, 4)):
     add(".T", "x.T", lambda x: x.T, P("x", _shape))
 add(".T", "x.T @ y", lambda x, y: x.T @ y, P("x", M), P("y", (2, 2)))
@@ -365,6 +378,8 @@ for _expr, _f, _shape in [
     add("squeeze", _expr, _f, P("x", _shape))
 add("squeeze", "squeeze(x * y, axis=1)", lambda x, y: np.squeeze(x * y, 1), P("x", (2, 1)),
     P("y", (1,)))
+add("squeeze", "squeeze(expand_dims(x, (0, 2)))", lambda x: x, P("x", M))
+add("squeeze", "squeeze(x, axis=1) * 2", lambda x: np.squeeze(x, axis=1) * 2, P("x", (3, 1, 2)))
 
 for _expr, _f, _shape in [
     ("broadcast_to(x, (2, 3))", lambda x: np.broadcast_to(x, (2, 3)), V),
@@ -446,6 +461,13 @@ for _expr, _f, _args in [
     _dims = (("N", 3), ("M", 2), ("D", 2)) if "N" in str(_args) else ()
     add("concatenate", _expr, _f, *_args, dims=_dims,
         out=("N + M", "D") if _dims else None)
+add("concatenate", "concatenate([x, y])", lambda x, y: np.concatenate([x, y]),
+    P("x", ("N", 3)), P("y", ("M", 3)), dims=(("N", 2), ("M", 3)), out=("N + M", 3))
+add("concatenate", "concatenate([x, y, x], axis=1)",
+    lambda x, y: np.concatenate([x, y, x], axis=1), P("x", (2, 2)), P("y", (2, "K")),
+    dims=(("K", 3),), out=(2, "K + 4"))
+add("concatenate", "concatenate([x, exp(y)], axis=-1)",
+    lambda x, y: np.concatenate([x, np.exp(y)], axis=-1), P("x", V), D("y", (2,)))
 
 for _expr, _f, _args in [
     ("stack([x, y])", lambda x, y: np.stack([x, y]), [P("x", V), P("y", V)]),
@@ -458,6 +480,11 @@ for _expr, _f, _args in [
      [P("x", (2, 1)), P("y", M)]),
 ]:
     add("stack", _expr, _f, *_args)
+add("stack", "stack([x, y, x * y])", lambda x, y: np.stack([x, y, x * y]), P("x", M), P("y", M))
+add("stack", "stack([x, y], axis=1)", lambda x, y: np.stack([x, y], axis=1), P("x", ("N",)),
+    D("y", ("N",)), dims=(("N", 4),), out=("N", 2))
+add("stack", "stack([x, 2 * x, 1.0])", lambda x: np.stack([x, 2 * x, np.ones_like(x)]),
+    P("x", S))
 
 
 # ---- more elementwise functions, clip, and the constant arrays zeros, ones, eye
@@ -475,16 +502,28 @@ def _clip_cases():
         avoid=lambda x: x - 1)
     add("clip", "clip(x, -(y * y), y * y)", lambda x, y: np.clip(x, -(y * y), y * y),
         P("x", M), P("y", V), avoid=lambda x, y: np.abs(x) - y * y)
+    for shape, dom in ((M, "real"), (S, "unit")):
+        add("clip", "clip(x, -0.5, 0.7)", lambda x: np.clip(x, -0.5, 0.7), P("x", shape, dom),
+            avoid=lambda x: np.concatenate([np.ravel(x + 0.5), np.ravel(x - 0.7)]))
+    # bounds that are Params or Data (all input values are apart: no ties with x)
+    add("clip", "clip(x, lo, hi)", lambda x, lo, hi: np.clip(x, lo, hi), P("x", M), P("lo", V),
+        P("hi", S))
+    add("clip", "clip(x, lo, hi)", lambda x, lo, hi: np.clip(x, lo, hi), P("x", (2, 1)),
+        D("lo", V), P("hi", (2, 3)))
 
 
 def _constant_cases(name):
     cases = {
         "zeros": [("x + zeros((2, 3))", lambda x: x + np.zeros((2, 3)), [P("x", V)]),
-                  ("x * x + zeros(3)", lambda x: x * x, [P("x", M)])],
+                  ("x * x + zeros(3)", lambda x: x * x, [P("x", M)]),
+                  ("x * x + zeros((2, 3))", lambda x: np.broadcast_to(x * x, (2, 3)),
+                   [P("x", V)])],
         "ones": [("x + ones((2, 3))", lambda x: x + 1.0, [P("x", M)]),
                  ("ones(3) @ x", lambda x: np.ones(3) @ x, [P("x", (3, 2))]),
                  ("x * ones((2, 1))", lambda x: x * np.ones((2, 1)), [P("x", V)]),
-                 ("x - ones((N, D))", lambda x: x - 1.0, [P("x", ("N", "D"))])],
+                 ("x - ones((N, D))", lambda x: x - 1.0, [P("x", ("N", "D"))]),
+                 ("sum(x, axis=0) * ones(3)", lambda x: np.sum(x, axis=0) * np.ones(3),
+                  [P("x", M)])],
         "eye": [("x @ eye(3)", lambda x: x @ np.eye(3), [P("x", M)]),
                 ("eye(3) * x", lambda x: np.eye(3) * x, [P("x", V)]),
                 ("x * eye(D)", lambda x: x * np.eye(2), [P("x", ("D", "D"))])],
@@ -501,6 +540,12 @@ for _name, _f in (("expm1", np.expm1), ("sin", np.sin), ("cos", np.cos), ("tan",
 _clip_cases()
 for _name in ("zeros", "ones", "eye"):
     _constant_cases(_name)
+add("ones", "concatenate([x, ones((N, 1))], axis=1)",
+    lambda x: np.concatenate([x, np.ones((len(x), 1))], axis=1), P("x", ("N", 2)),
+    dims=(("N", 3),), out=("N", 3))
+add("eye", "x + 2 * eye(N)", lambda x: x + 2 * np.eye(3), P("x", ("N", "N")), dims=(("N", 3),),
+    out=("N", "N"))
+add("eye", "x @ eye(3) * x", lambda x: x @ np.eye(3) * x, P("x", M))
 
 
 # ---- linear algebra
@@ -518,6 +563,8 @@ for _expr, _f, _args in [
     ("dot(x, y)", pos(np.dot), [P("x", S), P("y", V)]),
     ("dot(x, y)", pos(np.dot), [P("x", M), P("y", S)]),
     ("dot(x, x)", lambda x: np.dot(x, x), [P("x", V)]),
+    ("dot(x, y)", pos(np.dot), [P("x", (3, 2)), P("y", M)]),
+    ("dot(x, y)", pos(np.dot), [P("x", S), P("y", M)]),
 ]:
     add("dot", _expr, _f, *_args)
 for _expr, _f, _args in [
@@ -525,9 +572,10 @@ for _expr, _f, _args in [
     ("outer(x, y)", pos(np.outer), [P("x", (2,)), P("y", M)]),
     ("outer(x, x)", lambda x: np.outer(x, x), [P("x", V)]),
     ("outer(x, y)", pos(np.outer), [D("x", V), P("y", V)]),
+    ("outer(x, y)", pos(np.outer), [P("x", M), D("y", (2,))]),
 ]:
     add("outer", _expr, _f, *_args)
-for _shape in ((3, 3), M, (3, 2), (3, 3, 2), (2, 2, 2, 3)):
+for _shape in ((3, 3), M, (3, 2), (3, 3, 2), (2, 2, 3), (2, 2, 2, 3)):
     add("trace", "trace(x)", pos(np.trace), P("x", _shape))
 add("trace", "trace(x @ y)", lambda x, y: np.trace(x @ y), P("x", M), P("y", (3, 2)))
 for _expr, _f, _shape in [("diag(x)", pos(np.diag), V), ("diag(x)", pos(np.diag), (3, 3)),
@@ -537,19 +585,22 @@ for _expr, _f, _shape in [("diag(x)", pos(np.diag), V), ("diag(x)", pos(np.diag)
 add("diag", "diag(x) @ y", lambda x, y: np.diag(x) @ y, P("x", V), P("y", (3, 2)))
 for _name, _f in (("inv", np.linalg.inv), ("det", np.linalg.det),
                   ("logdet", lambda a: np.linalg.slogdet(a)[1])):
-    for _shape in ((3, 3), (1, 1), (2, 3, 3), (2, 1, 2, 2)):
+    for _shape in ((3, 3), (1, 1), (2, 2, 2), (2, 3, 3), (2, 1, 2, 2)):
         add(_name, f"{_name}(x)", pos(_f), P("x", _shape, domain_of(_name, 0)))
     add(_name, f"{_name}(x) * y", lambda x, y, f=_f: f(x) * y,
         P("x", (2, 2, 2), domain_of(_name, 0)), P("y", (2,) if _name != "inv" else (2, 2)))
 add("inv", "inv(x) @ y", lambda x, y: np.linalg.inv(x) @ y, P("x", (3, 3), "invertible"),
     P("y", V))
 add("inv", "inv(inv(x))", lambda x: x, P("x", (3, 3), "invertible"))
+add("logdet", "logdet(-x)", lambda x: np.linalg.slogdet(-x)[1], P("x", (3, 3), "invertible"))
 for _sa, _sb in [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 2)), ((2, 3, 3), (3, 1)),
                  ((2, 3, 3), (3,)), ((3, 3), (2, 3, 2)), ((1, 1), (1,))]:
     add("solve", "solve(x, y)", pos(np.linalg.solve), P("x", _sa, domain_of("solve", 0)),
         P("y", _sb, domain_of("solve", 1)))
 add("solve", "solve(x, y)", pos(np.linalg.solve), D("x", (3, 3), "invertible"), P("y", V))
 add("solve", "solve(x, y)", pos(np.linalg.solve), P("x", (3, 3), "invertible"), D("y", V))
+add("solve", "solve(x, y)", pos(np.linalg.solve), D("x", (3, 3), "invertible"),
+    P("y", (2, 3, 1)))
 # cholesky reads its argument as symmetric: compose it with a symmetric expression of the
 # Param (x is drawn symmetric positive definite, so (x + x.T) / 2 == x at the draw).
 for _shape, _expr in [((3, 3), "cholesky((x + x.T) / 2)"), ((1, 1), "cholesky((x + x.T) / 2)"),
@@ -559,6 +610,14 @@ for _shape, _expr in [((3, 3), "cholesky((x + x.T) / 2)"), ((1, 1), "cholesky((x
 add("cholesky", "cholesky(x @ x.T + y * y.T)",
     lambda x, y: np.linalg.cholesky(x @ x.T + y * y.T), P("x", (3, 3), "invertible"),
     P("y", (3, 3), "spd"))
+# cholesky of the Param itself: its derivatives are those of cholesky((x + x.T) / 2), so the
+# harness perturbs x symmetrically and its gradient must be symmetric (Case.sym)
+for _shape in ((3, 3), (2, 3, 3)):
+    add("cholesky", "cholesky(x)", pos(np.linalg.cholesky), P("x", _shape, "spd"), sym=("x",))
+# a symmetric perturbation (x + x.T) / 20 (|.| < 0.5) of an SPD Data matrix
+add("cholesky", "cholesky(s + (x + x.T) / 20)",
+    lambda s, x: np.linalg.cholesky(s + (x + x.T) / 20), D("s", (3, 3), "spd"),
+    P("x", (3, 3)))
 
 
 def einsum_case(spec, shapes) -> Case:
@@ -572,14 +631,17 @@ for _spec, _shapes in [("ij,jk->ik", [M, (3, 2)]), ("ij->ji", [M]), ("ij,ij->", 
                        ("i,j->ij", [V, (2,)]), ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]),
                        ("ij->", [M]), ("ij->j", [M]), ("ij,j->i", [M, V]),
                        ("ij,jk,k->i", [M, (3, 2), (2,)]), ("ijk->kji", [(2, 3, 2)]),
-                       ("i,i->i", [V, V]), ("ij,kj->ik", [M, M])]:
+                       ("i,i->i", [V, V]), ("ij,kj->ik", [M, M]),
+                       ("ij,kj->ki", [M, (4, 3)]), ("ij,ij->i", [M, M]),
+                       ("ij,jk,kl->il", [M, (3, 2), (2, 2)]), ("ijk->kj", [T3]),
+                       ("bij,bjk->bik", [T3, (2, 2, 3)]), ("ij,j,i->", [M, V, (2,)]),
+                       ("ij,jk->i", [M, (3, 2)]),
+                       # NumPy's forms beyond the spec's example: an index repeated within
+                       # one operand (diagonal, trace) and the implicit output
+                       ("ii->", [(3, 3)]), ("ii->i", [(3, 3)]), ("ijj,j->ij", [(2, 3, 3), V]),
+                       ("ij,j", [M, V]), ("ab,b", [M, V]), ("ij,jk", [M, (3, 2)]),
+                       ("ii,ij", [(3, 3), (3, 2)])]:
     CASES.setdefault("einsum", []).append(einsum_case(_spec, _shapes))
-
-# NumPy einsum forms beyond the spec's example: an index repeated within one operand
-# (diagonal, trace) and the implicit output. Tested once each (value and gradient) in
-# test_einsum_numpy_forms rather than by the whole table.
-EINSUM_NUMPY_FORMS = [einsum_case("ii->", [(3, 3)]), einsum_case("ii->i", [(3, 3)]),
-                      einsum_case("ij,j", [M, V]), einsum_case("ij,jk", [M, (3, 2)])]
 
 
 ALL_CASES = [c for cases in CASES.values() for c in cases]
@@ -610,8 +672,8 @@ def program_source(case: Case, out_shape) -> str:
 class Compiled:
     case: Case
     text: str
-    source: str
-    mod: types.ModuleType
+    sources: dict                 # "cost" (with hessian=True) and "op": the emitted modules
+    mod: types.ModuleType         # the functions of both, executed
     inputs: dict                  # every argument of `cost` (float64)
     expected: np.ndarray          # the NumPy reference value of the expression
     u: np.ndarray                 # a cotangent of the op's output
@@ -619,8 +681,6 @@ class Compiled:
     cost_order: list = field(default_factory=list)
     op_order: list = field(default_factory=list)
     _fd: dict = field(default_factory=dict)
-    _hessian_mod: types.ModuleType | None = None
-    _hessian_src: str | None = None
 
     @property
     def params(self):
@@ -630,32 +690,25 @@ class Compiled:
         """The finite-difference Jacobian of `entry` ("cost" or "op") w.r.t. Param `p`."""
         if (entry, p) not in self._fd:
             order = self.cost_order if entry == "cost" else self.op_order
-            self._fd[entry, p] = fd_jacobian(getattr(self.mod, entry), order, self.inputs, p)
+            self._fd[entry, p] = fd_jacobian(getattr(self.mod, entry), order, self.inputs, p,
+                                             symmetric=p in self.case.sym)
         return self._fd[entry, p]
 
-    def hessian_source(self) -> str:
-        """The module of `cost` alone with --modes grad --hessian (an explicit --hessian
-        refuses the non-scalar `op`, as an explicit --modes grad does)."""
-        if self._hessian_src is None:
-            cost_only = self.text.split("\n\n\n")[0] + "\n"
-            self._hessian_src = gradgen.compile_source(cost_only, "case.grad", hessian=True,
-                                                       modes=("grad",))
-        return self._hessian_src
 
-    def hessian_mod(self) -> types.ModuleType:
-        if self._hessian_mod is None:
-            self._hessian_mod = _exec(self.hessian_source(), f"{self.case.id} (hessian)")
-        return self._hessian_mod
-
-
-def _exec(source: str, name: str) -> types.ModuleType:
-    """The emitted module, executed; `__compile_warnings__` lists what compile() warned."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")   # e.g. SyntaxWarning: 'int' object is not subscriptable
-        code = compile(source, f"<generated from {name}>", "exec")
+def _exec(sources: dict, name: str) -> types.ModuleType:
+    """The emitted modules, executed, their functions gathered in one namespace (each keeps
+    its own module's globals); `__compile_warnings__` lists what compile() warned."""
     mod = types.ModuleType("case_grad")
-    exec(code, mod.__dict__)  # noqa: S102
-    mod.__compile_warnings__ = [f"{w.category.__name__}: {w.message}" for w in caught]
+    mod.__compile_warnings__ = []
+    for part, source in sources.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")   # SyntaxWarning: 'int' object is not subscriptable
+            code = compile(source, f"<generated from {name} ({part})>", "exec")
+        namespace: dict = {}
+        exec(code, namespace)  # noqa: S102
+        mod.__dict__.update({k: v for k, v in namespace.items() if not k.startswith("__")})
+        mod.__compile_warnings__ += [f"{part}: {w.category.__name__}: {w.message}"
+                                     for w in caught]
     return mod
 
 
@@ -688,14 +741,20 @@ def compiled(case: Case) -> Compiled:
         return _COMPILED[case.id]
     rng, inputs, expected = reference(case)
     text = program_source(case, expected.shape)
-    source = gradgen.compile_source(text, "case.grad")
-    mod = _exec(source, case.id)
+    # `cost` with every function (hessian=True adds cost_hessian); `op` apart (an explicit
+    # hessian=True refuses a non-scalar output).
+    cost_text, op_text = text.split("\n\n\n")
+    sources = {"cost": gradgen.compile_source(cost_text + "\n", "case.grad", hessian=True),
+               "op": gradgen.compile_source(op_text, "case.grad")}
+    mod = _exec(sources, case.id)
     shape = expected.shape
     inputs["w1"] = fdcheck.draw(rng, "real", shape)
     inputs["w2"] = 0.3 * fdcheck.draw(rng, "real", shape)
     u = rng.normal(size=shape)
     tangents = {p: rng.normal(size=inputs[p].shape) for p in case.params}
-    c = Compiled(case, text, source, mod, inputs, expected, np.asarray(u), tangents,
+    for p in case.sym:
+        tangents[p] = (tangents[p] + np.swapaxes(tangents[p], -1, -2)) / 2
+    c = Compiled(case, text, sources, mod, inputs, expected, np.asarray(u), tangents,
                  [a.name for a in case.args] + ["w1", "w2"], [a.name for a in case.args])
     _COMPILED[case.id] = c
     return c
@@ -757,20 +816,19 @@ def test_every_op_is_reached_from_the_cases():
 
 # ---------------------------------------------------------------- numerical checks per case
 
-@cases
-def test_value(case):
-    c = compiled(case)
+def check_value(c: Compiled) -> None:
     assert_close(call(c.mod.op, c.op_order, c.inputs), c.expected, "op value", rtol=1e-10)
     assert_close(call(c.mod.cost, c.cost_order, c.inputs), ref_cost(c), "cost value",
                  rtol=1e-10)
 
 
-@cases
-def test_grad(case):
-    c = compiled(case)
+def check_grad(c: Compiled) -> None:
     grads = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
     for p, g in zip(c.params, grads):
         assert_close(g, c.fd("cost", p), f"cost_grad d/d{p}")
+        if p in c.case.sym:   # a symmetric argument gets a symmetric gradient
+            assert_close(g, np.swapaxes(g, -1, -2), f"symmetry of cost_grad d/d{p}",
+                         rtol=1e-12)
     if c.expected.ndim == 0:    # a scalar op has its own gradient too
         grads = as_tuple(call(c.mod.op_grad, c.op_order, c.inputs), len(c.params))
         for p, g in zip(c.params, grads):
@@ -779,9 +837,7 @@ def test_grad(case):
         assert not hasattr(c.mod, "op_grad"), "op_grad emitted for a non-scalar output"
 
 
-@cases
-def test_value_and_grad(case):
-    c = compiled(case)
+def check_value_and_grad(c: Compiled) -> None:
     value, grads = call(c.mod.cost_value_and_grad, c.cost_order, c.inputs)
     assert_close(value, ref_cost(c), "value", rtol=1e-10)
     expected = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
@@ -789,10 +845,8 @@ def test_value_and_grad(case):
         assert_close(g, e, f"value_and_grad d/d{p} vs cost_grad", rtol=1e-12)
 
 
-@cases
-def test_vjp(case):
+def check_vjp(c: Compiled) -> None:
     """op_vjp (the op's own output) and cost_vjp (a scalar cotangent) vs differences."""
-    c = compiled(case)
     cts = as_tuple(call(c.mod.op_vjp, c.op_order, c.inputs, c.u), len(c.params))
     for p, ct in zip(c.params, cts):
         assert_close(ct, contract(c.fd("op", p), c.u), f"op_vjp d/d{p}")
@@ -802,9 +856,7 @@ def test_vjp(case):
         assert_close(ct, -0.7 * c.fd("cost", p), f"cost_vjp d/d{p}")
 
 
-@cases
-def test_jvp(case):
-    c = compiled(case)
+def check_jvp(c: Compiled) -> None:
     ts = [c.tangents[p] for p in c.params]
     value, t = call(c.mod.op_jvp, c.op_order, c.inputs, *ts)
     assert_close(value, c.expected, "op_jvp value", rtol=1e-10)
@@ -819,9 +871,7 @@ def test_jvp(case):
     assert_close(t, fd_directional(c.mod.cost, c.cost_order, c.inputs, c.tangents), "cost_jvp")
 
 
-@cases
-def test_hvp(case):
-    c = compiled(case)
+def check_hvp(c: Compiled) -> None:
     k = len(c.params)
     hv = as_tuple(call(c.mod.cost_hvp, c.cost_order, c.inputs,
                        *(c.tangents[p] for p in c.params)), k)
@@ -836,23 +886,30 @@ def test_hvp(case):
             assert_close(h, e, f"op_hvp (H v) for {p} vs differences of op_grad")
 
 
-@cases
-def test_hessian(case):
+def check_hessian(c: Compiled) -> None:
     """`cost_hessian` (opt-in, --hessian): block [i][j] of shape p_i.shape + p_j.shape is
-    the difference quotient of cost_grad's i-th output w.r.t. p_j; float32 stays float32."""
-    c = compiled(case)
-    mod = c.hessian_mod()
+    the difference quotient of cost_grad's i-th output w.r.t. p_j, and the blocks applied
+    to the tangents give cost_hvp to 1e-9; float32 stays float32."""
+    mod = c.mod
     k = len(c.params)
     result = call(mod.cost_hessian, c.cost_order, c.inputs)
     rows = [result] if k == 1 else list(as_tuple(result, k))
     rows = [[r] if k == 1 else list(as_tuple(r, k)) for r in rows]
     for j, pj in enumerate(c.params):
         # d(grad_i)/d(p_j) for every i at once, shaped p_j.shape + p_i.shape
-        fds = as_tuple(fd_jacobian(mod.cost_grad, c.cost_order, c.inputs, pj), k)
+        fds = as_tuple(fd_jacobian(mod.cost_grad, c.cost_order, c.inputs, pj,
+                                   symmetric=pj in c.case.sym), k)
         nj = np.ndim(c.inputs[pj])
         for i, (pi, fd) in enumerate(zip(c.params, fds)):
             expected = np.moveaxis(fd, tuple(range(nj)), tuple(range(fd.ndim - nj, fd.ndim)))
             assert_close(rows[i][j], expected, f"cost_hessian block d2/d{pi} d{pj}")
+    hv = as_tuple(call(c.mod.cost_hvp, c.cost_order, c.inputs,
+                       *(c.tangents[p] for p in c.params)), k)
+    for i, pi in enumerate(c.params):
+        h_v = sum(np.tensordot(rows[i][j], c.tangents[pj], axes=np.ndim(c.tangents[pj]))
+                  for j, pj in enumerate(c.params))
+        assert_close(h_v, hv[i], f"cost_hessian applied to the tangents vs cost_hvp for {pi}",
+                     rtol=1e-9)
     f32 = {n: v.astype(np.float32) for n, v in c.inputs.items()}
     for i, h in enumerate(_outputs(call(mod.cost_hessian, c.cost_order, f32))):
         assert np.asarray(h).dtype == np.float32, \
@@ -865,9 +922,7 @@ def _outputs(result):
     return [result]
 
 
-@cases
-def test_float32_in_float32_out(case):
-    c = compiled(case)
+def check_float32_in_float32_out(c: Compiled) -> None:
     f32 = {n: v.astype(np.float32) for n, v in c.inputs.items()}
     ts = [c.tangents[p].astype(np.float32) for p in c.params]
     calls = {
@@ -892,16 +947,6 @@ def test_float32_in_float32_out(case):
                          rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", EINSUM_NUMPY_FORMS, ids=lambda c: c.id)
-def test_einsum_numpy_forms(case):
-    """What a NumPy user expects of einsum: repeated indices and the implicit output."""
-    c = compiled(case)
-    assert_close(call(c.mod.op, c.op_order, c.inputs), c.expected, "op value", rtol=1e-10)
-    grads = as_tuple(call(c.mod.cost_grad, c.cost_order, c.inputs), len(c.params))
-    for p, g in zip(c.params, grads):
-        assert_close(g, c.fd("cost", p), f"cost_grad d/d{p}")
-
-
 # ---------------------------------------------------------------- the emitted source
 
 @pytest.fixture(scope="module")
@@ -910,15 +955,14 @@ def ruff_report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ruff")
     files = {}
     for i, case in enumerate(ALL_CASES):
-        for variant in ("default", "hessian"):
-            try:   # a failure to compile is reported by the case's own tests
-                c = compiled(case)
-                source = c.source if variant == "default" else c.hessian_source()
-            except Exception:  # noqa: BLE001, S112
-                continue
-            path = folder / f"case_{i}_{variant}.py"
+        try:   # a failure to compile is reported by the case's own test
+            sources = compiled(case).sources
+        except Exception:  # noqa: BLE001, S112
+            continue
+        for part, source in sources.items():
+            path = folder / f"case_{i}_{part}.py"
             path.write_text(source, encoding="utf-8")
-            files[case.id, variant] = path
+            files[case.id, part] = path
     proc = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--isolated", "--preview", "--select", "E,F,W,I",
          "--ignore", "E501", "--output-format", "json", "--no-cache", str(folder)],
@@ -933,26 +977,45 @@ def ruff_report(tmp_path_factory):
     return {key: by_file.get(path.name, []) for key, path in files.items()}
 
 
-@cases
-def test_ruff_clean(case, ruff_report):
-    c = compiled(case)
-    problems = ruff_report[case.id, "default"]
-    assert not problems, "ruff check of the emitted module:\n" + "\n".join(problems) + \
-        "\n\n" + c.source
-    problems = ruff_report.get((case.id, "hessian"), [])
-    assert not problems, "ruff check of the module emitted with --hessian:\n" + \
-        "\n".join(problems) + "\n\n" + c.hessian_source()
+def check_ruff_clean(c: Compiled, ruff_report: dict) -> None:
+    for part, source in c.sources.items():
+        problems = ruff_report[c.case.id, part]
+        assert not problems, f"ruff check of the module emitted for {part}:\n" + \
+            "\n".join(problems) + "\n\n" + source
 
 
-@cases
-def test_compiles_and_imports_only_numpy(case):
-    c = compiled(case)
+def check_compiles_and_imports_only_numpy(c: Compiled) -> None:
     assert not c.mod.__compile_warnings__, \
         f"compile() of the emitted module warns: {c.mod.__compile_warnings__}"
-    imported = {m.group(2).split(".")[0] for m in
-                re.finditer(r"^\s*(import|from)\s+([\w.]+)", c.source, re.MULTILINE)}
-    extra = imported - {"numpy", "__future__"} - set(sys.stdlib_module_names)
-    assert not extra, f"the emitted module imports {sorted(extra)}"
+    for part, source in c.sources.items():
+        imported = {m.group(2).split(".")[0] for m in
+                    re.finditer(r"^\s*(import|from)\s+([\w.]+)", source, re.MULTILINE)}
+        extra = imported - {"numpy", "__future__"} - set(sys.stdlib_module_names)
+        assert not extra, f"the module emitted for {part} imports {sorted(extra)}"
+
+
+# Every check of a case, in order. One test per case runs them all and reports every
+# failing check (a test item per case and check cost more in pytest's bookkeeping, ~1 ms
+# each for ~7,000 items, than most checks themselves).
+CHECKS = (check_value, check_grad, check_value_and_grad, check_vjp, check_jvp, check_hvp,
+          check_hessian, check_float32_in_float32_out, check_compiles_and_imports_only_numpy)
+
+
+@cases
+def test_case(case, ruff_report):
+    """The case's emitted functions against NumPy and finite differences (the checks
+    above), its emitted sources against ruff and compile()."""
+    c = compiled(case)
+    checks = [(f.__name__, f) for f in CHECKS]
+    checks.append(("check_ruff_clean", lambda c: check_ruff_clean(c, ruff_report)))
+    failures = []
+    for name, check in checks:
+        try:
+            check(c)
+        except AssertionError as e:
+            failures.append((name, f"{name}: {e}"))
+    assert not failures, (", ".join(n for n, _ in failures) + " failed:\n\n"
+                          + "\n\n".join(text for _, text in failures))
 
 
 # ---------------------------------------------------------------- non-differentiable points
@@ -962,9 +1025,10 @@ def test_compiles_and_imports_only_numpy(case):
 # among the tied elements, sqrt'(0) = inf; in reverse and forward mode alike. Expected
 # values are worked out by hand from those rules.
 
-def _load(text: str):
+def _load(text: str, **options):
+    """The module emitted for `text` (compile_source options), executed."""
     mod = types.ModuleType("kink_grad")
-    source = gradgen.compile_source(text, "kink.grad")
+    source = gradgen.compile_source(text, "kink.grad", **options)
     exec(compile(source, "<kink>", "exec"), mod.__dict__)  # noqa: S102
     return mod
 
@@ -1125,3 +1189,161 @@ def test_kink_norm_at_zero_is_zero():
     np.testing.assert_allclose(mod.op_jvp(x, t)[1], [0.0, 0.6 * 0.5 + 0.8 * 0.25], rtol=1e-15)
     np.testing.assert_array_equal(mod.total_grad(np.zeros(3)), np.zeros(3))
     np.testing.assert_array_equal(mod.total_jvp(np.zeros(3), np.ones(3))[1], 0.0)
+
+
+def test_clip_at_the_bounds_splits_like_maximum_and_minimum():
+    """Bounds that are Params: strictly inside, 1 to x; outside, all to the bound; at a
+    bound, half and half."""
+    mod = _load("def f(x: Param[5], lo: Param[()], hi: Param[()]):\n"
+                "    return sum(clip(x, lo, hi))\n")
+    dx, dlo, dhi = mod.f_grad(np.array([-2.0, -1.0, 0.0, 1.0, 2.0]), np.float64(-1.0),
+                              np.float64(1.0))
+    assert np.array_equal(dx, [0.0, 0.5, 1.0, 0.5, 0.0])
+    assert dlo == 1.5 and dhi == 1.5
+
+
+def test_norm_gradient_is_zero_at_zero():
+    mod = _load("def f(x: Param[2, 3]):\n    return sum(norm(x, axis=1)) + norm(x)\n")
+    x = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 4.0]])
+    g = mod.f_grad(x)
+    assert np.all(np.isfinite(g))
+    assert np.allclose(g, [[0, 0, 0], [0.6 + 0.6, 0, 0.8 + 0.8]])
+    assert np.array_equal(mod.f_grad(np.zeros((2, 3))), np.zeros((2, 3)))
+    _, t = mod.f_jvp(np.zeros((2, 3)), np.ones((2, 3)))
+    assert t == 0
+
+
+def test_prod_gradient_for_nonzero_inputs():
+    mod = _load("def f(x: Param[4]):\n    return prod(x)\n")
+    x = np.array([2.0, -3.0, 0.5, 4.0])
+    assert np.allclose(mod.f_grad(x), [-6.0, 4.0, -24.0, -3.0])
+
+
+# ---------------------------------------------------------------- erf's helper
+
+@pytest.fixture(scope="module")
+def erf_helper():
+    """The `_erf` helper the emitted module carries (it imports nothing but NumPy)."""
+    return _load("def f(x: Param[N]):\n    return erf(x)\n")._erf
+
+
+def test_erf_accuracy_against_math_erf(erf_helper):
+    """Within 1e-15 relative of math.erf on a dense grid, near 0, across the range
+    boundaries (0.46875, 4, 6) and in the tails."""
+    xs = np.concatenate([
+        np.linspace(-7.0, 7.0, 400_001),
+        np.geomspace(1e-300, 7.0, 20_001),
+        -np.geomspace(1e-300, 7.0, 2_001),
+        [5e-324, 0.46875, np.nextafter(0.46875, 1), 4.0, np.nextafter(4.0, 5), 6.0,
+         np.nextafter(6.0, 0), 26.0, 1e300],
+    ])
+    got = erf_helper(xs)
+    want = np.array([math.erf(x) for x in xs])
+    nonzero = want != 0
+    rel = np.abs(got - want)[nonzero] / np.abs(want)[nonzero]
+    assert rel.max() <= 1e-15, f"max relative error {rel.max():.2e} at {xs[nonzero][rel.argmax()]}"
+    assert np.all(got[~nonzero] == 0)
+
+
+def test_erf_special_values_and_dtypes(erf_helper):
+    r = erf_helper(np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e308]))
+    assert r[0] == 0 and np.signbit(r[1]) and r[2] == 1 and r[3] == -1 and np.isnan(r[4])
+    assert r[5] == 1
+    x32 = np.linspace(-5, 5, 1001, dtype=np.float32)
+    r32 = erf_helper(x32)
+    assert r32.dtype == np.float32 and r32.shape == x32.shape
+    want = np.array([math.erf(float(x)) for x in x32], dtype=np.float32)
+    assert np.max(np.abs(r32 - want)) <= np.finfo(np.float32).eps
+    assert erf_helper(np.float64(0.5)) == math.erf(0.5) or abs(
+        erf_helper(np.float64(0.5)) - math.erf(0.5)) < 1e-16
+    assert np.ndim(erf_helper(0.5)) == 0 and erf_helper(np.ones((2, 0))).shape == (2, 0)
+    assert erf_helper(np.ones((3, 4)).T).shape == (4, 3)
+
+
+# ---------------------------------------------------------------- emitted code and errors
+
+def test_emitted_forms():
+    src = gradgen.compile_source(
+        "def f(A: Param[N, N], B: Param[M, N], x: Param[N]):\n"
+        "    J = concatenate([A, B])\n"
+        "    C = einsum(\"ij,kj->ik\", A, B)\n"
+        "    return sum(J) + sum(C) + logdet(A + eye(N)) + erf(norm(x)) + var(x)\n",
+        "f.grad")
+    assert "np.concatenate([A, B])" in src
+    assert "A @ B.T" in src                      # a matrix product, not np.einsum
+    assert "np.eye(N, dtype=A.dtype)" in src
+    assert "np.linalg.slogdet(" in src and "_erf(np.linalg.norm(x))" in src
+    assert "[:N]" in src and "[N:]" in src       # the derivative of concatenate slices
+    assert "np.var(x)" in src
+    compile(src, "f", "exec")
+
+
+@pytest.mark.parametrize("body, message", [
+    ('einsum("ij,jk->ik->k", a, a)', "explicit output"),
+    ('einsum("ij,jk->ik", a)', "names 2 operand(s) but 1 array(s)"),
+    ('einsum("ii,i->i", t, v)', "has 2 indices but the array has shape (2, 3, 3)"),
+    ('einsum("ij->ii", a)', "repeated in the output"),
+    ('einsum("ij->k", a)', "output index 'k' is not an index"),
+    ('einsum("i...->i", a)', "'...'"),
+    ("concatenate([a, v])", "cannot concatenate shapes"),
+    ("concatenate([s, s])", "zero-dimensional"),
+    ("stack([a, v])", "cannot stack arrays of different shapes"),
+    ("diag(t)", "diag takes a vector or a matrix"),
+    ("solve(a, concatenate([v, v]))", "solve(A, b)"),
+    ("inv(v)", "inv needs square matrices"),
+    ("dot(t, a)", "more than two dimensions"),
+    ("eye(0)", "positive"),
+])
+def test_errors(body, message):
+    text = (f"def f(a: Param[3, 3], v: Param[3], s: Param[()], t: Param[2, 3, 3]):\n"
+            f"    return sum({body})\n")
+    with pytest.raises(gradgen.CompileError) as err:
+        gradgen.compile_source(text, "f.grad")
+    assert message in str(err.value)
+
+
+# ---------------------------------------------------------------- ops together
+
+def test_gaussian_process_likelihood_end_to_end():
+    """cholesky, solve, diag, eye, dot and log together: gradient and Hessian against finite
+    differences, float32 kept."""
+    text = (
+        "def nll(X: Data[N, D], y: Data[N], log_ell: Param[()], log_sn: Param[()]):\n"
+        "    d2 = sum((expand_dims(X, 1) - expand_dims(X, 0)) ** 2, axis=2)\n"
+        "    K = exp(-d2 / (2 * exp(2 * log_ell))) + exp(2 * log_sn) * eye(N)\n"
+        "    L = cholesky(K)\n"
+        "    alpha = solve(L.T, solve(L, y))\n"
+        "    return 0.5 * dot(y, alpha) + sum(log(diag(L))) + 0.5 * N * log(2 * pi)\n")
+    mod = _load(text, hessian=True)
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(6, 2)), rng.normal(size=6)
+    p = np.array([0.1, -0.5])
+
+    def nll(q):
+        k = np.exp(-np.sum((X[:, None] - X[None]) ** 2, axis=2) / (2 * np.exp(2 * q[0])))
+        k = k + np.exp(2 * q[1]) * np.eye(6)
+        return 0.5 * y @ np.linalg.solve(k, y) + 0.5 * np.linalg.slogdet(k)[1] \
+            + 3 * np.log(2 * np.pi)
+
+    assert abs(mod.nll(X, y, *p) - nll(p)) < 1e-12
+    grad = np.array(mod.nll_grad(X, y, *p))
+    steps = fdcheck.EPS * np.eye(2)
+    assert_close(grad, [(nll(p + s) - nll(p - s)) / (2 * fdcheck.EPS) for s in steps],
+                 "gradient")
+    hess = np.array(mod.nll_hessian(X, y, *p), dtype=float)
+    fd = [(np.array(mod.nll_grad(X, y, *(p + s))) - np.array(mod.nll_grad(X, y, *(p - s))))
+          / (2 * fdcheck.EPS) for s in steps]
+    assert_close(hess, np.array(fd).T, "hessian")
+    f32 = (X.astype(np.float32), y.astype(np.float32), *p.astype(np.float32))
+    assert all(np.asarray(g).dtype == np.float32 for g in mod.nll_grad(*f32))
+    assert mod.nll(*f32).dtype == np.float32
+
+
+def test_constant_arrays_of_dimension_expressions():
+    mod = _load("def f(x: Param[D]):\n"
+                "    return sum(concatenate([x, x]) * ones(2 * D)) + trace(eye(2 * D)) * x[0]"
+                " + sum(zeros((D, 2)))\n")
+    x = np.arange(1.0, 4.0)
+    assert mod.f(x) == 2 * x.sum() + 6 * x[0]
+    assert np.array_equal(mod.f_grad(x), [8.0, 2.0, 2.0])
+    assert mod.f_grad(x.astype(np.float32)).dtype == np.float32
