@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .dims import fmt_shape
 from .ir import Graph, topo_order
+from .ops.registry import REGISTRY
 
 
 def to_dot(graph: Graph, title: str) -> str:
@@ -14,12 +15,13 @@ def to_dot(graph: Graph, title: str) -> str:
              '  node [shape=box, fontname="monospace", fontsize=10];']
     for n in order:
         label = n.op
-        if n.op == "input":
+        argument = REGISTRY[n.op].has("argument")
+        if argument:
             label = f"{n.attr('name')} ({n.attr('role')})"
-        elif n.op == "const":
+        elif n.is_const:
             label = str(n.attr("value"))
         name = graph.names.get(n)
-        if name and n.op != "input":
+        if name and not argument:
             label = f"{name} = {label}"
         label += f"\\n{fmt_shape(n.shape)}"
         color = "lightblue" if n.phase == "forward" else "mistyrose"
