@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ir
 from .codegen.emit import render_module
-from .compiler import Options, build_module
-from .frontend import EntryPoint, parse_program
+from .compiler import Options, compile_module
+from .frontend import EntryPoint
 
 MAX_DRAWN = 10_000_000   # elements of all arguments of one entry point (80 MB of float64)
 
@@ -48,14 +47,13 @@ def rel_error(a, b) -> float:
 
 
 def load_source(text: str, filename: str, options: Options = Options()):
-    """Compile to a module object without writing a file; also return the entry points."""
-    with ir.building():
-        program = parse_program(text, filename)
-        module = build_module(program, options)
+    """Compile to a module object without writing a file; also return the entry points.
+    The compilation is the one of `gradgen compile` (`compiler.compile_module`)."""
+    module = compile_module(text, filename, options)
     source = render_module(module)
     mod = types.ModuleType("gradgen_check")
     exec(compile(source, filename + " (generated)", "exec"), mod.__dict__)  # our own output
-    return mod, program.entries
+    return mod, module.entries
 
 
 def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.ndarray]:

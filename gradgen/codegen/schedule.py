@@ -26,17 +26,45 @@ from .naming import Namer
 from .printer import Printer
 
 MAX_EXPR = 80
+MAX_VIEW = 12   # the longest view of a variable spelled again at each use (`W.T`)
 
 
 @dataclass
 class Body:
     lines: list[str]
     phases: list[str]   # the phase ("forward"/"backward") of each line
+    # (variable, expression) when the last line is `variable = expression` computing the
+    # only output: the function may `return expression` instead
+    result: tuple[str, str] | None = None
+
+
+class Forward:
+    """The forward part of an entry point, scheduled and named once: its statements and
+    the scheduler's state after them, which every emitted function of the entry point
+    continues from (`schedule(..., forward=...)`), so a forward statement reads the same
+    in every function and is scheduled once.
+
+    The nodes in `needed` (read by some function's own part) are always variables, and
+    no forward statement overwrites their buffers; each function keeps the forward
+    statements it needs and releases what it does not."""
+
+    def __init__(self, output: Node, names: dict, namer: Namer, printer: Printer,
+                 needed: set[int], keep: frozenset):
+        order = topo_order([output])
+        uses = use_counts(order, ())
+        for nid in needed:
+            uses[nid] += 1   # a use by the functions' own parts, counted once here
+        self.output = output
+        self.nodes = {id(n) for n in order}
+        self.needed = needed
+        self.sched = _Scheduler(printer, namer, names, keep, "grad", force=needed)
+        self.sched.run(order, uses)
 
 
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
              derivative_label: str = "grad", keep: frozenset = frozenset(),
-             visit: list[Node] | None = None) -> Body:
+             visit: list[Node] | None = None, forward: Forward | None = None,
+             fold: bool = False) -> Body:
     """Statements computing `outputs`; `names` gives preferred names for some nodes.
 
     After the statement that reads an array temporary for the last time, a `del` releases
@@ -44,68 +72,166 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     variables never to release or overwrite (the function's arguments). Chains of
     elementwise operations are computed in one buffer (`out=`, augmented assignment),
     reusing the buffer of a temporary that dies there when its dtype is certain to match.
+    With `forward`, the statements of the forward part come from it (the nodes it
+    scheduled are not scheduled again; `printer` and `namer` are forked from its own);
+    with `fold`, a last `value = expression` may become the return (`Body.result`).
     """
     order = topo_order(visit or outputs)
-    uses = use_counts(order, outputs)
-    st = _State(printer, namer, names, keep)
-    # Statements as (lines, phase, variables read, variable a `del` may release or None).
-    stmts_out: list[tuple] = []
-    # node -> the variables its printed code reads, one entry per reference (the arguments
-    # of the function are left out: they are never released or overwritten)
-    refs: dict[int, tuple] = {}
-    code = printer.code
-    inlined = st.inlined
-    remaining = st.remaining
-    leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
-    last_origin = None
-    for n in order:
-        nid = id(n)
-        if n.op in leaf_ops:
-            code[nid] = printer.emit(n)
-            refs[nid] = ()
-            continue
-        wanted = names.get(n)
-        args = n.args
-        if len(args) == 2:
-            arg_refs = refs[id(args[0])] + refs[id(args[1])]
-        elif len(args) == 1:
-            arg_refs = refs[id(args[0])]
-        else:
-            arg_refs = tuple(name for a in args for name in refs[id(a)])
-        if n.op in stmt_ops:
-            for name in arg_refs:   # st.read(arg_refs)
-                remaining[name] -= 1
-            target = namer.fresh(wanted or temp_name(n, names))
-            stmts = printer.emit_stmt(n, target)
-        else:
-            text, prec = printer.emit(n)
-            alias = _alias_of(args, text, code)
-            if alias is not None:
-                code[nid] = code[id(alias)]
-                refs[nid] = refs[id(alias)]
-                st.share(text, uses[nid] - 1)
+    if forward is None:
+        sched = _Scheduler(printer, namer, names, keep, derivative_label)
+        sched.run(order, use_counts(order, outputs))
+        stmts = sched.stmts
+    else:
+        own = [n for n in order if id(n) not in forward.nodes]
+        sched = forward.sched.fork(printer, namer, names, keep, derivative_label)
+        sched.continue_with(forward, own, outputs)
+        sched.run(own, use_counts(own, outputs))
+        stmts = _live(sched.stmts[:len(forward.sched.stmts)], sched.stmts[
+            len(forward.sched.stmts):], outputs, sched.refs)
+    returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
+    body = _with_releases(stmts, returned | keep)
+    last = stmts[-1] if stmts else None
+    if fold and last is not None and last[5] is not None and len(outputs) == 1 \
+            and sched.refs[id(outputs[0])] == (last[4],):
+        body.result = (last[4], last[5])
+    return body
+
+
+def _live(prefix: list[tuple], own: list[tuple], outputs, refs) -> list[tuple]:
+    """The forward statements a function needs (those computing a variable its own
+    statements or its outputs read, and what they read), then its own statements."""
+    live = {name for st in own for name in st[2]}
+    live.update(name for o in outputs for name in refs[id(o)])
+    kept = []
+    for st in reversed(prefix):
+        if st[4] is not None and st[4] in live:
+            kept.append(st)
+            live.update(st[2])
+    kept.reverse()
+    return kept + own
+
+
+class _Scheduler:
+    """One walk over the nodes in topological order, making statements."""
+
+    def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
+                 label: str, force=frozenset()):
+        self.st = _State(printer, namer, names, keep)
+        self.label = label
+        self.force = force   # node ids always made variables
+        # Statements as (lines, phase, variables read, variable a `del` may release or
+        # None, variable assigned or None, expression of a one-line assignment or None).
+        self.stmts: list[tuple] = []
+        # node -> the variables its printed code reads, one entry per reference (the
+        # arguments of the function are left out: they are never released or overwritten)
+        self.refs: dict[int, tuple] = {}
+        self.last_origin = None
+
+    def fork(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
+             label: str) -> _Scheduler:
+        """A scheduler continuing from this one's state in `printer` and `namer` (which
+        take this one's printed code and names taken), for another set of names."""
+        st = self.st
+        printer.code.update(st.p.code)
+        printer.dims_used |= st.p.dims_used
+        printer.preludes.update(st.p.preludes)
+        printer.scalars |= st.p.scalars
+        namer.taken |= st.namer.taken
+        namer.next.update(st.namer.next)
+        new = _Scheduler(printer, namer, names, keep, label)
+        s = new.st
+        s.inlined = set(st.inlined)
+        s.var_node = dict(st.var_node)
+        s.remaining = dict(st.remaining)
+        s.buffers = {k: v for k, v in st.buffers.items() if k not in keep}
+        s.view_bases = {k: set(v) for k, v in st.view_bases.items()}
+        s.views_of = {k: dict(v) for k, v in st.views_of.items()}
+        new.refs = dict(self.refs)
+        new.stmts = list(self.stmts)
+        new.last_origin = self.last_origin
+        return new
+
+    def continue_with(self, forward: Forward, own: list[Node], outputs) -> None:
+        """Count the reads of the forward variables by this function's own nodes and
+        outputs, in place of the one use `Forward` reserved for every needed node."""
+        reads = use_counts(own, outputs)
+        remaining, refs = self.st.remaining, self.refs
+        for nid in forward.needed:
+            for name in refs[nid]:
+                remaining[name] += reads.get(nid, 0) - 1
+
+    def run(self, order: list[Node], uses) -> None:
+        """Statements for the nodes of `order` (`uses`: consumers of each, by id)."""
+        st, refs, stmts_out = self.st, self.refs, self.stmts
+        names, namer, printer = st.names, st.namer, st.p
+        code = printer.code
+        inlined = st.inlined
+        remaining = st.remaining
+        leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
+        force = self.force
+        cheap_views = st.ops.cheap_view
+        label = self.label
+        last_origin = self.last_origin
+        for n in order:
+            nid = id(n)
+            if n.op in leaf_ops:
+                code[nid] = printer.emit(n)
+                refs[nid] = ()
                 continue
-            if len(text) > MAX_EXPR:
-                text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
-                                                 last_origin, derivative_label)
+            wanted = names.get(n)
+            args = n.args
+            if len(args) == 2:
+                arg_refs = refs[id(args[0])] + refs[id(args[1])]
+            elif len(args) == 1:
+                arg_refs = refs[id(args[0])]
+            else:
                 arg_refs = tuple(name for a in args for name in refs[id(a)])
-            if wanted is None and uses[nid] <= 1:
-                code[nid] = (text, prec)
-                inlined.add(nid)
-                refs[nid] = arg_refs
-                continue
-            for name in arg_refs:   # st.read(arg_refs)
-                remaining[name] -= 1
-            target = namer.fresh(wanted or temp_name(n, names))
-            stmts = st.in_place(n, target, refs, arg_refs) or \
-                [f"{target} = {text}{_shape_comment(n)}"]
-        release = st.define(n, target, uses[nid], arg_refs)
-        refs[nid] = (target,)
-        if n.origin is not last_origin:
-            last_origin = _comment(stmts_out, n, last_origin, derivative_label)
-        stmts_out.append((stmts, n.phase, arg_refs, release))
-    returned = frozenset(name for o in outputs for name in refs[id(o)])
-    return _with_releases(stmts_out, returned | keep)
+            expr = None
+            if n.op in stmt_ops:
+                for name in arg_refs:   # st.read(arg_refs)
+                    remaining[name] -= 1
+                target = namer.fresh(wanted or temp_name(n, names))
+                stmts = printer.emit_stmt(n, target)
+            else:
+                text, prec = printer.emit(n)
+                alias = _alias_of(args, text, code)
+                if alias is not None:
+                    code[nid] = code[id(alias)]
+                    refs[nid] = refs[id(alias)]
+                    st.share(text, uses[nid] - 1)
+                    continue
+                if wanted is None and n.op in cheap_views and len(text) <= MAX_VIEW and all(
+                        _is_name(code[id(a)]) for a in args):
+                    # a view of a variable (`W.T`, `s[:, None]`) costs nothing to spell
+                    # again: never a variable of its own
+                    code[nid] = (text, prec)
+                    inlined.add(nid)
+                    refs[nid] = arg_refs
+                    for name in arg_refs:
+                        st.share(name, uses[nid] - 1)
+                    continue
+                if len(text) > MAX_EXPR:
+                    text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
+                                                     last_origin, label)
+                    arg_refs = tuple(name for a in args for name in refs[id(a)])
+                if wanted is None and uses[nid] <= 1 and nid not in force:
+                    code[nid] = (text, prec)
+                    inlined.add(nid)
+                    refs[nid] = arg_refs
+                    continue
+                for name in arg_refs:   # st.read(arg_refs)
+                    remaining[name] -= 1
+                target = namer.fresh(wanted or temp_name(n, names))
+                stmts = st.in_place(n, target, refs, arg_refs)
+                if stmts is None:
+                    stmts = [f"{target} = {text}{_shape_comment(n)}"]
+                    expr = text
+            release = st.define(n, target, uses[nid], arg_refs)
+            refs[nid] = (target,)
+            if n.origin is not last_origin:
+                last_origin = _comment(stmts_out, n, last_origin, label)
+            stmts_out.append((stmts, n.phase, arg_refs, release, target, expr))
+        self.last_origin = last_origin
 
 
 def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
@@ -118,7 +244,7 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
         st.inlined.discard(aid)
         st.read(refs[aid])
         release = st.define(arg, var, uses[aid], refs[aid])
-        stmts_out.append(([line], arg.phase, refs[aid], release))
+        stmts_out.append(([line], arg.phase, refs[aid], release, var, None))
         refs[aid] = (var,)
     return text, prec, last_origin
 
@@ -136,6 +262,10 @@ class _Ops:
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+        # views that are no identity (those are aliases): transposes, axes added or taken
+        # away, basic indexing
+        self.cheap_view = {op for op, d in REGISTRY.items()
+                           if d.view == "view" and op not in self.transparent}
 
     def is_view(self, n: Node) -> bool:
         """Whether `n` may share memory with another array (so `del` frees nothing)."""
@@ -354,7 +484,7 @@ def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:
             dead_after.setdefault(i, []).append(name)
     lines: list[str] = []
     phases: list[str] = []
-    for i, (stmt_lines, phase, _, _) in enumerate(stmts):
+    for i, (stmt_lines, phase, *_) in enumerate(stmts):
         lines += stmt_lines
         phases += [phase] * len(stmt_lines)
         dead = dead_after.get(i)
@@ -448,5 +578,5 @@ def _comment(stmts: list[tuple], n: Node, last_origin, label: str):
     if n.phase != "backward" or n.origin is None or n.origin == last_origin:
         return last_origin
     stmts.append(([f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
-                  "backward", (), None))
+                  "backward", (), None, None, None))
     return n.origin

@@ -1,0 +1,84 @@
+"""One pipeline (issue 9, item 2): `gradgen compile`, `compile_source`, `gradgen.load` and
+`gradgen check` emit the same module for the same source and options; and the functions
+of an entry point share one forward schedule (item 4)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gradgen import api, checking, cli, compiler
+from gradgen.codegen import emit
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+MLP = EXAMPLES / "mlp" / "mlp.grad"
+NEWTON = EXAMPLES / "newton" / "newton.grad"
+
+
+def _capture(monkeypatch, module) -> list[str]:
+    """Every module text `module.render_module` renders."""
+    seen: list[str] = []
+    real = module.render_module
+
+    def render(m):
+        text = real(m)
+        seen.append(text)
+        return text
+
+    monkeypatch.setattr(module, "render_module", render)
+    return seen
+
+
+def test_check_compiles_what_compile_emits(monkeypatch, tmp_path):
+    text = MLP.read_text()
+    seen = _capture(monkeypatch, checking)
+    assert cli.main(["check", str(MLP), "--dim", "N=3"]) == 0
+    assert seen, "gradgen check rendered no module"
+    expected = compiler.compile_source(text, str(MLP), hessian=True)
+    assert seen[0] == expected
+
+
+def test_cli_api_and_load_emit_the_same_module(monkeypatch, tmp_path):
+    text = NEWTON.read_text()
+    api_text = api.compile_source(text, str(NEWTON), hessian=True)
+    seen = _capture(monkeypatch, emit)
+    out = tmp_path / "newton_grad.py"
+    assert cli.main(["compile", str(NEWTON), "--hessian", "-o", str(out)]) == 0
+    assert out.read_text() == api_text
+    monkeypatch.setenv("GRADGEN_CACHE", str(tmp_path / "cache"))
+    seen.clear()
+    monkeypatch.setattr(api, "compile_source", lambda *a, **k: (
+        seen.append(compiler.compile_source(*a, **k)) or seen[-1]))
+    api.load(NEWTON, hessian=True)
+    assert seen == [api_text]
+
+
+def _functions(source: str) -> dict[str, list[str]]:
+    """The body lines of each function of a module (docstrings left out)."""
+    out: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=def )", source):
+        if block.startswith("def "):
+            name = block[4:block.index("(")]
+            body = block.split('"""')[-1].splitlines()
+            out[name] = [line.strip() for line in body if line.strip()]
+    return out
+
+
+def test_forward_statements_read_the_same_in_every_function():
+    """Each forward statement of `cost` (before the first derivative statement) is spelled
+    the same in every function of the MLP that computes it."""
+    fns = _functions(compiler.compile_source(MLP.read_text(), "mlp.grad", hessian=True))
+    forward = {}
+    for name, lines in fns.items():
+        if not name.startswith("cost"):
+            continue
+        for line in lines:
+            if line.startswith(("#", "return", "del ", "_", "N =", "D =", "C =", "M =")):
+                if line.startswith("#"):
+                    break
+                continue
+            m = re.match(r"(\w+) = (.*)", line)
+            if m and not m.group(1).startswith(("d", "t", "Hv", "H")):
+                forward.setdefault(m.group(1), set()).add(m.group(2))
+    assert {"Q", "Z", "U", "U_max", "U_exp", "U_sum"} <= set(forward)
+    assert all(len(v) == 1 for v in forward.values()), forward
