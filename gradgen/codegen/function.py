@@ -4,6 +4,7 @@ scheduled body (argument checks, dimension sizes, the return tuple, the spec con
 
 from __future__ import annotations
 
+import re
 import shlex
 import unicodedata
 from dataclasses import dataclass, field
@@ -244,7 +245,6 @@ class EntryFunctions:
     def assemble(self, plan: Plan, graph: ir.Graph, body: Body, printer: Printer) -> Function:
         """The function of `plan` around its scheduled `body` (`graph` optimised)."""
         arg_names = [a.name for a in self.entry.args] + [n.attr("name") for n in plan.extra]
-        prologue, weak = self._prologue(printer, plan.extra)
         returns = owned_results(list(graph.outputs), printer)
         lines, phases = list(body.lines), list(body.phases)
         if body.result is not None and returns == [body.result[0]]:
@@ -253,12 +253,16 @@ class EntryFunctions:
         else:
             lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
             phases.append("return")
+        prologue, weak = self._prologue(printer, plan.extra, lines)
         phases = ["check"] * len(prologue) + phases
         return Function(plan.name, arg_names, plan.doc, prologue + lines, self.entry.name,
                         plan.kind, phases, graph, weak)
 
-    def _prologue(self, printer: Printer, extra_inputs) -> tuple[list[str], bool]:
-        """Argument checks, the dimension sizes the function uses, read off the arguments,
+    def _prologue(self, printer: Printer, extra_inputs, lines: list[str],
+                  ) -> tuple[list[str], bool]:
+        """Argument checks, the dimension sizes the function uses (in `lines` or the
+        checks: the forward part a function leaves out may have used more), read off the
+        arguments,
         and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
         (weakly typed, SPEC 1; else `a.dtype` fails, and NumPy functions of `a` return
         float64 scalars that would turn float32 arrays into float64). Whether `_weak` is
@@ -275,13 +279,23 @@ class EntryFunctions:
             for node in extra_inputs:
                 expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
                                f'{printer.shape(node.shape)})')
-        used = {s.name for s in printer.dims_used}
+        used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
         sizes = [f"{d} = {arg}.shape[{axis}]" for d, (arg, axis) in e.dims.items() if d in used]
         arrays = "".join(f", {a.name}" for a in e.args if a.node.ndim)
         weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
                 for n in [a.name for a in e.args if not a.node.ndim]
                 + [x.attr("name") for x in extra_inputs if not x.ndim]]
         return checks + sizes + expects + weak, bool(weak)
+
+
+def _names_in(names: set[str], lines: list[str]) -> set[str]:
+    """Those of `names` that the code of `lines` reads (comments left out)."""
+    if not names:
+        return names
+    code = "\n".join(line.split("#", 1)[0] for line in lines)
+    found = re.findall(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(names))) + r")(?!\w)",
+                       code)
+    return set(found)
 
 
 def _grouped(returns: list[str], group, rows) -> list[str]:
