@@ -163,9 +163,9 @@ def cost_grad(X, Y, V, W):
     del dU
     # grad of line 9: Z = logistic(Q)
     dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
-    Z_diff = np.subtract(1, Z, out=Z)
+    Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
-    del Z, dZ
+    del Z, Z_diff, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
     return (dV, dW)
@@ -208,9 +208,9 @@ def cost_value_and_grad(X, Y, V, W):
     del dU
     # grad of line 9: Z = logistic(Q)
     dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
-    Z_diff = np.subtract(1, Z, out=Z)
+    Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
-    del Z, dZ
+    del Z, Z_diff, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
     return value, (dV, dW)
@@ -254,9 +254,9 @@ def cost_vjp(X, Y, V, W, g):
     del dU
     # grad of line 9: Z = logistic(Q)
     dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
-    Z_diff = np.subtract(1, Z, out=Z)
+    Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
-    del Z, dZ
+    del Z, Z_diff, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
     return (dV, dW)

@@ -16,6 +16,7 @@ later statement, so the statement may overwrite its buffer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..dims import fmt_shape
 from ..escape import comment_text
@@ -27,6 +28,18 @@ from .printer import Printer
 
 MAX_EXPR = 80
 MAX_VIEW = 12   # the longest view of a variable spelled again at each use (`W.T`)
+
+
+class Statement(NamedTuple):
+    """Lines computing one variable (or a comment line), and what they read."""
+
+    lines: list[str]
+    phase: str            # "forward"/"backward"
+    reads: tuple          # the variables read, one entry per reference
+    release: str | None   # the variable a `del` may release after its last read
+    target: str | None    # the variable assigned (None for a comment)
+    expr: str | None = None   # the expression of a one-line `target = expr`
+    temps: tuple = ()     # variables made and dead within the lines (released after them)
 
 
 @dataclass
@@ -91,22 +104,22 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
     body = _with_releases(stmts, returned | keep)
     last = stmts[-1] if stmts else None
-    if fold and last is not None and last[5] is not None and len(outputs) == 1 \
-            and sched.refs[id(outputs[0])] == (last[4],):
-        body.result = (last[4], last[5])
+    if fold and last is not None and last.expr is not None and len(outputs) == 1 \
+            and sched.refs[id(outputs[0])] == (last.target,):
+        body.result = (last.target, last.expr)
     return body
 
 
-def _live(prefix: list[tuple], own: list[tuple], outputs, refs) -> list[tuple]:
+def _live(prefix: list[Statement], own: list[Statement], outputs, refs) -> list[Statement]:
     """The forward statements a function needs (those computing a variable its own
     statements or its outputs read, and what they read), then its own statements."""
-    live = {name for st in own for name in st[2]}
+    live = {name for st in own for name in st.reads}
     live.update(name for o in outputs for name in refs[id(o)])
     kept = []
     for st in reversed(prefix):
-        if st[4] is not None and st[4] in live:
+        if st.target is not None and st.target in live:
             kept.append(st)
-            live.update(st[2])
+            live.update(st.reads)
     kept.reverse()
     return kept + own
 
@@ -119,9 +132,7 @@ class _Scheduler:
         self.st = _State(printer, namer, names, keep)
         self.label = label
         self.force = force   # node ids always made variables
-        # Statements as (lines, phase, variables read, variable a `del` may release or
-        # None, variable assigned or None, expression of a one-line assignment or None).
-        self.stmts: list[tuple] = []
+        self.stmts: list[Statement] = []
         # node -> the variables its printed code reads, one entry per reference (the
         # arguments of the function are left out: they are never released or overwritten)
         self.refs: dict[int, tuple] = {}
@@ -166,7 +177,6 @@ class _Scheduler:
         names, namer, printer = st.names, st.namer, st.p
         code = printer.code
         inlined = st.inlined
-        remaining = st.remaining
         leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
         force = self.force
         cheap_views = st.ops.cheap_view
@@ -188,8 +198,7 @@ class _Scheduler:
                 arg_refs = tuple(name for a in args for name in refs[id(a)])
             expr = None
             if n.op in stmt_ops:
-                for name in arg_refs:   # st.read(arg_refs)
-                    remaining[name] -= 1
+                st.read(arg_refs)
                 target = namer.fresh(wanted or temp_name(n, names))
                 stmts = printer.emit_stmt(n, target)
             else:
@@ -219,8 +228,7 @@ class _Scheduler:
                     inlined.add(nid)
                     refs[nid] = arg_refs
                     continue
-                for name in arg_refs:   # st.read(arg_refs)
-                    remaining[name] -= 1
+                st.read(arg_refs)
                 target = namer.fresh(wanted or temp_name(n, names))
                 stmts = st.in_place(n, target, refs, arg_refs)
                 if stmts is None:
@@ -230,7 +238,8 @@ class _Scheduler:
             refs[nid] = (target,)
             if n.origin is not last_origin:
                 last_origin = _comment(stmts_out, n, last_origin, label)
-            stmts_out.append((stmts, n.phase, arg_refs, release, target, expr))
+            stmts_out.append(Statement(stmts, n.phase, arg_refs, release, target, expr,
+                                       st.take_temps()))
         self.last_origin = last_origin
 
 
@@ -244,7 +253,7 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
         st.inlined.discard(aid)
         st.read(refs[aid])
         release = st.define(arg, var, uses[aid], refs[aid])
-        stmts_out.append(([line], arg.phase, refs[aid], release, var, None))
+        stmts_out.append(Statement([line], arg.phase, refs[aid], release, var, None))
         refs[aid] = (var,)
     return text, prec, last_origin
 
@@ -291,6 +300,7 @@ class _State:
         # (not an argument, not a view, not of a weak dtype)
         self.buffers: dict[str, Node] = {}
         self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
+        self.temps: list[str] = []   # variables `in_place` made that die in its statement
         self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
@@ -299,7 +309,7 @@ class _State:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
         its statement read (a view keeps their buffers alive while it is needed).
         Returns `name` when a `del` may release it (an array that is no view), else None."""
-        self.p.code[id(n)] = (name, PREC_ATOM)   # p.set_name(n, name)
+        self.p.set_name(n, name)
         self.var_node.setdefault(name, n)
         remaining = self.remaining
         remaining[name] = remaining.get(name, 0) + uses
@@ -329,6 +339,13 @@ class _State:
             if not weak(n):
                 self.buffers[name] = n
         return name
+
+    def take_temps(self) -> tuple:
+        """The temporaries made for the statement just printed (and forget them)."""
+        if not self.temps:
+            return ()
+        temps, self.temps = tuple(self.temps), []
+        return temps
 
     def share(self, name: str, uses: int) -> None:
         """`uses` more consumers read variable `name` (through a node printed as it)."""
@@ -407,8 +424,9 @@ class _State:
         if buf is None:
             return []
         name = self.namer.fresh(temp_name(o, self.names))
-        line = f"{name} = {self._call_into(o, buf)}"
-        self.p.code[id(o)] = (name, PREC_ATOM)
+        line = f"{name} = {self._call_into(o, buf)}  # reuses {buf}'s buffer"
+        self.p.set_name(o, name)
+        self.temps.append(name)
         return [line]
 
     def _call_into(self, n: Node, out: str) -> str:
@@ -416,13 +434,13 @@ class _State:
         division by q or -q, as the printer spells it (`x / q`): the two round differently,
         and the result must not depend on which way the scheduler took (which depends on
         line lengths, so on the names)."""
-        code = self.p.code   # p.arg(n, m, 0): no precedence is below 0, never parenthesised
+        p = self.p   # p.arg(n, i, 0): no precedence is below 0, never parenthesised
         if self.ufunc[n.op] == "multiply" and n.args[0].op == "const":
             num, den = n.args[0].value.as_numer_denom()
             if den != 1 and num in (1, -1):
-                text, _ = self.p.scalar(den * num)
-                return f"{self.p.ns}.divide({code[id(n.args[1])][0]}, {text}, out={out})"
-        args = ", ".join(code[id(a)][0] for a in n.args)
+                text, _ = p.scalar(den * num)
+                return f"{p.ns}.divide({p.arg(n, 1, 0)}, {text}, out={out})"
+        args = ", ".join(p.arg(n, i, 0) for i in range(len(n.args)))
         return f"{self._ufunc(n)}({args}, out={out})"
 
     def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
@@ -459,8 +477,7 @@ class _State:
             if num in (1, -1) and den != 1:
                 text, _ = self.p.scalar(den * num)
                 return f"{target} /= {text}"
-        # the code of `other` as an argument: p.arg(s, 1 - i, 0), never parenthesised
-        other_code = self.p.code[id(other)][0]
+        other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
         if uf in _AUGMENTED and (i == 0 or uf == "add" or uf == "multiply"):
             return f"{target} {_AUGMENTED[uf]} {other_code}"
         args = f"{target}, {other_code}" if i == 0 else f"{other_code}, {target}"
@@ -473,20 +490,24 @@ class _State:
         return self.p.ref(uf) if uf.startswith("_") else f"{self.p.ns}.{uf}"
 
 
-def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:
+def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
     """Insert `del` after the last statement reading each array temporary."""
-    last_read = {name: i for i, st in enumerate(stmts) for name in st[2]}
-    releasable = {st[3] for st in stmts}
+    last_read = {name: i for i, st in enumerate(stmts) for name in st.reads}
+    releasable = {st.release for st in stmts}
     final = len(stmts) - 1
     dead_after: dict[int, list[str]] = {}
     for name, i in last_read.items():
         if i < final and name in releasable and name not in keep:
             dead_after.setdefault(i, []).append(name)
+    for i, st in enumerate(stmts):
+        if st.temps and i < final:
+            dead_after.setdefault(i, []).extend(st.temps)
     lines: list[str] = []
     phases: list[str] = []
-    for i, (stmt_lines, phase, *_) in enumerate(stmts):
-        lines += stmt_lines
-        phases += [phase] * len(stmt_lines)
+    for i, st in enumerate(stmts):
+        lines += st.lines
+        phases += [st.phase] * len(st.lines)
+        phase = st.phase
         dead = dead_after.get(i)
         if dead is not None:
             lines.append("del " + ", ".join(sorted(dead)))
@@ -573,10 +594,11 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 #                                          wherever they are used)
 
 
-def _comment(stmts: list[tuple], n: Node, last_origin, label: str):
+def _comment(stmts: list[Statement], n: Node, last_origin, label: str):
     """Before the first backward statement of each source line, say what it differentiates."""
     if n.phase != "backward" or n.origin is None or n.origin == last_origin:
         return last_origin
-    stmts.append(([f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
-                  "backward", (), None, None, None))
+    stmts.append(Statement(
+        [f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
+        "backward", (), None, None))
     return n.origin
