@@ -23,7 +23,7 @@ from .codegen.function import EntryFunctions, Function, Module, Plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
-from .codegen.schedule import Forward, schedule
+from .codegen.schedule import Forward, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
@@ -158,15 +158,23 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     function's own part (its derivatives) is scheduled after it."""
     params = _params(program, entry, options)
     fns = EntryFunctions(program, entry, params, names, options.checks)
-    plans = [_plan(fns, kind) for kind in _kinds(program, entry, options, params)]
+    kinds = _kinds(program, entry, options, params)
+    plans = [_plan(fns, kind) for kind in kinds]
     hints = dict(options.hints)
-    graphs = [_optimized(entry, plan, hints) for plan in plans]   # plans[0] is the forward
+    graphs: list[ir.Graph] = []   # graphs[0] is the forward one
+    for plan in plans:
+        if plan.kind == "value_and_grad":   # the value beside f_grad's gradient
+            g = graphs[kinds.index("grad")]
+            graphs.append(ir.Graph(g.inputs, (graphs[0].outputs[0], *g.outputs),
+                                   {**graphs[0].names, **g.names}))
+        else:
+            graphs.append(_optimized(entry, plan, hints))
     forward_nodes = {id(n) for n in graphs[0].order}
     needed: set[int] = set()   # forward nodes some function's own part reads
     work = len(forward_nodes)  # nodes to schedule: the forward part once, then each own part
-    for g in graphs:
+    for g, plan in zip(graphs, plans):
         own = [n for n in g.order if id(n) not in forward_nodes]
-        work += len(own)
+        work += len(own) if plan.kind != "value_and_grad" else 0
         needed.update(id(a) for n in own for a in n.args if id(a) in forward_nodes)
         needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
     ir.builder().charge(work)
@@ -177,8 +185,14 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
                       Printer(names.names), needed, frozenset(arg_names))
     fold = entry.output not in entry.names
     out = []
+    grad: tuple | None = None   # f_grad's body and printer: f_value_and_grad builds on them
     for plan, graph in zip(plans, graphs):
         extra = [x.attr("name") for x in plan.extra]
+        keep = frozenset(arg_names | set(extra))
+        if plan.kind == "value_and_grad" and grad is not None:   # always, see _kinds
+            body, printer = with_value(grad[0], list(graph.outputs), keep), grad[1]
+            out.append((fns.assemble(plan, graph, body, printer), printer))
+            continue
         printer = Printer(names.names)
         # Gradients are computed in reverse order of the Params, as backpropagation does:
         # the last layer's first, so forward values die early.
@@ -187,8 +201,9 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             lo, hi = plan.group
             visit[lo:hi] = reversed(visit[lo:hi])
         body = schedule(list(graph.outputs), dict(graph.names), Namer(taken), printer,
-                        plan.label, frozenset(arg_names | set(extra)), visit, forward,
-                        fold=fold and plan.kind == "forward")
+                        plan.label, keep, visit, forward, fold=fold and plan.kind == "forward")
+        if plan.kind == "grad":
+            grad = body, printer
         out.append((fns.assemble(plan, graph, body, printer), printer))
     return out, fns.spec_constant()
 

@@ -15,7 +15,7 @@ later statement, so the statement may overwrite its buffer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..dims import fmt_shape
@@ -49,6 +49,8 @@ class Body:
     # (variable, expression) when the last line is `variable = expression` computing the
     # only output: the function may `return expression` instead
     result: tuple[str, str] | None = None
+    scheduler: object = field(default=None, repr=False)   # what `with_value` continues
+    forward: object = field(default=None, repr=False)
 
 
 class Forward:
@@ -93,20 +95,35 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     if forward is None:
         sched = _Scheduler(printer, namer, names, keep, derivative_label)
         sched.run(order, use_counts(order, outputs))
-        stmts = sched.stmts
     else:
         own = [n for n in order if id(n) not in forward.nodes]
         sched = forward.sched.fork(printer, namer, names, keep, derivative_label)
         sched.continue_with(forward, own, outputs)
         sched.run(own, use_counts(own, outputs))
-        stmts = _live(sched.stmts[:len(forward.sched.stmts)], sched.stmts[
-            len(forward.sched.stmts):], outputs, sched.refs)
+    return _finish(sched, forward, outputs, keep, fold)
+
+
+def with_value(body: Body, outputs: list[Node], keep: frozenset) -> Body:
+    """The statements of `body` (scheduled with `forward`) for `outputs`: the same
+    statements and names, the forward ones now kept for the outputs added (the value, in
+    `f_value_and_grad` built on `f_grad`), the releases again. No node of `outputs` may be
+    outside the forward part and the outputs `body` was scheduled for."""
+    return _finish(body.scheduler, body.forward, outputs, keep, False)
+
+
+def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], keep: frozenset,
+            fold: bool) -> Body:
+    stmts = sched.stmts
+    if forward is not None:
+        n = len(forward.sched.stmts)
+        stmts = _live(stmts[:n], stmts[n:], outputs, sched.refs)
     returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
     body = _with_releases(stmts, returned | keep)
     last = stmts[-1] if stmts else None
     if fold and last is not None and last.expr is not None and len(outputs) == 1 \
             and sched.refs[id(outputs[0])] == (last.target,):
         body.result = (last.target, last.expr)
+    body.scheduler, body.forward = sched, forward
     return body
 
 
