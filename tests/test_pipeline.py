@@ -82,3 +82,22 @@ def test_forward_statements_read_the_same_in_every_function():
                 forward.setdefault(m.group(1), set()).add(m.group(2))
     assert {"Q", "Z", "U", "U_max", "U_exp", "U_sum"} <= set(forward)
     assert all(len(v) == 1 for v in forward.values()), forward
+
+
+def test_hvp_headers_say_grad_or_tangent_and_forward_comes_first():
+    """In f_hvp no forward statement sits under a derivative header, and the tangent
+    statements are headed `# tangent of`, the cotangent ones `# grad of` (issue 9, item 9)."""
+    lines = _functions(compiler.compile_source(MLP.read_text(), "mlp.grad"))["cost_hvp"]
+    first = next(i for i, line in enumerate(lines) if line.startswith("#"))
+    forward = [line.split(" = ")[0] for line in lines[:first] if " = " in line]
+    assert {"Q", "Z", "U", "U_max", "U_exp", "U_sum"} <= set(forward)
+    assert not any(line.startswith(("Q =", "Z =", "U =")) for line in lines[first:])
+    for header, stmt in zip(lines, lines[1:]):
+        if header.startswith("#") and " = " in stmt:
+            name = stmt.split(" = ")[0]
+            if name.startswith(("t", "Hv")):
+                assert header.startswith("# tangent of"), (header, stmt)
+            if name.startswith("d"):
+                assert header.startswith("# grad of"), (header, stmt)
+    assert "# tangent of line 8: Q = X @ V" in lines
+    assert lines[lines.index("# tangent of line 8: Q = X @ V") + 1] == "tQ = X @ vV  # (N, M)"

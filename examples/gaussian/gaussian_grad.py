@@ -323,11 +323,11 @@ def nll_hvp(X, mu, A, vmu, vA):
     Q = np.linalg.solve(S, R.T)  # (D, N)
     # grad of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
     S_inv = np.linalg.inv(S)  # (D, D)
-    # grad of line 8: S = A @ A.T + eye(D) / 10
+    # tangent of line 8: S = A @ A.T + eye(D) / 10
     tS = vA @ A.T + A @ vA.T  # (D, D)
-    # grad of line 9: R = X - mu
+    # tangent of line 9: R = X - mu
     tR = -vmu  # (D,)
-    # grad of line 10: Q = solve(S, R.T)
+    # tangent of line 10: Q = solve(S, R.T)
     tR_transpose = np.broadcast_to(tR, R.shape).T  # (D, N)
     del tR
     # grad of line 11: quad = sum(R.T * Q) / N
@@ -336,16 +336,18 @@ def nll_hvp(X, mu, A, vmu, vA):
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
+    # tangent of line 10: Q = solve(S, R.T)
     S_solve2 = np.linalg.solve(S.T, tR_transpose / (2 * N) - tS.T @ S_solve)  # (D, N)
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     del S
     diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q.T + S_solve @ tQ.T)  # (D, D)
     del tS
+    # grad of line 10: Q = solve(S, R.T)
     dS = S_inv.T / 2 - S_solve @ Q.T  # (D, D)
     del Q, S_inv, S_solve
-    # grad of line 8: S = A @ A.T + eye(D) / 10
+    # tangent of line 8: S = A @ A.T + eye(D) / 10
     HvA = (diff + diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
     del dS, diff
-    # grad of line 9: R = X - mu
+    # tangent of line 9: R = X - mu
     Hvmu = -(tQ / (2 * N) + S_solve2).T.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

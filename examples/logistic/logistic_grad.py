@@ -265,5 +265,6 @@ def loss_hvp(X, y, w, lam, vw):
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,)
     del y_neg
+    # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
     return Hvw

@@ -343,10 +343,11 @@ def cost_hvp(X, Y, V, W, vV, vW):
     np.exp(U_exp, out=U_exp)
     del U, U_max
     U_sum = U_exp.sum(axis=1)  # (N,)
-    # grad of line 8: Q = X @ V
+    # tangent of line 8: Q = X @ V
     tQ = X @ vV  # (N, M)
     # grad of line 9: Z = logistic(Q)
     Z_diff = 1 - Z  # (N, M)
+    # tangent of line 9: Z = logistic(Q)
     tZ = tQ * Z  # (N, M)
     tZ *= Z_diff
     del tQ
@@ -356,18 +357,19 @@ def cost_hvp(X, Y, V, W, vV, vW):
     U_div = U_exp / U_sum2  # (N, C)
     dU = U_div - Y  # (N, C)
     dU /= N
-    # grad of line 10: U = Z @ W
+    # tangent of line 10: U = Z @ W
     tU = tZ @ W + Z @ vW  # (N, C)
-    # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
+    # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
     del U_exp, tU
     mul = tU_mul / U_sum2  # (N, C)
     mul -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum2
     mul /= N
     del U_div, tU_mul
-    # grad of line 10: U = Z @ W
+    # tangent of line 10: U = Z @ W
     HvW = tZ.T @ dU + Z.T @ mul  # (M, C)
+    # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
-    # grad of line 8: Q = X @ V
+    # tangent of line 8: Q = X @ V
     HvV = X.T @ (((mul @ W.T + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ)  # (D, M)
     return (HvV, HvW)

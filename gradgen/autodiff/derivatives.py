@@ -54,17 +54,20 @@ class EntryDerivatives:
     def jvp(self, tangents: Sequence[Node]) -> Derivative:
         """The tangent of the output along one tangent (an input) per Param."""
         (t,), table = jvp([self.output], {id(p): t for p, t in zip(self.params, tangents)},
-                          self.params)
+                          self.params, phase="tangent")
         if t is None:
-            t = make("zeros_like", self.output)
+            with builder().at(phase="tangent"):
+                t = make("zeros_like", self.output)
         return Derivative([t], tangents=table)
 
     def hvp(self, directions: Sequence[Node]) -> Derivative:
         """H v, one block per Param: forward mode over the gradient graph."""
         grad = self.gradient()
         hv, table = jvp(grad.outputs, {id(p): v for p, v in zip(self.params, directions)},
-                        self.params)
-        hv = [h if h is not None else make("zeros_like", p) for h, p in zip(hv, self.params)]
+                        self.params, phase="tangent")
+        with builder().at(phase="tangent"):
+            hv = [h if h is not None else make("zeros_like", p)
+                  for h, p in zip(hv, self.params)]
         return Derivative(hv, grad.cotangents, table)
 
     def hessian(self) -> list[list[Node]]:

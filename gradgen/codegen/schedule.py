@@ -253,7 +253,8 @@ class _Scheduler:
                     expr = text
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
-            if n.origin is not last_origin:
+            if last_origin is None or n.origin is not last_origin[0] \
+                    or n.phase != last_origin[1]:
                 last_origin = _comment(stmts_out, n, last_origin, label)
             stmts_out.append(Statement(stmts, n.phase, arg_refs, release, target, expr,
                                        st.take_temps()))
@@ -523,8 +524,8 @@ def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
     phases: list[str] = []
     for i, st in enumerate(stmts):
         lines += st.lines
-        phases += [st.phase] * len(st.lines)
-        phase = st.phase
+        phase = "backward" if st.phase == "tangent" else st.phase
+        phases += [phase] * len(st.lines)
         dead = dead_after.get(i)
         if dead is not None:
             lines.append("del " + ", ".join(sorted(dead)))
@@ -612,10 +613,18 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 
 
 def _comment(stmts: list[Statement], n: Node, last_origin, label: str):
-    """Before the first backward statement of each source line, say what it differentiates."""
-    if n.phase != "backward" or n.origin is None or n.origin == last_origin:
+    """Before the first derivative statement of each source line, say what it
+    differentiates: `grad of` (reverse mode) or `tangent of` (forward mode, the tangent
+    nodes of a JVP or an HVP). `last_origin` is (origin, phase) of the last comment."""
+    if n.phase not in _DERIVATIVE or n.origin is None \
+            or last_origin is not None and n.origin == last_origin[0] \
+            and n.phase == last_origin[1]:
         return last_origin
+    label = "tangent" if n.phase == "tangent" else label
     stmts.append(Statement(
         [f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
         "backward", (), None, None))
-    return n.origin
+    return n.origin, n.phase
+
+
+_DERIVATIVE = frozenset({"backward", "tangent"})
