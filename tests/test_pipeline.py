@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from gradgen import api, checking, cli, compiler
 from gradgen.codegen import emit
 
@@ -29,13 +31,20 @@ def _capture(monkeypatch, module) -> list[str]:
     return seen
 
 
-def test_check_compiles_what_compile_emits(monkeypatch, tmp_path):
-    text = MLP.read_text()
+# A matrix chain: `gradgen check` used to build it with eager rules and without the
+# passes of `optimize_entry`, and emitted another module than `gradgen compile`.
+CHAIN = "def f(A: Data[N, K], B: Data[K, M], x: Param[M]):\n    return sum(A @ B @ x)\n"
+
+
+@pytest.mark.parametrize("source", ["mlp", "chain"])
+def test_check_compiles_what_compile_emits(monkeypatch, tmp_path, source):
+    path = MLP if source == "mlp" else tmp_path / "chain.grad"
+    if source == "chain":
+        path.write_text(CHAIN)
     seen = _capture(monkeypatch, checking)
-    assert cli.main(["check", str(MLP), "--dim", "N=3"]) == 0
+    assert cli.main(["check", str(path), "--dim", "N=3"]) == 0
     assert seen, "gradgen check rendered no module"
-    expected = compiler.compile_source(text, str(MLP), hessian=True)
-    assert seen[0] == expected
+    assert seen[0] == compiler.compile_source(path.read_text(), str(path), hessian=True)
 
 
 def test_cli_api_and_load_emit_the_same_module(monkeypatch, tmp_path):
