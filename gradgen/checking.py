@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codegen.emit import render_module
-from .compiler import Options, build_module
-from .frontend import EntryPoint, parse_program
-from .passes import building
+from .compiler import Options, compile_module
+from .frontend import EntryPoint
 
 MAX_DRAWN = 10_000_000   # elements of all arguments of one entry point (80 MB of float64)
 
@@ -48,14 +47,13 @@ def rel_error(a, b) -> float:
 
 
 def load_source(text: str, filename: str, options: Options = Options()):
-    """Compile to a module object without writing a file; also return the entry points."""
-    with building():
-        program = parse_program(text, filename)
-        module = build_module(program, options)
+    """Compile to a module object without writing a file; also return the entry points.
+    The compilation is the one of `gradgen compile` (`compiler.compile_module`)."""
+    module = compile_module(text, filename, options)
     source = render_module(module)
     mod = types.ModuleType("gradgen_check")
     exec(compile(source, filename + " (generated)", "exec"), mod.__dict__)  # our own output
-    return mod, program.entries
+    return mod, module.entries
 
 
 def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.ndarray]:
@@ -79,100 +77,127 @@ def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.nd
     return out
 
 
-def check_entry(mod, entry: EntryPoint, dims: dict[str, int], seed: int) -> list[Result]:
-    """Every derivative of one entry point against finite differences."""
-    rng = np.random.default_rng(seed)
-    args = draw_inputs(entry, dims, rng)
-    if not np.all(np.isfinite(getattr(mod, entry.name)(**args))):
-        # Functions like log(x) need positive inputs: try again on the positive side.
-        args = {k: np.abs(v) for k, v in args.items()}
-    names = [a.name for a in entry.args]
-    params = [a.name for a in entry.params]
-    f = getattr(mod, entry.name)
-    n_params = sum(np.size(args[p]) for p in params)
-    if hasattr(mod, f"{entry.name}_hessian") and n_params ** 2 > MAX_DRAWN:
-        raise TooLarge(f"'{entry.name}': the Hessian would have {n_params ** 2:,} elements "
-                       f"(at most {MAX_DRAWN:,}); give smaller --dim sizes")
+class _Entry:
+    """One entry point of a compiled module with drawn arguments: calls and finite
+    differences, shared by the checks of its derivative functions."""
 
-    def call(fn, overrides=None, *extra):
-        vals = dict(args, **(overrides or {}))
-        return fn(*(vals[n] for n in names), *extra)
+    def __init__(self, mod, entry: EntryPoint, dims: dict[str, int], seed: int):
+        self.rng = rng = np.random.default_rng(seed)
+        self.mod, self.entry = mod, entry
+        self.args = draw_inputs(entry, dims, rng)
+        if not np.all(np.isfinite(getattr(mod, entry.name)(**self.args))):
+            # Functions like log(x) need positive inputs: try again on the positive side.
+            self.args = {k: np.abs(v) for k, v in self.args.items()}
+        self.names = [a.name for a in entry.args]
+        self.params = [a.name for a in entry.params]
+        self.f = getattr(mod, entry.name)
+        n_params = sum(np.size(self.args[p]) for p in self.params)
+        if hasattr(mod, f"{entry.name}_hessian") and n_params ** 2 > MAX_DRAWN:
+            raise TooLarge(f"'{entry.name}': the Hessian would have {n_params ** 2:,} "
+                           f"elements (at most {MAX_DRAWN:,}); give smaller --dim sizes")
+        self.value = np.asarray(self.call(self.f))
+        self.directions = [rng.normal(size=np.shape(self.args[p])) for p in self.params]
+        self.u = rng.normal(size=self.value.shape)
 
-    results: list[Result] = []
-    value = np.asarray(call(f))
-    as_tuple = (lambda r: r if len(params) > 1 else (r,))
-    directions = [rng.normal(size=np.shape(args[p])) for p in params]
-    u = rng.normal(size=value.shape)
+    def function(self, suffix: str):
+        return getattr(self.mod, f"{self.entry.name}{suffix}", None)
 
-    def fd(fn, p_index):
+    def call(self, fn, overrides=None, *extra):
+        vals = dict(self.args, **(overrides or {}))
+        return fn(*(vals[n] for n in self.names), *extra)
+
+    def as_tuple(self, r) -> tuple:
+        return r if len(self.params) > 1 else (r,)
+
+    def along(self, sign: float) -> dict:
+        """The Params moved by `sign * EPS` along the directions."""
+        return {p: self.args[p] + sign * EPS * v for p, v in zip(self.params, self.directions)}
+
+    def fd(self, fn, p_index):
         """Two-sided finite differences of `fn` w.r.t. every (sampled) element of a Param."""
-        p = params[p_index]
-        base = args[p]
+        p = self.params[p_index]
+        base = self.args[p]
         flat = np.arange(base.size)
         if flat.size > MAX_ELEMENTS:
-            flat = rng.choice(flat, MAX_ELEMENTS, replace=False)
+            flat = self.rng.choice(flat, MAX_ELEMENTS, replace=False)
         cols = []
         for i in flat:
             step = np.zeros(base.size)
             step[i] = EPS
             step = step.reshape(base.shape)
-            cols.append((np.asarray(call(fn, {p: base + step}))
-                         - np.asarray(call(fn, {p: base - step}))) / (2 * EPS))
+            cols.append((np.asarray(self.call(fn, {p: base + step}))
+                         - np.asarray(self.call(fn, {p: base - step}))) / (2 * EPS))
         return flat, cols
 
-    grad_fn = getattr(mod, f"{entry.name}_grad", None)
-    if grad_fn is not None:
-        grads = as_tuple(call(grad_fn))
-        for k, p in enumerate(params):
-            flat, cols = fd(f, k)
-            results.append(Result(f"{entry.name}_grad", f"d/d{p} vs finite differences",
-                                  rel_error(np.ravel(grads[k])[flat], np.array(cols))))
-        vg = getattr(mod, f"{entry.name}_value_and_grad")
-        v2, g2 = call(vg)
-        results.append(Result(f"{entry.name}_value_and_grad", "equals f and f_grad",
-                              max(rel_error(v2, value), *(rel_error(a, b) for a, b in
-                                                          zip(as_tuple(g2), grads)))))
-    vjp_fn = getattr(mod, f"{entry.name}_vjp", None)
-    jvp_fn = getattr(mod, f"{entry.name}_jvp", None)
+
+def check_entry(mod, entry: EntryPoint, dims: dict[str, int], seed: int) -> list[Result]:
+    """Every derivative of one entry point against finite differences."""
+    e = _Entry(mod, entry, dims, seed)
+    return _check_grad(e) + _check_vjp_jvp(e) + _check_second_order(e)
+
+
+def _check_grad(e: _Entry) -> list[Result]:
+    name, grad_fn = e.entry.name, e.function("_grad")
+    if grad_fn is None:
+        return []
+    grads = e.as_tuple(e.call(grad_fn))
+    results = []
+    for k, p in enumerate(e.params):
+        flat, cols = e.fd(e.f, k)
+        results.append(Result(f"{name}_grad", f"d/d{p} vs finite differences",
+                              rel_error(np.ravel(grads[k])[flat], np.array(cols))))
+    v2, g2 = e.call(e.function("_value_and_grad"))
+    results.append(Result(f"{name}_value_and_grad", "equals f and f_grad",
+                          max(rel_error(v2, e.value), *(rel_error(a, b) for a, b in
+                                                        zip(e.as_tuple(g2), grads)))))
+    return results
+
+
+def _check_vjp_jvp(e: _Entry) -> list[Result]:
+    name, results = e.entry.name, []
+    vjp_fn, jvp_fn = e.function("_vjp"), e.function("_jvp")
     if vjp_fn is not None:
-        cts = as_tuple(call(vjp_fn, None, u))
-        for k, p in enumerate(params):
-            flat, cols = fd(f, k)
-            fd_ct = np.array([np.sum(u * c) for c in cols])
-            results.append(Result(f"{entry.name}_vjp", f"d/d{p} vs finite differences",
+        cts = e.as_tuple(e.call(vjp_fn, None, e.u))
+        for k, p in enumerate(e.params):
+            flat, cols = e.fd(e.f, k)
+            fd_ct = np.array([np.sum(e.u * c) for c in cols])
+            results.append(Result(f"{name}_vjp", f"d/d{p} vs finite differences",
                                   rel_error(np.ravel(cts[k])[flat], fd_ct)))
     if jvp_fn is not None:
-        _, t = call(jvp_fn, None, *directions)
-        plus = {p: args[p] + EPS * v for p, v in zip(params, directions)}
-        minus = {p: args[p] - EPS * v for p, v in zip(params, directions)}
-        fd_t = (np.asarray(call(f, plus)) - np.asarray(call(f, minus))) / (2 * EPS)
-        results.append(Result(f"{entry.name}_jvp", "vs finite differences", rel_error(t, fd_t)))
+        _, t = e.call(jvp_fn, None, *e.directions)
+        fd_t = (np.asarray(e.call(e.f, e.along(1))) - np.asarray(e.call(e.f, e.along(-1)))) \
+            / (2 * EPS)
+        results.append(Result(f"{name}_jvp", "vs finite differences", rel_error(t, fd_t)))
         if vjp_fn is not None:
-            lhs = float(np.sum(u * t))
-            rhs = float(sum(np.sum(c * v) for c, v in zip(cts, directions)))
-            results.append(Result(f"{entry.name}_jvp", "<u, J v> = <J^T u, v>",
+            lhs = float(np.sum(e.u * t))
+            rhs = float(sum(np.sum(c * v) for c, v in zip(cts, e.directions)))
+            results.append(Result(f"{name}_jvp", "<u, J v> = <J^T u, v>",
                                   rel_error(lhs, rhs)))
-    hvp_fn = getattr(mod, f"{entry.name}_hvp", None)
+    return results
+
+
+def _check_second_order(e: _Entry) -> list[Result]:
+    name, results = e.entry.name, []
+    grad_fn, hvp_fn, hessian_fn = (e.function(s) for s in ("_grad", "_hvp", "_hessian"))
     if hvp_fn is not None and grad_fn is not None:
-        hv = as_tuple(call(hvp_fn, None, *directions))
-        plus = {p: args[p] + EPS * v for p, v in zip(params, directions)}
-        minus = {p: args[p] - EPS * v for p, v in zip(params, directions)}
-        gp, gm = as_tuple(call(grad_fn, plus)), as_tuple(call(grad_fn, minus))
-        results.append(Result(f"{entry.name}_hvp", "vs finite differences of the gradient",
+        hv = e.as_tuple(e.call(hvp_fn, None, *e.directions))
+        gp = e.as_tuple(e.call(grad_fn, e.along(1)))
+        gm = e.as_tuple(e.call(grad_fn, e.along(-1)))
+        results.append(Result(f"{name}_hvp", "vs finite differences of the gradient",
                               max(rel_error(h, (a - b) / (2 * EPS))
                                   for h, a, b in zip(hv, gp, gm))))
-    hessian_fn = getattr(mod, f"{entry.name}_hessian", None)
     if hessian_fn is not None and grad_fn is not None:
-        H = call(hessian_fn)
-        blocks = H if len(params) > 1 else ((H,),)
-        for i, pi in enumerate(params):
+        H = e.call(hessian_fn)
+        blocks = H if len(e.params) > 1 else ((H,),)
+        for i, pi in enumerate(e.params):
             worst = 0.0
-            for j, pj in enumerate(params):
-                block = np.asarray(blocks[i][j]).reshape(np.size(args[pi]), np.size(args[pj]))
-                flat, cols = fd(lambda *a, i=i: as_tuple(grad_fn(*a))[i], j)
+            for j, pj in enumerate(e.params):
+                block = np.asarray(blocks[i][j]).reshape(np.size(e.args[pi]),
+                                                         np.size(e.args[pj]))
+                flat, cols = e.fd(lambda *a, i=i: e.as_tuple(grad_fn(*a))[i], j)
                 fd_block = np.array([np.ravel(c) for c in cols]).T
                 worst = max(worst, rel_error(block[:, flat], fd_block))
-            results.append(Result(f"{entry.name}_hessian",
+            results.append(Result(f"{name}_hessian",
                                   f"d2/d{pi} d(all) vs finite differences of the gradient",
                                   worst))
     return results

@@ -108,11 +108,10 @@ def nll(X, mu, A):
     N = X.shape[0]
     D = X.shape[1]
     R = X - mu  # (N, D)
-    R_transpose = R.T  # (D, N)
-    del R
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
-    Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    quad = (R_transpose * Q).sum() / N
+    Q = np.linalg.solve(S, R.T)  # (D, N)
+    quad = (R.T * Q).sum() / N
+    del Q, R
     return (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
 
 
@@ -136,16 +135,15 @@ def nll_grad(X, mu, A):
     _dims(_NLL_ARGS, X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
-    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     R = X - mu  # (N, D)
-    R_transpose = R.T  # (D, N)
-    del R
+    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    Q = np.linalg.solve(S, R.T)  # (D, N)
     # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = R_transpose / (2 * N)  # (D, N)
+    dQ = R.T / (2 * N)  # (D, N)
+    del R
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
-    Q = np.linalg.solve(S, R_transpose)  # (D, N)
     dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
@@ -181,14 +179,13 @@ def nll_value_and_grad(X, mu, A):
     N = X.shape[0]
     D = X.shape[1]
     R = X - mu  # (N, D)
-    R_transpose = R.T  # (D, N)
-    del R
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
-    Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    quad = (R_transpose * Q).sum() / N
+    Q = np.linalg.solve(S, R.T)  # (D, N)
+    quad = (R.T * Q).sum() / N
     value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = R_transpose / (2 * N)  # (D, N)
+    dQ = R.T / (2 * N)  # (D, N)
+    del R
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
@@ -228,17 +225,16 @@ def nll_vjp(X, mu, A, g):
     D = X.shape[1]
     _expect("g", g, ())
     g = _weak(g, X, mu, A)
+    R = X - mu  # (N, D)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    Q = np.linalg.solve(S, R.T)  # (D, N)
     # grad of line 11: quad = sum(R.T * Q) / N
     g_scaled = g / (2 * N)
-    R = X - mu  # (N, D)
-    R_transpose = R.T  # (D, N)
+    dQ = g_scaled * R.T  # (D, N)
     del R
-    dQ = g_scaled * R_transpose  # (D, N)
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
-    Q = np.linalg.solve(S, R_transpose)  # (D, N)
     dS = g / 2 * np.linalg.inv(S).T - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
@@ -277,24 +273,22 @@ def nll_jvp(X, mu, A, tmu, tA):
     _expect("tmu", tmu, (D,))
     _expect("tA", tA, (D, D))
     R = X - mu  # (N, D)
-    R_transpose = R.T  # (D, N)
-    A_transpose = A.T  # (D, D)
-    S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
-    Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    quad = (R_transpose * Q).sum() / N
+    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    Q = np.linalg.solve(S, R.T)  # (D, N)
+    quad = (R.T * Q).sum() / N
     value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # tangent of line 9: R = X - mu
     tR = -tmu  # (D,)
     # tangent of line 10: Q = solve(S, R.T)
     tR_transpose = np.broadcast_to(tR, R.shape).T  # (D, N)
-    del R, tR
+    del tR
     # tangent of line 8: S = A @ A.T + eye(D) / 10
-    tS = tA @ A_transpose + A @ tA.T  # (D, D)
+    tS = tA @ A.T + A @ tA.T  # (D, D)
     # tangent of line 10: Q = solve(S, R.T)
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     # tangent of line 11: quad = sum(R.T * Q) / N
-    tquad = (tR_transpose * Q + R_transpose * tQ).sum() / N
-    del Q, tQ
+    tquad = (tR_transpose * Q + R.T * tQ).sum() / N
+    del Q, R, tQ
     # tangent of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
     tvalue = (tquad + (np.linalg.inv(S).T * tS).sum()) / 2
     return value, tvalue
@@ -324,39 +318,36 @@ def nll_hvp(X, mu, A, vmu, vA):
     D = X.shape[1]
     _expect("vmu", vmu, (D,))
     _expect("vA", vA, (D, D))
-    A_transpose = A.T  # (D, D)
-    S = A @ A_transpose + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    R = X - mu  # (N, D)
+    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    Q = np.linalg.solve(S, R.T)  # (D, N)
     # grad of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
     S_inv = np.linalg.inv(S)  # (D, D)
-    # grad of line 8: S = A @ A.T + eye(D) / 10
-    tS = vA @ A_transpose + A @ vA.T  # (D, D)
-    # grad of line 10: Q = solve(S, R.T)
-    S_transpose = S.T  # (D, D)
-    # grad of line 9: R = X - mu
+    # tangent of line 8: S = A @ A.T + eye(D) / 10
+    tS = vA @ A.T + A @ vA.T  # (D, D)
+    # tangent of line 9: R = X - mu
     tR = -vmu  # (D,)
-    R = X - mu  # (N, D)
-    # grad of line 10: Q = solve(S, R.T)
+    # tangent of line 10: Q = solve(S, R.T)
     tR_transpose = np.broadcast_to(tR, R.shape).T  # (D, N)
     del tR
-    R_transpose = R.T  # (D, N)
-    del R
     # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = R_transpose / (2 * N)  # (D, N)
+    dQ = R.T / (2 * N)  # (D, N)
+    del R
     # grad of line 10: Q = solve(S, R.T)
-    S_solve = np.linalg.solve(S_transpose, dQ)  # (D, N)
+    S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
-    S_solve2 = np.linalg.solve(S_transpose, tR_transpose / (2 * N) - tS.T @ S_solve)  # (D, N)
-    Q = np.linalg.solve(S, R_transpose)  # (D, N)
-    Q_transpose = Q.T  # (N, D)
+    # tangent of line 10: Q = solve(S, R.T)
+    S_solve2 = np.linalg.solve(S.T, tR_transpose / (2 * N) - tS.T @ S_solve)  # (D, N)
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
-    del Q, S
-    Q_diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q_transpose + S_solve @ tQ.T)  # (D, D)
+    del S
+    Q_diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q.T + S_solve @ tQ.T)  # (D, D)
     del tS
-    dS = S_inv.T / 2 - S_solve @ Q_transpose  # (D, D)
-    del S_inv, S_solve
-    # grad of line 8: S = A @ A.T + eye(D) / 10
+    # grad of line 10: Q = solve(S, R.T)
+    dS = S_inv.T / 2 - S_solve @ Q.T  # (D, D)
+    del Q, S_inv, S_solve
+    # tangent of line 8: S = A @ A.T + eye(D) / 10
     HvA = (Q_diff + Q_diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
     del Q_diff, dS
-    # grad of line 9: R = X - mu
+    # tangent of line 9: R = X - mu
     Hvmu = -(tQ / (2 * N) + S_solve2).T.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

@@ -119,7 +119,9 @@ def loss(X, y, w, lam):
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X, y, w)
-    return np.logaddexp(0, -(y * (X @ w))).sum() / N + lam * (w ** 2).sum() / 2
+    y_neg = y * (X @ w)  # (N,)
+    np.negative(y_neg, out=y_neg)
+    return np.logaddexp(0, y_neg).sum() / N + lam * (w ** 2).sum() / 2
 
 
 def loss_grad(X, y, w, lam):
@@ -141,8 +143,10 @@ def loss_grad(X, y, w, lam):
     _dims(_LOSS_ARGS, X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X, y, w)
+    y_neg = y * (X @ w)  # (N,)
+    np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w + X.T @ (-(_sigmoid(-(y * (X @ w))) * y) / N)  # (D,)
+    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
     return dw
 
 
@@ -196,8 +200,10 @@ def loss_vjp(X, y, w, lam, g):
     _expect("g", g, ())
     lam = _weak(lam, X, y, w)
     g = _weak(g, X, y, w)
+    y_neg = y * (X @ w)  # (N,)
+    np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = g * lam * w + X.T @ (-(g * _sigmoid(-(y * (X @ w))) * y) / N)  # (D,)
+    dw = g * lam * w + X.T @ (-(g * _sigmoid(y_neg) * y) / N)  # (D,)
     return dw
 
 
@@ -254,9 +260,11 @@ def loss_hvp(X, y, w, lam, vw):
     D = X.shape[1]
     _expect("vw", vw, (D,))
     lam = _weak(lam, X, y, w)
+    y_neg = y * (X @ w)  # (N,)
+    np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    y_sigmoid = y * (X @ w)  # (N,)
-    np.negative(y_sigmoid, out=y_sigmoid)
-    _sigmoid(y_sigmoid, out=y_sigmoid)
+    y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,)
+    del y_neg
+    # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
     return Hvw

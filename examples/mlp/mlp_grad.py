@@ -122,8 +122,11 @@ def cost(X, Y, V, W):
     U = Z @ W  # (N, C)
     del Z
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
-    U_diff = (U * Y).sum(axis=1) - (np.log(np.exp(U - U_max).sum(axis=1)) + U_max[:, 0])  # (N,)
-    return -(U_diff.sum() / N)
+    U_exp = U - U_max  # (N, C)
+    np.exp(U_exp, out=U_exp)
+    U_sum = U_exp.sum(axis=1)  # (N,)
+    del U_exp
+    return -(((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
 
 
 def cost_grad(X, Y, V, W):
@@ -147,21 +150,23 @@ def cost_grad(X, Y, V, W):
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_exp = np.subtract(U, U.max(axis=1, keepdims=True), out=U)  # (N, C)
+    U_max = U.max(axis=1, keepdims=True)  # (N, 1)
+    U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
-    del U
+    del U, U_max
+    U_sum = U_exp.sum(axis=1)  # (N,)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = (U_exp / U_exp.sum(axis=1)[:, None] - Y) / N  # (N, C)
-    del U_exp
+    dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
+    del U_exp, U_sum
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
     dZ = dU @ W.T  # (N, M)
     del dU
     # grad of line 9: Z = logistic(Q)
     dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
-    Z_diff = np.subtract(1, Z, out=Z)
+    Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
-    del Z, dZ
+    del Z, Z_diff, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
     return (dV, dW)
@@ -204,9 +209,9 @@ def cost_value_and_grad(X, Y, V, W):
     del dU
     # grad of line 9: Z = logistic(Q)
     dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
-    Z_diff = np.subtract(1, Z, out=Z)
+    Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
-    del Z, dZ
+    del Z, Z_diff, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
     return value, (dV, dW)
@@ -236,21 +241,23 @@ def cost_vjp(X, Y, V, W, g):
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
     U = Z @ W  # (N, C)
-    U_exp = np.subtract(U, U.max(axis=1, keepdims=True), out=U)  # (N, C)
+    U_max = U.max(axis=1, keepdims=True)  # (N, 1)
+    U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
-    del U
+    del U, U_max
+    U_sum = U_exp.sum(axis=1)  # (N,)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = ((g / U_exp.sum(axis=1))[:, None] * U_exp - g * Y) / N  # (N, C)
-    del U_exp
+    dU = ((g / U_sum)[:, None] * U_exp - g * Y) / N  # (N, C)
+    del U_exp, U_sum
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
     dZ = dU @ W.T  # (N, M)
     del dU
     # grad of line 9: Z = logistic(Q)
     dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
-    Z_diff = np.subtract(1, Z, out=Z)
+    Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
-    del Z, dZ
+    del Z, Z_diff, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
     return (dV, dW)
@@ -328,41 +335,42 @@ def cost_hvp(X, Y, V, W, vV, vW):
     M = V.shape[1]
     _expect("vV", vV, (D, M))
     _expect("vW", vW, (M, C))
-    # grad of line 8: Q = X @ V
-    tQ = X @ vV  # (N, M)
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q, out=Q)  # (N, M)
     del Q
+    U = Z @ W  # (N, C)
+    U_max = U.max(axis=1, keepdims=True)  # (N, 1)
+    U_exp = U - U_max  # (N, C)
+    np.exp(U_exp, out=U_exp)
+    del U, U_max
+    U_sum = U_exp.sum(axis=1)  # (N,)
+    # tangent of line 8: Q = X @ V
+    tQ = X @ vV  # (N, M)
     # grad of line 9: Z = logistic(Q)
     Z_diff = 1 - Z  # (N, M)
+    # tangent of line 9: Z = logistic(Q)
     tZ = tQ * Z  # (N, M)
     tZ *= Z_diff
     del tQ
-    U = Z @ W  # (N, C)
-    U_exp = np.subtract(U, U.max(axis=1, keepdims=True), out=U)  # (N, C)
-    np.exp(U_exp, out=U_exp)
-    del U
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    U_sum = U_exp.sum(axis=1)[:, None]  # (N, 1)
-    U_div = U_exp / U_sum  # (N, C)
+    U_sum2 = U_sum[:, None]  # (N, 1)
+    del U_sum
+    U_div = U_exp / U_sum2  # (N, C)
     dU = U_div - Y  # (N, C)
     dU /= N
-    # grad of line 10: U = Z @ W
+    # tangent of line 10: U = Z @ W
     tU = tZ @ W + Z @ vW  # (N, C)
-    # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
+    # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
     del U_exp, tU
-    tU_mul2 = tU_mul / U_sum  # (N, C)
-    tU_mul2 -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum
+    tU_mul2 = tU_mul / U_sum2  # (N, C)
+    tU_mul2 -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum2
     tU_mul2 /= N
     del U_div, tU_mul
-    # grad of line 10: U = Z @ W
+    # tangent of line 10: U = Z @ W
     HvW = tZ.T @ dU + Z.T @ tU_mul2  # (M, C)
-    W_transpose = W.T  # (C, M)
-    dZ = dU @ W_transpose  # (N, M)
-    # grad of line 9: Z = logistic(Q)
-    tZ_diff = ((tU_mul2 @ W_transpose + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ  # (N, M)
-    del Z, Z_diff, dU, dZ, tU_mul2, tZ
-    # grad of line 8: Q = X @ V
-    HvV = X.T @ tZ_diff  # (D, M)
+    # grad of line 10: U = Z @ W
+    dZ = dU @ W.T  # (N, M)
+    # tangent of line 8: Q = X @ V
+    HvV = X.T @ (((tU_mul2 @ W.T + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ)  # (D, M)
     return (HvV, HvW)

@@ -14,17 +14,18 @@ __all__ = ["batched_jvp", "jvp"]
 
 
 def jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node] = (),
-        ) -> tuple[list[Node | None], dict[int, Node]]:
+        phase: str = "backward") -> tuple[list[Node | None], dict[int, Node]]:
     """Tangents of `outputs` given tangents (by node id) of some input nodes.
 
     Returns one tangent per output (None for a zero tangent) and the table of all tangents.
+    The nodes made are of `phase` ("tangent": the comments call them so).
     """
     def step(opdef, ts, node):
         if not opdef.has("elementwise"):
             ts = [None if t is None else materialize(t, a) for t, a in zip(ts, node.args)]
         return opdef.jvp(ts, node)
 
-    return _sweep(outputs, tangents, step, materialize)
+    return _sweep(outputs, tangents, step, materialize, phase)
 
 
 def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node] = (),
@@ -57,7 +58,8 @@ def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequenc
 
 
 def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
-           finish: Callable) -> tuple[list[Node | None], dict[int, Node]]:
+           finish: Callable, phase: str = "backward",
+           ) -> tuple[list[Node | None], dict[int, Node]]:
     """The forward sweep: `step(opdef, arg tangents, node)` for every node that depends on
     a seeded one, then `finish(tangent, output)` on each output's tangent."""
     order = topo_order(outputs)
@@ -76,7 +78,7 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
         saved = b.origin, b.phase
         if node.origin is not None:
             b.origin = node.origin
-        b.phase = "backward"
+        b.phase = phase
         try:
             t = step(opdef, ts, node)
         finally:
@@ -87,7 +89,7 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
     for out in outputs:
         t = tan.get(id(out))
         if t is not None:
-            with b.at(phase="backward"):
+            with b.at(phase=phase):
                 t = finish(t, out)
         results.append(t)
     return results, tan

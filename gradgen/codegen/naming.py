@@ -51,6 +51,44 @@ def tangent_name(name: str) -> str:
     return "t" + name
 
 
+# The names of what an entry point's derivative functions take and return, besides the
+# `d`/`t` names derived from the primals' above: every derivative prefix is here.
+VALUE = "value"        # the value of the entry point, returned beside a derivative
+COTANGENT_INPUT = "g"  # the output cotangent `f_vjp` takes
+
+
+def direction_name(param: str) -> str:
+    """The direction for `param` that `f_hvp` takes: `W` -> `vW`."""
+    return "v" + param
+
+
+def hvp_name(param: str) -> str:
+    """The block of H v for `param`: `W` -> `HvW`."""
+    return "Hv" + param
+
+
+def hessian_name(row: str, col: str, single: bool) -> str:
+    """The Hessian block d2/d`row` d`col`: `H` when there is one Param, else `H_row_col`."""
+    return "H" if single else f"H_{row}_{col}"
+
+
+def derived_names(order, source: Mapping, table: Mapping, rename) -> dict:
+    """Names for derivatives after their source-named primals: for each node of `order`
+    (a topological order of the primal graph) that the source named, its derivative in
+    `table` (primal id -> derivative) is named `rename(source name)`, outputs first. A
+    Param's derivative, a constant, an input and a node the source named keep no name."""
+    names: dict = {}
+    for node in reversed(order):
+        if node.op == "input":   # a Param's derivative is named when it is finished
+            continue
+        d = table.get(id(node))
+        src = source.get(node)
+        if d is not None and src is not None and not d.is_const \
+                and d.op != "input" and d not in source:
+            names.setdefault(d, rename(src))
+    return names
+
+
 def rename_identifiers(source: str, mapping: Mapping[str, str]) -> str:
     """`source` (Python code) with every identifier in `mapping` renamed, token by token.
 

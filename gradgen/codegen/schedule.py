@@ -15,7 +15,8 @@ later statement, so the statement may overwrite its buffer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..dims import fmt_shape
 from ..escape import comment_text
@@ -26,17 +27,59 @@ from .naming import Namer, temp_name
 from .printer import Printer
 
 MAX_EXPR = 80
+MAX_VIEW = 12   # the longest view of a variable spelled again at each use (`W.T`)
+
+
+class Statement(NamedTuple):
+    """Lines computing one variable (or a comment line), and what they read."""
+
+    lines: list[str]
+    phase: str            # "forward"/"backward"
+    reads: tuple          # the variables read, one entry per reference
+    release: str | None   # the variable a `del` may release after its last read
+    target: str | None    # the variable assigned (None for a comment)
+    expr: str | None = None   # the expression of a one-line `target = expr`
+    temps: tuple = ()     # variables made and dead within the lines (released after them)
 
 
 @dataclass
 class Body:
     lines: list[str]
     phases: list[str]   # the phase ("forward"/"backward") of each line
+    # (variable, expression) when the last line is `variable = expression` computing the
+    # only output: the function may `return expression` instead
+    result: tuple[str, str] | None = None
+    scheduler: object = field(default=None, repr=False)   # what `with_value` continues
+    forward: object = field(default=None, repr=False)
+
+
+class Forward:
+    """The forward part of an entry point, scheduled and named once: its statements and
+    the scheduler's state after them, which every emitted function of the entry point
+    continues from (`schedule(..., forward=...)`), so a forward statement reads the same
+    in every function and is scheduled once.
+
+    The nodes in `needed` (read by some function's own part) are always variables, and
+    no forward statement overwrites their buffers; each function keeps the forward
+    statements it needs and releases what it does not."""
+
+    def __init__(self, output: Node, names: dict, namer: Namer, printer: Printer,
+                 needed: set[int], keep: frozenset):
+        order = topo_order([output])
+        uses = use_counts(order, ())
+        for nid in needed:
+            uses[nid] += 1   # a use by the functions' own parts, counted once here
+        self.output = output
+        self.nodes = {id(n) for n in order}
+        self.needed = needed
+        self.sched = _Scheduler(printer, namer, names, keep, "grad", force=needed)
+        self.sched.run(order, uses)
 
 
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
              derivative_label: str = "grad", keep: frozenset = frozenset(),
-             visit: list[Node] | None = None) -> Body:
+             visit: list[Node] | None = None, forward: Forward | None = None,
+             fold: bool = False) -> Body:
     """Statements computing `outputs`; `names` gives preferred names for some nodes.
 
     After the statement that reads an array temporary for the last time, a `del` releases
@@ -44,68 +87,178 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     variables never to release or overwrite (the function's arguments). Chains of
     elementwise operations are computed in one buffer (`out=`, augmented assignment),
     reusing the buffer of a temporary that dies there when its dtype is certain to match.
+    With `forward`, the statements of the forward part come from it (the nodes it
+    scheduled are not scheduled again; `printer` and `namer` are forked from its own);
+    with `fold`, a last `value = expression` may become the return (`Body.result`).
     """
     order = topo_order(visit or outputs)
-    uses = use_counts(order, outputs)
-    st = _State(printer, namer, names, keep)
-    # Statements as (lines, phase, variables read, variable a `del` may release or None).
-    stmts_out: list[tuple] = []
-    # node -> the variables its printed code reads, one entry per reference (the arguments
-    # of the function are left out: they are never released or overwritten)
-    refs: dict[int, tuple] = {}
-    code = printer.code
-    inlined = st.inlined
-    remaining = st.remaining
-    leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
-    last_origin = None
-    for n in order:
-        nid = id(n)
-        if n.op in leaf_ops:
-            code[nid] = printer.emit(n)
-            refs[nid] = ()
-            continue
-        wanted = names.get(n)
-        args = n.args
-        if len(args) == 2:
-            arg_refs = refs[id(args[0])] + refs[id(args[1])]
-        elif len(args) == 1:
-            arg_refs = refs[id(args[0])]
-        else:
-            arg_refs = tuple(name for a in args for name in refs[id(a)])
-        if n.op in stmt_ops:
-            for name in arg_refs:   # st.read(arg_refs)
-                remaining[name] -= 1
-            target = namer.fresh(wanted or temp_name(n, names))
-            stmts = printer.emit_stmt(n, target)
-        else:
-            text, prec = printer.emit(n)
-            alias = _alias_of(args, text, code)
-            if alias is not None:
-                code[nid] = code[id(alias)]
-                refs[nid] = refs[id(alias)]
-                st.share(text, uses[nid] - 1)
+    if forward is None:
+        sched = _Scheduler(printer, namer, names, keep, derivative_label)
+        sched.run(order, use_counts(order, outputs))
+    else:
+        own = [n for n in order if id(n) not in forward.nodes]
+        sched = forward.sched.fork(printer, namer, names, keep, derivative_label)
+        sched.continue_with(forward, own, outputs)
+        sched.run(own, use_counts(own, outputs))
+    return _finish(sched, forward, outputs, keep, fold)
+
+
+def with_value(body: Body, outputs: list[Node], keep: frozenset) -> Body:
+    """The statements of `body` (scheduled with `forward`) for `outputs`: the same
+    statements and names, the forward ones now kept for the outputs added (the value, in
+    `f_value_and_grad` built on `f_grad`), the releases again. No node of `outputs` may be
+    outside the forward part and the outputs `body` was scheduled for."""
+    return _finish(body.scheduler, body.forward, outputs, keep, False)
+
+
+def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], keep: frozenset,
+            fold: bool) -> Body:
+    stmts = sched.stmts
+    if forward is not None:
+        n = len(forward.sched.stmts)
+        stmts = _live(stmts[:n], stmts[n:], outputs, sched.refs)
+    returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
+    body = _with_releases(stmts, returned | keep)
+    last = stmts[-1] if stmts else None
+    if fold and last is not None and last.expr is not None and len(outputs) == 1 \
+            and sched.refs[id(outputs[0])] == (last.target,):
+        body.result = (last.target, last.expr)
+    body.scheduler, body.forward = sched, forward
+    return body
+
+
+def _live(prefix: list[Statement], own: list[Statement], outputs, refs) -> list[Statement]:
+    """The forward statements a function needs (those computing a variable its own
+    statements or its outputs read, and what they read), then its own statements."""
+    live = {name for st in own for name in st.reads}
+    live.update(name for o in outputs for name in refs[id(o)])
+    kept = []
+    for st in reversed(prefix):
+        if st.target is not None and st.target in live:
+            kept.append(st)
+            live.update(st.reads)
+    kept.reverse()
+    return kept + own
+
+
+class _Scheduler:
+    """One walk over the nodes in topological order, making statements."""
+
+    def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
+                 label: str, force=frozenset()):
+        self.st = _State(printer, namer, names, keep)
+        self.label = label
+        self.force = force   # node ids always made variables
+        self.stmts: list[Statement] = []
+        # node -> the variables its printed code reads, one entry per reference (the
+        # arguments of the function are left out: they are never released or overwritten)
+        self.refs: dict[int, tuple] = {}
+        self.last_origin = None
+
+    def fork(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
+             label: str) -> _Scheduler:
+        """A scheduler continuing from this one's state in `printer` and `namer` (which
+        take this one's printed code and names taken), for another set of names."""
+        st = self.st
+        printer.code.update(st.p.code)
+        printer.dims_used |= st.p.dims_used
+        printer.preludes.update(st.p.preludes)
+        printer.scalars |= st.p.scalars
+        namer.taken |= st.namer.taken
+        namer.next.update(st.namer.next)
+        new = _Scheduler(printer, namer, names, keep, label)
+        s = new.st
+        s.inlined = set(st.inlined)
+        s.var_node = dict(st.var_node)
+        s.remaining = dict(st.remaining)
+        s.buffers = {k: v for k, v in st.buffers.items() if k not in keep}
+        s.view_bases = {k: set(v) for k, v in st.view_bases.items()}
+        s.views_of = {k: dict(v) for k, v in st.views_of.items()}
+        new.refs = dict(self.refs)
+        new.stmts = list(self.stmts)
+        new.last_origin = self.last_origin
+        return new
+
+    def continue_with(self, forward: Forward, own: list[Node], outputs) -> None:
+        """Count the reads of the forward variables by this function's own nodes and
+        outputs, in place of the one use `Forward` reserved for every needed node."""
+        reads = use_counts(own, outputs)
+        remaining, refs = self.st.remaining, self.refs
+        for nid in forward.needed:
+            for name in refs[nid]:
+                remaining[name] += reads.get(nid, 0) - 1
+
+    def run(self, order: list[Node], uses) -> None:
+        """Statements for the nodes of `order` (`uses`: consumers of each, by id)."""
+        st, refs, stmts_out = self.st, self.refs, self.stmts
+        names, namer, printer = st.names, st.namer, st.p
+        code = printer.code
+        inlined = st.inlined
+        leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
+        force = self.force
+        cheap_views = st.ops.cheap_view
+        label = self.label
+        last_origin = self.last_origin
+        for n in order:
+            nid = id(n)
+            if n.op in leaf_ops:
+                code[nid] = printer.emit(n)
+                refs[nid] = ()
                 continue
-            if len(text) > MAX_EXPR:
-                text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
-                                                 last_origin, derivative_label)
+            wanted = names.get(n)
+            args = n.args
+            if len(args) == 2:
+                arg_refs = refs[id(args[0])] + refs[id(args[1])]
+            elif len(args) == 1:
+                arg_refs = refs[id(args[0])]
+            else:
                 arg_refs = tuple(name for a in args for name in refs[id(a)])
-            if wanted is None and uses[nid] <= 1:
-                code[nid] = (text, prec)
-                inlined.add(nid)
-                refs[nid] = arg_refs
-                continue
-            for name in arg_refs:   # st.read(arg_refs)
-                remaining[name] -= 1
-            target = namer.fresh(wanted or temp_name(n, names))
-            stmts = st.in_place(n, target, refs, arg_refs) or \
-                [f"{target} = {text}{_shape_comment(n)}"]
-        release = st.define(n, target, uses[nid], arg_refs)
-        refs[nid] = (target,)
-        if n.origin is not last_origin:
-            last_origin = _comment(stmts_out, n, last_origin, derivative_label)
-        stmts_out.append((stmts, n.phase, arg_refs, release))
-    returned = frozenset(name for o in outputs for name in refs[id(o)])
-    return _with_releases(stmts_out, returned | keep)
+            expr = None
+            if n.op in stmt_ops:
+                st.read(arg_refs)
+                target = namer.fresh(wanted or temp_name(n, names))
+                stmts = printer.emit_stmt(n, target)
+            else:
+                text, prec = printer.emit(n)
+                alias = _alias_of(args, text, code)
+                if alias is not None:
+                    code[nid] = code[id(alias)]
+                    refs[nid] = refs[id(alias)]
+                    st.share(text, uses[nid] - 1)
+                    continue
+                if wanted is None and n.op in cheap_views and len(text) <= MAX_VIEW and all(
+                        _is_name(code[id(a)]) for a in args):
+                    # a view of a variable (`W.T`, `s[:, None]`) costs nothing to spell
+                    # again: never a variable of its own
+                    code[nid] = (text, prec)
+                    inlined.add(nid)
+                    refs[nid] = arg_refs
+                    for name in arg_refs:
+                        st.share(name, uses[nid] - 1)
+                    continue
+                if len(text) > MAX_EXPR:
+                    text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
+                                                     last_origin, label)
+                    arg_refs = tuple(name for a in args for name in refs[id(a)])
+                if wanted is None and uses[nid] <= 1 and nid not in force:
+                    code[nid] = (text, prec)
+                    inlined.add(nid)
+                    refs[nid] = arg_refs
+                    continue
+                st.read(arg_refs)
+                target = namer.fresh(wanted or temp_name(n, names))
+                stmts = st.in_place(n, target, refs, arg_refs)
+                if stmts is None:
+                    stmts = [f"{target} = {text}{_shape_comment(n)}"]
+                    expr = text
+            release = st.define(n, target, uses[nid], arg_refs)
+            refs[nid] = (target,)
+            if last_origin is None or n.origin is not last_origin[0] \
+                    or n.phase != last_origin[1]:
+                last_origin = _comment(stmts_out, n, last_origin, label)
+            stmts_out.append(Statement(stmts, n.phase, arg_refs, release, target, expr,
+                                       st.take_temps()))
+        self.last_origin = last_origin
 
 
 def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
@@ -118,7 +271,7 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
         st.inlined.discard(aid)
         st.read(refs[aid])
         release = st.define(arg, var, uses[aid], refs[aid])
-        stmts_out.append(([line], arg.phase, refs[aid], release))
+        stmts_out.append(Statement([line], arg.phase, refs[aid], release, var, None))
         refs[aid] = (var,)
     return text, prec, last_origin
 
@@ -133,6 +286,10 @@ class _Ops:
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+        # views that are no identity (those are aliases): transposes, axes added or taken
+        # away, basic indexing
+        self.cheap_view = {op for op, d in REGISTRY.items()
+                           if d.view == "view" and op not in self.transparent}
 
     def is_view(self, n: Node) -> bool:
         """Whether `n` may share memory with another array (so `del` frees nothing)."""
@@ -159,6 +316,7 @@ class _State:
         # (not an argument, not a view, not of a weak dtype)
         self.buffers: dict[str, Node] = {}
         self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
+        self.temps: list[str] = []   # variables `in_place` made that die in its statement
         self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
@@ -167,7 +325,7 @@ class _State:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
         its statement read (a view keeps their buffers alive while it is needed).
         Returns `name` when a `del` may release it (an array that is no view), else None."""
-        self.p.code[id(n)] = (name, PREC_ATOM)   # p.set_name(n, name)
+        self.p.set_name(n, name)
         self.var_node.setdefault(name, n)
         remaining = self.remaining
         remaining[name] = remaining.get(name, 0) + uses
@@ -197,6 +355,13 @@ class _State:
             if not weak(n):
                 self.buffers[name] = n
         return name
+
+    def take_temps(self) -> tuple:
+        """The temporaries made for the statement just printed (and forget them)."""
+        if not self.temps:
+            return ()
+        temps, self.temps = tuple(self.temps), []
+        return temps
 
     def share(self, name: str, uses: int) -> None:
         """`uses` more consumers read variable `name` (through a node printed as it)."""
@@ -275,8 +440,9 @@ class _State:
         if buf is None:
             return []
         name = self.namer.fresh(temp_name(o, self.names))
-        line = f"{name} = {self._call_into(o, buf)}"
-        self.p.code[id(o)] = (name, PREC_ATOM)
+        line = f"{name} = {self._call_into(o, buf)}  # reuses {buf}'s buffer"
+        self.p.set_name(o, name)
+        self.temps.append(name)
         return [line]
 
     def _call_into(self, n: Node, out: str) -> str:
@@ -284,13 +450,13 @@ class _State:
         division by q or -q, as the printer spells it (`x / q`): the two round differently,
         and the result must not depend on which way the scheduler took (which depends on
         line lengths, so on the names)."""
-        code = self.p.code   # p.arg(n, m, 0): no precedence is below 0, never parenthesised
+        p = self.p   # p.arg(n, i, 0): no precedence is below 0, never parenthesised
         if self.ufunc[n.op] == "multiply" and n.args[0].op == "const":
             num, den = n.args[0].value.as_numer_denom()
             if den != 1 and num in (1, -1):
-                text, _ = self.p.scalar(den * num)
-                return self.p.into("divide", [code[id(n.args[1])][0], text], out)
-        return self.p.into(self.ufunc[n.op], [code[id(a)][0] for a in n.args], out)
+                text, _ = p.scalar(den * num)
+                return p.into("divide", [p.arg(n, 1, 0), text], out)
+        return p.into(self.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
 
     def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
         """A variable read by one of `args` (a node's arguments), of this shape, that
@@ -327,8 +493,7 @@ class _State:
                 text, _ = self.p.scalar(den * num)
                 return self.p.augmented(target, "divide", text) or \
                     self.p.into("divide", [target, text], target)
-        # the code of `other` as an argument: p.arg(s, 1 - i, 0), never parenthesised
-        other_code = self.p.code[id(other)][0]
+        other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
         if i == 0 or uf == "add" or uf == "multiply":   # commutes, or target on the left
             line = self.p.augmented(target, uf, other_code)
             if line is not None:
@@ -337,20 +502,24 @@ class _State:
         return self.p.into(uf, args, target)
 
 
-def _with_releases(stmts: list[tuple], keep: frozenset) -> Body:
+def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
     """Insert `del` after the last statement reading each array temporary."""
-    last_read = {name: i for i, st in enumerate(stmts) for name in st[2]}
-    releasable = {st[3] for st in stmts}
+    last_read = {name: i for i, st in enumerate(stmts) for name in st.reads}
+    releasable = {st.release for st in stmts}
     final = len(stmts) - 1
     dead_after: dict[int, list[str]] = {}
     for name, i in last_read.items():
         if i < final and name in releasable and name not in keep:
             dead_after.setdefault(i, []).append(name)
+    for i, st in enumerate(stmts):
+        if st.temps and i < final:
+            dead_after.setdefault(i, []).extend(st.temps)
     lines: list[str] = []
     phases: list[str] = []
-    for i, (stmt_lines, phase, _, _) in enumerate(stmts):
-        lines += stmt_lines
-        phases += [phase] * len(stmt_lines)
+    for i, st in enumerate(stmts):
+        lines += st.lines
+        phase = "backward" if st.phase == "tangent" else st.phase
+        phases += [phase] * len(st.lines)
         dead = dead_after.get(i)
         if dead is not None:
             lines.append("del " + ", ".join(sorted(dead)))
@@ -412,10 +581,19 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 #                                          wherever they are used)
 
 
-def _comment(stmts: list[tuple], n: Node, last_origin, label: str):
-    """Before the first backward statement of each source line, say what it differentiates."""
-    if n.phase != "backward" or n.origin is None or n.origin == last_origin:
+def _comment(stmts: list[Statement], n: Node, last_origin, label: str):
+    """Before the first derivative statement of each source line, say what it
+    differentiates: `grad of` (reverse mode) or `tangent of` (forward mode, the tangent
+    nodes of a JVP or an HVP). `last_origin` is (origin, phase) of the last comment."""
+    if n.phase not in _DERIVATIVE or n.origin is None \
+            or last_origin is not None and n.origin == last_origin[0] \
+            and n.phase == last_origin[1]:
         return last_origin
-    stmts.append(([f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
-                  "backward", (), None))
-    return n.origin
+    label = "tangent" if n.phase == "tangent" else label
+    stmts.append(Statement(
+        [f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
+        "backward", (), None, None))
+    return n.origin, n.phase
+
+
+_DERIVATIVE = frozenset({"backward", "tangent"})

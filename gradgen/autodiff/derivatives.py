@@ -1,0 +1,109 @@
+"""The derivative graphs an entry point's emitted functions need: the gradient, VJP, JVP,
+Hessian-vector product and full Hessian of one output with respect to some Params.
+
+Everything here is graph building with the ops of the registry; names, docstrings and
+code text are the business of `gradgen.codegen`. A `Derivative` carries the tables of
+the sweeps (primal node id -> its cotangent or tangent) so the caller can name the
+derivatives after their primals. Room for more: a Jacobian is a batched VJP or JVP like
+the Hessian below, and a loop's derivative is its scan's rule, built by the same sweeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..ir import Node, builder, const, make
+from .forward import batched_jvp, jvp
+from .reverse import vjp
+
+__all__ = ["Derivative", "EntryDerivatives"]
+
+
+@dataclass
+class Derivative:
+    """The outputs of one derivative function and the sweep tables they came from."""
+
+    outputs: list[Node]
+    cotangents: dict[int, Node] = field(default_factory=dict)   # primal id -> cotangent
+    tangents: dict[int, Node] = field(default_factory=dict)     # primal id -> tangent
+
+
+class EntryDerivatives:
+    """The derivatives of `output` with respect to `params` (input nodes). The gradient
+    (seed 1) is built once and shared by grad, value_and_grad, hvp and hessian."""
+
+    def __init__(self, output: Node, params: Sequence[Node]):
+        self.output = output
+        self.params = list(params)
+        self._grad: Derivative | None = None
+
+    def gradient(self) -> Derivative:
+        """The gradient of a scalar output: one cotangent per Param (zeros where the Param
+        does not influence the output)."""
+        if self._grad is None:
+            grads, table = vjp([self.output], [const(1)], self.params)
+            self._grad = Derivative(self._zeros_for_none(grads), table)
+        return Derivative(list(self._grad.outputs), self._grad.cotangents)
+
+    def vjp(self, cotangent: Node) -> Derivative:
+        """The cotangents of the Params for the output cotangent `cotangent` (an input)."""
+        grads, table = vjp([self.output], [cotangent], self.params)
+        return Derivative(self._zeros_for_none(grads), table)
+
+    def jvp(self, tangents: Sequence[Node]) -> Derivative:
+        """The tangent of the output along one tangent (an input) per Param."""
+        (t,), table = jvp([self.output], {id(p): t for p, t in zip(self.params, tangents)},
+                          self.params, phase="tangent")
+        if t is None:
+            with builder().at(phase="tangent"):
+                t = make("zeros_like", self.output)
+        return Derivative([t], tangents=table)
+
+    def hvp(self, directions: Sequence[Node]) -> Derivative:
+        """H v, one block per Param: forward mode over the gradient graph."""
+        grad = self.gradient()
+        hv, table = jvp(grad.outputs, {id(p): v for p, v in zip(self.params, directions)},
+                        self.params, phase="tangent")
+        with builder().at(phase="tangent"):
+            hv = [h if h is not None else make("zeros_like", p)
+                  for h, p in zip(hv, self.params)]
+        return Derivative(hv, grad.cotangents, table)
+
+    def hessian(self) -> list[list[Node]]:
+        """The Hessian blocks, `[i][j]` = d(grad_i)/d(p_j) of shape p_i.shape + p_j.shape,
+        by pushing the standard basis of p_j through the gradient graph in batched
+        forward mode: matrix expressions, no loop over directions. Raises ShapeError for
+        an op without a batched rule."""
+        grads = self.gradient().outputs
+        b = builder()
+        columns = []   # columns[j][i]: d(grad_i)/d(p_j), or None for zero
+        with b.at(phase="backward"):
+            for pj in self.params:
+                cols = batched_jvp(grads, {id(pj): make("basis", pj)}, self.params)
+                columns.append([None if col is None else _unbatch(col, pi, pj)
+                                for pi, col in zip(self.params, cols)])
+            return [[columns[j][i] if columns[j][i] is not None else _zero_block(pi, pj)
+                     for j, pj in enumerate(self.params)]
+                    for i, pi in enumerate(self.params)]
+
+    def _zeros_for_none(self, grads: list[Node | None]) -> list[Node]:
+        """Explicit zeros for the Params that do not influence the output."""
+        with builder().at(phase="backward"):
+            return [g if g is not None else make("zeros_like", p)
+                    for g, p in zip(grads, self.params)]
+
+
+def _unbatch(col: Node, pi: Node, pj: Node) -> Node:
+    """A batched tangent of shape (size_j,) + p_i.shape as a block p_i.shape + p_j.shape."""
+    k = pi.ndim
+    block = make("transpose", col, axes=tuple(range(1, 1 + k)) + (0,))
+    return make("reshape", block, shape=tuple(pi.shape) + tuple(pj.shape))
+
+
+def _zero_block(pi: Node, pj: Node) -> Node:
+    """A zero Hessian block of shape pi.shape + pj.shape (dtype of pi)."""
+    z = make("expand_dims", pi, axes=tuple(range(pi.ndim, pi.ndim + pj.ndim))) \
+        if pj.ndim else pi
+    z = make("broadcast_to", z, shape=tuple(pi.shape) + tuple(pj.shape))
+    return make("zeros_like", z)

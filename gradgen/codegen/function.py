@@ -1,0 +1,337 @@
+"""Function assembly: what each emitted function of an entry point takes, returns and says
+(its plan: extra inputs, outputs, derivative names, docstring), and its code around the
+scheduled body (argument checks, dimension sizes, the return tuple, the spec constant)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import unicodedata
+from dataclasses import dataclass, field
+
+from .. import ir
+from ..autodiff.derivatives import Derivative, EntryDerivatives
+from ..dims import fmt_shape
+from ..errors import CompileError, ShapeError
+from ..frontend import Argument, EntryPoint, Program
+from ..ir import Node, make, topo_order
+from ..ops.registry import REGISTRY
+from . import naming
+from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name
+from .printer import Printer
+from .schedule import Body
+
+__all__ = ["EntryFunctions", "Function", "Module", "Plan"]
+
+
+@dataclass
+class Function:
+    """One emitted function, ready for the template."""
+
+    name: str
+    args: list[str]
+    doc: str
+    lines: list[str]
+    entry: str
+    kind: str
+    phases: list[str] = field(default_factory=list)   # "forward"/"backward" per line
+    graph: ir.Graph | None = None
+    weak: bool = False   # uses the helper _weak (a scalar argument may be a Python number)
+
+
+@dataclass
+class Module:
+    filename: str
+    options: object   # compiler.Options: describe() and flags() for the header
+    version: str
+    doc: str
+    imports: list[str] = field(default_factory=lambda: ["import numpy as np"])
+    preludes: list[str] = field(default_factory=list)
+    constants: list[str] = field(default_factory=list)
+    functions: list[Function] = field(default_factory=list)
+    entries: list[EntryPoint] = field(default_factory=list)
+
+    @property
+    def regenerate(self) -> str:
+        """The shell command that writes this module again (the file name shell-quoted)."""
+        return f"gradgen compile {shlex.quote(self.filename)}{self.options.flags()}"
+
+
+@dataclass
+class Plan:
+    """What one emitted function computes, before optimisation and scheduling."""
+
+    name: str
+    kind: str                  # forward, grad, value_and_grad, vjp, jvp, hvp, hessian
+    extra: list[Node]          # inputs after the entry point's arguments
+    outputs: list[Node]
+    names: dict                # Node -> derived name (the source's names come first)
+    doc: str
+    group: tuple[int, int] | None = None   # outputs[lo:hi] returned as one tuple
+    rows: int | None = None    # outputs returned as a rows x rows nested tuple
+
+    @property
+    def label(self) -> str:
+        """What the comments above the derivative statements call them."""
+        return "tangent" if self.kind == "jvp" else "grad"
+
+
+class EntryFunctions:
+    """The plans of the functions of one entry point, and their assembly into code."""
+
+    def __init__(self, program: Program, entry: EntryPoint, params: list[Argument],
+                 names: ModuleNamer, checks: bool):
+        self.program, self.entry, self.params = program, entry, params
+        self.names, self.checks = names, checks
+        self.out = entry.output
+        self.derivatives = EntryDerivatives(self.out, [p.node for p in params])
+        spec = unicodedata.normalize("NFKC", f"_{entry.name.upper()}_ARGS")
+        self.spec_name = names.fresh(spec if spec.isidentifier() else f"_{entry.name}_ARGS")
+
+    # ---------------------------------------------------------------- the plans
+
+    def forward(self) -> Plan:
+        return Plan(self.entry.name, "forward", [], [self.out], {},
+                    self._doc("", [("the value", self.out)]))
+
+    def grad(self, with_value: bool) -> Plan:
+        grads, names = self._cotangents(self.derivatives.gradient())
+        e = self.entry.name
+        if with_value:
+            doc = self._doc(f"The value of `{e}` and its gradient with respect to "
+                            f"{self._param_list()}, in one pass.",
+                            [(f"{naming.VALUE}: the value", self.out)]
+                            + self._grad_returns(grads))
+            return Plan(f"{e}_value_and_grad", "value_and_grad", [], [self.out, *grads],
+                        names, doc, group=(1, 1 + len(grads)))
+        doc = self._doc(f"The gradient of `{e}` with respect to {self._param_list()}.",
+                        self._grad_returns(grads))
+        return Plan(f"{e}_grad", "grad", [], grads, names, doc, group=(0, len(grads)))
+
+    def vjp(self) -> Plan:
+        g = self._extra_input(naming.COTANGENT_INPUT, "cotangent", self.out.shape)
+        grads, names = self._cotangents(self.derivatives.vjp(g))
+        e = self.entry.name
+        doc = self._doc(f"Vector-Jacobian product of `{e}`: the cotangents of "
+                        f"{self._param_list()} for the output cotangent `{g.attr('name')}`.",
+                        self._grad_returns(grads),
+                        extra=[(g, f"cotangent of the output, shape {fmt_shape(g.shape)}")])
+        return Plan(f"{e}_vjp", "vjp", [g], grads, names, doc, group=(0, len(grads)))
+
+    def jvp(self) -> Plan:
+        tangents = [self._extra_input(tangent_name(p.name), "tangent", p.shape)
+                    for p in self.params]
+        d = self.derivatives.jvp(tangents)
+        (t,) = d.outputs
+        names = self._derived(d.tangents, tangent_name)
+        source = self.entry.names.get(self.out)
+        names.setdefault(t, tangent_name(source or naming.VALUE))
+        doc = self._doc(f"Forward mode: the value of `{self.entry.name}` and its directional "
+                        "derivative along the tangents.",
+                        [(f"{naming.VALUE}: the value", self.out),
+                         (f"{names[t]}: its directional derivative", t)],
+                        extra=[(tn, f"tangent of {p.name}, shape {fmt_shape(p.shape)}")
+                               for tn, p in zip(tangents, self.params)])
+        return Plan(f"{self.entry.name}_jvp", "jvp", tangents, [self.out, t], names, doc)
+
+    def hvp(self) -> Plan:
+        vs = [self._extra_input(naming.direction_name(p.name), "tangent", p.shape)
+              for p in self.params]
+        d = self.derivatives.hvp(vs)
+        _, names = self._cotangents(self.derivatives.gradient())
+        for h, p in zip(d.outputs, self.params):
+            names.setdefault(h, naming.hvp_name(p.name))
+        for node, name in self._derived(d.tangents, tangent_name).items():
+            names.setdefault(node, name)
+        doc = self._doc(f"Hessian-vector product of `{self.entry.name}` with respect to "
+                        f"{self._param_list()}.",
+                        [(f"{naming.hvp_name(p.name)}: (H v) for {p.name}", h)
+                         for p, h in zip(self.params, d.outputs)],
+                        extra=[(v, f"direction for {p.name}, shape {fmt_shape(p.shape)}")
+                               for v, p in zip(vs, self.params)])
+        return Plan(f"{self.entry.name}_hvp", "hvp", vs, d.outputs, names, doc,
+                    group=(0, len(d.outputs)))
+
+    def hessian(self) -> Plan:
+        try:
+            blocks = self.derivatives.hessian()
+        except ShapeError as err:
+            raise CompileError(self.program.diagnostic(
+                self.entry.return_line, self.entry.return_col, f"--hessian: {err}")) from None
+        _, names = self._cotangents(self.derivatives.gradient())
+        single = len(self.params) == 1
+        out, labels = [], []
+        for pi, row in zip(self.params, blocks):
+            for pj, h in zip(self.params, row):
+                name = naming.hessian_name(pi.name, pj.name, single)
+                names.setdefault(h, name)
+                out.append(h)
+                labels.append((f"{name}: d2/d{pi.name} d{pj.name}", h))
+        doc = self._doc(f"The Hessian of `{self.entry.name}` with respect to "
+                        f"{self._param_list()}" + ("." if single else " (blocks, row-major)."),
+                        labels)
+        return Plan(f"{self.entry.name}_hessian", "hessian", [], out, names, doc,
+                    rows=None if single else len(self.params))
+
+    # ---------------------------------------------------------------- names
+
+    def _extra_input(self, base: str, role: str, shape) -> Node:
+        taken = {a.name for a in self.entry.args} | set(self.entry.names.values()) \
+            | set(self.entry.dims) | self.names.taken()
+        return make("input", name=Namer(taken).fresh(base), role=role, shape=tuple(shape))
+
+    def _cotangents(self, d: Derivative) -> tuple[list[Node], dict]:
+        """The cotangents of the Params, and readable names for them and the cotangents
+        of the source's named values (`dZ`)."""
+        names: dict = {}
+        for g, p in zip(d.outputs, self.params):
+            if g not in self.entry.names:
+                names.setdefault(g, cotangent_name(p.name))
+        for node, name in self._derived(d.cotangents, cotangent_name).items():
+            names.setdefault(node, name)
+        return list(d.outputs), names
+
+    def _derived(self, table, rename) -> dict:
+        return derived_names(topo_order([self.out]), self.entry.names, table, rename)
+
+    def _param_list(self) -> str:
+        return ", ".join(p.name for p in self.params)
+
+    def _grad_returns(self, grads):
+        return [(f"{cotangent_name(p.name)}: the gradient for {p.name}", g)
+                for p, g in zip(self.params, grads)]
+
+    # ---------------------------------------------------------------- code text
+
+    def _doc(self, summary: str, returns, extra=()) -> str:
+        e = self.entry
+        # Lines end only at newlines (as in the source); any other character, a form feed or
+        # U+2028 included, stays in its line and is escaped when the docstring is emitted.
+        text = (e.doc or "").strip()
+        user = [line.strip() for line in text.split("\n")] if text else []
+        lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
+                 ""]
+        rest = user[1:] if not summary else user
+        while rest and not rest[0]:   # the summary's blank line is there already
+            rest = rest[1:]
+        if any(rest):
+            lines += [*rest, ""]
+        lines.append("Args:")
+        for a in e.args:
+            lines.append(f"    {a.name}: {a.decl}")
+        for node, text in extra:
+            lines.append(f"    {node.attr('name')}: {text}")
+        lines.append("")
+        lines.append("Returns:")
+        for text, node in returns:
+            lines.append(f"    {text}, shape {fmt_shape(node.shape)}.")
+        return "\n".join(lines)
+
+    def spec_constant(self) -> str:
+        """`_F_ARGS = (("X", ('N', 'D')), ...)`: the declared shapes `_dims` checks."""
+        items = []
+        for a in self.entry.args:
+            dims = []
+            for d in a.shape:
+                if d.is_Integer:
+                    dims.append(str(int(d)))
+                elif d.is_Symbol:
+                    dims.append(f'"{d.name}"')   # an identifier: nothing to escape
+                else:
+                    dims.append("None")
+            inner = ", ".join(dims) + ("," if len(dims) == 1 else "")
+            items.append(f'("{a.name}", ({inner}))')
+        body = "".join(f"\n    {it}," for it in items)
+        return f"{self.spec_name} = ({body}\n)"
+
+    def assemble(self, plan: Plan, graph: ir.Graph, body: Body, printer: Printer) -> Function:
+        """The function of `plan` around its scheduled `body` (`graph` optimised)."""
+        arg_names = [a.name for a in self.entry.args] + [n.attr("name") for n in plan.extra]
+        returns = owned_results(list(graph.outputs), printer)
+        lines, phases = list(body.lines), list(body.phases)
+        if body.result is not None and returns == [body.result[0]]:
+            lines[-1] = "return " + body.result[1]   # `value = expr; return value`
+            phases[-1] = "return"
+        else:
+            lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
+            phases.append("return")
+        prologue, weak = self._prologue(printer, plan.extra, lines)
+        phases = ["check"] * len(prologue) + phases
+        return Function(plan.name, arg_names, plan.doc, prologue + lines, self.entry.name,
+                        plan.kind, phases, graph, weak)
+
+    def _prologue(self, printer: Printer, extra_inputs, lines: list[str],
+                  ) -> tuple[list[str], bool]:
+        """Argument checks, the dimension sizes the function uses (in `lines` or the
+        checks: the forward part a function leaves out may have used more), read off the
+        arguments,
+        and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
+        (weakly typed, SPEC 1; else `a.dtype` fails, and NumPy functions of `a` return
+        float64 scalars that would turn float32 arrays into float64). Whether `_weak` is
+        used."""
+        e = self.entry
+        checks, expects = [], []
+        expect = self.names["_expect"]
+        if self.checks:
+            args = ", ".join(a.name for a in e.args)
+            checks.append(f"{self.names['_dims']}({self.spec_name}, {args})")
+            for a in e.args:
+                if any(not (d.is_Integer or d.is_Symbol) for d in a.shape):
+                    expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
+            for node in extra_inputs:
+                expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
+                               f'{printer.shape(node.shape)})')
+        used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
+        sizes = [f"{d} = {arg}.shape[{axis}]" for d, (arg, axis) in e.dims.items() if d in used]
+        arrays = "".join(f", {a.name}" for a in e.args if a.node.ndim)
+        weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
+                for n in [a.name for a in e.args if not a.node.ndim]
+                + [x.attr("name") for x in extra_inputs if not x.ndim]]
+        return checks + sizes + expects + weak, bool(weak)
+
+
+def _names_in(names: set[str], lines: list[str]) -> set[str]:
+    """Those of `names` that the code of `lines` reads (comments left out)."""
+    if not names:
+        return names
+    code = "\n".join(line.split("#", 1)[0] for line in lines)
+    found = re.findall(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(names))) + r")(?!\w)",
+                       code)
+    return set(found)
+
+
+def _grouped(returns: list[str], group, rows) -> list[str]:
+    """The returned expressions with `group` as one tuple, or as `rows` nested tuples."""
+    if group is not None:
+        lo, hi = group
+        inner = returns[lo:hi]
+        grouped = inner[0] if len(inner) == 1 else "(" + ", ".join(inner) + ")"
+        returns = returns[:lo] + [grouped] + returns[hi:]
+    if rows is not None:   # a k x k nested tuple of blocks
+        returns = ["(" + ", ".join(returns[r * rows:(r + 1) * rows]) + ")"
+                   for r in range(rows)]
+    return returns
+
+
+def owned_results(outputs: list[Node], printer: Printer) -> list[str]:
+    """The code of each result, copied where the array returned would otherwise be an
+    argument or a view of one, a read-only view, or share memory with an earlier result
+    (SPEC 2: results alias nothing). Views are followed back to their base through the
+    ops that declare them (`OpDef.view`)."""
+    bases: set[int] = set()
+    out = []
+    for o in outputs:
+        text, prec = printer.code_of(o)
+        base, readonly = o, False
+        while (view := REGISTRY[base.op].view_of(base)) is not None:
+            readonly = readonly or view == "readonly"
+            base = base.args[0]
+        if base.is_const:   # a Python number: immutable
+            copy = readonly
+        else:
+            copy = readonly or REGISTRY[base.op].has("argument") or id(base) in bases
+            bases.add(id(base))
+        if copy:
+            text = printer.copy(text, prec, scalar=o.ndim == 0)
+        out.append(text)
+    return out

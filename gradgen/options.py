@@ -1,0 +1,65 @@
+"""What a compilation emits: the options the CLI flags, the API's keywords and `gradgen
+check` give (one `Options` value for every way into the pipeline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALL_MODES = ("grad", "vjp", "jvp", "hvp")
+DEFAULT_MODES = ("grad", "vjp", "jvp", "hvp")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to emit; mirrors the CLI flags."""
+
+    modes: tuple[str, ...] | None = None   # None: every function that applies
+    hessian: bool = False
+    wrt: tuple[str, ...] | None = None
+    checks: bool = True
+    hints: tuple[tuple[str, int], ...] = ()   # dimension sizes for matrix-chain ordering
+
+    def describe(self) -> str:
+        modes = ",".join(self.modes) if self.modes is not None else "default"
+        parts = [f"modes={modes}"]
+        if self.wrt:
+            parts.append(f"wrt={','.join(self.wrt)}")
+        if self.hessian:
+            parts.append("hessian")
+        parts.append("checks" if self.checks else "no-checks")
+        if self.hints:
+            parts.append("hint=" + ",".join(f"{k}={v}" for k, v in self.hints))
+        return " ".join(parts)
+
+    def flags(self) -> str:
+        """The `gradgen compile` flags that give these options (empty for the defaults)."""
+        parts = []
+        if self.modes is not None:
+            parts.append(f"--modes {','.join(self.modes)}")
+        if self.wrt:
+            parts.append(f"--wrt {','.join(self.wrt)}")
+        if self.hessian:
+            parts.append("--hessian")
+        if not self.checks:
+            parts.append("--no-checks")
+        parts += [f"--hint {k}={v}" for k, v in self.hints]
+        return "".join(" " + p for p in parts)
+
+
+def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None) -> Options:
+    """Validated options (raises ValueError for an unknown mode or a bad hint)."""
+    return _options(modes, hessian, wrt, checks, hints)
+
+
+def _options(modes, hessian, wrt, checks, hints=None) -> Options:
+    if modes is not None:
+        modes = tuple(m.strip() for m in modes if m.strip())
+        bad = [m for m in modes if m not in ALL_MODES]
+        if bad:
+            raise ValueError(f"unknown mode {bad[0]!r}; choose from {', '.join(ALL_MODES)}")
+    hints = dict(hints or {})
+    for k, v in hints.items():
+        if not str(k).isidentifier() or isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"a hint is a dimension name and a positive size, got {k}={v!r}")
+    return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks),
+                   tuple(sorted(hints.items())))

@@ -1,0 +1,112 @@
+"""One pipeline (issue 9, item 2): `gradgen compile`, `compile_source`, `gradgen.load` and
+`gradgen check` emit the same module for the same source and options; and the functions
+of an entry point share one forward schedule (item 4)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gradgen import api, checking, cli, compiler
+from gradgen.codegen import emit
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+MLP = EXAMPLES / "mlp" / "mlp.grad"
+NEWTON = EXAMPLES / "newton" / "newton.grad"
+
+
+def _capture(monkeypatch, module) -> list[str]:
+    """Every module text `module.render_module` renders."""
+    seen: list[str] = []
+    real = module.render_module
+
+    def render(m):
+        text = real(m)
+        seen.append(text)
+        return text
+
+    monkeypatch.setattr(module, "render_module", render)
+    return seen
+
+
+# A matrix chain: `gradgen check` used to build it with eager rules and without the
+# passes of `optimize_entry`, and emitted another module than `gradgen compile`.
+CHAIN = "def f(A: Data[N, K], B: Data[K, M], x: Param[M]):\n    return sum(A @ B @ x)\n"
+
+
+@pytest.mark.parametrize("source", ["mlp", "chain"])
+def test_check_compiles_what_compile_emits(monkeypatch, tmp_path, source):
+    path = MLP if source == "mlp" else tmp_path / "chain.grad"
+    if source == "chain":
+        path.write_text(CHAIN)
+    seen = _capture(monkeypatch, checking)
+    assert cli.main(["check", str(path), "--dim", "N=3"]) == 0
+    assert seen, "gradgen check rendered no module"
+    assert seen[0] == compiler.compile_source(path.read_text(), str(path), hessian=True)
+
+
+def test_cli_api_and_load_emit_the_same_module(monkeypatch, tmp_path):
+    text = NEWTON.read_text()
+    api_text = api.compile_source(text, str(NEWTON), hessian=True)
+    seen = _capture(monkeypatch, emit)
+    out = tmp_path / "newton_grad.py"
+    assert cli.main(["compile", str(NEWTON), "--hessian", "-o", str(out)]) == 0
+    assert out.read_text() == api_text
+    monkeypatch.setenv("GRADGEN_CACHE", str(tmp_path / "cache"))
+    seen.clear()
+    monkeypatch.setattr(api, "compile_source", lambda *a, **k: (
+        seen.append(compiler.compile_source(*a, **k)) or seen[-1]))
+    api.load(NEWTON, hessian=True)
+    assert seen == [api_text]
+
+
+def _functions(source: str) -> dict[str, list[str]]:
+    """The body lines of each function of a module (docstrings left out)."""
+    out: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=def )", source):
+        if block.startswith("def "):
+            name = block[4:block.index("(")]
+            body = block.split('"""')[-1].splitlines()
+            out[name] = [line.strip() for line in body if line.strip()]
+    return out
+
+
+def test_forward_statements_read_the_same_in_every_function():
+    """Each forward statement of `cost` (before the first derivative statement) is spelled
+    the same in every function of the MLP that computes it."""
+    fns = _functions(compiler.compile_source(MLP.read_text(), "mlp.grad", hessian=True))
+    forward = {}
+    for name, lines in fns.items():
+        if not name.startswith("cost"):
+            continue
+        for line in lines:
+            if line.startswith(("#", "return", "del ", "_", "N =", "D =", "C =", "M =")):
+                if line.startswith("#"):
+                    break
+                continue
+            m = re.match(r"(\w+) = (.*)", line)
+            if m and not m.group(1).startswith(("d", "t", "Hv", "H")):
+                forward.setdefault(m.group(1), set()).add(m.group(2))
+    assert {"Q", "Z", "U", "U_max", "U_exp", "U_sum"} <= set(forward)
+    assert all(len(v) == 1 for v in forward.values()), forward
+
+
+def test_hvp_headers_say_grad_or_tangent_and_forward_comes_first():
+    """In f_hvp no forward statement sits under a derivative header, and the tangent
+    statements are headed `# tangent of`, the cotangent ones `# grad of` (issue 9, item 9)."""
+    lines = _functions(compiler.compile_source(MLP.read_text(), "mlp.grad"))["cost_hvp"]
+    first = next(i for i, line in enumerate(lines) if line.startswith("#"))
+    forward = [line.split(" = ")[0] for line in lines[:first] if " = " in line]
+    assert {"Q", "Z", "U", "U_max", "U_exp", "U_sum"} <= set(forward)
+    assert not any(line.startswith(("Q =", "Z =", "U =")) for line in lines[first:])
+    for header, stmt in zip(lines, lines[1:]):
+        if header.startswith("#") and " = " in stmt:
+            name = stmt.split(" = ")[0]
+            if name.startswith(("t", "Hv")):
+                assert header.startswith("# tangent of"), (header, stmt)
+            if name.startswith("d"):
+                assert header.startswith("# grad of"), (header, stmt)
+    assert "# tangent of line 8: Q = X @ V" in lines
+    assert lines[lines.index("# tangent of line 8: Q = X @ V") + 1] == "tQ = X @ vV  # (N, M)"
