@@ -49,14 +49,18 @@ class Origin:
 class Node:
     """One operation applied to argument nodes. Immutable; compared by identity."""
 
-    __slots__ = ("args", "attrs", "dtype", "is_const", "op", "origin", "phase", "serial",
-                 "shape")
+    __slots__ = ("args", "attrs", "dtype", "is_const", "is_input", "op", "origin", "phase",
+                 "serial", "shape")
 
     def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
-                 origin: Origin | None, phase: str, serial: int, is_const: bool = False):
+                 origin: Origin | None, phase: str, serial: int, is_const: bool = False,
+                 is_input: bool = False):
+        # is_const: the scalar constant leaf (trait "constant"); is_input: an input of the
+        # graph (trait "argument"): the two leaves every layer asks about, read off the table
         for name, value in (("op", op), ("args", args), ("attrs", attrs), ("shape", shape),
                             ("dtype", dtype), ("origin", origin), ("phase", phase),
-                            ("serial", serial), ("is_const", is_const)):
+                            ("serial", serial), ("is_const", is_const),
+                            ("is_input", is_input)):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
@@ -253,7 +257,7 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
         shape, dtype = opdef.infer(args, attrs)
         b.serial += 1
         node = Node(op, tuple(args), items, tuple(shape), dtype, b.origin, b.phase, b.serial,
-                    opdef.has("constant"))
+                    opdef.has("constant"), opdef.has("argument"))
         b.table[key] = node
     return node
 

@@ -79,12 +79,12 @@ def derived_names(order, source: Mapping, table: Mapping, rename) -> dict:
     Param's derivative, a constant, an input and a node the source named keep no name."""
     names: dict = {}
     for node in reversed(order):
-        if node.op == "input":   # a Param's derivative is named when it is finished
+        if node.is_input:   # a Param's derivative is named when it is finished
             continue
         d = table.get(id(node))
         src = source.get(node)
         if d is not None and src is not None and not d.is_const \
-                and d.op != "input" and d not in source:
+                and not d.is_input and d not in source:
             names.setdefault(d, rename(src))
     return names
 
@@ -300,12 +300,12 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
         if not a.args:
             break
         for x in a.args:
-            if x.op != "const":
+            if not x.is_const:
                 a = x
                 break
         else:
             a = a.args[0]
-        if a.op == "input" or a in names:
+        if a.is_input or a in names:
             return f"{names.get(a) or a.attr('name')}_{base}"
     label = _nearest_label(n, names)
     return f"{label}_{base}" if label else base
@@ -316,7 +316,7 @@ def _label(node, names: Mapping) -> str | None:
     name = names.get(node)
     if name:
         return name
-    return node.attr("name") if node.op == "input" else None
+    return node.attr("name") if node.is_input else None
 
 
 def _nearest_label(n, names: Mapping) -> str | None:

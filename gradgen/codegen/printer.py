@@ -155,7 +155,7 @@ class Printer:
         if opdef.prelude:
             self.preludes[node.op] = opdef.prelude
         if node.args and "elementwise" in opdef.traits and all(
-                a.op == "const" or id(a) in self.scalars for a in node.args):
+                a.is_const or id(a) in self.scalars for a in node.args):
             # A function of numbers and dimension sizes that folding left alone (log(N),
             # arithmetic too large to fold): a Python number. Arithmetic on such numbers
             # goes through the library's function, in float64: in Python, 1 / 0 and
@@ -210,7 +210,7 @@ class NumpyPrinter(Printer):
         """The array method `x.sum(axis=1)`, which skips NumPy's function dispatch (a few
         microseconds a call), or `np.sum(x, ...)` when `x` is an argument of the generated
         function (which may be a list or a Python number)."""
-        if node.args[0].op == "input":
+        if node.args[0].is_input:
             return self.call(name, [self.arg(node, 0, 0)], kwargs)
         return self.method(self.arg(node, 0, PREC_CALL), name, kwargs)
 

@@ -286,6 +286,9 @@ class _Ops:
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+        # the in-place function of division (the op of the operator `/`): a product by
+        # 1/q is computed as a division by q, as the printer spells it
+        self.divide = next(d.ufunc for d in REGISTRY.values() if d.operator == "/")
         # views that are no identity (those are aliases): transposes, axes added or taken
         # away, basic indexing
         self.cheap_view = {op for op, d in REGISTRY.items()
@@ -451,11 +454,11 @@ class _State:
         and the result must not depend on which way the scheduler took (which depends on
         line lengths, so on the names)."""
         p = self.p   # p.arg(n, i, 0): no precedence is below 0, never parenthesised
-        if self.ufunc[n.op] == "multiply" and n.args[0].op == "const":
+        if REGISTRY[n.op].has("product") and n.args[0].is_const:
             num, den = n.args[0].value.as_numer_denom()
             if den != 1 and num in (1, -1):
                 text, _ = p.scalar(den * num)
-                return p.into("divide", [p.arg(n, 1, 0), text], out)
+                return p.into(self.ops.divide, [p.arg(n, 1, 0), text], out)
         return p.into(self.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
 
     def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
@@ -468,7 +471,7 @@ class _State:
             name = code[id(a)][0]
             owner = buffers.get(name)
             if owner is None or owner.shape != shape or remaining[name] > 0 or \
-                    id(a) in inlined or a.op == "const":
+                    id(a) in inlined or a.is_const:
                 continue
             views = self.views_of.get(name)
             if views and any(remaining[w] > 0 for w in views):
@@ -485,16 +488,16 @@ class _State:
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` (of two arguments) computed in place, where its argument `i` is already in
         `target`."""
-        uf = self.ufunc[s.op]
+        uf, opdef = self.ufunc[s.op], REGISTRY[s.op]
         other = s.args[1 - i]
-        if uf == "multiply" and other.op == "const":   # as the printer spells it: x / q
+        if opdef.has("product") and other.is_const:   # as the printer spells it: x / q
             num, den = other.value.as_numer_denom()
             if num in (1, -1) and den != 1:
                 text, _ = self.p.scalar(den * num)
-                return self.p.augmented(target, "divide", text) or \
-                    self.p.into("divide", [target, text], target)
+                return self.p.augmented(target, self.ops.divide, text) or \
+                    self.p.into(self.ops.divide, [target, text], target)
         other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
-        if i == 0 or uf == "add" or uf == "multiply":   # commutes, or target on the left
+        if i == 0 or opdef.has("commutative"):   # commutes, or target on the left
             line = self.p.augmented(target, uf, other_code)
             if line is not None:
                 return line

@@ -21,7 +21,7 @@ def dtype_sources(node: Node) -> tuple[Node, ...]:
 
 
 def _sources_rule(n: Node, args: list) -> tuple:
-    if n.op == "input":
+    if n.is_input:
         return (n,)
     if len(args) == 1:
         return args[0]
@@ -37,7 +37,7 @@ def input_names(node: Node) -> frozenset[str]:
 
 
 def _names_rule(n: Node, args: list) -> frozenset:
-    if n.op == "input":
+    if n.is_input:
         return frozenset((n.attr("name"),))
     out: frozenset = frozenset()
     for names in args:
@@ -52,7 +52,7 @@ def weak(node: Node) -> bool:
 
 
 def _weak_rule(n: Node, args: list) -> bool:
-    if n.op == "input":
+    if n.is_input:
         return False
     if n.is_const or n.dtype == "bool":
         return True

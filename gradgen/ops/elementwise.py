@@ -553,7 +553,7 @@ def pow_one(a, b):
 
 defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), operator="+",
       ufunc="add",
-      traits=EW | {"linear"}, domain=(REAL, REAL),
+      traits=EW | {"linear", "commutative"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, g),
       jvp=lambda ts, n: _total(*ts))
 
@@ -579,7 +579,7 @@ def _emit_mul(p, node):
 
 defop("mul", 2, shape=_bshape, emit=_emit_mul, operator="*",
       ufunc="multiply", hint=scaled_hint,
-      traits=EW | {"product"}, domain=(REAL, REAL),
+      traits=EW | {"product", "commutative"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
 

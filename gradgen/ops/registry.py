@@ -59,7 +59,8 @@ class OpDef:
     rules: list = field(default_factory=list, compare=False)
     # "elementwise", "linear", "nondiff", "leaf", "shape", ...; those the IR and the passes
     # read: "constant" (the scalar constant leaf, `ir.const`), "argument" (an input of the
-    # graph), "product" (elementwise multiplication: associative and commutative, scalar
+    # graph), "commutative" (f(a, b) == f(b, a): the scheduler may update either argument's
+    # buffer in place), "product" (elementwise multiplication: associative and commutative, scalar
     # constant factors first; passes/scalars.py), "matrix_product" (`@`, associative:
     # passes/matchain.py).
     traits: frozenset = frozenset()
