@@ -117,7 +117,7 @@ def cost(X, Y, V, W):
     _dims(_COST_ARGS, X, Y, V, W)
     N = X.shape[0]
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q, out=Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
     del Q
     U = Z @ W  # (N, C)
     del Z
@@ -147,7 +147,7 @@ def cost_grad(X, Y, V, W):
     _dims(_COST_ARGS, X, Y, V, W)
     N = X.shape[0]
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q, out=Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
     del Q
     U = Z @ W  # (N, C)
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
@@ -163,7 +163,7 @@ def cost_grad(X, Y, V, W):
     dZ = dU @ W.T  # (N, M)
     del dU
     # grad of line 9: Z = logistic(Q)
-    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
+    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M); reuses dZ's buffer
     Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
     del Z, Z_diff, dZ
@@ -191,7 +191,7 @@ def cost_value_and_grad(X, Y, V, W):
     _dims(_COST_ARGS, X, Y, V, W)
     N = X.shape[0]
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q, out=Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
     del Q
     U = Z @ W  # (N, C)
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
@@ -208,7 +208,7 @@ def cost_value_and_grad(X, Y, V, W):
     dZ = dU @ W.T  # (N, M)
     del dU
     # grad of line 9: Z = logistic(Q)
-    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
+    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M); reuses dZ's buffer
     Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
     del Z, Z_diff, dZ
@@ -238,7 +238,7 @@ def cost_vjp(X, Y, V, W, g):
     _expect("g", g, ())
     g = _weak(g, X, Y, V, W)
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q, out=Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
     del Q
     U = Z @ W  # (N, C)
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
@@ -254,7 +254,7 @@ def cost_vjp(X, Y, V, W, g):
     dZ = dU @ W.T  # (N, M)
     del dU
     # grad of line 9: Z = logistic(Q)
-    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M)
+    dQ = np.multiply(dZ, Z, out=dZ)  # (N, M); reuses dZ's buffer
     Z_diff = np.subtract(1, Z, out=Z)  # reuses Z's buffer
     dQ *= Z_diff
     del Z, Z_diff, dZ
@@ -288,7 +288,7 @@ def cost_jvp(X, Y, V, W, tV, tW):
     _expect("tV", tV, (D, M))
     _expect("tW", tW, (M, C))
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q, out=Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
     del Q
     U = Z @ W  # (N, C)
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
@@ -336,7 +336,7 @@ def cost_hvp(X, Y, V, W, vV, vW):
     _expect("vV", vV, (D, M))
     _expect("vW", vW, (M, C))
     Q = X @ V  # (N, M)
-    Z = _sigmoid(Q, out=Q)  # (N, M)
+    Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
     del Q
     U = Z @ W  # (N, C)
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
@@ -361,7 +361,7 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # tangent of line 10: U = Z @ W
     tU = tZ @ W + Z @ vW  # (N, C)
     # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C)
+    tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C); reuses tU's buffer
     del U_exp, tU
     tU_mul2 = tU_mul / U_sum2  # (N, C)
     tU_mul2 -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum2

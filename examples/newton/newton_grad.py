@@ -263,7 +263,7 @@ def loss_hvp(X, y, w, lam, vw):
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,)
+    y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
     del y_neg
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
@@ -293,7 +293,7 @@ def loss_hessian(X, y, w, lam):
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,)
+    y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
     del y_neg
     X_matmul = ((1 - y_sigmoid) * y * (y * y_sigmoid) / N * X.T) @ X  # (D, D)
     del y_sigmoid

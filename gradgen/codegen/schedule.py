@@ -414,8 +414,9 @@ class _State:
         if buf is None and weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
-        if buf:
-            lines = [f"{target} = {self._call_into(bottom, buf)}{_shape_comment(n)}"]
+        if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
+            lines = [f"{target} = {self._call_into(bottom, buf)}{_shape_comment(n)}"
+                     + ("" if buf == target else f"; reuses {buf}'s buffer")]
         else:
             lines = [f"{target} = {code[id(bottom)][0]}{_shape_comment(n)}"]
         child = bottom
