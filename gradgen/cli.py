@@ -190,7 +190,9 @@ def _read(path: str) -> str:
 def _options(args):
     from .compiler import make_options
 
-    split = (lambda s: [x for x in s.split(",") if x.strip()] if s else None)
+    def split(s):
+        return [x for x in s.split(",") if x.strip()] if s else None
+
     try:
         hints = {}
         for item in args.hint:

@@ -244,7 +244,8 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
             return f"{r.float}({power})", PREC_ATOM
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
             return f"{_paren(_print(base, r), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
-        return f"{_paren(_print(base, r), PREC_POW + 1)} ** {_paren(_print(exp, r), PREC_NEG)}", PREC_POW
+        base_code = _paren(_print(base, r), PREC_POW + 1)
+        return f"{base_code} ** {_paren(_print(exp, r), PREC_NEG)}", PREC_POW
     if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
         return f"{r.float}({r.np}.exp({r.np}.float64({_print(e.args[0], r)[0]})))", PREC_ATOM
     name = _FUNCTIONS.get(type(e))
@@ -274,7 +275,8 @@ def _divide(num: sympy.Expr, den: sympy.Expr, r: _Refs) -> tuple[str, int]:
     """`num / den`; in float64 unless `den` is known to be positive (a size), since Python
     raises ZeroDivisionError where NumPy gives inf or nan (`1 / (N - M)` with N == M)."""
     if den.is_positive:
-        return f"{_paren(_print(num, r), PREC_MUL)} / {_paren(_print(den, r), PREC_MUL + 1)}", PREC_MUL
+        num_code = _paren(_print(num, r), PREC_MUL)
+        return f"{num_code} / {_paren(_print(den, r), PREC_MUL + 1)}", PREC_MUL
     return f"{r.float}({r.np}.divide({_print(num, r)[0]}, {_print(den, r)[0]}))", PREC_ATOM
 
 

@@ -299,7 +299,8 @@ def _logdet_rule(ts, n):
 
 
 # logdet(A) = log |det A| (np.linalg.slogdet(A)[1]); d logdet(A) = trace(inv(A) dA).
-defop("logdet", 1, shape=lambda args: _square(args[0], "logdet")[:-2], emit={"numpy": _emit_logdet, "array_api": _emit_logdet_array_api},
+defop("logdet", 1, shape=lambda args: _square(args[0], "logdet")[:-2],
+      emit={"numpy": _emit_logdet, "array_api": _emit_logdet_array_api},
       traits=RED, domain=(INVERTIBLE,), vjp=lambda g, n: (_mat(g) * _inv_t(n),),
       jvp=_logdet_rule, vmap=_logdet_rule)
 
