@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sympy
@@ -34,6 +34,7 @@ __all__ = [
     "make_as_is",
     "pretty",
     "topo_order",
+    "unvisited",
     "verify",
 ]
 
@@ -315,22 +316,30 @@ def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
     memoised per compilation under `name` (iterative, so deep graphs are fine)."""
     memo = builder().memo.setdefault(name, {})
-    if id(node) in memo:
-        return memo[id(node)]
-    # Post-order DFS over the nodes not memoised yet, computing each once its arguments are.
-    seen = {id(node)}
-    stack = [(node, iter(node.args))]
+    for n in unvisited(node, memo):   # each computed once its arguments are
+        memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
+    return memo[id(node)]
+
+
+def unvisited(root: Node, done: Container[int]) -> list[Node]:
+    """The nodes `root` needs whose ids are not in `done`, arguments first (an iterative
+    post-order walk that stops at nodes in `done`, so deep graphs are fine)."""
+    if id(root) in done:
+        return []
+    order: list[Node] = []
+    seen = {id(root)}
+    stack = [(root, iter(root.args))]
     while stack:
         n, it = stack[-1]
         for a in it:
-            if id(a) not in memo and id(a) not in seen:
+            if id(a) not in done and id(a) not in seen:
                 seen.add(id(a))
                 stack.append((a, iter(a.args)))
                 break
         else:
             stack.pop()
-            memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
-    return memo[id(node)]
+            order.append(n)
+    return order
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ..errors import InternalError
-from ..ir import Graph, Node, builder, make_as_is
+from ..ir import Graph, Node, builder, make_as_is, unvisited
 from ..ops.registry import TAGS, Rule
 
 # The tags applied as nodes are built: every graph of a compilation is in this form.
@@ -174,7 +174,7 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
     if len(chain) > MAX_DEPTH:
         raise _cycle_error(list(reversed(chain)))
     b = builder()
-    for n in _unvisited(root, done):
+    for n in unvisited(root, done):
         if id(n) in done:   # reached by a nested call meanwhile
             continue
         args = tuple(done[id(a)] for a in n.args)
@@ -189,23 +189,3 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
                 out = _fixed_point(engine, out, done, chain + (engine.fired.name,))
         done[id(n)] = done[id(m)] = m if out is None else out
     return done[id(root)]
-
-
-def _unvisited(root: Node, done: dict) -> list[Node]:
-    """The nodes `root` needs that are not in `done`, arguments first (iterative)."""
-    if id(root) in done:
-        return []
-    order: list[Node] = []
-    seen = {id(root)}
-    stack = [(root, iter(root.args))]
-    while stack:
-        n, it = stack[-1]
-        for a in it:
-            if id(a) not in done and id(a) not in seen:
-                seen.add(id(a))
-                stack.append((a, iter(a.args)))
-                break
-        else:
-            stack.pop()
-            order.append(n)
-    return order
