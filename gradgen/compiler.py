@@ -50,9 +50,8 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
                    hessian: bool = False, wrt: Iterable[str] | None = None,
                    checks: bool = True, hints: dict[str, int] | None = None) -> str:
     """Compile a source text to the source of a standalone NumPy module."""
-    with _gc_paused():
-        return render_module(compile_module(text, filename,
-                                            _options(modes, hessian, wrt, checks, hints)))
+    return render_module(compile_module(text, filename,
+                                        _options(modes, hessian, wrt, checks, hints)))
 
 
 def compile_module(text: str, filename: str, options: Options) -> Module:

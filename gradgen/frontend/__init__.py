@@ -40,22 +40,14 @@ __all__ = ["MAX_OPERATIONS", "MAX_SOURCE_BYTES", "Argument", "EntryPoint", "Prog
 
 
 def parse_program(text: str, filename: str = "<string>") -> Program:
-    """Parse and lower a source text. Must be called inside `ir.building()`."""
+    """Parse and lower a source text. Must be called inside `ir.building()` (the pipeline,
+    `compiler.compile_module`, also pauses the cyclic garbage collector around it)."""
     text = text.removeprefix("\ufeff")
     src = SourceFile(filename, source_lines(text))
-    # The syntax tree of a large source is millions of objects, none of them garbage:
-    # letting the cyclic collector walk them again and again would cost more than the rest
-    # of the work (half the time of parsing, most of the time of lowering).
-    collecting = gc.isenabled()
-    gc.disable()
+    tree = parse(text, src)
     try:
-        tree = parse(text, src)
-        try:
-            # MAX_OPERATIONS is read here, from this module, so that it can be lowered
-            # for a test (monkeypatch.setattr(frontend, "MAX_OPERATIONS", ...)).
-            return Lowering(src, MAX_OPERATIONS).program(tree, text)
-        except Located as e:
-            raise src.located(e) from None
-    finally:
-        if collecting:
-            gc.enable()
+        # MAX_OPERATIONS is read here, from this module, so that it can be lowered for a
+        # test (monkeypatch.setattr(frontend, "MAX_OPERATIONS", ...)).
+        return Lowering(src, MAX_OPERATIONS).program(tree, text)
+    except Located as e:
+        raise src.located(e) from None
