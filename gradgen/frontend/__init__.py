@@ -15,8 +15,6 @@ uses an explicit stack, so deeply nested sources cannot exhaust Python's recursi
 
 from __future__ import annotations
 
-import gc
-
 from .locations import Located, SourceFile, source_lines
 from .lower import Argument, EntryPoint, Lowering, Program
 from .parse import (  # noqa: F401  (the limits, for the tests and io.read_source)
