@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
-DEFAULT_MODES = ("grad", "vjp", "jvp", "hvp")
+# Every mode is emitted by default (where it applies); --modes picks a subset.
+DEFAULT_MODES = ALL_MODES
 
 
 @dataclass(frozen=True)
