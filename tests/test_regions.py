@@ -7,8 +7,13 @@ carried `h` and the outside values `W` and `x`.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from gradgen.codegen.function import owned_results
+from gradgen.codegen.naming import Namer
+from gradgen.codegen.printer import NumpyPrinter
+from gradgen.codegen.schedule import schedule
 from gradgen.dims import dim_symbol
 from gradgen.errors import InternalError
 from gradgen.ir import Graph, Region, make, pretty, topo_order, verify
@@ -94,3 +99,73 @@ def test_verify_checks_the_body():
     short = make("scan", h0, w, body=_body(), length=T)
     with pytest.raises(InternalError, match="body inputs for 2 arguments"):
         verify(Graph((h0, w), (short,)))
+
+
+# ---------------------------------------------------------------- emitted code of loops
+# The scheduler and the printer turn a graph holding a scan into a Python `for` loop; the
+# code runs and is compared with a NumPy loop written here.
+
+SIZES = {"N": 3, "D": 4, "T": 5, "S": 3}
+S = dim_symbol("S")
+
+
+def _emit(graph: Graph, names: dict | None = None) -> tuple[str, object]:
+    """The source of `def f(<graph inputs>)` computing the graph's outputs (dimension sizes
+    as globals), as the compiler schedules and prints a function, and the function."""
+    verify(graph)
+    args = [x.attr("name") for x in graph.inputs]
+    printer = NumpyPrinter()
+    body = schedule(list(graph.outputs), dict(names or {}), Namer(set(args) | set(SIZES)),
+                    printer, keep=frozenset(args))
+    lines = body.lines + ["return " + ", ".join(owned_results(list(graph.outputs), printer))]
+    source = f"def f({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
+    env = {"np": np, **SIZES}
+    for prelude in printer.preludes.values():
+        exec(prelude, env)
+    exec(compile(source, "<loop>", "exec"), env)
+    return source, env["f"]
+
+
+def _run(f, *args, sizes=None):
+    """f(*args) with dimension sizes `sizes`; checks that no argument was modified and that
+    no result shares memory with an argument."""
+    saved = [a.copy() for a in args]
+    f.__globals__.update(sizes or {})
+    try:
+        out = f(*args)
+    finally:
+        f.__globals__.update(SIZES)
+    for a, before in zip(args, saved):
+        assert np.array_equal(a, before), "an argument was modified"
+    for r in out if isinstance(out, tuple) else (out,):
+        assert not any(np.shares_memory(r, a) for a in args), "a result aliases an argument"
+    return out
+
+
+def _rnn(h0_name="h0"):
+    h0, w, x = _inp(h0_name, (N, D)), _inp("W0", (D, D), "data"), _inp("X", (N, D), "data")
+    scan = make("scan", h0, w, x, body=_body(), length=T)
+    return Graph((h0, w, x), (make("part", scan, index=0),))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_a_loop_prints_as_a_python_for_loop(rng):
+    source, f = _emit(_rnn())
+    assert source == "\n".join([
+        "def f(h0, W0, X):",
+        "    h = h0.copy()",
+        "    for t in range(T):",
+        "        h = np.tanh(h @ W0 + X)",
+        "    return h",
+        ""])
+    h0, w, x = rng.normal(size=(3, 4)), 0.5 * rng.normal(size=(4, 4)), rng.normal(size=(3, 4))
+    expected = h0
+    for _ in range(SIZES["T"]):
+        expected = np.tanh(expected @ w + x)
+    np.testing.assert_allclose(_run(f, h0, w, x), expected, rtol=1e-14)
+    # no step: the initial value, as a copy (the caller's array is never returned)
+    np.testing.assert_array_equal(_run(f, h0, w, x, sizes={"T": 0}), h0)
