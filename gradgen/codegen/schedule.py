@@ -288,10 +288,13 @@ class _Scheduler:
         carried = tuple(st.namer.fresh(st.names.get(x) or x.attr("name") or "carry")
                         for x in region.carried)
         init = _initial_values(st, node.args, carried)
-        inner = type(p)(p.names)
-        sched = _Scheduler(inner, st.namer, st.names, frozenset(carried), self.label)
         outside = [_outside_value(st, a, init) for a in node.args[len(carried):]]
         bound = [(index, PREC_ATOM)] + [(c, PREC_ATOM) for c in carried] + outside
+        names = dict(st.names)   # temporaries named after the variables the inputs are
+        names.update((x, code) for x, (code, prec) in zip(region.inputs, bound)
+                     if code.isidentifier())
+        inner = type(p)(p.names)
+        sched = _Scheduler(inner, st.namer, names, frozenset(carried), self.label)
         for x, code in zip(region.inputs, bound):
             inner.code[id(x)] = code
             sched.refs[id(x)] = ()   # like a function's arguments: never released
@@ -709,8 +712,8 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
         if not o.is_const and id(o) not in st.p.scalars and st.ops.is_view(o) \
                 and not (text in carried and once) or not once and text in texts[:i]:
             text = st.p.copy(text, prec, scalar=not o.shape)
-        elif once and _assign_directly(stmts, sched.refs[id(o)], name,
-                                       texts[:i] + texts[i + 1:], o):
+        elif once and sched.refs[id(o)] == (text,) and _assign_directly(
+                stmts, text, name, texts[:i] + texts[i + 1:], o):
             continue
         updates.append((name, text))
         reads += sched.refs[id(o)]
@@ -724,18 +727,18 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
     return stmts
 
 
-def _assign_directly(stmts: list[Statement], refs: tuple, name: str, others: list[str],
+def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[str],
                      o: Node) -> bool:
-    """Make the one-line statement computing the variable `refs` assign the carried
-    variable `name` instead, if nothing after it reads that variable or the carried
-    variable's value before it (`others`: the other updates' code)."""
-    if len(refs) != 1 or any(_mentions(t, name) for t in others):
+    """Make the one-line statement computing the variable `var` (the next value `o`)
+    assign the carried variable `name` instead, if nothing after it reads `var` or the
+    carried variable's value before it (`others`: the other updates' code)."""
+    if any(_mentions(t, name) or _mentions(t, var) for t in others):
         return False
     for k in range(len(stmts) - 1, -1, -1):
         st = stmts[k]
-        if st.target == refs[0]:
+        if st.target == var:
             break
-        if refs[0] in st.reads or any(_mentions(line, name) for line in st.lines):
+        if var in st.reads or any(_mentions(line, name) for line in st.lines):
             return False
     else:
         return False
