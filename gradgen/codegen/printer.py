@@ -181,7 +181,8 @@ class Printer:
 
     def loop(self, index: str, stop: str, body: Sequence[str]) -> list[str]:
         """A loop running `body` (lines) for `index` = 0, 1, ..., stop - 1."""
-        return [f"for {index} in range({stop}):", *(INDENT + line if line else line for line in body or ["pass"])]
+        lines = [INDENT + line if line else line for line in body or ["pass"]]
+        return [f"for {index} in range({stop}):", *lines]
 
     # -- used by the scheduler
     def emit(self, node: Node) -> tuple[str, int]:

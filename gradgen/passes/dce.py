@@ -14,16 +14,17 @@ from ..ir import Graph, builder, topo_order
 def dce(graph: Graph) -> Graph:
     """The graph without names of nodes the outputs do not need (arguments keep theirs)."""
     live = {id(n) for n in graph.order} | {id(n) for n in graph.inputs}
-    holders = {name for name, d in builder().ops.items() if d.has("region")}
-    pending = [graph.order]
+    memo = builder().memo
+    holders = memo.get("region_ops")
+    if holders is None:
+        holders = memo["region_ops"] = {op for op, d in builder().ops.items() if d.has("region")}
+    pending = [n for n in graph.order if n.op in holders]
     while pending:   # the bodies of the loops, and of the loops in them
-        for n in pending.pop():
-            if n.op in holders:
-                for region in n.regions:
-                    order = topo_order(region.outputs)
-                    live.update(map(id, order))
-                    live.update(map(id, region.inputs))
-                    pending.append(order)
+        for region in pending.pop().regions:
+            order = topo_order(region.outputs)
+            live.update(map(id, order))
+            live.update(map(id, region.inputs))
+            pending += [n for n in order if n.op in holders]
     names = {n: s for n, s in graph.names.items() if id(n) in live}
     if len(names) == len(graph.names):
         return graph
