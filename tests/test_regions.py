@@ -109,17 +109,17 @@ SIZES = {"N": 3, "D": 4, "T": 5, "S": 3}
 S = dim_symbol("S")
 
 
-def _emit(graph: Graph, names: dict | None = None) -> tuple[str, object]:
+def _emit(graph: Graph, names: dict | None = None, printer=None) -> tuple[str, object]:
     """The source of `def f(<graph inputs>)` computing the graph's outputs (dimension sizes
     as globals), as the compiler schedules and prints a function, and the function."""
     verify(graph)
     args = [x.attr("name") for x in graph.inputs]
-    printer = NumpyPrinter()
+    printer = printer or NumpyPrinter()
     body = schedule(list(graph.outputs), dict(names or {}), Namer(set(args) | set(SIZES)),
                     printer, keep=frozenset(args))
     lines = body.lines + ["return " + ", ".join(owned_results(list(graph.outputs), printer))]
     source = f"def f({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
-    env = {"np": np, **SIZES}
+    env = {"np": np, "xp": np, **SIZES}   # NumPy 2 has the array API's names
     for prelude in printer.preludes.values():
         exec(prelude, env)
     exec(compile(source, "<loop>", "exec"), env)
@@ -360,3 +360,29 @@ def test_the_passes_keep_a_loop_working(rng):
     for _ in range(SIZES["T"]):
         expected = np.tanh(expected @ wv + xv)
     np.testing.assert_allclose(_run(f, hv, wv, xv, av, bv), expected @ av @ bv, rtol=1e-12)
+
+
+def test_the_loop_layout_is_the_printers(rng):
+    """The loop's header and indentation come from the printer (`Printer.loop`), the
+    copies and everything else from the target's constructs: a target without `out=`
+    and `.copy()` (test_printer's array API toy) laying loops out as `while` loops."""
+    from test_printer import ToyPrinter
+
+    class WhileLoops(ToyPrinter):
+        def loop(self, index, stop, body):
+            return [f"{index} = 0", f"while {index} < {stop}:",
+                    *(f"    {line}" for line in body), f"    {index} += 1"]
+
+    graph = _nested()
+    source, f = _emit(graph, printer=WhileLoops())
+    assert "while t < T:" in source and "    while s < S:" in source
+    assert "for " not in source and "np." not in source and ".copy()" not in source
+    assert "h = xp.asarray(h0, copy=True)" in source
+    _, reference = _emit(graph)
+    h0, w0 = rng.normal(size=(3, 4)), 0.5 * rng.normal(size=(4, 4))
+    np.testing.assert_allclose(_run(f, h0, w0), _run(reference, h0, w0), rtol=1e-15)
+
+
+def test_a_region_is_printed_only_by_a_scheduler():
+    with pytest.raises(InternalError, match="no scheduler to print its region"):
+        NumpyPrinter().region(_rnn().outputs[0].args[0])
