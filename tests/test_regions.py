@@ -353,7 +353,10 @@ def test_the_passes_keep_a_loop_working(rng):
     lowered = lower(optimized)
     verify(lowered)
     source, f = _emit(lowered, dict(lowered.names))
-    assert "        h_next = h @ W0 + X" in source and "return h @ (A @ B)" in source
+    # the named next value is a statement of its own, computed in its own buffer, which
+    # is the carried variable's: no `h = h_next` after it
+    assert "    for t in range(T):\n        h = h @ W0 + X  # (N, D)\n" \
+           "        np.tanh(h, out=h)\n    return h @ (A @ B)\n" in source
     hv, wv, xv = rng.normal(size=(3, 4)), 0.5 * rng.normal(size=(4, 4)), rng.normal(size=(3, 4))
     av, bv = rng.normal(size=(4, 4)), rng.normal(size=(4, 1))
     expected = hv
@@ -386,3 +389,18 @@ def test_the_loop_layout_is_the_printers(rng):
 def test_a_region_is_printed_only_by_a_scheduler():
     with pytest.raises(InternalError, match="no scheduler to print its region"):
         NumpyPrinter().region(_rnn().outputs[0].args[0])
+
+
+def test_a_statement_reading_the_old_value_after_its_first_line_keeps_its_variable(rng):
+    """`v = np.exp(h @ W0); v *= h` must not become `h = np.exp(h @ W0); h *= h`."""
+    t, h, w = _inp("t", (), "index"), _inp("h", (N, D), "carry"), _inp("W", (D, D), "outside")
+    n = make("exp", h @ w) * h
+    h0, w0 = _inp("h0", (N, D)), _inp("W0", (D, D), "data")
+    scan = make("scan", h0, w0, body=Region((t, h, w), (n,)), length=T)
+    source, f = _emit(Graph((h0, w0), (make("part", scan, index=0),)), {n: "h_next"})
+    assert "        h_next *= h\n        h = h_next\n" in source
+    h0, w0 = 0.3 * rng.normal(size=(3, 4)), 0.3 * rng.normal(size=(4, 4))
+    expected = h0
+    for _ in range(SIZES["T"]):
+        expected = np.exp(expected @ w0) * expected
+    np.testing.assert_allclose(_run(f, h0, w0), expected, rtol=1e-13)

@@ -713,7 +713,7 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
                 and not (text in carried and once) or not once and text in texts[:i]:
             text = st.p.copy(text, prec, scalar=not o.shape)
         elif once and sched.refs[id(o)] == (text,) and _assign_directly(
-                stmts, text, name, texts[:i] + texts[i + 1:], o):
+                stmts, text, name, texts[:i] + texts[i + 1:]):
             continue
         updates.append((name, text))
         reads += sched.refs[id(o)]
@@ -727,11 +727,11 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
     return stmts
 
 
-def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[str],
-                     o: Node) -> bool:
-    """Make the one-line statement computing the variable `var` (the next value `o`)
-    assign the carried variable `name` instead, if nothing after it reads `var` or the
-    carried variable's value before it (`others`: the other updates' code)."""
+def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[str]) -> bool:
+    """Make the statement computing the variable `var` (a next value) compute the carried
+    variable `name` instead, if only its first line and nothing before it reads the
+    carried variable's value before the step, and nothing after it reads `var`
+    (`others`: the other updates' code)."""
     if any(_mentions(t, name) or _mentions(t, var) for t in others):
         return False
     for k in range(len(stmts) - 1, -1, -1):
@@ -742,10 +742,14 @@ def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[s
             return False
     else:
         return False
-    if st.expr is None:
+    if any(_mentions(line, name) for line in st.lines[1:]):
         return False
-    stmts[k] = st._replace(lines=[f"{name} = {st.expr}{_shape_comment(o)}"], target=name,
-                           release=None)
+    rename = re.compile(rf"(?<![\w.]){re.escape(var)}(?!\w)")
+    lines = []
+    for line in st.lines:
+        code, hash_, comment = line.partition("#")
+        lines.append(rename.sub(name, code) + hash_ + comment)
+    stmts[k] = st._replace(lines=lines, target=name, release=None)
     return True
 
 
