@@ -7,7 +7,9 @@ spelling depends on the array library goes through one of its methods, which a t
 implements: the namespace (`np.exp`), method forms (`x.sum(axis=1)`, `x.T`, `.copy()`),
 array creation with a dtype, and in-place computation (`out=`, augmented assignment),
 which a target may refuse (`supports_out`), so the scheduler asks before it writes into a
-buffer. `NumpyPrinter` is the NumPy target; `printer_for` picks one by name.
+buffer. A loop's layout (`loop`: its header, the body's indentation) is the printer's
+too; its body is scheduled by the scheduler printing it (`region`). `NumpyPrinter` is the
+NumPy target; `printer_for` picks one by name.
 """
 
 from __future__ import annotations

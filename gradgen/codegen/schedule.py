@@ -11,6 +11,11 @@ variables, kept as a tuple with one entry per reference (inlining a node concate
 tuples of its arguments), and each variable counts the references to it not printed yet
 (`_State.remaining`). A variable whose count is zero after a statement is not read by any
 later statement, so the statement may overwrite its buffer.
+
+A node holding a region (a loop) is a statement whose op asks the printer for its body
+(`Printer.region`): a scheduler of its own schedules the body's nodes the same way, its
+inputs bound to the loop index, the carried variables and the values from outside, which
+it never overwrites; the loop's `part`s are then the carried variables.
 """
 
 from __future__ import annotations
