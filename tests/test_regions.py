@@ -404,3 +404,19 @@ def test_a_statement_reading_the_old_value_after_its_first_line_keeps_its_variab
     for _ in range(SIZES["T"]):
         expected = np.exp(expected @ w0) * expected
     np.testing.assert_allclose(_run(f, h0, w0), expected, rtol=1e-13)
+
+
+def test_a_scalar_carry_a_literal_trip_count_and_a_carried_value_left_unused(rng):
+    t, h, c = _inp("t", (), "index"), _inp("h", (N, D), "carry"), _inp("c", (), "carry")
+    w = _inp("W", (D, D), "outside")
+    h0, w0 = _inp("h0", (N, D)), _inp("W0", (D, D), "data")
+    total = c + make("sum", h, axes=(0, 1), keepdims=False) * t
+    body = Region((t, h, c, w), (make("tanh", h @ w), total))
+    scan = make("scan", h0, make("const", value=0), w0, body=body, length=3)
+    source, f = _emit(Graph((h0, w0), (make("part", scan, index=1),)))
+    assert "    for t in range(3):\n        h, c = np.tanh(h @ W0), c + np.sum(h) * t\n" in source
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 4))
+    expected_h, expected = a, 0.0
+    for k in range(3):
+        expected_h, expected = np.tanh(expected_h @ b), expected + expected_h.sum() * k
+    assert f(a, b) == pytest.approx(expected, rel=1e-13)
