@@ -7,12 +7,15 @@ spelling depends on the array library goes through one of its methods, which a t
 implements: the namespace (`np.exp`), method forms (`x.sum(axis=1)`, `x.T`, `.copy()`),
 array creation with a dtype, and in-place computation (`out=`, augmented assignment),
 which a target may refuse (`supports_out`), so the scheduler asks before it writes into a
-buffer. `NumpyPrinter` is the NumPy target; `printer_for` picks one by name.
+buffer. A loop's layout (`loop`: its header, the body's indentation) is the printer's
+too; its body is scheduled by the scheduler printing it (`region`). `NumpyPrinter` is the
+NumPy target; `printer_for` picks one by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import sympy
 
@@ -22,6 +25,18 @@ from ..ir import Node
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
 
 _ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "power"})
+INDENT = "    "
+
+
+@dataclass
+class RegionCode:
+    """A region (loop body) of a node, scheduled as statements: what the node's statement
+    rule lays out (`Printer.region`)."""
+
+    index: str                  # the variable of the loop index
+    carried: tuple[str, ...]    # the carried variables; they hold the final values after
+    init: list[str]             # statements before the loop: the carried variables set
+    body: list[str]             # the body's statements, the carried variables' updates last
 
 
 class Printer:
@@ -46,6 +61,10 @@ class Printer:
         self.dims_used: set[sympy.Symbol] = set()
         self.preludes: dict[str, str] = {}
         self.scalars: set[int] = set()   # nodes printed as Python numbers (see emit)
+        # node id -> the variables its statement assigned besides its target (a loop's
+        # carried variables), and the scheduler's hook that schedules a region's body
+        self.assigned: dict[int, tuple[str, ...]] = {}
+        self.schedule_region: Callable[..., RegionCode] | None = None
         self._emitters = _emitters(self.target)
 
     def ref(self, name: str) -> str:
@@ -146,6 +165,26 @@ class Printer:
     def augmented(self, target: str, ufunc: str, other: str) -> str | None:
         """`target OP= other` for the binary `ufunc`, or None when it has no such form."""
         return None
+
+    # -- regions: a node holding a body graph (a loop), printed as a statement
+    def region(self, node: Node, i: int = 0) -> RegionCode:
+        """Region `i` of `node` scheduled by the scheduler printing `node` (the same names,
+        inlining and releases as any code), its inputs bound to the loop index, the carried
+        variables and the values from outside."""
+        if self.schedule_region is None:
+            raise InternalError(f"{node!r}: no scheduler to print its region")
+        code = self.schedule_region(node, node.regions[i])
+        self.assigned[id(node)] = code.carried
+        return code
+
+    def carried(self, node: Node, i: int) -> str:
+        """The variable holding the `i`-th carried value of the loop `node` after it."""
+        return self.assigned[id(node)][i]
+
+    def loop(self, index: str, stop: str, body: Sequence[str]) -> list[str]:
+        """A loop running `body` (lines) for `index` = 0, 1, ..., stop - 1."""
+        lines = [INDENT + line if line else line for line in body or ["pass"]]
+        return [f"for {index} in range({stop}):", *lines]
 
     # -- used by the scheduler
     def emit(self, node: Node) -> tuple[str, int]:

@@ -11,20 +11,26 @@ variables, kept as a tuple with one entry per reference (inlining a node concate
 tuples of its arguments), and each variable counts the references to it not printed yet
 (`_State.remaining`). A variable whose count is zero after a statement is not read by any
 later statement, so the statement may overwrite its buffer.
+
+A node holding a region (a loop) is a statement whose op asks the printer for its body
+(`Printer.region`): a scheduler of its own schedules the body's nodes the same way, its
+inputs bound to the loop index, the carried variables and the values from outside, which
+it never overwrites; the loop's `part`s are then the carried variables.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..dims import fmt_shape
 from ..escape import comment_text
-from ..ir import Node, topo_order, use_counts
+from ..ir import Node, Region, topo_order, use_counts
 from ..ops.dtypes import input_names, weak
 from ..ops.registry import PREC_ATOM, REGISTRY
 from .naming import Namer, temp_name
-from .printer import Printer
+from .printer import Printer, RegionCode
 
 MAX_EXPR = 80
 MAX_VIEW = 12   # the longest view of a variable spelled again at each use (`W.T`)
@@ -154,6 +160,7 @@ class _Scheduler:
         # arguments of the function are left out: they are never released or overwritten)
         self.refs: dict[int, tuple] = {}
         self.last_origin = None
+        printer.schedule_region = self.region   # a loop's body: scheduled like the rest
 
     def fork(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
              label: str) -> _Scheduler:
@@ -164,6 +171,7 @@ class _Scheduler:
         printer.dims_used |= st.p.dims_used
         printer.preludes.update(st.p.preludes)
         printer.scalars |= st.p.scalars
+        printer.assigned.update(st.p.assigned)
         namer.taken |= st.namer.taken
         namer.next.update(st.namer.next)
         new = _Scheduler(printer, namer, names, keep, label)
@@ -174,6 +182,7 @@ class _Scheduler:
         s.buffers = {k: v for k, v in st.buffers.items() if k not in keep}
         s.view_bases = {k: set(v) for k, v in st.view_bases.items()}
         s.views_of = {k: dict(v) for k, v in st.views_of.items()}
+        s.assigned = set(st.assigned)
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -226,6 +235,9 @@ class _Scheduler:
                     refs[nid] = refs[id(alias)]
                     st.share(text, uses[nid] - 1)
                     continue
+                if text in st.assigned:   # a variable a loop assigned: the node is it
+                    self._assigned(n, text, arg_refs, uses[nid])
+                    continue
                 if wanted is None and n.op in cheap_views and len(text) <= MAX_VIEW and all(
                         _is_name(code[id(a)]) for a in args):
                     # a view of a variable (`W.T`, `s[:, None]`) costs nothing to spell
@@ -259,6 +271,45 @@ class _Scheduler:
             stmts_out.append(Statement(stmts, n.phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
+
+    def _assigned(self, n: Node, name: str, arg_refs: tuple, uses: int) -> None:
+        """`n` is the variable `name` that a statement assigned besides its target (a
+        loop's final carried value): defined like any other, by a statement of no line."""
+        st = self.st
+        st.read(arg_refs)
+        release = st.define(n, name, uses, arg_refs)
+        self.refs[id(n)] = (name,)
+        self.stmts.append(Statement([], n.phase, arg_refs, release, name))
+
+    def region(self, node: Node, region: Region) -> RegionCode:
+        """The code of `region`, a body of `node` (a loop), which is being printed as a
+        statement: the carried variables given their initial values, then the body's
+        statements, scheduled by a scheduler of their own (its own printed code, the
+        function's names) with the body's inputs bound to the loop index, the carried
+        variables and the values from outside, and the carried variables' updates last.
+        The body never writes into the buffer of one of its inputs."""
+        st, p = self.st, self.st.p
+        index = st.namer.fresh(region.inputs[0].attr("name") or "t")
+        carried = tuple(st.namer.fresh(st.names.get(x) or x.attr("name") or "carry")
+                        for x in region.carried)
+        init = _initial_values(st, node.args, carried)
+        outside = [_outside_value(st, a, init) for a in node.args[len(carried):]]
+        bound = [(index, PREC_ATOM)] + [(c, PREC_ATOM) for c in carried] + outside
+        names = dict(st.names)   # temporaries named after the variables the inputs are
+        names.update((x, code) for x, (code, prec) in zip(region.inputs, bound)
+                     if code.isidentifier())
+        inner = type(p)(p.names)
+        sched = _Scheduler(inner, st.namer, names, frozenset(carried), self.label)
+        for x, code in zip(region.inputs, bound):
+            inner.code[id(x)] = code
+            sched.refs[id(x)] = ()   # like a function's arguments: never released
+        order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
+        sched.run(order, use_counts(order, region.outputs))
+        body = _with_releases(_updated(sched, region, carried, node.phase), frozenset(carried))
+        p.dims_used |= inner.dims_used
+        p.preludes.update(inner.preludes)
+        st.assigned.update(carried)
+        return RegionCode(index, carried, init, body.lines)
 
 
 def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
@@ -320,6 +371,7 @@ class _State:
         self.buffers: dict[str, Node] = {}
         self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
         self.temps: list[str] = []   # variables `in_place` made that die in its statement
+        self.assigned: set[str] = set()   # variables a loop assigned (Printer.assigned)
         self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
@@ -601,3 +653,112 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str):
 
 
 _DERIVATIVE = frozenset({"backward", "tangent"})
+
+
+# ---------------------------------------------------------------- regions (loops)
+
+def _initial_values(st: _State, args: tuple, carried: tuple) -> list[str]:
+    """`h = h0`: the carried variables set before the loop, each to a copy where its
+    initial value is an argument of the function (never modified), a view, or a variable
+    something later reads (or another carried variable starts from)."""
+    lines, taken = [], set()
+    for name, a in zip(carried, args):
+        text, prec = st.p.code[id(a)]
+        if text in taken or _shared(st, a, text):
+            text = st.p.copy(text, prec, scalar=not a.shape)
+        taken.add(text)
+        lines.append(f"{name} = {text}")
+    return lines
+
+
+def _shared(st: _State, a: Node, text: str) -> bool:
+    """Whether the code `text` of `a` may be an array something else holds: an argument
+    of the function, a view, or a variable still read later (a number is not)."""
+    if a.is_const or id(a) in st.p.scalars:
+        return False
+    if st.ops.is_view(a):
+        return True
+    if id(a) in st.inlined or not a.shape:   # a new array, or a computed 0-d value
+        return False
+    remaining = st.remaining
+    return text not in st.buffers or remaining.get(text, 0) > 0 or \
+        any(remaining[v] > 0 for v in st.views_of.get(text, ()))
+
+
+def _outside_value(st: _State, a: Node, init: list[str]) -> tuple[str, int]:
+    """The code a body reads for the value `a` from outside: an expression is computed
+    before the loop (a line appended to `init`) into a variable of its own, released after
+    the loop, not at every step; a view or a number is spelled as it is."""
+    text, prec = st.p.code[id(a)]
+    if id(a) not in st.inlined or st.ops.is_view(a) or id(a) in st.p.scalars:
+        return text, prec
+    name = st.namer.fresh(st.names.get(a) or temp_name(a, st.names))
+    init.append(f"{name} = {text}{_shape_comment(a)}")
+    st.temps.append(name)
+    return name, PREC_ATOM
+
+
+def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
+             ) -> list[Statement]:
+    """The body's statements with the carried variables' updates: a statement computing
+    the next value assigns the carried variable itself (`h = np.tanh(h @ W + x)`) when no
+    later code reads the value before, else an assignment after the statements does (one
+    tuple assignment when an update reads a carried variable an earlier one set). A next
+    value that is another array (an input of the body, a view) is copied, so that no two
+    carried variables, and no carried variable and an argument, share a buffer."""
+    stmts, code, st = list(sched.stmts), sched.st.p.code, sched.st
+    texts = [code[id(o)][0] for o in region.outputs]
+    updates: list[tuple[str, str]] = []
+    reads: list[str] = []
+    for i, (name, o) in enumerate(zip(carried, region.outputs)):
+        text, prec = code[id(o)]
+        if text == name:   # carried unchanged
+            continue
+        once = texts.count(text) == 1
+        if not o.is_const and id(o) not in st.p.scalars and st.ops.is_view(o) \
+                and not (text in carried and once) or not once and text in texts[:i]:
+            text = st.p.copy(text, prec, scalar=not o.shape)
+        elif once and sched.refs[id(o)] == (text,) and _assign_directly(
+                stmts, text, name, texts[:i] + texts[i + 1:]):
+            continue
+        updates.append((name, text))
+        reads += sched.refs[id(o)]
+    if len(updates) > 1 and any(_mentions(later, name) for k, (name, _) in enumerate(updates)
+                                for _, later in updates[k + 1:]):
+        lines = [f"{', '.join(n for n, _ in updates)} = {', '.join(t for _, t in updates)}"]
+    else:
+        lines = [f"{name} = {text}" for name, text in updates]
+    # one statement last, so that what the body reads last is released inside the loop
+    stmts.append(Statement(lines, phase, tuple(reads), None, None))
+    return stmts
+
+
+def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[str]) -> bool:
+    """Make the statement computing the variable `var` (a next value) compute the carried
+    variable `name` instead, if only its first line and nothing before it reads the
+    carried variable's value before the step, and nothing after it reads `var`
+    (`others`: the other updates' code)."""
+    if any(_mentions(t, name) or _mentions(t, var) for t in others):
+        return False
+    for k in range(len(stmts) - 1, -1, -1):
+        st = stmts[k]
+        if st.target == var:
+            break
+        if var in st.reads or any(_mentions(line, name) for line in st.lines):
+            return False
+    else:
+        return False
+    if any(_mentions(line, name) for line in st.lines[1:]):
+        return False
+    rename = re.compile(rf"(?<![\w.]){re.escape(var)}(?!\w)")
+    lines = []
+    for line in st.lines:
+        code, hash_, comment = line.partition("#")
+        lines.append(rename.sub(name, code) + hash_ + comment)
+    stmts[k] = st._replace(lines=lines, target=name, release=None)
+    return True
+
+
+def _mentions(code: str, name: str) -> bool:
+    """Whether the code (comments left out) reads the variable `name`."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", code.split("#", 1)[0]) is not None

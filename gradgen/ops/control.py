@@ -7,12 +7,17 @@ carried values. The node's value is the tuple of the final carried values, which
 takes apart. No source construct builds one yet (loops are issue 11); differentiation
 rules come with them: a scan's VJP is a reversed scan over the body's VJP, its JVP a scan
 over the body's JVP.
+
+Emission: the scan is a statement, the carried variables given their initial values and
+then a loop over the body, which the scheduler printing the scan schedules
+(`Printer.region`) and the printer lays out (`Printer.loop`); `part` is the carried
+variable after the loop.
 """
 
 from __future__ import annotations
 
 from ..errors import ShapeError
-from .registry import defop
+from .registry import PREC_ATOM, defop
 
 __all__: list[str] = []
 
@@ -32,9 +37,16 @@ def _part_shape(args, index):
     return outputs[index].shape
 
 
+def _scan_stmt(p, node, target):
+    """`h = h0`, then `for t in range(T):` over the body (`target` names nothing)."""
+    code = p.region(node)
+    return code.init + p.loop(code.index, p.scalar(node.attr("length"))[0], code.body)
+
+
 # scan(carried..., outside..., body=Region, length=dim): the loop; its value is a tuple.
 defop("scan", None, shape=_scan_shape, dtype="tuple", traits=frozenset({"region"}),
-      hint="loop")
+      hint="loop", stmt=_scan_stmt)
 
 # part(scan, index): the index-th final carried value of a loop.
-defop("part", 1, shape=_part_shape, hint="carried")
+defop("part", 1, shape=_part_shape, hint="carried",
+      emit=lambda p, n: (p.carried(n.args[0], n.attr("index")), PREC_ATOM))
