@@ -252,7 +252,7 @@ def test_a_statement_computing_the_next_value_assigns_the_carried_variable(rng):
         "        h_sum = (h * h).sum(axis=1, keepdims=True)  # (N, 1)",
         "        h = np.tanh((h * h_sum + h_sum) @ W0)  # (N, D)",
         "        del h_sum",
-        "    v = np.exp(h, out=h)  # (N, D)",
+        "    v = np.exp(h, out=h)  # (N, D); reuses h's buffer",
         "    del h",
         ""])
     h0, c0, w = _values(rng)
