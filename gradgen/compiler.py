@@ -42,6 +42,11 @@ __all__ = ["ALL_MODES", "DEFAULT_MODES", "MAX_WORK", "Function", "Module", "Opti
 # being compiled is refused with a diagnostic: no input takes minutes to compile or refuse.
 MAX_WORK = 450_000
 
+# When True, every graph the pipeline produces is checked with `ir.verify` at each stage
+# boundary (tests/conftest.py turns it on for the test session); off, a check costs one
+# global lookup.
+CHECK_GRAPHS = False
+
 # The suffixes of the functions an entry point `f` may emit besides `f` itself.
 _SUFFIXES = ("_grad", "_value_and_grad", "_vjp", "_jvp", "_hvp", "_hessian")
 
@@ -93,8 +98,9 @@ def _work_limit(program: Program, entry: EntryPoint) -> Iterator[None]:
 
 def optimize_entry(entry: EntryPoint, hints: dict[str, int]) -> EntryPoint:
     """The entry point with its graph through the passes (`gradgen.passes.optimize`)."""
-    graph = ir.Graph(tuple(a.node for a in entry.args), (entry.output,), dict(entry.names))
-    graph = optimize(graph, hints)
+    graph = _checked(ir.Graph(tuple(a.node for a in entry.args), (entry.output,),
+                              dict(entry.names)))
+    graph = _checked(optimize(graph, hints))
     return dataclasses.replace(entry, output=graph.outputs[0], names=graph.names)
 
 
@@ -163,8 +169,8 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     for plan in plans:
         if plan.kind == "value_and_grad":   # the value beside f_grad's gradient
             g = graphs[kinds.index("grad")]
-            graphs.append(ir.Graph(g.inputs, (graphs[0].outputs[0], *g.outputs),
-                                   {**graphs[0].names, **g.names}))
+            graphs.append(_checked(ir.Graph(g.inputs, (graphs[0].outputs[0], *g.outputs),
+                                            {**graphs[0].names, **g.names})))
         else:
             graphs.append(_optimized(entry, plan, hints))
     forward_nodes = {id(n) for n in graphs[0].order}
@@ -218,7 +224,15 @@ def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int]) -> ir.Graph
     for node in plan.extra:
         names[node] = node.attr("name")
     args = tuple(a.node for a in entry.args) + tuple(plan.extra)
-    return lower(optimize(ir.Graph(args, tuple(plan.outputs), names), hints))
+    graph = _checked(ir.Graph(args, tuple(plan.outputs), names))   # the derivatives
+    return _checked(lower(optimize(graph, hints)))
+
+
+def _checked(graph: ir.Graph) -> ir.Graph:
+    """The graph, checked with `ir.verify` when `CHECK_GRAPHS` is on."""
+    if CHECK_GRAPHS:
+        ir.verify(graph)
+    return graph
 
 
 def _plan(fns: EntryFunctions, kind: str) -> Plan:

@@ -220,7 +220,12 @@ class _Scope:
         return False
 
 
-class _Verifier:
+class _Names:
+    """The module's facts (its NumPy alias, functions, state, built-in aliases) and what a
+    name means in a scope. The verifier is built on it one job a class, each using the
+    ones before it: names, expressions and calls, statements and functions, the module
+    (`_Verifier`)."""
+
     def __init__(self, tree: ast.Module):
         self.tree = tree
         self.np: str | None = None
@@ -230,7 +235,342 @@ class _Verifier:
         self.called: set[str] = set()      # module functions called by name somewhere
         self.allowed_strings: set[int] = set()   # ids of Constant str nodes in allowed places
 
-    # ------------------------------------------------------------ module level
+    def _builtin(self, name: str, scope: _Scope) -> str | None:
+        """The built-in that `name` means here (through a module-level alias such as
+        `len_ = len`), or None when it means something else."""
+        if scope.binds(name):
+            return None
+        if name in self.aliases:
+            return self.aliases[name]
+        return name if name in BUILTINS and name not in self.functions else None
+
+    def _name(self, node: ast.Name, scope: _Scope, called: bool = False) -> None:
+        name = node.id
+        if _is_dunder(name) and not scope.binds(name):
+            _fail(node, f"the name {name!r}")
+        if not isinstance(node.ctx, ast.Load):
+            _fail(node, f"assignment to {name!r} inside an expression")
+        if scope.binds(name):
+            if scope.function(name) and not called:
+                _fail(node, f"the function {name!r} used as a value")
+            return
+        if name == self.np:
+            _fail(node, f"the NumPy module {name!r} used as a value")
+        if name in self.functions:
+            if not called:
+                _fail(node, f"the function {name!r} used as a value")
+            return
+        if name in self.state:
+            return
+        if name in BUILTINS:
+            return
+        _fail(node, f"the name {name!r} is not defined in the module (and is not one of the "
+                    "built-ins generated code uses)")
+
+
+class _Expressions(_Names):
+    """Expressions: names, constants, attributes, comparisons and calls."""
+
+    def _expr(self, root: ast.AST, scope: _Scope) -> None:
+        """Every node under `root` (iteratively: generated expressions may be deep)."""
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _INERT):
+                continue
+            if not isinstance(node, _EXPRESSIONS):
+                _fail(node, f"expression {type(node).__name__} (never emitted)")
+            if isinstance(node, ast.Name):
+                self._name(node, scope)
+            elif isinstance(node, ast.Constant):
+                self._constant(node)
+            elif isinstance(node, ast.Call):
+                stack.extend(self._call(node, scope))
+            elif isinstance(node, ast.Attribute):
+                stack.extend(self._attribute(node, scope))
+            elif isinstance(node, (ast.JoinedStr, ast.FormattedValue)):
+                _fail(node, "an f-string outside an error message")
+            elif isinstance(node, ast.Compare):
+                if isinstance(node.left, ast.Attribute) and node.left.attr == "__class__":
+                    # `dim.__class__ is int` in the _dims helper: the class, compared only
+                    if not (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot))
+                            and isinstance(node.comparators[0], ast.Name)
+                            and self._builtin(node.comparators[0].id, scope) in BUILTINS):
+                        _fail(node.left, "`.__class__` other than in `x.__class__ is int`")
+                    stack.append(node.left.value)
+                else:
+                    stack.append(node.left)
+                for c in node.comparators:   # comparing with a string does nothing
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str):
+                        self.allowed_strings.add(id(c))
+                stack.extend(node.comparators)
+            else:
+                stack.extend(ast.iter_child_nodes(node))
+
+    def _constant(self, node: ast.Constant) -> None:
+        v = node.value
+        if v is None or v is Ellipsis or type(v) in (bool, int, float):
+            return
+        if isinstance(v, str):
+            if id(node) in self.allowed_strings:
+                return
+            _fail(node, "a string constant where the generator never writes one")
+        _fail(node, f"a constant of type {type(v).__name__}")
+
+    def _call(self, node: ast.Call, scope: _Scope) -> list[ast.AST]:
+        """Check the callee; return the nodes left to check."""
+        func = node.func
+        todo = self._call_keywords(node, scope)
+        args = self._call_args(node, scope)
+        if isinstance(func, ast.Name):
+            self._call_name(node, func, args, scope)
+            return todo + args
+        dotted = _dotted(func)
+        if dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
+            self._call_numpy(func, dotted, args)
+        elif isinstance(func, ast.Attribute):
+            todo.append(self._call_method(func, scope))
+        else:
+            _fail(func, "a call of a computed value")
+        return todo + args
+
+    def _call_keywords(self, node: ast.Call, scope: _Scope) -> list[ast.AST]:
+        """Allowed keywords, never `out=` an argument; their values are left to check."""
+        todo: list[ast.AST] = []
+        for k in node.keywords:
+            if k.arg is None:
+                _fail(node, "a call with **keyword arguments")
+            if k.arg not in KEYWORDS:
+                _fail(k.value, f"the keyword argument {k.arg!r}")
+            if k.arg == "out" and isinstance(k.value, ast.Name) and k.value.id in scope.inputs:
+                _fail(k.value, f"a result written into the argument {k.value.id!r}")
+            todo.append(k.value)
+        return todo
+
+    def _call_args(self, node: ast.Call, scope: _Scope) -> list[ast.AST]:
+        """The positional arguments, a `*args` unwrapped to the name it is."""
+        star = scope.fn.args.vararg
+        for a in node.args:
+            # only a helper's own `*args`, passed on whole (`np.result_type(*arrays)`)
+            if isinstance(a, ast.Starred) and not (
+                    star is not None and isinstance(a.value, ast.Name)
+                    and a.value.id == star.arg):
+                _fail(a, "a call with *arguments")
+        # (a `*args` is checked by the caller as the name it is)
+        return [a.value if isinstance(a, ast.Starred) else a for a in node.args]
+
+    def _call_name(self, node: ast.Call, func: ast.Name, args: list[ast.AST],
+                   scope: _Scope) -> None:
+        """A call by name: a local function, a module function or an allowed built-in."""
+        name = func.id
+        if scope.binds(name):
+            if not scope.function(name):
+                _fail(func, f"a call of the local value {name!r}")
+        elif name in self.functions:
+            for a in args:   # _expect("x", x, shape): an argument's name
+                if isinstance(a, ast.Constant) and isinstance(a.value, str) \
+                        and a.value.isidentifier() and not _is_dunder(a.value):
+                    self.allowed_strings.add(id(a))
+        elif self.aliases.get(name, name) in BUILTINS:
+            self._call_builtin(node, self.aliases.get(name, name), args)
+        else:
+            _fail(func, f"a call of {name!r} (not a module function or an allowed "
+                        "built-in)")
+        self._name(func, scope, called=True)
+
+    def _call_builtin(self, node: ast.Call, name: str, args: list[ast.AST]) -> None:
+        """The arguments a built-in may take as strings (and `type` makes no class)."""
+        if name in ("getattr", "hasattr"):
+            if len(args) not in (2, 3) or not (
+                    isinstance(args[1], ast.Constant)
+                    and args[1].value in ARRAY_ATTRIBUTES):
+                _fail(node, "getattr of a name that is not a constant array attribute")
+            self.allowed_strings.add(id(args[1]))
+        elif name == "type" and len(args) != 1:
+            _fail(node, "type() with more than one argument (it would make a class)")
+        elif name == "float" and args and isinstance(args[0], ast.Constant) \
+                and args[0].value in _FLOAT_STRINGS:
+            self.allowed_strings.add(id(args[0]))
+
+    def _call_numpy(self, func: ast.AST, dotted: list[str], args: list[ast.AST]) -> None:
+        """`np.<name>(...)`: a NumPy function of the list (an einsum spec as a string)."""
+        fname = ".".join(dotted[1:])
+        if fname not in NUMPY_FUNCTIONS:
+            _fail(func, f"a call of {self.np}.{fname} (not a NumPy function generated "
+                        "code uses)")
+        if fname == "einsum" and args and isinstance(args[0], ast.Constant) \
+                and isinstance(args[0].value, str) and _EINSUM_SPEC.match(args[0].value):
+            self.allowed_strings.add(id(args[0]))
+
+    def _call_method(self, func: ast.Attribute, scope: _Scope) -> ast.AST:
+        """`value.method(...)`: an array method of the list on a local value; returns the
+        receiver, left to check."""
+        if isinstance(func.value, ast.Name):   # an undefined receiver first
+            self._name(func.value, scope, called=True)
+        if func.attr not in ARRAY_METHODS:
+            _fail(func, f"a call of the method {func.attr!r} (not an array method "
+                        "generated code uses)")
+        recv = func.value
+        if isinstance(recv, ast.Name) and not scope.binds(recv.id) and (
+                recv.id == self.np or recv.id in self.functions or recv.id in BUILTINS):
+            _fail(func, f"a method call on {recv.id!r}")
+        return recv
+
+    def _attribute(self, node: ast.Attribute, scope: _Scope) -> list[ast.AST]:
+        dotted = _dotted(node)
+        if dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
+            fname = ".".join(dotted[1:])
+            if fname not in NUMPY_VALUES:
+                _fail(node, f"{self.np}.{fname} (not a NumPy value generated code reads)")
+            return []
+        if node.attr == "__name__" and isinstance(node.value, ast.Call) \
+                and isinstance(node.value.func, ast.Name) \
+                and self._builtin(node.value.func.id, scope) == "type":   # in a message
+            return [node.value]
+        if _is_dunder(node.attr) or node.attr.startswith("_"):
+            _fail(node, f"the attribute {node.attr!r}")
+        if node.attr not in ARRAY_ATTRIBUTES:
+            _fail(node, f"the attribute {node.attr!r} (not an array attribute generated "
+                        "code reads)")
+        if not isinstance(node.ctx, ast.Load):
+            _fail(node, f"assignment to the attribute {node.attr!r}")
+        return [node.value]
+
+
+class _Statements(_Expressions):
+    """Function definitions and the statements of their bodies."""
+
+    def _function(self, fn: ast.FunctionDef, parent: _Scope | None,
+                  scope: _Scope | None = None) -> None:
+        if _is_dunder(fn.name):
+            _fail(fn, f"function name {fn.name!r}")
+        if parent is not None:
+            if fn.decorator_list:
+                _fail(fn, "a decorator on a nested function")
+            if parent.parent is not None or not parent.fn.name.startswith("_"):
+                _fail(fn, "a nested function outside a helper (`_name`) function")
+        for dec in fn.decorator_list:
+            self._decorator(dec)
+        a = fn.args
+        if a.posonlyargs or a.kwonlyargs or a.kwarg or a.kw_defaults:
+            _fail(fn, "function arguments other than plain positional ones")
+        if fn.returns is not None or any(x.annotation for x in a.args) or (
+                a.vararg is not None and a.vararg.annotation is not None):
+            _fail(fn, "an annotation in a generated function")
+        if a.vararg is not None and parent is None and not fn.name.startswith("_"):
+            _fail(fn, "*args on a function that is not a helper")
+        for d in a.defaults:
+            if not (isinstance(d, ast.Constant) and d.value is None):
+                _fail(d, "a default argument value other than None")
+        # (Arguments and locals may have dunder names, as a user's may: a local
+        # `__builtins__` changes nothing; a dunder name that is not local is refused.)
+        scope = scope or _Scope(fn, parent)
+        # (A local named like a built-in is harmless unless the function calls that
+        # built-in, which is then a call of a local value: refused below.)
+        for name in scope.names:
+            if name == self.np or name in self.called or name in self.state:
+                _fail(fn, f"{name!r} in function {fn.name!r} shadows the module-level "
+                          f"name {name!r}")
+        self._body(fn.body, scope, docstring=True)
+
+    def _decorator(self, dec: ast.AST) -> None:
+        if not (isinstance(dec, ast.Call) and _dotted(dec.func) == [self.np, "errstate"]
+                and not dec.args):
+            _fail(dec, "a decorator other than @np.errstate(...)")
+        for k in dec.keywords:
+            if k.arg not in KEYWORDS or not (isinstance(k.value, ast.Constant)
+                                             and k.value.value in _ERRSTATE_VALUES):
+                _fail(dec, "an np.errstate argument that is not an error mode")
+            self.allowed_strings.add(id(k.value))
+
+    def _body(self, body: list[ast.stmt], scope: _Scope, docstring: bool = False) -> None:
+        for i, stmt in enumerate(body):
+            if i == 0 and docstring and _is_docstring(stmt):
+                continue
+            self._statement(stmt, scope)
+
+    def _statement(self, stmt: ast.stmt, scope: _Scope) -> None:
+        if not isinstance(stmt, _STATEMENTS):
+            _fail(stmt, f"statement {type(stmt).__name__} (never emitted)")
+        if isinstance(stmt, ast.FunctionDef):
+            self._function(stmt, scope)
+        elif isinstance(stmt, ast.Expr):
+            if _is_docstring(stmt):
+                _fail(stmt, "a string statement outside a docstring position")
+            if not isinstance(stmt.value, ast.Call):
+                _fail(stmt, "an expression statement that is not a call")
+            self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.Assign):
+            for t in stmt.targets:
+                self._target(t, scope)
+            self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.AugAssign):
+            if isinstance(stmt.target, ast.Name) and stmt.target.id in scope.inputs:
+                _fail(stmt, f"an in-place update of the argument {stmt.target.id!r}")
+            self._target(stmt.target, scope, tuples=False)
+            self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.Return):
+            if stmt.value is not None:
+                self._expr(stmt.value, scope)
+        elif isinstance(stmt, ast.Delete):
+            for t in stmt.targets:
+                if not isinstance(t, ast.Name):
+                    _fail(t, "`del` of something other than a local name")
+        elif isinstance(stmt, ast.If):
+            self._expr(stmt.test, scope)
+            self._body(stmt.body, scope)
+            self._body(stmt.orelse, scope)
+        elif isinstance(stmt, ast.For):
+            if stmt.orelse:
+                _fail(stmt, "a for-else")
+            self._target(stmt.target, scope)
+            self._expr(stmt.iter, scope)
+            self._body(stmt.body, scope)
+        elif isinstance(stmt, ast.Raise):
+            self._raise(stmt, scope)
+
+    def _raise(self, stmt: ast.Raise, scope: _Scope) -> None:
+        exc = stmt.exc
+        if stmt.cause is not None or not (
+                isinstance(exc, ast.Call) and isinstance(exc.func, ast.Name)
+                and self._builtin(exc.func.id, scope) in EXCEPTIONS and not exc.keywords):
+            _fail(stmt, "a raise of something other than ValueError/TypeError(message)")
+        for arg in exc.args:   # the message: a string or an f-string
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                self.allowed_strings.add(id(arg))
+            elif isinstance(arg, ast.JoinedStr):
+                for part in arg.values:
+                    if isinstance(part, ast.Constant):
+                        self.allowed_strings.add(id(part))
+                    elif isinstance(part, ast.FormattedValue):
+                        if part.format_spec is not None:
+                            _fail(part, "a format spec in an error message")
+                        self._expr(part.value, scope)
+                    else:
+                        _fail(part, "an unexpected part of an f-string")
+            else:
+                _fail(arg, "an error message that is not a string or an f-string")
+
+    def _target(self, t: ast.AST, scope: _Scope, tuples: bool = True) -> None:
+        if isinstance(t, ast.Name):   # a local (module-level names are checked in run)
+            return
+        if tuples and isinstance(t, (ast.Tuple, ast.List)):
+            for e in t.elts:
+                self._target(e, scope)
+            return
+        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
+                and t.value.id in scope.inputs:
+            _fail(t, f"a write into the argument {t.value.id!r}")
+        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
+                and scope.binds(t.value.id) and not scope.function(t.value.id):
+            self._expr(t.slice, scope)
+            return
+        _fail(t, f"assignment to {type(t).__name__} (only local names and items of local "
+                 "arrays are assigned)")
+
+
+class _Verifier(_Statements):
+    """The whole module: its top-level statements, then every function in it."""
 
     def run(self) -> None:
         body = self.tree.body
@@ -329,305 +669,3 @@ class _Verifier:
                     isinstance(v, str) and v.isidentifier())
                 if not ok:
                     bad(d)
-
-    # ------------------------------------------------------------ functions
-
-    def _function(self, fn: ast.FunctionDef, parent: _Scope | None,
-                  scope: _Scope | None = None) -> None:
-        if _is_dunder(fn.name):
-            _fail(fn, f"function name {fn.name!r}")
-        if parent is not None:
-            if fn.decorator_list:
-                _fail(fn, "a decorator on a nested function")
-            if parent.parent is not None or not parent.fn.name.startswith("_"):
-                _fail(fn, "a nested function outside a helper (`_name`) function")
-        for dec in fn.decorator_list:
-            self._decorator(dec)
-        a = fn.args
-        if a.posonlyargs or a.kwonlyargs or a.kwarg or a.kw_defaults:
-            _fail(fn, "function arguments other than plain positional ones")
-        if fn.returns is not None or any(x.annotation for x in a.args) or (
-                a.vararg is not None and a.vararg.annotation is not None):
-            _fail(fn, "an annotation in a generated function")
-        if a.vararg is not None and parent is None and not fn.name.startswith("_"):
-            _fail(fn, "*args on a function that is not a helper")
-        for d in a.defaults:
-            if not (isinstance(d, ast.Constant) and d.value is None):
-                _fail(d, "a default argument value other than None")
-        # (Arguments and locals may have dunder names, as a user's may: a local
-        # `__builtins__` changes nothing; a dunder name that is not local is refused.)
-        scope = scope or _Scope(fn, parent)
-        # (A local named like a built-in is harmless unless the function calls that
-        # built-in, which is then a call of a local value: refused below.)
-        for name in scope.names:
-            if name == self.np or name in self.called or name in self.state:
-                _fail(fn, f"{name!r} in function {fn.name!r} shadows the module-level "
-                          f"name {name!r}")
-        self._body(fn.body, scope, docstring=True)
-
-    def _decorator(self, dec: ast.AST) -> None:
-        if not (isinstance(dec, ast.Call) and _dotted(dec.func) == [self.np, "errstate"]
-                and not dec.args):
-            _fail(dec, "a decorator other than @np.errstate(...)")
-        for k in dec.keywords:
-            if k.arg not in KEYWORDS or not (isinstance(k.value, ast.Constant)
-                                             and k.value.value in _ERRSTATE_VALUES):
-                _fail(dec, "an np.errstate argument that is not an error mode")
-            self.allowed_strings.add(id(k.value))
-
-    def _body(self, body: list[ast.stmt], scope: _Scope, docstring: bool = False) -> None:
-        for i, stmt in enumerate(body):
-            if i == 0 and docstring and _is_docstring(stmt):
-                continue
-            self._statement(stmt, scope)
-
-    def _statement(self, stmt: ast.stmt, scope: _Scope) -> None:
-        if not isinstance(stmt, _STATEMENTS):
-            _fail(stmt, f"statement {type(stmt).__name__} (never emitted)")
-        if isinstance(stmt, ast.FunctionDef):
-            self._function(stmt, scope)
-        elif isinstance(stmt, ast.Expr):
-            if _is_docstring(stmt):
-                _fail(stmt, "a string statement outside a docstring position")
-            if not isinstance(stmt.value, ast.Call):
-                _fail(stmt, "an expression statement that is not a call")
-            self._expr(stmt.value, scope)
-        elif isinstance(stmt, ast.Assign):
-            for t in stmt.targets:
-                self._target(t, scope)
-            self._expr(stmt.value, scope)
-        elif isinstance(stmt, ast.AugAssign):
-            if isinstance(stmt.target, ast.Name) and stmt.target.id in scope.inputs:
-                _fail(stmt, f"an in-place update of the argument {stmt.target.id!r}")
-            self._target(stmt.target, scope, tuples=False)
-            self._expr(stmt.value, scope)
-        elif isinstance(stmt, ast.Return):
-            if stmt.value is not None:
-                self._expr(stmt.value, scope)
-        elif isinstance(stmt, ast.Delete):
-            for t in stmt.targets:
-                if not isinstance(t, ast.Name):
-                    _fail(t, "`del` of something other than a local name")
-        elif isinstance(stmt, ast.If):
-            self._expr(stmt.test, scope)
-            self._body(stmt.body, scope)
-            self._body(stmt.orelse, scope)
-        elif isinstance(stmt, ast.For):
-            if stmt.orelse:
-                _fail(stmt, "a for-else")
-            self._target(stmt.target, scope)
-            self._expr(stmt.iter, scope)
-            self._body(stmt.body, scope)
-        elif isinstance(stmt, ast.Raise):
-            self._raise(stmt, scope)
-
-    def _builtin(self, name: str, scope: _Scope) -> str | None:
-        """The built-in that `name` means here (through a module-level alias such as
-        `len_ = len`), or None when it means something else."""
-        if scope.binds(name):
-            return None
-        if name in self.aliases:
-            return self.aliases[name]
-        return name if name in BUILTINS and name not in self.functions else None
-
-    def _raise(self, stmt: ast.Raise, scope: _Scope) -> None:
-        exc = stmt.exc
-        if stmt.cause is not None or not (
-                isinstance(exc, ast.Call) and isinstance(exc.func, ast.Name)
-                and self._builtin(exc.func.id, scope) in EXCEPTIONS and not exc.keywords):
-            _fail(stmt, "a raise of something other than ValueError/TypeError(message)")
-        for arg in exc.args:   # the message: a string or an f-string
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                self.allowed_strings.add(id(arg))
-            elif isinstance(arg, ast.JoinedStr):
-                for part in arg.values:
-                    if isinstance(part, ast.Constant):
-                        self.allowed_strings.add(id(part))
-                    elif isinstance(part, ast.FormattedValue):
-                        if part.format_spec is not None:
-                            _fail(part, "a format spec in an error message")
-                        self._expr(part.value, scope)
-                    else:
-                        _fail(part, "an unexpected part of an f-string")
-            else:
-                _fail(arg, "an error message that is not a string or an f-string")
-
-    def _target(self, t: ast.AST, scope: _Scope, tuples: bool = True) -> None:
-        if isinstance(t, ast.Name):   # a local (module-level names are checked in run)
-            return
-        if tuples and isinstance(t, (ast.Tuple, ast.List)):
-            for e in t.elts:
-                self._target(e, scope)
-            return
-        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
-                and t.value.id in scope.inputs:
-            _fail(t, f"a write into the argument {t.value.id!r}")
-        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) \
-                and scope.binds(t.value.id) and not scope.function(t.value.id):
-            self._expr(t.slice, scope)
-            return
-        _fail(t, f"assignment to {type(t).__name__} (only local names and items of local "
-                 "arrays are assigned)")
-
-    # ------------------------------------------------------------ expressions
-
-    def _expr(self, root: ast.AST, scope: _Scope) -> None:
-        """Every node under `root` (iteratively: generated expressions may be deep)."""
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, _INERT):
-                continue
-            if not isinstance(node, _EXPRESSIONS):
-                _fail(node, f"expression {type(node).__name__} (never emitted)")
-            if isinstance(node, ast.Name):
-                self._name(node, scope)
-            elif isinstance(node, ast.Constant):
-                self._constant(node)
-            elif isinstance(node, ast.Call):
-                stack.extend(self._call(node, scope))
-            elif isinstance(node, ast.Attribute):
-                stack.extend(self._attribute(node, scope))
-            elif isinstance(node, (ast.JoinedStr, ast.FormattedValue)):
-                _fail(node, "an f-string outside an error message")
-            elif isinstance(node, ast.Compare):
-                if isinstance(node.left, ast.Attribute) and node.left.attr == "__class__":
-                    # `dim.__class__ is int` in the _dims helper: the class, compared only
-                    if not (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot))
-                            and isinstance(node.comparators[0], ast.Name)
-                            and self._builtin(node.comparators[0].id, scope) in BUILTINS):
-                        _fail(node.left, "`.__class__` other than in `x.__class__ is int`")
-                    stack.append(node.left.value)
-                else:
-                    stack.append(node.left)
-                for c in node.comparators:   # comparing with a string does nothing
-                    if isinstance(c, ast.Constant) and isinstance(c.value, str):
-                        self.allowed_strings.add(id(c))
-                stack.extend(node.comparators)
-            else:
-                stack.extend(ast.iter_child_nodes(node))
-
-    def _name(self, node: ast.Name, scope: _Scope, called: bool = False) -> None:
-        name = node.id
-        if _is_dunder(name) and not scope.binds(name):
-            _fail(node, f"the name {name!r}")
-        if not isinstance(node.ctx, ast.Load):
-            _fail(node, f"assignment to {name!r} inside an expression")
-        if scope.binds(name):
-            if scope.function(name) and not called:
-                _fail(node, f"the function {name!r} used as a value")
-            return
-        if name == self.np:
-            _fail(node, f"the NumPy module {name!r} used as a value")
-        if name in self.functions:
-            if not called:
-                _fail(node, f"the function {name!r} used as a value")
-            return
-        if name in self.state:
-            return
-        if name in BUILTINS:
-            return
-        _fail(node, f"the name {name!r} is not defined in the module (and is not one of the "
-                    "built-ins generated code uses)")
-
-    def _constant(self, node: ast.Constant) -> None:
-        v = node.value
-        if v is None or v is Ellipsis or type(v) in (bool, int, float):
-            return
-        if isinstance(v, str):
-            if id(node) in self.allowed_strings:
-                return
-            _fail(node, "a string constant where the generator never writes one")
-        _fail(node, f"a constant of type {type(v).__name__}")
-
-    def _call(self, node: ast.Call, scope: _Scope) -> list[ast.AST]:
-        """Check the callee; return the nodes left to check."""
-        func = node.func
-        todo: list[ast.AST] = []
-        for k in node.keywords:
-            if k.arg is None:
-                _fail(node, "a call with **keyword arguments")
-            if k.arg not in KEYWORDS:
-                _fail(k.value, f"the keyword argument {k.arg!r}")
-            if k.arg == "out" and isinstance(k.value, ast.Name) and k.value.id in scope.inputs:
-                _fail(k.value, f"a result written into the argument {k.value.id!r}")
-            todo.append(k.value)
-        star = scope.fn.args.vararg
-        for a in node.args:
-            # only a helper's own `*args`, passed on whole (`np.result_type(*arrays)`)
-            if isinstance(a, ast.Starred) and not (
-                    star is not None and isinstance(a.value, ast.Name)
-                    and a.value.id == star.arg):
-                _fail(a, "a call with *arguments")
-        # (a `*args` is checked below as the name it is)
-        args = [a.value if isinstance(a, ast.Starred) else a for a in node.args]
-        dotted = _dotted(func)
-        if isinstance(func, ast.Name):
-            name = func.id
-            if scope.binds(name):
-                if not scope.function(name):
-                    _fail(func, f"a call of the local value {name!r}")
-            elif name in self.functions:
-                for i, a in enumerate(args):   # _expect("x", x, shape): an argument's name
-                    if isinstance(a, ast.Constant) and isinstance(a.value, str) \
-                            and a.value.isidentifier() and not _is_dunder(a.value):
-                        self.allowed_strings.add(id(a))
-            elif self.aliases.get(name, name) in BUILTINS:
-                name = self.aliases.get(name, name)
-                if name in ("getattr", "hasattr"):
-                    if len(args) not in (2, 3) or not (
-                            isinstance(args[1], ast.Constant)
-                            and args[1].value in ARRAY_ATTRIBUTES):
-                        _fail(node, "getattr of a name that is not a constant array attribute")
-                    self.allowed_strings.add(id(args[1]))
-                elif name == "type" and len(args) != 1:
-                    _fail(node, "type() with more than one argument (it would make a class)")
-                elif name == "float" and args and isinstance(args[0], ast.Constant) \
-                        and args[0].value in _FLOAT_STRINGS:
-                    self.allowed_strings.add(id(args[0]))
-            else:
-                _fail(func, f"a call of {name!r} (not a module function or an allowed "
-                            "built-in)")
-            self._name(func, scope, called=True)
-        elif dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
-            fname = ".".join(dotted[1:])
-            if fname not in NUMPY_FUNCTIONS:
-                _fail(func, f"a call of {self.np}.{fname} (not a NumPy function generated "
-                            "code uses)")
-            if fname == "einsum" and args and isinstance(args[0], ast.Constant) \
-                    and isinstance(args[0].value, str) and _EINSUM_SPEC.match(args[0].value):
-                self.allowed_strings.add(id(args[0]))
-        elif isinstance(func, ast.Attribute):
-            if isinstance(func.value, ast.Name):   # an undefined receiver first
-                self._name(func.value, scope, called=True)
-            if func.attr not in ARRAY_METHODS:
-                _fail(func, f"a call of the method {func.attr!r} (not an array method "
-                            "generated code uses)")
-            recv = func.value
-            if isinstance(recv, ast.Name) and not scope.binds(recv.id) and (
-                    recv.id == self.np or recv.id in self.functions or recv.id in BUILTINS):
-                _fail(func, f"a method call on {recv.id!r}")
-            todo.append(recv)
-        else:
-            _fail(func, "a call of a computed value")
-        return todo + args
-
-    def _attribute(self, node: ast.Attribute, scope: _Scope) -> list[ast.AST]:
-        dotted = _dotted(node)
-        if dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
-            fname = ".".join(dotted[1:])
-            if fname not in NUMPY_VALUES:
-                _fail(node, f"{self.np}.{fname} (not a NumPy value generated code reads)")
-            return []
-        if node.attr == "__name__" and isinstance(node.value, ast.Call) \
-                and isinstance(node.value.func, ast.Name) \
-                and self._builtin(node.value.func.id, scope) == "type":   # in a message
-            return [node.value]
-        if _is_dunder(node.attr) or node.attr.startswith("_"):
-            _fail(node, f"the attribute {node.attr!r}")
-        if node.attr not in ARRAY_ATTRIBUTES:
-            _fail(node, f"the attribute {node.attr!r} (not an array attribute generated "
-                        "code reads)")
-        if not isinstance(node.ctx, ast.Load):
-            _fail(node, f"assignment to the attribute {node.attr!r}")
-        return [node.value]

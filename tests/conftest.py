@@ -64,3 +64,16 @@ def verify_every_rendered_module():
         mp.setattr(emit, "render_module", render_and_verify)
         mp.setattr(compiler, "render_module", render_and_verify)
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def verify_every_graph():
+    """Every graph the pipeline produces (each entry point parsed and optimised, each
+    derivative graph, each function optimised and lowered) passes `ir.verify`: the compiler
+    checks them at each stage boundary when `compiler.CHECK_GRAPHS` is on, and a graph that
+    breaks an invariant fails the test that compiled it with `InternalError`."""
+    from gradgen import compiler
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compiler, "CHECK_GRAPHS", True)
+        yield

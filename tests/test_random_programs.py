@@ -39,6 +39,7 @@ each kind of failure. Every failure found is kept, hand-reduced, in `REGRESSIONS
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import os
 import random
@@ -1404,6 +1405,25 @@ def _is_hessian_limit(message: str) -> bool:
                                        or "not supported yet" in message)
 
 
+def _compile(source: str, hessian: bool) -> str:
+    """`gradgen.compile_source` of a random program, each (source, hessian) compiled once:
+    the generator writes the same small programs again and again (with other seeds, so
+    other inputs are checked), and the compiler is deterministic
+    (test_cli.test_output_does_not_depend_on_hash_randomisation)."""
+    text, error = _compiled(source, hessian)
+    if error is not None:
+        raise error
+    return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str, hessian: bool) -> tuple[str | None, gradgen.CompileError | None]:
+    try:
+        return gradgen.compile_source(source, "random.grad", hessian=hessian), None
+    except gradgen.CompileError as e:
+        return None, e
+
+
 def check_program(source: str, seed: int = 0) -> Outcome:
     """Compile `source`, run it on inputs drawn from `seed`, compare every derivative."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -1443,12 +1463,12 @@ def _check(source: str, seed: int) -> Outcome:
     hessian = "yes" if scalar else "n/a"
     try:
         try:
-            text = gradgen.compile_source(source, "random.grad", hessian=scalar)
+            text = _compile(source, scalar)
         except gradgen.CompileError as e:
             if not (scalar and _is_hessian_limit(str(e))):
                 raise
             hessian = "unsupported"
-            text = gradgen.compile_source(source, "random.grad")
+            text = _compile(source, False)
     except gradgen.CompileError as e:
         raise Mismatch("compile_error", str(e))
     except Exception:
