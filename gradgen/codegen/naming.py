@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import io
 import itertools
 import keyword
@@ -191,8 +192,10 @@ def _rename_fields(body: str, mapping: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def _helper_names(source: str) -> tuple[set[str], set[str]]:
-    """The module-level names a helper source defines, and every identifier it uses."""
+@functools.lru_cache(maxsize=256)
+def _helper_names(source: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The module-level names a helper source defines, and every identifier it uses (the
+    helpers are our own fixed sources: parsed once per process, not per compilation)."""
     tree = ast.parse(source)
     defined = set()
     for stmt in tree.body:
@@ -203,7 +206,7 @@ def _helper_names(source: str) -> tuple[set[str], set[str]]:
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     used |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
              for a in n.args + n.kwonlyargs}
-    return defined, used
+    return frozenset(defined), frozenset(used)
 
 
 class ModuleNamer:
