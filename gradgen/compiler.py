@@ -23,7 +23,7 @@ from .codegen.function import EntryFunctions, Function, Module, Plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
-from .codegen.schedule import Forward, schedule, with_value
+from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
@@ -193,6 +193,13 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             out.append((fns.assemble(plan, graph, body, printer), printer))
             continue
         printer = printer_for("numpy", names.names)
+        if plan.kind == "vjp" and grad is not None:   # a scalar output's: the gradient,
+            # scaled (EntryDerivatives.vjp), on f_grad's statements when they allow it
+            body = extend(grad[0], list(graph.outputs), dict(graph.names), Namer(taken),
+                          printer, keep, plan.label)
+            if body is not None:
+                out.append((fns.assemble(plan, graph, body, printer), printer))
+                continue
         # Gradients are computed in reverse order of the Params, as backpropagation does:
         # the last layer's first, so forward values die early.
         visit = list(graph.outputs)

@@ -46,6 +46,9 @@ class Origin:
     text: str
 
 
+_set = object.__setattr__
+
+
 class Node:
     """One operation applied to argument nodes. Immutable; compared by identity."""
 
@@ -57,11 +60,17 @@ class Node:
                  is_input: bool = False):
         # is_const: the scalar constant leaf (trait "constant"); is_input: an input of the
         # graph (trait "argument"): the two leaves every layer asks about, read off the table
-        for name, value in (("op", op), ("args", args), ("attrs", attrs), ("shape", shape),
-                            ("dtype", dtype), ("origin", origin), ("phase", phase),
-                            ("serial", serial), ("is_const", is_const),
-                            ("is_input", is_input)):
-            object.__setattr__(self, name, value)
+        # (one call per slot: a node is made hundreds of thousands of times a compilation)
+        _set(self, "op", op)
+        _set(self, "args", args)
+        _set(self, "attrs", attrs)
+        _set(self, "shape", shape)
+        _set(self, "dtype", dtype)
+        _set(self, "origin", origin)
+        _set(self, "phase", phase)
+        _set(self, "serial", serial)
+        _set(self, "is_const", is_const)
+        _set(self, "is_input", is_input)
 
     def __setattr__(self, name, value):
         raise AttributeError("IR nodes are immutable")
@@ -311,12 +320,20 @@ def use_counts(order: Sequence[Node], outputs: Iterable[Node]) -> Counter:
     return uses
 
 
+_MISSING = object()
+
+
 def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
     memoised per compilation under `name` (iterative, so deep graphs are fine)."""
-    memo = builder().memo.setdefault(name, {})
-    if id(node) in memo:
-        return memo[id(node)]
+    memos = builder().memo
+    memo = memos.get(name)
+    if memo is None:
+        memo = memos[name] = {}
+    else:
+        value = memo.get(id(node), _MISSING)
+        if value is not _MISSING:
+            return value
     # Post-order DFS over the nodes not memoised yet, computing each once its arguments are.
     seen = {id(node)}
     stack = [(node, iter(node.args))]
