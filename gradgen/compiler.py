@@ -23,7 +23,7 @@ from .codegen.function import EntryFunctions, Function, Module, Plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
-from .codegen.schedule import Forward, schedule, with_value
+from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
@@ -38,7 +38,7 @@ __all__ = ["ALL_MODES", "DEFAULT_MODES", "MAX_WORK", "Function", "Module", "Opti
 # The most work (IR nodes asked for, plus nodes scheduled: an entry point's forward part
 # once, then each function's own part) one compilation may do: about 12 µs a unit, so
 # some 5 s of CPU on the machines we measured. A straight-line program of 10,000
-# operations with every default function needs about 392,000. Past it the entry point
+# operations with every default function needs about 300,000. Past it the entry point
 # being compiled is refused with a diagnostic: no input takes minutes to compile or refuse.
 MAX_WORK = 450_000
 
@@ -176,8 +176,13 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     forward_nodes = {id(n) for n in graphs[0].order}
     needed: set[int] = set()   # forward nodes some function's own part reads
     work = len(forward_nodes)  # nodes to schedule: the forward part once, then each own part
+    built_on = set()   # f_vjp of a scalar output builds on f_grad: only its new nodes count
+    if "vjp" in kinds and "grad" in kinds:
+        built_on = {id(n) for n in graphs[kinds.index("grad")].order}
     for g, plan in zip(graphs, plans):
         own = [n for n in g.order if id(n) not in forward_nodes]
+        if plan.kind == "vjp":
+            own = [n for n in own if id(n) not in built_on]
         work += len(own) if plan.kind != "value_and_grad" else 0
         needed.update(id(a) for n in own for a in n.args if id(a) in forward_nodes)
         needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
@@ -198,6 +203,15 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             out.append((fns.assemble(plan, graph, body, printer), printer))
             continue
         printer = printer_for("numpy", names.names)
+        if plan.kind == "vjp" and grad is not None:   # a scalar output's: the gradient,
+            # scaled (EntryDerivatives.vjp), on f_grad's statements when they allow it
+            body = extend(grad[0], list(graph.outputs), dict(graph.names), Namer(taken),
+                          printer, keep, plan.label)
+            if body is not None:
+                out.append((fns.assemble(plan, graph, body, printer), printer))
+                continue
+            ir.builder().charge(sum(id(n) in built_on and id(n) not in forward_nodes
+                                    for n in graph.order))   # scheduled in full
         # Gradients are computed in reverse order of the Params, as backpropagation does:
         # the last layer's first, so forward values die early.
         visit = list(graph.outputs)

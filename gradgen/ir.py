@@ -47,6 +47,9 @@ class Origin:
     text: str
 
 
+_set = object.__setattr__
+
+
 class Node:
     """One operation applied to argument nodes. Immutable; compared by identity."""
 
@@ -58,11 +61,17 @@ class Node:
                  is_input: bool = False):
         # is_const: the scalar constant leaf (trait "constant"); is_input: an input of the
         # graph (trait "argument"): the two leaves every layer asks about, read off the table
-        for name, value in (("op", op), ("args", args), ("attrs", attrs), ("shape", shape),
-                            ("dtype", dtype), ("origin", origin), ("phase", phase),
-                            ("serial", serial), ("is_const", is_const),
-                            ("is_input", is_input)):
-            object.__setattr__(self, name, value)
+        # (one call per slot: a node is made hundreds of thousands of times a compilation)
+        _set(self, "op", op)
+        _set(self, "args", args)
+        _set(self, "attrs", attrs)
+        _set(self, "shape", shape)
+        _set(self, "dtype", dtype)
+        _set(self, "origin", origin)
+        _set(self, "phase", phase)
+        _set(self, "serial", serial)
+        _set(self, "is_const", is_const)
+        _set(self, "is_input", is_input)
 
     def __setattr__(self, name, value):
         raise AttributeError("IR nodes are immutable")
@@ -117,7 +126,7 @@ class Node:
 
 
 def _apply(operator: str, *args: Node, **attrs) -> Node:
-    op = builder().operators.get(operator)
+    op = (_current[-1] if _current else builder()).operators.get(operator)
     if op is None:
         raise InternalError(f"the op table has no op for the operator {operator!r}")
     return make(op, *args, **attrs)
@@ -167,6 +176,8 @@ class Builder:
     work: int = 0
     limit: int | None = None
     memo: dict = field(default_factory=dict)   # per-compilation caches of analyses
+    # op name -> (is_const, is_input) of its nodes, read off the op table once
+    leaves: dict = field(default_factory=dict, repr=False)
     # Read off the op table: Python operator -> op name, and the scalar constant leaf.
     operators: dict = field(init=False, repr=False)
     const_op: str = field(init=False, repr=False)
@@ -223,7 +234,7 @@ def builder() -> Builder:
 def make(op: str, *args: Node, **attrs) -> Node:
     """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the builder's
     rewrite hook had its say (so every node `make` returns is a fixed point of it)."""
-    b = builder()
+    b = _current[-1] if _current else builder()
     opdef = b.ops.get(op)
     if opdef is None:
         raise InternalError(f"unknown operation {op!r}")
@@ -249,23 +260,22 @@ def make_as_is(op: str, *args: Node, **attrs) -> Node:
 
 
 def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
-    items = tuple(sorted(attrs.items()))
+    items = tuple(sorted(attrs.items())) if attrs else ()
     # Attribute values are hashable (ints, tuples, strings, sympy expressions); constants
     # that compare equal (1 and 1.0) may share a node: as Python scalars they act alike.
-    key = _key(op, args, items)
+    # The interning key of a node: equal keys, one node.
+    key = (op, tuple(map(id, args)), items)
     node = b.table.get(key)
     if node is None:
         shape, dtype = opdef.infer(args, attrs)
         b.serial += 1
+        leaf = b.leaves.get(op)
+        if leaf is None:
+            leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
         node = Node(op, tuple(args), items, tuple(shape), dtype, b.origin, b.phase, b.serial,
-                    opdef.has("constant"), opdef.has("argument"))
+                    *leaf)
         b.table[key] = node
     return node
-
-
-def _key(op: str, args, attrs: tuple) -> tuple:
-    """The interning key of a node: equal keys, one node."""
-    return (op, tuple(id(a) for a in args), attrs)
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:
@@ -312,10 +322,29 @@ def use_counts(order: Sequence[Node], outputs: Iterable[Node]) -> Counter:
     return uses
 
 
+_MISSING = object()
+
+
 def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
     memoised per compilation under `name` (iterative, so deep graphs are fine)."""
-    memo = builder().memo.setdefault(name, {})
+    memos = builder().memo
+    memo = memos.get(name)
+    if memo is None:
+        memo = memos[name] = {}
+    else:
+        value = memo.get(id(node), _MISSING)
+        if value is not _MISSING:
+            return value
+        values = []   # the usual case: every argument's value known already
+        for a in node.args:
+            v = memo.get(id(a), _MISSING)
+            if v is _MISSING:
+                break
+            values.append(v)
+        else:
+            value = memo[id(node)] = rule(node, values)
+            return value
     for n in unvisited(node, memo):   # each computed once its arguments are
         memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
     return memo[id(node)]

@@ -110,3 +110,46 @@ def test_hvp_headers_say_grad_or_tangent_and_forward_comes_first():
                 assert header.startswith("# grad of"), (header, stmt)
     assert "# tangent of line 8: Q = X @ V" in lines
     assert lines[lines.index("# tangent of line 8: Q = X @ V") + 1] == "tQ = X @ vV  # (N, M)"
+
+
+def test_vjp_of_a_scalar_output_is_f_grad_scaled_by_g():
+    """For a scalar output f_vjp is built on f_grad's statements (schedule.extend): the
+    same lines, then each gradient scaled by the cotangent; and it computes g * grad."""
+    src = compiler.compile_source(MLP.read_text(), "mlp.grad")
+    fns = _functions(src)
+    grad, vjp = fns["cost_grad"], fns["cost_vjp"]
+    checks = ['_expect("g", g, ())', "g = _weak(g, X, Y, V, W)"]
+    assert [line for line in vjp if line not in checks] == grad[:-1] + ["return (g * dV, g * dW)"]
+    import numpy as np
+    mod = {}
+    exec(compile(src, "mlp.grad", "exec"), mod)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(6, 4)), np.eye(3)[rng.integers(0, 3, 6)]
+    V, W = rng.normal(size=(4, 5)), rng.normal(size=(5, 3))
+    for a, b in zip(mod["cost_vjp"](X, Y, V, W, -2.5), mod["cost_grad"](X, Y, V, W)):
+        np.testing.assert_allclose(a, -2.5 * b, rtol=1e-12)
+
+
+def test_extend_refuses_to_read_a_reused_buffer():
+    """A node added by `extend` may read only variables whose buffers no earlier statement
+    reused; otherwise extend declines (the function is then scheduled on its own)."""
+    from gradgen.codegen.naming import Namer
+    from gradgen.codegen.printer import printer_for
+    from gradgen.codegen.schedule import extend, schedule
+    from gradgen.dims import dim_symbol
+    from gradgen.ir import make
+    from gradgen.passes import building
+
+    with building():
+        x = make("input", name="x", role="param", shape=(dim_symbol("N"),))
+        a = make("exp", x)
+        b = make("sin", a)   # a dies here: sin(a) is computed into a's buffer
+        body = schedule([b], {a: "a", b: "b"}, Namer({"x"}), printer_for("numpy"),
+                        keep=frozenset({"x"}))
+        assert "b = np.sin(a, out=a)  # (N,)" in body.lines
+        assert extend(body, [a * b], {}, Namer({"x"}), printer_for("numpy"),
+                      frozenset({"x"})) is None
+        printer = printer_for("numpy")
+        ok = extend(body, [b * b], {}, Namer({"x"}), printer, frozenset({"x"}))
+        assert ok is not None and ok.lines == body.lines   # b is intact: read it
+        assert printer.code_of(b * b)[0] == "b * b"

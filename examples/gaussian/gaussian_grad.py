@@ -229,23 +229,19 @@ def nll_vjp(X, mu, A, g):
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
     # grad of line 11: quad = sum(R.T * Q) / N
-    g_scaled = g / (2 * N)
-    dQ = g_scaled * R.T  # (D, N)
+    dQ = R.T / (2 * N)  # (D, N)
     del R
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
-    dS = g / 2 * np.linalg.inv(S).T - S_solve @ Q.T  # (D, D)
+    dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
     dA = (dS + dS.T) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
-    dR = (g_scaled * Q + S_solve).T  # (N, D)
-    del Q, S_solve
-    # grad of line 9: R = X - mu
-    dmu = -dR.sum(axis=0)  # (D,)
-    return (dmu, dA)
+    dR = (Q / (2 * N) + S_solve).T  # (N, D)
+    return (-(g * dR.sum(axis=0)), g * dA)
 
 
 def nll_jvp(X, mu, A, tmu, tA):

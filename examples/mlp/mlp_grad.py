@@ -247,7 +247,7 @@ def cost_vjp(X, Y, V, W, g):
     del U, U_max
     U_sum = U_exp.sum(axis=1)  # (N,)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = ((g / U_sum)[:, None] * U_exp - g * Y) / N  # (N, C)
+    dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
     del U_exp, U_sum
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
@@ -260,7 +260,7 @@ def cost_vjp(X, Y, V, W, g):
     del Z, Z_diff, dZ
     # grad of line 8: Q = X @ V
     dV = X.T @ dQ  # (D, M)
-    return (dV, dW)
+    return (g * dV, g * dW)
 
 
 def cost_jvp(X, Y, V, W, tV, tW):

@@ -203,8 +203,8 @@ def loss_vjp(X, y, w, lam, g):
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = g * lam * w + X.T @ (-(g * _sigmoid(y_neg) * y) / N)  # (D,)
-    return dw
+    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
+    return g * dw
 
 
 def loss_jvp(X, y, w, lam, tw):

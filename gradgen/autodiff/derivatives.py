@@ -47,7 +47,13 @@ class EntryDerivatives:
         return Derivative(list(self._grad.outputs), self._grad.cotangents)
 
     def vjp(self, cotangent: Node) -> Derivative:
-        """The cotangents of the Params for the output cotangent `cotangent` (an input)."""
+        """The cotangents of the Params for the output cotangent `cotangent` (an input).
+        For a scalar output they are the gradient scaled by it (the VJP is linear in the
+        cotangent): built on the gradient graph, not by a second reverse sweep."""
+        if self.output.ndim == 0:
+            grad = self.gradient()
+            with builder().at(phase="backward"):
+                return Derivative([cotangent * g for g in grad.outputs], grad.cotangents)
         grads, table = vjp([self.output], [cotangent], self.params)
         return Derivative(self._zeros_for_none(grads), table)
 

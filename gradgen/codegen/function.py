@@ -110,7 +110,13 @@ class EntryFunctions:
 
     def vjp(self) -> Plan:
         g = self._extra_input(naming.COTANGENT_INPUT, "cotangent", self.out.shape)
-        grads, names = self._cotangents(self.derivatives.vjp(g))
+        d = self.derivatives.vjp(g)
+        if self.out.ndim == 0:   # the gradient scaled by g: the gradient's names, the
+            # products unnamed (`return g * dx`)
+            grads = list(d.outputs)
+            _, names = self._cotangents(self.derivatives.gradient())
+        else:
+            grads, names = self._cotangents(d)
         e = self.entry.name
         doc = self._doc(f"Vector-Jacobian product of `{e}`: the cotangents of "
                         f"{self._param_list()} for the output cotangent `{g.attr('name')}`.",

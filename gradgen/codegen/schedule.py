@@ -57,6 +57,7 @@ class Body:
     result: tuple[str, str] | None = None
     scheduler: object = field(default=None, repr=False)   # what `with_value` continues
     forward: object = field(default=None, repr=False)
+    outputs: list = field(default_factory=list, repr=False)   # what the body computes
 
 
 class Forward:
@@ -117,11 +118,41 @@ def with_value(body: Body, outputs: list[Node], keep: frozenset) -> Body:
     return _finish(body.scheduler, body.forward, outputs, keep, False)
 
 
+def extend(body: Body, outputs: list[Node], names: dict, namer: Namer, printer: Printer,
+           keep: frozenset, derivative_label: str = "grad") -> Body | None:
+    """The statements of `body` (scheduled with `forward`), then statements for the nodes
+    of `outputs` it did not schedule: a function built on another one's statements and
+    names (`f_vjp` of a scalar output on `f_grad`), not scheduled again. `printer` and
+    `namer` are forked from `body`'s, as in `schedule`. None when a new node would read a
+    variable whose buffer a statement of `body` overwrote (schedule on its own then)."""
+    base = body.scheduler
+    refs = base.refs
+    order = topo_order(outputs)
+    own = [n for n in order if id(n) not in refs]
+    reads = use_counts(own, outputs)
+    old = [nid for nid in reads if nid in refs]   # earlier nodes the new part reads
+    if not all(base.st.intact(name) for nid in old for name in refs[nid]):
+        return None
+    sched = base.fork(printer, namer, names, keep, derivative_label)
+    remaining = sched.st.remaining
+    for o in body.outputs:   # `body` counted one read of each of its outputs: the return
+        for name in refs[id(o)]:
+            remaining[name] -= 1
+    for nid in old:
+        for name in refs[nid]:
+            remaining[name] += reads[nid]
+    start = len(sched.stmts)
+    sched.run(own, reads)
+    return _finish(sched, body.forward, outputs, keep, False, start)
+
+
 def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], keep: frozenset,
-            fold: bool) -> Body:
+            fold: bool, start: int | None = None) -> Body:
+    """The body of the scheduler's statements for `outputs`: of those before `start` (by
+    default the forward part's) only the ones the rest needs, then `del`s."""
     stmts = sched.stmts
     if forward is not None:
-        n = len(forward.sched.stmts)
+        n = len(forward.sched.stmts) if start is None else start
         stmts = _live(stmts[:n], stmts[n:], outputs, sched.refs)
     returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
     body = _with_releases(stmts, returned | keep)
@@ -129,20 +160,27 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
     if fold and last is not None and last.expr is not None and len(outputs) == 1 \
             and sched.refs[id(outputs[0])] == (last.target,):
         body.result = (last.target, last.expr)
-    body.scheduler, body.forward = sched, forward
+    body.scheduler, body.forward, body.outputs = sched, forward, list(outputs)
     return body
 
 
 def _live(prefix: list[Statement], own: list[Statement], outputs, refs) -> list[Statement]:
-    """The forward statements a function needs (those computing a variable its own
-    statements or its outputs read, and what they read), then its own statements."""
+    """The statements of `prefix` a function needs (those computing a variable its own
+    statements or its outputs read, and what they read; a comment when a statement under
+    it is kept), then its own statements."""
     live = {name for st in own for name in st.reads}
     live.update(name for o in outputs for name in refs[id(o)])
     kept = []
+    headed = False   # a statement under the next comment up is kept
     for st in reversed(prefix):
-        if st.target is not None and st.target in live:
+        if st.target is None:
+            if headed:
+                kept.append(st)
+            headed = False
+        elif st.target in live:
             kept.append(st)
             live.update(st.reads)
+            headed = True
     kept.reverse()
     return kept + own
 
@@ -183,6 +221,7 @@ class _Scheduler:
         s.view_bases = {k: set(v) for k, v in st.view_bases.items()}
         s.views_of = {k: dict(v) for k, v in st.views_of.items()}
         s.assigned = set(st.assigned)
+        s.overwritten = set(st.overwritten)
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -375,6 +414,7 @@ class _State:
         self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
+        self.overwritten: set[str] = set()   # variables whose buffers a statement reused
 
     def define(self, n: Node, name: str, uses: int, reads=()) -> str | None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
@@ -410,6 +450,12 @@ class _State:
             if not weak(n):
                 self.buffers[name] = n
         return name
+
+    def intact(self, name: str) -> bool:
+        """Whether variable `name` still holds its value after every statement so far (no
+        statement reused its buffer, nor that of an array it may be a view of)."""
+        return name not in self.overwritten and not any(
+            b in self.overwritten for b in self.view_bases.get(name, ()))
 
     def take_temps(self) -> tuple:
         """The temporaries made for the statement just printed (and forget them)."""
@@ -467,6 +513,7 @@ class _State:
             return None
         code = self.p.code
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
+            self.overwritten.add(buf)
             lines = [f"{target} = {self._call_into(bottom, buf)}{_shape_comment(n)}"
                      + ("" if buf == target else f"; reuses {buf}'s buffer")]
         else:
@@ -497,6 +544,7 @@ class _State:
             return []
         name = self.namer.fresh(temp_name(o, self.names))
         line = f"{name} = {self._call_into(o, buf)}  # reuses {buf}'s buffer"
+        self.overwritten.add(buf)
         self.p.set_name(o, name)
         self.temps.append(name)
         return [line]

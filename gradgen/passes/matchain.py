@@ -50,7 +50,10 @@ def _is_product(n: Node) -> bool:
 
 
 def _has_chain(order: list[Node]) -> bool:
-    return any(_is_product(n) and any(map(_is_product, n.args)) for n in order)
+    """Some product has a product argument (op names looked up in a set: this scans every
+    node of every graph)."""
+    products = {name for name, d in builder().ops.items() if d.has("matrix_product")}
+    return any(n.op in products and any(a.op in products for a in n.args) for n in order)
 
 
 def reorder_matrix_chains(outputs: list[Node], names: dict | None = None,

@@ -96,15 +96,12 @@ class RuleEngine:
         if rules is None:
             return None
         self.depth += 1
+        rule = None
         try:
             if self.depth > MAX_DEPTH:
                 raise _Cycle()
             for rule in rules:
-                try:
-                    out = rule.fn(*args, **attrs)
-                except _Cycle as cycle:
-                    cycle.rules.append(rule.name)
-                    raise
+                out = rule.fn(*args, **attrs)
                 if out is not None:
                     self.fired = rule
                     if self.log is not None:
@@ -112,6 +109,8 @@ class RuleEngine:
                     return out
             return None
         except _Cycle as cycle:
+            if rule is not None:   # the rule whose result went on rewriting
+                cycle.rules.append(rule.name)
             if self.depth == 1:
                 raise _cycle_error(cycle.rules) from None
             raise

@@ -18,10 +18,10 @@ from .rebuild import rebuild_graph
 
 def place_scalars(graph: Graph) -> Graph:
     """The graph with scalar constant factors moved onto the smallest operand."""
-    ops = builder().ops
+    products = {name for name, d in builder().ops.items() if d.has("product")}
 
     def product(n: Node) -> bool:
-        return ops[n.op].has("product")
+        return n.op in products
 
     def candidate(n: Node) -> bool:   # c * (p * Q), p and Q of different ranks
         if not product(n) or not n.args[0].is_const or not product(n.args[1]):
