@@ -146,7 +146,7 @@ def test_extend_refuses_to_read_a_reused_buffer():
         b = make("sin", a)   # a dies here: sin(a) is computed into a's buffer
         body = schedule([b], {a: "a", b: "b"}, Namer({"x"}), printer_for("numpy"),
                         keep=frozenset({"x"}))
-        assert "b = np.sin(a, out=a)  # (N,)" in body.lines
+        assert "b = np.sin(a, out=a)  # (N,); reuses a's buffer" in body.lines
         assert extend(body, [a * b], {}, Namer({"x"}), printer_for("numpy"),
                       frozenset({"x"})) is None
         printer = printer_for("numpy")
