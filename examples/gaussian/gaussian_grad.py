@@ -241,7 +241,10 @@ def nll_vjp(X, mu, A, g):
     del dS
     # grad of line 10: Q = solve(S, R.T)
     dR = (Q / (2 * N) + S_solve).T  # (N, D)
-    return (-(g * dR.sum(axis=0)), g * dA)
+    del Q, S_solve
+    # grad of line 9: R = X - mu
+    dmu = -dR.sum(axis=0)  # (D,)
+    return (g * dmu, g * dA)
 
 
 def nll_jvp(X, mu, A, tmu, tA):

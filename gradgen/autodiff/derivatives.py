@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..ir import Node, builder, const, make
+from ..ir import Node, builder, const, make, make_as_is
 from .forward import batched_jvp, jvp
 from .reverse import vjp
 
@@ -52,8 +52,10 @@ class EntryDerivatives:
         cotangent): built on the gradient graph, not by a second reverse sweep."""
         if self.output.ndim == 0:
             grad = self.gradient()
-            with builder().at(phase="backward"):
-                return Derivative([cotangent * g for g in grad.outputs], grad.cotangents)
+            with builder().at(phase="backward"):   # `g * dmu` as is: no rule moves the
+                # sign of dmu = -(...) outwards, so the function returns the gradient's names
+                return Derivative([make_as_is("mul", cotangent, g) for g in grad.outputs],
+                                  grad.cotangents)
         grads, table = vjp([self.output], [cotangent], self.params)
         return Derivative(self._zeros_for_none(grads), table)
 
