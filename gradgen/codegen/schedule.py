@@ -505,10 +505,15 @@ class _State:
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
-        alloc_deps = input_names(alloc)
-        for s in spine:
-            if not input_names(s) <= alloc_deps:
-                return None
+        # Every step's inputs among the buffer's (so is its dtype). A node depends on the
+        # inputs its arguments do, and `_dead_buffer` checked `bottom`'s arguments against
+        # the buffer's node (or `bottom` is the buffer): only the steps above are left.
+        steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
+        if steps:
+            alloc_deps = input_names(alloc)
+            for s in steps:
+                if not input_names(s) <= alloc_deps:
+                    return None
         if buf is None and weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
