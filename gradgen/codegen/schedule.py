@@ -584,8 +584,8 @@ class _State:
             if views and any(remaining[w] > 0 for w in views):
                 continue
             owner_deps = input_names(owner)
-            for b in args:
-                if not input_names(b) <= owner_deps:
+            for b in args:   # (the buffer's own node, usually `a`, depends on them)
+                if b is not owner and not input_names(b) <= owner_deps:
                     break
             else:
                 if unread_later(name) and (not views or all(unread_later(w) for w in views)):
