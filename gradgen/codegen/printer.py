@@ -189,20 +189,23 @@ class Printer:
     # -- used by the scheduler
     def emit(self, node: Node) -> tuple[str, int]:
         """Code and precedence of `node` as an expression."""
-        opdef = REGISTRY[node.op]
-        emit = self._emitters.get(node.op) or self._missing(node)
-        if opdef.prelude:
-            self.preludes[node.op] = opdef.prelude
-        if node.args and "elementwise" in opdef.traits and all(
-                a.is_const or id(a) in self.scalars for a in node.args):
+        emit, prelude, elementwise = self._emitters[node.op]
+        if emit is None:
+            self._missing(node)
+        if prelude:
+            self.preludes[node.op] = prelude
+        args = node.args
+        if elementwise and args and (args[0].is_const or id(args[0]) in self.scalars) and all(
+                a.is_const or id(a) in self.scalars for a in args):
             # A function of numbers and dimension sizes that folding left alone (log(N),
             # arithmetic too large to fold): a Python number. Arithmetic on such numbers
             # goes through the library's function, in float64: in Python, 1 / 0 and
             # 10.0 ** 400 raise where NumPy gives inf. A NumPy float64 would turn float32
             # arrays into float64: as a Python float it takes their dtype.
+            opdef = REGISTRY[node.op]
             if opdef.dtype == "float":   # a comparison stays a boolean for where()
                 self.scalars.add(id(node))
-            if len(node.args) == 2 and opdef.ufunc in _ARITHMETIC:
+            if len(args) == 2 and opdef.ufunc in _ARITHMETIC:
                 args = [self.float64(self.arg(node, i, 0)) for i in range(2)]
                 return self.number(self.call(opdef.ufunc, args)), PREC_ATOM
             return self.number(emit(self, node)[0]), PREC_ATOM
@@ -226,11 +229,14 @@ _EMITTERS: dict[str, dict] = {}
 
 
 def _emitters(target: str) -> dict:
-    """op name -> its emission rule for `target` (the registry is complete once imported)."""
+    """op name -> (its emission rule for `target` or None, its prelude, whether it is
+    elementwise): what `Printer.emit` asks of every node, read off the registry once (it
+    is complete once imported)."""
     table = _EMITTERS.get(target)
     if table is None or len(table) != len(REGISTRY):
-        table = _EMITTERS[target] = {op: d.emitter(target) for op, d in REGISTRY.items()
-                                     if d.emitter(target) is not None}
+        table = _EMITTERS[target] = {
+            op: (d.emitter(target), d.prelude, "elementwise" in d.traits)
+            for op, d in REGISTRY.items()}
     return table
 
 

@@ -105,8 +105,9 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     else:
         own = [n for n in order if id(n) not in forward.nodes]
         sched = forward.sched.fork(printer, namer, names, keep, derivative_label)
-        sched.continue_with(forward, own, outputs)
-        sched.run(own, use_counts(own, outputs))
+        uses = use_counts(own, outputs)
+        sched.continue_with(forward, uses)
+        sched.run(own, uses)
     return _finish(sched, forward, outputs, keep, fold)
 
 
@@ -227,10 +228,10 @@ class _Scheduler:
         new.last_origin = self.last_origin
         return new
 
-    def continue_with(self, forward: Forward, own: list[Node], outputs) -> None:
+    def continue_with(self, forward: Forward, reads) -> None:
         """Count the reads of the forward variables by this function's own nodes and
-        outputs, in place of the one use `Forward` reserved for every needed node."""
-        reads = use_counts(own, outputs)
+        outputs (`reads`: their `use_counts`), in place of the one use `Forward` reserved
+        for every needed node."""
         remaining, refs = self.st.remaining, self.refs
         for nid in forward.needed:
             for name in refs[nid]:
@@ -505,10 +506,15 @@ class _State:
         if buf is None and len(spine) < 2:
             return None
         alloc = self.var_node[buf] if buf else bottom
-        alloc_deps = input_names(alloc)
-        for s in spine:
-            if not input_names(s) <= alloc_deps:
-                return None
+        # Every step's inputs among the buffer's (so is its dtype). A node depends on the
+        # inputs its arguments do, and `_dead_buffer` checked `bottom`'s arguments against
+        # the buffer's node (or `bottom` is the buffer): only the steps above are left.
+        steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
+        if steps:
+            alloc_deps = input_names(alloc)
+            for s in steps:
+                if not input_names(s) <= alloc_deps:
+                    return None
         if buf is None and weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
@@ -578,8 +584,8 @@ class _State:
             if views and any(remaining[w] > 0 for w in views):
                 continue
             owner_deps = input_names(owner)
-            for b in args:
-                if not input_names(b) <= owner_deps:
+            for b in args:   # (the buffer's own node, usually `a`, depends on them)
+                if b is not owner and not input_names(b) <= owner_deps:
                     break
             else:
                 if unread_later(name) and (not views or all(unread_later(w) for w in views)):
@@ -615,19 +621,24 @@ def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
     for name, i in last_read.items():
         if i < final and name in releasable and name not in keep:
             dead_after.setdefault(i, []).append(name)
-    for i, st in enumerate(stmts):
-        if st.temps and i < final:
-            dead_after.setdefault(i, []).extend(st.temps)
     lines: list[str] = []
     phases: list[str] = []
+    add_line, add_phase = lines.append, phases.append
     for i, st in enumerate(stmts):
-        lines += st.lines
         phase = "backward" if st.phase == "tangent" else st.phase
-        phases += [phase] * len(st.lines)
+        st_lines = st.lines
+        if len(st_lines) == 1:   # the usual statement
+            add_line(st_lines[0])
+            add_phase(phase)
+        else:
+            lines += st_lines
+            phases += [phase] * len(st_lines)
         dead = dead_after.get(i)
+        if st.temps and i < final:   # made and dead within the statement
+            dead = [*(dead or ()), *st.temps]
         if dead is not None:
-            lines.append("del " + ", ".join(sorted(dead)))
-            phases.append(phase)
+            add_line("del " + ", ".join(sorted(dead)))
+            add_phase(phase)
     return Body(lines, phases)
 
 

@@ -30,6 +30,9 @@ from .simplify import simplify
 # The passes iterated to a fixed point, in order.
 PIPELINE = (simplify, fuse, dce)
 MAX_ROUNDS = 50
+# The passes whose result they leave unchanged: dce removes the names of nodes the outputs
+# do not need, and its result has none left.
+IDEMPOTENT = frozenset({dce})
 
 
 @contextlib.contextmanager
@@ -43,11 +46,21 @@ def building() -> Iterator[ir.Builder]:
 def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     """The graph after every pass of `PIPELINE` and `matchain`, repeated until nothing
     changes."""
+    steps = (*PIPELINE, lambda g: matchain(g, hints))
+    # Per step, a graph it is known to leave as it is, so it is not run on it again: the
+    # passes are pure functions, so one that returned its input unchanged would again,
+    # and an idempotent one would return its own result unchanged (a fixed point needs a
+    # second round, which then re-checks only the passes that can still do something).
+    settled: list[Graph | None] = [None] * len(steps)
     for _ in range(MAX_ROUNDS):
         before = graph
-        for step in PIPELINE:
-            graph = step(graph)
-        graph = matchain(graph, hints)
+        for i, step in enumerate(steps):
+            if graph is settled[i]:
+                continue
+            new = step(graph)
+            if new is graph or step in IDEMPOTENT:
+                settled[i] = new
+            graph = new
         if graph is before:   # a fixed point: no pass changes anything
             return graph
     raise InternalError(f"the passes did not reach a fixed point in {MAX_ROUNDS} rounds")

@@ -29,7 +29,7 @@ def place_scalars(graph: Graph) -> Graph:
         p, q = n.args[1].args
         return not p.is_const and p.ndim != q.ndim
 
-    if not any(candidate(n) for n in graph.order):
+    if not any(candidate(n) for n in graph.order if n.op in products):
         return graph
 
     def rule(n: Node, uses) -> Node | None:
