@@ -328,7 +328,7 @@ _MISSING = object()
 def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
     memoised per compilation under `name` (iterative, so deep graphs are fine)."""
-    memos = builder().memo
+    memos = (_current[-1] if _current else builder()).memo
     memo = memos.get(name)
     if memo is None:
         memo = memos[name] = {}
@@ -336,17 +336,23 @@ def analysis(name: str, node: Node, rule) -> object:
         value = memo.get(id(node), _MISSING)
         if value is not _MISSING:
             return value
-        values = []   # the usual case: every argument's value known already
-        for a in node.args:
-            v = memo.get(id(a), _MISSING)
+    # A post-order walk down to the known values: the stack is a path from `node` (a
+    # DAG path holds no node twice), each node's value computed once all its arguments'
+    # are known (the usual case at the first look: every argument's value known already).
+    stack = [node]
+    push, get = stack.append, memo.get
+    while stack:
+        n = stack[-1]
+        values = []
+        for a in n.args:
+            v = get(id(a), _MISSING)
             if v is _MISSING:
+                push(a)
                 break
             values.append(v)
         else:
-            value = memo[id(node)] = rule(node, values)
-            return value
-    for n in unvisited(node, memo):   # each computed once its arguments are
-        memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
+            stack.pop()
+            memo[id(n)] = rule(n, values)
     return memo[id(node)]
 
 

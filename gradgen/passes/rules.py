@@ -95,27 +95,32 @@ class RuleEngine:
         rules = self.rules.get(opdef.name)
         if rules is None:
             return None
-        self.depth += 1
+        depth = self.depth + 1
+        if depth > MAX_DEPTH:
+            raise _Cycle()   # the rewrite that made this node adds its rule's name
+        self.depth = depth
         rule = None
         try:
-            if self.depth > MAX_DEPTH:
-                raise _Cycle()
             for rule in rules:
                 out = rule.fn(*args, **attrs)
                 if out is not None:
                     self.fired = rule
                     if self.log is not None:
                         self._record(rule)
+                    self.depth = depth - 1
                     return out
-            return None
         except _Cycle as cycle:
+            self.depth = depth - 1
             if rule is not None:   # the rule whose result went on rewriting
                 cycle.rules.append(rule.name)
-            if self.depth == 1:
+            if depth == 1:
                 raise _cycle_error(cycle.rules) from None
             raise
-        finally:
-            self.depth -= 1
+        except BaseException:
+            self.depth = depth - 1
+            raise
+        self.depth = depth - 1
+        return None
 
     def _record(self, rule: Rule) -> None:
         origin = builder().origin
