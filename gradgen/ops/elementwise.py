@@ -42,6 +42,8 @@ def _bshape(args, **_):
             return first
         if not first:
             return other
+        if len(other) == len(first) and all(x is y for x, y in zip(first, other)):
+            return first
     return broadcast(*(a.shape for a in args))
 
 

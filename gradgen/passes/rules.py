@@ -83,17 +83,21 @@ class RuleEngine:
         rank = {t: i for i, t in enumerate(TAGS)}
         self.rules: dict[str, tuple[Rule, ...]] = {}
         for name, opdef in ops.items():
+            if not opdef.rules:
+                continue
             chosen = sorted((r for r in opdef.rules if r.tag in self.tags),
                             key=lambda r: rank[r.tag])
             if chosen:
                 self.rules[name] = tuple(chosen)
+        # op name -> ((rule, its function), ...): what `__call__` runs, attributes unread
+        self._calls = {name: tuple((r, r.fn) for r in rules) for name, rules in self.rules.items()}
         self.depth = 0
         self.fired: Rule | None = None   # the rule of the last replacement
         self.log = _recording[-1] if _recording else None
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
-        rules = self.rules.get(opdef.name)
-        if rules is None:
+        calls = self._calls.get(opdef.name)
+        if calls is None:
             return None
         depth = self.depth + 1
         if depth > MAX_DEPTH:
@@ -101,8 +105,8 @@ class RuleEngine:
         self.depth = depth
         rule = None
         try:
-            for rule in rules:
-                out = rule.fn(*args, **attrs)
+            for rule, fn in calls:
+                out = fn(*args, **attrs) if attrs else fn(*args)
                 if out is not None:
                     self.fired = rule
                     if self.log is not None:
