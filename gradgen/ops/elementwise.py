@@ -129,6 +129,8 @@ def _bits(v) -> int:
 
 def _tame(v) -> bool:
     """A finite real value whose exact numbers are of bounded size."""
+    if v.is_Rational:   # the common case, an exact number: what the checks below find
+        return _bits(v) <= MAX_EXACT_BITS
     if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
         return False
     for n in v.atoms(sympy.Number):

@@ -105,14 +105,23 @@ class RuleEngine:
         self.depth = depth
         rule = None
         try:
-            for rule, fn in calls:
-                out = fn(*args, **attrs) if attrs else fn(*args)
-                if out is not None:
-                    self.fired = rule
-                    if self.log is not None:
-                        self._record(rule)
-                    self.depth = depth - 1
-                    return out
+            if attrs or len(args) != 2:
+                for rule, fn in calls:
+                    out = fn(*args, **attrs)
+                    if out is not None:
+                        break
+            else:   # the common case, a binary op: a plain call is cheaper than fn(*args)
+                a, b = args
+                for rule, fn in calls:
+                    out = fn(a, b)
+                    if out is not None:
+                        break
+            if out is not None:
+                self.fired = rule
+                if self.log is not None:
+                    self._record(rule)
+                self.depth = depth - 1
+                return out
         except _Cycle as cycle:
             self.depth = depth - 1
             if rule is not None:   # the rule whose result went on rewriting
