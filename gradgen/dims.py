@@ -55,7 +55,7 @@ def fmt_shape(shape: Sequence[Dim]) -> str:
 
 def dims_equal(a: Dim, b: Dim) -> bool:
     """True when two dimensions are the same for every assignment of sizes."""
-    return a == b or sympy.expand(a - b) == 0
+    return a is b or a == b or sympy.expand(a - b) == 0
 
 
 def broadcast(*shapes: Shape) -> Shape:
@@ -101,7 +101,7 @@ def broadcastable_to(src: Shape, dst: Shape) -> bool:
 
 def same_shape(a: Shape, b: Shape) -> bool:
     """Equal rank and equal dimensions."""
-    return len(a) == len(b) and all(dims_equal(x, y) for x, y in zip(a, b))
+    return a is b or len(a) == len(b) and all(x is y or dims_equal(x, y) for x, y in zip(a, b))
 
 
 def size(shape: Shape) -> Dim:

@@ -47,7 +47,6 @@ class Origin:
     text: str
 
 
-_set = object.__setattr__
 
 
 class Node:
@@ -61,17 +60,20 @@ class Node:
                  is_input: bool = False):
         # is_const: the scalar constant leaf (trait "constant"); is_input: an input of the
         # graph (trait "argument"): the two leaves every layer asks about, read off the table
-        # (one call per slot: a node is made hundreds of thousands of times a compilation)
-        _set(self, "op", op)
-        _set(self, "args", args)
-        _set(self, "attrs", attrs)
-        _set(self, "shape", shape)
-        _set(self, "dtype", dtype)
-        _set(self, "origin", origin)
-        _set(self, "phase", phase)
-        _set(self, "serial", serial)
-        _set(self, "is_const", is_const)
-        _set(self, "is_input", is_input)
+        # (one call per slot: a node is made hundreds of thousands of times a compilation;
+        # the slots' own setters, `_SLOT_SETTERS`, skip object.__setattr__'s name lookup)
+        s_op, s_args, s_attrs, s_shape, s_dtype, s_origin, s_phase, s_serial, s_const, \
+            s_input = _SLOT_SETTERS
+        s_op(self, op)
+        s_args(self, args)
+        s_attrs(self, attrs)
+        s_shape(self, shape)
+        s_dtype(self, dtype)
+        s_origin(self, origin)
+        s_phase(self, phase)
+        s_serial(self, serial)
+        s_const(self, is_const)
+        s_input(self, is_input)
 
     def __setattr__(self, name, value):
         raise AttributeError("IR nodes are immutable")
@@ -123,6 +125,10 @@ class Node:
     @property
     def T(self) -> Node:
         return _apply(".T", self, axes=tuple(reversed(range(self.ndim))))
+
+
+_SLOT_SETTERS = tuple(Node.__dict__[s].__set__ for s in (
+    "op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial", "is_const", "is_input"))
 
 
 def _apply(operator: str, *args: Node, **attrs) -> Node:
@@ -272,8 +278,7 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
         leaf = b.leaves.get(op)
         if leaf is None:
             leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
-        node = Node(op, tuple(args), items, tuple(shape), dtype, b.origin, b.phase, b.serial,
-                    *leaf)
+        node = Node(op, args, items, tuple(shape), dtype, b.origin, b.phase, b.serial, *leaf)
         b.table[key] = node
     return node
 
@@ -328,7 +333,7 @@ _MISSING = object()
 def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
     memoised per compilation under `name` (iterative, so deep graphs are fine)."""
-    memos = builder().memo
+    memos = (_current[-1] if _current else builder()).memo
     memo = memos.get(name)
     if memo is None:
         memo = memos[name] = {}
@@ -336,17 +341,23 @@ def analysis(name: str, node: Node, rule) -> object:
         value = memo.get(id(node), _MISSING)
         if value is not _MISSING:
             return value
-        values = []   # the usual case: every argument's value known already
-        for a in node.args:
-            v = memo.get(id(a), _MISSING)
+    # A post-order walk down to the known values: the stack is a path from `node` (a
+    # DAG path holds no node twice), each node's value computed once all its arguments'
+    # are known (the usual case at the first look: every argument's value known already).
+    stack = [node]
+    push, get = stack.append, memo.get
+    while stack:
+        n = stack[-1]
+        values = []
+        for a in n.args:
+            v = get(id(a), _MISSING)
             if v is _MISSING:
+                push(a)
                 break
             values.append(v)
         else:
-            value = memo[id(node)] = rule(node, values)
-            return value
-    for n in unvisited(node, memo):   # each computed once its arguments are
-        memo[id(n)] = rule(n, [memo[id(a)] for a in n.args])
+            stack.pop()
+            memo[id(n)] = rule(n, values)
     return memo[id(node)]
 
 

@@ -153,3 +153,24 @@ def test_extend_refuses_to_read_a_reused_buffer():
         ok = extend(body, [b * b], {}, Namer({"x"}), printer, frozenset({"x"}))
         assert ok is not None and ok.lines == body.lines   # b is intact: read it
         assert printer.code_of(b * b)[0] == "b * b"
+
+
+def test_compilation_leaves_the_callers_frozen_objects_frozen():
+    """The collector is paused during a compilation; re-enabling it must not thaw what the
+    caller froze (gc.freeze) before compiling."""
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.enable()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        compiler.compile_source("def f(x: Param[N]):\n    return sum(x * x)\n", "f.grad")
+        # (some frozen objects may die meanwhile; thawing them all would leave none)
+        assert gc.get_freeze_count() > frozen // 2
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        if not was_enabled:
+            gc.disable()

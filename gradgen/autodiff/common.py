@@ -16,8 +16,9 @@ from ..ops.registry import REGISTRY
 def active_nodes(order: list[Node], wrt: set[int]) -> set[int]:
     """Ids of the nodes (in topological `order`) whose value depends on a node in `wrt`."""
     active = set(wrt)
+    nondiff = {name for name, d in REGISTRY.items() if d.has("nondiff")}
     for n in order:
-        if id(n) in active or REGISTRY[n.op].has("nondiff"):
+        if id(n) in active or n.op in nondiff:
             continue
         if any(id(a) in active for a in n.args):
             active.add(id(n))
@@ -33,6 +34,8 @@ def unbroadcast(g: Node, shape: tuple, full: tuple) -> Node:
     broadcast along them the sum is a multiplication by their size. Axes where `g` has
     size 1 but the argument does not stay lazy.
     """
+    if shape is full or len(shape) == len(full) and all(x is y for x, y in zip(shape, full)):
+        return g   # nothing was broadcast: no axis to sum (the loop below keeps every one)
     F, lead = len(full), len(full) - len(shape)
     factor = ONE
     drop, keep = [], []          # axes of `full` to sum over: dropped, or kept as size 1

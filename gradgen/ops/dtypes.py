@@ -56,4 +56,7 @@ def _weak_rule(n: Node, args: list) -> bool:
         return False
     if n.is_const or n.dtype == "bool":
         return True
-    return all(w for a, w in zip(n.args, args) if a.dtype != "bool")
+    for a, w in zip(n.args, args):
+        if not w and a.dtype != "bool":
+            return False
+    return True

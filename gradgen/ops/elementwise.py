@@ -33,6 +33,17 @@ NONDIFF = frozenset({"elementwise", "nondiff"})
 
 
 def _bshape(args, **_):
+    if len(args) <= 2:   # broadcast's answer for one shape, for equal ones and for ()
+        first = args[0].shape
+        if len(args) == 1:
+            return first
+        other = args[1].shape
+        if other is first or not other:
+            return first
+        if not first:
+            return other
+        if len(other) == len(first) and all(x is y for x, y in zip(first, other)):
+            return first
     return broadcast(*(a.shape for a in args))
 
 
@@ -118,6 +129,8 @@ def _bits(v) -> int:
 
 def _tame(v) -> bool:
     """A finite real value whose exact numbers are of bounded size."""
+    if v.is_Rational:   # the common case, an exact number: what the checks below find
+        return _bits(v) <= MAX_EXACT_BITS
     if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
         return False
     for n in v.atoms(sympy.Number):
@@ -169,8 +182,8 @@ def _is_result(x, args) -> bool:
 
 
 def _keeps_shape(x, result_args) -> bool:
-    return len(broadcast(*(a.shape for a in result_args))) == x.ndim and all(
-        a.ndim == 0 for a in result_args if a is not x)
+    return all(a.ndim == 0 for a in result_args if a is not x) and len(
+        broadcast(*(a.shape for a in result_args))) == x.ndim
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -274,6 +287,8 @@ def add_common_factor(a, b):
 @rewrite("add")
 def add_common_scalar(a, b):
     """`c * x + c * y` is `c * (x + y)`, and `c * x + (-c) * y` is `c * (x - y)`."""
+    if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
+        return None
     (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
     if ca is not None and cb is not None:
         if ca == cb:
@@ -286,6 +301,8 @@ def add_common_scalar(a, b):
 @rewrite("add")
 def add_negative_scaled(a, b):
     """`a + (-c) * y` is `a - c * y`: a subtraction instead of a negative factor."""
+    if a.op != "mul" and b.op != "mul":   # neither is scaled (`_scaled`)
+        return None
     (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
     if _negative(cb):
         return a - const(-cb) * xb
@@ -334,6 +351,8 @@ def sub_neg(a, b):
 @rewrite("sub")
 def sub_common_scalar(a, b):
     """`c * x - c * y` is `c * (x - y)`."""
+    if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
+        return None
     (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
     return const(ca) * (xa - xb) if ca is not None and ca == cb else None
 
@@ -402,7 +421,7 @@ def mul_constants_together(a, b):
 @rewrite("mul")
 def mul_scalar_outwards(a, b):
     """A scalar constant factor moves out of a product: `(c * x) * y` is `c * (x * y)`."""
-    if a.is_const:
+    if a.is_const or a.op != "mul" and b.op != "mul":   # neither is scaled (`_scaled`)
         return None
     (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
     if ca is not None:
@@ -428,19 +447,27 @@ def mul_reciprocal(a, b):
 def mul_small_first(a, b):
     """Of three factors the two small ones multiply first: `(p * Q) * b` is `(p * b) * Q`
     when `p` and `b` have fewer dimensions than `Q`."""
-    if a.is_const or b.is_const or any(x.is_const for x in a.args + b.args):
+    if a.is_const or b.is_const:
         return None                             # scalar constants: the rules above
     if a.op == "mul" and _smaller(b, a):
+        if _any_const(a.args + b.args):
+            return None
         p, q = a.args
         if _smaller(p, a) and not _smaller(q, a):
             return (p * b) * q
         if _smaller(q, a) and not _smaller(p, a):
             return (q * b) * p
     elif b.op == "mul" and _smaller(a, b):
+        if _any_const(a.args + b.args):
+            return None
         p, q = b.args
         if _smaller(p, b) and not _smaller(q, b):
             return (a * p) * q
     return None
+
+
+def _any_const(nodes) -> bool:
+    return any(x.is_const for x in nodes)
 
 
 @rewrite("mul")

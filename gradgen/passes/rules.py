@@ -83,39 +83,57 @@ class RuleEngine:
         rank = {t: i for i, t in enumerate(TAGS)}
         self.rules: dict[str, tuple[Rule, ...]] = {}
         for name, opdef in ops.items():
+            if not opdef.rules:
+                continue
             chosen = sorted((r for r in opdef.rules if r.tag in self.tags),
                             key=lambda r: rank[r.tag])
             if chosen:
                 self.rules[name] = tuple(chosen)
+        # op name -> ((rule, its function), ...): what `__call__` runs, attributes unread
+        self._calls = {name: tuple((r, r.fn) for r in rules) for name, rules in self.rules.items()}
         self.depth = 0
         self.fired: Rule | None = None   # the rule of the last replacement
         self.log = _recording[-1] if _recording else None
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
-        rules = self.rules.get(opdef.name)
-        if rules is None:
+        calls = self._calls.get(opdef.name)
+        if calls is None:
             return None
-        self.depth += 1
+        depth = self.depth + 1
+        if depth > MAX_DEPTH:
+            raise _Cycle()   # the rewrite that made this node adds its rule's name
+        self.depth = depth
         rule = None
         try:
-            if self.depth > MAX_DEPTH:
-                raise _Cycle()
-            for rule in rules:
-                out = rule.fn(*args, **attrs)
-                if out is not None:
-                    self.fired = rule
-                    if self.log is not None:
-                        self._record(rule)
-                    return out
-            return None
+            if attrs or len(args) != 2:
+                for rule, fn in calls:
+                    out = fn(*args, **attrs)
+                    if out is not None:
+                        break
+            else:   # the common case, a binary op: a plain call is cheaper than fn(*args)
+                a, b = args
+                for rule, fn in calls:
+                    out = fn(a, b)
+                    if out is not None:
+                        break
+            if out is not None:
+                self.fired = rule
+                if self.log is not None:
+                    self._record(rule)
+                self.depth = depth - 1
+                return out
         except _Cycle as cycle:
+            self.depth = depth - 1
             if rule is not None:   # the rule whose result went on rewriting
                 cycle.rules.append(rule.name)
-            if self.depth == 1:
+            if depth == 1:
                 raise _cycle_error(cycle.rules) from None
             raise
-        finally:
-            self.depth -= 1
+        except BaseException:
+            self.depth = depth - 1
+            raise
+        self.depth = depth - 1
+        return None
 
     def _record(self, rule: Rule) -> None:
         origin = builder().origin
