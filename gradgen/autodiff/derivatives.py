@@ -62,7 +62,7 @@ class EntryDerivatives:
     def jvp(self, tangents: Sequence[Node]) -> Derivative:
         """The tangent of the output along one tangent (an input) per Param."""
         (t,), table = jvp([self.output], {id(p): t for p, t in zip(self.params, tangents)},
-                          self.params, phase="tangent")
+                          phase="tangent")
         if t is None:
             with builder().at(phase="tangent"):
                 t = make("zeros_like", self.output)
@@ -72,7 +72,7 @@ class EntryDerivatives:
         """H v, one block per Param: forward mode over the gradient graph."""
         grad = self.gradient()
         hv, table = jvp(grad.outputs, {id(p): v for p, v in zip(self.params, directions)},
-                        self.params, phase="tangent")
+                        phase="tangent")
         with builder().at(phase="tangent"):
             hv = [h if h is not None else make("zeros_like", p)
                   for h, p in zip(hv, self.params)]
@@ -88,7 +88,7 @@ class EntryDerivatives:
         columns = []   # columns[j][i]: d(grad_i)/d(p_j), or None for zero
         with b.at(phase="backward"):
             for pj in self.params:
-                cols = batched_jvp(grads, {id(pj): make("basis", pj)}, self.params)
+                cols = batched_jvp(grads, {id(pj): make("basis", pj)})
                 columns.append([None if col is None else _unbatch(col, pi, pj)
                                 for pi, col in zip(self.params, cols)])
             return [[columns[j][i] if columns[j][i] is not None else _zero_block(pi, pj)

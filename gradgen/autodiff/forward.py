@@ -13,8 +13,8 @@ from .common import active_nodes, materialize
 __all__ = ["batched_jvp", "jvp"]
 
 
-def jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node] = (),
-        phase: str = "backward") -> tuple[list[Node | None], dict[int, Node]]:
+def jvp(outputs: Sequence[Node], tangents: dict[int, Node], phase: str = "backward"
+        ) -> tuple[list[Node | None], dict[int, Node]]:
     """Tangents of `outputs` given tangents (by node id) of some input nodes.
 
     Returns one tangent per output (None for a zero tangent) and the table of all tangents.
@@ -28,8 +28,7 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node] 
     return _sweep(outputs, tangents, step, materialize, phase)
 
 
-def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node], wrt: Sequence[Node] = (),
-                ) -> list[Node | None]:
+def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node]) -> list[Node | None]:
     """Forward mode for a batch of directions at once: every tangent has one extra leading
     axis. Elementwise rules broadcast over it unchanged (tangents are kept at full rank so
     the batch axis never lines up with a data axis); other ops use their `vmap` rule.
