@@ -243,15 +243,19 @@ def _common_factor(a, b):
     return None
 
 
-# ---- add
+def _fold_constants(op: str, doc: str):
+    """Register the rule `<op>_fold`: `op` of two scalar constants, folded (`fold`)."""
+    def rule(a, b):
+        if a.is_const and b.is_const:
+            value = fold(op, a.value, b.value)
+            return None if value is None else const(value)
+        return None
+    rule.__doc__ = doc
+    return rewrite(op, name=f"{op}_fold")(rule)
 
-@rewrite("add")
-def add_fold(a, b):
-    """The sum of two scalar constants, folded."""
-    if a.is_const and b.is_const:
-        value = fold("add", a.value, b.value)
-        return None if value is None else const(value)
-    return None
+
+# ---- add
+_fold_constants("add", "The sum of two scalar constants, folded.")
 
 
 @rewrite("add")
@@ -313,13 +317,7 @@ def add_negative_scaled(a, b):
 
 # ---- sub
 
-@rewrite("sub")
-def sub_fold(a, b):
-    """The difference of two scalar constants, folded."""
-    if a.is_const and b.is_const:
-        value = fold("sub", a.value, b.value)
-        return None if value is None else const(value)
-    return None
+_fold_constants("sub", "The difference of two scalar constants, folded.")
 
 
 @rewrite("sub")
@@ -366,13 +364,7 @@ def sub_negative_scaled(a, b):
 
 # ---- mul
 
-@rewrite("mul")
-def mul_fold(a, b):
-    """The product of two scalar constants, folded."""
-    if a.is_const and b.is_const:
-        value = fold("mul", a.value, b.value)
-        return None if value is None else const(value)
-    return None
+_fold_constants("mul", "The product of two scalar constants, folded.")
 
 
 @rewrite("mul")
@@ -483,13 +475,7 @@ def mul_signs(a, b):
 
 # ---- div
 
-@rewrite("div")
-def div_fold(a, b):
-    """The quotient of two scalar constants, folded (IEEE: `1 / 0` is inf)."""
-    if a.is_const and b.is_const:
-        value = fold("div", a.value, b.value)
-        return None if value is None else const(value)
-    return None
+_fold_constants("div", "The quotient of two scalar constants, folded (IEEE: `1 / 0` is inf).")
 
 
 @rewrite("div")
@@ -563,13 +549,7 @@ def neg_scaled(x):
 
 # ---- pow
 
-@rewrite("pow")
-def pow_fold(a, b):
-    """A power of two scalar constants, folded."""
-    if a.is_const and b.is_const:
-        value = fold("pow", a.value, b.value)
-        return None if value is None else const(value)
-    return None
+_fold_constants("pow", "A power of two scalar constants, folded.")
 
 
 @rewrite("pow")
