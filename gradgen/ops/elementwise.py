@@ -255,6 +255,7 @@ def _fold_constants(op: str, doc: str):
 
 
 # ---- add
+
 _fold_constants("add", "The sum of two scalar constants, folded.")
 
 
