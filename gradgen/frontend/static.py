@@ -18,7 +18,7 @@ import sympy
 from ..dims import dim_symbol
 from ..errors import InternalError
 from ..ops import BUILTINS
-from ..ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, SHAPE_ARG, SPEC_ARG
+from ..ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, INT_ARG, SHAPE_ARG, SPEC_ARG
 from .locations import OPERATOR, Located
 from .parse import CONSTANTS, op_symbol
 
@@ -67,6 +67,11 @@ def static_argument(node, kind: str, dims: dict) -> object:
         return axis(node, dims)
     if kind == DIM_ARG:
         return dimension(node, dims, create=False)[0]
+    if kind == INT_ARG:
+        value = signed_int(node)
+        if value is None:
+            raise Located(node, "this argument must be an integer literal")
+        return _index_int(node)
     if kind == SHAPE_ARG:
         if isinstance(node, (ast.Tuple, ast.List)):
             return shape(node, node.elts, dims, create=False)

@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (importing a family registers its ops)
     linalg,
     nn,
     reductions,
+    scans,
     shape_ops,
 )
 from .registry import BUILTINS, REGISTRY, RULES, Builtin, OpDef, Rule, check_rules

@@ -1,5 +1,5 @@
-"""Linear algebra: matmul, dot, outer, trace, diag, inv, det, logdet, solve, cholesky,
-einsum (and eye, in constants.py).
+"""Linear algebra: matmul, dot, outer, trace, diag, inv, det, logdet, solve, tril, triu,
+solve_triangular, cho_solve, cholesky, einsum (and eye, in constants.py).
 
 The rules of the matrix functions are the classical ones (Giles, "An extended collection of
 matrix derivative results", 2008): d inv(A) = -inv(A) dA inv(A), d logdet(A) =
@@ -310,29 +310,21 @@ for _name in ("inv", "det", "logdet"):
 
 # ---------------------------------------------------------------- solve
 
-def _solve_shape(args):
+def _solve_shape(args, name="solve"):
     a, b = args
-    _square(a, "solve")
+    _square(a, name)
     n = a.shape[-1]
     if b.ndim == 0 or not dims_equal(b.shape[-1 if b.ndim == 1 else -2], n):
-        raise ShapeError(f"solve(A, b): A of shape {fmt_shape(a.shape)} needs b of shape "
+        raise ShapeError(f"{name}(A, b): A of shape {fmt_shape(a.shape)} needs b of shape "
                          f"({fmt_dim(n)},) or (..., {fmt_dim(n)}, k), got {fmt_shape(b.shape)}")
     if b.ndim == 1:
         return tuple(a.shape[:-1])
     try:
         batch = broadcast(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
     except ShapeError:
-        raise ShapeError(f"solve(A, b): the batch dimensions of {fmt_shape(a.shape)} and "
+        raise ShapeError(f"{name}(A, b): the batch dimensions of {fmt_shape(a.shape)} and "
                          f"{fmt_shape(b.shape)} cannot be broadcast together") from None
     return batch + (n, b.shape[-1])
-
-
-def _solve_vec(a, v):
-    """solve(a, v) for a (batch of) vector(s) v: NumPy reads a 1-D b as a vector only."""
-    if v.ndim == 1:
-        return make("solve", a, v)
-    x = make("solve", a, make("expand_dims", v, axes=(v.ndim,)))
-    return make("squeeze", x, axes=(x.ndim - 1,))
 
 
 def _matvec(m, v):
@@ -343,55 +335,149 @@ def _matvec(m, v):
     return make("squeeze", x, axes=(x.ndim - 1,))
 
 
-def _solve_vjp(g, n):
-    a, b = n.args
-    if b.ndim == 1:                               # x = A^-1 b for a vector b
-        gb = _solve_vec(swap_last(a), g)
-        if gb.ndim == 1 and n.ndim == 1:
-            return -make("outer", gb, n), gb
-        return -(make("expand_dims", gb, axes=(gb.ndim,))
-                 * make("expand_dims", n, axes=(n.ndim - 1,))), gb
-    gb = make("solve", swap_last(a), g)
-    return -(gb @ swap_last(n)), gb
+def _solver(solve, project):
+    """The VJP, JVP and batched JVP of a solve x = A^-1 b (b a vector (n,) or matrices
+    (..., n, k)): `solve(n, a, v, transposed)` solves with the matrix `a` the way the node
+    `n` does (with the transposed system's attributes if `transposed`), and `project(n, m)`
+    keeps the part of a matrix that the solve reads (all of it for solve, a triangle for
+    solve_triangular): dx = A^-1 (db - dA x), b_bar = A^-T g, A_bar = -b_bar x^T."""
+    def vec(n, a, v, transposed=False):
+        """The solve for a (batch of) vector(s) v: NumPy reads a 1-D b as a vector only."""
+        if v.ndim == 1:
+            return solve(n, a, v, transposed)
+        x = solve(n, a, make("expand_dims", v, axes=(v.ndim,)), transposed)
+        return make("squeeze", x, axes=(x.ndim - 1,))
 
+    def vjp(g, n):
+        a, b = n.args
+        if b.ndim == 1:                               # x = A^-1 b for a vector b
+            gb = vec(n, swap_last(a), g, True)
+            if gb.ndim == 1 and n.ndim == 1:
+                return project(n, -make("outer", gb, n)), gb
+            return project(n, -(make("expand_dims", gb, axes=(gb.ndim,))
+                                 * make("expand_dims", n, axes=(n.ndim - 1,)))), gb
+        gb = solve(n, swap_last(a), g, True)
+        return project(n, -(gb @ swap_last(n))), gb
 
-def _solve_rule(ts, n):
-    """dx = A^-1 (db - dA x); also the batched rule (tangents with a leading axis)."""
-    (a, b), (ta, tb) = n.args, ts
-    rhs = _total(tb, ta and -(_matvec(ta, n) if b.ndim == 1 else ta @ n))
-    if rhs is None:
-        return None
-    return _solve_vec(a, rhs) if b.ndim == 1 else make("solve", a, rhs)
+    def jvp(ts, n):
+        """Also the batched rule, once the tangents' batch axes line up (`vmap`)."""
+        (a, b), (ta, tb) = n.args, ts
+        ta = ta and project(n, ta)
+        rhs = _total(tb, ta and -(_matvec(ta, n) if b.ndim == 1 else ta @ n))
+        if rhs is None:
+            return None
+        return vec(n, a, rhs) if b.ndim == 1 else solve(n, a, rhs, False)
 
+    def vmap(ts, n):
+        """Batched tangents (leading axis) first lined up with the batch axes of the output."""
+        (ta, tb), b = ts, n.args[1]
+        ta = ta and _pad(ta, n.ndim + (2 if b.ndim == 1 else 1) - ta.ndim)
+        tb = tb and _pad(tb, n.ndim + 1 - tb.ndim)
+        return jvp((ta, tb), n)
 
-def _solve_vmap(ts, n):
-    """Batched tangents (leading axis) first lined up with the batch axes of the output."""
-    (ta, tb), b = ts, n.args[1]
-    ta = ta and _pad(ta, n.ndim + (2 if b.ndim == 1 else 1) - ta.ndim)
-    tb = tb and _pad(tb, n.ndim + 1 - tb.ndim)
-    return _solve_rule((ta, tb), n)
+    return dict(vjp=vjp, jvp=jvp, vmap=vmap)
 
 
 # solve(A, b): x with A x = b, b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
-defop("solve", 2, shape=_solve_shape, emit=call("linalg.solve"),
-      domain=(INVERTIBLE, REAL), vjp=_solve_vjp, jvp=_solve_rule, vmap=_solve_vmap)
+defop("solve", 2, shape=_solve_shape, emit=call("linalg.solve"), domain=(INVERTIBLE, REAL),
+      **_solver(lambda n, a, v, transposed: make("solve", a, v), lambda n, m: m))
 defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
 
 
+# ---------------------------------------------------------------- triangular solves
+
+def _emit_solve_triangular(p, node):
+    lower = [] if node.attr("lower") else ["lower=False"]
+    return p.helper("_solve_triangular", p.args(node, 0), lower), PREC_CALL
+
+
+# Blocked substitution: one np.linalg.solve per diagonal block of at most _TRI_BLOCK rows
+# (LAPACK's LU of a triangular block is itself a substitution) and one matrix product per
+# block row for what the solved rows contribute to the rest. Its cost against
+# np.linalg.solve of the whole matrix: benchmarks/triangular.py.
+_TRI_BLOCK = 128
+_SOLVE_TRIANGULAR = f'''\
+def _solve_triangular(a, b, lower=True):
+    """x with tril(a) @ x = b (triu(a) with lower=False), as scipy's solve_triangular reads
+    only that triangle; b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
+    Blocked substitution: a solve of each diagonal block of at most {_TRI_BLOCK} rows, and a
+    matrix product for what the rows solved so far contribute to the next block."""
+    t = np.tril(a) if lower else np.triu(a)
+    n = t.shape[-1]
+    if n <= {_TRI_BLOCK}:
+        return np.linalg.solve(t, b)
+    vector = b.ndim == 1
+    rhs = b[:, None] if vector else b
+    x = np.empty(np.broadcast_shapes(t.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:],
+                 np.result_type(t, rhs))
+    starts = range(0, n, {_TRI_BLOCK})
+    for i in starts if lower else reversed(starts):
+        j = min(i + {_TRI_BLOCK}, n)
+        r = rhs[..., i:j, :]
+        if lower and i:
+            r = r - t[..., i:j, :i] @ x[..., :i, :]
+        elif not lower and j < n:
+            r = r - t[..., i:j, j:] @ x[..., j:, :]
+        x[..., i:j, :] = np.linalg.solve(t[..., i:j, i:j], r)
+    return x[..., 0] if vector else x
+'''
+
+
+def _solve_triangular_shape(args, lower):
+    return _solve_shape(args, "solve_triangular")
+
+
+# solve_triangular(L, b, lower): x with tril(L) x = b (triu(L) with lower=False); only that
+# triangle of L is read, and only it gets a cotangent.
+defop("solve_triangular", 2, shape=_solve_triangular_shape, emit=_emit_solve_triangular,
+      prelude=_SOLVE_TRIANGULAR, domain=(INVERTIBLE, REAL),
+      **_solver(lambda n, a, v, transposed: make(
+          "solve_triangular", a, v, lower=n.attr("lower") != transposed),
+          lambda n, m: make("tril" if n.attr("lower") else "triu", m, k=0)))
+defbuiltin("solve_triangular", ("L", "b", "lower"),
+           lambda L, b, lower=True: make("solve_triangular", L, b, lower=lower),
+           static=("lower",), defaults={"lower": True})
+
+
+def _cho_solve(L, b):
+    """x with L L^T x = b for the lower Cholesky factor L: two triangular solves."""
+    y = make("solve_triangular", L, b, lower=True)
+    return make("solve_triangular", swap_last(L), y, lower=False)
+
+
+defbuiltin("cho_solve", ("L", "b"), _cho_solve)
+
+
+# ---------------------------------------------------------------- tril, triu
+
+def _triangle_shape(args, k):
+    if args[0].ndim < 2:
+        raise ShapeError(f"needs a matrix (or a batch of matrices), got an array of shape "
+                         f"{fmt_shape(args[0].shape)}")
+    return args[0].shape
+
+
+def _triangle(name: str) -> None:
+    """tril/triu(X, k): the lower (upper) triangle of each matrix of X from diagonal k, 0
+    elsewhere, as NumPy's; linear, so each rule is the op again."""
+    def emit(p, node):
+        k = node.attr("k")
+        return p.call(name, [p.arg(node, 0, 0)] + ([] if k == 0 else [str(k)])), PREC_CALL
+
+    def rule(ts, n):
+        return make(name, ts[0], **n.kw)
+
+    defop(name, 1, shape=_triangle_shape, emit=emit, traits=frozenset({"linear"}),
+          domain=(REAL,), vjp=lambda g, n: (make(name, g, **n.kw),), jvp=rule, vmap=rule)
+    defbuiltin(name, ("x", "k"), lambda x, k=0: make(name, x, k=k), static=("k",),
+               defaults={"k": 0})
+
+
+_triangle("tril")
+_triangle("triu")
+
+
 # ---------------------------------------------------------------- cholesky
-
-def _emit_tril(p, node):
-    k = node.attr("k")
-    return p.call("tril", [p.arg(node, 0, 0)] + ([] if k == 0 else [str(k)])), PREC_CALL
-
-
-# tril(X, k): the lower triangle of (each matrix of) X, from diagonal k down; 0 above.
-defop("tril", 1, shape=lambda args, k: args[0].shape, emit=_emit_tril,
-      traits=frozenset({"linear"}), domain=(REAL,),
-      vjp=lambda g, n: (make("tril", g, **n.kw),),
-      jvp=lambda ts, n: make("tril", ts[0], **n.kw),
-      vmap=lambda ts, n: make("tril", ts[0], **n.kw))
-
 
 def _phi(x):
     """The lower triangle of x with its diagonal halved."""

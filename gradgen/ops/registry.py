@@ -169,10 +169,13 @@ class Builtin:
 #   AXIS:  None, an integer or a tuple of integers;
 #   FLAG:  True or False;
 #   DIM:   one dimension expression (eye's size);
-#   SPEC:  a string (einsum's subscripts; the only place a string is accepted).
+#   SPEC:  a string (einsum's subscripts; the only place a string is accepted);
+#   INT:   an integer literal, possibly negative (tril's diagonal, split's count).
 SHAPE_ARG, AXIS_ARG, FLAG_ARG, DIM_ARG, SPEC_ARG = "shape", "axis", "flag", "dim", "spec"
+INT_ARG = "int"
 STATIC_KINDS = {"shape": SHAPE_ARG, "axis": AXIS_ARG, "axes": AXIS_ARG, "keepdims": FLAG_ARG,
-                "n": DIM_ARG, "spec": SPEC_ARG}
+                "n": DIM_ARG, "spec": SPEC_ARG,
+                "reverse": FLAG_ARG, "lower": FLAG_ARG, "k": INT_ARG}
 
 REGISTRY: dict[str, OpDef] = {}
 BUILTINS: dict[str, Builtin] = {}

@@ -566,3 +566,29 @@ defbuiltin("concatenate", ("arrays", "axis"), _concatenate_builtin, static=("axi
            defaults={"axis": 0}, list_param="arrays")
 defbuiltin("stack", ("arrays", "axis"), _stack_builtin, static=("axis",),
            defaults={"axis": 0}, list_param="arrays")
+
+
+# ---------------------------------------------------------------- split
+
+def _split_builtin(x, k, axis=0):
+    """split(x, k, axis): the k equal parts of x along `axis`, as a tuple of slices (views)
+    to unpack, `a, b = split(x, 2)`. The axis's length must be a multiple of k: a literal
+    size, or a dimension expression such as `2 * M` (declare `Param[2 * M]`)."""
+    if x.ndim == 0:
+        raise ShapeError("split needs an array of at least one dimension, not a scalar")
+    if k < 1:
+        raise ShapeError(f"the number of parts must be positive, got {k}")
+    (axis,) = normalize_axes(_axis_arg(axis), x.ndim)
+    d = x.shape[axis]
+    part = sympy.expand(d / k)
+    if not part.is_integer:
+        hint = "" if d.is_number else f"; declare it as a multiple, such as {k} * M"
+        raise ShapeError(f"cannot split axis {axis} of length {fmt_dim(d)} into {k} equal "
+                         f"parts{hint}")
+    return tuple(make("index", x, index=(_ALL,) * axis + (
+        ("slice", None if i == 0 else _as_index(i * part),
+         None if i == k - 1 else _as_index((i + 1) * part), 1),)) for i in range(k))
+
+
+defbuiltin("split", ("x", "k", "axis"), _split_builtin, static=("k", "axis"),
+           defaults={"axis": 0})
