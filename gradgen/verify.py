@@ -62,6 +62,9 @@ NUMPY_FUNCTIONS = frozenset({
     # linear algebra
     "linalg.cholesky", "linalg.det", "linalg.inv", "linalg.norm", "linalg.slogdet",
     "linalg.solve",
+    # scans and triangular solves (ops/scans.py, ops/linalg.py and their helpers)
+    "cumsum", "cumprod", "logaddexp.accumulate", "triu", "flip", "broadcast_arrays",
+    "broadcast_shapes", "empty",
     # the decorator of the _sigmoid helper
     "errstate",
     # argument conversion and checking (dtypes)
@@ -73,18 +76,18 @@ NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarra
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
-                      "type", "set", "ValueError", "TypeError"})
+                      "type", "set", "ValueError", "TypeError", "range"})
 # Exceptions a `raise` may raise (called with a message).
 EXCEPTIONS = frozenset({"ValueError", "TypeError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).
 ARRAY_METHODS = frozenset({"sum", "max", "min", "mean", "prod", "var", "reshape", "astype",
                            "copy", "ravel", "transpose", "dot",
-                           "add", "clear"})
+                           "add", "clear", "any"})
 # Attributes read off local values; `getattr` may only read these too.
 ARRAY_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "T", "kind", "size"})
 # Keyword arguments of calls.
 KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k", "optimize", "order",
-                      "over", "under", "divide", "invalid", "all"})
+                      "over", "under", "divide", "invalid", "all", "reverse", "lower"})
 # Module-level state of the helpers, assigned `set()` at import.
 HELPER_STATE = frozenset({"_DIMS_PASSED"})
 # Values of np.errstate's keywords.

@@ -57,7 +57,7 @@ LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": (
                    "log_softmax": ("real",), "logsumexp": ("real",)}
 
 # Ops that only derivative graphs use (never reached from the source language directly).
-INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "tril"}
+INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "expscan"}
 # Loops (a scan holding its body as a region, and `part` taking its result apart): no source
 # construct builds them until issue 11; tests/test_regions.py builds them by hand.
 LOOP_OPS = {"scan", "part"}
@@ -87,12 +87,14 @@ class Case:
                                     # (distances to kinks at literal thresholds)
     sym: tuple = ()             # Params read as symmetric matrices (cholesky's argument):
                                 # drawn symmetric, perturbed and differenced symmetrically
+    pre: str = ""               # a statement before `r = <expr>` (unpacking split's parts)
 
     @property
     def id(self) -> str:
         shapes = ",".join(f"{a.name}{'' if a.role == 'param' else '(data)'}="
                           f"{_fmt_id_shape(a.shape)}" for a in self.args)
-        return f"{self.key}|{self.expr.replace(' ', '')}|{shapes}"
+        pre = f"{self.pre.replace(' ', '')};" if self.pre else ""
+        return f"{self.key}|{pre}{self.expr.replace(' ', '')}|{shapes}"
 
     @property
     def params(self) -> list[str]:
@@ -114,9 +116,9 @@ def domain_of(key: str, i: int) -> str:
     return REGISTRY[op].domain[i]
 
 
-def add(key, expr, ref, *args, dims=(), out=None, avoid=None, sym=()):
+def add(key, expr, ref, *args, dims=(), out=None, avoid=None, sym=(), pre=""):
     CASES.setdefault(key, []).append(Case(key, expr, ref, tuple(args), tuple(dims), out, avoid,
-                                          tuple(sym)))
+                                          tuple(sym), pre))
 
 
 def P(name, shape, domain="real"):
@@ -644,6 +646,87 @@ for _spec, _shapes in [("ij,jk->ik", [M, (3, 2)]), ("ij->ji", [M]), ("ij,ij->", 
     CASES.setdefault("einsum", []).append(einsum_case(_spec, _shapes))
 
 
+
+# ---- scans, split, triangles and triangular solves (issue 10: h-scans block)
+
+def _scan_ref(f):
+    """NumPy's running `f` (np.cumsum, ...) along `axis`, from the end with reverse."""
+    def ref(x, axis=None, reverse=False):
+        if axis is None:
+            x, axis = np.ravel(x), 0
+        if reverse:
+            return np.flip(f(np.flip(x, axis), axis=axis), axis)
+        return f(x, axis=axis)
+    return ref
+
+
+SCANS = {"cumsum": _scan_ref(np.cumsum), "cumprod": _scan_ref(np.cumprod),
+         "logcumsumexp": _scan_ref(lambda x, axis: np.log(np.cumsum(np.exp(x), axis=axis)))}
+for _name, _f in SCANS.items():
+    _dom = domain_of(_name, 0)
+    for _shape, _axis, _rev in [(V, None, False), (V, 0, True), (M, 0, False), (M, 1, True),
+                                (M, -1, False), (M, None, False), (T3, 1, True)]:
+        _kw = ([] if _axis is None else [f"axis={_axis}"]) + (["reverse=True"] if _rev else [])
+        add(_name, f"{_name}({', '.join(['x'] + _kw)})",
+            lambda x, f=_f, a=_axis, r=_rev: f(x, axis=a, reverse=r), P("x", _shape, _dom))
+    add(_name, f"{_name}(x * y, 0, True)", lambda x, y, f=_f: f(x * y, axis=0, reverse=True),
+        P("x", (2, 1), _dom), P("y", V, _dom))
+add("logcumsumexp", "logcumsumexp(x, axis=0, reverse=True)",
+    lambda x: SCANS["logcumsumexp"](x, axis=0, reverse=True), P("x", ("N", "D")),
+    dims=(("N", 4), ("D", 2)), out=("N", "D"))
+add("cumsum", "cumsum(x, axis=1) * y", lambda x, y: np.cumsum(x, axis=1) * y, P("x", M),
+    D("y", V))
+
+for _pre, _expr, _f, _shape in [
+    ("a, b = split(x, 2)", "a * b", lambda x: x[:2] * x[2:], (4,)),
+    ("a, b, c = split(x, 3, axis=1)", "a * b - c",
+     lambda x: x[:, :2] * x[:, 2:4] - x[:, 4:], (2, 6)),
+    ("a, b = split(x, 2, axis=0)", "a @ b.T", lambda x: x[:2] @ x[2:].T, (4, 3)),
+    ("a, b = split(x, 2, -1)", "exp(a) * b", lambda x: np.exp(x[..., :1]) * x[..., 1:], T3),
+    ("(a,) = split(x, 1)", "a * a", lambda x: x * x, V),
+]:
+    add("split", _expr, _f, P("x", _shape), pre=_pre)
+
+for _name, _f in (("tril", np.tril), ("triu", np.triu)):
+    for _k, _shape in [(0, (3, 3)), (-1, (3, 3)), (1, M), (-1, (3, 2)), (0, (2, 3, 3))]:
+        _expr = f"{_name}(x)" if _k == 0 else f"{_name}(x, {_k})"
+        add(_name, _expr, lambda x, f=_f, k=_k: f(x, k), P("x", _shape))
+    add(_name, f"{_name}(x, k=1) @ y", lambda x, y, f=_f: f(x, 1) @ y, P("x", (3, 3)),
+        P("y", V))
+
+
+def _lower_solve(L, b, lower=True):
+    """Forward (back) substitution with the lower (upper) triangle of L, written out."""
+    L = np.asarray(L)
+    if L.ndim > 2:
+        return np.stack([_lower_solve(l_, b_, lower) for l_, b_ in
+                         zip(L, np.broadcast_to(b, L.shape[:1] + b.shape[-2 if b.ndim > 1
+                                                                      else -1:]))])
+    x = np.array(b, dtype=float)
+    n = len(L)
+    for i in range(n) if lower else reversed(range(n)):
+        done = slice(0, i) if lower else slice(i + 1, n)
+        x[i] = (x[i] - L[i, done] @ x[done]) / L[i, i]
+    return x
+
+
+for _sa, _sb, _lower in [((3, 3), (3,), True), ((3, 3), (3, 2), False), ((1, 1), (1,), True),
+                         ((2, 3, 3), (2, 3, 2), True), ((2, 3, 3), (3,), False)]:
+    _kw = "" if _lower else ", lower=False"
+    add("solve_triangular", f"solve_triangular(x, y{_kw})",
+        lambda x, y, lo=_lower: _lower_solve(x, y, lo), P("x", _sa, "invertible"),
+        P("y", _sb))
+add("solve_triangular", "solve_triangular(x, y)", lambda x, y: _lower_solve(x, y),
+    D("x", (3, 3), "invertible"), P("y", (3, 2)))
+add("solve_triangular", "solve_triangular(x, y, lower=True)", lambda x, y: _lower_solve(x, y),
+    P("x", (3, 3), "invertible"), D("y", V))
+for _sa, _sb in [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (3,))]:
+    add("cho_solve", "cho_solve(x, y)",
+        lambda x, y: np.linalg.solve(np.tril(x) @ np.swapaxes(np.tril(x), -1, -2), y),
+        P("x", _sa, "invertible"), P("y", _sb))
+add("cho_solve", "cho_solve(cholesky(s), y)",
+    lambda s, y: np.linalg.solve(s, y), D("s", (3, 3), "spd"), P("y", V))
+
 ALL_CASES = [c for cases in CASES.values() for c in cases]
 _dups = sorted(i for i, n in Counter(c.id for c in ALL_CASES).items() if n > 1)
 assert not _dups, f"duplicate case ids: {_dups}"
@@ -660,11 +743,14 @@ def program_source(case: Case, out_shape) -> str:
     sig = ", ".join(f"{a.name}: {_decl('Param' if a.role == 'param' else 'Data', a.shape)}"
                     for a in case.args)
     weights = f"w1: {_decl('Data', out)}, w2: {_decl('Data', out)}"
+    pre = f"    {case.pre}\n" if case.pre else ""
     return (f"def cost({sig}, {weights}):\n"
+            f"{pre}"
             f"    r = {case.expr}\n"
             f"    return sum(w1 * r + w2 * r * r)\n"
             f"\n\n"
             f"def op({sig}):\n"
+            f"{pre}"
             f"    return {case.expr}\n")
 
 

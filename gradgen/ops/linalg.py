@@ -387,8 +387,8 @@ defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
 # ---------------------------------------------------------------- triangular solves
 
 def _emit_solve_triangular(p, node):
-    lower = [] if node.attr("lower") else ["lower=False"]
-    return p.helper("_solve_triangular", p.args(node, 0), lower), PREC_CALL
+    return p.helper("_solve_triangular", p.args(node, 0), [f"lower={node.attr('lower')}"]), \
+        PREC_CALL
 
 
 # Blocked substitution: one np.linalg.solve per diagonal block of at most _TRI_BLOCK rows
@@ -397,7 +397,7 @@ def _emit_solve_triangular(p, node):
 # np.linalg.solve of the whole matrix: benchmarks/triangular.py.
 _TRI_BLOCK = 128
 _SOLVE_TRIANGULAR = f'''\
-def _solve_triangular(a, b, lower=True):
+def _solve_triangular(a, b, lower):
     """x with tril(a) @ x = b (triu(a) with lower=False), as scipy's solve_triangular reads
     only that triangle; b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
     Blocked substitution: a solve of each diagonal block of at most {_TRI_BLOCK} rows, and a
@@ -411,7 +411,7 @@ def _solve_triangular(a, b, lower=True):
     x = np.empty(np.broadcast_shapes(t.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:],
                  np.result_type(t, rhs))
     starts = range(0, n, {_TRI_BLOCK})
-    for i in starts if lower else reversed(starts):
+    for i in starts if lower else starts[::-1]:
         j = min(i + {_TRI_BLOCK}, n)
         r = rhs[..., i:j, :]
         if lower and i:
@@ -441,6 +441,9 @@ defbuiltin("solve_triangular", ("L", "b", "lower"),
 
 def _cho_solve(L, b):
     """x with L L^T x = b for the lower Cholesky factor L: two triangular solves."""
+    if b.ndim == 1 and L.ndim > 2:   # a vector for a batch of factors: (..., n) in between
+        x = _cho_solve(L, make("expand_dims", b, axes=(1,)))
+        return make("squeeze", x, axes=(x.ndim - 1,))
     y = make("solve_triangular", L, b, lower=True)
     return make("solve_triangular", swap_last(L), y, lower=False)
 

@@ -99,6 +99,7 @@ defop("logcumsumexp", 1, shape=_scan_shape, emit=_emit_scan("logaddexp.accumulat
 
 
 _EXPSCAN = '''\
+@np.errstate(divide="ignore")
 def _expscan(v, a, b, axis, reverse):
     """sum over i up to j (from j to the end with reverse) along `axis` of
     v[i] * exp(a[i] + b[j]), in log space by the sign of v: no overflow where every
@@ -108,14 +109,17 @@ def _expscan(v, a, b, axis, reverse):
             return np.flip(np.logaddexp.accumulate(np.flip(s, axis), axis=axis), axis)
         return np.logaddexp.accumulate(s, axis=axis)
 
-    v, a, b = np.broadcast_arrays(v, a, b)
-    with np.errstate(divide="ignore"):
-        log_v = np.log(np.abs(v)) + a
-    out = np.zeros(v.shape, np.result_type(v, a, b))
-    for sign, part in ((1.0, v > 0), (-1.0, v < 0)):
+    vs, bs = np.broadcast_arrays(v, a, b)[::2]
+    log_v = np.log(np.abs(vs)) + a           # log(0) = -inf: those terms add nothing
+    out = np.zeros(vs.shape, np.result_type(v, a, b))
+    for positive in (True, False):
+        part = vs > 0 if positive else vs < 0
         if part.any():
-            s = np.exp(lcse(np.where(part, log_v, -np.inf)) + b)
-            out += s if sign > 0 else -s
+            s = np.exp(lcse(np.where(part, log_v, -np.inf)) + bs)
+            if positive:
+                out += s
+            else:
+                out -= s
     return out
 '''
 
