@@ -393,32 +393,33 @@ def _emit_solve_triangular(p, node):
 
 # Blocked substitution: one np.linalg.solve per diagonal block of at most _TRI_BLOCK rows
 # (LAPACK's LU of a triangular block is itself a substitution) and one matrix product per
-# block row for what the solved rows contribute to the rest. Its cost against
+# block row for what the solved rows contribute to the rest; only the diagonal blocks are
+# masked to their triangle (the blocks beside them lie wholly inside it). Its cost against
 # np.linalg.solve of the whole matrix: benchmarks/triangular.py.
-_TRI_BLOCK = 128
+_TRI_BLOCK = 64
 _SOLVE_TRIANGULAR = f'''\
 def _solve_triangular(a, b, lower):
     """x with tril(a) @ x = b (triu(a) with lower=False), as scipy's solve_triangular reads
     only that triangle; b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
     Blocked substitution: a solve of each diagonal block of at most {_TRI_BLOCK} rows, and a
     matrix product for what the rows solved so far contribute to the next block."""
-    t = np.tril(a) if lower else np.triu(a)
-    n = t.shape[-1]
+    n = a.shape[-1]
     if n <= {_TRI_BLOCK}:
-        return np.linalg.solve(t, b)
+        return np.linalg.solve(np.tril(a) if lower else np.triu(a), b)
     vector = b.ndim == 1
     rhs = b[:, None] if vector else b
-    x = np.empty(np.broadcast_shapes(t.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:],
-                 np.result_type(t, rhs))
+    x = np.empty(np.broadcast_shapes(a.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:],
+                 np.result_type(a, rhs))
     starts = range(0, n, {_TRI_BLOCK})
     for i in starts if lower else starts[::-1]:
         j = min(i + {_TRI_BLOCK}, n)
         r = rhs[..., i:j, :]
         if lower and i:
-            r = r - t[..., i:j, :i] @ x[..., :i, :]
+            r = r - a[..., i:j, :i] @ x[..., :i, :]
         elif not lower and j < n:
-            r = r - t[..., i:j, j:] @ x[..., j:, :]
-        x[..., i:j, :] = np.linalg.solve(t[..., i:j, i:j], r)
+            r = r - a[..., i:j, j:] @ x[..., j:, :]
+        block = a[..., i:j, i:j]
+        x[..., i:j, :] = np.linalg.solve(np.tril(block) if lower else np.triu(block), r)
     return x[..., 0] if vector else x
 '''
 
