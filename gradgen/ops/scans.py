@@ -100,8 +100,8 @@ defop("logcumsumexp", 1, shape=_scan_shape, emit=_emit_scan("logaddexp.accumulat
 
 _EXPSCAN = '''\
 @np.errstate(divide="ignore")
-def _expscan(v, a, b, axis, reverse):
-    """sum over i up to j (from j to the end with reverse) along `axis` of
+def _expscan(v, a, b, axis, reverse=None):
+    """sum over i up to j (from j to the end with reverse=True) along `axis` of
     v[i] * exp(a[i] + b[j]), in log space by the sign of v: no overflow where every
     a[i] + b[j] <= 0 (the derivatives of logcumsumexp), and 0 where a or b is -inf."""
     def lcse(s):
@@ -133,7 +133,8 @@ def _expscan_shape(args, axis, reverse):
 
 
 def _emit_expscan(p, node):
-    kwargs = [f"axis={node.attr('axis') % node.ndim}", f"reverse={node.attr('reverse')}"]
+    kwargs = [f"axis={node.attr('axis') % node.ndim}"] + (
+        ["reverse=True"] if node.attr("reverse") else [])
     return p.helper("_expscan", p.args(node), kwargs), PREC_CALL
 
 
