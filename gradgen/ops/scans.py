@@ -110,16 +110,12 @@ def _expscan(v, a, b, axis, reverse=None):
         return np.logaddexp.accumulate(s, axis=axis)
 
     vs, bs = np.broadcast_arrays(v, a, b)[::2]
-    log_v = np.log(np.abs(vs)) + a           # log(0) = -inf: those terms add nothing
-    out = np.zeros(vs.shape, np.result_type(v, a, b))
-    for positive in (True, False):
-        part = vs > 0 if positive else vs < 0
-        if part.any():
-            s = np.exp(lcse(np.where(part, log_v, -np.inf)) + bs)
-            if positive:
-                out += s
-            else:
-                out -= s
+    log_v = np.log(np.abs(vs)) + a          # log(0) = -inf: those terms add nothing
+    negative = vs < 0
+    if not negative.any():
+        return np.exp(lcse(log_v) + bs)
+    out = np.exp(lcse(np.where(negative, -np.inf, log_v)) + bs)
+    out -= np.exp(lcse(np.where(negative, log_v, -np.inf)) + bs)
     return out
 '''
 
