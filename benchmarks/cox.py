@@ -30,11 +30,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
                            "=false intra_op_parallelism_threads=1").strip()
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from timing import Isolated, Local, Unavailable, interleaved  # noqa: E402
+from timing import Isolated, Local, Unavailable, interleaved
 
 D = 10
 LAM = 1e-3

@@ -23,12 +23,12 @@ import sys
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import interleaved  # noqa: E402
+from timing import interleaved
 
-from gradgen.ops import REGISTRY  # noqa: E402
+from gradgen.ops import REGISTRY
 
 
 def emitted_helper():

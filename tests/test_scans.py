@@ -27,8 +27,8 @@ def rev(x: Param[N, D], w: Data[N, D]):
 @pytest.fixture(scope="module")
 def lcse():
     mod = types.ModuleType("lcse_grad")
-    exec(compile(gradgen.compile_source(LCSE, "lcse.grad", hessian=True), "lcse", "exec"),
-         mod.__dict__)  # noqa: S102
+    source = gradgen.compile_source(LCSE, "lcse.grad", hessian=True)
+    exec(compile(source, "lcse", "exec"), mod.__dict__)  # noqa: S102
     return mod
 
 

@@ -375,7 +375,7 @@ def _solver(solve, project):
         tb = tb and _pad(tb, n.ndim + 1 - tb.ndim)
         return jvp((ta, tb), n)
 
-    return dict(vjp=vjp, jvp=jvp, vmap=vmap)
+    return {"vjp": vjp, "jvp": jvp, "vmap": vmap}
 
 
 # solve(A, b): x with A x = b, b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
@@ -412,7 +412,7 @@ def _solve_triangular(a, b, lower):
                  np.result_type(a, rhs))
     starts = range(0, n, {_TRI_BLOCK})
     for i in starts if lower else starts[::-1]:
-        j = min(i + {_TRI_BLOCK}, n)
+        j = i + {_TRI_BLOCK}                 # past n for the last block: slices stop at n
         r = rhs[..., i:j, :]
         if lower and i:
             r = r - a[..., i:j, :i] @ x[..., :i, :]

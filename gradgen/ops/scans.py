@@ -56,7 +56,7 @@ def _emit_scan(fn: str, default_axis: int | None):
 
 
 def _other_way(n) -> dict:
-    return dict(axis=n.attr("axis"), reverse=not n.attr("reverse"))
+    return {"axis": n.attr("axis"), "reverse": not n.attr("reverse")}
 
 
 # ---------------------------------------------------------------- cumsum
