@@ -1,8 +1,9 @@
 """The cost of the emitted triangular solve against np.linalg.solve.
 
 gradgen emits `solve_triangular(L, b)` (and `cho_solve`, two of them) as the module helper
-`_solve_triangular` (gradgen/ops/linalg.py): a blocked substitution that calls
-np.linalg.solve on diagonal blocks and a matrix product per block row. This script times it,
+`_solve_triangular` (gradgen/ops/linalg.py): a block substitution that halves the rows
+recursively down to blocks of at most 64, which np.linalg.solve takes, with one matrix
+product per split for what the solved half contributes. This script times it,
 interleaved (benchmarks/timing.py), against
 
 - `np.linalg.solve(np.tril(L), b)`: LU with pivoting of the whole matrix, O(n^3);

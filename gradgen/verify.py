@@ -64,7 +64,6 @@ NUMPY_FUNCTIONS = frozenset({
     "linalg.solve",
     # scans and triangular solves (ops/scans.py, ops/linalg.py and their helpers)
     "cumsum", "cumprod", "logaddexp.accumulate", "triu", "flip", "broadcast_arrays",
-    "broadcast_shapes", "empty",
     # the decorator of the _sigmoid helper
     "errstate",
     # argument conversion and checking (dtypes)
@@ -76,7 +75,7 @@ NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarra
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
-                      "type", "set", "ValueError", "TypeError", "range"})
+                      "type", "set", "ValueError", "TypeError"})
 # Exceptions a `raise` may raise (called with a message).
 EXCEPTIONS = frozenset({"ValueError", "TypeError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).

@@ -159,8 +159,8 @@ def _substitute(L, b, lower):
 
 @pytest.mark.parametrize("lower", [True, False])
 def test_blocked_triangular_solve(lower):
-    """The emitted helper past its block size (150 rows: blocks of 64, 64, 22), reading only
-    its triangle, for a vector, a matrix and a batch."""
+    """The emitted helper past its block size (150 rows: two halves of 75, each two blocks
+    of 37 and 38), reading only its triangle, for a vector, a matrix and a batch."""
     solve = _helper("solve_triangular", "_solve_triangular")
     rng = np.random.default_rng(7)
     n = 150

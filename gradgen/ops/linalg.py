@@ -391,36 +391,35 @@ def _emit_solve_triangular(p, node):
         PREC_CALL
 
 
-# Blocked substitution: one np.linalg.solve per diagonal block of at most _TRI_BLOCK rows
-# (LAPACK's LU of a triangular block is itself a substitution) and one matrix product per
-# block row for what the solved rows contribute to the rest; only the diagonal blocks are
-# masked to their triangle (the blocks beside them lie wholly inside it). Its cost against
-# np.linalg.solve of the whole matrix: benchmarks/triangular.py.
+# Block substitution, halving: with T = [[T11, 0], [T21, T22]] (lower), x1 = T11^-1 b1 and
+# x2 = T22^-1 (b2 - T21 x1), each half solved the same way down to blocks of at most
+# _TRI_BLOCK rows, which np.linalg.solve takes (LAPACK's LU of a triangular block is a
+# substitution); only those diagonal blocks are masked to their triangle (the blocks
+# beside them lie wholly inside it). O(n^2) for a vector against np.linalg.solve's O(n^3):
+# benchmarks/triangular.py measures both.
 _TRI_BLOCK = 64
 _SOLVE_TRIANGULAR = f'''\
 def _solve_triangular(a, b, lower):
     """x with tril(a) @ x = b (triu(a) with lower=False), as scipy's solve_triangular reads
     only that triangle; b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
-    Blocked substitution: a solve of each diagonal block of at most {_TRI_BLOCK} rows, and a
-    matrix product for what the rows solved so far contribute to the next block."""
+    Block substitution: the leading half of the rows first (the trailing half with
+    lower=False), then the other half less what the solved rows contribute; np.linalg.solve
+    on blocks of at most {_TRI_BLOCK} rows."""
     n = a.shape[-1]
     if n <= {_TRI_BLOCK}:
         return np.linalg.solve(np.tril(a) if lower else np.triu(a), b)
-    vector = b.ndim == 1
-    rhs = b[:, None] if vector else b
-    x = np.empty(np.broadcast_shapes(a.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:],
-                 np.result_type(a, rhs))
-    starts = range(0, n, {_TRI_BLOCK})
-    for i in starts if lower else starts[::-1]:
-        j = i + {_TRI_BLOCK}                 # past n for the last block: slices stop at n
-        r = rhs[..., i:j, :]
-        if lower and i:
-            r = r - a[..., i:j, :i] @ x[..., :i, :]
-        elif not lower and j < n:
-            r = r - a[..., i:j, j:] @ x[..., j:, :]
-        block = a[..., i:j, i:j]
-        x[..., i:j, :] = np.linalg.solve(np.tril(block) if lower else np.triu(block), r)
-    return x[..., 0] if vector else x
+    h = n // 2
+    rhs = b[:, None] if b.ndim == 1 else b
+    if lower:
+        top = _solve_triangular(a[..., :h, :h], rhs[..., :h, :], lower)
+        rest = rhs[..., h:, :] - a[..., h:, :h] @ top
+        bottom = _solve_triangular(a[..., h:, h:], rest, lower)
+    else:
+        bottom = _solve_triangular(a[..., h:, h:], rhs[..., h:, :], lower)
+        rest = rhs[..., :h, :] - a[..., :h, h:] @ bottom
+        top = _solve_triangular(a[..., :h, :h], rest, lower)
+    x = np.concatenate([top, bottom], axis=-2)
+    return x[..., 0] if b.ndim == 1 else x
 '''
 
 
