@@ -213,3 +213,17 @@ def test_errors(body, message):
         gradgen.compile_source(text, "f.grad")
     assert message in str(err.value)
     assert "f.grad:" in str(err.value)
+
+
+def test_log_of_cumsum_of_exp_is_logcumsumexp():
+    """The literal form is rewritten to the stable op (rule log_cumsum_exp): finite at 1000."""
+    text = "def f(x: Param[3]):\n    return sum(log(cumsum(exp(x), reverse=True)))\n"
+    source = gradgen.compile_source(text, "f.grad")
+    assert "logaddexp.accumulate" in source and "np.cumsum" not in source
+    mod = types.ModuleType("f_grad")
+    exec(compile(source, "f", "exec"), mod.__dict__)  # noqa: S102
+    x = np.array([1000.0, 999.0, 1001.0])
+    ref = _lcse_ref(x[::-1])[::-1]
+    assert math.isclose(mod.f(x), ref.sum(), rel_tol=1e-15)
+    grad = _lcse_grad_ref(x[::-1], np.ones(3))[::-1]
+    np.testing.assert_allclose(mod.f_grad(x), grad, rtol=1e-12)

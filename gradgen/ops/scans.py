@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..dims import broadcast, normalize_axes, size
 from ..errors import ShapeError
 from ..ir import make
-from .registry import NONZERO, PREC_CALL, REAL, defbuiltin, defop
+from .registry import NONZERO, PREC_CALL, REAL, defbuiltin, defop, rewrite
 
 SCAN_ATTRS = ("axis", "reverse")
 
@@ -186,3 +186,11 @@ def scanner(op: str):
 for _op in ("cumsum", "cumprod", "logcumsumexp"):
     defbuiltin(_op, ("x", "axis", "reverse"), scanner(_op), static=("axis", "reverse"),
                defaults={"axis": None, "reverse": False})
+
+
+@rewrite("log", "stabilize")
+def log_cumsum_exp(x):
+    """`log(cumsum(exp(z)))` is `logcumsumexp(z)`, finite where exp overflows."""
+    if x.op == "cumsum" and x.args[0].op == "exp":
+        return make("logcumsumexp", x.args[0].args[0], **x.kw)
+    return None
