@@ -62,6 +62,8 @@ NUMPY_FUNCTIONS = frozenset({
     # linear algebra
     "linalg.cholesky", "linalg.det", "linalg.inv", "linalg.norm", "linalg.slogdet",
     "linalg.solve",
+    # rounding, in the special-function helpers (_gammaln, _digamma, _polygamma)
+    "floor", "ceil", "rint",
     # the decorator of the _sigmoid helper
     "errstate",
     # argument conversion and checking (dtypes)
@@ -73,7 +75,7 @@ NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarra
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
-                      "type", "set", "ValueError", "TypeError"})
+                      "type", "set", "ValueError", "TypeError", "range"})
 # Exceptions a `raise` may raise (called with a message).
 EXCEPTIONS = frozenset({"ValueError", "TypeError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).

@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (importing a family registers its ops)
     nn,
     reductions,
     shape_ops,
+    special,
 )
 from .registry import BUILTINS, REGISTRY, RULES, Builtin, OpDef, Rule, check_rules
 
