@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fdcheck
+import mpmath
 import numpy as np
 import pytest
 from fdcheck import as_tuple, assert_close, call, contract, fd_directional, fd_jacobian
@@ -553,13 +554,12 @@ add("eye", "x @ eye(3) * x", lambda x: x @ np.eye(3) * x, P("x", M))
 # polygamma; references from math and mpmath, never from the emitted helpers
 
 def _mp(fn):
-    import mpmath
     return np.vectorize(lambda v: float(fn(float(v))), otypes=[float])
 
 
 for _name, _f in (("log_sigmoid", lambda x: -np.logaddexp(0.0, -x)),
                   ("gammaln", np.vectorize(math.lgamma, otypes=[float])),
-                  ("digamma", _mp(lambda v: __import__("mpmath").digamma(v)))):
+                  ("digamma", _mp(lambda v: mpmath.digamma(v)))):
     unary_cases(_name, _f)
 for _sx, _sy in BINARY_SHAPES:
     add("logaddexp", "logaddexp(x, y)", lambda x, y: np.logaddexp(x, y), P("x", _sx),
@@ -574,7 +574,7 @@ add("xlogy", "xlogy(x, x)", lambda x: x * np.log(x), P("x", M, "positive"))
 for _n in (1, 2):
     for _shape in (S, V, M):
         add("polygamma", f"polygamma({_n}, x)",
-            lambda x, n=_n: _mp(lambda v: __import__("mpmath").polygamma(n, v))(x),
+            lambda x, n=_n: _mp(lambda v: mpmath.polygamma(n, v))(x),
             P("x", _shape, "positive"))
 add("gammaln", "gammaln(x + y)", lambda x, y: np.vectorize(math.lgamma)(x + y),
     P("x", M, "positive"), P("y", V, "positive"))

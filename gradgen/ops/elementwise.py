@@ -11,6 +11,7 @@ import sympy
 from ..dims import broadcast
 from ..ir import builder, const, make
 from ._emit import call, infix, scaled_hint
+from .constants import dtype_witness
 from .dtypes import dtype_sources, weak
 from .registry import (
     NONZERO,
@@ -879,8 +880,6 @@ def _where_builtin(condition, x, y, inputs):
     float32 results into float64. So it is cast to the dtype of the entry point's
     constant arrays (`dtype_witness`, as `zeros` and `ones`); derivative rules cast their
     selections the same way (`select`, `autodiff.common.materialize`)."""
-    from .constants import dtype_witness   # constants imports this module's neighbours
-
     w = make("where", condition, x, y)
     return make("cast", w, dtype_witness(inputs)) if weak(w) else w
 

@@ -254,16 +254,16 @@ def _polygamma(n, x):
     x = np.asarray(x)
     y = x.astype(np.float64).ravel()
     r = np.full(y.shape, np.nan)
-    factorial = 1.0
-    for k in range(2, n + 1):
+    factorial = 1.0                      # n! (n <= 8)
+    for k in (2, 3, 4, 5, 6, 7, 8)[:n - 1]:
         factorial *= k
     # the asymptotic series' terms B_2k (2k + n - 1)! / (2k)!
     bernoulli = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510,
                  43867 / 798, -174611 / 330)
     terms = ()
     for k, b in enumerate(bernoulli, 1):
-        for j in range(2 * k + 1, 2 * k + n):
-            b *= j
+        for j in (1, 2, 3, 4, 5, 6, 7)[:n - 1]:
+            b *= 2 * k + j
         terms += (b,)
     i = np.flatnonzero(y >= 0)
     z = y[i]
@@ -271,8 +271,8 @@ def _polygamma(n, x):
     m = np.ceil(np.maximum(far - z, 0.0))
     m[z == np.inf] = 0.0
     s = np.zeros_like(z)
-    for j in range(int(m.max()) - 1 if m.size else -1, -1, -1):   # the smaller terms first
-        k = np.flatnonzero(m > j)
+    for j in np.flatnonzero(np.full(int(far), 1.0))[::-1]:   # j = far - 1, ..., 0
+        k = np.flatnonzero(m > j)        # the smaller terms first
         s[k] += (z[k] + j) ** (-n - 1.0)
     w = z + m
     v = 1.0 / (w * w)
