@@ -62,8 +62,8 @@ NUMPY_FUNCTIONS = frozenset({
     # linear algebra
     "linalg.cholesky", "linalg.det", "linalg.inv", "linalg.norm", "linalg.slogdet",
     "linalg.solve",
-    # rounding, in the special-function helpers (_gammaln, _digamma, _polygamma)
-    "floor", "ceil", "rint",
+    # rounding and nan tests, in the special-function helpers (_gammaln, _xlogy, ...)
+    "floor", "ceil", "rint", "isnan",
     # the decorator of the _sigmoid helper
     "errstate",
     # argument conversion and checking (dtypes)

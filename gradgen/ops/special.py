@@ -62,7 +62,7 @@ def _xlogy(x, y):
     """x * log(y), elementwise, with 0 where x == 0 and y is not nan (so 0 * log(0) = 0),
     as scipy.special.xlogy."""
     r = np.multiply(x, np.log(y))
-    r = np.where((x == 0) & (y == y), 0, r)
+    r = np.where((x == 0) & ~np.isnan(y), 0, r)
     return r if r.ndim else r[()]
 '''
 
@@ -163,7 +163,7 @@ def _gammaln(x):
     x = np.asarray(x)
     y = x.astype(np.float64).ravel()
     r = np.full(y.shape, np.inf)         # at 0 and the negative integers (poles)
-    r[y != y] = np.nan
+    r[np.isnan(y)] = np.nan
     i = np.flatnonzero(y > 0)
     r[i] = positive(y[i])
     i = np.flatnonzero((y < 0) & (np.floor(y) != y))
