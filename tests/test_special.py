@@ -32,8 +32,8 @@ def _module(text: str, **options) -> types.ModuleType:
 @pytest.fixture(scope="module")
 def helpers():
     """The `_gammaln`, `_digamma` and `_polygamma` helpers an emitted module carries."""
-    mod = _module("def f(x: Param[N]):\n    return sum(gammaln(x) + digamma(x))\n",
-                  hessian=True)
+    mod = _module("def f(x: Param[N]):\n"
+                  "    return sum(gammaln(x) + digamma(x) + polygamma(1, x))\n", modes=("grad",))
     return mod._gammaln, mod._digamma, mod._polygamma
 
 
@@ -82,7 +82,7 @@ def test_digamma_and_polygamma_within_a_few_ulp_of_mpmath(helpers):
         want = [mpmath.digamma(mpmath.mpf(float(v))) for v in x]
         assert _ulps(digamma(x), want).max() <= MAX_ULPS
         x = x[(x > 1e-60) & (x < 1e60)]   # polygamma(n, x) ~ x^-(n+1) leaves float64 range
-        for n in (1, 2, 3):
+        for n in (1, 2):
             want = [mpmath.polygamma(n, mpmath.mpf(float(v))) for v in x]
             assert _ulps(polygamma(n, x), want).max() <= MAX_ULPS, n
 
