@@ -206,6 +206,12 @@ def test_masked_entries_get_probability_and_gradient_zero(masked):
                    "    return softmax(where(mask > 0, s, -inf), axis=1)\n")
     probs = soft.p(s, mask)
     assert np.all(probs[off] == 0) and np.allclose(probs.sum(axis=1), 1.0)
+    # float32 stays float32, with the same zeros
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v32, g32 = mod.masked_value_and_grad(*(a.astype(np.float32) for a in (s, mask, w)))
+    assert v32.dtype == g32.dtype == np.float32 and np.all(np.isfinite(g32))
+    assert np.all(g32[off] == 0) and v32 == pytest.approx(value, rel=1e-5)
 
 
 def test_fully_masked_row_gives_nan_value_and_zero_gradient(masked):
