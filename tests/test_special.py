@@ -238,7 +238,7 @@ def test_inf_is_a_constant_of_the_language():
 
 STABLE = """\
 def softplus_forms(z: Param[N]):
-    return sum(log(1 + exp(z))) + sum(log(exp(z) + 1)) + sum(log1p(exp(z)))
+    return sum(log(1 + exp(z))) + sum(log(exp(z) + 1.0)) + sum(log1p(exp(z)))
 
 def log_sigmoid_form(z: Param[N]):
     return sum(log(sigmoid(z)))

@@ -151,7 +151,7 @@ def _gammaln(x):
         w = z[i]
         n = np.floor(w - 1.5)            # w - n in [1.5, 2.5), exactly
         p = np.full_like(w, 1.0)
-        for k in (1, 2, 3, 4, 5, 6, 7, 8):
+        for k in (1, 2, 3, 4, 5, 6, 7, 8)[:int(n.max()) if n.size else 0]:
             p *= np.where(n >= k, w - k, 1.0)
         r[i] = poly(about_2, (w - n) - 2.0) + np.log(p)
         i = np.flatnonzero(z >= 10.0)
@@ -220,7 +220,7 @@ def _digamma(x):
         w = z[i]
         n = np.floor(w - 1.0)            # w - n in [1, 2), exactly
         s = np.zeros_like(w)
-        for k in (8, 7, 6, 5, 4, 3, 2, 1):
+        for k in (8, 7, 6, 5, 4, 3, 2, 1)[8 - (int(n.max()) if n.size else 0):]:
             s += np.where(n >= k, 1.0 / (w - k), 0.0)
         r[i] = poly(about_root, ((w - n) - root) - root_low) + s
         i = np.flatnonzero(z >= 10.0)
@@ -271,7 +271,7 @@ def _polygamma(n, x):
     m = np.ceil(np.maximum(far - z, 0.0))
     m[z == np.inf] = 0.0
     s = np.zeros_like(z)
-    for j in np.flatnonzero(np.full(int(far), 1.0))[::-1]:   # j = far - 1, ..., 0
+    for j in np.flatnonzero(np.full(int(m.max()) if m.size else 0, 1.0))[::-1]:   # j < m
         k = np.flatnonzero(m > j)        # the smaller terms first
         s[k] += (z[k] + j) ** (-n - 1.0)
     w = z + m
@@ -336,7 +336,8 @@ defop("polygamma", 1, shape=_bshape, emit=_emit_polygamma, prelude=_POLYGAMMA, t
 
 
 def _is_one(node) -> bool:
-    return node.is_const and node.value == 1
+    """The constant 1, written `1` or `1.0` (sympy's Float(1.0) != Integer(1))."""
+    return node.is_const and node.value.is_Number and float(node.value) == 1.0
 
 
 @rewrite("log", "stabilize", name="log_one_plus_exp")
