@@ -321,3 +321,19 @@ def test_float_literals_in_where_keep_float32():
     v, dx = mod.g_value_and_grad(np.float32(3.0))
     assert v.dtype == np.float32 and v == 6.0 and dx.dtype == np.float32 and dx == 2.0
     assert mod.f(x.astype(np.float64)).dtype == np.float64
+
+
+@pytest.mark.parametrize("order", ["2.5", "x", "9", "-1", "N"])
+def test_polygamma_order_must_be_an_integer_literal(order):
+    src = f"def f(x: Param[N]):\n    return sum(polygamma({order}, x))\n"
+    with pytest.raises(gradgen.CompileError) as info:
+        gradgen.compile_source(src, "p.grad")
+    assert "p.grad:2:16: error: polygamma(): the order n of polygamma(n, x) must be an " \
+           "integer literal from 0 to 8" in str(info.value)
+
+
+def test_polygamma_of_order_zero_is_digamma():
+    src = "def f(x: Param[N]):\n    return sum(polygamma(0, x))\n"
+    forward = gradgen.compile_source(src, "p.grad", modes=("grad",)).split("\ndef f(")[1]
+    forward = forward.split("\ndef ")[0]
+    assert "_digamma(x)" in forward and "_polygamma" not in forward

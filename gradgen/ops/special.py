@@ -377,15 +377,17 @@ MAX_POLYGAMMA = 8   # orders whose accuracy tests/test_special.py measures
 
 
 def polygamma(n, x):
-    """The n-th derivative of digamma, for a literal order n >= 1 (`polygamma(1, x)` is the
-    trigamma function)."""
-    if not (getattr(n, "is_Integer", False) and 1 <= int(n) <= MAX_POLYGAMMA):
-        raise ShapeError(f"the order n of polygamma(n, x) must be an integer literal from 1 "
-                         f"to {MAX_POLYGAMMA} (polygamma(0, x) is digamma(x))")
-    return make("polygamma", x, n=int(n))
+    """The n-th derivative of digamma, for an integer literal n from 0 to MAX_POLYGAMMA
+    (`polygamma(1, x)` is the trigamma function; `polygamma(0, x)` is `digamma(x)`)."""
+    value = n.value if n.is_const else None
+    if value is None or not value.is_Integer or not 0 <= int(value) <= MAX_POLYGAMMA:
+        raise ShapeError(f"the order n of polygamma(n, x) must be an integer literal from 0 "
+                         f"to {MAX_POLYGAMMA}, such as polygamma(1, x) for the trigamma "
+                         f"function")
+    return make("digamma", x) if int(value) == 0 else make("polygamma", x, n=int(value))
 
 
-defbuiltin("polygamma", ("n", "x"), polygamma, static=("n",))
+defbuiltin("polygamma", ("n", "x"), polygamma, elementwise=True)
 
 defbuiltin("log_sigmoid", ("x",), log_sigmoid, elementwise=True)
 for _name in ("gammaln", "digamma"):
