@@ -64,6 +64,8 @@ NUMPY_FUNCTIONS = frozenset({
     "linalg.solve",
     # scans and triangular solves (ops/scans.py, ops/linalg.py and their helpers)
     "cumsum", "cumprod", "logaddexp.accumulate", "triu", "flip", "broadcast_arrays",
+    # rounding and nan tests, in the special-function helpers (_gammaln, _xlogy, ...)
+    "floor", "ceil", "rint", "isnan",
     # the decorator of the _sigmoid helper
     "errstate",
     # argument conversion and checking (dtypes)

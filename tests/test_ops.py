@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fdcheck
+import mpmath
 import numpy as np
 import pytest
 from fdcheck import as_tuple, assert_close, call, contract, fd_directional, fd_jacobian
@@ -54,7 +55,8 @@ SYNTAX = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "-x": "ne
 
 # Built-ins that are lowerings rather than ops: the domain of each of their arguments.
 LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": ("real",),
-                   "log_softmax": ("real",), "logsumexp": ("real",)}
+                   "log_softmax": ("real",), "logsumexp": ("real",),
+                   "log_sigmoid": ("real",)}
 
 # Ops that only derivative graphs use (never reached from the source language directly).
 INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "expscan"}
@@ -548,6 +550,36 @@ add("ones", "concatenate([x, ones((N, 1))], axis=1)",
 add("eye", "x + 2 * eye(N)", lambda x: x + 2 * np.eye(3), P("x", ("N", "N")), dims=(("N", 3),),
     out=("N", "N"))
 add("eye", "x @ eye(3) * x", lambda x: x @ np.eye(3) * x, P("x", M))
+
+
+# ---- special functions (h-special): log_sigmoid, logaddexp, xlogy, gammaln, digamma,
+# polygamma; references from math and mpmath, never from the emitted helpers
+
+def _mp(fn):
+    return np.vectorize(lambda v: float(fn(float(v))), otypes=[float])
+
+
+for _name, _f in (("log_sigmoid", lambda x: -np.logaddexp(0.0, -x)),
+                  ("gammaln", np.vectorize(math.lgamma, otypes=[float])),
+                  ("digamma", _mp(lambda v: mpmath.digamma(v)))):
+    unary_cases(_name, _f)
+for _sx, _sy in BINARY_SHAPES:
+    add("logaddexp", "logaddexp(x, y)", lambda x, y: np.logaddexp(x, y), P("x", _sx),
+        P("y", _sy))
+    add("xlogy", "xlogy(x, y)", lambda x, y: x * np.log(y), P("x", _sx),
+        P("y", _sy, "positive"))
+add("logaddexp", "logaddexp(x, 2.0)", lambda x: np.logaddexp(x, 2.0), P("x", M))
+add("logaddexp", "logaddexp(x, x * x)", lambda x: np.logaddexp(x, x * x), P("x", M))
+add("xlogy", "xlogy(x, y)", lambda x, y: x * np.log(y), D("x", M), P("y", V, "positive"))
+add("xlogy", "xlogy(x, y)", lambda x, y: x * np.log(y), P("x", M), D("y", V, "positive"))
+add("xlogy", "xlogy(x, x)", lambda x: x * np.log(x), P("x", M, "positive"))
+for _n in (1, 2):
+    for _shape in (S, V, M):
+        add("polygamma", f"polygamma({_n}, x)",
+            lambda x, n=_n: _mp(lambda v: mpmath.polygamma(n, v))(x),
+            P("x", _shape, "positive"))
+add("gammaln", "gammaln(x + y)", lambda x, y: np.vectorize(math.lgamma)(x + y),
+    P("x", M, "positive"), P("y", V, "positive"))
 
 
 # ---- linear algebra

@@ -35,7 +35,7 @@ DEEP_LINE_CHARS = 1000   # nesting deep enough to overflow the parser needs a li
 DEEP_LINE_PROBES = 200
 
 # The names of the language besides the built-in functions (ops.BUILTINS).
-CONSTANTS = {"pi": sympy.pi, "e": sympy.E}
+CONSTANTS = {"pi": sympy.pi, "e": sympy.E, "inf": sympy.oo}
 ANNOTATIONS = ("Param", "Data")
 
 BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow",

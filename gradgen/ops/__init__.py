@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (importing a family registers its ops)
     reductions,
     scans,
     shape_ops,
+    special,
 )
 from .registry import BUILTINS, REGISTRY, RULES, Builtin, OpDef, Rule, check_rules
 

@@ -11,6 +11,7 @@ import sympy
 from ..dims import broadcast
 from ..ir import builder, const, make
 from ._emit import call, infix, scaled_hint
+from .constants import dtype_witness
 from .dtypes import dtype_sources, weak
 from .registry import (
     NONZERO,
@@ -870,7 +871,21 @@ for _name in ("exp", "log", "log1p", "sqrt", "abs", "tanh", "sigmoid", "relu", "
 _fn("neg")
 _fn("maximum", params=("x", "y"))
 _fn("minimum", params=("x", "y"))
-_fn("where", params=("condition", "x", "y"), condition="condition")
+
+
+def _where_builtin(condition, x, y, inputs):
+    """where(condition, x, y). With numbers in both branches (`where(x >= 0, 1.0, 0.0)`)
+    the value is *weak* (`dtypes.weak`: its numbers come from constants only), but NumPy
+    makes it an array of its default dtype, float64 (int64 for integers), which then turns
+    float32 results into float64. So it is cast to the dtype of the entry point's
+    constant arrays (`dtype_witness`, as `zeros` and `ones`); derivative rules cast their
+    selections the same way (`select`, `autodiff.common.materialize`)."""
+    w = make("where", condition, x, y)
+    return make("cast", w, dtype_witness(inputs)) if weak(w) else w
+
+
+defbuiltin("where", ("condition", "x", "y"), _where_builtin, needs_inputs=True,
+           elementwise=True, condition="condition")
 defbuiltin("square", ("x",), lambda x: x ** 2, elementwise=True)
 defbuiltin("reciprocal", ("x",), lambda x: 1 / x, elementwise=True)
 
