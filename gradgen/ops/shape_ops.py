@@ -9,6 +9,7 @@ from ..dims import (
     ONE,
     as_expr,
     broadcast,
+    broadcastable_to,
     dims_equal,
     fmt_dim,
     fmt_shape,
@@ -17,7 +18,7 @@ from ..dims import (
     size,
 )
 from ..errors import ShapeError
-from ..ir import make
+from ..ir import const, make
 from ._emit import call
 from .registry import PREC_CALL, REAL, REGISTRY, defbuiltin, defop, rewrite
 
@@ -454,6 +455,74 @@ defop("scatter", 2, shape=lambda args, index: args[1].shape, stmt=_scatter_stmt,
       vmap=lambda ts, n: None if ts[0] is None else make(
           "scatter", ts[0], make("broadcast_to", n.args[1], shape=ts[0].shape[:1] + n.shape),
           index=(_ALL,) + n.attr("index")))
+
+
+# ---------------------------------------------------------------- subscript assignment
+
+# update(A, v, index, add): a new array equal to `A` with the entries at `index` replaced
+# by `v` (add=False) or incremented by it (add=True): `A[index] = v`, `A[index] += v` of
+# the source (SPEC §1). `v` is a scalar or has exactly the shape of `A[index]`
+# (`subscript_update` broadcasts it). The emitted code copies `A` into a buffer the
+# function owns and writes there: the caller's array is never modified.
+
+def subscript_update(a, v, index: tuple, add: bool = False):
+    """The node of `A[index] = v` (or `+= v` when `add`), `v` broadcast to `A[index]`."""
+    index = index or (_ALL,)
+    region = _index_shape((a,), index)
+    if v.ndim and not same_shape(v.shape, region):
+        if not broadcastable_to(v.shape, region):
+            raise ShapeError(f"cannot assign an array of shape {fmt_shape(v.shape)} to "
+                             f"the entries {fmt_shape(region)} it selects")
+        v = make("broadcast_to", v, shape=region)
+    return make("update", a, v, index=index, add=add)
+
+
+def _update_shape(args, index, add):
+    region = _index_shape(args[:1], index)
+    if args[1].ndim and not same_shape(args[1].shape, region):
+        raise ShapeError(f"update: a value of shape {fmt_shape(args[1].shape)} for "
+                         f"entries of shape {fmt_shape(region)}")
+    return args[0].shape
+
+
+def _update_stmt(p, node, target):
+    where = f"{target}[{format_index(node.attr('index'), p)}]"
+    return [f"{target} = {p.copy(p.arg(node, 0, PREC_CALL), PREC_CALL)}",
+            f"{where} {'+=' if node.attr('add') else '='} {p.arg(node, 1, 0)}"]
+
+
+def _update_vjp(g, n):
+    index = n.attr("index")
+    # A's entries at `index` are overwritten (their cotangent is zero) or added to (g).
+    da = g if n.attr("add") else make("update", g, const(0), index=index, add=False)
+    return da, make("index", g, index=index)
+
+
+def _update_jvp(ts, n):
+    ta, tv = ts
+    a, index, add = n.args[0], n.attr("index"), n.attr("add")
+    if tv is None:
+        return ta if add else make("update", ta, const(0), index=index, add=False)
+    if ta is None:
+        ta = make("zeros_like", a)
+    return make("update", ta, tv, index=index, add=add)
+
+
+def _update_vmap(ts, n):
+    ta, tv = ts
+    a, index, add = n.args[0], (_ALL,) + n.attr("index"), n.attr("add")
+    if tv is None:
+        return ta if add else make("update", ta, const(0), index=index, add=False)
+    batch = tv.shape[:1]
+    if ta is None:
+        ta = make("broadcast_to", make("zeros_like", a), shape=batch + a.shape)
+    region = _index_shape((a,), n.attr("index"))
+    return make("update", ta, _batched_to(tv, region), index=index, add=add)
+
+
+defop("update", 2, shape=_update_shape, stmt=_update_stmt, traits=frozenset({"linear"}),
+      domain=(REAL, REAL), hint="updated", vjp=_update_vjp, jvp=_update_jvp,
+      vmap=_update_vmap)
 
 
 # ---------------------------------------------------------------- concatenate, stack
