@@ -267,7 +267,8 @@ def _plan(fns: EntryFunctions, kind: str) -> Plan:
 
 
 def _params(program: Program, entry: EntryPoint, options: Options) -> list[Argument]:
-    """The Params to differentiate with respect to (`--wrt` chooses some)."""
+    """The Params to differentiate with respect to: all, in declaration order, or those
+    `--wrt` names, in the order it names them (as JAX's argnums: README, "--wrt")."""
     params = entry.params
     if options.wrt is None:
         return params
@@ -276,7 +277,8 @@ def _params(program: Program, entry: EntryPoint, options: Options) -> list[Argum
         if w not in known:
             raise CompileError(program.diagnostic(
                 entry.line, 1, f"--wrt {w}: '{entry.name}' has no Param named '{w}'"))
-    return [a for a in params if a.name in options.wrt]
+    by_name = {a.name: a for a in params}
+    return [by_name[w] for w in dict.fromkeys(options.wrt)]
 
 
 def _kinds(program: Program, entry: EntryPoint, options: Options,
