@@ -111,7 +111,7 @@ def test_float32_is_kept(compiled):
 def test_emitted_names_follow_the_bindings(compiled):
     text, _ = compiled
     body = text[text.index("\ndef f(x, A, mean, s):"):text.index("\ndef f_grad(")]
-    assigned = re.findall(r"^    (\w+) = ", body, re.M)
+    assigned = re.findall(r"^    (\w+) = ", body, re.MULTILINE)
     # The k-th binding of a name is `name_k`; arguments are never rebound by the source's
     # assignments (`s = _weak(s, ...)` is the module's own conversion of a scalar).
     assert {"h", "h_2", "h_3", "h_4", "h_5", "h_6", "x_2", "A_2", "A_3", "A_4", "var",
@@ -174,12 +174,12 @@ def test_every_independent_error_in_one_run(capsys, tmp_path):
         (2, 16, "unknown name 'foo'"),
         (6, 13, "unknown name 'undefined1'"),
         (10, 16, "exp() takes 1 argument but 2 were given"),
-        (12, 9, "'mean' is a variable of 'f' (assigned on line 11), which shadows the "
-                "built-in mean() from there on; rename the variable to call mean()"),
+        (12, 9, ("'mean' is a variable of 'f' (assigned on line 11), which shadows the "
+                 "built-in mean() from there on; rename the variable to call mean()")),
         (17, 5, "'if' statements are not supported; use where(condition, a, b)"),
         (22, 20, "duplicate argument 'x'"),
-        (26, 19, "a dimension must be a name, a positive integer or an arithmetic "
-                 "expression of them"),
+        (26, 19, ("a dimension must be a name, a positive integer or an arithmetic "
+                  "expression of them")),
         (34, 1, "imports are not supported (the source is never executed)"),
     ]
     assert str(info.value) == "\n".join(d.render() for d in info.value.diagnostics)

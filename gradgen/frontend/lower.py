@@ -376,16 +376,16 @@ class Lowering:
 
 def _poison(stmt, scope: Scope) -> None:
     """The names a statement in error would have assigned: reading them later is skipped
-    (`Poisoned`), not reported again as unknown."""
+    (`Poisoned`), not reported again as unknown. A subscript assignment in error leaves
+    its array as it was (an update never changes its shape), so later uses are checked."""
     targets = getattr(stmt, "targets", None) or [getattr(stmt, "target", None)]
     for t in targets:
-        names = [n.id for n in ast.walk(t) if isinstance(n, ast.Name)
-                 and isinstance(n.ctx, ast.Store)] if t is not None else []
-        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name):
-            names.append(t.value.id)
-        for name in names:
-            if name not in scope.dims:     # a dimension keeps its meaning
-                scope.env[name] = POISON
+        if t is None or isinstance(t, ast.Subscript):
+            continue
+        for node in ast.walk(t):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) \
+                    and node.id not in scope.dims:      # a dimension keeps its meaning
+                scope.env[node.id] = POISON
 
 
 def _check_signature(fn: ast.FunctionDef) -> None:

@@ -471,8 +471,8 @@ def subscript_update(a, v, index: tuple, add: bool = False):
     region = _index_shape((a,), index)
     if v.ndim and not same_shape(v.shape, region):
         if not broadcastable_to(v.shape, region):
-            raise ShapeError(f"cannot assign an array of shape {fmt_shape(v.shape)} to "
-                             f"the entries {fmt_shape(region)} it selects")
+            raise ShapeError(f"cannot assign a value of shape {fmt_shape(v.shape)} to "
+                             f"entries of shape {fmt_shape(region)}")
         v = make("broadcast_to", v, shape=region)
     return make("update", a, v, index=index, add=add)
 
