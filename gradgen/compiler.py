@@ -140,9 +140,14 @@ def build_module(program: Program, options: Options) -> Module:
     preludes: dict[str, str] = {}
     emitted: dict[str, str] = {}   # function name -> the entry point it belongs to
     weak = False
+    errors: list[Diagnostic] = []   # of every entry point (SPEC §5: all errors in one run)
     for entry in program.entries:
-        with _work_limit(program, entry):
-            functions, spec = _entry_functions(program, entry, options, names)
+        try:
+            with _work_limit(program, entry):
+                functions, spec = _entry_functions(program, entry, options, names)
+        except CompileError as e:
+            errors += e.diagnostics
+            continue
         for fn, printer in functions:
             weak = weak or fn.weak
             if fn.name in emitted:
@@ -154,6 +159,8 @@ def build_module(program: Program, options: Options) -> Module:
             preludes.update(printer.preludes)
         if options.checks:
             module.constants.append(spec)
+    if errors:
+        raise CompileError(sorted(errors, key=lambda d: (d.line, d.col)))
     if weak:
         preludes = {"_weak": WEAK_SCALAR, **preludes}
     if options.checks:

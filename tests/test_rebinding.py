@@ -238,3 +238,27 @@ def test_wrt_results_come_in_the_order_asked():
     _, t = default.cost_jvp(X, Y, V, W, tV, tW)
     _, t2 = asked.cost_jvp(X, Y, V, W, tW, tV)
     assert_close(t2, t, "jvp", rtol=1e-12)
+
+
+def test_errors_of_every_entry_point_after_the_frontend():
+    source = ("def f(x: Param[N]):\n    return exp(x)\n\n\n"
+              "def g(x: Param[N]):\n    return sum(x)\n\n\n"
+              "def h(x: Param[N]):\n    return x * 2\n")
+    with pytest.raises(gradgen.CompileError) as info:
+        gradgen.compile_source(source, "t.grad", modes=["grad"])
+    assert [(d.line, d.col, d.message.split(",")[0]) for d in info.value.diagnostics] == [
+        (2, 12, "'grad' needs a scalar output"), (10, 12, "'grad' needs a scalar output")]
+
+
+def test_constants_are_shadowed_from_their_first_binding():
+    # `e` is Euler's number until it is assigned (then a common name for a residual).
+    source = ("def f(x: Param[N], y: Data[N]):\n"
+              "    s = sum(x) * e\n"
+              "    e = y - x * pi\n"
+              "    pi = 2.0\n"
+              "    return sum(e * e) + s * pi\n")
+    mod = load(gradgen.compile_source(source, "t.grad", modes=["grad"]))
+    x, y = np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.25, -0.5])
+    r = y - x * np.pi
+    assert_close(mod.f(x, y), np.sum(r * r) + np.sum(x) * np.e * 2.0, "value", rtol=1e-12)
+    assert_close(mod.f_grad(x, y), -2 * np.pi * r + 2 * np.e, "gradient", rtol=1e-12)
