@@ -351,17 +351,18 @@ class Lowering:
 
     def bind(self, target: ast.Name, value: Node, scope: Scope) -> None:
         """Give `value` the name `target` in `scope`. A name means its latest binding; the
-        emitted code names the k-th binding of `x` `x_k` (the first one `x`)."""
+        emitted code names the k-th value bound to `x` `x_k` (the first one `x`)."""
         name = target.id
         self._check_new_name(target, name)
         if name in scope.dims:
             raise Located(target, f"'{name}' is a dimension; a variable may not share its name")
         if name not in scope.env:
             scope.lines[name] = target.lineno
-        k = scope.bindings.get(name, 0) + 1
-        scope.bindings[name] = k
         scope.env[name] = value
-        scope.names.setdefault(value, name if k == 1 else f"{name}_{k}")
+        if value not in scope.names:   # (`c = b` gives b's node no second name)
+            k = scope.bindings.get(name, 0) + 1
+            scope.bindings[name] = k
+            scope.names[value] = name if k == 1 else f"{name}_{k}"
 
     def _check_new_name(self, node, name: str) -> None:
         # A built-in function or constant may be shadowed (`mean = mean(x)`): from there

@@ -30,7 +30,7 @@ class Scope:
     function: str
     helper: bool = False       # the body of a helper, inlined into an entry point
     lines: dict = field(default_factory=dict)    # name -> line of its first assignment
-    bindings: dict = field(default_factory=dict)  # name -> how many times it was bound
+    bindings: dict = field(default_factory=dict)  # name -> how many values it named
 
     def shadowing(self, name: str) -> str | None:
         """What binds `name` in this body, if it does (for "the built-in is shadowed")."""

@@ -20,6 +20,7 @@ from ..dims import (
 from ..errors import ShapeError
 from ..ir import const, make
 from ._emit import call
+from .dtypes import dtype_sources
 from .registry import PREC_CALL, REAL, REGISTRY, defbuiltin, defop, rewrite
 
 SHAPE = frozenset({"linear", "shape"})
@@ -485,10 +486,14 @@ def _update_shape(args, index, add):
     return args[0].shape
 
 
-def _update_stmt(p, node, target):
+def _update_write(p, node, target):
     where = f"{target}[{format_index(node.attr('index'), p)}]"
+    return [f"{where} {'+=' if node.attr('add') else '='} {p.arg(node, 1, 0)}"]
+
+
+def _update_stmt(p, node, target):
     return [f"{target} = {p.copy(p.arg(node, 0, PREC_CALL), PREC_CALL)}",
-            f"{where} {'+=' if node.attr('add') else '='} {p.arg(node, 1, 0)}"]
+            *_update_write(p, node, target)]
 
 
 def _update_vjp(g, n):
@@ -498,13 +503,19 @@ def _update_vjp(g, n):
     return da, make("index", g, index=index)
 
 
+def _zeros(like, shape):
+    """Zeros of `shape` in the dtype of `like`, without reading `like` (which would keep
+    its buffer alive where an update could reuse it)."""
+    return make("full", *dtype_sources(like), value=0, shape=tuple(shape))
+
+
 def _update_jvp(ts, n):
     ta, tv = ts
     a, index, add = n.args[0], n.attr("index"), n.attr("add")
     if tv is None:
         return ta if add else make("update", ta, const(0), index=index, add=False)
     if ta is None:
-        ta = make("zeros_like", a)
+        ta = _zeros(a, a.shape)
     return make("update", ta, tv, index=index, add=add)
 
 
@@ -513,14 +524,14 @@ def _update_vmap(ts, n):
     a, index, add = n.args[0], (_ALL,) + n.attr("index"), n.attr("add")
     if tv is None:
         return ta if add else make("update", ta, const(0), index=index, add=False)
-    batch = tv.shape[:1]
     if ta is None:
-        ta = make("broadcast_to", make("zeros_like", a), shape=batch + a.shape)
+        ta = _zeros(a, tv.shape[:1] + a.shape)
     region = _index_shape((a,), n.attr("index"))
     return make("update", ta, _batched_to(tv, region), index=index, add=add)
 
 
-defop("update", 2, shape=_update_shape, stmt=_update_stmt, traits=frozenset({"linear"}),
+defop("update", 2, shape=_update_shape, stmt=_update_stmt, write=_update_write,
+      traits=frozenset({"linear"}),
       domain=(REAL, REAL), hint="updated", vjp=_update_vjp, jvp=_update_jvp,
       vmap=_update_vmap)
 
