@@ -330,21 +330,20 @@ class Lowering:
             raise Located(target, "can only assign to a subscript of a name (A[i] = v)")
         array = self.expressions.array(base, scope)
         items = index(target.slice)
-        add = isinstance(op, (ast.Add, ast.Sub))
-        if op is None or add:
+        how = {None: "=", ast.Add: "+=", ast.Sub: "-="}.get(None if op is None else type(op))
+        if how is not None:
             value = self.expressions.array(rhs, scope)
-            if add and isinstance(op, ast.Sub):
-                value = make("neg", value)
         else:
             # `A[index] op v`, written where the statement writes it.
             read = ast.copy_location(ast.Subscript(value=base, slice=target.slice,
                                                    ctx=ast.Load()), target)
             expr = ast.copy_location(ast.BinOp(left=read, op=op, right=rhs), target)
             value = self.expressions.array(expr, scope)
+            how = "="
         if value.dtype == "bool":
             raise Located(rhs, NOT_A_CONDITION, context=True)
         try:
-            new = subscript_update(array, value, items, add=add)
+            new = subscript_update(array, value, items, how)
         except ShapeError as e:
             raise Located(target.slice, str(e), context=True) from None
         self.bind(base, new, scope)
