@@ -186,7 +186,7 @@ class Lowering:
         broken = False      # an annotation is in error (reported; the others are checked)
         for p in fn.args.args:
             try:
-                role, arg_shape, decl = annotation(p.annotation, dims)
+                role, arg_shape, decl = self.annotation(p.annotation, dims)
             except Located as e:
                 self.fail(e)
                 broken = True
@@ -221,6 +221,19 @@ class Lowering:
                                           "comparison; use where(condition, a, b)")
         ret_line, ret_col = self.src.position(ret_stmt.value)
         return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings)
+
+    def annotation(self, ann, dims: dict) -> tuple[str, tuple, str]:
+        """The role, shape and written form of an argument's annotation."""
+        decl = ast.unparse(ann) if ann is not None else ""
+        if isinstance(ann, ast.Name) and ann.id == "float":
+            return "data", (), decl
+        if not (isinstance(ann, ast.Subscript) and isinstance(ann.value, ast.Name)
+                and ann.value.id in ANNOTATIONS):
+            raise Located(ann, f"unknown annotation '{decl}': use Param[...], Data[...] "
+                               "or float")
+        role = "param" if ann.value.id == "Param" else "data"
+        items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
+        return role, shape(ann.slice, items, dims, create=True), decl
 
     # ------------------------------------------------------------ function bodies
 
@@ -417,16 +430,3 @@ def _check_signature(fn: ast.FunctionDef) -> None:
             raise Located(p, f"duplicate argument '{p.arg}'")
         seen.add(p.arg)
 
-
-def annotation(ann, dims: dict) -> tuple[str, tuple, str]:
-    """The role, shape and written form of an argument's annotation."""
-    decl = ast.unparse(ann) if ann is not None else ""
-    if isinstance(ann, ast.Name) and ann.id == "float":
-        return "data", (), decl
-    if not (isinstance(ann, ast.Subscript) and isinstance(ann.value, ast.Name)
-            and ann.value.id in ANNOTATIONS):
-        raise Located(ann, f"unknown annotation '{decl}': use Param[...], Data[...] "
-                           "or float")
-    role = "param" if ann.value.id == "Param" else "data"
-    items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
-    return role, shape(ann.slice, items, dims, create=True), decl
