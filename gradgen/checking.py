@@ -3,6 +3,11 @@
 Compiles in memory, draws random float64 inputs of the declared shapes and compares every
 derivative function with two-sided finite differences of the forward function; forward
 mode is compared with reverse mode through <u, J v> = <J^T u, v>.
+
+Where the function or a derivative is not finite at the inputs drawn (`log(b - A @ x)`
+outside its domain), comparing there would only report NaN mismatches: the inputs are
+drawn again, a bounded number of times (`DRAWS`, each kind of draw more conservative than
+the one before), and the check says what it did.
 """
 
 from __future__ import annotations
@@ -23,6 +28,18 @@ EPS = 1e-6
 TOL = 1e-5
 MAX_ELEMENTS = 60
 
+# The kinds of draws tried, in order, until the function and its derivatives are finite:
+# (what the note calls it, whether Data are positive, whether Params are positive, the
+# scale of the Params). Then the same kinds again with new random values, up to DRAWS.
+_DRAW_KINDS = (
+    ("signs at random", False, False, 1.0),
+    ("every argument positive", True, True, 1.0),
+    ("Data positive, Params scaled by 0.1", True, False, 0.1),
+    ("Data positive, Params positive and scaled by 0.1", True, True, 0.1),
+    ("Data positive, Params positive and scaled by 0.01", True, True, 0.01),
+)
+DRAWS = 10
+
 
 class TooLarge(ValueError):
     """The dimension sizes asked for would need more memory than a check should take."""
@@ -33,6 +50,7 @@ class Result:
     function: str
     check: str
     error: float
+    label: str | None = None     # what the table says instead of ok / MISMATCH
 
     @property
     def ok(self) -> bool:
@@ -56,25 +74,46 @@ def load_source(text: str, filename: str, options: Options = Options()):
     return mod, module.entries
 
 
-def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.ndarray]:
-    """Random float64 arguments of the declared shapes (dimension sizes from `dims`)."""
+def draw_sizes(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, int]:
+    """The size of every dimension of `entry`: from `dims`, else drawn from 2 to 4."""
     sizes = {}
     for a in entry.args:
         for d in a.shape:
             for s in d.free_symbols:
-                sizes.setdefault(s, dims.get(s.name, int(rng.integers(2, 5))))
-    shapes = {a.name: tuple(int(d.subs(sizes)) for d in a.shape)
-              for a in entry.args}
+                if s.name not in sizes:
+                    sizes[s.name] = dims[s.name] if s.name in dims else int(rng.integers(2, 5))
+    return sizes
+
+
+def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng, kind: int = 0,
+                ) -> dict[str, np.ndarray]:
+    """Random float64 arguments of the declared shapes (dimension sizes from `dims`, the
+    others drawn), of magnitude 0.5 to 1.5 with the signs and scale of `_DRAW_KINDS[kind]`."""
+    sizes = draw_sizes(entry, dims, rng)
+    shapes = {a.name: tuple(int(d.subs({s: sizes[s.name] for s in d.free_symbols}))
+                            for d in a.shape) for a in entry.args}
     total = sum(math.prod(s) for s in shapes.values())
     if total > MAX_DRAWN:
         raise TooLarge(f"'{entry.name}': the arguments would have {total:,} elements in all "
                        f"(at most {MAX_DRAWN:,}); give smaller --dim sizes")
+    _, data_positive, params_positive, scale = _DRAW_KINDS[kind]
     out = {}
     for a in entry.args:
         shape = shapes[a.name]
         x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+        if data_positive if a.role == "data" else params_positive:
+            x = np.abs(x)
+        if a.role == "param":
+            x = x * scale
         out[a.name] = np.asarray(x, dtype=np.float64)
     return out
+
+
+def _finite(value) -> bool:
+    """Whether every number in a result (an array or nested tuples of them) is finite."""
+    if isinstance(value, tuple):
+        return all(_finite(v) for v in value)
+    return bool(np.all(np.isfinite(value)))
 
 
 class _Entry:
@@ -84,20 +123,58 @@ class _Entry:
     def __init__(self, mod, entry: EntryPoint, dims: dict[str, int], seed: int):
         self.rng = rng = np.random.default_rng(seed)
         self.mod, self.entry = mod, entry
-        self.args = draw_inputs(entry, dims, rng)
-        if not np.all(np.isfinite(getattr(mod, entry.name)(**self.args))):
-            # Functions like log(x) need positive inputs: try again on the positive side.
-            self.args = {k: np.abs(v) for k, v in self.args.items()}
         self.names = [a.name for a in entry.args]
         self.params = [a.name for a in entry.params]
         self.f = getattr(mod, entry.name)
+        self.sizes = draw_sizes(entry, dims, rng)
+        self.args = draw_inputs(entry, self.sizes, rng)
+        self.finite, self.note = self._draw_finite()
         n_params = sum(np.size(self.args[p]) for p in self.params)
         if hasattr(mod, f"{entry.name}_hessian") and n_params ** 2 > MAX_DRAWN:
             raise TooLarge(f"'{entry.name}': the Hessian would have {n_params ** 2:,} "
                            f"elements (at most {MAX_DRAWN:,}); give smaller --dim sizes")
-        self.value = np.asarray(self.call(self.f))
+        with np.errstate(all="ignore"):    # (not finite anywhere: not checked)
+            self.value = np.asarray(self.call(self.f))
         self.directions = [rng.normal(size=np.shape(self.args[p])) for p in self.params]
         self.u = rng.normal(size=self.value.shape)
+
+    def _not_finite(self) -> str | None:
+        """What is not finite at the current arguments (the value or a derivative), or
+        None when everything the checks call is finite."""
+        with np.errstate(all="ignore"):
+            value = self.call(self.f)
+            if not _finite(value):
+                return "the value"
+            params = [self.args[p] for p in self.params]
+            probes = [("_grad", ()), ("_vjp", (np.ones_like(value),)),
+                      ("_jvp", tuple(np.ones_like(p) for p in params)),
+                      ("_hvp", tuple(np.ones_like(p) for p in params))]
+            for suffix, extra in probes:
+                fn = self.function(suffix)
+                if fn is not None and not _finite(self.call(fn, None, *extra)):
+                    return f"{self.entry.name}{suffix}"
+        return None
+
+    def _draw_finite(self) -> tuple[bool, str | None]:
+        """Draw the arguments again until the value and the derivatives are finite (at
+        most DRAWS draws): (whether they are, a note saying what was done, if anything)."""
+        name = self.entry.name
+        what = self._not_finite()
+        if what is None:
+            return True, None
+        first = what
+        for k in range(1, DRAWS):
+            kind = k % len(_DRAW_KINDS)
+            self.args = draw_inputs(self.entry, self.sizes, self.rng, kind)
+            what = self._not_finite()
+            if what is None:
+                return True, (f"'{name}': {first} is not finite at the first inputs drawn; "
+                              f"drew again {k} time{'s' if k > 1 else ''}: finite with "
+                              f"{_DRAW_KINDS[kind][0]}, checked there")
+        return False, (f"'{name}': {first} is not finite at any of {DRAWS} draws of the "
+                       "inputs (random signs, positive, Params scaled down); its derivatives "
+                       "are not checked. Give other sizes (--dim) or another --seed, or "
+                       "check the function's domain")
 
     def function(self, suffix: str):
         return getattr(self.mod, f"{self.entry.name}{suffix}", None)
@@ -130,9 +207,16 @@ class _Entry:
         return flat, cols
 
 
-def check_entry(mod, entry: EntryPoint, dims: dict[str, int], seed: int) -> list[Result]:
-    """Every derivative of one entry point against finite differences."""
+def check_entry(mod, entry: EntryPoint, dims: dict[str, int], seed: int,
+                notes: list[str] | None = None) -> list[Result]:
+    """Every derivative of one entry point against finite differences, at inputs where
+    the function and its derivatives are finite (drawn again when they are not: what was
+    done is appended to `notes`)."""
     e = _Entry(mod, entry, dims, seed)
+    if e.note is not None and notes is not None:
+        notes.append(e.note)
+    if not e.finite:
+        return [Result(entry.name, "finite at some drawn inputs", math.nan, "NOT FINITE")]
     return _check_grad(e) + _check_vjp_jvp(e) + _check_second_order(e)
 
 
@@ -219,8 +303,8 @@ def load_with_hessian(text: str, filename: str):
 def format_table(results: list[Result]) -> str:
     """A fixed-width table of the results."""
     rows = [("function", "check", "rel. error", "")]
-    rows += [(r.function, r.check, f"{r.error:.2e}", "ok" if r.ok else "MISMATCH")
-             for r in results]
+    rows += [(r.function, r.check, f"{r.error:.2e}",
+              r.label or ("ok" if r.ok else "MISMATCH")) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

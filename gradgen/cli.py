@@ -331,20 +331,29 @@ def _check(args) -> int:
             raise _Fail(f"--dim expects NAME=SIZE with a positive size, got {item!r}")
         dims[name] = int(value)
     mod, entries, note = load_with_hessian(_read(args.file), args.file)
-    results = []
+    results: list = []
+    notes: list[str] = []
     for entry in entries:
         try:
-            results += check_entry(mod, entry, dims, args.seed)
+            results += check_entry(mod, entry, dims, args.seed, notes)
         except TooLarge as e:
             raise _Fail(str(e)) from None
+    for line in notes:
+        print(f"note: {terminal_text(line)}")
     print(format_table(results))
+    unchecked = [r for r in results if r.label is not None]    # nowhere finite
+    results = [r for r in results if r.label is None]
     checked = sorted({r.function.rsplit("_", 1)[-1] if "_" in r.function else r.function
                       for r in results})
     bad = [r for r in results if not r.ok]
     if note:
         print(f"\n{terminal_text(note)}")
-    print(f"\nchecked {len(results)} derivatives ({', '.join(checked)}): "
-          + ("all agree" if not bad else f"{len(bad)} MISMATCH"))
+    print((f"\nchecked {len(results)} derivatives ({', '.join(checked)}): "
+           + ("all agree" if not bad else f"{len(bad)} MISMATCH") if results
+           else "\nchecked no derivatives")
+          + (f"; {len(unchecked)} entry point(s) not checked (not finite at any inputs "
+             "drawn)" if unchecked else ""))
+    bad += unchecked
     return EXIT_ERROR if bad else EXIT_OK
 
 

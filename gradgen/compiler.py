@@ -140,9 +140,14 @@ def build_module(program: Program, options: Options) -> Module:
     preludes: dict[str, str] = {}
     emitted: dict[str, str] = {}   # function name -> the entry point it belongs to
     weak = False
+    errors: list[Diagnostic] = []   # of every entry point (SPEC §5: all errors in one run)
     for entry in program.entries:
-        with _work_limit(program, entry):
-            functions, spec = _entry_functions(program, entry, options, names)
+        try:
+            with _work_limit(program, entry):
+                functions, spec = _entry_functions(program, entry, options, names)
+        except CompileError as e:
+            errors += e.diagnostics
+            continue
         for fn, printer in functions:
             weak = weak or fn.weak
             if fn.name in emitted:
@@ -154,6 +159,8 @@ def build_module(program: Program, options: Options) -> Module:
             preludes.update(printer.preludes)
         if options.checks:
             module.constants.append(spec)
+    if errors:
+        raise CompileError(sorted(errors, key=lambda d: (d.line, d.col)))
     if weak:
         preludes = {"_weak": WEAK_SCALAR, **preludes}
     if options.checks:
@@ -267,7 +274,8 @@ def _plan(fns: EntryFunctions, kind: str) -> Plan:
 
 
 def _params(program: Program, entry: EntryPoint, options: Options) -> list[Argument]:
-    """The Params to differentiate with respect to (`--wrt` chooses some)."""
+    """The Params to differentiate with respect to: all, in declaration order, or those
+    `--wrt` names, in the order it names them (as JAX's argnums: README, "--wrt")."""
     params = entry.params
     if options.wrt is None:
         return params
@@ -276,7 +284,8 @@ def _params(program: Program, entry: EntryPoint, options: Options) -> list[Argum
         if w not in known:
             raise CompileError(program.diagnostic(
                 entry.line, 1, f"--wrt {w}: '{entry.name}' has no Param named '{w}'"))
-    return [a for a in params if a.name in options.wrt]
+    by_name = {a.name: a for a in params}
+    return [by_name[w] for w in dict.fromkeys(options.wrt)]
 
 
 def _kinds(program: Program, entry: EntryPoint, options: Options,

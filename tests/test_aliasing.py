@@ -33,6 +33,10 @@ CASES = [
     "def f(x: Param[N], y: Param[N]):\n    return sum(x * y) + sum(x) * sum(y)\n",
     "def f(x: Param[N], y: Data[N]):\n    return x + y\n",
     "def f(A: Param[N, N], b: Data[N]):\n    return sum(A @ b) + sum(transpose(A) * A)\n",
+    # (rev. 2) arguments reassigned and updated by subscript: never the caller's arrays
+    "def f(x: Param[N]):\n    x = x * 1\n    x += 0\n    return x\n",
+    "def f(A: Param[N, M], v: Data[M]):\n    A[0] = v\n    A[1:, :] += 1\n    return A\n",
+    "def f(x: Param[N], y: Data[N]):\n    y[0] = 0\n    x[-1] *= 2\n    return sum(x * y)\n",
 ]
 
 

@@ -576,3 +576,58 @@ def test_check_notes_when_the_hessian_does_not_apply(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Hessian not checked: --hessian needs a scalar output" in proc.stdout
     assert "(jvp, vjp): all agree" in proc.stdout
+
+
+# The barrier function of issue 10 (6c): at random inputs `b - A @ x` is often negative
+# and the log's value NaN; with --seed 2 the first draw is outside the domain (before the
+# redraw this reported four NaN MISMATCHes).
+BARRIER = ("def f(x: Param[D], A: Data[M, D], b: Data[M], c: Data[D], t: float):\n"
+           "    return t * (c @ x) - sum(log(b - A @ x))\n")
+
+
+def test_check_draws_again_where_the_function_is_not_finite(tmp_path):
+    src = tmp_path / "barrier.grad"
+    src.write_text(BARRIER)
+    proc = gradgen_cli("check", src, "--seed", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("note: 'f': the value is not finite at the first inputs "
+                               "drawn; drew again "), lines[0]
+    assert ": finite with " in lines[0] and lines[0].endswith(", checked there")
+    assert "MISMATCH" not in proc.stdout and "nan" not in proc.stdout
+    assert lines[-1] == "checked 7 derivatives (grad, hessian, hvp, jvp, vjp): all agree"
+    assert "RuntimeWarning" not in proc.stderr
+
+
+def test_check_says_when_no_draw_is_finite(tmp_path):
+    src = tmp_path / "nowhere.grad"
+    src.write_text("def f(x: Param[D]):\n    return sum(log(-1 - x * x))\n")
+    proc = gradgen_cli("check", src, cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"note: 'f': the value is not finite at any of "
+                               f"{checking.DRAWS} draws of the inputs")
+    assert "NOT FINITE" in proc.stdout
+    assert lines[-1] == ("checked no derivatives; 1 entry point(s) not checked (not finite "
+                         "at any inputs drawn)")
+
+
+def test_check_draws_again_where_only_a_derivative_is_not_finite(monkeypatch, capsys,
+                                                                  tmp_path):
+    """A gradient that is NaN where some x < 0 (the value finite everywhere) is redrawn
+    too, and the note names the function that was not finite."""
+    real = checking.load_source
+
+    def nan_below_zero(text, filename, *args):
+        module, entries = real(text, filename, *args)
+        right = module.f_grad
+        module.f_grad = lambda x: right(x) * (np.nan if np.any(x < 0) else 1.0)
+        return module, entries
+
+    monkeypatch.setattr(checking, "load_source", nan_below_zero)
+    src = tmp_path / "square.grad"
+    src.write_text("def f(x: Param[D]):\n    return sum(x * x)\n")
+    assert cli.main(["check", str(src), "--dim", "D=6", "--seed", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("note: 'f': f_grad is not finite at the first inputs drawn; drew again "
+                     "1 time: finite with every argument positive, checked there")

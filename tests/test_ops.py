@@ -51,7 +51,8 @@ from gradgen.ops import BUILTINS, REGISTRY
 
 # Keys of CASES that are not built-in functions: syntax, mapped to the op it lowers to.
 SYNTAX = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "-x": "neg",
-          "@": "matmul", ".T": "transpose", "[]": "index", "pi/e": None}
+          "@": "matmul", ".T": "transpose", "[]": "index", "pi/e": None,
+          "[]=": "update"}
 
 # Built-ins that are lowerings rather than ops: the domain of each of their arguments.
 LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": ("real",),
@@ -89,14 +90,14 @@ class Case:
                                     # (distances to kinks at literal thresholds)
     sym: tuple = ()             # Params read as symmetric matrices (cholesky's argument):
                                 # drawn symmetric, perturbed and differenced symmetrically
-    pre: str = ""               # a statement before `r = <expr>` (unpacking split's parts)
+    stmts: tuple = ()           # statements before the expression (`x[0] = y`)
 
     @property
     def id(self) -> str:
         shapes = ",".join(f"{a.name}{'' if a.role == 'param' else '(data)'}="
                           f"{_fmt_id_shape(a.shape)}" for a in self.args)
-        pre = f"{self.pre.replace(' ', '')};" if self.pre else ""
-        return f"{self.key}|{pre}{self.expr.replace(' ', '')}|{shapes}"
+        code = "".join(f"{st};" for st in self.stmts) + self.expr
+        return f"{self.key}|{code.replace(' ', '')}|{shapes}"
 
     @property
     def params(self) -> list[str]:
@@ -118,9 +119,9 @@ def domain_of(key: str, i: int) -> str:
     return REGISTRY[op].domain[i]
 
 
-def add(key, expr, ref, *args, dims=(), out=None, avoid=None, sym=(), pre=""):
+def add(key, expr, ref, *args, dims=(), out=None, avoid=None, sym=(), stmts=()):
     CASES.setdefault(key, []).append(Case(key, expr, ref, tuple(args), tuple(dims), out, avoid,
-                                          tuple(sym), pre))
+                                          tuple(sym), tuple(stmts)))
 
 
 def P(name, shape, domain="real"):
@@ -717,7 +718,7 @@ for _pre, _expr, _f, _shape in [
     ("a, b = split(x, 2, -1)", "exp(a) * b", lambda x: np.exp(x[..., :1]) * x[..., 1:], T3),
     ("(a,) = split(x, 1)", "a * a", lambda x: x * x, V),
 ]:
-    add("split", _expr, _f, P("x", _shape), pre=_pre)
+    add("split", _expr, _f, P("x", _shape), stmts=(_pre,))
 
 for _name, _f in (("tril", np.tril), ("triu", np.triu)):
     for _k, _shape in [(0, (3, 3)), (-1, (3, 3)), (1, M), (-1, (3, 2)), (0, (2, 3, 3))]:
@@ -759,6 +760,50 @@ for _sa, _sb in [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (3,))]:
 add("cho_solve", "cho_solve(cholesky(s), y)",
     lambda s, y: np.linalg.solve(s, y), D("s", (3, 3), "spd"), P("y", V))
 
+# ---- subscript assignment (rev. 2): `A[index] = v`, `A[index] op= v` are functional
+# updates (op `update`): the references copy and write, as NumPy code would.
+
+def _updated(index, how):
+    """The NumPy reference of `x[index] <how>= y` (how: "" to replace), on a copy."""
+    def ref(x, y=None):
+        out = np.array(x, dtype=np.float64)
+        v = {"": lambda a: y, "+": lambda a: a + y, "-": lambda a: a - y,
+             "*": lambda a: a * y}[how]
+        out[index] = v(out[index]) if y is not None else v
+        return out
+    return ref
+
+
+def _updated_const(index, how, value):
+    def ref(x):
+        out = np.array(x, dtype=np.float64)
+        out[index] = value if how == "" else out[index] + value
+        return out
+    return ref
+
+
+for _stmt, _index, _how, _x, _y in [
+    ("x[0] = y", 0, "", M, V),                                 # a row
+    ("x[:, 1] = y", (slice(None), 1), "", M, S),               # a scalar, broadcast
+    ("x[..., 0] = y", (Ellipsis, 0), "", T3, V),               # broadcast along an axis
+    ("x[1:] += y", slice(1, None), "+", V, (2,)),
+    ("x[:, ::2] += y", (slice(None), slice(None, None, 2)), "+", M, (2, 2)),
+    ("x[0] -= y", 0, "-", M, V),
+    ("x[:, 1:] *= y", (slice(None), slice(1, None)), "*", M, (2, 2)),   # not linear
+    ("x[-1, 1:, :] = y", (-1, slice(1, None), slice(None)), "", T3, (2, 2)),
+]:
+    add("[]=", "x", _updated(_index, _how), P("x", _x), P("y", _y), stmts=(_stmt,))
+# The value a Data (no tangent), the array a Data (no tangent for it), constants.
+add("[]=", "x", _updated(0, ""), P("x", M), D("y", V), stmts=("x[0] = y",))
+add("[]=", "x", _updated(1, ""), D("x", M), P("y", V), stmts=("x[1] = y",))
+add("[]=", "x", _updated_const(0, "", 0.0), P("x", M), stmts=("x[0] = 0",))
+add("[]=", "x", _updated_const((Ellipsis, -1), "+", 1.5), P("x", T3),
+    stmts=("x[..., -1] += 1.5",))
+# Twice in a row, and the value read back from the updated array.
+add("[]=", "x * z", lambda x, y: _updated(1, "")(_updated(0, "")(x, y), 2 * y) * x,
+    P("x", M), P("y", V), stmts=("z = x", "z[0] = y", "z[1] = 2 * y"))
+
+
 ALL_CASES = [c for cases in CASES.values() for c in cases]
 _dups = sorted(i for i, n in Counter(c.id for c in ALL_CASES).items() if n > 1)
 assert not _dups, f"duplicate case ids: {_dups}"
@@ -775,14 +820,12 @@ def program_source(case: Case, out_shape) -> str:
     sig = ", ".join(f"{a.name}: {_decl('Param' if a.role == 'param' else 'Data', a.shape)}"
                     for a in case.args)
     weights = f"w1: {_decl('Data', out)}, w2: {_decl('Data', out)}"
-    pre = f"    {case.pre}\n" if case.pre else ""
-    return (f"def cost({sig}, {weights}):\n"
-            f"{pre}"
+    stmts = "".join(f"    {st}\n" for st in case.stmts)
+    return (f"def cost({sig}, {weights}):\n{stmts}"
             f"    r = {case.expr}\n"
             f"    return sum(w1 * r + w2 * r * r)\n"
             f"\n\n"
-            f"def op({sig}):\n"
-            f"{pre}"
+            f"def op({sig}):\n{stmts}"
             f"    return {case.expr}\n")
 
 

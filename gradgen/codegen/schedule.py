@@ -266,7 +266,7 @@ class _Scheduler:
             if n.op in stmt_ops:
                 st.read(arg_refs)
                 target = namer.fresh(wanted or temp_name(n, names))
-                stmts = printer.emit_stmt(n, target)
+                stmts = st.write_into(n, target) or printer.emit_stmt(n, target)
             else:
                 text, prec = printer.emit(n)
                 alias = _alias_of(args, text, code)
@@ -373,6 +373,7 @@ class _Ops:
     def __init__(self):
         self.leaf = {op for op, d in REGISTRY.items() if "leaf" in d.traits}
         self.stmt = {op for op, d in REGISTRY.items() if d.stmt is not None}
+        self.write = {op: d.write for op, d in REGISTRY.items() if d.write is not None}
         self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
@@ -538,6 +539,19 @@ class _State:
                 lines.append(self._step(s, i, target))
             child = s
         return lines
+
+    def write_into(self, n: Node, target: str) -> list[str] | None:
+        """`n` (an op with a `write` rule: argument 0 with entries written) computed in the
+        buffer of argument 0 when that is a variable of the function that dies here:
+        `H_2 = H` and the writes, not a copy. None when it is not."""
+        write = self.ops.write.get(n.op)
+        if write is None or not self.ufunc:   # (a target that cannot write in place)
+            return None
+        buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
+        if buf is None:
+            return None
+        self.overwritten.add(buf)
+        return [f"{target} = {buf}  # reuses {buf}'s buffer", *write(self.p, n, target)]
 
     def _operand_in_place(self, s: Node, o: Node, later: list, refs: dict) -> list[str]:
         """Compute the other operand `o` of step `s` (like `1 - Z`; inlined, of the same

@@ -15,7 +15,7 @@ uses an explicit stack, so deeply nested sources cannot exhaust Python's recursi
 
 from __future__ import annotations
 
-from .locations import Located, SourceFile, source_lines
+from .locations import Located, LocatedMany, SourceFile, source_lines
 from .lower import Argument, EntryPoint, Lowering, Program
 from .parse import (  # noqa: F401  (the limits, for the tests and io.read_source)
     ENTRY_COST,
@@ -49,3 +49,5 @@ def parse_program(text: str, filename: str = "<string>") -> Program:
         return Lowering(src, MAX_OPERATIONS).program(tree, text)
     except Located as e:
         raise src.located(e) from None
+    except LocatedMany as e:
+        raise src.located_all(e.errors) from None

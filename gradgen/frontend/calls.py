@@ -21,7 +21,7 @@ from ..ops.constants import scalar_array
 from ..ops.registry import STATIC_KINDS, Builtin
 from .locations import Located
 from .parse import LIST_ITEM_COST, MAX_HELPER_DEPTH, count
-from .scope import Budget, Scope
+from .scope import POISON, Budget, Poisoned, Scope
 from .static import static_argument
 
 # A comparison gives booleans: only the parameter a built-in declares as its condition
@@ -44,8 +44,10 @@ class Calls:
     """Binds and builds the calls of one program."""
 
     def __init__(self, functions: dict, budget: Budget,
-                 lower_body: Callable[[ast.FunctionDef, Scope], tuple]):
+                 lower_body: Callable[[ast.FunctionDef, Scope], tuple],
+                 broken: set[str] | frozenset[str] = frozenset()):
         self.functions = functions     # name -> ast.FunctionDef, of the whole program
+        self.broken = broken           # functions whose definition is in error (reported)
         self.budget = budget
         self.lower_body = lower_body   # (helper, scope) -> (doc, value, return statement)
         self.helper_stack: list[str] = []
@@ -61,7 +63,7 @@ class Calls:
 
     # ------------------------------------------------------------ binding
 
-    def bind(self, node: ast.Call) -> BoundCall:
+    def bind(self, node: ast.Call, scope: Scope) -> BoundCall:
         """Match the arguments of `node` to its callee's parameters."""
         for a in node.args:
             if isinstance(a, ast.Starred):
@@ -69,7 +71,7 @@ class Calls:
         for k in node.keywords:
             if k.arg is None:
                 raise Located(k, "'**' unpacking is not supported")
-        name, target = self.callee(node)
+        name, target = self.callee(node, scope)
         if isinstance(target, ast.FunctionDef):
             params = [p.arg for p in target.args.args]
             bound = _bind(node, name, params, set(params), variadic=False)
@@ -90,8 +92,9 @@ class Calls:
                 operands.append(bound[p])
         return BoundCall(node, name, target, bound, operands)
 
-    def callee(self, node: ast.Call) -> tuple[str, Builtin | ast.FunctionDef]:
-        """The name and the definition (a helper's or a built-in's) of what is called."""
+    def callee(self, node: ast.Call, scope: Scope) -> tuple[str, Builtin | ast.FunctionDef]:
+        """The name and the definition (a helper's or a built-in's) of what is called; a
+        variable or argument of that name shadows a built-in from its first binding on."""
         if not isinstance(node.func, ast.Name):
             if isinstance(node.func, ast.Attribute):
                 raise Located(node.func, f"method calls are not supported: write "
@@ -99,6 +102,17 @@ class Calls:
                                          f"x.{node.func.attr}(...)")
             raise Located(node.func, "only named functions can be called")
         name = node.func.id
+        if name in scope.env:
+            if scope.env[name] is POISON or name in self.broken:
+                raise Poisoned
+            what = scope.shadowing(name)
+            if name in BUILTINS:
+                raise Located(node.func, f"{what}, which shadows the built-in {name}() "
+                                         "from there on; rename the variable to call "
+                                         f"{name}()")
+            raise Located(node.func, f"{what}, not a function")
+        if name in self.broken:
+            raise Poisoned       # its definition is in error (reported)
         if name in self.functions:
             return name, self.functions[name]
         if name in BUILTINS:

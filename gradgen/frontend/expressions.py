@@ -11,7 +11,7 @@ from ..ops import BUILTINS
 from .calls import NOT_A_CONDITION, BoundCall, Calls
 from .locations import OPERATOR, Located
 from .parse import BINOPS, CMPOPS, CONSTANTS, expression_error, op_symbol
-from .scope import Budget, Scope
+from .scope import POISON, Budget, Poisoned, Scope
 from .static import index
 
 _LEAF = ((), None)     # the operands of a name or a number: none
@@ -40,7 +40,7 @@ class Expressions:
         while todo:
             node, kids, call = todo.pop()
             if kids is None:
-                kids, call = self.operands(node)
+                kids, call = self.operands(node, scope)
                 if kids:
                     todo.append((node, kids, call))
                     todo.extend((k, None, None) for k in reversed(kids))
@@ -68,7 +68,7 @@ class Expressions:
                 raise Located(node, str(e), context=True, part=OPERATOR) from None
         return done[0]
 
-    def operands(self, node) -> tuple[list | tuple, BoundCall | None]:
+    def operands(self, node, scope: Scope) -> tuple[list | tuple, BoundCall | None]:
         """The array-valued subexpressions of `node`, evaluated before it (and the binding
         of its arguments if it is a call)."""
         if isinstance(node, (ast.Name, ast.Constant)):
@@ -95,7 +95,7 @@ class Expressions:
         if isinstance(node, ast.Subscript):
             return [node.value], None
         if isinstance(node, ast.Call):
-            call = self.calls.bind(node)
+            call = self.calls.bind(node, scope)
             return call.operands, call
         if isinstance(node, (ast.Tuple, ast.List)):
             raise Located(node, "a tuple or list is not an array here")
@@ -127,7 +127,10 @@ class Expressions:
         """The value a name stands for: a variable, a dimension or a constant."""
         name = node.id
         if name in scope.env:
-            return scope.env[name]
+            value = scope.env[name]
+            if value is POISON:
+                raise Poisoned   # its assignment failed and is reported
+            return value
         if name in scope.dims:
             return const(scope.dims[name])
         if name in CONSTANTS:

@@ -41,7 +41,8 @@ NODE, OPERATOR, DEF_NAME, AT_SIGN = "node", "operator", "def name", "at sign"
 class Located(Exception):
     """Internal: an error message with its place in the source."""
 
-    def __init__(self, node, message: str, context: bool = False, part: str = NODE):
+    def __init__(self, node, message: str, context: bool = False, part: str = NODE,
+                 fatal: bool = False):
         super().__init__(message)
         self.node = node
         self.part = part
@@ -49,6 +50,8 @@ class Located(Exception):
         # Errors that depend on the arguments of a helper (shapes, tuples, comparisons)
         # also say which call of the helper led to them.
         self.context = context
+        # A limit of the whole program (its size): no further error is looked for.
+        self.fatal = fatal
         self.helpers: list[str] = []
         self.call_line = 0
 
@@ -59,6 +62,14 @@ class Located(Exception):
         via = "".join(f" via '{h}'" for h in self.helpers[1:])
         return (f"{self.message} (in helper '{self.helpers[0]}', inlined{via} from line "
                 f"{self.call_line})")
+
+
+class LocatedMany(Exception):
+    """Internal: every independent error of a source (each a `Located`)."""
+
+    def __init__(self, errors: list[Located]):
+        super().__init__(f"{len(errors)} errors")
+        self.errors = list(errors)
 
 
 class SourceFile:
@@ -82,8 +93,20 @@ class SourceFile:
 
     def located(self, e: Located) -> CompileError:
         """The diagnostic of a `Located` error, at the place it names."""
+        return CompileError(self.diagnostic_of(e))
+
+    def diagnostic_of(self, e: Located) -> Diagnostic:
+        """The diagnostic of a `Located` error, at the place it names."""
         line, col = self.position(self.place(e.node, e.part))
-        return self.error(line, col, e.full_message())
+        return self.diagnostic(line, col, e.full_message())
+
+    def located_all(self, errors: list[Located]) -> CompileError:
+        """One error carrying the diagnostics of `errors`, in source order, each once."""
+        found = {}
+        for e in errors:
+            d = self.diagnostic_of(e)
+            found.setdefault((d.line, d.col, d.message), d)
+        return CompileError([found[k] for k in sorted(found)])
 
     def position(self, node) -> tuple[int, int]:
         """1-based line and character column of an AST node (or a `Loc`)."""

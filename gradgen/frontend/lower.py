@@ -13,17 +13,32 @@ from dataclasses import dataclass, field
 import sympy
 
 from .. import ir
-from ..errors import Diagnostic
+from ..errors import Diagnostic, ShapeError
 from ..ir import Node, make
 from ..ops import BUILTINS
-from .calls import Calls
+from ..ops.shape_ops import subscript_update
+from .calls import NOT_A_CONDITION, Calls
 from .expressions import Expressions
-from .locations import AT_SIGN, DEF_NAME, Located, SourceFile, source_lines
-from .parse import ANNOTATIONS, CONSTANTS, ENTRY_COST, is_docstring, statement_error
-from .scope import Budget, Scope
-from .static import shape
+from .locations import AT_SIGN, DEF_NAME, Located, LocatedMany, SourceFile, source_lines
+from .parse import (
+    ANNOTATIONS,
+    BINOPS,
+    CONSTANTS,
+    ENTRY_COST,
+    is_docstring,
+    op_symbol,
+    statement_error,
+)
+from .scope import POISON, Budget, Poisoned, Scope
+from .static import index, shape
 
 _FIXED_ARGUMENTS = "a function takes a fixed list of plain arguments"
+# The most diagnostics one run reports (SPEC §5: all independent errors, up to 20).
+MAX_ERRORS = 20
+
+
+class _TooMany(Exception):
+    """Internal: MAX_ERRORS diagnostics are collected; the lowering stops."""
 
 
 @dataclass
@@ -82,67 +97,84 @@ class Lowering:
         self.functions: dict[str, ast.FunctionDef] = {}
         budget = Budget(max_operations)
         self.budget = budget
-        self.calls = Calls(self.functions, budget, self.body)
+        # Functions whose definition is in error (reported once): calls of them are
+        # skipped silently, as are statements reading a name whose assignment failed.
+        self.broken: set[str] = set()
+        self.errors: list[Located] = []
+        self._seen: set = set()
+        self.calls = Calls(self.functions, budget, self.body, self.broken)
         self.expressions = Expressions(self.functions, budget, self.calls)
+
+    def fail(self, e: Located) -> None:
+        """Record an error and go on with the next independent part of the source (up to
+        MAX_ERRORS; an error of the whole program, such as its size, ends the run)."""
+        key = (getattr(e.node, "lineno", 0), getattr(e.node, "col_offset", 0), e.part,
+               e.full_message())
+        if key not in self._seen:
+            self._seen.add(key)
+            self.errors.append(e)
+        if e.fatal or len(self.errors) >= MAX_ERRORS:
+            raise _TooMany
 
     # ------------------------------------------------------------ module
 
     def program(self, tree: ast.Module, text: str) -> Program:
-        """The entry points of a module (raises `Located`)."""
-        body = list(tree.body)
-        if body and is_docstring(body[0]):
-            body = body[1:]
-        for stmt in body:
-            if not isinstance(stmt, ast.FunctionDef):
-                raise Located(stmt, statement_error(stmt, top_level=True))
-            if stmt.name in self.functions:
-                raise Located(stmt, f"function '{stmt.name}' is defined twice (first on line "
-                                    f"{self.functions[stmt.name].lineno})", part=DEF_NAME)
-            if stmt.name in BUILTINS or stmt.name in ANNOTATIONS or stmt.name in CONSTANTS:
-                raise Located(stmt, f"'{stmt.name}' is a built-in name and cannot be "
-                                    "redefined", part=DEF_NAME)
-            self._check_signature(stmt)
-            self.functions[stmt.name] = stmt
-        entries = [self.entry(fn) for fn in self.functions.values() if _is_entry(fn)]
-        for fn in self.functions.values():
-            if _is_entry(fn) and fn.name.startswith("__") and fn.name.endswith("__"):
-                # `def __builtins__` or `def __getattr__` in the emitted module would change
-                # how Python runs it; Python reserves these names for itself.
-                raise Located(fn, f"entry point '{fn.name}': names of the form __name__ are "
-                                  "reserved by Python", part=DEF_NAME)
+        """The entry points of a module. Every independent error is collected (up to
+        MAX_ERRORS) and raised together as `LocatedMany`."""
+        try:
+            entries = self._entries(tree)
+        except _TooMany:
+            entries = []
+        if self.errors:
+            raise LocatedMany(self.errors)
         if not entries:
             raise Located(tree.body[0] if tree.body else tree,
                           "no entry point: annotate the arguments of at least one function "
                           "with Param[...] or Data[...]")
         return Program(self.src.filename, text, entries)
 
-    def _check_signature(self, fn: ast.FunctionDef) -> None:
-        a = fn.args
-        if fn.decorator_list:
-            raise Located(fn.decorator_list[0], "decorators are not supported", part=AT_SIGN)
-        if a.vararg is not None:
-            raise Located(a.vararg, f"'*{a.vararg.arg}' is not supported: {_FIXED_ARGUMENTS}")
-        if a.kwarg is not None:
-            raise Located(a.kwarg, f"'**{a.kwarg.arg}' is not supported: {_FIXED_ARGUMENTS}")
-        if a.kwonlyargs:
-            raise Located(a.kwonlyargs[0], "keyword-only arguments are not supported: "
-                                           + _FIXED_ARGUMENTS)
-        if a.posonlyargs:
-            raise Located(a.posonlyargs[0], "positional-only arguments ('/') are not "
-                                            "supported: " + _FIXED_ARGUMENTS)
-        if a.defaults:
-            raise Located(a.defaults[0], "default argument values are not supported")
-        annotated = [p.annotation is not None for p in a.args]
-        if any(annotated) and not all(annotated):
-            missing = next(p for p in a.args if p.annotation is None)
-            raise Located(missing, f"argument '{missing.arg}' of entry point '{fn.name}' has "
-                                   "no annotation: annotate every argument (Param[...], "
-                                   "Data[...] or float) or none")
-        seen = set()
-        for p in a.args:
-            if p.arg in seen:
-                raise Located(p, f"duplicate argument '{p.arg}'")
-            seen.add(p.arg)
+    def _entries(self, tree: ast.Module) -> list[EntryPoint]:
+        body = list(tree.body)
+        if body and is_docstring(body[0]):
+            body = body[1:]
+        for stmt in body:
+            try:
+                self._define(stmt)
+            except Located as e:
+                self.fail(e)
+        entries = []
+        for fn in self.functions.values():
+            if not _is_entry(fn) or fn.name in self.broken:
+                continue
+            try:
+                if fn.name.startswith("__") and fn.name.endswith("__"):
+                    # `def __builtins__` or `def __getattr__` in the emitted module would
+                    # change how Python runs it; Python reserves these names for itself.
+                    raise Located(fn, f"entry point '{fn.name}': names of the form __name__ "
+                                      "are reserved by Python", part=DEF_NAME)
+                entries.append(self.entry(fn))
+            except Located as e:
+                self.fail(e)
+            except Poisoned:
+                pass     # its error is reported already
+        return entries
+
+    def _define(self, stmt) -> None:
+        """Register a top-level function (its signature checked)."""
+        if not isinstance(stmt, ast.FunctionDef):
+            raise Located(stmt, statement_error(stmt, top_level=True))
+        if stmt.name in self.functions:
+            raise Located(stmt, f"function '{stmt.name}' is defined twice (first on line "
+                                f"{self.functions[stmt.name].lineno})", part=DEF_NAME)
+        if stmt.name in BUILTINS or stmt.name in ANNOTATIONS or stmt.name in CONSTANTS:
+            raise Located(stmt, f"'{stmt.name}' is a built-in name and cannot be "
+                                "redefined", part=DEF_NAME)
+        self.functions[stmt.name] = stmt
+        try:
+            _check_signature(stmt)
+        except Located:
+            self.broken.add(stmt.name)
+            raise
 
     # ------------------------------------------------------------ entry points
 
@@ -151,13 +183,22 @@ class Lowering:
         dims: dict[str, sympy.Symbol] = {}
         bindings: dict[str, tuple[str, int]] = {}
         args: list[Argument] = []
+        broken = False      # an annotation is in error (reported; the others are checked)
         for p in fn.args.args:
-            role, arg_shape, decl = self.annotation(p.annotation, dims)
+            try:
+                role, arg_shape, decl = self.annotation(p.annotation, dims)
+            except Located as e:
+                self.fail(e)
+                broken = True
+                continue
             node = make("input", name=p.arg, role=role, shape=arg_shape)
             args.append(Argument(p.arg, role, arg_shape, node, decl))
             for axis, d in enumerate(arg_shape):
                 if d.is_Symbol and d.name not in bindings:
                     bindings[d.name] = (p.arg, axis)
+        if broken:
+            # The body is not checked: the dimensions it may use are not all known.
+            raise Poisoned
         for name in dims:
             if name not in bindings:
                 raise Located(fn, f"dimension '{name}' is used only inside expressions; "
@@ -167,7 +208,8 @@ class Lowering:
                 raise Located(p, f"argument '{a.name}' has the same name as a dimension")
             self._check_new_name(p, a.name)
         names = {a.node: a.name for a in args}
-        scope = Scope({a.name: a.node for a in args}, names, dims, fn.name)
+        scope = Scope({a.name: a.node for a in args}, names, dims, fn.name,
+                      bindings={a.name: 1 for a in args})
         self.calls.start_entry(dims, tuple(a.node for a in args))
         self.budget.used += ENTRY_COST
         doc, ret, ret_stmt = self.body(fn, scope)
@@ -197,24 +239,45 @@ class Lowering:
 
     def body(self, fn: ast.FunctionDef,
              scope: Scope) -> tuple[str | None, Node | tuple, ast.Return]:
-        """Lower the statements of a function: (docstring, returned value, return statement)."""
+        """Lower the statements of a function: (docstring, returned value, return statement).
+
+        In an entry point, a statement in error is recorded (`fail`) and the names it
+        assigns are poisoned, so that the statements after it are still checked; in a
+        helper the first error is raised (to the statement calling it).
+        """
         stmts = list(fn.body)
         doc = None
         if stmts and is_docstring(stmts[0]):
             doc = stmts[0].value.value
             stmts = stmts[1:]
+        collect = not scope.helper
         for i, stmt in enumerate(stmts):
             # Nodes of an inlined helper are attributed to the statement that calls it.
             origin = None if scope.helper else self.src.origin(stmt)
-            with ir.builder().at(origin=origin):
+            try:
+                with ir.builder().at(origin=origin):
+                    if isinstance(stmt, ast.Return):
+                        if i != len(stmts) - 1:
+                            unreachable = Located(stmts[i + 1],
+                                                  "unreachable statement after 'return'")
+                            if not collect:
+                                raise unreachable
+                            self.fail(unreachable)
+                        return doc, self._returned(stmt, scope), stmt
+                    if isinstance(stmt, ast.Assign):
+                        self.assign(stmt, scope)
+                    elif isinstance(stmt, ast.AugAssign):
+                        self.augmented(stmt, scope)
+                    else:
+                        raise Located(stmt, statement_error(stmt, top_level=False))
+            except (Located, Poisoned) as e:
+                if not collect or getattr(e, "fatal", False):
+                    raise
+                if isinstance(e, Located):
+                    self.fail(e)
                 if isinstance(stmt, ast.Return):
-                    if i != len(stmts) - 1:
-                        raise Located(stmts[i + 1], "unreachable statement after 'return'")
-                    return doc, self._returned(stmt, scope), stmt
-                if isinstance(stmt, ast.Assign):
-                    self.assign(stmt, scope)
-                else:
-                    raise Located(stmt, statement_error(stmt, top_level=False))
+                    raise Poisoned from None     # the entry point has no value to compile
+                _poison(stmt, scope)
         raise Located(fn, f"function '{fn.name}' has no 'return' statement")
 
     def _returned(self, stmt: ast.Return, scope: Scope) -> Node | tuple:
@@ -225,10 +288,13 @@ class Lowering:
         return self.expressions.value(stmt.value, scope)
 
     def assign(self, stmt: ast.Assign, scope: Scope) -> None:
-        """`name = value` or `a, b = helper(...)`."""
+        """`name = value`, `a, b = helper(...)` or `A[index] = value`."""
         if len(stmt.targets) != 1:
             raise Located(stmt, "chained assignment is not supported")
         target = stmt.targets[0]
+        if isinstance(target, ast.Subscript):
+            self.update(target, None, stmt.value, scope)
+            return
         value = self.expressions.value(stmt.value, scope)
         if isinstance(target, ast.Name):
             if isinstance(value, tuple):
@@ -246,27 +312,121 @@ class Lowering:
             for t, v in zip(target.elts, value):
                 self.bind(t, v, scope)
         else:
-            raise Located(target, "can only assign to a name (or unpack into names)")
+            raise Located(target, "can only assign to a name, unpack into names, or "
+                                  "assign to a subscript of a name (A[i] = v)")
+
+    def augmented(self, stmt: ast.AugAssign, scope: Scope) -> None:
+        """`x op= v` is `x = x op v` (a new value; nothing is mutated), and `A[index] op= v`
+        the functional update of those entries."""
+        target = stmt.target
+        if type(stmt.op) not in BINOPS:
+            raise Located(stmt, f"augmented assignment '{op_symbol(stmt.op)}=' is not "
+                                "supported (only += -= *= /= **= @=)")
+        if isinstance(target, ast.Subscript):
+            self.update(target, stmt.op, stmt.value, scope)
+            return
+        if not isinstance(target, ast.Name):
+            raise Located(target, "can only assign to a name or to a subscript of a name")
+        # The expression `x op v`, located where the statement writes it (an error in
+        # the operator points at `op=`).
+        read = ast.copy_location(ast.Name(id=target.id, ctx=ast.Load()), target)
+        expr = ast.copy_location(ast.BinOp(left=read, op=stmt.op, right=stmt.value), stmt)
+        self.bind(target, self.expressions.array(expr, scope), scope)
+
+    def update(self, target: ast.Subscript, op, rhs, scope: Scope) -> None:
+        """`A[index] = v` (op None) or `A[index] op= v`: a new value of `A` with those
+        entries replaced (or incremented), bound to the name `A` (SPEC §1, subscript
+        assignment). `+=` and `-=` add into the entries; other operators replace them with
+        `A[index] op v`."""
+        base = target.value
+        if not isinstance(base, ast.Name):
+            raise Located(target, "can only assign to a subscript of a name (A[i] = v)")
+        array = self.expressions.array(base, scope)
+        items = index(target.slice)
+        how = {None: "=", ast.Add: "+=", ast.Sub: "-="}.get(None if op is None else type(op))
+        if how is not None:
+            value = self.expressions.array(rhs, scope)
+        else:
+            # `A[index] op v`, written where the statement writes it.
+            read = ast.copy_location(ast.Subscript(value=base, slice=target.slice,
+                                                   ctx=ast.Load()), target)
+            expr = ast.copy_location(ast.BinOp(left=read, op=op, right=rhs), target)
+            value = self.expressions.array(expr, scope)
+            how = "="
+        if value.dtype == "bool":
+            raise Located(rhs, NOT_A_CONDITION, context=True)
+        try:
+            new = subscript_update(array, value, items, how)
+        except ShapeError as e:
+            raise Located(target.slice, str(e), context=True) from None
+        self.bind(base, new, scope)
 
     def bind(self, target: ast.Name, value: Node, scope: Scope) -> None:
-        """Give `value` the name `target` in `scope` (names are assigned once)."""
+        """Give `value` the name `target` in `scope`. A name means its latest binding; the
+        emitted code names the k-th value bound to `x` `x_k` (the first one `x`)."""
         name = target.id
         self._check_new_name(target, name)
-        if name in scope.env:
-            first = scope.lines.get(name)
-            what = (f"is already assigned on line {first}" if first is not None
-                    else f"is an argument of '{scope.function}'")
-            raise Located(target, f"'{name}' {what}; names cannot be reassigned")
         if name in scope.dims:
             raise Located(target, f"'{name}' is a dimension; a variable may not share its name")
+        if name not in scope.env:
+            scope.lines[name] = target.lineno
         scope.env[name] = value
-        scope.lines[name] = target.lineno
-        scope.names.setdefault(value, name)
+        if value not in scope.names:   # (`c = b` gives b's node no second name)
+            k = scope.bindings.get(name, 0) + 1
+            scope.bindings[name] = k
+            scope.names[value] = name if k == 1 else f"{name}_{k}"
 
     def _check_new_name(self, node, name: str) -> None:
-        if name in BUILTINS or name in CONSTANTS or name in ANNOTATIONS:
+        # A built-in function or constant may be shadowed (`mean = mean(x)`): from there
+        # on the name is the variable (`Calls.callee` says so if it is called).
+        if name in ANNOTATIONS:
             raise Located(node, f"'{name}' is a built-in name and cannot be assigned")
         if name in self.functions:
             raise Located(node, f"'{name}' is a function and cannot be assigned")
         # Any other Python identifier is fine, `np` and `_sigmoid` included: the emitted
         # module renames its own names around the user's (codegen/naming.ModuleNamer).
+
+
+def _poison(stmt, scope: Scope) -> None:
+    """The names a statement in error would have assigned: reading them later is skipped
+    (`Poisoned`), not reported again as unknown. A subscript assignment in error leaves
+    its array as it was (an update never changes its shape), so later uses are checked."""
+    targets = getattr(stmt, "targets", None) or [getattr(stmt, "target", None)]
+    for t in targets:
+        if t is None or isinstance(t, ast.Subscript):
+            continue
+        for node in ast.walk(t):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) \
+                    and node.id not in scope.dims:      # a dimension keeps its meaning
+                scope.env[node.id] = POISON
+
+
+def _check_signature(fn: ast.FunctionDef) -> None:
+    """Only plain arguments, all annotated or none, each named once."""
+    a = fn.args
+    if fn.decorator_list:
+        raise Located(fn.decorator_list[0], "decorators are not supported", part=AT_SIGN)
+    if a.vararg is not None:
+        raise Located(a.vararg, f"'*{a.vararg.arg}' is not supported: {_FIXED_ARGUMENTS}")
+    if a.kwarg is not None:
+        raise Located(a.kwarg, f"'**{a.kwarg.arg}' is not supported: {_FIXED_ARGUMENTS}")
+    if a.kwonlyargs:
+        raise Located(a.kwonlyargs[0], "keyword-only arguments are not supported: "
+                                       + _FIXED_ARGUMENTS)
+    if a.posonlyargs:
+        raise Located(a.posonlyargs[0], "positional-only arguments ('/') are not "
+                                        "supported: " + _FIXED_ARGUMENTS)
+    if a.defaults:
+        raise Located(a.defaults[0], "default argument values are not supported")
+    annotated = [p.annotation is not None for p in a.args]
+    if any(annotated) and not all(annotated):
+        missing = next(p for p in a.args if p.annotation is None)
+        raise Located(missing, f"argument '{missing.arg}' of entry point '{fn.name}' has "
+                               "no annotation: annotate every argument (Param[...], "
+                               "Data[...] or float) or none")
+    seen = set()
+    for p in a.args:
+        if p.arg in seen:
+            raise Located(p, f"duplicate argument '{p.arg}'")
+        seen.add(p.arg)
+

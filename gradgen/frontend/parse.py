@@ -202,9 +202,6 @@ def _deep_line(lines: list[str]) -> tuple[int, int] | None:
 
 def statement_error(stmt, top_level: bool) -> str:
     """What to tell the user about a statement the language does not have here."""
-    if isinstance(stmt, ast.AugAssign):
-        return (f"augmented assignment ('{op_symbol(stmt.op)}=') is not supported: names "
-                "cannot be reassigned; assign the result to a new name")
     if type(stmt) in UNSUPPORTED_STMT:
         return UNSUPPORTED_STMT[type(stmt)]
     if isinstance(stmt, ast.FunctionDef):

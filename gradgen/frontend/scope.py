@@ -7,16 +7,39 @@ from dataclasses import dataclass, field
 from .locations import Located
 
 
+class Poisoned(Exception):
+    """Internal: a statement reads a name whose assignment failed (already reported), so
+    it is skipped without a second diagnostic (no cascade of "unknown name" errors)."""
+
+
+# The value of a name whose assignment failed: reading it raises `Poisoned`.
+POISON = object()
+
+
 @dataclass
 class Scope:
-    """The names visible in one function body (an entry point's or an inlined helper's)."""
+    """The names visible in one function body (an entry point's or an inlined helper's).
 
-    env: dict                  # name -> Node (or a tuple of them, from a helper)
+    A name means its latest binding (`env`): names may be reassigned, and a variable or
+    argument may shadow a built-in function from its first binding on (`shadows`).
+    """
+
+    env: dict                  # name -> Node (or a tuple of them, from a helper), or POISON
     names: dict                # Node -> the name it was first given (entry points only)
     dims: dict                 # dimension name -> sympy symbol, of the entry point
     function: str
     helper: bool = False       # the body of a helper, inlined into an entry point
-    lines: dict = field(default_factory=dict)    # name -> line of its assignment
+    lines: dict = field(default_factory=dict)    # name -> line of its first assignment
+    bindings: dict = field(default_factory=dict)  # name -> how many values it named
+
+    def shadowing(self, name: str) -> str | None:
+        """What binds `name` in this body, if it does (for "the built-in is shadowed")."""
+        if name not in self.env:
+            return None
+        line = self.lines.get(name)
+        if line is None:
+            return f"'{name}' is an argument of '{self.function}'"
+        return f"'{name}' is a variable of '{self.function}' (assigned on line {line})"
 
 
 class Budget:
@@ -32,4 +55,5 @@ class Budget:
         if self.used > self.limit:
             raise Located(node, f"the program is too large: it builds more than "
                                 f"{self.limit:,} operations (after inlining helpers); "
-                                "split it into several smaller programs", context=True)
+                                "split it into several smaller programs", context=True,
+                          fatal=True)

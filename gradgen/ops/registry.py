@@ -48,6 +48,11 @@ class OpDef:
     # need different code (see `emitter`).
     emit: Callable[..., tuple[str, int]] | dict | None = None
     stmt: Callable[..., list[str]] | dict | None = None   # (printer, node, target) -> lines
+    # For a statement op whose result is argument 0 with some entries written (`update`):
+    # (printer, node, target) -> the lines that write them into `target` when it already
+    # holds argument 0's value. The scheduler uses it, instead of `stmt` (which copies
+    # argument 0 first), when argument 0 is a buffer of the function that dies here.
+    write: Callable[..., list[str]] | None = None
     vjp: Callable[..., tuple] | None = None   # (g, node) -> one cotangent (or None) per arg
     jvp: Callable[..., Any] | None = None     # (tangents, node) -> tangent or None
     # Batched JVP for non-elementwise ops: tangents carry one extra *leading* axis (a batch
