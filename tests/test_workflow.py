@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,35 @@ def test_compile_help_describes_several_files_and_o_dash(tmp_path):
 def test_version_is_the_package_version(tmp_path):
     proc = gradgen_cli("--version", cwd=tmp_path)
     assert proc.stdout == f"gradgen {gradgen.__version__}\n"
+
+
+# ------------------------------------------------------------------- ruff format
+
+
+def _ruff_format(text: str, width: int) -> str:
+    ruff = pytest.importorskip("ruff")   # in the test extra
+    proc = subprocess.run([ruff.find_ruff_bin(), "format", "--isolated", "--no-cache",
+                           f"--line-length={width}", "-"], input=text, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_every_helper_is_as_ruff_format_writes_it():
+    """The helpers an emitted module may carry, at ruff's default width and the project's
+    (tests/test_ops.py checks every op's whole module at 100)."""
+    from gradgen.codegen import runtime
+    from gradgen.compiler import helper_sources
+
+    helpers = [runtime.CHECK_DIMS, runtime.CHECK_SHAPE, runtime.WEAK_SCALAR,
+               *helper_sources()]
+    text = "\n\n".join(helpers)   # one ruff run per width
+    for width in (88, 100):
+        assert _ruff_format(text, width) == text, f"ruff format --line-length={width}"
+
+
+@pytest.mark.parametrize("width", [88, 100])
+def test_the_examples_are_unchanged_by_ruff_format(width):
+    for module in sorted(EXAMPLES.glob("*/*_grad.py")):
+        text = module.read_text(encoding="utf-8")
+        assert _ruff_format(text, width) == text, f"{module.name} at line length {width}"
