@@ -82,7 +82,7 @@ def test_the_pre_commit_hook_checks_the_modules_of_changed_grad_files(tmp_path):
 
     # 4. An edited source: the hook fails and says how to rewrite the module.
     grad = repo / "newton" / "newton.grad"
-    grad.write_text(grad.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    grad.write_text(grad.read_text(encoding="utf-8").replace("lam / 2", "lam / 4"), encoding="utf-8")
     proc = hook()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Failed" in proc.stdout
