@@ -82,12 +82,13 @@ def test_the_pre_commit_hook_checks_the_modules_of_changed_grad_files(tmp_path):
 
     # 4. An edited source: the hook fails and says how to rewrite the module.
     grad = repo / "newton" / "newton.grad"
-    grad.write_text(grad.read_text(encoding="utf-8").replace("lam / 2", "lam / 4"), encoding="utf-8")
+    edited = grad.read_text(encoding="utf-8").replace("lam / 2", "lam / 4")
+    grad.write_text(edited, encoding="utf-8")
     proc = hook()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Failed" in proc.stdout
-    advice = "newton/newton_grad.py: out of date; run: gradgen compile newton/newton.grad --hessian"
-    assert advice in proc.stdout, proc.stdout
+    assert ("newton/newton_grad.py: out of date; run: gradgen compile newton/newton.grad "
+            "--hessian") in proc.stdout, proc.stdout
 
     # 5. Following the advice (with this gradgen) makes the hook pass again.
     from clirun import run as gradgen_cli

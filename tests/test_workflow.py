@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,27 @@ def test_the_examples_are_unchanged_by_ruff_format(width):
     for module in sorted(EXAMPLES.glob("*/*_grad.py")):
         text = module.read_text(encoding="utf-8")
         assert _ruff_format(text, width) == text, f"{module.name} at line length {width}"
+
+
+# ------------------------------------------------------------------------- packaging
+
+
+def test_import_gradgen_and_the_command_line_do_not_load_the_compiler():
+    """`import gradgen` and `gradgen --version` stay quick: neither SymPy nor NumPy (nor
+    Jinja2) is imported until something is compiled (issue 14: under 0.1 s)."""
+    code = ("import sys, gradgen, gradgen.cli\n"
+            "gradgen.CompileError, gradgen.__version__\n"
+            "print(sorted(m for m in ('sympy', 'numpy', 'jinja2', 'gradgen.compiler')"
+            " if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=ROOT)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "[]\n", "")
+
+
+def test_license_and_metadata():
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert meta["license"] == "MIT" and meta["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
+    assert meta["authors"] and meta["requires-python"] and meta["classifiers"]
