@@ -12,7 +12,7 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
-    neither an array of floats nor a Python number)."""
+    neither an array of floats nor a Python number, or is a matrix)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
@@ -28,6 +28,12 @@ def _dims(spec, *args):
                     f"of floats or a Python number, got {type(x).__name__}"
                 )
             shape = ()
+        elif type(x).__name__[-6:] == "matrix":  # np.matrix, scipy csr_matrix, ...
+            raise TypeError(
+                f"argument {spec[len(shapes)][0]!r}: {type(x).__name__} is not supported "
+                "(its * is a matrix product); pass an array: np.asarray(x), or "
+                "scipy.sparse.csr_array(x) for sparse data"
+            )
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
