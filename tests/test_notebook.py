@@ -132,3 +132,48 @@ def test_a_compile_error_renders_as_its_diagnostics_alone():
         gradgen.compile_source("def f(x: Param[N]):\n    return sum(y)\n", "bad.grad")
     assert info.value._render_traceback_() == [
         "bad.grad:2:16: error: unknown name 'y'", "    return sum(y)", "               ^"]
+
+
+IPYTHON_SCRIPT = r'''
+import contextlib, io, sys
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    shell.run_cell("import gradgen\n"
+                   "mod = gradgen.load_source('def f(x: Param[N]):\\n    return sum(x ** 2)\\n',"
+                   " 'sq.grad')\n")
+    formats, _ = shell.display_formatter.format(shell.user_ns["mod"])
+    result = shell.run_cell("gradgen.load_source('def f(x: Param[N]):\\n"
+                            "    return sum(y)\\n', 'bad.grad')")
+assert "text/html" in formats and "text/markdown" in formats, sorted(formats)
+assert "def f_grad(x):" in formats["text/markdown"]
+assert isinstance(result.error_in_exec, shell.user_ns["gradgen"].CompileError)
+print(out.getvalue(), end="")
+'''
+
+
+@pytest.mark.long
+def test_ipython_shows_the_module_and_the_diagnostic_alone(tmp_path):
+    """In a real IPython shell (installed into a scratch directory): a module's display
+    data hold its source, and an uncaught CompileError prints the diagnostic alone."""
+    import os
+    import subprocess
+
+    target = tmp_path / "ipython"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", GRADGEN_CACHE=str(tmp_path / "cache"),
+               IPYTHONDIR=str(tmp_path / "ipythondir"))
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-compile",
+                          "--target", target, "ipython"], capture_output=True, text=True,
+                         timeout=600, env=env, check=False)
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install IPython (no package index?):\n{pip.stderr[-2000:]}")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(target)])
+    proc = subprocess.run([sys.executable, "-c", IPYTHON_SCRIPT], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ("bad.grad:2:16: error: unknown name 'y'\n"
+                           "    return sum(y)\n"
+                           "               ^\n"), proc.stdout
