@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from .errors import CompileError
 from .escape import terminal_text
@@ -263,6 +262,9 @@ def _compile(args) -> int:
 
 def _compile_one(args, file: str) -> int:
     """`gradgen compile` of one FILE (to its output, to standard output, or `--check`)."""
+    # (imported here, not at the top: `gradgen --version` starts without pathlib)
+    from pathlib import Path
+
     from .codegen.emit import render_module
     from .compiler import compile_module
     from .io import atomic_write, same_file, written_by_gradgen
@@ -288,9 +290,10 @@ def _compile_one(args, file: str) -> int:
     return EXIT_OK
 
 
-def _check_one(args, file: str, out: Path) -> int:
-    """`gradgen compile --check`: compare `out` with what would be written, compiling with
-    the options recorded in `out`'s header unless the command line gives options."""
+def _check_one(args, file: str, out) -> int:
+    """`gradgen compile --check`: compare `out` (a Path) with what would be written,
+    compiling with the options recorded in `out`'s header unless the command line gives
+    options."""
     import shlex
 
     from .codegen.emit import render_module
@@ -447,6 +450,7 @@ def _check(args) -> int:
 def _graph(args) -> int:
     import shutil
     import subprocess
+    from pathlib import Path
 
     from .graphviz import to_dot
     from .io import atomic_write, same_file
