@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-from .errors import CompileError
 from .escape import terminal_text
 from .version import __version__
 
@@ -33,6 +32,9 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    # (imported here: `gradgen --version` and `--help` start without dataclasses)
+    from .errors import CompileError
+
     stdout = sys.stdout
     sys.stdout = _Output(stdout)
     try:
@@ -247,6 +249,8 @@ def _compile(args) -> int:
                     "use it without -o -")
     if len(args.file) == 1:
         return _compile_one(args, args.file[0])
+    from .errors import CompileError
+
     status = EXIT_OK
     for file in args.file:   # every file is tried; the exit status says if any failed
         try:
