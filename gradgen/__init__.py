@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from .errors import CompileError, Diagnostic
 from .version import __version__
 
-__all__ = ["CompileError", "Diagnostic", "__version__", "compile_source", "load"]
+__all__ = ["CompileError", "Diagnostic", "GeneratedModule", "__version__", "compile_source",
+           "load", "load_source"]
+
+_API = ("compile_source", "load", "load_source", "GeneratedModule")
 
 
 def __getattr__(name: str):
-    # The API (and with it NumPy, SymPy and the compiler) is imported on first use, so that
-    # `gradgen` starts quickly and a Ctrl-C while it loads reaches the command line's handler.
-    if name in ("compile_source", "load"):
+    # Everything but the version is imported on first use: the API (and with it NumPy,
+    # SymPy and the compiler), and the errors (dataclasses, which imports inspect), so that
+    # `import gradgen` is quick and a Ctrl-C while it loads reaches the command line's
+    # handler.
+    if name in ("CompileError", "Diagnostic"):
+        from . import errors
+
+        return getattr(errors, name)
+    if name in _API:
         from . import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'gradgen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

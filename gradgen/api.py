@@ -1,9 +1,11 @@
-"""The public Python API: `compile_source` and `load`."""
+"""The public Python API: `compile_source`, `load` and `load_source`."""
 
 from __future__ import annotations
 
 import hashlib
+import linecache
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -12,9 +14,9 @@ from types import ModuleType
 
 from .compiler import compile_source as _compile
 
-__all__ = ["compile_source", "load"]
+__all__ = ["GeneratedModule", "compile_source", "load", "load_source"]
 
-_LOADED: dict[str, ModuleType] = {}
+_LOADED: dict[str, GeneratedModule] = {}
 
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
@@ -30,26 +32,71 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
                     hints=hints)
 
 
-def load(path: str | os.PathLike, **options) -> ModuleType:
-    """Compile the file at `path` and import the result (cached by content and options)."""
+class GeneratedModule(ModuleType):
+    """A module compiled by gradgen (`load`, `load_source`): an ordinary module whose
+    source `inspect.getsource` and tracebacks show, and which a notebook displays as its
+    source, highlighted."""
+
+    def _repr_markdown_(self) -> str:
+        source = self.__dict__.get("__gradgen_source__", "")
+        fence = "```"
+        while fence in source:   # a fence the source cannot close
+            fence += "`"
+        return f"{fence}python\n{source}{fence}\n"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        source = self.__dict__.get("__gradgen_source__", "")
+        try:   # Pygments is there wherever IPython is; gradgen does not need it
+            from pygments import highlight
+            from pygments.formatters import HtmlFormatter
+            from pygments.lexers import PythonLexer
+        except ImportError:
+            body = f"<pre>{html.escape(source)}</pre>"
+        else:
+            body = highlight(source, PythonLexer(), HtmlFormatter(noclasses=True))
+        names = [k for k, v in self.__dict__.items()
+                 if not k.startswith("_") and callable(v) and not isinstance(v, ModuleType)]
+        summary = html.escape(f"{self.__doc__ or self.__name__} Functions: {', '.join(names)}.")
+        return f"<details open><summary>{summary}</summary>{body}</details>"
+
+
+def load(path: str | os.PathLike, **options) -> GeneratedModule:
+    """Compile the file at `path` and import the result (cached by content and options).
+
+    `options` are those of `compile_source`.
+    """
     from .io import read_source
-    from .version import __version__
 
     path = Path(path)
-    text = read_source(path)
+    return _load(read_source(path), str(path), path.stem, options)
+
+
+def load_source(text: str, filename: str = "<string>", **options) -> GeneratedModule:
+    """Compile gradgen source text and import the result, as `load` does for a file
+    (cached by content and options). `filename` names the source in diagnostics and in
+    the module's header; `options` are those of `compile_source`."""
+    stem = re.sub(r"\W", "_", Path(filename).stem).strip("_") or "source"
+    return _load(text, filename, stem, options)
+
+
+def _load(text: str, filename: str, stem: str, options: dict) -> GeneratedModule:
+    from .version import __version__
+
     # The same text, file name and options give the same module: no need to compile again.
-    ident = hashlib.sha256(repr((__version__, str(path), text, sorted(
+    ident = hashlib.sha256(repr((__version__, filename, text, sorted(
         (k, tuple(v) if isinstance(v, (list, tuple)) else v)
         for k, v in options.items()))).encode("utf-8", "surrogatepass")).hexdigest()
     if ident in _LOADED:
         return _LOADED[ident]
-    source = compile_source(text, filename=str(path), **options)
+    source = compile_source(text, filename=filename, **options)
     key = hashlib.sha256(source.encode()).hexdigest()[:20]
     if key in _LOADED:
         _LOADED[ident] = _LOADED[key]
         return _LOADED[key]
-    # The file is written so that tracebacks and `inspect` can show the generated code;
-    # what runs is the source compiled here, never what happens to be in the cache.
+    # The file is written so that tools outside this process can show the generated code
+    # too; what runs is the source compiled here, never what happens to be in the cache.
     target = None
     try:
         cache = Path(os.environ.get("GRADGEN_CACHE")
@@ -57,22 +104,28 @@ def load(path: str | os.PathLike, **options) -> ModuleType:
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _private_directory(cache):
             raise OSError(f"{cache} is not a private directory")   # -> write nothing
-        target = cache / f"{path.stem}_{key}.py"
+        target = cache / f"{stem}_{key}.py"
         if not (target.is_file() and not target.is_symlink()
                 and target.read_bytes() == source.encode("utf-8")):
             from .io import atomic_write
             atomic_write(target, source)
     except OSError:
         target = None
-    name = f"gradgen_generated_{path.stem}_{key}"
-    module = ModuleType(name, f"Generated by gradgen from {path.name}.")
-    module.__file__ = str(target) if target is not None else f"<gradgen {path.name}>"
+    name = f"gradgen_generated_{stem}_{key}"
+    module = GeneratedModule(name, f"Generated by gradgen from {Path(filename).name}.")
+    module.__file__ = str(target) if target is not None else f"<gradgen {name}>"
+    # `inspect.getsource` and tracebacks read the source through linecache: registered
+    # there (with no modification time, so that `linecache.checkcache` keeps it), they show
+    # the code that runs even when no file could be written or the file changes later.
+    linecache.cache[module.__file__] = (len(source), None, source.splitlines(True),
+                                        module.__file__)
     sys.modules[name] = module
     try:
         exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own output
     except BaseException:
         del sys.modules[name]
         raise
+    module.__gradgen_source__ = source
     _LOADED[key] = _LOADED[ident] = module
     return module
 

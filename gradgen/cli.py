@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from .errors import CompileError
 from .escape import terminal_text
 from .version import __version__
 
@@ -34,6 +32,9 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    # (imported here: `gradgen --version` and `--help` start without dataclasses)
+    from .errors import CompileError
+
     stdout = sys.stdout
     sys.stdout = _Output(stdout)
     try:
@@ -126,12 +127,22 @@ def _discard(stream) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gradgen", description="Compile cost functions to "
                                 "standalone NumPy gradient code.")
-    p.add_argument("--version", action="version", version=f"gradgen {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"gradgen {__version__}",
+                   help="print the version of gradgen and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND",
+                           help="run `gradgen COMMAND --help` for its arguments")
 
-    c = sub.add_parser("compile", help="write the generated module")
-    c.add_argument("file")
-    c.add_argument("-o", "--output", help="output path (default: <stem>_grad.py beside FILE)")
+    c = sub.add_parser(
+        "compile", help="write the generated module",
+        description="Compile each FILE to a standalone NumPy module, written atomically to "
+        "<stem>_grad.py beside it (or to -o OUT). A file that gradgen did not write is never "
+        "overwritten without --force. With --check nothing is written: the exit status is 1 "
+        "when an output is missing or differs from what would be written; the options are "
+        "then those recorded in the output's header, unless the command line gives some.")
+    c.add_argument("file", nargs="+", metavar="FILE", help="a .grad source file (several allowed)")
+    c.add_argument("-o", "--output", metavar="OUT",
+                   help="output path, '-' for standard output (only with one FILE; "
+                   "default: <stem>_grad.py beside FILE)")
     _add_options(c)
     c.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if OUT differs from what would be written")
@@ -139,8 +150,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="overwrite OUT even if gradgen did not write it")
     c.set_defaults(run=_compile)
 
-    s = sub.add_parser("show", help="print the generated source")
-    s.add_argument("file")
+    s = sub.add_parser(
+        "show", help="print the generated source",
+        description="Print the module that `gradgen compile` would write (highlighted on a "
+        "terminal when Pygments is installed), one of its functions, or the IR.")
+    s.add_argument("file", metavar="FILE", help="the .grad source file")
     s.add_argument("--function", help="only this generated function")
     s.add_argument("--part", choices=("forward", "backward", "all"), default="all",
                    help="only the forward or the backward statements")
@@ -150,16 +164,25 @@ def _parser() -> argparse.ArgumentParser:
     _add_options(s)
     s.set_defaults(run=_show)
 
-    k = sub.add_parser("check", help="compare derivatives with finite differences")
-    k.add_argument("file")
+    k = sub.add_parser(
+        "check", help="compare derivatives with finite differences",
+        description="Compile FILE in memory, draw random inputs of the declared shapes and "
+        "compare every derivative with two-sided finite differences (and JVP with VJP); "
+        "print a table of relative errors and exit 1 on a mismatch.")
+    k.add_argument("file", metavar="FILE", help="the .grad source file")
     k.add_argument("--dim", action="append", default=[], metavar="N=5",
                    help="size of a dimension (repeatable)")
-    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the random inputs (default: 0)")
     k.set_defaults(run=_check)
 
-    g = sub.add_parser("graph", help="draw the DAG as Graphviz")
-    g.add_argument("file")
-    g.add_argument("-o", "--output", help="OUT.dot, OUT.svg or OUT.png (default: DOT on stdout)")
+    g = sub.add_parser(
+        "graph", help="draw the DAG as Graphviz",
+        description="Draw the computation graph of an entry point (forward, or forward and "
+        "backward) as Graphviz DOT, or as SVG/PNG when Graphviz's `dot` is installed.")
+    g.add_argument("file", metavar="FILE", help="the .grad source file")
+    g.add_argument("-o", "--output", metavar="OUT",
+                   help="OUT.dot, OUT.svg or OUT.png (default: DOT on stdout)")
     g.add_argument("--backward", action="store_true", help="include the backward pass")
     g.add_argument("--function", help="entry point to draw (default: the first)")
     _add_options(g)
@@ -218,29 +241,46 @@ def _module(args):
 
 
 def _compile(args) -> int:
-    from .codegen.emit import render_module
-    from .io import atomic_write, same_file, without_version, written_by_gradgen
+    if args.output is not None and len(args.file) > 1:
+        raise _Fail("-o names the output of one FILE; give one FILE with -o, or leave -o out "
+                    "to write <stem>_grad.py beside each")
+    if args.output == "-" and args.check:
+        raise _Fail("--check compares the output file with what would be written: "
+                    "use it without -o -")
+    if len(args.file) == 1:
+        return _compile_one(args, args.file[0])
+    from .errors import CompileError
 
-    source = render_module(_module(args))
-    out = Path(args.output) if args.output else Path(args.file).with_name(
-        Path(args.file).stem + "_grad.py")
-    if args.check:
+    status = EXIT_OK
+    for file in args.file:   # every file is tried; the exit status says if any failed
         try:
-            if not out.is_file():   # a directory, or a FIFO that reading would block on
-                raise FileNotFoundError(out)
-            current = out.read_bytes()
-        except OSError:
-            print(f"{_shown(out)}: missing (would be written)", file=sys.stderr)
-            return EXIT_ERROR
-        # Byte for byte (a form feed or U+2028 where a line end was changes what Python
-        # reads), except the gradgen version in the first line.
-        if without_version(current) != without_version(source.encode("utf-8")):
-            print(f"{_shown(out)}: out of date; run: gradgen compile {_shown(args.file)}",
-                  file=sys.stderr)
-            return EXIT_ERROR
-        print(f"{_shown(out)}: up to date")
+            status = max(status, _compile_one(args, file))
+        except CompileError as e:
+            print(str(e), file=sys.stderr)
+            status = EXIT_ERROR
+        except _Fail as e:
+            _error(str(e))
+            status = EXIT_ERROR
+    return status
+
+
+def _compile_one(args, file: str) -> int:
+    """`gradgen compile` of one FILE (to its output, to standard output, or `--check`)."""
+    # (imported here, not at the top: `gradgen --version` starts without pathlib)
+    from pathlib import Path
+
+    from .codegen.emit import render_module
+    from .compiler import compile_module
+    from .io import atomic_write, same_file, written_by_gradgen
+
+    if args.output == "-":
+        print(render_module(compile_module(_read(file), file, _options(args))), end="")
         return EXIT_OK
-    if same_file(out, args.file):
+    out = Path(args.output) if args.output else Path(file).with_name(Path(file).stem + "_grad.py")
+    if args.check:
+        return _check_one(args, file, out)
+    source = render_module(compile_module(_read(file), file, _options(args)))
+    if same_file(out, file):
         raise _Fail(f"{out} is the source file; choose another output with -o")
     if out.is_dir():
         raise _Fail(f"{out} is a directory")
@@ -252,6 +292,69 @@ def _compile(args) -> int:
         raise _Fail(f"cannot write {out}: {e.strerror or e}") from None
     print(f"wrote {_shown(out)}")
     return EXIT_OK
+
+
+def _check_one(args, file: str, out) -> int:
+    """`gradgen compile --check`: compare `out` (a Path) with what would be written,
+    compiling with the options recorded in `out`'s header unless the command line gives
+    options."""
+    import shlex
+
+    from .codegen.emit import render_module
+    from .compiler import compile_module
+    from .io import without_version
+
+    try:
+        if not out.is_file():   # a directory, or a FIFO that reading would block on
+            raise FileNotFoundError(out)
+        current = out.read_bytes()
+    except OSError:
+        current = None
+    options = _options(args)
+    if current is not None and not _options_given(args):
+        options = _recorded_options(current) or options
+    source = render_module(compile_module(_read(file), file, options))
+    if current is None:
+        print(f"{_shown(out)}: missing (would be written)", file=sys.stderr)
+        return EXIT_ERROR
+    # Byte for byte (a form feed or U+2028 where a line end was changes what Python
+    # reads), except the gradgen version in the first line.
+    if without_version(current) != without_version(source.encode("utf-8")):
+        command = f"gradgen compile {shlex.quote(file)}{options.flags()}"
+        if args.output:
+            command += f" -o {shlex.quote(args.output)}"
+        print(f"{_shown(out)}: out of date; run: {_shown(command)}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{_shown(out)}: up to date")
+    return EXIT_OK
+
+
+def _options_given(args) -> bool:
+    """True when the command line sets any of the options that shape the module."""
+    return bool(args.wrt or args.modes or args.hessian or args.no_checks or args.hint)
+
+
+class _HeaderFlags(argparse.ArgumentParser):
+    """Reads the flags of a header's "Regenerate with:" line; a mistake raises ValueError."""
+
+    def error(self, message: str):
+        raise ValueError(message)
+
+
+def _recorded_options(module: bytes):
+    """The options recorded in the header of a module gradgen wrote (None when there is no
+    header, or its flags are not ones this gradgen reads)."""
+    from .io import recorded_flags
+
+    flags = recorded_flags(module)
+    if flags is None:
+        return None
+    parser = _HeaderFlags(prog="gradgen compile", add_help=False)
+    _add_options(parser)
+    try:
+        return _options(parser.parse_args(flags))
+    except (ValueError, _Fail):
+        return None
 
 
 def _show(args) -> int:
@@ -360,6 +463,7 @@ def _check(args) -> int:
 def _graph(args) -> int:
     import shutil
     import subprocess
+    from pathlib import Path
 
     from .graphviz import to_dot
     from .io import atomic_write, same_file

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import sympy
@@ -163,6 +164,45 @@ def matmul_shape(a: Shape, b: Shape) -> Shape:
 # here and by the array printer (through `ops.registry`).
 PREC_LOWEST, PREC_CMP, PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_CALL, PREC_ATOM = (
     0, 5, 10, 20, 30, 40, 50, 60)
+# `ruff format` (as black) writes a power without spaces when both operands are simple: a
+# name, an attribute chain or a number, each with unary signs, or such a power (`x**2`,
+# `x**-1`, `np.pi**2`), and parenthesises a power under a unary operator (`-(x**2)`). The
+# emitted code is written so, that formatting it changes nothing.
+_SIMPLE = (r"[-+~]*(?:[^\W\d]\w*(?:\.[^\W\d]\w*)*"
+           r"|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?[jJ]?)")
+_SIMPLE_POWER = re.compile(rf"{_SIMPLE}(?:\*\*{_SIMPLE})*")
+
+
+def power_code(base: str, exponent: str) -> str:
+    """`base ** exponent` (both already parenthesised as needed), spaced as `ruff format`
+    spaces it: `x**2` for simple operands, `(a + b) ** 2` otherwise."""
+    if _SIMPLE_POWER.fullmatch(base) and _SIMPLE_POWER.fullmatch(exponent):
+        return f"{base}**{exponent}"
+    return f"{base} ** {exponent}"
+
+
+_SIMPLE_BOUND = re.compile(r"[-+~]*(?:[^\W\d]\w*|\d[\w.]*)")
+
+
+def slice_code(bounds: Sequence[str]) -> str:
+    """`start:stop` or `start:stop:step` from the bounds' code ("" where left out), spaced
+    as `ruff format` spaces it: `x[2:N]`, but `x[2 : N + 2]` and `x[N + 2 :]` when a bound
+    is more than a name or a number."""
+    if all(not b or _SIMPLE_BOUND.fullmatch(b) for b in bounds):
+        return ":".join(bounds)
+    out = bounds[0]
+    for before, after in zip(bounds, bounds[1:]):
+        out += (" :" if before else ":") + (f" {after}" if after else "")
+    return out
+
+
+def unary_operand(code_prec: tuple[str, int]) -> str:
+    """The operand of a unary minus: parenthesised below PREC_NEG, and a power too (as
+    `ruff format` writes `-(x**2)`)."""
+    code, prec = code_prec
+    return f"({code})" if prec < PREC_NEG or prec == PREC_POW else code
+
+
 # Powers of dimensions with exponents up to this are exact Python arithmetic (`D ** 2`;
 # a size below 2**40 to the 16th still fits a float64); beyond, float64.
 MAX_EXACT_EXPONENT = 16
@@ -228,7 +268,7 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         if den != 1:
             return _divide(num, den, r)
         if e.as_coeff_Mul()[0].is_negative:
-            return "-" + _paren(_print(-e, r), PREC_NEG + 1), PREC_NEG
+            return "-" + unary_operand(_print(-e, r)), PREC_NEG
         factors = sorted(e.args, key=lambda t: (not t.is_Number, sympy.default_sort_key(t)))
         return " * ".join(_paren(_print(f, r), PREC_MUL) for f in factors), PREC_MUL
     if e.is_Pow:
@@ -240,12 +280,13 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
             # A large or non-constant exponent, or a base that is not a size (Python's
             # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
             # Python integer of millions of digits.
-            power = f"{r.np}.float64({_print(base, r)[0]}) ** {_paren(_print(exp, r), PREC_NEG)}"
+            power = power_code(f"{r.np}.float64({_print(base, r)[0]})",
+                               _paren(_print(exp, r), PREC_NEG))
             return f"{r.float}({power})", PREC_ATOM
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
-            return f"{_paren(_print(base, r), PREC_POW + 1)} ** {float(exp)!r}", PREC_POW
+            return power_code(_paren(_print(base, r), PREC_POW + 1), repr(float(exp))), PREC_POW
         base_code = _paren(_print(base, r), PREC_POW + 1)
-        return f"{base_code} ** {_paren(_print(exp, r), PREC_NEG)}", PREC_POW
+        return power_code(base_code, _paren(_print(exp, r), PREC_NEG)), PREC_POW
     if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
         return f"{r.float}({r.np}.exp({r.np}.float64({_print(e.args[0], r)[0]})))", PREC_ATOM
     name = _FUNCTIONS.get(type(e))

@@ -59,6 +59,11 @@ class CompileError(Exception):
         self.diagnostics = tuple(diagnostics)
         super().__init__(render_all(self.diagnostics))
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show for an uncaught CompileError: the diagnostics
+        alone, without the frames of gradgen's compiler (the mistake is in the source)."""
+        return str(self).splitlines()
+
 
 class ShapeError(Exception):
     """Raised by shape rules without a location; the frontend attaches one."""

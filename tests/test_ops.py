@@ -1112,7 +1112,8 @@ def check_float32_in_float32_out(c: Compiled) -> None:
 
 @pytest.fixture(scope="module")
 def ruff_report(tmp_path_factory):
-    """`ruff check` of every case's module in one run: file name -> list of messages."""
+    """`ruff check` and `ruff format --check` of every case's module (one run each):
+    file name -> list of messages."""
     folder = tmp_path_factory.mktemp("ruff")
     files = {}
     for i, case in enumerate(ALL_CASES):
@@ -1135,6 +1136,16 @@ def ruff_report(tmp_path_factory):
         loc = d.get("location") or {}
         by_file.setdefault(Path(d["filename"]).name, []).append(
             f"{d['code']} line {loc.get('row')}: {d['message']}")
+    # SPEC 2: `ruff format` leaves the emitted module as it is (at the project's width).
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "100",
+         "--diff", "--no-cache", str(folder)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode in (0, 1), f"ruff format did not run:\n{proc.stderr}"
+    for line in proc.stdout.splitlines():
+        if line.startswith("--- ") and line.endswith(".py"):
+            by_file.setdefault(Path(line[4:]).name, []).append(
+                "ruff format would change the module")
     return {key: by_file.get(path.name, []) for key, path in files.items()}
 
 

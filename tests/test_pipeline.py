@@ -97,6 +97,7 @@ def test_hvp_headers_say_grad_or_tangent_and_forward_comes_first():
     """In f_hvp no forward statement sits under a derivative header, and the tangent
     statements are headed `# tangent of`, the cotangent ones `# grad of` (issue 9, item 9)."""
     lines = _functions(compiler.compile_source(MLP.read_text(), "mlp.grad"))["cost_hvp"]
+    lines = [line for line in lines if not line.startswith("# (")]   # a shape comment above
     first = next(i for i, line in enumerate(lines) if line.startswith("#"))
     forward = [line.split(" = ")[0] for line in lines[:first] if " = " in line]
     assert {"Q", "Z", "U", "U_max", "U_exp", "U_sum"} <= set(forward)

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -68,6 +69,19 @@ def _check(result, what, tmp_path):
     pytest.fail(f"{what} failed (exit {result.returncode}):\n{output}")
 
 
+@pytest.mark.long
+def test_sdist_carries_the_license_and_the_pre_commit_hooks(tmp_path):
+    dist = tmp_path / "dist"
+    build = _run([sys.executable, "-m", "build", "--sdist", "--outdir", dist, ROOT], cwd=ROOT)
+    _check(build, "building the sdist", tmp_path)
+    (sdist,) = dist.glob("gradgen-*.tar.gz")
+    with tarfile.open(sdist) as tf:
+        names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+        license_text = tf.extractfile(f"gradgen-{_version()}/LICENSE").read()
+    assert {"LICENSE", ".pre-commit-hooks.yaml", "pyproject.toml", "README.md"} <= names
+    assert license_text == (ROOT / "LICENSE").read_bytes()
+
+
 def test_wheel_installs_and_compiles_outside_checkout(tmp_path):
     # 1. Build the wheel from the checkout.
     dist = tmp_path / "dist"
@@ -87,6 +101,13 @@ def test_wheel_installs_and_compiles_outside_checkout(tmp_path):
     assert "gradgen/cli.py" in names
     assert any(n.startswith("gradgen/templates/") for n in names), \
         "templates/ is missing from the wheel (expected under gradgen/templates/)"
+    # The license travels with the wheel (PEP 639: SPDX expression and license file).
+    info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+    assert f"{info}/licenses/LICENSE" in names, "LICENSE is missing from the wheel"
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(f"{info}/METADATA").decode("utf-8")
+        assert zf.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+    assert "\nLicense-Expression: MIT\n" in metadata and "\nAuthor: " in metadata
 
     # 2. A fresh venv, without system site-packages, with the wheel installed.
     env_dir = tmp_path / "venv"

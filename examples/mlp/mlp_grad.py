@@ -12,32 +12,44 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
-    neither an array of floats nor a Python number)."""
+    neither an array of floats nor a Python number, or is a matrix)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
+        if shape is None or x.dtype.kind != "f":  # a Python number, or no float array
             if shape is not None:
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got an array of {x.dtype}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got an array of {x.dtype}"
+                )
             if not isinstance(x, (float, int)):
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got {type(x).__name__}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got {type(x).__name__}"
+                )
             shape = ()
+        elif type(x).__name__[-6:] == "matrix":  # np.matrix, scipy csr_matrix, ...
+            raise TypeError(
+                f"argument {spec[len(shapes)][0]!r}: {type(x).__name__} is not supported "
+                "(its * is a matrix product); pass an array: np.asarray(x), or "
+                "scipy.sparse.csr_array(x) for sparse data"
+            )
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
     sizes, origin = {}, {}
     for (name, decl), shape in zip(spec, shapes):
         if len(shape) != len(decl):
-            raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
-                             f"{decl}, got shape {shape}")
+            raise ValueError(
+                f"argument {name!r}: expected {len(decl)} dimension(s) {decl}, got shape {shape}",
+            )
         for axis, dim in enumerate(decl):
             n = shape[axis]
             if dim.__class__ is int:
                 if n != dim:
-                    raise ValueError(f"argument {name!r}, axis {axis}: expected size {dim}, "
-                                     f"got {n}")
+                    raise ValueError(
+                        f"argument {name!r}, axis {axis}: expected size {dim}, got {n}"
+                    )
             elif dim is None:
                 continue
             elif dim not in sizes:
@@ -45,9 +57,11 @@ def _dims(spec, *args):
                 origin[dim] = name, axis
             elif sizes[dim] != n:
                 where, at = origin[dim]
-                raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
-                                 f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
-    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+                raise ValueError(
+                    f"argument {name!r}, axis {axis}: size {n} does not match "
+                    f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
+                )
+    if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
     _DIMS_PASSED.add((spec, shapes))
 
@@ -61,17 +75,25 @@ def _expect(name, x, shape):
     """Check that argument `name` has exactly `shape` (and holds floats)."""
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind != "f":
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got an array of {dtype}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got an array of {dtype}"
+        )
     if dtype is None and not isinstance(x, (float, int)):
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got {type(x).__name__}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got {type(x).__name__}"
+        )
     actual = np.shape(x)
     if len(actual) != len(shape):
-        raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
+        raise ValueError(
+            f"argument {name!r}: expected shape {tuple(shape)}, got {actual}",
+        )
     for axis, (n, m) in enumerate(zip(actual, shape)):
         if n != m:
-            raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
+            raise ValueError(
+                f"argument {name!r}, axis {axis}: expected size {m}, got {n}",
+            )
 
 
 def _weak(x, *arrays):
@@ -83,7 +105,7 @@ def _weak(x, *arrays):
     return x
 
 
-@np.errstate(over="ignore")   # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
+@np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
     if np.ndim(x) == 0:
@@ -372,5 +394,6 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
     # tangent of line 8: Q = X @ V
-    HvV = X.T @ (((tU_mul2 @ W.T + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ)  # (D, M)
+    # (D, M)
+    HvV = X.T @ (((tU_mul2 @ W.T + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ)
     return (HvV, HvW)

@@ -247,6 +247,8 @@ class EntryFunctions:
                     dims.append("None")
             inner = ", ".join(dims) + ("," if len(dims) == 1 else "")
             items.append(f'("{a.name}", ({inner}))')
+        if len(items) <= 1:   # as `ruff format` writes it: no trailing comma keeps it open
+            return f"{self.spec_name} = ({''.join(items)}{',' if items else ''})"
         body = "".join(f"\n    {it}," for it in items)
         return f"{self.spec_name} = ({body}\n)"
 
@@ -263,7 +265,8 @@ class EntryFunctions:
             phases.append("return")
         prologue, weak = self._prologue(printer, plan.extra, lines)
         phases = ["check"] * len(prologue) + phases
-        return Function(plan.name, arg_names, plan.doc, prologue + lines, self.entry.name,
+        lines, phases = _comments_that_fit(prologue + lines, phases)
+        return Function(plan.name, arg_names, plan.doc, lines, self.entry.name,
                         plan.kind, phases, graph, weak)
 
     def _prologue(self, printer: Printer, extra_inputs, lines: list[str],
@@ -294,6 +297,28 @@ class EntryFunctions:
                 for n in [a.name for a in e.args if not a.node.ndim]
                 + [x.attr("name") for x in extra_inputs if not x.ndim]]
         return checks + sizes + expects + weak, bool(weak)
+
+
+# The line width of `ruff format`'s default. A statement whose shape comment would take
+# its line past it gets the comment on a line of its own above it, so that formatting the
+# module (at this width or a wider one) leaves it as it is.
+LINE_WIDTH = 88
+
+
+def _comments_that_fit(lines: list[str], phases: list[str]) -> tuple[list[str], list[str]]:
+    """`lines` (of a function body, indented by 4 in the module) with each trailing shape
+    comment (`  # (N, D)...`) that does not fit in `LINE_WIDTH` moved above its statement."""
+    out_lines, out_phases = [], []
+    for line, phase in zip(lines, phases):
+        if len(line) + 4 > LINE_WIDTH and "  # (" in line:
+            code, _, comment = line.rpartition("  # (")
+            indent = code[:len(code) - len(code.lstrip(" "))]
+            out_lines.append(f"{indent}# ({comment}")
+            out_phases.append(phase)
+            line = code
+        out_lines.append(line)
+        out_phases.append(phase)
+    return out_lines, out_phases
 
 
 def _names_in(names: set[str], lines: list[str]) -> set[str]:

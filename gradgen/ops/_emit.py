@@ -5,6 +5,7 @@ spelling a library's names, so every target's printer can print them."""
 
 from __future__ import annotations
 
+from ..dims import power_code
 from .registry import PREC_CALL, PREC_LOWEST
 
 
@@ -13,6 +14,8 @@ def infix(sym: str, prec: int, right_strict: bool = True, left_strict: bool = Fa
     def emit(p, node):
         left = p.arg(node, 0, prec + 1 if left_strict else prec)
         right = p.arg(node, 1, prec + 1 if right_strict else prec)
+        if sym == "**":
+            return power_code(left, right), prec
         return f"{left} {sym} {right}", prec
     return emit
 

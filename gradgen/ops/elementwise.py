@@ -8,7 +8,7 @@ import operator
 import numpy as np
 import sympy
 
-from ..dims import broadcast
+from ..dims import broadcast, unary_operand
 from ..ir import builder, const, make
 from ._emit import call, infix, scaled_hint
 from .constants import dtype_witness
@@ -581,8 +581,8 @@ def _emit_mul(p, node):
             sign = "-" if num == -1 else ""
             text, _ = p.scalar(den)
             den_text = text if den.is_Atom else f"({text})"
-            return f"{sign}{p.arg(node, 1, PREC_MUL if not sign else PREC_NEG)} / {den_text}", \
-                PREC_MUL
+            x = unary_operand(p.code_of(node.args[1])) if sign else p.arg(node, 1, PREC_MUL)
+            return f"{sign}{x} / {den_text}", PREC_MUL
     return infix("*", PREC_MUL)(p, node)
 
 
@@ -616,7 +616,7 @@ defop("pow", 2, shape=_bshape, emit=infix("**", PREC_POW, right_strict=False, le
 
 
 def _emit_neg(p, node):
-    return "-" + p.arg(node, 0, PREC_NEG), PREC_NEG
+    return "-" + unary_operand(p.code_of(node.args[0])), PREC_NEG
 
 
 defop("neg", 1, shape=_bshape, emit=_emit_neg, operator="-x", traits=EW | {"linear"},
@@ -798,7 +798,7 @@ _unary("abs", **_from_local(lambda n: make("sign", n.args[0])), domain=NONZERO, 
 _unary("tanh", **_from_local(lambda n: 1 - n ** 2), fold=math.tanh)
 
 _SIGMOID = '''\
-@np.errstate(over="ignore")   # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
+@np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
     if np.ndim(x) == 0:

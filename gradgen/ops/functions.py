@@ -36,7 +36,8 @@ _ERF = '''\
 def _erf(x):
     """The error function, elementwise (W. J. Cody's rational Chebyshev approximations,
     Math. Comp. 23 (1969), accurate to float64 precision); keeps the dtype of `x`."""
-    def poly(c, z):                      # Horner's rule, in place
+
+    def poly(c, z):  # Horner's rule, in place
         r = c[0] * z
         for k in c[1:-1]:
             r += k
@@ -46,16 +47,19 @@ def _erf(x):
 
     x = np.asarray(x)
     y = np.abs(x.ravel(), dtype=np.float64)
-    r = np.sign(y)                       # erf(y) rounds to 1 for y >= 6; nan stays nan
-    i = np.flatnonzero(y <= 0.46875)     # erf(y) = y P(y^2) / Q(y^2)
+    r = np.sign(y)  # erf(y) rounds to 1 for y >= 6; nan stays nan
+    i = np.flatnonzero(y <= 0.46875)  # erf(y) = y P(y^2) / Q(y^2)
     z = y[i]
     w = z * z
+    # fmt: off
     r[i] = z * poly((1.85777706184603153e-1, 3.16112374387056560e0, 1.13864154151050156e2,
                      3.77485237685302021e2, 3.20937758913846947e3), w) / poly(
         (1.0, 2.36012909523441209e1, 2.44024637934444173e2, 1.28261652607737228e3,
          2.84423683343917062e3), w)
-    i = np.flatnonzero((y > 0.46875) & (y <= 4.0))   # erfc(y) = exp(-y^2) P(y) / Q(y)
+    # fmt: on
+    i = np.flatnonzero((y > 0.46875) & (y <= 4.0))  # erfc(y) = exp(-y^2) P(y) / Q(y)
     z = y[i]
+    # fmt: off
     r[i] = 1.0 - np.exp(-z * z) * poly(
         (2.15311535474403846e-8, 5.64188496988670089e-1, 8.88314979438837594e0,
          6.61191906371416295e1, 2.98635138197400131e2, 8.81952221241769090e2,
@@ -63,14 +67,18 @@ def _erf(x):
         (1.0, 1.57449261107098347e1, 1.17693950891312499e2, 5.37181101862009858e2,
          1.62138957456669019e3, 3.29079923573345963e3, 4.36261909014324716e3,
          3.43936767414372164e3, 1.23033935480374942e3), z)
-    i = np.flatnonzero((y > 4.0) & (y < 6.0))   # erfc(y) = exp(-y^2) / y (1/sqrt(pi) - R)
+    # fmt: on
+    # erfc(y) = exp(-y^2) / y (1/sqrt(pi) - R)
+    i = np.flatnonzero((y > 4.0) & (y < 6.0))
     z = y[i]
     w = 1.0 / (z * z)
+    # fmt: off
     r[i] = 1.0 - np.exp(-z * z) / z * (5.6418958354775628695e-1 - w * poly(
         (1.63153871373020978e-2, 3.05326634961232344e-1, 3.60344899949804439e-1,
          1.25781726111229246e-1, 1.60837851487422766e-2, 6.58749161529837803e-4), w) / poly(
         (1.0, 2.56852019228982242e0, 1.87295284992346047e0, 5.27905102951428412e-1,
          6.05183413124413191e-2, 2.33520497626869185e-3), w))
+    # fmt: on
     r = np.copysign(r, x.ravel()).reshape(x.shape)
     r = r.astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
     return r if r.ndim else r[()]

@@ -16,6 +16,7 @@ from ..dims import (
     normalize_axes,
     same_shape,
     size,
+    slice_code,
 )
 from ..errors import ShapeError
 from ..ir import const, make
@@ -429,10 +430,8 @@ def format_index(index, p=None) -> str:
             parts.append(str(it))
         else:
             _, start, stop, step = it
-            s = bound(start) + ":" + bound(stop)
-            if step != 1:
-                s += f":{step}"
-            parts.append(s)
+            bounds = [bound(start), bound(stop)] + ([str(step)] if step != 1 else [])
+            parts.append(slice_code(bounds))
     return ", ".join(parts) if parts else "()"
 
 
