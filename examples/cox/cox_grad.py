@@ -12,32 +12,44 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
-    neither an array of floats nor a Python number)."""
+    neither an array of floats nor a Python number, or is a matrix)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
+        if shape is None or x.dtype.kind != "f":  # a Python number, or no float array
             if shape is not None:
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got an array of {x.dtype}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got an array of {x.dtype}"
+                )
             if not isinstance(x, (float, int)):
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got {type(x).__name__}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got {type(x).__name__}"
+                )
             shape = ()
+        elif type(x).__name__[-6:] == "matrix":  # np.matrix, scipy csr_matrix, ...
+            raise TypeError(
+                f"argument {spec[len(shapes)][0]!r}: {type(x).__name__} is not supported "
+                "(its * is a matrix product); pass an array: np.asarray(x), or "
+                "scipy.sparse.csr_array(x) for sparse data"
+            )
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
     sizes, origin = {}, {}
     for (name, decl), shape in zip(spec, shapes):
         if len(shape) != len(decl):
-            raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
-                             f"{decl}, got shape {shape}")
+            raise ValueError(
+                f"argument {name!r}: expected {len(decl)} dimension(s) {decl}, got shape {shape}",
+            )
         for axis, dim in enumerate(decl):
             n = shape[axis]
             if dim.__class__ is int:
                 if n != dim:
-                    raise ValueError(f"argument {name!r}, axis {axis}: expected size {dim}, "
-                                     f"got {n}")
+                    raise ValueError(
+                        f"argument {name!r}, axis {axis}: expected size {dim}, got {n}"
+                    )
             elif dim is None:
                 continue
             elif dim not in sizes:
@@ -45,9 +57,11 @@ def _dims(spec, *args):
                 origin[dim] = name, axis
             elif sizes[dim] != n:
                 where, at = origin[dim]
-                raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
-                                 f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
-    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+                raise ValueError(
+                    f"argument {name!r}, axis {axis}: size {n} does not match "
+                    f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
+                )
+    if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
     _DIMS_PASSED.add((spec, shapes))
 
@@ -61,17 +75,25 @@ def _expect(name, x, shape):
     """Check that argument `name` has exactly `shape` (and holds floats)."""
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind != "f":
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got an array of {dtype}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got an array of {dtype}"
+        )
     if dtype is None and not isinstance(x, (float, int)):
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got {type(x).__name__}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got {type(x).__name__}"
+        )
     actual = np.shape(x)
     if len(actual) != len(shape):
-        raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
+        raise ValueError(
+            f"argument {name!r}: expected shape {tuple(shape)}, got {actual}",
+        )
     for axis, (n, m) in enumerate(zip(actual, shape)):
         if n != m:
-            raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
+            raise ValueError(
+                f"argument {name!r}, axis {axis}: expected size {m}, got {n}",
+            )
 
 
 def _weak(x, *arrays):
@@ -132,7 +154,7 @@ def nll(X, event, beta, lam):
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
-    return lam * (beta ** 2).sum() / 2 - (event * (eta - log_risk)).sum() / N
+    return lam * (beta**2).sum() / 2 - (event * (eta - log_risk)).sum() / N
 
 
 def nll_grad(X, event, beta, lam):
@@ -192,7 +214,7 @@ def nll_value_and_grad(X, event, beta, lam):
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
-    value = lam * (beta ** 2).sum() / 2 - (event * (eta - log_risk)).sum() / N
+    value = lam * (beta**2).sum() / 2 - (event * (eta - log_risk)).sum() / N
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
@@ -266,7 +288,7 @@ def nll_jvp(X, event, beta, lam, tbeta):
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
-    value = lam * (beta ** 2).sum() / 2 - (event * (eta - log_risk)).sum() / N
+    value = lam * (beta**2).sum() / 2 - (event * (eta - log_risk)).sum() / N
     # tangent of line 9: eta = X @ beta
     teta = X @ tbeta  # (N,)
     # tangent of line 10: log_risk = logcumsumexp(eta, reverse=True)
@@ -313,10 +335,12 @@ def nll_hvp(X, event, beta, lam, vbeta):
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # tangent of line 10: log_risk = logcumsumexp(eta, reverse=True)
-    event_expscan = _expscan(-(event * tlog_risk) / N, log_risk_neg, eta, axis=0)  # (N,)
+    # (N,)
+    event_expscan = _expscan(-(event * tlog_risk) / N, log_risk_neg, eta, axis=0)
     del tlog_risk
     # tangent of line 9: eta = X @ beta
-    X_matmul = X.T @ (event_expscan + _expscan(dlog_risk, log_risk_neg, eta, axis=0) * teta)  # (D,)
+    # (D,)
+    X_matmul = X.T @ (event_expscan + _expscan(dlog_risk, log_risk_neg, eta, axis=0) * teta)
     del dlog_risk, eta, event_expscan, log_risk_neg, teta
     # tangent of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     Hvbeta = X_matmul + lam * vbeta  # (D,)
@@ -350,14 +374,16 @@ def nll_hessian(X, event, beta, lam):
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
     log_risk_neg = np.negative(log_risk, out=log_risk)  # (N,); reuses log_risk's buffer
     del log_risk
-    event_mul = -event / N * _expscan(X.T, eta, log_risk_neg, axis=1, reverse=True)  # (D, N)
+    # (D, N)
+    event_mul = -event / N * _expscan(X.T, eta, log_risk_neg, axis=1, reverse=True)
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
     dlog_risk_mul = _expscan(dlog_risk, log_risk_neg, eta, axis=0) * X.T  # (D, N)
     del dlog_risk
     # grad of line 9: eta = X @ beta
-    X_matmul = (_expscan(event_mul, log_risk_neg, eta, axis=1) + dlog_risk_mul) @ X  # (D, D)
+    # (D, D)
+    X_matmul = (_expscan(event_mul, log_risk_neg, eta, axis=1) + dlog_risk_mul) @ X
     del dlog_risk_mul, eta, event_mul, log_risk_neg
     H = (X_matmul + lam * np.eye(D, dtype=beta.dtype)).T  # (D, D)
     return H

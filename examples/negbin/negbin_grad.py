@@ -12,32 +12,44 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
-    neither an array of floats nor a Python number)."""
+    neither an array of floats nor a Python number, or is a matrix)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
+        if shape is None or x.dtype.kind != "f":  # a Python number, or no float array
             if shape is not None:
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got an array of {x.dtype}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got an array of {x.dtype}"
+                )
             if not isinstance(x, (float, int)):
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got {type(x).__name__}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got {type(x).__name__}"
+                )
             shape = ()
+        elif type(x).__name__[-6:] == "matrix":  # np.matrix, scipy csr_matrix, ...
+            raise TypeError(
+                f"argument {spec[len(shapes)][0]!r}: {type(x).__name__} is not supported "
+                "(its * is a matrix product); pass an array: np.asarray(x), or "
+                "scipy.sparse.csr_array(x) for sparse data"
+            )
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
     sizes, origin = {}, {}
     for (name, decl), shape in zip(spec, shapes):
         if len(shape) != len(decl):
-            raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
-                             f"{decl}, got shape {shape}")
+            raise ValueError(
+                f"argument {name!r}: expected {len(decl)} dimension(s) {decl}, got shape {shape}",
+            )
         for axis, dim in enumerate(decl):
             n = shape[axis]
             if dim.__class__ is int:
                 if n != dim:
-                    raise ValueError(f"argument {name!r}, axis {axis}: expected size {dim}, "
-                                     f"got {n}")
+                    raise ValueError(
+                        f"argument {name!r}, axis {axis}: expected size {dim}, got {n}"
+                    )
             elif dim is None:
                 continue
             elif dim not in sizes:
@@ -45,9 +57,11 @@ def _dims(spec, *args):
                 origin[dim] = name, axis
             elif sizes[dim] != n:
                 where, at = origin[dim]
-                raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
-                                 f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
-    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+                raise ValueError(
+                    f"argument {name!r}, axis {axis}: size {n} does not match "
+                    f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
+                )
+    if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
     _DIMS_PASSED.add((spec, shapes))
 
@@ -61,17 +75,25 @@ def _expect(name, x, shape):
     """Check that argument `name` has exactly `shape` (and holds floats)."""
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind != "f":
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got an array of {dtype}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got an array of {dtype}"
+        )
     if dtype is None and not isinstance(x, (float, int)):
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got {type(x).__name__}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got {type(x).__name__}"
+        )
     actual = np.shape(x)
     if len(actual) != len(shape):
-        raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
+        raise ValueError(
+            f"argument {name!r}: expected shape {tuple(shape)}, got {actual}",
+        )
     for axis, (n, m) in enumerate(zip(actual, shape)):
         if n != m:
-            raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
+            raise ValueError(
+                f"argument {name!r}, axis {axis}: expected size {m}, got {n}",
+            )
 
 
 def _weak(x, *arrays):
@@ -300,7 +322,8 @@ def nll(X, y, beta, a):
     a_diff = a - log_total  # (N,)
     z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
     del log_total, z
-    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff  # (N,)
+    # (N,)
+    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff
     del a_diff, y_add, z_diff
     return -(ll.sum() / N)
 
@@ -375,7 +398,8 @@ def nll_value_and_grad(X, y, beta, a):
     a_diff = a - log_total  # (N,)
     z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
     del log_total, z
-    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff  # (N,)
+    # (N,)
+    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff
     value = -(ll.sum() / N)
     del ll
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
@@ -469,7 +493,8 @@ def nll_jvp(X, y, beta, a, tbeta, ta):
     a_diff = a - log_total  # (N,)
     z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
     del log_total, z
-    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff  # (N,)
+    # (N,)
+    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff
     value = -(ll.sum() / N)
     del ll
     # tangent of line 9: r = exp(a)
@@ -480,7 +505,8 @@ def nll_jvp(X, y, beta, a, tbeta, ta):
     tlog_total = ta * np.exp(a_diff) + tz * np.exp(z_diff)  # (N,)
     del z_diff
     # tangent of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    tr_add = tr * _digamma(y_add) - tr * _digamma(r) + (tr * a_diff + r * (ta - tlog_total))  # (N,)
+    # (N,)
+    tr_add = tr * _digamma(y_add) - tr * _digamma(r) + (tr * a_diff + r * (ta - tlog_total))
     del a_diff, y_add
     tll = tr_add + y * (tz - tlog_total)  # (N,)
     del tlog_total, tr_add, tz
@@ -593,10 +619,12 @@ def nll_hessian(X, y, beta, a):
     # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
     a_exp = np.exp(a_diff)  # (N,)
     a_basis2 = a_basis[:, None]  # (1, 1)
-    X_transpose = (((a_mul2 * z_exp - y_add * (a_exp * z_exp) * a_basis2) / N) @ X).T  # (D, 1)
+    # (D, 1)
+    X_transpose = (((a_mul2 * z_exp - y_add * (a_exp * z_exp) * a_basis2) / N) @ X).T
     H_beta_a = X_transpose.reshape((D,))  # (D,)
     # grad of line 9: r = exp(a)
-    H_a_beta = (X_mul.sum(axis=1) * r - (y_add * (z_exp * a_exp) * X.T).sum(axis=1)) / N  # (D,)
+    # (D,)
+    H_a_beta = (X_mul.sum(axis=1) * r - (y_add * (z_exp * a_exp) * X.T).sum(axis=1)) / N
     del X_mul, z_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     a_diff2 = a_basis2 * a_exp  # (1, N)
@@ -606,9 +634,11 @@ def nll_hessian(X, y, beta, a):
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     del a_diff
     # grad of line 9: r = exp(a)
-    r_add = (r_diff - (a_mul2 * _polygamma(1, y_add)).sum(axis=1) / N) * r + dr * a_mul  # (1,)
+    # (1,)
+    r_add = (r_diff - (a_mul2 * _polygamma(1, y_add)).sum(axis=1) / N) * r + dr * a_mul
     del r_diff
-    r_add2 = -a_mul + (a_mul2 * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N + r_add  # (1,)
+    # (1,)
+    r_add2 = -a_mul + (a_mul2 * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N + r_add
     del a_diff2, a_exp, a_mul, r_add, y_add
     H_a_a = r_add2.reshape(())
     return (H_beta_beta, H_beta_a), (H_a_beta, H_a_a)
