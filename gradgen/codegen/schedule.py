@@ -33,6 +33,7 @@ from .naming import Namer, temp_name
 from .printer import Printer, RegionCode
 
 MAX_EXPR = 80
+MAX_LINE = 88   # ruff format's width: a longer statement (before its comment) is split
 MAX_VIEW = 12   # the longest view of a variable spelled again at each use (`W.T`)
 
 
@@ -297,8 +298,12 @@ class _Scheduler:
                     inlined.add(nid)
                     refs[nid] = arg_refs
                     continue
-                st.read(arg_refs)
                 target = namer.fresh(wanted or temp_name(n, names))
+                if len(target) + len(text) + 7 > MAX_LINE:   # `    target = text`
+                    text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
+                                                     last_origin, label)
+                    arg_refs = tuple(name for a in args for name in refs[id(a)])
+                st.read(arg_refs)
                 stmts = st.in_place(n, target, refs, arg_refs)
                 if stmts is None:
                     stmts = [f"{target} = {text}{_shape_comment(n)}"]

@@ -430,7 +430,7 @@ def _solve_triangular_shape(args, lower):
 # solve_triangular(L, b, lower): x with tril(L) x = b (triu(L) with lower=False); only that
 # triangle of L is read, and only it gets a cotangent.
 defop("solve_triangular", 2, shape=_solve_triangular_shape, emit=_emit_solve_triangular,
-      prelude=_SOLVE_TRIANGULAR, domain=(INVERTIBLE, REAL),
+      prelude=_SOLVE_TRIANGULAR, domain=(INVERTIBLE, REAL), hint="solve",
       **_solver(lambda n, a, v, transposed: make(
           "solve_triangular", a, v, lower=n.attr("lower") != transposed),
           lambda n, m: make("tril" if n.attr("lower") else "triu", m, k=0)))

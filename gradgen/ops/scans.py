@@ -104,13 +104,14 @@ def _expscan(v, a, b, axis, reverse=None):
     """sum over i up to j (from j to the end with reverse=True) along `axis` of
     v[i] * exp(a[i] + b[j]), in log space by the sign of v: no overflow where every
     a[i] + b[j] <= 0 (the derivatives of logcumsumexp), and 0 where a or b is -inf."""
+
     def lcse(s):
         if reverse:
             return np.flip(np.logaddexp.accumulate(np.flip(s, axis), axis=axis), axis)
         return np.logaddexp.accumulate(s, axis=axis)
 
     vs, bs = np.broadcast_arrays(v, a, b)[::2]
-    log_v = np.log(np.abs(vs)) + a          # log(0) = -inf: those terms add nothing
+    log_v = np.log(np.abs(vs)) + a  # log(0) = -inf: those terms add nothing
     negative = vs < 0
     if not negative.any():
         return np.exp(lcse(log_v) + bs)

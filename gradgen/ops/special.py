@@ -101,13 +101,15 @@ def _gammaln(x):
     lgamma about 1 (for 0 < x < 1.5, with lgamma(x) = lgamma(1 + x) - log(x) below 1/2)
     and about 2 (after lgamma(x) = lgamma(x - 1) + log(x - 1) below 10), Stirling's series
     beyond 10; the reflection formula for x < 0."""
-    def poly(c, z):                      # sum(c[k] * z ** (k + 1)), Horner's rule
+
+    def poly(c, z):  # sum(c[k] * z ** (k + 1)), Horner's rule
         r = c[-1] * z
         for k in c[-2::-1]:
             r += k
             r *= z
         return r
 
+    # fmt: off
     about_1 = (
         -0.5772156649015329, 0.8224670334241132, -0.40068563438653143, 0.27058080842778454,
         -0.20738555102867398, 0.1695571769974082, -0.1440498967688461, 0.12550966952474304,
@@ -127,6 +129,8 @@ def _gammaln(x):
         0.020000000000000018, -0.019607843137254912, 0.019230769230769235,
         -0.01886792452830189, 0.01851851851851852, -0.01818181818181818,
         0.017857142857142856)
+    # fmt: on
+    # fmt: off
     about_2 = (
         0.42278433509846713, 0.3224670334241132, -0.0673523010531981, 0.020580808427784546,
         -0.007385551028673986, 0.0028905103307415234, -0.001192753911703261,
@@ -137,11 +141,14 @@ def _gammaln(x):
         4.7698101693639804e-08, -2.2711094608943164e-08, 1.0838659214896955e-08,
         -5.183475041970047e-09, 2.4836745438024785e-09, -1.1921401405860912e-09,
         5.731367241678862e-10, -2.7595228851242334e-10)
+    # fmt: on
     # Stirling: B_2k / (2k (2k - 1)), the Bernoulli numbers B_2 ... B_16
+    # fmt: off
     stirling = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156,
                 -3617 / 122400)
+    # fmt: on
 
-    def positive(z):                     # lgamma(z) for z > 0 (inf stays inf)
+    def positive(z):  # lgamma(z) for z > 0 (inf stays inf)
         r = np.zeros_like(z)
         i = np.flatnonzero(z < 0.5)
         r[i] = poly(about_1, z[i]) - np.log(z[i])
@@ -149,27 +156,31 @@ def _gammaln(x):
         r[i] = poly(about_1, z[i] - 1.0)
         i = np.flatnonzero((z >= 1.5) & (z < 10.0))
         w = z[i]
-        n = np.floor(w - 1.5)            # w - n in [1.5, 2.5), exactly
+        n = np.floor(w - 1.5)  # w - n in [1.5, 2.5), exactly
         p = np.full_like(w, 1.0)
-        for k in (1, 2, 3, 4, 5, 6, 7, 8)[:int(n.max()) if n.size else 0]:
+        for k in (1, 2, 3, 4, 5, 6, 7, 8)[: int(n.max()) if n.size else 0]:
             p *= np.where(n >= k, w - k, 1.0)
         r[i] = poly(about_2, (w - n) - 2.0) + np.log(p)
         i = np.flatnonzero(z >= 10.0)
         w = z[i]
-        r[i] = (w - 0.5) * (np.log(w) - 1.0) + (0.9189385332046728 - 0.5) + (
-            stirling[0] + poly(stirling[1:], 1.0 / (w * w))) / w
+        r[i] = (
+            (w - 0.5) * (np.log(w) - 1.0)
+            + (0.9189385332046728 - 0.5)
+            + (stirling[0] + poly(stirling[1:], 1.0 / (w * w))) / w
+        )
         return r
 
     x = np.asarray(x)
     y = x.astype(np.float64).ravel()
-    r = np.full(y.shape, np.inf)         # at 0 and the negative integers (poles)
+    r = np.full(y.shape, np.inf)  # at 0 and the negative integers (poles)
     r[np.isnan(y)] = np.nan
     i = np.flatnonzero(y > 0)
     r[i] = positive(y[i])
     i = np.flatnonzero((y < 0) & (np.floor(y) != y))
-    z = y[i]                         # log|Gamma(z)| = log(pi / |sin(pi z)|) - lgamma(1 - z)
+    z = y[i]  # log|Gamma(z)| = log(pi / |sin(pi z)|) - lgamma(1 - z)
     r[i] = np.log(np.pi / np.abs(np.sin(np.pi * (z - np.rint(z))))) - positive(1.0 - z)
-    r = r.reshape(x.shape).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
+    dtype = x.dtype if x.dtype.kind == "f" else np.float64
+    r = r.reshape(x.shape).astype(dtype, copy=False)
     return r if r.ndim else r[()]
 '''
 
@@ -186,13 +197,15 @@ def _digamma(x):
     x0 = 1.46163... on [0, 2) (with psi(x) = psi(x + 1) - 1 / x below 1), the recurrence
     psi(x) = psi(x - 1) + 1 / (x - 1) up to 10 and the asymptotic series from 10 on;
     -inf at 0, nan at the negative integers, the reflection formula elsewhere below 0."""
-    def poly(c, z):                      # sum(c[k] * z ** (k + 1)), Horner's rule
+
+    def poly(c, z):  # sum(c[k] * z ** (k + 1)), Horner's rule
         r = c[-1] * z
         for k in c[-2::-1]:
             r += k
             r *= z
         return r
 
+    # fmt: off
     about_root = (
         0.9676722454476212, -0.4427631689835921, 0.258499760955651, -0.16394270544240652,
         0.10782405069126237, -0.07219956125645471, 0.04880428816414311, -0.03316112647484736,
@@ -207,20 +220,23 @@ def _digamma(x):
         2.486022733129538e-06, -1.7008538854332607e-06, 1.1636675363548843e-06,
         -7.96142543124197e-07, 5.446941930669446e-07, -3.7266161283438227e-07,
         2.549626552021554e-07, -1.7443695117727745e-07, 1.1934394829830244e-07)
-    root, root_low = 1.4616321449683622, 9.549995429965697e-17   # x0 = root + root_low
+    # fmt: on
+    root, root_low = 1.4616321449683622, 9.549995429965697e-17  # x0 = root + root_low
     # asymptotic: B_2k / (2k), the Bernoulli numbers B_2 ... B_16
+    # fmt: off
     asymptotic = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12,
                   -3617 / 8160)
+    # fmt: on
 
-    def positive(z):                     # psi(z) for z > 0 (inf stays inf)
+    def positive(z):  # psi(z) for z > 0 (inf stays inf)
         r = np.zeros_like(z)
-        i = np.flatnonzero(z < 1.0)      # t = (z + 1) - x0, without rounding z + 1
+        i = np.flatnonzero(z < 1.0)  # t = (z + 1) - x0, without rounding z + 1
         r[i] = poly(about_root, (z[i] - (root - 1.0)) - root_low) - 1.0 / z[i]
         i = np.flatnonzero((z >= 1.0) & (z < 10.0))
         w = z[i]
-        n = np.floor(w - 1.0)            # w - n in [1, 2), exactly
+        n = np.floor(w - 1.0)  # w - n in [1, 2), exactly
         s = np.zeros_like(w)
-        for k in (8, 7, 6, 5, 4, 3, 2, 1)[8 - (int(n.max()) if n.size else 0):]:
+        for k in (8, 7, 6, 5, 4, 3, 2, 1)[8 - (int(n.max()) if n.size else 0) :]:
             s += np.where(n >= k, 1.0 / (w - k), 0.0)
         r[i] = poly(about_root, ((w - n) - root) - root_low) + s
         i = np.flatnonzero(z >= 10.0)
@@ -231,14 +247,15 @@ def _digamma(x):
 
     x = np.asarray(x)
     y = x.astype(np.float64).ravel()
-    r = np.full(y.shape, np.nan)         # nan stays nan; nan at the negative integers
+    r = np.full(y.shape, np.nan)  # nan stays nan; nan at the negative integers
     r[y == 0] = -np.inf
     i = np.flatnonzero(y > 0)
     r[i] = positive(y[i])
     i = np.flatnonzero((y < 0) & (np.floor(y) != y))
-    z = y[i]                         # psi(z) = psi(1 - z) - pi / tan(pi z)
+    z = y[i]  # psi(z) = psi(1 - z) - pi / tan(pi z)
     r[i] = positive(1.0 - z) - np.pi / np.tan(np.pi * (z - np.rint(z)))
-    r = r.reshape(x.shape).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
+    dtype = x.dtype if x.dtype.kind == "f" else np.float64
+    r = r.reshape(x.shape).astype(dtype, copy=False)
     return r if r.ndim else r[()]
 '''
 
@@ -254,15 +271,17 @@ def _polygamma(n, x):
     x = np.asarray(x)
     y = x.astype(np.float64).ravel()
     r = np.full(y.shape, np.nan)
-    factorial = 1.0                      # n! (n <= 8)
-    for k in (2, 3, 4, 5, 6, 7, 8)[:n - 1]:
+    factorial = 1.0  # n! (n <= 8)
+    for k in (2, 3, 4, 5, 6, 7, 8)[: n - 1]:
         factorial *= k
     # the asymptotic series' terms B_2k (2k + n - 1)! / (2k)!
+    # fmt: off
     bernoulli = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510,
                  43867 / 798, -174611 / 330)
+    # fmt: on
     terms = ()
     for k, b in enumerate(bernoulli, 1):
-        for j in (1, 2, 3, 4, 5, 6, 7)[:n - 1]:
+        for j in (1, 2, 3, 4, 5, 6, 7)[: n - 1]:
             b *= 2 * k + j
         terms += (b,)
     i = np.flatnonzero(y >= 0)
@@ -271,8 +290,8 @@ def _polygamma(n, x):
     m = np.ceil(np.maximum(far - z, 0.0))
     m[z == np.inf] = 0.0
     s = np.zeros_like(z)
-    for j in np.flatnonzero(np.full(int(m.max()) if m.size else 0, 1.0))[::-1]:   # j < m
-        k = np.flatnonzero(m > j)        # the smaller terms first
+    for j in np.flatnonzero(np.full(int(m.max()) if m.size else 0, 1.0))[::-1]:  # j < m
+        k = np.flatnonzero(m > j)  # the smaller terms first
         s[k] += (z[k] + j) ** (-n - 1.0)
     w = z + m
     v = 1.0 / (w * w)
@@ -281,8 +300,9 @@ def _polygamma(n, x):
         tail += t
         tail *= v
     tail += factorial / n + factorial / 2 / w
-    r[i] = (factorial * s + tail * w ** -n) * (1.0 if n % 2 else -1.0)
-    r = r.reshape(x.shape).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
+    r[i] = (factorial * s + tail * w**-n) * (1.0 if n % 2 else -1.0)
+    dtype = x.dtype if x.dtype.kind == "f" else np.float64
+    r = r.reshape(x.shape).astype(dtype, copy=False)
     return r if r.ndim else r[()]
 '''
 
