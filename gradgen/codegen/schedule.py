@@ -301,7 +301,8 @@ class _Scheduler:
                 target = namer.fresh(wanted or temp_name(n, names))
                 if len(target) + len(text) + 7 > MAX_LINE:   # `    target = text`
                     text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
-                                                     last_origin, label)
+                                                     last_origin, label,
+                                                     MAX_LINE - 7 - len(target))
                     arg_refs = tuple(name for a in args for name in refs[id(a)])
                 st.read(arg_refs)
                 stmts = st.in_place(n, target, refs, arg_refs)
@@ -357,9 +358,9 @@ class _Scheduler:
         return RegionCode(index, carried, init, body.lines)
 
 
-def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
+def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=MAX_EXPR):
     """`_shorten` the code of `n`, each spilled argument a statement of its own."""
-    text, prec, spilled = _shorten(n, text, prec, st.p, st.namer, st.names)
+    text, prec, spilled = _shorten(n, text, prec, st.p, st.namer, st.names, limit)
     for arg, line in spilled:
         aid = id(arg)
         var = st.p.code[aid][0]
@@ -671,7 +672,7 @@ def _alias_of(args: tuple, text: str, code: dict):
     return None
 
 
-def _shorten(n, text, prec, printer, namer, names):
+def _shorten(n, text, prec, printer, namer, names, limit: int = MAX_EXPR):
     """Spill the longest inlined arguments into statements until the line is short.
 
     Each argument is spilled at most once, and one already named (a variable, however long
@@ -679,7 +680,7 @@ def _shorten(n, text, prec, printer, namer, names):
     """
     spilled = []
     done: set[int] = set()
-    while len(text) > MAX_EXPR:
+    while len(text) > limit:
         candidates = [a for a in n.args if id(a) not in done
                       and not _is_name(printer.code[id(a)])
                       and (printer.code[id(a)][1] < PREC_ATOM or len(printer.code[id(a)][0]) > 12)
