@@ -22,7 +22,7 @@ from .codegen.emit import render_module
 from .codegen.function import EntryFunctions, Function, Module, Plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
-from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
+from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, WEAK_SCALAR
 from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
@@ -140,11 +140,13 @@ def build_module(program: Program, options: Options) -> Module:
     preludes: dict[str, str] = {}
     emitted: dict[str, str] = {}   # function name -> the entry point it belongs to
     weak = False
+    checks: set[str] = set()   # the size checks (runtime.SIZE_CHECKS) some prologue calls
     for entry in program.entries:
         with _work_limit(program, entry):
             functions, spec = _entry_functions(program, entry, options, names)
         for fn, printer in functions:
             weak = weak or fn.weak
+            checks |= fn.checks
             if fn.name in emitted:
                 raise CompileError(program.diagnostic(
                     entry.line, _def_col(program, entry),
@@ -157,7 +159,8 @@ def build_module(program: Program, options: Options) -> Module:
     if weak:
         preludes = {"_weak": WEAK_SCALAR, **preludes}
     if options.checks:
-        preludes = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, **preludes}
+        preludes = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE,
+                    **{h: SIZE_CHECKS[h] for h in SIZE_CHECKS if h in checks}, **preludes}
     rename = names.mapping()
     module.preludes = [rename_identifiers(p, rename) for p in preludes.values()]
     module.imports = [names.numpy_import(), *names.aliases()]
@@ -322,7 +325,7 @@ def _module_namer(program: Program) -> ModuleNamer:
 
 def helper_sources() -> list[str]:
     """The source of every helper an emitted module may carry."""
-    return [CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR] + sorted(
+    return [CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR, *SIZE_CHECKS.values()] + sorted(
         {d.prelude for d in REGISTRY.values() if d.prelude})
 
 

@@ -21,7 +21,7 @@ from .expressions import Expressions
 from .locations import AT_SIGN, DEF_NAME, Located, SourceFile, source_lines
 from .parse import ANNOTATIONS, CONSTANTS, ENTRY_COST, is_docstring, statement_error
 from .scope import Budget, Scope
-from .static import shape
+from .static import Dims, module_constant, shape, sizes_bound
 
 _FIXED_ARGUMENTS = "a function takes a fixed list of plain arguments"
 
@@ -49,7 +49,8 @@ class EntryPoint:
     line: int
     return_line: int
     return_col: int
-    dims: dict = field(default_factory=dict)     # name -> (arg name, axis) binding it
+    dims: dict = field(default_factory=dict)     # name -> dims.Binding (arg, axis, declared)
+    requirements: list = field(default_factory=list)   # dims.Requirement, checked at entry
 
     @property
     def params(self) -> list[Argument]:
@@ -84,6 +85,8 @@ class Lowering:
         self.budget = budget
         self.calls = Calls(self.functions, budget, self.body)
         self.expressions = Expressions(self.functions, budget, self.calls)
+        self.constants: dict[str, int | float] = {}   # module-level: name -> value
+        self.expressions.constants = self.constants
 
     # ------------------------------------------------------------ module
 
@@ -93,8 +96,13 @@ class Lowering:
         if body and is_docstring(body[0]):
             body = body[1:]
         for stmt in body:
+            if self._constant(stmt):
+                continue
             if not isinstance(stmt, ast.FunctionDef):
                 raise Located(stmt, statement_error(stmt, top_level=True))
+            if stmt.name in self.constants:
+                raise Located(stmt, f"'{stmt.name}' is a module-level constant and cannot "
+                                    "also be a function", part=DEF_NAME)
             if stmt.name in self.functions:
                 raise Located(stmt, f"function '{stmt.name}' is defined twice (first on line "
                                     f"{self.functions[stmt.name].lineno})", part=DEF_NAME)
@@ -115,6 +123,17 @@ class Lowering:
                           "no entry point: annotate the arguments of at least one function "
                           "with Param[...] or Data[...]")
         return Program(self.src.filename, text, entries)
+
+    def _constant(self, stmt) -> bool:
+        """`EPS = 1e-8` at the top level: a module-level constant, folded here (never
+        evaluated), usable in every function (and as a size when it is an integer)."""
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)):
+            return False
+        target = stmt.targets[0]
+        self._check_new_name(target, target.id)
+        self.constants[target.id] = module_constant(stmt.value, self.constants)
+        return True
 
     def _check_signature(self, fn: ast.FunctionDef) -> None:
         a = fn.args
@@ -148,20 +167,13 @@ class Lowering:
 
     def entry(self, fn: ast.FunctionDef) -> EntryPoint:
         """An entry point: its arguments as input nodes, its body as their function."""
-        dims: dict[str, sympy.Symbol] = {}
-        bindings: dict[str, tuple[str, int]] = {}
+        dims = Dims(self.constants)
         args: list[Argument] = []
         for p in fn.args.args:
             role, arg_shape, decl = self.annotation(p.annotation, dims)
             node = make("input", name=p.arg, role=role, shape=arg_shape)
             args.append(Argument(p.arg, role, arg_shape, node, decl))
-            for axis, d in enumerate(arg_shape):
-                if d.is_Symbol and d.name not in bindings:
-                    bindings[d.name] = (p.arg, axis)
-        for name in dims:
-            if name not in bindings:
-                raise Located(fn, f"dimension '{name}' is used only inside expressions; "
-                                  "it must also appear alone in some argument's shape")
+        bindings = sizes_bound(fn, args)
         for a, p in zip(args, fn.args.args):
             if a.name in dims:
                 raise Located(p, f"argument '{a.name}' has the same name as a dimension")
@@ -178,7 +190,8 @@ class Lowering:
             raise Located(ret_stmt.value, "an entry point must return numbers, not a "
                                           "comparison; use where(condition, a, b)")
         ret_line, ret_col = self.src.position(ret_stmt.value)
-        return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings)
+        return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings,
+                          list(dims.requirements))
 
     def annotation(self, ann, dims: dict) -> tuple[str, tuple, str]:
         """The role, shape and written form of an argument's annotation."""
