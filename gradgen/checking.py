@@ -58,11 +58,7 @@ def load_source(text: str, filename: str, options: Options = Options()):
 
 def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.ndarray]:
     """Random float64 arguments of the declared shapes (dimension sizes from `dims`)."""
-    sizes = {}
-    for a in entry.args:
-        for d in a.shape:
-            for s in d.free_symbols:
-                sizes.setdefault(s, dims.get(s.name, int(rng.integers(2, 5))))
+    sizes = _sizes(entry, dims, rng)
     shapes = {a.name: tuple(int(d.subs(sizes)) for d in a.shape)
               for a in entry.args}
     total = sum(math.prod(s) for s in shapes.values())
@@ -75,6 +71,25 @@ def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.nd
         x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
         out[a.name] = np.asarray(x, dtype=np.float64)
     return out
+
+
+def _sizes(entry: EntryPoint, dims: dict[str, int], rng, tries: int = 200) -> dict:
+    """Sizes for the dimensions (symbol -> int; `dims` gives some by name, the others are
+    drawn from 2..4) for which every declared size is a positive integer and the entry
+    point's requirements hold (`C // H` divides exactly, slice bounds within their axis);
+    drawn again until they do (TooLarge naming them when `tries` draws do not)."""
+    symbols = sorted({s for a in entry.args for d in a.shape for s in d.free_symbols},
+                     key=lambda s: s.name)
+    for _ in range(tries):
+        sizes = {s: dims.get(s.name, int(rng.integers(2, 5))) for s in symbols}
+        values = [d.subs(sizes) for a in entry.args for d in a.shape]
+        if all(v.is_integer and v > 0 for v in values) and all(
+                r.holds(sizes) for r in entry.requirements):
+            return sizes
+        if all(s.name in dims for s in symbols):
+            break
+    raise TooLarge(f"'{entry.name}': no sizes of the dimensions satisfy its declarations "
+                   "and requirements (exact divisions, slice bounds); give them with --dim")
 
 
 class _Entry:

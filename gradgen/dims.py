@@ -286,16 +286,7 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
     # Dimension expressions are small (a handful of terms), so recursion depth is tiny.
     if r.mode != "value" and (e.is_Add or e.is_Mul or e.is_Rational) and not e.is_Integer \
             and _has_fraction(e):
-        # A size with exact divisions (`C // H` is C / H): the terms that divide as one
-        # integer division (`(C + D) // 2`, whose parts need not be integers), then the rest.
-        whole = [t for t in sympy.Add.make_args(e) if not _has_fraction(t)]
-        num, den = _together(sympy.Add(*(t for t in sympy.Add.make_args(e) if t not in whole)))
-        n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
-        if not whole:
-            return f"{n} // {d}", PREC_MUL
-        rest = _print(sympy.Add(*whole), r)[0]
-        return f"{n} // {d}" + (f" - {rest[1:]}" if rest.startswith("-") else f" + {rest}"), \
-            PREC_ADD
+        return _print_exact(e, r)
     if e.is_Integer:
         v = int(e)
         return str(v), (PREC_NEG if v < 0 else PREC_ATOM)
@@ -354,25 +345,44 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         if arg.is_Integer and abs(int(arg)) > 2 ** 53:   # not an int64 for NumPy
             code = f"{r.np}.float64({code})"
         return f"{r.float}({r.np}.{name}({code}))", PREC_ATOM
-    if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
-        num, den = sympy.fraction(sympy.together(e.args[0]))
-        if isinstance(e, sympy.ceiling) and r.mode == "human":   # as a person writes it
-            n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
-            return f"ceil({n} / {d})", PREC_CALL
-        floor = isinstance(e, sympy.floor)
-        if not floor and den.is_Integer and den > 0:   # ceil(N / 2) as (N + 1) // 2
-            num, floor = num + den - 1, True
-        n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
-        if floor:
-            return f"{n} // {d}", PREC_MUL
-        return f"-(-{n} // {d})", PREC_NEG
-    if isinstance(e, sympy.Mod):   # C % H
-        a, b = e.args
-        return f"{_paren(_print(a, r), PREC_MUL)} % {_paren(_print(b, r), PREC_MUL + 1)}", \
-            PREC_MUL
+    if isinstance(e, (sympy.floor, sympy.ceiling, sympy.Mod)):
+        return _print_integer_op(e, r)
     if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
         return _float(float(e), r)
     raise ValueError(f"cannot print dimension expression {e}")
+
+
+def _print_exact(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
+    """A size with exact divisions (`C // H` is C / H): the terms that divide, as one
+    integer division (`(C + D) // 2`, whose parts need not be integers), then the rest."""
+    whole = [t for t in sympy.Add.make_args(e) if not _has_fraction(t)]
+    num, den = _together(sympy.Add(*(t for t in sympy.Add.make_args(e) if t not in whole)))
+    n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
+    if not whole:
+        return f"{n} // {d}", PREC_MUL
+    rest = _print(sympy.Add(*whole), r)[0]
+    return f"{n} // {d}" + (f" - {rest[1:]}" if rest.startswith("-") else f" + {rest}"), \
+        PREC_ADD
+
+
+def _print_integer_op(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
+    """floor, ceiling and Mod: integer arithmetic, never floats (`N // 2`, `(N + 1) // 2`
+    for ceil(N / 2), as messages write it, `C % H`)."""
+    if isinstance(e, sympy.Mod):
+        a, b = e.args
+        return f"{_paren(_print(a, r), PREC_MUL)} % {_paren(_print(b, r), PREC_MUL + 1)}", \
+            PREC_MUL
+    num, den = sympy.fraction(sympy.together(e.args[0]))
+    if isinstance(e, sympy.ceiling) and r.mode == "human":   # as a person writes it
+        n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
+        return f"ceil({n} / {d})", PREC_CALL
+    floor = isinstance(e, sympy.floor)
+    if not floor and den.is_Integer and den > 0:   # ceil(N / 2) as (N + 1) // 2
+        num, floor = num + den - 1, True
+    n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
+    if floor:
+        return f"{n} // {d}", PREC_MUL
+    return f"-(-{n} // {d})", PREC_NEG
 
 
 @functools.lru_cache(maxsize=1024)

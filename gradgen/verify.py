@@ -371,9 +371,9 @@ class _Expressions(_Names):
         elif name in self.functions:
             for a in args:   # _expect("x", x, shape): an argument's name; _solve("w", 0,
                 # "3 * M", "M", ...): a dimension expression (names, numbers, operators)
-                if isinstance(a, ast.Constant) and isinstance(a.value, str) \
-                        and (a.value.isidentifier() or _DIM_TEXT.fullmatch(a.value)) \
-                        and not _is_dunder(a.value) and "__" not in a.value:
+                if isinstance(a, ast.Constant) and isinstance(a.value, str) and (
+                        a.value.isidentifier() and not _is_dunder(a.value)
+                        or not a.value.isidentifier() and _DIM_TEXT.fullmatch(a.value)):
                     self.allowed_strings.add(id(a))
         elif self.aliases.get(name, name) in BUILTINS:
             self._call_builtin(node, self.aliases.get(name, name), args)

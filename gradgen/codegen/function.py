@@ -297,19 +297,21 @@ class EntryFunctions:
         if self.checks:
             expects += [self._requirement(r, printer) for r in e.requirements]
         used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
-        if self.checks:   # solving a dimension checks the size it is solved from
-            used |= {d for d, b in e.dims.items() if not b.direct}
-        for d in reversed(list(e.dims)):   # and those the used ones are solved with
-            if d in used:
-                used |= {s.name for s in e.dims[d].declared.free_symbols}
-        sizes = [self._size(d, b, printer) for d, b in e.dims.items() if d in used]
+        checked = set()   # solving a dimension checks the size it is solved from
+        if self.checks:
+            checked = {d for d, b in e.dims.items() if not b.direct}
+        for d in reversed(list(e.dims)):   # and those they are solved with
+            if d in used or d in checked:
+                used |= {s.name for s in e.dims[d].declared.free_symbols} - {d}
+        sizes = [self._size(d, b, printer, assign=d in used) for d, b in e.dims.items()
+                 if d in used or d in checked]
         arrays = "".join(f", {a.name}" for a in e.args if a.node.ndim)
         weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
                 for n in [a.name for a in e.args if not a.node.ndim]
                 + [x.attr("name") for x in extra_inputs if not x.ndim]]
         return checks + sizes + expects + weak, bool(weak)
 
-    def _size(self, name: str, b: Binding, printer: Printer) -> str:
+    def _size(self, name: str, b: Binding, printer: Printer, assign: bool = True) -> str:
         """`N = x.shape[0]`, or the dimension solved from the size of an axis declared as
         an expression (`M = _solve("w", 0, "3 * M", "M", w.shape[0], 3)`, which checks that
         the size is 3 * M for a positive integer M; without checks `w.shape[0] // 3`)."""
@@ -328,7 +330,8 @@ class EntryFunctions:
         if offset != 0:
             parts.append(printer.scalar(offset, integer=True)[0])
         self._checks_used.add("_solve")
-        return (f'{name} = {self.names["_solve"]}("{b.arg}", {b.axis}, {_text(b.declared)}, '
+        return ((f"{name} = " if assign else "")   # (only the check, if M is not used)
+                + f'{self.names["_solve"]}("{b.arg}", {b.axis}, {_text(b.declared)}, '
                 f'"{name}", {n}, {", ".join(parts)})')
 
     def _requirement(self, r: Requirement, printer: Printer) -> str:
