@@ -92,9 +92,19 @@ def broadcast(*shapes: Shape) -> Shape:
                 continue
             else:
                 raise ShapeError("shapes " + " and ".join(fmt_shape(x) for x in shapes)
-                                 + " cannot be broadcast together")
+                                 + " cannot be broadcast together" + _rounding_hint(shapes))
         out.append(cur if cur is not None else ONE)
     return tuple(out)
+
+
+def _rounding_hint(shapes) -> str:
+    """How to fix lengths that differ only for some sizes because a strided slice rounds
+    (`x[::2]` of N has ceil(N / 2) elements)."""
+    if any(d.has(sympy.ceiling, sympy.floor) for s in shapes for d in s):
+        return ("; a strided slice has ceil(N / k) elements for a length N: declare the "
+                "length as a multiple of the step (2 * M, whose x[::2] and x[1::2] both "
+                "have M elements)")
+    return ""
 
 
 def broadcastable_to(src: Shape, dst: Shape) -> bool:
@@ -173,6 +183,7 @@ class Binding:
     arg: str
     axis: int
     declared: Dim
+    text: str = ""   # the declaration as written (`N + 2 * K`), for messages
 
     @property
     def direct(self) -> bool:
@@ -193,6 +204,7 @@ class Requirement:
 
     def holds(self, sizes: Mapping) -> bool:
         """Whether it holds for these sizes (symbol -> int)."""
+        sizes = {s: as_expr(v) for s, v in sizes.items()}
         a, b = self.left.xreplace(sizes), self.right.xreplace(sizes)
         if self.kind == "divides":
             return bool(a.is_integer and b.is_integer and int(b) != 0 and int(a) % int(b) == 0)
@@ -373,7 +385,9 @@ def _print_integer_op(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         return f"{_paren(_print(a, r), PREC_MUL)} % {_paren(_print(b, r), PREC_MUL + 1)}", \
             PREC_MUL
     num, den = sympy.fraction(sympy.together(e.args[0]))
-    if isinstance(e, sympy.ceiling) and r.mode == "human":   # as a person writes it
+    if isinstance(e, sympy.ceiling) and r.mode == "human" and not (
+            den.is_Integer and (num + den - 1).as_coeff_Add()[0] == 0):
+        # as a person writes it: ceil(N / 2), but N // 2 for ceil((N - 1) / 2)
         n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
         return f"ceil({n} / {d})", PREC_CALL
     floor = isinstance(e, sympy.floor)

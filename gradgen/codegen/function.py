@@ -331,7 +331,7 @@ class EntryFunctions:
             parts.append(printer.scalar(offset, integer=True)[0])
         self._checks_used.add("_solve")
         return ((f"{name} = " if assign else "")   # (only the check, if M is not used)
-                + f'{self.names["_solve"]}("{b.arg}", {b.axis}, {_text(b.declared)}, '
+                + f'{self.names["_solve"]}("{b.arg}", {b.axis}, {_text(b.declared, b.text)}, '
                 f'"{name}", {n}, {", ".join(parts)})')
 
     def _requirement(self, r: Requirement, printer: Printer) -> str:
@@ -344,10 +344,11 @@ class EntryFunctions:
         return f"{helper}({left}, {right}, {_text(r.left)}, {_text(r.right)}, {r.line})"
 
 
-def _text(d) -> str:
-    """A dimension expression as a string literal of the emitted code: names, numbers and
-    operators only (nothing to escape; `verify` allows exactly these)."""
-    text = fmt_dim(d)
+def _text(d, written: str = "") -> str:
+    """A dimension expression (as `written`, else printed) as a string literal of the
+    emitted code: names, numbers and operators only (nothing to escape; `verify` allows
+    exactly these)."""
+    text = written or fmt_dim(d)
     if not DIM_TEXT.fullmatch(text):
         raise InternalError(f"dimension expression {text!r} as a string")
     return f'"{text}"'

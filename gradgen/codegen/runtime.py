@@ -94,16 +94,16 @@ CHECK_EXACT = '''\
 def _exact(num, den, num_text, den_text, line):
     """Check the exact division `num_text // den_text` written on line `line`."""
     if num % den:
-        raise ValueError(f"{num_text} // {den_text} (line {line}) must divide exactly, got "
-                         f"{num_text} = {num} and {den_text} = {den}")
+        raise ValueError(f"{num_text} // {den_text} (line {line}) must divide exactly, and "
+                         f"{num} // {den} does not")
 '''
 
 CHECK_WITHIN = '''\
 def _within(bound, size, bound_text, size_text, line):
     """Check that the slice bound `bound_text` written on line `line` is within its axis."""
     if bound > size:
-        raise ValueError(f"slice bound {bound_text} = {bound} (line {line}) is beyond the "
-                         f"size {size_text} = {size} of its axis")
+        raise ValueError(f"slice bound {bound_text} (line {line}) is beyond the size of its "
+                         f"axis ({size_text}): {bound} > {size}")
 '''
 
 # The helpers of the size checks at entry, by name (each emitted only where a prologue uses it).

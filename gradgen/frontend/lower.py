@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-import sympy
-
 from .. import ir
 from ..errors import Diagnostic
 from ..ir import Node, make

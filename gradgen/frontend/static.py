@@ -11,12 +11,13 @@ cheap whatever the source says.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import keyword
 import math
 
 import sympy
 
-from ..dims import Requirement, bind_sizes, dim_symbol, fmt_dim
+from ..dims import DIM_TEXT, Requirement, bind_sizes, dim_symbol, fmt_dim
 from ..errors import InternalError
 from ..ops import BUILTINS
 from ..ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, SHAPE_ARG, SPEC_ARG
@@ -139,7 +140,7 @@ def _bound(node, dims: dict | None) -> int | sympy.Expr:
     return int(value) if value.is_Integer else value
 
 
-def _within(items, out, shape, dims: "Dims") -> None:
+def _within(items, out, shape, dims: Dims) -> None:
     """Dimension-expression slice bounds beyond their axis for every size are an error;
     those that may be (`2 * H` of an axis `C`) are checked at entry."""
     consumed = sum(1 for it in out if it != "...")
@@ -157,10 +158,10 @@ def _within(items, out, shape, dims: "Dims") -> None:
         axis += 1
 
 
-def _bound_within(node, b, d, axis: int, dims: "Dims") -> None:
+def _bound_within(node, b, d, axis: int, dims: Dims) -> None:
     room = sympy.expand(d - b)
     if room.is_number:
-        ok = room >= 0
+        ok = bool(room >= 0)   # a number: a sympy truth value, made a Python bool
     else:
         ok = True if room.is_nonnegative else (False if room.is_negative else None)
     if ok is False:
@@ -374,19 +375,31 @@ def sizes_bound(fn: ast.FunctionDef, args) -> dict:
     time (`dims.bind_sizes`); a dimension no argument determines is an error at the
     first annotation that uses it, saying how to declare it."""
     bindings, missing = bind_sizes([(a.name, a.shape) for a in args])
+    items = {a.name: _annotation_items(p.annotation) for a, p in zip(args, fn.args.args)}
+    for name, b in bindings.items():
+        if not b.direct:   # `N + 2 * K` as written, not as sympy orders it
+            text = ast.unparse(items[b.arg][b.axis])
+            bindings[name] = dataclasses.replace(b, text=text if DIM_TEXT.fullmatch(text)
+                                                 else fmt_dim(b.declared))
     if not missing:
         return bindings
     name = missing[0]
-    for a, p in zip(args, fn.args.args):
+    for a in args:
         for axis, d in enumerate(a.shape):
             if any(s.name == name for s in d.free_symbols):
                 others = sorted(s.name for s in d.free_symbols if s.name not in bindings)
                 why = ("together with " + ", ".join(f"'{o}'" for o in others if o != name)
                        if len(others) > 1 else "not linearly, so it cannot be solved for")
-                raise Located(p.annotation, f"dimension '{name}' cannot be determined from "
-                                            f"the arguments' sizes: it appears only in "
-                                            f"{fmt_dim(d)} (argument '{a.name}', axis {axis}), "
-                                            f"{why}; declare it alone in some argument's "
-                                            f"shape (Data[{name}]) or as a multiple "
-                                            f"(Param[3 * {name}])")
+                raise Located(items[a.name][axis], (
+                    f"dimension '{name}' cannot be determined from the arguments' sizes: it "
+                    f"appears only in {fmt_dim(d)} (argument '{a.name}', axis {axis}), {why}; "
+                    f"declare it alone in some argument's shape (Data[{name}]) or as a "
+                    f"multiple (Param[3 * {name}])"))
     raise InternalError(f"dimension {name!r} of no argument")
+
+
+def _annotation_items(ann) -> list:
+    """The syntax of each axis of an annotation (`Param[N, 2 * M]`: N, 2 * M)."""
+    if not isinstance(ann, ast.Subscript):
+        return []
+    return list(ann.slice.elts) if isinstance(ann.slice, ast.Tuple) else [ann.slice]

@@ -379,7 +379,7 @@ def _index_shape(args, index):
 def _slice_len(d, start, stop, step, axis):
     if step == 0:
         raise ShapeError("slice step cannot be zero")
-    if d.is_number:
+    if d.is_number and not any(isinstance(b, sympy.Basic) for b in (start, stop)):
         n = len(range(*slice(start, stop, step).indices(int(d))))
         if n == 0:
             raise ShapeError(f"slice selects no elements of axis {axis} (size {int(d)})")
