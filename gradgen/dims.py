@@ -201,6 +201,7 @@ class Requirement:
     left: Dim
     right: Dim
     line: int
+    texts: tuple = ("", "")   # left and right as written (`C`, `H` where H = 4), if known
 
     def holds(self, sizes: Mapping) -> bool:
         """Whether it holds for these sizes (symbol -> int)."""

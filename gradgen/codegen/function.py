@@ -290,7 +290,9 @@ class EntryFunctions:
             for a in e.args:   # (an axis a dimension is solved from is checked by _solve)
                 if any(not (d.is_Integer or d.is_Symbol) and (a.name, i) not in solved
                        for i, d in enumerate(a.shape)):
-                    expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
+                    written = ", ".join(_text(d) for d in a.shape)
+                    expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)}, '
+                                   f'{written})')
             for node in extra_inputs:
                 expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
                                f'{printer.shape(node.shape)})')
@@ -341,7 +343,8 @@ class EntryFunctions:
         self._checks_used.add(helper)
         helper = self.names[helper]
         left, right = (printer.scalar(x, integer=True)[0] for x in (r.left, r.right))
-        return f"{helper}({left}, {right}, {_text(r.left)}, {_text(r.right)}, {r.line})"
+        texts = (_text(r.left, r.texts[0]), _text(r.right, r.texts[1]))
+        return f"{helper}({left}, {right}, {texts[0]}, {texts[1]}, {r.line})"
 
 
 def _text(d, written: str = "") -> str:

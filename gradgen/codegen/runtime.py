@@ -50,8 +50,9 @@ _DIMS_PASSED = set()
 '''
 
 CHECK_SHAPE = '''\
-def _expect(name, x, shape):
-    """Check that argument `name` has exactly `shape` (and holds floats)."""
+def _expect(name, x, shape, *declared):
+    """Check that argument `name` has exactly `shape` (and holds floats); `declared`: the
+    size of each axis as written (`2 * D`), for the message."""
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind != "f":
         raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
@@ -63,6 +64,9 @@ def _expect(name, x, shape):
     if len(actual) != len(shape):
         raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
     for axis, (n, m) in enumerate(zip(actual, shape)):
+        if n != m and declared:
+            raise ValueError(f"argument {name!r}, axis {axis}: expected size {m} "
+                             f"({declared[axis]}), got {n}")
         if n != m:
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
 '''

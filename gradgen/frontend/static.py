@@ -46,11 +46,13 @@ class Dims(dict):
         self.constants = constants if constants is not None else {}
         self.requirements: list[Requirement] = []
 
-    def require(self, kind: str, left, right, line: int) -> None:
+    def require(self, kind: str, left, right, node, right_node=None) -> None:
         """Check `left` divides by `right` (`divides`) or `left <= right` (`within`) at
-        entry (once per condition)."""
+        entry (once per condition); `node` (and `right_node`) are where they are written."""
+        texts = tuple("" if n is None else ast.unparse(n) for n in (node, right_node))
+        texts = tuple(t if DIM_TEXT.fullmatch(t) else "" for t in texts)
         if all((r.kind, r.left, r.right) != (kind, left, right) for r in self.requirements):
-            self.requirements.append(Requirement(kind, left, right, line))
+            self.requirements.append(Requirement(kind, left, right, node.lineno, texts))
 
 
 def signed_int(node) -> int | None:
@@ -168,7 +170,7 @@ def _bound_within(node, b, d, axis: int, dims: Dims) -> None:
         raise Located(node, f"slice bound {fmt_dim(b)} is beyond the size {fmt_dim(d)} of "
                             f"axis {axis} for every size")
     if ok is None:
-        dims.require("within", b, d, node.lineno)
+        dims.require("within", b, d, node)
 
 
 def _index_int(node) -> int:
@@ -277,7 +279,7 @@ def _dim_op(node, a, b, ta: int, tb: int, dims: dict) -> tuple[sympy.Expr, int]:
                                 "divide exactly", part=OPERATOR)
         if not isinstance(dims, Dims):
             raise InternalError("an exact division of sizes outside an entry point")
-        dims.require("divides", a, b, node.lineno)
+        dims.require("divides", a, b, node.left, node.right)
     if value.is_positive is False:
         raise Located(node, "dimensions must be positive" + (
             f", got {value}" if value.is_Integer else ""), part=OPERATOR)
