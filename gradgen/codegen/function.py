@@ -274,8 +274,8 @@ class EntryFunctions:
                   ) -> tuple[list[str], bool]:
         """Argument checks, the dimension sizes the function uses (in `lines` or the
         checks: the forward part a function leaves out may have used more), read off the
-        arguments,
-        and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
+        arguments or solved from them (`M = _solve(...)`), the checks of exact divisions
+        and slice bounds (`_exact`, `_within`), and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
         (weakly typed, SPEC 1; else `a.dtype` fails, and NumPy functions of `a` return
         float64 scalars that would turn float32 arrays into float64). Whether `_weak` is
         used."""
@@ -290,18 +290,15 @@ class EntryFunctions:
             for a in e.args:   # (an axis a dimension is solved from is checked by _solve)
                 if any(not (d.is_Integer or d.is_Symbol) and (a.name, i) not in solved
                        for i, d in enumerate(a.shape)):
-                    written = ", ".join(_text(d) for d in a.shape)
-                    expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)}, '
-                                   f'{written})')
+                    expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
             for node in extra_inputs:
                 expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
                                f'{printer.shape(node.shape)})')
-        if self.checks:
-            expects += [self._requirement(r, printer) for r in e.requirements]
+            # exact divisions and slice bounds, before the shapes that use them
+            expects[:0] = [self._requirement(r, printer) for r in e.requirements]
         used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
-        checked = set()   # solving a dimension checks the size it is solved from
-        if self.checks:
-            checked = {d for d, b in e.dims.items() if not b.direct}
+        # solving a dimension checks the size it is solved from: always, with checks
+        checked = {d for d, b in e.dims.items() if not b.direct} if self.checks else set()
         for d in reversed(list(e.dims)):   # and those they are solved with
             if d in used or d in checked:
                 used |= {s.name for s in e.dims[d].declared.free_symbols} - {d}

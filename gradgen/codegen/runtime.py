@@ -50,9 +50,8 @@ _DIMS_PASSED = set()
 '''
 
 CHECK_SHAPE = '''\
-def _expect(name, x, shape, *declared):
-    """Check that argument `name` has exactly `shape` (and holds floats); `declared`: the
-    size of each axis as written (`2 * D`), for the message."""
+def _expect(name, x, shape):
+    """Check that argument `name` has exactly `shape` (and holds floats)."""
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind != "f":
         raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
@@ -64,9 +63,6 @@ def _expect(name, x, shape, *declared):
     if len(actual) != len(shape):
         raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
     for axis, (n, m) in enumerate(zip(actual, shape)):
-        if n != m and declared:
-            raise ValueError(f"argument {name!r}, axis {axis}: expected size {m} "
-                             f"({declared[axis]}), got {n}")
         if n != m:
             raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
 '''
