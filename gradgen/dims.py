@@ -195,7 +195,7 @@ class Binding:
 class Requirement:
     """A condition on the sizes that an entry point checks at run time: `divides` (`left`
     is a multiple of `right`: the exact division `left // right` written on line `line`)
-    or `within` (`left <= right`: a slice bound and the size of its axis)."""
+    or `within` (`0 <= left <= right`: a slice bound and the size of its axis)."""
 
     kind: str
     left: Dim
@@ -209,7 +209,7 @@ class Requirement:
         a, b = self.left.xreplace(sizes), self.right.xreplace(sizes)
         if self.kind == "divides":
             return bool(a.is_integer and b.is_integer and int(b) != 0 and int(a) % int(b) == 0)
-        return bool(a <= b)
+        return bool(0 <= a <= b)
 
 
 def linear_in(d: Dim, s: sympy.Symbol) -> tuple[Dim, Dim] | None:

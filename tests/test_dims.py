@@ -143,8 +143,18 @@ def test_a_slice_bound_beyond_its_axis_for_some_sizes_is_checked_at_entry():
                                np.where(np.arange(6) // 2 == 1, 2 * a, 0.0))
     with pytest.raises(ValueError) as info:
         ns["f"](a, np.ones(4))
-    assert str(info.value) == ("slice bound 2 * H (line 2) is beyond the size of its axis "
-                               "(C): 8 > 6")
+    assert str(info.value) == ("slice bound 2 * H (line 2) is 8, outside 0..6 (the size "
+                               "of its axis, C)")
+    ns, code = load("""
+        def f(x: Param[N]):
+            return sum(x[N - 3:])
+        """)
+    assert '_within(N - 3, N, "N - 3", "N", 2)' in code
+    assert ns["f"](np.arange(5.0)) == 2 + 3 + 4
+    with pytest.raises(ValueError) as info:   # NumPy would take x[-1:]
+        ns["f"](np.arange(2.0))
+    assert str(info.value) == ("slice bound N - 3 (line 2) is -1, outside 0..2 (the size "
+                               "of its axis, N)")
 
 
 def test_strided_slices_of_a_multiple_and_bounds_with_dimensions():

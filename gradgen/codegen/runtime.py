@@ -100,10 +100,11 @@ def _exact(num, den, num_text, den_text, line):
 
 CHECK_WITHIN = '''\
 def _within(bound, size, bound_text, size_text, line):
-    """Check that the slice bound `bound_text` written on line `line` is within its axis."""
-    if bound > size:
-        raise ValueError(f"slice bound {bound_text} (line {line}) is beyond the size of its "
-                         f"axis ({size_text}): {bound} > {size}")
+    """Check that the slice bound `bound_text` written on line `line` is within its axis
+    (from 0 to its size: NumPy would count a negative bound from the end)."""
+    if not 0 <= bound <= size:
+        raise ValueError(f"slice bound {bound_text} (line {line}) is {bound}, outside "
+                         f"0..{size} (the size of its axis, {size_text})")
 '''
 
 # The helpers of the size checks at entry, by name (each emitted only where a prologue uses it).

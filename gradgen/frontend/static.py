@@ -161,16 +161,22 @@ def _within(items, out, shape, dims: Dims) -> None:
 
 
 def _bound_within(node, b, d, axis: int, dims: Dims) -> None:
-    room = sympy.expand(d - b)
-    if room.is_number:
-        ok = bool(room >= 0)   # a number: a sympy truth value, made a Python bool
-    else:
-        ok = True if room.is_nonnegative else (False if room.is_negative else None)
-    if ok is False:
+    """`b` within the axis of size `d` (from 0: NumPy counts a negative bound from the end)
+    for every size, or checked at entry; beyond it for every size, an error."""
+    ok = [_nonnegative(sympy.expand(d - b)), _nonnegative(b)]
+    if ok[0] is False:
         raise Located(node, f"slice bound {fmt_dim(b)} is beyond the size {fmt_dim(d)} of "
                             f"axis {axis} for every size")
-    if ok is None:
+    if None in ok:
         dims.require("within", b, d, node)
+
+
+def _nonnegative(x) -> bool | None:
+    """Whether `x` >= 0 for every size (None: for some sizes only); never Python's truth
+    value of a sympy comparison, which a symbolic one does not have."""
+    if x.is_number:
+        return bool(x >= 0)
+    return True if x.is_nonnegative else (False if x.is_negative else None)
 
 
 def _index_int(node) -> int:
