@@ -343,6 +343,8 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
             # A large or non-constant exponent, or a base that is not a size (Python's
             # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
             # Python integer of millions of digits.
+            if exp == sympy.S.Half:   # sqrt(C // H): nan where negative, as NumPy's
+                return f"{r.float}({r.np}.sqrt({_print(base, r)[0]}))", PREC_ATOM
             power = f"{r.np}.float64({_print(base, r)[0]}) ** {_paren(_print(exp, r), PREC_NEG)}"
             return f"{r.float}({power})", PREC_ATOM
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float

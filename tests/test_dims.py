@@ -59,7 +59,7 @@ def report(expected: str) -> str:
 def test_sizes_print_as_people_write_them(expr, human, code):
     assert fmt_dim(expr) == human
     assert print_expr(expr, integer=True) == code
-    n = dict(N=7, C=12, H=4, M=3)
+    n = {"N": 7, "C": 12, "H": 4, "M": 3}
     value = expr.xreplace({dim_symbol(k): v for k, v in n.items()})
     assert eval(code, {}, n) == int(value)   # the printed code computes the size
 

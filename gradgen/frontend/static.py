@@ -368,7 +368,7 @@ def _fold(node, a, b) -> int | float:
     return _checked_number(node, value)
 
 
-def _checked_number(node, value: int | float) -> int | float:
+def _checked_number(node, value: float) -> float:
     if type(value) is int and abs(value) > MAX_DIM_VALUE:
         raise Located(node, "this constant is too large (integers at most 2**63 - 1)")
     if type(value) is float and not math.isfinite(value):
