@@ -145,9 +145,11 @@ def _bound(node, dims: dict | None) -> int | sympy.Expr:
 def _within(items, out, shape, dims: Dims) -> None:
     """Dimension-expression slice bounds beyond their axis for every size are an error;
     those that may be (`2 * H` of an axis `C`) are checked at entry."""
-    consumed = sum(1 for it in out if it != "...")
+    consumed = sum(1 for it in out if it != "..." and it is not None)
     axis = 0
     for node, it in zip(items, out):
+        if it is None:   # a new axis (x[:, None]) takes none of the array's
+            continue
         if it == "...":
             axis += max(len(shape) - consumed, 0)
             continue
