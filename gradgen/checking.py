@@ -75,23 +75,17 @@ def load_source(text: str, filename: str, options: Options = Options()):
 
 
 def draw_sizes(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, int]:
-    """The size of every dimension of `entry`: from `dims`, else drawn from 2 to 4."""
-    sizes = {}
-    for a in entry.args:
-        for d in a.shape:
-            for s in d.free_symbols:
-                if s.name not in sizes:
-                    sizes[s.name] = dims[s.name] if s.name in dims else int(rng.integers(2, 5))
-    return sizes
+    """The size of every dimension of `entry` (name -> int): from `dims`, else drawn from 2
+    to 4, such that every declared size is a positive integer and the requirements hold."""
+    return {s.name: v for s, v in _sizes(entry, dims, rng).items()}
 
 
 def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng, kind: int = 0,
                 ) -> dict[str, np.ndarray]:
     """Random float64 arguments of the declared shapes (dimension sizes from `dims`, the
     others drawn), of magnitude 0.5 to 1.5 with the signs and scale of `_DRAW_KINDS[kind]`."""
-    sizes = draw_sizes(entry, dims, rng)
-    shapes = {a.name: tuple(int(d.subs({s: sizes[s.name] for s in d.free_symbols}))
-                            for d in a.shape) for a in entry.args}
+    sizes = _sizes(entry, dims, rng)
+    shapes = {a.name: tuple(int(d.subs(sizes)) for d in a.shape) for a in entry.args}
     total = sum(math.prod(s) for s in shapes.values())
     if total > MAX_DRAWN:
         raise TooLarge(f"'{entry.name}': the arguments would have {total:,} elements in all "
@@ -114,6 +108,25 @@ def _finite(value) -> bool:
     if isinstance(value, tuple):
         return all(_finite(v) for v in value)
     return bool(np.all(np.isfinite(value)))
+
+
+def _sizes(entry: EntryPoint, dims: dict[str, int], rng, tries: int = 200) -> dict:
+    """Sizes for the dimensions (symbol -> int; `dims` gives some by name, the others are
+    drawn from 2..4) for which every declared size is a positive integer and the entry
+    point's requirements hold (`C // H` divides exactly, slice bounds within their axis);
+    drawn again until they do (TooLarge naming them when `tries` draws do not)."""
+    symbols = sorted({s for a in entry.args for d in a.shape for s in d.free_symbols},
+                     key=lambda s: s.name)
+    for _ in range(tries):
+        sizes = {s: dims.get(s.name, int(rng.integers(2, 5))) for s in symbols}
+        values = [d.subs(sizes) for a in entry.args for d in a.shape]
+        if all(v.is_integer and v > 0 for v in values) and all(
+                r.holds(sizes) for r in entry.requirements):
+            return sizes
+        if all(s.name in dims for s in symbols):
+            break
+    raise TooLarge(f"'{entry.name}': no sizes of the dimensions satisfy its declarations "
+                   "and requirements (exact divisions, slice bounds); give them with --dim")
 
 
 class _Entry:

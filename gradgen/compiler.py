@@ -22,7 +22,7 @@ from .codegen.emit import render_module
 from .codegen.function import EntryFunctions, Function, Module, Plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
-from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR
+from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, WEAK_SCALAR
 from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
@@ -141,6 +141,7 @@ def build_module(program: Program, options: Options) -> Module:
     emitted: dict[str, str] = {}   # function name -> the entry point it belongs to
     weak = False
     errors: list[Diagnostic] = []   # of every entry point (SPEC §5: all errors in one run)
+    checks: set[str] = set()   # the size checks (runtime.SIZE_CHECKS) some prologue calls
     for entry in program.entries:
         try:
             with _work_limit(program, entry):
@@ -150,6 +151,7 @@ def build_module(program: Program, options: Options) -> Module:
             continue
         for fn, printer in functions:
             weak = weak or fn.weak
+            checks |= fn.checks
             if fn.name in emitted:
                 raise CompileError(program.diagnostic(
                     entry.line, _def_col(program, entry),
@@ -164,7 +166,8 @@ def build_module(program: Program, options: Options) -> Module:
     if weak:
         preludes = {"_weak": WEAK_SCALAR, **preludes}
     if options.checks:
-        preludes = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, **preludes}
+        preludes = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE,
+                    **{h: SIZE_CHECKS[h] for h in SIZE_CHECKS if h in checks}, **preludes}
     rename = names.mapping()
     module.preludes = [rename_identifiers(p, rename) for p in preludes.values()]
     module.imports = [names.numpy_import(), *names.aliases()]
@@ -331,7 +334,7 @@ def _module_namer(program: Program) -> ModuleNamer:
 
 def helper_sources() -> list[str]:
     """The source of every helper an emitted module may carry."""
-    return [CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR] + sorted(
+    return [CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR, *SIZE_CHECKS.values()] + sorted(
         {d.prelude for d in REGISTRY.values() if d.prelude})
 
 

@@ -11,6 +11,7 @@ import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import sympy
 
@@ -20,6 +21,8 @@ Dim = sympy.Expr
 Shape = tuple  # tuple[Dim, ...]
 
 ONE = sympy.Integer(1)
+# What a dimension expression looks like as text (`fmt_dim`): names, numbers, operators.
+DIM_TEXT = re.compile(r"[\w ()+\-*/%]+")
 
 
 def dim_symbol(name: str) -> sympy.Symbol:
@@ -44,8 +47,9 @@ def as_expr(value: int | float | sympy.Basic) -> sympy.Expr:
 
 @functools.lru_cache(maxsize=4096, typed=True)
 def fmt_dim(d: Dim) -> str:
-    """A dimension as Python source (`N`, `3`, `2 * D`)."""
-    return print_expr(d)
+    """A dimension as a person writes it, for messages, docstrings and comments (`N`, `3`,
+    `2 * D`, `C // H`, `ceil(N / 2)`, never `-(-N // 2)`)."""
+    return _print(as_expr(d), _HUMAN)[0]
 
 
 def fmt_shape(shape: Sequence[Dim]) -> str:
@@ -88,9 +92,19 @@ def broadcast(*shapes: Shape) -> Shape:
                 continue
             else:
                 raise ShapeError("shapes " + " and ".join(fmt_shape(x) for x in shapes)
-                                 + " cannot be broadcast together")
+                                 + " cannot be broadcast together" + _rounding_hint(shapes))
         out.append(cur if cur is not None else ONE)
     return tuple(out)
+
+
+def _rounding_hint(shapes) -> str:
+    """How to fix lengths that differ only for some sizes because a strided slice rounds
+    (`x[::2]` of N has ceil(N / 2) elements)."""
+    if any(d.has(sympy.ceiling, sympy.floor) for s in shapes for d in s):
+        return ("; a strided slice has ceil(N / k) elements for a length N: declare the "
+                "length as a multiple of the step (2 * M, whose x[::2] and x[1::2] both "
+                "have M elements)")
+    return ""
 
 
 def broadcastable_to(src: Shape, dst: Shape) -> bool:
@@ -158,6 +172,81 @@ def matmul_shape(a: Shape, b: Shape) -> Shape:
     return batch + (a[-2], b[-1])
 
 
+# ---------------------------------------------------------------- sizes bound at run time
+
+@dataclass(frozen=True)
+class Binding:
+    """How an entry point's prologue gets a dimension: from axis `axis` of argument `arg`,
+    declared there as `declared` (the dimension alone, or an expression that is linear in
+    it, `3 * M`, solved for it)."""
+
+    arg: str
+    axis: int
+    declared: Dim
+    text: str = ""   # the declaration as written (`N + 2 * K`), for messages
+
+    @property
+    def direct(self) -> bool:
+        """The dimension alone: `N = x.shape[0]`."""
+        return self.declared.is_Symbol
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A condition on the sizes that an entry point checks at run time: `divides` (`left`
+    is a multiple of `right`: the exact division `left // right` written on line `line`)
+    or `within` (`0 <= left <= right`: a slice bound and the size of its axis)."""
+
+    kind: str
+    left: Dim
+    right: Dim
+    line: int
+    texts: tuple = ("", "")   # left and right as written (`C`, `H` where H = 4), if known
+
+    def holds(self, sizes: Mapping) -> bool:
+        """Whether it holds for these sizes (symbol -> int)."""
+        sizes = {s: as_expr(v) for s, v in sizes.items()}
+        a, b = self.left.xreplace(sizes), self.right.xreplace(sizes)
+        if self.kind == "divides":
+            return bool(a.is_integer and b.is_integer and int(b) != 0 and int(a) % int(b) == 0)
+        return bool(0 <= a <= b)
+
+
+def linear_in(d: Dim, s: sympy.Symbol) -> tuple[Dim, Dim] | None:
+    """(a, b) with d == a * s + b and neither depending on `s`, or None (`s * s`)."""
+    e = sympy.expand(d)
+    a = e.coeff(s, 1)
+    b = sympy.expand(e - a * s)
+    if a == 0 or a.has(s) or b.has(s):
+        return None
+    return a, b
+
+
+def bind_sizes(shapes: Sequence[tuple[str, Shape]]) -> tuple[dict[str, Binding], list[str]]:
+    """How each dimension of the argument shapes `(name, shape)` is bound at run time, in
+    the order the prologue binds them, and the names of those that cannot be: first from
+    the axes where a dimension appears alone, then from an axis whose declaration has one
+    unknown dimension, linearly (`3 * M`, `N - 1`, `M // 2`; solved at run time, checked
+    there: `Param[3 * M]` of length 12 gives M = 4, of length 13 a ValueError)."""
+    bound: dict[str, Binding] = {}
+    names: set[str] = set()
+    for arg, shape in shapes:
+        for axis, d in enumerate(shape):
+            names |= {x.name for x in d.free_symbols}
+            if d.is_Symbol and d.name not in bound:
+                bound[d.name] = Binding(arg, axis, d)
+    progress = len(bound) < len(names)
+    while progress:
+        progress = False
+        for arg, shape in shapes:
+            for axis, d in enumerate(shape):
+                unknown = [x for x in d.free_symbols if x.name not in bound]
+                if len(unknown) == 1 and linear_in(d, unknown[0]) is not None:
+                    bound[unknown[0].name] = Binding(arg, axis, d)
+                    progress = True
+    return bound, sorted(names - set(bound))
+
+
 # ---------------------------------------------------------------- printing
 
 # Precedences of emitted Python expressions (higher binds tighter): the one table, used
@@ -209,25 +298,35 @@ MAX_EXACT_EXPONENT = 16
 _NON_FINITE = (sympy.oo, -sympy.oo, sympy.nan)
 
 
-def print_expr(expr: sympy.Expr, names: Mapping[str, str] | None = None) -> str:
-    """Python source of a scalar sympy expression, e.g. `2 * D`, `1 / N`, `0.5`."""
-    return _print(as_expr(expr), _Refs(names or {}))[0]
+def print_expr(expr: sympy.Expr, names: Mapping[str, str] | None = None,
+               integer: bool = False) -> str:
+    """Python source of a scalar sympy expression, e.g. `2 * D`, `1 / N`, `0.5`; with
+    `integer`, a size (`C // H`, `(N + 1) // 2`: integer arithmetic, see `print_scalar`)."""
+    return print_scalar(expr, names, integer)[0]
 
 
-def print_scalar(expr: sympy.Expr, names: Mapping[str, str] | None = None
-                 ) -> tuple[str, int]:
+def print_scalar(expr: sympy.Expr, names: Mapping[str, str] | None = None,
+                 integer: bool = False) -> tuple[str, int]:
     """Like `print_expr`, with the precedence of the printed expression. `names` maps the
     module's canonical names (`np`, `float`) to the ones it uses (`numpy`, `float_`) where
-    a user name took them."""
-    return _print(as_expr(expr), _Refs(names or {}))
+    a user name took them. With `integer` the expression is a size (a shape, a slice
+    bound): its divisions are exact (`C // H` was checked at entry), so they are printed
+    as integer divisions of the whole (`(C + D) // 2`), never as floats."""
+    return _print(as_expr(expr), _Refs(names or {}, "integer" if integer else "value"))
 
 
 class _Refs:
-    """The emitted module's names for NumPy (`np`) and the built-in `float`."""
+    """The emitted module's names for NumPy (`np`) and the built-in `float`, and how
+    divisions are printed: `value` (Python's `/`), `integer` (sizes: `//`) or `human`
+    (messages: `//`, and `ceil(N / 2)`)."""
 
-    def __init__(self, names: Mapping[str, str]):
+    def __init__(self, names: Mapping[str, str], mode: str = "value"):
         self.np = names.get("np", "np")
         self.float = names.get("float", "float")
+        self.mode = mode
+
+
+_HUMAN = _Refs({}, "human")
 
 
 def _paren(code_prec: tuple[str, int], need: int) -> str:
@@ -237,6 +336,9 @@ def _paren(code_prec: tuple[str, int], need: int) -> str:
 
 def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
     # Dimension expressions are small (a handful of terms), so recursion depth is tiny.
+    if r.mode != "value" and (e.is_Add or e.is_Mul or e.is_Rational) and not e.is_Integer \
+            and _has_fraction(e):
+        return _print_exact(e, r)
     if e.is_Integer:
         v = int(e)
         return str(v), (PREC_NEG if v < 0 else PREC_ATOM)
@@ -280,6 +382,8 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
             # A large or non-constant exponent, or a base that is not a size (Python's
             # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
             # Python integer of millions of digits.
+            if exp == sympy.S.Half:   # sqrt(C // H): nan where negative, as NumPy's
+                return f"{r.float}({r.np}.sqrt({_print(base, r)[0]}))", PREC_ATOM
             power = power_code(f"{r.np}.float64({_print(base, r)[0]})",
                                _paren(_print(exp, r), PREC_NEG))
             return f"{r.float}({power})", PREC_ATOM
@@ -296,15 +400,67 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         if arg.is_Integer and abs(int(arg)) > 2 ** 53:   # not an int64 for NumPy
             code = f"{r.np}.float64({code})"
         return f"{r.float}({r.np}.{name}({code}))", PREC_ATOM
-    if isinstance(e, (sympy.floor, sympy.ceiling)):   # integer division, never floats
-        num, den = sympy.fraction(sympy.together(e.args[0]))
-        n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
-        if isinstance(e, sympy.floor):
-            return f"{n} // {d}", PREC_MUL
-        return f"-(-{n} // {d})", PREC_NEG
+    if isinstance(e, (sympy.floor, sympy.ceiling, sympy.Mod)):
+        return _print_integer_op(e, r)
     if e.is_number:   # exp(2), sqrt(2), log(3) inside an expression of dimensions
         return _float(float(e), r)
     raise ValueError(f"cannot print dimension expression {e}")
+
+
+def _print_exact(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
+    """A size with exact divisions (`C // H` is C / H): the terms that divide, as one
+    integer division (`(C + D) // 2`, whose parts need not be integers), then the rest."""
+    whole = [t for t in sympy.Add.make_args(e) if not _has_fraction(t)]
+    num, den = _together(sympy.Add(*(t for t in sympy.Add.make_args(e) if t not in whole)))
+    n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
+    if not whole:
+        return f"{n} // {d}", PREC_MUL
+    rest = _print(sympy.Add(*whole), r)[0]
+    return f"{n} // {d}" + (f" - {rest[1:]}" if rest.startswith("-") else f" + {rest}"), \
+        PREC_ADD
+
+
+def _print_integer_op(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
+    """floor, ceiling and Mod: integer arithmetic, never floats (`N // 2`, `(N + 1) // 2`
+    for ceil(N / 2), as messages write it, `C % H`)."""
+    if isinstance(e, sympy.Mod):
+        a, b = e.args
+        return f"{_paren(_print(a, r), PREC_MUL)} % {_paren(_print(b, r), PREC_MUL + 1)}", \
+            PREC_MUL
+    num, den = sympy.fraction(sympy.together(e.args[0]))
+    if isinstance(e, sympy.ceiling) and r.mode == "human" and not (
+            den.is_Integer and (num + den - 1).as_coeff_Add()[0] == 0):
+        # as a person writes it: ceil(N / 2), but N // 2 for ceil((N - 1) / 2)
+        n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
+        return f"ceil({n} / {d})", PREC_CALL
+    floor = isinstance(e, sympy.floor)
+    if not floor and den.is_Integer and den > 0:   # ceil(N / 2) as (N + 1) // 2
+        num, floor = num + den - 1, True
+    n, d = _paren(_print(num, r), PREC_MUL), _paren(_print(den, r), PREC_MUL + 1)
+    if floor:
+        return f"{n} // {d}", PREC_MUL
+    return f"-(-{n} // {d})", PREC_NEG
+
+
+@functools.lru_cache(maxsize=1024)
+def _together(e: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """(numerator, denominator) of a sum of fractions: `(C + D, 2)` for `C / 2 + D / 2`."""
+    num, den = sympy.fraction(sympy.together(e))
+    return sympy.expand(num), den
+
+
+def _has_fraction(e: sympy.Expr) -> bool:
+    """Whether `e` divides outside a function (`C / H`, `N / 2`; not `floor(N / 2)`)."""
+    todo = [e]
+    while todo:
+        x = todo.pop()
+        if x.is_Rational and not x.is_Integer:
+            return True
+        if x.is_Pow and x.args[1].is_negative:
+            return True
+        if x.is_Add or x.is_Mul or x.is_Pow:
+            todo.extend(x.args)
+    return False
 
 
 # sympy's functions of numbers that the ops keep exact, and NumPy's name for each.

@@ -96,6 +96,8 @@ _ERRSTATE_VALUES = frozenset({"ignore", "warn", "raise", "call", "print", "log"}
 # String arguments of float() that give the IEEE special values.
 _FLOAT_STRINGS = frozenset({"inf", "-inf", "nan", "+inf"})
 _EINSUM_SPEC = re.compile(r"[A-Za-z.,\->]*\Z")
+# A dimension expression in a size check's message (`"3 * M"`, `"C // H"`): inert text.
+_DIM_TEXT = re.compile(r"[\w ()+\-*/%]+")
 
 _STATEMENTS = (ast.Expr, ast.Assign, ast.AugAssign, ast.Return, ast.Delete, ast.If, ast.For,
                ast.Raise, ast.Continue, ast.Break, ast.Pass, ast.FunctionDef)
@@ -371,9 +373,11 @@ class _Expressions(_Names):
             if not scope.function(name):
                 _fail(func, f"a call of the local value {name!r}")
         elif name in self.functions:
-            for a in args:   # _expect("x", x, shape): an argument's name
-                if isinstance(a, ast.Constant) and isinstance(a.value, str) \
-                        and a.value.isidentifier() and not _is_dunder(a.value):
+            for a in args:   # _expect("x", x, shape): an argument's name; _solve("w", 0,
+                # "3 * M", "M", ...): a dimension expression (names, numbers, operators)
+                if isinstance(a, ast.Constant) and isinstance(a.value, str) and (
+                        a.value.isidentifier() and not _is_dunder(a.value)
+                        or not a.value.isidentifier() and _DIM_TEXT.fullmatch(a.value)):
                     self.allowed_strings.add(id(a))
         elif self.aliases.get(name, name) in BUILTINS:
             self._call_builtin(node, self.aliases.get(name, name), args)

@@ -710,14 +710,14 @@ def test_augmented_assignment_with_an_operator_the_language_lacks():
 
 def test_module_level_statement():
     check("""
-        x = 1
+        x[0] = 1
         def f(x: Param[N]):
             return sum(x)
         """, """
-        t.grad:1:1: error: only function definitions are allowed at the top level
-        x = 1
+        t.grad:1:1: error: only function definitions and constants (EPS = 1e-8) are allowed at the top level
+        x[0] = 1
         ^
-        """)
+        """)  # noqa: E501
 
 
 def test_class():

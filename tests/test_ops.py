@@ -802,6 +802,30 @@ add("[]=", "x", _updated_const((Ellipsis, -1), "+", 1.5), P("x", T3),
 # Twice in a row, and the value read back from the updated array.
 add("[]=", "x * z", lambda x, y: _updated(1, "")(_updated(0, "")(x, y), 2 * y) * x,
     P("x", M), P("y", V), stmts=("z = x", "z[0] = y", "z[1] = 2 * y"))
+# ---- dimension expressions where sizes are written (h-dims): annotations solved at entry
+# (3 * M, N - 1), exact divisions (C // H), slice bounds with dimensions, strided slices,
+# and the concatenate of a slice whose reverse sweep once compared N - 2 >= 0
+
+for _expr, _f, _args, _dims, _out in [
+    ("x[::2] * x[1::2]", lambda x: x[::2] * x[1::2], [P("x", ("2 * M",))], (("M", 3),), ("M",)),
+    ("x[:N - 1] * x[1:N]", lambda x: x[:-1] * x[1:], [P("x", ("N",))], (("N", 4),),
+     ("N - 1",)),
+    ("a[:, H:2 * H] * a[:, 2 * H:]", lambda a: a[:, 2:4] * a[:, 4:],
+     [P("a", ("N", "3 * H"))], (("N", 2), ("H", 2)), ("N", "H")),
+    ("x[1:2 * M - 1:2]", lambda x: x[1:-1:2], [P("x", ("2 * M",))], (("M", 3),), ("M - 1",)),
+    ("concatenate([x[2:], x]) ** 2", lambda x: np.concatenate([x[2:], x]) ** 2,
+     [P("x", ("N",))], (("N", 4),), ("2 * N - 2",)),
+]:
+    add("[]" if "concatenate" not in _expr else "concatenate", _expr, _f, *_args, dims=_dims,
+        out=_out)
+add("reshape", "reshape(x, (N, H, C // H)) * y", lambda x, y, z: x.reshape(2, 2, 3) * y,
+    P("x", ("N", "C")), D("y", ("H", 1)), D("z", ("C // H",)),
+    dims=(("N", 2), ("C", 6), ("H", 2)), out=("N", "H", "C // H"))
+add("reshape", "reshape(x, (3, M)) @ y * N", lambda x, y, z: x.reshape(3, 2) @ y * 3,
+    P("x", ("3 * M",)), P("y", ("M",)), D("z", ("N - 1",)), dims=(("M", 2), ("N", 3)),
+    out=(3,))
+add("sqrt", "x / sqrt(C // H) + C % H", lambda x, y: x / np.sqrt(3) + 1,
+    P("x", ("C",)), D("y", ("H", 2)), dims=(("C", 7), ("H", 2)), out=("C",))
 
 
 ALL_CASES = [c for cases in CASES.values() for c in cases]
@@ -876,10 +900,18 @@ def _exec(sources: dict, name: str) -> types.ModuleType:
 _COMPILED: dict[str, Compiled] = {}
 
 
+def _size(d, sizes: dict) -> int:
+    """A size of a case's shape: an int, a dimension name, or an expression of them
+    written in this file ("2 * M", "C // H"; the test's own text, so eval is fine)."""
+    if isinstance(d, int):
+        return d
+    return sizes[d] if d in sizes else int(eval(d, {}, dict(sizes)))  # noqa: S307
+
+
 def draw_inputs(case: Case, rng) -> dict:
     sizes = dict(case.dims)
     while True:
-        arrays = {a.name: fdcheck.draw(rng, a.domain, tuple(sizes.get(d, d) for d in a.shape))
+        arrays = {a.name: fdcheck.draw(rng, a.domain, tuple(_size(d, sizes) for d in a.shape))
                   for a in case.args}
         scalars = [v for a, v in zip(case.args, arrays.values())
                    if a.domain not in fdcheck.MATRIX_DOMAINS]

@@ -9,10 +9,12 @@ import shlex
 import unicodedata
 from dataclasses import dataclass, field
 
+import sympy
+
 from .. import ir
 from ..autodiff.derivatives import Derivative, EntryDerivatives
-from ..dims import fmt_shape
-from ..errors import CompileError, ShapeError
+from ..dims import DIM_TEXT, Binding, Requirement, fmt_dim, fmt_shape, linear_in
+from ..errors import CompileError, InternalError, ShapeError
 from ..frontend import Argument, EntryPoint, Program
 from ..ir import Node, make, topo_order
 from ..ops.registry import REGISTRY
@@ -37,6 +39,7 @@ class Function:
     phases: list[str] = field(default_factory=list)   # "forward"/"backward" per line
     graph: ir.Graph | None = None
     weak: bool = False   # uses the helper _weak (a scalar argument may be a Python number)
+    checks: frozenset = frozenset()   # the size checks it calls (runtime.SIZE_CHECKS)
 
 
 @dataclass
@@ -265,38 +268,93 @@ class EntryFunctions:
             phases.append("return")
         prologue, weak = self._prologue(printer, plan.extra, lines)
         phases = ["check"] * len(prologue) + phases
+        helpers = frozenset(self._checks_used)
         lines, phases = _comments_that_fit(prologue + lines, phases)
         return Function(plan.name, arg_names, plan.doc, lines, self.entry.name,
-                        plan.kind, phases, graph, weak)
+                        plan.kind, phases, graph, weak, helpers)
 
     def _prologue(self, printer: Printer, extra_inputs, lines: list[str],
                   ) -> tuple[list[str], bool]:
         """Argument checks, the dimension sizes the function uses (in `lines` or the
         checks: the forward part a function leaves out may have used more), read off the
-        arguments,
-        and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
+        arguments or solved from them (`M = _solve(...)`), the checks of exact divisions
+        and slice bounds (`_exact`, `_within`), and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
         (weakly typed, SPEC 1; else `a.dtype` fails, and NumPy functions of `a` return
         float64 scalars that would turn float32 arrays into float64). Whether `_weak` is
         used."""
         e = self.entry
         checks, expects = [], []
         expect = self.names["_expect"]
+        self._checks_used: set[str] = set()   # of runtime.SIZE_CHECKS
         if self.checks:
             args = ", ".join(a.name for a in e.args)
             checks.append(f"{self.names['_dims']}({self.spec_name}, {args})")
-            for a in e.args:
-                if any(not (d.is_Integer or d.is_Symbol) for d in a.shape):
+            solved = {(b.arg, b.axis) for b in e.dims.values() if not b.direct}
+            for a in e.args:   # (an axis a dimension is solved from is checked by _solve)
+                if any(not (d.is_Integer or d.is_Symbol) and (a.name, i) not in solved
+                       for i, d in enumerate(a.shape)):
                     expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
             for node in extra_inputs:
                 expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
                                f'{printer.shape(node.shape)})')
+            # exact divisions and slice bounds, before the shapes that use them
+            expects[:0] = [self._requirement(r, printer) for r in e.requirements]
         used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
-        sizes = [f"{d} = {arg}.shape[{axis}]" for d, (arg, axis) in e.dims.items() if d in used]
+        # solving a dimension checks the size it is solved from: always, with checks
+        checked = {d for d, b in e.dims.items() if not b.direct} if self.checks else set()
+        for d in reversed(list(e.dims)):   # and those they are solved with
+            if d in used or d in checked:
+                used |= {s.name for s in e.dims[d].declared.free_symbols} - {d}
+        sizes = [self._size(d, b, printer, assign=d in used) for d, b in e.dims.items()
+                 if d in used or d in checked]
         arrays = "".join(f", {a.name}" for a in e.args if a.node.ndim)
         weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
                 for n in [a.name for a in e.args if not a.node.ndim]
                 + [x.attr("name") for x in extra_inputs if not x.ndim]]
         return checks + sizes + expects + weak, bool(weak)
+
+    def _size(self, name: str, b: Binding, printer: Printer, assign: bool = True) -> str:
+        """`N = x.shape[0]`, or the dimension solved from the size of an axis declared as
+        an expression (`M = _solve("w", 0, "3 * M", "M", w.shape[0], 3)`, which checks that
+        the size is 3 * M for a positive integer M; without checks `w.shape[0] // 3`)."""
+        n = f"{b.arg}.shape[{b.axis}]"
+        if b.direct:
+            return f"{name} = {n}"
+        s = next(x for x in b.declared.free_symbols if x.name == name)
+        a, offset = linear_in(b.declared, s)
+        p, q = sympy.fraction(sympy.together(a))
+        if not self.checks:
+            size = sympy.Symbol(n, integer=True, positive=True)   # printed as it is named
+            return f"{name} = {printer.scalar((size - offset) * q / p, integer=True)[0]}"
+        parts = [printer.scalar(p, integer=True)[0]]
+        if q != 1 or offset != 0:
+            parts.append(printer.scalar(q, integer=True)[0])
+        if offset != 0:
+            parts.append(printer.scalar(offset, integer=True)[0])
+        self._checks_used.add("_solve")
+        return ((f"{name} = " if assign else "")   # (only the check, if M is not used)
+                + f'{self.names["_solve"]}("{b.arg}", {b.axis}, {_text(b.declared, b.text)}, '
+                f'"{name}", {n}, {", ".join(parts)})')
+
+    def _requirement(self, r: Requirement, printer: Printer) -> str:
+        """The check at entry of an exact division (`_exact(C, H, "C", "H", 3)`) or of a
+        slice bound within its axis (`_within(2 * H, C, "2 * H", "C", 5)`)."""
+        helper = "_exact" if r.kind == "divides" else "_within"
+        self._checks_used.add(helper)
+        helper = self.names[helper]
+        left, right = (printer.scalar(x, integer=True)[0] for x in (r.left, r.right))
+        texts = (_text(r.left, r.texts[0]), _text(r.right, r.texts[1]))
+        return f"{helper}({left}, {right}, {texts[0]}, {texts[1]}, {r.line})"
+
+
+def _text(d, written: str = "") -> str:
+    """A dimension expression (as `written`, else printed) as a string literal of the
+    emitted code: names, numbers and operators only (nothing to escape; `verify` allows
+    exactly these)."""
+    text = written or fmt_dim(d)
+    if not DIM_TEXT.fullmatch(text):
+        raise InternalError(f"dimension expression {text!r} as a string")
+    return f'"{text}"'
 
 
 # The line width of `ruff format`'s default. A statement whose shape comment would take

@@ -86,13 +86,14 @@ class Printer:
         """Code and precedence of an already printed node."""
         return self.code[id(node)]
 
-    def scalar(self, value: sympy.Expr) -> tuple[str, int]:
-        """A scalar constant (possibly an expression of dimension sizes)."""
+    def scalar(self, value: sympy.Expr, integer: bool = False) -> tuple[str, int]:
+        """A scalar constant (possibly an expression of dimension sizes); `integer`: a size
+        (a shape, a slice bound), whose divisions are exact integer ones (`C // H`)."""
         self.dims_used |= {s for s in as_expr(value).free_symbols}
-        return print_scalar(value, self._scalar_names)
+        return print_scalar(value, self._scalar_names, integer)
 
     def shape(self, shape) -> str:
-        parts = [self.scalar(d)[0] for d in shape]
+        parts = [self.scalar(d, integer=True)[0] for d in shape]
         return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
 
     def axes(self, axes: tuple[int, ...]) -> str:

@@ -98,3 +98,36 @@ def _weak(x, *arrays):
         return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
     return x
 '''
+
+SOLVE_SIZE = '''\
+def _solve(name, axis, decl, dim, n, p, q=None, b=None):
+    """The positive integer `dim` that makes `decl` (p / q * dim + b; q = 1, b = 0 unless
+    given) the size `n` of axis `axis` of argument `name`; ValueError naming them where
+    there is none."""
+    k = (n - (b or 0)) * (q or 1)
+    m, r = k // p, k % p
+    if r or m < 1:
+        raise ValueError(f"argument {name!r}, axis {axis}: size {n} is not {decl} for any "
+                         f"positive integer {dim}")
+    return m
+'''
+
+CHECK_EXACT = '''\
+def _exact(num, den, num_text, den_text, line):
+    """Check the exact division `num_text // den_text` written on line `line`."""
+    if num % den:
+        raise ValueError(f"{num_text} // {den_text} (line {line}) must divide exactly, and "
+                         f"{num} // {den} does not")
+'''
+
+CHECK_WITHIN = '''\
+def _within(bound, size, bound_text, size_text, line):
+    """Check that the slice bound `bound_text` written on line `line` is within its axis
+    (from 0 to its size: NumPy would count a negative bound from the end)."""
+    if not 0 <= bound <= size:
+        raise ValueError(f"slice bound {bound_text} (line {line}) is {bound}, outside "
+                         f"0..{size} (the size of its axis, {size_text})")
+'''
+
+# The helpers of the size checks at entry, by name (each emitted only where a prologue uses it).
+SIZE_CHECKS = {"_solve": SOLVE_SIZE, "_exact": CHECK_EXACT, "_within": CHECK_WITHIN}

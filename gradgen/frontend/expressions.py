@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import math
 
+import sympy
+
 from ..errors import ShapeError
 from ..ir import Node, const, make
 from ..ops import BUILTINS
@@ -24,6 +26,7 @@ class Expressions:
         self.functions = functions     # name -> ast.FunctionDef, of the whole program
         self.budget = budget
         self.calls = calls
+        self.constants: dict = {}      # module-level constants: name -> int or float
 
     def array(self, node, scope: Scope) -> Node:
         """The value of an expression that must be one array (not a helper's tuple)."""
@@ -74,7 +77,7 @@ class Expressions:
         if isinstance(node, (ast.Name, ast.Constant)):
             return _LEAF
         if isinstance(node, ast.BinOp):
-            if type(node.op) not in BINOPS:
+            if type(node.op) not in BINOPS and type(node.op) not in _SIZE_OPS:
                 raise Located(node, f"operator '{op_symbol(node.op)}' is not supported")
             return [node.left, node.right], None
         if isinstance(node, ast.UnaryOp):
@@ -110,6 +113,8 @@ class Expressions:
         for v, sub in zip(vals, kids):
             if v.dtype == "bool":
                 raise Located(sub, NOT_A_CONDITION, context=True)
+        if isinstance(node, ast.BinOp) and type(node.op) in _SIZE_OPS:
+            return _size_op(node, *vals)
         if isinstance(node, ast.BinOp):
             return make(BINOPS[type(node.op)], *vals)
         if isinstance(node, ast.UnaryOp):
@@ -119,7 +124,7 @@ class Expressions:
         if isinstance(node, ast.Attribute):
             return vals[0].T
         if isinstance(node, ast.Subscript):
-            items = index(node.slice)
+            items = index(node.slice, scope.dims, vals[0].shape)
             return make("index", vals[0], index=items) if items else vals[0]
         raise Located(node, "unsupported expression")  # unreachable: operands() checked
 
@@ -133,11 +138,30 @@ class Expressions:
             return value
         if name in scope.dims:
             return const(scope.dims[name])
+        if name in self.constants:   # EPS = 1e-8 at the top level
+            return const(self.constants[name])
         if name in CONSTANTS:
             return const(CONSTANTS[name])
         if name in BUILTINS or name in self.functions:
             raise Located(node, f"'{name}' is a function; call it with arguments")
         raise Located(node, f"unknown name '{name}'")
+
+
+# `//` and `%` of sizes (dimensions, integer literals and constants) in a value
+# expression: `sqrt(C // H)`, a constant as Python computes it.
+_SIZE_OPS = {ast.FloorDiv: sympy.floor, ast.Mod: sympy.Mod}
+
+
+def _size_op(node: ast.BinOp, a: Node, b: Node) -> Node:
+    """`C // H` or `C % H` of two sizes, as a constant."""
+    x, y = (v.attr("value") if v.is_const else None for v in (a, b))
+    if not all(isinstance(v, sympy.Basic) and v.is_integer for v in (x, y)):
+        raise Located(node, f"operator '{op_symbol(node.op)}' is only supported between "
+                            "sizes (dimensions and integers): sqrt(C // H)", part=OPERATOR)
+    if y.is_zero:
+        raise Located(node, "division by zero", part=OPERATOR)
+    op = type(node.op)
+    return const(sympy.floor(x / y) if op is ast.FloorDiv else sympy.Mod(x, y))
 
 
 def _constant(node: ast.Constant) -> Node:

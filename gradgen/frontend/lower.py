@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-import sympy
-
 from .. import ir
 from ..errors import Diagnostic, ShapeError
 from ..ir import Node, make
@@ -30,7 +28,7 @@ from .parse import (
     statement_error,
 )
 from .scope import POISON, Budget, Poisoned, Scope
-from .static import index, shape
+from .static import Dims, index, module_constant, shape, sizes_bound
 
 _FIXED_ARGUMENTS = "a function takes a fixed list of plain arguments"
 # The most diagnostics one run reports (SPEC §5: all independent errors, up to 20).
@@ -64,7 +62,8 @@ class EntryPoint:
     line: int
     return_line: int
     return_col: int
-    dims: dict = field(default_factory=dict)     # name -> (arg name, axis) binding it
+    dims: dict = field(default_factory=dict)     # name -> dims.Binding (arg, axis, declared)
+    requirements: list = field(default_factory=list)   # dims.Requirement, checked at entry
 
     @property
     def params(self) -> list[Argument]:
@@ -104,6 +103,8 @@ class Lowering:
         self._seen: set = set()
         self.calls = Calls(self.functions, budget, self.body, self.broken)
         self.expressions = Expressions(self.functions, budget, self.calls)
+        self.constants: dict[str, int | float] = {}   # module-level: name -> value
+        self.expressions.constants = self.constants
 
     def fail(self, e: Located) -> None:
         """Record an error and go on with the next independent part of the source (up to
@@ -160,9 +161,14 @@ class Lowering:
         return entries
 
     def _define(self, stmt) -> None:
-        """Register a top-level function (its signature checked)."""
+        """Register a top-level function (its signature checked) or module constant."""
+        if self._constant(stmt):
+            return
         if not isinstance(stmt, ast.FunctionDef):
             raise Located(stmt, statement_error(stmt, top_level=True))
+        if stmt.name in self.constants:
+            raise Located(stmt, f"'{stmt.name}' is a module-level constant and cannot "
+                                "also be a function", part=DEF_NAME)
         if stmt.name in self.functions:
             raise Located(stmt, f"function '{stmt.name}' is defined twice (first on line "
                                 f"{self.functions[stmt.name].lineno})", part=DEF_NAME)
@@ -176,12 +182,22 @@ class Lowering:
             self.broken.add(stmt.name)
             raise
 
+    def _constant(self, stmt) -> bool:
+        """`EPS = 1e-8` at the top level: a module-level constant, folded here (never
+        evaluated), usable in every function (and as a size when it is an integer)."""
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)):
+            return False
+        target = stmt.targets[0]
+        self._check_new_name(target, target.id)
+        self.constants[target.id] = module_constant(stmt.value, self.constants)
+        return True
+
     # ------------------------------------------------------------ entry points
 
     def entry(self, fn: ast.FunctionDef) -> EntryPoint:
         """An entry point: its arguments as input nodes, its body as their function."""
-        dims: dict[str, sympy.Symbol] = {}
-        bindings: dict[str, tuple[str, int]] = {}
+        dims = Dims(self.constants)
         args: list[Argument] = []
         broken = False      # an annotation is in error (reported; the others are checked)
         for p in fn.args.args:
@@ -193,16 +209,10 @@ class Lowering:
                 continue
             node = make("input", name=p.arg, role=role, shape=arg_shape)
             args.append(Argument(p.arg, role, arg_shape, node, decl))
-            for axis, d in enumerate(arg_shape):
-                if d.is_Symbol and d.name not in bindings:
-                    bindings[d.name] = (p.arg, axis)
         if broken:
             # The body is not checked: the dimensions it may use are not all known.
             raise Poisoned
-        for name in dims:
-            if name not in bindings:
-                raise Located(fn, f"dimension '{name}' is used only inside expressions; "
-                                  "it must also appear alone in some argument's shape")
+        bindings = sizes_bound(fn, args)
         for a, p in zip(args, fn.args.args):
             if a.name in dims:
                 raise Located(p, f"argument '{a.name}' has the same name as a dimension")
@@ -220,7 +230,8 @@ class Lowering:
             raise Located(ret_stmt.value, "an entry point must return numbers, not a "
                                           "comparison; use where(condition, a, b)")
         ret_line, ret_col = self.src.position(ret_stmt.value)
-        return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings)
+        return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings,
+                          list(dims.requirements))
 
     def annotation(self, ann, dims: dict) -> tuple[str, tuple, str]:
         """The role, shape and written form of an argument's annotation."""

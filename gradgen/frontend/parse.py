@@ -207,7 +207,8 @@ def statement_error(stmt, top_level: bool) -> str:
     if isinstance(stmt, ast.FunctionDef):
         return "nested functions are not supported; define helpers at the top level"
     if top_level:
-        return "only function definitions are allowed at the top level"
+        return ("only function definitions and constants (EPS = 1e-8) are allowed at the "
+                "top level")
     if isinstance(stmt, ast.Expr):
         return "this expression has no effect; assign it to a name or return it"
     return f"unsupported statement ({type(stmt).__name__})"

@@ -18,7 +18,7 @@ def _basis_shape(args):
 
 def _emit_basis(p, node):
     like = node.args[0]
-    n, _ = p.scalar(size(like.shape))
+    n, _ = p.scalar(size(like.shape), integer=True)
     eye = p.creation("eye", n, p.dtype_of(p.arg(node, 0, PREC_CALL)))
     if like.ndim == 1:
         return eye, PREC_CALL

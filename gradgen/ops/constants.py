@@ -48,7 +48,7 @@ defop("full", None, shape=lambda args, value, shape: shape, emit=_emit_full, tra
 
 def _emit_eye(p, node):
     n, m = node.attr("n"), node.attr("m")
-    dims = p.scalar(n)[0] + ("" if m == n else f", {p.scalar(m)[0]}")
+    dims = p.scalar(n, integer=True)[0] + ("" if m == n else f", {p.scalar(m, integer=True)[0]}")
     return p.creation("eye", dims, dtype_of(p, node)), PREC_CALL
 
 

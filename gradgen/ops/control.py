@@ -40,7 +40,8 @@ def _part_shape(args, index):
 def _scan_stmt(p, node, target):
     """`h = h0`, then `for t in range(T):` over the body (`target` names nothing)."""
     code = p.region(node)
-    return code.init + p.loop(code.index, p.scalar(node.attr("length"))[0], code.body)
+    length = p.scalar(node.attr("length"), integer=True)[0]
+    return code.init + p.loop(code.index, length, code.body)
 
 
 # scan(carried..., outside..., body=Region, length=dim): the loop; its value is a tuple.

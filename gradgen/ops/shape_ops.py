@@ -14,6 +14,7 @@ from ..dims import (
     fmt_dim,
     fmt_shape,
     normalize_axes,
+    print_expr,
     same_shape,
     size,
     slice_code,
@@ -381,21 +382,24 @@ def _index_shape(args, index):
 def _slice_len(d, start, stop, step, axis):
     if step == 0:
         raise ShapeError("slice step cannot be zero")
-    if d.is_number:
+    if d.is_number and not any(isinstance(b, sympy.Basic) for b in (start, stop)):
         n = len(range(*slice(start, stop, step).indices(int(d))))
         if n == 0:
             raise ShapeError(f"slice selects no elements of axis {axis} (size {int(d)})")
         return sympy.Integer(n)
     if step < 0:
         raise ShapeError(f"negative slice steps need a literal size on axis {axis}")
-    # Bounds that are dimension expressions come from derivatives (the blocks of
-    # concatenate): offsets, never negative, and their slices are never empty. Only the
-    # integer bounds of a source are compared (a sympy comparison costs a millisecond).
-    written = all(b is None or isinstance(b, int) for b in (start, stop))
+    # A bound is an integer (negative from the end) or a dimension expression (`N - 1`,
+    # `2 * H`: never negative, and within the axis, checked by the frontend or at entry;
+    # the derivative of concatenate makes such offsets too). Symbolic sizes are never
+    # compared with Python truthiness (`N - 2 >= 0` has no truth value): only the length
+    # is asked whether it is positive, where it is not plainly so (a sympy query costs a
+    # millisecond).
     lo = 0 if start is None else (d + start if isinstance(start, int) and start < 0 else start)
     hi = d if stop is None else (d + stop if isinstance(stop, int) and stop < 0 else stop)
+    # x[1::2] of 2 * M: ceil((2 * M - 1) / 2) is M (sympy knows M is an integer)
     n = as_expr(hi - lo if step == 1 else sympy.ceiling(as_expr(hi - lo) / step))
-    if written and not _grows(n) and n.is_positive is False:   # x[5:2] of Param[N]: empty
+    if not _grows(n) and n.is_positive is False:   # x[5:2] or x[N:] of Param[N]: empty
         raise ShapeError(f"slice selects no elements of axis {axis} (size {fmt_dim(d)})")
     return n
 
@@ -420,7 +424,9 @@ def format_index(index, p=None) -> str:
     def bound(v):
         if v is None:
             return ""
-        return p.scalar(v)[0] if p is not None and isinstance(v, sympy.Basic) else str(v)
+        if isinstance(v, sympy.Basic):   # a size: exact integer arithmetic (`C // H`)
+            return p.scalar(v, integer=True)[0] if p is not None else print_expr(v, integer=True)
+        return str(v)
 
     parts = []
     for it in index:
