@@ -279,7 +279,7 @@ def test_module_constant_diagnostics(source, expected):
      def f(w: Param[M * M]):
          return sum(w)
      """, """
-     t.grad:1:16: error: dimension 'M' cannot be determined from the arguments' sizes: it appears only in M ** 2 (argument 'w', axis 0), not linearly, so it cannot be solved for; declare it alone in some argument's shape (Data[M]) or as a multiple (Param[3 * M])
+     t.grad:1:16: error: dimension 'M' cannot be determined from the arguments' sizes: it appears only in M**2 (argument 'w', axis 0), not linearly, so it cannot be solved for; declare it alone in some argument's shape (Data[M]) or as a multiple (Param[3 * M])
      def f(w: Param[M * M]):
                     ^
      """),

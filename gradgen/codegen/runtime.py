@@ -107,8 +107,8 @@ def _solve(name, axis, decl, dim, n, p, q=None, b=None):
     k = (n - (b or 0)) * (q or 1)
     m, r = k // p, k % p
     if r or m < 1:
-        raise ValueError(f"argument {name!r}, axis {axis}: size {n} is not {decl} for any "
-                         f"positive integer {dim}")
+        what = f"size {n} is not {decl} for any positive integer {dim}"
+        raise ValueError(f"argument {name!r}, axis {axis}: {what}")
     return m
 '''
 
@@ -116,8 +116,10 @@ CHECK_EXACT = '''\
 def _exact(num, den, num_text, den_text, line):
     """Check the exact division `num_text // den_text` written on line `line`."""
     if num % den:
-        raise ValueError(f"{num_text} // {den_text} (line {line}) must divide exactly, and "
-                         f"{num} // {den} does not")
+        raise ValueError(
+            f"{num_text} // {den_text} (line {line}) must divide exactly, and "
+            f"{num} // {den} does not"
+        )
 '''
 
 CHECK_WITHIN = '''\
@@ -125,8 +127,10 @@ def _within(bound, size, bound_text, size_text, line):
     """Check that the slice bound `bound_text` written on line `line` is within its axis
     (from 0 to its size: NumPy would count a negative bound from the end)."""
     if not 0 <= bound <= size:
-        raise ValueError(f"slice bound {bound_text} (line {line}) is {bound}, outside "
-                         f"0..{size} (the size of its axis, {size_text})")
+        raise ValueError(
+            f"slice bound {bound_text} (line {line}) is {bound}, outside "
+            f"0..{size} (the size of its axis, {size_text})"
+        )
 '''
 
 # The helpers of the size checks at entry, by name (each emitted only where a prologue uses it).
