@@ -107,8 +107,9 @@ def _solve(name, axis, decl, dim, n, p, q=None, b=None):
     k = (n - (b or 0)) * (q or 1)
     m, r = k // p, k % p
     if r or m < 1:
-        what = f"size {n} is not {decl} for any positive integer {dim}"
-        raise ValueError(f"argument {name!r}, axis {axis}: {what}")
+        raise ValueError(
+            f"argument {name!r}, axis {axis}: size {n} is not {decl} for any positive integer {dim}"
+        )
     return m
 '''
 
