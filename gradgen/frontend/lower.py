@@ -84,6 +84,18 @@ class Program:
         return SourceFile(self.filename, source_lines(self.source)).diagnostic(line, col, message)
 
 
+def _constant(stmt, constants: dict, check_new_name) -> bool:
+    """`EPS = 1e-8` at the top level: a module-level constant, folded into `constants` here
+    (never evaluated), usable in every function (and as a size when it is an integer)."""
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)):
+        return False
+    target = stmt.targets[0]
+    check_new_name(target, target.id)
+    constants[target.id] = module_constant(stmt.value, constants)
+    return True
+
+
 def _is_entry(fn: ast.FunctionDef) -> bool:
     return bool(fn.args.args) and all(p.annotation is not None for p in fn.args.args)
 
@@ -162,7 +174,7 @@ class Lowering:
 
     def _define(self, stmt) -> None:
         """Register a top-level function (its signature checked) or module constant."""
-        if self._constant(stmt):
+        if _constant(stmt, self.constants, self._check_new_name):
             return
         if not isinstance(stmt, ast.FunctionDef):
             raise Located(stmt, statement_error(stmt, top_level=True))
@@ -181,17 +193,6 @@ class Lowering:
         except Located:
             self.broken.add(stmt.name)
             raise
-
-    def _constant(self, stmt) -> bool:
-        """`EPS = 1e-8` at the top level: a module-level constant, folded here (never
-        evaluated), usable in every function (and as a size when it is an integer)."""
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                and isinstance(stmt.targets[0], ast.Name)):
-            return False
-        target = stmt.targets[0]
-        self._check_new_name(target, target.id)
-        self.constants[target.id] = module_constant(stmt.value, self.constants)
-        return True
 
     # ------------------------------------------------------------ entry points
 
