@@ -274,8 +274,10 @@ def _params(program: Program, entry: EntryPoint, options: Options) -> list[Argum
     known = {a.name for a in params}
     for w in options.wrt:
         if w not in known:
-            raise CompileError(program.diagnostic(
-                entry.line, 1, f"--wrt {w}: '{entry.name}' has no Param named '{w}'"))
+            index = any(a.name == w and a.role == "index" for a in entry.args)
+            why = (f"'{w}' is an Index argument: integers are never differentiated" if index
+                   else f"'{entry.name}' has no Param named '{w}'")
+            raise CompileError(program.diagnostic(entry.line, 1, f"--wrt {w}: {why}"))
     return [a for a in params if a.name in options.wrt]
 
 

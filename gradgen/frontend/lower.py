@@ -16,6 +16,7 @@ from .. import ir
 from ..errors import Diagnostic
 from ..ir import Node, make
 from ..ops import BUILTINS
+from ..ops.dtypes import INT
 from .calls import Calls
 from .expressions import Expressions
 from .locations import AT_SIGN, DEF_NAME, Located, SourceFile, source_lines
@@ -31,7 +32,7 @@ class Argument:
     """A parameter of an entry point."""
 
     name: str
-    role: str                  # "param" or "data"
+    role: str                  # "param", "data" or "index" (Index[...] and int)
     shape: tuple               # sympy dimensions
     node: Node
     decl: str                  # the annotation as written, for docstrings
@@ -177,19 +178,22 @@ class Lowering:
         if ret.dtype == "bool":
             raise Located(ret_stmt.value, "an entry point must return numbers, not a "
                                           "comparison; use where(condition, a, b)")
+        if ret.dtype == INT:
+            raise Located(ret_stmt.value, "an entry point must return floating-point "
+                                          "numbers, not integers; use float(...)")
         ret_line, ret_col = self.src.position(ret_stmt.value)
         return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings)
 
     def annotation(self, ann, dims: dict) -> tuple[str, tuple, str]:
         """The role, shape and written form of an argument's annotation."""
         decl = ast.unparse(ann) if ann is not None else ""
-        if isinstance(ann, ast.Name) and ann.id == "float":
-            return "data", (), decl
+        if isinstance(ann, ast.Name) and ann.id in ("float", "int"):
+            return ("data" if ann.id == "float" else "index"), (), decl
         if not (isinstance(ann, ast.Subscript) and isinstance(ann.value, ast.Name)
                 and ann.value.id in ANNOTATIONS):
-            raise Located(ann, f"unknown annotation '{decl}': use Param[...], Data[...] "
-                               "or float")
-        role = "param" if ann.value.id == "Param" else "data"
+            raise Located(ann, f"unknown annotation '{decl}': use Param[...], Data[...], "
+                               "Index[...], float or int")
+        role = {"Param": "param", "Index": "index"}.get(ann.value.id, "data")
         items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
         return role, shape(ann.slice, items, dims, create=True), decl
 

@@ -19,6 +19,7 @@ from ..dims import (
 from ..errors import ShapeError
 from ..ir import make
 from ._emit import call
+from .dtypes import like_first
 from .registry import PREC_CALL, REAL, REGISTRY, defbuiltin, defop, rewrite
 
 SHAPE = frozenset({"linear", "shape"})
@@ -89,7 +90,7 @@ def _inverse(perm):
     return tuple(inv)
 
 
-defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, operator=".T",
+defop("transpose", 1, dtype=like_first, shape=_transpose_shape, emit=_emit_transpose, operator=".T",
       traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("transpose", g, axes=_inverse(n.attr("axes"))),),
       jvp=lambda ts, n: make("transpose", ts[0], **n.kw),
@@ -142,7 +143,7 @@ def _emit_reshape(p, node):
     return p.method(p.arg(node, 0, PREC_CALL), "reshape", [p.shape(node.attr("shape"))]), PREC_CALL
 
 
-defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape,
+defop("reshape", 1, dtype=like_first, shape=_reshape_shape, emit=_emit_reshape,
       traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("reshape", g, shape=n.args[0].shape),),
       jvp=lambda ts, n: make("reshape", ts[0], **n.kw),
@@ -206,7 +207,7 @@ def expand_dims_scaled(x, axes):
     return None
 
 
-defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand,
+defop("expand_dims", 1, dtype=like_first, shape=_expand_shape, emit=_emit_expand,
       traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw),
@@ -251,7 +252,7 @@ def _emit_squeeze(p, node):
     return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
 
 
-defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze,
+defop("squeeze", 1, dtype=like_first, shape=_squeeze_shape, emit=_emit_squeeze,
       traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("expand_dims", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("squeeze", ts[0], **n.kw),
@@ -296,7 +297,7 @@ def broadcast_to_same(x, shape):
     return x if tuple(x.shape) == tuple(shape) else None
 
 
-defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, view="readonly",
+defop("broadcast_to", 1, dtype=like_first, shape=_broadcast_shape, traits=SHAPE, view="readonly",
       domain=(REAL,),
       emit=lambda p, n: (p.call("broadcast_to", [p.arg(n, 0, 0), p.shape(n.attr("shape"))]),
                          PREC_CALL),
@@ -440,7 +441,7 @@ def _scatter_stmt(p, node, target):
             f"{target}[{format_index(node.attr('index'), p)}] = {p.arg(node, 0, 0)}"]
 
 
-defop("index", 1, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
+defop("index", 1, dtype=like_first, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
       domain=(REAL,),
       vjp=lambda g, n: (make("scatter", g, n.args[0], index=n.attr("index")),),
       jvp=lambda ts, n: make("index", ts[0], **n.kw),

@@ -1,0 +1,291 @@
+"""Integer values and integer-array indexing: `arange`, gathers (`E[idx]`,
+`S[arange(N), y]`, `x[:, idx]`, `take_along_axis`), their scatter-add, `one_hot`,
+`segment_sum`, `float`, and integer `//` and `%`.
+
+Index values (`Index[...]`/`int` arguments, `arange`, integer arithmetic of them) have the
+dtype "int" (ops/dtypes.py). They are never differentiated: every op here is linear in its
+float argument and takes no derivative with respect to its integer ones.
+
+gather(x, i1, ..., ik, axis=a) is NumPy's advanced indexing `x[:, ..., :, i1, ..., ik]`
+(`a` full slices first): the index arrays broadcast together to a shape B, and the result
+has shape `x.shape[:a] + B + x.shape[a + k:]`. Its VJP is scatter_add, which adds the
+cotangent into zeros of x's shape at those indices, repeated indices accumulating; the VJP
+of scatter_add is the gather again, so both are closed under differentiation (JVP: the
+same op of the tangent; batching: the same op one axis further right).
+
+Indices follow NumPy in both directions: a negative index counts from the end, and one
+out of range raises IndexError (the gather by NumPy itself, the scatter by its helper,
+with NumPy's message).
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape
+from ..errors import ShapeError
+from ..ir import const, make
+from .constants import dtype_witness
+from .dtypes import INT, integer_closed, like_first
+from .registry import PREC_CALL, PREC_MUL, REAL, defbuiltin, defop, rewrite
+from ._emit import infix
+
+__all__ = ["to_float"]
+
+NONDIFF = frozenset({"nondiff"})
+LINEAR = frozenset({"linear"})
+
+
+def to_float(x, inputs):
+    """An Index value as numbers of the computation's float dtype (`float(y)`): NumPy would
+    make int64 with float32 float64, so the cast names the dtype of an argument."""
+    if x.dtype != INT:
+        return x
+    return make("cast", x, dtype_witness(inputs))
+
+
+def _check_indices(idx) -> None:
+    for i in idx:
+        if i.dtype != INT:
+            raise ShapeError("an index array must hold integers (an Index value, arange or "
+                             "integer arithmetic of them)")
+
+
+# ---------------------------------------------------------------- arange
+
+def _emit_arange(p, node):
+    start, stop = node.attr("start"), node.attr("stop")
+    args = [p.scalar(stop)[0]] if start == 0 else [p.scalar(start)[0], p.scalar(stop)[0]]
+    return p.call("arange", args), PREC_CALL
+
+
+# arange[start, stop]: the integers start, ..., stop - 1 (dimension expressions).
+defop("arange", 0, shape=lambda args, start, stop: (as_expr(stop - start),),
+      emit=_emit_arange, traits=NONDIFF, dtype=INT, hint="arange")
+
+
+def _arange_builtin(start, stop=None):
+    if stop is None:
+        start, stop = sympy.Integer(0), start
+    n = as_expr(stop - start)
+    if n.is_positive is False or n.is_zero:
+        raise ShapeError(f"arange({fmt_dim(start)}, {fmt_dim(stop)}) would be empty")
+    return make("arange", start=as_expr(start), stop=as_expr(stop))
+
+
+defbuiltin("arange", ("start", "stop"), _arange_builtin, static=("start", "stop"),
+           defaults={"stop": None})
+
+
+# ---------------------------------------------------------------- gather, scatter_add
+
+def _gather_shape(args, axis):
+    x, idx = args[0], args[1:]
+    _check_indices(idx)
+    if axis + len(idx) > x.ndim:
+        raise ShapeError(f"too many indices ({axis + len(idx)}) for an array of shape "
+                         f"{fmt_shape(x.shape)}")
+    b = ()
+    for i in idx:
+        b = broadcast(b, i.shape)
+    return tuple(x.shape[:axis]) + tuple(b) + tuple(x.shape[axis + len(idx):])
+
+
+def _emit_gather(p, node):
+    items = [":"] * node.attr("axis") + p.args(node, 0)[1:]
+    return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
+
+
+def _gather_vjp(g, n):
+    x, idx = n.args[0], n.args[1:]
+    return (make("scatter_add", g, *idx, shape=tuple(x.shape), axis=n.attr("axis")),
+            *(None for _ in idx))
+
+
+defop("gather", None, shape=_gather_shape, emit=_emit_gather, dtype=like_first,
+      traits=LINEAR, domain=(REAL,), hint="rows",
+      vjp=_gather_vjp,
+      jvp=lambda ts, n: None if ts[0] is None else make("gather", ts[0], *n.args[1:], **n.kw),
+      vmap=lambda ts, n: None if ts[0] is None else make(
+          "gather", ts[0], *n.args[1:], axis=n.attr("axis") + 1))
+
+
+def _scatter_shape(args, shape, axis):
+    g, idx = args[0], args[1:]
+    _check_indices(idx)
+    b = ()
+    for i in idx:
+        b = broadcast(b, i.shape)
+    expected = tuple(shape[:axis]) + tuple(b) + tuple(shape[axis + len(idx):])
+    if len(expected) != g.ndim or not all(dims_equal(d, e) for d, e in zip(g.shape, expected)):
+        raise ShapeError(f"cannot scatter an array of shape {fmt_shape(g.shape)} into shape "
+                         f"{fmt_shape(shape)} at indices of shape {fmt_shape(b)}")
+    return shape
+
+
+_SCATTER_ADD = '''\
+def _scatter_add(g, shape, axis, *index):
+    """Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
+    the index arrays broadcast together), repeated indices accumulating: the VJP of the
+    gather x[:, ..., *index] (np.add.at(out, index, g), faster). An index out of range
+    raises IndexError as the gather does; a negative one counts from the end."""
+    g = np.asarray(g)
+    sizes = shape[axis:axis + len(index)]
+    flat = 0
+    for k, (i, n) in enumerate(zip(index, sizes)):
+        i = np.asarray(i).astype(np.intp, copy=False)
+        if i.size and (i.min() < -n or i.max() >= n):
+            bad = i.min() if i.min() < -n else i.max()
+            raise IndexError(f"index {bad} is out of bounds for axis {axis + k} with size {n}")
+        if i.size and i.min() < 0:
+            i = np.where(i < 0, i + n, i)
+        flat = flat * n + i
+    flat = np.ravel(flat)
+    lead = int(np.prod(shape[:axis], dtype=np.intp))
+    rest = int(np.prod(shape[axis + len(index):], dtype=np.intp))
+    m, width = int(np.prod(sizes, dtype=np.intp)), lead * rest
+    rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
+    if g.dtype == np.float64:   # one bincount over the raveled (row, column) positions
+        at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()
+        out = np.bincount(at, weights=rows.ravel(), minlength=m * width)
+    else:   # bincount sums in float64: np.add.at keeps float32 (and is as fast there)
+        out = np.zeros((m, width), g.dtype)
+        np.add.at(out, flat, rows)
+    return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
+'''
+
+
+def _emit_scatter_add(p, node):
+    args = p.args(node, 0)
+    return p.helper("_scatter_add", [args[0], p.shape(node.attr("shape")),
+                                     str(node.attr("axis")), *args[1:]]), PREC_CALL
+
+
+def _scatter_vmap(ts, n):
+    if ts[0] is None:
+        return None
+    t = ts[0]
+    return make("scatter_add", t, *n.args[1:], shape=t.shape[:1] + tuple(n.attr("shape")),
+                axis=n.attr("axis") + 1)
+
+
+# scatter_add(g, i1, ..., ik, shape, axis): zeros of `shape` with g added at
+# [:, ..., :, i1, ..., ik] (`axis` full slices first), repeated indices accumulating.
+defop("scatter_add", None, shape=_scatter_shape, emit=_emit_scatter_add, traits=LINEAR,
+      domain=(REAL,), prelude=_SCATTER_ADD, hint="scattered",
+      vjp=lambda g, n: (make("gather", g, *n.args[1:], axis=n.attr("axis")),
+                        *(None for _ in n.args[1:])),
+      jvp=lambda ts, n: None if ts[0] is None else make("scatter_add", ts[0], *n.args[1:],
+                                                         **n.kw),
+      vmap=_scatter_vmap)
+
+
+def gather(x, idx, axis):
+    """`x[:, ..., :, *idx]` with `axis` full slices first (the frontend's subscripts)."""
+    return make("gather", x, *idx, axis=axis)
+
+
+# ---------------------------------------------------------------- take_along_axis
+
+def _axis(axis, ndim, what):
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ShapeError(f"{what} must be an integer")
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{what} {axis} is out of bounds for an array of {ndim} dimensions")
+    return axis % ndim
+
+
+def _take_along_builtin(x, indices, axis):
+    """As np.take_along_axis: a gather whose other axes are indexed by aranges."""
+    if indices.ndim != x.ndim:
+        raise ShapeError(f"the indices must have as many dimensions as the array "
+                         f"({x.ndim}), got shape {fmt_shape(indices.shape)}")
+    axis = _axis(axis, x.ndim, "axis")
+    grids = []
+    for j, d in enumerate(x.shape):
+        if j == axis:
+            grids.append(indices)
+            continue
+        e = indices.shape[j]
+        if not (e == ONE or dims_equal(e, d)):
+            raise ShapeError(f"the indices' shape {fmt_shape(indices.shape)} does not match "
+                             f"the array's {fmt_shape(x.shape)} on axis {j}")
+        r = make("arange", start=sympy.Integer(0), stop=d)
+        others = tuple(k for k in range(x.ndim) if k != j)
+        grids.append(make("expand_dims", r, axes=others) if others else r)
+    return make("gather", x, *grids, axis=0)
+
+
+defbuiltin("take_along_axis", ("x", "indices", "axis"), _take_along_builtin,
+           static=("axis",), index_params=("indices",))
+
+
+# ---------------------------------------------------------------- one_hot, segment_sum
+
+def _one_hot_builtin(y, num_classes, inputs):
+    c = as_expr(num_classes)
+    classes = make("arange", start=sympy.Integer(0), stop=c)
+    hit = make("eq", make("expand_dims", y, axes=(y.ndim,)), classes)
+    return make("cast", hit, dtype_witness(inputs))
+
+
+defbuiltin("one_hot", ("y", "num_classes"), _one_hot_builtin, static=("num_classes",),
+           needs_inputs=True, index_params=("y",))
+
+
+def _segment_sum_builtin(x, segment_ids, num_segments):
+    k = segment_ids.ndim
+    if k > x.ndim or not all(dims_equal(a, b) for a, b in zip(segment_ids.shape, x.shape)):
+        raise ShapeError(f"the segment ids' shape {fmt_shape(segment_ids.shape)} must be the "
+                         f"leading axes of the data's {fmt_shape(x.shape)}")
+    shape = (as_expr(num_segments),) + tuple(x.shape[k:])
+    return make("scatter_add", x, segment_ids, shape=shape, axis=0)
+
+
+defbuiltin("segment_sum", ("x", "segment_ids", "num_segments"), _segment_sum_builtin,
+           static=("num_segments",), index_params=("segment_ids",))
+
+
+# ---------------------------------------------------------------- float(y)
+
+def _float_builtin(x):
+    """`float(y)`: the frontend converts an Index argument of a built-in that does not take
+    one as it is to the computation's float dtype (`to_float`), which is all float does."""
+    return x
+
+
+defbuiltin("float", ("x",), _float_builtin, elementwise=True)
+
+
+# ---------------------------------------------------------------- integer // and %
+
+def _int_args(args):
+    if integer_closed(args, {}) != INT:
+        raise ShapeError("// and % are for integers (Index values and dimensions)")
+
+
+def _int_shape(args):
+    _int_args(args)
+    return broadcast(args[0].shape, args[1].shape)
+
+
+@rewrite("floordiv")
+def floordiv_fold(a, b):
+    """The floor quotient of two integer constants (dimensions) is a constant."""
+    if a.is_const and b.is_const and b.value != 0:
+        return const(sympy.floor(a.value / b.value))
+    return None
+
+
+@rewrite("mod")
+def mod_fold(a, b):
+    """The remainder of two integer constants (dimensions) is a constant."""
+    if a.is_const and b.is_const and b.value != 0:
+        return const(sympy.Mod(a.value, b.value))
+    return None
+
+
+defop("floordiv", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
+      emit=infix("//", PREC_MUL), traits=NONDIFF, domain=(REAL, REAL), hint="quot")
+defop("mod", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
+      emit=infix("%", PREC_MUL), traits=NONDIFF, domain=(REAL, REAL), hint="rem")
