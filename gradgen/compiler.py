@@ -27,6 +27,7 @@ from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
+from .ops.dtypes import INT
 from .ops.registry import REGISTRY
 from .options import ALL_MODES, DEFAULT_MODES, Options, _options, make_options
 from .passes import building, lower, optimize
@@ -274,7 +275,7 @@ def _params(program: Program, entry: EntryPoint, options: Options) -> list[Argum
     known = {a.name for a in params}
     for w in options.wrt:
         if w not in known:
-            index = any(a.name == w and a.role == "index" for a in entry.args)
+            index = any(a.name == w and a.node.dtype == INT for a in entry.args)
             why = (f"'{w}' is an Index argument: integers are never differentiated" if index
                    else f"'{entry.name}' has no Param named '{w}'")
             raise CompileError(program.diagnostic(entry.line, 1, f"--wrt {w}: {why}"))

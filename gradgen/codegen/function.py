@@ -15,6 +15,7 @@ from ..dims import fmt_shape
 from ..errors import CompileError, ShapeError
 from ..frontend import Argument, EntryPoint, Program
 from ..ir import Node, make, topo_order
+from ..ops.dtypes import INT
 from ..ops.registry import REGISTRY
 from . import naming
 from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name
@@ -246,7 +247,7 @@ class EntryFunctions:
                 else:
                     dims.append("None")
             inner = ", ".join(dims) + ("," if len(dims) == 1 else "")
-            kind = ', "int"' if a.role == "index" else ""   # integers, for _dims
+            kind = ', "int"' if a.node.dtype == INT else ""   # integers, for _dims
             items.append(f'("{a.name}", ({inner}){kind})')
         body = "".join(f"\n    {it}," for it in items)
         return f"{self.spec_name} = ({body}\n)"
@@ -283,16 +284,18 @@ class EntryFunctions:
             args = ", ".join(a.name for a in e.args)
             checks.append(f"{self.names['_dims']}({self.spec_name}, {args})")
             for a in e.args:   # (_expect checks floats; _dims checked an Index's dtype)
-                if a.role != "index" and any(not (d.is_Integer or d.is_Symbol) for d in a.shape):
+                if a.node.dtype != INT and any(not (d.is_Integer or d.is_Symbol)
+                                               for d in a.shape):
                     expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
             for node in extra_inputs:
                 expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
                                f'{printer.shape(node.shape)})')
         used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
         sizes = [f"{d} = {arg}.shape[{axis}]" for d, (arg, axis) in e.dims.items() if d in used]
-        arrays = "".join(f", {a.name}" for a in e.args if a.node.ndim and a.role != "index")
+        floats = [a for a in e.args if a.node.dtype != INT]   # (an Index argument is no float)
+        arrays = "".join(f", {a.name}" for a in floats if a.node.ndim)
         weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
-                for n in [a.name for a in e.args if not a.node.ndim and a.role != "index"]
+                for n in [a.name for a in floats if not a.node.ndim]
                 + [x.attr("name") for x in extra_inputs if not x.ndim]]
         return checks + sizes + expects + weak, bool(weak)
 

@@ -10,12 +10,11 @@ def _dims(spec, *args):
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:   # Index[...] or int: integers
-            if shape is None and type(x) is not int or shape is not None and \
-                    x.dtype.kind not in "iu":
+            got = type(x).__name__ if shape is None else x.dtype
+            if not (type(x) is int if shape is None else x.dtype.kind in "iu"):
                 raise ValueError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                 "of integers or a Python int, got "
-                                 f"{type(x).__name__ if shape is None else x.dtype}")
-            shapes += (shape or (),)
+                                 f"of integers or a Python int, got {got}")
+            shapes += (() if shape is None else shape,)
             continue
         if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
             if shape is not None:
@@ -29,7 +28,8 @@ def _dims(spec, *args):
     if (spec, shapes) in _DIMS_PASSED:
         return
     sizes, origin = {}, {}
-    for (name, decl, *_), shape in zip(spec, shapes):
+    for entry, shape in zip(spec, shapes):
+        name, decl = entry[0], entry[1]
         if len(shape) != len(decl):
             raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
                              f"{decl}, got shape {shape}")

@@ -7,7 +7,7 @@ import math
 
 from ..errors import ShapeError
 from ..ir import Node, const, make
-from ..ops import BUILTINS
+from ..ops import BUILTINS, REGISTRY
 from ..ops.dtypes import INT, integer_closed
 from ..ops.indexing import gather, to_float
 from .calls import NOT_A_CONDITION, BoundCall, Calls
@@ -146,7 +146,7 @@ class Expressions:
             return make(INT_BINOPS[op], *vals)
         name = BINOPS[op]
         if any(v.dtype == INT for v in vals) and (
-                name not in ("add", "sub", "mul") or integer_closed(vals, {}) != INT):
+                REGISTRY[name].dtype is not integer_closed or integer_closed(vals, {}) != INT):
             vals = [to_float(v, self.calls.inputs) for v in vals]
         return make(name, *vals)
 

@@ -140,10 +140,10 @@ def _scatter_add(g, shape, axis, *index):
         if i.size and i.min() < 0:
             i = np.where(i < 0, i + n, i)
         flat = flat * n + i
-    flat = np.ravel(flat)
-    lead = int(np.prod(shape[:axis], dtype=np.intp))
-    rest = int(np.prod(shape[axis + len(index):], dtype=np.intp))
-    m, width = int(np.prod(sizes, dtype=np.intp)), lead * rest
+    flat = flat.ravel()
+    lead = int(np.prod(shape[:axis]))
+    rest = int(np.prod(shape[axis + len(index):]))
+    m, width = int(np.prod(sizes)), lead * rest
     rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
     if g.dtype == np.float64:   # one bincount over the raveled (row, column) positions
         at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()
