@@ -297,7 +297,10 @@ class EntryFunctions:
         weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
                 for n in [a.name for a in floats if not a.node.ndim]
                 + [x.attr("name") for x in extra_inputs if not x.ndim]]
-        return checks + sizes + expects + weak, bool(weak)
+        # an int argument may be a Python int: an array, for `.astype` (float(n))
+        ints = [f"{a.name} = {printer.call('asarray', [a.name])}" for a in e.args
+                if not a.node.ndim and a.node.dtype == INT]
+        return checks + sizes + expects + weak + ints, bool(weak)
 
 
 def _names_in(names: set[str], lines: list[str]) -> set[str]:
