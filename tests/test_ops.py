@@ -52,7 +52,7 @@ from gradgen.ops import BUILTINS, REGISTRY
 SYNTAX = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "-x": "neg",
           "@": "matmul", ".T": "transpose", "[]": "index", "pi/e": None,
           # integer-array indexing and integer arithmetic (the h-index block of CASES)
-          "[idx]": "gather", "//": "floordiv", "%": "mod"}
+          "[idx]": "gather", "//": "floordiv", "%": "mod", "float": "cast"}
 
 # Built-ins that are lowerings rather than ops: the domain of each of their arguments.
 LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": ("real",),

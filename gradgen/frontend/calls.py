@@ -19,7 +19,7 @@ from ..ir import Node
 from ..ops import BUILTINS
 from ..ops.constants import scalar_array
 from ..ops.dtypes import INT
-from ..ops.indexing import to_float
+from ..ops.indexing import CONVERSIONS, to_float
 from ..ops.registry import STATIC_KINDS, Builtin
 from .locations import Located
 from .parse import LIST_ITEM_COST, MAX_HELPER_DEPTH, count
@@ -105,6 +105,8 @@ class Calls:
             return name, self.functions[name]
         if name in BUILTINS:
             return name, BUILTINS[name]
+        if name in CONVERSIONS:
+            return name, CONVERSIONS[name]
         raise Located(node.func, f"unknown function '{name}'")
 
     # ------------------------------------------------------------ building

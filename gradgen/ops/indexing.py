@@ -27,10 +27,10 @@ from ..errors import ShapeError
 from ..ir import const, make
 from .constants import dtype_witness
 from .dtypes import INT, integer_closed, like_first
-from .registry import PREC_CALL, PREC_MUL, REAL, defbuiltin, defop, rewrite
+from .registry import PREC_CALL, PREC_MUL, REAL, Builtin, defbuiltin, defop, rewrite
 from ._emit import infix
 
-__all__ = ["to_float"]
+__all__ = ["CONVERSIONS", "gather", "to_float"]
 
 NONDIFF = frozenset({"nondiff"})
 LINEAR = frozenset({"linear"})
@@ -254,7 +254,10 @@ def _float_builtin(x):
     return x
 
 
-defbuiltin("float", ("x",), _float_builtin, elementwise=True)
+# `float(...)` is Python's own conversion, as `float` and `int` are annotations: not a
+# reserved name of the language (an argument or a dimension may be called `float`), so it
+# is looked up after the functions and built-ins (frontend/calls.py).
+CONVERSIONS = {"float": Builtin("float", ("x",), _float_builtin, elementwise=True)}
 
 
 # ---------------------------------------------------------------- integer // and %
