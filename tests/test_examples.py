@@ -172,7 +172,7 @@ def test_newton_converges_in_few_iterations_and_matches_gradient_descent():
     assert newton_loss == pytest.approx(gd_loss, abs=1e-9)
 
 
-@pytest.mark.parametrize("example", ["mlp", "logistic"])
+@pytest.mark.parametrize("example", ["mlp", "logistic", "softmax"])
 def test_training_script_runs_and_learns(example):
     script = ROOT / "examples" / example / "train.py"
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
@@ -253,3 +253,36 @@ def test_header_says_how_to_regenerate_the_module(src: Path, tmp_path: Path):
     out = tmp_path / golden.name
     assert main([argv[0], str(src), *argv[2:], "-o", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == golden.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- integer labels and indices
+
+def test_softmax_gradient_equals_handwritten_with_integer_labels():
+    """examples/softmax: -mean(log_softmax(X @ W)[arange(N), y]) + lam/2 |W|^2 against the
+    textbook gradient X.T @ (P - onehot(y)) / N + lam W, in float64 and float32."""
+    src = ROOT / "examples" / "softmax" / "softmax.grad"
+    mod = _load(gradgen.compile_source(src.read_text(), src.name), "softmax_generated")
+    rng = np.random.default_rng(3)
+    X, W = rng.normal(size=(13, 4)), rng.normal(size=(4, 3))
+    y = rng.integers(0, 3, size=13)
+    Z = X @ W
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(P[np.arange(13), y])) + 0.5 * 0.1 * np.sum(W ** 2)
+    grad = X.T @ (P - np.eye(3)[y]) / 13 + 0.1 * W
+    value, dW = mod.cost_value_and_grad(X, y, W, 0.1)
+    assert value == pytest.approx(loss, rel=1e-12) and np.allclose(dW, grad, rtol=1e-12)
+    value32, dW32 = mod.cost_value_and_grad(X.astype(np.float32), y, W.astype(np.float32), 0.1)
+    assert value32.dtype == np.float32 and dW32.dtype == np.float32
+
+
+def test_word2vec_learns_the_topics():
+    script = ROOT / "examples" / "word2vec" / "train.py"
+    proc = subprocess.run([sys.executable, str(script), "--steps", "900"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    losses = [float(line.split("loss")[1].split()[0]) for line in proc.stdout.splitlines()
+              if " loss " in line]
+    assert len(losses) >= 3 and losses[-1] < 0.75 * losses[0]
+    purity = float(proc.stdout.split("purity after training:")[1].split()[0])
+    assert purity >= 0.9
