@@ -16,6 +16,7 @@ import numpy as np
 from .codegen.emit import render_module
 from .compiler import Options, compile_module
 from .frontend import EntryPoint
+from .ops.dtypes import INT
 
 MAX_DRAWN = 10_000_000   # elements of all arguments of one entry point (80 MB of float64)
 
@@ -70,8 +71,13 @@ def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng) -> dict[str, np.nd
         raise TooLarge(f"'{entry.name}': the arguments would have {total:,} elements in all "
                        f"(at most {MAX_DRAWN:,}); give smaller --dim sizes")
     out = {}
+    # Index arguments: integers below every drawn size, so in range whatever they index
+    low = min((int(v) for v in sizes.values()), default=2)
     for a in entry.args:
         shape = shapes[a.name]
+        if a.node.dtype == INT:
+            out[a.name] = rng.integers(0, low, size=shape)
+            continue
         x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
         out[a.name] = np.asarray(x, dtype=np.float64)
     return out
