@@ -202,3 +202,106 @@ def test_indexing_diagnostics(body, col, message):
     text = _error(source)
     head = text.split("\n")[0]
     assert head.startswith(f"t.grad:2:{col}: error: {message}"), head
+
+
+# ---------------------------------------------------------------- subscript assignment
+
+UPDATES = """
+def svm(X: Data[N, D], y: Index[N], W: Param[D, C]):
+    S = X @ W
+    margins = maximum(0, S - S[arange(N), y][:, None] + 1)
+    margins[arange(N), y] = 0
+    return sum(margins) / N
+
+
+def edits(x: Param[N, M], i: Index[K], v: Param[K, M]):
+    z = x * x
+    z[i] += v * v
+    z[0] = sin(v[0])
+    z[1:3, 1] -= v[1, 0]
+    z[:, i[0]] = 2.0
+    return sum(z * z)
+"""
+
+
+def _svm_ref(X, y, W):
+    S = X @ W
+    m = np.maximum(0, S - S[np.arange(len(y)), y][:, None] + 1)
+    m[np.arange(len(y)), y] = 0
+    return m.sum() / len(y)
+
+
+def _edits_ref(x, i, v):
+    z = x * x
+    np.add.at(z, i, v * v)
+    z[0] = np.sin(v[0])
+    z[1:3, 1] -= v[1, 0]
+    z[:, i[0]] = 2.0
+    return np.sum(z * z)
+
+
+@pytest.fixture(scope="module")
+def updates(tmp_path_factory):
+    path = tmp_path_factory.mktemp("updates") / "updates.grad"
+    path.write_text(UPDATES, encoding="utf-8")
+    return gradgen.load(path, hessian=True)
+
+
+def _fd_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for k in range(x.size):
+        step = np.zeros(x.size)
+        step[k] = eps
+        step = step.reshape(x.shape)
+        g.flat[k] = (f(x + step) - f(x - step)) / (2 * eps)
+    return g
+
+
+def test_subscript_assignment_values_and_derivatives(updates):
+    rng = np.random.default_rng(11)
+    X, W, y = rng.normal(size=(6, 3)), rng.normal(size=(3, 4)), rng.integers(0, 4, 6)
+    assert np.isclose(updates.svm(X, y, W), _svm_ref(X, y, W), rtol=1e-12)
+    assert np.allclose(updates.svm_grad(X, y, W), _fd_grad(lambda w: _svm_ref(X, y, w), W),
+                       rtol=1e-6, atol=1e-9)
+    x, v = rng.normal(size=(5, 4)), rng.normal(size=(3, 4))
+    i = np.array([3, 1, 3])   # a repeat: += accumulates
+    args = dict(x=x, i=i, v=v)
+    assert np.isclose(updates.edits(**args), _edits_ref(**args), rtol=1e-12)
+    dx, dv = updates.edits_grad(**args)
+    assert np.allclose(dx, _fd_grad(lambda t: _edits_ref(t, i, v), x), rtol=1e-6, atol=1e-8)
+    assert np.allclose(dv, _fd_grad(lambda t: _edits_ref(x, i, t), v), rtol=1e-6, atol=1e-8)
+    tx, tv = rng.normal(size=x.shape), rng.normal(size=v.shape)
+    hx, hv = updates.edits_hvp(x, i, v, tx, tv)
+    eps = 1e-6
+    plus = updates.edits_grad(x + eps * tx, i, v + eps * tv)
+    minus = updates.edits_grad(x - eps * tx, i, v - eps * tv)
+    for h, p, m in zip((hx, hv), plus, minus):
+        assert np.allclose(h, (p - m) / (2 * eps), rtol=1e-5, atol=1e-7)
+    (hxx, hxv), (hvx, hvv) = updates.edits_hessian(**args)
+    assert np.allclose(np.tensordot(hxx, tx, 2) + np.tensordot(hxv, tv, 2), hx)
+    assert np.allclose(np.tensordot(hvx, tx, 2) + np.tensordot(hvv, tv, 2), hv)
+    f32 = dict(x=x.astype(np.float32), i=i, v=v.astype(np.float32))
+    assert all(g.dtype == np.float32 for g in updates.edits_grad(**f32))
+    assert np.array_equal(args["x"], x)   # the caller's arrays are not modified
+
+
+def test_subscript_assignment_diagnostics():
+    text = _error("""
+        def f(x: Param[N]):
+            y[0] = 1.0
+            return sum(x)
+        """)
+    assert text.startswith("t.grad:2:5: error: only a variable or argument can be assigned "
+                           "into"), text
+    text = _error("""
+        def f(x: Param[N]):
+            x[x > 0] = 1.0
+            return sum(x)
+        """)
+    assert "boolean-mask indexing" in text.split("\n")[0]
+    text = _error("""
+        def f(x: Param[N]):
+            x[0] *= 2.0
+            return sum(x)
+        """)
+    assert "only A[...] = v, A[...] += v and A[...] -= v update a subscript" in text

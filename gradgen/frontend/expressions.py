@@ -9,7 +9,7 @@ from ..errors import ShapeError
 from ..ir import Node, const, make
 from ..ops import BUILTINS, REGISTRY
 from ..ops.dtypes import INT, integer_closed
-from ..ops.indexing import gather, to_float
+from ..ops.indexing import assign, gather, to_float
 from .calls import NOT_A_CONDITION, BoundCall, Calls
 from .locations import OPERATOR, Located
 from .parse import BINOPS, CMPOPS, CONSTANTS, expression_error, op_symbol
@@ -184,8 +184,14 @@ class Expressions:
         return make("expand_dims", y, axes=tuple(axes))
 
     def _gather(self, node, x: Node, elts, advanced: list[int], arrays: dict) -> Node:
-        """A subscript with integer arrays: consecutive arrays after full slices (`:`)
-        or one `...`, and only full slices after them."""
+        """A subscript with integer arrays (see `_advanced`)."""
+        idx, axis = self._advanced(node, x, elts, advanced, arrays)
+        return gather(x, idx, axis)
+
+    def _advanced(self, node, x: Node, elts, advanced: list[int], arrays: dict):
+        """The index arrays and the axis of the first of a subscript with integer arrays:
+        consecutive arrays after full slices (`:`) or one `...`, and only full slices
+        after them."""
         lo, hi = advanced[0], advanced[-1] + 1
         if advanced != list(range(lo, hi)):
             raise Located(node.slice, "index arrays must be next to each other "
@@ -215,7 +221,32 @@ class Expressions:
         if axis < 0 or axis + k > x.ndim or len(elts) - sum(map(_is_ellipsis, elts)) > x.ndim:
             raise Located(node.slice, f"too many indices for an array of {x.ndim} "
                                       "dimensions")
-        return gather(x, idx, axis)
+        return idx, axis
+
+    def assign_subscript(self, target: ast.Subscript, value: Node, scope: Scope,
+                         accumulate: bool) -> Node:
+        """The new value of `A` after `A[...] = value` (`accumulate`: `A[...] += value`),
+        a functional update: any index form of `subscript` but `None`."""
+        a = self.array(target.value, scope)
+        elts = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
+        for e in elts:
+            if _is_none(e):
+                raise Located(e, "None cannot be assigned to: it adds an axis")
+        kids = _index_operands(target)
+        arrays = {id(k): self.array(k, scope) for k in kids}
+        for k in kids:
+            if arrays[id(k)].dtype == "bool":
+                raise Located(k, BOOLEAN_MASK, context=True)
+        advanced = [i for i, e in enumerate(elts)
+                    if id(e) in arrays and not arrays[id(e)].is_const]
+        try:
+            if advanced:
+                idx, axis = self._advanced(target, a, elts, advanced, arrays)
+                return assign(a, value, idx, (), axis, accumulate, self.calls.inputs)
+            return assign(a, value, (), index(target.slice), None, accumulate,
+                          self.calls.inputs)
+        except ShapeError as e:
+            raise Located(target, str(e), context=True) from None
 
     def name(self, node: ast.Name, scope: Scope) -> Node:
         """The value a name stands for: a variable, a dimension or a constant."""

@@ -217,6 +217,8 @@ class Lowering:
                     return doc, self._returned(stmt, scope), stmt
                 if isinstance(stmt, ast.Assign):
                     self.assign(stmt, scope)
+                elif isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Subscript):
+                    self.update(stmt.target, stmt, scope)
                 else:
                     raise Located(stmt, statement_error(stmt, top_level=False))
         raise Located(fn, f"function '{fn.name}' has no 'return' statement")
@@ -249,8 +251,30 @@ class Lowering:
                                     f"{len(target.elts)} names")
             for t, v in zip(target.elts, value):
                 self.bind(t, v, scope)
+        elif isinstance(target, ast.Subscript):
+            self.update(target, stmt, scope, value)
         else:
             raise Located(target, "can only assign to a name (or unpack into names)")
+
+    def update(self, target: ast.Subscript, stmt, scope: Scope, value=None) -> None:
+        """`A[...] = v` or `A[...] += v` (`-=` too): `A` names a new value (arrays are values,
+        nothing is mutated)."""
+        if not (isinstance(target.value, ast.Name) and target.value.id in scope.env):
+            raise Located(target.value, "only a variable or argument can be assigned into: "
+                                        "A[...] = v")
+        accumulate = isinstance(stmt, ast.AugAssign)
+        if accumulate and not isinstance(stmt.op, (ast.Add, ast.Sub)):
+            raise Located(stmt, "only A[...] = v, A[...] += v and A[...] -= v update a "
+                                "subscript")
+        if value is None:
+            value = self.expressions.array(stmt.value, scope)
+            if isinstance(stmt.op, ast.Sub):
+                value = -value
+        if isinstance(value, tuple):
+            raise Located(stmt.value, f"expected an array, got a tuple of {len(value)} arrays")
+        name = target.value.id
+        scope.env[name] = self.expressions.assign_subscript(target, value, scope, accumulate)
+        scope.names.setdefault(scope.env[name], name)
 
     def bind(self, target: ast.Name, value: Node, scope: Scope) -> None:
         """Give `value` the name `target` in `scope` (names are assigned once)."""

@@ -292,3 +292,113 @@ defop("floordiv", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
       emit=infix("//", PREC_MUL), traits=NONDIFF, domain=(REAL, REAL), hint="quot")
 defop("mod", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
       emit=infix("%", PREC_MUL), traits=NONDIFF, domain=(REAL, REAL), hint="rem")
+
+
+# ---------------------------------------------------------------- subscript assignment
+
+# update(A, v, i1, ..., ik, index, axis): a copy of A with the entries a subscript selects
+# replaced by v (the functional `A[...] = v`). Either `axis` is None and `index` a static
+# index (ints, slices, `...`: the `index` op's), or `index` is () and the index arrays
+# i1..ik select as gather(A, i1, ..., ik, axis) does. v has the shape of the selection.
+# (`A[...] += v` is A plus a scatter, no op of its own.) With repeated indices NumPy keeps
+# the last write, and the derivative with respect to v would count every copy: indices
+# written to must be distinct (README).
+
+def selection(a, idx, index, axis):
+    """The node of what `A[...]` selects: a gather, an index, or `a` itself."""
+    if axis is not None:
+        return make("gather", a, *idx, axis=axis)
+    return make("index", a, index=index) if index else a
+
+
+def _update_shape(args, index, axis):
+    a, v, idx = args[0], args[1], args[2:]
+    _check_indices(idx)
+    sel = _selection_shape(a, idx, index, axis)
+    if len(sel) != v.ndim or not all(dims_equal(d, e) for d, e in zip(sel, v.shape)):
+        raise ShapeError(f"cannot assign an array of shape {fmt_shape(v.shape)} to a "
+                         f"selection of shape {fmt_shape(sel)}")
+    return a.shape
+
+
+def _selection_shape(a, idx, index, axis):
+    from .shape_ops import _index_shape   # the index op's own rule
+
+    if axis is not None:
+        return _gather_shape((a, *idx), axis)
+    return _index_shape((a,), index) if index else tuple(a.shape)
+
+
+def _update_stmt(p, node, target):
+    from .shape_ops import format_index
+
+    if node.attr("axis") is None:
+        where = format_index(node.attr("index"), p)
+    else:
+        where = ", ".join([":"] * node.attr("axis") + p.args(node, 0)[2:])
+    v = node.args[1]
+    # a constant fill is written as its number (`margins[rows, y] = 0`)
+    value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
+    return [f"{target} = {p.method(p.arg(node, 0, PREC_CALL), 'copy')}",
+            f"{target}[{where}] = {value}"]
+
+
+def _zeros_of(x, shape):
+    """Zeros of `shape` in the dtype of `x` (a float node)."""
+    return make("full", x, value=sympy.Integer(0), shape=tuple(shape))
+
+
+def _update_vjp(g, n):
+    a, v, idx = n.args[0], n.args[1], n.args[2:]
+    index, axis = n.attr("index"), n.attr("axis")
+    return (make("update", g, _zeros_of(g, v.shape), *idx, **n.kw),
+            selection(g, idx, index, axis), *(None for _ in idx))
+
+
+def _update_jvp(ts, n):
+    a, v, idx = n.args[0], n.args[1], n.args[2:]
+    ta, tv = ts[0], ts[1]
+    if ta is None and tv is None:
+        return None
+    ta = ta if ta is not None else make("zeros_like", a)
+    tv = tv if tv is not None else _zeros_of(ta, v.shape)
+    return make("update", ta, tv, *idx, **n.kw)
+
+
+def _update_vmap(ts, n):
+    a, v, idx = n.args[0], n.args[1], n.args[2:]
+    ta, tv = ts[0], ts[1]
+    if ta is None and tv is None:
+        return None
+    lead = (ta if ta is not None else tv).shape[:1]
+    if ta is None:
+        ta = _zeros_of(tv, lead + tuple(a.shape))
+    if tv is None:
+        tv = _zeros_of(ta, lead + tuple(v.shape))
+    index, axis = n.attr("index"), n.attr("axis")
+    if axis is None:
+        from .shape_ops import _ALL
+
+        return make("update", ta, tv, index=(_ALL,) + index if index else (), axis=None)
+    return make("update", ta, tv, *idx, index=(), axis=axis + 1)
+
+
+defop("update", None, shape=_update_shape, stmt=_update_stmt, traits=LINEAR,
+      domain=(REAL, REAL), hint="updated",
+      vjp=_update_vjp, jvp=_update_jvp, vmap=_update_vmap)
+
+
+def assign(a, v, idx, index, axis, accumulate: bool, inputs):
+    """The value of `A` after `A[...] = v` (`accumulate`: `A[...] += v`): v converted to
+    floats and broadcast to the selection."""
+    sel = selection(a, idx, index, axis)
+    v = to_float(v, inputs)
+    if v.is_const:
+        v = make("full", a, value=v.value, shape=tuple(sel.shape))
+    elif tuple(v.shape) != tuple(sel.shape):
+        v = make("broadcast_to", v, shape=tuple(sel.shape))
+    if accumulate:
+        if axis is not None:
+            return a + make("scatter_add", v, *idx, shape=tuple(a.shape), axis=axis)
+        return a + (make("scatter", v, a, index=index) if index else v)
+    return make("update", a, v, *idx, index=index, axis=axis)
