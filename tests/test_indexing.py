@@ -39,8 +39,8 @@ def mod(tmp_path_factory):
 def data():
     rng = np.random.default_rng(7)
     V, D, B, C = 6, 3, 9, 4
-    return dict(E=rng.normal(size=(V, D)), idx=rng.integers(0, V, B),
-                W=rng.normal(size=(D, C)), y=rng.integers(0, C, B), n=2)
+    return {"E": rng.normal(size=(V, D)), "idx": rng.integers(0, V, B),
+            "W": rng.normal(size=(D, C)), "y": rng.integers(0, C, B), "n": 2}
 
 
 def _reference(E, idx, W, y, n):
@@ -183,12 +183,12 @@ def test_wrt_an_index_argument_is_a_diagnostic():
 @pytest.mark.parametrize("body, col, message", [
     ("return x[w]", 14, "an index must be an integer literal, a slice or an Index value"),
     ("return sum(x // 2)", 18, "'//' is for integers (Index values and dimensions)"),
-    ("return y + 1", 12, "an entry point must return floating-point numbers, not integers; "
-                         "use float(...)"),
+    ("return y + 1", 12, ("an entry point must return floating-point numbers, not "
+                          "integers; use float(...)")),
     ("return sum(one_hot(x, 3))", 24, "the y of one_hot(...) must be an Index value"),
     ("return sum(x[y, :][:, y])", 18, None),
-    ("return sum(x[y, 0])", 21, "with index arrays, the other items of a subscript must be "
-                                "full slices ':' or '...'"),
+    ("return sum(x[y, 0])", 21, ("with index arrays, the other items of a subscript must "
+                                 "be full slices ':' or '...'")),
 ])
 def test_indexing_diagnostics(body, col, message):
     source = f"""
@@ -265,7 +265,7 @@ def test_subscript_assignment_values_and_derivatives(updates):
                        rtol=1e-6, atol=1e-9)
     x, v = rng.normal(size=(5, 4)), rng.normal(size=(3, 4))
     i = np.array([3, 1, 3])   # a repeat: += accumulates
-    args = dict(x=x, i=i, v=v)
+    args = {"x": x, "i": i, "v": v}
     assert np.isclose(updates.edits(**args), _edits_ref(**args), rtol=1e-12)
     dx, dv = updates.edits_grad(**args)
     assert np.allclose(dx, _fd_grad(lambda t: _edits_ref(t, i, v), x), rtol=1e-6, atol=1e-8)
@@ -280,7 +280,7 @@ def test_subscript_assignment_values_and_derivatives(updates):
     (hxx, hxv), (hvx, hvv) = updates.edits_hessian(**args)
     assert np.allclose(np.tensordot(hxx, tx, 2) + np.tensordot(hxv, tv, 2), hx)
     assert np.allclose(np.tensordot(hvx, tx, 2) + np.tensordot(hvv, tv, 2), hv)
-    f32 = dict(x=x.astype(np.float32), i=i, v=v.astype(np.float32))
+    f32 = {"x": x.astype(np.float32), "i": i, "v": v.astype(np.float32)}
     assert all(g.dtype == np.float32 for g in updates.edits_grad(**f32))
     assert np.array_equal(args["x"], x)   # the caller's arrays are not modified
 

@@ -132,7 +132,7 @@ def D(name, shape, domain="real"):
     return Arg(name, tuple(shape), domain, "data")
 
 
-def I(name, shape, high):  # noqa: E743
+def I(name, shape, high):
     """An Index argument: integers drawn from range(high), with repeats."""
     return Arg(name, tuple(shape), high, "index")
 

@@ -25,10 +25,10 @@ import sympy
 from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape
 from ..errors import ShapeError
 from ..ir import const, make
+from ._emit import infix
 from .constants import dtype_witness
 from .dtypes import INT, integer_closed, like_first
 from .registry import PREC_CALL, PREC_MUL, REAL, Builtin, defbuiltin, defop, rewrite
-from ._emit import infix
 
 __all__ = ["CONVERSIONS", "gather", "to_float"]
 
@@ -322,7 +322,7 @@ def _update_shape(args, index, axis):
 
 
 def _selection_shape(a, idx, index, axis):
-    from .shape_ops import _index_shape   # the index op's own rule
+    from .shape_ops import _index_shape  # the index op's own rule
 
     if axis is not None:
         return _gather_shape((a, *idx), axis)
@@ -349,7 +349,7 @@ def _zeros_of(x, shape):
 
 
 def _update_vjp(g, n):
-    a, v, idx = n.args[0], n.args[1], n.args[2:]
+    v, idx = n.args[1], n.args[2:]
     index, axis = n.attr("index"), n.attr("axis")
     return (make("update", g, _zeros_of(g, v.shape), *idx, **n.kw),
             selection(g, idx, index, axis), *(None for _ in idx))
