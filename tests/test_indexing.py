@@ -305,3 +305,15 @@ def test_subscript_assignment_diagnostics():
             return sum(x)
         """)
     assert "only A[...] = v, A[...] += v and A[...] -= v update a subscript" in text
+
+
+def test_integer_arithmetic_of_dimensions_in_values():
+    """`//` and `%` of dimensions are Python numbers in the emitted code (no np.float64
+    to turn float32 into float64)."""
+    text = gradgen.compile_source("def f(x: Param[C, H]):\n"
+                                  "    return sum(x) * sqrt(C // H) + C % H\n", "d.grad")
+    namespace: dict = {}
+    exec(text, namespace)  # noqa: S102
+    x = np.ones((7, 3), np.float32)
+    value = namespace["f"](x)
+    assert value.dtype == np.float32 and np.isclose(value, 21 * np.sqrt(2) + 1, rtol=1e-6)

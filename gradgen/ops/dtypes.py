@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from ..ir import Node, analysis
 
-__all__ = ["INT", "dtype_sources", "input_dtype", "input_names", "integer_closed", "like_first",
-           "weak"]
+__all__ = ["INT", "dtype_sources", "input_dtype", "input_names", "integer_closed", "integral",
+           "like_first", "weak"]
 
 INT = "int"
 
@@ -29,7 +29,7 @@ def input_dtype(args, attrs) -> str:
     return INT if attrs["role"] == "index" else "float"
 
 
-def _integral(n) -> bool:
+def integral(n) -> bool:
     """An integer value: an Index value or an integer constant (a dimension size)."""
     if n.is_const:
         v = n.value
@@ -40,7 +40,7 @@ def _integral(n) -> bool:
 def integer_closed(args, attrs) -> str:
     """`+ - * // %` and negation: integers when every argument is (an Index value or an
     integer constant) and one is an Index value, else floats."""
-    if any(a.dtype == INT for a in args) and all(_integral(a) for a in args):
+    if any(a.dtype == INT for a in args) and all(integral(a) for a in args):
         return INT
     return "float"
 

@@ -27,7 +27,7 @@ from ..errors import ShapeError
 from ..ir import const, make
 from ._emit import infix
 from .constants import dtype_witness
-from .dtypes import INT, integer_closed, like_first
+from .dtypes import INT, integer_closed, integral, like_first
 from .registry import PREC_CALL, PREC_MUL, REAL, Builtin, defbuiltin, defop, rewrite
 
 __all__ = ["CONVERSIONS", "gather", "to_float"]
@@ -263,7 +263,7 @@ CONVERSIONS = {"float": Builtin("float", ("x",), _float_builtin, elementwise=Tru
 # ---------------------------------------------------------------- integer // and %
 
 def _int_args(args):
-    if integer_closed(args, {}) != INT:
+    if not all(integral(a) for a in args):
         raise ShapeError("// and % are for integers (Index values and dimensions)")
 
 
@@ -274,24 +274,28 @@ def _int_shape(args):
 
 @rewrite("floordiv")
 def floordiv_fold(a, b):
-    """The floor quotient of two integer constants (dimensions) is a constant."""
-    if a.is_const and b.is_const and b.value != 0:
+    """The floor quotient of two integer numbers is a number (of dimensions: printed as
+    written, `C // H`)."""
+    if a.is_const and b.is_const and a.value.is_Integer and b.value.is_Integer and b.value:
         return const(sympy.floor(a.value / b.value))
     return None
 
 
 @rewrite("mod")
 def mod_fold(a, b):
-    """The remainder of two integer constants (dimensions) is a constant."""
-    if a.is_const and b.is_const and b.value != 0:
+    """The remainder of two integer numbers is a number."""
+    if a.is_const and b.is_const and a.value.is_Integer and b.value.is_Integer and b.value:
         return const(sympy.Mod(a.value, b.value))
     return None
 
 
+# (elementwise: of dimension sizes, a Python number, as the printer makes such arithmetic)
 defop("floordiv", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
-      emit=infix("//", PREC_MUL), traits=NONDIFF, domain=(REAL, REAL), hint="quot")
+      emit=infix("//", PREC_MUL, left_strict=True), traits=NONDIFF | {"elementwise"},
+      domain=(REAL, REAL), hint="quot")
 defop("mod", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
-      emit=infix("%", PREC_MUL), traits=NONDIFF, domain=(REAL, REAL), hint="rem")
+      emit=infix("%", PREC_MUL, left_strict=True), traits=NONDIFF | {"elementwise"},
+      domain=(REAL, REAL), hint="rem")
 
 
 # ---------------------------------------------------------------- subscript assignment
