@@ -53,15 +53,27 @@ def _check_indices(idx) -> None:
 
 # ---------------------------------------------------------------- arange
 
+def _arange_shape(args, start, stop, axis=0, ndim=1):
+    return (ONE,) * axis + (as_expr(stop - start),) + (ONE,) * (ndim - 1 - axis)
+
+
 def _emit_arange(p, node):
     start, stop = node.attr("start"), node.attr("stop")
     args = [p.scalar(stop)[0]] if start == 0 else [p.scalar(start)[0], p.scalar(stop)[0]]
-    return p.call("arange", args), PREC_CALL
+    code = p.call("arange", args)
+    axis, ndim = node.attr("axis", 0), node.attr("ndim", 1)
+    if ndim > 1:   # a grid for the other axes of take_along_axis: np.arange(N)[:, None]
+        items = ["None"] * axis + [":"] + ["None"] * (ndim - 1 - axis)
+        while items[-1] == ":":
+            items.pop()
+        code += f"[{', '.join(items)}]"
+    return code, PREC_CALL
 
 
-# arange[start, stop]: the integers start, ..., stop - 1 (dimension expressions).
-defop("arange", 0, shape=lambda args, start, stop: (as_expr(stop - start),),
-      emit=_emit_arange, traits=NONDIFF, dtype=INT, hint="arange")
+# arange[start, stop, axis, ndim]: the integers start, ..., stop - 1 (dimension expressions),
+# along `axis` of an array of `ndim` axes, the others of length 1 (ndim 1 by default).
+defop("arange", 0, shape=_arange_shape, emit=_emit_arange, traits=NONDIFF, dtype=INT,
+      hint="arange")
 
 
 def _arange_builtin(start, stop=None):
@@ -210,9 +222,7 @@ def _take_along_builtin(x, indices, axis):
         if not (e == ONE or dims_equal(e, d)):
             raise ShapeError(f"the indices' shape {fmt_shape(indices.shape)} does not match "
                              f"the array's {fmt_shape(x.shape)} on axis {j}")
-        r = make("arange", start=sympy.Integer(0), stop=d)
-        others = tuple(k for k in range(x.ndim) if k != j)
-        grids.append(make("expand_dims", r, axes=others) if others else r)
+        grids.append(make("arange", start=sympy.Integer(0), stop=d, axis=j, ndim=x.ndim))
     return make("gather", x, *grids, axis=0)
 
 
