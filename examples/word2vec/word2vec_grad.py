@@ -160,17 +160,19 @@ def loss(E, U, center, ctx, noise):
     _dims(_LOSS_ARGS, E, U, center, ctx, noise)
     B = center.shape[0]
     h = E[center]  # (B, D)
-    U_rows = U[ctx]  # (B, D)
-    pos = (h * U_rows).sum(axis=1)  # (B,)
-    del U_rows
-    pos_neg = np.negative(pos, out=pos)  # (B,); reuses pos's buffer
-    del pos
-    log_pos = -np.logaddexp(0, pos_neg)  # (B,)
-    del pos_neg
+    Uc = U[ctx]  # (B, D)
+    sp = (h * Uc).sum(axis=1)  # (B,)
+    del Uc
+    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
+    del sp
+    log_pos = -np.logaddexp(0, sp_neg)  # (B,)
+    del sp_neg
     Un = U[noise]  # (B, K, D)
-    negs = (Un * h[:, None]).sum(axis=2)  # (B, K)
-    del Un, h
-    return -((log_pos - np.logaddexp(0, negs).sum(axis=1)).sum() / B)
+    hb = h[:, None]  # (B, 1, D)
+    del h
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    del Un
+    return -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
 
 
 def loss_grad(E, U, center, ctx, noise):
@@ -194,31 +196,38 @@ def loss_grad(E, U, center, ctx, noise):
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
+    K = noise.shape[1]
     h = E[center]  # (B, D)
-    U_rows = U[ctx]  # (B, D)
-    pos = (h * U_rows).sum(axis=1)  # (B,)
-    pos_neg = np.negative(pos, out=pos)  # (B,); reuses pos's buffer
-    del pos
+    Uc = U[ctx]  # (B, D)
+    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
+    del sp
     Un = U[noise]  # (B, K, D)
-    negs = (Un * h[:, None]).sum(axis=2)  # (B, K)
-    # grad of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    negs_sigmoid = _sigmoid(negs)[:, :, None]  # (B, K, 1)
-    del negs
-    dUn = negs_sigmoid * h[:, None]  # (B, K, D)
+    hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    del sn
+    dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    pos_sigmoid = _sigmoid(pos_neg)[:, None]  # (B, 1)
-    del pos_neg
-    ctx_scattered = _scatter_add(-(pos_sigmoid * h) / B, (V, D), 0, ctx)  # (V, D)
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
+    del sp_neg
+    dUc = sp_sigmoid * h  # (B, D)
+    dUc /= -B
     del h
-    dU = _scatter_add(dUn, (V, D), 0, noise) + ctx_scattered  # (V, D)
-    del ctx_scattered, dUn
-    # grad of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    Un_mul = ((negs_sigmoid * Un).sum(axis=1, keepdims=True) / B)[:, 0]  # (B, D)
+    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    dUn_joined = np.concatenate([dUn.reshape((B * K, D)), dUc])  # (B + B * K, D)
+    del dUc, dUn
+    noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
+    dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
+    del dUn_joined, noise_joined
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    dh = Un_mul - pos_sigmoid * U_rows / B  # (B, D)
-    del U_rows
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
+    del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
@@ -246,34 +255,41 @@ def loss_value_and_grad(E, U, center, ctx, noise):
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
+    K = noise.shape[1]
     h = E[center]  # (B, D)
-    U_rows = U[ctx]  # (B, D)
-    pos = (h * U_rows).sum(axis=1)  # (B,)
-    pos_neg = np.negative(pos, out=pos)  # (B,); reuses pos's buffer
-    del pos
-    log_pos = -np.logaddexp(0, pos_neg)  # (B,)
+    Uc = U[ctx]  # (B, D)
+    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
+    del sp
+    log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     Un = U[noise]  # (B, K, D)
-    negs = (Un * h[:, None]).sum(axis=2)  # (B, K)
-    value = -((log_pos - np.logaddexp(0, negs).sum(axis=1)).sum() / B)
+    hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
     del log_pos
-    # grad of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    negs_sigmoid = _sigmoid(negs)[:, :, None]  # (B, K, 1)
-    del negs
-    dUn = negs_sigmoid * h[:, None]  # (B, K, D)
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    del sn
+    dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    pos_sigmoid = _sigmoid(pos_neg)[:, None]  # (B, 1)
-    del pos_neg
-    ctx_scattered = _scatter_add(-(pos_sigmoid * h) / B, (V, D), 0, ctx)  # (V, D)
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
+    del sp_neg
+    dUc = sp_sigmoid * h  # (B, D)
+    dUc /= -B
     del h
-    dU = _scatter_add(dUn, (V, D), 0, noise) + ctx_scattered  # (V, D)
-    del ctx_scattered, dUn
-    # grad of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    Un_mul = ((negs_sigmoid * Un).sum(axis=1, keepdims=True) / B)[:, 0]  # (B, D)
+    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    dUn_joined = np.concatenate([dUn.reshape((B * K, D)), dUc])  # (B + B * K, D)
+    del dUc, dUn
+    noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
+    dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
+    del dUn_joined, noise_joined
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    dh = Un_mul - pos_sigmoid * U_rows / B  # (B, D)
-    del U_rows
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
+    del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
@@ -301,33 +317,40 @@ def loss_vjp(E, U, center, ctx, noise, g):
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
+    K = noise.shape[1]
     _expect("g", g, ())
     g = _weak(g, E, U)
     h = E[center]  # (B, D)
-    U_rows = U[ctx]  # (B, D)
-    pos = (h * U_rows).sum(axis=1)  # (B,)
-    pos_neg = np.negative(pos, out=pos)  # (B,); reuses pos's buffer
-    del pos
+    Uc = U[ctx]  # (B, D)
+    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
+    del sp
     Un = U[noise]  # (B, K, D)
-    negs = (Un * h[:, None]).sum(axis=2)  # (B, K)
-    # grad of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    negs_sigmoid = _sigmoid(negs)[:, :, None]  # (B, K, 1)
-    del negs
-    dUn = negs_sigmoid * h[:, None]  # (B, K, D)
+    hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    del sn
+    dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    pos_sigmoid = _sigmoid(pos_neg)[:, None]  # (B, 1)
-    del pos_neg
-    ctx_scattered = _scatter_add(-(pos_sigmoid * h) / B, (V, D), 0, ctx)  # (V, D)
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
+    del sp_neg
+    dUc = sp_sigmoid * h  # (B, D)
+    dUc /= -B
     del h
-    dU = _scatter_add(dUn, (V, D), 0, noise) + ctx_scattered  # (V, D)
-    del ctx_scattered, dUn
-    # grad of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    Un_mul = ((negs_sigmoid * Un).sum(axis=1, keepdims=True) / B)[:, 0]  # (B, D)
+    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    dUn_joined = np.concatenate([dUn.reshape((B * K, D)), dUc])  # (B + B * K, D)
+    del dUc, dUn
+    noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
+    dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
+    del dUn_joined, noise_joined
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    dh = Un_mul - pos_sigmoid * U_rows / B  # (B, D)
-    del U_rows
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
+    del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
@@ -359,30 +382,36 @@ def loss_jvp(E, U, center, ctx, noise, tE, tU):
     _expect("tE", tE, (V, D))
     _expect("tU", tU, (V, D))
     h = E[center]  # (B, D)
-    U_rows = U[ctx]  # (B, D)
-    pos = (h * U_rows).sum(axis=1)  # (B,)
-    pos_neg = np.negative(pos, out=pos)  # (B,); reuses pos's buffer
-    del pos
-    log_pos = -np.logaddexp(0, pos_neg)  # (B,)
+    Uc = U[ctx]  # (B, D)
+    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
+    del sp
+    log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     Un = U[noise]  # (B, K, D)
-    negs = (Un * h[:, None]).sum(axis=2)  # (B, K)
-    value = -((log_pos - np.logaddexp(0, negs).sum(axis=1)).sum() / B)
+    hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
     del log_pos
     # tangent of line 5: h = E[center]                         # (B, D) center words
     th = tE[center]  # (B, D)
-    # tangent of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    tpos = (th * U_rows + h * tU[ctx]).sum(axis=1)  # (B,)
-    del U_rows
-    # tangent of line 9: log_pos = log(sigmoid(pos))
-    tlog_pos = tpos * _sigmoid(pos_neg)  # (B,)
-    del pos_neg, tpos
-    # tangent of line 6: Un = U[noise]                         # (B, K, D) noise words
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    tUc = tU[ctx]  # (B, D)
+    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
+    del Uc, h, tUc
+    # tangent of line 11: log_pos = log(sigmoid(sp))
+    tlog_pos = tsp * _sigmoid(sp_neg)  # (B,)
+    del sp_neg, tsp
+    # tangent of line 8: Un = U[noise]                         # (B, K, D) noise words
     tUn = tU[noise]  # (B, K, D)
-    # tangent of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    tnegs = (tUn * h[:, None] + Un * th[:, None]).sum(axis=2)  # (B, K)
-    del Un, h, tUn, th
-    # tangent of line 11: return -mean(log_pos + log_neg)
-    tvalue = -((tlog_pos - (tnegs * _sigmoid(negs)).sum(axis=1)).sum() / B)
+    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
+    thb = th[:, None]  # (B, 1, D)
+    del th
+    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
+    del Un, tUn
+    # tangent of line 13: return -mean(log_pos + log_neg)
+    tvalue = -((tlog_pos - (tsn * _sigmoid(sn)).sum(axis=1)).sum() / B)
     return value, tvalue
 
 
@@ -409,55 +438,59 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
+    K = noise.shape[1]
     _expect("vE", vE, (V, D))
     _expect("vU", vU, (V, D))
     h = E[center]  # (B, D)
-    U_rows = U[ctx]  # (B, D)
-    pos = (h * U_rows).sum(axis=1)  # (B,)
-    pos_neg = np.negative(pos, out=pos)  # (B,); reuses pos's buffer
-    del pos
+    Uc = U[ctx]  # (B, D)
+    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
+    del sp
     Un = U[noise]  # (B, K, D)
-    negs = (Un * h[:, None]).sum(axis=2)  # (B, K)
-    # tangent of line 6: Un = U[noise]                         # (B, K, D) noise words
+    hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    # tangent of line 8: Un = U[noise]                         # (B, K, D) noise words
     tUn = vU[noise]  # (B, K, D)
     # tangent of line 5: h = E[center]                         # (B, D) center words
     th = vE[center]  # (B, D)
-    # tangent of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    tnegs = (tUn * h[:, None] + Un * th[:, None]).sum(axis=2)  # (B, K)
-    # grad of line 10: log_neg = sum(log(sigmoid(-negs)), axis=1)
-    negs_sigmoid = _sigmoid(negs, out=negs)  # (B, K); reuses negs's buffer
-    del negs
-    # tangent of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    tnegs_mul = (tnegs * negs_sigmoid * (1 - negs_sigmoid))[:, :, None]  # (B, K, 1)
-    del tnegs
-    # grad of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    negs_sigmoid2 = negs_sigmoid[:, :, None]  # (B, K, 1)
-    del negs_sigmoid
-    # tangent of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    h_mul = (tnegs_mul * h[:, None] + negs_sigmoid2 * th[:, None]) / B  # (B, K, D)
-    # tangent of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    vU_rows = vU[ctx]  # (B, D)
-    tpos = (th * U_rows + h * vU_rows).sum(axis=1)  # (B,)
-    # grad of line 9: log_pos = log(sigmoid(pos))
-    pos_sigmoid = _sigmoid(pos_neg, out=pos_neg)  # (B,); reuses pos_neg's buffer
-    del pos_neg
-    # tangent of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    tpos_neg = (-(tpos * pos_sigmoid * (1 - pos_sigmoid)))[:, None]  # (B, 1)
-    del tpos
-    # grad of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    pos_sigmoid2 = pos_sigmoid[:, None]  # (B, 1)
-    del pos_sigmoid
-    # tangent of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    ctx_scattered = _scatter_add(-(tpos_neg * h + pos_sigmoid2 * th) / B, (V, D), 0, ctx)  # (V, D)
+    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
+    thb = th[:, None]  # (B, 1, D)
+    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
+    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
+    sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
+    del sn
+    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
+    del tsn
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    sn_sigmoid2 = sn_sigmoid[:, :, None]  # (B, K, 1)
+    del sn_sigmoid
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    tUc = vU[ctx]  # (B, D)
+    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
+    # grad of line 11: log_pos = log(sigmoid(sp))
+    sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
+    del sp_neg
+    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    tsp_neg = (-(tsp * sp_sigmoid * (1 - sp_sigmoid)))[:, None]  # (B, 1)
+    del tsp
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    sp_sigmoid2 = sp_sigmoid[:, None]  # (B, 1)
+    del sp_sigmoid
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    hb_reshape = ((tsn_mul * hb + sn_sigmoid2 * thb) / B).reshape((B * K, D))  # (B * K, D)
+    h_joined = np.concatenate([hb_reshape, -(tsp_neg * h + sp_sigmoid2 * th) / B])  # (B + B * K, D)
     del h, th
-    HvU = _scatter_add(h_mul, (V, D), 0, noise) + ctx_scattered  # (V, D)
-    del ctx_scattered, h_mul
-    # tangent of line 8: negs = sum(Un * h[:, None, :], axis=2)   # (B, K) scores of the noise words
-    Un_mul = ((tnegs_mul * Un + negs_sigmoid2 * tUn).sum(axis=1, keepdims=True) / B)[:, 0]  # (B, D)
+    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    HvU = _scatter_add(h_joined, (V, D), 0, noise_joined)  # (V, D)
+    del h_joined, noise_joined
+    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
+    Un_mul = ((tsn_mul * Un + sn_sigmoid2 * tUn).sum(axis=1, keepdims=True) / B)[:, 0]  # (B, D)
     del Un, tUn
-    # tangent of line 7: pos = sum(h * U[ctx], axis=1)         # (B,) scores of the true contexts
-    diff = Un_mul - (tpos_neg * U_rows + pos_sigmoid2 * vU_rows) / B  # (B, D)
-    del U_rows, vU_rows
     # tangent of line 5: h = E[center]                         # (B, D) center words
-    HvE = _scatter_add(diff, (V, D), 0, center)  # (V, D)
+    HvE = _scatter_add(Un_mul - (tsp_neg * Uc + sp_sigmoid2 * tUc) / B, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape
+from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, size
 from ..errors import ShapeError
 from ..ir import const, make
 from ._emit import infix
@@ -416,3 +416,26 @@ def assign(a, v, idx, index, axis, accumulate: bool, inputs):
             return a + make("scatter_add", v, *idx, shape=tuple(a.shape), axis=axis)
         return a + (make("scatter", v, a, index=index) if index else v)
     return make("update", a, v, *idx, index=index, axis=axis)
+
+
+# ---------------------------------------------------------------- fusing scatter-adds
+
+def _rows(g, i, rest):
+    """A scatter-add's cotangent and indices as (n, *rest) rows and n indices."""
+    n = size(i.shape) if i.ndim else ONE
+    return make("reshape", g, shape=(n,) + tuple(rest)), make("reshape", i, shape=(n,))
+
+
+@rewrite("add", "fuse")
+def scatter_add_sum(a, b):
+    """Two scatter-adds of rows into one shape are one over both sets of indices (the
+    gradient of a table read at several places, `U[ctx]` and `U[noise]`): one array of
+    the table's shape is made instead of three."""
+    if a.op != "scatter_add" or b.op != "scatter_add" or len(a.args) != 2 \
+            or len(b.args) != 2 or a.attrs != b.attrs or a.attr("axis") != 0:
+        return None
+    rest = a.attr("shape")[1:]
+    ga, ia = _rows(*a.args, rest)
+    gb, ib = _rows(*b.args, rest)
+    return make("scatter_add", make("concatenate", ga, gb, axis=0),
+                make("concatenate", ia, ib, axis=0), shape=a.attr("shape"), axis=0)

@@ -526,7 +526,7 @@ def concatenate_one(*args, axis):
     return args[0] if len(args) == 1 else None
 
 
-defop("concatenate", None, shape=_concat_shape,
+defop("concatenate", None, shape=_concat_shape, dtype=like_first,
       emit={"default": _emit_join("concatenate"), "array_api": _emit_join("concat")},
       traits=frozenset({"linear"}), domain=(REAL, REAL), hint="joined",
       vjp=lambda g, n: tuple(make("index", g, index=ix) for ix in _concat_blocks(n)),
