@@ -687,6 +687,12 @@ add("[idx]", "x[i] * y[j]", lambda x, y, i, j: x[i] * y[j], P("x", (3, 2)), P("y
 add("[idx]", "x[-1 - i]", lambda x, i: x[-1 - i], P("x", (4,)), I("i", (5,), 4))
 add("[idx]", "x[i + 1] - x[i]", lambda x, i: x[i + 1] - x[i], P("x", (5,)), I("i", (6,), 4))
 add("[idx]", "x[2 * i] * i", lambda x, i: x[2 * i] * i, P("x", (7,)), I("i", (5,), 4))
+add("[idx]", "x[i[j]]", lambda x, i, j: x[i[j]], P("x", (3, 2)), I("i", (4,), 3),
+    I("j", (5,), 4))
+add("[idx]", "x[i][:, None] * x[i, None]", lambda x, i: x[i][:, None] * x[i, None],
+    P("x", (3,)), I("i", (2,), 3))
+add("[idx]", "x[None, :, i] * x[:, i, None]", lambda x, i: x[None, :, i] * x[:, i, None],
+    P("x", (2, 3)), I("i", (2,), 3))
 add("//", "x[i // 2]", lambda x, i: x[i // 2], P("x", (3,)), I("i", (5,), 6))
 add("%", "x[(i + 1) % 3]", lambda x, i: x[(i + 1) % 3], P("x", (3, 2)), I("i", (5,), 6))
 add("[]", "x[:, None] * y[None]", lambda x, y: x[:, None] * y[None], P("x", (3,)),

@@ -158,7 +158,7 @@ class Expressions:
         # (a number or dimension among them is a static index: `index` reads it)
         advanced = [i for i, e in enumerate(elts) if id(e) in arrays and not arrays[id(e)].is_const]
         if advanced:
-            return self._gather(node, x, elts, advanced, arrays)
+            return self._gather(node, x, elts, arrays)
         new_axes = [i for i, e in enumerate(elts) if _is_none(e)]
         if not new_axes:
             items = index(node.slice)
@@ -183,10 +183,37 @@ class Expressions:
         y = make("index", x, index=items) if any(it != _FULL for it in items) else x
         return make("expand_dims", y, axes=tuple(axes))
 
-    def _gather(self, node, x: Node, elts, advanced: list[int], arrays: dict) -> Node:
-        """A subscript with integer arrays (see `_advanced`)."""
-        idx, axis = self._advanced(node, x, elts, advanced, arrays)
-        return gather(x, idx, axis)
+    def _gather(self, node, x: Node, elts, arrays: dict) -> Node:
+        """A subscript with integer arrays (see `_advanced`), and `None`s before or after
+        them (new axes, placed as NumPy places them: `x[i, None]`)."""
+        kept = [e for e in elts if not _is_none(e)]
+        advanced = [i for i, e in enumerate(kept) if id(e) in arrays
+                    and not arrays[id(e)].is_const]
+        idx, axis = self._advanced(node, x, kept, advanced, arrays)
+        y = gather(x, idx, axis)
+        if len(kept) == len(elts):
+            return y
+        b = y.ndim - (x.ndim - len(idx))     # the axes of the broadcast index arrays
+        inside = False
+        for e in elts[elts.index(kept[advanced[0]]):elts.index(kept[advanced[-1]]) + 1]:
+            inside = inside or _is_none(e)
+        if inside:
+            raise Located(node.slice, "None between index arrays is not supported; add the "
+                                      "axis in a second subscript")
+        n_ellipsis = x.ndim - sum(1 for e in kept if not _is_ellipsis(e))
+        out, axes, done = 0, [], False
+        for e in elts:
+            if _is_none(e):
+                axes.append(out)
+                out += 1
+            elif _is_ellipsis(e):
+                out += n_ellipsis
+            elif id(e) in arrays and not arrays[id(e)].is_const:
+                out += 0 if done else b
+                done = True
+            else:
+                out += 1
+        return make("expand_dims", y, axes=tuple(axes))
 
     def _advanced(self, node, x: Node, elts, advanced: list[int], arrays: dict):
         """The index arrays and the axis of the first of a subscript with integer arrays:
