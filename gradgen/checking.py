@@ -21,6 +21,7 @@ import numpy as np
 from .codegen.emit import render_module
 from .compiler import Options, compile_module
 from .frontend import EntryPoint
+from .ops.dtypes import INT
 
 MAX_DRAWN = 10_000_000   # elements of all arguments of one entry point (80 MB of float64)
 
@@ -92,8 +93,13 @@ def draw_inputs(entry: EntryPoint, dims: dict[str, int], rng, kind: int = 0,
                        f"(at most {MAX_DRAWN:,}); give smaller --dim sizes")
     _, data_positive, params_positive, scale = _DRAW_KINDS[kind]
     out = {}
+    # Index arguments: integers below every drawn size, so in range whatever they index
+    low = min((int(v) for v in sizes.values()), default=2)
     for a in entry.args:
         shape = shapes[a.name]
+        if a.node.dtype == INT:
+            out[a.name] = rng.integers(0, low, size=shape)
+            continue
         x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
         if data_positive if a.role == "data" else params_positive:
             x = np.abs(x)

@@ -27,6 +27,7 @@ from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
+from .ops.dtypes import INT
 from .ops.registry import REGISTRY
 from .options import ALL_MODES, DEFAULT_MODES, Options, _options, make_options
 from .passes import building, lower, optimize
@@ -285,8 +286,10 @@ def _params(program: Program, entry: EntryPoint, options: Options) -> list[Argum
     known = {a.name for a in params}
     for w in options.wrt:
         if w not in known:
-            raise CompileError(program.diagnostic(
-                entry.line, 1, f"--wrt {w}: '{entry.name}' has no Param named '{w}'"))
+            index = any(a.name == w and a.node.dtype == INT for a in entry.args)
+            why = (f"'{w}' is an Index argument: integers are never differentiated" if index
+                   else f"'{entry.name}' has no Param named '{w}'")
+            raise CompileError(program.diagnostic(entry.line, 1, f"--wrt {w}: {why}"))
     by_name = {a.name: a for a in params}
     return [by_name[w] for w in dict.fromkeys(options.wrt)]
 

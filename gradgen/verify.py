@@ -70,16 +70,18 @@ NUMPY_FUNCTIONS = frozenset({
     "errstate",
     # argument conversion and checking (dtypes)
     "float64", "float32", "issubdtype", "can_cast",
+    # integer indexing: arange, and the scatter-add of a gather (the _scatter_add helper)
+    "arange", "bincount", "add.at",
 })
 # NumPy values (not called) the emitted code reads.
 NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarray", "floating",
-                          "integer", "number", "bool_", "generic", "complexfloating"})
+                          "integer", "number", "bool_", "generic", "complexfloating", "intp"})
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
-                      "type", "set", "ValueError", "TypeError"})
+                      "type", "set", "ValueError", "TypeError", "IndexError"})
 # Exceptions a `raise` may raise (called with a message).
-EXCEPTIONS = frozenset({"ValueError", "TypeError"})
+EXCEPTIONS = frozenset({"ValueError", "TypeError", "IndexError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).
 ARRAY_METHODS = frozenset({"sum", "max", "min", "mean", "prod", "var", "reshape", "astype",
                            "copy", "ravel", "transpose", "dot",
@@ -88,7 +90,8 @@ ARRAY_METHODS = frozenset({"sum", "max", "min", "mean", "prod", "var", "reshape"
 ARRAY_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "T", "kind", "size"})
 # Keyword arguments of calls.
 KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k", "optimize", "order",
-                      "over", "under", "divide", "invalid", "all", "reverse", "lower"})
+                      "over", "under", "divide", "invalid", "all", "reverse", "lower", "weights",
+                      "minlength"})
 # Module-level state of the helpers, assigned `set()` at import.
 HELPER_STATE = frozenset({"_DIMS_PASSED"})
 # Values of np.errstate's keywords.
@@ -654,16 +657,20 @@ class _Verifier(_Statements):
         return name
 
     def _spec_literal(self, value: ast.AST) -> None:
-        """(("x", ("N", 3, None)), ...): argument names and declared dimensions."""
+        """(("x", ("N", 3, None)), ...): argument names and declared dimensions (and "int"
+        after those of an Index argument)."""
         def bad(node):
             _fail(node, "a module-level constant that is not an argument spec "
                         "(a tuple of (name, (dimension, ...)) literals)")
         if not isinstance(value, ast.Tuple):
             bad(value)
         for item in value.elts:
-            if not (isinstance(item, ast.Tuple) and len(item.elts) == 2):
+            if not (isinstance(item, ast.Tuple) and len(item.elts) in (2, 3)):
                 bad(item)
-            name, dims = item.elts
+            if len(item.elts) == 3 and not (isinstance(item.elts[2], ast.Constant)
+                                            and item.elts[2].value == "int"):
+                bad(item.elts[2])
+            name, dims = item.elts[:2]
             if not (isinstance(name, ast.Constant) and isinstance(name.value, str)
                     and name.value.isidentifier()):
                 bad(name)

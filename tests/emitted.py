@@ -20,7 +20,8 @@ def load(text: str, name: str = "emitted") -> types.ModuleType:
 
 
 def entries(source: str) -> list[tuple[str, list[tuple[str, str, list[ast.expr]]]]]:
-    """(entry name, [(argument, "param"/"data", shape expressions)]) in source order."""
+    """(entry name, [(argument, "param"/"data"/"index", shape expressions)]) in source
+    order."""
     out = []
     for fn in ast.parse(source).body:
         if not (isinstance(fn, ast.FunctionDef) and fn.args.args
@@ -29,11 +30,12 @@ def entries(source: str) -> list[tuple[str, list[tuple[str, str, list[ast.expr]]
         args = []
         for a in fn.args.args:
             ann = a.annotation
-            if isinstance(ann, ast.Name):   # float
-                args.append((a.arg, "data", []))
+            if isinstance(ann, ast.Name):   # float, or int (an Index scalar)
+                args.append((a.arg, "index" if ann.id == "int" else "data", []))
                 continue
             items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
-            args.append((a.arg, "param" if ann.value.id == "Param" else "data", items))
+            role = {"Param": "param", "Index": "index"}.get(ann.value.id, "data")
+            args.append((a.arg, role, items))
         out.append((fn.name, args))
     return out
 
@@ -53,8 +55,11 @@ def inputs(source: str, rng, dtype=np.float64) -> dict[str, list]:
     sizes: dict = {}
     for name, args in entries(source):
         vals = []
-        for _, _, items in args:
+        for _, role, items in args:
             shape = tuple(_size(e, sizes, rng) for e in items)
+            if role == "index":   # integers in range of any axis (sizes are at least 2)
+                vals.append(rng.integers(0, 2, size=shape))
+                continue
             x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
             vals.append(np.asarray(x, dtype=dtype))
         out[name] = vals

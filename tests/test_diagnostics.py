@@ -1001,7 +1001,7 @@ def test_unknown_annotation():
         def f(x: Tensor[N]):
             return sum(x)
         """, """
-        t.grad:1:10: error: unknown annotation 'Tensor[N]': use Param[...], Data[...] or float
+        t.grad:1:10: error: unknown annotation 'Tensor[N]': use Param[...], Data[...], Index[...], float or int
         def f(x: Tensor[N]):
                  ^
         """)

@@ -173,7 +173,7 @@ def test_newton_converges_in_few_iterations_and_matches_gradient_descent():
     assert newton_loss == pytest.approx(gd_loss, abs=1e-9)
 
 
-@pytest.mark.parametrize("example", ["mlp", "logistic"])
+@pytest.mark.parametrize("example", ["mlp", "logistic", "softmax"])
 def test_training_script_runs_and_learns(example):
     script = ROOT / "examples" / example / "train.py"
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
@@ -319,6 +319,8 @@ def test_cox_fit_recovers_the_coefficients():
     assert iterations <= 10
     z = float(proc.stdout.split("largest |fitted - true| / std.err:")[1])
     assert z < 4
+
+
 def _negbin_nll(X, y, beta, alpha) -> float:
     """The negative-binomial regression loss, written here from its formula (math.lgamma)."""
     mu, r = np.exp(X @ beta), math.exp(alpha)
@@ -351,3 +353,34 @@ def test_negbin_newton_finds_the_maximum_likelihood_estimate():
         slope = (_negbin_nll(X, y, up[:-1], up[-1]) - _negbin_nll(X, y, down[:-1], down[-1]))
         assert abs(slope / (2 * eps)) < 1e-8
     assert np.allclose(beta, beta_true, atol=0.15) and abs(math.exp(alpha) - 2.5) < 0.6
+# ---------------------------------------------------------------- integer labels and indices
+
+def test_softmax_gradient_equals_handwritten_with_integer_labels():
+    """examples/softmax: -mean(log_softmax(X @ W)[arange(N), y]) + lam/2 |W|^2 against the
+    textbook gradient X.T @ (P - onehot(y)) / N + lam W, in float64 and float32."""
+    src = ROOT / "examples" / "softmax" / "softmax.grad"
+    mod = _load(gradgen.compile_source(src.read_text(), src.name), "softmax_generated")
+    rng = np.random.default_rng(3)
+    X, W = rng.normal(size=(13, 4)), rng.normal(size=(4, 3))
+    y = rng.integers(0, 3, size=13)
+    Z = X @ W
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(P[np.arange(13), y])) + 0.5 * 0.1 * np.sum(W ** 2)
+    grad = X.T @ (P - np.eye(3)[y]) / 13 + 0.1 * W
+    value, dW = mod.cost_value_and_grad(X, y, W, 0.1)
+    assert value == pytest.approx(loss, rel=1e-12) and np.allclose(dW, grad, rtol=1e-12)
+    value32, dW32 = mod.cost_value_and_grad(X.astype(np.float32), y, W.astype(np.float32), 0.1)
+    assert value32.dtype == np.float32 and dW32.dtype == np.float32
+
+
+def test_word2vec_learns_the_topics():
+    script = ROOT / "examples" / "word2vec" / "train.py"
+    proc = subprocess.run([sys.executable, str(script), "--steps", "900"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    losses = [float(line.split("loss")[1].split()[0]) for line in proc.stdout.splitlines()
+              if " loss " in line]
+    assert len(losses) >= 3 and losses[-1] < 0.75 * losses[0]
+    purity = float(proc.stdout.split("purity after training:")[1].split()[0])
+    assert purity >= 0.9

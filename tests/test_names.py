@@ -73,7 +73,8 @@ def _user_names(tree: ast.Module) -> tuple[list[str], list[str]]:
                 if isinstance(node, ast.arg):
                     others.append(node.arg)
                     for n in ast.walk(node.annotation) if node.annotation else ():
-                        if isinstance(n, ast.Name) and n.id not in ("Param", "Data", "float"):
+                        if isinstance(n, ast.Name) and n.id not in (
+                                "Param", "Data", "Index", "float", "int"):
                             others.append(n.id)
                 elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     others.append(node.id)

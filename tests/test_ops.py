@@ -52,7 +52,9 @@ from gradgen.ops import BUILTINS, REGISTRY
 # Keys of CASES that are not built-in functions: syntax, mapped to the op it lowers to.
 SYNTAX = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "-x": "neg",
           "@": "matmul", ".T": "transpose", "[]": "index", "pi/e": None,
-          "[]=": "update"}
+          "[]=": "update",
+          # integer-array indexing and integer arithmetic (the h-index block of CASES)
+          "[idx]": "gather", "//": "floordiv", "%": "mod", "float": "cast"}
 
 # Built-ins that are lowerings rather than ops: the domain of each of their arguments.
 LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": ("real",),
@@ -64,6 +66,9 @@ INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "expsca
 # Loops (a scan holding its body as a region, and `part` taking its result apart): no source
 # construct builds them until issue 11; tests/test_regions.py builds them by hand.
 LOOP_OPS = {"scan", "part"}
+# Built by statements, not expressions (subscript assignment `A[idx] = v`): its cases are in
+# tests/test_indexing.py.
+STATEMENT_OPS = {"update"}
 
 MIN_GAP = 1e-3   # every two input values differ by at least this much
 
@@ -74,8 +79,8 @@ MIN_GAP = 1e-3   # every two input values differ by at least this much
 class Arg:
     name: str
     shape: tuple                # ints, or dimension names bound by Case.dims
-    domain: str = "real"
-    role: str = "param"         # "param" or "data"
+    domain: str = "real"        # (for an Index argument: how many values, drawn from 0 on)
+    role: str = "param"         # "param", "data" or "index"
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        shapes = ",".join(f"{a.name}{'' if a.role == 'param' else '(data)'}="
+        shapes = ",".join(f"{a.name}{'' if a.role == 'param' else f'({a.role})'}="
                           f"{_fmt_id_shape(a.shape)}" for a in self.args)
         code = "".join(f"{st};" for st in self.stmts) + self.expr
         return f"{self.key}|{code.replace(' ', '')}|{shapes}"
@@ -130,6 +135,11 @@ def P(name, shape, domain="real"):
 
 def D(name, shape, domain="real"):
     return Arg(name, tuple(shape), domain, "data")
+
+
+def I(name, shape, high):
+    """An Index argument: integers drawn from range(high), with repeats."""
+    return Arg(name, tuple(shape), high, "index")
 
 
 S, V, M, T3 = (), (3,), (2, 3), (2, 3, 2)
@@ -678,6 +688,72 @@ for _spec, _shapes in [("ij,jk->ik", [M, (3, 2)]), ("ij->ji", [M]), ("ij,ij->", 
                        ("ii,ij", [(3, 3), (3, 2)])]:
     CASES.setdefault("einsum", []).append(einsum_case(_spec, _shapes))
 
+# ---- integer inputs and indexing (Index arguments: drawn in range, with repeats)
+
+def _take_along(x, i, axis):
+    return np.take_along_axis(x, i, axis=axis)
+
+
+def _one_hot(i, c):
+    return (i[..., None] == np.arange(c)).astype(np.float64)
+
+
+def _segment_sum(x, ids, k):
+    out = np.zeros((k,) + x.shape[ids.ndim:])
+    for pos in np.ndindex(*ids.shape):
+        out[ids[pos]] += x[pos]
+    return out
+
+
+add("[idx]", "E[i]", lambda E, i: E[i], P("E", (3, 2)), I("i", (4,), 3))
+add("[idx]", "E[i]", lambda E, i: E[i], P("E", (3, 2)), I("i", (2, 2), 3))
+add("[idx]", "x[i]", lambda x, i: x[i], P("x", (4,)), I("i", (5,), 4))
+add("[idx]", "x[t]", lambda x, t: x[t], P("x", (3, 2)), I("t", (), 3))
+add("[idx]", "x[:, i]", lambda x, i: x[:, i], P("x", (2, 3)), I("i", (4,), 3))
+add("[idx]", "x[..., i]", lambda x, i: x[..., i], P("x", (2, 3, 2)), I("i", (3,), 2))
+add("[idx]", "x[arange(2), i]", lambda x, i: x[np.arange(2), i], P("x", (2, 3)),
+    I("i", (2,), 3))
+add("[idx]", "x[i, j]", lambda x, i, j: x[i, j], P("x", (3, 4)), I("i", (3, 1), 3),
+    I("j", (1, 2), 4))
+add("[idx]", "x[:, i, j]", lambda x, i, j: x[:, i, j], P("x", (2, 3, 2)), I("i", (4,), 3),
+    I("j", (4,), 2))
+add("[idx]", "x[i] * y[j]", lambda x, y, i, j: x[i] * y[j], P("x", (3, 2)), P("y", (2, 2)),
+    I("i", (4,), 3), I("j", (4,), 2))
+add("[idx]", "x[-1 - i]", lambda x, i: x[-1 - i], P("x", (4,)), I("i", (5,), 4))
+add("[idx]", "x[i + 1] - x[i]", lambda x, i: x[i + 1] - x[i], P("x", (5,)), I("i", (6,), 4))
+add("[idx]", "x[2 * i] * i", lambda x, i: x[2 * i] * i, P("x", (7,)), I("i", (5,), 4))
+add("[idx]", "x[i[j]]", lambda x, i, j: x[i[j]], P("x", (3, 2)), I("i", (4,), 3),
+    I("j", (5,), 4))
+add("[idx]", "x[i][:, None] * x[i, None]", lambda x, i: x[i][:, None] * x[i, None],
+    P("x", (3,)), I("i", (2,), 3))
+add("[idx]", "x[None, :, i] * x[:, i, None]", lambda x, i: x[None, :, i] * x[:, i, None],
+    P("x", (2, 3)), I("i", (2,), 3))
+add("//", "x[i // 2]", lambda x, i: x[i // 2], P("x", (3,)), I("i", (5,), 6))
+add("%", "x[(i + 1) % 3]", lambda x, i: x[(i + 1) % 3], P("x", (3, 2)), I("i", (5,), 6))
+add("[]", "x[:, None] * y[None]", lambda x, y: x[:, None] * y[None], P("x", (3,)),
+    P("y", (2,)))
+add("[]", "x[None, 1:, None]", lambda x: x[None, 1:, None], P("x", (3, 2)))
+add("[]", "x[..., None] * x", lambda x: x[..., None] * x, P("x", (2, 2)))
+add("arange", "x * float(arange(4))", lambda x: x * np.arange(4), P("x", (4,)))
+add("arange", "x[arange(1, 3)]", lambda x: x[np.arange(1, 3)], P("x", (3, 2)))
+add("take_along_axis", "take_along_axis(x, i, 1)", lambda x, i: _take_along(x, i, 1),
+    P("x", (2, 3)), I("i", (2, 4), 3))
+add("take_along_axis", "take_along_axis(x, i, 0)", lambda x, i: _take_along(x, i, 0),
+    P("x", (3, 2)), I("i", (4, 2), 3))
+add("take_along_axis", "take_along_axis(x, i, -1)", lambda x, i: _take_along(x, i, -1),
+    P("x", (2, 3)), I("i", (1, 2), 3))
+add("one_hot", "one_hot(i, 3) * x", lambda x, i: _one_hot(i, 3) * x, P("x", (4, 3)),
+    I("i", (4,), 3))
+add("segment_sum", "segment_sum(x, i, 3)", lambda x, i: _segment_sum(x, i, 3),
+    P("x", (5, 2)), I("i", (5,), 3))
+add("segment_sum", "segment_sum(x * x, i, 2)", lambda x, i: _segment_sum(x * x, i, 2),
+    P("x", (2, 3)), I("i", (2, 3), 2))
+add("float", "x * float(i) / 2", lambda x, i: x * i / 2, P("x", (4,)), I("i", (4,), 5))
+add("float", "sum(x) * float(n)", lambda x, n: np.sum(x) * n, P("x", (3,)), I("n", (), 5))
+add("where", "where(i == 1, x, 2 * x)", lambda x, i: np.where(i == 1, x, 2 * x), P("x", (4,)),
+    I("i", (4,), 3))
+add("*", "x * i", lambda x, i: x * i, P("x", (2, 3)), I("i", (3,), 4))
+
 
 
 # ---- scans, split, triangles and triangular solves (issue 10: h-scans block)
@@ -841,8 +917,8 @@ def _decl(kind: str, shape) -> str:
 
 def program_source(case: Case, out_shape) -> str:
     out = case.out if case.out is not None else out_shape
-    sig = ", ".join(f"{a.name}: {_decl('Param' if a.role == 'param' else 'Data', a.shape)}"
-                    for a in case.args)
+    kinds = {"param": "Param", "data": "Data", "index": "Index"}
+    sig = ", ".join(f"{a.name}: {_decl(kinds[a.role], a.shape)}" for a in case.args)
     weights = f"w1: {_decl('Data', out)}, w2: {_decl('Data', out)}"
     stmts = "".join(f"    {st}\n" for st in case.stmts)
     return (f"def cost({sig}, {weights}):\n{stmts}"
@@ -911,15 +987,31 @@ def _size(d, sizes: dict) -> int:
 def draw_inputs(case: Case, rng) -> dict:
     sizes = dict(case.dims)
     while True:
-        arrays = {a.name: fdcheck.draw(rng, a.domain, tuple(_size(d, sizes) for d in a.shape))
+        arrays = {a.name: _draw_index(rng, a.domain, tuple(_size(d, sizes) for d in a.shape))
+                  if a.role == "index" else
+                  fdcheck.draw(rng, a.domain, tuple(_size(d, sizes) for d in a.shape))
                   for a in case.args}
         scalars = [v for a, v in zip(case.args, arrays.values())
-                   if a.domain not in fdcheck.MATRIX_DOMAINS]
+                   if a.role != "index" and a.domain not in fdcheck.MATRIX_DOMAINS]
         if fdcheck.min_gap(scalars) <= MIN_GAP:
             continue
         if case.avoid is not None and np.min(np.abs(case.avoid(**arrays))) <= MIN_GAP:
             continue
         return arrays
+
+
+def _draw_index(rng, high: int, shape: tuple) -> np.ndarray:
+    """Integers in range(high), the first value repeated last (a gather's VJP must add the
+    cotangents of repeated indices)."""
+    x = rng.integers(0, high, size=shape)
+    if x.size > 1:
+        x.flat[-1] = x.flat[0]
+    return x
+
+
+def _f32(inputs: dict) -> dict:
+    """The float arguments as float32 (Index arguments stay integers)."""
+    return {n: v.astype(np.float32) if v.dtype.kind == "f" else v for n, v in inputs.items()}
 
 
 def reference(case: Case):
@@ -1003,7 +1095,7 @@ def test_every_op_is_reached_from_the_cases():
         except gradgen.CompileError:
             continue    # the case's own tests report it
     ops = {name for name, op in REGISTRY.items() if not op.has("leaf")}
-    missing = sorted(ops - seen - INTERNAL_OPS - LOOP_OPS)
+    missing = sorted(ops - seen - INTERNAL_OPS - LOOP_OPS - STATEMENT_OPS)
     assert not missing, f"ops no case reaches: {missing}"
 
 
@@ -1103,7 +1195,7 @@ def check_hessian(c: Compiled) -> None:
                   for j, pj in enumerate(c.params))
         assert_close(h_v, hv[i], f"cost_hessian applied to the tangents vs cost_hvp for {pi}",
                      rtol=1e-9)
-    f32 = {n: v.astype(np.float32) for n, v in c.inputs.items()}
+    f32 = _f32(c.inputs)
     for i, h in enumerate(_outputs(call(mod.cost_hessian, c.cost_order, f32))):
         assert np.asarray(h).dtype == np.float32, \
             f"cost_hessian block {i}: dtype {np.asarray(h).dtype} for float32 inputs"
@@ -1116,7 +1208,7 @@ def _outputs(result):
 
 
 def check_float32_in_float32_out(c: Compiled) -> None:
-    f32 = {n: v.astype(np.float32) for n, v in c.inputs.items()}
+    f32 = _f32(c.inputs)
     ts = [c.tangents[p].astype(np.float32) for p in c.params]
     calls = {
         "cost": (c.mod.cost, c.cost_order, ()),

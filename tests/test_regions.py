@@ -71,7 +71,7 @@ def test_pretty_prints_the_body_indented_after_its_node():
         "%1 = input[name='W0', role='data', shape=(D, D)] : (D, D)",
         "%2 = input[name='X', role='data', shape=(N, D)] : (N, D)",
         "%3 = scan[length=T] %0 %1 %2 : () tuple",
-        "  body(%4 t: (), %5 h: (N, D), %6 W: (D, D), %7 x: (N, D)) {",
+        "  body(%4 t: () int, %5 h: (N, D), %6 W: (D, D), %7 x: (N, D)) {",
         "    %8 = matmul %5 %6 : (N, D)",
         "    %9 = add %8 %7 : (N, D)",
         "    %10 = tanh %9 : (N, D)",

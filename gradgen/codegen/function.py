@@ -17,6 +17,7 @@ from ..dims import DIM_TEXT, Binding, Requirement, fmt_dim, fmt_shape, linear_in
 from ..errors import CompileError, InternalError, ShapeError
 from ..frontend import Argument, EntryPoint, Program
 from ..ir import Node, make, topo_order
+from ..ops.dtypes import INT
 from ..ops.registry import REGISTRY
 from . import naming
 from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name
@@ -249,7 +250,8 @@ class EntryFunctions:
                 else:
                     dims.append("None")
             inner = ", ".join(dims) + ("," if len(dims) == 1 else "")
-            items.append(f'("{a.name}", ({inner}))')
+            kind = ', "int"' if a.node.dtype == INT else ""   # integers, for _dims
+            items.append(f'("{a.name}", ({inner}){kind})')
         if len(items) <= 1:   # as `ruff format` writes it: no trailing comma keeps it open
             return f"{self.spec_name} = ({''.join(items)}{',' if items else ''})"
         body = "".join(f"\n    {it}," for it in items)
@@ -290,9 +292,12 @@ class EntryFunctions:
             args = ", ".join(a.name for a in e.args)
             checks.append(f"{self.names['_dims']}({self.spec_name}, {args})")
             solved = {(b.arg, b.axis) for b in e.dims.values() if not b.direct}
-            for a in e.args:   # (an axis a dimension is solved from is checked by _solve)
-                if any(not (d.is_Integer or d.is_Symbol) and (a.name, i) not in solved
-                       for i, d in enumerate(a.shape)):
+            # (an axis a dimension is solved from is checked by _solve; _expect checks
+            # floats, _dims checked an Index's dtype)
+            for a in e.args:
+                if a.node.dtype != INT and any(
+                        not (d.is_Integer or d.is_Symbol) and (a.name, i) not in solved
+                        for i, d in enumerate(a.shape)):
                     expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
             for node in extra_inputs:
                 expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
@@ -307,11 +312,15 @@ class EntryFunctions:
                 used |= {s.name for s in e.dims[d].declared.free_symbols} - {d}
         sizes = [self._size(d, b, printer, assign=d in used) for d, b in e.dims.items()
                  if d in used or d in checked]
-        arrays = "".join(f", {a.name}" for a in e.args if a.node.ndim)
+        floats = [a for a in e.args if a.node.dtype != INT]   # (an Index argument is no float)
+        arrays = "".join(f", {a.name}" for a in floats if a.node.ndim)
         weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
-                for n in [a.name for a in e.args if not a.node.ndim]
+                for n in [a.name for a in floats if not a.node.ndim]
                 + [x.attr("name") for x in extra_inputs if not x.ndim]]
-        return checks + sizes + expects + weak, bool(weak)
+        # an int argument may be a Python int: an array, for `.astype` (float(n))
+        ints = [f"{a.name} = {printer.call('asarray', [a.name])}" for a in e.args
+                if not a.node.ndim and a.node.dtype == INT]
+        return checks + sizes + expects + weak + ints, bool(weak)
 
     def _size(self, name: str, b: Binding, printer: Printer, assign: bool = True) -> str:
         """`N = x.shape[0]`, or the dimension solved from the size of an axis declared as

@@ -204,7 +204,7 @@ class Printer:
             # 10.0 ** 400 raise where NumPy gives inf. A NumPy float64 would turn float32
             # arrays into float64: as a Python float it takes their dtype.
             opdef = REGISTRY[node.op]
-            if opdef.dtype == "float":   # a comparison stays a boolean for where()
+            if node.dtype == "float":   # a comparison stays a boolean for where()
                 self.scalars.add(id(node))
             if len(args) == 2 and opdef.ufunc in _ARITHMETIC:
                 args = [self.float64(self.arg(node, i, 0)) for i in range(2)]

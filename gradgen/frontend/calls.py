@@ -18,6 +18,8 @@ from ..errors import ShapeError
 from ..ir import Node
 from ..ops import BUILTINS
 from ..ops.constants import scalar_array
+from ..ops.dtypes import INT
+from ..ops.indexing import CONVERSIONS, to_float
 from ..ops.registry import STATIC_KINDS, Builtin
 from .locations import Located
 from .parse import LIST_ITEM_COST, MAX_HELPER_DEPTH, count
@@ -117,6 +119,8 @@ class Calls:
             return name, self.functions[name]
         if name in BUILTINS:
             return name, BUILTINS[name]
+        if name in CONVERSIONS:
+            return name, CONVERSIONS[name]
         raise Located(node.func, f"unknown function '{name}'")
 
     # ------------------------------------------------------------ building
@@ -131,6 +135,7 @@ class Calls:
             raise Located(call.bound[target.condition],
                           f"the {target.condition} of {name}(...) must be a comparison "
                           "such as x > 0", context=True)
+        self._index_arguments(call, kwargs)
         try:
             if not target.elementwise:
                 for p in target.params:
@@ -164,6 +169,23 @@ class Calls:
                 if kwargs[p].dtype == "bool" and p != target.condition:
                     raise Located(bound[p], NOT_A_CONDITION, context=True)
         return kwargs
+
+    def _index_arguments(self, call: BoundCall, kwargs: dict) -> None:
+        """Index values where the built-in takes them (`index_params`, which must get
+        one), converted to floats everywhere else (`sum(y)`: NumPy would promote int64
+        with float32 to float64)."""
+        target = call.target
+        for p, v in kwargs.items():
+            if p in target.static:
+                continue
+            if p in target.index_params:
+                if v.dtype != INT:
+                    raise Located(call.bound[p], f"the {p} of {call.name}(...) must be an "
+                                                 "Index value (integers)", context=True)
+            elif isinstance(v, tuple):
+                kwargs[p] = tuple(to_float(a, self.inputs) for a in v)
+            else:
+                kwargs[p] = to_float(v, self.inputs)
 
     def _as_array(self, v: Node) -> Node:
         return scalar_array(v, self.inputs) if v.is_const else v

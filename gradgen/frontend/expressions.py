@@ -9,12 +9,22 @@ import sympy
 
 from ..errors import ShapeError
 from ..ir import Node, const, make
-from ..ops import BUILTINS
+from ..ops import BUILTINS, REGISTRY
+from ..ops.dtypes import INT, integer_closed
+from ..ops.indexing import assign, gather, to_float
 from .calls import NOT_A_CONDITION, BoundCall, Calls
 from .locations import OPERATOR, Located
 from .parse import BINOPS, CMPOPS, CONSTANTS, expression_error, op_symbol
 from .scope import POISON, Budget, Poisoned, Scope
-from .static import index
+from .static import index, signed_int
+
+# The integer operators (Index values and dimensions only).
+INT_BINOPS = {ast.FloorDiv: "floordiv", ast.Mod: "mod"}
+_FULL = ("slice", None, None, 1)   # the index item `:`
+# A boolean array as an index: NumPy keeps the elements where it holds, a shape that
+# depends on the data.
+BOOLEAN_MASK = ("boolean-mask indexing (x[x > 0]) has a shape that depends on the data; "
+                "use where(condition, x, 0) to zero the other elements")
 
 _LEAF = ((), None)     # the operands of a name or a number: none
 
@@ -77,7 +87,7 @@ class Expressions:
         if isinstance(node, (ast.Name, ast.Constant)):
             return _LEAF
         if isinstance(node, ast.BinOp):
-            if type(node.op) not in BINOPS and type(node.op) not in _SIZE_OPS:
+            if type(node.op) not in BINOPS and type(node.op) not in INT_BINOPS:
                 raise Located(node, f"operator '{op_symbol(node.op)}' is not supported")
             return [node.left, node.right], None
         if isinstance(node, ast.UnaryOp):
@@ -96,7 +106,7 @@ class Expressions:
                                     "(only '.T')")
             return [node.value], None
         if isinstance(node, ast.Subscript):
-            return [node.value], None
+            return [node.value, *_index_operands(node)], None
         if isinstance(node, ast.Call):
             call = self.calls.bind(node, scope)
             return call.operands, call
@@ -112,11 +122,14 @@ class Expressions:
             return _constant(node)
         for v, sub in zip(vals, kids):
             if v.dtype == "bool":
+                if isinstance(node, ast.Subscript) and sub is not node.value:
+                    raise Located(sub, BOOLEAN_MASK, context=True)
                 raise Located(sub, NOT_A_CONDITION, context=True)
-        if isinstance(node, ast.BinOp) and type(node.op) in _SIZE_OPS:
+        if isinstance(node, ast.BinOp) and type(node.op) in _SIZE_OPS and all(
+                v.is_const for v in vals):   # `C // H` of sizes: a constant
             return _size_op(node, *vals)
         if isinstance(node, ast.BinOp):
-            return make(BINOPS[type(node.op)], *vals)
+            return self.arithmetic(node, vals)
         if isinstance(node, ast.UnaryOp):
             return make("neg", vals[0]) if isinstance(node.op, ast.USub) else vals[0]
         if isinstance(node, ast.Compare):
@@ -124,9 +137,149 @@ class Expressions:
         if isinstance(node, ast.Attribute):
             return vals[0].T
         if isinstance(node, ast.Subscript):
-            items = index(node.slice, scope.dims, vals[0].shape)
-            return make("index", vals[0], index=items) if items else vals[0]
+            return self.subscript(node, vals[0], kids[1:], vals[1:], scope)
         raise Located(node, "unsupported expression")  # unreachable: operands() checked
+
+    def arithmetic(self, node: ast.BinOp, vals) -> Node:
+        """`a OP b`: integers stay integers under `+ - * // %` (Index values and
+        dimensions); an Index value meeting floats is converted to the computation's float
+        dtype first (NumPy would make int64 with float32 float64)."""
+        op = type(node.op)
+        if op in INT_BINOPS:
+            if integer_closed(vals, {}) != INT and not all(v.is_const for v in vals):
+                raise Located(node, f"'{op_symbol(node.op)}' is for integers (Index values "
+                                    "and dimensions)", part=OPERATOR)
+            return make(INT_BINOPS[op], *vals)
+        name = BINOPS[op]
+        if any(v.dtype == INT for v in vals) and (
+                REGISTRY[name].dtype is not integer_closed or integer_closed(vals, {}) != INT):
+            vals = [to_float(v, self.calls.inputs) for v in vals]
+        return make(name, *vals)
+
+    def subscript(self, node: ast.Subscript, x: Node, kids, arrays, scope: Scope) -> Node:
+        """`x[...]`: integers, slices, `...` and `None` (a new axis of length 1), or
+        integer arrays (gathers: `E[idx]`, `S[arange(N), y]`, `x[:, idx]`, `x[..., idx]`)."""
+        elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        arrays = dict(zip(map(id, kids), arrays))
+        # (a number or dimension among them is a static index: `index` reads it)
+        advanced = [i for i, e in enumerate(elts) if id(e) in arrays and not arrays[id(e)].is_const]
+        if advanced:
+            return self._gather(node, x, elts, arrays)
+        new_axes = [i for i, e in enumerate(elts) if _is_none(e)]
+        if not new_axes:
+            items = index(node.slice, scope.dims, x.shape)
+            return make("index", x, index=items) if items else x
+        rest = [e for e in elts if not _is_none(e)]
+        items = index(ast.Tuple(elts=rest, ctx=ast.Load()), scope.dims, x.shape) if rest else ()
+        if not items:
+            items = (_FULL,) * len(rest)
+        consumed = sum(1 for it in items if it != "...")
+        out, axes, k = 0, [], 0
+        for e in elts:
+            if _is_none(e):
+                axes.append(out)
+                out += 1
+                continue
+            it = items[k]
+            k += 1
+            if it == "...":
+                out += max(x.ndim - consumed, 0)
+            elif not isinstance(it, int):
+                out += 1
+        y = make("index", x, index=items) if any(it != _FULL for it in items) else x
+        return make("expand_dims", y, axes=tuple(axes))
+
+    def _gather(self, node, x: Node, elts, arrays: dict) -> Node:
+        """A subscript with integer arrays (see `_advanced`), and `None`s before or after
+        them (new axes, placed as NumPy places them: `x[i, None]`)."""
+        kept = [e for e in elts if not _is_none(e)]
+        advanced = [i for i, e in enumerate(kept) if id(e) in arrays
+                    and not arrays[id(e)].is_const]
+        idx, axis = self._advanced(node, x, kept, advanced, arrays)
+        y = gather(x, idx, axis)
+        if len(kept) == len(elts):
+            return y
+        b = y.ndim - (x.ndim - len(idx))     # the axes of the broadcast index arrays
+        inside = False
+        for e in elts[elts.index(kept[advanced[0]]):elts.index(kept[advanced[-1]]) + 1]:
+            inside = inside or _is_none(e)
+        if inside:
+            raise Located(node.slice, "None between index arrays is not supported; add the "
+                                      "axis in a second subscript")
+        n_ellipsis = x.ndim - sum(1 for e in kept if not _is_ellipsis(e))
+        out, axes, done = 0, [], False
+        for e in elts:
+            if _is_none(e):
+                axes.append(out)
+                out += 1
+            elif _is_ellipsis(e):
+                out += n_ellipsis
+            elif id(e) in arrays and not arrays[id(e)].is_const:
+                out += 0 if done else b
+                done = True
+            else:
+                out += 1
+        return make("expand_dims", y, axes=tuple(axes))
+
+    def _advanced(self, node, x: Node, elts, advanced: list[int], arrays: dict):
+        """The index arrays and the axis of the first of a subscript with integer arrays:
+        consecutive arrays after full slices (`:`) or one `...`, and only full slices
+        after them."""
+        lo, hi = advanced[0], advanced[-1] + 1
+        if advanced != list(range(lo, hi)):
+            raise Located(node.slice, "index arrays must be next to each other "
+                                      "(x[:, i, j], not x[i, :, j])")
+        for e in elts[:lo] + elts[hi:]:
+            full = isinstance(e, ast.Slice) and e.lower is None and e.upper is None \
+                and e.step is None
+            if not (full or _is_ellipsis(e)):
+                raise Located(e, "with index arrays, the other items of a subscript must be "
+                                 "full slices ':' or '...'; index in two steps")
+        if sum(map(_is_ellipsis, elts)) > 1:
+            raise Located(node.slice, "an index can only have a single ellipsis ('...')")
+        idx = [arrays[id(elts[i])] for i in advanced]
+        for i, v in zip(advanced, idx):
+            if v.dtype != INT:
+                raise Located(elts[i], "an index must be an integer literal, a slice or an "
+                                       "Index value (integers)" + (
+                                           "" if not v.is_const else
+                                           ": a dimension is a number here"), context=True)
+        k = len(idx)
+        if any(_is_ellipsis(e) for e in elts[:lo]):
+            axis = x.ndim - k - (len(elts) - hi)
+        elif any(_is_ellipsis(e) for e in elts[hi:]):
+            axis = lo
+        else:
+            axis = lo
+        if axis < 0 or axis + k > x.ndim or len(elts) - sum(map(_is_ellipsis, elts)) > x.ndim:
+            raise Located(node.slice, f"too many indices for an array of {x.ndim} "
+                                      "dimensions")
+        return idx, axis
+
+    def assign_subscript(self, target: ast.Subscript, value: Node, scope: Scope,
+                         accumulate: bool) -> Node:
+        """The new value of `A` after `A[...] = value` (`accumulate`: `A[...] += value`),
+        a functional update: any index form of `subscript` but `None`."""
+        a = self.array(target.value, scope)
+        elts = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
+        for e in elts:
+            if _is_none(e):
+                raise Located(e, "None cannot be assigned to: it adds an axis")
+        kids = _index_operands(target)
+        arrays = {id(k): self.array(k, scope) for k in kids}
+        for k in kids:
+            if arrays[id(k)].dtype == "bool":
+                raise Located(k, BOOLEAN_MASK, context=True)
+        advanced = [i for i, e in enumerate(elts)
+                    if id(e) in arrays and not arrays[id(e)].is_const]
+        try:
+            if advanced:
+                idx, axis = self._advanced(target, a, elts, advanced, arrays)
+                return assign(a, value, idx, (), axis, accumulate, self.calls.inputs)
+            return assign(a, value, (), index(target.slice, scope.dims, a.shape), None, accumulate,
+                          self.calls.inputs)
+        except ShapeError as e:
+            raise Located(target, str(e), context=True) from None
 
     def name(self, node: ast.Name, scope: Scope) -> Node:
         """The value a name stands for: a variable, a dimension or a constant."""
@@ -162,6 +315,20 @@ def _size_op(node: ast.BinOp, a: Node, b: Node) -> Node:
         raise Located(node, "division by zero", part=OPERATOR)
     op = type(node.op)
     return const(sympy.floor(x / y) if op is ast.FloorDiv else sympy.Mod(x, y))
+def _is_none(e) -> bool:
+    return isinstance(e, ast.Constant) and e.value is None
+
+
+def _is_ellipsis(e) -> bool:
+    return isinstance(e, ast.Constant) and e.value is Ellipsis
+
+
+def _index_operands(node: ast.Subscript) -> list:
+    """The items of a subscript that are expressions to evaluate (index arrays such as
+    `idx` or `arange(N)`), not integer literals, slices, `...` or `None`."""
+    elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    return [e for e in elts if not (isinstance(e, (ast.Slice, ast.Constant))
+                                    or signed_int(e) is not None)]
 
 
 def _constant(node: ast.Constant) -> Node:

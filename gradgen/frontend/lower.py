@@ -14,7 +14,7 @@ from .. import ir
 from ..errors import Diagnostic, ShapeError
 from ..ir import Node, make
 from ..ops import BUILTINS
-from ..ops.shape_ops import subscript_update
+from ..ops.dtypes import INT
 from .calls import NOT_A_CONDITION, Calls
 from .expressions import Expressions
 from .locations import AT_SIGN, DEF_NAME, Located, LocatedMany, SourceFile, source_lines
@@ -28,7 +28,7 @@ from .parse import (
     statement_error,
 )
 from .scope import POISON, Budget, Poisoned, Scope
-from .static import Dims, index, module_constant, shape, sizes_bound
+from .static import Dims, module_constant, shape, sizes_bound
 
 _FIXED_ARGUMENTS = "a function takes a fixed list of plain arguments"
 # The most diagnostics one run reports (SPEC §5: all independent errors, up to 20).
@@ -44,7 +44,7 @@ class Argument:
     """A parameter of an entry point."""
 
     name: str
-    role: str                  # "param" or "data"
+    role: str                  # "param", "data" or "index" (Index[...] and int)
     shape: tuple               # sympy dimensions
     node: Node
     decl: str                  # the annotation as written, for docstrings
@@ -230,6 +230,9 @@ class Lowering:
         if ret.dtype == "bool":
             raise Located(ret_stmt.value, "an entry point must return numbers, not a "
                                           "comparison; use where(condition, a, b)")
+        if ret.dtype == INT:
+            raise Located(ret_stmt.value, "an entry point must return floating-point "
+                                          "numbers, not integers; use float(...)")
         ret_line, ret_col = self.src.position(ret_stmt.value)
         return EntryPoint(fn.name, doc, args, ret, names, fn.lineno, ret_line, ret_col, bindings,
                           list(dims.requirements))
@@ -237,13 +240,13 @@ class Lowering:
     def annotation(self, ann, dims: dict) -> tuple[str, tuple, str]:
         """The role, shape and written form of an argument's annotation."""
         decl = ast.unparse(ann) if ann is not None else ""
-        if isinstance(ann, ast.Name) and ann.id == "float":
-            return "data", (), decl
+        if isinstance(ann, ast.Name) and ann.id in ("float", "int"):
+            return ("data" if ann.id == "float" else "index"), (), decl
         if not (isinstance(ann, ast.Subscript) and isinstance(ann.value, ast.Name)
                 and ann.value.id in ANNOTATIONS):
-            raise Located(ann, f"unknown annotation '{decl}': use Param[...], Data[...] "
-                               "or float")
-        role = "param" if ann.value.id == "Param" else "data"
+            raise Located(ann, f"unknown annotation '{decl}': use Param[...], Data[...], "
+                               "Index[...], float or int")
+        role = {"Param": "param", "Index": "index"}.get(ann.value.id, "data")
         items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
         return role, shape(ann.slice, items, dims, create=True), decl
 
@@ -353,8 +356,6 @@ class Lowering:
         base = target.value
         if not isinstance(base, ast.Name):
             raise Located(target, "can only assign to a subscript of a name (A[i] = v)")
-        array = self.expressions.array(base, scope)
-        items = index(target.slice)
         how = {None: "=", ast.Add: "+=", ast.Sub: "-="}.get(None if op is None else type(op))
         if how is not None:
             value = self.expressions.array(rhs, scope)
@@ -367,8 +368,10 @@ class Lowering:
             how = "="
         if value.dtype == "bool":
             raise Located(rhs, NOT_A_CONDITION, context=True)
+        if how == "-=":
+            value = -value
         try:
-            new = subscript_update(array, value, items, how)
+            new = self.expressions.assign_subscript(target, value, scope, how != "=")
         except ShapeError as e:
             raise Located(target.slice, str(e), context=True) from None
         self.bind(base, new, scope)

@@ -36,7 +36,7 @@ DEEP_LINE_PROBES = 200
 
 # The names of the language besides the built-in functions (ops.BUILTINS).
 CONSTANTS = {"pi": sympy.pi, "e": sympy.E, "inf": sympy.oo}
-ANNOTATIONS = ("Param", "Data")
+ANNOTATIONS = ("Param", "Data", "Index")
 
 BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow",
           ast.MatMult: "matmul"}

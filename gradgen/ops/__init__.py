@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (importing a family registers its ops)
     control,
     elementwise,
     functions,
+    indexing,
     leaves,
     linalg,
     nn,

@@ -17,7 +17,7 @@ import sympy
 from ..dims import as_expr, fmt_dim
 from ..errors import ShapeError
 from ..ir import make
-from .dtypes import dtype_sources
+from .dtypes import INT, dtype_sources
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop
 from .shape_ops import as_shape
 
@@ -70,8 +70,10 @@ def eye_like(x, n, m=None):
 
 def dtype_witness(inputs):
     """The argument whose dtype the constant arrays of an entry point take: the first
-    array Param, else the first array argument, else the first argument."""
-    for ok in (lambda a: a.ndim and a.attr("role") == "param", lambda a: a.ndim,
+    array Param, else the first float array argument, else the first float argument (an
+    Index argument's integers are no float dtype), else the first argument."""
+    for ok in (lambda a: a.ndim and a.attr("role") == "param",
+               lambda a: a.ndim and a.dtype != INT, lambda a: a.dtype != INT,
                lambda a: True):
         for a in inputs:
             if ok(a):

@@ -5,24 +5,61 @@ Python scalars (weakly typed), which never change a dtype. So a node whose numbe
 from constants only is *weak*: NumPy would give it an integer or default dtype, not the
 arguments' (a derivative rule then casts it, the scheduler never reuses its buffer).
 Every answer is a memoised bottom-up analysis of the IR (`ir.analysis`).
+
+Dtypes of nodes (`Node.dtype`): "float" (the computation's floating-point dtype, that of
+its float arguments), "bool" (comparisons), "int" (Index values: `Index[...]`/`int`
+arguments, `arange`, and integer arithmetic of them), "tuple" (a loop). An op whose
+dtype follows its arguments' names one of the rules below as its `dtype`. An integer
+value never meets a float one in an op: the frontend converts it first (`to_float`),
+since NumPy would promote int64 with float32 to float64.
 """
 
 from __future__ import annotations
 
 from ..ir import Node, analysis
 
-__all__ = ["dtype_sources", "input_names", "weak"]
+__all__ = ["INT", "dtype_sources", "input_dtype", "input_names", "integer_closed", "integral",
+           "like_first", "weak"]
+
+INT = "int"
+
+
+def input_dtype(args, attrs) -> str:
+    """An argument: integers for the role "index" (`Index[...]`, `int`), else floats."""
+    return INT if attrs["role"] == "index" else "float"
+
+
+def integral(n) -> bool:
+    """An integer value: an Index value or an integer constant (a dimension size)."""
+    if n.is_const:
+        v = n.value
+        return bool(getattr(v, "is_integer", False))
+    return n.dtype == INT
+
+
+def integer_closed(args, attrs) -> str:
+    """`+ - * // %` and negation: integers when every argument is (an Index value or an
+    integer constant) and one is an Index value, else floats."""
+    if any(a.dtype == INT for a in args) and all(integral(a) for a in args):
+        return INT
+    return "float"
+
+
+def like_first(args, attrs) -> str:
+    """Shape operations and gathers: the dtype of the array they rearrange (integers stay
+    integers; a rearranged comparison counts as numbers, as before)."""
+    return INT if args[0].dtype == INT else "float"
 
 
 def dtype_sources(node: Node) -> tuple[Node, ...]:
-    """The inputs that `node`'s value depends on, in the order they were created: its
-    dtype is theirs, promoted."""
+    """The float inputs that `node`'s value depends on, in the order they were created: its
+    dtype is theirs, promoted (Index inputs are left out: their integers are converted)."""
     return analysis("dtype_sources", node, _sources_rule)
 
 
 def _sources_rule(n: Node, args: list) -> tuple:
-    if n.is_input:
-        return (n,)
+    if n.is_input:   # an Index argument gives no float dtype (int64 would promote float32)
+        return (n,) if n.dtype != INT else ()
     if len(args) == 1:
         return args[0]
     found: dict = {}

@@ -12,7 +12,7 @@ from ..dims import broadcast, unary_operand
 from ..ir import builder, const, make
 from ._emit import call, infix, scaled_hint
 from .constants import dtype_witness
-from .dtypes import dtype_sources, weak
+from .dtypes import dtype_sources, integer_closed, weak
 from .registry import (
     NONZERO,
     POSITIVE,
@@ -561,13 +561,13 @@ def pow_one(a, b):
 
 
 defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), operator="+",
-      ufunc="add",
+      dtype=integer_closed, ufunc="add",
       traits=EW | {"linear", "commutative"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, g),
       jvp=lambda ts, n: _total(*ts))
 
 defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), operator="-", hint="diff",
-      ufunc="subtract",
+      dtype=integer_closed, ufunc="subtract",
       traits=EW | {"linear"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g, -g),
       jvp=lambda ts, n: ts[0] if ts[1] is None else (-ts[1] if ts[0] is None else ts[0] - ts[1]))
@@ -587,7 +587,7 @@ def _emit_mul(p, node):
 
 
 defop("mul", 2, shape=_bshape, emit=_emit_mul, operator="*",
-      ufunc="multiply", hint=scaled_hint,
+      dtype=integer_closed, ufunc="multiply", hint=scaled_hint,
       traits=EW | {"product", "commutative"}, domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
       jvp=lambda ts, n: _total(ts[0] and ts[0] * n.args[1], ts[1] and n.args[0] * ts[1]))
@@ -620,7 +620,7 @@ def _emit_neg(p, node):
 
 
 defop("neg", 1, shape=_bshape, emit=_emit_neg, operator="-x", traits=EW | {"linear"},
-      ufunc="negative",
+      dtype=integer_closed, ufunc="negative",
       domain=(REAL,), vjp=lambda g, n: (-g,), jvp=lambda ts, n: -ts[0])
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from .dtypes import input_dtype
 from .registry import PREC_ATOM, defop
 
 __all__: list[str] = []
 
 LEAF = frozenset({"leaf"})
 
-# input[name, role, shape]: an argument; role is "param", "data", "cotangent" or "tangent".
+# input[name, role, shape]: an argument; role is "param", "data", "index" (integers, never
+# differentiated), "cotangent" or "tangent".
 defop("input", 0, shape=lambda args, name, role, shape: shape, traits=LEAF | {"argument"},
+      dtype=input_dtype,
       emit=lambda p, n: (n.attr("name"), PREC_ATOM))
 
 # const[value]: a scalar number or an expression of dimension sizes (a sympy expression).

@@ -72,7 +72,9 @@ class OpDef:
     # The Python operator this op implements on IR nodes (`+`, `-`, `*`, `/`, `**`, `@`,
     # `-x` for negation, `.T` for the full transpose): `Node.__add__` builds it.
     operator: str | None = None
-    dtype: str = "float"                      # "float", "bool" or "tuple" (a loop)
+    # "float", "bool", "int" (Index values) or "tuple" (a loop); or a function
+    # (args, attrs) -> one of them, for ops whose dtype follows their arguments' (ops/dtypes.py)
+    dtype: str | Callable[..., str] = "float"
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
     # Short name for temporaries (`diff` for sub, after a source name: `Z_diff`), or a
@@ -103,7 +105,8 @@ class OpDef:
 
     def infer(self, args, attrs) -> tuple[tuple, str]:
         """The shape and dtype of `self(*args, **attrs)`."""
-        return tuple(self.shape(args, **attrs)), self.dtype
+        dtype = self.dtype if isinstance(self.dtype, str) else self.dtype(args, attrs)
+        return tuple(self.shape(args, **attrs)), dtype
 
     def has(self, trait: str) -> bool:
         return trait in self.traits
@@ -166,6 +169,9 @@ class Builtin:
     # The parameter that takes a comparison (where's `condition`): the frontend accepts a
     # boolean array there and requires one; every other array argument must be numbers.
     condition: str | None = None
+    # The parameters that take Index (integer) values as they are (one_hot's labels); every
+    # other array parameter gets an Index value converted to floats (ops/indexing.py).
+    index_params: tuple = ()
 
 
 # The kinds of compile-time (static) arguments, by parameter name. The frontend checks
@@ -180,7 +186,10 @@ SHAPE_ARG, AXIS_ARG, FLAG_ARG, DIM_ARG, SPEC_ARG = "shape", "axis", "flag", "dim
 INT_ARG = "int"
 STATIC_KINDS = {"shape": SHAPE_ARG, "axis": AXIS_ARG, "axes": AXIS_ARG, "keepdims": FLAG_ARG,
                 "n": DIM_ARG, "spec": SPEC_ARG,
-                "reverse": FLAG_ARG, "lower": FLAG_ARG, "k": INT_ARG}
+                "reverse": FLAG_ARG, "lower": FLAG_ARG, "k": INT_ARG,
+                # indexing (ops/indexing.py): arange's bounds, one_hot's and segment_sum's sizes
+                "start": DIM_ARG, "stop": DIM_ARG, "num_classes": DIM_ARG,
+                "num_segments": DIM_ARG}
 
 REGISTRY: dict[str, OpDef] = {}
 BUILTINS: dict[str, Builtin] = {}
@@ -231,7 +240,7 @@ def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
                static: tuple[str, ...] = (), defaults: dict | None = None,
                variadic: bool = False, list_param: str | None = None,
                needs_inputs: bool = False, elementwise: bool = False,
-               condition: str | None = None) -> Builtin:
+               condition: str | None = None, index_params: tuple = ()) -> Builtin:
     """Register a function of the source language."""
     if name in BUILTINS:
         raise InternalError(f"built-in {name!r} registered twice")
@@ -241,6 +250,6 @@ def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
     if condition is not None and (condition not in params or condition in static):
         raise InternalError(f"condition {condition!r} of {name!r} is not an array parameter")
     b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
-                list_param, needs_inputs, elementwise, condition)
+                list_param, needs_inputs, elementwise, condition, tuple(index_params))
     BUILTINS[name] = b
     return b

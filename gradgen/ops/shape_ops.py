@@ -9,7 +9,6 @@ from ..dims import (
     ONE,
     as_expr,
     broadcast,
-    broadcastable_to,
     dims_equal,
     fmt_dim,
     fmt_shape,
@@ -20,9 +19,9 @@ from ..dims import (
     slice_code,
 )
 from ..errors import ShapeError
-from ..ir import const, make
+from ..ir import make
 from ._emit import call
-from .dtypes import dtype_sources
+from .dtypes import like_first
 from .registry import PREC_CALL, REAL, REGISTRY, defbuiltin, defop, rewrite
 
 SHAPE = frozenset({"linear", "shape"})
@@ -93,7 +92,7 @@ def _inverse(perm):
     return tuple(inv)
 
 
-defop("transpose", 1, shape=_transpose_shape, emit=_emit_transpose, operator=".T",
+defop("transpose", 1, dtype=like_first, shape=_transpose_shape, emit=_emit_transpose, operator=".T",
       traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("transpose", g, axes=_inverse(n.attr("axes"))),),
       jvp=lambda ts, n: make("transpose", ts[0], **n.kw),
@@ -146,7 +145,7 @@ def _emit_reshape(p, node):
     return p.method(p.arg(node, 0, PREC_CALL), "reshape", [p.shape(node.attr("shape"))]), PREC_CALL
 
 
-defop("reshape", 1, shape=_reshape_shape, emit=_emit_reshape,
+defop("reshape", 1, dtype=like_first, shape=_reshape_shape, emit=_emit_reshape,
       traits=SHAPE, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("reshape", g, shape=n.args[0].shape),),
       jvp=lambda ts, n: make("reshape", ts[0], **n.kw),
@@ -210,7 +209,7 @@ def expand_dims_scaled(x, axes):
     return None
 
 
-defop("expand_dims", 1, shape=_expand_shape, emit=_emit_expand,
+defop("expand_dims", 1, dtype=like_first, shape=_expand_shape, emit=_emit_expand,
       traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("squeeze", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("expand_dims", ts[0], **n.kw),
@@ -255,7 +254,7 @@ def _emit_squeeze(p, node):
     return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
 
 
-defop("squeeze", 1, shape=_squeeze_shape, emit=_emit_squeeze,
+defop("squeeze", 1, dtype=like_first, shape=_squeeze_shape, emit=_emit_squeeze,
       traits=UNIT_AXES, view="view", domain=(REAL,),
       vjp=lambda g, n: (make("expand_dims", g, axes=n.attr("axes")),),
       jvp=lambda ts, n: make("squeeze", ts[0], **n.kw),
@@ -300,7 +299,7 @@ def broadcast_to_same(x, shape):
     return x if tuple(x.shape) == tuple(shape) else None
 
 
-defop("broadcast_to", 1, shape=_broadcast_shape, traits=SHAPE, view="readonly",
+defop("broadcast_to", 1, dtype=like_first, shape=_broadcast_shape, traits=SHAPE, view="readonly",
       domain=(REAL,),
       emit=lambda p, n: (p.call("broadcast_to", [p.arg(n, 0, 0), p.shape(n.attr("shape"))]),
                          PREC_CALL),
@@ -447,7 +446,7 @@ def _scatter_stmt(p, node, target):
             f"{target}[{format_index(node.attr('index'), p)}] = {p.arg(node, 0, 0)}"]
 
 
-defop("index", 1, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
+defop("index", 1, dtype=like_first, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
       domain=(REAL,),
       vjp=lambda g, n: (make("scatter", g, n.args[0], index=n.attr("index")),),
       jvp=lambda ts, n: make("index", ts[0], **n.kw),
@@ -461,92 +460,6 @@ defop("scatter", 2, shape=lambda args, index: args[1].shape, stmt=_scatter_stmt,
       vmap=lambda ts, n: None if ts[0] is None else make(
           "scatter", ts[0], make("broadcast_to", n.args[1], shape=ts[0].shape[:1] + n.shape),
           index=(_ALL,) + n.attr("index")))
-
-
-# ---------------------------------------------------------------- subscript assignment
-
-# update(A, v, index, how): a new array equal to `A` with the entries at `index` replaced
-# by `v` (how "="), incremented by it ("+=") or decremented by it ("-="): `A[index] = v`,
-# `A[index] += v`, `A[index] -= v` of the source (SPEC §1). `v` is a scalar or has exactly
-# the shape of `A[index]` (`subscript_update` broadcasts it). The emitted code writes into
-# a copy of `A`, or into `A`'s own buffer when that is a value of the function that dies
-# there (`write`): never into the caller's array.
-UPDATES = ("=", "+=", "-=")
-
-
-def subscript_update(a, v, index: tuple, how: str = "="):
-    """The node of `A[index] <how> v`, `v` broadcast to the shape of `A[index]`."""
-    index = index or (_ALL,)
-    region = _index_shape((a,), index)
-    if v.ndim and not same_shape(v.shape, region):
-        if not broadcastable_to(v.shape, region):
-            raise ShapeError(f"cannot assign a value of shape {fmt_shape(v.shape)} to "
-                             f"entries of shape {fmt_shape(region)}")
-        v = make("broadcast_to", v, shape=region)
-    return make("update", a, v, index=index, how=how)
-
-
-def _update_shape(args, index, how):
-    region = _index_shape(args[:1], index)
-    if args[1].ndim and not same_shape(args[1].shape, region):
-        raise ShapeError(f"update: a value of shape {fmt_shape(args[1].shape)} for "
-                         f"entries of shape {fmt_shape(region)}")
-    if how not in UPDATES:
-        raise ShapeError(f"update: unknown kind {how!r}")
-    return args[0].shape
-
-
-def _update_write(p, node, target):
-    where = f"{target}[{format_index(node.attr('index'), p)}]"
-    return [f"{where} {node.attr('how')} {p.arg(node, 1, 0)}"]
-
-
-def _update_stmt(p, node, target):
-    return [f"{target} = {p.copy(p.arg(node, 0, PREC_CALL), PREC_CALL)}",
-            *_update_write(p, node, target)]
-
-
-def _cleared(t, index):
-    """`t` with zeros at `index` (the derivative of entries that were overwritten)."""
-    return make("update", t, const(0), index=index, how="=")
-
-
-def _update_vjp(g, n):
-    index, how = n.attr("index"), n.attr("how")
-    dv = make("index", g, index=index)
-    return (_cleared(g, index) if how == "=" else g), (-dv if how == "-=" else dv)
-
-
-def _zeros(like, shape):
-    """Zeros of `shape` in the dtype of `like`, without reading `like` (which would keep
-    its buffer alive where an update could reuse it)."""
-    return make("full", *dtype_sources(like), value=0, shape=tuple(shape))
-
-
-def _update_jvp(ts, n):
-    ta, tv = ts
-    a, index, how = n.args[0], n.attr("index"), n.attr("how")
-    if tv is None:
-        return _cleared(ta, index) if how == "=" else ta
-    if ta is None:
-        ta = _zeros(a, a.shape)
-    return make("update", ta, tv, index=index, how=how)
-
-
-def _update_vmap(ts, n):
-    ta, tv = ts
-    a, index, how = n.args[0], (_ALL,) + n.attr("index"), n.attr("how")
-    if tv is None:
-        return _cleared(ta, index) if how == "=" else ta
-    if ta is None:
-        ta = _zeros(a, tv.shape[:1] + a.shape)
-    region = _index_shape((a,), n.attr("index"))
-    return make("update", ta, _batched_to(tv, region), index=index, how=how)
-
-
-defop("update", 2, shape=_update_shape, stmt=_update_stmt, write=_update_write,
-      traits=frozenset({"linear"}), domain=(REAL, REAL), hint="updated", vjp=_update_vjp,
-      jvp=_update_jvp, vmap=_update_vmap)
 
 
 # ---------------------------------------------------------------- concatenate, stack
@@ -618,7 +531,7 @@ def concatenate_one(*args, axis):
     return args[0] if len(args) == 1 else None
 
 
-defop("concatenate", None, shape=_concat_shape,
+defop("concatenate", None, shape=_concat_shape, dtype=like_first,
       emit={"default": _emit_join("concatenate"), "array_api": _emit_join("concat")},
       traits=frozenset({"linear"}), domain=(REAL, REAL), hint="joined",
       vjp=lambda g, n: tuple(make("index", g, index=ix) for ix in _concat_blocks(n)),

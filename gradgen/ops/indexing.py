@@ -1,0 +1,447 @@
+"""Integer values and integer-array indexing: `arange`, gathers (`E[idx]`,
+`S[arange(N), y]`, `x[:, idx]`, `take_along_axis`), their scatter-add, `one_hot`,
+`segment_sum`, `float`, and integer `//` and `%`.
+
+Index values (`Index[...]`/`int` arguments, `arange`, integer arithmetic of them) have the
+dtype "int" (ops/dtypes.py). They are never differentiated: every op here is linear in its
+float argument and takes no derivative with respect to its integer ones.
+
+gather(x, i1, ..., ik, axis=a) is NumPy's advanced indexing `x[:, ..., :, i1, ..., ik]`
+(`a` full slices first): the index arrays broadcast together to a shape B, and the result
+has shape `x.shape[:a] + B + x.shape[a + k:]`. Its VJP is scatter_add, which adds the
+cotangent into zeros of x's shape at those indices, repeated indices accumulating; the VJP
+of scatter_add is the gather again, so both are closed under differentiation (JVP: the
+same op of the tangent; batching: the same op one axis further right).
+
+Indices follow NumPy in both directions: a negative index counts from the end, and one
+out of range raises IndexError (the gather by NumPy itself, the scatter by its helper,
+with NumPy's message).
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, size
+from ..errors import ShapeError
+from ..ir import const, make
+from ._emit import infix
+from .constants import dtype_witness
+from .dtypes import INT, integer_closed, integral, like_first
+from .registry import PREC_CALL, PREC_MUL, REAL, Builtin, defbuiltin, defop, rewrite
+
+__all__ = ["CONVERSIONS", "gather", "to_float"]
+
+NONDIFF = frozenset({"nondiff"})
+LINEAR = frozenset({"linear"})
+
+
+def to_float(x, inputs):
+    """An Index value as numbers of the computation's float dtype (`float(y)`): NumPy would
+    make int64 with float32 float64, so the cast names the dtype of an argument."""
+    if x.dtype != INT:
+        return x
+    return make("cast", x, dtype_witness(inputs))
+
+
+def _check_indices(idx) -> None:
+    for i in idx:
+        if i.dtype != INT:
+            raise ShapeError("an index array must hold integers (an Index value, arange or "
+                             "integer arithmetic of them)")
+
+
+# ---------------------------------------------------------------- arange
+
+def _arange_shape(args, start, stop, axis=0, ndim=1):
+    return (ONE,) * axis + (as_expr(stop - start),) + (ONE,) * (ndim - 1 - axis)
+
+
+def _emit_arange(p, node):
+    start, stop = node.attr("start"), node.attr("stop")
+    args = [p.scalar(stop)[0]] if start == 0 else [p.scalar(start)[0], p.scalar(stop)[0]]
+    code = p.call("arange", args)
+    axis, ndim = node.attr("axis", 0), node.attr("ndim", 1)
+    if ndim > 1:   # a grid for the other axes of take_along_axis: np.arange(N)[:, None]
+        items = ["None"] * axis + [":"] + ["None"] * (ndim - 1 - axis)
+        while items[-1] == ":":
+            items.pop()
+        code += f"[{', '.join(items)}]"
+    return code, PREC_CALL
+
+
+# arange[start, stop, axis, ndim]: the integers start, ..., stop - 1 (dimension expressions),
+# along `axis` of an array of `ndim` axes, the others of length 1 (ndim 1 by default).
+defop("arange", 0, shape=_arange_shape, emit=_emit_arange, traits=NONDIFF, dtype=INT,
+      hint="arange")
+
+
+def _arange_builtin(start, stop=None):
+    if stop is None:
+        start, stop = sympy.Integer(0), start
+    n = as_expr(stop - start)
+    if n.is_positive is False or n.is_zero:
+        raise ShapeError(f"arange({fmt_dim(start)}, {fmt_dim(stop)}) would be empty")
+    return make("arange", start=as_expr(start), stop=as_expr(stop))
+
+
+defbuiltin("arange", ("start", "stop"), _arange_builtin, static=("start", "stop"),
+           defaults={"stop": None})
+
+
+# ---------------------------------------------------------------- gather, scatter_add
+
+def _gather_shape(args, axis):
+    x, idx = args[0], args[1:]
+    _check_indices(idx)
+    if axis + len(idx) > x.ndim:
+        raise ShapeError(f"too many indices ({axis + len(idx)}) for an array of shape "
+                         f"{fmt_shape(x.shape)}")
+    b = ()
+    for i in idx:
+        b = broadcast(b, i.shape)
+    return tuple(x.shape[:axis]) + tuple(b) + tuple(x.shape[axis + len(idx):])
+
+
+def _emit_gather(p, node):
+    items = [":"] * node.attr("axis") + p.args(node, 0)[1:]
+    return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
+
+
+def _gather_vjp(g, n):
+    x, idx = n.args[0], n.args[1:]
+    return (make("scatter_add", g, *idx, shape=tuple(x.shape), axis=n.attr("axis")),
+            *(None for _ in idx))
+
+
+defop("gather", None, shape=_gather_shape, emit=_emit_gather, dtype=like_first,
+      traits=LINEAR, domain=(REAL,), hint="rows",
+      vjp=_gather_vjp,
+      jvp=lambda ts, n: None if ts[0] is None else make("gather", ts[0], *n.args[1:], **n.kw),
+      vmap=lambda ts, n: None if ts[0] is None else make(
+          "gather", ts[0], *n.args[1:], axis=n.attr("axis") + 1))
+
+
+def _scatter_shape(args, shape, axis):
+    g, idx = args[0], args[1:]
+    _check_indices(idx)
+    b = ()
+    for i in idx:
+        b = broadcast(b, i.shape)
+    expected = tuple(shape[:axis]) + tuple(b) + tuple(shape[axis + len(idx):])
+    if len(expected) != g.ndim or not all(dims_equal(d, e) for d, e in zip(g.shape, expected)):
+        raise ShapeError(f"cannot scatter an array of shape {fmt_shape(g.shape)} into shape "
+                         f"{fmt_shape(shape)} at indices of shape {fmt_shape(b)}")
+    return shape
+
+
+_SCATTER_ADD = '''\
+def _scatter_add(g, shape, axis, *index):
+    """Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
+    the index arrays broadcast together), repeated indices accumulating: the VJP of the
+    gather x[:, ..., *index] (np.add.at(out, index, g), faster). An index out of range
+    raises IndexError as the gather does; a negative one counts from the end."""
+    g = np.asarray(g)
+    sizes = shape[axis:axis + len(index)]
+    flat = 0
+    for k, (i, n) in enumerate(zip(index, sizes)):
+        i = np.asarray(i).astype(np.intp, copy=False)
+        if i.size and (i.min() < -n or i.max() >= n):
+            bad = i.min() if i.min() < -n else i.max()
+            raise IndexError(f"index {bad} is out of bounds for axis {axis + k} with size {n}")
+        if i.size and i.min() < 0:
+            i = np.where(i < 0, i + n, i)
+        flat = flat * n + i
+    flat = flat.ravel()
+    lead = int(np.prod(shape[:axis]))
+    rest = int(np.prod(shape[axis + len(index):]))
+    m, width = int(np.prod(sizes)), lead * rest
+    rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
+    if g.dtype == np.float64:   # one bincount over the raveled (row, column) positions
+        at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()
+        out = np.bincount(at, weights=rows.ravel(), minlength=m * width)
+    else:   # bincount sums in float64: np.add.at keeps float32 (and is as fast there)
+        out = np.zeros((m, width), g.dtype)
+        np.add.at(out, flat, rows)
+    return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
+'''
+
+
+def _emit_scatter_add(p, node):
+    args = p.args(node, 0)
+    return p.helper("_scatter_add", [args[0], p.shape(node.attr("shape")),
+                                     str(node.attr("axis")), *args[1:]]), PREC_CALL
+
+
+def _scatter_vmap(ts, n):
+    if ts[0] is None:
+        return None
+    t = ts[0]
+    return make("scatter_add", t, *n.args[1:], shape=t.shape[:1] + tuple(n.attr("shape")),
+                axis=n.attr("axis") + 1)
+
+
+# scatter_add(g, i1, ..., ik, shape, axis): zeros of `shape` with g added at
+# [:, ..., :, i1, ..., ik] (`axis` full slices first), repeated indices accumulating.
+defop("scatter_add", None, shape=_scatter_shape, emit=_emit_scatter_add, traits=LINEAR,
+      domain=(REAL,), prelude=_SCATTER_ADD, hint="scattered",
+      vjp=lambda g, n: (make("gather", g, *n.args[1:], axis=n.attr("axis")),
+                        *(None for _ in n.args[1:])),
+      jvp=lambda ts, n: None if ts[0] is None else make("scatter_add", ts[0], *n.args[1:],
+                                                         **n.kw),
+      vmap=_scatter_vmap)
+
+
+def gather(x, idx, axis):
+    """`x[:, ..., :, *idx]` with `axis` full slices first (the frontend's subscripts)."""
+    return make("gather", x, *idx, axis=axis)
+
+
+# ---------------------------------------------------------------- take_along_axis
+
+def _axis(axis, ndim, what):
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ShapeError(f"{what} must be an integer")
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{what} {axis} is out of bounds for an array of {ndim} dimensions")
+    return axis % ndim
+
+
+def _take_along_builtin(x, indices, axis):
+    """As np.take_along_axis: a gather whose other axes are indexed by aranges."""
+    if indices.ndim != x.ndim:
+        raise ShapeError(f"the indices must have as many dimensions as the array "
+                         f"({x.ndim}), got shape {fmt_shape(indices.shape)}")
+    axis = _axis(axis, x.ndim, "axis")
+    grids = []
+    for j, d in enumerate(x.shape):
+        if j == axis:
+            grids.append(indices)
+            continue
+        e = indices.shape[j]
+        if not (e == ONE or dims_equal(e, d)):
+            raise ShapeError(f"the indices' shape {fmt_shape(indices.shape)} does not match "
+                             f"the array's {fmt_shape(x.shape)} on axis {j}")
+        grids.append(make("arange", start=sympy.Integer(0), stop=d, axis=j, ndim=x.ndim))
+    return make("gather", x, *grids, axis=0)
+
+
+defbuiltin("take_along_axis", ("x", "indices", "axis"), _take_along_builtin,
+           static=("axis",), index_params=("indices",))
+
+
+# ---------------------------------------------------------------- one_hot, segment_sum
+
+def _one_hot_builtin(y, num_classes, inputs):
+    c = as_expr(num_classes)
+    classes = make("arange", start=sympy.Integer(0), stop=c)
+    hit = make("eq", make("expand_dims", y, axes=(y.ndim,)), classes)
+    return make("cast", hit, dtype_witness(inputs))
+
+
+defbuiltin("one_hot", ("y", "num_classes"), _one_hot_builtin, static=("num_classes",),
+           needs_inputs=True, index_params=("y",))
+
+
+def _segment_sum_builtin(x, segment_ids, num_segments):
+    k = segment_ids.ndim
+    if k > x.ndim or not all(dims_equal(a, b) for a, b in zip(segment_ids.shape, x.shape)):
+        raise ShapeError(f"the segment ids' shape {fmt_shape(segment_ids.shape)} must be the "
+                         f"leading axes of the data's {fmt_shape(x.shape)}")
+    shape = (as_expr(num_segments),) + tuple(x.shape[k:])
+    return make("scatter_add", x, segment_ids, shape=shape, axis=0)
+
+
+defbuiltin("segment_sum", ("x", "segment_ids", "num_segments"), _segment_sum_builtin,
+           static=("num_segments",), index_params=("segment_ids",))
+
+
+# ---------------------------------------------------------------- float(y)
+
+def _float_builtin(x):
+    """`float(y)`: the frontend converts an Index argument of a built-in that does not take
+    one as it is to the computation's float dtype (`to_float`), which is all float does."""
+    return x
+
+
+# `float(...)` is Python's own conversion, as `float` and `int` are annotations: not a
+# reserved name of the language (an argument or a dimension may be called `float`), so it
+# is looked up after the functions and built-ins (frontend/calls.py).
+CONVERSIONS = {"float": Builtin("float", ("x",), _float_builtin, elementwise=True)}
+
+
+# ---------------------------------------------------------------- integer // and %
+
+def _int_args(args):
+    if not all(integral(a) for a in args):
+        raise ShapeError("// and % are for integers (Index values and dimensions)")
+
+
+def _int_shape(args):
+    _int_args(args)
+    return broadcast(args[0].shape, args[1].shape)
+
+
+@rewrite("floordiv")
+def floordiv_fold(a, b):
+    """The floor quotient of two integer numbers is a number (of dimensions: printed as
+    written, `C // H`)."""
+    if a.is_const and b.is_const and a.value.is_Integer and b.value.is_Integer and b.value:
+        return const(sympy.floor(a.value / b.value))
+    return None
+
+
+@rewrite("mod")
+def mod_fold(a, b):
+    """The remainder of two integer numbers is a number."""
+    if a.is_const and b.is_const and a.value.is_Integer and b.value.is_Integer and b.value:
+        return const(sympy.Mod(a.value, b.value))
+    return None
+
+
+# (elementwise: of dimension sizes, a Python number, as the printer makes such arithmetic)
+defop("floordiv", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
+      emit=infix("//", PREC_MUL, left_strict=True), traits=NONDIFF | {"elementwise"},
+      domain=(REAL, REAL), hint="quot")
+defop("mod", 2, shape=lambda args: _int_shape(args), dtype=integer_closed,
+      emit=infix("%", PREC_MUL, left_strict=True), traits=NONDIFF | {"elementwise"},
+      domain=(REAL, REAL), hint="rem")
+
+
+# ---------------------------------------------------------------- subscript assignment
+
+# update(A, v, i1, ..., ik, index, axis): a copy of A with the entries a subscript selects
+# replaced by v (the functional `A[...] = v`). Either `axis` is None and `index` a static
+# index (ints, slices, `...`: the `index` op's), or `index` is () and the index arrays
+# i1..ik select as gather(A, i1, ..., ik, axis) does. v has the shape of the selection.
+# (`A[...] += v` is A plus a scatter, no op of its own.) With repeated indices NumPy keeps
+# the last write, and the derivative with respect to v would count every copy: indices
+# written to must be distinct (README).
+
+def selection(a, idx, index, axis):
+    """The node of what `A[...]` selects: a gather, an index, or `a` itself."""
+    if axis is not None:
+        return make("gather", a, *idx, axis=axis)
+    return make("index", a, index=index) if index else a
+
+
+def _update_shape(args, index, axis):
+    a, v, idx = args[0], args[1], args[2:]
+    _check_indices(idx)
+    sel = _selection_shape(a, idx, index, axis)
+    if len(sel) != v.ndim or not all(dims_equal(d, e) for d, e in zip(sel, v.shape)):
+        raise ShapeError(f"cannot assign an array of shape {fmt_shape(v.shape)} to a "
+                         f"selection of shape {fmt_shape(sel)}")
+    return a.shape
+
+
+def _selection_shape(a, idx, index, axis):
+    from .shape_ops import _index_shape  # the index op's own rule
+
+    if axis is not None:
+        return _gather_shape((a, *idx), axis)
+    return _index_shape((a,), index) if index else tuple(a.shape)
+
+
+def _update_write(p, node, target):
+    """The write of `update` into `target`, a buffer holding argument 0."""
+    from .shape_ops import format_index
+
+    if node.attr("axis") is None:
+        where = format_index(node.attr("index"), p)
+    else:
+        where = ", ".join([":"] * node.attr("axis") + p.args(node, 0)[2:])
+    v = node.args[1]
+    # a constant fill is written as its number (`margins[rows, y] = 0`)
+    value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
+    return [f"{target}[{where}] = {value}"]
+
+
+def _update_stmt(p, node, target):
+    return [f"{target} = {p.method(p.arg(node, 0, PREC_CALL), 'copy')}",
+            *_update_write(p, node, target)]
+
+
+def _zeros_of(x, shape):
+    """Zeros of `shape` in the dtype of `x` (a float node)."""
+    return make("full", x, value=sympy.Integer(0), shape=tuple(shape))
+
+
+def _update_vjp(g, n):
+    v, idx = n.args[1], n.args[2:]
+    index, axis = n.attr("index"), n.attr("axis")
+    return (make("update", g, _zeros_of(g, v.shape), *idx, **n.kw),
+            selection(g, idx, index, axis), *(None for _ in idx))
+
+
+def _update_jvp(ts, n):
+    a, v, idx = n.args[0], n.args[1], n.args[2:]
+    ta, tv = ts[0], ts[1]
+    if ta is None and tv is None:
+        return None
+    ta = ta if ta is not None else make("zeros_like", a)
+    tv = tv if tv is not None else _zeros_of(ta, v.shape)
+    return make("update", ta, tv, *idx, **n.kw)
+
+
+def _update_vmap(ts, n):
+    a, v, idx = n.args[0], n.args[1], n.args[2:]
+    ta, tv = ts[0], ts[1]
+    if ta is None and tv is None:
+        return None
+    lead = (ta if ta is not None else tv).shape[:1]
+    if ta is None:
+        ta = _zeros_of(tv, lead + tuple(a.shape))
+    if tv is None:
+        tv = _zeros_of(ta, lead + tuple(v.shape))
+    index, axis = n.attr("index"), n.attr("axis")
+    if axis is None:
+        from .shape_ops import _ALL
+
+        return make("update", ta, tv, index=(_ALL,) + index if index else (), axis=None)
+    return make("update", ta, tv, *idx, index=(), axis=axis + 1)
+
+
+defop("update", None, shape=_update_shape, stmt=_update_stmt, write=_update_write,
+      traits=LINEAR,
+      domain=(REAL, REAL), hint="updated",
+      vjp=_update_vjp, jvp=_update_jvp, vmap=_update_vmap)
+
+
+def assign(a, v, idx, index, axis, accumulate: bool, inputs):
+    """The value of `A` after `A[...] = v` (`accumulate`: `A[...] += v`): v converted to
+    floats and broadcast to the selection."""
+    sel = selection(a, idx, index, axis)
+    v = to_float(v, inputs)
+    if v.is_const:
+        v = make("full", a, value=v.value, shape=tuple(sel.shape))
+    elif tuple(v.shape) != tuple(sel.shape):
+        v = make("broadcast_to", v, shape=tuple(sel.shape))
+    if accumulate:
+        if axis is not None:
+            return a + make("scatter_add", v, *idx, shape=tuple(a.shape), axis=axis)
+        return a + (make("scatter", v, a, index=index) if index else v)
+    return make("update", a, v, *idx, index=index, axis=axis)
+
+
+# ---------------------------------------------------------------- fusing scatter-adds
+
+def _rows(g, i, rest):
+    """A scatter-add's cotangent and indices as (n, *rest) rows and n indices."""
+    n = size(i.shape) if i.ndim else ONE
+    return make("reshape", g, shape=(n,) + tuple(rest)), make("reshape", i, shape=(n,))
+
+
+@rewrite("add", "fuse")
+def scatter_add_sum(a, b):
+    """Two scatter-adds of rows into one shape are one over both sets of indices (the
+    gradient of a table read at several places, `U[ctx]` and `U[noise]`): one array of
+    the table's shape is made instead of three."""
+    if a.op != "scatter_add" or b.op != "scatter_add" or len(a.args) != 2 \
+            or len(b.args) != 2 or a.attrs != b.attrs or a.attr("axis") != 0:
+        return None
+    rest = a.attr("shape")[1:]
+    ga, ia = _rows(*a.args, rest)
+    gb, ib = _rows(*b.args, rest)
+    return make("scatter_add", make("concatenate", ga, gb, axis=0),
+                make("concatenate", ia, ib, axis=0), shape=a.attr("shape"), axis=0)
