@@ -12,10 +12,20 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
-    neither an array of floats nor a Python number, or is a matrix)."""
+    neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
+        if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
+            got = type(x).__name__ if shape is None else x.dtype
+            if not (type(x) is int if shape is None else x.dtype.kind in "iu"):
+                raise ValueError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of integers or a Python int, got {got}"
+                )
+            shapes += (() if shape is None else shape,)
+            continue
         if shape is None or x.dtype.kind != "f":  # a Python number, or no float array
             if shape is not None:
                 raise TypeError(
@@ -38,7 +48,8 @@ def _dims(spec, *args):
     if (spec, shapes) in _DIMS_PASSED:
         return
     sizes, origin = {}, {}
-    for (name, decl), shape in zip(spec, shapes):
+    for entry, shape in zip(spec, shapes):
+        name, decl = entry[0], entry[1]
         if len(shape) != len(decl):
             raise ValueError(
                 f"argument {name!r}: expected {len(decl)} dimension(s) {decl}, got shape {shape}",

@@ -12,26 +12,38 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
-    neither an array of floats nor a Python number; ValueError for an Index argument, marked
-    "int" in `spec`, that is not an array of integers or a Python int)."""
+    neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        if len(spec[len(shapes)]) > 2:   # Index[...] or int: integers
+        if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
             got = type(x).__name__ if shape is None else x.dtype
             if not (type(x) is int if shape is None else x.dtype.kind in "iu"):
-                raise ValueError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                 f"of integers or a Python int, got {got}")
+                raise ValueError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of integers or a Python int, got {got}"
+                )
             shapes += (() if shape is None else shape,)
             continue
-        if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
+        if shape is None or x.dtype.kind != "f":  # a Python number, or no float array
             if shape is not None:
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got an array of {x.dtype}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got an array of {x.dtype}"
+                )
             if not isinstance(x, (float, int)):
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got {type(x).__name__}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got {type(x).__name__}"
+                )
             shape = ()
+        elif type(x).__name__[-6:] == "matrix":  # np.matrix, scipy csr_matrix, ...
+            raise TypeError(
+                f"argument {spec[len(shapes)][0]!r}: {type(x).__name__} is not supported "
+                "(its * is a matrix product); pass an array: np.asarray(x), or "
+                "scipy.sparse.csr_array(x) for sparse data"
+            )
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
@@ -39,14 +51,16 @@ def _dims(spec, *args):
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
         if len(shape) != len(decl):
-            raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
-                             f"{decl}, got shape {shape}")
+            raise ValueError(
+                f"argument {name!r}: expected {len(decl)} dimension(s) {decl}, got shape {shape}",
+            )
         for axis, dim in enumerate(decl):
             n = shape[axis]
             if dim.__class__ is int:
                 if n != dim:
-                    raise ValueError(f"argument {name!r}, axis {axis}: expected size {dim}, "
-                                     f"got {n}")
+                    raise ValueError(
+                        f"argument {name!r}, axis {axis}: expected size {dim}, got {n}"
+                    )
             elif dim is None:
                 continue
             elif dim not in sizes:
@@ -54,9 +68,11 @@ def _dims(spec, *args):
                 origin[dim] = name, axis
             elif sizes[dim] != n:
                 where, at = origin[dim]
-                raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
-                                 f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
-    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+                raise ValueError(
+                    f"argument {name!r}, axis {axis}: size {n} does not match "
+                    f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
+                )
+    if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
     _DIMS_PASSED.add((spec, shapes))
 
@@ -70,17 +86,25 @@ def _expect(name, x, shape):
     """Check that argument `name` has exactly `shape` (and holds floats)."""
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind != "f":
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got an array of {dtype}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got an array of {dtype}"
+        )
     if dtype is None and not isinstance(x, (float, int)):
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got {type(x).__name__}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got {type(x).__name__}"
+        )
     actual = np.shape(x)
     if len(actual) != len(shape):
-        raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
+        raise ValueError(
+            f"argument {name!r}: expected shape {tuple(shape)}, got {actual}",
+        )
     for axis, (n, m) in enumerate(zip(actual, shape)):
         if n != m:
-            raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
+            raise ValueError(
+                f"argument {name!r}, axis {axis}: expected size {m}, got {n}",
+            )
 
 
 def _weak(x, *arrays):
@@ -148,15 +172,17 @@ def cost(X, y, W, lam):
     N = X.shape[0]
     lam = _weak(lam, X, W)
     XW = X @ W  # (N, C)
-    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)  # (N, C); reuses XW's buffer
+    # (N, C); reuses XW's buffer
+    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
     del X_exp
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)  # (N, C); reuses X_diff's buffer
+    # (N, C); reuses X_diff's buffer
+    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff, X_sum
     arange = np.arange(N)  # (N,)
-    return -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W ** 2).sum())
+    return -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W**2).sum())
 
 
 def cost_grad(X, y, W, lam):
@@ -179,7 +205,8 @@ def cost_grad(X, y, W, lam):
     C = W.shape[1]
     lam = _weak(lam, X, W)
     XW = X @ W  # (N, C)
-    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)  # (N, C); reuses XW's buffer
+    # (N, C); reuses XW's buffer
+    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
@@ -190,7 +217,8 @@ def cost_grad(X, y, W, lam):
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)  # (D, C)
+    # (D, C)
+    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
     del X_exp, X_sum, dlog_p
     dW = 1.0 * lam * W + X_matmul  # (D, C)
     return dW
@@ -217,21 +245,24 @@ def cost_value_and_grad(X, y, W, lam):
     C = W.shape[1]
     lam = _weak(lam, X, W)
     XW = X @ W  # (N, C)
-    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)  # (N, C); reuses XW's buffer
+    # (N, C); reuses XW's buffer
+    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)  # (N, C); reuses X_diff's buffer
+    # (N, C); reuses X_diff's buffer
+    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
     arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W ** 2).sum())
+    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W**2).sum())
     del log_p
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)  # (D, C)
+    # (D, C)
+    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
     del X_exp, X_sum, dlog_p
     dW = 1.0 * lam * W + X_matmul  # (D, C)
     return value, dW
@@ -260,7 +291,8 @@ def cost_vjp(X, y, W, lam, g):
     lam = _weak(lam, X, W)
     g = _weak(g, X, W)
     XW = X @ W  # (N, C)
-    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)  # (N, C); reuses XW's buffer
+    # (N, C); reuses XW's buffer
+    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
@@ -271,7 +303,8 @@ def cost_vjp(X, y, W, lam, g):
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)  # (D, C)
+    # (D, C)
+    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
     del X_exp, X_sum, dlog_p
     dW = 1.0 * lam * W + X_matmul  # (D, C)
     return g * dW
@@ -301,14 +334,16 @@ def cost_jvp(X, y, W, lam, tW):
     _expect("tW", tW, (D, C))
     lam = _weak(lam, X, W)
     XW = X @ W  # (N, C)
-    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)  # (N, C); reuses XW's buffer
+    # (N, C); reuses XW's buffer
+    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)  # (N, C); reuses X_diff's buffer
+    # (N, C); reuses X_diff's buffer
+    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
     arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W ** 2).sum())
+    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W**2).sum())
     del log_p
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
@@ -342,7 +377,8 @@ def cost_hvp(X, y, W, lam, vW):
     _expect("vW", vW, (D, C))
     lam = _weak(lam, X, W)
     XW = X @ W  # (N, C)
-    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)  # (N, C); reuses XW's buffer
+    # (N, C); reuses XW's buffer
+    X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff

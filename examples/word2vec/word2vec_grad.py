@@ -12,26 +12,38 @@ import numpy as np
 def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
-    neither an array of floats nor a Python number; ValueError for an Index argument, marked
-    "int" in `spec`, that is not an array of integers or a Python int)."""
+    neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
     shapes = ()
     for x in args:
         shape = getattr(x, "shape", None)
-        if len(spec[len(shapes)]) > 2:   # Index[...] or int: integers
+        if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
             got = type(x).__name__ if shape is None else x.dtype
             if not (type(x) is int if shape is None else x.dtype.kind in "iu"):
-                raise ValueError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                 f"of integers or a Python int, got {got}")
+                raise ValueError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of integers or a Python int, got {got}"
+                )
             shapes += (() if shape is None else shape,)
             continue
-        if shape is None or x.dtype.kind != "f":   # a Python number, or no float array
+        if shape is None or x.dtype.kind != "f":  # a Python number, or no float array
             if shape is not None:
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got an array of {x.dtype}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got an array of {x.dtype}"
+                )
             if not isinstance(x, (float, int)):
-                raise TypeError(f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
-                                f"of floats or a Python number, got {type(x).__name__}")
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected a NumPy array "
+                    f"of floats or a Python number, got {type(x).__name__}"
+                )
             shape = ()
+        elif type(x).__name__[-6:] == "matrix":  # np.matrix, scipy csr_matrix, ...
+            raise TypeError(
+                f"argument {spec[len(shapes)][0]!r}: {type(x).__name__} is not supported "
+                "(its * is a matrix product); pass an array: np.asarray(x), or "
+                "scipy.sparse.csr_array(x) for sparse data"
+            )
         shapes += (shape,)
     if (spec, shapes) in _DIMS_PASSED:
         return
@@ -39,14 +51,16 @@ def _dims(spec, *args):
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
         if len(shape) != len(decl):
-            raise ValueError(f"argument {name!r}: expected {len(decl)} dimension(s) "
-                             f"{decl}, got shape {shape}")
+            raise ValueError(
+                f"argument {name!r}: expected {len(decl)} dimension(s) {decl}, got shape {shape}",
+            )
         for axis, dim in enumerate(decl):
             n = shape[axis]
             if dim.__class__ is int:
                 if n != dim:
-                    raise ValueError(f"argument {name!r}, axis {axis}: expected size {dim}, "
-                                     f"got {n}")
+                    raise ValueError(
+                        f"argument {name!r}, axis {axis}: expected size {dim}, got {n}"
+                    )
             elif dim is None:
                 continue
             elif dim not in sizes:
@@ -54,9 +68,11 @@ def _dims(spec, *args):
                 origin[dim] = name, axis
             elif sizes[dim] != n:
                 where, at = origin[dim]
-                raise ValueError(f"argument {name!r}, axis {axis}: size {n} does not match "
-                                 f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})")
-    if len(_DIMS_PASSED) >= 256:   # a bound, for programs called with ever new sizes
+                raise ValueError(
+                    f"argument {name!r}, axis {axis}: size {n} does not match "
+                    f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
+                )
+    if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
     _DIMS_PASSED.add((spec, shapes))
 
@@ -70,17 +86,25 @@ def _expect(name, x, shape):
     """Check that argument `name` has exactly `shape` (and holds floats)."""
     dtype = getattr(x, "dtype", None)
     if dtype is not None and dtype.kind != "f":
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got an array of {dtype}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got an array of {dtype}"
+        )
     if dtype is None and not isinstance(x, (float, int)):
-        raise TypeError(f"argument {name!r}: expected a NumPy array of floats or a Python "
-                        f"number, got {type(x).__name__}")
+        raise TypeError(
+            f"argument {name!r}: expected a NumPy array of floats or a Python "
+            f"number, got {type(x).__name__}"
+        )
     actual = np.shape(x)
     if len(actual) != len(shape):
-        raise ValueError(f"argument {name!r}: expected shape {tuple(shape)}, got {actual}")
+        raise ValueError(
+            f"argument {name!r}: expected shape {tuple(shape)}, got {actual}",
+        )
     for axis, (n, m) in enumerate(zip(actual, shape)):
         if n != m:
-            raise ValueError(f"argument {name!r}, axis {axis}: expected size {m}, got {n}")
+            raise ValueError(
+                f"argument {name!r}, axis {axis}: expected size {m}, got {n}",
+            )
 
 
 def _weak(x, *arrays):
@@ -92,7 +116,7 @@ def _weak(x, *arrays):
     return x
 
 
-@np.errstate(over="ignore")   # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
+@np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
     if np.ndim(x) == 0:
@@ -205,12 +229,14 @@ def loss_grad(E, U, center, ctx, noise):
     Un = U[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
     sn = (Un * hb).sum(axis=2)  # (B, K)
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)           
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)            
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
@@ -222,10 +248,12 @@ def loss_grad(E, U, center, ctx, noise):
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)           
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)            
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
@@ -267,12 +295,14 @@ def loss_value_and_grad(E, U, center, ctx, noise):
     sn = (Un * hb).sum(axis=2)  # (B, K)
     value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
     del log_pos
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)           
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)            
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
@@ -284,10 +314,12 @@ def loss_value_and_grad(E, U, center, ctx, noise):
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)           
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)            
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
@@ -328,12 +360,14 @@ def loss_vjp(E, U, center, ctx, noise, g):
     Un = U[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
     sn = (Un * hb).sum(axis=2)  # (B, K)
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)           
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)            
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
@@ -345,10 +379,12 @@ def loss_vjp(E, U, center, ctx, noise, g):
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)           
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)            
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
@@ -394,9 +430,11 @@ def loss_jvp(E, U, center, ctx, noise, tE, tU):
     del log_pos
     # tangent of line 5: h = E[center]                         # (B, D) center words
     th = tE[center]  # (B, D)
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # (B, D) true context words
+    # tangent of line 7: Uc = U[ctx]                         
     tUc = tU[ctx]  # (B, D)
-    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # tangent of line 9: sp = sum(h * Uc, axis=1)            
     tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
     del Uc, h, tUc
     # tangent of line 11: log_pos = log(sigmoid(sp))
@@ -404,10 +442,12 @@ def loss_jvp(E, U, center, ctx, noise, tE, tU):
     del sp_neg, tsp
     # tangent of line 8: Un = U[noise]                         # (B, K, D) noise words
     tUn = tU[noise]  # (B, K, D)
-    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
+    # (B, 1, D) for each noise word
+    # tangent of line 6: hb = h[:, None, :]                  
     thb = th[:, None]  # (B, 1, D)
     del th
-    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # tangent of line 10: sn = sum(Un * hb, axis=2)           
     tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     del Un, tUn
     # tangent of line 13: return -mean(log_pos + log_neg)
@@ -453,44 +493,62 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     tUn = vU[noise]  # (B, K, D)
     # tangent of line 5: h = E[center]                         # (B, D) center words
     th = vE[center]  # (B, D)
-    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
+    # (B, 1, D) for each noise word
+    # tangent of line 6: hb = h[:, None, :]                  
     thb = th[:, None]  # (B, 1, D)
-    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # tangent of line 10: sn = sum(Un * hb, axis=2)           
     tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
     sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
-    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # tangent of line 10: sn = sum(Un * hb, axis=2)           
     tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
     del tsn
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)           
     sn_sigmoid2 = sn_sigmoid[:, :, None]  # (B, K, 1)
     del sn_sigmoid
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # (B, D) true context words
+    # tangent of line 7: Uc = U[ctx]                         
     tUc = vU[ctx]  # (B, D)
-    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # tangent of line 9: sp = sum(h * Uc, axis=1)            
     tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
     # grad of line 11: log_pos = log(sigmoid(sp))
     sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
     del sp_neg
-    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # tangent of line 9: sp = sum(h * Uc, axis=1)            
     tsp_neg = (-(tsp * sp_sigmoid * (1 - sp_sigmoid)))[:, None]  # (B, 1)
     del tsp
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)            
     sp_sigmoid2 = sp_sigmoid[:, None]  # (B, 1)
     del sp_sigmoid
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
-    hb_reshape = ((tsn_mul * hb + sn_sigmoid2 * thb) / B).reshape((B * K, D))  # (B * K, D)
-    h_joined = np.concatenate([hb_reshape, -(tsp_neg * h + sp_sigmoid2 * th) / B])  # (B + B * K, D)
+    # (B, D) true context words
+    # tangent of line 7: Uc = U[ctx]                         
+    # (B * K, D)
+    hb_reshape = ((tsn_mul * hb + sn_sigmoid2 * thb) / B).reshape((B * K, D))
+    # (B + B * K, D)
+    h_joined = np.concatenate([hb_reshape, -(tsp_neg * h + sp_sigmoid2 * th) / B])
     del h, th
     # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # (B, D) true context words
+    # tangent of line 7: Uc = U[ctx]                         
     HvU = _scatter_add(h_joined, (V, D), 0, noise_joined)  # (V, D)
     del h_joined, noise_joined
-    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
-    Un_mul = ((tsn_mul * Un + sn_sigmoid2 * tUn).sum(axis=1, keepdims=True) / B)[:, 0]  # (B, D)
+    # (B, 1, D) for each noise word
+    # tangent of line 6: hb = h[:, None, :]                  
+    # (B, D)
+    Un_mul = ((tsn_mul * Un + sn_sigmoid2 * tUn).sum(axis=1, keepdims=True) / B)[:, 0]
     del Un, tUn
+    # (B,) scores of the true contexts
+    # tangent of line 9: sp = sum(h * Uc, axis=1)            
+    Uc_diff = Un_mul - (tsp_neg * Uc + sp_sigmoid2 * tUc) / B  # (B, D)
+    del Uc, tUc
     # tangent of line 5: h = E[center]                         # (B, D) center words
-    HvE = _scatter_add(Un_mul - (tsp_neg * Uc + sp_sigmoid2 * tUc) / B, (V, D), 0, center)  # (V, D)
+    HvE = _scatter_add(Uc_diff, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)
