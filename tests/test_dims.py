@@ -319,7 +319,7 @@ def test_module_constant_diagnostics(source, expected):
      def f(x: Param[N]):
          return sum(x // 2)
      """, """
-     t.grad:2:18: error: operator '//' is only supported between sizes (dimensions and integers): sqrt(C // H)
+     t.grad:2:18: error: '//' is for integers (Index values and dimensions)
          return sum(x // 2)
                       ^
      """),

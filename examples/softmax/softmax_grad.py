@@ -122,25 +122,25 @@ def _scatter_add(g, shape, axis, *index):
     gather x[:, ..., *index] (np.add.at(out, index, g), faster). An index out of range
     raises IndexError as the gather does; a negative one counts from the end."""
     g = np.asarray(g)
-    sizes = shape[axis:axis + len(index)]
+    sizes = shape[axis : axis + len(index)]
     flat = 0
     for k, (i, n) in enumerate(zip(index, sizes)):
         i = np.asarray(i).astype(np.intp, copy=False)
         if i.size and (i.min() < -n or i.max() >= n):
-            bad = i.min() if i.min() < -n else i.max()
-            raise IndexError(f"index {bad} is out of bounds for axis {axis + k} with size {n}")
+            b, ax = (i.min() if i.min() < -n else i.max()), axis + k
+            raise IndexError(f"index {b} is out of bounds for axis {ax} with size {n}")
         if i.size and i.min() < 0:
             i = np.where(i < 0, i + n, i)
         flat = flat * n + i
     flat = flat.ravel()
     lead = int(np.prod(shape[:axis]))
-    rest = int(np.prod(shape[axis + len(index):]))
+    rest = int(np.prod(shape[axis + len(index) :]))
     m, width = int(np.prod(sizes)), lead * rest
     rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
-    if g.dtype == np.float64:   # one bincount over the raveled (row, column) positions
+    if g.dtype == np.float64:  # one bincount over the raveled (row, column) positions
         at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()
         out = np.bincount(at, weights=rows.ravel(), minlength=m * width)
-    else:   # bincount sums in float64: np.add.at keeps float32 (and is as fast there)
+    else:  # bincount sums in float64: np.add.at keeps float32 (and is as fast there)
         out = np.zeros((m, width), g.dtype)
         np.add.at(out, flat, rows)
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)

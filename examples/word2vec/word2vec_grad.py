@@ -133,25 +133,25 @@ def _scatter_add(g, shape, axis, *index):
     gather x[:, ..., *index] (np.add.at(out, index, g), faster). An index out of range
     raises IndexError as the gather does; a negative one counts from the end."""
     g = np.asarray(g)
-    sizes = shape[axis:axis + len(index)]
+    sizes = shape[axis : axis + len(index)]
     flat = 0
     for k, (i, n) in enumerate(zip(index, sizes)):
         i = np.asarray(i).astype(np.intp, copy=False)
         if i.size and (i.min() < -n or i.max() >= n):
-            bad = i.min() if i.min() < -n else i.max()
-            raise IndexError(f"index {bad} is out of bounds for axis {axis + k} with size {n}")
+            b, ax = (i.min() if i.min() < -n else i.max()), axis + k
+            raise IndexError(f"index {b} is out of bounds for axis {ax} with size {n}")
         if i.size and i.min() < 0:
             i = np.where(i < 0, i + n, i)
         flat = flat * n + i
     flat = flat.ravel()
     lead = int(np.prod(shape[:axis]))
-    rest = int(np.prod(shape[axis + len(index):]))
+    rest = int(np.prod(shape[axis + len(index) :]))
     m, width = int(np.prod(sizes)), lead * rest
     rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
-    if g.dtype == np.float64:   # one bincount over the raveled (row, column) positions
+    if g.dtype == np.float64:  # one bincount over the raveled (row, column) positions
         at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()
         out = np.bincount(at, weights=rows.ravel(), minlength=m * width)
-    else:   # bincount sums in float64: np.add.at keeps float32 (and is as fast there)
+    else:  # bincount sums in float64: np.add.at keeps float32 (and is as fast there)
         out = np.zeros((m, width), g.dtype)
         np.add.at(out, flat, rows)
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
@@ -229,14 +229,12 @@ def loss_grad(E, U, center, ctx, noise):
     Un = U[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
     sn = (Un * hb).sum(axis=2)  # (B, K)
-    # (B, K) scores of the noise words
-    # grad of line 10: sn = sum(Un * hb, axis=2)           
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # (B,) scores of the true contexts
-    # grad of line 9: sp = sum(h * Uc, axis=1)            
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
@@ -248,12 +246,10 @@ def loss_grad(E, U, center, ctx, noise):
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # (B, K) scores of the noise words
-    # grad of line 10: sn = sum(Un * hb, axis=2)           
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # (B,) scores of the true contexts
-    # grad of line 9: sp = sum(h * Uc, axis=1)            
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
@@ -295,14 +291,12 @@ def loss_value_and_grad(E, U, center, ctx, noise):
     sn = (Un * hb).sum(axis=2)  # (B, K)
     value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
     del log_pos
-    # (B, K) scores of the noise words
-    # grad of line 10: sn = sum(Un * hb, axis=2)           
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # (B,) scores of the true contexts
-    # grad of line 9: sp = sum(h * Uc, axis=1)            
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
@@ -314,12 +308,10 @@ def loss_value_and_grad(E, U, center, ctx, noise):
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # (B, K) scores of the noise words
-    # grad of line 10: sn = sum(Un * hb, axis=2)           
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # (B,) scores of the true contexts
-    # grad of line 9: sp = sum(h * Uc, axis=1)            
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
@@ -360,14 +352,12 @@ def loss_vjp(E, U, center, ctx, noise, g):
     Un = U[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
     sn = (Un * hb).sum(axis=2)  # (B, K)
-    # (B, K) scores of the noise words
-    # grad of line 10: sn = sum(Un * hb, axis=2)           
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # (B,) scores of the true contexts
-    # grad of line 9: sp = sum(h * Uc, axis=1)            
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
@@ -379,12 +369,10 @@ def loss_vjp(E, U, center, ctx, noise, g):
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # (B, K) scores of the noise words
-    # grad of line 10: sn = sum(Un * hb, axis=2)           
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # (B,) scores of the true contexts
-    # grad of line 9: sp = sum(h * Uc, axis=1)            
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
     # grad of line 5: h = E[center]                         # (B, D) center words
@@ -430,11 +418,9 @@ def loss_jvp(E, U, center, ctx, noise, tE, tU):
     del log_pos
     # tangent of line 5: h = E[center]                         # (B, D) center words
     th = tE[center]  # (B, D)
-    # (B, D) true context words
-    # tangent of line 7: Uc = U[ctx]                         
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
     tUc = tU[ctx]  # (B, D)
-    # (B,) scores of the true contexts
-    # tangent of line 9: sp = sum(h * Uc, axis=1)            
+    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
     del Uc, h, tUc
     # tangent of line 11: log_pos = log(sigmoid(sp))
@@ -442,12 +428,10 @@ def loss_jvp(E, U, center, ctx, noise, tE, tU):
     del sp_neg, tsp
     # tangent of line 8: Un = U[noise]                         # (B, K, D) noise words
     tUn = tU[noise]  # (B, K, D)
-    # (B, 1, D) for each noise word
-    # tangent of line 6: hb = h[:, None, :]                  
+    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
     del th
-    # (B, K) scores of the noise words
-    # tangent of line 10: sn = sum(Un * hb, axis=2)           
+    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     del Un, tUn
     # tangent of line 13: return -mean(log_pos + log_neg)
@@ -493,42 +477,33 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     tUn = vU[noise]  # (B, K, D)
     # tangent of line 5: h = E[center]                         # (B, D) center words
     th = vE[center]  # (B, D)
-    # (B, 1, D) for each noise word
-    # tangent of line 6: hb = h[:, None, :]                  
+    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
-    # (B, K) scores of the noise words
-    # tangent of line 10: sn = sum(Un * hb, axis=2)           
+    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
     sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
-    # (B, K) scores of the noise words
-    # tangent of line 10: sn = sum(Un * hb, axis=2)           
+    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
     del tsn
-    # (B, K) scores of the noise words
-    # grad of line 10: sn = sum(Un * hb, axis=2)           
+    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     sn_sigmoid2 = sn_sigmoid[:, :, None]  # (B, K, 1)
     del sn_sigmoid
-    # (B, D) true context words
-    # tangent of line 7: Uc = U[ctx]                         
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
     tUc = vU[ctx]  # (B, D)
-    # (B,) scores of the true contexts
-    # tangent of line 9: sp = sum(h * Uc, axis=1)            
+    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
     # grad of line 11: log_pos = log(sigmoid(sp))
     sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
     del sp_neg
-    # (B,) scores of the true contexts
-    # tangent of line 9: sp = sum(h * Uc, axis=1)            
+    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     tsp_neg = (-(tsp * sp_sigmoid * (1 - sp_sigmoid)))[:, None]  # (B, 1)
     del tsp
-    # (B,) scores of the true contexts
-    # grad of line 9: sp = sum(h * Uc, axis=1)            
+    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     sp_sigmoid2 = sp_sigmoid[:, None]  # (B, 1)
     del sp_sigmoid
-    # (B, D) true context words
-    # tangent of line 7: Uc = U[ctx]                         
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
     # (B * K, D)
     hb_reshape = ((tsn_mul * hb + sn_sigmoid2 * thb) / B).reshape((B * K, D))
     # (B + B * K, D)
@@ -536,17 +511,14 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     del h, th
     # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
-    # (B, D) true context words
-    # tangent of line 7: Uc = U[ctx]                         
+    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
     HvU = _scatter_add(h_joined, (V, D), 0, noise_joined)  # (V, D)
     del h_joined, noise_joined
-    # (B, 1, D) for each noise word
-    # tangent of line 6: hb = h[:, None, :]                  
+    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
     # (B, D)
     Un_mul = ((tsn_mul * Un + sn_sigmoid2 * tUn).sum(axis=1, keepdims=True) / B)[:, 0]
     del Un, tUn
-    # (B,) scores of the true contexts
-    # tangent of line 9: sp = sum(h * Uc, axis=1)            
+    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     Uc_diff = Un_mul - (tsp_neg * Uc + sp_sigmoid2 * tUc) / B  # (B, D)
     del Uc, tUc
     # tangent of line 5: h = E[center]                         # (B, D) center words

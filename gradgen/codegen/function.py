@@ -377,7 +377,7 @@ def _comments_that_fit(lines: list[str], phases: list[str]) -> tuple[list[str], 
     comment (`  # (N, D)...`) that does not fit in `LINE_WIDTH` moved above its statement."""
     out_lines, out_phases = [], []
     for line, phase in zip(lines, phases):
-        if len(line) + 4 > LINE_WIDTH and "  # (" in line:
+        if len(line) + 4 > LINE_WIDTH and "  # (" in line and not line.lstrip().startswith("#"):
             code, _, comment = line.rpartition("  # (")
             indent = code[:len(code) - len(code.lstrip(" "))]
             out_lines.append(f"{indent}# ({comment}")
