@@ -329,6 +329,8 @@ def nll_hvp(X, mu, A, vmu, vA):
     # tangent of line 10: Q = solve(S, R.T)
     tR_transpose = np.broadcast_to(tR, R.shape).T  # (D, N)
     del tR
+    # tangent of line 11: quad = sum(R.T * Q) / N
+    tdQ = tR_transpose / (2 * N)  # (D, N)
     # grad of line 11: quad = sum(R.T * Q) / N
     dQ = R.T / (2 * N)  # (D, N)
     del R
@@ -336,17 +338,21 @@ def nll_hvp(X, mu, A, vmu, vA):
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
     # tangent of line 10: Q = solve(S, R.T)
-    S_solve2 = np.linalg.solve(S.T, tR_transpose / (2 * N) - tS.T @ S_solve)  # (D, N)
+    S_solve2 = np.linalg.solve(S.T, tdQ - tS.T @ S_solve)  # (D, N)
+    del tdQ
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     del S
-    Q_diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q.T + S_solve @ tQ.T)  # (D, D)
+    tdS = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q.T + S_solve @ tQ.T)  # (D, D)
     del tS
     # grad of line 10: Q = solve(S, R.T)
     dS = S_inv.T / 2 - S_solve @ Q.T  # (D, D)
     del Q, S_inv, S_solve
     # tangent of line 8: S = A @ A.T + eye(D) / 10
-    HvA = (Q_diff + Q_diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
-    del Q_diff, dS
+    HvA = (tdS + tdS.T) @ A + (dS + dS.T) @ vA  # (D, D)
+    del dS, tdS
+    # tangent of line 10: Q = solve(S, R.T)
+    tdR = (tQ / (2 * N) + S_solve2).T  # (N, D)
+    del S_solve2, tQ
     # tangent of line 9: R = X - mu
-    Hvmu = -(tQ / (2 * N) + S_solve2).T.sum(axis=0)  # (D,)
+    Hvmu = -tdR.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

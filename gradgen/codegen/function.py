@@ -149,6 +149,10 @@ class EntryFunctions:
             names.setdefault(h, naming.hvp_name(p.name))
         for node, name in self._derived(d.tangents, tangent_name).items():
             names.setdefault(node, name)
+        for node, name in list(names.items()):   # the tangent of dU is tdU
+            t = d.tangents.get(id(node))
+            if t is not None and not t.is_const and not t.is_input:
+                names.setdefault(t, tangent_name(name))
         doc = self._doc(f"Hessian-vector product of `{self.entry.name}` with respect to "
                         f"{self._param_list()}.",
                         [(f"{naming.hvp_name(p.name)}: (H v) for {p.name}", h)

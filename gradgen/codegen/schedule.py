@@ -33,7 +33,8 @@ from .naming import Namer, temp_name
 from .printer import Printer, RegionCode
 
 MAX_EXPR = 80
-MAX_VIEW = 12   # the longest view of a variable spelled again at each use (`W.T`)
+MAX_VIEW = 12   # the longest view of a variable spelled again at each use, its name left
+#                 out (`W.T`, `U_sum[:, None]`): never a variable of its own
 
 
 class Statement(NamedTuple):
@@ -278,8 +279,9 @@ class _Scheduler:
                 if text in st.assigned:   # a variable a loop assigned: the node is it
                     self._assigned(n, text, arg_refs, uses[nid])
                     continue
-                if wanted is None and n.op in cheap_views and len(text) <= MAX_VIEW and all(
-                        _is_name(code[id(a)]) for a in args):
+                if wanted is None and n.op in cheap_views and all(
+                        _is_name(code[id(a)]) for a in args) and len(text) - sum(
+                        len(code[id(a)][0]) for a in args) <= MAX_VIEW:
                     # a view of a variable (`W.T`, `s[:, None]`) costs nothing to spell
                     # again: never a variable of its own
                     code[nid] = (text, prec)
@@ -288,11 +290,15 @@ class _Scheduler:
                     for name in arg_refs:
                         st.share(name, uses[nid] - 1)
                     continue
-                if len(text) > MAX_EXPR:
+                inline = wanted is None and uses[nid] <= 1 and nid not in force
+                long = len(text) > MAX_EXPR
+                if long and (inline or not st.chain(n)):   # (a chain is printed step by
+                    # step below, each step short: spilled only if that fails)
                     text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
                                                      last_origin, label)
                     arg_refs = tuple(name for a in args for name in refs[id(a)])
-                if wanted is None and uses[nid] <= 1 and nid not in force:
+                    long = False
+                if inline:
                     code[nid] = (text, prec)
                     inlined.add(nid)
                     refs[nid] = arg_refs
@@ -300,6 +306,12 @@ class _Scheduler:
                 st.read(arg_refs)
                 target = namer.fresh(wanted or temp_name(n, names))
                 stmts = st.in_place(n, target, refs, arg_refs)
+                if stmts is None and long:
+                    st.unread(arg_refs)
+                    text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
+                                                     last_origin, label)
+                    arg_refs = tuple(name for a in args for name in refs[id(a)])
+                    st.read(arg_refs)
                 if stmts is None:
                     stmts = [f"{target} = {text}{_shape_comment(n)}"]
                     expr = text
@@ -475,6 +487,19 @@ class _State:
         remaining = self.remaining
         for name in refs:
             remaining[name] -= 1
+
+    def unread(self, refs: tuple) -> None:
+        """Undo `read(refs)` (the statement is printed otherwise)."""
+        remaining = self.remaining
+        for name in refs:
+            remaining[name] += 1
+
+    def chain(self, n: Node) -> bool:
+        """Whether `in_place` would print `n` as a chain of steps (an inlined argument of
+        its shape computed by a ufunc too)."""
+        ufunc, shape = self.ufunc, n.shape
+        return bool(shape) and n.op in ufunc and any(
+            id(a) in self.inlined and a.op in ufunc and a.shape == shape for a in n.args)
 
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
                  ) -> list[str] | None:
