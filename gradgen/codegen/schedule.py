@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
@@ -87,7 +88,8 @@ class Forward:
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
              derivative_label: str = "grad", keep: frozenset = frozenset(),
              visit: list[Node] | None = None, forward: Forward | None = None,
-             fold: bool = False) -> Body:
+             fold: bool = False, inputs_as: dict[int, str] | None = None,
+             phase_of: dict[int, str] | None = None) -> Body:
     """Statements computing `outputs`; `names` gives preferred names for some nodes.
 
     After the statement that reads an array temporary for the last time, a `del` releases
@@ -97,15 +99,20 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     reusing the buffer of a temporary that dies there when its dtype is certain to match.
     With `forward`, the statements of the forward part come from it (the nodes it
     scheduled are not scheduled again; `printer` and `namer` are forked from its own);
-    with `fold`, a last `value = expression` may become the return (`Body.result`).
+    with `fold`, a last `value = expression` may become the return (`Body.result`);
+    `inputs_as` prints some inputs (by id) under other names than their own, and
+    `phase_of` gives some nodes (by id) another phase than their own (the part of the
+    function they are computed for: their comments and `Body.phases` say so).
     """
     order = topo_order(visit or outputs)
     if forward is None:
-        sched = _Scheduler(printer, namer, names, keep, derivative_label)
+        sched = _Scheduler(printer, namer, names, keep, derivative_label, inputs_as=inputs_as)
+        sched.phase_of = phase_of or {}
         sched.run(order, use_counts(order, outputs))
     else:
         own = [n for n in order if id(n) not in forward.nodes]
-        sched = forward.sched.fork(printer, namer, names, keep, derivative_label)
+        sched = forward.sched.fork(printer, namer, names, keep, derivative_label, inputs_as)
+        sched.phase_of = phase_of or {}
         uses = use_counts(own, outputs)
         sched.continue_with(forward, uses)
         sched.run(own, uses)
@@ -191,8 +198,10 @@ class _Scheduler:
     """One walk over the nodes in topological order, making statements."""
 
     def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
-                 label: str, force=frozenset()):
+                 label: str, force=frozenset(), inputs_as: dict[int, str] | None = None):
         self.st = _State(printer, namer, names, keep)
+        self.inputs_as = inputs_as or {}   # input id -> the name it is printed as
+        self.phase_of: dict[int, str] = {}   # node id -> its phase here, if not its own
         self.label = label
         self.force = force   # node ids always made variables
         self.stmts: list[Statement] = []
@@ -203,7 +212,7 @@ class _Scheduler:
         printer.schedule_region = self.region   # a loop's body: scheduled like the rest
 
     def fork(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
-             label: str) -> _Scheduler:
+             label: str, inputs_as: dict[int, str] | None = None) -> _Scheduler:
         """A scheduler continuing from this one's state in `printer` and `namer` (which
         take this one's printed code and names taken), for another set of names."""
         st = self.st
@@ -214,7 +223,7 @@ class _Scheduler:
         printer.assigned.update(st.p.assigned)
         namer.taken |= st.namer.taken
         namer.next.update(st.namer.next)
-        new = _Scheduler(printer, namer, names, keep, label)
+        new = _Scheduler(printer, namer, names, keep, label, inputs_as=inputs_as)
         s = new.st
         s.inlined = set(st.inlined)
         s.var_node = dict(st.var_node)
@@ -249,10 +258,12 @@ class _Scheduler:
         cheap_views = st.ops.cheap_view
         label = self.label
         last_origin = self.last_origin
+        inputs_as, phase_of = self.inputs_as, self.phase_of
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
-                code[nid] = printer.emit(n)
+                code[nid] = printer.emit(n) if nid not in inputs_as else \
+                    (inputs_as[nid], PREC_ATOM)
                 refs[nid] = ()
                 continue
             wanted = names.get(n)
@@ -317,10 +328,11 @@ class _Scheduler:
                     expr = text
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
+            phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
             if last_origin is None or n.origin is not last_origin[0] \
-                    or n.phase != last_origin[1]:
-                last_origin = _comment(stmts_out, n, last_origin, label)
-            stmts_out.append(Statement(stmts, n.phase, arg_refs, release, target, expr,
+                    or phase != last_origin[1]:
+                last_origin = _comment(stmts_out, n, last_origin, label, phase)
+            stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
 
@@ -650,7 +662,7 @@ def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
     phases: list[str] = []
     add_line, add_phase = lines.append, phases.append
     for i, st in enumerate(stmts):
-        phase = "backward" if st.phase == "tangent" else st.phase
+        phase = st.phase if st.phase == "forward" else "backward"
         st_lines = st.lines
         if len(st_lines) == 1:   # the usual statement
             add_line(st_lines[0])
@@ -721,22 +733,28 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 #                                          wherever they are used)
 
 
-def _comment(stmts: list[Statement], n: Node, last_origin, label: str):
+def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
+             phase: str | None = None):
     """Before the first derivative statement of each source line, say what it
-    differentiates: `grad of` (reverse mode) or `tangent of` (forward mode, the tangent
-    nodes of a JVP or an HVP). `last_origin` is (origin, phase) of the last comment."""
-    if n.phase not in _DERIVATIVE or n.origin is None \
+    differentiates: `grad of` (reverse mode), `tangent of` (forward mode, the tangent
+    nodes of a JVP or an HVP) or `tangent of grad of` (an HVP's tangents of the gradient's
+    nodes). `last_origin` is (origin, phase) of the last comment; `phase` is `n`'s phase
+    here (by default its own)."""
+    phase = phase or n.phase
+    if phase not in _DERIVATIVE or n.origin is None \
             or last_origin is not None and n.origin == last_origin[0] \
-            and n.phase == last_origin[1]:
+            and phase == last_origin[1]:
         return last_origin
-    label = "tangent" if n.phase == "tangent" else label
+    label = label if phase == "backward" else phase
     stmts.append(Statement(
         [f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
         "backward", (), None, None))
-    return n.origin, n.phase
+    return n.origin, phase
 
 
-_DERIVATIVE = frozenset({"backward", "tangent"})
+# The phases of derivative nodes: reverse mode ("grad", or what the function calls it),
+# forward mode, and forward over reverse (an HVP's tangents of the gradient's nodes).
+_DERIVATIVE = frozenset({"backward", "tangent", SECOND_ORDER})
 
 
 # ---------------------------------------------------------------- regions (loops)
