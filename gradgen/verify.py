@@ -142,6 +142,19 @@ def _fail(node: ast.AST, message: str):
     raise VerifyError(getattr(node, "lineno", 0), getattr(node, "col_offset", -1) + 1, message)
 
 
+def _children(node: ast.AST) -> list[ast.AST]:
+    """The child nodes of `node`, as `ast.iter_child_nodes` gives them (a list, without
+    its two generators: the verifier visits every node of a module)."""
+    out = []
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if isinstance(value, ast.AST):
+            out.append(value)
+        elif value.__class__ is list:
+            out += [x for x in value if isinstance(x, ast.AST)]
+    return out
+
+
 def _is_dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
@@ -199,7 +212,7 @@ class _Scope:
                 continue
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 self.called.add(node.func.id)
-            stack.extend(ast.iter_child_nodes(node))
+            stack += _children(node)
         # Calls of its own locals (the nested `poly` of `_erf`) call no module function.
         self.called -= self.names
 
@@ -305,7 +318,7 @@ class _Expressions(_Names):
                         self.allowed_strings.add(id(c))
                 stack.extend(node.comparators)
             else:
-                stack.extend(ast.iter_child_nodes(node))
+                stack += _children(node)
 
     def _constant(self, node: ast.Constant) -> None:
         v = node.value
