@@ -391,6 +391,9 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label):
     return text, prec, last_origin
 
 
+_OPS: list = [None, 0]   # the _Ops of REGISTRY, and its size then (an op added: made again)
+
+
 class _Ops:
     """What the scheduler asks of the registry about an op, as sets of op names."""
 
@@ -409,6 +412,14 @@ class _Ops:
         self.cheap_view = {op for op, d in REGISTRY.items()
                            if d.view == "view" and op not in self.transparent}
 
+    @staticmethod
+    def get() -> _Ops:
+        """The sets of the op table (made once per table: a scheduler is made per
+        function)."""
+        if _OPS[0] is None or _OPS[1] != len(REGISTRY):
+            _OPS[:] = [_Ops(), len(REGISTRY)]
+        return _OPS[0]
+
     def is_view(self, n: Node) -> bool:
         """Whether `n` may share memory with another array (so `del` frees nothing)."""
         while n.op in self.transparent:
@@ -424,7 +435,7 @@ class _State:
         self.namer = namer
         self.names = names
         self.keep = keep
-        self.ops = _Ops()
+        self.ops = _Ops.get()
         # in place only where the target can write into a buffer (Printer.supports_out)
         self.ufunc = self.ops.ufunc if printer.supports_out else {}
         self.inlined: set[int] = set()
