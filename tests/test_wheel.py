@@ -88,8 +88,9 @@ def _dist_name(requirement: str) -> str:
 
 
 def _site_packages(python: Path) -> Path:
-    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                         capture_output=True, text=True, env=_env(), timeout=TIMEOUT, check=True)
+    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=_env(),
+                         timeout=TIMEOUT, check=True)
     return Path(out.stdout.strip())
 
 
@@ -121,8 +122,9 @@ def _link_dependencies(names: list[str], site: Path) -> None:
 
 def test_wheel_declares_what_gradgen_imports():
     """Every package outside the standard library that a module of gradgen imports (but
-    for optional ones, imported in a `try`) is a runtime dependency in pyproject.toml (the wheel's Requires-Dist come from there; the
-    test below links the dependencies in, so it would not notice a missing one)."""
+    for optional ones, imported in a `try`) is a runtime dependency in pyproject.toml (the
+    wheel's Requires-Dist come from there; the test below links the dependencies in, so it
+    would not notice a missing one)."""
     import ast
     declared = re.search(r"^dependencies = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(
         encoding="utf-8"), re.MULTILINE | re.DOTALL).group(1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from ..dims import ONE, same_shape
 from ..ir import Node, builder, const, make
 from ..ops.dtypes import dtype_sources, weak
-from ..ops.registry import REGISTRY
 
 
 def active_nodes(order: list[Node], wrt: set[int]) -> set[int]:
