@@ -290,19 +290,12 @@ class _Scheduler:
                 if text in st.assigned:   # a variable a loop assigned: the node is it
                     self._assigned(n, text, arg_refs, uses[nid])
                     continue
-                if wanted is None and n.op in cheap_views and all(
-                        _is_name(code[id(a)]) for a in args) and len(text) - sum(
-                        len(code[id(a)][0]) for a in args) <= MAX_VIEW:
-                    # a view of a variable (`W.T`, `s[:, None]`) costs nothing to spell
-                    # again: never a variable of its own
-                    code[nid] = (text, prec)
-                    inlined.add(nid)
-                    refs[nid] = arg_refs
+                view = wanted is None and n.op in cheap_views and _cheap_view(text, args, code)
+                if view:   # spelled again at each use
                     for name in arg_refs:
                         st.share(name, uses[nid] - 1)
-                    continue
-                inline = wanted is None and uses[nid] <= 1 and nid not in force
-                long = len(text) > MAX_EXPR
+                inline = view or wanted is None and uses[nid] <= 1 and nid not in force
+                long = not view and len(text) > MAX_EXPR
                 if long and (inline or not st.chain(n)):   # (a chain is printed step by
                     # step below, each step short: spilled only if that fails)
                     text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
@@ -317,15 +310,14 @@ class _Scheduler:
                 st.read(arg_refs)
                 target = namer.fresh(wanted or temp_name(n, names))
                 stmts = st.in_place(n, target, refs, arg_refs)
-                if stmts is None and long:
-                    st.unread(arg_refs)
-                    text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
-                                                     last_origin, label)
-                    arg_refs = tuple(name for a in args for name in refs[id(a)])
-                    st.read(arg_refs)
                 if stmts is None:
-                    stmts = [f"{target} = {text}{_shape_comment(n)}"]
-                    expr = text
+                    if long:   # not a chain after all: spilled
+                        st.unread(arg_refs)
+                        text, prec, last_origin = _spill(n, text, prec, st, refs, uses,
+                                                         stmts_out, last_origin, label)
+                        arg_refs = tuple(name for a in args for name in refs[id(a)])
+                        st.read(arg_refs)
+                    stmts, expr = [f"{target} = {text}{_shape_comment(n)}"], text
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
             phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
@@ -688,6 +680,14 @@ def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
             add_line("del " + ", ".join(sorted(dead)))
             add_phase(phase)
     return Body(lines, phases)
+
+
+def _cheap_view(text: str, args: tuple, code: dict) -> bool:
+    """Whether a view printed as `text` is of variables only and short besides their names
+    (`W.T`, `U_sum[:, None]`): it costs nothing to spell again, so it is never a variable
+    of its own (`code`: the printer's)."""
+    return all(_is_name(code[id(a)]) for a in args) and \
+        len(text) - sum(len(code[id(a)][0]) for a in args) <= MAX_VIEW
 
 
 def _alias_of(args: tuple, text: str, code: dict):
