@@ -248,18 +248,25 @@ def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[
     ids of the nodes scheduled already (the forward part)."""
     if not stages:
         return visit, {}
-    seen = set(done)
-    roots: list[ir.Node] = []
+    roots = [[n for n in graph.order if n.phase == phase] for phase in stages]
+    visit = [n for stage in roots for n in stage] + visit
+    # The depth-first order the scheduler takes (memoised): a node belongs to the first
+    # stage not yet complete (each root comes after what it reads).
+    left = [len({id(n) for n in stage}) for stage in roots]
+    where = {id(n): k for k, stage in reversed(list(enumerate(roots))) for n in stage}
     phase_of: dict[int, str] = {}
-    for phase in stages:
-        first = [n for n in graph.order if n.phase == phase]
-        roots += first
-        for n in ir.topo_order(first):
-            if id(n) not in seen:
-                seen.add(id(n))
-                if n.phase != phase and n.phase != "forward":
-                    phase_of[id(n)] = phase
-    return roots + visit, phase_of
+    k = 0
+    for n in ir.topo_order(visit):
+        while k < len(left) and left[k] == 0:
+            k += 1
+        if k == len(left):
+            break
+        nid = id(n)
+        if nid in where:
+            left[where[nid]] -= 1
+        if nid not in done and n.phase != stages[k] and n.phase != "forward":
+            phase_of[nid] = stages[k]
+    return visit, phase_of
 
 
 def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int]) -> ir.Graph:
