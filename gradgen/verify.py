@@ -146,8 +146,10 @@ class _Part:
 
 # A line at column 0 after two blank lines: where the generator starts a top-level part.
 _CUT = re.compile(r"\n\n\n(?=[A-Za-z_@])")
-_PARTS: dict[str, _Part] = {}   # text -> its part (bounded: cleared past _MAX_PARTS)
+_PARTS: dict[str, _Part] = {}   # text -> its part (bounded: cleared past _MAX_PARTS; only
+#                                   parts of at most _MAX_PART_CHARS, so it stays small)
 _MAX_PARTS = 4096
+_MAX_PART_CHARS = 20_000   # the helpers are some 2,000 characters each
 
 
 def _parts(source: str) -> list[_Part] | None:
@@ -165,9 +167,10 @@ def _parts(source: str) -> list[_Part] | None:
                 part = _Part(text)
             except (SyntaxError, ValueError, MemoryError, RecursionError):
                 return None
-            if len(_PARTS) >= _MAX_PARTS:
-                _PARTS.clear()
-            _PARTS[text] = part
+            if len(text) <= _MAX_PART_CHARS:   # (a large part is rarely seen twice)
+                if len(_PARTS) >= _MAX_PARTS:
+                    _PARTS.clear()
+                _PARTS[text] = part
         parts.append(part)
     return parts
 
