@@ -209,14 +209,15 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     ir.builder().charge(work)
     arg_names = {a.name for a in entry.args}
     taken = arg_names | set(entry.dims) | names.taken() | {
-        x.attr("name") for plan in plans for x in plan.extra}
+        name for plan in plans for x in plan.extra for name in (x.attr("name"),
+                                                                plan.input_name(x))}
     forward = Forward(graphs[0].outputs[0], dict(graphs[0].names), Namer(taken),
                       printer_for("numpy", names.names), needed, frozenset(arg_names))
     fold = entry.output not in entry.names
     out = []
     grad: tuple | None = None   # f_grad's body and printer: f_value_and_grad builds on them
     for plan, graph in zip(plans, graphs):
-        extra = [x.attr("name") for x in plan.extra]
+        extra = [plan.input_name(x) for x in plan.extra]
         keep = frozenset(arg_names | set(extra))
         if plan.kind == "value_and_grad" and grad is not None:   # always, see _kinds
             body, printer = with_value(grad[0], list(graph.outputs), keep), grad[1]
@@ -238,12 +239,45 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
         if plan.group is not None:
             lo, hi = plan.group
             visit[lo:hi] = reversed(visit[lo:hi])
+        visit, phase_of = _staged(graph, plan.stages, visit, forward_nodes)
         body = schedule(list(graph.outputs), dict(graph.names), Namer(taken), printer,
-                        plan.label, keep, visit, forward, fold=fold and plan.kind == "forward")
+                        plan.label, keep, visit, forward, fold=fold and plan.kind == "forward",
+                        inputs_as={id(x): plan.input_name(x) for x in plan.inputs_as},
+                        phase_of=phase_of)
         if plan.kind == "grad":
             grad = body, printer
         out.append((fns.assemble(plan, graph, body, printer), printer))
     return out, fns.spec_constant()
+
+
+def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[int],
+            ) -> tuple[list[ir.Node], dict[int, str]]:
+    """The nodes to visit when scheduling `graph` (after the outputs in `visit`) so that
+    the nodes of each phase in `stages` come first, stage by stage, and the phase each
+    derivative node is computed for (that of the first stage that needs it: `1 - Z`, made
+    by the gradient, is computed for a tangent when the tangents come first). `done`: the
+    ids of the nodes scheduled already (the forward part)."""
+    if not stages:
+        return visit, {}
+    roots = [[n for n in graph.order if n.phase == phase] for phase in stages]
+    visit = [n for stage in roots for n in stage] + visit
+    # The depth-first order the scheduler takes (memoised): a node belongs to the first
+    # stage not yet complete (each root comes after what it reads).
+    left = [len({id(n) for n in stage}) for stage in roots]
+    where = {id(n): k for k, stage in reversed(list(enumerate(roots))) for n in stage}
+    phase_of: dict[int, str] = {}
+    k = 0
+    for n in ir.topo_order(visit):
+        while k < len(left) and left[k] == 0:
+            k += 1
+        if k == len(left):
+            break
+        nid = id(n)
+        if nid in where:
+            left[where[nid]] -= 1
+        if nid not in done and n.phase != stages[k] and n.phase != "forward":
+            phase_of[nid] = stages[k]
+    return visit, phase_of
 
 
 def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int]) -> ir.Graph:
@@ -256,7 +290,7 @@ def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int]) -> ir.Graph
     for node, n in plan.names.items():
         names.setdefault(node, n)
     for node in plan.extra:
-        names[node] = node.attr("name")
+        names[node] = plan.input_name(node)
     args = tuple(a.node for a in entry.args) + tuple(plan.extra)
     graph = _checked(ir.Graph(args, tuple(plan.outputs), names))   # the derivatives
     return _checked(lower(optimize(graph, hints)))

@@ -196,6 +196,15 @@ class Builder:
             raise InternalError("the op table needs exactly one op with the trait 'constant'")
         self.const_op = consts[0]
 
+    def with_trait(self, trait: str) -> frozenset[str]:
+        """The names of the table's ops that have `trait` (looked up once per builder: the
+        passes ask for every graph)."""
+        key = ("with_trait", trait)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = frozenset(n for n, d in self.ops.items() if d.has(trait))
+        return found
+
     def charge(self, units: int) -> None:
         """Count `units` of work; raise WorkLimit past `limit`."""
         self.work += units

@@ -113,6 +113,24 @@ def test_hvp_headers_say_grad_or_tangent_and_forward_comes_first():
     assert lines[lines.index("# tangent of line 8: Q = X @ V") + 1] == "tQ = X @ vV  # (N, M)"
 
 
+def test_hvp_is_forward_tangents_then_gradient_then_its_tangents():
+    """f_hvp comes in three parts that do not interleave: the tangents of the forward
+    statements (`# tangent of line N`, in source order), the gradient (`# grad of line N`,
+    backwards), the tangents of the gradient's statements (`# tangent of grad of line N`);
+    each header once. The tangent of a named cotangent is named after it (`tdU`)."""
+    lines = _functions(compiler.compile_source(MLP.read_text(), "mlp.grad"))["cost_hvp"]
+    headers = [line.split(":")[0][2:] for line in lines if line.startswith("# ")]
+    parts = [h.rsplit(" of line ", 1) for h in headers]
+    assert [label for label, _ in parts] == sorted(
+        (label for label, _ in parts), key=["tangent", "grad", "tangent of grad"].index)
+    assert len(set(headers)) == len(headers), headers
+    assert [int(n) for label, n in parts if label == "tangent"] == [8, 9, 10, 11]
+    assert [int(n) for label, n in parts if label == "grad"] == [11, 10]
+    assert [int(n) for label, n in parts if label == "tangent of grad"] == [11, 10, 9, 8]
+    assert any(line.startswith("tdU = ") for line in lines)
+    assert not any(re.match(r"\w+\d = \w+\[:, None\]", line) for line in lines)
+
+
 def test_vjp_of_a_scalar_output_is_f_grad_scaled_by_g():
     """For a scalar output f_vjp is built on f_grad's statements (schedule.extend): the
     same lines, then each gradient scaled by the cotangent; and it computes g * grad."""

@@ -290,3 +290,31 @@ def test_an_entry_point_named_like_a_helpers_local_function_passes():
     source = gradgen.compile_source("def poly(x: Param[N]):\n    return sum(erf(x))\n")
     assert "def poly(" in source and "_erf(" in source
     verify_module(source)
+
+
+# The verifier parses a module in parts cut at top-level lines after two blank lines, and
+# remembers parts and the helpers that passed (verify_module's docstring): a cut inside a
+# string or brackets, or a helper in another module context, is verified as before.
+
+def test_a_cut_inside_a_string_is_only_text():
+    code = "\n\n\nimport os\n\n\ndef evil():\n    os.system('x')\n\n\n"
+    verify_module(MLP.replace("NumPy functions and", f"NumPy functions{code}and", 1))
+    with pytest.raises(VerifyError, match="an import of something other than numpy"):
+        verify_module(MLP.replace("NumPy functions and", f'NumPy functions"""{code}"""and', 1))
+
+
+def test_a_helper_that_passed_is_checked_again_in_another_module_context():
+    verify_module(MLP)   # its helpers passed, in its context
+    # The same helpers in a module where one of their locals shadows a module-level name
+    # (NumPy imported as `shape`, a local of _dims): refused.
+    with pytest.raises(VerifyError, match="'shape' in function '_dims' shadows"):
+        verify_module(re.sub(r"\bnp\b", "shape", MLP))
+
+
+def test_an_error_after_cached_parts_names_its_line():
+    verify_module(MLP)
+    bad = in_helper('open("PWNED", "w")')
+    with pytest.raises(VerifyError) as info:
+        verify_module(bad)
+    line = bad[:bad.index('open("PWNED"')].count("\n") + 1
+    assert info.value.line == line

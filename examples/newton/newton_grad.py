@@ -295,10 +295,10 @@ def loss_hvp(X, y, w, lam, vw):
     lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
+    # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
     del y_neg
-    # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
+    # tangent of grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
     return Hvw
 

@@ -8,15 +8,14 @@ lazy derivatives as they are; everything else gets them materialised first.
 from __future__ import annotations
 
 from ..dims import ONE, same_shape
-from ..ir import Node, const, make
+from ..ir import Node, builder, const, make
 from ..ops.dtypes import dtype_sources, weak
-from ..ops.registry import REGISTRY
 
 
 def active_nodes(order: list[Node], wrt: set[int]) -> set[int]:
     """Ids of the nodes (in topological `order`) whose value depends on a node in `wrt`."""
     active = set(wrt)
-    nondiff = {name for name, d in REGISTRY.items() if d.has("nondiff")}
+    nondiff = builder().with_trait("nondiff")
     for n in order:
         if id(n) in active or n.op in nondiff:
             continue

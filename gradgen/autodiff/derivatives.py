@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..ir import Node, builder, const, make, make_as_is
-from .forward import batched_jvp, jvp
+from .forward import SECOND_ORDER, batched_jvp, jvp
 from .reverse import vjp
 
 __all__ = ["Derivative", "EntryDerivatives"]
@@ -37,6 +37,8 @@ class EntryDerivatives:
         self.output = output
         self.params = list(params)
         self._grad: Derivative | None = None
+        # the forward sweep along tangent inputs (their ids) -> its outputs and table
+        self._tangents: dict[tuple, tuple] = {}
 
     def gradient(self) -> Derivative:
         """The gradient of a scalar output: one cotangent per Param (zeros where the Param
@@ -59,21 +61,33 @@ class EntryDerivatives:
         grads, table = vjp([self.output], [cotangent], self.params)
         return Derivative(self._zeros_for_none(grads), table)
 
+    def forward_tangents(self, tangents: Sequence[Node]) -> tuple[Node | None, dict[int, Node]]:
+        """The forward sweep along one tangent (an input) per Param: the output's tangent
+        (None for zero) and every tangent, by primal id. Built once per tangents, shared by
+        the JVP and the HVP (which goes on through the gradient graph from it)."""
+        key = tuple(map(id, tangents))
+        if key not in self._tangents:
+            (t,), table = jvp([self.output], {id(p): t for p, t in zip(self.params, tangents)},
+                              phase="tangent")
+            self._tangents[key] = t, table
+        return self._tangents[key]
+
     def jvp(self, tangents: Sequence[Node]) -> Derivative:
         """The tangent of the output along one tangent (an input) per Param."""
-        (t,), table = jvp([self.output], {id(p): t for p, t in zip(self.params, tangents)},
-                          phase="tangent")
+        t, table = self.forward_tangents(tangents)
         if t is None:
             with builder().at(phase="tangent"):
                 t = make("zeros_like", self.output)
         return Derivative([t], tangents=table)
 
     def hvp(self, directions: Sequence[Node]) -> Derivative:
-        """H v, one block per Param: forward mode over the gradient graph."""
+        """H v, one block per Param: forward mode over the gradient graph, on from the
+        forward part's tangents (`forward_tangents`: the JVP's, for the same inputs). The
+        tangents of the gradient's nodes are of phase "tangent of grad"."""
         grad = self.gradient()
-        hv, table = jvp(grad.outputs, {id(p): v for p, v in zip(self.params, directions)},
-                        phase="tangent")
-        with builder().at(phase="tangent"):
+        _, known = self.forward_tangents(directions)
+        hv, table = jvp(grad.outputs, dict(known), phase="tangent")
+        with builder().at(phase=SECOND_ORDER):
             hv = [h if h is not None else make("zeros_like", p)
                   for h, p in zip(hv, self.params)]
         return Derivative(hv, grad.cotangents, table)

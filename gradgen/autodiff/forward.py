@@ -10,7 +10,10 @@ from ..ir import Node, builder, make, topo_order
 from ..ops.registry import REGISTRY
 from .common import active_nodes, materialize
 
-__all__ = ["batched_jvp", "jvp"]
+__all__ = ["SECOND_ORDER", "batched_jvp", "jvp"]
+
+# The phase of the tangents of derivative nodes (`# tangent of grad of line N`).
+SECOND_ORDER = "tangent of grad"
 
 
 def jvp(outputs: Sequence[Node], tangents: dict[int, Node], phase: str = "backward"
@@ -18,7 +21,10 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], phase: str = "backwa
     """Tangents of `outputs` given tangents (by node id) of some input nodes.
 
     Returns one tangent per output (None for a zero tangent) and the table of all tangents.
-    The nodes made are of `phase` ("tangent": the comments call them so).
+    The nodes made are of `phase` ("tangent": the comments call them so), those of the
+    tangent of a derivative node (an HVP's, forward over reverse) of `SECOND_ORDER`. A node
+    that already has a tangent in `tangents` keeps it (a sweep may go on from another's
+    table).
     """
     def step(opdef, ts, node):
         if not opdef.has("elementwise"):
@@ -77,7 +83,7 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
         saved = b.origin, b.phase
         if node.origin is not None:
             b.origin = node.origin
-        b.phase = phase
+        b.phase = _phase(phase, node)
         try:
             t = step(opdef, ts, node)
         finally:
@@ -88,7 +94,12 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
     for out in outputs:
         t = tan.get(id(out))
         if t is not None:
-            with b.at(phase=phase):
+            with b.at(phase=_phase(phase, out)):
                 t = finish(t, out)
         results.append(t)
     return results, tan
+
+
+def _phase(phase: str, primal: Node) -> str:
+    """The phase of the nodes of `primal`'s tangent in a sweep of `phase`."""
+    return phase if phase != "tangent" or primal.phase == "forward" else SECOND_ORDER

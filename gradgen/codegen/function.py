@@ -73,6 +73,16 @@ class Plan:
     doc: str
     group: tuple[int, int] | None = None   # outputs[lo:hi] returned as one tuple
     rows: int | None = None    # outputs returned as a rows x rows nested tuple
+    # extra inputs this function calls otherwise than their nodes' names (f_hvp's
+    # directions `vW` are the nodes of f_jvp's tangents `tW`: the two share their graphs)
+    inputs_as: dict = field(default_factory=dict)
+    # the phases of the nodes to schedule before the rest, in this order (f_hvp: the
+    # forward tangents, then the gradient, then the tangents of the gradient's nodes)
+    stages: list[str] = field(default_factory=list)
+
+    def input_name(self, node: Node) -> str:
+        """What this function calls its extra input `node`."""
+        return self.inputs_as.get(node) or node.attr("name")
 
     @property
     def label(self) -> str:
@@ -91,6 +101,7 @@ class EntryFunctions:
         self.derivatives = EntryDerivatives(self.out, [p.node for p in params])
         spec = unicodedata.normalize("NFKC", f"_{entry.name.upper()}_ARGS")
         self.spec_name = names.fresh(spec if spec.isidentifier() else f"_{entry.name}_ARGS")
+        self._tangents: list[Node] | None = None
 
     # ---------------------------------------------------------------- the plans
 
@@ -125,12 +136,19 @@ class EntryFunctions:
         doc = self._doc(f"Vector-Jacobian product of `{e}`: the cotangents of "
                         f"{self._param_list()} for the output cotangent `{g.attr('name')}`.",
                         self._grad_returns(grads),
-                        extra=[(g, f"cotangent of the output, shape {fmt_shape(g.shape)}")])
+                        extra=[(g.attr("name"),
+                                f"cotangent of the output, shape {fmt_shape(g.shape)}")])
         return Plan(f"{e}_vjp", "vjp", [g], grads, names, doc, group=(0, len(grads)))
 
+    def _tangent_inputs(self) -> list[Node]:
+        """The tangents `f_jvp` takes (one per Param), the directions of `f_hvp` too."""
+        if self._tangents is None:
+            self._tangents = [self._extra_input(tangent_name(p.name), "tangent", p.shape)
+                              for p in self.params]
+        return self._tangents
+
     def jvp(self) -> Plan:
-        tangents = [self._extra_input(tangent_name(p.name), "tangent", p.shape)
-                    for p in self.params]
+        tangents = self._tangent_inputs()
         d = self.derivatives.jvp(tangents)
         (t,) = d.outputs
         names = self._derived(d.tangents, tangent_name)
@@ -140,27 +158,39 @@ class EntryFunctions:
                         "derivative along the tangents.",
                         [(f"{naming.VALUE}: the value", self.out),
                          (f"{names[t]}: its directional derivative", t)],
-                        extra=[(tn, f"tangent of {p.name}, shape {fmt_shape(p.shape)}")
-                               for tn, p in zip(tangents, self.params)])
+                        extra=[(tn.attr("name"), f"tangent of {p.name}, shape "
+                                f"{fmt_shape(p.shape)}") for tn, p in zip(tangents, self.params)])
         return Plan(f"{self.entry.name}_jvp", "jvp", tangents, [self.out, t], names, doc)
 
     def hvp(self) -> Plan:
-        vs = [self._extra_input(naming.direction_name(p.name), "tangent", p.shape)
-              for p in self.params]
+        vs = self._tangent_inputs()   # the JVP's tangent inputs, so the forward
+        # tangents are the JVP's; called `vW` here
+        taken = {a.name for a in self.entry.args} | set(self.entry.names.values()) \
+            | set(self.entry.dims) | self.names.taken() | {v.attr("name") for v in vs}
+        namer = Namer(taken)
+        inputs_as = {v: namer.fresh(naming.direction_name(p.name))
+                     for v, p in zip(vs, self.params)}
         d = self.derivatives.hvp(vs)
-        _, names = self._cotangents(self.derivatives.gradient())
+        grad = self.derivatives.gradient()
+        _, names = self._cotangents(grad)
         for h, p in zip(d.outputs, self.params):
             names.setdefault(h, naming.hvp_name(p.name))
         for node, name in self._derived(d.tangents, tangent_name).items():
             names.setdefault(node, name)
+        for node, name in list(names.items()):   # the tangent of dU is tdU
+            t = d.tangents.get(id(node))
+            if t is not None and not t.is_const and not t.is_input:
+                names.setdefault(t, tangent_name(name))
         doc = self._doc(f"Hessian-vector product of `{self.entry.name}` with respect to "
                         f"{self._param_list()}.",
                         [(f"{naming.hvp_name(p.name)}: (H v) for {p.name}", h)
                          for p, h in zip(self.params, d.outputs)],
-                        extra=[(v, f"direction for {p.name}, shape {fmt_shape(p.shape)}")
-                               for v, p in zip(vs, self.params)])
+                        extra=[(inputs_as[v], f"direction for {p.name}, shape "
+                                f"{fmt_shape(p.shape)}") for v, p in zip(vs, self.params)])
+        # the forward tangents, then the gradient, then the tangents of its nodes
         return Plan(f"{self.entry.name}_hvp", "hvp", vs, d.outputs, names, doc,
-                    group=(0, len(d.outputs)))
+                    group=(0, len(d.outputs)), inputs_as=inputs_as,
+                    stages=["tangent", "backward"])
 
     def hessian(self) -> Plan:
         try:
@@ -229,8 +259,8 @@ class EntryFunctions:
         lines.append("Args:")
         for a in e.args:
             lines.append(f"    {a.name}: {a.decl}")
-        for node, text in extra:
-            lines.append(f"    {node.attr('name')}: {text}")
+        for name, text in extra:
+            lines.append(f"    {name}: {text}")
         lines.append("")
         lines.append("Returns:")
         for text, node in returns:
@@ -259,7 +289,8 @@ class EntryFunctions:
 
     def assemble(self, plan: Plan, graph: ir.Graph, body: Body, printer: Printer) -> Function:
         """The function of `plan` around its scheduled `body` (`graph` optimised)."""
-        arg_names = [a.name for a in self.entry.args] + [n.attr("name") for n in plan.extra]
+        extra = {plan.input_name(x): x for x in plan.extra}   # name -> input
+        arg_names = [a.name for a in self.entry.args] + list(extra)
         returns = owned_results(list(graph.outputs), printer)
         lines, phases = list(body.lines), list(body.phases)
         if body.result is not None and returns == [body.result[0]]:
@@ -268,14 +299,14 @@ class EntryFunctions:
         else:
             lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
             phases.append("return")
-        prologue, weak = self._prologue(printer, plan.extra, lines)
+        prologue, weak = self._prologue(printer, extra, lines)
         phases = ["check"] * len(prologue) + phases
         helpers = frozenset(self._checks_used)
         lines, phases = _comments_that_fit(prologue + lines, phases)
         return Function(plan.name, arg_names, plan.doc, lines, self.entry.name,
                         plan.kind, phases, graph, weak, helpers)
 
-    def _prologue(self, printer: Printer, extra_inputs, lines: list[str],
+    def _prologue(self, printer: Printer, extra_inputs: dict, lines: list[str],
                   ) -> tuple[list[str], bool]:
         """Argument checks, the dimension sizes the function uses (in `lines` or the
         checks: the forward part a function leaves out may have used more), read off the
@@ -299,9 +330,8 @@ class EntryFunctions:
                         not (d.is_Integer or d.is_Symbol) and (a.name, i) not in solved
                         for i, d in enumerate(a.shape)):
                     expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
-            for node in extra_inputs:
-                expects.append(f'{expect}("{node.attr("name")}", {node.attr("name")}, '
-                               f'{printer.shape(node.shape)})')
+            for name, node in extra_inputs.items():
+                expects.append(f'{expect}("{name}", {name}, {printer.shape(node.shape)})')
             # exact divisions and slice bounds, before the shapes that use them
             expects[:0] = [self._requirement(r, printer) for r in e.requirements]
         used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
@@ -316,7 +346,7 @@ class EntryFunctions:
         arrays = "".join(f", {a.name}" for a in floats if a.node.ndim)
         weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
                 for n in [a.name for a in floats if not a.node.ndim]
-                + [x.attr("name") for x in extra_inputs if not x.ndim]]
+                + [name for name, x in extra_inputs.items() if not x.ndim]]
         # an int argument may be a Python int: an array, for `.astype` (float(n))
         ints = [f"{a.name} = {printer.call('asarray', [a.name])}" for a in e.args
                 if not a.node.ndim and a.node.dtype == INT]

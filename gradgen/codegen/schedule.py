@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
@@ -34,7 +35,8 @@ from .printer import Printer, RegionCode
 
 MAX_EXPR = 80
 MAX_LINE = 88   # ruff format's width: a longer statement (before its comment) is split
-MAX_VIEW = 12   # the longest view of a variable spelled again at each use (`W.T`)
+MAX_VIEW = 12   # the longest view of a variable spelled again at each use, its name left
+#                 out (`W.T`, `U_sum[:, None]`): never a variable of its own
 
 
 class Statement(NamedTuple):
@@ -87,7 +89,8 @@ class Forward:
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
              derivative_label: str = "grad", keep: frozenset = frozenset(),
              visit: list[Node] | None = None, forward: Forward | None = None,
-             fold: bool = False) -> Body:
+             fold: bool = False, inputs_as: dict[int, str] | None = None,
+             phase_of: dict[int, str] | None = None) -> Body:
     """Statements computing `outputs`; `names` gives preferred names for some nodes.
 
     After the statement that reads an array temporary for the last time, a `del` releases
@@ -97,15 +100,20 @@ def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
     reusing the buffer of a temporary that dies there when its dtype is certain to match.
     With `forward`, the statements of the forward part come from it (the nodes it
     scheduled are not scheduled again; `printer` and `namer` are forked from its own);
-    with `fold`, a last `value = expression` may become the return (`Body.result`).
+    with `fold`, a last `value = expression` may become the return (`Body.result`);
+    `inputs_as` prints some inputs (by id) under other names than their own, and
+    `phase_of` gives some nodes (by id) another phase than their own (the part of the
+    function they are computed for: their comments and `Body.phases` say so).
     """
     order = topo_order(visit or outputs)
     if forward is None:
-        sched = _Scheduler(printer, namer, names, keep, derivative_label)
+        sched = _Scheduler(printer, namer, names, keep, derivative_label, inputs_as=inputs_as)
+        sched.phase_of = phase_of or {}
         sched.run(order, use_counts(order, outputs))
     else:
         own = [n for n in order if id(n) not in forward.nodes]
-        sched = forward.sched.fork(printer, namer, names, keep, derivative_label)
+        sched = forward.sched.fork(printer, namer, names, keep, derivative_label, inputs_as)
+        sched.phase_of = phase_of or {}
         uses = use_counts(own, outputs)
         sched.continue_with(forward, uses)
         sched.run(own, uses)
@@ -191,8 +199,10 @@ class _Scheduler:
     """One walk over the nodes in topological order, making statements."""
 
     def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
-                 label: str, force=frozenset()):
+                 label: str, force=frozenset(), inputs_as: dict[int, str] | None = None):
         self.st = _State(printer, namer, names, keep)
+        self.inputs_as = inputs_as or {}   # input id -> the name it is printed as
+        self.phase_of: dict[int, str] = {}   # node id -> its phase here, if not its own
         self.label = label
         self.force = force   # node ids always made variables
         self.stmts: list[Statement] = []
@@ -203,7 +213,7 @@ class _Scheduler:
         printer.schedule_region = self.region   # a loop's body: scheduled like the rest
 
     def fork(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
-             label: str) -> _Scheduler:
+             label: str, inputs_as: dict[int, str] | None = None) -> _Scheduler:
         """A scheduler continuing from this one's state in `printer` and `namer` (which
         take this one's printed code and names taken), for another set of names."""
         st = self.st
@@ -214,7 +224,7 @@ class _Scheduler:
         printer.assigned.update(st.p.assigned)
         namer.taken |= st.namer.taken
         namer.next.update(st.namer.next)
-        new = _Scheduler(printer, namer, names, keep, label)
+        new = _Scheduler(printer, namer, names, keep, label, inputs_as=inputs_as)
         s = new.st
         s.inlined = set(st.inlined)
         s.var_node = dict(st.var_node)
@@ -249,10 +259,12 @@ class _Scheduler:
         cheap_views = st.ops.cheap_view
         label = self.label
         last_origin = self.last_origin
+        inputs_as, phase_of = self.inputs_as, self.phase_of
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
-                code[nid] = printer.emit(n)
+                code[nid] = printer.emit(n) if nid not in inputs_as else \
+                    (inputs_as[nid], PREC_ATOM)
                 refs[nid] = ()
                 continue
             wanted = names.get(n)
@@ -279,21 +291,19 @@ class _Scheduler:
                 if text in st.assigned:   # a variable a loop assigned: the node is it
                     self._assigned(n, text, arg_refs, uses[nid])
                     continue
-                if wanted is None and n.op in cheap_views and len(text) <= MAX_VIEW and all(
-                        _is_name(code[id(a)]) for a in args):
-                    # a view of a variable (`W.T`, `s[:, None]`) costs nothing to spell
-                    # again: never a variable of its own
-                    code[nid] = (text, prec)
-                    inlined.add(nid)
-                    refs[nid] = arg_refs
+                view = wanted is None and n.op in cheap_views and _cheap_view(text, args, code)
+                if view:   # spelled again at each use
                     for name in arg_refs:
                         st.share(name, uses[nid] - 1)
-                    continue
-                if len(text) > MAX_EXPR:
+                inline = view or wanted is None and uses[nid] <= 1 and nid not in force
+                long = not view and len(text) > MAX_EXPR
+                if long and (inline or not st.chain(n)):   # (a chain is printed step by
+                    # step below, each step short: spilled only if that fails)
                     text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
                                                      last_origin, label)
                     arg_refs = tuple(name for a in args for name in refs[id(a)])
-                if wanted is None and uses[nid] <= 1 and nid not in force:
+                    long = False
+                if inline:
                     code[nid] = (text, prec)
                     inlined.add(nid)
                     refs[nid] = arg_refs
@@ -307,14 +317,20 @@ class _Scheduler:
                 st.read(arg_refs)
                 stmts = st.in_place(n, target, refs, arg_refs)
                 if stmts is None:
-                    stmts = [f"{target} = {text}{_shape_comment(n)}"]
-                    expr = text
+                    if long:   # not a chain after all: spilled
+                        st.unread(arg_refs)
+                        text, prec, last_origin = _spill(n, text, prec, st, refs, uses,
+                                                         stmts_out, last_origin, label)
+                        arg_refs = tuple(name for a in args for name in refs[id(a)])
+                        st.read(arg_refs)
+                    stmts, expr = [f"{target} = {text}{_shape_comment(n)}"], text
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
+            phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
             if last_origin is None or n.origin is not last_origin[0] \
-                    or n.phase != last_origin[1]:
-                last_origin = _comment(stmts_out, n, last_origin, label)
-            stmts_out.append(Statement(stmts, n.phase, arg_refs, release, target, expr,
+                    or phase != last_origin[1]:
+                last_origin = _comment(stmts_out, n, last_origin, label, phase)
+            stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
 
@@ -373,6 +389,9 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=M
     return text, prec, last_origin
 
 
+_OPS: list = [None, 0]   # the _Ops of REGISTRY, and its size then (an op added: made again)
+
+
 class _Ops:
     """What the scheduler asks of the registry about an op, as sets of op names."""
 
@@ -392,6 +411,14 @@ class _Ops:
         self.cheap_view = {op for op, d in REGISTRY.items()
                            if d.view == "view" and op not in self.transparent}
 
+    @staticmethod
+    def get() -> _Ops:
+        """The sets of the op table (made once per table: a scheduler is made per
+        function)."""
+        if _OPS[0] is None or _OPS[1] != len(REGISTRY):
+            _OPS[:] = [_Ops(), len(REGISTRY)]
+        return _OPS[0]
+
     def is_view(self, n: Node) -> bool:
         """Whether `n` may share memory with another array (so `del` frees nothing)."""
         while n.op in self.transparent:
@@ -407,7 +434,7 @@ class _State:
         self.namer = namer
         self.names = names
         self.keep = keep
-        self.ops = _Ops()
+        self.ops = _Ops.get()
         # in place only where the target can write into a buffer (Printer.supports_out)
         self.ufunc = self.ops.ufunc if printer.supports_out else {}
         self.inlined: set[int] = set()
@@ -482,6 +509,19 @@ class _State:
         remaining = self.remaining
         for name in refs:
             remaining[name] -= 1
+
+    def unread(self, refs: tuple) -> None:
+        """Undo `read(refs)` (the statement is printed otherwise)."""
+        remaining = self.remaining
+        for name in refs:
+            remaining[name] += 1
+
+    def chain(self, n: Node) -> bool:
+        """Whether `in_place` would print `n` as a chain of steps (an inlined argument of
+        its shape computed by a ufunc too)."""
+        ufunc, shape = self.ufunc, n.shape
+        return bool(shape) and n.op in ufunc and any(
+            id(a) in self.inlined and a.op in ufunc and a.shape == shape for a in n.args)
 
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
                  ) -> list[str] | None:
@@ -645,7 +685,7 @@ def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
     phases: list[str] = []
     add_line, add_phase = lines.append, phases.append
     for i, st in enumerate(stmts):
-        phase = "backward" if st.phase == "tangent" else st.phase
+        phase = st.phase if st.phase == "forward" else "backward"
         st_lines = st.lines
         if len(st_lines) == 1:   # the usual statement
             add_line(st_lines[0])
@@ -660,6 +700,14 @@ def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
             add_line("del " + ", ".join(sorted(dead)))
             add_phase(phase)
     return Body(lines, phases)
+
+
+def _cheap_view(text: str, args: tuple, code: dict) -> bool:
+    """Whether a view printed as `text` is of variables only and short besides their names
+    (`W.T`, `U_sum[:, None]`): it costs nothing to spell again, so it is never a variable
+    of its own (`code`: the printer's)."""
+    return all(_is_name(code[id(a)]) for a in args) and \
+        len(text) - sum(len(code[id(a)][0]) for a in args) <= MAX_VIEW
 
 
 def _alias_of(args: tuple, text: str, code: dict):
@@ -716,22 +764,28 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 #                                          wherever they are used)
 
 
-def _comment(stmts: list[Statement], n: Node, last_origin, label: str):
+def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
+             phase: str | None = None):
     """Before the first derivative statement of each source line, say what it
-    differentiates: `grad of` (reverse mode) or `tangent of` (forward mode, the tangent
-    nodes of a JVP or an HVP). `last_origin` is (origin, phase) of the last comment."""
-    if n.phase not in _DERIVATIVE or n.origin is None \
+    differentiates: `grad of` (reverse mode), `tangent of` (forward mode, the tangent
+    nodes of a JVP or an HVP) or `tangent of grad of` (an HVP's tangents of the gradient's
+    nodes). `last_origin` is (origin, phase) of the last comment; `phase` is `n`'s phase
+    here (by default its own)."""
+    phase = phase or n.phase
+    if phase not in _DERIVATIVE or n.origin is None \
             or last_origin is not None and n.origin == last_origin[0] \
-            and n.phase == last_origin[1]:
+            and phase == last_origin[1]:
         return last_origin
-    label = "tangent" if n.phase == "tangent" else label
+    label = label if phase == "backward" else phase
     stmts.append(Statement(
         [f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
         "backward", (), None, None))
-    return n.origin, n.phase
+    return n.origin, phase
 
 
-_DERIVATIVE = frozenset({"backward", "tangent"})
+# The phases of derivative nodes: reverse mode ("grad", or what the function calls it),
+# forward mode, and forward over reverse (an HVP's tangents of the gradient's nodes).
+_DERIVATIVE = frozenset({"backward", "tangent", SECOND_ORDER})
 
 
 # ---------------------------------------------------------------- regions (loops)

@@ -52,7 +52,7 @@ def _is_product(n: Node) -> bool:
 def _has_chain(order: list[Node]) -> bool:
     """Some product has a product argument (op names looked up in a set: this scans every
     node of every graph)."""
-    products = {name for name, d in builder().ops.items() if d.has("matrix_product")}
+    products = builder().with_trait("matrix_product")
     return any(n.op in products and any(a.op in products for a in n.args) for n in order)
 
 

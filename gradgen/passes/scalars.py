@@ -18,7 +18,7 @@ from .rebuild import rebuild_graph
 
 def place_scalars(graph: Graph) -> Graph:
     """The graph with scalar constant factors moved onto the smallest operand."""
-    products = {name for name, d in builder().ops.items() if d.has("product")}
+    products = builder().with_trait("product")
 
     def product(n: Node) -> bool:
         return n.op in products
