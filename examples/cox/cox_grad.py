@@ -339,23 +339,21 @@ def nll_hvp(X, event, beta, lam, vbeta):
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
     # tangent of line 9: eta = X @ beta
     teta = X @ vbeta  # (N,)
-    # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
+    # tangent of line 10: log_risk = logcumsumexp(eta, reverse=True)
     log_risk_neg = np.negative(log_risk, out=log_risk)  # (N,); reuses log_risk's buffer
     del log_risk
-    # tangent of line 10: log_risk = logcumsumexp(eta, reverse=True)
     tlog_risk = _expscan(teta, eta, log_risk_neg, axis=0, reverse=True)  # (N,)
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
-    # tangent of line 10: log_risk = logcumsumexp(eta, reverse=True)
+    # tangent of grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
     # (N,)
     event_expscan = _expscan(-(event * tlog_risk) / N, log_risk_neg, eta, axis=0)
     del tlog_risk
-    # tangent of line 9: eta = X @ beta
-    # (D,)
-    X_matmul = X.T @ (event_expscan + _expscan(dlog_risk, log_risk_neg, eta, axis=0) * teta)
+    tdeta = _expscan(dlog_risk, log_risk_neg, eta, axis=0) * teta  # (N,)
+    tdeta += event_expscan
     del dlog_risk, eta, event_expscan, log_risk_neg, teta
-    # tangent of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
-    Hvbeta = X_matmul + lam * vbeta  # (D,)
+    # tangent of grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
+    Hvbeta = X.T @ tdeta + lam * vbeta  # (D,)
     return Hvbeta
 
 

@@ -353,34 +353,38 @@ def nll_hvp(X, mu, A, vmu, vA):
     R = X - mu  # (N, D)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
-    # grad of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
-    S_inv = np.linalg.inv(S)  # (D, D)
-    # tangent of line 8: S = A @ A.T + eye(D) / 10
-    tS = vA @ A.T + A @ vA.T  # (D, D)
     # tangent of line 9: R = X - mu
     tR = -vmu  # (D,)
     # tangent of line 10: Q = solve(S, R.T)
     tR_transpose = np.broadcast_to(tR, R.shape).T  # (D, N)
     del tR
+    # tangent of line 8: S = A @ A.T + eye(D) / 10
+    tS = vA @ A.T + A @ vA.T  # (D, D)
+    # tangent of line 10: Q = solve(S, R.T)
+    tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     # grad of line 11: quad = sum(R.T * Q) / N
     dQ = R.T / (2 * N)  # (D, N)
     del R
     # grad of line 10: Q = solve(S, R.T)
     S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
     del dQ
-    # tangent of line 10: Q = solve(S, R.T)
-    S_solve2 = np.linalg.solve(S.T, tR_transpose / (2 * N) - tS.T @ S_solve)  # (D, N)
-    tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
-    del S
-    # (D, D)
-    Q_diff = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q.T + S_solve @ tQ.T)
-    del tS
+    # grad of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
+    S_inv = np.linalg.inv(S)  # (D, D)
     # grad of line 10: Q = solve(S, R.T)
     dS = S_inv.T / 2 - S_solve @ Q.T  # (D, D)
-    del Q, S_inv, S_solve
-    # tangent of line 8: S = A @ A.T + eye(D) / 10
-    HvA = (Q_diff + Q_diff.T) @ A + (dS + dS.T) @ vA  # (D, D)
-    del Q_diff, dS
-    # tangent of line 9: R = X - mu
-    Hvmu = -(tQ / (2 * N) + S_solve2).T.sum(axis=0)  # (D,)
+    # tangent of grad of line 11: quad = sum(R.T * Q) / N
+    tdQ = tR_transpose / (2 * N)  # (D, N)
+    # tangent of grad of line 10: Q = solve(S, R.T)
+    S_solve2 = np.linalg.solve(S.T, tdQ - tS.T @ S_solve)  # (D, N)
+    del S, tdQ
+    tdS = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q.T + S_solve @ tQ.T)  # (D, D)
+    del Q, S_inv, S_solve, tS
+    # tangent of grad of line 8: S = A @ A.T + eye(D) / 10
+    HvA = (tdS + tdS.T) @ A + (dS + dS.T) @ vA  # (D, D)
+    del dS, tdS
+    # tangent of grad of line 10: Q = solve(S, R.T)
+    tdR = (tQ / (2 * N) + S_solve2).T  # (N, D)
+    del S_solve2, tQ
+    # tangent of grad of line 9: R = X - mu
+    Hvmu = -tdR.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

@@ -379,32 +379,39 @@ def cost_hvp(X, Y, V, W, vV, vW):
     U_sum = U_exp.sum(axis=1)  # (N,)
     # tangent of line 8: Q = X @ V
     tQ = X @ vV  # (N, M)
-    # grad of line 9: Z = logistic(Q)
-    Z_diff = 1 - Z  # (N, M)
     # tangent of line 9: Z = logistic(Q)
+    Z_diff = 1 - Z  # (N, M)
     tZ = tQ * Z  # (N, M)
     tZ *= Z_diff
     del tQ
-    # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    U_sum2 = U_sum[:, None]  # (N, 1)
-    del U_sum
-    U_div = U_exp / U_sum2  # (N, C)
-    dU = U_div - Y  # (N, C)
-    dU /= N
     # tangent of line 10: U = Z @ W
     tU = tZ @ W + Z @ vW  # (N, C)
     # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C); reuses tU's buffer
-    del U_exp, tU
-    tU_mul2 = tU_mul / U_sum2  # (N, C)
-    tU_mul2 -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum2
-    tU_mul2 /= N
-    del U_div, tU_mul
-    # tangent of line 10: U = Z @ W
-    HvW = tZ.T @ dU + Z.T @ tU_mul2  # (M, C)
+    del tU
+    # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
+    U_div = np.divide(U_exp, U_sum[:, None], out=U_exp)  # (N, C); reuses U_exp's buffer
+    del U_exp
+    dU = U_div - Y  # (N, C)
+    dU /= N
     # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
-    # tangent of line 8: Q = X @ V
-    # (D, M)
-    HvV = X.T @ (((tU_mul2 @ W.T + dU @ vW.T) * Z + dZ * tZ) * Z_diff - dZ * Z * tZ)
+    # tangent of grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
+    # (N, C)
+    tU_diff = tU_mul / U_sum[:, None] - tU_mul.sum(axis=1)[:, None] * U_div / U_sum[:, None]
+    del U_div, U_sum, tU_mul
+    tdU = np.divide(tU_diff, N, out=tU_diff)  # (N, C); reuses tU_diff's buffer
+    del tU_diff
+    # tangent of grad of line 10: U = Z @ W
+    HvW = tZ.T @ dU + Z.T @ tdU  # (M, C)
+    tdZ = tdU @ W.T + dU @ vW.T  # (N, M)
+    del dU, tdU
+    # tangent of grad of line 9: Z = logistic(Q)
+    tdQ = np.multiply(tdZ, Z, out=tdZ)  # (N, M); reuses tdZ's buffer
+    tdQ += dZ * tZ
+    tdQ *= Z_diff
+    tdQ -= dZ * Z * tZ
+    del Z, Z_diff, dZ, tZ, tdZ
+    # tangent of grad of line 8: Q = X @ V
+    HvV = X.T @ tdQ  # (D, M)
     return (HvV, HvW)

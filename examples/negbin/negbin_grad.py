@@ -582,27 +582,29 @@ def nll_hvp(X, y, beta, a, vbeta, va):
     del log_total, z
     # tangent of line 9: r = exp(a)
     tr = va * r
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
-    a_exp = np.exp(a_diff)  # (N,)
     # tangent of line 8: z = X @ beta
     tz = X @ vbeta  # (N,)
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # tangent of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    a_exp = np.exp(a_diff)  # (N,)
     z_exp = np.exp(z_diff, out=z_diff)  # (N,); reuses z_diff's buffer
     del z_diff
-    # tangent of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
     tlog_total = va * a_exp + tz * z_exp  # (N,)
     # tangent of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     va_diff = va - tlog_total  # (N,)
-    tr_diff = tr * _polygamma(1, r) - va_diff.sum() / N
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     del a_diff
-    # tangent of line 9: r = exp(a)
-    r_add = (tr_diff - (tr * _polygamma(1, y_add)).sum() / N) * r + dr * tr
-    Hva = -tr + (tr * a_exp + y_add * (va_diff * a_exp)).sum() / N + r_add
+    # tangent of grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
+    tr_diff = tr * _polygamma(1, r) - va_diff.sum() / N
+    tdr = tr_diff - (tr * _polygamma(1, y_add)).sum() / N
+    # tangent of grad of line 9: r = exp(a)
+    Hva = -tr + (tr * a_exp + y_add * (va_diff * a_exp)).sum() / N + (tdr * r + dr * tr)
     del a_exp, va_diff
-    # tangent of line 8: z = X @ beta
-    Hvbeta = X.T @ ((tr * z_exp + y_add * ((tz - tlog_total) * z_exp)) / N)  # (D,)
+    # tangent of grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    tdz = (tr * z_exp + y_add * ((tz - tlog_total) * z_exp)) / N  # (N,)
+    del tlog_total, tz, y_add, z_exp
+    # tangent of grad of line 8: z = X @ beta
+    Hvbeta = X.T @ tdz  # (D,)
     return (Hvbeta, Hva)
 
 
@@ -645,31 +647,31 @@ def nll_hessian(X, y, beta, a):
     a_basis = np.eye(1, dtype=a.dtype).reshape((1,))  # (1,)
     # grad of line 9: r = exp(a)
     a_mul = a_basis * r  # (1,)
-    # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    a_mul2 = a_mul[:, None]  # (1, 1)
     # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
     a_exp = np.exp(a_diff)  # (N,)
-    a_basis2 = a_basis[:, None]  # (1, 1)
-    # (D, 1)
-    X_transpose = (((a_mul2 * z_exp - y_add * (a_exp * z_exp) * a_basis2) / N) @ X).T
-    H_beta_a = X_transpose.reshape((D,))  # (D,)
+    # grad of line 8: z = X @ beta
+    # (1, D)
+    X_matmul = ((a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) / N) @ X
+    H_beta_a = X_matmul.T.reshape((D,))  # (D,)
+    del X_matmul
     # grad of line 9: r = exp(a)
     # (D,)
     H_a_beta = (X_mul.sum(axis=1) * r - (y_add * (z_exp * a_exp) * X.T).sum(axis=1)) / N
     del X_mul, z_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    a_diff2 = a_basis2 * a_exp  # (1, N)
-    np.subtract(a_basis2, a_diff2, out=a_diff2)
+    a_diff2 = a_basis[:, None] * a_exp  # (1, N)
+    np.subtract(a_basis[:, None], a_diff2, out=a_diff2)
     r_diff = r * _polygamma(1, r) * a_basis - a_diff2.sum(axis=1) / N  # (1,)
     del a_basis
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     del a_diff
     # grad of line 9: r = exp(a)
     # (1,)
-    r_add = (r_diff - (a_mul2 * _polygamma(1, y_add)).sum(axis=1) / N) * r + dr * a_mul
+    r_mul = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
     del r_diff
+    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
     # (1,)
-    r_add2 = -a_mul + (a_mul2 * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N + r_add
-    del a_diff2, a_exp, a_mul, r_add, y_add
-    H_a_a = r_add2.reshape(())
+    r_add = -a_mul + (a_mul[:, None] * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N
+    del a_diff2, a_exp, y_add
+    H_a_a = (r_add + (r_mul + dr * a_mul)).reshape(())
     return (H_beta_beta, H_beta_a), (H_a_beta, H_a_a)

@@ -393,7 +393,7 @@ def cost_hvp(X, y, W, lam, vW):
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
     dlog_p_div = dlog_p.sum(axis=1, keepdims=True) / X_sum  # (N, 1)
     del dlog_p
-    # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
+    # tangent of grad of line 4: log_p = log_softmax(X @ W, axis=1)
     X_neg = -(X_mul.sum(axis=1, keepdims=True) * dlog_p_div / X_sum * X_exp)  # (N, C)
     del X_exp, X_sum
     HvW = 1.0 * lam * vW + X.T @ -(X_neg + dlog_p_div * X_mul)  # (D, C)

@@ -481,46 +481,46 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     thb = th[:, None]  # (B, 1, D)
     # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
     tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
-    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
+    # tangent of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
     sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
-    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
-    tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
-    del tsn
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
-    sn_sigmoid2 = sn_sigmoid[:, :, None]  # (B, K, 1)
-    del sn_sigmoid
     # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
     tUc = vU[ctx]  # (B, D)
     # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
     tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
-    # grad of line 11: log_pos = log(sigmoid(sp))
+    # tangent of line 11: log_pos = log(sigmoid(sp))
     sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
     del sp_neg
-    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
-    tsp_neg = (-(tsp * sp_sigmoid * (1 - sp_sigmoid)))[:, None]  # (B, 1)
+    tlog_pos = np.multiply(tsp, sp_sigmoid, out=tsp)  # (B,); reuses tsp's buffer
     del tsp
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
-    sp_sigmoid2 = sp_sigmoid[:, None]  # (B, 1)
-    del sp_sigmoid
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
-    # (B * K, D)
-    hb_reshape = ((tsn_mul * hb + sn_sigmoid2 * thb) / B).reshape((B * K, D))
-    # (B + B * K, D)
-    h_joined = np.concatenate([hb_reshape, -(tsp_neg * h + sp_sigmoid2 * th) / B])
+    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
+    del tsn
+    tdUn = tsn_mul * hb  # (B, K, D)
+    tdUn += sn_sigmoid[:, :, None] * thb
+    tdUn /= B
+    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    tlog_pos_neg = (-(tlog_pos * (1 - sp_sigmoid)))[:, None]  # (B, 1)
+    del tlog_pos
+    tdUc = tlog_pos_neg * h  # (B, D)
+    tdUc += sp_sigmoid[:, None] * th
+    tdUc /= -B
     del h, th
+    # tangent of grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    tdUn_joined = np.concatenate([tdUn.reshape((B * K, D)), tdUc])  # (B + B * K, D)
+    del tdUc, tdUn
     # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
-    HvU = _scatter_add(h_joined, (V, D), 0, noise_joined)  # (V, D)
-    del h_joined, noise_joined
-    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
-    # (B, D)
-    Un_mul = ((tsn_mul * Un + sn_sigmoid2 * tUn).sum(axis=1, keepdims=True) / B)[:, 0]
-    del Un, tUn
-    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
-    Uc_diff = Un_mul - (tsp_neg * Uc + sp_sigmoid2 * tUc) / B  # (B, D)
-    del Uc, tUc
-    # tangent of line 5: h = E[center]                         # (B, D) center words
-    HvE = _scatter_add(Uc_diff, (V, D), 0, center)  # (V, D)
+    # tangent of grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    HvU = _scatter_add(tdUn_joined, (V, D), 0, noise_joined)  # (V, D)
+    del noise_joined, tdUn_joined
+    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # (B, 1, D)
+    tdhb = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1, keepdims=True) / B
+    del Un, sn_sigmoid, tUn
+    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    tdh = tdhb[:, 0] - (tlog_pos_neg * Uc + sp_sigmoid[:, None] * tUc) / B  # (B, D)
+    del Uc, sp_sigmoid, tUc, tdhb
+    # tangent of grad of line 5: h = E[center]                         # (B, D) center words
+    HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)
