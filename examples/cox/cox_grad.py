@@ -346,13 +346,10 @@ def nll_hvp(X, event, beta, lam, vbeta):
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # tangent of grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
-    # (N,)
-    event_expscan = _expscan(-(event * tlog_risk) / N, log_risk_neg, eta, axis=0)
-    del tlog_risk
     tdeta = _expscan(dlog_risk, log_risk_neg, eta, axis=0) * teta  # (N,)
-    tdeta += event_expscan
-    del dlog_risk, eta, event_expscan, log_risk_neg, teta
-    # tangent of grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
+    tdeta += _expscan(-(event * tlog_risk) / N, log_risk_neg, eta, axis=0)
+    del dlog_risk, eta, log_risk_neg, teta, tlog_risk
+    # tangent of grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta...
     Hvbeta = X.T @ tdeta + lam * vbeta  # (D,)
     return Hvbeta
 

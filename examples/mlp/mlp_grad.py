@@ -397,11 +397,10 @@ def cost_hvp(X, Y, V, W, vV, vW):
     # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
     # tangent of grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    # (N, C)
-    tU_diff = tU_mul / U_sum[:, None] - tU_mul.sum(axis=1)[:, None] * U_div / U_sum[:, None]
+    tdU = tU_mul / U_sum[:, None]  # (N, C)
+    tdU -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum[:, None]
+    tdU /= N
     del U_div, U_sum, tU_mul
-    tdU = np.divide(tU_diff, N, out=tU_diff)  # (N, C); reuses tU_diff's buffer
-    del tU_diff
     # tangent of grad of line 10: U = Z @ W
     HvW = tZ.T @ dU + Z.T @ tdU  # (M, C)
     tdZ = tdU @ W.T + dU @ vW.T  # (N, M)

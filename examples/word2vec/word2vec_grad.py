@@ -493,13 +493,13 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     del sp_neg
     tlog_pos = np.multiply(tsp, sp_sigmoid, out=tsp)  # (B,); reuses tsp's buffer
     del tsp
-    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the no...
     tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
     del tsn
     tdUn = tsn_mul * hb  # (B, K, D)
     tdUn += sn_sigmoid[:, :, None] * thb
     tdUn /= B
-    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true...
     tlog_pos_neg = (-(tlog_pos * (1 - sp_sigmoid)))[:, None]  # (B, 1)
     del tlog_pos
     tdUc = tlog_pos_neg * h  # (B, D)
@@ -514,11 +514,11 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     # tangent of grad of line 7: Uc = U[ctx]                           # (B, D) true context words
     HvU = _scatter_add(tdUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del noise_joined, tdUn_joined
-    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the no...
     # (B, 1, D)
     tdhb = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1, keepdims=True) / B
     del Un, sn_sigmoid, tUn
-    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true...
     tdh = tdhb[:, 0] - (tlog_pos_neg * Uc + sp_sigmoid[:, None] * tUc) / B  # (B, D)
     del Uc, sp_sigmoid, tUc, tdhb
     # tangent of grad of line 5: h = E[center]                         # (B, D) center words

@@ -34,6 +34,7 @@ from .naming import Namer, temp_name
 from .printer import Printer, RegionCode
 
 MAX_EXPR = 80
+MAX_HEADER = 96   # a `# grad of line N: ...` comment, indented by 4: 100 columns at most
 MAX_LINE = 88   # ruff format's width: a longer statement (before its comment) is split
 MAX_VIEW = 12   # the longest view of a variable spelled again at each use, its name left
 #                 out (`W.T`, `U_sum[:, None]`): never a variable of its own
@@ -255,10 +256,8 @@ class _Scheduler:
         code = printer.code
         inlined = st.inlined
         leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
-        force = self.force
-        cheap_views = st.ops.cheap_view
-        label = self.label
-        last_origin = self.last_origin
+        force, cheap_views = self.force, st.ops.cheap_view
+        label, last_origin = self.label, self.last_origin
         inputs_as, phase_of = self.inputs_as, self.phase_of
         for n in order:
             nid = id(n)
@@ -309,18 +308,15 @@ class _Scheduler:
                     refs[nid] = arg_refs
                     continue
                 target = namer.fresh(wanted or temp_name(n, names))
-                if len(target) + len(text) + 7 > MAX_LINE:   # `    target = text`
-                    text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
-                                                     last_origin, label,
-                                                     MAX_LINE - 7 - len(target))
-                    arg_refs = tuple(name for a in args for name in refs[id(a)])
+                long = long or len(target) + len(text) + 7 > MAX_LINE   # `    target = text`
                 st.read(arg_refs)
                 stmts = st.in_place(n, target, refs, arg_refs)
                 if stmts is None:
                     if long:   # not a chain after all: spilled
                         st.unread(arg_refs)
                         text, prec, last_origin = _spill(n, text, prec, st, refs, uses,
-                                                         stmts_out, last_origin, label)
+                                                         stmts_out, last_origin, label,
+                                                         MAX_LINE - 7 - len(target))
                         arg_refs = tuple(name for a in args for name in refs[id(a)])
                         st.read(arg_refs)
                     stmts, expr = [f"{target} = {text}{_shape_comment(n)}"], text
@@ -777,9 +773,11 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
             and phase == last_origin[1]:
         return last_origin
     label = label if phase == "backward" else phase
-    stmts.append(Statement(
-        [f"# {label} of line {n.origin.line}: {comment_text(n.origin.text)}"],
-        "backward", (), None, None))
+    head = f"# {label} of line {n.origin.line}: "
+    text = comment_text(n.origin.text)
+    if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
+        text = text[:max(MAX_HEADER - len(head) - 3, 0)].rstrip() + "..."
+    stmts.append(Statement([head + text], "backward", (), None, None))
     return n.origin, phase
 
 
