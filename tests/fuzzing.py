@@ -451,12 +451,14 @@ def _import_and_run(inp: Input, text: str, workdir: Path, np) -> Outcome:
             # literal sizes may be huge (Param[10 ** 9] compiles): too large to run
             if any(v > 10_000 for v in shape) or np.prod(shape, dtype=float) > 1e6:
                 return Outcome("compiled", detail="not run: arguments too large")
-            shapes.append(shape)
+            shapes.append((shape, node.dtype == "int"))
         calls.append((fn, func, shapes))
     for fn, func, shapes in calls:
         args = []
-        for shape in shapes:
-            if not shape and rng.random() < 0.5:
+        for shape, integer in shapes:
+            if integer:   # an Index or int argument: in range of any axis (sizes are >= 2)
+                args.append(rng.integers(0, 2, size=shape) if shape else int(rng.integers(2)))
+            elif not shape and rng.random() < 0.5:
                 args.append(float(rng.standard_normal()))        # a Python number
             else:
                 args.append(rng.standard_normal(shape))
