@@ -316,3 +316,13 @@ def test_integer_arithmetic_of_dimensions_in_values():
     x = np.ones((7, 3), np.float32)
     value = namespace["f"](x)
     assert value.dtype == np.float32 and np.isclose(value, 21 * np.sqrt(2) + 1, rtol=1e-6)
+
+
+def test_arange_from_zero_and_from_a_dimension_expression():
+    """`arange(0, N)` (a literal 0 start) and `arange(1, N + 1)`, as weights."""
+    mod = gradgen.load_source("def f(x: Param[N]):\n"
+                              "    return sum(x * float(arange(0, N)) * float(arange(1, N + 1)))\n")
+    x = np.array([0.5, -1.0, 2.0, 3.0])
+    w = np.arange(4) * np.arange(1, 5)
+    assert mod.f(x) == pytest.approx(float(x @ w))
+    np.testing.assert_allclose(mod.f_grad(x), w)

@@ -20,7 +20,7 @@ import sympy
 from ..dims import DIM_TEXT, Requirement, bind_sizes, dim_symbol, fmt_dim
 from ..errors import InternalError
 from ..ops import BUILTINS
-from ..ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, INT_ARG, SHAPE_ARG, SPEC_ARG
+from ..ops.registry import AXIS_ARG, DIM_ARG, FLAG_ARG, INT_ARG, SHAPE_ARG, SPEC_ARG, START_ARG
 from .locations import OPERATOR, Located
 from .parse import CONSTANTS, op_symbol
 
@@ -87,7 +87,9 @@ def static_argument(node, kind: str, dims: dict) -> object:
                 raise Located(node, f"too many axes (at most {MAX_NDIM})")
             return tuple(axis(e, dims) for e in node.elts)
         return axis(node, dims)
-    if kind == DIM_ARG:
+    if kind == START_ARG and signed_int(node) == 0:
+        return sympy.Integer(0)
+    if kind in (DIM_ARG, START_ARG):
         return dimension(node, dims, create=False)[0]
     if kind == INT_ARG:
         value = signed_int(node)

@@ -183,12 +183,13 @@ class Builtin:
 #   SPEC:  a string (einsum's subscripts; the only place a string is accepted);
 #   INT:   an integer literal, possibly negative (tril's diagonal, split's count).
 SHAPE_ARG, AXIS_ARG, FLAG_ARG, DIM_ARG, SPEC_ARG = "shape", "axis", "flag", "dim", "spec"
+START_ARG = "start"   # a dimension expression or 0 (arange's start)
 INT_ARG = "int"
 STATIC_KINDS = {"shape": SHAPE_ARG, "axis": AXIS_ARG, "axes": AXIS_ARG, "keepdims": FLAG_ARG,
                 "n": DIM_ARG, "spec": SPEC_ARG,
                 "reverse": FLAG_ARG, "lower": FLAG_ARG, "k": INT_ARG,
                 # indexing (ops/indexing.py): arange's bounds, one_hot's and segment_sum's sizes
-                "start": DIM_ARG, "stop": DIM_ARG, "num_classes": DIM_ARG,
+                "start": START_ARG, "stop": DIM_ARG, "num_classes": DIM_ARG,
                 "num_segments": DIM_ARG}
 
 REGISTRY: dict[str, OpDef] = {}
