@@ -218,9 +218,7 @@ def cost_grad(X, y, W, lam):
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
     # (D, C)
-    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
-    del X_exp, X_sum, dlog_p
-    dW = 1.0 * lam * W + X_matmul  # (D, C)
+    dW = lam * W + X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
     return dW
 
 
@@ -262,9 +260,7 @@ def cost_value_and_grad(X, y, W, lam):
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
     # (D, C)
-    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
-    del X_exp, X_sum, dlog_p
-    dW = 1.0 * lam * W + X_matmul  # (D, C)
+    dW = lam * W + X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
     return value, dW
 
 
@@ -304,9 +300,7 @@ def cost_vjp(X, y, W, lam, g):
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
     # (D, C)
-    X_matmul = X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
-    del X_exp, X_sum, dlog_p
-    dW = 1.0 * lam * W + X_matmul  # (D, C)
+    dW = lam * W + X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
     return g * dW
 
 
@@ -350,7 +344,7 @@ def cost_jvp(X, y, W, lam, tW):
     tlog_p = XtW - (XtW * X_exp).sum(axis=1, keepdims=True) / X_sum  # (N, C)
     del X_exp, X_sum, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    tvalue = -(tlog_p[arange, y].sum() / N) + 1.0 * (lam * (tW * W).sum())
+    tvalue = -(tlog_p[arange, y].sum() / N) + lam * (tW * W).sum()
     return value, tvalue
 
 
@@ -396,5 +390,5 @@ def cost_hvp(X, y, W, lam, vW):
     # tangent of grad of line 4: log_p = log_softmax(X @ W, axis=1)
     X_neg = -(X_mul.sum(axis=1, keepdims=True) * dlog_p_div / X_sum * X_exp)  # (N, C)
     del X_exp, X_sum
-    HvW = 1.0 * lam * vW + X.T @ -(X_neg + dlog_p_div * X_mul)  # (D, C)
+    HvW = lam * vW + X.T @ -(X_neg + dlog_p_div * X_mul)  # (D, C)
     return HvW

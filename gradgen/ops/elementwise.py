@@ -58,7 +58,11 @@ def _total(*terms):
 
 
 def _is(node, value) -> bool:
-    return node.is_const and node.value == value
+    """`node` is the constant `value` (a float constant too: SymPy's Float(1.0) != 1)."""
+    if not node.is_const:
+        return False
+    v = node.value
+    return v == value or bool(getattr(v, "is_Float", False)) and float(v) == value
 
 
 # ---------------------------------------------------------------- constant folding
