@@ -392,7 +392,7 @@ def nll_grad(X, y, beta, a):
     # grad of line 9: r = exp(a)
     da = -r + (y_add * np.exp(a_diff)).sum() / N + dr * r
     del a_diff
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
     del y_add, z_diff
     # grad of line 8: z = X @ beta
@@ -438,7 +438,7 @@ def nll_value_and_grad(X, y, beta, a):
     # grad of line 9: r = exp(a)
     da = -r + (y_add * np.exp(a_diff)).sum() / N + dr * r
     del a_diff
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
     del y_add, z_diff
     # grad of line 8: z = X @ beta
@@ -482,7 +482,7 @@ def nll_vjp(X, y, beta, a, g):
     # grad of line 9: r = exp(a)
     da = -r + (y_add * np.exp(a_diff)).sum() / N + dr * r
     del a_diff
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
     del y_add, z_diff
     # grad of line 8: z = X @ beta
@@ -532,7 +532,7 @@ def nll_jvp(X, y, beta, a, tbeta, ta):
     tr = ta * r
     # tangent of line 8: z = X @ beta
     tz = X @ tbeta  # (N,)
-    # tangent of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # tangent of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     tlog_total = ta * np.exp(a_diff) + tz * np.exp(z_diff)  # (N,)
     del z_diff
     # tangent of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
@@ -584,7 +584,7 @@ def nll_hvp(X, y, beta, a, vbeta, va):
     tr = va * r
     # tangent of line 8: z = X @ beta
     tz = X @ vbeta  # (N,)
-    # tangent of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # tangent of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     a_exp = np.exp(a_diff)  # (N,)
     z_exp = np.exp(z_diff, out=z_diff)  # (N,); reuses z_diff's buffer
     del z_diff
@@ -600,7 +600,7 @@ def nll_hvp(X, y, beta, a, vbeta, va):
     # tangent of grad of line 9: r = exp(a)
     Hva = -tr + (tr * a_exp + y_add * (va_diff * a_exp)).sum() / N + (tdr * r + dr * tr)
     del a_exp, va_diff
-    # tangent of grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # tangent of grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     tdz = (tr * z_exp + y_add * ((tz - tlog_total) * z_exp)) / N  # (N,)
     del tlog_total, tz, y_add, z_exp
     # tangent of grad of line 8: z = X @ beta
@@ -639,7 +639,7 @@ def nll_hessian(X, y, beta, a):
     a_diff = a - log_total  # (N,)
     z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
     del log_total, z
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     z_exp = np.exp(z_diff, out=z_diff)  # (N,); reuses z_diff's buffer
     del z_diff
     X_mul = X.T * z_exp  # (D, N)
@@ -647,7 +647,7 @@ def nll_hessian(X, y, beta, a):
     a_basis = np.eye(1, dtype=a.dtype).reshape((1,))  # (1,)
     # grad of line 9: r = exp(a)
     a_mul = a_basis * r  # (1,)
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     a_exp = np.exp(a_diff)  # (N,)
     # grad of line 8: z = X @ beta
     # (1, D)
@@ -669,7 +669,7 @@ def nll_hessian(X, y, beta, a):
     # (1,)
     r_mul = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
     del r_diff
-    # grad of line 10: log_total = logaddexp(a, z)   # log(r + mu), without overflow
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     # (1,)
     r_add = -a_mul + (a_mul[:, None] * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N
     del a_diff2, a_exp, y_add

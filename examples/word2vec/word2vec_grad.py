@@ -229,30 +229,30 @@ def loss_grad(E, U, center, ctx, noise):
     Un = U[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
     sn = (Un * hb).sum(axis=2)  # (B, K)
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
     dUc /= -B
     del h
-    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # grad of line 7: Uc = U[ctx]  # (B, D) true context words
     dUn_joined = np.concatenate([dUn.reshape((B * K, D)), dUc])  # (B + B * K, D)
     del dUc, dUn
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
-    # grad of line 5: h = E[center]                         # (B, D) center words
+    # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
 
@@ -291,30 +291,30 @@ def loss_value_and_grad(E, U, center, ctx, noise):
     sn = (Un * hb).sum(axis=2)  # (B, K)
     value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
     del log_pos
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
     dUc /= -B
     del h
-    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # grad of line 7: Uc = U[ctx]  # (B, D) true context words
     dUn_joined = np.concatenate([dUn.reshape((B * K, D)), dUc])  # (B + B * K, D)
     del dUc, dUn
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
-    # grad of line 5: h = E[center]                         # (B, D) center words
+    # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
 
@@ -352,30 +352,30 @@ def loss_vjp(E, U, center, ctx, noise, g):
     Un = U[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
     sn = (Un * hb).sum(axis=2)  # (B, K)
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
     del sn
     dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
     dUc = sp_sigmoid * h  # (B, D)
     dUc /= -B
     del h
-    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # grad of line 7: Uc = U[ctx]  # (B, D) true context words
     dUn_joined = np.concatenate([dUn.reshape((B * K, D)), dUc])  # (B + B * K, D)
     del dUc, dUn
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
     del Un
-    # grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
     del Uc, dhb
-    # grad of line 5: h = E[center]                         # (B, D) center words
+    # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
 
@@ -416,22 +416,22 @@ def loss_jvp(E, U, center, ctx, noise, tE, tU):
     sn = (Un * hb).sum(axis=2)  # (B, K)
     value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
     del log_pos
-    # tangent of line 5: h = E[center]                         # (B, D) center words
+    # tangent of line 5: h = E[center]  # (B, D) center words
     th = tE[center]  # (B, D)
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # tangent of line 7: Uc = U[ctx]  # (B, D) true context words
     tUc = tU[ctx]  # (B, D)
-    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # tangent of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
     del Uc, h, tUc
     # tangent of line 11: log_pos = log(sigmoid(sp))
     tlog_pos = tsp * _sigmoid(sp_neg)  # (B,)
     del sp_neg, tsp
-    # tangent of line 8: Un = U[noise]                         # (B, K, D) noise words
+    # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
     tUn = tU[noise]  # (B, K, D)
-    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
+    # tangent of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
     del th
-    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # tangent of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     del Un, tUn
     # tangent of line 13: return -mean(log_pos + log_neg)
@@ -473,54 +473,54 @@ def loss_hvp(E, U, center, ctx, noise, vE, vU):
     Un = U[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
     sn = (Un * hb).sum(axis=2)  # (B, K)
-    # tangent of line 8: Un = U[noise]                         # (B, K, D) noise words
+    # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
     tUn = vU[noise]  # (B, K, D)
-    # tangent of line 5: h = E[center]                         # (B, D) center words
+    # tangent of line 5: h = E[center]  # (B, D) center words
     th = vE[center]  # (B, D)
-    # tangent of line 6: hb = h[:, None, :]                    # (B, 1, D) for each noise word
+    # tangent of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
-    # tangent of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the noise words
+    # tangent of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     # tangent of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
     sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
-    # tangent of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # tangent of line 7: Uc = U[ctx]  # (B, D) true context words
     tUc = vU[ctx]  # (B, D)
-    # tangent of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true contexts
+    # tangent of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
     # tangent of line 11: log_pos = log(sigmoid(sp))
     sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
     del sp_neg
     tlog_pos = np.multiply(tsp, sp_sigmoid, out=tsp)  # (B,); reuses tsp's buffer
     del tsp
-    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the no...
+    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
     del tsn
     tdUn = tsn_mul * hb  # (B, K, D)
     tdUn += sn_sigmoid[:, :, None] * thb
     tdUn /= B
-    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true...
+    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tlog_pos_neg = (-(tlog_pos * (1 - sp_sigmoid)))[:, None]  # (B, 1)
     del tlog_pos
     tdUc = tlog_pos_neg * h  # (B, D)
     tdUc += sp_sigmoid[:, None] * th
     tdUc /= -B
     del h, th
-    # tangent of grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # tangent of grad of line 7: Uc = U[ctx]  # (B, D) true context words
     tdUn_joined = np.concatenate([tdUn.reshape((B * K, D)), tdUc])  # (B + B * K, D)
     del tdUc, tdUn
-    # grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # grad of line 7: Uc = U[ctx]  # (B, D) true context words
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
-    # tangent of grad of line 7: Uc = U[ctx]                           # (B, D) true context words
+    # tangent of grad of line 7: Uc = U[ctx]  # (B, D) true context words
     HvU = _scatter_add(tdUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del noise_joined, tdUn_joined
-    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)             # (B, K) scores of the no...
+    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     # (B, 1, D)
     tdhb = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1, keepdims=True) / B
     del Un, sn_sigmoid, tUn
-    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)              # (B,) scores of the true...
+    # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tdh = tdhb[:, 0] - (tlog_pos_neg * Uc + sp_sigmoid[:, None] * tUc) / B  # (B, D)
     del Uc, sp_sigmoid, tUc, tdhb
-    # tangent of grad of line 5: h = E[center]                         # (B, D) center words
+    # tangent of grad of line 5: h = E[center]  # (B, D) center words
     HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)

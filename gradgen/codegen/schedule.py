@@ -774,11 +774,15 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
         return last_origin
     label = label if phase == "backward" else phase
     head = f"# {label} of line {n.origin.line}: "
-    text = comment_text(n.origin.text)
+    text = _ALIGNED_COMMENT.sub("  #", comment_text(n.origin.text))
     if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
         text = text[:max(MAX_HEADER - len(head) - 3, 0)].rstrip() + "..."
     stmts.append(Statement([head + text], "backward", (), None, None))
     return n.origin, phase
+
+
+# A source line's own comment, aligned with spaces in the source: two spaces before it here.
+_ALIGNED_COMMENT = re.compile(r" {3,}#")
 
 
 # The phases of derivative nodes: reverse mode ("grad", or what the function calls it),
