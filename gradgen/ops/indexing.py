@@ -418,9 +418,11 @@ def assign(a, v, idx, index, axis, accumulate: bool, inputs):
     elif tuple(v.shape) != tuple(sel.shape):
         v = make("broadcast_to", v, shape=tuple(sel.shape))
     if accumulate:
-        if axis is not None:
+        if axis is not None:   # (index arrays may repeat an entry: each adds)
             return a + make("scatter_add", v, *idx, shape=tuple(a.shape), axis=axis)
-        return a + (make("scatter", v, a, index=index) if index else v)
+        if not index:
+            return a + v
+        v = sel + v   # basic indexing selects each entry once: written in place
     return make("update", a, v, *idx, index=index, axis=axis)
 
 
