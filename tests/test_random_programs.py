@@ -14,6 +14,26 @@ sometimes a second entry point. The generator tracks every shape (so every progr
 valid) and a bound on the magnitude of every value (so values stay moderate and the
 arguments of log, sqrt, division and prod stay away from zero).
 
+Language rev. 2 (issue 10), each gated by `have(...)` so the generator runs where an op is
+missing: log_sigmoid, logaddexp, xlogy, gammaln, digamma, polygamma (positive arguments),
+cumsum / cumprod / logcumsumexp (any axis or flattened, `reverse=`), `a, b = split(x, k,
+axis)`, tril / triu, solve_triangular and cho_solve of well-conditioned factors, masked
+softmax / logsumexp with `-inf` (every row keeps its largest entry); and the statements of
+the name rules: reassignment (`x = f(x)`, arguments too), augmented assignment
+(`+= -= *= /= **= @=`), subscript updates (`A[i, 1:] = v`, `+=`, `-=`, `*=`) and built-in
+names bound as variables (`mean = mean(x)`; that function then no longer calls it). The
+NumPy reference runs the source with the language's value semantics (`_Values`: each
+binding a new Python name, `x += v` as `x = x + v`, `A[i] = v` on a copy).
+
+Extending it (Index arguments and gathers, dimension expressions): an expression family is
+a method `Gen.<family>(depth) -> Expr` listed in `Gen.expr` with its weight and `have()`
+gate; a statement form is a method listed in `Gen.statement` that raises `Retry` where it
+does not apply and binds its results with `Gen.bind`. A new kind of argument is a role of
+`Gen.new_arg` (the signature line is written in `Gen.program`); the checker reads the
+roles back from the annotations in `signatures` and draws the inputs in `_check`.
+Dimensions are (coefficient, names) products (`dim_text`, `dim_max`); sums and `//` need a
+richer type there.
+
 `check_program` compiles a program (with `hessian=True` for a scalar output), runs the
 emitted module on random float64 inputs and compares:
 
@@ -297,8 +317,8 @@ class Gen:
         self.entry = entry
         self.pool: list[Expr] = list(pool or [])
         self.lines: list[str] = []
-        self.assigned: list[str] = []      # names this function's statements bind
         self.shadowed: set[str] = set()    # built-ins this function has bound as names
+        self.bound_line: dict[str, int] = {}   # name -> the line of its latest binding
         if root is None:
             self.args: list[tuple[str, str, tuple]] = []   # (name, role, shape)
             self.helpers: list[Helper] = []
@@ -1293,8 +1313,9 @@ class Gen:
         return any(re.search(rf"\b{n}\(", text) for n in self.shadowed)
 
     def bind(self, name: str, e: Expr) -> Expr:
-        """`name` now means the value `e` (its earlier binding leaves the pool)."""
-        self.assigned.append(name)
+        """`name` now means the value `e` (its earlier binding leaves the pool), bound by
+        the last line written."""
+        self.bound_line[name] = len(self.lines) - 1
         v = Expr(name, e.shape, e.mag, e.lo, True, e.deps)
         self.pool = [u for u in self.pool if u.text != name] + [v]
         return v
@@ -1447,11 +1468,10 @@ class Gen:
                 actuals.append(cands[len(cands) - 1 - self.ch.int(0, len(cands) - 1)])
         deps = frozenset().union(*(a.deps for a in actuals))
         names = [self.var_name("t" if self.entry else "u") for _ in helper.results]
-        self.assigned += names
         self.lines.append(f"{', '.join(names)} = {helper.name}("
                           f"{', '.join(a.text for a in actuals)})")
         for n, r in zip(names, helper.results):
-            self.pool.append(Expr(n, r.shape, r.mag, r.lo, True, deps))
+            self.bind(n, Expr(n, r.shape, r.mag, r.lo, True, deps))
         return True
 
     # ------------------------------------------------------------ the program
@@ -1476,17 +1496,17 @@ class Gen:
         params = {n for n, role, _ in self.args if role == "param"}
         last = self.pool[-1]
         # values nothing reads (dead ends), which a scalar output may add up
-        body = "\n".join(self.lines)
-        dead = [v for v in self.pool if v is not last and v.text in self.assigned
-                and len(re.findall(rf"\b{v.text}\b", body)) == 1]
+        dead = [v for v in self.pool if v is not last and v.text in self.bound_line
+                and not any(re.search(rf"\b{v.text}\b", line)
+                            for line in self.lines[self.bound_line[v.text] + 1:])]
         if not last.deps and ch.bool(0.9):
             dependent = [v for v in self.pool if v.deps]
             last = dependent[-1] if dependent else last
         scalar = ch.bool(0.85) or last.nd == 0
         if scalar:
             out = self.scalarize(last)
-            for v in dead[-3:]:
-                if ch.bool(0.5):
+            for v in dead[-5:]:
+                if ch.bool(0.75):
                     term = self.scalarize(v, weights=False)
                     out = Expr(f"{out.op()} + {term.op()}", (), out.mag + term.mag, None,
                                False, out.deps | term.deps)
