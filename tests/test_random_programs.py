@@ -217,6 +217,20 @@ def have_constant(name: str) -> bool:
     return name in _CONSTANTS
 
 
+@functools.cache
+def accepts(source: str) -> bool:
+    """Whether the compiler accepts a form of the language (for forms that other branches
+    add, as `have` is for built-ins): the probe program compiles."""
+    try:
+        gradgen.compile_source(source, "probe.grad", modes=["grad"])
+    except gradgen.CompileError:
+        return False
+    return True
+
+
+NONE_INDEX = "def f(x: Param[2, 3]):\n    return sum(x[:, None] * x[None, 0])\n"
+
+
 def is_name(text: str) -> bool:
     return text.isidentifier()
 
@@ -529,9 +543,12 @@ class Gen:
                     if have(n)]
         options += [(w, n) for w, n in ((1, "log_sigmoid"), (0.7, "gammaln"), (0.7, "digamma"),
                                         (0.5, "polygamma")) if have(n)]
+        options += [(1, "literal_stable")] if have("log_sigmoid") else []
         name = self.ch.weighted(options)
         if name in ("log_sigmoid", "gammaln", "digamma", "polygamma"):
             return self.special(name, x)
+        if name == "literal_stable":
+            return self.literal_stable(x)
         if name in ("exp", "expm1"):
             if m > 6:
                 x = Expr(f"tanh({x.text})", x.shape, 1.0, None, True, d)
@@ -600,6 +617,27 @@ class Gen:
         lo, hi = self.ch.weighted([(1, (-0.5, 0.5)), (1, (-1, 2)), (1, (0, 1))])
         return Expr(f"clip({x.text}, {lo}, {hi})", x.shape, max(abs(lo), abs(hi)),
                     lo if lo >= 0 else None, True, d)
+
+    def literal_stable(self, x: Expr) -> Expr:
+        """The forms users write that the compiler rewrites to stable ones (rev. 2):
+        log(1 + exp(z)), log(exp(z) + 1), log1p(exp(z)) (softplus), log(sigmoid(z))
+        (log_sigmoid), log(sum(exp(z), ...)) (logsumexp). The reference computes them as
+        written, so z stays where that is accurate (|z| <= 30)."""
+        if x.mag > 30:
+            x = Expr(f"tanh({x.text})", x.shape, 1.0, None, True, x.deps)
+        m, d, z = x.mag, x.deps, x.text
+        form = self.ch.weighted([(1, "1+"), (1, "+1"), (1, "log1p"), (1, "sigmoid"),
+                                 (1.5, "sum")])
+        if form == "sum":
+            r = self.reduction(Expr(f"exp({z})", x.shape, math.exp(m), math.exp(-m), True, d),
+                               name="sum")
+            n = math.prod(dim_max(a) for a in x.shape) if x.shape else 1
+            return Expr(f"log({r.text})", r.shape, m + math.log(n), None, True, d)
+        if form == "sigmoid":
+            return Expr(f"log(sigmoid({z}))", x.shape, m + 0.7, None, True, d)
+        text = {"1+": f"log(1 + exp({z}))", "+1": f"log(exp({z}) + 1)",
+                "log1p": f"log1p(exp({z}))"}[form]
+        return Expr(text, x.shape, m + 0.7, math.log1p(math.exp(-m)), True, d)
 
     def special(self, name: str, x: Expr) -> Expr:
         """The special functions of rev. 2 with one argument, inside their domains:
@@ -1046,13 +1084,13 @@ class Gen:
             shape = x.shape[:-1] + ((keep,) if keep is not None else ())
             return Expr(f"{x.op()}[..., {item}]", shape, x.mag, x.lo, True, x.deps)
         k = self.ch.int(1, x.nd)
-        items, shape = [], []
-        for dm in x.shape[:k]:
-            item, keep = self.index_item(dm)
-            items.append(item)
-            if keep is not None:
-                shape.append(keep)
-        shape = tuple(shape) + tuple(x.shape[k:])
+        pairs = [self.index_item(dm) for dm in x.shape[:k]]
+        if accepts(NONE_INDEX) and self.ch.bool(0.15):   # rev. 2: None in a subscript
+            pairs.insert(self.ch.int(0, k), ("None", ONE))
+        items = [item for item, _ in pairs]
+        shape = tuple(keep for _, keep in pairs if keep is not None) + tuple(x.shape[k:])
+        if not shape_ok(shape):
+            raise Retry
         return Expr(f"{x.op()}[{', '.join(items)}]", shape, x.mag, x.lo, True, x.deps)
 
     def index_item(self, dm):
