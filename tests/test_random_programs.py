@@ -1320,7 +1320,8 @@ class Gen:
             # the statement forms of rev. 2 (each raises Retry where it does not apply)
             forms = [(w, f) for w, f, ok in (
                 (2, self.augmented, True), (1.5, self.update, True),
-                (1, self.split_parts, have("split")), (1, self.shadow, True)) if ok]
+                (1, self.split_parts, have("split")), (1, self.shadow, True),
+                (0.7, self.alias, True)) if ok]
             try:
                 self.ch.weighted(forms)()
                 return
@@ -1357,6 +1358,16 @@ class Gen:
         v = Expr(name, e.shape, e.mag, e.lo, True, e.deps)
         self.pool = [u for u in self.pool if u.text != name] + [v]
         return v
+
+    def alias(self) -> None:
+        """`b = a`: a second name for a value (then an update of one must leave the other
+        as it was: arrays are values)."""
+        x = self.pick_var(lambda v: is_name(v.text))
+        if x is None:
+            raise Retry
+        name = self.var_name("t" if self.entry else "u")
+        self.emit(f"{name} = {x.text}")
+        self.bind(name, x)
 
     def augmented(self) -> None:
         """`x op= v` for + - * / ** @ (a new value of x; x may be an argument)."""
