@@ -18,12 +18,14 @@ Language rev. 2 (issue 10), each gated by `have(...)` so the generator runs wher
 missing: log_sigmoid, logaddexp, xlogy, gammaln, digamma, polygamma (positive arguments),
 cumsum / cumprod / logcumsumexp (any axis or flattened, `reverse=`), `a, b = split(x, k,
 axis)`, tril / triu, solve_triangular and cho_solve of well-conditioned factors, masked
-softmax / logsumexp with `-inf` (every row keeps its largest entry); and the statements of
-the name rules: reassignment (`x = f(x)`, arguments too), augmented assignment
-(`+= -= *= /= **= @=`), subscript updates (`A[i, 1:] = v`, `+=`, `-=`, `*=`) and built-in
-names bound as variables (`mean = mean(x)`; that function then no longer calls it). The
-NumPy reference runs the source with the language's value semantics (`_Values`: each
-binding a new Python name, `x += v` as `x = x + v`, `A[i] = v` on a copy).
+softmax / logsumexp with `-inf` (every row keeps its largest entry), the literal forms the
+stabilize rules rewrite (`log(1 + exp(z))`, `log(sum(exp(z)))`, ...), `None` in subscripts
+once the compiler `accepts` it; and the statements of the name rules: reassignment
+(`x = f(x)`, arguments too), aliases (`b = a`), augmented assignment (`+= -= *= /= **= @=`),
+subscript updates (`A[i, 1:] = v`, `+=`, `-=`, `*=`) and built-in names bound as variables
+(`mean = mean(x)`; that function then no longer calls it). The NumPy reference runs the
+source with the language's value semantics (`_Values`: each binding a new Python name,
+`x += v` as `x = x + v`, `A[i] = v` on a copy).
 
 Extending it (Index arguments and gathers, dimension expressions): an expression family is
 a method `Gen.<family>(depth) -> Expr` listed in `Gen.expr` with its weight and `have()`
@@ -32,7 +34,8 @@ does not apply and binds its results with `Gen.bind`. A new kind of argument is 
 `Gen.new_arg` (the signature line is written in `Gen.program`); the checker reads the
 roles back from the annotations in `signatures` and draws the inputs in `_check`.
 Dimensions are (coefficient, names) products (`dim_text`, `dim_max`); sums and `//` need a
-richer type there.
+richer type there. The reference's `A[idx] += v` is NumPy's in-place operator on a copy:
+with repeated integer-array indices it does not accumulate (`np.add.at` does).
 
 `check_program` compiles a program (with `hessian=True` for a scalar output), runs the
 emitted module on random float64 inputs and compares:
