@@ -2318,6 +2318,18 @@ def f(v: Param[N]):
 def f(v: Param[3]):
     return sum(xlogy(v, 0.25))
 """,
+    # A local of f named like the spec constant of a later entry point g: the constants were
+    # handed out entry by entry, so f's `_G_ARGS` kept its name and shadowed g's (the
+    # verifier refused the module; found by the fuzz campaign's hostile names).
+    """
+def f(v: Param[3]):
+    _G_ARGS = sigmoid(v)
+    return sum(_G_ARGS)
+
+
+def g(w: Param[2]):
+    return sum(w * w)
+""",
 ]
 
 
