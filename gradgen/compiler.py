@@ -366,7 +366,10 @@ def _module_namer(program: Program) -> ModuleNamer:
     for e in program.entries:
         user |= {e.name, *(e.name + s for s in _SUFFIXES)}
         user |= {a.name for a in e.args} | set(e.dims)
-    return ModuleNamer(user, helper_sources())
+    names = ModuleNamer(user, helper_sources())
+    for e in program.entries:   # every spec constant before any function's locals are named
+        names.spec_constant(e.name)
+    return names
 
 
 def helper_sources() -> list[str]:

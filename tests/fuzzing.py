@@ -108,12 +108,20 @@ GRADGEN_TOKENS = [
     "keepdims=True", "outer", "inv", "det", "logdet", "solve", "cholesky", "norm", "var",
     "max", "min", "where", "maximum", "concatenate", "stack", "sigmoid", "erf", "clip",
     "x", "y", "w", "N", "D", "x.T", "x[0]", "x[5:2]", "x[::-1]", "(N, 3)", "(N,)", "()",
+    # language rev. 2: built-ins, their flags, and the statement forms of the name rules
+    "log_sigmoid", "logaddexp", "xlogy", "gammaln", "digamma", "polygamma", "polygamma(1,",
+    "polygamma(9, x)", "polygamma(-1, x)", "polygamma(x, x)", "cumsum", "cumprod",
+    "logcumsumexp", "reverse=True", "reverse=x", "axis=None", "split", "split(x, 2)",
+    "split(x, 0)", "split(x, N)", "tril", "triu", "k=-1", "k=N", "cho_solve",
+    "solve_triangular", "lower=False", "lower=x", "inf", "-inf", "where(x > 0, x, -inf)",
+    "+=", "-=", "*=", "/=", "**=", "@=", "//=", "%=", "x[0] = ", "x[0] += ", "x[:, 0] = ",
+    "x[x > 0] = ", "x.T = ", "mean = mean(x)", "x = x * x", "sum = 1", "del x",
 ]
 NUMBERS = [
     "0", "1", "2", "-1", "0.5", "1e308", "1e-308", "1e309", "9 ** 9 ** 9", "2 ** 2 ** 70",
     "2 ** 10 ** 10", "10 ** 100", "0x7fffffffffffffff", "1_000_000", "0b101", "0o17", "1j",
     "1_0.5e3", "0 / 0", "1 / 0", "0 ** -1", "(-8) ** (1 / 3)", "N ** 100000000", "N // 0",
-    str(2 ** 64), "9" * 400, "nan", "inf", "1e-400", "-0.0",
+    str(2 ** 64), "9" * 400, "nan", "inf", "1e-400", "-0.0", "-inf", "inf - inf", "0 * inf",
 ]
 
 
@@ -209,14 +217,18 @@ def soup(ch) -> str:
             d = pick(ch, [2, 20, 150, 300])
             parts.append(pick(ch, ["(", "[", "-", "not ", "exp("]) * d)
     body = " ".join(parts) if ch.bool(0.7) else "".join(parts)
-    shape = ch.int(0, 3)
+    shape = ch.int(0, 4)
     if shape == 0:
         return body
     if shape == 1:
         return f"def f(x: Param[N]):\n    return {body}\n"
     if shape == 2:
         return f"def f(x: Param[N], y: Data[N, D]):\n    z = {body}\n    return sum(z)\n"
-    return f"def f(x: Param[N]):\n    {body}\n    return sum(x)\n"
+    if shape == 3:
+        return f"def f(x: Param[N]):\n    {body}\n    return sum(x)\n"
+    # statements on a matrix that is then rebound and updated (the name rules of rev. 2)
+    return (f"def f(x: Param[N, 3], y: Data[N, 3]):\n    {body}\n    x[0] += y[-1]\n"
+            f"    x *= 2\n    return sum(x)\n")
 
 
 # ---------------------------------------------------------------- strategy 3: hostile programs

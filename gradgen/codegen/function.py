@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import unicodedata
 from dataclasses import dataclass, field
 
 import sympy
@@ -99,8 +98,7 @@ class EntryFunctions:
         self.names, self.checks = names, checks
         self.out = entry.output
         self.derivatives = EntryDerivatives(self.out, [p.node for p in params])
-        spec = unicodedata.normalize("NFKC", f"_{entry.name.upper()}_ARGS")
-        self.spec_name = names.fresh(spec if spec.isidentifier() else f"_{entry.name}_ARGS")
+        self.spec_name = names.spec_constant(entry.name)
         self._tangents: list[Node] | None = None
 
     # ---------------------------------------------------------------- the plans

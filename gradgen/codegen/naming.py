@@ -235,6 +235,7 @@ class ModuleNamer:
         self.avoid = self.user | set(RESERVED) | used_anywhere
         self.names: dict[str, str] = {}
         self.values: set[str] = set()
+        self.specs: dict[str, str] = {}
         for c in self.canonical:
             self.names[c] = self._give(c)
 
@@ -255,6 +256,15 @@ class ModuleNamer:
         """A new module-level name (a spec constant): `canonical` if free, else a variant;
         never one handed out before."""
         return self._give(unicodedata.normalize("NFKC", canonical))
+
+    def spec_constant(self, entry: str) -> str:
+        """The name of an entry point's argument-spec constant (`_F_ARGS`), handed out once.
+        The compiler asks for every entry point's before it names any function's locals:
+        a local of `f` named `_G_ARGS` must not take the constant of a later entry `g`."""
+        if entry not in self.specs:
+            spec = unicodedata.normalize("NFKC", f"_{entry.upper()}_ARGS")
+            self.specs[entry] = self.fresh(spec if spec.isidentifier() else f"_{entry}_ARGS")
+        return self.specs[entry]
 
     def taken(self) -> set[str]:
         """Every name handed out (locals must not shadow them)."""

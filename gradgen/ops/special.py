@@ -60,8 +60,9 @@ _XLOGY = '''\
 @np.errstate(divide="ignore", invalid="ignore")
 def _xlogy(x, y):
     """x * log(y), elementwise, with 0 where x == 0 and y is not nan (so 0 * log(0) = 0),
-    as scipy.special.xlogy."""
-    r = np.multiply(x, np.log(y))
+    as scipy.special.xlogy. The log is taken in the result's dtype: np.log of a Python
+    number is a float64 scalar, which would promote float32 x."""
+    r = np.multiply(x, np.log(np.asarray(y, dtype=np.result_type(x, y, 0.0))))
     r = np.where((x == 0) & ~np.isnan(y), 0, r)
     return r if r.ndim else r[()]
 '''
