@@ -20,14 +20,17 @@ cumsum / cumprod / logcumsumexp (any axis or flattened, `reverse=`), `a, b = spl
 axis)`, tril / triu, solve_triangular and cho_solve of well-conditioned factors, masked
 softmax / logsumexp with `-inf` (every row keeps its largest entry), the literal forms the
 stabilize rules rewrite (`log(1 + exp(z))`, `log(sum(exp(z)))`, ...), `None` in subscripts
-once the compiler `accepts` it; and the statements of the name rules: reassignment
+once the compiler `accepts` it, integer-array indexing with `Index` arguments (`x[i]`,
+`x[:, i]`, `take_along_axis`, `one_hot`, `segment_sum`; an Index argument named `ix<L>_<n>`
+holds values below the literal size L it indexes, and the checker draws them so); and the
+statements of the name rules: reassignment
 (`x = f(x)`, arguments too), aliases (`b = a`), augmented assignment (`+= -= *= /= **= @=`),
 subscript updates (`A[i, 1:] = v`, `+=`, `-=`, `*=`) and built-in names bound as variables
 (`mean = mean(x)`; that function then no longer calls it). The NumPy reference runs the
 source with the language's value semantics (`_Values`: each binding a new Python name,
 `x += v` as `x = x + v`, `A[i] = v` on a copy).
 
-Extending it (Index arguments and gathers, dimension expressions): an expression family is
+Extending it (index arrays in subscript updates, dimension expressions): a family is
 a method `Gen.<family>(depth) -> Expr` listed in `Gen.expr` with its weight and `have()`
 gate; a statement form is a method listed in `Gen.statement` that raises `Retry` where it
 does not apply and binds its results with `Gen.bind`. A new kind of argument is a role of
@@ -232,6 +235,7 @@ def accepts(source: str) -> bool:
 
 
 NONE_INDEX = "def f(x: Param[2, 3]):\n    return sum(x[:, None] * x[None, 0])\n"
+INDEX_ARGS = "def f(x: Param[3, 2], i: Index[4]):\n    return sum(x[i] * one_hot(i, 2))\n"
 
 
 def is_name(text: str) -> bool:
@@ -479,6 +483,7 @@ class Gen:
                 have("solve_triangular") or have("cho_solve")))),
             (0.4, self.masked, have_constant("inf") and have("max")
              and (have("softmax") or have("logsumexp"))),
+            (0.8, self.gather, self.entry and accepts(INDEX_ARGS)),
         ) if ok]
         for _ in range(8):
             fn = self.ch.weighted(families)
@@ -490,6 +495,45 @@ class Gen:
                 return e
         x = self.pick_var()
         return Expr(f"tanh({x.text})", x.shape, min(1.0, x.mag), None, True, x.deps)
+
+    def index_arg(self, bound: int, shape) -> str:
+        """A new Index argument of `shape` whose values are below `bound` (a literal size):
+        named `ix<bound>_<n>`, so that the checker draws its values in range."""
+        name = self.fresh(f"ix{bound}_")
+        self.root.args.append((name, "index", tuple(shape)))
+        return name
+
+    def gather(self, depth: int) -> Expr:
+        """rev. 2 integer-array indexing: `x[i]`, `x[:, i]`, `take_along_axis`, `one_hot`,
+        `segment_sum`, with Index arguments (values below a literal size of at least 2)."""
+        kind = self.ch.weighted([(3, "rows"), (2, "cols"), (1, "along"), (1, "one_hot"),
+                                 (1, "segment_sum")])
+        ishape = (dint(self.ch.int(1, 3)),) if self.ch.bool(0.6) else (
+            pick(self.ch, self.dims(any_symbol=True)),)
+        if kind == "one_hot":
+            bound = self.ch.int(2, 4)
+            i = self.index_arg(bound, ishape)
+            return Expr(f"one_hot({i}, {bound})", ishape + (dint(bound),), 1.0, 0.0, True)
+        x = self.operand(depth)
+        if kind == "segment_sum":
+            if x.nd == 0:
+                raise Retry
+            bound = self.ch.int(2, 4)
+            i = self.index_arg(bound, x.shape[:1])
+            return Expr(f"segment_sum({x.text}, {i}, {bound})", (dint(bound),) + x.shape[1:],
+                        _cap(x.mag * dim_max(x.shape[0])), None, True, x.deps)
+        axis = 0 if kind == "rows" else 1
+        if x.nd <= axis or x.shape[axis][1] or x.shape[axis][0] < 2:
+            raise Retry
+        bound = x.shape[axis][0]
+        if kind == "along":   # an index of x's shape but along `axis`
+            i = self.index_arg(bound, x.shape[:axis] + ishape + x.shape[axis + 1:])
+            return Expr(f"take_along_axis({x.text}, {i}, {axis})",
+                        x.shape[:axis] + ishape + x.shape[axis + 1:], x.mag, x.lo, True, x.deps)
+        i = self.index_arg(bound, ishape)
+        text = f"{x.op()}[{i}]" if axis == 0 else f"{x.op()}[:, {i}]"
+        return Expr(text, x.shape[:axis] + ishape + x.shape[axis + 1:], x.mag, x.lo, True,
+                    x.deps)
 
     def positive(self, x: Expr) -> Expr:
         """`x` if it is bounded away from zero, else a positive expression of it."""
@@ -1575,7 +1619,8 @@ class Gen:
         else:
             ret = out.text
         self.lines.append(f"return {ret}")
-        sig = ", ".join(f"{n}: {'Param' if role == 'param' else 'Data'}"
+        kinds = {"param": "Param", "data": "Data", "index": "Index"}
+        sig = ", ".join(f"{n}: {kinds[role]}"
                         f"[{', '.join(dim_text(d) for d in shape) if shape else '()'}]"
                         if role == "param" or shape or ch.bool(0.5) else f"{n}: float"
                         for n, role, shape in self.args)
@@ -1704,7 +1749,15 @@ def _cho_solve(a, b):
     return np.linalg.solve(low @ np.swapaxes(low, -1, -2), b)
 
 
+def _segment_sum(x, ids, k):
+    out = np.zeros((k,) + np.shape(x)[1:])
+    np.add.at(out, ids, x)
+    return out
+
+
 REFERENCE = {
+    "one_hot": lambda i, c: np.eye(c)[i], "segment_sum": _segment_sum,
+    "take_along_axis": np.take_along_axis,
     "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt,
     "abs": np.abs, "sign": np.sign, "sin": np.sin, "cos": np.cos, "tan": np.tan,
     "tanh": np.tanh, "arctan": np.arctan, "sigmoid": _sigmoid,
@@ -1803,7 +1856,8 @@ class _Values(ast.NodeTransformer):
 
 def reference_function(source: str, entry: str, sizes: dict):
     """The entry point of `source`, executed by Python with NumPy built-ins."""
-    ns = dict(REFERENCE, Param=_Annotation(), Data=_Annotation(), float=float, **sizes,
+    ns = dict(REFERENCE, Param=_Annotation(), Data=_Annotation(), Index=_Annotation(),
+              float=float, **sizes,
               _copy=lambda a: np.array(a, dtype=np.float64))
     tree = ast.fix_missing_locations(_Values().visit(ast.parse(source)))
     exec(compile(tree, "<reference>", "exec"), ns)  # a program this module generated
@@ -1837,7 +1891,7 @@ def signatures(source: str) -> list[Signature]:
             if isinstance(ann, ast.Name):      # float
                 args.append((a.arg, "data", []))
                 continue
-            role = "param" if ann.value.id == "Param" else "data"
+            role = {"Param": "param", "Index": "index"}.get(ann.value.id, "data")
             items = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
             texts = [ast.unparse(i) for i in items]
             for i in items:
@@ -1974,8 +2028,12 @@ def _check(source: str, seed: int) -> Outcome:
     all_inputs, refs = [], []
     for sig in sigs:
         inputs = {}
-        for name, _, texts in sig.args:
+        for name, role, texts in sig.args:
             shape = tuple(int(eval(t, {}, dict(sizes))) for t in texts)  # dimension texts
+            if role == "index":   # values below the bound its name gives (Gen.index_arg)
+                inputs[name] = rng.integers(0, int(re.match(r"ix(\d+)_", name).group(1)),
+                                            size=shape)
+                continue
             x = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
             inputs[name] = np.asarray(x, dtype=np.float64)
         # the reference value: the program run by NumPy
@@ -2141,7 +2199,7 @@ def _check_entry(mod, sig: Signature, inputs: dict, ref, rng, with_hessian: bool
 def _check_float32(mod, sig: Signature, inputs: dict, with_hessian: bool) -> None:
     """float32 in, float32 out (SPEC §2) for every emitted function of an entry point."""
     names = [n for n, _, _ in sig.args]
-    f32 = {n: v.astype(np.float32) for n, v in inputs.items()}
+    f32 = {n: v.astype(np.float32) if v.dtype.kind == "f" else v for n, v in inputs.items()}
     args = [f32[n] for n in names]
     tangents = [f32[p] for p in sig.params]
     value = getattr(mod, sig.entry)(*args)
@@ -2363,7 +2421,7 @@ def test_generator_writes_valid_programs_of_every_kind():
                     bound[node.id] += 1
                     seen["shadowed"] += node.id in BUILTINS
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                    seen[node.id] += node.id == "inf"
+                    seen[node.id] += node.id in ("inf", "Index")
                 if (isinstance(node, (ast.Assign, ast.AugAssign))
                         and isinstance(getattr(node, "target", None) or node.targets[0],
                                        ast.Subscript)):
@@ -2377,7 +2435,8 @@ def test_generator_writes_valid_programs_of_every_kind():
         assert seen[name] > 0, f"the generator never wrote {name}"
     rev2 = ("log_sigmoid", "logaddexp", "xlogy", "gammaln", "digamma", "polygamma", "cumsum",
             "cumprod", "logcumsumexp", "split", "tril", "triu", "solve_triangular",
-            "cho_solve")
+            "cho_solve") + (("one_hot", "segment_sum", "take_along_axis", "Index")
+                             if accepts(INDEX_ARGS) else ())
     for name in [n for n in rev2 if have(n)] + (["inf"] if have_constant("inf") else []):
         assert seen[name] > 0, f"the generator never wrote {name}"
 
