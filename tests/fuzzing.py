@@ -51,6 +51,7 @@ if str(HERE) not in sys.path:
 from test_random_programs import REGRESSIONS, RandomChooser, generate, pick  # noqa: E402
 
 import gradgen  # noqa: E402
+from gradgen.ops.dtypes import INT  # noqa: E402
 
 TIME_LIMIT = 10.0        # seconds to compile or refuse (issue 8, must-be-true 6)
 RUN_TIME_LIMIT = 20.0    # seconds to import and run the emitted functions
@@ -463,7 +464,7 @@ def _import_and_run(inp: Input, text: str, workdir: Path, np) -> Outcome:
             # literal sizes may be huge (Param[10 ** 9] compiles): too large to run
             if any(v > 10_000 for v in shape) or np.prod(shape, dtype=float) > 1e6:
                 return Outcome("compiled", detail="not run: arguments too large")
-            shapes.append((shape, node.dtype == "int"))
+            shapes.append((shape, node.dtype == INT))
         calls.append((fn, func, shapes))
     for fn, func, shapes in calls:
         args = []

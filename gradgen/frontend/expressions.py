@@ -125,8 +125,8 @@ class Expressions:
                 if isinstance(node, ast.Subscript) and sub is not node.value:
                     raise Located(sub, BOOLEAN_MASK, context=True)
                 raise Located(sub, NOT_A_CONDITION, context=True)
-        if isinstance(node, ast.BinOp) and type(node.op) in _SIZE_OPS and all(
-                v.is_const for v in vals):   # `C // H` of sizes: a constant
+        if isinstance(node, ast.BinOp) and type(node.op) in INT_BINOPS and all(
+                v.is_const for v in vals):   # `C // H` of sizes: a constant, as Python's
             return _size_op(node, *vals)
         if isinstance(node, ast.BinOp):
             return self.arithmetic(node, vals)
@@ -300,9 +300,6 @@ class Expressions:
         raise Located(node, f"unknown name '{name}'")
 
 
-# `//` and `%` of sizes (dimensions, integer literals and constants) in a value
-# expression: `sqrt(C // H)`, a constant as Python computes it.
-_SIZE_OPS = {ast.FloorDiv: sympy.floor, ast.Mod: sympy.Mod}
 
 
 def _size_op(node: ast.BinOp, a: Node, b: Node) -> Node:

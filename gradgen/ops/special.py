@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir import const, make
 from ._emit import call
-from .elementwise import EW, _bshape, _from_local, _total, _unary
+from .elementwise import EW, _bshape, _from_local, _is, _total, _unary
 from .nn import logsumexp
 from .registry import POSITIVE, PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop, rewrite
 
@@ -356,19 +356,14 @@ defop("polygamma", 1, shape=_bshape, emit=_emit_polygamma, prelude=_POLYGAMMA, t
 # ---------------------------------------------------------------- stable rewrites
 
 
-def _is_one(node) -> bool:
-    """The constant 1, written `1` or `1.0` (sympy's Float(1.0) != Integer(1))."""
-    return node.is_const and node.value.is_Number and float(node.value) == 1.0
-
-
 @rewrite("log", "stabilize", name="log_one_plus_exp")
 def _log_one_plus_exp(x):
     """`log(1 + exp(z))` and `log(exp(z) + 1)` are `softplus(z)`, finite for large z."""
     if x.op == "add":
         a, b = x.args
-        if _is_one(a) and b.op == "exp":
+        if _is(a, 1) and b.op == "exp":
             return make("softplus", b.args[0])
-        if _is_one(b) and a.op == "exp":
+        if _is(b, 1) and a.op == "exp":
             return make("softplus", a.args[0])
     return None
 
