@@ -418,11 +418,13 @@ def assign(a, v, idx, index, axis, accumulate: bool, inputs):
     elif tuple(v.shape) != tuple(sel.shape):
         v = make("broadcast_to", v, shape=tuple(sel.shape))
     if accumulate:
-        if axis is not None:   # (index arrays may repeat an entry: each adds)
+        # (index arrays may repeat an entry: each adds; single integers, such as a loop's
+        # index, select each entry once and are updated in place below)
+        if axis is not None and any(i.shape for i in idx):
             return a + make("scatter_add", v, *idx, shape=tuple(a.shape), axis=axis)
-        if not index:
+        if not index and axis is None:
             return a + v
-        v = sel + v   # basic indexing selects each entry once: written in place
+        v = sel + v   # each entry selected once: written in place
     return make("update", a, v, *idx, index=index, axis=axis)
 
 
