@@ -14,6 +14,11 @@ carried values, each of the shape and dtype of its carried input; the node's arg
 (*carried_init, *outside). `part(scan, index=k)` is the k-th final carried value.
 Per-step outputs (`H[t] = h` in the source) are carried buffers written by the `update`
 op at the loop index.
+Additions to the contract (h-loopfront): the attributes `start`, `step`, `reverse` are left
+out at their defaults; the body inputs the frontend builds also carry `loop=<k>` (a number
+per loop, so that the inputs of two loops are never one interned node) and, for a carried or
+outside value that is not floats, `dtype=` (`ops/dtypes.input_dtype` reads it). Nothing
+needs them: a hand-built body without them is as valid.
 
 `for t in range(...)` in the source builds one (gradgen/frontend/loops.py), its body
 closed over the values it reads from outside and its loop-invariant code computed before
