@@ -37,12 +37,19 @@ import sympy
 
 from ..dims import as_expr
 from ..errors import ShapeError
+from ..ir import builder
 from .registry import PREC_ATOM, defop
 
-__all__: list[str] = []
+__all__ = ["REGIONS_BUILT", "loop_range"]
+
+
+# The builder's memo key set once a compilation builds a loop: the passes look into loop
+# bodies only then (passes/regions.py), at no cost to the programs without loops.
+REGIONS_BUILT = "regions built"
 
 
 def _scan_shape(args, body, length, start=0, step=1, reverse=False):
+    builder().memo[REGIONS_BUILT] = True
     carried = len(body.outputs)
     if len(args) < carried:
         raise ShapeError(f"a loop carrying {carried} values got {len(args)} initial values")
