@@ -154,6 +154,16 @@ def integers(y: Index[T], w: Param[()]):
     return w * float(k)
 
 
+def read_then_write(X: Data[T, N], w: Param[N]):
+    H = X * 1.0
+    loss = 0.0
+    for t in range(T):
+        prev = H[t]
+        H[t] = prev * 2.0 + w
+        loss += sum(prev * w)
+    return loss + sum(H)
+
+
 def shift(x: Data[T], c: Param[()]):
     y = c
     for t in range(1, T):
@@ -340,6 +350,17 @@ def test_a_buffer_written_in_a_loop_is_not_one_the_loop_reads(mod, rng):
             g[s] = g[s] * 0.5 + h[s] * A[t, s] + h[0]
         h = np.tanh(g)
     assert _run(mod.aliasing, A, w) == pytest.approx(h.sum(), rel=1e-12)
+
+
+def test_a_row_read_before_its_row_is_written(mod, rng):
+    """`prev = H[t]` is a view of H (basic indexing): `H[t] = ...` must not change it."""
+    X, w = rng.normal(size=(4, 3)), rng.normal(size=3)
+    H, loss = X.copy(), 0.0
+    for t in range(4):
+        prev = H[t].copy()
+        H[t] = prev * 2.0 + w
+        loss += (prev * w).sum()
+    assert _run(mod.read_then_write, X, w) == pytest.approx(loss + H.sum(), rel=1e-12)
 
 
 def test_an_integer_carried_value(mod):

@@ -114,8 +114,13 @@ def _gather_vjp(g, n):
             *(None for _ in idx))
 
 
+def _gather_view(n):
+    """`x[t]` at 0-d indices (a loop's `X[t]`) is basic indexing: a view of x."""
+    return "view" if all(i.ndim == 0 for i in n.args[1:]) else None
+
+
 defop("gather", None, shape=_gather_shape, emit=_emit_gather, dtype=like_first,
-      traits=LINEAR, domain=(REAL,), hint="rows",
+      traits=LINEAR, domain=(REAL,), hint="rows", view=_gather_view,
       vjp=_gather_vjp,
       jvp=lambda ts, n: None if ts[0] is None else make("gather", ts[0], *n.args[1:], **n.kw),
       vmap=lambda ts, n: None if ts[0] is None else make(
