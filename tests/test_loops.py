@@ -164,6 +164,16 @@ def read_then_write(X: Data[T, N], w: Param[N]):
     return loss + sum(H)
 
 
+def view_read_in_loop(X: Data[T, N], w: Param[N]):
+    H = exp(X)
+    r = H[0]
+    loss = 0.0
+    for t in range(T):
+        H[t] = H[t] * 2.0 + w
+        loss += sum(r * H[t])
+    return loss + sum(H)
+
+
 def shift(x: Data[T], c: Param[()]):
     y = c
     for t in range(1, T):
@@ -361,6 +371,18 @@ def test_a_row_read_before_its_row_is_written(mod, rng):
         H[t] = prev * 2.0 + w
         loss += (prev * w).sum()
     assert _run(mod.read_then_write, X, w) == pytest.approx(loss + H.sum(), rel=1e-12)
+
+
+def test_a_view_of_the_initial_value_read_in_the_loop(mod, rng):
+    """`r = H[0]` before the loop, read in it while the loop writes H's rows: the loop
+    writes into a copy of H."""
+    X, w = rng.normal(size=(4, 3)), rng.normal(size=3)
+    H = np.exp(X)
+    r, loss = H[0].copy(), 0.0
+    for t in range(4):
+        H[t] = H[t] * 2.0 + w
+        loss += (r * H[t]).sum()
+    assert _run(mod.view_read_in_loop, X, w) == pytest.approx(loss + H.sum(), rel=1e-12)
 
 
 def test_an_integer_carried_value(mod):

@@ -351,6 +351,7 @@ class _Scheduler:
         # (an initial value the body also reads from outside is copied: the loop may
         # write into its carried variable's buffer)
         read = {st.p.code[id(a)][0] for a in node.args[len(region.carried):]}
+        read |= {b for r in read for b in st.view_bases.get(r, ())}   # (r = H[0]: H)
         carried = _carried_names(st, node, region, read)
         init = _initial_values(st, node.args, carried, read)
         outside = [_outside_value(st, a, init) for a in node.args[len(carried):]]
