@@ -317,13 +317,13 @@ def print_scalar(expr: sympy.Expr, names: Mapping[str, str] | None = None,
     constants and sizes thousands of times); keyed by the value's type too, so 1 and 1.0
     (equal, printed differently) never share an entry."""
     refs = names or {}
-    key = (type(expr), expr, refs.get("np", "np"), refs.get("float", "float"), integer)
+    e = as_expr(expr)   # (anything but a number or a sympy object is refused here)
+    key = (type(expr), e, refs.get("np", "np"), refs.get("float", "float"), integer)
     found = _PRINTED.get(key)
     if found is None:
         if len(_PRINTED) > 8192:
             _PRINTED.clear()
-        found = _PRINTED[key] = _print(as_expr(expr), _Refs(refs, "integer" if integer
-                                                             else "value"))
+        found = _PRINTED[key] = _print(e, _Refs(refs, "integer" if integer else "value"))
     return found
 
 
