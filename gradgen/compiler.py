@@ -201,12 +201,14 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     if "vjp" in kinds and "grad" in kinds:
         built_on = {id(n) for n in graphs[kinds.index("grad")].order}
     for g, plan in zip(graphs, plans):
+        needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
+        if plan.kind == "value_and_grad":   # f_grad's nodes and the value: nothing new
+            continue
         own = [n for n in g.order if id(n) not in forward_nodes]
         if plan.kind == "vjp":
             own = [n for n in own if id(n) not in built_on]
-        work += len(own) if plan.kind != "value_and_grad" else 0
-        needed.update(id(a) for n in own for a in n.args if id(a) in forward_nodes)
-        needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
+        work += len(own)
+        needed |= {id(a) for n in own for a in n.args} & forward_nodes
     ir.builder().charge(work)
     arg_names = {a.name for a in entry.args}
     taken = arg_names | set(entry.dims) | names.taken() | {

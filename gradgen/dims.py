@@ -311,8 +311,23 @@ def print_scalar(expr: sympy.Expr, names: Mapping[str, str] | None = None,
     module's canonical names (`np`, `float`) to the ones it uses (`numpy`, `float_`) where
     a user name took them. With `integer` the expression is a size (a shape, a slice
     bound): its divisions are exact (`C // H` was checked at entry), so they are printed
-    as integer divisions of the whole (`(C + D) // 2`), never as floats."""
-    return _print(as_expr(expr), _Refs(names or {}, "integer" if integer else "value"))
+    as integer divisions of the whole (`(C + D) // 2`), never as floats.
+
+    Memoised (printing is a pure function of these, and a compilation prints the same few
+    constants and sizes thousands of times); keyed by the value's type too, so 1 and 1.0
+    (equal, printed differently) never share an entry."""
+    refs = names or {}
+    e = as_expr(expr)   # (anything but a number or a sympy object is refused here)
+    key = (type(expr), e, refs.get("np", "np"), refs.get("float", "float"), integer)
+    found = _PRINTED.get(key)
+    if found is None:
+        if len(_PRINTED) > 8192:
+            _PRINTED.clear()
+        found = _PRINTED[key] = _print(e, _Refs(refs, "integer" if integer else "value"))
+    return found
+
+
+_PRINTED: dict[tuple, tuple[str, int]] = {}   # print_scalar's memo
 
 
 class _Refs:

@@ -417,25 +417,37 @@ def verify(graph: Graph, ops: Mapping[str, object] | None = None) -> None:
     against the op table (the current builder's by default); raises InternalError on a
     violation."""
     ops = builder().ops if ops is None else ops
+    # The nodes whose own invariants (op, arguments, shape rule) held, by id, with the op
+    # entry they held against: nodes never change, so each is checked once per compilation
+    # however many graphs hold it, unless its op's entry was replaced since; where an input
+    # may appear depends on the graph, so that is checked every time.
+    memo = _current[-1].memo if _current else {}
+    checked: dict[int, tuple] = memo.setdefault(("verified", id(ops)), {})
     pending = [(graph.inputs, graph.outputs, "the graph")]
     while pending:
         inputs, outputs, where = pending.pop()
         inputs = set(map(id, inputs))
         for node in topo_order(outputs):
-            _verify_node(node, ops, inputs, where)
+            opdef = ops.get(node.op)
+            seen = checked.get(id(node))
+            if seen is None or seen[0] is not node or seen[1] is not opdef:
+                _verify_node(node, ops)
+                checked[id(node)] = (node, opdef)
+            if opdef.has("argument") and id(node) not in inputs:
+                raise InternalError(f"{node!r}: input node is not an input of {where}")
             for region in node.regions:
                 region.check(node, ops)
                 pending.append((region.inputs, region.outputs, f"the body of {node!r}"))
 
 
-def _verify_node(node: Node, ops: Mapping, inputs: set[int], where: str) -> None:
+def _verify_node(node: Node, ops: Mapping) -> None:
+    """The invariants of `node` itself: a known op, its number of arguments, and the shape
+    and dtype its shape rule gives."""
     opdef = ops.get(node.op)
     if opdef is None:
         raise InternalError(f"{node!r}: unknown operation")
     if opdef.nargs is not None and len(node.args) != opdef.nargs:
         raise InternalError(f"{node!r}: expected {opdef.nargs} arguments, got {len(node.args)}")
-    if opdef.has("argument") and id(node) not in inputs:
-        raise InternalError(f"{node!r}: input node is not an input of {where}")
     shape, dtype = opdef.infer(node.args, dict(node.attrs))
     if not same_shape(tuple(shape), node.shape) or dtype != node.dtype:
         raise InternalError(f"{node!r}: stored shape {fmt_shape(node.shape)} disagrees with "

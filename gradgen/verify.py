@@ -219,15 +219,28 @@ def _fail(node: ast.AST, message: str):
 
 def _children(node: ast.AST) -> list[ast.AST]:
     """The child nodes of `node`, as `ast.iter_child_nodes` gives them (a list, without
-    its two generators: the verifier visits every node of a module)."""
+    its two generators: the verifier visits every node of a module), but for the
+    `expr_context` of names and subscripts, which is inert (`_INERT`) and read off the node
+    where it matters (`node.ctx`)."""
     out = []
-    for name in node._fields:
+    fields = _FIELDS.get(node.__class__)
+    if fields is None:
+        fields = _FIELDS[node.__class__] = tuple(f for f in node._fields
+                                                 if f not in _NO_CHILDREN)
+    for name in fields:
         value = getattr(node, name, None)
         if isinstance(value, ast.AST):
             out.append(value)
         elif value.__class__ is list:
             out += [x for x in value if isinstance(x, ast.AST)]
     return out
+
+
+# Fields of the syntax tree that never hold a child node to visit: identifiers, numbers,
+# flags, and the inert load/store context.
+_NO_CHILDREN = frozenset({"ctx", "id", "attr", "arg", "name", "asname", "module", "level",
+                          "kind", "type_comment", "conversion", "is_async", "simple"})
+_FIELDS: dict[type, tuple[str, ...]] = {}   # syntax tree class -> its fields to visit
 
 
 def _is_dunder(name: str) -> bool:

@@ -27,10 +27,13 @@ PROPERTY = settings(max_examples=60, derandomize=True, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Any text: every code point, lone surrogates included, with the dangerous ones made likely.
+# (The runs of text are of every character but surrogates, as `st.text()`'s default
+# alphabet `characters(codec="utf-8")`, named by category: that codec makes hypothesis
+# encode all 1.1 million code points once per process when its cache is cold, as in CI.)
 NASTY = st.sampled_from(['"', "'", '"""', "\\", "\\N", "\\x", "\x00", "\n", "\r", "\x0b", "\x0c",
                          "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x1b[2J", "\ud800",
                          "\udcff", "\t", " ", "\u202e", "\ufeff", "#", PAYLOAD])
-TEXT = st.lists(st.one_of(NASTY, st.characters(), st.text(max_size=5)), max_size=12).map("".join)
+TEXT = st.lists(st.one_of(NASTY, st.characters(), st.text(st.characters(exclude_categories=["Cs"]), max_size=5)), max_size=12).map("".join)
 
 
 def docstring_source(doc: str) -> str:
