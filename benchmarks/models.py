@@ -480,6 +480,34 @@ def rnn_ref(X, Y, Wx, Wh, Wy, h0):
     return loss / T, (dWx, dWh, dWy)
 
 
+def rnn_ref_hoisted(X, Y, Wx, Wh, Wy, h0):
+    """The same loss and gradient with only the recurrence left in the loops: the input
+    projection X[t] @ Wx, the output layer and the loss are computed for all steps at once
+    before and after the forward loop, and dWx, dWh, dWy are one matrix product each after
+    the backward loop. What a compiler could do to a scan whose body has work off the
+    carried chain (benchmarks/findings-models.md, "Loops"); not timed by run.py."""
+    T, N, D = X.shape
+    H = Wh.shape[0]
+    XW = (X.reshape(T * N, D) @ Wx).reshape(T, N, H)
+    hs = np.empty((T + 1, N, H))
+    hs[0] = h0
+    for t in range(T):
+        np.tanh(XW[t] + hs[t] @ Wh, out=hs[t + 1])
+    lp = _lsm(hs[1:].reshape(T * N, H) @ Wy, axis=1)
+    rows, cols = np.arange(T * N), Y.reshape(-1)
+    value = -lp[rows, cols].sum() / (N * T)
+    dlogits = np.exp(lp)
+    dlogits[rows, cols] -= 1
+    dlogits /= N * T
+    dWy = hs[1:].reshape(-1, H).T @ dlogits
+    dA = (dlogits @ Wy.T).reshape(T, N, H)            # dh from the outputs, then da in place
+    dA *= 1 - hs[1:] ** 2
+    for t in range(T - 1, 0, -1):                     # da_{t-1} += (da_t @ Wh.T) * tanh'
+        dA[t - 1] += (dA[t] @ Wh.T) * (1 - hs[t] ** 2)
+    dA2 = dA.reshape(-1, H)
+    return value, (X.reshape(-1, D).T @ dA2, hs[:-1].reshape(-1, H).T @ dA2, dWy)
+
+
 # --------------------------------------------------------------------------- HMM (loop)
 
 

@@ -218,3 +218,13 @@ def test_model_reference_gradient_matches_finite_differences(suite, name):
         fd = (at(1) - at(-1)) / (2 * eps)
         exact = sum(np.vdot(g, v) for g, v in zip(grads, dirs))
         assert abs(fd - exact) <= 1e-6 * max(1.0, abs(exact)), (fd, exact)
+
+
+def test_hoisted_rnn_reference_agrees_with_bptt(suite):
+    m = suite.MODELS["rnn"]
+    args = suite.inputs(m, m.small, seed=6)
+    value, grads = m.reference(*args)
+    h_value, h_grads = suite.rnn_ref_hoisted(*args)
+    np.testing.assert_allclose(h_value, value, rtol=1e-12)
+    for a, b in zip(h_grads, grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
