@@ -14,13 +14,12 @@ of the same models are in peer_models.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 import handwritten as hw
+import numpy as np
 
 __all__ = ["MODELS", "Model", "inputs"]
 
@@ -208,7 +207,6 @@ def _tsne_data(d, rng):
 def tsne_ref(Y, P):
     """The KL cost and its gradient 4 sum_j (p_ij - S q_ij) num_ij (y_i - y_j), S the mass of
     P where Q is not clipped (tsne.py's formula has S = 1 and ignores the clipping)."""
-    N = Y.shape[0]
     sum_Y = (Y ** 2).sum(axis=1)
     num = 1 / (1 + sum_Y[:, None] + sum_Y[None, :] - 2 * Y @ Y.T)
     np.fill_diagonal(num, 0)
@@ -304,7 +302,7 @@ def _attn_backward(h, Wqkv, saved, dy):
 
 
 def attention_ref(x, target, Wqkv, Wo):
-    B, T, C = x.shape
+    C = x.shape[2]
     y, saved = _attn_forward(x, Wqkv)
     out = y @ Wo
     value = np.mean((out - target) ** 2)
@@ -315,7 +313,7 @@ def attention_ref(x, target, Wqkv, Wo):
 
 
 def _transformer_data(d, rng):
-    B, T, C = d["B"], d["T"], d["C"]
+    C = d["C"]
     out = _attention_data(d, rng)
     out.update(g1=1 + 0.1 * rng.standard_normal(C), b1=0.1 * rng.standard_normal(C),
                g2=1 + 0.1 * rng.standard_normal(C), b2=0.1 * rng.standard_normal(C),
@@ -348,7 +346,7 @@ GELU_C = 0.7978845608028654
 
 def transformer_ref(x, target, g1, b1, Wqkv, Wo, g2, b2, W1, c1, W2, c2):
     """Forward and hand-written backward of the pre-norm block (as in Karpathy's llm.c)."""
-    B, T, C = x.shape
+    C = x.shape[2]
     h1, ln1 = _ln_forward(x, g1, b1)
     y, att = _attn_forward(h1, Wqkv)
     x1 = x + y @ Wo
@@ -549,68 +547,68 @@ def hmm_ref(pi_logits, A_logits, B_logits, obs):
 MODELS: dict[str, Model] = {m.name: m for m in [
     Model("softmax", "softmax regression (cs231n, CIFAR-10 size)", "examples/softmax/softmax.grad",
           "cost", ("X", "y", "W", "lam"), ("W",),
-          {"N=1000 D=3073 C=10": dict(N=1000, D=3073, C=10)}, dict(N=20, D=6, C=4),
+          {"N=1000 D=3073 C=10": {"N": 1000, "D": 3073, "C": 10}}, {"N": 20, "D": 6, "C": 4},
           _softmax_data, softmax_ref),
     Model("mlp", "two-layer MLP, logistic hidden units", "examples/mlp/mlp.grad",
           "cost", ("X", "Y", "V", "W"), ("V", "W"),
-          {"N=150 D=3 M=16 C=3": dict(N=150, D=3, M=16, C=3),
-           "N=1000 D=100 M=256 C=10": dict(N=1000, D=100, M=256, C=10),
-           "N=10000 D=784 M=512 C=10": dict(N=10000, D=784, M=512, C=10)},
-          dict(N=9, D=3, M=5, C=4), _mlp_data, hw.mlp_plain),
+          {"N=150 D=3 M=16 C=3": {"N": 150, "D": 3, "M": 16, "C": 3},
+           "N=1000 D=100 M=256 C=10": {"N": 1000, "D": 100, "M": 256, "C": 10},
+           "N=10000 D=784 M=512 C=10": {"N": 10000, "D": 784, "M": 512, "C": 10}},
+          {"N": 9, "D": 3, "M": 5, "C": 4}, _mlp_data, hw.mlp_plain),
     Model("poisson", "Poisson GLM (log link)", "benchmarks/models/poisson.grad",
           "poisson_nll", ("w", "X", "y"), ("w",),
-          {"N=100000 D=20": dict(N=100000, D=20)}, dict(N=30, D=4), _poisson_data, poisson_ref),
+          {"N=100000 D=20": {"N": 100000, "D": 20}}, {"N": 30, "D": 4}, _poisson_data, poisson_ref),
     Model("elasticnet", "elastic net (scikit-learn's objective)",
           "benchmarks/models/elasticnet.grad", "enet", ("w", "X", "y", "alpha", "l1_ratio"),
-          ("w",), {"N=20000 D=200": dict(N=20000, D=200)}, dict(N=30, D=5), _enet_data,
+          ("w",), {"N=20000 D=200": {"N": 20000, "D": 200}}, {"N": 30, "D": 5}, _enet_data,
           enet_ref),
     Model("gp", "Gaussian-process marginal likelihood (RBF)", "benchmarks/models/gp.grad",
           "gp_nll", ("log_ell", "log_sf", "log_sn", "X", "y"), ("log_ell", "log_sf", "log_sn"),
-          {"N=500 D=3": dict(N=500, D=3)}, dict(N=12, D=2), _gp_data, gp_ref),
+          {"N=500 D=3": {"N": 500, "D": 3}}, {"N": 12, "D": 2}, _gp_data, gp_ref),
     Model("gmm", "Gaussian mixture log-likelihood (diagonal)", "benchmarks/models/gmm.grad",
           "gmm_nll", ("logits", "mu", "log_sigma", "X"), ("logits", "mu", "log_sigma"),
-          {"N=10000 K=16 D=8": dict(N=10000, K=16, D=8)}, dict(N=20, K=3, D=2), _gmm_data,
+          {"N=10000 K=16 D=8": {"N": 10000, "K": 16, "D": 8}}, {"N": 20, "K": 3, "D": 2}, _gmm_data,
           gmm_ref),
     Model("tsne", "t-SNE KL cost", "benchmarks/models/tsne.grad", "tsne_kl", ("Y", "P"), ("Y",),
-          {"N=1000 E=2": dict(N=1000, E=2)}, dict(N=10, E=2), _tsne_data, tsne_ref),
+          {"N=1000 E=2": {"N": 1000, "E": 2}}, {"N": 10, "E": 2}, _tsne_data, tsne_ref),
     Model("mf", "matrix factorisation (MovieLens-100k shape)", "benchmarks/models/mf.grad",
           "mf_loss", ("P", "Q", "R", "M", "lam"), ("P", "Q"),
-          {"U=943 I=1682 K=20": dict(U=943, I=1682, K=20)}, dict(U=7, I=9, K=3, density_pct=50),
+          {"U=943 I=1682 K=20": {"U": 943, "I": 1682, "K": 20}}, {"U": 7, "I": 9, "K": 3, "density_pct": 50},
           _mf_data, mf_ref),
     Model("rosen", "scipy.optimize.rosen", "benchmarks/models/rosen.grad", "rosen", ("x",),
-          ("x",), {"N=100000": dict(N=100000)}, dict(N=11), _rosen_data, rosen_ref),
+          ("x",), {"N=100000": {"N": 100000}}, {"N": 11}, _rosen_data, rosen_ref),
     Model("attention", "causal multi-head self-attention (H=4)",
           "benchmarks/models/attention.grad", "attention_loss", ("x", "target", "Wqkv", "Wo"),
-          ("Wqkv", "Wo"), {"B=16 T=128 C=128": dict(B=16, T=128, C=128)},
-          dict(B=2, T=5, C=8), _attention_data, attention_ref),
+          ("Wqkv", "Wo"), {"B=16 T=128 C=128": {"B": 16, "T": 128, "C": 128}},
+          {"B": 2, "T": 5, "C": 8}, _attention_data, attention_ref),
     Model("transformer", "pre-norm transformer block (H=4, GELU MLP)",
           "benchmarks/models/transformer.grad", "block_loss",
           ("x", "target", "g1", "b1", "Wqkv", "Wo", "g2", "b2", "W1", "c1", "W2", "c2"),
           ("g1", "b1", "Wqkv", "Wo", "g2", "b2", "W1", "c1", "W2", "c2"),
-          {"B=8 T=128 C=128": dict(B=8, T=128, C=128)}, dict(B=2, T=5, C=8),
+          {"B=8 T=128 C=128": {"B": 8, "T": 128, "C": 128}}, {"B": 2, "T": 5, "C": 8},
           _transformer_data, transformer_ref),
     Model("mdn", "mixture-density network (Bishop)", "benchmarks/models/mdn.grad", "mdn_nll",
           ("x", "y", "W1", "b1", "Wpi", "bpi", "Wmu", "bmu", "Ws", "bs"),
           ("W1", "b1", "Wpi", "bpi", "Wmu", "bmu", "Ws", "bs"),
-          {"N=10000 H=32 K=16": dict(N=10000, D=1, H=32, K=16)}, dict(N=15, D=1, H=4, K=3),
+          {"N=10000 H=32 K=16": {"N": 10000, "D": 1, "H": 32, "K": 16}}, {"N": 15, "D": 1, "H": 4, "K": 3},
           _mdn_data, mdn_ref),
     Model("logistic_hessian", "logistic-regression full Hessian (vs the closed form)",
           "examples/logistic/logistic.grad", "loss", ("X", "y", "w", "lam"), ("w",),
-          {"N=1000 D=10": dict(N=1000, D=10), "N=1000 D=100": dict(N=1000, D=100),
-           "N=5000 D=500": dict(N=5000, D=500)}, dict(N=40, D=6), _logistic_data,
+          {"N=1000 D=10": {"N": 1000, "D": 10}, "N=1000 D=100": {"N": 1000, "D": 100},
+           "N=5000 D=500": {"N": 5000, "D": 500}}, {"N": 40, "D": 6}, _logistic_data,
           hw.logistic_hessian, kind="hessian"),
     Model("word2vec", "word2vec skip-gram, negative sampling (indexing)",
           "examples/word2vec/word2vec.grad", "loss", ("E", "U", "center", "ctx", "noise"),
-          ("E", "U"), {"V=10000 D=100 B=1024 K=5": dict(V=10000, D=100, B=1024, K=5)},
-          dict(V=11, D=4, B=6, K=3), _w2v_data, w2v_ref),
+          ("E", "U"), {"V=10000 D=100 B=1024 K=5": {"V": 10000, "D": 100, "B": 1024, "K": 5}},
+          {"V": 11, "D": 4, "B": 6, "K": 3}, _w2v_data, w2v_ref),
     Model("rnn", "vanilla-RNN language model (loop)", "benchmarks/models/rnn.grad", "rnn_loss",
           ("X", "Y", "Wx", "Wh", "Wy", "h0"), ("Wx", "Wh", "Wy"),
-          {"T=25 N=1 H=100 (min-char-rnn)": dict(T=25, N=1, D=65, H=100, C=65),
-           "T=50 N=32 H=128": dict(T=50, N=32, D=65, H=128, C=65)},
-          dict(T=4, N=3, D=5, H=4, C=5), _rnn_data, rnn_ref, loops=True),
+          {"T=25 N=1 H=100 (min-char-rnn)": {"T": 25, "N": 1, "D": 65, "H": 100, "C": 65},
+           "T=50 N=32 H=128": {"T": 50, "N": 32, "D": 65, "H": 128, "C": 65}},
+          {"T": 4, "N": 3, "D": 5, "H": 4, "C": 5}, _rnn_data, rnn_ref, loops=True),
     Model("hmm", "HMM forward-algorithm log-likelihood (loop)", "benchmarks/models/hmm.grad",
           "hmm_nll", ("pi_logits", "A_logits", "B_logits", "obs"),
           ("pi_logits", "A_logits", "B_logits"),
-          {"K=16 M=32 N=64 T=100": dict(K=16, M=32, N=64, T=100)}, dict(K=3, M=4, N=5, T=6),
+          {"K=16 M=32 N=64 T=100": {"K": 16, "M": 32, "N": 64, "T": 100}}, {"K": 3, "M": 4, "N": 5, "T": 6},
           _hmm_data, hmm_ref, loops=True),
 ]}

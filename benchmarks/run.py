@@ -503,10 +503,10 @@ def print_model_summary(summary: list[dict]) -> None:
     for r in summary:
         med = r["medians"]
 
-        def t(role):
+        def t(role, med=med):
             return fmt_time(med[role]) if role in med else "—"
 
-        def ratio(role, to="jax"):
+        def ratio(role, to="jax", med=med):
             return f"{med[role] / med[to]:.2f}" if role in med and to in med else "—"
 
         if "gradgen" in med and "jax" in med:

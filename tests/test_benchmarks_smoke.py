@@ -209,7 +209,7 @@ def test_model_reference_gradient_matches_finite_differences(suite, name):
         dirs = [rng.standard_normal(np.shape(args[i])) for i in idx]
         eps = 1e-6
 
-        def at(sign):
+        def at(sign, dirs=dirs, eps=eps):
             moved = list(args)
             for i, v in zip(idx, dirs):
                 moved[i] = args[i] + sign * eps * v
