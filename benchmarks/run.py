@@ -718,8 +718,9 @@ def parse_args(argv=None):
                     help="the models of the suite to run (implies --case models); known: "
                          + ", ".join(models.MODELS))
     ap.add_argument("--output", default=None, metavar="PATH",
-                    help="also write the report (stdout) to PATH; default with the model "
-                         "suite: benchmarks/results-<date>.md; '-' for no file")
+                    help="also write the report (stdout) to PATH; default for a full run of "
+                         "the model suite (no --only, --quick or --rounds): "
+                         "benchmarks/results-<date>.md; '-' for no file")
     ap.add_argument("--rounds", type=int, default=None,
                     help="interleaved rounds per size (overrides the defaults)")
     ap.add_argument("--peers", default="jax,torch,autograd",
@@ -782,8 +783,8 @@ def main(argv=None) -> int:
         return 0
     cases = args.case or ["models", "mlp", "hessian", "compile"]
     output = args.output
-    if output is None and "models" in cases:
-        output = str(HERE / f"results-{datetime.date.today():%Y-%m-%d}.md")
+    if output is None and "models" in cases and not (args.only or args.quick or args.rounds):
+        output = str(HERE / f"results-{datetime.date.today():%Y-%m-%d}.md")   # a full run
     tee = None
     if output and output != "-":
         tee = Tee(sys.stdout, Path(output))
