@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import handwritten as hw
 from timing import Local
 
-__all__ = ["HESSIAN_KEYS", "MLP_KEYS", "hessian_contender", "load_source", "mlp_contender"]
+__all__ = ["HESSIAN_KEYS", "MLP_KEYS", "MODEL_KEYS", "hessian_contender", "load_source",
+           "mlp_contender", "model_contender"]
 
 MLP_KEYS = ["plain", "gradgen", "tuned", "jax", "torch", "autograd"]
 HESSIAN_KEYS = ["closed", "gradgen", "jax"]
+MODEL_KEYS = ["jax", "gradgen", "torch", "numpy"]
 OPTIONAL = {"jax", "torch", "autograd"}
 
 
@@ -175,3 +177,97 @@ def hessian_jax(X, y, w, lam) -> Local:
 
     return Local(f"jax {jax.__version__} jit(hessian), f64", run, lambda: np.asarray(run()),
                  traced_memory=False)
+
+
+# --------------------------------------------------------------------------- the model suite
+
+
+def _as_result(value, grads) -> tuple[float, tuple]:
+    """(value, grads) as (float, tuple of NumPy arrays), whatever the library."""
+    grads = grads if isinstance(grads, (tuple, list)) else (grads,)
+    return float(np.asarray(value)), tuple(np.asarray(g, dtype=np.float64) for g in grads)
+
+
+def model_contender(key: str, name: str, dims: dict, seed: int,
+                    gradgen_source: str | None = None) -> Local:
+    """One contender of one model of models.py at `dims`: "gradgen" (`f_value_and_grad`, or
+    `f_hessian` for a Hessian model), "numpy" (the hand-written reference), "jax"
+    (`jax.jit(jax.value_and_grad)`, or `jax.jit(jax.hessian)`) or "torch" (eager autograd;
+    `torch.func.hessian` for a Hessian model). `result()` gives (value, grads) as floats and
+    NumPy arrays, or the Hessian."""
+    import models
+
+    m = models.MODELS[name]
+    args = models.inputs(m, dims, seed)
+    idx = tuple(m.args.index(p) for p in m.params)
+    hessian = m.kind == "hessian"
+    if key == "numpy":
+        what = "closed form" if hessian else "hand-written"
+        if hessian:
+            return Local(f"NumPy {what}", lambda: m.reference(*args),
+                         lambda: np.asarray(m.reference(*args)))
+        return Local(f"NumPy {what}", lambda: m.reference(*args),
+                     lambda: _as_result(*m.reference(*args)))
+    if key == "gradgen":
+        mod = load_source(gradgen_source, f"{name}_grad")
+        fn = getattr(mod, f"{m.function}_{'hessian' if hessian else 'value_and_grad'}")
+        return Local("gradgen", lambda: fn(*args),
+                     (lambda: np.asarray(fn(*args))) if hessian
+                     else (lambda: _as_result(*fn(*args))))
+    if key == "jax":
+        return _model_jax(m, args, idx, hessian)
+    if key == "torch":
+        return _model_torch(m, args, idx, hessian)
+    raise ValueError(key)
+
+
+def _model_jax(m, args, idx, hessian) -> Local:
+    jax, jnp = _jax()
+    import peer_models
+
+    loss = peer_models.jax_loss(m.name)
+    f = jax.jit(jax.hessian(loss, argnums=idx[0]) if hessian
+                else jax.value_and_grad(loss, argnums=idx))
+    jargs = [jax.device_put(a) if isinstance(a, np.ndarray) else a for a in args]
+    assert all(a.dtype in (jnp.float64, jnp.int64) for a in jargs if hasattr(a, "dtype"))
+
+    def run():
+        return jax.block_until_ready(f(*jargs))
+
+    def result():
+        return np.asarray(run()) if hessian else _as_result(*run())
+
+    return Local(f"jax {jax.__version__}", run, result, traced_memory=False)
+
+
+def _model_torch(m, args, idx, hessian) -> Local:
+    import peer_models
+    import torch
+
+    loss = peer_models.torch_loss(m.name)
+    targs = [torch.from_numpy(a.copy()) if isinstance(a, np.ndarray) else a for a in args]
+    params = [targs[i].requires_grad_() for i in idx]
+    if hessian:
+        i = idx[0]
+
+        def of_param(p):
+            return loss(*targs[:i], p, *targs[i + 1:])
+
+        fh = torch.func.hessian(of_param)
+        p0 = targs[i].detach()
+
+        def run():
+            return fh(p0)
+
+        return Local(f"torch {torch.__version__.split('+')[0]}", run,
+                     lambda: run().numpy(), traced_memory=False)
+
+    def run():
+        value = loss(*targs)
+        return value, torch.autograd.grad(value, params)
+
+    def result():
+        value, grads = run()
+        return _as_result(value.detach().numpy(), tuple(g.numpy() for g in grads))
+
+    return Local(f"torch {torch.__version__.split('+')[0]}", run, result, traced_memory=False)

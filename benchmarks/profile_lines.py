@@ -1,8 +1,14 @@
 #!/usr/bin/env python
-"""Where does the emitted MLP gradient spend its time? A statement-by-statement profile.
+"""Where does the emitted code spend its time? A statement-by-statement profile.
 
-    python benchmarks/profile_lines.py                 # N, D, M, C = 1000, 100, 256, 10
+    python benchmarks/profile_lines.py                 # the MLP, N, D, M, C = 1000, 100, 256, 10
     python benchmarks/profile_lines.py 10000 784 512 10 --calls 10
+    python benchmarks/profile_lines.py --model gmm     # a model of the suite (models.py),
+    python benchmarks/profile_lines.py --model mlp --size "N=10000 D=784 M=512 C=10"
+
+With --model, gradgen's `f_value_and_grad` of that model (at its first benchmark size, or
+--size) and the hand-written NumPy reference are profiled, and the statements are also
+listed by cost. Threads: one BLAS/OpenMP thread unless the environment says otherwise.
 
 Each function (gradgen's emitted `cost_value_and_grad`, compiled afresh, and the plain and
 hand-tuned references of handwritten.py) is copied with a probe after every statement,
@@ -22,11 +28,15 @@ import argparse
 import ast
 import inspect
 import itertools
+import os
 import resource
 import sys
 import textwrap
 import time
 from pathlib import Path
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np
 
@@ -35,6 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import handwritten as hw
+import models
 from run import ROOT, compile_module
 
 
@@ -70,7 +81,7 @@ def instrument(fn, namespace: dict):
     return ns["_instrumented"], marks, labels
 
 
-def profile(title: str, fn, namespace: dict, args: tuple, calls: int) -> None:
+def profile(title: str, fn, namespace: dict, args: tuple, calls: int, top: int = 0) -> None:
     f, marks, labels = instrument(fn, namespace)
     f(*args)                                         # warm-up
     per_call = []
@@ -87,6 +98,32 @@ def profile(title: str, fn, namespace: dict, args: tuple, calls: int) -> None:
         print(f"| {c * 1e3:6.3f} | {fl:6.0f} | `{label[:110]}` |")
     print(f"| {cpu.sum() * 1e3:6.3f} | {faults.sum():6.0f} | total (mean of {calls} calls; "
           "freeing the locals at exit is not counted) |")
+    if top:
+        total = cpu.sum()
+        print(f"\nThe {top} most expensive statements:\n")
+        print("| share | CPU ms | faults | statement |")
+        print("|------:|-------:|-------:|-----------|")
+        for k in np.argsort(-cpu)[:top]:
+            print(f"| {cpu[k] / total:5.0%} | {cpu[k] * 1e3:6.3f} | {faults[k]:6.0f} | "
+                  f"`{labels[k][:110]}` |")
+
+
+def profile_model(name: str, size: str | None, calls: int, top: int) -> None:
+    """Profile gradgen's value_and_grad of one suite model and its hand-written reference."""
+    m = models.MODELS[name]
+    label = size or next(iter(m.sizes))
+    args = tuple(models.inputs(m, m.sizes[label]))
+    print(f"# Statement profile: {name} ({m.title}), {label}")
+    if m.kind == "hessian":
+        mod, _ = compile_module(m.path, hessian=True)
+        fn = getattr(mod, f"{m.function}_hessian")
+    else:
+        mod, _ = compile_module(m.path, modes=("grad",))
+        fn = getattr(mod, f"{m.function}_value_and_grad")
+    profile(f"gradgen {fn.__name__}", fn, vars(mod), args, calls, top)
+    ref = m.reference
+    profile(f"hand-written NumPy {ref.__name__}", ref, vars(inspect.getmodule(ref)), args,
+            calls, top)
 
 
 def main(argv=None) -> int:
@@ -94,7 +131,14 @@ def main(argv=None) -> int:
     ap.add_argument("sizes", nargs="*", type=int, default=[1000, 100, 256, 10],
                     metavar="N D M C")
     ap.add_argument("--calls", type=int, default=60)
+    ap.add_argument("--model", choices=list(models.MODELS), default=None,
+                    help="profile a model of the suite instead of the MLP example")
+    ap.add_argument("--size", default=None, help="one of the model's size labels")
+    ap.add_argument("--top", type=int, default=8, help="list this many statements by cost")
     args = ap.parse_args(argv)
+    if args.model:
+        profile_model(args.model, args.size, args.calls, args.top)
+        return 0
     if len(args.sizes) != 4:
         ap.error("give the four sizes N D M C")
     X, Y, V, W = hw.mlp_data(*args.sizes)
