@@ -28,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from scipy.optimize import OptimizeResult
-    from scipy.sparse.linalg import LinearOperator
+    from scipy.optimize import OptimizeResult  # type: ignore[import-untyped]
+    from scipy.sparse.linalg import LinearOperator  # type: ignore[import-untyped]
 
 __all__ = ["Problem", "least_squares", "minimize", "problem"]
 
@@ -138,6 +138,7 @@ class Problem:
         for i, p in zip(self._where, self.split(x)):
             args[i] = p
         fn = self.f if kind == "" else self._sibling(kind)
+        assert fn is not None   # (_sibling raises when it is missing)
         return fn(*args, *extra)
 
     def _sibling(self, kind: str, required: bool = True) -> Callable[..., Any] | None:
@@ -221,7 +222,7 @@ class Problem:
     def jac_operator(self, x: Any) -> LinearOperator:
         """The Jacobian at `x` as a `scipy.sparse.linalg.LinearOperator`: `J v` by `f_jvp`,
         `J^T u` by `f_vjp` (`v`, `u` as `(n,)` or `(n, 1)` columns)."""
-        from scipy.sparse.linalg import LinearOperator
+        from scipy.sparse.linalg import LinearOperator  # type: ignore[import-untyped]
 
         out_shape = np.shape(self._call("", x))
         m = int(np.prod(out_shape))
@@ -264,7 +265,7 @@ def minimize(f: Callable[..., Any], *args: Any, method: str | None = None,
     values given in `args` (all of `f`'s arguments, in order); `jac=True`, `hessp` and
     `hess` are filled in as `method` uses them (pass your own to override). The result
     carries `params`: the optimum unpacked (a tuple, or a bare array for one Param)."""
-    import scipy.optimize
+    import scipy.optimize  # type: ignore[import-untyped]
 
     p = Problem(f, *args, wrt=wrt)
     kwargs = p.minimize_options(method)
@@ -279,7 +280,7 @@ def least_squares(f: Callable[..., Any], *args: Any, wrt: Sequence[str] | None =
     """`scipy.optimize.least_squares` of the output of `f` (flattened) over its Params,
     from the values given in `args`; the Jacobian comes from `f_jacobian` or, meanwhile,
     a `LinearOperator` of `f_jvp` and `f_vjp`. The result carries `params`."""
-    import scipy.optimize
+    import scipy.optimize  # type: ignore[import-untyped]
 
     p = Problem(f, *args, wrt=wrt)
     kwargs = p.least_squares_options()
