@@ -106,8 +106,8 @@ def main(argv=None):
         for label, method in (("L-BFGS", "L-BFGS-B"), ("trust-ncg with cost_hvp", "trust-ncg")):
             losses = [mod.cost(X, Y, V0, W0)]
             res = minimize(mod.cost, X, Y, V0, W0, method=method,
-                           callback=lambda intermediate_result: losses.append(
-                               intermediate_result.fun))
+                           callback=lambda intermediate_result: losses.append(  # noqa: B023
+                               intermediate_result.fun))   # (called in this iteration)
             curves[label] = losses
             fits[label] = res.params
             print(f"{label}: final value {res.fun:.4f} after {res.nit} iterations "
