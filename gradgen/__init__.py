@@ -5,9 +5,9 @@ from __future__ import annotations
 from .version import __version__
 
 __all__ = ["CompileError", "Diagnostic", "GeneratedModule", "__version__", "compile_source",
-           "load", "load_source"]
+           "graph", "load", "load_source"]
 
-_API = ("compile_source", "load", "load_source", "GeneratedModule")
+_API = ("compile_source", "graph", "load", "load_source", "GeneratedModule")
 
 
 def __getattr__(name: str):
@@ -23,6 +23,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "load_ipython_extension":   # `%load_ext gradgen`: the `%%gradgen` cell magic
+        from . import notebook
+
+        return notebook.load_ipython_extension
     raise AttributeError(f"module 'gradgen' has no attribute {name!r}")
 
 

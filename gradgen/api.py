@@ -11,10 +11,14 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from .compiler import compile_source as _compile
 
-__all__ = ["GeneratedModule", "compile_source", "load", "load_source"]
+if TYPE_CHECKING:
+    from .graphviz import Drawing
+
+__all__ = ["GeneratedModule", "compile_source", "graph", "load", "load_source"]
 
 _LOADED: dict[str, GeneratedModule] = {}
 
@@ -37,6 +41,8 @@ class GeneratedModule(ModuleType):
     source `inspect.getsource` and tracebacks show, and which a notebook displays as its
     source, highlighted."""
 
+    __gradgen_source__: str   # the module's source text
+
     def _repr_markdown_(self) -> str:
         source = self.__dict__.get("__gradgen_source__", "")
         fence = "```"
@@ -49,9 +55,9 @@ class GeneratedModule(ModuleType):
 
         source = self.__dict__.get("__gradgen_source__", "")
         try:   # Pygments is there wherever IPython is; gradgen does not need it
-            from pygments import highlight
-            from pygments.formatters import HtmlFormatter
-            from pygments.lexers import PythonLexer
+            from pygments import highlight  # type: ignore[import-untyped]
+            from pygments.formatters import HtmlFormatter  # type: ignore[import-untyped]
+            from pygments.lexers import PythonLexer  # type: ignore[import-untyped]
         except ImportError:
             body = f"<pre>{html.escape(source)}</pre>"
         else:
@@ -60,6 +66,29 @@ class GeneratedModule(ModuleType):
                  if not k.startswith("_") and callable(v) and not isinstance(v, ModuleType)]
         summary = html.escape(f"{self.__doc__ or self.__name__} Functions: {', '.join(names)}.")
         return f"<details open><summary>{summary}</summary>{body}</details>"
+
+
+def graph(source: str | os.PathLike[str], *, backward: bool = False, function: str | None = None,
+          filename: str = "<string>", **options: Any) -> Drawing:
+    """The computation graph of an entry point (the first, or `function`): forward, or with
+    `backward` forward and backward (`f_value_and_grad`'s), as a `Drawing` that a notebook
+    shows inline (SVG, when Graphviz's `dot` is installed); `.source` is its DOT text,
+    `.save(path)` writes it. `source` is a path (`os.PathLike`, or a str ending in `.grad`
+    with no line break) or source text; `options` are those of `compile_source`."""
+    from .compiler import compile_module, make_options
+    from .graphviz import Drawing, module_dot
+
+    if isinstance(source, os.PathLike) or (source.endswith(".grad") and "\n" not in source):
+        from .io import read_source
+
+        filename = str(source)
+        source = read_source(Path(source))
+    module = compile_module(str(source), filename, make_options(**options))
+    dot = module_dot(module, backward, function)
+    if dot is None:
+        raise ValueError(f"no entry point {function!r} to draw" if function
+                         else "no entry point to draw")
+    return Drawing(dot)
 
 
 def load(path: str | os.PathLike, **options) -> GeneratedModule:

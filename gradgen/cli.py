@@ -463,23 +463,15 @@ def _check(args) -> int:
 
 
 def _graph(args) -> int:
-    import shutil
-    import subprocess
     from pathlib import Path
 
-    from .graphviz import to_dot
+    from .graphviz import module_dot, render
     from .io import atomic_write, same_file
 
     module = _module(args)
-    entries = [f for f in module.functions if f.kind == ("value_and_grad" if args.backward
-                                                          else "forward")]
-    if args.backward and not entries:
-        entries = [f for f in module.functions if f.kind == "vjp"]
-    if args.function:
-        entries = [f for f in entries if f.entry == args.function]
-    if not entries:
+    dot = module_dot(module, args.backward, args.function)
+    if dot is None:
         raise _Fail("nothing to draw")
-    dot = to_dot(entries[0].graph, entries[0].name)
     if not args.output:
         print(dot, end="")
         return EXIT_OK
@@ -489,14 +481,10 @@ def _graph(args) -> int:
     if out.suffix == ".dot":
         atomic_write(out, dot)
     elif out.suffix in (".svg", ".png"):
-        exe = shutil.which("dot")
-        if exe is None:
-            raise _Fail("Graphviz 'dot' is not installed; write a .dot file instead")
-        proc = subprocess.run([exe, f"-T{out.suffix[1:]}"], input=dot.encode(),
-                              capture_output=True, check=False)
-        if proc.returncode != 0:
-            raise _Fail(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
-        atomic_write(out, proc.stdout)
+        try:
+            atomic_write(out, render(dot, out.suffix[1:]))
+        except RuntimeError as e:
+            raise _Fail(str(e)) from None
     else:
         raise _Fail("the output must end in .dot, .svg or .png")
     print(f"wrote {_shown(out)}")

@@ -22,7 +22,7 @@ from .codegen.emit import render_module
 from .codegen.function import EntryFunctions, Function, Module, Plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
-from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, WEAK_SCALAR
+from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, TYPES, TYPES_COMMENT, WEAK_SCALAR
 from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
@@ -169,9 +169,14 @@ def build_module(program: Program, options: Options) -> Module:
     if options.checks:
         preludes = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE,
                     **{h: SIZE_CHECKS[h] for h in SIZE_CHECKS if h in checks}, **preludes}
+    used = {t for fn in module.functions for t in fn.types_used}
     rename = names.mapping()
     module.preludes = [rename_identifiers(p, rename) for p in preludes.values()]
-    module.imports = [names.numpy_import(), *names.aliases()]
+    if used:   # the annotations' aliases
+        module.types = rename_identifiers(
+            "\n".join([TYPES_COMMENT, *(TYPES[t] for t in TYPES if t in used)]), rename)
+    module.imports = [names.numpy_import(), *([names.typing_import()] if used else []),
+                      *names.aliases()]
     return module
 
 
@@ -409,7 +414,8 @@ def _module_namer(program: Program) -> ModuleNamer:
 
 def helper_sources() -> list[str]:
     """The source of every helper an emitted module may carry."""
-    return [CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR, *SIZE_CHECKS.values()] + sorted(
+    return ["\n".join(TYPES.values()) + "\n", CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR,
+            *SIZE_CHECKS.values()] + sorted(
         {d.prelude for d in REGISTRY.values() if d.prelude})
 
 

@@ -11,7 +11,8 @@ the line, the column and what is not allowed.
 
 What runs at import of a verified module: its docstring, `import numpy as <alias>`,
 function definitions (decorators only `@<alias>.errstate(...)`, defaults only `None`),
-the argument-spec constants (tuples of literals) and `_DIMS_PASSED = set()`.
+the argument-spec constants (tuples of literals), the type aliases of the annotations
+(`Array = npt.NDArray[np.floating]`, ...) and `_DIMS_PASSED = set[...]()`.
 What runs at a call: statements of the kinds below, calling only NumPy functions of an
 explicit list, the module's own functions, a few built-ins and array methods of a list;
 no statement writes into an argument (`x += ...`, `x[i] = ...`, `out=x`), except into a
@@ -321,6 +322,10 @@ class _Scope:
         return False
 
 
+# Built-in names an annotation may use.
+_TYPE_NAMES = frozenset({"float", "int", "object", "tuple", "set"})
+
+
 class _Names:
     """The module's facts (its NumPy alias, functions, state, built-in aliases) and what a
     name means in a scope. The verifier is built on it one job a class, each using the
@@ -330,6 +335,8 @@ class _Names:
     def __init__(self, tree: ast.Module):
         self.tree = tree
         self.np: str | None = None
+        self.npt: str | None = None          # the alias of numpy.typing (annotations)
+        self.types: set[str] = set()         # module-level type aliases (`Array = ...`)
         self.functions: set[str] = set()   # module-level defs
         self.state: set[str] = set()       # module-level assigned names
         self.aliases: dict[str, str] = {}  # module-level alias -> the built-in it names
@@ -557,9 +564,13 @@ class _Statements(_Expressions):
         a = fn.args
         if a.posonlyargs or a.kwonlyargs or a.kwarg or a.kw_defaults:
             _fail(fn, "function arguments other than plain positional ones")
-        if fn.returns is not None or any(x.annotation for x in a.args) or (
-                a.vararg is not None and a.vararg.annotation is not None):
-            _fail(fn, "an annotation in a generated function")
+        if a.vararg is not None and a.vararg.annotation is not None:
+            _fail(fn, "an annotation of *args in a generated function")
+        for x in a.args:   # (evaluated when the function is defined)
+            if x.annotation is not None:
+                self._type(x.annotation)
+        if fn.returns is not None:
+            self._type(fn.returns)
         if a.vararg is not None and parent is None and not fn.name.startswith("_"):
             _fail(fn, "*args on a function that is not a helper")
         for d in a.defaults:
@@ -716,8 +727,7 @@ class _Verifier(_Statements):
             if i == 0 and _is_docstring(stmt):
                 continue
             if isinstance(stmt, ast.Import):
-                self._import(stmt)
-                name = self.np
+                name = self._import(stmt)
             elif isinstance(stmt, ast.FunctionDef):
                 name = stmt.name
                 self.functions.add(name)
@@ -758,19 +768,55 @@ class _Verifier(_Statements):
             if part is not None:
                 part.passed.add(context)
 
-    def _import(self, stmt: ast.Import) -> None:
+    def _import(self, stmt: ast.Import) -> str:
+        """`import numpy as np`, then (for the annotations) `import numpy.typing as npt`."""
+        if len(stmt.names) != 1:
+            _fail(stmt, "an import of more than one module")
+        alias = stmt.names[0]
+        if alias.name == "numpy.typing" and alias.asname and self.np is not None \
+                and self.npt is None and not self.functions:
+            self.npt = alias.asname
+            return alias.asname
         if self.np is not None:
             _fail(stmt, "a second import (the module imports numpy once)")
-        if len(stmt.names) != 1 or stmt.names[0].name != "numpy":
+        if alias.name != "numpy":
             _fail(stmt, "an import of something other than numpy")
-        self.np = stmt.names[0].asname or "numpy"
+        self.np = alias.asname or "numpy"
+        return self.np
+
+    def _type(self, node: ast.AST) -> None:
+        """An annotation or a type alias: the module's type aliases, `float`, `int`,
+        `object`, `tuple[...]`, `set[...]`, `np.floating`, `np.integer`,
+        `npt.NDArray[...]`, their unions `a | b` and `...` in a tuple."""
+        if isinstance(node, ast.Name) and (
+                node.id in self.types or self.aliases.get(node.id, node.id) in _TYPE_NAMES):
+            return
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+                node.value.id == self.np and node.attr in ("floating", "integer")
+                or node.value.id == self.npt and node.attr == "NDArray"):
+            return
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            self._type(node.left)
+            self._type(node.right)
+            return
+        if isinstance(node, ast.Subscript) and (
+                isinstance(node.value, ast.Name)
+                and self.aliases.get(node.value.id, node.value.id) in ("tuple", "set")
+                or isinstance(node.value, ast.Attribute) and _dotted(node.value) == [
+                    self.npt, "NDArray"]):
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            for item in items:
+                if not (isinstance(item, ast.Constant) and item.value is Ellipsis):
+                    self._type(item)
+            return
+        _fail(node, "an annotation that is not one of the types generated code writes")
 
     def _module_assign(self, stmt: ast.Assign) -> str:
         if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
             _fail(stmt, "a module-level assignment to something other than one name")
         name = stmt.targets[0].id
         value = stmt.value
-        if isinstance(value, ast.Name) and value.id in BUILTINS | LOOP_BUILTINS \
+        if isinstance(value, ast.Name) and (value.id in BUILTINS | LOOP_BUILTINS or value.id in _TYPE_NAMES) \
                 and name != value.id \
                 and not _is_dunder(name):
             # `len_ = len`: a built-in under another name, because a user's entry point
@@ -779,13 +825,21 @@ class _Verifier(_Statements):
                 _fail(stmt, f"the alias {name!r} of a built-in after a function definition")
             self.aliases[name] = value.id
             return name
-        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) \
-                and self.aliases.get(value.func.id, value.func.id) == "set":
+        func = value.func if isinstance(value, ast.Call) else None
+        if isinstance(func, ast.Subscript):   # `set[tuple[object, object]]()`, typed
+            self._type(func)
+            func = func.value
+        if isinstance(func, ast.Name) and self.aliases.get(func.id, func.id) == "set":
             if value.args or value.keywords or not name.startswith("_"):
                 _fail(stmt, f"helper state {name!r} is not a private name assigned `set()`")
             return name
         if name in HELPER_STATE:
             _fail(stmt, f"helper state {name!r} is not assigned `set()`")
+        if not name.startswith("_") and not self.functions and (
+                isinstance(value, (ast.Attribute, ast.Subscript, ast.BinOp))):
+            self._type(value)   # a type alias of the annotations (`Array = npt.NDArray[...]`)
+            self.types.add(name)
+            return name
         if not name.startswith("_"):
             _fail(stmt, f"a module-level assignment to {name!r} (only the helpers' state and "
                         "the argument-spec constants `_..._ARGS` are assigned at import)")

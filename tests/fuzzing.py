@@ -424,6 +424,9 @@ def _import_and_run(inp: Input, text: str, workdir: Path, np) -> Outcome:
         if isinstance(value, types.FunctionType):   # (np.errstate wraps _sigmoid)
             value = inspect.unwrap(value)
         ok = (value is np or isinstance(value, (tuple, set)) or (
+            # `import numpy.typing as npt` and the annotations' aliases (`Array = ...`)
+            value is sys.modules.get("numpy.typing")
+            or isinstance(value, (types.GenericAlias, types.UnionType))) or (
             isinstance(value, types.FunctionType)
             and value.__code__.co_filename == "fuzzed_grad.py")
             # `len_ = len`: a built-in under another name (a user's entry point took it)

@@ -1245,7 +1245,7 @@ def test_compiles_with_bom_crlf_and_non_ascii():
     source = ("\ufeffdef f(θ: Param[N]):\r\n    \"\"\"Énergie.\"\"\"\r\n"
               "    return sum(θ * θ)\r\n")
     text = gradgen.compile_source(source, filename="t.grad")
-    assert "def f_grad(θ)" in text
+    assert "def f_grad(θ: Array)" in text
 
 
 # ---------------------------------------------------------------------------- the CLI

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import math
 import subprocess
 import sys
@@ -169,8 +170,12 @@ def test_newton_converges_in_few_iterations_and_matches_gradient_descent():
     iterations = int(newton.split()[0])
     assert iterations <= 10
     newton_loss = float(newton.split("final loss")[1].split(",")[0])
-    gd_loss = float(proc.stdout.split("Gradient descent:")[1].split("final loss")[1])
+    gd_loss = float(proc.stdout.split("Gradient descent:")[1].split("final loss")[1].split()[0])
     assert newton_loss == pytest.approx(gd_loss, abs=1e-9)
+    if importlib.util.find_spec("scipy") is not None:   # gradgen.scipy: trust-exact, no glue
+        scipy_loss = float(proc.stdout.split("trust-exact")[1].split("final loss")[1]
+                           .split(",")[0])
+        assert scipy_loss == pytest.approx(newton_loss, abs=1e-9)
 
 
 @pytest.mark.parametrize("example", ["mlp", "logistic", "softmax"])
@@ -184,6 +189,11 @@ def test_training_script_runs_and_learns(example):
     assert len(losses) >= 2 and losses[-1] < 0.5 * losses[0]
     accuracy = float(proc.stdout.split("training accuracy:")[1].split()[0])
     assert accuracy >= 0.85
+    if example == "mlp" and importlib.util.find_spec("scipy") is not None:
+        # gradgen.scipy: L-BFGS and trust-ncg (with cost_hvp) get below gradient descent
+        values = [float(line.split("final value")[1].split()[0])
+                  for line in proc.stdout.splitlines() if "final value" in line]
+        assert len(values) == 2 and max(values) < losses[-1]
 
 
 def test_readme_excerpt_matches_generated_code():

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("frontend",),                             # source text -> IR
     ("codegen", "graphviz"),                   # statements, names, code text; pictures
     ("compiler",),                             # the pipeline
-    ("io", "verify", "checking", "api", "cli", "__init__", "__main__"),   # the surface
+    ("io", "verify", "checking", "api", "cli", "scipy", "notebook", "__init__", "__main__"),   # the surface
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

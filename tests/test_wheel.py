@@ -145,6 +145,8 @@ def test_wheel_declares_what_gradgen_imports():
     declared = {_dist_name(d.strip().strip('"')).lower() for d in declared.split(",") if d.strip()}
     imported = set()   # (an import inside `try` is optional: pygments, for colours)
     for path in (ROOT / "gradgen").rglob("*.py"):
+        if path.name == "scipy.py":   # gradgen.scipy: the `scipy` extra (checked below)
+            continue
         stack = [ast.parse(path.read_text(encoding="utf-8"))]
         while stack:
             node = stack.pop()
@@ -159,6 +161,8 @@ def test_wheel_declares_what_gradgen_imports():
     third_party = imported - set(sys.stdlib_module_names) - {"gradgen", "__future__"}
     assert third_party == {"numpy", "sympy", "jinja2", "mpmath"}, third_party
     assert third_party <= declared, third_party - declared
+    assert re.search(r'^scipy = \["scipy"\]$', (ROOT / "pyproject.toml").read_text(
+        encoding="utf-8"), re.MULTILINE), "gradgen.scipy needs the `scipy` extra"
 
 
 def test_wheel_installs_and_compiles_outside_checkout(tmp_path):
@@ -178,6 +182,7 @@ def test_wheel_installs_and_compiles_outside_checkout(tmp_path):
         names = zf.namelist()
     assert "gradgen/__init__.py" in names
     assert "gradgen/cli.py" in names
+    assert "gradgen/py.typed" in names, "py.typed (PEP 561: the package is typed) is missing"
     assert any(n.startswith("gradgen/templates/") for n in names), \
         "templates/ is missing from the wheel (expected under gradgen/templates/)"
     # The license travels with the wheel (PEP 639: SPDX expression and license file).

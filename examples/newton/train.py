@@ -6,7 +6,9 @@ Uses ``newton_grad.py`` beside this script (generated with
     python examples/newton/train.py
 
 Each Newton step solves H d = -g with the gradient and Hessian of `loss`; plain gradient
-descent on the same problem is run for comparison.
+descent on the same problem is run for comparison. Where SciPy and gradgen are installed
+(``pip install gradgen[scipy]``), SciPy's trust-exact method is run too, in one call of
+``gradgen.scipy.minimize`` that hands it ``loss_value_and_grad`` and ``loss_hessian``.
 """
 
 import argparse
@@ -77,6 +79,16 @@ def main(argv=None):
     print(f"Newton: {newton_iters} iterations to |grad| < {args.tol:g}, final loss "
           f"{newton_loss:.12f}, training accuracy {accuracy:.3f}")
     print(f"Gradient descent: {gd_steps} steps, final loss {gd_loss:.12f}")
+
+    try:
+        from gradgen.scipy import minimize
+    except ImportError:
+        print("(gradgen.scipy needs gradgen and scipy installed: trust-exact skipped)")
+        return
+    res = minimize(mod.loss, X, y, np.zeros(X.shape[1]), lam, method="trust-exact",
+                   options={"gtol": args.tol})
+    print(f"SciPy trust-exact (loss_hessian): {res.nit} iterations, final loss {res.fun:.12f}, "
+          f"|grad| {np.linalg.norm(res.jac):.2e}")
 
 
 if __name__ == "__main__":

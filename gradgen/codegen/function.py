@@ -26,6 +26,10 @@ from .schedule import Body
 __all__ = ["EntryFunctions", "Function", "Module", "Plan"]
 
 
+SIGNATURE_WIDTH = 100   # the line length of the emitted code (`ruff format`'s, the project's)
+RETURNS_WIDTH = 60      # a longer return annotation is written `tuple[Array | Scalar, ...]`
+
+
 @dataclass
 class Function:
     """One emitted function, ready for the template."""
@@ -40,6 +44,24 @@ class Function:
     graph: ir.Graph | None = None
     weak: bool = False   # uses the helper _weak (a scalar argument may be a Python number)
     checks: frozenset = frozenset()   # the size checks it calls (runtime.SIZE_CHECKS)
+    annotations: list[str] = field(default_factory=list)   # of `args`, one each
+    returns: str = ""          # the return annotation
+    types_used: frozenset = frozenset()   # the aliases (runtime.TYPES) they use
+
+    @property
+    def signature(self) -> str:
+        """The `def` line(s), annotated, split as `ruff format` splits them (line length
+        100): on one line; else the parameters on one indented line; else one a line."""
+        params = [f"{a}: {t}" for a, t in zip(self.args, self.annotations)] \
+            if self.annotations else list(self.args)
+        tail = f") -> {self.returns}:" if self.returns else "):"
+        line = f"def {self.name}({', '.join(params)}{tail}"
+        if len(line) <= SIGNATURE_WIDTH:
+            return line
+        hugged = "    " + ", ".join(params)
+        if len(hugged) <= SIGNATURE_WIDTH:
+            return f"def {self.name}(\n{hugged}\n{tail}"
+        return f"def {self.name}(\n" + "".join(f"    {p},\n" for p in params) + tail
 
 
 @dataclass
@@ -50,6 +72,7 @@ class Module:
     doc: str
     imports: list[str] = field(default_factory=lambda: ["import numpy as np"])
     preludes: list[str] = field(default_factory=list)
+    types: str = ""   # the type aliases of the annotations (runtime.TYPES), with a comment
     constants: list[str] = field(default_factory=list)
     functions: list[Function] = field(default_factory=list)
     entries: list[EntryPoint] = field(default_factory=list)
@@ -301,8 +324,10 @@ class EntryFunctions:
         phases = ["check"] * len(prologue) + phases
         helpers = frozenset(self._checks_used)
         lines, phases = _comments_that_fit(prologue + lines, phases)
+        inputs = [a.node for a in self.entry.args] + list(extra.values())
+        annotations, returns, used = annotate(inputs, plan, list(graph.outputs), self.names)
         return Function(plan.name, arg_names, plan.doc, lines, self.entry.name,
-                        plan.kind, phases, graph, weak, helpers)
+                        plan.kind, phases, graph, weak, helpers, annotations, returns, used)
 
     def _prologue(self, printer: Printer, extra_inputs: dict, lines: list[str],
                   ) -> tuple[list[str], bool]:
@@ -426,15 +451,43 @@ def _names_in(names: set[str], lines: list[str]) -> set[str]:
     return set(found)
 
 
-def _grouped(returns: list[str], group, rows) -> list[str]:
-    """The returned expressions with `group` as one tuple, or as `rows` nested tuples."""
+def annotate(inputs: list[Node], plan: Plan, outputs: list[Node], names: ModuleNamer,
+             ) -> tuple[list[str], str, frozenset]:
+    """The annotations of a function's arguments (`inputs`) and of its result (`outputs`
+    grouped as `plan` returns them), and the type aliases (runtime.TYPES) they use: an
+    array of floats, or a scalar (which may be a Python number); of integers for Index
+    values. A return annotation longer than RETURNS_WIDTH is written as a tuple of any
+    length (the docstring lists the results)."""
+    used: set[str] = set()
+
+    def kind(node: Node) -> str:
+        k = ("Int" if node.dtype == INT else "Scalar") if node.shape == () else \
+            ("IntArray" if node.dtype == INT else "Array")
+        used.add(k)
+        return names[k]
+
+    tup = names["tuple"]   # (`tuple_` where a user's name takes `tuple`)
+    annotations = [kind(n) for n in inputs]
+    result = _grouped([kind(o) for o in outputs], plan.group, plan.rows, tup + "[{}]")
+    returns = result[0] if len(result) == 1 else f"{tup}[{', '.join(result)}]"
+    if len(returns) > RETURNS_WIDTH:
+        any_result = f"{names['Array']} | {names['Scalar']}"
+        returns = f"{tup}[{any_result}, ...]" if plan.rows is None else \
+            f"{tup}[{tup}[{any_result}, ...], ...]"
+        used |= {"Array", "Scalar"}
+    return annotations, returns, frozenset(used)
+
+
+def _grouped(returns: list[str], group, rows, tuple_form: str = "({})") -> list[str]:
+    """The returned expressions with `group` as one tuple, or as `rows` nested tuples
+    (`tuple_form` spells a tuple: of expressions, or of their types)."""
     if group is not None:
         lo, hi = group
         inner = returns[lo:hi]
-        grouped = inner[0] if len(inner) == 1 else "(" + ", ".join(inner) + ")"
+        grouped = inner[0] if len(inner) == 1 else tuple_form.format(", ".join(inner))
         returns = returns[:lo] + [grouped] + returns[hi:]
     if rows is not None:   # a k x k nested tuple of blocks
-        returns = ["(" + ", ".join(returns[r * rows:(r + 1) * rows]) + ")"
+        returns = [tuple_form.format(", ".join(returns[r * rows:(r + 1) * rows]))
                    for r in range(rows)]
     return returns
 

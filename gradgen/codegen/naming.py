@@ -203,6 +203,8 @@ def _helper_names(source: str) -> tuple[frozenset[str], frozenset[str]]:
             defined.add(stmt.name)
         elif isinstance(stmt, ast.Assign):
             defined |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            defined.add(stmt.target.id)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     used |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
              for a in n.args + n.kwonlyargs}
@@ -211,7 +213,7 @@ def _helper_names(source: str) -> tuple[frozenset[str], frozenset[str]]:
 
 class ModuleNamer:
     """The module-level names of an emitted module that are not the user's: the NumPy
-    alias `np`, the helpers (`_dims`, `_sigmoid`, ...), the spec constants, and the
+    alias `np` (and `npt` for `numpy.typing`), the type aliases (`Array`, ...), the helpers (`_dims`, `_sigmoid`, ...), the spec constants, and the
     builtins the emitted code and the helpers call (`float`, `len`, ...).
 
     Each internal name keeps its canonical spelling unless a user name (an entry point,
@@ -224,7 +226,7 @@ class ModuleNamer:
     def __init__(self, user: Iterable[str], helpers: Iterable[str],
                  code_builtins=("float", "range", "reversed")):
         self.user = {unicodedata.normalize("NFKC", u) for u in user}
-        self.canonical: list[str] = ["np"]
+        self.canonical: list[str] = ["np", "npt"]
         used_anywhere: set[str] = set(code_builtins)
         for source in helpers:
             defined, used = _helper_names(source)
@@ -282,6 +284,10 @@ class ModuleNamer:
     def numpy_import(self) -> str:
         np = self.names["np"]
         return "import numpy" if np == "numpy" else f"import numpy as {np}"
+
+    def typing_import(self) -> str:
+        """`import numpy.typing as npt`, for the annotations' type aliases."""
+        return f"import numpy.typing as {self.names['npt']}"
 
 
 # ---------------------------------------------------------------- temporaries

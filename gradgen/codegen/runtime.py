@@ -71,7 +71,7 @@ def _dims(spec, *args):
 
 # The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
 # (A set's `in` and `add` are atomic, so threads may share it.)
-_DIMS_PASSED = set()
+_DIMS_PASSED = set[tuple[object, object]]()
 '''
 
 CHECK_SHAPE = '''\
@@ -101,13 +101,13 @@ def _expect(name, x, shape):
 '''
 
 WEAK_SCALAR = '''\
-def _weak(x, *arrays):
-    """A Python number passed for a scalar argument, as a 0-d array of the dtype of the
-    array arguments (weakly typed, as in NumPy 2: it does not make float32 float64); an
-    array or a NumPy scalar (np.float64 is a float too, but strongly typed) unchanged."""
+def _weak(x, *arrays) -> npt.NDArray[np.floating]:
+    """A scalar argument as a 0-d array: a Python number with the dtype of the array
+    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), a NumPy
+    scalar with its own (np.float64 is a float too, but strongly typed), an array as it is."""
     if type(x) in (float, int):
         return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
-    return x
+    return np.asarray(x)
 '''
 
 SOLVE_SIZE = '''\
@@ -147,3 +147,14 @@ def _within(bound, size, bound_text, size_text, line):
 
 # The helpers of the size checks at entry, by name (each emitted only where a prologue uses it).
 SIZE_CHECKS = {"_solve": SOLVE_SIZE, "_exact": CHECK_EXACT, "_within": CHECK_WITHIN}
+
+# The type aliases of the emitted functions' annotations, by name (each emitted only where
+# a signature uses it; `npt` is `numpy.typing`). Shapes stay in the docstrings: NumPy's
+# array types do not carry them.
+TYPES = {
+    "Array": "Array = npt.NDArray[np.floating]",
+    "Scalar": "Scalar = float | np.floating | npt.NDArray[np.floating]",
+    "IntArray": "IntArray = npt.NDArray[np.integer]",
+    "Int": "Int = int | np.integer | npt.NDArray[np.integer]",
+}
+TYPES_COMMENT = "# The types of the arguments and results (their shapes are in the docstrings)."

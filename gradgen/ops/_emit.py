@@ -56,10 +56,12 @@ def product_hint(node, labels) -> str | None:
 
 
 def axis_kwargs(p, node) -> list[str]:
-    """`axis=...` and `keepdims=True` of a reduction, omitted when they are the defaults."""
+    """`axis=...` and `keepdims=True` of a reduction, omitted when they are the defaults
+    (but the axes kept are always named: NumPy's type stubs give `np.sum(x, keepdims=True)`
+    the type of a scalar or an array, `np.sum(x, axis=(0, 1), keepdims=True)` none)."""
     axes, keepdims = node.attr("axes"), node.attr("keepdims")
     out = []
-    if axes != tuple(range(node.args[0].ndim)):
+    if axes != tuple(range(node.args[0].ndim)) or keepdims:
         out.append(f"axis={p.axes(axes)}")
     if keepdims:
         out.append("keepdims=True")

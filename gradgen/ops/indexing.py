@@ -148,7 +148,7 @@ def _scatter_add(g, shape, axis, *index):
     raises IndexError as the gather does; a negative one counts from the end."""
     g = np.asarray(g)
     sizes = shape[axis : axis + len(index)]
-    flat = 0
+    flat = np.zeros((), dtype=np.intp)  # (an array from the start, for type checkers)
     for k, (i, n) in enumerate(zip(index, sizes)):
         i = np.asarray(i).astype(np.intp, copy=False)
         if i.size and (i.min() < -n or i.max() >= n):

@@ -167,6 +167,8 @@ def _emit_norm(p, node):
     """np.linalg.norm (the 2-norm of the flattened array, or over one or two axes), or the
     square root of the sum of squares over more axes, which np.linalg.norm does not take."""
     axes, x = node.attr("axes"), node.args[0]
+    if axes == tuple(range(x.ndim)) and node.attr("keepdims"):   # all of them, flattened
+        return call("linalg.norm", kwargs=lambda p, n: ["axis=None", "keepdims=True"])(p, node)
     if axes == tuple(range(x.ndim)) or len(axes) <= 2:
         return call("linalg.norm", kwargs=axis_kwargs)(p, node)
     x2 = f"{p.arg(node, 0, PREC_MUL)} * {p.arg(node, 0, PREC_MUL + 1)}"

@@ -280,11 +280,11 @@ def _polygamma(n, x):
     bernoulli = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510,
                  43867 / 798, -174611 / 330)
     # fmt: on
-    terms = ()
+    terms = []
     for k, b in enumerate(bernoulli, 1):
         for j in (1, 2, 3, 4, 5, 6, 7)[: n - 1]:
             b *= 2 * k + j
-        terms += (b,)
+        terms += [b]
     i = np.flatnonzero(y >= 0)
     z = y[i]
     far = 10.0 + 2 * n
