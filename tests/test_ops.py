@@ -688,6 +688,17 @@ for _spec, _shapes in [("ij,jk->ik", [M, (3, 2)]), ("ij->ji", [M]), ("ij,ij->", 
                        ("ii,ij", [(3, 3), (3, 2)])]:
     CASES.setdefault("einsum", []).append(einsum_case(_spec, _shapes))
 
+# ---- h-perf: two-operand contractions lowered to one matrix product (einsum_contraction):
+# several batch, free and contracted indices, interleaved in the output, one side without
+# a free index (a batch of matrix-vector products), an index summed alone
+for _spec, _shapes in [("btc,hce->bhte", [(2, 3, 2), (2, 2, 3)]),
+                       ("bhte,hec->btc", [(2, 2, 3, 2), (2, 2, 3)]),
+                       ("btc,bhte->hec", [(2, 3, 2), (2, 2, 3, 2)]),
+                       ("bhte,bhse->bhts", [(2, 2, 3, 2), (2, 2, 2, 2)]),
+                       ("nkd,kd->nk", [(3, 2, 2), (2, 2)]), ("nk,nkd->kd", [(3, 2), (3, 2, 2)]),
+                       ("ijk,kl->lj", [(2, 3, 2), (2, 3)]), ("i,ij->j", [(2,), (2, 3)])]:
+    CASES["einsum"].append(einsum_case(_spec, _shapes))
+
 # ---- integer inputs and indexing (Index arguments: drawn in range, with repeats)
 
 def _take_along(x, i, axis):

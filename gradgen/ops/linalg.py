@@ -621,6 +621,57 @@ def _as_matmul(ins, out, args):
     return left @ right
 
 
+@rewrite("einsum")
+def einsum_contraction(*args, spec):
+    """An einsum of two operands that sums over a shared index is one matrix product:
+    `@` of the operands transposed (and reshaped) to (batch..., rows, k) and
+    (batch..., k, cols), which BLAS does, where np.einsum would loop in C."""
+    if len(args) != 2:
+        return None
+    (la, lb), out = parse_einsum(spec, 2)
+    a, b = args
+    if not any(c in lb and c not in out for c in la):
+        return None   # no contraction: an elementwise or outer product, einsum's own work
+    a, la = _sum_alone(a, la, lb + out)
+    b, lb = _sum_alone(b, lb, la + out)
+    dims = dict(zip(la, a.shape)) | dict(zip(lb, b.shape))
+    batch = [c for c in out if c in la and c in lb]
+    contr = [c for c in la if c in lb and c not in out]
+    free_a = [c for c in out if c in la and c not in lb]
+    free_b = [c for c in out if c in lb and c not in la]
+    # the operand whose free indices come first in the output goes on the left
+    if free_a and free_b and out.index(free_b[0]) < out.index(free_a[0]):
+        (a, la, free_a), (b, lb, free_b) = (b, lb, free_b), (a, la, free_a)
+
+    def group(x, labels, order, shape):
+        x = make("transpose", x, axes=tuple(labels.index(c) for c in order))
+        return make("reshape", x, shape=shape)
+
+    def sz(cs):
+        return size(tuple(dims[c] for c in cs))
+
+    bshape = tuple(dims[c] for c in batch)
+    if batch:   # matrices with a unit axis for a missing side: (batch..., m, k) @ (batch..., k, n)
+        left = group(a, la, batch + free_a + contr, bshape + (sz(free_a), sz(contr)))
+        right = group(b, lb, batch + contr + free_b, bshape + (sz(contr), sz(free_b)))
+    else:       # vectors where a side has no free index: NumPy's matrix-vector products
+        left = group(a, la, free_a + contr, ((sz(free_a),) if free_a else ()) + (sz(contr),))
+        right = group(b, lb, contr + free_b, (sz(contr),) + ((sz(free_b),) if free_b else ()))
+    natural = batch + free_a + free_b
+    y = make("reshape", left @ right, shape=tuple(dims[c] for c in natural))
+    return make("transpose", y, axes=tuple(natural.index(c) for c in out))
+
+
+def _sum_alone(x, labels, others):
+    """x summed over its indices that occur nowhere in `others` (the other operand's and
+    the output's), and its remaining indices."""
+    alone = tuple(i for i, c in enumerate(labels) if c not in others)
+    if not alone:
+        return x, labels
+    return (make("sum", x, axes=alone, keepdims=False),
+            "".join(c for c in labels if c in others))
+
+
 def _emit_einsum(p, node):
     args = [f'"{node.attr("spec")}"', *p.args(node)]
     # without optimize=, NumPy sums over every index at once: O(n^4) here
