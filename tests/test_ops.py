@@ -698,6 +698,12 @@ for _spec, _shapes in [("btc,hce->bhte", [(2, 3, 2), (2, 2, 3)]),
                        ("nkd,kd->nk", [(3, 2, 2), (2, 2)]), ("nk,nkd->kd", [(3, 2), (3, 2, 2)]),
                        ("ijk,kl->lj", [(2, 3, 2), (2, 3)]), ("i,ij->j", [(2,), (2, 3)])]:
     CASES["einsum"].append(einsum_case(_spec, _shapes))
+# sum_batched_product: a batch of products summed over the batch is one product
+add("matmul", "sum(x @ y, axis=0)", lambda x, y: (x @ y).sum(axis=0),
+    P("x", (2, 3, 2)), P("y", (2, 2, 3)))
+add("matmul", "sum(transpose(x, (0, 1, 3, 2)) @ y, axis=(0, 1))",
+    lambda x, y: (np.transpose(x, (0, 1, 3, 2)) @ y).sum(axis=(0, 1)),
+    P("x", (2, 2, 3, 2)), P("y", (2, 2, 3, 2)))
 
 # ---- integer inputs and indexing (Index arguments: drawn in range, with repeats)
 

@@ -68,6 +68,11 @@ def f(x: Param[N], y: Param[N]):
 def f(x: Param[N, D, C], W: Param[K, C, M], y: Param[N, D, M]):
     return sum(einsum("ndc,kcm->nkm", x, W) ** 2) + sum(einsum("ndm,kcm->nk", y, W) ** 2)
 """),
+    "simplify_sum_batched_product": ("simplify", "a batch of products summed over the batch "
+                                     "is one product of the flattened batch", """\
+def f(X: Data[N, K, D], W: Param[D, M]):
+    return sum(transpose(X, (0, 2, 1)) @ (X @ W), axis=0)[0, 0]
+"""),
     "fuse_logistic": ("fuse", "the logistic function written out becomes sigmoid", """\
 def f(z: Param[N]):
     return sum(1 / (1 + exp(-z)))

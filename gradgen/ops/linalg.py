@@ -102,6 +102,35 @@ defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape)
 defbuiltin("matmul", ("x", "y"), lambda x, y: x @ y)
 
 
+@rewrite("sum")
+def sum_batched_product(x, axes, keepdims):
+    """A batch of matrix products summed over the batch is one product of the flattened
+    batch: `sum(a @ b, axis=0)` for a (B, n, k), b (B, k, m) is a (n, B*k) @ (B*k, m)
+    matrix, no (B, n, m) temporary (the weight gradient of a batched layer)."""
+    if x.op != "matmul" or keepdims or x.ndim < 3 or axes != tuple(range(x.ndim - 2)):
+        return None
+    a, b = x.args
+    nb = x.ndim - 2
+    if a.ndim != x.ndim or b.ndim != x.ndim or \
+            not all(dims_equal(p, q) for p, q in zip(a.shape[:nb], b.shape[:nb])):
+        return None
+    (n, k), m, rows = a.shape[nb:], b.shape[-1], size(a.shape[:nb]) * a.shape[-1]
+    swapped = a.op == "transpose" and a.attr("axes") == tuple(range(nb)) + (nb + 1, nb)
+    if not (swapped and _dense(a.args[0]) and _dense(b)):
+        return None   # flattening would copy: measured slower than the batch at small sizes
+    left = make("reshape", a.args[0], shape=(rows, n)).T   # a = x.T: x's rows stacked
+    return left @ make("reshape", b, shape=(rows, m))
+
+
+def _dense(x) -> bool:
+    """x is not a view of another array in another order (a transpose or a slice, possibly
+    reshaped): reshaping it is free. Arguments count as dense (a caller's array usually
+    is; a strided one is only copied)."""
+    while x.op in ("reshape", "expand_dims", "squeeze"):
+        x = x.args[0]
+    return x.op not in ("transpose", "index", "broadcast_to")
+
+
 # ---------------------------------------------------------------- dot, outer
 
 def _dot(a, b):
