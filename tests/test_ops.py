@@ -698,6 +698,10 @@ for _spec, _shapes in [("btc,hce->bhte", [(2, 3, 2), (2, 2, 3)]),
                        ("nkd,kd->nk", [(3, 2, 2), (2, 2)]), ("nk,nkd->kd", [(3, 2), (3, 2, 2)]),
                        ("ijk,kl->lj", [(2, 3, 2), (2, 3)]), ("i,ij->j", [(2,), (2, 3)])]:
     CASES["einsum"].append(einsum_case(_spec, _shapes))
+# triangular_inverse_product: a product with inv of a triangle is a triangular solve
+add("solve_triangular", "inv(tril(s)) @ x + x.T @ inv(cholesky(s)).T",
+    lambda s, x: np.linalg.inv(np.tril(s)) @ x + x.T @ np.linalg.inv(np.linalg.cholesky(s)).T,
+    D("s", (3, 3), "spd"), P("x", (3, 3)))
 # sum_batched_product: a batch of products summed over the batch is one product
 add("matmul", "sum(x @ y, axis=0)", lambda x, y: (x @ y).sum(axis=0),
     P("x", (2, 3, 2)), P("y", (2, 2, 3)))

@@ -73,6 +73,11 @@ def f(x: Param[N, D, C], W: Param[K, C, M], y: Param[N, D, M]):
 def f(X: Data[N, K, D], W: Param[D, M]):
     return sum(transpose(X, (0, 2, 1)) @ (X @ W), axis=0)[0, 0]
 """),
+    "simplify_triangular_inverse": ("simplify", "a product with the inverse of a triangular "
+                                    "matrix is a triangular solve", """\
+def f(A: Param[N, N], b: Param[N, D]):
+    return sum(inv(triu(A)) @ b) + sum(b.T @ inv(tril(A)).T)
+"""),
     "fuse_logistic": ("fuse", "the logistic function written out becomes sigmoid", """\
 def f(z: Param[N]):
     return sum(1 / (1 + exp(-z)))

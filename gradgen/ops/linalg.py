@@ -94,6 +94,55 @@ def matmul_identity(a, b):
     return None
 
 
+@rewrite("matmul")
+def triangular_inverse_product(a, b):
+    """A product with the inverse of a triangular matrix (a Cholesky factor) is a
+    triangular solve: `inv(L) @ x` is `solve_triangular(L, x)` and `x @ inv(L)` is
+    `solve_triangular(L.T, x.T).T`, O(n^2) per column and no explicit inverse."""
+    if b.ndim >= 2 and (t := _inverse_of_triangle(a)) is not None:
+        return make("solve_triangular", t[0], b, lower=t[1])
+    if a.ndim >= 2 and b.ndim >= 2 and (t := _inverse_of_triangle(b)) is not None:
+        m, lower = t
+        return swap_last(make("solve_triangular", swap_last(m), swap_last(a), lower=not lower))
+    return None
+
+
+def _inverse_of_triangle(x):
+    """(T, lower) when x is inv(T) (or its transpose, inv(T.T)) for a matrix T known to be
+    lower (lower=True) or upper triangular; else None."""
+    if x.op == "transpose" and x.ndim >= 2 and x.attr("axes") == swap_last_axes(x.ndim):
+        x, flip = x.args[0], True
+    else:
+        flip = False
+    if x.op != "inv":
+        return None
+    m = x.args[0]
+    lower = _triangle_of(m)
+    if lower is None:
+        return None
+    return (swap_last(m), not lower) if flip else (m, lower)
+
+
+def _triangle_of(m):
+    """True when m is known lower triangular, False when upper, else None: a Cholesky
+    factor, tril/triu of the main diagonal or below/above, and their transposes."""
+    if m.op == "cholesky":
+        return True
+    if m.op == "tril" and m.attr("k") <= 0:
+        return True
+    if m.op == "triu" and m.attr("k") >= 0:
+        return False
+    if m.op == "transpose" and m.ndim >= 2 and m.attr("axes") == swap_last_axes(m.ndim):
+        inner = _triangle_of(m.args[0])
+        return None if inner is None else not inner
+    return None
+
+
+def swap_last_axes(ndim: int) -> tuple:
+    """The permutation that swaps the last two of `ndim` axes."""
+    return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
+
+
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
       emit=_emit_matmul, operator="@", hint=product_hint,
       traits=frozenset({"bilinear", "matrix_product"}), domain=(REAL, REAL),
