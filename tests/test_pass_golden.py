@@ -78,6 +78,18 @@ def f(X: Data[N, K, D], W: Param[D, M]):
 def f(A: Param[N, N], b: Param[N, D]):
     return sum(inv(triu(A)) @ b) + sum(b.T @ inv(tril(A)).T)
 """),
+    "simplify_symmetric_solve": ("simplify", "S.T is S for S symmetric by construction, and "
+                                 "a scalar leaves a solve: solve(S.T, b / 4) is solve(S, b) / 4",
+                                 """\
+def f(A: Param[N, N], b: Param[N, D]):
+    S = A @ A.T + eye(N) / 10
+    return sum(solve(S.T, b / 4) - solve(S, -b)) + sum(inv(S).T * S.T)
+"""),
+    "simplify_like_terms": ("simplify", "like terms add up: x + x is 2 * x, 3 * x + x / 2 is "
+                            "3.5 * x", """\
+def f(x: Param[N], y: Param[N]):
+    return sum(x * y + x * y) + sum(3 * x + x / 2)
+"""),
     "fuse_logistic": ("fuse", "the logistic function written out becomes sigmoid", """\
 def f(z: Param[N]):
     return sum(1 / (1 + exp(-z)))

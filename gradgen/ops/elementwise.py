@@ -295,6 +295,17 @@ def add_common_factor(a, b):
 
 
 @rewrite("add")
+def add_like_terms(a, b):
+    """Like terms add up: `x + x` is `2 * x` and `c1 * x + c2 * x` is `(c1 + c2) * x`, one
+    pass instead of two (the gradient of `0.5 * reg * sum(W * W)` is `reg * W`)."""
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    if xa is not xb or xa.is_const:
+        return None
+    total = (1 if ca is None else ca) + (1 if cb is None else cb)
+    return None if total == 0 else const(total) * xa
+
+
+@rewrite("add")
 def add_common_scalar(a, b):
     """`c * x + c * y` is `c * (x + y)`, and `c * x + (-c) * y` is `c * (x - y)`."""
     if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)

@@ -143,6 +143,65 @@ def swap_last_axes(ndim: int) -> tuple:
     return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
 
 
+@rewrite("transpose")
+def transpose_symmetric(x, axes):
+    """The transpose of a matrix known to be symmetric is the matrix: `(A @ A.T + c * I).T`
+    is `A @ A.T + c * I`, so `solve(S.T, b)` and `solve(S, b)` are one solve."""
+    if x.ndim >= 2 and axes == swap_last_axes(x.ndim) and _symmetric(x, 6):
+        return x
+    return None
+
+
+def _symmetric(x, depth: int) -> bool:
+    """x (a matrix, or a batch of them) is symmetric by construction: `A @ A.T`, `A.T @ A`,
+    the identity, the inverse of a symmetric matrix, and sums, differences, elementwise
+    products and scalar multiples of symmetric matrices (looked at `depth` nodes deep)."""
+    if depth == 0 or x.ndim < 2:
+        return False
+    op, args = x.op, x.args
+    if op == "eye":
+        return dims_equal(x.shape[-1], x.shape[-2])
+    if op == "matmul":   # X @ X.T, either factor scaled
+        a, b = (_unscaled(a) for a in args)
+        return a.ndim >= 2 and b.ndim == a.ndim and (
+            b.op == "transpose" and b.args[0] is a and b.attr("axes") == swap_last_axes(a.ndim)
+            or a.op == "transpose" and a.args[0] is b
+            and a.attr("axes") == swap_last_axes(b.ndim))
+    if op == "inv":
+        return _symmetric(args[0], depth - 1)
+    if op in ("add", "sub", "mul"):
+        return all(a.ndim == 0 or a.shape == x.shape and _symmetric(a, depth - 1)
+                   for a in args)
+    if op == "neg":
+        return _symmetric(args[0], depth - 1)
+    return False
+
+
+def _unscaled(x):
+    """x without its scalar factors and signs (`c * X` and `-X` are X)."""
+    while x.op == "neg" or x.op == "mul" and any(a.ndim == 0 for a in x.args):
+        x = x.args[0] if x.op == "neg" or x.args[1].ndim == 0 else x.args[1]
+    return x
+
+
+def _solve_rhs_scalar(op: str) -> None:
+    """The rule of `op` (a solve) moving a scalar factor or a sign of the right-hand side
+    outside, so that solves of one system with one right-hand side are one node."""
+    def rhs_scalar_outwards(a, b, **attrs):
+        """A scalar factor of the right-hand side moves outside: `solve(A, c * b)` is
+        `c * solve(A, b)` and `solve(A, -b)` is `-solve(A, b)`."""
+        if b.op == "neg":
+            return -make(op, a, b.args[0], **attrs)
+        if b.op == "mul":
+            s, y = b.args
+            if y.ndim == 0:
+                s, y = y, s
+            if s.ndim == 0 and y.shape == b.shape:
+                return s * make(op, a, y, **attrs)
+        return None
+    rewrite(op, name=f"{op}_rhs_scalar_outwards")(rhs_scalar_outwards)
+
+
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
       emit=_emit_matmul, operator="@", hint=product_hint,
       traits=frozenset({"bilinear", "matrix_product"}), domain=(REAL, REAL),
@@ -462,6 +521,8 @@ defop("solve", 2, shape=_solve_shape, emit=call("linalg.solve"), domain=(INVERTI
 defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
 
 
+_solve_rhs_scalar("solve")
+
 # ---------------------------------------------------------------- triangular solves
 
 def _emit_solve_triangular(p, node):
@@ -512,6 +573,7 @@ defop("solve_triangular", 2, shape=_solve_triangular_shape, emit=_emit_solve_tri
       **_solver(lambda n, a, v, transposed: make(
           "solve_triangular", a, v, lower=n.attr("lower") != transposed),
           lambda n, m: make("tril" if n.attr("lower") else "triu", m, k=0)))
+_solve_rhs_scalar("solve_triangular")
 defbuiltin("solve_triangular", ("L", "b", "lower"),
            lambda L, b, lower=True: make("solve_triangular", L, b, lower=lower),
            static=("lower",), defaults={"lower": True})
