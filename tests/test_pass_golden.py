@@ -90,6 +90,11 @@ def f(A: Param[N, N], b: Param[N, D]):
 def f(x: Param[N], y: Param[N]):
     return sum(x * y + x * y) + sum(3 * x + x / 2)
 """),
+    "simplify_filled": ("simplify", "a product with an array of one repeated number is a "
+                        "scalar product", """\
+def f(x: Param[N, D]):
+    return sum(ones((N,))[:, None] * x) + sum(ones((N, 1)) / x)
+"""),
     "fuse_logistic": ("fuse", "the logistic function written out becomes sigmoid", """\
 def f(z: Param[N]):
     return sum(1 / (1 + exp(-z)))

@@ -495,6 +495,34 @@ def mul_signs(a, b):
 _fold_constants("div", "The quotient of two scalar constants, folded (IEEE: `1 / 0` is inf).")
 
 
+def _filled(x):
+    """The number an array of one repeated constant holds (`full`, with axes added), or
+    None."""
+    while x.op == "expand_dims":
+        x = x.args[0]
+    return x.attr("value") if x.op == "full" else None
+
+
+@rewrite("mul")
+def mul_filled(a, b):
+    """A product with an array filled with one number c is `c * x` when it broadcasts
+    nothing: `np.full((N,), c)[:, None] * x` is `c * x`, no array of copies of c."""
+    for f, x in ((a, b), (b, a)):
+        c = _filled(f)
+        if c is not None and x.shape == broadcast(a.shape, b.shape):
+            return const(c) * x
+    return None
+
+
+@rewrite("div")
+def div_filled(a, b):
+    """An array filled with one number c over y is `c / y` when it broadcasts nothing."""
+    c = _filled(a)
+    if c is not None and b.shape == broadcast(a.shape, b.shape):
+        return const(c) / b
+    return None
+
+
 @rewrite("div")
 def div_by_constant(a, b):
     """Division by a constant is multiplication by its inverse: `x / c` is `(1/c) * x`."""
