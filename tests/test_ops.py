@@ -706,6 +706,9 @@ add("solve_triangular", "inv(tril(s)) @ x + x.T @ inv(cholesky(s)).T",
 add("solve", "solve((x @ x.T + eye(3)).T, b / 4) + solve(x @ x.T + eye(3), b)",
     lambda x, b: 1.25 * np.linalg.solve(x @ x.T + np.eye(3), b), P("x", (3, 3)), P("b", (3, 2)))
 add("+", "x * y + x * y - 0.5 * x", lambda x, y: 2 * x * y - 0.5 * x, P("x", (3,)), P("y", (3,)))
+# mul_cancel_div, div_cancel_mul, squeeze_scaled
+add("/", "x / y * y + y * x / y - squeeze(-sum(x, axis=1, keepdims=True), axis=1)[:, None]",
+    lambda x, y: 2 * x + x.sum(axis=1, keepdims=True), P("x", (2, 3)), P("y", (2, 3), "positive"))
 # sum_batched_product: a batch of products summed over the batch is one product
 add("matmul", "sum(x @ y, axis=0)", lambda x, y: (x @ y).sum(axis=0),
     P("x", (2, 3, 2)), P("y", (2, 2, 3)))

@@ -95,6 +95,11 @@ def f(x: Param[N], y: Param[N]):
 def f(x: Param[N, D]):
     return sum(ones((N,))[:, None] * x) + sum(ones((N, 1)) / x)
 """),
+    "simplify_cancel": ("simplify", "(x / y) * y and (x * y) / y are x; a sign leaves a squeeze, "
+                        "so a squeezed kept-axes sum is a plain sum", """\
+def f(x: Param[N, D], y: Param[N, D]):
+    return sum(x / y * y + y * x / y) + sum(squeeze(-sum(x, axis=1, keepdims=True), axis=1))
+"""),
     "fuse_logistic": ("fuse", "the logistic function written out becomes sigmoid", """\
 def f(z: Param[N]):
     return sum(1 / (1 + exp(-z)))

@@ -364,6 +364,16 @@ def sub_neg(a, b):
 
 
 @rewrite("sub")
+def sub_like_terms(a, b):
+    """Like terms subtract: `3 * x - x` is `2 * x` (`x - x` is left to the zero rules)."""
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    if xa is not xb or xa.is_const or (ca is None and cb is None):
+        return None
+    total = (1 if ca is None else ca) - (1 if cb is None else cb)
+    return None if total == 0 else const(total) * xa
+
+
+@rewrite("sub")
 def sub_common_scalar(a, b):
     """`c * x - c * y` is `c * (x - y)`."""
     if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
@@ -501,6 +511,26 @@ def _filled(x):
     while x.op == "expand_dims":
         x = x.args[0]
     return x.attr("value") if x.op == "full" else None
+
+
+@rewrite("mul")
+def mul_cancel_div(a, b):
+    """A division undone: `(x / y) * y` is `x` (when y broadcasts x to nothing larger)."""
+    for q, y in ((a, b), (b, a)):
+        if q.op == "div" and q.args[1] is y and q.args[0].shape == broadcast(a.shape, b.shape):
+            return q.args[0]
+    return None
+
+
+@rewrite("div")
+def div_cancel_mul(a, b):
+    """A product undone: `(x * y) / y` and `(y * x) / y` are `x` (when y broadcasts x to
+    nothing larger)."""
+    if a.op == "mul" and b in a.args:
+        x = a.args[0] if a.args[1] is b else a.args[1]
+        if x.shape == broadcast(a.shape, b.shape):
+            return x
+    return None
 
 
 @rewrite("mul")
