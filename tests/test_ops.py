@@ -688,6 +688,34 @@ for _spec, _shapes in [("ij,jk->ik", [M, (3, 2)]), ("ij->ji", [M]), ("ij,ij->", 
                        ("ii,ij", [(3, 3), (3, 2)])]:
     CASES.setdefault("einsum", []).append(einsum_case(_spec, _shapes))
 
+# ---- h-perf: two-operand contractions lowered to one matrix product (einsum_contraction):
+# several batch, free and contracted indices, interleaved in the output, one side without
+# a free index (a batch of matrix-vector products), an index summed alone
+for _spec, _shapes in [("btc,hce->bhte", [(2, 3, 2), (2, 2, 3)]),
+                       ("bhte,hec->btc", [(2, 2, 3, 2), (2, 2, 3)]),
+                       ("btc,bhte->hec", [(2, 3, 2), (2, 2, 3, 2)]),
+                       ("bhte,bhse->bhts", [(2, 2, 3, 2), (2, 2, 2, 2)]),
+                       ("nkd,kd->nk", [(3, 2, 2), (2, 2)]), ("nk,nkd->kd", [(3, 2), (3, 2, 2)]),
+                       ("ijk,kl->lj", [(2, 3, 2), (2, 3)]), ("i,ij->j", [(2,), (2, 3)])]:
+    CASES["einsum"].append(einsum_case(_spec, _shapes))
+# triangular_inverse_product: a product with inv of a triangle is a triangular solve
+add("solve_triangular", "inv(tril(s)) @ x + x.T @ inv(cholesky(s)).T",
+    lambda s, x: np.linalg.inv(np.tril(s)) @ x + x.T @ np.linalg.inv(np.linalg.cholesky(s)).T,
+    D("s", (3, 3), "spd"), P("x", (3, 3)))
+# transpose_symmetric, solve_rhs_scalar_outwards, add_like_terms
+add("solve", "solve((x @ x.T + eye(3)).T, b / 4) + solve(x @ x.T + eye(3), b)",
+    lambda x, b: 1.25 * np.linalg.solve(x @ x.T + np.eye(3), b), P("x", (3, 3)), P("b", (3, 2)))
+add("+", "x * y + x * y - 0.5 * x", lambda x, y: 2 * x * y - 0.5 * x, P("x", (3,)), P("y", (3,)))
+# mul_cancel_div, div_cancel_mul, squeeze_scaled
+add("/", "x / y * y + y * x / y - squeeze(-sum(x, axis=1, keepdims=True), axis=1)[:, None]",
+    lambda x, y: 2 * x + x.sum(axis=1, keepdims=True), P("x", (2, 3)), P("y", (2, 3), "positive"))
+# sum_batched_product: a batch of products summed over the batch is one product
+add("matmul", "sum(x @ y, axis=0)", lambda x, y: (x @ y).sum(axis=0),
+    P("x", (2, 3, 2)), P("y", (2, 2, 3)))
+add("matmul", "sum(transpose(x, (0, 1, 3, 2)) @ y, axis=(0, 1))",
+    lambda x, y: (np.transpose(x, (0, 1, 3, 2)) @ y).sum(axis=(0, 1)),
+    P("x", (2, 2, 3, 2)), P("y", (2, 2, 3, 2)))
+
 # ---- integer inputs and indexing (Index arguments: drawn in range, with repeats)
 
 def _take_along(x, i, axis):

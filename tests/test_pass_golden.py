@@ -63,6 +63,43 @@ def f(A: Param[N, N], B: Data[N, N], x: Param[N]):
 def f(x: Param[N], y: Param[N]):
     return sum(x / 4 + y / 4) + sum((2 * x) * (3 * y))
 """),
+    "simplify_einsum_contraction": ("simplify", "a two-operand einsum is one matrix product "
+                                    "of its operands reshaped (BLAS, not np.einsum's loop)", """\
+def f(x: Param[N, D, C], W: Param[K, C, M], y: Param[N, D, M]):
+    return sum(einsum("ndc,kcm->nkm", x, W) ** 2) + sum(einsum("ndm,kcm->nk", y, W) ** 2)
+"""),
+    "simplify_sum_batched_product": ("simplify", "a batch of products summed over the batch "
+                                     "is one product of the flattened batch", """\
+def f(X: Data[N, K, D], W: Param[D, M]):
+    return sum(transpose(X, (0, 2, 1)) @ (X @ W), axis=0)[0, 0]
+"""),
+    "simplify_triangular_inverse": ("simplify", "a product with the inverse of a triangular "
+                                    "matrix is a triangular solve", """\
+def f(A: Param[N, N], b: Param[N, D]):
+    return sum(inv(triu(A)) @ b) + sum(b.T @ inv(tril(A)).T)
+"""),
+    "simplify_symmetric_solve": ("simplify", "S.T is S for S symmetric by construction, and "
+                                 "a scalar leaves a solve: solve(S.T, b / 4) is solve(S, b) / 4",
+                                 """\
+def f(A: Param[N, N], b: Param[N, D]):
+    S = A @ A.T + eye(N) / 10
+    return sum(solve(S.T, b / 4) - solve(S, -b)) + sum(inv(S).T * S.T)
+"""),
+    "simplify_like_terms": ("simplify", "like terms add up: x + x is 2 * x, 3 * x + x / 2 is "
+                            "3.5 * x", """\
+def f(x: Param[N], y: Param[N]):
+    return sum(x * y + x * y) + sum(3 * x + x / 2)
+"""),
+    "simplify_filled": ("simplify", "a product with an array of one repeated number is a "
+                        "scalar product", """\
+def f(x: Param[N, D]):
+    return sum(ones((N,))[:, None] * x) + sum(ones((N, 1)) / x)
+"""),
+    "simplify_cancel": ("simplify", "(x / y) * y and (x * y) / y are x; a sign leaves a squeeze, "
+                        "so a squeezed kept-axes sum is a plain sum", """\
+def f(x: Param[N, D], y: Param[N, D]):
+    return sum(x / y * y + y * x / y) + sum(squeeze(-sum(x, axis=1, keepdims=True), axis=1))
+"""),
     "fuse_logistic": ("fuse", "the logistic function written out becomes sigmoid", """\
 def f(z: Param[N]):
     return sum(1 / (1 + exp(-z)))
@@ -114,18 +151,30 @@ def _raw(source: str):
     return entry, graph
 
 
-def _run(entry, graph, values: dict) -> np.ndarray:
-    """Evaluate the graph's output with the emitted statements."""
+def _emitted(entry, graph) -> tuple[NumpyPrinter, list[str], str]:
+    """The printer, the emitted statements and the expression of the graph's output."""
     names = dict(graph.names)
     arg_names = {a.name for a in entry.args}
     printer = NumpyPrinter()
     body = schedule(list(graph.outputs), names, Namer(arg_names | set(SIZES)), printer,
                     keep=frozenset(arg_names))
+    return printer, list(body.lines), printer.code[id(graph.outputs[0])][0]
+
+
+def _code(entry, graph) -> str:
+    """The emitted statements, and the returned expression."""
+    _, lines, result = _emitted(entry, graph)
+    return "\n".join(lines + [f"return {result}"])
+
+
+def _run(entry, graph, values: dict) -> np.ndarray:
+    """Evaluate the graph's output with the emitted statements."""
+    printer, lines, result = _emitted(entry, graph)
     env = {"np": np, **values, **SIZES}
     for prelude in printer.preludes.values():
         exec(prelude, env)
-    exec("\n".join(body.lines), env)
-    return eval(printer.code[id(graph.outputs[0])][0], env)
+    exec("\n".join(lines), env)
+    return eval(result, env)
 
 
 def _show(graph) -> str:
@@ -167,7 +216,9 @@ def test_pass(name: str, update_golden: bool):
         text = (f"# {pass_name}: {what}\n#\n"
                 + "".join(f"#   {line}\n" for line in source.splitlines())
                 + f"\n## before\n{before_text}\n\n## rules fired\n{_fired(log)}\n"
-                + f"\n## after\n{_show(after)}\n")
+                + f"\n## after\n{_show(after)}\n"
+                + f"\n## emitted before\n{_code(entry, before)}\n"
+                + f"\n## emitted after\n{_code(entry, after)}\n")
         golden = GOLDEN / f"{name}.txt"
         if update_golden:
             golden.write_text(text, encoding="utf-8")

@@ -176,20 +176,16 @@ def nll_grad(X: Array, mu: Array, A: Array) -> tuple[Array, Array]:
     R = X - mu  # (N, D)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
-    # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = R.T / (2 * N)  # (D, N)
     del R
     # grad of line 10: Q = solve(S, R.T)
-    S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
-    del dQ
-    dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
+    dS = np.linalg.inv(S) / 2 - (Q / (2 * N)) @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = (dS + dS.T) @ A  # (D, D)
+    dA = (2 * dS) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
-    dR = (Q / (2 * N) + S_solve).T  # (N, D)
-    del Q, S_solve
+    dR = (Q / N).T  # (N, D)
+    del Q
     # grad of line 9: R = X - mu
     dmu = -dR.sum(axis=0)  # (D,)
     return (dmu, dA)
@@ -220,21 +216,17 @@ def nll_value_and_grad(X: Array, mu: Array, A: Array) -> tuple[Scalar, tuple[Arr
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
     quad = (R.T * Q).sum() / N
-    value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
-    # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = R.T / (2 * N)  # (D, N)
     del R
+    value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # grad of line 10: Q = solve(S, R.T)
-    S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
-    del dQ
-    dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
+    dS = np.linalg.inv(S) / 2 - (Q / (2 * N)) @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = (dS + dS.T) @ A  # (D, D)
+    dA = (2 * dS) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
-    dR = (Q / (2 * N) + S_solve).T  # (N, D)
-    del Q, S_solve
+    dR = (Q / N).T  # (N, D)
+    del Q
     # grad of line 9: R = X - mu
     dmu = -dR.sum(axis=0)  # (D,)
     return value, (dmu, dA)
@@ -266,20 +258,16 @@ def nll_vjp(X: Array, mu: Array, A: Array, g: Scalar) -> tuple[Array, Array]:
     R = X - mu  # (N, D)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
-    # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = R.T / (2 * N)  # (D, N)
     del R
     # grad of line 10: Q = solve(S, R.T)
-    S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
-    del dQ
-    dS = np.linalg.inv(S).T / 2 - S_solve @ Q.T  # (D, D)
+    dS = np.linalg.inv(S) / 2 - (Q / (2 * N)) @ Q.T  # (D, D)
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
-    dA = (dS + dS.T) @ A  # (D, D)
+    dA = (2 * dS) @ A  # (D, D)
     del dS
     # grad of line 10: Q = solve(S, R.T)
-    dR = (Q / (2 * N) + S_solve).T  # (N, D)
-    del Q, S_solve
+    dR = (Q / N).T  # (N, D)
+    del Q
     # grad of line 9: R = X - mu
     dmu = -dR.sum(axis=0)  # (D,)
     return (g * dmu, g * dA)
@@ -327,7 +315,7 @@ def nll_jvp(X: Array, mu: Array, A: Array, tmu: Array, tA: Array) -> tuple[Scala
     tquad = (tR_transpose * Q + R.T * tQ).sum() / N
     del Q, R, tQ
     # tangent of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
-    tvalue = (tquad + (np.linalg.inv(S).T * tS).sum()) / 2
+    tvalue = (tquad + (np.linalg.inv(S) * tS).sum()) / 2
     return value, tvalue
 
 
@@ -360,36 +348,28 @@ def nll_hvp(X: Array, mu: Array, A: Array, vmu: Array, vA: Array) -> tuple[Array
     Q = np.linalg.solve(S, R.T)  # (D, N)
     # tangent of line 9: R = X - mu
     tR = -vmu  # (D,)
-    # tangent of line 10: Q = solve(S, R.T)
-    tR_transpose = np.broadcast_to(tR, R.shape).T  # (D, N)
-    del tR
     # tangent of line 8: S = A @ A.T + eye(D) / 10
     tS = vA @ A.T + A @ vA.T  # (D, D)
     # tangent of line 10: Q = solve(S, R.T)
-    tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
-    # grad of line 11: quad = sum(R.T * Q) / N
-    dQ = R.T / (2 * N)  # (D, N)
-    del R
-    # grad of line 10: Q = solve(S, R.T)
-    S_solve = np.linalg.solve(S.T, dQ)  # (D, N)
-    del dQ
+    tQ = np.linalg.solve(S, np.broadcast_to(tR, R.shape).T - tS @ Q)  # (D, N)
+    del R, tR
     # grad of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
     S_inv = np.linalg.inv(S)  # (D, D)
+    del S
+    # grad of line 11: quad = sum(R.T * Q) / N
+    Q_scaled = Q / (2 * N)  # (D, N)
     # grad of line 10: Q = solve(S, R.T)
-    dS = S_inv.T / 2 - S_solve @ Q.T  # (D, D)
-    # tangent of grad of line 11: quad = sum(R.T * Q) / N
-    tdQ = tR_transpose / (2 * N)  # (D, N)
+    dS = S_inv / 2 - Q_scaled @ Q.T  # (D, D)
     # tangent of grad of line 10: Q = solve(S, R.T)
-    S_solve2 = np.linalg.solve(S.T, tdQ - tS.T @ S_solve)  # (D, N)
-    del S, tdQ
-    tdS = (-((S_inv @ tS) @ S_inv)).T / 2 - (S_solve2 @ Q.T + S_solve @ tQ.T)  # (D, D)
-    del Q, S_inv, S_solve, tS
+    # (D, D)
+    tdS = -((S_inv @ tS) @ S_inv) / 2 - ((tQ / (2 * N)) @ Q.T + Q_scaled @ tQ.T)
+    del Q, Q_scaled, S_inv, tS
     # tangent of grad of line 8: S = A @ A.T + eye(D) / 10
-    HvA = (tdS + tdS.T) @ A + (dS + dS.T) @ vA  # (D, D)
+    HvA = (2 * tdS) @ A + (2 * dS) @ vA  # (D, D)
     del dS, tdS
     # tangent of grad of line 10: Q = solve(S, R.T)
-    tdR = (tQ / (2 * N) + S_solve2).T  # (N, D)
-    del S_solve2, tQ
+    tdR = (tQ / N).T  # (N, D)
+    del tQ
     # tangent of grad of line 9: R = X - mu
     Hvmu = -tdR.sum(axis=0)  # (D,)
     return (Hvmu, HvA)

@@ -545,9 +545,10 @@ def nll_jvp(
     tlog_total = ta * np.exp(a_diff) + tz * np.exp(z_diff)  # (N,)
     del z_diff
     # tangent of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    # (N,)
-    tr_add = tr * _digamma(y_add) - tr * _digamma(r) + (tr * a_diff + r * (ta - tlog_total))
-    del a_diff, y_add
+    tr_diff = tr * _digamma(y_add) - tr * _digamma(r)  # (N,)
+    del y_add
+    tr_add = tr_diff + (tr * a_diff + r * (ta - tlog_total))  # (N,)
+    del a_diff, tr_diff
     tll = tr_add + y * (tz - tlog_total)  # (N,)
     del tlog_total, tr_add, tz
     # tangent of line 13: return -mean(ll)
@@ -662,9 +663,11 @@ def nll_hessian(
     a_mul = a_basis * r  # (1,)
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     a_exp = np.exp(a_diff)  # (N,)
+    # (1, N)
+    r_mul = (a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) / N
     # grad of line 8: z = X @ beta
-    # (1, D)
-    X_matmul = ((a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) / N) @ X
+    X_matmul = r_mul @ X  # (1, D)
+    del r_mul
     H_beta_a = X_matmul.T.reshape((D,))  # (D,)
     del X_matmul
     # grad of line 9: r = exp(a)
@@ -680,11 +683,12 @@ def nll_hessian(
     del a_diff
     # grad of line 9: r = exp(a)
     # (1,)
-    r_mul = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
+    r_mul2 = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
     del r_diff
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
-    # (1,)
-    r_add = -a_mul + (a_mul[:, None] * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N
+    y_mul = (a_mul[:, None] * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N  # (1,)
     del a_diff2, a_exp, y_add
-    H_a_a = (r_add + (r_mul + dr * a_mul)).reshape(())
+    r_add = -a_mul + y_mul  # (1,)
+    del y_mul
+    H_a_a = (r_add + (r_mul2 + dr * a_mul)).reshape(())
     return (H_beta_beta, H_beta_a), (H_a_beta, H_a_a)

@@ -223,8 +223,7 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    # (D, C)
-    dW = lam * W + X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
+    dW = lam * W + X.T @ (dlog_p + X_exp / X_sum / N)  # (D, C)
     return dW
 
 
@@ -265,8 +264,7 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    # (D, C)
-    dW = lam * W + X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
+    dW = lam * W + X.T @ (dlog_p + X_exp / X_sum / N)  # (D, C)
     return value, dW
 
 
@@ -305,8 +303,7 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    # (D, C)
-    dW = lam * W + X.T @ (dlog_p - dlog_p.sum(axis=1, keepdims=True) / X_sum * X_exp)
+    dW = lam * W + X.T @ (dlog_p + X_exp / X_sum / N)  # (D, C)
     return g * dW
 
 
@@ -383,18 +380,13 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
     X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
-    arange = np.arange(N)  # (N,)
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     X_mul = (X @ vW) * X_exp  # (N, C)
-    # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
-    dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
-    del X_full, arange
-    # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    dlog_p_div = dlog_p.sum(axis=1, keepdims=True) / X_sum  # (N, 1)
-    del dlog_p
     # tangent of grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    X_neg = -(X_mul.sum(axis=1, keepdims=True) * dlog_p_div / X_sum * X_exp)  # (N, C)
-    del X_exp, X_sum
-    HvW = lam * vW + X.T @ -(X_neg + dlog_p_div * X_mul)  # (D, C)
+    # (N, C)
+    X_diff2 = X_mul / X_sum - X_mul.sum(axis=1, keepdims=True) * (X_exp / X_sum) / X_sum
+    del X_exp, X_mul, X_sum
+    X_mul2 = X_diff2 / N  # (N, C)
+    del X_diff2
+    HvW = lam * vW + X.T @ X_mul2  # (D, C)
     return HvW

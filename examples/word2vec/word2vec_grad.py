@@ -254,12 +254,9 @@ def loss_grad(
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
-    del Un
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
-    del Uc, dhb
+    dh = ((sn_sigmoid * Un).sum(axis=1) - sp_sigmoid * Uc) / B  # (B, D)
+    del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
@@ -318,12 +315,9 @@ def loss_value_and_grad(
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
-    del Un
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
-    del Uc, dhb
+    dh = ((sn_sigmoid * Un).sum(axis=1) - sp_sigmoid * Uc) / B  # (B, D)
+    del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
@@ -381,12 +375,9 @@ def loss_vjp(
     noise_joined = np.concatenate([noise.reshape((B * K,)), ctx])  # (B + B * K,)
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
-    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    dhb = (sn_sigmoid * Un).sum(axis=1, keepdims=True) / B  # (B, 1, D)
-    del Un
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = dhb[:, 0] - sp_sigmoid * Uc / B  # (B, D)
-    del Uc, dhb
+    dh = ((sn_sigmoid * Un).sum(axis=1) - sp_sigmoid * Uc) / B  # (B, D)
+    del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
@@ -530,13 +521,12 @@ def loss_hvp(
     # tangent of grad of line 7: Uc = U[ctx]  # (B, D) true context words
     HvU = _scatter_add(tdUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del noise_joined, tdUn_joined
-    # tangent of grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    # (B, 1, D)
-    tdhb = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1, keepdims=True) / B
+    # tangent of grad of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
+    Un_sum = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1)  # (B, D)
     del Un, sn_sigmoid, tUn
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tdh = tdhb[:, 0] - (tlog_pos_neg * Uc + sp_sigmoid[:, None] * tUc) / B  # (B, D)
-    del Uc, sp_sigmoid, tUc, tdhb
+    tdh = (Un_sum - (tlog_pos_neg * Uc + sp_sigmoid[:, None] * tUc)) / B  # (B, D)
+    del Uc, Un_sum, sp_sigmoid, tUc
     # tangent of grad of line 5: h = E[center]  # (B, D) center words
     HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)

@@ -388,6 +388,7 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=M
     for arg, line in spilled:
         aid = id(arg)
         var = st.p.code[aid][0]
+        refs[aid] = tuple(name for a in arg.args for name in refs[id(a)])   # after any spilled
         last_origin = _comment(stmts_out, arg, last_origin, label)
         st.inlined.discard(aid)
         st.read(refs[aid])
@@ -757,6 +758,11 @@ def _shorten(n, text, prec, printer, namer, names, limit: int = MAX_EXPR):
         a = max(candidates, key=lambda a: len(printer.code[id(a)][0]))
         done.add(id(a))
         name = namer.fresh(temp_name(a, names))
+        if len(printer.code[id(a)][0]) > MAX_LINE - 7 - len(name):   # its own line too long:
+            *code_a, inner = _shorten(a, *printer.code[id(a)], printer, namer, names,
+                                      MAX_LINE - 7 - len(name))   # its arguments spilled first
+            printer.code[id(a)] = tuple(code_a)
+            spilled.extend(inner)
         spilled.append((a, f"{name} = {printer.code[id(a)][0]}{_shape_comment(a)}"))
         printer.set_name(a, name)
         text, prec = printer.emit(n)

@@ -295,6 +295,17 @@ def add_common_factor(a, b):
 
 
 @rewrite("add")
+def add_like_terms(a, b):
+    """Like terms add up: `x + x` is `2 * x` and `c1 * x + c2 * x` is `(c1 + c2) * x`, one
+    pass instead of two (the gradient of `0.5 * reg * sum(W * W)` is `reg * W`)."""
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    if xa is not xb or xa.is_const:
+        return None
+    total = (1 if ca is None else ca) + (1 if cb is None else cb)
+    return None if total == 0 else const(total) * xa
+
+
+@rewrite("add")
 def add_common_scalar(a, b):
     """`c * x + c * y` is `c * (x + y)`, and `c * x + (-c) * y` is `c * (x - y)`."""
     if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
@@ -350,6 +361,16 @@ def sub_zero(a, b):
 def sub_neg(a, b):
     """`a - (-b)` is `a + b`."""
     return a + b.args[0] if b.op == "neg" else None
+
+
+@rewrite("sub")
+def sub_like_terms(a, b):
+    """Like terms subtract: `3 * x - x` is `2 * x` (`x - x` is left to the zero rules)."""
+    (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
+    if xa is not xb or xa.is_const or (ca is None and cb is None):
+        return None
+    total = (1 if ca is None else ca) - (1 if cb is None else cb)
+    return None if total == 0 else const(total) * xa
 
 
 @rewrite("sub")
@@ -482,6 +503,54 @@ def mul_signs(a, b):
 # ---- div
 
 _fold_constants("div", "The quotient of two scalar constants, folded (IEEE: `1 / 0` is inf).")
+
+
+def _filled(x):
+    """The number an array of one repeated constant holds (`full`, with axes added), or
+    None."""
+    while x.op == "expand_dims":
+        x = x.args[0]
+    return x.attr("value") if x.op == "full" else None
+
+
+@rewrite("mul")
+def mul_cancel_div(a, b):
+    """A division undone: `(x / y) * y` is `x` (when y broadcasts x to nothing larger)."""
+    for q, y in ((a, b), (b, a)):
+        if q.op == "div" and q.args[1] is y and q.args[0].shape == broadcast(a.shape, b.shape):
+            return q.args[0]
+    return None
+
+
+@rewrite("div")
+def div_cancel_mul(a, b):
+    """A product undone: `(x * y) / y` and `(y * x) / y` are `x` (when y broadcasts x to
+    nothing larger)."""
+    if a.op == "mul" and b in a.args:
+        x = a.args[0] if a.args[1] is b else a.args[1]
+        if x.shape == broadcast(a.shape, b.shape):
+            return x
+    return None
+
+
+@rewrite("mul")
+def mul_filled(a, b):
+    """A product with an array filled with one number c is `c * x` when it broadcasts
+    nothing: `np.full((N,), c)[:, None] * x` is `c * x`, no array of copies of c."""
+    for f, x in ((a, b), (b, a)):
+        c = _filled(f)
+        if c is not None and x.shape == broadcast(a.shape, b.shape):
+            return const(c) * x
+    return None
+
+
+@rewrite("div")
+def div_filled(a, b):
+    """An array filled with one number c over y is `c / y` when it broadcasts nothing."""
+    c = _filled(a)
+    if c is not None and b.shape == broadcast(a.shape, b.shape):
+        return const(c) / b
+    return None
 
 
 @rewrite("div")

@@ -186,6 +186,24 @@ def _scatter_vmap(ts, n):
                 axis=n.attr("axis") + 1)
 
 
+@rewrite("sum")
+def sum_scattered_rows(x, axes, keepdims):
+    """Row sums of values scattered one per row are the values: with `M` zeros of (N, C)
+    and `g[i]` added at `[i, y[i]]` for i in `arange(N)`, `sum(M, axis=1)` is `g` (the
+    gradient of `mean(logp[arange(N), y])` summed again by log_softmax's rule)."""
+    if x.op != "scatter_add" or x.attr("axis") != 0 or len(x.args) != 3 or x.ndim != 2:
+        return None
+    g, rows, cols = x.args
+    if g.ndim != 1 or not dims_equal(g.shape[0], x.shape[0]):
+        return None
+    for kept, index in ((0, rows), (1, cols)):
+        if axes == (1 - kept,) and index.op == "arange" and index.attr("start") == 0 \
+                and index.attr("axis", 0) == 0 and index.attr("ndim", 1) == 1 \
+                and dims_equal(index.attr("stop"), x.shape[kept]):
+            return make("expand_dims", g, axes=(1 - kept,)) if keepdims else g
+    return None
+
+
 # scatter_add(g, i1, ..., ik, shape, axis): zeros of `shape` with g added at
 # [:, ..., :, i1, ..., ik] (`axis` full slices first), repeated indices accumulating.
 defop("scatter_add", None, shape=_scatter_shape, emit=_emit_scatter_add, traits=LINEAR,

@@ -94,12 +94,149 @@ def matmul_identity(a, b):
     return None
 
 
+@rewrite("matmul")
+def triangular_inverse_product(a, b):
+    """A product with the inverse of a triangular matrix (a Cholesky factor) is a
+    triangular solve: `inv(L) @ x` is `solve_triangular(L, x)` and `x @ inv(L)` is
+    `solve_triangular(L.T, x.T).T`, O(n^2) per column and no explicit inverse."""
+    if b.ndim >= 2 and (t := _inverse_of_triangle(a)) is not None:
+        return make("solve_triangular", t[0], b, lower=t[1])
+    if a.ndim >= 2 and b.ndim >= 2 and (t := _inverse_of_triangle(b)) is not None:
+        m, lower = t
+        return swap_last(make("solve_triangular", swap_last(m), swap_last(a), lower=not lower))
+    return None
+
+
+def _inverse_of_triangle(x):
+    """(T, lower) when x is inv(T) (or its transpose, inv(T.T)) for a matrix T known to be
+    lower (lower=True) or upper triangular; else None."""
+    if x.op == "transpose" and x.ndim >= 2 and x.attr("axes") == swap_last_axes(x.ndim):
+        x, flip = x.args[0], True
+    else:
+        flip = False
+    if x.op != "inv":
+        return None
+    m = x.args[0]
+    lower = _triangle_of(m)
+    if lower is None:
+        return None
+    return (swap_last(m), not lower) if flip else (m, lower)
+
+
+def _triangle_of(m):
+    """True when m is known lower triangular, False when upper, else None: a Cholesky
+    factor, tril/triu of the main diagonal or below/above, and their transposes."""
+    if m.op == "cholesky":
+        return True
+    if m.op == "tril" and m.attr("k") <= 0:
+        return True
+    if m.op == "triu" and m.attr("k") >= 0:
+        return False
+    if m.op == "transpose" and m.ndim >= 2 and m.attr("axes") == swap_last_axes(m.ndim):
+        inner = _triangle_of(m.args[0])
+        return None if inner is None else not inner
+    return None
+
+
+def swap_last_axes(ndim: int) -> tuple:
+    """The permutation that swaps the last two of `ndim` axes."""
+    return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
+
+
+@rewrite("transpose")
+def transpose_symmetric(x, axes):
+    """The transpose of a matrix known to be symmetric is the matrix: `(A @ A.T + c * I).T`
+    is `A @ A.T + c * I`, so `solve(S.T, b)` and `solve(S, b)` are one solve."""
+    if x.ndim >= 2 and axes == swap_last_axes(x.ndim) and _symmetric(x, 6):
+        return x
+    return None
+
+
+def _symmetric(x, depth: int) -> bool:
+    """x (a matrix, or a batch of them) is symmetric by construction: `A @ A.T`, `A.T @ A`,
+    the identity, the inverse of a symmetric matrix, and sums, differences, elementwise
+    products and scalar multiples of symmetric matrices (looked at `depth` nodes deep)."""
+    if depth == 0 or x.ndim < 2:
+        return False
+    op, args = x.op, x.args
+    if op == "eye":
+        return dims_equal(x.shape[-1], x.shape[-2])
+    if op == "matmul":   # X @ X.T, either factor scaled
+        a, b = (_unscaled(a) for a in args)
+        return a.ndim >= 2 and b.ndim == a.ndim and (
+            b.op == "transpose" and b.args[0] is a and b.attr("axes") == swap_last_axes(a.ndim)
+            or a.op == "transpose" and a.args[0] is b
+            and a.attr("axes") == swap_last_axes(b.ndim))
+    if op == "inv":
+        return _symmetric(args[0], depth - 1)
+    if op in ("add", "sub", "mul"):
+        return all(a.ndim == 0 or a.shape == x.shape and _symmetric(a, depth - 1)
+                   for a in args)
+    if op == "neg":
+        return _symmetric(args[0], depth - 1)
+    return False
+
+
+def _unscaled(x):
+    """x without its scalar factors and signs (`c * X` and `-X` are X)."""
+    while x.op == "neg" or x.op == "mul" and any(a.ndim == 0 for a in x.args):
+        x = x.args[0] if x.op == "neg" or x.args[1].ndim == 0 else x.args[1]
+    return x
+
+
+def _solve_rhs_scalar(op: str) -> None:
+    """The rule of `op` (a solve) moving a scalar factor or a sign of the right-hand side
+    outside, so that solves of one system with one right-hand side are one node."""
+    def rhs_scalar_outwards(a, b, **attrs):
+        """A scalar factor of the right-hand side moves outside: `solve(A, c * b)` is
+        `c * solve(A, b)` and `solve(A, -b)` is `-solve(A, b)`."""
+        if b.op == "neg":
+            return -make(op, a, b.args[0], **attrs)
+        if b.op == "mul":
+            s, y = b.args
+            if y.ndim == 0:
+                s, y = y, s
+            if s.ndim == 0 and y.shape == b.shape:
+                return s * make(op, a, y, **attrs)
+        return None
+    rewrite(op, name=f"{op}_rhs_scalar_outwards")(rhs_scalar_outwards)
+
+
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
       emit=_emit_matmul, operator="@", hint=product_hint,
       traits=frozenset({"bilinear", "matrix_product"}), domain=(REAL, REAL),
       vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
 
 defbuiltin("matmul", ("x", "y"), lambda x, y: x @ y)
+
+
+@rewrite("sum")
+def sum_batched_product(x, axes, keepdims):
+    """A batch of matrix products summed over the batch is one product of the flattened
+    batch: `sum(a @ b, axis=0)` for a (B, n, k), b (B, k, m) is a (n, B*k) @ (B*k, m)
+    matrix, no (B, n, m) temporary (the weight gradient of a batched layer)."""
+    if x.op != "matmul" or keepdims or x.ndim < 3 or axes != tuple(range(x.ndim - 2)):
+        return None
+    a, b = x.args
+    nb = x.ndim - 2
+    if a.ndim != x.ndim or b.ndim != x.ndim or \
+            not all(dims_equal(p, q) for p, q in zip(a.shape[:nb], b.shape[:nb])):
+        return None
+    (n, k), m, rows = a.shape[nb:], b.shape[-1], size(a.shape[:nb]) * a.shape[-1]
+    swapped = a.op == "transpose" and a.attr("axes") == tuple(range(nb)) + (nb + 1, nb)
+    if not (swapped and _dense(a.args[0]) and _dense(b)):
+        return None   # flattening would copy: measured slower than the batch at small sizes
+    left = make("reshape", a.args[0], shape=(rows, n)).T   # a = x.T: x's rows stacked
+    return left @ make("reshape", b, shape=(rows, m))
+
+
+def _dense(x) -> bool:
+    """x is not a view of another array in another order (a transpose or a slice, possibly
+    reshaped): reshaping it is free. Arguments count as dense (a caller's array usually
+    is; a strided one is only copied)."""
+    while x.op in ("reshape", "expand_dims", "squeeze"):
+        x = x.args[0]
+    return x.op not in ("transpose", "index", "broadcast_to")
 
 
 # ---------------------------------------------------------------- dot, outer
@@ -384,6 +521,8 @@ defop("solve", 2, shape=_solve_shape, emit=call("linalg.solve"), domain=(INVERTI
 defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
 
 
+_solve_rhs_scalar("solve")
+
 # ---------------------------------------------------------------- triangular solves
 
 def _emit_solve_triangular(p, node):
@@ -434,6 +573,7 @@ defop("solve_triangular", 2, shape=_solve_triangular_shape, emit=_emit_solve_tri
       **_solver(lambda n, a, v, transposed: make(
           "solve_triangular", a, v, lower=n.attr("lower") != transposed),
           lambda n, m: make("tril" if n.attr("lower") else "triu", m, k=0)))
+_solve_rhs_scalar("solve_triangular")
 defbuiltin("solve_triangular", ("L", "b", "lower"),
            lambda L, b, lower=True: make("solve_triangular", L, b, lower=lower),
            static=("lower",), defaults={"lower": True})
@@ -619,6 +759,57 @@ def _as_matmul(ins, out, args):
     if len(rf) == 2 and rf[0] != c:   # ... and first on the right
         right = right.T
     return left @ right
+
+
+@rewrite("einsum")
+def einsum_contraction(*args, spec):
+    """An einsum of two operands that sums over a shared index is one matrix product:
+    `@` of the operands transposed (and reshaped) to (batch..., rows, k) and
+    (batch..., k, cols), which BLAS does, where np.einsum would loop in C."""
+    if len(args) != 2:
+        return None
+    (la, lb), out = parse_einsum(spec, 2)
+    a, b = args
+    if not any(c in lb and c not in out for c in la):
+        return None   # no contraction: an elementwise or outer product, einsum's own work
+    a, la = _sum_alone(a, la, lb + out)
+    b, lb = _sum_alone(b, lb, la + out)
+    dims = dict(zip(la, a.shape)) | dict(zip(lb, b.shape))
+    batch = [c for c in out if c in la and c in lb]
+    contr = [c for c in la if c in lb and c not in out]
+    free_a = [c for c in out if c in la and c not in lb]
+    free_b = [c for c in out if c in lb and c not in la]
+    # the operand whose free indices come first in the output goes on the left
+    if free_a and free_b and out.index(free_b[0]) < out.index(free_a[0]):
+        (a, la, free_a), (b, lb, free_b) = (b, lb, free_b), (a, la, free_a)
+
+    def group(x, labels, order, shape):
+        x = make("transpose", x, axes=tuple(labels.index(c) for c in order))
+        return make("reshape", x, shape=shape)
+
+    def sz(cs):
+        return size(tuple(dims[c] for c in cs))
+
+    bshape = tuple(dims[c] for c in batch)
+    if batch:   # matrices with a unit axis for a missing side: (batch..., m, k) @ (batch..., k, n)
+        left = group(a, la, batch + free_a + contr, bshape + (sz(free_a), sz(contr)))
+        right = group(b, lb, batch + contr + free_b, bshape + (sz(contr), sz(free_b)))
+    else:       # vectors where a side has no free index: NumPy's matrix-vector products
+        left = group(a, la, free_a + contr, ((sz(free_a),) if free_a else ()) + (sz(contr),))
+        right = group(b, lb, contr + free_b, (sz(contr),) + ((sz(free_b),) if free_b else ()))
+    natural = batch + free_a + free_b
+    y = make("reshape", left @ right, shape=tuple(dims[c] for c in natural))
+    return make("transpose", y, axes=tuple(natural.index(c) for c in out))
+
+
+def _sum_alone(x, labels, others):
+    """x summed over its indices that occur nowhere in `others` (the other operand's and
+    the output's), and its remaining indices."""
+    alone = tuple(i for i, c in enumerate(labels) if c not in others)
+    if not alone:
+        return x, labels
+    return (make("sum", x, axes=alone, keepdims=False),
+            "".join(c for c in labels if c in others))
 
 
 def _emit_einsum(p, node):

@@ -238,6 +238,18 @@ def squeeze_expand_dims(x, axes):
 
 
 @rewrite("squeeze")
+def squeeze_scaled(x, axes):
+    """Signs and scalar factors stay outermost: `(-s)[:, 0]` is `-s[:, 0]` and
+    `(c * s)[:, 0]` is `c * s[:, 0]`, so a squeezed kept-axes reduction is the plain one
+    (`(-x.sum(axis=1, keepdims=True))[:, 0]` is `-x.sum(axis=1)`)."""
+    if x.op == "neg":
+        return -make("squeeze", x.args[0], axes=axes)
+    if x.op == "mul" and x.args[0].is_const:
+        return x.args[0] * make("squeeze", x.args[1], axes=axes)
+    return None
+
+
+@rewrite("squeeze")
 def squeeze_kept_reduction(x, axes):
     """Squeezing the kept axes of a reduction is the reduction without keepdims."""
     if REGISTRY[x.op].has("reduction") and x.attr("keepdims") and x.attr("axes") == axes:
