@@ -182,10 +182,17 @@ class Printer:
         """The variable holding the `i`-th carried value of the loop `node` after it."""
         return self.assigned[id(node)][i]
 
-    def loop(self, index: str, stop: str, body: Sequence[str]) -> list[str]:
-        """A loop running `body` (lines) for `index` = 0, 1, ..., stop - 1."""
+    def loop(self, index: str, stop: str, body: Sequence[str], start: str = "0",
+             step: str = "1", reverse: bool = False) -> list[str]:
+        """A loop running `body` (lines) for `index` = start, start + step, ... (before
+        `stop`), or in the reverse order of those values."""
         lines = [INDENT + line if line else line for line in body or ["pass"]]
-        return [f"for {index} in range({stop}):", *lines]
+        bounds = [stop] if start == "0" and step == "1" else \
+            [start, stop] if step == "1" else [start, stop, step]
+        values = f"range({', '.join(bounds)})"
+        if reverse:
+            values = f"reversed({values})"
+        return [f"for {index} in {values}:", *lines]
 
     # -- used by the scheduler
     def emit(self, node: Node) -> tuple[str, int]:

@@ -362,12 +362,20 @@ class _Scheduler:
             inner.code[id(x)] = code
             sched.refs[id(x)] = ()   # like a function's arguments: never released
         order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
-        sched.run(order, use_counts(order, region.outputs))
+        uses = use_counts(order, region.outputs)
+        for x, name in zip(region.carried, carried):   # a buffer the loop writes entries
+            # of (`h_steps[t] = h`): the function's own, written in place once read
+            if x.shape and any(n.op in st.ops.write and n.args[0] is x for n in order):
+                sched.st.buffers[name] = x
+                sched.st.remaining[name] = uses[id(x)]
+                sched.refs[id(x)] = (name,)
+        sched.run(order, uses)
         body = _with_releases(_updated(sched, region, carried, node.phase), frozenset(carried))
+        lines = [line for line in body.lines if not _SELF_ASSIGNED.match(line)]
         p.dims_used |= inner.dims_used
         p.preludes.update(inner.preludes)
         st.assigned.update(carried)
-        return RegionCode(index, carried, init, body.lines)
+        return RegionCode(index, carried, init, lines)
 
 
 def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=MAX_EXPR):
@@ -788,6 +796,9 @@ _ALIGNED_COMMENT = re.compile(r" {3,}#")
 # The phases of derivative nodes: reverse mode ("grad", or what the function calls it),
 # forward mode, and forward over reverse (an HVP's tangents of the gradient's nodes).
 _DERIVATIVE = frozenset({"backward", "tangent", SECOND_ORDER})
+
+# `H = H  # reuses H's buffer`: a write into a loop's buffer renamed to the buffer itself
+_SELF_ASSIGNED = re.compile(r"\s*(\w+) = \1  # reuses ")
 
 
 # ---------------------------------------------------------------- regions (loops)

@@ -1,5 +1,14 @@
 """Control flow: a loop is one node holding its body as a region (`ir.Region`).
 
+THE SCAN CONTRACT (shared by the language side and the derivative side of loops):
+`scan(*carried_init, *outside, body=Region, length=L, start=S, step=K, reverse=False)`:
+iteration i (0 <= i < L) has the index value S + i*K (S, L: ints or dimension
+expressions, K a nonzero int; the defaults 0 and 1 and reverse=False are left out of the
+node's attributes); with reverse=True the iterations run i = L-1, ..., 0. A zero-trip
+loop leaves the carried values as they are. `part(scan, index=k)` is the k-th final
+carried value. Derivative rules (gradgen/autodiff/loops.py) are attached from the
+autodiff layer (`registry.attach_rules`).
+
 `scan(carried..., outside..., body, length)` runs `body` for the loop index 0, 1, ...,
 length - 1: the body's inputs are the index, the carried values and the values it reads
 from outside (the node's arguments after the carried ones); its outputs are the next
@@ -17,12 +26,12 @@ variable after the loop.
 from __future__ import annotations
 
 from ..errors import ShapeError
-from .registry import PREC_ATOM, defop
+from .registry import PREC_ATOM, PREC_CALL, defop
 
 __all__: list[str] = []
 
 
-def _scan_shape(args, body, length):
+def _scan_shape(args, body, length, start=0, step=1, reverse=False):
     carried = len(body.outputs)
     if len(args) < carried:
         raise ShapeError(f"a loop carrying {carried} values got {len(args)} initial values")
@@ -37,16 +46,54 @@ def _part_shape(args, index):
     return outputs[index].shape
 
 
+def loop_attrs(node) -> dict:
+    """The loop attributes of a scan but its body: length, and start, step, reverse where
+    they are not the defaults (build another scan over the same steps with them)."""
+    return {k: v for k, v in node.attrs if k != "body"}
+
+
+def iteration(index, node):
+    """The iteration number i of the loop `node` at the body's index value `index`
+    (S + i*K): the index itself for start 0 and step 1 (an int node)."""
+    from ..ir import const, make
+
+    start, step = node.attr("start", 0), node.attr("step", 1)
+    i = index if start == 0 else index - const(start)
+    return i if step == 1 else make("floordiv", i, const(step))
+
+
 def _scan_stmt(p, node, target):
-    """`h = h0`, then `for t in range(T):` over the body (`target` names nothing)."""
+    """`h = h0`, then `for t in range(T):` over the body (`target` names nothing); `for t
+    in reversed(range(T)):` for a reversed loop (a loop's backward pass)."""
+    import sympy
+
     code = p.region(node)
-    length = p.scalar(node.attr("length"), integer=True)[0]
-    return code.init + p.loop(code.index, length, code.body)
+    length, start, step = node.attr("length"), node.attr("start", 0), node.attr("step", 1)
+    stop = sympy.sympify(start) + sympy.sympify(length) * step
+    kw = {}
+    if start != 0 or step != 1:
+        kw = {"start": p.scalar(start, integer=True)[0], "step": str(step)}
+    if node.attr("reverse", False):
+        kw["reverse"] = True
+    return code.init + p.loop(code.index, p.scalar(stop, integer=True)[0], code.body, **kw)
 
 
 # scan(carried..., outside..., body=Region, length=dim): the loop; its value is a tuple.
 defop("scan", None, shape=_scan_shape, dtype="tuple", traits=frozenset({"region"}),
       hint="loop", stmt=_scan_stmt)
+
+def _emit_empty(p, node):
+    from .constants import dtype_of
+
+    return p.creation("empty", p.shape(node.attr("shape")), dtype_of(p, node)), PREC_CALL
+
+
+# empty(sources..., shape, name): an uninitialised array of `shape` in the dtype of its
+# arguments: a loop's per-step buffer (saved residuals `h_steps`), every entry of which the
+# loop writes before anything reads it. `name` names the buffer (and keeps two buffers of
+# one shape apart: they are never one node).
+defop("empty", None, shape=lambda args, shape, name: shape, emit=_emit_empty,
+      traits=frozenset({"nondiff"}), hint=lambda node, names: node.attr("name"))
 
 # part(scan, index): the index-th final carried value of a loop.
 defop("part", 1, shape=_part_shape, hint="carried",

@@ -21,6 +21,7 @@ from ..ir import Graph
 from ..ops import REGISTRY
 from .dce import dce
 from .fuse import fuse
+from .loops import loops
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
 from .rules import CANONICAL, RuleEngine, apply, recording
@@ -28,11 +29,11 @@ from .scalars import place_scalars
 from .simplify import simplify
 
 # The passes iterated to a fixed point, in order.
-PIPELINE = (simplify, fuse, dce)
+PIPELINE = (simplify, fuse, dce, loops)
 MAX_ROUNDS = 50
 # The passes whose result they leave unchanged: dce removes the names of nodes the outputs
-# do not need, and its result has none left.
-IDEMPOTENT = frozenset({dce})
+# do not need, and its result has none left; loops runs to its own fixed point.
+IDEMPOTENT = frozenset({dce, loops})
 
 
 @contextlib.contextmanager
@@ -73,5 +74,5 @@ def lower(graph: Graph) -> Graph:
     return place_scalars(apply(graph, ("lower",)))
 
 
-__all__ = ["PIPELINE", "building", "dce", "fuse", "lower", "matchain", "optimize",
+__all__ = ["PIPELINE", "building", "dce", "fuse", "loops", "lower", "matchain", "optimize",
            "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify"]

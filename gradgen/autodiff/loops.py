@@ -1,0 +1,371 @@
+"""The derivative rules of loops (`scan`, `part`): the derivative of a loop is a loop.
+
+* VJP: the forward loop again, saving what the backward body needs per step in buffers
+  of shape (L, ...) (`h_steps`), and a reversed loop over the body's VJP carrying the
+  cotangents of the carried values and accumulating those of the values read from outside
+  (`dW = dW + ...`, from zeros). A saved value is one that depends on a carried value;
+  what depends only on the index and outside values is recomputed in the backward body,
+  what depends only on outside values is computed once before the loop. With
+  checkpointing (`checkpoint=K`) the forward loop saves the carried values every K steps
+  only, and the backward loop recomputes each segment's residuals (`_checkpointed_vjp`).
+* JVP: one loop over the body and its JVP, the tangents carried beside the values.
+* Batched JVP (`vmap`, the Hessian's): the same with a batch of tangents.
+
+A loop's value is the tuple of its final carried values: its cotangent (tangent) is a
+dict {k: that of the k-th carried value}; `part` picks one. These rules live here, not in
+gradgen/ops/control.py, because they differentiate the body (ops/ never imports autodiff/):
+`registry.attach_rules` gives them to the ops. The forward loop of a VJP (or the loop of a
+JVP) contains the original loop's body, inputs and outputs, so the pass
+gradgen/passes/loops.py lets one loop compute both and drops what nobody reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import sympy
+
+from ..dims import as_expr
+from ..ir import Node, Region, analysis, builder, const, make, topo_order, unvisited
+from ..ops.control import iteration, loop_attrs
+from ..ops.dtypes import dtype_sources
+from ..ops.registry import REGISTRY, attach_rules
+from .forward import batched_jvp, jvp
+from .reverse import vjp
+
+__all__ = ["checkpointing"]
+
+FLOAT = "float"
+
+
+@contextlib.contextmanager
+def checkpointing(every: int | None) -> Iterator[None]:
+    """Build the VJPs of loops inside the block with checkpoints every `every` steps
+    (None: save every step's residuals)."""
+    memo = builder().memo
+    saved = memo.get("checkpoint")
+    memo["checkpoint"] = every
+    try:
+        yield
+    finally:
+        memo["checkpoint"] = saved
+
+
+# ---------------------------------------------------------------- helpers
+
+def _inputs_of(node: Node) -> frozenset:
+    """The ids of the input nodes `node` depends on (memoised per compilation)."""
+    return analysis("loop_inputs", node, _inputs_rule)
+
+
+def _inputs_rule(n: Node, args: list) -> frozenset:
+    if n.is_input:
+        return frozenset((id(n),))
+    if len(args) == 1:
+        return args[0]
+    out: frozenset = frozenset()
+    for a in args:
+        out |= a
+    return out
+
+
+def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
+    """`roots` rebuilt with the nodes (by id) in `mapping` replaced: what depends on them is
+    made again (the same node where nothing below it changed)."""
+    new = dict(mapping)
+    b = builder()
+    for root in roots:
+        for n in unvisited(root, new):
+            args = [new.get(id(a), a) for a in n.args]
+            if all(x is y for x, y in zip(args, n.args)):
+                new[id(n)] = n
+                continue
+            with b.at(origin=n.origin, phase=n.phase):
+                new[id(n)] = make(n.op, *args, **n.kw)
+    return [new.get(id(r), r) for r in roots]
+
+
+class _Names:
+    """Names of the new inputs of one loop's derivative bodies, unique among its inputs'."""
+
+    def __init__(self, body: Region):
+        self.taken = {x.attr("name") for x in body.inputs}
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}{k}"
+        self.taken.add(name)
+        return name
+
+
+def _input(names: _Names, base: str, role: str, shape) -> Node:
+    return make("input", name=names.fresh(base), role=role, shape=tuple(shape))
+
+
+def _zeros(like: Node) -> Node:
+    """Zeros of `like`'s shape and dtype (a number for a number)."""
+    return const(0) if like.is_const else make("zeros_like", like)
+
+
+def _scan_parts(scan: Node, first: int, count: int) -> list[Node]:
+    return [make("part", scan, index=first + k) for k in range(count)]
+
+
+def _accumulate(acc: Node, c: Node) -> Node:
+    """`acc + c`; a term of `c` that scatters rows into zeros at a scalar index (the VJP of
+    reading `X[t]`) becomes a write of the sum into those rows (`dX[t] = dX[t] + g`), not
+    an array of X's size per step."""
+    terms, rest = [], []
+    pending = [c]
+    while pending:
+        x = pending.pop()
+        if x.op == "add" and len(x.args) == 2 and x.shape == c.shape:
+            pending += x.args
+        elif x.op == "scatter_add" and all(i.ndim == 0 for i in x.args[1:]) \
+                and tuple(x.shape) == tuple(acc.shape):
+            terms.append(x)
+        else:
+            rest.append(x)
+    for r in rest:
+        acc = acc + r
+    for s in terms:
+        g, idx, axis = s.args[0], s.args[1:], s.attr("axis")
+        rows = make("gather", acc, *idx, axis=axis)
+        acc = make("update", acc, rows + g, *idx, index=(), axis=axis)
+    return acc
+
+
+# ---------------------------------------------------------------- part
+
+def _part_vjp(g, node):
+    return ({node.attr("index"): g},)
+
+
+def _part_jvp(ts, node):
+    return None if ts[0] is None else ts[0].get(node.attr("index"))
+
+
+# ---------------------------------------------------------------- VJP
+
+def _scan_vjp(g: dict, node: Node) -> tuple:
+    every = builder().memo.get("checkpoint")
+    length = as_expr(node.attr("length"))
+    if every and not (length.is_Integer and int(length) <= every):
+        return _checkpointed_vjp(g, node, every)
+    return _saved_vjp(g, node)
+
+
+class _BodyVJP:
+    """The VJP of one loop body for the cotangents of some carried values: what the
+    backward body computes, the body values it needs (`saved`: depend on a carried
+    value; `hoisted`: on outside values only) and the new inputs it reads."""
+
+    def __init__(self, node: Node, g: dict):
+        body = node.attr("body")
+        self.node, self.body = node, body
+        c = self.C = len(body.outputs)
+        self.t, self.cin, self.oin = body.inputs[0], body.inputs[1:1 + c], body.inputs[1 + c:]
+        names = self.names = _Names(body)
+        float_c = [k for k in range(c) if self.cin[k].dtype == FLOAT]
+        self.do = [j for j, x in enumerate(self.oin) if x.dtype == FLOAT]
+        ct_in = {k: _input(names, "d" + self.cin[k].attr("name"), "carry", self.cin[k].shape)
+                 for k in float_c}
+        self.acc_in = {j: _input(names, "d" + self.oin[j].attr("name"), "carry",
+                                 self.oin[j].shape) for j in self.do}
+        wrt = [self.cin[k] for k in float_c] + [self.oin[j] for j in self.do]
+        # the carried values whose cotangent is not always zero: those with one given,
+        # and those their body values read (to a fixed point)
+        active = sorted(k for k in g if k in ct_in)
+        while True:
+            cts, _ = vjp([body.outputs[k] for k in active], [ct_in[k] for k in active], wrt)
+            more = sorted(set(active) | {k for k, ct in zip(float_c, cts) if ct is not None})
+            if more == active:
+                break
+            active = more
+        self.active = active
+        self.ct_in = [ct_in[k] for k in active]
+        ct_c = dict(zip(float_c, cts))
+        ct_o = dict(zip(self.do, cts[len(float_c):]))
+        self.ct_c = [ct_c[k] for k in active]
+        self.ct_o = [ct_o[j] for j in self.do]
+        self._frontier([x for x in self.ct_c + self.ct_o if x is not None])
+
+    def _frontier(self, roots: list[Node]) -> None:
+        """The body values the cotangents read, sorted into saved and hoisted ones."""
+        body = self.body
+        primal = {id(n) for n in topo_order(body.outputs)} | {id(x) for x in body.inputs}
+        frontier: dict[int, Node] = {}
+        for n in topo_order(roots):
+            if id(n) in primal:
+                continue
+            for a in n.args:
+                if id(a) in primal:
+                    frontier.setdefault(id(a), a)
+        for r in roots:
+            if id(r) in primal:
+                frontier.setdefault(id(r), r)
+        carried = {id(x) for x in self.cin}
+        oin = {id(x) for x in self.oin}
+        self.saved: list[Node] = []
+        self.hoisted: list[Node] = []
+        for f in frontier.values():
+            deps = _inputs_of(f)
+            if deps & carried:
+                self.saved.append(f)
+            elif deps and id(self.t) not in deps and id(f) not in oin:
+                self.hoisted.append(f)
+            # else: a number, an outside value, or computed from the index (recomputed)
+
+    def saved_name(self, f: Node) -> str:
+        """`h_steps` for the carried value h, `h_next_steps` for its next value, else the
+        op's hint (`tanh_steps`)."""
+        for k, (x, y) in enumerate(zip(self.cin, self.body.outputs)):
+            if f is x:
+                return self.names.fresh(x.attr("name") + "_steps")
+            if f is y:
+                return self.names.fresh(x.attr("name") + "_next_steps")
+        hint = REGISTRY[f.op].hint
+        base = hint if isinstance(hint, str) else f.op
+        return self.names.fresh(base + "_steps")
+
+    def backward(self, mapping: dict[int, Node]) -> tuple[list[Node], list[Node]]:
+        """The backward body's next carried values (the cotangents of the carried values,
+        then the accumulated ones of the outside values) with the saved and hoisted values
+        read as `mapping` says; and the outside inputs of the body it reads."""
+        subs = substitute([x for x in self.ct_c + self.ct_o if x is not None], mapping)
+        it = iter(subs)
+        outs = [next(it) if x is not None else make("zeros_like", c)
+                for x, c in zip(self.ct_c, self.ct_in)]
+        for j, x in zip(self.do, self.ct_o):
+            outs.append(self.acc_in[j] if x is None else _accumulate(self.acc_in[j], next(it)))
+        oin = {id(x) for x in self.oin}
+        used = {id(n) for n in topo_order(outs) if id(n) in oin}
+        return outs, [x for x in self.oin if id(x) in used]
+
+
+def _buffer_sources(node: Node, f: Node, body: Region) -> tuple[Node, ...]:
+    """The arguments of the loop whose dtype a buffer of the body value `f` has."""
+    deps = _inputs_of(f)
+    args = [a for x, a in zip(body.inputs[1:], node.args)
+            if id(x) in deps and x.dtype == FLOAT and not a.is_const]
+    found: dict = {}
+    for a in args or [a for a in node.args if a.dtype == FLOAT and not a.is_const]:
+        found.update(dict.fromkeys(dtype_sources(a)))
+    return tuple(sorted(found, key=lambda x: x.serial))
+
+
+def _saved_vjp(g: dict, node: Node) -> tuple:
+    """The VJP saving every step's residuals: a forward loop writing them into buffers,
+    a reversed loop reading them."""
+    bv = _BodyVJP(node, g)
+    body, c, b = bv.body, bv.C, builder()
+    attrs = loop_attrs(node)
+    length = as_expr(node.attr("length"))
+    index = bv.t
+    # the forward loop: the body, and a write of each saved value into its buffer
+    with b.at(phase="forward"):
+        i = iteration(index, node)
+        names = [bv.saved_name(f) for f in bv.saved]
+        bufs_in = [make("input", name=n, role="carry", shape=(length,) + tuple(f.shape))
+                   for n, f in zip(names, bv.saved)]
+        writes = [make("update", buf, f, i, index=(), axis=0) for buf, f in zip(bufs_in, bv.saved)]
+        empties = [make("empty", *_buffer_sources(node, f, body), shape=buf.shape, name=n)
+                   for n, f, buf in zip(names, bv.saved, bufs_in)]
+        fwd = make("scan", *node.args[:c], *empties, *node.args[c:],
+                   body=Region((index, *bv.cin, *bufs_in, *bv.oin), (*body.outputs, *writes)),
+                   **attrs)
+        buffers = _scan_parts(fwd, c, len(bufs_in))
+    # the backward loop: the body's VJP, the saved values read at the step
+    reads = [make("input", name=n, role="outside", shape=buf.shape)
+             for n, buf in zip(names, bufs_in)]
+    mapping = {id(f): make("gather", r, i, axis=0) for f, r in zip(bv.saved, reads)}
+    hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
+                         else f.op, "outside", f.shape) for f in bv.hoisted]
+    mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))
+    hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(bv.oin, node.args[c:])})
+    outs, oin_used = bv.backward(mapping)
+    outer = dict(zip(map(id, bv.oin), node.args[c:]))
+    inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active] + \
+            [_zeros(node.args[c + j]) for j in bv.do]
+    bwd_attrs = dict(attrs, reverse=True)
+    if attrs.get("reverse"):
+        del bwd_attrs["reverse"]
+    bwd = make("scan", *inits, *buffers, *hoisted, *(outer[id(x)] for x in oin_used),
+               body=Region((index, *bv.ct_in, *(bv.acc_in[j] for j in bv.do), *reads,
+                            *hoisted_in, *oin_used), outs), **bwd_attrs)
+    parts = _scan_parts(bwd, 0, len(outs))
+    cts: list = [None] * len(node.args)
+    for k, p in zip(bv.active, parts):
+        cts[k] = p
+    for j, p in zip(bv.do, parts[len(bv.active):]):
+        cts[c + j] = p
+    return tuple(cts)
+
+
+# ---------------------------------------------------------------- checkpointing
+
+def _checkpointed_vjp(g: dict, node: Node, every: int) -> tuple:
+    """The VJP of a long loop saving its carried values every `every` steps only: the loop
+    is run as n = L // K segments of K steps (a loop over segments whose body is a loop of
+    K steps) and a tail of L % K steps; the segments' loop is differentiated saving only
+    its carried values (each segment's residuals are recomputed from them in the
+    backward pass, one segment at a time), the tail and each segment's inner loop saving
+    their residuals."""
+    raise NotImplementedError("checkpointing")
+
+
+# ---------------------------------------------------------------- JVP and batched JVP
+
+def _loop_jvp(ts: list, node: Node, batched: bool):
+    """A loop over the body and its (batched) JVP: the tangents carried beside the values."""
+    body = node.attr("body")
+    c = len(body.outputs)
+    t, cin, oin = body.inputs[0], body.inputs[1:1 + c], body.inputs[1 + c:]
+    inits, outer = node.args[:c], node.args[c:]
+    names = _Names(body)
+    lead = ()
+    if batched:
+        lead = next(x for x in ts if x is not None).shape[:1]
+    suffix = "_dots" if batched else "_dot"
+    tc_in = {k: _input(names, cin[k].attr("name") + suffix, "carry", lead + tuple(cin[k].shape))
+             for k in range(c) if cin[k].dtype == FLOAT}
+    to = [j for j in range(len(oin)) if ts[c + j] is not None and oin[j].dtype == FLOAT]
+    to_in = {j: _input(names, oin[j].attr("name") + suffix, "outside", ts[c + j].shape)
+             for j in to}
+    active = sorted(k for k in tc_in if ts[k] is not None)
+    while True:
+        seeds = {id(cin[k]): tc_in[k] for k in active}
+        seeds.update((id(oin[j]), to_in[j]) for j in to)
+        if batched:
+            outs = batched_jvp(list(body.outputs), seeds)
+        else:
+            outs, _ = jvp(list(body.outputs), seeds, phase="tangent")
+        more = sorted(set(active) | {k for k in tc_in if outs[k] is not None})
+        if more == active:
+            break
+        active = more
+    if not active:
+        return None
+    nexts = [outs[k] if outs[k] is not None else make("zeros_like", tc_in[k]) for k in active]
+
+    def zero_tangent(a: Node, k: int) -> Node:
+        if not batched:
+            return _zeros(a)
+        like = next(x for x in ts if x is not None)
+        return make("full", *dtype_sources(a if not a.is_const else like),
+                    value=sympy.Integer(0), shape=lead + tuple(cin[k].shape))
+
+    tinits = [ts[k] if ts[k] is not None else zero_tangent(inits[k], k) for k in active]
+    loop = make("scan", *inits, *tinits, *outer, *(ts[c + j] for j in to),
+                body=Region((t, *cin, *(tc_in[k] for k in active), *oin,
+                             *(to_in[j] for j in to)), (*body.outputs, *nexts)),
+                **loop_attrs(node))
+    return {k: make("part", loop, index=c + n) for n, k in enumerate(active)}
+
+
+attach_rules("scan", vjp=_scan_vjp, jvp=lambda ts, n: _loop_jvp(ts, n, False),
+             vmap=lambda ts, n: _loop_jvp(ts, n, True))
+attach_rules("part", vjp=_part_vjp, jvp=_part_jvp, vmap=_part_jvp)

@@ -1,0 +1,245 @@
+"""Derivatives of loops (issue 11): the VJP of a scan is a reversed scan over saved
+residuals, its JVP a scan over the body's JVP, its batching rule a scan over the batched
+body, so grad, vjp, jvp, hvp and the Hessian go through loops, to second order.
+
+Each case is written once as a function of a `loop` combinator and built twice: with
+`Scan` (one scan node holding the body as a region, as the language lowers a `for` loop)
+and with `Unrolled` (the body built once per step, the loop index a number). Both are
+compiled (every derivative at once, one module each) and run; the scan's derivatives must
+equal the unrolled ones (which the rest of the compiler differentiates), and finite
+differences (two-sided, float64) check them independently. The checkpointed VJP must give
+the saved one's numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+import pytest
+from test_regions import SIZES, _emit, _inp
+
+from gradgen.autodiff.derivatives import EntryDerivatives
+from gradgen.autodiff.loops import checkpointing
+from gradgen.dims import dim_symbol
+from gradgen.ir import Graph, Region, const, make, topo_order
+from gradgen.passes import building, lower, optimize
+
+N, D, T = dim_symbol("N"), dim_symbol("D"), dim_symbol("T")
+
+
+@pytest.fixture(autouse=True)
+def _building():
+    with building():
+        yield
+
+
+class Scan:
+    """`loop(...)` as one scan node."""
+
+    def __init__(self):
+        self.level = 0
+
+    def __call__(self, inits, outside, body, length, start=0, step=1, reverse=False,
+                 names=None):
+        self.level += 1
+        lv = self.level
+        names = names or [f"c{k}" for k in range(len(inits))]
+        t = _inp(f"t{lv}", (), "index")
+        cin = [_inp(f"{n}", a.shape, "carry") for n, a in zip(names, inits)]
+        oin = [_inp(f"o{lv}_{j}", a.shape, "outside") for j, a in enumerate(outside)]
+        outs = body(t, cin, oin)
+        self.level -= 1
+        attrs = {"length": length}
+        if start:
+            attrs["start"] = start
+        if step != 1:
+            attrs["step"] = step
+        if reverse:
+            attrs["reverse"] = True
+        scan = make("scan", *inits, *outside, body=Region((t, *cin, *oin), tuple(outs)),
+                    **attrs)
+        return [make("part", scan, index=k) for k in range(len(inits))]
+
+
+class Unrolled:
+    """`loop(...)` as the body built once per step (a dimension `length` at its size in
+    SIZES)."""
+
+    def __call__(self, inits, outside, body, length, start=0, step=1, reverse=False,
+                 names=None):
+        carried = list(inits)
+        steps = range(SIZES[str(length)] if hasattr(length, "name") else int(length))
+        for i in (reversed(steps) if reverse else steps):
+            carried = list(body(const(start + i * step), carried, list(outside)))
+        return carried
+
+
+def _sum(x):
+    return make("sum", x, axes=tuple(range(x.ndim)), keepdims=False) if x.ndim else x
+
+
+def _row(x, t):
+    """x[t] (the unrolled loop's index is a number)."""
+    if t.is_const:
+        return make("index", x, index=(int(t.value),))
+    return make("gather", x, t, axis=0)
+
+
+def _write(x, v, t):
+    """x with x[t] = v."""
+    if t.is_const:
+        return make("update", x, v, index=(int(t.value),), axis=None)
+    return make("update", x, v, t, index=(), axis=0)
+
+
+# ---------------------------------------------------------------- the cases
+# Each: (params: [(name, shape)], data: [(name, shape)], model(loop, *params, *data) -> a
+# scalar node). Shapes use N, D, T (SIZES: N=3, D=4, T=5).
+
+def rnn(loop, h0, w, x, length=T):
+    """h <- tanh(h @ W + X[t]); loss = sum(h_T ** 2)."""
+    (h,) = loop([h0], [w, x], lambda t, c, o: [make("tanh", c[0] @ o[0] + _row(o[1], t))],
+                length, names=["h"])
+    return _sum(h * h)
+
+
+def hmm(loop, a0, la, lb):
+    """The forward algorithm in log space: alpha <- logsumexp(alpha[:, None] + logA, 0)
+    + logB[t]; loss = logsumexp(alpha_T)."""
+    def body(t, c, o):
+        alpha, a, b = c[0], o[0], o[1]
+        s = make("expand_dims", alpha, axes=(1,)) + a
+        return [make("log", make("sum", make("exp", s), axes=(0,), keepdims=False)) + _row(b, t)]
+    (alpha,) = loop([a0], [la, lb], body, T, names=["alpha"])
+    return make("log", _sum(make("exp", alpha)))
+
+
+def per_step(loop, h0, w, y):
+    """H[t] = h each step (a buffer written at the index); loss = sum(H * Y) + sum(h_T)."""
+    def body(t, c, o):
+        h, hs = c
+        new = make("sin", h @ o[0])
+        return [new, _write(hs, new, t)]
+    h, hs = loop([h0, make("zeros_like", y)], [w], body, T, names=["h", "H"])
+    return _sum(hs * y) + _sum(h)
+
+
+def two_carried(loop, h0, c0, w):
+    """(h, c) <- (tanh(h @ W + c), 0.5 c + sin(h) * t)."""
+    def body(t, c, o):
+        h, cc = c
+        return [make("tanh", h @ o[0] + cc), cc * 0.5 + make("sin", h) * t]
+    h, c = loop([h0, c0], [w], body, T, names=["h", "c"])
+    return _sum(h * c)
+
+
+def nested(loop, h0, w):
+    """for t: g = h; for s in range(3): g = 0.5 g + h * w0 ... ; h = tanh(g @ W)."""
+    def inner(s, c, o):
+        return [c[0] * 0.5 + make("sin", o[0]) * s]
+
+    def outer(t, c, o):
+        (g,) = loop([c[0]], [c[0]], inner, 3, names=["g"])
+        return [make("tanh", g @ o[0])]
+    (h,) = loop([h0], [w], outer, T, names=["h"])
+    return _sum(h * h)
+
+
+def reversed_loop(loop, h0, w, x):
+    """An RNN running over X backwards (reverse=True)."""
+    (h,) = loop([h0], [w, x], lambda t, c, o: [make("tanh", c[0] @ o[0] + _row(o[1], t))],
+                T, reverse=True, names=["h"])
+    return _sum(h * make("cos", h))
+
+
+def strided(loop, h0, w, x):
+    """t = 2, 5, 8 (start 2, step 3, 3 steps) and t = 9, 7, 5, 3 (step -2) reading X[t]."""
+    body = lambda t, c, o: [make("tanh", c[0] @ o[0] + _row(o[1], t) * t)]  # noqa: E731
+    (h,) = loop([h0], [w, x], body, 3, start=2, step=3, names=["h"])
+    (h,) = loop([h], [w, x], body, 4, start=9, step=-2, names=["h"])
+    return _sum(h * h)
+
+
+W_ = ("W", (D, D))
+CASES = {
+    "rnn": (rnn, [("h0", (N, D)), W_, ("X", (T, N, D))], []),
+    "hmm": (hmm, [("a0", (D,)), ("logA", (D, D)), ("logB", (T, D))], []),
+    "per_step": (per_step, [("h0", (N, D)), W_], [("Y", (T, N, D))]),
+    "two_carried": (two_carried, [("h0", (N, D)), ("c0", (N, D)), W_], []),
+    "nested": (nested, [("h0", (N, D)), W_], []),
+    "reverse": (reversed_loop, [("h0", (N, D)), W_, ("X", (T, N, D))], []),
+    "strided": (strided, [("h0", (N, D)), W_, ("X", (sympy.Integer(10), N, D))], []),
+}
+
+
+def _shape(shape, sizes):
+    return tuple(int(s.subs({dim_symbol(k): v for k, v in sizes.items()}))
+                 if hasattr(s, "subs") else int(s) for s in shape)
+
+
+def _compile(case: str, loop, checkpoint=None, sizes=SIZES):
+    """One function computing value, gradient, JVP, HVP and Hessian of a case (every
+    derivative of the loop); returns (f, params, data, number of params)."""
+    model, params, data = CASES[case]
+    ps = [_inp(n, s) for n, s in params]
+    ds = [_inp(n, s, "data") for n, s in data]
+    out = model(loop, *ps, *ds)
+    ed = EntryDerivatives(out, ps)
+    vs = [_inp(f"v_{n}", s, "tangent") for n, s in params]
+    with checkpointing(checkpoint):
+        grads = ed.gradient().outputs
+    (jv,) = ed.jvp(vs).outputs
+    hv = ed.hvp(vs).outputs
+    hess = [b for row in ed.hessian() for b in row]
+    graph = Graph((*ps, *ds, *vs), (out, *grads, jv, *hv, *hess))
+    graph = lower(optimize(graph))
+    source, f = _emit(graph)
+    return source, f, len(ps)
+
+
+def _values(case, rng, sizes=SIZES):
+    _, params, data = CASES[case]
+    scale = 0.4
+    return [scale * rng.normal(size=_shape(s, sizes)) for _, s in params] + \
+        [rng.normal(size=_shape(s, sizes)) for _, s in data]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_loop_derivatives(case):
+    rng = np.random.default_rng(1)
+    source, f, n = _compile(case, Scan())
+    _, unrolled, _ = _compile(case, Unrolled())
+    assert "for " in source
+    xs = _values(case, rng)
+    vs = [rng.normal(size=x.shape) for x in xs[:n]]
+    got = f(*xs, *vs)
+    want = unrolled(*xs, *vs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    value, grads, jv = got[0], got[1:1 + n], got[1 + n]
+    hv, hess = got[2 + n:2 + 2 * n], got[2 + 2 * n:]
+
+    def fval(ps):
+        return f(*ps, *xs[n:], *vs)[0]
+
+    def fgrad(ps):
+        return f(*ps, *xs[n:], *vs)[1:1 + n]
+    eps = 1e-6
+    for i in range(n):   # the gradient, one entry at a time
+        for idx in list(np.ndindex(xs[i].shape))[:6]:
+            plus = [x.copy() for x in xs[:n]]
+            minus = [x.copy() for x in xs[:n]]
+            plus[i][idx] += eps
+            minus[i][idx] -= eps
+            fd = (fval(plus) - fval(minus)) / (2 * eps)
+            assert grads[i][idx] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    # the JVP is <grad, v>; the HVP the derivative of the gradient along v
+    assert jv == pytest.approx(sum(np.sum(g * v) for g, v in zip(grads, vs)), rel=1e-10)
+    plus = fgrad([x + eps * v for x, v in zip(xs[:n], vs)])
+    minus = fgrad([x - eps * v for x, v in zip(xs[:n], vs)])
+    for h, p, m in zip(hv, plus, minus):
+        np.testing.assert_allclose(h, (p - m) / (2 * eps), rtol=1e-5, atol=1e-7)
+    # the Hessian blocks applied to v are the HVP
+    for i in range(n):
+        total = sum(np.tensordot(hess[i * n + j], vs[j], axes=vs[j].ndim) for j in range(n))
+        np.testing.assert_allclose(total, hv[i], rtol=1e-9, atol=1e-11)
