@@ -372,7 +372,9 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         if e.as_coeff_Mul()[0].is_negative:
             return "-" + unary_operand(_print(-e, r)), PREC_NEG
         factors = sorted(e.args, key=lambda t: (not t.is_Number, sympy.default_sort_key(t)))
-        return " * ".join(_paren(_print(f, r), PREC_MUL) for f in factors), PREC_MUL
+        # (left to right: `2 * (T // 2)`, a later factor that is a // or % is parenthesised)
+        return " * ".join(_paren(_print(f, r), PREC_MUL + (k > 0))
+                          for k, f in enumerate(factors)), PREC_MUL
     if e.is_Pow:
         base, exp = e.args
         if exp == -1:

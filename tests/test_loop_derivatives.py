@@ -243,3 +243,28 @@ def test_loop_derivatives(case):
     for i in range(n):
         total = sum(np.tensordot(hess[i * n + j], vs[j], axes=vs[j].ndim) for j in range(n))
         np.testing.assert_allclose(total, hv[i], rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("case,every", [("rnn", 2), ("per_step", 3), ("reverse", 2),
+                                        ("strided", 2), ("two_carried", 5), ("nested", 4)])
+def test_checkpointed_equals_saved(case, every):
+    """Saving the carried values every `every` steps and recomputing the residuals gives
+    the numbers of saving them all (T = 5: segments and a tail; T = 4 and 1: other
+    remainders; T = 0: no step)."""
+    rng = np.random.default_rng(2)
+    saved_source, saved, n = _compile(case, Scan())
+    source, f, _ = _compile(case, Scan(), checkpoint=every)
+    assert "_checkpoints" in source and "_checkpoints" not in saved_source
+    for steps in (5, 4, 1, 0):
+        sizes = {**SIZES, "T": steps}
+        xs = _values(case, rng, sizes)
+        vs = [rng.normal(size=x.shape) for x in xs[:n]]
+        f.__globals__.update(sizes)
+        saved.__globals__.update(sizes)
+        try:
+            got, want = f(*xs, *vs), saved(*xs, *vs)
+        finally:
+            f.__globals__.update(SIZES)
+            saved.__globals__.update(SIZES)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)

@@ -257,9 +257,11 @@ def _buffer_sources(node: Node, f: Node, body: Region) -> tuple[Node, ...]:
     return tuple(sorted(found, key=lambda x: x.serial))
 
 
-def _saved_vjp(g: dict, node: Node) -> tuple:
+def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     """The VJP saving every step's residuals: a forward loop writing them into buffers,
-    a reversed loop reading them."""
+    a reversed loop reading them. `acc`: the cotangents (by outside value's position) the
+    backward loop adds those of the outside values to (zeros by default)."""
+    acc = acc or {}
     bv = _BodyVJP(node, g)
     body, c, b = bv.body, bv.C, builder()
     attrs = loop_attrs(node)
@@ -289,7 +291,7 @@ def _saved_vjp(g: dict, node: Node) -> tuple:
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
     inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active] + \
-            [_zeros(node.args[c + j]) for j in bv.do]
+            [acc[j] if j in acc else _zeros(node.args[c + j]) for j in bv.do]
     bwd_attrs = dict(attrs, reverse=True)
     if attrs.get("reverse"):
         del bwd_attrs["reverse"]
@@ -308,13 +310,85 @@ def _saved_vjp(g: dict, node: Node) -> tuple:
 # ---------------------------------------------------------------- checkpointing
 
 def _checkpointed_vjp(g: dict, node: Node, every: int) -> tuple:
-    """The VJP of a long loop saving its carried values every `every` steps only: the loop
-    is run as n = L // K segments of K steps (a loop over segments whose body is a loop of
-    K steps) and a tail of L % K steps; the segments' loop is differentiated saving only
-    its carried values (each segment's residuals are recomputed from them in the
-    backward pass, one segment at a time), the tail and each segment's inner loop saving
-    their residuals."""
-    raise NotImplementedError("checkpointing")
+    """The VJP of a long loop saving only its carried values, once every E = `every`
+    steps: the forward loop writes them into `h_checkpoints` (row ceil(e / E) at
+    execution step e, so row j last holds the values at step j * E); the backward pass
+    first differentiates the tail (the last L - n E steps, n = L // E: recomputed from row
+    n, saving their residuals), then runs a reversed loop over the n segments whose body
+    recomputes one segment's E steps from its row, saving their residuals, and runs the
+    backward loop over them. Peak memory: (n + 2) carried values and one segment's
+    residuals, instead of every step's."""
+    body = node.attr("body")
+    c = len(body.outputs)
+    t, cin, oin = body.inputs[0], body.inputs[1:1 + c], body.inputs[1 + c:]
+    if any(x.dtype != FLOAT for x in cin):   # (integer carried values: saved as usual)
+        return _saved_vjp(g, node)
+    inits, outer = node.args[:c], node.args[c:]
+    length = as_expr(node.attr("length"))
+    start, step = as_expr(node.attr("start", 0)), int(node.attr("step", 1))
+    reverse = bool(node.attr("reverse", False))
+    e_size = sympy.Integer(every)
+    n = sympy.floor(length / e_size)
+    names, b = _Names(body), builder()
+    # the index value at execution step e: S + K i, with i = e (or L - 1 - e reversed)
+    first, direction = (start + step * (length - 1), -step) if reverse else (start, step)
+    # the forward loop: the body, and the carried values written at row ceil(e / E)
+    with b.at(phase="forward"):
+        i = iteration(t, node)
+        e = (const(length - 1) - i) if reverse else i
+        row = make("floordiv", e + const(every - 1), const(every))
+        rows = (n + 2,)
+        ckpt_in = [make("input", name=names.fresh(x.attr("name") + "_checkpoints"),
+                        role="carry", shape=rows + tuple(x.shape)) for x in cin]
+        writes = [make("update", buf, x, row, index=(), axis=0) for buf, x in zip(ckpt_in, cin)]
+        empties = [make("empty", *_buffer_sources(node, x, body), shape=buf.shape,
+                        name=buf.attr("name")) for x, buf in zip(cin, ckpt_in)]
+        fwd = make("scan", *inits, *empties, *outer,
+                   body=Region((t, *cin, *ckpt_in, *oin), (*body.outputs, *writes)),
+                   **loop_attrs(node))
+        ckpts = _scan_parts(fwd, c, c)
+    # the tail: its steps again from row n, saving their residuals, and their VJP
+    tail_start = [make("squeeze", make("index", buf, index=(("slice", n, n + 1, 1),)),
+                       axes=(0,)) for buf in ckpts]   # row n (a size: no Index value)
+    tail_attrs = {"length": length - n * e_size}
+    if first + direction * n * e_size != 0 or direction != 1:
+        tail_attrs["start"] = first + direction * n * e_size
+    if direction != 1:
+        tail_attrs["step"] = direction
+    tail = make("scan", *tail_start, *outer, body=body, **tail_attrs)
+    tail_cts = _saved_vjp(g, tail)
+    # the segments, last first: each recomputed from its row (an inner loop of E steps
+    # whose index value is base + K u), and its VJP
+    j = make("input", name=names.fresh("segment"), role="index", shape=())
+    u = make("input", name=names.fresh(t.attr("name")), role="index", shape=())
+    base_in = make("input", name=names.fresh(t.attr("name") + "0"), role="index", shape=())
+    t_of_u = base_in + (u if direction == 1 else u * const(direction))
+    inner_body = substitute(list(body.outputs), {id(t): t_of_u})
+    ct_in = [_input(names, "d" + x.attr("name"), "carry", x.shape) for x in cin]
+    do = [q for q, x in enumerate(oin) if x.dtype == FLOAT]
+    acc_in = {q: _input(names, "d" + oin[q].attr("name"), "carry", oin[q].shape) for q in do}
+    reads = [make("input", name=buf.attr("name"), role="outside", shape=buf.shape)
+             for buf in ckpt_in]
+    seg_oin = list(oin)
+    base = const(first) + j * const(direction * every)
+    seg_start = [make("gather", r, j, axis=0) for r in reads]
+    inner = make("scan", *seg_start, *seg_oin, base,
+                 body=Region((u, *cin, *oin, base_in), tuple(inner_body)), length=e_size)
+    seg_cts = _saved_vjp({k: x for k, x in enumerate(ct_in)}, inner, acc_in)
+    outs = [seg_cts[k] if seg_cts[k] is not None else make("zeros_like", x)
+            for k, x in enumerate(ct_in)]
+    outs += [acc_in[q] if seg_cts[c + q] is None else seg_cts[c + q] for q in do]
+    ct_inits = [tail_cts[k] if tail_cts[k] is not None else _zeros(inits[k]) for k in range(c)]
+    acc_inits = [tail_cts[c + q] if tail_cts[c + q] is not None else _zeros(outer[q])
+                 for q in do]
+    segs = make("scan", *ct_inits, *acc_inits, *ckpts, *outer,
+                body=Region((j, *ct_in, *(acc_in[q] for q in do), *reads, *seg_oin),
+                            tuple(outs)), length=n, reverse=True)
+    parts = _scan_parts(segs, 0, len(outs))
+    cts: list = list(parts[:c]) + [None] * len(oin)
+    for q, p in zip(do, parts[c:]):
+        cts[c + q] = p
+    return tuple(cts)
 
 
 # ---------------------------------------------------------------- JVP and batched JVP

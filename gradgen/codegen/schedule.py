@@ -894,8 +894,8 @@ def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[s
             return False
     else:
         return False
-    if any(_mentions(line, name) for line in st.lines[1:]):
-        return False
+    if not st.lines or any(_mentions(line, name) for line in st.lines[1:]):
+        return False   # (no lines: `var` is a variable an inner loop assigned)
     rename = re.compile(rf"(?<![\w.]){re.escape(var)}(?!\w)")
     lines = []
     for line in st.lines:
