@@ -19,7 +19,6 @@ import pytest
 from test_regions import SIZES, _emit, _inp
 
 from gradgen.autodiff.derivatives import EntryDerivatives
-from gradgen.autodiff.loops import checkpointing
 from gradgen.dims import dim_symbol
 from gradgen.ir import Graph, Region, const, make, topo_order
 from gradgen.passes import building, lower, optimize
@@ -184,10 +183,9 @@ def _compile(case: str, loop, checkpoint=None, sizes=SIZES):
     ps = [_inp(n, s) for n, s in params]
     ds = [_inp(n, s, "data") for n, s in data]
     out = model(loop, *ps, *ds)
-    ed = EntryDerivatives(out, ps)
+    ed = EntryDerivatives(out, ps, checkpoint)
     vs = [_inp(f"v_{n}", s, "tangent") for n, s in params]
-    with checkpointing(checkpoint):
-        grads = ed.gradient().outputs
+    grads = ed.gradient().outputs
     (jv,) = ed.jvp(vs).outputs
     hv = ed.hvp(vs).outputs
     hess = [b for row in ed.hessian() for b in row]

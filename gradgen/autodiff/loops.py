@@ -27,9 +27,11 @@ from collections.abc import Iterator, Sequence
 import sympy
 
 from ..dims import as_expr
-from ..ir import Node, Region, analysis, builder, const, make, topo_order, unvisited
+from ..ir import Node, Region, builder, const, make, topo_order, unvisited
 from ..ops.control import iteration, loop_attrs
+from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import dtype_sources
+from ..ops.indexing import add_rows
 from ..ops.registry import REGISTRY, attach_rules
 from .forward import batched_jvp, jvp
 from .reverse import vjp
@@ -53,22 +55,6 @@ def checkpointing(every: int | None) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- helpers
-
-def _inputs_of(node: Node) -> frozenset:
-    """The ids of the input nodes `node` depends on (memoised per compilation)."""
-    return analysis("loop_inputs", node, _inputs_rule)
-
-
-def _inputs_rule(n: Node, args: list) -> frozenset:
-    if n.is_input:
-        return frozenset((id(n),))
-    if len(args) == 1:
-        return args[0]
-    out: frozenset = frozenset()
-    for a in args:
-        out |= a
-    return out
-
 
 def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
     """`roots` rebuilt with the nodes (by id) in `mapping` replaced: what depends on them is
@@ -112,30 +98,6 @@ def _zeros(like: Node) -> Node:
 
 def _scan_parts(scan: Node, first: int, count: int) -> list[Node]:
     return [make("part", scan, index=first + k) for k in range(count)]
-
-
-def _accumulate(acc: Node, c: Node) -> Node:
-    """`acc + c`; a term of `c` that scatters rows into zeros at a scalar index (the VJP of
-    reading `X[t]`) becomes a write of the sum into those rows (`dX[t] = dX[t] + g`), not
-    an array of X's size per step."""
-    terms, rest = [], []
-    pending = [c]
-    while pending:
-        x = pending.pop()
-        if x.op == "add" and len(x.args) == 2 and x.shape == c.shape:
-            pending += x.args
-        elif x.op == "scatter_add" and all(i.ndim == 0 for i in x.args[1:]) \
-                and tuple(x.shape) == tuple(acc.shape):
-            terms.append(x)
-        else:
-            rest.append(x)
-    for r in rest:
-        acc = acc + r
-    for s in terms:
-        g, idx, axis = s.args[0], s.args[1:], s.attr("axis")
-        rows = make("gather", acc, *idx, axis=axis)
-        acc = make("update", acc, rows + g, *idx, index=(), axis=axis)
-    return acc
 
 
 # ---------------------------------------------------------------- part
@@ -240,7 +202,7 @@ class _BodyVJP:
         outs = [next(it) if x is not None else make("zeros_like", c)
                 for x, c in zip(self.ct_c, self.ct_in)]
         for j, x in zip(self.do, self.ct_o):
-            outs.append(self.acc_in[j] if x is None else _accumulate(self.acc_in[j], next(it)))
+            outs.append(self.acc_in[j] if x is None else add_rows(self.acc_in[j], next(it)))
         oin = {id(x) for x in self.oin}
         used = {id(n) for n in topo_order(outs) if id(n) in oin}
         return outs, [x for x in self.oin if id(x) in used]

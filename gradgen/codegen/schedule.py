@@ -781,6 +781,10 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
             and phase == last_origin[1]:
         return last_origin
     label = label if phase == "backward" else phase
+    if n.regions:   # a loop's derivative: one loop of statements (`# grad of` each inside)
+        stmts.append(Statement([f"# {label} of the loop at line {n.origin.line}"],
+                               "backward", (), None, None))
+        return n.origin, phase
     head = f"# {label} of line {n.origin.line}: "
     text = _ALIGNED_COMMENT.sub("  #", comment_text(n.origin.text))
     if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)

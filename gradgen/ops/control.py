@@ -25,6 +25,7 @@ variable after the loop.
 
 from __future__ import annotations
 
+from ..dims import as_expr
 from ..errors import ShapeError
 from .registry import PREC_ATOM, PREC_CALL, defop
 
@@ -52,6 +53,45 @@ def loop_attrs(node) -> dict:
     return {k: v for k, v in node.attrs if k != "body"}
 
 
+def reads(node) -> frozenset:
+    """The ids of the input nodes the value of `node` depends on, through loops exactly:
+    a loop's k-th final value depends on the initial values and outside values that the
+    k-th next value reads, and those of the carried values it reads (memoised per
+    compilation; a loop's own entry is a tuple of them, one per carried value)."""
+    from ..ir import analysis
+
+    return analysis("loop_reads", node, _reads_rule)
+
+
+def _reads_rule(n, args):
+    if n.is_input:
+        return frozenset((id(n),))
+    if n.op == "part":
+        return args[0][n.attr("index")]
+    if n.op == "scan":
+        body = n.attr("body")
+        c = len(body.outputs)
+        where = {id(x): q for q, x in enumerate(body.inputs)}   # (arg q - 1)
+        each = []
+        for k in range(c):
+            chain, ids = {k}, frozenset()
+            while True:
+                ids = frozenset().union(*(reads(body.outputs[j]) for j in chain))
+                more = chain | {where[i] - 1 for i in ids if 1 <= where.get(i, 0) <= c}
+                if more == chain:
+                    break
+                chain = more
+            each.append(frozenset().union(*(args[where[i] - 1] for i in ids
+                                            if where.get(i, 0) >= 1)))
+        return tuple(each)
+    if len(args) == 1:
+        return args[0]
+    out: frozenset = frozenset()
+    for a in args:
+        out |= a
+    return out
+
+
 def iteration(index, node):
     """The iteration number i of the loop `node` at the body's index value `index`
     (S + i*K): the index itself for start 0 and step 1 (an int node)."""
@@ -65,11 +105,9 @@ def iteration(index, node):
 def _scan_stmt(p, node, target):
     """`h = h0`, then `for t in range(T):` over the body (`target` names nothing); `for t
     in reversed(range(T)):` for a reversed loop (a loop's backward pass)."""
-    import sympy
-
     code = p.region(node)
     length, start, step = node.attr("length"), node.attr("start", 0), node.attr("step", 1)
-    stop = sympy.sympify(start) + sympy.sympify(length) * step
+    stop = as_expr(start) + as_expr(length) * step
     kw = {}
     if start != 0 or step != 1:
         kw = {"start": p.scalar(start, integer=True)[0], "step": str(step)}
@@ -96,5 +134,5 @@ defop("empty", None, shape=lambda args, shape, name: shape, emit=_emit_empty,
       traits=frozenset({"nondiff"}), hint=lambda node, names: node.attr("name"))
 
 # part(scan, index): the index-th final carried value of a loop.
-defop("part", 1, shape=_part_shape, hint="carried",
+defop("part", 1, shape=_part_shape, hint="carried", traits=frozenset({"projection"}),
       emit=lambda p, n: (p.carried(n.args[0], n.attr("index")), PREC_ATOM))

@@ -426,6 +426,30 @@ def assign(a, v, idx, index, axis, accumulate: bool, inputs):
     return make("update", a, v, *idx, index=index, axis=axis)
 
 
+def add_rows(acc, c):
+    """`acc + c`, where a term of `c` that scatters rows into zeros at scalar indices (the
+    VJP of reading `X[t]` in a loop body) is added to those rows of `acc` instead
+    (`dX[t] = dX[t] + g`, written in place where `acc` dies): not an array of X's size per
+    step. (A loop's backward body accumulating the cotangent of an outside value.)"""
+    terms, rest, pending = [], [], [c]
+    while pending:
+        x = pending.pop()
+        if x.op == "add" and tuple(x.shape) == tuple(c.shape):
+            pending += x.args
+        elif x.op == "scatter_add" and all(i.ndim == 0 for i in x.args[1:]) \
+                and tuple(x.shape) == tuple(acc.shape):
+            terms.append(x)
+        else:
+            rest.append(x)
+    for r in rest:
+        acc = acc + r
+    for s in terms:
+        g, idx, axis = s.args[0], s.args[1:], s.attr("axis")
+        rows = make("gather", acc, *idx, axis=axis)
+        acc = make("update", acc, rows + g, *idx, index=(), axis=axis)
+    return acc
+
+
 # ---------------------------------------------------------------- fusing scatter-adds
 
 def _rows(g, i, rest):

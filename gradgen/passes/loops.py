@@ -13,7 +13,8 @@ bodies of loops too. Graphs without a loop are returned as they are at once.
 
 from __future__ import annotations
 
-from ..ir import Graph, Node, Region, analysis, make, topo_order
+from ..ir import Graph, Node, Region, builder, make
+from ..ops.control import reads as _reads
 from .rebuild import rebuild_graph
 
 __all__ = ["loops", "merge_loops", "prune_loops"]
@@ -21,10 +22,21 @@ __all__ = ["loops", "merge_loops", "prune_loops"]
 SCAN, PART = "scan", "part"
 
 
+def _loops() -> frozenset:
+    """The ops that are loops (hold a region)."""
+    return builder().with_trait("region")
+
+
+def _parts() -> frozenset:
+    """The ops that take one value of a loop's tuple."""
+    return builder().with_trait("projection")
+
+
 def loops(graph: Graph) -> Graph:
     """`merge_loops` then `prune_loops`, in the graph and in the bodies of its loops, until
     neither changes anything."""
-    if not any(n.op == SCAN for n in graph.order):
+    loops_ = _loops()
+    if not any(n.op in loops_ for n in graph.order):
         return graph
     while True:
         new = prune_loops(merge_loops(_in_bodies(graph)))
@@ -35,15 +47,17 @@ def loops(graph: Graph) -> Graph:
 
 def _in_bodies(graph: Graph) -> Graph:
     """The graph with `loops` applied to the body of each loop in it."""
+    loops_ = _loops()
+
     def rule(n: Node, uses) -> Node | None:
-        if n.op != SCAN:
+        if n.op not in loops_:
             return None
         body = n.attr("body")
         inner = loops(Graph(body.inputs, body.outputs))
         if inner.outputs == body.outputs:
             return None
         return make(SCAN, *n.args, **{**n.kw, "body": Region(body.inputs, inner.outputs)})
-    return rebuild_graph(graph, rule, skip=lambda n: n.op != SCAN)
+    return rebuild_graph(graph, rule, skip=lambda n: n.op not in loops_)
 
 
 def _carried(scan: Node) -> int:
@@ -76,7 +90,8 @@ def _embedding(small: Node, big: Node) -> dict[int, int] | None:
 
 def merge_loops(graph: Graph) -> Graph:
     """Each loop that another loop of the graph computes entirely read from that one."""
-    scans = [n for n in graph.order if n.op == SCAN]
+    loops_, parts = _loops(), _parts()
+    scans = [n for n in graph.order if n.op in loops_]
     if len(scans) < 2:
         return graph
     target: dict[int, tuple[Node, dict]] = {}
@@ -90,39 +105,24 @@ def merge_loops(graph: Graph) -> Graph:
         return graph
 
     def rule(n: Node, uses) -> Node | None:
-        if n.op != PART or id(n.args[0]) not in target:
+        if n.op not in parts or id(n.args[0]) not in target:
             return None
         big, found = target[id(n.args[0])]
         return make(PART, big, index=found[n.attr("index")])
     return rebuild_graph(graph, rule)
 
 
-def _reads(node: Node) -> frozenset:
-    """The ids of the input nodes `node` depends on."""
-    return analysis("loop_inputs", node, _reads_rule)
-
-
-def _reads_rule(n: Node, args: list) -> frozenset:
-    if n.is_input:
-        return frozenset((id(n),))
-    if len(args) == 1:
-        return args[0]
-    out: frozenset = frozenset()
-    for a in args:
-        out |= a
-    return out
-
-
 def prune_loops(graph: Graph) -> Graph:
     """Each loop without the carried values nobody reads and the outside values its kept
     values do not need."""
+    loops_, parts = _loops(), _parts()
     used: dict[int, set[int]] = {}
     for n in graph.order:
-        if n.op == PART:
+        if n.op in parts:
             used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
     smaller: dict[int, tuple[Node, dict]] = {}
     for n in graph.order:
-        if n.op != SCAN:
+        if n.op not in loops_:
             continue
         body = n.attr("body")
         c = len(body.outputs)
@@ -148,7 +148,7 @@ def prune_loops(graph: Graph) -> Graph:
         return graph
 
     def rule(n: Node, uses) -> Node | None:
-        if n.op != PART or id(n.args[0]) not in smaller:
+        if n.op not in parts or id(n.args[0]) not in smaller:
             return None
         new, found = smaller[id(n.args[0])]
         return make(PART, new, index=found[n.attr("index")])
