@@ -217,7 +217,8 @@ def _options(args):
     from .compiler import make_options
 
     def split(s):
-        return [x for x in s.split(",") if x.strip()] if s else None
+        # `--modes ''`: no derivative, the value only
+        return [x for x in s.split(",") if x.strip()] if s is not None else None
 
     try:
         hints = {}
@@ -334,8 +335,8 @@ def _check_one(args, file: str, out) -> int:
 
 def _options_given(args) -> bool:
     """True when the command line sets any of the options that shape the module."""
-    return bool(args.wrt or args.modes or args.hessian or args.no_checks or args.hint
-                or args.checkpoint)
+    return bool(args.wrt or args.modes is not None or args.hessian or args.no_checks
+                or args.hint or args.checkpoint)
 
 
 class _HeaderFlags(argparse.ArgumentParser):

@@ -185,6 +185,7 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     params = _params(program, entry, options)
     fns = EntryFunctions(program, entry, params, names, options.checks, options.checkpoint)
     kinds = _kinds(program, entry, options, params)
+    _check_rules(program, entry, kinds)
     plans = [_plan(fns, kind) for kind in kinds]
     hints = dict(options.hints)
     graphs: list[ir.Graph] = []   # graphs[0] is the forward one
@@ -359,6 +360,38 @@ def _kinds(program: Program, entry: EntryPoint, options: Options,
                 f"--hessian needs a scalar output, but '{entry.name}' returns shape {shape}"))
         kinds.append("hessian")
     return kinds
+
+
+# The derivative rules each kind of emitted function needs of the ops it differentiates.
+_RULES = {"grad": ("vjp",), "value_and_grad": ("vjp",), "vjp": ("vjp",), "jvp": ("jvp",),
+          "hvp": ("vjp", "jvp"), "hessian": ("vjp", "jvp", "vmap")}
+
+
+def _check_rules(program: Program, entry: EntryPoint, kinds: list[str]) -> None:
+    """A located error, instead of a failure inside autodiff, when a derivative the
+    entry point emits goes through a loop (an op holding a region) whose derivative rules
+    are not there yet."""
+    needed = {r for k in kinds for r in _RULES.get(k, ())}
+    if not needed:
+        return
+    for n in ir.topo_order([entry.output]):
+        opdef = REGISTRY[n.op]
+        if not opdef.has("region") or all(getattr(opdef, r) is not None for r in needed):
+            continue
+        line = n.origin.line if n.origin is not None else entry.line
+        col = _first_column(program, line)
+        raise CompileError(program.diagnostic(
+            line, col, f"derivatives through loops are not supported yet, and "
+            f"'{entry.name}' ({', '.join(k for k in kinds if k != 'forward')}) "
+            "needs them; compile the value only (--modes '' on the command line, modes=() "
+            "in the API)"))
+
+
+def _first_column(program: Program, line: int) -> int:
+    """The column of the first non-blank character of a source line."""
+    lines = source_lines(program.source)
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    return len(text) - len(text.lstrip()) + 1
 
 
 def _module_namer(program: Program) -> ModuleNamer:

@@ -372,7 +372,8 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         if e.as_coeff_Mul()[0].is_negative:
             return "-" + unary_operand(_print(-e, r)), PREC_NEG
         factors = sorted(e.args, key=lambda t: (not t.is_Number, sympy.default_sort_key(t)))
-        # (left to right: `2 * (T // 2)`, a later factor that is a // or % is parenthesised)
+        # A later factor that is itself a `//` or `%` (of the same precedence as `*`) is
+        # parenthesised: `2 * ((T + 1) // 2)`, not `2 * (T + 1) // 2`.
         return " * ".join(_paren(_print(f, r), PREC_MUL + (k > 0))
                           for k, f in enumerate(factors)), PREC_MUL
     if e.is_Pow:

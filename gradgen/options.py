@@ -39,7 +39,7 @@ class Options:
         """The `gradgen compile` flags that give these options (empty for the defaults)."""
         parts = []
         if self.modes is not None:
-            parts.append(f"--modes {','.join(self.modes)}")
+            parts.append(f"--modes {','.join(self.modes) or repr('')}")
         if self.wrt:
             parts.append(f"--wrt {','.join(self.wrt)}")
         if self.hessian:

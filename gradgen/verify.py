@@ -59,7 +59,7 @@ NUMPY_FUNCTIONS = frozenset({
     # shapes, constants, copies
     "asarray", "broadcast_to", "concatenate", "copy", "diag", "diagonal", "eye",
     "flatnonzero", "full", "full_like", "ndim", "ones", "outer", "reshape", "result_type",
-    "shape", "squeeze", "stack", "transpose", "tril", "zeros", "zeros_like", "array",
+    "shape", "squeeze", "stack", "transpose", "tril", "zeros", "zeros_like", "array", "empty",
     "ascontiguousarray", "einsum",
     # linear algebra
     "linalg.cholesky", "linalg.det", "linalg.inv", "linalg.norm", "linalg.slogdet",
@@ -81,7 +81,8 @@ NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarra
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
-                      "type", "set", "ValueError", "TypeError", "IndexError"})
+                      "type", "set", "ValueError", "TypeError", "IndexError", "range",
+                      "reversed"})
 # Exceptions a `raise` may raise (called with a message).
 EXCEPTIONS = frozenset({"ValueError", "TypeError", "IndexError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).

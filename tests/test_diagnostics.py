@@ -557,7 +557,8 @@ def test_mutual_recursion_names_the_cycle():
 # ---------------------------------------------------------------------------- unsupported
 
 
-LOOP = "loops are not supported; write vectorized operations"
+LOOP = ("a loop must run over range(...): for t in range(T), range(start, stop) or "
+        "range(start, stop, step)")
 
 
 def test_for_loop():
@@ -567,9 +568,9 @@ def test_for_loop():
                 y = i
             return sum(x)
         """, f"""
-        t.grad:2:5: error: {LOOP}
+        t.grad:2:14: error: {LOOP}
             for i in x:
-            ^
+                     ^
         """)
 
 
@@ -579,11 +580,11 @@ def test_while_loop():
             while True:
                 y = x
             return sum(x)
-        """, f"""
-        t.grad:2:5: error: {LOOP}
+        """, """
+        t.grad:2:5: error: 'while' loops are not supported: write a loop over range(...) (for t in range(T)), whose number of steps is known from the sizes
             while True:
             ^
-        """)
+        """)  # noqa: E501
 
 
 def test_if_statement():
@@ -1280,7 +1281,8 @@ def test_every_command_reports_source_errors_the_same_way(tmp_path, command):
                                        "        y = i\n    return sum(x)\n", encoding="utf-8")
     proc = run_cli(command, "bad.grad", cwd=tmp_path)
     assert proc.returncode == 1
-    assert proc.stderr.startswith(f"bad.grad:2:5: error: {LOOP}\n    for i in x:\n    ^\n")
+    assert proc.stderr.startswith(f"bad.grad:2:14: error: {LOOP}\n    for i in x:\n"
+                                  + " " * 13 + "^\n")
     assert "Traceback" not in proc.stderr
 
 

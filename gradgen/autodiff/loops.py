@@ -194,15 +194,17 @@ class _BodyVJP:
         return self.names.fresh(base + "_steps")
 
     def backward(self, mapping: dict[int, Node]) -> tuple[list[Node], list[Node]]:
-        """The backward body's next carried values (the cotangents of the carried values,
-        then the accumulated ones of the outside values) with the saved and hoisted values
-        read as `mapping` says; and the outside inputs of the body it reads."""
-        subs = substitute([x for x in self.ct_c + self.ct_o if x is not None], mapping)
+        """The backward body's next carried values (the accumulated cotangents of the
+        outside values, then the cotangents of the carried values: the accumulations read
+        the carried cotangents before a step writes into them, `dH[t] = ...`) with the
+        saved and hoisted values read as `mapping` says; and the outside inputs of the
+        body it reads."""
+        subs = substitute([x for x in self.ct_o + self.ct_c if x is not None], mapping)
         it = iter(subs)
-        outs = [next(it) if x is not None else make("zeros_like", c)
-                for x, c in zip(self.ct_c, self.ct_in)]
-        for j, x in zip(self.do, self.ct_o):
-            outs.append(self.acc_in[j] if x is None else add_rows(self.acc_in[j], next(it)))
+        outs = [self.acc_in[j] if x is None else add_rows(self.acc_in[j], next(it))
+                for j, x in zip(self.do, self.ct_o)]
+        outs += [add_rows(None, next(it)) if x is not None else make("zeros_like", c)
+                 for x, c in zip(self.ct_c, self.ct_in)]
         oin = {id(x) for x in self.oin}
         used = {id(n) for n in topo_order(outs) if id(n) in oin}
         return outs, [x for x in self.oin if id(x) in used]
@@ -238,10 +240,12 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
         writes = [make("update", buf, f, i, index=(), axis=0) for buf, f in zip(bufs_in, bv.saved)]
         empties = [make("empty", *_buffer_sources(node, f, body), shape=buf.shape, name=n)
                    for n, f, buf in zip(names, bv.saved, bufs_in)]
-        fwd = make("scan", *node.args[:c], *empties, *node.args[c:],
-                   body=Region((index, *bv.cin, *bufs_in, *bv.oin), (*body.outputs, *writes)),
+        # (the buffers first: each step saves a value before it writes into a carried
+        # array the value may be a view of, `H[t] = H[t] * x`)
+        fwd = make("scan", *empties, *node.args,
+                   body=Region((index, *bufs_in, *bv.cin, *bv.oin), (*writes, *body.outputs)),
                    **attrs)
-        buffers = _scan_parts(fwd, c, len(bufs_in))
+        buffers = _scan_parts(fwd, 0, len(bufs_in))
     # the backward loop: the body's VJP, the saved values read at the step
     reads = [make("input", name=n, role="outside", shape=buf.shape)
              for n, buf in zip(names, bufs_in)]
@@ -252,20 +256,20 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(bv.oin, node.args[c:])})
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
-    inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active] + \
-            [acc[j] if j in acc else _zeros(node.args[c + j]) for j in bv.do]
+    inits = [acc[j] if j in acc else _zeros(node.args[c + j]) for j in bv.do] + \
+            [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]
     bwd_attrs = dict(attrs, reverse=True)
     if attrs.get("reverse"):
         del bwd_attrs["reverse"]
     bwd = make("scan", *inits, *buffers, *hoisted, *(outer[id(x)] for x in oin_used),
-               body=Region((index, *bv.ct_in, *(bv.acc_in[j] for j in bv.do), *reads,
+               body=Region((index, *(bv.acc_in[j] for j in bv.do), *bv.ct_in, *reads,
                             *hoisted_in, *oin_used), outs), **bwd_attrs)
     parts = _scan_parts(bwd, 0, len(outs))
     cts: list = [None] * len(node.args)
-    for k, p in zip(bv.active, parts):
-        cts[k] = p
-    for j, p in zip(bv.do, parts[len(bv.active):]):
+    for j, p in zip(bv.do, parts):
         cts[c + j] = p
+    for k, p in zip(bv.active, parts[len(bv.do):]):
+        cts[k] = p
     return tuple(cts)
 
 
@@ -305,10 +309,10 @@ def _checkpointed_vjp(g: dict, node: Node, every: int) -> tuple:
         writes = [make("update", buf, x, row, index=(), axis=0) for buf, x in zip(ckpt_in, cin)]
         empties = [make("empty", *_buffer_sources(node, x, body), shape=buf.shape,
                         name=buf.attr("name")) for x, buf in zip(cin, ckpt_in)]
-        fwd = make("scan", *inits, *empties, *outer,
-                   body=Region((t, *cin, *ckpt_in, *oin), (*body.outputs, *writes)),
+        fwd = make("scan", *empties, *inits, *outer,
+                   body=Region((t, *ckpt_in, *cin, *oin), (*writes, *body.outputs)),
                    **loop_attrs(node))
-        ckpts = _scan_parts(fwd, c, c)
+        ckpts = _scan_parts(fwd, 0, c)
     # the tail: its steps again from row n, saving their residuals, and their VJP
     tail_start = [make("squeeze", make("index", buf, index=(("slice", n, n + 1, 1),)),
                        axes=(0,)) for buf in ckpts]   # row n (a size: no Index value)

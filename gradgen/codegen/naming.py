@@ -221,7 +221,8 @@ class ModuleNamer:
     by an alias at the top of the module (`len_ = len`), before any user function exists.
     """
 
-    def __init__(self, user: Iterable[str], helpers: Iterable[str], code_builtins=("float",)):
+    def __init__(self, user: Iterable[str], helpers: Iterable[str],
+                 code_builtins=("float", "range", "reversed")):
         self.user = {unicodedata.normalize("NFKC", u) for u in user}
         self.canonical: list[str] = ["np"]
         used_anywhere: set[str] = set(code_builtins)

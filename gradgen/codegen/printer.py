@@ -189,9 +189,9 @@ class Printer:
         lines = [INDENT + line if line else line for line in body or ["pass"]]
         bounds = [stop] if start == "0" and step == "1" else \
             [start, stop] if step == "1" else [start, stop, step]
-        values = f"range({', '.join(bounds)})"
+        values = f"{self.ref('range')}({', '.join(bounds)})"
         if reverse:
-            values = f"reversed({values})"
+            values = f"{self.ref('reversed')}({values})"
         return [f"for {index} in {values}:", *lines]
 
     # -- used by the scheduler

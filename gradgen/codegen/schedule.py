@@ -348,8 +348,7 @@ class _Scheduler:
         The body never writes into the buffer of one of its inputs."""
         st, p = self.st, self.st.p
         index = st.namer.fresh(region.inputs[0].attr("name") or "t")
-        carried = tuple(st.namer.fresh(st.names.get(x) or x.attr("name") or "carry")
-                        for x in region.carried)
+        carried = _carried_names(st, node, region)
         init = _initial_values(st, node.args, carried)
         outside = [_outside_value(st, a, init) for a in node.args[len(carried):]]
         bound = [(index, PREC_ATOM)] + [(c, PREC_ATOM) for c in carried] + outside
@@ -357,25 +356,26 @@ class _Scheduler:
         names.update((x, code) for x, (code, prec) in zip(region.inputs, bound)
                      if code.isidentifier())
         inner = type(p)(p.names)
-        sched = _Scheduler(inner, st.namer, names, frozenset(carried), self.label)
+        sched = _Scheduler(inner, st.namer, names, frozenset(), self.label)
         for x, code in zip(region.inputs, bound):
             inner.code[id(x)] = code
             sched.refs[id(x)] = ()   # like a function's arguments: never released
         order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
         uses = use_counts(order, region.outputs)
-        for x, name in zip(region.carried, carried):   # a buffer the loop writes entries
-            # of (`h_steps[t] = h`): the function's own, written in place once read
-            if x.shape and any(n.op in st.ops.write and n.args[0] is x for n in order):
-                sched.st.buffers[name] = x
-                sched.st.remaining[name] = uses[id(x)]
+        for x, name in zip(region.carried, carried):
+            # A carried variable holds an array the function owns (`_initial_values`,
+            # `_updated`): once the step has read it for the last time, a statement may
+            # write into its buffer (`H[t] = h` in place, `np.tanh(h, out=h)`).
+            if x.shape:
+                sched.st.own(x, name, uses[id(x)])
                 sched.refs[id(x)] = (name,)
         sched.run(order, uses)
         body = _with_releases(_updated(sched, region, carried, node.phase), frozenset(carried))
-        lines = [line for line in body.lines if not _SELF_ASSIGNED.match(line)]
         p.dims_used |= inner.dims_used
         p.preludes.update(inner.preludes)
         st.assigned.update(carried)
-        return RegionCode(index, carried, init, lines)
+        st.namer.taken.discard(index)   # read in the loop only: a later loop may reuse it
+        return RegionCode(index, carried, init, body.lines)
 
 
 def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=MAX_EXPR):
@@ -489,6 +489,13 @@ class _State:
             if not weak(n):
                 self.buffers[name] = n
         return name
+
+    def own(self, n: Node, name: str, uses: int) -> None:
+        """`name` holds `n` in a buffer of its own, which `uses` consumers will read (and
+        after them, a statement may overwrite)."""
+        self.var_node[name] = n
+        self.remaining[name] = uses
+        self.buffers[name] = n
 
     def intact(self, name: str) -> bool:
         """Whether variable `name` still holds its value after every statement so far (no
@@ -801,11 +808,25 @@ _ALIGNED_COMMENT = re.compile(r" {3,}#")
 # forward mode, and forward over reverse (an HVP's tangents of the gradient's nodes).
 _DERIVATIVE = frozenset({"backward", "tangent", SECOND_ORDER})
 
-# `H = H  # reuses H's buffer`: a write into a loop's buffer renamed to the buffer itself
-_SELF_ASSIGNED = re.compile(r"\s*(\w+) = \1  # reuses ")
-
 
 # ---------------------------------------------------------------- regions (loops)
+
+def _carried_names(st: _State, node: Node, region: Region) -> tuple[str, ...]:
+    """The carried variables of a loop: named as the source names them, or the variable
+    holding the initial value itself when nothing else reads it and it has that name (or
+    that name is taken): `H = np.zeros(...)` before the loop, then `H[t] = h` in it."""
+    out: list[str] = []
+    for x, a in zip(region.carried, node.args):
+        want = st.names.get(x) or x.attr("name") or "carry"
+        text = st.p.code[id(a)][0]
+        if (text == want or want in st.namer.taken) and text not in out and (
+                a.shape and text in st.buffers and not _shared(st, a, text)
+                or not a.shape and text in st.var_node and st.remaining.get(text, 0) == 0):
+            out.append(text)   # the loop continues the variable
+        else:
+            out.append(st.namer.fresh(want))
+    return tuple(out)
+
 
 def _initial_values(st: _State, args: tuple, carried: tuple) -> list[str]:
     """`h = h0`: the carried variables set before the loop, each to a copy where its
@@ -814,6 +835,9 @@ def _initial_values(st: _State, args: tuple, carried: tuple) -> list[str]:
     lines, taken = [], set()
     for name, a in zip(carried, args):
         text, prec = st.p.code[id(a)]
+        if text == name:   # the variable itself (`_carried_names`)
+            taken.add(text)
+            continue
         if text in taken or _shared(st, a, text):
             text = st.p.copy(text, prec, scalar=not a.shape)
         taken.add(text)
@@ -885,27 +909,43 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
 
 def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[str]) -> bool:
     """Make the statement computing the variable `var` (a next value) compute the carried
-    variable `name` instead, if only its first line and nothing before it reads the
-    carried variable's value before the step, and nothing after it reads `var`
-    (`others`: the other updates' code)."""
+    variable `name` instead (and the statements after it read `name` for `var`), if only
+    its first line and nothing before it reads the carried variable's value before the
+    step, and nothing after it does (`others`: the other updates' code)."""
     if any(_mentions(t, name) or _mentions(t, var) for t in others):
         return False
     for k in range(len(stmts) - 1, -1, -1):
         st = stmts[k]
         if st.target == var:
+            if not st.lines:   # a variable a loop assigned (`_assigned`)
+                return False
             break
-        if var in st.reads or any(_mentions(line, name) for line in st.lines):
+        if any(_mentions(line, name) for line in st.lines):
             return False
     else:
         return False
-    if not st.lines or any(_mentions(line, name) for line in st.lines[1:]):
-        return False   # (no lines: `var` is a variable an inner loop assigned)
+    if not st.lines:   # `var` is a variable an inner loop assigned: `name = var` after it
+        return False
+    if not st.lines[0].startswith(f"{var} = {name}  # reuses") and \
+            any(_mentions(line, name) for line in st.lines[1:]):   # (`var` is not `name`)
+        return False
     rename = re.compile(rf"(?<![\w.]){re.escape(var)}(?!\w)")
-    lines = []
-    for line in st.lines:
-        code, hash_, comment = line.partition("#")
-        lines.append(rename.sub(name, code) + hash_ + comment)
-    stmts[k] = st._replace(lines=lines, target=name, release=None)
+    for j in range(k, len(stmts)):
+        st = stmts[j]
+        if j > k and var not in st.reads:
+            continue
+        lines = []
+        for line in st.lines:
+            code, hash_, comment = line.partition("#")
+            code = rename.sub(name, code)
+            if code.strip() != f"{name} = {name}":   # (`H = H  # reuses H's buffer`)
+                lines.append(code + hash_ + comment)
+        reads = tuple(name if r == var else r for r in st.reads)
+        if j == k:
+            stmts[j] = st._replace(lines=lines, target=name, release=None, reads=reads)
+        else:
+            stmts[j] = st._replace(lines=lines, reads=reads,
+                                   release=None if st.release == var else st.release)
     return True
 
 

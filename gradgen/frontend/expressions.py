@@ -14,6 +14,7 @@ from ..ops.dtypes import INT, integer_closed
 from ..ops.indexing import assign, gather, to_float
 from .calls import NOT_A_CONDITION, BoundCall, Calls
 from .locations import OPERATOR, Located
+from .loops import LoopLocal, loop_local_error
 from .parse import BINOPS, CMPOPS, CONSTANTS, expression_error, op_symbol
 from .scope import POISON, Budget, Poisoned, Scope
 from .static import index, signed_int
@@ -288,6 +289,8 @@ class Expressions:
             value = scope.env[name]
             if value is POISON:
                 raise Poisoned   # its assignment failed and is reported
+            if isinstance(value, LoopLocal):
+                raise loop_local_error(node, value)
             return value
         if name in scope.dims:
             return const(scope.dims[name])

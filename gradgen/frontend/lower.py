@@ -18,6 +18,7 @@ from ..ops.dtypes import INT
 from .calls import NOT_A_CONDITION, Calls
 from .expressions import Expressions
 from .locations import AT_SIGN, DEF_NAME, Located, LocatedMany, SourceFile, source_lines
+from .loops import LoopLocal, lower_loop
 from .parse import (
     ANNOTATIONS,
     BINOPS,
@@ -27,7 +28,7 @@ from .parse import (
     op_symbol,
     statement_error,
 )
-from .scope import POISON, Budget, Poisoned, Scope
+from .scope import Budget, Poisoned, Scope, poison_statement
 from .static import Dims, module_constant, shape, sizes_bound
 
 _FIXED_ARGUMENTS = "a function takes a fixed list of plain arguments"
@@ -279,12 +280,7 @@ class Lowering:
                                 raise unreachable
                             self.fail(unreachable)
                         return doc, self._returned(stmt, scope), stmt
-                    if isinstance(stmt, ast.Assign):
-                        self.assign(stmt, scope)
-                    elif isinstance(stmt, ast.AugAssign):
-                        self.augmented(stmt, scope)
-                    else:
-                        raise Located(stmt, statement_error(stmt, top_level=False))
+                    self.statement(stmt, scope)
             except (Located, Poisoned) as e:
                 if not collect or getattr(e, "fatal", False):
                     raise
@@ -292,8 +288,15 @@ class Lowering:
                     self.fail(e)
                 if isinstance(stmt, ast.Return):
                     raise Poisoned from None     # the entry point has no value to compile
-                _poison(stmt, scope)
+                poison_statement(stmt, scope)
         raise Located(fn, f"function '{fn.name}' has no 'return' statement")
+
+    def statement(self, stmt, scope: Scope) -> None:
+        """An assignment or a loop (a `return` is the caller's)."""
+        kind = {ast.Assign: self.assign, ast.AugAssign: self.augmented}.get(type(stmt))
+        if kind is None and not isinstance(stmt, ast.For):
+            raise Located(stmt, statement_error(stmt, top_level=False))
+        kind(stmt, scope) if kind is not None else lower_loop(self, stmt, scope)
 
     def _returned(self, stmt: ast.Return, scope: Scope) -> Node | tuple:
         if stmt.value is None:
@@ -383,9 +386,9 @@ class Lowering:
         self._check_new_name(target, name)
         if name in scope.dims:
             raise Located(target, f"'{name}' is a dimension; a variable may not share its name")
-        if name not in scope.env:
+        if name not in scope.env or isinstance(scope.env[name], LoopLocal):
             scope.lines[name] = target.lineno
-        scope.env[name] = value
+        scope.env[name], scope.last_target[name] = value, target
         if value not in scope.names:   # (`c = b` gives b's node no second name)
             k = scope.bindings.get(name, 0) + 1
             scope.bindings[name] = k
@@ -400,20 +403,6 @@ class Lowering:
             raise Located(node, f"'{name}' is a function and cannot be assigned")
         # Any other Python identifier is fine, `np` and `_sigmoid` included: the emitted
         # module renames its own names around the user's (codegen/naming.ModuleNamer).
-
-
-def _poison(stmt, scope: Scope) -> None:
-    """The names a statement in error would have assigned: reading them later is skipped
-    (`Poisoned`), not reported again as unknown. A subscript assignment in error leaves
-    its array as it was (an update never changes its shape), so later uses are checked."""
-    targets = getattr(stmt, "targets", None) or [getattr(stmt, "target", None)]
-    for t in targets:
-        if t is None or isinstance(t, ast.Subscript):
-            continue
-        for node in ast.walk(t):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) \
-                    and node.id not in scope.dims:      # a dimension keeps its meaning
-                scope.env[node.id] = POISON
 
 
 def _check_signature(fn: ast.FunctionDef) -> None:

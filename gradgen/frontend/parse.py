@@ -43,12 +43,16 @@ BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.P
 CMPOPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq",
           ast.NotEq: "ne"}
 _NO_LOOPS = "loops are not supported; write vectorized operations"
+_NO_WHILE = ("'while' loops are not supported: write a loop over range(...) (for t in "
+             "range(T)), whose number of steps is known from the sizes")
+_NO_EXIT = ("'{}' is not supported: a loop runs all its steps; mask the steps that should "
+            "not count with where(...)")
 _NO_IMPORTS = "imports are not supported (the source is never executed)"
 _NO_COMPREHENSIONS = "comprehensions are not supported; write vectorized operations"
 UNSUPPORTED_STMT = {
-    ast.For: _NO_LOOPS,
+    ast.For: "a loop is only allowed in a function body",
     ast.AsyncFor: _NO_LOOPS,
-    ast.While: _NO_LOOPS,
+    ast.While: _NO_WHILE,
     ast.If: "'if' statements are not supported; use where(condition, a, b)",
     ast.Import: _NO_IMPORTS,
     ast.ImportFrom: _NO_IMPORTS,
@@ -62,8 +66,8 @@ UNSUPPORTED_STMT = {
     ast.Global: "'global' is not supported",
     ast.Nonlocal: "'nonlocal' is not supported",
     ast.Pass: "'pass' is not supported",
-    ast.Break: "'break' is not supported",
-    ast.Continue: "'continue' is not supported",
+    ast.Break: _NO_EXIT.format("break"),
+    ast.Continue: _NO_EXIT.format("continue"),
     ast.AsyncFunctionDef: "async functions are not supported",
 }
 UNSUPPORTED_EXPR = {

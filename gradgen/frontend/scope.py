@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 from .locations import Located
@@ -31,6 +32,7 @@ class Scope:
     helper: bool = False       # the body of a helper, inlined into an entry point
     lines: dict = field(default_factory=dict)    # name -> line of its first assignment
     bindings: dict = field(default_factory=dict)  # name -> how many values it named
+    last_target: dict = field(default_factory=dict)  # name -> its latest assignment target
 
     def shadowing(self, name: str) -> str | None:
         """What binds `name` in this body, if it does (for "the built-in is shadowed")."""
@@ -57,3 +59,19 @@ class Budget:
                                 f"{self.limit:,} operations (after inlining helpers); "
                                 "split it into several smaller programs", context=True,
                           fatal=True)
+
+
+def poison_statement(stmt, scope: Scope) -> None:
+    """The names a statement in error would have assigned: reading them later is skipped
+    (`Poisoned`), not reported again as unknown. A subscript assignment in error leaves
+    its array as it was (an update never changes its shape), so later uses are checked."""
+    targets = getattr(stmt, "targets", None) or [getattr(stmt, "target", None)]
+    if isinstance(stmt, ast.For):   # every name a failed loop assigns
+        targets = [stmt.target, *stmt.body]
+    for t in targets:
+        if t is None or isinstance(t, ast.Subscript):
+            continue
+        for node in ast.walk(t):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) \
+                    and node.id not in scope.dims:      # a dimension keeps its meaning
+                scope.env[node.id] = POISON

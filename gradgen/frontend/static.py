@@ -258,6 +258,11 @@ def _dim_leaf(node, dims: dict, create: bool) -> sympy.Expr:
             raise Located(node, f"'{node.id}' cannot be used as a dimension name")
         if create:
             return dims.setdefault(node.id, dim_symbol(node.id))
+        if node.id in getattr(dims, "loop_vars", ()):
+            raise Located(node, f"the loop variable '{node.id}' cannot be a size: it changes "
+                                "at every step, and an array's shape may not; use a fixed "
+                                f"size (a dimension such as T) and select with {node.id} "
+                                f"(x[{node.id}]) or mask with where(...)")
         raise Located(node, f"'{node.id}' is not a dimension: a shape is made of the "
                             "dimensions of the entry point's arguments and positive integers")
     value = signed_int(node)

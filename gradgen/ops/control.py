@@ -1,21 +1,26 @@
 """Control flow: a loop is one node holding its body as a region (`ir.Region`).
 
-THE SCAN CONTRACT (shared by the language side and the derivative side of loops):
-`scan(*carried_init, *outside, body=Region, length=L, start=S, step=K, reverse=False)`:
-iteration i (0 <= i < L) has the index value S + i*K (S, L: ints or dimension
-expressions, K a nonzero int; the defaults 0 and 1 and reverse=False are left out of the
-node's attributes); with reverse=True the iterations run i = L-1, ..., 0. A zero-trip
-loop leaves the carried values as they are. `part(scan, index=k)` is the k-th final
-carried value. Derivative rules (gradgen/autodiff/loops.py) are attached from the
-autodiff layer (`registry.attach_rules`).
+THE SCAN CONTRACT (shared by the loop frontend and the loop derivatives):
+`scan(*carried_init, *outside, body=Region, length=L, start=S, step=K, reverse=False)`.
+L is the trip count (an int or a sympy dimension expression, >= 0 at run time: a zero-trip
+loop leaves the carried values unchanged), S the value of the loop index at the first
+iteration (default 0), K a nonzero int literal (default 1): iteration i (0 <= i < L) has
+the index value S + i * K; with `reverse=True` the iterations run i = L - 1, ..., 0
+(emitted `for t in reversed(range(...))`, as lax.scan(reverse=True)). The attributes
+`start`, `step` and `reverse` are left out when they have their default values (so that
+loops built alike are one node). The body's inputs are (index, *carried, *outside) as
+`input` nodes (roles "index" (int, shape ()), "carry", "outside"), its outputs the next
+carried values, each of the shape and dtype of its carried input; the node's arguments are
+(*carried_init, *outside). `part(scan, index=k)` is the k-th final carried value.
+Per-step outputs (`H[t] = h` in the source) are carried buffers written by the `update`
+op at the loop index.
 
-`scan(carried..., outside..., body, length)` runs `body` for the loop index 0, 1, ...,
-length - 1: the body's inputs are the index, the carried values and the values it reads
-from outside (the node's arguments after the carried ones); its outputs are the next
-carried values. The node's value is the tuple of the final carried values, which `part`
-takes apart. No source construct builds one yet (loops are issue 11); differentiation
-rules come with them: a scan's VJP is a reversed scan over the body's VJP, its JVP a scan
-over the body's JVP.
+`for t in range(...)` in the source builds one (gradgen/frontend/loops.py), its body
+closed over the values it reads from outside and its loop-invariant code computed before
+the loop. Differentiation rules come with the loop derivatives: a scan's VJP is a
+reversed scan over the body's VJP, its JVP a scan over the body's JVP; they are
+gradgen/autodiff/loops.py's, attached to these ops from the autodiff layer
+(`registry.attach_rules`: ops/ never imports autodiff/).
 
 Emission: the scan is a statement, the carried variables given their initial values and
 then a loop over the body, which the scheduler printing the scan schedules
@@ -36,7 +41,17 @@ def _scan_shape(args, body, length, start=0, step=1, reverse=False):
     carried = len(body.outputs)
     if len(args) < carried:
         raise ShapeError(f"a loop carrying {carried} values got {len(args)} initial values")
+    if not isinstance(step, int) or step == 0:
+        raise ShapeError(f"a loop's step must be a nonzero integer, not {step!r}")
     return ()
+
+
+def loop_range(p, node) -> tuple[str, str, str]:
+    """The printed `range(start, stop, step)` of a scan: iteration i has the index
+    start + i * step, for i < length (the stop is start + length * step)."""
+    start, step = as_expr(node.attr("start", 0)), node.attr("step", 1)
+    stop = start + as_expr(node.attr("length")) * step
+    return (p.scalar(start, integer=True)[0], p.scalar(stop, integer=True)[0], str(step))
 
 
 def _part_shape(args, index):
@@ -106,17 +121,15 @@ def _scan_stmt(p, node, target):
     """`h = h0`, then `for t in range(T):` over the body (`target` names nothing); `for t
     in reversed(range(T)):` for a reversed loop (a loop's backward pass)."""
     code = p.region(node)
-    length, start, step = node.attr("length"), node.attr("start", 0), node.attr("step", 1)
-    stop = as_expr(start) + as_expr(length) * step
-    kw = {}
-    if start != 0 or step != 1:
-        kw = {"start": p.scalar(start, integer=True)[0], "step": str(step)}
-    if node.attr("reverse", False):
-        kw["reverse"] = True
-    return code.init + p.loop(code.index, p.scalar(stop, integer=True)[0], code.body, **kw)
+    start, stop, step = loop_range(p, node)
+    if start == "0" and step == "1" and not node.attr("reverse", False):
+        return code.init + p.loop(code.index, stop, code.body)   # the usual loop
+    return code.init + p.loop(code.index, stop, code.body, start=start, step=step,
+                              reverse=node.attr("reverse", False))
 
 
-# scan(carried..., outside..., body=Region, length=dim): the loop; its value is a tuple.
+# scan(carried..., outside..., body=Region, length=dim[, start=dim, step=int, reverse=bool]):
+# the loop; its value is a tuple.
 defop("scan", None, shape=_scan_shape, dtype="tuple", traits=frozenset({"region"}),
       hint="loop", stmt=_scan_stmt)
 

@@ -25,7 +25,10 @@ INT = "int"
 
 
 def input_dtype(args, attrs) -> str:
-    """An argument: integers for the role "index" (`Index[...]`, `int`), else floats."""
+    """An argument: integers for the role "index" (`Index[...]`, `int`), else floats (or
+    the `dtype` a loop body's input is given)."""
+    if attrs.get("dtype") is not None:
+        return attrs["dtype"]
     return INT if attrs["role"] == "index" else "float"
 
 

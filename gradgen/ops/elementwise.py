@@ -854,6 +854,8 @@ defop("stop_gradient", 1, shape=_bshape, emit=_emit_identity, traits=NONDIFF | {
 
 def _emit_cast(p, node):
     dtype = p.dtype_of(p.arg(node, 1, PREC_CALL))
+    if not node.shape:   # a Python int (a loop's index) has no astype
+        return p.call("asarray", [p.arg(node, 0, 0)], [f"dtype={dtype}"]), PREC_CALL
     return p.method(p.arg(node, 0, PREC_CALL), "astype", [dtype]), PREC_CALL
 
 

@@ -10,8 +10,10 @@ __all__: list[str] = []
 LEAF = frozenset({"leaf"})
 
 # input[name, role, shape]: an argument; role is "param", "data", "index" (integers, never
-# differentiated), "cotangent" or "tangent".
-defop("input", 0, shape=lambda args, name, role, shape: shape, traits=LEAF | {"argument"},
+# differentiated), "cotangent" or "tangent". A loop body's inputs (roles "index", "carry",
+# "outside") also say which loop they belong to (`loop`, unique per loop built from the
+# source) and, for a carried or outside value that is not floats, its `dtype`.
+defop("input", 0, shape=lambda args, name, role, shape, loop=None, dtype=None: shape, traits=LEAF | {"argument"},
       dtype=input_dtype,
       emit=lambda p, n: (n.attr("name"), PREC_ATOM))
 

@@ -1,0 +1,571 @@
+"""Loops in the language: `for t in range(...)` lowered to one scan node per loop, emitted
+as a Python `for` loop (SPEC §1 "Loops"; the forward half of issue 11).
+
+Every form runs against a NumPy reference written here as a Python loop, and the forms
+with literal bounds also against the same source with the loop written out by hand,
+compiled by gradgen. The sources are compiled once per module (value only: derivatives
+through loops come with the loop derivatives).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+import gradgen
+from gradgen.errors import CompileError
+from gradgen.ir import topo_order
+
+VALUE_ONLY = {"modes": ()}
+
+LOOPS = '''
+def rnn_loss(X: Data[T, N, D], Y: Index[T, N], Wx: Param[D, H], Wh: Param[H, H],
+             Wy: Param[H, C], h0: Data[N, H]):
+    h = h0
+    loss = 0.0
+    for t in range(T):
+        h = tanh(X[t] @ Wx + h @ Wh)
+        loss += -mean(log_softmax(h @ Wy, axis=1)[arange(N), Y[t]])
+    return loss / T
+
+
+def states(X: Data[T, N, D], W: Param[D, D], h0: Data[N, D]):
+    h = h0
+    H = zeros((T, N, D))
+    for t in range(T):
+        h = tanh(X[t] @ W + h)
+        H[t] = h
+    return sum(H * H) + sum(h)
+
+
+def lagged(x: Data[T], A: Param[M, T], c: Param[M]):
+    s = 0.0
+    v = c
+    for t in range(1, T):
+        s += x[t] * x[t - 1] + float(t % 2) * sum(A[:, t])
+        v = v * 0.5 + A[:, t] * float(t)
+    return s + sum(v * v)
+
+
+def strided(x: Data[T], c: Param[()]):
+    s = c
+    for t in range(0, T, 2):
+        s = s * 0.5 + x[t]
+    for t in range(T - 1, -1, -3):
+        s = s * 0.25 + x[t] * float(t)
+    return s
+
+
+def nested(A: Data[T, S], w: Param[S]):
+    total = 0.0
+    g = w
+    for t in range(T):
+        u = g * 0.5
+        for s in range(1, S):
+            u = u + A[t, s] * w[s - 1]
+        g = tanh(u)
+        total += sum(g)
+    return total
+
+
+def accumulate(X: Data[T, N], w: Param[N]):
+    G = zeros((T, N))
+    for t in range(T):
+        G[t] += X[t] * w
+        G[t] -= w * 0.5
+    return sum(G * X)
+
+
+def caller_buffer(H0: Data[T, N], x: Param[N]):
+    H = H0
+    for t in range(T):
+        H[t] = H[t] * x + 1.0
+    return sum(H)
+
+
+def invariant(X: Data[T, N, D], W: Param[D, D], b: Param[D]):
+    h = zeros((N, D))
+    for t in range(T):
+        h = tanh(X[t] @ (W.T @ W) + exp(b) + h)
+    return sum(h)
+
+
+def literal(x: Data[N], w: Param[N]):
+    h = w
+    acc = 0.0
+    for t in range(4):
+        h = sin(h) * x[t] + w
+        acc += sum(h) * float(t)
+    for k in range(3, 0, -1):
+        h = h * float(k)
+    return acc + sum(h)
+
+
+def with_helper(x: Data[N], w: Param[N]):
+    return smooth(x, w) + smooth(w, x)
+
+
+def smooth(a, b):
+    y = a
+    for i in range(3):
+        y = 0.5 * y + 0.25 * b
+    return sum(y * y)
+
+
+def shift(x: Data[T], c: Param[()]):
+    y = c
+    for t in range(1, T):
+        y = y * 0.5 + x[t]
+    return y
+'''
+
+# `literal` and `with_helper` with their loops written out by hand.
+UNROLLED = '''
+def literal(x: Data[N], w: Param[N]):
+    h = w
+    acc = 0.0
+    h = sin(h) * x[0] + w
+    acc += sum(h) * 0.0
+    h = sin(h) * x[1] + w
+    acc += sum(h) * 1.0
+    h = sin(h) * x[2] + w
+    acc += sum(h) * 2.0
+    h = sin(h) * x[3] + w
+    acc += sum(h) * 3.0
+    h = h * 3.0
+    h = h * 2.0
+    h = h * 1.0
+    return acc + sum(h)
+
+
+def with_helper(x: Data[N], w: Param[N]):
+    return smooth(x, w) + smooth(w, x)
+
+
+def smooth(a, b):
+    y = a
+    y = 0.5 * y + 0.25 * b
+    y = 0.5 * y + 0.25 * b
+    y = 0.5 * y + 0.25 * b
+    return sum(y * y)
+'''
+
+
+@pytest.fixture(scope="module")
+def mod():
+    return gradgen.load_source(LOOPS, "loops.grad", **VALUE_ONLY)
+
+
+@pytest.fixture(scope="module")
+def source():
+    return gradgen.compile_source(LOOPS, "loops.grad", **VALUE_ONLY)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+def _function(source: str, name: str) -> str:
+    """The text of the emitted function `name`."""
+    return "def " + source.split(f"\ndef {name}(")[1].split("\n\n\n")[0]
+
+
+def _run(f, *args):
+    """f(*args), checking that no argument was modified."""
+    saved = [np.copy(a) for a in args]
+    out = f(*args)
+    for a, before in zip(args, saved):
+        assert np.array_equal(a, before), "an argument was modified"
+    return out
+
+
+# ---------------------------------------------------------------- values against NumPy
+
+def _rnn_reference(X, Y, Wx, Wh, Wy, h0):
+    h, loss = h0, 0.0
+    for t in range(X.shape[0]):
+        h = np.tanh(X[t] @ Wx + h @ Wh)
+        z = h @ Wy
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss += -np.mean(logp[np.arange(X.shape[1]), Y[t]])
+    return loss / X.shape[0]
+
+
+def _rnn_args(rng, T=5, N=3, D=4, H=6, C=5, dtype=np.float64):
+    args = (rng.normal(size=(T, N, D)), rng.integers(0, C, size=(T, N)),
+            0.5 * rng.normal(size=(D, H)), 0.3 * rng.normal(size=(H, H)),
+            rng.normal(size=(H, C)), rng.normal(size=(N, H)))
+    return tuple(a.astype(dtype) if a.dtype.kind == "f" else a for a in args)
+
+
+def test_the_specs_rnn_loss(mod, rng):
+    args = _rnn_args(rng)
+    assert _run(mod.rnn_loss, *args) == pytest.approx(_rnn_reference(*args), rel=1e-12)
+
+
+def test_float32_is_kept(mod, rng):
+    args = _rnn_args(rng, dtype=np.float32)
+    value = _run(mod.rnn_loss, *args)
+    assert np.asarray(value).dtype == np.float32
+    expected = _rnn_reference(*(a.astype(np.float64) if a.dtype.kind == "f" else a
+                                for a in args))
+    assert value == pytest.approx(expected, rel=1e-5)
+    X, W, h0 = (rng.normal(size=s).astype(np.float32) for s in ((4, 2, 3), (3, 3), (2, 3)))
+    assert np.asarray(_run(mod.states, X, 0.5 * W, h0)).dtype == np.float32
+
+
+def test_per_step_outputs(mod, rng):
+    X, W, h0 = rng.normal(size=(6, 2, 3)), 0.5 * rng.normal(size=(3, 3)), rng.normal(size=(2, 3))
+    h, H = h0, np.zeros((6, 2, 3))
+    for t in range(6):
+        h = np.tanh(X[t] @ W + h)
+        H[t] = h
+    assert _run(mod.states, X, W, h0) == pytest.approx((H * H).sum() + h.sum(), rel=1e-12)
+
+
+def test_index_arithmetic_and_a_start(mod, rng):
+    x, A, c = rng.normal(size=7), rng.normal(size=(3, 7)), rng.normal(size=3)
+    s, v = 0.0, c
+    for t in range(1, 7):
+        s += x[t] * x[t - 1] + float(t % 2) * A[:, t].sum()
+        v = v * 0.5 + A[:, t] * t
+    assert _run(mod.lagged, x, A, c) == pytest.approx(s + (v * v).sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("T", [1, 2, 5, 6, 7])
+def test_steps_and_backward_loops(mod, T):
+    x = np.linspace(-1.0, 2.0, T)
+    s = 0.3
+    for t in range(0, T, 2):
+        s = s * 0.5 + x[t]
+    for t in range(T - 1, -1, -3):
+        s = s * 0.25 + x[t] * t
+    assert _run(mod.strided, x, 0.3) == pytest.approx(s, rel=1e-12)
+
+
+def test_nested_loops(mod, rng):
+    A, w = rng.normal(size=(4, 3)), rng.normal(size=3)
+    total, g = 0.0, w
+    for t in range(4):
+        u = g * 0.5
+        for s in range(1, 3):
+            u = u + A[t, s] * w[s - 1]
+        g = np.tanh(u)
+        total += g.sum()
+    assert _run(mod.nested, A, w) == pytest.approx(total, rel=1e-12)
+    # S = 1: the inner loop runs no step
+    A1 = A[:, :1].copy()
+    total, g = 0.0, w[:1]
+    for t in range(4):
+        g = np.tanh(g * 0.5)
+        total += g.sum()
+    assert _run(mod.nested, A1, w[:1].copy()) == pytest.approx(total, rel=1e-12)
+
+
+def test_augmented_subscript_assignment(mod, rng):
+    X, w = rng.normal(size=(5, 3)), rng.normal(size=3)
+    G = np.zeros((5, 3))
+    for t in range(5):
+        G[t] += X[t] * w
+        G[t] -= w * 0.5
+    assert _run(mod.accumulate, X, w) == pytest.approx((G * X).sum(), rel=1e-12)
+
+
+def test_a_callers_array_is_copied_before_the_loop_writes_into_it(mod, source, rng):
+    H0, x = rng.normal(size=(4, 3)), rng.normal(size=3)
+    H = H0.copy()
+    for t in range(4):
+        H[t] = H[t] * x + 1.0
+    assert _run(mod.caller_buffer, H0, x) == pytest.approx(H.sum(), rel=1e-12)
+    assert "H = H0.copy()" in _function(source, "caller_buffer")
+
+
+def test_zero_trip_loops_leave_the_carried_values(mod, rng):
+    assert _run(mod.shift, np.array([5.0]), 0.75) == 0.75           # range(1, T), T = 1
+    assert _run(mod.lagged, np.array([2.0]), np.ones((2, 1)), np.array([1.0, 3.0])) \
+        == pytest.approx(10.0)
+    X, W, h0 = np.zeros((0, 2, 3)), np.eye(3), rng.normal(size=(2, 3))
+    assert _run(mod.states, X, W, h0) == pytest.approx(h0.sum())   # range(T), T = 0
+
+
+def test_loops_with_literal_bounds_agree_with_the_loops_written_out(mod, rng):
+    unrolled = gradgen.load_source(UNROLLED, "unrolled.grad", **VALUE_ONLY)
+    x, w = rng.normal(size=5), rng.normal(size=5)
+    h, acc = w, 0.0
+    for t in range(4):
+        h = np.sin(h) * x[t] + w
+        acc += h.sum() * t
+    for k in range(3, 0, -1):
+        h = h * k
+    assert _run(mod.literal, x, w) == pytest.approx(acc + h.sum(), rel=1e-12)
+    assert _run(mod.literal, x, w) == pytest.approx(unrolled.literal(x, w), rel=1e-13)
+    assert _run(mod.with_helper, x, w) == pytest.approx(unrolled.with_helper(x, w), rel=1e-13)
+
+
+# ---------------------------------------------------------------- the emitted code
+
+def test_the_emitted_loop_reads_like_the_source(source):
+    code = _function(source, "rnn_loss")
+    body = code.split("    for t in range(T):\n")[1].split("    return")[0]
+    assert "    loss = 0.0\n" in code and "    h = h0.copy()\n" in code
+    assert "        h = X[t] @ Wx + h @ Wh  # (N, H)\n        np.tanh(h, out=h)\n" in body
+    assert "        loss = loss - " in body
+    assert "range(" not in body     # one loop, not unrolled
+    states = _function(source, "states")
+    assert "    H = np.zeros((T, N, D), dtype=W.dtype)  # (T, N, D)\n" in states
+    loop = states.split("    for t in range(T):\n")[1].split("    return")[0]
+    assert "        H[t] = h\n" in loop and ".copy()" not in loop   # written in place
+    assert "for t in range(1, T):" in _function(source, "lagged")
+    strided = _function(source, "strided")
+    assert "for t in range(0, 2 * ((T + 1) // 2), 2):" in strided
+    assert "for t in range(T - 1, -1 - 3 * ((T + 2) // 3), -3):" in strided or \
+        "for t in range(T - 1, " in strided
+    literal = _function(source, "literal")
+    assert "for t in range(4):" in literal and "for k in range(3, 0, -1):" in literal
+
+
+def _scans(graph_outputs):
+    return [n for n in topo_order(graph_outputs) if n.op == "scan"]
+
+
+def _entry(text: str, name: str):
+    from gradgen.compiler import optimize_entry
+    from gradgen.frontend import parse_program
+    from gradgen.passes import building
+
+    with building():
+        program = parse_program(textwrap.dedent(text), "t.grad")
+        entry = next(e for e in program.entries if e.name == name)
+        entry = optimize_entry(entry, {})
+        return entry, [n for n in topo_order([entry.output])]
+
+
+def test_loop_invariant_code_is_computed_before_the_loop(source):
+    entry, order = _entry(LOOPS, "invariant")
+    (scan,) = [n for n in order if n.op == "scan"]
+    (body,) = scan.regions
+    inside = {n.op for n in topo_order(body.outputs)}
+    assert "exp" not in inside and "matmul" in inside
+    # W.T @ W and exp(b) are arguments of the loop (outside values), not body nodes
+    outside_ops = {a.op for a in scan.args}
+    assert {"exp", "matmul"} <= outside_ops
+    matmuls = [n for n in topo_order(body.outputs) if n.op == "matmul"]
+    assert len(matmuls) == 1        # X[t] @ (W.T @ W): the product of the weights is outside
+    code = _function(source, "invariant")
+    before, loop = code.split("    for t in range(T):\n")
+    assert "np.exp(b)" in before and "W.T @ W" in before
+    assert "np.exp" not in loop and "W.T" not in loop
+
+
+def test_one_scan_node_per_loop():
+    _, order = _entry(LOOPS, "nested")
+    scans = [n for n in order if n.op == "scan"]
+    assert len(scans) == 1   # the inner loop is in the outer one's body
+    (body,) = scans[0].regions
+    assert [n.op for n in topo_order(body.outputs)].count("scan") == 1
+    _, order = _entry(LOOPS, "strided")
+    assert [n.op for n in order].count("scan") == 2
+
+
+def test_compile_work_does_not_depend_on_the_trip_count():
+    def program(bounds):
+        return f'''
+            def f(X: Data[T, N], w: Param[N]):
+                h = w
+                for t in range({bounds}):
+                    h = tanh(h * X[t] + w)
+                return sum(h)
+            '''
+    nodes, lines = {}, {}
+    for bounds in ("10", "10000", "T"):
+        entry, order = _entry(program(bounds), "f")
+        (scan,) = [n for n in order if n.op == "scan"]
+        nodes[bounds] = (len(order), len(topo_order(scan.regions[0].outputs)))
+        code = _function(gradgen.compile_source(textwrap.dedent(program(bounds)), "t.grad",
+                                                **VALUE_ONLY), "f")
+        lines[bounds] = code.count("\n")
+    assert nodes["10"] == nodes["10000"] == nodes["T"], nodes
+    assert lines["10"] == lines["10000"] == lines["T"] - 1   # (+ `T = X.shape[0]`)
+
+
+# ---------------------------------------------------------------- diagnostics
+
+def _error(text: str, **options) -> str:
+    with pytest.raises(CompileError) as info:
+        gradgen.compile_source(textwrap.dedent(text).lstrip("\n"), "t.grad",
+                               **(options or VALUE_ONLY))
+    return str(info.value)
+
+
+def _first_line(report: str) -> str:
+    return report.split("\n")[0]
+
+
+def test_a_carried_variable_whose_shape_changes():
+    report = _error("""
+        def f(x: Data[T, N], w: Param[N]):
+            loss = 0.0
+            for t in range(T):
+                loss += x[t] * w
+            return loss
+        """)
+    assert _first_line(report) == (
+        "t.grad:4:9: error: 'loss' is carried by the loop on line 3: it has shape () before "
+        "the loop, and this assignment gives it shape (N,); a carried variable keeps its "
+        "shape and dtype on every step: assign this value to another name, or give 'loss' "
+        "this shape before the loop")
+
+
+def test_a_carried_variable_whose_dtype_changes():
+    report = _error("""
+        def f(y: Index[T], w: Param[()]):
+            k = y[0]
+            for t in range(T):
+                k = w * float(t)
+            return w
+        """)
+    assert _first_line(report).startswith("t.grad:4:9: error: 'k' is carried by the loop on "
+                                          "line 3: it has shape () (int) before the loop, and "
+                                          "this assignment gives it shape ()")
+
+
+@pytest.mark.parametrize("stmt, col, message", [
+    ("break", 9, "'break' is not supported: a loop runs all its steps; mask the steps that "
+                 "should not count with where(...)"),
+    ("continue", 9, "'continue' is not supported: a loop runs all its steps; mask the steps "
+                    "that should not count with where(...)"),
+    ("return h", 9, "'return' inside a loop is not supported: a loop runs all its steps; "
+                    "assign the value to a variable before the loop, update it in the loop, "
+                    "and return it after the loop"),
+])
+def test_statements_that_leave_a_loop(stmt, col, message):
+    report = _error(f"""
+        def f(x: Data[T], w: Param[()]):
+            h = w
+            for t in range(T):
+                h = h * x[t]
+                {stmt}
+            return h
+        """)
+    assert _first_line(report) == f"t.grad:5:{col}: error: {message}"
+
+
+def test_else_of_a_loop():
+    report = _error("""
+        def f(x: Data[T], w: Param[()]):
+            h = w
+            for t in range(T):
+                h = h * x[t]
+            else:
+                h = h + 1.0
+            return h
+        """)
+    assert _first_line(report) == (
+        "t.grad:5:5: error: a loop's 'else' block is not supported: a loop always runs all "
+        "its steps; move these statements after the loop")
+    assert report.split("\n")[1:] == ["    else:", "    ^"]
+
+
+def test_while():
+    report = _error("""
+        def f(w: Param[()]):
+            while w > 0:
+                w = w - 1.0
+            return w
+        """)
+    assert _first_line(report).startswith("t.grad:2:5: error: 'while' loops are not "
+                                          "supported: write a loop over range(...)")
+
+
+@pytest.mark.parametrize("expr, col", [
+    ("zeros((t, N))", 25), ("reshape(w, (t,))", 30), ("arange(t)", 25), ("w[:t]", 21),
+])
+def test_the_loop_variable_is_not_a_size(expr, col):   # (the column of `t`)
+    report = _error(f"""
+        def f(w: Param[N]):
+            s = 0.0
+            for t in range(N):
+                s += sum({expr})
+            return s
+        """)
+    assert _first_line(report) == (
+        f"t.grad:4:{col}: error: the loop variable 't' cannot be a size: it changes at every "
+        "step, and an array's shape may not; use a fixed size (a dimension such as T) and "
+        "select with t (x[t]) or mask with where(...)")
+
+
+@pytest.mark.parametrize("loop, col, message", [
+    ("for t in w:", 14, "a loop must run over range(...): for t in range(T), "
+                        "range(start, stop) or range(start, stop, step)"),
+    ("for t in range(0, N, k):", 26, "the step of range() must be an integer literal "
+                                     "(range(0, T, 2)), so that the number of steps is known "
+                                     "from the sizes"),
+    ("for t in range(0, N, 0):", 26, "the step of range() must not be zero"),
+    ("for t in range(M):", 20, "'M' is not a dimension: a shape is made of the dimensions of "
+                               "the entry point's arguments and positive integers"),
+    ("for t in range(1.5):", 20, "the bounds of range() must be integers or dimension "
+                                 "expressions, not float"),
+    ("for t, u in range(N):", 9, "the loop variable must be a single name: for t in range(T)"),
+    ("for k in range(N):", 9, "the loop variable 'k' would replace the variable 'k' (an "
+                              "argument); give the loop variable another name"),
+])
+def test_loop_headers(loop, col, message):
+    report = _error(f"""
+        def f(w: Param[N], k: int):
+            s = 0.0
+            {loop}
+                s += sum(w)
+            return s
+        """)
+    assert _first_line(report) == f"t.grad:3:{col}: error: {message}"
+
+
+def test_the_loop_variable_cannot_be_assigned():
+    report = _error("""
+        def f(w: Param[N]):
+            s = 0.0
+            for t in range(N):
+                t = t + 1
+                s += w[t]
+            return s
+        """)
+    assert _first_line(report) == (
+        "t.grad:4:9: error: the loop variable 't' cannot be assigned in the loop: it takes "
+        "the values of range(...) in turn; assign to another name")
+
+
+@pytest.mark.parametrize("after, col, message", [
+    ("u", 16, "'u' is first assigned inside the loop on line 3, so it is local to one step of "
+              "the loop; to use its value after the loop, assign 'u' before the loop (then the "
+              "loop carries it)"),
+    ("float(t)", 22, "'t' is the variable of the loop on line 3, which it is local to; after "
+                     "the loop, use the stop of its range instead"),
+])
+def test_names_first_assigned_in_a_loop_are_local_to_it(after, col, message):
+    report = _error(f"""
+        def f(w: Param[N]):
+            s = 0.0
+            for t in range(N):
+                u = w[t] * 2.0
+                s += u
+            return s + {after}
+        """)
+    assert _first_line(report) == f"t.grad:6:{col}: error: {message}"
+
+
+def test_errors_in_a_loop_body_are_all_reported_once():
+    report = _error("""
+        def f(w: Param[N]):
+            s = 0.0
+            for t in range(N):
+                a = zz
+                b = sum(w) * yy
+            return s + 1.0
+        """)
+    lines = [line for line in report.split("\n") if ": error: " in line]
+    assert lines == ["t.grad:4:13: error: unknown name 'zz'",
+                     "t.grad:5:22: error: unknown name 'yy'"]
