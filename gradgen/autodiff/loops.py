@@ -151,8 +151,8 @@ class _BodyVJP:
         self.ct_in = [ct_in[k] for k in active]
         ct_c = dict(zip(float_c, cts))
         ct_o = dict(zip(self.do, cts[len(float_c):]))
-        self.ct_c = [ct_c[k] for k in active]
-        self.ct_o = [ct_o[j] for j in self.do]
+        self.ct_c = _static_shapes([ct_c[k] for k in active], body)
+        self.ct_o = _static_shapes([ct_o[j] for j in self.do], body)
         self._frontier([x for x in self.ct_c + self.ct_o if x is not None])
 
     def _frontier(self, roots: list[Node]) -> None:
@@ -208,6 +208,23 @@ class _BodyVJP:
         oin = {id(x) for x in self.oin}
         used = {id(n) for n in topo_order(outs) if id(n) in oin}
         return outs, [x for x in self.oin if id(x) in used]
+
+
+def _static_shapes(roots: list, body: Region) -> list:
+    """`roots` with each value of the body read for its shape only (`np.broadcast_to(g,
+    z.shape)`) replaced by its static shape, so it is neither saved nor recomputed."""
+    shape_of = builder().with_trait("shape_of_last")
+    primal = {id(n) for n in topo_order(body.outputs)}
+    live = [r for r in roots if r is not None]
+    mapping = {}
+    for n in topo_order(live):
+        if n.op in shape_of and id(n.args[-1]) in primal and id(n) not in primal:
+            with builder().at(origin=n.origin, phase=n.phase):
+                mapping[id(n)] = make("broadcast_to", *n.args[:-1], shape=tuple(n.shape))
+    if not mapping:
+        return roots
+    it = iter(substitute(live, mapping))
+    return [None if r is None else next(it) for r in roots]
 
 
 def _buffer_sources(node: Node, f: Node, body: Region) -> tuple[Node, ...]:

@@ -324,7 +324,7 @@ class _Scheduler:
             refs[nid] = (target,)
             phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
             if last_origin is None or n.origin is not last_origin[0] \
-                    or phase != last_origin[1]:
+                    or phase != last_origin[1] or n.op in st.ops.loop:
                 last_origin = _comment(stmts_out, n, last_origin, label, phase)
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
@@ -404,6 +404,7 @@ class _Ops:
         self.stmt = {op for op, d in REGISTRY.items() if d.stmt is not None}
         self.write = {op: d.write for op, d in REGISTRY.items() if d.write is not None}
         self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
+        self.loop = {op for op, d in REGISTRY.items() if "region" in d.traits}
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
@@ -785,7 +786,7 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
     phase = phase or n.phase
     if phase not in _DERIVATIVE or n.origin is None \
             or last_origin is not None and n.origin == last_origin[0] \
-            and phase == last_origin[1]:
+            and phase == last_origin[1] and not n.regions:
         return last_origin
     label = label if phase == "backward" else phase
     if n.regions:   # a loop's derivative: one loop of statements (`# grad of` each inside)

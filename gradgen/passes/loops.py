@@ -141,8 +141,9 @@ def prune_loops(graph: Graph) -> Graph:
         region = Region((body.inputs[0], *(cin[k] for k in kept),
                          *(body.inputs[1 + c + q] for q in outside)),
                         tuple(body.outputs[k] for k in kept))
-        new = make(SCAN, *(n.args[k] for k in kept), *(n.args[c + q] for q in outside),
-                   **{**n.kw, "body": region})
+        with builder().at(origin=n.origin, phase=n.phase):
+            new = make(SCAN, *(n.args[k] for k in kept), *(n.args[c + q] for q in outside),
+                       **{**n.kw, "body": region})
         smaller[id(n)] = new, {k: i for i, k in enumerate(kept)}
     if not smaller:
         return graph
