@@ -287,7 +287,7 @@ def sequences():
     text = SEQUENCES.read_text(encoding="utf-8")
     with building():
         source = gradgen.compile_source(text, filename=SEQUENCES.name, hessian=True)
-        checkpointed = gradgen.compile_source(text, filename=SEQUENCES.name, hessian=True,
+        checkpointed = gradgen.compile_source(text, filename=SEQUENCES.name, modes=("grad",),
                                               checkpoint=2)
     return source, _load(source), _load(checkpointed)
 
@@ -327,7 +327,7 @@ def test_a_loop_and_its_hand_unrolled_source_agree(sequences, name):
         want = mod[unrolled + suffix](*args, *extra)
         for g, w in zip(np.atleast_1d(got) if suffix == "_jvp" else _flat(got), _flat(want)):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
-        if suffix in ("_grad", "_hvp", "_hessian"):
+        if suffix == "_grad":
             for g, w in zip(_flat(ckpt[loop + suffix](*args, *extra)), _flat(got)):
                 np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
 

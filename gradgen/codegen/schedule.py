@@ -407,6 +407,7 @@ class _Ops:
         self.loop = {op for op, d in REGISTRY.items() if "region" in d.traits}
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
+        self.view_rule = {op: d.view for op, d in REGISTRY.items() if callable(d.view)}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
         # the in-place function of division (the op of the operator `/`): a product by
         # 1/q is computed as a division by q, as the printer spells it
@@ -428,7 +429,10 @@ class _Ops:
         """Whether `n` may share memory with another array (so `del` frees nothing)."""
         while n.op in self.transparent:
             n = n.args[0]
-        return n.op in self.view
+        if n.op not in self.view:
+            return False
+        rule = self.view_rule.get(n.op)   # (a view for some nodes only: `X[t]`)
+        return rule is None or rule(n) is not None
 
 
 class _State:
