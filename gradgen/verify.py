@@ -81,8 +81,12 @@ NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarra
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
-                      "type", "set", "ValueError", "TypeError", "IndexError", "range",
-                      "reversed"})
+                      "type", "set", "ValueError", "TypeError", "IndexError"})
+# A loop of the emitted code: `for t in range(...)` or `reversed(range(...))` over sizes
+# (names, integer literals, + - * // of them: no power, so no literal trip count of 10**12).
+LOOP_BUILTINS = frozenset({"range", "reversed"})
+_LOOP_BOUND_OPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
+_MAX_LOOP_LITERAL = 2 ** 31
 # Exceptions a `raise` may raise (called with a message).
 EXCEPTIONS = frozenset({"ValueError", "TypeError", "IndexError"})
 # Methods called on local values (arrays, the helpers' set of checked shapes).
@@ -610,10 +614,39 @@ class _Statements(_Expressions):
             if stmt.orelse:
                 _fail(stmt, "a for-else")
             self._target(stmt.target, scope)
-            self._expr(stmt.iter, scope)
+            self._loop_range(stmt.iter, scope)
             self._body(stmt.body, scope)
         elif isinstance(stmt, ast.Raise):
             self._raise(stmt, scope)
+
+    def _loop_range(self, it: ast.AST, scope: _Scope) -> None:
+        """The iterable of a loop; range(...) only of sizes, possibly reversed(...)."""
+        def builtin(node, name):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and not node.keywords) or scope.binds(node.func.id):
+                return False
+            called = self.aliases.get(node.func.id, node.func.id)
+            return called == name and node.func.id not in self.functions
+        if builtin(it, "reversed") and len(it.args) == 1:
+            it = it.args[0]
+        if not builtin(it, "range"):   # (the helpers' loops over their arguments)
+            self._expr(it, scope)
+            return
+        if not 1 <= len(it.args) <= 3:
+            _fail(it, "range() of other than 1 to 3 sizes")
+        for bound in it.args:
+            for node in ast.walk(bound):
+                if isinstance(node, ast.BinOp) and type(node.op) in _LOOP_BOUND_OPS or \
+                        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) or \
+                        isinstance(node, (ast.operator, ast.unaryop, ast.expr_context)):
+                    continue
+                if isinstance(node, ast.Constant) and type(node.value) is int \
+                        and abs(node.value) <= _MAX_LOOP_LITERAL:
+                    continue
+                if isinstance(node, ast.Name):
+                    self._expr(node, scope)
+                    continue
+                _fail(node, "a loop bound other than a size (names, integers, + - * //)")
 
     def _raise(self, stmt: ast.Raise, scope: _Scope) -> None:
         exc = stmt.exc
@@ -724,7 +757,8 @@ class _Verifier(_Statements):
             _fail(stmt, "a module-level assignment to something other than one name")
         name = stmt.targets[0].id
         value = stmt.value
-        if isinstance(value, ast.Name) and value.id in BUILTINS and name != value.id \
+        if isinstance(value, ast.Name) and value.id in BUILTINS | LOOP_BUILTINS \
+                and name != value.id \
                 and not _is_dunder(name):
             # `len_ = len`: a built-in under another name, because a user's entry point
             # takes its own; bound before any function is defined (so before the user's).

@@ -206,6 +206,8 @@ INJECTIONS = {
     "complex-constant": in_function("g = 1j"),
     "method-on-numpy-module": in_function("g = np.sum.copy()"),
     "range-loop": in_function("for i in range(10 ** 12):\n    continue"),
+    "reversed-range-loop": in_function("for i in reversed(range(2, 2 ** 40)):\n    pass"),
+    "range-of-a-call": in_function("for i in range(len(x) * 10 ** 9):\n    pass"),
     "augassign-argument": in_function("X += 1"),
     "subscript-store-argument": in_function("X[0] = 1"),
     "out-into-argument": in_function("np.exp(X, out=X)"),

@@ -113,7 +113,7 @@ def lower_loop(low, stmt: ast.For, scope: Scope) -> None:
     scan = make("scan", *inits, *outside, body=body, length=length, **attrs)
     low.budget.charge(stmt, 1)
     for n in assigned:
-        scope.env[n] = _LOCAL(n, stmt) if saved[n] is None or isinstance(saved[n], LoopLocal) \
+        scope.env[n] = _local(n, stmt) if saved[n] is None or isinstance(saved[n], LoopLocal) \
             else saved[n]
     for i, n in enumerate(carried):
         scope.env[n] = make("part", scan, index=i)
@@ -146,7 +146,7 @@ def _statements(low, stmts: list, scope: Scope) -> bool:
     return ok
 
 
-def _LOCAL(name: str, stmt: ast.For) -> LoopLocal:
+def _local(name: str, stmt: ast.For) -> LoopLocal:
     return LoopLocal(f"'{{name}}' is first assigned inside the loop on line {stmt.lineno}, so "
                      "it is local to one step of the loop; to use its value after the loop, "
                      f"assign '{name}' before the loop (then the loop carries it)")

@@ -30,6 +30,8 @@ variable after the loop.
 
 from __future__ import annotations
 
+import sympy
+
 from ..dims import as_expr
 from ..errors import ShapeError
 from .registry import PREC_ATOM, PREC_CALL, defop
@@ -50,7 +52,15 @@ def loop_range(p, node) -> tuple[str, str, str]:
     """The printed `range(start, stop, step)` of a scan: iteration i has the index
     start + i * step, for i < length (the stop is start + length * step)."""
     start, step = as_expr(node.attr("start", 0)), node.attr("step", 1)
-    stop = start + as_expr(node.attr("length")) * step
+    length = as_expr(node.attr("length"))
+    stop = start + length * step
+    if step not in (1, -1) and isinstance(length, sympy.floor):
+        # length = floor((span + k - 1) / k) steps of k = |step| cover a span of `span`:
+        # range(0, T, 2), not range(0, 2 * ((T + 1) // 2), 2)
+        k = abs(step)
+        span = sympy.expand(length.args[0] * k - (k - 1))
+        if span.is_integer:
+            stop = start + span if step > 0 else start - span
     return (p.scalar(start, integer=True)[0], p.scalar(stop, integer=True)[0], str(step))
 
 

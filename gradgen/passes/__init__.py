@@ -7,7 +7,8 @@ canonical form and shared by construction, whoever builds them (the frontend, au
 a pass). `optimize` runs simplify, fuse, dce and matchain until none changes the graph (a
 fixed point); on a compilation's graphs simplify and fuse have nothing to do, and they
 rewrite a graph built without the rules (the golden tests build the source as written).
-`lower` then makes the rewrites the canonical forms would undo.
+`lower` then makes the rewrites the canonical forms would undo. Every pass also runs on the
+bodies of the loops (`regions.in_regions`), and `hoist` moves loop-invariant code out.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .fuse import fuse
 from .loops import loops
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
+from .regions import hoist, in_regions
 from .rules import CANONICAL, RuleEngine, apply, recording
 from .scalars import place_scalars
 from .simplify import simplify
@@ -47,7 +49,10 @@ def building() -> Iterator[ir.Builder]:
 def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     """The graph after every pass of `PIPELINE` and `matchain`, repeated until nothing
     changes."""
-    steps = (*PIPELINE, lambda g: matchain(g, hints))
+    # (each also on the bodies of the loops; dce keeps what a live loop's body needs, and
+    # hoist moves what a pass made loop-invariant out of its loop)
+    steps = (*(step if step in IDEMPOTENT else in_regions(step) for step in PIPELINE),
+             in_regions(lambda g: matchain(g, hints)), hoist)
     # Per step, a graph it is known to leave as it is, so it is not run on it again: the
     # passes are pure functions, so one that returned its input unchanged would again,
     # and an idempotent one would return its own result unchanged (a fixed point needs a
@@ -59,7 +64,7 @@ def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
             if graph is settled[i]:
                 continue
             new = step(graph)
-            if new is graph or step in IDEMPOTENT:
+            if new is graph or step in IDEMPOTENT or step is hoist:
                 settled[i] = new
             graph = new
         if graph is before:   # a fixed point: no pass changes anything
@@ -71,8 +76,9 @@ def lower(graph: Graph) -> Graph:
     """The rewrites that come after optimisation (they leave canonical form): the ops'
     rules tagged `lower` (built as is, so the canonical rules do not undo them), then
     scalar placement."""
-    return place_scalars(apply(graph, ("lower",)))
+    return hoist(in_regions(lambda g: place_scalars(apply(g, ("lower",))))(graph))
 
 
-__all__ = ["PIPELINE", "building", "dce", "fuse", "loops", "lower", "matchain", "optimize",
+__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "in_regions", "loops", "lower",
+           "matchain", "optimize",
            "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify"]
