@@ -367,3 +367,37 @@ def _function(source: str, name: str) -> str:
     start = source.index(f"\ndef {name}(")
     end = source.find("\ndef ", start + 1)
     return source[start:end if end > 0 else None]
+
+
+def test_checkpoint_is_an_option_recorded_in_the_header(sequences):
+    """`checkpoint=K` (`--checkpoint K`) is in the header's options and regenerate command;
+    a value that is not a positive number of steps is refused; without loops it changes
+    nothing."""
+    text = "def f(x: Param[N]):\n    return sum(x * x)\n"
+    with building():
+        plain = gradgen.compile_source(text, filename="f.grad")
+        with_option = gradgen.compile_source(text, filename="f.grad", checkpoint=16)
+    assert "# Options: modes=default checks checkpoint=16\n" in with_option
+    assert "# Regenerate with: gradgen compile f.grad --checkpoint 16\n" in with_option
+    assert with_option.split('"""', 1)[1] == plain.split('"""', 1)[1]
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            gradgen.compile_source(text, filename="f.grad", checkpoint=bad)
+
+
+def test_unread_carried_values_are_not_computed():
+    """prune_loops: a loop carrying h and c of which only h is read (c does not feed h)
+    computes no c; the gradient with respect to W of a loop reading Data X accumulates no
+    cotangent of X."""
+    def build(loop, h0, c0, w, x):
+        def body(t, c, o):
+            return [make("tanh", c[0] @ o[0] + _row(o[1], t)), c[1] * 2.0 + make("exp", c[0])]
+        h, _ = loop([h0, c0], [w, x], body, T, names=["h", "c"])
+        return _sum(h * h)
+    ps = [_inp("h0", (N, D)), _inp("c0", (N, D)), _inp("W", (D, D))]
+    x = _inp("X", (T, N, D), "data")
+    out = build(Scan(), *ps, x)
+    grads = EntryDerivatives(out, ps).gradient().outputs
+    source, _ = _emit(lower(optimize(Graph((*ps, x), (out, *grads)))))
+    assert "np.exp" not in source and "c0" not in source.split("\n", 1)[1].split("return")[0]
+    assert "dX" not in source and "scatter" not in source

@@ -266,7 +266,10 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     # the backward loop: the body's VJP, the saved values read at the step
     reads = [make("input", name=n, role="outside", shape=buf.shape)
              for n, buf in zip(names, bufs_in)]
-    mapping = {id(f): make("gather", r, i, axis=0) for f, r in zip(bv.saved, reads)}
+    mapping = {}
+    for f, r in zip(bv.saved, reads):   # (commented as the line of the value read)
+        with b.at(origin=f.origin):
+            mapping[id(f)] = make("gather", r, i, axis=0)
     hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
                          else f.op, "outside", f.shape) for f in bv.hoisted]
     mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))

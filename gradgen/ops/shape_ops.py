@@ -353,6 +353,12 @@ defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nond
       emit=call("zeros_like"), domain=(REAL,))
 
 
+@rewrite("zeros_like")
+def zeros_of_zeros(x):
+    """Zeros shaped like zeros are those zeros (a loop's zero tangent of a zero cotangent)."""
+    return x if x.op == "zeros_like" else None
+
+
 # ---------------------------------------------------------------- indexing
 
 def _index_shape(args, index):
