@@ -42,16 +42,17 @@ FLOAT = "float"
 
 
 @contextlib.contextmanager
-def checkpointing(every: int | None) -> Iterator[None]:
+def checkpointing(every: int | None, names: dict | None = None) -> Iterator[None]:
     """Build the VJPs of loops inside the block with checkpoints every `every` steps
-    (None: save every step's residuals)."""
+    (None: save every step's residuals), naming the buffers of saved values after the
+    source's names of them (`names`: node -> name) where it has some."""
     memo = builder().memo
-    saved = memo.get("checkpoint")
-    memo["checkpoint"] = every
+    saved = memo.get("checkpoint"), memo.get("loop_names")
+    memo["checkpoint"], memo["loop_names"] = every, names or {}
     try:
         yield
     finally:
-        memo["checkpoint"] = saved
+        memo["checkpoint"], memo["loop_names"] = saved
 
 
 # ---------------------------------------------------------------- helpers
@@ -182,16 +183,22 @@ class _BodyVJP:
             # else: a number, an outside value, or computed from the index (recomputed)
 
     def saved_name(self, f: Node) -> str:
-        """`h_steps` for the carried value h, `h_next_steps` for its next value, else the
-        op's hint (`tanh_steps`)."""
+        """`h_steps` for the carried value h, `h_next_steps` for its next value, `z_steps`
+        for a value the source names z, `z_sigmoid_steps` for an op's value computed from
+        it, else the op's hint (`tanh_steps`)."""
         for k, (x, y) in enumerate(zip(self.cin, self.body.outputs)):
             if f is x:
                 return self.names.fresh(x.attr("name") + "_steps")
             if f is y:
                 return self.names.fresh(x.attr("name") + "_next_steps")
+        source = builder().memo.get("loop_names") or {}
         hint = REGISTRY[f.op].hint
         base = hint if isinstance(hint, str) else f.op
-        return self.names.fresh(base + "_steps")
+        named = source.get(f)
+        if named is None:
+            arg = next((source[a] for a in f.args if a in source), None)
+            named = base if arg is None else f"{arg}_{base}"
+        return self.names.fresh(named + "_steps")
 
     def backward(self, mapping: dict[int, Node]) -> tuple[list[Node], list[Node]]:
         """The backward body's next carried values (the accumulated cotangents of the

@@ -97,7 +97,8 @@ class EntryFunctions:
         self.program, self.entry, self.params = program, entry, params
         self.names, self.checks = names, checks
         self.out = entry.output
-        self.derivatives = EntryDerivatives(self.out, [p.node for p in params], checkpoint)
+        self.derivatives = EntryDerivatives(self.out, [p.node for p in params], checkpoint,
+                                            entry.names)
         self.spec_name = names.spec_constant(entry.name)
         self._tangents: list[Node] | None = None
 

@@ -843,7 +843,8 @@ def _initial_values(st: _State, args: tuple, carried: tuple) -> list[str]:
         if text == name:   # the variable itself (`_carried_names`)
             taken.add(text)
             continue
-        if text in taken or _shared(st, a, text):
+        # (an expression spelled twice is two arrays: `np.empty(...)` needs no copy)
+        if text in taken and id(a) not in st.inlined or _shared(st, a, text):
             text = st.p.copy(text, prec, scalar=not a.shape)
         taken.add(text)
         lines.append(f"{name} = {text}")
