@@ -355,8 +355,12 @@ def test_the_backward_loop_reads_as_code(sequences):
     assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
     assert "rows_steps" not in grad   # (read for its shape only)
     assert "    # grad of the loop at line 8\n    " in grad
-    assert "h_steps = np.empty((T, N, H)" in grad and "h_steps[t] = h" in grad
-    assert grad.index("h_steps = np.empty") < grad.index("for t in range(T):")
+    # h before and after each step: one buffer of T + 1 rows, row 0 the initial value
+    forward, backward = grad.split("for t in reversed(range(T)):")
+    assert "np.empty((T + 1, N, H)" in forward.split("for t in range(T):")[0]
+    assert re.search(r"\n        h_steps\[t \+ 1\] = h\d*\n", forward)
+    assert "h_steps[t + 1]" in backward and "h_steps[t].T" in backward
+    assert "_next_steps" not in grad
     assert not re.search(r"scan|res_?\d|_res\b", grad)   # no machine names
     # a loop writing per-step states: the buffer's cotangent is read, never saved
     lstm = _function(source, "lstm_states_grad")

@@ -255,15 +255,32 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     attrs = loop_attrs(node)
     length = as_expr(node.attr("length"))
     index = bv.t
+    # A carried value and its next value both saved: one buffer of L + 1 rows, row e the
+    # value before execution step e (so row e + 1 the value after it).
+    nexts = {id(y): x for x, y in zip(bv.cin, body.outputs)
+             if x is not y and x in bv.saved and y in bv.saved}
+    saved = [f for f in bv.saved if id(f) not in nexts]
+    also_next = {id(x) for x in nexts.values()}
     # the forward loop: the body, and a write of each saved value into its buffer
     with b.at(phase="forward"):
         i = iteration(index, node)
-        names = [bv.saved_name(f) for f in bv.saved]
-        bufs_in = [make("input", name=n, role="carry", shape=(length,) + tuple(f.shape))
-                   for n, f in zip(names, bv.saved)]
-        writes = [make("update", buf, f, i, index=(), axis=0) for buf, f in zip(bufs_in, bv.saved)]
-        empties = [make("empty", *_buffer_sources(node, f, body), shape=buf.shape, name=n)
-                   for n, f, buf in zip(names, bv.saved, bufs_in)]
+        if node.attr("reverse", False):   # execution step e: rows in the order run
+            i = const(length - 1) - i
+        names = [bv.saved_name(f) for f in saved]
+        bufs_in = [make("input", name=n, role="carry",
+                        shape=(length + int(id(f) in also_next),) + tuple(f.shape))
+                   for n, f in zip(names, saved)]
+        writes, empties = [], []
+        for n, buf, f in zip(names, bufs_in, saved):
+            empty = make("empty", *_buffer_sources(node, f, body), shape=buf.shape, name=n)
+            if id(f) in also_next:   # row 0 the initial value, row e + 1 written at step e
+                k = bv.cin.index(f)
+                empty = make("update", empty, node.args[k], index=(0,), axis=None)
+                writes.append(make("update", buf, body.outputs[k], i + const(1), index=(),
+                                   axis=0))
+            else:
+                writes.append(make("update", buf, f, i, index=(), axis=0))
+            empties.append(empty)
         # (the buffers first: each step saves a value before it writes into a carried
         # array the value may be a view of, `H[t] = H[t] * x`)
         fwd = make("scan", *empties, *node.args,
@@ -274,9 +291,14 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     reads = [make("input", name=n, role="outside", shape=buf.shape)
              for n, buf in zip(names, bufs_in)]
     mapping = {}
-    for f, r in zip(bv.saved, reads):   # (commented as the line of the value read)
+    for f, r in zip(saved, reads):   # (commented as the line of the value read)
         with b.at(origin=f.origin):
             mapping[id(f)] = make("gather", r, i, axis=0)
+    for y in body.outputs:
+        if id(y) in nexts:
+            r = reads[saved.index(nexts[id(y)])]
+            with b.at(origin=y.origin):
+                mapping[id(y)] = make("gather", r, i + const(1), axis=0)
     hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
                          else f.op, "outside", f.shape) for f in bv.hoisted]
     mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))

@@ -609,6 +609,10 @@ class _State:
         write = self.ops.write.get(n.op)
         if write is None or not self.ufunc:   # (a target that cannot write in place)
             return None
+        a = n.args[0]
+        if id(a) in self.inlined and a.shape and not self.ops.is_view(a) and \
+                id(a) not in self.p.scalars:   # a new array spelled here (`np.empty(...)`)
+            return [f"{target} = {self.p.code[id(a)][0]}", *write(self.p, n, target)]
         buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
         if buf is None:
             return None
