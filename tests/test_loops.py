@@ -137,6 +137,43 @@ def hmm(logA: Param[K, K], logB: Param[K, V], pi: Param[K], obs: Index[T]):
     return -logsumexp(alpha)
 
 
+def aliasing(A: Data[T, S], w: Param[S]):
+    h = w
+    for t in range(T):
+        g = h
+        for s in range(S):
+            g[s] = g[s] * 0.5 + h[s] * A[t, s] + h[0]
+        h = tanh(g)
+    return sum(h)
+
+
+def integers(y: Index[T], w: Param[()]):
+    k = y[0]
+    for t in range(1, T):
+        k = k + y[t] * t
+    return w * float(k)
+
+
+def read_then_write(X: Data[T, N], w: Param[N]):
+    H = X * 1.0
+    loss = 0.0
+    for t in range(T):
+        prev = H[t]
+        H[t] = prev * 2.0 + w
+        loss += sum(prev * w)
+    return loss + sum(H)
+
+
+def view_read_in_loop(X: Data[T, N], w: Param[N]):
+    H = exp(X)
+    r = H[0]
+    loss = 0.0
+    for t in range(T):
+        H[t] = H[t] * 2.0 + w
+        loss += sum(r * H[t])
+    return loss + sum(H)
+
+
 def shift(x: Data[T], c: Param[()]):
     y = c
     for t in range(1, T):
@@ -311,6 +348,49 @@ def test_an_hmm_forward_recursion(mod, rng):
     for t in range(1, 6):
         alpha = lse(alpha[:, None] + logA, axis=0) + logB[:, obs[t]]
     assert _run(mod.hmm, logA, logB, pi, obs) == pytest.approx(-lse(alpha), rel=1e-12)
+
+
+def test_a_buffer_written_in_a_loop_is_not_one_the_loop_reads(mod, rng):
+    """`g = h` then `g[s] = ...` in the inner loop, which reads `h` too: g is a copy."""
+    A, w = rng.normal(size=(3, 4)), rng.normal(size=4)
+    h = w
+    for t in range(3):
+        g = h.copy()
+        for s in range(4):
+            g[s] = g[s] * 0.5 + h[s] * A[t, s] + h[0]
+        h = np.tanh(g)
+    assert _run(mod.aliasing, A, w) == pytest.approx(h.sum(), rel=1e-12)
+
+
+def test_a_row_read_before_its_row_is_written(mod, rng):
+    """`prev = H[t]` is a view of H (basic indexing): `H[t] = ...` must not change it."""
+    X, w = rng.normal(size=(4, 3)), rng.normal(size=3)
+    H, loss = X.copy(), 0.0
+    for t in range(4):
+        prev = H[t].copy()
+        H[t] = prev * 2.0 + w
+        loss += (prev * w).sum()
+    assert _run(mod.read_then_write, X, w) == pytest.approx(loss + H.sum(), rel=1e-12)
+
+
+def test_a_view_of_the_initial_value_read_in_the_loop(mod, rng):
+    """`r = H[0]` before the loop, read in it while the loop writes H's rows: the loop
+    writes into a copy of H."""
+    X, w = rng.normal(size=(4, 3)), rng.normal(size=3)
+    H = np.exp(X)
+    r, loss = H[0].copy(), 0.0
+    for t in range(4):
+        H[t] = H[t] * 2.0 + w
+        loss += (r * H[t]).sum()
+    assert _run(mod.view_read_in_loop, X, w) == pytest.approx(loss + H.sum(), rel=1e-12)
+
+
+def test_an_integer_carried_value(mod):
+    y = np.array([3, 1, 4, 1, 5])
+    k = y[0]
+    for t in range(1, 5):
+        k = k + y[t] * t
+    assert _run(mod.integers, y, 0.5) == pytest.approx(0.5 * k)
 
 
 def test_augmented_subscript_assignment(mod, rng):
@@ -664,3 +744,18 @@ def test_the_readme_loop_excerpt_is_the_emitted_code():
     code = gradgen.compile_source(program, "states.grad", **VALUE_ONLY)
     for line in emitted.strip("\n").split("\n"):
         assert line in code.split("\n"), line
+
+
+def test_the_value_only_from_the_command_line(tmp_path):
+    """`--modes ''`: only the function itself; the header's regenerate command says so and
+    `--check` reads it. (By default the derivatives through the loop are emitted too.)"""
+    from clirun import run
+
+    (tmp_path / "rnn.grad").write_text(LOOPS.split("\n\n\n")[0], encoding="utf-8")
+    assert run("compile", "rnn.grad", cwd=tmp_path).returncode == 0
+    assert "def rnn_loss_grad(" in (tmp_path / "rnn_grad.py").read_text(encoding="utf-8")
+    assert run("compile", "rnn.grad", "--modes", "", cwd=tmp_path).returncode == 0
+    module = (tmp_path / "rnn_grad.py").read_text(encoding="utf-8")
+    assert "# Regenerate with: gradgen compile rnn.grad --modes ''\n" in module
+    assert "def rnn_loss(" in module and "def rnn_loss_grad(" not in module
+    assert run("compile", "rnn.grad", "--check", cwd=tmp_path).returncode == 0

@@ -348,8 +348,12 @@ class _Scheduler:
         The body never writes into the buffer of one of its inputs."""
         st, p = self.st, self.st.p
         index = st.namer.fresh(region.inputs[0].attr("name") or "t")
-        carried = _carried_names(st, node, region)
-        init = _initial_values(st, node.args, carried)
+        # (an initial value the body also reads from outside is copied: the loop may
+        # write into its carried variable's buffer)
+        read = {st.p.code[id(a)][0] for a in node.args[len(region.carried):]}
+        read |= {b for r in read for b in st.view_bases.get(r, ())}   # (r = H[0]: H)
+        carried = _carried_names(st, node, region, read)
+        init = _initial_values(st, node.args, carried, read)
         outside = [_outside_value(st, a, init) for a in node.args[len(carried):]]
         bound = [(index, PREC_ATOM)] + [(c, PREC_ATOM) for c in carried] + outside
         names = dict(st.names)   # temporaries named after the variables the inputs are
@@ -820,7 +824,7 @@ _DERIVATIVE = frozenset({"backward", "tangent", SECOND_ORDER})
 
 # ---------------------------------------------------------------- regions (loops)
 
-def _carried_names(st: _State, node: Node, region: Region) -> tuple[str, ...]:
+def _carried_names(st: _State, node: Node, region: Region, read: set) -> tuple[str, ...]:
     """The carried variables of a loop: named as the source names them, or the variable
     holding the initial value itself when nothing else reads it and it has that name (or
     that name is taken): `H = np.zeros(...)` before the loop, then `H[t] = h` in it."""
@@ -828,8 +832,8 @@ def _carried_names(st: _State, node: Node, region: Region) -> tuple[str, ...]:
     for x, a in zip(region.carried, node.args):
         want = st.names.get(x) or x.attr("name") or "carry"
         text = st.p.code[id(a)][0]
-        if (text == want or want in st.namer.taken) and text not in out and (
-                a.shape and text in st.buffers and not _shared(st, a, text)
+        if (text == want or want in st.namer.taken) and text not in out and text not in read \
+                and (a.shape and text in st.buffers and not _shared(st, a, text)
                 or not a.shape and text in st.var_node and st.remaining.get(text, 0) == 0):
             out.append(text)   # the loop continues the variable
         else:
@@ -837,7 +841,7 @@ def _carried_names(st: _State, node: Node, region: Region) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _initial_values(st: _State, args: tuple, carried: tuple) -> list[str]:
+def _initial_values(st: _State, args: tuple, carried: tuple, read: set) -> list[str]:
     """`h = h0`: the carried variables set before the loop, each to a copy where its
     initial value is an argument of the function (never modified), a view, or a variable
     something later reads (or another carried variable starts from)."""
@@ -848,7 +852,8 @@ def _initial_values(st: _State, args: tuple, carried: tuple) -> list[str]:
             taken.add(text)
             continue
         # (an expression spelled twice is two arrays: `np.empty(...)` needs no copy)
-        if text in taken and id(a) not in st.inlined or _shared(st, a, text):
+        if text in taken and id(a) not in st.inlined or text in read and a.shape \
+                or _shared(st, a, text):
             text = st.p.copy(text, prec, scalar=not a.shape)
         taken.add(text)
         lines.append(f"{name} = {text}")
@@ -860,8 +865,8 @@ def _shared(st: _State, a: Node, text: str) -> bool:
     of the function, a view, or a variable still read later (a number is not)."""
     if a.is_const or id(a) in st.p.scalars:
         return False
-    if st.ops.is_view(a):
-        return True
+    if st.ops.is_view(a) and st.buffers.get(text) is not a:   # (a loop's carried variable
+        return True                                            # is its own buffer)
     if id(a) in st.inlined or not a.shape:   # a new array, or a computed 0-d value
         return False
     remaining = st.remaining

@@ -14,6 +14,11 @@ carried values, each of the shape and dtype of its carried input; the node's arg
 (*carried_init, *outside). `part(scan, index=k)` is the k-th final carried value.
 Per-step outputs (`H[t] = h` in the source) are carried buffers written by the `update`
 op at the loop index.
+Additions to the contract (h-loopfront): the attributes `start`, `step`, `reverse` are left
+out at their defaults; the body inputs the frontend builds also carry `loop=<k>` (a number
+per loop, so that the inputs of two loops are never one interned node) and, for a carried or
+outside value that is not floats, `dtype=` (`ops/dtypes.input_dtype` reads it). Nothing
+needs them: a hand-built body without them is as valid.
 
 `for t in range(...)` in the source builds one (gradgen/frontend/loops.py), its body
 closed over the values it reads from outside and its loop-invariant code computed before
@@ -34,12 +39,19 @@ import sympy
 
 from ..dims import as_expr
 from ..errors import ShapeError
+from ..ir import builder
 from .registry import PREC_ATOM, PREC_CALL, defop
 
-__all__: list[str] = []
+__all__ = ["REGIONS_BUILT", "loop_range"]
+
+
+# The builder's memo key set once a compilation builds a loop: the passes look into loop
+# bodies only then (passes/regions.py), at no cost to the programs without loops.
+REGIONS_BUILT = "regions built"
 
 
 def _scan_shape(args, body, length, start=0, step=1, reverse=False):
+    builder().memo[REGIONS_BUILT] = True
     carried = len(body.outputs)
     if len(args) < carried:
         raise ShapeError(f"a loop carrying {carried} values got {len(args)} initial values")

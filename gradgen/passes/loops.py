@@ -14,6 +14,7 @@ bodies of loops too. Graphs without a loop are returned as they are at once.
 from __future__ import annotations
 
 from ..ir import Graph, Node, Region, builder, make
+from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from .rebuild import rebuild_graph
 
@@ -35,6 +36,8 @@ def _parts() -> frozenset:
 def loops(graph: Graph) -> Graph:
     """`merge_loops` then `prune_loops`, in the graph and in the bodies of its loops, until
     neither changes anything."""
+    if not builder().memo.get(REGIONS_BUILT):   # no loop in this compilation
+        return graph
     loops_ = _loops()
     if not any(n.op in loops_ for n in graph.order):
         return graph

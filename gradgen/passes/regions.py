@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..ir import Graph, Node, Region, builder, make, make_as_is, topo_order
+from ..ops.control import REGIONS_BUILT
 from .rebuild import rebuild_graph
 
 Pass = Callable[[Graph], Graph]
@@ -25,8 +26,11 @@ def _with_bodies(graph: Graph, body_pass: Callable) -> Graph:
     `body_pass(n, body, names)` gives the new body and the values of its new outside
     inputs (or None: no change); the loop node is rebuilt around it, and the graph around
     the loop node. `names` (the graph's) takes the names of the nodes a pass replaced."""
-    ops = builder().with_trait("region")
-    holders = [n for n in graph.order if n.op in ops] if ops else []
+    b = builder()
+    if not b.memo.get(REGIONS_BUILT):   # no loop in this compilation: nothing to walk
+        return graph
+    ops = b.with_trait("region")
+    holders = [n for n in graph.order if n.op in ops]
     if not holders:
         return graph
     names = dict(graph.names)
