@@ -182,9 +182,20 @@ def _shape(shape, sizes):
                  if hasattr(s, "subs") else int(s) for s in shape)
 
 
+_COMPILED: dict = {}
+
+
 def _compile(case: str, loop, checkpoint=None, sizes=SIZES):
     """One function computing value, gradient, JVP, HVP and Hessian of a case (every
-    derivative of the loop); returns (f, params, data, number of params)."""
+    derivative of the loop); returns (source, f, number of params). Compiled once per
+    case, kind of loop and checkpoint interval (the tests share them)."""
+    key = (case, type(loop).__name__, checkpoint)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compiled(case, loop, checkpoint)
+    return _COMPILED[key]
+
+
+def _compiled(case: str, loop, checkpoint=None):
     model, params, data = CASES[case]
     ps = [_inp(n, s) for n, s in params]
     ds = [_inp(n, s, "data") for n, s in data]
