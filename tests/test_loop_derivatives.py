@@ -416,3 +416,24 @@ def test_unread_carried_values_are_not_computed():
     source, _ = _emit(lower(optimize(Graph((*ps, x), (out, *grads)))))
     assert "np.exp" not in source and "c0" not in source.split("\n", 1)[1].split("return")[0]
     assert "dX" not in source and "scatter" not in source
+
+
+def test_a_zero_trip_loop_passes_the_cotangents_through():
+    """T = 0: the loop leaves h0 as it is, so the gradient of sum(h * h) is 2 h0 for h0
+    and zero for W and X (no step ran), and the JVP is <2 h0, v_h0>."""
+    _, f, n = _compile("rnn", Scan())
+    rng = np.random.default_rng(4)
+    sizes = {**SIZES, "T": 0}
+    xs = _values("rnn", rng, sizes)
+    vs = [rng.normal(size=x.shape) for x in xs]
+    f.__globals__.update(sizes)
+    try:
+        out = f(*xs, *vs)
+    finally:
+        f.__globals__.update(SIZES)
+    h0, w, x = xs
+    assert out[0] == pytest.approx(np.sum(h0 * h0), rel=1e-14)
+    np.testing.assert_allclose(out[1], 2 * h0, rtol=1e-14)
+    assert not np.any(out[2]) and out[3].shape == (0, 3, 4)
+    assert out[4] == pytest.approx(np.sum(2 * h0 * vs[0]), rel=1e-12)
+    np.testing.assert_allclose(out[5], 2 * vs[0], rtol=1e-14)   # H v for h0
