@@ -25,15 +25,17 @@ _LOADED: dict[str, GeneratedModule] = {}
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
-                   checks: bool = True, hints: dict[str, int] | None = None) -> str:
+                   checks: bool = True, hints: dict[str, int] | None = None,
+                   checkpoint: int | None = None) -> str:
     """Compile gradgen source text to the source of a NumPy module.
 
     `hints` gives sizes of dimensions (`{"N": 10000}`) for choosing the order of matrix
-    products. Raises `gradgen.CompileError` (carrying the diagnostics) for mistakes in the
+    products; `checkpoint=K` makes the gradients of loops save their carried values every
+    K steps only and recompute the rest (less memory, some more work). Raises `gradgen.CompileError` (carrying the diagnostics) for mistakes in the
     source.
     """
     return _compile(text, filename, modes=modes, hessian=hessian, wrt=wrt, checks=checks,
-                    hints=hints)
+                    hints=hints, checkpoint=checkpoint)
 
 
 class GeneratedModule(ModuleType):

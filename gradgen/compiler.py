@@ -54,10 +54,12 @@ _SUFFIXES = ("_grad", "_value_and_grad", "_vjp", "_jvp", "_hvp", "_hessian")
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
-                   checks: bool = True, hints: dict[str, int] | None = None) -> str:
+                   checks: bool = True, hints: dict[str, int] | None = None,
+                   checkpoint: int | None = None) -> str:
     """Compile a source text to the source of a standalone NumPy module."""
     return render_module(compile_module(text, filename,
-                                        _options(modes, hessian, wrt, checks, hints)))
+                                        _options(modes, hessian, wrt, checks, hints,
+                                                 checkpoint)))
 
 
 def compile_module(text: str, filename: str, options: Options) -> Module:
@@ -186,7 +188,7 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     spec constant. The forward part is optimised, scheduled and named once; every
     function's own part (its derivatives) is scheduled after it."""
     params = _params(program, entry, options)
-    fns = EntryFunctions(program, entry, params, names, options.checks)
+    fns = EntryFunctions(program, entry, params, names, options.checks, options.checkpoint)
     kinds = _kinds(program, entry, options, params)
     _check_rules(program, entry, kinds)
     plans = [_plan(fns, kind) for kind in kinds]

@@ -473,7 +473,7 @@ def _pretty_body(outputs, names: dict, num: dict, lines: list[str], indent: str)
     for n in topo_order(outputs):
         if id(n) in num:
             continue
-        num[id(n)] = f"%{len(num)}"
+        num[id(n)] = _number(num)
         args = " ".join(num[id(a)] for a in n.args)
         attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs if not isinstance(v, Region))
         head = n.op + (f"[{attrs}]" if attrs else "")
@@ -482,13 +482,21 @@ def _pretty_body(outputs, names: dict, num: dict, lines: list[str], indent: str)
                      f"{_fmt_type(n)}{label}")
         for region in n.regions:
             for x in region.inputs:
-                num[id(x)] = f"%{len(num)}"
+                num[id(x)] = _number(num)   # (renumbered: a derivative's body may
+                # reuse the input nodes of the body it differentiates)
             params = ", ".join(f"{num[id(x)]} {x.attr('name')}: {_fmt_type(x)}"
                                for x in region.inputs)
             lines.append(f"{indent}  body({params}) {{")
             _pretty_body(region.outputs, names, num, lines, indent + "    ")
             lines.append(f"{indent}    yield {', '.join(num[id(o)] for o in region.outputs)}")
             lines.append(f"{indent}  }}")
+
+
+def _number(num: dict) -> str:
+    """The next number of `pretty` (counted in `num` under the key None)."""
+    k = num.get(None, 0)
+    num[None] = k + 1
+    return f"%{k}"
 
 
 def _fmt_type(n: Node) -> str:

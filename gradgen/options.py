@@ -19,6 +19,7 @@ class Options:
     wrt: tuple[str, ...] | None = None
     checks: bool = True
     hints: tuple[tuple[str, int], ...] = ()   # dimension sizes for matrix-chain ordering
+    checkpoint: int | None = None   # loops' VJPs save their carried values every K steps
 
     def describe(self) -> str:
         modes = ",".join(self.modes) if self.modes is not None else "default"
@@ -30,6 +31,8 @@ class Options:
         parts.append("checks" if self.checks else "no-checks")
         if self.hints:
             parts.append("hint=" + ",".join(f"{k}={v}" for k, v in self.hints))
+        if self.checkpoint:
+            parts.append(f"checkpoint={self.checkpoint}")
         return " ".join(parts)
 
     def flags(self) -> str:
@@ -44,15 +47,19 @@ class Options:
         if not self.checks:
             parts.append("--no-checks")
         parts += [f"--hint {k}={v}" for k, v in self.hints]
+        if self.checkpoint:
+            parts.append(f"--checkpoint {self.checkpoint}")
         return "".join(" " + p for p in parts)
 
 
-def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None) -> Options:
-    """Validated options (raises ValueError for an unknown mode or a bad hint)."""
-    return _options(modes, hessian, wrt, checks, hints)
+def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None,
+                 checkpoint=None) -> Options:
+    """Validated options (raises ValueError for an unknown mode, a bad hint or a
+    checkpoint interval that is not a positive integer)."""
+    return _options(modes, hessian, wrt, checks, hints, checkpoint)
 
 
-def _options(modes, hessian, wrt, checks, hints=None) -> Options:
+def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None) -> Options:
     if modes is not None:
         modes = tuple(m.strip() for m in modes if m.strip())
         bad = [m for m in modes if m not in ALL_MODES]
@@ -62,5 +69,9 @@ def _options(modes, hessian, wrt, checks, hints=None) -> Options:
     for k, v in hints.items():
         if not str(k).isidentifier() or isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"a hint is a dimension name and a positive size, got {k}={v!r}")
+    if checkpoint is not None and (isinstance(checkpoint, bool) or not isinstance(
+            checkpoint, int) or checkpoint < 1):
+        raise ValueError(f"checkpoint is a number of loop steps (a positive integer), got "
+                         f"{checkpoint!r}")
     return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks),
-                   tuple(sorted(hints.items())))
+                   tuple(sorted(hints.items())), checkpoint)

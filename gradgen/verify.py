@@ -60,7 +60,7 @@ NUMPY_FUNCTIONS = frozenset({
     # shapes, constants, copies
     "asarray", "broadcast_to", "concatenate", "copy", "diag", "diagonal", "eye",
     "flatnonzero", "full", "full_like", "ndim", "ones", "outer", "reshape", "result_type",
-    "shape", "squeeze", "stack", "transpose", "tril", "zeros", "zeros_like", "array",
+    "shape", "squeeze", "stack", "transpose", "tril", "zeros", "zeros_like", "array", "empty",
     "ascontiguousarray", "einsum",
     # linear algebra
     "linalg.cholesky", "linalg.det", "linalg.inv", "linalg.norm", "linalg.slogdet",

@@ -697,14 +697,6 @@ def test_errors_in_a_loop_body_are_all_reported_once():
                      "t.grad:5:22: error: unknown name 'yy'"]
 
 
-def test_derivatives_through_loops_are_a_located_error_for_now():
-    report = _error(LOOPS.split("\n\n\n")[0], modes=("grad",))
-    assert _first_line(report) == (
-        "t.grad:5:5: error: derivatives through loops are not supported yet, and 'rnn_loss' "
-        "(grad, value_and_grad) needs them; compile the value only (--modes '' on the "
-        "command line, modes=() in the API)")
-
-
 def test_the_hoist_pass_moves_what_became_invariant_out_of_the_loop():
     """`passes.hoist` (run by optimize and lower, on the bodies the other passes rewrote):
     body nodes that read neither the index nor a carried value, here `W.T @ W` and
@@ -755,12 +747,13 @@ def test_the_readme_loop_excerpt_is_the_emitted_code():
 
 
 def test_the_value_only_from_the_command_line(tmp_path):
-    """`--modes ''`: only the function itself (what a loop compiles to until derivatives
-    through loops land); the header's regenerate command says so and `--check` reads it."""
+    """`--modes ''`: only the function itself; the header's regenerate command says so and
+    `--check` reads it. (By default the derivatives through the loop are emitted too.)"""
     from clirun import run
 
     (tmp_path / "rnn.grad").write_text(LOOPS.split("\n\n\n")[0], encoding="utf-8")
-    assert run("compile", "rnn.grad", cwd=tmp_path).returncode == 1   # derivatives asked
+    assert run("compile", "rnn.grad", cwd=tmp_path).returncode == 0
+    assert "def rnn_loss_grad(" in (tmp_path / "rnn_grad.py").read_text(encoding="utf-8")
     assert run("compile", "rnn.grad", "--modes", "", cwd=tmp_path).returncode == 0
     module = (tmp_path / "rnn_grad.py").read_text(encoding="utf-8")
     assert "# Regenerate with: gradgen compile rnn.grad --modes ''\n" in module

@@ -65,7 +65,8 @@ LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": (
 INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "expscan"}
 # Loops (a scan holding its body as a region, and `part` taking its result apart): no source
 # construct builds them until issue 11; tests/test_regions.py builds them by hand.
-LOOP_OPS = {"scan", "part"}
+LOOP_OPS = {"scan", "part", "empty"}   # empty: a loop derivative's residual buffer
+# (tests/test_loop_derivatives.py)
 # Built by statements, not expressions (subscript assignment `A[idx] = v`): its cases are in
 # tests/test_indexing.py.
 STATEMENT_OPS = {"update"}

@@ -4,3 +4,5 @@ from .forward import batched_jvp, jvp
 from .reverse import vjp
 
 __all__ = ["batched_jvp", "jvp", "vjp"]
+
+from . import loops  # noqa: E402,F401  (the rules of loops, attached to the op table)

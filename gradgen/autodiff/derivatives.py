@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..ir import Node, builder, const, make, make_as_is
 from .forward import SECOND_ORDER, batched_jvp, jvp
+from .loops import checkpointing
 from .reverse import vjp
 
 __all__ = ["Derivative", "EntryDerivatives"]
@@ -33,9 +34,12 @@ class EntryDerivatives:
     """The derivatives of `output` with respect to `params` (input nodes). The gradient
     (seed 1) is built once and shared by grad, value_and_grad, hvp and hessian."""
 
-    def __init__(self, output: Node, params: Sequence[Node]):
+    def __init__(self, output: Node, params: Sequence[Node], checkpoint: int | None = None,
+                 names: dict | None = None):
         self.output = output
         self.params = list(params)
+        self.checkpoint = checkpoint   # loops' VJPs: carried values saved every K steps
+        self.names = names or {}       # the source's names of nodes (saved values' buffers)
         self._grad: Derivative | None = None
         # the forward sweep along tangent inputs (their ids) -> its outputs and table
         self._tangents: dict[tuple, tuple] = {}
@@ -44,7 +48,8 @@ class EntryDerivatives:
         """The gradient of a scalar output: one cotangent per Param (zeros where the Param
         does not influence the output)."""
         if self._grad is None:
-            grads, table = vjp([self.output], [const(1)], self.params)
+            with checkpointing(self.checkpoint, self.names):
+                grads, table = vjp([self.output], [const(1)], self.params)
             self._grad = Derivative(self._zeros_for_none(grads), table)
         return Derivative(list(self._grad.outputs), self._grad.cotangents)
 
@@ -58,7 +63,8 @@ class EntryDerivatives:
                 # sign of dmu = -(...) outwards, so the function returns the gradient's names
                 return Derivative([make_as_is("mul", cotangent, g) for g in grad.outputs],
                                   grad.cotangents)
-        grads, table = vjp([self.output], [cotangent], self.params)
+        with checkpointing(self.checkpoint, self.names):
+            grads, table = vjp([self.output], [cotangent], self.params)
         return Derivative(self._zeros_for_none(grads), table)
 
     def forward_tangents(self, tangents: Sequence[Node]) -> tuple[Node | None, dict[int, Node]]:

@@ -9,6 +9,7 @@ from ..errors import ShapeError
 from ..ir import Node, builder, make, topo_order
 from ..ops.registry import REGISTRY
 from .common import active_nodes, materialize
+from .reverse import TUPLE
 
 __all__ = ["SECOND_ORDER", "batched_jvp", "jvp"]
 
@@ -27,8 +28,9 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], phase: str = "backwa
     table).
     """
     def step(opdef, ts, node):
-        if not opdef.has("elementwise"):
-            ts = [None if t is None else materialize(t, a) for t, a in zip(ts, node.args)]
+        if not opdef.has("elementwise"):   # (a loop's tangent is a dict: as it is)
+            ts = [t if t is None or a.dtype == TUPLE else materialize(t, a)
+                  for t, a in zip(ts, node.args)]
         return opdef.jvp(ts, node)
 
     return _sweep(outputs, tangents, step, materialize, phase)
@@ -56,8 +58,8 @@ def batched_jvp(outputs: Sequence[Node], tangents: dict[int, Node]) -> list[Node
         if opdef.vmap is None:
             raise ShapeError(f"'{node.op}' has no batched derivative rule yet, so its "
                              "Hessian cannot be formed in closed form")
-        return opdef.vmap([None if t is None else full(t, a) for t, a in zip(ts, node.args)],
-                          node)
+        return opdef.vmap([t if t is None or a.dtype == TUPLE else full(t, a)
+                           for t, a in zip(ts, node.args)], node)
 
     return _sweep(outputs, tangents, step, full)[0]
 
@@ -88,7 +90,7 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
             t = step(opdef, ts, node)
         finally:
             b.origin, b.phase = saved
-        if t is not None:
+        if t is not None and not (isinstance(t, dict) and not t):
             tan[id(node)] = t
     results = []
     for out in outputs:

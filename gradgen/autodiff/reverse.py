@@ -12,6 +12,10 @@ from .common import active_nodes, add_contribution, materialize, unbroadcast
 
 __all__ = ["vjp"]
 
+# The dtype of a loop's value: the tuple of its final carried values. Its cotangent (and
+# tangent) is a dict {k: that of the k-th value} (gradgen/autodiff/loops.py).
+TUPLE = "tuple"
+
 
 def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
         ) -> tuple[list[Node | None], dict[int, Node]]:
@@ -40,12 +44,20 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
             b.origin = node.origin
         b.phase = "backward"
         try:
-            if not opdef.has("elementwise") and not (opdef.has("reduction") and g.ndim == 0):
+            if node.dtype == TUPLE:   # a loop: {k: cotangent of its k-th carried value}
+                if not g:
+                    continue
+            elif not opdef.has("elementwise") and not (opdef.has("reduction") and g.ndim == 0):
                 g = materialize(g, node)
             cts = opdef.vjp(g, node)
             elementwise = opdef.has("elementwise")
             for arg, c in zip(node.args, cts):
                 if c is None or id(arg) not in active:
+                    continue
+                if arg.dtype == TUPLE:   # `part` of a loop: a cotangent of one value of it
+                    parts = ct.setdefault(id(arg), {})
+                    for k, ck in c.items():
+                        parts[k] = ck if k not in parts else parts[k] + ck
                     continue
                 # An elementwise rule's cotangent stands for one of the node's full shape;
                 # other rules return the argument's own (possibly batch-broadcast) shape.

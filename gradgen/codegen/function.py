@@ -116,11 +116,12 @@ class EntryFunctions:
     """The plans of the functions of one entry point, and their assembly into code."""
 
     def __init__(self, program: Program, entry: EntryPoint, params: list[Argument],
-                 names: ModuleNamer, checks: bool):
+                 names: ModuleNamer, checks: bool, checkpoint: int | None = None):
         self.program, self.entry, self.params = program, entry, params
         self.names, self.checks = names, checks
         self.out = entry.output
-        self.derivatives = EntryDerivatives(self.out, [p.node for p in params])
+        self.derivatives = EntryDerivatives(self.out, [p.node for p in params], checkpoint,
+                                            entry.names)
         self.spec_name = names.spec_constant(entry.name)
         self._tangents: list[Node] | None = None
 

@@ -324,7 +324,7 @@ class _Scheduler:
             refs[nid] = (target,)
             phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
             if last_origin is None or n.origin is not last_origin[0] \
-                    or phase != last_origin[1]:
+                    or phase != last_origin[1] or n.op in st.ops.loop:
                 last_origin = _comment(stmts_out, n, last_origin, label, phase)
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
@@ -409,6 +409,7 @@ class _Ops:
         self.stmt = {op for op, d in REGISTRY.items() if d.stmt is not None}
         self.write = {op: d.write for op, d in REGISTRY.items() if d.write is not None}
         self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
+        self.loop = {op for op, d in REGISTRY.items() if "region" in d.traits}
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.view_rule = {op: d.view for op, d in REGISTRY.items() if callable(d.view)}
@@ -613,6 +614,10 @@ class _State:
         write = self.ops.write.get(n.op)
         if write is None or not self.ufunc:   # (a target that cannot write in place)
             return None
+        a = n.args[0]
+        if id(a) in self.inlined and a.shape and not self.ops.is_view(a) and \
+                id(a) not in self.p.scalars:   # a new array spelled here (`np.empty(...)`)
+            return [f"{target} = {self.p.code[id(a)][0]}", *write(self.p, n, target)]
         buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
         if buf is None:
             return None
@@ -799,9 +804,13 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
     phase = phase or n.phase
     if phase not in _DERIVATIVE or n.origin is None \
             or last_origin is not None and n.origin == last_origin[0] \
-            and phase == last_origin[1]:
+            and phase == last_origin[1] and not n.regions:
         return last_origin
     label = label if phase == "backward" else phase
+    if n.regions:   # a loop's derivative: one loop of statements (`# grad of` each inside)
+        stmts.append(Statement([f"# {label} of the loop at line {n.origin.line}"],
+                               "backward", (), None, None))
+        return n.origin, phase
     head = f"# {label} of line {n.origin.line}: "
     text = _ALIGNED_COMMENT.sub("  #", comment_text(n.origin.text))
     if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
@@ -848,7 +857,9 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set) -> list[
         if text == name:   # the variable itself (`_carried_names`)
             taken.add(text)
             continue
-        if text in taken or text in read and a.shape or _shared(st, a, text):
+        # (an expression spelled twice is two arrays: `np.empty(...)` needs no copy)
+        if text in taken and id(a) not in st.inlined or text in read and a.shape \
+                or _shared(st, a, text):
             text = st.p.copy(text, prec, scalar=not a.shape)
         taken.add(text)
         lines.append(f"{name} = {text}")
@@ -933,6 +944,8 @@ def _assign_directly(stmts: list[Statement], var: str, name: str, others: list[s
         if any(_mentions(line, name) for line in st.lines):
             return False
     else:
+        return False
+    if not st.lines:   # `var` is a variable an inner loop assigned: `name = var` after it
         return False
     if not st.lines[0].startswith(f"{var} = {name}  # reuses") and \
             any(_mentions(line, name) for line in st.lines[1:]):   # (`var` is not `name`)

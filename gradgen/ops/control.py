@@ -23,7 +23,9 @@ needs them: a hand-built body without them is as valid.
 `for t in range(...)` in the source builds one (gradgen/frontend/loops.py), its body
 closed over the values it reads from outside and its loop-invariant code computed before
 the loop. Differentiation rules come with the loop derivatives: a scan's VJP is a
-reversed scan over the body's VJP, its JVP a scan over the body's JVP.
+reversed scan over the body's VJP, its JVP a scan over the body's JVP; they are
+gradgen/autodiff/loops.py's, attached to these ops from the autodiff layer
+(`registry.attach_rules`: ops/ never imports autodiff/).
 
 Emission: the scan is a statement, the carried variables given their initial values and
 then a loop over the body, which the scheduler printing the scan schedules
@@ -38,7 +40,7 @@ import sympy
 from ..dims import as_expr
 from ..errors import ShapeError
 from ..ir import builder
-from .registry import PREC_ATOM, defop
+from .registry import PREC_ATOM, PREC_CALL, defop
 
 __all__ = ["REGIONS_BUILT", "loop_range"]
 
@@ -82,8 +84,64 @@ def _part_shape(args, index):
     return outputs[index].shape
 
 
+def loop_attrs(node) -> dict:
+    """The loop attributes of a scan but its body: length, and start, step, reverse where
+    they are not the defaults (build another scan over the same steps with them)."""
+    return {k: v for k, v in node.attrs if k != "body"}
+
+
+def reads(node) -> frozenset:
+    """The ids of the input nodes the value of `node` depends on, through loops exactly:
+    a loop's k-th final value depends on the initial values and outside values that the
+    k-th next value reads, and those of the carried values it reads (memoised per
+    compilation; a loop's own entry is a tuple of them, one per carried value)."""
+    from ..ir import analysis
+
+    return analysis("loop_reads", node, _reads_rule)
+
+
+def _reads_rule(n, args):
+    if n.is_input:
+        return frozenset((id(n),))
+    if n.op == "part":
+        return args[0][n.attr("index")]
+    if n.op == "scan":
+        body = n.attr("body")
+        c = len(body.outputs)
+        where = {id(x): q for q, x in enumerate(body.inputs)}   # (arg q - 1)
+        each = []
+        for k in range(c):
+            chain, ids = {k}, frozenset()
+            while True:
+                ids = frozenset().union(*(reads(body.outputs[j]) for j in chain))
+                more = chain | {where[i] - 1 for i in ids if 1 <= where.get(i, 0) <= c}
+                if more == chain:
+                    break
+                chain = more
+            each.append(frozenset().union(*(args[where[i] - 1] for i in ids
+                                            if where.get(i, 0) >= 1)))
+        return tuple(each)
+    if len(args) == 1:
+        return args[0]
+    out: frozenset = frozenset()
+    for a in args:
+        out |= a
+    return out
+
+
+def iteration(index, node):
+    """The iteration number i of the loop `node` at the body's index value `index`
+    (S + i*K): the index itself for start 0 and step 1 (an int node)."""
+    from ..ir import const, make
+
+    start, step = node.attr("start", 0), node.attr("step", 1)
+    i = index if start == 0 else index - const(start)
+    return i if step == 1 else make("floordiv", i, const(step))
+
+
 def _scan_stmt(p, node, target):
-    """`h = h0`, then `for t in range(T):` over the body (`target` names nothing)."""
+    """`h = h0`, then `for t in range(T):` over the body (`target` names nothing); `for t
+    in reversed(range(T)):` for a reversed loop (a loop's backward pass)."""
     code = p.region(node)
     start, stop, step = loop_range(p, node)
     if start == "0" and step == "1" and not node.attr("reverse", False):
@@ -97,6 +155,19 @@ def _scan_stmt(p, node, target):
 defop("scan", None, shape=_scan_shape, dtype="tuple", traits=frozenset({"region"}),
       hint="loop", stmt=_scan_stmt)
 
+def _emit_empty(p, node):
+    from .constants import dtype_of
+
+    return p.creation("empty", p.shape(node.attr("shape")), dtype_of(p, node)), PREC_CALL
+
+
+# empty(sources..., shape, name): an uninitialised array of `shape` in the dtype of its
+# arguments: a loop's per-step buffer (saved residuals `h_steps`), every entry of which the
+# loop writes before anything reads it. `name` names the buffer (and keeps two buffers of
+# one shape apart: they are never one node).
+defop("empty", None, shape=lambda args, shape, name: shape, emit=_emit_empty,
+      traits=frozenset({"nondiff"}), hint=lambda node, names: node.attr("name"))
+
 # part(scan, index): the index-th final carried value of a loop.
-defop("part", 1, shape=_part_shape, hint="carried",
+defop("part", 1, shape=_part_shape, hint="carried", traits=frozenset({"projection"}),
       emit=lambda p, n: (p.carried(n.args[0], n.attr("index")), PREC_ATOM))

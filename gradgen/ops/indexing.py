@@ -431,6 +431,38 @@ defop("update", None, shape=_update_shape, stmt=_update_stmt, write=_update_writ
       vjp=_update_vjp, jvp=_update_jvp, vmap=_update_vmap)
 
 
+def _same_place(a, idx, index, axis) -> bool:
+    """Whether the `update` node `a` wrote at the place `idx`/`index`/`axis` selects."""
+    return a.op == "update" and a.attr("axis") == axis and a.attr("index") == index and \
+        len(a.args) == 2 + len(idx) and all(x is y for x, y in zip(a.args[2:], idx))
+
+
+@rewrite("gather")
+def read_after_write(a, *idx, axis):
+    """Reading the entries at scalar indices just written is the value written
+    (`H[t] = v; H[t]` is v: a loop's cotangent of `H[t] = f(H[t])`)."""
+    if all(i.ndim == 0 for i in idx) and _same_place(a, idx, (), axis):
+        return a.args[1]
+    return None
+
+
+@rewrite("index")
+def read_after_write_static(a, index):
+    """Reading the entries a static subscript just wrote is the value written."""
+    if _same_place(a, (), index, None):
+        return a.args[1]
+    return None
+
+
+@rewrite("update")
+def write_after_write(a, v, *idx, index, axis):
+    """Writing the entries just written replaces that write (`H[t] = 0; H[t] = v` is
+    `H[t] = v`)."""
+    if _same_place(a, idx, index, axis):
+        return make("update", a.args[0], v, *idx, index=index, axis=axis)
+    return None
+
+
 def assign(a, v, idx, index, axis, accumulate: bool, inputs):
     """The value of `A` after `A[...] = v` (`accumulate`: `A[...] += v`): v converted to
     floats and broadcast to the selection."""
@@ -449,6 +481,35 @@ def assign(a, v, idx, index, axis, accumulate: bool, inputs):
             return a + v
         v = sel + v   # each entry selected once: written in place
     return make("update", a, v, *idx, index=index, axis=axis)
+
+
+def add_rows(acc, c):
+    """`acc + c`, where a term of `c` that scatters rows into zeros at scalar indices (the
+    VJP of reading `X[t]` in a loop body) is added to those rows of `acc` instead
+    (`dX[t] = dX[t] + g`, written in place where `acc` dies): not an array of X's size per
+    step. (A loop's backward body accumulating the cotangent of an outside value, or
+    computing that of a carried one: `acc` None, the other terms of `c` are the sum.)"""
+    terms, rest, pending = [], [], [c]
+    while pending:
+        x = pending.pop()
+        if x.op == "add" and tuple(x.shape) == tuple(c.shape):
+            pending += x.args
+        elif x.op == "scatter_add" and all(i.ndim == 0 for i in x.args[1:]) \
+                and tuple(x.shape) == tuple(c.shape):
+            terms.append(x)
+        else:
+            rest.append(x)
+    if acc is None:
+        if not terms or not rest:
+            return c
+        acc, rest = rest[0], rest[1:]
+    for r in rest:
+        acc = acc + r
+    for s in terms:
+        g, idx, axis = s.args[0], s.args[1:], s.attr("axis")
+        rows = make("gather", acc, *idx, axis=axis)
+        acc = make("update", acc, rows + g, *idx, index=(), axis=axis)
+    return acc
 
 
 # ---------------------------------------------------------------- fusing scatter-adds

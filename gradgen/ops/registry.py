@@ -209,6 +209,18 @@ def defop(name: str, nargs: int | None, **fields) -> OpDef:
     return op
 
 
+def attach_rules(name: str, **rules: Callable[..., Any]) -> None:
+    """Give the registered op `name` derivative rules (`vjp`, `jvp`, `vmap`) written in a
+    higher layer: a loop's rules differentiate its body, so gradgen/autodiff/loops.py
+    registers them (ops/ never imports autodiff/)."""
+    import dataclasses
+
+    unknown = set(rules) - {"vjp", "jvp", "vmap"}
+    if name not in REGISTRY or unknown:
+        raise InternalError(f"cannot attach rules {sorted(rules)} to {name!r}")
+    REGISTRY[name] = dataclasses.replace(REGISTRY[name], **rules)
+
+
 def rewrite(op: str, tag: str = "canonicalize", name: str | None = None):
     """Decorator: register `fn` as a rewrite rule of `op` (tried after the op's earlier
     rules; it may stand above the op's `defop`). The rule's name is the function's (or

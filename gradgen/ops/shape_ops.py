@@ -352,8 +352,10 @@ def expand_like_same(g, like):
     return g if tuple(g.shape) == tuple(like.shape) and not g.is_const else None
 
 
+# ("shape_of_last": its last argument is read for its shape only, which a loop's backward
+# body takes from the static shape instead of saving the value per step)
 defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
-      traits=frozenset({"linear", "shape"}), domain=(REAL, REAL),   # a read-only view
+      traits=frozenset({"linear", "shape", "shape_of_last"}), domain=(REAL, REAL),
       view=lambda n: None if n.args[0].is_const else "readonly",
       vjp=lambda g, n: (g, None),
       jvp=lambda ts, n: None if ts[0] is None else make("expand_like", ts[0], n.args[1]),
@@ -361,6 +363,12 @@ defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
 
 defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nondiff"}),
       emit=call("zeros_like"), domain=(REAL,))
+
+
+@rewrite("zeros_like")
+def zeros_of_zeros(x):
+    """Zeros shaped like zeros are those zeros (a loop's zero tangent of a zero cotangent)."""
+    return x if x.op == "zeros_like" else None
 
 
 # ---------------------------------------------------------------- indexing

@@ -22,6 +22,7 @@ from ..ir import Graph
 from ..ops import REGISTRY
 from .dce import dce
 from .fuse import fuse
+from .loops import loops
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
 from .regions import hoist, in_regions
@@ -30,11 +31,11 @@ from .scalars import place_scalars
 from .simplify import simplify
 
 # The passes iterated to a fixed point, in order.
-PIPELINE = (simplify, fuse, dce)
+PIPELINE = (simplify, fuse, dce, loops)
 MAX_ROUNDS = 50
 # The passes whose result they leave unchanged: dce removes the names of nodes the outputs
-# do not need, and its result has none left.
-IDEMPOTENT = frozenset({dce})
+# do not need, and its result has none left; loops runs to its own fixed point.
+IDEMPOTENT = frozenset({dce, loops})
 
 
 @contextlib.contextmanager
@@ -78,6 +79,6 @@ def lower(graph: Graph) -> Graph:
     return hoist(in_regions(lambda g: place_scalars(apply(g, ("lower",))))(graph))
 
 
-__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "in_regions", "lower", "matchain",
-           "optimize",
+__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "in_regions", "loops", "lower",
+           "matchain", "optimize",
            "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify"]

@@ -1,0 +1,460 @@
+"""The derivative rules of loops (`scan`, `part`): the derivative of a loop is a loop.
+
+* VJP: the forward loop again, saving what the backward body needs per step in buffers
+  of shape (L, ...) (`h_steps`), and a reversed loop over the body's VJP carrying the
+  cotangents of the carried values and accumulating those of the values read from outside
+  (`dW = dW + ...`, from zeros). A saved value is one that depends on a carried value;
+  what depends only on the index and outside values is recomputed in the backward body,
+  what depends only on outside values is computed once before the loop. With
+  checkpointing (`checkpoint=K`) the forward loop saves the carried values every K steps
+  only, and the backward loop recomputes each segment's residuals (`_checkpointed_vjp`).
+* JVP: one loop over the body and its JVP, the tangents carried beside the values.
+* Batched JVP (`vmap`, the Hessian's): the same with a batch of tangents.
+
+A loop's value is the tuple of its final carried values: its cotangent (tangent) is a
+dict {k: that of the k-th carried value}; `part` picks one. These rules live here, not in
+gradgen/ops/control.py, because they differentiate the body (ops/ never imports autodiff/):
+`registry.attach_rules` gives them to the ops. The forward loop of a VJP (or the loop of a
+JVP) contains the original loop's body, inputs and outputs, so the pass
+gradgen/passes/loops.py lets one loop compute both and drops what nobody reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import sympy
+
+from ..dims import as_expr
+from ..ir import Node, Region, builder, const, make, topo_order, unvisited
+from ..ops.control import iteration, loop_attrs
+from ..ops.control import reads as _inputs_of
+from ..ops.dtypes import dtype_sources
+from ..ops.indexing import add_rows
+from ..ops.registry import REGISTRY, attach_rules
+from .forward import batched_jvp, jvp
+from .reverse import vjp
+
+__all__ = ["checkpointing"]
+
+FLOAT = "float"
+
+
+@contextlib.contextmanager
+def checkpointing(every: int | None, names: dict | None = None) -> Iterator[None]:
+    """Build the VJPs of loops inside the block with checkpoints every `every` steps
+    (None: save every step's residuals), naming the buffers of saved values after the
+    source's names of them (`names`: node -> name) where it has some."""
+    memo = builder().memo
+    saved = memo.get("checkpoint"), memo.get("loop_names")
+    memo["checkpoint"], memo["loop_names"] = every, names or {}
+    try:
+        yield
+    finally:
+        memo["checkpoint"], memo["loop_names"] = saved
+
+
+# ---------------------------------------------------------------- helpers
+
+def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
+    """`roots` rebuilt with the nodes (by id) in `mapping` replaced: what depends on them is
+    made again (the same node where nothing below it changed)."""
+    new = dict(mapping)
+    b = builder()
+    for root in roots:
+        for n in unvisited(root, new):
+            args = [new.get(id(a), a) for a in n.args]
+            if all(x is y for x, y in zip(args, n.args)):
+                new[id(n)] = n
+                continue
+            with b.at(origin=n.origin, phase=n.phase):
+                new[id(n)] = make(n.op, *args, **n.kw)
+    return [new.get(id(r), r) for r in roots]
+
+
+class _Names:
+    """Names of the new inputs of one loop's derivative bodies, unique among its inputs'."""
+
+    def __init__(self, body: Region):
+        self.taken = {x.attr("name") for x in body.inputs}
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}{k}"
+        self.taken.add(name)
+        return name
+
+
+def _input(names: _Names, base: str, role: str, shape) -> Node:
+    return make("input", name=names.fresh(base), role=role, shape=tuple(shape))
+
+
+def _zeros(like: Node) -> Node:
+    """Zeros of `like`'s shape and dtype (a number for a number)."""
+    return const(0) if like.is_const else make("zeros_like", like)
+
+
+def _scan_parts(scan: Node, first: int, count: int) -> list[Node]:
+    return [make("part", scan, index=first + k) for k in range(count)]
+
+
+# ---------------------------------------------------------------- part
+
+def _part_vjp(g, node):
+    return ({node.attr("index"): g},)
+
+
+def _part_jvp(ts, node):
+    return None if ts[0] is None else ts[0].get(node.attr("index"))
+
+
+# ---------------------------------------------------------------- VJP
+
+def _scan_vjp(g: dict, node: Node) -> tuple:
+    every = builder().memo.get("checkpoint")
+    length = as_expr(node.attr("length"))
+    if every and not (length.is_Integer and int(length) <= every):
+        return _checkpointed_vjp(g, node, every)
+    return _saved_vjp(g, node)
+
+
+class _BodyVJP:
+    """The VJP of one loop body for the cotangents of some carried values: what the
+    backward body computes, the body values it needs (`saved`: depend on a carried
+    value; `hoisted`: on outside values only) and the new inputs it reads."""
+
+    def __init__(self, node: Node, g: dict):
+        body = node.attr("body")
+        self.node, self.body = node, body
+        c = self.C = len(body.outputs)
+        self.t, self.cin, self.oin = body.inputs[0], body.inputs[1:1 + c], body.inputs[1 + c:]
+        names = self.names = _Names(body)
+        float_c = [k for k in range(c) if self.cin[k].dtype == FLOAT]
+        self.do = [j for j, x in enumerate(self.oin) if x.dtype == FLOAT]
+        ct_in = {k: _input(names, "d" + self.cin[k].attr("name"), "carry", self.cin[k].shape)
+                 for k in float_c}
+        self.acc_in = {j: _input(names, "d" + self.oin[j].attr("name"), "carry",
+                                 self.oin[j].shape) for j in self.do}
+        wrt = [self.cin[k] for k in float_c] + [self.oin[j] for j in self.do]
+        # the carried values whose cotangent is not always zero: those with one given,
+        # and those their body values read (to a fixed point)
+        active = sorted(k for k in g if k in ct_in)
+        while True:
+            cts, _ = vjp([body.outputs[k] for k in active], [ct_in[k] for k in active], wrt)
+            more = sorted(set(active) | {k for k, ct in zip(float_c, cts) if ct is not None})
+            if more == active:
+                break
+            active = more
+        self.active = active
+        self.ct_in = [ct_in[k] for k in active]
+        ct_c = dict(zip(float_c, cts))
+        ct_o = dict(zip(self.do, cts[len(float_c):]))
+        self.ct_c = _static_shapes([ct_c[k] for k in active], body)
+        self.ct_o = _static_shapes([ct_o[j] for j in self.do], body)
+        self._frontier([x for x in self.ct_c + self.ct_o if x is not None])
+
+    def _frontier(self, roots: list[Node]) -> None:
+        """The body values the cotangents read, sorted into saved and hoisted ones."""
+        body = self.body
+        primal = {id(n) for n in topo_order(body.outputs)} | {id(x) for x in body.inputs}
+        frontier: dict[int, Node] = {}
+        for n in topo_order(roots):
+            if id(n) in primal:
+                continue
+            for a in n.args:
+                if id(a) in primal:
+                    frontier.setdefault(id(a), a)
+        for r in roots:
+            if id(r) in primal:
+                frontier.setdefault(id(r), r)
+        carried = {id(x) for x in self.cin}
+        oin = {id(x) for x in self.oin}
+        self.saved: list[Node] = []
+        self.hoisted: list[Node] = []
+        for f in frontier.values():
+            deps = _inputs_of(f)
+            if deps & carried:
+                self.saved.append(f)
+            elif deps and id(self.t) not in deps and id(f) not in oin:
+                self.hoisted.append(f)
+            # else: a number, an outside value, or computed from the index (recomputed)
+
+    def saved_name(self, f: Node) -> str:
+        """`h_steps` for the carried value h, `h_next_steps` for its next value, `z_steps`
+        for a value the source names z, `z_sigmoid_steps` for an op's value computed from
+        it, else the op's hint (`tanh_steps`)."""
+        for k, (x, y) in enumerate(zip(self.cin, self.body.outputs)):
+            if f is x:
+                return self.names.fresh(x.attr("name") + "_steps")
+            if f is y:
+                return self.names.fresh(x.attr("name") + "_next_steps")
+        source = builder().memo.get("loop_names") or {}
+        hint = REGISTRY[f.op].hint
+        base = hint if isinstance(hint, str) else f.op
+        named = source.get(f)
+        if named is None:
+            arg = next((source[a] for a in f.args if a in source), None)
+            named = base if arg is None else f"{arg}_{base}"
+        return self.names.fresh(named + "_steps")
+
+    def backward(self, mapping: dict[int, Node]) -> tuple[list[Node], list[Node]]:
+        """The backward body's next carried values (the accumulated cotangents of the
+        outside values, then the cotangents of the carried values: the accumulations read
+        the carried cotangents before a step writes into them, `dH[t] = ...`) with the
+        saved and hoisted values read as `mapping` says; and the outside inputs of the
+        body it reads."""
+        subs = substitute([x for x in self.ct_o + self.ct_c if x is not None], mapping)
+        it = iter(subs)
+        outs = [self.acc_in[j] if x is None else add_rows(self.acc_in[j], next(it))
+                for j, x in zip(self.do, self.ct_o)]
+        outs += [add_rows(None, next(it)) if x is not None else make("zeros_like", c)
+                 for x, c in zip(self.ct_c, self.ct_in)]
+        oin = {id(x) for x in self.oin}
+        used = {id(n) for n in topo_order(outs) if id(n) in oin}
+        return outs, [x for x in self.oin if id(x) in used]
+
+
+def _static_shapes(roots: list, body: Region) -> list:
+    """`roots` with each value of the body read for its shape only (`np.broadcast_to(g,
+    z.shape)`) replaced by its static shape, so it is neither saved nor recomputed."""
+    shape_of = builder().with_trait("shape_of_last")
+    primal = {id(n) for n in topo_order(body.outputs)}
+    live = [r for r in roots if r is not None]
+    mapping = {}
+    for n in topo_order(live):
+        if n.op in shape_of and id(n.args[-1]) in primal and id(n) not in primal:
+            with builder().at(origin=n.origin, phase=n.phase):
+                mapping[id(n)] = make("broadcast_to", *n.args[:-1], shape=tuple(n.shape))
+    if not mapping:
+        return roots
+    it = iter(substitute(live, mapping))
+    return [None if r is None else next(it) for r in roots]
+
+
+def _buffer_sources(node: Node, f: Node, body: Region) -> tuple[Node, ...]:
+    """The arguments of the loop whose dtype a buffer of the body value `f` has."""
+    deps = _inputs_of(f)
+    args = [a for x, a in zip(body.inputs[1:], node.args)
+            if id(x) in deps and x.dtype == FLOAT and not a.is_const]
+    found: dict = {}
+    for a in args or [a for a in node.args if a.dtype == FLOAT and not a.is_const]:
+        found.update(dict.fromkeys(dtype_sources(a)))
+    return tuple(sorted(found, key=lambda x: x.serial))
+
+
+def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
+    """The VJP saving every step's residuals: a forward loop writing them into buffers,
+    a reversed loop reading them. `acc`: the cotangents (by outside value's position) the
+    backward loop adds those of the outside values to (zeros by default)."""
+    acc = acc or {}
+    bv = _BodyVJP(node, g)
+    body, c, b = bv.body, bv.C, builder()
+    attrs = loop_attrs(node)
+    length = as_expr(node.attr("length"))
+    index = bv.t
+    # A carried value and its next value both saved: one buffer of L + 1 rows, row e the
+    # value before execution step e (so row e + 1 the value after it).
+    nexts = {id(y): x for x, y in zip(bv.cin, body.outputs)
+             if x is not y and x in bv.saved and y in bv.saved}
+    saved = [f for f in bv.saved if id(f) not in nexts]
+    also_next = {id(x) for x in nexts.values()}
+    # the forward loop: the body, and a write of each saved value into its buffer
+    with b.at(phase="forward"):
+        i = iteration(index, node)
+        if node.attr("reverse", False):   # execution step e: rows in the order run
+            i = const(length - 1) - i
+        names = [bv.saved_name(f) for f in saved]
+        bufs_in = [make("input", name=n, role="carry",
+                        shape=(length + int(id(f) in also_next),) + tuple(f.shape))
+                   for n, f in zip(names, saved)]
+        writes, empties = [], []
+        for n, buf, f in zip(names, bufs_in, saved):
+            empty = make("empty", *_buffer_sources(node, f, body), shape=buf.shape, name=n)
+            if id(f) in also_next:   # row 0 the initial value, row e + 1 written at step e
+                k = bv.cin.index(f)
+                empty = make("update", empty, node.args[k], index=(0,), axis=None)
+                writes.append(make("update", buf, body.outputs[k], i + const(1), index=(),
+                                   axis=0))
+            else:
+                writes.append(make("update", buf, f, i, index=(), axis=0))
+            empties.append(empty)
+        # (the buffers first: each step saves a value before it writes into a carried
+        # array the value may be a view of, `H[t] = H[t] * x`)
+        fwd = make("scan", *empties, *node.args,
+                   body=Region((index, *bufs_in, *bv.cin, *bv.oin), (*writes, *body.outputs)),
+                   **attrs)
+        buffers = _scan_parts(fwd, 0, len(bufs_in))
+    # the backward loop: the body's VJP, the saved values read at the step
+    reads = [make("input", name=n, role="outside", shape=buf.shape)
+             for n, buf in zip(names, bufs_in)]
+    mapping = {}
+    for f, r in zip(saved, reads):   # (commented as the line of the value read)
+        with b.at(origin=f.origin):
+            mapping[id(f)] = make("gather", r, i, axis=0)
+    for y in body.outputs:
+        if id(y) in nexts:
+            r = reads[saved.index(nexts[id(y)])]
+            with b.at(origin=y.origin):
+                mapping[id(y)] = make("gather", r, i + const(1), axis=0)
+    hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
+                         else f.op, "outside", f.shape) for f in bv.hoisted]
+    mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))
+    hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(bv.oin, node.args[c:])})
+    outs, oin_used = bv.backward(mapping)
+    outer = dict(zip(map(id, bv.oin), node.args[c:]))
+    inits = [acc[j] if j in acc else _zeros(node.args[c + j]) for j in bv.do] + \
+            [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]
+    bwd_attrs = dict(attrs, reverse=True)
+    if attrs.get("reverse"):
+        del bwd_attrs["reverse"]
+    bwd = make("scan", *inits, *buffers, *hoisted, *(outer[id(x)] for x in oin_used),
+               body=Region((index, *(bv.acc_in[j] for j in bv.do), *bv.ct_in, *reads,
+                            *hoisted_in, *oin_used), outs), **bwd_attrs)
+    parts = _scan_parts(bwd, 0, len(outs))
+    cts: list = [None] * len(node.args)
+    for j, p in zip(bv.do, parts):
+        cts[c + j] = p
+    for k, p in zip(bv.active, parts[len(bv.do):]):
+        cts[k] = p
+    return tuple(cts)
+
+
+# ---------------------------------------------------------------- checkpointing
+
+def _checkpointed_vjp(g: dict, node: Node, every: int) -> tuple:
+    """The VJP of a long loop saving only its carried values, once every E = `every`
+    steps: the forward loop writes them into `h_checkpoints` (row ceil(e / E) at
+    execution step e, so row j last holds the values at step j * E); the backward pass
+    first differentiates the tail (the last L - n E steps, n = L // E: recomputed from row
+    n, saving their residuals), then runs a reversed loop over the n segments whose body
+    recomputes one segment's E steps from its row, saving their residuals, and runs the
+    backward loop over them. Peak memory: (n + 2) carried values and one segment's
+    residuals, instead of every step's."""
+    body = node.attr("body")
+    c = len(body.outputs)
+    t, cin, oin = body.inputs[0], body.inputs[1:1 + c], body.inputs[1 + c:]
+    if any(x.dtype != FLOAT for x in cin):   # (integer carried values: saved as usual)
+        return _saved_vjp(g, node)
+    inits, outer = node.args[:c], node.args[c:]
+    length = as_expr(node.attr("length"))
+    start, step = as_expr(node.attr("start", 0)), int(node.attr("step", 1))
+    reverse = bool(node.attr("reverse", False))
+    e_size = sympy.Integer(every)
+    n = sympy.floor(length / e_size)
+    names, b = _Names(body), builder()
+    # the index value at execution step e: S + K i, with i = e (or L - 1 - e reversed)
+    first, direction = (start + step * (length - 1), -step) if reverse else (start, step)
+    # the forward loop: the body, and the carried values written at row ceil(e / E)
+    with b.at(phase="forward"):
+        i = iteration(t, node)
+        e = (const(length - 1) - i) if reverse else i
+        row = make("floordiv", e + const(every - 1), const(every))
+        rows = (n + 2,)
+        ckpt_in = [make("input", name=names.fresh(x.attr("name") + "_checkpoints"),
+                        role="carry", shape=rows + tuple(x.shape)) for x in cin]
+        writes = [make("update", buf, x, row, index=(), axis=0) for buf, x in zip(ckpt_in, cin)]
+        empties = [make("empty", *_buffer_sources(node, x, body), shape=buf.shape,
+                        name=buf.attr("name")) for x, buf in zip(cin, ckpt_in)]
+        fwd = make("scan", *empties, *inits, *outer,
+                   body=Region((t, *ckpt_in, *cin, *oin), (*writes, *body.outputs)),
+                   **loop_attrs(node))
+        ckpts = _scan_parts(fwd, 0, c)
+    # the tail: its steps again from row n, saving their residuals, and their VJP
+    tail_start = [make("squeeze", make("index", buf, index=(("slice", n, n + 1, 1),)),
+                       axes=(0,)) for buf in ckpts]   # row n (a size: no Index value)
+    tail_attrs = {"length": length - n * e_size}
+    if first + direction * n * e_size != 0 or direction != 1:
+        tail_attrs["start"] = first + direction * n * e_size
+    if direction != 1:
+        tail_attrs["step"] = direction
+    tail = make("scan", *tail_start, *outer, body=body, **tail_attrs)
+    tail_cts = _saved_vjp(g, tail)
+    # the segments, last first: each recomputed from its row (an inner loop of E steps
+    # whose index value is base + K u), and its VJP
+    j = make("input", name=names.fresh("segment"), role="index", shape=())
+    u = make("input", name=names.fresh(t.attr("name")), role="index", shape=())
+    base_in = make("input", name=names.fresh(t.attr("name") + "0"), role="index", shape=())
+    t_of_u = base_in + (u if direction == 1 else u * const(direction))
+    inner_body = substitute(list(body.outputs), {id(t): t_of_u})
+    ct_in = [_input(names, "d" + x.attr("name"), "carry", x.shape) for x in cin]
+    do = [q for q, x in enumerate(oin) if x.dtype == FLOAT]
+    acc_in = {q: _input(names, "d" + oin[q].attr("name"), "carry", oin[q].shape) for q in do}
+    reads = [make("input", name=buf.attr("name"), role="outside", shape=buf.shape)
+             for buf in ckpt_in]
+    seg_oin = list(oin)
+    base = const(first) + j * const(direction * every)
+    seg_start = [make("gather", r, j, axis=0) for r in reads]
+    inner = make("scan", *seg_start, *seg_oin, base,
+                 body=Region((u, *cin, *oin, base_in), tuple(inner_body)), length=e_size)
+    seg_cts = _saved_vjp({k: x for k, x in enumerate(ct_in)}, inner, acc_in)
+    outs = [seg_cts[k] if seg_cts[k] is not None else make("zeros_like", x)
+            for k, x in enumerate(ct_in)]
+    outs += [acc_in[q] if seg_cts[c + q] is None else seg_cts[c + q] for q in do]
+    ct_inits = [tail_cts[k] if tail_cts[k] is not None else _zeros(inits[k]) for k in range(c)]
+    acc_inits = [tail_cts[c + q] if tail_cts[c + q] is not None else _zeros(outer[q])
+                 for q in do]
+    segs = make("scan", *ct_inits, *acc_inits, *ckpts, *outer,
+                body=Region((j, *ct_in, *(acc_in[q] for q in do), *reads, *seg_oin),
+                            tuple(outs)), length=n, reverse=True)
+    parts = _scan_parts(segs, 0, len(outs))
+    cts: list = list(parts[:c]) + [None] * len(oin)
+    for q, p in zip(do, parts[c:]):
+        cts[c + q] = p
+    return tuple(cts)
+
+
+# ---------------------------------------------------------------- JVP and batched JVP
+
+def _loop_jvp(ts: list, node: Node, batched: bool):
+    """A loop over the body and its (batched) JVP: the tangents carried beside the values."""
+    body = node.attr("body")
+    c = len(body.outputs)
+    t, cin, oin = body.inputs[0], body.inputs[1:1 + c], body.inputs[1 + c:]
+    inits, outer = node.args[:c], node.args[c:]
+    names = _Names(body)
+    lead = ()
+    if batched:
+        lead = next(x for x in ts if x is not None).shape[:1]
+    suffix = "_dots" if batched else "_dot"
+    tc_in = {k: _input(names, cin[k].attr("name") + suffix, "carry", lead + tuple(cin[k].shape))
+             for k in range(c) if cin[k].dtype == FLOAT}
+    to = [j for j in range(len(oin)) if ts[c + j] is not None and oin[j].dtype == FLOAT]
+    to_in = {j: _input(names, oin[j].attr("name") + suffix, "outside", ts[c + j].shape)
+             for j in to}
+    active = sorted(k for k in tc_in if ts[k] is not None)
+    while True:
+        seeds = {id(cin[k]): tc_in[k] for k in active}
+        seeds.update((id(oin[j]), to_in[j]) for j in to)
+        if batched:
+            outs = batched_jvp(list(body.outputs), seeds)
+        else:
+            outs, _ = jvp(list(body.outputs), seeds, phase="tangent")
+        more = sorted(set(active) | {k for k in tc_in if outs[k] is not None})
+        if more == active:
+            break
+        active = more
+    if not active:
+        return None
+    nexts = [outs[k] if outs[k] is not None else make("zeros_like", tc_in[k]) for k in active]
+
+    def zero_tangent(a: Node, k: int) -> Node:
+        if not batched:
+            return _zeros(a)
+        like = next(x for x in ts if x is not None)
+        return make("full", *dtype_sources(a if not a.is_const else like),
+                    value=sympy.Integer(0), shape=lead + tuple(cin[k].shape))
+
+    tinits = [ts[k] if ts[k] is not None else zero_tangent(inits[k], k) for k in active]
+    loop = make("scan", *inits, *tinits, *outer, *(ts[c + j] for j in to),
+                body=Region((t, *cin, *(tc_in[k] for k in active), *oin,
+                             *(to_in[j] for j in to)), (*body.outputs, *nexts)),
+                **loop_attrs(node))
+    return {k: make("part", loop, index=c + n) for n, k in enumerate(active)}
+
+
+attach_rules("scan", vjp=_scan_vjp, jvp=lambda ts, n: _loop_jvp(ts, n, False),
+             vmap=lambda ts, n: _loop_jvp(ts, n, True))
+attach_rules("part", vjp=_part_vjp, jvp=_part_jvp, vmap=_part_jvp)

@@ -1,0 +1,159 @@
+"""Loops computing the same steps share one loop; a loop computes only what is read.
+
+A derivative's loops contain the loop they differentiate: a VJP's forward loop is the
+original body with writes of the saved values added (same index, carried and outside
+inputs, same outputs), a JVP's loop the body with the tangents beside. `merge_loops` lets
+the biggest such loop stand for the others (f_grad runs the forward loop once, not once
+for the value and once for the residuals), then `prune_loops` drops the carried values no
+one reads (`part`s unused, and no other kept value's next value reads them) and the
+outside values the kept ones do not read: a function that needs no derivative saves no
+residual, a gradient that needs no cotangent of X accumulates none. Both run in the
+bodies of loops too. Graphs without a loop are returned as they are at once.
+"""
+
+from __future__ import annotations
+
+from ..ir import Graph, Node, Region, builder, make
+from ..ops.control import REGIONS_BUILT
+from ..ops.control import reads as _reads
+from .rebuild import rebuild_graph
+
+__all__ = ["loops", "merge_loops", "prune_loops"]
+
+SCAN, PART = "scan", "part"
+
+
+def _loops() -> frozenset:
+    """The ops that are loops (hold a region)."""
+    return builder().with_trait("region")
+
+
+def _parts() -> frozenset:
+    """The ops that take one value of a loop's tuple."""
+    return builder().with_trait("projection")
+
+
+def loops(graph: Graph) -> Graph:
+    """`merge_loops` then `prune_loops`, in the graph and in the bodies of its loops, until
+    neither changes anything."""
+    if not builder().memo.get(REGIONS_BUILT):   # no loop in this compilation
+        return graph
+    loops_ = _loops()
+    if not any(n.op in loops_ for n in graph.order):
+        return graph
+    while True:
+        new = prune_loops(merge_loops(_in_bodies(graph)))
+        if new is graph:
+            return graph
+        graph = new
+
+
+def _in_bodies(graph: Graph) -> Graph:
+    """The graph with `loops` applied to the body of each loop in it."""
+    loops_ = _loops()
+
+    def rule(n: Node, uses) -> Node | None:
+        if n.op not in loops_:
+            return None
+        body = n.attr("body")
+        inner = loops(Graph(body.inputs, body.outputs))
+        if inner.outputs == body.outputs:
+            return None
+        return make(SCAN, *n.args, **{**n.kw, "body": Region(body.inputs, inner.outputs)})
+    return rebuild_graph(graph, rule, skip=lambda n: n.op not in loops_)
+
+
+def _carried(scan: Node) -> int:
+    return len(scan.attr("body").outputs)
+
+
+def _embedding(small: Node, big: Node) -> dict[int, int] | None:
+    """Where each carried value of the loop `small` is one of `big`'s (k -> k'), if `big`
+    computes all of it: the same steps, each body input of `small` one of `big`'s of the
+    same kind given the same value, each carried value's next value the same node."""
+    if small is big or {k: v for k, v in small.attrs if k != "body"} != \
+            {k: v for k, v in big.attrs if k != "body"}:
+        return None
+    b1, b2 = small.attr("body"), big.attr("body")
+    if b1.inputs[0] is not b2.inputs[0] or len(b1.inputs) > len(b2.inputs):
+        return None
+    where = {id(x): q for q, x in enumerate(b2.inputs)}
+    c1, c2 = len(b1.outputs), len(b2.outputs)
+    found = {}
+    for p, x in enumerate(b1.inputs[1:], 1):
+        q = where.get(id(x))
+        if q is None or q == 0 or (p <= c1) != (q <= c2) or small.args[p - 1] is not big.args[q - 1]:
+            return None
+        if p <= c1:
+            if b1.outputs[p - 1] is not b2.outputs[q - 1]:
+                return None
+            found[p - 1] = q - 1
+    return found
+
+
+def merge_loops(graph: Graph) -> Graph:
+    """Each loop that another loop of the graph computes entirely read from that one."""
+    loops_, parts = _loops(), _parts()
+    scans = [n for n in graph.order if n.op in loops_]
+    if len(scans) < 2:
+        return graph
+    target: dict[int, tuple[Node, dict]] = {}
+    for small in scans:
+        for big in sorted(scans, key=lambda s: -len(s.args)):
+            found = _embedding(small, big)
+            if found is not None:
+                target[id(small)] = big, found
+                break
+    if not target:
+        return graph
+
+    def rule(n: Node, uses) -> Node | None:
+        if n.op not in parts or id(n.args[0]) not in target:
+            return None
+        big, found = target[id(n.args[0])]
+        return make(PART, big, index=found[n.attr("index")])
+    return rebuild_graph(graph, rule)
+
+
+def prune_loops(graph: Graph) -> Graph:
+    """Each loop without the carried values nobody reads and the outside values its kept
+    values do not need."""
+    loops_, parts = _loops(), _parts()
+    used: dict[int, set[int]] = {}
+    for n in graph.order:
+        if n.op in parts:
+            used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
+    smaller: dict[int, tuple[Node, dict]] = {}
+    for n in graph.order:
+        if n.op not in loops_:
+            continue
+        body = n.attr("body")
+        c = len(body.outputs)
+        cin = body.inputs[1:1 + c]
+        keep = set(used.get(id(n), ()))
+        while True:
+            reads = frozenset().union(*(_reads(body.outputs[k]) for k in keep))
+            more = keep | {k for k, x in enumerate(cin) if id(x) in reads}
+            if more == keep:
+                break
+            keep = more
+        kept = sorted(keep)
+        outside = [q for q, x in enumerate(body.inputs[1 + c:]) if id(x) in reads]
+        if len(kept) == c and len(outside) == len(body.inputs) - 1 - c:
+            continue
+        region = Region((body.inputs[0], *(cin[k] for k in kept),
+                         *(body.inputs[1 + c + q] for q in outside)),
+                        tuple(body.outputs[k] for k in kept))
+        with builder().at(origin=n.origin, phase=n.phase):
+            new = make(SCAN, *(n.args[k] for k in kept), *(n.args[c + q] for q in outside),
+                       **{**n.kw, "body": region})
+        smaller[id(n)] = new, {k: i for i, k in enumerate(kept)}
+    if not smaller:
+        return graph
+
+    def rule(n: Node, uses) -> Node | None:
+        if n.op not in parts or id(n.args[0]) not in smaller:
+            return None
+        new, found = smaller[id(n.args[0])]
+        return make(PART, new, index=found[n.attr("index")])
+    return rebuild_graph(graph, rule)

@@ -1,0 +1,439 @@
+"""Derivatives of loops (issue 11): the VJP of a scan is a reversed scan over saved
+residuals, its JVP a scan over the body's JVP, its batching rule a scan over the batched
+body, so grad, vjp, jvp, hvp and the Hessian go through loops, to second order.
+
+Each case is written once as a function of a `loop` combinator and built twice: with
+`Scan` (one scan node holding the body as a region, as the language lowers a `for` loop)
+and with `Unrolled` (the body built once per step, the loop index a number). Both are
+compiled (every derivative at once, one module each) and run; the scan's derivatives must
+equal the unrolled ones (which the rest of the compiler differentiates), and finite
+differences (two-sided, float64) check them independently. The checkpointed VJP must give
+the saved one's numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+from clirun import run
+from test_regions import SIZES, _emit, _inp
+
+import gradgen
+
+from gradgen.autodiff.derivatives import EntryDerivatives
+from gradgen.dims import dim_symbol
+from gradgen.ir import Graph, Region, const, make, topo_order
+from gradgen.passes import building, lower, optimize
+
+N, D, T = dim_symbol("N"), dim_symbol("D"), dim_symbol("T")
+
+
+@pytest.fixture(autouse=True)
+def _building():
+    with building():
+        yield
+
+
+class Scan:
+    """`loop(...)` as one scan node."""
+
+    def __init__(self):
+        self.level = 0
+
+    def __call__(self, inits, outside, body, length, start=0, step=1, reverse=False,
+                 names=None):
+        self.level += 1
+        lv = self.level
+        names = names or [f"c{k}" for k in range(len(inits))]
+        t = _inp(f"t{lv}", (), "index")
+        cin = [_inp(f"{n}", a.shape, "carry") for n, a in zip(names, inits)]
+        oin = [_inp(f"o{lv}_{j}", a.shape, "outside") for j, a in enumerate(outside)]
+        outs = body(t, cin, oin)
+        self.level -= 1
+        attrs = {"length": length}
+        if start:
+            attrs["start"] = start
+        if step != 1:
+            attrs["step"] = step
+        if reverse:
+            attrs["reverse"] = True
+        scan = make("scan", *inits, *outside, body=Region((t, *cin, *oin), tuple(outs)),
+                    **attrs)
+        return [make("part", scan, index=k) for k in range(len(inits))]
+
+
+class Unrolled:
+    """`loop(...)` as the body built once per step (a dimension `length` at its size in
+    SIZES)."""
+
+    def __call__(self, inits, outside, body, length, start=0, step=1, reverse=False,
+                 names=None):
+        carried = list(inits)
+        steps = range(SIZES[str(length)] if hasattr(length, "name") else int(length))
+        for i in (reversed(steps) if reverse else steps):
+            carried = list(body(const(start + i * step), carried, list(outside)))
+        return carried
+
+
+def _sum(x):
+    return make("sum", x, axes=tuple(range(x.ndim)), keepdims=False) if x.ndim else x
+
+
+def _row(x, t):
+    """x[t] (the unrolled loop's index is a number)."""
+    if t.is_const:
+        return make("index", x, index=(int(t.value),))
+    return make("gather", x, t, axis=0)
+
+
+def _write(x, v, t):
+    """x with x[t] = v."""
+    if t.is_const:
+        return make("update", x, v, index=(int(t.value),), axis=None)
+    return make("update", x, v, t, index=(), axis=0)
+
+
+# ---------------------------------------------------------------- the cases
+# Each: (params: [(name, shape)], data: [(name, shape)], model(loop, *params, *data) -> a
+# scalar node). Shapes use N, D, T (SIZES: N=3, D=4, T=5).
+
+def rnn(loop, h0, w, x, length=T):
+    """h <- tanh(h @ W + X[t]); loss = sum(h_T ** 2)."""
+    (h,) = loop([h0], [w, x], lambda t, c, o: [make("tanh", c[0] @ o[0] + _row(o[1], t))],
+                length, names=["h"])
+    return _sum(h * h)
+
+
+def hmm(loop, a0, la, lb):
+    """The forward algorithm in log space: alpha <- logsumexp(alpha[:, None] + logA, 0)
+    + logB[t]; loss = logsumexp(alpha_T)."""
+    def body(t, c, o):
+        alpha, a, b = c[0], o[0], o[1]
+        s = make("expand_dims", alpha, axes=(1,)) + a
+        return [make("log", make("sum", make("exp", s), axes=(0,), keepdims=False)) + _row(b, t)]
+    (alpha,) = loop([a0], [la, lb], body, T, names=["alpha"])
+    return make("log", _sum(make("exp", alpha)))
+
+
+def per_step(loop, h0, w, y):
+    """H[t] = h each step (a buffer written at the index); loss = sum(H * Y) + sum(h_T)."""
+    def body(t, c, o):
+        h, hs = c
+        new = make("sin", h @ o[0])
+        return [new, _write(hs, new, t)]
+    h, hs = loop([h0, make("zeros_like", y)], [w], body, T, names=["h", "H"])
+    return _sum(hs * y) + _sum(h)
+
+
+def two_carried(loop, h0, c0, w):
+    """(h, c) <- (tanh(h @ W + c), 0.5 c + sin(h) * t)."""
+    def body(t, c, o):
+        h, cc = c
+        return [make("tanh", h @ o[0] + cc), cc * 0.5 + make("sin", h) * t]
+    h, c = loop([h0, c0], [w], body, T, names=["h", "c"])
+    return _sum(h * c)
+
+
+def nested(loop, h0, w):
+    """for t: g = h; for s in range(3): g = 0.5 g + h * w0 ... ; h = tanh(g @ W)."""
+    def inner(s, c, o):
+        return [c[0] * 0.5 + make("sin", o[0]) * s]
+
+    def outer(t, c, o):
+        (g,) = loop([c[0]], [c[0]], inner, 3, names=["g"])
+        return [make("tanh", g @ o[0])]
+    (h,) = loop([h0], [w], outer, T, names=["h"])
+    return _sum(h * h)
+
+
+def reversed_loop(loop, h0, w, x):
+    """An RNN running over X backwards (reverse=True)."""
+    (h,) = loop([h0], [w, x], lambda t, c, o: [make("tanh", c[0] @ o[0] + _row(o[1], t))],
+                T, reverse=True, names=["h"])
+    return _sum(h * make("cos", h))
+
+
+def strided(loop, h0, w, x):
+    """t = 2, 5, 8 (start 2, step 3, 3 steps) and t = 9, 7, 5, 3 (step -2) reading X[t]."""
+    body = lambda t, c, o: [make("tanh", c[0] @ o[0] + _row(o[1], t) * t)]  # noqa: E731
+    (h,) = loop([h0], [w, x], body, 3, start=2, step=3, names=["h"])
+    (h,) = loop([h], [w, x], body, 4, start=9, step=-2, names=["h"])
+    return _sum(h * h)
+
+
+W_ = ("W", (D, D))
+CASES = {
+    "rnn": (rnn, [("h0", (N, D)), W_, ("X", (T, N, D))], []),
+    "hmm": (hmm, [("a0", (D,)), ("logA", (D, D)), ("logB", (T, D))], []),
+    "per_step": (per_step, [("h0", (N, D)), W_], [("Y", (T, N, D))]),
+    "two_carried": (two_carried, [("h0", (N, D)), ("c0", (N, D)), W_], []),
+    "nested": (nested, [("h0", (N, D)), W_], []),
+    "reverse": (reversed_loop, [("h0", (N, D)), W_, ("X", (T, N, D))], []),
+    "strided": (strided, [("h0", (N, D)), W_, ("X", (sympy.Integer(10), N, D))], []),
+}
+
+
+def _shape(shape, sizes):
+    return tuple(int(s.subs({dim_symbol(k): v for k, v in sizes.items()}))
+                 if hasattr(s, "subs") else int(s) for s in shape)
+
+
+_COMPILED: dict = {}
+
+
+def _compile(case: str, loop, checkpoint=None, sizes=SIZES):
+    """One function computing value, gradient, JVP, HVP and Hessian of a case (every
+    derivative of the loop); returns (source, f, number of params). Compiled once per
+    case, kind of loop and checkpoint interval (the tests share them)."""
+    key = (case, type(loop).__name__, checkpoint)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compiled(case, loop, checkpoint)
+    return _COMPILED[key]
+
+
+def _compiled(case: str, loop, checkpoint=None):
+    model, params, data = CASES[case]
+    ps = [_inp(n, s) for n, s in params]
+    ds = [_inp(n, s, "data") for n, s in data]
+    out = model(loop, *ps, *ds)
+    ed = EntryDerivatives(out, ps, checkpoint)
+    vs = [_inp(f"v_{n}", s, "tangent") for n, s in params]
+    grads = ed.gradient().outputs
+    (jv,) = ed.jvp(vs).outputs
+    hv = ed.hvp(vs).outputs
+    hess = [b for row in ed.hessian() for b in row]
+    graph = Graph((*ps, *ds, *vs), (out, *grads, jv, *hv, *hess))
+    graph = lower(optimize(graph))
+    source, f = _emit(graph)
+    return source, f, len(ps)
+
+
+def _values(case, rng, sizes=SIZES):
+    _, params, data = CASES[case]
+    scale = 0.4
+    return [scale * rng.normal(size=_shape(s, sizes)) for _, s in params] + \
+        [rng.normal(size=_shape(s, sizes)) for _, s in data]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_loop_derivatives(case):
+    rng = np.random.default_rng(1)
+    source, f, n = _compile(case, Scan())
+    _, unrolled, _ = _compile(case, Unrolled())
+    assert "for " in source
+    xs = _values(case, rng)
+    vs = [rng.normal(size=x.shape) for x in xs[:n]]
+    got = f(*xs, *vs)
+    want = unrolled(*xs, *vs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    value, grads, jv = got[0], got[1:1 + n], got[1 + n]
+    hv, hess = got[2 + n:2 + 2 * n], got[2 + 2 * n:]
+
+    def fval(ps):
+        return f(*ps, *xs[n:], *vs)[0]
+
+    def fgrad(ps):
+        return f(*ps, *xs[n:], *vs)[1:1 + n]
+    eps = 1e-6
+    for i in range(n):   # the gradient, one entry at a time
+        for idx in list(np.ndindex(xs[i].shape))[:6]:
+            plus = [x.copy() for x in xs[:n]]
+            minus = [x.copy() for x in xs[:n]]
+            plus[i][idx] += eps
+            minus[i][idx] -= eps
+            fd = (fval(plus) - fval(minus)) / (2 * eps)
+            assert grads[i][idx] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    # the JVP is <grad, v>; the HVP the derivative of the gradient along v
+    assert jv == pytest.approx(sum(np.sum(g * v) for g, v in zip(grads, vs)), rel=1e-10)
+    plus = fgrad([x + eps * v for x, v in zip(xs[:n], vs)])
+    minus = fgrad([x - eps * v for x, v in zip(xs[:n], vs)])
+    for h, p, m in zip(hv, plus, minus):
+        np.testing.assert_allclose(h, (p - m) / (2 * eps), rtol=1e-5, atol=1e-7)
+    # the Hessian blocks applied to v are the HVP
+    for i in range(n):
+        total = sum(np.tensordot(hess[i * n + j], vs[j], axes=vs[j].ndim) for j in range(n))
+        np.testing.assert_allclose(total, hv[i], rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("case,every", [("rnn", 2), ("per_step", 3), ("reverse", 2),
+                                        ("strided", 2), ("two_carried", 5), ("nested", 4)])
+def test_checkpointed_equals_saved(case, every):
+    """Saving the carried values every `every` steps and recomputing the residuals gives
+    the numbers of saving them all (T = 5: segments and a tail; T = 4 and 1: other
+    remainders; T = 0: no step)."""
+    rng = np.random.default_rng(2)
+    saved_source, saved, n = _compile(case, Scan())
+    source, f, _ = _compile(case, Scan(), checkpoint=every)
+    assert "_checkpoints" in source and "_checkpoints" not in saved_source
+    for steps in (5, 4, 1, 0):
+        sizes = {**SIZES, "T": steps}
+        xs = _values(case, rng, sizes)
+        vs = [rng.normal(size=x.shape) for x in xs[:n]]
+        f.__globals__.update(sizes)
+        saved.__globals__.update(sizes)
+        try:
+            got, want = f(*xs, *vs), saved(*xs, *vs)
+        finally:
+            f.__globals__.update(SIZES)
+            saved.__globals__.update(SIZES)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- loops in the language
+# tests/loops/sequences.grad: an RNN language-model loss, an HMM forward log-likelihood,
+# an LSTM writing its states into a buffer, an explicit-Euler ODE fit; the first three also
+# written out by hand for T = 3.
+
+SEQUENCES = Path(__file__).resolve().parent / "loops" / "sequences.grad"
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    text = SEQUENCES.read_text(encoding="utf-8")
+    with building():
+        source = gradgen.compile_source(text, filename=SEQUENCES.name, hessian=True)
+        checkpointed = gradgen.compile_source(text, filename=SEQUENCES.name, modes=("grad",),
+                                              checkpoint=2)
+    return source, _load(source), _load(checkpointed)
+
+
+def _load(source: str) -> dict:
+    env: dict = {}
+    exec(compile(source, "<sequences>", "exec"), env)
+    return env
+
+
+def _sequence_args(name, rng):
+    n, d, h, c, k = 4, 3, 5, 6, 4
+    if name == "rnn_loss":
+        return [rng.normal(size=(3, n, d)), rng.integers(0, c, size=(3, n)),
+                0.5 * rng.normal(size=(d, h)), 0.5 * rng.normal(size=(h, h)),
+                0.5 * rng.normal(size=(h, c)), rng.normal(size=(n, h))], [2, 3, 4]
+    if name == "hmm_loglik":
+        return [rng.normal(size=(k, k)), rng.normal(size=(k,)), rng.normal(size=(3, k))], \
+            [0, 1, 2]
+    return [rng.normal(size=(3, n, d)), 0.5 * rng.normal(size=(d, h)),
+            0.5 * rng.normal(size=(h, h)), rng.normal(size=(n, h))], [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["rnn_loss", "hmm_loglik", "lstm_states"])
+def test_a_loop_and_its_hand_unrolled_source_agree(sequences, name):
+    """Value, gradient, VJP, JVP, HVP and Hessian of the loop at T = 3 equal those of the
+    same source written out by hand; the checkpointed gradient equals the saved one."""
+    _, mod, ckpt = sequences
+    rng = np.random.default_rng(3)
+    args, params = _sequence_args(name, rng)
+    vs = [rng.normal(size=args[i].shape) for i in params]
+    loop, unrolled = name, name + "_unrolled"
+    assert mod[loop](*args) == pytest.approx(mod[unrolled](*args), rel=1e-12)
+    for suffix, extra in [("_grad", []), ("_value_and_grad", []), ("_vjp", [1.5]),
+                          ("_jvp", vs), ("_hvp", vs), ("_hessian", [])]:
+        got = mod[loop + suffix](*args, *extra)
+        want = mod[unrolled + suffix](*args, *extra)
+        for g, w in zip(np.atleast_1d(got) if suffix == "_jvp" else _flat(got), _flat(want)):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+        if suffix == "_grad":
+            for g, w in zip(_flat(ckpt[loop + suffix](*args, *extra)), _flat(got)):
+                np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+
+
+def _flat(x):
+    if isinstance(x, tuple):
+        return [y for item in x for y in _flat(item)]
+    return [np.asarray(x)]
+
+
+def test_every_loop_derivative_agrees_with_finite_differences():
+    result = run("check", SEQUENCES.name, cwd=SEQUENCES.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("all agree"), result.stdout
+
+
+def test_the_backward_loop_reads_as_code(sequences):
+    """`# grad of the loop at line N` over `for t in reversed(range(T)):`; residual buffers
+    named after what they hold, allocated before the forward loop, filled in place; the
+    value function saves nothing; f_grad runs the forward loop once."""
+    source = sequences[0]
+    f = _function(source, "rnn_loss")
+    assert "np.empty" not in f and "_steps" not in f and f.count("for t in") == 1
+    grad = _function(source, "rnn_loss_grad")
+    assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
+    assert "rows_steps" not in grad   # (read for its shape only)
+    assert "    # grad of the loop at line 8\n    " in grad
+    # h before and after each step: one buffer of T + 1 rows, row 0 the initial value
+    forward, backward = grad.split("for t in reversed(range(T)):")
+    assert "np.empty((T + 1, N, H)" in forward.split("for t in range(T):")[0]
+    assert re.search(r"\n        h_steps\[t \+ 1\] = h\d*\n", forward)
+    assert "h_steps[t + 1]" in backward and "h_steps[t].T" in backward
+    assert "_next_steps" not in grad
+    assert not re.search(r"scan|res_?\d|_res\b", grad)   # no machine names
+    # a loop writing per-step states: the buffer's cotangent is read, never saved
+    lstm = _function(source, "lstm_states_grad")
+    assert "S_steps" not in lstm and "S[t] = h" in lstm
+
+
+def _function(source: str, name: str) -> str:
+    start = source.index(f"\ndef {name}(")
+    end = source.find("\ndef ", start + 1)
+    return source[start:end if end > 0 else None]
+
+
+def test_checkpoint_is_an_option_recorded_in_the_header(sequences):
+    """`checkpoint=K` (`--checkpoint K`) is in the header's options and regenerate command;
+    a value that is not a positive number of steps is refused; without loops it changes
+    nothing."""
+    text = "def f(x: Param[N]):\n    return sum(x * x)\n"
+    with building():
+        plain = gradgen.compile_source(text, filename="f.grad")
+        with_option = gradgen.compile_source(text, filename="f.grad", checkpoint=16)
+    assert "# Options: modes=default checks checkpoint=16\n" in with_option
+    assert "# Regenerate with: gradgen compile f.grad --checkpoint 16\n" in with_option
+    assert with_option.split('"""', 1)[1] == plain.split('"""', 1)[1]
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            gradgen.compile_source(text, filename="f.grad", checkpoint=bad)
+
+
+def test_unread_carried_values_are_not_computed():
+    """prune_loops: a loop carrying h and c of which only h is read (c does not feed h)
+    computes no c; the gradient with respect to W of a loop reading Data X accumulates no
+    cotangent of X."""
+    def build(loop, h0, c0, w, x):
+        def body(t, c, o):
+            return [make("tanh", c[0] @ o[0] + _row(o[1], t)), c[1] * 2.0 + make("exp", c[0])]
+        h, _ = loop([h0, c0], [w, x], body, T, names=["h", "c"])
+        return _sum(h * h)
+    ps = [_inp("h0", (N, D)), _inp("c0", (N, D)), _inp("W", (D, D))]
+    x = _inp("X", (T, N, D), "data")
+    out = build(Scan(), *ps, x)
+    grads = EntryDerivatives(out, ps).gradient().outputs
+    source, _ = _emit(lower(optimize(Graph((*ps, x), (out, *grads)))))
+    assert "np.exp" not in source and "c0" not in source.split("\n", 1)[1].split("return")[0]
+    assert "dX" not in source and "scatter" not in source
+
+
+def test_a_zero_trip_loop_passes_the_cotangents_through():
+    """T = 0: the loop leaves h0 as it is, so the gradient of sum(h * h) is 2 h0 for h0
+    and zero for W and X (no step ran), and the JVP is <2 h0, v_h0>."""
+    _, f, n = _compile("rnn", Scan())
+    rng = np.random.default_rng(4)
+    sizes = {**SIZES, "T": 0}
+    xs = _values("rnn", rng, sizes)
+    vs = [rng.normal(size=x.shape) for x in xs]
+    f.__globals__.update(sizes)
+    try:
+        out = f(*xs, *vs)
+    finally:
+        f.__globals__.update(SIZES)
+    h0, w, x = xs
+    assert out[0] == pytest.approx(np.sum(h0 * h0), rel=1e-14)
+    np.testing.assert_allclose(out[1], 2 * h0, rtol=1e-14)
+    assert not np.any(out[2]) and out[3].shape == (0, 3, 4)
+    assert out[4] == pytest.approx(np.sum(2 * h0 * vs[0]), rel=1e-12)
+    np.testing.assert_allclose(out[5], 2 * vs[0], rtol=1e-14)   # H v for h0
