@@ -21,15 +21,17 @@ _LOADED: dict[str, GeneratedModule] = {}
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
-                   checks: bool = True, hints: dict[str, int] | None = None) -> str:
+                   checks: bool = True, hints: dict[str, int] | None = None,
+                   target: str = "numpy") -> str:
     """Compile gradgen source text to the source of a NumPy module.
 
     `hints` gives sizes of dimensions (`{"N": 10000}`) for choosing the order of matrix
-    products. Raises `gradgen.CompileError` (carrying the diagnostics) for mistakes in the
+    products. `target="array-api"` writes the module against the Python array API standard
+    instead (it then runs on NumPy, CuPy, PyTorch, JAX and Dask arrays). Raises `gradgen.CompileError` (carrying the diagnostics) for mistakes in the
     source.
     """
     return _compile(text, filename, modes=modes, hessian=hessian, wrt=wrt, checks=checks,
-                    hints=hints)
+                    hints=hints, target=target)
 
 
 class GeneratedModule(ModuleType):

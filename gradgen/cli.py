@@ -197,6 +197,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-checks", action="store_true", help="omit argument shape checks")
     p.add_argument("--hint", action="append", default=[], metavar="N=10000",
                    help="size of a dimension for ordering matrix products (repeatable)")
+    p.add_argument("--target", choices=("numpy", "array-api"), default="numpy",
+                   help="the array library the module is written for: NumPy (default, "
+                        "fastest) or the Python array API standard (NumPy, CuPy, PyTorch, "
+                        "JAX, Dask)")
 
 
 def _read(path: str) -> str:
@@ -224,7 +228,7 @@ def _options(args):
                 raise ValueError(f"--hint expects NAME=SIZE, got {item!r}")
             hints[name] = int(value)
         return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks,
-                            hints)
+                            hints, args.target)
     except ValueError as e:
         raise _Fail(str(e)) from None
 
@@ -331,7 +335,8 @@ def _check_one(args, file: str, out) -> int:
 
 def _options_given(args) -> bool:
     """True when the command line sets any of the options that shape the module."""
-    return bool(args.wrt or args.modes or args.hessian or args.no_checks or args.hint)
+    return bool(args.wrt or args.modes or args.hessian or args.no_checks or args.hint
+                or args.target != "numpy")
 
 
 class _HeaderFlags(argparse.ArgumentParser):

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
 # Every mode is emitted by default (where it applies); --modes picks a subset.
 DEFAULT_MODES = ALL_MODES
+# The targets (SPEC 2, "Targets"): the name on the command line and in the API -> the
+# key of the printers and of the ops' per-target emission rules.
+TARGETS = {"numpy": "numpy", "array-api": "array_api"}
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,12 @@ class Options:
     wrt: tuple[str, ...] | None = None
     checks: bool = True
     hints: tuple[tuple[str, int], ...] = ()   # dimension sizes for matrix-chain ordering
+    target: str = "numpy"   # a key of TARGETS
+
+    @property
+    def printer(self) -> str:
+        """The key of the target's printer (`codegen.printer.PRINTERS`)."""
+        return TARGETS[self.target]
 
     def describe(self) -> str:
         modes = ",".join(self.modes) if self.modes is not None else "default"
@@ -30,6 +39,8 @@ class Options:
         parts.append("checks" if self.checks else "no-checks")
         if self.hints:
             parts.append("hint=" + ",".join(f"{k}={v}" for k, v in self.hints))
+        if self.target != "numpy":
+            parts.append(f"target={self.target}")
         return " ".join(parts)
 
     def flags(self) -> str:
@@ -44,15 +55,21 @@ class Options:
         if not self.checks:
             parts.append("--no-checks")
         parts += [f"--hint {k}={v}" for k, v in self.hints]
+        if self.target != "numpy":
+            parts.append(f"--target {self.target}")
         return "".join(" " + p for p in parts)
 
 
-def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None) -> Options:
-    """Validated options (raises ValueError for an unknown mode or a bad hint)."""
-    return _options(modes, hessian, wrt, checks, hints)
+def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None,
+                 target="numpy") -> Options:
+    """Validated options (raises ValueError for an unknown mode, a bad hint or an unknown
+    target)."""
+    return _options(modes, hessian, wrt, checks, hints, target)
 
 
-def _options(modes, hessian, wrt, checks, hints=None) -> Options:
+def _options(modes, hessian, wrt, checks, hints=None, target="numpy") -> Options:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if modes is not None:
         modes = tuple(m.strip() for m in modes if m.strip())
         bad = [m for m in modes if m not in ALL_MODES]
@@ -63,4 +80,4 @@ def _options(modes, hessian, wrt, checks, hints=None) -> Options:
         if not str(k).isidentifier() or isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"a hint is a dimension name and a positive size, got {k}={v!r}")
     return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks),
-                   tuple(sorted(hints.items())))
+                   tuple(sorted(hints.items())), target)

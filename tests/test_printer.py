@@ -44,7 +44,7 @@ class ToyPrinter(Printer):
     def method(self, x_code, name, args=()):
         return self.call(name, [x_code, *args])
 
-    def full_transpose(self, x_code):
+    def full_transpose(self, x_code, ndim=2):
         return self.call("matrix_transpose", [x_code])
 
     def dtype_of(self, x_code):

@@ -121,9 +121,14 @@ class Printer:
         """An array method (`x.reshape(shape)`) or the target's function form of it."""
         raise NotImplementedError
 
-    def full_transpose(self, x_code: str) -> str:
-        """All axes of `x` reversed (`x.T`)."""
+    def full_transpose(self, x_code: str, ndim: int = 2) -> str:
+        """All `ndim` axes of `x` reversed (`x.T`)."""
         raise NotImplementedError
+
+    def prologue(self, args: Sequence[str]) -> list[str]:
+        """Lines at the start of every function, after the docstring (`args`: the
+        arguments' names): the array API target finds its namespace there."""
+        return []
 
     def dtype_of(self, x_code: str) -> str:
         """The dtype of an array."""
@@ -263,7 +268,7 @@ class NumpyPrinter(Printer):
     def method(self, x_code: str, name: str, args: Sequence[str] = ()) -> str:
         return f"{x_code}.{name}({', '.join(args)})"
 
-    def full_transpose(self, x_code: str) -> str:
+    def full_transpose(self, x_code: str, ndim: int = 2) -> str:
         return f"{x_code}.T"
 
     def dtype_of(self, x_code: str) -> str:
@@ -299,3 +304,122 @@ def printer_for(target: str, names: dict[str, str] | None = None) -> Printer:
     except KeyError:
         raise InternalError(f"no printer for target {target!r}") from None
     return cls(names)
+
+
+# NumPy's names of the functions the ops ask for -> the array API standard's (2023.12).
+_STANDARD_NAMES = {
+    "arctan": "atan", "arcsin": "asin", "arccos": "acos", "arctan2": "atan2",
+    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "power": "pow",
+    "concatenate": "concat", "absolute": "abs", "rint": "round", "transpose": "permute_dims",
+    "outer": "linalg.outer", "cumsum": "cumulative_sum",
+}
+
+
+class ArrayApiPrinter(Printer):
+    """The array API target (`--target array-api`): standard functions of the namespace
+    `xp` of the arguments (`xp, device = _namespace(X, V)` at entry), no methods outside
+    the standard, no `out=` and nothing in place, every array created with an argument's
+    dtype on the arguments' `device`; the module's helpers take `xp` first
+    (codegen/runtime_xp.py) and never import NumPy."""
+
+    target = "array_api"
+    namespace = "xp"
+    supports_out = False
+
+    def __init__(self, names: dict[str, str] | None = None):
+        super().__init__(names)
+        self.device = self.ref("device")
+        # The ops' preludes are NumPy code: this target's helpers come from runtime_xp.
+        self._emitters = {op: (e, None, ew) for op, (e, _, ew) in self._emitters.items()}
+
+    def fn(self, name: str) -> str:
+        return f"{self.ns}.{_STANDARD_NAMES.get(name, name)}"
+
+    def helper(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
+        """A helper of the module, called with the namespace first (`_sigmoid(xp, z)`);
+        its array-API source is recorded for the module (runtime_xp.HELPERS)."""
+        from . import runtime_xp
+
+        if name in runtime_xp.NO_NAMESPACE:
+            return super().helper(name, args, kwargs)
+        first = [self.ns, self.device] if name in runtime_xp.WITH_DEVICE else [self.ns]
+        if name in runtime_xp.HELPERS:
+            self.preludes[name] = runtime_xp.HELPERS[name]
+        elif name not in runtime_xp.CHECKS:
+            raise InternalError(f"no array-API helper {name!r}")
+        return super().helper(name, [*first, *args], kwargs)
+
+    def prologue(self, args: Sequence[str]) -> list[str]:
+        return [f"{self.ns}, {self.device} = {self.ref('_namespace')}({', '.join(args)})"]
+
+    def reduction(self, name: str, node: Node, kwargs: Sequence[str]) -> str:
+        return self.call(name, [self.arg(node, 0, 0)], kwargs)
+
+    def method(self, x_code: str, name: str, args: Sequence[str] = ()) -> str:
+        x = _unparen(x_code)
+        if name == "reshape":
+            return self.call("reshape", [x, *args])
+        if name == "astype":
+            return self.call("astype", [x, *args])
+        if name == "copy":
+            return self.call("asarray", [x], ["copy=True"])
+        if name == "ravel":
+            return self.call("reshape", [x, "(-1,)"])
+        if name in ("sum", "max", "min", "mean", "prod", "var"):
+            return self.call(name, [x, *args])
+        raise InternalError(f"the array API target has no method {name!r}")
+
+    def full_transpose(self, x_code: str, ndim: int = 2) -> str:
+        if ndim == 2:
+            return self.call("matrix_transpose", [_unparen(x_code)])
+        if ndim < 2:
+            return x_code
+        return self.call("permute_dims", [_unparen(x_code), str(tuple(range(ndim))[::-1])])
+
+    def dtype_of(self, x_code: str) -> str:
+        return f"{x_code}.dtype"
+
+    def result_type(self, args: Sequence[str]) -> str:
+        arrays = [a for a in args if not _is_number(a)]
+        if not arrays:
+            return self.fn("float64")
+        return arrays[0] + ".dtype" if len(arrays) == 1 else self.call("result_type", arrays)
+
+    def creation(self, kind: str, shape: str, dtype: str, value: str | None = None) -> str:
+        args = [shape] if value is None else [shape, value]
+        return self.call(kind, args, [f"dtype={dtype}", f"device={self.device}"])
+
+    def copy(self, x_code: str, prec: int, scalar: bool = False) -> str:
+        if scalar:   # also a Python number passed for a scalar
+            return self.call("asarray", [_unparen(x_code)],
+                             [f"device={self.device}", "copy=True"])
+        return self.call("asarray", [_unparen(x_code)], ["copy=True"])
+
+    def number(self, code: str) -> str:
+        return f"{self.ref('float')}({code})"
+
+    def float64(self, code: str) -> str:
+        return self.call("asarray", [code], [f"dtype={self.fn('float64')}"])
+
+
+def _unparen(code: str) -> str:
+    """`code` without the parentheses a caller added around it (a call argument needs none)."""
+    if code.startswith("(") and code.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(code):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0 and i < len(code) - 1:
+                return code
+        return code[1:-1]
+    return code
+
+
+def _is_number(code: str) -> bool:
+    try:
+        float(code)
+    except ValueError:
+        return False
+    return True
+
+
+PRINTERS["array_api"] = ArrayApiPrinter

@@ -81,7 +81,7 @@ def transpose_product(x, axes):
 def _emit_transpose(p, node):
     axes = node.attr("axes")
     if axes == tuple(reversed(range(len(axes)))):
-        return p.full_transpose(p.arg(node, 0, PREC_CALL)), PREC_CALL
+        return p.full_transpose(p.arg(node, 0, PREC_CALL), len(axes)), PREC_CALL
     return p.call("transpose", [p.arg(node, 0, 0), p.axes(axes)]), PREC_CALL
 
 

@@ -1,0 +1,169 @@
+"""Source of the private helpers an array-API module carries (`--target array-api`).
+
+They are written against the Python array API standard (2023.12) only: every helper that
+computes takes the namespace `xp` first (found once per call of an emitted function by
+`_namespace`), creates arrays with its arguments' dtype and device, and uses no `out=`,
+no array methods and nothing NumPy-only, so that they run on NumPy, CuPy, PyTorch, JAX
+(also under `jax.jit`), Dask and `array_api_strict` alike. The NumPy target's helpers
+are in `runtime.py`; the size checks that need no namespace (`_solve`, `_exact`,
+`_within`) are shared.
+"""
+
+# The module's import: array_api_compat when installed (it gives PyTorch, Dask, CuPy and
+# NumPy < 2 a standard namespace), else the arrays' own `__array_namespace__`.
+IMPORTS = '''\
+try:
+    from array_api_compat import array_namespace
+    from array_api_compat import device as device_of
+except ImportError:  # the arrays' own namespace (NumPy >= 2, JAX, CuPy, array_api_strict)
+    array_namespace = device_of = None'''
+
+# The names the module's code binds besides its helpers (ModuleNamer keeps them free of
+# the user's names): the import's, and the namespace and device local to every function.
+BOUND = "array_namespace = device_of = xp = device = None"
+
+NAMESPACE = '''\
+def _namespace(*args):
+    """The array API namespace of the array arguments and their device (Python numbers
+    are left out): array_api_compat's when it is installed, else the arrays' own
+    `__array_namespace__()`."""
+    arrays = ()
+    for x in args:
+        if not isinstance(x, (float, int)):
+            arrays += (x,)
+    if not arrays:
+        raise TypeError("expected at least one array argument, got only Python numbers")
+    if array_namespace is not None:
+        return array_namespace(*arrays), device_of(arrays[0])
+    found = None
+    for x in arrays:
+        if not hasattr(x, "__array_namespace__"):
+            raise TypeError(
+                f"{type(x).__name__} is not an array of the array API standard; "
+                "install array_api_compat (PyTorch, Dask and NumPy < 2 need it)"
+            )
+        xp = x.__array_namespace__()
+        if found is not None and xp is not found:
+            raise TypeError("the arguments are arrays of different array libraries")
+        found = xp
+    return found, arrays[0].device'''
+
+CHECK_DIMS = '''\
+def _dims(xp, spec, *args):
+    """Check the arguments' shapes against their declarations (dimension names must agree);
+    raise ValueError naming the argument, the axis and both sizes (TypeError for what is
+    neither an array of floats nor a Python number; ValueError for an Index argument,
+    marked "int" in `spec`, that is not an array of integers or a Python int). A size
+    that is not known yet (None or NaN, Dask's unknown chunk sizes) agrees with any."""
+    shapes = ()
+    for x in args:
+        shape = getattr(x, "shape", None)
+        if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
+            got = type(x).__name__ if shape is None else x.dtype
+            if not (type(x) is int if shape is None else xp.isdtype(x.dtype, "integral")):
+                raise ValueError(
+                    f"argument {spec[len(shapes)][0]!r}: expected an array "
+                    f"of integers or a Python int, got {got}"
+                )
+            shapes += (() if shape is None else tuple(shape),)
+            continue
+        if shape is None:
+            if not isinstance(x, (float, int)):
+                raise TypeError(
+                    f"argument {spec[len(shapes)][0]!r}: expected an array "
+                    f"of floats or a Python number, got {type(x).__name__}"
+                )
+            shape = ()
+        elif not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(
+                f"argument {spec[len(shapes)][0]!r}: expected an array "
+                f"of floats or a Python number, got an array of {x.dtype}"
+            )
+        shapes += (tuple(shape),)
+    sizes, origin = {}, {}
+    for entry, shape in zip(spec, shapes):
+        name, decl = entry[0], entry[1]
+        if len(shape) != len(decl):
+            raise ValueError(
+                f"argument {name!r}: expected {len(decl)} dimension(s) {decl}, got shape {shape}",
+            )
+        for axis, dim in enumerate(decl):
+            n = shape[axis]
+            if n is None or n != n:  # unknown: None, or NaN (a Dask array's)
+                continue
+            if dim.__class__ is int:
+                if n != dim:
+                    raise ValueError(
+                        f"argument {name!r}, axis {axis}: expected size {dim}, got {n}"
+                    )
+            elif dim is None:
+                continue
+            elif dim not in sizes:
+                sizes[dim] = n
+                origin[dim] = name, axis
+            elif sizes[dim] != n:
+                where, at = origin[dim]
+                raise ValueError(
+                    f"argument {name!r}, axis {axis}: size {n} does not match "
+                    f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
+                )'''
+
+CHECK_SHAPE = '''\
+def _expect(xp, name, x, shape):
+    """Check that argument `name` has exactly `shape` (and holds floats); an unknown size
+    (None or NaN) agrees with any."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and not xp.isdtype(dtype, "real floating"):
+        raise TypeError(
+            f"argument {name!r}: expected an array of floats or a Python "
+            f"number, got an array of {dtype}"
+        )
+    if dtype is None and not isinstance(x, (float, int)):
+        raise TypeError(
+            f"argument {name!r}: expected an array of floats or a Python "
+            f"number, got {type(x).__name__}"
+        )
+    actual = () if dtype is None else tuple(x.shape)
+    if len(actual) != len(shape):
+        raise ValueError(
+            f"argument {name!r}: expected shape {tuple(shape)}, got {actual}",
+        )
+    for axis, (n, m) in enumerate(zip(actual, shape)):
+        if n is not None and n == n and n != m:
+            raise ValueError(
+                f"argument {name!r}, axis {axis}: expected size {m}, got {n}",
+            )'''
+
+WEAK_SCALAR = '''\
+def _weak(xp, device, x, *arrays):
+    """A Python number passed for a scalar argument, as a 0-d array of the dtype of the
+    array arguments (weakly typed: it does not make float32 float64) on their device; an
+    array unchanged."""
+    if type(x) in (float, int):
+        dtype = xp.float64
+        for a in arrays:
+            if not isinstance(a, (float, int)):
+                dtype = a.dtype
+        return xp.asarray(x, dtype=dtype, device=device)
+    return x'''
+
+SIGMOID = '''\
+def _sigmoid(xp, x):
+    """The logistic function 1 / (1 + exp(-x)), stable for every x: exp of -|x| never
+    overflows, so no floating-point error state is needed."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))'''
+
+# The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
+HELPERS = {"_sigmoid": SIGMOID}
+# The checks at entry (compiler.py adds them to the module), called with `xp` first.
+CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}
+# The helpers called with the device after `xp` (they create arrays).
+WITH_DEVICE = frozenset({"_weak"})
+# The helpers that need no namespace (the size checks of runtime.SIZE_CHECKS, shared).
+NO_NAMESPACE = frozenset({"_solve", "_exact", "_within"})
+
+
+def sources() -> list[str]:
+    """The source of every helper an array-API module may carry (and the names it binds)."""
+    return [BOUND, NAMESPACE, *CHECKS.values(), *HELPERS.values()]
