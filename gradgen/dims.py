@@ -324,6 +324,13 @@ class _Refs:
         self.np = names.get("np", "np")
         self.float = names.get("float", "float")
         self.mode = mode
+        # A target whose functions take arrays only (the array API) gives how it makes a
+        # float64 array of a number, a format with `{}`; functions then get such arrays.
+        self.array = names.get("float64")
+
+    def float64(self, code: str) -> str:
+        """A number as a float64 value (IEEE arithmetic: inf, not OverflowError)."""
+        return self.array.format(code) if self.array else f"{self.np}.float64({code})"
 
 
 _HUMAN = _Refs({}, "human")
@@ -383,8 +390,9 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
             # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
             # Python integer of millions of digits.
             if exp == sympy.S.Half:   # sqrt(C // H): nan where negative, as NumPy's
-                return f"{r.float}({r.np}.sqrt({_print(base, r)[0]}))", PREC_ATOM
-            power = power_code(f"{r.np}.float64({_print(base, r)[0]})",
+                base_code = _print(base, r)[0]
+                return f"{r.float}({r.np}.sqrt({r.float64(base_code) if r.array else base_code}))", PREC_ATOM
+            power = power_code(r.float64(_print(base, r)[0]),
                                _paren(_print(exp, r), PREC_NEG))
             return f"{r.float}({power})", PREC_ATOM
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
@@ -392,13 +400,13 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         base_code = _paren(_print(base, r), PREC_POW + 1)
         return power_code(base_code, _paren(_print(exp, r), PREC_NEG)), PREC_POW
     if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
-        return f"{r.float}({r.np}.exp({r.np}.float64({_print(e.args[0], r)[0]})))", PREC_ATOM
+        return f"{r.float}({r.np}.exp({r.float64(_print(e.args[0], r)[0])}))", PREC_ATOM
     name = _FUNCTIONS.get(type(e))
     if name is not None and e.is_number:   # log(2 * pi): in float64, as a Python float
         arg = e.args[0]
         code = _print(arg, r)[0]
-        if arg.is_Integer and abs(int(arg)) > 2 ** 53:   # not an int64 for NumPy
-            code = f"{r.np}.float64({code})"
+        if arg.is_Integer and abs(int(arg)) > 2 ** 53 or r.array:   # not an int64 for NumPy
+            code = r.float64(code)
         return f"{r.float}({r.np}.{name}({code}))", PREC_ATOM
     if isinstance(e, (sympy.floor, sympy.ceiling, sympy.Mod)):
         return _print_integer_op(e, r)

@@ -72,7 +72,7 @@ def _strict() -> Library:
 
 
 def _numpy() -> Library:
-    return Library("numpy", np.asarray, np.asarray, lambda t: isinstance(t, np.ndarray))
+    return Library("numpy", np.asarray, np.asarray, lambda t: isinstance(t, (np.ndarray, np.generic)))
 
 
 _MAKERS = {"numpy": (None, _numpy), "array_api_strict": ("array_api_strict", _strict),

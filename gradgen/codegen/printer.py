@@ -329,11 +329,30 @@ class ArrayApiPrinter(Printer):
     def __init__(self, names: dict[str, str] | None = None):
         super().__init__(names)
         self.device = self.ref("device")
+        self._scalar_names["float64"] = self.float64("{}")
         # The ops' preludes are NumPy code: this target's helpers come from runtime_xp.
         self._emitters = {op: (e, None, ew) for op, (e, _, ew) in self._emitters.items()}
 
     def fn(self, name: str) -> str:
         return f"{self.ns}.{_STANDARD_NAMES.get(name, name)}"
+
+    def emit(self, node: Node) -> tuple[str, int]:
+        """As `Printer.emit`; a function of numbers alone (`log(2 * pi)`) gets its number
+        arguments as float64 arrays: the standard's functions take arrays only."""
+        args = node.args
+        _, _, elementwise = self._emitters[node.op]
+        numbers = elementwise and args and all(a.is_const or id(a) in self.scalars
+                                               for a in args)
+        if not numbers or (len(args) == 2 and REGISTRY[node.op].ufunc in _ARITHMETIC):
+            return super().emit(node)
+        saved = [self.code[id(a)] for a in args]
+        for a, (code, _) in zip(args, saved):
+            self.code[id(a)] = (self.float64(code), PREC_CALL)
+        try:
+            return super().emit(node)
+        finally:
+            for a, code in zip(args, saved):
+                self.code[id(a)] = code
 
     def helper(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
         """A helper of the module, called with the namespace first (`_sigmoid(xp, z)`);
