@@ -134,6 +134,14 @@ class Printer:
         """The dtype of an array."""
         raise NotImplementedError
 
+    def subscript(self, x_code: str, items: Sequence[str], ndim: int) -> str:
+        """`x[items]` of an array of `ndim` axes (`x_code` bound tightly): trailing full
+        slices left out (`x[:, None]`)."""
+        items = list(items)
+        while items and items[-1] == ":":
+            items.pop()
+        return f"{x_code}[{', '.join(items) if items else '()'}]"
+
     def shape_of(self, x_code: str) -> str:
         """The shape of an array."""
         return f"{x_code}.shape"
@@ -311,8 +319,12 @@ _STANDARD_NAMES = {
     "arctan": "atan", "arcsin": "asin", "arccos": "acos", "arctan2": "atan2",
     "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "power": "pow",
     "concatenate": "concat", "absolute": "abs", "rint": "round", "transpose": "permute_dims",
-    "outer": "linalg.outer", "cumsum": "cumulative_sum",
+    "outer": "linalg.outer", "cumsum": "cumulative_sum", "cumprod": "cumulative_prod",
 }
+
+
+# The standard's functions that create an array from sizes or numbers (`device=` taken).
+_CREATION = frozenset({"arange", "eye", "zeros", "ones", "full", "empty", "linspace"})
 
 
 class ArrayApiPrinter(Printer):
@@ -335,6 +347,12 @@ class ArrayApiPrinter(Printer):
 
     def fn(self, name: str) -> str:
         return f"{self.ns}.{_STANDARD_NAMES.get(name, name)}"
+
+    def call(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
+        """As `Printer.call`; the functions that create arrays get the arguments' device."""
+        if name in _CREATION and not any(k.startswith("device=") for k in kwargs):
+            kwargs = [*kwargs, f"device={self.device}"]
+        return super().call(name, args, kwargs)
 
     def emit(self, node: Node) -> tuple[str, int]:
         """As `Printer.emit`; a function of numbers alone (`log(2 * pi)`) gets its number
@@ -398,6 +416,16 @@ class ArrayApiPrinter(Printer):
     def dtype_of(self, x_code: str) -> str:
         return f"{x_code}.dtype"
 
+    def subscript(self, x_code: str, items: Sequence[str], ndim: int) -> str:
+        """`x[items]`, with `...` after them where they index fewer than its `ndim` axes
+        (the standard leaves a partial index unspecified)."""
+        items = list(items)
+        while items and items[-1] == ":":
+            items.pop()
+        if "..." not in items and sum(i != "None" for i in items) < ndim:
+            items.append("...")
+        return f"{x_code}[{', '.join(items)}]"
+
     def result_type(self, args: Sequence[str]) -> str:
         arrays = [a for a in args if not _is_number(a)]
         if not arrays:
@@ -406,7 +434,7 @@ class ArrayApiPrinter(Printer):
 
     def creation(self, kind: str, shape: str, dtype: str, value: str | None = None) -> str:
         args = [shape] if value is None else [shape, value]
-        return self.call(kind, args, [f"dtype={dtype}", f"device={self.device}"])
+        return self.call(kind, args, [f"dtype={dtype}"])
 
     def copy(self, x_code: str, prec: int, scalar: bool = False) -> str:
         if scalar:   # also a Python number passed for a scalar

@@ -154,12 +154,105 @@ def _sigmoid(xp, x):
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))'''
 
+SCATTER_ADD = '''\
+def _scatter_add(xp, device, g, shape, axis, *index):
+    \"\"\"Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
+    the index arrays broadcast together), repeated indices accumulating: the VJP of the
+    gather x[:, ..., *index]. The standard has no scatter-add: this is a product with the
+    one-hot matrix of the positions (m x size of the indexed axes), which every library
+    runs (also JAX under jit and Dask), at O(m x size) work and memory. A negative index
+    counts from the end.\"\"\"
+    sizes = shape[axis : axis + len(index)]
+    flat = 0
+    for i, n in zip(index, sizes):
+        i = xp.asarray(i)
+        flat = flat * n + xp.where(i < 0, i + n, i)
+    size = 1
+    for n in sizes:
+        size *= n
+    lead = shape[:axis]
+    count = 1
+    for n in g.shape[axis : g.ndim - (len(shape) - axis - len(index))]:
+        count *= n
+    flat = xp.reshape(flat, (count,))
+    hot = flat[:, None] == xp.arange(size, dtype=flat.dtype, device=device)[None, :]
+    rows = xp.reshape(g, (*lead, count, -1))  # (*lead, m, rest)
+    out = xp.matrix_transpose(xp.astype(hot, g.dtype)) @ rows  # (*lead, size, rest)
+    return xp.reshape(out, shape)'''
+
+GATHER = '''\
+def _gather(xp, x, axis, *index):
+    \"\"\"x[:, ..., :, *index] (`axis` full slices first; the index arrays broadcast
+    together) in the standard's form, which indexes with one 1-D integer array only
+    (`take`): the indexed axes merged into one, taken at the flat positions (a negative
+    index counts from the end).\"\"\"
+    if len(index) > 1:
+        index = xp.broadcast_arrays(*index)
+    sizes = x.shape[axis : axis + len(index)]
+    flat = 0
+    for i, n in zip(index, sizes):
+        flat = flat * n + xp.where(i < 0, i + n, i)
+    size = 1
+    for n in sizes:
+        size *= n
+    lead, rest = x.shape[:axis], x.shape[axis + len(index) :]
+    merged = xp.reshape(x, lead + (size,) + rest)
+    out = xp.take(merged, xp.reshape(flat, (-1,)), axis=axis)
+    return xp.reshape(out, lead + tuple(flat.shape) + rest)'''
+
+SOLVE_TRIANGULAR = '''\
+def _solve_triangular(xp, a, b, lower):
+    \"\"\"x with tril(a) @ x = b (triu(a) with lower=False), reading only that triangle; b a
+    vector (n,) or matrices (..., n, k), as linalg.solve.\"\"\"
+    return xp.linalg.solve(xp.tril(a) if lower else xp.triu(a), b)'''
+
+XLOGY = '''\
+def _xlogy(xp, x, y):
+    \"\"\"x * log(y), elementwise, with 0 where x == 0 and y is not nan (so 0 * log(0) = 0),
+    as scipy.special.xlogy; log(0) is -inf without a floating-point error state.\"\"\"
+    r = x * xp.log(y)
+    return xp.where((x == 0) & ~xp.isnan(y), xp.zeros_like(r), r)'''
+
+EXPSCAN = '''\
+def _expscan(xp, v, a, b, axis, reverse=None):
+    \"\"\"sum over i up to j (from j to the end with reverse=True) along `axis` of
+    v[i] * exp(a[i] + b[j]), by the sign of v. The standard has no cumulative logaddexp:
+    the terms are shifted by the largest exponent along the axis (exact where they stay
+    within exp's range of it; a term more than about 700 below the largest adds 0).\"\"\"
+    v, a, b = xp.broadcast_arrays(v, a, b)
+    m = xp.max(a, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    terms = v * xp.exp(a - m)
+    if reverse:
+        terms = xp.flip(terms, axis=axis)
+    s = xp.cumulative_sum(terms, axis=axis)
+    if reverse:
+        s = xp.flip(s, axis=axis)
+    return s * xp.exp(b + m)'''
+
+LOGCUMSUMEXP = '''\
+def _logcumsumexp(xp, x, axis, reverse=None):
+    \"\"\"log(cumulative_sum(exp(x))) along `axis` (from the end with reverse=True), shifted
+    by the largest value along the axis (the standard has no cumulative logaddexp; a value
+    more than about 700 below the largest adds nothing).\"\"\"
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    e = xp.exp(x - m)
+    if reverse:
+        e = xp.flip(e, axis=axis)
+    s = xp.cumulative_sum(e, axis=axis)
+    if reverse:
+        s = xp.flip(s, axis=axis)
+    return xp.log(s) + m'''
+
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
-HELPERS = {"_sigmoid": SIGMOID}
+HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
+           "_solve_triangular": SOLVE_TRIANGULAR, "_xlogy": XLOGY, "_expscan": EXPSCAN,
+           "_logcumsumexp": LOGCUMSUMEXP}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}
 # The helpers called with the device after `xp` (they create arrays).
-WITH_DEVICE = frozenset({"_weak"})
+WITH_DEVICE = frozenset({"_weak", "_scatter_add"})
 # The helpers that need no namespace (the size checks of runtime.SIZE_CHECKS, shared).
 NO_NAMESPACE = frozenset({"_solve", "_exact", "_within"})
 

@@ -183,9 +183,7 @@ def _expand_shape(args, axes):
 def _emit_expand(p, node):
     axes = node.attr("axes")
     items = ["None" if i in axes else ":" for i in range(node.ndim)]
-    while items and items[-1] == ":":
-        items.pop()
-    return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
+    return p.subscript(p.arg(node, 0, PREC_CALL), items, node.args[0].ndim), PREC_CALL
 
 
 @rewrite("expand_dims")
@@ -249,9 +247,7 @@ def _emit_squeeze(p, node):
     """`x[:, 0]`: indexing the size-1 axes is a view, like np.squeeze, and 6x cheaper."""
     axes = node.attr("axes")
     items = ["0" if i in axes else ":" for i in range(node.args[0].ndim)]
-    while items and items[-1] == ":":
-        items.pop()
-    return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
+    return p.subscript(p.arg(node, 0, PREC_CALL), items, node.args[0].ndim), PREC_CALL
 
 
 defop("squeeze", 1, dtype=like_first, shape=_squeeze_shape, emit=_emit_squeeze,
@@ -414,7 +410,11 @@ def _grows(n) -> bool:
 
 
 def _emit_index(p, node):
-    return f"{p.arg(node, 0, PREC_CALL)}[{format_index(node.attr('index'), p)}]", PREC_CALL
+    items = format_index(node.attr("index"), p)
+    if items == "()":
+        return f"{p.arg(node, 0, PREC_CALL)}[()]", PREC_CALL
+    return p.subscript(p.arg(node, 0, PREC_CALL), items.split(", "), node.args[0].ndim), \
+        PREC_CALL
 
 
 def format_index(index, p=None) -> str:
