@@ -33,8 +33,8 @@ def _namespace(*args):
             arrays += (x,)
     if not arrays:
         raise TypeError("expected at least one array argument, got only Python numbers")
-    if array_namespace is not None:
-        return array_namespace(*arrays), device_of(arrays[0])
+    if array_namespace is not None:  # (it leaves Python numbers out too)
+        return array_namespace(*args), device_of(arrays[0])
     found = None
     for x in arrays:
         if not hasattr(x, "__array_namespace__"):
@@ -176,7 +176,7 @@ def _scatter_add(xp, device, g, shape, axis, *index):
         count *= n
     flat = xp.reshape(flat, (count,))
     hot = flat[:, None] == xp.arange(size, dtype=flat.dtype, device=device)[None, :]
-    rows = xp.reshape(g, (*lead, count, -1))  # (*lead, m, rest)
+    rows = xp.reshape(g, lead + (count, -1))  # (*lead, m, rest)
     out = xp.matrix_transpose(xp.astype(hot, g.dtype)) @ rows  # (*lead, size, rest)
     return xp.reshape(out, shape)'''
 
