@@ -320,9 +320,12 @@ _STANDARD_NAMES = {
     "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "power": "pow",
     "concatenate": "concat", "absolute": "abs", "rint": "round", "transpose": "permute_dims",
     "outer": "linalg.outer", "cumsum": "cumulative_sum", "cumprod": "cumulative_prod",
+    "diagonal": "linalg.diagonal",
 }
 
 
+# NumPy's positional parameters that are keyword-only in the standard.
+_KEYWORD_ONLY = {"tril": ("k",), "triu": ("k",)}
 # The standard's functions that create an array from sizes or numbers (`device=` taken).
 _CREATION = frozenset({"arange", "eye", "zeros", "ones", "full", "empty", "linspace"})
 
@@ -352,6 +355,13 @@ class ArrayApiPrinter(Printer):
         """As `Printer.call`; the functions that create arrays get the arguments' device."""
         if name in _CREATION and not any(k.startswith("device=") for k in kwargs):
             kwargs = [*kwargs, f"device={self.device}"]
+        args = list(args)
+        for i, key in enumerate(_KEYWORD_ONLY.get(name, ()), start=1):
+            if len(args) > i:   # NumPy's positional parameters the standard names
+                kwargs = [*kwargs, f"{key}={args.pop(i)}"]
+        if name == "where" and len(args) == 3 and _is_number(args[1]) and _is_number(args[2]):
+            # the standard's where takes at most one Python number
+            args[1] = self.call("asarray", [args[1]])
         return super().call(name, args, kwargs)
 
     def emit(self, node: Node) -> tuple[str, int]:

@@ -357,11 +357,15 @@ def _update_write(p, node, target):
 
     if node.attr("axis") is None:
         where = format_index(node.attr("index"), p)
+        items = where.split(", ")
     else:
-        where = ", ".join([":"] * node.attr("axis") + p.args(node, 0)[2:])
+        items = [":"] * node.attr("axis") + p.args(node, 0)[2:]
+        where = ", ".join(items)
     v = node.args[1]
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
+    if where != "()":
+        return [f"{p.subscript(target, items, node.ndim)} = {value}"]
     return [f"{target}[{where}] = {value}"]
 
 

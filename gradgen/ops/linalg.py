@@ -174,7 +174,22 @@ def _trace_vmap(ts, n):
 RED = frozenset({"reduction"})
 
 # trace(A): the sum of the diagonal of the first two axes, as np.trace.
-defop("trace", 1, shape=_trace_shape, emit=call("trace"), traits=RED | {"linear"},
+def _emit_trace_xp(p, node):
+    """The standard's linalg.trace sums the diagonals of the last two axes."""
+    x, ndim = p.arg(node, 0, 0), node.args[0].ndim
+    if ndim > 2:
+        x = p.call("permute_dims", [x, str(tuple(range(2, ndim)) + (0, 1))])
+    return p.call("linalg.trace", [x]), PREC_CALL
+
+
+def _emit_diag_xp(p, node):
+    """The standard has no diag: the identity times the vector (v[j] on the diagonal)."""
+    n = p.scalar(node.shape[0], integer=True)[0]
+    v = p.arg(node, 0, PREC_MUL + 1)
+    return f"{p.creation('eye', n, p.dtype_of(p.arg(node, 0, PREC_CALL)))} * {v}", PREC_MUL
+
+
+defop("trace", 1, shape=_trace_shape, emit={"numpy": call("trace"), "array_api": _emit_trace_xp}, traits=RED | {"linear"},
       domain=(REAL,), vjp=_trace_vjp, jvp=lambda ts, n: make("trace", ts[0]), vmap=_trace_vmap)
 
 
@@ -185,7 +200,7 @@ def _diag_shape(args):
 
 
 # diag(v): the square matrix with diagonal v (np.diag of a vector).
-defop("diag", 1, shape=_diag_shape, emit=call("diag"), traits=frozenset({"linear"}),
+defop("diag", 1, shape=_diag_shape, emit={"numpy": call("diag"), "array_api": _emit_diag_xp}, traits=frozenset({"linear"}),
       domain=(REAL,), vjp=lambda g, n: (make("diagonal", g),),
       jvp=lambda ts, n: make("diag", ts[0]),
       vmap=lambda ts, n: make("expand_dims", ts[0], axes=(1,)) * eye_like(ts[0], n.shape[0]))

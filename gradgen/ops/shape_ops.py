@@ -442,8 +442,10 @@ def format_index(index, p=None) -> str:
 
 def _scatter_stmt(p, node, target):
     g, like = node.args
+    where = format_index(node.attr("index"), p)
+    at = f"{target}[()]" if where == "()" else p.subscript(target, where.split(", "), node.ndim)
     return [f"{target} = {p.call('zeros_like', [p.arg(node, 1, 0)])}",
-            f"{target}[{format_index(node.attr('index'), p)}] = {p.arg(node, 0, 0)}"]
+            f"{at} = {p.arg(node, 0, 0)}"]
 
 
 defop("index", 1, dtype=like_first, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
