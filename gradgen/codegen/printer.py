@@ -14,6 +14,7 @@ NumPy target; `printer_for` picks one by name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -471,12 +472,12 @@ def _unparen(code: str) -> str:
     return code
 
 
+_NUMBER = re.compile(r"[-+]?(\d[\d.eE+-]*)( [-+*/] [-+]?\d[\d.eE+-]*)*")
+
+
 def _is_number(code: str) -> bool:
-    try:
-        float(code)
-    except ValueError:
-        return False
-    return True
+    """Whether `code` is a Python number (`0.5`, `1 / 2`): no array of any library."""
+    return _NUMBER.fullmatch(code) is not None
 
 
 PRINTERS["array_api"] = ArrayApiPrinter

@@ -257,6 +257,11 @@ WITH_DEVICE = frozenset({"_weak", "_scatter_add"})
 NO_NAMESPACE = frozenset({"_solve", "_exact", "_within"})
 
 
+from .runtime_xp_special import HELPERS as _SPECIAL  # noqa: E402  (erf, gammaln, ...)
+
+HELPERS.update(_SPECIAL)
+
+
 def sources() -> list[str]:
     """The source of every helper an array-API module may carry (and the names it binds)."""
     return [BOUND, NAMESPACE, *CHECKS.values(), *HELPERS.values()]
