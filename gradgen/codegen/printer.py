@@ -135,11 +135,12 @@ class Printer:
         """The dtype of an array."""
         raise NotImplementedError
 
-    def subscript(self, x_code: str, items: Sequence[str], ndim: int) -> str:
-        """`x[items]` of an array of `ndim` axes (`x_code` bound tightly): trailing full
-        slices left out (`x[:, None]`)."""
+    def subscript(self, x_code: str, items: Sequence[str], ndim: int,
+                  trim: bool = True) -> str:
+        """`x[items]` of an array of `ndim` axes (`x_code` bound tightly); with `trim`,
+        trailing full slices left out (`x[:, None]`), else the items as they are."""
         items = list(items)
-        while items and items[-1] == ":":
+        while trim and items and items[-1] == ":":
             items.pop()
         return f"{x_code}[{', '.join(items) if items else '()'}]"
 
@@ -321,7 +322,7 @@ _STANDARD_NAMES = {
     "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "power": "pow",
     "concatenate": "concat", "absolute": "abs", "rint": "round", "transpose": "permute_dims",
     "outer": "linalg.outer", "cumsum": "cumulative_sum", "cumprod": "cumulative_prod",
-    "diagonal": "linalg.diagonal",
+    "diagonal": "linalg.diagonal", "linalg.norm": "linalg.vector_norm",
 }
 
 
@@ -427,11 +428,12 @@ class ArrayApiPrinter(Printer):
     def dtype_of(self, x_code: str) -> str:
         return f"{x_code}.dtype"
 
-    def subscript(self, x_code: str, items: Sequence[str], ndim: int) -> str:
+    def subscript(self, x_code: str, items: Sequence[str], ndim: int,
+                  trim: bool = True) -> str:
         """`x[items]`, with `...` after them where they index fewer than its `ndim` axes
         (the standard leaves a partial index unspecified)."""
         items = list(items)
-        while items and items[-1] == ":":
+        while "..." not in items and items and items[-1] == ":":
             items.pop()
         if "..." not in items and sum(i != "None" for i in items) < ndim:
             items.append("...")

@@ -679,7 +679,65 @@ def _einsum_vmap(ts, n):
 
 
 # einsum[spec](operands...): np.einsum with an explicit output and no '...'.
-defop("einsum", None, shape=_einsum_shape, emit={"numpy": _emit_einsum},
+def _emit_einsum_xp(p, node):
+    """The standard has no einsum: each operand's repeated indices reduced to their
+    diagonal (times an identity, summed), its axes permuted into the order of all the
+    indices with size-1 axes for those it lacks, the product summed over the indices
+    not in the output, permuted into the output's order. Two operands that share no
+    output index contract with `tensordot` instead (no broadcast product)."""
+    ins, out = parse_einsum(node.attr("spec"), len(node.args))
+    sizes = {c: d for labels, a in zip(ins, node.args) for c, d in zip(labels, a.shape)}
+    terms, codes = [], []
+    for labels, a, code in zip(ins, node.args, p.args(node, PREC_MUL + 1)):
+        labels = list(labels)
+        while len(set(labels)) < len(labels):   # a diagonal: "ii", "ijj"
+            c = next(c for c in labels if labels.count(c) > 1)
+            i, j = labels.index(c), labels.index(c, labels.index(c) + 1)
+            n = p.scalar(sizes[c], integer=True)[0]
+            eye = p.creation("eye", n, p.dtype_of(p.arg(node, 0, PREC_CALL)))
+            items = ["None"] * len(labels)
+            items[i] = items[j] = ":"
+            eye = p.subscript(eye, items, 2) if len(labels) > 2 else eye
+            code = p.call("sum", [f"{code} * {eye}"], [f"axis={j}"])
+            del labels[j]
+        terms.append(labels)
+        codes.append(code)
+    if len(terms) == 2 and not set(terms[0]) & set(terms[1]) & set(out):
+        shared = [c for c in terms[0] if c in terms[1]]
+        axes = (tuple(terms[0].index(c) for c in shared), tuple(terms[1].index(c) for c in shared))
+        code = p.call("tensordot", [p.arg(node, 0, 0) if codes[0] == p.arg(node, 0, PREC_MUL + 1)
+                                    else codes[0],
+                                    p.arg(node, 1, 0) if codes[1] == p.arg(node, 1, PREC_MUL + 1)
+                                    else codes[1]], [f"axes={axes}"])
+        got = [c for c in terms[0] if c not in shared] + [c for c in terms[1] if c not in shared]
+        summed = [i for i, c in enumerate(got) if c not in out]
+        if summed:   # an index of one operand alone, not in the output
+            code = p.call("sum", [code], [f"axis={p.axes(tuple(summed))}"])
+            got = [c for c in got if c in out]
+    else:
+        order = list(dict.fromkeys(c for t in terms for c in t))
+        parts = []
+        for labels, code in zip(terms, codes):
+            ranked = sorted(labels, key=order.index)
+            if ranked != labels:
+                code = p.call("permute_dims", [code, str(tuple(labels.index(c) for c in ranked))])
+            items = [":" if c in labels else "None" for c in order]
+            if "None" in items:
+                code = p.subscript(code if ranked != labels or code.isidentifier()
+                                   else f"({code})", items, len(labels))
+            parts.append(code)
+        code = " * ".join(parts)
+        summed = tuple(i for i, c in enumerate(order) if c not in out)
+        got = [c for c in order if c in out]
+        if summed:
+            code = p.call("sum", [code], [f"axis={p.axes(summed)}"])
+    if got != list(out):
+        code = p.call("permute_dims", [code, str(tuple(got.index(c) for c in out))])
+    return code, PREC_CALL if (got != list(out) or len(terms) == 2 or summed) else PREC_MUL
+
+
+defop("einsum", None, shape=_einsum_shape, emit={"numpy": _emit_einsum,
+                                                 "array_api": _emit_einsum_xp},
       traits=frozenset({"multilinear"}), domain=(REAL, REAL, REAL),
       vjp=_einsum_vjp, jvp=_einsum_jvp, vmap=_einsum_vmap)
 

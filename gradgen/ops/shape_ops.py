@@ -413,7 +413,8 @@ def _emit_index(p, node):
     items = format_index(node.attr("index"), p)
     if items == "()":
         return f"{p.arg(node, 0, PREC_CALL)}[()]", PREC_CALL
-    return p.subscript(p.arg(node, 0, PREC_CALL), items.split(", "), node.args[0].ndim), \
+    return p.subscript(p.arg(node, 0, PREC_CALL), items.split(", "), node.args[0].ndim,
+                       trim=False), \
         PREC_CALL
 
 
@@ -443,7 +444,8 @@ def format_index(index, p=None) -> str:
 def _scatter_stmt(p, node, target):
     g, like = node.args
     where = format_index(node.attr("index"), p)
-    at = f"{target}[()]" if where == "()" else p.subscript(target, where.split(", "), node.ndim)
+    at = f"{target}[()]" if where == "()" else p.subscript(target, where.split(", "),
+                                                           node.ndim, trim=False)
     return [f"{target} = {p.call('zeros_like', [p.arg(node, 1, 0)])}",
             f"{at} = {p.arg(node, 0, 0)}"]
 
