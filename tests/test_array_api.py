@@ -23,11 +23,24 @@ import gradgen
 pytest.importorskip("array_api_strict", reason="the array-API tests need array_api_strict "
                                              "(pip install '.[test]')")
 
-# One case per key of the CASES table: every op and built-in, on its first shapes.
-FIRST = [cases[0] for cases in test_ops.CASES.values()]
+# By default, the first case of each key whose array-API code differs most from the
+# NumPy target's (helpers, per-target emission, created arrays, indexing, statements);
+# GRADGEN_LONG=1 runs every case of every key.
+DEFAULT_KEYS = ("sigmoid", "relu", "softplus", "maximum", "where", "max", "logsumexp",
+                "norm", "var", "softmax", ".T", "transpose", "reshape", "squeeze", "[]",
+                "concatenate", "stack", "erf", "clip", "eye", "ones", "gammaln", "digamma",
+                "polygamma", "xlogy", "outer", "trace", "diag", "logdet", "solve",
+                "cholesky", "einsum", "[idx]", "arange", "take_along_axis", "one_hot",
+                "segment_sum", "cumsum", "cumprod", "logcumsumexp", "split", "tril",
+                "solve_triangular", "cho_solve", "[]=")
+FIRST = [test_ops.CASES[k][0] for k in DEFAULT_KEYS]
 FIRST_IDS = {c.id for c in FIRST}
 ALL = [pytest.param(c, marks=() if c.id in FIRST_IDS else pytest.mark.long)
        for c in test_ops.ALL_CASES]
+# Every key's first case, on the other libraries (long: PyTorch and Dask take seconds).
+OTHERS = [pytest.param(lib, c, marks=pytest.mark.long) for lib in ("numpy", "torch", "jax",
+                                                                     "jax.jit", "dask")
+          for c in (cases[0] for cases in test_ops.CASES.values())]
 
 _XP: dict = {}
 
@@ -75,5 +88,31 @@ def check_case(case, lib) -> list[str]:
 @pytest.mark.parametrize("case", ALL, ids=lambda c: c.id)
 def test_case_on_array_api_strict(case):
     lib = xp_harness.library("array_api_strict")
+    failures = check_case(case, lib)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("case", FIRST, ids=lambda c: c.id)
+def test_case_keeps_float32(case):
+    """float32 arrays in, float32 arrays of the same library out (cost_grad, op)."""
+    import array_api_strict as xs
+
+    c, mod = compiled_xp(case)
+    for name, args in calls(c):
+        if name not in ("cost_grad", "op") or not hasattr(mod, name):
+            continue
+        args32 = [xs.asarray(a.astype(np.float32)) if np.asarray(a).dtype.kind == "f"
+                  else xs.asarray(a) for a in args]
+        for r in xp_harness._flatten(getattr(mod, name)(*args32)):
+            assert isinstance(r, xs._array_object.Array), (name, type(r))
+            assert r.dtype == xs.float32, (name, r.dtype)
+
+
+@pytest.mark.parametrize(("name", "case"), OTHERS,
+                         ids=lambda v: v if isinstance(v, str) else v.id)
+def test_case_on_other_libraries(name, case):
+    lib = xp_harness.library(name)
+    if lib is None:
+        pytest.skip(f"{name} is not installed")
     failures = check_case(case, lib)
     assert not failures, "\n".join(failures)
