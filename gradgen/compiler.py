@@ -179,8 +179,14 @@ def build_module(program: Program, options: Options) -> Module:
         preludes = {"_namespace": runtime_xp.NAMESPACE, **preludes}
     rename = names.mapping()
     module.preludes = [rename_identifiers(p, rename) for p in preludes.values()]
-    imports = rename_identifiers(runtime_xp.IMPORTS, rename) if xp else names.numpy_import()
-    module.imports = [imports, *names.aliases()]
+    if xp:   # (`import math` only where the code computes numbers with it)
+        imports = [rename_identifiers(runtime_xp.IMPORTS, rename)]
+        math = names["math"]
+        if any(f"{math}." in line for fn in module.functions for line in fn.lines):
+            imports.insert(0, "import math" if math == "math" else f"import math as {math}")
+    else:
+        imports = [names.numpy_import()]
+    module.imports = [*imports, *names.aliases()]
     return module
 
 

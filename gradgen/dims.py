@@ -324,13 +324,14 @@ class _Refs:
         self.np = names.get("np", "np")
         self.float = names.get("float", "float")
         self.mode = mode
-        # A target whose functions take arrays only (the array API) gives how it makes a
-        # float64 array of a number, a format with `{}`; functions then get such arrays.
-        self.array = names.get("float64")
+        # A target that computes numbers with Python's `math` (the array API: its
+        # functions take arrays, which jax.jit traces) names it here: `np` is then that
+        # module and numbers are Python floats (a division by zero raises there).
+        self.math = "math" in names
 
     def float64(self, code: str) -> str:
         """A number as a float64 value (IEEE arithmetic: inf, not OverflowError)."""
-        return self.array.format(code) if self.array else f"{self.np}.float64({code})"
+        return f"{self.float}({code})" if self.math else f"{self.np}.float64({code})"
 
 
 _HUMAN = _Refs({}, "human")
@@ -391,7 +392,7 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
             # Python integer of millions of digits.
             if exp == sympy.S.Half:   # sqrt(C // H): nan where negative, as NumPy's
                 base_code = _print(base, r)[0]
-                return f"{r.float}({r.np}.sqrt({r.float64(base_code) if r.array else base_code}))", PREC_ATOM
+                return f"{r.float}({r.np}.sqrt({base_code}))", PREC_ATOM
             power = power_code(r.float64(_print(base, r)[0]),
                                _paren(_print(exp, r), PREC_NEG))
             return f"{r.float}({power})", PREC_ATOM
@@ -405,8 +406,10 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
     if name is not None and e.is_number:   # log(2 * pi): in float64, as a Python float
         arg = e.args[0]
         code = _print(arg, r)[0]
-        if arg.is_Integer and abs(int(arg)) > 2 ** 53 or r.array:   # not an int64 for NumPy
+        if arg.is_Integer and abs(int(arg)) > 2 ** 53:   # not an int64 for NumPy
             code = r.float64(code)
+        if r.math and name == "arctan":
+            name = "atan"
         return f"{r.float}({r.np}.{name}({code}))", PREC_ATOM
     if isinstance(e, (sympy.floor, sympy.ceiling, sympy.Mod)):
         return _print_integer_op(e, r)
@@ -482,6 +485,9 @@ def _divide(num: sympy.Expr, den: sympy.Expr, r: _Refs) -> tuple[str, int]:
     if den.is_positive:
         num_code = _paren(_print(num, r), PREC_MUL)
         return f"{num_code} / {_paren(_print(den, r), PREC_MUL + 1)}", PREC_MUL
+    if r.math:
+        num_code = _paren(_print(num, r), PREC_MUL)
+        return f"{r.float}({num_code}) / {_paren(_print(den, r), PREC_MUL + 1)}", PREC_MUL
     return f"{r.float}({r.np}.divide({_print(num, r)[0]}, {_print(den, r)[0]}))", PREC_ATOM
 
 

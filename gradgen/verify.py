@@ -116,6 +116,10 @@ XP_FUNCTIONS = frozenset({
 XP_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "int64", "bool"})
 XP_ATTRIBUTES = frozenset({"device", "logabsdet", "sign", "mT"})
 XP_KEYWORDS = frozenset({"device", "axes", "correction", "lower", "reverse"})
+# Python's math in an array-API module: numbers computed from sizes (`math.log(2 * N)`).
+MATH_FUNCTIONS = frozenset({"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan",
+                            "tanh", "atan"})
+MATH_VALUES = frozenset({"pi", "e", "inf", "nan"})
 # The kinds of dtype `xp.isdtype` is asked about.
 _DTYPE_KINDS = frozenset({"integral", "real floating", "bool", "numeric"})
 # The module-level import of the array API target (array_api_compat, when installed).
@@ -340,6 +344,7 @@ class _Names:
         self.tree = tree
         self.np: str | None = None
         self.xp: str | None = None   # the namespace's name in an array-API module
+        self.math: str | None = None   # the alias of Python's math there
         self.functions: set[str] = set()   # module-level defs
         self.state: set[str] = set()       # module-level assigned names
         self.aliases: dict[str, str] = {}  # module-level alias -> the built-in it names
@@ -365,8 +370,8 @@ class _Names:
             if scope.function(name) and not called:
                 _fail(node, f"the function {name!r} used as a value")
             return
-        if name == self.np:
-            _fail(node, f"the NumPy module {name!r} used as a value")
+        if name == self.np or name == self.math:
+            _fail(node, f"the module {name!r} used as a value")
         if name in self.functions:
             if not called:
                 _fail(node, f"the function {name!r} used as a value")
@@ -439,6 +444,10 @@ class _Expressions(_Names):
         dotted = _dotted(func)
         if dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
             self._call_numpy(func, dotted, args)
+        elif dotted is not None and dotted[0] == self.math and not scope.binds(self.math):
+            if len(dotted) != 2 or dotted[1] not in MATH_FUNCTIONS:
+                _fail(func, f"a call of {'.'.join(dotted)} (not a math function generated "
+                            "code uses)")
         elif dotted is not None and len(dotted) > 1 and self._is_xp(dotted[0], scope):
             fname = ".".join(dotted[1:])
             if fname not in XP_FUNCTIONS:
@@ -517,7 +526,7 @@ class _Expressions(_Names):
             if len(args) not in (2, 3) or not (
                     isinstance(args[1], ast.Constant)
                     and (args[1].value in ARRAY_ATTRIBUTES or self.xp is not None
-                         and args[1].value == "__array_namespace__")):
+                         and args[1].value in XP_ATTRIBUTES | {"__array_namespace__"})):
                 _fail(node, "getattr of a name that is not a constant array attribute")
             self.allowed_strings.add(id(args[1]))
         elif name == "type" and len(args) != 1:
@@ -556,6 +565,10 @@ class _Expressions(_Names):
             fname = ".".join(dotted[1:])
             if fname not in NUMPY_VALUES:
                 _fail(node, f"{self.np}.{fname} (not a NumPy value generated code reads)")
+            return []
+        if dotted is not None and dotted[0] == self.math and not scope.binds(self.math):
+            if len(dotted) != 2 or dotted[1] not in MATH_VALUES:
+                _fail(node, f"{'.'.join(dotted)} (not a math value generated code reads)")
             return []
         if dotted is not None and len(dotted) > 1 and self._is_xp(dotted[0], scope):
             if ".".join(dotted[1:]) not in XP_VALUES:
@@ -609,7 +622,8 @@ class _Statements(_Expressions):
         # (A local named like a built-in is harmless unless the function calls that
         # built-in, which is then a call of a local value: refused below.)
         for name in scope.names:
-            if name == self.np or name in self.called or name in self.state:
+            if name == self.np or name == self.math or name in self.called \
+                    or name in self.state:
                 _fail(fn, f"{name!r} in function {fn.name!r} shadows the module-level "
                           f"name {name!r}")
         self._body(fn.body, scope, docstring=True)
@@ -724,7 +738,10 @@ class _Verifier(_Statements):
         for i, stmt in enumerate(body):
             if i == 0 and _is_docstring(stmt):
                 continue
-            if isinstance(stmt, ast.Import):
+            if isinstance(stmt, ast.Import) and stmt.names and stmt.names[0].name == "math" \
+                    and len(stmt.names) == 1 and self.math is None and self.np is None:
+                self.math = name = stmt.names[0].asname or "math"   # (array API modules)
+            elif isinstance(stmt, ast.Import):
                 self._import(stmt)
                 name = self.np
             elif isinstance(stmt, ast.Try):
@@ -756,6 +773,8 @@ class _Verifier(_Statements):
             bound[name] = stmt
         if self.np is None and self.xp is None:
             _fail(self.tree, "the module does not import numpy")
+        if self.math is not None and self.xp is None:
+            _fail(self.tree, "an import of math outside an array API module")
         made = {id(p.scope.fn): p for p in self.parts if p.scope is not None}
         scopes = [made[id(stmt)].scope if id(stmt) in made else _Scope(stmt, None)
                   for stmt in body if isinstance(stmt, ast.FunctionDef)]
@@ -765,7 +784,7 @@ class _Verifier(_Statements):
         used = set().union(*(s.loaded - s.names for s in scopes)) & BUILTINS   # not locals
         for name in sorted(used & set(bound)):
             _fail(bound[name], f"module-level name {name!r} shadows a built-in the module uses")
-        context = (self.np, self.xp, frozenset(self.functions), frozenset(self.state),
+        context = (self.np, self.xp, self.math, frozenset(self.functions), frozenset(self.state),
                    frozenset(self.aliases.items()), frozenset(self.called))
         for scope in scopes:
             part = made.get(id(scope.fn))

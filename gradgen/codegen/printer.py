@@ -326,6 +326,12 @@ _STANDARD_NAMES = {
 }
 
 
+# The ops' elementwise functions (`OpDef.ufunc`) that Python's math (or an operator)
+# computes on numbers, by their name there.
+_MATH = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sqrt": "sqrt",
+         "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh", "arctan": "atan",
+         "add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**"}
+_OPERATORS = frozenset({"+", "-", "*", "/", "**"})
 # NumPy's positional parameters that are keyword-only in the standard.
 _KEYWORD_ONLY = {"tril": ("k",), "triu": ("k",)}
 # The standard's functions that create an array from sizes or numbers (`device=` taken).
@@ -346,7 +352,10 @@ class ArrayApiPrinter(Printer):
     def __init__(self, names: dict[str, str] | None = None):
         super().__init__(names)
         self.device = self.ref("device")
-        self._scalar_names["float64"] = self.float64("{}")
+        # numbers (log(2 * pi), log(N)) are computed with Python's math: the namespace's
+        # functions take arrays, which jax.jit would trace (and float() then fails)
+        self.math = self.ref("math")
+        self._scalar_names.update({"np": self.math, "math": self.math})
         # The ops' preludes are NumPy code: this target's helpers come from runtime_xp.
         self._emitters = {op: (e, None, ew) for op, (e, _, ew) in self._emitters.items()}
 
@@ -367,22 +376,22 @@ class ArrayApiPrinter(Printer):
         return super().call(name, args, kwargs)
 
     def emit(self, node: Node) -> tuple[str, int]:
-        """As `Printer.emit`; a function of numbers alone (`log(2 * pi)`) gets its number
-        arguments as float64 arrays: the standard's functions take arrays only."""
+        """As `Printer.emit`; a function of numbers alone (`log(N)`) is computed with
+        Python's math where it has the function (the namespace's functions take arrays,
+        which jax.jit traces)."""
         args = node.args
         _, _, elementwise = self._emitters[node.op]
         numbers = elementwise and args and all(a.is_const or id(a) in self.scalars
                                                for a in args)
-        if not numbers or (len(args) == 2 and REGISTRY[node.op].ufunc in _ARITHMETIC):
+        fn = _MATH.get(REGISTRY[node.op].ufunc or "")
+        if not numbers or fn is None or node.dtype != "float":
             return super().emit(node)
-        saved = [self.code[id(a)] for a in args]
-        for a, (code, _) in zip(args, saved):
-            self.code[id(a)] = (self.float64(code), PREC_CALL)
-        try:
-            return super().emit(node)
-        finally:
-            for a, code in zip(args, saved):
-                self.code[id(a)] = code
+        self.scalars.add(id(node))
+        codes = [self.arg(node, i, 0) for i in range(len(args))]
+        if fn in _OPERATORS:
+            a, b = (f"{self.ref('float')}({c})" for c in codes)
+            return self.number(f"{a} {fn} {b}"), PREC_ATOM
+        return self.number(f"{self.math}.{fn}({', '.join(codes)})"), PREC_ATOM
 
     def helper(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
         """A helper of the module, called with the namespace first (`_sigmoid(xp, z)`);
@@ -455,11 +464,8 @@ class ArrayApiPrinter(Printer):
                              [f"device={self.device}", "copy=True"])
         return self.call("asarray", [_unparen(x_code)], ["copy=True"])
 
-    def number(self, code: str) -> str:
-        return f"{self.ref('float')}({code})"
-
     def float64(self, code: str) -> str:
-        return self.call("asarray", [code], [f"dtype={self.fn('float64')}"])
+        return f"{self.ref('float')}({code})"
 
 
 def _unparen(code: str) -> str:

@@ -20,7 +20,7 @@ except ImportError:  # the arrays' own namespace (NumPy >= 2, JAX, CuPy, array_a
 
 # The names the module's code binds besides its helpers (ModuleNamer keeps them free of
 # the user's names): the import's, and the namespace and device local to every function.
-BOUND = "array_namespace = device_of = xp = device = None"
+BOUND = "array_namespace = device_of = xp = device = math = None"
 
 NAMESPACE = '''\
 def _namespace(*args):
@@ -46,7 +46,7 @@ def _namespace(*args):
         if found is not None and xp is not found:
             raise TypeError("the arguments are arrays of different array libraries")
         found = xp
-    return found, arrays[0].device'''
+    return found, getattr(arrays[0], "device", None)  # (None under jax.jit: the default)'''
 
 CHECK_DIMS = '''\
 def _dims(xp, spec, *args):
