@@ -13,6 +13,9 @@ on NumPy, PyTorch, JAX (also under jax.jit) and Dask where they are installed.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import pytest
 import test_ops
@@ -116,3 +119,80 @@ def test_case_on_other_libraries(name, case):
         pytest.skip(f"{name} is not installed")
     failures = check_case(case, lib)
     assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------- the examples, on each library
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@functools.lru_cache(maxsize=None)
+def example_pair(name: str):
+    """The NumPy-target and array-API-target modules of examples/<name>/<name>.grad (with
+    f_hessian), its entry points and drawn inputs."""
+    path = EXAMPLES / name / f"{name}.grad"
+    ref, mod, entries = xp_harness.compile_pair(path.read_text(), path.name, hessian=True)
+    return ref, mod, entries, xp_harness.draw(entries)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "array_api_strict", "torch", "jax", "jax.jit", "dask"])
+@pytest.mark.parametrize("example", ["mlp", "logistic"])
+def test_example_on_library(example, lib):
+    """Every function of the MLP and the logistic regression (f_hessian too) gives the
+    NumPy target's results to 1e-10, as arrays of the input library."""
+    library = xp_harness.library(lib)
+    if library is None:
+        pytest.skip(f"{lib} is not installed")
+    ref, mod, entries, inputs = example_pair(example)
+    results = xp_harness.run_all(ref, mod, entries, library, inputs)
+    assert len(results) == 7
+    failures = {k: v for k, v in results.items() if v is not None}
+    assert not failures, failures
+
+
+def test_dask_stays_lazy_and_accepts_unknown_sizes():
+    """On chunked Dask arrays the MLP's value and gradient are Dask arrays (nothing is
+    computed before compute()); rows of unknown count (NaN chunk sizes, as after a
+    boolean selection) pass the shape checks, and once their sizes are computed give the
+    NumPy target's results."""
+    da = pytest.importorskip("dask.array", reason="Dask is not installed")
+    pytest.importorskip("array_api_compat", reason="Dask needs array_api_compat")
+    ref, mod, entries, inputs = example_pair("mlp")
+    args = [inputs["cost"][a.name] for a in entries[0].args]
+    X, Y, V, W = args
+    computed = []
+
+    def note(x):   # (Dask calls it once on an empty array for the result's type)
+        if x.size:
+            computed.append(x.shape)
+        return x
+
+    Xd = da.from_array(X, chunks=(2, X.shape[1])).map_blocks(note, dtype=X.dtype)
+    Yd = da.from_array(Y, chunks=(2, Y.shape[1]))
+    value, (dV, dW) = mod.cost_value_and_grad(Xd, Yd, da.from_array(V), da.from_array(W))
+    assert all(isinstance(r, da.Array) for r in (value, dV, dW))
+    assert not computed   # lazy: no block of X was read
+    expected = ref.cost_value_and_grad(*args)
+    np.testing.assert_allclose(value.compute(), expected[0], rtol=1e-10)
+    np.testing.assert_allclose(dV.compute(), expected[1][0], rtol=1e-10)
+    assert computed
+    keep = da.from_array(X[:, 0], chunks=2) > -np.inf   # all rows, but an unknown count
+    Xu, Yu = Xd[keep], Yd[keep]
+    assert np.isnan(Xu.shape[0])
+    mod.cost_grad(Xu, Yu, da.from_array(V), da.from_array(W))   # the checks accept NaN sizes
+    Xu.compute_chunk_sizes()
+    Yu.compute_chunk_sizes()
+    dV, dW = mod.cost_grad(Xu, Yu, da.from_array(V), da.from_array(W))
+    np.testing.assert_allclose(dW.compute(), expected[1][1], rtol=1e-10)
+
+
+def test_namespace_errors():
+    """Arrays of no array API library, or of two, are refused with a TypeError."""
+    ref, mod, entries, inputs = example_pair("logistic")
+    args = [inputs["loss"][a.name] for a in entries[0].args]
+    with pytest.raises(TypeError):
+        mod.loss([list(r) for r in args[0]], *args[1:])
+    import array_api_strict as xs
+
+    with pytest.raises(TypeError):
+        mod.loss(xs.asarray(args[0]), *args[1:])

@@ -55,8 +55,9 @@ def _jax(jit: bool) -> Library:
 def _dask() -> Library:
     import dask.array as da
 
-    def to(a):
-        return da.from_array(a, chunks=tuple(max(1, (n + 1) // 2) for n in a.shape))
+    def to(a):   # data in row blocks (two chunks along the first axis), the rest whole
+        return da.from_array(a, chunks=tuple(max(1, (n + 1) // 2) if i == 0 else n
+                                             for i, n in enumerate(a.shape)))
 
     def back(t):
         return np.asarray(t.compute() if hasattr(t, "compute") else t)

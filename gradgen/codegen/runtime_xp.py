@@ -206,6 +206,17 @@ def _solve_triangular(xp, a, b, lower):
     vector (n,) or matrices (..., n, k), as linalg.solve.\"\"\"
     return xp.linalg.solve(xp.tril(a) if lower else xp.triu(a), b)'''
 
+SOLVE_STACK = '''\
+def _solve_stack(xp, a, b, order, back):
+    """linalg.solve(a, b) of one matrix a (n, n) and a stack b (..., n, k), as the
+    columns of one right-hand side (n, ... * k): `order` puts the rows first, `back`
+    restores the stack's axes (Dask solves no stacks, nor does the standard promise it
+    against one matrix)."""
+    n, k = b.shape[-2], b.shape[-1]
+    columns = xp.reshape(xp.permute_dims(b, order), (n, -1))
+    x = xp.reshape(xp.linalg.solve(a, columns), (n,) + tuple(b.shape[:-2]) + (k,))
+    return xp.permute_dims(x, back)'''
+
 XLOGY = '''\
 def _xlogy(xp, x, y):
     \"\"\"x * log(y), elementwise, with 0 where x == 0 and y is not nan (so 0 * log(0) = 0),
@@ -247,7 +258,7 @@ def _logcumsumexp(xp, x, axis, reverse=None):
 
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
-           "_solve_triangular": SOLVE_TRIANGULAR, "_xlogy": XLOGY, "_expscan": EXPSCAN,
+           "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK, "_xlogy": XLOGY, "_expscan": EXPSCAN,
            "_logcumsumexp": LOGCUMSUMEXP}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}

@@ -394,7 +394,21 @@ def _solver(solve, project):
 
 
 # solve(A, b): x with A x = b, b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
-defop("solve", 2, shape=_solve_shape, emit=call("linalg.solve"), domain=(INVERTIBLE, REAL),
+def _emit_solve_xp(p, node):
+    """linalg.solve; one matrix against a stack of right-hand sides (f_hessian's batched
+    tangents) solves them side by side as the columns of one (`_solve_stack`): Dask, and
+    the standard for a stack against one matrix, take no such batch."""
+    a, b = node.args
+    if a.ndim != 2 or b.ndim <= 2:
+        return call("linalg.solve")(p, node)
+    m = b.ndim
+    order = (m - 2, *range(m - 2), m - 1)   # the stack's axes between the rows and columns
+    back = (*range(1, m - 1), 0, m - 1)
+    return p.helper("_solve_stack", [*p.args(node, 0), str(order), str(back)]), PREC_CALL
+
+
+defop("solve", 2, shape=_solve_shape, emit={"default": call("linalg.solve"),
+                                            "array_api": _emit_solve_xp}, domain=(INVERTIBLE, REAL),
       **_solver(lambda n, a, v, transposed: make("solve", a, v), lambda n, m: m))
 defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
 
