@@ -135,7 +135,9 @@ def example_pair(name: str):
     return ref, mod, entries, xp_harness.draw(entries)
 
 
-@pytest.mark.parametrize("lib", ["numpy", "array_api_strict", "torch", "jax", "jax.jit", "dask"])
+# PyTorch, JAX and Dask take seconds to import and trace: long (GRADGEN_LONG=1).
+@pytest.mark.parametrize("lib", ["numpy", "array_api_strict", *(
+    pytest.param(n, marks=pytest.mark.long) for n in ("torch", "jax", "jax.jit", "dask"))])
 @pytest.mark.parametrize("example", ["mlp", "logistic"])
 def test_example_on_library(example, lib):
     """Every function of the MLP and the logistic regression (f_hessian too) gives the
