@@ -114,7 +114,7 @@ XP_FUNCTIONS = frozenset({
     "linalg.eigh", "linalg.qr", "linalg.svd",
 })
 XP_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "int64", "bool"})
-XP_ATTRIBUTES = frozenset({"device", "logabsdet", "sign", "mT"})
+XP_ATTRIBUTES = frozenset({"device", "logabsdet", "sign", "mT", "at"})
 XP_KEYWORDS = frozenset({"device", "axes", "correction", "lower", "reverse"})
 # Python's math in an array-API module: numbers computed from sizes (`math.log(2 * N)`).
 MATH_FUNCTIONS = frozenset({"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan",
@@ -378,7 +378,7 @@ class _Names:
             return
         if name in self.state:
             return
-        if name in BUILTINS:
+        if name in BUILTINS or self.xp is not None and name in ("slice", "Ellipsis"):
             return
         _fail(node, f"the name {name!r} is not defined in the module (and is not one of the "
                     "built-ins generated code uses)")
@@ -513,6 +513,8 @@ class _Expressions(_Names):
                     self.allowed_strings.add(id(a))
         elif self.xp is not None and name in XP_IMPORTS:
             pass   # array_api_compat's array_namespace and device (in _namespace)
+        elif self.xp is not None and self.aliases.get(name, name) == "slice":
+            pass   # the static index of _set: (slice(None), 0)
         elif self.aliases.get(name, name) in BUILTINS:
             self._call_builtin(node, self.aliases.get(name, name), args)
         else:
@@ -550,7 +552,7 @@ class _Expressions(_Names):
         receiver, left to check."""
         if isinstance(func.value, ast.Name):   # an undefined receiver first
             self._name(func.value, scope, called=True)
-        if func.attr not in ARRAY_METHODS:
+        if func.attr not in ARRAY_METHODS and not (self.xp is not None and func.attr == "set"):
             _fail(func, f"a call of the method {func.attr!r} (not an array method "
                         "generated code uses)")
         recv = func.value

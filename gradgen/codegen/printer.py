@@ -148,6 +148,11 @@ class Printer:
         """The shape of an array."""
         return f"{x_code}.shape"
 
+    def setitem(self, target: str, items: Sequence[str], ndim: int, value: str) -> str:
+        """The statement writing `value` into the entries `items` select of `target`, an
+        array of `ndim` axes the function owns (`target[0, :] = value`)."""
+        return f"{self.subscript(target, items, ndim, trim=False)} = {value}"
+
     def result_type(self, args: Sequence[str]) -> str:
         """The dtype these arrays or numbers promote to; with none, the default float."""
         raise NotImplementedError
@@ -447,6 +452,27 @@ class ArrayApiPrinter(Printer):
         if "..." not in items and sum(i != "None" for i in items) < ndim:
             items.append("...")
         return f"{x_code}[{', '.join(items)}]"
+
+    def setitem(self, target: str, items: Sequence[str], ndim: int, value: str) -> str:
+        """`target = _set(xp, (index...), value, target)`: in place where the library allows
+        it, else (JAX's immutable arrays) `target.at[index].set(value)`; the index as a
+        tuple of slices (`(slice(None), 0)`), completed with `...`."""
+        items = list(items)
+        if "..." not in items and sum(i != "None" for i in items) < ndim:
+            items.append("...")
+        parts = []
+        for item in items:
+            if ":" in item:
+                bounds = [b.strip() or "None" for b in item.split(":")]
+                if len(bounds) == 3 and bounds[2] == "None":
+                    bounds.pop()
+                if bounds == ["None", "None"]:
+                    bounds = ["None"]
+                parts.append(f"{self.ref('slice')}({', '.join(bounds)})")
+            else:
+                parts.append("Ellipsis" if item == "..." else item)
+        index = f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+        return f"{target} = {self.helper('_set', [index, value, target])}"
 
     def result_type(self, args: Sequence[str]) -> str:
         arrays = [a for a in args if not _is_number(a)]

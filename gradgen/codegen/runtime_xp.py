@@ -20,7 +20,7 @@ except ImportError:  # the arrays' own namespace (NumPy >= 2, JAX, CuPy, array_a
 
 # The names the module's code binds besides its helpers (ModuleNamer keeps them free of
 # the user's names): the import's, and the namespace and device local to every function.
-BOUND = "array_namespace = device_of = xp = device = math = None"
+BOUND = "array_namespace = device_of = xp = device = math = slice = None"
 
 NAMESPACE = '''\
 def _namespace(*args):
@@ -217,6 +217,15 @@ def _solve_stack(xp, a, b, order, back):
     x = xp.reshape(xp.linalg.solve(a, columns), (n,) + tuple(b.shape[:-2]) + (k,))
     return xp.permute_dims(x, back)'''
 
+SET = '''\
+def _set(xp, index, value, out=None):
+    """`out` (an array the function owns) with `out[index] = value`: in place where the
+    library allows it; JAX's arrays are immutable, so there `out.at[index].set(value)`."""
+    if hasattr(out, "at"):
+        return out.at[index].set(value)
+    out[index] = value
+    return out'''
+
 XLOGY = '''\
 def _xlogy(xp, x, y):
     \"\"\"x * log(y), elementwise, with 0 where x == 0 and y is not nan (so 0 * log(0) = 0),
@@ -258,7 +267,8 @@ def _logcumsumexp(xp, x, axis, reverse=None):
 
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
-           "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK, "_xlogy": XLOGY, "_expscan": EXPSCAN,
+           "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK,
+           "_set": SET, "_xlogy": XLOGY, "_expscan": EXPSCAN,
            "_logcumsumexp": LOGCUMSUMEXP}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}

@@ -365,7 +365,7 @@ def _update_write(p, node, target):
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
     if where != "()":
-        return [f"{p.subscript(target, items, node.ndim, trim=False)} = {value}"]
+        return [p.setitem(target, items, node.ndim, value)]
     return [f"{target}[{where}] = {value}"]
 
 

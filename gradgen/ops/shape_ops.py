@@ -444,10 +444,10 @@ def format_index(index, p=None) -> str:
 def _scatter_stmt(p, node, target):
     g, like = node.args
     where = format_index(node.attr("index"), p)
-    at = f"{target}[()]" if where == "()" else p.subscript(target, where.split(", "),
-                                                           node.ndim, trim=False)
-    return [f"{target} = {p.call('zeros_like', [p.arg(node, 1, 0)])}",
-            f"{at} = {p.arg(node, 0, 0)}"]
+    value = p.arg(node, 0, 0)
+    write = f"{target}[()] = {value}" if where == "()" else p.setitem(
+        target, where.split(", "), node.ndim, value)
+    return [f"{target} = {p.call('zeros_like', [p.arg(node, 1, 0)])}", write]
 
 
 defop("index", 1, dtype=like_first, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
