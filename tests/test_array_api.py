@@ -198,3 +198,21 @@ def test_namespace_errors():
 
     with pytest.raises(TypeError):
         mod.loss(xs.asarray(args[0]), *args[1:])
+
+
+@pytest.mark.parametrize("example", ["mlp", "logistic", "softmax"])
+def test_no_array_is_made_on_the_host(example):
+    """On array_api_strict arrays of a non-default device (it refuses to mix devices),
+    every function runs and returns arrays on that device: every array the module makes
+    is made on its arguments' device (GPU readiness)."""
+    import array_api_strict as xs
+
+    device = xs.Device("device1")
+    lib = xp_harness.Library(
+        "array_api_strict@device1", lambda a: xs.asarray(a, device=device),
+        lambda t: np.asarray(xs.asarray(t, device=xs.Device("CPU_DEVICE"))),
+        lambda t: isinstance(t, xs._array_object.Array) and t.device == device)
+    ref, mod, entries, inputs = example_pair(example)
+    failures = {k: v for k, v in xp_harness.run_all(ref, mod, entries, lib, inputs).items()
+                if v is not None}
+    assert not failures, failures
