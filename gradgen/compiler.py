@@ -183,7 +183,8 @@ def build_module(program: Program, options: Options) -> Module:
         imports = [rename_identifiers(runtime_xp.IMPORTS, rename)]
         math = names["math"]
         if any(f"{math}." in line for fn in module.functions for line in fn.lines):
-            imports.insert(0, "import math" if math == "math" else f"import math as {math}")
+            imports.insert(0, ("import math" if math == "math" else f"import math as {math}")
+                           + "\n")   # (a blank line after an import block, as isort has it)
     else:
         imports = [names.numpy_import()]
     module.imports = [*imports, *names.aliases()]

@@ -283,6 +283,13 @@ from .runtime_xp_special import HELPERS as _SPECIAL  # noqa: E402  (erf, gammaln
 HELPERS.update(_SPECIAL)
 
 
+# Each source ends with a newline, as the NumPy target's helpers (the template's blank
+# lines between top-level statements count on it).
+HELPERS = {name: src if src.endswith("\n") else src + "\n" for name, src in HELPERS.items()}
+CHECKS = {name: src + "\n" for name, src in CHECKS.items()}
+NAMESPACE += "\n"
+
+
 def sources() -> list[str]:
     """The source of every helper an array-API module may carry (and the names it binds)."""
     return [BOUND, NAMESPACE, *CHECKS.values(), *HELPERS.values()]
