@@ -152,7 +152,8 @@ def _sigmoid(xp, x):
     """The logistic function 1 / (1 + exp(-x)), stable for every x: exp of -|x| never
     overflows, so no floating-point error state is needed."""
     e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))'''
+    r = 1 / (1 + e)
+    return xp.where(x >= 0, r, e * r)'''
 
 SCATTER_ADD = '''\
 def _scatter_add(xp, device, g, shape, axis, *index):
