@@ -216,3 +216,23 @@ def test_no_array_is_made_on_the_host(example):
     failures = {k: v for k, v in xp_harness.run_all(ref, mod, entries, lib, inputs).items()
                 if v is not None}
     assert not failures, failures
+
+
+def test_target_option_is_recorded_and_checked(tmp_path, capsys):
+    """--target array-api is recorded in the header (and `compile --check` compiles with
+    it); the default stays NumPy; an unknown target is refused."""
+    from gradgen import cli
+
+    src = tmp_path / "mlp.grad"
+    src.write_text((EXAMPLES / "mlp" / "mlp.grad").read_text())
+    out = tmp_path / "mlp_grad.py"
+    assert cli.main(["compile", str(src), "--target", "array-api", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "# Regenerate with: gradgen compile mlp.grad --target array-api" in text
+    assert "import numpy" not in text and "xp, device = _namespace(X, Y, V, W)" in text
+    assert cli.main(["compile", str(src), "-o", str(out), "--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    numpy_text = gradgen.compile_source(src.read_text(), "mlp.grad")
+    assert "import numpy as np" in numpy_text and "xp." not in numpy_text
+    with pytest.raises(ValueError, match="unknown target"):
+        gradgen.compile_source(src.read_text(), "mlp.grad", target="cuda")
