@@ -233,6 +233,6 @@ def test_target_option_is_recorded_and_checked(tmp_path, capsys):
     assert cli.main(["compile", str(src), "-o", str(out), "--check"]) == 0
     assert "up to date" in capsys.readouterr().out
     numpy_text = gradgen.compile_source(src.read_text(), "mlp.grad")
-    assert "import numpy as np" in numpy_text and "xp." not in numpy_text
+    assert "import numpy as np" in numpy_text and " xp." not in numpy_text
     with pytest.raises(ValueError, match="unknown target"):
         gradgen.compile_source(src.read_text(), "mlp.grad", target="cuda")
