@@ -340,7 +340,7 @@ _OPERATORS = frozenset({"+", "-", "*", "/", "**"})
 # NumPy's positional parameters that are keyword-only in the standard.
 _KEYWORD_ONLY = {"tril": ("k",), "triu": ("k",)}
 # The standard's functions that create an array from sizes or numbers (`device=` taken).
-_CREATION = frozenset({"arange", "eye", "zeros", "ones", "full", "empty", "linspace"})
+_CREATION = frozenset({"arange", "eye", "zeros", "ones", "full", "empty", "linspace", "asarray"})
 
 
 class ArrayApiPrinter(Printer):

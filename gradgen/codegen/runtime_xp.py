@@ -80,6 +80,8 @@ def _dims(xp, spec, *args):
                 f"of floats or a Python number, got an array of {x.dtype}"
             )
         shapes += (tuple(shape),)
+    if (spec, shapes) in _DIMS_PASSED:
+        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -106,7 +108,14 @@ def _dims(xp, spec, *args):
                 raise ValueError(
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
-                )'''
+                )
+    if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
+        _DIMS_PASSED.clear()
+    _DIMS_PASSED.add((spec, shapes))
+
+
+# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
+_DIMS_PASSED = set()'''
 
 CHECK_SHAPE = '''\
 def _expect(xp, name, x, shape):
