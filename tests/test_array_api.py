@@ -6,9 +6,10 @@ derivative function and the Hessian, `op`) compiled for the array API are called
 `array_api_strict` arrays (which refuse anything outside the standard) and compared, to
 1e-10 in float64, with the NumPy target's module of test_ops.py, which that file checks
 against references and finite differences; results must be arrays of the input library
-of its dtype (no silent conversion to NumPy), and float32 stays float32. By default one
-case per key of CASES runs (about a fifth of them); GRADGEN_LONG=1 runs every case, and
-on NumPy, PyTorch, JAX (also under jax.jit) and Dask where they are installed.
+of its dtype (no silent conversion to NumPy), and float32 stays float32. By default the
+first case of 25 keys of CASES runs; GRADGEN_LONG=1 runs every case, and every key's
+first case on NumPy, PyTorch, JAX (also under jax.jit) and Dask where they are installed.
+The examples run on each library, Dask lazily, and on a non-default device.
 """
 
 from __future__ import annotations
@@ -29,13 +30,10 @@ pytest.importorskip("array_api_strict", reason="the array-API tests need array_a
 # By default, the first case of each key whose array-API code differs most from the
 # NumPy target's (helpers, per-target emission, created arrays, indexing, statements);
 # GRADGEN_LONG=1 runs every case of every key.
-DEFAULT_KEYS = ("sigmoid", "relu", "softplus", "maximum", "where", "max", "logsumexp",
-                "norm", "var", "softmax", ".T", "transpose", "reshape", "squeeze", "[]",
-                "concatenate", "stack", "erf", "clip", "eye", "ones", "gammaln", "digamma",
-                "polygamma", "xlogy", "outer", "trace", "diag", "logdet", "solve",
-                "cholesky", "einsum", "[idx]", "arange", "take_along_axis", "one_hot",
-                "segment_sum", "cumsum", "cumprod", "logcumsumexp", "split", "tril",
-                "solve_triangular", "cho_solve", "[]=")
+DEFAULT_KEYS = ("sigmoid", "relu", "where", "norm", "[]", "concatenate", "split", "eye",
+                "erf", "gammaln", "polygamma", "xlogy", "trace", "diag", "logdet", "solve",
+                "einsum", "[idx]", "take_along_axis", "one_hot", "segment_sum", "cumsum",
+                "logcumsumexp", "tril", "[]=")
 FIRST = [test_ops.CASES[k][0] for k in DEFAULT_KEYS]
 FIRST_IDS = {c.id for c in FIRST}
 ALL = [pytest.param(c, marks=() if c.id in FIRST_IDS else pytest.mark.long)
