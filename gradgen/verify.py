@@ -106,7 +106,7 @@ XP_FUNCTIONS = frozenset({
     "max", "mean", "min", "prod", "sum", "var", "std", "cumulative_sum", "cumulative_prod",
     "all", "any", "argmax", "argmin",
     "arange", "asarray", "astype", "broadcast_arrays", "broadcast_to", "concat", "empty",
-    "expand_dims", "eye", "flip", "full", "full_like", "matrix_transpose", "matmul",
+    "expand_dims", "eye", "flip", "moveaxis", "full", "full_like", "matrix_transpose", "matmul",
     "ones", "ones_like", "permute_dims", "reshape", "squeeze", "stack", "take", "tensordot",
     "tril", "triu", "zeros", "zeros_like", "result_type", "isdtype", "vecdot", "einsum",
     "linalg.cholesky", "linalg.det", "linalg.diagonal", "linalg.inv", "linalg.matrix_norm",

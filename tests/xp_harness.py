@@ -55,7 +55,10 @@ def _jax(jit: bool) -> Library:
 def _dask() -> Library:
     import dask.array as da
 
-    def to(a):   # data in row blocks (two chunks along the first axis), the rest whole
+    def to(a):   # data in row blocks (two chunks along the first axis), the rest whole;
+        # square matrices whole (Dask's linear algebra takes a matrix in one chunk)
+        if a.ndim >= 2 and a.shape[-1] == a.shape[-2]:
+            return da.from_array(a, chunks=a.shape)
         return da.from_array(a, chunks=tuple(max(1, (n + 1) // 2) if i == 0 else n
                                              for i, n in enumerate(a.shape)))
 

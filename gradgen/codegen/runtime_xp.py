@@ -213,8 +213,14 @@ def _gather(xp, x, axis, *index):
 SOLVE_TRIANGULAR = '''\
 def _solve_triangular(xp, a, b, lower):
     \"\"\"x with tril(a) @ x = b (triu(a) with lower=False), reading only that triangle; b a
-    vector (n,) or matrices (..., n, k), as linalg.solve.\"\"\"
-    return xp.linalg.solve(xp.tril(a) if lower else xp.triu(a), b)'''
+    vector (n,) or matrices (..., n, k), as linalg.solve; a stack of them against one
+    matrix as the columns of one right-hand side (Dask solves no stacks).\"\"\"
+    t = xp.tril(a) if lower else xp.triu(a)
+    if a.ndim > 2 or b.ndim <= 2:
+        return xp.linalg.solve(t, b)
+    n, k = b.shape[-2], b.shape[-1]
+    x = xp.linalg.solve(t, xp.reshape(xp.moveaxis(b, -2, 0), (n, -1)))
+    return xp.moveaxis(xp.reshape(x, (n,) + tuple(b.shape[:-2]) + (k,)), 0, -2)'''
 
 SOLVE_STACK = '''\
 def _solve_stack(xp, a, b, order, back):
@@ -235,6 +241,14 @@ def _set(xp, index, value, out=None):
         return out.at[index].set(value)
     out[index] = value
     return out'''
+
+CHOLESKY = '''\
+def _cholesky(xp, a):
+    """The lower Cholesky factor L of a (a = L @ L.T), whichever factor the library's
+    linalg.cholesky returns: array_api_compat 1.16 gives Dask's upper one, U = L.T, and
+    tril(U) + triu(U, 1).T is L again (for a lower factor it is L itself)."""
+    f = xp.linalg.cholesky(a)
+    return xp.tril(f) + xp.matrix_transpose(xp.triu(f, k=1))'''
 
 XLOGY = '''\
 def _xlogy(xp, x, y):
@@ -278,7 +292,7 @@ def _logcumsumexp(xp, x, axis, reverse=None):
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
            "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK,
-           "_set": SET, "_xlogy": XLOGY, "_expscan": EXPSCAN,
+           "_set": SET, "_cholesky": CHOLESKY, "_xlogy": XLOGY, "_expscan": EXPSCAN,
            "_logcumsumexp": LOGCUMSUMEXP}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}

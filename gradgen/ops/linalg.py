@@ -533,7 +533,8 @@ def _cholesky_rule(ts, n):
 # cholesky(A): the lower factor L of a symmetric positive definite A = L L^T (NumPy reads
 # only the lower triangle of A). Its derivative treats A as symmetric.
 defop("cholesky", 1, shape=lambda args: _square(args[0], "cholesky"),
-      emit=call("linalg.cholesky"), domain=(SPD,), hint="L",
+      emit={"default": call("linalg.cholesky"), "array_api": call("_cholesky")},
+      domain=(SPD,), hint="L",
       vjp=_cholesky_vjp, jvp=_cholesky_rule, vmap=_cholesky_rule)
 defbuiltin("cholesky", ("A",), lambda A: make("cholesky", A))
 
