@@ -408,8 +408,8 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         code = _print(arg, r)[0]
         if arg.is_Integer and abs(int(arg)) > 2 ** 53:   # not an int64 for NumPy
             code = r.float64(code)
-        if r.math and name == "arctan":
-            name = "atan"
+        if r.math:   # Python's math spells some the standard's way (atan)
+            name = _MATH_NAMES.get(name, name)
         return f"{r.float}({r.np}.{name}({code}))", PREC_ATOM
     if isinstance(e, (sympy.floor, sympy.ceiling, sympy.Mod)):
         return _print_integer_op(e, r)
@@ -475,6 +475,7 @@ def _has_fraction(e: sympy.Expr) -> bool:
 
 
 # sympy's functions of numbers that the ops keep exact, and NumPy's name for each.
+_MATH_NAMES = {"arctan": "atan"}
 _FUNCTIONS = {sympy.log: "log", sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan",
               sympy.tanh: "tanh", sympy.atan: "arctan"}
 

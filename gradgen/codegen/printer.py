@@ -337,6 +337,12 @@ _MATH = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sqrt":
          "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh", "arctan": "atan",
          "add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**"}
 _OPERATORS = frozenset({"+", "-", "*", "/", "**"})
+# NumPy's array methods -> the standard's function, its extra arguments and keywords.
+_METHOD_FORMS = {"reshape": ("reshape", (), ()), "astype": ("astype", (), ()),
+                 "copy": ("asarray", (), ("copy=True",)), "ravel": ("reshape", ("(-1,)",), ()),
+                 **{r: (r, (), ()) for r in ("sum", "max", "min", "mean", "prod", "var")}}
+# The functions of the standard that take at most one Python number among their arrays.
+_ONE_NUMBER = frozenset({"where"})
 # NumPy's positional parameters that are keyword-only in the standard.
 _KEYWORD_ONLY = {"tril": ("k",), "triu": ("k",)}
 # The standard's functions that create an array from sizes or numbers (`device=` taken).
@@ -375,7 +381,8 @@ class ArrayApiPrinter(Printer):
         for i, key in enumerate(_KEYWORD_ONLY.get(name, ()), start=1):
             if len(args) > i:   # NumPy's positional parameters the standard names
                 kwargs = [*kwargs, f"{key}={args.pop(i)}"]
-        if name == "where" and len(args) == 3 and _is_number(args[1]) and _is_number(args[2]):
+        if name in _ONE_NUMBER and len(args) == 3 and _is_number(args[1]) \
+                and _is_number(args[2]):
             # the standard's where takes at most one Python number
             args[1] = self.call("asarray", [args[1]])
         return super().call(name, args, kwargs)
@@ -419,18 +426,11 @@ class ArrayApiPrinter(Printer):
         return self.call(name, [self.arg(node, 0, 0)], kwargs)
 
     def method(self, x_code: str, name: str, args: Sequence[str] = ()) -> str:
-        x = _unparen(x_code)
-        if name == "reshape":
-            return self.call("reshape", [x, *args])
-        if name == "astype":
-            return self.call("astype", [x, *args])
-        if name == "copy":
-            return self.call("asarray", [x], ["copy=True"])
-        if name == "ravel":
-            return self.call("reshape", [x, "(-1,)"])
-        if name in ("sum", "max", "min", "mean", "prod", "var"):
-            return self.call(name, [x, *args])
-        raise InternalError(f"the array API target has no method {name!r}")
+        form = _METHOD_FORMS.get(name)
+        if form is None:
+            raise InternalError(f"the array API target has no method {name!r}")
+        fn, extra, kwargs = form
+        return self.call(fn, [_unparen(x_code), *args, *extra], kwargs)
 
     def full_transpose(self, x_code: str, ndim: int = 2) -> str:
         if ndim == 2:
