@@ -200,6 +200,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=int, metavar="K",
                    help="loops' gradients save the carried values every K steps and "
                         "recompute the rest (less memory for long loops)")
+    p.add_argument("--target", choices=("numpy", "array-api"), default="numpy",
+                   help="the array library the module is written for: NumPy (default, "
+                        "fastest) or the Python array API standard (NumPy, CuPy, PyTorch, "
+                        "JAX, Dask)")
 
 
 def _read(path: str) -> str:
@@ -228,7 +232,7 @@ def _options(args):
                 raise ValueError(f"--hint expects NAME=SIZE, got {item!r}")
             hints[name] = int(value)
         return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks,
-                            hints, args.checkpoint)
+                            hints, args.checkpoint, args.target)
     except ValueError as e:
         raise _Fail(str(e)) from None
 
@@ -336,7 +340,7 @@ def _check_one(args, file: str, out) -> int:
 def _options_given(args) -> bool:
     """True when the command line sets any of the options that shape the module."""
     return bool(args.wrt or args.modes is not None or args.hessian or args.no_checks
-                or args.hint or args.checkpoint)
+                or args.hint or args.checkpoint or args.target != "numpy")
 
 
 class _HeaderFlags(argparse.ArgumentParser):

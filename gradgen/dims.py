@@ -339,6 +339,14 @@ class _Refs:
         self.np = names.get("np", "np")
         self.float = names.get("float", "float")
         self.mode = mode
+        # A target that computes numbers with Python's `math` (the array API: its
+        # functions take arrays, which jax.jit traces) names it here: `np` is then that
+        # module and numbers are Python floats (a division by zero raises there).
+        self.math = "math" in names
+
+    def float64(self, code: str) -> str:
+        """A number as a float64 value (IEEE arithmetic: inf, not OverflowError)."""
+        return f"{self.float}({code})" if self.math else f"{self.np}.float64({code})"
 
 
 _HUMAN = _Refs({}, "human")
@@ -401,8 +409,9 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
             # float ** raises on overflow): in float64 (inf if it overflows), not as an exact
             # Python integer of millions of digits.
             if exp == sympy.S.Half:   # sqrt(C // H): nan where negative, as NumPy's
-                return f"{r.float}({r.np}.sqrt({_print(base, r)[0]}))", PREC_ATOM
-            power = power_code(f"{r.np}.float64({_print(base, r)[0]})",
+                base_code = _print(base, r)[0]
+                return f"{r.float}({r.np}.sqrt({base_code}))", PREC_ATOM
+            power = power_code(r.float64(_print(base, r)[0]),
                                _paren(_print(exp, r), PREC_NEG))
             return f"{r.float}({power})", PREC_ATOM
         if exp.is_Rational and not exp.is_Integer:   # D ** 0.5: a Python float
@@ -410,13 +419,15 @@ def _print(e: sympy.Expr, r: _Refs) -> tuple[str, int]:
         base_code = _paren(_print(base, r), PREC_POW + 1)
         return power_code(base_code, _paren(_print(exp, r), PREC_NEG)), PREC_POW
     if isinstance(e, sympy.exp):   # e ** N, as sympy writes it
-        return f"{r.float}({r.np}.exp({r.np}.float64({_print(e.args[0], r)[0]})))", PREC_ATOM
+        return f"{r.float}({r.np}.exp({r.float64(_print(e.args[0], r)[0])}))", PREC_ATOM
     name = _FUNCTIONS.get(type(e))
     if name is not None and e.is_number:   # log(2 * pi): in float64, as a Python float
         arg = e.args[0]
         code = _print(arg, r)[0]
         if arg.is_Integer and abs(int(arg)) > 2 ** 53:   # not an int64 for NumPy
-            code = f"{r.np}.float64({code})"
+            code = r.float64(code)
+        if r.math:   # Python's math spells some the standard's way (atan)
+            name = _MATH_NAMES.get(name, name)
         return f"{r.float}({r.np}.{name}({code}))", PREC_ATOM
     if isinstance(e, (sympy.floor, sympy.ceiling, sympy.Mod)):
         return _print_integer_op(e, r)
@@ -482,6 +493,7 @@ def _has_fraction(e: sympy.Expr) -> bool:
 
 
 # sympy's functions of numbers that the ops keep exact, and NumPy's name for each.
+_MATH_NAMES = {"arctan": "atan"}
 _FUNCTIONS = {sympy.log: "log", sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan",
               sympy.tanh: "tanh", sympy.atan: "arctan"}
 
@@ -492,6 +504,9 @@ def _divide(num: sympy.Expr, den: sympy.Expr, r: _Refs) -> tuple[str, int]:
     if den.is_positive:
         num_code = _paren(_print(num, r), PREC_MUL)
         return f"{num_code} / {_paren(_print(den, r), PREC_MUL + 1)}", PREC_MUL
+    if r.math:
+        num_code = _paren(_print(num, r), PREC_MUL)
+        return f"{r.float}({num_code}) / {_paren(_print(den, r), PREC_MUL + 1)}", PREC_MUL
     return f"{r.float}({r.np}.divide({_print(num, r)[0]}, {_print(den, r)[0]}))", PREC_ATOM
 
 

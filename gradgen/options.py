@@ -8,6 +8,9 @@ from dataclasses import dataclass
 ALL_MODES = ("grad", "vjp", "jvp", "hvp")
 # Every mode is emitted by default (where it applies); --modes picks a subset.
 DEFAULT_MODES = ALL_MODES
+# The targets (SPEC 2, "Targets"): the name on the command line and in the API -> the
+# key of the printers and of the ops' per-target emission rules.
+TARGETS = {"numpy": "numpy", "array-api": "array_api"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,12 @@ class Options:
     checks: bool = True
     hints: tuple[tuple[str, int], ...] = ()   # dimension sizes for matrix-chain ordering
     checkpoint: int | None = None   # loops' VJPs save their carried values every K steps
+    target: str = "numpy"   # a key of TARGETS
+
+    @property
+    def printer(self) -> str:
+        """The key of the target's printer (`codegen.printer.PRINTERS`)."""
+        return TARGETS[self.target]
 
     def describe(self) -> str:
         modes = ",".join(self.modes) if self.modes is not None else "default"
@@ -33,6 +42,8 @@ class Options:
             parts.append("hint=" + ",".join(f"{k}={v}" for k, v in self.hints))
         if self.checkpoint:
             parts.append(f"checkpoint={self.checkpoint}")
+        if self.target != "numpy":
+            parts.append(f"target={self.target}")
         return " ".join(parts)
 
     def flags(self) -> str:
@@ -49,17 +60,22 @@ class Options:
         parts += [f"--hint {k}={v}" for k, v in self.hints]
         if self.checkpoint:
             parts.append(f"--checkpoint {self.checkpoint}")
+        if self.target != "numpy":
+            parts.append(f"--target {self.target}")
         return "".join(" " + p for p in parts)
 
 
 def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None,
-                 checkpoint=None) -> Options:
-    """Validated options (raises ValueError for an unknown mode, a bad hint or a
-    checkpoint interval that is not a positive integer)."""
-    return _options(modes, hessian, wrt, checks, hints, checkpoint)
+                 checkpoint=None, target="numpy") -> Options:
+    """Validated options (raises ValueError for an unknown mode, a bad hint, a checkpoint
+    interval that is not a positive integer or an unknown target)."""
+    return _options(modes, hessian, wrt, checks, hints, checkpoint, target)
 
 
-def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None) -> Options:
+def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None,
+             target="numpy") -> Options:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if modes is not None:
         modes = tuple(m.strip() for m in modes if m.strip())
         bad = [m for m in modes if m not in ALL_MODES]
@@ -74,4 +90,4 @@ def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None) -> Option
         raise ValueError(f"checkpoint is a number of loop steps (a positive integer), got "
                          f"{checkpoint!r}")
     return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks),
-                   tuple(sorted(hints.items())), checkpoint)
+                   tuple(sorted(hints.items())), checkpoint, target)

@@ -100,6 +100,37 @@ ARRAY_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "T", "kind", "size"})
 KEYWORDS = frozenset({"axis", "keepdims", "dtype", "out", "copy", "k", "optimize", "order",
                       "over", "under", "divide", "invalid", "all", "reverse", "lower", "weights",
                       "minlength"})
+# The array API target (`--target array-api`): functions of the namespace `xp` of the
+# arguments (a local: `xp, device = _namespace(X, V)`, or a helper's first parameter),
+# the values it holds, and what else its code reads and passes.
+XP_FUNCTIONS = frozenset({
+    "abs", "acos", "acosh", "add", "asin", "asinh", "atan", "atan2", "atanh", "ceil",
+    "copysign", "cos", "cosh", "divide", "exp", "expm1", "floor", "isfinite", "isinf",
+    "isnan", "log", "log1p", "log2", "log10", "logaddexp", "maximum", "minimum", "multiply",
+    "negative", "pow", "round", "sign", "sin", "sinh", "sqrt", "square", "subtract", "tan",
+    "tanh", "trunc", "where", "clip", "hypot",
+    "max", "mean", "min", "prod", "sum", "var", "std", "cumulative_sum", "cumulative_prod",
+    "all", "any", "argmax", "argmin",
+    "arange", "asarray", "astype", "broadcast_arrays", "broadcast_to", "concat", "empty",
+    "expand_dims", "eye", "flip", "moveaxis", "full", "full_like", "matrix_transpose", "matmul",
+    "ones", "ones_like", "permute_dims", "reshape", "squeeze", "stack", "take", "tensordot",
+    "tril", "triu", "zeros", "zeros_like", "result_type", "isdtype", "vecdot", "einsum",
+    "linalg.cholesky", "linalg.det", "linalg.diagonal", "linalg.inv", "linalg.matrix_norm",
+    "linalg.outer", "linalg.slogdet", "linalg.solve", "linalg.trace", "linalg.vector_norm",
+    "linalg.eigh", "linalg.qr", "linalg.svd",
+})
+XP_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "int64", "bool"})
+XP_ATTRIBUTES = frozenset({"device", "logabsdet", "sign", "mT", "at"})
+XP_KEYWORDS = frozenset({"device", "axes", "correction", "lower", "reverse"})
+# Python's math in an array-API module: numbers computed from sizes (`math.log(2 * N)`).
+MATH_FUNCTIONS = frozenset({"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan",
+                            "tanh", "atan"})
+MATH_VALUES = frozenset({"pi", "e", "inf", "nan"})
+# The kinds of dtype `xp.isdtype` is asked about.
+_DTYPE_KINDS = frozenset({"integral", "real floating", "bool", "numeric"})
+# The module-level import of the array API target (array_api_compat, when installed).
+XP_IMPORTS = ("array_namespace", "device_of")
+
 # Module-level state of the helpers, assigned `set()` at import.
 HELPER_STATE = frozenset({"_DIMS_PASSED"})
 # Values of np.errstate's keywords.
@@ -337,6 +368,8 @@ class _Names:
         self.np: str | None = None
         self.npt: str | None = None          # the alias of numpy.typing (annotations)
         self.types: set[str] = set()         # module-level type aliases (`Array = ...`)
+        self.xp: str | None = None   # the namespace's name in an array-API module
+        self.math: str | None = None   # the alias of Python's math there
         self.functions: set[str] = set()   # module-level defs
         self.state: set[str] = set()       # module-level assigned names
         self.aliases: dict[str, str] = {}  # module-level alias -> the built-in it names
@@ -362,15 +395,15 @@ class _Names:
             if scope.function(name) and not called:
                 _fail(node, f"the function {name!r} used as a value")
             return
-        if name == self.np:
-            _fail(node, f"the NumPy module {name!r} used as a value")
+        if name == self.np or name == self.math:
+            _fail(node, f"the module {name!r} used as a value")
         if name in self.functions:
             if not called:
                 _fail(node, f"the function {name!r} used as a value")
             return
         if name in self.state:
             return
-        if name in BUILTINS:
+        if name in BUILTINS or self.xp is not None and name in ("slice", "Ellipsis"):
             return
         _fail(node, f"the name {name!r} is not defined in the module (and is not one of the "
                     "built-ins generated code uses)")
@@ -436,11 +469,33 @@ class _Expressions(_Names):
         dotted = _dotted(func)
         if dotted is not None and dotted[0] == self.np and not scope.binds(self.np):
             self._call_numpy(func, dotted, args)
+        elif dotted is not None and dotted[0] == self.math and not scope.binds(self.math):
+            if len(dotted) != 2 or dotted[1] not in MATH_FUNCTIONS:
+                _fail(func, f"a call of {'.'.join(dotted)} (not a math function generated "
+                            "code uses)")
+        elif dotted is not None and len(dotted) > 1 and self._is_xp(dotted[0], scope):
+            fname = ".".join(dotted[1:])
+            if fname not in XP_FUNCTIONS:
+                _fail(func, f"a call of {dotted[0]}.{fname} (not an array API function "
+                            "generated code uses)")
+            if fname == "einsum" and args and isinstance(args[0], ast.Constant) \
+                    and isinstance(args[0].value, str) and _EINSUM_SPEC.match(args[0].value):
+                self.allowed_strings.add(id(args[0]))
+            if fname == "isdtype" and len(args) == 2 and isinstance(args[1], ast.Constant) \
+                    and args[1].value in _DTYPE_KINDS:
+                self.allowed_strings.add(id(args[1]))
+        elif self.xp is not None and isinstance(func, ast.Attribute) \
+                and func.attr == "__array_namespace__" and not node.args:
+            todo.append(func.value)   # x.__array_namespace__() in the _namespace helper
         elif isinstance(func, ast.Attribute):
             todo.append(self._call_method(func, scope))
         else:
             _fail(func, "a call of a computed value")
         return todo + args
+
+    def _is_xp(self, name: str, scope: _Scope) -> bool:
+        """Whether `name` is the array API namespace here (a local of that name)."""
+        return self.xp is not None and name == self.xp and scope.binds(name)
 
     def _call_keywords(self, node: ast.Call, scope: _Scope) -> list[ast.AST]:
         """Allowed keywords, never `out=` an argument; their values are left to check."""
@@ -448,7 +503,7 @@ class _Expressions(_Names):
         for k in node.keywords:
             if k.arg is None:
                 _fail(node, "a call with **keyword arguments")
-            if k.arg not in KEYWORDS:
+            if k.arg not in KEYWORDS and not (self.xp is not None and k.arg in XP_KEYWORDS):
                 _fail(k.value, f"the keyword argument {k.arg!r}")
             if k.arg == "out" and isinstance(k.value, ast.Name) and k.value.id in scope.inputs:
                 _fail(k.value, f"a result written into the argument {k.value.id!r}")
@@ -481,6 +536,10 @@ class _Expressions(_Names):
                         a.value.isidentifier() and not _is_dunder(a.value)
                         or not a.value.isidentifier() and _DIM_TEXT.fullmatch(a.value)):
                     self.allowed_strings.add(id(a))
+        elif self.xp is not None and name in XP_IMPORTS:
+            pass   # array_api_compat's array_namespace and device (in _namespace)
+        elif self.xp is not None and self.aliases.get(name, name) == "slice":
+            pass   # the static index of _set: (slice(None), 0)
         elif self.aliases.get(name, name) in BUILTINS:
             self._call_builtin(node, self.aliases.get(name, name), args)
         else:
@@ -493,7 +552,8 @@ class _Expressions(_Names):
         if name in ("getattr", "hasattr"):
             if len(args) not in (2, 3) or not (
                     isinstance(args[1], ast.Constant)
-                    and args[1].value in ARRAY_ATTRIBUTES):
+                    and (args[1].value in ARRAY_ATTRIBUTES or self.xp is not None
+                         and args[1].value in XP_ATTRIBUTES | {"__array_namespace__"})):
                 _fail(node, "getattr of a name that is not a constant array attribute")
             self.allowed_strings.add(id(args[1]))
         elif name == "type" and len(args) != 1:
@@ -517,7 +577,7 @@ class _Expressions(_Names):
         receiver, left to check."""
         if isinstance(func.value, ast.Name):   # an undefined receiver first
             self._name(func.value, scope, called=True)
-        if func.attr not in ARRAY_METHODS:
+        if func.attr not in ARRAY_METHODS and not (self.xp is not None and func.attr == "set"):
             _fail(func, f"a call of the method {func.attr!r} (not an array method "
                         "generated code uses)")
         recv = func.value
@@ -533,6 +593,17 @@ class _Expressions(_Names):
             if fname not in NUMPY_VALUES:
                 _fail(node, f"{self.np}.{fname} (not a NumPy value generated code reads)")
             return []
+        if dotted is not None and dotted[0] == self.math and not scope.binds(self.math):
+            if len(dotted) != 2 or dotted[1] not in MATH_VALUES:
+                _fail(node, f"{'.'.join(dotted)} (not a math value generated code reads)")
+            return []
+        if dotted is not None and len(dotted) > 1 and self._is_xp(dotted[0], scope):
+            if ".".join(dotted[1:]) not in XP_VALUES:
+                _fail(node, f"{'.'.join(dotted)} (not an array API value generated code "
+                            "reads)")
+            return []
+        if self.xp is not None and node.attr in XP_ATTRIBUTES and isinstance(node.ctx, ast.Load):
+            return [node.value]
         if node.attr == "__name__" and isinstance(node.value, ast.Call) \
                 and isinstance(node.value.func, ast.Name) \
                 and self._builtin(node.value.func.id, scope) == "type":   # in a message
@@ -582,7 +653,8 @@ class _Statements(_Expressions):
         # (A local named like a built-in is harmless unless the function calls that
         # built-in, which is then a call of a local value: refused below.)
         for name in scope.names:
-            if name == self.np or name in self.called or name in self.state:
+            if name == self.np or name == self.math or name in self.called \
+                    or name in self.state:
                 _fail(fn, f"{name!r} in function {fn.name!r} shadows the module-level "
                           f"name {name!r}")
         self._body(fn.body, scope, docstring=True)
@@ -726,8 +798,19 @@ class _Verifier(_Statements):
         for i, stmt in enumerate(body):
             if i == 0 and _is_docstring(stmt):
                 continue
-            if isinstance(stmt, ast.Import):
+            if isinstance(stmt, ast.Import) and stmt.names and stmt.names[0].name == "math" \
+                    and len(stmt.names) == 1 and self.math is None and self.np is None:
+                self.math = name = stmt.names[0].asname or "math"   # (array API modules)
+            elif isinstance(stmt, ast.Import):
                 name = self._import(stmt)
+            elif isinstance(stmt, ast.Try):
+                self._xp_import(stmt)
+                for n in XP_IMPORTS:
+                    if n in bound:
+                        _fail(stmt, f"module-level name {n!r} is bound twice")
+                    bound[n] = stmt
+                    self.state.add(n)
+                continue
             elif isinstance(stmt, ast.FunctionDef):
                 name = stmt.name
                 self.functions.add(name)
@@ -747,8 +830,10 @@ class _Verifier(_Statements):
                             f"{bound[name].lineno} and here): the later one would replace "
                             "the earlier")
             bound[name] = stmt
-        if self.np is None:
+        if self.np is None and self.xp is None:
             _fail(self.tree, "the module does not import numpy")
+        if self.math is not None and self.xp is None:
+            _fail(self.tree, "an import of math outside an array API module")
         made = {id(p.scope.fn): p for p in self.parts if p.scope is not None}
         scopes = [made[id(stmt)].scope if id(stmt) in made else _Scope(stmt, None)
                   for stmt in body if isinstance(stmt, ast.FunctionDef)]
@@ -758,7 +843,7 @@ class _Verifier(_Statements):
         used = set().union(*(s.loaded - s.names for s in scopes)) & BUILTINS   # not locals
         for name in sorted(used & set(bound)):
             _fail(bound[name], f"module-level name {name!r} shadows a built-in the module uses")
-        context = (self.np, frozenset(self.functions), frozenset(self.state),
+        context = (self.np, self.xp, self.math, frozenset(self.functions), frozenset(self.state),
                    frozenset(self.aliases.items()), frozenset(self.called))
         for scope in scopes:
             part = made.get(id(scope.fn))
@@ -767,6 +852,32 @@ class _Verifier(_Statements):
             self._function(scope.fn, None, scope)
             if part is not None:
                 part.passed.add(context)
+
+    def _xp_import(self, stmt: ast.Try) -> None:
+        """The array API target's import, exactly: `try: from array_api_compat import
+        array_namespace; from array_api_compat import device as device_of` `except
+        ImportError: array_namespace = device_of = None`. The namespace is then the name
+        `xp` (a local of each function and the first parameter of each helper)."""
+        def bad():
+            _fail(stmt, "a try statement other than the array API target's import")
+        if self.xp is not None or self.np is not None or stmt.orelse or stmt.finalbody \
+                or len(stmt.handlers) != 1 or len(stmt.body) != 2:
+            bad()
+        wanted = [("array_namespace", None), ("device", "device_of")]
+        for imp, (name, asname) in zip(stmt.body, wanted):
+            if not (isinstance(imp, ast.ImportFrom) and imp.module == "array_api_compat"
+                    and imp.level == 0 and len(imp.names) == 1
+                    and imp.names[0].name == name and imp.names[0].asname == asname):
+                bad()
+        h = stmt.handlers[0]
+        if not (isinstance(h.type, ast.Name) and h.type.id == "ImportError" and h.name is None
+                and len(h.body) == 1 and isinstance(h.body[0], ast.Assign)):
+            bad()
+        a = h.body[0]
+        if not ([getattr(t, "id", None) for t in a.targets] == list(XP_IMPORTS)
+                and isinstance(a.value, ast.Constant) and a.value.value is None):
+            bad()
+        self.xp = "xp"
 
     def _import(self, stmt: ast.Import) -> str:
         """`import numpy as np`, then (for the annotations) `import numpy.typing as npt`."""

@@ -341,11 +341,10 @@ class EntryFunctions:
         used."""
         e = self.entry
         checks, expects = [], []
-        expect = self.names["_expect"]
         self._checks_used: set[str] = set()   # of runtime.SIZE_CHECKS
         if self.checks:
             args = ", ".join(a.name for a in e.args)
-            checks.append(f"{self.names['_dims']}({self.spec_name}, {args})")
+            checks.append(printer.helper("_dims", [self.spec_name, args]))
             solved = {(b.arg, b.axis) for b in e.dims.values() if not b.direct}
             # (an axis a dimension is solved from is checked by _solve; _expect checks
             # floats, _dims checked an Index's dtype)
@@ -353,9 +352,11 @@ class EntryFunctions:
                 if a.node.dtype != INT and any(
                         not (d.is_Integer or d.is_Symbol) and (a.name, i) not in solved
                         for i, d in enumerate(a.shape)):
-                    expects.append(f'{expect}("{a.name}", {a.name}, {printer.shape(a.shape)})')
+                    expects.append(printer.helper(
+                        "_expect", [f'"{a.name}"', a.name, printer.shape(a.shape)]))
             for name, node in extra_inputs.items():
-                expects.append(f'{expect}("{name}", {name}, {printer.shape(node.shape)})')
+                expects.append(printer.helper(
+                    "_expect", [f'"{name}"', name, printer.shape(node.shape)]))
             # exact divisions and slice bounds, before the shapes that use them
             expects[:0] = [self._requirement(r, printer) for r in e.requirements]
         used = _names_in({s.name for s in printer.dims_used} & set(e.dims), lines + expects)
@@ -368,13 +369,14 @@ class EntryFunctions:
                  if d in used or d in checked]
         floats = [a for a in e.args if a.node.dtype != INT]   # (an Index argument is no float)
         arrays = "".join(f", {a.name}" for a in floats if a.node.ndim)
-        weak = [f"{n} = {self.names['_weak']}({n}{arrays})"
+        weak = [f"{n} = {printer.helper('_weak', [n + arrays])}"
                 for n in [a.name for a in floats if not a.node.ndim]
                 + [name for name, x in extra_inputs.items() if not x.ndim]]
         # an int argument may be a Python int: an array, for `.astype` (float(n))
         ints = [f"{a.name} = {printer.call('asarray', [a.name])}" for a in e.args
                 if not a.node.ndim and a.node.dtype == INT]
-        return checks + sizes + expects + weak + ints, bool(weak)
+        namespace = printer.prologue([a.name for a in e.args] + list(extra_inputs))
+        return namespace + checks + sizes + expects + weak + ints, bool(weak)
 
     def _size(self, name: str, b: Binding, printer: Printer, assign: bool = True) -> str:
         """`N = x.shape[0]`, or the dimension solved from the size of an axis declared as

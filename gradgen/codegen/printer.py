@@ -14,6 +14,7 @@ NumPy target; `printer_for` picks one by name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -121,17 +122,36 @@ class Printer:
         """An array method (`x.reshape(shape)`) or the target's function form of it."""
         raise NotImplementedError
 
-    def full_transpose(self, x_code: str) -> str:
-        """All axes of `x` reversed (`x.T`)."""
+    def full_transpose(self, x_code: str, ndim: int = 2) -> str:
+        """All `ndim` axes of `x` reversed (`x.T`)."""
         raise NotImplementedError
+
+    def prologue(self, args: Sequence[str]) -> list[str]:
+        """Lines at the start of every function, after the docstring (`args`: the
+        arguments' names): the array API target finds its namespace there."""
+        return []
 
     def dtype_of(self, x_code: str) -> str:
         """The dtype of an array."""
         raise NotImplementedError
 
+    def subscript(self, x_code: str, items: Sequence[str], ndim: int,
+                  trim: bool = True) -> str:
+        """`x[items]` of an array of `ndim` axes (`x_code` bound tightly); with `trim`,
+        trailing full slices left out (`x[:, None]`), else the items as they are."""
+        items = list(items)
+        while trim and items and items[-1] == ":":
+            items.pop()
+        return f"{x_code}[{', '.join(items) if items else '()'}]"
+
     def shape_of(self, x_code: str) -> str:
         """The shape of an array."""
         return f"{x_code}.shape"
+
+    def setitem(self, target: str, items: Sequence[str], ndim: int, value: str) -> str:
+        """The statement writing `value` into the entries `items` select of `target`, an
+        array of `ndim` axes the function owns (`target[0, :] = value`)."""
+        return f"{self.subscript(target, items, ndim, trim=False)} = {value}"
 
     def result_type(self, args: Sequence[str]) -> str:
         """The dtype these arrays or numbers promote to; with none, the default float."""
@@ -270,7 +290,7 @@ class NumpyPrinter(Printer):
     def method(self, x_code: str, name: str, args: Sequence[str] = ()) -> str:
         return f"{x_code}.{name}({', '.join(args)})"
 
-    def full_transpose(self, x_code: str) -> str:
+    def full_transpose(self, x_code: str, ndim: int = 2) -> str:
         return f"{x_code}.T"
 
     def dtype_of(self, x_code: str) -> str:
@@ -306,3 +326,199 @@ def printer_for(target: str, names: dict[str, str] | None = None) -> Printer:
     except KeyError:
         raise InternalError(f"no printer for target {target!r}") from None
     return cls(names)
+
+
+# NumPy's names of the functions the ops ask for -> the array API standard's (2023.12).
+_STANDARD_NAMES = {
+    "arctan": "atan", "arcsin": "asin", "arccos": "acos", "arctan2": "atan2",
+    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "power": "pow",
+    "concatenate": "concat", "absolute": "abs", "rint": "round", "transpose": "permute_dims",
+    "outer": "linalg.outer", "cumsum": "cumulative_sum", "cumprod": "cumulative_prod",
+    "diagonal": "linalg.diagonal", "linalg.norm": "linalg.vector_norm",
+}
+
+
+# The ops' elementwise functions (`OpDef.ufunc`) that Python's math (or an operator)
+# computes on numbers, by their name there.
+_MATH = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sqrt": "sqrt",
+         "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh", "arctan": "atan",
+         "add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**"}
+_OPERATORS = frozenset({"+", "-", "*", "/", "**"})
+# NumPy's array methods -> the standard's function, its extra arguments and keywords.
+_METHOD_FORMS = {"reshape": ("reshape", (), ()), "astype": ("astype", (), ()),
+                 "copy": ("asarray", (), ("copy=True",)), "ravel": ("reshape", ("(-1,)",), ()),
+                 **{r: (r, (), ()) for r in ("sum", "max", "min", "mean", "prod", "var")}}
+# The functions of the standard that take at most one Python number among their arrays.
+_ONE_NUMBER = frozenset({"where"})
+# NumPy's positional parameters that are keyword-only in the standard.
+_KEYWORD_ONLY = {"tril": ("k",), "triu": ("k",)}
+# The standard's functions that create an array from sizes or numbers (`device=` taken).
+_CREATION = frozenset({"arange", "eye", "zeros", "ones", "full", "empty", "linspace", "asarray"})
+
+
+class ArrayApiPrinter(Printer):
+    """The array API target (`--target array-api`): standard functions of the namespace
+    `xp` of the arguments (`xp, device = _namespace(X, V)` at entry), no methods outside
+    the standard, no `out=` and nothing in place, every array created with an argument's
+    dtype on the arguments' `device`; the module's helpers take `xp` first
+    (codegen/runtime_xp.py) and never import NumPy."""
+
+    target = "array_api"
+    namespace = "xp"
+    supports_out = False
+
+    def __init__(self, names: dict[str, str] | None = None):
+        super().__init__(names)
+        self.device = self.ref("device")
+        # numbers (log(2 * pi), log(N)) are computed with Python's math: the namespace's
+        # functions take arrays, which jax.jit would trace (and float() then fails)
+        self.math = self.ref("math")
+        self._scalar_names.update({"np": self.math, "math": self.math})
+        # The ops' preludes are NumPy code: this target's helpers come from runtime_xp.
+        self._emitters = {op: (e, None, ew) for op, (e, _, ew) in self._emitters.items()}
+
+    def fn(self, name: str) -> str:
+        return f"{self.ns}.{_STANDARD_NAMES.get(name, name)}"
+
+    def call(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
+        """As `Printer.call`; the functions that create arrays get the arguments' device."""
+        if name in _CREATION and not any(k.startswith("device=") for k in kwargs):
+            kwargs = [*kwargs, f"device={self.device}"]
+        args = list(args)
+        for i, key in enumerate(_KEYWORD_ONLY.get(name, ()), start=1):
+            if len(args) > i:   # NumPy's positional parameters the standard names
+                kwargs = [*kwargs, f"{key}={args.pop(i)}"]
+        if name in _ONE_NUMBER and len(args) == 3 and _is_number(args[1]) \
+                and _is_number(args[2]):
+            # the standard's where takes at most one Python number
+            args[1] = self.call("asarray", [args[1]])
+        return super().call(name, args, kwargs)
+
+    def emit(self, node: Node) -> tuple[str, int]:
+        """As `Printer.emit`; a function of numbers alone (`log(N)`) is computed with
+        Python's math where it has the function (the namespace's functions take arrays,
+        which jax.jit traces)."""
+        args = node.args
+        _, _, elementwise = self._emitters[node.op]
+        numbers = elementwise and args and all(a.is_const or id(a) in self.scalars
+                                               for a in args)
+        fn = _MATH.get(REGISTRY[node.op].ufunc or "")
+        if not numbers or fn is None or node.dtype != "float":
+            return super().emit(node)
+        self.scalars.add(id(node))
+        codes = [self.arg(node, i, 0) for i in range(len(args))]
+        if fn in _OPERATORS:
+            a, b = (f"{self.ref('float')}({c})" for c in codes)
+            return self.number(f"{a} {fn} {b}"), PREC_ATOM
+        return self.number(f"{self.math}.{fn}({', '.join(codes)})"), PREC_ATOM
+
+    def helper(self, name: str, args: Sequence[str], kwargs: Sequence[str] = ()) -> str:
+        """A helper of the module, called with the namespace first (`_sigmoid(xp, z)`);
+        its array-API source is recorded for the module (runtime_xp.HELPERS)."""
+        from . import runtime_xp
+
+        if name in runtime_xp.NO_NAMESPACE:
+            return super().helper(name, args, kwargs)
+        first = [self.ns, self.device] if name in runtime_xp.WITH_DEVICE else [self.ns]
+        if name in runtime_xp.HELPERS:
+            self.preludes[name] = runtime_xp.HELPERS[name]
+        elif name not in runtime_xp.CHECKS:
+            raise InternalError(f"no array-API helper {name!r}")
+        return super().helper(name, [*first, *args], kwargs)
+
+    def prologue(self, args: Sequence[str]) -> list[str]:
+        return [f"{self.ns}, {self.device} = {self.ref('_namespace')}({', '.join(args)})"]
+
+    def reduction(self, name: str, node: Node, kwargs: Sequence[str]) -> str:
+        return self.call(name, [self.arg(node, 0, 0)], kwargs)
+
+    def method(self, x_code: str, name: str, args: Sequence[str] = ()) -> str:
+        form = _METHOD_FORMS.get(name)
+        if form is None:
+            raise InternalError(f"the array API target has no method {name!r}")
+        fn, extra, kwargs = form
+        return self.call(fn, [_unparen(x_code), *args, *extra], kwargs)
+
+    def full_transpose(self, x_code: str, ndim: int = 2) -> str:
+        if ndim == 2:
+            return self.call("matrix_transpose", [_unparen(x_code)])
+        if ndim < 2:
+            return x_code
+        return self.call("permute_dims", [_unparen(x_code), str(tuple(range(ndim))[::-1])])
+
+    def dtype_of(self, x_code: str) -> str:
+        return f"{x_code}.dtype"
+
+    def subscript(self, x_code: str, items: Sequence[str], ndim: int,
+                  trim: bool = True) -> str:
+        """`x[items]`, with `...` after them where they index fewer than its `ndim` axes
+        (the standard leaves a partial index unspecified)."""
+        items = list(items)
+        while "..." not in items and items and items[-1] == ":":
+            items.pop()
+        if "..." not in items and sum(i != "None" for i in items) < ndim:
+            items.append("...")
+        return f"{x_code}[{', '.join(items)}]"
+
+    def setitem(self, target: str, items: Sequence[str], ndim: int, value: str) -> str:
+        """`target = _set(xp, (index...), value, target)`: in place where the library allows
+        it, else (JAX's immutable arrays) `target.at[index].set(value)`; the index as a
+        tuple of slices (`(slice(None), 0)`), completed with `...`."""
+        items = list(items)
+        if "..." not in items and sum(i != "None" for i in items) < ndim:
+            items.append("...")
+        parts = []
+        for item in items:
+            if ":" in item:
+                bounds = [b.strip() or "None" for b in item.split(":")]
+                if len(bounds) == 3 and bounds[2] == "None":
+                    bounds.pop()
+                if bounds == ["None", "None"]:
+                    bounds = ["None"]
+                parts.append(f"{self.ref('slice')}({', '.join(bounds)})")
+            else:
+                parts.append("Ellipsis" if item == "..." else item)
+        index = f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+        return f"{target} = {self.helper('_set', [index, value, target])}"
+
+    def result_type(self, args: Sequence[str]) -> str:
+        arrays = [a for a in args if not _is_number(a)]
+        if not arrays:
+            return self.fn("float64")
+        return arrays[0] + ".dtype" if len(arrays) == 1 else self.call("result_type", arrays)
+
+    def creation(self, kind: str, shape: str, dtype: str, value: str | None = None) -> str:
+        args = [shape] if value is None else [shape, value]
+        return self.call(kind, args, [f"dtype={dtype}"])
+
+    def copy(self, x_code: str, prec: int, scalar: bool = False) -> str:
+        if scalar:   # also a Python number passed for a scalar
+            return self.call("asarray", [_unparen(x_code)],
+                             [f"device={self.device}", "copy=True"])
+        return self.call("asarray", [_unparen(x_code)], ["copy=True"])
+
+    def float64(self, code: str) -> str:
+        return f"{self.ref('float')}({code})"
+
+
+def _unparen(code: str) -> str:
+    """`code` without the parentheses a caller added around it (a call argument needs none)."""
+    if code.startswith("(") and code.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(code):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0 and i < len(code) - 1:
+                return code
+        return code[1:-1]
+    return code
+
+
+_NUMBER = re.compile(r"[-+]?(\d[\d.eE+-]*)( [-+*/] [-+]?\d[\d.eE+-]*)*")
+
+
+def _is_number(code: str) -> bool:
+    """Whether `code` is a Python number (`0.5`, `1 / 2`): no array of any library."""
+    return _NUMBER.fullmatch(code) is not None
+
+
+PRINTERS["array_api"] = ArrayApiPrinter

@@ -64,9 +64,7 @@ def _emit_arange(p, node):
     axis, ndim = node.attr("axis", 0), node.attr("ndim", 1)
     if ndim > 1:   # a grid for the other axes of take_along_axis: np.arange(N)[:, None]
         items = ["None"] * axis + [":"] + ["None"] * (ndim - 1 - axis)
-        while items[-1] == ":":
-            items.pop()
-        code += f"[{', '.join(items)}]"
+        code = p.subscript(code, items, 1)
     return code, PREC_CALL
 
 
@@ -119,8 +117,17 @@ def _gather_view(n):
     return "view" if all(i.ndim == 0 for i in n.args[1:]) else None
 
 
-defop("gather", None, shape=_gather_shape, emit=_emit_gather, dtype=like_first,
-      traits=LINEAR, domain=(REAL,), hint="rows", view=_gather_view,
+def _emit_gather_xp(p, node):
+    """The standard's form: `take` of one 1-D index array, else the module's `_gather`."""
+    x, *index = p.args(node, 0)
+    if len(index) == 1 and node.args[1].ndim == 1:
+        return p.call("take", [x, index[0]], [f"axis={node.attr('axis')}"]), PREC_CALL
+    return p.helper("_gather", [x, str(node.attr("axis")), *index]), PREC_CALL
+
+
+defop("gather", None, shape=_gather_shape, emit={"numpy": _emit_gather,
+                                                 "array_api": _emit_gather_xp},
+      dtype=like_first, traits=LINEAR, domain=(REAL,), hint="rows", view=_gather_view,
       vjp=_gather_vjp,
       jvp=lambda ts, n: None if ts[0] is None else make("gather", ts[0], *n.args[1:], **n.kw),
       vmap=lambda ts, n: None if ts[0] is None else make(
@@ -372,11 +379,15 @@ def _update_write(p, node, target):
 
     if node.attr("axis") is None:
         where = format_index(node.attr("index"), p)
+        items = where.split(", ")
     else:
-        where = ", ".join([":"] * node.attr("axis") + p.args(node, 0)[2:])
+        items = [":"] * node.attr("axis") + p.args(node, 0)[2:]
+        where = ", ".join(items)
     v = node.args[1]
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
+    if where != "()":
+        return [p.setitem(target, items, node.ndim, value)]
     return [f"{target}[{where}] = {value}"]
 
 

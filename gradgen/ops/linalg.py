@@ -311,7 +311,22 @@ def _trace_vmap(ts, n):
 RED = frozenset({"reduction"})
 
 # trace(A): the sum of the diagonal of the first two axes, as np.trace.
-defop("trace", 1, shape=_trace_shape, emit=call("trace"), traits=RED | {"linear"},
+def _emit_trace_xp(p, node):
+    """The standard's linalg.trace sums the diagonals of the last two axes."""
+    x, ndim = p.arg(node, 0, 0), node.args[0].ndim
+    if ndim > 2:
+        x = p.call("permute_dims", [x, str(tuple(range(2, ndim)) + (0, 1))])
+    return p.call("linalg.trace", [x]), PREC_CALL
+
+
+def _emit_diag_xp(p, node):
+    """The standard has no diag: the identity times the vector (v[j] on the diagonal)."""
+    n = p.scalar(node.shape[0], integer=True)[0]
+    v = p.arg(node, 0, PREC_MUL + 1)
+    return f"{p.creation('eye', n, p.dtype_of(p.arg(node, 0, PREC_CALL)))} * {v}", PREC_MUL
+
+
+defop("trace", 1, shape=_trace_shape, emit={"numpy": call("trace"), "array_api": _emit_trace_xp}, traits=RED | {"linear"},
       domain=(REAL,), vjp=_trace_vjp, jvp=lambda ts, n: make("trace", ts[0]), vmap=_trace_vmap)
 
 
@@ -322,7 +337,7 @@ def _diag_shape(args):
 
 
 # diag(v): the square matrix with diagonal v (np.diag of a vector).
-defop("diag", 1, shape=_diag_shape, emit=call("diag"), traits=frozenset({"linear"}),
+defop("diag", 1, shape=_diag_shape, emit={"numpy": call("diag"), "array_api": _emit_diag_xp}, traits=frozenset({"linear"}),
       domain=(REAL,), vjp=lambda g, n: (make("diagonal", g),),
       jvp=lambda ts, n: make("diag", ts[0]),
       vmap=lambda ts, n: make("expand_dims", ts[0], axes=(1,)) * eye_like(ts[0], n.shape[0]))
@@ -516,7 +531,21 @@ def _solver(solve, project):
 
 
 # solve(A, b): x with A x = b, b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
-defop("solve", 2, shape=_solve_shape, emit=call("linalg.solve"), domain=(INVERTIBLE, REAL),
+def _emit_solve_xp(p, node):
+    """linalg.solve; one matrix against a stack of right-hand sides (f_hessian's batched
+    tangents) solves them side by side as the columns of one (`_solve_stack`): Dask, and
+    the standard for a stack against one matrix, take no such batch."""
+    a, b = node.args
+    if a.ndim != 2 or b.ndim <= 2:
+        return call("linalg.solve")(p, node)
+    m = b.ndim
+    order = (m - 2, *range(m - 2), m - 1)   # the stack's axes between the rows and columns
+    back = (*range(1, m - 1), 0, m - 1)
+    return p.helper("_solve_stack", [*p.args(node, 0), str(order), str(back)]), PREC_CALL
+
+
+defop("solve", 2, shape=_solve_shape, emit={"default": call("linalg.solve"),
+                                            "array_api": _emit_solve_xp}, domain=(INVERTIBLE, REAL),
       **_solver(lambda n, a, v, transposed: make("solve", a, v), lambda n, m: m))
 defbuiltin("solve", ("A", "b"), lambda A, b: make("solve", A, b))
 
@@ -644,7 +673,8 @@ def _cholesky_rule(ts, n):
 # cholesky(A): the lower factor L of a symmetric positive definite A = L L^T (NumPy reads
 # only the lower triangle of A). Its derivative treats A as symmetric.
 defop("cholesky", 1, shape=lambda args: _square(args[0], "cholesky"),
-      emit=call("linalg.cholesky"), domain=(SPD,), hint="L",
+      emit={"default": call("linalg.cholesky"), "array_api": call("_cholesky")},
+      domain=(SPD,), hint="L",
       vjp=_cholesky_vjp, jvp=_cholesky_rule, vmap=_cholesky_rule)
 defbuiltin("cholesky", ("A",), lambda A: make("cholesky", A))
 
@@ -855,7 +885,65 @@ def _einsum_vmap(ts, n):
 
 
 # einsum[spec](operands...): np.einsum with an explicit output and no '...'.
-defop("einsum", None, shape=_einsum_shape, emit={"numpy": _emit_einsum},
+def _emit_einsum_xp(p, node):
+    """The standard has no einsum: each operand's repeated indices reduced to their
+    diagonal (times an identity, summed), its axes permuted into the order of all the
+    indices with size-1 axes for those it lacks, the product summed over the indices
+    not in the output, permuted into the output's order. Two operands that share no
+    output index contract with `tensordot` instead (no broadcast product)."""
+    ins, out = parse_einsum(node.attr("spec"), len(node.args))
+    sizes = {c: d for labels, a in zip(ins, node.args) for c, d in zip(labels, a.shape)}
+    terms, codes = [], []
+    for labels, a, code in zip(ins, node.args, p.args(node, PREC_MUL + 1)):
+        labels = list(labels)
+        while len(set(labels)) < len(labels):   # a diagonal: "ii", "ijj"
+            c = next(c for c in labels if labels.count(c) > 1)
+            i, j = labels.index(c), labels.index(c, labels.index(c) + 1)
+            n = p.scalar(sizes[c], integer=True)[0]
+            eye = p.creation("eye", n, p.dtype_of(p.arg(node, 0, PREC_CALL)))
+            items = ["None"] * len(labels)
+            items[i] = items[j] = ":"
+            eye = p.subscript(eye, items, 2) if len(labels) > 2 else eye
+            code = p.call("sum", [f"{code} * {eye}"], [f"axis={j}"])
+            del labels[j]
+        terms.append(labels)
+        codes.append(code)
+    if len(terms) == 2 and not set(terms[0]) & set(terms[1]) & set(out):
+        shared = [c for c in terms[0] if c in terms[1]]
+        axes = (tuple(terms[0].index(c) for c in shared), tuple(terms[1].index(c) for c in shared))
+        code = p.call("tensordot", [p.arg(node, 0, 0) if codes[0] == p.arg(node, 0, PREC_MUL + 1)
+                                    else codes[0],
+                                    p.arg(node, 1, 0) if codes[1] == p.arg(node, 1, PREC_MUL + 1)
+                                    else codes[1]], [f"axes={axes}"])
+        got = [c for c in terms[0] if c not in shared] + [c for c in terms[1] if c not in shared]
+        summed = [i for i, c in enumerate(got) if c not in out]
+        if summed:   # an index of one operand alone, not in the output
+            code = p.call("sum", [code], [f"axis={p.axes(tuple(summed))}"])
+            got = [c for c in got if c in out]
+    else:
+        order = list(dict.fromkeys(c for t in terms for c in t))
+        parts = []
+        for labels, code in zip(terms, codes):
+            ranked = sorted(labels, key=order.index)
+            if ranked != labels:
+                code = p.call("permute_dims", [code, str(tuple(labels.index(c) for c in ranked))])
+            items = [":" if c in labels else "None" for c in order]
+            if "None" in items:
+                code = p.subscript(code if ranked != labels or code.isidentifier()
+                                   else f"({code})", items, len(labels))
+            parts.append(code)
+        code = " * ".join(parts)
+        summed = tuple(i for i, c in enumerate(order) if c not in out)
+        got = [c for c in order if c in out]
+        if summed:
+            code = p.call("sum", [code], [f"axis={p.axes(summed)}"])
+    if got != list(out):
+        code = p.call("permute_dims", [code, str(tuple(got.index(c) for c in out))])
+    return code, PREC_CALL if (got != list(out) or len(terms) == 2 or summed) else PREC_MUL
+
+
+defop("einsum", None, shape=_einsum_shape, emit={"numpy": _emit_einsum,
+                                                 "array_api": _emit_einsum_xp},
       traits=frozenset({"multilinear"}), domain=(REAL, REAL, REAL),
       vjp=_einsum_vjp, jvp=_einsum_jvp, vmap=_einsum_vmap)
 

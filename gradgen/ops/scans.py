@@ -55,6 +55,22 @@ def _emit_scan(fn: str, default_axis: int | None):
     return emit
 
 
+def _emit_scan_xp(fn: str):
+    """The array API target's scan: `xp.cumulative_sum(x, axis=a)` inside `xp.flip`s for
+    reverse=True (torch takes no negative slice steps); the module's helper `_fn(xp, x,
+    axis=a)` where the standard has no such function (logcumsumexp)."""
+    def emit(p, node):
+        axis, rev = node.attr("axis") % node.ndim, node.attr("reverse")
+        x = p.arg(node, 0, 0)
+        if fn.startswith("_"):
+            return p.helper(fn, [x], [f"axis={axis}"] + (["reverse=True"] if rev else [])), \
+                PREC_CALL
+        flip = [f"axis={axis}"]
+        text = p.call(fn, [p.call("flip", [x], flip) if rev else x], flip)
+        return (p.call("flip", [text], flip) if rev else text), PREC_CALL
+    return emit
+
+
 def _other_way(n) -> dict:
     return {"axis": n.attr("axis"), "reverse": not n.attr("reverse")}
 
@@ -66,7 +82,8 @@ def _cumsum_jvp(ts, n):
 
 
 # cumsum(x, axis, reverse): running sums along `axis` (from the end with reverse=True).
-defop("cumsum", 1, shape=_scan_shape, emit=_emit_scan("cumsum", None),
+defop("cumsum", 1, shape=_scan_shape, emit={"numpy": _emit_scan("cumsum", None),
+                                             "array_api": _emit_scan_xp("cumsum")},
       traits=frozenset({"linear"}), domain=(REAL,), hint="cumsum",
       vjp=lambda g, n: (make("cumsum", g, **_other_way(n)),),
       jvp=_cumsum_jvp, vmap=_cumsum_jvp)
@@ -79,7 +96,8 @@ def _cumprod_jvp(ts, n):
 
 
 # cumprod(x, axis, reverse): running products; derivatives need x nonzero (nan at a 0).
-defop("cumprod", 1, shape=_scan_shape, emit=_emit_scan("cumprod", None),
+defop("cumprod", 1, shape=_scan_shape, emit={"numpy": _emit_scan("cumprod", None),
+                                              "array_api": _emit_scan_xp("cumprod")},
       domain=(NONZERO,), hint="cumprod",
       vjp=lambda g, n: (make("cumsum", g * n, **_other_way(n)) / n.args[0],),
       jvp=_cumprod_jvp, vmap=_cumprod_jvp)
@@ -92,7 +110,9 @@ def _lcse_jvp(ts, n):
 
 
 # logcumsumexp(x, axis, reverse): log(cumsum(exp(x))), computed without overflow.
-defop("logcumsumexp", 1, shape=_scan_shape, emit=_emit_scan("logaddexp.accumulate", 0),
+defop("logcumsumexp", 1, shape=_scan_shape, emit={
+    "numpy": _emit_scan("logaddexp.accumulate", 0),
+    "array_api": _emit_scan_xp("_logcumsumexp")},
       domain=(REAL,), hint="lcse",
       vjp=lambda g, n: (make("expscan", g, -n, n.args[0], **_other_way(n)),),
       jvp=_lcse_jvp, vmap=_lcse_jvp)

@@ -81,7 +81,7 @@ def transpose_product(x, axes):
 def _emit_transpose(p, node):
     axes = node.attr("axes")
     if axes == tuple(reversed(range(len(axes)))):
-        return p.full_transpose(p.arg(node, 0, PREC_CALL)), PREC_CALL
+        return p.full_transpose(p.arg(node, 0, PREC_CALL), len(axes)), PREC_CALL
     return p.call("transpose", [p.arg(node, 0, 0), p.axes(axes)]), PREC_CALL
 
 
@@ -183,9 +183,7 @@ def _expand_shape(args, axes):
 def _emit_expand(p, node):
     axes = node.attr("axes")
     items = ["None" if i in axes else ":" for i in range(node.ndim)]
-    while items and items[-1] == ":":
-        items.pop()
-    return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
+    return p.subscript(p.arg(node, 0, PREC_CALL), items, node.args[0].ndim), PREC_CALL
 
 
 @rewrite("expand_dims")
@@ -261,9 +259,7 @@ def _emit_squeeze(p, node):
     """`x[:, 0]`: indexing the size-1 axes is a view, like np.squeeze, and 6x cheaper."""
     axes = node.attr("axes")
     items = ["0" if i in axes else ":" for i in range(node.args[0].ndim)]
-    while items and items[-1] == ":":
-        items.pop()
-    return f"{p.arg(node, 0, PREC_CALL)}[{', '.join(items)}]", PREC_CALL
+    return p.subscript(p.arg(node, 0, PREC_CALL), items, node.args[0].ndim), PREC_CALL
 
 
 defop("squeeze", 1, dtype=like_first, shape=_squeeze_shape, emit=_emit_squeeze,
@@ -434,7 +430,12 @@ def _grows(n) -> bool:
 
 
 def _emit_index(p, node):
-    return f"{p.arg(node, 0, PREC_CALL)}[{format_index(node.attr('index'), p)}]", PREC_CALL
+    items = format_index(node.attr("index"), p)
+    if items == "()":
+        return f"{p.arg(node, 0, PREC_CALL)}[()]", PREC_CALL
+    return p.subscript(p.arg(node, 0, PREC_CALL), items.split(", "), node.args[0].ndim,
+                       trim=False), \
+        PREC_CALL
 
 
 def format_index(index, p=None) -> str:
@@ -462,8 +463,11 @@ def format_index(index, p=None) -> str:
 
 def _scatter_stmt(p, node, target):
     g, like = node.args
-    return [f"{target} = {p.call('zeros_like', [p.arg(node, 1, 0)])}",
-            f"{target}[{format_index(node.attr('index'), p)}] = {p.arg(node, 0, 0)}"]
+    where = format_index(node.attr("index"), p)
+    value = p.arg(node, 0, 0)
+    write = f"{target}[()] = {value}" if where == "()" else p.setitem(
+        target, where.split(", "), node.ndim, value)
+    return [f"{target} = {p.call('zeros_like', [p.arg(node, 1, 0)])}", write]
 
 
 defop("index", 1, dtype=like_first, shape=_index_shape, emit=_emit_index, traits=SHAPE, view="view",
