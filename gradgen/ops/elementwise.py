@@ -633,6 +633,41 @@ def pow_one(a, b):
     return a if _is(b, 1) else None
 
 
+# Small integer powers NumPy computes with its general `pow` loop (measured about 1.6 ms
+# for 10^6 float64 elements against 0.1 ms for a product): `x**2` has NumPy's own fast
+# path (`np.square`), the others are lowered to it, products and a reciprocal.
+SMALL_POWERS = (-4, -3, -2, -1, 2, 3, 4)
+
+
+def _small_power(x, n: int):
+    """`x ** n` for a small n of SMALL_POWERS, as squares, products and a reciprocal."""
+    if n < 0:
+        return make("div", const(1), _small_power(x, -n))
+    if n == 1:
+        return x
+    if n == 2:
+        return make("pow", x, const(2))
+    if n == 3:
+        return make("mul", make("mul", x, x), x)
+    return make("pow", make("pow", x, const(2)), const(2))
+
+
+@rewrite("pow", tag="lower")
+def pow_small_integer(a, b):
+    """A small integer power of a float array is squares and products: `x ** 3` is
+    `x * x * x`, `x ** 4` is `(x**2) ** 2`, `x ** -1` is `1 / x` (NumPy's `pow` is ~15x
+    slower); an integral float exponent `x ** 2.0` is `x**2` (NumPy's square)."""
+    if not b.is_const or b.shape != () or a.dtype != "float" or not a.shape:
+        return None
+    v = b.value
+    if not getattr(v, "is_number", False) or not v.is_real or float(v) != int(float(v)):
+        return None
+    n = int(float(v))
+    if n not in SMALL_POWERS or (n == 2 and v.is_Integer):
+        return None
+    return _small_power(a, n)
+
+
 defop("add", 2, shape=_bshape, emit=infix("+", PREC_ADD), operator="+",
       dtype=integer_closed, ufunc="add",
       traits=EW | {"linear", "commutative"}, domain=(REAL, REAL),
