@@ -73,6 +73,12 @@ def f(x: Param[N, D, C], W: Param[K, C, M], y: Param[N, D, M]):
 def f(X: Data[N, K, D], W: Param[D, M]):
     return sum(transpose(X, (0, 2, 1)) @ (X @ W), axis=0)[0, 0]
 """),
+    "simplify_squared_distance": ("simplify", "a squared distance of all row pairs is matrix "
+                                  "products, no (N, K, D) temporary", """\
+def f(X: Data[N, D], mu: Param[K, D], log_s: Param[K, D]):
+    z = (X[:, None, :] - mu[None, :, :]) / exp(log_s)[None, :, :]
+    return sum(logsumexp(-sum(z ** 2, axis=2), axis=1)) + sum(sum((mu[None] - X[:, None]) ** 2, axis=2))
+"""),
     "simplify_triangular_inverse": ("simplify", "a product with the inverse of a triangular "
                                     "matrix is a triangular solve", """\
 def f(A: Param[N, N], b: Param[N, D]):

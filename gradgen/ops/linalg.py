@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, size
 from ..errors import ShapeError
-from ..ir import make
+from ..ir import const, make
 from ._emit import call, infix, product_hint
 from .constants import eye_like
-from .elementwise import _total
+from .elementwise import _is, _total
 from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop, rewrite
 from .shape_ops import swap_last
 
@@ -228,6 +228,44 @@ def sum_batched_product(x, axes, keepdims):
         return None   # flattening would copy: measured slower than the batch at small sizes
     left = make("reshape", a.args[0], shape=(rows, n)).T   # a = x.T: x's rows stacked
     return left @ make("reshape", b, shape=(rows, m))
+
+
+@rewrite("sum")
+def sum_squared_distance(x, axes, keepdims):
+    """A weighted squared distance of all row pairs is matrix products, no (N, K, D)
+    temporary: `sum(((a[:, None, :] - b[None]) / s[None]) ** 2, axis=2)` for a (N, D),
+    b and s (K, D) is `a**2 @ w.T - 2 * (a @ (b * w).T) + sum(b**2 * w, axis=1)` with
+    w = s ** -2 (the expansion scikit-learn's Gaussian mixture writes by hand)."""
+    # Exact in real arithmetic; in float64 an entry's absolute error is about
+    # eps * (|a|^2 + |b|^2) / s^2 instead of eps * |a - b|^2 / s^2 (the same trade as every
+    # pairwise-distance code that uses BLAS). It pays when the broadcast is larger than its
+    # operands: not when the reduced axis has a literal size below 2.
+    if x.op != "pow" or keepdims or x.ndim != 3 or axes != (2,) or not _is(x.args[1], 2):
+        return None
+    d, s = x.args[0], None
+    if d.op == "div":
+        d, s = d.args
+        if s.op != "expand_dims" or s.attr("axes") != (0,) or s.args[0].ndim != 2:
+            return None
+        s = s.args[0]
+    if d.op != "sub":
+        return None
+    ends = {e.attr("axes"): e.args[0] for e in d.args if e.op == "expand_dims"}
+    a, b = ends.get((1,)), ends.get((0,))
+    if a is None or b is None or a.ndim != 2 or b.ndim != 2 or a.dtype != "float" \
+            or not dims_equal(a.shape[1], b.shape[1]) \
+            or (s is not None and not all(map(dims_equal, s.shape, b.shape))):
+        return None
+    dim = a.shape[1]
+    if getattr(dim, "is_Integer", False) and int(dim) < 2:
+        return None
+    if s is None:
+        rows = make("sum", a ** const(2), axes=(1,), keepdims=True)
+        return rows - const(2) * (a @ b.T) + make("sum", b ** const(2), axes=(1,),
+                                                      keepdims=False)
+    w = s ** const(-2)
+    return (a ** const(2) @ w.T - const(2) * (a @ (b * w).T)
+            + make("sum", b ** const(2) * w, axes=(1,), keepdims=False))
 
 
 def _dense(x) -> bool:
