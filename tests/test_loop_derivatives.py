@@ -358,13 +358,20 @@ def test_every_loop_derivative_agrees_with_finite_differences():
 def test_the_backward_loop_reads_as_code(sequences):
     """`# grad of the loop at line N` over `for t in reversed(range(T)):`; residual buffers
     named after what they hold, allocated before the forward loop, filled in place; the
-    value function saves nothing; f_grad runs the forward loop once."""
+    value function saves nothing; f_grad and f_value_and_grad run the forward loop once
+    (the value read from the loop that saves the residuals)."""
     source = sequences[0]
     f = _function(source, "rnn_loss")
     assert "np.empty" not in f and "_steps" not in f and f.count("for t in") == 1
     grad = _function(source, "rnn_loss_grad")
     assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
     assert "rows_steps" not in grad   # (read for its shape only)
+    for name in ("rnn_loss", "hmm_loglik", "lstm_states"):
+        for fn in (name + "_grad", name + "_value_and_grad", name + "_vjp", name + "_hvp"):
+            code = _function(source, fn)
+            assert len(re.findall(r"\n    for t in range\(", code)) == 1, fn
+    both = _function(source, "rnn_loss_value_and_grad")
+    assert re.search(r"\n        loss\d* = loss\d* - ", both.split("reversed(range(T))")[0])
     assert "    # grad of the loop at line 8\n    " in grad
     # h before and after each step: one buffer of T + 1 rows, row 0 the initial value
     forward, backward = grad.split("for t in reversed(range(T)):")
