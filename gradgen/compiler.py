@@ -28,6 +28,7 @@ from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
+from .ops.control import REGIONS_BUILT
 from .ops.dtypes import INT
 from .ops.registry import REGISTRY
 from .options import ALL_MODES, DEFAULT_MODES, Options, _options, make_options
@@ -211,13 +212,17 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     hints = dict(options.hints)
     graphs: list[ir.Graph] = []   # graphs[0] is the forward one
     for plan in plans:
-        if plan.kind == "value_and_grad":   # the value beside f_grad's gradient
-            g = graphs[kinds.index("grad")]
+        if plan.kind == "value_and_grad" and not _has_loop(graphs[kinds.index("grad")]):
+            g = graphs[kinds.index("grad")]   # the value beside f_grad's gradient
             graphs.append(_checked(ir.Graph(g.inputs, (graphs[0].outputs[0], *g.outputs),
                                             {**graphs[0].names, **g.names})))
         else:
             graphs.append(_optimized(entry, plan, hints))
     forward_nodes = {id(n) for n in graphs[0].order}
+    # f_value_and_grad of a loop: its own graph, optimised with the value, where the
+    # value's loop merges into the gradient's saving loop (one forward loop, not two)
+    joint = next((g for g, p in zip(graphs, plans) if p.kind == "value_and_grad"
+                  and _has_loop(graphs[kinds.index("grad")])), None)
     needed: set[int] = set()   # forward nodes some function's own part reads
     work = len(forward_nodes)  # nodes to schedule: the forward part once, then each own part
     built_on = set()   # f_vjp of a scalar output builds on f_grad: only its new nodes count
@@ -225,8 +230,8 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
         built_on = {id(n) for n in graphs[kinds.index("grad")].order}
     for g, plan in zip(graphs, plans):
         needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
-        if plan.kind == "value_and_grad":   # f_grad's nodes and the value: nothing new
-            continue
+        if plan.kind == "value_and_grad" and joint is None:   # f_grad's nodes and the
+            continue   # value: nothing new
         own = [n for n in g.order if id(n) not in forward_nodes]
         if plan.kind == "vjp":
             own = [n for n in own if id(n) not in built_on]
@@ -245,7 +250,7 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     for plan, graph in zip(plans, graphs):
         extra = [plan.input_name(x) for x in plan.extra]
         keep = frozenset(arg_names | set(extra))
-        if plan.kind == "value_and_grad" and grad is not None:   # always, see _kinds
+        if plan.kind == "value_and_grad" and grad is not None and joint is None:
             body, printer = with_value(grad[0], list(graph.outputs), keep), grad[1]
             out.append((fns.assemble(plan, graph, body, printer), printer))
             continue
@@ -274,6 +279,14 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             grad = body, printer
         out.append((fns.assemble(plan, graph, body, printer), printer))
     return out, fns.spec_constant()
+
+
+def _has_loop(graph: ir.Graph) -> bool:
+    """Whether `graph` holds a loop (a node with a region)."""
+    if not ir.builder().memo.get(REGIONS_BUILT):
+        return False
+    loops = ir.builder().with_trait("region")
+    return any(n.op in loops for n in graph.order)
 
 
 def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[int],

@@ -358,13 +358,23 @@ def test_every_loop_derivative_agrees_with_finite_differences():
 def test_the_backward_loop_reads_as_code(sequences):
     """`# grad of the loop at line N` over `for t in reversed(range(T)):`; residual buffers
     named after what they hold, allocated before the forward loop, filled in place; the
-    value function saves nothing; f_grad runs the forward loop once."""
+    value function saves nothing; f_grad and f_value_and_grad run the forward loop once
+    (the value read from the loop that saves the residuals)."""
     source = sequences[0]
     f = _function(source, "rnn_loss")
     assert "np.empty" not in f and "_steps" not in f and f.count("for t in") == 1
     grad = _function(source, "rnn_loss_grad")
     assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
     assert "rows_steps" not in grad   # (read for its shape only)
+    for name in ("rnn_loss", "hmm_loglik", "lstm_states"):
+        for fn in (name + "_grad", name + "_value_and_grad", name + "_vjp", name + "_hvp"):
+            code = _function(source, fn)
+            assert len(re.findall(r"\n    for t in range\(", code)) == 1, fn
+    # the gradients accumulated in place, in buffers of the promoted dtype
+    assert "\n        dWh += h_steps[t].T @ dh_mul\n" in grad
+    assert "dWh = np.zeros((H, H), dtype=np.result_type(X, Wx, Wh, Wy, h0))" in grad
+    both = _function(source, "rnn_loss_value_and_grad")
+    assert re.search(r"\n        loss\d* = loss\d* - ", both.split("reversed(range(T))")[0])
     assert "    # grad of the loop at line 8\n    " in grad
     # h before and after each step: one buffer of T + 1 rows, row 0 the initial value
     forward, backward = grad.split("for t in reversed(range(T)):")
@@ -376,6 +386,26 @@ def test_the_backward_loop_reads_as_code(sequences):
     # a loop writing per-step states: the buffer's cotangent is read, never saved
     lstm = _function(source, "lstm_states_grad")
     assert "S_steps" not in lstm and "S[t] = h" in lstm
+
+
+def test_in_place_accumulation_keeps_the_promoted_dtype(sequences):
+    """The backward loop adds into its gradient buffers (`dWh += ...`): float32 Params with
+    float64 data still give the float64 gradients NumPy's promotion gives (the buffers
+    are of the promoted dtype), equal to those of the same numbers in float64; float32
+    throughout stays float32."""
+    _, mod, _ = sequences
+    args, params = _sequence_args("rnn_loss", np.random.default_rng(5))
+    mixed = [a.astype(np.float32) if i in params else a for i, a in enumerate(args)]
+    want = mod["rnn_loss_grad"](*[a.astype(np.float64) if a.dtype == np.float32 else a
+                                  for a in mixed])
+    got = mod["rnn_loss_grad"](*mixed)
+    for g, w in zip(got, want):
+        assert g.dtype == np.float64
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15)
+    single = [a.astype(np.float32) if a.dtype == np.float64 else a for a in args]
+    for g, w in zip(mod["rnn_loss_value_and_grad"](*single)[1], want):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
 def _function(source: str, name: str) -> str:

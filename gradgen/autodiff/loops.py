@@ -97,6 +97,48 @@ def _zeros(like: Node) -> Node:
     return const(0) if like.is_const else make("zeros_like", like)
 
 
+def _accumulators(likes: list[Node], carried: list[Node], others: dict[int, Node],
+                  outs: list[Node]) -> list[Node]:
+    """The initial values of a backward loop's cotangent accumulators (the carried body
+    inputs `carried[:len(likes)]`, of the outside values `likes`): zeros of each one's
+    shape in the dtype the sum of the steps takes, `like`'s when that is all
+    (`zeros_like`), else the promoted dtype of the arguments the step reads (`others`:
+    the loop's argument of each other body input, by id; the other carried values' next
+    values in `outs` after the accumulators', to a fixed point). A buffer whose dtype no
+    step changes: the steps add into it in place (`dW += ...`, codegen/schedule.py).
+    The carried cotangents count as no dtype source (that of a loop's part is all its
+    arguments' until prune_loops drops those it does not need); the scheduler, which sees
+    the pruned loops, adds in place only where no step widens the dtype."""
+    src = {k: frozenset(dtype_sources(a)) for k, a in others.items()}
+    src.update((id(x), frozenset()) for x in carried[len(likes):] if id(x) not in src)
+    for x, like in zip(carried, likes):
+        src[id(x)] = frozenset(() if like.is_const else dtype_sources(like))
+
+    def of(v: Node) -> frozenset:
+        out: frozenset = frozenset()
+        for y in dtype_sources(v):
+            out |= src.get(id(y), frozenset((y,)))
+        return out
+    grow = True
+    while grow:
+        grow = False
+        for x, o in zip(carried, outs):
+            new = src[id(x)] | of(o)
+            if new != src[id(x)]:
+                src[id(x)], grow = new, True
+    inits = []
+    for x, like in zip(carried, likes):
+        own = frozenset(dtype_sources(like)) if not like.is_const else None
+        if own is None:
+            inits.append(const(0))
+        elif src[id(x)] == own or not like.shape:   # (a number: never added in place)
+            inits.append(make("zeros_like", like))
+        else:
+            inits.append(make("full", *sorted(src[id(x)], key=lambda n: n.serial),
+                              value=sympy.Integer(0), shape=tuple(like.shape)))
+    return inits
+
+
 def _scan_parts(scan: Node, first: int, count: int) -> list[Node]:
     return [make("part", scan, index=first + k) for k in range(count)]
 
@@ -305,8 +347,12 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(bv.oin, node.args[c:])})
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
-    inits = [acc[j] if j in acc else _zeros(node.args[c + j]) for j in bv.do] + \
-            [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]
+    ct_inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]
+    others = {id(x): a for x, a in [*zip(reads, empties), *zip(hoisted_in, hoisted),
+                                    *((x, outer[id(x)]) for x in oin_used)]}
+    zeros = _accumulators([node.args[c + j] for j in bv.do],
+                          [*(bv.acc_in[j] for j in bv.do), *bv.ct_in], others, outs)
+    inits = [acc[j] if j in acc else z for j, z in zip(bv.do, zeros)] + ct_inits
     bwd_attrs = dict(attrs, reverse=True)
     if attrs.get("reverse"):
         del bwd_attrs["reverse"]

@@ -28,7 +28,7 @@ from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
-from ..ops.dtypes import input_names, weak
+from ..ops.dtypes import INT, dtype_sources, input_names, weak
 from ..ops.registry import PREC_ATOM, REGISTRY
 from .naming import Namer, temp_name
 from .printer import Printer, RegionCode
@@ -360,12 +360,18 @@ class _Scheduler:
         names.update((x, code) for x, (code, prec) in zip(region.inputs, bound)
                      if code.isidentifier())
         inner = type(p)(p.names)
-        sched = _Scheduler(inner, st.namer, names, frozenset(), self.label)
+        steady = _steady_dtypes(node, region) if st.ufunc else {}
+        # a next value adding to its carried value: a statement of its own (`dW += ...`)
+        adds = frozenset(id(o) for x, o in zip(region.carried, region.outputs)
+                         if id(x) in steady and o.op in st.ufunc and len(o.args) == 2
+                         and any(a is x for a in o.args))
+        sched = _Scheduler(inner, st.namer, names, frozenset(), self.label, force=adds)
         for x, code in zip(region.inputs, bound):
             inner.code[id(x)] = code
             sched.refs[id(x)] = ()   # like a function's arguments: never released
         order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
         uses = use_counts(order, region.outputs)
+        sched.st.carried_deps = steady
         for x, name in zip(region.carried, carried):
             # A carried variable holds an array the function owns (`_initial_values`,
             # `_updated`): once the step has read it for the last time, a statement may
@@ -464,6 +470,14 @@ class _State:
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
         self.overwritten: set[str] = set()   # variables whose buffers a statement reused
+        # a loop's carried variable (by node id) -> the body inputs whose values never
+        # widen its dtype (`_steady_dtypes`): a step may add into its buffer
+        self.carried_deps: dict[int, frozenset] = {}
+
+    def deps(self, n: Node) -> frozenset:
+        """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
+        carried variable of steady dtype, every body input no wider than it."""
+        return self.carried_deps.get(id(n)) or input_names(n)
 
     def define(self, n: Node, name: str, uses: int, reads=()) -> str | None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
@@ -579,13 +593,19 @@ class _State:
         # the buffer's node (or `bottom` is the buffer): only the steps above are left.
         steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
         if steps:
-            alloc_deps = input_names(alloc)
+            alloc_deps = self.deps(alloc)
             for s in steps:
                 if not input_names(s) <= alloc_deps:
                     return None
         if buf is None and weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
+        if buf and len(spine) == 1 and id(self.var_node[buf]) in self.carried_deps:
+            # a step adding into a carried variable's buffer: `dW += ...`
+            line = self._augmented_into(n, buf, target)
+            if line is not None:
+                self.overwritten.add(buf)
+                return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
             self.overwritten.add(buf)
             lines = [f"{target} = {self._call_into(bottom, buf)}{_shape_comment(n)}"
@@ -623,6 +643,19 @@ class _State:
             return None
         self.overwritten.add(buf)
         return [f"{target} = {buf}  # reuses {buf}'s buffer", *write(self.p, n, target)]
+
+    def _augmented_into(self, n: Node, buf: str, target: str) -> str | None:
+        """`target OP= other` for `n` (of two arguments), one of which is in `buf`, or
+        None when `n` has no such form."""
+        if len(n.args) != 2:
+            return None
+        code = self.p.code
+        for i in (0, 1):
+            if code[id(n.args[i])][0] == buf and (i == 0 or REGISTRY[n.op].has("commutative")):
+                if code[id(n.args[1 - i])][0] == buf:
+                    return None
+                return self.p.augmented(target, self.ufunc[n.op], self.p.arg(n, 1 - i, 0))
+        return None
 
     def _operand_in_place(self, s: Node, o: Node, later: list, refs: dict) -> list[str]:
         """Compute the other operand `o` of step `s` (like `1 - Z`; inlined, of the same
@@ -668,7 +701,7 @@ class _State:
             views = self.views_of.get(name)
             if views and any(remaining[w] > 0 for w in views):
                 continue
-            owner_deps = input_names(owner)
+            owner_deps = self.deps(owner)
             for b in args:   # (the buffer's own node, usually `a`, depends on them)
                 if b is not owner and not input_names(b) <= owner_deps:
                     break
@@ -829,6 +862,42 @@ _DERIVATIVE = frozenset({"backward", "tangent", SECOND_ORDER})
 
 
 # ---------------------------------------------------------------- regions (loops)
+
+def _steady_dtypes(node: Node, region: Region) -> dict[int, frozenset]:
+    """The carried values of a loop whose dtype no step changes (that of the initial
+    value: no next value depends on an argument of another dtype source), each (by id)
+    with the names of the body inputs no wider than it (whose values a step may add into
+    its buffer). The dtype sources of a body input are those of the loop's argument for
+    it, a carried value's also those of its next values (to a fixed point)."""
+    c = len(region.carried)
+    inputs = region.inputs[1:]
+    by_name = {x.attr("name"): x for x in region.inputs}
+    if len(by_name) != len(region.inputs):
+        return {}
+    src = {id(x): frozenset(dtype_sources(a)) for x, a in zip(inputs, node.args)}
+    src[id(region.inputs[0])] = frozenset()
+
+    def of(v: Node) -> frozenset:
+        out: frozenset = frozenset()
+        for y in dtype_sources(v):
+            out |= src.get(id(y), frozenset((y,)))
+        return out
+    grow = True
+    while grow:
+        grow = False
+        for x, o in zip(region.carried, region.outputs):
+            new = src[id(x)] | of(o)
+            if new != src[id(x)]:
+                src[id(x)], grow = new, True
+    found = {}
+    for x, a in zip(region.carried, node.args[:c]):
+        own = frozenset(dtype_sources(a))
+        if not x.shape or x.dtype == INT or a.is_const or src[id(x)] != own:
+            continue
+        found[id(x)] = frozenset(y.attr("name") for y in region.inputs
+                                 if y.dtype == INT or src[id(y)] <= own)
+    return found
+
 
 def _carried_names(st: _State, node: Node, region: Region, read: set) -> tuple[str, ...]:
     """The carried variables of a loop: named as the source names them, or the variable

@@ -363,8 +363,9 @@ defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nond
 
 @rewrite("zeros_like")
 def zeros_of_zeros(x):
-    """Zeros shaped like zeros are those zeros (a loop's zero tangent of a zero cotangent)."""
-    return x if x.op == "zeros_like" else None
+    """Zeros shaped like zeros are those zeros (a loop's zero tangent of a zero cotangent,
+    or of a backward loop's accumulator, `np.zeros(shape, dtype=...)`)."""
+    return x if x.op == "zeros_like" or x.op == "full" and x.attr("value") == 0 else None
 
 
 # ---------------------------------------------------------------- indexing
