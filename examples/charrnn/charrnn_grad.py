@@ -399,7 +399,8 @@ def loss_vjp(
     h0: Array,
     g: Scalar,
 ) -> tuple[Array, Array, Array, Array, Array]:
-    """Vector-Jacobian product of `loss`: the cotangents of Wxh, Whh, bh, Why, by for the output cotangent `g`.
+    """Vector-Jacobian product of `loss`: the cotangents of Wxh, Whh, bh, Why, by for the output
+    cotangent `g`.
 
     The next-character cross-entropy of a character-level vanilla RNN.
 
@@ -726,5 +727,6 @@ def loss_hvp(
         dWhy_dot = dWhy_dot + h_steps_dot_add
         dby_dot = dby_dot - exp_steps_dot_add.sum(axis=0)
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del arange, exp_steps, exp_steps_dot, h0_zeros_like, h_steps, h_steps_dot, sum_steps, sum_steps_dot
+    del arange, exp_steps, exp_steps_dot, h0_zeros_like, h_steps, h_steps_dot, sum_steps
+    del sum_steps_dot
     return (dWxh_dot, dWhh_dot, dbh_dot, dWhy_dot, dby_dot)

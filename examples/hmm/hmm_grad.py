@@ -761,7 +761,7 @@ def loglik_hvp(
         sum_steps_rows = sum_steps[t_diff3]  # (N, K)
         alpha_mul2_div = alpha_mul2 / sum_steps_rows  # (N, K)
         exp_steps_rows = exp_steps[t_diff3]  # (N, K, K)
-        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[...
+        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
         # (N, K)
         sum_steps_dot_div = sum_steps_dot[t_diff3] * alpha_mul2_div / sum_steps_rows
         # (N, 1, K)
@@ -775,7 +775,8 @@ def loglik_hvp(
         dlogE_dot = dlogE_dot + _scatter_add(dalpha_dot, (M, K), 0, obs[t])
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = exp_steps_add.sum(axis=2)
-    del alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, logA_zeros_like, logE_zeros_like, sum_steps, sum_steps_dot
+    del alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, logA_zeros_like, logE_zeros_like
+    del sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (M, K); reuses dlogE_dot's buffer
     tdlogE = np.add(dlogE_dot, _scatter_add(dalpha_dot, (M, K), 0, obs[0]), out=dlogE_dot)

@@ -674,7 +674,8 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
         dr_dot = dr_dot - F_steps_mul + diff
         dm_dot = dm_dot - dm_dot_add2
         dP_dot = dP_dot_add + F_steps_diff2 + (diff - F_steps_mul)
-    del F_div_steps, F_div_steps_dot, F_steps, F_steps_dot, Pp_steps, Pp_steps_dot, k_diff_steps, k_diff_steps_dot, k_steps, k_steps_dot, v_steps, v_steps_dot
+    del F_div_steps, F_div_steps_dot, F_steps, F_steps_dot, Pp_steps, Pp_steps_dot, k_diff_steps
+    del k_diff_steps_dot, k_steps, k_steps_dot, v_steps, v_steps_dot
     # tangent of grad of line 10: r = exp(theta[1])
     tdr_scatter = np.zeros_like(theta)
     tdr_scatter[1] = dr_dot * r + dr * tr

@@ -5,6 +5,7 @@ scheduled body (argument checks, dimension sizes, the return tuple, the spec con
 from __future__ import annotations
 
 import re
+import textwrap
 import shlex
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from .schedule import Body
 
 __all__ = ["EntryFunctions", "Function", "Module", "Plan"]
 
-
+MAX_SUMMARY = 93   # a docstring's first line after its indent and quotes: 100 columns
 SIGNATURE_WIDTH = 100   # the line length of the emitted code (`ruff format`'s, the project's)
 RETURNS_WIDTH = 60      # a longer return annotation is written `tuple[Array | Scalar, ...]`
 
@@ -271,8 +272,10 @@ class EntryFunctions:
         # U+2028 included, stays in its line and is escaped when the docstring is emitted.
         text = (e.doc or "").strip()
         user = [line.strip() for line in text.split("\n")] if text else []
-        lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
-                 ""]
+        first = summary or (user[0] if user else f"`{e.name}` from {self.program.filename}.")
+        # 100 columns with the indent and the quotes: a long summary (many Params) wrapped
+        lines = [*(textwrap.wrap(first, MAX_SUMMARY, break_long_words=False,
+                                 break_on_hyphens=False) or [first]), ""]
         rest = user[1:] if not summary else user
         while rest and not rest[0]:   # the summary's blank line is there already
             rest = rest[1:]
