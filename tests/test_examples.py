@@ -467,7 +467,7 @@ def test_charrnn_gradient_equals_backpropagation_through_time():
 
 
 def test_charrnn_training_lowers_the_loss_and_samples_a_line():
-    out = _run_script("charrnn", "train.py", "--steps", "200")
+    out = _run_script("charrnn", "train.py", "--steps", "150")
     assert "public domain" in (ROOT / "examples" / "charrnn" / "train.py").read_text()
     uniform = float(out.split("uniform guess:")[1].split()[0])
     losses = [float(line.split("loss")[1]) for line in out.splitlines()
@@ -514,7 +514,7 @@ def test_hmm_against_the_scaled_forward_algorithm_and_differences():
 
 
 def test_hmm_fit_reaches_the_true_models_likelihood():
-    out = _run_script("hmm", "train.py", "--steps", "250")
+    out = _run_script("hmm", "train.py", "--steps", "200")
     values = [float(line.split("log-likelihood")[1]) for line in out.splitlines()
               if line.startswith("step")]
     assert len(values) >= 3 and values[-1] > values[0] + 5

@@ -50,8 +50,8 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true",
                         help="compile hmm.grad with gradgen instead of importing hmm_grad.py")
     parser.add_argument("--steps", type=int, default=300, help="Adam steps")
-    parser.add_argument("--length", type=int, default=50, help="symbols per sequence (T)")
-    parser.add_argument("--sequences", type=int, default=100, help="sequences (N)")
+    parser.add_argument("--length", type=int, default=30, help="symbols per sequence (T)")
+    parser.add_argument("--sequences", type=int, default=150, help="sequences (N)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and start")
     parser.add_argument("--every", type=int, default=50, help="print every N steps")
