@@ -272,10 +272,12 @@ class EntryFunctions:
         # U+2028 included, stays in its line and is escaped when the docstring is emitted.
         text = (e.doc or "").strip()
         user = [line.strip() for line in text.split("\n")] if text else []
-        first = summary or (user[0] if user else f"`{e.name}` from {self.program.filename}.")
-        # 100 columns with the indent and the quotes: a long summary (many Params) wrapped
-        lines = [*(textwrap.wrap(first, MAX_SUMMARY, break_long_words=False,
-                                 break_on_hyphens=False) or [first]), ""]
+        # gradgen's summary of a derivative, wrapped to 100 columns with the indent and the
+        # quotes when long (many Params); the user's own first line is kept as written
+        lines = [*(textwrap.wrap(summary, MAX_SUMMARY, break_long_words=False,
+                                 break_on_hyphens=False, replace_whitespace=False)
+                   if summary else
+                   [user[0] if user else f"`{e.name}` from {self.program.filename}."]), ""]
         rest = user[1:] if not summary else user
         while rest and not rest[0]:   # the summary's blank line is there already
             rest = rest[1:]
