@@ -113,6 +113,13 @@ class Plan:
         return "tangent" if self.kind == "jvp" else "grad"
 
 
+def _wrapped(summary: str) -> list[str]:
+    """gradgen's summary of a derivative in lines of 100 columns with the docstring's
+    indent and quotes (a long one names many Params)."""
+    return textwrap.wrap(summary, MAX_SUMMARY, break_long_words=False,
+                         break_on_hyphens=False, replace_whitespace=False)
+
+
 class EntryFunctions:
     """The plans of the functions of one entry point, and their assembly into code."""
 
@@ -272,11 +279,7 @@ class EntryFunctions:
         # U+2028 included, stays in its line and is escaped when the docstring is emitted.
         text = (e.doc or "").strip()
         user = [line.strip() for line in text.split("\n")] if text else []
-        # gradgen's summary of a derivative, wrapped to 100 columns with the indent and the
-        # quotes when long (many Params); the user's own first line is kept as written
-        lines = [*(textwrap.wrap(summary, MAX_SUMMARY, break_long_words=False,
-                                 break_on_hyphens=False, replace_whitespace=False)
-                   if summary else
+        lines = [*(_wrapped(summary) if summary else   # (the user's line as written)
                    [user[0] if user else f"`{e.name}` from {self.program.filename}."]), ""]
         rest = user[1:] if not summary else user
         while rest and not rest[0]:   # the summary's blank line is there already
