@@ -5,6 +5,7 @@ scheduled body (argument checks, dimension sizes, the return tuple, the spec con
 from __future__ import annotations
 
 import re
+import textwrap
 import shlex
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from .schedule import Body
 
 __all__ = ["EntryFunctions", "Function", "Module", "Plan"]
 
-
+MAX_SUMMARY = 93   # a docstring's first line after its indent and quotes: 100 columns
 SIGNATURE_WIDTH = 100   # the line length of the emitted code (`ruff format`'s, the project's)
 RETURNS_WIDTH = 60      # a longer return annotation is written `tuple[Array | Scalar, ...]`
 
@@ -110,6 +111,13 @@ class Plan:
     def label(self) -> str:
         """What the comments above the derivative statements call them."""
         return "tangent" if self.kind == "jvp" else "grad"
+
+
+def _wrapped(summary: str) -> list[str]:
+    """gradgen's summary of a derivative in lines of 100 columns with the docstring's
+    indent and quotes (a long one names many Params)."""
+    return textwrap.wrap(summary, MAX_SUMMARY, break_long_words=False,
+                         break_on_hyphens=False, replace_whitespace=False)
 
 
 class EntryFunctions:
@@ -271,8 +279,8 @@ class EntryFunctions:
         # U+2028 included, stays in its line and is escaped when the docstring is emitted.
         text = (e.doc or "").strip()
         user = [line.strip() for line in text.split("\n")] if text else []
-        lines = [summary or (user[0] if user else f"`{e.name}` from {self.program.filename}."),
-                 ""]
+        lines = [*(_wrapped(summary) if summary else   # (the user's line as written)
+                   [user[0] if user else f"`{e.name}` from {self.program.filename}."]), ""]
         rest = user[1:] if not summary else user
         while rest and not rest[0]:   # the summary's blank line is there already
             rest = rest[1:]

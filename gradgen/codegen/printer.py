@@ -27,6 +27,28 @@ from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
 
 _ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide", "power"})
 INDENT = "    "
+MAX_WIDTH = 96   # a line of a function's body before the function's indent: 100 columns
+
+
+def fit_line(line: str, width: int = MAX_WIDTH) -> list[str]:
+    """`line` kept within `width` columns where that needs no parsing: a comment cut short
+    with `...`, a `del a, b, ...` split into several; any other line as it is."""
+    if len(line) <= width:
+        return [line]
+    body = line.lstrip()
+    pad = line[:len(line) - len(body)]
+    if body.startswith("#"):
+        return [line[:width - 3].rstrip() + "..."]
+    if not body.startswith("del "):
+        return [line]
+    out: list[str] = []
+    names: list[str] = []
+    for name in body[4:].split(", "):
+        if names and len(pad) + 4 + len(", ".join([*names, name])) > width:
+            out.append(pad + "del " + ", ".join(names))
+            names = []
+        names.append(name)
+    return [*out, pad + "del " + ", ".join(names)]
 
 
 @dataclass
@@ -206,7 +228,8 @@ class Printer:
              step: str = "1", reverse: bool = False) -> list[str]:
         """A loop running `body` (lines) for `index` = start, start + step, ... (before
         `stop`), or in the reverse order of those values."""
-        lines = [INDENT + line if line else line for line in body or ["pass"]]
+        lines = [fitted for line in body or ["pass"]
+                 for fitted in (fit_line(INDENT + line) if line else [line])]
         bounds = [stop] if start == "0" and step == "1" else \
             [start, stop] if step == "1" else [start, stop, step]
         values = f"{self.ref('range')}({', '.join(bounds)})"

@@ -31,10 +31,10 @@ from ..ir import Node, Region, topo_order, use_counts
 from ..ops.dtypes import INT, dtype_sources, input_names, weak
 from ..ops.registry import PREC_ATOM, REGISTRY
 from .naming import Namer, temp_name
-from .printer import Printer, RegionCode
+from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
 
 MAX_EXPR = 80
-MAX_HEADER = 96   # a `# grad of line N: ...` comment, indented by 4: 100 columns at most
+MAX_HEADER = MAX_WIDTH   # a `# grad of line N: ...` comment, indented by 4: 100 columns
 MAX_LINE = 88   # ruff format's width: a longer statement (before its comment) is split
 MAX_VIEW = 12   # the longest view of a variable spelled again at each use, its name left
 #                 out (`W.T`, `U_sum[:, None]`): never a variable of its own
@@ -755,8 +755,9 @@ def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
         if st.temps and i < final:   # made and dead within the statement
             dead = [*(dead or ()), *st.temps]
         if dead is not None:
-            add_line("del " + ", ".join(sorted(dead)))
-            add_phase(phase)
+            for line in fit_line("del " + ", ".join(sorted(dead))):
+                add_line(line)
+                add_phase(phase)
     return Body(lines, phases)
 
 
