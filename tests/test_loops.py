@@ -759,3 +759,25 @@ def test_the_value_only_from_the_command_line(tmp_path):
     assert "# Regenerate with: gradgen compile rnn.grad --modes ''\n" in module
     assert "def rnn_loss(" in module and "def rnn_loss_grad(" not in module
     assert run("compile", "rnn.grad", "--check", cwd=tmp_path).returncode == 0
+
+
+# ---------------------------------------------------------------- held-out models (h-loopcheck)
+
+def test_integers_next_to_index_arrays_as_a_crf_writes_them(rng):
+    """`emit[0, tags[0]]` and `emit[t, tags[t]]` (a linear-chain CRF's gold-path score):
+    an integer beside an index array is an index array too, as in NumPy; it was refused
+    with "the other items of a subscript must be full slices"."""
+    f = gradgen.load_source(textwrap.dedent("""
+        def crf_score(emit: Param[T, K], trans: Param[K, K], tags: Index[T]):
+            score = emit[0, tags[0]]
+            for t in range(1, T):
+                score = score + trans[tags[t - 1], tags[t]] + emit[t, tags[t]]
+            return score + emit[-1, tags[-2]] + sum(emit[tags, 1]) + sum(emit[:, tags][1, 0])
+        """), "crf.grad", **VALUE_ONLY)
+    emit, trans = rng.normal(size=(6, 4)), rng.normal(size=(4, 4))
+    tags = np.array([2, 0, 3, 3, 1, 0])
+    expected = emit[0, tags[0]]
+    for t in range(1, 6):
+        expected += trans[tags[t - 1], tags[t]] + emit[t, tags[t]]
+    expected += emit[-1, tags[-2]] + emit[tags, 1].sum() + emit[:, tags][1, 0]
+    np.testing.assert_allclose(_run(f.crf_score, emit, trans, tags), expected, rtol=1e-12)

@@ -165,7 +165,7 @@ class Expressions:
         # (a number or dimension among them is a static index: `index` reads it)
         advanced = [i for i, e in enumerate(elts) if id(e) in arrays and not arrays[id(e)].is_const]
         if advanced:
-            return self._gather(node, x, elts, arrays)
+            return self._gather(*self._integers_first(node, x, elts, advanced, scope), arrays)
         new_axes = [i for i, e in enumerate(elts) if _is_none(e)]
         if not new_axes:
             items = index(node.slice, scope.dims, x.shape)
@@ -189,6 +189,26 @@ class Expressions:
                 out += 1
         y = make("index", x, index=items) if any(it != _FULL for it in items) else x
         return make("expand_dims", y, axes=tuple(axes))
+
+    def _integers_first(self, node, x: Node, elts, advanced: list[int], scope: Scope):
+        """`emit[0, tags[0]]`, `A[i, 2]`: integers next to index arrays (NumPy counts them
+        as index arrays too) are applied first, as a plain index, when they and the arrays
+        form one block; what is left is a subscript with index arrays only. Returns the
+        (node, array, items) that `_gather` takes."""
+        ints = [i for i, e in enumerate(elts) if i not in advanced and not (
+            isinstance(e, ast.Slice) or _is_none(e) or _is_ellipsis(e))]
+        block = sorted(ints + advanced)
+        if not ints or any(map(_is_none, elts)) or block != list(range(block[0], block[-1] + 1)):
+            return node, x, elts
+        first = [e if i in ints else (e if _is_ellipsis(e) else
+                                      ast.copy_location(ast.Slice(), e))
+                 for i, e in enumerate(elts)]
+        items = index(ast.copy_location(ast.Tuple(elts=first, ctx=ast.Load()), node.slice),
+                      scope.dims, x.shape)
+        rest = [e for i, e in enumerate(elts) if i not in ints]
+        sliced = ast.copy_location(ast.Subscript(value=node.value, slice=ast.copy_location(
+            ast.Tuple(elts=rest, ctx=ast.Load()), node.slice), ctx=ast.Load()), node)
+        return sliced, make("index", x, index=items), rest
 
     def _gather(self, node, x: Node, elts, arrays: dict) -> Node:
         """A subscript with integer arrays (see `_advanced`), and `None`s before or after
