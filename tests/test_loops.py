@@ -625,14 +625,18 @@ def test_the_loop_variable_is_not_a_size(expr, col):   # (the column of `t`)
 
 
 @pytest.mark.parametrize("loop, col, message", [
-    ("for t in w:", 14, "a loop must run over range(...): for t in range(T), "
-                        "range(start, stop) or range(start, stop, step)"),
+    ("for t in w:", 14, "a loop runs over range(...), not over an array: write for i in "
+                        "range(N): and t = w[i] in the body"),
+    ("for t in zip(w, w):", 14, "a loop must run over range(...): for t in range(T), "
+                                "range(start, stop) or range(start, stop, step)"),
     ("for t in range(0, N, k):", 26, "the step of range() must be an integer literal "
                                      "(range(0, T, 2)), so that the number of steps is known "
                                      "from the sizes"),
     ("for t in range(0, N, 0):", 26, "the step of range() must not be zero"),
-    ("for t in range(M):", 20, "'M' is not a dimension: a shape is made of the dimensions of "
-                               "the entry point's arguments and positive integers"),
+    ("for t in range(M):", 20, "'M' is not a dimension of the arguments: the bounds of "
+                               "range() are integer literals, dimension expressions of the "
+                               "arguments (range(T - 1)) or module-level constants (M = 100 at "
+                               "the top of the file)"),
     ("for t in range(1.5):", 20, "the bounds of range() must be integers or dimension "
                                  "expressions, not float"),
     ("for t, u in range(N):", 9, "the loop variable must be a single name: for t in range(T)"),
@@ -781,3 +785,35 @@ def test_integers_next_to_index_arrays_as_a_crf_writes_them(rng):
         expected += trans[tags[t - 1], tags[t]] + emit[t, tags[t]]
     expected += emit[-1, tags[-2]] + emit[tags, 1].sum() + emit[:, tags][1, 0]
     np.testing.assert_allclose(_run(f.crf_score, emit, trans, tags), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loop, message", [
+    ("for t in range(len(x)):", "3:20: error: write T for len(x): the bounds of range() are "
+                                "integer literals or dimension expressions"),
+    ("for t in range(1, X.shape[1]):", "3:23: error: write N for X.shape[1]: the bounds of "
+                                       "range() are integer literals or dimension expressions"),
+    ("for x_t in X:", "3:16: error: a loop runs over range(...), not over an array: write for t "
+                      "in range(T): and x_t = X[t] in the body"),
+    ("for t, x_t in enumerate(X):", "3:19: error: a loop runs over range(...), not over an "
+                                    "array: write for t in range(T): and x_t = X[t] in the body"),
+    ("for t in reversed(range(T)):", "3:14: error: reversed(...) is not supported: count down "
+                                     "with a negative step, for t in range(T - 1, -1, -1)"),
+    ("for t in range(STEPS):", "3:20: error: 'STEPS' is not a dimension of the arguments: the "
+                               "bounds of range() are integer literals, dimension expressions "
+                               "of the arguments (range(T - 1)) or module-level constants "
+                               "(STEPS = 100 at the top of the file)"),
+    ("for t in range(s):", "3:20: error: 's' is a variable: the bounds"),
+])
+def test_loops_as_authors_write_them_get_the_range_form(loop, message):
+    """The loop headers people write over arrays (`len(x)`, `x.shape[1]`, iterating rows,
+    `enumerate`, `reversed`, a step count that is not a dimension) name the range(...)
+    form to write; they said "a dimension must be a name..." or "is not a dimension: a
+    shape is made of..." before."""
+    report = _error(f"""
+        def f(X: Data[T, N], x: Data[T], w: Param[N]):
+            s = 0.0
+            {loop}
+                s = s + X[0] @ w
+            return s
+        """)
+    assert _first_line(report).startswith("t.grad:" + message), _first_line(report)
