@@ -787,6 +787,25 @@ def test_integers_next_to_index_arrays_as_a_crf_writes_them(rng):
     np.testing.assert_allclose(_run(f.crf_score, emit, trans, tags), expected, rtol=1e-12)
 
 
+def test_an_index_that_is_its_axis_size_minus_a_number(rng):
+    """`x[T - 1]`, `x[t, N - 1]`, `tags[T - 1]` count from the end (`x[-1]`), as NumPy
+    reads them; they were refused ("indices must be integer literals") while `x[T - 1 - t]`
+    compiled."""
+    f = gradgen.load_source(textwrap.dedent("""
+        def f(x: Data[T, N], w: Param[N], tags: Index[T]):
+            s = x[T - 1] @ w
+            for t in range(1, T):
+                s = s * 0.5 + x[t - 1] @ w * x[t, N - 1] + w[tags[T - 1]]
+            return s + x[T - 2, N - 2] + sum(x[:, N - 1])
+        """), "last.grad", **VALUE_ONLY)
+    x, w, tags = rng.normal(size=(5, 4)), rng.normal(size=4), np.array([0, 2, 1, 3, 2])
+    expected = x[4] @ w
+    for t in range(1, 5):
+        expected = expected * 0.5 + x[t - 1] @ w * x[t, 3] + w[tags[4]]
+    expected += x[3, 2] + x[:, 3].sum()
+    np.testing.assert_allclose(_run(f.f, x, w, tags), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("loop, message", [
     ("for t in range(len(x)):", "3:20: error: write T for len(x): the bounds of range() are "
                                 "integer literals or dimension expressions"),

@@ -7,6 +7,7 @@ import math
 
 import sympy
 
+from ..dims import as_expr
 from ..errors import ShapeError
 from ..ir import Node, const, make
 from ..ops import BUILTINS, REGISTRY
@@ -162,6 +163,7 @@ class Expressions:
         integer arrays (gathers: `E[idx]`, `S[arange(N), y]`, `x[:, idx]`, `x[..., idx]`)."""
         elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         arrays = dict(zip(map(id, kids), arrays))
+        node, elts = _from_the_end(node, x, elts, arrays)
         # (a number or dimension among them is a static index: `index` reads it)
         advanced = [i for i, e in enumerate(elts) if id(e) in arrays and not arrays[id(e)].is_const]
         if advanced:
@@ -335,6 +337,30 @@ def _size_op(node: ast.BinOp, a: Node, b: Node) -> Node:
         raise Located(node, "division by zero", part=OPERATOR)
     op = type(node.op)
     return const(sympy.floor(x / y) if op is ast.FloorDiv else sympy.Mod(x, y))
+def _from_the_end(node: ast.Subscript, x: Node, elts: list, arrays: dict):
+    """`x[T - 1]`, `x[t, N - 2]`: an index that is the size of its axis minus a number is
+    that negative number (`x[-1]`), as NumPy reads it. Returns the subscript and its items,
+    new ones when an item was replaced."""
+    out, axis = list(elts), 0
+    for i, e in enumerate(elts):
+        if _is_ellipsis(e):
+            break
+        if _is_none(e):
+            continue
+        v = arrays.get(id(e))
+        if v is not None and v.is_const and axis < x.ndim and signed_int(e) is None:
+            back = sympy.expand(as_expr(v.attr("value")) - x.shape[axis])
+            if back.is_Integer and back < 0:
+                out[i] = ast.copy_location(ast.Constant(int(back)), e)
+        axis += 1
+    if out == elts:
+        return node, elts
+    item = out[0] if not isinstance(node.slice, ast.Tuple) else ast.copy_location(
+        ast.Tuple(elts=out, ctx=ast.Load()), node.slice)
+    return ast.copy_location(ast.Subscript(value=node.value, slice=item, ctx=ast.Load()),
+                             node), out
+
+
 def _is_none(e) -> bool:
     return isinstance(e, ast.Constant) and e.value is None
 
