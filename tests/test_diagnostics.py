@@ -557,8 +557,8 @@ def test_mutual_recursion_names_the_cycle():
 # ---------------------------------------------------------------------------- unsupported
 
 
-LOOP = ("a loop must run over range(...): for t in range(T), range(start, stop) or "
-        "range(start, stop, step)")
+LOOP = ("a loop runs over range(...), not over an array: write for t in range(N): and "
+        "i = x[t] in the body")
 
 
 def test_for_loop():

@@ -625,14 +625,18 @@ def test_the_loop_variable_is_not_a_size(expr, col):   # (the column of `t`)
 
 
 @pytest.mark.parametrize("loop, col, message", [
-    ("for t in w:", 14, "a loop must run over range(...): for t in range(T), "
-                        "range(start, stop) or range(start, stop, step)"),
+    ("for t in w:", 14, "a loop runs over range(...), not over an array: write for i in "
+                        "range(N): and t = w[i] in the body"),
+    ("for t in zip(w, w):", 14, "a loop must run over range(...): for t in range(T), "
+                                "range(start, stop) or range(start, stop, step)"),
     ("for t in range(0, N, k):", 26, "the step of range() must be an integer literal "
                                      "(range(0, T, 2)), so that the number of steps is known "
                                      "from the sizes"),
     ("for t in range(0, N, 0):", 26, "the step of range() must not be zero"),
-    ("for t in range(M):", 20, "'M' is not a dimension: a shape is made of the dimensions of "
-                               "the entry point's arguments and positive integers"),
+    ("for t in range(M):", 20, "'M' is not a dimension of the arguments: the bounds of "
+                               "range() are integer literals, dimension expressions of the "
+                               "arguments (range(T - 1)) or module-level constants (M = 100 at "
+                               "the top of the file)"),
     ("for t in range(1.5):", 20, "the bounds of range() must be integers or dimension "
                                  "expressions, not float"),
     ("for t, u in range(N):", 9, "the loop variable must be a single name: for t in range(T)"),
@@ -759,3 +763,76 @@ def test_the_value_only_from_the_command_line(tmp_path):
     assert "# Regenerate with: gradgen compile rnn.grad --modes ''\n" in module
     assert "def rnn_loss(" in module and "def rnn_loss_grad(" not in module
     assert run("compile", "rnn.grad", "--check", cwd=tmp_path).returncode == 0
+
+
+# ---------------------------------------------------------------- held-out models (h-loopcheck)
+
+def test_integers_next_to_index_arrays_as_a_crf_writes_them(rng):
+    """`emit[0, tags[0]]` and `emit[t, tags[t]]` (a linear-chain CRF's gold-path score):
+    an integer beside an index array is an index array too, as in NumPy; it was refused
+    with "the other items of a subscript must be full slices"."""
+    f = gradgen.load_source(textwrap.dedent("""
+        def crf_score(emit: Param[T, K], trans: Param[K, K], tags: Index[T]):
+            score = emit[0, tags[0]]
+            for t in range(1, T):
+                score = score + trans[tags[t - 1], tags[t]] + emit[t, tags[t]]
+            return score + emit[-1, tags[-2]] + sum(emit[tags, 1]) + sum(emit[:, tags][1, 0])
+        """), "crf.grad", **VALUE_ONLY)
+    emit, trans = rng.normal(size=(6, 4)), rng.normal(size=(4, 4))
+    tags = np.array([2, 0, 3, 3, 1, 0])
+    expected = emit[0, tags[0]]
+    for t in range(1, 6):
+        expected += trans[tags[t - 1], tags[t]] + emit[t, tags[t]]
+    expected += emit[-1, tags[-2]] + emit[tags, 1].sum() + emit[:, tags][1, 0]
+    np.testing.assert_allclose(_run(f.crf_score, emit, trans, tags), expected, rtol=1e-12)
+
+
+def test_an_index_that_is_its_axis_size_minus_a_number(rng):
+    """`x[T - 1]`, `x[t, N - 1]`, `tags[T - 1]` count from the end (`x[-1]`), as NumPy
+    reads them; they were refused ("indices must be integer literals") while `x[T - 1 - t]`
+    compiled."""
+    f = gradgen.load_source(textwrap.dedent("""
+        def f(x: Data[T, N], w: Param[N], tags: Index[T]):
+            s = x[T - 1] @ w
+            for t in range(1, T):
+                s = s * 0.5 + x[t - 1] @ w * x[t, N - 1] + w[tags[T - 1]]
+            return s + x[T - 2, N - 2] + sum(x[:, N - 1])
+        """), "last.grad", **VALUE_ONLY)
+    x, w, tags = rng.normal(size=(5, 4)), rng.normal(size=4), np.array([0, 2, 1, 3, 2])
+    expected = x[4] @ w
+    for t in range(1, 5):
+        expected = expected * 0.5 + x[t - 1] @ w * x[t, 3] + w[tags[4]]
+    expected += x[3, 2] + x[:, 3].sum()
+    np.testing.assert_allclose(_run(f.f, x, w, tags), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loop, message", [
+    ("for t in range(len(x)):", "3:20: error: write T for len(x): the bounds of range() are "
+                                "integer literals or dimension expressions"),
+    ("for t in range(1, X.shape[1]):", "3:23: error: write N for X.shape[1]: the bounds of "
+                                       "range() are integer literals or dimension expressions"),
+    ("for x_t in X:", "3:16: error: a loop runs over range(...), not over an array: write for t "
+                      "in range(T): and x_t = X[t] in the body"),
+    ("for t, x_t in enumerate(X):", "3:19: error: a loop runs over range(...), not over an "
+                                    "array: write for t in range(T): and x_t = X[t] in the body"),
+    ("for t in reversed(range(T)):", "3:14: error: reversed(...) is not supported: count down "
+                                     "with a negative step, for t in range(T - 1, -1, -1)"),
+    ("for t in range(STEPS):", "3:20: error: 'STEPS' is not a dimension of the arguments: the "
+                               "bounds of range() are integer literals, dimension expressions "
+                               "of the arguments (range(T - 1)) or module-level constants "
+                               "(STEPS = 100 at the top of the file)"),
+    ("for t in range(s):", "3:20: error: 's' is a variable: the bounds"),
+])
+def test_loops_as_authors_write_them_get_the_range_form(loop, message):
+    """The loop headers people write over arrays (`len(x)`, `x.shape[1]`, iterating rows,
+    `enumerate`, `reversed`, a step count that is not a dimension) name the range(...)
+    form to write; they said "a dimension must be a name..." or "is not a dimension: a
+    shape is made of..." before."""
+    report = _error(f"""
+        def f(X: Data[T, N], x: Data[T], w: Param[N]):
+            s = 0.0
+            {loop}
+                s = s + X[0] @ w
+            return s
+        """)
+    assert _first_line(report).startswith("t.grad:" + message), _first_line(report)

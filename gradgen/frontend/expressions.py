@@ -7,6 +7,7 @@ import math
 
 import sympy
 
+from ..dims import as_expr
 from ..errors import ShapeError
 from ..ir import Node, const, make
 from ..ops import BUILTINS, REGISTRY
@@ -162,10 +163,11 @@ class Expressions:
         integer arrays (gathers: `E[idx]`, `S[arange(N), y]`, `x[:, idx]`, `x[..., idx]`)."""
         elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         arrays = dict(zip(map(id, kids), arrays))
+        node, elts = _from_the_end(node, x, elts, arrays)
         # (a number or dimension among them is a static index: `index` reads it)
         advanced = [i for i, e in enumerate(elts) if id(e) in arrays and not arrays[id(e)].is_const]
         if advanced:
-            return self._gather(node, x, elts, arrays)
+            return self._gather(*self._integers_first(node, x, elts, advanced, scope), arrays)
         new_axes = [i for i, e in enumerate(elts) if _is_none(e)]
         if not new_axes:
             items = index(node.slice, scope.dims, x.shape)
@@ -189,6 +191,26 @@ class Expressions:
                 out += 1
         y = make("index", x, index=items) if any(it != _FULL for it in items) else x
         return make("expand_dims", y, axes=tuple(axes))
+
+    def _integers_first(self, node, x: Node, elts, advanced: list[int], scope: Scope):
+        """`emit[0, tags[0]]`, `A[i, 2]`: integers next to index arrays (NumPy counts them
+        as index arrays too) are applied first, as a plain index, when they and the arrays
+        form one block; what is left is a subscript with index arrays only. Returns the
+        (node, array, items) that `_gather` takes."""
+        ints = [i for i, e in enumerate(elts) if i not in advanced and not (
+            isinstance(e, ast.Slice) or _is_none(e) or _is_ellipsis(e))]
+        block = sorted(ints + advanced)
+        if not ints or any(map(_is_none, elts)) or block != list(range(block[0], block[-1] + 1)):
+            return node, x, elts
+        first = [e if i in ints else (e if _is_ellipsis(e) else
+                                      ast.copy_location(ast.Slice(), e))
+                 for i, e in enumerate(elts)]
+        items = index(ast.copy_location(ast.Tuple(elts=first, ctx=ast.Load()), node.slice),
+                      scope.dims, x.shape)
+        rest = [e for i, e in enumerate(elts) if i not in ints]
+        sliced = ast.copy_location(ast.Subscript(value=node.value, slice=ast.copy_location(
+            ast.Tuple(elts=rest, ctx=ast.Load()), node.slice), ctx=ast.Load()), node)
+        return sliced, make("index", x, index=items), rest
 
     def _gather(self, node, x: Node, elts, arrays: dict) -> Node:
         """A subscript with integer arrays (see `_advanced`), and `None`s before or after
@@ -315,6 +337,30 @@ def _size_op(node: ast.BinOp, a: Node, b: Node) -> Node:
         raise Located(node, "division by zero", part=OPERATOR)
     op = type(node.op)
     return const(sympy.floor(x / y) if op is ast.FloorDiv else sympy.Mod(x, y))
+def _from_the_end(node: ast.Subscript, x: Node, elts: list, arrays: dict):
+    """`x[T - 1]`, `x[t, N - 2]`: an index that is the size of its axis minus a number is
+    that negative number (`x[-1]`), as NumPy reads it. Returns the subscript and its items,
+    new ones when an item was replaced."""
+    out, axis = list(elts), 0
+    for i, e in enumerate(elts):
+        if _is_ellipsis(e):
+            break
+        if _is_none(e):
+            continue
+        v = arrays.get(id(e))
+        if v is not None and v.is_const and axis < x.ndim and signed_int(e) is None:
+            back = sympy.expand(as_expr(v.attr("value")) - x.shape[axis])
+            if back.is_Integer and back < 0:
+                out[i] = ast.copy_location(ast.Constant(int(back)), e)
+        axis += 1
+    if out == elts:
+        return node, elts
+    item = out[0] if not isinstance(node.slice, ast.Tuple) else ast.copy_location(
+        ast.Tuple(elts=out, ctx=ast.Load()), node.slice)
+    return ast.copy_location(ast.Subscript(value=node.value, slice=item, ctx=ast.Load()),
+                             node), out
+
+
 def _is_none(e) -> bool:
     return isinstance(e, ast.Constant) and e.value is None
 

@@ -49,6 +49,7 @@ def lower_loop(low, stmt: ast.For, scope: Scope) -> None:
     if stmt.orelse:
         raise Located(_else_keyword(low.src, stmt), "a loop's 'else' block is not supported: "
                       "a loop always runs all its steps; move these statements after the loop")
+    _not_over_an_array(stmt, scope)
     if not isinstance(stmt.target, ast.Name):
         raise Located(stmt.target, "the loop variable must be a single name: for t in "
                                    "range(T)")
@@ -229,6 +230,32 @@ def close(inputs: list[Node], outputs: list[Node], first: int, names: dict,
     return Region([*inputs, *slot.values()], body_outputs), outside
 
 
+def _array_named(node, scope: Scope) -> Node | None:
+    """The array a plain name `node` stands for, if it is one."""
+    value = scope.env.get(node.id) if isinstance(node, ast.Name) else None
+    return value if isinstance(value, Node) and value.ndim else None
+
+
+def _not_over_an_array(stmt: ast.For, scope: Scope) -> None:
+    """The forms authors write for a loop over an array's rows or backwards
+    (`for x_t in X`, `enumerate(X)`, `reversed(range(T))`), refused with the range(...)
+    loop that says the same."""
+    it = stmt.iter
+    call = it.func.id if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) else None
+    if call == "reversed":
+        raise Located(it, "reversed(...) is not supported: count down with a negative step, "
+                          "for t in range(T - 1, -1, -1)")
+    array = _array_named(it.args[0] if call == "enumerate" and it.args else it, scope)
+    if array is not None:
+        name = (it.args[0] if call == "enumerate" else it).id
+        row = stmt.target.elts[-1].id if isinstance(stmt.target, ast.Tuple) and \
+            stmt.target.elts and isinstance(stmt.target.elts[-1], ast.Name) else (
+                stmt.target.id if isinstance(stmt.target, ast.Name) else "row")
+        t = "i" if row == "t" else "t"
+        raise Located(it, f"a loop runs over range(...), not over an array: write for {t} in "
+                          f"range({array.shape[0]}): and {row} = {name}[{t}] in the body")
+
+
 def _range(node, scope: Scope) -> tuple:
     """The (start, stop, step) of `range(...)`: bounds integer literals or dimension
     expressions, the step a nonzero integer literal."""
@@ -264,7 +291,35 @@ def _bound(node, scope: Scope):
     if isinstance(node, ast.Constant):
         raise Located(node, "the bounds of range() must be integers or dimension "
                             f"expressions, not {type(node.value).__name__}")
+    size = _size_of_array(node, scope)
+    if size is not None:
+        raise Located(node, f"write {size} for {ast.unparse(node)}: the bounds of range() "
+                            "are integer literals or dimension expressions", context=True)
+    if isinstance(node, ast.Name) and node.id not in scope.dims and node.id not in getattr(
+            scope.dims, "constants", {}) and node.id not in getattr(scope.dims, "loop_vars", ()):
+        what = "a variable" if node.id in scope.env else "not a dimension of the arguments"
+        raise Located(node, f"'{node.id}' is {what}: the bounds of range() are integer "
+                            "literals, dimension expressions of the arguments (range(T - 1)) "
+                            "or module-level constants "
+                            f"({'STEPS' if node.id in scope.env else node.id} = 100 at the top "
+                            "of the file)")
     return dimension(node, scope.dims, create=False)[0]
+
+
+def _size_of_array(node, scope: Scope):
+    """The size `len(x)` or `x.shape[k]` stands for (as the dimension expression to write
+    instead), or None for other forms."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id == "len" and len(node.args) == 1 and not node.keywords:
+        array, axis = _array_named(node.args[0], scope), 0
+    elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
+            and node.value.attr == "shape" and signed_int(node.slice) is not None:
+        array, axis = _array_named(node.value.value, scope), signed_int(node.slice)
+    else:
+        return None
+    if array is None or not -array.ndim <= axis < array.ndim:
+        return None
+    return array.shape[axis]
 
 
 def _trip_count(start, stop, step: int):
