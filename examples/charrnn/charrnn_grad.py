@@ -260,11 +260,11 @@ def loss_grad(
         h_steps[t + 1] = h3
     del h0_updated
     # grad of the loop at line 11
-    dWhh = np.zeros_like(Whh)
-    dWxh = np.zeros_like(Wxh)
-    dbh = np.zeros_like(bh)
-    dWhy = np.zeros_like(Why)
-    dby = np.zeros_like(by)
+    dWhh = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWxh = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dbh = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWhy = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dby = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     dh = np.zeros_like(h0)
     dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     for t in reversed(range(T)):
@@ -280,11 +280,13 @@ def loss_grad(
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
-        dWhh = dWhh + h_steps[t].T @ dh_mul
-        dWxh = dWxh + _scatter_add(dh_mul, (V, H), 0, x[t])
-        dbh = dbh + dh_mul.sum(axis=0)
-        dWhy = dWhy + h_steps_rows.T @ arange_diff
-        dby = dby + arange_diff.sum(axis=0)
+        # grad of line 11: for t in range(T):
+        dWhh += h_steps[t].T @ dh_mul
+        dWxh += _scatter_add(dh_mul, (V, H), 0, x[t])
+        dbh += dh_mul.sum(axis=0)
+        dWhy += h_steps_rows.T @ arange_diff
+        dby += arange_diff.sum(axis=0)
+        del arange_diff
         dh = dh_mul @ Whh.T
     del arange, exp_steps, h_steps, sum_steps
     return (dWxh, dWhh, dbh, dWhy, dby)
@@ -325,44 +327,38 @@ def loss_value_and_grad(
     T = x.shape[0]
     B = x.shape[1]
     arange = np.arange(B)  # (B,)
-    h = h0.copy()
-    total = 0.0
-    for t in range(T):
-        h = np.tanh(Wxh[x[t]] + h @ Whh + bh)  # (B, H)
-        h_add = h @ Why + by  # (B, V)
-        # (B, V); reuses h_add's buffer
-        h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
-        del h_add
-        # (B, V); reuses h_diff's buffer
-        logp = np.subtract(h_diff, np.log(np.exp(h_diff).sum(axis=1, keepdims=True)), out=h_diff)
-        del h_diff
-        total = total - logp[arange, y[t]].sum() / B
-        del logp
-    value = total / T
     h0_updated = np.empty((T + 1, B, H), dtype=h0.dtype)
     h0_updated[0] = h0
     sum_steps = np.empty((T, B, 1), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     exp_steps = np.empty((T, B, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     h_steps = h0_updated
     h3 = h0.copy()
+    total2 = 0.0
     for t in range(T):
         h3 = np.tanh(Wxh[x[t]] + h3 @ Whh + bh)  # (B, H)
         h_add2 = h3 @ Why + by  # (B, V)
         # (B, V); reuses h_add2's buffer
-        by_exp = np.subtract(h_add2, h_add2.max(axis=1, keepdims=True), out=h_add2)
-        np.exp(by_exp, out=by_exp)
+        h_diff2 = np.subtract(h_add2, h_add2.max(axis=1, keepdims=True), out=h_add2)
         del h_add2
-        sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
+        by_exp = np.exp(h_diff2)  # (B, V)
+        by_sum = by_exp.sum(axis=1, keepdims=True)  # (B, 1)
+        sum_steps[t] = by_sum
         exp_steps[t] = by_exp
         del by_exp
         h_steps[t + 1] = h3
+        # (B, V); reuses h_diff2's buffer
+        logp2 = np.subtract(h_diff2, np.log(by_sum), out=h_diff2)
+        del by_sum, h_diff2
+        total2 = total2 - logp2[arange, y[t]].sum() / B
+        del logp2
     del h0_updated
+    value2 = total2 / T
     # grad of the loop at line 11
-    dWhh = np.zeros_like(Whh)
-    dWxh = np.zeros_like(Wxh)
-    dbh = np.zeros_like(bh)
-    dWhy = np.zeros_like(Why)
-    dby = np.zeros_like(by)
+    dWhh = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWxh = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dbh = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWhy = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dby = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     dh = np.zeros_like(h0)
     dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     for t in reversed(range(T)):
@@ -378,14 +374,16 @@ def loss_value_and_grad(
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
-        dWhh = dWhh + h_steps[t].T @ dh_mul
-        dWxh = dWxh + _scatter_add(dh_mul, (V, H), 0, x[t])
-        dbh = dbh + dh_mul.sum(axis=0)
-        dWhy = dWhy + h_steps_rows.T @ arange_diff
-        dby = dby + arange_diff.sum(axis=0)
+        # grad of line 11: for t in range(T):
+        dWhh += h_steps[t].T @ dh_mul
+        dWxh += _scatter_add(dh_mul, (V, H), 0, x[t])
+        dbh += dh_mul.sum(axis=0)
+        dWhy += h_steps_rows.T @ arange_diff
+        dby += arange_diff.sum(axis=0)
+        del arange_diff
         dh = dh_mul @ Whh.T
     del arange, exp_steps, h_steps, sum_steps
-    return value, (dWxh, dWhh, dbh, dWhy, dby)
+    return value2, (dWxh, dWhh, dbh, dWhy, dby)
 
 
 def loss_vjp(
@@ -453,11 +451,11 @@ def loss_vjp(
         h_steps[t + 1] = h3
     del h0_updated
     # grad of the loop at line 11
-    dWhh = np.zeros_like(Whh)
-    dWxh = np.zeros_like(Wxh)
-    dbh = np.zeros_like(bh)
-    dWhy = np.zeros_like(Why)
-    dby = np.zeros_like(by)
+    dWhh = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWxh = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dbh = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWhy = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dby = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     dh = np.zeros_like(h0)
     dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     for t in reversed(range(T)):
@@ -473,11 +471,13 @@ def loss_vjp(
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
-        dWhh = dWhh + h_steps[t].T @ dh_mul
-        dWxh = dWxh + _scatter_add(dh_mul, (V, H), 0, x[t])
-        dbh = dbh + dh_mul.sum(axis=0)
-        dWhy = dWhy + h_steps_rows.T @ arange_diff
-        dby = dby + arange_diff.sum(axis=0)
+        # grad of line 11: for t in range(T):
+        dWhh += h_steps[t].T @ dh_mul
+        dWxh += _scatter_add(dh_mul, (V, H), 0, x[t])
+        dbh += dh_mul.sum(axis=0)
+        dWhy += h_steps_rows.T @ arange_diff
+        dby += arange_diff.sum(axis=0)
+        del arange_diff
         dh = dh_mul @ Whh.T
     del arange, exp_steps, h_steps, sum_steps
     return (g * dWxh, g * dWhh, g * dbh, g * dWhy, g * dby)
@@ -670,11 +670,11 @@ def loss_hvp(
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
     dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWhh_dot = np.zeros_like(Whh)
-    dWxh_dot = np.zeros_like(Wxh)
-    dbh_dot = np.zeros_like(bh)
-    dWhy_dot = np.zeros_like(Why)
-    dby_dot = np.zeros_like(by)
+    dWhh_dot = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWxh_dot = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dbh_dot = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWhy_dot = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dby_dot = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
     dh_dot = h0_zeros_like.copy()
     for t in reversed(range(T)):
         # grad of line 14: total += -mean(logp[arange(B), y[t]])

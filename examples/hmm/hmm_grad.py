@@ -275,21 +275,24 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         del logA_exp
         alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
         del alpha_max2, logA_sum
+    del logA, logE
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogE = np.zeros_like(logE)
-    dlogA = np.zeros_like(logA)
+    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
+        # grad of line 13: for t in range(1, T):
+        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
-        dlogE = dlogE + _scatter_add(dalpha, (M, K), 0, obs[t])
-        dlogA = dlogA + dalpha_mul.sum(axis=0)
+        # grad of line 13: for t in range(1, T):
+        dlogA += dalpha_mul.sum(axis=0)
         dalpha = dalpha_mul.sum(axis=2)
-    del alpha_exp, exp_steps, logA, logE, sum_steps
+    del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (M, K); reuses dlogE's buffer
     dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
@@ -357,18 +360,6 @@ def loglik_value_and_grad(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    alpha2 = alpha.copy()
-    for t in range(1, T):
-        alpha2_add = alpha2[:, :, None] + logA  # (N, K, K)
-        alpha2_max = alpha2_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K)
-        logA_add = np.log(np.exp(alpha2_add - alpha2_max).sum(axis=1)) + alpha2_max[:, 0]
-        del alpha2_add, alpha2_max
-        alpha2 = logA_add + logE[obs[t]]  # (N, K)
-        del logA_add
-    alpha_max = alpha2.max(axis=1, keepdims=True)  # (N, 1)
-    value = (np.log(np.exp(alpha2 - alpha_max).sum(axis=1)) + alpha_max[:, 0]).sum() / N
-    del alpha2, alpha_max
     sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
     for t in range(1, T):
@@ -385,21 +376,28 @@ def loglik_value_and_grad(
         del logA_exp
         alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
         del alpha_max2, logA_sum
-    alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
+    del logA, logE
+    alpha_max3 = alpha.max(axis=1, keepdims=True)  # (N, 1)
+    alpha_exp = np.exp(alpha - alpha_max3)  # (N, K)
     del alpha
+    alpha_sum = alpha_exp.sum(axis=1)  # (N,)
+    value2 = (np.log(alpha_sum) + alpha_max3[:, 0]).sum() / N
+    del alpha_max3
     # grad of the loop at line 13
-    dlogE = np.zeros_like(logE)
-    dlogA = np.zeros_like(logA)
-    dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
+    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
+    dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
+        # grad of line 13: for t in range(1, T):
+        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
-        dlogE = dlogE + _scatter_add(dalpha, (M, K), 0, obs[t])
-        dlogA = dlogA + dalpha_mul.sum(axis=0)
+        # grad of line 13: for t in range(1, T):
+        dlogA += dalpha_mul.sum(axis=0)
         dalpha = dalpha_mul.sum(axis=2)
-    del alpha_exp, exp_steps, logA, logE, sum_steps
+    del alpha_exp, alpha_sum, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (M, K); reuses dlogE's buffer
     dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
@@ -417,7 +415,7 @@ def loglik_value_and_grad(
     # grad of line 10: logA = log_softmax(A, axis=1)
     dA = dlogA.sum(axis=1, keepdims=True) / A_sum * A_exp  # (K, K)
     np.subtract(dlogA, dA, out=dA)
-    return value, (dA, dpi, dE)
+    return value2, (dA, dpi, dE)
 
 
 def loglik_vjp(
@@ -485,21 +483,24 @@ def loglik_vjp(
         del logA_exp
         alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
         del alpha_max2, logA_sum
+    del logA, logE
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogE = np.zeros_like(logE)
-    dlogA = np.zeros_like(logA)
+    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
+        # grad of line 13: for t in range(1, T):
+        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
-        dlogE = dlogE + _scatter_add(dalpha, (M, K), 0, obs[t])
-        dlogA = dlogA + dalpha_mul.sum(axis=0)
+        # grad of line 13: for t in range(1, T):
+        dlogA += dalpha_mul.sum(axis=0)
         dalpha = dalpha_mul.sum(axis=2)
-    del alpha_exp, exp_steps, logA, logE, sum_steps
+    del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (M, K); reuses dlogE's buffer
     dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
@@ -706,7 +707,7 @@ def loglik_hvp(
         exp_steps_dot[t_diff] = alpha_dot_mul
         del alpha_dot_mul
         alpha_dot = tlogA_sum / logA_sum + tlogE[obs_rows]
-    del talpha, tlogA, tlogE
+    del logA, logE, talpha, tlogA, tlogE
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
@@ -719,13 +720,11 @@ def loglik_hvp(
     del alpha_exp
     alpha_mul2 = alpha_div / N  # (N, K)
     # grad of line 13: for t in range(1, T):
-    logE_zeros_like = np.zeros_like(logE)  # (M, K)
-    del logE
-    logA_zeros_like = np.zeros_like(logA)  # (K, K)
-    del logA
+    A_full = np.zeros((M, K), dtype=np.result_type(A, pi, E))  # (M, K)
+    A_full2 = np.zeros((K, K), dtype=np.result_type(A, pi, E))  # (K, K)
     # grad of the loop at line 13
-    dlogE = logE_zeros_like.copy()
-    dlogA = logA_zeros_like.copy()
+    dlogE = A_full.copy()
+    dlogA = A_full2.copy()
     dalpha = alpha_mul2.copy()
     for t in reversed(range(1, T)):
         t_diff2 = t - 1
@@ -752,14 +751,15 @@ def loglik_hvp(
     alpha_diff = alpha_mul / alpha_sum - div  # (N, K)
     del alpha_mul, div
     # tangent of grad of the loop at line 13
-    dlogE_dot = logE_zeros_like
-    dlogA_dot = logA_zeros_like
+    dlogE_dot = A_full
+    dlogA_dot = A_full2
     dalpha_dot = alpha_diff / N
     for t in reversed(range(1, T)):
         t_diff3 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         sum_steps_rows = sum_steps[t_diff3]  # (N, K)
-        alpha_mul2_div = alpha_mul2 / sum_steps_rows  # (N, K)
+        alpha_mul2_div = alpha_mul2  # reuses alpha_mul2's buffer
+        alpha_mul2_div /= sum_steps_rows
         exp_steps_rows = exp_steps[t_diff3]  # (N, K, K)
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
         # (N, K)
@@ -775,8 +775,7 @@ def loglik_hvp(
         dlogE_dot = dlogE_dot + _scatter_add(dalpha_dot, (M, K), 0, obs[t])
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = exp_steps_add.sum(axis=2)
-    del alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, logA_zeros_like, logE_zeros_like
-    del sum_steps, sum_steps_dot
+    del A_full, A_full2, alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (M, K); reuses dlogE_dot's buffer
     tdlogE = np.add(dlogE_dot, _scatter_add(dalpha_dot, (M, K), 0, obs[0]), out=dlogE_dot)

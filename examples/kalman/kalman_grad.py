@@ -282,24 +282,13 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
     P0 = _weak(P0, theta, y)
     q = np.exp(theta[0])
     r = np.exp(theta[1])
-    total = 0.0
-    m = np.array(m0)
-    P = np.array(P0)
-    for t in range(T):
-        Pp = P + q
-        F = Pp + r
-        v = y[t] - m
-        total = total + 0.5 * (np.log(F) + v * v / F)
-        k = Pp / F
-        m = m + k * v
-        P = Pp * (1.0 - k)
-    value = total + 0.9189385332046728 * T
     k_steps = np.empty((T,), dtype=np.result_type(theta, P0))
     F_steps = np.empty((T,), dtype=np.result_type(theta, P0))
     v_steps = np.empty((T,), dtype=np.result_type(y, m0))
     k_diff_steps = np.empty((T,), dtype=np.result_type(theta, P0))
     Pp_steps = np.empty((T,), dtype=np.result_type(theta, P0))
     F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
+    total2 = 0.0
     m3 = np.array(m0)
     P3 = np.array(P0)
     for t in range(T):
@@ -313,9 +302,12 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
         k_diff = 1.0 - k2
         k_diff_steps[t] = k_diff
         Pp_steps[t] = Pp2
-        F_div_steps[t] = v2 * v2 / F2
+        v_div = v2 * v2 / F2
+        F_div_steps[t] = v_div
+        total2 = total2 + 0.5 * (np.log(F2) + v_div)
         m3 = m3 + k2 * v2
         P3 = Pp2 * k_diff
+    value2 = total2 + 0.9189385332046728 * T
     # grad of the loop at line 14
     dq = np.zeros_like(q)
     dr = np.zeros_like(r)
@@ -356,7 +348,7 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
     dq_scatter[0] = dq * q
     # (2,); reuses dr_scatter's buffer
     dtheta = np.add(dr_scatter, dq_scatter, out=dr_scatter)
-    return value, dtheta
+    return value2, dtheta
 
 
 def nll_vjp(theta: Array, y: Array, m0: Scalar, P0: Scalar, g: Scalar) -> Array:
