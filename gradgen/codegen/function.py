@@ -112,6 +112,24 @@ class Plan:
         return "tangent" if self.kind == "jvp" else "grad"
 
 
+# The size every symbolic dimension is taken to have when choosing how to form a
+# Jacobian (the shapes' sizes are compared, not the data's).
+NOMINAL_SIZE = 100
+
+
+def jacobian_mode(out: Node, params: list[Node]) -> str:
+    """"forward" when the Params have together no more elements than the output (one
+    batched JVP direction per Param element is then the cheaper), else "reverse" (one
+    batched VJP row per output element); symbolic sizes count `NOMINAL_SIZE` each."""
+    def count(shape) -> int:
+        n = sympy.Integer(1)
+        for d in shape:
+            n *= sympy.sympify(d)
+        return int(n.subs({s: NOMINAL_SIZE for s in n.free_symbols}))
+    inputs = sum(count(p.shape) for p in params)
+    return "forward" if inputs <= count(out.shape) else "reverse"
+
+
 class EntryFunctions:
     """The plans of the functions of one entry point, and their assembly into code."""
 
@@ -234,6 +252,33 @@ class EntryFunctions:
                         labels)
         return Plan(f"{self.entry.name}_hessian", "hessian", [], out, names, doc,
                     rows=None if single else len(self.params))
+
+    def jacobian(self) -> Plan:
+        """The Jacobian blocks out.shape + p.shape, by batched forward mode when the
+        Params have fewer elements than the output, else by batched reverse mode."""
+        mode = jacobian_mode(self.out, [p.node for p in self.params])
+        g = self._extra_input(naming.COTANGENT_INPUT, "cotangent", self.out.shape)
+        try:
+            blocks = self.derivatives.jacobian(mode, g)
+            if mode == "reverse" and any(n is g for n in topo_order(blocks)):
+                raise InternalError("the reverse-mode Jacobian reads the cotangent")
+        except ShapeError as err:
+            raise CompileError(self.program.diagnostic(
+                self.entry.return_line, self.entry.return_col, f"--jacobian: {err}")) from None
+        names: dict = {}
+        if mode == "reverse":
+            _, names = self._cotangents(self.derivatives.vjp(g))
+            names = {n: name for n, name in names.items() if n not in blocks}
+        single = len(self.params) == 1
+        labels = []
+        for p, blk in zip(self.params, blocks):
+            name = naming.jacobian_name(p.name, single)
+            names[blk] = name
+            labels.append((f"{name}: d{self.entry.name}/d{p.name}", blk))
+        doc = self._doc(f"The Jacobian of `{self.entry.name}` with respect to "
+                        f"{self._param_list()}, by batched {mode} mode.", labels)
+        return Plan(f"{self.entry.name}_jacobian", "jacobian", [], blocks, names, doc,
+                    group=None if single else (0, len(blocks)))
 
     # ---------------------------------------------------------------- names
 
