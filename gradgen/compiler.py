@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from . import ir
 from .codegen import runtime_xp
 from .codegen.emit import render_module
-from .codegen.function import EntryFunctions, Function, Module, Plan
+from .codegen.function import EntryFunctions, Function, Module, Plan, jacobian_plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, TYPES, TYPES_COMMENT, WEAK_SCALAR
@@ -335,6 +335,8 @@ def _plan(fns: EntryFunctions, kind: str) -> Plan:
         return fns.grad(with_value=False)
     if kind == "value_and_grad":
         return fns.grad(with_value=True)
+    if kind == "jacobian":
+        return jacobian_plan(fns)
     return getattr(fns, kind)()
 
 

@@ -15,12 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..dims import size
 from ..ir import Node, builder, const, make, make_as_is
 from .forward import SECOND_ORDER, batched_jvp, jvp
 from .loops import checkpointing
 from .reverse import vjp
 
-__all__ = ["Derivative", "EntryDerivatives"]
+__all__ = ["Derivative", "EntryDerivatives", "jacobian_mode"]
+
+# The size each named dimension counts as when choosing how to form a Jacobian (the
+# declared shapes are compared, not the data's).
+NOMINAL_SIZE = 100
 
 
 @dataclass
@@ -153,6 +158,17 @@ class EntryDerivatives:
         with builder().at(phase="backward"):
             return [g if g is not None else make("zeros_like", p)
                     for g, p in zip(grads, self.params)]
+
+
+def jacobian_mode(out: Node, params: Sequence[Node]) -> str:
+    """"forward" when the Params have together no more elements than the output (a batch
+    of one direction per Param element is then the smaller), else "reverse" (one row per
+    output element); a named dimension counts `NOMINAL_SIZE`."""
+    def count(shape) -> int:
+        n = size(shape)
+        return int(n.subs({s: NOMINAL_SIZE for s in n.free_symbols}))
+    inputs = sum(count(p.shape) for p in params)
+    return "forward" if inputs <= count(out.shape) else "reverse"
 
 
 def _unbatch(col: Node, pi: Node, pj: Node) -> Node:

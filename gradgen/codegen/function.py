@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from .. import ir
-from ..autodiff.derivatives import Derivative, EntryDerivatives
+from ..autodiff.derivatives import Derivative, EntryDerivatives, jacobian_mode
 from ..dims import DIM_TEXT, Binding, Requirement, fmt_dim, fmt_shape, linear_in
 from ..errors import CompileError, InternalError, ShapeError
 from ..frontend import Argument, EntryPoint, Program
@@ -23,7 +23,7 @@ from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_n
 from .printer import Printer
 from .schedule import Body
 
-__all__ = ["EntryFunctions", "Function", "Module", "Plan"]
+__all__ = ["EntryFunctions", "Function", "Module", "Plan", "jacobian_plan"]
 
 
 SIGNATURE_WIDTH = 100   # the line length of the emitted code (`ruff format`'s, the project's)
@@ -110,24 +110,6 @@ class Plan:
     def label(self) -> str:
         """What the comments above the derivative statements call them."""
         return "tangent" if self.kind == "jvp" else "grad"
-
-
-# The size every symbolic dimension is taken to have when choosing how to form a
-# Jacobian (the shapes' sizes are compared, not the data's).
-NOMINAL_SIZE = 100
-
-
-def jacobian_mode(out: Node, params: list[Node]) -> str:
-    """"forward" when the Params have together no more elements than the output (one
-    batched JVP direction per Param element is then the cheaper), else "reverse" (one
-    batched VJP row per output element); symbolic sizes count `NOMINAL_SIZE` each."""
-    def count(shape) -> int:
-        n = sympy.Integer(1)
-        for d in shape:
-            n *= sympy.sympify(d)
-        return int(n.subs({s: NOMINAL_SIZE for s in n.free_symbols}))
-    inputs = sum(count(p.shape) for p in params)
-    return "forward" if inputs <= count(out.shape) else "reverse"
 
 
 class EntryFunctions:
@@ -252,33 +234,6 @@ class EntryFunctions:
                         labels)
         return Plan(f"{self.entry.name}_hessian", "hessian", [], out, names, doc,
                     rows=None if single else len(self.params))
-
-    def jacobian(self) -> Plan:
-        """The Jacobian blocks out.shape + p.shape, by batched forward mode when the
-        Params have fewer elements than the output, else by batched reverse mode."""
-        mode = jacobian_mode(self.out, [p.node for p in self.params])
-        g = self._extra_input(naming.COTANGENT_INPUT, "cotangent", self.out.shape)
-        try:
-            blocks = self.derivatives.jacobian(mode, g)
-            if mode == "reverse" and any(n is g for n in topo_order(blocks)):
-                raise InternalError("the reverse-mode Jacobian reads the cotangent")
-        except ShapeError as err:
-            raise CompileError(self.program.diagnostic(
-                self.entry.return_line, self.entry.return_col, f"--jacobian: {err}")) from None
-        names: dict = {}
-        if mode == "reverse":
-            _, names = self._cotangents(self.derivatives.vjp(g))
-            names = {n: name for n, name in names.items() if n not in blocks}
-        single = len(self.params) == 1
-        labels = []
-        for p, blk in zip(self.params, blocks):
-            name = naming.jacobian_name(p.name, single)
-            names[blk] = name
-            labels.append((f"{name}: d{self.entry.name}/d{p.name}", blk))
-        doc = self._doc(f"The Jacobian of `{self.entry.name}` with respect to "
-                        f"{self._param_list()}, by batched {mode} mode.", labels)
-        return Plan(f"{self.entry.name}_jacobian", "jacobian", [], blocks, names, doc,
-                    group=None if single else (0, len(blocks)))
 
     # ---------------------------------------------------------------- names
 
@@ -562,3 +517,27 @@ def owned_results(outputs: list[Node], printer: Printer) -> list[str]:
             text = printer.copy(text, prec, scalar=o.ndim == 0)
         out.append(text)
     return out
+
+
+def jacobian_plan(fns: EntryFunctions) -> Plan:
+    """`f_jacobian`'s plan: the Jacobian blocks out.shape + p.shape, by batched forward or
+    reverse mode, whichever is cheaper for the shapes (`jacobian_mode`). (A function, not
+    a method: EntryFunctions is at the size the project allows a class.)"""
+    e, params = fns.entry, fns.params
+    mode = jacobian_mode(fns.out, [p.node for p in params])
+    g = fns._extra_input(naming.COTANGENT_INPUT, "cotangent", fns.out.shape) \
+        if mode == "reverse" else None
+    try:
+        blocks = fns.derivatives.jacobian(mode, g)
+    except ShapeError as err:
+        raise CompileError(fns.program.diagnostic(
+            e.return_line, e.return_col, f"--jacobian: {err}")) from None
+    if g is not None and any(n is g for n in topo_order(blocks)):
+        raise InternalError("the reverse-mode Jacobian reads the output cotangent")
+    single = len(params) == 1
+    names = {blk: naming.jacobian_name(p.name, single) for p, blk in zip(params, blocks)}
+    labels = [(f"{names[blk]}: d{e.name}/d{p.name}", blk) for p, blk in zip(params, blocks)]
+    doc = fns._doc(f"The Jacobian of `{e.name}` with respect to {fns._param_list()}, by "
+                   f"batched {mode} mode.", labels)
+    return Plan(f"{e.name}_jacobian", "jacobian", [], blocks, names, doc,
+                group=None if single else (0, len(blocks)))
