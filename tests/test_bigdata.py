@@ -21,13 +21,13 @@ pytest.importorskip("dask.distributed", reason="the big-data example needs dask.
 pytest.importorskip("array_api_compat", reason="the array-API target on Dask needs "
                                                "array_api_compat")
 
-import dask  # noqa: E402
+import dask
 
-import gradgen  # noqa: E402
+import gradgen
 
 HERE = Path(__file__).resolve().parent.parent / "examples" / "bigdata"
 sys.path.insert(0, str(HERE))
-import fit  # noqa: E402
+import fit
 
 ROWS, DIMS, CHUNK, LAM = 40_000, 10, 5_000, 1e-3
 MEMORY = {"distributed.worker.memory.pause": False,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import logistic_grad  # noqa: E402  (the emitted module, beside this script)
+import logistic_grad  # the emitted module, beside this script
 
 
 def make_data(rows: int, dims: int, chunk_rows: int, seed: int = 0):
