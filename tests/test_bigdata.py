@@ -44,7 +44,7 @@ def _numpy_data():
 
 def _reference():
     """The NumPy target's module of the same source."""
-    return gradgen.load(str(HERE / "logistic.grad"))
+    return gradgen.load(str(fit.SOURCE))
 
 
 def test_gradient_on_a_cluster_with_less_memory_than_the_data():

@@ -1,6 +1,7 @@
 """Logistic regression on more data than any worker's memory: L-BFGS (SciPy) on the client,
-the loss and its gradient computed by the emitted array-API module (logistic_grad.py,
-`--target array-api`) on chunked Dask arrays held by a `dask.distributed` cluster.
+the loss and its gradient computed by the array-API module of examples/logistic/logistic.grad
+(`gradgen.load(..., target="array-api")`) on chunked Dask arrays held by a
+`dask.distributed` cluster.
 
     python examples/bigdata/fit.py                       # LocalCluster, 2 workers x 1 GiB, 3.2 GB
     python examples/bigdata/fit.py --rows 200000 --memory-limit 256MiB   # a quick run
@@ -18,14 +19,15 @@ blocks: `X @ w` per row block, and the means as tree reductions over the blocks
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import logistic_grad  # the emitted module, beside this script
+import gradgen
+
+SOURCE = Path(__file__).resolve().parent.parent / "logistic" / "logistic.grad"
+logistic = gradgen.load(str(SOURCE), target="array-api", modes=("grad",))
 
 
 def make_data(rows: int, dims: int, chunk_rows: int, seed: int = 0):
@@ -49,7 +51,7 @@ def value_and_grad(X, y, w, lam: float):
     import dask.array as da
 
     wd = da.from_array(w, chunks=-1)   # one small block, sent with the graph
-    value, grad = dask.compute(*logistic_grad.loss_value_and_grad(X, y, wd, lam))
+    value, grad = dask.compute(*logistic.loss_value_and_grad(X, y, wd, lam))
     return float(value), np.asarray(grad, dtype=np.float64)
 
 
