@@ -26,18 +26,20 @@ _LOADED: dict[str, GeneratedModule] = {}
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
                    checks: bool = True, hints: dict[str, int] | None = None,
-                   checkpoint: int | None = None, target: str = "numpy") -> str:
+                   checkpoint: int | None = None, target: str = "numpy",
+                   jacobian: bool = False) -> str:
     """Compile gradgen source text to the source of a NumPy module.
 
     `hints` gives sizes of dimensions (`{"N": 10000}`) for choosing the order of matrix
     products; `checkpoint=K` makes the gradients of loops save their carried values every
     K steps only and recompute the rest (less memory, some more work).
     `target="array-api"` writes the module against the Python array API standard
-    instead (it then runs on NumPy, CuPy, PyTorch, JAX and Dask arrays). Raises
+    instead (it then runs on NumPy, CuPy, PyTorch, JAX and Dask arrays);
+    `jacobian=True` adds `f_jacobian` for non-scalar outputs. Raises
     `gradgen.CompileError` (carrying the diagnostics) for mistakes in the source.
     """
     return _compile(text, filename, modes=modes, hessian=hessian, wrt=wrt, checks=checks,
-                    hints=hints, checkpoint=checkpoint, target=target)
+                    hints=hints, checkpoint=checkpoint, target=target, jacobian=jacobian)
 
 
 class GeneratedModule(ModuleType):

@@ -194,6 +194,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wrt", help="comma-separated Params to differentiate (default: all)")
     p.add_argument("--modes", help="comma-separated subset of grad,vjp,jvp,hvp")
     p.add_argument("--hessian", action="store_true", help="also emit f_hessian")
+    p.add_argument("--jacobian", action="store_true",
+                   help="also emit f_jacobian (for non-scalar outputs)")
     p.add_argument("--no-checks", action="store_true", help="omit argument shape checks")
     p.add_argument("--hint", action="append", default=[], metavar="N=10000",
                    help="size of a dimension for ordering matrix products (repeatable)")
@@ -232,7 +234,7 @@ def _options(args):
                 raise ValueError(f"--hint expects NAME=SIZE, got {item!r}")
             hints[name] = int(value)
         return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks,
-                            hints, args.checkpoint, args.target)
+                            hints, args.checkpoint, args.target, args.jacobian)
     except ValueError as e:
         raise _Fail(str(e)) from None
 
@@ -339,7 +341,7 @@ def _check_one(args, file: str, out) -> int:
 
 def _options_given(args) -> bool:
     """True when the command line sets any of the options that shape the module."""
-    return bool(args.wrt or args.modes is not None or args.hessian or args.no_checks
+    return bool(args.wrt or args.modes is not None or args.hessian or args.jacobian or args.no_checks
                 or args.hint or args.checkpoint or args.target != "numpy")
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from . import ir
 from .codegen import runtime_xp
 from .codegen.emit import render_module
-from .codegen.function import EntryFunctions, Function, Module, Plan
+from .codegen.function import EntryFunctions, Function, Module, Plan, jacobian_plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
 from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, TYPES, TYPES_COMMENT, WEAK_SCALAR
@@ -51,17 +51,18 @@ MAX_WORK = 450_000
 CHECK_GRAPHS = False
 
 # The suffixes of the functions an entry point `f` may emit besides `f` itself.
-_SUFFIXES = ("_grad", "_value_and_grad", "_vjp", "_jvp", "_hvp", "_hessian")
+_SUFFIXES = ("_grad", "_value_and_grad", "_vjp", "_jvp", "_hvp", "_hessian", "_jacobian")
 
 
 def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str] | None = None,
                    hessian: bool = False, wrt: Iterable[str] | None = None,
                    checks: bool = True, hints: dict[str, int] | None = None,
-                   checkpoint: int | None = None, target: str = "numpy") -> str:
+                   checkpoint: int | None = None, target: str = "numpy",
+                   jacobian: bool = False) -> str:
     """Compile a source text to the source of a standalone NumPy (or array API) module."""
     return render_module(compile_module(text, filename,
                                         _options(modes, hessian, wrt, checks, hints,
-                                                 checkpoint, target)))
+                                                 checkpoint, target, jacobian)))
 
 
 def compile_module(text: str, filename: str, options: Options) -> Module:
@@ -347,6 +348,8 @@ def _plan(fns: EntryFunctions, kind: str) -> Plan:
         return fns.grad(with_value=False)
     if kind == "value_and_grad":
         return fns.grad(with_value=True)
+    if kind == "jacobian":
+        return jacobian_plan(fns)
     return getattr(fns, kind)()
 
 
@@ -395,12 +398,20 @@ def _kinds(program: Program, entry: EntryPoint, options: Options,
                 entry.return_line, entry.return_col,
                 f"--hessian needs a scalar output, but '{entry.name}' returns shape {shape}"))
         kinds.append("hessian")
+    if options.jacobian:
+        if scalar:
+            raise CompileError(program.diagnostic(
+                entry.return_line, entry.return_col,
+                f"--jacobian needs a non-scalar output, but '{entry.name}' returns a "
+                f"scalar; its Jacobian is the gradient: use '{entry.name}_grad'"))
+        kinds.append("jacobian")
     return kinds
 
 
 # The derivative rules each kind of emitted function needs of the ops it differentiates.
 _RULES = {"grad": ("vjp",), "value_and_grad": ("vjp",), "vjp": ("vjp",), "jvp": ("jvp",),
-          "hvp": ("vjp", "jvp"), "hessian": ("vjp", "jvp", "vmap")}
+          "hvp": ("vjp", "jvp"), "hessian": ("vjp", "jvp", "vmap"),
+          "jacobian": ("vjp", "jvp", "vmap")}
 
 
 def _check_rules(program: Program, entry: EntryPoint, kinds: list[str]) -> None:

@@ -1,6 +1,6 @@
 """The `%%gradgen` cell magic of IPython and Jupyter: `%load_ext gradgen`, then
 
-    %%gradgen [NAME] [--hessian] [--wrt p,q] [--modes grad,hvp] [--no-checks] [--show]
+    %%gradgen [NAME] [--hessian] [--jacobian] [--wrt p,q] [--modes grad,hvp] [--no-checks] [--show]
     def cost(x: Param[N], A: Data[M, N]):
         return sum(log1p(exp(A @ x)))
 
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="%%gradgen", add_help=False)
     p.add_argument("name", nargs="?", help="bind the compiled module to this name")
     p.add_argument("--hessian", action="store_true")
+    p.add_argument("--jacobian", action="store_true")
     p.add_argument("--no-checks", action="store_true")
     p.add_argument("--wrt")
     p.add_argument("--modes")
@@ -38,9 +39,10 @@ def gradgen_cell(line: str, cell: str, namespace: dict[str, Any]) -> Any:
         args = _parser().parse_args(shlex.split(line))
     except SystemExit:   # argparse's own message was printed
         raise ValueError(f"%%gradgen: bad options {line!r}; usage: %%gradgen [NAME] "
-                         "[--hessian] [--wrt p,q] [--modes grad,hvp] [--no-checks] "
+                         "[--hessian] [--jacobian] [--wrt p,q] [--modes grad,hvp] [--no-checks] "
                          "[--show]") from None
-    options: dict[str, Any] = {"hessian": args.hessian, "checks": not args.no_checks}
+    options: dict[str, Any] = {"hessian": args.hessian, "jacobian": args.jacobian,
+                               "checks": not args.no_checks}
     if args.wrt:
         options["wrt"] = args.wrt.split(",")
     if args.modes:

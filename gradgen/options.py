@@ -24,6 +24,7 @@ class Options:
     hints: tuple[tuple[str, int], ...] = ()   # dimension sizes for matrix-chain ordering
     checkpoint: int | None = None   # loops' VJPs save their carried values every K steps
     target: str = "numpy"   # a key of TARGETS
+    jacobian: bool = False   # f_jacobian for non-scalar outputs (opt-in, as f_hessian)
 
     @property
     def printer(self) -> str:
@@ -37,6 +38,8 @@ class Options:
             parts.append(f"wrt={','.join(self.wrt)}")
         if self.hessian:
             parts.append("hessian")
+        if self.jacobian:
+            parts.append("jacobian")
         parts.append("checks" if self.checks else "no-checks")
         if self.hints:
             parts.append("hint=" + ",".join(f"{k}={v}" for k, v in self.hints))
@@ -55,6 +58,8 @@ class Options:
             parts.append(f"--wrt {','.join(self.wrt)}")
         if self.hessian:
             parts.append("--hessian")
+        if self.jacobian:
+            parts.append("--jacobian")
         if not self.checks:
             parts.append("--no-checks")
         parts += [f"--hint {k}={v}" for k, v in self.hints]
@@ -66,14 +71,14 @@ class Options:
 
 
 def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None,
-                 checkpoint=None, target="numpy") -> Options:
+                 checkpoint=None, target="numpy", jacobian=False) -> Options:
     """Validated options (raises ValueError for an unknown mode, a bad hint, a checkpoint
     interval that is not a positive integer or an unknown target)."""
-    return _options(modes, hessian, wrt, checks, hints, checkpoint, target)
+    return _options(modes, hessian, wrt, checks, hints, checkpoint, target, jacobian)
 
 
 def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None,
-             target="numpy") -> Options:
+             target="numpy", jacobian=False) -> Options:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if modes is not None:
@@ -90,4 +95,4 @@ def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None,
         raise ValueError(f"checkpoint is a number of loop steps (a positive integer), got "
                          f"{checkpoint!r}")
     return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks),
-                   tuple(sorted(hints.items())), checkpoint, target)
+                   tuple(sorted(hints.items())), checkpoint, target, bool(jacobian))

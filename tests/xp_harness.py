@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # The functions of an entry point `f`, by suffix, and what extra arguments each takes.
-SUFFIXES = ("", "_grad", "_value_and_grad", "_vjp", "_jvp", "_hvp", "_hessian")
+SUFFIXES = ("", "_grad", "_value_and_grad", "_vjp", "_jvp", "_hvp", "_hessian", "_jacobian")
 
 
 @dataclass

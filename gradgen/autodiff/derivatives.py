@@ -4,8 +4,10 @@ Hessian-vector product and full Hessian of one output with respect to some Param
 Everything here is graph building with the ops of the registry; names, docstrings and
 code text are the business of `gradgen.codegen`. A `Derivative` carries the tables of
 the sweeps (primal node id -> its cotangent or tangent) so the caller can name the
-derivatives after their primals. Room for more: a Jacobian is a batched VJP or JVP like
-the Hessian below, and a loop's derivative is its scan's rule, built by the same sweeps.
+derivatives after their primals. The Jacobian of a non-scalar output is a batched JVP
+(forward mode along the basis of each Param) or a batched VJP (forward mode along the
+basis of the output cotangent through the VJP graph, which is linear in it), like the
+Hessian; a loop's derivative is its scan's rule, built by the same sweeps.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..dims import size
 from ..ir import Node, builder, const, make, make_as_is
 from .forward import SECOND_ORDER, batched_jvp, jvp
 from .loops import checkpointing
 from .reverse import vjp
 
-__all__ = ["Derivative", "EntryDerivatives"]
+__all__ = ["Derivative", "EntryDerivatives", "jacobian_mode"]
+
+# The size each named dimension counts as when choosing how to form a Jacobian (the
+# declared shapes are compared, not the data's).
+NOMINAL_SIZE = 100
 
 
 @dataclass
@@ -115,6 +122,37 @@ class EntryDerivatives:
                      for j, pj in enumerate(self.params)]
                     for i, pi in enumerate(self.params)]
 
+    def jacobian(self, mode: str, cotangent: Node | None = None) -> list[Node]:
+        """The Jacobian blocks of a non-scalar output, `[j]` = d(out)/d(p_j) of shape
+        out.shape + p_j.shape, in closed form (no loop over directions).
+
+        `mode="forward"`: the basis of each p_j pushed through the forward graph (batched
+        JVP), one batch of size(p_j) directions per Param. `mode="reverse"`: the basis of
+        the output cotangent `cotangent` (an input node of the output's shape, which the
+        VJP graph reads) pushed through the VJP graph (batched JVP in the cotangent: the
+        VJP is linear in it), one batch of size(out) rows for all Params. Raises
+        ShapeError for an op without a batched rule."""
+        b = builder()
+        out = self.output
+        with b.at(phase="backward"):
+            if mode == "forward":
+                blocks = []
+                for pj in self.params:
+                    (col,) = batched_jvp([out], {id(pj): make("basis", pj)})
+                    blocks.append(None if col is None else _unbatch(col, out, pj))
+            else:
+                assert cotangent is not None
+                with checkpointing(self.checkpoint, self.names):
+                    grads, _ = vjp([out], [cotangent], self.params)
+                live = [g for g in grads if g is not None]
+                # the basis of the output's space (`basis(out)`: out's shape and dtype,
+                # as g's) seeds g; the VJP is linear in g, so the rows do not read g
+                rows = iter(batched_jvp(live, {id(cotangent): make("basis", out)}))
+                blocks = [None if g is None else _rows(next(rows), out, pj)
+                          for g, pj in zip(grads, self.params)]
+            return [blk if blk is not None else _zero_block(out, pj)
+                    for blk, pj in zip(blocks, self.params)]
+
     def _zeros_for_none(self, grads: list[Node | None]) -> list[Node]:
         """Explicit zeros for the Params that do not influence the output."""
         with builder().at(phase="backward"):
@@ -122,11 +160,29 @@ class EntryDerivatives:
                     for g, p in zip(grads, self.params)]
 
 
+def jacobian_mode(out: Node, params: Sequence[Node]) -> str:
+    """"forward" when the Params have together no more elements than the output (a batch
+    of one direction per Param element is then the smaller), else "reverse" (one row per
+    output element); a named dimension counts `NOMINAL_SIZE`."""
+    def count(shape) -> int:
+        n = size(shape)
+        return int(n.subs({s: NOMINAL_SIZE for s in n.free_symbols}))
+    inputs = sum(count(p.shape) for p in params)
+    return "forward" if inputs <= count(out.shape) else "reverse"
+
+
 def _unbatch(col: Node, pi: Node, pj: Node) -> Node:
     """A batched tangent of shape (size_j,) + p_i.shape as a block p_i.shape + p_j.shape."""
     k = pi.ndim
     block = make("transpose", col, axes=tuple(range(1, 1 + k)) + (0,))
     return make("reshape", block, shape=tuple(pi.shape) + tuple(pj.shape))
+
+
+def _rows(rows: Node | None, out: Node, pj: Node) -> Node | None:
+    """A batched cotangent of shape (size_out,) + p_j.shape as a block out.shape + p_j.shape."""
+    if rows is None:
+        return None
+    return make("reshape", rows, shape=tuple(out.shape) + tuple(pj.shape))
 
 
 def _zero_block(pi: Node, pj: Node) -> Node:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from .. import ir
-from ..autodiff.derivatives import Derivative, EntryDerivatives
+from ..autodiff.derivatives import Derivative, EntryDerivatives, jacobian_mode
 from ..dims import DIM_TEXT, Binding, Requirement, fmt_dim, fmt_shape, linear_in
 from ..errors import CompileError, InternalError, ShapeError
 from ..frontend import Argument, EntryPoint, Program
@@ -24,7 +24,7 @@ from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_n
 from .printer import Printer
 from .schedule import Body
 
-__all__ = ["EntryFunctions", "Function", "Module", "Plan"]
+__all__ = ["EntryFunctions", "Function", "Module", "Plan", "jacobian_plan"]
 
 MAX_SUMMARY = 93   # a docstring's first line after its indent and quotes: 100 columns
 SIGNATURE_WIDTH = 100   # the line length of the emitted code (`ruff format`'s, the project's)
@@ -525,3 +525,27 @@ def owned_results(outputs: list[Node], printer: Printer) -> list[str]:
             text = printer.copy(text, prec, scalar=o.ndim == 0)
         out.append(text)
     return out
+
+
+def jacobian_plan(fns: EntryFunctions) -> Plan:
+    """`f_jacobian`'s plan: the Jacobian blocks out.shape + p.shape, by batched forward or
+    reverse mode, whichever is cheaper for the shapes (`jacobian_mode`). (A function, not
+    a method: EntryFunctions is at the size the project allows a class.)"""
+    e, params = fns.entry, fns.params
+    mode = jacobian_mode(fns.out, [p.node for p in params])
+    g = fns._extra_input(naming.COTANGENT_INPUT, "cotangent", fns.out.shape) \
+        if mode == "reverse" else None
+    try:
+        blocks = fns.derivatives.jacobian(mode, g)
+    except ShapeError as err:
+        raise CompileError(fns.program.diagnostic(
+            e.return_line, e.return_col, f"--jacobian: {err}")) from None
+    if g is not None and any(n is g for n in topo_order(blocks)):
+        raise InternalError("the reverse-mode Jacobian reads the output cotangent")
+    single = len(params) == 1
+    names = {blk: naming.jacobian_name(p.name, single) for p, blk in zip(params, blocks)}
+    labels = [(f"{names[blk]}: d{e.name}/d{p.name}", blk) for p, blk in zip(params, blocks)]
+    doc = fns._doc(f"The Jacobian of `{e.name}` with respect to {fns._param_list()}, by "
+                   f"batched {mode} mode.", labels)
+    return Plan(f"{e.name}_jacobian", "jacobian", [], blocks, names, doc,
+                group=None if single else (0, len(blocks)))

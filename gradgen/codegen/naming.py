@@ -73,6 +73,11 @@ def hessian_name(row: str, col: str, single: bool) -> str:
     return "H" if single else f"H_{row}_{col}"
 
 
+def jacobian_name(param: str, single: bool) -> str:
+    """The Jacobian block d(out)/d`param`: `J` when there is one Param, else `J_param`."""
+    return "J" if single else f"J_{param}"
+
+
 def derived_names(order, source: Mapping, table: Mapping, rename) -> dict:
     """Names for derivatives after their source-named primals: for each node of `order`
     (a topological order of the primal graph) that the source named, its derivative in
