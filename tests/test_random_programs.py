@@ -30,6 +30,16 @@ subscript updates (`A[i, 1:] = v`, `+=`, `-=`, `*=`) and built-in names bound as
 source with the language's value semantics (`_Values`: each binding a new Python name,
 `x += v` as `x = x + v`, `A[i] = v` on a copy).
 
+Loops (issue 11, `Gen.loop`): `for t in range(K)`, `range(1, K)`, `range(K - 1)`, a step of
+2 and reversed (`range(K - 1, -1, -1)`), K a literal or a dimension; carried values, updated
+so that they stay bounded (`h = 0.5 * h + 0.5 * tanh(e)`, `h = tanh(h + e)`, ...) or
+accumulated (`acc += e`, acc starting as `0.0`, `zeros(...)` or a copy, never read in the
+body); inputs indexed by the loop variable (`X[t]`, `x[t - 1]`, `x[t + 1]`, `A[:, t]`, new
+arguments with a leading axis of K); loop-local values; per-step outputs `S[t] = v` into a
+`zeros(...)` made before the loop; rarely a nested loop. The reference runs the same loops
+in Python (a carried name's latest binding copied back to its name on entry at the end of
+every step).
+
 Extending it (index arrays in subscript updates, dimension expressions): a family is
 a method `Gen.<family>(depth) -> Expr` listed in `Gen.expr` with its weight and `have()`
 gate; a statement form is a method listed in `Gen.statement` that raises `Retry` where it
@@ -2030,7 +2040,7 @@ class _Values(ast.NodeTransformer):
 
     def statement(self, stmt) -> list:
         if isinstance(stmt, ast.For):
-            return [self.loop(stmt)]
+            return self.loop(stmt)
         if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Subscript):
             return self.update(stmt.targets[0], stmt.value, None)
         if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Subscript):
@@ -2049,25 +2059,28 @@ class _Values(ast.NodeTransformer):
             return [stmt]
         return [self.visit(stmt)]
 
-    def loop(self, stmt):
+    def loop(self, stmt) -> list:
         """A Python loop with the same steps: a carried name (bound before the loop, or an
         argument, and bound again in the body) gets its latest binding copied back to the
-        name it had on entry at the end of every step, and has that name after the loop."""
+        name it had on entry at the end of every step, and has that name after the loop
+        (an array: `t = 0.0` then `t += 2` leaves a Python float, a value is an array)."""
         entry = dict(self.current)
         stmt.iter = self.visit(stmt.iter)
-        body = []
+        body, after = [], []
         for s in stmt.body:
             body += self.statement(s)
         for name, new in list(self.current.items()):
             old = entry.get(name, name if name in self.args else None)
             if old is not None and old != new:
                 body.append(ast.Assign([ast.Name(old, ast.Store())], ast.Name(new, ast.Load())))
+                after.append(ast.Assign([ast.Name(old, ast.Store())], ast.Call(
+                    ast.Name("_asarray", ast.Load()), [ast.Name(old, ast.Load())], [])))
                 if name in entry:
                     self.current[name] = old
                 else:
                     del self.current[name]
         stmt.body = body
-        return stmt
+        return [stmt, *after]
 
     def update(self, target, value, op) -> list:
         old = self.visit(ast.Name(target.value.id, ast.Load()))
@@ -2084,7 +2097,7 @@ def reference_function(source: str, entry: str, sizes: dict):
     """The entry point of `source`, executed by Python with NumPy built-ins."""
     ns = dict(REFERENCE, Param=_Annotation(), Data=_Annotation(), Index=_Annotation(),
               float=float, **sizes,
-              _copy=lambda a: np.array(a, dtype=np.float64))
+              _copy=lambda a: np.array(a, dtype=np.float64), _asarray=np.asarray)
     tree = ast.fix_missing_locations(_Values().visit(ast.parse(source)))
     exec(compile(tree, "<reference>", "exec"), ns)  # a program this module generated
     return ns[entry]
@@ -2629,6 +2642,26 @@ def f(v: Param[3], X: Data[4, 3]):
             a = tanh(ones(()))
         s += a
     return s
+""",
+    # A number carried by a loop whose steps add only numbers stayed a Python float, and
+    # t1[None] (expand_dims) of it raised TypeError: 'float' object is not subscriptable.
+    """
+def f(v1: Param[1]):
+    t1 = 0.0
+    for t in range(1, 4, 2):
+        t1 -= 2
+    return sum(v1 * expand_dims(t1, -1))
+""",
+    # float32 in, float64 out: two carried values starting from the same number, the
+    # second one copied as np.array(0.0) (a float64 array).
+    """
+def f(v2: Param[2]):
+    t1 = 0.0
+    t2 = 0.0
+    for t in range(2):
+        t1 = t1 + v2[t]
+        t2 = t2 * v2[t]
+    return minimum(t1, t2)
 """,
 ]
 
