@@ -30,6 +30,16 @@ subscript updates (`A[i, 1:] = v`, `+=`, `-=`, `*=`) and built-in names bound as
 source with the language's value semantics (`_Values`: each binding a new Python name,
 `x += v` as `x = x + v`, `A[i] = v` on a copy).
 
+Loops (issue 11, `Gen.loop`): `for t in range(K)`, `range(1, K)`, `range(K - 1)`, a step of
+2 and reversed (`range(K - 1, -1, -1)`), K a literal or a dimension; carried values, updated
+so that they stay bounded (`h = 0.5 * h + 0.5 * tanh(e)`, `h = tanh(h + e)`, ...) or
+accumulated (`acc += e`, acc starting as `0.0`, `zeros(...)` or a copy, never read in the
+body); inputs indexed by the loop variable (`X[t]`, `x[t - 1]`, `x[t + 1]`, `A[:, t]`, new
+arguments with a leading axis of K); loop-local values; per-step outputs `S[t] = v` into a
+`zeros(...)` made before the loop; rarely a nested loop. The reference runs the same loops
+in Python (a carried name's latest binding copied back to its name on entry at the end of
+every step).
+
 Extending it (index arrays in subscript updates, dimension expressions): a family is
 a method `Gen.<family>(depth) -> Expr` listed in `Gen.expr` with its weight and `have()`
 gate; a statement form is a method listed in `Gen.statement` that raises `Retry` where it
@@ -236,6 +246,8 @@ def accepts(source: str) -> bool:
 
 NONE_INDEX = "def f(x: Param[2, 3]):\n    return sum(x[:, None] * x[None, 0])\n"
 INDEX_ARGS = "def f(x: Param[3, 2], i: Index[4]):\n    return sum(x[i] * one_hot(i, 2))\n"
+LOOP = ("def f(x: Param[3, 2]):\n    h = zeros((2,))\n    for t in range(1, 3):\n"
+        "        h = tanh(h + x[t - 1])\n    return sum(h)\n")
 
 
 def is_name(text: str) -> bool:
@@ -340,6 +352,8 @@ class Gen:
         self.lines: list[str] = []
         self.shadowed: set[str] = set()    # built-ins this function has bound as names
         self.bound_line: dict[str, int] = {}   # name -> the line of its latest binding
+        self.loop_depth = 0                     # loops around the statements being written
+        self.block_names: set[str] = set()      # names bound in the loop body being written
         if root is None:
             self.args: list[tuple[str, str, tuple]] = []   # (name, role, shape)
             self.helpers: list[Helper] = []
@@ -1368,7 +1382,8 @@ class Gen:
             forms = [(w, f) for w, f, ok in (
                 (2, self.augmented, True), (1.5, self.update, True),
                 (1, self.split_parts, have("split")), (1, self.shadow, True),
-                (0.7, self.alias, True)) if ok]
+                (0.7, self.alias, True), (1.5, self.loop, accepts(LOOP)),
+            ) if ok]
             try:
                 self.ch.weighted(forms)()
                 return
@@ -1527,6 +1542,204 @@ class Gen:
         self.emit(f"{name} = {e.text}")
         self.shadowed.add(name)
         self.bind(name, e)
+
+    # ------------------------------------------------------------ loops (issue 11)
+
+    def loop(self) -> None:
+        """`for t in range(...)` (SPEC §1 "Loops"): carried values (contracting updates
+        and `+=` accumulators), inputs indexed by the loop variable (`X[t]`, `x[t - 1]`,
+        `A[:, t]`), loop-local values, per-step outputs `S[t] = v` into a `zeros(...)`
+        made before the loop, and rarely a nested loop. Every construction keeps the
+        generator's bounds: a carried value read in the body keeps |h| <= max(|h0|, 1), an
+        accumulator is never read in the body and grows by at most trips * |term|."""
+        if self.loop_depth > 1:
+            raise Retry
+        saved = (self.lines, len(self.lines), list(self.pool), dict(self.bound_line),
+                 set(self.shadowed))
+        try:
+            self._loop()
+        except Retry:
+            self.lines, n, self.pool, self.bound_line, self.shadowed = saved
+            del self.lines[n:]
+            raise
+
+    def _loop(self) -> None:
+        ch, root = self.ch, self.root
+        var = ("t", "j")[self.loop_depth]
+        trips = [d for d in self.dims() if d != ONE]
+        dm = pick(self.ch, trips)
+        sym = bool(dm[1])
+        k = dim_text(dm)
+        form = ch.weighted([(4, "full"), (2, "from1"), (1, "short"), (1, "step"),
+                            (1, "reverse")])
+        minus1 = f"{k} - 1" if sym else str(dm[0] - 1)
+        rng_text, offsets = {
+            "full": (f"range({k})", (0,)),
+            "from1": (f"range(1, {k})", (0, -1)),
+            "short": (f"range({minus1})", (0, 1)),
+            "step": (f"range({ch.int(0, 1)}, {k}, 2)", (0,)),
+            "reverse": (f"range({minus1}, -1, -1)", (0,)),
+        }[form]
+        n_trips = dim_max(dm)
+
+        def at(o: int) -> str:
+            return var if o == 0 else f"{var} - {-o}" if o < 0 else f"{var} + {o}"
+
+        outer_lines = self.lines
+        pre: list[str] = []
+        before = list(self.pool)
+        block = self.block_names if self.loop_depth else None   # names of the enclosing body
+
+        # carried values: contracting updates of named values, accumulators
+        named = [v for v in self.pool if is_name(v.text) and shape_ok(v.shape)
+                 and (block is None or v.text in block)]
+        mixes, accs = [], []
+        for _ in range(ch.int(0 if named else 1, 2)):
+            if named and ch.bool(0.6):
+                v = pick(ch, named)
+                if v.text in {m.text for m in mixes + accs}:
+                    continue
+                (mixes if ch.bool(0.6) else accs).append(v)
+            else:
+                shape = ch.weighted([(2, ()), (2, None)])
+                if shape is None:
+                    base = self.pick_var()
+                    shape = base.shape
+                name = self.var_name("t" if self.entry else "u")
+                init = ch.weighted([(2, "zero"), (1, "copy")]) if shape else "zero"
+                if init == "zero":
+                    text = f"zeros({shape_text(shape)})" if shape and ch.bool(0.8) else "0.0"
+                    e = Expr(name, shape if text != "0.0" else (), 0.0, 0.0)
+                else:
+                    src = self.pick_var(lambda u: u.shape == shape) or self.pick_var()
+                    text, e = src.text, Expr(name, src.shape, src.mag, src.lo, True, src.deps)
+                pre.append(f"{name} = {text}")
+                accs.append(e)
+        if not mixes and not accs:
+            raise Retry
+        acc_names = {a.text for a in accs}
+        inside = [v for v in self.pool if v.text not in acc_names]
+        if not inside:
+            raise Retry
+        inside = [Expr(v.text, v.shape, max(v.mag, 1.0), None, True, v.deps)
+                  if v.text in {m.text for m in mixes} else v for v in inside]
+
+        # inputs indexed by the loop variable
+        indexed = []
+        if self.entry and ch.bool(0.8):
+            for _ in range(ch.int(1, 2)):
+                role = "data" if ch.bool(0.6) else "param"
+                rows = [m.shape for m in mixes + accs] + [()]
+                row = pick(ch, rows) if ch.bool(0.7) else self.random_shape(
+                    [(1, 0), (2, 1), (1, 2)], MAX_ELEMENTS)
+                limit = MAX_PARAM_ELEMENTS if role == "param" else MAX_ELEMENTS
+                if len(row) > 2 or shape_max((dm,) + tuple(row)) > limit:
+                    row = ()
+                x = self.new_arg(role, (dm,) + tuple(row))
+                before.append(x)
+                indexed.append((x, 0))
+        for v in list(inside):
+            if is_name(v.text) and v.nd >= 1:
+                if v.shape[0] == dm and ch.bool(0.5):
+                    indexed.append((v, 0))
+                elif v.nd >= 2 and v.shape[1] == dm and ch.bool(0.3):
+                    indexed.append((v, 1))
+        for x, axis in indexed:
+            o = pick(ch, offsets)
+            text = f"{x.text}[{at(o)}]" if axis == 0 else f"{x.text}[:, {at(o)}]"
+            shape = x.shape[1:] if axis == 0 else x.shape[:1] + x.shape[2:]
+            inside.append(Expr(text, shape, x.mag, x.lo, True, x.deps))
+
+        # the body
+        self.pool = inside
+        self.lines = []
+        saved_block, self.block_names = getattr(self, "block_names", set()), set()
+        self.loop_depth += 1
+        deps = frozenset()
+        try:
+            for _ in range(ch.int(0, 2)):
+                self.local()
+            if self.loop_depth == 1 and ch.bool(0.12):
+                try:
+                    self.loop()
+                except Retry:
+                    pass
+            for m in mixes:
+                deps |= self.mix(m.text)
+            accs = [self.accumulate(a, n_trips) for a in accs]
+            if ch.bool(0.3):
+                self.local()
+            # per-step outputs into buffers made before the loop
+            buffers = []
+            for _ in range(ch.weighted([(3, 0), (2, 1), (1, 2)])):
+                v = self.pick_var()
+                shape = (dm,) + v.shape
+                if not shape_ok(shape):
+                    continue
+                name = self.var_name("S" if self.entry else "U")
+                pre.append(f"{name} = zeros({shape_text(shape)})")
+                op = ch.weighted([(3, "="), (1, "+=")])
+                self.emit(f"{name}[{at(pick(ch, offsets))}] {op} {v.text}")
+                buffers.append(Expr(name, shape, v.mag, _lo_min(0.0, v.lo), True, v.deps))
+            body_pool = {v.text: v for v in self.pool}
+            body = self.lines
+        finally:
+            self.loop_depth -= 1
+            self.block_names = saved_block
+            self.lines = outer_lines
+        for line in pre:
+            self.emit(line)
+        self.emit(f"for {var} in {rng_text}:")
+        self.lines.extend("    " + line for line in body)
+        # after the loop: the values before it, the carried ones updated, the buffers
+        self.pool = before
+        for m in mixes:
+            v = body_pool[m.text]
+            self.bind(m.text, Expr(m.text, m.shape, max(m.mag, 1.0), None, True,
+                                   m.deps | deps | v.deps
+                                   | frozenset().union(*(a.deps for a in accs))))
+        for a in accs:
+            self.bind(a.text, a)
+        for b in buffers:
+            self.bind(b.text, b)
+
+    def local(self) -> None:
+        """A value local to one step of a loop (a fresh name)."""
+        e = self.expr(depth=self.ch.int(0, 2))
+        name = self.var_name("t" if self.entry else "u")
+        self.emit(f"{name} = {e.text}")
+        self.block_names.add(name)
+        self.bind(name, e)
+
+    def mix(self, name: str) -> frozenset:
+        """A carried value's update that keeps |h| <= max(|h0|, 1): `h = 0.5 * h + 0.5 *
+        tanh(e)`, `h = tanh(h + e)`, `h = h * sigmoid(e)`, ... (e broadcast to h)."""
+        h = next(v for v in self.pool if v.text == name)
+        e = self.compatible(h.shape, 1)
+        if bcast(e.shape, h.shape) != h.shape:
+            e = self.reduction(e, axes=tuple(range(e.nd)), keepdims=False)
+        forms = [(3, f"0.5 * {name} + 0.5 * tanh({e.text})"), (2, f"tanh({name} + {e.op()})"),
+                 (1, f"0.9 * {name} - 0.1 * sin({e.text})")]
+        if have("sigmoid"):
+            forms.append((1, f"{name} * sigmoid({e.text})"))
+        if e.shape == h.shape:
+            forms.append((1, f"tanh({e.text})"))
+        self.emit(f"{name} = {self.ch.weighted(forms)}")
+        self.bind(name, Expr(name, h.shape, h.mag, None, True, h.deps | e.deps))
+        return e.deps
+
+    def accumulate(self, acc: Expr, n_trips: int) -> Expr:
+        """`acc += e` / `acc -= e` / `acc = acc + e` (acc is never read otherwise in the
+        body, so after the loop |acc| <= |acc0| + trips * |e|): acc after the loop."""
+        e = self.compatible(acc.shape, 1)
+        if bcast(e.shape, acc.shape) != acc.shape:
+            e = self.reduction(e, axes=tuple(range(e.nd)), keepdims=False)
+        if acc.mag + n_trips * e.mag > MAX_MAG:
+            e = Expr(f"tanh({e.text})", e.shape, 1.0, None, True, e.deps)
+        op = self.ch.weighted([(3, "+="), (1, "-="), (1, "= +")])
+        name = acc.text
+        self.emit(f"{name} = {name} + {e.op()}" if op == "= +" else f"{name} {op} {e.text}")
+        return Expr(name, acc.shape, acc.mag + n_trips * e.mag, None, True, acc.deps | e.deps)
 
     def make_helper(self) -> None:
         root = self.root
@@ -1818,6 +2031,7 @@ class _Values(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node):
         self.current, self.count = {}, Counter()
+        self.args = {a.arg for a in node.args.args}
         body = []
         for stmt in node.body:
             body += self.statement(stmt)
@@ -1825,6 +2039,8 @@ class _Values(ast.NodeTransformer):
         return node
 
     def statement(self, stmt) -> list:
+        if isinstance(stmt, ast.For):
+            return self.loop(stmt)
         if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Subscript):
             return self.update(stmt.targets[0], stmt.value, None)
         if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Subscript):
@@ -1843,6 +2059,29 @@ class _Values(ast.NodeTransformer):
             return [stmt]
         return [self.visit(stmt)]
 
+    def loop(self, stmt) -> list:
+        """A Python loop with the same steps: a carried name (bound before the loop, or an
+        argument, and bound again in the body) gets its latest binding copied back to the
+        name it had on entry at the end of every step, and has that name after the loop
+        (an array: `t = 0.0` then `t += 2` leaves a Python float, a value is an array)."""
+        entry = dict(self.current)
+        stmt.iter = self.visit(stmt.iter)
+        body, after = [], []
+        for s in stmt.body:
+            body += self.statement(s)
+        for name, new in list(self.current.items()):
+            old = entry.get(name, name if name in self.args else None)
+            if old is not None and old != new:
+                body.append(ast.Assign([ast.Name(old, ast.Store())], ast.Name(new, ast.Load())))
+                after.append(ast.Assign([ast.Name(old, ast.Store())], ast.Call(
+                    ast.Name("_asarray", ast.Load()), [ast.Name(old, ast.Load())], [])))
+                if name in entry:
+                    self.current[name] = old
+                else:
+                    del self.current[name]
+        stmt.body = body
+        return [stmt, *after]
+
     def update(self, target, value, op) -> list:
         old = self.visit(ast.Name(target.value.id, ast.Load()))
         value, index = self.visit(value), self.visit(target.slice)
@@ -1858,7 +2097,7 @@ def reference_function(source: str, entry: str, sizes: dict):
     """The entry point of `source`, executed by Python with NumPy built-ins."""
     ns = dict(REFERENCE, Param=_Annotation(), Data=_Annotation(), Index=_Annotation(),
               float=float, **sizes,
-              _copy=lambda a: np.array(a, dtype=np.float64))
+              _copy=lambda a: np.array(a, dtype=np.float64), _asarray=np.asarray)
     tree = ast.fix_missing_locations(_Values().visit(ast.parse(source)))
     exec(compile(tree, "<reference>", "exec"), ns)  # a program this module generated
     return ns[entry]
@@ -2388,6 +2627,42 @@ def f(v: Param[3]):
 def g(w: Param[2]):
     return sum(w * w)
 """,
+    # ---- loops (issue 11)
+    # An inner loop whose carried value's next value reads nothing of the loop: the final
+    # value was taken to depend on nothing the outer body gives the inner loop, so the
+    # outer loop dropped its input X that the inner loop's initial value mean(X[t]) reads,
+    # and hoist and prune_loops then undid each other ("the passes did not reach a fixed
+    # point in 50 rounds").
+    """
+def f(v: Param[3], X: Data[4, 3]):
+    s = sum(v)
+    for t in range(4):
+        a = mean(X[t])
+        for j in range(2):
+            a = tanh(ones(()))
+        s += a
+    return s
+""",
+    # A number carried by a loop whose steps add only numbers stayed a Python float, and
+    # t1[None] (expand_dims) of it raised TypeError: 'float' object is not subscriptable.
+    """
+def f(v1: Param[1]):
+    t1 = 0.0
+    for t in range(1, 4, 2):
+        t1 -= 2
+    return sum(v1 * expand_dims(t1, -1))
+""",
+    # float32 in, float64 out: two carried values starting from the same number, the
+    # second one copied as np.array(0.0) (a float64 array).
+    """
+def f(v2: Param[2]):
+    t1 = 0.0
+    t2 = 0.0
+    for t in range(2):
+        t1 = t1 + v2[t]
+        t2 = t2 * v2[t]
+    return minimum(t1, t2)
+""",
 ]
 
 
@@ -2427,6 +2702,23 @@ def test_generator_writes_valid_programs_of_every_kind():
                                        ast.Subscript)):
                     seen["update"] += 1
             seen["rebinding"] += any(c > 1 for c in bound.values())
+            for loop in (n for n in ast.walk(fn) if isinstance(n, ast.For)):
+                text = ast.unparse(loop)
+                seen["nested loop"] += any(isinstance(n, ast.For) for n in ast.walk(loop)
+                                           if n is not loop)
+                seen["step"] += len(loop.iter.args) == 3
+                seen["dimension trip count"] += bool(re.search(r"\b[ND]\b",
+                                                               ast.unparse(loop.iter)))
+                seen["loop index arithmetic"] += bool(re.search(r"\[(:, )?[tj] [-+] 1\]",
+                                                                text))
+                seen["per-step output"] += bool(re.search(r"\w+\[(:, )?[tj]( [-+] 1)?\] \+?=",
+                                                          text))
+                top = fn.body[:fn.body.index(loop)] if loop in fn.body else []
+                before = {a.arg for a in fn.args.args} | {
+                    n.id for st in top for n in ast.walk(st)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                seen["carried"] += any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+                                       and n.id in before for n in ast.walk(loop))
     for name in ("exp", "log", "sqrt", "softplus", "relu", "sum", "mean", "max", "logsumexp",
                  "softmax", "log_softmax", "where", "transpose", "reshape", "maximum",
                  "broadcast_to", "expand_dims", "squeeze", "MatMult", "Subscript", "Slice",
@@ -2439,6 +2731,10 @@ def test_generator_writes_valid_programs_of_every_kind():
                              if accepts(INDEX_ARGS) else ())
     for name in [n for n in rev2 if have(n)] + (["inf"] if have_constant("inf") else []):
         assert seen[name] > 0, f"the generator never wrote {name}"
+    if accepts(LOOP):   # issue 11: every loop form
+        for name in ("For", "nested loop", "step", "carried", "per-step output",
+                     "loop index arithmetic", "dimension trip count"):
+            assert seen[name] > 0, f"the generator never wrote {name}"
 
 
 # ---------------------------------------------------------------- the random suite

@@ -927,9 +927,11 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set) -> list[
         if text == name:   # the variable itself (`_carried_names`)
             taken.add(text)
             continue
-        # (an expression spelled twice is two arrays: `np.empty(...)` needs no copy)
-        if text in taken and id(a) not in st.inlined or text in read and a.shape \
-                or _shared(st, a, text):
+        # (an expression spelled twice is two arrays: `np.empty(...)` needs no copy; a
+        # number needs none either: np.array(0.0) would be a float64 array)
+        number = a.is_const or id(a) in st.p.scalars
+        if text in taken and id(a) not in st.inlined and not number \
+                or text in read and a.shape or _shared(st, a, text):
             text = st.p.copy(text, prec, scalar=not a.shape)
         taken.add(text)
         lines.append(f"{name} = {text}")

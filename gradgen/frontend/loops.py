@@ -22,6 +22,8 @@ import sympy
 from .. import ir
 from ..dims import fmt_shape, same_shape
 from ..ir import Node, Region, make, make_as_is
+from ..ops.constants import scalar_array
+from ..ops.dtypes import dtype_sources
 from .locations import Loc, Located
 from .scope import POISON, Poisoned, Scope, poison_statement
 from .static import dimension, signed_int
@@ -105,6 +107,7 @@ def lower_loop(low, stmt: ast.For, scope: Scope) -> None:
                                  f"{_type(v)}; a carried variable keeps its shape and dtype "
                                  f"on every step: assign this value to another name, or give "
                                  f"'{n}' this shape before the loop", context=True)
+    inits = _numbers_as_arrays(low, inits, inputs, outputs, length)
     body, outside = close([index, *inputs], outputs, first, scope.names, loop_id)
     attrs = {}
     if start != 0:
@@ -121,6 +124,21 @@ def lower_loop(low, stmt: ast.For, scope: Scope) -> None:
     scope.env[name] = LoopLocal(f"'{{name}}' is the variable of the loop on line "
                                 f"{stmt.lineno}, which it is local to; after the loop, "
                                 "use the stop of its range instead")
+
+
+def _numbers_as_arrays(low, inits: list, inputs: list, outputs: list, length) -> list:
+    """The initial values, a number (`loss = 0.0`) made a 0-d array in the entry point's
+    dtype where the final value could otherwise still be that Python number: when the loop
+    may run no step, or when its steps add only numbers (`k += 2`). Elsewhere the number
+    stays (`loss = 0.0` reads as written; the first step makes it an array)."""
+    numbers = {id(x) for x, v in zip(inputs, inits) if v.is_const and v.dtype == "float"}
+    if not numbers:
+        return inits
+    runs = (length > 0) if isinstance(length, int) else bool(length.is_positive)
+    return [scalar_array(v, low.calls.inputs)
+            if id(x) in numbers and (not runs or all(id(s) in numbers
+                                                     for s in dtype_sources(out)))
+            else v for x, v, out in zip(inputs, inits, outputs)]
 
 
 def _statements(low, stmts: list, scope: Scope) -> bool:

@@ -92,8 +92,8 @@ def loop_attrs(node) -> dict:
 
 def reads(node) -> frozenset:
     """The ids of the input nodes the value of `node` depends on, through loops exactly:
-    a loop's k-th final value depends on the initial values and outside values that the
-    k-th next value reads, and those of the carried values it reads (memoised per
+    a loop's k-th final value depends on its initial value, the initial values and outside
+    values that the k-th next value reads, and those of the carried values it reads (memoised per
     compilation; a loop's own entry is a tuple of them, one per carried value)."""
     from ..ir import analysis
 
@@ -118,8 +118,11 @@ def _reads_rule(n, args):
                 if more == chain:
                     break
                 chain = more
+            # and the initial values of the chain: they are the final values when the loop
+            # runs no step, and the loop node reads them whatever its body does
             each.append(frozenset().union(*(args[where[i] - 1] for i in ids
-                                            if where.get(i, 0) >= 1)))
+                                            if where.get(i, 0) >= 1),
+                                          *(args[j] for j in chain)))
         return tuple(each)
     if len(args) == 1:
         return args[0]
