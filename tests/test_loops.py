@@ -836,3 +836,22 @@ def test_loops_as_authors_write_them_get_the_range_form(loop, message):
             return s
         """)
     assert _first_line(report).startswith("t.grad:" + message), _first_line(report)
+
+
+def test_a_number_a_step_assigns_keeps_float32():
+    """`s = tanh(1.5)` in the body left `s` a Python number after the loop, and `np.sin(s)`
+    a float64 scalar that made a float32 result float64 (random program seed 1003404)."""
+    m = gradgen.load_source(textwrap.dedent("""
+        def f(W: Param[3, 2], s: Param[()], X: Data[2, 3]):
+            u = 0.0
+            for t in range(2):
+                u += softplus(sum(tanh(W @ X)))
+                s = tanh(1.5)
+            return u + sin(s)
+    """), "number_step.grad")
+    W, X = np.full((3, 2), 0.1, np.float32), np.full((2, 3), 0.2, np.float32)
+    value = m.f(W, np.float32(0.3), X)
+    assert np.asarray(value).dtype == np.float32
+    u = 2 * np.logaddexp(0, np.tanh(W.astype(np.float64) @ X).sum())
+    assert np.isclose(float(value), u + np.sin(np.tanh(1.5)), rtol=1e-6)
+    assert all(np.asarray(g).dtype == np.float32 for g in m.f_grad(W, np.float32(0.3), X))

@@ -108,6 +108,7 @@ def lower_loop(low, stmt: ast.For, scope: Scope) -> None:
                                  f"on every step: assign this value to another name, or give "
                                  f"'{n}' this shape before the loop", context=True)
     inits = _numbers_as_arrays(low, inits, inputs, outputs, length)
+    outputs = _steps_as_arrays(low, outputs)
     body, outside = close([index, *inputs], outputs, first, scope.names, loop_id)
     attrs = {}
     if start != 0:
@@ -139,6 +140,14 @@ def _numbers_as_arrays(low, inits: list, inputs: list, outputs: list, length) ->
             if id(x) in numbers and (not runs or all(id(s) in numbers
                                                      for s in dtype_sources(out)))
             else v for x, v, out in zip(inputs, inits, outputs)]
+
+
+def _steps_as_arrays(low, outputs: list) -> list:
+    """The next values, a number a step assigns (`s = tanh(1.5)`) made a 0-d array in the
+    entry point's dtype: after the loop the variable would otherwise be a Python number,
+    and NumPy functions of it (`np.sin(s)`) float64 scalars that turn float32 into float64."""
+    return [scalar_array(out, low.calls.inputs) if out.is_const and out.dtype == "float"
+            else out for out in outputs]
 
 
 def _statements(low, stmts: list, scope: Scope) -> bool:
