@@ -30,7 +30,7 @@ from ..dims import as_expr
 from ..ir import Node, Region, builder, const, make, topo_order, unvisited
 from ..ops.control import iteration, loop_attrs
 from ..ops.control import reads as _inputs_of
-from ..ops.dtypes import dtype_sources
+from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows
 from ..ops.registry import REGISTRY, attach_rules
 from .forward import batched_jvp, jvp
@@ -113,19 +113,7 @@ def _accumulators(likes: list[Node], carried: list[Node], others: dict[int, Node
     src.update((id(x), frozenset()) for x in carried[len(likes):] if id(x) not in src)
     for x, like in zip(carried, likes):
         src[id(x)] = frozenset(() if like.is_const else dtype_sources(like))
-
-    def of(v: Node) -> frozenset:
-        out: frozenset = frozenset()
-        for y in dtype_sources(v):
-            out |= src.get(id(y), frozenset((y,)))
-        return out
-    grow = True
-    while grow:
-        grow = False
-        for x, o in zip(carried, outs):
-            new = src[id(x)] | of(o)
-            if new != src[id(x)]:
-                src[id(x)], grow = new, True
+    carried_dtype_sources(src, carried, outs)
     inits = []
     for x, like in zip(carried, likes):
         own = frozenset(dtype_sources(like)) if not like.is_const else None

@@ -28,7 +28,7 @@ from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
-from ..ops.dtypes import INT, dtype_sources, input_names, weak
+from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names, weak
 from ..ops.registry import PREC_ATOM, REGISTRY
 from .naming import Namer, temp_name
 from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
@@ -877,19 +877,7 @@ def _steady_dtypes(node: Node, region: Region) -> dict[int, frozenset]:
         return {}
     src = {id(x): frozenset(dtype_sources(a)) for x, a in zip(inputs, node.args)}
     src[id(region.inputs[0])] = frozenset()
-
-    def of(v: Node) -> frozenset:
-        out: frozenset = frozenset()
-        for y in dtype_sources(v):
-            out |= src.get(id(y), frozenset((y,)))
-        return out
-    grow = True
-    while grow:
-        grow = False
-        for x, o in zip(region.carried, region.outputs):
-            new = src[id(x)] | of(o)
-            if new != src[id(x)]:
-                src[id(x)], grow = new, True
+    carried_dtype_sources(src, region.carried, region.outputs)
     found = {}
     for x, a in zip(region.carried, node.args[:c]):
         own = frozenset(dtype_sources(a))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..ir import Node, analysis
 
-__all__ = ["INT", "dtype_sources", "input_dtype", "input_names", "integer_closed", "integral",
+__all__ = ["INT", "carried_dtype_sources", "dtype_sources", "input_dtype", "input_names", "integer_closed", "integral",
            "like_first", "weak"]
 
 INT = "int"
@@ -58,6 +58,26 @@ def dtype_sources(node: Node) -> tuple[Node, ...]:
     """The float inputs that `node`'s value depends on, in the order they were created: its
     dtype is theirs, promoted (Index inputs are left out: their integers are converted)."""
     return analysis("dtype_sources", node, _sources_rule)
+
+
+def carried_dtype_sources(src: dict, carried, outputs) -> dict:
+    """The dtype sources of a loop body's inputs, to a fixed point: `src` maps the id of
+    each body input to its sources so far (those of the loop's argument for it); a carried
+    value's grow by those of its next value in `outputs`, a body input's standing for its
+    own. Updated in place and returned."""
+    def of(v: Node) -> frozenset:
+        out: frozenset = frozenset()
+        for y in dtype_sources(v):
+            out |= src.get(id(y), frozenset((y,)))
+        return out
+    grow = True
+    while grow:
+        grow = False
+        for x, o in zip(carried, outputs):
+            new = src[id(x)] | of(o)
+            if new != src[id(x)]:
+                src[id(x)], grow = new, True
+    return src
 
 
 def _sources_rule(n: Node, args: list) -> tuple:
