@@ -5,8 +5,10 @@ with `ast`, not with gradgen."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +19,16 @@ def load(text: str, name: str = "emitted") -> types.ModuleType:
     mod = types.ModuleType(name)
     exec(compile(text, name, "exec"), mod.__dict__)  # noqa: S102 (the module under test)
     return mod
+
+
+def example_module(name: str, prefix: str = "example") -> types.ModuleType:
+    """The checked-in emitted module of examples/NAME (examples/NAME/NAME_grad.py),
+    imported under a name of its own."""
+    path = Path(__file__).resolve().parents[1] / "examples" / name / f"{name}_grad.py"
+    spec = importlib.util.spec_from_file_location(f"{prefix}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def entries(source: str) -> list[tuple[str, list[tuple[str, str, list[ast.expr]]]]]:

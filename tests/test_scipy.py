@@ -9,26 +9,14 @@ vector-output program is compiled once.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from emitted import example_module
 
 scipy_optimize = pytest.importorskip("scipy.optimize")
 
 import gradgen
 from gradgen.scipy import least_squares, minimize, problem
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module(name: str):
-    path = ROOT / "examples" / name / f"{name}_grad.py"
-    spec = importlib.util.spec_from_file_location(f"scipy_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +25,7 @@ def mlp():
     X = rng.normal(size=(30, 3))
     Y = np.eye(3)[rng.integers(0, 3, size=30)]
     V0, W0 = 0.3 * rng.normal(size=(3, 4)), 0.3 * rng.normal(size=(4, 3))
-    return _module("mlp"), X, Y, V0, W0
+    return example_module("mlp"), X, Y, V0, W0
 
 
 def _reference_cost(X, Y, V, W):   # the MLP of mlp.grad, written again in NumPy
@@ -104,7 +92,7 @@ def test_minimize_options_are_what_the_method_uses(mlp):
 
 
 def test_trust_exact_with_the_emitted_hessian():
-    m = _module("newton")   # compiled with --hessian; one vector Param and a float
+    m = example_module("newton")   # compiled with --hessian; one vector Param and a float
     rng = np.random.default_rng(4)
     X = np.hstack([rng.normal(size=(60, 3)), np.ones((60, 1))])
     y = np.where(X @ np.array([1.0, -2.0, 0.5, 0.3]) + rng.normal(size=60) > 0, 1.0, -1.0)

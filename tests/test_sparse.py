@@ -9,21 +9,9 @@ The modules are imported from examples/ as they are (no compilation here).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module(name: str):
-    path = ROOT / "examples" / name / f"{name}_grad.py"
-    spec = importlib.util.spec_from_file_location(f"sparse_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from emitted import example_module
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +42,7 @@ def _flat(result) -> list[np.ndarray]:
 @pytest.mark.parametrize("kind", ["csr_array", "csc_array", "coo_array"])
 def test_sparse_arrays_give_the_dense_results(data, example, kind):
     sparse = pytest.importorskip("scipy.sparse")
-    mod = _module(example)
+    mod = example_module(example)
     X, y, w, lam, v = data
     Xs = getattr(sparse, kind)(X)
     functions = [f for f in CALLS if hasattr(mod, f)]
@@ -76,7 +64,7 @@ def test_matrices_are_refused_with_a_clear_message(data, kind):
         M = np.asmatrix(X)
     else:
         M = pytest.importorskip("scipy.sparse").csr_matrix(X)
-    mod = _module("newton")
+    mod = example_module("newton")
     for f in ("loss", "loss_grad", "loss_hessian"):
         with pytest.raises(TypeError) as info:
             getattr(mod, f)(M, y, w, lam)
