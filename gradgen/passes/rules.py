@@ -195,7 +195,12 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
         if id(n) in done:   # reached by a nested call meanwhile
             continue
         args = tuple(done[id(a)] for a in n.args)
-        with b.at(origin=n.origin, phase=n.phase):
+        # b.at(origin=n.origin, phase=n.phase), without a context manager per node
+        saved = b.origin, b.phase
+        if n.origin is not None:
+            b.origin = n.origin
+        b.phase = n.phase
+        try:
             m = n if all(x is y for x, y in zip(args, n.args)) else \
                 make_as_is(n.op, *args, **n.kw)
             if id(m) in done:
@@ -204,5 +209,7 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
             out = engine(b.ops[m.op], m.args, m.kw)
             if out is not None:
                 out = _fixed_point(engine, out, done, chain + (engine.fired.name,))
+        finally:
+            b.origin, b.phase = saved
         done[id(n)] = done[id(m)] = m if out is None else out
     return done[id(root)]
