@@ -32,6 +32,7 @@ __all__ = [
     "const",
     "make",
     "make_as_is",
+    "memoised",
     "pretty",
     "topo_order",
     "unvisited",
@@ -368,6 +369,19 @@ def analysis(name: str, node: Node, rule) -> object:
             stack.pop()
             memo[id(n)] = rule(n, values)
     return memo[id(node)]
+
+
+def memoised(name: str, rule) -> Callable[[Node], object]:
+    """`lambda node: analysis(name, node, rule)` with this compilation's memo looked up
+    once: for a caller that asks about many nodes (a known value is one dict lookup)."""
+    if not _current:
+        return lambda node: analysis(name, node, rule)
+    get = _current[-1].memo.setdefault(name, {}).get
+
+    def value(node: Node) -> object:
+        v = get(id(node), _MISSING)
+        return analysis(name, node, rule) if v is _MISSING else v
+    return value
 
 
 def unvisited(root: Node, done: Container[int]) -> list[Node]:

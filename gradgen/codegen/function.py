@@ -457,9 +457,10 @@ def _names_in(names: set[str], lines: list[str]) -> set[str]:
     if not names:
         return names
     code = "\n".join(line.split("#", 1)[0] for line in lines)
-    found = re.findall(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(names))) + r")(?!\w)",
-                       code)
-    return set(found)
+    # (a search per name stops at its first use: one pass over a long body for all the
+    # names would read all of it)
+    return {name for name in names
+            if re.search(r"(?<![\w.])" + re.escape(name) + r"(?!\w)", code)}
 
 
 def annotate(inputs: list[Node], plan: Plan, outputs: list[Node], names: ModuleNamer,

@@ -28,7 +28,7 @@ from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
-from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names, weak
+from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
 from ..ops.registry import PREC_ATOM, REGISTRY
 from .naming import Namer, temp_name
 from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
@@ -455,6 +455,7 @@ class _State:
         self.names = names
         self.keep = keep
         self.ops = _Ops.get()
+        self.input_names, self.weak = input_names_of(), weak_of()   # (memos bound once)
         # in place only where the target can write into a buffer (Printer.supports_out)
         self.ufunc = self.ops.ufunc if printer.supports_out else {}
         self.inlined: set[int] = set()
@@ -477,7 +478,7 @@ class _State:
     def deps(self, n: Node) -> frozenset:
         """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
         carried variable of steady dtype, every body input no wider than it."""
-        return self.carried_deps.get(id(n)) or input_names(n)
+        return self.carried_deps.get(id(n)) or self.input_names(n)
 
     def define(self, n: Node, name: str, uses: int, reads=()) -> str | None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
@@ -510,7 +511,7 @@ class _State:
         if not n.shape:
             return None
         if name not in self.keep:
-            if not weak(n):
+            if not self.weak(n):
                 self.buffers[name] = n
         return name
 
@@ -594,10 +595,11 @@ class _State:
         steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
         if steps:
             alloc_deps = self.deps(alloc)
+            names_of = self.input_names
             for s in steps:
-                if not input_names(s) <= alloc_deps:
+                if not names_of(s) <= alloc_deps:
                     return None
-        if buf is None and weak(alloc):   # a buffer is never weak (see `buffers`)
+        if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
         if buf and len(spine) == 1 and id(self.var_node[buf]) in self.carried_deps:
@@ -702,8 +704,9 @@ class _State:
             if views and any(remaining[w] > 0 for w in views):
                 continue
             owner_deps = self.deps(owner)
+            names_of = self.input_names
             for b in args:   # (the buffer's own node, usually `a`, depends on them)
-                if b is not owner and not input_names(b) <= owner_deps:
+                if b is not owner and not names_of(b) <= owner_deps:
                     break
             else:
                 if unread_later(name) and (not views or all(unread_later(w) for w in views)):
@@ -836,21 +839,40 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
     nodes). `last_origin` is (origin, phase) of the last comment; `phase` is `n`'s phase
     here (by default its own)."""
     phase = phase or n.phase
-    if phase not in _DERIVATIVE or n.origin is None \
-            or last_origin is not None and n.origin == last_origin[0] \
-            and phase == last_origin[1] and not n.regions:
+    origin = n.origin
+    if phase not in _DERIVATIVE or origin is None:
         return last_origin
+    regions = n.attrs and n.regions
+    if last_origin is not None and phase == last_origin[1] and not regions:
+        last = last_origin[0]   # (lines compared first: an Origin's == is a Python call)
+        if origin is last or origin.line == last.line and origin == last:
+            return last_origin
     label = label if phase == "backward" else phase
-    if n.regions:   # a loop's derivative: one loop of statements (`# grad of` each inside)
-        stmts.append(Statement([f"# {label} of the loop at line {n.origin.line}"],
+    if regions:   # a loop's derivative: one loop of statements (`# grad of` each inside)
+        stmts.append(Statement([f"# {label} of the loop at line {origin.line}"],
                                "backward", (), None, None))
-        return n.origin, phase
-    head = f"# {label} of line {n.origin.line}: "
-    text = _ALIGNED_COMMENT.sub("  #", comment_text(n.origin.text))
-    if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
-        text = text[:max(MAX_HEADER - len(head) - 3, 0)].rstrip() + "..."
-    stmts.append(Statement([head + text], "backward", (), None, None))
-    return n.origin, phase
+        return origin, phase
+    stmts.append(Statement([_header(label, origin)], "backward", (), None, None))
+    return origin, phase
+
+
+def _header(label: str, origin) -> str:
+    """`# grad of line N: <the source line>`, fitted in MAX_HEADER (memoised: every
+    derivative function of an entry point has one per source line)."""
+    key = (label, origin.line, origin.text)   # (an Origin's own hash is a Python call)
+    line = _HEADERS.get(key)
+    if line is None:
+        head = f"# {label} of line {origin.line}: "
+        text = _ALIGNED_COMMENT.sub("  #", comment_text(origin.text))
+        if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
+            text = text[:max(MAX_HEADER - len(head) - 3, 0)].rstrip() + "..."
+        if len(_HEADERS) > 65536:
+            _HEADERS.clear()
+        line = _HEADERS[key] = head + text
+    return line
+
+
+_HEADERS: dict[tuple, str] = {}   # (label, line, text) -> the comment line
 
 
 # A source line's own comment, aligned with spaces in the source: two spaces before it here.

@@ -16,10 +16,12 @@ since NumPy would promote int64 with float32 to float64.
 
 from __future__ import annotations
 
-from ..ir import Node, analysis
+from collections.abc import Callable
 
-__all__ = ["INT", "carried_dtype_sources", "dtype_sources", "input_dtype", "input_names", "integer_closed", "integral",
-           "like_first", "weak"]
+from ..ir import Node, analysis, memoised
+
+__all__ = ["INT", "carried_dtype_sources", "dtype_sources", "input_dtype", "input_names",
+           "input_names_of", "integer_closed", "integral", "like_first", "weak", "weak_of"]
 
 INT = "int"
 
@@ -96,6 +98,11 @@ def input_names(node: Node) -> frozenset[str]:
     return analysis("input_names", node, _names_rule)
 
 
+def input_names_of() -> Callable[[Node], frozenset[str]]:
+    """`input_names` with this compilation's memo looked up once (`ir.memoised`)."""
+    return memoised("input_names", _names_rule)
+
+
 def _names_rule(n: Node, args: list) -> frozenset:
     if n.is_input:
         return frozenset((n.attr("name"),))
@@ -109,6 +116,11 @@ def _names_rule(n: Node, args: list) -> frozenset:
 def weak(node: Node) -> bool:
     """True when `node`'s numbers come from constants only."""
     return analysis("weak", node, _weak_rule)
+
+
+def weak_of() -> Callable[[Node], bool]:
+    """`weak` with this compilation's memo looked up once (`ir.memoised`)."""
+    return memoised("weak", _weak_rule)
 
 
 def _weak_rule(n: Node, args: list) -> bool:

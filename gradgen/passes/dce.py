@@ -9,16 +9,19 @@ nodes of a live node's region (a loop body) are live.
 from __future__ import annotations
 
 from ..ir import Graph, builder, topo_order
+from ..ops.control import REGIONS_BUILT
 
 
 def dce(graph: Graph) -> Graph:
     """The graph without names of nodes the outputs do not need (arguments keep theirs)."""
-    live = {id(n) for n in graph.order} | {id(n) for n in graph.inputs}
+    live = set(map(id, graph.order))
+    live.update(map(id, graph.inputs))
     memo = builder().memo
     holders = memo.get("region_ops")
     if holders is None:
         holders = memo["region_ops"] = {op for op, d in builder().ops.items() if d.has("region")}
-    pending = [n for n in graph.order if n.op in holders]
+    # (no loop built in this compilation: no node holds a region)
+    pending = [n for n in graph.order if n.op in holders] if memo.get(REGIONS_BUILT) else []
     while pending:   # the bodies of the loops, and of the loops in them
         for region in pending.pop().regions:
             order = topo_order(region.outputs)

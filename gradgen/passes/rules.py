@@ -191,11 +191,22 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
     if len(chain) > MAX_DEPTH:
         raise _cycle_error(list(reversed(chain)))
     b = builder()
+    rules = engine.rules   # (an op without rules of these tags: its node is a fixed point
+    #                        once its arguments are)
     for n in unvisited(root, done):
         if id(n) in done:   # reached by a nested call meanwhile
             continue
-        args = tuple(done[id(a)] for a in n.args)
-        with b.at(origin=n.origin, phase=n.phase):
+        n_args = n.args
+        args = tuple([done[id(a)] for a in n_args])
+        if n.op not in rules and all(x is y for x, y in zip(args, n_args)):
+            done[id(n)] = n
+            continue
+        # b.at(origin=n.origin, phase=n.phase), without a context manager per node
+        saved = b.origin, b.phase
+        if n.origin is not None:
+            b.origin = n.origin
+        b.phase = n.phase
+        try:
             m = n if all(x is y for x, y in zip(args, n.args)) else \
                 make_as_is(n.op, *args, **n.kw)
             if id(m) in done:
@@ -204,5 +215,7 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
             out = engine(b.ops[m.op], m.args, m.kw)
             if out is not None:
                 out = _fixed_point(engine, out, done, chain + (engine.fired.name,))
+        finally:
+            b.origin, b.phase = saved
         done[id(n)] = done[id(m)] = m if out is None else out
     return done[id(root)]
