@@ -570,6 +570,120 @@ def _vm_size() -> int:
         return 0
 
 
+# ---------------------------------------------------------------- a small process to fork from
+
+class ForkServer:
+    """`check`, with each child forked from a small helper process instead of the caller.
+
+    A fork copies the forking process's page tables, and every page either side writes
+    afterwards (reference counts included) is copied too: from a pytest worker that has
+    run the op table and the random programs, an input cost twice the CPU it costs from a
+    fresh interpreter (test_fuzz.py: 21 s in the suite, 10 s alone). The helper
+    (`serve`, started once) imports this module and then only forks: every input is still
+    checked by `check`, in a fresh fork, with the same limits and the same verifier;
+    `gradgen.compiler.CHECK_GRAPHS` is set there as it is in the caller (the suite's
+    conftest turns it on). What the caller monkeypatches is not seen there: tests that
+    patch the compiler call `check` itself."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        from gradgen import compiler
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import fuzzing; fuzzing.serve()",
+             str(int(bool(compiler.CHECK_GRAPHS)))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(HERE))
+
+    def check(self, inp: Input) -> Outcome:
+        """The outcome of `check(inp)`, run by the helper."""
+        try:
+            _send(self.proc.stdin, pickle.dumps(inp))
+            # `check` answers within its own hard limit; a little more for the helper
+            data = _receive(self.proc.stdout, TIME_LIMIT + RUN_TIME_LIMIT + 30)
+        except (OSError, EOFError, TimeoutError) as e:
+            self.close()
+            return _fail(f"the fork server failed ({type(e).__name__})")
+        return pickle.loads(data)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def _send(f, data: bytes) -> None:
+    f.write(len(data).to_bytes(8, "little") + data)
+    f.flush()
+
+
+def _receive(f, timeout: float | None) -> bytes:
+    """One length-prefixed message from the pipe `f` (EOFError at its end, TimeoutError
+    after `timeout` seconds; None: no time limit)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    fd, buf, size = f.fileno(), b"", None
+    while size is None or len(buf) < size + 8:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and (left <= 0 or not select.select([fd], [], [], left)[0]):
+            raise TimeoutError
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise EOFError
+        buf += chunk
+        if size is None and len(buf) >= 8:
+            size = int.from_bytes(buf[:8], "little")
+    return buf[8:]
+
+
+def _warm() -> None:
+    """Compile, verify and import the examples once before forking: the lazy imports,
+    templates and caches a compilation makes on first use are then made once, not in every
+    child (a fork of the test worker inherited them from the tests that ran before)."""
+    import gc
+
+    from gradgen.verify import verify_module
+
+    for text in CORPUS:
+        if not text.startswith(("#", "def", "@", '"""')) or len(text) > 4000:
+            continue
+        try:
+            module = gradgen.compile_source(text, "warm.grad", hessian=True)
+        except gradgen.CompileError:   # (a non-scalar output has no Hessian)
+            try:
+                module = gradgen.compile_source(text, "warm.grad")
+            except gradgen.CompileError:
+                continue
+        verify_module(module)
+        exec(compile(module, "warm", "exec"), {})  # noqa: S102 - verified above
+    gc.collect()
+    gc.freeze()   # what is alive now stays out of the children's collections
+
+
+def serve() -> None:
+    """The helper of `ForkServer`: reads inputs from stdin, answers their outcomes on
+    stdout (its own fds 0 and 1 then point elsewhere, so nothing a child prints can mix
+    into the answers)."""
+    from gradgen import compiler
+
+    compiler.CHECK_GRAPHS = sys.argv[-1] == "1"
+    _warm()
+    requests, answers = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    while True:
+        try:
+            inp = pickle.loads(_receive(requests, None))
+        except EOFError:
+            return
+        _send(answers, pickle.dumps(check(inp)))
+
+
 # ---------------------------------------------------------------- a campaign
 
 def _one(job):

@@ -20,6 +20,29 @@ import gradgen
 CORPUS = sorted((Path(__file__).resolve().parent / "corpus").glob("*.grad"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compile_each_file_once():
+    """Each file is compiled once for this file's tests: `gradgen check` (in-process)
+    compiles it with the options test_compiles_as_written used (all functions and the
+    Hessian), and gets that compilation's module (one compile checked two ways; about
+    2 s of the suite). Only here: nothing in this file compiles twice to compare."""
+    from gradgen import checking, compiler
+
+    modules: dict = {}
+    original = compiler.compile_module
+
+    def once(text, filename, options):
+        key = (text, filename, options)
+        if key not in modules:
+            modules[key] = original(text, filename, options)
+        return modules[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compiler, "compile_module", once)
+        mp.setattr(checking, "compile_module", once)
+        yield
+
+
 def test_the_corpus_is_there():
     assert len(CORPUS) >= 20
 

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fuzzing import STRATEGIES, campaign, check, make_input
+from fuzzing import STRATEGIES, ForkServer, campaign, check, make_input
 from test_random_programs import DrawChooser
 
 EXAMPLES = int(os.environ.get("GRADGEN_FUZZ_EXAMPLES", "80"))
@@ -48,8 +48,16 @@ def inputs(draw, strategy: str):
     return make_input(strategy, DrawChooser(draw))
 
 
-def assert_holds(inp) -> None:
-    outcome = check(inp)
+@pytest.fixture(scope="module")
+def server():
+    """Forks the inputs' children from a small process (fuzzing.ForkServer says why)."""
+    s = ForkServer()
+    yield s
+    s.close()
+
+
+def assert_holds(server, inp) -> None:
+    outcome = server.check(inp)
     assert not outcome.failed, (
         f"{outcome.klass}\n{outcome.detail}\n\nreproduce with:\n"
         f"gradgen.compile_source({inp.text!r}, filename={inp.filename!r}, "
@@ -58,20 +66,20 @@ def assert_holds(inp) -> None:
 
 @SETTINGS
 @given(inputs("mutation"))
-def test_fuzz_mutation(inp):
-    assert_holds(inp)
+def test_fuzz_mutation(server, inp):
+    assert_holds(server, inp)
 
 
 @SETTINGS
 @given(inputs("soup"))
-def test_fuzz_soup(inp):
-    assert_holds(inp)
+def test_fuzz_soup(server, inp):
+    assert_holds(server, inp)
 
 
 @SETTINGS
 @given(inputs("hostile"))
-def test_fuzz_hostile(inp):
-    assert_holds(inp)
+def test_fuzz_hostile(server, inp):
+    assert_holds(server, inp)
 
 
 def test_the_checker_catches_what_it_should():
@@ -83,6 +91,20 @@ def test_the_checker_catches_what_it_should():
     assert (ok.kind, ok.klass) == ("compiled", ""), ok
     refused = check(Input("def f(x: Param[N]):\n    return sum(y)\n", "t.grad", False))
     assert refused.kind == "refused", refused
+
+
+def test_the_fork_server_checks_as_check_does(server):
+    """The helper process answers what `check` answers (a compiled, a refused, a failing
+    input), with the suite's graph checks on there too."""
+    from fuzzing import Input
+
+    from gradgen import compiler
+
+    assert compiler.CHECK_GRAPHS   # conftest: the server must inherit it
+    for inp in (Input("def f(x: Param[N]):\n    return sum(x * x)\n", "t.grad", True),
+                Input("def f(x: Param[N]):\n    return sum(y)\n", "t.grad", False),
+                Input("def f(x: Param[N]):\n    return sum(x[0:2] @ x)\n", "t.grad", False)):
+        assert server.check(inp) == check(inp), inp.text
 
 
 def test_the_checker_reports_side_effects_and_bad_modules(monkeypatch):
