@@ -160,6 +160,13 @@ def f(x: Param[N], A: Param[N, D], B: Data[N, D], s: Param[()]):
 def f(x: Param[N], y: Param[N], g: Param[N]):
     return sum(where(x > y, g, where(x == y, g / 2, 0)) + where(y < x, exp(g), where(x == y, exp(g) / 2, 0)))
 """),
+    "lower_broadcast_terms_last": ("lower", "u + v - M with u, v broadcast: the product "
+                                   "first, the small terms added into its buffer", """\
+def f(Y: Param[N, D], X: Data[M, D]):
+    s = sum(Y ** 2, axis=1)
+    t = sum(X ** 2, axis=1)
+    return sum(exp(-(s[:, None] + t[None, :] - 2 * Y @ X.T))) + sum(log(1 + s[:, None] + s[None, :] - Y @ Y.T))
+"""),
     "lower_zero_diagonal": ("lower", "a product with 1 - eye(N) sets the diagonal to 0 "
                             "(no identity, no mask), also as (1 - eye(N)) / d", """\
 def f(A: Param[N, N], B: Data[N, N]):

@@ -1052,3 +1052,39 @@ defbuiltin("square", ("x",), lambda x: x ** 2, elementwise=True)
 defbuiltin("reciprocal", ("x",), lambda x: 1 / x, elementwise=True)
 
 __all__ = ["UNIT"]  # re-exported domain name used by tests
+
+
+# ---------------------------------------------------------------- the order of a sum's terms
+
+def _broadcast_only(x) -> bool:
+    """`x` is `u + v` of two terms each smaller than `x` (they broadcast to its shape)."""
+    return x.op == "add" and all(size_of(t) != size_of(x) for t in x.args)
+
+
+def size_of(x):
+    """The number of elements of `x` (symbolic)."""
+    n = 1
+    for d in x.shape:
+        n = n * d
+    return n
+
+
+def _minus(m):
+    """`-m`, with the sign on the left operand of a matrix product (`(-2 * Y) @ Y.T`)."""
+    if m.op == "neg":
+        return m.args[0]
+    if m.op == "matmul":   # the sign on the left operand, smaller than the product
+        c, y = _scaled(m.args[0])
+        left = make("neg", y) if c is None else make("mul", const(-c), y)
+        return make("matmul", left, m.args[1])
+    return make("neg", m)
+
+
+@rewrite("sub", tag="lower")
+def sub_broadcast_terms_last(a, b):
+    """`u + v - M` with u and v broadcast (`1 + s[:, None] + s[None, :] - 2 * Y @ Y.T`, a
+    pairwise squared distance) is `-M + u + v`: the full-size product first, the small
+    terms added into its buffer, one (N, N) array instead of two."""
+    if b.op != "matmul" or b.shape != a.shape or not _broadcast_only(a):
+        return None
+    return make("add", make("add", _minus(b), a.args[0]), a.args[1])
