@@ -8,7 +8,7 @@ import operator
 import numpy as np
 import sympy
 
-from ..dims import broadcast, unary_operand
+from ..dims import broadcast, size, unary_operand
 from ..ir import builder, const, make
 from ._emit import call, infix, scaled_hint
 from .constants import dtype_witness
@@ -1058,15 +1058,7 @@ __all__ = ["UNIT"]  # re-exported domain name used by tests
 
 def _broadcast_only(x) -> bool:
     """`x` is `u + v` of two terms each smaller than `x` (they broadcast to its shape)."""
-    return x.op == "add" and all(size_of(t) != size_of(x) for t in x.args)
-
-
-def size_of(x):
-    """The number of elements of `x` (symbolic)."""
-    n = 1
-    for d in x.shape:
-        n = n * d
-    return n
+    return x.op == "add" and all(size(t.shape) != size(x.shape) for t in x.args)
 
 
 def _minus(m):
@@ -1084,7 +1076,8 @@ def _minus(m):
 def sub_broadcast_terms_last(a, b):
     """`u + v - M` with u and v broadcast (`1 + s[:, None] + s[None, :] - 2 * Y @ Y.T`, a
     pairwise squared distance) is `-M + u + v`: the full-size product first, the small
-    terms added into its buffer, one (N, N) array instead of two."""
+    terms added into its buffer, one (N, N) array instead of two (once the scheduler takes
+    a product's result as a buffer). The terms add in another order (last bits differ)."""
     if b.op != "matmul" or b.shape != a.shape or not _broadcast_only(a):
         return None
     return make("add", make("add", _minus(b), a.args[0]), a.args[1])
