@@ -149,6 +149,29 @@ def f(p: Param[N], Q: Data[D, N]):
 def f(x: Param[N], A: Param[N, D], s: Param[()]):
     return sum(x ** 3 + exp(x) ** 4 + x ** -1 + x ** 2.0) + sum(A.T @ x ** -2) + s ** 3
 """),
+    # h-tsne (issue 12): t-SNE's and MDN's passes over (N, N) and (N, K) arrays
+    "lower_sum_product_dot": ("lower", "a sum of all elements of a product is one dot "
+                              "product (not a broadcast product, not along an axis)", """\
+def f(x: Param[N], A: Param[N, D], B: Data[N, D], s: Param[()]):
+    return sum(A * B) + sum(x ** 2) + sum(A * B / s) + sum(A * x[:, None]) + sum(sum(A * B, axis=0) * x[:D])
+"""),
+    "lower_tie_split": ("lower", "maximum's adjoint (ties split) as a product with weights, "
+                        "not two wheres", """\
+def f(x: Param[N], y: Param[N], g: Param[N]):
+    return sum(where(x > y, g, where(x == y, g / 2, 0)) + where(y < x, exp(g), where(x == y, exp(g) / 2, 0)))
+"""),
+    "lower_broadcast_terms_last": ("lower", "u + v - M with u, v broadcast: the product "
+                                   "first, the small terms added into its buffer", """\
+def f(Y: Param[N, D], X: Data[M, D]):
+    s = sum(Y ** 2, axis=1)
+    t = sum(X ** 2, axis=1)
+    return sum(exp(-(s[:, None] + t[None, :] - 2 * Y @ X.T))) + sum(log(1 + s[:, None] + s[None, :] - Y @ Y.T))
+"""),
+    "lower_zero_diagonal": ("lower", "a product with 1 - eye(N) sets the diagonal to 0 "
+                            "(no identity, no mask), also as (1 - eye(N)) / d", """\
+def f(A: Param[N, N], B: Data[N, N]):
+    return sum(exp(A) * (1 - eye(N))) + sum((1 - eye(N)) / (A * B + 1)) + sum(B * (1 - eye(N)))
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2}

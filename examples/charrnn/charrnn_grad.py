@@ -198,8 +198,7 @@ def loss(
         # (B, V); reuses h_add's buffer
         h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         del h_add
-        # (B, V); reuses h_diff's buffer
-        logp = np.subtract(h_diff, np.log(np.exp(h_diff).sum(axis=1, keepdims=True)), out=h_diff)
+        logp = h_diff - np.log(np.exp(h_diff).sum(axis=1, keepdims=True))  # (B, V)
         del h_diff
         total = total - logp[arange, y[t]].sum() / B
         del logp

@@ -148,7 +148,7 @@ def nll(X: Array, mu: Array, A: Array) -> Scalar:
     R = X - mu  # (N, D)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
-    quad = (R.T * Q).sum() / N
+    quad = np.vdot(R.T, Q) / N
     del Q, R
     return (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
 
@@ -215,7 +215,7 @@ def nll_value_and_grad(X: Array, mu: Array, A: Array) -> tuple[Scalar, tuple[Arr
     R = X - mu  # (N, D)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
-    quad = (R.T * Q).sum() / N
+    quad = np.vdot(R.T, Q) / N
     del R
     value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # grad of line 10: Q = solve(S, R.T)
@@ -300,7 +300,7 @@ def nll_jvp(X: Array, mu: Array, A: Array, tmu: Array, tA: Array) -> tuple[Scala
     R = X - mu  # (N, D)
     S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
     Q = np.linalg.solve(S, R.T)  # (D, N)
-    quad = (R.T * Q).sum() / N
+    quad = np.vdot(R.T, Q) / N
     value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # tangent of line 9: R = X - mu
     tR = -tmu  # (D,)
@@ -315,7 +315,7 @@ def nll_jvp(X: Array, mu: Array, A: Array, tmu: Array, tA: Array) -> tuple[Scala
     tquad = (tR_transpose * Q + R.T * tQ).sum() / N
     del Q, R, tQ
     # tangent of line 12: return (quad + logdet(S) + D * log(2 * pi)) / 2
-    tvalue = (tquad + (np.linalg.inv(S) * tS).sum()) / 2
+    tvalue = (tquad + np.vdot(np.linalg.inv(S), tS)) / 2
     return value, tvalue
 
 

@@ -777,8 +777,7 @@ def loglik_hvp(
         dalpha_dot = exp_steps_add.sum(axis=2)
     del A_full, A_full2, alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE_dot's buffer
-    tdlogE = np.add(dlogE_dot, _scatter_add(dalpha_dot, (M, K), 0, obs[0]), out=dlogE_dot)
+    tdlogE = dlogE_dot + _scatter_add(dalpha_dot, (M, K), 0, obs[0])  # (M, K)
     del dlogE_dot
     # tangent of grad of line 11: logE = log_softmax(E, axis=0)
     # (1, K)

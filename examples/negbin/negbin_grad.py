@@ -395,7 +395,7 @@ def nll_grad(X: Array, y: Array, beta: Array, a: Scalar) -> tuple[Array, Scalar]
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     # grad of line 9: r = exp(a)
-    da = -r + (y_add * np.exp(a_diff)).sum() / N + dr * r
+    da = -r + np.vdot(y_add, np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
@@ -443,7 +443,7 @@ def nll_value_and_grad(
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     # grad of line 9: r = exp(a)
-    da = -r + (y_add * np.exp(a_diff)).sum() / N + dr * r
+    da = -r + np.vdot(y_add, np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
@@ -487,7 +487,7 @@ def nll_vjp(X: Array, y: Array, beta: Array, a: Scalar, g: Scalar) -> tuple[Arra
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     # grad of line 9: r = exp(a)
-    da = -r + (y_add * np.exp(a_diff)).sum() / N + dr * r
+    da = -r + np.vdot(y_add, np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)

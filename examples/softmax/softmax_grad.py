@@ -188,7 +188,7 @@ def cost(X: Array, y: IntArray, W: Array, lam: Scalar) -> Scalar:
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff, X_sum
     arange = np.arange(N)  # (N,)
-    return -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W**2).sum())
+    return -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
 
 
 def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
@@ -257,7 +257,7 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
     arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W**2).sum())
+    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
     del log_p
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
@@ -340,14 +340,14 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
     arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * (W**2).sum())
+    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
     del log_p
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
     tlog_p = XtW - (XtW * X_exp).sum(axis=1, keepdims=True) / X_sum  # (N, C)
     del X_exp, X_sum, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    tvalue = -(tlog_p[arange, y].sum() / N) + lam * (tW * W).sum()
+    tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue
 
 

@@ -289,15 +289,21 @@ def _logcumsumexp(xp, x, axis, reverse=None):
         s = xp.flip(s, axis=axis)
     return xp.log(s) + m'''
 
+ZERO_DIAGONAL = '''\
+def _zero_diagonal(xp, device, x):
+    """x with the diagonal of its last two axes set to 0: the standard has no item
+    assignment on every library, so this is the product with the off-diagonal mask."""
+    return x * (1 - xp.eye(x.shape[-2], x.shape[-1], dtype=x.dtype, device=device))'''
+
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
            "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK,
            "_set": SET, "_cholesky": CHOLESKY, "_xlogy": XLOGY, "_expscan": EXPSCAN,
-           "_logcumsumexp": LOGCUMSUMEXP}
+           "_logcumsumexp": LOGCUMSUMEXP, "_zero_diagonal": ZERO_DIAGONAL}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}
 # The helpers called with the device after `xp` (they create arrays).
-WITH_DEVICE = frozenset({"_weak", "_scatter_add"})
+WITH_DEVICE = frozenset({"_weak", "_scatter_add", "_zero_diagonal"})
 # The helpers that need no namespace (the size checks of runtime.SIZE_CHECKS, shared).
 NO_NAMESPACE = frozenset({"_solve", "_exact", "_within"})
 

@@ -609,8 +609,11 @@ class _State:
                 self.overwritten.add(buf)
                 return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
+            into = self._call_into(bottom, buf)
+            if len(target) + len(into) + 7 > MAX_LINE:   # `out=` made it too long: spilled
+                return None                                # by the caller instead
             self.overwritten.add(buf)
-            lines = [f"{target} = {self._call_into(bottom, buf)}{_shape_comment(n)}"
+            lines = [f"{target} = {into}{_shape_comment(n)}"
                      + ("" if buf == target else f"; reuses {buf}'s buffer")]
         else:
             lines = [f"{target} = {code[id(bottom)][0]}{_shape_comment(n)}"]

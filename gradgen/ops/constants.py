@@ -18,7 +18,8 @@ from ..dims import as_expr, fmt_dim
 from ..errors import ShapeError
 from ..ir import make
 from .dtypes import INT, dtype_sources
-from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop
+from ._emit import call
+from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop, rewrite
 from .shape_ops import as_shape
 
 CONST = frozenset({"nondiff"})
@@ -106,3 +107,64 @@ def _eye_builtin(n, inputs):
 defbuiltin("zeros", ("shape",), _fill(0), static=("shape",), needs_inputs=True)
 defbuiltin("ones", ("shape",), _fill(1), static=("shape",), needs_inputs=True)
 defbuiltin("eye", ("n",), _eye_builtin, static=("n",), needs_inputs=True)
+
+
+# ---------------------------------------------------------------- zeroing the diagonal
+
+_ZERO_DIAGONAL = '''\
+def _zero_diagonal(x, out=None):
+    """x with the diagonal of its last two axes set to 0 (into `out` if given)."""
+    if out is None:
+        out = x.copy()
+    elif out is not x:
+        out[...] = x
+    i = np.arange(min(out.shape[-2:]))
+    out[..., i, i] = 0
+    return out
+'''
+
+
+def _is_one(node) -> bool:
+    return node.is_const and node.value == 1
+
+
+# zero_diagonal(x): x with the diagonal of its last two axes set to 0, what `x * (1 - eye(N))`
+# computes without building the (N, N) mask. Made by the lower rule `mul_off_diagonal` only
+# (internal); linear, so its derivatives are itself.
+defop("zero_diagonal", 1, shape=lambda args: args[0].shape, emit=call("_zero_diagonal"),
+      prelude=_ZERO_DIAGONAL, ufunc="_zero_diagonal", traits=frozenset({"linear"}),
+      domain=(REAL,), dtype="float",
+      vjp=lambda g, n: (make("zero_diagonal", g),),
+      jvp=lambda ts, n: make("zero_diagonal", ts[0]),
+      vmap=lambda ts, n: make("zero_diagonal", ts[0]))
+
+
+def _off_diagonal_mask(m) -> bool:
+    """`m` is `1 - eye(N)` (square)."""
+    return (m.op == "sub" and _is_one(m.args[0]) and m.args[1].op == "eye"
+            and m.args[1].attr("n") == m.args[1].attr("m"))
+
+
+def _same_dtype(x, mask) -> bool:
+    """The product of `x` and `mask` has x's dtype: the eye's dtype source is one of x's."""
+    return x.ndim >= 2 and all(a in dtype_sources(x) for a in mask.args[1].args)
+
+
+@rewrite("mul", tag="lower")
+def mul_off_diagonal(a, b):
+    """`x * (1 - eye(N))` is x with its diagonal set to 0 (`np.fill_diagonal`-like, in
+    place where x's buffer dies): no (N, N) identity and mask built, no multiplication. The
+    diagonal is 0 also where x is inf or NaN there (the product gave NaN)."""
+    for x, m in ((a, b), (b, a)):
+        if _off_diagonal_mask(m) and x.shape == m.shape and _same_dtype(x, m):
+            return make("zero_diagonal", x)
+    return None
+
+
+@rewrite("div", tag="lower")
+def div_off_diagonal(a, b):
+    """`(1 - eye(N)) / d` is `1 / d` with its diagonal set to 0 (the canonical form of
+    `(1 / d) * (1 - eye(N))`)."""
+    if _off_diagonal_mask(a) and b.shape == a.shape and _same_dtype(b, a):
+        return make("zero_diagonal", make("div", a.args[0], b))
+    return None

@@ -8,7 +8,7 @@ import operator
 import numpy as np
 import sympy
 
-from ..dims import broadcast, unary_operand
+from ..dims import broadcast, size, unary_operand
 from ..ir import builder, const, make
 from ._emit import call, infix, scaled_hint
 from .constants import dtype_witness
@@ -783,6 +783,58 @@ def _choose_vjp(first_wins: str):
     return vjp, jvp
 
 
+def _emit_tie_split(numpy: bool):
+    """tie_split(cond, tie, like): `cond + tie / 2` as numbers of `like`'s dtype. NumPy
+    adds the booleans as they are and casts without a copy (float64 stays the array it
+    made); the array API has no arithmetic on booleans, so it casts each first."""
+    def emit(p, node):
+        cond, tie = p.arg(node, 0, PREC_ADD), p.arg(node, 1, PREC_MUL)
+        dtype = p.dtype_of(p.arg(node, 2, PREC_CALL))
+        if numpy:
+            return p.method(f"({cond} + {tie} / 2)", "astype", [dtype, "copy=False"]), PREC_CALL
+        as_num = [p.call("astype", [p.arg(node, i, 0), dtype]) for i in (0, 1)]
+        return f"{as_num[0]} + {as_num[1]} / 2", PREC_ADD
+    return emit
+
+
+# tie_split(cond, tie, like): 1 where cond, 1/2 where tie, 0 elsewhere (cond and tie never
+# hold together), in like's dtype: the weights of maximum's and minimum's adjoint.
+defop("tie_split", 3, shape=lambda args: broadcast(args[0].shape, args[1].shape),
+      emit={"numpy": _emit_tie_split(True), "default": _emit_tie_split(False)},
+      traits=frozenset({"nondiff"}), domain=(REAL, REAL, REAL))
+
+
+def _half_of(h, a) -> bool:
+    """`h` is `a / 2` (canonically `1/2 * a`, or `-1/2 * b` when `a` is `-b`)."""
+    if h.op == "mul" and h.args[1] is a:
+        return _is(h.args[0], sympy.Rational(1, 2))
+    if h.op == "mul" and a.op == "neg" and h.args[1] is a.args[0]:
+        return _is(h.args[0], sympy.Rational(-1, 2))
+    return h.op == "div" and h.args[0] is a and _is(h.args[1], 2)
+
+
+@rewrite("where", tag="lower")
+def where_tie_split(cond, a, b):
+    """The adjoint of maximum/minimum, `where(x > y, g, where(x == y, g / 2, 0))`, is
+    `g * tie_split(x > y, x == y)`: the same tie rule (half the gradient to each argument
+    of a tie) as a product with the weights `(x > y) + (x == y) / 2`, where NumPy's two
+    `where`s take ~3x as long. Where neither comparison holds (also where x or y is NaN)
+    the result is `g * 0`: 0 as before, but NaN where g is NaN or infinite (JAX's
+    convention too; `where` gave 0). The weights have g's dtype (float32 stays)."""
+    if cond.op not in ("gt", "lt") or b.op != "where" or not _is(b.args[2], 0):
+        return None
+    tie, half = b.args[0], b.args[1]
+    x, y = cond.args
+    if tie.op != "eq" or tie.args not in ((x, y), (y, x)):
+        return None
+    if a.dtype != "float" or a.shape != cond.shape or not _half_of(half, a):
+        return None
+    sources = dtype_sources(a)
+    if not sources:
+        return None
+    return make("mul", a, make("tie_split", cond, tie, sources[0]))
+
+
 _max_vjp, _max_jvp = _choose_vjp("gt")
 _min_vjp, _min_jvp = _choose_vjp("lt")
 defop("maximum", 2, shape=_bshape, emit=call("maximum"), traits=EW, domain=(REAL, REAL),
@@ -1000,3 +1052,32 @@ defbuiltin("square", ("x",), lambda x: x ** 2, elementwise=True)
 defbuiltin("reciprocal", ("x",), lambda x: 1 / x, elementwise=True)
 
 __all__ = ["UNIT"]  # re-exported domain name used by tests
+
+
+# ---------------------------------------------------------------- the order of a sum's terms
+
+def _broadcast_only(x) -> bool:
+    """`x` is `u + v` of two terms each smaller than `x` (they broadcast to its shape)."""
+    return x.op == "add" and all(size(t.shape) != size(x.shape) for t in x.args)
+
+
+def _minus(m):
+    """`-m`, with the sign on the left operand of a matrix product (`(-2 * Y) @ Y.T`)."""
+    if m.op == "neg":
+        return m.args[0]
+    if m.op == "matmul":   # the sign on the left operand, smaller than the product
+        c, y = _scaled(m.args[0])
+        left = make("neg", y) if c is None else make("mul", const(-c), y)
+        return make("matmul", left, m.args[1])
+    return make("neg", m)
+
+
+@rewrite("sub", tag="lower")
+def sub_broadcast_terms_last(a, b):
+    """`u + v - M` with u and v broadcast (`1 + s[:, None] + s[None, :] - 2 * Y @ Y.T`, a
+    pairwise squared distance) is `-M + u + v`: the full-size product first, the small
+    terms added into its buffer, one (N, N) array instead of two (once the scheduler takes
+    a product's result as a buffer). The terms add in another order (last bits differ)."""
+    if b.op != "matmul" or b.shape != a.shape or not _broadcast_only(a):
+        return None
+    return make("add", make("add", _minus(b), a.args[0]), a.args[1])

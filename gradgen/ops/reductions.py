@@ -87,6 +87,53 @@ defop("sum", 1, shape=_red_shape, emit=reduction("sum"),
       jvp=lambda ts, n: make("sum", ts[0], **n.kw),
       vmap=lambda ts, n: make("sum", ts[0], **shifted(n)))
 
+def _emit_vdot_xp(p, node):
+    """The array API has no vdot: the sum of the product, as written."""
+    a, b = p.arg(node, 0, PREC_MUL), p.arg(node, 1, PREC_MUL + 1)
+    return p.call("sum", [f"{a} * {b}"]), PREC_CALL
+
+
+# vdot(a, b): the sum of all elements of a * b (a and b of one shape), NumPy's np.vdot for
+# float arrays: one pass through BLAS, no temporary of the product. Made by the lower rule
+# `sum_product_dot` only, after differentiation; its derivatives are those of sum(a * b).
+defop("vdot", 2, shape=lambda args: (), emit={"numpy": call("vdot"), "default": _emit_vdot_xp},
+      domain=(REAL, REAL),
+      vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
+      jvp=lambda ts, n: _total(*(make("vdot", t, n.args[1 - i]) for i, t in enumerate(ts)
+                                 if t is not None)))
+
+
+def _total(*terms):
+    """The sum of the terms (None for none)."""
+    out = None
+    for t in terms:
+        out = t if out is None else out + t
+    return out
+
+
+@rewrite("sum", tag="lower")
+def sum_product_dot(x, axes, keepdims):
+    """The sum of all elements of a product is a dot product: `sum(a * b)` is
+    `np.vdot(a, b)` and `sum(a ** 2)` is `np.vdot(a, a)` (one pass through BLAS, no
+    temporary of the product's size); `sum(a * b / s)` with a scalar s is that over s.
+    The dot adds in another order than NumPy's pairwise sum (the last bits differ)."""
+    if len(axes) != x.ndim or keepdims or x.ndim == 0:
+        return None
+    scale = None
+    if x.op == "div" and x.args[1].shape == () and x.args[0].op in ("mul", "pow"):
+        x, scale = x.args[0], x.args[1]
+    if x.op == "pow" and x.args[1].is_const and x.args[1].value == 2:
+        a = b = x.args[0]           # sum(a ** 2) is vdot(a, a)
+    elif x.op == "mul":
+        a, b = x.args
+    else:
+        return None
+    if a.shape != x.shape or b.shape != x.shape or a.dtype != "float" or b.dtype != "float":
+        return None
+    dot = make("vdot", a, b)
+    return dot if scale is None else make("div", dot, scale)
+
+
 def _emit_mean(p, node):
     """A mean over all axes as `x.sum() / N`, which is what NumPy's mean computes, without
     the few microseconds of its Python wrapper; over some axes `x.mean(axis=1)`, which
