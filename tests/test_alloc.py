@@ -24,6 +24,12 @@ def three(x: Param[N], y: Param[N]):
 
 def quad(x: Param[N], y: Param[N]):
     return 0.5 * sum(x ** 2) + sum(x * y) - sum(x * exp(y) - y)
+
+
+def acc(x: Param[N]):
+    z = x * 2.0
+    z[1:] += x[:-1] ** 2
+    return sum(z * z)
 """
 
 
@@ -102,3 +108,17 @@ def test_one_buffer_and_dot_products_in_the_emitted_code(text):
     assert "**" not in body.split("value =", 1)[1].split("\n", 1)[0]
     quad = text.split("def quad_grad(", 1)[1].split("\ndef ", 1)[0]
     assert "@" not in quad.split('"""', 2)[2]        # d(x @ x) is 2x: no product left
+
+
+def test_slice_accumulate(mod, text):
+    x = np.random.default_rng(3).standard_normal(8)
+    z = x * 2.0
+    z[1:] += x[:-1] ** 2
+    dz = 2 * z
+    dx = 2.0 * dz
+    dx[:-1] += 2 * x[:-1] * dz[1:]
+    value, grad = mod.acc_value_and_grad(x)
+    np.testing.assert_allclose(value, z @ z, rtol=1e-13)
+    np.testing.assert_allclose(grad, dx, rtol=1e-13)
+    body = text.split("def acc(", 1)[1].split("\ndef ", 1)[0]
+    assert "[1:] += " in body   # z[1:] = z[1:] + w is written as z[1:] += w

@@ -413,7 +413,8 @@ def written_value(n):
 def _reads_own_place(x, node) -> bool:
     """Whether `x` reads the entries the static-index `update` node writes, of the array
     it writes into (`A[1:]` in `A[1:] = A[1:] + w`)."""
-    return x.op == "index" and x.args[0] is node.args[0] \
+    # (and the sum is of the array's dtype: `+=` casts only within a kind, `=` any way)
+    return x.op == "index" and x.args[0] is node.args[0] and node.dtype == node.args[1].dtype \
         and x.attr("index") == node.attr("index") and tuple(x.shape) == tuple(node.args[1].shape)
 
 
