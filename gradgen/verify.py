@@ -55,7 +55,7 @@ NUMPY_FUNCTIONS = frozenset({
     "abs", "absolute", "add", "arctan", "copysign", "cos", "divide", "exp", "expm1", "log",
     "log1p", "logaddexp", "maximum", "minimum", "multiply", "negative", "power",
     "reciprocal", "sign", "sin", "sqrt", "subtract", "tan", "tanh", "where",
-    "vdot",   # sum(a * b) as one BLAS dot (ops/reductions.py, sum_product_dot)
+    "vdot",   # sum(a * b) as one BLAS dot (ops/reductions.py, sum_product_vdot)
     # reductions
     "max", "mean", "min", "prod", "sum", "trace", "var",
     # shapes, constants, copies

@@ -118,7 +118,7 @@ def test_the_checker_reports_side_effects_and_bad_modules(monkeypatch):
     cases = {
         "verifier": good.replace("import numpy as np\n",
                                  "import numpy as np\nopen('PWNED', 'w').close()\n"),
-        "run forward: TypeError": good.replace("return np.vdot(x, x)", "return len(x, x)"),
+        "run forward: TypeError": good.replace("return x @ x", "return len(x, x)"),
         "compile: internal error ZeroDivisionError": None,
     }
     for expected, text in cases.items():

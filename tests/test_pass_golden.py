@@ -150,7 +150,7 @@ def f(x: Param[N], A: Param[N, D], s: Param[()]):
     return sum(x ** 3 + exp(x) ** 4 + x ** -1 + x ** 2.0) + sum(A.T @ x ** -2) + s ** 3
 """),
     # h-tsne (issue 12): t-SNE's and MDN's passes over (N, N) and (N, K) arrays
-    "lower_sum_product_dot": ("lower", "a sum of all elements of a product is one dot "
+    "lower_sum_product_vdot": ("lower", "a sum of all elements of a product is one dot "
                               "product (not a broadcast product, not along an axis)", """\
 def f(x: Param[N], A: Param[N, D], B: Data[N, D], s: Param[()]):
     return sum(A * B) + sum(x ** 2) + sum(A * B / s) + sum(A * x[:, None]) + sum(sum(A * B, axis=0) * x[:D])
@@ -171,6 +171,14 @@ def f(Y: Param[N, D], X: Data[M, D]):
                             "(no identity, no mask), also as (1 - eye(N)) / d", """\
 def f(A: Param[N, N], B: Data[N, N]):
     return sum(exp(A) * (1 - eye(N))) + sum((1 - eye(N)) / (A * B + 1)) + sum(B * (1 - eye(N)))
+"""),
+    # -- fewer full-size temporaries (issue 12, h-alloc)
+    "simplify_sum_product_dot": ("simplify", "the sum of a product or square of vectors is a "
+                                 "dot product (no temporary); a sum of such terms is split",
+                                 """\
+def f(x: Param[N], y: Param[N], A: Param[N, D]):
+    return sum(100.0 * (x[1:] - x[:-1] ** 2.0) ** 2.0 + (1 - x[:-1]) ** 2.0) \\
+        + sum(x * y) - sum(A * A) + sum(x * exp(y) - y)
 """),
 }
 
@@ -280,3 +288,45 @@ def test_a_compilations_graphs_are_canonical_by_construction():
         assert ir.pretty(graph) == expected
         assert optimize(graph) is graph
         assert simplify(graph) is graph and fuse(graph) is graph
+
+
+# -- fewer full-size temporaries (issue 12, h-alloc): a pattern only derivatives make, so the
+# graph is built by hand (the gradient of x[:-1], x[1:] and x[2:], each used once)
+
+def test_fuse_scatters_one_buffer(update_golden: bool):
+    """`scatters_one_buffer`: scatters of slices into zeros shaped like x, summed, become
+    one zero-filled buffer with the later slices added into it (golden IR and emitted
+    code; the same values; a fixed point)."""
+    source = "def f(x: Param[N], u: Param[N]):\n    return x\n"
+    sl = {"head": (("slice", None, -1, 1),), "tail": (("slice", 1, None, 1),),
+          "tail2": (("slice", 2, None, 1),)}
+    with ir.building(REGISTRY):
+        entry, _ = _raw(source)
+        x, u = (a.node for a in entry.args)
+        head = ir.make("index", u, index=sl["head"])
+        parts = [ir.make("scatter", ir.const(-2) * head, x, index=sl["head"]),
+                 ir.make("scatter", ir.const(200.0) * ir.make("index", u, index=sl["tail"]),
+                         x, index=sl["tail"]),
+                 ir.make("scatter", ir.make("index", u, index=sl["tail2"]), x,
+                         index=sl["tail2"])]
+        out = parts[0] + parts[1] + parts[2]
+        before = ir.Graph((x, u), (out,), {x: "x", u: "u", out: "dx"})
+        ir.verify(before)
+        with recording() as log:
+            after = fuse(before)
+        ir.verify(after)
+        text = ("# fuse: scatters of slices of one shape, summed, are one buffer\n"
+                + f"\n## before\n{_show(before)}\n\n## rules fired\n{_fired(log)}\n"
+                + f"\n## after\n{_show(after)}\n"
+                + f"\n## emitted before\n{_code(entry, before)}\n"
+                + f"\n## emitted after\n{_code(entry, after)}\n")
+        golden = GOLDEN / "fuse_scatters_one_buffer.txt"
+        if update_golden:
+            golden.write_text(text, encoding="utf-8")
+        assert golden.read_text(encoding="utf-8") == text
+        assert fuse(after) is after
+        assert _code(entry, before).count("zeros_like") == 3
+        assert _code(entry, after).count("zeros_like") == 1   # one full-size buffer
+        values = _values(entry, np.random.default_rng(7))
+        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
+                                   rtol=1e-12)

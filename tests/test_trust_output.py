@@ -203,7 +203,7 @@ def test_any_file_name_is_inert(tmp_path_factory, name):
 
 def test_source_lines_in_comments_are_escaped(tmp_path):
     src = ("def f(x: Param[N]):\n    y = x * x  # \x1b[2J \u2028 \x0c\x0b\x85 "
-           + PAYLOAD + "\n    return sum(y)\n")
+           + PAYLOAD + "\n    return sum(exp(y))\n")
     source = gradgen.compile_source(src, filename="t.grad")
     run_module(source, tmp_path)
     comments = {ln for ln in source.split("\n") if "of line 2:" in ln}
@@ -237,7 +237,7 @@ def test_check_with_a_hostile_file_name(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------------------- item 10: --check
 
-SOURCE = "def f(x: Param[N]):\n    'Doc.'\n    y = x * x\n    return sum(y)\n"
+SOURCE = "def f(x: Param[N]):\n    'Doc.'\n    y = abs(x) * x\n    return sum(y)\n"
 
 
 @pytest.fixture
@@ -395,7 +395,7 @@ def test_load_writes_into_a_private_cache(tmp_path, monkeypatch):
 
 
 ESC_SOURCE = ("def f(x: Param[N]):\n    '''\x1b]0;owned\x07\x1b[2J doc'''\n"
-              "    y = x * x  # \x1b[31m red \x9b1m\n    return sum(zz)  # \x1b[5m\n")
+              "    y = exp(x) * x  # \x1b[31m red \x9b1m\n    return sum(zz)  # \x1b[5m\n")
 
 
 def test_diagnostics_carry_no_control_characters(tmp_path, monkeypatch, capsys):
@@ -455,7 +455,7 @@ def test_show_on_a_terminal_has_no_control_characters_but_colours(tmp_path, monk
     if not options:
         assert "\\x1b]0;owned\\x07" in without_colours
     if options[:1] == ["--part"]:
-        assert "# grad of line 3: y = x * x  # \\x1b[31m red \\x9b1m" in without_colours
+        assert "# grad of line 3: y = exp(x) * x  # \\x1b[31m red \\x9b1m" in without_colours
 
 
 def test_ctrl_c_anywhere_exits_130_quietly(monkeypatch, capsys):

@@ -171,7 +171,7 @@ def nll(X: Array, event: Array, beta: Array, lam: Scalar) -> Scalar:
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
-    return lam * np.vdot(beta, beta) / 2 - np.vdot(event, eta - log_risk) / N
+    return lam * (beta @ beta) / 2 - (event @ (eta - log_risk)) / N
 
 
 def nll_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
@@ -231,7 +231,7 @@ def nll_value_and_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> tupl
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
-    value = lam * np.vdot(beta, beta) / 2 - np.vdot(event, eta - log_risk) / N
+    value = lam * (beta @ beta) / 2 - (event @ (eta - log_risk)) / N
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
@@ -307,14 +307,14 @@ def nll_jvp(
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
-    value = lam * np.vdot(beta, beta) / 2 - np.vdot(event, eta - log_risk) / N
+    value = lam * (beta @ beta) / 2 - (event @ (eta - log_risk)) / N
     # tangent of line 9: eta = X @ beta
     teta = X @ tbeta  # (N,)
     # tangent of line 10: log_risk = logcumsumexp(eta, reverse=True)
     tlog_risk = _expscan(teta, eta, -log_risk, axis=0, reverse=True)  # (N,)
     del eta, log_risk
     # tangent of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
-    tvalue = lam * np.vdot(tbeta, beta) - np.vdot(event, teta - tlog_risk) / N
+    tvalue = lam * (tbeta @ beta) - (event @ (teta - tlog_risk)) / N
     return value, tvalue
 
 

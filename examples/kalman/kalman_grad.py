@@ -249,10 +249,8 @@ def nll_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Array:
     dr_scatter = np.zeros_like(theta)
     dr_scatter[1] = dr * r
     # grad of line 9: q = exp(theta[0])
-    dq_scatter = np.zeros_like(theta)
-    dq_scatter[0] = dq * q
-    # (2,); reuses dr_scatter's buffer
-    dtheta = np.add(dr_scatter, dq_scatter, out=dr_scatter)
+    dtheta = dr_scatter  # reuses dr_scatter's buffer
+    dtheta[0] += dq * q
     return dtheta
 
 
@@ -344,10 +342,8 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
     dr_scatter = np.zeros_like(theta)
     dr_scatter[1] = dr * r
     # grad of line 9: q = exp(theta[0])
-    dq_scatter = np.zeros_like(theta)
-    dq_scatter[0] = dq * q
-    # (2,); reuses dr_scatter's buffer
-    dtheta = np.add(dr_scatter, dq_scatter, out=dr_scatter)
+    dtheta = dr_scatter  # reuses dr_scatter's buffer
+    dtheta[0] += dq * q
     return value2, dtheta
 
 
@@ -437,10 +433,8 @@ def nll_vjp(theta: Array, y: Array, m0: Scalar, P0: Scalar, g: Scalar) -> Array:
     dr_scatter = np.zeros_like(theta)
     dr_scatter[1] = dr * r
     # grad of line 9: q = exp(theta[0])
-    dq_scatter = np.zeros_like(theta)
-    dq_scatter[0] = dq * q
-    # (2,); reuses dr_scatter's buffer
-    dtheta = np.add(dr_scatter, dq_scatter, out=dr_scatter)
+    dtheta = dr_scatter  # reuses dr_scatter's buffer
+    dtheta[0] += dq * q
     return g * dtheta
 
 
@@ -672,8 +666,6 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     tdr_scatter = np.zeros_like(theta)
     tdr_scatter[1] = dr_dot * r + dr * tr
     # tangent of grad of line 9: q = exp(theta[0])
-    tdq_scatter = np.zeros_like(theta)
-    tdq_scatter[0] = dq_dot * q + dq * tq
-    # (2,); reuses tdr_scatter's buffer
-    Hvtheta = np.add(tdr_scatter, tdq_scatter, out=tdr_scatter)
+    Hvtheta = tdr_scatter  # reuses tdr_scatter's buffer
+    Hvtheta[0] += dq_dot * q + dq * tq
     return Hvtheta

@@ -159,7 +159,7 @@ def loss(X: Array, y: Array, w: Array, lam: Scalar) -> Scalar:
     lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    return np.logaddexp(0, y_neg).sum() / N + lam * np.vdot(w, w) / 2
+    return np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
 
 
 def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
@@ -210,7 +210,7 @@ def loss_value_and_grad(X: Array, y: Array, w: Array, lam: Scalar) -> tuple[Scal
     lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    value = np.logaddexp(0, y_neg).sum() / N + lam * np.vdot(w, w) / 2
+    value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
     return value, dw
@@ -270,9 +270,9 @@ def loss_jvp(X: Array, y: Array, w: Array, lam: Scalar, tw: Array) -> tuple[Scal
     lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
-    value = np.logaddexp(0, y_neg).sum() / N + lam * np.vdot(w, w) / 2
+    value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    tvalue = -((y * (X @ tw) * _sigmoid(y_neg)).sum() / N) + lam * np.vdot(tw, w)
+    tvalue = -((y * (X @ tw) * _sigmoid(y_neg)).sum() / N) + lam * (tw @ w)
     return value, tvalue
 
 

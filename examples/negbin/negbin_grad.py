@@ -395,7 +395,7 @@ def nll_grad(X: Array, y: Array, beta: Array, a: Scalar) -> tuple[Array, Scalar]
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     # grad of line 9: r = exp(a)
-    da = -r + np.vdot(y_add, np.exp(a_diff)) / N + dr * r
+    da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
@@ -443,7 +443,7 @@ def nll_value_and_grad(
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     # grad of line 9: r = exp(a)
-    da = -r + np.vdot(y_add, np.exp(a_diff)) / N + dr * r
+    da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
@@ -487,7 +487,7 @@ def nll_vjp(X: Array, y: Array, beta: Array, a: Scalar, g: Scalar) -> tuple[Arra
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     # grad of line 9: r = exp(a)
-    da = -r + np.vdot(y_add, np.exp(a_diff)) / N + dr * r
+    da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
@@ -610,7 +610,7 @@ def nll_hvp(
     tr_diff = tr * _polygamma(1, r) - va_diff.sum() / N
     tdr = tr_diff - (tr * _polygamma(1, y_add)).sum() / N
     # tangent of grad of line 9: r = exp(a)
-    Hva = -tr + (tr * a_exp + y_add * (va_diff * a_exp)).sum() / N + (tdr * r + dr * tr)
+    Hva = -tr + (tr * a_exp.sum() + y_add @ (va_diff * a_exp)) / N + (tdr * r + dr * tr)
     del a_exp, va_diff
     # tangent of grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     tdz = (tr * z_exp + y_add * ((tz - tlog_total) * z_exp)) / N  # (N,)
@@ -671,24 +671,23 @@ def nll_hessian(
     H_beta_a = X_matmul.T.reshape((D,))  # (D,)
     del X_matmul
     # grad of line 9: r = exp(a)
-    # (D,)
-    H_a_beta = (X_mul.sum(axis=1) * r - (y_add * (z_exp * a_exp) * X.T).sum(axis=1)) / N
+    H_a_beta = (-(z_exp * a_exp * X.T) @ y_add + X_mul.sum(axis=1) * r) / N  # (D,)
     del X_mul, z_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     a_diff2 = a_basis[:, None] * a_exp  # (1, N)
     np.subtract(a_basis[:, None], a_diff2, out=a_diff2)
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
+    # (1,)
+    y_add2 = np.broadcast_to(a_mul[:, None], (1, N)) @ a_exp + (a_diff2 * a_exp) @ y_add
+    del a_exp
+    # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     r_diff = r * _polygamma(1, r) * a_basis - a_diff2.sum(axis=1) / N  # (1,)
-    del a_basis
+    del a_basis, a_diff2
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     del a_diff
     # grad of line 9: r = exp(a)
     # (1,)
     r_mul2 = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
-    del r_diff
-    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
-    y_mul = (a_mul[:, None] * a_exp + y_add * (a_diff2 * a_exp)).sum(axis=1) / N  # (1,)
-    del a_diff2, a_exp, y_add
-    r_add = -a_mul + y_mul  # (1,)
-    del y_mul
-    H_a_a = (r_add + (r_mul2 + dr * a_mul)).reshape(())
+    del r_diff, y_add
+    H_a_a = (-a_mul + y_add2 / N + (r_mul2 + dr * a_mul)).reshape(())
     return (H_beta_beta, H_beta_a), (H_a_beta, H_a_a)

@@ -29,6 +29,7 @@ from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
+from ..ops.indexing import written_value
 from ..ops.registry import PREC_ATOM, REGISTRY
 from .naming import Namer, temp_name
 from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
@@ -278,7 +279,7 @@ class _Scheduler:
             if n.op in stmt_ops:
                 st.read(arg_refs)
                 target = namer.fresh(wanted or temp_name(n, names))
-                stmts = st.write_into(n, target) or printer.emit_stmt(n, target)
+                stmts = _write_stmt(st, n, target, arg_refs, refs)
             else:
                 text, prec = printer.emit(n)
                 alias = _alias_of(args, text, code)
@@ -386,6 +387,25 @@ class _Scheduler:
         st.assigned.update(carried)
         st.namer.taken.discard(index)   # read in the loop only: a later loop may reuse it
         return RegionCode(index, carried, init, body.lines)
+
+
+def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) -> list[str]:
+    """The lines of a statement op's node `n` computed into `target`: written into the
+    buffer of its argument 0 where that dies (`_State.write_into`), else its own statement
+    form; for a node writing part of an array (`written_value`: a `scatter`, an `update`)
+    first the value it writes, an inlined elementwise chain, computed in the buffer of a
+    variable that dies here (`x_mul = np.multiply(200.0, x_diff, out=x_diff)`), so the
+    write allocates nothing; that value is then read as a variable, released after."""
+    first = []
+    v = written_value(n) if st.ufunc else None
+    if v is not None and id(v) in st.inlined and v.op in st.ufunc and v.shape:
+        lines = st.in_place(v, "\0", refs, stmt_refs, need_buffer=True)
+        if lines is not None:
+            name = st.namer.fresh(temp_name(v, st.names))
+            st.p.set_name(v, name)
+            st.temps.append(name)
+            first = [line.replace("\0", name) for line in lines]
+    return first + (st.write_into(n, target) or st.p.emit_stmt(n, target))
 
 
 def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=MAX_EXPR):
@@ -560,8 +580,9 @@ class _State:
             id(a) in self.inlined and a.op in ufunc and a.shape == shape for a in n.args)
 
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
-                 ) -> list[str] | None:
-        """Statements computing `n` into one buffer, or None when that would not help."""
+                 need_buffer: bool = False) -> list[str] | None:
+        """Statements computing `n` into one buffer, or None when that would not help
+        (with `need_buffer`: when no dead variable's buffer can hold it)."""
         shape = n.shape
         ufunc = self.ufunc
         if not shape or n.op not in ufunc:
@@ -586,7 +607,7 @@ class _State:
             return k == 0
 
         buf = self._dead_buffer(bottom_args, shape, unread_later)
-        if buf is None and len(spine) < 2:
+        if buf is None and (len(spine) < 2 or need_buffer):
             return None
         alloc = self.var_node[buf] if buf else bottom
         # Every step's inputs among the buffer's (so is its dtype). A node depends on the

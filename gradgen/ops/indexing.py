@@ -384,11 +384,38 @@ def _update_write(p, node, target):
         items = [":"] * node.attr("axis") + p.args(node, 0)[2:]
         where = ", ".join(items)
     v = node.args[1]
+    if where != "()" and node.attr("axis") is None and v.op == "add" \
+            and _reads_own_place(v.args[0], node):
+        # `A[i] = A[i] + w`, A the buffer written: `target[i] += w` where the target can
+        line = p.augmented(p.subscript(target, items, node.ndim, trim=False), "add",
+                           p.arg(v, 1, 0))
+        if line is not None:
+            return [line]
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
     if where != "()":
         return [p.setitem(target, items, node.ndim, value)]
     return [f"{target}[{where}] = {value}"]
+
+
+def written_value(n):
+    """The array a `scatter` writes, or an `update` of a static index writes (for
+    `A[i] = A[i] + w`, adds: w); None for other nodes. (The scheduler computes it in a
+    dead buffer before the write: `codegen/schedule._write_stmt`.)"""
+    if n.op == "scatter":
+        return n.args[0]
+    if n.op != "update" or n.attr("axis") is not None or len(n.args) != 2:
+        return None
+    v = n.args[1]
+    return v.args[1] if v.op == "add" and _reads_own_place(v.args[0], n) else v
+
+
+def _reads_own_place(x, node) -> bool:
+    """Whether `x` reads the entries the static-index `update` node writes, of the array
+    it writes into (`A[1:]` in `A[1:] = A[1:] + w`)."""
+    # (and the sum is of the array's dtype: `+=` casts only within a kind, `=` any way)
+    return x.op == "index" and x.args[0] is node.args[0] and node.dtype == node.args[1].dtype \
+        and x.attr("index") == node.attr("index") and tuple(x.shape) == tuple(node.args[1].shape)
 
 
 def _update_stmt(p, node, target):
@@ -524,6 +551,30 @@ def add_rows(acc, c):
 
 
 # ---------------------------------------------------------------- fusing scatter-adds
+
+def _scattered(a):
+    """Whether `a` is a `scatter` (zeros with a slice written) or static-index updates of
+    one: a buffer of zeros with parts written, which one more slice may be added into."""
+    while a.op == "update" and a.attr("axis") is None and a.attr("index"):
+        a = a.args[0]
+    return a.op == "scatter"
+
+
+@rewrite("add", "fuse")
+def scatters_one_buffer(a, b):
+    """Scatters of slices into zeros of one shape, summed, are one buffer: the second
+    slice added into the first's (`dx = np.zeros_like(x); dx[:-1] = u; dx[1:] += v`, the
+    gradient of several slices of x), not a zero-filled array per slice and their sum."""
+    for s, t in ((a, b), (b, a)):
+        if t.op == "scatter" and s.dtype == t.dtype and tuple(s.shape) == tuple(t.shape) \
+                and _scattered(s):
+            index = t.attr("index")
+            part = make("index", s, index=index)
+            if tuple(part.shape) != tuple(t.args[0].shape):
+                return None
+            return make("update", s, part + t.args[0], index=index, axis=None)
+    return None
+
 
 def _rows(g, i, rest):
     """A scatter-add's cotangent and indices as (n, *rest) rows and n indices."""

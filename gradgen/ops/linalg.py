@@ -22,6 +22,8 @@ from .shape_ops import swap_last
 def _matmul_vjp(g, n):
     a, b = n.args
     if a.ndim == 1 and b.ndim == 1:          # inner product
+        if a is b:                           # u @ u: one term, 2 g u (not g u + g u)
+            return const(2) * g * a, None
         return g * b, g * a
     if a.ndim == 1:                          # (k,) @ (..., k, m)
         if b.ndim == 2:
@@ -40,6 +42,8 @@ def _matmul_vjp(g, n):
 def _matmul_jvp(ts, n):
     a, b = n.args
     ta, tb = ts
+    if a is b and a.ndim == 1 and ta is not None:   # u @ u: 2 (tu @ u), one product
+        return const(2) * (ta @ a)
     left = None if ta is None else ta @ b
     right = None if tb is None else a @ tb
     if left is None:
@@ -228,6 +232,59 @@ def sum_batched_product(x, axes, keepdims):
         return None   # flattening would copy: measured slower than the batch at small sizes
     left = make("reshape", a.args[0], shape=(rows, n)).T   # a = x.T: x's rows stacked
     return left @ make("reshape", b, shape=(rows, m))
+
+
+def _vector_dot(t):
+    """`a @ b` for the product `a * b` of two vectors of one length, `u @ u` for the square
+    `u ** 2` of a vector; None for anything else."""
+    if any(a.op in ("broadcast_to", "expand_like") for a in t.args):   # c * u: no dot
+        return None
+    if t.op == "mul" and t.args[0].ndim == 1 and t.args[1].ndim == 1 \
+            and dims_equal(t.args[0].shape[0], t.args[1].shape[0]):
+        return t.args[0] @ t.args[1]
+    if t.op == "pow" and t.args[0].ndim == 1 and t.args[1].is_const:
+        v = t.args[1].value   # 2 or 2.0 (an Integer and a Float compare unequal)
+        if getattr(v, "is_number", False) and v.is_real and float(v) == 2.0:
+            return t.args[0] @ t.args[0]
+    return None
+
+
+def _scaled_dot(t) -> bool:
+    """Whether `t` is a product or square of vectors, or a scalar constant times one."""
+    if t.op == "mul" and t.args[0].is_const:
+        t = t.args[1]
+    return t.op in ("mul", "pow") and _vector_dot(t) is not None
+
+
+@rewrite("matmul")
+def dot_of_broadcast_scalar(a, b):
+    """A dot product with a scalar broadcast to a vector is the scalar times a sum:
+    `broadcast_to(c, (N,)) @ u` is `c * sum(u)` (the tangent of `sum(u * v)` where v's
+    tangent is a broadcast scalar), not a product with a broadcast array."""
+    if a.ndim != 1 or b.ndim != 1:
+        return None
+    for s, t in ((a, b), (b, a)):
+        if s.op in ("broadcast_to", "expand_like") and s.args[0].ndim == 0:
+            return s.args[0] * make("sum", t, axes=(0,), keepdims=False)
+    return None
+
+
+@rewrite("sum")
+def sum_product_dot(x, axes, keepdims):
+    """The sum of a product of two vectors, or of a vector's square, is a dot product:
+    `sum(a * b)` is `a @ b` and `sum(d ** 2)` is `d @ d` (one pass through BLAS, no
+    temporary of the vectors' size); a sum of such terms is split into one sum per term
+    (`sum(100 * d ** 2 + e ** 2)` is `100 * (d @ d) + e @ e`)."""
+    if keepdims or x.ndim != 1:
+        return None
+    dot = _vector_dot(x)
+    if dot is not None:
+        return dot
+    if x.op in ("add", "sub") and all(a.ndim == 1 for a in x.args) \
+            and any(_scaled_dot(a) for a in x.args):
+        left, right = (make("sum", a, axes=(0,), keepdims=False) for a in x.args)
+        return left + right if x.op == "add" else left - right
+    return None
 
 
 @rewrite("sum")

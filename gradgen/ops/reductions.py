@@ -95,7 +95,7 @@ def _emit_vdot_xp(p, node):
 
 # vdot(a, b): the sum of all elements of a * b (a and b of one shape), NumPy's np.vdot for
 # float arrays: one pass through BLAS, no temporary of the product. Made by the lower rule
-# `sum_product_dot` only, after differentiation; its derivatives are those of sum(a * b).
+# `sum_product_vdot` only, after differentiation; its derivatives are those of sum(a * b).
 defop("vdot", 2, shape=lambda args: (), emit={"numpy": call("vdot"), "default": _emit_vdot_xp},
       domain=(REAL, REAL),
       vjp=lambda g, n: (g * n.args[1], g * n.args[0]),
@@ -112,9 +112,10 @@ def _total(*terms):
 
 
 @rewrite("sum", tag="lower")
-def sum_product_dot(x, axes, keepdims):
+def sum_product_vdot(x, axes, keepdims):
     """The sum of all elements of a product is a dot product: `sum(a * b)` is
-    `np.vdot(a, b)` and `sum(a ** 2)` is `np.vdot(a, a)` (one pass through BLAS, no
+    `np.vdot(a, b)` (of vectors the simplify rule linalg.sum_product_dot has made it
+    `a @ b` already where it saw it) and `sum(a ** 2)` is `np.vdot(a, a)` (one pass through BLAS, no
     temporary of the product's size); `sum(a * b / s)` with a scalar s is that over s.
     The dot adds in another order than NumPy's pairwise sum (the last bits differ)."""
     if len(axes) != x.ndim or keepdims or x.ndim == 0:
