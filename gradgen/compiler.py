@@ -32,7 +32,7 @@ from .ops.control import REGIONS_BUILT
 from .ops.dtypes import INT
 from .ops.registry import REGISTRY
 from .options import ALL_MODES, DEFAULT_MODES, Options, _options, make_options
-from .passes import building, lower, optimize
+from .passes import building, hoist_steps, lower, optimize
 from .version import __version__
 
 __all__ = ["ALL_MODES", "DEFAULT_MODES", "MAX_WORK", "Function", "Module", "Options",
@@ -107,6 +107,9 @@ def optimize_entry(entry: EntryPoint, hints: dict[str, int]) -> EntryPoint:
     graph = _checked(ir.Graph(tuple(a.node for a in entry.args), (entry.output,),
                               dict(entry.names)))
     graph = _checked(optimize(graph, hints))
+    steps = hoist_steps(graph)   # a loop's non-recurrent part out of it, before autodiff
+    if steps is not graph:
+        graph = _checked(optimize(_checked(steps), hints))
     return dataclasses.replace(entry, output=graph.outputs[0], names=graph.names)
 
 

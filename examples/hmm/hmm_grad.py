@@ -201,6 +201,9 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff, A_sum
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE, obs_rows
     alpha2 = alpha.copy()
     for t in range(1, T):
         alpha2_add = alpha2[:, :, None] + logA  # (N, K, K)
@@ -208,9 +211,9 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
         # (N, K)
         logA_add = np.log(np.exp(alpha2_add - alpha2_max).sum(axis=1)) + alpha2_max[:, 0]
         del alpha2_add, alpha2_max
-        alpha2 = logA_add + logE[obs[t]]  # (N, K)
+        alpha2 = logA_add + logE_rows[t - 1]  # (N, K)
         del logA_add
-    del alpha, logA, logE
+    del alpha, logA, logE_rows
     alpha_max = alpha2.max(axis=1, keepdims=True)  # (N, 1)
     return (np.log(np.exp(alpha2 - alpha_max).sum(axis=1)) + alpha_max[:, 0]).sum() / N
 
@@ -259,6 +262,9 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
     sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
     for t in range(1, T):
@@ -273,34 +279,38 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
         del alpha_max2, logA_sum
-    del logA, logE
+    del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
+    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 13: for t in range(1, T):
-        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
+        dlogE_rows[t_diff2] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dlogE
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE2.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
-    np.subtract(dlogE2, dE, out=dE)
-    del E_exp, E_sum, dlogE2
+    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    np.subtract(dlogE, dE, out=dE)
+    del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
@@ -360,6 +370,9 @@ def loglik_value_and_grad(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
     sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
     for t in range(1, T):
@@ -374,9 +387,9 @@ def loglik_value_and_grad(
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
         del alpha_max2, logA_sum
-    del logA, logE
+    del logA, logE_rows
     alpha_max3 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     alpha_exp = np.exp(alpha - alpha_max3)  # (N, K)
     del alpha
@@ -384,28 +397,32 @@ def loglik_value_and_grad(
     value2 = (np.log(alpha_sum) + alpha_max3[:, 0]).sum() / N
     del alpha_max3
     # grad of the loop at line 13
-    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
+    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 13: for t in range(1, T):
-        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
+        dlogE_rows[t_diff2] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, alpha_sum, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dlogE
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE2.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
-    np.subtract(dlogE2, dE, out=dE)
-    del E_exp, E_sum, dlogE2
+    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    np.subtract(dlogE, dE, out=dE)
+    del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
@@ -467,6 +484,9 @@ def loglik_vjp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
     sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
     for t in range(1, T):
@@ -481,34 +501,38 @@ def loglik_vjp(
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
         del alpha_max2, logA_sum
-    del logA, logE
+    del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
+    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 13: for t in range(1, T):
-        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
+        dlogE_rows[t_diff2] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dlogE
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE2.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
-    np.subtract(dlogE2, dE, out=dE)
-    del E_exp, E_sum, dlogE2
+    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    np.subtract(dlogE, dE, out=dE)
+    del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
@@ -572,6 +596,9 @@ def loglik_jvp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
     # tangent of line 11: logE = log_softmax(E, axis=0)
     tlogE = tE - (tE * E_exp).sum(axis=0, keepdims=True) / E_sum  # (M, K)
     del E_exp, E_sum
@@ -582,6 +609,9 @@ def loglik_jvp(
     # tangent of line 10: logA = log_softmax(A, axis=1)
     tlogA = tA - (tA * A_exp).sum(axis=1, keepdims=True) / A_sum  # (K, K)
     del A_exp, A_sum
+    # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
+    del obs_rows, tlogE
     # tangent of the loop at line 13
     alpha_dot = talpha
     for t in range(1, T):
@@ -592,15 +622,15 @@ def loglik_jvp(
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        obs_rows = obs[t]  # (N,)
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs_rows]  # (N, K)
+        t_diff = t - 1
+        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
         del alpha_max2
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K)
         tlogA_div = ((alpha_dot[:, :, None] + tlogA) * logA_exp).sum(axis=1) / logA_sum
         del logA_exp, logA_sum
-        alpha_dot = tlogA_div + tlogE[obs_rows]
-    del logA, logE, talpha, tlogA, tlogE
+        alpha_dot = tlogA_div + tlogE_rows[t_diff]
+    del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_max3 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     alpha_exp = np.exp(alpha - alpha_max3)  # (N, K)
     del alpha
@@ -664,6 +694,9 @@ def loglik_hvp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
     sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))  # (T - 1, N, K)
     # (T - 1, N, K, K)
     exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
@@ -680,6 +713,9 @@ def loglik_hvp(
     vA_mul = vA * A_exp  # (K, K)
     vA_sum = vA_mul.sum(axis=1, keepdims=True)  # (K, 1)
     tlogA = vA - vA_sum / A_sum  # (K, K)
+    # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
+    del tlogE
     # tangent of the loop at line 13
     sum_steps_dot = np.zeros_like(sum_steps)
     exp_steps_dot = np.zeros_like(exp_steps)
@@ -695,8 +731,7 @@ def loglik_hvp(
         t_diff = t - 1
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
-        obs_rows = obs[t]  # (N,)
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs_rows]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
         del alpha_max2
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_mul = (alpha_dot[:, :, None] + tlogA) * logA_exp  # (N, K, K)
@@ -706,8 +741,8 @@ def loglik_hvp(
         sum_steps_dot[t_diff] = tlogA_sum
         exp_steps_dot[t_diff] = alpha_dot_mul
         del alpha_dot_mul
-        alpha_dot = tlogA_sum / logA_sum + tlogE[obs_rows]
-    del logA, logE, talpha, tlogA, tlogE
+        alpha_dot = tlogA_sum / logA_sum + tlogE_rows[t_diff]
+    del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
@@ -720,18 +755,20 @@ def loglik_hvp(
     del alpha_exp
     alpha_mul2 = alpha_div / N  # (N, K)
     # grad of line 13: for t in range(1, T):
-    A_full = np.zeros((M, K), dtype=np.result_type(A, pi, E))  # (M, K)
-    A_full2 = np.zeros((K, K), dtype=np.result_type(A, pi, E))  # (K, K)
+    A_full = np.zeros((K, K), dtype=np.result_type(A, pi, E))  # (K, K)
+    # (T - 1, N, K)
+    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
     # grad of the loop at line 13
-    dlogE = A_full.copy()
-    dlogA = A_full2.copy()
+    dlogA = A_full.copy()
+    dlogE_rows2 = dlogE_rows.copy()
     dalpha = alpha_mul2.copy()
     for t in reversed(range(1, T)):
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
-        dlogE = dlogE + _scatter_add(dalpha, (M, K), 0, obs[t])
+        # grad of line 13: for t in range(1, T):
+        dlogE_rows2[t_diff2] = dalpha
         dlogA = dlogA + dalpha_mul.sum(axis=0)
         dalpha = dalpha_mul.sum(axis=2)
     # grad of line 10: logA = log_softmax(A, axis=1)
@@ -739,20 +776,25 @@ def loglik_hvp(
     del dlogA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_div = dalpha.sum(axis=0).sum(axis=0, keepdims=True) / pi_sum  # (1,)
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dalpha, dlogE
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows2.reshape((N * (T - 1), K)), dalpha])
+    del dalpha, dlogE_rows2
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dlogE_div = dlogE2.sum(axis=0, keepdims=True) / E_sum  # (1, K)
-    del dlogE2
+    dlogE_div = dlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
+    del dlogE
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
     div = alpha_mul.sum(axis=1)[:, None] * alpha_div / alpha_sum  # (N, K)
     del alpha_div
     alpha_diff = alpha_mul / alpha_sum - div  # (N, K)
     del alpha_mul, div
     # tangent of grad of the loop at line 13
-    dlogE_dot = A_full
-    dlogA_dot = A_full2
+    dlogA_dot = A_full
+    dlogE_rows_dot = np.zeros_like(dlogE_rows)
     dalpha_dot = alpha_diff / N
     for t in reversed(range(1, T)):
         t_diff3 = t - 1
@@ -771,15 +813,20 @@ def loglik_hvp(
         # (N, K, K)
         exp_steps_add = exp_steps_mul + alpha_mul2_div[:, None] * exp_steps_dot[t_diff3]
         del exp_steps_mul
+        # tangent of grad of line 13: for t in range(1, T):
+        dlogE_rows_dot[t_diff3] = dalpha_dot
         alpha_mul2 = (alpha_mul2_div[:, None] * exp_steps_rows).sum(axis=2)
-        dlogE_dot = dlogE_dot + _scatter_add(dalpha_dot, (M, K), 0, obs[t])
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = exp_steps_add.sum(axis=2)
-    del A_full, A_full2, alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, sum_steps, sum_steps_dot
+    del A_full, alpha_diff, alpha_mul2, dlogE_rows, exp_steps, exp_steps_dot, sum_steps
+    del sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE_dot's buffer
-    tdlogE = np.add(dlogE_dot, _scatter_add(dalpha_dot, (M, K), 0, obs[0]), out=dlogE_dot)
-    del dlogE_dot
+    tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)
+    del dlogE_rows_dot
+    # (N + N * (T - 1), K)
+    tdlogE_rows_joined = np.concatenate([tdlogE_rows_reshape, dalpha_dot])
+    tdlogE = _scatter_add(tdlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del obs_joined, tdlogE_rows_joined
     # tangent of grad of line 11: logE = log_softmax(E, axis=0)
     # (1, K)
     tdlogE_diff = tdlogE.sum(axis=0, keepdims=True) / E_sum - vE_sum * dlogE_div / E_sum
