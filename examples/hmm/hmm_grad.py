@@ -245,6 +245,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     M = E.shape[0]
     T = obs.shape[0]
     N = obs.shape[1]
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
@@ -265,13 +266,13 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
     logE_rows = logE[obs_rows]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
@@ -279,14 +280,14 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
-        del alpha_max2, logA_sum
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max, logA_sum
     del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
         t_diff2 = t - 1
@@ -353,6 +354,7 @@ def loglik_value_and_grad(
     M = E.shape[0]
     T = obs.shape[0]
     N = obs.shape[1]
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
@@ -373,13 +375,13 @@ def loglik_value_and_grad(
     obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
     logE_rows = logE[obs_rows]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
@@ -387,18 +389,18 @@ def loglik_value_and_grad(
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
-        del alpha_max2, logA_sum
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max, logA_sum
     del logA, logE_rows
-    alpha_max3 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp = np.exp(alpha - alpha_max3)  # (N, K)
+    alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
+    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
     alpha_sum = alpha_exp.sum(axis=1)  # (N,)
-    value2 = (np.log(alpha_sum) + alpha_max3[:, 0]).sum() / N
-    del alpha_max3
+    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    del alpha_max2
     # grad of the loop at line 13
-    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
         t_diff2 = t - 1
@@ -432,7 +434,7 @@ def loglik_value_and_grad(
     # grad of line 10: logA = log_softmax(A, axis=1)
     dA = dlogA.sum(axis=1, keepdims=True) / A_sum * A_exp  # (K, K)
     np.subtract(dlogA, dA, out=dA)
-    return value2, (dA, dpi, dE)
+    return value, (dA, dpi, dE)
 
 
 def loglik_vjp(
@@ -467,6 +469,7 @@ def loglik_vjp(
     N = obs.shape[1]
     _expect("g", g, ())
     g = _weak(g, A, pi, E)
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
@@ -487,13 +490,13 @@ def loglik_vjp(
     obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
     logE_rows = logE[obs_rows]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
@@ -501,14 +504,14 @@ def loglik_vjp(
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
-        del alpha_max2, logA_sum
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max, logA_sum
     del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
         t_diff2 = t - 1
@@ -590,6 +593,13 @@ def loglik_jvp(
     del E_diff
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
+    # tangent of line 11: logE = log_softmax(E, axis=0)
+    tlogE = tE - (tE * E_exp).sum(axis=0, keepdims=True) / E_sum  # (M, K)
+    del E_exp, E_sum
+    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
+    # (N, K)
+    talpha = tpi - (tpi * pi_exp).sum(axis=0, keepdims=True) / pi_sum + tlogE[obs[0]]
+    del pi_exp, pi_sum
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
     A_exp = np.exp(A_diff)  # (K, K)
     A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
@@ -599,13 +609,6 @@ def loglik_jvp(
     obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
     logE_rows = logE[obs_rows]  # (T - 1, N, K)
     del logE
-    # tangent of line 11: logE = log_softmax(E, axis=0)
-    tlogE = tE - (tE * E_exp).sum(axis=0, keepdims=True) / E_sum  # (M, K)
-    del E_exp, E_sum
-    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (N, K)
-    talpha = tpi - (tpi * pi_exp).sum(axis=0, keepdims=True) / pi_sum + tlogE[obs[0]]
-    del pi_exp, pi_sum
     # tangent of line 10: logA = log_softmax(A, axis=1)
     tlogA = tA - (tA * A_exp).sum(axis=1, keepdims=True) / A_sum  # (K, K)
     del A_exp, A_sum
@@ -616,30 +619,30 @@ def loglik_jvp(
     alpha_dot = talpha
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
         t_diff = t - 1
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
-        del alpha_max2
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K)
         tlogA_div = ((alpha_dot[:, :, None] + tlogA) * logA_exp).sum(axis=1) / logA_sum
         del logA_exp, logA_sum
         alpha_dot = tlogA_div + tlogE_rows[t_diff]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
-    alpha_max3 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp = np.exp(alpha - alpha_max3)  # (N, K)
+    alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
+    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
     alpha_sum = alpha_exp.sum(axis=1)  # (N,)
-    value2 = (np.log(alpha_sum) + alpha_max3[:, 0]).sum() / N
-    del alpha_max3
+    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    del alpha_max2
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
     tvalue = ((alpha_dot * alpha_exp).sum(axis=1) / alpha_sum).sum() / N
-    return value2, tvalue
+    return value, tvalue
 
 
 def loglik_hvp(
@@ -677,62 +680,64 @@ def loglik_hvp(
     _expect("vA", vA, (K, K))
     _expect("vpi", vpi, (K,))
     _expect("vE", vE, (M, K))
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
+    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
+    vpi_mul = vpi * pi_exp  # (K,)
+    vpi_sum = vpi_mul.sum(axis=0, keepdims=True)  # (1,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
     E_exp = np.exp(E_diff)  # (M, K)
+    # tangent of line 11: logE = log_softmax(E, axis=0)
+    vE_mul = vE * E_exp  # (M, K)
+    vE_sum = vE_mul.sum(axis=0, keepdims=True)  # (1, K)
     E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
+    tlogE = vE - vE_sum / E_sum  # (M, K)
+    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
+    talpha = vpi - vpi_sum / pi_sum + tlogE[obs[0]]  # (N, K)
+    A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
+    A_exp = np.exp(A_diff)  # (K, K)
+    # tangent of line 10: logA = log_softmax(A, axis=1)
+    vA_mul = vA * A_exp  # (K, K)
+    vA_sum = vA_mul.sum(axis=1, keepdims=True)  # (K, 1)
+    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    tlogA = vA - vA_sum / A_sum  # (K, K)
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
+    del tlogE
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
     del E_diff
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
-    A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
-    A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    # tangent of line 13: for t in range(1, T):
+    A_full = np.zeros((T - 1, N, K), dtype=dtype)  # (T - 1, N, K)
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
     logE_rows = logE[obs_rows]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))  # (T - 1, N, K)
-    # (T - 1, N, K, K)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
-    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    vpi_mul = vpi * pi_exp  # (K,)
-    vpi_sum = vpi_mul.sum(axis=0, keepdims=True)  # (1,)
-    # tangent of line 11: logE = log_softmax(E, axis=0)
-    vE_mul = vE * E_exp  # (M, K)
-    vE_sum = vE_mul.sum(axis=0, keepdims=True)  # (1, K)
-    tlogE = vE - vE_sum / E_sum  # (M, K)
-    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    talpha = vpi - vpi_sum / pi_sum + tlogE[obs[0]]  # (N, K)
-    # tangent of line 10: logA = log_softmax(A, axis=1)
-    vA_mul = vA * A_exp  # (K, K)
-    vA_sum = vA_mul.sum(axis=1, keepdims=True)  # (K, 1)
-    tlogA = vA - vA_sum / A_sum  # (K, K)
-    # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
-    del tlogE
     # tangent of the loop at line 13
-    sum_steps_dot = np.zeros_like(sum_steps)
-    exp_steps_dot = np.zeros_like(exp_steps)
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    sum_steps_dot = A_full.copy()
+    exp_steps_dot = np.zeros((T - 1, N, K, K), dtype=dtype)
     alpha_dot = talpha
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
         t_diff = t - 1
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE_rows[t_diff]  # (N, K)
-        del alpha_max2
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_mul = (alpha_dot[:, :, None] + tlogA) * logA_exp  # (N, K, K)
         del logA_exp
@@ -755,12 +760,10 @@ def loglik_hvp(
     del alpha_exp
     alpha_mul2 = alpha_div / N  # (N, K)
     # grad of line 13: for t in range(1, T):
-    A_full = np.zeros((K, K), dtype=np.result_type(A, pi, E))  # (K, K)
-    # (T - 1, N, K)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
+    A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of the loop at line 13
-    dlogA = A_full.copy()
-    dlogE_rows2 = dlogE_rows.copy()
+    dlogA = A_full2.copy()
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_mul2.copy()
     for t in reversed(range(1, T)):
         t_diff2 = t - 1
@@ -768,7 +771,7 @@ def loglik_hvp(
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
         # grad of line 13: for t in range(1, T):
-        dlogE_rows2[t_diff2] = dalpha
+        dlogE_rows[t_diff2] = dalpha
         dlogA = dlogA + dalpha_mul.sum(axis=0)
         dalpha = dalpha_mul.sum(axis=2)
     # grad of line 10: logA = log_softmax(A, axis=1)
@@ -780,8 +783,8 @@ def loglik_hvp(
     obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
     del obs_rows
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows2.reshape((N * (T - 1), K)), dalpha])
-    del dalpha, dlogE_rows2
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dalpha, dlogE_rows
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
@@ -793,8 +796,8 @@ def loglik_hvp(
     alpha_diff = alpha_mul / alpha_sum - div  # (N, K)
     del alpha_mul, div
     # tangent of grad of the loop at line 13
-    dlogA_dot = A_full
-    dlogE_rows_dot = np.zeros_like(dlogE_rows)
+    dlogA_dot = A_full2
+    dlogE_rows_dot = A_full
     dalpha_dot = alpha_diff / N
     for t in reversed(range(1, T)):
         t_diff3 = t - 1
@@ -818,8 +821,7 @@ def loglik_hvp(
         alpha_mul2 = (alpha_mul2_div[:, None] * exp_steps_rows).sum(axis=2)
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = exp_steps_add.sum(axis=2)
-    del A_full, alpha_diff, alpha_mul2, dlogE_rows, exp_steps, exp_steps_dot, sum_steps
-    del sum_steps_dot
+    del A_full, A_full2, alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)
     del dlogE_rows_dot

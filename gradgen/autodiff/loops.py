@@ -31,7 +31,7 @@ from ..ir import Node, Region, builder, const, make, topo_order, unvisited
 from ..ops.control import iteration, loop_attrs
 from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
-from ..ops.indexing import add_rows
+from ..ops.indexing import add_rows, added_row
 from ..ops.registry import REGISTRY, attach_rules
 from .forward import batched_jvp, jvp
 from .reverse import vjp
@@ -279,21 +279,13 @@ def _row_per_step(node: Node, acc: Node, out: Node, index: Node, value: Node
                   ) -> Node | None:
     """`acc[t] = g` for the accumulation `acc[t] = acc[t] + g` of the cotangent of an
     outside value whose rows the loop reads one per step (row i at iteration i, `XW[t]`
-    in a loop over range(len(XW))): each row is written once, so the buffer needs no zeros and no add.
-    None for any other accumulation."""
+    in a loop over range(len(XW))): each row is written once, so the buffer needs no
+    zeros and no add. None for any other accumulation."""
     if not value.shape \
             or not same_shape((as_expr(node.attr("length")),), tuple(value.shape[:1])):
         return None
     index = iteration(index, node)   # (iteration i reads row i: each row once)
-    if out.op != "update" or out.args[0] is not acc or out.kw != {"index": (), "axis": 0} \
-            or len(out.args) != 3 or out.args[2] is not index:
-        return None
-    total = out.args[1]
-    if total.op != "add":
-        return None
-    row = make("gather", acc, index, axis=0)
-    g = total.args[1] if total.args[0] is row else total.args[0] if total.args[1] is row \
-        else None
+    g = added_row(acc, out, index)
     if g is None or id(acc) in {id(n) for n in topo_order([g])}:
         return None
     return make("update", acc, g, index, index=(), axis=0)
@@ -314,10 +306,7 @@ def _rows_once(node: Node, bv: _BodyVJP, outs: list, inits: list, acc: dict) -> 
 
 def _empty_sources(zeros: Node) -> tuple[Node, ...]:
     """The dtype sources of an accumulator's zeros (`zeros_like(x)`, `full(a, b, ...)`)."""
-    if zeros.op == "zeros_like":
-        return tuple(sorted(dict.fromkeys(dtype_sources(zeros.args[0])),
-                            key=lambda n: n.serial))
-    return tuple(zeros.args)
+    return tuple(sorted(dict.fromkeys(dtype_sources(zeros)), key=lambda n: n.serial))
 
 
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:

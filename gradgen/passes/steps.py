@@ -18,17 +18,13 @@ integer index arithmetic (`t - 1`, `y[t]`).
 
 from __future__ import annotations
 
-from ..dims import as_expr, same_shape
+from ..dims import as_expr
 from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order
 from ..ops.control import iteration
+from ..ops.stepwise import Steps, batched_op, index_shift, placing, row_read
 from .regions import _with_bodies, in_regions
 
 __all__ = ["hoist_steps"]
-
-# The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
-_PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
-                      "broadcast_to", "stop_gradient"})
-
 
 def hoist_steps(graph: Graph) -> Graph:
     """Every loop's per-step values that read no carried value computed before the loop
@@ -38,8 +34,6 @@ def hoist_steps(graph: Graph) -> Graph:
 
 def _hoist_steps(graph: Graph) -> Graph:
     def body_pass(holder: Node, body: Region, names: dict):
-        if holder.op != "scan":
-            return None
         return _batched(holder, body, names)
     return _with_bodies(graph, body_pass)
 
@@ -80,14 +74,7 @@ class _Batcher:
 
     def _shift(self, n: Node) -> int | None:
         """k for the index plus or minus an integer k (step 1 only), else None."""
-        if self.step != 1 or n.op not in ("add", "sub") or len(n.args) != 2:
-            return None
-        a, b = n.args
-        if n.op == "add" and b is self.index:
-            a, b = b, a
-        if a is not self.index or not b.is_const or not b.value.is_integer:
-            return None
-        return int(b.value) if n.op == "add" else -int(b.value)
+        return None if self.step != 1 else index_shift(n, self.index)
 
     def get(self, n: Node, dep: dict[int, bool]) -> tuple[Node, bool] | None:
         """(value outside, batched?) of body value `n`; None if some op on the way has no
@@ -113,76 +100,9 @@ class _Batcher:
             return None
         args = [g[0] for g in got]
         flags = [g[1] for g in got]
-        b = builder()
-        with b.at(origin=n.origin, phase=n.phase):
-            return _batched_op(n, args, flags, self)
-
-
-def _lift(x: Node, rank: int) -> Node:
-    """A batched value (leading axis) with unit axes after the batch axis up to `rank`
-    axes per step (so it broadcasts against per-step values of that rank)."""
-    missing = rank + 1 - x.ndim
-    return make("expand_dims", x, axes=tuple(range(1, 1 + missing))) if missing > 0 else x
-
-
-def _batched_op(n: Node, args: list[Node], flags: list[bool], batcher: _Batcher) -> Node | None:
-    """Node `n` applied to `args` (those flagged batched have a leading axis of steps)."""
-    ops = builder().ops
-    opdef = ops[n.op]
-    kw = n.kw
-    if opdef.has("elementwise"):
-        return make(n.op, *(_lift(a, n.ndim) if f else a for a, f in zip(args, flags)), **kw)
-    if n.op == "cast" and not flags[1]:
-        return make("cast", args[0], args[1], **kw)
-    if opdef.has("reduction") and set(kw) <= {"axes", "keepdims"} and flags == [True]:
-        return make(n.op, args[0], **{**kw, "axes": tuple(a + 1 for a in kw["axes"])})
-    if n.op == "transpose":
-        return make("transpose", args[0], axes=(0, *(a + 1 for a in kw["axes"])))
-    if n.op in ("expand_dims", "squeeze"):
-        return make(n.op, args[0], axes=tuple(a + 1 for a in kw["axes"]))
-    if n.op == "reshape":
-        return make("reshape", args[0], shape=(batcher.length, *kw["shape"]))
-    if n.op == "matmul":
-        return _batched_matmul(n, args, flags)
-    if n.op == "gather":
-        return _batched_gather(n, args, flags, batcher)
-    return None
-
-
-def _batched_matmul(n: Node, args: list[Node], flags: list[bool]) -> Node | None:
-    a, b = n.args
-    x, y = args
-    if flags[0] and not flags[1] and b.ndim <= 2:
-        return make("matmul", x, y)   # (L, ..., D) @ (D, H): NumPy's broadcasting
-    if flags[1] and not flags[0] and a.ndim == 2:
-        if b.ndim >= 2:
-            return make("matmul", x, y)   # (N, D) @ (L, D, K)
-        return make("matmul", y, make("transpose", x, axes=(1, 0)))   # A @ v[t]: V @ A.T
-    if flags[0] and flags[1] and a.ndim >= 2 and b.ndim >= 2:
-        return make("matmul", _lift(x, max(a.ndim, b.ndim)), _lift(y, max(a.ndim, b.ndim)))
-    return None
-
-
-def _batched_gather(n: Node, args: list[Node], flags: list[bool], batcher: _Batcher
-                    ) -> Node | None:
-    axis = n.attr("axis")
-    data, index = args[0], args[1:]
-    if flags[0]:
-        if any(flags[1:]):
-            return None
-        return make("gather", data, *index, axis=axis + 1)
-    # the data is loop-invariant, the index arrays (some) batched
-    if (len(index) == 1 and axis == 0 and n.args[1] is batcher.index
-            and batcher.start == 0 and batcher.step == 1
-            and same_shape((batcher.length,), tuple(data.shape[:1]))):
-        return data   # X[t] for t in range(len(X)): the rows of X are X
-    rank = max(i.ndim for i in n.args[1:])
-    index = [_lift(i, rank) if f else i for i, f in zip(index, flags[1:])]
-    out = make("gather", data, *index, axis=axis)
-    if axis:   # the steps' axis is at `axis`: first
-        order = (axis, *range(axis), *range(axis + 1, out.ndim))
-        out = make("transpose", out, axes=order)
-    return out
+        with builder().at(origin=n.origin, phase=n.phase):
+            return batched_op(n, args, flags, Steps(self.index, self.length, self.start,
+                                                    self.step))
 
 
 def _slot_name(value: Node, names: dict) -> str:
@@ -218,10 +138,10 @@ def _worth(n: Node, dep: dict[int, bool]) -> bool:
         return False
     ops, count = 0, False
     for m in topo_order([n]):
-        if not dep[id(m)] or not m.args or m.dtype != "float" and m.op != "gather":
+        if not dep[id(m)] or not m.args or m.dtype != "float" and not row_read(m):
             continue   # (integer arithmetic `t - 1` is Python's, not a NumPy call)
         ops += 1
-        if m.dtype == "float" and m.op not in _PLACING:
+        if m.dtype == "float" and not placing(m):
             count = True
     return count or ops >= 2
 
