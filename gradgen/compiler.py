@@ -32,7 +32,7 @@ from .ops.control import REGIONS_BUILT
 from .ops.dtypes import INT
 from .ops.registry import REGISTRY
 from .options import ALL_MODES, DEFAULT_MODES, Options, _options, make_options
-from .passes import building, lower, optimize
+from .passes import building, hoist_steps, lower, optimize
 from .version import __version__
 
 __all__ = ["ALL_MODES", "DEFAULT_MODES", "MAX_WORK", "Function", "Module", "Options",
@@ -107,6 +107,9 @@ def optimize_entry(entry: EntryPoint, hints: dict[str, int]) -> EntryPoint:
     graph = _checked(ir.Graph(tuple(a.node for a in entry.args), (entry.output,),
                               dict(entry.names)))
     graph = _checked(optimize(graph, hints))
+    steps = hoist_steps(graph)   # a loop's non-recurrent part out of it, before autodiff
+    if steps is not graph:
+        graph = _checked(optimize(_checked(steps), hints))
     return dataclasses.replace(entry, output=graph.outputs[0], names=graph.names)
 
 
@@ -273,13 +276,27 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             visit[lo:hi] = reversed(visit[lo:hi])
         visit, phase_of = _staged(graph, plan.stages, visit, forward_nodes)
         body = schedule(list(graph.outputs), dict(graph.names), Namer(taken), printer,
-                        plan.label, keep, visit, forward, fold=fold and plan.kind == "forward",
-                        inputs_as={id(x): plan.input_name(x) for x in plan.inputs_as},
-                        phase_of=phase_of)
+                        plan.label, keep, visit, _continued(forward, plan, graph, graphs[0]),
+                        fold and plan.kind == "forward", phase_of=phase_of,
+                        inputs_as={id(x): plan.input_name(x) for x in plan.inputs_as})
         if plan.kind == "grad":
             grad = body, printer
         out.append((fns.assemble(plan, graph, body, printer), printer))
     return out, fns.spec_constant()
+
+
+def _continued(forward: Forward, plan: Plan, graph: ir.Graph, first: ir.Graph
+               ) -> Forward | None:
+    """The forward part a function's statements continue from; None for a function
+    whose loops are not the forward part's (`first`'s: a gradient's loop saving the
+    residuals stands for the value's loop), scheduled on its own: it continues none of
+    the forward part's statements, and its variables take the plain names (h, total),
+    not numbered ones beside the forward part's."""
+    if plan.kind == "forward" or not _has_loop(graph):
+        return forward
+    loops = ir.builder().with_trait("region")
+    ours = {id(n) for n in graph.order}
+    return forward if all(id(n) in ours for n in first.order if n.op in loops) else None
 
 
 def _has_loop(graph: ir.Graph) -> bool:

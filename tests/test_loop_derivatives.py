@@ -372,7 +372,9 @@ def test_the_backward_loop_reads_as_code(sequences):
             assert len(re.findall(r"\n    for t in range\(", code)) == 1, fn
     # the gradients accumulated in place, in buffers of the promoted dtype
     assert "\n        dWh += h_steps[t].T @ dh_mul\n" in grad
-    assert "dWh = np.zeros((H, H), dtype=np.result_type(X, Wx, Wh, Wy, h0))" in grad
+    # (the dtype the arguments promote to: computed once, read by each buffer)
+    assert "    dtype = np.result_type(X, Wx, Wh, Wy, h0)\n" in grad
+    assert "dWh = np.zeros((H, H), dtype=dtype)" in grad and grad.count("result_type") == 1
     both = _function(source, "rnn_loss_value_and_grad")
     assert re.search(r"\n        loss\d* = loss\d* - ", both.split("reversed(range(T))")[0])
     assert "    # grad of the loop at line 8\n    " in grad

@@ -439,7 +439,10 @@ def test_the_emitted_loop_reads_like_the_source(source):
     code = _function(source, "rnn_loss")
     body = code.split("    for t in range(T):\n")[1].split("    return")[0]
     assert "    loss = 0.0\n" in code and "    h = h0.copy()\n" in code
-    assert "        h = X[t] @ Wx + h @ Wh  # (N, H)\n        np.tanh(h, out=h)\n" in body
+    # X[t] @ Wx reads no carried value: one product for all steps before the loop
+    # (pass hoist_steps), the body reads its row
+    assert "    XWx = X @ Wx  # (T, N, H)\n" in code.split("    for t in range(T):\n")[0]
+    assert "        h = XWx[t] + h @ Wh  # (N, H)\n        np.tanh(h, out=h)\n" in body
     assert "        loss = loss - " in body
     assert "range(" not in body     # one loop, not unrolled
     states = _function(source, "states")
@@ -475,15 +478,17 @@ def test_loop_invariant_code_is_computed_before_the_loop(source):
     (scan,) = [n for n in order if n.op == "scan"]
     (body,) = scan.regions
     inside = {n.op for n in topo_order(body.outputs)}
-    assert "exp" not in inside and "matmul" in inside
-    # W.T @ W and exp(b) are arguments of the loop (outside values), not body nodes
-    outside_ops = {a.op for a in scan.args}
-    assert {"exp", "matmul"} <= outside_ops
-    matmuls = [n for n in topo_order(body.outputs) if n.op == "matmul"]
-    assert len(matmuls) == 1        # X[t] @ (W.T @ W): the product of the weights is outside
+    assert "exp" not in inside and "matmul" not in inside
+    # W.T @ W and exp(b) are invariant (pass hoist), and X[t] @ (W.T @ W) + exp(b) reads
+    # no carried value: computed for all steps before the loop (pass hoist_steps), the
+    # body reads row t of it
+    (steps,) = [a for a in scan.args if a.op == "add"]
+    assert [str(d) for d in steps.shape] == ["T", "N", "D"]
+    assert {n.op for n in topo_order([steps])} >= {"exp", "matmul", "transpose"}
     code = _function(source, "invariant")
     before, loop = code.split("    for t in range(T):\n")
-    assert "np.exp(b)" in before and "W.T @ W" in before
+    assert "    X_add = X @ (W.T @ W) + np.exp(b)  # (T, N, D)\n" in before
+    assert "        h = X_add[t] + h  # (N, D)\n" in loop
     assert "np.exp" not in loop and "W.T" not in loop
 
 

@@ -23,11 +23,13 @@ from gradgen.codegen.printer import NumpyPrinter
 from gradgen.codegen.schedule import schedule
 from gradgen.frontend import parse_program
 from gradgen.ops import REGISTRY
-from gradgen.passes import building, dce, fuse, lower, optimize, recording, simplify
+from gradgen.passes import (building, dce, fuse, hoist_steps, lower, optimize, recording,
+                            simplify)
 
 GOLDEN = Path(__file__).parent / "golden" / "passes"
 
 PASSES = {"simplify": simplify, "fuse": fuse, "dce": dce, "optimize": optimize,
+          "hoist_steps": hoist_steps,
           "lower": lambda g: lower(optimize(g))}
 
 # name: (pass, what it shows, source)
@@ -180,9 +182,22 @@ def f(x: Param[N], y: Param[N], A: Param[N, D]):
     return sum(100.0 * (x[1:] - x[:-1] ** 2.0) ** 2.0 + (1 - x[:-1]) ** 2.0) \\
         + sum(x * y) - sum(A * A) + sum(x * exp(y) - y)
 """),
+    # ---- h-loophoist: loops
+    "hoist_steps_rnn": ("hoist_steps", "a loop's per-step values that read no carried value "
+                        "computed for all steps before it, read a row per step", """\
+def f(X: Data[T, N, D], W: Param[D, M], U: Param[M, M], b: Param[M], h0: Data[N, M]):
+    h = h0
+    s = 0.0
+    for t in range(T):
+        h = tanh(X[t] @ W + b + h @ U)
+        s += sum(h)
+    for t in range(1, T):
+        s = s * 0.5 + sum(exp(X[t - 1] * 0.1))
+    return s
+"""),
 }
 
-SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2}
+SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}
 
 
 def _raw(source: str):

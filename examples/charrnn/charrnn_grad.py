@@ -190,10 +190,11 @@ def loss(
     T = x.shape[0]
     B = x.shape[1]
     arange = np.arange(B)  # (B,)
+    Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
     total = 0.0
     for t in range(T):
-        h = np.tanh(Wxh[x[t]] + h @ Whh + bh)  # (B, H)
+        h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_add = h @ Why + by  # (B, V)
         # (B, V); reuses h_add's buffer
         h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
@@ -202,7 +203,7 @@ def loss(
         del h_diff
         total = total - logp[arange, y[t]].sum() / B
         del logp
-    del arange
+    del Wxh_rows, arange
     return total / T
 
 
@@ -239,33 +240,34 @@ def loss_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    arange = np.arange(B)  # (B,)
-    h0_updated = np.empty((T + 1, B, H), dtype=h0.dtype)
-    h0_updated[0] = h0
-    sum_steps = np.empty((T, B, 1), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    exp_steps = np.empty((T, B, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    h_steps = h0_updated
-    h3 = h0.copy()
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps[0] = h0
+    Wxh_rows = Wxh[x]  # (T, B, H)
+    sum_steps = np.empty((T, B, 1), dtype=dtype)
+    exp_steps = np.empty((T, B, V), dtype=dtype)
+    h = h0.copy()
     for t in range(T):
-        h3 = np.tanh(Wxh[x[t]] + h3 @ Whh + bh)  # (B, H)
-        h_add2 = h3 @ Why + by  # (B, V)
-        # (B, V); reuses h_add2's buffer
-        by_exp = np.subtract(h_add2, h_add2.max(axis=1, keepdims=True), out=h_add2)
+        h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
+        h_add = h @ Why + by  # (B, V)
+        # (B, V); reuses h_add's buffer
+        by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         np.exp(by_exp, out=by_exp)
-        del h_add2
+        del h_add
         sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
         exp_steps[t] = by_exp
         del by_exp
-        h_steps[t + 1] = h3
-    del h0_updated
+        h_steps[t + 1] = h
+    del Wxh_rows
     # grad of the loop at line 11
-    dWhh = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWxh = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dbh = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWhy = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dby = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWhh = np.zeros((H, H), dtype=dtype)
+    dbh = np.zeros((H,), dtype=dtype)
+    dWhy = np.zeros((H, V), dtype=dtype)
+    dby = np.zeros((V,), dtype=dtype)
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
-    dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dtotal = np.full((), 1 / T, dtype=dtype)
+    arange = np.arange(B)  # (B,)
     for t in reversed(range(T)):
         # grad of line 14: total += -mean(logp[arange(B), y[t]])
         dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
@@ -281,13 +283,15 @@ def loss_grad(
         dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWhh += h_steps[t].T @ dh_mul
-        dWxh += _scatter_add(dh_mul, (V, H), 0, x[t])
         dbh += dh_mul.sum(axis=0)
         dWhy += h_steps_rows.T @ arange_diff
         dby += arange_diff.sum(axis=0)
         del arange_diff
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
     del arange, exp_steps, h_steps, sum_steps
+    # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (dWxh, dWhh, dbh, dWhy, dby)
 
 
@@ -325,41 +329,42 @@ def loss_value_and_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps[0] = h0
     arange = np.arange(B)  # (B,)
-    h0_updated = np.empty((T + 1, B, H), dtype=h0.dtype)
-    h0_updated[0] = h0
-    sum_steps = np.empty((T, B, 1), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    exp_steps = np.empty((T, B, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    h_steps = h0_updated
-    h3 = h0.copy()
-    total2 = 0.0
+    Wxh_rows = Wxh[x]  # (T, B, H)
+    sum_steps = np.empty((T, B, 1), dtype=dtype)
+    exp_steps = np.empty((T, B, V), dtype=dtype)
+    h = h0.copy()
+    total = 0.0
     for t in range(T):
-        h3 = np.tanh(Wxh[x[t]] + h3 @ Whh + bh)  # (B, H)
-        h_add2 = h3 @ Why + by  # (B, V)
-        # (B, V); reuses h_add2's buffer
-        h_diff2 = np.subtract(h_add2, h_add2.max(axis=1, keepdims=True), out=h_add2)
-        del h_add2
-        by_exp = np.exp(h_diff2)  # (B, V)
+        h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
+        h_add = h @ Why + by  # (B, V)
+        # (B, V); reuses h_add's buffer
+        h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
+        del h_add
+        by_exp = np.exp(h_diff)  # (B, V)
         by_sum = by_exp.sum(axis=1, keepdims=True)  # (B, 1)
         sum_steps[t] = by_sum
         exp_steps[t] = by_exp
         del by_exp
-        h_steps[t + 1] = h3
-        # (B, V); reuses h_diff2's buffer
-        logp2 = np.subtract(h_diff2, np.log(by_sum), out=h_diff2)
-        del by_sum, h_diff2
-        total2 = total2 - logp2[arange, y[t]].sum() / B
-        del logp2
-    del h0_updated
-    value2 = total2 / T
+        h_steps[t + 1] = h
+        # (B, V); reuses h_diff's buffer
+        logp = np.subtract(h_diff, np.log(by_sum), out=h_diff)
+        del by_sum, h_diff
+        total = total - logp[arange, y[t]].sum() / B
+        del logp
+    del Wxh_rows
+    value = total / T
     # grad of the loop at line 11
-    dWhh = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWxh = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dbh = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWhy = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dby = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWhh = np.zeros((H, H), dtype=dtype)
+    dbh = np.zeros((H,), dtype=dtype)
+    dWhy = np.zeros((H, V), dtype=dtype)
+    dby = np.zeros((V,), dtype=dtype)
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
-    dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dtotal = np.full((), 1 / T, dtype=dtype)
     for t in reversed(range(T)):
         # grad of line 14: total += -mean(logp[arange(B), y[t]])
         dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
@@ -375,14 +380,16 @@ def loss_value_and_grad(
         dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWhh += h_steps[t].T @ dh_mul
-        dWxh += _scatter_add(dh_mul, (V, H), 0, x[t])
         dbh += dh_mul.sum(axis=0)
         dWhy += h_steps_rows.T @ arange_diff
         dby += arange_diff.sum(axis=0)
         del arange_diff
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
     del arange, exp_steps, h_steps, sum_steps
-    return value2, (dWxh, dWhh, dbh, dWhy, dby)
+    # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
+    return value, (dWxh, dWhh, dbh, dWhy, dby)
 
 
 def loss_vjp(
@@ -430,33 +437,34 @@ def loss_vjp(
     B = x.shape[1]
     _expect("g", g, ())
     g = _weak(g, Wxh, Whh, bh, Why, by, h0)
-    arange = np.arange(B)  # (B,)
-    h0_updated = np.empty((T + 1, B, H), dtype=h0.dtype)
-    h0_updated[0] = h0
-    sum_steps = np.empty((T, B, 1), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    exp_steps = np.empty((T, B, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    h_steps = h0_updated
-    h3 = h0.copy()
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps[0] = h0
+    Wxh_rows = Wxh[x]  # (T, B, H)
+    sum_steps = np.empty((T, B, 1), dtype=dtype)
+    exp_steps = np.empty((T, B, V), dtype=dtype)
+    h = h0.copy()
     for t in range(T):
-        h3 = np.tanh(Wxh[x[t]] + h3 @ Whh + bh)  # (B, H)
-        h_add2 = h3 @ Why + by  # (B, V)
-        # (B, V); reuses h_add2's buffer
-        by_exp = np.subtract(h_add2, h_add2.max(axis=1, keepdims=True), out=h_add2)
+        h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
+        h_add = h @ Why + by  # (B, V)
+        # (B, V); reuses h_add's buffer
+        by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         np.exp(by_exp, out=by_exp)
-        del h_add2
+        del h_add
         sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
         exp_steps[t] = by_exp
         del by_exp
-        h_steps[t + 1] = h3
-    del h0_updated
+        h_steps[t + 1] = h
+    del Wxh_rows
     # grad of the loop at line 11
-    dWhh = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWxh = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dbh = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWhy = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dby = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dWhh = np.zeros((H, H), dtype=dtype)
+    dbh = np.zeros((H,), dtype=dtype)
+    dWhy = np.zeros((H, V), dtype=dtype)
+    dby = np.zeros((V,), dtype=dtype)
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
-    dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dtotal = np.full((), 1 / T, dtype=dtype)
+    arange = np.arange(B)  # (B,)
     for t in reversed(range(T)):
         # grad of line 14: total += -mean(logp[arange(B), y[t]])
         dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
@@ -472,13 +480,15 @@ def loss_vjp(
         dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWhh += h_steps[t].T @ dh_mul
-        dWxh += _scatter_add(dh_mul, (V, H), 0, x[t])
         dbh += dh_mul.sum(axis=0)
         dWhy += h_steps_rows.T @ arange_diff
         dby += arange_diff.sum(axis=0)
         del arange_diff
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
     del arange, exp_steps, h_steps, sum_steps
+    # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (g * dWxh, g * dWhh, g * dbh, g * dWhy, g * dby)
 
 
@@ -534,41 +544,43 @@ def loss_jvp(
     _expect("tbh", tbh, (H,))
     _expect("tWhy", tWhy, (H, V))
     _expect("tby", tby, (V,))
-    arange = np.arange(B)  # (B,)
+    Wxh_rows = Wxh[x]  # (T, B, H)
+    # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+    tWxh_rows = tWxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h3 = h0.copy()
-    total2 = 0.0
+    h = h0.copy()
+    total = 0.0
     h_dot = np.zeros_like(h0)
     total_dot = 0
+    arange = np.arange(B)  # (B,)
     for t in range(T):
-        x_rows = x[t]  # (B,)
-        h4 = np.tanh(Wxh[x_rows] + h3 @ Whh + bh)  # (B, H)
-        h_add2 = h4 @ Why + by  # (B, V)
-        # (B, V); reuses h_add2's buffer
-        h_diff2 = np.subtract(h_add2, h_add2.max(axis=1, keepdims=True), out=h_add2)
-        del h_add2
-        by_exp = np.exp(h_diff2)  # (B, V)
+        h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
+        h_add = h2 @ Why + by  # (B, V)
+        # (B, V); reuses h_add's buffer
+        h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
+        del h_add
+        by_exp = np.exp(h_diff)  # (B, V)
         by_sum = by_exp.sum(axis=1, keepdims=True)  # (B, 1)
-        # (B, V); reuses h_diff2's buffer
-        logp2 = np.subtract(h_diff2, np.log(by_sum), out=h_diff2)
-        del h_diff2
+        # (B, V); reuses h_diff's buffer
+        logp = np.subtract(h_diff, np.log(by_sum), out=h_diff)
+        del h_diff
         y_rows = y[t]  # (B,)
-        total2 = total2 - logp2[arange, y_rows].sum() / B
-        del logp2
+        total = total - logp[arange, y_rows].sum() / B
+        del logp
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_dot = (tWxh[x_rows] + (h_dot @ Whh + h3 @ tWhh) + tbh) * (1 - h4**2)  # (B, H)
+        h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ tWhh) + tbh) * (1 - h2**2)  # (B, H)
         # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        tby_add = h_dot @ Why + h4 @ tWhy + tby  # (B, V)
+        tby_add = h_dot @ Why + h2 @ tWhy + tby  # (B, V)
         # (B, V)
         tby_diff = tby_add - (tby_add * by_exp).sum(axis=1, keepdims=True) / by_sum
         del by_exp, by_sum, tby_add
-        h3 = h4
+        h = h2
         total_dot = total_dot - tby_diff[arange, y_rows].sum() / B
-    del arange
-    value2 = total2 / T
+    del Wxh_rows, arange, tWxh_rows
+    value = total / T
     # tangent of line 15: return total / T
     tvalue = total_dot / T
-    return value2, tvalue
+    return value, tvalue
 
 
 def loss_hvp(
@@ -626,55 +638,55 @@ def loss_hvp(
     _expect("vbh", vbh, (H,))
     _expect("vWhy", vWhy, (H, V))
     _expect("vby", vby, (V,))
-    arange = np.arange(B)  # (B,)
-    # (T, B, 1)
-    sum_steps = np.empty((T, B, 1), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    # (T, B, V)
-    exp_steps = np.empty((T, B, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    h0_updated = np.empty((T + 1, B, H), dtype=h0.dtype)
-    h0_updated[0] = h0
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps[0] = h0
+    # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+    tWxh_rows = vWxh[x]  # (T, B, H)
     # tangent of line 11: for t in range(T):
     h0_zeros_like = np.zeros_like(h0)  # (B, H)
+    Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h_steps = h0_updated
-    h3 = h0.copy()
-    sum_steps_dot = np.zeros_like(sum_steps)
-    exp_steps_dot = np.zeros_like(exp_steps)
-    h_steps_dot = np.zeros_like(h0_updated)
+    sum_steps = np.empty((T, B, 1), dtype=dtype)
+    exp_steps = np.empty((T, B, V), dtype=dtype)
+    h = h0.copy()
+    sum_steps_dot = np.zeros((T, B, 1), dtype=dtype)
+    exp_steps_dot = np.zeros((T, B, V), dtype=dtype)
+    h_steps_dot = np.zeros_like(h_steps)
     h_dot = h0_zeros_like.copy()
     for t in range(T):
-        x_rows = x[t]  # (B,)
-        h4 = np.tanh(Wxh[x_rows] + h3 @ Whh + bh)  # (B, H)
-        h_add2 = h4 @ Why + by  # (B, V)
-        # (B, V); reuses h_add2's buffer
-        by_exp = np.subtract(h_add2, h_add2.max(axis=1, keepdims=True), out=h_add2)
+        h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
+        h_add = h2 @ Why + by  # (B, V)
+        # (B, V); reuses h_add's buffer
+        by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         np.exp(by_exp, out=by_exp)
-        del h_add2
+        del h_add
         sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
         exp_steps[t] = by_exp
         t_add = t + 1
-        h_steps[t_add] = h4
+        h_steps[t_add] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_dot = (vWxh[x_rows] + (h_dot @ Whh + h3 @ vWhh) + vbh) * (1 - h4**2)  # (B, H)
+        h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ vWhh) + vbh) * (1 - h2**2)  # (B, H)
         # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        vby_mul = (h_dot @ Why + h4 @ vWhy + vby) * by_exp  # (B, V)
+        vby_mul = (h_dot @ Why + h2 @ vWhy + vby) * by_exp  # (B, V)
         del by_exp
         # tangent of line 11: for t in range(T):
         sum_steps_dot[t] = vby_mul.sum(axis=1, keepdims=True)
         exp_steps_dot[t] = vby_mul
         del vby_mul
         h_steps_dot[t_add] = h_dot
-        h3 = h4
-    del h0_updated
+        h = h2
+    del Wxh_rows, tWxh_rows
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
-    dtotal = np.full((), 1 / T, dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWhh_dot = np.zeros((H, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWxh_dot = np.zeros((V, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dbh_dot = np.zeros((H,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dWhy_dot = np.zeros((H, V), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dby_dot = np.zeros((V,), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dtotal = np.full((), 1 / T, dtype=dtype)
+    dWhh_dot = np.zeros((H, H), dtype=dtype)
+    dbh_dot = np.zeros((H,), dtype=dtype)
+    dWhy_dot = np.zeros((H, V), dtype=dtype)
+    dby_dot = np.zeros((V,), dtype=dtype)
+    dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like.copy()
+    arange = np.arange(B)  # (B,)
     for t in reversed(range(T)):
         # grad of line 14: total += -mean(logp[arange(B), y[t]])
         dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
@@ -719,13 +731,16 @@ def loss_hvp(
         del exp_steps_dot_neg
         h_steps_dot_add = h_steps_dot_rows.T @ arange_diff + h_steps_matmul  # (H, V)
         del arange_diff, h_steps_matmul
+        # tangent of grad of line 11: for t in range(T):
+        dWxh_rows_dot[t] = dh_dot_diff
         dh = dh_mul @ Whh.T
         dWhh_dot = dWhh_dot + (h_steps_dot[t].T @ dh_mul + h_steps[t].T @ dh_dot_diff)
-        dWxh_dot = dWxh_dot + _scatter_add(dh_dot_diff, (V, H), 0, x[t])
         dbh_dot = dbh_dot + dh_dot_diff.sum(axis=0)
         dWhy_dot = dWhy_dot + h_steps_dot_add
         dby_dot = dby_dot - exp_steps_dot_add.sum(axis=0)
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
     del arange, exp_steps, exp_steps_dot, h0_zeros_like, h_steps, h_steps_dot, sum_steps
     del sum_steps_dot
-    return (dWxh_dot, dWhh_dot, dbh_dot, dWhy_dot, dby_dot)
+    # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+    HvWxh = _scatter_add(dWxh_rows_dot, (V, H), 0, x)  # (V, H)
+    return (HvWxh, dWhh_dot, dbh_dot, dWhy_dot, dby_dot)

@@ -201,6 +201,9 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff, A_sum
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE, obs_rows
     alpha2 = alpha.copy()
     for t in range(1, T):
         alpha2_add = alpha2[:, :, None] + logA  # (N, K, K)
@@ -208,9 +211,9 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
         # (N, K)
         logA_add = np.log(np.exp(alpha2_add - alpha2_max).sum(axis=1)) + alpha2_max[:, 0]
         del alpha2_add, alpha2_max
-        alpha2 = logA_add + logE[obs[t]]  # (N, K)
+        alpha2 = logA_add + logE_rows[t - 1]  # (N, K)
         del logA_add
-    del alpha, logA, logE
+    del alpha, logA, logE_rows
     alpha_max = alpha2.max(axis=1, keepdims=True)  # (N, 1)
     return (np.log(np.exp(alpha2 - alpha_max).sum(axis=1)) + alpha_max[:, 0]).sum() / N
 
@@ -242,6 +245,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     M = E.shape[0]
     T = obs.shape[0]
     N = obs.shape[1]
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
@@ -259,13 +263,16 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
@@ -273,34 +280,38 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
-        del alpha_max2, logA_sum
-    del logA, logE
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max, logA_sum
+    del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
-    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 13: for t in range(1, T):
-        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
+        dlogE_rows[t_diff2] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dlogE
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE2.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
-    np.subtract(dlogE2, dE, out=dE)
-    del E_exp, E_sum, dlogE2
+    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    np.subtract(dlogE, dE, out=dE)
+    del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
@@ -343,6 +354,7 @@ def loglik_value_and_grad(
     M = E.shape[0]
     T = obs.shape[0]
     N = obs.shape[1]
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
@@ -360,13 +372,16 @@ def loglik_value_and_grad(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
@@ -374,38 +389,42 @@ def loglik_value_and_grad(
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
-        del alpha_max2, logA_sum
-    del logA, logE
-    alpha_max3 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp = np.exp(alpha - alpha_max3)  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max, logA_sum
+    del logA, logE_rows
+    alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
+    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
     alpha_sum = alpha_exp.sum(axis=1)  # (N,)
-    value2 = (np.log(alpha_sum) + alpha_max3[:, 0]).sum() / N
-    del alpha_max3
+    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    del alpha_max2
     # grad of the loop at line 13
-    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
-    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 13: for t in range(1, T):
-        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
+        dlogE_rows[t_diff2] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, alpha_sum, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dlogE
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE2.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
-    np.subtract(dlogE2, dE, out=dE)
-    del E_exp, E_sum, dlogE2
+    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    np.subtract(dlogE, dE, out=dE)
+    del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
@@ -415,7 +434,7 @@ def loglik_value_and_grad(
     # grad of line 10: logA = log_softmax(A, axis=1)
     dA = dlogA.sum(axis=1, keepdims=True) / A_sum * A_exp  # (K, K)
     np.subtract(dlogA, dA, out=dA)
-    return value2, (dA, dpi, dE)
+    return value, (dA, dpi, dE)
 
 
 def loglik_vjp(
@@ -450,6 +469,7 @@ def loglik_vjp(
     N = obs.shape[1]
     _expect("g", g, ())
     g = _weak(g, A, pi, E)
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
@@ -467,13 +487,16 @@ def loglik_vjp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
@@ -481,34 +504,38 @@ def loglik_vjp(
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs[t]]  # (N, K)
-        del alpha_max2, logA_sum
-    del logA, logE
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max, logA_sum
+    del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of the loop at line 13
-    dlogE = np.zeros((M, K), dtype=np.result_type(A, pi, E))
-    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
+    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 13: for t in range(1, T):
-        dlogE += _scatter_add(dalpha, (M, K), 0, obs[t])
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
+        dlogE_rows[t_diff2] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dlogE
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE2.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
-    np.subtract(dlogE2, dE, out=dE)
-    del E_exp, E_sum, dlogE2
+    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    np.subtract(dlogE, dE, out=dE)
+    del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
@@ -566,12 +593,6 @@ def loglik_jvp(
     del E_diff
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
-    A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
-    A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
-    # (K, K); reuses A_diff's buffer
-    logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
-    del A_diff
     # tangent of line 11: logE = log_softmax(E, axis=0)
     tlogE = tE - (tE * E_exp).sum(axis=0, keepdims=True) / E_sum  # (M, K)
     del E_exp, E_sum
@@ -579,37 +600,49 @@ def loglik_jvp(
     # (N, K)
     talpha = tpi - (tpi * pi_exp).sum(axis=0, keepdims=True) / pi_sum + tlogE[obs[0]]
     del pi_exp, pi_sum
+    A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
+    A_exp = np.exp(A_diff)  # (K, K)
+    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    # (K, K); reuses A_diff's buffer
+    logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
+    del A_diff
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
     # tangent of line 10: logA = log_softmax(A, axis=1)
     tlogA = tA - (tA * A_exp).sum(axis=1, keepdims=True) / A_sum  # (K, K)
     del A_exp, A_sum
+    # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
+    del obs_rows, tlogE
     # tangent of the loop at line 13
     alpha_dot = talpha
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        obs_rows = obs[t]  # (N,)
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs_rows]  # (N, K)
-        del alpha_max2
+        t_diff = t - 1
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K)
         tlogA_div = ((alpha_dot[:, :, None] + tlogA) * logA_exp).sum(axis=1) / logA_sum
         del logA_exp, logA_sum
-        alpha_dot = tlogA_div + tlogE[obs_rows]
-    del logA, logE, talpha, tlogA, tlogE
-    alpha_max3 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp = np.exp(alpha - alpha_max3)  # (N, K)
+        alpha_dot = tlogA_div + tlogE_rows[t_diff]
+    del logA, logE_rows, talpha, tlogA, tlogE_rows
+    alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
+    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
     alpha_sum = alpha_exp.sum(axis=1)  # (N,)
-    value2 = (np.log(alpha_sum) + alpha_max3[:, 0]).sum() / N
-    del alpha_max3
+    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    del alpha_max2
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
     tvalue = ((alpha_dot * alpha_exp).sum(axis=1) / alpha_sum).sum() / N
-    return value2, tvalue
+    return value, tvalue
 
 
 def loglik_hvp(
@@ -647,57 +680,64 @@ def loglik_hvp(
     _expect("vA", vA, (K, K))
     _expect("vpi", vpi, (K,))
     _expect("vE", vE, (M, K))
+    dtype = np.result_type(A, pi, E)
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     pi_exp = np.exp(pi_diff)  # (K,)
+    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
+    vpi_mul = vpi * pi_exp  # (K,)
+    vpi_sum = vpi_mul.sum(axis=0, keepdims=True)  # (1,)
     pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
     E_exp = np.exp(E_diff)  # (M, K)
+    # tangent of line 11: logE = log_softmax(E, axis=0)
+    vE_mul = vE * E_exp  # (M, K)
+    vE_sum = vE_mul.sum(axis=0, keepdims=True)  # (1, K)
     E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
+    tlogE = vE - vE_sum / E_sum  # (M, K)
+    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
+    talpha = vpi - vpi_sum / pi_sum + tlogE[obs[0]]  # (N, K)
+    A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
+    A_exp = np.exp(A_diff)  # (K, K)
+    # tangent of line 10: logA = log_softmax(A, axis=1)
+    vA_mul = vA * A_exp  # (K, K)
+    vA_sum = vA_mul.sum(axis=1, keepdims=True)  # (K, 1)
+    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    tlogA = vA - vA_sum / A_sum  # (K, K)
+    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
+    del tlogE
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
     del E_diff
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
-    A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
-    A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    # tangent of line 13: for t in range(1, T):
+    A_full = np.zeros((T - 1, N, K), dtype=dtype)  # (T - 1, N, K)
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    sum_steps = np.empty((T - 1, N, K), dtype=np.result_type(A, pi, E))  # (T - 1, N, K)
-    # (T - 1, N, K, K)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=np.result_type(A, pi, E))
-    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    vpi_mul = vpi * pi_exp  # (K,)
-    vpi_sum = vpi_mul.sum(axis=0, keepdims=True)  # (1,)
-    # tangent of line 11: logE = log_softmax(E, axis=0)
-    vE_mul = vE * E_exp  # (M, K)
-    vE_sum = vE_mul.sum(axis=0, keepdims=True)  # (1, K)
-    tlogE = vE - vE_sum / E_sum  # (M, K)
-    # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    talpha = vpi - vpi_sum / pi_sum + tlogE[obs[0]]  # (N, K)
-    # tangent of line 10: logA = log_softmax(A, axis=1)
-    vA_mul = vA * A_exp  # (K, K)
-    vA_sum = vA_mul.sum(axis=1, keepdims=True)  # (K, 1)
-    tlogA = vA - vA_sum / A_sum  # (K, K)
+    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    del logE
     # tangent of the loop at line 13
-    sum_steps_dot = np.zeros_like(sum_steps)
-    exp_steps_dot = np.zeros_like(exp_steps)
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    sum_steps_dot = A_full.copy()
+    exp_steps_dot = np.zeros((T - 1, N, K, K), dtype=dtype)
     alpha_dot = talpha
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
-        alpha_max2 = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max2, out=alpha_add)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
         t_diff = t - 1
         sum_steps[t_diff] = logA_sum
         exp_steps[t_diff] = logA_exp
-        obs_rows = obs[t]  # (N,)
-        alpha = np.log(logA_sum) + alpha_max2[:, 0] + logE[obs_rows]  # (N, K)
-        del alpha_max2
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_mul = (alpha_dot[:, :, None] + tlogA) * logA_exp  # (N, K, K)
         del logA_exp
@@ -706,8 +746,8 @@ def loglik_hvp(
         sum_steps_dot[t_diff] = tlogA_sum
         exp_steps_dot[t_diff] = alpha_dot_mul
         del alpha_dot_mul
-        alpha_dot = tlogA_sum / logA_sum + tlogE[obs_rows]
-    del logA, logE, talpha, tlogA, tlogE
+        alpha_dot = tlogA_sum / logA_sum + tlogE_rows[t_diff]
+    del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
@@ -720,18 +760,18 @@ def loglik_hvp(
     del alpha_exp
     alpha_mul2 = alpha_div / N  # (N, K)
     # grad of line 13: for t in range(1, T):
-    A_full = np.zeros((M, K), dtype=np.result_type(A, pi, E))  # (M, K)
-    A_full2 = np.zeros((K, K), dtype=np.result_type(A, pi, E))  # (K, K)
+    A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of the loop at line 13
-    dlogE = A_full.copy()
     dlogA = A_full2.copy()
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_mul2.copy()
     for t in reversed(range(1, T)):
         t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
         dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
-        dlogE = dlogE + _scatter_add(dalpha, (M, K), 0, obs[t])
+        # grad of line 13: for t in range(1, T):
+        dlogE_rows[t_diff2] = dalpha
         dlogA = dlogA + dalpha_mul.sum(axis=0)
         dalpha = dalpha_mul.sum(axis=2)
     # grad of line 10: logA = log_softmax(A, axis=1)
@@ -739,20 +779,25 @@ def loglik_hvp(
     del dlogA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_div = dalpha.sum(axis=0).sum(axis=0, keepdims=True) / pi_sum  # (1,)
-    # (M, K); reuses dlogE's buffer
-    dlogE2 = np.add(dlogE, _scatter_add(dalpha, (M, K), 0, obs[0]), out=dlogE)
-    del dalpha, dlogE
+    # (N + N * (T - 1),)
+    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
+    del obs_rows
+    # (N + N * (T - 1), K)
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dalpha, dlogE_rows
+    dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del dlogE_rows_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dlogE_div = dlogE2.sum(axis=0, keepdims=True) / E_sum  # (1, K)
-    del dlogE2
+    dlogE_div = dlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
+    del dlogE
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
     div = alpha_mul.sum(axis=1)[:, None] * alpha_div / alpha_sum  # (N, K)
     del alpha_div
     alpha_diff = alpha_mul / alpha_sum - div  # (N, K)
     del alpha_mul, div
     # tangent of grad of the loop at line 13
-    dlogE_dot = A_full
     dlogA_dot = A_full2
+    dlogE_rows_dot = A_full
     dalpha_dot = alpha_diff / N
     for t in reversed(range(1, T)):
         t_diff3 = t - 1
@@ -771,14 +816,19 @@ def loglik_hvp(
         # (N, K, K)
         exp_steps_add = exp_steps_mul + alpha_mul2_div[:, None] * exp_steps_dot[t_diff3]
         del exp_steps_mul
+        # tangent of grad of line 13: for t in range(1, T):
+        dlogE_rows_dot[t_diff3] = dalpha_dot
         alpha_mul2 = (alpha_mul2_div[:, None] * exp_steps_rows).sum(axis=2)
-        dlogE_dot = dlogE_dot + _scatter_add(dalpha_dot, (M, K), 0, obs[t])
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = exp_steps_add.sum(axis=2)
     del A_full, A_full2, alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    tdlogE = dlogE_dot + _scatter_add(dalpha_dot, (M, K), 0, obs[0])  # (M, K)
-    del dlogE_dot
+    tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)
+    del dlogE_rows_dot
+    # (N + N * (T - 1), K)
+    tdlogE_rows_joined = np.concatenate([tdlogE_rows_reshape, dalpha_dot])
+    tdlogE = _scatter_add(tdlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
+    del obs_joined, tdlogE_rows_joined
     # tangent of grad of line 11: logE = log_softmax(E, axis=0)
     # (1, K)
     tdlogE_diff = tdlogE.sum(axis=0, keepdims=True) / E_sum - vE_sum * dlogE_div / E_sum

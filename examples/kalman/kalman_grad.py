@@ -189,30 +189,31 @@ def nll_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Array:
     T = y.shape[0]
     m0 = _weak(m0, theta, y)
     P0 = _weak(P0, theta, y)
+    dtype = np.result_type(theta, P0)
     q = np.exp(theta[0])
     r = np.exp(theta[1])
-    k_steps = np.empty((T,), dtype=np.result_type(theta, P0))
-    F_steps = np.empty((T,), dtype=np.result_type(theta, P0))
+    k_steps = np.empty((T,), dtype=dtype)
+    F_steps = np.empty((T,), dtype=dtype)
     v_steps = np.empty((T,), dtype=np.result_type(y, m0))
-    k_diff_steps = np.empty((T,), dtype=np.result_type(theta, P0))
-    Pp_steps = np.empty((T,), dtype=np.result_type(theta, P0))
+    k_diff_steps = np.empty((T,), dtype=dtype)
+    Pp_steps = np.empty((T,), dtype=dtype)
     F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
-    m3 = np.array(m0)
-    P3 = np.array(P0)
+    m = np.array(m0)
+    P = np.array(P0)
     for t in range(T):
-        Pp2 = P3 + q
-        F2 = Pp2 + r
-        k2 = Pp2 / F2
-        k_steps[t] = k2
-        F_steps[t] = F2
-        v2 = y[t] - m3
-        v_steps[t] = v2
-        k_diff = 1.0 - k2
+        Pp = P + q
+        F = Pp + r
+        k = Pp / F
+        k_steps[t] = k
+        F_steps[t] = F
+        v = y[t] - m
+        v_steps[t] = v
+        k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
-        Pp_steps[t] = Pp2
-        F_div_steps[t] = v2 * v2 / F2
-        m3 = m3 + k2 * v2
-        P3 = Pp2 * k_diff
+        Pp_steps[t] = Pp
+        F_div_steps[t] = v * v / F
+        m = m + k * v
+        P = Pp * k_diff
     # grad of the loop at line 14
     dq = np.zeros_like(q)
     dr = np.zeros_like(r)
@@ -278,34 +279,35 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
     T = y.shape[0]
     m0 = _weak(m0, theta, y)
     P0 = _weak(P0, theta, y)
+    dtype = np.result_type(theta, P0)
     q = np.exp(theta[0])
     r = np.exp(theta[1])
-    k_steps = np.empty((T,), dtype=np.result_type(theta, P0))
-    F_steps = np.empty((T,), dtype=np.result_type(theta, P0))
+    k_steps = np.empty((T,), dtype=dtype)
+    F_steps = np.empty((T,), dtype=dtype)
     v_steps = np.empty((T,), dtype=np.result_type(y, m0))
-    k_diff_steps = np.empty((T,), dtype=np.result_type(theta, P0))
-    Pp_steps = np.empty((T,), dtype=np.result_type(theta, P0))
+    k_diff_steps = np.empty((T,), dtype=dtype)
+    Pp_steps = np.empty((T,), dtype=dtype)
     F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
-    total2 = 0.0
-    m3 = np.array(m0)
-    P3 = np.array(P0)
+    total = 0.0
+    m = np.array(m0)
+    P = np.array(P0)
     for t in range(T):
-        Pp2 = P3 + q
-        F2 = Pp2 + r
-        k2 = Pp2 / F2
-        k_steps[t] = k2
-        F_steps[t] = F2
-        v2 = y[t] - m3
-        v_steps[t] = v2
-        k_diff = 1.0 - k2
+        Pp = P + q
+        F = Pp + r
+        k = Pp / F
+        k_steps[t] = k
+        F_steps[t] = F
+        v = y[t] - m
+        v_steps[t] = v
+        k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
-        Pp_steps[t] = Pp2
-        v_div = v2 * v2 / F2
+        Pp_steps[t] = Pp
+        v_div = v * v / F
         F_div_steps[t] = v_div
-        total2 = total2 + 0.5 * (np.log(F2) + v_div)
-        m3 = m3 + k2 * v2
-        P3 = Pp2 * k_diff
-    value2 = total2 + 0.9189385332046728 * T
+        total = total + 0.5 * (np.log(F) + v_div)
+        m = m + k * v
+        P = Pp * k_diff
+    value = total + 0.9189385332046728 * T
     # grad of the loop at line 14
     dq = np.zeros_like(q)
     dr = np.zeros_like(r)
@@ -344,7 +346,7 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
     # grad of line 9: q = exp(theta[0])
     dtheta = dr_scatter  # reuses dr_scatter's buffer
     dtheta[0] += dq * q
-    return value2, dtheta
+    return value, dtheta
 
 
 def nll_vjp(theta: Array, y: Array, m0: Scalar, P0: Scalar, g: Scalar) -> Array:
@@ -373,30 +375,31 @@ def nll_vjp(theta: Array, y: Array, m0: Scalar, P0: Scalar, g: Scalar) -> Array:
     m0 = _weak(m0, theta, y)
     P0 = _weak(P0, theta, y)
     g = _weak(g, theta, y)
+    dtype = np.result_type(theta, P0)
     q = np.exp(theta[0])
     r = np.exp(theta[1])
-    k_steps = np.empty((T,), dtype=np.result_type(theta, P0))
-    F_steps = np.empty((T,), dtype=np.result_type(theta, P0))
+    k_steps = np.empty((T,), dtype=dtype)
+    F_steps = np.empty((T,), dtype=dtype)
     v_steps = np.empty((T,), dtype=np.result_type(y, m0))
-    k_diff_steps = np.empty((T,), dtype=np.result_type(theta, P0))
-    Pp_steps = np.empty((T,), dtype=np.result_type(theta, P0))
+    k_diff_steps = np.empty((T,), dtype=dtype)
+    Pp_steps = np.empty((T,), dtype=dtype)
     F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
-    m3 = np.array(m0)
-    P3 = np.array(P0)
+    m = np.array(m0)
+    P = np.array(P0)
     for t in range(T):
-        Pp2 = P3 + q
-        F2 = Pp2 + r
-        k2 = Pp2 / F2
-        k_steps[t] = k2
-        F_steps[t] = F2
-        v2 = y[t] - m3
-        v_steps[t] = v2
-        k_diff = 1.0 - k2
+        Pp = P + q
+        F = Pp + r
+        k = Pp / F
+        k_steps[t] = k
+        F_steps[t] = F
+        v = y[t] - m
+        v_steps[t] = v
+        k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
-        Pp_steps[t] = Pp2
-        F_div_steps[t] = v2 * v2 / F2
-        m3 = m3 + k2 * v2
-        P3 = Pp2 * k_diff
+        Pp_steps[t] = Pp
+        F_div_steps[t] = v * v / F
+        m = m + k * v
+        P = Pp * k_diff
     # grad of the loop at line 14
     dq = np.zeros_like(q)
     dr = np.zeros_like(r)
@@ -471,36 +474,35 @@ def nll_jvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, ttheta: Array) -> tu
     # tangent of line 10: r = exp(theta[1])
     tr = ttheta[1] * r
     # tangent of the loop at line 14
-    total2 = 0.0
-    m3 = np.array(m0)
-    P3 = np.array(P0)
+    total = 0.0
+    m = np.array(m0)
+    P = np.array(P0)
     total_dot = 0
     m_dot = np.zeros_like(m0)
     P_dot = np.zeros_like(P0)
     for t in range(T):
-        Pp2 = P3 + q
-        F2 = Pp2 + r
-        v2 = y[t] - m3
-        v_div = v2 * v2 / F2
-        total2 = total2 + 0.5 * (np.log(F2) + v_div)
-        k2 = Pp2 / F2
-        m3 = m3 + k2 * v2
-        k_diff = 1.0 - k2
-        P3 = Pp2 * k_diff
+        Pp = P + q
+        F = Pp + r
+        v = y[t] - m
+        v_div = v * v / F
+        total = total + 0.5 * (np.log(F) + v_div)
+        k = Pp / F
+        m = m + k * v
+        k_diff = 1.0 - k
+        P = Pp * k_diff
         # tangent of line 15: Pp = P + q
         P_dot_add = P_dot + tq
         # tangent of line 16: F = Pp + r
         P_dot_add2 = P_dot_add + tr
         # tangent of line 18: total += 0.5 * (log(F) + v * v / F)
-        F_diff = (-(m_dot * v2) - v2 * m_dot) / F2 - P_dot_add2 * v_div / F2
-        F_add = P_dot_add2 / F2 + F_diff
+        F_add = P_dot_add2 / F + ((-(m_dot * v) - v * m_dot) / F - P_dot_add2 * v_div / F)
         # tangent of line 19: k = Pp / F
-        P_dot_diff = P_dot_add / F2 - P_dot_add2 * k2 / F2
+        P_dot_diff = P_dot_add / F - P_dot_add2 * k / F
         total_dot = total_dot + 0.5 * F_add
-        m_dot = m_dot + (P_dot_diff * v2 - k2 * m_dot)
-        P_dot = P_dot_add * k_diff - Pp2 * P_dot_diff
-    value2 = total2 + 0.9189385332046728 * T
-    return value2, total_dot
+        m_dot = m_dot + (P_dot_diff * v - k * m_dot)
+        P_dot = P_dot_add * k_diff - Pp * P_dot_diff
+    value = total + 0.9189385332046728 * T
+    return value, total_dot
 
 
 def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Array:
@@ -528,62 +530,66 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     _expect("vtheta", vtheta, (2,))
     m0 = _weak(m0, theta, y)
     P0 = _weak(P0, theta, y)
+    dtype = np.result_type(theta, P0)
+    # tangent of line 14: for t in range(T):
+    theta_full = np.zeros((T,), dtype=dtype)  # (T,)
     q = np.exp(theta[0])
-    r = np.exp(theta[1])
-    k_steps = np.empty((T,), dtype=np.result_type(theta, P0))  # (T,)
-    F_steps = np.empty((T,), dtype=np.result_type(theta, P0))  # (T,)
-    v_steps = np.empty((T,), dtype=np.result_type(y, m0))  # (T,)
-    k_diff_steps = np.empty((T,), dtype=np.result_type(theta, P0))  # (T,)
-    Pp_steps = np.empty((T,), dtype=np.result_type(theta, P0))  # (T,)
-    F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))  # (T,)
     # tangent of line 9: q = exp(theta[0])
     tq = vtheta[0] * q
+    r = np.exp(theta[1])
     # tangent of line 10: r = exp(theta[1])
     tr = vtheta[1] * r
     # tangent of line 14: for t in range(T):
     m0_zeros_like = np.zeros_like(m0)
     P0_zeros_like = np.zeros_like(P0)
     # tangent of the loop at line 14
-    m3 = np.array(m0)
-    P3 = np.array(P0)
-    k_steps_dot = np.zeros_like(k_steps)
-    F_steps_dot = np.zeros_like(F_steps)
-    v_steps_dot = np.zeros_like(v_steps)
-    k_diff_steps_dot = np.zeros_like(k_diff_steps)
-    Pp_steps_dot = np.zeros_like(Pp_steps)
-    F_div_steps_dot = np.zeros_like(F_div_steps)
+    k_steps = np.empty((T,), dtype=dtype)
+    F_steps = np.empty((T,), dtype=dtype)
+    v_steps = np.empty((T,), dtype=np.result_type(y, m0))
+    k_diff_steps = np.empty((T,), dtype=dtype)
+    Pp_steps = np.empty((T,), dtype=dtype)
+    F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
+    m = np.array(m0)
+    P = np.array(P0)
+    k_steps_dot = theta_full
+    F_steps_dot = theta_full.copy()
+    v_steps_dot = np.zeros((T,), dtype=np.result_type(y, m0))
+    k_diff_steps_dot = theta_full.copy()
+    Pp_steps_dot = theta_full.copy()
+    F_div_steps_dot = np.zeros((T,), dtype=np.result_type(theta, y, m0, P0))
     m_dot = m0_zeros_like
     P_dot = P0_zeros_like
     for t in range(T):
-        Pp2 = P3 + q
-        F2 = Pp2 + r
-        k2 = Pp2 / F2
-        k_steps[t] = k2
-        F_steps[t] = F2
-        v2 = y[t] - m3
-        v_steps[t] = v2
-        k_diff = 1.0 - k2
+        Pp = P + q
+        F = Pp + r
+        k = Pp / F
+        k_steps[t] = k
+        F_steps[t] = F
+        v = y[t] - m
+        v_steps[t] = v
+        k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
-        Pp_steps[t] = Pp2
-        v_div = v2 * v2 / F2
+        Pp_steps[t] = Pp
+        v_div = v * v / F
         F_div_steps[t] = v_div
-        m3 = m3 + k2 * v2
-        P3 = Pp2 * k_diff
+        m = m + k * v
+        P = Pp * k_diff
         # tangent of line 15: Pp = P + q
         P_dot_add = P_dot + tq
         # tangent of line 16: F = Pp + r
         P_dot_add2 = P_dot_add + tr
         # tangent of line 19: k = Pp / F
-        P_dot_diff = P_dot_add / F2 - P_dot_add2 * k2 / F2
+        P_dot_diff = P_dot_add / F - P_dot_add2 * k / F
         # tangent of line 14: for t in range(T):
         k_steps_dot[t] = P_dot_diff
         F_steps_dot[t] = P_dot_add2
         v_steps_dot[t] = -m_dot
         k_diff_steps_dot[t] = -P_dot_diff
         Pp_steps_dot[t] = P_dot_add
-        F_div_steps_dot[t] = (-(m_dot * v2) - v2 * m_dot) / F2 - P_dot_add2 * v_div / F2
-        m_dot = m_dot + (P_dot_diff * v2 - k2 * m_dot)
-        P_dot = P_dot_add * k_diff - Pp2 * P_dot_diff
+        F_div_steps_dot[t] = (-(m_dot * v) - v * m_dot) / F - P_dot_add2 * v_div / F
+        m_dot = m_dot + (P_dot_diff * v - k * m_dot)
+        P_dot = P_dot_add * k_diff - Pp * P_dot_diff
+    del theta_full
     # grad of line 14: for t in range(T):
     q_zeros_like = np.zeros_like(q)
     r_zeros_like = np.zeros_like(r)

@@ -26,12 +26,12 @@ from collections.abc import Iterator, Sequence
 
 import sympy
 
-from ..dims import as_expr
+from ..dims import as_expr, same_shape
 from ..ir import Node, Region, builder, const, make, topo_order, unvisited
 from ..ops.control import iteration, loop_attrs
 from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
-from ..ops.indexing import add_rows
+from ..ops.indexing import add_rows, added_row
 from ..ops.registry import REGISTRY, attach_rules
 from .forward import batched_jvp, jvp
 from .reverse import vjp
@@ -275,6 +275,40 @@ def _buffer_sources(node: Node, f: Node, body: Region) -> tuple[Node, ...]:
     return tuple(sorted(found, key=lambda x: x.serial))
 
 
+def _row_per_step(node: Node, acc: Node, out: Node, index: Node, value: Node
+                  ) -> Node | None:
+    """`acc[t] = g` for the accumulation `acc[t] = acc[t] + g` of the cotangent of an
+    outside value whose rows the loop reads one per step (row i at iteration i, `XW[t]`
+    in a loop over range(len(XW))): each row is written once, so the buffer needs no
+    zeros and no add. None for any other accumulation."""
+    if not value.shape \
+            or not same_shape((as_expr(node.attr("length")),), tuple(value.shape[:1])):
+        return None
+    index = iteration(index, node)   # (iteration i reads row i: each row once)
+    g = added_row(acc, out, index)
+    if g is None or id(acc) in {id(n) for n in topo_order([g])}:
+        return None
+    return make("update", acc, g, index, index=(), axis=0)
+
+
+def _rows_once(node: Node, bv: _BodyVJP, outs: list, inits: list, acc: dict) -> None:
+    """The accumulations of `outs` (and their zeros in `inits`) that write each row once
+    (`_row_per_step`) made plain row writes into an empty buffer, in place."""
+    c = bv.C
+    for k, j in enumerate(bv.do):
+        once = None if j in acc else _row_per_step(node, bv.acc_in[j], outs[k], bv.t,
+                                                   node.args[c + j])
+        if once is not None:
+            outs[k] = once
+            inits[k] = make("empty", *_empty_sources(inits[k]), shape=tuple(inits[k].shape),
+                            name=bv.acc_in[j].attr("name"))
+
+
+def _empty_sources(zeros: Node) -> tuple[Node, ...]:
+    """The dtype sources of an accumulator's zeros (`zeros_like(x)`, `full(a, b, ...)`)."""
+    return tuple(sorted(dict.fromkeys(dtype_sources(zeros)), key=lambda n: n.serial))
+
+
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     """The VJP saving every step's residuals: a forward loop writing them into buffers,
     a reversed loop reading them. `acc`: the cotangents (by outside value's position) the
@@ -341,6 +375,7 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     zeros = _accumulators([node.args[c + j] for j in bv.do],
                           [*(bv.acc_in[j] for j in bv.do), *bv.ct_in], others, outs)
     inits = [acc[j] if j in acc else z for j, z in zip(bv.do, zeros)] + ct_inits
+    _rows_once(node, bv, outs, inits, acc)
     bwd_attrs = dict(attrs, reverse=True)
     if attrs.get("reverse"):
         del bwd_attrs["reverse"]

@@ -120,6 +120,36 @@ def _wrapped(summary: str) -> list[str]:
                          break_on_hyphens=False, replace_whitespace=False)
 
 
+def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
+                ) -> tuple[list[str], list[str]]:
+    """The lines with the dtype the arguments promote to, where the function spells it
+    more than once (`np.result_type(W, b, X)` for each buffer and accumulator), computed
+    once at entry (`dtype = np.result_type(W, b, X)`, the line returned) and read by name.
+    (The arguments are never rebound after the prologue.)"""
+    probe = printer.result_type(["A__", "B__"])
+    if "A__, B__" not in probe:
+        return lines, []
+    head, tail = probe.split("A__, B__")
+    found = re.compile(re.escape(head) + r"([A-Za-z_][\w, ]*)" + re.escape(tail))
+    args = set(arg_names)
+    counts: dict[str, int] = {}
+    for line in lines:
+        for m in found.finditer(line):
+            if all(a.strip() in args for a in m.group(1).split(",")):
+                counts[m.group(0)] = counts.get(m.group(0), 0) + 1
+    if not counts:
+        return lines, []
+    text = max(counts, key=lambda k: counts[k])
+    if counts[text] < 2:
+        return lines, []
+    name = "dtype"
+    read = re.compile(r"(?<![\w.])" + name + r"(?![\w])(?!\s*=(?!=))")
+    bound = re.compile(r"\s*" + name + r"\b[^=]*=(?!=)")
+    if name in args or any(read.search(line) or bound.match(line) for line in lines):
+        return lines, []
+    return [line.replace(text, name) for line in lines], [f"{name} = {text}"]
+
+
 class EntryFunctions:
     """The plans of the functions of one entry point, and their assembly into code."""
 
@@ -329,7 +359,9 @@ class EntryFunctions:
         else:
             lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
             phases.append("return")
+        lines, dtype = _dtype_once(lines, arg_names, printer)
         prologue, weak = self._prologue(printer, extra, lines)
+        prologue += dtype
         phases = ["check"] * len(prologue) + phases
         helpers = frozenset(self._checks_used)
         lines, phases = _comments_that_fit(prologue + lines, phases)

@@ -309,6 +309,8 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     argument's name, and so does a view of a computed value (`U_sum` for
     `U_exp.sum(axis=1)[:, None]`). `names` maps nodes to their source names."""
     opdef = REGISTRY[n.op]
+    if opdef.write is not None and n.args and REGISTRY[n.args[0].op].has("buffer"):
+        return n.args[0].attr("name")   # a write into a loop's new buffer: its name
     while n.args and ("transparent" in opdef.traits
                       or "unit_axes" in opdef.traits and n.args[0].args):
         n = n.args[0]

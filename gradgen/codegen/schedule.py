@@ -352,6 +352,8 @@ class _Scheduler:
         # (an initial value the body also reads from outside is copied: the loop may
         # write into its carried variable's buffer)
         read = {st.p.code[id(a)][0] for a in node.args[len(region.carried):]}
+        # (and the variables an outside value spelled inline reads: `h[0]` reads h)
+        read |= {r for a in node.args[len(region.carried):] for r in self.refs.get(id(a), ())}
         read |= {b for r in read for b in st.view_bases.get(r, ())}   # (r = H[0]: H)
         carried = _carried_names(st, node, region, read)
         init = _initial_values(st, node.args, carried, read)

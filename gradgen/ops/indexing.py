@@ -550,6 +550,19 @@ def add_rows(acc, c):
     return acc
 
 
+def added_row(acc, out, index):
+    """`g` when `out` is `add_rows`' `acc[i] = acc[i] + g` at the 0-d index `i` (`index`),
+    else None."""
+    if out.op != "update" or len(out.args) != 3 or out.args[0] is not acc \
+            or out.args[2] is not index or out.kw != {"index": (), "axis": 0}:
+        return None
+    total, row = out.args[1], make("gather", acc, index, axis=0)
+    if total.op != "add":
+        return None
+    a, b = total.args
+    return b if a is row else a if b is row else None
+
+
 # ---------------------------------------------------------------- fusing scatter-adds
 
 def _scattered(a):

@@ -364,7 +364,10 @@ defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nond
 @rewrite("zeros_like")
 def zeros_of_zeros(x):
     """Zeros shaped like zeros are those zeros (a loop's zero tangent of a zero cotangent,
-    or of a backward loop's accumulator, `np.zeros(shape, dtype=...)`)."""
+    or of a backward loop's accumulator, `np.zeros(shape, dtype=...)`); zeros shaped like
+    a new buffer (`np.empty(...)`: the tangent of one) are zeros of its shape and dtype."""
+    if x.op == "empty":
+        return make("full", *x.args, value=sympy.Integer(0), shape=x.attr("shape"))
     return x if x.op == "zeros_like" or x.op == "full" and x.attr("value") == 0 else None
 
 

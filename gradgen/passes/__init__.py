@@ -29,6 +29,7 @@ from .regions import hoist, in_regions
 from .rules import CANONICAL, RuleEngine, apply, recording
 from .scalars import place_scalars
 from .simplify import simplify
+from .steps import hoist_steps
 
 # The passes iterated to a fixed point, in order.
 PIPELINE = (simplify, fuse, dce, loops)
@@ -79,6 +80,6 @@ def lower(graph: Graph) -> Graph:
     return hoist(in_regions(lambda g: place_scalars(apply(g, ("lower",))))(graph))
 
 
-__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "in_regions", "loops", "lower",
+__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "hoist_steps", "in_regions", "loops", "lower",
            "matchain", "optimize",
            "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify"]

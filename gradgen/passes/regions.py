@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from ..ir import Graph, Node, Region, builder, make, make_as_is, topo_order
 from ..ops.control import REGIONS_BUILT
-from .rebuild import rebuild_graph
+from .rebuild import rebuild
 
 Pass = Callable[[Graph], Graph]
 
@@ -34,21 +34,25 @@ def _with_bodies(graph: Graph, body_pass: Callable) -> Graph:
     if not holders:
         return graph
     names = dict(graph.names)
-    new: dict[int, Node] = {}
-    for n in holders:
+
+    def rule(n: Node, uses) -> Node | None:
+        # (on the node as rebuilt: a loop after another reads the new loop's values)
+        if n.op not in ops:
+            return None
         keys = [k for k, v in n.attrs if isinstance(v, Region)]
         if len(keys) != 1:
-            continue
+            return None
         found = body_pass(n, n.attr(keys[0]), names)
         if found is None:
-            continue
+            return None
         body, extra = found
         with builder().at(origin=n.origin, phase=n.phase):
-            new[id(n)] = make_as_is(n.op, *n.args, *extra, **dict(n.kw, **{keys[0]: body}))
-    if not new:
+            return make_as_is(n.op, *n.args, *extra, **dict(n.kw, **{keys[0]: body}))
+    outputs = rebuild(graph.outputs, rule, names, graph.order,
+                      skip=lambda n: n.op not in ops)
+    if all(a is b for a, b in zip(outputs, graph.outputs)):
         return graph
-    return rebuild_graph(graph.with_outputs(graph.outputs, names),
-                         lambda m, uses: new.get(id(m)))
+    return graph.with_outputs(outputs, names)
 
 
 def in_regions(step: Pass) -> Pass:

@@ -1,0 +1,121 @@
+"""Batched forms of ops for values computed for all steps of a loop at once
+(`passes/steps.py hoist_steps`): a body value's op applied to arguments some of which carry
+a leading axis of steps (row i: the value at iteration i), giving its value at every step
+along a leading axis. Elementwise ops broadcast; reductions, transposes and unit axes shift
+their axes by one; a product of a batch and a matrix is NumPy's stacked `@`; a row read
+at the loop index is the rows themselves (`X[t]` for all t of range(len(X)) is X).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..dims import same_shape
+from ..ir import Node, make
+from .registry import REGISTRY
+
+__all__ = ["Steps", "batched_op", "index_shift", "placing", "row_read"]
+
+# The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
+_PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
+                      "broadcast_to", "stop_gradient"})
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A loop's steps: its body's index input, trip count, start and step."""
+
+    index: Node
+    length: object
+    start: int
+    step: int
+
+
+def placing(n: Node) -> bool:
+    """Whether `n` only reads rows or places axes (no arithmetic)."""
+    return n.op in _PLACING
+
+
+def index_shift(n: Node, index: Node) -> int | None:
+    """k when `n` is `index + k` or `index - k` for an integer k, else None."""
+    if len(n.args) != 2 or n.op not in ("add", "sub"):
+        return None
+    a, b = n.args
+    if n.op == "add" and b is index:
+        a, b = b, a
+    if a is not index or not b.is_const or not b.value.is_integer:
+        return None
+    return int(b.value) if n.op == "add" else -int(b.value)
+
+
+def row_read(n: Node) -> bool:
+    """Whether `n` reads entries of an array (a gather): a NumPy call even on integers."""
+    return n.op == "gather"
+
+
+def _lift(x: Node, rank: int) -> Node:
+    """A batched value (leading axis) with unit axes after the batch axis up to `rank`
+    axes per step (so it broadcasts against per-step values of that rank)."""
+    missing = rank + 1 - x.ndim
+    return make("expand_dims", x, axes=tuple(range(1, 1 + missing))) if missing > 0 else x
+
+
+def batched_op(n: Node, args: list[Node], flags: list[bool], steps: Steps) -> Node | None:
+    """Node `n` applied to `args`, those flagged batched having a leading axis of steps
+    (row i: the value at iteration i of the loop `steps` describes); None when `n` has no
+    batched form here."""
+    opdef = REGISTRY[n.op]
+    kw = n.kw
+    if opdef.has("elementwise"):
+        return make(n.op, *(_lift(a, n.ndim) if f else a for a, f in zip(args, flags)), **kw)
+    if n.op == "cast" and not flags[1]:
+        return make("cast", args[0], args[1], **kw)
+    if opdef.has("reduction") and set(kw) <= {"axes", "keepdims"} and flags == [True]:
+        return make(n.op, args[0], **{**kw, "axes": tuple(a + 1 for a in kw["axes"])})
+    if n.op == "transpose":
+        return make("transpose", args[0], axes=(0, *(a + 1 for a in kw["axes"])))
+    if n.op in ("expand_dims", "squeeze"):
+        return make(n.op, args[0], axes=tuple(a + 1 for a in kw["axes"]))
+    if n.op == "reshape":
+        return make("reshape", args[0], shape=(steps.length, *kw["shape"]))
+    if n.op == "matmul":
+        return _batched_matmul(n, args, flags)
+    if n.op == "gather":
+        return _batched_gather(n, args, flags, steps)
+    return None
+
+
+def _batched_matmul(n: Node, args: list[Node], flags: list[bool]) -> Node | None:
+    a, b = n.args
+    x, y = args
+    if flags[0] and not flags[1] and b.ndim <= 2:
+        return make("matmul", x, y)   # (L, ..., D) @ (D, H): NumPy's broadcasting
+    if flags[1] and not flags[0] and a.ndim == 2:
+        if b.ndim >= 2:
+            return make("matmul", x, y)   # (N, D) @ (L, D, K)
+        return make("matmul", y, make("transpose", x, axes=(1, 0)))   # A @ v[t]: V @ A.T
+    if flags[0] and flags[1] and a.ndim >= 2 and b.ndim >= 2:
+        return make("matmul", _lift(x, max(a.ndim, b.ndim)), _lift(y, max(a.ndim, b.ndim)))
+    return None
+
+
+def _batched_gather(n: Node, args: list[Node], flags: list[bool], steps: Steps
+                    ) -> Node | None:
+    axis = n.attr("axis")
+    data, index = args[0], args[1:]
+    if flags[0]:
+        if any(flags[1:]):
+            return None
+        return make("gather", data, *index, axis=axis + 1)
+    # the data is loop-invariant, the index arrays (some) batched
+    if (len(index) == 1 and axis == 0 and n.args[1] is steps.index
+            and steps.start == 0 and steps.step == 1
+            and same_shape((steps.length,), tuple(data.shape[:1]))):
+        return data   # X[t] for t in range(len(X)): the rows of X are X
+    rank = max(i.ndim for i in n.args[1:])
+    index = [_lift(i, rank) if f else i for i, f in zip(index, flags[1:])]
+    out = make("gather", data, *index, axis=axis)
+    if axis:   # the steps' axis is at `axis`: first
+        order = (axis, *range(axis), *range(axis + 1, out.ndim))
+        out = make("transpose", out, axes=order)
+    return out
