@@ -597,34 +597,43 @@ def _emit_solve_triangular(p, node):
         PREC_CALL
 
 
-# Block substitution, halving: with T = [[T11, 0], [T21, T22]] (lower), x1 = T11^-1 b1 and
-# x2 = T22^-1 (b2 - T21 x1), each half solved the same way down to blocks of at most
-# _TRI_BLOCK rows, which np.linalg.solve takes (LAPACK's LU of a triangular block is a
-# substitution); only those diagonal blocks are masked to their triangle (the blocks
-# beside them lie wholly inside it). O(n^2) for a vector against np.linalg.solve's O(n^3):
-# benchmarks/triangular.py measures both.
+# Block substitution: with T = [[T11, 0], [T21, T22]] (lower), x1 = T11^-1 b1 and
+# x2 = T22^-1 (b2 - T21 x1), for row blocks of _TRI_BLOCK rows in turn (from the last with
+# lower=False), written into one copy of b, so a block costs one matrix product and no
+# copies. Only the diagonal blocks are masked to their triangle (the blocks beside them lie
+# wholly inside it). A diagonal block is solved by np.linalg.solve (LAPACK's LU of a
+# triangular block is a substitution) for a narrow right-hand side, and by its inverse when
+# b has at least _TRI_BLOCK columns: one small inverse and a matrix product, as blocked
+# TRSMs with inverted diagonal blocks do, 1.6-1.8x faster than the halving substitution
+# with solves before it for an (n, n) b at n = 500-1000 (the Cholesky VJP's solves).
+# O(n^2) per column against np.linalg.solve's O(n^3): benchmarks/triangular.py measures both.
 _TRI_BLOCK = 64
 _SOLVE_TRIANGULAR = f'''\
 def _solve_triangular(a, b, lower):
     """x with tril(a) @ x = b (triu(a) with lower=False), as scipy's solve_triangular reads
     only that triangle; b a vector (n,) or matrices (..., n, k), as np.linalg.solve.
-    Block substitution: the leading half of the rows first (the trailing half with
-    lower=False), then the other half less what the solved rows contribute; np.linalg.solve
-    on blocks of at most {_TRI_BLOCK} rows."""
+    Block substitution: blocks of {_TRI_BLOCK} rows from the first (the last with lower=False),
+    each less what the rows solved before contribute, then solved directly (by the inverse
+    of its diagonal block when b has {_TRI_BLOCK} columns or more)."""
     n = a.shape[-1]
     if n <= {_TRI_BLOCK}:
         return np.linalg.solve(np.tril(a) if lower else np.triu(a), b)
-    h = n // 2
     rhs = b[:, None] if b.ndim == 1 else b
-    if lower:
-        top = _solve_triangular(a[..., :h, :h], rhs[..., :h, :], lower)
-        rest = rhs[..., h:, :] - a[..., h:, :h] @ top
-        bottom = _solve_triangular(a[..., h:, h:], rest, lower)
-    else:
-        bottom = _solve_triangular(a[..., h:, h:], rhs[..., h:, :], lower)
-        rest = rhs[..., :h, :] - a[..., :h, h:] @ bottom
-        top = _solve_triangular(a[..., :h, :h], rest, lower)
-    x = np.concatenate([top, bottom], axis=-2)
+    if a.shape[:-2] != rhs.shape[:-2]:  # the batch axes of both
+        rhs = np.broadcast_arrays(a[..., :1], rhs)[1]
+    x = np.array(rhs, dtype=np.result_type(a, rhs))  # a copy, overwritten by the solution
+    wide = rhs.shape[-1] >= {_TRI_BLOCK}
+    blocks = (n + {_TRI_BLOCK - 1}) // {_TRI_BLOCK}
+    for j in range(blocks):
+        s = {_TRI_BLOCK} * (j if lower else blocks - 1 - j)
+        e = min(s + {_TRI_BLOCK}, n)
+        block = x[..., s:e, :]
+        if lower and s > 0:  # less what the rows solved already contribute
+            block -= a[..., s:e, :s] @ x[..., :s, :]
+        elif not lower and e < n:
+            block -= a[..., s:e, e:] @ x[..., e:, :]
+        t = np.tril(a[..., s:e, s:e]) if lower else np.triu(a[..., s:e, s:e])
+        block[...] = np.linalg.inv(t) @ block if wide else np.linalg.solve(t, block)
     return x[..., 0] if b.ndim == 1 else x
 '''
 
