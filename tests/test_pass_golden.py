@@ -149,6 +149,14 @@ def f(p: Param[N], Q: Data[D, N]):
 def f(x: Param[N], A: Param[N, D], s: Param[()]):
     return sum(x ** 3 + exp(x) ** 4 + x ** -1 + x ** 2.0) + sum(A.T @ x ** -2) + s ** 3
 """),
+    # h-gp (issue 12): a scalar or a sign leaves a matrix product.
+    "simplify_matmul_scalar_outwards": ("simplify", "a scalar factor of a vector, or a sign, "
+                                        "leaves a matrix product unless the product is larger",
+                                        """\
+def f(w: Param[D], X: Data[N, D], y: Data[N], V: Param[D, K], A: Data[5, 3], v: Param[3]):
+    r = y - X @ w
+    return sum(X.T @ (-r / N)) + sum(X.T @ (-(X @ V))) + sum(A @ (2 * v))
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2}

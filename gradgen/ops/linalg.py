@@ -14,7 +14,7 @@ from ..errors import ShapeError
 from ..ir import const, make
 from ._emit import call, infix, product_hint
 from .constants import eye_like
-from .elementwise import _is, _total
+from .elementwise import _is, _scaled, _total
 from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop, rewrite
 from .shape_ops import swap_last
 
@@ -105,6 +105,35 @@ def triangular_inverse_product(a, b):
         m, lower = t
         return swap_last(make("solve_triangular", swap_last(m), swap_last(a), lower=not lower))
     return None
+
+
+@rewrite("matmul")
+def matmul_scalar_outwards(a, b):
+    """A scalar constant factor of a vector, or a sign, moves out of a matrix product:
+    `A @ (c * x)` is `c * (A @ x)` and `A @ (-X)` is `-(A @ X)` (the same on the left),
+    unless the product is larger than the factor (dimension names read as one size): the
+    scaling is a pass over the product, the factor needs no temporary copy (the
+    least-squares gradient `X.T @ (-r / N)`: one (D,) scaling instead of two (N,)
+    temporaries), and a sign outside meets a sum or a difference that absorbs it. A
+    scaled matrix keeps its factor: the scheduler scales it in a buffer it reuses."""
+    for i, x in enumerate((a, b)):
+        if x.ndim != 1 and x.op != "neg":
+            continue
+        c, inner = (None, x.args[0]) if x.op == "neg" else _scaled(x)
+        if inner is x or _larger(matmul_shape(a.shape, b.shape), x.shape):
+            continue
+        product = make("matmul", inner, b) if i == 0 else make("matmul", a, inner)
+        return -product if x.op == "neg" else const(c) * product
+    return None
+
+
+def _larger(shape, than) -> bool:
+    """An array of `shape` has more elements than one of shape `than` when every dimension
+    name stands for the same size (literal sizes as they are)."""
+    extra = size(shape) - size(than)
+    if getattr(extra, "is_number", False):
+        return bool(extra > 0)
+    return bool(extra.subs({n: 100 for n in extra.free_symbols}) > 0)
 
 
 def _inverse_of_triangle(x):
