@@ -650,7 +650,7 @@ def _solve_triangular(a, b, lower):
     rhs = b[:, None] if b.ndim == 1 else b
     if a.shape[:-2] != rhs.shape[:-2]:  # the batch axes of both
         rhs = np.broadcast_arrays(a[..., :1], rhs)[1]
-    x = np.array(rhs, dtype=np.result_type(a, rhs))  # a copy, overwritten by the solution
+    x = np.array(rhs, dtype=np.result_type(a, rhs))  # overwritten by the solution
     wide = rhs.shape[-1] >= {_TRI_BLOCK}
     blocks = (n + {_TRI_BLOCK - 1}) // {_TRI_BLOCK}
     for j in range(blocks):
