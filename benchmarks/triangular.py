@@ -1,9 +1,10 @@
 """The cost of the emitted triangular solve against np.linalg.solve.
 
 gradgen emits `solve_triangular(L, b)` (and `cho_solve`, two of them) as the module helper
-`_solve_triangular` (gradgen/ops/linalg.py): a block substitution that halves the rows
-recursively down to blocks of at most 64, which np.linalg.solve takes, with one matrix
-product per split for what the solved half contributes. This script times it,
+`_solve_triangular` (gradgen/ops/linalg.py): a block substitution over blocks of 64 rows,
+in one copy of b, with one matrix product per block for what the rows solved before
+contribute; a diagonal block is solved by np.linalg.solve, or by its inverse when b has 64
+columns or more. This script times it,
 interleaved (benchmarks/timing.py), against
 
 - `np.linalg.solve(np.tril(L), b)`: LU with pivoting of the whole matrix, O(n^3);

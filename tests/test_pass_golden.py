@@ -195,6 +195,14 @@ def f(X: Data[T, N, D], W: Param[D, M], U: Param[M, M], b: Param[M], h0: Data[N,
         s = s * 0.5 + sum(exp(X[t - 1] * 0.1))
     return s
 """),
+    # h-gp (issue 12): a scalar or a sign leaves a matrix product.
+    "simplify_matmul_scalar_outwards": ("simplify", "a scalar factor of a vector, or a sign, "
+                                        "leaves a matrix product unless the product is larger",
+                                        """\
+def f(w: Param[D], X: Data[N, D], y: Data[N], V: Param[D, K], A: Data[5, 3], v: Param[3]):
+    r = y - X @ w
+    return sum(X.T @ (-r / N)) + sum(X.T @ (-(X @ V))) + sum(A @ (2 * v))
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}

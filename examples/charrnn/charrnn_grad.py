@@ -714,12 +714,11 @@ def loss_hvp(
         del exp_steps_mul
         exp_steps_dot_add = exp_steps_neg + sum_steps_div * exp_steps_dot[t]  # (B, V)
         del exp_steps_neg, sum_steps_div
-        exp_steps_dot_neg = -exp_steps_dot_add  # (B, V)
         # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_dot_rows = h_steps_dot[t_add2]  # (B, H)
         # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
         # (B, H)
-        dh_dot_add = dh_dot + (exp_steps_dot_neg @ Why.T + arange_diff @ vWhy.T)
+        dh_dot_add = dh_dot + (-(exp_steps_dot_add @ Why.T) + arange_diff @ vWhy.T)
         # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         dh_dot_mul = dh_dot_add * h_steps_diff  # (B, H)
         del dh_dot_add, h_steps_diff
@@ -727,16 +726,15 @@ def loss_hvp(
         dh_dot_diff = dh_dot_mul - 2 * (dh_add * (h_steps_dot_rows * h_steps_rows))
         del dh_add, dh_dot_mul
         # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        h_steps_matmul = h_steps_rows.T @ exp_steps_dot_neg  # (H, V)
-        del exp_steps_dot_neg
-        h_steps_dot_add = h_steps_dot_rows.T @ arange_diff + h_steps_matmul  # (H, V)
+        h_steps_matmul = h_steps_rows.T @ exp_steps_dot_add  # (H, V)
+        h_steps_dot_diff = h_steps_dot_rows.T @ arange_diff - h_steps_matmul  # (H, V)
         del arange_diff, h_steps_matmul
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
         dh = dh_mul @ Whh.T
         dWhh_dot = dWhh_dot + (h_steps_dot[t].T @ dh_mul + h_steps[t].T @ dh_dot_diff)
         dbh_dot = dbh_dot + dh_dot_diff.sum(axis=0)
-        dWhy_dot = dWhy_dot + h_steps_dot_add
+        dWhy_dot = dWhy_dot + h_steps_dot_diff
         dby_dot = dby_dot - exp_steps_dot_add.sum(axis=0)
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
     del arange, exp_steps, exp_steps_dot, h0_zeros_like, h_steps, h_steps_dot, sum_steps

@@ -184,7 +184,7 @@ def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
+    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
     return dw
 
 
@@ -212,7 +212,7 @@ def loss_value_and_grad(X: Array, y: Array, w: Array, lam: Scalar) -> tuple[Scal
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
+    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
     return value, dw
 
 
@@ -241,7 +241,7 @@ def loss_vjp(X: Array, y: Array, w: Array, lam: Scalar, g: Scalar) -> Array:
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
+    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
     return g * dw
 
 
@@ -304,5 +304,6 @@ def loss_hvp(X: Array, y: Array, w: Array, lam: Scalar, vw: Array) -> Array:
     y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
     del y_neg
     # tangent of grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
+    # (D,)
+    Hvw = lam * vw + (X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y)) / N
     return Hvw

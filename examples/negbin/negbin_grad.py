@@ -397,11 +397,8 @@ def nll_grad(X: Array, y: Array, beta: Array, a: Scalar) -> tuple[Array, Scalar]
     # grad of line 9: r = exp(a)
     da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
-    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
-    dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
-    del y_add, z_diff
     # grad of line 8: z = X @ beta
-    dbeta = X.T @ dz  # (D,)
+    dbeta = (X.T @ (y_add * np.exp(z_diff) - y)) / N  # (D,)
     return (dbeta, da)
 
 
@@ -445,11 +442,8 @@ def nll_value_and_grad(
     # grad of line 9: r = exp(a)
     da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
-    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
-    dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
-    del y_add, z_diff
     # grad of line 8: z = X @ beta
-    dbeta = X.T @ dz  # (D,)
+    dbeta = (X.T @ (y_add * np.exp(z_diff) - y)) / N  # (D,)
     return value, (dbeta, da)
 
 
@@ -489,11 +483,8 @@ def nll_vjp(X: Array, y: Array, beta: Array, a: Scalar, g: Scalar) -> tuple[Arra
     # grad of line 9: r = exp(a)
     da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
-    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
-    dz = (y_add * np.exp(z_diff) - y) / N  # (N,)
-    del y_add, z_diff
     # grad of line 8: z = X @ beta
-    dbeta = X.T @ dz  # (D,)
+    dbeta = (X.T @ (y_add * np.exp(z_diff) - y)) / N  # (D,)
     return (g * dbeta, g * da)
 
 
@@ -612,11 +603,8 @@ def nll_hvp(
     # tangent of grad of line 9: r = exp(a)
     Hva = -tr + (tr * a_exp.sum() + y_add @ (va_diff * a_exp)) / N + (tdr * r + dr * tr)
     del a_exp, va_diff
-    # tangent of grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
-    tdz = (tr * z_exp + y_add * ((tz - tlog_total) * z_exp)) / N  # (N,)
-    del tlog_total, tz, y_add, z_exp
     # tangent of grad of line 8: z = X @ beta
-    Hvbeta = X.T @ tdz  # (D,)
+    Hvbeta = (X.T @ (tr * z_exp + y_add * ((tz - tlog_total) * z_exp))) / N  # (D,)
     return (Hvbeta, Hva)
 
 
@@ -657,21 +645,21 @@ def nll_hessian(
     z_exp = np.exp(z_diff, out=z_diff)  # (N,); reuses z_diff's buffer
     del z_diff
     X_mul = X.T * z_exp  # (D, N)
-    H_beta_beta = ((y_add / N * ((X.T - X_mul) * z_exp)) @ X).T  # (D, D)
+    H_beta_beta = (((y_add * ((X.T - X_mul) * z_exp)) @ X) / N).T  # (D, D)
     a_basis = np.eye(1, dtype=a.dtype).reshape((1,))  # (1,)
     # grad of line 9: r = exp(a)
     a_mul = a_basis * r  # (1,)
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     a_exp = np.exp(a_diff)  # (N,)
-    # (1, N)
-    r_mul = (a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) / N
     # grad of line 8: z = X @ beta
-    X_matmul = r_mul @ X  # (1, D)
-    del r_mul
-    H_beta_a = X_matmul.T.reshape((D,))  # (D,)
+    # (1, D)
+    X_matmul = (a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) @ X
+    X_mul2 = X_matmul / N  # (1, D)
     del X_matmul
+    H_beta_a = X_mul2.T.reshape((D,))  # (D,)
+    del X_mul2
     # grad of line 9: r = exp(a)
-    H_a_beta = (-(z_exp * a_exp * X.T) @ y_add + X_mul.sum(axis=1) * r) / N  # (D,)
+    H_a_beta = (X_mul.sum(axis=1) * r - (z_exp * a_exp * X.T) @ y_add) / N  # (D,)
     del X_mul, z_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     a_diff2 = a_basis[:, None] * a_exp  # (1, N)
@@ -687,7 +675,7 @@ def nll_hessian(
     del a_diff
     # grad of line 9: r = exp(a)
     # (1,)
-    r_mul2 = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
+    r_mul = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
     del r_diff, y_add
-    H_a_a = (-a_mul + y_add2 / N + (r_mul2 + dr * a_mul)).reshape(())
+    H_a_a = (-a_mul + y_add2 / N + (r_mul + dr * a_mul)).reshape(())
     return (H_beta_beta, H_beta_a), (H_a_beta, H_a_a)

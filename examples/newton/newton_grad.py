@@ -184,7 +184,7 @@ def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
+    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
     return dw
 
 
@@ -212,7 +212,7 @@ def loss_value_and_grad(X: Array, y: Array, w: Array, lam: Scalar) -> tuple[Scal
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
+    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
     return value, dw
 
 
@@ -241,7 +241,7 @@ def loss_vjp(X: Array, y: Array, w: Array, lam: Scalar, g: Scalar) -> Array:
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w + X.T @ (-(_sigmoid(y_neg) * y) / N)  # (D,)
+    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
     return g * dw
 
 
@@ -304,7 +304,8 @@ def loss_hvp(X: Array, y: Array, w: Array, lam: Scalar, vw: Array) -> Array:
     y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
     del y_neg
     # tangent of grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    Hvw = lam * vw + X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y / N)  # (D,)
+    # (D,)
+    Hvw = lam * vw + (X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y)) / N
     return Hvw
 
 
@@ -333,7 +334,7 @@ def loss_hessian(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
     del y_neg
-    X_matmul = ((1 - y_sigmoid) * y * (y * y_sigmoid) / N * X.T) @ X  # (D, D)
+    X_mul = (((1 - y_sigmoid) * y * (y * y_sigmoid) * X.T) @ X) / N  # (D, D)
     del y_sigmoid
-    H = (lam * np.eye(D, dtype=w.dtype) + X_matmul).T  # (D, D)
+    H = (lam * np.eye(D, dtype=w.dtype) + X_mul).T  # (D, D)
     return H
