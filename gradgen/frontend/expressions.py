@@ -410,14 +410,17 @@ def _from_the_end(node: ast.Subscript, x: Node, elts: list, arrays: dict):
     """`x[T - 1]`, `x[t, N - 2]`: an index that is the size of its axis minus a number is
     that negative number (`x[-1]`), as NumPy reads it. Returns the subscript and its items,
     new ones when an item was replaced."""
-    out, axis = list(elts), 0
+    out, axis, after = list(elts), 0, False
     for i, e in enumerate(elts):
-        if _is_ellipsis(e):
-            break
+        if _is_ellipsis(e):   # the items after it count their axes from the end
+            after = True
+            continue
         if _is_none(e):
             continue
+        if after:
+            axis = x.ndim - sum(1 for f in elts[i:] if not _is_none(f))
         v = arrays.get(id(e))
-        if v is not None and v.is_const and axis < x.ndim and signed_int(e) is None:
+        if v is not None and v.is_const and 0 <= axis < x.ndim and signed_int(e) is None:
             back = sympy.expand(as_expr(v.attr("value")) - x.shape[axis])
             if back.is_Integer and back < 0:
                 out[i] = ast.copy_location(ast.Constant(int(back)), e)
