@@ -350,8 +350,7 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
                          else f.op, "outside", f.shape) for f in bv.hoisted]
     mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))
-    # (a hoisted value may reach carried values without depending on them: computed once
-    # from their initial values)
+    # (from the initial values of carried values it reaches but does not depend on)
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
