@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 import sympy
 
 from ..dims import as_expr, same_shape
-from ..ir import Node, Region, builder, const, make, topo_order, unvisited
+from ..ir import Node, Region, analysis, builder, const, make, topo_order, unvisited
 from ..ops.control import iteration, loop_attrs
 from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
@@ -205,11 +205,16 @@ class _BodyVJP:
         self.saved: list[Node] = []
         self.hoisted: list[Node] = []
         for f in frontier.values():
-            deps = _inputs_of(f)
+            # `deps`: the inputs its value depends on; `reach`: those its nodes read (a
+            # part of an inner loop reads all the loop's initial values, also those of
+            # other parts: its value does not depend on them, but computing it does)
+            deps, reach = _inputs_of(f), _inputs_reached(f)
             if deps & carried:
                 self.saved.append(f)
-            elif deps and id(self.t) not in deps and id(f) not in oin:
-                self.hoisted.append(f)
+            elif deps and id(self.t) not in reach and id(f) not in oin:
+                self.hoisted.append(f)   # (computed from the initial carried values)
+            elif reach & carried:
+                self.saved.append(f)
             # else: a number, an outside value, or computed from the index (recomputed)
 
     def saved_name(self, f: Node) -> str:
@@ -245,6 +250,19 @@ class _BodyVJP:
         oin = {id(x) for x in self.oin}
         used = {id(n) for n in topo_order(outs) if id(n) in oin}
         return outs, [x for x in self.oin if id(x) in used]
+
+
+def _inputs_reached(node: Node) -> frozenset:
+    """The ids of the input nodes that computing `node` reads (a loop: all its arguments),
+    memoised per compilation. Unlike `reads`, a part of a loop reaches the initial values
+    of the loop's other parts: hoisting it out of an outer loop takes them along."""
+    return analysis("inputs_reached", node, _reached_rule)
+
+
+def _reached_rule(n: Node, args: list) -> frozenset:
+    if n.is_input:
+        return frozenset((id(n),))
+    return frozenset().union(*args) if len(args) != 1 else args[0]
 
 
 def _static_shapes(roots: list, body: Region) -> list:
@@ -366,7 +384,8 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
                          else f.op, "outside", f.shape) for f in bv.hoisted]
     mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))
-    hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(bv.oin, node.args[c:])})
+    # (from the initial values of carried values it reaches but does not depend on)
+    hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
     ct_inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]

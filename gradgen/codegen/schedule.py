@@ -957,11 +957,13 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set) -> list[
     """`h = h0`: the carried variables set before the loop, each to a copy where its
     initial value is an argument of the function (never modified), a view, or a variable
     something later reads (or another carried variable starts from)."""
-    lines, taken = [], set()
+    # (a variable a carried variable continues is taken whichever comes first: another
+    # carried variable starting from it gets a copy, not the buffer the loop writes into)
+    lines = []
+    taken = {name for name, a in zip(carried, args) if st.p.code[id(a)][0] == name}
     for name, a in zip(carried, args):
         text, prec = st.p.code[id(a)]
         if text == name:   # the variable itself (`_carried_names`)
-            taken.add(text)
             continue
         # (an expression spelled twice is two arrays: `np.empty(...)` needs no copy; a
         # number needs none either: np.array(0.0) would be a float64 array)

@@ -12,7 +12,7 @@ from ..errors import ShapeError
 from ..ir import Node, const, make
 from ..ops import BUILTINS, REGISTRY
 from ..ops.dtypes import INT, integer_closed
-from ..ops.indexing import assign, gather, to_float
+from ..ops.indexing import assign, assign_steps, gather, selection, to_float
 from .calls import NOT_A_CONDITION, BoundCall, Calls
 from .locations import OPERATOR, Located
 from .loops import LoopLocal, loop_local_error
@@ -166,6 +166,10 @@ class Expressions:
         node, elts = _from_the_end(node, x, elts, arrays)
         # (a number or dimension among them is a static index: `index` reads it)
         advanced = [i for i, e in enumerate(elts) if id(e) in arrays and not arrays[id(e)].is_const]
+        if advanced and not any(map(_is_none, elts)):
+            for idx, items, axis in _steps(node, x, elts, advanced, arrays, scope):
+                x = selection(x, idx, items, axis)
+            return x
         if advanced:
             return self._gather(*self._integers_first(node, x, elts, advanced, scope), arrays)
         new_axes = [i for i, e in enumerate(elts) if _is_none(e)]
@@ -218,7 +222,7 @@ class Expressions:
         kept = [e for e in elts if not _is_none(e)]
         advanced = [i for i, e in enumerate(kept) if id(e) in arrays
                     and not arrays[id(e)].is_const]
-        idx, axis = self._advanced(node, x, kept, advanced, arrays)
+        idx, axis = _advanced(node, x, kept, advanced, arrays)
         y = gather(x, idx, axis)
         if len(kept) == len(elts):
             return y
@@ -244,41 +248,6 @@ class Expressions:
                 out += 1
         return make("expand_dims", y, axes=tuple(axes))
 
-    def _advanced(self, node, x: Node, elts, advanced: list[int], arrays: dict):
-        """The index arrays and the axis of the first of a subscript with integer arrays:
-        consecutive arrays after full slices (`:`) or one `...`, and only full slices
-        after them."""
-        lo, hi = advanced[0], advanced[-1] + 1
-        if advanced != list(range(lo, hi)):
-            raise Located(node.slice, "index arrays must be next to each other "
-                                      "(x[:, i, j], not x[i, :, j])")
-        for e in elts[:lo] + elts[hi:]:
-            full = isinstance(e, ast.Slice) and e.lower is None and e.upper is None \
-                and e.step is None
-            if not (full or _is_ellipsis(e)):
-                raise Located(e, "with index arrays, the other items of a subscript must be "
-                                 "full slices ':' or '...'; index in two steps")
-        if sum(map(_is_ellipsis, elts)) > 1:
-            raise Located(node.slice, "an index can only have a single ellipsis ('...')")
-        idx = [arrays[id(elts[i])] for i in advanced]
-        for i, v in zip(advanced, idx):
-            if v.dtype != INT:
-                raise Located(elts[i], "an index must be an integer literal, a slice or an "
-                                       "Index value (integers)" + (
-                                           "" if not v.is_const else
-                                           ": a dimension is a number here"), context=True)
-        k = len(idx)
-        if any(_is_ellipsis(e) for e in elts[:lo]):
-            axis = x.ndim - k - (len(elts) - hi)
-        elif any(_is_ellipsis(e) for e in elts[hi:]):
-            axis = lo
-        else:
-            axis = lo
-        if axis < 0 or axis + k > x.ndim or len(elts) - sum(map(_is_ellipsis, elts)) > x.ndim:
-            raise Located(node.slice, f"too many indices for an array of {x.ndim} "
-                                      "dimensions")
-        return idx, axis
-
     def assign_subscript(self, target: ast.Subscript, value: Node, scope: Scope,
                          accumulate: bool) -> Node:
         """The new value of `A` after `A[...] = value` (`accumulate`: `A[...] += value`),
@@ -293,12 +262,13 @@ class Expressions:
         for k in kids:
             if arrays[id(k)].dtype == "bool":
                 raise Located(k, BOOLEAN_MASK, context=True)
+        target, elts = _from_the_end(target, a, elts, arrays)   # H[T - 1] is H[-1]
         advanced = [i for i, e in enumerate(elts)
                     if id(e) in arrays and not arrays[id(e)].is_const]
         try:
             if advanced:
-                idx, axis = self._advanced(target, a, elts, advanced, arrays)
-                return assign(a, value, idx, (), axis, accumulate, self.calls.inputs)
+                steps = _steps(target, a, elts, advanced, arrays, scope)
+                return assign_steps(a, value, steps, accumulate, self.calls.inputs)
             return assign(a, value, (), index(target.slice, scope.dims, a.shape), None, accumulate,
                           self.calls.inputs)
         except ShapeError as e:
@@ -341,14 +311,17 @@ def _from_the_end(node: ast.Subscript, x: Node, elts: list, arrays: dict):
     """`x[T - 1]`, `x[t, N - 2]`: an index that is the size of its axis minus a number is
     that negative number (`x[-1]`), as NumPy reads it. Returns the subscript and its items,
     new ones when an item was replaced."""
-    out, axis = list(elts), 0
+    out, axis, after = list(elts), 0, False
     for i, e in enumerate(elts):
-        if _is_ellipsis(e):
-            break
+        if _is_ellipsis(e):   # the items after it count their axes from the end
+            after = True
+            continue
         if _is_none(e):
             continue
+        if after:
+            axis = x.ndim - sum(1 for f in elts[i:] if not _is_none(f))
         v = arrays.get(id(e))
-        if v is not None and v.is_const and axis < x.ndim and signed_int(e) is None:
+        if v is not None and v.is_const and 0 <= axis < x.ndim and signed_int(e) is None:
             back = sympy.expand(as_expr(v.attr("value")) - x.shape[axis])
             if back.is_Integer and back < 0:
                 out[i] = ast.copy_location(ast.Constant(int(back)), e)
@@ -367,6 +340,112 @@ def _is_none(e) -> bool:
 
 def _is_ellipsis(e) -> bool:
     return isinstance(e, ast.Constant) and e.value is Ellipsis
+
+
+def _advanced(node, x: Node, elts, advanced: list[int], arrays: dict):
+    """The index arrays and the axis of the first of a subscript with integer arrays:
+    consecutive arrays after full slices (`:`) or one `...`, and only full slices
+    after them."""
+    lo, hi = advanced[0], advanced[-1] + 1
+    if advanced != list(range(lo, hi)):
+        raise Located(node.slice, "index arrays must be next to each other "
+                                  "(x[:, i, j], not x[i, :, j])")
+    for e in elts[:lo] + elts[hi:]:
+        full = isinstance(e, ast.Slice) and e.lower is None and e.upper is None \
+            and e.step is None
+        if not (full or _is_ellipsis(e)):
+            raise Located(e, "with index arrays, the other items of a subscript must be "
+                             "full slices ':' or '...'; index in two steps")
+    if sum(map(_is_ellipsis, elts)) > 1:
+        raise Located(node.slice, "an index can only have a single ellipsis ('...')")
+    idx = [arrays[id(elts[i])] for i in advanced]
+    for i, v in zip(advanced, idx):
+        if v.dtype != INT:
+            raise Located(elts[i], "an index must be an integer literal, a slice or an "
+                                   "Index value (integers)" + (
+                                       "" if not v.is_const else
+                                       ": a dimension is a number here"), context=True)
+    k = len(idx)
+    if any(_is_ellipsis(e) for e in elts[:lo]):
+        axis = x.ndim - k - (len(elts) - hi)
+    elif any(_is_ellipsis(e) for e in elts[hi:]):
+        axis = lo
+    else:
+        axis = lo
+    if axis < 0 or axis + k > x.ndim or len(elts) - sum(map(_is_ellipsis, elts)) > x.ndim:
+        raise Located(node.slice, f"too many indices for an array of {x.ndim} "
+                                  "dimensions")
+    return idx, axis
+
+
+def _steps(node: ast.Subscript, x: Node, elts, advanced: list[int], arrays: dict,
+           scope: Scope) -> list[tuple]:
+    """A subscript with integer values (and no `None`) as selections applied one after
+    the other, each `(index arrays, static items, axis)` as `ops.indexing.selection`
+    takes them: index values with only ':' or '...' around them are one gather; else
+    the integers and slices come first (`A[0, idx]` is `A[0][idx]`), then scalar
+    indices (a loop variable: `A[t, :, k]`) one at a time while they are apart, then
+    the rest. NumPy moves the axes of index arrays to the front when integers or
+    arrays are apart (`A[0, :, idx]`): that form is an error saying what to write,
+    unless nothing is before them anyway (`A[0, idx, :, 1]`)."""
+    def values(items):
+        return [i for i, e in enumerate(items) if id(e) in arrays
+                and not arrays[id(e)].is_const]
+
+    def simple(items, at):
+        return at == list(range(at[0], at[-1] + 1)) and all(
+            i in at or _is_ellipsis(e) or _is_full(e) for i, e in enumerate(items))
+
+    if simple(elts, advanced):   # x[idx], x[:, t], S[arange(N), y]: one gather
+        idx, axis = _advanced(node, x, elts, advanced, arrays)
+        return [(tuple(idx), (), axis)]
+    if sum(map(_is_ellipsis, elts)) > 1:
+        raise Located(node.slice, "an index can only have a single ellipsis ('...')")
+    arrs = [i for i in advanced if arrays[id(elts[i])].ndim > 0]
+    if arrs:
+        block = [i for i, e in enumerate(elts)
+                 if not (isinstance(e, ast.Slice) or _is_ellipsis(e))]
+        apart = block != list(range(block[0], block[-1] + 1))
+        if apart and any(isinstance(e, ast.Slice) or _is_ellipsis(e)
+                         for e in elts[:arrs[0]]):
+            raise Located(node.slice, "NumPy moves the axes of index arrays to the front "
+                                      "when integers or index arrays are apart "
+                                      "(A[0, :, idx]); put them next to each other "
+                                      "(A[:, 0, idx]) or select in two steps")
+    steps: list[tuple] = []
+    first = [ast.copy_location(ast.Slice(), e) if i in advanced else e
+             for i, e in enumerate(elts)]
+    items = index(ast.copy_location(ast.Tuple(elts=first, ctx=ast.Load()), node.slice),
+                  scope.dims, x.shape)
+    if items:   # the integers and slices
+        steps.append(((), items, None))
+        x = make("index", x, index=items)
+    left = [e if i in advanced or _is_ellipsis(e) else ast.copy_location(ast.Slice(), e)
+            for i, e in enumerate(elts) if i in advanced or isinstance(e, ast.Slice)
+            or _is_ellipsis(e)]
+    at = values(left)
+    while not simple(left, at):
+        scalars = [i for i in at if arrays[id(left[i])].ndim == 0]
+        if not scalars:
+            break   # arrays apart: `_advanced` says so
+        i = scalars[0]   # the axis it takes: one per item before it, or what '...' spans
+        axis = sum(x.ndim - len(left) + 1 if _is_ellipsis(e) else 1 for e in left[:i])
+        if len(left) - sum(map(_is_ellipsis, left)) > x.ndim:
+            raise Located(node.slice, f"too many indices for an array of {x.ndim} "
+                                      "dimensions")
+        idx = _advanced(node, x, [left[i]], [0], arrays)[0]
+        steps.append((tuple(idx), (), axis))
+        x = gather(x, idx, axis)
+        left = left[:i] + left[i + 1:]
+        at = values(left)
+    idx, axis = _advanced(node, x, left, at, arrays)
+    steps.append((tuple(idx), (), axis))
+    return steps
+
+
+def _is_full(e) -> bool:
+    """Whether a subscript item is the full slice ':'."""
+    return isinstance(e, ast.Slice) and e.lower is None and e.upper is None and e.step is None
 
 
 def _index_operands(node: ast.Subscript) -> list:

@@ -521,6 +521,16 @@ def assign(a, v, idx, index, axis, accumulate: bool, inputs):
     return make("update", a, v, *idx, index=index, axis=axis)
 
 
+def assign_steps(a, v, steps, accumulate: bool, inputs):
+    """`assign` through selections applied one after the other (`steps` of
+    `(idx, index, axis)`): `A[0, idx] = v` is `B = A[0]; B[idx] = v; A[0] = B`."""
+    if len(steps) == 1:
+        return assign(a, v, *steps[0], accumulate, inputs)
+    idx, index, axis = steps[0]
+    inner = assign_steps(selection(a, idx, index, axis), v, steps[1:], accumulate, inputs)
+    return make("update", a, inner, *idx, index=index, axis=axis)
+
+
 def add_rows(acc, c):
     """`acc + c`, where a term of `c` that scatters rows into zeros at scalar indices (the
     VJP of reading `X[t]` in a loop body) is added to those rows of `acc` instead
