@@ -352,8 +352,10 @@ class _Scheduler:
         # (an initial value the body also reads from outside is copied: the loop may
         # write into its carried variable's buffer)
         read = {st.p.code[id(a)][0] for a in node.args[len(region.carried):]}
-        # (and the variables an outside value spelled inline reads: `h[0]` reads h)
-        read |= {r for a in node.args[len(region.carried):] for r in self.refs.get(id(a), ())}
+        # (and the variables an outside value spelled inline in the body reads: `h[0]` reads
+        # h; one computed before the loop, `_outside_value`, reads them before any step)
+        read |= {r for a in node.args[len(region.carried):] if _spelled_as_is(st, a)
+                 for r in self.refs.get(id(a), ())}
         read |= {b for r in read for b in st.view_bases.get(r, ())}   # (r = H[0]: H)
         carried = _carried_names(st, node, region, read)
         init = _initial_values(st, node.args, carried, read)
@@ -993,14 +995,32 @@ def _shared(st: _State, a: Node, text: str) -> bool:
 def _outside_value(st: _State, a: Node, init: list[str]) -> tuple[str, int]:
     """The code a body reads for the value `a` from outside: an expression is computed
     before the loop (a line appended to `init`) into a variable of its own, released after
-    the loop, not at every step; a view or a number is spelled as it is."""
+    the loop, not at every step; a view of a variable or a number is spelled as it is (a
+    view of an expression, `(B * u).sum(axis=1)[:, None]`, is computed before the loop)."""
     text, prec = st.p.code[id(a)]
-    if id(a) not in st.inlined or st.ops.is_view(a) or id(a) in st.p.scalars:
+    if _spelled_as_is(st, a):
         return text, prec
     name = st.namer.fresh(st.names.get(a) or temp_name(a, st.names))
     init.append(f"{name} = {text}{_shape_comment(a)}")
     st.temps.append(name)
     return name, PREC_ATOM
+
+
+def _spelled_as_is(st: _State, a: Node) -> bool:
+    """Whether a body reads the value `a` from outside as its code (`_outside_value`)."""
+    return id(a) not in st.inlined or id(a) in st.p.scalars \
+        or st.ops.is_view(a) and not _views_an_expression(st, a)
+
+
+def _views_an_expression(st: _State, a: Node) -> bool:
+    """Whether the inlined view `a` is, below its chain of views, an expression its code
+    computes (not a variable, a number or a leaf such as a new constant array)."""
+    ops = st.ops
+    while id(a) in st.inlined and (a.op in ops.transparent
+                                   or a.op in ops.view and a.op not in ops.leaf):
+        a = a.args[0]
+    return id(a) in st.inlined and a.op not in ops.leaf and not a.is_const \
+        and id(a) not in st.p.scalars
 
 
 def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
