@@ -2733,6 +2733,16 @@ def f(v1: Param[D]):
     for t in range(3):
         h = tanh(h) + m
     return sum(h)
+""",    # The long run's UnboundLocalError in g_grad (seed 1000453, on integ): the cotangent of
+    # the concatenation, ones[:1] then [1:] += dt8, was also read as a sum dt6 = c[1:] + dt8
+    # computed into dt8's buffer; the update's `c[1:] += dt8` then read dt8 after `del dt8`.
+    # Where a variable holds the sum, the update writes it: `c[1:] = dt6`.
+    """
+def g(W1: Param[2]):
+    t5 = cumsum(W1, -1)
+    t6 = log_softmax(t5, -1)
+    t7, t8 = split(concatenate([t5, t6], axis=0), 2, 0)
+    return var(t8) + sum(t7)
 """,
 ]
 

@@ -385,8 +385,9 @@ def _update_write(p, node, target):
         where = ", ".join(items)
     v = node.args[1]
     if where != "()" and node.attr("axis") is None and v.op == "add" \
-            and _reads_own_place(v.args[0], node):
+            and _reads_own_place(v.args[0], node) and not p.code_of(v)[0].isidentifier():
         # `A[i] = A[i] + w`, A the buffer written: `target[i] += w` where the target can
+        # (not where a variable holds the sum: w may be gone, its buffer reused by the sum)
         line = p.augmented(p.subscript(target, items, node.ndim, trim=False), "add",
                            p.arg(v, 1, 0))
         if line is not None:
