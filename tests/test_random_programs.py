@@ -2743,6 +2743,15 @@ def g(W1: Param[2]):
     t6 = log_softmax(t5, -1)
     t7, t8 = split(concatenate([t5, t6], axis=0), 2, 0)
     return var(t8) + sum(t7)
+""",    # The long run's internal error (seed 1004589, on integ): hoist_steps batched logdet,
+    # which counts as a reduction but has no axes (KeyError 'axes'); det, logdet and trace
+    # stay in the loop.
+    """
+def f(v1: Param[3], Zd1: Data[3, 4, 2]):
+    x = v1
+    for t in range(2):
+        x = 0.9 * x - 0.1 * sin(logdet(Zd1[t + 1] @ Zd1[t + 1].T + eye(4)))
+    return sum(x)
 """,
 ]
 

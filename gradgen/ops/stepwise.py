@@ -70,7 +70,9 @@ def batched_op(n: Node, args: list[Node], flags: list[bool], steps: Steps) -> No
         return make(n.op, *(_lift(a, n.ndim) if f else a for a, f in zip(args, flags)), **kw)
     if n.op == "cast" and not flags[1]:
         return make("cast", args[0], args[1], **kw)
-    if opdef.has("reduction") and set(kw) <= {"axes", "keepdims"} and flags == [True]:
+    # (a reduction over named axes: det, logdet and trace count as reductions, of no axes)
+    if opdef.has("reduction") and "axes" in kw and set(kw) <= {"axes", "keepdims"} \
+            and flags == [True]:
         return make(n.op, args[0], **{**kw, "axes": tuple(a + 1 for a in kw["axes"])})
     if n.op == "transpose":
         return make("transpose", args[0], axes=(0, *(a + 1 for a in kw["axes"])))
