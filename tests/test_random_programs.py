@@ -2752,6 +2752,21 @@ def f(v1: Param[3], Zd1: Data[3, 4, 2]):
     for t in range(2):
         x = 0.9 * x - 0.1 * sin(logdet(Zd1[t + 1] @ Zd1[t + 1].T + eye(4)))
     return sum(x)
+""",    # The long run's wrong value (seed 1007208, on integ): sum_product_dot split
+    # sum((a - 0.5) ** 2 + t4), a of length 1 broadcast against t4 of length 2, into
+    # (a - 0.5) @ (a - 0.5) + sum(t4), counting the broadcast term once, not twice.
+    """
+def h1(a, b):
+    a -= 0.5
+    a **= 2
+    u1 = a + b
+    return u1
+
+def f(v1: Param[4], yd1: Data[2], yd2: Data[1]):
+    t2 = h1(yd2, yd1)
+    t4 = concatenate([yd2, yd2], axis=0)
+    t8 = h1(yd2, t4)
+    return sum(v1) + sum(t8)
 """,
 ]
 

@@ -309,7 +309,9 @@ def sum_product_dot(x, axes, keepdims):
     dot = _vector_dot(x)
     if dot is not None:
         return dot
-    if x.op in ("add", "sub") and all(a.ndim == 1 for a in x.args) \
+    # (each term of the sum's length: a term of length 1 broadcast counts N times)
+    if x.op in ("add", "sub") and all(a.ndim == 1 and dims_equal(a.shape[0], x.shape[0])
+                                      for a in x.args) \
             and any(_scaled_dot(a) for a in x.args):
         left, right = (make("sum", a, axes=(0,), keepdims=False) for a in x.args)
         return left + right if x.op == "add" else left - right
