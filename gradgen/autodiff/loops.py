@@ -335,8 +335,7 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     bv = _BodyVJP(node, g)
     body, c, b = bv.body, bv.C, builder()
     attrs = loop_attrs(node)
-    length = as_expr(node.attr("length"))
-    index = bv.t
+    length, index = as_expr(node.attr("length")), bv.t
     # A carried value and its next value both saved: one buffer of L + 1 rows, row e the
     # value before execution step e (so row e + 1 the value after it).
     nexts = {id(y): x for x, y in zip(bv.cin, body.outputs)
