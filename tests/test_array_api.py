@@ -43,9 +43,6 @@ OTHERS = [pytest.param(lib, c, marks=pytest.mark.long) for lib in ("numpy", "tor
                                                                      "jax.jit", "dask")
           for c in (cases[0] for cases in test_ops.CASES.values())]
 
-# What Dask's linear algebra does not have (det, slogdet): a documented limitation.
-DASK_LACKS = frozenset({"det", "logdet"})
-
 _XP: dict = {}
 
 
@@ -118,8 +115,6 @@ def test_case_on_other_libraries(name, case):
     lib = xp_harness.library(name)
     if lib is None:
         pytest.skip(f"{name} is not installed")
-    if name == "dask" and case.key in DASK_LACKS:
-        pytest.skip(f"Dask's linear algebra has no {case.key} (README)")
     failures = check_case(case, lib)
     assert not failures, "\n".join(failures)
 
@@ -138,21 +133,48 @@ def example_pair(name: str):
     return ref, mod, entries, xp_harness.draw(entries)
 
 
-# PyTorch, JAX and Dask take seconds to import and trace: long (GRADGEN_LONG=1).
-@pytest.mark.parametrize("lib", ["numpy", "array_api_strict", *(
-    pytest.param(n, marks=pytest.mark.long) for n in ("torch", "jax", "jax.jit", "dask"))])
-@pytest.mark.parametrize("example", ["mlp", "logistic"])
+# Every example (the loop examples charrnn, hmm and kalman too; examples/bigdata runs the
+# logistic regression's module on Dask: tests/test_bigdata.py).
+ALL_EXAMPLES = sorted(d.name for d in EXAMPLES.iterdir() if (d / f"{d.name}.grad").is_file())
+# PyTorch and JAX under jax.jit run by default where installed (the `test` extra installs
+# them); JAX without jit and Dask repeat what those check, slower: long (GRADGEN_LONG=1).
+EXAMPLE_LIBS = ["numpy", "array_api_strict", "torch", "jax.jit",
+                *(pytest.param(n, marks=pytest.mark.long) for n in ("jax", "dask"))]
+
+
+@pytest.mark.parametrize("lib", EXAMPLE_LIBS)
+@pytest.mark.parametrize("example", ALL_EXAMPLES)
 def test_example_on_library(example, lib):
-    """Every function of the MLP and the logistic regression (f_hessian too) gives the
-    NumPy target's results to 1e-10, as arrays of the input library."""
+    """Every function of every example (f_hessian too) gives the NumPy target's results
+    to 1e-10, as arrays of the input library."""
     library = xp_harness.library(lib)
     if library is None:
         pytest.skip(f"{lib} is not installed")
     ref, mod, entries, inputs = example_pair(example)
     results = xp_harness.run_all(ref, mod, entries, library, inputs)
-    assert len(results) == 7
+    assert len(results) == 7 * len(entries)
     failures = {k: v for k, v in results.items() if v is not None}
     assert not failures, failures
+
+
+def test_dask_det_and_logdet_stay_lazy():
+    """Dask's namespace has no det or slogdet: the module's _det/_logdet factor each
+    matrix of a stack by its block's NumPy (runtime_xp._by_matrix), lazily; the Gaussian
+    example (logdet of its covariance) gives the NumPy target's results."""
+    da = pytest.importorskip("dask.array", reason="Dask is not installed")
+    pytest.importorskip("array_api_compat", reason="Dask needs array_api_compat")
+    library = xp_harness.library("dask")
+    ref, mod, entries, inputs = example_pair("gaussian")
+    failures = {k: v for k, v in xp_harness.run_all(ref, mod, entries, library,
+                                                     inputs).items() if v is not None}
+    assert not failures, failures
+    text = "def f(A: Param[K, D, D]):\n    return sum(det(A)) + sum(logdet(A * A))\n"
+    ref, mod, entries = xp_harness.compile_pair(text, "det.grad")
+    A = np.random.default_rng(1).normal(size=(5, 3, 3))
+    blocks = da.from_array(A, chunks=(2, 2, 3))   # a stack in 3 chunks, a matrix split
+    value = mod.f(blocks)
+    assert isinstance(value, da.Array)
+    np.testing.assert_allclose(value.compute(), ref.f(A), rtol=1e-12)
 
 
 def test_dask_stays_lazy_and_accepts_unknown_sizes():

@@ -289,11 +289,50 @@ def _logcumsumexp(xp, x, axis, reverse=None):
         s = xp.flip(s, axis=axis)
     return xp.log(s) + m'''
 
+DET = '''\
+def _det(xp, a):
+    """det(a) of a matrix (n, n) or a stack of them (..., n, n): linalg.det of the
+    namespace; of a Dask array by _by_matrix (array_api_compat's Dask namespace has no
+    det)."""
+    if hasattr(a, "map_blocks"):
+        return _by_matrix(a, "det")
+    return xp.linalg.det(a)'''
+
+LOGDET = '''\
+def _logdet(xp, a):
+    """log |det(a)| of a matrix (n, n) or a stack of them (..., n, n): linalg.slogdet of
+    the namespace; of a Dask array by _by_matrix (array_api_compat's Dask namespace has no
+    slogdet)."""
+    if hasattr(a, "map_blocks"):
+        return _by_matrix(a, "slogdet")
+    return xp.linalg.slogdet(a).logabsdet'''
+
+# (carried by a module with _det or _logdet: ArrayApiPrinter.helper adds it beside them)
+BY_MATRIX = '''\
+def _by_matrix(a, name):
+    """det (name "det") or slogdet's logabsdet ("slogdet") of a Dask array of matrices
+    (..., n, n), lazily: the last two axes are put in one chunk (rechunk), and each block's
+    matrices are factored by the linear algebra of the blocks' own library (NumPy, CuPy;
+    map_blocks), so the result is a Dask array computed block by block."""
+    k = a.ndim
+    a = a.rechunk({k - 2: -1, k - 1: -1})
+
+    def per_block(block):
+        xp = array_namespace(block)
+        if name == "det":
+            return xp.linalg.det(block)
+        return xp.linalg.slogdet(block).logabsdet
+
+    return a.map_blocks(per_block, drop_axis=(k - 2, k - 1), dtype=a.dtype)'''
+
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
            "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK,
            "_set": SET, "_cholesky": CHOLESKY, "_xlogy": XLOGY, "_expscan": EXPSCAN,
-           "_logcumsumexp": LOGCUMSUMEXP}
+           "_logcumsumexp": LOGCUMSUMEXP, "_det": DET, "_logdet": LOGDET,
+           "_by_matrix": BY_MATRIX}
+# Helpers that call another one: the module carries both.
+CALLS = {"_det": ("_by_matrix",), "_logdet": ("_by_matrix",)}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}
 # The helpers called with the device after `xp` (they create arrays).
