@@ -405,6 +405,11 @@ def _update_write(p, node, target):
     v = node.args[1]
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
+    if p.target == "array_api" and node.attr("axis") is not None and \
+            not all(_python_int(i) for i in node.args[2:]):   # no setitem at arrays there
+        index = p.args(node, 0)[2:]
+        call = p.helper("_scatter_set", [target, value, str(node.attr("axis")), *index])
+        return [f"{target} = {call}"]
     if where != "()":
         return [p.setitem(target, items, node.ndim, value)]
     return [f"{target}[{where}] = {value}"]
