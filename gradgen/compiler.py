@@ -212,8 +212,8 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     fns = EntryFunctions(program, entry, params, names, options.checks, options.checkpoint)
     kinds = _kinds(program, entry, options, params)
     _check_rules(program, entry, kinds)
-    plans = [_plan(fns, kind) for kind in kinds]
     hints = dict(options.hints)
+    plans = [_plan(fns, kind, hints) for kind in kinds]
     graphs: list[ir.Graph] = []   # graphs[0] is the forward one
     for plan in plans:
         if plan.kind == "value_and_grad" and not _has_loop(graphs[kinds.index("grad")]):
@@ -360,13 +360,13 @@ def _checked(graph: ir.Graph) -> ir.Graph:
     return graph
 
 
-def _plan(fns: EntryFunctions, kind: str) -> Plan:
+def _plan(fns: EntryFunctions, kind: str, hints: dict[str, int]) -> Plan:
     if kind == "grad":
         return fns.grad(with_value=False)
     if kind == "value_and_grad":
         return fns.grad(with_value=True)
     if kind == "jacobian":
-        return jacobian_plan(fns)
+        return jacobian_plan(fns, hints)
     return getattr(fns, kind)()
 
 

@@ -121,8 +121,11 @@ XP_FUNCTIONS = frozenset({
     "linalg.eigh", "linalg.qr", "linalg.svd",
 })
 XP_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "int64", "bool"})
-XP_ATTRIBUTES = frozenset({"device", "logabsdet", "sign", "mT", "at"})
-XP_KEYWORDS = frozenset({"device", "axes", "correction", "lower", "reverse"})
+XP_ATTRIBUTES = frozenset({"device", "logabsdet", "sign", "mT", "at", "map_blocks"})
+XP_KEYWORDS = frozenset({"device", "axes", "correction", "lower", "reverse", "drop_axis"})
+# Methods of arrays the array-API helpers call: JAX's `x.at[i].set(v)` (_set), Dask's
+# `rechunk` and `map_blocks` (_by_matrix: det and slogdet, which Dask's namespace lacks).
+XP_METHODS = frozenset({"set", "rechunk", "map_blocks"})
 # Python's math in an array-API module: numbers computed from sizes (`math.log(2 * N)`).
 MATH_FUNCTIONS = frozenset({"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan",
                             "tanh", "atan"})
@@ -490,6 +493,11 @@ class _Expressions(_Names):
             todo.append(func.value)   # x.__array_namespace__() in the _namespace helper
         elif isinstance(func, ast.Attribute):
             todo.append(self._call_method(func, scope))
+            if func.attr == "map_blocks" and self.xp is not None and args \
+                    and isinstance(args[0], ast.Name) and scope.function(args[0].id):
+                # Dask calls the helper's own nested function on each block (_by_matrix)
+                self._name(args[0], scope, called=True)
+                args = args[1:]
         else:
             _fail(func, "a call of a computed value")
         return todo + args
@@ -578,7 +586,8 @@ class _Expressions(_Names):
         receiver, left to check."""
         if isinstance(func.value, ast.Name):   # an undefined receiver first
             self._name(func.value, scope, called=True)
-        if func.attr not in ARRAY_METHODS and not (self.xp is not None and func.attr == "set"):
+        if func.attr not in ARRAY_METHODS and not (self.xp is not None
+                                                   and func.attr in XP_METHODS):
             _fail(func, f"a call of the method {func.attr!r} (not an array method "
                         "generated code uses)")
         recv = func.value

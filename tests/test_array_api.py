@@ -43,9 +43,6 @@ OTHERS = [pytest.param(lib, c, marks=pytest.mark.long) for lib in ("numpy", "tor
                                                                      "jax.jit", "dask")
           for c in (cases[0] for cases in test_ops.CASES.values())]
 
-# What Dask's linear algebra does not have (det, slogdet): a documented limitation.
-DASK_LACKS = frozenset({"det", "logdet"})
-
 _XP: dict = {}
 
 
@@ -118,8 +115,6 @@ def test_case_on_other_libraries(name, case):
     lib = xp_harness.library(name)
     if lib is None:
         pytest.skip(f"{name} is not installed")
-    if name == "dask" and case.key in DASK_LACKS:
-        pytest.skip(f"Dask's linear algebra has no {case.key} (README)")
     failures = check_case(case, lib)
     assert not failures, "\n".join(failures)
 
@@ -138,21 +133,75 @@ def example_pair(name: str):
     return ref, mod, entries, xp_harness.draw(entries)
 
 
-# PyTorch, JAX and Dask take seconds to import and trace: long (GRADGEN_LONG=1).
-@pytest.mark.parametrize("lib", ["numpy", "array_api_strict", *(
-    pytest.param(n, marks=pytest.mark.long) for n in ("torch", "jax", "jax.jit", "dask"))])
-@pytest.mark.parametrize("example", ["mlp", "logistic"])
+# Every example (the loop examples charrnn, hmm and kalman too; examples/bigdata runs the
+# logistic regression's module on Dask: tests/test_bigdata.py).
+ALL_EXAMPLES = sorted(d.name for d in EXAMPLES.iterdir() if (d / f"{d.name}.grad").is_file())
+# By default (where installed; the `test` extra installs them): NumPy, array_api_strict and
+# PyTorch on every example (torch: 0.3 s of CPU for all of them, after a 1.6 s import), JAX
+# under jax.jit on the MLP and the logistic regression (3.6 s of CPU). Tracing and compiling
+# all 77 functions for jax.jit took ~59 s of CPU (a loop example 7-16 s: its loop traced step
+# by step), eager JAX ~66 s and Dask ~73 s (negbin's special functions alone 52 s): those
+# rows are long (GRADGEN_LONG=1); `python tests/xp_harness.py examples/*/*.grad` runs them all.
+JIT_DEFAULT = frozenset({"mlp", "logistic"})
+DEFAULT_LIBS = ("numpy", "array_api_strict", "torch")
+EXAMPLE_ROWS = [pytest.param(example, lib, marks=() if lib in DEFAULT_LIBS or (
+    lib == "jax.jit" and example in JIT_DEFAULT) else pytest.mark.long, id=f"{example}-{lib}")
+    for example in ALL_EXAMPLES
+    for lib in ("numpy", "array_api_strict", "torch", "jax.jit", "jax", "dask")]
+
+
+@pytest.mark.parametrize(("example", "lib"), EXAMPLE_ROWS)
 def test_example_on_library(example, lib):
-    """Every function of the MLP and the logistic regression (f_hessian too) gives the
-    NumPy target's results to 1e-10, as arrays of the input library."""
+    """Every function of every example (f_hessian too) gives the NumPy target's results
+    to 1e-10, as arrays of the input library."""
     library = xp_harness.library(lib)
     if library is None:
         pytest.skip(f"{lib} is not installed")
     ref, mod, entries, inputs = example_pair(example)
     results = xp_harness.run_all(ref, mod, entries, library, inputs)
-    assert len(results) == 7
+    assert len(results) == 7 * len(entries)
     failures = {k: v for k, v in results.items() if v is not None}
     assert not failures, failures
+
+
+# The held-out models (tests/corpus): by default the ones with loops (seq_*) on
+# array_api_strict; every model on every library is long (`python tests/xp_harness.py
+# tests/corpus/*.grad` prints the table).
+CORPUS = sorted((Path(__file__).resolve().parent / "corpus").glob("*.grad"))
+CORPUS_ROWS = [pytest.param(path, lib, marks=() if lib == "array_api_strict"
+                            and path.stem.startswith("seq_") else pytest.mark.long,
+                            id=f"{path.stem}-{lib}")
+               for path in CORPUS for lib in xp_harness.NAMES]
+
+
+@pytest.mark.parametrize(("path", "lib"), CORPUS_ROWS)
+def test_corpus_model_on_library(path, lib):
+    """Every function of a held-out model gives the NumPy target's results to 1e-10, as
+    arrays of the input library."""
+    library = xp_harness.library(lib)
+    if library is None:
+        pytest.skip(f"{lib} is not installed")
+    ref, mod, entries = xp_harness.compile_pair(path.read_text(), path.name)
+    results = xp_harness.run_all(ref, mod, entries, library,
+                                 xp_harness.draw_finite(ref, entries))
+    assert len(results) >= 6 * len(entries)
+    failures = {k: v for k, v in results.items() if v is not None}
+    assert not failures, failures
+
+
+def test_dask_det_and_logdet_stay_lazy():
+    """Dask's namespace has no det or slogdet: the module's _det/_logdet factor each
+    matrix of a stack by its block's NumPy (runtime_xp._by_matrix), lazily, a matrix split
+    over chunks too (the Gaussian example on Dask: test_example_on_library, long)."""
+    da = pytest.importorskip("dask.array", reason="Dask is not installed")
+    pytest.importorskip("array_api_compat", reason="Dask needs array_api_compat")
+    text = "def f(A: Param[K, D, D]):\n    return sum(det(A)) + sum(logdet(A * A))\n"
+    ref, mod, entries = xp_harness.compile_pair(text, "det.grad")
+    A = np.random.default_rng(1).normal(size=(5, 3, 3))
+    blocks = da.from_array(A, chunks=(2, 2, 3))   # a stack in 3 chunks, a matrix split
+    value = mod.f(blocks)
+    assert isinstance(value, da.Array)
+    np.testing.assert_allclose(value.compute(), ref.f(A), rtol=1e-12)
 
 
 def test_dask_stays_lazy_and_accepts_unknown_sizes():

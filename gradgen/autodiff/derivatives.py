@@ -12,7 +12,7 @@ Hessian; a loop's derivative is its scan's rule, built by the same sweeps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..dims import size
@@ -160,13 +160,17 @@ class EntryDerivatives:
                     for g, p in zip(grads, self.params)]
 
 
-def jacobian_mode(out: Node, params: Sequence[Node]) -> str:
+def jacobian_mode(out: Node, params: Sequence[Node],
+                  hints: Mapping[str, int] | None = None) -> str:
     """"forward" when the Params have together no more elements than the output (a batch
     of one direction per Param element is then the smaller), else "reverse" (one row per
-    output element); a named dimension counts `NOMINAL_SIZE`."""
+    output element); a named dimension counts its size in `hints` (`--hint N=5000`), else
+    `NOMINAL_SIZE`."""
+    hints = hints or {}
+
     def count(shape) -> int:
         n = size(shape)
-        return int(n.subs({s: NOMINAL_SIZE for s in n.free_symbols}))
+        return int(n.subs({s: hints.get(str(s), NOMINAL_SIZE) for s in n.free_symbols}))
     inputs = sum(count(p.shape) for p in params)
     return "forward" if inputs <= count(out.shape) else "reverse"
 

@@ -327,6 +327,30 @@ def _empty_sources(zeros: Node) -> tuple[Node, ...]:
     return tuple(sorted(dict.fromkeys(dtype_sources(zeros)), key=lambda n: n.serial))
 
 
+def _step_reads(bv: _BodyVJP, saved: list, names: list, bufs_in: list, nexts: dict,
+                i: Node) -> tuple[list, dict, list]:
+    """The backward body's inputs for the saved buffers (`reads`) and for the values
+    hoisted out of it (`hoisted_in`), and the mapping of each saved or hoisted value of
+    the forward body to what the backward body reads for it: the buffer's row at the
+    step (the row after it for a carried value's next value)."""
+    b = builder()
+    reads = [make("input", name=n, role="outside", shape=buf.shape)
+             for n, buf in zip(names, bufs_in)]
+    mapping = {}
+    for f, r in zip(saved, reads):   # (commented as the line of the value read)
+        with b.at(origin=f.origin):
+            mapping[id(f)] = make("gather", r, i, axis=0)
+    for y in bv.body.outputs:
+        if id(y) in nexts:
+            r = reads[saved.index(nexts[id(y)])]
+            with b.at(origin=y.origin):
+                mapping[id(y)] = make("gather", r, i + const(1), axis=0)
+    hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
+                         else f.op, "outside", f.shape) for f in bv.hoisted]
+    mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))
+    return reads, mapping, hoisted_in
+
+
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     """The VJP saving every step's residuals: a forward loop writing them into buffers,
     a reversed loop reading them. `acc`: the cotangents (by outside value's position) the
@@ -369,20 +393,7 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
                    **attrs)
         buffers = _scan_parts(fwd, 0, len(bufs_in))
     # the backward loop: the body's VJP, the saved values read at the step
-    reads = [make("input", name=n, role="outside", shape=buf.shape)
-             for n, buf in zip(names, bufs_in)]
-    mapping = {}
-    for f, r in zip(saved, reads):   # (commented as the line of the value read)
-        with b.at(origin=f.origin):
-            mapping[id(f)] = make("gather", r, i, axis=0)
-    for y in body.outputs:
-        if id(y) in nexts:
-            r = reads[saved.index(nexts[id(y)])]
-            with b.at(origin=y.origin):
-                mapping[id(y)] = make("gather", r, i + const(1), axis=0)
-    hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
-                         else f.op, "outside", f.shape) for f in bv.hoisted]
-    mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))
+    reads, mapping, hoisted_in = _step_reads(bv, saved, names, bufs_in, nexts, i)
     # (from the initial values of carried values it reaches but does not depend on)
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
     outs, oin_used = bv.backward(mapping)

@@ -560,12 +560,13 @@ def owned_results(outputs: list[Node], printer: Printer) -> list[str]:
     return out
 
 
-def jacobian_plan(fns: EntryFunctions) -> Plan:
+def jacobian_plan(fns: EntryFunctions, hints: dict[str, int] | None = None) -> Plan:
     """`f_jacobian`'s plan: the Jacobian blocks out.shape + p.shape, by batched forward or
-    reverse mode, whichever is cheaper for the shapes (`jacobian_mode`). (A function, not
-    a method: EntryFunctions is at the size the project allows a class.)"""
+    reverse mode, whichever is cheaper for the shapes with the sizes of `hints`
+    (`jacobian_mode`). (A function, not a method: EntryFunctions is at the size the
+    project allows a class.)"""
     e, params = fns.entry, fns.params
-    mode = jacobian_mode(fns.out, [p.node for p in params])
+    mode = jacobian_mode(fns.out, [p.node for p in params], hints)
     g = fns._extra_input(naming.COTANGENT_INPUT, "cotangent", fns.out.shape) \
         if mode == "reverse" else None
     try:

@@ -74,6 +74,9 @@ class Printer:
     # Whether code may write into a buffer it allocated (`out=`, `x += y`): when False the
     # scheduler never asks for `into` or `augmented`.
     supports_out: bool = False
+    # whether `setitem` may write into a buffer the function owns (the array-API target's
+    # `_set` is functional where arrays are immutable), though nothing else is in place
+    owned_writes: bool = False
 
     def __init__(self, names: dict[str, str] | None = None):
         self.names = dict(names or {})   # canonical -> actual module-level names
@@ -389,6 +392,7 @@ class ArrayApiPrinter(Printer):
     target = "array_api"
     namespace = "xp"
     supports_out = False
+    owned_writes = True
 
     def __init__(self, names: dict[str, str] | None = None):
         super().__init__(names)
@@ -445,6 +449,8 @@ class ArrayApiPrinter(Printer):
         first = [self.ns, self.device] if name in runtime_xp.WITH_DEVICE else [self.ns]
         if name in runtime_xp.HELPERS:
             self.preludes[name] = runtime_xp.HELPERS[name]
+            for other in runtime_xp.CALLS.get(name, ()):
+                self.preludes[other] = runtime_xp.HELPERS[other]
         elif name not in runtime_xp.CHECKS:
             raise InternalError(f"no array-API helper {name!r}")
         return super().helper(name, [*first, *args], kwargs)

@@ -195,8 +195,15 @@ def _gather(xp, x, axis, *index):
     \"\"\"x[:, ..., :, *index] (`axis` full slices first; the index arrays broadcast
     together) in the standard's form, which indexes with one 1-D integer array only
     (`take`): the indexed axes merged into one, taken at the flat positions (a negative
-    index counts from the end).\"\"\"
+    index counts from the end; a Python int among arrays, a loop's `t`, is one of them).\"\"\"
     if len(index) > 1:
+        like = None
+        for i in index:
+            if not isinstance(i, int):
+                like = i
+        ints, index = index, ()
+        for i in ints:
+            index += (xp.full_like(like, i) if isinstance(i, int) else i,)
         index = xp.broadcast_arrays(*index)
     sizes = x.shape[axis : axis + len(index)]
     flat = 0
@@ -246,7 +253,10 @@ CHOLESKY = '''\
 def _cholesky(xp, a):
     """The lower Cholesky factor L of a (a = L @ L.T), whichever factor the library's
     linalg.cholesky returns: array_api_compat 1.16 gives Dask's upper one, U = L.T, and
-    tril(U) + triu(U, 1).T is L again (for a lower factor it is L itself)."""
+    tril(U) + triu(U, 1).T is L again (for a lower factor it is L itself). Dask factors
+    only matrices in equal square chunks: a Dask array's matrix is put in one chunk."""
+    if hasattr(a, "map_blocks"):
+        a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
     f = xp.linalg.cholesky(a)
     return xp.tril(f) + xp.matrix_transpose(xp.triu(f, k=1))'''
 
@@ -294,16 +304,69 @@ def _zero_diagonal(xp, device, x):
     """x with the diagonal of its last two axes set to 0: the standard has no item
     assignment on every library, so this is the product with the off-diagonal mask."""
     return x * (1 - xp.eye(x.shape[-2], x.shape[-1], dtype=x.dtype, device=device))'''
+SCATTER_SET = '''\
+def _scatter_set(xp, device, out, value, axis, *index):
+    """`out` (an array the function owns) with `out[:, ..., :, *index] = value` (`axis`
+    full slices first, the index arrays broadcast together, their positions distinct): the
+    standard has no assignment at integer arrays (array_api_strict refuses it), so the
+    positions written are those a scatter-add of ones reaches (_scatter_add), where `where`
+    takes the scattered values (or the number `value`), and `out` elsewhere."""
+    shape = tuple(out.shape)
+    ones = xp.ones_like(_gather(xp, out, axis, *index))
+    hit = _scatter_add(xp, device, ones, shape, axis, *index) > 0
+    if isinstance(value, (float, int)):
+        return xp.where(hit, xp.asarray(value, dtype=out.dtype, device=device), out)
+    return xp.where(hit, _scatter_add(xp, device, value, shape, axis, *index), out)'''
+
+DET = '''\
+def _det(xp, a):
+    """det(a) of a matrix (n, n) or a stack of them (..., n, n): linalg.det of the
+    namespace; of a Dask array by _by_matrix (array_api_compat's Dask namespace has no
+    det)."""
+    if hasattr(a, "map_blocks"):
+        return _by_matrix(a, "det")
+    return xp.linalg.det(a)'''
+
+LOGDET = '''\
+def _logdet(xp, a):
+    """log |det(a)| of a matrix (n, n) or a stack of them (..., n, n): linalg.slogdet of
+    the namespace; of a Dask array by _by_matrix (array_api_compat's Dask namespace has no
+    slogdet)."""
+    if hasattr(a, "map_blocks"):
+        return _by_matrix(a, "slogdet")
+    return xp.linalg.slogdet(a).logabsdet'''
+
+# (carried by a module with _det or _logdet: ArrayApiPrinter.helper adds it beside them)
+BY_MATRIX = '''\
+def _by_matrix(a, name):
+    """det (name "det") or slogdet's logabsdet ("slogdet") of a Dask array of matrices
+    (..., n, n), lazily: the last two axes are put in one chunk (rechunk), and each block's
+    matrices are factored by the linear algebra of the blocks' own library (NumPy, CuPy;
+    map_blocks), so the result is a Dask array computed block by block."""
+    k = a.ndim
+    a = a.rechunk({k - 2: -1, k - 1: -1})
+
+    def per_block(block):
+        xp = array_namespace(block)
+        if name == "det":
+            return xp.linalg.det(block)
+        return xp.linalg.slogdet(block).logabsdet
+
+    return a.map_blocks(per_block, drop_axis=(k - 2, k - 1), dtype=a.dtype)'''
 
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
            "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK,
            "_set": SET, "_cholesky": CHOLESKY, "_xlogy": XLOGY, "_expscan": EXPSCAN,
-           "_logcumsumexp": LOGCUMSUMEXP, "_zero_diagonal": ZERO_DIAGONAL}
+           "_logcumsumexp": LOGCUMSUMEXP, "_zero_diagonal": ZERO_DIAGONAL, "_det": DET,
+           "_logdet": LOGDET, "_by_matrix": BY_MATRIX, "_scatter_set": SCATTER_SET}
+# Helpers that call others: the module carries them too.
+CALLS = {"_det": ("_by_matrix",), "_logdet": ("_by_matrix",),
+         "_scatter_set": ("_gather", "_scatter_add")}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}
 # The helpers called with the device after `xp` (they create arrays).
-WITH_DEVICE = frozenset({"_weak", "_scatter_add", "_zero_diagonal"})
+WITH_DEVICE = frozenset({"_weak", "_scatter_add", "_scatter_set", "_zero_diagonal"})
 # The helpers that need no namespace (the size checks of runtime.SIZE_CHECKS, shared).
 NO_NAMESPACE = frozenset({"_solve", "_exact", "_within"})
 

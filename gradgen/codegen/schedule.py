@@ -662,8 +662,8 @@ class _State:
         buffer of argument 0 when that is a variable of the function that dies here:
         `H_2 = H` and the writes, not a copy. None when it is not."""
         write = self.ops.write.get(n.op)
-        if write is None or not self.ufunc:   # (a target that cannot write in place)
-            return None
+        if write is None or not (self.ufunc or self.p.owned_writes):   # (a target that
+            return None                                                  # cannot write)
         a = n.args[0]
         if id(a) in self.inlined and a.shape and not self.ops.is_view(a) and \
                 id(a) not in self.p.scalars:   # a new array spelled here (`np.empty(...)`)

@@ -117,9 +117,28 @@ def _gather_view(n):
     return "view" if all(i.ndim == 0 for i in n.args[1:]) else None
 
 
+def _python_int(n) -> bool:
+    """Whether the 0-d integer node `n` is a Python int in emitted code: a number, a loop's
+    variable (`t`), or integer arithmetic of them (`t - 1`)."""
+    if n.ndim != 0:
+        return False
+    if n.is_const:
+        return True
+    if n.op == "input":
+        return n.attr("role") == "index" and n.attr("loop") is not None
+    return n.op in _INT_ARITHMETIC and all(_python_int(a) for a in n.args)
+
+
+_INT_ARITHMETIC = frozenset({"add", "sub", "mul", "neg", "floordiv", "mod"})
+
+
 def _emit_gather_xp(p, node):
-    """The standard's form: `take` of one 1-D index array, else the module's `_gather`."""
+    """The standard's form: `x[:, t]` at Python ints (a loop's variable), `take` of one
+    1-D index array, else the module's `_gather`."""
     x, *index = p.args(node, 0)
+    if all(_python_int(i) for i in node.args[1:]):
+        items = [":"] * node.attr("axis") + [p.arg(node, k, 0) for k in range(1, len(node.args))]
+        return p.subscript(p.arg(node, 0, PREC_CALL), items, node.args[0].ndim), PREC_CALL
     if len(index) == 1 and node.args[1].ndim == 1:
         return p.call("take", [x, index[0]], [f"axis={node.attr('axis')}"]), PREC_CALL
     return p.helper("_gather", [x, str(node.attr("axis")), *index]), PREC_CALL
@@ -394,6 +413,11 @@ def _update_write(p, node, target):
             return [line]
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
+    if p.target == "array_api" and node.attr("axis") is not None and \
+            not all(_python_int(i) for i in node.args[2:]):   # no setitem at arrays there
+        index = p.args(node, 0)[2:]
+        call = p.helper("_scatter_set", [target, value, str(node.attr("axis")), *index])
+        return [f"{target} = {call}"]
     if where != "()":
         return [p.setitem(target, items, node.ndim, value)]
     return [f"{target}[{where}] = {value}"]

@@ -139,13 +139,27 @@ def _hoisted(holder: Node, body: Region, names: dict) -> tuple[Region, list[Node
         if loop_id is not None:
             extra["loop"] = loop_id
         slot[id(n)] = make("input", name=name, role="outside", shape=tuple(n.shape), **extra)
+    read = reading(order, lambda n: variant[id(n)], slot, names)
+    outputs = [read(o) for o in body.outputs]
+    inputs = [*body.inputs, *(slot[id(n)] for n in frontier)]
+    return Region(inputs, outputs), [outer[id(n)] for n in frontier]
+
+
+def reading(order: list[Node], changes: Callable[[Node], bool], replaced: dict[int, Node],
+            names: dict) -> Callable[[Node], Node]:
+    """A body rebuilt with some of its nodes `replaced` (node id -> new node, such as an
+    input that now holds a value computed outside): each node of `order` (the body's
+    topological order) for which `changes` is true is made again (`make_as_is`) where one
+    of its arguments changed; the result maps a node of the old body to its node in the
+    new one. `names` (Node -> name) gains the names of the rebuilt nodes."""
+    b = builder()
     new: dict[int, Node] = {}
 
     def read(a: Node) -> Node:
-        return slot.get(id(a)) or new.get(id(a), a)
+        return replaced.get(id(a)) or new.get(id(a), a)
 
     for n in order:
-        if not variant[id(n)] or not n.args:
+        if not changes(n) or not n.args:
             continue
         args = [read(a) for a in n.args]
         if any(x is not y for x, y in zip(args, n.args)):
@@ -153,6 +167,4 @@ def _hoisted(holder: Node, body: Region, names: dict) -> tuple[Region, list[Node
                 new[id(n)] = make_as_is(n.op, *args, **n.kw)
             if n in names:
                 names.setdefault(new[id(n)], names[n])
-    outputs = [read(o) for o in body.outputs]
-    inputs = [*body.inputs, *(slot[id(n)] for n in frontier)]
-    return Region(inputs, outputs), [outer[id(n)] for n in frontier]
+    return read

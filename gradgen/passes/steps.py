@@ -19,10 +19,10 @@ integer index arithmetic (`t - 1`, `y[t]`).
 from __future__ import annotations
 
 from ..dims import as_expr
-from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order
+from ..ir import Graph, Node, Region, builder, const, make, topo_order
 from ..ops.control import iteration
 from ..ops.stepwise import Steps, batched_op, index_shift, placing, row_read
-from .regions import _with_bodies, in_regions
+from .regions import _with_bodies, in_regions, reading
 
 __all__ = ["hoist_steps"]
 
@@ -202,19 +202,6 @@ def _batched(holder: Node, body: Region, names: dict) -> tuple[Region, list[Node
             names.setdefault(row[id(n)], names[n])
         extra.append(value)
         slots.append(slot)
-    new: dict[int, Node] = {}
-
-    def read(a: Node) -> Node:
-        return row.get(id(a)) or new.get(id(a), a)
-
-    for m in order:
-        if not by_carry[id(m)] or not m.args:
-            continue
-        args = [read(a) for a in m.args]
-        if any(x is not y for x, y in zip(args, m.args)):
-            with b.at(origin=m.origin, phase=m.phase):
-                new[id(m)] = make_as_is(m.op, *args, **m.kw)
-            if m in names:
-                names.setdefault(new[id(m)], names[m])
+    read = reading(order, lambda m: by_carry[id(m)], row, names)
     outputs = [read(o) for o in body.outputs]
     return Region([*body.inputs, *slots], outputs), extra
