@@ -38,9 +38,15 @@ FIRST = [test_ops.CASES[k][0] for k in DEFAULT_KEYS]
 FIRST_IDS = {c.id for c in FIRST}
 ALL = [pytest.param(c, marks=() if c.id in FIRST_IDS else pytest.mark.long)
        for c in test_ops.ALL_CASES]
-# Every key's first case, on the other libraries (long: PyTorch and Dask take seconds).
-OTHERS = [pytest.param(lib, c, marks=pytest.mark.long) for lib in ("numpy", "torch", "jax",
-                                                                     "jax.jit", "dask")
+# Every key's first case, on the other libraries: by default the DEFAULT_KEYS cases on
+# PyTorch (milliseconds each; the `test` extra installs it) and the indexing and scatter
+# keys under jax.jit (functional updates: `.at[].set`); the rest long (JAX's tracing and
+# Dask's graphs take 1-4 s per case).
+JIT_KEYS = frozenset({"[idx]", "[]=", "segment_sum"})
+JIT_IDS = {test_ops.CASES[k][0].id for k in JIT_KEYS}
+OTHERS = [pytest.param(lib, c, marks=() if lib == "torch" and c.id in FIRST_IDS
+                       or lib == "jax.jit" and c.id in JIT_IDS else pytest.mark.long)
+          for lib in ("numpy", "torch", "jax", "jax.jit", "dask")
           for c in (cases[0] for cases in test_ops.CASES.values())]
 
 _XP: dict = {}
