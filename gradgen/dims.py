@@ -124,6 +124,19 @@ def size(shape: Shape) -> Dim:
     return sympy.Mul(*shape) if shape else ONE
 
 
+# The size a named dimension counts as where the compiler compares costs of shapes whose
+# sizes are not known (the declared shapes are compared, not the data's).
+NOMINAL_SIZE = 100
+
+
+def nominal_size(shape: Shape, hints: Mapping[str, int] | None = None) -> int:
+    """The number of elements of `shape` with each named dimension counted as its size in
+    `hints` (`--hint N=5000`), else NOMINAL_SIZE: an estimate for choosing between forms."""
+    n = size(shape)
+    hints = hints or {}
+    return int(n.subs({s: hints.get(str(s), NOMINAL_SIZE) for s in n.free_symbols}))
+
+
 def normalize_axes(axis: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:
     """Axis argument (None, int or tuple, negatives allowed) to sorted non-negative axes."""
     if axis is None:

@@ -15,18 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..dims import size
+from ..dims import nominal_size
 from ..ir import Node, builder, const, make, make_as_is
 from .forward import SECOND_ORDER, batched_jvp, jvp
 from .loops import checkpointing
 from .reverse import vjp
 
 __all__ = ["Derivative", "EntryDerivatives", "jacobian_mode"]
-
-# The size each named dimension counts as when choosing how to form a Jacobian (the
-# declared shapes are compared, not the data's).
-NOMINAL_SIZE = 100
-
 
 @dataclass
 class Derivative:
@@ -165,14 +160,9 @@ def jacobian_mode(out: Node, params: Sequence[Node],
     """"forward" when the Params have together no more elements than the output (a batch
     of one direction per Param element is then the smaller), else "reverse" (one row per
     output element); a named dimension counts its size in `hints` (`--hint N=5000`), else
-    `NOMINAL_SIZE`."""
-    hints = hints or {}
-
-    def count(shape) -> int:
-        n = size(shape)
-        return int(n.subs({s: hints.get(str(s), NOMINAL_SIZE) for s in n.free_symbols}))
-    inputs = sum(count(p.shape) for p in params)
-    return "forward" if inputs <= count(out.shape) else "reverse"
+    `dims.NOMINAL_SIZE`."""
+    inputs = sum(nominal_size(p.shape, hints) for p in params)
+    return "forward" if inputs <= nominal_size(out.shape, hints) else "reverse"
 
 
 def _unbatch(col: Node, pi: Node, pj: Node) -> Node:

@@ -9,7 +9,7 @@ written with ops that have rules of their own, so second derivatives come from t
 
 from __future__ import annotations
 
-from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, size
+from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, nominal_size, size
 from ..errors import ShapeError
 from ..ir import const, make
 from ._emit import call, infix, product_hint
@@ -124,20 +124,11 @@ def matmul_scalar_outwards(a, b):
         if x.ndim != 1 and x.op != "neg":
             continue
         c, inner = (None, x.args[0]) if x.op == "neg" else _scaled(x)
-        if inner is x or _larger(matmul_shape(a.shape, b.shape), x.shape):
+        if inner is x or nominal_size(matmul_shape(a.shape, b.shape)) > nominal_size(x.shape):
             continue
         product = make("matmul", inner, b) if i == 0 else make("matmul", a, inner)
         return -product if x.op == "neg" else const(c) * product
     return None
-
-
-def _larger(shape, than) -> bool:
-    """An array of `shape` has more elements than one of shape `than` when every dimension
-    name stands for the same size (literal sizes as they are)."""
-    extra = size(shape) - size(than)
-    if getattr(extra, "is_number", False):
-        return bool(extra > 0)
-    return bool(extra.subs({n: 100 for n in extra.free_symbols}) > 0)
 
 
 def _inverse_of_triangle(x):
