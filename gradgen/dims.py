@@ -132,9 +132,15 @@ NOMINAL_SIZE = 100
 def nominal_size(shape: Shape, hints: Mapping[str, int] | None = None) -> int:
     """The number of elements of `shape` with each named dimension counted as its size in
     `hints` (`--hint N=5000`), else NOMINAL_SIZE: an estimate for choosing between forms."""
+    return _nominal_size(tuple(shape), tuple(sorted(hints.items())) if hints else ())
+
+
+@functools.lru_cache(maxsize=1024)
+def _nominal_size(shape: Shape, hints: tuple) -> int:
+    # memoised: a rule asks on every matrix product it sees (sympy's subs is ~50 us)
     n = size(shape)
-    hints = hints or {}
-    return int(n.subs({s: hints.get(str(s), NOMINAL_SIZE) for s in n.free_symbols}))
+    sizes = dict(hints)
+    return int(n.subs({s: sizes.get(str(s), NOMINAL_SIZE) for s in n.free_symbols}))
 
 
 def normalize_axes(axis: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:
