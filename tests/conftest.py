@@ -81,7 +81,10 @@ def verify_every_graph():
     checks them at each stage boundary when `compiler.CHECK_GRAPHS` is on, and a graph that
     breaks an invariant fails the test that compiled it with `InternalError`."""
     from gradgen import compiler
+    from gradgen.passes import rules
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compiler, "CHECK_GRAPHS", True)
+        # and every rule the engine skips by its `inspects` is run, and must not apply
+        mp.setattr(rules, "CHECK_INDEX", True)
         yield

@@ -17,6 +17,7 @@ from gradgen.errors import InternalError
 from gradgen.ops import REGISTRY, RULES
 from gradgen.ops.registry import TAGS, Rule
 from gradgen.passes import building, recording, simplify
+from gradgen.passes import rules as rules_module
 from gradgen.passes.rules import MAX_DEPTH, RuleEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +146,50 @@ def test_ir_imports_no_op():
     ours += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
              if a.name.startswith("gradgen")]
     assert ours and set(ours) <= {"dims", "errors"}
+
+
+def _table_with(op: str, rule: Rule) -> dict:
+    ops = dict(REGISTRY)
+    ops[op] = dataclasses.replace(REGISTRY[op], rules=[rule])
+    return ops
+
+
+def _sign_rule(inspects):
+    calls = []
+
+    def neg_left_out(a, b):
+        """(-a) * b is -(a * b)."""
+        calls.append((a.op, b.op))
+        return ir.make("neg", ir.make("mul", a.args[0], b)) if a.op == "neg" else None
+    return Rule("neg_left_out", "mul", "canonicalize", neg_left_out, neg_left_out.__doc__,
+                inspects), calls
+
+
+def test_the_engine_tries_a_rule_only_on_arguments_of_the_ops_it_inspects(monkeypatch):
+    monkeypatch.setattr(rules_module, "CHECK_INDEX", False)
+    rule, calls = _sign_rule(frozenset({"neg"}))
+    ops = _table_with("mul", rule)
+    with ir.building(ops, RuleEngine(ops)):
+        x, y = _inp("x", N), _inp("y", N)
+        assert ir.make("mul", x, y).op == "mul"
+        assert calls == []   # two inputs: not offered to the rule
+        out = ir.make("mul", ir.make("neg", x), y)
+        assert out.op == "neg" and out.args[0].args == (x, y)
+        assert calls == [("neg", "input")]
+
+
+def test_a_rule_that_applies_outside_what_it_inspects_is_caught_in_the_tests():
+    assert rules_module.CHECK_INDEX, "tests/conftest.py turns the check on"
+    rule, _ = _sign_rule(frozenset({"div"}))   # wrong: it applies to a negation
+    ops = _table_with("mul", rule)
+    with ir.building(ops, RuleEngine(ops)):
+        x, y = _inp("x", N), _inp("y", N)
+        assert ir.make("mul", x, y).op == "mul"
+        with pytest.raises(InternalError, match=r"rule 'neg_left_out' applies to mul\(neg, "
+                                                r"input\) but its inspects=\['div'\]"):
+            ir.make("mul", ir.make("neg", x), y)
+
+
+def test_the_declared_inspects_name_registered_ops():
+    for rule in RULES.values():
+        assert rule.inspects is None or rule.inspects <= set(REGISTRY), rule.name

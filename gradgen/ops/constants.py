@@ -150,7 +150,7 @@ def _same_dtype(x, mask) -> bool:
     return x.ndim >= 2 and all(a in dtype_sources(x) for a in mask.args[1].args)
 
 
-@rewrite("mul", tag="lower")
+@rewrite("mul", tag="lower", inspects=("sub",))
 def mul_off_diagonal(a, b):
     """`x * (1 - eye(N))` is x with its diagonal set to 0 (`np.fill_diagonal`-like, in
     place where x's buffer dies): no (N, N) identity and mask built, no multiplication. The
@@ -161,7 +161,7 @@ def mul_off_diagonal(a, b):
     return None
 
 
-@rewrite("div", tag="lower")
+@rewrite("div", tag="lower", inspects=("sub",))
 def div_off_diagonal(a, b):
     """`(1 - eye(N)) / d` is `1 / d` with its diagonal set to 0 (the canonical form of
     `(1 / d) * (1 - eye(N))`)."""

@@ -256,7 +256,7 @@ def _fold_constants(op: str, doc: str):
             return None if value is None else const(value)
         return None
     rule.__doc__ = doc
-    return rewrite(op, name=f"{op}_fold")(rule)
+    return rewrite(op, name=f"{op}_fold", inspects=("const",))(rule)
 
 
 # ---- add
@@ -264,7 +264,7 @@ def _fold_constants(op: str, doc: str):
 _fold_constants("add", "The sum of two scalar constants, folded.")
 
 
-@rewrite("add")
+@rewrite("add", inspects=("zeros_like", "full"))
 def add_zeros(a, b):
     """Adding an array of zeros changes nothing: `a + zeros` is `a`."""
     if a.op in _ZEROS or b.op in _ZEROS:
@@ -272,7 +272,7 @@ def add_zeros(a, b):
     return None
 
 
-@rewrite("add")
+@rewrite("add", inspects=("const",))
 def add_zero(a, b):
     """`a + 0` and `0 + a` are `a` (when 0 broadcasts nothing)."""
     if _is(b, 0) and _keeps_shape(a, (a, b)):
@@ -282,13 +282,13 @@ def add_zero(a, b):
     return None
 
 
-@rewrite("add")
+@rewrite("add", inspects=("neg",))
 def add_neg(a, b):
     """`a + (-b)` is `a - b`."""
     return a - b.args[0] if b.op == "neg" else None
 
 
-@rewrite("add")
+@rewrite("add", inspects=("matmul",))
 def add_common_factor(a, b):
     """`A @ C + B @ C` is `(A + B) @ C`: one matrix product instead of two."""
     return _common_factor(a, b)
@@ -305,7 +305,7 @@ def add_like_terms(a, b):
     return None if total == 0 else const(total) * xa
 
 
-@rewrite("add")
+@rewrite("add", inspects=("mul",))
 def add_common_scalar(a, b):
     """`c * x + c * y` is `c * (x + y)`, and `c * x + (-c) * y` is `c * (x - y)`."""
     if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
@@ -319,7 +319,7 @@ def add_common_scalar(a, b):
     return None
 
 
-@rewrite("add")
+@rewrite("add", inspects=("mul",))
 def add_negative_scaled(a, b):
     """`a + (-c) * y` is `a - c * y`: a subtraction instead of a negative factor."""
     if a.op != "mul" and b.op != "mul":   # neither is scaled (`_scaled`)
@@ -337,7 +337,7 @@ def add_negative_scaled(a, b):
 _fold_constants("sub", "The difference of two scalar constants, folded.")
 
 
-@rewrite("sub")
+@rewrite("sub", inspects=("zeros_like", "full"))
 def sub_zeros(a, b):
     """Subtracting an array of zeros changes nothing; from one, it negates."""
     if a.op in _ZEROS or b.op in _ZEROS:
@@ -347,7 +347,7 @@ def sub_zeros(a, b):
     return None
 
 
-@rewrite("sub")
+@rewrite("sub", inspects=("const",))
 def sub_zero(a, b):
     """`a - 0` is `a` and `0 - b` is `-b` (when 0 broadcasts nothing)."""
     if _is(b, 0) and _keeps_shape(a, (a, b)):
@@ -357,13 +357,13 @@ def sub_zero(a, b):
     return None
 
 
-@rewrite("sub")
+@rewrite("sub", inspects=("neg",))
 def sub_neg(a, b):
     """`a - (-b)` is `a + b`."""
     return a + b.args[0] if b.op == "neg" else None
 
 
-@rewrite("sub")
+@rewrite("sub", inspects=("mul",))
 def sub_like_terms(a, b):
     """Like terms subtract: `3 * x - x` is `2 * x` (`x - x` is left to the zero rules)."""
     (ca, xa), (cb, xb) = _scaled(a), _scaled(b)
@@ -373,7 +373,7 @@ def sub_like_terms(a, b):
     return None if total == 0 else const(total) * xa
 
 
-@rewrite("sub")
+@rewrite("sub", inspects=("mul",))
 def sub_common_scalar(a, b):
     """`c * x - c * y` is `c * (x - y)`."""
     if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
@@ -382,7 +382,7 @@ def sub_common_scalar(a, b):
     return const(ca) * (xa - xb) if ca is not None and ca == cb else None
 
 
-@rewrite("sub")
+@rewrite("sub", inspects=("mul",))
 def sub_negative_scaled(a, b):
     """`a - (-c) * y` is `a + c * y`."""
     cb, xb = _scaled(b)
@@ -394,13 +394,13 @@ def sub_negative_scaled(a, b):
 _fold_constants("mul", "The product of two scalar constants, folded.")
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("const",))
 def mul_constant_first(a, b):
     """A scalar constant factor stands first: `x * 2` is `2 * x`."""
     return b * a if b.is_const and not a.is_const else None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("const",))
 def mul_one(a, b):
     """`1 * x` is `x` and `-1 * x` is `-x` (when the constant broadcasts nothing)."""
     if a.is_const and _keeps_shape(b, (a, b)):
@@ -411,7 +411,7 @@ def mul_one(a, b):
     return None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("const",))
 def mul_zero(a, b):
     """`0 * x` is an array of zeros like `x`."""
     if _is(a, 0) and b.ndim and _keeps_shape(b, (a, b)):
@@ -419,7 +419,7 @@ def mul_zero(a, b):
     return None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("zeros_like", "full"))
 def mul_zeros(a, b):
     """A product with an array of zeros is that array (when nothing broadcasts it)."""
     if b.op in _ZEROS and _zero_of(b, a) and _is_result(b, (a, b)):
@@ -429,7 +429,7 @@ def mul_zeros(a, b):
     return None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("mul",))
 def mul_constants_together(a, b):
     """`c1 * (c2 * x)` is `(c1 * c2) * x`: the constants fold."""
     if a.is_const and b.op == "mul" and b.args[0].is_const:
@@ -437,7 +437,7 @@ def mul_constants_together(a, b):
     return None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("mul",))
 def mul_scalar_outwards(a, b):
     """A scalar constant factor moves out of a product: `(c * x) * y` is `c * (x * y)`."""
     if a.is_const or a.op != "mul" and b.op != "mul":   # neither is scaled (`_scaled`)
@@ -450,7 +450,7 @@ def mul_scalar_outwards(a, b):
     return None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("div",))
 def mul_reciprocal(a, b):
     """`(1 / y) * x` is `x / y`."""
     if a.is_const:
@@ -462,7 +462,7 @@ def mul_reciprocal(a, b):
     return None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("mul",))
 def mul_small_first(a, b):
     """Of three factors the two small ones multiply first: `(p * Q) * b` is `(p * b) * Q`
     when `p` and `b` have fewer dimensions than `Q`."""
@@ -489,7 +489,7 @@ def _any_const(nodes) -> bool:
     return any(x.is_const for x in nodes)
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("neg",))
 def mul_signs(a, b):
     """Signs move outwards: `(-x) * (-y)` is `x * y`, `c * (-y)` is `(-c) * y`, and
     `(-x) * y` is `-(x * y)`."""
@@ -513,7 +513,7 @@ def _filled(x):
     return x.attr("value") if x.op == "full" else None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("div",))
 def mul_cancel_div(a, b):
     """A division undone: `(x / y) * y` is `x` (when y broadcasts x to nothing larger)."""
     for q, y in ((a, b), (b, a)):
@@ -522,7 +522,7 @@ def mul_cancel_div(a, b):
     return None
 
 
-@rewrite("div")
+@rewrite("div", inspects=("mul",))
 def div_cancel_mul(a, b):
     """A product undone: `(x * y) / y` and `(y * x) / y` are `x` (when y broadcasts x to
     nothing larger)."""
@@ -533,7 +533,7 @@ def div_cancel_mul(a, b):
     return None
 
 
-@rewrite("mul")
+@rewrite("mul", inspects=("expand_dims", "full"))
 def mul_filled(a, b):
     """A product with an array filled with one number c is `c * x` when it broadcasts
     nothing: `np.full((N,), c)[:, None] * x` is `c * x`, no array of copies of c."""
@@ -544,7 +544,7 @@ def mul_filled(a, b):
     return None
 
 
-@rewrite("div")
+@rewrite("div", inspects=("expand_dims", "full"))
 def div_filled(a, b):
     """An array filled with one number c over y is `c / y` when it broadcasts nothing."""
     c = _filled(a)
@@ -553,7 +553,7 @@ def div_filled(a, b):
     return None
 
 
-@rewrite("div")
+@rewrite("div", inspects=("const",))
 def div_by_constant(a, b):
     """Division by a constant is multiplication by its inverse: `x / c` is `(1/c) * x`."""
     if b.is_const:
@@ -562,7 +562,7 @@ def div_by_constant(a, b):
     return None
 
 
-@rewrite("div")
+@rewrite("div", inspects=("const",))
 def div_constant_numerator(a, b):
     """`c / y` is `c * (1 / y)`: the constant factor stands outside."""
     if b.is_const:                      # div_by_constant's case
@@ -570,20 +570,20 @@ def div_constant_numerator(a, b):
     return a * (const(1) / b) if a.is_const and not _is(a, 1) else None
 
 
-@rewrite("div")
+@rewrite("div", inspects=("mul",))
 def div_scalar_outwards(a, b):
     """`(c * x) / y` is `c * (x / y)`."""
     ca, xa = _scaled(a)
     return const(ca) * (xa / b) if ca is not None and not b.is_const else None
 
 
-@rewrite("div")
+@rewrite("div", inspects=("neg",))
 def div_sign_outwards(a, b):
     """`(-x) / y` is `-(x / y)`."""
     return -(a.args[0] / b) if a.op == "neg" and not b.is_const else None
 
 
-@rewrite("div", "fuse")
+@rewrite("div", "fuse", inspects=("const",))
 def div_logistic(a, b):
     """The logistic function written out, `1 / (1 + exp(-z))`, is `sigmoid(z)`."""
     if (_is(a, 1) and b.op == "add" and _is(b.args[0], 1) and b.args[1].op == "exp"
@@ -594,7 +594,7 @@ def div_logistic(a, b):
 
 # ---- neg
 
-@rewrite("neg")
+@rewrite("neg", inspects=("const",))
 def neg_fold(x):
     """The negation of a scalar constant, folded."""
     if x.is_const:
@@ -603,19 +603,19 @@ def neg_fold(x):
     return None
 
 
-@rewrite("neg")
+@rewrite("neg", inspects=("zeros_like", "full"))
 def neg_zeros(x):
     """The negation of an array of zeros is that array."""
     return x if x.op in _ZEROS and _zero_of(x, x) else None
 
 
-@rewrite("neg")
+@rewrite("neg", inspects=("neg",))
 def neg_neg(x):
     """`--x` is `x`."""
     return x.args[0] if x.op == "neg" else None
 
 
-@rewrite("neg")
+@rewrite("neg", inspects=("mul",))
 def neg_scaled(x):
     """`-(c * y)` is `(-c) * y`: the sign joins the constant factor."""
     c, y = _scaled(x)
@@ -1072,7 +1072,7 @@ def _minus(m):
     return make("neg", m)
 
 
-@rewrite("sub", tag="lower")
+@rewrite("sub", tag="lower", inspects=("matmul",))
 def sub_broadcast_terms_last(a, b):
     """`u + v - M` with u and v broadcast (`1 + s[:, None] + s[None, :] - 2 * Y @ Y.T`, a
     pairwise squared distance) is `-M + u + v`: the full-size product first, the small

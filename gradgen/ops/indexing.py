@@ -608,7 +608,7 @@ def _scattered(a):
     return a.op == "scatter"
 
 
-@rewrite("add", "fuse")
+@rewrite("add", "fuse", inspects=("scatter",))
 def scatters_one_buffer(a, b):
     """Scatters of slices into zeros of one shape, summed, are one buffer: the second
     slice added into the first's (`dx = np.zeros_like(x); dx[:-1] = u; dx[1:] += v`, the
@@ -630,7 +630,7 @@ def _rows(g, i, rest):
     return make("reshape", g, shape=(n,) + tuple(rest)), make("reshape", i, shape=(n,))
 
 
-@rewrite("add", "fuse")
+@rewrite("add", "fuse", inspects=("scatter_add",))
 def scatter_add_sum(a, b):
     """Two scatter-adds of rows into one shape are one over both sets of indices (the
     gradient of a table read at several places, `U[ctx]` and `U[noise]`): one array of

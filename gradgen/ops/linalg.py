@@ -88,7 +88,7 @@ def _emit_matmul(p, node):
     return text, PREC_MUL - 1
 
 
-@rewrite("matmul")
+@rewrite("matmul", inspects=("basis",))
 def matmul_identity(a, b):
     """A product with the identity matrix is the other factor: `I @ b` is `b`."""
     if a.op == "basis" and a.ndim == 2:
@@ -98,7 +98,7 @@ def matmul_identity(a, b):
     return None
 
 
-@rewrite("matmul")
+@rewrite("matmul", inspects=("transpose", "inv"))
 def triangular_inverse_product(a, b):
     """A product with the inverse of a triangular matrix (a Cholesky factor) is a
     triangular solve: `inv(L) @ x` is `solve_triangular(L, x)` and `x @ inv(L)` is
@@ -276,7 +276,7 @@ def _scaled_dot(t) -> bool:
     return t.op in ("mul", "pow") and _vector_dot(t) is not None
 
 
-@rewrite("matmul")
+@rewrite("matmul", inspects=("broadcast_to", "expand_like"))
 def dot_of_broadcast_scalar(a, b):
     """A dot product with a scalar broadcast to a vector is the scalar times a sum:
     `broadcast_to(c, (N,)) @ u` is `c * sum(u)` (the tangent of `sum(u * v)` where v's

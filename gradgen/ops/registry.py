@@ -9,7 +9,7 @@ function of the source language: either an op itself or a lowering to ops (`soft
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +132,10 @@ class Rule:
     tag: str
     fn: Callable[..., Any]
     doc: str                   # one line of intent
+    # The ops the rule looks for among the node's arguments: it gives None unless an
+    # argument is a node of one of them ("const": a scalar constant). None: any node. The
+    # engine tries a rule only on nodes it may apply to (and checks that in the tests).
+    inspects: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"<rule {self.name} on {self.op} [{self.tag}]>"
@@ -221,10 +225,12 @@ def attach_rules(name: str, **rules: Callable[..., Any]) -> None:
     REGISTRY[name] = dataclasses.replace(REGISTRY[name], **rules)
 
 
-def rewrite(op: str, tag: str = "canonicalize", name: str | None = None):
+def rewrite(op: str, tag: str = "canonicalize", name: str | None = None,
+            inspects: Iterable[str] | None = None):
     """Decorator: register `fn` as a rewrite rule of `op` (tried after the op's earlier
     rules; it may stand above the op's `defop`). The rule's name is the function's (or
-    `name`), its intent the first line of its docstring."""
+    `name`), its intent the first line of its docstring. `inspects`: the argument ops
+    without which the rule never applies (`Rule.inspects`)."""
     if tag not in TAGS:
         raise InternalError(f"unknown rule tag {tag!r}")
 
@@ -235,7 +241,8 @@ def rewrite(op: str, tag: str = "canonicalize", name: str | None = None):
             raise InternalError(f"rule {rule_name!r} has no line of intent (docstring)")
         if rule_name in RULES:
             raise InternalError(f"rule {rule_name!r} registered twice")
-        rule = Rule(rule_name, op, tag, fn, doc)
+        rule = Rule(rule_name, op, tag, fn, doc,
+                    None if inspects is None else frozenset(inspects))
         RULES[rule_name] = rule
         opdef = REGISTRY.get(op)
         (opdef.rules if opdef is not None else _PENDING.setdefault(op, [])).append(rule)

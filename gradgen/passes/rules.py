@@ -33,6 +33,9 @@ CANONICAL = ("canonicalize", "stabilize", "fuse")
 # Rewrites nested in one another before the engine calls it a cycle. Real chains are a few
 # deep (a rule's result is made of nodes that are canonical already).
 MAX_DEPTH = 60
+# Also run the rules the engine skips (`Rule.inspects`) and raise InternalError when one
+# applies after all: the tests turn it on (tests/conftest.py) for every compilation.
+CHECK_INDEX = False
 
 
 @dataclass(frozen=True)
@@ -89,15 +92,27 @@ class RuleEngine:
                             key=lambda r: rank[r.tag])
             if chosen:
                 self.rules[name] = tuple(chosen)
-        # op name -> ((rule, its function), ...): what `__call__` runs, attributes unread
-        self._calls = {name: tuple((r, r.fn) for r in rules) for name, rules in self.rules.items()}
+        # op name -> {the arguments' ops -> ((rule, its function), ...)}: what `__call__`
+        # runs, the rules that may apply to arguments of those ops (`Rule.inspects`: a
+        # product is not offered to the rules about signs unless a factor is a negation),
+        # filled as the combinations are met
+        self._calls: dict[str, dict[tuple, tuple]] = {name: {} for name in self.rules}
+        self._checked_calls: dict[tuple, tuple] = {}   # the same, for CHECK_INDEX
         self.depth = 0
         self.fired: Rule | None = None   # the rule of the last replacement
         self.log = _recording[-1] if _recording else None
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
-        calls = self._calls.get(opdef.name)
+        table = self._calls.get(opdef.name)
+        if table is None:
+            return None
+        key = (args[0].op, args[1].op) if len(args) == 2 else tuple([a.op for a in args])
+        calls = table.get(key)
         if calls is None:
+            calls = table[key] = self._candidates(opdef.name, key)
+        if CHECK_INDEX:
+            calls = self._checked(opdef.name, key, calls)
+        if not calls:
             return None
         depth = self.depth + 1
         if depth > MAX_DEPTH:
@@ -134,6 +149,35 @@ class RuleEngine:
             raise
         self.depth = depth - 1
         return None
+
+    def _candidates(self, op: str, arg_ops: tuple) -> tuple:
+        """(rule, its function) for the rules of `op` that may apply to arguments of these
+        ops, in order."""
+        ops = set(arg_ops)
+        return tuple((r, r.fn) for r in self.rules[op]
+                     if r.inspects is None or not r.inspects.isdisjoint(ops))
+
+    def _checked(self, op: str, arg_ops: tuple, calls: tuple) -> tuple:
+        """Every rule of `op`, each one not in `calls` (those chosen for arguments of these
+        ops) wrapped to raise InternalError if it applies (`CHECK_INDEX`: its `inspects`
+        left out an op it applies to)."""
+        checked = self._checked_calls.get((op, arg_ops))
+        if checked is None:
+            checked = self._checked_calls[op, arg_ops] = self._guarded(op, calls)
+        return checked
+
+    def _guarded(self, op: str, calls: tuple) -> tuple:
+        chosen = {r.name for r, _ in calls}
+
+        def guard(rule: Rule):
+            def fn(*args, **attrs) -> None:
+                if rule.fn(*args, **attrs) is not None:
+                    raise InternalError(
+                        f"rule {rule.name!r} applies to {op}({', '.join(a.op for a in args)}) "
+                        f"but its inspects={sorted(rule.inspects or ())} leaves it out")
+            return fn
+        return tuple((r, fn if r.name in chosen else guard(r))
+                     for r, fn in ((r, r.fn) for r in self.rules[op]))
 
     def _record(self, rule: Rule) -> None:
         origin = builder().origin
