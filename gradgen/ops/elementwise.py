@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 
@@ -59,9 +60,13 @@ def _total(*terms):
 
 def _is(node, value) -> bool:
     """`node` is the constant `value` (a float constant too: SymPy's Float(1.0) != 1)."""
-    if not node.is_const:
-        return False
-    v = node.value
+    return node.is_const and _value_is(node.value, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _value_is(v, value) -> bool:
+    # memoised: sympy's `==` with a Python number converts the number at every call, and
+    # the rules ask this of the same few constants on most nodes they see
     return v == value or bool(getattr(v, "is_Float", False)) and float(v) == value
 
 
