@@ -376,11 +376,21 @@ def memoised(name: str, rule) -> Callable[[Node], object]:
     once: for a caller that asks about many nodes (a known value is one dict lookup)."""
     if not _current:
         return lambda node: analysis(name, node, rule)
-    get = _current[-1].memo.setdefault(name, {}).get
+    memo = _current[-1].memo.setdefault(name, {})
+    get = memo.get
 
     def value(node: Node) -> object:
         v = get(id(node), _MISSING)
-        return analysis(name, node, rule) if v is _MISSING else v
+        if v is not _MISSING:
+            return v
+        values = []   # (the usual miss: every argument's value known, no walk needed)
+        for a in node.args:
+            v = get(id(a), _MISSING)
+            if v is _MISSING:
+                return analysis(name, node, rule)
+            values.append(v)
+        v = memo[id(node)] = rule(node, values)
+        return v
     return value
 
 
@@ -392,16 +402,18 @@ def unvisited(root: Node, done: Container[int]) -> list[Node]:
     order: list[Node] = []
     seen = {id(root)}
     stack = [(root, iter(root.args))]
+    add, push, pop, append = seen.add, stack.append, stack.pop, order.append
     while stack:
         n, it = stack[-1]
         for a in it:
-            if id(a) not in done and id(a) not in seen:
-                seen.add(id(a))
-                stack.append((a, iter(a.args)))
+            aid = id(a)
+            if aid not in done and aid not in seen:
+                add(aid)
+                push((a, iter(a.args)))
                 break
         else:
-            stack.pop()
-            order.append(n)
+            pop()
+            append(n)
     return order
 
 
