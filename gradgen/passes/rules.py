@@ -103,15 +103,7 @@ class RuleEngine:
         self.log = _recording[-1] if _recording else None
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
-        table = self._calls.get(opdef.name)
-        if table is None:
-            return None
-        key = (args[0].op, args[1].op) if len(args) == 2 else tuple([a.op for a in args])
-        calls = table.get(key)
-        if calls is None:
-            calls = table[key] = self._candidates(opdef.name, key)
-        if CHECK_INDEX:
-            calls = self._checked(opdef.name, key, calls)
+        calls = self._lookup(opdef.name, args)
         if not calls:
             return None
         depth = self.depth + 1
@@ -149,6 +141,24 @@ class RuleEngine:
             raise
         self.depth = depth - 1
         return None
+
+    def _lookup(self, op: str, args: tuple) -> tuple:
+        """(rule, its function) for the rules of `op` that may apply to these arguments,
+        in order (with CHECK_INDEX: every rule, the others guarded)."""
+        table = self._calls.get(op)
+        if table is None:
+            return ()
+        key = (args[0].op, args[1].op) if len(args) == 2 else tuple([a.op for a in args])
+        calls = table.get(key)
+        if calls is None:
+            calls = table[key] = self._candidates(op, key)
+        if CHECK_INDEX:
+            calls = self._checked(op, key, calls)
+        return calls
+
+    def may_apply(self, op: str, args: tuple) -> bool:
+        """Whether a rule of `op` may apply to a node of these arguments."""
+        return bool(self._lookup(op, args))
 
     def _candidates(self, op: str, arg_ops: tuple) -> tuple:
         """(rule, its function) for the rules of `op` that may apply to arguments of these
@@ -235,24 +245,28 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
     if len(chain) > MAX_DEPTH:
         raise _cycle_error(list(reversed(chain)))
     b = builder()
-    rules = engine.rules   # (an op without rules of these tags: its node is a fixed point
-    #                        once its arguments are)
+    rules = engine.rules
     for n in unvisited(root, done):
         if id(n) in done:   # reached by a nested call meanwhile
             continue
         n_args = n.args
-        args = tuple([done[id(a)] for a in n_args])
-        if n.op not in rules and all(x is y for x, y in zip(args, n_args)):
+        same = True   # every argument its own fixed point
+        for a in n_args:
+            if done[id(a)] is not a:
+                same = False
+                break
+        # (so is the node then, when no rule of these tags may apply to it)
+        if same and (n.op not in rules or not engine.may_apply(n.op, n_args)):
             done[id(n)] = n
             continue
+        args = tuple([done[id(a)] for a in n_args])
         # b.at(origin=n.origin, phase=n.phase), without a context manager per node
         saved = b.origin, b.phase
         if n.origin is not None:
             b.origin = n.origin
         b.phase = n.phase
         try:
-            m = n if all(x is y for x, y in zip(args, n.args)) else \
-                make_as_is(n.op, *args, **n.kw)
+            m = n if same else make_as_is(n.op, *args, **n.kw)
             if id(m) in done:
                 done[id(n)] = done[id(m)]
                 continue
