@@ -18,6 +18,25 @@ if "numpy" not in sys.modules:
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    """Hypothesis's own modules are imported without pytest's assertion rewriting.
+
+    pytest rewrites the asserts of every module of a distribution that registers a pytest
+    plugin (hypothesis does), so that a failing assert inside it reports its operands. The
+    suite never needs that of hypothesis's internals, and without bytecode caching
+    (PYTHONDONTWRITEBYTECODE, a fresh clone in CI) each xdist worker rewrote and compiled
+    its ~75 modules while collecting (~1 s of CPU each). Our test modules, conftest and
+    helpers are rewritten as before. (`_must_rewrite` is pytest's private set of marked
+    names: if a pytest release renames it, this does nothing and the suite is as before.)"""
+    hook = getattr(config.pluginmanager, "rewrite_hook", None)
+    marked = getattr(hook, "_must_rewrite", None)
+    if isinstance(marked, set) and "hypothesis" in marked and "hypothesis" not in sys.modules:
+        marked.difference_update({"hypothesis", "_hypothesis_globals", "_hypothesis_ftz_detector"})
+        cache = getattr(hook, "_marked_for_rewrite_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+
+
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("GRADGEN_LONG") == "1":
         return
