@@ -718,6 +718,12 @@ def serve() -> None:
 
 # ---------------------------------------------------------------- a campaign
 
+def _set_graph_checks(on: bool) -> None:
+    from gradgen import compiler
+
+    compiler.CHECK_GRAPHS = on
+
+
 def _one(job):
     strategy, seed = job
     inp = make_input(strategy, RandomChooser(zlib.crc32(f"{strategy}{seed}".encode())))
@@ -739,7 +745,13 @@ def campaign(n: int, first_seed: int = 0, strategies=tuple(STRATEGIES), workers:
     start = time.monotonic()
     jobs = [(s, seed) for s in strategies for seed in range(first_seed, first_seed + n)]
     if workers > 1:
-        pool = multiprocessing.get_context("fork").Pool(workers)
+        # Not a fork of the caller (a pytest worker may have JAX's threads: ForkServer says
+        # why): the pool's processes are forked from a fresh server process, and are told
+        # the caller's graph-check setting (conftest turns it on for the suite).
+        from gradgen import compiler
+
+        pool = multiprocessing.get_context("forkserver").Pool(
+            workers, initializer=_set_graph_checks, initargs=(compiler.CHECK_GRAPHS,))
         results = pool.imap_unordered(_one, jobs, chunksize=4)
     else:
         pool, results = None, map(_one, jobs)
