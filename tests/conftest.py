@@ -140,6 +140,23 @@ def verify_every_rendered_module():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def no_fork_of_the_test_process():
+    """`os.fork` raises in the test process: it may hold threads (JAX's, after the jax.jit
+    rows; Dask's thread pools), and a fork of a multithreaded process can deadlock in the
+    child. Fork from a fresh process instead: `fuzzing.ForkServer` for the fuzz checker, a
+    "forkserver" or "spawn" multiprocessing context for a pool. (subprocess is not
+    affected: it executes a new program in the child at once.)"""
+    def refuse(*args, **kwargs):
+        raise AssertionError("os.fork() in the pytest process: fork from a fresh process "
+                             "(fuzzing.ForkServer, or a 'forkserver' multiprocessing "
+                             "context); see tests/conftest.py")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fork", refuse)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def verify_every_graph():
     """Every graph the pipeline produces (each entry point parsed and optimised, each
     derivative graph, each function optimised and lowered) passes `ir.verify`: the compiler
