@@ -4,6 +4,7 @@ Tests marked ``@pytest.mark.long`` are opt-in: they are collected as usual (noth
 deselected) but skip themselves unless the environment sets ``GRADGEN_LONG=1``.
 """
 
+import collections
 import hashlib
 import os
 import sys
@@ -18,7 +19,71 @@ if "numpy" not in sys.modules:
 import pytest  # noqa: E402
 
 
+def _no_rewrite_of_hypothesis(config) -> None:
+    """Hypothesis's own modules are imported without pytest's assertion rewriting.
+
+    pytest rewrites the asserts of every module of a distribution that registers a pytest
+    plugin (hypothesis does), so that a failing assert inside it reports its operands. The
+    suite never needs that of hypothesis's internals, and without bytecode caching
+    (PYTHONDONTWRITEBYTECODE, a fresh clone in CI) each xdist worker rewrote and compiled
+    its ~75 modules while collecting (~1 s of CPU each). Our test modules, conftest and
+    helpers are rewritten as before. (`_must_rewrite` is pytest's private set of marked
+    names: if a pytest release renames it, this does nothing and the suite is as before.)"""
+    hook = getattr(config.pluginmanager, "rewrite_hook", None)
+    marked = getattr(hook, "_must_rewrite", None)
+    if isinstance(marked, set) and "hypothesis" in marked and "hypothesis" not in sys.modules:
+        marked.difference_update({"hypothesis", "_hypothesis_globals", "_hypothesis_ftz_detector"})
+        cache = getattr(hook, "_marked_for_rewrite_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+
+
+# The test files that cost the most CPU, most expensive first (per-file CPU of the suite,
+# measured at 408b439 under `-n 2 --dist loadfile`, seconds: test_ops 24, test_array_api
+# 14, test_fuzz 13 with its fork server, test_random_programs 11, test_names 7, ...).
+# `--dist loadfile` gives each worker a whole file at a time, in the order of this list and
+# then, for the rest, most test items first (xdist's own order). Heaviest first is what
+# balances the two workers: by item count alone test_fuzz (7 items, 13 s) and the wheel
+# and mypy tests (a few items, 4-5 s each) were started last, and one worker ran them
+# while the other had finished. Update it when a file's cost changes much; a file
+# missing from it only runs later.
+HEAVIEST_FIRST = (
+    "test_ops.py", "test_array_api.py", "test_fuzz.py", "test_random_programs.py",
+    "test_names.py", "test_examples.py", "test_loop_derivatives.py", "test_trust_compiler.py",
+    "test_limits.py", "test_trust_output.py", "test_wheel.py", "test_verify.py",
+    "test_typing.py", "test_corpus.py", "test_cli.py", "test_aliasing.py",
+    "test_benchmarks_smoke.py", "test_rules.py",
+)
+
+
+def pytest_configure(config):
+    """Hypothesis's modules without assertion rewriting (`_no_rewrite_of_hypothesis`), and
+    xdist's scheduler taking the test files in our order (`pytest_collection_modifyitems`)
+    rather than sorting them by their number of items."""
+    _no_rewrite_of_hypothesis(config)
+    if getattr(config.option, "loadscopereorder", None):
+        config.option.loadscopereorder = False
+
+
+def _order_files(items) -> None:
+    """The files of HEAVIEST_FIRST first, in its order; then the others, most items first
+    (as xdist orders them); each file's items kept together and in their order."""
+    files = [item.nodeid.split("::", 1)[0] for item in items]
+    count = collections.Counter(files)
+    first: dict[str, int] = {}
+    for i, f in enumerate(files):
+        first.setdefault(f, i)
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+
+    def key(pair):
+        f = pair[0]
+        return (rank.get(f.rsplit("/", 1)[-1], len(rank)), -count[f], first[f])
+
+    items[:] = [item for _, item in sorted(zip(files, items), key=key)]
+
+
 def pytest_collection_modifyitems(config, items):
+    _order_files(items)
     if os.environ.get("GRADGEN_LONG") == "1":
         return
     skip_long = pytest.mark.skip(reason="long test: set GRADGEN_LONG=1 to run it")
@@ -71,6 +136,23 @@ def verify_every_rendered_module():
         mp.setattr(verify, "verify_module", verify_once)
         mp.setattr(emit, "render_module", render_and_verify)
         mp.setattr(compiler, "render_module", render_and_verify)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_fork_of_the_test_process():
+    """`os.fork` raises in the test process: it may hold threads (JAX's, after the jax.jit
+    rows; Dask's thread pools), and a fork of a multithreaded process can deadlock in the
+    child. Fork from a fresh process instead: `fuzzing.ForkServer` for the fuzz checker, a
+    "forkserver" or "spawn" multiprocessing context for a pool. (subprocess is not
+    affected: it executes a new program in the child at once.)"""
+    def refuse(*args, **kwargs):
+        raise AssertionError("os.fork() in the pytest process: fork from a fresh process "
+                             "(fuzzing.ForkServer, or a 'forkserver' multiprocessing "
+                             "context); see tests/conftest.py")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fork", refuse)
         yield
 
 

@@ -572,6 +572,18 @@ def _vm_size() -> int:
 
 # ---------------------------------------------------------------- a small process to fork from
 
+@dataclass
+class StandIn:
+    """A stand-in for `gradgen.compile_source` (picklable, for `ForkServer.check`): it
+    returns `text` whatever it is asked, or raises ZeroDivisionError when `text` is None."""
+    text: str | None
+
+    def __call__(self, *args, **kwargs) -> str:
+        if self.text is None:
+            return 1 / 0
+        return self.text
+
+
 class ForkServer:
     """`check`, with each child forked from a small helper process instead of the caller.
 
@@ -583,22 +595,32 @@ class ForkServer:
     checked by `check`, in a fresh fork, with the same limits and the same verifier;
     `gradgen.compiler.CHECK_GRAPHS` is set there as it is in the caller (the suite's
     conftest turns it on). What the caller monkeypatches is not seen there: tests that
-    patch the compiler call `check` itself."""
+    patch the compiler pass a `stand_in` (the helper patches it there).
 
-    def __init__(self) -> None:
+    Forking from the caller instead is a risk, not only a cost: a pytest worker that ran
+    the jax.jit rows of test_array_api has JAX's threads, and a fork of a multithreaded
+    process may deadlock in the child (a lock held by a thread that is not copied). So the
+    tests never call `check` in the worker; they all go through a ForkServer.
+
+    warm=False skips the warm-up: the helper is then a fresh interpreter doing exactly
+    what `check` does when called there (the reference the warm helper is compared to)."""
+
+    def __init__(self, warm: bool = True) -> None:
         import subprocess
 
         from gradgen import compiler
 
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "import fuzzing; fuzzing.serve()",
-             str(int(bool(compiler.CHECK_GRAPHS)))],
+             str(int(bool(warm))), str(int(bool(compiler.CHECK_GRAPHS)))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(HERE))
 
-    def check(self, inp: Input) -> Outcome:
-        """The outcome of `check(inp)`, run by the helper."""
+    def check(self, inp: Input, stand_in: StandIn | None = None) -> Outcome:
+        """The outcome of `check(inp)`, run by the helper; with `stand_in`, the helper's
+        `gradgen.compile_source` is replaced by it for this input (the checker's own test:
+        does it report a module that misbehaves?)."""
         try:
-            _send(self.proc.stdin, pickle.dumps(inp))
+            _send(self.proc.stdin, pickle.dumps((inp, stand_in)))
             # `check` answers within its own hard limit; a little more for the helper
             data = _receive(self.proc.stdout, TIME_LIMIT + RUN_TIME_LIMIT + 30)
         except (OSError, EOFError, TimeoutError) as e:
@@ -671,20 +693,36 @@ def serve() -> None:
     from gradgen import compiler
 
     compiler.CHECK_GRAPHS = sys.argv[-1] == "1"
-    _warm()
+    if sys.argv[-2] == "1":
+        _warm()
     requests, answers = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
     while True:
         try:
-            inp = pickle.loads(_receive(requests, None))
+            inp, stand_in = pickle.loads(_receive(requests, None))
         except EOFError:
             return
-        _send(answers, pickle.dumps(check(inp)))
+        if stand_in is None:
+            outcome = check(inp)
+        else:
+            real = gradgen.compile_source
+            gradgen.compile_source = stand_in
+            try:
+                outcome = check(inp)
+            finally:
+                gradgen.compile_source = real
+        _send(answers, pickle.dumps(outcome))
 
 
 # ---------------------------------------------------------------- a campaign
+
+def _set_graph_checks(on: bool) -> None:
+    from gradgen import compiler
+
+    compiler.CHECK_GRAPHS = on
+
 
 def _one(job):
     strategy, seed = job
@@ -707,7 +745,13 @@ def campaign(n: int, first_seed: int = 0, strategies=tuple(STRATEGIES), workers:
     start = time.monotonic()
     jobs = [(s, seed) for s in strategies for seed in range(first_seed, first_seed + n)]
     if workers > 1:
-        pool = multiprocessing.get_context("fork").Pool(workers)
+        # Not a fork of the caller (a pytest worker may have JAX's threads: ForkServer says
+        # why): the pool's processes are forked from a fresh server process, and are told
+        # the caller's graph-check setting (conftest turns it on for the suite).
+        from gradgen import compiler
+
+        pool = multiprocessing.get_context("forkserver").Pool(
+            workers, initializer=_set_graph_checks, initargs=(compiler.CHECK_GRAPHS,))
         results = pool.imap_unordered(_one, jobs, chunksize=4)
     else:
         pool, results = None, map(_one, jobs)

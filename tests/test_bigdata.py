@@ -10,24 +10,36 @@ over 60 % of it are spilled to disk. The full L-BFGS fit is a long test.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("dask.distributed", reason="the big-data example needs dask.distributed "
-                                               "(pip install '.[test]')")
-pytest.importorskip("array_api_compat", reason="the array-API target on Dask needs "
-                                               "array_api_compat")
-
-import dask
-
 import gradgen
 
+# dask.distributed and the example are imported by the tests that use them, not while
+# collecting: every xdist worker collects every file, and importing them cost each one
+# ~0.5 s of CPU (the worker that runs this file pays it once).
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                       reason="the big-data example needs dask.distributed "
+                              "(pip install '.[test]')"),
+    pytest.mark.skipif(importlib.util.find_spec("array_api_compat") is None,
+                       reason="the array-API target on Dask needs array_api_compat"),
+]
+
 HERE = Path(__file__).resolve().parent.parent / "examples" / "bigdata"
-sys.path.insert(0, str(HERE))
-import fit
+
+
+def _fit():
+    """examples/bigdata/fit.py, imported (with dask.distributed)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    return importlib.import_module("fit")
+
 
 ROWS, DIMS, CHUNK, LAM = 40_000, 10, 5_000, 1e-3
 MEMORY = {"distributed.worker.memory.pause": False,
@@ -37,19 +49,23 @@ MEMORY = {"distributed.worker.memory.pause": False,
 
 def _numpy_data():
     """The example's data, computed here by the local scheduler (deterministic: seeded)."""
-    X, y, w_true = fit.make_data(ROWS, DIMS, CHUNK)
+    import dask
+
+    X, y, w_true = _fit().make_data(ROWS, DIMS, CHUNK)
     X, y = dask.compute(X, y, scheduler="threads")
     return X, y, w_true
 
 
 def _reference():
     """The NumPy target's module of the same source."""
-    return gradgen.load(str(fit.SOURCE))
+    return gradgen.load(str(_fit().SOURCE))
 
 
 def test_gradient_on_a_cluster_with_less_memory_than_the_data():
+    import dask
     from dask.distributed import Client, LocalCluster, wait
 
+    fit = _fit()
     Xn, yn, _ = _numpy_data()
     ref = _reference()
     w = np.linspace(0.5, -0.5, DIMS)
@@ -70,8 +86,10 @@ def test_gradient_on_a_cluster_with_less_memory_than_the_data():
 
 @pytest.mark.long
 def test_lbfgs_fit_on_the_cluster_matches_scipy_on_numpy():
+    import dask
     import scipy.optimize
 
+    fit = _fit()
     Xn, yn, _ = _numpy_data()
     ref = _reference()
     best = scipy.optimize.minimize(lambda w: ref.loss_value_and_grad(Xn, yn, w, LAM),

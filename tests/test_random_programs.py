@@ -2868,6 +2868,12 @@ def test_random_programs(program, seed):
                                 f"{program.source}")
 
 
+def _set_graph_checks(on: bool) -> None:
+    from gradgen import compiler
+
+    compiler.CHECK_GRAPHS = on
+
+
 def _run_seed(seed: int):
     prog = generate(RandomChooser(seed), max_statements=9 if seed % 2 else 16)
     outcome = check_program(prog.source, seed)
@@ -2883,8 +2889,14 @@ def test_many_random_programs():
     first = int(os.environ.get("GRADGEN_LONG_FIRST_SEED", "1000000"))
     counts, hess, examples = Counter(), Counter(), {}
     workers = max(1, min(4, os.cpu_count() or 1))
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers) as pool:
+    # Forked from a fresh server process, not from this pytest worker (which may have
+    # JAX's threads: a fork of a multithreaded process may deadlock), with the caller's
+    # graph-check setting (conftest turns it on for the suite).
+    from gradgen import compiler
+
+    ctx = multiprocessing.get_context("forkserver")
+    with ctx.Pool(workers, initializer=_set_graph_checks,
+                  initargs=(compiler.CHECK_GRAPHS,)) as pool:
         for seed, source, outcome in pool.imap_unordered(_run_seed, range(first, first + n),
                                                          chunksize=4):
             counts[outcome.kind] += 1

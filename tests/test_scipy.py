@@ -9,14 +9,19 @@ vector-output program is compiled once.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from emitted import example_module
 
-scipy_optimize = pytest.importorskip("scipy.optimize")
-
 import gradgen
 from gradgen.scipy import least_squares, minimize, problem
+
+# scipy.optimize is imported by the tests (gradgen.scipy imports it when called), not while
+# collecting: every xdist worker collects every file (~0.4 s of CPU each).
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("scipy") is None,
+                                reason="scipy is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +92,8 @@ def test_minimize_options_are_what_the_method_uses(mlp):
     assert set(p.minimize_options("trust-exact")) == {"fun", "x0", "method", "jac", "hess"}
     assert set(p.minimize_options("L-BFGS-B")) == {"fun", "x0", "method", "jac"}
     assert set(p.minimize_options("Nelder-Mead")) == {"fun", "x0", "method"}
+
+    import scipy.optimize as scipy_optimize
     res = scipy_optimize.minimize(p.fun, p.x0, jac=p.jac, hessp=p.hessp, method="trust-ncg")
     assert res.success
 

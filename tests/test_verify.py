@@ -7,6 +7,7 @@ it; any statement or expression injected into one, in any position, fails it.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def test_dunder_arguments_and_locals_pass_but_not_dunder_globals():
 # ---------------------------------------------------------------- injections
 
 
+@functools.lru_cache(maxsize=None)   # (called ~75 times on one text while collecting)
 def _function_body_line(text: str, name: str) -> int:
     """The line (1-based) after the docstring of function `name`."""
     for node in ast.parse(text).body:
