@@ -14,7 +14,8 @@ from ..dims import as_expr, same_shape
 from ..ir import Node, make
 from .registry import REGISTRY
 
-__all__ = ["Steps", "batched_op", "index_shift", "placing", "row_read"]
+__all__ = ["Steps", "accumulation", "batched_op", "index_shift", "placing", "product",
+           "row_read", "row_written"]
 
 # The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
 _PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
@@ -46,6 +47,32 @@ def index_shift(n: Node, index: Node) -> int | None:
     if a is not index or not b.is_const or not b.value.is_integer or not b.value.is_number:
         return None   # (an integer literal, not a dimension such as `T - 1 - t`'s)
     return int(b.value) if n.op == "add" else -int(b.value)
+
+
+def product(n: Node) -> bool:
+    """Whether `n` is a matrix product (stacked over the steps, one BLAS call)."""
+    return REGISTRY[n.op].has("matrix_product")
+
+
+def accumulation(x: Node, out: Node) -> tuple[Node, str] | None:
+    """(term, "add" or "sub") when `out`, the next value of a loop's carried value `x`, is
+    `x + term`, `term + x` or `x - term`; else None."""
+    if out.op not in ("add", "sub") or len(out.args) != 2:
+        return None
+    a, c = out.args
+    if a is x and c is not x:
+        return c, out.op
+    if out.op == "add" and c is x and a is not x:
+        return a, "add"
+    return None
+
+
+def row_written(out: Node, buf: Node, row: Node) -> Node | None:
+    """The value `out` writes as row `row` of the array `buf` (`buf[row] = f`), else None."""
+    if out.op == "update" and len(out.args) == 3 and out.args[0] is buf \
+            and out.args[2] is row and out.attr("axis") == 0 and not out.attr("index"):
+        return out.args[1]
+    return None
 
 
 def row_read(n: Node) -> bool:

@@ -38,7 +38,7 @@ from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, make, make_as_is, topo_order, use_counts
 from ..ops.control import REGIONS_BUILT, iteration, loop_attrs, reads
 from ..ops.dtypes import dtype_sources
-from ..ops.stepwise import placing
+from ..ops.stepwise import accumulation, placing, product, row_written
 from .rebuild import rebuild
 from .regions import in_regions
 from .steps import _Batcher, _slot_name
@@ -57,41 +57,29 @@ def _sink_steps(graph: Graph) -> Graph:
     b = builder()
     if not b.memo.get(REGIONS_BUILT):   # no loop in this compilation
         return graph
-    if not any(n.op == "scan" for n in graph.order):
+    loops, parts = b.with_trait("region"), b.with_trait("projection")
+    if not any(n.op in loops for n in graph.order):
         return graph
     names = dict(graph.names)
     # id(new scan) -> {carried index: its value after the loop}
     sunk: dict[int, dict[int, Node]] = {}
 
     def rule(n: Node, uses) -> Node | None:
-        if n.op == "scan":
+        if n.op in loops:
             found = _sunk(n, names)
             if found is None:
                 return None
             scan, finals = found
             sunk[id(scan)] = finals
             return scan
-        if n.op == "part" and id(n.args[0]) in sunk:
+        if n.op in parts and id(n.args[0]) in sunk:
             return sunk[id(n.args[0])].get(n.attr("index"))
         return None
     outputs = rebuild(graph.outputs, rule, names, graph.order,
-                      skip=lambda n: n.op not in ("scan", "part"))
+                      skip=lambda n: n.op not in loops and n.op not in parts)
     if all(a is c for a, c in zip(outputs, graph.outputs)):
         return graph
     return graph.with_outputs(outputs, names)
-
-
-def _accumulated(x: Node, out: Node) -> tuple[Node, str] | None:
-    """(term, "add" or "sub") when the next value `out` of the carried value `x` is
-    `x + term`, `term + x` or `x - term`."""
-    if out.op not in ("add", "sub") or len(out.args) != 2:
-        return None
-    a, c = out.args
-    if a is x and c is not x:
-        return c, out.op
-    if out.op == "add" and c is x and a is not x:
-        return a, "add"
-    return None
 
 
 class _Body:
@@ -106,7 +94,7 @@ class _Body:
         uses = use_counts(self.order, body.outputs)
         self.accs: dict[int, tuple[Node, str]] = {}
         for k, (x, o) in enumerate(zip(self.cin, body.outputs)):
-            term = _accumulated(x, o)
+            term = accumulation(x, o)
             if term is not None and uses[id(x)] == 1 and uses[id(o)] == 1 \
                     and x.dtype == "float" and same_shape(tuple(term[0].shape), tuple(x.shape)):
                 self.accs[k] = term
@@ -128,10 +116,10 @@ class _Body:
         length = as_expr(holder.attr("length"))
         out: dict[int, int] = {}
         for k, (x, o) in enumerate(zip(self.cin, self.body.outputs)):
-            if k not in self.accs and o.op == "update" and len(o.args) == 3 \
-                    and o.args[0] is x and o.args[2] is i and o.attr("axis") == 0 \
-                    and not o.attr("index") and same_shape(tuple(x.shape[:1]), (length,)):
-                out.setdefault(id(o.args[1]), k)
+            f = row_written(o, x, i)
+            if k not in self.accs and f is not None \
+                    and same_shape(tuple(x.shape[:1]), (length,)):
+                out.setdefault(id(f), k)
         return out
 
     def varies(self, m: Node) -> bool:
@@ -157,12 +145,14 @@ def _worth(part: list[Node], saved: bool) -> bool:
     row reads or axis placements, or one when the values it reads are `saved` in a buffer
     already (`dbh = dbh + dh.sum(axis=0)`: no write added, two calls per step fewer)."""
     ops = [m for m in part if m.dtype == "float" and m.args and not placing(m)]
-    return len(ops) >= 2 - saved or any(m.op == "matmul" for m in ops)
+    return len(ops) >= 2 - saved or any(product(m) for m in ops)
 
 
 def _sunk(holder: Node, names: dict) -> tuple[Node, dict[int, Node]] | None:
     """The loop `holder` with its accumulated terms sunk: (the new loop, {carried index:
     its value after the loop}); None when no term is worth it or can be batched."""
+    if not isinstance(holder.attr("body"), Region):   # (a region op other than scan)
+        return None
     an = _Body(holder)
     if not an.accs:
         return None
