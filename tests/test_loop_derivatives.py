@@ -371,6 +371,8 @@ def test_the_backward_loop_reads_as_code(sequences):
         for fn in (name + "_grad", name + "_value_and_grad", name + "_vjp", name + "_hvp"):
             code = _function(source, fn)
             assert len(re.findall(r"\n    for t in range\(", code)) == 1, fn
+            # (no copy of a per-step buffer at every step: `dhs_updated = dhs.copy()`)
+            assert not re.search(r"\n        \w+ = \w+\.copy\(\)\n", code), fn
     # the gradients of Wh and Wy: one product each outside the backward loop, over the
     # saved states and the stacked cotangents (pass sink_steps), not one per step
     backward_body = grad.split("reversed(range(T)):\n")[1].split("\n    del ")[0]

@@ -865,3 +865,50 @@ def test_a_number_a_step_assigns_keeps_float32():
     u = 2 * np.logaddexp(0, np.tanh(W.astype(np.float64) @ X).sum())
     assert np.isclose(float(value), u + np.sin(np.tanh(1.5)), rtol=1e-6)
     assert all(np.asarray(g).dtype == np.float32 for g in m.f_grad(W, np.float32(0.3), X))
+
+
+SUNK = """\
+def after(X: Data[T, N, D], U: Param[D, D], V: Param[D, C], h0: Data[N, D]):
+    h = h0
+    s = 0.0
+    for t in range(T):
+        h = tanh(X[t] + h @ U)
+        s += sum(exp(h @ V))
+    return s
+
+def before(X: Data[T, N, D], U: Param[D, D], V: Param[D, C], h0: Data[N, D]):
+    h = h0
+    s = 0.0
+    for t in range(T):
+        s += sum(exp(h @ V))
+        h = tanh(X[t] + h @ U)
+    return s
+"""
+
+
+def test_accumulated_terms_are_computed_after_the_loop():
+    """Pass sink_steps: `s += sum(exp(h @ V))` feeds no carried value; computed after the
+    loop over the states it writes (one stacked product), the loop keeps the recurrence.
+    A term of the carried value before the step (`h` read before it is updated) stays in
+    the loop: its buffer's cotangent would be zeroed row by row before the row is read."""
+    for name, sunk in (("after", True), ("before", False)):
+        entry, order = _entry(SUNK, name)
+        (scan,) = [n for n in order if n.op == "scan"]
+        (body,) = scan.regions
+        inside = [n.op for n in topo_order(body.outputs)]
+        assert ("exp" not in inside and inside.count("matmul") == 1) == sunk, name
+        outside = [n.op for n in order if n is not scan]
+        assert ("exp" in outside) == sunk, name
+    module = gradgen.compile_source(SUNK, modes=["grad"])
+    env: dict = {}
+    exec(compile(module, "sunk.py", "exec"), env)
+    rng = np.random.default_rng(0)
+    X, U, V, h0 = (rng.normal(size=s) * 0.3 for s in ((5, 3, 4), (4, 4), (4, 2), (3, 4)))
+    h, want = h0, 0.0
+    for t in range(5):   # NumPy, the loop as written
+        h = np.tanh(X[t] + h @ U)
+        want += np.exp(h @ V).sum()
+    assert env["after"](X, U, V, h0) == pytest.approx(want, rel=1e-12)
+    e = 1e-6 * rng.normal(size=V.shape)   # the gradient against a central difference
+    diff = (env["after"](X, U, V + e, h0) - env["after"](X, U, V - e, h0)) / 2
+    assert np.vdot(env["after_grad"](X, U, V, h0)[1], e) == pytest.approx(diff, rel=1e-6)

@@ -18,11 +18,12 @@ after the other): the value changes in the last bits.
 What is sunk is the accumulated term's part outside the work the other carried values need,
 when every op on it has a batched form (`ops/stepwise.py`), it holds a matrix product or
 at least two floating-point ops that are not row reads or axis placements (one stacked
-`exp` saves nothing over one per step), and the values it saves per step are arrays: a
-scalar per step
-(a Kalman filter's) saves only scalar NumPy calls, and its backward loop would zero the
-buffer's cotangent row by row (`dvs[t] = 0`, a dead write that the scheduler placed before
-the row's read, copying the (T,) buffer at every step).
+`exp` saves nothing over one per step), and the values it saves per step are arrays
+computed in the step. A scalar per step (a Kalman filter's) saves only scalar NumPy calls,
+and its backward loop zeroed the buffer's cotangent row by row (`dvs[t] = 0`, a dead write)
+before the row's read, so the scheduler copied the (T,) buffer at every step; the same copy
+was seen for a carried value as it was before the step (`dhs_updated = dhs.copy()`). With
+that dead write gone (h-nits) both conditions can be lifted.
 
 A value the loop already writes a row per step (`H[t] = h`, a backward loop's `dXW[t]`) is
 read from that buffer, not saved twice.
@@ -161,7 +162,8 @@ def _sunk(holder: Node, names: dict) -> tuple[Node, dict[int, Node]] | None:
     for k, (term, _) in an.accs.items():
         part, front = an.sunk_part(term)
         saved = all(id(f) in written for f in front)
-        if not _worth(part, saved) or any(f.dtype != "float" or not f.ndim for f in front):
+        if not _worth(part, saved) or any(f.dtype != "float" or not f.ndim or f.is_input
+                                          for f in front):
             continue
         terms[k] = term
         for f in front:
