@@ -362,7 +362,8 @@ def test_the_backward_loop_reads_as_code(sequences):
     (the value read from the loop that saves the residuals)."""
     source = sequences[0]
     f = _function(source, "rnn_loss")
-    assert "np.empty" not in f and "_steps" not in f and f.count("for t in") == 1
+    # (the output layer and loss run after the loop over the states it keeps: sink_steps)
+    assert "h_steps" not in f and f.count("for t in") == 1 and re.search(r"hs\d* = np.empty", f)
     grad = _function(source, "rnn_loss_grad")
     assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
     assert "rows_steps" not in grad   # (read for its shape only)
@@ -370,19 +371,26 @@ def test_the_backward_loop_reads_as_code(sequences):
         for fn in (name + "_grad", name + "_value_and_grad", name + "_vjp", name + "_hvp"):
             code = _function(source, fn)
             assert len(re.findall(r"\n    for t in range\(", code)) == 1, fn
-    # the gradients accumulated in place, in buffers of the promoted dtype
-    assert "\n        dWh += h_steps[t].T @ dh_mul\n" in grad
+            # (no copy of a per-step buffer at every step: `dhs_updated = dhs.copy()`)
+            assert not re.search(r"\n        \w+ = \w+\.copy\(\)\n", code), fn
+    # the gradients of Wh and Wy: one product each outside the backward loop, over the
+    # saved states and the stacked cotangents (pass sink_steps), not one per step
+    backward_body = grad.split("reversed(range(T)):\n")[1].split("\n    del ")[0]
+    assert "dWh" not in backward_body and "dWy" not in backward_body
+    assert "    dWh = h_steps[0:T].reshape((N * T, H)).T @ dXWx" in grad
+    assert re.search(r"\n    dWy = hs\d*\.reshape\(\(N \* T, H\)\)\.T @ ", grad)
     # (the dtype the arguments promote to: computed once, read by each buffer)
-    assert "    dtype = np.result_type(X, Wx, Wh, Wy, h0)\n" in grad
-    assert "dWh = np.zeros((H, H), dtype=dtype)" in grad and grad.count("result_type") == 1
+    assert "    dtype = np.result_type(X, Wx, Wh, h0)\n" in grad
+    assert "dXWx = np.empty((T, N, H), dtype=dtype)" in grad
     both = _function(source, "rnn_loss_value_and_grad")
-    assert re.search(r"\n        loss\d* = loss\d* - ", both.split("reversed(range(T))")[0])
+    forward_body = both.split("for t in range(T):\n")[1].split("\n    del ")[0]
+    assert "loss" not in forward_body and "Wy" not in forward_body
     assert "    # grad of the loop at line 8\n    " in grad
     # h before and after each step: one buffer of T + 1 rows, row 0 the initial value
     forward, backward = grad.split("for t in reversed(range(T)):")
     assert "np.empty((T + 1, N, H)" in forward.split("for t in range(T):")[0]
     assert re.search(r"\n        h_steps\[t \+ 1\] = h\d*\n", forward)
-    assert "h_steps[t + 1]" in backward and "h_steps[t].T" in backward
+    assert "h_steps[t + 1]" in backward and "h_steps[0:T]" in backward
     assert "_next_steps" not in grad
     assert not re.search(r"scan|res_?\d|_res\b", grad)   # no machine names
     # a loop writing per-step states: the buffer's cotangent is read, never saved

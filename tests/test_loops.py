@@ -9,6 +9,8 @@ through loops come with the loop derivatives).
 
 from __future__ import annotations
 
+import re
+
 import textwrap
 
 import numpy as np
@@ -438,12 +440,15 @@ def test_loops_with_literal_bounds_agree_with_the_loops_written_out(mod, rng):
 def test_the_emitted_loop_reads_like_the_source(source):
     code = _function(source, "rnn_loss")
     body = code.split("    for t in range(T):\n")[1].split("    return")[0]
-    assert "    loss = 0.0\n" in code and "    h = h0.copy()\n" in code
+    assert "    h = h0.copy()\n" in code
     # X[t] @ Wx reads no carried value: one product for all steps before the loop
     # (pass hoist_steps), the body reads its row
     assert "    XWx = X @ Wx  # (T, N, H)\n" in code.split("    for t in range(T):\n")[0]
     assert "        h = XWx[t] + h @ Wh  # (N, H)\n        np.tanh(h, out=h)\n" in body
-    assert "        loss = loss - " in body
+    # the output layer and the loss feed no carried value: computed after the loop for all
+    # steps at once, over the states the loop writes (pass sink_steps)
+    assert "loss" not in body and re.search(r"\n        hs\d* = h\n", body.replace("[t]", ""))
+    assert re.search(r"\n    hsWy = hs\d* @ Wy  # \(T, N, C\)\n", code)
     assert "range(" not in body     # one loop, not unrolled
     states = _function(source, "states")
     assert "    H = np.zeros((T, N, D), dtype=W.dtype)  # (T, N, D)\n" in states
@@ -860,3 +865,50 @@ def test_a_number_a_step_assigns_keeps_float32():
     u = 2 * np.logaddexp(0, np.tanh(W.astype(np.float64) @ X).sum())
     assert np.isclose(float(value), u + np.sin(np.tanh(1.5)), rtol=1e-6)
     assert all(np.asarray(g).dtype == np.float32 for g in m.f_grad(W, np.float32(0.3), X))
+
+
+SUNK = """\
+def after(X: Data[T, N, D], U: Param[D, D], V: Param[D, C], h0: Data[N, D]):
+    h = h0
+    s = 0.0
+    for t in range(T):
+        h = tanh(X[t] + h @ U)
+        s += sum(exp(h @ V))
+    return s
+
+def before(X: Data[T, N, D], U: Param[D, D], V: Param[D, C], h0: Data[N, D]):
+    h = h0
+    s = 0.0
+    for t in range(T):
+        s += sum(exp(h @ V))
+        h = tanh(X[t] + h @ U)
+    return s
+"""
+
+
+def test_accumulated_terms_are_computed_after_the_loop():
+    """Pass sink_steps: `s += sum(exp(h @ V))` feeds no carried value; computed after the
+    loop over the states it writes (one stacked product), the loop keeps the recurrence.
+    A term of the carried value before the step (`h` read before it is updated) stays in
+    the loop: its buffer's cotangent would be zeroed row by row before the row is read."""
+    for name, sunk in (("after", True), ("before", False)):
+        entry, order = _entry(SUNK, name)
+        (scan,) = [n for n in order if n.op == "scan"]
+        (body,) = scan.regions
+        inside = [n.op for n in topo_order(body.outputs)]
+        assert ("exp" not in inside and inside.count("matmul") == 1) == sunk, name
+        outside = [n.op for n in order if n is not scan]
+        assert ("exp" in outside) == sunk, name
+    module = gradgen.compile_source(SUNK, modes=["grad"])
+    env: dict = {}
+    exec(compile(module, "sunk.py", "exec"), env)
+    rng = np.random.default_rng(0)
+    X, U, V, h0 = (rng.normal(size=s) * 0.3 for s in ((5, 3, 4), (4, 4), (4, 2), (3, 4)))
+    h, want = h0, 0.0
+    for t in range(5):   # NumPy, the loop as written
+        h = np.tanh(X[t] + h @ U)
+        want += np.exp(h @ V).sum()
+    assert env["after"](X, U, V, h0) == pytest.approx(want, rel=1e-12)
+    e = 1e-6 * rng.normal(size=V.shape)   # the gradient against a central difference
+    diff = (env["after"](X, U, V + e, h0) - env["after"](X, U, V - e, h0)) / 2
+    assert np.vdot(env["after_grad"](X, U, V, h0)[1], e) == pytest.approx(diff, rel=1e-6)

@@ -23,13 +23,14 @@ from gradgen.codegen.printer import NumpyPrinter
 from gradgen.codegen.schedule import schedule
 from gradgen.frontend import parse_program
 from gradgen.ops import REGISTRY
-from gradgen.passes import (building, dce, fuse, hoist_steps, lower, optimize, recording,
-                            simplify)
+from gradgen.passes import (building, dce, fuse, hoist_steps, loops, lower, optimize,
+                            recording, simplify, sink_steps)
 
 GOLDEN = Path(__file__).parent / "golden" / "passes"
 
 PASSES = {"simplify": simplify, "fuse": fuse, "dce": dce, "optimize": optimize,
           "hoist_steps": hoist_steps,
+          "sink_steps": lambda g: dce(loops(sink_steps(g))),   # (the loop then pruned)
           "lower": lambda g: lower(optimize(g))}
 
 # name: (pass, what it shows, source)
@@ -195,6 +196,26 @@ def f(X: Data[T, N, D], W: Param[D, M], U: Param[M, M], b: Param[M], h0: Data[N,
         s = s * 0.5 + sum(exp(X[t - 1] * 0.1))
     return s
 """),
+    # h-rnn (issue 12): a loop's accumulated terms that feed no carried value after it
+    "sink_steps_rnn": ("sink_steps", "a loop's accumulated terms that feed no carried value "
+                       "computed after it for all steps at once, over the values it saves "
+                       "per step (or already writes: H[t] = g)", """\
+def f(X: Data[T, N, D], W: Param[D, M], U: Param[M, M], V: Param[M, C], y: Index[T, N],
+      h0: Data[N, M]):
+    h = h0
+    loss = 0.0
+    for t in range(T):
+        h = tanh(X[t] @ W + h @ U)
+        loss += -mean(log_softmax(h @ V, axis=1)[arange(N), y[t]])
+    H = zeros((T, N, M))
+    g = h0
+    s = 0.0
+    for t in range(T):
+        g = tanh(g @ U)
+        H[t] = g
+        s += sum(exp(g) * 2.0)
+    return loss / T + s + sum(H)
+"""),
     # h-gp (issue 12): a scalar or a sign leaves a matrix product.
     "simplify_matmul_scalar_outwards": ("simplify", "a scalar factor of a vector, or a sign, "
                                         "leaves a matrix product unless the product is larger",
@@ -264,6 +285,8 @@ def _values(entry, rng) -> dict:
     for a in entry.args:
         shape = tuple(SIZES[str(d)] if not d.is_Integer else int(d) for d in a.shape)
         out[a.name] = rng.uniform(0.5, 1.5, size=shape)   # positive: log(x) is defined
+        if a.node.attr("role") == "index":   # (Index arguments: integers in range)
+            out[a.name] = rng.integers(0, 2, size=shape)
     return out
 
 

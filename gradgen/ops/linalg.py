@@ -351,9 +351,17 @@ def _dense(x) -> bool:
     """x is not a view of another array in another order (a transpose or a slice, possibly
     reshaped): reshaping it is free. Arguments count as dense (a caller's array usually
     is; a strided one is only copied)."""
-    while x.op in ("reshape", "expand_dims", "squeeze"):
-        x = x.args[0]
+    while x.op in ("reshape", "expand_dims", "squeeze") or _leading_rows(x):
+        x = x.args[0]   # (rows start:stop of a dense array are dense: `h_steps[0:T]`)
     return x.op not in ("transpose", "index", "broadcast_to")
+
+
+def _leading_rows(x) -> bool:
+    """x is `a[start:stop]`: consecutive rows of `a`, all of each row."""
+    if x.op != "index" or len(x.attr("index")) != 1:
+        return False
+    item = x.attr("index")[0]
+    return isinstance(item, tuple) and item[0] == "slice" and item[3] == 1
 
 
 # ---------------------------------------------------------------- dot, outer

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dims import same_shape
+from ..dims import as_expr, same_shape
 from ..ir import Node, make
 from .registry import REGISTRY
 
-__all__ = ["Steps", "batched_op", "index_shift", "placing", "row_read"]
+__all__ = ["Steps", "accumulation", "batched_op", "index_shift", "placing", "product",
+           "row_read", "row_written"]
 
 # The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
 _PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
@@ -43,9 +44,35 @@ def index_shift(n: Node, index: Node) -> int | None:
     a, b = n.args
     if n.op == "add" and b is index:
         a, b = b, a
-    if a is not index or not b.is_const or not b.value.is_integer:
-        return None
+    if a is not index or not b.is_const or not b.value.is_integer or not b.value.is_number:
+        return None   # (an integer literal, not a dimension such as `T - 1 - t`'s)
     return int(b.value) if n.op == "add" else -int(b.value)
+
+
+def product(n: Node) -> bool:
+    """Whether `n` is a matrix product (stacked over the steps, one BLAS call)."""
+    return REGISTRY[n.op].has("matrix_product")
+
+
+def accumulation(x: Node, out: Node) -> tuple[Node, str] | None:
+    """(term, "add" or "sub") when `out`, the next value of a loop's carried value `x`, is
+    `x + term`, `term + x` or `x - term`; else None."""
+    if out.op not in ("add", "sub") or len(out.args) != 2:
+        return None
+    a, c = out.args
+    if a is x and c is not x:
+        return c, out.op
+    if out.op == "add" and c is x and a is not x:
+        return a, "add"
+    return None
+
+
+def row_written(out: Node, buf: Node, row: Node) -> Node | None:
+    """The value `out` writes as row `row` of the array `buf` (`buf[row] = f`), else None."""
+    if out.op == "update" and len(out.args) == 3 and out.args[0] is buf \
+            and out.args[2] is row and out.attr("axis") == 0 and not out.attr("index"):
+        return out.args[1]
+    return None
 
 
 def row_read(n: Node) -> bool:
@@ -106,14 +133,26 @@ def _batched_gather(n: Node, args: list[Node], flags: list[bool], steps: Steps
     axis = n.attr("axis")
     data, index = args[0], args[1:]
     if flags[0]:
-        if any(flags[1:]):
+        if not any(flags[1:]):
+            return make("gather", data, *index, axis=axis + 1)
+        if axis:
             return None
-        return make("gather", data, *index, axis=axis + 1)
+        # both batched (`P[t][rows, y[t]]`): row i of the data at the index arrays' row i
+        rank = max(i.ndim for i in n.args[1:])
+        steps_ = _lift(make("arange", start=as_expr(0), stop=as_expr(steps.length)), rank)
+        index = [_lift(i, rank) if f else i for i, f in zip(index, flags[1:])]
+        return make("gather", data, steps_, *index, axis=0)
     # the data is loop-invariant, the index arrays (some) batched
     if (len(index) == 1 and axis == 0 and n.args[1] is steps.index
             and steps.start == 0 and steps.step == 1
             and same_shape((steps.length,), tuple(data.shape[:1]))):
         return data   # X[t] for t in range(len(X)): the rows of X are X
+    if len(index) == 1 and axis == 0 and index[0].op == "arange":
+        start, stop = as_expr(index[0].attr("start")), as_expr(index[0].attr("stop"))
+        spare = as_expr(data.shape[0]) - stop
+        if start.is_number and start >= 0 and spare.is_number and spare >= 0:
+            # rows start, ..., stop - 1 of a longer array (`h_steps[t]`): a view of them
+            return make("index", data, index=(("slice", start, stop, 1),))
     rank = max(i.ndim for i in n.args[1:])
     index = [_lift(i, rank) if f else i for i, f in zip(index, flags[1:])]
     out = make("gather", data, *index, axis=axis)

@@ -29,6 +29,7 @@ from .regions import hoist, in_regions
 from .rules import CANONICAL, RuleEngine, apply, recording
 from .scalars import place_scalars
 from .simplify import simplify
+from .sink import sink_steps
 from .steps import hoist_steps
 
 # The passes iterated to a fixed point, in order.
@@ -82,4 +83,5 @@ def lower(graph: Graph) -> Graph:
 
 __all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "hoist_steps", "in_regions", "loops", "lower",
            "matchain", "optimize",
-           "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify"]
+           "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify",
+           "sink_steps"]
