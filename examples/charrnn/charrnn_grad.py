@@ -199,7 +199,7 @@ def loss(
         # (B, V); reuses h_add's buffer
         h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         del h_add
-        logp = h_diff - np.log(np.exp(h_diff).sum(axis=1, keepdims=True))  # (B, V)
+        logp = h_diff - np.log(np.einsum("ij->i", np.exp(h_diff))[:, None])  # (B, V)
         del h_diff
         total = total - logp[arange, y[t]].sum() / B
         del logp
@@ -254,7 +254,7 @@ def loss_grad(
         by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         np.exp(by_exp, out=by_exp)
         del h_add
-        sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
+        sum_steps[t] = np.einsum("ij->i", by_exp)[:, None]
         exp_steps[t] = by_exp
         del by_exp
         h_steps[t + 1] = h
@@ -275,15 +275,19 @@ def loss_grad(
         dtotal_scattered = _scatter_add(dtotal_broadcast_to, (B, V), 0, arange, y[t])
         # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
         # (B, V)
-        arange_diff = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps[t] * exp_steps[t]
+        arange_diff = np.einsum("ij->i", dtotal_scattered)[:, None] / sum_steps[t] * exp_steps[t]
         np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
         del dtotal_scattered
+        dh_add = dh + arange_diff @ Why.T  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
-        dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
+        h_steps_diff = h_steps_rows**2  # (B, H)
+        np.subtract(1, h_steps_diff, out=h_steps_diff)
+        dh_mul = dh_add * h_steps_diff  # (B, H)
         # grad of line 11: for t in range(T):
         dWhh += h_steps[t].T @ dh_mul
-        dbh += dh_mul.sum(axis=0)
+        dbh += np.einsum("ij,ij->j", dh_add, h_steps_diff)
+        del dh_add, h_steps_diff
         dWhy += h_steps_rows.T @ arange_diff
         dby += arange_diff.sum(axis=0)
         del arange_diff
@@ -345,14 +349,14 @@ def loss_value_and_grad(
         h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         del h_add
         by_exp = np.exp(h_diff)  # (B, V)
-        by_sum = by_exp.sum(axis=1, keepdims=True)  # (B, 1)
+        by_sum = np.einsum("ij->i", by_exp)[:, None]  # (B, 1)
         sum_steps[t] = by_sum
         exp_steps[t] = by_exp
         del by_exp
         h_steps[t + 1] = h
         # (B, V); reuses h_diff's buffer
         logp = np.subtract(h_diff, np.log(by_sum), out=h_diff)
-        del by_sum, h_diff
+        del h_diff
         total = total - logp[arange, y[t]].sum() / B
         del logp
     del Wxh_rows
@@ -372,15 +376,19 @@ def loss_value_and_grad(
         dtotal_scattered = _scatter_add(dtotal_broadcast_to, (B, V), 0, arange, y[t])
         # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
         # (B, V)
-        arange_diff = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps[t] * exp_steps[t]
+        arange_diff = np.einsum("ij->i", dtotal_scattered)[:, None] / sum_steps[t] * exp_steps[t]
         np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
         del dtotal_scattered
+        dh_add = dh + arange_diff @ Why.T  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
-        dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
+        h_steps_diff = h_steps_rows**2  # (B, H)
+        np.subtract(1, h_steps_diff, out=h_steps_diff)
+        dh_mul = dh_add * h_steps_diff  # (B, H)
         # grad of line 11: for t in range(T):
         dWhh += h_steps[t].T @ dh_mul
-        dbh += dh_mul.sum(axis=0)
+        dbh += np.einsum("ij,ij->j", dh_add, h_steps_diff)
+        del dh_add, h_steps_diff
         dWhy += h_steps_rows.T @ arange_diff
         dby += arange_diff.sum(axis=0)
         del arange_diff
@@ -451,7 +459,7 @@ def loss_vjp(
         by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         np.exp(by_exp, out=by_exp)
         del h_add
-        sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
+        sum_steps[t] = np.einsum("ij->i", by_exp)[:, None]
         exp_steps[t] = by_exp
         del by_exp
         h_steps[t + 1] = h
@@ -472,15 +480,19 @@ def loss_vjp(
         dtotal_scattered = _scatter_add(dtotal_broadcast_to, (B, V), 0, arange, y[t])
         # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
         # (B, V)
-        arange_diff = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps[t] * exp_steps[t]
+        arange_diff = np.einsum("ij->i", dtotal_scattered)[:, None] / sum_steps[t] * exp_steps[t]
         np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
         del dtotal_scattered
+        dh_add = dh + arange_diff @ Why.T  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
-        dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
+        h_steps_diff = h_steps_rows**2  # (B, H)
+        np.subtract(1, h_steps_diff, out=h_steps_diff)
+        dh_mul = dh_add * h_steps_diff  # (B, H)
         # grad of line 11: for t in range(T):
         dWhh += h_steps[t].T @ dh_mul
-        dbh += dh_mul.sum(axis=0)
+        dbh += np.einsum("ij,ij->j", dh_add, h_steps_diff)
+        del dh_add, h_steps_diff
         dWhy += h_steps_rows.T @ arange_diff
         dby += arange_diff.sum(axis=0)
         del arange_diff
@@ -560,7 +572,7 @@ def loss_jvp(
         h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         del h_add
         by_exp = np.exp(h_diff)  # (B, V)
-        by_sum = by_exp.sum(axis=1, keepdims=True)  # (B, 1)
+        by_sum = np.einsum("ij->i", by_exp)[:, None]  # (B, 1)
         # (B, V); reuses h_diff's buffer
         logp = np.subtract(h_diff, np.log(by_sum), out=h_diff)
         del h_diff
@@ -572,8 +584,8 @@ def loss_jvp(
         # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
         tby_add = h_dot @ Why + h2 @ tWhy + tby  # (B, V)
         # (B, V)
-        tby_diff = tby_add - (tby_add * by_exp).sum(axis=1, keepdims=True) / by_sum
-        del by_exp, by_sum, tby_add
+        tby_diff = tby_add - np.einsum("ij,ij->i", tby_add, by_exp)[:, None] / by_sum
+        del by_exp, tby_add
         h = h2
         total_dot = total_dot - tby_diff[arange, y_rows].sum() / B
     del Wxh_rows, arange, tWxh_rows
@@ -661,19 +673,18 @@ def loss_hvp(
         by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
         np.exp(by_exp, out=by_exp)
         del h_add
-        sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
+        sum_steps[t] = np.einsum("ij->i", by_exp)[:, None]
         exp_steps[t] = by_exp
         t_add = t + 1
         h_steps[t_add] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ vWhh) + vbh) * (1 - h2**2)  # (B, H)
         # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        vby_mul = (h_dot @ Why + h2 @ vWhy + vby) * by_exp  # (B, V)
-        del by_exp
+        vby_add = h_dot @ Why + h2 @ vWhy + vby  # (B, V)
         # tangent of line 11: for t in range(T):
-        sum_steps_dot[t] = vby_mul.sum(axis=1, keepdims=True)
-        exp_steps_dot[t] = vby_mul
-        del vby_mul
+        sum_steps_dot[t] = np.einsum("ij,ij->i", vby_add, by_exp)[:, None]
+        exp_steps_dot[t] = vby_add * by_exp
+        del by_exp, vby_add
         h_steps_dot[t_add] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
@@ -695,7 +706,7 @@ def loss_hvp(
         # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
         sum_steps_rows = sum_steps[t]  # (B, 1)
         # (B, 1)
-        sum_steps_div = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps_rows
+        sum_steps_div = np.einsum("ij->i", dtotal_scattered)[:, None] / sum_steps_rows
         exp_steps_rows = exp_steps[t]  # (B, V)
         arange_diff = sum_steps_div * exp_steps_rows  # (B, V)
         np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
