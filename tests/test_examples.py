@@ -100,9 +100,22 @@ def _count_matmuls(fn: ast.FunctionDef) -> int:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
             count += 1
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr in ("dot", "matmul", "einsum", "tensordot", "inner"):
+                and node.func.attr in ("dot", "matmul", "tensordot", "inner"):
+            count += 1
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "einsum" and _einsum_multiplies_matrices(node):
             count += 1
     return count
+
+
+def _einsum_multiplies_matrices(call: ast.Call) -> bool:
+    """Whether an `np.einsum` call is a matrix product: two operands, each with an index
+    the other lacks (not a row sum "ij->i", not a row-wise dot "ij,ij->i" or "ik,ijk->ij")."""
+    spec = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
+    if not isinstance(spec, str):
+        return True
+    ins = [set(labels) for labels in spec.split("->")[0].split(",")]
+    return len(ins) >= 2 and not any(a <= b for a in ins for b in ins if a is not b)
 
 
 def test_mlp_value_and_grad_does_five_matrix_products():

@@ -224,6 +224,13 @@ def f(w: Param[D], X: Data[N, D], y: Data[N], V: Param[D, K], A: Data[5, 3], v: 
     r = y - X @ w
     return sum(X.T @ (-r / N)) + sum(X.T @ (-(X @ V))) + sum(A @ (2 * v))
 """),
+    # h-hmm (issue 12): row sums of short rows (softmax's, the HMM's logsumexp over states)
+    "lower_sum_inner_einsum": ("lower", "a sum over inner axes that keeps the first is one "
+                               "einsum; over the first axis or all axes it stays sum", """\
+def f(S: Param[N, K, K], A: Param[N, K]):
+    return sum(log(sum(exp(S), axis=1))) + sum(log(sum(exp(A), axis=1, keepdims=True))) \\
+        + sum(sum(S, axis=(1, 2)) * sum(A, axis=0)[0]) + sum(A)
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}

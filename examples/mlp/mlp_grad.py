@@ -162,9 +162,9 @@ def cost(X: Array, Y: Array, V: Array, W: Array) -> Scalar:
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
-    U_sum = U_exp.sum(axis=1)  # (N,)
+    U_sum = np.einsum("ij->i", U_exp)  # (N,)
     del U_exp
-    return -(((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
+    return -((np.einsum("ij,ij->i", U, Y) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
 
 
 def cost_grad(X: Array, Y: Array, V: Array, W: Array) -> tuple[Array, Array]:
@@ -192,7 +192,7 @@ def cost_grad(X: Array, Y: Array, V: Array, W: Array) -> tuple[Array, Array]:
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
     del U, U_max
-    U_sum = U_exp.sum(axis=1)  # (N,)
+    U_sum = np.einsum("ij->i", U_exp)  # (N,)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
     del U_exp, U_sum
@@ -237,8 +237,8 @@ def cost_value_and_grad(
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
-    U_sum = U_exp.sum(axis=1)  # (N,)
-    value = -(((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
+    U_sum = np.einsum("ij->i", U_exp)  # (N,)
+    value = -((np.einsum("ij,ij->i", U, Y) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
     del U, U_max
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
@@ -285,7 +285,7 @@ def cost_vjp(X: Array, Y: Array, V: Array, W: Array, g: Scalar) -> tuple[Array, 
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
     del U, U_max
-    U_sum = U_exp.sum(axis=1)  # (N,)
+    U_sum = np.einsum("ij->i", U_exp)  # (N,)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
     dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
     del U_exp, U_sum
@@ -334,8 +334,8 @@ def cost_jvp(X: Array, Y: Array, V: Array, W: Array, tV: Array, tW: Array) -> tu
     U_max = U.max(axis=1, keepdims=True)  # (N, 1)
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
-    U_sum = U_exp.sum(axis=1)  # (N,)
-    value = -(((U * Y).sum(axis=1) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
+    U_sum = np.einsum("ij->i", U_exp)  # (N,)
+    value = -((np.einsum("ij,ij->i", U, Y) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
     del U, U_max
     # tangent of line 8: Q = X @ V
     tQ = X @ tV  # (N, M)
@@ -347,7 +347,10 @@ def cost_jvp(X: Array, Y: Array, V: Array, W: Array, tV: Array, tW: Array) -> tu
     tU = tZ @ W + Z @ tW  # (N, C)
     del Z, tZ
     # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tvalue = -(((tU * Y).sum(axis=1) - (tU * U_exp).sum(axis=1) / U_sum).sum() / N)
+    # (N,)
+    tU_diff = np.einsum("ij,ij->i", tU, Y) - np.einsum("ij,ij->i", tU, U_exp) / U_sum
+    del U_exp, U_sum, tU
+    tvalue = -(tU_diff.sum() / N)
     return value, tvalue
 
 
@@ -383,7 +386,7 @@ def cost_hvp(X: Array, Y: Array, V: Array, W: Array, vV: Array, vW: Array) -> tu
     U_exp = U - U_max  # (N, C)
     np.exp(U_exp, out=U_exp)
     del U, U_max
-    U_sum = U_exp.sum(axis=1)  # (N,)
+    U_sum = np.einsum("ij->i", U_exp)  # (N,)
     # tangent of line 8: Q = X @ V
     tQ = X @ vV  # (N, M)
     # tangent of line 9: Z = logistic(Q)
@@ -393,21 +396,21 @@ def cost_hvp(X: Array, Y: Array, V: Array, W: Array, vV: Array, vW: Array) -> tu
     del tQ
     # tangent of line 10: U = Z @ W
     tU = tZ @ W + Z @ vW  # (N, C)
-    # tangent of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tU_mul = np.multiply(tU, U_exp, out=tU)  # (N, C); reuses tU's buffer
-    del tU
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    U_div = np.divide(U_exp, U_sum[:, None], out=U_exp)  # (N, C); reuses U_exp's buffer
-    del U_exp
+    U_div = U_exp / U_sum[:, None]  # (N, C)
     dU = U_div - Y  # (N, C)
     dU /= N
     # grad of line 10: U = Z @ W
     dZ = dU @ W.T  # (N, M)
     # tangent of grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    tdU = tU_mul / U_sum[:, None]  # (N, C)
-    tdU -= tU_mul.sum(axis=1)[:, None] * U_div / U_sum[:, None]
+    # (N, C)
+    tU_div = np.einsum("ij,ij->i", tU, U_exp)[:, None] * U_div / U_sum[:, None]
+    del U_div
+    tdU = np.multiply(tU, U_exp, out=tU)  # (N, C); reuses tU's buffer
+    tdU /= U_sum[:, None]
+    tdU -= tU_div
     tdU /= N
-    del U_div, U_sum, tU_mul
+    del U_exp, U_sum, tU, tU_div
     # tangent of grad of line 10: U = Z @ W
     HvW = tZ.T @ dU + Z.T @ tdU  # (M, C)
     tdZ = tdU @ W.T + dU @ vW.T  # (N, M)

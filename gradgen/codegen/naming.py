@@ -318,9 +318,9 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     hint = opdef.hint
     if callable(hint):
         name = hint(n, [_label(a, names) for a in n.args])
-        if name:
+        if name and not name.startswith("_"):
             return name
-        hint = None
+        hint = name[1:] if name else None   # "_sum": a suffix, as a string hint is
     base = hint or n.op
     a = n
     for _ in range(depth):   # along the first argument that is no constant

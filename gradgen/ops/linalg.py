@@ -1083,6 +1083,7 @@ def _emit_einsum_xp(p, node):
 
 defop("einsum", None, shape=_einsum_shape, emit={"numpy": _emit_einsum,
                                                  "array_api": _emit_einsum_xp},
+      hint=lambda n, labels: "_sum" if len(n.args) == 1 else None,   # a row sum (lowered)
       traits=frozenset({"multilinear"}), domain=(REAL, REAL, REAL),
       vjp=_einsum_vjp, jvp=_einsum_jvp, vmap=_einsum_vmap)
 

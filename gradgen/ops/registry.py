@@ -78,7 +78,8 @@ class OpDef:
     domain: tuple = ()                        # per-argument test domain
     prelude: str | None = None                # helper source needed in the emitted module
     # Short name for temporaries (`diff` for sub, after a source name: `Z_diff`), or a
-    # function (node, source names of its arguments) -> a name or None (`XV` for X @ V).
+    # function (node, source names of its arguments) -> a name or None (`XV` for X @ V), or
+    # a suffix with a leading "_" (`_sum`: named as the string hint "sum" would be).
     hint: str | Callable[..., str | None] | None = None
     # The elementwise function computing this op from its arguments in order, by its
     # array-API/NumPy name (`subtract`; a module helper `_sigmoid` taking `out=` alike), if
