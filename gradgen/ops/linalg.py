@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, nominal_size, size
 from ..errors import ShapeError
-from ..ir import const, make
+from ..ir import const, make, make_as_is
 from ._emit import call, infix, product_hint
 from .constants import eye_like
-from .elementwise import _is, _scaled, _total
+from .elementwise import _emit_identity, _is, _scaled, _total
 from .registry import INVERTIBLE, PREC_CALL, PREC_MUL, REAL, SPD, defbuiltin, defop, rewrite
 from .shape_ops import swap_last
 
@@ -178,7 +178,7 @@ def transpose_symmetric(x, axes):
 
 def _symmetric(x, depth: int) -> bool:
     """x (a matrix, or a batch of them) is symmetric by construction: `A @ A.T`, `A.T @ A`,
-    the identity, the inverse of a symmetric matrix, and sums, differences, elementwise
+    the identity, `outer(a, a)`, spd(K), the inverse of a symmetric matrix, and sums, differences, elementwise
     products and scalar multiples of symmetric matrices (looked at `depth` nodes deep)."""
     if depth == 0 or x.ndim < 2:
         return False
@@ -193,6 +193,10 @@ def _symmetric(x, depth: int) -> bool:
             and a.attr("axes") == swap_last_axes(b.ndim))
     if op == "inv":
         return _symmetric(args[0], depth - 1)
+    if op == "spd":   # read as symmetric by definition
+        return True
+    if op == "outer":   # outer(a, c * a)
+        return _unscaled(args[0]) is _unscaled(args[1])
     if op in ("add", "sub", "mul"):
         return all(a.ndim == 0 or a.shape == x.shape and _symmetric(a, depth - 1)
                    for a in args)
@@ -808,6 +812,132 @@ defop("cholesky", 1, shape=lambda args: _square(args[0], "cholesky"),
       domain=(SPD,), hint="L",
       vjp=_cholesky_vjp, jvp=_cholesky_rule, vmap=_cholesky_rule)
 defbuiltin("cholesky", ("A",), lambda A: make("cholesky", A))
+
+
+# ---------------------------------------------------------------- the Cholesky composites
+
+# spd(K, L): K read as the symmetric positive definite matrix that `cholesky` factors, with
+# its factor L = cholesky(K) at hand; made only by the rules below where `cholesky(K)` is
+# used as a whole (the solve of K it gives, the log-determinant of K): its value is K, its
+# cotangent and tangent (K's; L gets none) are symmetrised (the derivative convention of
+# cholesky's). Its solves, log-determinant and inverse are lowered to the factor L, which
+# the function computes anyway (and names as the source does), so nothing is factored twice;
+# the adjoint of the Gaussian likelihood `0.5 y^T K^-1 y + 0.5 logdet(K)` is then
+# `(K^-1 - a a^T) / 2` with a = K^-1 y (Rasmussen & Williams eq. 5.9): one inverse from the
+# factor instead of the Cholesky VJP's triangular solves of (n, n) right-hand sides.
+
+def _sym(x):
+    """x symmetrised, (x + x^T) / 2, or x itself when it is symmetric by construction."""
+    return x if _symmetric(x, 6) else (x + swap_last(x)) / 2
+
+
+def _factored(a):
+    """K for a = cholesky(K) (a lower Cholesky factor), else None."""
+    return a.args[0] if a.op == "cholesky" else None
+
+
+def _cho_solve_of(a, b, inner_op):
+    """K and the right-hand side r when `a`, `b` are the outer solve's arguments of
+    `solve(L.T, solve(L, r))` with L = cholesky(K) (inner_op: the inner solve's op)."""
+    if a.op != "transpose" or a.ndim < 2 or a.attr("axes") != swap_last_axes(a.ndim):
+        return None
+    factor = a.args[0]
+    k = _factored(factor)
+    if k is None or b.op != inner_op or b.args[0] is not factor:
+        return None
+    if inner_op == "solve_triangular" and not b.attr("lower"):
+        return None
+    return k, b.args[1]
+
+
+@rewrite("solve_triangular")
+def cho_solve_spd(a, b, lower):
+    """Two triangular solves with a Cholesky factor and its transpose are a solve of the
+    factored matrix: `cho_solve(cholesky(K), b)` is `solve(spd(K), b)` (computed from the
+    same factor), whose adjoint needs no Cholesky VJP."""
+    if lower or (t := _cho_solve_of(a, b, "solve_triangular")) is None:
+        return None
+    return make("solve", make("spd", t[0], a.args[0]), t[1])
+
+
+@rewrite("solve")
+def solve_cholesky_spd(a, b):
+    """`solve(L.T, solve(L, b))` with L = cholesky(K) is `solve(spd(K), b)`, as
+    cho_solve_spd."""
+    t = _cho_solve_of(a, b, "solve")
+    return None if t is None else make("solve", make("spd", t[0], a.args[0]), t[1])
+
+
+@rewrite("sum")
+def sum_log_cholesky_diagonal(x, axes, keepdims):
+    """The log-determinant of a matrix from its Cholesky factor: `sum(log(diag(cholesky(K))))`
+    is `logdet(spd(K)) / 2` (computed from the same factor), whose adjoint is K^-1 / 2
+    instead of a Cholesky VJP."""
+    if keepdims or x.op != "log" or x.args[0].op != "diagonal":
+        return None
+    factor = x.args[0].args[0]
+    k = _factored(factor)
+    if k is None:
+        return None
+    return const(0.5) * make("logdet", make("spd", k, factor))
+
+
+@rewrite("solve", tag="lower")
+def spd_solve_by_factor(a, b):
+    """A solve of spd(K) is two triangular solves with the factor L = cholesky(K) that the
+    function computes once: `solve_triangular(L.T, solve_triangular(L, b), lower=False)`."""
+    if a.op != "spd":
+        return None
+    factor = a.args[1]
+    inner = make_as_is("solve_triangular", factor, b, lower=True)
+    return make_as_is("solve_triangular", _swapped(factor), inner, lower=False)
+
+
+@rewrite("logdet", tag="lower")
+def spd_logdet_by_factor(a):
+    """The log-determinant of spd(K) from the factor L = cholesky(K): `2 * sum(log(diag(L)))`."""
+    if a.op != "spd" or a.ndim != 2:
+        return None
+    d = make_as_is("log", make_as_is("diagonal", a.args[1]))
+    return make_as_is("mul", const(2), make_as_is("sum", d, axes=(0,), keepdims=False))
+
+
+@rewrite("mul", tag="lower")
+def half_spd_logdet(a, b):
+    """Half the log-determinant lowered from the factor is the sum it came from:
+    `0.5 * (2 * sum(log(diag(L))))` is `sum(log(diag(L)))`."""
+    if not (a.is_const and a.value == 0.5 and b.op == "mul" and b.args[0].is_const
+            and b.args[0].value == 2):
+        return None
+    s = b.args[1]
+    if s.op == "sum" and s.args[0].op == "log" and s.args[0].args[0].op == "diagonal" \
+            and s.args[0].args[0].args[0].op == "cholesky":
+        return s
+    return None
+
+
+@rewrite("inv", tag="lower")
+def spd_inverse_by_factor(a):
+    """The inverse of spd(K) from the factor L = cholesky(K): `Li.T @ Li` with
+    `Li = solve_triangular(L, I)` (half the work of an LU inverse of K)."""
+    if a.op != "spd" or a.ndim != 2:
+        return None
+    li = make_as_is("solve_triangular", a.args[1], eye_like(a.args[0], a.shape[-1]), lower=True)
+    return make_as_is("matmul", _swapped(li), li)
+
+
+def _swapped(x):
+    """x with its last two axes swapped, built as is."""
+    return make_as_is("transpose", x, axes=swap_last_axes(x.ndim))
+
+
+def _spd_jvp(ts, n):
+    return None if ts[0] is None else _sym(ts[0])
+
+
+defop("spd", 2, shape=lambda args: _square(args[0], "spd"), emit=_emit_identity,
+      traits=frozenset({"transparent"}), view="view", domain=(SPD, REAL),
+      vjp=lambda g, n: (_sym(g), None), jvp=_spd_jvp, vmap=_spd_jvp)
 
 
 # ---------------------------------------------------------------- einsum
