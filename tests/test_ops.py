@@ -63,7 +63,8 @@ LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": (
 
 # Ops that only derivative graphs use (never reached from the source language directly).
 INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "expscan",
-                "tie_split", "vdot", "zero_diagonal"}   # made by lower rules (h-tsne)
+                "tie_split", "vdot", "zero_diagonal",   # made by lower rules (h-tsne)
+                "cho_inverse"}   # made by the lower rule spd_inverse_by_factor (h-gp)
 # Loops (a scan holding its body as a region, and `part` taking its result apart): no source
 # construct builds them until issue 11; tests/test_regions.py builds them by hand.
 LOOP_OPS = {"scan", "part", "empty"}   # empty: a loop derivative's residual buffer
