@@ -216,7 +216,7 @@ def f(A: Param[N, N], y: Param[N]):
                                   "computed from the factor L", """\
 def f(A: Param[N, N], y: Param[N]):
     L = cholesky(A @ A.T + eye(N))
-    return y @ cho_solve(L, y) / 2 + sum(log(diag(L)))
+    return 0.5 * y @ cho_solve(L, y) + sum(log(diag(L)))
 """),
 }
 
