@@ -907,14 +907,14 @@ def half_spd_logdet(a, b):
     """Half the log-determinant lowered from the factor is the sum it came from:
     `0.5 * (2 * sum(log(diag(L))))` is `sum(log(diag(L)))`, and `0.5 * (x + 2 * that)` is
     `0.5 * x + sum(log(diag(L)))` (the GP likelihood's value as written)."""
-    if not (a.is_const and a.value == 0.5):
-        return None
+    if not a.is_const or b.op not in ("mul", "add"):   # (cheap tests first: every product
+        return None                                   # of the function comes here)
     if (s := _twice_log_diagonal(b)) is not None:
-        return s
+        return s if a.value == 0.5 else None
     if b.op != "add":
         return None
     for i, term in enumerate(b.args):
-        if (s := _twice_log_diagonal(term)) is not None:
+        if (s := _twice_log_diagonal(term)) is not None and a.value == 0.5:
             half = make_as_is("mul", a, b.args[1 - i])
             return make_as_is("add", *((s, half) if i == 0 else (half, s)))
     return None
@@ -922,11 +922,12 @@ def half_spd_logdet(a, b):
 
 def _twice_log_diagonal(x):
     """s for x = 2 * s with s = sum(log(diag(L))) of a Cholesky factor L, else None."""
-    if not (x.op == "mul" and x.args[0].is_const and x.args[0].value == 2):
+    if x.op != "mul" or x.args[1].op != "sum":
         return None
     s = x.args[1]
-    if s.op == "sum" and s.args[0].op == "log" and s.args[0].args[0].op == "diagonal" \
-            and s.args[0].args[0].args[0].op == "cholesky":
+    if s.args[0].op == "log" and s.args[0].args[0].op == "diagonal" \
+            and s.args[0].args[0].args[0].op == "cholesky" and x.args[0].is_const \
+            and x.args[0].value == 2:
         return s
     return None
 
