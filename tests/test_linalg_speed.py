@@ -55,9 +55,11 @@ def f(log_ell: Param[()], log_sn: Param[()], w: Param[D], X: Data[N, D], y: Data
 
 
 def test_gp_gradient_and_hvp_at_a_blocked_size_match_finite_differences():
-    """N = 150: the Cholesky VJP solves with (150, 150) right-hand sides (blocked, wide
-    path); `X.T @ (-r / N)` goes through matmul_scalar_outwards. Gradient and
-    Hessian-vector product against two-sided differences of the value and the gradient."""
+    """N = 150: the adjoint of cho_solve(cholesky(K), r) and sum(log(diag(L))) is
+    (K^-1 - a a^T) / 2 with K^-1 by `_cho_inverse`'s halves (150 -> 75 -> 37), and the
+    HVP's solves are blocked; `X.T @ (-r / N)` goes through matmul_scalar_outwards.
+    Gradient and Hessian-vector product against two-sided differences of the value and
+    the gradient."""
     m = gradgen.load_source(GP, "gp_test.grad")
     rng = np.random.default_rng(7)
     N, D = 150, 3
@@ -77,3 +79,66 @@ def test_gp_gradient_and_hvp_at_a_blocked_size_match_finite_differences():
             gradgen.compile_source(GP, filename="gp_test.grad").splitlines()]
     assert not any("(-r / N)" in line for line in code)     # the scalar left the product
     assert any("X.T @ r" in line for line in code)
+
+
+# -- cho_inverse (h-gp, issue 12): inv(L @ L.T) from a Cholesky factor, by halves; made only
+# by the lower rule spd_inverse_by_factor (after differentiation), so no source reaches it
+# and the op harness never draws it.
+
+@pytest.fixture(scope="module")
+def cho_inverse():
+    """The `_cho_inverse` helper exactly as emitted modules carry it."""
+    namespace = {"np": np}
+    exec(REGISTRY["cho_inverse"].prelude, namespace)  # noqa: S102
+    return namespace["_cho_inverse"]
+
+
+@pytest.mark.parametrize("n", [1, 64, 65, 130, 257])
+def test_cho_inverse_matches_a_dense_inverse(cho_inverse, n):
+    """Below, at and past the block of 64 rows (odd halves too); only the lower triangle is
+    read, the result is exactly symmetric, the argument is not modified, float32 kept."""
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((n, n)) / np.sqrt(n) + 2 * np.eye(n)
+    before = a.copy()
+    got = cho_inverse(a)
+    t = np.tril(a)
+    assert_close(got, np.linalg.inv(t @ t.T), f"n={n}", rtol=1e-10)
+    assert np.array_equal(got, got.T)
+    assert np.array_equal(a, before)
+    assert cho_inverse(a.astype(np.float32)).dtype == np.float32
+
+
+def test_cho_inverse_derivative_rules_match_finite_differences():
+    """Its VJP, JVP and batched JVP (vmap), on a hand-built graph sum(cho_inverse(L) * B),
+    against two-sided differences along lower triangular directions."""
+    from gradgen import ir
+    from gradgen.autodiff.forward import batched_jvp, jvp
+    from gradgen.autodiff.reverse import vjp
+    from test_pass_golden import _raw, _run
+
+    source = ("def f(L: Param[N, N], B: Data[N, N], U: Data[N, N], V: Data[2, N, N]):\n"
+              "    return L\n")
+    rng = np.random.default_rng(11)
+    n = 5   # test_pass_golden.SIZES (whose T and D are dimension names: not used here)
+    values = {"L": np.tril(rng.standard_normal((n, n))) + 3 * np.eye(n),
+              "B": rng.standard_normal((n, n)), "U": np.tril(rng.standard_normal((n, n))),
+              "V": np.tril(rng.standard_normal((2, n, n)))}
+    with ir.building(REGISTRY):
+        entry, _ = _raw(source)
+        l, b, t, v = (a.node for a in entry.args)
+        out = ir.make("sum", ir.make("cho_inverse", l) * b, axes=(0, 1), keepdims=False)
+        grad = vjp([out], [ir.const(1.0)], [l])[0][0]
+        tangent = jvp([out], {id(l): t})[0][0]
+        batched = batched_jvp([out], {id(l): v})[0]
+        got = [_run(entry, ir.Graph((l, b, t, v), (x,), {}), values)
+               for x in (grad, tangent, batched)]
+
+    def f(m):
+        return np.sum(np.linalg.inv(m @ m.T) * values["B"])
+
+    def fd(direction, h=1e-6):
+        return (f(values["L"] + h * direction) - f(values["L"] - h * direction)) / (2 * h)
+
+    assert_close(np.sum(got[0] * values["U"]), fd(values["U"]), "vjp . U")
+    assert_close(got[1], fd(values["U"]), "jvp")
+    assert_close(got[2], [fd(values["V"][0]), fd(values["V"][1])], "batched jvp")

@@ -63,7 +63,8 @@ LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": (
 
 # Ops that only derivative graphs use (never reached from the source language directly).
 INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "expscan",
-                "tie_split", "vdot", "zero_diagonal"}   # made by lower rules (h-tsne)
+                "tie_split", "vdot", "zero_diagonal",   # made by lower rules (h-tsne)
+                "cho_inverse"}   # made by the lower rule spd_inverse_by_factor (h-gp)
 # Loops (a scan holding its body as a region, and `part` taking its result apart): no source
 # construct builds them until issue 11; tests/test_regions.py builds them by hand.
 LOOP_OPS = {"scan", "part", "empty"}   # empty: a loop derivative's residual buffer
@@ -865,6 +866,30 @@ for _sa, _sb in [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (3,))]:
         P("x", _sa, "invertible"), P("y", _sb))
 add("cho_solve", "cho_solve(cholesky(s), y)",
     lambda s, y: np.linalg.solve(s, y), D("s", (3, 3), "spd"), P("y", V))
+
+# ---- h-gp: the Cholesky composites (rules cho_solve_spd, solve_cholesky_spd,
+# sum_log_cholesky_diagonal: a solve and the log-determinant of spd(K), from one factor).
+# The references are solve and slogdet of the matrix itself.
+_logdet = lambda a: np.linalg.slogdet(a)[1]  # noqa: E731
+for _expr, _f, _args in [
+    ("cho_solve(cholesky(x), y)", lambda x, y: np.linalg.solve(x, y),
+     [P("x", (3, 3), "spd"), P("y", V)]),
+    ("cho_solve(cholesky(x), y)", lambda x, y: np.linalg.solve(x, y),
+     [P("x", (2, 3, 3), "spd"), P("y", (3, 2))]),
+    ("solve(cholesky(x).T, solve(cholesky(x), y))", lambda x, y: np.linalg.solve(x, y),
+     [P("x", (3, 3), "spd"), P("y", V)]),
+    ("sum(log(diag(cholesky(x))))", lambda x: _logdet(x) / 2, [P("x", (3, 3), "spd")]),
+    ("y @ cho_solve(cholesky(x), y) / 2 + sum(log(diag(cholesky(x))))",
+     lambda x, y: y @ np.linalg.solve(x, y) / 2 + _logdet(x) / 2,
+     [P("x", (3, 3), "spd"), P("y", V)]),
+    ("cholesky(x) @ y + cho_solve(cholesky(x), y)",
+     lambda x, y: np.linalg.cholesky(x) @ y + np.linalg.solve(x, y),
+     [P("x", (3, 3), "spd"), P("y", V)]),
+]:
+    add("cho_solve", _expr, _f, *_args, sym=("x",))
+add("cho_solve", "cho_solve(cholesky(x @ x.T + s), y) + sum(log(diag(cholesky(x @ x.T + s))))",
+    lambda x, s, y: np.linalg.solve(x @ x.T + s, y) + _logdet(x @ x.T + s) / 2,
+    P("x", (3, 3)), D("s", (3, 3), "spd"), P("y", V))
 
 # ---- subscript assignment (rev. 2): `A[index] = v`, `A[index] op= v` are functional
 # updates (op `update`): the references copy and write, as NumPy code would.

@@ -231,6 +231,21 @@ def f(S: Param[N, K, K], A: Param[N, K]):
     return sum(log(sum(exp(S), axis=1))) + sum(log(sum(exp(A), axis=1, keepdims=True))) \\
         + sum(sum(S, axis=(1, 2)) * sum(A, axis=0)[0]) + sum(A)
 """),
+    # h-gp (issue 12): the Cholesky composites, a solve and the log-determinant of spd(K)
+    # (from one factor), lowered back to that factor.
+    "simplify_cholesky_composites": ("simplify", "cho_solve(cholesky(K), y) is solve(spd(K, "
+                                     "L), y) and sum(log(diag(L))) is logdet(spd(K, L)) / 2",
+                                     """\
+def f(A: Param[N, N], y: Param[N]):
+    L = cholesky(A @ A.T + eye(N))
+    return y @ cho_solve(L, y) / 2 + sum(log(diag(L)))
+"""),
+    "lower_cholesky_composites": ("lower", "a solve and the log-determinant of spd(K, L) are "
+                                  "computed from the factor L", """\
+def f(A: Param[N, N], y: Param[N]):
+    L = cholesky(A @ A.T + eye(N))
+    return 0.5 * y @ cho_solve(L, y) + sum(log(diag(L)))
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}
@@ -383,3 +398,37 @@ def test_fuse_scatters_one_buffer(update_golden: bool):
         values = _values(entry, np.random.default_rng(7))
         np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
                                    rtol=1e-12)
+
+
+# -- the inverse of spd(K, L) (issue 12, h-gp): only the adjoint of the Cholesky composites
+# makes it (dK = (K^-1 - a a^T) / 2), so the graph is built by hand
+
+def test_lower_spd_inverse(update_golden: bool):
+    """`spd_inverse_by_factor`: inv(spd(K, L)) is Li.T @ Li with Li = solve_triangular(L, I):
+    no LU inverse of K (golden IR and emitted code; the same values)."""
+    source = "def f(A: Param[N, N], B: Data[N, N]):\n    return A\n"
+    with ir.building(REGISTRY):
+        entry, _ = _raw(source)
+        a, b = (arg.node for arg in entry.args)
+        k = a @ a.T + ir.make("eye", a, n=a.shape[0], m=a.shape[0])
+        factor = ir.make("cholesky", k)
+        out = ir.make("sum", ir.make("inv", ir.make("spd", k, factor)) * b, axes=(0, 1),
+                      keepdims=False)
+        before = ir.Graph((a, b), (out,), {a: "A", b: "B", factor: "L"})
+        ir.verify(before)
+        with recording() as log:
+            after = PASSES["lower"](before)
+        ir.verify(after)
+        text = ("# lower: the inverse of spd(K, L) from the factor L\n"
+                + f"\n## before\n{_show(before)}\n\n## rules fired\n{_fired(log)}\n"
+                + f"\n## after\n{_show(after)}\n"
+                + f"\n## emitted before\n{_code(entry, before)}\n"
+                + f"\n## emitted after\n{_code(entry, after)}\n")
+        golden = GOLDEN / "lower_spd_inverse.txt"
+        if update_golden:
+            golden.write_text(text, encoding="utf-8")
+        assert golden.read_text(encoding="utf-8") == text
+        assert "linalg.inv" in _code(entry, before) and "linalg.inv" not in _code(entry, after)
+        values = _values(entry, np.random.default_rng(7))
+        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
+                                   rtol=1e-10)

@@ -354,12 +354,20 @@ def _by_matrix(a, name):
 
     return a.map_blocks(per_block, drop_axis=(k - 2, k - 1), dtype=a.dtype)'''
 
+CHO_INVERSE = '''\
+def _cho_inverse(xp, L):
+    """inv(L @ L.T) for a lower triangular L (n, n), the inverse of the matrix L factors
+    (the NumPy target's helper works by halves; here the library's inverse of L)."""
+    inv_l = xp.linalg.inv(L)
+    return xp.matrix_transpose(inv_l) @ inv_l'''
+
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
            "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK,
            "_set": SET, "_cholesky": CHOLESKY, "_xlogy": XLOGY, "_expscan": EXPSCAN,
            "_logcumsumexp": LOGCUMSUMEXP, "_zero_diagonal": ZERO_DIAGONAL, "_det": DET,
-           "_logdet": LOGDET, "_by_matrix": BY_MATRIX, "_scatter_set": SCATTER_SET}
+           "_logdet": LOGDET, "_by_matrix": BY_MATRIX, "_scatter_set": SCATTER_SET,
+           "_cho_inverse": CHO_INVERSE}
 # Helpers that call others: the module carries them too.
 CALLS = {"_det": ("_by_matrix",), "_logdet": ("_by_matrix",),
          "_scatter_set": ("_gather", "_scatter_add")}
