@@ -233,14 +233,18 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     if "vjp" in kinds and "grad" in kinds:
         built_on = {id(n) for n in graphs[kinds.index("grad")].order}
     for g, plan in zip(graphs, plans):
-        needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
+        # (a function scheduled on its own reads no forward variable: it keeps none alive)
+        continues = _continues(plan, g, graphs[0])
+        if continues:
+            needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
         if plan.kind == "value_and_grad" and joint is None:   # f_grad's nodes and the
             continue   # value: nothing new
         own = [n for n in g.order if id(n) not in forward_nodes]
         if plan.kind == "vjp":
             own = [n for n in own if id(n) not in built_on]
         work += len(own)
-        needed |= {id(a) for n in own for a in n.args} & forward_nodes
+        if continues:
+            needed |= {id(a) for n in own for a in n.args} & forward_nodes
     ir.builder().charge(work)
     arg_names = {a.name for a in entry.args}
     taken = arg_names | set(entry.dims) | names.taken() | {
@@ -292,11 +296,18 @@ def _continued(forward: Forward, plan: Plan, graph: ir.Graph, first: ir.Graph
     residuals stands for the value's loop), scheduled on its own: it continues none of
     the forward part's statements, and its variables take the plain names (h, total),
     not numbered ones beside the forward part's."""
+    return forward if _continues(plan, graph, first) else None
+
+
+def _continues(plan: Plan, graph: ir.Graph, first: ir.Graph) -> bool:
+    """Whether a function's statements continue from the forward part's (see
+    `_continued`): the forward function, one without loops, or one whose graph holds
+    every loop of the forward part's graph `first`."""
     if plan.kind == "forward" or not _has_loop(graph):
-        return forward
+        return True
     loops = ir.builder().with_trait("region")
     ours = {id(n) for n in graph.order}
-    return forward if all(id(n) in ours for n in first.order if n.op in loops) else None
+    return all(id(n) in ours for n in first.order if n.op in loops)
 
 
 def _has_loop(graph: ir.Graph) -> bool:

@@ -390,6 +390,20 @@ def test_the_backward_loop_reads_as_code(sequences):
     assert "S_steps" not in lstm and "S[t] = h" in lstm
 
 
+def test_the_forward_function_writes_into_its_own_buffer(sequences):
+    """The plain forward function of a module with derivatives writes the per-step states
+    into the zeros it made (`S[t] = h`), not into a copy of them (`S2 = S.copy()`): the
+    gradients' loops, scheduled on their own, keep none of its buffers alive."""
+    source, mod, _ = sequences
+    f = _function(source, "lstm_states")
+    assert "        S[t] = h\n" in f and "S.copy()" not in f and "h.copy()" not in f
+    hmm = _function(source, "hmm_loglik")
+    assert ".copy()" not in hmm and "alpha2" not in hmm
+    args, _ = _sequence_args("lstm_states", np.random.default_rng(4))
+    assert mod["lstm_states"](*args) == pytest.approx(mod["lstm_states_unrolled"](*args),
+                                                      rel=1e-12)
+
+
 def test_in_place_accumulation_keeps_the_promoted_dtype(sequences):
     """The backward loop adds into its gradient buffers (`dWh += ...`): float32 Params with
     float64 data still give the float64 gradients NumPy's promotion gives (the buffers

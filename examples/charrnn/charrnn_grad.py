@@ -189,10 +189,10 @@ def loss(
     _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
     T = x.shape[0]
     B = x.shape[1]
-    arange = np.arange(B)  # (B,)
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
     total = 0.0
+    arange = np.arange(B)  # (B,)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_add = h @ Why + by  # (B, V)

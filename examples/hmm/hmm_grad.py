@@ -182,40 +182,31 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     T = obs.shape[0]
     N = obs.shape[1]
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
-    pi_exp = np.exp(pi_diff)  # (K,)
-    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
-    del pi_exp
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
-    E_exp = np.exp(E_diff)  # (M, K)
-    E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
-    del E_exp
-    # (M, K); reuses E_diff's buffer
-    logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
-    del E_diff, E_sum
-    alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
-    del pi_diff, pi_sum
+    logE = E_diff - np.log(np.exp(E_diff).sum(axis=0, keepdims=True))  # (M, K)
+    del E_diff
+    # (N, K)
+    alpha = pi_diff - np.log(np.exp(pi_diff).sum(axis=0, keepdims=True)) + logE[obs[0]]
+    del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
-    A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
-    del A_exp
-    # (K, K); reuses A_diff's buffer
-    logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
-    del A_diff, A_sum
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
-    logE_rows = logE[obs_rows]  # (T - 1, N, K)
-    del logE, obs_rows
-    alpha2 = alpha.copy()
+    logA = A_diff - np.log(np.exp(A_diff).sum(axis=1, keepdims=True))  # (K, K)
+    del A_diff
+    logE_rows = logE[obs[np.arange(1, T)]]  # (T - 1, N, K)
+    del logE
     for t in range(1, T):
-        alpha2_add = alpha2[:, :, None] + logA  # (N, K, K)
-        alpha2_max = alpha2_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K)
-        logA_add = np.log(np.exp(alpha2_add - alpha2_max).sum(axis=1)) + alpha2_max[:, 0]
-        del alpha2_add, alpha2_max
-        alpha2 = logA_add + logE_rows[t - 1]  # (N, K)
+        logA_add = np.log(np.exp(alpha_add - alpha_max).sum(axis=1)) + alpha_max[:, 0]
+        del alpha_add, alpha_max
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
         del logA_add
-    del alpha, logA, logE_rows
-    alpha_max = alpha2.max(axis=1, keepdims=True)  # (N, 1)
-    return (np.log(np.exp(alpha2 - alpha_max).sum(axis=1)) + alpha_max[:, 0]).sum() / N
+    del logA, logE_rows
+    alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
+    # (N,)
+    alpha_add2 = np.log(np.exp(alpha - alpha_max2).sum(axis=1)) + alpha_max2[:, 0]
+    del alpha, alpha_max2
+    return alpha_add2.sum() / N
 
 
 def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Array, Array]:
