@@ -388,6 +388,9 @@ def test_the_backward_loop_reads_as_code(sequences):
     # a loop writing per-step states: the buffer's cotangent is read, never saved
     lstm = _function(source, "lstm_states_grad")
     assert "S_steps" not in lstm and "S[t] = h" in lstm
+    # ... and its row t, read at step t only, is not zeroed after (drop_dead_row_writes)
+    for fn in ("lstm_states_grad", "lstm_states_value_and_grad", "lstm_states_hvp"):
+        assert "dS[t] = 0" not in _function(source, fn) and "dS[t]" in _function(source, fn)
 
 
 def test_the_forward_function_writes_into_its_own_buffer(sequences):
