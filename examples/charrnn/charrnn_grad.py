@@ -663,8 +663,7 @@ def loss_hvp(
         del h_add
         sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
         exp_steps[t] = by_exp
-        t_add = t + 1
-        h_steps[t_add] = h2
+        h_steps[t + 1] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ vWhh) + vbh) * (1 - h2**2)  # (B, H)
         # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
@@ -674,7 +673,7 @@ def loss_hvp(
         sum_steps_dot[t] = vby_mul.sum(axis=1, keepdims=True)
         exp_steps_dot[t] = vby_mul
         del vby_mul
-        h_steps_dot[t_add] = h_dot
+        h_steps_dot[t + 1] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
     # tangent of grad of the loop at line 11
@@ -701,9 +700,8 @@ def loss_hvp(
         np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
         del dtotal_scattered
         dh_add = dh + arange_diff @ Why.T  # (B, H)
-        t_add2 = t + 1
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_steps_rows = h_steps[t_add2]  # (B, H)
+        h_steps_rows = h_steps[t + 1]  # (B, H)
         h_steps_diff = h_steps_rows**2  # (B, H)
         np.subtract(1, h_steps_diff, out=h_steps_diff)
         dh_mul = dh_add * h_steps_diff  # (B, H)
@@ -715,7 +713,7 @@ def loss_hvp(
         exp_steps_dot_add = exp_steps_neg + sum_steps_div * exp_steps_dot[t]  # (B, V)
         del exp_steps_neg, sum_steps_div
         # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_steps_dot_rows = h_steps_dot[t_add2]  # (B, H)
+        h_steps_dot_rows = h_steps_dot[t + 1]  # (B, H)
         # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
         # (B, H)
         dh_dot_add = dh_dot + (-(exp_steps_dot_add @ Why.T) + arange_diff @ vWhy.T)

@@ -267,11 +267,10 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
@@ -281,13 +280,12 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_mul = (dalpha / sum_steps[t - 1])[:, None] * exp_steps[t - 1]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
-        dlogE_rows[t_diff2] = dalpha
+        dlogE_rows[t - 1] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
@@ -376,11 +374,10 @@ def loglik_value_and_grad(
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
@@ -394,13 +391,12 @@ def loglik_value_and_grad(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_mul = (dalpha / sum_steps[t - 1])[:, None] * exp_steps[t - 1]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
-        dlogE_rows[t_diff2] = dalpha
+        dlogE_rows[t - 1] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, alpha_sum, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
@@ -491,11 +487,10 @@ def loglik_vjp(
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
@@ -505,13 +500,12 @@ def loglik_vjp(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_mul = (dalpha / sum_steps[t - 1])[:, None] * exp_steps[t - 1]
         # grad of line 13: for t in range(1, T):
         dlogA += dalpha_mul.sum(axis=0)
-        dlogE_rows[t_diff2] = dalpha
+        dlogE_rows[t - 1] = dalpha
         dalpha = dalpha_mul.sum(axis=2)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
@@ -616,14 +610,13 @@ def loglik_jvp(
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K)
         tlogA_div = ((alpha_dot[:, :, None] + tlogA) * logA_exp).sum(axis=1) / logA_sum
         del logA_exp, logA_sum
-        alpha_dot = tlogA_div + tlogE_rows[t_diff]
+        alpha_dot = tlogA_div + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
@@ -724,20 +717,19 @@ def loglik_hvp(
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_mul = (alpha_dot[:, :, None] + tlogA) * logA_exp  # (N, K, K)
         del logA_exp
         tlogA_sum = alpha_dot_mul.sum(axis=1)  # (N, K)
         # tangent of line 13: for t in range(1, T):
-        sum_steps_dot[t_diff] = tlogA_sum
-        exp_steps_dot[t_diff] = alpha_dot_mul
+        sum_steps_dot[t - 1] = tlogA_sum
+        exp_steps_dot[t - 1] = alpha_dot_mul
         del alpha_dot_mul
-        alpha_dot = tlogA_sum / logA_sum + tlogE_rows[t_diff]
+        alpha_dot = tlogA_sum / logA_sum + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
@@ -757,12 +749,11 @@ def loglik_hvp(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_mul2.copy()
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_mul = (dalpha / sum_steps[t - 1])[:, None] * exp_steps[t - 1]
         # grad of line 13: for t in range(1, T):
-        dlogE_rows[t_diff2] = dalpha
+        dlogE_rows[t - 1] = dalpha
         dlogA = dlogA + dalpha_mul.sum(axis=0)
         dalpha = dalpha_mul.sum(axis=2)
     # grad of line 10: logA = log_softmax(A, axis=1)
@@ -791,24 +782,23 @@ def loglik_hvp(
     dlogE_rows_dot = A_full
     dalpha_dot = alpha_diff / N
     for t in reversed(range(1, T)):
-        t_diff3 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        sum_steps_rows = sum_steps[t_diff3]  # (N, K)
+        sum_steps_rows = sum_steps[t - 1]  # (N, K)
         alpha_mul2_div = alpha_mul2  # reuses alpha_mul2's buffer
         alpha_mul2_div /= sum_steps_rows
-        exp_steps_rows = exp_steps[t_diff3]  # (N, K, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
         # (N, K)
-        sum_steps_dot_div = sum_steps_dot[t_diff3] * alpha_mul2_div / sum_steps_rows
+        sum_steps_dot_div = sum_steps_dot[t - 1] * alpha_mul2_div / sum_steps_rows
         # (N, 1, K)
         dalpha_dot_diff = (dalpha_dot / sum_steps_rows - sum_steps_dot_div)[:, None]
         del sum_steps_dot_div
         exp_steps_mul = dalpha_dot_diff * exp_steps_rows  # (N, K, K)
         # (N, K, K)
-        exp_steps_add = exp_steps_mul + alpha_mul2_div[:, None] * exp_steps_dot[t_diff3]
+        exp_steps_add = exp_steps_mul + alpha_mul2_div[:, None] * exp_steps_dot[t - 1]
         del exp_steps_mul
         # tangent of grad of line 13: for t in range(1, T):
-        dlogE_rows_dot[t_diff3] = dalpha_dot
+        dlogE_rows_dot[t - 1] = dalpha_dot
         alpha_mul2 = (alpha_mul2_div[:, None] * exp_steps_rows).sum(axis=2)
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = exp_steps_add.sum(axis=2)

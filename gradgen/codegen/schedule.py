@@ -292,7 +292,8 @@ class _Scheduler:
                 if text in st.assigned:   # a variable a loop assigned: the node is it
                     self._assigned(n, text, arg_refs, uses[nid])
                     continue
-                view = wanted is None and n.op in cheap_views and _cheap_view(text, args, code)
+                view = wanted is None and (n.op in cheap_views and _cheap_view(text, args, code)
+                                           or _index_arithmetic(n, text, args, code))
                 if view:   # spelled again at each use
                     for name in arg_refs:
                         st.share(name, uses[nid] - 1)
@@ -877,6 +878,14 @@ def _shorten(n, text, prec, printer, namer, names, limit: int = MAX_EXPR):
         printer.set_name(a, name)
         text, prec = printer.emit(n)
     return text, prec, spilled
+
+
+def _index_arithmetic(n: Node, text: str, args: tuple, code: dict) -> bool:
+    """Whether `n` is short integer arithmetic of variables and numbers (`t - 1` of a
+    loop's index): spelled again at each use, `sum_steps[t - 1]`, never a variable
+    `t_diff` of its own (`code`: the printer's)."""
+    return n.dtype == INT and not n.shape and len(text) <= MAX_VIEW and all(
+        a.is_const or _is_name(code[id(a)]) for a in args)
 
 
 def _is_name(code: tuple[str, int]) -> bool:
