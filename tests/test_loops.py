@@ -860,3 +860,28 @@ def test_a_number_a_step_assigns_keeps_float32():
     u = 2 * np.logaddexp(0, np.tanh(W.astype(np.float64) @ X).sum())
     assert np.isclose(float(value), u + np.sin(np.tanh(1.5)), rtol=1e-6)
     assert all(np.asarray(g).dtype == np.float32 for g in m.f_grad(W, np.float32(0.3), X))
+
+
+def test_a_view_read_in_a_loop_is_named_after_its_array():
+    """An outside value that adds unit axes to a named array (`log_A[None, :, :]`) gives
+    the loop's temporaries and its gradient accumulator that array's name (`log_A_exp`,
+    `dlog_A`), not a machine name (`outside2_exp`, `doutside2`)."""
+    text = textwrap.dedent("""\
+        def f(A: Param[K, K], x0: Data[N, K]):
+            log_A = log_softmax(A, axis=1)
+            alpha = x0
+            for t in range(3):
+                alpha = logsumexp(alpha[:, :, None] + log_A[None, :, :], axis=1)
+            return sum(alpha)
+        """)
+    code = gradgen.compile_source(text, "view.grad", modes=("grad",))
+    assert "outside" not in code and "log_A_exp" in code and "dlog_A = np.zeros" in code
+    mod = gradgen.load_source(text, "view.grad", modes=("grad",))
+    rng = np.random.default_rng(2)
+    A, x0 = rng.normal(size=(3, 3)), rng.normal(size=(2, 3))
+    logA = A - np.log(np.exp(A).sum(axis=1, keepdims=True))
+    alpha = x0
+    for _ in range(3):
+        z = alpha[:, :, None] + logA[None]
+        alpha = np.log(np.exp(z).sum(axis=1))
+    assert mod.f(A, x0) == pytest.approx(alpha.sum(), rel=1e-12)
