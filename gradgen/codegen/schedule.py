@@ -884,7 +884,7 @@ def _index_arithmetic(n: Node, text: str, args: tuple, code: dict) -> bool:
     """Whether `n` is short integer arithmetic of variables and numbers (`t - 1` of a
     loop's index): spelled again at each use, `sum_steps[t - 1]`, never a variable
     `t_diff` of its own (`code`: the printer's)."""
-    return n.dtype == INT and not n.shape and len(text) <= MAX_VIEW and all(
+    return not n.shape and len(text) <= MAX_VIEW and n.dtype == INT and all(
         a.is_const or _is_name(code[id(a)]) for a in args)
 
 
