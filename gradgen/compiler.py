@@ -229,21 +229,10 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     # value's loop merges into the gradient's saving loop (one forward loop, not two)
     joint = next((g for g, p in zip(graphs, plans) if p.kind == "value_and_grad"
                   and _has_loop(graphs[kinds.index("grad")])), None)
-    needed: set[int] = set()   # forward nodes some function's own part reads
-    work = len(forward_nodes)  # nodes to schedule: the forward part once, then each own part
     built_on = set()   # f_vjp of a scalar output builds on f_grad: only its new nodes count
     if "vjp" in kinds and "grad" in kinds:
         built_on = {id(n) for n in graphs[kinds.index("grad")].order}
-    for g, plan in zip(graphs, plans):
-        needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
-        if plan.kind == "value_and_grad" and joint is None:   # f_grad's nodes and the
-            continue   # value: nothing new
-        own = [n for n in g.order if id(n) not in forward_nodes]
-        if plan.kind == "vjp":
-            own = [n for n in own if id(n) not in built_on]
-        work += len(own)
-        needed |= {id(a) for n in own for a in n.args} & forward_nodes
-    ir.builder().charge(work)
+    needed = _forward_reads(graphs, plans, joint is not None, built_on)
     arg_names = {a.name for a in entry.args}
     taken = arg_names | set(entry.dims) | names.taken() | {
         name for plan in plans for x in plan.extra for name in (x.attr("name"),
@@ -287,6 +276,32 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     return out, fns.spec_constant()
 
 
+def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
+                   built_on: set[int]) -> set[int]:
+    """The forward nodes (of `graphs[0]`) that some function continuing from the forward
+    part reads (a function scheduled on its own reads no forward variable, and keeps none
+    alive); charges the work of scheduling the forward part once, then each own part
+    (`joint`: f_value_and_grad has a graph of its own; `built_on`: the nodes of f_grad,
+    which f_vjp builds on)."""
+    forward_nodes = {id(n) for n in graphs[0].order}
+    needed: set[int] = set()
+    work = len(forward_nodes)
+    for g, plan in zip(graphs, plans):
+        continues = _continues(plan, g, graphs[0])
+        if continues:
+            needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
+        if plan.kind == "value_and_grad" and not joint:   # f_grad's nodes and the
+            continue   # value: nothing new
+        own = [n for n in g.order if id(n) not in forward_nodes]
+        if plan.kind == "vjp":
+            own = [n for n in own if id(n) not in built_on]
+        work += len(own)
+        if continues:
+            needed |= {id(a) for n in own for a in n.args} & forward_nodes
+    ir.builder().charge(work)
+    return needed
+
+
 def _continued(forward: Forward, plan: Plan, graph: ir.Graph, first: ir.Graph
                ) -> Forward | None:
     """The forward part a function's statements continue from; None for a function
@@ -294,11 +309,18 @@ def _continued(forward: Forward, plan: Plan, graph: ir.Graph, first: ir.Graph
     residuals stands for the value's loop), scheduled on its own: it continues none of
     the forward part's statements, and its variables take the plain names (h, total),
     not numbered ones beside the forward part's."""
+    return forward if _continues(plan, graph, first) else None
+
+
+def _continues(plan: Plan, graph: ir.Graph, first: ir.Graph) -> bool:
+    """Whether a function's statements continue from the forward part's (see
+    `_continued`): the forward function, one without loops, or one whose graph holds
+    every loop of the forward part's graph `first`."""
     if plan.kind == "forward" or not _has_loop(graph):
-        return forward
+        return True
     loops = ir.builder().with_trait("region")
     ours = {id(n) for n in graph.order}
-    return forward if all(id(n) in ours for n in first.order if n.op in loops) else None
+    return all(id(n) in ours for n in first.order if n.op in loops)
 
 
 def _has_loop(graph: ir.Graph) -> bool:

@@ -109,6 +109,11 @@ def test_one_buffer_and_dot_products_in_the_emitted_code(text):
     assert "+= x_mul" in body or "[1:] +=" in body   # the second slice added into it
     assert "x_diff @ x_diff" in body                 # the value: dot products
     assert "**" not in body.split("value =", 1)[1].split("\n", 1)[0]
+    # the buffer made for the gradient is called dx from the start (one buffer, one name)
+    assert "    dx = np.zeros_like(x)\n    dx[:-1] = " in body and "_scatter" not in body
+    assert "dx = x" not in body and "reuses x_scatter" not in body
+    hvp = text.split("def rosen_hvp(", 1)[1].split("\ndef ", 1)[0]
+    assert "    Hvx = np.zeros_like(x)\n" in hvp and "_scatter" not in hvp
     quad = text.split("def quad_grad(", 1)[1].split("\ndef ", 1)[0]
     assert "@" not in quad.split('"""', 2)[2]        # d(x @ x) is 2x: no product left
 

@@ -396,6 +396,26 @@ def test_the_backward_loop_reads_as_code(sequences):
     # a loop writing per-step states: the buffer's cotangent is read, never saved
     lstm = _function(source, "lstm_states_grad")
     assert "S_steps" not in lstm and "S[t] = h" in lstm
+    # index arithmetic spelled at each use (`sum_steps[t - 1]`), not a variable `t_diff`
+    hmm = _function(source, "hmm_loglik_grad")
+    assert "sum_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
+    # ... and its row t, read at step t only, is not zeroed after (drop_dead_row_writes)
+    for fn in ("lstm_states_grad", "lstm_states_value_and_grad", "lstm_states_hvp"):
+        assert "dS[t] = 0" not in _function(source, fn) and "dS[t]" in _function(source, fn)
+
+
+def test_the_forward_function_writes_into_its_own_buffer(sequences):
+    """The plain forward function of a module with derivatives writes the per-step states
+    into the zeros it made (`S[t] = h`), not into a copy of them (`S2 = S.copy()`): the
+    gradients' loops, scheduled on their own, keep none of its buffers alive."""
+    source, mod, _ = sequences
+    f = _function(source, "lstm_states")
+    assert "        S[t] = h\n" in f and "S.copy()" not in f and "h.copy()" not in f
+    hmm = _function(source, "hmm_loglik")
+    assert ".copy()" not in hmm and "alpha2" not in hmm
+    args, _ = _sequence_args("lstm_states", np.random.default_rng(4))
+    assert mod["lstm_states"](*args) == pytest.approx(mod["lstm_states_unrolled"](*args),
+                                                      rel=1e-12)
 
 
 def test_in_place_accumulation_keeps_the_promoted_dtype(sequences):

@@ -912,3 +912,28 @@ def test_accumulated_terms_are_computed_after_the_loop():
     e = 1e-6 * rng.normal(size=V.shape)   # the gradient against a central difference
     diff = (env["after"](X, U, V + e, h0) - env["after"](X, U, V - e, h0)) / 2
     assert np.vdot(env["after_grad"](X, U, V, h0)[1], e) == pytest.approx(diff, rel=1e-6)
+
+
+def test_a_view_read_in_a_loop_is_named_after_its_array():
+    """An outside value that adds unit axes to a named array (`log_A[None, :, :]`) gives
+    the loop's temporaries and its gradient accumulator that array's name (`log_A_exp`,
+    `dlog_A`), not a machine name (`outside2_exp`, `doutside2`)."""
+    text = textwrap.dedent("""\
+        def f(A: Param[K, K], x0: Data[N, K]):
+            log_A = log_softmax(A, axis=1)
+            alpha = x0
+            for t in range(3):
+                alpha = logsumexp(alpha[:, :, None] + log_A[None, :, :], axis=1)
+            return sum(alpha)
+        """)
+    code = gradgen.compile_source(text, "view.grad", modes=("grad",))
+    assert "outside" not in code and "log_A_exp" in code and "dlog_A = np.zeros" in code
+    mod = gradgen.load_source(text, "view.grad", modes=("grad",))
+    rng = np.random.default_rng(2)
+    A, x0 = rng.normal(size=(3, 3)), rng.normal(size=(2, 3))
+    logA = A - np.log(np.exp(A).sum(axis=1, keepdims=True))
+    alpha = x0
+    for _ in range(3):
+        z = alpha[:, :, None] + logA[None]
+        alpha = np.log(np.exp(z).sum(axis=1))
+    assert mod.f(A, x0) == pytest.approx(alpha.sum(), rel=1e-12)

@@ -432,3 +432,54 @@ def test_lower_spd_inverse(update_golden: bool):
         values = _values(entry, np.random.default_rng(7))
         np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
                                    rtol=1e-10)
+
+
+# -- emitted-code nits (h-nits): a backward loop's `dH[t] = 0` (the cotangent of the zeros a
+# forward loop's `H[t] = h` wrote into) is only made by differentiation: built by hand
+
+def test_loops_drop_dead_row_writes(update_golden: bool):
+    """`drop_dead_row_writes` (passes/loops.py): a loop's write `dH[t] = 0` into a carried
+    array whose final value nobody reads and whose rows the body reads only at t goes; the
+    same write stays where the body reads the whole array (`sum(dK)`) (golden IR and
+    emitted code; the same values; a fixed point)."""
+    from gradgen.passes.loops import drop_dead_row_writes
+
+    source = "def f(G: Data[T, N, D], h0: Param[N, D]):\n    return h0\n"
+    with ir.building(REGISTRY):
+        entry, _ = _raw(source)
+        G, h0 = (a.node for a in entry.args)
+        T, N, D = G.shape
+        outs = []
+        for name, whole in (("dH", False), ("dK", True)):
+            t = ir.make("input", name="t", role="index", shape=())
+            dA = ir.make("input", name=name, role="carry", shape=(T, N, D))
+            dh = ir.make("input", name="dh", role="carry", shape=(N, D))
+            row = ir.make("gather", dA, t, axis=0)
+            if whole:
+                row = row + ir.make("sum", dA, axes=(0, 1, 2), keepdims=False)
+            nexts = (ir.make("update", dA, ir.make("full", dA, value=0, shape=(N, D)), t,
+                             index=(), axis=0),
+                     (dh + row) * ir.const(0.5))
+            scan = ir.make("scan", ir.const(2) * G, h0, length=T, reverse=True,
+                           body=ir.Region((t, dA, dh), nexts))
+            outs.append(ir.make("part", scan, index=1))
+        out = ir.make("sum", outs[0] + outs[1], axes=(0, 1), keepdims=False)
+        before = ir.Graph((G, h0), (out,), {G: "G", h0: "h0"})
+        ir.verify(before)
+        after = drop_dead_row_writes(before)
+        ir.verify(after)
+        text = ("# loops: a write into a row nothing reads again is dropped\n"
+                + f"\n## before\n{_show(before)}\n"
+                + f"\n## after\n{_show(after)}\n"
+                + f"\n## emitted before\n{_code(entry, before)}\n"
+                + f"\n## emitted after\n{_code(entry, after)}\n")
+        golden = GOLDEN / "loops_drop_dead_row_writes.txt"
+        if update_golden:
+            golden.write_text(text, encoding="utf-8")
+        assert golden.read_text(encoding="utf-8") == text
+        assert drop_dead_row_writes(after) is after
+        assert _code(entry, before).count("] = 0\n") == 2
+        assert _code(entry, after).count("] = 0\n") == 1   # dK's stays: sum(dK) reads it
+        values = _values(entry, np.random.default_rng(7))
+        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
+                                   rtol=1e-12)

@@ -247,10 +247,9 @@ def nll_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Array:
         dP = dP_mul + F_steps_div + (F_steps_diff + dtotal_mul)
     del F_div_steps, F_steps, Pp_steps, k_diff_steps, k_steps, v_steps
     # grad of line 10: r = exp(theta[1])
-    dr_scatter = np.zeros_like(theta)
-    dr_scatter[1] = dr * r
+    dtheta = np.zeros_like(theta)
+    dtheta[1] = dr * r
     # grad of line 9: q = exp(theta[0])
-    dtheta = dr_scatter  # reuses dr_scatter's buffer
     dtheta[0] += dq * q
     return dtheta
 
@@ -341,10 +340,9 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
         dP = dP_mul + F_steps_div + (F_steps_diff + dtotal_mul)
     del F_div_steps, F_steps, Pp_steps, k_diff_steps, k_steps, v_steps
     # grad of line 10: r = exp(theta[1])
-    dr_scatter = np.zeros_like(theta)
-    dr_scatter[1] = dr * r
+    dtheta = np.zeros_like(theta)
+    dtheta[1] = dr * r
     # grad of line 9: q = exp(theta[0])
-    dtheta = dr_scatter  # reuses dr_scatter's buffer
     dtheta[0] += dq * q
     return value, dtheta
 
@@ -433,10 +431,9 @@ def nll_vjp(theta: Array, y: Array, m0: Scalar, P0: Scalar, g: Scalar) -> Array:
         dP = dP_mul + F_steps_div + (F_steps_diff + dtotal_mul)
     del F_div_steps, F_steps, Pp_steps, k_diff_steps, k_steps, v_steps
     # grad of line 10: r = exp(theta[1])
-    dr_scatter = np.zeros_like(theta)
-    dr_scatter[1] = dr * r
+    dtheta = np.zeros_like(theta)
+    dtheta[1] = dr * r
     # grad of line 9: q = exp(theta[0])
-    dtheta = dr_scatter  # reuses dr_scatter's buffer
     dtheta[0] += dq * q
     return g * dtheta
 
@@ -669,9 +666,8 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     del F_div_steps, F_div_steps_dot, F_steps, F_steps_dot, Pp_steps, Pp_steps_dot, k_diff_steps
     del k_diff_steps_dot, k_steps, k_steps_dot, v_steps, v_steps_dot
     # tangent of grad of line 10: r = exp(theta[1])
-    tdr_scatter = np.zeros_like(theta)
-    tdr_scatter[1] = dr_dot * r + dr * tr
+    Hvtheta = np.zeros_like(theta)
+    Hvtheta[1] = dr_dot * r + dr * tr
     # tangent of grad of line 9: q = exp(theta[0])
-    Hvtheta = tdr_scatter  # reuses tdr_scatter's buffer
     Hvtheta[0] += dq_dot * q + dq * tq
     return Hvtheta

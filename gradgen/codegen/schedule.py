@@ -143,7 +143,8 @@ def extend(body: Body, outputs: list[Node], names: dict, namer: Namer, printer: 
     own = [n for n in order if id(n) not in refs]
     reads = use_counts(own, outputs)
     old = [nid for nid in reads if nid in refs]   # earlier nodes the new part reads
-    if not all(base.st.intact(name) for nid in old for name in refs[nid]):
+    if not all(base.st.intact(name) for nid in old for name in refs[nid]) \
+            or any(nid in base.st.gone for nid in old):
         return None
     sched = base.fork(printer, namer, names, keep, derivative_label)
     remaining = sched.st.remaining
@@ -236,6 +237,7 @@ class _Scheduler:
         s.views_of = {k: dict(v) for k, v in st.views_of.items()}
         s.assigned = set(st.assigned)
         s.overwritten = set(st.overwritten)
+        s.gone = set(st.gone)
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -260,6 +262,7 @@ class _Scheduler:
         force, cheap_views = self.force, st.ops.cheap_view
         label, last_origin = self.label, self.last_origin
         inputs_as, phase_of = self.inputs_as, self.phase_of
+        handed, given = self._handed_names(order, uses), {}
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
@@ -277,9 +280,7 @@ class _Scheduler:
                 arg_refs = tuple(name for a in args for name in refs[id(a)])
             expr = None
             if n.op in stmt_ops:
-                st.read(arg_refs)
-                target = namer.fresh(wanted or temp_name(n, names))
-                stmts = _write_stmt(st, n, target, arg_refs, refs)
+                target, stmts = self._statement(n, wanted, arg_refs, handed, given)
             else:
                 text, prec = printer.emit(n)
                 alias = _alias_of(args, text, code)
@@ -291,7 +292,8 @@ class _Scheduler:
                 if text in st.assigned:   # a variable a loop assigned: the node is it
                     self._assigned(n, text, arg_refs, uses[nid])
                     continue
-                view = wanted is None and n.op in cheap_views and _cheap_view(text, args, code)
+                view = wanted is None and (n.op in cheap_views and _cheap_view(text, args, code)
+                                           or _index_arithmetic(n, text, args, code))
                 if view:   # spelled again at each use
                     for name in arg_refs:
                         st.share(name, uses[nid] - 1)
@@ -330,6 +332,42 @@ class _Scheduler:
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
+
+    def _statement(self, n: Node, wanted: str | None, arg_refs: tuple, handed: dict,
+                   given: dict) -> tuple[str, list[str]]:
+        """The variable a statement op's node `n` is computed into, and the lines: the
+        variable is the array it writes into when that was made under its name
+        (`_handed_names`; `given`, by node id), else a fresh one, handed on to the write
+        into it."""
+        st = self.st
+        st.read(arg_refs)
+        target = given.pop(id(n), None)
+        name, writer = handed.get(id(n), (None, None))
+        if target is None:
+            target = st.namer.fresh(wanted or name or temp_name(n, st.names))
+        else:   # one buffer, one name: the array's value before the write is gone
+            st.gone.add(id(n.args[0]))
+            st.var_node[target] = n
+        if writer is not None:   # the write into it takes its name too
+            given[id(writer)] = target
+        return target, _write_stmt(st, n, target, arg_refs, self.refs)
+
+    def _handed_names(self, order: list[Node], uses) -> dict:
+        """The arrays made by a statement only to be written into by a named one take its
+        name (`dx = np.zeros_like(x); dx[:-1] = ...` then `dx[1:] += ...`, not `x_scatter`,
+        then `dx = x_scatter  # reuses x_scatter's buffer`): the id of the made array's
+        node -> (the name of the node written into it, that node)."""
+        write, stmt, names, force = self.st.ops.write, self.st.ops.stmt, self.st.names, \
+            self.force
+        handed: dict = {}
+        for n in reversed(order):   # (a chain of writes: the last one's name for all)
+            if n.op in write and n.args and n.args[0].op in stmt:
+                a, name = n.args[0], names.get(n) or handed.get(id(n), (None,))[0]
+                # (read by the write alone; `A[i] = A[i] + w`, `A[i] += w`, reads it twice)
+                own = 1 + (written_value(n) not in (None, n.args[1]))
+                if name and uses.get(id(a)) == own and a not in names and id(a) not in force:
+                    handed[id(a)] = name, n
+        return handed
 
     def _assigned(self, n: Node, name: str, arg_refs: tuple, uses: int) -> None:
         """`n` is the variable `name` that a statement assigned besides its target (a
@@ -495,6 +533,7 @@ class _State:
         #                                       it (the inverse of view_bases; dicts as
         #                                       ordered sets)
         self.overwritten: set[str] = set()   # variables whose buffers a statement reused
+        self.gone: set[int] = set()   # nodes whose variable a write into it took over
         # a loop's carried variable (by node id) -> the body inputs whose values never
         # widen its dtype (`_steady_dtypes`): a step may add into its buffer
         self.carried_deps: dict[int, frozenset] = {}
@@ -671,6 +710,8 @@ class _State:
         buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
         if buf is None:
             return None
+        if buf == target:   # the array was made under the name of this write
+            return list(write(self.p, n, target))
         self.overwritten.add(buf)
         return [f"{target} = {buf}  # reuses {buf}'s buffer", *write(self.p, n, target)]
 
@@ -837,6 +878,14 @@ def _shorten(n, text, prec, printer, namer, names, limit: int = MAX_EXPR):
         printer.set_name(a, name)
         text, prec = printer.emit(n)
     return text, prec, spilled
+
+
+def _index_arithmetic(n: Node, text: str, args: tuple, code: dict) -> bool:
+    """Whether `n` is short integer arithmetic of variables and numbers (`t - 1` of a
+    loop's index): spelled again at each use, `sum_steps[t - 1]`, never a variable
+    `t_diff` of its own (`code`: the printer's)."""
+    return not n.shape and len(text) <= MAX_VIEW and n.dtype == INT and all(
+        a.is_const or _is_name(code[id(a)]) for a in args)
 
 
 def _is_name(code: tuple[str, int]) -> bool:

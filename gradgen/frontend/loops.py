@@ -234,7 +234,7 @@ def close(inputs: list[Node], outputs: list[Node], first: int, names: dict,
             return new.get(id(a), a)
         x = slot.get(id(a))
         if x is None:
-            name = names.get(a)
+            name = names.get(a) or _derived_name(a, names)
             if not name or name in taken:
                 name = f"outside{len(outside)}"
             taken.add(name)
@@ -255,6 +255,16 @@ def close(inputs: list[Node], outputs: list[Node], first: int, names: dict,
             names.setdefault(m, names[n])
     body_outputs = [read(o) if not variant.get(id(o)) else new.get(id(o), o) for o in outputs]
     return Region([*inputs, *slot.values()], body_outputs), outside
+
+
+def _derived_name(a: Node, names: dict) -> str | None:
+    """A name for the unnamed value `a` that only adds or drops unit axes of a named array
+    (`log_A[None, :, :]`): the array's, as the emitted code names temporaries (`log_A_exp`,
+    not `outside2_exp`); None for anything else."""
+    opdef = ir.builder().ops[a.op]
+    if a.args and ("unit_axes" in opdef.traits or "transparent" in opdef.traits):
+        return names.get(a.args[0])
+    return None
 
 
 def _array_named(node, scope: Scope) -> Node | None:

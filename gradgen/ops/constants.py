@@ -22,7 +22,8 @@ from ._emit import call
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop, rewrite
 from .shape_ops import as_shape
 
-CONST = frozenset({"nondiff"})
+# (`dtype_only`: the arguments are read for their dtype only, never for their values)
+CONST = frozenset({"nondiff", "dtype_only"})
 
 
 def dtype_of(p, node) -> str:

@@ -500,6 +500,23 @@ def _same_place(a, idx, index, axis) -> bool:
         len(a.args) == 2 + len(idx) and all(x is y for x, y in zip(a.args[2:], idx))
 
 
+def row_read(n):
+    """(array, index) for a read of one row of an array at a scalar index (`H[t]`: a
+    `gather` on axis 0), else None."""
+    if n.op == "gather" and n.attr("axis") == 0 and len(n.args) == 2 and n.args[1].ndim == 0:
+        return n.args[0], n.args[1]
+    return None
+
+
+def row_write(n):
+    """(array, index) for a write of one row of an array at a scalar index (`H[t] = v`: an
+    `update` on axis 0), else None."""
+    if n.op == "update" and n.attr("axis") == 0 and n.attr("index") == () \
+            and len(n.args) == 3 and n.args[2].ndim == 0:
+        return n.args[0], n.args[2]
+    return None
+
+
 @rewrite("gather")
 def read_after_write(a, *idx, axis):
     """Reading the entries at scalar indices just written is the value written

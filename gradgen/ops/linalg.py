@@ -298,7 +298,8 @@ def sum_product_dot(x, axes, keepdims):
     """The sum of a product of two vectors, or of a vector's square, is a dot product:
     `sum(a * b)` is `a @ b` and `sum(d ** 2)` is `d @ d` (one pass through BLAS, no
     temporary of the vectors' size); a sum of such terms is split into one sum per term
-    (`sum(100 * d ** 2 + e ** 2)` is `100 * (d @ d) + e @ e`)."""
+    (`sum(100 * d ** 2 + e ** 2)` is `100 * (d @ d) + e @ e`). Other ranks: the lower rule
+    reductions.sum_product_vdot (why two rules: see there)."""
     if keepdims or x.ndim != 1:
         return None
     dot = _vector_dot(x)

@@ -118,6 +118,13 @@ def sum_product_vdot(x, axes, keepdims):
     `a @ b` already where it saw it) and `sum(a ** 2)` is `np.vdot(a, a)` (one pass through BLAS, no
     temporary of the product's size); `sum(a * b / s)` with a scalar s is that over s.
     The dot adds in another order than NumPy's pairwise sum (the last bits differ)."""
+    # One idea, two stages, so two rules. The vectors' `a @ b` is canonical: made before
+    # differentiation, the derivative and the matmul rules see a product (`broadcast_to(c,
+    # (N,)) @ u` is `c * sum(u)`, dot_of_broadcast_scalar). `vdot` comes after (it has no
+    # batching rule, and would hide sum(a * b) from the canonical rules of sums). Folded
+    # into this lower rule for all ranks, the vectors' case changed emitted code for the
+    # worse: rosen's gradient `np.multiply(-2.0, ...)` spilled over two lines, negbin's
+    # f_hvp `(tr * a_exp).sum()` (a temporary of a_exp's size) for `tr * a_exp.sum()`.
     if len(axes) != x.ndim or keepdims or x.ndim == 0:
         return None
     scale = None

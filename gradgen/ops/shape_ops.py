@@ -357,7 +357,8 @@ defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
       jvp=lambda ts, n: None if ts[0] is None else make("expand_like", ts[0], n.args[1]),
       vmap=lambda ts, n: None if ts[0] is None else _batched_to(ts[0], n.shape))
 
-defop("zeros_like", 1, shape=lambda args: args[0].shape, traits=frozenset({"nondiff"}),
+defop("zeros_like", 1, shape=lambda args: args[0].shape,
+      traits=frozenset({"nondiff", "dtype_only"}),
       emit=call("zeros_like"), domain=(REAL,))
 
 

@@ -7,18 +7,21 @@ the biggest such loop stand for the others (f_grad runs the forward loop once, n
 for the value and once for the residuals), then `prune_loops` drops the carried values no
 one reads (`part`s unused, and no other kept value's next value reads them) and the
 outside values the kept ones do not read: a function that needs no derivative saves no
-residual, a gradient that needs no cotangent of X accumulates none. Both run in the
-bodies of loops too. Graphs without a loop are returned as they are at once.
+residual, a gradient that needs no cotangent of X accumulates none; `drop_dead_row_writes`
+then drops a step's write into the row it alone reads of a carried array whose final
+value nobody reads (a backward loop's `dH[t] = 0`). All run in the bodies of loops too.
+Graphs without a loop are returned as they are at once.
 """
 
 from __future__ import annotations
 
-from ..ir import Graph, Node, Region, builder, make
+from ..ir import Graph, Node, Region, builder, make, topo_order
 from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
+from ..ops.indexing import row_read, row_write
 from .rebuild import rebuild_graph
 
-__all__ = ["loops", "merge_loops", "prune_loops"]
+__all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops"]
 
 SCAN, PART = "scan", "part"
 
@@ -42,7 +45,7 @@ def loops(graph: Graph) -> Graph:
     if not any(n.op in loops_ for n in graph.order):
         return graph
     while True:
-        new = prune_loops(merge_loops(_in_bodies(graph)))
+        new = drop_dead_row_writes(prune_loops(merge_loops(_in_bodies(graph))))
         if new is graph:
             return graph
         graph = new
@@ -157,3 +160,56 @@ def prune_loops(graph: Graph) -> Graph:
         new, found = smaller[id(n.args[0])]
         return make(PART, new, index=found[n.attr("index")])
     return rebuild_graph(graph, rule)
+
+
+def drop_dead_row_writes(graph: Graph) -> Graph:
+    """Each loop without the writes `A[t] = v` (t the loop's index) into a carried array A
+    whose final value nobody reads and whose rows the body reads only at t (`A[t]`, before
+    the write; or for its dtype): row t is read at step t only, so what the step writes
+    there is never read (a backward loop's `dH[t] = 0`, the cotangent of the zeros a
+    forward loop's `H[t] = h` wrote into). The array is then carried as it is."""
+    loops_, parts = _loops(), _parts()
+    used: dict[int, set[int]] = {}
+    for n in graph.order:
+        if n.op in parts:
+            used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
+    smaller: dict[int, Node] = {}
+    for n in graph.order:
+        if n.op not in loops_:
+            continue
+        body = n.attr("body")
+        dead = [k for k in range(len(body.outputs))
+                if k not in used.get(id(n), ()) and _dead_row_write(body, k)]
+        if not dead:
+            continue
+        outputs = tuple(body.inputs[1 + k] if k in dead else y
+                        for k, y in enumerate(body.outputs))
+        with builder().at(origin=n.origin, phase=n.phase):
+            smaller[id(n)] = make(SCAN, *n.args,
+                                  **{**n.kw, "body": Region(body.inputs, outputs)})
+    if not smaller:
+        return graph
+
+    def rule(n: Node, uses) -> Node | None:
+        if n.op not in parts or id(n.args[0]) not in smaller:
+            return None
+        return make(PART, smaller[id(n.args[0])], index=n.attr("index"))
+    return rebuild_graph(graph, rule)
+
+
+def _dead_row_write(body: Region, k: int) -> bool:
+    """Whether the k-th next value of the loop body is `A[t] = v` for the carried A and
+    the index t, and everything else in the body reads A only as `A[t]` or for its dtype."""
+    x, t, y = body.inputs[1 + k], body.inputs[0], body.outputs[k]
+    place = row_write(y)
+    if place is None or place[0] is not x or place[1] is not t \
+            or any(o is x for o in body.outputs):
+        return False
+    dtype_only = builder().with_trait("dtype_only")
+    for n in topo_order(body.outputs):
+        if n is y or not any(a is x for a in n.args):
+            continue
+        place = row_read(n)
+        if n.op not in dtype_only and (place is None or place[0] is not x or place[1] is not t):
+            return False
+    return True
