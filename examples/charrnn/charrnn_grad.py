@@ -187,24 +187,25 @@ def loss(
         the value, shape ().
     """
     _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    total = 0.0
-    arange = np.arange(B)  # (B,)
+    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        h_add = h @ Why + by  # (B, V)
-        # (B, V); reuses h_add's buffer
-        h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
-        del h_add
-        logp = h_diff - np.log(np.exp(h_diff).sum(axis=1, keepdims=True))  # (B, V)
-        del h_diff
-        total = total - logp[arange, y[t]].sum() / B
-        del logp
-    del Wxh_rows, arange
-    return total / T
+        hs[t] = h
+    del Wxh_rows
+    hs_add = hs @ Why + by  # (T, B, V)
+    del hs
+    # (T, B, V); reuses hs_add's buffer
+    hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    del hs_add
+    # (T, B, V)
+    logp = hs_diff - np.log(np.einsum("ijk->ij", np.exp(hs_diff))[:, :, None])
+    del hs_diff
+    return -logp[np.arange(T)[:, None], np.arange(B), y].mean(axis=1).sum() / T
 
 
 def loss_grad(
@@ -240,56 +241,50 @@ def loss_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    # (T, B, V)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
+    del Wxh_full
     h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    sum_steps = np.empty((T, B, 1), dtype=dtype)
-    exp_steps = np.empty((T, B, V), dtype=dtype)
     h = h0.copy()
+    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        h_add = h @ Why + by  # (B, V)
-        # (B, V); reuses h_add's buffer
-        by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
-        np.exp(by_exp, out=by_exp)
-        del h_add
-        sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
-        exp_steps[t] = by_exp
-        del by_exp
         h_steps[t + 1] = h
+        hs[t] = h
     del Wxh_rows
+    hs_add = hs @ Why + by  # (T, B, V)
+    # (T, B, V); reuses hs_add's buffer
+    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    np.exp(by_exp, out=by_exp)
+    del hs_add
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
+    dlogp_diff = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp  # (T, B, V)
+    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    del by_exp, dlogp
+    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    del hs
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    del dlogp_diff
     # grad of the loop at line 11
-    dWhh = np.zeros((H, H), dtype=dtype)
-    dbh = np.zeros((H,), dtype=dtype)
-    dWhy = np.zeros((H, V), dtype=dtype)
-    dby = np.zeros((V,), dtype=dtype)
-    dWxh_rows = np.empty((T, B, H), dtype=dtype)
+    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
     dh = np.zeros_like(h0)
-    dtotal = np.full((), 1 / T, dtype=dtype)
-    arange = np.arange(B)  # (B,)
     for t in reversed(range(T)):
-        # grad of line 14: total += -mean(logp[arange(B), y[t]])
-        dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
-        # (B, V)
-        dtotal_scattered = _scatter_add(dtotal_broadcast_to, (B, V), 0, arange, y[t])
-        # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        # (B, V)
-        arange_diff = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps[t] * exp_steps[t]
-        np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
-        del dtotal_scattered
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_steps_rows = h_steps[t + 1]  # (B, H)
-        dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
+        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dWhh += h_steps[t].T @ dh_mul
-        dbh += dh_mul.sum(axis=0)
-        dWhy += h_steps_rows.T @ arange_diff
-        dby += arange_diff.sum(axis=0)
-        del arange_diff
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del arange, exp_steps, h_steps, sum_steps
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (dWxh, dWhh, dbh, dWhy, dby)
@@ -329,64 +324,56 @@ def loss_value_and_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
     h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
     h_steps[0] = h0
-    arange = np.arange(B)  # (B,)
     Wxh_rows = Wxh[x]  # (T, B, H)
-    sum_steps = np.empty((T, B, 1), dtype=dtype)
-    exp_steps = np.empty((T, B, V), dtype=dtype)
     h = h0.copy()
-    total = 0.0
+    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        h_add = h @ Why + by  # (B, V)
-        # (B, V); reuses h_add's buffer
-        h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
-        del h_add
-        by_exp = np.exp(h_diff)  # (B, V)
-        by_sum = by_exp.sum(axis=1, keepdims=True)  # (B, 1)
-        sum_steps[t] = by_sum
-        exp_steps[t] = by_exp
-        del by_exp
         h_steps[t + 1] = h
-        # (B, V); reuses h_diff's buffer
-        logp = np.subtract(h_diff, np.log(by_sum), out=h_diff)
-        del by_sum, h_diff
-        total = total - logp[arange, y[t]].sum() / B
-        del logp
+        hs[t] = h
     del Wxh_rows
-    value = total / T
+    hs_add = hs @ Why + by  # (T, B, V)
+    # (T, B, V); reuses hs_add's buffer
+    hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    del hs_add
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    # (T, B, V); reuses hs_diff's buffer
+    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
+    del hs_diff
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    del logp
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    del Wxh_full, arange
+    # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
+    dlogp_diff = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp  # (T, B, V)
+    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    del by_exp, dlogp
+    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    del hs
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    del dlogp_diff
     # grad of the loop at line 11
-    dWhh = np.zeros((H, H), dtype=dtype)
-    dbh = np.zeros((H,), dtype=dtype)
-    dWhy = np.zeros((H, V), dtype=dtype)
-    dby = np.zeros((V,), dtype=dtype)
-    dWxh_rows = np.empty((T, B, H), dtype=dtype)
+    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
     dh = np.zeros_like(h0)
-    dtotal = np.full((), 1 / T, dtype=dtype)
     for t in reversed(range(T)):
-        # grad of line 14: total += -mean(logp[arange(B), y[t]])
-        dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
-        # (B, V)
-        dtotal_scattered = _scatter_add(dtotal_broadcast_to, (B, V), 0, arange, y[t])
-        # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        # (B, V)
-        arange_diff = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps[t] * exp_steps[t]
-        np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
-        del dtotal_scattered
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_steps_rows = h_steps[t + 1]  # (B, H)
-        dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
+        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dWhh += h_steps[t].T @ dh_mul
-        dbh += dh_mul.sum(axis=0)
-        dWhy += h_steps_rows.T @ arange_diff
-        dby += arange_diff.sum(axis=0)
-        del arange_diff
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del arange, exp_steps, h_steps, sum_steps
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return value, (dWxh, dWhh, dbh, dWhy, dby)
@@ -437,56 +424,50 @@ def loss_vjp(
     B = x.shape[1]
     _expect("g", g, ())
     g = _weak(g, Wxh, Whh, bh, Why, by, h0)
-    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    # (T, B, V)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
+    del Wxh_full
     h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    sum_steps = np.empty((T, B, 1), dtype=dtype)
-    exp_steps = np.empty((T, B, V), dtype=dtype)
     h = h0.copy()
+    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        h_add = h @ Why + by  # (B, V)
-        # (B, V); reuses h_add's buffer
-        by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
-        np.exp(by_exp, out=by_exp)
-        del h_add
-        sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
-        exp_steps[t] = by_exp
-        del by_exp
         h_steps[t + 1] = h
+        hs[t] = h
     del Wxh_rows
+    hs_add = hs @ Why + by  # (T, B, V)
+    # (T, B, V); reuses hs_add's buffer
+    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    np.exp(by_exp, out=by_exp)
+    del hs_add
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
+    dlogp_diff = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp  # (T, B, V)
+    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    del by_exp, dlogp
+    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    del hs
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    del dlogp_diff
     # grad of the loop at line 11
-    dWhh = np.zeros((H, H), dtype=dtype)
-    dbh = np.zeros((H,), dtype=dtype)
-    dWhy = np.zeros((H, V), dtype=dtype)
-    dby = np.zeros((V,), dtype=dtype)
-    dWxh_rows = np.empty((T, B, H), dtype=dtype)
+    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
     dh = np.zeros_like(h0)
-    dtotal = np.full((), 1 / T, dtype=dtype)
-    arange = np.arange(B)  # (B,)
     for t in reversed(range(T)):
-        # grad of line 14: total += -mean(logp[arange(B), y[t]])
-        dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
-        # (B, V)
-        dtotal_scattered = _scatter_add(dtotal_broadcast_to, (B, V), 0, arange, y[t])
-        # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        # (B, V)
-        arange_diff = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps[t] * exp_steps[t]
-        np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
-        del dtotal_scattered
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_steps_rows = h_steps[t + 1]  # (B, H)
-        dh_mul = (dh + arange_diff @ Why.T) * (1 - h_steps_rows**2)  # (B, H)
+        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dWhh += h_steps[t].T @ dh_mul
-        dbh += dh_mul.sum(axis=0)
-        dWhy += h_steps_rows.T @ arange_diff
-        dby += arange_diff.sum(axis=0)
-        del arange_diff
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del arange, exp_steps, h_steps, sum_steps
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (g * dWxh, g * dWhh, g * dbh, g * dWhy, g * dby)
@@ -544,42 +525,45 @@ def loss_jvp(
     _expect("tbh", tbh, (H,))
     _expect("tWhy", tWhy, (H, V))
     _expect("tby", tby, (V,))
+    dtype = np.result_type(Wxh, Whh, bh, h0)
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = tWxh[x]  # (T, B, H)
     # tangent of the loop at line 11
     h = h0.copy()
-    total = 0.0
+    hs = np.empty((T, B, H), dtype=dtype)
     h_dot = np.zeros_like(h0)
-    total_dot = 0
-    arange = np.arange(B)  # (B,)
+    hs_dot = np.zeros((T, B, H), dtype=dtype)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        h_add = h2 @ Why + by  # (B, V)
-        # (B, V); reuses h_add's buffer
-        h_diff = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
-        del h_add
-        by_exp = np.exp(h_diff)  # (B, V)
-        by_sum = by_exp.sum(axis=1, keepdims=True)  # (B, 1)
-        # (B, V); reuses h_diff's buffer
-        logp = np.subtract(h_diff, np.log(by_sum), out=h_diff)
-        del h_diff
-        y_rows = y[t]  # (B,)
-        total = total - logp[arange, y_rows].sum() / B
-        del logp
+        hs[t] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ tWhh) + tbh) * (1 - h2**2)  # (B, H)
-        # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        tby_add = h_dot @ Why + h2 @ tWhy + tby  # (B, V)
-        # (B, V)
-        tby_diff = tby_add - (tby_add * by_exp).sum(axis=1, keepdims=True) / by_sum
-        del by_exp, by_sum, tby_add
+        # tangent of line 11: for t in range(T):
+        hs_dot[t] = h_dot
         h = h2
-        total_dot = total_dot - tby_diff[arange, y_rows].sum() / B
-    del Wxh_rows, arange, tWxh_rows
-    value = total / T
+    del Wxh_rows, tWxh_rows
+    hs_add = hs @ Why + by  # (T, B, V)
+    # (T, B, V); reuses hs_add's buffer
+    hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    del hs_add
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    # (T, B, V); reuses hs_diff's buffer
+    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
+    del hs_diff
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    del logp
+    # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
+    ths_add = hs_dot @ Why + hs @ tWhy + tby  # (T, B, V)
+    del hs, hs_dot
+    # (T, B, V)
+    tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
+    del by_exp, ths_add
     # tangent of line 15: return total / T
-    tvalue = total_dot / T
+    tvalue = -tlogp[expand_dims, arange, y].mean(axis=1).sum() / T
     return value, tvalue
 
 
@@ -638,7 +622,7 @@ def loss_hvp(
     _expect("vbh", vbh, (H,))
     _expect("vWhy", vWhy, (H, V))
     _expect("vby", vby, (V,))
-    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
+    dtype = np.result_type(Wxh, Whh, bh, h0)
     h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
     h_steps[0] = h0
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -647,96 +631,95 @@ def loss_hvp(
     h0_zeros_like = np.zeros_like(h0)  # (B, H)
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    sum_steps = np.empty((T, B, 1), dtype=dtype)
-    exp_steps = np.empty((T, B, V), dtype=dtype)
     h = h0.copy()
-    sum_steps_dot = np.zeros((T, B, 1), dtype=dtype)
-    exp_steps_dot = np.zeros((T, B, V), dtype=dtype)
+    hs = np.empty((T, B, H), dtype=dtype)
     h_steps_dot = np.zeros_like(h_steps)
     h_dot = h0_zeros_like.copy()
+    hs_dot = np.zeros((T, B, H), dtype=dtype)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        h_add = h2 @ Why + by  # (B, V)
-        # (B, V); reuses h_add's buffer
-        by_exp = np.subtract(h_add, h_add.max(axis=1, keepdims=True), out=h_add)
-        np.exp(by_exp, out=by_exp)
-        del h_add
-        sum_steps[t] = by_exp.sum(axis=1, keepdims=True)
-        exp_steps[t] = by_exp
         h_steps[t + 1] = h2
+        hs[t] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ vWhh) + vbh) * (1 - h2**2)  # (B, H)
-        # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        vby_mul = (h_dot @ Why + h2 @ vWhy + vby) * by_exp  # (B, V)
-        del by_exp
         # tangent of line 11: for t in range(T):
-        sum_steps_dot[t] = vby_mul.sum(axis=1, keepdims=True)
-        exp_steps_dot[t] = vby_mul
-        del vby_mul
         h_steps_dot[t + 1] = h_dot
+        hs_dot[t] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
+    # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
+    ths_add = hs_dot @ Why + hs @ vWhy + vby  # (T, B, V)
+    hs_add = hs @ Why + by  # (T, B, V)
+    # (T, B, V); reuses hs_add's buffer
+    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    np.exp(by_exp, out=by_exp)
+    del hs_add
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    # (T, B, V)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
+    del Wxh_full
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum  # (T, B, 1)
+    dlogp_diff = dlogp_div * by_exp  # (T, B, V)
+    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    del dlogp
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
+    # (T, B, 1)
+    vby_div = np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] * dlogp_div / by_sum
+    vby_add = vby_div * by_exp  # (T, B, V)
+    np.negative(vby_add, out=vby_add)
+    vby_add += dlogp_div * (ths_add * by_exp)
+    del by_exp, dlogp_div, ths_add, vby_div
+    Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
+    ths_matmul = hs_dot.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    del hs_dot
+    # (H, V)
+    HvWhy = ths_matmul + hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))
+    del hs, ths_matmul
+    tdhs = -(vby_add @ Why.T)  # (T, B, H)
+    tdhs += dlogp_diff @ vWhy.T
+    del dlogp_diff, vby_add
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
-    dtotal = np.full((), 1 / T, dtype=dtype)
-    dWhh_dot = np.zeros((H, H), dtype=dtype)
-    dbh_dot = np.zeros((H,), dtype=dtype)
-    dWhy_dot = np.zeros((H, V), dtype=dtype)
-    dby_dot = np.zeros((V,), dtype=dtype)
-    dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
+    dWxh_rows_dot = np.zeros((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
     dh_dot = h0_zeros_like.copy()
-    arange = np.arange(B)  # (B,)
+    dhs_dot = tdhs
+    dh_muls = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0, vWxh, vWhh, vbh))
     for t in reversed(range(T)):
-        # grad of line 14: total += -mean(logp[arange(B), y[t]])
-        dtotal_broadcast_to = np.broadcast_to(-dtotal / B, (B,))  # (B,)
-        # (B, V)
-        dtotal_scattered = _scatter_add(dtotal_broadcast_to, (B, V), 0, arange, y[t])
-        # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        sum_steps_rows = sum_steps[t]  # (B, 1)
-        # (B, 1)
-        sum_steps_div = dtotal_scattered.sum(axis=1, keepdims=True) / sum_steps_rows
-        exp_steps_rows = exp_steps[t]  # (B, V)
-        arange_diff = sum_steps_div * exp_steps_rows  # (B, V)
-        np.subtract(dtotal_scattered, arange_diff, out=arange_diff)
-        del dtotal_scattered
-        dh_add = dh + arange_diff @ Why.T  # (B, H)
+        # grad of line 11: for t in range(T):
+        dh_add = dh + dhs[t]  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         h_steps_diff = h_steps_rows**2  # (B, H)
         np.subtract(1, h_steps_diff, out=h_steps_diff)
         dh_mul = dh_add * h_steps_diff  # (B, H)
-        # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        # (B, V)
-        exp_steps_mul = sum_steps_dot[t] * sum_steps_div / sum_steps_rows * exp_steps_rows
-        exp_steps_neg = -exp_steps_mul  # (B, V)
-        del exp_steps_mul
-        exp_steps_dot_add = exp_steps_neg + sum_steps_div * exp_steps_dot[t]  # (B, V)
-        del exp_steps_neg, sum_steps_div
         # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        h_steps_dot_rows = h_steps_dot[t + 1]  # (B, H)
-        # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        # (B, H)
-        dh_dot_add = dh_dot + (-(exp_steps_dot_add @ Why.T) + arange_diff @ vWhy.T)
-        # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_dot_mul = dh_dot_add * h_steps_diff  # (B, H)
-        del dh_dot_add, h_steps_diff
-        # (B, H)
-        dh_dot_diff = dh_dot_mul - 2 * (dh_add * (h_steps_dot_rows * h_steps_rows))
-        del dh_add, dh_dot_mul
-        # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-        h_steps_matmul = h_steps_rows.T @ exp_steps_dot_add  # (H, V)
-        h_steps_dot_diff = h_steps_dot_rows.T @ arange_diff - h_steps_matmul  # (H, V)
-        del arange_diff, h_steps_matmul
+        dh_mul2 = 2 * (dh_add * (h_steps_dot[t + 1] * h_steps_rows))  # (B, H)
+        del dh_add
+        dh_dot_diff = (dh_dot + dhs_dot[t]) * h_steps_diff - dh_mul2  # (B, H)
+        del dh_mul2, h_steps_diff
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
+        dh_muls[t] = dh_mul
         dh = dh_mul @ Whh.T
-        dWhh_dot = dWhh_dot + (h_steps_dot[t].T @ dh_mul + h_steps[t].T @ dh_dot_diff)
-        dbh_dot = dbh_dot + dh_dot_diff.sum(axis=0)
-        dWhy_dot = dWhy_dot + h_steps_dot_diff
-        dby_dot = dby_dot - exp_steps_dot_add.sum(axis=0)
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del arange, exp_steps, exp_steps_dot, h0_zeros_like, h_steps, h_steps_dot, sum_steps
-    del sum_steps_dot
+    del dhs, h0_zeros_like, tdhs
+    Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
+    # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+    # (T, H, H)
+    tdWxh_rows_matmul = np.transpose(h_steps[0:T], (0, 2, 1)) @ dWxh_rows_dot
+    del h_steps
+    dh_muls_matmul = np.transpose(h_steps_dot[0:T], (0, 2, 1)) @ dh_muls  # (T, H, H)
+    del dh_muls, h_steps_dot
+    dh_muls_add = dh_muls_matmul + tdWxh_rows_matmul  # (T, H, H)
+    del dh_muls_matmul, tdWxh_rows_matmul
+    # tangent of grad of line 11: for t in range(T):
+    HvWhh = dh_muls_add.sum(axis=0)  # (H, H)
+    del dh_muls_add
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     HvWxh = _scatter_add(dWxh_rows_dot, (V, H), 0, x)  # (V, H)
-    return (HvWxh, dWhh_dot, dbh_dot, dWhy_dot, dby_dot)
+    return (HvWxh, HvWhh, Hvbh, HvWhy, Hvby)
