@@ -818,7 +818,9 @@ def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,
             id(m) in p.workspace_results or id(m) in p.workspace_exclude for m in (n, top) if m):
         return None
     op = "zeros_like" if fill == "zeros" else n.op
-    if fill is None and op in st.ufunc:
+    if op == "pow" and n.args[1].is_const and n.args[1].value == 2:   # as NumPy computes
+        code = p.into("square", [p.arg(n, 0, 0)], p.workspace_buffer(target, n.shape))  # x ** 2
+    elif fill is None and op in st.ufunc:
         code = st._call_into(n, p.workspace_buffer(target, n.shape))
     elif fill is None and op == "matmul":
         code = p.into("matmul", p.args(n), p.workspace_buffer(target, n.shape))
