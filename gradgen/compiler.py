@@ -281,7 +281,8 @@ def _workspace_twins(entry: EntryPoint, options: Options, names: ModuleNamer, ar
     results = [o for g in graphs for o in g.outputs]
     marks = {"workspace_results": frozenset(id(o) for o in results),
              "workspace_parts": frozenset((id(o.args[0]), o.attr("index"))
-                                          for o in results if o.op == "part")}
+                                          for o in results
+                                          if REGISTRY[o.op].has("projection"))}
     twins = _scheduled(entry, options, names, *args, workspace=marks)
     exclude = frozenset(n for _, _, body in twins for n in workspace_flows(body))
     if exclude:

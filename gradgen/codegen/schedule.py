@@ -440,8 +440,8 @@ def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) 
             st.temps.append(name)
             first = [line.replace("\0", name) for line in lines]
     lines = st.write_into(n, target) or st.p.emit_stmt(n, target)
-    if st.ws and n.op == "scatter" and lines[0].startswith(f"{target} = "):   # zeros first
-        into = _workspace_into(st, n, target, fill="zeros")
+    if st.ws and n.op in st.ops.buffer and lines[0].startswith(f"{target} = "):
+        into = _workspace_into(st, n, target, first_line=True)   # (a new buffer first)
         if into is not None:
             lines = [f"{target} = {into}", *lines[1:]]
     return first + lines
@@ -479,6 +479,9 @@ class _Ops:
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.view_rule = {op: d.view for op, d in REGISTRY.items() if callable(d.view)}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+        # the workspace's forms (`OpDef.into`, `OpDef.buffer`)
+        self.into = {op: d.into for op, d in REGISTRY.items() if d.into is not None}
+        self.buffer = {op: d.buffer for op, d in REGISTRY.items() if d.buffer is not None}
         # the in-place function of division (the op of the operator `/`): a product by
         # 1/q is computed as a division by q, as the printer spells it
         self.divide = next(d.ufunc for d in REGISTRY.values() if d.operator == "/")
@@ -805,31 +808,30 @@ class _State:
 
 
 def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,
-                    fill: str | None = None) -> str | None:
+                    first_line: bool = False) -> str | None:
     """The code computing `n` into the workspace's buffer for `target`
     (`np.matmul(X, V, out=ws("Q", N, M))`, `ws.zeros("dx", N)`), or None where it is
     not taken from the workspace: no workspace, a number, a view, an integer or weak
-    dtype (the buffers have the float arguments' one dtype), an op with no `out=`
-    form, or a node (or `top`, the node the statement computes) whose buffer reaches
-    a result of the function (`Printer.workspace_exclude`). `fill="zeros"`: a buffer
-    of zeros of `n`'s shape, whatever its op (the first line of a `scatter`)."""
-    p = st.p
-    if not st.ws or not n.shape or not _ws_float(st, n) or st.ops.is_view(n) or any(
+    dtype (the buffers have the float arguments' one dtype), an op with no form into a
+    buffer (`OpDef.ufunc`, `OpDef.into`, `OpDef.buffer`), or a node (or `top`, the node
+    the statement computes) whose buffer reaches a result of the function
+    (`Printer.workspace_exclude`). `first_line`: the new buffer a statement op's lines
+    start from (a `scatter`'s zeros)."""
+    p, ops = st.p, st.ops
+    if not st.ws or not n.shape or not _ws_float(st, n) or ops.is_view(n) or any(
             id(m) in p.workspace_results or id(m) in p.workspace_exclude for m in (n, top) if m):
         return None
-    op = "zeros_like" if fill == "zeros" else n.op
-    if op == "pow" and n.args[1].is_const and n.args[1].value == 2:   # as NumPy computes
-        code = p.into("square", [p.arg(n, 0, 0)], p.workspace_buffer(target, n.shape))  # x ** 2
-    elif fill is None and op in st.ufunc:
-        code = st._call_into(n, p.workspace_buffer(target, n.shape))
-    elif fill is None and op == "matmul":
-        code = p.into("matmul", p.args(n), p.workspace_buffer(target, n.shape))
-    elif op == "empty" or op == "zeros_like" or \
-            op == "full" and n.attr("value") == 0:
-        code = p.workspace_buffer(target, n.shape, zeros=op != "empty")
-    else:
-        return None
-    if len(target) + len(code) + 7 > MAX_LINE:   # (`    target = code`): as it was
+    kind = ops.buffer[n.op](n) if n.op in ops.buffer and (
+        first_line or n.op not in ops.stmt) else None
+    out = p.workspace_buffer(target, n.shape, zeros=kind == "zeros")
+    code = None
+    if kind is not None:
+        code = out
+    elif not first_line and n.op in ops.into:
+        code = ops.into[n.op](p, n, out)
+    if code is None and not first_line and n.op in st.ufunc:
+        code = st._call_into(n, out)
+    if code is None or len(target) + len(code) + 7 > MAX_LINE:   # (`    target = code`)
         return None
     st.ws_vars[target] = id(top or n)
     return code
