@@ -181,10 +181,17 @@ class Workspace:
     def bind(self, *args):
         """Whether the float arrays among `args` have one dtype (then the buffers'): the
         temporaries of a call all have it only then."""
-        dtypes = {x.dtype for x in args if getattr(x, "dtype", None) is not None}
-        floats = [d for d in dtypes if d.kind == "f"]
-        self.dtype = floats[0] if len(floats) == 1 else None
-        return self.dtype is not None
+        dtype = None
+        for x in args:
+            d = getattr(x, "dtype", None)
+            if d is not None and d.kind == "f":
+                if dtype is None:  # (not `d != dtype`: np.dtype(None) is float64)
+                    dtype = d
+                elif d != dtype:
+                    dtype = None
+                    break
+        self.dtype = dtype
+        return dtype is not None
 
     def __call__(self, name, *shape):
         """The buffer `name` of this shape (uninitialised), made again if it had another
@@ -206,12 +213,18 @@ class Workspace:
     def fresh(self, *results):
         """The results, each array that is one of the buffers or a view of one copied (in
         tuples too): what a function returns never changes with a later call."""
-        out = tuple(self._fresh(x) for x in results)
-        return out[0] if len(out) == 1 else out
+        ids, todo = self.ids, list(results)
+        for x in todo:  # (a tuple's entries appended)
+            if type(x) is tuple:
+                todo += x
+            elif id(x) in ids or id(getattr(x, "base", None)) in ids:
+                results = self._copied(results)
+                break
+        return results[0] if len(results) == 1 else results
 
-    def _fresh(self, x):
+    def _copied(self, x):
         if type(x) is tuple:
-            return tuple(self._fresh(y) for y in x)
+            return tuple(self._copied(y) for y in x)
         if id(x) in self.ids or id(getattr(x, "base", None)) in self.ids:
             return x.copy()
         return x
