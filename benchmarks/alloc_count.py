@@ -12,7 +12,8 @@ itself again under LD_PRELOAD), counts every malloc/calloc/realloc of at least
 iteration buffers, exactly 64 KiB, made for strided or casting operands, are left out),
 between two reads of its counters. For each model it prints, per call of the first
 benchmark size (or --size), the number of large allocations, their total size and the
-minor page faults, after one warm-up call. Python's and NumPy's small-object allocators
+minor page faults, after one warm-up call (`--workspace`: also with a Workspace, whose
+buffers the warm-up call allocates). Python's and NumPy's small-object allocators
 never ask malloc for blocks this large, so the counts are the arrays the code allocates.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import os
 import resource
 import subprocess
@@ -103,6 +105,9 @@ def main() -> None:
     ap.add_argument("--threshold", type=int, default=65537)
     ap.add_argument("--calls", type=int, default=5)
     ap.add_argument("--reference", action="store_true", help="also count the hand-written NumPy")
+    ap.add_argument("--workspace", action="store_true",
+                    help="also count gradgen compiled with --workspace, called with one "
+                         "Workspace reused across the calls (gradgen+ws)")
     args = ap.parse_args()
     if "ALLOC_COUNT_SHIM" not in os.environ:
         so = _build()
@@ -127,6 +132,11 @@ def main() -> None:
         for label in labels:
             values = models.inputs(model, model.sizes[label])
             rows = [("gradgen", fn)]
+            if args.workspace:
+                ws_mod, _ = compile_module(model.path, workspace=True)
+                rows.append(("gradgen+ws", functools.partial(
+                    getattr(ws_mod, f"{model.function}_value_and_grad"),
+                    workspace=ws_mod.Workspace())))
             if args.reference:
                 rows.append(("hand-written", model.reference))
             for who, f in rows:

@@ -18,6 +18,7 @@ extra (see pyproject.toml).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import tempfile
@@ -35,7 +36,7 @@ __all__ = ["HESSIAN_KEYS", "MLP_KEYS", "MODEL_KEYS", "hessian_contender", "load_
 
 MLP_KEYS = ["plain", "gradgen", "tuned", "jax", "torch", "autograd"]
 HESSIAN_KEYS = ["closed", "gradgen", "jax"]
-MODEL_KEYS = ["jax", "gradgen", "torch", "numpy"]
+MODEL_KEYS = ["jax", "gradgen", "gradgen+ws", "torch", "numpy"]
 OPTIONAL = {"jax", "torch", "autograd"}
 
 
@@ -189,9 +190,11 @@ def _as_result(value, grads) -> tuple[float, tuple]:
 
 
 def model_contender(key: str, name: str, dims: dict, seed: int,
-                    gradgen_source: str | None = None) -> Local:
+                    gradgen_source: str | dict | None = None) -> Local:
     """One contender of one model of models.py at `dims`: "gradgen" (`f_value_and_grad`, or
-    `f_hessian` for a Hessian model), "numpy" (the hand-written reference), "jax"
+    `f_hessian` for a Hessian model), "gradgen+ws" (the same compiled with `workspace=True`,
+    called with one `Workspace` reused across calls, as a training loop would), "numpy"
+    (the hand-written reference), "jax"
     (`jax.jit(jax.value_and_grad)`, or `jax.jit(jax.hessian)`) or "torch" (eager autograd;
     `torch.func.hessian` for a Hessian model). `result()` gives (value, grads) as floats and
     NumPy arrays, or the Hessian."""
@@ -208,10 +211,13 @@ def model_contender(key: str, name: str, dims: dict, seed: int,
                          lambda: np.asarray(m.reference(*args)))
         return Local(f"NumPy {what}", lambda: m.reference(*args),
                      lambda: _as_result(*m.reference(*args)))
-    if key == "gradgen":
-        mod = load_source(gradgen_source, f"{name}_grad")
+    if key in ("gradgen", "gradgen+ws"):
+        source = gradgen_source[key] if isinstance(gradgen_source, dict) else gradgen_source
+        mod = load_source(source, f"{name}_grad" + ("_ws" if key != "gradgen" else ""))
         fn = getattr(mod, f"{m.function}_{'hessian' if hessian else 'value_and_grad'}")
-        return Local("gradgen", lambda: fn(*args),
+        if key == "gradgen+ws":
+            fn = functools.partial(fn, workspace=mod.Workspace())
+        return Local(key, lambda: fn(*args),
                      (lambda: np.asarray(fn(*args))) if hessian
                      else (lambda: _as_result(*fn(*args))))
     if key == "jax":

@@ -399,23 +399,26 @@ LOOPS_REFUSED = "loops are not supported"
 NEEDS_LOOPS = "needs loops (not compiled)"
 
 
-def _model_source(m) -> tuple[str | None, str]:
-    """(emitted module source or None, note): value_and_grad (or the Hessian) of the model."""
+def _model_source(m) -> tuple[dict | None, str]:
+    """(emitted module sources or None, note): value_and_grad (or the Hessian) of the
+    model, as "gradgen" (plain) and "gradgen+ws" (compiled with `workspace=True`)."""
     options = {"hessian": True} if m.kind == "hessian" else {"modes": ("grad",)}
     t0 = time.process_time()
+    text = m.path.read_text(encoding="utf-8")
     try:
-        source = gradgen.compile_source(m.path.read_text(encoding="utf-8"), filename=m.path.name,
-                                        **options)
+        source = gradgen.compile_source(text, filename=m.path.name, **options)
     except gradgen.CompileError as e:
         if m.loops and LOOPS_REFUSED in str(e):
             return None, NEEDS_LOOPS
         return None, "compile error: " + str(e).splitlines()[0]
-    return source, f"compiled in {fmt_time(time.process_time() - t0)} CPU"
+    took = time.process_time() - t0
+    ws = gradgen.compile_source(text, filename=m.path.name, workspace=True, **options)
+    return {"gradgen": source, "gradgen+ws": ws}, f"compiled in {fmt_time(took)} CPU"
 
 
 def _role(name: str) -> str:
     """The column of a contender in the summary, from its display name."""
-    for role in ("gradgen", "jax", "torch"):
+    for role in ("gradgen+ws", "gradgen", "jax", "torch"):
         if name.startswith(role):
             return role
     return "numpy"
@@ -466,7 +469,8 @@ def case_models(args) -> None:
             print(f"### {name}: {m.title}, {label}\n")
             print(f"`{m.source}`, `{m.function}`; gradgen: {note}.\n")
             log(f"[{name} {label}] starting contenders")
-            keys = [k for k in peers.MODEL_KEYS if k != "gradgen" or source is not None]
+            keys = [k for k in peers.MODEL_KEYS
+                    if not k.startswith("gradgen") or source is not None]
             contenders, skipped = build_contenders(args, "model_contender", keys, name, dims,
                                                    args.seed, source)
             row = {"model": name, "size": label, "note": note if source is None else "",
@@ -499,7 +503,7 @@ def case_models(args) -> None:
 def print_model_summary(summary: list[dict]) -> None:
     """The table of all models: medians, ratios to JAX, and the geometric means."""
     print("### Summary: median time per call, ratio to jax.jit of the same run\n")
-    rows, gg, gt, tj = [], [], [], []
+    rows, gg, gt, tj, gw, gwt = [], [], [], [], [], []
     for r in summary:
         med = r["medians"]
 
@@ -515,13 +519,19 @@ def print_model_summary(summary: list[dict]) -> None:
             gt.append(med["gradgen"] / med["torch"])
         if "torch" in med and "jax" in med:
             tj.append(med["torch"] / med["jax"])
+        if "gradgen+ws" in med and "jax" in med:
+            gw.append(med["gradgen+ws"] / med["jax"])
+        if "gradgen+ws" in med and "torch" in med:
+            gwt.append(med["gradgen+ws"] / med["torch"])
         gradgen_cell = t("gradgen") if "gradgen" in med else (r["note"] or "—")
-        rows.append([r["model"], r["size"], gradgen_cell, t("jax"), t("torch"), t("numpy"),
-                     ratio("gradgen"), ratio("torch"), ratio("numpy"),
-                     ratio("gradgen", "torch"), ratio("gradgen", "numpy")])
-    print(table(["model", "size", "gradgen", "jax.jit", "torch", "NumPy by hand",
-                 "gradgen / jax", "torch / jax", "NumPy / jax", "gradgen / torch",
-                 "gradgen / NumPy"], rows, align="ll" + "r" * 9))
+        rows.append([r["model"], r["size"], gradgen_cell, t("gradgen+ws"), t("jax"), t("torch"),
+                     t("numpy"), ratio("gradgen"), ratio("gradgen+ws"), ratio("torch"),
+                     ratio("numpy"), ratio("gradgen", "torch"), ratio("gradgen+ws", "torch"),
+                     ratio("gradgen", "numpy")])
+    print(table(["model", "size", "gradgen", "gradgen+ws", "jax.jit", "torch", "NumPy by hand",
+                 "gradgen / jax", "gradgen+ws / jax", "torch / jax", "NumPy / jax",
+                 "gradgen / torch", "gradgen+ws / torch", "gradgen / NumPy"], rows,
+                align="ll" + "r" * 12))
     notes = [f"- {r['model']} ({r['size']}): {r['note']}" for r in summary if r["note"]]
     if notes:
         print("\n" + "\n".join(notes))
@@ -533,6 +543,15 @@ def print_model_summary(summary: list[dict]) -> None:
     if gt:
         print(f"gradgen / torch over {len(gt)}: geometric mean {geometric_mean(gt):.2f}, "
               f"worst {max(gt):.2f}, at or below 1.00: {sum(x <= 1.0 for x in gt)} of {len(gt)}.")
+    if gw:   # a workspace reused across calls (`workspace=True`): an opt-in, shown apart
+        print(f"gradgen+ws / jax.jit over {len(gw)} model sizes: geometric mean "
+              f"{geometric_mean(gw):.2f}, median {statistics.median(gw):.2f}, "
+              f"worst {max(gw):.2f}, at or below 1.00: {sum(x <= 1.0 for x in gw)} of "
+              f"{len(gw)}, above 1.5: {sum(x > 1.5 for x in gw)}.")
+    if gwt:
+        print(f"gradgen+ws / torch over {len(gwt)}: geometric mean {geometric_mean(gwt):.2f}, "
+              f"worst {max(gwt):.2f}, at or below 1.00: {sum(x <= 1.0 for x in gwt)} of "
+              f"{len(gwt)}.")
     if tj:
         print(f"torch / jax.jit over {len(tj)}: geometric mean {geometric_mean(tj):.2f}.")
     print()

@@ -27,7 +27,7 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
                    hessian: bool = False, wrt: Iterable[str] | None = None,
                    checks: bool = True, hints: dict[str, int] | None = None,
                    checkpoint: int | None = None, target: str = "numpy",
-                   jacobian: bool = False) -> str:
+                   jacobian: bool = False, workspace: bool = False) -> str:
     """Compile gradgen source text to the source of a NumPy module.
 
     `hints` gives sizes of dimensions (`{"N": 10000}`) for choosing the order of matrix
@@ -35,11 +35,14 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
     K steps only and recompute the rest (less memory, some more work).
     `target="array-api"` writes the module against the Python array API standard
     instead (it then runs on NumPy, CuPy, PyTorch, JAX and Dask arrays);
-    `jacobian=True` adds `f_jacobian` for non-scalar outputs. Raises
+    `jacobian=True` adds `f_jacobian` for non-scalar outputs; `workspace=True` makes
+    every function take `workspace=ws` (`ws = module.Workspace()`: buffers reused across
+    calls; NumPy target only). Raises
     `gradgen.CompileError` (carrying the diagnostics) for mistakes in the source.
     """
     return _compile(text, filename, modes=modes, hessian=hessian, wrt=wrt, checks=checks,
-                    hints=hints, checkpoint=checkpoint, target=target, jacobian=jacobian)
+                    hints=hints, checkpoint=checkpoint, target=target, jacobian=jacobian,
+                    workspace=workspace)
 
 
 class GeneratedModule(ModuleType):

@@ -206,6 +206,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                    help="the array library the module is written for: NumPy (default, "
                         "fastest) or the Python array API standard (NumPy, CuPy, PyTorch, "
                         "JAX, Dask)")
+    p.add_argument("--workspace", action="store_true",
+                   help="the functions also take workspace=ws (ws = module.Workspace()) and "
+                        "reuse its buffers across calls (NumPy target)")
 
 
 def _read(path: str) -> str:
@@ -234,7 +237,8 @@ def _options(args):
                 raise ValueError(f"--hint expects NAME=SIZE, got {item!r}")
             hints[name] = int(value)
         return make_options(split(args.modes), args.hessian, split(args.wrt), not args.no_checks,
-                            hints, args.checkpoint, args.target, args.jacobian)
+                            hints, args.checkpoint, args.target, args.jacobian,
+                            args.workspace)
     except ValueError as e:
         raise _Fail(str(e)) from None
 
@@ -342,7 +346,8 @@ def _check_one(args, file: str, out) -> int:
 def _options_given(args) -> bool:
     """True when the command line sets any of the options that shape the module."""
     return bool(args.wrt or args.modes is not None or args.hessian or args.jacobian or args.no_checks
-                or args.hint or args.checkpoint or args.target != "numpy")
+                or args.hint or args.checkpoint or args.target != "numpy"
+                or args.workspace)
 
 
 class _HeaderFlags(argparse.ArgumentParser):

@@ -22,9 +22,17 @@ from .codegen import runtime_xp
 from .codegen.emit import render_module
 from .codegen.function import EntryFunctions, Function, Module, Plan, jacobian_plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
-from .codegen.printer import Printer, printer_for
-from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, TYPES, TYPES_COMMENT, WEAK_SCALAR
-from .codegen.schedule import Forward, extend, schedule, with_value
+from .codegen.printer import MAX_WIDTH, Printer, printer_for
+from .codegen.runtime import (
+    CHECK_DIMS,
+    CHECK_SHAPE,
+    SIZE_CHECKS,
+    TYPES,
+    TYPES_COMMENT,
+    WEAK_SCALAR,
+    WORKSPACE,
+)
+from .codegen.schedule import Body, Forward, extend, schedule, with_value, workspace_flows
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
@@ -58,11 +66,12 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
                    hessian: bool = False, wrt: Iterable[str] | None = None,
                    checks: bool = True, hints: dict[str, int] | None = None,
                    checkpoint: int | None = None, target: str = "numpy",
-                   jacobian: bool = False) -> str:
+                   jacobian: bool = False, workspace: bool = False) -> str:
     """Compile a source text to the source of a standalone NumPy (or array API) module."""
     return render_module(compile_module(text, filename,
                                         _options(modes, hessian, wrt, checks, hints,
-                                                 checkpoint, target, jacobian)))
+                                                 checkpoint, target, jacobian,
+                                                 workspace)))
 
 
 def compile_module(text: str, filename: str, options: Options) -> Module:
@@ -180,6 +189,8 @@ def build_module(program: Program, options: Options) -> Module:
         "_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}
     if weak:
         preludes = {"_weak": runtime["_weak"], **preludes}
+    if options.workspace:
+        preludes["Workspace"] = WORKSPACE
     if options.checks:
         preludes = {"_dims": runtime["_dims"], "_expect": runtime["_expect"],
                     **{h: SIZE_CHECKS[h] for h in SIZE_CHECKS if h in checks}, **preludes}
@@ -237,8 +248,90 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
     taken = arg_names | set(entry.dims) | names.taken() | {
         name for plan in plans for x in plan.extra for name in (x.attr("name"),
                                                                 plan.input_name(x))}
+    args = (fns, plans, graphs, forward_nodes, needed, taken, arg_names, built_on, joint)
+    out = [(fn, printer) for fn, printer, _ in _scheduled(entry, options, names, *args)]
+    if options.workspace:
+        out += _workspace_twins(entry, options, names, args, out)
+    return out, fns.spec_constant()
+
+
+def _workspace_twins(entry: EntryPoint, options: Options, names: ModuleNamer, args: tuple,
+                     plain: list[tuple[Function, Printer]]) -> list[tuple[Function, Printer]]:
+    """`--workspace`: each function of `plain` takes `workspace=None` and, given one,
+    calls its private twin, whose temporaries are the workspace's buffers (the same
+    statements, scheduled again with `Printer.workspace`; a buffer that would reach a
+    result is left out, found by scheduling once more)."""
+    fns, graphs = args[0], args[2]
+    clash = [a.name for a in entry.args if a.name in ("ws", "workspace")]
+    if clash:
+        raise CompileError(fns.program.diagnostic(
+            entry.line, _def_col(fns.program, entry),
+            f"--workspace adds the keyword 'workspace' (and a twin taking 'ws') to "
+            f"'{entry.name}', whose argument '{clash[0]}' has that name; rename the argument"))
+    args = (*args[:5], args[5] | {"ws", "workspace"}, *args[6:])
+    results = [o for g in graphs for o in g.outputs]
+    marks = {"workspace_results": frozenset(id(o) for o in results),
+             "workspace_parts": frozenset((id(o.args[0]), o.attr("index"))
+                                          for o in results
+                                          if REGISTRY[o.op].has("projection"))}
+    twins = _scheduled(entry, options, names, *args, workspace=marks)
+    exclude = frozenset(n for _, _, body in twins for n in workspace_flows(body))
+    if exclude:
+        twins = _scheduled(entry, options, names, *args,
+                           workspace={**marks, "workspace_exclude": exclude})
+    out = []
+    for (fn, _), (twin, printer, _) in zip(plain, twins):
+        twin.name = f"_{fn.name}_ws"
+        twin.args = [*fn.args, "ws"]
+        twin.annotations = [*fn.annotations, names["Workspace"]] if fn.annotations else []
+        twin.doc = (f"`{fn.name}` with its temporaries in the buffers of `ws` (a Workspace)."
+                    f"\n\n`{fn.name}(..., workspace=ws)` calls it: the same statements; "
+                    "its results are fresh arrays.")
+        twin.lines = [_fresh_return(line) if phase == "return" else line
+                      for line, phase in zip(twin.lines, twin.phases)]
+        fn.keywords = [("workspace", names["Workspace"])]
+        test = _call_lines("if workspace is not None and workspace.bind(", fn.args, "):")
+        fn.lines[:0] = [*test, *_call_lines(f"    return {twin.name}(",
+                                            [*fn.args, "workspace"], ")")]
+        fn.phases[:0] = ["check"] * (len(fn.lines) - len(fn.phases))
+        out.append((twin, printer))
+    return out
+
+
+def _call_lines(head: str, args: list[str], tail: str) -> list[str]:
+    """`head` + the arguments + `tail` as `ruff format` writes it within the body's width:
+    on one line, else the arguments on one line of their own, else one a line."""
+    line = head + ", ".join(args) + tail
+    if len(line) <= MAX_WIDTH:
+        return [line]
+    pad = " " * (len(head) - len(head.lstrip()))
+    hugged = pad + "    " + ", ".join(args)
+    if len(hugged) <= MAX_WIDTH:
+        return [head, hugged, pad + tail]
+    return [head, *(f"{pad}    {a}," for a in args), pad + tail]
+
+
+def _fresh_return(line: str) -> str:
+    """`return ws.fresh(...)`: no result is a workspace buffer (`Workspace.fresh`)."""
+    assert line.startswith("return ")
+    return f"return ws.fresh({line[len('return '):]})"
+
+
+def _scheduled(entry: EntryPoint, options: Options, names: ModuleNamer, fns, plans, graphs,
+               forward_nodes, needed, taken, arg_names, built_on, joint,
+               workspace: dict | None = None) -> list[tuple[Function, Printer, Body]]:
+    """Each function of `plans` scheduled and assembled (with the printer that printed
+    it and its body); `workspace`: the `Printer.workspace` marks of a twin."""
+    def new_printer() -> Printer:
+        p = printer_for(options.printer, names.names)
+        if workspace is not None:
+            p.workspace = True
+            for k, v in workspace.items():
+                setattr(p, k, v)
+        return p
+
     forward = Forward(graphs[0].outputs[0], dict(graphs[0].names), Namer(taken),
-                      printer_for(options.printer, names.names), needed, frozenset(arg_names))
+                      new_printer(), needed, frozenset(arg_names))
     fold = entry.output not in entry.names
     out = []
     grad: tuple | None = None   # f_grad's body and printer: f_value_and_grad builds on them
@@ -247,15 +340,15 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
         keep = frozenset(arg_names | set(extra))
         if plan.kind == "value_and_grad" and grad is not None and joint is None:
             body, printer = with_value(grad[0], list(graph.outputs), keep), grad[1]
-            out.append((fns.assemble(plan, graph, body, printer), printer))
+            out.append((fns.assemble(plan, graph, body, printer), printer, body))
             continue
-        printer = printer_for(options.printer, names.names)
+        printer = new_printer()
         if plan.kind == "vjp" and grad is not None:   # a scalar output's: the gradient,
             # scaled (EntryDerivatives.vjp), on f_grad's statements when they allow it
             body = extend(grad[0], list(graph.outputs), dict(graph.names), Namer(taken),
                           printer, keep, plan.label)
             if body is not None:
-                out.append((fns.assemble(plan, graph, body, printer), printer))
+                out.append((fns.assemble(plan, graph, body, printer), printer, body))
                 continue
             ir.builder().charge(sum(id(n) in built_on and id(n) not in forward_nodes
                                     for n in graph.order))   # scheduled in full
@@ -272,8 +365,8 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
                         inputs_as={id(x): plan.input_name(x) for x in plan.inputs_as})
         if plan.kind == "grad":
             grad = body, printer
-        out.append((fns.assemble(plan, graph, body, printer), printer))
-    return out, fns.spec_constant()
+        out.append((fns.assemble(plan, graph, body, printer), printer, body))
+    return out
 
 
 def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
@@ -499,6 +592,8 @@ def _module_namer(program: Program, options: Options | None = None) -> ModuleNam
     sources = helper_sources()
     if options is not None and options.printer == "array_api":
         sources += runtime_xp.sources()
+    if options is not None and options.workspace:
+        sources.append(WORKSPACE)
     names = ModuleNamer(user, sources)
     for e in program.entries:   # every spec constant before any function's locals are named
         names.spec_constant(e.name)

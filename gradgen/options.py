@@ -25,6 +25,7 @@ class Options:
     checkpoint: int | None = None   # loops' VJPs save their carried values every K steps
     target: str = "numpy"   # a key of TARGETS
     jacobian: bool = False   # f_jacobian for non-scalar outputs (opt-in, as f_hessian)
+    workspace: bool = False   # the functions take `workspace=` (NumPy target; opt-in)
 
     @property
     def printer(self) -> str:
@@ -47,6 +48,8 @@ class Options:
             parts.append(f"checkpoint={self.checkpoint}")
         if self.target != "numpy":
             parts.append(f"target={self.target}")
+        if self.workspace:
+            parts.append("workspace")
         return " ".join(parts)
 
     def flags(self) -> str:
@@ -67,20 +70,27 @@ class Options:
             parts.append(f"--checkpoint {self.checkpoint}")
         if self.target != "numpy":
             parts.append(f"--target {self.target}")
+        if self.workspace:
+            parts.append("--workspace")
         return "".join(" " + p for p in parts)
 
 
 def make_options(modes=None, hessian=False, wrt=None, checks=True, hints=None,
-                 checkpoint=None, target="numpy", jacobian=False) -> Options:
+                 checkpoint=None, target="numpy", jacobian=False, workspace=False) -> Options:
     """Validated options (raises ValueError for an unknown mode, a bad hint, a checkpoint
-    interval that is not a positive integer or an unknown target)."""
-    return _options(modes, hessian, wrt, checks, hints, checkpoint, target, jacobian)
+    interval that is not a positive integer, an unknown target, or a workspace asked of
+    the array-API target)."""
+    return _options(modes, hessian, wrt, checks, hints, checkpoint, target, jacobian,
+                    workspace)
 
 
 def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None,
-             target="numpy", jacobian=False) -> Options:
+             target="numpy", jacobian=False, workspace=False) -> Options:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if workspace and target != "numpy":
+        raise ValueError("--workspace is for the NumPy target only (the array-API target "
+                         "writes into no buffer); leave out one of them")
     if modes is not None:
         modes = tuple(m.strip() for m in modes if m.strip())
         bad = [m for m in modes if m not in ALL_MODES]
@@ -95,4 +105,5 @@ def _options(modes, hessian, wrt, checks, hints=None, checkpoint=None,
         raise ValueError(f"checkpoint is a number of loop steps (a positive integer), got "
                          f"{checkpoint!r}")
     return Options(modes, bool(hessian), tuple(wrt) if wrt else None, bool(checks),
-                   tuple(sorted(hints.items())), checkpoint, target, bool(jacobian))
+                   tuple(sorted(hints.items())), checkpoint, target, bool(jacobian),
+                   bool(workspace))

@@ -76,6 +76,8 @@ NUMPY_FUNCTIONS = frozenset({
     "float64", "float32", "issubdtype", "can_cast",
     # integer indexing: arange, and the scatter-add of a gather (the _scatter_add helper)
     "arange", "bincount", "add.at",
+    # the workspace's `out=` forms (`--workspace`: np.matmul(X, V, out=ws("Q", N, M)))
+    "matmul", "square",
 })
 # NumPy values (not called) the emitted code reads.
 NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarray", "floating",
@@ -134,6 +136,14 @@ MATH_VALUES = frozenset({"pi", "e", "inf", "nan"})
 _DTYPE_KINDS = frozenset({"integral", "real floating", "bool", "numeric"})
 # The module-level import of the array API target (array_api_compat, when installed).
 XP_IMPORTS = ("array_namespace", "device_of")
+
+# `--workspace`: the one class a module may define, the runtime's `Workspace` exactly
+# (codegen/runtime.py, compared as a syntax tree), its methods the functions call (on
+# their parameter `workspace`, and on `ws` of the private twins, which also call `ws`
+# itself for a buffer), and the one keyword-only parameter (`workspace=None`).
+WORKSPACE_METHODS = frozenset({"bind", "zeros", "fresh"})
+WORKSPACE_KEYWORD = "workspace"
+WORKSPACE_PARAMETER = "ws"
 
 # Module-level state of the helpers, assigned `set()` at import.
 HELPER_STATE = frozenset({"_DIMS_PASSED"})
@@ -311,7 +321,7 @@ class _Scope:
         self.called: set[str] = set()   # names called as functions (in nested defs too)
         self.loaded: set[str] = set()   # names read (in nested defs too)
         a = fn.args
-        for arg in a.args + ([a.vararg] if a.vararg else []):
+        for arg in a.args + a.kwonlyargs + ([a.vararg] if a.vararg else []):
             self.names.add(arg.arg)
         # The caller's arrays: never written into (an `out=None` parameter is the
         # caller's request to be written into, so it is not one of them).
@@ -379,6 +389,23 @@ class _Names:
         self.aliases: dict[str, str] = {}  # module-level alias -> the built-in it names
         self.called: set[str] = set()      # module functions called by name somewhere
         self.allowed_strings: set[int] = set()   # ids of Constant str nodes in allowed places
+        self.workspace: str | None = None   # the name of the Workspace class, if defined
+
+    def _is_workspace(self, cls: ast.ClassDef) -> bool:
+        """Whether `cls` is the runtime's Workspace, its names as this module has them
+        (the NumPy alias, the built-ins' aliases, its own name)."""
+        from .codegen.runtime import WORKSPACE
+
+        canonical = ast.parse(WORKSPACE).body[0]
+        names = {**self.aliases, cls.name: "Workspace"}
+        if self.np is not None:
+            names[self.np] = "np"
+        mine = ast.parse(ast.unparse(cls)).body[0]   # (a copy)
+        for n in ast.walk(mine):
+            if isinstance(n, ast.Name):
+                n.id = names.get(n.id, n.id)
+        mine.name = "Workspace"
+        return ast.dump(mine) == ast.dump(canonical)
 
     def _builtin(self, name: str, scope: _Scope) -> str | None:
         """The built-in that `name` means here (through a module-level alias such as
@@ -493,6 +520,11 @@ class _Expressions(_Names):
             todo.append(func.value)   # x.__array_namespace__() in the _namespace helper
         elif isinstance(func, ast.Attribute):
             todo.append(self._call_method(func, scope))
+            if func.attr == "zeros" and self.workspace is not None and args and \
+                    isinstance(func.value, ast.Name) and func.value.id == WORKSPACE_PARAMETER \
+                    and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str) \
+                    and args[0].value.isidentifier() and not _is_dunder(args[0].value):
+                self.allowed_strings.add(id(args[0]))   # ws.zeros("dx", N)
             if func.attr == "map_blocks" and self.xp is not None and args \
                     and isinstance(args[0], ast.Name) and scope.function(args[0].id):
                 # Dask calls the helper's own nested function on each block (_by_matrix)
@@ -536,7 +568,12 @@ class _Expressions(_Names):
         """A call by name: a local function, a module function or an allowed built-in."""
         name = func.id
         if scope.binds(name):
-            if not scope.function(name):
+            if name == WORKSPACE_PARAMETER and self.workspace is not None and \
+                    scope.parent is None and name in scope.inputs and args and \
+                    isinstance(args[0], ast.Constant) and isinstance(args[0].value, str) \
+                    and args[0].value.isidentifier() and not _is_dunder(args[0].value):
+                self.allowed_strings.add(id(args[0]))   # ws("Q", N, M): a buffer by name
+            elif not scope.function(name):
                 _fail(func, f"a call of the local value {name!r}")
         elif name in self.functions:
             for a in args:   # _expect("x", x, shape): an argument's name; _solve("w", 0,
@@ -586,8 +623,12 @@ class _Expressions(_Names):
         receiver, left to check."""
         if isinstance(func.value, ast.Name):   # an undefined receiver first
             self._name(func.value, scope, called=True)
-        if func.attr not in ARRAY_METHODS and not (self.xp is not None
-                                                   and func.attr in XP_METHODS):
+        if func.attr in WORKSPACE_METHODS and self.workspace is not None and \
+                isinstance(func.value, ast.Name) and scope.parent is None and \
+                func.value.id in (WORKSPACE_KEYWORD, WORKSPACE_PARAMETER):
+            pass   # workspace.bind(...), ws.zeros("dx", N), ws.fresh(...)
+        elif func.attr not in ARRAY_METHODS and not (self.xp is not None
+                                                     and func.attr in XP_METHODS):
             _fail(func, f"a call of the method {func.attr!r} (not an array method "
                         "generated code uses)")
         recv = func.value
@@ -643,11 +684,15 @@ class _Statements(_Expressions):
         for dec in fn.decorator_list:
             self._decorator(dec)
         a = fn.args
-        if a.posonlyargs or a.kwonlyargs or a.kwarg or a.kw_defaults:
-            _fail(fn, "function arguments other than plain positional ones")
+        if a.posonlyargs or a.kwarg or a.kwonlyargs and not (
+                self.workspace is not None and parent is None
+                and [x.arg for x in a.kwonlyargs] == [WORKSPACE_KEYWORD]
+                and all(isinstance(d, ast.Constant) and d.value is None for d in a.kw_defaults)):
+            _fail(fn, "function arguments other than plain positional ones (and "
+                      "`workspace=None` where the module has its Workspace)")
         if a.vararg is not None and a.vararg.annotation is not None:
             _fail(fn, "an annotation of *args in a generated function")
-        for x in a.args:   # (evaluated when the function is defined)
+        for x in a.args + a.kwonlyargs:   # (evaluated when the function is defined)
             if x.annotation is not None:
                 self._type(x.annotation)
         if fn.returns is not None:
@@ -824,6 +869,9 @@ class _Verifier(_Statements):
             elif isinstance(stmt, ast.FunctionDef):
                 name = stmt.name
                 self.functions.add(name)
+            elif isinstance(stmt, ast.ClassDef) and self.workspace is None \
+                    and self._is_workspace(stmt):
+                name = self.workspace = stmt.name
             elif isinstance(stmt, ast.Assign):
                 name = self._module_assign(stmt)
                 self.state.add(name)
@@ -910,7 +958,9 @@ class _Verifier(_Statements):
         `object`, `tuple[...]`, `set[...]`, `np.floating`, `np.integer`,
         `npt.NDArray[...]`, their unions `a | b` and `...` in a tuple."""
         if isinstance(node, ast.Name) and (
-                node.id in self.types or self.aliases.get(node.id, node.id) in _TYPE_NAMES):
+                node.id in self.types or self.aliases.get(node.id, node.id) in _TYPE_NAMES
+                or node.id == self.workspace) or isinstance(node, ast.Constant) and (
+                node.value is None and self.workspace is not None):   # `Workspace | None`
             return
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
                 node.value.id == self.np and node.attr in ("floating", "integer")

@@ -89,7 +89,8 @@ def calls(mod: types.ModuleType, source: str, args: dict, rng):
             fn = getattr(mod, name + suffix, None)
             if fn is None:
                 continue
-            n_extra = len(inspect.signature(fn).parameters) - len(vals)
+            n_extra = sum(p.kind is p.POSITIONAL_OR_KEYWORD   # (not `workspace=`)
+                          for p in inspect.signature(fn).parameters.values()) - len(vals)
             if suffix == "_vjp":
                 extra = [rng.normal(size=np.shape(value)).astype(np.result_type(value))]
             elif suffix in ("_jvp", "_hvp"):

@@ -48,6 +48,9 @@ class Function:
     annotations: list[str] = field(default_factory=list)   # of `args`, one each
     returns: str = ""          # the return annotation
     types_used: frozenset = frozenset()   # the aliases (runtime.TYPES) they use
+    # keyword-only parameters after `args`, each `None` by default (`workspace`), with
+    # their annotations (without the `| None`)
+    keywords: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def signature(self) -> str:
@@ -55,6 +58,9 @@ class Function:
         100): on one line; else the parameters on one indented line; else one a line."""
         params = [f"{a}: {t}" for a, t in zip(self.args, self.annotations)] \
             if self.annotations else list(self.args)
+        if self.keywords:
+            params += ["*", *(f"{k}: {t} | None = None" if self.annotations else f"{k}=None"
+                              for k, t in self.keywords)]
         tail = f") -> {self.returns}:" if self.returns else "):"
         line = f"def {self.name}({', '.join(params)}{tail}"
         if len(line) <= SIGNATURE_WIDTH:

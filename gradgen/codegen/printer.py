@@ -77,6 +77,15 @@ class Printer:
     # whether `setitem` may write into a buffer the function owns (the array-API target's
     # `_set` is functional where arrays are immutable), though nothing else is in place
     owned_writes: bool = False
+    # whether the function takes its temporaries from a workspace `ws` (`--workspace`:
+    # the private twin of each function; `workspace_buffer`)
+    workspace: bool = False
+    # the nodes (by id) never given a workspace buffer: the results of the entry point's
+    # functions, (id(loop), index) of a loop's final value that is one, and the nodes
+    # whose buffers reach a result (`schedule.workspace_flows`)
+    workspace_results: frozenset = frozenset()
+    workspace_parts: frozenset = frozenset()
+    workspace_exclude: frozenset = frozenset()
 
     def __init__(self, names: dict[str, str] | None = None):
         self.names = dict(names or {})   # canonical -> actual module-level names
@@ -340,6 +349,13 @@ class NumpyPrinter(Printer):
     def augmented(self, target: str, ufunc: str, other: str) -> str | None:
         op = _AUGMENTED.get(ufunc)
         return None if op is None else f"{target} {op} {other}"
+
+    def workspace_buffer(self, name: str, shape, zeros: bool = False) -> str:
+        """The workspace's buffer for variable `name` (`ws("Q", N, M)`, uninitialised, or
+        `ws.zeros(...)`): `name` is an identifier, so it needs no escaping."""
+        parts = [self.scalar(d, integer=True)[0] for d in shape]
+        head = "ws.zeros(" if zeros else "ws("
+        return head + ", ".join(['"' + name + '"', *parts]) + ")"
 
 
 PRINTERS: dict[str, type[Printer]] = {"numpy": NumpyPrinter}

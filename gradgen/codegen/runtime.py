@@ -158,3 +158,74 @@ TYPES = {
     "Int": "Int = int | np.integer | npt.NDArray[np.integer]",
 }
 TYPES_COMMENT = "# The types of the arguments and results (their shapes are in the docstrings)."
+
+# The caller-owned workspace (`gradgen compile --workspace`, README "Reusing buffers across
+# calls"): the emitted `f(..., workspace=ws)` takes its temporaries from `ws` by name.
+WORKSPACE = '''\
+class Workspace:
+    """Buffers the functions of this module reuse across calls: `ws = Workspace()`, then
+    `f(..., workspace=ws)` in a training loop takes the temporaries of `f` from `ws`
+    instead of allocating them afresh on every call. Results are always fresh arrays.
+
+    It keeps one buffer per temporary (by its name in the function) at the shape and
+    dtype of the last call that used it, so it holds about one call's temporaries of each
+    function it is passed to; a call with other shapes or dtypes replaces them. A call
+    whose float arguments have several dtypes uses no buffer of it. Not thread-safe: one
+    workspace per thread."""
+
+    def __init__(self):
+        self.buffers = {}  # name -> array
+        self.ids = set()  # id() of each array of `buffers`
+        self.dtype = None  # the float dtype of the call that uses it
+
+    def bind(self, *args):
+        """Whether the float arrays among `args` have one dtype (then the buffers'): the
+        temporaries of a call all have it only then."""
+        dtype = None
+        for x in args:
+            d = getattr(x, "dtype", None)
+            if d is not None and d.kind == "f":
+                if dtype is None:  # (not `d != dtype`: np.dtype(None) is float64)
+                    dtype = d
+                elif d != dtype:
+                    dtype = None
+                    break
+        self.dtype = dtype
+        return dtype is not None
+
+    def __call__(self, name, *shape):
+        """The buffer `name` of this shape (uninitialised), made again if it had another
+        shape or dtype."""
+        b = self.buffers.get(name)
+        if b is None or b.shape != shape or b.dtype != self.dtype:
+            if b is not None:
+                self.ids.discard(id(b))
+            b = self.buffers[name] = np.empty(shape, self.dtype)
+            self.ids.add(id(b))
+        return b
+
+    def zeros(self, name, *shape):
+        """The buffer `name` of this shape, filled with zeros."""
+        b = self(name, *shape)
+        b.fill(0)
+        return b
+
+    def fresh(self, *results):
+        """The results, each array that is one of the buffers or a view of one copied (in
+        tuples too): what a function returns never changes with a later call."""
+        ids, todo = self.ids, list(results)
+        for x in todo:  # (a tuple's entries appended)
+            if type(x) is tuple:
+                todo += x
+            elif id(x) in ids or id(getattr(x, "base", None)) in ids:
+                results = self._copied(results)
+                break
+        return results[0] if len(results) == 1 else results
+
+    def _copied(self, x):
+        if type(x) is tuple:
+            return tuple(self._copied(y) for y in x)
+        if id(x) in self.ids or id(getattr(x, "base", None)) in self.ids:
+            return x.copy()
+        return x
+'''

@@ -177,6 +177,28 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
     return body
 
 
+def workspace_flows(body: Body) -> set[int]:
+    """The nodes (by id) whose statements took a workspace buffer that reaches a result
+    of `body`'s function: a statement computing a result reused it, or a result is a view
+    of it. (They must not take one: `Printer.workspace_exclude`.)"""
+    sched = body.scheduler
+    st = sched.st
+    todo = [name for o in body.outputs for name in sched.refs[id(o)]]
+    seen: set[str] = set()
+    flows = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in st.ws_vars:
+            flows.add(st.ws_vars[name])
+        if name in st.reused:
+            todo.append(st.reused[name])
+        todo += st.view_bases.get(name, ())
+    return flows
+
+
 def _live(prefix: list[Statement], own: list[Statement], outputs, refs) -> list[Statement]:
     """The statements of `prefix` a function needs (those computing a variable its own
     statements or its outputs read, and what they read; a comment when a statement under
@@ -238,6 +260,7 @@ class _Scheduler:
         s.assigned = set(st.assigned)
         s.overwritten = set(st.overwritten)
         s.gone = set(st.gone)
+        s.ws_vars, s.reused = dict(st.ws_vars), dict(st.reused)
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -322,7 +345,7 @@ class _Scheduler:
                                                          MAX_LINE - 7 - len(target))
                         arg_refs = tuple(name for a in args for name in refs[id(a)])
                         st.read(arg_refs)
-                    stmts, expr = [f"{target} = {text}{_shape_comment(n)}"], text
+                    stmts, expr = _plain(st, n, target, text)
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
             phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
@@ -396,7 +419,7 @@ class _Scheduler:
                  for r in self.refs.get(id(a), ())}
         read |= {b for r in read for b in st.view_bases.get(r, ())}   # (r = H[0]: H)
         carried = _carried_names(st, node, region, read)
-        init = _initial_values(st, node.args, carried, read)
+        init = _initial_values(st, node.args, carried, read, node)
         outside = [_outside_value(st, a, init) for a in node.args[len(carried):]]
         bound = [(index, PREC_ATOM)] + [(c, PREC_ATOM) for c in carried] + outside
         names = dict(st.names)   # temporaries named after the variables the inputs are
@@ -431,6 +454,13 @@ class _Scheduler:
         return RegionCode(index, carried, init, body.lines)
 
 
+def _plain(st: _State, n: Node, target: str, text: str) -> tuple[list[str], str | None]:
+    """`target = text`, or with a workspace `n` computed into its buffer (no expression
+    then, which a function might return as it is)."""
+    into = _workspace_into(st, n, target) if st.ws else None
+    return [f"{target} = {into or text}{_shape_comment(n)}"], (None if into else text)
+
+
 def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) -> list[str]:
     """The lines of a statement op's node `n` computed into `target`: written into the
     buffer of its argument 0 where that dies (`_State.write_into`), else its own statement
@@ -447,7 +477,12 @@ def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) 
             st.p.set_name(v, name)
             st.temps.append(name)
             first = [line.replace("\0", name) for line in lines]
-    return first + (st.write_into(n, target) or st.p.emit_stmt(n, target))
+    lines = st.write_into(n, target) or st.p.emit_stmt(n, target)
+    if st.ws and n.op in st.ops.buffer and lines[0].startswith(f"{target} = "):
+        into = _workspace_into(st, n, target, first_line=True)   # (a new buffer first)
+        if into is not None:
+            lines = [f"{target} = {into}", *lines[1:]]
+    return first + lines
 
 
 def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=MAX_EXPR):
@@ -482,6 +517,9 @@ class _Ops:
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.view_rule = {op: d.view for op, d in REGISTRY.items() if callable(d.view)}
         self.ufunc = {op: d.ufunc for op, d in REGISTRY.items() if d.ufunc}
+        # the workspace's forms (`OpDef.into`, `OpDef.buffer`)
+        self.into = {op: d.into for op, d in REGISTRY.items() if d.into is not None}
+        self.buffer = {op: d.buffer for op, d in REGISTRY.items() if d.buffer is not None}
         # the in-place function of division (the op of the operator `/`): a product by
         # 1/q is computed as a division by q, as the printer spells it
         self.divide = next(d.ufunc for d in REGISTRY.values() if d.operator == "/")
@@ -537,6 +575,11 @@ class _State:
         # a loop's carried variable (by node id) -> the body inputs whose values never
         # widen its dtype (`_steady_dtypes`): a step may add into its buffer
         self.carried_deps: dict[int, frozenset] = {}
+        # with a workspace (`Printer.workspace`): the variables given one of its buffers
+        # (-> node id), each variable whose statement reused another's buffer (-> it)
+        self.ws = printer.workspace
+        self.ws_vars: dict[str, int] = {}
+        self.reused: dict[str, str] = {}
 
     def deps(self, n: Node) -> frozenset:
         """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
@@ -659,9 +702,8 @@ class _State:
         steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
         if steps:
             alloc_deps = self.deps(alloc)
-            names_of = self.input_names
             for s in steps:
-                if not names_of(s) <= alloc_deps:
+                if not _same_dtype(self, s, alloc_deps, alloc):
                     return None
         if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
@@ -671,16 +713,19 @@ class _State:
             line = self._augmented_into(n, buf, target)
             if line is not None:
                 self.overwritten.add(buf)
+                self.reused[target] = buf
                 return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
             into = self._call_into(bottom, buf)
             if len(target) + len(into) + 7 > MAX_LINE:   # `out=` made it too long: spilled
                 return None                                # by the caller instead
             self.overwritten.add(buf)
+            self.reused[target] = buf
             lines = [f"{target} = {into}{_shape_comment(n)}"
                      + ("" if buf == target else f"; reuses {buf}'s buffer")]
         else:
-            lines = [f"{target} = {code[id(bottom)][0]}{_shape_comment(n)}"]
+            into = _workspace_into(self, bottom, target, n) if self.ws else None
+            lines = [f"{target} = {into or code[id(bottom)][0]}{_shape_comment(n)}"]
         child = bottom
         for k in range(len(spine) - 2, -1, -1):   # the steps, bottom-up
             s = spine[k]
@@ -706,13 +751,15 @@ class _State:
         a = n.args[0]
         if id(a) in self.inlined and a.shape and not self.ops.is_view(a) and \
                 id(a) not in self.p.scalars:   # a new array spelled here (`np.empty(...)`)
-            return [f"{target} = {self.p.code[id(a)][0]}", *write(self.p, n, target)]
+            into = _workspace_into(self, a, target, n) if self.ws else None
+            return [f"{target} = {into or self.p.code[id(a)][0]}", *write(self.p, n, target)]
         buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
         if buf is None:
             return None
         if buf == target:   # the array was made under the name of this write
             return list(write(self.p, n, target))
         self.overwritten.add(buf)
+        self.reused[target] = buf
         return [f"{target} = {buf}  # reuses {buf}'s buffer", *write(self.p, n, target)]
 
     def _augmented_into(self, n: Node, buf: str, target: str) -> str | None:
@@ -773,9 +820,8 @@ class _State:
             if views and any(remaining[w] > 0 for w in views):
                 continue
             owner_deps = self.deps(owner)
-            names_of = self.input_names
             for b in args:   # (the buffer's own node, usually `a`, depends on them)
-                if b is not owner and not names_of(b) <= owner_deps:
+                if b is not owner and not _same_dtype(self, b, owner_deps, owner):
                     break
             else:
                 if unread_later(name) and (not views or all(unread_later(w) for w in views)):
@@ -800,6 +846,49 @@ class _State:
                 return line
         args = [target, other_code] if i == 0 else [other_code, target]
         return self.p.into(uf, args, target)
+
+
+def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,
+                    first_line: bool = False) -> str | None:
+    """The code computing `n` into the workspace's buffer for `target`
+    (`np.matmul(X, V, out=ws("Q", N, M))`, `ws.zeros("dx", N)`), or None where it is
+    not taken from the workspace: no workspace, a number, a view, an integer or weak
+    dtype (the buffers have the float arguments' one dtype), an op with no form into a
+    buffer (`OpDef.ufunc`, `OpDef.into`, `OpDef.buffer`), or a node (or `top`, the node
+    the statement computes) whose buffer reaches a result of the function
+    (`Printer.workspace_exclude`). `first_line`: the new buffer a statement op's lines
+    start from (a `scatter`'s zeros)."""
+    p, ops = st.p, st.ops
+    if not st.ws or not n.shape or not _ws_float(st, n) or ops.is_view(n) or any(
+            id(m) in p.workspace_results or id(m) in p.workspace_exclude for m in (n, top) if m):
+        return None
+    kind = ops.buffer[n.op](n) if n.op in ops.buffer and (
+        first_line or n.op not in ops.stmt) else None
+    out = p.workspace_buffer(target, n.shape, zeros=kind == "zeros")
+    code = None
+    if kind is not None:
+        code = out
+    elif not first_line and n.op in ops.into:
+        code = ops.into[n.op](p, n, out)
+    if code is None and not first_line and n.op in st.ufunc:
+        code = st._call_into(n, out)
+    if code is None or len(target) + len(code) + 7 > MAX_LINE:   # (`    target = code`)
+        return None
+    st.ws_vars[target] = id(top or n)
+    return code
+
+
+def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
+    """Whether `n` has the dtype of `owner`'s buffer, whose dtype covers the inputs `deps`
+    (`_State.deps`): `n` depends on no other input, or with a workspace both have the
+    float arguments' one dtype."""
+    return st.input_names(n) <= deps or st.ws and _ws_float(st, n) and _ws_float(st, owner)
+
+
+def _ws_float(st: _State, n: Node) -> bool:
+    """Whether `n` has the float arguments' dtype: with a workspace they have one
+    (`Workspace.bind`), so any such buffer may hold any such value."""
+    return n.dtype == "float" and not st.weak(n) and bool(dtype_sources(n))
 
 
 def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
@@ -1004,15 +1093,18 @@ def _carried_names(st: _State, node: Node, region: Region, read: set) -> tuple[s
     return tuple(out)
 
 
-def _initial_values(st: _State, args: tuple, carried: tuple, read: set) -> list[str]:
+def _initial_values(st: _State, args: tuple, carried: tuple, read: set,
+                    loop: Node | None = None) -> list[str]:
     """`h = h0`: the carried variables set before the loop, each to a copy where its
     initial value is an argument of the function (never modified), a view, or a variable
-    something later reads (or another carried variable starts from)."""
+    something later reads (or another carried variable starts from). With a workspace, a
+    new buffer (`np.empty(...)`, zeros) whose final value is no result of the function
+    (`loop`'s) is the workspace's (`h_steps = ws("h_steps", T + 1, B, H)`)."""
     # (a variable a carried variable continues is taken whichever comes first: another
     # carried variable starting from it gets a copy, not the buffer the loop writes into)
     lines = []
     taken = {name for name, a in zip(carried, args) if st.p.code[id(a)][0] == name}
-    for name, a in zip(carried, args):
+    for i, (name, a) in enumerate(zip(carried, args)):
         text, prec = st.p.code[id(a)]
         if text == name:   # the variable itself (`_carried_names`)
             continue
@@ -1022,6 +1114,9 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set) -> list[
         if text in taken and id(a) not in st.inlined and not number \
                 or text in read and a.shape or _shared(st, a, text):
             text = st.p.copy(text, prec, scalar=not a.shape)
+        elif st.ws and id(a) in st.inlined and loop is not None and \
+                (id(loop), i) not in st.p.workspace_parts:
+            text = _workspace_into(st, a, name) or text
         taken.add(text)
         lines.append(f"{name} = {text}")
     return lines

@@ -45,7 +45,7 @@ def _emit_full(p, node):
 # full(sources..., value, shape): an array of `shape` filled with the number `value`, in
 # the dtype of its arguments.
 defop("full", None, shape=lambda args, value, shape: shape, emit=_emit_full, traits=CONST,
-      domain=(REAL,), hint="full")
+      domain=(REAL,), hint="full", buffer=lambda n: "zeros" if n.attr("value") == 0 else None)
 
 
 def _emit_eye(p, node):

@@ -169,6 +169,7 @@ def _emit_empty(p, node):
 # loop writes before anything reads it. `name` names the buffer (and keeps two buffers of
 # one shape apart: they are never one node).
 defop("empty", None, shape=lambda args, shape, name: shape, emit=_emit_empty,
+      buffer=lambda n: "empty",
       traits=frozenset({"nondiff", "buffer"}), hint=lambda node, names: node.attr("name"))
 
 # part(scan, index): the index-th final carried value of a loop.

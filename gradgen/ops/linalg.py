@@ -232,6 +232,7 @@ def _solve_rhs_scalar(op: str) -> None:
 
 defop("matmul", 2, shape=lambda args: matmul_shape(args[0].shape, args[1].shape),
       emit=_emit_matmul, operator="@", hint=product_hint,
+      into=lambda p, n, out: p.into("matmul", p.args(n), out),
       traits=frozenset({"bilinear", "matrix_product"}), domain=(REAL, REAL),
       vjp=_matmul_vjp, jvp=_matmul_jvp, vmap=_matmul_vmap)
 

@@ -91,6 +91,14 @@ class OpDef:
     # None (a fresh array), "view" (a writeable view) or "readonly" (a read-only view,
     # like np.broadcast_to); a function of the node when that depends on the node.
     view: str | Callable[..., str | None] | None = None
+    # For the workspace (`--workspace`): (printer, node, out) -> the code computing the
+    # node into the buffer `out` (`np.matmul(a, b, out=out)`), or None where it has none;
+    # ops with a `ufunc` need none unless they spell it otherwise (`x ** 2`: np.square).
+    into: Callable[..., str | None] | None = None
+    # For the workspace: node -> "zeros" or "empty" when the op's code is a new array of
+    # the node's shape (`np.zeros_like(x)`, `np.empty(...)`; a statement op: its first
+    # line), which the workspace may provide instead; None otherwise.
+    buffer: Callable[..., str | None] | None = None
 
     def emitter(self, target: str) -> Callable[..., tuple[str, int]] | None:
         """The emission rule for `target` (a printer's `target`)."""

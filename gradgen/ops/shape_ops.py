@@ -359,7 +359,7 @@ defop("expand_like", 2, shape=_expand_like_shape, emit=_emit_expand_like,
 
 defop("zeros_like", 1, shape=lambda args: args[0].shape,
       traits=frozenset({"nondiff", "dtype_only"}),
-      emit=call("zeros_like"), domain=(REAL,))
+      emit=call("zeros_like"), domain=(REAL,), buffer=lambda n: "zeros")
 
 
 @rewrite("zeros_like")
@@ -483,6 +483,7 @@ defop("index", 1, dtype=like_first, shape=_index_shape, emit=_emit_index, traits
 
 # scatter(g, like, index): zeros shaped like `like`, with `g` written at `index`.
 defop("scatter", 2, shape=lambda args, index: args[1].shape, stmt=_scatter_stmt,
+      buffer=lambda n: "zeros",   # (the statement's first line: np.zeros_like(like))
       traits=frozenset({"linear"}), domain=(REAL, REAL),
       vjp=lambda g, n: (make("index", g, index=n.attr("index")), None),
       jvp=lambda ts, n: None if ts[0] is None else make("scatter", ts[0], n.args[1], **n.kw),
