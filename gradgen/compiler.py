@@ -23,7 +23,8 @@ from .codegen.emit import render_module
 from .codegen.function import EntryFunctions, Function, Module, Plan, jacobian_plan
 from .codegen.naming import VALUE, ModuleNamer, Namer, rename_identifiers
 from .codegen.printer import Printer, printer_for
-from .codegen.runtime import CHECK_DIMS, CHECK_SHAPE, SIZE_CHECKS, TYPES, TYPES_COMMENT, WEAK_SCALAR
+from .codegen.runtime import (CHECK_DIMS, CHECK_SHAPE, ONE_DTYPE, SIZE_CHECKS, TYPES, TYPES_COMMENT,
+                              WEAK_SCALAR)
 from .codegen.schedule import Forward, extend, schedule, with_value
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
@@ -247,7 +248,7 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
         name for plan in plans for x in plan.extra for name in (x.attr("name"),
                                                                 plan.input_name(x))}
     forward = Forward(graphs[0].outputs[0], dict(graphs[0].names), Namer(taken),
-                      printer_for(options.printer, names.names), needed, frozenset(arg_names))
+                      _printer(options, names, entry), needed, frozenset(arg_names))
     fold = entry.output not in entry.names
     out = []
     grad: tuple | None = None   # f_grad's body and printer: f_value_and_grad builds on them
@@ -258,7 +259,7 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             body, printer = with_value(grad[0], list(graph.outputs), keep), grad[1]
             out.append((fns.assemble(plan, graph, body, printer), printer))
             continue
-        printer = printer_for(options.printer, names.names)
+        printer = _printer(options, names, entry)
         if plan.kind == "vjp" and grad is not None:   # a scalar output's: the gradient,
             # scaled (EntryDerivatives.vjp), on f_grad's statements when they allow it
             body = extend(grad[0], list(graph.outputs), dict(graph.names), Namer(taken),
@@ -283,6 +284,16 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             grad = body, printer
         out.append((fns.assemble(plan, graph, body, printer), printer))
     return out, fns.spec_constant()
+
+
+def _printer(options: Options, names: ModuleNamer, entry: EntryPoint) -> Printer:
+    """A printer of the target for one function of `entry`, with the float arguments (by
+    node id) a prologue may make one dtype when a statement relies on it (rule
+    `one_dtype_at_entry`; a target that writes in place only)."""
+    printer = printer_for(options.printer, names.names)
+    if printer.supports_out:
+        printer.one_dtype = frozenset(id(a.node) for a in entry.args if a.node.dtype != INT)
+    return printer
 
 
 def _continued(forward: Forward, plan: Plan, graph: ir.Graph, first: ir.Graph
@@ -476,7 +487,7 @@ def _module_namer(program: Program, options: Options | None = None) -> ModuleNam
 
 def helper_sources() -> list[str]:
     """The source of every helper an emitted module may carry."""
-    return ["\n".join(TYPES.values()) + "\n", CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR,
+    return ["\n".join(TYPES.values()) + "\n", CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR, ONE_DTYPE,
             *SIZE_CHECKS.values()] + sorted(
         {d.prelude for d in REGISTRY.values() if d.prelude})
 

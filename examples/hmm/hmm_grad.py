@@ -19,8 +19,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -50,9 +59,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -78,13 +87,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -150,6 +167,17 @@ def _scatter_add(g, shape, axis, *index):
         out = np.zeros((m, width), g.dtype)
         np.add.at(out, flat, rows)
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
+
+
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
 
 
 _LOGLIK_ARGS = (
@@ -240,7 +268,8 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         dpi: the gradient for pi, shape (K,).
         dE: the gradient for E, shape (M, K).
     """
-    _dims(_LOGLIK_ARGS, A, pi, E, obs)
+    if not _dims(_LOGLIK_ARGS, A, pi, E, obs):  # float dtypes differ: one for all
+        A, pi, E = _one_dtype(A, pi, E)
     K = A.shape[0]
     M = E.shape[0]
     T = obs.shape[0]
@@ -283,7 +312,9 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
-    alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
+    # (N, K); reuses alpha's buffer
+    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
@@ -309,17 +340,18 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    # (M, K); reuses E_exp's buffer
+    dE = np.multiply(dlogE.sum(axis=0, keepdims=True) / E_sum, E_exp, out=E_exp)
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    np.subtract(dalpha_sum, dpi, out=dpi)
+    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
     del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
-    dA = dlogA.sum(axis=1, keepdims=True) / A_sum * A_exp  # (K, K)
+    # (K, K); reuses A_exp's buffer
+    dA = np.multiply(dlogA.sum(axis=1, keepdims=True) / A_sum, A_exp, out=A_exp)
     np.subtract(dlogA, dA, out=dA)
     return (dA, dpi, dE)
 
@@ -349,7 +381,8 @@ def loglik_value_and_grad(
         dpi: the gradient for pi, shape (K,).
         dE: the gradient for E, shape (M, K).
     """
-    _dims(_LOGLIK_ARGS, A, pi, E, obs)
+    if not _dims(_LOGLIK_ARGS, A, pi, E, obs):  # float dtypes differ: one for all
+        A, pi, E = _one_dtype(A, pi, E)
     K = A.shape[0]
     M = E.shape[0]
     T = obs.shape[0]
@@ -393,7 +426,9 @@ def loglik_value_and_grad(
         del alpha_max, logA_sum
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
+    # (N, K); reuses alpha's buffer
+    alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
     alpha_sum = alpha_exp.sum(axis=1)  # (N,)
     value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
@@ -422,17 +457,18 @@ def loglik_value_and_grad(
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    # (M, K); reuses E_exp's buffer
+    dE = np.multiply(dlogE.sum(axis=0, keepdims=True) / E_sum, E_exp, out=E_exp)
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    np.subtract(dalpha_sum, dpi, out=dpi)
+    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
     del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
-    dA = dlogA.sum(axis=1, keepdims=True) / A_sum * A_exp  # (K, K)
+    # (K, K); reuses A_exp's buffer
+    dA = np.multiply(dlogA.sum(axis=1, keepdims=True) / A_sum, A_exp, out=A_exp)
     np.subtract(dlogA, dA, out=dA)
     return value, (dA, dpi, dE)
 
@@ -462,7 +498,8 @@ def loglik_vjp(
         dpi: the gradient for pi, shape (K,).
         dE: the gradient for E, shape (M, K).
     """
-    _dims(_LOGLIK_ARGS, A, pi, E, obs)
+    if not _dims(_LOGLIK_ARGS, A, pi, E, obs):  # float dtypes differ: one for all
+        A, pi, E = _one_dtype(A, pi, E)
     K = A.shape[0]
     M = E.shape[0]
     T = obs.shape[0]
@@ -507,7 +544,9 @@ def loglik_vjp(
         alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
-    alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
+    # (N, K); reuses alpha's buffer
+    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
@@ -533,17 +572,18 @@ def loglik_vjp(
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
-    dE = dlogE.sum(axis=0, keepdims=True) / E_sum * E_exp  # (M, K)
+    # (M, K); reuses E_exp's buffer
+    dE = np.multiply(dlogE.sum(axis=0, keepdims=True) / E_sum, E_exp, out=E_exp)
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    np.subtract(dalpha_sum, dpi, out=dpi)
+    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
     del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
-    dA = dlogA.sum(axis=1, keepdims=True) / A_sum * A_exp  # (K, K)
+    # (K, K); reuses A_exp's buffer
+    dA = np.multiply(dlogA.sum(axis=1, keepdims=True) / A_sum, A_exp, out=A_exp)
     np.subtract(dlogA, dA, out=dA)
     return (g * dA, g * dpi, g * dE)
 

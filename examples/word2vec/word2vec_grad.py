@@ -19,8 +19,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -50,9 +59,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -78,13 +87,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -163,6 +180,17 @@ def _scatter_add(g, shape, axis, *index):
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 _LOSS_ARGS = (
     ("E", ("V", "D")),
     ("U", ("V", "D")),
@@ -224,7 +252,8 @@ def loss_grad(
         dE: the gradient for E, shape (V, D).
         dU: the gradient for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
@@ -245,7 +274,7 @@ def loss_grad(
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
-    dUc = sp_sigmoid * h  # (B, D)
+    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -255,7 +284,9 @@ def loss_grad(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = ((sn_sigmoid * Un).sum(axis=1) - sp_sigmoid * Uc) / B  # (B, D)
+    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    dh /= B
     del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
@@ -282,7 +313,8 @@ def loss_value_and_grad(
         dE: the gradient for E, shape (V, D).
         dU: the gradient for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
@@ -306,7 +338,7 @@ def loss_value_and_grad(
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
-    dUc = sp_sigmoid * h  # (B, D)
+    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -316,7 +348,9 @@ def loss_value_and_grad(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = ((sn_sigmoid * Un).sum(axis=1) - sp_sigmoid * Uc) / B  # (B, D)
+    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    dh /= B
     del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
@@ -343,7 +377,8 @@ def loss_vjp(
         dE: the gradient for E, shape (V, D).
         dU: the gradient for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
@@ -366,7 +401,7 @@ def loss_vjp(
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
-    dUc = sp_sigmoid * h  # (B, D)
+    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -376,7 +411,9 @@ def loss_vjp(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = ((sn_sigmoid * Un).sum(axis=1) - sp_sigmoid * Uc) / B  # (B, D)
+    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    dh /= B
     del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
@@ -465,7 +502,8 @@ def loss_hvp(
         HvE: (H v) for E, shape (V, D).
         HvU: (H v) for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
@@ -525,7 +563,10 @@ def loss_hvp(
     Un_sum = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1)  # (B, D)
     del Un, sn_sigmoid, tUn
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tdh = (Un_sum - (tlog_pos_neg * Uc + sp_sigmoid[:, None] * tUc)) / B  # (B, D)
+    tdh = tlog_pos_neg * Uc  # (B, D)
+    tdh += sp_sigmoid[:, None] * tUc
+    np.subtract(Un_sum, tdh, out=tdh)
+    tdh /= B
     del Uc, Un_sum, sp_sigmoid, tUc
     # tangent of grad of line 5: h = E[center]  # (B, D) center words
     HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)

@@ -63,6 +63,7 @@ class Body:
     scheduler: object = field(default=None, repr=False)   # what `with_value` continues
     forward: object = field(default=None, repr=False)
     outputs: list = field(default_factory=list, repr=False)   # what the body computes
+    one_dtype: bool = False   # a statement relies on the float arguments' one dtype (_covers)
 
 
 class Forward:
@@ -173,6 +174,7 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
             and sched.refs[id(outputs[0])] == (last.target,):
         body.result = (last.target, last.expr)
     body.scheduler, body.forward, body.outputs = sched, forward, list(outputs)
+    body.one_dtype = sched.st.one_dtype_used
     return body
 
 
@@ -236,6 +238,7 @@ class _Scheduler:
         s.views_of = {k: dict(v) for k, v in st.views_of.items()}
         s.assigned = set(st.assigned)
         s.overwritten = set(st.overwritten)
+        s.one_dtype_used = st.one_dtype_used
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -498,6 +501,10 @@ class _State:
         # a loop's carried variable (by node id) -> the body inputs whose values never
         # widen its dtype (`_steady_dtypes`): a step may add into its buffer
         self.carried_deps: dict[int, frozenset] = {}
+        # the float arguments (by node id) the function makes one dtype at entry when a
+        # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
+        self.one_dtype: frozenset[int] = printer.one_dtype
+        self.one_dtype_used = False
 
     def deps(self, n: Node) -> frozenset:
         """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
@@ -622,7 +629,7 @@ class _State:
             alloc_deps = self.deps(alloc)
             names_of = self.input_names
             for s in steps:
-                if not names_of(s) <= alloc_deps:
+                if not names_of(s) <= alloc_deps and not _covers(self, alloc, alloc_deps, s):
                     return None
         if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
@@ -696,8 +703,11 @@ class _State:
             lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
         if buf is None:
             return []
+        into = self._call_into(o, buf)
+        if len(temp_name(o, self.names)) + len(into) + 9 > MAX_LINE:   # (a numbered name)
+            return []   # `out=` would make it too long: computed as it is instead
         name = self.namer.fresh(temp_name(o, self.names))
-        line = f"{name} = {self._call_into(o, buf)}  # reuses {buf}'s buffer"
+        line = f"{name} = {into}  # reuses {buf}'s buffer"
         self.overwritten.add(buf)
         self.p.set_name(o, name)
         self.temps.append(name)
@@ -734,7 +744,8 @@ class _State:
             owner_deps = self.deps(owner)
             names_of = self.input_names
             for b in args:   # (the buffer's own node, usually `a`, depends on them)
-                if b is not owner and not names_of(b) <= owner_deps:
+                if b is not owner and not names_of(b) <= owner_deps and \
+                        not _covers(self, owner, owner_deps, b):
                     break
             else:
                 if unread_later(name) and (not views or all(unread_later(w) for w in views)):
@@ -759,6 +770,26 @@ class _State:
                 return line
         args = [target, other_code] if i == 0 else [other_code, target]
         return self.p.into(uf, args, target)
+
+
+def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
+    """Whether the buffer of `owner` (whose dtype covers `owner_deps`) has the dtype of
+    `b`'s value: `b` depends on no input it does not, or (with the float arguments of
+    one dtype, rule `one_dtype_at_entry`) on no float input but those arguments and
+    its own, and `owner` is a float value of one of those arguments."""
+    if st.input_names(b) <= owner_deps:
+        return True
+    one = st.one_dtype
+    if not one or owner.dtype != "float":
+        return False
+    own = dtype_sources(owner)
+    if not any(id(x) in one for x in own):
+        return False
+    for x in dtype_sources(b):
+        if id(x) not in one and x.attr("name") not in owner_deps:
+            return False
+    st.one_dtype_used = True
+    return True
 
 
 def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
