@@ -26,6 +26,7 @@ from .codegen.printer import MAX_WIDTH, Printer, printer_for
 from .codegen.runtime import (
     CHECK_DIMS,
     CHECK_SHAPE,
+    ONE_DTYPE,
     SIZE_CHECKS,
     TYPES,
     TYPES_COMMENT,
@@ -323,7 +324,7 @@ def _scheduled(entry: EntryPoint, options: Options, names: ModuleNamer, fns, pla
     """Each function of `plans` scheduled and assembled (with the printer that printed
     it and its body); `workspace`: the `Printer.workspace` marks of a twin."""
     def new_printer() -> Printer:
-        p = printer_for(options.printer, names.names)
+        p = _printer(options, names, entry)
         if workspace is not None:
             p.workspace = True
             for k, v in workspace.items():
@@ -393,6 +394,16 @@ def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
             needed |= {id(a) for n in own for a in n.args} & forward_nodes
     ir.builder().charge(work)
     return needed
+
+
+def _printer(options: Options, names: ModuleNamer, entry: EntryPoint) -> Printer:
+    """A printer of the target for one function of `entry`, with the float arguments (by
+    node id) a prologue may make one dtype when a statement relies on it (rule
+    `one_dtype_at_entry`; a target that writes in place only)."""
+    printer = printer_for(options.printer, names.names)
+    if printer.supports_out:
+        printer.one_dtype = frozenset(id(a.node) for a in entry.args if a.node.dtype != INT)
+    return printer
 
 
 def _continued(forward: Forward, plan: Plan, graph: ir.Graph, first: ir.Graph
@@ -602,7 +613,7 @@ def _module_namer(program: Program, options: Options | None = None) -> ModuleNam
 
 def helper_sources() -> list[str]:
     """The source of every helper an emitted module may carry."""
-    return ["\n".join(TYPES.values()) + "\n", CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR,
+    return ["\n".join(TYPES.values()) + "\n", CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR, ONE_DTYPE,
             *SIZE_CHECKS.values()] + sorted(
         {d.prelude for d in REGISTRY.values() if d.prelude})
 

@@ -18,8 +18,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -49,9 +58,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -77,13 +86,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -142,6 +159,17 @@ def _expscan(v, a, b, axis, reverse=None):
     return out
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 _NLL_ARGS = (
     ("X", ("N", "D")),
     ("event", ("N",)),
@@ -192,7 +220,8 @@ def nll_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     Returns:
         dbeta: the gradient for beta, shape (D,).
     """
-    _dims(_NLL_ARGS, X, event, beta, lam)
+    if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
+        X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
@@ -203,7 +232,8 @@ def nll_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     deta = _expscan(dlog_risk, -log_risk, eta, axis=0) - dlog_risk  # (N,)
     del dlog_risk, eta, log_risk
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
-    dbeta = X.T @ deta + lam * beta  # (D,)
+    dbeta = lam * beta  # (D,)
+    dbeta += X.T @ deta
     return dbeta
 
 
@@ -226,7 +256,8 @@ def nll_value_and_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> tupl
         value: the value, shape ().
         dbeta: the gradient for beta, shape (D,).
     """
-    _dims(_NLL_ARGS, X, event, beta, lam)
+    if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
+        X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
@@ -238,7 +269,8 @@ def nll_value_and_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> tupl
     deta = _expscan(dlog_risk, -log_risk, eta, axis=0) - dlog_risk  # (N,)
     del dlog_risk, eta, log_risk
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
-    dbeta = X.T @ deta + lam * beta  # (D,)
+    dbeta = lam * beta  # (D,)
+    dbeta += X.T @ deta
     return value, dbeta
 
 
@@ -261,7 +293,8 @@ def nll_vjp(X: Array, event: Array, beta: Array, lam: Scalar, g: Scalar) -> Arra
     Returns:
         dbeta: the gradient for beta, shape (D,).
     """
-    _dims(_NLL_ARGS, X, event, beta, lam)
+    if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
+        X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
     _expect("g", g, ())
     lam = _weak(lam, X, event, beta)
@@ -274,7 +307,8 @@ def nll_vjp(X: Array, event: Array, beta: Array, lam: Scalar, g: Scalar) -> Arra
     deta = _expscan(dlog_risk, -log_risk, eta, axis=0) - dlog_risk  # (N,)
     del dlog_risk, eta, log_risk
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
-    dbeta = X.T @ deta + lam * beta  # (D,)
+    dbeta = lam * beta  # (D,)
+    dbeta += X.T @ deta
     return g * dbeta
 
 
@@ -337,7 +371,8 @@ def nll_hvp(X: Array, event: Array, beta: Array, lam: Scalar, vbeta: Array) -> A
     Returns:
         Hvbeta: (H v) for beta, shape (D,).
     """
-    _dims(_NLL_ARGS, X, event, beta, lam)
+    if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
+        X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
     D = X.shape[1]
     _expect("vbeta", vbeta, (D,))
@@ -353,11 +388,13 @@ def nll_hvp(X: Array, event: Array, beta: Array, lam: Scalar, vbeta: Array) -> A
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # tangent of grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
-    tdeta = _expscan(dlog_risk, log_risk_neg, eta, axis=0) * teta  # (N,)
+    # (N,); reuses teta's buffer
+    tdeta = np.multiply(_expscan(dlog_risk, log_risk_neg, eta, axis=0), teta, out=teta)
     tdeta += _expscan(-(event * tlog_risk) / N, log_risk_neg, eta, axis=0)
     del dlog_risk, eta, log_risk_neg, teta, tlog_risk
     # tangent of grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta...
-    Hvbeta = X.T @ tdeta + lam * vbeta  # (D,)
+    Hvbeta = lam * vbeta  # (D,)
+    Hvbeta += X.T @ tdeta
     return Hvbeta
 
 

@@ -18,8 +18,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -49,9 +58,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -77,13 +86,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -121,6 +138,17 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 _NLL_ARGS = (
     ("X", ("N", "D")),
     ("mu", ("D",)),
@@ -142,11 +170,13 @@ def nll(X: Array, mu: Array, A: Array) -> Scalar:
     Returns:
         the value, shape ().
     """
-    _dims(_NLL_ARGS, X, mu, A)
+    if not _dims(_NLL_ARGS, X, mu, A):  # float dtypes differ: one for all
+        X, mu, A = _one_dtype(X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
     R = X - mu  # (N, D)
-    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S += A @ A.T
     Q = np.linalg.solve(S, R.T)  # (D, N)
     quad = np.vdot(R.T, Q) / N
     del Q, R
@@ -170,15 +200,18 @@ def nll_grad(X: Array, mu: Array, A: Array) -> tuple[Array, Array]:
         dmu: the gradient for mu, shape (D,).
         dA: the gradient for A, shape (D, D).
     """
-    _dims(_NLL_ARGS, X, mu, A)
+    if not _dims(_NLL_ARGS, X, mu, A):  # float dtypes differ: one for all
+        X, mu, A = _one_dtype(X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
     R = X - mu  # (N, D)
-    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S += A @ A.T
     Q = np.linalg.solve(S, R.T)  # (D, N)
     del R
     # grad of line 10: Q = solve(S, R.T)
-    dS = np.linalg.inv(S) / 2 - (Q / (2 * N)) @ Q.T  # (D, D)
+    dS = np.linalg.inv(S) / 2  # (D, D)
+    dS -= (Q / (2 * N)) @ Q.T
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
     dA = (2 * dS) @ A  # (D, D)
@@ -209,17 +242,20 @@ def nll_value_and_grad(X: Array, mu: Array, A: Array) -> tuple[Scalar, tuple[Arr
         dmu: the gradient for mu, shape (D,).
         dA: the gradient for A, shape (D, D).
     """
-    _dims(_NLL_ARGS, X, mu, A)
+    if not _dims(_NLL_ARGS, X, mu, A):  # float dtypes differ: one for all
+        X, mu, A = _one_dtype(X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
     R = X - mu  # (N, D)
-    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S += A @ A.T
     Q = np.linalg.solve(S, R.T)  # (D, N)
     quad = np.vdot(R.T, Q) / N
     del R
     value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
     # grad of line 10: Q = solve(S, R.T)
-    dS = np.linalg.inv(S) / 2 - (Q / (2 * N)) @ Q.T  # (D, D)
+    dS = np.linalg.inv(S) / 2  # (D, D)
+    dS -= (Q / (2 * N)) @ Q.T
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
     dA = (2 * dS) @ A  # (D, D)
@@ -250,17 +286,20 @@ def nll_vjp(X: Array, mu: Array, A: Array, g: Scalar) -> tuple[Array, Array]:
         dmu: the gradient for mu, shape (D,).
         dA: the gradient for A, shape (D, D).
     """
-    _dims(_NLL_ARGS, X, mu, A)
+    if not _dims(_NLL_ARGS, X, mu, A):  # float dtypes differ: one for all
+        X, mu, A = _one_dtype(X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
     _expect("g", g, ())
     g = _weak(g, X, mu, A)
     R = X - mu  # (N, D)
-    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S += A @ A.T
     Q = np.linalg.solve(S, R.T)  # (D, N)
     del R
     # grad of line 10: Q = solve(S, R.T)
-    dS = np.linalg.inv(S) / 2 - (Q / (2 * N)) @ Q.T  # (D, D)
+    dS = np.linalg.inv(S) / 2  # (D, D)
+    dS -= (Q / (2 * N)) @ Q.T
     del S
     # grad of line 8: S = A @ A.T + eye(D) / 10
     dA = (2 * dS) @ A  # (D, D)
@@ -292,13 +331,15 @@ def nll_jvp(X: Array, mu: Array, A: Array, tmu: Array, tA: Array) -> tuple[Scala
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    _dims(_NLL_ARGS, X, mu, A)
+    if not _dims(_NLL_ARGS, X, mu, A):  # float dtypes differ: one for all
+        X, mu, A = _one_dtype(X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
     _expect("tmu", tmu, (D,))
     _expect("tA", tA, (D, D))
     R = X - mu  # (N, D)
-    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S += A @ A.T
     Q = np.linalg.solve(S, R.T)  # (D, N)
     quad = np.vdot(R.T, Q) / N
     value = (quad + np.linalg.slogdet(S)[1] + D * float(np.log(2 * np.pi))) / 2
@@ -338,13 +379,15 @@ def nll_hvp(X: Array, mu: Array, A: Array, vmu: Array, vA: Array) -> tuple[Array
         Hvmu: (H v) for mu, shape (D,).
         HvA: (H v) for A, shape (D, D).
     """
-    _dims(_NLL_ARGS, X, mu, A)
+    if not _dims(_NLL_ARGS, X, mu, A):  # float dtypes differ: one for all
+        X, mu, A = _one_dtype(X, mu, A)
     N = X.shape[0]
     D = X.shape[1]
     _expect("vmu", vmu, (D,))
     _expect("vA", vA, (D, D))
     R = X - mu  # (N, D)
-    S = A @ A.T + np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S = np.eye(D, dtype=mu.dtype) / 10  # (D, D)
+    S += A @ A.T
     Q = np.linalg.solve(S, R.T)  # (D, N)
     # tangent of line 9: R = X - mu
     tR = -vmu  # (D,)
@@ -359,7 +402,8 @@ def nll_hvp(X: Array, mu: Array, A: Array, vmu: Array, vA: Array) -> tuple[Array
     # grad of line 11: quad = sum(R.T * Q) / N
     Q_scaled = Q / (2 * N)  # (D, N)
     # grad of line 10: Q = solve(S, R.T)
-    dS = S_inv / 2 - Q_scaled @ Q.T  # (D, D)
+    dS = S_inv / 2  # (D, D)
+    dS -= Q_scaled @ Q.T
     # tangent of grad of line 10: Q = solve(S, R.T)
     # (D, D)
     tdS = -((S_inv @ tS) @ S_inv) / 2 - ((tQ / (2 * N)) @ Q.T + Q_scaled @ tQ.T)

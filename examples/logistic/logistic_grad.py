@@ -18,8 +18,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -49,9 +58,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -77,13 +86,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -132,6 +149,17 @@ def _sigmoid(x, out=None):
     return np.reciprocal(z, out=z)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 _LOSS_ARGS = (
     ("X", ("N", "D")),
     ("y", ("N",)),
@@ -178,13 +206,15 @@ def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     Returns:
         dw: the gradient for w, shape (D,).
     """
-    _dims(_LOSS_ARGS, X, y, w, lam)
+    if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
+        X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
+    dw = lam * w  # (D,)
+    dw -= (X.T @ (_sigmoid(y_neg) * y)) / N
     return dw
 
 
@@ -205,14 +235,16 @@ def loss_value_and_grad(X: Array, y: Array, w: Array, lam: Scalar) -> tuple[Scal
         value: the value, shape ().
         dw: the gradient for w, shape (D,).
     """
-    _dims(_LOSS_ARGS, X, y, w, lam)
+    if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
+        X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X, y, w)
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
+    dw = lam * w  # (D,)
+    dw -= (X.T @ (_sigmoid(y_neg) * y)) / N
     return value, dw
 
 
@@ -233,7 +265,8 @@ def loss_vjp(X: Array, y: Array, w: Array, lam: Scalar, g: Scalar) -> Array:
     Returns:
         dw: the gradient for w, shape (D,).
     """
-    _dims(_LOSS_ARGS, X, y, w, lam)
+    if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
+        X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     _expect("g", g, ())
     lam = _weak(lam, X, y, w)
@@ -241,7 +274,8 @@ def loss_vjp(X: Array, y: Array, w: Array, lam: Scalar, g: Scalar) -> Array:
     y_neg = y * (X @ w)  # (N,)
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    dw = lam * w - (X.T @ (_sigmoid(y_neg) * y)) / N  # (D,)
+    dw = lam * w  # (D,)
+    dw -= (X.T @ (_sigmoid(y_neg) * y)) / N
     return g * dw
 
 
@@ -293,7 +327,8 @@ def loss_hvp(X: Array, y: Array, w: Array, lam: Scalar, vw: Array) -> Array:
     Returns:
         Hvw: (H v) for w, shape (D,).
     """
-    _dims(_LOSS_ARGS, X, y, w, lam)
+    if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
+        X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     D = X.shape[1]
     _expect("vw", vw, (D,))
@@ -304,6 +339,6 @@ def loss_hvp(X: Array, y: Array, w: Array, lam: Scalar, vw: Array) -> Array:
     y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
     del y_neg
     # tangent of grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    # (D,)
-    Hvw = lam * vw + (X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y)) / N
+    Hvw = lam * vw  # (D,)
+    Hvw += (X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y)) / N
     return Hvw

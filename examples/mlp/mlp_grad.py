@@ -18,8 +18,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -49,9 +58,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -77,13 +86,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -130,6 +147,17 @@ def _sigmoid(x, out=None):
     np.exp(z, out=z)
     z += 1
     return np.reciprocal(z, out=z)
+
+
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
 
 
 _COST_ARGS = (
@@ -182,7 +210,8 @@ def cost_grad(X: Array, Y: Array, V: Array, W: Array) -> tuple[Array, Array]:
         dV: the gradient for V, shape (D, M).
         dW: the gradient for W, shape (M, C).
     """
-    _dims(_COST_ARGS, X, Y, V, W)
+    if not _dims(_COST_ARGS, X, Y, V, W):  # float dtypes differ: one for all
+        X, Y, V, W = _one_dtype(X, Y, V, W)
     N = X.shape[0]
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
@@ -194,7 +223,9 @@ def cost_grad(X: Array, Y: Array, V: Array, W: Array) -> tuple[Array, Array]:
     del U, U_max
     U_sum = np.einsum("ij->i", U_exp)  # (N,)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
+    dU = np.divide(U_exp, U_sum[:, None], out=U_exp)  # (N, C); reuses U_exp's buffer
+    dU -= Y
+    dU /= N
     del U_exp, U_sum
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
@@ -228,7 +259,8 @@ def cost_value_and_grad(
         dV: the gradient for V, shape (D, M).
         dW: the gradient for W, shape (M, C).
     """
-    _dims(_COST_ARGS, X, Y, V, W)
+    if not _dims(_COST_ARGS, X, Y, V, W):  # float dtypes differ: one for all
+        X, Y, V, W = _one_dtype(X, Y, V, W)
     N = X.shape[0]
     Q = X @ V  # (N, M)
     Z = _sigmoid(Q, out=Q)  # (N, M); reuses Q's buffer
@@ -241,7 +273,9 @@ def cost_value_and_grad(
     value = -((np.einsum("ij,ij->i", U, Y) - (np.log(U_sum) + U_max[:, 0])).sum() / N)
     del U, U_max
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
+    dU = np.divide(U_exp, U_sum[:, None], out=U_exp)  # (N, C); reuses U_exp's buffer
+    dU -= Y
+    dU /= N
     del U_exp, U_sum
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
@@ -273,7 +307,8 @@ def cost_vjp(X: Array, Y: Array, V: Array, W: Array, g: Scalar) -> tuple[Array, 
         dV: the gradient for V, shape (D, M).
         dW: the gradient for W, shape (M, C).
     """
-    _dims(_COST_ARGS, X, Y, V, W)
+    if not _dims(_COST_ARGS, X, Y, V, W):  # float dtypes differ: one for all
+        X, Y, V, W = _one_dtype(X, Y, V, W)
     N = X.shape[0]
     _expect("g", g, ())
     g = _weak(g, X, Y, V, W)
@@ -287,7 +322,9 @@ def cost_vjp(X: Array, Y: Array, V: Array, W: Array, g: Scalar) -> tuple[Array, 
     del U, U_max
     U_sum = np.einsum("ij->i", U_exp)  # (N,)
     # grad of line 11: return -mean(sum(U * Y, axis=1) - logsumexp(U, axis=1))
-    dU = (U_exp / U_sum[:, None] - Y) / N  # (N, C)
+    dU = np.divide(U_exp, U_sum[:, None], out=U_exp)  # (N, C); reuses U_exp's buffer
+    dU -= Y
+    dU /= N
     del U_exp, U_sum
     # grad of line 10: U = Z @ W
     dW = Z.T @ dU  # (M, C)
@@ -320,7 +357,8 @@ def cost_jvp(X: Array, Y: Array, V: Array, W: Array, tV: Array, tW: Array) -> tu
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    _dims(_COST_ARGS, X, Y, V, W)
+    if not _dims(_COST_ARGS, X, Y, V, W):  # float dtypes differ: one for all
+        X, Y, V, W = _one_dtype(X, Y, V, W)
     N = X.shape[0]
     D = X.shape[1]
     C = Y.shape[1]
@@ -340,7 +378,7 @@ def cost_jvp(X: Array, Y: Array, V: Array, W: Array, tV: Array, tW: Array) -> tu
     # tangent of line 8: Q = X @ V
     tQ = X @ tV  # (N, M)
     # tangent of line 9: Z = logistic(Q)
-    tZ = tQ * Z  # (N, M)
+    tZ = np.multiply(tQ, Z, out=tQ)  # (N, M); reuses tQ's buffer
     tZ *= 1 - Z
     del tQ
     # tangent of line 10: U = Z @ W
@@ -371,7 +409,8 @@ def cost_hvp(X: Array, Y: Array, V: Array, W: Array, vV: Array, vW: Array) -> tu
         HvV: (H v) for V, shape (D, M).
         HvW: (H v) for W, shape (M, C).
     """
-    _dims(_COST_ARGS, X, Y, V, W)
+    if not _dims(_COST_ARGS, X, Y, V, W):  # float dtypes differ: one for all
+        X, Y, V, W = _one_dtype(X, Y, V, W)
     N = X.shape[0]
     D = X.shape[1]
     C = Y.shape[1]
@@ -391,7 +430,7 @@ def cost_hvp(X: Array, Y: Array, V: Array, W: Array, vV: Array, vW: Array) -> tu
     tQ = X @ vV  # (N, M)
     # tangent of line 9: Z = logistic(Q)
     Z_diff = 1 - Z  # (N, M)
-    tZ = tQ * Z  # (N, M)
+    tZ = np.multiply(tQ, Z, out=tQ)  # (N, M); reuses tQ's buffer
     tZ *= Z_diff
     del tQ
     # tangent of line 10: U = Z @ W
@@ -419,8 +458,9 @@ def cost_hvp(X: Array, Y: Array, V: Array, W: Array, vV: Array, vW: Array) -> tu
     tdQ = np.multiply(tdZ, Z, out=tdZ)  # (N, M); reuses tdZ's buffer
     tdQ += dZ * tZ
     tdQ *= Z_diff
-    tdQ -= dZ * Z * tZ
-    del Z, Z_diff, dZ, tZ, tdZ
+    dZ_mul = np.multiply(dZ * Z, tZ, out=tZ)  # reuses tZ's buffer
+    tdQ -= dZ_mul
+    del Z, Z_diff, dZ, dZ_mul, tZ, tdZ
     # tangent of grad of line 8: Q = X @ V
     HvV = X.T @ tdQ  # (D, M)
     return (HvV, HvW)

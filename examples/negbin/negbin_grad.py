@@ -18,8 +18,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -49,9 +58,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -77,13 +86,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -209,6 +226,17 @@ def _gammaln(x):
     dtype = x.dtype if x.dtype.kind == "f" else np.float64
     r = r.reshape(x.shape).astype(dtype, copy=False)
     return r if r.ndim else r[()]
+
+
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
 
 
 @np.errstate(all="ignore")
@@ -348,7 +376,8 @@ def nll(X: Array, y: Array, beta: Array, a: Scalar) -> Scalar:
     Returns:
         the value, shape ().
     """
-    _dims(_NLL_ARGS, X, y, beta, a)
+    if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
+        X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     a = _weak(a, X, y, beta)
     r = np.exp(a)
@@ -356,10 +385,12 @@ def nll(X: Array, y: Array, beta: Array, a: Scalar) -> Scalar:
     z = X @ beta  # (N,)
     log_total = np.logaddexp(a, z)  # (N,)
     a_diff = a - log_total  # (N,)
-    z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
+    z_diff = np.subtract(z, log_total, out=z)  # (N,); reuses z's buffer
     del log_total, z
-    # (N,)
-    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff
+    ll = _gammaln(y_add) - _gammaln(r)  # (N,)
+    ll -= _gammaln(y + 1)
+    ll += r * a_diff
+    ll += y * z_diff
     del a_diff, y_add, z_diff
     return -(ll.sum() / N)
 
@@ -382,7 +413,8 @@ def nll_grad(X: Array, y: Array, beta: Array, a: Scalar) -> tuple[Array, Scalar]
         dbeta: the gradient for beta, shape (D,).
         da: the gradient for a, shape ().
     """
-    _dims(_NLL_ARGS, X, y, beta, a)
+    if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
+        X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     a = _weak(a, X, y, beta)
     r = np.exp(a)
@@ -390,7 +422,7 @@ def nll_grad(X: Array, y: Array, beta: Array, a: Scalar) -> tuple[Array, Scalar]
     z = X @ beta  # (N,)
     log_total = np.logaddexp(a, z)  # (N,)
     a_diff = a - log_total  # (N,)
-    z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
+    z_diff = np.subtract(z, log_total, out=z)  # (N,); reuses z's buffer
     del log_total, z
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
@@ -423,7 +455,8 @@ def nll_value_and_grad(
         dbeta: the gradient for beta, shape (D,).
         da: the gradient for a, shape ().
     """
-    _dims(_NLL_ARGS, X, y, beta, a)
+    if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
+        X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     a = _weak(a, X, y, beta)
     r = np.exp(a)
@@ -431,10 +464,12 @@ def nll_value_and_grad(
     z = X @ beta  # (N,)
     log_total = np.logaddexp(a, z)  # (N,)
     a_diff = a - log_total  # (N,)
-    z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
+    z_diff = np.subtract(z, log_total, out=z)  # (N,); reuses z's buffer
     del log_total, z
-    # (N,)
-    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff
+    ll = _gammaln(y_add) - _gammaln(r)  # (N,)
+    ll -= _gammaln(y + 1)
+    ll += r * a_diff
+    ll += y * z_diff
     value = -(ll.sum() / N)
     del ll
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
@@ -466,7 +501,8 @@ def nll_vjp(X: Array, y: Array, beta: Array, a: Scalar, g: Scalar) -> tuple[Arra
         dbeta: the gradient for beta, shape (D,).
         da: the gradient for a, shape ().
     """
-    _dims(_NLL_ARGS, X, y, beta, a)
+    if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
+        X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     _expect("g", g, ())
     a = _weak(a, X, y, beta)
@@ -476,7 +512,7 @@ def nll_vjp(X: Array, y: Array, beta: Array, a: Scalar, g: Scalar) -> tuple[Arra
     z = X @ beta  # (N,)
     log_total = np.logaddexp(a, z)  # (N,)
     a_diff = a - log_total  # (N,)
-    z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
+    z_diff = np.subtract(z, log_total, out=z)  # (N,); reuses z's buffer
     del log_total, z
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
@@ -510,7 +546,8 @@ def nll_jvp(
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    _dims(_NLL_ARGS, X, y, beta, a)
+    if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
+        X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     D = X.shape[1]
     _expect("tbeta", tbeta, (D,))
@@ -522,10 +559,12 @@ def nll_jvp(
     z = X @ beta  # (N,)
     log_total = np.logaddexp(a, z)  # (N,)
     a_diff = a - log_total  # (N,)
-    z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
+    z_diff = np.subtract(z, log_total, out=z)  # (N,); reuses z's buffer
     del log_total, z
-    # (N,)
-    ll = _gammaln(y_add) - _gammaln(r) - _gammaln(y + 1) + r * a_diff + y * z_diff
+    ll = _gammaln(y_add) - _gammaln(r)  # (N,)
+    ll -= _gammaln(y + 1)
+    ll += r * a_diff
+    ll += y * z_diff
     value = -(ll.sum() / N)
     del ll
     # tangent of line 9: r = exp(a)
@@ -569,7 +608,8 @@ def nll_hvp(
         Hvbeta: (H v) for beta, shape (D,).
         Hva: (H v) for a, shape ().
     """
-    _dims(_NLL_ARGS, X, y, beta, a)
+    if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
+        X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     D = X.shape[1]
     _expect("vbeta", vbeta, (D,))
@@ -581,7 +621,7 @@ def nll_hvp(
     z = X @ beta  # (N,)
     log_total = np.logaddexp(a, z)  # (N,)
     a_diff = a - log_total  # (N,)
-    z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
+    z_diff = np.subtract(z, log_total, out=z)  # (N,); reuses z's buffer
     del log_total, z
     # tangent of line 9: r = exp(a)
     tr = va * r
@@ -630,7 +670,8 @@ def nll_hessian(
         H_a_beta: d2/da dbeta, shape (D,).
         H_a_a: d2/da da, shape ().
     """
-    _dims(_NLL_ARGS, X, y, beta, a)
+    if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
+        X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     D = X.shape[1]
     a = _weak(a, X, y, beta)
@@ -639,12 +680,13 @@ def nll_hessian(
     z = X @ beta  # (N,)
     log_total = np.logaddexp(a, z)  # (N,)
     a_diff = a - log_total  # (N,)
-    z_diff = np.subtract(z, log_total, out=log_total)  # (N,); reuses log_total's buffer
+    z_diff = np.subtract(z, log_total, out=z)  # (N,); reuses z's buffer
     del log_total, z
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     z_exp = np.exp(z_diff, out=z_diff)  # (N,); reuses z_diff's buffer
     del z_diff
-    H_beta_beta = (((y_add * ((X.T - X.T * z_exp) * z_exp)) @ X) / N).T  # (D, D)
+    X_mul = X.T * z_exp  # (D, N)
+    H_beta_beta = (((y_add * ((X.T - X_mul) * z_exp)) @ X) / N).T  # (D, D)
     a_basis = np.eye(1, dtype=a.dtype).reshape((1,))  # (1,)
     # grad of line 9: r = exp(a)
     a_mul = a_basis * r  # (1,)
@@ -653,16 +695,15 @@ def nll_hessian(
     # grad of line 8: z = X @ beta
     # (1, D)
     X_matmul = (a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) @ X
-    X_mul = X_matmul / N  # (1, D)
+    X_mul2 = X_matmul / N  # (1, D)
     del X_matmul
-    H_beta_a = X_mul.T.reshape((D,))  # (D,)
-    del X_mul
+    H_beta_a = X_mul2.T.reshape((D,))  # (D,)
+    del X_mul2
     # grad of line 9: r = exp(a)
-    # (D,)
-    r_diff = np.einsum("ij,j->i", X.T, z_exp) * r - (z_exp * a_exp * X.T) @ y_add
-    del z_exp
-    H_a_beta = r_diff / N  # (D,)
-    del r_diff
+    H_a_beta = X_mul.sum(axis=1) * r  # (D,)
+    H_a_beta -= (z_exp * a_exp * X.T) @ y_add
+    H_a_beta /= N
+    del X_mul, z_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     a_diff2 = a_basis[:, None] * a_exp  # (1, N)
     np.subtract(a_basis[:, None], a_diff2, out=a_diff2)
@@ -671,12 +712,13 @@ def nll_hessian(
     y_add2 = np.broadcast_to(a_mul[:, None], (1, N)) @ a_exp + (a_diff2 * a_exp) @ y_add
     del a_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    r_diff2 = r * _polygamma(1, r) * a_basis - np.einsum("ij->i", a_diff2) / N  # (1,)
+    r_diff = r * _polygamma(1, r) * a_basis - a_diff2.sum(axis=1) / N  # (1,)
     del a_basis, a_diff2
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     del a_diff
     # grad of line 9: r = exp(a)
-    r_mul = (r_diff2 - np.einsum("i,j->i", a_mul, _polygamma(1, y_add)) / N) * r  # (1,)
-    del r_diff2, y_add
+    # (1,)
+    r_mul = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
+    del r_diff, y_add
     H_a_a = (-a_mul + y_add2 / N + (r_mul + dr * a_mul)).reshape(())
     return (H_beta_beta, H_beta_a), (H_a_beta, H_a_a)

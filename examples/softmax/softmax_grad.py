@@ -19,8 +19,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -50,9 +59,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -78,13 +87,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -152,6 +169,17 @@ def _scatter_add(g, shape, axis, *index):
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 _COST_ARGS = (
     ("X", ("N", "D")),
     ("y", ("N",), "int"),
@@ -182,11 +210,11 @@ def cost(X: Array, y: IntArray, W: Array, lam: Scalar) -> Scalar:
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
     del X_exp
     # (N, C); reuses X_diff's buffer
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
-    del X_diff
+    del X_diff, X_sum
     arange = np.arange(N)  # (N,)
     return -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
 
@@ -206,7 +234,8 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     Returns:
         dW: the gradient for W, shape (D, C).
     """
-    _dims(_COST_ARGS, X, y, W, lam)
+    if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
+        X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     C = W.shape[1]
     lam = _weak(lam, X, W)
@@ -216,14 +245,15 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
     arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    dW = lam * W + X.T @ (dlog_p + X_exp / X_sum / N)  # (D, C)
+    dW = lam * W  # (D, C)
+    dW += X.T @ (dlog_p + X_exp / X_sum / N)
     return dW
 
 
@@ -243,7 +273,8 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
         value: the value, shape ().
         dW: the gradient for W, shape (D, C).
     """
-    _dims(_COST_ARGS, X, y, W, lam)
+    if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
+        X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     C = W.shape[1]
     lam = _weak(lam, X, W)
@@ -252,7 +283,7 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
     # (N, C); reuses X_diff's buffer
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
@@ -264,7 +295,8 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    dW = lam * W + X.T @ (dlog_p + X_exp / X_sum / N)  # (D, C)
+    dW = lam * W  # (D, C)
+    dW += X.T @ (dlog_p + X_exp / X_sum / N)
     return value, dW
 
 
@@ -284,7 +316,8 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     Returns:
         dW: the gradient for W, shape (D, C).
     """
-    _dims(_COST_ARGS, X, y, W, lam)
+    if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
+        X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     C = W.shape[1]
     _expect("g", g, ())
@@ -296,14 +329,15 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
     arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
     dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
     del X_full, arange
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
-    dW = lam * W + X.T @ (dlog_p + X_exp / X_sum / N)  # (D, C)
+    dW = lam * W  # (D, C)
+    dW += X.T @ (dlog_p + X_exp / X_sum / N)
     return g * dW
 
 
@@ -324,7 +358,8 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    _dims(_COST_ARGS, X, y, W, lam)
+    if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
+        X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     D = X.shape[1]
     C = W.shape[1]
@@ -335,7 +370,7 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
     # (N, C); reuses X_diff's buffer
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
@@ -344,8 +379,9 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     del log_p
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
-    tlog_p = XtW - np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, C)
-    del X_exp, XtW
+    # (N, C); reuses XtW's buffer
+    tlog_p = np.subtract(XtW, (XtW * X_exp).sum(axis=1, keepdims=True) / X_sum, out=XtW)
+    del X_exp, X_sum, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue
@@ -367,7 +403,8 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     Returns:
         HvW: (H v) for W, shape (D, C).
     """
-    _dims(_COST_ARGS, X, y, W, lam)
+    if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
+        X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     D = X.shape[1]
     C = W.shape[1]
@@ -379,11 +416,15 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
-    XvW = X @ vW  # (N, C)
+    X_mul = (X @ vW) * X_exp  # (N, C)
     # tangent of grad of line 4: log_p = log_softmax(X @ W, axis=1)
     # (N, C)
-    X_div = np.einsum("ij,ij->i", XvW, X_exp)[:, None] * (X_exp / X_sum) / X_sum
-    HvW = lam * vW + X.T @ ((XvW * X_exp / X_sum - X_div) / N)  # (D, C)
+    X_diff2 = X_mul / X_sum - X_mul.sum(axis=1, keepdims=True) * (X_exp / X_sum) / X_sum
+    del X_exp, X_mul, X_sum
+    X_mul2 = X_diff2 / N  # (N, C)
+    del X_diff2
+    HvW = lam * vW  # (D, C)
+    HvW += X.T @ X_mul2
     return HvW

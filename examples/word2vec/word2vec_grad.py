@@ -19,8 +19,17 @@ def _dims(spec, *args):
     """Check the arguments' shapes against their declarations (dimension names must agree);
     raise ValueError naming the argument, the axis and both sizes (TypeError for what is
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
-    argument, marked "int" in `spec`, that is not an array of integers or a Python int)."""
+    argument, marked "int" in `spec`, that is not an array of integers or a Python int).
+    Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    key = spec  # and each array's dtype and shape, a number's type: a call like one
+    for x in args:  # that passed is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
+    if (key, True) in _DIMS_PASSED:
+        return True
+    if (key, False) in _DIMS_PASSED:
+        return False
     shapes = ()
+    dtypes = set()
     for x in args:
         shape = getattr(x, "shape", None)
         if len(spec[len(shapes)]) > 2:  # Index[...] or int: integers
@@ -50,9 +59,9 @@ def _dims(spec, *args):
                 "(its * is a matrix product); pass an array: np.asarray(x), or "
                 "scipy.sparse.csr_array(x) for sparse data"
             )
+        else:
+            dtypes.add(x.dtype)
         shapes += (shape,)
-    if (spec, shapes) in _DIMS_PASSED:
-        return
     sizes, origin = {}, {}
     for entry, shape in zip(spec, shapes):
         name, decl = entry[0], entry[1]
@@ -78,13 +87,21 @@ def _dims(spec, *args):
                     f"argument {name!r}, axis {axis}: size {n} does not match "
                     f"{dim} = {sizes[dim]} (from argument {where!r}, axis {at})"
                 )
+    # the key stands for every call like this one only where it holds each argument's dtype
+    # and shape: NumPy arrays (not subclasses such as np.matrix or memmap), Python numbers
+    # and NumPy scalars (a 0-d array's dtype is the scalar's type)
+    for x in args:
+        if not (type(x) is np.ndarray or isinstance(x, (float, int, np.generic))):
+            return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((spec, shapes))
+    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    return len(dtypes) < 2
 
 
-# The (spec, shapes) that passed _dims: a call with the same shapes skips the checking loop.
-# (A set's `in` and `add` are atomic, so threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
+# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
+# and `add` are atomic: threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
@@ -163,6 +180,17 @@ def _scatter_add(g, shape, axis, *index):
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 _LOSS_ARGS = (
     ("E", ("V", "D")),
     ("U", ("V", "D")),
@@ -191,16 +219,18 @@ def loss(E: Array, U: Array, center: IntArray, ctx: IntArray, noise: IntArray) -
     B = center.shape[0]
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
+    sp = (h * Uc).sum(axis=1)  # (B,)
     del Uc
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     del sp_neg
     Un = U[noise]  # (B, K, D)
-    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
-    del Un, h
-    return -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
+    hb = h[:, None]  # (B, 1, D)
+    del h
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    del Un
+    return -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
 
 
 def loss_grad(
@@ -222,29 +252,29 @@ def loss_grad(
         dE: the gradient for E, shape (V, D).
         dU: the gradient for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
     K = noise.shape[1]
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
+    sp = (h * Uc).sum(axis=1)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     Un = U[noise]  # (B, K, D)
-    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
-    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
-    sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
-    del sn
     hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
     # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
+    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    del sn
+    dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
-    dUc = sp_sigmoid * h  # (B, D)
+    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -254,8 +284,10 @@ def loss_grad(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = (np.einsum("ij,ijk->ik", sn_sigmoid, Un) - sp_sigmoid * Uc) / B  # (B, D)
-    del Uc, Un, sn_sigmoid
+    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    dh /= B
+    del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
@@ -281,32 +313,32 @@ def loss_value_and_grad(
         dE: the gradient for E, shape (V, D).
         dU: the gradient for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
     K = noise.shape[1]
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
+    sp = (h * Uc).sum(axis=1)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     Un = U[noise]  # (B, K, D)
-    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
-    value = -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
-    del log_pos
-    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
-    sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
-    del sn
     hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
+    del log_pos
     # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
+    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    del sn
+    dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
-    dUc = sp_sigmoid * h  # (B, D)
+    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -316,8 +348,10 @@ def loss_value_and_grad(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = (np.einsum("ij,ijk->ik", sn_sigmoid, Un) - sp_sigmoid * Uc) / B  # (B, D)
-    del Uc, Un, sn_sigmoid
+    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    dh /= B
+    del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
@@ -343,7 +377,8 @@ def loss_vjp(
         dE: the gradient for E, shape (V, D).
         dU: the gradient for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
@@ -352,22 +387,21 @@ def loss_vjp(
     g = _weak(g, E, U)
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
+    sp = (h * Uc).sum(axis=1)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     Un = U[noise]  # (B, K, D)
-    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
-    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
-    sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
-    del sn
     hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
     # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
+    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    del sn
+    dUn = sn_sigmoid * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
     del sp_neg
-    dUc = sp_sigmoid * h  # (B, D)
+    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -377,8 +411,10 @@ def loss_vjp(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = (np.einsum("ij,ijk->ik", sn_sigmoid, Un) - sp_sigmoid * Uc) / B  # (B, D)
-    del Uc, Un, sn_sigmoid
+    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    dh /= B
+    del Uc, Un
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
@@ -413,36 +449,35 @@ def loss_jvp(
     _expect("tU", tU, (V, D))
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
+    sp = (h * Uc).sum(axis=1)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     Un = U[noise]  # (B, K, D)
-    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
-    value = -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
+    hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
+    value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
     del log_pos
     # tangent of line 5: h = E[center]  # (B, D) center words
     th = tE[center]  # (B, D)
     # tangent of line 7: Uc = U[ctx]  # (B, D) true context words
     tUc = tU[ctx]  # (B, D)
     # tangent of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tsp = np.einsum("ij->i", th * Uc + h * tUc)  # (B,)
-    del Uc, tUc
+    tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
+    del Uc, h, tUc
     # tangent of line 11: log_pos = log(sigmoid(sp))
     tlog_pos = tsp * _sigmoid(sp_neg)  # (B,)
     del sp_neg, tsp
     # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
     tUn = tU[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
-    del h
     # tangent of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
     del th
     # tangent of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    tsn = np.einsum("ijk->ij", tUn * hb + Un * thb)  # (B, K)
+    tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     del Un, tUn
     # tangent of line 13: return -mean(log_pos + log_neg)
-    tvalue = -((tlog_pos - np.einsum("ij,ij->i", tsn, _sigmoid(sn))).sum() / B)
+    tvalue = -((tlog_pos - (tsn * _sigmoid(sn)).sum(axis=1)).sum() / B)
     return value, tvalue
 
 
@@ -467,7 +502,8 @@ def loss_hvp(
         HvE: (H v) for E, shape (V, D).
         HvU: (H v) for U, shape (V, D).
     """
-    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
+    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
+        E, U = _one_dtype(E, U)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]
@@ -476,27 +512,27 @@ def loss_hvp(
     _expect("vU", vU, (V, D))
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
+    sp = (h * Uc).sum(axis=1)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     Un = U[noise]  # (B, K, D)
-    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
+    hb = h[:, None]  # (B, 1, D)
+    sn = (Un * hb).sum(axis=2)  # (B, K)
     # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
     tUn = vU[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
     # tangent of line 5: h = E[center]  # (B, D) center words
     th = vE[center]  # (B, D)
     # tangent of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
     # tangent of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    tsn = np.einsum("ijk->ij", tUn * hb + Un * thb)  # (B, K)
+    tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
     # tangent of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
     sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
     # tangent of line 7: Uc = U[ctx]  # (B, D) true context words
     tUc = vU[ctx]  # (B, D)
     # tangent of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tsp = np.einsum("ij->i", th * Uc + h * tUc)  # (B,)
+    tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
     # tangent of line 11: log_pos = log(sigmoid(sp))
     sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
     del sp_neg
@@ -524,10 +560,13 @@ def loss_hvp(
     HvU = _scatter_add(tdUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del noise_joined, tdUn_joined
     # tangent of grad of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
-    Un_sum = np.einsum("ijk->ik", tsn_mul * Un + sn_sigmoid[:, :, None] * tUn)  # (B, D)
+    Un_sum = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1)  # (B, D)
     del Un, sn_sigmoid, tUn
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tdh = (Un_sum - (tlog_pos_neg * Uc + sp_sigmoid[:, None] * tUc)) / B  # (B, D)
+    tdh = tlog_pos_neg * Uc  # (B, D)
+    tdh += sp_sigmoid[:, None] * tUc
+    np.subtract(Un_sum, tdh, out=tdh)
+    tdh /= B
     del Uc, Un_sum, sp_sigmoid, tUc
     # tangent of grad of line 5: h = E[center]  # (B, D) center words
     HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)

@@ -21,7 +21,8 @@ from ..ops.dtypes import INT
 from ..ops.registry import REGISTRY
 from . import naming
 from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name
-from .printer import Printer
+from .printer import MAX_WIDTH, Printer
+from .runtime import ONE_DTYPE
 from .schedule import Body
 
 __all__ = ["EntryFunctions", "Function", "Module", "Plan", "jacobian_plan"]
@@ -154,6 +155,38 @@ def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
     if name in args or any(read.search(line) or bound.match(line) for line in lines):
         return lines, []
     return [line.replace(text, name) for line in lines], [f"{name} = {text}"]
+
+
+def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
+                       needed: bool) -> list[str]:
+    """The prologue, where `needed` (a statement relies on it: `Body.one_dtype`), with the
+    float arguments made one dtype (rule `one_dtype_at_entry`):
+    `x, W = _one_dtype(x, W)` (split as `ruff format` splits it) under `if not
+    _dims(...):` where `_dims` checks them (it says whether their dtypes agree, the usual
+    case), else at the end (after `_weak`). Unchanged for one argument."""
+    floats = [a.name for a in entry.args if a.node.dtype != INT]
+    if not needed or len(floats) < 2:
+        return prologue
+    printer.preludes["_one_dtype"] = ONE_DTYPE
+    dims = printer.ref("_dims") + "("
+    at = next((i for i, line in enumerate(prologue) if line.startswith(dims)), None)
+    if at is not None and len(prologue[at]) + 7 > MAX_WIDTH:
+        at = None
+    pad = "" if at is None else "    "
+    names = ", ".join(floats)
+    line = f"{pad}{names} = {printer.helper('_one_dtype', floats)}"
+    if len(line) <= MAX_WIDTH:
+        cast = [line]
+    else:
+        head = f"{pad}{names} = {printer.ref('_one_dtype')}("
+        cast = [head, f"{pad}    {names}", f"{pad})"] if len(pad + names) + 4 <= MAX_WIDTH \
+            else [head, *[f"{pad}    {n}," for n in floats], f"{pad})"]
+    if at is None:
+        return [*prologue, *cast]
+    check = f"if not {prologue[at]}:"
+    note = "  # float dtypes differ: one for all"
+    return [*prologue[:at], check + note if len(check + note) <= MAX_WIDTH else check, *cast,
+            *prologue[at + 1:]]
 
 
 class EntryFunctions:
@@ -367,7 +400,7 @@ class EntryFunctions:
             phases.append("return")
         lines, dtype = _dtype_once(lines, arg_names, printer)
         prologue, weak = self._prologue(printer, extra, lines)
-        prologue += dtype
+        prologue = one_dtype_prologue(self.entry, printer, prologue, body.one_dtype) + dtype
         phases = ["check"] * len(prologue) + phases
         helpers = frozenset(self._checks_used)
         lines, phases = _comments_that_fit(prologue + lines, phases)

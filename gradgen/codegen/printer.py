@@ -74,6 +74,9 @@ class Printer:
     # Whether code may write into a buffer it allocated (`out=`, `x += y`): when False the
     # scheduler never asks for `into` or `augmented`.
     supports_out: bool = False
+    # the float arguments (by node id) a function may make one dtype at entry (the
+    # scheduler's `covers`; set by the compiler for a target that writes in place)
+    one_dtype: frozenset = frozenset()
     # whether `setitem` may write into a buffer the function owns (the array-API target's
     # `_set` is functional where arrays are immutable), though nothing else is in place
     owned_writes: bool = False

@@ -63,6 +63,7 @@ class Body:
     scheduler: object = field(default=None, repr=False)   # what `with_value` continues
     forward: object = field(default=None, repr=False)
     outputs: list = field(default_factory=list, repr=False)   # what the body computes
+    one_dtype: bool = False   # a statement relies on the float arguments' one dtype (_covers)
 
 
 class Forward:
@@ -174,6 +175,7 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
             and sched.refs[id(outputs[0])] == (last.target,):
         body.result = (last.target, last.expr)
     body.scheduler, body.forward, body.outputs = sched, forward, list(outputs)
+    body.one_dtype = sched.st.one_dtype_used
     return body
 
 
@@ -261,6 +263,7 @@ class _Scheduler:
         s.overwritten = set(st.overwritten)
         s.gone = set(st.gone)
         s.ws_vars, s.reused = dict(st.ws_vars), dict(st.reused)
+        s.one_dtype_used = st.one_dtype_used
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -580,6 +583,10 @@ class _State:
         self.ws = printer.workspace
         self.ws_vars: dict[str, int] = {}
         self.reused: dict[str, str] = {}
+        # the float arguments (by node id) the function makes one dtype at entry when a
+        # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
+        self.one_dtype: frozenset[int] = printer.one_dtype
+        self.one_dtype_used = False
 
     def deps(self, n: Node) -> frozenset:
         """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
@@ -784,8 +791,11 @@ class _State:
             lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
         if buf is None:
             return []
+        into = self._call_into(o, buf)
+        if len(temp_name(o, self.names)) + len(into) + 9 > MAX_LINE:   # (a numbered name)
+            return []   # `out=` would make it too long: computed as it is instead
         name = self.namer.fresh(temp_name(o, self.names))
-        line = f"{name} = {self._call_into(o, buf)}  # reuses {buf}'s buffer"
+        line = f"{name} = {into}  # reuses {buf}'s buffer"
         self.overwritten.add(buf)
         self.p.set_name(o, name)
         self.temps.append(name)
@@ -880,15 +890,35 @@ def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,
 
 def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
     """Whether `n` has the dtype of `owner`'s buffer, whose dtype covers the inputs `deps`
-    (`_State.deps`): `n` depends on no other input, or with a workspace both have the
-    float arguments' one dtype."""
-    return st.input_names(n) <= deps or st.ws and _ws_float(st, n) and _ws_float(st, owner)
+    (`_State.deps`): `_covers` says so, or with a workspace both have the float
+    arguments' one dtype (`Workspace.bind` checked it)."""
+    return _covers(st, owner, deps, n) or st.ws and _ws_float(st, n) and _ws_float(st, owner)
 
 
 def _ws_float(st: _State, n: Node) -> bool:
     """Whether `n` has the float arguments' dtype: with a workspace they have one
     (`Workspace.bind`), so any such buffer may hold any such value."""
     return n.dtype == "float" and not st.weak(n) and bool(dtype_sources(n))
+
+
+def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
+    """Whether the buffer of `owner` (whose dtype covers `owner_deps`) has the dtype of
+    `b`'s value: `b` depends on no input it does not, or (with the float arguments of
+    one dtype, rule `one_dtype_at_entry`) on no float input but those arguments and
+    its own, and `owner` is a float value of one of those arguments."""
+    if st.input_names(b) <= owner_deps:
+        return True
+    one = st.one_dtype
+    if not one or owner.dtype != "float":
+        return False
+    own = dtype_sources(owner)
+    if not any(id(x) in one for x in own):
+        return False
+    for x in dtype_sources(b):
+        if id(x) not in one and x.attr("name") not in owner_deps:
+            return False
+    st.one_dtype_used = True
+    return True
 
 
 def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:

@@ -1,0 +1,134 @@
+"""The float arguments made one dtype at entry (rule `one_dtype_at_entry`): a function whose
+in-place statements write a value of one argument's computation into the buffer of another's
+starts with `if not _dims(...): x, W = _one_dtype(x, W)`. Mixed float32/float64 arguments
+give what the same numbers in float64 give (exactly: the float32 ones are converted once),
+float32 throughout stays float32, and the caller's arrays are never written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from emitted import example_module, load
+
+import gradgen
+
+# A mixture-density network (benchmarks/models/mdn.grad, shortened): ten float arguments.
+MDN = '''
+def mdn(x: Data[N, D], y: Data[N], W1: Param[D, H], b1: Param[H], Wpi: Param[H, K],
+        Wmu: Param[H, K], Ws: Param[H, K], lam: float):
+    h = tanh(x @ W1 + b1)
+    log_pi = log_softmax(h @ Wpi, axis=1)
+    log_s = h @ Ws
+    z = (y[:, None] - h @ Wmu) / exp(log_s)
+    return -mean(logsumexp(log_pi - 0.5 * z ** 2 - log_s, axis=1)) + lam * sum(W1 ** 2)
+'''
+NAMES = ("x", "y", "W1", "b1", "Wpi", "Wmu", "Ws")
+
+
+@pytest.fixture(scope="module")
+def mods():
+    """The program with and without checks (one compile each)."""
+    return {checks: load(gradgen.compile_source(MDN, "mdn.grad", checks=checks),
+                         f"mdn_{checks}") for checks in (True, False)}
+
+
+def _args(rng):
+    N, D, H, K = 7, 3, 5, 4
+    shapes = {"x": (N, D), "y": (N,), "W1": (D, H), "b1": (H,), "Wpi": (H, K),
+              "Wmu": (H, K), "Ws": (H, K)}
+    return [rng.standard_normal(shapes[n]) * (0.3 if n[0] == "W" else 1.0) for n in NAMES]
+
+
+def _reference(x, y, W1, b1, Wpi, Wmu, Ws, lam):
+    """The loss in NumPy (float64), written out independently."""
+    h = np.tanh(x @ W1 + b1)
+    a = h @ Wpi
+    log_pi = a - a.max(axis=1, keepdims=True)
+    log_pi -= np.log(np.exp(log_pi).sum(axis=1, keepdims=True))
+    log_s = h @ Ws
+    z = (y[:, None] - h @ Wmu) / np.exp(log_s)
+    t = log_pi - 0.5 * z ** 2 - log_s
+    m = t.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(t - m).sum(axis=1)) + m[:, 0]
+    return -lse.mean() + lam * (W1 ** 2).sum()
+
+
+@pytest.mark.parametrize("checks", [True, False])
+def test_mixed_dtypes_give_the_float64_results(mods, checks):
+    mod = mods[checks]
+    rng = np.random.default_rng(3)
+    args = _args(rng)
+    value, grads = mod.mdn_value_and_grad(*args, 0.1)
+    np.testing.assert_allclose(value, _reference(*args, 0.1), rtol=1e-12)
+    # central differences of the reference, for one Param entry each
+    for i, name in enumerate(NAMES[2:], start=2):
+        e = np.zeros_like(args[i])
+        e.flat[1] = 1e-6
+        plus = [a + e if k == i else a for k, a in enumerate(args)]
+        minus = [a - e if k == i else a for k, a in enumerate(args)]
+        fd = (_reference(*plus, 0.1) - _reference(*minus, 0.1)) / 2e-6
+        np.testing.assert_allclose(grads[i - 2].flat[1], fd, rtol=1e-6, atol=1e-9)
+    for f32 in [(0,), (2, 4, 6), (1, 3, 5)]:   # data, some weights, the rest
+        mixed = [a.astype(np.float32) if k in f32 else a for k, a in enumerate(args)]
+        saved = [a.copy() for a in mixed]
+        want = mod.mdn_value_and_grad(*[a.astype(np.float64) for a in mixed], 0.1)
+        got = mod.mdn_value_and_grad(*mixed, 0.1)
+        for a, s in zip(mixed, saved):   # the caller's arrays are not written
+            assert a.dtype == s.dtype and np.array_equal(a, s)
+        assert np.asarray(got[0]).dtype == np.float64 and got[0] == want[0]
+        for g, w in zip(got[1], want[1]):
+            assert g.dtype == np.float64
+            np.testing.assert_array_equal(g, w)
+        # a NumPy float64 scalar for `lam` is strongly typed: float64, like the arrays
+        np.testing.assert_array_equal(mod.mdn_grad(*mixed, np.float64(0.1))[0], want[1][0])
+    single = [a.astype(np.float32) for a in args]
+    value32, grads32 = mod.mdn_value_and_grad(*single, 0.1)
+    assert np.asarray(value32).dtype == np.float32
+    for g, w in zip(grads32, grads):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=2e-3, atol=2e-4)
+    # float32 arrays with a NumPy float64 scalar: float64 (NumPy's promotion)
+    assert mod.mdn_grad(*single, np.float64(0.1))[0].dtype == np.float64
+
+
+def test_the_prologue_converts_only_where_dtypes_differ(mods):
+    """`_dims` says whether the float arguments share a dtype (remembered with the shapes):
+    the usual call converts nothing; with checks off the conversion is unconditional."""
+    mod = mods[True]
+    rng = np.random.default_rng(4)
+    args = _args(rng)
+    assert mod._dims(mod._MDN_ARGS, *args, 0.1) is True
+    assert mod._dims(mod._MDN_ARGS, *args, 0.1) is True   # (the remembered call)
+    mixed = [args[0].astype(np.float32), *args[1:]]
+    assert mod._dims(mod._MDN_ARGS, *mixed, 0.1) is False
+    assert mod._dims(mod._MDN_ARGS, *mixed, 0.1) is False
+    assert mod._dims(mod._MDN_ARGS, *args, np.float32(0.1)) is False
+    out = mod._one_dtype(*mixed, 0.1)
+    assert [np.asarray(a).dtype for a in out[:-1]] == [np.float64] * len(args)
+    assert out[-1] == 0.1 and type(out[-1]) is float   # a Python number stays weak
+    assert out[1] is args[1]   # (already of the dtype: not copied)
+    source = gradgen.compile_source(MDN, "mdn.grad")
+    grad = source[source.index("def mdn_grad("):]
+    assert "    if not _dims(_MDN_ARGS, x, y, W1, b1, Wpi, Wmu, Ws, lam):  # float dtypes differ: " \
+           "one for all\n        x, y, W1, b1, Wpi, Wmu, Ws, lam = _one_dtype(" in grad
+    unchecked = gradgen.compile_source(MDN, "mdn.grad", checks=False)
+    assert "\n    x, y, W1, b1, Wpi, Wmu, Ws, lam = _one_dtype(" in unchecked
+
+
+def test_a_function_that_needs_no_conversion_has_none():
+    """One float argument, or no in-place step across arguments: no `_one_dtype`."""
+    source = gradgen.compile_source("def f(x: Param[N]):\n    return sum(exp(x) * x)\n", "f.grad")
+    assert "def _one_dtype" not in source and "\n    _dims(_F_ARGS, x)\n" in source
+
+
+def test_the_mlp_example_with_float32_data():
+    """float32 data with float64 weights: the float64 results of the same numbers."""
+    mod = example_module("mlp", prefix="one_dtype")
+    rng = np.random.default_rng(5)
+    X, V, W = rng.standard_normal((6, 4)), rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+    Y = np.eye(2)[rng.integers(0, 2, 6)]
+    X32 = X.astype(np.float32)
+    want = mod.cost_value_and_grad(X32.astype(np.float64), Y, V, W)
+    got = mod.cost_value_and_grad(X32, Y, V, W)
+    assert got[0] == want[0] and all(np.array_equal(g, w) for g, w in zip(got[1], want[1]))
+    assert X32.dtype == np.float32
