@@ -169,6 +169,17 @@ def _scatter_add(g, shape, axis, *index):
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 _LOSS_ARGS = (
     ("Wxh", ("V", "H")),
     ("Whh", ("H", "H")),
@@ -253,7 +264,8 @@ def loss_grad(
         dWhy: the gradient for Why, shape (H, V).
         dby: the gradient for by, shape (V,).
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     V = Wxh.shape[0]
     H = Wxh.shape[1]
     T = x.shape[0]
@@ -281,8 +293,8 @@ def loss_grad(
     del hs_add
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_diff = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp  # (T, B, V)
-    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    # (T, B, V)
+    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
@@ -336,7 +348,8 @@ def loss_value_and_grad(
         dWhy: the gradient for Why, shape (H, V).
         dby: the gradient for by, shape (V,).
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     V = Wxh.shape[0]
     H = Wxh.shape[1]
     T = x.shape[0]
@@ -370,8 +383,8 @@ def loss_value_and_grad(
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_diff = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp  # (T, B, V)
-    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    # (T, B, V)
+    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
@@ -434,7 +447,8 @@ def loss_vjp(
         dWhy: the gradient for Why, shape (H, V).
         dby: the gradient for by, shape (V,).
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     V = Wxh.shape[0]
     H = Wxh.shape[1]
     T = x.shape[0]
@@ -464,8 +478,8 @@ def loss_vjp(
     del hs_add
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_diff = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp  # (T, B, V)
-    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    # (T, B, V)
+    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
@@ -532,7 +546,8 @@ def loss_jvp(
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     V = Wxh.shape[0]
     H = Wxh.shape[1]
     T = x.shape[0]

@@ -210,40 +210,33 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     T = obs.shape[0]
     N = obs.shape[1]
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
-    pi_exp = np.exp(pi_diff)  # (K,)
-    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
-    del pi_exp
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
-    E_exp = np.exp(E_diff)  # (M, K)
-    E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
-    del E_exp
-    # (M, K); reuses E_diff's buffer
-    logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
-    del E_diff, E_sum
-    alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
-    del pi_diff, pi_sum
+    logE = E_diff - np.log(np.exp(E_diff).sum(axis=0, keepdims=True))  # (M, K)
+    del E_diff
+    # (N, K)
+    alpha = pi_diff - np.log(np.exp(pi_diff).sum(axis=0, keepdims=True)) + logE[obs[0]]
+    del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
-    A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
-    del A_exp
-    # (K, K); reuses A_diff's buffer
-    logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
-    del A_diff, A_sum
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
-    logE_rows = logE[obs_rows]  # (T - 1, N, K)
-    del logE, obs_rows
-    alpha2 = alpha.copy()
+    logA = A_diff - np.log(np.einsum("ij->i", np.exp(A_diff))[:, None])  # (K, K)
+    del A_diff
+    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
+    del logE
     for t in range(1, T):
-        alpha2_add = alpha2[:, :, None] + logA  # (N, K, K)
-        alpha2_max = alpha2_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K)
-        logA_add = np.log(np.exp(alpha2_add - alpha2_max).sum(axis=1)) + alpha2_max[:, 0]
-        del alpha2_add, alpha2_max
-        alpha2 = logA_add + logE_rows[t - 1]  # (N, K)
+        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        del alpha_add
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
         del logA_add
-    del alpha, logA, logE_rows
-    alpha_max = alpha2.max(axis=1, keepdims=True)  # (N, 1)
-    return (np.log(np.exp(alpha2 - alpha_max).sum(axis=1)) + alpha_max[:, 0]).sum() / N
+    del logA, logE_rows
+    alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
+    alpha_log = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
+    del alpha
+    alpha_add2 = alpha_log + alpha_max2[:, 0]  # (N,)
+    del alpha_log, alpha_max2
+    return alpha_add2.sum() / N
 
 
 def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Array, Array]:
@@ -288,12 +281,11 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
     A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    A_sum = np.einsum("ij->i", A_exp)[:, None]  # (K, 1)
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
-    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
     del logE
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
@@ -304,12 +296,11 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
-        logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
+        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
     # (N, K); reuses alpha's buffer
@@ -319,24 +310,22 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
+    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += dalpha_mul.sum(axis=0)
-        dlogE_rows[t_diff2] = dalpha
-        dalpha = dalpha_mul.sum(axis=2)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogE_rows[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dlogE_rows
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
-    del obs_rows
+    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
@@ -351,7 +340,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
-    dA = np.multiply(dlogA.sum(axis=1, keepdims=True) / A_sum, A_exp, out=A_exp)
+    dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
     np.subtract(dlogA, dA, out=dA)
     return (dA, dpi, dE)
 
@@ -401,12 +390,11 @@ def loglik_value_and_grad(
     del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
     A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    A_sum = np.einsum("ij->i", A_exp)[:, None]  # (K, 1)
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
-    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
     del logE
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
@@ -417,12 +405,11 @@ def loglik_value_and_grad(
         logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
-        logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
+        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
@@ -430,7 +417,7 @@ def loglik_value_and_grad(
     alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
     np.exp(alpha_exp, out=alpha_exp)
     del alpha
-    alpha_sum = alpha_exp.sum(axis=1)  # (N,)
+    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
     value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # grad of the loop at line 13
@@ -438,22 +425,20 @@ def loglik_value_and_grad(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += dalpha_mul.sum(axis=0)
-        dlogE_rows[t_diff2] = dalpha
-        dalpha = dalpha_mul.sum(axis=2)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogE_rows[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
     del alpha_exp, alpha_sum, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dlogE_rows
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
-    del obs_rows
+    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
@@ -468,7 +453,7 @@ def loglik_value_and_grad(
     del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
-    dA = np.multiply(dlogA.sum(axis=1, keepdims=True) / A_sum, A_exp, out=A_exp)
+    dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
     np.subtract(dlogA, dA, out=dA)
     return value, (dA, dpi, dE)
 
@@ -520,12 +505,11 @@ def loglik_vjp(
     del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
     A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    A_sum = np.einsum("ij->i", A_exp)[:, None]  # (K, 1)
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
-    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
     del logE
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
@@ -536,12 +520,11 @@ def loglik_vjp(
         logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
-        logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
+        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
         del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max, logA_sum
     del logA, logE_rows
     # (N, K); reuses alpha's buffer
@@ -551,24 +534,22 @@ def loglik_vjp(
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp / alpha_exp.sum(axis=1)[:, None] / N
+    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += dalpha_mul.sum(axis=0)
-        dlogE_rows[t_diff2] = dalpha
-        dalpha = dalpha_mul.sum(axis=2)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogE_rows[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
     del alpha_exp, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dlogE_rows
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
-    del obs_rows
+    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
@@ -583,7 +564,7 @@ def loglik_vjp(
     del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
-    dA = np.multiply(dlogA.sum(axis=1, keepdims=True) / A_sum, A_exp, out=A_exp)
+    dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
     np.subtract(dlogA, dA, out=dA)
     return (g * dA, g * dpi, g * dE)
 
@@ -634,7 +615,7 @@ def loglik_jvp(
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
     # tangent of line 11: logE = log_softmax(E, axis=0)
-    tlogE = tE - (tE * E_exp).sum(axis=0, keepdims=True) / E_sum  # (M, K)
+    tlogE = tE - np.einsum("ij,ij->j", tE, E_exp)[None] / E_sum  # (M, K)
     del E_exp, E_sum
     # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N, K)
@@ -642,19 +623,18 @@ def loglik_jvp(
     del pi_exp, pi_sum
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
     A_exp = np.exp(A_diff)  # (K, K)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
+    A_sum = np.einsum("ij->i", A_exp)[:, None]  # (K, 1)
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
-    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
     del logE
     # tangent of line 10: logA = log_softmax(A, axis=1)
-    tlogA = tA - (tA * A_exp).sum(axis=1, keepdims=True) / A_sum  # (K, K)
-    del A_exp, A_sum
+    tlogA = tA - np.einsum("ij,ij->i", tA, A_exp)[:, None] / A_sum  # (K, K)
+    del A_exp
     # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
-    del obs_rows, tlogE
+    tlogE_rows = tlogE[obs[1:T]]  # (T - 1, N, K)
+    del tlogE
     # tangent of the loop at line 13
     alpha_dot = talpha
     for t in range(1, T):
@@ -664,24 +644,25 @@ def loglik_jvp(
         logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
-        logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K)
-        tlogA_div = ((alpha_dot[:, :, None] + tlogA) * logA_exp).sum(axis=1) / logA_sum
-        del logA_exp, logA_sum
-        alpha_dot = tlogA_div + tlogE_rows[t_diff]
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot[:, :, None] + tlogA, logA_exp)
+        del logA_exp
+        tlogA_div = alpha_dot_einsum / logA_sum  # (N, K)
+        del alpha_dot_einsum, logA_sum
+        alpha_dot = tlogA_div + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
-    alpha_sum = alpha_exp.sum(axis=1)  # (N,)
+    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
     value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
-    tvalue = ((alpha_dot * alpha_exp).sum(axis=1) / alpha_sum).sum() / N
+    tvalue = (np.einsum("ij,ij->i", alpha_dot, alpha_exp) / alpha_sum).sum() / N
     return value, tvalue
 
 
@@ -730,22 +711,19 @@ def loglik_hvp(
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
     E_exp = np.exp(E_diff)  # (M, K)
     # tangent of line 11: logE = log_softmax(E, axis=0)
-    vE_mul = vE * E_exp  # (M, K)
-    vE_sum = vE_mul.sum(axis=0, keepdims=True)  # (1, K)
+    vE_einsum = np.einsum("ij,ij->j", vE, E_exp)[None]  # (1, K)
     E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
-    tlogE = vE - vE_sum / E_sum  # (M, K)
+    tlogE = vE - vE_einsum / E_sum  # (M, K)
     # tangent of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     talpha = vpi - vpi_sum / pi_sum + tlogE[obs[0]]  # (N, K)
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
     A_exp = np.exp(A_diff)  # (K, K)
     # tangent of line 10: logA = log_softmax(A, axis=1)
-    vA_mul = vA * A_exp  # (K, K)
-    vA_sum = vA_mul.sum(axis=1, keepdims=True)  # (K, 1)
-    A_sum = A_exp.sum(axis=1, keepdims=True)  # (K, 1)
-    tlogA = vA - vA_sum / A_sum  # (K, K)
-    obs_rows = obs[np.arange(1, T)]  # (T - 1, N)
+    vA_einsum = np.einsum("ij,ij->i", vA, A_exp)[:, None]  # (K, 1)
+    A_sum = np.einsum("ij->i", A_exp)[:, None]  # (K, 1)
+    tlogA = vA - vA_einsum / A_sum  # (K, K)
     # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-    tlogE_rows = tlogE[obs_rows]  # (T - 1, N, K)
+    tlogE_rows = tlogE[obs[1:T]]  # (T - 1, N, K)
     del tlogE
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
@@ -757,7 +735,7 @@ def loglik_hvp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs_rows]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
     del logE
     # tangent of the loop at line 13
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
@@ -772,56 +750,47 @@ def loglik_hvp(
         logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
-        logA_sum = logA_exp.sum(axis=1)  # (N, K)
-        t_diff = t - 1
-        sum_steps[t_diff] = logA_sum
-        exp_steps[t_diff] = logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t_diff]  # (N, K)
+        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
+        sum_steps[t - 1] = logA_sum
+        exp_steps[t - 1] = logA_exp
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        alpha_dot_mul = (alpha_dot[:, :, None] + tlogA) * logA_exp  # (N, K, K)
-        del logA_exp
-        tlogA_sum = alpha_dot_mul.sum(axis=1)  # (N, K)
+        alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, logA_exp)  # (N, K)
         # tangent of line 13: for t in range(1, T):
-        sum_steps_dot[t_diff] = tlogA_sum
-        exp_steps_dot[t_diff] = alpha_dot_mul
-        del alpha_dot_mul
-        alpha_dot = tlogA_sum / logA_sum + tlogE_rows[t_diff]
+        sum_steps_dot[t - 1] = alpha_dot_einsum
+        exp_steps_dot[t - 1] = alpha_dot_add * logA_exp
+        del alpha_dot_add, logA_exp
+        alpha_dot = alpha_dot_einsum / logA_sum + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
-    # tangent of line 15: return mean(logsumexp(alpha, axis=1))
-    # (N, K); reuses alpha_dot's buffer
-    alpha_mul = np.multiply(alpha_dot, alpha_exp, out=alpha_dot)
-    del alpha_dot
     # grad of line 15: return mean(logsumexp(alpha, axis=1))
-    alpha_sum = alpha_exp.sum(axis=1)[:, None]  # (N, 1)
+    alpha_sum = np.einsum("ij->i", alpha_exp)[:, None]  # (N, 1)
     alpha_div = alpha_exp / alpha_sum  # (N, K)
-    del alpha_exp
-    alpha_mul2 = alpha_div / N  # (N, K)
+    alpha_mul = alpha_div / N  # (N, K)
     # grad of line 13: for t in range(1, T):
     A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of the loop at line 13
     dlogA = A_full2.copy()
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_mul2.copy()
+    dalpha = alpha_mul.copy()
     for t in reversed(range(1, T)):
-        t_diff2 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        # (N, K, K)
-        dalpha_mul = (dalpha / sum_steps[t_diff2])[:, None] * exp_steps[t_diff2]
+        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        dlogE_rows[t_diff2] = dalpha
-        dlogA = dlogA + dalpha_mul.sum(axis=0)
-        dalpha = dalpha_mul.sum(axis=2)
+        dlogE_rows[t - 1] = dalpha
+        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
     # grad of line 10: logA = log_softmax(A, axis=1)
-    dlogA_div = dlogA.sum(axis=1, keepdims=True) / A_sum  # (K, 1)
+    dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_div = dalpha.sum(axis=0).sum(axis=0, keepdims=True) / pi_sum  # (1,)
+    dalpha_div2 = dalpha.sum(axis=0).sum(axis=0, keepdims=True) / pi_sum  # (1,)
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs_rows.reshape((N * (T - 1),)), obs[0]])
-    del obs_rows
+    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dalpha, dlogE_rows
@@ -831,37 +800,38 @@ def loglik_hvp(
     dlogE_div = dlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
     del dlogE
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
-    div = alpha_mul.sum(axis=1)[:, None] * alpha_div / alpha_sum  # (N, K)
+    # (N, K)
+    alpha_mul2 = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
     del alpha_div
-    alpha_diff = alpha_mul / alpha_sum - div  # (N, K)
-    del alpha_mul, div
+    alpha_div2 = alpha_mul2 / alpha_sum  # (N, K)
+    del alpha_mul2
     # tangent of grad of the loop at line 13
     dlogA_dot = A_full2
     dlogE_rows_dot = A_full
-    dalpha_dot = alpha_diff / N
+    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
     for t in reversed(range(1, T)):
-        t_diff3 = t - 1
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        sum_steps_rows = sum_steps[t_diff3]  # (N, K)
-        alpha_mul2_div = alpha_mul2  # reuses alpha_mul2's buffer
-        alpha_mul2_div /= sum_steps_rows
-        exp_steps_rows = exp_steps[t_diff3]  # (N, K, K)
+        sum_steps_rows = sum_steps[t - 1]  # (N, K)
+        alpha_mul_div = alpha_mul  # reuses alpha_mul's buffer
+        alpha_mul_div /= sum_steps_rows
+        exp_steps_rows2 = exp_steps[t - 1]  # (N, K, K)
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
         # (N, K)
-        sum_steps_dot_div = sum_steps_dot[t_diff3] * alpha_mul2_div / sum_steps_rows
+        sum_steps_dot_div = sum_steps_dot[t - 1] * alpha_mul_div / sum_steps_rows
         # (N, 1, K)
         dalpha_dot_diff = (dalpha_dot / sum_steps_rows - sum_steps_dot_div)[:, None]
         del sum_steps_dot_div
-        exp_steps_mul = dalpha_dot_diff * exp_steps_rows  # (N, K, K)
+        exp_steps_mul = dalpha_dot_diff * exp_steps_rows2  # (N, K, K)
         # (N, K, K)
-        exp_steps_add = exp_steps_mul + alpha_mul2_div[:, None] * exp_steps_dot[t_diff3]
+        exp_steps_add = exp_steps_mul + alpha_mul_div[:, None] * exp_steps_dot[t - 1]
         del exp_steps_mul
         # tangent of grad of line 13: for t in range(1, T):
-        dlogE_rows_dot[t_diff3] = dalpha_dot
-        alpha_mul2 = (alpha_mul2_div[:, None] * exp_steps_rows).sum(axis=2)
+        dlogE_rows_dot[t - 1] = dalpha_dot
+        alpha_mul = np.einsum("ik,ijk->ij", alpha_mul_div, exp_steps_rows2)
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
-        dalpha_dot = exp_steps_add.sum(axis=2)
-    del A_full, A_full2, alpha_diff, alpha_mul2, exp_steps, exp_steps_dot, sum_steps, sum_steps_dot
+        dalpha_dot = np.einsum("ijk->ij", exp_steps_add)
+    del A_full, A_full2, alpha_div2, alpha_dot, alpha_exp, alpha_mul, exp_steps, exp_steps_dot
+    del sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)
     del dlogE_rows_dot
@@ -870,30 +840,28 @@ def loglik_hvp(
     tdlogE = _scatter_add(tdlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del obs_joined, tdlogE_rows_joined
     # tangent of grad of line 11: logE = log_softmax(E, axis=0)
-    # (1, K)
-    tdlogE_diff = tdlogE.sum(axis=0, keepdims=True) / E_sum - vE_sum * dlogE_div / E_sum
-    del E_sum, vE_sum
-    E_mul = tdlogE_diff * E_exp  # (M, K)
-    del E_exp, tdlogE_diff
-    HvE = dlogE_div * vE_mul  # (M, K)
-    HvE += E_mul
+    tdlogE_div = tdlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
+    tdlogE_diff = tdlogE_div - vE_einsum * dlogE_div / E_sum  # (1, K)
+    del E_sum, tdlogE_div
+    HvE = tdlogE_diff * E_exp  # (M, K)
+    HvE += dlogE_div * (vE * E_exp)
     np.subtract(tdlogE, HvE, out=HvE)
-    del E_mul, dlogE_div, tdlogE, vE_mul
+    del E_exp, dlogE_div, tdlogE, tdlogE_diff
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     tdalpha_sum = dalpha_dot.sum(axis=0)  # (K,)
     del dalpha_dot
     tdalpha_div = tdalpha_sum.sum(axis=0, keepdims=True) / pi_sum  # (1,)
-    tdalpha_diff = tdalpha_div - vpi_sum * dalpha_div / pi_sum  # (1,)
+    tdalpha_diff = tdalpha_div - vpi_sum * dalpha_div2 / pi_sum  # (1,)
     del pi_sum, tdalpha_div, vpi_sum
     Hvpi = tdalpha_diff * pi_exp  # (K,)
-    Hvpi += dalpha_div * vpi_mul
+    Hvpi += dalpha_div2 * vpi_mul
     np.subtract(tdalpha_sum, Hvpi, out=Hvpi)
-    del dalpha_div, pi_exp, tdalpha_diff, tdalpha_sum, vpi_mul
+    del dalpha_div2, pi_exp, tdalpha_diff, tdalpha_sum, vpi_mul
     # tangent of grad of line 10: logA = log_softmax(A, axis=1)
-    tdlogA_div = dlogA_dot.sum(axis=1, keepdims=True) / A_sum  # (K, 1)
-    tdlogA_diff = tdlogA_div - vA_sum * dlogA_div / A_sum  # (K, 1)
-    del A_sum, tdlogA_div, vA_sum
+    tdlogA_div = np.einsum("ij->i", dlogA_dot)[:, None] / A_sum  # (K, 1)
+    tdlogA_diff = tdlogA_div - vA_einsum * dlogA_div / A_sum  # (K, 1)
+    del tdlogA_div
     HvA = tdlogA_diff * A_exp  # (K, K)
-    HvA += dlogA_div * vA_mul
+    HvA += dlogA_div * (vA * A_exp)
     np.subtract(dlogA_dot, HvA, out=HvA)
     return (HvA, Hvpi, HvE)

@@ -685,8 +685,7 @@ def nll_hessian(
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     z_exp = np.exp(z_diff, out=z_diff)  # (N,); reuses z_diff's buffer
     del z_diff
-    X_mul = X.T * z_exp  # (D, N)
-    H_beta_beta = (((y_add * ((X.T - X_mul) * z_exp)) @ X) / N).T  # (D, D)
+    H_beta_beta = (((y_add * ((X.T - X.T * z_exp) * z_exp)) @ X) / N).T  # (D, D)
     a_basis = np.eye(1, dtype=a.dtype).reshape((1,))  # (1,)
     # grad of line 9: r = exp(a)
     a_mul = a_basis * r  # (1,)
@@ -695,15 +694,15 @@ def nll_hessian(
     # grad of line 8: z = X @ beta
     # (1, D)
     X_matmul = (a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) @ X
-    X_mul2 = X_matmul / N  # (1, D)
+    X_mul = X_matmul / N  # (1, D)
     del X_matmul
-    H_beta_a = X_mul2.T.reshape((D,))  # (D,)
-    del X_mul2
+    H_beta_a = X_mul.T.reshape((D,))  # (D,)
+    del X_mul
     # grad of line 9: r = exp(a)
-    H_a_beta = X_mul.sum(axis=1) * r  # (D,)
+    H_a_beta = np.einsum("ij,j->i", X.T, z_exp) * r  # (D,)
     H_a_beta -= (z_exp * a_exp * X.T) @ y_add
     H_a_beta /= N
-    del X_mul, z_exp
+    del z_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
     a_diff2 = a_basis[:, None] * a_exp  # (1, N)
     np.subtract(a_basis[:, None], a_diff2, out=a_diff2)
@@ -712,13 +711,14 @@ def nll_hessian(
     y_add2 = np.broadcast_to(a_mul[:, None], (1, N)) @ a_exp + (a_diff2 * a_exp) @ y_add
     del a_exp
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    r_diff = r * _polygamma(1, r) * a_basis - a_diff2.sum(axis=1) / N  # (1,)
+    r_diff = r * _polygamma(1, r) * a_basis - np.einsum("ij->i", a_diff2) / N  # (1,)
     del a_basis, a_diff2
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     del a_diff
     # grad of line 9: r = exp(a)
-    # (1,)
-    r_mul = (r_diff - (a_mul[:, None] * _polygamma(1, y_add)).sum(axis=1) / N) * r
+    r_mul = (r_diff - np.einsum("i,j->i", a_mul, _polygamma(1, y_add)) / N) * r  # (1,)
     del r_diff, y_add
-    H_a_a = (-a_mul + y_add2 / N + (r_mul + dr * a_mul)).reshape(())
+    r_add = r_mul + dr * a_mul  # (1,)
+    del r_mul
+    H_a_a = (-a_mul + y_add2 / N + r_add).reshape(())
     return (H_beta_beta, H_beta_a), (H_a_beta, H_a_a)

@@ -210,11 +210,11 @@ def cost(X: Array, y: IntArray, W: Array, lam: Scalar) -> Scalar:
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     del X_exp
     # (N, C); reuses X_diff's buffer
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
-    del X_diff, X_sum
+    del X_diff
     arange = np.arange(N)  # (N,)
     return -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
 
@@ -245,7 +245,7 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
-    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
@@ -283,7 +283,7 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     # (N, C); reuses X_diff's buffer
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
@@ -329,7 +329,7 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
-    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
@@ -370,7 +370,7 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     # (N, C); reuses X_diff's buffer
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
     del X_diff
@@ -379,9 +379,8 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     del log_p
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
-    # (N, C); reuses XtW's buffer
-    tlog_p = np.subtract(XtW, (XtW * X_exp).sum(axis=1, keepdims=True) / X_sum, out=XtW)
-    del X_exp, X_sum, XtW
+    tlog_p = XtW - np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, C)
+    del X_exp, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue
@@ -416,15 +415,12 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     del XW
     X_exp = np.exp(X_diff)  # (N, C)
     del X_diff
-    X_sum = X_exp.sum(axis=1, keepdims=True)  # (N, 1)
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
-    X_mul = (X @ vW) * X_exp  # (N, C)
+    XvW = X @ vW  # (N, C)
     # tangent of grad of line 4: log_p = log_softmax(X @ W, axis=1)
     # (N, C)
-    X_diff2 = X_mul / X_sum - X_mul.sum(axis=1, keepdims=True) * (X_exp / X_sum) / X_sum
-    del X_exp, X_mul, X_sum
-    X_mul2 = X_diff2 / N  # (N, C)
-    del X_diff2
+    X_div = np.einsum("ij,ij->i", XvW, X_exp)[:, None] * (X_exp / X_sum) / X_sum
     HvW = lam * vW  # (D, C)
-    HvW += X.T @ X_mul2
+    HvW += X.T @ ((XvW * X_exp / X_sum - X_div) / N)
     return HvW

@@ -219,18 +219,16 @@ def loss(E: Array, U: Array, center: IntArray, ctx: IntArray, noise: IntArray) -
     B = center.shape[0]
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
     del Uc
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     del sp_neg
     Un = U[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
-    del h
-    sn = (Un * hb).sum(axis=2)  # (B, K)
-    del Un
-    return -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
+    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
+    del Un, h
+    return -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
 
 
 def loss_grad(
@@ -260,16 +258,17 @@ def loss_grad(
     K = noise.shape[1]
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     Un = U[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
-    sn = (Un * hb).sum(axis=2)  # (B, K)
-    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
+    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
+    sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
-    dUn = sn_sigmoid * hb  # (B, K, D)
+    hb = h[:, None]  # (B, 1, D)
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
+    dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
@@ -285,9 +284,9 @@ def loss_grad(
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
-    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un
+    del Uc, Un, sn_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
@@ -321,19 +320,20 @@ def loss_value_and_grad(
     K = noise.shape[1]
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     Un = U[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
-    sn = (Un * hb).sum(axis=2)  # (B, K)
-    value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
+    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
+    value = -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
     del log_pos
-    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
+    sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
-    dUn = sn_sigmoid * hb  # (B, K, D)
+    hb = h[:, None]  # (B, 1, D)
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
+    dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
@@ -349,9 +349,9 @@ def loss_value_and_grad(
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
-    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un
+    del Uc, Un, sn_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
@@ -387,16 +387,17 @@ def loss_vjp(
     g = _weak(g, E, U)
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     Un = U[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
-    sn = (Un * hb).sum(axis=2)  # (B, K)
-    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    sn_sigmoid = _sigmoid(sn)[:, :, None]  # (B, K, 1)
+    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
+    # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
+    sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
-    dUn = sn_sigmoid * hb  # (B, K, D)
+    hb = h[:, None]  # (B, 1, D)
+    # grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
+    dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
@@ -412,9 +413,9 @@ def loss_vjp(
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
-    np.subtract((sn_sigmoid * Un).sum(axis=1), dh, out=dh)
+    np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un
+    del Uc, Un, sn_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
@@ -449,35 +450,36 @@ def loss_jvp(
     _expect("tU", tU, (V, D))
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     log_pos = -np.logaddexp(0, sp_neg)  # (B,)
     Un = U[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
-    sn = (Un * hb).sum(axis=2)  # (B, K)
-    value = -((log_pos - np.logaddexp(0, sn).sum(axis=1)).sum() / B)
+    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
+    value = -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
     del log_pos
     # tangent of line 5: h = E[center]  # (B, D) center words
     th = tE[center]  # (B, D)
     # tangent of line 7: Uc = U[ctx]  # (B, D) true context words
     tUc = tU[ctx]  # (B, D)
     # tangent of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
-    del Uc, h, tUc
+    tsp = np.einsum("ij->i", th * Uc + h * tUc)  # (B,)
+    del Uc, tUc
     # tangent of line 11: log_pos = log(sigmoid(sp))
     tlog_pos = tsp * _sigmoid(sp_neg)  # (B,)
     del sp_neg, tsp
     # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
     tUn = tU[noise]  # (B, K, D)
+    hb = h[:, None]  # (B, 1, D)
+    del h
     # tangent of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
     del th
     # tangent of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
+    tsn = np.einsum("ijk->ij", tUn * hb + Un * thb)  # (B, K)
     del Un, tUn
     # tangent of line 13: return -mean(log_pos + log_neg)
-    tvalue = -((tlog_pos - (tsn * _sigmoid(sn)).sum(axis=1)).sum() / B)
+    tvalue = -((tlog_pos - np.einsum("ij,ij->i", tsn, _sigmoid(sn))).sum() / B)
     return value, tvalue
 
 
@@ -512,27 +514,27 @@ def loss_hvp(
     _expect("vU", vU, (V, D))
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
-    sp = (h * Uc).sum(axis=1)  # (B,)
+    sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
     sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
     del sp
     Un = U[noise]  # (B, K, D)
-    hb = h[:, None]  # (B, 1, D)
-    sn = (Un * hb).sum(axis=2)  # (B, K)
+    sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
     # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
     tUn = vU[noise]  # (B, K, D)
+    hb = h[:, None]  # (B, 1, D)
     # tangent of line 5: h = E[center]  # (B, D) center words
     th = vE[center]  # (B, D)
     # tangent of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     thb = th[:, None]  # (B, 1, D)
     # tangent of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
-    tsn = (tUn * hb + Un * thb).sum(axis=2)  # (B, K)
+    tsn = np.einsum("ijk->ij", tUn * hb + Un * thb)  # (B, K)
     # tangent of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
     sn_sigmoid = _sigmoid(sn, out=sn)  # (B, K); reuses sn's buffer
     del sn
     # tangent of line 7: Uc = U[ctx]  # (B, D) true context words
     tUc = vU[ctx]  # (B, D)
     # tangent of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tsp = (th * Uc + h * tUc).sum(axis=1)  # (B,)
+    tsp = np.einsum("ij->i", th * Uc + h * tUc)  # (B,)
     # tangent of line 11: log_pos = log(sigmoid(sp))
     sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
     del sp_neg
@@ -560,7 +562,7 @@ def loss_hvp(
     HvU = _scatter_add(tdUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del noise_joined, tdUn_joined
     # tangent of grad of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
-    Un_sum = (tsn_mul * Un + sn_sigmoid[:, :, None] * tUn).sum(axis=1)  # (B, D)
+    Un_sum = np.einsum("ijk->ik", tsn_mul * Un + sn_sigmoid[:, :, None] * tUn)  # (B, D)
     del Un, sn_sigmoid, tUn
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tdh = tlog_pos_neg * Uc  # (B, D)
