@@ -723,7 +723,7 @@ class _State:
                 self.reused[target] = buf
                 return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
-            into = self._call_into(bottom, buf)
+            into = _call_into(self, bottom, buf)
             if len(target) + len(into) + 7 > MAX_LINE:   # `out=` made it too long: spilled
                 return None                                # by the caller instead
             self.overwritten.add(buf)
@@ -791,7 +791,7 @@ class _State:
             lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
         if buf is None:
             return []
-        into = self._call_into(o, buf)
+        into = _call_into(self, o, buf)
         if len(temp_name(o, self.names)) + len(into) + 9 > MAX_LINE:   # (a numbered name)
             return []   # `out=` would make it too long: computed as it is instead
         name = self.namer.fresh(temp_name(o, self.names))
@@ -800,19 +800,6 @@ class _State:
         self.p.set_name(o, name)
         self.temps.append(name)
         return [line]
-
-    def _call_into(self, n: Node, out: str) -> str:
-        """`np.ufunc(args..., out=out)` computing `n`. A product with 1/q or -1/q is a
-        division by q or -q, as the printer spells it (`x / q`): the two round differently,
-        and the result must not depend on which way the scheduler took (which depends on
-        line lengths, so on the names)."""
-        p = self.p   # p.arg(n, i, 0): no precedence is below 0, never parenthesised
-        if REGISTRY[n.op].has("product") and n.args[0].is_const:
-            num, den = n.args[0].value.as_numer_denom()
-            if den != 1 and num in (1, -1):
-                text, _ = p.scalar(den * num)
-                return p.into(self.ops.divide, [p.arg(n, 1, 0), text], out)
-        return p.into(self.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
 
     def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
         """A variable read by one of `args` (a node's arguments), of this shape, that
@@ -881,11 +868,25 @@ def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,
     elif not first_line and n.op in ops.into:
         code = ops.into[n.op](p, n, out)
     if code is None and not first_line and n.op in st.ufunc:
-        code = st._call_into(n, out)
+        code = _call_into(st, n, out)
     if code is None or len(target) + len(code) + 7 > MAX_LINE:   # (`    target = code`)
         return None
     st.ws_vars[target] = id(top or n)
     return code
+
+
+def _call_into(st: _State, n: Node, out: str) -> str:
+    """`np.ufunc(args..., out=out)` computing `n`. A product with 1/q or -1/q is a
+    division by q or -q, as the printer spells it (`x / q`): the two round differently,
+    and the result must not depend on which way the scheduler took (which depends on
+    line lengths, so on the names)."""
+    p = st.p   # p.arg(n, i, 0): no precedence is below 0, never parenthesised
+    if REGISTRY[n.op].has("product") and n.args[0].is_const:
+        num, den = n.args[0].value.as_numer_denom()
+        if den != 1 and num in (1, -1):
+            text, _ = p.scalar(den * num)
+            return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
+    return p.into(st.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
 
 
 def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
