@@ -98,7 +98,7 @@ def test_the_pass_moves_the_non_recurrent_work_out_of_the_loops():
     code = gradgen.compile_source(LOOPED, "looped.grad", modes=())
     body = code.split("def f(")[1]
     before = body.split("    for t in range(T):\n")[0]
-    assert "X @ Wx + b" in before and "E[x]" in before   # all steps at once
+    assert "X @ Wx" in before and "+= b\n" in before and "E[x]" in before   # all steps at once
     loops = body.split("    for t in range(")[1:]
     assert all("@ Wx" not in s and "np.exp(" not in s.split("\n    del")[0] for s in loops)
 

@@ -492,7 +492,7 @@ def test_loop_invariant_code_is_computed_before_the_loop(source):
     assert {n.op for n in topo_order([steps])} >= {"exp", "matmul", "transpose"}
     code = _function(source, "invariant")
     before, loop = code.split("    for t in range(T):\n")
-    assert "    X_add = X @ (W.T @ W) + np.exp(b)  # (T, N, D)\n" in before
+    assert "    X_add = X @ (W.T @ W)  # (T, N, D)\n    X_add += np.exp(b)\n" in before
     assert "        h = X_add[t] + h  # (N, D)\n" in loop
     assert "np.exp" not in loop and "W.T" not in loop
 

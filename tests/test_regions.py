@@ -250,7 +250,8 @@ def test_a_statement_computing_the_next_value_assigns_the_carried_variable(rng):
     loop = source.split("for t in range(T):\n")[1].split("    return")[0]
     assert loop == "\n".join([
         "        h_sum = (h * h).sum(axis=1, keepdims=True)  # (N, 1)",
-        "        h = np.tanh((h * h_sum + h_sum) @ W0)  # (N, D)",
+        "        h = (h * h_sum + h_sum) @ W0  # (N, D)",   # (the product's new array)
+        "        np.tanh(h, out=h)",
         "        del h_sum",
         "    v = np.exp(h, out=h)  # (N, D); reuses h's buffer",
         "    del h",

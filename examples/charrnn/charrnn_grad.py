@@ -139,6 +139,17 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 def _scatter_add(g, shape, axis, *index):
     """Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
     the index arrays broadcast together), repeated indices accumulating: the VJP of the
@@ -167,17 +178,6 @@ def _scatter_add(g, shape, axis, *index):
         out = np.zeros((m, width), g.dtype)
         np.add.at(out, flat, rows)
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
-
-
-def _one_dtype(*args):
-    """The float arguments in the one dtype they promote to (np.result_type), converted
-    where they differ (copies): the function then computes in that dtype throughout, and
-    may work in place in the buffers of any argument's values."""
-    dtype = np.result_type(*args)
-    out = ()
-    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
-        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
-    return out
 
 
 _LOSS_ARGS = (
@@ -214,7 +214,8 @@ def loss(
     Returns:
         the value, shape ().
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
@@ -225,7 +226,8 @@ def loss(
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         hs[t] = h
     del Wxh_rows
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     del hs
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
@@ -286,7 +288,8 @@ def loss_grad(
         h_steps[t + 1] = h
         hs[t] = h
     del Wxh_rows
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     np.exp(by_exp, out=by_exp)
@@ -364,7 +367,8 @@ def loss_value_and_grad(
         h_steps[t + 1] = h
         hs[t] = h
     del Wxh_rows
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
@@ -471,7 +475,8 @@ def loss_vjp(
         h_steps[t + 1] = h
         hs[t] = h
     del Wxh_rows
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     np.exp(by_exp, out=by_exp)
@@ -575,7 +580,8 @@ def loss_jvp(
         hs_dot[t] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
@@ -644,7 +650,8 @@ def loss_hvp(
         HvWhy: (H v) for Why, shape (H, V).
         Hvby: (H v) for by, shape (V,).
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     V = Wxh.shape[0]
     H = Wxh.shape[1]
     T = x.shape[0]
@@ -681,7 +688,8 @@ def loss_hvp(
     del Wxh_rows, tWxh_rows
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = hs_dot @ Why + hs @ vWhy + vby  # (T, B, V)
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     np.exp(by_exp, out=by_exp)
@@ -709,10 +717,11 @@ def loss_hvp(
     Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
     ths_matmul = hs_dot.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     del hs_dot
-    # (H, V)
-    HvWhy = ths_matmul + hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))
+    HvWhy = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
+    HvWhy += ths_matmul
     del hs, ths_matmul
-    tdhs = -(vby_add @ Why.T)  # (T, B, H)
+    tdhs = vby_add @ Why.T  # (T, B, H)
+    np.negative(tdhs, out=tdhs)
     tdhs += dlogp_diff @ vWhy.T
     del dlogp_diff, vby_add
     # tangent of grad of the loop at line 11

@@ -349,7 +349,8 @@ def nll_jvp(X: Array, mu: Array, A: Array, tmu: Array, tA: Array) -> tuple[Scala
     tR_transpose = np.broadcast_to(tR, R.shape).T  # (D, N)
     del tR
     # tangent of line 8: S = A @ A.T + eye(D) / 10
-    tS = tA @ A.T + A @ tA.T  # (D, D)
+    tS = tA @ A.T  # (D, D)
+    tS += A @ tA.T
     # tangent of line 10: Q = solve(S, R.T)
     tQ = np.linalg.solve(S, tR_transpose - tS @ Q)  # (D, N)
     # tangent of line 11: quad = sum(R.T * Q) / N
@@ -392,7 +393,8 @@ def nll_hvp(X: Array, mu: Array, A: Array, vmu: Array, vA: Array) -> tuple[Array
     # tangent of line 9: R = X - mu
     tR = -vmu  # (D,)
     # tangent of line 8: S = A @ A.T + eye(D) / 10
-    tS = vA @ A.T + A @ vA.T  # (D, D)
+    tS = vA @ A.T  # (D, D)
+    tS += A @ vA.T
     # tangent of line 10: Q = solve(S, R.T)
     tQ = np.linalg.solve(S, np.broadcast_to(tR, R.shape).T - tS @ Q)  # (D, N)
     del R, tR
@@ -409,7 +411,8 @@ def nll_hvp(X: Array, mu: Array, A: Array, vmu: Array, vA: Array) -> tuple[Array
     tdS = -((S_inv @ tS) @ S_inv) / 2 - ((tQ / (2 * N)) @ Q.T + Q_scaled @ tQ.T)
     del Q, Q_scaled, S_inv, tS
     # tangent of grad of line 8: S = A @ A.T + eye(D) / 10
-    HvA = (2 * tdS) @ A + (2 * dS) @ vA  # (D, D)
+    HvA = (2 * tdS) @ A  # (D, D)
+    HvA += (2 * dS) @ vA
     del dS, tdS
     # tangent of grad of line 10: Q = solve(S, R.T)
     tdR = (tQ / N).T  # (N, D)

@@ -138,17 +138,6 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
-@np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
-def _sigmoid(x, out=None):
-    """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
-    if np.ndim(x) == 0:
-        return 1 / (1 + np.exp(-x))
-    z = np.negative(x, out=out)
-    np.exp(z, out=z)
-    z += 1
-    return np.reciprocal(z, out=z)
-
-
 def _one_dtype(*args):
     """The float arguments in the one dtype they promote to (np.result_type), converted
     where they differ (copies): the function then computes in that dtype throughout, and
@@ -158,6 +147,17 @@ def _one_dtype(*args):
     for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
         out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
     return out
+
+
+@np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
+def _sigmoid(x, out=None):
+    """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
+    if np.ndim(x) == 0:
+        return 1 / (1 + np.exp(-x))
+    z = np.negative(x, out=out)
+    np.exp(z, out=z)
+    z += 1
+    return np.reciprocal(z, out=z)
 
 
 _LOSS_ARGS = (
@@ -182,10 +182,12 @@ def loss(X: Array, y: Array, w: Array, lam: Scalar) -> Scalar:
     Returns:
         the value, shape ().
     """
-    _dims(_LOSS_ARGS, X, y, w, lam)
+    if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
+        X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X, y, w)
-    y_neg = y * (X @ w)  # (N,)
+    y_neg = X @ w  # (N,)
+    y_neg *= y
     np.negative(y_neg, out=y_neg)
     return np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
 
@@ -210,7 +212,8 @@ def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X, y, w)
-    y_neg = y * (X @ w)  # (N,)
+    y_neg = X @ w  # (N,)
+    y_neg *= y
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w  # (D,)
@@ -239,7 +242,8 @@ def loss_value_and_grad(X: Array, y: Array, w: Array, lam: Scalar) -> tuple[Scal
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X, y, w)
-    y_neg = y * (X @ w)  # (N,)
+    y_neg = X @ w  # (N,)
+    y_neg *= y
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
@@ -271,7 +275,8 @@ def loss_vjp(X: Array, y: Array, w: Array, lam: Scalar, g: Scalar) -> Array:
     _expect("g", g, ())
     lam = _weak(lam, X, y, w)
     g = _weak(g, X, y, w)
-    y_neg = y * (X @ w)  # (N,)
+    y_neg = X @ w  # (N,)
+    y_neg *= y
     np.negative(y_neg, out=y_neg)
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w  # (D,)
@@ -297,12 +302,14 @@ def loss_jvp(X: Array, y: Array, w: Array, lam: Scalar, tw: Array) -> tuple[Scal
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    _dims(_LOSS_ARGS, X, y, w, lam)
+    if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
+        X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     D = X.shape[1]
     _expect("tw", tw, (D,))
     lam = _weak(lam, X, y, w)
-    y_neg = y * (X @ w)  # (N,)
+    y_neg = X @ w  # (N,)
+    y_neg *= y
     np.negative(y_neg, out=y_neg)
     value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
@@ -333,7 +340,8 @@ def loss_hvp(X: Array, y: Array, w: Array, lam: Scalar, vw: Array) -> Array:
     D = X.shape[1]
     _expect("vw", vw, (D,))
     lam = _weak(lam, X, y, w)
-    y_neg = y * (X @ w)  # (N,)
+    y_neg = X @ w  # (N,)
+    y_neg *= y
     np.negative(y_neg, out=y_neg)
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer

@@ -452,7 +452,8 @@ def cost_hvp(X: Array, Y: Array, V: Array, W: Array, vV: Array, vW: Array) -> tu
     del U_exp, U_sum, tU, tU_div
     # tangent of grad of line 10: U = Z @ W
     HvW = tZ.T @ dU + Z.T @ tdU  # (M, C)
-    tdZ = tdU @ W.T + dU @ vW.T  # (N, M)
+    tdZ = tdU @ W.T  # (N, M)
+    tdZ += dU @ vW.T
     del dU, tdU
     # tangent of grad of line 9: Z = logistic(Q)
     tdQ = np.multiply(tdZ, Z, out=tdZ)  # (N, M); reuses tdZ's buffer

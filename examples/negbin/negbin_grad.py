@@ -430,7 +430,8 @@ def nll_grad(X: Array, y: Array, beta: Array, a: Scalar) -> tuple[Array, Scalar]
     da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 8: z = X @ beta
-    dbeta = (X.T @ (y_add * np.exp(z_diff) - y)) / N  # (D,)
+    dbeta = X.T @ (y_add * np.exp(z_diff) - y)  # (D,)
+    dbeta /= N
     return (dbeta, da)
 
 
@@ -478,7 +479,8 @@ def nll_value_and_grad(
     da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 8: z = X @ beta
-    dbeta = (X.T @ (y_add * np.exp(z_diff) - y)) / N  # (D,)
+    dbeta = X.T @ (y_add * np.exp(z_diff) - y)  # (D,)
+    dbeta /= N
     return value, (dbeta, da)
 
 
@@ -520,7 +522,8 @@ def nll_vjp(X: Array, y: Array, beta: Array, a: Scalar, g: Scalar) -> tuple[Arra
     da = -r + (y_add @ np.exp(a_diff)) / N + dr * r
     del a_diff
     # grad of line 8: z = X @ beta
-    dbeta = (X.T @ (y_add * np.exp(z_diff) - y)) / N  # (D,)
+    dbeta = X.T @ (y_add * np.exp(z_diff) - y)  # (D,)
+    dbeta /= N
     return (g * dbeta, g * da)
 
 
@@ -644,7 +647,8 @@ def nll_hvp(
     Hva = -tr + (tr * a_exp.sum() + y_add @ (va_diff * a_exp)) / N + (tdr * r + dr * tr)
     del a_exp, va_diff
     # tangent of grad of line 8: z = X @ beta
-    Hvbeta = (X.T @ (tr * z_exp + y_add * ((tz - tlog_total) * z_exp))) / N  # (D,)
+    Hvbeta = X.T @ (tr * z_exp + y_add * ((tz - tlog_total) * z_exp))  # (D,)
+    Hvbeta /= N
     return (Hvbeta, Hva)
 
 

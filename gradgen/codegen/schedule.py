@@ -691,6 +691,10 @@ class _State:
                     break
             else:
                 break
+        fresh = _fresh_bottom(self, spine, shape)   # `h = x @ W; h += b`
+        if fresh is not None:
+            spine.append(fresh)
+            bottom = fresh
         bottom_args = bottom.args
         # Only a variable that no later step of this statement reads may be overwritten.
         def unread_later(name):   # no reference to `name` outside `bottom`'s arguments
@@ -699,7 +703,7 @@ class _State:
                 k -= refs[id(a)].count(name)
             return k == 0
 
-        buf = self._dead_buffer(bottom_args, shape, unread_later)
+        buf = None if fresh is not None else self._dead_buffer(bottom_args, shape, unread_later)
         if buf is None and (len(spine) < 2 or need_buffer):
             return None
         alloc = self.var_node[buf] if buf else bottom
@@ -875,12 +879,31 @@ def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,
     return code
 
 
+def _fresh_bottom(st: _State, spine: list, shape: tuple) -> Node | None:
+    """The inlined argument of the spine's last step (a ufunc) of `shape` whose code makes
+    a new array the steps may be computed in (an op with a form into a buffer, `OpDef.into`,
+    that is no ufunc: a matrix product, so `h = x @ W; h += b` allocates once), when every
+    step has its dtype; or None."""
+    into, inlined = st.ops.into, st.inlined
+    for a in spine[-1].args:
+        if a.op in into and a.op not in st.ufunc and id(a) in inlined and \
+                a.shape == shape and not st.ops.is_view(a):
+            deps = st.deps(a)
+            return a if all(_same_dtype(st, s, deps, a) for s in spine) else None
+    return None
+
+
 def _call_into(st: _State, n: Node, out: str) -> str:
-    """`np.ufunc(args..., out=out)` computing `n`. A product with 1/q or -1/q is a
-    division by q or -q, as the printer spells it (`x / q`): the two round differently,
-    and the result must not depend on which way the scheduler took (which depends on
-    line lengths, so on the names)."""
+    """`np.ufunc(args..., out=out)` computing `n` (or the op's own form into a buffer,
+    `OpDef.into`: `x ** 2` as `np.square(x, out=out)`, not `np.power`). A product with 1/q
+    or -1/q is a division by q or -q, as the printer spells it (`x / q`): the two round
+    differently, and the result must not depend on which way the scheduler took (which
+    depends on line lengths, so on the names)."""
     p = st.p   # p.arg(n, i, 0): no precedence is below 0, never parenthesised
+    form = st.ops.into.get(n.op)   # the op's own form into a buffer (`np.square(h, out=h)`)
+    code = form(p, n, out) if form is not None else None
+    if code is not None:
+        return code
     if REGISTRY[n.op].has("product") and n.args[0].is_const:
         num, den = n.args[0].value.as_numer_denom()
         if den != 1 and num in (1, -1):
