@@ -270,17 +270,17 @@ def loss_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     # (T, B, V)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
     del Wxh_full
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -302,7 +302,7 @@ def loss_grad(
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -354,11 +354,12 @@ def loss_value_and_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    dtype = np.result_type(Wxh, Whh, bh, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -378,8 +379,7 @@ def loss_value_and_grad(
     value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
     del logp
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
@@ -392,7 +392,7 @@ def loss_value_and_grad(
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -455,17 +455,17 @@ def loss_vjp(
     B = x.shape[1]
     _expect("g", g, ())
     g = _weak(g, Wxh, Whh, bh, Why, by, h0)
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     # (T, B, V)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
     del Wxh_full
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -487,7 +487,7 @@ def loss_vjp(
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)

@@ -128,33 +128,60 @@ def _wrapped(summary: str) -> list[str]:
 
 
 def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
+                one: tuple[set[str], set[str]] = (set(), set()),
                 ) -> tuple[list[str], list[str]]:
     """The lines with the dtype the arguments promote to, where the function spells it
     more than once (`np.result_type(W, b, X)` for each buffer and accumulator), computed
     once at entry (`dtype = np.result_type(W, b, X)`, the line returned) and read by name.
-    (The arguments are never rebound after the prologue.)"""
+    (The arguments are never rebound after the prologue.) `one` is (the float arguments
+    made one dtype at entry, those of them that are arrays): where the function casts
+    them (`_one_dtype`), every promotion of some of them, one array among them, is that
+    one dtype, whatever the subset (`np.result_type(X, Wh)` and `np.result_type(X, Wy)`
+    both read `dtype`); a promotion that takes other arguments (a direction `vW` of
+    f_hvp, not cast) keeps its own expression."""
     probe = printer.result_type(["A__", "B__"])
     if "A__, B__" not in probe:
         return lines, []
     head, tail = probe.split("A__, B__")
     found = re.compile(re.escape(head) + r"([A-Za-z_][\w, ]*)" + re.escape(tail))
     args = set(arg_names)
+    cast, arrays = one
     counts: dict[str, int] = {}
+    same: dict[str, None] = {}   # the promotions of the cast arguments (one dtype), in order
     for line in lines:
         for m in found.finditer(line):
-            if all(a.strip() in args for a in m.group(1).split(",")):
+            used = {a.strip() for a in m.group(1).split(",")}
+            if used <= args:
                 counts[m.group(0)] = counts.get(m.group(0), 0) + 1
+                if used <= cast and used & arrays:
+                    same[m.group(0)] = None
     if not counts:
         return lines, []
+    if same:   # one spelling for all: the most frequent
+        spelled = sum(counts[t] for t in same)
+        text = max(same, key=lambda k: counts[k])
+        counts = {t: spelled if t == text else n for t, n in counts.items()
+                  if t == text or t not in same}
     text = max(counts, key=lambda k: counts[k])
     if counts[text] < 2:
         return lines, []
+    if text not in same:
+        same = {text: None}
     name = "dtype"
     read = re.compile(r"(?<![\w.])" + name + r"(?![\w])(?!\s*=(?!=))")
     bound = re.compile(r"\s*" + name + r"\b[^=]*=(?!=)")
     if name in args or any(read.search(line) or bound.match(line) for line in lines):
         return lines, []
-    return [line.replace(text, name) for line in lines], [f"{name} = {text}"]
+    # where the arguments are one dtype, an array argument's own dtype (`h0.dtype`) is it too
+    own = re.compile(r"(?<![\w.])(?:" + "|".join(map(re.escape, sorted(arrays))) + r")"
+                     + re.escape(printer.dtype_of("A__")[3:]) + r"(?!\w)") \
+        if arrays and text in same and printer.dtype_of("A__").startswith("A__") else None
+    out = []
+    for line in lines:
+        for t in sorted(same, key=len, reverse=True):
+            line = line.replace(t, name)
+        out.append(own.sub(name, line) if own else line)
+    return out, [f"{name} = {text}"]
 
 
 def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
@@ -398,7 +425,10 @@ class EntryFunctions:
         else:
             lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
             phases.append("return")
-        lines, dtype = _dtype_once(lines, arg_names, printer)
+        floats = [a for a in self.entry.args if a.node.dtype != INT]
+        one = ({a.name for a in floats}, {a.name for a in floats if a.node.ndim}) \
+            if body.one_dtype and len(floats) > 1 else (set(), set())
+        lines, dtype = _dtype_once(lines, arg_names, printer, one)
         prologue, weak = self._prologue(printer, extra, lines)
         prologue = one_dtype_prologue(self.entry, printer, prologue, body.one_dtype) + dtype
         phases = ["check"] * len(prologue) + phases
