@@ -387,6 +387,8 @@ def test_the_backward_loop_reads_as_code(sequences):
     for fn in ("rnn_loss_grad", "rnn_loss_value_and_grad", "rnn_loss_vjp"):
         code = _function(source, fn).split("= _one_dtype(")[1]
         assert code.count("result_type(") == 1 and "h0.dtype" not in code, fn
+        # the loop's index at every step (the loss's rows, sunk after the loop): `steps`
+        assert "    steps = np.arange(T)[:, None]" in code and "expand_dims" not in code, fn
     both = _function(source, "rnn_loss_value_and_grad")
     forward_body = both.split("for t in range(T):\n")[1].split("\n    del ")[0]
     assert "loss" not in forward_body and "Wy" not in forward_body

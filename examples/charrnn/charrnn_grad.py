@@ -374,13 +374,13 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
@@ -584,9 +584,9 @@ def loss_jvp(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = hs_dot @ Why + hs @ tWhy + tby  # (T, B, V)
@@ -595,7 +595,7 @@ def loss_jvp(
     tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
     del by_exp, ths_add
     # tangent of line 15: return total / T
-    tvalue = -tlogp[expand_dims, arange, y].mean(axis=1).sum() / T
+    tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue
 
 
