@@ -389,6 +389,9 @@ def test_the_backward_loop_reads_as_code(sequences):
         assert code.count("result_type(") == 1 and "h0.dtype" not in code, fn
         # the loop's index at every step (the loss's rows, sunk after the loop): `steps`
         assert "    steps = np.arange(T)[:, None]" in code and "expand_dims" not in code, fn
+        # the log-probabilities' cotangent named after them, not after the dtype's first
+        # source (`X_scattered`): `dhs_diff` (of `hs_diff - np.log(hs_sum)`)
+        assert "    dhs_diff = _scatter_add(" in code and "X_scattered" not in code, fn
     both = _function(source, "rnn_loss_value_and_grad")
     forward_body = both.split("for t in range(T):\n")[1].split("\n    del ")[0]
     assert "loss" not in forward_body and "Wy" not in forward_body

@@ -20,7 +20,7 @@ from ..ir import Node, make, topo_order
 from ..ops.dtypes import INT
 from ..ops.registry import REGISTRY
 from . import naming
-from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name
+from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name, temp_name
 from .printer import MAX_WIDTH, Printer
 from .runtime import ONE_DTYPE
 from .schedule import Body
@@ -182,6 +182,33 @@ def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
             line = line.replace(t, name)
         out.append(own.sub(name, line) if own else line)
     return out, [f"{name} = {text}"]
+
+
+def _cast(entry: EntryPoint, body: Body) -> tuple[set[str], set[str]]:
+    """(The float arguments the function makes one dtype at entry, those of them that are
+    arrays), for `_dtype_once`: none where it does not cast them."""
+    floats = [a for a in entry.args if a.node.dtype != INT]
+    if not body.one_dtype or len(floats) < 2:
+        return set(), set()
+    return {a.name for a in floats}, {a.name for a in floats if a.node.ndim}
+
+
+def _temporary_cotangent_names(out: Node, d: Derivative, names: dict, source: dict) -> dict:
+    """The cotangents that `names` leaves unnamed, where they get a statement, named after
+    their primals (`dhs_diff` for the cotangent of `hs_diff - np.log(hs_sum)`, not
+    `X_scattered` after the first of its dtype's sources): a temporary's name (the memo's
+    `naming.TEMPORARY_NAMES`), which does not make the node a variable as `names` would;
+    not a value the forward part computes too (`alpha * l1_ratio`). `names`, as it is."""
+    soft = ir.memo().setdefault(naming.TEMPORARY_NAMES, {})
+    primal = topo_order([out])
+    forward = {id(n) for n in primal}
+    for node in primal:
+        g = d.cotangents.get(id(node))
+        if isinstance(g, Node) and not node.is_input and not g.is_const \
+                and not g.is_input and id(g) not in forward and g not in names \
+                and g not in source:
+            soft.setdefault(id(g), cotangent_name(temp_name(node, source)))
+    return names
 
 
 def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
@@ -355,7 +382,7 @@ class EntryFunctions:
                 names.setdefault(g, cotangent_name(p.name))
         for node, name in self._derived(d.cotangents, cotangent_name).items():
             names.setdefault(node, name)
-        return list(d.outputs), names
+        return list(d.outputs), _temporary_cotangent_names(self.out, d, names, self.entry.names)
 
     def _derived(self, table, rename) -> dict:
         return derived_names(topo_order([self.out]), self.entry.names, table, rename)
@@ -425,10 +452,7 @@ class EntryFunctions:
         else:
             lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
             phases.append("return")
-        floats = [a for a in self.entry.args if a.node.dtype != INT]
-        one = ({a.name for a in floats}, {a.name for a in floats if a.node.ndim}) \
-            if body.one_dtype and len(floats) > 1 else (set(), set())
-        lines, dtype = _dtype_once(lines, arg_names, printer, one)
+        lines, dtype = _dtype_once(lines, arg_names, printer, _cast(self.entry, body))
         prologue, weak = self._prologue(printer, extra, lines)
         prologue = one_dtype_prologue(self.entry, printer, prologue, body.one_dtype) + dtype
         phases = ["check"] * len(prologue) + phases

@@ -299,6 +299,11 @@ class ModuleNamer:
 
 # ---------------------------------------------------------------- temporaries
 
+# The builder's memo key of names for temporaries (id -> name) that do not make a node a
+# variable as `names` does: a cotangent named after its primal (`dhsWy`) where the
+# scheduler gives it a statement anyway (codegen/function.py).
+TEMPORARY_NAMES = "temporary names"
+
 # Nodes looked at, breadth first, for a source name to derive a temporary's name from.
 _NAME_SEARCH = 16
 
@@ -311,6 +316,9 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     argument's name, and so does a view of a computed value (`U_sum` for
     `U_exp.sum(axis=1)[:, None]`); a loop's index at every step (sink_steps) is `steps`.
     `names` maps nodes to their source names."""
+    given = ir.memo().get(TEMPORARY_NAMES)
+    if given and id(n) in given and n not in names:
+        return given[id(n)]
     opdef = REGISTRY[n.op]
     if opdef.write is not None and n.args and REGISTRY[n.args[0].op].has("buffer"):
         return n.args[0].attr("name")   # a write into a loop's new buffer: its name
