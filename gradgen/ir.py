@@ -247,6 +247,11 @@ def builder() -> Builder:
     return _current[-1]
 
 
+def memo() -> dict:
+    """The compilation's memo (`Builder.memo`), or an empty dict outside `building()`."""
+    return _current[-1].memo if _current else {}
+
+
 def make(op: str, *args: Node, **attrs) -> Node:
     """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the builder's
     rewrite hook had its say (so every node `make` returns is a fixed point of it)."""

@@ -382,6 +382,16 @@ def test_the_backward_loop_reads_as_code(sequences):
     # (the dtype the arguments promote to: computed once, read by each buffer)
     assert "    dtype = np.result_type(X, Wx, Wh, h0)\n" in grad
     assert "dXWx = np.empty((T, N, H), dtype=dtype)" in grad
+    # one dtype expression per function: the arguments are made one dtype at entry, so a
+    # promotion of any of them (the loss's cotangent, of Wy too) or one's own dtype is it
+    for fn in ("rnn_loss_grad", "rnn_loss_value_and_grad", "rnn_loss_vjp"):
+        code = _function(source, fn).split("= _one_dtype(")[1]
+        assert code.count("result_type(") == 1 and "h0.dtype" not in code, fn
+        # the loop's index at every step (the loss's rows, sunk after the loop): `steps`
+        assert "    steps = np.arange(T)[:, None]" in code and "expand_dims" not in code, fn
+        # the log-probabilities' cotangent named after them, not after the dtype's first
+        # source (`X_scattered`): `dhs_diff` (of `hs_diff - np.log(hs_sum)`)
+        assert "    dhs_diff = _scatter_add(" in code and "X_scattered" not in code, fn
     both = _function(source, "rnn_loss_value_and_grad")
     forward_body = both.split("for t in range(T):\n")[1].split("\n    del ")[0]
     assert "loss" not in forward_body and "Wy" not in forward_body

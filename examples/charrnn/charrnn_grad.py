@@ -272,17 +272,17 @@ def loss_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     # (T, B, V)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
     del Wxh_full
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -305,7 +305,7 @@ def loss_grad(
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -357,11 +357,12 @@ def loss_value_and_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    dtype = np.result_type(Wxh, Whh, bh, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -377,14 +378,13 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
@@ -396,7 +396,7 @@ def loss_value_and_grad(
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -459,17 +459,17 @@ def loss_vjp(
     B = x.shape[1]
     _expect("g", g, ())
     g = _weak(g, Wxh, Whh, bh, Why, by, h0)
+    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     # (T, B, V)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
     del Wxh_full
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -492,7 +492,7 @@ def loss_vjp(
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -590,9 +590,9 @@ def loss_jvp(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = hs_dot @ Why + hs @ tWhy + tby  # (T, B, V)
@@ -601,7 +601,7 @@ def loss_jvp(
     tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
     del by_exp, ths_add
     # tangent of line 15: return total / T
-    tvalue = -tlogp[expand_dims, arange, y].mean(axis=1).sum() / T
+    tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue
 
 

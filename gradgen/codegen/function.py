@@ -20,7 +20,7 @@ from ..ir import Node, make, topo_order
 from ..ops.dtypes import INT
 from ..ops.registry import REGISTRY
 from . import naming
-from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name
+from .naming import ModuleNamer, Namer, cotangent_name, derived_names, tangent_name, temp_name
 from .printer import MAX_WIDTH, Printer
 from .runtime import ONE_DTYPE
 from .schedule import Body
@@ -128,33 +128,87 @@ def _wrapped(summary: str) -> list[str]:
 
 
 def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
+                one: tuple[set[str], set[str]] = (set(), set()),
                 ) -> tuple[list[str], list[str]]:
     """The lines with the dtype the arguments promote to, where the function spells it
     more than once (`np.result_type(W, b, X)` for each buffer and accumulator), computed
     once at entry (`dtype = np.result_type(W, b, X)`, the line returned) and read by name.
-    (The arguments are never rebound after the prologue.)"""
+    (The arguments are never rebound after the prologue.) `one` is (the float arguments
+    made one dtype at entry, those of them that are arrays): where the function casts
+    them (`_one_dtype`), every promotion of some of them, one array among them, is that
+    one dtype, whatever the subset (`np.result_type(X, Wh)` and `np.result_type(X, Wy)`
+    both read `dtype`); a promotion that takes other arguments (a direction `vW` of
+    f_hvp, not cast) keeps its own expression."""
     probe = printer.result_type(["A__", "B__"])
     if "A__, B__" not in probe:
         return lines, []
     head, tail = probe.split("A__, B__")
     found = re.compile(re.escape(head) + r"([A-Za-z_][\w, ]*)" + re.escape(tail))
     args = set(arg_names)
+    cast, arrays = one
     counts: dict[str, int] = {}
+    same: dict[str, None] = {}   # the promotions of the cast arguments (one dtype), in order
     for line in lines:
         for m in found.finditer(line):
-            if all(a.strip() in args for a in m.group(1).split(",")):
+            used = {a.strip() for a in m.group(1).split(",")}
+            if used <= args:
                 counts[m.group(0)] = counts.get(m.group(0), 0) + 1
+                if used <= cast and used & arrays:
+                    same[m.group(0)] = None
     if not counts:
         return lines, []
+    if same:   # one spelling for all: the most frequent
+        spelled = sum(counts[t] for t in same)
+        text = max(same, key=lambda k: counts[k])
+        counts = {t: spelled if t == text else n for t, n in counts.items()
+                  if t == text or t not in same}
     text = max(counts, key=lambda k: counts[k])
     if counts[text] < 2:
         return lines, []
+    if text not in same:
+        same = {text: None}
     name = "dtype"
     read = re.compile(r"(?<![\w.])" + name + r"(?![\w])(?!\s*=(?!=))")
     bound = re.compile(r"\s*" + name + r"\b[^=]*=(?!=)")
     if name in args or any(read.search(line) or bound.match(line) for line in lines):
         return lines, []
-    return [line.replace(text, name) for line in lines], [f"{name} = {text}"]
+    # where the arguments are one dtype, an array argument's own dtype (`h0.dtype`) is it too
+    own = re.compile(r"(?<![\w.])(?:" + "|".join(map(re.escape, sorted(arrays))) + r")"
+                     + re.escape(printer.dtype_of("A__")[3:]) + r"(?!\w)") \
+        if arrays and text in same and printer.dtype_of("A__").startswith("A__") else None
+    out = []
+    for line in lines:
+        for t in sorted(same, key=len, reverse=True):
+            line = line.replace(t, name)
+        out.append(own.sub(name, line) if own else line)
+    return out, [f"{name} = {text}"]
+
+
+def _cast(entry: EntryPoint, body: Body) -> tuple[set[str], set[str]]:
+    """(The float arguments the function makes one dtype at entry, those of them that are
+    arrays), for `_dtype_once`: none where it does not cast them."""
+    floats = [a for a in entry.args if a.node.dtype != INT]
+    if not body.one_dtype or len(floats) < 2:
+        return set(), set()
+    return {a.name for a in floats}, {a.name for a in floats if a.node.ndim}
+
+
+def _temporary_cotangent_names(out: Node, d: Derivative, names: dict, source: dict) -> dict:
+    """The cotangents that `names` leaves unnamed, where they get a statement, named after
+    their primals (`dhs_diff` for the cotangent of `hs_diff - np.log(hs_sum)`, not
+    `X_scattered` after the first of its dtype's sources): a temporary's name (the memo's
+    `naming.TEMPORARY_NAMES`), which does not make the node a variable as `names` would;
+    not a value the forward part computes too (`alpha * l1_ratio`). `names`, as it is."""
+    soft = ir.memo().setdefault(naming.TEMPORARY_NAMES, {})
+    primal = topo_order([out])
+    forward = {id(n) for n in primal}
+    for node in primal:
+        g = d.cotangents.get(id(node))
+        if isinstance(g, Node) and not node.is_input and not g.is_const \
+                and not g.is_input and id(g) not in forward and g not in names \
+                and g not in source:
+            soft.setdefault(id(g), cotangent_name(temp_name(node, source)))
+    return names
 
 
 def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
@@ -328,7 +382,7 @@ class EntryFunctions:
                 names.setdefault(g, cotangent_name(p.name))
         for node, name in self._derived(d.cotangents, cotangent_name).items():
             names.setdefault(node, name)
-        return list(d.outputs), names
+        return list(d.outputs), _temporary_cotangent_names(self.out, d, names, self.entry.names)
 
     def _derived(self, table, rename) -> dict:
         return derived_names(topo_order([self.out]), self.entry.names, table, rename)
@@ -398,7 +452,7 @@ class EntryFunctions:
         else:
             lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
             phases.append("return")
-        lines, dtype = _dtype_once(lines, arg_names, printer)
+        lines, dtype = _dtype_once(lines, arg_names, printer, _cast(self.entry, body))
         prologue, weak = self._prologue(printer, extra, lines)
         prologue = one_dtype_prologue(self.entry, printer, prologue, body.one_dtype) + dtype
         phases = ["check"] * len(prologue) + phases

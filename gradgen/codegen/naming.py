@@ -12,6 +12,8 @@ import tokenize
 import unicodedata
 from collections.abc import Iterable, Mapping
 
+from .. import ir
+from ..ops.control import STEP_INDICES
 from ..ops.registry import REGISTRY
 
 RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"np"}
@@ -297,6 +299,11 @@ class ModuleNamer:
 
 # ---------------------------------------------------------------- temporaries
 
+# The builder's memo key of names for temporaries (id -> name) that do not make a node a
+# variable as `names` does: a cotangent named after its primal (`dhsWy`) where the
+# scheduler gives it a statement anyway (codegen/function.py).
+TEMPORARY_NAMES = "temporary names"
+
 # Nodes looked at, breadth first, for a source name to derive a temporary's name from.
 _NAME_SEARCH = 16
 
@@ -307,14 +314,22 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     the op's own hint makes of its operands' names (`XV` for `X @ V`, `Q_scaled` for
     `2 * Q`: `OpDef.hint` may be a function). Ops that pass their argument through take the
     argument's name, and so does a view of a computed value (`U_sum` for
-    `U_exp.sum(axis=1)[:, None]`). `names` maps nodes to their source names."""
+    `U_exp.sum(axis=1)[:, None]`); a loop's index at every step (sink_steps) is `steps`.
+    `names` maps nodes to their source names."""
+    given = ir.memo().get(TEMPORARY_NAMES)
+    if given and id(n) in given and n not in names:
+        return given[id(n)]
     opdef = REGISTRY[n.op]
     if opdef.write is not None and n.args and REGISTRY[n.args[0].op].has("buffer"):
         return n.args[0].attr("name")   # a write into a loop's new buffer: its name
+    steps = ir.memo().get(STEP_INDICES, ())
     while n.args and ("transparent" in opdef.traits
-                      or "unit_axes" in opdef.traits and n.args[0].args):
+                      or "unit_axes" in opdef.traits and (n.args[0].args
+                                                         or id(n.args[0]) in steps)):
         n = n.args[0]
         opdef = REGISTRY[n.op]
+    if id(n) in steps:   # a loop's index at every step (`np.arange(T)[:, None]`)
+        return "steps"
     hint = opdef.hint
     if callable(hint):
         name = hint(n, [_label(a, names) for a in n.args])

@@ -42,12 +42,16 @@ from ..errors import ShapeError
 from ..ir import builder
 from .registry import PREC_ATOM, PREC_CALL, defop
 
-__all__ = ["REGIONS_BUILT", "loop_range"]
+__all__ = ["REGIONS_BUILT", "STEP_INDICES", "loop_range"]
 
 
 # The builder's memo key set once a compilation builds a loop: the passes look into loop
 # bodies only then (passes/regions.py), at no cost to the programs without loops.
 REGIONS_BUILT = "regions built"
+
+# The builder's memo key of the ids of the index vectors (`np.arange(T)`) that stand for a
+# loop's index at every step (sink_steps batched the steps): codegen names them `steps`.
+STEP_INDICES = "step indices"
 
 
 def _scan_shape(args, body, length, start=0, step=1, reverse=False):

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, make, make_as_is, topo_order, use_counts
-from ..ops.control import REGIONS_BUILT, iteration, loop_attrs, reads
+from ..ops.control import REGIONS_BUILT, STEP_INDICES, iteration, loop_attrs, reads
 from ..ops.dtypes import dtype_sources
 from ..ops.stepwise import accumulation, placing, product, row_written
 from .rebuild import rebuild
@@ -191,6 +191,9 @@ def _sunk(holder: Node, names: dict) -> tuple[Node, dict[int, Node]] | None:
             finals[k] = make(an.accs[k][1], holder.args[k], total)
     if not finals:
         return None
+    steps = batcher.batched.get(id(an.index))
+    if steps is not None and not steps.args:   # the loop's index at every step: `steps`
+        builder().memo.setdefault(STEP_INDICES, set()).add(id(steps))
     for m in an.order:   # (the steps' values of a named body value: its name)
         if m in names and id(m) not in frontier and batcher.batched.get(id(m)) is not None:
             names.setdefault(batcher.batched[id(m)], names[m])
