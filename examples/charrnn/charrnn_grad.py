@@ -218,22 +218,29 @@ def loss(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
+    h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        hs[t] = h
+        h_steps[t + 1] = h
     del Wxh_rows
+    hs = h_steps[1 : T + 1]  # (T, B, H)
+    del h_steps
     hs_add = hs @ Why + by  # (T, B, V)
-    del hs
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    # (T, B, V)
-    logp = hs_diff - np.log(np.einsum("ijk->ij", np.exp(hs_diff))[:, :, None])
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    del by_exp
+    # (T, B, V); reuses hs_diff's buffer
+    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    return -logp[np.arange(T)[:, None], np.arange(B), y].mean(axis=1).sum() / T
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    return -logp[expand_dims, arange, y].mean(axis=1).sum() / T
 
 
 def loss_grad(
@@ -270,47 +277,52 @@ def loss_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    # (T, B, V)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
-    del Wxh_full
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    dtype = np.result_type(Wxh, Whh, bh, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
-        hs[t] = h
     del Wxh_rows
+    hs = h_steps[1 : T + 1]  # (T, B, H)
     hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
-    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
-    np.exp(by_exp, out=by_exp)
+    hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    del hs_diff
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
     dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
+    # grad of line 11: for t in range(T):
+    dh_steps = np.zeros_like(h_steps)
+    dh_steps[1 : T + 1] = dhs
+    del dhs
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dh_steps[t + 1]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dhs
+    del dh_steps
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
     dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
@@ -354,16 +366,16 @@ def loss_value_and_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    dtype = np.result_type(Wxh, Whh, bh, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
-        hs[t] = h
     del Wxh_rows
+    hs = h_steps[1 : T + 1]  # (T, B, H)
     hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
@@ -388,19 +400,22 @@ def loss_value_and_grad(
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
+    # grad of line 11: for t in range(T):
+    dh_steps = np.zeros_like(h_steps)
+    dh_steps[1 : T + 1] = dhs
+    del dhs
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dh_steps[t + 1]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dhs
+    del dh_steps
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
     dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
@@ -455,47 +470,52 @@ def loss_vjp(
     B = x.shape[1]
     _expect("g", g, ())
     g = _weak(g, Wxh, Whh, bh, Why, by, h0)
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    # (T, B, V)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
-    del Wxh_full
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    dtype = np.result_type(Wxh, Whh, bh, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
-        hs[t] = h
     del Wxh_rows
+    hs = h_steps[1 : T + 1]  # (T, B, H)
     hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
-    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
-    np.exp(by_exp, out=by_exp)
+    hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    del hs_diff
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
     dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
+    # grad of line 11: for t in range(T):
+    dh_steps = np.zeros_like(h_steps)
+    dh_steps[1 : T + 1] = dhs
+    del dhs
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dh_steps[t + 1]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dhs
+    del dh_steps
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
     dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
@@ -557,24 +577,26 @@ def loss_jvp(
     _expect("tbh", tbh, (H,))
     _expect("tWhy", tWhy, (H, V))
     _expect("tby", tby, (V,))
-    dtype = np.result_type(Wxh, Whh, bh, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = tWxh[x]  # (T, B, H)
     # tangent of the loop at line 11
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=dtype)
     h_dot = np.zeros_like(h0)
-    hs_dot = np.zeros((T, B, H), dtype=dtype)
+    h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        hs[t] = h2
+        h_steps[t + 1] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ tWhh) + tbh) * (1 - h2**2)  # (B, H)
         # tangent of line 11: for t in range(T):
-        hs_dot[t] = h_dot
+        h_steps_dot[t + 1] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
+    hs = h_steps[1 : T + 1]  # (T, B, H)
+    del h_steps
     hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
@@ -588,9 +610,10 @@ def loss_jvp(
     arange = np.arange(B)  # (B,)
     value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
     del logp
+    ths = h_steps_dot[1 : T + 1]  # (T, B, H)
+    del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    ths_add = hs_dot @ Why + hs @ tWhy + tby  # (T, B, V)
-    del hs, hs_dot
+    ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
     # (T, B, V)
     tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
     del by_exp, ths_add
@@ -655,7 +678,7 @@ def loss_hvp(
     _expect("vWhy", vWhy, (H, V))
     _expect("vby", vby, (V,))
     dtype = np.result_type(Wxh, Whh, bh, h0)
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = vWxh[x]  # (T, B, H)
@@ -664,23 +687,21 @@ def loss_hvp(
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=dtype)
-    h_steps_dot = np.zeros_like(h_steps)
     h_dot = h0_zeros_like.copy()
-    hs_dot = np.zeros((T, B, H), dtype=dtype)
+    h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h2
-        hs[t] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ vWhh) + vbh) * (1 - h2**2)  # (B, H)
         # tangent of line 11: for t in range(T):
         h_steps_dot[t + 1] = h_dot
-        hs_dot[t] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
+    ths = h_steps_dot[1 : T + 1]  # (T, B, H)
+    hs = h_steps[1 : T + 1]  # (T, B, H)
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    ths_add = hs_dot @ Why + hs @ vWhy + vby  # (T, B, V)
+    ths_add = ths @ Why + hs @ vWhy + vby  # (T, B, V)
     hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
     by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
@@ -699,6 +720,10 @@ def loss_hvp(
     np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
     del dlogp
     dhs = dlogp_diff @ Why.T  # (T, B, H)
+    # grad of line 11: for t in range(T):
+    dh_steps = np.zeros_like(h_steps)
+    dh_steps[1 : T + 1] = dhs
+    del dhs
     # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, 1)
     vby_div = np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] * dlogp_div / by_sum
@@ -707,23 +732,26 @@ def loss_hvp(
     vby_add += dlogp_div * (ths_add * by_exp)
     del by_exp, dlogp_div, ths_add, vby_div
     Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
-    ths_matmul = hs_dot.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs_dot
+    ths_matmul = ths.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     # (H, V)
     HvWhy = ths_matmul + hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))
-    del hs, ths_matmul
+    del ths_matmul
     tdhs = -(vby_add @ Why.T)  # (T, B, H)
     tdhs += dlogp_diff @ vWhy.T
     del dlogp_diff, vby_add
+    # tangent of grad of line 11: for t in range(T):
+    tdh_steps = np.zeros_like(h_steps)
+    tdh_steps[1 : T + 1] = tdhs
+    del tdhs
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
-    dWxh_rows_dot = np.zeros((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like.copy()
-    dhs_dot = tdhs
+    dh_steps_dot = tdh_steps
     dh_muls = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0, vWxh, vWhh, vbh))
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
-        dh_add = dh + dhs[t]  # (B, H)
+        dh_add = dh + dh_steps[t + 1]  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         h_steps_diff = h_steps_rows**2  # (B, H)
@@ -732,23 +760,21 @@ def loss_hvp(
         # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         dh_mul2 = 2 * (dh_add * (h_steps_dot[t + 1] * h_steps_rows))  # (B, H)
         del dh_add
-        dh_dot_diff = (dh_dot + dhs_dot[t]) * h_steps_diff - dh_mul2  # (B, H)
+        dh_dot_diff = (dh_dot + dh_steps_dot[t + 1]) * h_steps_diff - dh_mul2  # (B, H)
         del dh_mul2, h_steps_diff
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
         dh_muls[t] = dh_mul
         dh = dh_mul @ Whh.T
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del dhs, h0_zeros_like, tdhs
+    del dh_steps, h0_zeros_like, tdh_steps
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    # (T, H, H)
-    tdWxh_rows_matmul = np.transpose(h_steps[0:T], (0, 2, 1)) @ dWxh_rows_dot
+    h_steps_matmul = np.transpose(h_steps[0:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
     del h_steps
-    dh_muls_matmul = np.transpose(h_steps_dot[0:T], (0, 2, 1)) @ dh_muls  # (T, H, H)
-    del dh_muls, h_steps_dot
-    dh_muls_add = dh_muls_matmul + tdWxh_rows_matmul  # (T, H, H)
-    del dh_muls_matmul, tdWxh_rows_matmul
+    # (T, H, H)
+    dh_muls_add = np.transpose(h_steps_dot[0:T], (0, 2, 1)) @ dh_muls + h_steps_matmul
+    del dh_muls, h_steps_dot, h_steps_matmul
     # tangent of grad of line 11: for t in range(T):
     HvWhh = dh_muls_add.sum(axis=0)  # (H, H)
     del dh_muls_add

@@ -19,6 +19,7 @@ from ..ir import Graph, Node, Region, builder, make, topo_order
 from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.indexing import row_read, row_write
+from ..ops.stepwise import index_shift
 from .rebuild import rebuild_graph
 
 __all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops"]
@@ -199,17 +200,20 @@ def drop_dead_row_writes(graph: Graph) -> Graph:
 
 def _dead_row_write(body: Region, k: int) -> bool:
     """Whether the k-th next value of the loop body is `A[t] = v` for the carried A and
-    the index t, and everything else in the body reads A only as `A[t]` or for its dtype."""
+    the index t (or `A[t + k]`), and everything else in the body reads A only at that row
+    or for its dtype."""
     x, t, y = body.inputs[1 + k], body.inputs[0], body.outputs[k]
     place = row_write(y)
-    if place is None or place[0] is not x or place[1] is not t \
-            or any(o is x for o in body.outputs):
+    if place is None or place[0] is not x or any(o is x for o in body.outputs):
+        return False
+    row = place[1]   # (t, or t + k for an integer k: a row per step, each step its own)
+    if row is not t and index_shift(row, t) is None:
         return False
     dtype_only = builder().with_trait("dtype_only")
     for n in topo_order(body.outputs):
         if n is y or not any(a is x for a in n.args):
             continue
         place = row_read(n)
-        if n.op not in dtype_only and (place is None or place[0] is not x or place[1] is not t):
+        if n.op not in dtype_only and (place is None or place[0] is not x or place[1] is not row):
             return False
     return True
