@@ -370,6 +370,9 @@ def test_the_backward_loop_reads_as_code(sequences):
     # (one buffer of states, read by the output layer after the loop and by the backward
     # loop: not a second one `hs[t] = h` beside `h_steps[t + 1] = h`)
     assert grad.count("np.empty((T + 1, N, H)") == 1 and grad.count("[t + 1] = h\n") == 1
+    # (the cotangent of rows 1 to T of h_steps read as it is, not padded with zeros
+    # first: pass read_unpadded)
+    assert "zeros_like(h_steps" not in grad and "(dh + dhs[t])" in grad
     assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
     assert "rows_steps" not in grad   # (read for its shape only)
     for name in ("rnn_loss", "hmm_loglik", "lstm_states"):

@@ -309,20 +309,16 @@ def loss_grad(
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
-    # grad of line 11: for t in range(T):
-    dh_steps = np.zeros_like(h_steps)
-    dh_steps[1 : T + 1] = dhs
-    del dhs
     # grad of the loop at line 11
     dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dh_steps[t + 1]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dh_steps
+    del dhs
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
     dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
@@ -402,20 +398,16 @@ def loss_value_and_grad(
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
-    # grad of line 11: for t in range(T):
-    dh_steps = np.zeros_like(h_steps)
-    dh_steps[1 : T + 1] = dhs
-    del dhs
     # grad of the loop at line 11
     dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dh_steps[t + 1]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dh_steps
+    del dhs
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
     dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
@@ -502,20 +494,16 @@ def loss_vjp(
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
-    # grad of line 11: for t in range(T):
-    dh_steps = np.zeros_like(h_steps)
-    dh_steps[1 : T + 1] = dhs
-    del dhs
     # grad of the loop at line 11
     dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dh_steps[t + 1]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dh_steps
+    del dhs
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
     dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
@@ -720,10 +708,6 @@ def loss_hvp(
     np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
     del dlogp
     dhs = dlogp_diff @ Why.T  # (T, B, H)
-    # grad of line 11: for t in range(T):
-    dh_steps = np.zeros_like(h_steps)
-    dh_steps[1 : T + 1] = dhs
-    del dhs
     # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, 1)
     vby_div = np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] * dlogp_div / by_sum
@@ -739,19 +723,14 @@ def loss_hvp(
     tdhs = -(vby_add @ Why.T)  # (T, B, H)
     tdhs += dlogp_diff @ vWhy.T
     del dlogp_diff, vby_add
-    # tangent of grad of line 11: for t in range(T):
-    tdh_steps = np.zeros_like(h_steps)
-    tdh_steps[1 : T + 1] = tdhs
-    del tdhs
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like.copy()
-    dh_steps_dot = tdh_steps
     dh_muls = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0, vWxh, vWhh, vbh))
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
-        dh_add = dh + dh_steps[t + 1]  # (B, H)
+        dh_add = dh + dhs[t]  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         h_steps_diff = h_steps_rows**2  # (B, H)
@@ -760,14 +739,14 @@ def loss_hvp(
         # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         dh_mul2 = 2 * (dh_add * (h_steps_dot[t + 1] * h_steps_rows))  # (B, H)
         del dh_add
-        dh_dot_diff = (dh_dot + dh_steps_dot[t + 1]) * h_steps_diff - dh_mul2  # (B, H)
+        dh_dot_diff = (dh_dot + tdhs[t]) * h_steps_diff - dh_mul2  # (B, H)
         del dh_mul2, h_steps_diff
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
         dh_muls[t] = dh_mul
         dh = dh_mul @ Whh.T
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del dh_steps, h0_zeros_like, tdh_steps
+    del dhs, h0_zeros_like, tdhs
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     h_steps_matmul = np.transpose(h_steps[0:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
