@@ -33,6 +33,7 @@ from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows, added_row
 from ..ops.registry import REGISTRY, attach_rules
+from ..ops.stepwise import first_row_set, row_written
 from .forward import batched_jvp, jvp
 from .reverse import vjp
 
@@ -364,25 +365,38 @@ def _kept_rows(node: Node, bv: _BodyVJP) -> dict[int, tuple[int, int]]:
     saved = {id(f) for f in bv.saved}
     out: dict[int, tuple[int, int]] = {}
     for k, (x, o) in enumerate(zip(bv.cin, body.outputs)):
-        if o.op != "update" or len(o.args) != 3 or o.args[0] is not x \
-                or o.attr("axis") != 0 or o.attr("index") or not x.shape:
+        if not x.shape:
             continue
-        f, row, rows = o.args[1], o.args[2], as_expr(x.shape[0])
-        if row is i and same_shape((rows,), (length,)) and id(f) in saved:
+        f, rows = row_written(o, x, i), as_expr(x.shape[0])
+        if f is not None and same_shape((rows,), (length,)) and id(f) in saved:
             out.setdefault(id(f), (k, 0))
             continue
-        if row is not i + const(1) or not same_shape((rows,), (length + 1,)):
+        f = row_written(o, x, i + const(1))
+        if f is None or not same_shape((rows,), (length + 1,)):
             continue
-        start = node.args[k]
+        start = first_row_set(node.args[k])
         for kx, (x0, y) in enumerate(zip(bv.cin, body.outputs)):
-            if y is f and x0 is not f and start.op == "update" and len(start.args) == 2 \
-                    and start.args[0].op == "empty" and start.args[1] is node.args[kx] \
-                    and start.attr("index") == (0,) and start.attr("axis") is None:
+            if y is f and x0 is not f and start is not None and start is node.args[kx]:
                 if id(f) in saved:
                     out.setdefault(id(f), (k, 1))
                 if id(x0) in saved:
                     out.setdefault(id(x0), (k, 0))
     return out
+
+
+def _kept_reads(bv: _BodyVJP, kept: dict, mapping: dict, i: Node) -> dict[int, Node]:
+    """{k: the backward body's input for the carried buffer k} of the buffers in `kept`
+    (`_kept_rows`), with each saved value they hold mapped to its row read (in place)."""
+    ks = sorted({k for k, _ in kept.values()})
+    kept_in = {k: make("input", name=bv.names.fresh(bv.cin[k].attr("name")),
+                       role="outside", shape=bv.cin[k].shape) for k in ks}
+    for f in bv.saved:
+        if id(f) in kept:
+            k, off = kept[id(f)]
+            with builder().at(origin=f.origin):
+                mapping[id(f)] = make("gather", kept_in[k], i if not off else i + const(off),
+                                      axis=0)
+    return kept_in
 
 
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
@@ -430,18 +444,10 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     # the backward loop: the body's VJP, the saved values read at the step
     reads, mapping, hoisted_in = _step_reads(bv, saved, names, bufs_in, nexts, i)
     if kept:   # (rows of a buffer the loop fills itself: read that buffer)
-        ks = sorted({k for k, _ in kept.values()})
-        kept_in = {k: make("input", name=bv.names.fresh(bv.cin[k].attr("name")),
-                           role="outside", shape=bv.cin[k].shape) for k in ks}
-        for f in bv.saved:
-            if id(f) in kept:
-                k, off = kept[id(f)]
-                with b.at(origin=f.origin):
-                    mapping[id(f)] = make("gather", kept_in[k],
-                                          i if not off else i + const(off), axis=0)
-        reads += [kept_in[k] for k in ks]
-        buffers += [make("part", fwd, index=len(bufs_in) + k) for k in ks]
-        empties += [node.args[k] for k in ks]
+        more = _kept_reads(bv, kept, mapping, i)
+        reads += list(more.values())
+        buffers += [make("part", fwd, index=len(bufs_in) + k) for k in more]
+        empties += [node.args[k] for k in more]
     # (from the initial values of carried values it reaches but does not depend on)
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
     outs, oin_used = bv.backward(mapping)

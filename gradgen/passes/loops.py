@@ -22,7 +22,7 @@ from ..ir import Graph, Node, Region, builder, make, topo_order
 from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.indexing import row_read, row_write
-from ..ops.stepwise import index_shift
+from ..ops.stepwise import index_shift, zero_padded
 from .rebuild import rebuild_graph
 
 __all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded"]
@@ -252,10 +252,10 @@ def read_unpadded(graph: Graph) -> Graph:
         t = body.inputs[0]
         order = topo_order(body.outputs)
         for m in order:   # (only row reads A[t + a])
+            place = row_read(m)
             for x in m.args:
-                if id(x) in swap and not (m.op == "gather" and m.args[0] is x
-                                          and row_read(m) is not None
-                                          and _shift(m.args[1], t) == swap[id(x)][2]):
+                if id(x) in swap and not (place is not None and place[0] is x
+                                          and _shift(place[1], t) == swap[id(x)][2]):
                     swap.pop(id(x))
         if any(id(o) in swap for k, o in enumerate(body.outputs) if body.inputs[1 + k] is not o):
             continue
@@ -267,20 +267,7 @@ def read_unpadded(graph: Graph) -> Graph:
                 v = swap[id(x)][1]
                 new_in[id(x)] = make("input", **{**x.kw, "shape": tuple(v.shape),
                                                  "role": "outside"})
-        new: dict[int, Node] = dict(new_in)
-        for m in order:
-            if id(m) in new:
-                continue
-            if m.op == "gather" and id(m.args[0]) in new_in:
-                with builder().at(origin=m.origin, phase=m.phase):
-                    new[id(m)] = make("gather", new_in[id(m.args[0])], t, **m.kw)
-                continue
-            args = [new.get(id(a), a) for a in m.args]
-            if all(a is b for a, b in zip(args, m.args)):
-                new[id(m)] = m
-            else:
-                with builder().at(origin=m.origin, phase=m.phase):
-                    new[id(m)] = make(m.op, *args, **m.kw)
+        new = _reading_rows(order, new_in, t)
         moved = {j for j, _, _ in swap.values() if j < c}
         keep = [k for k in range(c) if k not in moved]
         ins, outer = body.inputs[1:1 + c], body.inputs[1 + c:]
@@ -305,14 +292,34 @@ def read_unpadded(graph: Graph) -> Graph:
     return rebuild_graph(graph, rule)
 
 
+def _reading_rows(order: list[Node], new_in: dict[int, Node], t: Node) -> dict[int, Node]:
+    """{id(body value): its new value} of the body values in `order` with each row read of
+    an input in `new_in` (by id) a read of row t of the new input."""
+    new: dict[int, Node] = dict(new_in)
+    for m in order:
+        if id(m) in new:
+            continue
+        place = row_read(m)
+        if place is not None and id(place[0]) in new_in:
+            with builder().at(origin=m.origin, phase=m.phase):
+                new[id(m)] = make(m.op, new_in[id(place[0])], t, **m.kw)
+            continue
+        args = [new.get(id(a), a) for a in m.args]
+        if all(a is b for a, b in zip(args, m.args)):
+            new[id(m)] = m
+        else:
+            with builder().at(origin=m.origin, phase=m.phase):
+                new[id(m)] = make(m.op, *args, **m.kw)
+    return new
+
+
 def _padded(arg: Node, length) -> tuple[Node, int] | None:
     """(v, a) for `scatter(v, like, [a:a + L])` (rows a to a + L of zeros, L = `length`,
     written with v of L rows), else None."""
-    if arg.op != "scatter" or len(arg.attr("index") or ()) != 1:
+    found = zero_padded(arg)
+    if found is None:
         return None
-    v, (part,) = arg.args[0], arg.attr("index")
-    if not isinstance(part, tuple) or len(part) != 4 or part[0] != "slice" or part[3] != 1:
-        return None
+    v, part = found
     a, stop = as_expr(part[1]), as_expr(part[2])
     if not a.is_Integer or not v.shape \
             or not same_shape((stop - a, as_expr(v.shape[0])), (as_expr(length),) * 2):

@@ -18,15 +18,17 @@ after the other): the value changes in the last bits.
 What is sunk is the accumulated term's part outside the work the other carried values need,
 when every op on it has a batched form (`ops/stepwise.py`), it holds a matrix product or
 at least two floating-point ops that are not row reads or axis placements (one stacked
-`exp` saves nothing over one per step), and the values it saves per step are arrays
-computed in the step. A scalar per step (a Kalman filter's) saves only scalar NumPy calls,
-and its backward loop zeroed the buffer's cotangent row by row (`dvs[t] = 0`, a dead write)
-before the row's read, so the scheduler copied the (T,) buffer at every step; the same copy
-was seen for a carried value as it was before the step (`dhs_updated = dhs.copy()`). With
-that dead write gone (h-nits) both conditions can be lifted.
+`exp` saves nothing over one per step), and the values it saves per step are floats
+computed in the step, arrays or scalars (a Kalman filter's F and v: its log-likelihood
+terms and their cotangents become vector operations, the backward loop reads `dFs[t]`;
+the dead `dvs[t] = 0` that once made the scheduler copy the buffer at every step is
+dropped by passes/loops.drop_dead_row_writes).
 
 A value the loop already writes a row per step (`H[t] = h`, a backward loop's `dXW[t]`) is
-read from that buffer, not saved twice.
+read from that buffer, not saved twice. A carried value's next value (`h` after the step)
+is kept in the layout the loop's VJP saves states in (`h_steps`, row 0 the initial value,
+row t + 1 the value after step t; the batched value the view `h_steps[1:]`), so the VJP
+reads that buffer (autodiff/loops._kept_rows) and the states are stored once.
 
 The gradient functions run the pass on their graphs too (`compiler._optimized`): a backward
 loop's per-step `dW = dW + h_steps[t].T @ dh` becomes one product after it, over the
@@ -164,7 +166,7 @@ def _sunk(holder: Node, names: dict) -> tuple[Node, dict[int, Node]] | None:
     for k, (term, _) in an.accs.items():
         part, front = an.sunk_part(term)
         saved = all(id(f) in written for f in front)
-        if not _worth(part, saved) or any(f.dtype != "float" or not f.ndim or f.is_input
+        if not _worth(part, saved) or any(f.dtype != "float" or f.is_input
                                           for f in front):
             continue
         terms[k] = term
