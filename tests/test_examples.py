@@ -558,6 +558,19 @@ def test_kalman_filter_equals_the_joint_gaussian_likelihood():
     np.testing.assert_allclose(mod.nll_hvp(theta, y, m0, P0, v), slope, rtol=1e-7, atol=1e-9)
 
 
+def test_kalman_log_likelihood_terms_are_vector_operations():
+    """sink_steps on scalars per step: the filter's loop keeps F and v (`Fs[t] = F`), the
+    log-density terms and their cotangents are one vector expression each after the loop,
+    and the backward loop reads their cotangents (`dFs[t]`); no per-step copy."""
+    text = (ROOT / "examples/kalman/kalman_grad.py").read_text()
+    plain = text.split("\ndef nll(")[1].split("\ndef ")[0]
+    assert "total" not in plain and "        Fs[t] = F\n" in plain and "np.log(Fs)" in plain
+    grad = text.split("\ndef nll_grad(")[1].split("\ndef ")[0]
+    backward = grad.split("reversed(range(T)):\n")[1].split("\n    del ")[0]
+    assert "dFs[t]" in backward and "dvs[t]" in backward and "dtotal" not in grad
+    assert ".copy()" not in backward and "] = 0\n" not in backward
+
+
 def test_kalman_fit_by_lbfgs_and_trust_ncg_agree():
     pytest.importorskip("scipy")
     out = _run_script("kalman", "fit.py")

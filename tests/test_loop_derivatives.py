@@ -362,9 +362,17 @@ def test_the_backward_loop_reads_as_code(sequences):
     (the value read from the loop that saves the residuals)."""
     source = sequences[0]
     f = _function(source, "rnn_loss")
-    # (the output layer and loss run after the loop over the states it keeps: sink_steps)
-    assert "h_steps" not in f and f.count("for t in") == 1 and re.search(r"hs\d* = np.empty", f)
+    # (the output layer and loss run after the loop over the states it keeps: sink_steps,
+    # in the layout the gradient saves them in, row 0 the initial state)
+    assert f.count("for t in") == 1 and f.count("np.empty") == 1
+    assert re.search(r"h_steps = np.empty\(\(T \+ 1, N, H\)", f) and "h_steps[t + 1] = h" in f
     grad = _function(source, "rnn_loss_grad")
+    # (one buffer of states, read by the output layer after the loop and by the backward
+    # loop: not a second one `hs[t] = h` beside `h_steps[t + 1] = h`)
+    assert grad.count("np.empty((T + 1, N, H)") == 1 and grad.count("[t + 1] = h\n") == 1
+    # (the cotangent of rows 1 to T of h_steps read as it is, not padded with zeros
+    # first: pass read_unpadded)
+    assert "zeros_like(h_steps" not in grad and "(dh + dhs[t])" in grad
     assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
     assert "rows_steps" not in grad   # (read for its shape only)
     for name in ("rnn_loss", "hmm_loglik", "lstm_states"):

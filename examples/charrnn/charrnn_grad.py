@@ -139,17 +139,6 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
-def _one_dtype(*args):
-    """The float arguments in the one dtype they promote to (np.result_type), converted
-    where they differ (copies): the function then computes in that dtype throughout, and
-    may work in place in the buffers of any argument's values."""
-    dtype = np.result_type(*args)
-    out = ()
-    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
-        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
-    return out
-
-
 def _scatter_add(g, shape, axis, *index):
     """Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
     the index arrays broadcast together), repeated indices accumulating: the VJP of the
@@ -178,6 +167,17 @@ def _scatter_add(g, shape, axis, *index):
         out = np.zeros((m, width), g.dtype)
         np.add.at(out, flat, rows)
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
+
+
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
 
 
 _LOSS_ARGS = (
@@ -214,28 +214,33 @@ def loss(
     Returns:
         the value, shape ().
     """
-    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
-        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
+    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
+    h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        hs[t] = h
+        h_steps[t + 1] = h
     del Wxh_rows
-    hs_add = hs @ Why  # (T, B, V)
-    hs_add += by
-    del hs
+    hs = h_steps[1 : T + 1]  # (T, B, H)
+    del h_steps
+    hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    # (T, B, V)
-    logp = hs_diff - np.log(np.einsum("ijk->ij", np.exp(hs_diff))[:, :, None])
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    del by_exp
+    # (T, B, V); reuses hs_diff's buffer
+    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    return -logp[np.arange(T)[:, None], np.arange(B), y].mean(axis=1).sum() / T
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    return -logp[expand_dims, arange, y].mean(axis=1).sum() / T
 
 
 def loss_grad(
@@ -272,36 +277,36 @@ def loss_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    # (T, B, V)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
-    del Wxh_full
+    dtype = np.result_type(Wxh, Whh, bh, h0)
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
-        hs[t] = h
     del Wxh_rows
-    hs_add = hs @ Why  # (T, B, V)
-    hs_add += by
+    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
-    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
-    np.exp(by_exp, out=by_exp)
+    hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    del hs_diff
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
     dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
@@ -362,14 +367,12 @@ def loss_value_and_grad(
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
-        hs[t] = h
     del Wxh_rows
-    hs_add = hs @ Why  # (T, B, V)
-    hs_add += by
+    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
@@ -378,13 +381,14 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    steps = np.arange(T)[:, None]  # (T, 1)
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[steps, arange, y].mean(axis=1).sum() / T
+    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
     del logp
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
@@ -392,7 +396,6 @@ def loss_value_and_grad(
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
@@ -459,36 +462,36 @@ def loss_vjp(
     B = x.shape[1]
     _expect("g", g, ())
     g = _weak(g, Wxh, Whh, bh, Why, by, h0)
-    dtype = np.result_type(Wxh, Whh, bh, Why, by, h0)
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    # (T, B, V)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
-    del Wxh_full
+    dtype = np.result_type(Wxh, Whh, bh, h0)
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=dtype)
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
-        hs[t] = h
     del Wxh_rows
-    hs_add = hs @ Why  # (T, B, V)
-    hs_add += by
+    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
-    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
-    np.exp(by_exp, out=by_exp)
+    hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    del hs_diff
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    # grad of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
     dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
     del by_exp, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs
     dhs = dlogp_diff @ Why.T  # (T, B, H)
     del dlogp_diff
     # grad of the loop at line 11
@@ -562,26 +565,27 @@ def loss_jvp(
     _expect("tbh", tbh, (H,))
     _expect("tWhy", tWhy, (H, V))
     _expect("tby", tby, (V,))
-    dtype = np.result_type(Wxh, Whh, bh, h0)
+    h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
+    h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = tWxh[x]  # (T, B, H)
     # tangent of the loop at line 11
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=dtype)
     h_dot = np.zeros_like(h0)
-    hs_dot = np.zeros((T, B, H), dtype=dtype)
+    h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
-        hs[t] = h2
+        h_steps[t + 1] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ tWhh) + tbh) * (1 - h2**2)  # (B, H)
         # tangent of line 11: for t in range(T):
-        hs_dot[t] = h_dot
+        h_steps_dot[t + 1] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
-    hs_add = hs @ Why  # (T, B, V)
-    hs_add += by
+    hs = h_steps[1 : T + 1]  # (T, B, H)
+    del h_steps
+    hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
@@ -590,18 +594,19 @@ def loss_jvp(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    steps = np.arange(T)[:, None]  # (T, 1)
+    expand_dims = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[steps, arange, y].mean(axis=1).sum() / T
+    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
     del logp
+    ths = h_steps_dot[1 : T + 1]  # (T, B, H)
+    del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    ths_add = hs_dot @ Why + hs @ tWhy + tby  # (T, B, V)
-    del hs, hs_dot
+    ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
     # (T, B, V)
     tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
     del by_exp, ths_add
     # tangent of line 15: return total / T
-    tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
+    tvalue = -tlogp[expand_dims, arange, y].mean(axis=1).sum() / T
     return value, tvalue
 
 
@@ -650,8 +655,7 @@ def loss_hvp(
         HvWhy: (H v) for Why, shape (H, V).
         Hvby: (H v) for by, shape (V,).
     """
-    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
-        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
+    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
     V = Wxh.shape[0]
     H = Wxh.shape[1]
     T = x.shape[0]
@@ -662,7 +666,7 @@ def loss_hvp(
     _expect("vWhy", vWhy, (H, V))
     _expect("vby", vby, (V,))
     dtype = np.result_type(Wxh, Whh, bh, h0)
-    h_steps = np.empty((T + 1, B, H), dtype=h0.dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = vWxh[x]  # (T, B, H)
@@ -671,25 +675,22 @@ def loss_hvp(
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
     h = h0.copy()
-    hs = np.empty((T, B, H), dtype=dtype)
-    h_steps_dot = np.zeros_like(h_steps)
     h_dot = h0_zeros_like.copy()
-    hs_dot = np.zeros((T, B, H), dtype=dtype)
+    h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h2
-        hs[t] = h2
         # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_dot = (tWxh_rows[t] + (h_dot @ Whh + h @ vWhh) + vbh) * (1 - h2**2)  # (B, H)
         # tangent of line 11: for t in range(T):
         h_steps_dot[t + 1] = h_dot
-        hs_dot[t] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
+    ths = h_steps_dot[1 : T + 1]  # (T, B, H)
+    hs = h_steps[1 : T + 1]  # (T, B, H)
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    ths_add = hs_dot @ Why + hs @ vWhy + vby  # (T, B, V)
-    hs_add = hs @ Why  # (T, B, V)
-    hs_add += by
+    ths_add = ths @ Why + hs @ vWhy + vby  # (T, B, V)
+    hs_add = hs @ Why + by  # (T, B, V)
     # (T, B, V); reuses hs_add's buffer
     by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     np.exp(by_exp, out=by_exp)
@@ -715,20 +716,17 @@ def loss_hvp(
     vby_add += dlogp_div * (ths_add * by_exp)
     del by_exp, dlogp_div, ths_add, vby_div
     Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
-    ths_matmul = hs_dot.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    del hs_dot
-    HvWhy = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
-    HvWhy += ths_matmul
-    del hs, ths_matmul
-    tdhs = vby_add @ Why.T  # (T, B, H)
-    np.negative(tdhs, out=tdhs)
+    ths_matmul = ths.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    # (H, V)
+    HvWhy = ths_matmul + hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))
+    del ths_matmul
+    tdhs = -(vby_add @ Why.T)  # (T, B, H)
     tdhs += dlogp_diff @ vWhy.T
     del dlogp_diff, vby_add
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
-    dWxh_rows_dot = np.zeros((T, B, H), dtype=np.result_type(Wxh, Whh, h0))
+    dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like.copy()
-    dhs_dot = tdhs
     dh_muls = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0, vWxh, vWhh, vbh))
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
@@ -741,7 +739,7 @@ def loss_hvp(
         # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         dh_mul2 = 2 * (dh_add * (h_steps_dot[t + 1] * h_steps_rows))  # (B, H)
         del dh_add
-        dh_dot_diff = (dh_dot + dhs_dot[t]) * h_steps_diff - dh_mul2  # (B, H)
+        dh_dot_diff = (dh_dot + tdhs[t]) * h_steps_diff - dh_mul2  # (B, H)
         del dh_mul2, h_steps_diff
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
@@ -751,13 +749,11 @@ def loss_hvp(
     del dhs, h0_zeros_like, tdhs
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    # (T, H, H)
-    tdWxh_rows_matmul = np.transpose(h_steps[0:T], (0, 2, 1)) @ dWxh_rows_dot
+    h_steps_matmul = np.transpose(h_steps[0:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
     del h_steps
-    dh_muls_matmul = np.transpose(h_steps_dot[0:T], (0, 2, 1)) @ dh_muls  # (T, H, H)
-    del dh_muls, h_steps_dot
-    dh_muls_add = dh_muls_matmul + tdWxh_rows_matmul  # (T, H, H)
-    del dh_muls_matmul, tdWxh_rows_matmul
+    # (T, H, H)
+    dh_muls_add = np.transpose(h_steps_dot[0:T], (0, 2, 1)) @ dh_muls + h_steps_matmul
+    del dh_muls, h_steps_dot, h_steps_matmul
     # tangent of grad of line 11: for t in range(T):
     HvWhh = dh_muls_add.sum(axis=0)  # (H, H)
     del dh_muls_add

@@ -169,18 +169,20 @@ def nll(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Scalar:
     P0 = _weak(P0, theta, y)
     q = np.exp(theta[0])
     r = np.exp(theta[1])
-    total = 0.0
     m = np.array(m0)
     P = np.array(P0)
+    Fs = np.empty((T,), dtype=np.result_type(theta, P0))
+    vs = np.empty((T,), dtype=np.result_type(y, m0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
-        v = y[t] - m
-        total = total + 0.5 * (np.log(F) + v * v / F)
         k = Pp / F
+        v = y[t] - m
         m = m + k * v
         P = Pp * (1.0 - k)
-    return total + 0.9189385332046728 * T
+        Fs[t] = F
+        vs[t] = v
+    return 0.5 * (np.log(Fs) + vs * vs / Fs).sum() + 0.9189385332046728 * T
 
 
 def nll_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Array:
@@ -210,59 +212,52 @@ def nll_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Array:
     q = np.exp(theta[0])
     r = np.exp(theta[1])
     k_steps = np.empty((T,), dtype=dtype)
-    F_steps = np.empty((T,), dtype=dtype)
-    v_steps = np.empty((T,), dtype=np.result_type(y, m0))
     k_diff_steps = np.empty((T,), dtype=dtype)
     Pp_steps = np.empty((T,), dtype=dtype)
-    F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     m = np.array(m0)
     P = np.array(P0)
+    Fs = np.empty((T,), dtype=dtype)
+    vs = np.empty((T,), dtype=np.result_type(y, m0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
         k = Pp / F
         k_steps[t] = k
-        F_steps[t] = F
-        v = y[t] - m
-        v_steps[t] = v
         k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
         Pp_steps[t] = Pp
-        F_div_steps[t] = v * v / F
+        v = y[t] - m
         m = m + k * v
         P = Pp * k_diff
+        Fs[t] = F
+        vs[t] = v
+    # grad of line 18: total += 0.5 * (log(F) + v * v / F)
+    dFs = 1 / Fs  # (T,)
+    dFs -= vs * vs / Fs / Fs
+    dFs *= 0.5
+    dvs = vs / Fs  # (T,)
     # grad of the loop at line 14
     dq = np.zeros_like(q)
     dr = np.zeros_like(r)
-    dtotal = np.ones((), dtype=np.result_type(theta, y, m0, P0))
     dm = np.zeros_like(m0)
     dP = np.zeros_like(P0)
     for t in reversed(range(T)):
-        # grad of line 16: F = Pp + r
-        F_steps_rows = F_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_div = dtotal / F_steps_rows
-        dtotal_mul = 0.5 * dtotal_div
-        # grad of line 17: v = y[t] - m
-        v_steps_rows = v_steps[t]
         # grad of line 20: m = m + k * v
-        dP_add = -(dP * Pp_steps[t]) + dm * v_steps_rows
+        dP_add = -(dP * Pp_steps[t]) + dm * vs[t]
         # grad of line 19: k = Pp / F
         k_steps_rows = k_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_mul2 = 0.5 * (dtotal * F_div_steps[t] / F_steps_rows)
-        F_steps_diff = -(dP_add * k_steps_rows / F_steps_rows) - dtotal_mul2
+        # grad of line 16: F = Pp + r
+        Fs_rows = Fs[t]
         # grad of line 19: k = Pp / F
-        F_steps_div = dP_add / F_steps_rows
+        dFs_diff = dFs[t] - dP_add * k_steps_rows / Fs_rows
+        Fs_div = dP_add / Fs_rows
         # grad of line 21: P = Pp * (1.0 - k)
         dP_mul = dP * k_diff_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_mul3 = 0.5 * (dtotal_div * v_steps_rows)
-        dq = dq + dtotal_mul + F_steps_diff + F_steps_div + dP_mul
-        dr = dr + dtotal_mul + F_steps_diff
-        dm = dm - (dm * k_steps_rows + dtotal_mul3 + dtotal_mul3)
-        dP = dP_mul + F_steps_div + (F_steps_diff + dtotal_mul)
-    del F_div_steps, F_steps, Pp_steps, k_diff_steps, k_steps, v_steps
+        dq = dq + dFs_diff + Fs_div + dP_mul
+        dr = dr + dFs_diff
+        dm = dm - (dvs[t] + dm * k_steps_rows)
+        dP = dP_mul + Fs_div + dFs_diff
+    del Fs, Pp_steps, dFs, dvs, k_diff_steps, k_steps, vs
     # grad of line 10: r = exp(theta[1])
     dtheta = np.zeros_like(theta)
     dtheta[1] = dr * r
@@ -299,63 +294,56 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
     q = np.exp(theta[0])
     r = np.exp(theta[1])
     k_steps = np.empty((T,), dtype=dtype)
-    F_steps = np.empty((T,), dtype=dtype)
-    v_steps = np.empty((T,), dtype=np.result_type(y, m0))
     k_diff_steps = np.empty((T,), dtype=dtype)
     Pp_steps = np.empty((T,), dtype=dtype)
-    F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
-    total = 0.0
     m = np.array(m0)
     P = np.array(P0)
+    Fs = np.empty((T,), dtype=dtype)
+    vs = np.empty((T,), dtype=np.result_type(y, m0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
         k = Pp / F
         k_steps[t] = k
-        F_steps[t] = F
-        v = y[t] - m
-        v_steps[t] = v
         k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
         Pp_steps[t] = Pp
-        v_div = v * v / F
-        F_div_steps[t] = v_div
-        total = total + 0.5 * (np.log(F) + v_div)
+        v = y[t] - m
         m = m + k * v
         P = Pp * k_diff
-    value = total + 0.9189385332046728 * T
+        Fs[t] = F
+        vs[t] = v
+    vs_div = vs * vs  # (T,)
+    vs_div /= Fs
+    value = 0.5 * (np.log(Fs) + vs_div).sum() + 0.9189385332046728 * T
+    # grad of line 18: total += 0.5 * (log(F) + v * v / F)
+    dFs = 1 / Fs  # (T,)
+    dFs -= vs_div / Fs
+    dFs *= 0.5
+    del vs_div
+    dvs = vs / Fs  # (T,)
     # grad of the loop at line 14
     dq = np.zeros_like(q)
     dr = np.zeros_like(r)
-    dtotal = np.ones((), dtype=np.result_type(theta, y, m0, P0))
     dm = np.zeros_like(m0)
     dP = np.zeros_like(P0)
     for t in reversed(range(T)):
-        # grad of line 16: F = Pp + r
-        F_steps_rows = F_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_div = dtotal / F_steps_rows
-        dtotal_mul = 0.5 * dtotal_div
-        # grad of line 17: v = y[t] - m
-        v_steps_rows = v_steps[t]
         # grad of line 20: m = m + k * v
-        dP_add = -(dP * Pp_steps[t]) + dm * v_steps_rows
+        dP_add = -(dP * Pp_steps[t]) + dm * vs[t]
         # grad of line 19: k = Pp / F
         k_steps_rows = k_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_mul2 = 0.5 * (dtotal * F_div_steps[t] / F_steps_rows)
-        F_steps_diff = -(dP_add * k_steps_rows / F_steps_rows) - dtotal_mul2
+        # grad of line 16: F = Pp + r
+        Fs_rows = Fs[t]
         # grad of line 19: k = Pp / F
-        F_steps_div = dP_add / F_steps_rows
+        dFs_diff = dFs[t] - dP_add * k_steps_rows / Fs_rows
+        Fs_div = dP_add / Fs_rows
         # grad of line 21: P = Pp * (1.0 - k)
         dP_mul = dP * k_diff_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_mul3 = 0.5 * (dtotal_div * v_steps_rows)
-        dq = dq + dtotal_mul + F_steps_diff + F_steps_div + dP_mul
-        dr = dr + dtotal_mul + F_steps_diff
-        dm = dm - (dm * k_steps_rows + dtotal_mul3 + dtotal_mul3)
-        dP = dP_mul + F_steps_div + (F_steps_diff + dtotal_mul)
-    del F_div_steps, F_steps, Pp_steps, k_diff_steps, k_steps, v_steps
+        dq = dq + dFs_diff + Fs_div + dP_mul
+        dr = dr + dFs_diff
+        dm = dm - (dvs[t] + dm * k_steps_rows)
+        dP = dP_mul + Fs_div + dFs_diff
+    del Fs, Pp_steps, dFs, dvs, k_diff_steps, k_steps, vs
     # grad of line 10: r = exp(theta[1])
     dtheta = np.zeros_like(theta)
     dtheta[1] = dr * r
@@ -394,59 +382,52 @@ def nll_vjp(theta: Array, y: Array, m0: Scalar, P0: Scalar, g: Scalar) -> Array:
     q = np.exp(theta[0])
     r = np.exp(theta[1])
     k_steps = np.empty((T,), dtype=dtype)
-    F_steps = np.empty((T,), dtype=dtype)
-    v_steps = np.empty((T,), dtype=np.result_type(y, m0))
     k_diff_steps = np.empty((T,), dtype=dtype)
     Pp_steps = np.empty((T,), dtype=dtype)
-    F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     m = np.array(m0)
     P = np.array(P0)
+    Fs = np.empty((T,), dtype=dtype)
+    vs = np.empty((T,), dtype=np.result_type(y, m0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
         k = Pp / F
         k_steps[t] = k
-        F_steps[t] = F
-        v = y[t] - m
-        v_steps[t] = v
         k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
         Pp_steps[t] = Pp
-        F_div_steps[t] = v * v / F
+        v = y[t] - m
         m = m + k * v
         P = Pp * k_diff
+        Fs[t] = F
+        vs[t] = v
+    # grad of line 18: total += 0.5 * (log(F) + v * v / F)
+    dFs = 1 / Fs  # (T,)
+    dFs -= vs * vs / Fs / Fs
+    dFs *= 0.5
+    dvs = vs / Fs  # (T,)
     # grad of the loop at line 14
     dq = np.zeros_like(q)
     dr = np.zeros_like(r)
-    dtotal = np.ones((), dtype=np.result_type(theta, y, m0, P0))
     dm = np.zeros_like(m0)
     dP = np.zeros_like(P0)
     for t in reversed(range(T)):
-        # grad of line 16: F = Pp + r
-        F_steps_rows = F_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_div = dtotal / F_steps_rows
-        dtotal_mul = 0.5 * dtotal_div
-        # grad of line 17: v = y[t] - m
-        v_steps_rows = v_steps[t]
         # grad of line 20: m = m + k * v
-        dP_add = -(dP * Pp_steps[t]) + dm * v_steps_rows
+        dP_add = -(dP * Pp_steps[t]) + dm * vs[t]
         # grad of line 19: k = Pp / F
         k_steps_rows = k_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_mul2 = 0.5 * (dtotal * F_div_steps[t] / F_steps_rows)
-        F_steps_diff = -(dP_add * k_steps_rows / F_steps_rows) - dtotal_mul2
+        # grad of line 16: F = Pp + r
+        Fs_rows = Fs[t]
         # grad of line 19: k = Pp / F
-        F_steps_div = dP_add / F_steps_rows
+        dFs_diff = dFs[t] - dP_add * k_steps_rows / Fs_rows
+        Fs_div = dP_add / Fs_rows
         # grad of line 21: P = Pp * (1.0 - k)
         dP_mul = dP * k_diff_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_mul3 = 0.5 * (dtotal_div * v_steps_rows)
-        dq = dq + dtotal_mul + F_steps_diff + F_steps_div + dP_mul
-        dr = dr + dtotal_mul + F_steps_diff
-        dm = dm - (dm * k_steps_rows + dtotal_mul3 + dtotal_mul3)
-        dP = dP_mul + F_steps_div + (F_steps_diff + dtotal_mul)
-    del F_div_steps, F_steps, Pp_steps, k_diff_steps, k_steps, v_steps
+        dq = dq + dFs_diff + Fs_div + dP_mul
+        dr = dr + dFs_diff
+        dm = dm - (dvs[t] + dm * k_steps_rows)
+        dP = dP_mul + Fs_div + dFs_diff
+    del Fs, Pp_steps, dFs, dvs, k_diff_steps, k_steps, vs
     # grad of line 10: r = exp(theta[1])
     dtheta = np.zeros_like(theta)
     dtheta[1] = dr * r
@@ -481,6 +462,7 @@ def nll_jvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, ttheta: Array) -> tu
     _expect("ttheta", ttheta, (2,))
     m0 = _weak(m0, theta, y)
     P0 = _weak(P0, theta, y)
+    dtype = np.result_type(theta, P0)
     q = np.exp(theta[0])
     r = np.exp(theta[1])
     # tangent of line 9: q = exp(theta[0])
@@ -488,35 +470,47 @@ def nll_jvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, ttheta: Array) -> tu
     # tangent of line 10: r = exp(theta[1])
     tr = ttheta[1] * r
     # tangent of the loop at line 14
-    total = 0.0
     m = np.array(m0)
     P = np.array(P0)
-    total_dot = 0
+    Fs = np.empty((T,), dtype=dtype)
+    vs = np.empty((T,), dtype=np.result_type(y, m0))
     m_dot = np.zeros_like(m0)
     P_dot = np.zeros_like(P0)
+    Fs_dot = np.zeros((T,), dtype=dtype)
+    vs_dot = np.zeros((T,), dtype=np.result_type(y, m0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
-        v = y[t] - m
-        v_div = v * v / F
-        total = total + 0.5 * (np.log(F) + v_div)
         k = Pp / F
+        v = y[t] - m
         m = m + k * v
         k_diff = 1.0 - k
         P = Pp * k_diff
+        Fs[t] = F
+        vs[t] = v
         # tangent of line 15: Pp = P + q
         P_dot_add = P_dot + tq
         # tangent of line 16: F = Pp + r
         P_dot_add2 = P_dot_add + tr
-        # tangent of line 18: total += 0.5 * (log(F) + v * v / F)
-        F_add = P_dot_add2 / F + ((-(m_dot * v) - v * m_dot) / F - P_dot_add2 * v_div / F)
         # tangent of line 19: k = Pp / F
         P_dot_diff = P_dot_add / F - P_dot_add2 * k / F
-        total_dot = total_dot + 0.5 * F_add
+        # tangent of line 14: for t in range(T):
+        Fs_dot[t] = P_dot_add2
+        vs_dot[t] = -m_dot
         m_dot = m_dot + (P_dot_diff * v - k * m_dot)
         P_dot = P_dot_add * k_diff - Pp * P_dot_diff
-    value = total + 0.9189385332046728 * T
-    return value, total_dot
+    vs_div = vs * vs  # (T,)
+    vs_div /= Fs
+    value = 0.5 * (np.log(Fs) + vs_div).sum() + 0.9189385332046728 * T
+    # tangent of line 18: total += 0.5 * (log(F) + v * v / F)
+    # (T,)
+    tFs_add = Fs_dot / Fs + ((vs_dot * vs + vs * vs_dot) / Fs - Fs_dot * vs_div / Fs)
+    del Fs, Fs_dot, vs, vs_div, vs_dot
+    # tangent of line 14: for t in range(T):
+    tFs_sum = tFs_add.sum()
+    del tFs_add
+    tvalue = 0.5 * tFs_sum
+    return value, tvalue
 
 
 def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Array:
@@ -558,36 +552,32 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     P0_zeros_like = np.zeros_like(P0)
     # tangent of the loop at line 14
     k_steps = np.empty((T,), dtype=dtype)
-    F_steps = np.empty((T,), dtype=dtype)
-    v_steps = np.empty((T,), dtype=np.result_type(y, m0))
     k_diff_steps = np.empty((T,), dtype=dtype)
     Pp_steps = np.empty((T,), dtype=dtype)
-    F_div_steps = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     m = np.array(m0)
     P = np.array(P0)
+    Fs = np.empty((T,), dtype=dtype)
+    vs = np.empty((T,), dtype=np.result_type(y, m0))
     k_steps_dot = theta_full
-    F_steps_dot = theta_full.copy()
-    v_steps_dot = np.zeros((T,), dtype=np.result_type(y, m0))
     k_diff_steps_dot = theta_full.copy()
     Pp_steps_dot = theta_full.copy()
-    F_div_steps_dot = np.zeros((T,), dtype=np.result_type(theta, y, m0, P0))
     m_dot = m0_zeros_like
     P_dot = P0_zeros_like
+    Fs_dot = theta_full.copy()
+    vs_dot = np.zeros((T,), dtype=np.result_type(y, m0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
         k = Pp / F
         k_steps[t] = k
-        F_steps[t] = F
-        v = y[t] - m
-        v_steps[t] = v
         k_diff = 1.0 - k
         k_diff_steps[t] = k_diff
         Pp_steps[t] = Pp
-        v_div = v * v / F
-        F_div_steps[t] = v_div
+        v = y[t] - m
         m = m + k * v
         P = Pp * k_diff
+        Fs[t] = F
+        vs[t] = v
         # tangent of line 15: Pp = P + q
         P_dot_add = P_dot + tq
         # tangent of line 16: F = Pp + r
@@ -596,92 +586,107 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
         P_dot_diff = P_dot_add / F - P_dot_add2 * k / F
         # tangent of line 14: for t in range(T):
         k_steps_dot[t] = P_dot_diff
-        F_steps_dot[t] = P_dot_add2
-        v_steps_dot[t] = -m_dot
         k_diff_steps_dot[t] = -P_dot_diff
         Pp_steps_dot[t] = P_dot_add
-        F_div_steps_dot[t] = (-(m_dot * v) - v * m_dot) / F - P_dot_add2 * v_div / F
+        Fs_dot[t] = P_dot_add2
+        vs_dot[t] = -m_dot
         m_dot = m_dot + (P_dot_diff * v - k * m_dot)
         P_dot = P_dot_add * k_diff - Pp * P_dot_diff
     del theta_full
+    vs_div = vs * vs  # (T,)
+    vs_div /= Fs
+    # grad of line 18: total += 0.5 * (log(F) + v * v / F)
+    vs_div2 = vs_div / Fs  # (T,)
+    dFs = 1 / Fs  # (T,)
+    dFs -= vs_div2
+    dFs *= 0.5
+    dvs = vs / Fs  # (T,)
     # grad of line 14: for t in range(T):
     q_zeros_like = np.zeros_like(q)
     r_zeros_like = np.zeros_like(r)
     # grad of the loop at line 14
     dq = q_zeros_like
     dr = r_zeros_like
-    dtotal = np.ones((), dtype=np.result_type(theta, y, m0, P0))
     dm = m0_zeros_like
     dP = P0_zeros_like
-    dq_dot = np.array(q_zeros_like)
-    dr_dot = np.array(r_zeros_like)
+    dFs2 = dFs.copy()
+    dvs2 = dvs.copy()
+    for t in reversed(range(T)):
+        # grad of line 20: m = m + k * v
+        dP_add = -(dP * Pp_steps[t]) + dm * vs[t]
+        # grad of line 19: k = Pp / F
+        k_steps_rows = k_steps[t]
+        # grad of line 16: F = Pp + r
+        Fs_rows = Fs[t]
+        # grad of line 19: k = Pp / F
+        dFs2_diff = dFs2[t] - dP_add * k_steps_rows / Fs_rows
+        Fs_div = dP_add / Fs_rows
+        # grad of line 21: P = Pp * (1.0 - k)
+        dP_mul = dP * k_diff_steps[t]
+        dq = dq + dFs2_diff + Fs_div + dP_mul
+        dr = dr + dFs2_diff
+        dm = dm - (dvs2[t] + dm * k_steps_rows)
+        dP = dP_mul + Fs_div + dFs2_diff
+    # tangent of grad of line 18: total += 0.5 * (log(F) + v * v / F)
+    Fs_div2 = ((vs_dot * vs + vs * vs_dot) / Fs - Fs_dot * vs_div / Fs) / Fs  # (T,)
+    del vs_div
+    tdFs = Fs_dot / Fs  # (T,)
+    tdFs /= Fs
+    np.negative(tdFs, out=tdFs)
+    tdFs -= Fs_div2 - Fs_dot * vs_div2 / Fs
+    tdFs *= 0.5
+    del Fs_div2, vs_div2
+    tdvs = vs_dot / Fs  # (T,)
+    tdvs -= Fs_dot * dvs / Fs
+    # tangent of grad of the loop at line 14
+    dq_dot = q_zeros_like
+    dr_dot = r_zeros_like
     dm_dot = np.array(m0_zeros_like)
     dP_dot = np.array(P0_zeros_like)
+    dFs_dot = tdFs
+    dvs_dot = tdvs
     for t in reversed(range(T)):
-        # grad of line 16: F = Pp + r
-        F_steps_rows = F_steps[t]
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_div = dtotal / F_steps_rows
-        dtotal_mul = 0.5 * dtotal_div
+        # grad of line 19: k = Pp / F
+        k_steps_rows2 = k_steps[t]
+        # grad of line 21: P = Pp * (1.0 - k)
+        k_diff_steps_rows = k_diff_steps[t]
         # grad of line 15: Pp = P + q
         Pp_steps_rows = Pp_steps[t]
         # grad of line 17: v = y[t] - m
-        v_steps_rows = v_steps[t]
+        vs_rows = vs[t]
         # grad of line 20: m = m + k * v
-        dP_add = -(dP * Pp_steps_rows) + dm * v_steps_rows
+        P0_zeros_like_add = -(P0_zeros_like * Pp_steps_rows) + m0_zeros_like * vs_rows
+        # grad of line 16: F = Pp + r
+        Fs_rows2 = Fs[t]
         # grad of line 19: k = Pp / F
-        k_steps_rows = k_steps[t]
-        F_steps_div = dP_add * k_steps_rows / F_steps_rows
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_div2 = dtotal * F_div_steps[t] / F_steps_rows
-        F_steps_diff = -F_steps_div - 0.5 * dtotal_div2
-        # grad of line 19: k = Pp / F
-        F_steps_div2 = dP_add / F_steps_rows
-        # grad of line 21: P = Pp * (1.0 - k)
-        k_diff_steps_rows = k_diff_steps[t]
-        dP_mul = dP * k_diff_steps_rows
-        # grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_mul2 = 0.5 * (dtotal_div * v_steps_rows)
-        # tangent of grad of line 16: F = Pp + r
-        F_steps_dot_rows = F_steps_dot[t]
-        # tangent of grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        F_steps_dot_div = F_steps_dot_rows * dtotal_div / F_steps_rows
-        # tangent of grad of line 14: for t in range(T):
-        F_steps_mul = 0.5 * F_steps_dot_div
-        # tangent of grad of line 17: v = y[t] - m
-        v_steps_dot_rows = v_steps_dot[t]
+        Fs_div3 = P0_zeros_like_add / Fs_rows2
+        Fs_div4 = P0_zeros_like_add * k_steps_rows2 / Fs_rows2
         # tangent of grad of line 21: P = Pp * (1.0 - k)
-        dP_dot_neg = -(dP_dot * Pp_steps_rows + dP * Pp_steps_dot[t])
+        dP_dot_neg = -(dP_dot * Pp_steps_rows + P0_zeros_like * Pp_steps_dot[t])
         # tangent of grad of line 20: m = m + k * v
-        dm_dot_add = dP_dot_neg + (dm_dot * v_steps_rows + dm * v_steps_dot_rows)
+        dm_dot_add = dP_dot_neg + (dm_dot * vs_rows + m0_zeros_like * vs_dot[t])
         # tangent of grad of line 19: k = Pp / F
         k_steps_dot_rows = k_steps_dot[t]
-        k_steps_add = dm_dot_add * k_steps_rows + dP_add * k_steps_dot_rows
-        F_steps_div3 = k_steps_add / F_steps_rows
-        # tangent of grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        F_steps_dot_div2 = F_steps_dot_rows * dtotal_div2 / F_steps_rows
-        dtotal_mul3 = 0.5 * (dtotal * F_div_steps_dot[t] / F_steps_rows - F_steps_dot_div2)
-        diff = -(F_steps_div3 - F_steps_dot_rows * F_steps_div / F_steps_rows) - dtotal_mul3
+        # tangent of grad of line 16: F = Pp + r
+        Fs_dot_rows = Fs_dot[t]
         # tangent of grad of line 19: k = Pp / F
-        F_steps_dot_div3 = F_steps_dot_rows * F_steps_div2 / F_steps_rows
-        F_steps_diff2 = dm_dot_add / F_steps_rows - F_steps_dot_div3
+        k_steps_add = dm_dot_add * k_steps_rows2 + P0_zeros_like_add * k_steps_dot_rows
+        Fs_div5 = k_steps_add / Fs_rows2
+        dFs_dot_diff = dFs_dot[t] - (Fs_div5 - Fs_dot_rows * Fs_div4 / Fs_rows2)
+        Fs_diff = dm_dot_add / Fs_rows2 - Fs_dot_rows * Fs_div3 / Fs_rows2
         # tangent of grad of line 21: P = Pp * (1.0 - k)
-        dP_dot_add = dP_dot * k_diff_steps_rows + dP * k_diff_steps_dot[t]
-        # tangent of grad of line 18: total += 0.5 * (log(F) + v * v / F)
-        dtotal_add = -(F_steps_dot_div * v_steps_rows) + dtotal_div * v_steps_dot_rows
-        dtotal_mul4 = 0.5 * dtotal_add
-        dm_dot_add3 = dm_dot * k_steps_rows + dm * k_steps_dot_rows + dtotal_mul4
-        dm_dot_add2 = dm_dot_add3 + dtotal_mul4
-        dq = dq + dtotal_mul + F_steps_diff + F_steps_div2 + dP_mul
-        dr = dr + dtotal_mul + F_steps_diff
-        dm = dm - (dm * k_steps_rows + dtotal_mul2 + dtotal_mul2)
-        dP = dP_mul + F_steps_div2 + (F_steps_diff + dtotal_mul)
-        dq_dot = dq_dot - F_steps_mul + diff + F_steps_diff2 + dP_dot_add
-        dr_dot = dr_dot - F_steps_mul + diff
-        dm_dot = dm_dot - dm_dot_add2
-        dP_dot = dP_dot_add + F_steps_diff2 + (diff - F_steps_mul)
-    del F_div_steps, F_div_steps_dot, F_steps, F_steps_dot, Pp_steps, Pp_steps_dot, k_diff_steps
-    del k_diff_steps_dot, k_steps, k_steps_dot, v_steps, v_steps_dot
+        dP_dot_add = dP_dot * k_diff_steps_rows + P0_zeros_like * k_diff_steps_dot[t]
+        # tangent of grad of line 20: m = m + k * v
+        dm_dot_add2 = dm_dot * k_steps_rows2 + m0_zeros_like * k_steps_dot_rows
+        dvs_dot_add = dvs_dot[t] + dm_dot_add2
+        m0_zeros_like = m0_zeros_like - (dvs[t] + m0_zeros_like * k_steps_rows2)
+        P0_zeros_like = P0_zeros_like * k_diff_steps_rows + Fs_div3 + (dFs[t] - Fs_div4)
+        dq_dot = dq_dot + dFs_dot_diff + Fs_diff + dP_dot_add
+        dr_dot = dr_dot + dFs_dot_diff
+        dm_dot = dm_dot - dvs_dot_add
+        dP_dot = dP_dot_add + Fs_diff + dFs_dot_diff
+    del Fs, Fs_dot, Pp_steps, Pp_steps_dot, dFs, dvs, k_diff_steps, k_diff_steps_dot, k_steps
+    del k_steps_dot, tdFs, tdvs, vs, vs_dot
     # tangent of grad of line 10: r = exp(theta[1])
     Hvtheta = np.zeros_like(theta)
     Hvtheta[1] = dr_dot * r + dr * tr

@@ -33,6 +33,7 @@ from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows, added_row
 from ..ops.registry import REGISTRY, attach_rules
+from ..ops.stepwise import first_row_set, row_written
 from .forward import batched_jvp, jvp
 from .reverse import vjp
 
@@ -351,6 +352,53 @@ def _step_reads(bv: _BodyVJP, saved: list, names: list, bufs_in: list, nexts: di
     return reads, mapping, hoisted_in
 
 
+def _kept_rows(node: Node, bv: _BodyVJP) -> dict[int, tuple[int, int]]:
+    """{id(f): (k, r)} for each saved value f the loop keeps itself: row i + r of the
+    carried buffer k holds f of iteration i after the loop. A buffer of L rows written
+    `H[t] = f` (r = 0); one of L + 1 rows starting as `update(empty, x0)` at row 0 and
+    written `S[t + 1] = y`, y the next value of the carried value x of initial value x0
+    (sink_steps' `h_steps`): y at r = 1 and x at r = 0. The VJP reads that buffer
+    instead of saving the value a second time."""
+    body, c = bv.body, bv.C
+    length = as_expr(node.attr("length"))
+    i = iteration(bv.t, node)
+    saved = {id(f) for f in bv.saved}
+    out: dict[int, tuple[int, int]] = {}
+    for k, (x, o) in enumerate(zip(bv.cin, body.outputs)):
+        if not x.shape:
+            continue
+        f, rows = row_written(o, x, i), as_expr(x.shape[0])
+        if f is not None and same_shape((rows,), (length,)) and id(f) in saved:
+            out.setdefault(id(f), (k, 0))
+            continue
+        f = row_written(o, x, i + const(1))
+        if f is None or not same_shape((rows,), (length + 1,)):
+            continue
+        start = first_row_set(node.args[k])
+        for kx, (x0, y) in enumerate(zip(bv.cin, body.outputs)):
+            if y is f and x0 is not f and start is not None and start is node.args[kx]:
+                if id(f) in saved:
+                    out.setdefault(id(f), (k, 1))
+                if id(x0) in saved:
+                    out.setdefault(id(x0), (k, 0))
+    return out
+
+
+def _kept_reads(bv: _BodyVJP, kept: dict, mapping: dict, i: Node) -> dict[int, Node]:
+    """{k: the backward body's input for the carried buffer k} of the buffers in `kept`
+    (`_kept_rows`), with each saved value they hold mapped to its row read (in place)."""
+    ks = sorted({k for k, _ in kept.values()})
+    kept_in = {k: make("input", name=bv.names.fresh(bv.cin[k].attr("name")),
+                       role="outside", shape=bv.cin[k].shape) for k in ks}
+    for f in bv.saved:
+        if id(f) in kept:
+            k, off = kept[id(f)]
+            with builder().at(origin=f.origin):
+                mapping[id(f)] = make("gather", kept_in[k], i if not off else i + const(off),
+                                      axis=0)
+    return kept_in
+
+
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     """The VJP saving every step's residuals: a forward loop writing them into buffers,
     a reversed loop reading them. `acc`: the cotangents (by outside value's position) the
@@ -362,9 +410,10 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     length, index = as_expr(node.attr("length")), bv.t
     # A carried value and its next value both saved: one buffer of L + 1 rows, row e the
     # value before execution step e (so row e + 1 the value after it).
+    kept = {} if attrs.get("reverse") else _kept_rows(node, bv)
     nexts = {id(y): x for x, y in zip(bv.cin, body.outputs)
-             if x is not y and x in bv.saved and y in bv.saved}
-    saved = [f for f in bv.saved if id(f) not in nexts]
+             if x is not y and x in bv.saved and y in bv.saved and id(y) not in kept}
+    saved = [f for f in bv.saved if id(f) not in nexts and id(f) not in kept]
     also_next = {id(x) for x in nexts.values()}
     # the forward loop: the body, and a write of each saved value into its buffer
     with b.at(phase="forward"):
@@ -394,6 +443,11 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
         buffers = _scan_parts(fwd, 0, len(bufs_in))
     # the backward loop: the body's VJP, the saved values read at the step
     reads, mapping, hoisted_in = _step_reads(bv, saved, names, bufs_in, nexts, i)
+    if kept:   # (rows of a buffer the loop fills itself: read that buffer)
+        more = _kept_reads(bv, kept, mapping, i)
+        reads += list(more.values())
+        buffers += [make("part", fwd, index=len(bufs_in) + k) for k in more]
+        empties += [node.args[k] for k in more]
     # (from the initial values of carried values it reaches but does not depend on)
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
     outs, oin_used = bv.backward(mapping)

@@ -160,3 +160,24 @@ def _batched_gather(n: Node, args: list[Node], flags: list[bool], steps: Steps
         order = (axis, *range(axis), *range(axis + 1, out.ndim))
         out = make("transpose", out, axes=order)
     return out
+
+
+def first_row_set(n: Node) -> Node | None:
+    """v for `update(empty(...), v)` at row 0 (a buffer whose row 0 is v, the rest to be
+    written: the states a loop keeps, `h_steps[0] = h0`), else None."""
+    if n.op == "update" and len(n.args) == 2 and n.args[0].op == "empty" \
+            and n.attr("index") == (0,) and n.attr("axis") is None:
+        return n.args[1]
+    return None
+
+
+def zero_padded(n: Node) -> tuple[Node, tuple] | None:
+    """(v, ("slice", a, b, 1)) for `scatter(v, like, [a:b])` (zeros shaped like `like`
+    with v in rows a to b), else None."""
+    index = n.attr("index") if n.op == "scatter" else None
+    if not index or len(index) != 1:
+        return None
+    part = index[0]
+    if not isinstance(part, tuple) or len(part) != 4 or part[0] != "slice" or part[3] != 1:
+        return None
+    return n.args[0], part

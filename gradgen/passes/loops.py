@@ -9,19 +9,23 @@ one reads (`part`s unused, and no other kept value's next value reads them) and 
 outside values the kept ones do not read: a function that needs no derivative saves no
 residual, a gradient that needs no cotangent of X accumulates none; `drop_dead_row_writes`
 then drops a step's write into the row it alone reads of a carried array whose final
-value nobody reads (a backward loop's `dH[t] = 0`). All run in the bodies of loops too.
+value nobody reads (a backward loop's `dH[t] = 0`), and `read_unpadded` lets a loop read
+the rows of an array padded with zeros (`dS = zeros; dS[1:] = v`) from the array itself.
+All run in the bodies of loops too.
 Graphs without a loop are returned as they are at once.
 """
 
 from __future__ import annotations
 
+from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, make, topo_order
 from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.indexing import row_read, row_write
+from ..ops.stepwise import index_shift, zero_padded
 from .rebuild import rebuild_graph
 
-__all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops"]
+__all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded"]
 
 SCAN, PART = "scan", "part"
 
@@ -45,7 +49,7 @@ def loops(graph: Graph) -> Graph:
     if not any(n.op in loops_ for n in graph.order):
         return graph
     while True:
-        new = drop_dead_row_writes(prune_loops(merge_loops(_in_bodies(graph))))
+        new = read_unpadded(drop_dead_row_writes(prune_loops(merge_loops(_in_bodies(graph)))))
         if new is graph:
             return graph
         graph = new
@@ -199,17 +203,130 @@ def drop_dead_row_writes(graph: Graph) -> Graph:
 
 def _dead_row_write(body: Region, k: int) -> bool:
     """Whether the k-th next value of the loop body is `A[t] = v` for the carried A and
-    the index t, and everything else in the body reads A only as `A[t]` or for its dtype."""
+    the index t (or `A[t + k]`), and everything else in the body reads A only at that row
+    or for its dtype."""
     x, t, y = body.inputs[1 + k], body.inputs[0], body.outputs[k]
     place = row_write(y)
-    if place is None or place[0] is not x or place[1] is not t \
-            or any(o is x for o in body.outputs):
+    if place is None or place[0] is not x or any(o is x for o in body.outputs):
+        return False
+    row = place[1]   # (t, or t + k for an integer k: a row per step, each step its own)
+    if row is not t and index_shift(row, t) is None:
         return False
     dtype_only = builder().with_trait("dtype_only")
     for n in topo_order(body.outputs):
         if n is y or not any(a is x for a in n.args):
             continue
         place = row_read(n)
-        if n.op not in dtype_only and (place is None or place[0] is not x or place[1] is not t):
+        if n.op not in dtype_only and (place is None or place[0] is not x or place[1] is not row):
             return False
     return True
+
+
+def read_unpadded(graph: Graph) -> Graph:
+    """Each loop reading the array `A = scatter(v, like, [a:])` (zeros of like's shape, v
+    in rows a to a + L) only as rows `A[t + a]` (t the loop's index, L its length; a
+    carried A no step changes whose final value nobody reads, or an outside one) reads
+    `v[t]` instead: the zeros and the copy are not made. The cotangent of the states a
+    loop keeps in rows 1 to L of `h_steps` is such an array (`dh_steps[t + 1]`)."""
+    loops_, parts = _loops(), _parts()
+    used: dict[int, set[int]] = {}
+    for n in graph.order:
+        if n.op in parts:
+            used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
+    smaller: dict[int, Node] = {}
+    renumber: dict[int, dict[int, int]] = {}   # id(loop) -> {old carried index: new}
+    for n in graph.order:
+        if n.op not in loops_ or n.attr("start", 0) != 0 or n.attr("step", 1) != 1:
+            continue
+        body = n.attr("body")
+        c = len(body.outputs)
+        swap: dict[int, tuple[int, Node, int]] = {}   # id(input) -> (position, v, a)
+        for j, x in enumerate(body.inputs[1:]):
+            if j < c and (body.outputs[j] is not x or j in used.get(id(n), ())):
+                continue
+            found = _padded(n.args[j], n.attr("length"))
+            if found is not None:
+                swap[id(x)] = (j, *found)
+        if not swap:
+            continue
+        t = body.inputs[0]
+        order = topo_order(body.outputs)
+        for m in order:   # (only row reads A[t + a])
+            place = row_read(m)
+            for x in m.args:
+                if id(x) in swap and not (place is not None and place[0] is x
+                                          and _shift(place[1], t) == swap[id(x)][2]):
+                    swap.pop(id(x))
+        if any(id(o) in swap for k, o in enumerate(body.outputs) if body.inputs[1 + k] is not o):
+            continue
+        if not swap:
+            continue
+        new_in = {}
+        for x in body.inputs:   # (a carried one now read from outside: no longer carried)
+            if id(x) in swap:
+                v = swap[id(x)][1]
+                new_in[id(x)] = make("input", **{**x.kw, "shape": tuple(v.shape),
+                                                 "role": "outside"})
+        new = _reading_rows(order, new_in, t)
+        moved = {j for j, _, _ in swap.values() if j < c}
+        keep = [k for k in range(c) if k not in moved]
+        ins, outer = body.inputs[1:1 + c], body.inputs[1 + c:]
+        inputs = (t, *(ins[k] for k in keep), *(new_in.get(id(x), x) for x in outer),
+                  *(new_in[id(ins[k])] for k in sorted(moved)))
+        outputs = tuple(new[id(body.outputs[k])] for k in keep)
+        args = list(n.args)
+        for j, v, _ in swap.values():
+            args[j] = v
+        args = [*(args[k] for k in keep), *args[c:], *(args[k] for k in sorted(moved))]
+        with builder().at(origin=n.origin, phase=n.phase):
+            smaller[id(n)] = make(SCAN, *args, **{**n.kw, "body": Region(inputs, outputs)})
+        renumber[id(n)] = {k: p for p, k in enumerate(keep)}
+    if not smaller:
+        return graph
+
+    def rule(n: Node, uses) -> Node | None:
+        if n.op not in parts or id(n.args[0]) not in smaller:
+            return None
+        return make(PART, smaller[id(n.args[0])],
+                    index=renumber[id(n.args[0])][n.attr("index")])
+    return rebuild_graph(graph, rule)
+
+
+def _reading_rows(order: list[Node], new_in: dict[int, Node], t: Node) -> dict[int, Node]:
+    """{id(body value): its new value} of the body values in `order` with each row read of
+    an input in `new_in` (by id) a read of row t of the new input."""
+    new: dict[int, Node] = dict(new_in)
+    for m in order:
+        if id(m) in new:
+            continue
+        place = row_read(m)
+        if place is not None and id(place[0]) in new_in:
+            with builder().at(origin=m.origin, phase=m.phase):
+                new[id(m)] = make(m.op, new_in[id(place[0])], t, **m.kw)
+            continue
+        args = [new.get(id(a), a) for a in m.args]
+        if all(a is b for a, b in zip(args, m.args)):
+            new[id(m)] = m
+        else:
+            with builder().at(origin=m.origin, phase=m.phase):
+                new[id(m)] = make(m.op, *args, **m.kw)
+    return new
+
+
+def _padded(arg: Node, length) -> tuple[Node, int] | None:
+    """(v, a) for `scatter(v, like, [a:a + L])` (rows a to a + L of zeros, L = `length`,
+    written with v of L rows), else None."""
+    found = zero_padded(arg)
+    if found is None:
+        return None
+    v, part = found
+    a, stop = as_expr(part[1]), as_expr(part[2])
+    if not a.is_Integer or not v.shape \
+            or not same_shape((stop - a, as_expr(v.shape[0])), (as_expr(length),) * 2):
+        return None
+    return v, int(a)
+
+
+def _shift(row: Node, t: Node) -> int | None:
+    """k for the row `t + k` (0 for t itself), else None."""
+    return 0 if row is t else index_shift(row, t)

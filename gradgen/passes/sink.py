@@ -18,15 +18,17 @@ after the other): the value changes in the last bits.
 What is sunk is the accumulated term's part outside the work the other carried values need,
 when every op on it has a batched form (`ops/stepwise.py`), it holds a matrix product or
 at least two floating-point ops that are not row reads or axis placements (one stacked
-`exp` saves nothing over one per step), and the values it saves per step are arrays
-computed in the step. A scalar per step (a Kalman filter's) saves only scalar NumPy calls,
-and its backward loop zeroed the buffer's cotangent row by row (`dvs[t] = 0`, a dead write)
-before the row's read, so the scheduler copied the (T,) buffer at every step; the same copy
-was seen for a carried value as it was before the step (`dhs_updated = dhs.copy()`). With
-that dead write gone (h-nits) both conditions can be lifted.
+`exp` saves nothing over one per step), and the values it saves per step are floats
+computed in the step, arrays or scalars (a Kalman filter's F and v: its log-likelihood
+terms and their cotangents become vector operations, the backward loop reads `dFs[t]`;
+the dead `dvs[t] = 0` that once made the scheduler copy the buffer at every step is
+dropped by passes/loops.drop_dead_row_writes).
 
 A value the loop already writes a row per step (`H[t] = h`, a backward loop's `dXW[t]`) is
-read from that buffer, not saved twice.
+read from that buffer, not saved twice. A carried value's next value (`h` after the step)
+is kept in the layout the loop's VJP saves states in (`h_steps`, row 0 the initial value,
+row t + 1 the value after step t; the batched value the view `h_steps[1:]`), so the VJP
+reads that buffer (autodiff/loops._kept_rows) and the states are stored once.
 
 The gradient functions run the pass on their graphs too (`compiler._optimized`): a backward
 loop's per-step `dW = dW + h_steps[t].T @ dh` becomes one product after it, over the
@@ -35,8 +37,10 @@ saved states and the stacked `dh` (rule `sum_batched_product`).
 
 from __future__ import annotations
 
+import sympy
+
 from ..dims import as_expr, same_shape
-from ..ir import Graph, Node, Region, builder, make, make_as_is, topo_order, use_counts
+from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order, use_counts
 from ..ops.control import REGIONS_BUILT, STEP_INDICES, iteration, loop_attrs, reads
 from ..ops.dtypes import dtype_sources
 from ..ops.stepwise import accumulation, placing, product, row_written
@@ -162,7 +166,7 @@ def _sunk(holder: Node, names: dict) -> tuple[Node, dict[int, Node]] | None:
     for k, (term, _) in an.accs.items():
         part, front = an.sunk_part(term)
         saved = all(id(f) in written for f in front)
-        if not _worth(part, saved) or any(f.dtype != "float" or not f.ndim or f.is_input
+        if not _worth(part, saved) or any(f.dtype != "float" or f.is_input
                                           for f in front):
             continue
         terms[k] = term
@@ -211,26 +215,51 @@ def _with_buffers(holder: Node, an: _Body, fronts: list[Node], names: dict
     taken = {x.attr("name") for x in body.inputs}
     with b.at(origin=holder.origin, phase=holder.phase):
         i = iteration(an.index, holder)
-        bufs_in, writes, empties = [], [], []
+        bufs_in, writes, empties, states = [], [], [], []
         for f in fronts:
-            name = f"{_slot_name(f, names)}s"
+            k = _next_of(an, f)   # (a carried value's next value: row 0 its initial value)
+            states.append(k is not None)
+            name = f"{an.cin[k].attr('name')}_steps" if k is not None \
+                else f"{_slot_name(f, names)}s"
             while name in taken:
                 name += "_"
             taken.add(name)
             attrs = {"loop": loop_id} if loop_id is not None else {}
-            buf = make("input", name=name, role="carry", shape=(length, *f.shape), **attrs)
+            rows = length + int(k is not None)
+            buf = make("input", name=name, role="carry", shape=(rows, *f.shape), **attrs)
             bufs_in.append(buf)
-            writes.append(make("update", buf, f, i, index=(), axis=0))
-            empties.append(make("empty", *_sources(holder, f, body), shape=buf.shape,
-                                name=name))
+            empty = make("empty", *_sources(holder, f, body), shape=buf.shape, name=name)
+            if k is not None:
+                empty = make("update", empty, holder.args[k], index=(0,), axis=None)
+                writes.append(make("update", buf, f, i + const(1), index=(), axis=0))
+            else:
+                writes.append(make("update", buf, f, i, index=(), axis=0))
+            empties.append(empty)
         scan = make_as_is("scan", *holder.args[:c], *empties, *holder.args[c:],
                           body=Region((an.index, *an.cin, *bufs_in, *body.inputs[1 + c:]),
                                       (*body.outputs, *writes)),
                           **loop_attrs(holder))
         outs = [make("part", scan, index=c + j) for j in range(len(fronts))]
-    for e, o in zip(empties, outs):
-        names.setdefault(o, e.attr("name"))
+        for e, o in zip(bufs_in, outs):
+            names.setdefault(o, e.attr("name"))
+        for j, f in enumerate(fronts):   # (the states after each step: rows 1 to L)
+            if states[j]:
+                outs[j] = make("index", outs[j],
+                               index=(("slice", sympy.Integer(1), length + 1, 1),))
+                names.setdefault(outs[j], f"{_slot_name(f, names)}s")
     return scan, outs
+
+
+def _next_of(an: _Body, f: Node) -> int | None:
+    """k when `f` is the next value of the carried array k (not an accumulated one): its
+    buffer holds the initial value in row 0 and f of step i in row i + 1, the layout of
+    the states the loop's VJP saves (`h_steps`), which then reads this buffer
+    (autodiff/loops.py `_kept_rows`) instead of saving the states again."""
+    for k, (x, o) in enumerate(zip(an.cin, an.body.outputs)):
+        if o is f and x is not f and k not in an.accs and x.dtype == "float" \
+                and same_shape(tuple(x.shape), tuple(f.shape)):
+            return k
+    return None
 
 
 def _sources(holder: Node, f: Node, body: Region) -> tuple[Node, ...]:
