@@ -139,6 +139,17 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
+def _one_dtype(*args):
+    """The float arguments in the one dtype they promote to (np.result_type), converted
+    where they differ (copies): the function then computes in that dtype throughout, and
+    may work in place in the buffers of any argument's values."""
+    dtype = np.result_type(*args)
+    out = ()
+    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
+        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
+    return out
+
+
 def _scatter_add(g, shape, axis, *index):
     """Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
     the index arrays broadcast together), repeated indices accumulating: the VJP of the
@@ -167,17 +178,6 @@ def _scatter_add(g, shape, axis, *index):
         out = np.zeros((m, width), g.dtype)
         np.add.at(out, flat, rows)
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
-
-
-def _one_dtype(*args):
-    """The float arguments in the one dtype they promote to (np.result_type), converted
-    where they differ (copies): the function then computes in that dtype throughout, and
-    may work in place in the buffers of any argument's values."""
-    dtype = np.result_type(*args)
-    out = ()
-    for x in args:  # a Python number stays (`_weak` gives it the arrays' dtype)
-        out += (x if isinstance(x, (float, int)) else np.asarray(x, dtype=dtype),)
-    return out
 
 
 _LOSS_ARGS = (
@@ -214,7 +214,8 @@ def loss(
     Returns:
         the value, shape ().
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
@@ -228,7 +229,8 @@ def loss(
     del Wxh_rows
     hs = h_steps[1 : T + 1]  # (T, B, H)
     del h_steps
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
@@ -238,9 +240,9 @@ def loss(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    return -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    return -logp[steps, arange, y].mean(axis=1).sum() / T
 
 
 def loss_grad(
@@ -287,19 +289,19 @@ def loss_grad(
         h_steps[t + 1] = h
     del Wxh_rows
     hs = h_steps[1 : T + 1]  # (T, B, H)
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
     by_exp = np.exp(hs_diff)  # (T, B, V)
     del hs_diff
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
@@ -372,7 +374,8 @@ def loss_value_and_grad(
         h_steps[t + 1] = h
     del Wxh_rows
     hs = h_steps[1 : T + 1]  # (T, B, H)
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
@@ -381,14 +384,13 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
@@ -472,19 +474,19 @@ def loss_vjp(
         h_steps[t + 1] = h
     del Wxh_rows
     hs = h_steps[1 : T + 1]  # (T, B, H)
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
     by_exp = np.exp(hs_diff)  # (T, B, V)
     del hs_diff
     by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, expand_dims, arange, y)  # (T, B, V)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del Wxh_full, arange
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
@@ -585,7 +587,8 @@ def loss_jvp(
     del Wxh_rows, tWxh_rows
     hs = h_steps[1 : T + 1]  # (T, B, H)
     del h_steps
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
@@ -594,9 +597,9 @@ def loss_jvp(
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
-    expand_dims = np.arange(T)[:, None]  # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[expand_dims, arange, y].mean(axis=1).sum() / T
+    value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     ths = h_steps_dot[1 : T + 1]  # (T, B, H)
     del h_steps_dot
@@ -606,7 +609,7 @@ def loss_jvp(
     tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
     del by_exp, ths_add
     # tangent of line 15: return total / T
-    tvalue = -tlogp[expand_dims, arange, y].mean(axis=1).sum() / T
+    tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue
 
 
@@ -655,7 +658,8 @@ def loss_hvp(
         HvWhy: (H v) for Why, shape (H, V).
         Hvby: (H v) for by, shape (V,).
     """
-    _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0)
+    if not _dims(_LOSS_ARGS, Wxh, Whh, bh, Why, by, x, y, h0):  # float dtypes differ: one for all
+        Wxh, Whh, bh, Why, by, h0 = _one_dtype(Wxh, Whh, bh, Why, by, h0)
     V = Wxh.shape[0]
     H = Wxh.shape[1]
     T = x.shape[0]
@@ -690,14 +694,14 @@ def loss_hvp(
     hs = h_steps[1 : T + 1]  # (T, B, H)
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ vWhy + vby  # (T, B, V)
-    hs_add = hs @ Why + by  # (T, B, V)
+    hs_add = hs @ Why  # (T, B, V)
+    hs_add += by
     # (T, B, V); reuses hs_add's buffer
     by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     np.exp(by_exp, out=by_exp)
     del hs_add
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    # (T, B)
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0))
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     # (T, B, V)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
     del Wxh_full
@@ -717,10 +721,11 @@ def loss_hvp(
     del by_exp, dlogp_div, ths_add, vby_div
     Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
     ths_matmul = ths.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    # (H, V)
-    HvWhy = ths_matmul + hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))
+    HvWhy = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
+    HvWhy += ths_matmul
     del ths_matmul
-    tdhs = -(vby_add @ Why.T)  # (T, B, H)
+    tdhs = vby_add @ Why.T  # (T, B, H)
+    np.negative(tdhs, out=tdhs)
     tdhs += dlogp_diff @ vWhy.T
     del dlogp_diff, vby_add
     # tangent of grad of the loop at line 11

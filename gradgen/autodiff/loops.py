@@ -359,7 +359,7 @@ def _kept_rows(node: Node, bv: _BodyVJP) -> dict[int, tuple[int, int]]:
     written `S[t + 1] = y`, y the next value of the carried value x of initial value x0
     (sink_steps' `h_steps`): y at r = 1 and x at r = 0. The VJP reads that buffer
     instead of saving the value a second time."""
-    body, c = bv.body, bv.C
+    body = bv.body
     length = as_expr(node.attr("length"))
     i = iteration(bv.t, node)
     saved = {id(f) for f in bv.saved}
