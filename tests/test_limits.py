@@ -8,6 +8,9 @@ The 10 MB sources that are expensive to parse (about 10-20 s and 2 GB for Python
 
 from __future__ import annotations
 
+import ast
+import sys
+import threading
 import types
 
 import numpy as np
@@ -86,6 +89,46 @@ def test_5000_unary_minus_without_spaces_compile():
     text = outcome(HEAD + "    return sum(" + "-" * 5_000 + "x)\n")   # an even number
     x = np.arange(4.0)
     np.testing.assert_allclose(run(text).f_grad(x), np.ones(4))
+
+
+PARSER = sys.modules["gradgen.frontend.parse"]   # (the module; `frontend.parse` is its function)
+
+
+@pytest.mark.parametrize("source", [
+    HEAD + "    return sum(" + "-" * 900 + "x)\n",
+    HEAD + "    return sum(" + " ** ".join(["x"] * 150) + ")\n",
+    HEAD + "    return sum(" + "(" * 300 + "x" + ")" * 300 + ")\n",
+    HEAD + "    return sum(x +)\n",
+], ids=["unary-minus", "power", "too-many-parentheses", "syntax-error"])
+def test_a_short_source_parses_on_the_calling_thread_as_on_the_large_stack(source, monkeypatch):
+    assert len(source) <= PARSER.SMALL_SOURCE_CHARS
+    here = outcome(source)
+    monkeypatch.setattr(PARSER, "SMALL_SOURCE_CHARS", 0)   # every source on the parse thread
+    there = outcome(source)
+    if isinstance(here, str):
+        assert here == there
+    else:
+        assert isinstance(there, CompileError)
+        assert [(d.line, d.col, d.message) for d in here.diagnostics] == \
+            [(d.line, d.col, d.message) for d in there.diagnostics]
+
+
+def test_a_short_source_too_deep_for_the_calling_thread_is_parsed_on_the_large_stack(
+        monkeypatch):
+    source = HEAD + "    return sum(-x)\n"
+    calls = []
+    original = ast.parse
+
+    def parse(text, *args, **kwargs):   # too deep on the calling thread, fine on the other
+        if text == source:
+            calls.append(threading.current_thread() is threading.main_thread())
+            if calls[-1]:
+                raise RecursionError("maximum recursion depth exceeded during ast construction")
+        return original(text, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", parse)
+    assert isinstance(outcome(source), str)
+    assert calls == [True, False]
 
 
 # ---------------------------------------------------------------------------- long chains
