@@ -312,6 +312,21 @@ def _values(entry, rng) -> dict:
     return out
 
 
+def _matches_golden(name: str, header: str, entry, before, after, log=None,
+                    update: bool = False, before_text: str | None = None) -> None:
+    """Compare (or with `update` write) the golden file `name`: `header`, the IR before,
+    the rules fired (when `log` is given), the IR after, and the code emitted from each."""
+    fired = "" if log is None else f"\n## rules fired\n{_fired(log)}\n"
+    text = (header + f"\n## before\n{before_text or _show(before)}\n{fired}"
+            + f"\n## after\n{_show(after)}\n"
+            + f"\n## emitted before\n{_code(entry, before)}\n"
+            + f"\n## emitted after\n{_code(entry, after)}\n")
+    golden = GOLDEN / f"{name}.txt"
+    if update:
+        golden.write_text(text, encoding="utf-8")
+    assert golden.read_text(encoding="utf-8") == text
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_pass(name: str, update_golden: bool):
     pass_name, what, source = CASES[name]
@@ -323,16 +338,9 @@ def test_pass(name: str, update_golden: bool):
         with recording() as log:
             after = run(before)
         ir.verify(after)
-        text = (f"# {pass_name}: {what}\n#\n"
-                + "".join(f"#   {line}\n" for line in source.splitlines())
-                + f"\n## before\n{before_text}\n\n## rules fired\n{_fired(log)}\n"
-                + f"\n## after\n{_show(after)}\n"
-                + f"\n## emitted before\n{_code(entry, before)}\n"
-                + f"\n## emitted after\n{_code(entry, after)}\n")
-        golden = GOLDEN / f"{name}.txt"
-        if update_golden:
-            golden.write_text(text, encoding="utf-8")
-        assert golden.read_text(encoding="utf-8") == text
+        header = (f"# {pass_name}: {what}\n#\n"
+                  + "".join(f"#   {line}\n" for line in source.splitlines()))
+        _matches_golden(name, header, entry, before, after, log, update_golden, before_text)
         assert after is not before, "the case shows nothing: the pass changed nothing"
         if pass_name != "lower":
             assert run(after) is after, "not a fixed point: a second run changed the graph"
@@ -383,15 +391,9 @@ def test_fuse_scatters_one_buffer(update_golden: bool):
         with recording() as log:
             after = fuse(before)
         ir.verify(after)
-        text = ("# fuse: scatters of slices of one shape, summed, are one buffer\n"
-                + f"\n## before\n{_show(before)}\n\n## rules fired\n{_fired(log)}\n"
-                + f"\n## after\n{_show(after)}\n"
-                + f"\n## emitted before\n{_code(entry, before)}\n"
-                + f"\n## emitted after\n{_code(entry, after)}\n")
-        golden = GOLDEN / "fuse_scatters_one_buffer.txt"
-        if update_golden:
-            golden.write_text(text, encoding="utf-8")
-        assert golden.read_text(encoding="utf-8") == text
+        _matches_golden("fuse_scatters_one_buffer",
+                        "# fuse: scatters of slices of one shape, summed, are one buffer\n",
+                        entry, before, after, log, update_golden)
         assert fuse(after) is after
         assert _code(entry, before).count("zeros_like") == 3
         assert _code(entry, after).count("zeros_like") == 1   # one full-size buffer
@@ -419,15 +421,9 @@ def test_lower_spd_inverse(update_golden: bool):
         with recording() as log:
             after = PASSES["lower"](before)
         ir.verify(after)
-        text = ("# lower: the inverse of spd(K, L) from the factor L\n"
-                + f"\n## before\n{_show(before)}\n\n## rules fired\n{_fired(log)}\n"
-                + f"\n## after\n{_show(after)}\n"
-                + f"\n## emitted before\n{_code(entry, before)}\n"
-                + f"\n## emitted after\n{_code(entry, after)}\n")
-        golden = GOLDEN / "lower_spd_inverse.txt"
-        if update_golden:
-            golden.write_text(text, encoding="utf-8")
-        assert golden.read_text(encoding="utf-8") == text
+        _matches_golden("lower_spd_inverse",
+                        "# lower: the inverse of spd(K, L) from the factor L\n",
+                        entry, before, after, log, update_golden)
         assert "linalg.inv" in _code(entry, before) and "linalg.inv" not in _code(entry, after)
         values = _values(entry, np.random.default_rng(7))
         np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
@@ -468,15 +464,9 @@ def test_loops_drop_dead_row_writes(update_golden: bool):
         ir.verify(before)
         after = drop_dead_row_writes(before)
         ir.verify(after)
-        text = ("# loops: a write into a row nothing reads again is dropped\n"
-                + f"\n## before\n{_show(before)}\n"
-                + f"\n## after\n{_show(after)}\n"
-                + f"\n## emitted before\n{_code(entry, before)}\n"
-                + f"\n## emitted after\n{_code(entry, after)}\n")
-        golden = GOLDEN / "loops_drop_dead_row_writes.txt"
-        if update_golden:
-            golden.write_text(text, encoding="utf-8")
-        assert golden.read_text(encoding="utf-8") == text
+        _matches_golden("loops_drop_dead_row_writes",
+                        "# loops: a write into a row nothing reads again is dropped\n",
+                        entry, before, after, None, update_golden)
         assert drop_dead_row_writes(after) is after
         assert _code(entry, before).count("] = 0\n") == 2
         assert _code(entry, after).count("] = 0\n") == 1   # dK's stays: sum(dK) reads it
