@@ -229,6 +229,11 @@ class Workspace:
         if b is None or b.shape != shape or b.dtype != self.dtype:
             if b is not None:
                 self.ids.discard(id(b))
+            # One made and freed first (untouched, so no page is faulted): glibc maps a
+            # large block afresh unless a block as large was freed before, and a buffer
+            # kept here is never freed, so each large temporary of every later call would
+            # be mapped and page-faulted anew (HMM: 364 faults a call, slower than without).
+            np.empty(shape, self.dtype)
             b = self.buffers[name] = np.empty(shape, self.dtype)
             self.ids.add(id(b))
         return b
