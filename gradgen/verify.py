@@ -81,7 +81,7 @@ NUMPY_FUNCTIONS = frozenset({
 })
 # NumPy values (not called) the emitted code reads.
 NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarray", "floating",
-                          "integer", "number", "bool_", "generic", "complexfloating", "intp"})
+                          "dtype", "integer", "number", "bool_", "generic", "complexfloating", "intp"})
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",

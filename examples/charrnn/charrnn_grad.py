@@ -132,10 +132,13 @@ def _expect(name, x, shape):
 
 def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     """A scalar argument as a 0-d array: a Python number with the dtype of the array
-    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), a NumPy
+    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), or with the
+    one dtype passed instead where the caller knows it is theirs (`X.dtype`), a NumPy
     scalar with its own (np.float64 is a float too, but strongly typed), an array as it is."""
     if type(x) in (float, int):
-        return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
+        if len(arrays) == 1 and isinstance(arrays[0], np.dtype):
+            return np.asarray(x, arrays[0])
+        return np.asarray(x, np.result_type(*arrays, 0.0))
     return np.asarray(x)
 
 

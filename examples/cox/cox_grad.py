@@ -131,10 +131,13 @@ def _expect(name, x, shape):
 
 def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     """A scalar argument as a 0-d array: a Python number with the dtype of the array
-    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), a NumPy
+    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), or with the
+    one dtype passed instead where the caller knows it is theirs (`X.dtype`), a NumPy
     scalar with its own (np.float64 is a float too, but strongly typed), an array as it is."""
     if type(x) in (float, int):
-        return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
+        if len(arrays) == 1 and isinstance(arrays[0], np.dtype):
+            return np.asarray(x, arrays[0])
+        return np.asarray(x, np.result_type(*arrays, 0.0))
     return np.asarray(x)
 
 
@@ -223,7 +226,7 @@ def nll_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
         X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
-    lam = _weak(lam, X, event, beta)
+    lam = _weak(lam, X.dtype)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
@@ -259,7 +262,7 @@ def nll_value_and_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> tupl
     if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
         X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
-    lam = _weak(lam, X, event, beta)
+    lam = _weak(lam, X.dtype)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
     value = lam * (beta @ beta) / 2 - (event @ (eta - log_risk)) / N
@@ -297,7 +300,7 @@ def nll_vjp(X: Array, event: Array, beta: Array, lam: Scalar, g: Scalar) -> Arra
         X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
     _expect("g", g, ())
-    lam = _weak(lam, X, event, beta)
+    lam = _weak(lam, X.dtype)
     g = _weak(g, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
@@ -376,7 +379,7 @@ def nll_hvp(X: Array, event: Array, beta: Array, lam: Scalar, vbeta: Array) -> A
     N = X.shape[0]
     D = X.shape[1]
     _expect("vbeta", vbeta, (D,))
-    lam = _weak(lam, X, event, beta)
+    lam = _weak(lam, X.dtype)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
     # tangent of line 9: eta = X @ beta

@@ -131,10 +131,13 @@ def _expect(name, x, shape):
 
 def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     """A scalar argument as a 0-d array: a Python number with the dtype of the array
-    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), a NumPy
+    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), or with the
+    one dtype passed instead where the caller knows it is theirs (`X.dtype`), a NumPy
     scalar with its own (np.float64 is a float too, but strongly typed), an array as it is."""
     if type(x) in (float, int):
-        return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
+        if len(arrays) == 1 and isinstance(arrays[0], np.dtype):
+            return np.asarray(x, arrays[0])
+        return np.asarray(x, np.result_type(*arrays, 0.0))
     return np.asarray(x)
 
 
@@ -379,7 +382,7 @@ def nll(X: Array, y: Array, beta: Array, a: Scalar) -> Scalar:
     if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
         X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
-    a = _weak(a, X, y, beta)
+    a = _weak(a, X.dtype)
     r = np.exp(a)
     y_add = y + r  # (N,)
     z = X @ beta  # (N,)
@@ -416,7 +419,7 @@ def nll_grad(X: Array, y: Array, beta: Array, a: Scalar) -> tuple[Array, Scalar]
     if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
         X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
-    a = _weak(a, X, y, beta)
+    a = _weak(a, X.dtype)
     r = np.exp(a)
     y_add = y + r  # (N,)
     z = X @ beta  # (N,)
@@ -459,7 +462,7 @@ def nll_value_and_grad(
     if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
         X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
-    a = _weak(a, X, y, beta)
+    a = _weak(a, X.dtype)
     r = np.exp(a)
     y_add = y + r  # (N,)
     z = X @ beta  # (N,)
@@ -507,7 +510,7 @@ def nll_vjp(X: Array, y: Array, beta: Array, a: Scalar, g: Scalar) -> tuple[Arra
         X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     _expect("g", g, ())
-    a = _weak(a, X, y, beta)
+    a = _weak(a, X.dtype)
     g = _weak(g, X, y, beta)
     r = np.exp(a)
     y_add = y + r  # (N,)
@@ -555,7 +558,7 @@ def nll_jvp(
     D = X.shape[1]
     _expect("tbeta", tbeta, (D,))
     _expect("ta", ta, ())
-    a = _weak(a, X, y, beta)
+    a = _weak(a, X.dtype)
     ta = _weak(ta, X, y, beta)
     r = np.exp(a)
     y_add = y + r  # (N,)
@@ -617,7 +620,7 @@ def nll_hvp(
     D = X.shape[1]
     _expect("vbeta", vbeta, (D,))
     _expect("va", va, ())
-    a = _weak(a, X, y, beta)
+    a = _weak(a, X.dtype)
     va = _weak(va, X, y, beta)
     r = np.exp(a)
     y_add = y + r  # (N,)
@@ -678,7 +681,7 @@ def nll_hessian(
         X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
     D = X.shape[1]
-    a = _weak(a, X, y, beta)
+    a = _weak(a, X.dtype)
     r = np.exp(a)
     y_add = y + r  # (N,)
     z = X @ beta  # (N,)

@@ -131,10 +131,13 @@ def _expect(name, x, shape):
 
 def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     """A scalar argument as a 0-d array: a Python number with the dtype of the array
-    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), a NumPy
+    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), or with the
+    one dtype passed instead where the caller knows it is theirs (`X.dtype`), a NumPy
     scalar with its own (np.float64 is a float too, but strongly typed), an array as it is."""
     if type(x) in (float, int):
-        return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
+        if len(arrays) == 1 and isinstance(arrays[0], np.dtype):
+            return np.asarray(x, arrays[0])
+        return np.asarray(x, np.result_type(*arrays, 0.0))
     return np.asarray(x)
 
 
@@ -185,7 +188,7 @@ def loss(X: Array, y: Array, w: Array, lam: Scalar) -> Scalar:
     if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
-    lam = _weak(lam, X, y, w)
+    lam = _weak(lam, X.dtype)
     y_neg = X @ w  # (N,)
     y_neg *= y
     np.negative(y_neg, out=y_neg)
@@ -211,7 +214,7 @@ def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
-    lam = _weak(lam, X, y, w)
+    lam = _weak(lam, X.dtype)
     y_neg = X @ w  # (N,)
     y_neg *= y
     np.negative(y_neg, out=y_neg)
@@ -241,7 +244,7 @@ def loss_value_and_grad(X: Array, y: Array, w: Array, lam: Scalar) -> tuple[Scal
     if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
-    lam = _weak(lam, X, y, w)
+    lam = _weak(lam, X.dtype)
     y_neg = X @ w  # (N,)
     y_neg *= y
     np.negative(y_neg, out=y_neg)
@@ -273,7 +276,7 @@ def loss_vjp(X: Array, y: Array, w: Array, lam: Scalar, g: Scalar) -> Array:
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     _expect("g", g, ())
-    lam = _weak(lam, X, y, w)
+    lam = _weak(lam, X.dtype)
     g = _weak(g, X, y, w)
     y_neg = X @ w  # (N,)
     y_neg *= y
@@ -307,7 +310,7 @@ def loss_jvp(X: Array, y: Array, w: Array, lam: Scalar, tw: Array) -> tuple[Scal
     N = X.shape[0]
     D = X.shape[1]
     _expect("tw", tw, (D,))
-    lam = _weak(lam, X, y, w)
+    lam = _weak(lam, X.dtype)
     y_neg = X @ w  # (N,)
     y_neg *= y
     np.negative(y_neg, out=y_neg)
@@ -339,7 +342,7 @@ def loss_hvp(X: Array, y: Array, w: Array, lam: Scalar, vw: Array) -> Array:
     N = X.shape[0]
     D = X.shape[1]
     _expect("vw", vw, (D,))
-    lam = _weak(lam, X, y, w)
+    lam = _weak(lam, X.dtype)
     y_neg = X @ w  # (N,)
     y_neg *= y
     np.negative(y_neg, out=y_neg)
@@ -372,7 +375,7 @@ def loss_hessian(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     D = X.shape[1]
-    lam = _weak(lam, X, y, w)
+    lam = _weak(lam, X.dtype)
     y_neg = X @ w  # (N,)
     y_neg *= y
     np.negative(y_neg, out=y_neg)

@@ -132,10 +132,13 @@ def _expect(name, x, shape):
 
 def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     """A scalar argument as a 0-d array: a Python number with the dtype of the array
-    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), a NumPy
+    arguments (weakly typed, as in NumPy 2: it does not make float32 float64), or with the
+    one dtype passed instead where the caller knows it is theirs (`X.dtype`), a NumPy
     scalar with its own (np.float64 is a float too, but strongly typed), an array as it is."""
     if type(x) in (float, int):
-        return np.asarray(x, dtype=np.result_type(*arrays, 0.0))
+        if len(arrays) == 1 and isinstance(arrays[0], np.dtype):
+            return np.asarray(x, arrays[0])
+        return np.asarray(x, np.result_type(*arrays, 0.0))
     return np.asarray(x)
 
 
@@ -238,7 +241,7 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
         X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     C = W.shape[1]
-    lam = _weak(lam, X, W)
+    lam = _weak(lam, X.dtype)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
@@ -277,7 +280,7 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
         X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     C = W.shape[1]
-    lam = _weak(lam, X, W)
+    lam = _weak(lam, X.dtype)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
@@ -321,7 +324,7 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     N = X.shape[0]
     C = W.shape[1]
     _expect("g", g, ())
-    lam = _weak(lam, X, W)
+    lam = _weak(lam, X.dtype)
     g = _weak(g, X, W)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
@@ -364,7 +367,7 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     D = X.shape[1]
     C = W.shape[1]
     _expect("tW", tW, (D, C))
-    lam = _weak(lam, X, W)
+    lam = _weak(lam, X.dtype)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
@@ -408,7 +411,7 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     D = X.shape[1]
     C = W.shape[1]
     _expect("vW", vW, (D, C))
-    lam = _weak(lam, X, W)
+    lam = _weak(lam, X.dtype)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
