@@ -385,7 +385,7 @@ def test_the_backward_loop_reads_as_code(sequences):
     # saved states and the stacked cotangents (pass sink_steps), not one per step
     backward_body = grad.split("reversed(range(T)):\n")[1].split("\n    del ")[0]
     assert "dWh" not in backward_body and "dWy" not in backward_body
-    assert "    dWh = h_steps[0:T].reshape((N * T, H)).T @ dXWx" in grad
+    assert "    dWh = h_steps[:T].reshape((N * T, H)).T @ dXWx" in grad
     assert re.search(r"\n    dWy = hs\d*\.reshape\(\(N \* T, H\)\)\.T @ ", grad)
     # (the dtype the arguments promote to: computed once, read by each buffer)
     assert "    dtype = np.result_type(X, Wx, Wh, h0)\n" in grad
@@ -408,7 +408,7 @@ def test_the_backward_loop_reads_as_code(sequences):
     forward, backward = grad.split("for t in reversed(range(T)):")
     assert "np.empty((T + 1, N, H)" in forward.split("for t in range(T):")[0]
     assert re.search(r"\n        h_steps\[t \+ 1\] = h\d*\n", forward)
-    assert "h_steps[t + 1]" in backward and "h_steps[0:T]" in backward
+    assert "h_steps[t + 1]" in backward and "h_steps[:T]" in backward
     assert "_next_steps" not in grad
     assert not re.search(r"scan|res_?\d|_res\b", grad)   # no machine names
     # a loop writing per-step states: the buffer's cotangent is read, never saved

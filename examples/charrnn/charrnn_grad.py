@@ -230,7 +230,7 @@ def loss(
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
     del Wxh_rows
-    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs = h_steps[1:]  # (T, B, H)
     del h_steps
     hs_add = hs @ Why  # (T, B, V)
     hs_add += by
@@ -291,7 +291,7 @@ def loss_grad(
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
     del Wxh_rows
-    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs = h_steps[1:]  # (T, B, H)
     hs_add = hs @ Why  # (T, B, V)
     hs_add += by
     # (T, B, V); reuses hs_add's buffer
@@ -325,7 +325,7 @@ def loss_grad(
         dh = dh_mul @ Whh.T
     del dhs
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
@@ -376,7 +376,7 @@ def loss_value_and_grad(
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
     del Wxh_rows
-    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs = h_steps[1:]  # (T, B, H)
     hs_add = hs @ Why  # (T, B, V)
     hs_add += by
     # (T, B, V); reuses hs_add's buffer
@@ -414,7 +414,7 @@ def loss_value_and_grad(
         dh = dh_mul @ Whh.T
     del dhs
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
@@ -476,7 +476,7 @@ def loss_vjp(
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
     del Wxh_rows
-    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs = h_steps[1:]  # (T, B, H)
     hs_add = hs @ Why  # (T, B, V)
     hs_add += by
     # (T, B, V); reuses hs_add's buffer
@@ -510,7 +510,7 @@ def loss_vjp(
         dh = dh_mul @ Whh.T
     del dhs
     dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[0:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
@@ -588,7 +588,7 @@ def loss_jvp(
         h_steps_dot[t + 1] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
-    hs = h_steps[1 : T + 1]  # (T, B, H)
+    hs = h_steps[1:]  # (T, B, H)
     del h_steps
     hs_add = hs @ Why  # (T, B, V)
     hs_add += by
@@ -604,7 +604,7 @@ def loss_jvp(
     arange = np.arange(B)  # (B,)
     value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
-    ths = h_steps_dot[1 : T + 1]  # (T, B, H)
+    ths = h_steps_dot[1:]  # (T, B, H)
     del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
@@ -693,8 +693,8 @@ def loss_hvp(
         h_steps_dot[t + 1] = h_dot
         h = h2
     del Wxh_rows, tWxh_rows
-    ths = h_steps_dot[1 : T + 1]  # (T, B, H)
-    hs = h_steps[1 : T + 1]  # (T, B, H)
+    ths = h_steps_dot[1:]  # (T, B, H)
+    hs = h_steps[1:]  # (T, B, H)
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ vWhy + vby  # (T, B, V)
     hs_add = hs @ Why  # (T, B, V)
@@ -757,10 +757,10 @@ def loss_hvp(
     del dhs, h0_zeros_like, tdhs
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    h_steps_matmul = np.transpose(h_steps[0:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
+    h_steps_matmul = np.transpose(h_steps[:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
     del h_steps
     # (T, H, H)
-    dh_muls_add = np.transpose(h_steps_dot[0:T], (0, 2, 1)) @ dh_muls + h_steps_matmul
+    dh_muls_add = np.transpose(h_steps_dot[:T], (0, 2, 1)) @ dh_muls + h_steps_matmul
     del dh_muls, h_steps_dot, h_steps_matmul
     # tangent of grad of line 11: for t in range(T):
     HvWhh = dh_muls_add.sum(axis=0)  # (H, H)

@@ -222,7 +222,7 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
     logA = A_diff - np.log(np.einsum("ij->i", np.exp(A_diff))[:, None])  # (K, K)
     del A_diff
-    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
@@ -288,7 +288,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
@@ -328,7 +328,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dlogE_rows
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
+    obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
@@ -397,7 +397,7 @@ def loglik_value_and_grad(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
@@ -441,7 +441,7 @@ def loglik_value_and_grad(
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dlogE_rows
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
+    obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
@@ -512,7 +512,7 @@ def loglik_vjp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
@@ -552,7 +552,7 @@ def loglik_vjp(
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dlogE_rows
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
+    obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined, obs_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
@@ -630,13 +630,13 @@ def loglik_jvp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     # tangent of line 10: logA = log_softmax(A, axis=1)
     tlogA = tA - np.einsum("ij,ij->i", tA, A_exp)[:, None] / A_sum  # (K, K)
     del A_exp
     # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-    tlogE_rows = tlogE[obs[1:T]]  # (T - 1, N, K)
+    tlogE_rows = tlogE[obs[1:]]  # (T - 1, N, K)
     del tlogE
     # tangent of the loop at line 13
     alpha_dot = talpha
@@ -726,7 +726,7 @@ def loglik_hvp(
     A_sum = np.einsum("ij->i", A_exp)[:, None]  # (K, 1)
     tlogA = vA - vA_einsum / A_sum  # (K, K)
     # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-    tlogE_rows = tlogE[obs[1:T]]  # (T - 1, N, K)
+    tlogE_rows = tlogE[obs[1:]]  # (T - 1, N, K)
     del tlogE
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
@@ -738,7 +738,7 @@ def loglik_hvp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:T]]  # (T - 1, N, K)
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     # tangent of the loop at line 13
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
@@ -793,7 +793,7 @@ def loglik_hvp(
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     dalpha_div2 = dalpha.sum(axis=0).sum(axis=0, keepdims=True) / pi_sum  # (1,)
     # (N + N * (T - 1),)
-    obs_joined = np.concatenate([obs[1:T].reshape((N * (T - 1),)), obs[0]])
+    obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
     del dalpha, dlogE_rows

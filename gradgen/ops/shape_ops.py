@@ -435,12 +435,29 @@ def _grows(n) -> bool:
 
 
 def _emit_index(p, node):
-    items = format_index(node.attr("index"), p)
+    items = format_index(_open_bounds(node.attr("index"), node.args[0].shape), p)
     if items == "()":
         return f"{p.arg(node, 0, PREC_CALL)}[()]", PREC_CALL
     return p.subscript(p.arg(node, 0, PREC_CALL), items.split(", "), node.args[0].ndim,
                        trim=False), \
         PREC_CALL
+
+
+def _open_bounds(index: tuple, shape: tuple) -> tuple:
+    """The index with a slice's bound left out where it is the axis's own (`h[1:]`, not
+    `h[1 : T + 1]` of an array of T + 1 rows; `h[:T]`, not `h[0:T]`): the same view."""
+    if len(index) > len(shape) or not all(isinstance(it, tuple) or isinstance(it, int)
+                                          for it in index):
+        return index
+    out = []
+    for it, d in zip(index, shape):
+        if isinstance(it, tuple) and it[3] == 1:
+            _, start, stop, step = it
+            start = None if start is not None and dims_equal(start, 0) else start
+            stop = None if stop is not None and dims_equal(stop, d) else stop
+            it = ("slice", start, stop, step)
+        out.append(it)
+    return tuple(out)
 
 
 def format_index(index, p=None) -> str:
