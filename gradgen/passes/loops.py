@@ -40,6 +40,15 @@ def _parts() -> frozenset:
     return builder().with_trait("projection")
 
 
+def _parts_read(graph: Graph, parts: frozenset) -> dict[int, set[int]]:
+    """{id(loop): the indices of its values something in `graph` takes}."""
+    used: dict[int, set[int]] = {}
+    for n in graph.order:
+        if n.op in parts:
+            used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
+    return used
+
+
 def loops(graph: Graph) -> Graph:
     """`merge_loops` then `prune_loops`, in the graph and in the bodies of its loops, until
     neither changes anything."""
@@ -126,10 +135,7 @@ def prune_loops(graph: Graph) -> Graph:
     """Each loop without the carried values nobody reads and the outside values its kept
     values do not need."""
     loops_, parts = _loops(), _parts()
-    used: dict[int, set[int]] = {}
-    for n in graph.order:
-        if n.op in parts:
-            used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
+    used = _parts_read(graph, parts)
     smaller: dict[int, tuple[Node, dict]] = {}
     for n in graph.order:
         if n.op not in loops_:
@@ -173,10 +179,7 @@ def drop_dead_row_writes(graph: Graph) -> Graph:
     there is never read (a backward loop's `dH[t] = 0`, the cotangent of the zeros a
     forward loop's `H[t] = h` wrote into). The array is then carried as it is."""
     loops_, parts = _loops(), _parts()
-    used: dict[int, set[int]] = {}
-    for n in graph.order:
-        if n.op in parts:
-            used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
+    used = _parts_read(graph, parts)
     smaller: dict[int, Node] = {}
     for n in graph.order:
         if n.op not in loops_:
@@ -229,10 +232,7 @@ def read_unpadded(graph: Graph) -> Graph:
     `v[t]` instead: the zeros and the copy are not made. The cotangent of the states a
     loop keeps in rows 1 to L of `h_steps` is such an array (`dh_steps[t + 1]`)."""
     loops_, parts = _loops(), _parts()
-    used: dict[int, set[int]] = {}
-    for n in graph.order:
-        if n.op in parts:
-            used.setdefault(id(n.args[0]), set()).add(n.attr("index"))
+    used = _parts_read(graph, parts)
     smaller: dict[int, Node] = {}
     renumber: dict[int, dict[int, int]] = {}   # id(loop) -> {old carried index: new}
     for n in graph.order:
