@@ -27,6 +27,7 @@ from .codegen.runtime import (
     CHECK_DIMS,
     CHECK_SHAPE,
     ONE_DTYPE,
+    REUSE_FREED_MEMORY,
     SIZE_CHECKS,
     TYPES,
     TYPES_COMMENT,
@@ -192,6 +193,8 @@ def build_module(program: Program, options: Options) -> Module:
         preludes = {"_weak": runtime["_weak"], **preludes}
     if options.workspace:
         preludes["Workspace"] = WORKSPACE
+    if not xp:   # (the array-API module's arrays are not necessarily NumPy's, nor its malloc)
+        preludes["_reuse_freed_memory"] = REUSE_FREED_MEMORY
     if options.checks:
         preludes = {"_dims": runtime["_dims"], "_expect": runtime["_expect"],
                     **{h: SIZE_CHECKS[h] for h in SIZE_CHECKS if h in checks}, **preludes}
@@ -614,7 +617,7 @@ def _module_namer(program: Program, options: Options | None = None) -> ModuleNam
 def helper_sources() -> list[str]:
     """The source of every helper an emitted module may carry."""
     return ["\n".join(TYPES.values()) + "\n", CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR, ONE_DTYPE,
-            *SIZE_CHECKS.values()] + sorted(
+            REUSE_FREED_MEMORY, *SIZE_CHECKS.values()] + sorted(
         {d.prelude for d in REGISTRY.values() if d.prelude})
 
 

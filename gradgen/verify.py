@@ -846,6 +846,7 @@ class _Verifier(_Statements):
     def __init__(self, tree: ast.Module, parts: list[_Part] | None = None):
         super().__init__(tree)
         self.parts = parts or []
+        self.import_calls: set[str] = set()   # the helpers called at import
 
     def run(self) -> None:
         body = self.tree.body
@@ -877,10 +878,14 @@ class _Verifier(_Statements):
                 self.state.add(name)
             elif _is_docstring(stmt):
                 _fail(stmt, "a string statement outside a docstring position")
+            elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+                self._import_call(stmt.value, bound)
+                continue
             else:
                 _fail(stmt, f"statement {type(stmt).__name__} at module level "
-                            "(only the docstring, `import numpy as np`, function definitions "
-                            "and the argument-spec constants are emitted there)")
+                            "(only the docstring, `import numpy as np`, function definitions, "
+                            "the argument-spec constants and the call of a helper without "
+                            "arguments are emitted there)")
             if _is_dunder(name):
                 _fail(stmt, f"module-level name {name!r} (dunder names are never emitted)")
             if name in bound:
@@ -910,6 +915,23 @@ class _Verifier(_Statements):
             self._function(scope.fn, None, scope)
             if part is not None:
                 part.passed.add(context)
+
+    def _import_call(self, call: ast.Call, bound: dict[str, ast.AST]) -> None:
+        """`_helper()` at module level (runs at import): a private function defined above,
+        that takes no parameters, called once without arguments. Its body is checked
+        like any function's, so it can do nothing a call of the module could not."""
+        func = call.func
+        name = func.id if isinstance(func, ast.Name) else None
+        fn = bound.get(name) if name is not None else None
+        if not (isinstance(fn, ast.FunctionDef) and name.startswith("_") and not _is_dunder(name)
+                and not call.args and not call.keywords and not fn.decorator_list
+                and not (fn.args.args or fn.args.posonlyargs or fn.args.kwonlyargs
+                         or fn.args.vararg or fn.args.kwarg)):
+            _fail(call, "a module-level call other than that of a private helper defined "
+                        "above it, without parameters or arguments")
+        if name in self.import_calls:
+            _fail(call, f"a second module-level call of {name!r}")
+        self.import_calls.add(name)
 
     def _xp_import(self, stmt: ast.Try) -> None:
         """The array API target's import, exactly: `try: from array_api_compat import

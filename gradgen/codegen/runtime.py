@@ -191,6 +191,22 @@ TYPES = {
 }
 TYPES_COMMENT = "# The types of the arguments and results (their shapes are in the docstrings)."
 
+# Run once when a NumPy module is imported (README "Page faults"): with it, a temporary of
+# a few MiB reuses memory an earlier call freed instead of faulting in fresh pages.
+REUSE_FREED_MEMORY = '''\
+def _reuse_freed_memory():
+    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
+    than its threshold (128 KiB at first) back to the system, so the next call's temporary
+    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
+    has been freed it keeps blocks up to its size for reuse. No page of the block is
+    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
+    nothing."""
+    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
+
+
+_reuse_freed_memory()
+'''
+
 # The caller-owned workspace (`gradgen compile --workspace`, README "Reusing buffers across
 # calls"): the emitted `f(..., workspace=ws)` takes its temporaries from `ws` by name.
 WORKSPACE = '''\
@@ -232,11 +248,8 @@ class Workspace:
         if b is None or b.shape != shape or b.dtype != self.dtype:
             if b is not None:
                 self.ids.discard(id(b))
-            # One made and freed first (untouched, so no page is faulted): glibc maps a
-            # large block afresh unless a block as large was freed before, and a buffer
-            # kept here is never freed, so each large temporary of every later call would
-            # be mapped and page-faulted anew (HMM: 364 faults a call, slower than without).
-            np.empty(shape, self.dtype)
+            # (The module's _reuse_freed_memory() at import keeps glibc from mapping the
+            # other temporaries of every call afresh: a buffer kept here is never freed.)
             b = self.buffers[name] = np.empty(shape, self.dtype)
             self.ids.add(id(b))
         return b
