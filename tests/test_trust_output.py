@@ -58,6 +58,7 @@ def run_module(source: str, where) -> types.ModuleType:
         os.chdir(cwd)
     assert set(os.listdir(where)) == before
     expected = {"np", "npt", "Array", "Scalar", "_dims", "_expect", "_DIMS_PASSED", "_weak",
+                "_reuse_freed_memory",
                 "_F_ARGS", "f", "f_grad",
                 "f_value_and_grad", "f_vjp", "f_jvp", "f_hvp"}
     assert {n for n in vars(module) if not n.startswith("__")} == expected
