@@ -328,3 +328,34 @@ def test_temporaries_are_named_after_their_operands():
     assert "XV" in got["matmul"] and "Q_Zeta" in got["matmul"]
     assert "Q_scaled" in got["mul"]
     assert "X_mul" in got["mul"]   # exp(exp(exp(exp(X)))) squared: X is 5 nodes down
+
+
+def _assigned(code: str, function: str) -> set[str]:
+    """The names `function` of the module `code` assigns."""
+    fn = next(f for f in ast.parse(code).body
+              if isinstance(f, ast.FunctionDef) and f.name == function)
+    return {t.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
+            for t in n.targets if isinstance(t, ast.Name)}
+
+
+def test_temporaries_are_named_after_what_they_are_computed_from():
+    """Not after a bias broadcast into them (`b_exp` for exp(X @ W + b - max)), an Index
+    argument (`y_rows`), or the dtype's witness of a constant array (`X_full` for the
+    starting cotangent); a cotangent rebuilt by a later pass keeps its primal's name
+    (`dhsWy`, not `X_diff` after the first argument)."""
+    source = ("def f(X: Data[N, D], y: Index[N], W: Param[D, C], b: Param[C]):\n"
+              "    return -mean(log_softmax(X @ W + b, axis=1)[arange(N), y])\n")
+    names = _assigned(gradgen.compile_source(source, modes=["grad"]), "f_grad")
+    assert {"X_exp", "X_sum"} <= names, names
+    assert not any(n.startswith(("b_", "y_")) or n.endswith("_full") for n in names), names
+    rnn = ("def f(X: Data[T, N, D], Y: Index[T, N], Wx: Param[D, H], Wh: Param[H, H],\n"
+           "      Wy: Param[H, C], h0: Data[N, H]):\n"
+           "    h = h0\n"
+           "    loss = 0.0\n"
+           "    for t in range(T):\n"
+           "        h = tanh(X[t] @ Wx + h @ Wh)\n"
+           "        loss += -mean(log_softmax(h @ Wy, axis=1)[arange(N), Y[t]])\n"
+           "    return loss / T\n")
+    names = _assigned(gradgen.compile_source(rnn, modes=["grad"]), "f_grad")
+    assert {"hs_exp", "dhsWy"} <= names, names
+    assert not any(n.startswith(("X_", "Y_")) for n in names), names
