@@ -225,7 +225,7 @@ def loss(
     h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -286,7 +286,7 @@ def loss_grad(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -371,7 +371,7 @@ def loss_value_and_grad(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -471,7 +471,7 @@ def loss_vjp(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -576,7 +576,7 @@ def loss_jvp(
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = tWxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h = h0.copy()
+    h = h0
     h_dot = np.zeros_like(h0)
     h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
@@ -681,8 +681,8 @@ def loss_hvp(
     h0_zeros_like = np.zeros_like(h0)  # (B, H)
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h = h0.copy()
-    h_dot = h0_zeros_like.copy()
+    h = h0
+    h_dot = h0_zeros_like
     h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
