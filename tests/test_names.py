@@ -52,7 +52,7 @@ def h(p: Param[()], q: Param[3]):
 
 # Every name the issue reports, the module's internal names and the variants the module
 # namer hands out when they are taken.
-HELPERS = helper_sources()
+HELPERS = helper_sources(workspace=True)
 _internal = ModuleNamer((), HELPERS)
 COLLIDING = ["np", "float", "len", "getattr", "zip", "enumerate", "_dims", "_expect",
              "_DIMS_PASSED", "_G_ARGS", "_F_ARGS", "_COST_ARGS", "_sigmoid", "_erf", "numpy",
@@ -359,3 +359,16 @@ def test_temporaries_are_named_after_what_they_are_computed_from():
     names = _assigned(gradgen.compile_source(rnn, modes=["grad"]), "f_grad")
     assert {"hs_exp", "dhsWy"} <= names, names
     assert not any(n.startswith(("X_", "Y_")) for n in names), names
+
+
+def test_a_user_name_the_workspace_helper_takes_gets_the_helper_another_name():
+    """`helper_sources(workspace=True)` lists the `Workspace` class (in COLLIDING above):
+    an argument named `Workspace` keeps its name, the class takes a variant."""
+    source = "def f(Workspace: Param[N], y: Data[N]):\n    return sum(Workspace * y * Workspace)\n"
+    mod = load(gradgen.compile_source(source, "t.grad", workspace=True))
+    classes = [v for k, v in vars(mod).items() if isinstance(v, type) and hasattr(v, "bind")]
+    assert len(classes) == 1 and classes[0].__name__ != "Workspace"
+    x, y = np.arange(3.0), np.ones(3)
+    ws = classes[0]()
+    assert np.array_equal(mod.f_grad(Workspace=x, y=y), mod.f_grad(x, y, workspace=ws))
+    assert np.array_equal(mod.f_grad(x, y), 2 * x * y)
