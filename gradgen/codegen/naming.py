@@ -221,8 +221,9 @@ def _helper_names(source: str) -> tuple[frozenset[str], frozenset[str]]:
 
 class ModuleNamer:
     """The module-level names of an emitted module that are not the user's: the NumPy
-    alias `np` (and `npt` for `numpy.typing`), the type aliases (`Array`, ...), the helpers (`_dims`, `_sigmoid`, ...), the spec constants, and the
-    builtins the emitted code and the helpers call (`float`, `len`, ...).
+    alias `np` (and `npt` for `numpy.typing`), the type aliases (`Array`, ...), the
+    helpers (`_dims`, `_sigmoid`, ...), the spec constants, and the builtins the emitted
+    code and the helpers call (`float`, `len`, ...).
 
     Each internal name keeps its canonical spelling unless a user name (an entry point,
     an emitted function, an argument or a dimension: names the user chose and sees) takes
