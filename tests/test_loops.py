@@ -972,6 +972,21 @@ def test_accumulated_terms_are_computed_after_the_loop():
     assert np.vdot(env["after_grad"](X, U, V, h0)[1], e) == pytest.approx(diff, rel=1e-6)
 
 
+def test_an_entry_read_in_a_loop_is_named_after_its_array():
+    """`k[0]`, `k[1]` read in a loop are `k0`, `k1` there, their gradient accumulators
+    `dk0`, `dk1` (not `outside1`, `doutside0`: tests/loops/sequences.grad's euler_fit,
+    whose derivatives tests/test_loop_derivatives.py checks)."""
+    text = textwrap.dedent("""\
+        def f(k: Param[2], x0: Data[D], dt: Data[()]):
+            x = x0
+            for s in range(4):
+                x = x + dt * (-k[0] * x + k[1] * sin(x))
+            return sum(x * x)
+        """)
+    code = gradgen.compile_source(text, "entry.grad", modes=("grad",))
+    assert "outside" not in code and "    dk[0] = dk0\n" in code and "dk[1] += dk1\n" in code
+
+
 def test_a_view_read_in_a_loop_is_named_after_its_array():
     """An outside value that adds unit axes to a named array (`log_A[None, :, :]`) gives
     the loop's temporaries and its gradient accumulator that array's name (`log_A_exp`,
