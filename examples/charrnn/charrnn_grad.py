@@ -736,7 +736,7 @@ def loss_hvp(
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
-    dh_dot = h0_zeros_like.copy()
+    dh_dot = h0_zeros_like
     dh_muls = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0, vWxh, vWhh, vbh))
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):

@@ -1198,12 +1198,16 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set,
     new buffer (`np.empty(...)`, zeros) whose final value is no result of the function
     (`loop`'s) is the workspace's (`h_steps = ws("h_steps", T + 1, B, H)`). Also, for
     each line that copies an array something else holds (by index), the carried value's
-    index and the line without the copy (`_uncopied`)."""
+    index, the line without the copy and the carried variable holding that array
+    uncopied, if one does (`_uncopied`)."""
     # (a variable a carried variable continues is taken whichever comes first: another
     # carried variable starting from it gets a copy, not the buffer the loop writes into)
     lines: list[str] = []
-    copies: dict[int, tuple] = {}   # line index -> (carried index, the line uncopied)
+    # line index -> (carried index, the line uncopied, the carried variable holding the
+    # same array uncopied, if one does)
+    copies: dict[int, tuple] = {}
     taken = {name for name, a in zip(carried, args) if st.p.code[id(a)][0] == name}
+    holder = {name: name for name in taken}
     for i, (name, a) in enumerate(zip(carried, args)):
         text, prec = st.p.code[id(a)]
         if text == name:   # the variable itself (`_carried_names`)
@@ -1213,12 +1217,13 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set,
         number = a.is_const or id(a) in st.p.scalars
         if text in taken and id(a) not in st.inlined and not number \
                 or text in read and a.shape or _shared(st, a, text):
-            if a.shape and text not in taken:
-                copies[len(lines)] = i, f"{name} = {text}"
+            if a.shape:
+                copies[len(lines)] = i, f"{name} = {text}", holder.get(text)
             text = st.p.copy(text, prec, scalar=not a.shape)
         elif st.ws and id(a) in st.inlined and loop is not None and \
                 (id(loop), i) not in st.p.workspace_parts:
             text = _workspace_into(st, a, name) or text
+        holder.setdefault(text, name)
         taken.add(text)
         lines.append(f"{name} = {text}")
     return lines, copies
@@ -1234,8 +1239,9 @@ def _uncopied(init: list[str], copies: dict[int, tuple], read: Callable[[int], b
     (`read(k)` says whether something may: after no step it would be that array)."""
     if any(n.op in body.ops.loop for n in order):   # (an inner loop has a state of its own)
         return
-    for k, (i, line) in copies.items():
-        if line.partition(" = ")[0] not in body.overwritten and not read(i):
+    for k, (i, line, holder) in copies.items():
+        if line.partition(" = ")[0] not in body.overwritten and not read(i) \
+                and holder not in body.overwritten:   # (nor the one holding it already)
             init[k] = line
 
 
