@@ -487,6 +487,18 @@ def rebound(x: Data[T, N], h0: Data[N], w: Param[N]):
         h = tanh(h * w + x[t])
         s += sum(h)
     return s
+
+
+def shared(x: Data[T, N], w: Param[N]):
+    u = w * 2.0
+    a = u
+    b = u
+    s = 0.0
+    for t in range(T):
+        a = tanh(a) * w
+        b = tanh(b + x[t])
+        s += sum(b * b)
+    return sum(a) + s
 """
 
 
@@ -499,15 +511,17 @@ def test_a_carried_argument_is_copied_only_where_that_is_needed():
     assert "    H = H0.copy()\n" in code and "    h = h0\n" in code
     returned = code.split("def returned(")[1].split("\ndef ")[0]
     assert "    h = h0.copy()\n" in returned
+    # b starts from the array a holds, and a step writes into a's buffer: b is a copy
+    assert "    a = u\n    b = u.copy()\n" in code.split("def shared(")[1]
     namespace: dict = {}
     exec(compile(code, "carried_grad.py", "exec"), namespace)
     rng = np.random.default_rng(0)
     for T, (name, fn) in itertools.product((0, 1, 3), list(namespace.items())):
-        if not name.startswith(("written", "returned", "rebound")):
+        if not name.startswith(("written", "returned", "rebound", "shared")):
             continue
         x, h0, w = rng.standard_normal((T, 3)), rng.standard_normal(3), rng.standard_normal(3)
-        args = [rng.standard_normal((T, 3)), x, w] \
-            if name.startswith("written") else [x, h0, w]
+        args = [rng.standard_normal((T, 3)), x, w] if name.startswith("written") \
+            else [x, w] if name.startswith("shared") else [x, h0, w]
         if name.endswith("_vjp"):
             args.append(rng.standard_normal(3) if name.startswith("returned") else 1.0)
         before = [a.copy() for a in args if isinstance(a, np.ndarray)]
@@ -518,6 +532,13 @@ def test_a_carried_argument_is_copied_only_where_that_is_needed():
         assert all(np.array_equal(a, b) for a, b in zip(arrays, before)), name
         assert not any(np.shares_memory(o, a) for o in outs if isinstance(o, np.ndarray)
                        for a in arrays), name
+        if name == "shared":
+            a = b = 2.0 * w
+            total = 0.0
+            for t in range(T):
+                a, b = np.tanh(a) * w, np.tanh(b + x[t])
+                total += np.vdot(b, b)
+            assert out == pytest.approx(a.sum() + total, rel=1e-12)
 
 
 def _scans(graph_outputs):
