@@ -1183,7 +1183,7 @@ def _unchanged_borrowed(st: _State, node: Node, region: Region, carried: tuple,
     out, borrowed = list(carried), set()
     for k, (x, o, a) in enumerate(zip(region.carried, region.outputs, node.args)):
         text = st.p.code[id(a)][0]
-        if o is x and x.shape and text != carried[k] and text.isidentifier() \
+        if o is x and x.shape and text not in carried and text.isidentifier() \
                 and (a.is_input or text in st.var_node) and not finals(k):
             out[k] = text
             borrowed.add(text)
