@@ -345,8 +345,8 @@ def _check_one(args, file: str, out) -> int:
 
 def _options_given(args) -> bool:
     """True when the command line sets any of the options that shape the module."""
-    return bool(args.wrt or args.modes is not None or args.hessian or args.jacobian or args.no_checks
-                or args.hint or args.checkpoint or args.target != "numpy"
+    return bool(args.wrt or args.modes is not None or args.hessian or args.jacobian
+                or args.no_checks or args.hint or args.checkpoint or args.target != "numpy"
                 or args.workspace)
 
 

@@ -603,22 +603,22 @@ def _module_namer(program: Program, options: Options | None = None) -> ModuleNam
     for e in program.entries:
         user |= {e.name, *(e.name + s for s in _SUFFIXES)}
         user |= {a.name for a in e.args} | set(e.dims)
-    sources = helper_sources()
+    sources = helper_sources(workspace=options is not None and options.workspace)
     if options is not None and options.printer == "array_api":
         sources += runtime_xp.sources()
-    if options is not None and options.workspace:
-        sources.append(WORKSPACE)
     names = ModuleNamer(user, sources)
     for e in program.entries:   # every spec constant before any function's locals are named
         names.spec_constant(e.name)
     return names
 
 
-def helper_sources() -> list[str]:
-    """The source of every helper an emitted module may carry."""
+def helper_sources(workspace: bool = False) -> list[str]:
+    """The source of every helper an emitted NumPy module may carry; with `workspace`,
+    also the `Workspace` class a module compiled with `--workspace` carries (its names
+    are reserved only there)."""
     return ["\n".join(TYPES.values()) + "\n", CHECK_DIMS, CHECK_SHAPE, WEAK_SCALAR, ONE_DTYPE,
             REUSE_FREED_MEMORY, *SIZE_CHECKS.values()] + sorted(
-        {d.prelude for d in REGISTRY.values() if d.prelude})
+        {d.prelude for d in REGISTRY.values() if d.prelude}) + ([WORKSPACE] if workspace else [])
 
 
 def _collision(name: str, first: str, later: str) -> str:

@@ -252,6 +252,21 @@ def memo() -> dict:
     return _current[-1].memo if _current else {}
 
 
+# The memo key of the names for temporaries (id -> name) that do not make a node a variable
+# as a graph's `names` do: the scheduler takes them as suggestions (codegen/naming.py).
+TEMPORARY_NAMES = "temporary names"
+
+
+def carry_names(old: Node, new: Node, names: dict | None = None) -> None:
+    """`new`, which replaces `old` in a rebuilt graph, takes `old`'s name in `names` and
+    its temporary's name (`TEMPORARY_NAMES`), where it has none of its own."""
+    if names is not None and old in names:
+        names.setdefault(new, names[old])
+    soft = _current[-1].memo.get(TEMPORARY_NAMES) if _current else None
+    if soft and id(old) in soft:
+        soft.setdefault(id(new), soft[id(old)])
+
+
 def make(op: str, *args: Node, **attrs) -> Node:
     """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the builder's
     rewrite hook had its say (so every node `make` returns is a fixed point of it)."""

@@ -81,7 +81,8 @@ NUMPY_FUNCTIONS = frozenset({
 })
 # NumPy values (not called) the emitted code reads.
 NUMPY_VALUES = frozenset({"pi", "e", "inf", "nan", "float64", "float32", "ndarray", "floating",
-                          "dtype", "integer", "number", "bool_", "generic", "complexfloating", "intp"})
+                          "dtype", "integer", "number", "bool_", "generic", "complexfloating",
+                          "intp"})
 # Built-in names the emitted code uses (called, or as the types of isinstance).
 BUILTINS = frozenset({"float", "int", "complex", "bool", "len", "zip", "enumerate", "tuple",
                       "list", "str", "min", "max", "abs", "isinstance", "getattr", "hasattr",
@@ -1009,9 +1010,9 @@ class _Verifier(_Statements):
             _fail(stmt, "a module-level assignment to something other than one name")
         name = stmt.targets[0].id
         value = stmt.value
-        if isinstance(value, ast.Name) and (value.id in BUILTINS | LOOP_BUILTINS or value.id in _TYPE_NAMES) \
-                and name != value.id \
-                and not _is_dunder(name):
+        if isinstance(value, ast.Name) \
+                and (value.id in BUILTINS | LOOP_BUILTINS or value.id in _TYPE_NAMES) \
+                and name != value.id and not _is_dunder(name):
             # `len_ = len`: a built-in under another name, because a user's entry point
             # takes its own; bound before any function is defined (so before the user's).
             if self.functions:

@@ -593,8 +593,8 @@ class ForkServer:
     fresh interpreter (test_fuzz.py: 21 s in the suite, 10 s alone). The helper
     (`serve`, started once) imports this module and then only forks: every input is still
     checked by `check`, in a fresh fork, with the same limits and the same verifier;
-    `gradgen.compiler.CHECK_GRAPHS` is set there as it is in the caller (the suite's
-    conftest turns it on). What the caller monkeypatches is not seen there: tests that
+    the suite's checks (`checks_now`) are set there as they are in the caller (the
+    suite's conftest turns them on). What the caller monkeypatches is not seen there: tests that
     patch the compiler pass a `stand_in` (the helper patches it there).
 
     Forking from the caller instead is a risk, not only a cost: a pytest worker that ran
@@ -608,11 +608,9 @@ class ForkServer:
     def __init__(self, warm: bool = True) -> None:
         import subprocess
 
-        from gradgen import compiler
-
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "import fuzzing; fuzzing.serve()",
-             str(int(bool(warm))), str(int(bool(compiler.CHECK_GRAPHS)))],
+             str(int(bool(warm))), *(str(int(bool(on))) for on in checks_now())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(HERE))
 
     def check(self, inp: Input, stand_in: StandIn | None = None) -> Outcome:
@@ -690,10 +688,8 @@ def serve() -> None:
     """The helper of `ForkServer`: reads inputs from stdin, answers their outcomes on
     stdout (its own fds 0 and 1 then point elsewhere, so nothing a child prints can mix
     into the answers)."""
-    from gradgen import compiler
-
-    compiler.CHECK_GRAPHS = sys.argv[-1] == "1"
-    if sys.argv[-2] == "1":
+    set_checks(sys.argv[-2] == "1", sys.argv[-1] == "1")
+    if sys.argv[-3] == "1":
         _warm()
     requests, answers = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
@@ -718,10 +714,22 @@ def serve() -> None:
 
 # ---------------------------------------------------------------- a campaign
 
-def _set_graph_checks(on: bool) -> None:
+def checks_now() -> tuple[bool, bool]:
+    """The suite's checks as this process has them (tests/conftest.py turns both on): each
+    stage's graph verified (`compiler.CHECK_GRAPHS`), each rule the index leaves out
+    tried and found not to apply (`rules.CHECK_INDEX`)."""
     from gradgen import compiler
+    from gradgen.passes import rules
 
-    compiler.CHECK_GRAPHS = on
+    return compiler.CHECK_GRAPHS, rules.CHECK_INDEX
+
+
+def set_checks(graphs: bool, index: bool) -> None:
+    """Set the suite's checks (`checks_now`) in this process: a helper the caller starts."""
+    from gradgen import compiler
+    from gradgen.passes import rules
+
+    compiler.CHECK_GRAPHS, rules.CHECK_INDEX = graphs, index
 
 
 def _one(job):
@@ -747,11 +755,9 @@ def campaign(n: int, first_seed: int = 0, strategies=tuple(STRATEGIES), workers:
     if workers > 1:
         # Not a fork of the caller (a pytest worker may have JAX's threads: ForkServer says
         # why): the pool's processes are forked from a fresh server process, and are told
-        # the caller's graph-check setting (conftest turns it on for the suite).
-        from gradgen import compiler
-
+        # the caller's checks (conftest turns them on for the suite).
         pool = multiprocessing.get_context("forkserver").Pool(
-            workers, initializer=_set_graph_checks, initargs=(compiler.CHECK_GRAPHS,))
+            workers, initializer=set_checks, initargs=checks_now())
         results = pool.imap_unordered(_one, jobs, chunksize=4)
     else:
         pool, results = None, map(_one, jobs)

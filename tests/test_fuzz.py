@@ -96,13 +96,15 @@ def test_the_checker_catches_what_it_should(server):
 def test_the_fork_server_checks_as_check_does(server):
     """The warm helper answers what `check` answers in a fresh interpreter (a helper
     without the warm-up: `check` called there, a compiled, a refused, a failing input),
-    with the suite's graph checks on in both. (`check` is not called in this worker: a
+    with the suite's graph and rule-index checks on in both. (`check` is not called in this worker: a
     fork of a pytest worker that has JAX's threads may deadlock; ForkServer says why.)"""
-    from fuzzing import Input
+    from fuzzing import Input, checks_now
 
     from gradgen import compiler
 
     assert compiler.CHECK_GRAPHS   # conftest: the servers must inherit it
+    # (the graph checks and the rule index's: serve() sets them from its last arguments)
+    assert checks_now() == (True, True) and server.proc.args[-2:] == ["1", "1"]
     cold = ForkServer(warm=False)
     try:
         for inp in (Input("def f(x: Param[N]):\n    return sum(x * x)\n", "t.grad", True),

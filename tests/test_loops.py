@@ -9,6 +9,7 @@ through loops come with the loop derivatives).
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import textwrap
@@ -440,7 +441,9 @@ def test_loops_with_literal_bounds_agree_with_the_loops_written_out(mod, rng):
 def test_the_emitted_loop_reads_like_the_source(source):
     code = _function(source, "rnn_loss")
     body = code.split("    for t in range(T):\n")[1].split("    return")[0]
-    assert "    h = h0.copy()\n" in code
+    # no copy of h0: every step rebinds h to a new array, no step writes into h0's
+    # buffer and nothing reads h after the loop (so T = 0 returns no alias of it)
+    assert "    h = h0\n" in code and "h0.copy()" not in code
     # X[t] @ Wx reads no carried value: one product for all steps before the loop
     # (pass hoist_steps), the body reads its row
     assert "    XWx = X @ Wx  # (T, N, H)\n" in code.split("    for t in range(T):\n")[0]
@@ -460,6 +463,82 @@ def test_the_emitted_loop_reads_like_the_source(source):
     assert "for t in range(T - 1, -1, -3):" in strided
     literal = _function(source, "literal")
     assert "for t in range(4):" in literal and "for k in range(3, 0, -1):" in literal
+
+
+_CARRIED = """\
+def written(H0: Data[T, N], x: Data[T, N], w: Param[N]):
+    H = H0
+    for t in range(T):
+        H[t] = x[t] * w
+    return sum(H * H)
+
+
+def returned(x: Data[T, N], h0: Data[N], w: Param[N]):
+    h = h0
+    for t in range(T):
+        h = tanh(h * w + x[t])
+    return h
+
+
+def rebound(x: Data[T, N], h0: Data[N], w: Param[N]):
+    h = h0
+    s = 0.0
+    for t in range(T):
+        h = tanh(h * w + x[t])
+        s += sum(h)
+    return s
+
+
+def shared(x: Data[T, N], w: Param[N]):
+    u = w * 2.0
+    a = u
+    b = u
+    s = 0.0
+    for t in range(T):
+        a = tanh(a) * w
+        b = tanh(b + x[t])
+        s += sum(b * b)
+    return sum(a) + s
+"""
+
+
+def test_a_carried_argument_is_copied_only_where_that_is_needed():
+    """`h = h0` without a copy where every step rebinds h and nothing reads it after the
+    loop; a copy where a step writes into its buffer (`H[t] = ...`) or the function may
+    return it (after no step it would be h0 itself). No function modifies or returns an
+    argument's array, with no step, one or several."""
+    code = gradgen.compile_source(_CARRIED, "carried.grad", modes=["vjp"])
+    assert "    H = H0.copy()\n" in code and "    h = h0\n" in code
+    returned = code.split("def returned(")[1].split("\ndef ")[0]
+    assert "    h = h0.copy()\n" in returned
+    # b starts from the array a holds, and a step writes into a's buffer: b is a copy
+    assert "    a = u\n    b = u.copy()\n" in code.split("def shared(")[1]
+    namespace: dict = {}
+    exec(compile(code, "carried_grad.py", "exec"), namespace)
+    rng = np.random.default_rng(0)
+    for T, (name, fn) in itertools.product((0, 1, 3), list(namespace.items())):
+        if not name.startswith(("written", "returned", "rebound", "shared")):
+            continue
+        x, h0, w = rng.standard_normal((T, 3)), rng.standard_normal(3), rng.standard_normal(3)
+        args = [rng.standard_normal((T, 3)), x, w] if name.startswith("written") \
+            else [x, w] if name.startswith("shared") else [x, h0, w]
+        if name.endswith("_vjp"):
+            args.append(rng.standard_normal(3) if name.startswith("returned") else 1.0)
+        before = [a.copy() for a in args if isinstance(a, np.ndarray)]
+        out = fn(*args)
+        outs = [o for r in (out if isinstance(out, tuple) else (out,))
+                for o in (r if isinstance(r, tuple) else (r,))]
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, before)), name
+        assert not any(np.shares_memory(o, a) for o in outs if isinstance(o, np.ndarray)
+                       for a in arrays), name
+        if name == "shared":
+            a = b = 2.0 * w
+            total = 0.0
+            for t in range(T):
+                a, b = np.tanh(a) * w, np.tanh(b + x[t])
+                total += np.vdot(b, b)
+            assert out == pytest.approx(a.sum() + total, rel=1e-12)
 
 
 def _scans(graph_outputs):
@@ -912,6 +991,21 @@ def test_accumulated_terms_are_computed_after_the_loop():
     e = 1e-6 * rng.normal(size=V.shape)   # the gradient against a central difference
     diff = (env["after"](X, U, V + e, h0) - env["after"](X, U, V - e, h0)) / 2
     assert np.vdot(env["after_grad"](X, U, V, h0)[1], e) == pytest.approx(diff, rel=1e-6)
+
+
+def test_an_entry_read_in_a_loop_is_named_after_its_array():
+    """`k[0]`, `k[1]` read in a loop are `k0`, `k1` there, their gradient accumulators
+    `dk0`, `dk1` (not `outside1`, `doutside0`: tests/loops/sequences.grad's euler_fit,
+    whose derivatives tests/test_loop_derivatives.py checks)."""
+    text = textwrap.dedent("""\
+        def f(k: Param[2], x0: Data[D], dt: Data[()]):
+            x = x0
+            for s in range(4):
+                x = x + dt * (-k[0] * x + k[1] * sin(x))
+            return sum(x * x)
+        """)
+    code = gradgen.compile_source(text, "entry.grad", modes=("grad",))
+    assert "outside" not in code and "    dk[0] = dk0\n" in code and "dk[1] += dk1\n" in code
 
 
 def test_a_view_read_in_a_loop_is_named_after_its_array():

@@ -52,7 +52,7 @@ def h(p: Param[()], q: Param[3]):
 
 # Every name the issue reports, the module's internal names and the variants the module
 # namer hands out when they are taken.
-HELPERS = helper_sources()
+HELPERS = helper_sources(workspace=True)
 _internal = ModuleNamer((), HELPERS)
 COLLIDING = ["np", "float", "len", "getattr", "zip", "enumerate", "_dims", "_expect",
              "_DIMS_PASSED", "_G_ARGS", "_F_ARGS", "_COST_ARGS", "_sigmoid", "_erf", "numpy",
@@ -328,3 +328,47 @@ def test_temporaries_are_named_after_their_operands():
     assert "XV" in got["matmul"] and "Q_Zeta" in got["matmul"]
     assert "Q_scaled" in got["mul"]
     assert "X_mul" in got["mul"]   # exp(exp(exp(exp(X)))) squared: X is 5 nodes down
+
+
+def _assigned(code: str, function: str) -> set[str]:
+    """The names `function` of the module `code` assigns."""
+    fn = next(f for f in ast.parse(code).body
+              if isinstance(f, ast.FunctionDef) and f.name == function)
+    return {t.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
+            for t in n.targets if isinstance(t, ast.Name)}
+
+
+def test_temporaries_are_named_after_what_they_are_computed_from():
+    """Not after a bias broadcast into them (`b_exp` for exp(X @ W + b - max)), an Index
+    argument (`y_rows`), or the dtype's witness of a constant array (`X_full` for the
+    starting cotangent); a cotangent rebuilt by a later pass keeps its primal's name
+    (`dhsWy`, not `X_diff` after the first argument)."""
+    source = ("def f(X: Data[N, D], y: Index[N], W: Param[D, C], b: Param[C]):\n"
+              "    return -mean(log_softmax(X @ W + b, axis=1)[arange(N), y])\n")
+    names = _assigned(gradgen.compile_source(source, modes=["grad"]), "f_grad")
+    assert {"X_exp", "X_sum"} <= names, names
+    assert not any(n.startswith(("b_", "y_")) or n.endswith("_full") for n in names), names
+    rnn = ("def f(X: Data[T, N, D], Y: Index[T, N], Wx: Param[D, H], Wh: Param[H, H],\n"
+           "      Wy: Param[H, C], h0: Data[N, H]):\n"
+           "    h = h0\n"
+           "    loss = 0.0\n"
+           "    for t in range(T):\n"
+           "        h = tanh(X[t] @ Wx + h @ Wh)\n"
+           "        loss += -mean(log_softmax(h @ Wy, axis=1)[arange(N), Y[t]])\n"
+           "    return loss / T\n")
+    names = _assigned(gradgen.compile_source(rnn, modes=["grad"]), "f_grad")
+    assert {"hs_exp", "dhsWy"} <= names, names
+    assert not any(n.startswith(("X_", "Y_")) for n in names), names
+
+
+def test_a_user_name_the_workspace_helper_takes_gets_the_helper_another_name():
+    """`helper_sources(workspace=True)` lists the `Workspace` class (in COLLIDING above):
+    an argument named `Workspace` keeps its name, the class takes a variant."""
+    source = "def f(Workspace: Param[N], y: Data[N]):\n    return sum(Workspace * y * Workspace)\n"
+    mod = load(gradgen.compile_source(source, "t.grad", workspace=True))
+    classes = [v for k, v in vars(mod).items() if isinstance(v, type) and hasattr(v, "bind")]
+    assert len(classes) == 1 and classes[0].__name__ != "Workspace"
+    x, y = np.arange(3.0), np.ones(3)
+    ws = classes[0]()
+    assert np.array_equal(mod.f_grad(Workspace=x, y=y), mod.f_grad(x, y, workspace=ws))
+    assert np.array_equal(mod.f_grad(x, y), 2 * x * y)

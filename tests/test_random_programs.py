@@ -2868,10 +2868,11 @@ def test_random_programs(program, seed):
                                 f"{program.source}")
 
 
-def _set_graph_checks(on: bool) -> None:
+def _set_checks(graphs: bool, index: bool) -> None:
     from gradgen import compiler
+    from gradgen.passes import rules
 
-    compiler.CHECK_GRAPHS = on
+    compiler.CHECK_GRAPHS, rules.CHECK_INDEX = graphs, index
 
 
 def _run_seed(seed: int):
@@ -2891,12 +2892,13 @@ def test_many_random_programs():
     workers = max(1, min(4, os.cpu_count() or 1))
     # Forked from a fresh server process, not from this pytest worker (which may have
     # JAX's threads: a fork of a multithreaded process may deadlock), with the caller's
-    # graph-check setting (conftest turns it on for the suite).
+    # graph and rule-index checks (conftest turns them on for the suite).
     from gradgen import compiler
+    from gradgen.passes import rules
 
     ctx = multiprocessing.get_context("forkserver")
-    with ctx.Pool(workers, initializer=_set_graph_checks,
-                  initargs=(compiler.CHECK_GRAPHS,)) as pool:
+    with ctx.Pool(workers, initializer=_set_checks,
+                  initargs=(compiler.CHECK_GRAPHS, rules.CHECK_INDEX)) as pool:
         for seed, source, outcome in pool.imap_unordered(_run_seed, range(first, first + n),
                                                          chunksize=4):
             counts[outcome.kind] += 1

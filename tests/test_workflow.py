@@ -215,7 +215,7 @@ def test_every_helper_is_as_ruff_format_writes_it():
     from gradgen.compiler import helper_sources
 
     helpers = [runtime.CHECK_DIMS, runtime.CHECK_SHAPE, runtime.WEAK_SCALAR,
-               *helper_sources()]
+               *helper_sources(workspace=True)]
     text = "\n\n".join(helpers)   # one ruff run per width
     for width in (88, 100):
         assert _ruff_format(text, width) == text, f"ruff format --line-length={width}"

@@ -240,19 +240,20 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        # (N, K)
+        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
         del alpha_add
-        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
-        del alpha_max, logA_log
-        alpha = logA_add + logE_rows[t - 1]  # (N, K)
-        del logA_add
+        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
+        del alpha_log, alpha_max
+        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
+        del alpha_add2
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_log = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
+    alpha_log2 = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
     del alpha
-    alpha_add2 = alpha_log + alpha_max2[:, 0]  # (N,)
-    del alpha_log, alpha_max2
-    return alpha_add2.sum() / N
+    alpha_add3 = alpha_log2 + alpha_max2[:, 0]  # (N,)
+    del alpha_log2, alpha_max2
+    return alpha_add3.sum() / N
 
 
 def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Array, Array]:
@@ -309,24 +310,24 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
-        del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, logA_sum
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
+        del alpha_exp
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        del alpha_max, alpha_sum
     del logA, logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp, out=alpha_exp)
+    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp2, out=alpha_exp2)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
+    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
     for t in reversed(range(1, T)):
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
@@ -335,7 +336,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
         dlogE_rows[t - 1] = dalpha
         dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp, exp_steps, sum_steps
+    del alpha_exp2, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -350,10 +351,12 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_sum = dalpha.sum(axis=0)  # (K,)
+    dpi_diff = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    del dalpha_sum, pi_exp, pi_sum
+    # (K,); reuses pi_exp's buffer
+    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
+    np.subtract(dpi_diff, dpi, out=dpi)
+    del dpi_diff, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -418,28 +421,28 @@ def loglik_value_and_grad(
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
-        del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, logA_sum
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
+        del alpha_exp
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        del alpha_max, alpha_sum
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
-    np.exp(alpha_exp, out=alpha_exp)
+    alpha_exp2 = np.subtract(alpha, alpha_max2, out=alpha)
+    np.exp(alpha_exp2, out=alpha_exp2)
     del alpha
-    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
-    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    alpha_sum2 = np.einsum("ij->i", alpha_exp2)  # (N,)
+    value = (np.log(alpha_sum2) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp / alpha_sum[:, None] / N
+    dalpha = alpha_exp2 / alpha_sum2[:, None] / N
     for t in reversed(range(1, T)):
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
@@ -448,7 +451,7 @@ def loglik_value_and_grad(
         dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
         dlogE_rows[t - 1] = dalpha
         dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp, alpha_sum, exp_steps, sum_steps
+    del alpha_exp2, alpha_sum2, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -463,10 +466,12 @@ def loglik_value_and_grad(
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_sum = dalpha.sum(axis=0)  # (K,)
+    dpi_diff = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    del dalpha_sum, pi_exp, pi_sum
+    # (K,); reuses pi_exp's buffer
+    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
+    np.subtract(dpi_diff, dpi, out=dpi)
+    del dpi_diff, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -533,24 +538,24 @@ def loglik_vjp(
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
-        del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, logA_sum
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
+        del alpha_exp
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        del alpha_max, alpha_sum
     del logA, logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp, out=alpha_exp)
+    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp2, out=alpha_exp2)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
+    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
     for t in reversed(range(1, T)):
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
@@ -559,7 +564,7 @@ def loglik_vjp(
         dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
         dlogE_rows[t - 1] = dalpha
         dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp, exp_steps, sum_steps
+    del alpha_exp2, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -574,10 +579,12 @@ def loglik_vjp(
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_sum = dalpha.sum(axis=0)  # (K,)
+    dpi_diff = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    del dalpha_sum, pi_exp, pi_sum
+    # (K,); reuses pi_exp's buffer
+    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
+    np.subtract(dpi_diff, dpi, out=dpi)
+    del dpi_diff, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -657,28 +664,28 @@ def loglik_jvp(
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        # (N, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot[:, :, None] + tlogA, logA_exp)
-        del logA_exp
-        tlogA_div = alpha_dot_einsum / logA_sum  # (N, K)
-        del alpha_dot_einsum, logA_sum
-        alpha_dot = tlogA_div + tlogE_rows[t - 1]
+        alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
+        del alpha_dot_add, alpha_exp
+        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
+        del alpha_dot_einsum, alpha_sum
+        alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
+    alpha_exp2 = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
-    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
-    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    alpha_sum2 = np.einsum("ij->i", alpha_exp2)  # (N,)
+    value = (np.log(alpha_sum2) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
-    tvalue = (np.einsum("ij,ij->i", alpha_dot, alpha_exp) / alpha_sum).sum() / N
+    tvalue = (np.einsum("ij,ij->i", alpha_dot, alpha_exp2) / alpha_sum2).sum() / N
     return value, tvalue
 
 
@@ -763,35 +770,35 @@ def loglik_hvp(
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, logA_exp)  # (N, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
         # tangent of line 13: for t in range(1, T):
         sum_steps_dot[t - 1] = alpha_dot_einsum
-        exp_steps_dot[t - 1] = alpha_dot_add * logA_exp
-        del alpha_dot_add, logA_exp
-        alpha_dot = alpha_dot_einsum / logA_sum + tlogE_rows[t - 1]
+        exp_steps_dot[t - 1] = alpha_dot_add * alpha_exp
+        del alpha_dot_add, alpha_exp
+        alpha_dot = alpha_dot_einsum / alpha_sum + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
-    alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
+    alpha_exp2 = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of line 15: return mean(logsumexp(alpha, axis=1))
-    alpha_sum = np.einsum("ij->i", alpha_exp)[:, None]  # (N, 1)
-    alpha_div = alpha_exp / alpha_sum  # (N, K)
-    alpha_mul = alpha_div / N  # (N, K)
+    alpha_sum2 = np.einsum("ij->i", alpha_exp2)[:, None]  # (N, 1)
+    alpha_div = alpha_exp2 / alpha_sum2  # (N, K)
+    dalpha_carried = alpha_div / N  # (N, K)
     # grad of line 13: for t in range(1, T):
     A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of the loop at line 13
     dlogA = A_full2.copy()
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_mul.copy()
+    dalpha = dalpha_carried.copy()
     for t in reversed(range(1, T)):
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
@@ -817,36 +824,36 @@ def loglik_hvp(
     del dlogE
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
     # (N, K)
-    alpha_mul2 = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
+    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp2)[:, None] * alpha_div
     del alpha_div
-    alpha_div2 = alpha_mul2 / alpha_sum  # (N, K)
-    del alpha_mul2
+    alpha_div2 = alpha_mul / alpha_sum2  # (N, K)
+    del alpha_mul
     # tangent of grad of the loop at line 13
     dlogA_dot = A_full2
     dlogE_rows_dot = A_full
-    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
+    dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         sum_steps_rows = sum_steps[t - 1]  # (N, K)
-        alpha_mul_div = alpha_mul  # reuses alpha_mul's buffer
-        alpha_mul_div /= sum_steps_rows
+        dalpha_carried_div = dalpha_carried  # reuses dalpha_carried's buffer
+        dalpha_carried_div /= sum_steps_rows
         exp_steps_rows2 = exp_steps[t - 1]  # (N, K, K)
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
         # (N, K)
-        sum_steps_dot_div = sum_steps_dot[t - 1] * alpha_mul_div / sum_steps_rows
+        sum_steps_dot_div = sum_steps_dot[t - 1] * dalpha_carried_div / sum_steps_rows
         # (N, 1, K)
         dalpha_dot_diff = (dalpha_dot / sum_steps_rows - sum_steps_dot_div)[:, None]
         del sum_steps_dot_div
         exp_steps_mul = dalpha_dot_diff * exp_steps_rows2  # (N, K, K)
         # (N, K, K)
-        exp_steps_add = exp_steps_mul + alpha_mul_div[:, None] * exp_steps_dot[t - 1]
+        exp_steps_add = exp_steps_mul + dalpha_carried_div[:, None] * exp_steps_dot[t - 1]
         del exp_steps_mul
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
-        alpha_mul = np.einsum("ik,ijk->ij", alpha_mul_div, exp_steps_rows2)
+        dalpha_carried = np.einsum("ik,ijk->ij", dalpha_carried_div, exp_steps_rows2)
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", exp_steps_add)
-    del A_full, A_full2, alpha_div2, alpha_dot, alpha_exp, alpha_mul, exp_steps, exp_steps_dot
+    del A_full, A_full2, alpha_div2, alpha_dot, alpha_exp2, dalpha_carried, exp_steps, exp_steps_dot
     del sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)

@@ -625,8 +625,6 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     dr = r_zeros_like
     dm = m0_zeros_like
     dP = P0_zeros_like
-    dFs2 = dFs.copy()
-    dvs2 = dvs.copy()
     for t in reversed(range(T)):
         # grad of line 20: m = m + k * v
         dP_add = -(dP * Pp_steps[t]) + dm * vs[t]
@@ -635,14 +633,14 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
         # grad of line 16: F = Pp + r
         Fs_rows = Fs[t]
         # grad of line 19: k = Pp / F
-        dFs2_diff = dFs2[t] - dP_add * k_steps_rows / Fs_rows
+        dFs_diff = dFs[t] - dP_add * k_steps_rows / Fs_rows
         Fs_div = dP_add / Fs_rows
         # grad of line 21: P = Pp * (1.0 - k)
         dP_mul = dP * k_diff_steps[t]
-        dq = dq + dFs2_diff + Fs_div + dP_mul
-        dr = dr + dFs2_diff
-        dm = dm - (dvs2[t] + dm * k_steps_rows)
-        dP = dP_mul + Fs_div + dFs2_diff
+        dq = dq + dFs_diff + Fs_div + dP_mul
+        dr = dr + dFs_diff
+        dm = dm - (dvs[t] + dm * k_steps_rows)
+        dP = dP_mul + Fs_div + dFs_diff
     # tangent of grad of line 18: total += 0.5 * (log(F) + v * v / F)
     Fs_div2 = ((vs_dot * vs + vs * vs_dot) / Fs - Fs_dot * vs_div / Fs) / Fs  # (T,)
     del vs_div
@@ -659,8 +657,6 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     dr_dot = r_zeros_like
     dm_dot = np.array(m0_zeros_like)
     dP_dot = np.array(P0_zeros_like)
-    dFs_dot = tdFs
-    dvs_dot = tdvs
     for t in reversed(range(T)):
         # grad of line 19: k = Pp / F
         k_steps_rows2 = k_steps[t]
@@ -688,19 +684,18 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
         # tangent of grad of line 19: k = Pp / F
         k_steps_add = dm_dot_add * k_steps_rows2 + P0_zeros_like_add * k_steps_dot_rows
         Fs_div5 = k_steps_add / Fs_rows2
-        dFs_dot_diff = dFs_dot[t] - (Fs_div5 - Fs_dot_rows * Fs_div4 / Fs_rows2)
+        tdFs_diff = tdFs[t] - (Fs_div5 - Fs_dot_rows * Fs_div4 / Fs_rows2)
         Fs_diff = dm_dot_add / Fs_rows2 - Fs_dot_rows * Fs_div3 / Fs_rows2
         # tangent of grad of line 21: P = Pp * (1.0 - k)
         dP_dot_add = dP_dot * k_diff_steps_rows + P0_zeros_like * k_diff_steps_dot[t]
-        # tangent of grad of line 20: m = m + k * v
-        dm_dot_add2 = dm_dot * k_steps_rows2 + m0_zeros_like * k_steps_dot_rows
-        dvs_dot_add = dvs_dot[t] + dm_dot_add2
-        m0_zeros_like = m0_zeros_like - (dvs[t] + m0_zeros_like * k_steps_rows2)
-        P0_zeros_like = P0_zeros_like * k_diff_steps_rows + Fs_div3 + (dFs[t] - Fs_div4)
-        dq_dot = dq_dot + dFs_dot_diff + Fs_diff + dP_dot_add
-        dr_dot = dr_dot + dFs_dot_diff
-        dm_dot = dm_dot - dvs_dot_add
-        dP_dot = dP_dot_add + Fs_diff + dFs_dot_diff
+        m0_zeros_like, P0_zeros_like, dq_dot, dr_dot, dm_dot, dP_dot = (
+            m0_zeros_like - (dvs[t] + m0_zeros_like * k_steps_rows2),
+            P0_zeros_like * k_diff_steps_rows + Fs_div3 + (dFs[t] - Fs_div4),
+            dq_dot + tdFs_diff + Fs_diff + dP_dot_add,
+            dr_dot + tdFs_diff,
+            dm_dot - (tdvs[t] + (dm_dot * k_steps_rows2 + m0_zeros_like * k_steps_dot_rows)),
+            dP_dot_add + Fs_diff + tdFs_diff,
+        )
     del Fs, Fs_dot, Pp_steps, Pp_steps_dot, dFs, dvs, k_diff_steps, k_diff_steps_dot, k_steps
     del k_steps_dot, tdFs, tdvs, vs, vs_dot
     # tangent of grad of line 10: r = exp(theta[1])

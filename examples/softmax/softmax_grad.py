@@ -264,9 +264,9 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
-    dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
-    del X_full, arange
+    dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
+    dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
+    del arange, dlog_p_rows
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
     dW = lam * W  # (D, C)
     dW += X.T @ (dlog_p + X_exp / X_sum / N)
@@ -307,9 +307,9 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
     del log_p
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
-    dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
-    del X_full, arange
+    dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
+    dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
+    del arange, dlog_p_rows
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
     dW = lam * W  # (D, C)
     dW += X.T @ (dlog_p + X_exp / X_sum / N)
@@ -348,9 +348,9 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    X_full = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
-    dlog_p = _scatter_add(X_full, (N, C), 0, arange, y)  # (N, C)
-    del X_full, arange
+    dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
+    dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
+    del arange, dlog_p_rows
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
     dW = lam * W  # (D, C)
     dW += X.T @ (dlog_p + X_exp / X_sum / N)

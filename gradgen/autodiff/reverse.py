@@ -48,7 +48,10 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
                 if not g:
                     continue
             elif not opdef.has("elementwise") and not (opdef.has("reduction") and g.ndim == 0):
-                g = materialize(g, node)
+                made = materialize(g, node)
+                if g.is_const and made is not g:   # the table holds the array (for its name)
+                    ct[id(node)] = made
+                g = made
             cts = opdef.vjp(g, node)
             elementwise = opdef.has("elementwise")
             for arg, c in zip(node.args, cts):

@@ -5,8 +5,8 @@ scheduled body (argument checks, dimension sizes, the return tuple, the spec con
 from __future__ import annotations
 
 import re
-import textwrap
 import shlex
+import textwrap
 from dataclasses import dataclass, field
 
 import sympy
@@ -478,10 +478,10 @@ class EntryFunctions:
         """Argument checks, the dimension sizes the function uses (in `lines` or the
         checks: the forward part a function leaves out may have used more), read off the
         arguments or solved from them (`M = _solve(...)`), the checks of exact divisions
-        and slice bounds (`_exact`, `_within`), and scalar arguments passed as Python numbers made 0-d arrays of the arrays' dtype
-        (weakly typed, SPEC 1; else `a.dtype` fails, and NumPy functions of `a` return
-        float64 scalars that would turn float32 arrays into float64). Whether `_weak` is
-        used."""
+        and slice bounds (`_exact`, `_within`), and scalar arguments passed as Python
+        numbers made 0-d arrays of the arrays' dtype (weakly typed, SPEC 1; else `a.dtype`
+        fails, and NumPy functions of `a` return float64 scalars that would turn float32
+        arrays into float64). Whether `_weak` is used."""
         e = self.entry
         checks, expects = [], []
         self._checks_used: set[str] = set()   # of runtime.SIZE_CHECKS

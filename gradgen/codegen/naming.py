@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from .. import ir
 from ..ops.control import STEP_INDICES
+from ..ops.dtypes import INT
 from ..ops.registry import REGISTRY
 
 RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"np"}
@@ -220,8 +221,9 @@ def _helper_names(source: str) -> tuple[frozenset[str], frozenset[str]]:
 
 class ModuleNamer:
     """The module-level names of an emitted module that are not the user's: the NumPy
-    alias `np` (and `npt` for `numpy.typing`), the type aliases (`Array`, ...), the helpers (`_dims`, `_sigmoid`, ...), the spec constants, and the
-    builtins the emitted code and the helpers call (`float`, `len`, ...).
+    alias `np` (and `npt` for `numpy.typing`), the type aliases (`Array`, ...), the
+    helpers (`_dims`, `_sigmoid`, ...), the spec constants, and the builtins the emitted
+    code and the helpers call (`float`, `len`, ...).
 
     Each internal name keeps its canonical spelling unless a user name (an entry point,
     an emitted function, an argument or a dimension: names the user chose and sees) takes
@@ -301,8 +303,9 @@ class ModuleNamer:
 
 # The builder's memo key of names for temporaries (id -> name) that do not make a node a
 # variable as `names` does: a cotangent named after its primal (`dhsWy`) where the
-# scheduler gives it a statement anyway (codegen/function.py).
-TEMPORARY_NAMES = "temporary names"
+# scheduler gives it a statement anyway (codegen/function.py). Rebuilt nodes keep them
+# (`ir.carry_names`).
+TEMPORARY_NAMES = ir.TEMPORARY_NAMES
 
 # Nodes looked at, breadth first, for a source name to derive a temporary's name from.
 _NAME_SEARCH = 16
@@ -363,16 +366,25 @@ def _label(node, names: Mapping) -> str | None:
 
 def _nearest_label(n, names: Mapping) -> str | None:
     """The source name of the nearest named value `n` is computed from (breadth first, a
-    bounded number of nodes), so that no temporary is called just `mul` or `diff`."""
-    queue, seen = list(n.args), set()
-    for a in queue:
+    bounded number of nodes), so that no temporary is called just `mul` or `diff`. Integers
+    name no float (the rows of `logp` picked at `y` are no `y_rows`), and a value broadcast
+    into one of more axes only where nothing else is near (`hs @ Why + by` is no `by`)."""
+    def into(x, a) -> bool:   # x broadcast into a, an elementwise op of more axes
+        return x.ndim < a.ndim and REGISTRY[a.op].has("elementwise")
+
+    queue, seen = [(a, into(a, n)) for a in n.args], set()
+    floats = n.dtype != INT
+    smaller = None
+    for a, broadcast in queue:
         if len(seen) >= _NAME_SEARCH:
             break
         if id(a) in seen:
             continue
         seen.add(id(a))
         label = _label(a, names)
-        if label:
-            return label
-        queue.extend(a.args)
-    return None
+        if label and not (floats and a.dtype == INT):
+            if not broadcast:
+                return label
+            smaller = smaller or label
+        queue.extend((x, broadcast or into(x, a)) for x in a.args)
+    return smaller

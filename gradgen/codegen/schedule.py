@@ -21,6 +21,7 @@ it never overwrites; the loop's `part`s are then the carried variables.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -86,6 +87,7 @@ class Forward:
         self.nodes = {id(n) for n in order}
         self.needed = needed
         self.sched = _Scheduler(printer, namer, names, keep, "grad", force=needed)
+        self.sched.complete = False
         self.sched.run(order, uses)
 
 
@@ -238,6 +240,11 @@ class _Scheduler:
         self.refs: dict[int, tuple] = {}
         self.last_origin = None
         printer.schedule_region = self.region   # a loop's body: scheduled like the rest
+        # the nodes of the walk in progress, and whether no node outside them reads one of
+        # them (not so for the forward part the functions of an entry point continue:
+        # those of their nodes it does not schedule read the nodes of `force`)
+        self.order: list[Node] = []
+        self.complete = True
 
     def fork(self, printer: Printer, namer: Namer, names: dict, keep: frozenset,
              label: str, inputs_as: dict[int, str] | None = None) -> _Scheduler:
@@ -280,7 +287,7 @@ class _Scheduler:
 
     def run(self, order: list[Node], uses) -> None:
         """Statements for the nodes of `order` (`uses`: consumers of each, by id)."""
-        st, refs, stmts_out = self.st, self.refs, self.stmts
+        st, refs, stmts_out, self.order = self.st, self.refs, self.stmts, order
         names, namer, printer = st.names, st.namer, st.p
         code = printer.code
         inlined = st.inlined
@@ -421,8 +428,10 @@ class _Scheduler:
         read |= {r for a in node.args[len(region.carried):] if _spelled_as_is(st, a)
                  for r in self.refs.get(id(a), ())}
         read |= {b for r in read for b in st.view_bases.get(r, ())}   # (r = H[0]: H)
-        carried = _carried_names(st, node, region, read)
-        init = _initial_values(st, node.args, carried, read, node)
+        finals = _finals_read(self, node)
+        carried, borrowed = _unchanged_borrowed(
+            st, node, region, _carried_names(st, node, region, read), finals)
+        init, copies = _initial_values(st, node.args, carried, read, node)
         outside = [_outside_value(st, a, init) for a in node.args[len(carried):]]
         bound = [(index, PREC_ATOM)] + [(c, PREC_ATOM) for c in carried] + outside
         names = dict(st.names)   # temporaries named after the variables the inputs are
@@ -448,11 +457,15 @@ class _Scheduler:
             if x.shape:
                 sched.st.own(x, name, uses[id(x)])
                 sched.refs[id(x)] = (name,)
+                if name in borrowed:   # (an array it does not own: never written into)
+                    del sched.st.buffers[name]
         sched.run(order, uses)
+        if copies:
+            _uncopied(init, copies, finals, sched.st, order)
         body = _with_releases(_updated(sched, region, carried, node.phase), frozenset(carried))
         p.dims_used |= inner.dims_used
         p.preludes.update(inner.preludes)
-        st.assigned.update(carried)
+        st.assigned.update(c for c in carried if c not in borrowed)
         st.namer.taken.discard(index)   # read in the loop only: a later loop may reuse it
         return RegionCode(index, carried, init, body.lines)
 
@@ -516,6 +529,7 @@ class _Ops:
         self.write = {op: d.write for op, d in REGISTRY.items() if d.write is not None}
         self.transparent = {op for op, d in REGISTRY.items() if "transparent" in d.traits}
         self.loop = {op for op, d in REGISTRY.items() if "region" in d.traits}
+        self.part = {op for op, d in REGISTRY.items() if "projection" in d.traits}
         # the ops whose code may give a view of an argument (OpDef.view), and the leaves
         self.view = {op for op, d in REGISTRY.items() if d.view is not None or "leaf" in d.traits}
         self.view_rule = {op: d.view for op, d in REGISTRY.items() if callable(d.view)}
@@ -1147,17 +1161,53 @@ def _carried_names(st: _State, node: Node, region: Region, read: set) -> tuple[s
     return tuple(out)
 
 
+def _finals_read(sched: _Scheduler, loop: Node) -> Callable[[int], bool]:
+    """Whether something may read the final value of `loop`'s k-th carried variable: a
+    `part` of it among the nodes of the walk of `sched`, or, in the forward part the
+    functions of an entry point continue, any part when one of their own nodes reads the
+    loop (`force`: the forward nodes they read)."""
+    if not sched.complete and id(loop) in sched.force:
+        return lambda k: True
+    parts = sched.st.ops.part
+    read = {n.attr("index") for n in sched.order if n.op in parts and n.args[0] is loop}
+    return read.__contains__
+
+
+def _unchanged_borrowed(st: _State, node: Node, region: Region, carried: tuple,
+                        finals: Callable[[int], bool]) -> tuple[tuple, frozenset]:
+    """The carried variables (`carried`), those no step changes and whose final value
+    nothing reads (`finals`) named as the variable or argument holding their initial
+    value (`dFs[t]` in the loop, not `dFs2 = dFs.copy()` before it): no step writes into
+    their buffers (the step's output reads them: never dead), so they need none of their
+    own. Also those names (borrowed: no buffer of the body's, no variable of the loop's)."""
+    out, borrowed = list(carried), set()
+    for k, (x, o, a) in enumerate(zip(region.carried, region.outputs, node.args)):
+        text = st.p.code[id(a)][0]
+        if o is x and x.shape and text not in carried and text.isidentifier() \
+                and (a.is_input or text in st.var_node) and not finals(k):
+            out[k] = text
+            borrowed.add(text)
+    return (tuple(out), frozenset(borrowed)) if borrowed else (carried, frozenset())
+
+
 def _initial_values(st: _State, args: tuple, carried: tuple, read: set,
-                    loop: Node | None = None) -> list[str]:
+                    loop: Node | None = None) -> tuple[list[str], dict[int, tuple]]:
     """`h = h0`: the carried variables set before the loop, each to a copy where its
     initial value is an argument of the function (never modified), a view, or a variable
     something later reads (or another carried variable starts from). With a workspace, a
     new buffer (`np.empty(...)`, zeros) whose final value is no result of the function
-    (`loop`'s) is the workspace's (`h_steps = ws("h_steps", T + 1, B, H)`)."""
+    (`loop`'s) is the workspace's (`h_steps = ws("h_steps", T + 1, B, H)`). Also, for
+    each line that copies an array something else holds (by index), the carried value's
+    index, the line without the copy and the carried variable holding that array
+    uncopied, if one does (`_uncopied`)."""
     # (a variable a carried variable continues is taken whichever comes first: another
     # carried variable starting from it gets a copy, not the buffer the loop writes into)
-    lines = []
+    lines: list[str] = []
+    # line index -> (carried index, the line uncopied, the carried variable holding the
+    # same array uncopied, if one does)
+    copies: dict[int, tuple] = {}
     taken = {name for name, a in zip(carried, args) if st.p.code[id(a)][0] == name}
+    holder = {name: name for name in taken}
     for i, (name, a) in enumerate(zip(carried, args)):
         text, prec = st.p.code[id(a)]
         if text == name:   # the variable itself (`_carried_names`)
@@ -1167,13 +1217,32 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set,
         number = a.is_const or id(a) in st.p.scalars
         if text in taken and id(a) not in st.inlined and not number \
                 or text in read and a.shape or _shared(st, a, text):
+            if a.shape:
+                copies[len(lines)] = i, f"{name} = {text}", holder.get(text)
             text = st.p.copy(text, prec, scalar=not a.shape)
         elif st.ws and id(a) in st.inlined and loop is not None and \
                 (id(loop), i) not in st.p.workspace_parts:
             text = _workspace_into(st, a, name) or text
+        holder.setdefault(text, name)
         taken.add(text)
         lines.append(f"{name} = {text}")
-    return lines
+    return lines, copies
+
+
+def _uncopied(init: list[str], copies: dict[int, tuple], read: Callable[[int], bool],
+              body: _State, order: list[Node]) -> None:
+    """The initial values of a loop (`init`, changed in place) not copied where the copy
+    buys nothing: the body (`body`: its scheduler's state after it, `order`: its nodes)
+    never writes into the carried variable's buffer, so it may hold an array something
+    else holds until a step rebinds it (`h = h0`, then `h = np.tanh(...)` at every step,
+    not `h = h0.copy()` once per call), and nothing reads its value after the loop
+    (`read(k)` says whether something may: after no step it would be that array)."""
+    if any(n.op in body.ops.loop for n in order):   # (an inner loop has a state of its own)
+        return
+    for k, (i, line, holder) in copies.items():
+        if line.partition(" = ")[0] not in body.overwritten and not read(i) \
+                and holder not in body.overwritten:   # (nor the one holding it already)
+            init[k] = line
 
 
 def _shared(st: _State, a: Node, text: str) -> bool:
@@ -1248,7 +1317,10 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
         reads += sched.refs[id(o)]
     if len(updates) > 1 and any(_mentions(later, name) for k, (name, _) in enumerate(updates)
                                 for _, later in updates[k + 1:]):
-        lines = [f"{', '.join(n for n, _ in updates)} = {', '.join(t for _, t in updates)}"]
+        targets, values = ", ".join(n for n, _ in updates), [t for _, t in updates]
+        lines = [f"{targets} = {', '.join(values)}"]
+        if len(lines[0]) + 4 > MAX_LINE:   # (in a loop's body) one value a line, as
+            lines = [f"{targets} = (", *(f"    {v}," for v in values), ")"]   # ruff formats
     else:
         lines = [f"{name} = {text}" for name, text in updates]
     # one statement last, so that what the body reads last is released inside the loop

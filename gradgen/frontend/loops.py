@@ -260,10 +260,19 @@ def close(inputs: list[Node], outputs: list[Node], first: int, names: dict,
 def _derived_name(a: Node, names: dict) -> str | None:
     """A name for the unnamed value `a` that only adds or drops unit axes of a named array
     (`log_A[None, :, :]`): the array's, as the emitted code names temporaries (`log_A_exp`,
-    not `outside2_exp`); None for anything else."""
+    not `outside2_exp`); for an entry of a named array or argument at numbers, the array's
+    and the numbers (`k0` for `k[0]`, whose cotangent is `dk0`, not `doutside1`); None
+    for anything else."""
     opdef = ir.builder().ops[a.op]
-    if a.args and ("unit_axes" in opdef.traits or "transparent" in opdef.traits):
+    if not a.args:
+        return None
+    if "unit_axes" in opdef.traits or "transparent" in opdef.traits:
         return names.get(a.args[0])
+    index, x = a.attr("index"), a.args[0]
+    base = names.get(x) or (x.attr("name") if x.is_input else None)
+    if opdef.view == "view" and len(a.args) == 1 and base and isinstance(index, tuple) \
+            and index and all(isinstance(i, int) and i >= 0 for i in index):
+        return base + "_".join(map(str, index))
     return None
 
 

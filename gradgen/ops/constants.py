@@ -17,8 +17,8 @@ import sympy
 from ..dims import as_expr, fmt_dim
 from ..errors import ShapeError
 from ..ir import make
-from .dtypes import INT, dtype_sources
 from ._emit import call
+from .dtypes import INT, dtype_sources
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop, rewrite
 from .shape_ops import as_shape
 

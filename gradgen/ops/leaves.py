@@ -13,8 +13,8 @@ LEAF = frozenset({"leaf"})
 # differentiated), "cotangent" or "tangent". A loop body's inputs (roles "index", "carry",
 # "outside") also say which loop they belong to (`loop`, unique per loop built from the
 # source) and, for a carried or outside value that is not floats, its `dtype`.
-defop("input", 0, shape=lambda args, name, role, shape, loop=None, dtype=None: shape, traits=LEAF | {"argument"},
-      dtype=input_dtype,
+defop("input", 0, shape=lambda args, name, role, shape, loop=None, dtype=None: shape,
+      traits=LEAF | {"argument"}, dtype=input_dtype,
       emit=lambda p, n: (n.attr("name"), PREC_ATOM))
 
 # const[value]: a scalar number or an expression of dimension sizes (a sympy expression).

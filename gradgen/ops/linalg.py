@@ -178,8 +178,9 @@ def transpose_symmetric(x, axes):
 
 def _symmetric(x, depth: int) -> bool:
     """x (a matrix, or a batch of them) is symmetric by construction: `A @ A.T`, `A.T @ A`,
-    the identity, `outer(a, a)`, spd(K), the inverse of a symmetric matrix, and sums, differences, elementwise
-    products and scalar multiples of symmetric matrices (looked at `depth` nodes deep)."""
+    the identity, `outer(a, a)`, spd(K), the inverse of a symmetric matrix, and sums,
+    differences, elementwise products and scalar multiples of symmetric matrices (looked
+    at `depth` nodes deep)."""
     if depth == 0 or x.ndim < 2:
         return False
     op, args = x.op, x.args
@@ -251,7 +252,7 @@ def sum_batched_product(x, axes, keepdims):
     if a.ndim != x.ndim or b.ndim != x.ndim or \
             not all(dims_equal(p, q) for p, q in zip(a.shape[:nb], b.shape[:nb])):
         return None
-    (n, k), m, rows = a.shape[nb:], b.shape[-1], size(a.shape[:nb]) * a.shape[-1]
+    n, m, rows = a.shape[nb], b.shape[-1], size(a.shape[:nb]) * a.shape[-1]
     swapped = a.op == "transpose" and a.attr("axes") == tuple(range(nb)) + (nb + 1, nb)
     if not (swapped and _dense(a.args[0]) and _dense(b)):
         return None   # flattening would copy: measured slower than the batch at small sizes
@@ -457,8 +458,9 @@ def _emit_diag_xp(p, node):
     return f"{p.creation('eye', n, p.dtype_of(p.arg(node, 0, PREC_CALL)))} * {v}", PREC_MUL
 
 
-defop("trace", 1, shape=_trace_shape, emit={"numpy": call("trace"), "array_api": _emit_trace_xp}, traits=RED | {"linear"},
-      domain=(REAL,), vjp=_trace_vjp, jvp=lambda ts, n: make("trace", ts[0]), vmap=_trace_vmap)
+defop("trace", 1, shape=_trace_shape, emit={"numpy": call("trace"), "array_api": _emit_trace_xp},
+      traits=RED | {"linear"}, domain=(REAL,), vjp=_trace_vjp,
+      jvp=lambda ts, n: make("trace", ts[0]), vmap=_trace_vmap)
 
 
 def _diag_shape(args):
@@ -468,8 +470,8 @@ def _diag_shape(args):
 
 
 # diag(v): the square matrix with diagonal v (np.diag of a vector).
-defop("diag", 1, shape=_diag_shape, emit={"numpy": call("diag"), "array_api": _emit_diag_xp}, traits=frozenset({"linear"}),
-      domain=(REAL,), vjp=lambda g, n: (make("diagonal", g),),
+defop("diag", 1, shape=_diag_shape, emit={"numpy": call("diag"), "array_api": _emit_diag_xp},
+      traits=frozenset({"linear"}), domain=(REAL,), vjp=lambda g, n: (make("diagonal", g),),
       jvp=lambda ts, n: make("diag", ts[0]),
       vmap=lambda ts, n: make("expand_dims", ts[0], axes=(1,)) * eye_like(ts[0], n.shape[0]))
 

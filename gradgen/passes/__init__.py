@@ -81,7 +81,6 @@ def lower(graph: Graph) -> Graph:
     return hoist(in_regions(lambda g: place_scalars(apply(g, ("lower",))))(graph))
 
 
-__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "hoist_steps", "in_regions", "loops", "lower",
-           "matchain", "optimize",
-           "place_scalars", "rebuild", "recording", "reorder_matrix_chains", "simplify",
-           "sink_steps"]
+__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "hoist_steps", "in_regions", "loops",
+           "lower", "matchain", "optimize", "place_scalars", "rebuild", "recording",
+           "reorder_matrix_chains", "simplify", "sink_steps"]

@@ -98,7 +98,8 @@ def _embedding(small: Node, big: Node) -> dict[int, int] | None:
     found = {}
     for p, x in enumerate(b1.inputs[1:], 1):
         q = where.get(id(x))
-        if q is None or q == 0 or (p <= c1) != (q <= c2) or small.args[p - 1] is not big.args[q - 1]:
+        if q is None or q == 0 or (p <= c1) != (q <= c2) \
+                or small.args[p - 1] is not big.args[q - 1]:
             return None
         if p <= c1:
             if b1.outputs[p - 1] is not b2.outputs[q - 1]:

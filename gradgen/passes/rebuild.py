@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from ..ir import Graph, Node, builder, make, topo_order, use_counts
+from ..ir import Graph, Node, builder, carry_names, make, topo_order, use_counts
 
 
 def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None],
@@ -17,8 +17,9 @@ def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None
     graph. Nodes whose arguments changed are rebuilt with `construct` (`make`: the
     builder's rules have their say; `ir.make_as_is`: they do not); a node whose arguments
     did not change and for which `skip(node)` is true is kept as it is. `names`
-    (Node -> name) is updated in place so replaced nodes keep their names; `order` is the
-    outputs' topological order, if known."""
+    (Node -> name) is updated in place so replaced nodes keep their names (and their
+    temporaries' names: `ir.carry_names`); `order` is the outputs' topological order, if
+    known."""
     order = topo_order(outputs) if order is None else order
     uses = use_counts(order, outputs)
     new: dict[int, Node] = {}
@@ -34,8 +35,8 @@ def rebuild(outputs: Sequence[Node], rule: Callable[[Node, Counter], Node | None
             r = rule(m, uses)
         m = m if r is None else r
         new[id(n)] = m
-        if names is not None and m is not n and n in names:
-            names.setdefault(m, names[n])
+        if m is not n:
+            carry_names(n, m, names)
     return [new[id(o)] for o in outputs]
 
 

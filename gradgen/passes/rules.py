@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ..errors import InternalError
-from ..ir import Graph, Node, builder, make_as_is, unvisited
+from ..ir import Graph, Node, builder, carry_names, make_as_is, unvisited
 from ..ops.registry import TAGS, Rule
 
 # The tags applied as nodes are built: every graph of a compilation is in this form.
@@ -232,8 +232,7 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
         m = done[id(n)]
         if m is not n:
             changed = True
-            if n in names:
-                names.setdefault(m, names[n])
+            carry_names(n, m, names)
     if not changed:
         return graph
     return graph.with_outputs(outputs, names)
