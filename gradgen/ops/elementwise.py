@@ -992,7 +992,12 @@ def _emit_relu(p, node):
 
 
 def _relu_mask(x, t):
-    return select(make("gt", x, const(0)), t, const(0), x)
+    """relu's derivative applied to `t`: `t * (x > 0)` with the mask as numbers of x's
+    dtype, not `where(x > 0, t, 0)`: NumPy's `where` branches per element and mispredicts
+    on a mask like a hidden layer's (half the units active, in no order), ~7x as slow as
+    the product (1.15 vs 0.17 ms on 5000 x 64). Where t is infinite or NaN at an inactive
+    unit the product is NaN, not 0: the convention of max's and maximum's adjoints here."""
+    return t * make("cast", make("gt", x, const(0)), x)
 
 
 _unary("relu", emit=_emit_relu, domain=NONZERO, fold=lambda x: max(x, 0.0),
