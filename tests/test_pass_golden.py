@@ -246,6 +246,12 @@ def f(A: Param[N, N], y: Param[N]):
     L = cholesky(A @ A.T + eye(N))
     return 0.5 * y @ cho_solve(L, y) + sum(log(diag(L)))
 """),
+    # h-probe (issue 12, held-out probe): a product over a contracted axis of length 1
+    "simplify_matmul_outer_unit": ("simplify", "a @ b over an axis of length 1 is the "
+                                   "broadcast product a * b", """\
+def f(a: Param[N, 1], W: Param[D, 1], x: Param[N, D]):
+    return sum((a @ W.T) * x)
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}
