@@ -117,6 +117,11 @@ def f(z: Param[N]):
 def f(z: Param[N]):
     return sum(log(sigmoid(z)))
 """),
+    "fuse_log_one_minus_sigmoid": ("fuse", "log(1 - sigmoid(z)) becomes -softplus(-z) - z", """\
+def f(z: Param[N], x: Data[N]):
+    p = sigmoid(z)
+    return -sum(x * log(p) + (1 - x) * log(1 - p))
+"""),
     "fuse_log_softmax": ("fuse", "log(softmax(U)) becomes U - max - log(sum(exp))", """\
 def f(U: Param[N, C], Y: Data[N, C]):
     return -sum(Y * log(softmax(U, axis=1)))
