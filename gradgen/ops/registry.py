@@ -259,6 +259,21 @@ def rewrite(op: str, tag: str = "canonicalize", name: str | None = None,
     return register
 
 
+# The compilation memo's key of `id(node) -> the ops of the nodes that read it` in the
+# graph that `passes.rules.apply` is rewriting with the rules of tag `lower` (set there,
+# for the time of one apply; nodes a rewrite rebuilds inherit their original's readers).
+READERS = "readers of the graph being lowered"
+
+
+def read_by(node, ops: tuple, memo: dict) -> bool:
+    """Whether `node`, in the graph being lowered, is also read by a node of one of `ops`
+    (a matrix product, say, that no rewrite takes apart: then `node` is computed anyway,
+    and a rule that folds it into its other readers would compute it twice). False where
+    nothing is known (a node the rewrite made, or no apply under way)."""
+    readers = memo.get(READERS)
+    return bool(readers) and any(op in ops for op in readers.get(id(node), ()))
+
+
 def check_rules() -> None:
     """Every rule written is attached to a registered op."""
     if _PENDING:
