@@ -40,7 +40,8 @@ def _clip_data(d, rng):
     B, Di, Dt, E = d["B"], d["Di"], d["Dt"], d["E"]
     return {"I_f": rng.standard_normal((B, Di)), "T_f": rng.standard_normal((B, Dt)),
             "W_i": rng.standard_normal((Di, E)) / math.sqrt(Di),
-            "W_t": rng.standard_normal((Dt, E)) / math.sqrt(Dt), "log_t": np.array(math.log(1 / 0.07))}
+            "W_t": rng.standard_normal((Dt, E)) / math.sqrt(Dt),
+            "log_t": np.array(math.log(1 / 0.07))}          # CLIP's initial temperature
 
 
 def _swiglu_data(d, rng):

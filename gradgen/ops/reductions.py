@@ -8,8 +8,7 @@ from ..dims import normalize_axes, reduce_shape, size
 from ..errors import ShapeError
 from ..ir import const, make, make_as_is
 from ._emit import axis_kwargs, call, reduction
-from .registry import (NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop, read_by,
-                       rewrite)
+from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop, read_by, rewrite
 
 RED = frozenset({"reduction"})
 
