@@ -200,11 +200,13 @@ def model_contender(key: str, name: str, dims: dict, seed: int,
     NumPy arrays, or the Hessian."""
     import models
 
-    m = models.MODELS[name]
+    m = _find_model(name)
     args = models.inputs(m, dims, seed)
     idx = tuple(m.args.index(p) for p in m.params)
     hessian = m.kind == "hessian"
     if key == "numpy":
+        if m.reference is None:
+            raise ValueError(f"{name} has no hand-written reference")
         what = "closed form" if hessian else "hand-written"
         if hessian:
             return Local(f"NumPy {what}", lambda: m.reference(*args),
@@ -227,11 +229,20 @@ def model_contender(key: str, name: str, dims: dict, seed: int,
     raise ValueError(key)
 
 
+def _find_model(name: str):
+    """A model of the suite (models.py) or of the held-out probe (probes.py), by name."""
+    import models
+    import probes
+
+    return models.MODELS[name] if name in models.MODELS else probes.PROBES[name]
+
+
 def _model_jax(m, args, idx, hessian) -> Local:
     jax, jnp = _jax()
     import peer_models
+    import probes
 
-    loss = peer_models.jax_loss(m.name)
+    loss = (probes.jax_loss if m.name in probes.PROBES else peer_models.jax_loss)(m.name)
     f = jax.jit(jax.hessian(loss, argnums=idx[0]) if hessian
                 else jax.value_and_grad(loss, argnums=idx))
     jargs = [jax.device_put(a) if isinstance(a, np.ndarray) else a for a in args]

@@ -46,6 +46,7 @@ sys.path.insert(0, str(HERE))
 
 import handwritten as hw
 import models
+import probes
 from run import ROOT, compile_module
 
 
@@ -109,8 +110,9 @@ def profile(title: str, fn, namespace: dict, args: tuple, calls: int, top: int =
 
 
 def profile_model(name: str, size: str | None, calls: int, top: int) -> None:
-    """Profile gradgen's value_and_grad of one suite model and its hand-written reference."""
-    m = models.MODELS[name]
+    """Profile gradgen's value_and_grad of one suite (or probe) model and its hand-written
+    reference, where it has one."""
+    m = models.MODELS[name] if name in models.MODELS else probes.PROBES[name]
     label = size or next(iter(m.sizes))
     args = tuple(models.inputs(m, m.sizes[label]))
     print(f"# Statement profile: {name} ({m.title}), {label}")
@@ -122,6 +124,8 @@ def profile_model(name: str, size: str | None, calls: int, top: int) -> None:
         fn = getattr(mod, f"{m.function}_value_and_grad")
     profile(f"gradgen {fn.__name__}", fn, vars(mod), args, calls, top)
     ref = m.reference
+    if ref is None:                                   # a probe: no hand-written gradient
+        return
     profile(f"hand-written NumPy {ref.__name__}", ref, vars(inspect.getmodule(ref)), args,
             calls, top)
 
@@ -131,8 +135,9 @@ def main(argv=None) -> int:
     ap.add_argument("sizes", nargs="*", type=int, default=[1000, 100, 256, 10],
                     metavar="N D M C")
     ap.add_argument("--calls", type=int, default=60)
-    ap.add_argument("--model", choices=list(models.MODELS), default=None,
-                    help="profile a model of the suite instead of the MLP example")
+    ap.add_argument("--model", choices=list(models.MODELS) + list(probes.PROBES),
+                    default=None, help="profile a model of the suite (or of the probe, "
+                    "probes.py) instead of the MLP example")
     ap.add_argument("--size", default=None, help="one of the model's size labels")
     ap.add_argument("--top", type=int, default=8, help="list this many statements by cost")
     args = ap.parse_args(argv)

@@ -5,6 +5,7 @@
     python benchmarks/run.py --quick         # a short run: smaller sizes, fewer rounds
     python benchmarks/run.py --case mlp      # one case: models, mlp, hessian or compile (repeatable)
     python benchmarks/run.py --case models --only gmm,rosen    # some models of the suite
+    python benchmarks/run.py --case probe    # the held-out probe (benchmarks/probe/) vs jax.jit
 
 The examples are compiled afresh from examples/*.grad with the gradgen of this work tree
 when the run starts, so the numbers always belong to the current compiler. Tables go to
@@ -68,6 +69,7 @@ sys.path.insert(0, str(HERE))
 import handwritten as hw
 import models
 import peers
+import probes
 from timing import Isolated, Unavailable, interleaved
 
 import gradgen
@@ -443,33 +445,48 @@ def geometric_mean(xs: list[float]) -> float:
     return float(np.exp(np.mean(np.log(xs)))) if xs else float("nan")
 
 
-def case_models(args) -> None:
-    print("\n## The model suite: value and gradient against jax.jit, torch and hand-written "
-          "NumPy\n")
-    print("Each model is a .grad source (benchmarks/models/ or examples/) compiled with this "
-          "tree's gradgen (`modes=(\"grad\",)`, or `hessian=True`), timed as "
-          "`f_value_and_grad` (or `f_hessian`) against `jax.jit(jax.value_and_grad)` (or "
-          "`jax.jit(jax.hessian)`) in float64, torch eager autograd in float64 (or "
-          "`torch.func.hessian`), and the hand-written NumPy gradient of "
-          "benchmarks/models.py (the closed form for the Hessian). Before timing, every "
-          f"contender's value and gradients are compared with gradgen's (relative error <= "
-          f"{MODEL_RTOL:g}; with the hand-written NumPy where gradgen cannot compile the "
-          f"model yet). Ratios are to JAX of the same run. {isolation_note(args)}\n")
-    names = args.only or list(models.MODELS)
-    unknown = [n for n in names if n not in models.MODELS]
+def case_models(args, registry: dict | None = None) -> None:
+    """The model suite (models.MODELS), or the held-out probe (probes.PROBES) as `registry`."""
+    probe = registry is not None
+    registry = models.MODELS if registry is None else registry
+    if probe:
+        print("\n## The held-out probe: value and gradient against jax.jit\n")
+        print("Real models kept out of the tuned suite (benchmarks/probe/*.grad, "
+              "benchmarks/probes.py), compiled with this tree's gradgen (`modes=(\"grad\",)`) "
+              "and timed as `f_value_and_grad` against `jax.jit(jax.value_and_grad)` of the "
+              "same loss written for JAX, float64. Before timing, JAX's value and gradients "
+              f"are compared with gradgen's (relative error <= {MODEL_RTOL:g}); there is no "
+              f"hand-written gradient. Ratios are to JAX of the same run. "
+              f"{isolation_note(args)}\n")
+    else:
+        print("\n## The model suite: value and gradient against jax.jit, torch and hand-written "
+              "NumPy\n")
+        print("Each model is a .grad source (benchmarks/models/ or examples/) compiled with "
+              "this tree's gradgen (`modes=(\"grad\",)`, or `hessian=True`), timed as "
+              "`f_value_and_grad` (or `f_hessian`) against `jax.jit(jax.value_and_grad)` (or "
+              "`jax.jit(jax.hessian)`) in float64, torch eager autograd in float64 (or "
+              "`torch.func.hessian`), and the hand-written NumPy gradient of "
+              "benchmarks/models.py (the closed form for the Hessian). Before timing, every "
+              f"contender's value and gradients are compared with gradgen's (relative error "
+              f"<= {MODEL_RTOL:g}; with the hand-written NumPy where gradgen cannot compile "
+              f"the model yet). Ratios are to JAX of the same run. {isolation_note(args)}\n")
+    known = {**models.MODELS, **probes.PROBES}
+    unknown = [n for n in args.only or [] if n not in known]
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; known: "
-                         + ", ".join(models.MODELS))
+                         + ", ".join(known))
+    names = [n for n in args.only if n in registry] if args.only else list(registry)
+    model_keys = [k for k in peers.MODEL_KEYS if not probe or k in ("jax", "gradgen", "gradgen+ws")]
     summary = []
     for name in names:
-        m = models.MODELS[name]
+        m = registry[name]
         source, note = _model_source(m)
         sizes = list(m.sizes.items())[:1] if args.quick else list(m.sizes.items())
         for label, dims in sizes:
             print(f"### {name}: {m.title}, {label}\n")
             print(f"`{m.source}`, `{m.function}`; gradgen: {note}.\n")
             log(f"[{name} {label}] starting contenders")
-            keys = [k for k in peers.MODEL_KEYS
+            keys = [k for k in model_keys
                     if not k.startswith("gradgen") or source is not None]
             contenders, skipped = build_contenders(args, "model_contender", keys, name, dims,
                                                    args.seed, source)
@@ -731,11 +748,14 @@ def parse_args(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="short run: the two smaller sizes, fewer rounds, 10,000 ops compiled once")
-    ap.add_argument("--case", action="append", choices=["models", "mlp", "hessian", "compile"],
-                    help="run only this case (repeatable; default: all four)")
+    ap.add_argument("--case", action="append",
+                    choices=["models", "mlp", "hessian", "compile", "probe"],
+                    help="run only this case (repeatable; default: the first four; 'probe' is "
+                         "the held-out models of benchmarks/probe/, run only when asked)")
     ap.add_argument("--only", default=None, metavar="NAME[,NAME...]",
-                    help="the models of the suite to run (implies --case models); known: "
-                         + ", ".join(models.MODELS))
+                    help="the models of the suite (or, with --case probe, of the probe) to "
+                         "run (implies --case models); known: " + ", ".join(models.MODELS)
+                         + "; probe: " + ", ".join(probes.PROBES))
     ap.add_argument("--output", default=None, metavar="PATH",
                     help="also write the report (stdout) to PATH; default for a full run of "
                          "the model suite (no --only, --quick or --rounds): "
@@ -835,7 +855,8 @@ def _run(args, cases) -> int:
     t0 = time.perf_counter()
     for case in cases:
         {"models": case_models, "mlp": case_mlp, "hessian": case_hessian,
-         "compile": case_compile}[case](args)
+         "compile": case_compile,
+         "probe": lambda args: case_models(args, probes.PROBES)}[case](args)
     print(f"Total benchmark time: {time.perf_counter() - t0:.0f} s; at the end: "
           f"{load_average()}.")
     return 0

@@ -228,3 +228,55 @@ def test_hoisted_rnn_reference_agrees_with_bptt(suite):
     np.testing.assert_allclose(h_value, value, rtol=1e-12)
     for a, b in zip(h_grads, grads):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- the held-out probe
+
+
+def _probe_names() -> list[str]:
+    saved = list(sys.path)
+    sys.path.insert(0, str(BENCH))                   # probes.py imports models
+    try:
+        return list(_import(BENCH / "probes.py").PROBES)
+    finally:
+        sys.path[:] = saved
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", _probe_names())
+def test_probe_gradient_matches_finite_differences(name):
+    """Each probe of `run.py --case probe` compiles, and its emitted gradient agrees with
+    central differences of its emitted value in two random directions (the benchmark itself
+    checks it against JAX before timing). Opt-in: 13 compilations."""
+    saved = list(sys.path)
+    sys.path.insert(0, str(BENCH))
+    try:
+        probes = _import(BENCH / "probes.py")
+        suite = _import(BENCH / "models.py")
+    finally:
+        sys.path[:] = saved
+    m = probes.PROBES[name]
+    source = gradgen.compile_source(m.path.read_text(encoding="utf-8"), m.path.name,
+                                    modes=("grad",))
+    module = types.ModuleType(f"_bench_probe_{name}")
+    exec(compile(source, module.__name__, "exec"), module.__dict__)  # noqa: S102
+    fn = getattr(module, f"{m.function}_value_and_grad")
+    args = suite.inputs(m, m.small, seed=5)
+    idx = [m.args.index(p) for p in m.params]
+    value, grads = fn(*args)
+    assert np.isfinite(value)
+    grads = _as_tuple(grads)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        dirs = [rng.standard_normal(np.shape(args[i])) for i in idx]
+        eps = 1e-6
+
+        def at(sign, dirs=dirs, eps=eps):
+            moved = list(args)
+            for i, v in zip(idx, dirs):
+                moved[i] = args[i] + sign * eps * v
+            return fn(*moved)[0]
+
+        fd = (at(1) - at(-1)) / (2 * eps)
+        exact = sum(np.vdot(g, v) for g, v in zip(grads, dirs))
+        assert abs(fd - exact) <= 1e-6 * max(1.0, abs(exact)), (fd, exact)

@@ -25,6 +25,11 @@ def rows(E: Param[V, D], idx: Index[B]):
 
 def segments(x: Param[N, D], ids: Index[N]):
     return sum(segment_sum(x, ids, 4) ** 2)
+
+
+def temporal_ce(S: Param[M, T, K], y: Index[M, T], mask: Data[M, T]):
+    lp = log_softmax(reshape(S, (M * T, K)), axis=1)
+    return -sum(reshape(mask, (M * T,)) * lp[arange(M * T), reshape(y, (M * T,))]) / M
 """
 
 
@@ -328,3 +333,22 @@ def test_arange_from_zero_and_from_a_dimension_expression():
     w = np.arange(4) * np.arange(1, 5)
     assert mod.f(x) == pytest.approx(float(x @ w))
     np.testing.assert_allclose(mod.f_grad(x), w)
+
+
+def test_a_reshaped_index_value_still_indexes(mod):
+    """cs231n's temporal_softmax_loss flattens the labels: `reshape(y, (M * T,))` of an
+    Index value is an Index value (so are transpose, expand_dims and squeeze of one), not
+    floats that cannot index. Value and gradient against NumPy."""
+    rng = np.random.default_rng(3)
+    M, T, K = 3, 4, 5
+    S, y = rng.standard_normal((M, T, K)), rng.integers(0, K, (M, T))
+    mask = (rng.random((M, T)) < 0.7).astype(float)
+    value, dS = mod.temporal_ce_value_and_grad(S, y, mask)
+    flat = S.reshape(M * T, K)
+    p = np.exp(flat - flat.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    rows, labels, m = np.arange(M * T), y.reshape(-1), mask.reshape(-1)
+    np.testing.assert_allclose(value, -np.sum(m * np.log(p[rows, labels])) / M, rtol=1e-12)
+    p[rows, labels] -= 1
+    np.testing.assert_allclose(dS, (m[:, None] * p / M).reshape(M, T, K), rtol=1e-10,
+                               atol=1e-15)

@@ -117,6 +117,11 @@ def f(z: Param[N]):
 def f(z: Param[N]):
     return sum(log(sigmoid(z)))
 """),
+    "fuse_log_one_minus_sigmoid": ("fuse", "log(1 - sigmoid(z)) becomes -softplus(-z) - z", """\
+def f(z: Param[N], x: Data[N]):
+    p = sigmoid(z)
+    return -sum(x * log(p) + (1 - x) * log(1 - p))
+"""),
     "fuse_log_softmax": ("fuse", "log(softmax(U)) becomes U - max - log(sum(exp))", """\
 def f(U: Param[N, C], Y: Data[N, C]):
     return -sum(Y * log(softmax(U, axis=1)))
@@ -245,6 +250,20 @@ def f(A: Param[N, N], y: Param[N]):
 def f(A: Param[N, N], y: Param[N]):
     L = cholesky(A @ A.T + eye(N))
     return 0.5 * y @ cho_solve(L, y) + sum(log(diag(L)))
+"""),
+    # h-probe (issue 12, held-out probe): relu's db1 and dW1 read one product
+    "lower_sum_shared_product": ("lower", "a sum over the first axis of a product a matrix "
+                                 "product also reads sums that product (no einsum of its "
+                                 "factors: it is computed anyway)", """\
+def f(X: Data[N, D], A: Param[N, M], B: Param[N, M]):
+    P = A * B
+    return sum(X.T @ P) + sum(sum(P, axis=0) ** 2) + sum(sum(A * X[:, :1], axis=0) ** 2)
+"""),
+    # h-probe (issue 12, held-out probe): a product over a contracted axis of length 1
+    "simplify_matmul_outer_unit": ("simplify", "a @ b over an axis of length 1 is the "
+                                   "broadcast product a * b", """\
+def f(a: Param[N, 1], W: Param[D, 1], x: Param[N, D]):
+    return sum((a @ W.T) * x)
 """),
 }
 

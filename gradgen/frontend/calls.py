@@ -182,6 +182,8 @@ class Calls:
                 if v.dtype != INT:
                     raise Located(call.bound[p], f"the {p} of {call.name}(...) must be an "
                                                  "Index value (integers)", context=True)
+            elif target.keeps_index and not isinstance(v, tuple):
+                continue   # reshape(y, ...) of an Index value is one too
             elif isinstance(v, tuple):
                 kwargs[p] = tuple(to_float(a, self.inputs) for a in v)
             else:

@@ -3,11 +3,12 @@ nn.py)."""
 
 from __future__ import annotations
 
+from .. import ir
 from ..dims import normalize_axes, reduce_shape, size
 from ..errors import ShapeError
 from ..ir import const, make, make_as_is
 from ._emit import axis_kwargs, call, reduction
-from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop, rewrite
+from .registry import NONZERO, PREC_CALL, PREC_MUL, REAL, defbuiltin, defop, read_by, rewrite
 
 RED = frozenset({"reduction"})
 
@@ -161,7 +162,9 @@ def sum_inner_einsum(x, axes, keepdims):
         return None
     labels = _LETTERS[:x.ndim]
     out = "".join(c for i, c in enumerate(labels) if i not in axes)
-    factors = _einsum_factors(x, labels)
+    # A product that a matrix product reads too (relu's `db1 = sum(dh * mask, axis=0)`
+    # beside `dW1 = x.T @ (dh * mask)`) is computed anyway: sum it, do not multiply again.
+    factors = None if read_by(x, ("matmul",), ir.memo()) else _einsum_factors(x, labels)
     if factors is None and 0 in axes:
         return None
     operands = [f for f, _ in factors] if factors else [x]

@@ -185,6 +185,9 @@ class Builtin:
     # The parameters that take Index (integer) values as they are (one_hot's labels); every
     # other array parameter gets an Index value converted to floats (ops/indexing.py).
     index_params: tuple = ()
+    # A shape built-in (reshape, transpose, ...): an Index value passes through it as
+    # integers (`reshape(y, (N * T,))` still indexes), a float array stays floats.
+    keeps_index: bool = False
 
 
 # The kinds of compile-time (static) arguments, by parameter name. The frontend checks
@@ -259,6 +262,21 @@ def rewrite(op: str, tag: str = "canonicalize", name: str | None = None,
     return register
 
 
+# The compilation memo's key of `id(node) -> the ops of the nodes that read it` in the
+# graph that `passes.rules.apply` is rewriting with the rules of tag `lower` (set there,
+# for the time of one apply; nodes a rewrite rebuilds inherit their original's readers).
+READERS = "readers of the graph being lowered"
+
+
+def read_by(node, ops: tuple, memo: dict) -> bool:
+    """Whether `node`, in the graph being lowered, is also read by a node of one of `ops`
+    (a matrix product, say, that no rewrite takes apart: then `node` is computed anyway,
+    and a rule that folds it into its other readers would compute it twice). False where
+    nothing is known (a node the rewrite made, or no apply under way)."""
+    readers = memo.get(READERS)
+    return bool(readers) and any(op in ops for op in readers.get(id(node), ()))
+
+
 def check_rules() -> None:
     """Every rule written is attached to a registered op."""
     if _PENDING:
@@ -269,7 +287,8 @@ def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
                static: tuple[str, ...] = (), defaults: dict | None = None,
                variadic: bool = False, list_param: str | None = None,
                needs_inputs: bool = False, elementwise: bool = False,
-               condition: str | None = None, index_params: tuple = ()) -> Builtin:
+               condition: str | None = None, index_params: tuple = (),
+               keeps_index: bool = False) -> Builtin:
     """Register a function of the source language."""
     if name in BUILTINS:
         raise InternalError(f"built-in {name!r} registered twice")
@@ -279,6 +298,7 @@ def defbuiltin(name: str, params: tuple[str, ...], build: Callable[..., Any], *,
     if condition is not None and (condition not in params or condition in static):
         raise InternalError(f"condition {condition!r} of {name!r} is not an array parameter")
     b = Builtin(name, tuple(params), build, frozenset(static), dict(defaults or {}), variadic,
-                list_param, needs_inputs, elementwise, condition, tuple(index_params))
+                list_param, needs_inputs, elementwise, condition, tuple(index_params),
+                keeps_index)
     BUILTINS[name] = b
     return b

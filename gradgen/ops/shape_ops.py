@@ -116,7 +116,7 @@ def _transpose_builtin(x, axes=None):
 
 
 defbuiltin("transpose", ("x", "axes"), _transpose_builtin, static=("axes",),
-           defaults={"axes": None})
+           defaults={"axes": None}, keeps_index=True)
 
 
 # ---------------------------------------------------------------- reshape
@@ -168,7 +168,7 @@ def _reshape_builtin(x, shape):
     return make("reshape", x, shape=as_shape(shape))
 
 
-defbuiltin("reshape", ("x", "shape"), _reshape_builtin, static=("shape",))
+defbuiltin("reshape", ("x", "shape"), _reshape_builtin, static=("shape",), keeps_index=True)
 
 
 # ---------------------------------------------------------------- expand_dims, squeeze
@@ -284,8 +284,9 @@ def _squeeze_builtin(x, axis=None):
     return make("squeeze", x, axes=axes)
 
 
-defbuiltin("expand_dims", ("x", "axis"), _expand_builtin, static=("axis",))
-defbuiltin("squeeze", ("x", "axis"), _squeeze_builtin, static=("axis",), defaults={"axis": None})
+defbuiltin("expand_dims", ("x", "axis"), _expand_builtin, static=("axis",), keeps_index=True)
+defbuiltin("squeeze", ("x", "axis"), _squeeze_builtin, static=("axis",), defaults={"axis": None},
+           keeps_index=True)
 
 
 # ---------------------------------------------------------------- broadcasting

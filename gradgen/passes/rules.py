@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ..errors import InternalError
 from ..ir import Graph, Node, builder, carry_names, make_as_is, unvisited
-from ..ops.registry import TAGS, Rule
+from ..ops.registry import READERS, TAGS, Rule
 
 # The tags applied as nodes are built: every graph of a compilation is in this form.
 CANONICAL = ("canonicalize", "stabilize", "fuse")
@@ -223,8 +223,14 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
         return graph
     # id(node) -> its fixed point, for this builder's nodes (the table keeps them alive).
     done: dict[int, Node] = b.memo.setdefault(("rule_fixed_points", tags), {})
-    for out in graph.outputs:
-        _fixed_point(engine, out, done, ())
+    readers = _readers(graph) if "lower" in tags else None
+    saved = b.memo.get(READERS)
+    b.memo[READERS] = readers
+    try:
+        for out in graph.outputs:
+            _fixed_point(engine, out, done, (), readers)
+    finally:
+        b.memo[READERS] = saved
     outputs = [done[id(o)] for o in graph.outputs]
     names = dict(graph.names)
     changed = False
@@ -238,9 +244,22 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
     return graph.with_outputs(outputs, names)
 
 
-def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> Node:
+def _readers(graph: Graph) -> dict[int, list]:
+    """id(node) -> the ops of the graph's nodes that read it ("output" for an output)."""
+    readers: dict[int, list] = {}
+    for n in graph.order:
+        for a in n.args:
+            readers.setdefault(id(a), []).append(n.op)
+    for o in graph.outputs:
+        readers.setdefault(id(o), []).append("output")
+    return readers
+
+
+def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple,
+                 readers: dict | None = None) -> Node:
     """The fixed point of `root` under the engine's rules (recorded in `done` for every
-    node visited). `chain`: the rules whose results this call is canonicalising."""
+    node visited). `chain`: the rules whose results this call is canonicalising;
+    `readers`: the counts of `_readers`, which a node's replacement inherits."""
     if len(chain) > MAX_DEPTH:
         raise _cycle_error(list(reversed(chain)))
     b = builder()
@@ -269,10 +288,14 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple) -> No
             if id(m) in done:
                 done[id(n)] = done[id(m)]
                 continue
+            if readers and m is not n and id(n) in readers:
+                readers.setdefault(id(m), readers[id(n)])
             out = engine(b.ops[m.op], m.args, m.kw)
             if out is not None:
-                out = _fixed_point(engine, out, done, chain + (engine.fired.name,))
+                out = _fixed_point(engine, out, done, chain + (engine.fired.name,), readers)
         finally:
             b.origin, b.phase = saved
         done[id(n)] = done[id(m)] = m if out is None else out
+        if readers and out is not None and id(n) in readers:
+            readers.setdefault(id(out), readers[id(n)])
     return done[id(root)]
