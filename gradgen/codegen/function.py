@@ -149,6 +149,8 @@ def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
     counts: dict[str, int] = {}
     same: dict[str, None] = {}   # the promotions of the cast arguments (one dtype), in order
     for line in lines:
+        if head not in line:   # (most lines: a substring test, not the pattern)
+            continue
         for m in found.finditer(line):
             used = {a.strip() for a in m.group(1).split(",")}
             if used <= args:
@@ -265,6 +267,10 @@ class EntryFunctions:
                                             entry.names)
         self.spec_name = names.spec_constant(entry.name)
         self._tangents: list[Node] | None = None
+        # the derivative names of a sweep's table, computed once per table (the gradient's
+        # serves f_grad, f_value_and_grad, f_vjp and f_hvp; the forward tangents' f_jvp
+        # and f_hvp): key -> (the table, kept so its id stays its own; the names)
+        self._names_memo: dict[tuple, tuple] = {}
 
     # ---------------------------------------------------------------- the plans
 
@@ -338,7 +344,9 @@ class EntryFunctions:
         _, names = self._cotangents(grad)
         for h, p in zip(d.outputs, self.params):
             names.setdefault(h, naming.hvp_name(p.name))
-        for node, name in self._derived(d.tangents, tangent_name).items():
+        # (the primal graph's tangents are the JVP's: its names, worked out once)
+        forward = self.derivatives.forward_tangents(vs)[1]
+        for node, name in self._derived(forward, tangent_name).items():
             names.setdefault(node, name)
         for node, name in list(names.items()):   # the tangent of dU is tdU
             t = d.tangents.get(id(node))
@@ -385,17 +393,32 @@ class EntryFunctions:
 
     def _cotangents(self, d: Derivative) -> tuple[list[Node], dict]:
         """The cotangents of the Params, and readable names for them and the cotangents
-        of the source's named values (`dZ`)."""
+        of the source's named values (`dZ`) (a new dict each call; worked out once per
+        sweep)."""
+        key = ("cotangents", id(d.cotangents), *map(id, d.outputs))
+        hit = self._names_memo.get(key)
+        if hit is None or hit[0] is not d.cotangents:
+            hit = self._names_memo[key] = d.cotangents, self._cotangent_names(d)
+        return list(d.outputs), dict(hit[1])
+
+    def _cotangent_names(self, d: Derivative) -> dict:
         names: dict = {}
         for g, p in zip(d.outputs, self.params):
             if g not in self.entry.names:
                 names.setdefault(g, cotangent_name(p.name))
         for node, name in self._derived(d.cotangents, cotangent_name).items():
             names.setdefault(node, name)
-        return list(d.outputs), _temporary_cotangent_names(self.out, d, names, self.entry.names)
+        return _temporary_cotangent_names(self.out, d, names, self.entry.names)
 
     def _derived(self, table, rename) -> dict:
-        return derived_names(topo_order([self.out]), self.entry.names, table, rename)
+        """`naming.derived_names` of the primal graph's nodes in `table` (a new dict
+        each call; worked out once per table)."""
+        key = ("derived", id(table), rename)
+        hit = self._names_memo.get(key)
+        if hit is None or hit[0] is not table:
+            hit = self._names_memo[key] = table, derived_names(
+                topo_order([self.out]), self.entry.names, table, rename)
+        return dict(hit[1])
 
     def _param_list(self) -> str:
         return ", ".join(p.name for p in self.params)
@@ -574,24 +597,31 @@ LINE_WIDTH = 88
 def _comments_that_fit(lines: list[str], phases: list[str]) -> tuple[list[str], list[str]]:
     """`lines` (of a function body, indented by 4 in the module) with each trailing shape
     comment (`  # (N, D)...`) that does not fit in `LINE_WIDTH` moved above its statement."""
+    long = [i for i, line in enumerate(lines) if len(line) + 4 > LINE_WIDTH
+            and "  # (" in line and not line.lstrip().startswith("#")]
+    if not long:   # (the usual body: the lines as they are)
+        return lines, phases
     out_lines, out_phases = [], []
-    for line, phase in zip(lines, phases):
-        if len(line) + 4 > LINE_WIDTH and "  # (" in line and not line.lstrip().startswith("#"):
-            code, _, comment = line.rpartition("  # (")
-            indent = code[:len(code) - len(code.lstrip(" "))]
-            out_lines.append(f"{indent}# ({comment}")
-            out_phases.append(phase)
-            line = code
-        out_lines.append(line)
-        out_phases.append(phase)
-    return out_lines, out_phases
+    start = 0
+    for i in long:
+        out_lines += lines[start:i]
+        out_phases += phases[start:i]
+        code, _, comment = lines[i].rpartition("  # (")
+        indent = code[:len(code) - len(code.lstrip(" "))]
+        out_lines += [f"{indent}# ({comment}", code]
+        out_phases += [phases[i], phases[i]]
+        start = i + 1
+    return out_lines + lines[start:], out_phases + phases[start:]
+
+
+_COMMENT = re.compile(r"#.*")   # from a line's first `#` to its end
 
 
 def _names_in(names: set[str], lines: list[str]) -> set[str]:
     """Those of `names` that the code of `lines` reads (comments left out)."""
     if not names:
         return names
-    code = "\n".join(line.split("#", 1)[0] for line in lines)
+    code = _COMMENT.sub("", "\n".join(lines))   # (one pass over the text, not a split a line)
     # (a search per name stops at its first use: one pass over a long body for all the
     # names would read all of it)
     return {name for name in names
