@@ -597,9 +597,11 @@ LINE_WIDTH = 88
 def _comments_that_fit(lines: list[str], phases: list[str]) -> tuple[list[str], list[str]]:
     """`lines` (of a function body, indented by 4 in the module) with each trailing shape
     comment (`  # (N, D)...`) that does not fit in `LINE_WIDTH` moved above its statement."""
+    if max(map(len, lines), default=0) + 4 <= LINE_WIDTH:   # (the usual body: as it is)
+        return lines, phases
     long = [i for i, line in enumerate(lines) if len(line) + 4 > LINE_WIDTH
             and "  # (" in line and not line.lstrip().startswith("#")]
-    if not long:   # (the usual body: the lines as they are)
+    if not long:
         return lines, phases
     out_lines, out_phases = [], []
     start = 0
