@@ -213,6 +213,30 @@ def _temporary_cotangent_names(out: Node, d: Derivative, names: dict, source: di
     return names
 
 
+def _once(memo: dict, key: tuple, table, make) -> dict:
+    """A new dict of the names `make()` gives the derivatives in a sweep's `table`,
+    worked out once per `key` and table: the gradient's serve f_grad, f_value_and_grad,
+    f_vjp and f_hvp, the forward tangents' f_jvp and f_hvp. (`memo` keeps each table, so
+    its id stays its own.)"""
+    key = (*key, id(table))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not table:
+        hit = memo[key] = table, make()
+    return dict(hit[1])
+
+
+def _cotangent_names(fns: EntryFunctions, d: Derivative) -> dict:
+    """Names for the Params' cotangents in `d` and the cotangents of the source's named
+    values (`dZ`), and temporaries' names (`_temporary_cotangent_names`)."""
+    names: dict = {}
+    for g, p in zip(d.outputs, fns.params):
+        if g not in fns.entry.names:
+            names.setdefault(g, cotangent_name(p.name))
+    for node, name in fns._derived(d.cotangents, cotangent_name).items():
+        names.setdefault(node, name)
+    return _temporary_cotangent_names(fns.out, d, names, fns.entry.names)
+
+
 def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
                        needed: bool) -> list[str]:
     """The prologue, where `needed` (a statement relies on it: `Body.one_dtype`), with the
@@ -267,10 +291,7 @@ class EntryFunctions:
                                             entry.names)
         self.spec_name = names.spec_constant(entry.name)
         self._tangents: list[Node] | None = None
-        # the derivative names of a sweep's table, computed once per table (the gradient's
-        # serves f_grad, f_value_and_grad, f_vjp and f_hvp; the forward tangents' f_jvp
-        # and f_hvp): key -> (the table, kept so its id stays its own; the names)
-        self._names_memo: dict[tuple, tuple] = {}
+        self._names_memo: dict[tuple, tuple] = {}   # (`_once`)
 
     # ---------------------------------------------------------------- the plans
 
@@ -393,32 +414,13 @@ class EntryFunctions:
 
     def _cotangents(self, d: Derivative) -> tuple[list[Node], dict]:
         """The cotangents of the Params, and readable names for them and the cotangents
-        of the source's named values (`dZ`) (a new dict each call; worked out once per
-        sweep)."""
-        key = ("cotangents", id(d.cotangents), *map(id, d.outputs))
-        hit = self._names_memo.get(key)
-        if hit is None or hit[0] is not d.cotangents:
-            hit = self._names_memo[key] = d.cotangents, self._cotangent_names(d)
-        return list(d.outputs), dict(hit[1])
-
-    def _cotangent_names(self, d: Derivative) -> dict:
-        names: dict = {}
-        for g, p in zip(d.outputs, self.params):
-            if g not in self.entry.names:
-                names.setdefault(g, cotangent_name(p.name))
-        for node, name in self._derived(d.cotangents, cotangent_name).items():
-            names.setdefault(node, name)
-        return _temporary_cotangent_names(self.out, d, names, self.entry.names)
+        of the source's named values (`dZ`)."""
+        return list(d.outputs), _once(self._names_memo, ("d", *map(id, d.outputs)),
+                                      d.cotangents, lambda: _cotangent_names(self, d))
 
     def _derived(self, table, rename) -> dict:
-        """`naming.derived_names` of the primal graph's nodes in `table` (a new dict
-        each call; worked out once per table)."""
-        key = ("derived", id(table), rename)
-        hit = self._names_memo.get(key)
-        if hit is None or hit[0] is not table:
-            hit = self._names_memo[key] = table, derived_names(
-                topo_order([self.out]), self.entry.names, table, rename)
-        return dict(hit[1])
+        return _once(self._names_memo, ("derived", rename), table, lambda: derived_names(
+            topo_order([self.out]), self.entry.names, table, rename))
 
     def _param_list(self) -> str:
         return ", ".join(p.name for p in self.params)
