@@ -389,12 +389,11 @@ def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
             needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
         if plan.kind == "value_and_grad" and not joint:   # f_grad's nodes and the
             continue   # value: nothing new
-        own = [n for n in g.order if id(n) not in forward_nodes]
-        if plan.kind == "vjp":
-            own = [n for n in own if id(n) not in built_on]
+        skip = forward_nodes if plan.kind != "vjp" else forward_nodes | built_on
+        own = [n for n in g.order if id(n) not in skip]
         work += len(own)
-        if continues:
-            needed |= {id(a) for n in own for a in n.args} & forward_nodes
+        if continues:   # (the forward arguments of the own nodes, one pass over them)
+            needed.update(i for n in own for a in n.args if (i := id(a)) in forward_nodes)
     ir.builder().charge(work)
     return needed
 
@@ -447,7 +446,12 @@ def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[
     ids of the nodes scheduled already (the forward part)."""
     if not stages:
         return visit, {}
-    roots = [[n for n in graph.order if n.phase == phase] for phase in stages]
+    stage_of = {phase: k for k, phase in enumerate(stages)}
+    roots: list[list[ir.Node]] = [[] for _ in stages]
+    for n in graph.order:   # (one pass for all the stages)
+        k = stage_of.get(n.phase)
+        if k is not None:
+            roots[k].append(n)
     visit = [n for stage in roots for n in stage] + visit
     # The depth-first order the scheduler takes (memoised): a node belongs to the first
     # stage not yet complete (each root comes after what it reads).

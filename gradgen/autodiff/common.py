@@ -16,11 +16,15 @@ def active_nodes(order: list[Node], wrt: set[int]) -> set[int]:
     """Ids of the nodes (in topological `order`) whose value depends on a node in `wrt`."""
     active = set(wrt)
     nondiff = builder().with_trait("nondiff")
+    add = active.add
     for n in order:
-        if id(n) in active or n.op in nondiff:
+        nid = id(n)
+        if nid in active or n.op in nondiff:
             continue
-        if any(id(a) in active for a in n.args):
-            active.add(id(n))
+        for a in n.args:   # (a loop, not any(): most nodes have one or two arguments)
+            if id(a) in active:
+                add(nid)
+                break
     return active
 
 

@@ -73,19 +73,22 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
     active = active_nodes(order, set(tangents))
     tan: dict[int, Node] = dict(tangents)
     b = builder()
+    get = tan.get
+    nondiff = b.with_trait("nondiff")
     for node in order:
-        if id(node) in tan or id(node) not in active:
+        nid = id(node)
+        if nid in tan or nid not in active:
+            continue
+        ts = [get(id(a)) for a in node.args]
+        # Skip nondifferentiable ops, and nodes active only through a shape (expand_like).
+        if node.op in nondiff or ts.count(None) == len(ts):
             continue
         opdef = REGISTRY[node.op]
-        ts = [tan.get(id(a)) for a in node.args]
-        # Skip nondifferentiable ops, and nodes active only through a shape (expand_like).
-        if opdef.has("nondiff") or all(t is None for t in ts):
-            continue
         # b.at(origin=node.origin, phase="backward"), without a context manager per node
         saved = b.origin, b.phase
         if node.origin is not None:
             b.origin = node.origin
-        b.phase = _phase(phase, node)
+        b.phase = phase if phase != "tangent" or node.phase == "forward" else SECOND_ORDER
         try:
             t = step(opdef, ts, node)
         finally:

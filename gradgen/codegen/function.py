@@ -149,6 +149,8 @@ def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
     counts: dict[str, int] = {}
     same: dict[str, None] = {}   # the promotions of the cast arguments (one dtype), in order
     for line in lines:
+        if head not in line:   # (most lines: a substring test, not the pattern)
+            continue
         for m in found.finditer(line):
             used = {a.strip() for a in m.group(1).split(",")}
             if used <= args:
@@ -211,6 +213,30 @@ def _temporary_cotangent_names(out: Node, d: Derivative, names: dict, source: di
     return names
 
 
+def _once(memo: dict, key: tuple, table, make) -> dict:
+    """A new dict of the names `make()` gives the derivatives in a sweep's `table`,
+    worked out once per `key` and table: the gradient's serve f_grad, f_value_and_grad,
+    f_vjp and f_hvp, the forward tangents' f_jvp and f_hvp. (`memo` keeps each table, so
+    its id stays its own.)"""
+    key = (*key, id(table))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not table:
+        hit = memo[key] = table, make()
+    return dict(hit[1])
+
+
+def _cotangent_names(fns: EntryFunctions, d: Derivative) -> dict:
+    """Names for the Params' cotangents in `d` and the cotangents of the source's named
+    values (`dZ`), and temporaries' names (`_temporary_cotangent_names`)."""
+    names: dict = {}
+    for g, p in zip(d.outputs, fns.params):
+        if g not in fns.entry.names:
+            names.setdefault(g, cotangent_name(p.name))
+    for node, name in fns._derived(d.cotangents, cotangent_name).items():
+        names.setdefault(node, name)
+    return _temporary_cotangent_names(fns.out, d, names, fns.entry.names)
+
+
 def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
                        needed: bool) -> list[str]:
     """The prologue, where `needed` (a statement relies on it: `Body.one_dtype`), with the
@@ -265,6 +291,7 @@ class EntryFunctions:
                                             entry.names)
         self.spec_name = names.spec_constant(entry.name)
         self._tangents: list[Node] | None = None
+        self._names_memo: dict[tuple, tuple] = {}   # (`_once`)
 
     # ---------------------------------------------------------------- the plans
 
@@ -338,7 +365,9 @@ class EntryFunctions:
         _, names = self._cotangents(grad)
         for h, p in zip(d.outputs, self.params):
             names.setdefault(h, naming.hvp_name(p.name))
-        for node, name in self._derived(d.tangents, tangent_name).items():
+        # (the primal graph's tangents are the JVP's: its names, worked out once)
+        forward = self.derivatives.forward_tangents(vs)[1]
+        for node, name in self._derived(forward, tangent_name).items():
             names.setdefault(node, name)
         for node, name in list(names.items()):   # the tangent of dU is tdU
             t = d.tangents.get(id(node))
@@ -386,16 +415,12 @@ class EntryFunctions:
     def _cotangents(self, d: Derivative) -> tuple[list[Node], dict]:
         """The cotangents of the Params, and readable names for them and the cotangents
         of the source's named values (`dZ`)."""
-        names: dict = {}
-        for g, p in zip(d.outputs, self.params):
-            if g not in self.entry.names:
-                names.setdefault(g, cotangent_name(p.name))
-        for node, name in self._derived(d.cotangents, cotangent_name).items():
-            names.setdefault(node, name)
-        return list(d.outputs), _temporary_cotangent_names(self.out, d, names, self.entry.names)
+        return list(d.outputs), _once(self._names_memo, ("d", *map(id, d.outputs)),
+                                      d.cotangents, lambda: _cotangent_names(self, d))
 
     def _derived(self, table, rename) -> dict:
-        return derived_names(topo_order([self.out]), self.entry.names, table, rename)
+        return _once(self._names_memo, ("derived", rename), table, lambda: derived_names(
+            topo_order([self.out]), self.entry.names, table, rename))
 
     def _param_list(self) -> str:
         return ", ".join(p.name for p in self.params)
@@ -574,24 +599,33 @@ LINE_WIDTH = 88
 def _comments_that_fit(lines: list[str], phases: list[str]) -> tuple[list[str], list[str]]:
     """`lines` (of a function body, indented by 4 in the module) with each trailing shape
     comment (`  # (N, D)...`) that does not fit in `LINE_WIDTH` moved above its statement."""
+    if max(map(len, lines), default=0) + 4 <= LINE_WIDTH:   # (the usual body: as it is)
+        return lines, phases
+    long = [i for i, line in enumerate(lines) if len(line) + 4 > LINE_WIDTH
+            and "  # (" in line and not line.lstrip().startswith("#")]
+    if not long:
+        return lines, phases
     out_lines, out_phases = [], []
-    for line, phase in zip(lines, phases):
-        if len(line) + 4 > LINE_WIDTH and "  # (" in line and not line.lstrip().startswith("#"):
-            code, _, comment = line.rpartition("  # (")
-            indent = code[:len(code) - len(code.lstrip(" "))]
-            out_lines.append(f"{indent}# ({comment}")
-            out_phases.append(phase)
-            line = code
-        out_lines.append(line)
-        out_phases.append(phase)
-    return out_lines, out_phases
+    start = 0
+    for i in long:
+        out_lines += lines[start:i]
+        out_phases += phases[start:i]
+        code, _, comment = lines[i].rpartition("  # (")
+        indent = code[:len(code) - len(code.lstrip(" "))]
+        out_lines += [f"{indent}# ({comment}", code]
+        out_phases += [phases[i], phases[i]]
+        start = i + 1
+    return out_lines + lines[start:], out_phases + phases[start:]
+
+
+_COMMENT = re.compile(r"#.*")   # from a line's first `#` to its end
 
 
 def _names_in(names: set[str], lines: list[str]) -> set[str]:
     """Those of `names` that the code of `lines` reads (comments left out)."""
     if not names:
         return names
-    code = "\n".join(line.split("#", 1)[0] for line in lines)
+    code = _COMMENT.sub("", "\n".join(lines))   # (one pass over the text, not a split a line)
     # (a search per name stops at its first use: one pass over a long body for all the
     # names would read all of it)
     return {name for name in names
