@@ -163,6 +163,17 @@ _EXPRESSIONS = (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.
                 ast.Name, ast.Constant, ast.JoinedStr, ast.FormattedValue)
 # Leaf helper nodes that carry no code of their own.
 _INERT = (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
+# What `_expr` makes of a node, by its class (`isinstance` with the tuples above, asked
+# once a class): inert, an expression it checks, or one never emitted.
+_INERT_KIND, _CHECKED, _NEVER = "inert", "checked", "never"
+_EXPRESSION_KIND: dict[type, str] = {}
+
+
+def _expression_kind(cls: type) -> str:
+    kind = _INERT_KIND if issubclass(cls, _INERT) else \
+        _CHECKED if issubclass(cls, _EXPRESSIONS) else _NEVER
+    _EXPRESSION_KIND[cls] = kind
+    return kind
 
 
 def verify_module(source: str) -> None:
@@ -329,25 +340,40 @@ class _Scope:
         optional = {x.arg for x in a.args[len(a.args) - len(a.defaults):]} if a.defaults \
             else set()
         self.inputs = {x.arg for x in a.args} - optional
+        # Every node of the body once, by its class (one look-up a node: this walk sees
+        # as many nodes as the checks do); what is not a syntax tree node (a constant's
+        # value, a missing field's None, Global's names) is skipped as a class of no fields.
+        names, loaded, called = self.names, self.loaded, self.called
         stack = list(fn.body)
+        pop, push, extend = stack.pop, stack.append, stack.extend
+        fields_of = _SCOPE_FIELDS
         while stack:
-            node = stack.pop()
-            if isinstance(node, ast.FunctionDef):
-                self.names.add(node.name)
+            node = pop()
+            cls = node.__class__
+            if cls is _NAME:
+                if node.ctx.__class__ is _STORE:
+                    names.add(node.id)
+                else:
+                    loaded.add(node.id)
+                continue
+            if cls is _FUNCTION:
+                names.add(node.name)
                 self.functions.add(node.name)
                 inner = _Scope(node, self)
-                self.called |= inner.called
-                self.loaded |= inner.loaded
+                called |= inner.called
+                loaded |= inner.loaded
                 continue   # its own scope
-            if isinstance(node, ast.Name):
-                if isinstance(node.ctx, ast.Store):
-                    self.names.add(node.id)
+            if cls is _CALL and node.func.__class__ is _NAME:
+                called.add(node.func.id)
+            fields = fields_of.get(cls)
+            if fields is None:
+                fields = _scope_fields(cls)
+            for name in fields:
+                value = getattr(node, name, None)
+                if value.__class__ is list:
+                    extend(value)
                 else:
-                    self.loaded.add(node.id)
-                continue
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                self.called.add(node.func.id)
-            stack += _children(node)
+                    push(value)
         # Calls of its own locals (the nested `poly` of `_erf`) call no module function.
         self.called -= self.names
 
@@ -366,6 +392,19 @@ class _Scope:
                 return name in s.functions
             s = s.parent
         return False
+
+
+_NAME, _STORE, _LOAD, _CALL, _FUNCTION = ast.Name, ast.Store, ast.Load, ast.Call, ast.FunctionDef
+_CONSTANT = ast.Constant
+_SCOPE_FIELDS: dict[type, tuple[str, ...]] = {}   # class -> the fields _Scope walks
+
+
+def _scope_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a syntax tree class that may hold nodes (none for other classes)."""
+    fields = tuple(f for f in cls._fields if f not in _NO_CHILDREN) \
+        if issubclass(cls, ast.AST) else ()
+    _SCOPE_FIELDS[cls] = fields
+    return fields
 
 
 # Built-in names an annotation may use.
@@ -419,6 +458,10 @@ class _Names:
 
     def _name(self, node: ast.Name, scope: _Scope, called: bool = False) -> None:
         name = node.id
+        if name in scope.names and node.ctx.__class__ is _LOAD:   # a local, read: most names
+            if name in scope.functions and not called:
+                _fail(node, f"the function {name!r} used as a value")
+            return
         if _is_dunder(name) and not scope.binds(name):
             _fail(node, f"the name {name!r}")
         if not isinstance(node.ctx, ast.Load):
@@ -447,15 +490,22 @@ class _Expressions(_Names):
     def _expr(self, root: ast.AST, scope: _Scope) -> None:
         """Every node under `root` (iteratively: generated expressions may be deep)."""
         stack = [root]
+        pop = stack.pop
+        kinds = _EXPRESSION_KIND
         while stack:
-            node = stack.pop()
-            if isinstance(node, _INERT):
-                continue
-            if not isinstance(node, _EXPRESSIONS):
-                _fail(node, f"expression {type(node).__name__} (never emitted)")
-            if isinstance(node, ast.Name):
+            node = pop()
+            cls = node.__class__
+            if cls is _NAME:   # (the most frequent node, first)
                 self._name(node, scope)
-            elif isinstance(node, ast.Constant):
+                continue
+            kind = kinds.get(cls)
+            if kind is None:
+                kind = _expression_kind(cls)
+            if kind is _INERT_KIND:
+                continue
+            if kind is _NEVER:
+                _fail(node, f"expression {type(node).__name__} (never emitted)")
+            if cls is _CONSTANT:
                 self._constant(node)
             elif isinstance(node, ast.Call):
                 stack.extend(self._call(node, scope))

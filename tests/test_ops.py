@@ -1017,15 +1017,64 @@ def _exec(sources: dict, name: str) -> types.ModuleType:
     mod = types.ModuleType("case_grad")
     mod.__compile_warnings__ = []
     for part, source in sources.items():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")   # SyntaxWarning: 'int' object is not subscriptable
-            code = compile(source, f"<generated from {name} ({part})>", "exec")
         namespace: dict = {}
-        exec(code, namespace)  # noqa: S102
+        for code, caught in _codes(source, f"<generated from {name} ({part})>"):
+            exec(code, namespace)  # noqa: S102
+            mod.__compile_warnings__ += [f"{part}: {w}" for w in caught]
         mod.__dict__.update({k: v for k, v in namespace.items() if not k.startswith("__")})
-        mod.__compile_warnings__ += [f"{part}: {w.category.__name__}: {w.message}"
-                                     for w in caught]
     return mod
+
+
+# A line at column 0 after two blank lines: where a module's top-level parts start (as
+# gradgen.verify cuts them). Every case's module repeats the same helpers (`_dims`,
+# `_expect`, ...): each distinct part is compiled once, and its code moved to the lines
+# and the file name it has in each module (about half the compile() time of the cases).
+_CUT = re.compile(r"\n\n\n(?=[A-Za-z_@])")
+_PART_CODE: dict[str, tuple[types.CodeType, list[str]]] = {}
+
+
+def _compiled(text: str, filename: str) -> tuple[types.CodeType, list[str]]:
+    """compile(text), and what it warned ("Category: message")."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")   # SyntaxWarning: 'int' object is not subscriptable
+        code = compile(text, filename, "exec")
+    return code, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def _moved(code: types.CodeType, lines: int, filename: str) -> types.CodeType:
+    """`code` (and the functions' code in it) `lines` further down, in file `filename`."""
+    consts = tuple(_moved(c, lines, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_firstlineno=code.co_firstlineno + lines, co_filename=filename,
+                        co_consts=consts)
+
+
+def _codes(source: str, filename: str) -> list[tuple[types.CodeType, list[str]]]:
+    """The code of the module `source`, part by part (run in order in one namespace: the
+    module), with what compiling each part warned; the whole text compiled as one when a
+    part does not compile on its own (a cut inside a string). Each part after the first
+    is compiled after the module's `import` lines, as in the whole module (CPython
+    compiles `np.f(...)` on an imported `np` to other bytecode: the same code this way)."""
+    out, start, imports = [], 0, ""
+    for m in [*_CUT.finditer(source), None]:
+        text = source[start:m.start() + 1] if m is not None else source[start:]
+        entry = _PART_CODE.get(imports + text)
+        if entry is None:
+            try:
+                entry = _compiled(imports + text, "<part>")
+            except SyntaxError:
+                return [_compiled(source, filename)]
+            _PART_CODE[imports + text] = entry
+        code, caught = entry
+        lines = source.count("\n", 0, start) - imports.count("\n")
+        out.append((_moved(code, lines, filename), caught))
+        if m is None:
+            break
+        if start == 0:   # the header: the module's imports
+            imports = "".join(f"{line}\n" for line in text.split("\n")
+                              if line.startswith("import "))
+        start = m.end()
+    return out
 
 
 _COMPILED: dict[str, Compiled] = {}
@@ -1039,6 +1088,7 @@ def _forget_compiled_cases():
     a full collection 63 ms instead of 47)."""
     yield
     _COMPILED.clear()
+    _PART_CODE.clear()
 
 
 def _size(d, sizes: dict) -> int:
