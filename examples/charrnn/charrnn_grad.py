@@ -242,7 +242,7 @@ def loss(
     del by_exp
     # (T, B, V); reuses hs_diff's buffer
     logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
-    del hs_diff
+    del by_sum, hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     return -logp[steps, arange, y].mean(axis=1).sum() / T
@@ -305,11 +305,11 @@ def loss_grad(
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del Wxh_full, arange
+    del Wxh_full, arange, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
     dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
-    del by_exp, dlogp
+    del by_exp, by_sum, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     dhs = dlogp_diff @ Why.T  # (T, B, H)
@@ -394,11 +394,11 @@ def loss_value_and_grad(
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del Wxh_full, arange
+    del Wxh_full, arange, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
     dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
-    del by_exp, dlogp
+    del by_exp, by_sum, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     dhs = dlogp_diff @ Why.T  # (T, B, H)
@@ -490,11 +490,11 @@ def loss_vjp(
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del Wxh_full, arange
+    del Wxh_full, arange, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
     dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
-    del by_exp, dlogp
+    del by_exp, by_sum, dlogp
     dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
     dhs = dlogp_diff @ Why.T  # (T, B, H)
@@ -610,7 +610,7 @@ def loss_jvp(
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
     # (T, B, V)
     tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
-    del by_exp, ths_add
+    del by_exp, by_sum, ths_add
     # tangent of line 15: return total / T
     tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue
@@ -718,6 +718,7 @@ def loss_hvp(
     # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, 1)
     vby_div = np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] * dlogp_div / by_sum
+    del by_sum
     vby_add = vby_div * by_exp  # (T, B, V)
     np.negative(vby_add, out=vby_add)
     vby_add += dlogp_div * (ths_add * by_exp)

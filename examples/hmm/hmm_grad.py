@@ -634,7 +634,7 @@ def loglik_jvp(
     del logE
     # tangent of line 10: logA = log_softmax(A, axis=1)
     tlogA = tA - np.einsum("ij,ij->i", tA, A_exp)[:, None] / A_sum  # (K, K)
-    del A_exp
+    del A_exp, A_sum
     # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
     tlogE_rows = tlogE[obs[1:]]  # (T - 1, N, K)
     del tlogE
@@ -825,6 +825,7 @@ def loglik_hvp(
         dalpha_dot_diff = (dalpha_dot / sum_steps_rows - sum_steps_dot_div)[:, None]
         del sum_steps_dot_div
         exp_steps_mul = dalpha_dot_diff * exp_steps_rows2  # (N, K, K)
+        del dalpha_dot_diff
         # (N, K, K)
         exp_steps_add = exp_steps_mul + alpha_mul_div[:, None] * exp_steps_dot[t - 1]
         del exp_steps_mul
@@ -833,8 +834,8 @@ def loglik_hvp(
         alpha_mul = np.einsum("ik,ijk->ij", alpha_mul_div, exp_steps_rows2)
         dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", exp_steps_add)
-    del A_full, A_full2, alpha_div2, alpha_dot, alpha_exp, alpha_mul, exp_steps, exp_steps_dot
-    del sum_steps, sum_steps_dot
+    del A_full, A_full2, alpha_div2, alpha_dot, alpha_exp, alpha_mul, alpha_sum, exp_steps
+    del exp_steps_dot, sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)
     del dlogE_rows_dot
@@ -845,7 +846,7 @@ def loglik_hvp(
     # tangent of grad of line 11: logE = log_softmax(E, axis=0)
     tdlogE_div = tdlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
     tdlogE_diff = tdlogE_div - vE_einsum * dlogE_div / E_sum  # (1, K)
-    del E_sum, tdlogE_div
+    del E_sum, tdlogE_div, vE_einsum
     HvE = tdlogE_diff * E_exp  # (M, K)
     HvE += dlogE_div * (vE * E_exp)
     np.subtract(tdlogE, HvE, out=HvE)
@@ -863,7 +864,7 @@ def loglik_hvp(
     # tangent of grad of line 10: logA = log_softmax(A, axis=1)
     tdlogA_div = np.einsum("ij->i", dlogA_dot)[:, None] / A_sum  # (K, 1)
     tdlogA_diff = tdlogA_div - vA_einsum * dlogA_div / A_sum  # (K, 1)
-    del tdlogA_div
+    del A_sum, tdlogA_div, vA_einsum
     HvA = tdlogA_diff * A_exp  # (K, K)
     HvA += dlogA_div * (vA * A_exp)
     np.subtract(dlogA_dot, HvA, out=HvA)
