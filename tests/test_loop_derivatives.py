@@ -414,9 +414,12 @@ def test_the_backward_loop_reads_as_code(sequences):
     # a loop writing per-step states: the buffer's cotangent is read, never saved
     lstm = _function(source, "lstm_states_grad")
     assert "S_steps" not in lstm and "S[t] = h" in lstm
-    # index arithmetic spelled at each use (`sum_steps[t - 1]`), not a variable `t_diff`
+    # index arithmetic spelled at each use (`alpha_steps[t - 1]`), not a variable `t_diff`;
+    # the (K, K) exponentials larger than the carried alpha (K,) recomputed from it in the
+    # backward step, not saved (policy recompute_residuals)
     hmm = _function(source, "hmm_loglik_grad")
-    assert "sum_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
+    assert "alpha_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
+    assert "exp_steps" not in hmm and hmm.count("np.empty(") == 1
     # ... and its row t, read at step t only, is not zeroed after (drop_dead_row_writes)
     for fn in ("lstm_states_grad", "lstm_states_value_and_grad", "lstm_states_hvp"):
         assert "dS[t] = 0" not in _function(source, fn) and "dS[t]" in _function(source, fn)

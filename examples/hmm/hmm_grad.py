@@ -290,22 +290,18 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
-        del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, logA_sum
-    del logA, logE_rows
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
+        del logA_add
+    del logE_rows
     # (N, K); reuses alpha's buffer
     alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
     np.exp(alpha_exp, out=alpha_exp)
@@ -315,14 +311,17 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp, exp_steps, sum_steps
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+    del alpha_exp, alpha_steps, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -399,22 +398,18 @@ def loglik_value_and_grad(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
-        del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, logA_sum
-    del logA, logE_rows
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
+        del logA_add
+    del logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     # (N, K); reuses alpha's buffer
     alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
@@ -428,14 +423,17 @@ def loglik_value_and_grad(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp, alpha_sum, exp_steps, sum_steps
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+    del alpha_exp, alpha_steps, alpha_sum, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -514,22 +512,18 @@ def loglik_vjp(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
-        del logA_exp
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, logA_sum
-    del logA, logE_rows
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
+        del logA_add
+    del logE_rows
     # (N, K); reuses alpha's buffer
     alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
     np.exp(alpha_exp, out=alpha_exp)
@@ -539,14 +533,17 @@ def loglik_vjp(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp, exp_steps, sum_steps
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+    del alpha_exp, alpha_steps, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -741,12 +738,11 @@ def loglik_hvp(
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     # tangent of the loop at line 13
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
-    sum_steps_dot = A_full.copy()
-    exp_steps_dot = np.zeros((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    alpha_steps_dot = A_full.copy()
     alpha_dot = talpha
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
@@ -754,39 +750,64 @@ def loglik_hvp(
         np.exp(logA_exp, out=logA_exp)
         del alpha_add
         logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        sum_steps[t - 1] = logA_sum
-        exp_steps[t - 1] = logA_exp
         alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
-        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, logA_exp)  # (N, K)
         # tangent of line 13: for t in range(1, T):
-        sum_steps_dot[t - 1] = alpha_dot_einsum
-        exp_steps_dot[t - 1] = alpha_dot_add * logA_exp
-        del alpha_dot_add, logA_exp
-        alpha_dot = alpha_dot_einsum / logA_sum + tlogE_rows[t - 1]
-    del logA, logE_rows, talpha, tlogA, tlogE_rows
+        alpha_steps_dot[t - 1] = alpha_dot
+        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+        # (N, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot[:, :, None] + tlogA, logA_exp)
+        del logA_exp
+        tlogA_div = alpha_dot_einsum / logA_sum  # (N, K)
+        del alpha_dot_einsum, logA_sum
+        alpha_dot = tlogA_div + tlogE_rows[t - 1]
+    del logE_rows, talpha, tlogE_rows
     alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
+    # grad of line 13: for t in range(1, T):
+    A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of line 15: return mean(logsumexp(alpha, axis=1))
     alpha_sum = np.einsum("ij->i", alpha_exp)[:, None]  # (N, 1)
     alpha_div = alpha_exp / alpha_sum  # (N, K)
-    alpha_mul = alpha_div / N  # (N, K)
-    # grad of line 13: for t in range(1, T):
-    A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
+    # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
+    # (N, K)
+    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
+    alpha_div2 = alpha_mul / alpha_sum  # (N, K)
+    del alpha_mul
     # grad of the loop at line 13
-    dlogA = A_full2.copy()
+    dlogA = A_full2
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_mul.copy()
+    dalpha = alpha_div / N
+    dlogA_dot = A_full2.copy()
+    dlogE_rows_dot = A_full
+    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp2 = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
+        logA_sum2 = np.einsum("ijk->ik", logA_exp2)  # (N, K)
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / logA_sum2  # (N, K)
         # grad of line 13: for t in range(1, T):
         dlogE_rows[t - 1] = dalpha
-        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
+        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+        alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
+        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
+        # (N, K)
+        dalpha_mul = np.einsum("ijk,ijk->ik", alpha_steps_dot_add, logA_exp2) * dalpha_div
+        # (N, K, K)
+        dalpha_add = (dalpha_dot / logA_sum2 - dalpha_mul / logA_sum2)[:, None] * logA_exp2
+        dalpha_add += dalpha_div[:, None] * (alpha_steps_dot_add * logA_exp2)
+        del alpha_steps_dot_add, dalpha_mul, logA_sum2
+        # tangent of grad of line 13: for t in range(1, T):
+        dlogE_rows_dot[t - 1] = dalpha_dot
+        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, logA_exp2)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp2)
+        dlogA_dot = dlogA_dot + dalpha_add.sum(axis=0)
+        dalpha_dot = np.einsum("ijk->ij", dalpha_add)
+    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp, alpha_steps, alpha_steps_dot
+    del alpha_sum, logA, tlogA
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA
@@ -802,40 +823,6 @@ def loglik_hvp(
     # grad of line 11: logE = log_softmax(E, axis=0)
     dlogE_div = dlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
     del dlogE
-    # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
-    # (N, K)
-    alpha_mul2 = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
-    del alpha_div
-    alpha_div2 = alpha_mul2 / alpha_sum  # (N, K)
-    del alpha_mul2
-    # tangent of grad of the loop at line 13
-    dlogA_dot = A_full2
-    dlogE_rows_dot = A_full
-    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
-    for t in reversed(range(1, T)):
-        # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        sum_steps_rows = sum_steps[t - 1]  # (N, K)
-        alpha_mul_div = alpha_mul  # reuses alpha_mul's buffer
-        alpha_mul_div /= sum_steps_rows
-        exp_steps_rows2 = exp_steps[t - 1]  # (N, K, K)
-        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        # (N, K)
-        sum_steps_dot_div = sum_steps_dot[t - 1] * alpha_mul_div / sum_steps_rows
-        # (N, 1, K)
-        dalpha_dot_diff = (dalpha_dot / sum_steps_rows - sum_steps_dot_div)[:, None]
-        del sum_steps_dot_div
-        exp_steps_mul = dalpha_dot_diff * exp_steps_rows2  # (N, K, K)
-        del dalpha_dot_diff
-        # (N, K, K)
-        exp_steps_add = exp_steps_mul + alpha_mul_div[:, None] * exp_steps_dot[t - 1]
-        del exp_steps_mul
-        # tangent of grad of line 13: for t in range(1, T):
-        dlogE_rows_dot[t - 1] = dalpha_dot
-        alpha_mul = np.einsum("ik,ijk->ij", alpha_mul_div, exp_steps_rows2)
-        dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
-        dalpha_dot = np.einsum("ijk->ij", exp_steps_add)
-    del A_full, A_full2, alpha_div2, alpha_dot, alpha_exp, alpha_mul, alpha_sum, exp_steps
-    del exp_steps_dot, sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)
     del dlogE_rows_dot

@@ -58,7 +58,19 @@ def loops(graph: Graph) -> Graph:
     if not any(n.op in loops_ for n in graph.order):
         return graph
     while True:
-        new = read_unpadded(drop_dead_row_writes(prune_loops(merge_loops(_in_bodies(graph)))))
+        new = read_unpadded(drop_dead_row_writes(prune_loops(_merged(_in_bodies(graph)))))
+        if new is graph:
+            return graph
+        graph = new
+
+
+def _merged(graph: Graph) -> Graph:
+    """`merge_loops` until it changes nothing, before any loop is pruned: a merge rebuilds
+    the loops reading the merged one (a backward loop reading a forward loop's buffers),
+    and a loop one of them computes must be merged into it before prune_loops drops the
+    values it computes for it (hmm's gradient loop and its JVP in f_hvp)."""
+    while True:
+        new = merge_loops(graph)
         if new is graph:
             return graph
         graph = new
@@ -330,3 +342,4 @@ def _padded(arg: Node, length) -> tuple[Node, int] | None:
 def _shift(row: Node, t: Node) -> int | None:
     """k for the row `t + k` (0 for t itself), else None."""
     return 0 if row is t else index_shift(row, t)
+
