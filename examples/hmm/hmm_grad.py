@@ -308,7 +308,6 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
@@ -319,13 +318,13 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
-        dlogE_rows[t - 1] = dalpha
+        alpha_steps[t - 1] = dalpha
         dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
-    del alpha_exp, alpha_steps, logA
+    del alpha_exp, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -420,7 +419,6 @@ def loglik_value_and_grad(
     del alpha_max2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
         alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
@@ -431,13 +429,13 @@ def loglik_value_and_grad(
         dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
-        dlogE_rows[t - 1] = dalpha
+        alpha_steps[t - 1] = dalpha
         dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
-    del alpha_exp, alpha_steps, alpha_sum, logA
+    del alpha_exp, alpha_sum, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -530,7 +528,6 @@ def loglik_vjp(
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
@@ -541,13 +538,13 @@ def loglik_vjp(
         dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
-        dlogE_rows[t - 1] = dalpha
+        alpha_steps[t - 1] = dalpha
         dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
-    del alpha_exp, alpha_steps, logA
+    del alpha_exp, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -776,7 +773,6 @@ def loglik_hvp(
     del alpha_mul
     # grad of the loop at line 13
     dlogA = A_full2
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
     dlogE_rows_dot = A_full
@@ -790,7 +786,7 @@ def loglik_hvp(
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         dalpha_div = dalpha / logA_sum2  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogE_rows[t - 1] = dalpha
+        alpha_steps[t - 1] = dalpha
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
@@ -806,8 +802,8 @@ def loglik_hvp(
         dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp2)
         dlogA_dot = dlogA_dot + dalpha_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", dalpha_add)
-    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp, alpha_steps, alpha_steps_dot
-    del alpha_sum, logA, tlogA
+    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp, alpha_steps_dot, alpha_sum
+    del logA, tlogA
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA
@@ -816,8 +812,8 @@ def loglik_hvp(
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dalpha, dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps, dalpha
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
