@@ -322,6 +322,29 @@ def _sequence_args(name, rng):
             0.5 * rng.normal(size=(h, h)), rng.normal(size=(n, h))], [1, 2, 3]
 
 
+def test_a_step_value_larger_than_the_state_is_recomputed_not_saved(sequences):
+    """Policy recompute_residuals: hmm_loglik's gradient keeps the carried alpha (K,) per
+    step, not the (K, K) exponentials (what 1fccfe6 saved: (T - 1) K K floats): its peak
+    memory (tracemalloc) is far below that, and its gradient is the saving one's (checked
+    against finite differences and the hand-unrolled source by the tests around)."""
+    import tracemalloc
+
+    _, env, _ = sequences
+    k, t = 32, 200
+    rng = np.random.default_rng(3)
+    args = [rng.normal(size=(k, k)), rng.normal(size=(k,)), rng.normal(size=(t, k))]
+    env["hmm_loglik_grad"](*args)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        env["hmm_loglik_grad"](*args)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < (t - 1) * k * k * 8 / 4, peak
+
+
 @pytest.mark.parametrize("name", ["rnn_loss", "hmm_loglik", "lstm_states"])
 def test_a_loop_and_its_hand_unrolled_source_agree(sequences, name):
     """Value, gradient, VJP, JVP, HVP and Hessian of the loop at T = 3 equal those of the
