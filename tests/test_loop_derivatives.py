@@ -322,6 +322,29 @@ def _sequence_args(name, rng):
             0.5 * rng.normal(size=(h, h)), rng.normal(size=(n, h))], [1, 2, 3]
 
 
+def test_a_step_value_larger_than_the_state_is_recomputed_not_saved(sequences):
+    """Policy recompute_residuals: hmm_loglik's gradient keeps the carried alpha (K,) per
+    step, not the (K, K) exponentials (what 1fccfe6 saved: (T - 1) K K floats): its peak
+    memory (tracemalloc) is far below that, and its gradient is the saving one's (checked
+    against finite differences and the hand-unrolled source by the tests around)."""
+    import tracemalloc
+
+    _, env, _ = sequences
+    k, t = 32, 200
+    rng = np.random.default_rng(3)
+    args = [rng.normal(size=(k, k)), rng.normal(size=(k,)), rng.normal(size=(t, k))]
+    env["hmm_loglik_grad"](*args)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        env["hmm_loglik_grad"](*args)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < (t - 1) * k * k * 8 / 4, peak
+
+
 @pytest.mark.parametrize("name", ["rnn_loss", "hmm_loglik", "lstm_states"])
 def test_a_loop_and_its_hand_unrolled_source_agree(sequences, name):
     """Value, gradient, VJP, JVP, HVP and Hessian of the loop at T = 3 equal those of the
@@ -389,7 +412,9 @@ def test_the_backward_loop_reads_as_code(sequences):
     assert re.search(r"\n    dWy = hs\d*\.reshape\(\(N \* T, H\)\)\.T @ ", grad)
     # (the dtype the arguments promote to: computed once, read by each buffer)
     assert "    dtype = np.result_type(X, Wx, Wh, h0)\n" in grad
-    assert "dXWx = np.empty((T, N, H), dtype=dtype)" in grad
+    # (the rows of the input projection's cotangent written into those of dhs just read,
+    # which nothing reads after the loop: pass share_row_buffers, no third (T, N, H) array)
+    assert "np.empty((T, N, H)" not in grad and "        dhs[t] = dh_mul\n" in grad
     # one dtype expression per function: the arguments are made one dtype at entry, so a
     # promotion of any of them (the loss's cotangent, of Wy too) or one's own dtype is it
     for fn in ("rnn_loss_grad", "rnn_loss_value_and_grad", "rnn_loss_vjp"):
@@ -414,9 +439,12 @@ def test_the_backward_loop_reads_as_code(sequences):
     # a loop writing per-step states: the buffer's cotangent is read, never saved
     lstm = _function(source, "lstm_states_grad")
     assert "S_steps" not in lstm and "S[t] = h" in lstm
-    # index arithmetic spelled at each use (`sum_steps[t - 1]`), not a variable `t_diff`
+    # index arithmetic spelled at each use (`alpha_steps[t - 1]`), not a variable `t_diff`;
+    # the (K, K) exponentials larger than the carried alpha (K,) recomputed from it in the
+    # backward step, not saved (policy recompute_residuals)
     hmm = _function(source, "hmm_loglik_grad")
-    assert "sum_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
+    assert "alpha_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
+    assert "exp_steps" not in hmm and hmm.count("np.empty(") == 1
     # ... and its row t, read at step t only, is not zeroed after (drop_dead_row_writes)
     for fn in ("lstm_states_grad", "lstm_states_value_and_grad", "lstm_states_hvp"):
         assert "dS[t] = 0" not in _function(source, fn) and "dS[t]" in _function(source, fn)

@@ -492,3 +492,51 @@ def test_loops_drop_dead_row_writes(update_golden: bool):
         values = _values(entry, np.random.default_rng(7))
         np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
                                    rtol=1e-12)
+
+
+# -- h-mem (issue 12, peak memory): a backward loop filling a new array row by row writes
+# into the rows of an array it has just read, which nothing reads after it
+
+def test_loops_share_row_buffers(update_golden: bool):
+    """`share_row_buffers` (passes/loops.py): a loop writing `dA[t] = g` into a new array
+    and reading another of its shape only as `B[t]` (before the write) writes into B's
+    rows (`B[t] = g`, no `np.empty`); not where B is read after the loop too (golden IR and
+    emitted code; the same values; a fixed point)."""
+    from gradgen.passes.loops import share_row_buffers
+
+    source = "def f(G: Data[T, N, D], h0: Param[N, D]):\n    return h0\n"
+    with ir.building(REGISTRY):
+        entry, _ = _raw(source)
+        G, h0 = (a.node for a in entry.args)
+        T, N, D = G.shape
+        outs = []
+        for name, read_after in (("dA", False), ("dC", True)):
+            t = ir.make("input", name="t", role="index", shape=())
+            dA = ir.make("input", name=name, role="carry", shape=(T, N, D))
+            dh = ir.make("input", name="dh", role="carry", shape=(N, D))
+            B = ir.make("input", name="B", role="outside", shape=(T, N, D))
+            g = dh + ir.make("gather", B, t, axis=0)
+            scan = ir.make("scan", ir.make("empty", G, shape=(T, N, D), name=name), h0,
+                           ir.const(2) * G if not read_after else ir.const(3) * G,
+                           length=T, reverse=True,
+                           body=ir.Region((t, dA, dh, B),
+                                          (ir.make("update", dA, g, t, index=(), axis=0),
+                                           g * ir.const(0.5))))
+            outs.append(ir.make("sum", ir.make("part", scan, index=0), axes=(0,),
+                                keepdims=False) + ir.make("part", scan, index=1))
+            if read_after:
+                outs.append(ir.make("sum", ir.const(3) * G, axes=(0,), keepdims=False))
+        out = ir.make("sum", outs[0] * outs[1] + outs[2], axes=(0, 1), keepdims=False)
+        before = ir.Graph((G, h0), (out,), {G: "G", h0: "h0"})
+        ir.verify(before)
+        after = share_row_buffers(before)
+        ir.verify(after)
+        _matches_golden("loops_share_row_buffers",
+                        "# loops: rows of a new array written into those of one just read\n",
+                        entry, before, after, None, update_golden)
+        assert share_row_buffers(after) is after
+        assert _code(entry, before).count("np.empty(") == 2
+        assert _code(entry, after).count("np.empty(") == 1   # dC's stays: 3 * G read after
+        values = _values(entry, np.random.default_rng(7))
+        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
+                                   rtol=1e-12)

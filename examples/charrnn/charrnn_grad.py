@@ -183,19 +183,6 @@ def _scatter_add(g, shape, axis, *index):
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
 
 
-def _reuse_freed_memory():
-    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
-    than its threshold (128 KiB at first) back to the system, so the next call's temporary
-    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
-    has been freed it keeps blocks up to its size for reuse. No page of the block is
-    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
-    nothing."""
-    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
-
-
-_reuse_freed_memory()
-
-
 _LOSS_ARGS = (
     ("Wxh", ("V", "H")),
     ("Whh", ("H", "H")),
@@ -238,7 +225,7 @@ def loss(
     h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0
+    h = h0.copy()
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -250,12 +237,12 @@ def loss(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    del hs_exp
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    del by_exp
     # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
-    del hs_diff
+    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
+    del by_sum, hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     return -logp[steps, arange, y].mean(axis=1).sum() / T
@@ -299,7 +286,7 @@ def loss_grad(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0
+    h = h0.copy()
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -310,38 +297,36 @@ def loss_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    by_exp = np.exp(hs_diff)  # (T, B, V)
     del hs_diff
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del arange, dlogp_rows
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
+    del Wxh_full, arange, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp
-    dby = dhs_Why.sum(axis=(0, 1))  # (V,)
-    dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
-    dhs = dhs_Why @ Why.T  # (T, B, H)
-    del dhs_Why
+    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
+    del by_exp, by_sum, dlogp
+    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dWxh_rows[t] = dh_mul
+        dhs[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dhs
-    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    dbh = dhs.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
     return (dWxh, dWhh, dbh, dWhy, dby)
 
 
@@ -384,7 +369,7 @@ def loss_value_and_grad(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0
+    h = h0.copy()
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -395,42 +380,40 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
     # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
+    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del arange, dlogp_rows
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
+    del Wxh_full, arange, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp
-    dby = dhs_Why.sum(axis=(0, 1))  # (V,)
-    dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
-    dhs = dhs_Why @ Why.T  # (T, B, H)
-    del dhs_Why
+    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
+    del by_exp, by_sum, dlogp
+    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dWxh_rows[t] = dh_mul
+        dhs[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dhs
-    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    dbh = dhs.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
     return value, (dWxh, dWhh, dbh, dWhy, dby)
 
 
@@ -484,7 +467,7 @@ def loss_vjp(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0
+    h = h0.copy()
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -495,38 +478,36 @@ def loss_vjp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    by_exp = np.exp(hs_diff)  # (T, B, V)
     del hs_diff
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del arange, dlogp_rows
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
+    del Wxh_full, arange, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp
-    dby = dhs_Why.sum(axis=(0, 1))  # (V,)
-    dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
-    dhs = dhs_Why @ Why.T  # (T, B, H)
-    del dhs_Why
+    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
+    del by_exp, by_sum, dlogp
+    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    del dlogp_diff
     # grad of the loop at line 11
-    dWxh_rows = np.empty((T, B, H), dtype=dtype)
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dWxh_rows[t] = dh_mul
+        dhs[t] = dh_mul
         dh = dh_mul @ Whh.T
-    del dhs
-    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
+    dbh = dhs.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
     return (g * dWxh, g * dWhh, g * dbh, g * dWhy, g * dby)
 
 
@@ -589,7 +570,7 @@ def loss_jvp(
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = tWxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h = h0
+    h = h0.copy()
     h_dot = np.zeros_like(h0)
     h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
@@ -608,10 +589,10 @@ def loss_jvp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    by_exp = np.exp(hs_diff)  # (T, B, V)
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
     # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
+    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
     del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
@@ -622,8 +603,8 @@ def loss_jvp(
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
     # (T, B, V)
-    tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
-    del hs_exp, ths_add
+    tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
+    del by_exp, by_sum, ths_add
     # tangent of line 15: return total / T
     tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue
@@ -694,8 +675,8 @@ def loss_hvp(
     h0_zeros_like = np.zeros_like(h0)  # (B, H)
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h = h0
-    h_dot = h0_zeros_like
+    h = h0.copy()
+    h_dot = h0_zeros_like.copy()
     h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
@@ -713,44 +694,42 @@ def loss_hvp(
     hs_add = hs @ Why  # (T, B, V)
     hs_add += by
     # (T, B, V); reuses hs_add's buffer
-    hs_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
-    np.exp(hs_exp, out=hs_exp)
+    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    np.exp(by_exp, out=by_exp)
     del hs_add
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    steps = np.arange(T)[:, None]  # (T, 1)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, np.arange(B), y)  # (T, B, V)
-    del dlogp_rows
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    # (T, B, V)
+    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
+    del Wxh_full
+    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
-    dhs_Why = dlogp_div * hs_exp  # (T, B, V)
-    np.subtract(dlogp, dhs_Why, out=dhs_Why)
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum  # (T, B, 1)
+    dlogp_diff = dlogp_div * by_exp  # (T, B, V)
+    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
     del dlogp
-    dhs = dhs_Why @ Why.T  # (T, B, H)
+    dhs = dlogp_diff @ Why.T  # (T, B, H)
     # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, 1)
-    dlogp_mul = np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] * dlogp_div
-    dlogp_div2 = dlogp_mul / hs_sum  # (T, B, 1)
-    del dlogp_mul
-    vby_add = dlogp_div2 * hs_exp  # (T, B, V)
+    vby_div = np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] * dlogp_div / by_sum
+    del by_sum
+    vby_add = vby_div * by_exp  # (T, B, V)
     np.negative(vby_add, out=vby_add)
-    vby_add += dlogp_div * (ths_add * hs_exp)
-    del dlogp_div, dlogp_div2, hs_exp, ths_add
+    vby_add += dlogp_div * (ths_add * by_exp)
+    del by_exp, dlogp_div, ths_add, vby_div
     Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
-    hs_matmul = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
-    # (H, V)
-    HvWhy = ths.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V)) + hs_matmul
-    del hs_matmul
+    ths_matmul = ths.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
+    HvWhy = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
+    HvWhy += ths_matmul
+    del ths_matmul
     tdhs = vby_add @ Why.T  # (T, B, H)
     np.negative(tdhs, out=tdhs)
-    tdhs += dhs_Why @ vWhy.T
-    del dhs_Why, vby_add
+    tdhs += dlogp_diff @ vWhy.T
+    del dlogp_diff, vby_add
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
-    dh_dot = h0_zeros_like
-    dh_muls = np.empty((T, B, H), dtype=np.result_type(Wxh, Whh, bh, Why, by, h0, vWxh, vWhh, vbh))
+    dh_dot = h0_zeros_like.copy()
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
         dh_add = dh + dhs[t]  # (B, H)
@@ -766,17 +745,17 @@ def loss_hvp(
         del dh_mul2, h_steps_diff
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
-        dh_muls[t] = dh_mul
+        dhs[t] = dh_mul
         dh = dh_mul @ Whh.T
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del dhs, h0_zeros_like, tdhs
+    del h0_zeros_like, tdhs
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     h_steps_matmul = np.transpose(h_steps[:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
     del h_steps
     # (T, H, H)
-    dh_muls_add = np.transpose(h_steps_dot[:T], (0, 2, 1)) @ dh_muls + h_steps_matmul
-    del dh_muls, h_steps_dot, h_steps_matmul
+    dh_muls_add = np.transpose(h_steps_dot[:T], (0, 2, 1)) @ dhs + h_steps_matmul
+    del dhs, h_steps_dot, h_steps_matmul
     # tangent of grad of line 11: for t in range(T):
     HvWhh = dh_muls_add.sum(axis=0)  # (H, H)
     del dh_muls_add

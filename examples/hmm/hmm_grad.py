@@ -183,19 +183,6 @@ def _one_dtype(*args):
     return out
 
 
-def _reuse_freed_memory():
-    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
-    than its threshold (128 KiB at first) back to the system, so the next call's temporary
-    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
-    has been freed it keeps blocks up to its size for reuse. No page of the block is
-    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
-    nothing."""
-    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
-
-
-_reuse_freed_memory()
-
-
 _LOGLIK_ARGS = (
     ("A", ("K", "K")),
     ("pi", ("K",)),
@@ -240,20 +227,19 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K)
-        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
         del alpha_add
-        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
-        del alpha_log, alpha_max
-        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
-        del alpha_add2
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
+        del logA_add
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_log2 = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
+    alpha_log = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
     del alpha
-    alpha_add3 = alpha_log2 + alpha_max2[:, 0]  # (N,)
-    del alpha_log2, alpha_max2
-    return alpha_add3.sum() / N
+    alpha_add2 = alpha_log + alpha_max2[:, 0]  # (N,)
+    del alpha_log, alpha_max2
+    return alpha_add2.sum() / N
 
 
 def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Array, Array]:
@@ -304,43 +290,41 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
         del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        del alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, alpha_sum
-    del logA, logE_rows
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
+        del logA_add
+    del logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp2, out=alpha_exp2)
+    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
+    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
-        dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp2, exp_steps, sum_steps
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
+        alpha_steps[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+    del alpha_exp, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -351,12 +335,10 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dpi_diff = dalpha.sum(axis=0)  # (K,)
+    dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    # (K,); reuses pi_exp's buffer
-    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
-    np.subtract(dpi_diff, dpi, out=dpi)
-    del dpi_diff, pi_exp, pi_sum
+    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
+    del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -415,47 +397,45 @@ def loglik_value_and_grad(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
         del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        del alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, alpha_sum
-    del logA, logE_rows
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
+        del logA_add
+    del logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     # (N, K); reuses alpha's buffer
-    alpha_exp2 = np.subtract(alpha, alpha_max2, out=alpha)
-    np.exp(alpha_exp2, out=alpha_exp2)
+    alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
-    alpha_sum2 = np.einsum("ij->i", alpha_exp2)  # (N,)
-    value = (np.log(alpha_sum2) + alpha_max2[:, 0]).sum() / N
+    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
+    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp2 / alpha_sum2[:, None] / N
+    dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
-        dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp2, alpha_sum2, exp_steps, sum_steps
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
+        alpha_steps[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+    del alpha_exp, alpha_sum, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -466,12 +446,10 @@ def loglik_value_and_grad(
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dpi_diff = dalpha.sum(axis=0)  # (K,)
+    dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    # (K,); reuses pi_exp's buffer
-    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
-    np.subtract(dpi_diff, dpi, out=dpi)
-    del dpi_diff, pi_exp, pi_sum
+    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
+    del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -532,43 +510,41 @@ def loglik_vjp(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
+        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
         del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        del alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, alpha_sum
-    del logA, logE_rows
+        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
+        del alpha_max, logA_log
+        alpha = logA_add + logE_rows[t - 1]  # (N, K)
+        del logA_add
+    del logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp2, out=alpha_exp2)
+    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
+    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
-        dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp2, exp_steps, sum_steps
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
+        alpha_steps[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+    del alpha_exp, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -579,12 +555,10 @@ def loglik_vjp(
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dpi_diff = dalpha.sum(axis=0)  # (K,)
+    dalpha_sum = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    # (K,); reuses pi_exp's buffer
-    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
-    np.subtract(dpi_diff, dpi, out=dpi)
-    del dpi_diff, pi_exp, pi_sum
+    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
+    del dalpha_sum, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -654,7 +628,7 @@ def loglik_jvp(
     del logE
     # tangent of line 10: logA = log_softmax(A, axis=1)
     tlogA = tA - np.einsum("ij,ij->i", tA, A_exp)[:, None] / A_sum  # (K, K)
-    del A_exp
+    del A_exp, A_sum
     # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
     tlogE_rows = tlogE[obs[1:]]  # (T - 1, N, K)
     del tlogE
@@ -664,28 +638,28 @@ def loglik_jvp(
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(logA_exp, out=logA_exp)
         del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
-        del alpha_dot_add, alpha_exp
-        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
-        del alpha_dot_einsum, alpha_sum
-        alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
+        # (N, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot[:, :, None] + tlogA, logA_exp)
+        del logA_exp
+        tlogA_div = alpha_dot_einsum / logA_sum  # (N, K)
+        del alpha_dot_einsum, logA_sum
+        alpha_dot = tlogA_div + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp2 = np.exp(alpha - alpha_max2)  # (N, K)
+    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
-    alpha_sum2 = np.einsum("ij->i", alpha_exp2)  # (N,)
-    value = (np.log(alpha_sum2) + alpha_max2[:, 0]).sum() / N
+    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
+    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
-    tvalue = (np.einsum("ij,ij->i", alpha_dot, alpha_exp2) / alpha_sum2).sum() / N
+    tvalue = (np.einsum("ij,ij->i", alpha_dot, alpha_exp) / alpha_sum).sum() / N
     return value, tvalue
 
 
@@ -761,52 +735,75 @@ def loglik_hvp(
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     # tangent of the loop at line 13
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
-    sum_steps_dot = A_full.copy()
-    exp_steps_dot = np.zeros((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    alpha_steps_dot = A_full.copy()
     alpha_dot = talpha
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
+        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(logA_exp, out=logA_exp)
         del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
+        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
-        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
         # tangent of line 13: for t in range(1, T):
-        sum_steps_dot[t - 1] = alpha_dot_einsum
-        exp_steps_dot[t - 1] = alpha_dot_add * alpha_exp
-        del alpha_dot_add, alpha_exp
-        alpha_dot = alpha_dot_einsum / alpha_sum + tlogE_rows[t - 1]
-    del logA, logE_rows, talpha, tlogA, tlogE_rows
-    alpha_exp2 = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
+        alpha_steps_dot[t - 1] = alpha_dot
+        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+        # (N, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot[:, :, None] + tlogA, logA_exp)
+        del logA_exp
+        tlogA_div = alpha_dot_einsum / logA_sum  # (N, K)
+        del alpha_dot_einsum, logA_sum
+        alpha_dot = tlogA_div + tlogE_rows[t - 1]
+    del logE_rows, talpha, tlogE_rows
+    alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
-    # grad of line 15: return mean(logsumexp(alpha, axis=1))
-    alpha_sum2 = np.einsum("ij->i", alpha_exp2)[:, None]  # (N, 1)
-    alpha_div = alpha_exp2 / alpha_sum2  # (N, K)
-    dalpha_carried = alpha_div / N  # (N, K)
     # grad of line 13: for t in range(1, T):
     A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
+    # grad of line 15: return mean(logsumexp(alpha, axis=1))
+    alpha_sum = np.einsum("ij->i", alpha_exp)[:, None]  # (N, 1)
+    alpha_div = alpha_exp / alpha_sum  # (N, K)
+    # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
+    # (N, K)
+    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
+    alpha_div2 = alpha_mul / alpha_sum  # (N, K)
+    del alpha_mul
     # grad of the loop at line 13
-    dlogA = A_full2.copy()
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = dalpha_carried.copy()
+    dlogA = A_full2
+    dalpha = alpha_div / N
+    dlogA_dot = A_full2.copy()
+    dlogE_rows_dot = A_full
+    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
     for t in reversed(range(1, T)):
+        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        # (N, K, K)
+        logA_exp2 = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        del alpha_steps_add
+        logA_sum2 = np.einsum("ijk->ik", logA_exp2)  # (N, K)
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        dalpha_div = dalpha / logA_sum2  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogE_rows[t - 1] = dalpha
-        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
+        alpha_steps[t - 1] = dalpha
+        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+        alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
+        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
+        # (N, K)
+        dalpha_mul = np.einsum("ijk,ijk->ik", alpha_steps_dot_add, logA_exp2) * dalpha_div
+        # (N, K, K)
+        dalpha_add = (dalpha_dot / logA_sum2 - dalpha_mul / logA_sum2)[:, None] * logA_exp2
+        dalpha_add += dalpha_div[:, None] * (alpha_steps_dot_add * logA_exp2)
+        del alpha_steps_dot_add, dalpha_mul, logA_sum2
+        # tangent of grad of line 13: for t in range(1, T):
+        dlogE_rows_dot[t - 1] = dalpha_dot
+        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, logA_exp2)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp2)
+        dlogA_dot = dlogA_dot + dalpha_add.sum(axis=0)
+        dalpha_dot = np.einsum("ijk->ij", dalpha_add)
+    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp, alpha_steps_dot, alpha_sum
+    del logA, tlogA
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA
@@ -815,46 +812,13 @@ def loglik_hvp(
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
-    del dalpha, dlogE_rows
+    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
+    del alpha_steps, dalpha
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined
     # grad of line 11: logE = log_softmax(E, axis=0)
     dlogE_div = dlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
     del dlogE
-    # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
-    # (N, K)
-    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp2)[:, None] * alpha_div
-    del alpha_div
-    alpha_div2 = alpha_mul / alpha_sum2  # (N, K)
-    del alpha_mul
-    # tangent of grad of the loop at line 13
-    dlogA_dot = A_full2
-    dlogE_rows_dot = A_full
-    dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
-    for t in reversed(range(1, T)):
-        # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        sum_steps_rows = sum_steps[t - 1]  # (N, K)
-        dalpha_carried_div = dalpha_carried  # reuses dalpha_carried's buffer
-        dalpha_carried_div /= sum_steps_rows
-        exp_steps_rows2 = exp_steps[t - 1]  # (N, K, K)
-        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        # (N, K)
-        sum_steps_dot_div = sum_steps_dot[t - 1] * dalpha_carried_div / sum_steps_rows
-        # (N, 1, K)
-        dalpha_dot_diff = (dalpha_dot / sum_steps_rows - sum_steps_dot_div)[:, None]
-        del sum_steps_dot_div
-        exp_steps_mul = dalpha_dot_diff * exp_steps_rows2  # (N, K, K)
-        # (N, K, K)
-        exp_steps_add = exp_steps_mul + dalpha_carried_div[:, None] * exp_steps_dot[t - 1]
-        del exp_steps_mul
-        # tangent of grad of line 13: for t in range(1, T):
-        dlogE_rows_dot[t - 1] = dalpha_dot
-        dalpha_carried = np.einsum("ik,ijk->ij", dalpha_carried_div, exp_steps_rows2)
-        dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
-        dalpha_dot = np.einsum("ijk->ij", exp_steps_add)
-    del A_full, A_full2, alpha_div2, alpha_dot, alpha_exp2, dalpha_carried, exp_steps, exp_steps_dot
-    del sum_steps, sum_steps_dot
     # tangent of grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     tdlogE_rows_reshape = dlogE_rows_dot.reshape((N * (T - 1), K))  # (N * (T - 1), K)
     del dlogE_rows_dot
@@ -865,7 +829,7 @@ def loglik_hvp(
     # tangent of grad of line 11: logE = log_softmax(E, axis=0)
     tdlogE_div = tdlogE.sum(axis=0, keepdims=True) / E_sum  # (1, K)
     tdlogE_diff = tdlogE_div - vE_einsum * dlogE_div / E_sum  # (1, K)
-    del E_sum, tdlogE_div
+    del E_sum, tdlogE_div, vE_einsum
     HvE = tdlogE_diff * E_exp  # (M, K)
     HvE += dlogE_div * (vE * E_exp)
     np.subtract(tdlogE, HvE, out=HvE)
@@ -883,7 +847,7 @@ def loglik_hvp(
     # tangent of grad of line 10: logA = log_softmax(A, axis=1)
     tdlogA_div = np.einsum("ij->i", dlogA_dot)[:, None] / A_sum  # (K, 1)
     tdlogA_diff = tdlogA_div - vA_einsum * dlogA_div / A_sum  # (K, 1)
-    del tdlogA_div
+    del A_sum, tdlogA_div, vA_einsum
     HvA = tdlogA_diff * A_exp  # (K, K)
     HvA += dlogA_div * (vA * A_exp)
     np.subtract(dlogA_dot, HvA, out=HvA)

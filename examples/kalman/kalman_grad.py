@@ -141,19 +141,6 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
-def _reuse_freed_memory():
-    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
-    than its threshold (128 KiB at first) back to the system, so the next call's temporary
-    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
-    has been freed it keeps blocks up to its size for reuse. No page of the block is
-    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
-    nothing."""
-    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
-
-
-_reuse_freed_memory()
-
-
 _NLL_ARGS = (
     ("theta", (2,)),
     ("y", ("T",)),
@@ -611,90 +598,79 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     del theta_full
     vs_div = vs * vs  # (T,)
     vs_div /= Fs
+    # grad of line 14: for t in range(T):
+    q_zeros_like = np.zeros_like(q)
+    r_zeros_like = np.zeros_like(r)
     # grad of line 18: total += 0.5 * (log(F) + v * v / F)
     vs_div2 = vs_div / Fs  # (T,)
     dFs = 1 / Fs  # (T,)
     dFs -= vs_div2
     dFs *= 0.5
     dvs = vs / Fs  # (T,)
-    # grad of line 14: for t in range(T):
-    q_zeros_like = np.zeros_like(q)
-    r_zeros_like = np.zeros_like(r)
+    # tangent of grad of line 18: total += 0.5 * (log(F) + v * v / F)
+    Fs_div = ((vs_dot * vs + vs * vs_dot) / Fs - Fs_dot * vs_div / Fs) / Fs  # (T,)
+    del vs_div
+    # grad of line 18: total += 0.5 * (log(F) + v * v / F)
+    tdFs = Fs_dot / Fs  # (T,)
+    tdFs /= Fs
+    np.negative(tdFs, out=tdFs)
+    tdFs -= Fs_div - Fs_dot * vs_div2 / Fs
+    tdFs *= 0.5
+    del Fs_div, vs_div2
+    tdvs = vs_dot / Fs  # (T,)
+    tdvs -= Fs_dot * dvs / Fs
     # grad of the loop at line 14
     dq = q_zeros_like
     dr = r_zeros_like
     dm = m0_zeros_like
     dP = P0_zeros_like
-    for t in reversed(range(T)):
-        # grad of line 20: m = m + k * v
-        dP_add = -(dP * Pp_steps[t]) + dm * vs[t]
-        # grad of line 19: k = Pp / F
-        k_steps_rows = k_steps[t]
-        # grad of line 16: F = Pp + r
-        Fs_rows = Fs[t]
-        # grad of line 19: k = Pp / F
-        dFs_diff = dFs[t] - dP_add * k_steps_rows / Fs_rows
-        Fs_div = dP_add / Fs_rows
-        # grad of line 21: P = Pp * (1.0 - k)
-        dP_mul = dP * k_diff_steps[t]
-        dq = dq + dFs_diff + Fs_div + dP_mul
-        dr = dr + dFs_diff
-        dm = dm - (dvs[t] + dm * k_steps_rows)
-        dP = dP_mul + Fs_div + dFs_diff
-    # tangent of grad of line 18: total += 0.5 * (log(F) + v * v / F)
-    Fs_div2 = ((vs_dot * vs + vs * vs_dot) / Fs - Fs_dot * vs_div / Fs) / Fs  # (T,)
-    del vs_div
-    tdFs = Fs_dot / Fs  # (T,)
-    tdFs /= Fs
-    np.negative(tdFs, out=tdFs)
-    tdFs -= Fs_div2 - Fs_dot * vs_div2 / Fs
-    tdFs *= 0.5
-    del Fs_div2, vs_div2
-    tdvs = vs_dot / Fs  # (T,)
-    tdvs -= Fs_dot * dvs / Fs
-    # tangent of grad of the loop at line 14
-    dq_dot = q_zeros_like
-    dr_dot = r_zeros_like
+    dq_dot = np.array(q_zeros_like)
+    dr_dot = np.array(r_zeros_like)
     dm_dot = np.array(m0_zeros_like)
     dP_dot = np.array(P0_zeros_like)
+    dFs_dot = tdFs
+    dvs_dot = tdvs
     for t in reversed(range(T)):
-        # grad of line 19: k = Pp / F
-        k_steps_rows2 = k_steps[t]
-        # grad of line 21: P = Pp * (1.0 - k)
-        k_diff_steps_rows = k_diff_steps[t]
         # grad of line 15: Pp = P + q
         Pp_steps_rows = Pp_steps[t]
         # grad of line 17: v = y[t] - m
         vs_rows = vs[t]
         # grad of line 20: m = m + k * v
-        P0_zeros_like_add = -(P0_zeros_like * Pp_steps_rows) + m0_zeros_like * vs_rows
-        # grad of line 16: F = Pp + r
-        Fs_rows2 = Fs[t]
+        dP_add = -(dP * Pp_steps_rows) + dm * vs_rows
         # grad of line 19: k = Pp / F
-        Fs_div3 = P0_zeros_like_add / Fs_rows2
-        Fs_div4 = P0_zeros_like_add * k_steps_rows2 / Fs_rows2
+        k_steps_rows = k_steps[t]
+        # grad of line 16: F = Pp + r
+        Fs_rows = Fs[t]
+        # grad of line 19: k = Pp / F
+        Fs_div2 = dP_add * k_steps_rows / Fs_rows
+        dFs_diff = dFs[t] - Fs_div2
+        Fs_div3 = dP_add / Fs_rows
+        # grad of line 21: P = Pp * (1.0 - k)
+        k_diff_steps_rows = k_diff_steps[t]
+        dP_mul = dP * k_diff_steps_rows
         # tangent of grad of line 21: P = Pp * (1.0 - k)
-        dP_dot_neg = -(dP_dot * Pp_steps_rows + P0_zeros_like * Pp_steps_dot[t])
+        dP_dot_neg = -(dP_dot * Pp_steps_rows + dP * Pp_steps_dot[t])
         # tangent of grad of line 20: m = m + k * v
-        dm_dot_add = dP_dot_neg + (dm_dot * vs_rows + m0_zeros_like * vs_dot[t])
+        dm_dot_add = dP_dot_neg + (dm_dot * vs_rows + dm * vs_dot[t])
         # tangent of grad of line 19: k = Pp / F
         k_steps_dot_rows = k_steps_dot[t]
         # tangent of grad of line 16: F = Pp + r
         Fs_dot_rows = Fs_dot[t]
         # tangent of grad of line 19: k = Pp / F
-        k_steps_add = dm_dot_add * k_steps_rows2 + P0_zeros_like_add * k_steps_dot_rows
-        Fs_div5 = k_steps_add / Fs_rows2
-        tdFs_diff = tdFs[t] - (Fs_div5 - Fs_dot_rows * Fs_div4 / Fs_rows2)
-        Fs_diff = dm_dot_add / Fs_rows2 - Fs_dot_rows * Fs_div3 / Fs_rows2
+        Fs_div4 = (dm_dot_add * k_steps_rows + dP_add * k_steps_dot_rows) / Fs_rows
+        dFs_dot_diff = dFs_dot[t] - (Fs_div4 - Fs_dot_rows * Fs_div2 / Fs_rows)
+        Fs_diff = dm_dot_add / Fs_rows - Fs_dot_rows * Fs_div3 / Fs_rows
         # tangent of grad of line 21: P = Pp * (1.0 - k)
-        dP_dot_add = dP_dot * k_diff_steps_rows + P0_zeros_like * k_diff_steps_dot[t]
-        m0_zeros_like, P0_zeros_like, dq_dot, dr_dot, dm_dot, dP_dot = (
-            m0_zeros_like - (dvs[t] + m0_zeros_like * k_steps_rows2),
-            P0_zeros_like * k_diff_steps_rows + Fs_div3 + (dFs[t] - Fs_div4),
-            dq_dot + tdFs_diff + Fs_diff + dP_dot_add,
-            dr_dot + tdFs_diff,
-            dm_dot - (tdvs[t] + (dm_dot * k_steps_rows2 + m0_zeros_like * k_steps_dot_rows)),
-            dP_dot_add + Fs_diff + tdFs_diff,
+        dP_dot_add = dP_dot * k_diff_steps_rows + dP * k_diff_steps_dot[t]
+        dq, dr, dm, dP, dq_dot, dr_dot, dm_dot, dP_dot = (
+            dq + dFs_diff + Fs_div3 + dP_mul,
+            dr + dFs_diff,
+            dm - (dvs[t] + dm * k_steps_rows),
+            dP_mul + Fs_div3 + dFs_diff,
+            dq_dot + dFs_dot_diff + Fs_diff + dP_dot_add,
+            dr_dot + dFs_dot_diff,
+            dm_dot - (dvs_dot[t] + (dm_dot * k_steps_rows + dm * k_steps_dot_rows)),
+            dP_dot_add + Fs_diff + dFs_dot_diff,
         )
     del Fs, Fs_dot, Pp_steps, Pp_steps_dot, dFs, dvs, k_diff_steps, k_diff_steps_dot, k_steps
     del k_steps_dot, tdFs, tdvs, vs, vs_dot

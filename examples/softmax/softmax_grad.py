@@ -230,7 +230,7 @@ def cost(X: Array, y: IntArray, W: Array, lam: Scalar) -> Scalar:
     del X_exp
     # (N, C); reuses X_diff's buffer
     log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
-    del X_diff
+    del X_diff, X_sum
     arange = np.arange(N)  # (N,)
     return -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
 
@@ -396,7 +396,7 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
     tlog_p = XtW - np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, C)
-    del X_exp, XtW
+    del X_exp, X_sum, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue

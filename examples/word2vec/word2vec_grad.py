@@ -302,7 +302,7 @@ def loss_grad(
     dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid
+    del Uc, Un, sn_sigmoid, sp_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
@@ -367,7 +367,7 @@ def loss_value_and_grad(
     dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid
+    del Uc, Un, sn_sigmoid, sp_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
@@ -431,7 +431,7 @@ def loss_vjp(
     dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid
+    del Uc, Un, sn_sigmoid, sp_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
@@ -579,13 +579,13 @@ def loss_hvp(
     del noise_joined, tdUn_joined
     # tangent of grad of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     Un_sum = np.einsum("ijk->ik", tsn_mul * Un + sn_sigmoid[:, :, None] * tUn)  # (B, D)
-    del Un, sn_sigmoid, tUn
+    del Un, sn_sigmoid, tUn, tsn_mul
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tdh = tlog_pos_neg * Uc  # (B, D)
     tdh += sp_sigmoid[:, None] * tUc
     np.subtract(Un_sum, tdh, out=tdh)
     tdh /= B
-    del Uc, Un_sum, sp_sigmoid, tUc
+    del Uc, Un_sum, sp_sigmoid, tUc, tlog_pos_neg
     # tangent of grad of line 5: h = E[center]  # (B, D) center words
     HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)

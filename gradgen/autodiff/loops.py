@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 
 import sympy
 
-from ..dims import as_expr, same_shape
+from ..dims import as_expr, nominal_size, same_shape
 from ..ir import Node, Region, analysis, builder, const, make, topo_order, unvisited
 from ..ops.control import iteration, loop_attrs
 from ..ops.control import reads as _inputs_of
@@ -188,20 +188,18 @@ class _BodyVJP:
         self._frontier([x for x in self.ct_c + self.ct_o if x is not None])
 
     def _frontier(self, roots: list[Node]) -> None:
-        """The body values the cotangents read, sorted into saved and hoisted ones."""
+        """The body values the cotangents read, sorted into saved and hoisted ones; the
+        values `recompute_residuals` chooses are recomputed from what they read instead."""
         body = self.body
         primal = {id(n) for n in topo_order(body.outputs)} | {id(x) for x in body.inputs}
-        frontier: dict[int, Node] = {}
-        for n in topo_order(roots):
-            if id(n) in primal:
-                continue
-            for a in n.args:
-                if id(a) in primal:
-                    frontier.setdefault(id(a), a)
-        for r in roots:
-            if id(r) in primal:
-                frontier.setdefault(id(r), r)
         carried = {id(x) for x in self.cin}
+        recomputed: set[int] = set()
+        while True:
+            frontier = _reads_of_primal(roots, primal, recomputed)
+            more = recompute_residuals(frontier, self.cin, recomputed)
+            if not more:
+                break
+            recomputed |= more
         oin = {id(x) for x in self.oin}
         self.saved: list[Node] = []
         self.hoisted: list[Node] = []
@@ -253,6 +251,91 @@ class _BodyVJP:
         return outs, [x for x in self.oin if id(x) in used]
 
 
+def _reads_of_primal(roots: list[Node], primal: set[int], recomputed: set[int]
+                     ) -> dict[int, Node]:
+    """{id: value} of the forward body's values (`primal`) that the backward values
+    `roots` read, in topological order, reading through the `recomputed` ones (made again
+    from their arguments in the backward body)."""
+    through: set[int] = set()
+    stack = list(roots)
+    while stack:   # (the values the backward body computes: reached without a stop)
+        n = stack.pop()
+        if id(n) in through or id(n) in primal and id(n) not in recomputed:
+            continue
+        through.add(id(n))
+        stack.extend(n.args)
+    frontier: dict[int, Node] = {}
+    for n in topo_order(roots):
+        if id(n) not in through:
+            continue
+        for a in n.args:
+            if id(a) in primal and id(a) not in recomputed:
+                frontier.setdefault(id(a), a)
+    for r in roots:
+        if id(r) in primal and id(r) not in recomputed:
+            frontier.setdefault(id(r), r)
+    return frontier
+
+
+def recompute_residuals(frontier: dict[int, Node], carried: Sequence[Node],
+                        recomputed: set[int]) -> set[int]:
+    """Policy `recompute_residuals`: the ids of the residuals in `frontier` (body values a
+    loop's backward step reads) to recompute in the backward step rather than save per
+    step. A residual larger than the carried values it depends on (`nominal_size`) is
+    recomputed from them: keeping it would cost more memory per step than keeping them
+    (hmm's (N, K, K) exponentials of `alpha[:, :, None] + log_A`, alpha (N, K)); then,
+    so that only carried values are kept for it, a view of a carried value as large as it
+    (`alpha[:, :, None]`) and a residual computed from values recomputed anyway (the max
+    and the sum of those exponentials: with the values between). Never a loop
+    (recomputing it costs its steps). Applied until it chooses nothing more
+    (`_BodyVJP._frontier`)."""
+    loops_ = builder().with_trait("region")
+    cin = {id(x): x for x in carried}
+    more: set[int] = set()
+    for f in frontier.values():
+        if id(f) in cin or f.op in loops_ or not f.shape:
+            continue
+        deps = [x for k, x in cin.items() if k in _inputs_of(f)]
+        if not deps:
+            continue
+        size = nominal_size(tuple(f.shape))
+        if size > sum(nominal_size(tuple(x.shape)) for x in deps):
+            more.add(id(f))
+        elif recomputed:
+            a = f.args[0] if f.args else None
+            if REGISTRY[f.op].view_of(f) == "view" and id(a) in cin \
+                    and size >= nominal_size(tuple(a.shape)):
+                more.add(id(f))
+            else:
+                more |= _computed_from_recomputed(f, cin, frontier, recomputed, loops_)
+    return more
+
+
+def _computed_from_recomputed(f: Node, cin: dict, frontier: dict, recomputed: set[int],
+                              loops_: frozenset) -> set[int]:
+    """The ids of `f` and the body values between it and the `recomputed` ones, if every
+    value `f` reads that depends on a carried value is one of them, a carried value kept
+    anyway (in `frontier`) or (through no loop) computed from those; else the empty set."""
+    between: set[int] = set()
+    stack, found = [f], False
+    while stack:
+        n = stack.pop()
+        if id(n) in between:
+            continue
+        between.add(id(n))
+        for a in n.args:
+            if id(a) in recomputed:
+                found = True
+            elif id(a) in cin:
+                if id(a) not in frontier:
+                    return set()
+            elif cin.keys() & _inputs_of(a):
+                if a.op in loops_:
+                    return set()
+                stack.append(a)
+    return between if found else set()
+
+
 def _inputs_reached(node: Node) -> frozenset:
     """The ids of the input nodes that computing `node` reads (a loop: all its arguments),
     memoised per compilation. Unlike `reads`, a part of a loop reaches the initial values
@@ -284,8 +367,16 @@ def _static_shapes(roots: list, body: Region) -> list:
 
 
 def _buffer_sources(node: Node, f: Node, body: Region) -> tuple[Node, ...]:
-    """The arguments of the loop whose dtype a buffer of the body value `f` has."""
-    deps = _inputs_of(f)
+    """The arguments of the loop whose dtype a buffer of the body value `f` has (a carried
+    value's: also those its next value reads, to a fixed point: its dtype may widen)."""
+    deps = frozenset(_inputs_of(f))
+    carried = body.inputs[1:1 + len(body.outputs)]
+    while True:
+        more = deps.union(*(_inputs_of(y) for x, y in zip(carried, body.outputs)
+                            if id(x) in deps))
+        if more == deps:
+            break
+        deps = more
     args = [a for x, a in zip(body.inputs[1:], node.args)
             if id(x) in deps and x.dtype == FLOAT and not a.is_const]
     found: dict = {}

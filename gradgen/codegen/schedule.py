@@ -609,8 +609,8 @@ class _State:
 
     def define(self, n: Node, name: str, uses: int, reads=()) -> str | None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
-        its statement read (a view keeps their buffers alive while it is needed).
-        Returns `name` when a `del` may release it (an array that is no view), else None."""
+        its statement read (a view keeps their buffers alive while it is needed). Returns
+        `name` when a `del` may release it (no view, or a view of no variable), else None."""
         self.p.set_name(n, name)
         self.var_node.setdefault(name, n)
         remaining = self.remaining
@@ -625,7 +625,8 @@ class _State:
             # that is itself a view stands for its own bases (a view has no buffer to keep
             # alive), so a chain of views keeps a constant-size set, not a growing one.
             bases: set = set()
-            for r in reads:
+            fresh = _views_fresh(self, n)
+            for r in () if fresh else reads:
                 vb = self.view_bases.get(r)
                 if vb is None:
                     bases.add(r)
@@ -634,7 +635,7 @@ class _State:
             self.view_bases[name] = bases
             for b in bases:
                 self.views_of.setdefault(b, {})[name] = None
-            return None
+            return name if fresh and n.shape else None   # (its array's only reference)
         if not n.shape:
             return None
         if name not in self.keep:
@@ -957,6 +958,17 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
             return False
     st.one_dtype_used = True
     return True
+
+
+def _views_fresh(st: _State, n: Node) -> bool:
+    """Whether the view `n` is, below its chain of inlined views, of an array its own
+    statement computes (not of a variable, a number or a leaf)."""
+    ops, a = st.ops, n.args[0] if n.args else n
+    while id(a) in st.inlined and (ops.is_view(a) or a.op in ops.transparent):
+        a = a.args[0]
+    return id(a) in st.inlined and a.op not in ops.leaf and a.op not in ops.transparent \
+        and not a.is_const and not a.is_input and id(a) not in st.p.scalars \
+        and not ops.is_view(a)
 
 
 def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
@@ -1321,6 +1333,10 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
         lines = [f"{targets} = {', '.join(values)}"]
         if len(lines[0]) + 4 > MAX_LINE:   # (in a loop's body) one value a line, as
             lines = [f"{targets} = (", *(f"    {v}," for v in values), ")"]   # ruff formats
+        lines = [f"{', '.join(n for n, _ in updates)} = {', '.join(t for _, t in updates)}"]
+        if len(lines[0]) > MAX_LINE:   # (one value a line, as `ruff format` lays it out)
+            lines = [f"{', '.join(n for n, _ in updates)} = (",
+                     *(f"    {t}," for _, t in updates), ")"]
     else:
         lines = [f"{name} = {text}" for name, text in updates]
     # one statement last, so that what the body reads last is released inside the loop

@@ -14,8 +14,8 @@ from ..dims import as_expr, same_shape
 from ..ir import Node, make
 from .registry import REGISTRY
 
-__all__ = ["Steps", "accumulation", "batched_op", "index_shift", "placing", "product",
-           "row_read", "row_written"]
+__all__ = ["Steps", "accumulation", "batched_op", "index_shift", "new_empty", "placing",
+           "product", "row_read", "row_written"]
 
 # The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
 _PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
@@ -169,6 +169,11 @@ def first_row_set(n: Node) -> Node | None:
             and n.attr("index") == (0,) and n.attr("axis") is None:
         return n.args[1]
     return None
+
+
+def new_empty(n: Node) -> bool:
+    """Whether `n` is a new array of unset values (`np.empty(...)`)."""
+    return n.op == "empty"
 
 
 def zero_padded(n: Node) -> tuple[Node, tuple] | None:

@@ -9,8 +9,10 @@ one reads (`part`s unused, and no other kept value's next value reads them) and 
 outside values the kept ones do not read: a function that needs no derivative saves no
 residual, a gradient that needs no cotangent of X accumulates none; `drop_dead_row_writes`
 then drops a step's write into the row it alone reads of a carried array whose final
-value nobody reads (a backward loop's `dH[t] = 0`), and `read_unpadded` lets a loop read
-the rows of an array padded with zeros (`dS = zeros; dS[1:] = v`) from the array itself.
+value nobody reads (a backward loop's `dH[t] = 0`), `read_unpadded` lets a loop read
+the rows of an array padded with zeros (`dS = zeros; dS[1:] = v`) from the array itself,
+and `share_row_buffers` lets a loop write the rows of a new array into those of an array
+it reads row by row and nothing reads after it (`dhs[t] = dh_mul`, not `dXWx[t] = ...`).
 All run in the bodies of loops too.
 Graphs without a loop are returned as they are at once.
 """
@@ -18,14 +20,16 @@ Graphs without a loop are returned as they are at once.
 from __future__ import annotations
 
 from ..dims import as_expr, same_shape
-from ..ir import Graph, Node, Region, builder, make, topo_order
+from ..ir import Graph, Node, Region, builder, make, topo_order, use_counts
+from ..ops.dtypes import dtype_sources
 from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.indexing import row_read, row_write
-from ..ops.stepwise import index_shift, zero_padded
+from ..ops.stepwise import index_shift, new_empty, zero_padded
 from .rebuild import rebuild_graph
 
-__all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded"]
+__all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded",
+           "share_row_buffers"]
 
 SCAN, PART = "scan", "part"
 
@@ -58,7 +62,20 @@ def loops(graph: Graph) -> Graph:
     if not any(n.op in loops_ for n in graph.order):
         return graph
     while True:
-        new = read_unpadded(drop_dead_row_writes(prune_loops(merge_loops(_in_bodies(graph)))))
+        new = share_row_buffers(read_unpadded(drop_dead_row_writes(
+            prune_loops(_merged(_in_bodies(graph))))))
+        if new is graph:
+            return graph
+        graph = new
+
+
+def _merged(graph: Graph) -> Graph:
+    """`merge_loops` until it changes nothing, before any loop is pruned: a merge rebuilds
+    the loops reading the merged one (a backward loop reading a forward loop's buffers),
+    and a loop one of them computes must be merged into it before prune_loops drops the
+    values it computes for it (hmm's gradient loop and its JVP in f_hvp)."""
+    while True:
+        new = merge_loops(graph)
         if new is graph:
             return graph
         graph = new
@@ -331,3 +348,148 @@ def _padded(arg: Node, length) -> tuple[Node, int] | None:
 def _shift(row: Node, t: Node) -> int | None:
     """k for the row `t + k` (0 for t itself), else None."""
     return 0 if row is t else index_shift(row, t)
+
+
+def share_row_buffers(graph: Graph) -> Graph:
+    """Each loop that fills a new array row by row (`A = empty`, `A[r] = v` at step t, r
+    the same row expression of t at every read, `dXWx[t] = dh_mul`) and reads an outside
+    array B of the same shape and dtype (or a wider one) only as rows `B[r]` (`dhs[t]`), where nothing else
+    reads B, fills B's buffer instead: A starts as B and the body reads `A[r]` for `B[r]`
+    (row r of A is B's until step t writes it, after the reads). One array of the loop's
+    size less at once: a backward loop's row cotangents written into the rows of the
+    cotangents (or saved values) it has just read."""
+    loops_, parts = _loops(), _parts()
+    uses = None
+    smaller: dict[int, Node] = {}
+    inputs: set[int] = set()
+    for n in graph.order:
+        if n.op not in loops_:
+            continue
+        found = _row_buffer_pairs(n)
+        if not found:
+            continue
+        if uses is None:
+            uses = use_counts(graph.order, graph.outputs)
+            inputs = {id(x) for x in graph.inputs}
+        found = [(k, j) for k, j in found if uses[id(n.args[j])] == 1
+                 and id(n.args[j]) not in inputs and not _may_view(n.args[j])]
+        if not found:
+            continue
+        body = n.attr("body")
+        c = len(body.outputs)
+        new_in = {}
+        args = list(n.args)
+        for k, j in found:   # (B's reads: rows of A, named as B: `dhs[t] = dh_mul`)
+            x = body.inputs[1 + k]
+            name = graph.names.get(n.args[j]) or body.inputs[1 + j].attr("name")
+            a = make("input", **{**x.kw, "name": name})
+            new_in[id(body.inputs[1 + j])] = new_in[id(x)] = a
+            args[k] = n.args[j]
+        new = _substituted(topo_order(body.outputs), new_in)
+        gone = {j for _, j in found}
+        inputs_ = tuple(new_in.get(id(x), x) for q, x in enumerate(body.inputs)
+                        if q - 1 not in gone)
+        args = [a for q, a in enumerate(args) if q not in gone]
+        outputs = tuple(new[id(y)] for y in body.outputs)
+        with builder().at(origin=n.origin, phase=n.phase):
+            smaller[id(n)] = make(SCAN, *args, **{**n.kw, "body": Region(inputs_, outputs)})
+    if not smaller:
+        return graph
+
+    def rule(n: Node, uses) -> Node | None:
+        if n.op not in parts or id(n.args[0]) not in smaller:
+            return None
+        return make(PART, smaller[id(n.args[0])], index=n.attr("index"))
+    return rebuild_graph(graph, rule)
+
+
+def _row_buffer_pairs(n: Node) -> list[tuple[int, int]]:
+    """[(k, j)]: the carried array k of the loop `n` that starts empty and is written one
+    row per step (`A[r] = v`, r the index or the index plus a number, A read nowhere else
+    but for its dtype), and the argument j >= c of an outside array B of A's shape whose
+    dtype is A's or wider (its dtype sources include A's: no precision is lost) that the
+    body reads only as `B[r]`, each B for one A."""
+    body = n.attr("body")
+    c = len(body.outputs)
+    t = body.inputs[0]
+    dtype_only = builder().with_trait("dtype_only")
+    rows: dict[int, set[int]] = {}
+    other: set[int] = set()   # (inputs read otherwise)
+    writes = {id(y) for y in body.outputs}
+    for m in topo_order(body.outputs):
+        place = row_read(m)
+        for q, a in enumerate(m.args):
+            if not a.is_input or m.op in dtype_only:
+                continue
+            if place is not None and q == 0 and place[0] is a:
+                rows.setdefault(id(a), set()).add(id(place[1]))
+            elif not (q == 0 and id(m) in writes and row_write(m) is not None):
+                other.add(id(a))
+    found: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    for k, (x, y) in enumerate(zip(body.inputs[1:1 + c], body.outputs)):
+        place = row_write(y)
+        if place is None or place[0] is not x or not new_empty(n.args[k]) \
+                or id(x) in rows or id(x) in other or any(o is x for o in body.outputs):
+            continue
+        r = place[1]
+        if r is not t and index_shift(r, t) is None:
+            continue
+        a = n.args[k]
+        for j in range(c, len(n.args)):
+            b, arg = body.inputs[1 + j], n.args[j]
+            if j in taken or id(b) in other or rows.get(id(b)) != {id(r)} \
+                    or arg.dtype != a.dtype or not same_shape(tuple(arg.shape), tuple(a.shape)) \
+                    or not set(dtype_sources(arg)) >= set(dtype_sources(a)) \
+                    or not _read_before_written(body, b, y):
+                continue
+            found.append((k, j))
+            taken.add(j)
+            break
+    return found
+
+
+def _read_before_written(body: Region, b: Node, y: Node) -> bool:
+    """Whether the code of the body can read the rows of the body input `b` before the
+    write `y` (`A[r] = g`) into them, A then sharing b's buffer: no next value reads a row
+    of b (or a view of one) itself, and each other value reading one is g's or is read
+    more than once (a variable, computed before the write). Else the scheduler would copy
+    A at every step to keep its old row (`A = A.copy()`)."""
+    order = topo_order(body.outputs)
+    ops = builder().ops
+    rows: set[int] = set()
+    for m in order:
+        if m.args and (m.args[0] is b and row_read(m) is not None
+                       or id(m.args[0]) in rows and ops[m.op].view_of(m) is not None):
+            rows.add(id(m))
+    outputs = {id(o) for o in body.outputs if o is not y}
+    if rows & outputs:
+        return False
+    feeds_g = {id(m) for m in topo_order([y.args[1]])}
+    uses = use_counts(order, body.outputs)
+    for m in order:
+        if id(m) not in rows and any(id(a) in rows for a in m.args) and \
+                (id(m) in outputs or id(m) not in feeds_g and uses[id(m)] < 2):
+            return False
+    return True
+
+
+def _may_view(a: Node) -> bool:
+    """Whether the value `a` may be a view of another array (its buffer not its own)."""
+    return a.is_const or builder().ops[a.op].view_of(a) is not None
+
+
+def _substituted(order: list[Node], mapping: dict[int, Node]) -> dict[int, Node]:
+    """{id(value): its new value} of the values in `order` with the inputs in `mapping`
+    (by id) replaced."""
+    new: dict[int, Node] = dict(mapping)
+    for m in order:
+        if id(m) in new:
+            continue
+        args = [new.get(id(a), a) for a in m.args]
+        if all(a is b for a, b in zip(args, m.args)):
+            new[id(m)] = m
+        else:
+            with builder().at(origin=m.origin, phase=m.phase):
+                new[id(m)] = make(m.op, *args, **m.kw)
+    return new
