@@ -183,6 +183,19 @@ def _scatter_add(g, shape, axis, *index):
     return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
 
 
+def _reuse_freed_memory():
+    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
+    than its threshold (128 KiB at first) back to the system, so the next call's temporary
+    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
+    has been freed it keeps blocks up to its size for reuse. No page of the block is
+    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
+    nothing."""
+    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
+
+
+_reuse_freed_memory()
+
+
 _LOSS_ARGS = (
     ("Wxh", ("V", "H")),
     ("Whh", ("H", "H")),
@@ -225,7 +238,7 @@ def loss(
     h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -237,12 +250,12 @@ def loss(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    by_exp = np.exp(hs_diff)  # (T, B, V)
-    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
-    del by_exp
+    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    del hs_exp
     # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
-    del by_sum, hs_diff
+    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
+    del hs_diff, hs_sum
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     return -logp[steps, arange, y].mean(axis=1).sum() / T
@@ -286,7 +299,7 @@ def loss_grad(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -297,23 +310,23 @@ def loss_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    by_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_exp = np.exp(hs_diff)  # (T, B, V)
     del hs_diff
-    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del Wxh_full, arange, steps
+    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
+    del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
-    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
-    del by_exp, by_sum, dlogp
-    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
-    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    dhs = dlogp_diff @ Why.T  # (T, B, H)
-    del dlogp_diff
+    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
+    del dlogp, hs_exp, hs_sum
+    dby = dhs_Why.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
+    dhs = dhs_Why @ Why.T  # (T, B, H)
+    del dhs_Why
     # grad of the loop at line 11
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
@@ -369,7 +382,7 @@ def loss_value_and_grad(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -380,27 +393,27 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    by_exp = np.exp(hs_diff)  # (T, B, V)
-    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
+    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
     del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     value = -logp[steps, arange, y].mean(axis=1).sum() / T
     del logp
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del Wxh_full, arange, steps
+    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
+    del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
-    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
-    del by_exp, by_sum, dlogp
-    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
-    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    dhs = dlogp_diff @ Why.T  # (T, B, H)
-    del dlogp_diff
+    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
+    del dlogp, hs_exp, hs_sum
+    dby = dhs_Why.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
+    dhs = dhs_Why @ Why.T  # (T, B, H)
+    del dhs_Why
     # grad of the loop at line 11
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
@@ -467,7 +480,7 @@ def loss_vjp(
     h_steps = np.empty((T + 1, B, H), dtype=dtype)
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
-    h = h0.copy()
+    h = h0
     for t in range(T):
         h = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
         h_steps[t + 1] = h
@@ -478,23 +491,23 @@ def loss_vjp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    by_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_exp = np.exp(hs_diff)  # (T, B, V)
     del hs_diff
-    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del Wxh_full, arange, steps
+    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
+    del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, V)
-    dlogp_diff = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum * by_exp
-    del by_exp, by_sum, dlogp
-    dby = dlogp_diff.sum(axis=(0, 1))  # (V,)
-    dWhy = hs.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    dhs = dlogp_diff @ Why.T  # (T, B, H)
-    del dlogp_diff
+    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
+    del dlogp, hs_exp, hs_sum
+    dby = dhs_Why.sum(axis=(0, 1))  # (V,)
+    dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
+    dhs = dhs_Why @ Why.T  # (T, B, H)
+    del dhs_Why
     # grad of the loop at line 11
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
@@ -570,7 +583,7 @@ def loss_jvp(
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = tWxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h = h0.copy()
+    h = h0
     h_dot = np.zeros_like(h0)
     h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
@@ -589,10 +602,10 @@ def loss_jvp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    by_exp = np.exp(hs_diff)  # (T, B, V)
-    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(by_sum), out=hs_diff)
+    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
     del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
@@ -603,8 +616,8 @@ def loss_jvp(
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
     # (T, B, V)
-    tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] / by_sum
-    del by_exp, by_sum, ths_add
+    tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
+    del hs_exp, hs_sum, ths_add
     # tangent of line 15: return total / T
     tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue
@@ -675,8 +688,8 @@ def loss_hvp(
     h0_zeros_like = np.zeros_like(h0)  # (B, H)
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
-    h = h0.copy()
-    h_dot = h0_zeros_like.copy()
+    h = h0
+    h_dot = h0_zeros_like
     h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
@@ -694,42 +707,43 @@ def loss_hvp(
     hs_add = hs @ Why  # (T, B, V)
     hs_add += by
     # (T, B, V); reuses hs_add's buffer
-    by_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
-    np.exp(by_exp, out=by_exp)
+    hs_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
+    np.exp(hs_exp, out=hs_exp)
     del hs_add
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    Wxh_full = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    # (T, B, V)
-    dlogp = _scatter_add(Wxh_full, (T, B, V), 0, np.arange(T)[:, None], np.arange(B), y)
-    del Wxh_full
-    by_sum = np.einsum("ijk->ij", by_exp)[:, :, None]  # (T, B, 1)
+    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
+    steps = np.arange(T)[:, None]  # (T, 1)
+    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, np.arange(B), y)  # (T, B, V)
+    del dlogp_rows, steps
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / by_sum  # (T, B, 1)
-    dlogp_diff = dlogp_div * by_exp  # (T, B, V)
-    np.subtract(dlogp, dlogp_diff, out=dlogp_diff)
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
+    dhs_Why = dlogp_div * hs_exp  # (T, B, V)
+    np.subtract(dlogp, dhs_Why, out=dhs_Why)
     del dlogp
-    dhs = dlogp_diff @ Why.T  # (T, B, H)
+    dhs = dhs_Why @ Why.T  # (T, B, H)
     # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
     # (T, B, 1)
-    vby_div = np.einsum("ijk,ijk->ij", ths_add, by_exp)[:, :, None] * dlogp_div / by_sum
-    del by_sum
-    vby_add = vby_div * by_exp  # (T, B, V)
+    dlogp_mul = np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] * dlogp_div
+    dlogp_div2 = dlogp_mul / hs_sum  # (T, B, 1)
+    del dlogp_mul, hs_sum
+    vby_add = dlogp_div2 * hs_exp  # (T, B, V)
     np.negative(vby_add, out=vby_add)
-    vby_add += dlogp_div * (ths_add * by_exp)
-    del by_exp, dlogp_div, ths_add, vby_div
+    vby_add += dlogp_div * (ths_add * hs_exp)
+    del dlogp_div, dlogp_div2, hs_exp, ths_add
     Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
-    ths_matmul = ths.reshape((B * T, H)).T @ dlogp_diff.reshape((B * T, V))  # (H, V)
-    HvWhy = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
-    HvWhy += ths_matmul
-    del ths_matmul
+    hs_matmul = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
+    # (H, V)
+    HvWhy = ths.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V)) + hs_matmul
+    del hs_matmul
     tdhs = vby_add @ Why.T  # (T, B, H)
     np.negative(tdhs, out=tdhs)
-    tdhs += dlogp_diff @ vWhy.T
-    del dlogp_diff, vby_add
+    tdhs += dhs_Why @ vWhy.T
+    del dhs_Why, vby_add
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
-    dh_dot = h0_zeros_like.copy()
+    dh_dot = h0_zeros_like
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
         dh_add = dh + dhs[t]  # (B, H)

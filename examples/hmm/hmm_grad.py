@@ -183,6 +183,19 @@ def _one_dtype(*args):
     return out
 
 
+def _reuse_freed_memory():
+    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
+    than its threshold (128 KiB at first) back to the system, so the next call's temporary
+    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
+    has been freed it keeps blocks up to its size for reuse. No page of the block is
+    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
+    nothing."""
+    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
+
+
+_reuse_freed_memory()
+
+
 _LOGLIK_ARGS = (
     ("A", ("K", "K")),
     ("pi", ("K",)),
@@ -227,19 +240,20 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     for t in range(1, T):
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        # (N, K)
+        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
         del alpha_add
-        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
-        del alpha_max, logA_log
-        alpha = logA_add + logE_rows[t - 1]  # (N, K)
-        del logA_add
+        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
+        del alpha_log, alpha_max
+        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
+        del alpha_add2
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_log = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
+    alpha_log2 = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
     del alpha
-    alpha_add2 = alpha_log + alpha_max2[:, 0]  # (N,)
-    del alpha_log, alpha_max2
-    return alpha_add2.sum() / N
+    alpha_add3 = alpha_log2 + alpha_max2[:, 0]  # (N,)
+    del alpha_log2, alpha_max2
+    return alpha_add3.sum() / N
 
 
 def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Array, Array]:
@@ -295,12 +309,13 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        # (N, K)
+        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
         del alpha_add
-        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
-        del alpha_max, logA_log
-        alpha = logA_add + logE_rows[t - 1]  # (N, K)
-        del logA_add
+        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
+        del alpha_log, alpha_max
+        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
+        del alpha_add2
     del logE_rows
     # (N, K); reuses alpha's buffer
     alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
@@ -312,14 +327,16 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     for t in reversed(range(1, T)):
         alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
         # (N, K, K)
-        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
         del alpha_steps_add
+        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
+        del alpha_steps_diff
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
         alpha_steps[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
     del alpha_exp, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -335,10 +352,12 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_sum = dalpha.sum(axis=0)  # (K,)
+    dpi_diff = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    del dalpha_sum, pi_exp, pi_sum
+    # (K,); reuses pi_exp's buffer
+    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
+    np.subtract(dpi_diff, dpi, out=dpi)
+    del dpi_diff, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -402,12 +421,13 @@ def loglik_value_and_grad(
         alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        # (N, K)
+        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
         del alpha_add
-        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
-        del alpha_max, logA_log
-        alpha = logA_add + logE_rows[t - 1]  # (N, K)
-        del logA_add
+        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
+        del alpha_log, alpha_max
+        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
+        del alpha_add2
     del logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     # (N, K); reuses alpha's buffer
@@ -423,14 +443,16 @@ def loglik_value_and_grad(
     for t in reversed(range(1, T)):
         alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
         # (N, K, K)
-        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
         del alpha_steps_add
+        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
+        del alpha_steps_diff
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
         alpha_steps[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
     del alpha_exp, alpha_sum, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -446,10 +468,12 @@ def loglik_value_and_grad(
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_sum = dalpha.sum(axis=0)  # (K,)
+    dpi_diff = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    del dalpha_sum, pi_exp, pi_sum
+    # (K,); reuses pi_exp's buffer
+    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
+    np.subtract(dpi_diff, dpi, out=dpi)
+    del dpi_diff, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -515,12 +539,13 @@ def loglik_vjp(
         alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        logA_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        # (N, K)
+        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
         del alpha_add
-        logA_add = logA_log + alpha_max[:, 0]  # (N, K)
-        del alpha_max, logA_log
-        alpha = logA_add + logE_rows[t - 1]  # (N, K)
-        del logA_add
+        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
+        del alpha_log, alpha_max
+        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
+        del alpha_add2
     del logE_rows
     # (N, K); reuses alpha's buffer
     alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
@@ -532,14 +557,16 @@ def loglik_vjp(
     for t in reversed(range(1, T)):
         alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
         # (N, K, K)
-        logA_exp = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
         del alpha_steps_add
+        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
+        del alpha_steps_diff
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / np.einsum("ijk->ik", logA_exp)  # (N, K)
+        dalpha_div = dalpha / np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, logA_exp)
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
         alpha_steps[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
     del alpha_exp, logA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -555,10 +582,12 @@ def loglik_vjp(
     np.subtract(dlogE, dE, out=dE)
     del E_exp, E_sum, dlogE
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_sum = dalpha.sum(axis=0)  # (K,)
+    dpi_diff = dalpha.sum(axis=0)  # (K,)
     del dalpha
-    dpi = dalpha_sum - dalpha_sum.sum(axis=0, keepdims=True) / pi_sum * pi_exp  # (K,)
-    del dalpha_sum, pi_exp, pi_sum
+    # (K,); reuses pi_exp's buffer
+    dpi = np.multiply(dpi_diff.sum(axis=0, keepdims=True) / pi_sum, pi_exp, out=pi_exp)
+    np.subtract(dpi_diff, dpi, out=dpi)
+    del dpi_diff, pi_exp, pi_sum
     # grad of line 10: logA = log_softmax(A, axis=1)
     # (K, K); reuses A_exp's buffer
     dA = np.multiply(np.einsum("ij->i", dlogA)[:, None] / A_sum, A_exp, out=A_exp)
@@ -638,28 +667,28 @@ def loglik_jvp(
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        # (N, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot[:, :, None] + tlogA, logA_exp)
-        del logA_exp
-        tlogA_div = alpha_dot_einsum / logA_sum  # (N, K)
-        del alpha_dot_einsum, logA_sum
-        alpha_dot = tlogA_div + tlogE_rows[t - 1]
+        alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
+        del alpha_dot_add, alpha_exp
+        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
+        del alpha_dot_einsum, alpha_sum
+        alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_exp = np.exp(alpha - alpha_max2)  # (N, K)
+    alpha_exp2 = np.exp(alpha - alpha_max2)  # (N, K)
     del alpha
-    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
-    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    alpha_sum2 = np.einsum("ij->i", alpha_exp2)  # (N,)
+    value = (np.log(alpha_sum2) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # tangent of line 15: return mean(logsumexp(alpha, axis=1))
-    tvalue = (np.einsum("ij,ij->i", alpha_dot, alpha_exp) / alpha_sum).sum() / N
+    tvalue = (np.einsum("ij,ij->i", alpha_dot, alpha_exp2) / alpha_sum2).sum() / N
     return value, tvalue
 
 
@@ -743,66 +772,74 @@ def loglik_hvp(
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
-        logA_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(logA_exp, out=logA_exp)
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        logA_sum = np.einsum("ijk->ik", logA_exp)  # (N, K)
-        alpha = np.log(logA_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
         # tangent of line 13: for t in range(1, T):
         alpha_steps_dot[t - 1] = alpha_dot
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        # (N, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot[:, :, None] + tlogA, logA_exp)
-        del logA_exp
-        tlogA_div = alpha_dot_einsum / logA_sum  # (N, K)
-        del alpha_dot_einsum, logA_sum
-        alpha_dot = tlogA_div + tlogE_rows[t - 1]
+        alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
+        del alpha_dot_add, alpha_exp
+        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
+        del alpha_dot_einsum, alpha_sum
+        alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
     del logE_rows, talpha, tlogE_rows
-    alpha_exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
+    alpha_exp2 = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of line 13: for t in range(1, T):
     A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of line 15: return mean(logsumexp(alpha, axis=1))
-    alpha_sum = np.einsum("ij->i", alpha_exp)[:, None]  # (N, 1)
-    alpha_div = alpha_exp / alpha_sum  # (N, K)
+    alpha_sum2 = np.einsum("ij->i", alpha_exp2)[:, None]  # (N, 1)
+    alpha_div = alpha_exp2 / alpha_sum2  # (N, K)
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
     # (N, K)
-    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
-    alpha_div2 = alpha_mul / alpha_sum  # (N, K)
+    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp2)[:, None] * alpha_div
+    alpha_div2 = alpha_mul / alpha_sum2  # (N, K)
     del alpha_mul
     # grad of the loop at line 13
     dlogA = A_full2
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
     dlogE_rows_dot = A_full
-    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
+    dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
         alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
         # (N, K, K)
-        logA_exp2 = np.exp(alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True))
+        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
         del alpha_steps_add
-        logA_sum2 = np.einsum("ijk->ik", logA_exp2)  # (N, K)
+        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
+        del alpha_steps_diff
+        alpha_steps_sum = np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / logA_sum2  # (N, K)
+        dalpha_div = dalpha / alpha_steps_sum  # (N, K)
         # grad of line 13: for t in range(1, T):
         alpha_steps[t - 1] = dalpha
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
-        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
         # (N, K)
-        dalpha_mul = np.einsum("ijk,ijk->ik", alpha_steps_dot_add, logA_exp2) * dalpha_div
-        # (N, K, K)
-        dalpha_add = (dalpha_dot / logA_sum2 - dalpha_mul / logA_sum2)[:, None] * logA_exp2
-        dalpha_add += dalpha_div[:, None] * (alpha_steps_dot_add * logA_exp2)
-        del alpha_steps_dot_add, dalpha_mul, logA_sum2
+        alpha_steps_dot_einsum = np.einsum("ijk,ijk->ik", alpha_steps_dot_add, alpha_steps_exp)
+        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
+        dalpha_mul = alpha_steps_dot_einsum * dalpha_div  # (N, K)
+        del alpha_steps_dot_einsum
+        # (N, K)
+        dalpha_dot_diff2 = dalpha_dot / alpha_steps_sum - dalpha_mul / alpha_steps_sum
+        del alpha_steps_sum, dalpha_mul
+        dalpha_dot_diff = dalpha_dot_diff2[:, None]  # (N, 1, K)
+        del dalpha_dot_diff2
+        dalpha_add = dalpha_dot_diff * alpha_steps_exp  # (N, K, K)
+        dalpha_add += dalpha_div[:, None] * (alpha_steps_dot_add * alpha_steps_exp)
+        del alpha_steps_dot_add
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
-        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, logA_exp2)
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, logA_exp2)
+        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
         dlogA_dot = dlogA_dot + dalpha_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", dalpha_add)
-    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp, alpha_steps_dot, alpha_sum
+    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp2, alpha_steps_dot, alpha_sum2
     del logA, tlogA
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)

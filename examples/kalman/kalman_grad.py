@@ -141,6 +141,19 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
+def _reuse_freed_memory():
+    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
+    than its threshold (128 KiB at first) back to the system, so the next call's temporary
+    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
+    has been freed it keeps blocks up to its size for reuse. No page of the block is
+    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
+    nothing."""
+    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
+
+
+_reuse_freed_memory()
+
+
 _NLL_ARGS = (
     ("theta", (2,)),
     ("y", ("T",)),
@@ -628,8 +641,6 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     dr_dot = np.array(r_zeros_like)
     dm_dot = np.array(m0_zeros_like)
     dP_dot = np.array(P0_zeros_like)
-    dFs_dot = tdFs
-    dvs_dot = tdvs
     for t in reversed(range(T)):
         # grad of line 15: Pp = P + q
         Pp_steps_rows = Pp_steps[t]
@@ -658,7 +669,7 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
         Fs_dot_rows = Fs_dot[t]
         # tangent of grad of line 19: k = Pp / F
         Fs_div4 = (dm_dot_add * k_steps_rows + dP_add * k_steps_dot_rows) / Fs_rows
-        dFs_dot_diff = dFs_dot[t] - (Fs_div4 - Fs_dot_rows * Fs_div2 / Fs_rows)
+        tdFs_diff = tdFs[t] - (Fs_div4 - Fs_dot_rows * Fs_div2 / Fs_rows)
         Fs_diff = dm_dot_add / Fs_rows - Fs_dot_rows * Fs_div3 / Fs_rows
         # tangent of grad of line 21: P = Pp * (1.0 - k)
         dP_dot_add = dP_dot * k_diff_steps_rows + dP * k_diff_steps_dot[t]
@@ -667,10 +678,10 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
             dr + dFs_diff,
             dm - (dvs[t] + dm * k_steps_rows),
             dP_mul + Fs_div3 + dFs_diff,
-            dq_dot + dFs_dot_diff + Fs_diff + dP_dot_add,
-            dr_dot + dFs_dot_diff,
-            dm_dot - (dvs_dot[t] + (dm_dot * k_steps_rows + dm * k_steps_dot_rows)),
-            dP_dot_add + Fs_diff + dFs_dot_diff,
+            dq_dot + tdFs_diff + Fs_diff + dP_dot_add,
+            dr_dot + tdFs_diff,
+            dm_dot - (tdvs[t] + (dm_dot * k_steps_rows + dm * k_steps_dot_rows)),
+            dP_dot_add + Fs_diff + tdFs_diff,
         )
     del Fs, Fs_dot, Pp_steps, Pp_steps_dot, dFs, dvs, k_diff_steps, k_diff_steps_dot, k_steps
     del k_steps_dot, tdFs, tdvs, vs, vs_dot
