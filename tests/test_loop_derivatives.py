@@ -322,23 +322,30 @@ def _sequence_args(name, rng):
             0.5 * rng.normal(size=(h, h)), rng.normal(size=(n, h))], [1, 2, 3]
 
 
-def test_a_step_value_larger_than_the_state_is_recomputed_not_saved(sequences):
-    """Policy recompute_residuals: hmm_loglik's gradient keeps the carried alpha (K,) per
-    step, not the (K, K) exponentials (what 1fccfe6 saved: (T - 1) K K floats): its peak
-    memory (tracemalloc) is far below that, and its gradient is the saving one's (checked
-    against finite differences and the hand-unrolled source by the tests around)."""
+def test_a_step_value_larger_than_the_state_is_recomputed_when_checkpointed(sequences):
+    """Policy recompute_residuals, on with `checkpoint` (memory asked for): hmm_loglik's
+    gradient in one segment of T steps keeps the carried alpha (K,) per step, not the
+    (K, K) exponentials (what the default gradient saves: (T - 1) K K floats): its peak
+    memory (tracemalloc) is far below that, and its gradient is the saving one's."""
     import tracemalloc
 
-    _, env, _ = sequences
+    source, env, _ = sequences
     k, t = 32, 200
+    text = SEQUENCES.read_text(encoding="utf-8")
+    with building():
+        one_segment = _load(gradgen.compile_source(text, filename=SEQUENCES.name,
+                                                   modes=("grad",), checkpoint=t))
+    assert "exp_steps" in _function(source, "hmm_loglik_grad")   # the default saves them
     rng = np.random.default_rng(3)
     args = [rng.normal(size=(k, k)), rng.normal(size=(k,)), rng.normal(size=(t, k))]
-    env["hmm_loglik_grad"](*args)
+    saved, recomputed = env["hmm_loglik_grad"](*args), one_segment["hmm_loglik_grad"](*args)
+    for a, b in zip(saved, recomputed):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
-        env["hmm_loglik_grad"](*args)
+        one_segment["hmm_loglik_grad"](*args)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
@@ -439,12 +446,9 @@ def test_the_backward_loop_reads_as_code(sequences):
     # a loop writing per-step states: the buffer's cotangent is read, never saved
     lstm = _function(source, "lstm_states_grad")
     assert "S_steps" not in lstm and "S[t] = h" in lstm
-    # index arithmetic spelled at each use (`alpha_steps[t - 1]`), not a variable `t_diff`;
-    # the (K, K) exponentials larger than the carried alpha (K,) recomputed from it in the
-    # backward step, not saved (policy recompute_residuals)
+    # index arithmetic spelled at each use (`exp_steps[t - 1]`), not a variable `t_diff`
     hmm = _function(source, "hmm_loglik_grad")
-    assert "alpha_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
-    assert "exp_steps" not in hmm and hmm.count("np.empty(") == 1
+    assert "exp_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
     # ... and its row t, read at step t only, is not zeroed after (drop_dead_row_writes)
     for fn in ("lstm_states_grad", "lstm_states_value_and_grad", "lstm_states_hvp"):
         assert "dS[t] = 0" not in _function(source, fn) and "dS[t]" in _function(source, fn)

@@ -304,44 +304,43 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K)
-        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
+        # (N, K, K); reuses alpha_add's buffer
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
-        del alpha_log, alpha_max
-        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
-        del alpha_add2
-    del logE_rows
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
+        del alpha_exp
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        del alpha_max, alpha_sum
+    del logA, logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp, out=alpha_exp)
+    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp2, out=alpha_exp2)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
+    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
     for t in reversed(range(1, T)):
-        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        # (N, K, K)
-        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
-        del alpha_steps_add
-        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
-        del alpha_steps_diff
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
+        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
-        alpha_steps[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
-    del alpha_exp, logA
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogE_rows[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
+    del alpha_exp2, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
-    del alpha_steps
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -416,48 +415,47 @@ def loglik_value_and_grad(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K)
-        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
+        # (N, K, K); reuses alpha_add's buffer
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
-        del alpha_log, alpha_max
-        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
-        del alpha_add2
-    del logE_rows
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
+        del alpha_exp
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        del alpha_max, alpha_sum
+    del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
-    np.exp(alpha_exp, out=alpha_exp)
+    alpha_exp2 = np.subtract(alpha, alpha_max2, out=alpha)
+    np.exp(alpha_exp2, out=alpha_exp2)
     del alpha
-    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
-    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
+    alpha_sum2 = np.einsum("ij->i", alpha_exp2)  # (N,)
+    value = (np.log(alpha_sum2) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dalpha = alpha_exp / alpha_sum[:, None] / N
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
+    dalpha = alpha_exp2 / alpha_sum2[:, None] / N
     for t in reversed(range(1, T)):
-        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        # (N, K, K)
-        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
-        del alpha_steps_add
-        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
-        del alpha_steps_diff
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
+        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
-        alpha_steps[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
-    del alpha_exp, alpha_sum, logA
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogE_rows[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
+    del alpha_exp2, alpha_sum2, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
-    del alpha_steps
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -534,44 +532,43 @@ def loglik_vjp(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K)
-        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
+        # (N, K, K); reuses alpha_add's buffer
+        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
+        np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
-        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
-        del alpha_log, alpha_max
-        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
-        del alpha_add2
-    del logE_rows
+        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
+        del alpha_exp
+        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        del alpha_max, alpha_sum
+    del logA, logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp, out=alpha_exp)
+    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp2, out=alpha_exp2)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
+    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
     for t in reversed(range(1, T)):
-        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        # (N, K, K)
-        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
-        del alpha_steps_add
-        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
-        del alpha_steps_diff
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
+        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
-        alpha_steps[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
-    del alpha_exp, logA
+        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogE_rows[t - 1] = dalpha
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
+    del alpha_exp2, exp_steps, sum_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
-    del alpha_steps
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dlogE_rows
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
@@ -764,11 +761,12 @@ def loglik_hvp(
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     # tangent of the loop at line 13
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
-    alpha_steps_dot = A_full.copy()
+    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
+    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    sum_steps_dot = A_full.copy()
+    exp_steps_dot = np.zeros((T - 1, N, K, K), dtype=dtype)
     alpha_dot = talpha
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         alpha_add = alpha[:, :, None] + logA  # (N, K, K)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
@@ -776,18 +774,19 @@ def loglik_hvp(
         np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
         alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
+        sum_steps[t - 1] = alpha_sum
+        exp_steps[t - 1] = alpha_exp
         alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
         del alpha_max
-        # tangent of line 13: for t in range(1, T):
-        alpha_steps_dot[t - 1] = alpha_dot
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
         alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
+        # tangent of line 13: for t in range(1, T):
+        sum_steps_dot[t - 1] = alpha_dot_einsum
+        exp_steps_dot[t - 1] = alpha_dot_add * alpha_exp
         del alpha_dot_add, alpha_exp
-        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
-        del alpha_dot_einsum, alpha_sum
-        alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
-    del logE_rows, talpha, tlogE_rows
+        alpha_dot = alpha_dot_einsum / alpha_sum + tlogE_rows[t - 1]
+    del logA, logE_rows, talpha, tlogA, tlogE_rows
     alpha_exp2 = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of line 13: for t in range(1, T):
@@ -802,45 +801,34 @@ def loglik_hvp(
     del alpha_mul
     # grad of the loop at line 13
     dlogA = A_full2
+    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
     dlogE_rows_dot = A_full
     dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
-        alpha_steps_add = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        # (N, K, K)
-        alpha_steps_diff = alpha_steps_add - alpha_steps_add.max(axis=1, keepdims=True)
-        del alpha_steps_add
-        alpha_steps_exp = np.exp(alpha_steps_diff)  # (N, K, K)
-        del alpha_steps_diff
-        alpha_steps_sum = np.einsum("ijk->ik", alpha_steps_exp)  # (N, K)
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / alpha_steps_sum  # (N, K)
+        sum_steps_rows = sum_steps[t - 1]  # (N, K)
+        dalpha_div = dalpha / sum_steps_rows  # (N, K)
+        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
         # grad of line 13: for t in range(1, T):
-        alpha_steps[t - 1] = dalpha
-        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
-        # (N, K)
-        alpha_steps_dot_einsum = np.einsum("ijk,ijk->ik", alpha_steps_dot_add, alpha_steps_exp)
+        dlogE_rows[t - 1] = dalpha
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        dalpha_mul = alpha_steps_dot_einsum * dalpha_div  # (N, K)
-        del alpha_steps_dot_einsum
-        # (N, K)
-        dalpha_dot_diff2 = dalpha_dot / alpha_steps_sum - dalpha_mul / alpha_steps_sum
-        del alpha_steps_sum, dalpha_mul
-        dalpha_dot_diff = dalpha_dot_diff2[:, None]  # (N, 1, K)
-        del dalpha_dot_diff2
-        dalpha_add = dalpha_dot_diff * alpha_steps_exp  # (N, K, K)
-        dalpha_add += dalpha_div[:, None] * (alpha_steps_dot_add * alpha_steps_exp)
-        del alpha_steps_dot_add
+        sum_steps_dot_div = sum_steps_dot[t - 1] * dalpha_div / sum_steps_rows  # (N, K)
+        dalpha_dot_diff = dalpha_dot / sum_steps_rows - sum_steps_dot_div  # (N, K)
+        del sum_steps_dot_div
+        dalpha_mul = dalpha_div[:, None] * exp_steps_dot[t - 1]  # (N, K, K)
+        # (N, K, K)
+        exp_steps_add = dalpha_dot_diff[:, None] * exp_steps_rows + dalpha_mul
+        del dalpha_dot_diff, dalpha_mul
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
-        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, alpha_steps_exp)
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, alpha_steps_exp)
-        dlogA_dot = dlogA_dot + dalpha_add.sum(axis=0)
-        dalpha_dot = np.einsum("ijk->ij", dalpha_add)
-    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp2, alpha_steps_dot, alpha_sum2
-    del logA, tlogA
+        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
+        dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
+        dalpha_dot = np.einsum("ijk->ij", exp_steps_add)
+    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp2, alpha_sum2, exp_steps
+    del exp_steps_dot, sum_steps, sum_steps_dot
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA
@@ -849,8 +837,8 @@ def loglik_hvp(
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     # (N + N * (T - 1), K)
-    dlogE_rows_joined = np.concatenate([alpha_steps.reshape((N * (T - 1), K)), dalpha])
-    del alpha_steps, dalpha
+    dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
+    del dalpha, dlogE_rows
     dlogE = _scatter_add(dlogE_rows_joined, (M, K), 0, obs_joined)  # (M, K)
     del dlogE_rows_joined
     # grad of line 11: logE = log_softmax(E, axis=0)

@@ -194,9 +194,10 @@ class _BodyVJP:
         primal = {id(n) for n in topo_order(body.outputs)} | {id(x) for x in body.inputs}
         carried = {id(x) for x in self.cin}
         recomputed: set[int] = set()
+        trade = builder().memo.get("checkpoint") is not None   # memory asked for, not speed
         while True:
             frontier = _reads_of_primal(roots, primal, recomputed)
-            more = recompute_residuals(frontier, self.cin, recomputed)
+            more = recompute_residuals(frontier, self.cin, recomputed) if trade else set()
             if not more:
                 break
             recomputed |= more
@@ -281,7 +282,9 @@ def recompute_residuals(frontier: dict[int, Node], carried: Sequence[Node],
                         recomputed: set[int]) -> set[int]:
     """Policy `recompute_residuals`: the ids of the residuals in `frontier` (body values a
     loop's backward step reads) to recompute in the backward step rather than save per
-    step. A residual larger than the carried values it depends on (`nominal_size`) is
+    step, when the loop is checkpointed (`--checkpoint K`: memory asked for, not speed;
+    without it every residual is saved: recomputing hmm's costs its gradient 1.55x the
+    time). A residual larger than the carried values it depends on (`nominal_size`) is
     recomputed from them: keeping it would cost more memory per step than keeping them
     (hmm's (N, K, K) exponentials of `alpha[:, :, None] + log_A`, alpha (N, K)); then,
     so that only carried values are kept for it, a view of a carried value as large as it
