@@ -144,7 +144,7 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
 def _softplus_neg(x, out=None):
     """softplus(-x) = log(1 + exp(-x)), `np.logaddexp(0, -x)` computed in one new array (or
     `out` if given) for both steps."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return np.logaddexp(0, -x)
     z = np.negative(x, out=out)
     return np.logaddexp(0, z, out=z)
@@ -165,7 +165,7 @@ def _one_dtype(*args):
 def _sigmoid_neg(x, out=None):
     """The logistic function of -x, 1 / (1 + exp(x)), with no pass to negate x (into
     `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(x))
     z = np.exp(x, out=out)
     z += 1

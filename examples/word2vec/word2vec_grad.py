@@ -145,7 +145,7 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
 def _softplus_neg(x, out=None):
     """softplus(-x) = log(1 + exp(-x)), `np.logaddexp(0, -x)` computed in one new array (or
     `out` if given) for both steps."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return np.logaddexp(0, -x)
     z = np.negative(x, out=out)
     return np.logaddexp(0, z, out=z)
@@ -154,7 +154,7 @@ def _softplus_neg(x, out=None):
 @np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
     np.exp(z, out=z)
@@ -166,7 +166,7 @@ def _sigmoid(x, out=None):
 def _sigmoid_neg(x, out=None):
     """The logistic function of -x, 1 / (1 + exp(x)), with no pass to negate x (into
     `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(x))
     z = np.exp(x, out=out)
     z += 1

@@ -972,7 +972,7 @@ _SIGMOID = '''\
 @np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
     np.exp(z, out=z)
@@ -994,7 +994,7 @@ _SIGMOID_NEG = '''\
 def _sigmoid_neg(x, out=None):
     """The logistic function of -x, 1 / (1 + exp(x)), with no pass to negate x (into
     `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(x))
     z = np.exp(x, out=out)
     z += 1
@@ -1051,7 +1051,7 @@ _SOFTPLUS_NEG = '''\
 def _softplus_neg(x, out=None):
     """softplus(-x) = log(1 + exp(-x)), `np.logaddexp(0, -x)` computed in one new array (or
     `out` if given) for both steps."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return np.logaddexp(0, -x)
     z = np.negative(x, out=out)
     return np.logaddexp(0, z, out=z)
