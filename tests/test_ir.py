@@ -53,6 +53,13 @@ def test_canonical_scalar_factors():
 def test_logistic_written_out_is_sigmoid():
     z = _inp("z", (N,))
     assert (1 / (1 + make("exp", -z))).op == "sigmoid"
+    # of a negation: sigmoid_neg(z), 1 / (1 + exp(z)); and back for a negated argument
+    assert make("sigmoid", -z).op == "sigmoid_neg" and make("sigmoid", -z).args[0] is z
+    assert make("sigmoid_neg", -z).op == "sigmoid" and make("sigmoid_neg", -z).args[0] is z
+    assert make("log", make("sigmoid", -z)) is -make("softplus", z)
+    assert make("softplus", -z).op == "softplus_neg" and make("softplus", -z).args[0] is z
+    assert make("softplus_neg", -z).op == "softplus" and make("softplus_neg", -z).args[0] is z
+    assert make("log", make("sigmoid", z)) is -make("softplus_neg", z)
 
 
 def test_shape_rules_and_mismatch_messages():

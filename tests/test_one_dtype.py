@@ -152,3 +152,44 @@ def test_a_square_into_a_dead_buffer_is_np_square():
     general `pow` loop (~2x slower at (10^4, 32)); the values are those checked above."""
     source = gradgen.compile_source(MDN, "mdn.grad")
     assert " = np.square(h, out=h)" in source and "np.power(" not in source
+
+
+def test_a_scalar_read_only_with_arrays_is_passed_as_it_is():
+    """Rule `weak_scalar_as_is`: where the float arrays have one dtype and a scalar argument
+    is read only by `+ - * /` with an array (`lam * w`), it needs no `_weak`: NumPy 2 gives
+    a Python number the array's dtype as `_weak` would. Read with a scalar (`lam * (w @ w)`)
+    or returned it keeps `_weak`. The same numbers for a Python float, int, NumPy scalar
+    and 0-d array, float32 kept, mixed dtypes as float64."""
+    src = ("def f(X: Data[N, D], y: Data[N], w: Param[D], lam: float, mu: float):\n"
+           "    return sum(exp(y * (X @ w))) + lam / 2 * sum(w ** 2) + mu * sum(w)\n")
+    source = gradgen.compile_source(src, "f.grad", hessian=True)
+    mod = load(source, "weak_as_is")
+    hess = source[source.index("def f_hessian("):]
+    grad = source[source.index("def f_grad("):source.index("def f_value_and_grad(")]
+    value = source[source.index("def f("):source.index("def f_grad(")]
+    assert "_weak(lam" not in hess and "_weak(mu" not in hess
+    assert "_weak(lam" not in grad and "_weak(mu" not in grad
+    assert "lam = _weak(lam, X.dtype)" in value and "mu = _weak(mu, X.dtype)" in value
+    rng = np.random.default_rng(6)
+    X, w = rng.standard_normal((5, 3)) * 0.3, rng.standard_normal(3)
+    y = rng.choice([-1.0, 1.0], 5)
+    e = np.exp(y * (X @ w))
+    want_h = (e[:, None, None] * X[:, :, None] * X[:, None, :]).sum(axis=0) + 0.5 * np.eye(3)
+    want_g = X.T @ (y * e) + 0.5 * w + 0.25
+    for lam, mu in [(0.5, 0.25), (np.float64(0.5), np.float64(0.25)),
+                    (np.array(0.5), np.array(0.25))]:
+        np.testing.assert_allclose(mod.f_hessian(X, y, w, lam, mu), want_h, rtol=1e-12)
+        np.testing.assert_allclose(mod.f_grad(X, y, w, lam, mu), want_g, rtol=1e-12)
+    # an int is a number too
+    np.testing.assert_allclose(mod.f_grad(X, y, w, 1, 0), X.T @ (y * e) + w, rtol=1e-12)
+    X32, y32, w32 = X.astype(np.float32), y.astype(np.float32), w.astype(np.float32)
+    for lam, mu in [(0.5, 0.25), (np.float32(0.5), np.float32(0.25))]:
+        h32, g32 = mod.f_hessian(X32, y32, w32, lam, mu), mod.f_grad(X32, y32, w32, lam, mu)
+        assert h32.dtype == np.float32 and g32.dtype == np.float32
+        # the same float32 numbers as with the 0-d arrays `_weak` would make
+        same = mod.f_grad(X32, y32, w32, np.asarray(lam, np.float32),
+                          np.asarray(mu, np.float32))
+        np.testing.assert_array_equal(g32, same)
+    mixed = mod.f_grad(X32, y, w, 0.5, 0.25)
+    assert mixed.dtype == np.float64
+    np.testing.assert_array_equal(mixed, mod.f_grad(X32.astype(np.float64), y, w, 0.5, 0.25))

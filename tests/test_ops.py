@@ -891,6 +891,23 @@ add("cho_solve", "cho_solve(cholesky(x @ x.T + s), y) + sum(log(diag(cholesky(x 
     lambda x, s, y: np.linalg.solve(x @ x.T + s, y) + _logdet(x @ x.T + s) / 2,
     P("x", (3, 3)), D("s", (3, 3), "spd"), P("y", V))
 
+# ---- h-logit3: the logistic function of a negation, `sigmoid(-x)`, is the op sigmoid_neg
+# (rule sigmoid_of_negation; the derivative of softplus(-x) too), and `log` of it is
+# -softplus(x) (rule log_sigmoid). References: the formulas in NumPy.
+for _shape in (S, V, M, T3):
+    add("sigmoid", "sigmoid(-x)", lambda x: 1.0 / (1.0 + np.exp(x)), P("x", _shape))
+add("sigmoid", "sigmoid(-(x * y))", lambda x, y: 1.0 / (1.0 + np.exp(x * y)),
+    P("x", (2, 1)), P("y", V))
+add("sigmoid", "sigmoid(-x) * y", lambda x, y: y / (1.0 + np.exp(x)), P("x", M), D("y", V))
+for _shape in (S, M, T3):
+    add("softplus", "softplus(-x)", lambda x: np.log1p(np.exp(-x)), P("x", _shape))
+add("softplus", "softplus(-(x * y))", lambda x, y: np.log1p(np.exp(-x * y)), P("x", (2, 1)),
+    P("y", V))
+add("softplus", "softplus(-x) + sigmoid(-x)",
+    lambda x: np.log1p(np.exp(-x)) + 1.0 / (1.0 + np.exp(x)), P("x", V))
+add("log", "log(sigmoid(-x))", lambda x: -np.log1p(np.exp(x)), P("x", M))
+
+
 # ---- subscript assignment (rev. 2): `A[index] = v`, `A[index] op= v` are functional
 # updates (op `update`): the references copy and write, as NumPy code would.
 

@@ -122,6 +122,13 @@ def f(z: Param[N], x: Data[N]):
     p = sigmoid(z)
     return -sum(x * log(p) + (1 - x) * log(1 - p))
 """),
+    "fuse_sigmoid_of_negation": ("fuse", "sigmoid(-z) becomes sigmoid_neg(z), 1 / (1 + exp(z)): "
+                                 "no pass to negate z; log of it becomes -softplus(z); "
+                                 "softplus(-z) is softplus_neg(z), one array",
+                                 """\
+def f(z: Param[N], y: Data[N]):
+    return sum(sigmoid(-z) * y) + sum(log(sigmoid(-(y * z)))) + sum(softplus(-z))
+"""),
     "fuse_log_softmax": ("fuse", "log(softmax(U)) becomes U - max - log(sum(exp))", """\
 def f(U: Param[N, C], Y: Data[N, C]):
     return -sum(Y * log(softmax(U, axis=1)))

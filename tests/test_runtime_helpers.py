@@ -4,6 +4,7 @@ the shapes that passed) and `_sigmoid`."""
 from __future__ import annotations
 
 import itertools
+import math
 import types
 import warnings
 
@@ -109,3 +110,47 @@ def test_sigmoid_helper_is_stable_and_quiet(mod):
     np.testing.assert_allclose(y[1:3], np.exp(x[1:3]) / (1 + np.exp(x[1:3])), rtol=1e-15)
     assert sigmoid(x.astype(np.float32)).dtype == np.float32
     assert np.geterr()["over"] == "warn"     # the decorator leaves the caller's state alone
+
+
+def test_sigmoid_neg_helper_is_stable_and_quiet(mod):
+    """`_sigmoid_neg(x)`, the logistic function of -x (op sigmoid_neg): 1 / (1 + exp(x))
+    with no negation, 0 where exp(x) overflows, no warning, float32 kept."""
+    src = gradgen.compile_source(
+        "def g(x: Param[N]):\n    \"\"\"s\"\"\"\n    return sum(sigmoid(-x))\n", "g.grad")
+    sigmoid_neg = _load(src)._sigmoid_neg
+    x = np.array([-1000.0, -100.0, -30.0, 0.0, 30.0, 100.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise"):
+            y = sigmoid_neg(x)
+            assert sigmoid_neg(1000.0) == 0.0 and sigmoid_neg(-1000.0) == 1.0
+        out = np.empty_like(x)
+        assert sigmoid_neg(x, out=out) is out
+    assert y[0] == 1.0 and y[-1] == 0.0 and y[3] == 0.5
+    # exact values, independently: e^-x / (1 + e^-x) for x > 0, tiny ones to full precision
+    np.testing.assert_allclose(y[4:6], np.exp(-x[4:6]) / (1 + np.exp(-x[4:6])), rtol=1e-15)
+    np.testing.assert_allclose(y[1:3], 1 / (1 + np.exp(x[1:3])), rtol=1e-15)
+    assert sigmoid_neg(x.astype(np.float32)).dtype == np.float32
+    assert np.geterr()["over"] == "warn"
+
+
+def test_softplus_neg_helper(mod):
+    """`_softplus_neg(x)`, softplus(-x) (op softplus_neg): `np.logaddexp(0, -x)` in one
+    array, finite at large |x|, into `out` if given, the caller's array unchanged."""
+    src = gradgen.compile_source(
+        "def g(x: Param[N]):\n    \"\"\"s\"\"\"\n    return sum(softplus(-x))\n", "g.grad")
+    softplus_neg = _load(src)._softplus_neg
+    x = np.array([-1000.0, -30.0, -1.0, 0.0, 1.0, 30.0, 1000.0])
+    keep = x.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = softplus_neg(x)
+        assert softplus_neg(-2.0) == pytest.approx(math.log1p(math.exp(2.0)), rel=1e-15)
+    assert np.array_equal(x, keep)
+    # log(1 + e^-x) independently: math.log1p of math.exp where it does not overflow
+    want = [1000.0, 30.0 + math.log1p(math.exp(-30.0)), math.log1p(math.e), math.log(2.0),
+            math.log1p(math.exp(-1.0)), math.log1p(math.exp(-30.0)), 0.0]
+    np.testing.assert_allclose(y, want, rtol=1e-15)
+    out = np.empty_like(x)
+    assert softplus_neg(x, out=out) is out and np.array_equal(out, y)
+    assert softplus_neg(x.astype(np.float32)).dtype == np.float32

@@ -39,6 +39,12 @@ SCALAR_CASES = {
     "log(sigmoid)": ("log(sigmoid(x))", lambda x: -_softplus(-x), lambda x: _sigmoid(-x)),
     "log(1 / (1 + exp(-x)))": ("log(1 / (1 + exp(-x)))", lambda x: -_softplus(-x),
                                lambda x: _sigmoid(-x)),
+    # sigmoid of a negation (the op sigmoid_neg) and its log, and softplus of a negation,
+    # whose derivative it is
+    "sigmoid(-x)": ("sigmoid(-x)", lambda x: _sigmoid(-x),
+                    lambda x: -_sigmoid(-x) * (1 - _sigmoid(-x))),
+    "log(sigmoid(-x))": ("log(sigmoid(-x))", lambda x: -_softplus(x), lambda x: -_sigmoid(x)),
+    "softplus(-x)": ("softplus(-x)", lambda x: _softplus(-x), lambda x: -_sigmoid(-x)),
 }
 
 

@@ -239,7 +239,6 @@ def nll_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
         X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
-    lam = _weak(lam, X.dtype)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
@@ -313,7 +312,6 @@ def nll_vjp(X: Array, event: Array, beta: Array, lam: Scalar, g: Scalar) -> Arra
         X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
     _expect("g", g, ())
-    lam = _weak(lam, X.dtype)
     g = _weak(g, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
@@ -392,7 +390,6 @@ def nll_hvp(X: Array, event: Array, beta: Array, lam: Scalar, vbeta: Array) -> A
     N = X.shape[0]
     D = X.shape[1]
     _expect("vbeta", vbeta, (D,))
-    lam = _weak(lam, X.dtype)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
     # tangent of line 9: eta = X @ beta

@@ -144,7 +144,7 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
 @np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
     np.exp(z, out=z)

@@ -141,6 +141,15 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
+def _softplus_neg(x, out=None):
+    """softplus(-x) = log(1 + exp(-x)), `np.logaddexp(0, -x)` computed in one new array (or
+    `out` if given) for both steps."""
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
+        return np.logaddexp(0, -x)
+    z = np.negative(x, out=out)
+    return np.logaddexp(0, z, out=z)
+
+
 def _one_dtype(*args):
     """The float arguments in the one dtype they promote to (np.result_type), converted
     where they differ (copies): the function then computes in that dtype throughout, and
@@ -152,13 +161,13 @@ def _one_dtype(*args):
     return out
 
 
-@np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
-def _sigmoid(x, out=None):
-    """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
-    if np.ndim(x) == 0:
-        return 1 / (1 + np.exp(-x))
-    z = np.negative(x, out=out)
-    np.exp(z, out=z)
+@np.errstate(over="ignore")  # exp(x) overflows above 709: 1 / (1 + inf) is exactly 0
+def _sigmoid_neg(x, out=None):
+    """The logistic function of -x, 1 / (1 + exp(x)), with no pass to negate x (into
+    `out` if given)."""
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
+        return 1 / (1 + np.exp(x))
+    z = np.exp(x, out=out)
     z += 1
     return np.reciprocal(z, out=z)
 
@@ -202,10 +211,9 @@ def loss(X: Array, y: Array, w: Array, lam: Scalar) -> Scalar:
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X.dtype)
-    y_neg = X @ w  # (N,)
-    y_neg *= y
-    np.negative(y_neg, out=y_neg)
-    return np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
+    y_mul = X @ w  # (N,)
+    y_mul *= y
+    return _softplus_neg(y_mul).sum() / N + lam * (w @ w) / 2
 
 
 def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
@@ -227,13 +235,11 @@ def loss_grad(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
-    lam = _weak(lam, X.dtype)
-    y_neg = X @ w  # (N,)
-    y_neg *= y
-    np.negative(y_neg, out=y_neg)
+    y_mul = X @ w  # (N,)
+    y_mul *= y
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w  # (D,)
-    dw -= (X.T @ (_sigmoid(y_neg) * y)) / N
+    dw -= (X.T @ (_sigmoid_neg(y_mul) * y)) / N
     return dw
 
 
@@ -258,13 +264,12 @@ def loss_value_and_grad(X: Array, y: Array, w: Array, lam: Scalar) -> tuple[Scal
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     lam = _weak(lam, X.dtype)
-    y_neg = X @ w  # (N,)
-    y_neg *= y
-    np.negative(y_neg, out=y_neg)
-    value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
+    y_mul = X @ w  # (N,)
+    y_mul *= y
+    value = _softplus_neg(y_mul).sum() / N + lam * (w @ w) / 2
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w  # (D,)
-    dw -= (X.T @ (_sigmoid(y_neg) * y)) / N
+    dw -= (X.T @ (_sigmoid_neg(y_mul) * y)) / N
     return value, dw
 
 
@@ -289,14 +294,12 @@ def loss_vjp(X: Array, y: Array, w: Array, lam: Scalar, g: Scalar) -> Array:
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     _expect("g", g, ())
-    lam = _weak(lam, X.dtype)
     g = _weak(g, X, y, w)
-    y_neg = X @ w  # (N,)
-    y_neg *= y
-    np.negative(y_neg, out=y_neg)
+    y_mul = X @ w  # (N,)
+    y_mul *= y
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     dw = lam * w  # (D,)
-    dw -= (X.T @ (_sigmoid(y_neg) * y)) / N
+    dw -= (X.T @ (_sigmoid_neg(y_mul) * y)) / N
     return g * dw
 
 
@@ -324,12 +327,11 @@ def loss_jvp(X: Array, y: Array, w: Array, lam: Scalar, tw: Array) -> tuple[Scal
     D = X.shape[1]
     _expect("tw", tw, (D,))
     lam = _weak(lam, X.dtype)
-    y_neg = X @ w  # (N,)
-    y_neg *= y
-    np.negative(y_neg, out=y_neg)
-    value = np.logaddexp(0, y_neg).sum() / N + lam * (w @ w) / 2
+    y_mul = X @ w  # (N,)
+    y_mul *= y
+    value = _softplus_neg(y_mul).sum() / N + lam * (w @ w) / 2
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    tvalue = -((y * (X @ tw) * _sigmoid(y_neg)).sum() / N) + lam * (tw @ w)
+    tvalue = -((y * (X @ tw) * _sigmoid_neg(y_mul)).sum() / N) + lam * (tw @ w)
     return value, tvalue
 
 
@@ -355,16 +357,14 @@ def loss_hvp(X: Array, y: Array, w: Array, lam: Scalar, vw: Array) -> Array:
     N = X.shape[0]
     D = X.shape[1]
     _expect("vw", vw, (D,))
-    lam = _weak(lam, X.dtype)
-    y_neg = X @ w  # (N,)
-    y_neg *= y
-    np.negative(y_neg, out=y_neg)
+    y_mul = X @ w  # (N,)
+    y_mul *= y
     # tangent of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
-    del y_neg
+    y_sigmoid_neg = _sigmoid_neg(y_mul, out=y_mul)  # (N,); reuses y_mul's buffer
+    del y_mul
     # tangent of grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     Hvw = lam * vw  # (D,)
-    Hvw += (X.T @ (y * (X @ vw) * y_sigmoid * (1 - y_sigmoid) * y)) / N
+    Hvw += (X.T @ (y * (X @ vw) * y_sigmoid_neg * (1 - y_sigmoid_neg) * y)) / N
     return Hvw
 
 
@@ -388,14 +388,12 @@ def loss_hessian(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
     D = X.shape[1]
-    lam = _weak(lam, X.dtype)
-    y_neg = X @ w  # (N,)
-    y_neg *= y
-    np.negative(y_neg, out=y_neg)
+    y_mul = X @ w  # (N,)
+    y_mul *= y
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
-    y_sigmoid = _sigmoid(y_neg, out=y_neg)  # (N,); reuses y_neg's buffer
-    del y_neg
-    X_mul = (((1 - y_sigmoid) * y * (y * y_sigmoid) * X.T) @ X) / N  # (D, D)
-    del y_sigmoid
+    y_sigmoid_neg = _sigmoid_neg(y_mul, out=y_mul)  # (N,); reuses y_mul's buffer
+    del y_mul
+    X_mul = (((1 - y_sigmoid_neg) * y * (y * y_sigmoid_neg) * X.T) @ X) / N  # (D, D)
+    del y_sigmoid_neg
     H = (lam * np.eye(D, dtype=w.dtype) + X_mul).T  # (D, D)
     return H

@@ -254,7 +254,6 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
         X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
     C = W.shape[1]
-    lam = _weak(lam, X.dtype)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
@@ -337,7 +336,6 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     N = X.shape[0]
     C = W.shape[1]
     _expect("g", g, ())
-    lam = _weak(lam, X.dtype)
     g = _weak(g, X, W)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
@@ -424,7 +422,6 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     D = X.shape[1]
     C = W.shape[1]
     _expect("vW", vW, (D, C))
-    lam = _weak(lam, X.dtype)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)

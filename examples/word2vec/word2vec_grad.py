@@ -142,13 +142,33 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
+def _softplus_neg(x, out=None):
+    """softplus(-x) = log(1 + exp(-x)), `np.logaddexp(0, -x)` computed in one new array (or
+    `out` if given) for both steps."""
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
+        return np.logaddexp(0, -x)
+    z = np.negative(x, out=out)
+    return np.logaddexp(0, z, out=z)
+
+
 @np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
     np.exp(z, out=z)
+    z += 1
+    return np.reciprocal(z, out=z)
+
+
+@np.errstate(over="ignore")  # exp(x) overflows above 709: 1 / (1 + inf) is exactly 0
+def _sigmoid_neg(x, out=None):
+    """The logistic function of -x, 1 / (1 + exp(x)), with no pass to negate x (into
+    `out` if given)."""
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
+        return 1 / (1 + np.exp(x))
+    z = np.exp(x, out=out)
     z += 1
     return np.reciprocal(z, out=z)
 
@@ -194,19 +214,6 @@ def _one_dtype(*args):
     return out
 
 
-def _reuse_freed_memory():
-    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
-    than its threshold (128 KiB at first) back to the system, so the next call's temporary
-    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
-    has been freed it keeps blocks up to its size for reuse. No page of the block is
-    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
-    nothing."""
-    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
-
-
-_reuse_freed_memory()
-
-
 _LOSS_ARGS = (
     ("E", ("V", "D")),
     ("U", ("V", "D")),
@@ -237,10 +244,9 @@ def loss(E: Array, U: Array, center: IntArray, ctx: IntArray, noise: IntArray) -
     Uc = U[ctx]  # (B, D)
     sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
     del Uc
-    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
+    log_pos = _softplus_neg(sp)  # (B,)
+    np.negative(log_pos, out=log_pos)
     del sp
-    log_pos = -np.logaddexp(0, sp_neg)  # (B,)
-    del sp_neg
     Un = U[noise]  # (B, K, D)
     sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
     del Un, h
@@ -275,8 +281,6 @@ def loss_grad(
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
     sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
-    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
-    del sp
     Un = U[noise]  # (B, K, D)
     sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
     # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
@@ -287,9 +291,9 @@ def loss_grad(
     dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
-    del sp_neg
-    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
+    sp_sigmoid_neg = _sigmoid_neg(sp)[:, None]  # (B, 1)
+    del sp
+    dUc = np.multiply(sp_sigmoid_neg, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -299,10 +303,10 @@ def loss_grad(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    dh = np.multiply(sp_sigmoid_neg, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid, sp_sigmoid
+    del Uc, Un, sn_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
@@ -337,9 +341,8 @@ def loss_value_and_grad(
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
     sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
-    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
-    del sp
-    log_pos = -np.logaddexp(0, sp_neg)  # (B,)
+    log_pos = _softplus_neg(sp)  # (B,)
+    np.negative(log_pos, out=log_pos)
     Un = U[noise]  # (B, K, D)
     sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
     value = -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
@@ -352,9 +355,9 @@ def loss_value_and_grad(
     dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
-    del sp_neg
-    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
+    sp_sigmoid_neg = _sigmoid_neg(sp)[:, None]  # (B, 1)
+    del sp
+    dUc = np.multiply(sp_sigmoid_neg, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -364,10 +367,10 @@ def loss_value_and_grad(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    dh = np.multiply(sp_sigmoid_neg, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid, sp_sigmoid
+    del Uc, Un, sn_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
@@ -404,8 +407,6 @@ def loss_vjp(
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
     sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
-    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
-    del sp
     Un = U[noise]  # (B, K, D)
     sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
     # grad of line 12: log_neg = sum(log(sigmoid(-sn)), axis=1)
@@ -416,9 +417,9 @@ def loss_vjp(
     dUn = sn_sigmoid[:, :, None] * hb  # (B, K, D)
     dUn /= B
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    sp_sigmoid = _sigmoid(sp_neg)[:, None]  # (B, 1)
-    del sp_neg
-    dUc = np.multiply(sp_sigmoid, h, out=h)  # (B, D); reuses h's buffer
+    sp_sigmoid_neg = _sigmoid_neg(sp)[:, None]  # (B, 1)
+    del sp
+    dUc = np.multiply(sp_sigmoid_neg, h, out=h)  # (B, D); reuses h's buffer
     dUc /= -B
     del h
     # grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -428,10 +429,10 @@ def loss_vjp(
     dU = _scatter_add(dUn_joined, (V, D), 0, noise_joined)  # (V, D)
     del dUn_joined, noise_joined
     # grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    dh = np.multiply(sp_sigmoid, Uc, out=Uc)  # (B, D); reuses Uc's buffer
+    dh = np.multiply(sp_sigmoid_neg, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid, sp_sigmoid
+    del Uc, Un, sn_sigmoid
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
@@ -467,9 +468,8 @@ def loss_jvp(
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
     sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
-    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
-    del sp
-    log_pos = -np.logaddexp(0, sp_neg)  # (B,)
+    log_pos = _softplus_neg(sp)  # (B,)
+    np.negative(log_pos, out=log_pos)
     Un = U[noise]  # (B, K, D)
     sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
     value = -((log_pos - np.einsum("ij->i", np.logaddexp(0, sn))).sum() / B)
@@ -482,8 +482,8 @@ def loss_jvp(
     tsp = np.einsum("ij->i", th * Uc + h * tUc)  # (B,)
     del Uc, tUc
     # tangent of line 11: log_pos = log(sigmoid(sp))
-    tlog_pos = tsp * _sigmoid(sp_neg)  # (B,)
-    del sp_neg, tsp
+    tlog_pos = tsp * _sigmoid_neg(sp)  # (B,)
+    del sp, tsp
     # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
     tUn = tU[noise]  # (B, K, D)
     hb = h[:, None]  # (B, 1, D)
@@ -531,8 +531,6 @@ def loss_hvp(
     h = E[center]  # (B, D)
     Uc = U[ctx]  # (B, D)
     sp = np.einsum("ij,ij->i", h, Uc)  # (B,)
-    sp_neg = np.negative(sp, out=sp)  # (B,); reuses sp's buffer
-    del sp
     Un = U[noise]  # (B, K, D)
     sn = np.einsum("ijk,ik->ij", Un, h)  # (B, K)
     # tangent of line 8: Un = U[noise]  # (B, K, D) noise words
@@ -552,9 +550,9 @@ def loss_hvp(
     # tangent of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tsp = np.einsum("ij->i", th * Uc + h * tUc)  # (B,)
     # tangent of line 11: log_pos = log(sigmoid(sp))
-    sp_sigmoid = _sigmoid(sp_neg, out=sp_neg)  # (B,); reuses sp_neg's buffer
-    del sp_neg
-    tlog_pos = np.multiply(tsp, sp_sigmoid, out=tsp)  # (B,); reuses tsp's buffer
+    sp_sigmoid_neg = _sigmoid_neg(sp, out=sp)  # (B,); reuses sp's buffer
+    del sp
+    tlog_pos = np.multiply(tsp, sp_sigmoid_neg, out=tsp)  # (B,); reuses tsp's buffer
     del tsp
     # tangent of grad of line 10: sn = sum(Un * hb, axis=2)  # (B, K) scores of the noise words
     tsn_mul = (tsn * sn_sigmoid * (1 - sn_sigmoid))[:, :, None]  # (B, K, 1)
@@ -563,10 +561,10 @@ def loss_hvp(
     tdUn += sn_sigmoid[:, :, None] * thb
     tdUn /= B
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
-    tlog_pos_neg = (-(tlog_pos * (1 - sp_sigmoid)))[:, None]  # (B, 1)
+    tlog_pos_neg = (-(tlog_pos * (1 - sp_sigmoid_neg)))[:, None]  # (B, 1)
     del tlog_pos
     tdUc = tlog_pos_neg * h  # (B, D)
-    tdUc += sp_sigmoid[:, None] * th
+    tdUc += sp_sigmoid_neg[:, None] * th
     tdUc /= -B
     del h, th
     # tangent of grad of line 7: Uc = U[ctx]  # (B, D) true context words
@@ -579,13 +577,13 @@ def loss_hvp(
     del noise_joined, tdUn_joined
     # tangent of grad of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     Un_sum = np.einsum("ijk->ik", tsn_mul * Un + sn_sigmoid[:, :, None] * tUn)  # (B, D)
-    del Un, sn_sigmoid, tUn, tsn_mul
+    del Un, sn_sigmoid, tUn
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tdh = tlog_pos_neg * Uc  # (B, D)
-    tdh += sp_sigmoid[:, None] * tUc
+    tdh += sp_sigmoid_neg[:, None] * tUc
     np.subtract(Un_sum, tdh, out=tdh)
     tdh /= B
-    del Uc, Un_sum, sp_sigmoid, tUc, tlog_pos_neg
+    del Uc, Un_sum, sp_sigmoid_neg, tUc
     # tangent of grad of line 5: h = E[center]  # (B, D) center words
     HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)

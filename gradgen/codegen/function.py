@@ -237,16 +237,52 @@ def _cotangent_names(fns: EntryFunctions, d: Derivative) -> dict:
     return _temporary_cotangent_names(fns.out, d, names, fns.entry.names)
 
 
-def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
-                       needed: bool) -> list[str]:
+# The operators whose result, for a Python number and an array of one float dtype, is what
+# it is for a 0-d array of that dtype and the array: NumPy 2 casts the number to the
+# array's dtype (weakly typed). Not `**`: NumPy computes `x ** 0.5` of a Python number as
+# `np.sqrt(x)`, `x ** 2` as `np.square(x)`, whose last bits may differ from `power`.
+_WEAK_OPERATORS = frozenset({"+", "-", "*", "/"})
+
+
+def weak_as_is(graph: ir.Graph, scalars: dict[str, Node]) -> frozenset[str]:
+    """The scalar arguments (name -> input node) that need no `_weak` once the float arrays
+    have one dtype (rule `weak_scalar_as_is`): each is read only by `+ - * /` with an array
+    (ndim > 0), or not at all, and is not a result. A Python number (or NumPy scalar of that dtype) there
+    gives the numbers a 0-d array of the dtype gives; elsewhere (a scalar expression, a
+    method called on it, a loop, a result) it must be the 0-d array."""
+    if not scalars:
+        return frozenset()
+    users: dict[int, list[Node]] = {id(x): [] for x in scalars.values()}
+    for n in graph.order:
+        for a in n.args:
+            if id(a) in users:
+                users[id(a)].append(n)
+    results = {id(o) for o in graph.outputs}
+
+    def plain(x: Node, u: Node) -> bool:
+        opdef = REGISTRY[u.op]
+        return (opdef.operator in _WEAK_OPERATORS and opdef.has("elementwise")
+                and len(u.args) == 2 and not u.regions
+                and all(a is not x and a.ndim > 0 and a.dtype == "float"
+                        for a in u.args if a is not x)
+                and any(a is not x for a in u.args))
+
+    return frozenset(name for name, x in scalars.items()   # (or not read at all)
+                     if id(x) not in results and all(plain(x, u) for u in users[id(x)]))
+
+
+def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str], weak: bool,
+                       needed: bool, graph: ir.Graph) -> tuple[list[str], bool]:
     """The prologue, where `needed` (a statement relies on it: `Body.one_dtype`), with the
     float arguments made one dtype (rule `one_dtype_at_entry`):
     `x, W = _one_dtype(x, W)` (split as `ruff format` splits it) under `if not
     _dims(...):` where `_dims` checks them (it says whether their dtypes agree, the usual
-    case), else at the end (after `_weak`). Unchanged for one argument."""
+    case), else at the end (after `_weak`). Unchanged for one argument. Under the check, the
+    `_weak` of a scalar argument `weak_as_is` finds is left out (rule `weak_scalar_as_is`:
+    ~0.5-1 us a call). With whether the prologue (`weak`: before) still calls `_weak`."""
     floats = [a.name for a in entry.args if a.node.dtype != INT]
     if not needed or len(floats) < 2:
-        return prologue
+        return prologue, weak
     printer.preludes["_one_dtype"] = ONE_DTYPE
     dims = printer.ref("_dims") + "("
     at = next((i for i, line in enumerate(prologue) if line.startswith(dims)), None)
@@ -262,21 +298,28 @@ def one_dtype_prologue(entry: EntryPoint, printer: Printer, prologue: list[str],
         cast = [head, f"{pad}    {names}", f"{pad})"] if len(pad + names) + 4 <= MAX_WIDTH \
             else [head, *[f"{pad}    {n}," for n in floats], f"{pad})"]
     if at is None:
-        return [*prologue, *cast]
+        return [*prologue, *cast], weak
     arrays = [a.name for a in entry.args if a.node.dtype != INT and a.node.ndim]
     if arrays and printer.target == "numpy":
         # past the cast the float arrays have one float dtype (`_dims` checked they are
         # floats): a Python number takes it as it is, without `np.result_type` (~0.4 us)
-        weak = {printer.helper("_weak", [n, *arrays]): printer.helper(
-                    "_weak", [n, f"{arrays[0]}.dtype"])
-                for n in [a.name for a in entry.args if a.node.dtype != INT
-                          and not a.node.ndim]}
-        prologue = [line if (c := line.partition(" = ")[2]) not in weak
-                    else line.replace(c, weak[c]) for line in prologue]
+        scalars = {a.name: a.node for a in entry.args if a.node.dtype != INT and not a.node.ndim}
+        as_is = weak_as_is(graph, scalars) if weak else frozenset()
+        calls = {printer.helper("_weak", [n, *arrays]): n for n in scalars}
+        kept = []
+        for line in prologue:
+            c = line.partition(" = ")[2]
+            if c not in calls:
+                kept.append(line)
+            elif calls[c] not in as_is:
+                kept.append(line.replace(c, printer.helper("_weak", [calls[c],
+                                                                    f"{arrays[0]}.dtype"])))
+        prologue = kept
+        weak = any(printer.ref("_weak") + "(" in line for line in prologue)
     check = f"if not {prologue[at]}:"
     note = "  # float dtypes differ: one for all"
     return [*prologue[:at], check + note if len(check + note) <= MAX_WIDTH else check, *cast,
-            *prologue[at + 1:]]
+            *prologue[at + 1:]], weak
 
 
 class EntryFunctions:
@@ -488,15 +531,15 @@ class EntryFunctions:
             lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
             phases.append("return")
         lines, dtype = _dtype_once(lines, arg_names, printer, _cast(self.entry, body))
-        prologue, weak = self._prologue(printer, extra, lines)
-        prologue = one_dtype_prologue(self.entry, printer, prologue, body.one_dtype) + dtype
+        prologue, weak = one_dtype_prologue(
+            self.entry, printer, *self._prologue(printer, extra, lines), body.one_dtype, graph)
+        prologue += dtype
         phases = ["check"] * len(prologue) + phases
-        helpers = frozenset(self._checks_used)
         lines, phases = _comments_that_fit(prologue + lines, phases)
         inputs = [a.node for a in self.entry.args] + list(extra.values())
         annotations, returns, used = annotate(inputs, plan, list(graph.outputs), self.names)
-        return Function(plan.name, arg_names, plan.doc, lines, self.entry.name,
-                        plan.kind, phases, graph, weak, helpers, annotations, returns, used)
+        return Function(plan.name, arg_names, plan.doc, lines, self.entry.name, plan.kind, phases,
+                        graph, weak, frozenset(self._checks_used), annotations, returns, used)
 
     def _prologue(self, printer: Printer, extra_inputs: dict, lines: list[str],
                   ) -> tuple[list[str], bool]:

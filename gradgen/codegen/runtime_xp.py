@@ -164,6 +164,13 @@ def _sigmoid(xp, x):
     r = 1 / (1 + e)
     return xp.where(x >= 0, r, e * r)'''
 
+SIGMOID_NEG = '''\
+def _sigmoid_neg(xp, x):
+    """The logistic function of -x, 1 / (1 + exp(x)), stable for every x (as `_sigmoid`)."""
+    e = xp.exp(-xp.abs(x))
+    r = 1 / (1 + e)
+    return xp.where(x >= 0, e * r, r)'''
+
 SCATTER_ADD = '''\
 def _scatter_add(xp, device, g, shape, axis, *index):
     \"\"\"Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
@@ -363,6 +370,7 @@ def _cho_inverse(xp, L):
 
 # The helpers of the array-API target, by the name the printer calls (`Printer.helper`).
 HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
+           "_sigmoid_neg": SIGMOID_NEG,
            "_solve_triangular": SOLVE_TRIANGULAR, "_solve_stack": SOLVE_STACK,
            "_set": SET, "_cholesky": CHOLESKY, "_xlogy": XLOGY, "_expscan": EXPSCAN,
            "_logcumsumexp": LOGCUMSUMEXP, "_zero_diagonal": ZERO_DIAGONAL, "_det": DET,

@@ -925,8 +925,11 @@ def log_exp(x):
 
 @rewrite("log", "stabilize")
 def log_sigmoid(x):
-    """`log(sigmoid(z))` is `-softplus(-z)`, finite for large |z|."""
-    return -make("softplus", -x.args[0]) if x.op == "sigmoid" else None
+    """`log(sigmoid(z))` is `-softplus(-z)`, `log(sigmoid_neg(z))` is `-softplus(z)`:
+    finite for large |z|."""
+    if x.op == "sigmoid":
+        return -make("softplus", -x.args[0])
+    return -make("softplus", x.args[0]) if x.op == "sigmoid_neg" else None
 
 
 @rewrite("log", "stabilize")
@@ -983,7 +986,7 @@ _SIGMOID = '''\
 @np.errstate(over="ignore")  # exp(-x) overflows below -709: 1 / (1 + inf) is exactly 0
 def _sigmoid(x, out=None):
     """The logistic function 1 / (1 + exp(-x)) (into `out` if given)."""
-    if np.ndim(x) == 0:
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
         return 1 / (1 + np.exp(-x))
     z = np.negative(x, out=out)
     np.exp(z, out=z)
@@ -999,6 +1002,39 @@ def _sigmoid_of(x: float) -> float:
 _unary("sigmoid", emit=call("_sigmoid"), prelude=_SIGMOID, ufunc="_sigmoid",
        fold=_sigmoid_of,
        vjp=lambda g, n: (g * n * (1 - n),), jvp=lambda ts, n: ts[0] * n * (1 - n))
+
+_SIGMOID_NEG = '''\
+@np.errstate(over="ignore")  # exp(x) overflows above 709: 1 / (1 + inf) is exactly 0
+def _sigmoid_neg(x, out=None):
+    """The logistic function of -x, 1 / (1 + exp(x)), with no pass to negate x (into
+    `out` if given)."""
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
+        return 1 / (1 + np.exp(x))
+    z = np.exp(x, out=out)
+    z += 1
+    return np.reciprocal(z, out=z)
+'''
+
+
+@rewrite("sigmoid", "fuse", inspects=("neg",))
+def sigmoid_of_negation(x):
+    """`sigmoid(-z)` is `sigmoid_neg(z)`, `1 / (1 + exp(z))`: the same numbers (negation is
+    exact) with no pass over the data to negate z. The derivative of `softplus(-z)`."""
+    return make("sigmoid_neg", x.args[0]) if x.op == "neg" else None
+
+
+@rewrite("sigmoid_neg", inspects=("neg",))
+def sigmoid_neg_of_negation(x):
+    """`sigmoid_neg(-z)` is `sigmoid(z)`."""
+    return make("sigmoid", x.args[0]) if x.op == "neg" else None
+
+
+# sigmoid_neg(z) = sigmoid(-z), made only by the rules above (not a function of the
+# language); its slope is -s (1 - s) for s = sigmoid_neg(z), the cotangent taken first as
+# for sigmoid.
+_unary("sigmoid_neg", emit=call("_sigmoid_neg"), prelude=_SIGMOID_NEG, ufunc="_sigmoid_neg",
+       fold=lambda x: _sigmoid_of(-x),
+       vjp=lambda g, n: (-(g * n * (1 - n)),), jvp=lambda ts, n: -(ts[0] * n * (1 - n)))
 
 
 def _emit_relu(p, node):
@@ -1019,12 +1055,51 @@ _unary("relu", emit=_emit_relu, domain=NONZERO, fold=lambda x: max(x, 0.0),
        jvp=lambda ts, n: _relu_mask(n.args[0], ts[0]))
 
 
+def _softplus_of(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
 def _emit_softplus(p, node):
     return p.call("logaddexp", ["0", p.arg(node, 0, 0)]), PREC_CALL
 
 
 _unary("softplus", emit=_emit_softplus, **_from_local(lambda n: make("sigmoid", n.args[0])),
-       fold=lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))))
+       fold=lambda x: _softplus_of(x))
+
+_SOFTPLUS_NEG = '''\
+def _softplus_neg(x, out=None):
+    """softplus(-x) = log(1 + exp(-x)), `np.logaddexp(0, -x)` computed in one new array (or
+    `out` if given) for both steps."""
+    if not getattr(x, "ndim", 0):  # a number or a 0-d array
+        return np.logaddexp(0, -x)
+    z = np.negative(x, out=out)
+    return np.logaddexp(0, z, out=z)
+'''
+
+
+@rewrite("softplus", "fuse", inspects=("neg",))
+def softplus_of_negation(x):
+    """`softplus(-z)` is `softplus_neg(z)`: the negation and `logaddexp` in one array, where
+    the sigmoid of the negation its derivative takes reads z (`sigmoid_neg`) and keeps it."""
+    return make("softplus_neg", x.args[0]) if x.op == "neg" else None
+
+
+@rewrite("softplus_neg", inspects=("neg",))
+def softplus_neg_of_negation(x):
+    """`softplus_neg(-z)` is `softplus(z)`."""
+    return make("softplus", x.args[0]) if x.op == "neg" else None
+
+
+def _emit_softplus_neg(p, node):
+    return p.call("logaddexp", ["0", "-" + unary_operand(p.code_of(node.args[0]))]), PREC_CALL
+
+
+# softplus_neg(z) = softplus(-z), made only by the rules above (not a function of the
+# language); its slope is -sigmoid(-z), `-sigmoid_neg(z)`. NumPy: the helper; other
+# targets `logaddexp(0, -z)` as written.
+_unary("softplus_neg", emit={"numpy": call("_softplus_neg"), "default": _emit_softplus_neg},
+       prelude=_SOFTPLUS_NEG, ufunc="_softplus_neg", fold=lambda x: _softplus_of(-x),
+       **_from_local(lambda n: -make("sigmoid_neg", n.args[0])))
 
 
 def _emit_identity(p, node):
