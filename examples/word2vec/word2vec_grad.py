@@ -214,6 +214,19 @@ def _one_dtype(*args):
     return out
 
 
+def _reuse_freed_memory():
+    """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
+    than its threshold (128 KiB at first) back to the system, so the next call's temporary
+    of that size faults in fresh pages, about 1 us for every 4 KiB; once a block this large
+    has been freed it keeps blocks up to its size for reuse. No page of the block is
+    touched; with another malloc, or the threshold set by MALLOC_MMAP_THRESHOLD_, this does
+    nothing."""
+    np.empty(31 * 2**20 // 8)  # float64: 31 MiB
+
+
+_reuse_freed_memory()
+
+
 _LOSS_ARGS = (
     ("E", ("V", "D")),
     ("U", ("V", "D")),
@@ -306,7 +319,7 @@ def loss_grad(
     dh = np.multiply(sp_sigmoid_neg, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid
+    del Uc, Un, sn_sigmoid, sp_sigmoid_neg
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (dE, dU)
@@ -370,7 +383,7 @@ def loss_value_and_grad(
     dh = np.multiply(sp_sigmoid_neg, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid
+    del Uc, Un, sn_sigmoid, sp_sigmoid_neg
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return value, (dE, dU)
@@ -432,7 +445,7 @@ def loss_vjp(
     dh = np.multiply(sp_sigmoid_neg, Uc, out=Uc)  # (B, D); reuses Uc's buffer
     np.subtract(np.einsum("ij,ijk->ik", sn_sigmoid, Un), dh, out=dh)
     dh /= B
-    del Uc, Un, sn_sigmoid
+    del Uc, Un, sn_sigmoid, sp_sigmoid_neg
     # grad of line 5: h = E[center]  # (B, D) center words
     dE = _scatter_add(dh, (V, D), 0, center)  # (V, D)
     return (g * dE, g * dU)
@@ -577,13 +590,13 @@ def loss_hvp(
     del noise_joined, tdUn_joined
     # tangent of grad of line 6: hb = h[:, None, :]  # (B, 1, D) for each noise word
     Un_sum = np.einsum("ijk->ik", tsn_mul * Un + sn_sigmoid[:, :, None] * tUn)  # (B, D)
-    del Un, sn_sigmoid, tUn
+    del Un, sn_sigmoid, tUn, tsn_mul
     # tangent of grad of line 9: sp = sum(h * Uc, axis=1)  # (B,) scores of the true contexts
     tdh = tlog_pos_neg * Uc  # (B, D)
     tdh += sp_sigmoid_neg[:, None] * tUc
     np.subtract(Un_sum, tdh, out=tdh)
     tdh /= B
-    del Uc, Un_sum, sp_sigmoid_neg, tUc
+    del Uc, Un_sum, sp_sigmoid_neg, tUc, tlog_pos_neg
     # tangent of grad of line 5: h = E[center]  # (B, D) center words
     HvE = _scatter_add(tdh, (V, D), 0, center)  # (V, D)
     return (HvE, HvU)
