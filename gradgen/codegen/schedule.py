@@ -713,9 +713,11 @@ class _State:
         steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
         if steps:
             alloc_deps = self.deps(alloc)
-            for s in steps:
-                if not _same_dtype(self, s, alloc_deps, alloc):
-                    return None
+            # (a step depends on every input the steps below it do: when the inputs of the
+            # top one, `n`, are among the buffer's, so are all the others')
+            if not self.input_names(n) <= alloc_deps and not all(
+                    _same_dtype(self, s, alloc_deps, alloc) for s in steps):
+                return None
         if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
@@ -888,8 +890,11 @@ def _fresh_bottom(st: _State, spine: list, shape: tuple) -> Node | None:
     for a in spine[-1].args:
         if a.op in into and a.op not in st.ufunc and id(a) in inlined and \
                 a.shape == shape and not st.ops.is_view(a):
-            deps = st.deps(a)
-            return a if all(_same_dtype(st, s, deps, a) for s in spine) else None
+            deps = st.deps(a)   # (the top step's inputs among its: every step's are)
+            if st.input_names(spine[0]) <= deps or all(_same_dtype(st, s, deps, a)
+                                                       for s in spine):
+                return a
+            return None
     return None
 
 

@@ -87,6 +87,13 @@ def _sources_rule(n: Node, args: list) -> tuple:
         return (n,) if n.dtype != INT else ()
     if len(args) == 1:
         return args[0]
+    # Each argument's tuple is sorted already: when the nonempty ones are equal (the usual
+    # case), that one is the answer, with no sort.
+    nonempty = [s for s in args if s]
+    if not nonempty:
+        return ()
+    if all(s == nonempty[0] for s in nonempty[1:]):
+        return nonempty[0]
     found: dict = {}
     for sources in args:
         found.update(dict.fromkeys(sources))
