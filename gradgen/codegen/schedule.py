@@ -709,12 +709,11 @@ class _State:
         alloc = self.var_node[buf] if buf else bottom
         # Every step's inputs among the buffer's (so is its dtype). A node depends on the
         # inputs its arguments do, and `_dead_buffer` checked `bottom`'s arguments against
-        # the buffer's node (or `bottom` is the buffer): only the steps above are left.
+        # the buffer's node (or `bottom` is the buffer): only the steps above are left, all
+        # of them when the top one's inputs are.
         steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
         if steps:
             alloc_deps = self.deps(alloc)
-            # (a step depends on every input the steps below it do: when the inputs of the
-            # top one, `n`, are among the buffer's, so are all the others')
             if not self.input_names(n) <= alloc_deps and not all(
                     _same_dtype(self, s, alloc_deps, alloc) for s in steps):
                 return None
