@@ -284,8 +284,9 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
     items = tuple(sorted(attrs.items())) if attrs else ()
     # Attribute values are hashable (ints, tuples, strings, sympy expressions); constants
     # that compare equal (1 and 1.0) may share a node: as Python scalars they act alike.
-    # The interning key of a node: equal keys, one node.
-    key = (op, tuple(map(id, args)), items)
+    # The interning key of a node: equal keys, one node (nodes hash and compare by
+    # identity, so the arguments themselves are the key, with no call to id).
+    key = (op, args, items)
     node = b.table.get(key)
     if node is None:
         shape, dtype = opdef.infer(args, attrs)
