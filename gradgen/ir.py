@@ -299,8 +299,9 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
     items = tuple(sorted(attrs.items())) if attrs else ()
     # Attribute values are hashable (ints, tuples, strings, sympy expressions); constants
     # that compare equal (1 and 1.0) may share a node: as Python scalars they act alike.
-    # The interning key of a node: equal keys, one node.
-    key = (op, tuple(map(id, args)), items)
+    # The interning key of a node: equal keys, one node (nodes hash and compare by
+    # identity, so the arguments themselves are the key, with no call to id).
+    key = (op, args, items)
     node = b.table.get(key)
     if node is None:
         shape, dtype = opdef.infer(args, attrs)
@@ -362,13 +363,14 @@ _MISSING = object()
 
 def analysis(name: str, node: Node, rule) -> object:
     """The value of a bottom-up analysis at `node`: `rule(n, [values of n's args])`,
-    memoised per compilation under `name` (iterative, so deep graphs are fine)."""
+    memoised per compilation under `name` (iterative, so deep graphs are fine). The memo
+    is keyed by the nodes themselves (they hash by identity, with no call to `id`)."""
     memos = (_current[-1] if _current else builder()).memo
     memo = memos.get(name)
     if memo is None:
         memo = memos[name] = {}
     else:
-        value = memo.get(id(node), _MISSING)
+        value = memo.get(node, _MISSING)
         if value is not _MISSING:
             return value
     # A post-order walk down to the known values: the stack is a path from `node` (a
@@ -380,15 +382,15 @@ def analysis(name: str, node: Node, rule) -> object:
         n = stack[-1]
         values = []
         for a in n.args:
-            v = get(id(a), _MISSING)
+            v = get(a, _MISSING)
             if v is _MISSING:
                 push(a)
                 break
             values.append(v)
         else:
             stack.pop()
-            memo[id(n)] = rule(n, values)
-    return memo[id(node)]
+            memo[n] = rule(n, values)
+    return memo[node]
 
 
 def memoised(name: str, rule) -> Callable[[Node], object]:
@@ -400,16 +402,16 @@ def memoised(name: str, rule) -> Callable[[Node], object]:
     get = memo.get
 
     def value(node: Node) -> object:
-        v = get(id(node), _MISSING)
+        v = get(node, _MISSING)
         if v is not _MISSING:
             return v
         values = []   # (the usual miss: every argument's value known, no walk needed)
         for a in node.args:
-            v = get(id(a), _MISSING)
+            v = get(a, _MISSING)
             if v is _MISSING:
                 return analysis(name, node, rule)
             values.append(v)
-        v = memo[id(node)] = rule(node, values)
+        v = memo[node] = rule(node, values)
         return v
     return value
 

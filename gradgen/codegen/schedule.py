@@ -724,13 +724,14 @@ class _State:
         alloc = self.var_node[buf] if buf else bottom
         # Every step's inputs among the buffer's (so is its dtype). A node depends on the
         # inputs its arguments do, and `_dead_buffer` checked `bottom`'s arguments against
-        # the buffer's node (or `bottom` is the buffer): only the steps above are left.
+        # the buffer's node (or `bottom` is the buffer): only the steps above are left, all
+        # of them when the top one's inputs are.
         steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
         if steps:
             alloc_deps = self.deps(alloc)
-            for s in steps:
-                if not _same_dtype(self, s, alloc_deps, alloc):
-                    return None
+            if not self.input_names(n) <= alloc_deps and not all(
+                    _same_dtype(self, s, alloc_deps, alloc) for s in steps):
+                return None
         if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
@@ -903,8 +904,11 @@ def _fresh_bottom(st: _State, spine: list, shape: tuple) -> Node | None:
     for a in spine[-1].args:
         if a.op in into and a.op not in st.ufunc and id(a) in inlined and \
                 a.shape == shape and not st.ops.is_view(a):
-            deps = st.deps(a)
-            return a if all(_same_dtype(st, s, deps, a) for s in spine) else None
+            deps = st.deps(a)   # (the top step's inputs among its: every step's are)
+            if st.input_names(spine[0]) <= deps or all(_same_dtype(st, s, deps, a)
+                                                       for s in spine):
+                return a
+            return None
     return None
 
 

@@ -85,8 +85,13 @@ def carried_dtype_sources(src: dict, carried, outputs) -> dict:
 def _sources_rule(n: Node, args: list) -> tuple:
     if n.is_input:   # an Index argument gives no float dtype (int64 would promote float32)
         return (n,) if n.dtype != INT else ()
-    if len(args) == 1:
-        return args[0]
+    if len(args) <= 1:
+        return args[0] if args else ()
+    # Each argument's tuple is sorted already: when one holds all the others' sources (the
+    # usual case: they are equal, or some are empty), it is the answer, with no sort.
+    longest = max(args, key=len)
+    if all(s is longest or all(x in longest for x in s) for s in args):
+        return longest
     found: dict = {}
     for sources in args:
         found.update(dict.fromkeys(sources))

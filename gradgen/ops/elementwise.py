@@ -60,13 +60,15 @@ def _total(*terms):
 
 def _is(node, value) -> bool:
     """`node` is the constant `value` (a float constant too: SymPy's Float(1.0) != 1)."""
-    return node.is_const and _value_is(node.value, value)
+    return node.is_const and _const_is(node, value)
 
 
 @functools.lru_cache(maxsize=1024)
-def _value_is(v, value) -> bool:
-    # memoised: sympy's `==` with a Python number converts the number at every call, and
+def _const_is(node, value) -> bool:
+    # memoised per constant node (nodes hash by identity): sympy's `==` with a Python
+    # number converts the number at every call, a Float's hash converts it to a float, and
     # the rules ask this of the same few constants on most nodes they see
+    v = node.value
     return v == value or bool(getattr(v, "is_Float", False)) and float(v) == value
 
 
@@ -408,11 +410,8 @@ def mul_constant_first(a, b):
 @rewrite("mul", inspects=("const",))
 def mul_one(a, b):
     """`1 * x` is `x` and `-1 * x` is `-x` (when the constant broadcasts nothing)."""
-    if a.is_const and _keeps_shape(b, (a, b)):
-        if _is(a, 1):
-            return b
-        if _is(a, -1):
-            return -b
+    if a.is_const and (_is(a, 1) or _is(a, -1)) and _keeps_shape(b, (a, b)):
+        return b if _is(a, 1) else -b
     return None
 
 
