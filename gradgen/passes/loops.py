@@ -212,6 +212,12 @@ def drop_dead_row_writes(graph: Graph) -> Graph:
         with builder().at(origin=n.origin, phase=n.phase):
             smaller[id(n)] = make(SCAN, *n.args,
                                   **{**n.kw, "body": Region(body.inputs, outputs)})
+    return _parts_of(graph, smaller, parts)
+
+
+def _parts_of(graph: Graph, smaller: dict[int, Node], parts: frozenset) -> Graph:
+    """The graph with each value read from a loop in `smaller` ({id: its replacement,
+    the same carried values}) read from the replacement instead."""
     if not smaller:
         return graph
 
@@ -393,14 +399,7 @@ def share_row_buffers(graph: Graph) -> Graph:
         outputs = tuple(new[id(y)] for y in body.outputs)
         with builder().at(origin=n.origin, phase=n.phase):
             smaller[id(n)] = make(SCAN, *args, **{**n.kw, "body": Region(inputs_, outputs)})
-    if not smaller:
-        return graph
-
-    def rule(n: Node, uses) -> Node | None:
-        if n.op not in parts or id(n.args[0]) not in smaller:
-            return None
-        return make(PART, smaller[id(n.args[0])], index=n.attr("index"))
-    return rebuild_graph(graph, rule)
+    return _parts_of(graph, smaller, parts)
 
 
 def _row_buffer_pairs(n: Node) -> list[tuple[int, int]]:
