@@ -95,7 +95,7 @@ def _reference(x, w):
 def test_emitted_code_uses_vdot_and_tie_weights(text):
     body = text[text.index("def cost_value_and_grad"):]
     assert "np.vdot(" in body and "np.where" not in body     # nor in the JVP, HVP
-    assert ".astype(x.dtype, copy=False)" in body
+    assert "_tie_split(x > 0.5, x == 0.5, x.dtype)" in body
     tsne = text[text.index("def tsne_value_and_grad"):]
     assert "np.eye" not in tsne and "_zero_diagonal(" in tsne
 
@@ -118,6 +118,41 @@ def test_tsne_value_gradient_float32_and_array_api(mod, amod):
     value, grad = amod.tsne_value_and_grad(xp.asarray(Y), xp.asarray(P))
     np.testing.assert_allclose(float(value), ref_value, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_tie_weights_are_float32_exact_and_keep_the_product_dtype(mod):
+    """`_tie_split` makes the weights float32 for float32 and wider (0, 1/2, 1 are exact),
+    the dtype itself below that; a product with them has the other factor's dtype."""
+    cond, tie = np.array([True, False, False]), np.array([False, True, False])
+    for dtype, weights in ((np.float64, np.float32), (np.float32, np.float32),
+                           (np.longdouble, np.float32), (np.float16, np.float16)):
+        w = mod._tie_split(cond, tie, np.dtype(dtype))
+        assert w.dtype == weights
+        np.testing.assert_array_equal(w, [1.0, 0.5, 0.0])
+        assert (np.ones(3, dtype) * w).dtype == dtype
+    x16, w16 = X.astype(np.float16), W.astype(np.float16)
+    assert mod.cost_grad(x16, w16).dtype == np.float16
+
+
+def test_tsne_peak_memory_five_square_arrays(mod):
+    """At most five (n, n) float64 arrays alive at once in the t-SNE value and gradient:
+    its tie weights float32 (`_tie_split`), the product with them written into the
+    buffer of `P / Q`, which dies there (the scheduler spills the weights to make the
+    `out=` line short enough). Before, the float64 weights were a sixth array at the peak."""
+    import tracemalloc
+    Y, P = _tsne_data(300)
+    mod.tsne_value_and_grad(Y, P)
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        out = mod.tsne_value_and_grad(Y, P)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del out
+    square = P.nbytes
+    assert peak - base <= 5.1 * square, (peak - base) / square
 
 
 def test_values_ties_and_float32(mod):

@@ -733,9 +733,10 @@ def loss_hvp(
     del dlogp_div, dlogp_div2, hs_exp, ths_add
     Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
     hs_matmul = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
-    # (H, V)
-    HvWhy = ths.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V)) + hs_matmul
-    del hs_matmul
+    ths_matmul = ths.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
+    # (H, V); reuses hs_matmul's buffer
+    HvWhy = np.add(ths_matmul, hs_matmul, out=hs_matmul)
+    del hs_matmul, ths_matmul
     tdhs = vby_add @ Why.T  # (T, B, H)
     np.negative(tdhs, out=tdhs)
     tdhs += dhs_Why @ vWhy.T

@@ -244,8 +244,11 @@ def nll_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
-    deta = _expscan(dlog_risk, -log_risk, eta, axis=0) - dlog_risk  # (N,)
-    del dlog_risk, eta, log_risk
+    dlog_risk_expscan = _expscan(dlog_risk, -log_risk, eta, axis=0)  # (N,)
+    del eta, log_risk
+    # (N,); reuses dlog_risk_expscan's buffer
+    deta = np.subtract(dlog_risk_expscan, dlog_risk, out=dlog_risk_expscan)
+    del dlog_risk, dlog_risk_expscan
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dbeta = lam * beta  # (D,)
     dbeta += X.T @ deta
@@ -281,8 +284,11 @@ def nll_value_and_grad(X: Array, event: Array, beta: Array, lam: Scalar) -> tupl
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
-    deta = _expscan(dlog_risk, -log_risk, eta, axis=0) - dlog_risk  # (N,)
-    del dlog_risk, eta, log_risk
+    dlog_risk_expscan = _expscan(dlog_risk, -log_risk, eta, axis=0)  # (N,)
+    del eta, log_risk
+    # (N,); reuses dlog_risk_expscan's buffer
+    deta = np.subtract(dlog_risk_expscan, dlog_risk, out=dlog_risk_expscan)
+    del dlog_risk, dlog_risk_expscan
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dbeta = lam * beta  # (D,)
     dbeta += X.T @ deta
@@ -318,8 +324,11 @@ def nll_vjp(X: Array, event: Array, beta: Array, lam: Scalar, g: Scalar) -> Arra
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
-    deta = _expscan(dlog_risk, -log_risk, eta, axis=0) - dlog_risk  # (N,)
-    del dlog_risk, eta, log_risk
+    dlog_risk_expscan = _expscan(dlog_risk, -log_risk, eta, axis=0)  # (N,)
+    del eta, log_risk
+    # (N,); reuses dlog_risk_expscan's buffer
+    deta = np.subtract(dlog_risk_expscan, dlog_risk, out=dlog_risk_expscan)
+    del dlog_risk, dlog_risk_expscan
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dbeta = lam * beta  # (D,)
     dbeta += X.T @ deta

@@ -641,11 +641,12 @@ LINE_WIDTH = 88
 
 def _comments_that_fit(lines: list[str], phases: list[str]) -> tuple[list[str], list[str]]:
     """`lines` (of a function body, indented by 4 in the module) with each trailing shape
-    comment (`  # (N, D)...`) that does not fit in `LINE_WIDTH` moved above its statement."""
+    comment (`  # (N, D)...`, or `  # reuses x's buffer`) that does not fit in `LINE_WIDTH`
+    moved above its statement."""
     if max(map(len, lines), default=0) + 4 <= LINE_WIDTH:   # (the usual body: as it is)
         return lines, phases
     long = [i for i, line in enumerate(lines) if len(line) + 4 > LINE_WIDTH
-            and "  # (" in line and not line.lstrip().startswith("#")]
+            and ("  # (" in line or "  # reuses " in line) and not line.lstrip().startswith("#")]
     if not long:
         return lines, phases
     out_lines, out_phases = [], []
@@ -653,9 +654,10 @@ def _comments_that_fit(lines: list[str], phases: list[str]) -> tuple[list[str], 
     for i in long:
         out_lines += lines[start:i]
         out_phases += phases[start:i]
-        code, _, comment = lines[i].rpartition("  # (")
+        mark = "  # (" if "  # (" in lines[i] else "  # reuses "
+        code, _, comment = lines[i].rpartition(mark)
         indent = code[:len(code) - len(code.lstrip(" "))]
-        out_lines += [f"{indent}# ({comment}", code]
+        out_lines += [f"{indent}{mark[2:]}{comment}", code]
         out_phases += [phases[i], phases[i]]
         start = i + 1
     return out_lines + lines[start:], out_phases + phases[start:]

@@ -348,14 +348,13 @@ class _Scheduler:
                 st.read(arg_refs)
                 stmts = st.in_place(n, target, refs, arg_refs)
                 if stmts is None:
-                    if long:   # not a chain after all: spilled
-                        st.unread(arg_refs)
-                        text, prec, last_origin = _spill(n, text, prec, st, refs, uses,
-                                                         stmts_out, last_origin, label,
-                                                         MAX_LINE - 7 - len(target))
-                        arg_refs = tuple(name for a in args for name in refs[id(a)])
-                        st.read(arg_refs)
-                    stmts, expr = _plain(st, n, target, text)
+                    if long or st.out_too_long:   # not a chain after all, or `out=` too long:
+                        st.unread(arg_refs)       # spilled (then into the dead buffer)
+                        text, prec, last_origin, arg_refs = self._spill_for(
+                            n, text, prec, uses, long, last_origin, target)
+                        stmts = None if long else st.in_place(n, target, refs, arg_refs)
+                    if stmts is None:
+                        stmts, expr = _plain(st, n, target, text)
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
             phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
@@ -365,6 +364,44 @@ class _Scheduler:
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
+
+    def _spill_for(self, n: Node, text: str, prec: int, uses, long: bool, last_origin,
+                   target: str):
+        """`n`'s code shortened (`_spill`): a `long` line to fit; else, where `in_place`
+        found its line into a dead variable's buffer too long (`_State.out_too_long`), the
+        arguments of its bottom step spilled and the steps above spelled again, so that
+        `np.multiply(P_div, P_div_tie_split, out=P_div)` fits and makes no new array. The
+        code, its precedence, the comment state and the variables it reads (now read)."""
+        st, refs = self.st, self.refs
+        if long:
+            st.out_too_long = None
+            text, prec, last_origin = _spill(n, text, prec, st, refs, uses, self.stmts,
+                                             last_origin, self.label, MAX_LINE - 7 - len(target))
+        else:
+            text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin)
+        arg_refs = tuple(name for a in n.args for name in refs[id(a)])
+        st.read(arg_refs)
+        return text, prec, last_origin, arg_refs
+
+    def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin):
+        """The arguments of the bottom of `in_place`'s steps (`_State.out_too_long`) spilled
+        to make its line into a dead buffer short enough, the steps above spelled again."""
+        st, refs, code = self.st, self.refs, self.st.p.code
+        (spine, excess), st.out_too_long = st.out_too_long, None
+        bottom = spine[-1]
+        b_text, b_prec = (text, prec) if bottom is n else code[id(bottom)]
+        b_text, b_prec, last_origin = _spill(bottom, b_text, b_prec, st, refs, uses,
+                                             self.stmts, last_origin, self.label,
+                                             max(len(b_text) - excess, 1))
+        if bottom is n:
+            return b_text, b_prec, last_origin
+        code[id(bottom)] = (b_text, b_prec)
+        for s in reversed(spine[1:]):   # the inlined steps, bottom-up
+            if s is not bottom:
+                code[id(s)] = st.p.emit(s)
+            refs[id(s)] = tuple(name for a in s.args for name in refs[id(a)])
+        text, prec = st.p.emit(n)
+        return text, prec, last_origin
 
     def _statement(self, n: Node, wanted: str | None, arg_refs: tuple, handed: dict,
                    given: dict) -> tuple[str, list[str]]:
@@ -488,6 +525,7 @@ def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) 
     v = written_value(n) if st.ufunc else None
     if v is not None and id(v) in st.inlined and v.op in st.ufunc and v.shape:
         lines = st.in_place(v, "\0", refs, stmt_refs, need_buffer=True)
+        st.out_too_long = None   # (not spilled here: computed as it is instead)
         if lines is not None:
             name = st.namer.fresh(temp_name(v, st.names))
             st.p.set_name(v, name)
@@ -597,6 +635,7 @@ class _State:
         self.ws = printer.workspace
         self.ws_vars: dict[str, int] = {}
         self.reused: dict[str, str] = {}
+        self.out_too_long: tuple[list, int] | None = None   # see `in_place`
         # the float arguments (by node id) the function makes one dtype at entry when a
         # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
         self.one_dtype: frozenset[int] = printer.one_dtype
@@ -722,10 +761,8 @@ class _State:
         if buf is None and (len(spine) < 2 or need_buffer):
             return None
         alloc = self.var_node[buf] if buf else bottom
-        # Every step's inputs among the buffer's (so is its dtype). A node depends on the
-        # inputs its arguments do, and `_dead_buffer` checked `bottom`'s arguments against
-        # the buffer's node (or `bottom` is the buffer): only the steps above are left, all
-        # of them when the top one's inputs are.
+        # Every step's inputs among the buffer's (so is its dtype): `_dead_buffer` checked
+        # `bottom`'s arguments (or it is the buffer), the steps above are left.
         steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
         if steps:
             alloc_deps = self.deps(alloc)
@@ -744,8 +781,9 @@ class _State:
                 return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
             into = _call_into(self, bottom, buf)
-            if len(target) + len(into) + 7 > MAX_LINE:   # `out=` made it too long: spilled
-                return None                                # by the caller instead
+            if (width := len(target) + len(into) + 7) > MAX_LINE:   # `out=` made it too
+                self.out_too_long = _too_long(spine, inlined, width - MAX_LINE)   # long: the
+                return None                                # caller spills (`_spill_for`)
             self.overwritten.add(buf)
             self.reused[target] = buf
             lines = [f"{target} = {into}{_shape_comment(n)}"
@@ -863,6 +901,17 @@ class _State:
                 return line
         args = [target, other_code] if i == 0 else [other_code, target]
         return self.p.into(uf, args, target)
+
+
+def _too_long(spine: list, inlined: set, excess: int) -> tuple[list, int] | None:
+    """`_State.out_too_long` for `in_place`'s steps (`spine`, bottom last) whose line into a
+    dead buffer is `excess` columns too long: where the bottom step has an inlined argument
+    of the steps' shape (spilled, it is a variable as large as the temporary it was; one of
+    fewer entries, broadcast, stays inlined and the line as it is), else None."""
+    shape = spine[0].shape
+    if any(id(a) in inlined and a.shape == shape for a in spine[-1].args):
+        return spine, excess
+    return None
 
 
 def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,

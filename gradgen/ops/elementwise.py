@@ -790,15 +790,27 @@ def _choose_vjp(first_wins: str):
     return vjp, jvp
 
 
+_TIE_SPLIT = '''\
+def _tie_split(cond, tie, dtype):
+    """1 where cond, 1/2 where tie, 0 elsewhere: the weights of maximum's and minimum's
+    adjoints, float32 for `dtype` float64 or wider (0, 1/2 and 1 are exact in it, and a
+    product with them keeps the other factor's dtype) at half float64's memory."""
+    half = np.asarray(0.5, dtype if np.can_cast(dtype, np.float32) else np.float32)
+    return cond + tie * half
+'''
+
+
 def _emit_tie_split(numpy: bool):
     """tie_split(cond, tie, like): `cond + tie / 2` as numbers of `like`'s dtype. NumPy
-    adds the booleans as they are and casts without a copy (float64 stays the array it
-    made); the array API has no arithmetic on booleans, so it casts each first."""
+    (`_tie_split`) makes them float32 for float32 and wider (exact; the product with them
+    has the other factor's dtype): the (N, N) weights of t-SNE's clipping held a float64
+    array more at its peak. The array API has no arithmetic on booleans, so it casts each
+    first."""
     def emit(p, node):
-        cond, tie = p.arg(node, 0, PREC_ADD), p.arg(node, 1, PREC_MUL)
+        cond, tie = p.arg(node, 0, 0), p.arg(node, 1, 0)
         dtype = p.dtype_of(p.arg(node, 2, PREC_CALL))
         if numpy:
-            return p.method(f"({cond} + {tie} / 2)", "astype", [dtype, "copy=False"]), PREC_CALL
+            return p.helper("_tie_split", [cond, tie, dtype]), PREC_CALL
         as_num = [p.call("astype", [p.arg(node, i, 0), dtype]) for i in (0, 1)]
         return f"{as_num[0]} + {as_num[1]} / 2", PREC_ADD
     return emit
@@ -808,7 +820,7 @@ def _emit_tie_split(numpy: bool):
 # hold together), in like's dtype: the weights of maximum's and minimum's adjoint.
 defop("tie_split", 3, shape=lambda args: broadcast(args[0].shape, args[1].shape),
       emit={"numpy": _emit_tie_split(True), "default": _emit_tie_split(False)},
-      traits=frozenset({"nondiff"}), domain=(REAL, REAL, REAL))
+      prelude=_TIE_SPLIT, traits=frozenset({"nondiff"}), domain=(REAL, REAL, REAL))
 
 
 def _half_of(h, a) -> bool:
