@@ -21,10 +21,11 @@ def _dims(spec, *args):
     neither an array of floats nor a Python number, or is a matrix; ValueError for an Index
     argument, marked "int" in `spec`, that is not an array of integers or a Python int).
     Whether the float arrays (and NumPy scalars) have one dtype: see `_one_dtype`."""
+    ndarray = np.ndarray  # one look-up of the attribute, not one per argument
     key = spec  # and each array's dtype and shape, a number's type: a call like one
-    for x in args:  # that passed is done in one look-up
-        key = key, (x.dtype, x.shape) if type(x) is np.ndarray else type(x)
-    if (key, True) in _DIMS_PASSED:
+    for x in args:  # that passed with one dtype is done in one look-up
+        key = key, (x.dtype, x.shape) if type(x) is ndarray else type(x)
+    if key in _DIMS_PASSED:
         return True
     if (key, False) in _DIMS_PASSED:
         return False
@@ -95,13 +96,14 @@ def _dims(spec, *args):
             return len(dtypes) < 2
     if len(_DIMS_PASSED) >= 256:  # a bound, for programs called with ever new sizes
         _DIMS_PASSED.clear()
-    _DIMS_PASSED.add((key, len(dtypes) < 2))
+    _DIMS_PASSED.add(key if len(dtypes) < 2 else (key, False))
     return len(dtypes) < 2
 
 
-# The calls (spec, then each argument's dtype and shape, or type) that passed _dims, with
-# whether their float dtypes agree: a call like one of them skips the checks. (A set's `in`
-# and `add` are atomic: threads may share it.)
+# The calls (spec, then each argument's dtype and shape, or type) that passed _dims: as
+# the key where their float dtypes agree, (key, False) where they differ (no key ends in
+# False); a call like one of them skips the checks. (A set's `in` and `add` are atomic:
+# threads may share it.)
 _DIMS_PASSED = set[tuple[object, object]]()
 
 
