@@ -353,6 +353,24 @@ def _matches_golden(name: str, header: str, entry, before, after, log=None,
     assert golden.read_text(encoding="utf-8") == text
 
 
+def _hand_built(name: str, header: str, entry, before, run, update: bool, *,
+                rules: bool = True, fixed_point: bool = True, rtol: float = 1e-12):
+    """`run` on a graph built by hand (`before`, of `entry`'s arguments): both graphs
+    verified, the golden file `name` matched (with the rules fired, if `rules`), a fixed
+    point (if `fixed_point`), the same values before and after; the graph after."""
+    ir.verify(before)
+    with recording() as log:
+        after = run(before)
+    ir.verify(after)
+    _matches_golden(name, header, entry, before, after, log if rules else None, update)
+    if fixed_point:
+        assert run(after) is after, "not a fixed point: a second run changed the graph"
+    values = _values(entry, np.random.default_rng(7))
+    np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
+                               rtol=rtol)
+    return after
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_pass(name: str, update_golden: bool):
     pass_name, what, source = CASES[name]
@@ -413,19 +431,11 @@ def test_fuse_scatters_one_buffer(update_golden: bool):
                          index=sl["tail2"])]
         out = parts[0] + parts[1] + parts[2]
         before = ir.Graph((x, u), (out,), {x: "x", u: "u", out: "dx"})
-        ir.verify(before)
-        with recording() as log:
-            after = fuse(before)
-        ir.verify(after)
-        _matches_golden("fuse_scatters_one_buffer",
-                        "# fuse: scatters of slices of one shape, summed, are one buffer\n",
-                        entry, before, after, log, update_golden)
-        assert fuse(after) is after
+        after = _hand_built("fuse_scatters_one_buffer",
+                            "# fuse: scatters of slices of one shape, summed, are one buffer\n",
+                            entry, before, fuse, update_golden)
         assert _code(entry, before).count("zeros_like") == 3
         assert _code(entry, after).count("zeros_like") == 1   # one full-size buffer
-        values = _values(entry, np.random.default_rng(7))
-        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
-                                   rtol=1e-12)
 
 
 # -- the inverse of spd(K, L) (issue 12, h-gp): only the adjoint of the Cholesky composites
@@ -443,17 +453,11 @@ def test_lower_spd_inverse(update_golden: bool):
         out = ir.make("sum", ir.make("inv", ir.make("spd", k, factor)) * b, axes=(0, 1),
                       keepdims=False)
         before = ir.Graph((a, b), (out,), {a: "A", b: "B", factor: "L"})
-        ir.verify(before)
-        with recording() as log:
-            after = PASSES["lower"](before)
-        ir.verify(after)
-        _matches_golden("lower_spd_inverse",
-                        "# lower: the inverse of spd(K, L) from the factor L\n",
-                        entry, before, after, log, update_golden)
+        after = _hand_built("lower_spd_inverse",
+                            "# lower: the inverse of spd(K, L) from the factor L\n",
+                            entry, before, PASSES["lower"], update_golden, fixed_point=False,
+                            rtol=1e-10)
         assert "linalg.inv" in _code(entry, before) and "linalg.inv" not in _code(entry, after)
-        values = _values(entry, np.random.default_rng(7))
-        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
-                                   rtol=1e-10)
 
 
 # -- emitted-code nits (h-nits): a backward loop's `dH[t] = 0` (the cotangent of the zeros a
@@ -487,18 +491,11 @@ def test_loops_drop_dead_row_writes(update_golden: bool):
             outs.append(ir.make("part", scan, index=1))
         out = ir.make("sum", outs[0] + outs[1], axes=(0, 1), keepdims=False)
         before = ir.Graph((G, h0), (out,), {G: "G", h0: "h0"})
-        ir.verify(before)
-        after = drop_dead_row_writes(before)
-        ir.verify(after)
-        _matches_golden("loops_drop_dead_row_writes",
-                        "# loops: a write into a row nothing reads again is dropped\n",
-                        entry, before, after, None, update_golden)
-        assert drop_dead_row_writes(after) is after
+        after = _hand_built("loops_drop_dead_row_writes",
+                            "# loops: a write into a row nothing reads again is dropped\n",
+                            entry, before, drop_dead_row_writes, update_golden, rules=False)
         assert _code(entry, before).count("] = 0\n") == 2
         assert _code(entry, after).count("] = 0\n") == 1   # dK's stays: sum(dK) reads it
-        values = _values(entry, np.random.default_rng(7))
-        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
-                                   rtol=1e-12)
 
 
 # -- h-mem (issue 12, peak memory): a backward loop filling a new array row by row writes
@@ -535,15 +532,8 @@ def test_loops_share_row_buffers(update_golden: bool):
                 outs.append(ir.make("sum", ir.const(3) * G, axes=(0,), keepdims=False))
         out = ir.make("sum", outs[0] * outs[1] + outs[2], axes=(0, 1), keepdims=False)
         before = ir.Graph((G, h0), (out,), {G: "G", h0: "h0"})
-        ir.verify(before)
-        after = share_row_buffers(before)
-        ir.verify(after)
-        _matches_golden("loops_share_row_buffers",
-                        "# loops: rows of a new array written into those of one just read\n",
-                        entry, before, after, None, update_golden)
-        assert share_row_buffers(after) is after
+        after = _hand_built("loops_share_row_buffers",
+                            "# loops: rows of a new array written into those of one just read\n",
+                            entry, before, share_row_buffers, update_golden, rules=False)
         assert _code(entry, before).count("np.empty(") == 2
         assert _code(entry, after).count("np.empty(") == 1   # dC's stays: 3 * G read after
-        values = _values(entry, np.random.default_rng(7))
-        np.testing.assert_allclose(_run(entry, after, values), _run(entry, before, values),
-                                   rtol=1e-12)
