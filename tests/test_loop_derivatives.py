@@ -322,39 +322,42 @@ def _sequence_args(name, rng):
             0.5 * rng.normal(size=(h, h)), rng.normal(size=(n, h))], [1, 2, 3]
 
 
-def test_a_step_value_larger_than_the_state_is_recomputed_when_checkpointed(sequences):
+@pytest.mark.parametrize("every", [200, 1])
+def test_a_step_value_larger_than_the_state_is_recomputed_when_checkpointed(sequences, every):
     """Policy recompute_residuals, on with `checkpoint` (memory asked for): hmm_loglik's
-    gradient in one segment of T steps keeps the carried alpha (K,) per step and the max
-    and sum of the exponentials, not the (K, K) exponentials (what the default gradient
-    saves: (T - 1) K K floats): its peak memory (tracemalloc) is far below that, and its
-    gradient is the saving one's."""
+    gradient (T = 200) in one segment of T steps (`every` = T), or with every step a
+    checkpoint (`every` = 1: one saving loop and one backward loop, no segments), keeps the
+    carried alpha (K,) per step and the max and sum of the exponentials, not the (K, K)
+    exponentials (what the default gradient saves: (T - 1) K K floats): its peak memory
+    (tracemalloc) is far below that, and its gradient is the saving one's."""
     import tracemalloc
 
     source, env, _ = sequences
     k, t = 32, 200
     text = SEQUENCES.read_text(encoding="utf-8")
     with building():
-        segment_source = gradgen.compile_source(text, filename=SEQUENCES.name,
-                                                modes=("grad",), checkpoint=t)
-    one_segment = _load(segment_source)
+        ck_source = gradgen.compile_source(text, filename=SEQUENCES.name, modes=("grad",),
+                                           checkpoint=every)
+    ck = _load(ck_source)
     assert "exp_steps" in _function(source, "hmm_loglik_grad")   # the default saves them
     # the max and the sum of the exponentials (reductions of them) are kept, not redone:
     # the backward loop reads them and makes no reduction but its two contractions
-    grad = _function(segment_source, "hmm_loglik_grad")
+    grad = _function(ck_source, "hmm_loglik_grad")
     start = grad.index("for t in reversed(")
     backward = grad[start:grad.index("\n    del ", start)]
     assert "max_steps[" in backward and "sum_steps[" in backward, backward
     assert ".max(" not in backward and "np.max(" not in backward, backward
+    assert ("segment" in grad) == (every > 1), grad
     rng = np.random.default_rng(3)
     args = [rng.normal(size=(k, k)), rng.normal(size=(k,)), rng.normal(size=(t, k))]
-    saved, recomputed = env["hmm_loglik_grad"](*args), one_segment["hmm_loglik_grad"](*args)
+    saved, recomputed = env["hmm_loglik_grad"](*args), ck["hmm_loglik_grad"](*args)
     for a, b in zip(saved, recomputed):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
-        one_segment["hmm_loglik_grad"](*args)
+        ck["hmm_loglik_grad"](*args)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()

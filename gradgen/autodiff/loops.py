@@ -7,7 +7,10 @@
   what depends only on the index and outside values is recomputed in the backward body,
   what depends only on outside values is computed once before the loop. With
   checkpointing (`checkpoint=K`) the forward loop saves the carried values every K steps
-  only, and the backward loop recomputes each segment's residuals (`_checkpointed_vjp`).
+  only, and the backward loop recomputes each segment's residuals (`_checkpointed_vjp`);
+  with K = 1 (every step a checkpoint) there are no segments: the forward loop saves the
+  carried values and what `recompute_residuals` keeps, the backward step recomputes the
+  rest from them.
 * JVP: one loop over the body and its JVP, the tangents carried beside the values.
 * Batched JVP (`vmap`, the Hessian's): the same with a batch of tangents.
 
@@ -147,9 +150,9 @@ def _part_jvp(ts, node):
 def _scan_vjp(g: dict, node: Node) -> tuple:
     every = builder().memo.get("checkpoint")
     length = as_expr(node.attr("length"))
-    if every and not (length.is_Integer and int(length) <= every):
+    if every and every > 1 and not (length.is_Integer and int(length) <= every):
         return _checkpointed_vjp(g, node, every)
-    return _saved_vjp(g, node)
+    return _saved_vjp(g, node)   # (every step a checkpoint: what it recomputes, it saves)
 
 
 class _BodyVJP:
