@@ -85,7 +85,8 @@ def compile_module(text: str, filename: str, options: Options) -> Module:
         entries = []
         for e in program.entries:
             with _work_limit(program, e):
-                entries.append(optimize_entry(e, dict(options.hints)))
+                entries.append(optimize_entry(e, dict(options.hints),
+                                              batch_steps=_batch_steps(options)))
         program.entries = entries
         return build_module(program, options)
 
@@ -113,14 +114,24 @@ def _work_limit(program: Program, entry: EntryPoint) -> Iterator[None]:
             "or split the program")) from None
 
 
-def optimize_entry(entry: EntryPoint, hints: dict[str, int]) -> EntryPoint:
-    """The entry point with its graph through the passes (`gradgen.passes.optimize`)."""
+def _batch_steps(options: Options) -> bool:
+    """Whether hoist_steps and sink_steps run: they keep a buffer of all the steps
+    ((T, N, H) for `X[t] @ Wx`), so not with checkpoints every K > 1 steps (`--checkpoint
+    K`: O(T / K) carried values kept; rnn_loss at T = 4000, K = 64: 256 MiB with them,
+    5.4 MiB without). With K = 1 every step's carried values are kept anyway."""
+    return options.checkpoint is None or options.checkpoint == 1
+
+
+def optimize_entry(entry: EntryPoint, hints: dict[str, int], batch_steps: bool = True
+                   ) -> EntryPoint:
+    """The entry point with its graph through the passes (`gradgen.passes.optimize`);
+    `batch_steps`: also hoist_steps and sink_steps (`_batch_steps`)."""
     graph = _checked(ir.Graph(tuple(a.node for a in entry.args), (entry.output,),
                               dict(entry.names)))
     graph = _checked(optimize(graph, hints))
     # a loop's non-recurrent part out of it, and the work that feeds no carried value
     # after it, before autodiff
-    steps = sink_steps(hoist_steps(graph))
+    steps = sink_steps(hoist_steps(graph)) if batch_steps else graph
     if steps is not graph:
         graph = _checked(optimize(_checked(steps), hints))
     return dataclasses.replace(entry, output=graph.outputs[0], names=graph.names)
@@ -238,7 +249,7 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             graphs.append(_checked(ir.Graph(g.inputs, (graphs[0].outputs[0], *g.outputs),
                                             {**graphs[0].names, **g.names})))
         else:
-            graphs.append(_optimized(entry, plan, hints))
+            graphs.append(_optimized(entry, plan, hints, _batch_steps(options)))
     forward_nodes = {id(n) for n in graphs[0].order}
     # f_value_and_grad of a loop: its own graph, optimised with the value, where the
     # value's loop merges into the gradient's saving loop (one forward loop, not two)
@@ -472,7 +483,8 @@ def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[
     return visit, phase_of
 
 
-def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int]) -> ir.Graph:
+def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int], batch_steps: bool = True
+               ) -> ir.Graph:
     """The graph of one function through the passes. Names: the source's first, then
     `value` for the entry point's value (a variable in every function that shares its
     forward part), then the derivatives' and the extra inputs'."""
@@ -489,7 +501,7 @@ def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int]) -> ir.Graph
     # (a backward loop's per-step parameter gradients after it; hoist_steps here too, which
     # would batch `1 - h_steps[t + 1] ** 2` before the backward loop, measured 0.93x at
     # min-char-rnn size but 1.06x at T=50 N=32 H=128: one more (T, N, H) temporary)
-    sunk = sink_steps(graph)
+    sunk = sink_steps(graph) if batch_steps else graph
     if sunk is not graph:
         graph = _checked(optimize(_checked(sunk), hints))
     return _checked(lower(graph))

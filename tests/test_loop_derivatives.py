@@ -364,6 +364,33 @@ def test_a_step_value_larger_than_the_state_is_recomputed_when_checkpointed(sequ
     assert peak < (t - 1) * k * k * 8 / 4, peak
 
 
+def test_checkpoints_keep_no_buffer_of_all_the_steps(sequences):
+    """With checkpoints every K > 1 steps, rnn_loss's gradient batches no per-step work
+    over all the steps (hoist_steps' `X @ Wx`, sink_steps' output layer: each a (T, N, ...)
+    buffer, which made the checkpointed gradient take twice the saving one's memory): its
+    peak memory (tracemalloc) stays below one (T, N, H) buffer, and its gradient is the
+    saving one's."""
+    import tracemalloc
+
+    _, env, ckpt = sequences
+    t, n, d, h, c = 512, 8, 16, 64, 16
+    rng = np.random.default_rng(4)
+    args = [rng.normal(size=(t, n, d)), rng.integers(0, c, size=(t, n)),
+            0.1 * rng.normal(size=(d, h)), 0.1 * rng.normal(size=(h, h)),
+            0.1 * rng.normal(size=(h, c)), rng.normal(size=(n, h))]
+    for a, b in zip(ckpt["rnn_loss_grad"](*args), env["rnn_loss_grad"](*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        ckpt["rnn_loss_grad"](*args)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < t * n * h * 8, peak
+
+
 @pytest.mark.parametrize("name", ["rnn_loss", "hmm_loglik", "lstm_states"])
 def test_a_loop_and_its_hand_unrolled_source_agree(sequences, name):
     """Value, gradient, VJP, JVP, HVP and Hessian of the loop at T = 3 equal those of the

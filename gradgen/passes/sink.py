@@ -10,7 +10,8 @@ all the steps at once after the loop, batched along a leading axis of steps (`hs
 one (T, N, H) @ (H, C) product), the sum then one reduction over the steps
 (`loss = 0.0 - sum(F)`). Differentiating the result gives the batched backward work outside
 the backward loop too. It runs on the primal graph, before differentiation
-(`compiler.optimize_entry`), as `hoist_steps` does.
+(`compiler.optimize_entry`), as `hoist_steps` does, and like it not with checkpoints every
+K > 1 steps (`compiler._batch_steps`).
 
 The float sum is added in another order (NumPy's pairwise sum over the steps, not one term
 after the other): the value changes in the last bits.

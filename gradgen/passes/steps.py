@@ -7,7 +7,8 @@ the loop (`X @ Wx`, `x * a`, `Wxh[x]`), and the body reads its row of the step
 (`XW[t]`). The loop then does fewer NumPy calls per step, and its derivative does the
 batched work once too: the backward loop writes the row's cotangent `dXW[t]` and one
 matrix product after it gives `dWx` (not one product per step). The pass runs on the
-primal graph, before differentiation (`compiler.optimize_entry`).
+primal graph, before differentiation (`compiler.optimize_entry`), but not with checkpoints
+every K > 1 steps (`compiler._batch_steps`: a buffer of all the steps is what they save).
 
 What is moved is the largest such part whose every op has a batched form here (elementwise
 ops, casts, reductions, gathers, transposes and other axis-placing ops, matrix products),
