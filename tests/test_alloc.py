@@ -169,3 +169,42 @@ def test_temporaries_reuse_freed_memory(text, tmp_path):
                              capture_output=True, text=True, env=env, timeout=60, check=True)
         faults[name] = float(out.stdout)
     assert faults["primed"] < 5 and faults["unprimed"] > 100, faults
+
+
+def test_a_sum_reduced_over_a_middle_axis_is_laid_out_with_that_axis_first():
+    """The scheduler computes an elementwise result of two arrays that a reduction over one
+    middle axis reads (a logsumexp over axis 1 of `x[:, :, None] + y[None]`, hmm's forward
+    step) into a buffer whose axis 1 is outermost: NumPy then reduces over it in passes
+    over whole rows. Values and gradients are those of a plain NumPy reference, float32
+    stays float32, and an argument that is an expression is not evaluated twice (the plain
+    form is kept there)."""
+    source = (
+        "def f(x: Param[N, K], y: Param[K, K]):\n"
+        "    return sum(logsumexp(x[:, :, None] + y[None, :, :], axis=1))\n\n\n"
+        "def g(x: Param[N, K], y: Param[K, K]):\n"
+        "    return sum(logsumexp(sin(x)[:, :, None] + y[None, :, :], axis=1))\n")
+    text = gradgen.compile_source(source, filename="layout.grad", modes=("grad",))
+    body = text[text.index("\ndef f_grad("):text.index("\ndef g(")]
+    assert "np.empty((K, N, K), dtype=np.result_type(x, y)).transpose(1, 0, 2)" in body
+    assert "np.add(x[:, :, None], y[None], out=x_add)" in body
+    g = text[text.index("\ndef g("):text.index("\ndef g_grad(")]
+    assert "np.sin(x)[:, :, None] + y[None]" in g and "outermost" not in g   # (plain)
+    mod = load(text)
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(7, 5)), rng.normal(size=(5, 5))
+    for name, xin in (("f", x), ("g", np.sin(x))):
+        s = xin[:, :, None] + y[None]
+        m = s.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(s - m).sum(axis=1, keepdims=True)) + m
+        w = np.exp(s - lse)   # d lse[i, k] / d s[i, j, k]
+        dx, dy = w.sum(axis=2), w.sum(axis=0)
+        if name == "g":
+            dx = dx * np.cos(x)
+        value, (gx, gy) = getattr(mod, name + "_value_and_grad")(x, y)
+        np.testing.assert_allclose(value, lse.sum(), rtol=1e-13)
+        np.testing.assert_allclose(gx, dx, rtol=1e-12)
+        np.testing.assert_allclose(gy, dy, rtol=1e-12)
+        v32, (gx32, _) = getattr(mod, name + "_value_and_grad")(x.astype(np.float32),
+                                                                y.astype(np.float32))
+        assert np.asarray(v32).dtype == np.float32 and gx32.dtype == np.float32
+        np.testing.assert_allclose(v32, lse.sum(), rtol=1e-4)

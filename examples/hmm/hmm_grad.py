@@ -225,6 +225,7 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
         the value, shape ().
     """
     _dims(_LOGLIK_ARGS, A, pi, E, obs)
+    K = A.shape[0]
     T = obs.shape[0]
     N = obs.shape[1]
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
@@ -240,7 +241,9 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     for t in range(1, T):
-        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        # (N, K, K), axis 1 outermost: reduced over it in one pass
+        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
+        np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K)
         alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
@@ -309,7 +312,9 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
-        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        # (N, K, K), axis 1 outermost: reduced over it in one pass
+        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
+        np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
         alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
@@ -420,7 +425,9 @@ def loglik_value_and_grad(
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
-        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        # (N, K, K), axis 1 outermost: reduced over it in one pass
+        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
+        np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
         alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
@@ -537,7 +544,9 @@ def loglik_vjp(
     sum_steps = np.empty((T - 1, N, K), dtype=dtype)
     exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
     for t in range(1, T):
-        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        # (N, K, K), axis 1 outermost: reduced over it in one pass
+        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
+        np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
         alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
@@ -663,7 +672,9 @@ def loglik_jvp(
     # tangent of the loop at line 13
     alpha_dot = talpha
     for t in range(1, T):
-        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        # (N, K, K), axis 1 outermost: reduced over it in one pass
+        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
+        np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
         alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
@@ -769,7 +780,9 @@ def loglik_hvp(
     exp_steps_dot = np.zeros((T - 1, N, K, K), dtype=dtype)
     alpha_dot = talpha
     for t in range(1, T):
-        alpha_add = alpha[:, :, None] + logA  # (N, K, K)
+        # (N, K, K), axis 1 outermost: reduced over it in one pass
+        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
+        np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K, K); reuses alpha_add's buffer
         alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)

@@ -31,7 +31,7 @@ from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
 from ..ops.indexing import written_value
-from ..ops.registry import PREC_ATOM, REGISTRY
+from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
 from .naming import Namer, temp_name
 from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
 
@@ -296,6 +296,8 @@ class _Scheduler:
         label, last_origin = self.label, self.last_origin
         inputs_as, phase_of = self.inputs_as, self.phase_of
         handed, given = self._handed_names(order, uses), {}
+        if st.ufunc:
+            st.axis_first.update(_axis_first(order, st.ops))
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
@@ -509,9 +511,61 @@ class _Scheduler:
 
 def _plain(st: _State, n: Node, target: str, text: str) -> tuple[list[str], str | None]:
     """`target = text`, or with a workspace `n` computed into its buffer (no expression
-    then, which a function might return as it is)."""
+    then, which a function might return as it is), or into a buffer laid out with an axis
+    first (`_axis_first`)."""
     into = _workspace_into(st, n, target) if st.ws else None
+    if into is None and id(n) in st.axis_first:
+        lines = _laid_out(st, n, target, st.axis_first[id(n)])
+        if lines is not None:
+            return lines, None
     return [f"{target} = {into or text}{_shape_comment(n)}"], (None if into else text)
+
+
+_VIEW_TEXT = re.compile(r"[A-Za-z_]\w*(\[[\w\s,:+\-]*\])*")   # `x`, `x[None]`, `h[t - 1]`
+
+
+def _axis_first(order: list[Node], ops: _Ops) -> dict[int, int]:
+    """{node id: axis} of the elementwise results of two arrays (of 3 axes or more) that a
+    reduction over one middle axis reads. Laid out with that axis outermost (`_laid_out`),
+    NumPy reduces over it in passes over whole rows, where in C order it runs one short
+    inner loop per index before the axis: hmm's max over axis 1 of (N, K, K) = (64, 16, 16)
+    takes 4 instead of 33 us, and the elementwise ops and einsum sums after it keep their
+    speed (they follow the layout)."""
+    found: dict[int, int] = {}
+    for r in order:
+        if r.op not in ops.reduction or not r.args:
+            continue
+        x, axes = r.args[0], r.attr("axes")
+        if axes is None or len(axes) != 1 or not 0 < axes[0] < x.ndim - 1 \
+                or x.op not in ops.ufunc or len(x.args) != 2 or x.dtype != "float" \
+                or not all(a.shape for a in x.args):
+            continue
+        found[id(x)] = axes[0]
+    return found
+
+
+def _laid_out(st: _State, n: Node, target: str, axis: int) -> list[str] | None:
+    """`n` (an elementwise op of two arrays) computed into a new buffer whose axis `axis`
+    is outermost: `x = np.empty((K, N, K), ...).transpose(1, 0, 2)` then `np.add(a, b,
+    out=x)`, its dtype that of the variables the arguments view; None where an argument
+    is an expression (its dtype would cost computing it twice)."""
+    p = st.p
+    bases = []
+    for a in n.args:
+        while a.op in st.ops.cheap_view and a.args:
+            a = a.args[0]
+        text, prec = p.code[id(a)]
+        if prec < PREC_CALL or not _VIEW_TEXT.fullmatch(text):
+            return None
+        bases.append(text)
+    perm = (axis, *(i for i in range(n.ndim) if i != axis))
+    inverse = tuple(perm.index(i) for i in range(n.ndim))
+    codes = [p.arg(n, 0, 0), p.arg(n, 1, 0)]
+    buffer = p.creation("empty", p.shape(tuple(n.shape[i] for i in perm)),
+                        p.result_type(list(dict.fromkeys(bases))))
+    return [f"# {fmt_shape(n.shape)}, axis {axis} outermost: reduced over it in one pass",
+            f"{target} = {buffer}.transpose{inverse}",
+            p.into(st.ufunc[n.op], codes, target)]
 
 
 def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) -> list[str]:
@@ -582,6 +636,7 @@ class _Ops:
         # away, basic indexing
         self.cheap_view = {op for op, d in REGISTRY.items()
                            if d.view == "view" and op not in self.transparent}
+        self.reduction = {op for op, d in REGISTRY.items() if "reduction" in d.traits}
 
     @staticmethod
     def get() -> _Ops:
@@ -640,6 +695,8 @@ class _State:
         # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
         self.one_dtype: frozenset[int] = printer.one_dtype
         self.one_dtype_used = False
+        # elementwise results laid out with a reduced middle axis outermost (`_axis_first`)
+        self.axis_first: dict[int, int] = {}
 
     def deps(self, n: Node) -> frozenset:
         """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
