@@ -294,12 +294,13 @@ def recompute_residuals(frontier: dict[int, Node], carried: Sequence[Node],
     recomputed from them: keeping it would cost more memory per step than keeping them
     (hmm's (N, K, K) exponentials of `alpha[:, :, None] + log_A`, alpha (N, K)); then,
     so that only carried values are kept for it, a view of a carried value as large as it
-    (`alpha[:, :, None]`) and a residual computed from values recomputed anyway (the max
-    and the sum of those exponentials: with the values between). Keeping those two
-    reductions instead was measured: with the max over axis 1 laid out axis first
-    (codegen/schedule._axis_first) they cost ~5% of hmm's time to recompute, and keeping
-    them 1.8x the peak memory (--checkpoint 1: 3.6 vs 2.0 MiB). Never a loop (recomputing
-    it costs its steps). Applied until it chooses nothing more (`_BodyVJP._frontier`)."""
+    (`alpha[:, :, None]`) and a residual computed elementwise from values recomputed
+    anyway (with the values between). A reduction of a recomputed value (the max and the
+    sum of those exponentials, (N, 1, K) and (N, K)) is kept instead (`_reduces`):
+    recomputing it costs a pass over the large value per step, keeping it only its own
+    size (hmm at --checkpoint 10: 0.85x the time, 1.09x the peak memory). Never a loop
+    (recomputing it costs its steps). Applied until it chooses nothing more
+    (`_BodyVJP._frontier`)."""
     loops_ = builder().with_trait("region")
     cin = {id(x): x for x in carried}
     more: set[int] = set()
@@ -336,6 +337,8 @@ def _computed_from_recomputed(f: Node, cin: dict, frontier: dict, recomputed: se
         between.add(id(n))
         for a in n.args:
             if id(a) in recomputed:
+                if _reduces(n, a):
+                    return set()
                 found = True
             elif id(a) in cin:
                 if id(a) not in frontier:
@@ -345,6 +348,12 @@ def _computed_from_recomputed(f: Node, cin: dict, frontier: dict, recomputed: se
                     return set()
                 stack.append(a)
     return between if found else set()
+
+
+def _reduces(n: Node, a: Node) -> bool:
+    """Whether `n` is smaller than its argument `a` (a reduction or contraction of it):
+    recomputing it costs a pass over `a`, where saving it costs only its own size."""
+    return bool(a.shape) and nominal_size(tuple(n.shape)) < nominal_size(tuple(a.shape))
 
 
 def _inputs_reached(node: Node) -> frozenset:
