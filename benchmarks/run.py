@@ -401,10 +401,13 @@ LOOPS_REFUSED = "loops are not supported"
 NEEDS_LOOPS = "needs loops (not compiled)"
 
 
-def _model_source(m) -> tuple[dict | None, str]:
+def _model_source(m, checkpoint: int | None = None) -> tuple[dict | None, str]:
     """(emitted module sources or None, note): value_and_grad (or the Hessian) of the
-    model, as "gradgen" (plain) and "gradgen+ws" (compiled with `workspace=True`)."""
+    model, as "gradgen" (plain) and "gradgen+ws" (compiled with `workspace=True`), both
+    with `checkpoint` (`--checkpoint K`) when given."""
     options = {"hessian": True} if m.kind == "hessian" else {"modes": ("grad",)}
+    if checkpoint is not None:
+        options["checkpoint"] = checkpoint
     t0 = time.process_time()
     text = m.path.read_text(encoding="utf-8")
     try:
@@ -480,7 +483,9 @@ def case_models(args, registry: dict | None = None) -> None:
     summary = []
     for name in names:
         m = registry[name]
-        source, note = _model_source(m)
+        source, note = _model_source(m, args.checkpoint)
+        if args.checkpoint is not None:
+            note += f", --checkpoint {args.checkpoint}"
         sizes = list(m.sizes.items())[:1] if args.quick else list(m.sizes.items())
         for label, dims in sizes:
             print(f"### {name}: {m.title}, {label}\n")
@@ -781,6 +786,9 @@ def parse_args(argv=None):
                          "memory (" + " ".join(f"{k}={v}" for k, v in MALLOC_TUNED.items())
                          + "): no page faults from fresh temporaries; see README")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    ap.add_argument("--checkpoint", type=int, default=None, metavar="K",
+                    help="compile the models' gradgen contenders with --checkpoint K (loops "
+                         "recompute instead of saving: the memory/time trade-off)")
     ap.add_argument("--sympy-cap", type=float, default=10.0,
                     help="stop sympy after the first depth taking more than this (seconds)")
     ap.add_argument("--chain-funcs", default=None, metavar="F,G",
