@@ -296,8 +296,7 @@ class _Scheduler:
         label, last_origin = self.label, self.last_origin
         inputs_as, phase_of = self.inputs_as, self.phase_of
         handed, given = self._handed_names(order, uses), {}
-        if st.ufunc:
-            st.axis_first.update(_axis_first(order, st.ops))
+        axis_first = _axis_first(order, st.ops) if st.ufunc else {}
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
@@ -356,7 +355,7 @@ class _Scheduler:
                             n, text, prec, uses, long, last_origin, target)
                         stmts = None if long else st.in_place(n, target, refs, arg_refs)
                     if stmts is None:
-                        stmts, expr = _plain(st, n, target, text)
+                        stmts, expr = _plain(st, n, target, text, axis_first.get(nid))
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
             phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
@@ -509,13 +508,14 @@ class _Scheduler:
         return RegionCode(index, carried, init, body.lines)
 
 
-def _plain(st: _State, n: Node, target: str, text: str) -> tuple[list[str], str | None]:
+def _plain(st: _State, n: Node, target: str, text: str, axis: int | None = None
+           ) -> tuple[list[str], str | None]:
     """`target = text`, or with a workspace `n` computed into its buffer (no expression
-    then, which a function might return as it is), or into a buffer laid out with an axis
+    then, which a function might return as it is), or into a buffer laid out with `axis`
     first (`_axis_first`)."""
     into = _workspace_into(st, n, target) if st.ws else None
-    if into is None and id(n) in st.axis_first:
-        lines = _laid_out(st, n, target, st.axis_first[id(n)])
+    if into is None and axis is not None:
+        lines = _laid_out(st, n, target, axis)
         if lines is not None:
             return lines, None
     return [f"{target} = {into or text}{_shape_comment(n)}"], (None if into else text)
@@ -695,8 +695,6 @@ class _State:
         # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
         self.one_dtype: frozenset[int] = printer.one_dtype
         self.one_dtype_used = False
-        # elementwise results laid out with a reduced middle axis outermost (`_axis_first`)
-        self.axis_first: dict[int, int] = {}
 
     def deps(self, n: Node) -> frozenset:
         """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
