@@ -557,7 +557,7 @@ def _laid_out(st: _State, n: Node, target: str, axis: int) -> list[str] | None:
         text, prec = p.code[id(a)]
         if prec < PREC_CALL or not _VIEW_TEXT.fullmatch(text):
             return None
-        bases.append(text)
+        bases.append(text.split("[", 1)[0])   # (a view has its variable's dtype)
     perm = (axis, *(i for i in range(n.ndim) if i != axis))
     inverse = tuple(perm.index(i) for i in range(n.ndim))
     codes = [p.arg(n, 0, 0), p.arg(n, 1, 0)]
