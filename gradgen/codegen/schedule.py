@@ -347,13 +347,15 @@ class _Scheduler:
                 long = long or len(target) + len(text) + 7 > MAX_LINE   # `    target = text`
                 st.read(arg_refs)
                 stmts = st.in_place(n, target, refs, arg_refs)
-                if stmts is None:
-                    if long or st.out_too_long:   # not a chain after all, or `out=` too long:
-                        st.unread(arg_refs)       # spilled (then into the dead buffer)
+                if not isinstance(stmts, list):
+                    # not a chain after all (`long`), or its line into a dead buffer too
+                    # long (a `TooLong`): spilled, then computed into the buffer
+                    if long or stmts is not None:
+                        st.unread(arg_refs)
                         text, prec, last_origin, arg_refs = self._spill_for(
-                            n, text, prec, uses, long, last_origin, target)
+                            n, text, prec, uses, None if long else stmts, last_origin, target)
                         stmts = None if long else st.in_place(n, target, refs, arg_refs)
-                    if stmts is None:
+                    if not isinstance(stmts, list):
                         stmts, expr = _plain(st, n, target, text)
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
@@ -365,29 +367,31 @@ class _Scheduler:
                                        st.take_temps()))
         self.last_origin = last_origin
 
-    def _spill_for(self, n: Node, text: str, prec: int, uses, long: bool, last_origin,
-                   target: str):
-        """`n`'s code shortened (`_spill`): a `long` line to fit; else, where `in_place`
-        found its line into a dead variable's buffer too long (`_State.out_too_long`), the
-        arguments of its bottom step spilled and the steps above spelled again, so that
-        `np.multiply(P_div, P_div_tie_split, out=P_div)` fits and makes no new array. The
-        code, its precedence, the comment state and the variables it reads (now read)."""
+    def _spill_for(self, n: Node, text: str, prec: int, uses, too_long: TooLong | None,
+                   last_origin, target: str):
+        """`n`'s code shortened (`_spill`): a long line (`too_long` None) to fit; else,
+        where `in_place` found its line into a dead variable's buffer too long
+        (`too_long`, what it returned), the arguments of its bottom step spilled and the
+        steps above spelled again, so that `np.multiply(P_div, P_div_tie_split, out=P_div)`
+        fits and makes no new array. The code, its precedence, the comment state and the
+        variables it reads (now read)."""
         st, refs = self.st, self.refs
-        if long:
-            st.out_too_long = None
+        if too_long is None:
             text, prec, last_origin = _spill(n, text, prec, st, refs, uses, self.stmts,
                                              last_origin, self.label, MAX_LINE - 7 - len(target))
         else:
-            text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin)
+            text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin,
+                                                         too_long)
         arg_refs = tuple(name for a in n.args for name in refs[id(a)])
         st.read(arg_refs)
         return text, prec, last_origin, arg_refs
 
-    def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin):
-        """The arguments of the bottom of `in_place`'s steps (`_State.out_too_long`) spilled
-        to make its line into a dead buffer short enough, the steps above spelled again."""
+    def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin,
+                      too_long: TooLong):
+        """The arguments of the bottom of `in_place`'s steps (`too_long.spine`) spilled to
+        make its line into a dead buffer short enough, the steps above spelled again."""
         st, refs, code = self.st, self.refs, self.st.p.code
-        (spine, excess), st.out_too_long = st.out_too_long, None
+        spine, excess = too_long
         bottom = spine[-1]
         b_text, b_prec = (text, prec) if bottom is n else code[id(bottom)]
         b_text, b_prec, last_origin = _spill(bottom, b_text, b_prec, st, refs, uses,
@@ -525,8 +529,8 @@ def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) 
     v = written_value(n) if st.ufunc else None
     if v is not None and id(v) in st.inlined and v.op in st.ufunc and v.shape:
         lines = st.in_place(v, "\0", refs, stmt_refs, need_buffer=True)
-        st.out_too_long = None   # (not spilled here: computed as it is instead)
-        if lines is not None:
+        if isinstance(lines, list):   # (a line too long is not spilled here: computed as
+            #                            it is instead)
             name = st.namer.fresh(temp_name(v, st.names))
             st.p.set_name(v, name)
             st.temps.append(name)
@@ -635,7 +639,6 @@ class _State:
         self.ws = printer.workspace
         self.ws_vars: dict[str, int] = {}
         self.reused: dict[str, str] = {}
-        self.out_too_long: tuple[list, int] | None = None   # see `in_place`
         # the float arguments (by node id) the function makes one dtype at entry when a
         # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
         self.one_dtype: frozenset[int] = printer.one_dtype
@@ -727,9 +730,12 @@ class _State:
             id(a) in self.inlined and a.op in ufunc and a.shape == shape for a in n.args)
 
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
-                 need_buffer: bool = False) -> list[str] | None:
+                 need_buffer: bool = False) -> list[str] | TooLong | None:
         """Statements computing `n` into one buffer, or None when that would not help
-        (with `need_buffer`: when no dead variable's buffer can hold it)."""
+        (with `need_buffer`: when no dead variable's buffer can hold it); a `TooLong`
+        when the line into a dead variable's buffer is too long, but the arguments of
+        its bottom step, spilled, would make it fit (the caller spills them:
+        `_Scheduler._spill_for`)."""
         shape = n.shape
         ufunc = self.ufunc
         if not shape or n.op not in ufunc:
@@ -782,8 +788,7 @@ class _State:
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
             into = _call_into(self, bottom, buf)
             if (width := len(target) + len(into) + 7) > MAX_LINE:   # `out=` made it too
-                self.out_too_long = _too_long(spine, inlined, width - MAX_LINE)   # long: the
-                return None                                # caller spills (`_spill_for`)
+                return _too_long(spine, inlined, width - MAX_LINE)   # long
             self.overwritten.add(buf)
             self.reused[target] = buf
             lines = [f"{target} = {into}{_shape_comment(n)}"
@@ -903,14 +908,24 @@ class _State:
         return self.p.into(uf, args, target)
 
 
-def _too_long(spine: list, inlined: set, excess: int) -> tuple[list, int] | None:
-    """`_State.out_too_long` for `in_place`'s steps (`spine`, bottom last) whose line into a
-    dead buffer is `excess` columns too long: where the bottom step has an inlined argument
-    of the steps' shape (spilled, it is a variable as large as the temporary it was; one of
-    fewer entries, broadcast, stays inlined and the line as it is), else None."""
+class TooLong(NamedTuple):
+    """Why `_State.in_place` declined: its line into a dead buffer is `excess` columns too
+    long, which spilling the arguments of the bottom of its steps (`spine`, bottom last)
+    would mend."""
+
+    spine: list
+    excess: int
+
+
+def _too_long(spine: list, inlined: set, excess: int) -> TooLong | None:
+    """What `in_place` returns for its steps (`spine`, bottom last) whose line into a dead
+    buffer is `excess` columns too long: a `TooLong` where the bottom step has an inlined
+    argument of the steps' shape (spilled, it is a variable as large as the temporary it
+    was; one of fewer entries, broadcast, stays inlined and the line as it is), else
+    None."""
     shape = spine[0].shape
     if any(id(a) in inlined and a.shape == shape for a in spine[-1].args):
-        return spine, excess
+        return TooLong(spine, excess)
     return None
 
 
