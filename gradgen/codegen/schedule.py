@@ -21,7 +21,7 @@ it never overwrites; the loop's `part`s are then the carried variables.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -639,9 +639,10 @@ class _State:
         self.ws = printer.workspace
         self.ws_vars: dict[str, int] = {}
         self.reused: dict[str, str] = {}
-        # the float arguments (by node id) the function makes one dtype at entry when a
-        # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
-        self.one_dtype: frozenset[int] = printer.one_dtype
+        # the float arguments (node id -> name) the function makes one dtype at entry when
+        # a statement relies on it (`_covers`; `one_dtype_used` says whether one did)
+        self.one_dtype: Mapping[int, str] = printer.one_dtype
+        self.one_dtype_names = frozenset(self.one_dtype.values())
         self.one_dtype_used = False
 
     def deps(self, n: Node) -> frozenset:
@@ -855,9 +856,10 @@ class _State:
         if buf is None:
             return []
         into = _call_into(self, o, buf)
-        if len(temp_name(o, self.names)) + len(into) + 9 > MAX_LINE:   # (a numbered name)
+        base = temp_name(o, self.names)
+        if len(base) + len(into) + 9 > MAX_LINE:   # (a numbered name)
             return []   # `out=` would make it too long: computed as it is instead
-        name = self.namer.fresh(temp_name(o, self.names))
+        name = self.namer.fresh(base)
         line = f"{name} = {into}  # reuses {buf}'s buffer"
         self.overwritten.add(buf)
         self.p.set_name(o, name)
@@ -1012,18 +1014,22 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
     """Whether the buffer of `owner` (whose dtype covers `owner_deps`) has the dtype of
     `b`'s value: `b` depends on no input it does not, or (with the float arguments of
     one dtype, rule `one_dtype_at_entry`) on no float input but those arguments and
-    its own, and `owner` is a float value of one of those arguments."""
-    if st.input_names(b) <= owner_deps:
+    its own, and `owner` is a float value of one of those arguments.
+
+    The inputs are told apart by their names, as `owner_deps` does (no two inputs of a
+    function share one): by `input_names`, which every statement asks for anyway, where
+    that settles it; only `b` reading an input neither of those arguments nor `owner`'s
+    (an Index, which is no dtype source) needs `dtype_sources`."""
+    b_deps = st.input_names(b)
+    if b_deps <= owner_deps:
         return True
-    one = st.one_dtype
-    if not one or owner.dtype != "float":
-        return False
-    own = dtype_sources(owner)
-    if not any(id(x) in one for x in own):
-        return False
-    for x in dtype_sources(b):
-        if id(x) not in one and x.attr("name") not in owner_deps:
-            return False
+    one, names = st.one_dtype, st.one_dtype_names
+    if not one or owner.dtype != "float" or names.isdisjoint(st.input_names(owner)):
+        return False   # (the owner reads none of those arguments)
+    if not b_deps - owner_deps <= names:
+        for x in dtype_sources(b):
+            if id(x) not in one and x.attr("name") not in owner_deps:
+                return False
     st.one_dtype_used = True
     return True
 
