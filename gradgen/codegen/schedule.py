@@ -271,6 +271,7 @@ class _Scheduler:
         s.gone = set(st.gone)
         s.ws_vars, s.reused = dict(st.ws_vars), dict(st.reused)
         s.one_dtype_used = st.one_dtype_used
+        s.int_inputs = set(st.int_inputs)
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -294,14 +295,12 @@ class _Scheduler:
         leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
         force, cheap_views = self.force, st.ops.cheap_view
         label, last_origin = self.label, self.last_origin
-        inputs_as, phase_of = self.inputs_as, self.phase_of
+        phase_of = self.phase_of
         handed, given = self._handed_names(order, uses), {}
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
-                code[nid] = printer.emit(n) if nid not in inputs_as else \
-                    (inputs_as[nid], PREC_ATOM)
-                refs[nid] = ()
+                self._leaf(n)
                 continue
             wanted = names.get(n)
             args = n.args
@@ -366,6 +365,16 @@ class _Scheduler:
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
+
+    def _leaf(self, n: Node) -> None:
+        """A leaf (an input, a constant) printed as it is, or an input as `inputs_as`
+        names it: no variable of the function's, never released."""
+        nid = id(n)
+        self.st.p.code[nid] = self.st.p.emit(n) if nid not in self.inputs_as else \
+            (self.inputs_as[nid], PREC_ATOM)
+        self.refs[nid] = ()
+        if n.is_input and n.dtype == INT:
+            self.st.int_inputs.add(n.attr("name"))
 
     def _spill_for(self, n: Node, text: str, prec: int, uses, too_long: TooLong | None,
                    last_origin, target: str):
@@ -586,6 +595,10 @@ class _Ops:
         # away, basic indexing
         self.cheap_view = {op for op, d in REGISTRY.items()
                            if d.view == "view" and op not in self.transparent}
+        self.product = {op for op, d in REGISTRY.items() if d.has("product")}
+        self.commutative = {op for op, d in REGISTRY.items() if d.has("commutative")}
+        # the ops with a form into a buffer that are no ufunc (a matrix product: `_fresh_bottom`)
+        self.fresh_into = {op for op in self.into if op not in self.ufunc}
 
     @staticmethod
     def get() -> _Ops:
@@ -643,6 +656,7 @@ class _State:
         # a statement relies on it (`_covers`; `one_dtype_used` says whether one did)
         self.one_dtype: Mapping[int, str] = printer.one_dtype
         self.one_dtype_names = frozenset(self.one_dtype.values())
+        self.int_inputs: set[str] = set()   # the names of the Index inputs scheduled so far
         self.one_dtype_used = False
 
     def deps(self, n: Node) -> frozenset:
@@ -733,10 +747,9 @@ class _State:
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
                  need_buffer: bool = False) -> list[str] | TooLong | None:
         """Statements computing `n` into one buffer, or None when that would not help
-        (with `need_buffer`: when no dead variable's buffer can hold it); a `TooLong`
-        when the line into a dead variable's buffer is too long, but the arguments of
-        its bottom step, spilled, would make it fit (the caller spills them:
-        `_Scheduler._spill_for`)."""
+        (with `need_buffer`: when no dead variable's buffer can hold it); a `TooLong` when
+        the line into a dead buffer is too long, but would fit with the arguments of its
+        bottom step spilled (`_Scheduler._spill_for`)."""
         shape = n.shape
         ufunc = self.ufunc
         if not shape or n.op not in ufunc:
@@ -840,7 +853,7 @@ class _State:
             return None
         code = self.p.code
         for i in (0, 1):
-            if code[id(n.args[i])][0] == buf and (i == 0 or REGISTRY[n.op].has("commutative")):
+            if code[id(n.args[i])][0] == buf and (i == 0 or n.op in self.ops.commutative):
                 if code[id(n.args[1 - i])][0] == buf:
                     return None
                 return self.p.augmented(target, self.ufunc[n.op], self.p.arg(n, 1 - i, 0))
@@ -881,28 +894,25 @@ class _State:
             views = self.views_of.get(name)
             if views and any(remaining[w] > 0 for w in views):
                 continue
-            owner_deps = self.deps(owner)
-            for b in args:   # (the buffer's own node, usually `a`, depends on them)
-                if b is not owner and not _same_dtype(self, b, owner_deps, owner):
-                    break
-            else:
-                if unread_later(name) and (not views or all(unread_later(w) for w in views)):
-                    return name
+            if _fits(self, owner, args) and unread_later(name) and \
+                    (not views or all(unread_later(w) for w in views)):
+                return name
         return None
+
 
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` (of two arguments) computed in place, where its argument `i` is already in
         `target`."""
-        uf, opdef = self.ufunc[s.op], REGISTRY[s.op]
+        uf = self.ufunc[s.op]
         other = s.args[1 - i]
-        if opdef.has("product") and other.is_const:   # as the printer spells it: x / q
+        if s.op in self.ops.product and other.is_const:   # as the printer spells it: x / q
             num, den = other.value.as_numer_denom()
             if num in (1, -1) and den != 1:
                 text, _ = self.p.scalar(den * num)
                 return self.p.augmented(target, self.ops.divide, text) or \
                     self.p.into(self.ops.divide, [target, text], target)
         other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
-        if i == 0 or opdef.has("commutative"):   # commutes, or target on the left
+        if i == 0 or s.op in self.ops.commutative:   # commutes, or target on the left
             line = self.p.augmented(target, uf, other_code)
             if line is not None:
                 return line
@@ -966,10 +976,10 @@ def _fresh_bottom(st: _State, spine: list, shape: tuple) -> Node | None:
     a new array the steps may be computed in (an op with a form into a buffer, `OpDef.into`,
     that is no ufunc: a matrix product, so `h = x @ W; h += b` allocates once), when every
     step has its dtype; or None."""
-    into, inlined = st.ops.into, st.inlined
+    fresh_into, inlined = st.ops.fresh_into, st.inlined   # (called with st.ufunc the ops')
     for a in spine[-1].args:
-        if a.op in into and a.op not in st.ufunc and id(a) in inlined and \
-                a.shape == shape and not st.ops.is_view(a):
+        if a.op in fresh_into and id(a) in inlined and a.shape == shape \
+                and not st.ops.is_view(a):
             deps = st.deps(a)   # (the top step's inputs among its: every step's are)
             if st.input_names(spine[0]) <= deps or all(_same_dtype(st, s, deps, a)
                                                        for s in spine):
@@ -989,12 +999,22 @@ def _call_into(st: _State, n: Node, out: str) -> str:
     code = form(p, n, out) if form is not None else None
     if code is not None:
         return code
-    if REGISTRY[n.op].has("product") and n.args[0].is_const:
+    if n.op in st.ops.product and n.args[0].is_const:
         num, den = n.args[0].value.as_numer_denom()
         if den != 1 and num in (1, -1):
             text, _ = p.scalar(den * num)
             return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
     return p.into(st.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
+
+
+def _fits(st: _State, owner: Node, args: tuple) -> bool:
+    """Whether the buffer of `owner` has the dtype of each of `args` (a node's arguments,
+    one of which it usually is: its own dtype depends on the others)."""
+    others = [b for b in args if b is not owner]
+    if not others:
+        return True
+    owner_deps = st.deps(owner)
+    return all(_same_dtype(st, b, owner_deps, owner) for b in others)
 
 
 def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
@@ -1017,19 +1037,18 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
     its own, and `owner` is a float value of one of those arguments.
 
     The inputs are told apart by their names, as `owner_deps` does (no two inputs of a
-    function share one): by `input_names`, which every statement asks for anyway, where
-    that settles it; only `b` reading an input neither of those arguments nor `owner`'s
-    (an Index, which is no dtype source) needs `dtype_sources`."""
+    function share one), by `input_names`, which every statement asks for anyway (not
+    `dtype_sources`, a walk over every node of the function the first time): an input of
+    `b` neither one of those arguments nor `owner`'s must be an Index (`_State.int_inputs`:
+    the scheduler saw every input `b` reads), which is no dtype source."""
     b_deps = st.input_names(b)
     if b_deps <= owner_deps:
         return True
-    one, names = st.one_dtype, st.one_dtype_names
-    if not one or owner.dtype != "float" or names.isdisjoint(st.input_names(owner)):
+    names = st.one_dtype_names
+    if not names or owner.dtype != "float" or names.isdisjoint(st.input_names(owner)):
         return False   # (the owner reads none of those arguments)
-    if not b_deps - owner_deps <= names:
-        for x in dtype_sources(b):
-            if id(x) not in one and x.attr("name") not in owner_deps:
-                return False
+    if not b_deps - owner_deps - names <= st.int_inputs:
+        return False
     st.one_dtype_used = True
     return True
 
