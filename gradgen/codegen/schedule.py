@@ -538,8 +538,7 @@ def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) 
     v = written_value(n) if st.ufunc else None
     if v is not None and id(v) in st.inlined and v.op in st.ufunc and v.shape:
         lines = st.in_place(v, "\0", refs, stmt_refs, need_buffer=True)
-        if isinstance(lines, list):   # (a line too long is not spilled here: computed as
-            #                            it is instead)
+        if isinstance(lines, list):   # (a TooLong is not spilled here: computed as it is)
             name = st.namer.fresh(temp_name(v, st.names))
             st.p.set_name(v, name)
             st.temps.append(name)
@@ -801,8 +800,8 @@ class _State:
                 return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
             into = _call_into(self, bottom, buf)
-            if (width := len(target) + len(into) + 7) > MAX_LINE:   # `out=` made it too
-                return _too_long(spine, inlined, width - MAX_LINE)   # long
+            if (width := len(target) + len(into) + 7) > MAX_LINE:   # (`out=` made it
+                return _too_long(spine, inlined, width - MAX_LINE)   # too long)
             self.overwritten.add(buf)
             self.reused[target] = buf
             lines = [f"{target} = {into}{_shape_comment(n)}"
@@ -898,7 +897,6 @@ class _State:
                     (not views or all(unread_later(w) for w in views)):
                 return name
         return None
-
 
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` (of two arguments) computed in place, where its argument `i` is already in
