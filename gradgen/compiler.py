@@ -410,12 +410,13 @@ def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
 
 
 def _printer(options: Options, names: ModuleNamer, entry: EntryPoint) -> Printer:
-    """A printer of the target for one function of `entry`, with the float arguments (by
-    node id) a prologue may make one dtype when a statement relies on it (rule
+    """A printer of the target for one function of `entry`, with the float arguments (node
+    id -> name) a prologue may make one dtype when a statement relies on it (rule
     `one_dtype_at_entry`; a target that writes in place only)."""
     printer = printer_for(options.printer, names.names)
     if printer.supports_out:
-        printer.one_dtype = frozenset(id(a.node) for a in entry.args if a.node.dtype != INT)
+        printer.one_dtype = {id(a.node): a.node.attr("name") for a in entry.args
+                             if a.node.dtype != INT}
     return printer
 
 

@@ -372,3 +372,23 @@ def test_a_user_name_the_workspace_helper_takes_gets_the_helper_another_name():
     ws = classes[0]()
     assert np.array_equal(mod.f_grad(Workspace=x, y=y), mod.f_grad(x, y, workspace=ws))
     assert np.array_equal(mod.f_grad(x, y), 2 * x * y)
+
+
+def test_a_dimension_is_read_only_where_the_code_names_it():
+    """`_names_in` (which sizes a function's prologue reads off the arguments) finds a
+    name only as a whole identifier in code: not in a comment, not as an attribute or as
+    part of a longer name; the search starts at the name (`_reads`) and must agree with
+    a look-behind pattern on every position."""
+    import re
+
+    from gradgen.codegen.function import _names_in, _reads
+    lines = ["x_sum = x.sum()  # (N, D)", "y = x.D + dD + D_2 + ND", "z = np.zeros((M,))"]
+    assert _names_in({"N", "D", "M", "K"}, lines) == {"M"}
+    assert _names_in({"D"}, ["y = D"]) == {"D"} == _names_in({"D"}, ["y = (D, 1)"])
+    rng = np.random.default_rng(0)
+    alphabet = list("aD_. (\n1é")
+    for _ in range(3000):
+        code = "".join(rng.choice(alphabet, size=rng.integers(0, 10)))
+        for name in ("D", "aD", "D1"):
+            want = re.search(r"(?<![\w.])" + re.escape(name) + r"(?!\w)", code) is not None
+            assert _reads(code, name) == want, (code, name)

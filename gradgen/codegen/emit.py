@@ -34,7 +34,15 @@ def environment() -> jinja2.Environment:
     )
     env.filters["docstring"] = docstring_literal
     env.filters["comment"] = comment_text
+    env.filters["indented"] = indented
     return env
+
+
+def indented(lines: list[str], indent: str) -> str:
+    """The lines of a block (a function's body), each indented by `indent` (an empty line
+    left empty), one a line: a filter, so that the template need not loop over a body of
+    many thousand lines."""
+    return "\n".join([indent + line if line else "" for line in lines])
 
 
 def render_module(module) -> str:

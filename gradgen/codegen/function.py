@@ -148,15 +148,13 @@ def _dtype_once(lines: list[str], arg_names: list[str], printer: Printer,
     cast, arrays = one
     counts: dict[str, int] = {}
     same: dict[str, None] = {}   # the promotions of the cast arguments (one dtype), in order
-    for line in lines:
-        if head not in line:   # (most lines: a substring test, not the pattern)
-            continue
-        for m in found.finditer(line):
-            used = {a.strip() for a in m.group(1).split(",")}
-            if used <= args:
-                counts[m.group(0)] = counts.get(m.group(0), 0) + 1
-                if used <= cast and used & arrays:
-                    same[m.group(0)] = None
+    body = "\n".join(lines)   # (a match is within a line; most bodies have none at all)
+    for m in found.finditer(body) if head in body else ():
+        used = {a.strip() for a in m.group(1).split(",")}
+        if used <= args:
+            counts[m.group(0)] = counts.get(m.group(0), 0) + 1
+            if used <= cast and used & arrays:
+                same[m.group(0)] = None
     if not counts:
         return lines, []
     if same:   # one spelling for all: the most frequent
@@ -673,8 +671,19 @@ def _names_in(names: set[str], lines: list[str]) -> set[str]:
     code = _COMMENT.sub("", "\n".join(lines))   # (one pass over the text, not a split a line)
     # (a search per name stops at its first use: one pass over a long body for all the
     # names would read all of it)
-    return {name for name in names
-            if re.search(r"(?<![\w.])" + re.escape(name) + r"(?!\w)", code)}
+    return {name for name in names if _reads(code, name)}
+
+
+def _reads(code: str, name: str) -> bool:
+    """Whether `code` reads the variable `name` (not an attribute, not part of a longer
+    name). The pattern starts with the name, which the regex engine looks for as a
+    literal (a look-behind first would be tried at every position of a long body); the
+    character before each match is checked here."""
+    for m in re.finditer(re.escape(name) + r"(?!\w)", code):
+        i = m.start()
+        if i == 0 or not (code[i - 1].isalnum() or code[i - 1] in "_."):
+            return True
+    return False
 
 
 def annotate(inputs: list[Node], plan: Plan, outputs: list[Node], names: ModuleNamer,

@@ -15,8 +15,9 @@ NumPy target; `printer_for` picks one by name.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import sympy
 
@@ -74,9 +75,9 @@ class Printer:
     # Whether code may write into a buffer it allocated (`out=`, `x += y`): when False the
     # scheduler never asks for `into` or `augmented`.
     supports_out: bool = False
-    # the float arguments (by node id) a function may make one dtype at entry (the
+    # the float arguments a function may make one dtype at entry, node id -> name (the
     # scheduler's `covers`; set by the compiler for a target that writes in place)
-    one_dtype: frozenset = frozenset()
+    one_dtype: Mapping[int, str] = MappingProxyType({})
     # whether `setitem` may write into a buffer the function owns (the array-API target's
     # `_set` is functional where arrays are immutable), though nothing else is in place
     owned_writes: bool = False

@@ -21,7 +21,7 @@ it never overwrites; the loop's `part`s are then the carried variables.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -271,6 +271,7 @@ class _Scheduler:
         s.gone = set(st.gone)
         s.ws_vars, s.reused = dict(st.ws_vars), dict(st.reused)
         s.one_dtype_used = st.one_dtype_used
+        s.int_inputs = set(st.int_inputs)
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -294,15 +295,13 @@ class _Scheduler:
         leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
         force, cheap_views = self.force, st.ops.cheap_view
         label, last_origin = self.label, self.last_origin
-        inputs_as, phase_of = self.inputs_as, self.phase_of
+        phase_of = self.phase_of
         handed, given = self._handed_names(order, uses), {}
         axis_first = _axis_first(order, st.ops) if st.ufunc else {}
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
-                code[nid] = printer.emit(n) if nid not in inputs_as else \
-                    (inputs_as[nid], PREC_ATOM)
-                refs[nid] = ()
+                self._leaf(n)
                 continue
             wanted = names.get(n)
             args = n.args
@@ -348,13 +347,15 @@ class _Scheduler:
                 long = long or len(target) + len(text) + 7 > MAX_LINE   # `    target = text`
                 st.read(arg_refs)
                 stmts = st.in_place(n, target, refs, arg_refs)
-                if stmts is None:
-                    if long or st.out_too_long:   # not a chain after all, or `out=` too long:
-                        st.unread(arg_refs)       # spilled (then into the dead buffer)
+                if not isinstance(stmts, list):
+                    # not a chain after all (`long`), or its line into a dead buffer too
+                    # long (a `TooLong`): spilled, then computed into the buffer
+                    if long or stmts is not None:
+                        st.unread(arg_refs)
                         text, prec, last_origin, arg_refs = self._spill_for(
-                            n, text, prec, uses, long, last_origin, target)
+                            n, text, prec, uses, None if long else stmts, last_origin, target)
                         stmts = None if long else st.in_place(n, target, refs, arg_refs)
-                    if stmts is None:
+                    if not isinstance(stmts, list):
                         stmts, expr = _plain(st, n, target, text, axis_first.get(nid))
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
@@ -366,29 +367,41 @@ class _Scheduler:
                                        st.take_temps()))
         self.last_origin = last_origin
 
-    def _spill_for(self, n: Node, text: str, prec: int, uses, long: bool, last_origin,
-                   target: str):
-        """`n`'s code shortened (`_spill`): a `long` line to fit; else, where `in_place`
-        found its line into a dead variable's buffer too long (`_State.out_too_long`), the
-        arguments of its bottom step spilled and the steps above spelled again, so that
-        `np.multiply(P_div, P_div_tie_split, out=P_div)` fits and makes no new array. The
-        code, its precedence, the comment state and the variables it reads (now read)."""
+    def _leaf(self, n: Node) -> None:
+        """A leaf (an input, a constant) printed as it is, or an input as `inputs_as`
+        names it: no variable of the function's, never released."""
+        nid = id(n)
+        self.st.p.code[nid] = self.st.p.emit(n) if nid not in self.inputs_as else \
+            (self.inputs_as[nid], PREC_ATOM)
+        self.refs[nid] = ()
+        if n.is_input and n.dtype == INT:
+            self.st.int_inputs.add(n.attr("name"))
+
+    def _spill_for(self, n: Node, text: str, prec: int, uses, too_long: TooLong | None,
+                   last_origin, target: str):
+        """`n`'s code shortened (`_spill`): a long line (`too_long` None) to fit; else,
+        where `in_place` found its line into a dead variable's buffer too long
+        (`too_long`, what it returned), the arguments of its bottom step spilled and the
+        steps above spelled again, so that `np.multiply(P_div, P_div_tie_split, out=P_div)`
+        fits and makes no new array. The code, its precedence, the comment state and the
+        variables it reads (now read)."""
         st, refs = self.st, self.refs
-        if long:
-            st.out_too_long = None
+        if too_long is None:
             text, prec, last_origin = _spill(n, text, prec, st, refs, uses, self.stmts,
                                              last_origin, self.label, MAX_LINE - 7 - len(target))
         else:
-            text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin)
+            text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin,
+                                                         too_long)
         arg_refs = tuple(name for a in n.args for name in refs[id(a)])
         st.read(arg_refs)
         return text, prec, last_origin, arg_refs
 
-    def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin):
-        """The arguments of the bottom of `in_place`'s steps (`_State.out_too_long`) spilled
-        to make its line into a dead buffer short enough, the steps above spelled again."""
+    def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin,
+                      too_long: TooLong):
+        """The arguments of the bottom of `in_place`'s steps (`too_long.spine`) spilled to
+        make its line into a dead buffer short enough, the steps above spelled again."""
         st, refs, code = self.st, self.refs, self.st.p.code
-        (spine, excess), st.out_too_long = st.out_too_long, None
+        spine, excess = too_long
         bottom = spine[-1]
         b_text, b_prec = (text, prec) if bottom is n else code[id(bottom)]
         b_text, b_prec, last_origin = _spill(bottom, b_text, b_prec, st, refs, uses,
@@ -579,8 +592,7 @@ def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) 
     v = written_value(n) if st.ufunc else None
     if v is not None and id(v) in st.inlined and v.op in st.ufunc and v.shape:
         lines = st.in_place(v, "\0", refs, stmt_refs, need_buffer=True)
-        st.out_too_long = None   # (not spilled here: computed as it is instead)
-        if lines is not None:
+        if isinstance(lines, list):   # (a TooLong is not spilled here: computed as it is)
             name = st.namer.fresh(temp_name(v, st.names))
             st.p.set_name(v, name)
             st.temps.append(name)
@@ -637,6 +649,10 @@ class _Ops:
         self.cheap_view = {op for op, d in REGISTRY.items()
                            if d.view == "view" and op not in self.transparent}
         self.reduction = {op for op, d in REGISTRY.items() if "reduction" in d.traits}
+        self.product = {op for op, d in REGISTRY.items() if d.has("product")}
+        self.commutative = {op for op, d in REGISTRY.items() if d.has("commutative")}
+        # the ops with a form into a buffer that are no ufunc (a matrix product: `_fresh_bottom`)
+        self.fresh_into = {op for op in self.into if op not in self.ufunc}
 
     @staticmethod
     def get() -> _Ops:
@@ -690,10 +706,11 @@ class _State:
         self.ws = printer.workspace
         self.ws_vars: dict[str, int] = {}
         self.reused: dict[str, str] = {}
-        self.out_too_long: tuple[list, int] | None = None   # see `in_place`
-        # the float arguments (by node id) the function makes one dtype at entry when a
-        # statement relies on it (`_covers`; `one_dtype_used` says whether one did)
-        self.one_dtype: frozenset[int] = printer.one_dtype
+        # the float arguments (node id -> name) the function makes one dtype at entry when
+        # a statement relies on it (`_covers`; `one_dtype_used` says whether one did)
+        self.one_dtype: Mapping[int, str] = printer.one_dtype
+        self.one_dtype_names = frozenset(self.one_dtype.values())
+        self.int_inputs: set[str] = set()   # the names of the Index inputs scheduled so far
         self.one_dtype_used = False
 
     def deps(self, n: Node) -> frozenset:
@@ -782,9 +799,11 @@ class _State:
             id(a) in self.inlined and a.op in ufunc and a.shape == shape for a in n.args)
 
     def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
-                 need_buffer: bool = False) -> list[str] | None:
+                 need_buffer: bool = False) -> list[str] | TooLong | None:
         """Statements computing `n` into one buffer, or None when that would not help
-        (with `need_buffer`: when no dead variable's buffer can hold it)."""
+        (with `need_buffer`: when no dead variable's buffer can hold it); a `TooLong` when
+        the line into a dead buffer is too long, but would fit with the arguments of its
+        bottom step spilled (`_Scheduler._spill_for`)."""
         shape = n.shape
         ufunc = self.ufunc
         if not shape or n.op not in ufunc:
@@ -836,9 +855,8 @@ class _State:
                 return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
             into = _call_into(self, bottom, buf)
-            if (width := len(target) + len(into) + 7) > MAX_LINE:   # `out=` made it too
-                self.out_too_long = _too_long(spine, inlined, width - MAX_LINE)   # long: the
-                return None                                # caller spills (`_spill_for`)
+            if (width := len(target) + len(into) + 7) > MAX_LINE:   # (`out=` made it
+                return _too_long(spine, inlined, width - MAX_LINE)   # too long)
             self.overwritten.add(buf)
             self.reused[target] = buf
             lines = [f"{target} = {into}{_shape_comment(n)}"
@@ -889,7 +907,7 @@ class _State:
             return None
         code = self.p.code
         for i in (0, 1):
-            if code[id(n.args[i])][0] == buf and (i == 0 or REGISTRY[n.op].has("commutative")):
+            if code[id(n.args[i])][0] == buf and (i == 0 or n.op in self.ops.commutative):
                 if code[id(n.args[1 - i])][0] == buf:
                     return None
                 return self.p.augmented(target, self.ufunc[n.op], self.p.arg(n, 1 - i, 0))
@@ -905,9 +923,10 @@ class _State:
         if buf is None:
             return []
         into = _call_into(self, o, buf)
-        if len(temp_name(o, self.names)) + len(into) + 9 > MAX_LINE:   # (a numbered name)
+        base = temp_name(o, self.names)
+        if len(base) + len(into) + 9 > MAX_LINE:   # (a numbered name)
             return []   # `out=` would make it too long: computed as it is instead
-        name = self.namer.fresh(temp_name(o, self.names))
+        name = self.namer.fresh(base)
         line = f"{name} = {into}  # reuses {buf}'s buffer"
         self.overwritten.add(buf)
         self.p.set_name(o, name)
@@ -929,28 +948,24 @@ class _State:
             views = self.views_of.get(name)
             if views and any(remaining[w] > 0 for w in views):
                 continue
-            owner_deps = self.deps(owner)
-            for b in args:   # (the buffer's own node, usually `a`, depends on them)
-                if b is not owner and not _same_dtype(self, b, owner_deps, owner):
-                    break
-            else:
-                if unread_later(name) and (not views or all(unread_later(w) for w in views)):
-                    return name
+            if _fits(self, owner, args) and unread_later(name) and \
+                    (not views or all(unread_later(w) for w in views)):
+                return name
         return None
 
     def _step(self, s: Node, i: int, target: str) -> str:
         """`s` (of two arguments) computed in place, where its argument `i` is already in
         `target`."""
-        uf, opdef = self.ufunc[s.op], REGISTRY[s.op]
+        uf = self.ufunc[s.op]
         other = s.args[1 - i]
-        if opdef.has("product") and other.is_const:   # as the printer spells it: x / q
+        if s.op in self.ops.product and other.is_const:   # as the printer spells it: x / q
             num, den = other.value.as_numer_denom()
             if num in (1, -1) and den != 1:
                 text, _ = self.p.scalar(den * num)
                 return self.p.augmented(target, self.ops.divide, text) or \
                     self.p.into(self.ops.divide, [target, text], target)
         other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
-        if i == 0 or opdef.has("commutative"):   # commutes, or target on the left
+        if i == 0 or s.op in self.ops.commutative:   # commutes, or target on the left
             line = self.p.augmented(target, uf, other_code)
             if line is not None:
                 return line
@@ -958,14 +973,24 @@ class _State:
         return self.p.into(uf, args, target)
 
 
-def _too_long(spine: list, inlined: set, excess: int) -> tuple[list, int] | None:
-    """`_State.out_too_long` for `in_place`'s steps (`spine`, bottom last) whose line into a
-    dead buffer is `excess` columns too long: where the bottom step has an inlined argument
-    of the steps' shape (spilled, it is a variable as large as the temporary it was; one of
-    fewer entries, broadcast, stays inlined and the line as it is), else None."""
+class TooLong(NamedTuple):
+    """Why `_State.in_place` declined: its line into a dead buffer is `excess` columns too
+    long, which spilling the arguments of the bottom of its steps (`spine`, bottom last)
+    would mend."""
+
+    spine: list
+    excess: int
+
+
+def _too_long(spine: list, inlined: set, excess: int) -> TooLong | None:
+    """What `in_place` returns for its steps (`spine`, bottom last) whose line into a dead
+    buffer is `excess` columns too long: a `TooLong` where the bottom step has an inlined
+    argument of the steps' shape (spilled, it is a variable as large as the temporary it
+    was; one of fewer entries, broadcast, stays inlined and the line as it is), else
+    None."""
     shape = spine[0].shape
     if any(id(a) in inlined and a.shape == shape for a in spine[-1].args):
-        return spine, excess
+        return TooLong(spine, excess)
     return None
 
 
@@ -1004,10 +1029,10 @@ def _fresh_bottom(st: _State, spine: list, shape: tuple) -> Node | None:
     a new array the steps may be computed in (an op with a form into a buffer, `OpDef.into`,
     that is no ufunc: a matrix product, so `h = x @ W; h += b` allocates once), when every
     step has its dtype; or None."""
-    into, inlined = st.ops.into, st.inlined
+    fresh_into, inlined = st.ops.fresh_into, st.inlined   # (called with st.ufunc the ops')
     for a in spine[-1].args:
-        if a.op in into and a.op not in st.ufunc and id(a) in inlined and \
-                a.shape == shape and not st.ops.is_view(a):
+        if a.op in fresh_into and id(a) in inlined and a.shape == shape \
+                and not st.ops.is_view(a):
             deps = st.deps(a)   # (the top step's inputs among its: every step's are)
             if st.input_names(spine[0]) <= deps or all(_same_dtype(st, s, deps, a)
                                                        for s in spine):
@@ -1027,12 +1052,22 @@ def _call_into(st: _State, n: Node, out: str) -> str:
     code = form(p, n, out) if form is not None else None
     if code is not None:
         return code
-    if REGISTRY[n.op].has("product") and n.args[0].is_const:
+    if n.op in st.ops.product and n.args[0].is_const:
         num, den = n.args[0].value.as_numer_denom()
         if den != 1 and num in (1, -1):
             text, _ = p.scalar(den * num)
             return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
     return p.into(st.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
+
+
+def _fits(st: _State, owner: Node, args: tuple) -> bool:
+    """Whether the buffer of `owner` has the dtype of each of `args` (a node's arguments,
+    one of which it usually is: its own dtype depends on the others)."""
+    others = [b for b in args if b is not owner]
+    if not others:
+        return True
+    owner_deps = st.deps(owner)
+    return all(_same_dtype(st, b, owner_deps, owner) for b in others)
 
 
 def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
@@ -1052,18 +1087,21 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
     """Whether the buffer of `owner` (whose dtype covers `owner_deps`) has the dtype of
     `b`'s value: `b` depends on no input it does not, or (with the float arguments of
     one dtype, rule `one_dtype_at_entry`) on no float input but those arguments and
-    its own, and `owner` is a float value of one of those arguments."""
-    if st.input_names(b) <= owner_deps:
+    its own, and `owner` is a float value of one of those arguments.
+
+    The inputs are told apart by their names, as `owner_deps` does (no two inputs of a
+    function share one), by `input_names`, which every statement asks for anyway (not
+    `dtype_sources`, a walk over every node of the function the first time): an input of
+    `b` neither one of those arguments nor `owner`'s must be an Index (`_State.int_inputs`:
+    the scheduler saw every input `b` reads), which is no dtype source."""
+    b_deps = st.input_names(b)
+    if b_deps <= owner_deps:
         return True
-    one = st.one_dtype
-    if not one or owner.dtype != "float":
+    names = st.one_dtype_names
+    if not names or owner.dtype != "float" or names.isdisjoint(st.input_names(owner)):
+        return False   # (the owner reads none of those arguments)
+    if not b_deps - owner_deps - names <= st.int_inputs:
         return False
-    own = dtype_sources(owner)
-    if not any(id(x) in one for x in own):
-        return False
-    for x in dtype_sources(b):
-        if id(x) not in one and x.attr("name") not in owner_deps:
-            return False
     st.one_dtype_used = True
     return True
 
