@@ -322,9 +322,12 @@ def loss_grad(
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp, hs_sum
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
+    del hs_sum
+    # (T, B, V); reuses hs_exp's buffer
+    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
+    np.subtract(dlogp, dhs_Why, out=dhs_Why)
+    del dlogp, dlogp_div, hs_exp
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
@@ -409,9 +412,12 @@ def loss_value_and_grad(
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp, hs_sum
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
+    del hs_sum
+    # (T, B, V); reuses hs_exp's buffer
+    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
+    np.subtract(dlogp, dhs_Why, out=dhs_Why)
+    del dlogp, dlogp_div, hs_exp
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
@@ -503,9 +509,12 @@ def loss_vjp(
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp, hs_sum
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
+    del hs_sum
+    # (T, B, V); reuses hs_exp's buffer
+    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
+    np.subtract(dlogp, dhs_Why, out=dhs_Why)
+    del dlogp, dlogp_div, hs_exp
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
@@ -617,9 +626,12 @@ def loss_jvp(
     del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
-    # (T, B, V)
-    tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
-    del hs_exp, hs_sum, ths_add
+    # (T, B, 1)
+    ths_div = np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
+    del hs_exp, hs_sum
+    # (T, B, V); reuses ths_add's buffer
+    tlogp = np.subtract(ths_add, ths_div, out=ths_add)
+    del ths_add, ths_div
     # tangent of line 15: return total / T
     tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue

@@ -395,8 +395,10 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     del log_p
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
-    tlog_p = XtW - np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, C)
-    del X_exp, X_sum, XtW
+    X_div = np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, 1)
+    del X_exp, X_sum
+    tlog_p = np.subtract(XtW, X_div, out=XtW)  # (N, C); reuses XtW's buffer
+    del X_div, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue

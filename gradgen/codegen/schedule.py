@@ -350,9 +350,10 @@ class _Scheduler:
                 if stmts is None:
                     if long or st.out_too_long:   # not a chain after all, or `out=` too long:
                         st.unread(arg_refs)       # spilled (then into the dead buffer)
-                        text, prec, last_origin, arg_refs = self._spill_for(
+                        text, prec, last_origin, arg_refs, long = self._spill_for(
                             n, text, prec, uses, long, last_origin, target)
                         stmts = None if long else st.in_place(n, target, refs, arg_refs)
+                        st.out_too_long = None   # (still too long: computed as it is)
                     if stmts is None:
                         stmts, expr = _plain(st, n, target, text)
             release = st.define(n, target, uses[nid], arg_refs)
@@ -371,17 +372,21 @@ class _Scheduler:
         found its line into a dead variable's buffer too long (`_State.out_too_long`), the
         arguments of its bottom step spilled and the steps above spelled again, so that
         `np.multiply(P_div, P_div_tie_split, out=P_div)` fits and makes no new array. The
-        code, its precedence, the comment state and the variables it reads (now read)."""
+        code, its precedence, the comment state, the variables it reads (now read) and
+        whether it is still `long` (a long line whose bottom step's arguments spilled may
+        fit and go into the dead buffer: `dlogp_div = ...`, then `np.multiply(dlogp_div,
+        hs_exp, out=hs_exp)`; else it is spilled to fit and computed as it is)."""
         st, refs = self.st, self.refs
+        if st.out_too_long:
+            text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin)
+            long = long and len(target) + len(text) + 7 > MAX_LINE
         if long:
             st.out_too_long = None
             text, prec, last_origin = _spill(n, text, prec, st, refs, uses, self.stmts,
                                              last_origin, self.label, MAX_LINE - 7 - len(target))
-        else:
-            text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin)
         arg_refs = tuple(name for a in n.args for name in refs[id(a)])
         st.read(arg_refs)
-        return text, prec, last_origin, arg_refs
+        return text, prec, last_origin, arg_refs, long
 
     def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin):
         """The arguments of the bottom of `in_place`'s steps (`_State.out_too_long`) spilled
@@ -906,10 +911,10 @@ class _State:
 def _too_long(spine: list, inlined: set, excess: int) -> tuple[list, int] | None:
     """`_State.out_too_long` for `in_place`'s steps (`spine`, bottom last) whose line into a
     dead buffer is `excess` columns too long: where the bottom step has an inlined argument
-    of the steps' shape (spilled, it is a variable as large as the temporary it was; one of
-    fewer entries, broadcast, stays inlined and the line as it is), else None."""
-    shape = spine[0].shape
-    if any(id(a) in inlined and a.shape == shape for a in spine[-1].args):
+    (spilled, it is a variable as large as the temporary it was, released after the
+    statement; a broadcast one, `dz.sum(axis=1)[:, None] / s`, is smaller than the
+    full-size temporary its spill saves), else None."""
+    if any(id(a) in inlined and not a.is_const for a in spine[-1].args):
         return spine, excess
     return None
 
