@@ -333,18 +333,20 @@ def loss_grad(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dhs[t] = dh_mul
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    dbh = dhs.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (dWxh, dWhh, dbh, dWhy, dby)
 
 
@@ -423,18 +425,20 @@ def loss_value_and_grad(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dhs[t] = dh_mul
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    dbh = dhs.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return value, (dWxh, dWhh, dbh, dWhy, dby)
 
 
@@ -520,18 +524,20 @@ def loss_vjp(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dhs[t] = dh_mul
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    dbh = dhs.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (g * dWxh, g * dWhh, g * dbh, g * dWhy, g * dby)
 
 
@@ -759,9 +765,10 @@ def loss_hvp(
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like
+    dh_muls = dhs  # reuses dhs's buffer
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
-        dh_add = dh + dhs[t]  # (B, H)
+        dh_add = dh + dh_muls[t]  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         h_steps_diff = h_steps_rows**2  # (B, H)
@@ -774,17 +781,17 @@ def loss_hvp(
         del dh_mul2, h_steps_diff
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
-        dhs[t] = dh_mul
+        dh_muls[t] = dh_mul
         dh = dh_mul @ Whh.T
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del h0_zeros_like, tdhs
+    del dhs, h0_zeros_like, tdhs
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     h_steps_matmul = np.transpose(h_steps[:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
     del h_steps
     # (T, H, H)
-    dh_muls_add = np.transpose(h_steps_dot[:T], (0, 2, 1)) @ dhs + h_steps_matmul
-    del dhs, h_steps_dot, h_steps_matmul
+    dh_muls_add = np.transpose(h_steps_dot[:T], (0, 2, 1)) @ dh_muls + h_steps_matmul
+    del dh_muls, h_steps_dot, h_steps_matmul
     # tangent of grad of line 11: for t in range(T):
     HvWhh = dh_muls_add.sum(axis=0)  # (H, H)
     del dh_muls_add

@@ -808,7 +808,7 @@ def loglik_hvp(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
-    dlogE_rows_dot = A_full
+    dlogE_rows_dot = A_full  # reuses A_full's buffer
     dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]

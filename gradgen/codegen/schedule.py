@@ -505,6 +505,7 @@ class _Scheduler:
         if copies:
             _uncopied(init, copies, finals, sched.st, order)
         body = _with_releases(_updated(sched, region, carried, node.phase), frozenset(carried))
+        _mark_reused(st, init, body.lines)
         p.dims_used |= inner.dims_used
         p.preludes.update(inner.preludes)
         st.assigned.update(c for c in carried if c not in borrowed)
@@ -1313,6 +1314,20 @@ def _uncopied(init: list[str], copies: dict[int, tuple], read: Callable[[int], b
         if line.partition(" = ")[0] not in body.overwritten and not read(i) \
                 and holder not in body.overwritten:   # (nor the one holding it already)
             init[k] = line
+
+
+def _mark_reused(st: _State, init: list[str], lines: list[str]) -> None:
+    """`dXWx = dhs  # reuses dhs's buffer`: an initial value (`init`, changed in place)
+    that is a variable of the function's own array, which the loop's body (`lines`)
+    writes into under the carried variable's name (a row, or `out=`), says so: a reader
+    sees that the loop overwrites that array (passes/loops.share_row_buffers)."""
+    for i, line in enumerate(init):
+        name, _, text = line.partition(" = ")
+        if not text.isidentifier() or text == name or text not in st.buffers:
+            continue
+        row, out = f"{name}[", f"out={name})"
+        if any(x.lstrip().startswith(row) or out in x for x in lines):
+            init[i] = f"{line}  # reuses {text}'s buffer"
 
 
 def _shared(st: _State, a: Node, text: str) -> bool:
