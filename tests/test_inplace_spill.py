@@ -2,8 +2,11 @@
 `out=` spills its bottom step's broadcast argument (`dhs_diff_div`, (T, N, 1)) and is
 computed in the dead buffer, not into two fresh full-size arrays (the backward of a
 batched log-softmax, as a recurrent model's output layer has it: rnn T=50 4.8 -> 4.1 MiB).
-The gradient is checked against a softmax cross-entropy written here; peak memory is
-counted by tracemalloc (allocations, not time)."""
+And a forward statement scheduled once for all the functions (`Forward`) is computed in
+its argument's buffer in a function that reads that argument no more (`f_grad` never
+computes log p, so `np.exp(hs_diff, out=hs_diff)`; `f_value_and_grad` still reads
+hs_diff after it). The gradient is checked against a softmax cross-entropy written here;
+peak memory is counted by tracemalloc (allocations, not time)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ def ce(hs: Param[T, N, H], Wy: Param[H, C], Y: Index[T, N]):
 
 @pytest.fixture(scope="module")
 def text():
-    return gradgen.compile_source(SOURCE, filename="ce.grad", modes=("grad",))
+    return gradgen.compile_source(SOURCE, filename="ce.grad", modes=("grad", "vjp"))
 
 
 def _data(T=20, N=16, H=8, C=50, dtype=np.float64):
@@ -77,3 +80,22 @@ def test_gradient_and_peak_memory(text, dtype):
     # 64 KiB ufunc buffer; the backward part holds hs_exp and dhs_diff only (it held two
     # more fresh arrays before: 4.5 full arrays)
     assert peak - base < 4.0 * full
+
+
+def _body(text, name):
+    return text[text.index(f"def {name}("):].split("\ndef ")[0]
+
+
+def test_forward_statement_into_its_dead_argument_per_function(text):
+    assert "hs_exp = np.exp(hs_diff)  # (T, N, C)\n" in _body(text, "ce_value_and_grad")
+    for name in ("ce_grad", "ce_vjp"):
+        assert "hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, N, C); reuses hs_diff's buffer" \
+            in _body(text, name), name
+    mod = load(text)
+    hs, Wy, Y = _data()
+    args = [a.copy() for a in (hs, Wy, Y)]
+    ref = _reference(hs, Wy, Y)
+    for scale, (dhs, dWy) in ((1.0, mod.ce_grad(*args)), (2.0, mod.ce_vjp(*args, 2.0))):
+        np.testing.assert_allclose(dhs, scale * ref[1], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(dWy, scale * ref[2], rtol=1e-12, atol=1e-15)
+    assert all(np.array_equal(a, b) for a, b in zip(args, (hs, Wy, Y)))   # (arguments intact)

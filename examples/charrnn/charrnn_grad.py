@@ -312,7 +312,7 @@ def loss_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)
@@ -503,7 +503,7 @@ def loss_vjp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)

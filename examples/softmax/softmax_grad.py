@@ -260,7 +260,7 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
@@ -343,7 +343,7 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
@@ -430,7 +430,7 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)

@@ -167,10 +167,12 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
     """The body of the scheduler's statements for `outputs`: of those before `start` (by
     default the forward part's) only the ones the rest needs, then `del`s."""
     stmts = sched.stmts
+    returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
     if forward is not None:
         n = len(forward.sched.stmts) if start is None else start
-        stmts = _live(stmts[:n], stmts[n:], outputs, sched.refs)
-    returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
+        own = stmts[n:]
+        stmts = _live(stmts[:n], own, outputs, sched.refs)
+        stmts = _into_dead_arguments(sched.st, stmts, len(stmts) - len(own), returned | keep)
     body = _with_releases(stmts, returned | keep)
     last = stmts[-1] if stmts else None
     if fold and last is not None and last.expr is not None and len(outputs) == 1 \
@@ -179,6 +181,39 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
     body.scheduler, body.forward, body.outputs = sched, forward, list(outputs)
     body.one_dtype = sched.st.one_dtype_used
     return body
+
+
+def _into_dead_arguments(st: _State, stmts: list[Statement], prefix: int,
+                         keep: frozenset) -> list[Statement]:
+    """`stmts` with each of the first `prefix` (the forward part's, scheduled once for all
+    the functions of an entry point, `Forward`) that applies a ufunc to one variable this
+    function reads no more computed in that variable's buffer: `hs_exp = np.exp(hs_diff,
+    out=hs_diff)` in `f_grad`, where `f` still reads `hs_diff` after it (for `logp`). The
+    variable is an array of the function's own (`_State.buffers`) of the result's shape
+    and dtype, not in `keep`, read by no later statement nor through a view (nor returned
+    through one). Not with a workspace (`workspace_flows` follows `_State.reused`)."""
+    if not st.ufunc or not prefix or st.ws:   # (a workspace's buffer never reaches a result)
+        return stmts
+    out = list(stmts)
+    bases = st.view_bases
+    read_after = set(keep).union(*(bases.get(r, ()) for r in keep))   # (returned views too)
+    for i in range(len(out) - 1, -1, -1):
+        s = out[i]
+        if i < prefix and s.expr is not None and len(s.reads) == 1 and len(s.lines) == 1:
+            a = s.reads[0]
+            n = st.var_node.get(s.target)
+            owner = st.buffers.get(a)
+            if n is not None and owner is not None and a not in read_after and \
+                    a not in keep and n.op in st.ufunc and len(n.args) == 1 and \
+                    st.p.code[id(n.args[0])][0] == a and owner.shape == n.shape and \
+                    s.lines[0] == f"{s.target} = {s.expr}{_shape_comment(n)}" and \
+                    _same_dtype(st, n, st.deps(owner), owner):
+                line = f"{s.target} = {_call_into(st, n, a)}{_shape_comment(n)}"
+                out[i] = s._replace(lines=[f"{line}; reuses {a}'s buffer"], expr=None)
+        for r in s.reads:
+            read_after.add(r)
+            read_after.update(bases.get(r, ()))
+    return out
 
 
 def workspace_flows(body: Body) -> set[int]:
