@@ -89,6 +89,9 @@ class Forward:
         self.sched = _Scheduler(printer, namer, names, keep, "grad", force=needed)
         self.sched.complete = False
         self.sched.run(order, uses)
+        # its statements a function may compute in their argument's buffer, found once
+        # (`_unary_statements`, `_into_dead_arguments`)
+        self.unary: list[tuple] | None = None
 
 
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
@@ -172,8 +175,12 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
         n = len(forward.sched.stmts) if start is None else start
         own = stmts[n:]
         stmts = _live(stmts[:n], own, outputs, sched.refs)
-        stmts = _into_dead_arguments(sched.st, stmts, len(stmts) - len(own), returned | keep)
-    body = _with_releases(stmts, returned | keep)
+        last_read = _last_reads(stmts)
+        stmts = _into_dead_arguments(sched.st, forward, stmts, len(stmts) - len(own),
+                                     returned | keep, last_read)
+        body = _with_releases(stmts, returned | keep, last_read)
+    else:
+        body = _with_releases(stmts, returned | keep)
     last = stmts[-1] if stmts else None
     if fold and last is not None and last.expr is not None and len(outputs) == 1 \
             and sched.refs[id(outputs[0])] == (last.target,):
@@ -183,37 +190,59 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
     return body
 
 
-def _into_dead_arguments(st: _State, stmts: list[Statement], prefix: int,
-                         keep: frozenset) -> list[Statement]:
-    """`stmts` with each of the first `prefix` (the forward part's, scheduled once for all
-    the functions of an entry point, `Forward`) that applies a ufunc to one variable this
-    function reads no more computed in that variable's buffer: `hs_exp = np.exp(hs_diff,
-    out=hs_diff)` in `f_grad`, where `f` still reads `hs_diff` after it (for `logp`). The
-    variable is an array of the function's own (`_State.buffers`) of the result's shape
-    and dtype, not in `keep`, read by no later statement nor through a view (nor returned
-    through one). Not with a workspace (`workspace_flows` follows `_State.reused`)."""
-    if not st.ufunc or not prefix or st.ws:   # (a workspace's buffer never reaches a result)
+def _into_dead_arguments(st: _State, forward: Forward, stmts: list[Statement], prefix: int,
+                         keep: frozenset, last_read: dict[str, int]) -> list[Statement]:
+    """`stmts` with each of the first `prefix` that is one of the forward part's (scheduled
+    once for all the functions of an entry point, `Forward`) applying a ufunc to one
+    variable this function reads no more computed in that variable's buffer: `hs_exp =
+    np.exp(hs_diff, out=hs_diff)` in `f_grad`, where `f` still reads `hs_diff` after it
+    (for `logp`). The variable is an array of the function's own (`_State.buffers`) of the
+    result's shape and dtype, not in `keep`, read by no later statement (`last_read`: the
+    index of each variable's last reader) nor through a view (nor returned through one).
+    Not with a workspace (`workspace_flows` follows `_State.reused`)."""
+    if not st.ufunc or st.ws or not prefix:
         return stmts
-    out = list(stmts)
-    bases = st.view_bases
-    read_after = set(keep).union(*(bases.get(r, ()) for r in keep))   # (returned views too)
-    for i in range(len(out) - 1, -1, -1):
-        s = out[i]
-        if i < prefix and s.expr is not None and len(s.reads) == 1 and len(s.lines) == 1:
-            a = s.reads[0]
-            n = st.var_node.get(s.target)
-            owner = st.buffers.get(a)
-            if n is not None and owner is not None and a not in read_after and \
-                    a not in keep and n.op in st.ufunc and len(n.args) == 1 and \
-                    st.p.code[id(n.args[0])][0] == a and owner.shape == n.shape and \
-                    s.lines[0] == f"{s.target} = {s.expr}{_shape_comment(n)}" and \
-                    _same_dtype(st, n, st.deps(owner), owner):
-                line = f"{s.target} = {_call_into(st, n, a)}{_shape_comment(n)}"
-                out[i] = s._replace(lines=[f"{line}; reuses {a}'s buffer"], expr=None)
-        for r in s.reads:
-            read_after.add(r)
-            read_after.update(bases.get(r, ()))
+    if forward.unary is None:
+        forward.unary = _unary_statements(st, forward.sched.stmts)
+    if not forward.unary:
+        return stmts
+    out = stmts
+    views_of = st.views_of
+    for s, a, n, one in forward.unary:
+        i = last_read.get(a)   # (the statement kept here, and the last to read `a`)
+        if i is None or i >= prefix or stmts[i] is not s or a in keep or any(
+                v in keep or last_read.get(v, -1) > i for v in views_of.get(a, ())):
+            continue
+        if one:   # (this function's arguments are made one dtype at entry: `_covers`)
+            st.one_dtype_used = True
+        line = f"{s.target} = {_call_into(st, n, a)}{_shape_comment(n)}"
+        if out is stmts:
+            out = list(stmts)
+        out[i] = s._replace(lines=[f"{line}; reuses {a}'s buffer"], expr=None)
     return out
+
+
+def _unary_statements(st: _State, stmts: list[Statement]) -> list[tuple]:
+    """The statements `target = ufunc(a)` of `stmts` where `a` is a variable holding an
+    array of the function's own of the result's shape and dtype: (statement, a, node,
+    whether that dtype relies on the arguments' one dtype, `_covers`)."""
+    found = []
+    buffers, var_node, ufunc, code = st.buffers, st.var_node, st.ufunc, st.p.code
+    used = st.one_dtype_used   # (asked here, not relied on: restored below)
+    for s in stmts:
+        if s.expr is None or len(s.reads) != 1 or len(s.lines) != 1:
+            continue
+        a = s.reads[0]
+        owner = buffers.get(a)
+        n = var_node.get(s.target)
+        if owner is None or n is None or n.op not in ufunc or len(n.args) != 1 or \
+                owner.shape != n.shape or code[id(n.args[0])][0] != a or \
+                s.lines[0] != f"{s.target} = {s.expr}{_shape_comment(n)}" or \
+                not _same_dtype(st, n, st.deps(owner), owner):
+            continue
+        found.append((s, a, n, not st.input_names(n) <= st.deps(owner)))
+    st.one_dtype_used = used
+    return found
 
 
 def workspace_flows(body: Body) -> set[int]:
@@ -1065,9 +1094,17 @@ def _views_fresh(st: _State, n: Node) -> bool:
         and not ops.is_view(a)
 
 
-def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
-    """Insert `del` after the last statement reading each array temporary."""
-    last_read = {name: i for i, st in enumerate(stmts) for name in st.reads}
+def _last_reads(stmts: list[Statement]) -> dict[str, int]:
+    """Each variable read by `stmts` -> the index of the last statement reading it."""
+    return {name: i for i, st in enumerate(stmts) for name in st.reads}
+
+
+def _with_releases(stmts: list[Statement], keep: frozenset,
+                   last_read: dict[str, int] | None = None) -> Body:
+    """Insert `del` after the last statement reading each array temporary (`last_read`:
+    `_last_reads(stmts)`, if worked out already)."""
+    if last_read is None:
+        last_read = _last_reads(stmts)
     releasable = {st.release for st in stmts}
     final = len(stmts) - 1
     dead_after: dict[int, list[str]] = {}
