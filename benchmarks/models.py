@@ -506,6 +506,46 @@ def rnn_ref_hoisted(X, Y, Wx, Wh, Wy, h0):
     return value, (X.reshape(-1, D).T @ dA2, hs[:-1].reshape(-1, H).T @ dA2, dWy)
 
 
+def rnn_ref_lowmem(X, Y, Wx, Wh, Wy, h0):
+    """The emitted `rnn_loss_value_and_grad`'s computation in a layout of hand-written
+    BPTT's peak memory (findings-models.md, "rnn T=50 peak memory"): X @ Wx written into
+    the rows h_steps fills, the value's entries gathered before exp (then exp in place),
+    the one-hot added into the softmax's buffer, dhs and dWh per step in the backward loop
+    and the row gradients written into the rows of h_steps it no longer reads. The design
+    target for the compiler; not timed by run.py."""
+    T, N, D = X.shape
+    H, C = Wx.shape[1], Wy.shape[1]
+    h_steps = np.empty((T + 1, N, H), dtype=np.result_type(X, Wx, Wh, h0))
+    h_steps[0] = h0
+    np.matmul(X, Wx, out=h_steps[1:])                 # XWx[t] in the row step t fills
+    h = h0
+    for t in range(T):
+        h = h @ Wh
+        h += h_steps[t + 1]
+        np.tanh(h, out=h)
+        h_steps[t + 1] = h
+    hs = h_steps[1:]
+    z = hs @ Wy
+    z -= z.max(axis=2, keepdims=True)
+    steps, rows = np.arange(T)[:, None], np.arange(N)
+    picked = z[steps, rows, Y]                         # before exp: z dies there
+    p = np.exp(z, out=z)
+    s = np.einsum("ijk->ij", p)[:, :, None]
+    value = -(picked - np.log(s[:, :, 0])).mean(axis=1).sum() / T
+    dz = np.multiply(p, 1 / (N * T * s), out=p)        # softmax / (N T), then minus one-hot
+    np.add.at(dz, (steps, rows, Y), -1 / (N * T))
+    dWy = hs.reshape(-1, H).T @ dz.reshape(-1, C)
+    dWh, dh, WyT = np.zeros_like(Wh), np.zeros_like(h0), Wy.T
+    for t in reversed(range(T)):
+        da = dz[t] @ WyT
+        da += dh
+        da *= 1 - h_steps[t + 1] ** 2
+        dWh += h_steps[t].T @ da                       # row t of h_steps still the state
+        h_steps[t + 1] = da                            # row t + 1 read for the last time
+        dh = da @ Wh.T
+    return value, (X.reshape(-1, D).T @ h_steps[1:].reshape(-1, H), dWh, dWy)
+
+
 # --------------------------------------------------------------------------- HMM (loop)
 
 

@@ -224,10 +224,13 @@ def test_hoisted_rnn_reference_agrees_with_bptt(suite):
     m = suite.MODELS["rnn"]
     args = suite.inputs(m, m.small, seed=6)
     value, grads = m.reference(*args)
-    h_value, h_grads = suite.rnn_ref_hoisted(*args)
-    np.testing.assert_allclose(h_value, value, rtol=1e-12)
-    for a, b in zip(h_grads, grads):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    for variant in (suite.rnn_ref_hoisted, suite.rnn_ref_lowmem):
+        before = [a.copy() for a in args]
+        h_value, h_grads = variant(*args)
+        np.testing.assert_allclose(h_value, value, rtol=1e-12)
+        for a, b in zip(h_grads, grads):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+        assert all(np.array_equal(a, b) for a, b in zip(args, before))
 
 
 # --------------------------------------------------------------------------- the held-out probe

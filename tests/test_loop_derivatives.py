@@ -441,7 +441,7 @@ def test_the_backward_loop_reads_as_code(sequences):
     assert grad.count("np.empty((T + 1, N, H)") == 1 and grad.count("[t + 1] = h\n") == 1
     # (the cotangent of rows 1 to T of h_steps read as it is, not padded with zeros
     # first: pass read_unpadded)
-    assert "zeros_like(h_steps" not in grad and "(dh + dhs[t])" in grad
+    assert "zeros_like(h_steps" not in grad and "(dh + dXWx[t])" in grad
     assert grad.count("    for t in range(T):\n") == 1 and grad.count("reversed(range(T))") == 1
     assert "rows_steps" not in grad   # (read for its shape only)
     for name in ("rnn_loss", "hmm_loglik", "lstm_states"):
@@ -459,8 +459,10 @@ def test_the_backward_loop_reads_as_code(sequences):
     # (the dtype the arguments promote to: computed once, read by each buffer)
     assert "    dtype = np.result_type(X, Wx, Wh, h0)\n" in grad
     # (the rows of the input projection's cotangent written into those of dhs just read,
-    # which nothing reads after the loop: pass share_row_buffers, no third (T, N, H) array)
-    assert "np.empty((T, N, H)" not in grad and "        dhs[t] = dh_mul\n" in grad
+    # which nothing reads after the loop: pass share_row_buffers, no third (T, N, H) array),
+    # under their own name: `dhs[t]` would read as the cotangent of hs after the loop
+    assert "np.empty((T, N, H)" not in grad and "        dXWx[t] = dh_mul\n" in grad
+    assert "    dXWx = dhs  # reuses dhs's buffer\n" in grad and "dhs[t]" not in grad
     # one dtype expression per function: the arguments are made one dtype at entry, so a
     # promotion of any of them (the loss's cotangent, of Wy too) or one's own dtype is it
     for fn in ("rnn_loss_grad", "rnn_loss_value_and_grad", "rnn_loss_vjp"):

@@ -512,7 +512,7 @@ def test_a_carried_argument_is_copied_only_where_that_is_needed():
     returned = code.split("def returned(")[1].split("\ndef ")[0]
     assert "    h = h0.copy()\n" in returned
     # b starts from the array a holds, and a step writes into a's buffer: b is a copy
-    assert "    a = u\n    b = u.copy()\n" in code.split("def shared(")[1]
+    assert "    a = u  # reuses u's buffer\n    b = u.copy()\n" in code.split("def shared(")[1]
     namespace: dict = {}
     exec(compile(code, "carried_grad.py", "exec"), namespace)
     rng = np.random.default_rng(0)

@@ -312,7 +312,7 @@ def loss_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)
@@ -322,26 +322,31 @@ def loss_grad(
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp, hs_sum
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
+    del hs_sum
+    # (T, B, V); reuses hs_exp's buffer
+    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
+    np.subtract(dlogp, dhs_Why, out=dhs_Why)
+    del dlogp, dlogp_div, hs_exp
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dhs[t] = dh_mul
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    dbh = dhs.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (dWxh, dWhh, dbh, dWhy, dby)
 
 
@@ -409,26 +414,31 @@ def loss_value_and_grad(
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp, hs_sum
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
+    del hs_sum
+    # (T, B, V); reuses hs_exp's buffer
+    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
+    np.subtract(dlogp, dhs_Why, out=dhs_Why)
+    del dlogp, dlogp_div, hs_exp
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dhs[t] = dh_mul
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    dbh = dhs.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return value, (dWxh, dWhh, dbh, dWhy, dby)
 
 
@@ -493,7 +503,7 @@ def loss_vjp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     steps = np.arange(T)[:, None]  # (T, 1)
@@ -503,26 +513,31 @@ def loss_vjp(
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
     del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    # (T, B, V)
-    dhs_Why = dlogp - np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum * hs_exp
-    del dlogp, hs_exp, hs_sum
+    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
+    del hs_sum
+    # (T, B, V); reuses hs_exp's buffer
+    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
+    np.subtract(dlogp, dhs_Why, out=dhs_Why)
+    del dlogp, dlogp_div, hs_exp
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-        dh_mul = (dh + dhs[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
+        dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
-        dhs[t] = dh_mul
+        dWxh_rows[t] = dh_mul
         dh = dh_mul @ Whh.T
-    dbh = dhs.sum(axis=(0, 1))  # (H,)
-    dWhh = h_steps[:T].reshape((B * T, H)).T @ dhs.reshape((B * T, H))  # (H, H)
+    del dhs
+    dbh = dWxh_rows.sum(axis=(0, 1))  # (H,)
+    dWhh = h_steps[:T].reshape((B * T, H)).T @ dWxh_rows.reshape((B * T, H))  # (H, H)
     del h_steps
     # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
-    dWxh = _scatter_add(dhs, (V, H), 0, x)  # (V, H)
+    dWxh = _scatter_add(dWxh_rows, (V, H), 0, x)  # (V, H)
     return (g * dWxh, g * dWhh, g * dbh, g * dWhy, g * dby)
 
 
@@ -617,9 +632,12 @@ def loss_jvp(
     del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
-    # (T, B, V)
-    tlogp = ths_add - np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
-    del hs_exp, hs_sum, ths_add
+    # (T, B, 1)
+    ths_div = np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
+    del hs_exp, hs_sum
+    # (T, B, V); reuses ths_add's buffer
+    tlogp = np.subtract(ths_add, ths_div, out=ths_add)
+    del ths_add, ths_div
     # tangent of line 15: return total / T
     tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
     return value, tvalue
@@ -747,9 +765,10 @@ def loss_hvp(
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like
+    dh_muls = dhs  # reuses dhs's buffer
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
-        dh_add = dh + dhs[t]  # (B, H)
+        dh_add = dh + dh_muls[t]  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)
         h_steps_diff = h_steps_rows**2  # (B, H)
@@ -762,17 +781,17 @@ def loss_hvp(
         del dh_mul2, h_steps_diff
         # tangent of grad of line 11: for t in range(T):
         dWxh_rows_dot[t] = dh_dot_diff
-        dhs[t] = dh_mul
+        dh_muls[t] = dh_mul
         dh = dh_mul @ Whh.T
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del h0_zeros_like, tdhs
+    del dhs, h0_zeros_like, tdhs
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     h_steps_matmul = np.transpose(h_steps[:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)
     del h_steps
     # (T, H, H)
-    dh_muls_add = np.transpose(h_steps_dot[:T], (0, 2, 1)) @ dhs + h_steps_matmul
-    del dhs, h_steps_dot, h_steps_matmul
+    dh_muls_add = np.transpose(h_steps_dot[:T], (0, 2, 1)) @ dh_muls + h_steps_matmul
+    del dh_muls, h_steps_dot, h_steps_matmul
     # tangent of grad of line 11: for t in range(T):
     HvWhh = dh_muls_add.sum(axis=0)  # (H, H)
     del dh_muls_add

@@ -450,7 +450,7 @@ def nll_hessian(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     log_risk_neg = np.negative(log_risk, out=log_risk)  # (N,); reuses log_risk's buffer
     del log_risk
     # (D, N)
-    event_mul = -event / N * _expscan(X.T, eta, log_risk_neg, axis=1, reverse=True)
+    deta_diff_mul = -event / N * _expscan(X.T, eta, log_risk_neg, axis=1, reverse=True)
     # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
     dlog_risk = event / N  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
@@ -458,7 +458,7 @@ def nll_hessian(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     del dlog_risk
     # grad of line 9: eta = X @ beta
     # (D, D)
-    X_matmul = (_expscan(event_mul, log_risk_neg, eta, axis=1) + dlog_risk_mul) @ X
-    del dlog_risk_mul, eta, event_mul, log_risk_neg
+    X_matmul = (_expscan(deta_diff_mul, log_risk_neg, eta, axis=1) + dlog_risk_mul) @ X
+    del deta_diff_mul, dlog_risk_mul, eta, log_risk_neg
     H = (X_matmul + lam * np.eye(D, dtype=beta.dtype)).T  # (D, D)
     return H

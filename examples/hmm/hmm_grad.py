@@ -230,14 +230,16 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     N = obs.shape[1]
     pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
-    logE = E_diff - np.log(np.exp(E_diff).sum(axis=0, keepdims=True))  # (M, K)
-    del E_diff
+    E_log = np.log(np.exp(E_diff).sum(axis=0, keepdims=True))  # (1, K)
+    logE = np.subtract(E_diff, E_log, out=E_diff)  # (M, K); reuses E_diff's buffer
+    del E_diff, E_log
     # (N, K)
     alpha = pi_diff - np.log(np.exp(pi_diff).sum(axis=0, keepdims=True)) + logE[obs[0]]
     del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
-    logA = A_diff - np.log(np.einsum("ij->i", np.exp(A_diff))[:, None])  # (K, K)
-    del A_diff
+    A_log = np.log(np.einsum("ij->i", np.exp(A_diff))[:, None])  # (K, 1)
+    logA = np.subtract(A_diff, A_log, out=A_diff)  # (K, K); reuses A_diff's buffer
+    del A_diff, A_log
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     for t in range(1, T):
@@ -819,7 +821,7 @@ def loglik_hvp(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
-    dlogE_rows_dot = A_full
+    dlogE_rows_dot = A_full  # reuses A_full's buffer
     dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
         # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
@@ -848,7 +850,7 @@ def loglik_hvp(
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
-    dalpha_div2 = dalpha.sum(axis=0).sum(axis=0, keepdims=True) / pi_sum  # (1,)
+    dpi_diff_div = dalpha.sum(axis=0).sum(axis=0, keepdims=True) / pi_sum  # (1,)
     # (N + N * (T - 1),)
     obs_joined = np.concatenate([obs[1:].reshape((N * (T - 1),)), obs[0]])
     # (N + N * (T - 1), K)
@@ -878,12 +880,12 @@ def loglik_hvp(
     tdalpha_sum = dalpha_dot.sum(axis=0)  # (K,)
     del dalpha_dot
     tdalpha_div = tdalpha_sum.sum(axis=0, keepdims=True) / pi_sum  # (1,)
-    tdalpha_diff = tdalpha_div - vpi_sum * dalpha_div2 / pi_sum  # (1,)
-    del pi_sum, tdalpha_div, vpi_sum
-    Hvpi = tdalpha_diff * pi_exp  # (K,)
-    Hvpi += dalpha_div2 * vpi_mul
+    pi_mul = (tdalpha_div - vpi_sum * dpi_diff_div / pi_sum) * pi_exp  # (K,)
+    del pi_exp, pi_sum, tdalpha_div, vpi_sum
+    Hvpi = dpi_diff_div * vpi_mul  # (K,)
+    Hvpi += pi_mul
     np.subtract(tdalpha_sum, Hvpi, out=Hvpi)
-    del dalpha_div2, pi_exp, tdalpha_diff, tdalpha_sum, vpi_mul
+    del dpi_diff_div, pi_mul, tdalpha_sum, vpi_mul
     # tangent of grad of line 10: logA = log_softmax(A, axis=1)
     tdlogA_div = np.einsum("ij->i", dlogA_dot)[:, None] / A_sum  # (K, 1)
     tdlogA_diff = tdlogA_div - vA_einsum * dlogA_div / A_sum  # (K, 1)

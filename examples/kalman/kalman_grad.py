@@ -576,7 +576,7 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     P = np.array(P0)
     Fs = np.empty((T,), dtype=dtype)
     vs = np.empty((T,), dtype=np.result_type(y, m0))
-    k_steps_dot = theta_full
+    k_steps_dot = theta_full  # reuses theta_full's buffer
     k_diff_steps_dot = theta_full.copy()
     Pp_steps_dot = theta_full.copy()
     m_dot = m0_zeros_like

@@ -260,7 +260,7 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
@@ -343,7 +343,7 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     arange = np.arange(N)  # (N,)
@@ -395,8 +395,10 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     del log_p
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
-    tlog_p = XtW - np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, C)
-    del X_exp, X_sum, XtW
+    X_div = np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, 1)
+    del X_exp, X_sum
+    tlog_p = np.subtract(XtW, X_div, out=XtW)  # (N, C); reuses XtW's buffer
+    del X_div, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue
@@ -428,7 +430,7 @@ def cost_hvp(X: Array, y: IntArray, W: Array, lam: Scalar, vW: Array) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)

@@ -352,6 +352,8 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
             a = a.args[0]
         if a.is_input or a in names:
             return f"{names.get(a) or a.attr('name')}_{base}"
+        if given and id(a) in given:   # a temporary named already (`dhs_diff_div`)
+            return f"{given[id(a)]}_{base}"
     label = _nearest_label(n, names)
     return f"{label}_{base}" if label else base
 

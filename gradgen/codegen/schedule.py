@@ -89,6 +89,9 @@ class Forward:
         self.sched = _Scheduler(printer, namer, names, keep, "grad", force=needed)
         self.sched.complete = False
         self.sched.run(order, uses)
+        # its statements a function may compute in their argument's buffer, found once
+        # (`_unary_statements`, `_into_dead_arguments`)
+        self.unary: list[tuple] | None = None
 
 
 def schedule(outputs: list[Node], names: dict, namer: Namer, printer: Printer,
@@ -167,11 +170,17 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
     """The body of the scheduler's statements for `outputs`: of those before `start` (by
     default the forward part's) only the ones the rest needs, then `del`s."""
     stmts = sched.stmts
+    returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
     if forward is not None:
         n = len(forward.sched.stmts) if start is None else start
-        stmts = _live(stmts[:n], stmts[n:], outputs, sched.refs)
-    returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
-    body = _with_releases(stmts, returned | keep)
+        own = stmts[n:]
+        stmts = _live(stmts[:n], own, outputs, sched.refs)
+        last_read = _last_reads(stmts)
+        stmts = _into_dead_arguments(sched.st, forward, stmts, len(stmts) - len(own),
+                                     returned | keep, last_read)
+        body = _with_releases(stmts, returned | keep, last_read)
+    else:
+        body = _with_releases(stmts, returned | keep)
     last = stmts[-1] if stmts else None
     if fold and last is not None and last.expr is not None and len(outputs) == 1 \
             and sched.refs[id(outputs[0])] == (last.target,):
@@ -179,6 +188,61 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
     body.scheduler, body.forward, body.outputs = sched, forward, list(outputs)
     body.one_dtype = sched.st.one_dtype_used
     return body
+
+
+def _into_dead_arguments(st: _State, forward: Forward, stmts: list[Statement], prefix: int,
+                         keep: frozenset, last_read: dict[str, int]) -> list[Statement]:
+    """`stmts` with each of the first `prefix` that is one of the forward part's (scheduled
+    once for all the functions of an entry point, `Forward`) applying a ufunc to one
+    variable this function reads no more computed in that variable's buffer: `hs_exp =
+    np.exp(hs_diff, out=hs_diff)` in `f_grad`, where `f` still reads `hs_diff` after it
+    (for `logp`). The variable is an array of the function's own (`_State.buffers`) of the
+    result's shape and dtype, not in `keep`, read by no later statement (`last_read`: the
+    index of each variable's last reader) nor through a view (nor returned through one).
+    Not with a workspace (`workspace_flows` follows `_State.reused`)."""
+    if not st.ufunc or st.ws or not prefix:
+        return stmts
+    if forward.unary is None:
+        forward.unary = _unary_statements(st, forward.sched.stmts)
+    if not forward.unary:
+        return stmts
+    out = stmts
+    views_of = st.views_of
+    for s, a, n, one in forward.unary:
+        i = last_read.get(a)   # (the statement kept here, and the last to read `a`)
+        if i is None or i >= prefix or stmts[i] is not s or a in keep or any(
+                v in keep or last_read.get(v, -1) > i for v in views_of.get(a, ())):
+            continue
+        if one:   # (this function's arguments are made one dtype at entry: `_covers`)
+            st.one_dtype_used = True
+        line = f"{s.target} = {_call_into(st, n, a)}{_shape_comment(n)}"
+        if out is stmts:
+            out = list(stmts)
+        out[i] = s._replace(lines=[f"{line}; reuses {a}'s buffer"], expr=None)
+    return out
+
+
+def _unary_statements(st: _State, stmts: list[Statement]) -> list[tuple]:
+    """The statements `target = ufunc(a)` of `stmts` where `a` is a variable holding an
+    array of the function's own of the result's shape and dtype: (statement, a, node,
+    whether that dtype relies on the arguments' one dtype, `_covers`)."""
+    found = []
+    buffers, var_node, ufunc, code = st.buffers, st.var_node, st.ufunc, st.p.code
+    used = st.one_dtype_used   # (asked here, not relied on: restored below)
+    for s in stmts:
+        if s.expr is None or len(s.reads) != 1 or len(s.lines) != 1:
+            continue
+        a = s.reads[0]
+        owner = buffers.get(a)
+        n = var_node.get(s.target)
+        if owner is None or n is None or n.op not in ufunc or len(n.args) != 1 or \
+                owner.shape != n.shape or code[id(n.args[0])][0] != a or \
+                s.lines[0] != f"{s.target} = {s.expr}{_shape_comment(n)}" or \
+                not _same_dtype(st, n, st.deps(owner), owner):
+            continue
+        found.append((s, a, n, not st.input_names(n) <= st.deps(owner)))
+    st.one_dtype_used = used
+    return found
 
 
 def workspace_flows(body: Body) -> set[int]:
@@ -352,10 +416,10 @@ class _Scheduler:
                     # long (a `TooLong`): spilled, then computed into the buffer
                     if long or stmts is not None:
                         st.unread(arg_refs)
-                        text, prec, last_origin, arg_refs = self._spill_for(
-                            n, text, prec, uses, None if long else stmts, last_origin, target)
+                        text, prec, last_origin, arg_refs, long = self._spill_for(
+                            n, text, prec, uses, long, stmts, last_origin, target)
                         stmts = None if long else st.in_place(n, target, refs, arg_refs)
-                    if not isinstance(stmts, list):
+                    if not isinstance(stmts, list):   # (still too long: computed as it is)
                         stmts, expr = _plain(st, n, target, text, axis_first.get(nid))
             release = st.define(n, target, uses[nid], arg_refs)
             refs[nid] = (target,)
@@ -377,24 +441,28 @@ class _Scheduler:
         if n.is_input and n.dtype == INT:
             self.st.int_inputs.add(n.attr("name"))
 
-    def _spill_for(self, n: Node, text: str, prec: int, uses, too_long: TooLong | None,
-                   last_origin, target: str):
-        """`n`'s code shortened (`_spill`): a long line (`too_long` None) to fit; else,
-        where `in_place` found its line into a dead variable's buffer too long
-        (`too_long`, what it returned), the arguments of its bottom step spilled and the
-        steps above spelled again, so that `np.multiply(P_div, P_div_tie_split, out=P_div)`
-        fits and makes no new array. The code, its precedence, the comment state and the
-        variables it reads (now read)."""
+    def _spill_for(self, n: Node, text: str, prec: int, uses, long: bool,
+                   too_long: TooLong | None, last_origin, target: str):
+        """`n`'s code shortened (`_spill`): a `long` line to fit; where `in_place` found
+        its line into a dead variable's buffer too long (`too_long`, what it returned),
+        first the arguments of its bottom step spilled and the steps above spelled again,
+        so that `np.multiply(P_div, P_div_tie_split, out=P_div)` fits and makes no new
+        array. The code, its precedence, the comment state, the variables it reads (now
+        read) and whether it is still `long` (a long line whose bottom step's arguments
+        spilled may fit and go into the dead buffer: `dlogp_div = ...`, then
+        `np.multiply(dlogp_div, hs_exp, out=hs_exp)`; else it is spilled to fit and
+        computed as it is)."""
         st, refs = self.st, self.refs
-        if too_long is None:
-            text, prec, last_origin = _spill(n, text, prec, st, refs, uses, self.stmts,
-                                             last_origin, self.label, MAX_LINE - 7 - len(target))
-        else:
+        if too_long is not None:
             text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin,
                                                          too_long)
+            long = long and len(target) + len(text) + 7 > MAX_LINE
+        if long:
+            text, prec, last_origin = _spill(n, text, prec, st, refs, uses, self.stmts,
+                                             last_origin, self.label, MAX_LINE - 7 - len(target))
         arg_refs = tuple(name for a in n.args for name in refs[id(a)])
         st.read(arg_refs)
-        return text, prec, last_origin, arg_refs
+        return text, prec, last_origin, arg_refs, long
 
     def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin,
                       too_long: TooLong):
@@ -514,6 +582,7 @@ class _Scheduler:
         if copies:
             _uncopied(init, copies, finals, sched.st, order)
         body = _with_releases(_updated(sched, region, carried, node.phase), frozenset(carried))
+        _mark_reused(st, init, body.lines)
         p.dims_used |= inner.dims_used
         p.preludes.update(inner.preludes)
         st.assigned.update(c for c in carried if c not in borrowed)
@@ -985,11 +1054,10 @@ class TooLong(NamedTuple):
 def _too_long(spine: list, inlined: set, excess: int) -> TooLong | None:
     """What `in_place` returns for its steps (`spine`, bottom last) whose line into a dead
     buffer is `excess` columns too long: a `TooLong` where the bottom step has an inlined
-    argument of the steps' shape (spilled, it is a variable as large as the temporary it
-    was; one of fewer entries, broadcast, stays inlined and the line as it is), else
-    None."""
-    shape = spine[0].shape
-    if any(id(a) in inlined and a.shape == shape for a in spine[-1].args):
+    argument (spilled, it is a variable as large as the temporary it was, released after
+    the statement; a broadcast one, `dz.sum(axis=1)[:, None] / s`, is smaller than the
+    full-size temporary its spill saves), else None."""
+    if any(id(a) in inlined and not a.is_const for a in spine[-1].args):
         return TooLong(spine, excess)
     return None
 
@@ -1117,9 +1185,17 @@ def _views_fresh(st: _State, n: Node) -> bool:
         and not ops.is_view(a)
 
 
-def _with_releases(stmts: list[Statement], keep: frozenset) -> Body:
-    """Insert `del` after the last statement reading each array temporary."""
-    last_read = {name: i for i, st in enumerate(stmts) for name in st.reads}
+def _last_reads(stmts: list[Statement]) -> dict[str, int]:
+    """Each variable read by `stmts` -> the index of the last statement reading it."""
+    return {name: i for i, st in enumerate(stmts) for name in st.reads}
+
+
+def _with_releases(stmts: list[Statement], keep: frozenset,
+                   last_read: dict[str, int] | None = None) -> Body:
+    """Insert `del` after the last statement reading each array temporary (`last_read`:
+    `_last_reads(stmts)`, if worked out already)."""
+    if last_read is None:
+        last_read = _last_reads(stmts)
     releasable = {st.release for st in stmts}
     final = len(stmts) - 1
     dead_after: dict[int, list[str]] = {}
@@ -1401,6 +1477,20 @@ def _uncopied(init: list[str], copies: dict[int, tuple], read: Callable[[int], b
         if line.partition(" = ")[0] not in body.overwritten and not read(i) \
                 and holder not in body.overwritten:   # (nor the one holding it already)
             init[k] = line
+
+
+def _mark_reused(st: _State, init: list[str], lines: list[str]) -> None:
+    """`dXWx = dhs  # reuses dhs's buffer`: an initial value (`init`, changed in place)
+    that is a variable of the function's own array, which the loop's body (`lines`)
+    writes into under the carried variable's name (a row, or `out=`), says so: a reader
+    sees that the loop overwrites that array (passes/loops.share_row_buffers)."""
+    for i, line in enumerate(init):
+        name, _, text = line.partition(" = ")
+        if not text.isidentifier() or text == name or text not in st.buffers:
+            continue
+        row, out = f"{name}[", f"out={name})"
+        if any(x.lstrip().startswith(row) or out in x for x in lines):
+            init[i] = f"{line}  # reuses {text}'s buffer"
 
 
 def _shared(st: _State, a: Node, text: str) -> bool:

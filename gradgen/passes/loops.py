@@ -385,10 +385,9 @@ def share_row_buffers(graph: Graph) -> Graph:
         c = len(body.outputs)
         new_in = {}
         args = list(n.args)
-        for k, j in found:   # (B's reads: rows of A, named as B: `dhs[t] = dh_mul`)
-            x = body.inputs[1 + k]
-            name = graph.names.get(n.args[j]) or body.inputs[1 + j].attr("name")
-            a = make("input", **{**x.kw, "name": name})
+        for k, j in found:   # (B's reads: rows of A, under A's name: `dXWx = dhs`,
+            x = body.inputs[1 + k]   # then `dXWx[t] = dh_mul`, not `dhs[t] = dh_mul`)
+            a = make("input", **x.kw)
             new_in[id(body.inputs[1 + j])] = new_in[id(x)] = a
             args[k] = n.args[j]
         new = _substituted(topo_order(body.outputs), new_in)
