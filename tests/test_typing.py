@@ -33,9 +33,13 @@ def test_package_ships_py_typed():
 
 
 def test_emitted_modules_pass_mypy(tmp_path):
+    """With mypy's incremental cache in the checkout's `.mypy_cache` (git ignores it, and
+    it is mypy's own default): a module is checked again whenever its text changes, and
+    the NumPy stubs, most of a run's cost, are read once (4.6 s of CPU cold, 0.25 s
+    warm). A fresh clone pays the cold run once."""
     pytest.importorskip("mypy", reason="mypy is in the 'test' extra")
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), *MODULES],
+        [sys.executable, "-m", "mypy", "--cache-dir", str(ROOT / ".mypy_cache"), *MODULES],
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"no issues found in {len(MODULES)} source files" in proc.stdout

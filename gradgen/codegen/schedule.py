@@ -21,6 +21,7 @@ it never overwrites; the loop's `part`s are then the carried variables.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -303,7 +304,11 @@ class _Scheduler:
         # arguments of the function are left out: they are never released or overwritten)
         self.refs: dict[int, tuple] = {}
         self.last_origin = None
-        printer.schedule_region = self.region   # a loop's body: scheduled like the rest
+        # a loop's body: scheduled like the rest (through a weak reference: the printer
+        # holding this scheduler would make a reference cycle of every function's
+        # scheduling state, freed only by a full pass of the garbage collector)
+        me = weakref.ref(self)
+        printer.schedule_region = lambda node, body: me().region(node, body)
         # the nodes of the walk in progress, and whether no node outside them reads one of
         # them (not so for the forward part the functions of an entry point continue:
         # those of their nodes it does not schedule read the nodes of `force`)
