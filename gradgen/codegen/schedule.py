@@ -448,15 +448,10 @@ class _Scheduler:
 
     def _spill_for(self, n: Node, text: str, prec: int, uses, long: bool,
                    too_long: TooLong | None, last_origin, target: str):
-        """`n`'s code shortened (`_spill`): a `long` line to fit; where `in_place` found
-        its line into a dead variable's buffer too long (`too_long`, what it returned),
-        first the arguments of its bottom step spilled and the steps above spelled again,
-        so that `np.multiply(P_div, P_div_tie_split, out=P_div)` fits and makes no new
-        array. The code, its precedence, the comment state, the variables it reads (now
-        read) and whether it is still `long` (a long line whose bottom step's arguments
-        spilled may fit and go into the dead buffer: `dlogp_div = ...`, then
-        `np.multiply(dlogp_div, hs_exp, out=hs_exp)`; else it is spilled to fit and
-        computed as it is)."""
+        """`n`'s code shortened (`_spill`), the comment state, the variables it reads (now
+        read) and whether it is still `long`: where `in_place` found its line into a dead
+        buffer too long (`too_long`), first the arguments of its bottom step spilled (then
+        `np.multiply(dlogp_div, hs_exp, out=hs_exp)` may fit); a `long` line to fit."""
         st, refs = self.st, self.refs
         if too_long is not None:
             text, prec, last_origin = self._spill_bottom(n, text, prec, uses, last_origin,
