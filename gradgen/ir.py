@@ -133,10 +133,11 @@ _SLOT_SETTERS = tuple(Node.__dict__[s].__set__ for s in (
 
 
 def _apply(operator: str, *args: Node, **attrs) -> Node:
-    op = (_current[-1] if _current else builder()).operators.get(operator)
+    b = _current[-1] if _current else builder()
+    op = b.operators.get(operator)
     if op is None:
         raise InternalError(f"the op table has no op for the operator {operator!r}")
-    return make(op, *args, **attrs)
+    return _make(b, op, args, attrs)
 
 
 def _lift(x) -> Node:
@@ -270,15 +271,21 @@ def carry_names(old: Node, new: Node, names: dict | None = None) -> None:
 def make(op: str, *args: Node, **attrs) -> Node:
     """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the builder's
     rewrite hook had its say (so every node `make` returns is a fixed point of it)."""
-    b = _current[-1] if _current else builder()
+    return _make(_current[-1] if _current else builder(), op, args, attrs)
+
+
+def _make(b: Builder, op: str, args: tuple, attrs: dict) -> Node:
+    """`make` in the builder `b` (the Node operators call it directly: one frame less on
+    the path every node takes)."""
     opdef = b.ops.get(op)
     if opdef is None:
         raise InternalError(f"unknown operation {op!r}")
-    b.work += 1
-    if b.limit is not None and b.work > b.limit:
+    work = b.work = b.work + 1
+    if b.limit is not None and work > b.limit:
         raise WorkLimit(f"more than {b.limit:,} units of work")
-    if b.rewrite is not None:
-        simpler = b.rewrite(opdef, args, attrs)
+    rewrite = b.rewrite
+    if rewrite is not None:
+        simpler = rewrite(opdef, args, attrs)
         if simpler is not None:
             return simpler
     return _intern(b, opdef, op, args, attrs)
@@ -302,15 +309,16 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
     # The interning key of a node: equal keys, one node (nodes hash and compare by
     # identity, so the arguments themselves are the key, with no call to id).
     key = (op, args, items)
-    node = b.table.get(key)
+    table = b.table
+    node = table.get(key)
     if node is None:
-        shape, dtype = opdef.infer(args, attrs)
-        b.serial += 1
+        shape, dtype = opdef.infer(args, attrs)   # (shape: a tuple)
+        serial = b.serial = b.serial + 1
         leaf = b.leaves.get(op)
         if leaf is None:
             leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
-        node = Node(op, args, items, tuple(shape), dtype, b.origin, b.phase, b.serial, *leaf)
-        b.table[key] = node
+        node = table[key] = Node(op, args, items, shape, dtype, b.origin, b.phase, serial,
+                                 *leaf)
     return node
 
 

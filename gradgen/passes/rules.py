@@ -103,7 +103,18 @@ class RuleEngine:
         self.log = _recording[-1] if _recording else None
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
-        calls = self._lookup(opdef.name, args)
+        # self._lookup(opdef.name, args), inline: every node made comes here
+        table = self._calls.get(opdef.name)
+        if table is None:
+            return None
+        k = len(args)
+        key = (args[0].op, args[1].op) if k == 2 else (args[0].op,) if k == 1 \
+            else tuple([a.op for a in args])
+        calls = table.get(key)
+        if calls is None:
+            calls = table[key] = self._candidates(opdef.name, key)
+        if CHECK_INDEX:
+            calls = self._checked(opdef.name, key, calls)
         if not calls:
             return None
         depth = self.depth + 1
