@@ -928,7 +928,7 @@ def spd_logdet_by_factor(a):
     return make_as_is("mul", const(2), make_as_is("sum", d, axes=(0,), keepdims=False))
 
 
-@rewrite("mul", tag="lower", inspects=("mul", "add"))
+@rewrite("mul", tag="lower", operands=(("const",), ("mul", "add")))
 def half_spd_logdet(a, b):
     """Half the log-determinant lowered from the factor is the sum it came from:
     `0.5 * (2 * sum(log(diag(L))))` is `sum(log(diag(L)))`, and `0.5 * (x + 2 * that)` is

@@ -176,9 +176,7 @@ class RuleEngine:
     def _candidates(self, op: str, arg_ops: tuple) -> tuple:
         """(rule, its function) for the rules of `op` that may apply to arguments of these
         ops, in order."""
-        ops = set(arg_ops)
-        return tuple((r, r.fn) for r in self.rules[op]
-                     if r.inspects is None or not r.inspects.isdisjoint(ops))
+        return tuple((r, r.fn) for r in self.rules[op] if r.fits(arg_ops))
 
     def _checked(self, op: str, arg_ops: tuple, calls: tuple) -> tuple:
         """Every rule of `op`, each one not in `calls` (those chosen for arguments of these
@@ -197,7 +195,8 @@ class RuleEngine:
                 if rule.fn(*args, **attrs) is not None:
                     raise InternalError(
                         f"rule {rule.name!r} applies to {op}({', '.join(a.op for a in args)}) "
-                        f"but its inspects={sorted(rule.inspects or ())} leaves it out")
+                        f"but its inspects={sorted(rule.inspects or ())} or operands="
+                        f"{_fmt_operands(rule.operands)} leaves it out")
             return fn
         return tuple((r, fn if r.name in chosen else guard(r))
                      for r, fn in ((r, r.fn) for r in self.rules[op]))
@@ -206,6 +205,11 @@ class RuleEngine:
         origin = builder().origin
         self.log.append(Firing(rule, origin.line if origin else None,
                                origin.text if origin else ""))
+
+
+def _fmt_operands(operands) -> str:
+    return "None" if operands is None else \
+        "(" + ", ".join("any" if o is None else "|".join(sorted(o)) for o in operands) + ")"
 
 
 def _cycle_error(chain: list[str]) -> InternalError:
