@@ -24,6 +24,7 @@ from .errors import InternalError, WorkLimit
 
 __all__ = [
     "Builder",
+    "ById",
     "Graph",
     "Node",
     "Origin",
@@ -458,27 +459,39 @@ def memoised(name: str, rule) -> Callable[[Node], object]:
     return value
 
 
-def unvisited(root: Node, done: Container[int]) -> list[Node]:
-    """The nodes `root` needs whose ids are not in `done`, arguments first (an iterative
-    post-order walk that stops at nodes in `done`, so deep graphs are fine)."""
-    if id(root) in done:
+def unvisited(root: Node, done: Container[Node]) -> list[Node]:
+    """The nodes `root` needs that are not in `done`, arguments first (an iterative
+    post-order walk that stops at nodes in `done`, so deep graphs are fine). Nodes hash by
+    identity: `done` holds the nodes themselves (`ById` adapts a table keyed by ids)."""
+    if root in done:
         return []
     order: list[Node] = []
-    seen = {id(root)}
+    seen = {root}
     stack = [(root, iter(root.args))]
     add, push, pop, append = seen.add, stack.append, stack.pop, order.append
     while stack:
         n, it = stack[-1]
         for a in it:
-            aid = id(a)
-            if aid not in done and aid not in seen:
-                add(aid)
+            if a not in done and a not in seen:
+                add(a)
                 push((a, iter(a.args)))
                 break
         else:
             pop()
             append(n)
     return order
+
+
+class ById:
+    """A table keyed by node ids seen as a container of nodes (for `unvisited`)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Container[int]):
+        self.table = table
+
+    def __contains__(self, node: object) -> bool:
+        return id(node) in self.table
 
 
 @dataclass(frozen=True)

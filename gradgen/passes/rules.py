@@ -238,8 +238,8 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
         engine = b.memo[("rule_engine", tags)] = RuleEngine(b.ops, tags)
     if not engine.rules:
         return graph
-    # id(node) -> its fixed point, for this builder's nodes (the table keeps them alive).
-    done: dict[int, Node] = b.memo.setdefault(("rule_fixed_points", tags), {})
+    # node -> its fixed point, for this builder's nodes.
+    done: dict[Node, Node] = b.memo.setdefault(("rule_fixed_points", tags), {})
     readers = _Readers(graph) if "lower" in tags else None
     saved = b.memo.get(READERS)
     b.memo[READERS] = readers
@@ -248,11 +248,11 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
             _fixed_point(engine, out, done, (), readers)
     finally:
         b.memo[READERS] = saved
-    outputs = [done[id(o)] for o in graph.outputs]
+    outputs = [done[o] for o in graph.outputs]
     names = dict(graph.names)
     changed = False
     for n in graph.order:
-        m = done[id(n)]
+        m = done[n]
         if m is not n:
             changed = True
             carry_names(n, m, names)
@@ -310,20 +310,19 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple,
     has_rules = engine._calls   # (the ops with rules of these tags)
     lookup = engine._lookup
     for n in unvisited(root, done):
-        nid = id(n)
-        if nid in done:   # reached by a nested call meanwhile
+        if n in done:   # reached by a nested call meanwhile
             continue
         n_args = n.args
         same = True   # every argument its own fixed point
         for a in n_args:
-            if done[id(a)] is not a:
+            if done[a] is not a:
                 same = False
                 break
         # (so is the node then, when no rule of these tags may apply to it)
         if same and (n.op not in has_rules or not lookup(n.op, n_args)):
-            done[nid] = n
+            done[n] = n
             continue
-        args = tuple([done[id(a)] for a in n_args])
+        args = tuple([done[a] for a in n_args])
         # b.at(origin=n.origin, phase=n.phase), without a context manager per node
         saved = b.origin, b.phase
         if n.origin is not None:
@@ -331,17 +330,17 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple,
         b.phase = n.phase
         try:
             m = n if same else make_as_is(n.op, *args, **n.kw)
-            if id(m) in done:
-                done[nid] = done[id(m)]
+            if m in done:
+                done[n] = done[m]
                 continue
             if readers is not None and m is not n:
-                readers.inherit(id(m), nid)
+                readers.inherit(id(m), id(n))
             out = engine(b.ops[m.op], m.args, m.kw)
             if out is not None:
                 out = _fixed_point(engine, out, done, chain + (engine.fired.name,), readers)
         finally:
             b.origin, b.phase = saved
-        done[nid] = done[id(m)] = m if out is None else out
+        done[n] = done[m] = m if out is None else out
         if readers is not None and out is not None:
-            readers.inherit(id(out), nid)
-    return done[id(root)]
+            readers.inherit(id(out), id(n))
+    return done[root]
