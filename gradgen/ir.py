@@ -54,8 +54,8 @@ class Origin:
 class _Fields:
     """The fields of a node, as slots (a `Node` adds the guard against assignment)."""
 
-    __slots__ = ("args", "attrs", "dtype", "is_const", "is_input", "op", "origin", "phase",
-                 "serial", "shape")
+    __slots__ = ("args", "attrs", "dtype", "is_const", "is_input", "ndim", "op", "origin",
+                 "phase", "serial", "shape")
 
 
 class _Unfrozen(_Fields):
@@ -77,11 +77,12 @@ class Node(_Fields):
         # (one call per slot: a node is made hundreds of thousands of times a compilation;
         # the slots' own setters, `_SLOT_SETTERS`, skip object.__setattr__'s name lookup)
         s_op, s_args, s_attrs, s_shape, s_dtype, s_origin, s_phase, s_serial, s_const, \
-            s_input = _SLOT_SETTERS
+            s_input, s_ndim = _SLOT_SETTERS
         s_op(self, op)
         s_args(self, args)
         s_attrs(self, attrs)
         s_shape(self, shape)
+        s_ndim(self, len(shape))
         s_dtype(self, dtype)
         s_origin(self, origin)
         s_phase(self, phase)
@@ -105,10 +106,6 @@ class Node(_Fields):
         return dict(self.attrs)
 
     @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
     def regions(self) -> tuple[Region, ...]:
         """The regions (bodies) this node holds, in attribute order; most nodes hold none."""
         return tuple(v for _, v in self.attrs if isinstance(v, Region))
@@ -124,16 +121,17 @@ class Node(_Fields):
 
     # Arithmetic builds nodes, so derivative rules read like the maths they encode: the op
     # of each Python operator is the one the op table declares for it (`OpDef.operator`).
-    def __add__(self, other): return _apply("+", self, _lift(other))
-    def __radd__(self, other): return _apply("+", _lift(other), self)
-    def __sub__(self, other): return _apply("-", self, _lift(other))
-    def __rsub__(self, other): return _apply("-", _lift(other), self)
-    def __mul__(self, other): return _apply("*", self, _lift(other))
-    def __rmul__(self, other): return _apply("*", _lift(other), self)
-    def __truediv__(self, other): return _apply("/", self, _lift(other))
-    def __rtruediv__(self, other): return _apply("/", _lift(other), self)
-    def __pow__(self, other): return _apply("**", self, _lift(other))
-    def __matmul__(self, other): return _apply("@", self, other)
+    def __add__(self, other): return _binary("+", self, _lift(other))
+    def __radd__(self, other): return _binary("+", _lift(other), self)
+    def __sub__(self, other): return _binary("-", self, _lift(other))
+    def __rsub__(self, other): return _binary("-", _lift(other), self)
+    def __mul__(self, other):   # (the most common: `_lift` inline)
+        return _binary("*", self, other if isinstance(other, Node) else const(other))
+    def __rmul__(self, other): return _binary("*", _lift(other), self)
+    def __truediv__(self, other): return _binary("/", self, _lift(other))
+    def __rtruediv__(self, other): return _binary("/", _lift(other), self)
+    def __pow__(self, other): return _binary("**", self, _lift(other))
+    def __matmul__(self, other): return _binary("@", self, other)
     def __neg__(self): return _apply("-x", self)
 
     @property
@@ -142,7 +140,8 @@ class Node(_Fields):
 
 
 _SLOT_SETTERS = tuple(_Fields.__dict__[s].__set__ for s in (
-    "op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial", "is_const", "is_input"))
+    "op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial", "is_const", "is_input",
+    "ndim"))
 _set_class = object.__setattr__
 
 
@@ -157,6 +156,7 @@ def _new_node(op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype
     n.args = args
     n.attrs = attrs
     n.shape = shape
+    n.ndim = len(shape)   # (a field, not a property: the rules ask it of most nodes)
     n.dtype = dtype
     n.origin = origin
     n.phase = phase
@@ -173,6 +173,15 @@ def _apply(operator: str, *args: Node, **attrs) -> Node:
     if op is None:
         raise InternalError(f"the op table has no op for the operator {operator!r}")
     return _make(b, op, args, attrs)
+
+
+def _binary(operator: str, a: Node, b: Node) -> Node:
+    """`_apply` of a binary operator (no argument tuple packed and unpacked)."""
+    bld = _current[-1] if _current else builder()
+    op = bld.operators.get(operator)
+    if op is None:
+        raise InternalError(f"the op table has no op for the operator {operator!r}")
+    return _make(bld, op, (a, b), {})
 
 
 def _lift(x) -> Node:
