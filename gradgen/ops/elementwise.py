@@ -44,8 +44,12 @@ def _bshape(args, **_):
             return first
         if not first:
             return other
-        if len(other) == len(first) and all(x is y for x, y in zip(first, other)):
-            return first
+        if len(other) == len(first):   # (a loop, not all() over a generator)
+            for x, y in zip(first, other):
+                if x is not y:
+                    break
+            else:
+                return first
     return broadcast(*(a.shape for a in args))
 
 
