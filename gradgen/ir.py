@@ -391,8 +391,10 @@ def topo_order(roots: Iterable[Node]) -> list[Node]:
             for a in it:
                 if a not in seen:
                     add(a)
-                    push((a, iter(a.args)))
-                    break
+                    if a.args:
+                        push((a, iter(a.args)))
+                        break
+                    append(a)   # a leaf: done at once (as pushing and popping it would)
             else:
                 pop()
                 append(node)
@@ -483,8 +485,10 @@ def unvisited(root: Node, done: Container[Node]) -> list[Node]:
         for a in it:
             if a not in done and a not in seen:
                 add(a)
-                push((a, iter(a.args)))
-                break
+                if a.args:
+                    push((a, iter(a.args)))
+                    break
+                append(a)   # a leaf: done at once (as pushing and popping it would)
         else:
             pop()
             append(n)
