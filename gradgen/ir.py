@@ -24,6 +24,7 @@ from .errors import InternalError, WorkLimit
 
 __all__ = [
     "Builder",
+    "ById",
     "Graph",
     "Node",
     "Origin",
@@ -50,11 +51,23 @@ class Origin:
 
 
 
-class Node:
+class _Fields:
+    """The fields of a node, as slots (a `Node` adds the guard against assignment)."""
+
+    __slots__ = ("args", "attrs", "dtype", "is_const", "is_input", "ndim", "op", "origin",
+                 "phase", "serial", "shape")
+
+
+class _Unfrozen(_Fields):
+    """A node being filled in by `_new_node` (plain stores: no guard to go through)."""
+
+    __slots__ = ()
+
+
+class Node(_Fields):
     """One operation applied to argument nodes. Immutable; compared by identity."""
 
-    __slots__ = ("args", "attrs", "dtype", "is_const", "is_input", "op", "origin", "phase",
-                 "serial", "shape")
+    __slots__ = ()
 
     def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
                  origin: Origin | None, phase: str, serial: int, is_const: bool = False,
@@ -64,11 +77,12 @@ class Node:
         # (one call per slot: a node is made hundreds of thousands of times a compilation;
         # the slots' own setters, `_SLOT_SETTERS`, skip object.__setattr__'s name lookup)
         s_op, s_args, s_attrs, s_shape, s_dtype, s_origin, s_phase, s_serial, s_const, \
-            s_input = _SLOT_SETTERS
+            s_input, s_ndim = _SLOT_SETTERS
         s_op(self, op)
         s_args(self, args)
         s_attrs(self, attrs)
         s_shape(self, shape)
+        s_ndim(self, len(shape))
         s_dtype(self, dtype)
         s_origin(self, origin)
         s_phase(self, phase)
@@ -92,10 +106,6 @@ class Node:
         return dict(self.attrs)
 
     @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
     def regions(self) -> tuple[Region, ...]:
         """The regions (bodies) this node holds, in attribute order; most nodes hold none."""
         return tuple(v for _, v in self.attrs if isinstance(v, Region))
@@ -111,16 +121,17 @@ class Node:
 
     # Arithmetic builds nodes, so derivative rules read like the maths they encode: the op
     # of each Python operator is the one the op table declares for it (`OpDef.operator`).
-    def __add__(self, other): return _apply("+", self, _lift(other))
-    def __radd__(self, other): return _apply("+", _lift(other), self)
-    def __sub__(self, other): return _apply("-", self, _lift(other))
-    def __rsub__(self, other): return _apply("-", _lift(other), self)
-    def __mul__(self, other): return _apply("*", self, _lift(other))
-    def __rmul__(self, other): return _apply("*", _lift(other), self)
-    def __truediv__(self, other): return _apply("/", self, _lift(other))
-    def __rtruediv__(self, other): return _apply("/", _lift(other), self)
-    def __pow__(self, other): return _apply("**", self, _lift(other))
-    def __matmul__(self, other): return _apply("@", self, other)
+    def __add__(self, other): return _binary("+", self, _lift(other))
+    def __radd__(self, other): return _binary("+", _lift(other), self)
+    def __sub__(self, other): return _binary("-", self, _lift(other))
+    def __rsub__(self, other): return _binary("-", _lift(other), self)
+    def __mul__(self, other):   # (the most common: `_lift` inline)
+        return _binary("*", self, other if isinstance(other, Node) else const(other))
+    def __rmul__(self, other): return _binary("*", _lift(other), self)
+    def __truediv__(self, other): return _binary("/", self, _lift(other))
+    def __rtruediv__(self, other): return _binary("/", _lift(other), self)
+    def __pow__(self, other): return _binary("**", self, _lift(other))
+    def __matmul__(self, other): return _binary("@", self, other)
     def __neg__(self): return _apply("-x", self)
 
     @property
@@ -128,15 +139,49 @@ class Node:
         return _apply(".T", self, axes=tuple(reversed(range(self.ndim))))
 
 
-_SLOT_SETTERS = tuple(Node.__dict__[s].__set__ for s in (
-    "op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial", "is_const", "is_input"))
+_SLOT_SETTERS = tuple(_Fields.__dict__[s].__set__ for s in (
+    "op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial", "is_const", "is_input",
+    "ndim"))
+_set_class = object.__setattr__
+
+
+def _new_node(op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
+              origin: Origin | None, phase: str, serial: int, is_const: bool,
+              is_input: bool) -> Node:
+    """`Node(...)`, at about half the cost: the fields are filled in by plain slot stores on
+    an `_Unfrozen` object, which then becomes a Node (the same slots: only its class
+    changes). Every node of a compilation is made here."""
+    n = _Unfrozen.__new__(_Unfrozen)
+    n.op = op
+    n.args = args
+    n.attrs = attrs
+    n.shape = shape
+    n.ndim = len(shape)   # (a field, not a property: the rules ask it of most nodes)
+    n.dtype = dtype
+    n.origin = origin
+    n.phase = phase
+    n.serial = serial
+    n.is_const = is_const
+    n.is_input = is_input
+    _set_class(n, "__class__", Node)
+    return n
 
 
 def _apply(operator: str, *args: Node, **attrs) -> Node:
-    op = (_current[-1] if _current else builder()).operators.get(operator)
+    b = _current[-1] if _current else builder()
+    op = b.operators.get(operator)
     if op is None:
         raise InternalError(f"the op table has no op for the operator {operator!r}")
-    return make(op, *args, **attrs)
+    return _make(b, op, args, attrs)
+
+
+def _binary(operator: str, a: Node, b: Node) -> Node:
+    """`_apply` of a binary operator (no argument tuple packed and unpacked)."""
+    bld = _current[-1] if _current else builder()
+    op = bld.operators.get(operator)
+    if op is None:
+        raise InternalError(f"the op table has no op for the operator {operator!r}")
+    return _make(bld, op, (a, b), {})
 
 
 def _lift(x) -> Node:
@@ -270,15 +315,21 @@ def carry_names(old: Node, new: Node, names: dict | None = None) -> None:
 def make(op: str, *args: Node, **attrs) -> Node:
     """Create (or find) the node `op(*args, **attrs)`, shape-checked, after the builder's
     rewrite hook had its say (so every node `make` returns is a fixed point of it)."""
-    b = _current[-1] if _current else builder()
+    return _make(_current[-1] if _current else builder(), op, args, attrs)
+
+
+def _make(b: Builder, op: str, args: tuple, attrs: dict) -> Node:
+    """`make` in the builder `b` (the Node operators call it directly: one frame less on
+    the path every node takes)."""
     opdef = b.ops.get(op)
     if opdef is None:
         raise InternalError(f"unknown operation {op!r}")
-    b.work += 1
-    if b.limit is not None and b.work > b.limit:
+    work = b.work = b.work + 1
+    if b.limit is not None and work > b.limit:
         raise WorkLimit(f"more than {b.limit:,} units of work")
-    if b.rewrite is not None:
-        simpler = b.rewrite(opdef, args, attrs)
+    rewrite = b.rewrite
+    if rewrite is not None:
+        simpler = rewrite(opdef, args, attrs)
         if simpler is not None:
             return simpler
     return _intern(b, opdef, op, args, attrs)
@@ -302,15 +353,16 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
     # The interning key of a node: equal keys, one node (nodes hash and compare by
     # identity, so the arguments themselves are the key, with no call to id).
     key = (op, args, items)
-    node = b.table.get(key)
+    table = b.table
+    node = table.get(key)
     if node is None:
-        shape, dtype = opdef.infer(args, attrs)
-        b.serial += 1
+        shape, dtype = opdef.infer(args, attrs)   # (shape: a tuple)
+        serial = b.serial = b.serial + 1
         leaf = b.leaves.get(op)
         if leaf is None:
             leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
-        node = Node(op, args, items, tuple(shape), dtype, b.origin, b.phase, b.serial, *leaf)
-        b.table[key] = node
+        node = table[key] = _new_node(op, args, items, shape, dtype, b.origin, b.phase,
+                                      serial, *leaf)
     return node
 
 
@@ -339,8 +391,10 @@ def topo_order(roots: Iterable[Node]) -> list[Node]:
             for a in it:
                 if a not in seen:
                     add(a)
-                    push((a, iter(a.args)))
-                    break
+                    if a.args:
+                        push((a, iter(a.args)))
+                        break
+                    append(a)   # a leaf: done at once (as pushing and popping it would)
             else:
                 pop()
                 append(node)
@@ -416,27 +470,41 @@ def memoised(name: str, rule) -> Callable[[Node], object]:
     return value
 
 
-def unvisited(root: Node, done: Container[int]) -> list[Node]:
-    """The nodes `root` needs whose ids are not in `done`, arguments first (an iterative
-    post-order walk that stops at nodes in `done`, so deep graphs are fine)."""
-    if id(root) in done:
+def unvisited(root: Node, done: Container[Node]) -> list[Node]:
+    """The nodes `root` needs that are not in `done`, arguments first (an iterative
+    post-order walk that stops at nodes in `done`, so deep graphs are fine). Nodes hash by
+    identity: `done` holds the nodes themselves (`ById` adapts a table keyed by ids)."""
+    if root in done:
         return []
     order: list[Node] = []
-    seen = {id(root)}
+    seen = {root}
     stack = [(root, iter(root.args))]
     add, push, pop, append = seen.add, stack.append, stack.pop, order.append
     while stack:
         n, it = stack[-1]
         for a in it:
-            aid = id(a)
-            if aid not in done and aid not in seen:
-                add(aid)
-                push((a, iter(a.args)))
-                break
+            if a not in done and a not in seen:
+                add(a)
+                if a.args:
+                    push((a, iter(a.args)))
+                    break
+                append(a)   # a leaf: done at once (as pushing and popping it would)
         else:
             pop()
             append(n)
     return order
+
+
+class ById:
+    """A table keyed by node ids seen as a container of nodes (for `unvisited`)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Container[int]):
+        self.table = table
+
+    def __contains__(self, node: object) -> bool:
+        return id(node) in self.table
 
 
 @dataclass(frozen=True)

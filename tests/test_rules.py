@@ -193,3 +193,67 @@ def test_a_rule_that_applies_outside_what_it_inspects_is_caught_in_the_tests():
 def test_the_declared_inspects_name_registered_ops():
     for rule in RULES.values():
         assert rule.inspects is None or rule.inspects <= set(REGISTRY), rule.name
+
+
+def test_the_engine_tries_a_rule_only_where_each_argument_is_of_its_operands(monkeypatch):
+    monkeypatch.setattr(rules_module, "CHECK_INDEX", False)
+    rule, calls = _sign_rule(None)
+    rule = dataclasses.replace(rule, operands=(frozenset({"neg"}), None))
+    ops = _table_with("mul", rule)
+    with ir.building(ops, RuleEngine(ops)):
+        x, y = _inp("x", N), _inp("y", N)
+        assert ir.make("mul", y, ir.make("neg", x)).op == "mul"
+        assert calls == []   # the negation second: not offered to the rule
+        out = ir.make("mul", ir.make("neg", x), y)
+        assert out.op == "neg" and out.args[0].args == (x, y)
+        assert calls == [("neg", "input")]
+
+
+def test_a_rule_that_applies_outside_its_operands_is_caught_in_the_tests():
+    rule, _ = _sign_rule(None)
+    rule = dataclasses.replace(rule, operands=(frozenset({"div"}), None))   # wrong
+    ops = _table_with("mul", rule)
+    with ir.building(ops, RuleEngine(ops)):
+        x, y = _inp("x", N), _inp("y", N)
+        with pytest.raises(InternalError, match=r"rule 'neg_left_out' applies to mul\(neg, "
+                                                r"input\) but .* operands=\(div, any\)"):
+            ir.make("mul", ir.make("neg", x), y)
+
+
+def test_the_declared_operands_name_registered_ops_and_fit_the_arity():
+    declared = [r for r in RULES.values() if r.operands is not None]
+    assert len(declared) >= 10
+    for rule in declared:
+        nargs = REGISTRY[rule.op].nargs
+        assert nargs is None or len(rule.operands) == nargs, rule.name
+        assert all(o is None or o <= set(REGISTRY) for o in rule.operands), rule.name
+
+
+def test_lowering_works_out_the_readers_only_when_a_rule_asks():
+    """`apply(graph, ("lower",))` gives `registry.read_by` the readers of the graph being
+    lowered; they are counted the first time a rule asks, with the replacements made
+    before that inheriting their originals' readers."""
+    from gradgen.ops.registry import READERS, read_by
+    with building() as b:
+        x, w = _inp("x", N, N), _inp("w", N, N)
+        seen = []
+        graph = ir.Graph((x, w), (ir.make("exp", x @ w), x @ w))
+        original = rules_module._Readers.get
+
+        def spy(self, key, default=None):
+            seen.append(self.table is None)
+            return original(self, key, default)
+        readers = rules_module._Readers(graph)
+        readers.inherit(12345, id(x))   # a replacement of x made before anyone asked
+        assert readers.table is None
+        b.memo[READERS] = readers
+        try:
+            rules_module._Readers.get = spy
+            assert read_by(x, ("matmul",), b.memo)       # x @ w reads x
+            assert read_by(graph.outputs[1], ("output",), b.memo)
+            assert not read_by(w, ("exp",), b.memo)
+            assert readers.get(12345) == readers.get(id(x)) == ["matmul"]
+        finally:
+            rules_module._Readers.get = original
+            b.memo[READERS] = None
+        assert seen[0] and not any(seen[1:])   # counted once, at the first question

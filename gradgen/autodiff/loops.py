@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 import sympy
 
 from ..dims import as_expr, nominal_size, same_shape
-from ..ir import Node, Region, analysis, builder, const, make, topo_order, unvisited
+from ..ir import ById, Node, Region, analysis, builder, const, make, topo_order, unvisited
 from ..ops.control import iteration, loop_attrs
 from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
@@ -67,7 +67,7 @@ def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
     new = dict(mapping)
     b = builder()
     for root in roots:
-        for n in unvisited(root, new):
+        for n in unvisited(root, ById(new)):
             args = [new.get(id(a), a) for a in n.args]
             if all(x is y for x, y in zip(args, n.args)):
                 new[id(n)] = n

@@ -45,8 +45,9 @@ def integral(n) -> bool:
 def integer_closed(args, attrs) -> str:
     """`+ - * // %` and negation: integers when every argument is (an Index value or an
     integer constant) and one is an Index value, else floats."""
-    if any(a.dtype == INT for a in args) and all(integral(a) for a in args):
-        return INT
+    for a in args:   # (a loop, not any(): every sum and product made comes here)
+        if a.dtype == INT:
+            return INT if all(integral(a) for a in args) else "float"
     return "float"
 
 

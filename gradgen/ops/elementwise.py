@@ -44,8 +44,12 @@ def _bshape(args, **_):
             return first
         if not first:
             return other
-        if len(other) == len(first) and all(x is y for x, y in zip(first, other)):
-            return first
+        if len(other) == len(first):   # (a loop, not all() over a generator)
+            for x, y in zip(first, other):
+                if x is not y:
+                    break
+            else:
+                return first
     return broadcast(*(a.shape for a in args))
 
 
@@ -263,7 +267,7 @@ def _fold_constants(op: str, doc: str):
             return None if value is None else const(value)
         return None
     rule.__doc__ = doc
-    return rewrite(op, name=f"{op}_fold", inspects=("const",))(rule)
+    return rewrite(op, name=f"{op}_fold", operands=(("const",), ("const",)))(rule)
 
 
 # ---- add
@@ -289,7 +293,7 @@ def add_zero(a, b):
     return None
 
 
-@rewrite("add", inspects=("neg",))
+@rewrite("add", operands=(None, ("neg",)))
 def add_neg(a, b):
     """`a + (-b)` is `a - b`."""
     return a - b.args[0] if b.op == "neg" else None
@@ -312,7 +316,7 @@ def add_like_terms(a, b):
     return None if total == 0 else const(total) * xa
 
 
-@rewrite("add", inspects=("mul",))
+@rewrite("add", operands=(("mul",), ("mul",)))
 def add_common_scalar(a, b):
     """`c * x + c * y` is `c * (x + y)`, and `c * x + (-c) * y` is `c * (x - y)`."""
     if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
@@ -364,7 +368,7 @@ def sub_zero(a, b):
     return None
 
 
-@rewrite("sub", inspects=("neg",))
+@rewrite("sub", operands=(None, ("neg",)))
 def sub_neg(a, b):
     """`a - (-b)` is `a + b`."""
     return a + b.args[0] if b.op == "neg" else None
@@ -380,7 +384,7 @@ def sub_like_terms(a, b):
     return None if total == 0 else const(total) * xa
 
 
-@rewrite("sub", inspects=("mul",))
+@rewrite("sub", operands=(("mul",), ("mul",)))
 def sub_common_scalar(a, b):
     """`c * x - c * y` is `c * (x - y)`."""
     if a.op != "mul" or b.op != "mul":   # neither is scaled (`_scaled`)
@@ -389,7 +393,7 @@ def sub_common_scalar(a, b):
     return const(ca) * (xa - xb) if ca is not None and ca == cb else None
 
 
-@rewrite("sub", inspects=("mul",))
+@rewrite("sub", operands=(None, ("mul",)))
 def sub_negative_scaled(a, b):
     """`a - (-c) * y` is `a + c * y`."""
     cb, xb = _scaled(b)
@@ -401,13 +405,13 @@ def sub_negative_scaled(a, b):
 _fold_constants("mul", "The product of two scalar constants, folded.")
 
 
-@rewrite("mul", inspects=("const",))
+@rewrite("mul", operands=(None, ("const",)))
 def mul_constant_first(a, b):
     """A scalar constant factor stands first: `x * 2` is `2 * x`."""
     return b * a if b.is_const and not a.is_const else None
 
 
-@rewrite("mul", inspects=("const",))
+@rewrite("mul", operands=(("const",), None))
 def mul_one(a, b):
     """`1 * x` is `x` and `-1 * x` is `-x` (when the constant broadcasts nothing)."""
     if a.is_const and (_is(a, 1) or _is(a, -1)) and _keeps_shape(b, (a, b)):
@@ -415,7 +419,7 @@ def mul_one(a, b):
     return None
 
 
-@rewrite("mul", inspects=("const",))
+@rewrite("mul", operands=(("const",), None))
 def mul_zero(a, b):
     """`0 * x` is an array of zeros like `x`."""
     if _is(a, 0) and b.ndim and _keeps_shape(b, (a, b)):
@@ -433,7 +437,7 @@ def mul_zeros(a, b):
     return None
 
 
-@rewrite("mul", inspects=("mul",))
+@rewrite("mul", operands=(("const",), ("mul",)))
 def mul_constants_together(a, b):
     """`c1 * (c2 * x)` is `(c1 * c2) * x`: the constants fold."""
     if a.is_const and b.op == "mul" and b.args[0].is_const:
@@ -631,7 +635,7 @@ def neg_scaled(x):
 _fold_constants("pow", "A power of two scalar constants, folded.")
 
 
-@rewrite("pow")
+@rewrite("pow", operands=(None, ("const",)))
 def pow_one(a, b):
     """`x ** 1` is `x`."""
     return a if _is(b, 1) else None
@@ -656,7 +660,7 @@ def _small_power(x, n: int):
     return make("pow", make("pow", x, const(2)), const(2))
 
 
-@rewrite("pow", tag="lower")
+@rewrite("pow", tag="lower", operands=(None, ("const",)))
 def pow_small_integer(a, b):
     """A small integer power of a float array is squares and products: `x ** 3` is
     `x * x * x`, `x ** 4` is `(x**2) ** 2`, `x ** -1` is `1 / x` (NumPy's `pow` is ~15x

@@ -9,7 +9,7 @@ written with ops that have rules of their own, so second derivatives come from t
 
 from __future__ import annotations
 
-from ..dims import broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, nominal_size, size
+from ..dims import ONE, broadcast, dims_equal, fmt_dim, fmt_shape, matmul_shape, nominal_size, size
 from ..errors import ShapeError
 from ..ir import const, make, make_as_is
 from ._emit import call, infix, product_hint
@@ -105,11 +105,17 @@ def matmul_outer_unit(a, b):
     values, no sum; batch axes broadcast alike). The gradient of a network with one
     output, `dout @ W2.T` for W2 of shape (H, 1), is one: BLAS takes ~1.8x as long as the
     broadcast product (0.38 vs 0.21 ms at N, H = 5000, 64)."""
-    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != 1 or b.shape[-2] != 1:
+    if a.ndim < 2 or b.ndim < 2 or not _is_unit(a.shape[-1]) or not _is_unit(b.shape[-2]):
         return None
     if a.dtype != "float" or b.dtype != "float":
         return None
     return make("mul", a, b)
+
+
+def _is_unit(d) -> bool:
+    """The size `d` is 1 (a named dimension never is: no sympy comparison for it; every
+    product of a compilation asks)."""
+    return d is ONE or not getattr(d, "is_Symbol", False) and d == 1
 
 
 @rewrite("matmul", inspects=("transpose", "inv"))
@@ -928,7 +934,7 @@ def spd_logdet_by_factor(a):
     return make_as_is("mul", const(2), make_as_is("sum", d, axes=(0,), keepdims=False))
 
 
-@rewrite("mul", tag="lower", inspects=("mul", "add"))
+@rewrite("mul", tag="lower", operands=(("const",), ("mul", "add")))
 def half_spd_logdet(a, b):
     """Half the log-determinant lowered from the factor is the sum it came from:
     `0.5 * (2 * sum(log(diag(L))))` is `sum(log(diag(L)))`, and `0.5 * (x + 2 * that)` is

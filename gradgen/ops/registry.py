@@ -145,6 +145,20 @@ class Rule:
     # argument is a node of one of them ("const": a scalar constant). None: any node. The
     # engine tries a rule only on nodes it may apply to (and checks that in the tests).
     inspects: frozenset[str] | None = None
+    # Per argument, by position, the ops it must be for the rule to apply (None: any):
+    # `mul_constants_together` needs `const * mul`. The engine skips the rule on other
+    # nodes, as for `inspects` (and the tests check that too).
+    operands: tuple[frozenset[str] | None, ...] | None = None
+
+    def fits(self, arg_ops: tuple) -> bool:
+        """Whether the rule may apply to a node whose arguments are of these ops."""
+        if self.inspects is not None and self.inspects.isdisjoint(arg_ops):
+            return False
+        if self.operands is not None:
+            for want, got in zip(self.operands, arg_ops):
+                if want is not None and got not in want:
+                    return False
+        return True
 
     def __repr__(self) -> str:
         return f"<rule {self.name} on {self.op} [{self.tag}]>"
@@ -238,11 +252,13 @@ def attach_rules(name: str, **rules: Callable[..., Any]) -> None:
 
 
 def rewrite(op: str, tag: str = "canonicalize", name: str | None = None,
-            inspects: Iterable[str] | None = None):
+            inspects: Iterable[str] | None = None,
+            operands: Iterable[Iterable[str] | None] | None = None):
     """Decorator: register `fn` as a rewrite rule of `op` (tried after the op's earlier
     rules; it may stand above the op's `defop`). The rule's name is the function's (or
     `name`), its intent the first line of its docstring. `inspects`: the argument ops
-    without which the rule never applies (`Rule.inspects`)."""
+    without which the rule never applies (`Rule.inspects`); `operands`: per argument, the
+    ops it must be (`Rule.operands`)."""
     if tag not in TAGS:
         raise InternalError(f"unknown rule tag {tag!r}")
 
@@ -254,7 +270,9 @@ def rewrite(op: str, tag: str = "canonicalize", name: str | None = None,
         if rule_name in RULES:
             raise InternalError(f"rule {rule_name!r} registered twice")
         rule = Rule(rule_name, op, tag, fn, doc,
-                    None if inspects is None else frozenset(inspects))
+                    None if inspects is None else frozenset(inspects),
+                    None if operands is None else tuple(None if o is None else frozenset(o)
+                                                        for o in operands))
         RULES[rule_name] = rule
         opdef = REGISTRY.get(op)
         (opdef.rules if opdef is not None else _PENDING.setdefault(op, [])).append(rule)

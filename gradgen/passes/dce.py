@@ -14,8 +14,8 @@ from ..ops.control import REGIONS_BUILT
 
 def dce(graph: Graph) -> Graph:
     """The graph without names of nodes the outputs do not need (arguments keep theirs)."""
-    live = set(map(id, graph.order))
-    live.update(map(id, graph.inputs))
+    live = set(graph.order)   # (nodes hash by identity)
+    live.update(graph.inputs)
     memo = builder().memo
     holders = memo.get("region_ops")
     if holders is None:
@@ -25,10 +25,10 @@ def dce(graph: Graph) -> Graph:
     while pending:   # the bodies of the loops, and of the loops in them
         for region in pending.pop().regions:
             order = topo_order(region.outputs)
-            live.update(map(id, order))
-            live.update(map(id, region.inputs))
+            live.update(order)
+            live.update(region.inputs)
             pending += [n for n in order if n.op in holders]
-    names = {n: s for n, s in graph.names.items() if id(n) in live}
+    names = {n: s for n, s in graph.names.items() if n in live}
     if len(names) == len(graph.names):
         return graph
     return graph.with_outputs(graph.outputs, names)

@@ -103,7 +103,18 @@ class RuleEngine:
         self.log = _recording[-1] if _recording else None
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
-        calls = self._lookup(opdef.name, args)
+        # self._lookup(opdef.name, args), inline: every node made comes here
+        table = self._calls.get(opdef.name)
+        if table is None:
+            return None
+        k = len(args)
+        key = (args[0].op, args[1].op) if k == 2 else (args[0].op,) if k == 1 \
+            else tuple([a.op for a in args])
+        calls = table.get(key)
+        if calls is None:
+            calls = table[key] = self._candidates(opdef.name, key)
+        if CHECK_INDEX:
+            calls = self._checked(opdef.name, key, calls)
         if not calls:
             return None
         depth = self.depth + 1
@@ -148,7 +159,9 @@ class RuleEngine:
         table = self._calls.get(op)
         if table is None:
             return ()
-        key = (args[0].op, args[1].op) if len(args) == 2 else tuple([a.op for a in args])
+        k = len(args)
+        key = (args[0].op, args[1].op) if k == 2 else (args[0].op,) if k == 1 \
+            else tuple([a.op for a in args])
         calls = table.get(key)
         if calls is None:
             calls = table[key] = self._candidates(op, key)
@@ -163,9 +176,7 @@ class RuleEngine:
     def _candidates(self, op: str, arg_ops: tuple) -> tuple:
         """(rule, its function) for the rules of `op` that may apply to arguments of these
         ops, in order."""
-        ops = set(arg_ops)
-        return tuple((r, r.fn) for r in self.rules[op]
-                     if r.inspects is None or not r.inspects.isdisjoint(ops))
+        return tuple((r, r.fn) for r in self.rules[op] if r.fits(arg_ops))
 
     def _checked(self, op: str, arg_ops: tuple, calls: tuple) -> tuple:
         """Every rule of `op`, each one not in `calls` (those chosen for arguments of these
@@ -184,7 +195,8 @@ class RuleEngine:
                 if rule.fn(*args, **attrs) is not None:
                     raise InternalError(
                         f"rule {rule.name!r} applies to {op}({', '.join(a.op for a in args)}) "
-                        f"but its inspects={sorted(rule.inspects or ())} leaves it out")
+                        f"but its inspects={sorted(rule.inspects or ())} or operands="
+                        f"{_fmt_operands(rule.operands)} leaves it out")
             return fn
         return tuple((r, fn if r.name in chosen else guard(r))
                      for r, fn in ((r, r.fn) for r in self.rules[op]))
@@ -193,6 +205,11 @@ class RuleEngine:
         origin = builder().origin
         self.log.append(Firing(rule, origin.line if origin else None,
                                origin.text if origin else ""))
+
+
+def _fmt_operands(operands) -> str:
+    return "None" if operands is None else \
+        "(" + ", ".join("any" if o is None else "|".join(sorted(o)) for o in operands) + ")"
 
 
 def _cycle_error(chain: list[str]) -> InternalError:
@@ -221,9 +238,9 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
         engine = b.memo[("rule_engine", tags)] = RuleEngine(b.ops, tags)
     if not engine.rules:
         return graph
-    # id(node) -> its fixed point, for this builder's nodes (the table keeps them alive).
-    done: dict[int, Node] = b.memo.setdefault(("rule_fixed_points", tags), {})
-    readers = _readers(graph) if "lower" in tags else None
+    # node -> its fixed point, for this builder's nodes.
+    done: dict[Node, Node] = b.memo.setdefault(("rule_fixed_points", tags), {})
+    readers = _Readers(graph) if "lower" in tags else None
     saved = b.memo.get(READERS)
     b.memo[READERS] = readers
     try:
@@ -231,11 +248,11 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
             _fixed_point(engine, out, done, (), readers)
     finally:
         b.memo[READERS] = saved
-    outputs = [done[id(o)] for o in graph.outputs]
+    outputs = [done[o] for o in graph.outputs]
     names = dict(graph.names)
     changed = False
     for n in graph.order:
-        m = done[id(n)]
+        m = done[n]
         if m is not n:
             changed = True
             carry_names(n, m, names)
@@ -244,40 +261,68 @@ def apply(graph: Graph, tags: Iterable[str]) -> Graph:
     return graph.with_outputs(outputs, names)
 
 
-def _readers(graph: Graph) -> dict[int, list]:
-    """id(node) -> the ops of the graph's nodes that read it ("output" for an output)."""
-    readers: dict[int, list] = {}
-    for n in graph.order:
-        for a in n.args:
-            readers.setdefault(id(a), []).append(n.op)
-    for o in graph.outputs:
-        readers.setdefault(id(o), []).append("output")
-    return readers
+class _Readers:
+    """id(node) -> the ops of the graph's nodes that read it ("output" for an output),
+    worked out the first time a rule asks (`registry.read_by`; most lowerings never do):
+    until then the inheritances of `inherit` are kept in order and replayed on the table."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.table: dict[int, list] | None = None
+        self.pending: list[tuple[int, int]] = []
+
+    def __bool__(self) -> bool:
+        return True   # (a graph has outputs: the table is never empty)
+
+    def inherit(self, new: int, old: int) -> None:
+        """The node of id `new`, which replaced that of id `old`, has `old`'s readers
+        unless it has its own (first inheritance wins)."""
+        table = self.table
+        if table is None:
+            self.pending.append((new, old))
+        elif old in table:
+            table.setdefault(new, table[old])
+
+    def get(self, key: int, default=None):
+        table = self.table
+        if table is None:
+            table = self.table = {}
+            for n in self.graph.order:
+                for a in n.args:
+                    table.setdefault(id(a), []).append(n.op)
+            for o in self.graph.outputs:
+                table.setdefault(id(o), []).append("output")
+            for new, old in self.pending:
+                if old in table:
+                    table.setdefault(new, table[old])
+            self.pending = []
+        return table.get(key, default)
 
 
 def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple,
-                 readers: dict | None = None) -> Node:
+                 readers: _Readers | None = None) -> Node:
     """The fixed point of `root` under the engine's rules (recorded in `done` for every
     node visited). `chain`: the rules whose results this call is canonicalising;
-    `readers`: the counts of `_readers`, which a node's replacement inherits."""
+    `readers`: the graph's `_Readers`, which a node's replacement inherits."""
     if len(chain) > MAX_DEPTH:
         raise _cycle_error(list(reversed(chain)))
     b = builder()
-    rules = engine.rules
+    has_rules = engine._calls   # (the ops with rules of these tags)
+    lookup = engine._lookup
     for n in unvisited(root, done):
-        if id(n) in done:   # reached by a nested call meanwhile
+        if n in done:   # reached by a nested call meanwhile
             continue
         n_args = n.args
         same = True   # every argument its own fixed point
         for a in n_args:
-            if done[id(a)] is not a:
+            if done[a] is not a:
                 same = False
                 break
         # (so is the node then, when no rule of these tags may apply to it)
-        if same and (n.op not in rules or not engine.may_apply(n.op, n_args)):
-            done[id(n)] = n
+        if same and (n.op not in has_rules or not lookup(n.op, n_args)):
+            done[n] = n
             continue
-        args = tuple([done[id(a)] for a in n_args])
+        args = tuple([done[a] for a in n_args])
         # b.at(origin=n.origin, phase=n.phase), without a context manager per node
         saved = b.origin, b.phase
         if n.origin is not None:
@@ -285,17 +330,17 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple,
         b.phase = n.phase
         try:
             m = n if same else make_as_is(n.op, *args, **n.kw)
-            if id(m) in done:
-                done[id(n)] = done[id(m)]
+            if m in done:
+                done[n] = done[m]
                 continue
-            if readers and m is not n and id(n) in readers:
-                readers.setdefault(id(m), readers[id(n)])
+            if readers is not None and m is not n:
+                readers.inherit(id(m), id(n))
             out = engine(b.ops[m.op], m.args, m.kw)
             if out is not None:
                 out = _fixed_point(engine, out, done, chain + (engine.fired.name,), readers)
         finally:
             b.origin, b.phase = saved
-        done[id(n)] = done[id(m)] = m if out is None else out
-        if readers and out is not None and id(n) in readers:
-            readers.setdefault(id(out), readers[id(n)])
-    return done[id(root)]
+        done[n] = done[m] = m if out is None else out
+        if readers is not None and out is not None:
+            readers.inherit(id(out), id(n))
+    return done[root]
