@@ -189,3 +189,24 @@ def test_array_api_target_matches_numpy(amod):
     ref_value, ref_grad = _reference(X, W)
     np.testing.assert_allclose(float(value), ref_value, rtol=1e-14)
     np.testing.assert_array_equal(np.asarray(grad), ref_grad)
+
+
+def test_a_product_is_never_written_into_the_float32_tie_weights():
+    """tie_split's NumPy array is float32 for float64 arguments: a float64 product written
+    into its buffer (`np.multiply(g, w, out=w)`) would round the tangent to float32 (found
+    by test_random_programs: <u, J v> and <J^T u, v> differing by 3e-8)."""
+    src = ("def f(v: Param[3], W: Param[2, 2]):\n"
+           "    t = W + W\n"
+           "    a, b = split(t, 2)\n"
+           "    m = minimum(cumsum(b, axis=-2), zeros((1, 1)))\n"
+           "    return exp(tanh(exp(m)))\n")
+    mod = _load(gradgen.compile_source(src, "ties.grad"))
+    rng = np.random.default_rng(1)
+    v, W = rng.standard_normal(3), -np.abs(rng.standard_normal((2, 2)))
+    dv, dW = rng.standard_normal(3), rng.standard_normal((2, 2))
+    _, tangent = mod.f_jvp(v, W, dv, dW)
+    u = rng.standard_normal(tangent.shape)
+    _, dW_u = mod.f_vjp(v, W, u)
+    lhs, rhs = float(np.sum(u * tangent)), float(np.sum(dW_u * dW))
+    assert abs(lhs) > 0.1 and abs(lhs - rhs) <= 1e-14 * abs(lhs)
+    assert tangent.dtype == np.float64

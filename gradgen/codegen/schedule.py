@@ -720,6 +720,8 @@ class _Ops:
         self.reduction = {op for op, d in REGISTRY.items() if "reduction" in d.traits}
         self.product = {op for op, d in REGISTRY.items() if d.has("product")}
         self.commutative = {op for op, d in REGISTRY.items() if d.has("commutative")}
+        # the ops whose array may be narrower than their dtype: never a buffer to reuse
+        self.narrow = {op for op, d in REGISTRY.items() if d.has("narrow")}
         # the ops with a form into a buffer that are no ufunc (a matrix product: `_fresh_bottom`)
         self.fresh_into = {op for op in self.into if op not in self.ufunc}
 
@@ -819,7 +821,7 @@ class _State:
         if not n.shape:
             return None
         if name not in self.keep:
-            if not self.weak(n):
+            if not self.weak(n) and n.op not in self.ops.narrow:
                 self.buffers[name] = n
         return name
 

@@ -821,10 +821,11 @@ def _emit_tie_split(numpy: bool):
 
 
 # tie_split(cond, tie, like): 1 where cond, 1/2 where tie, 0 elsewhere (cond and tie never
-# hold together), in like's dtype: the weights of maximum's and minimum's adjoint.
+# hold together), in like's dtype: the weights of maximum's and minimum's adjoint (float32
+# in NumPy for a wider like: "narrow", its buffer never takes a float64 product).
 defop("tie_split", 3, shape=lambda args: broadcast(args[0].shape, args[1].shape),
       emit={"numpy": _emit_tie_split(True), "default": _emit_tie_split(False)},
-      prelude=_TIE_SPLIT, traits=frozenset({"nondiff"}), domain=(REAL, REAL, REAL))
+      prelude=_TIE_SPLIT, traits=frozenset({"nondiff", "narrow"}), domain=(REAL, REAL, REAL))
 
 
 def _half_of(h, a) -> bool:

@@ -67,7 +67,8 @@ class OpDef:
     # graph), "commutative" (f(a, b) == f(b, a): the scheduler may update either argument's
     # buffer in place), "product" (elementwise multiplication: associative and commutative, scalar
     # constant factors first; passes/scalars.py), "matrix_product" (`@`, associative:
-    # passes/matchain.py).
+    # passes/matchain.py), "narrow" (its NumPy array may be of a narrower dtype than the
+    # node's: the scheduler never writes another value into its buffer).
     traits: frozenset = frozenset()
     # The Python operator this op implements on IR nodes (`+`, `-`, `*`, `/`, `**`, `@`,
     # `-x` for negation, `.T` for the full transpose): `Node.__add__` builds it.
