@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, make, topo_order, use_counts
-from ..ops.dtypes import dtype_sources
 from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
+from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
 from ..ops.stepwise import index_shift, new_empty, zero_padded
 from .rebuild import rebuild_graph
@@ -357,12 +357,12 @@ def _shift(row: Node, t: Node) -> int | None:
 
 
 def share_row_buffers(graph: Graph) -> Graph:
-    """Each loop that fills a new array row by row (`A = empty`, `A[r] = v` at step t, r
-    the same row expression of t at every read, `dXWx[t] = dh_mul`) and reads an outside
-    array B of the same shape and dtype (or a wider one) only as rows `B[r]` (`dhs[t]`), where nothing else
-    reads B, fills B's buffer instead: A starts as B and the body reads `A[r]` for `B[r]`
-    (row r of A is B's until step t writes it, after the reads). One array of the loop's
-    size less at once: a backward loop's row cotangents written into the rows of the
+    """Each loop that fills a new array row by row (`A = empty`, `A[r] = v` at step t, r the same
+    row expression of t at every read, `dXWx[t] = dh_mul`) and reads an outside array B of
+    the same shape and dtype (or a wider one) only as rows `B[r]` (`dhs[t]`), where nothing
+    else reads B, fills B's buffer instead: A starts as B and the body reads `A[r]` for
+    `B[r]` (row r of A is B's until step t writes it, after the reads). One array of the
+    loop's size less at once: a backward loop's row cotangents written into the rows of the
     cotangents (or saved values) it has just read."""
     loops_, parts = _loops(), _parts()
     uses = None
@@ -382,7 +382,6 @@ def share_row_buffers(graph: Graph) -> Graph:
         if not found:
             continue
         body = n.attr("body")
-        c = len(body.outputs)
         new_in = {}
         args = list(n.args)
         for k, j in found:   # (B's reads: rows of A, under A's name: `dXWx = dhs`,
