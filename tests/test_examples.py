@@ -581,3 +581,16 @@ def test_kalman_fit_by_lbfgs_and_trust_ncg_agree():
     truth = float(out.split("at the truth")[1].split(",")[0])
     assert values[0] == pytest.approx(values[1], abs=1e-6) and values[0] < truth
     assert all(float(line.split("|gradient|")[1]) < 1e-4 for line in fits)
+
+
+@pytest.mark.parametrize("script", ["mlp/train.py", "newton/train.py"])
+def test_training_script_runs_without_scipy(script):
+    """README's quick start installs gradgen alone: a script whose SciPy part is optional
+    runs its NumPy part and says what it skipped (gradgen.scipy imports SciPy only when
+    `minimize` is called, so importing it is no test of SciPy's presence)."""
+    hide = ("import runpy, sys; sys.modules['scipy'] = None; "
+            f"runpy.run_path({str(ROOT / 'examples' / script)!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "gradgen.scipy needs gradgen and scipy installed" in proc.stdout

@@ -55,6 +55,7 @@ def main(argv=None):
           f"{mod.nll(theta0, y, m0, P0):.4f}")
 
     try:
+        import scipy.optimize  # noqa: F401  (gradgen.scipy imports SciPy only when called)
         from gradgen.scipy import minimize
     except ImportError:
         minimize = None

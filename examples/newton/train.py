@@ -81,6 +81,7 @@ def main(argv=None):
     print(f"Gradient descent: {gd_steps} steps, final loss {gd_loss:.12f}")
 
     try:
+        import scipy.optimize  # noqa: F401  (gradgen.scipy imports SciPy only when called)
         from gradgen.scipy import minimize
     except ImportError:
         print("(gradgen.scipy needs gradgen and scipy installed: trust-exact skipped)")
