@@ -56,6 +56,7 @@ def main(argv=None):
 
     try:
         import scipy.optimize  # noqa: F401  (gradgen.scipy imports SciPy only when called)
+
         from gradgen.scipy import minimize
     except ImportError:
         minimize = None

@@ -99,6 +99,7 @@ def main(argv=None):
     fits = {"gradient descent": (V, W)}
     try:
         import scipy.optimize  # noqa: F401  (gradgen.scipy imports SciPy only when called)
+
         from gradgen.scipy import minimize
     except ImportError:   # gradgen (or NumPy only) without SciPy: gradient descent alone
         minimize = None

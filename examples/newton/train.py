@@ -82,6 +82,7 @@ def main(argv=None):
 
     try:
         import scipy.optimize  # noqa: F401  (gradgen.scipy imports SciPy only when called)
+
         from gradgen.scipy import minimize
     except ImportError:
         print("(gradgen.scipy needs gradgen and scipy installed: trust-exact skipped)")
