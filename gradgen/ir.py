@@ -69,26 +69,8 @@ class Node(_Fields):
 
     __slots__ = ()
 
-    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
-                 origin: Origin | None, phase: str, serial: int, is_const: bool = False,
-                 is_input: bool = False):
-        # is_const: the scalar constant leaf (trait "constant"); is_input: an input of the
-        # graph (trait "argument"): the two leaves every layer asks about, read off the table
-        # (one call per slot: a node is made hundreds of thousands of times a compilation;
-        # the slots' own setters, `_SLOT_SETTERS`, skip object.__setattr__'s name lookup)
-        s_op, s_args, s_attrs, s_shape, s_dtype, s_origin, s_phase, s_serial, s_const, \
-            s_input, s_ndim = _SLOT_SETTERS
-        s_op(self, op)
-        s_args(self, args)
-        s_attrs(self, attrs)
-        s_shape(self, shape)
-        s_ndim(self, len(shape))
-        s_dtype(self, dtype)
-        s_origin(self, origin)
-        s_phase(self, phase)
-        s_serial(self, serial)
-        s_const(self, is_const)
-        s_input(self, is_input)
+    def __init__(self, *args, **kwargs):
+        raise InternalError("IR nodes are made by the builder (ir.make), not Node(...)")
 
     def __setattr__(self, name, value):
         raise AttributeError("IR nodes are immutable")
@@ -121,17 +103,16 @@ class Node(_Fields):
 
     # Arithmetic builds nodes, so derivative rules read like the maths they encode: the op
     # of each Python operator is the one the op table declares for it (`OpDef.operator`).
-    def __add__(self, other): return _binary("+", self, _lift(other))
-    def __radd__(self, other): return _binary("+", _lift(other), self)
-    def __sub__(self, other): return _binary("-", self, _lift(other))
-    def __rsub__(self, other): return _binary("-", _lift(other), self)
-    def __mul__(self, other):   # (the most common: `_lift` inline)
-        return _binary("*", self, other if isinstance(other, Node) else const(other))
-    def __rmul__(self, other): return _binary("*", _lift(other), self)
-    def __truediv__(self, other): return _binary("/", self, _lift(other))
-    def __rtruediv__(self, other): return _binary("/", _lift(other), self)
-    def __pow__(self, other): return _binary("**", self, _lift(other))
-    def __matmul__(self, other): return _binary("@", self, other)
+    def __add__(self, other): return _apply("+", self, _lift(other))
+    def __radd__(self, other): return _apply("+", _lift(other), self)
+    def __sub__(self, other): return _apply("-", self, _lift(other))
+    def __rsub__(self, other): return _apply("-", _lift(other), self)
+    def __mul__(self, other): return _apply("*", self, _lift(other))
+    def __rmul__(self, other): return _apply("*", _lift(other), self)
+    def __truediv__(self, other): return _apply("/", self, _lift(other))
+    def __rtruediv__(self, other): return _apply("/", _lift(other), self)
+    def __pow__(self, other): return _apply("**", self, _lift(other))
+    def __matmul__(self, other): return _apply("@", self, other)
     def __neg__(self): return _apply("-x", self)
 
     @property
@@ -139,18 +120,17 @@ class Node(_Fields):
         return _apply(".T", self, axes=tuple(reversed(range(self.ndim))))
 
 
-_SLOT_SETTERS = tuple(_Fields.__dict__[s].__set__ for s in (
-    "op", "args", "attrs", "shape", "dtype", "origin", "phase", "serial", "is_const", "is_input",
-    "ndim"))
 _set_class = object.__setattr__
 
 
 def _new_node(op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
               origin: Origin | None, phase: str, serial: int, is_const: bool,
               is_input: bool) -> Node:
-    """`Node(...)`, at about half the cost: the fields are filled in by plain slot stores on
-    an `_Unfrozen` object, which then becomes a Node (the same slots: only its class
-    changes). Every node of a compilation is made here."""
+    """A new Node (every node of a compilation is made here; `Node(...)` refuses): the
+    fields filled in by plain slot stores on an `_Unfrozen` object, which then becomes a
+    Node (the same slots: only its class changes), about half the cost of guarded stores.
+    `is_const`: the scalar constant leaf (trait "constant"); `is_input`: an input of the
+    graph (trait "argument"), the two leaves every layer asks about."""
     n = _Unfrozen.__new__(_Unfrozen)
     n.op = op
     n.args = args
@@ -173,15 +153,6 @@ def _apply(operator: str, *args: Node, **attrs) -> Node:
     if op is None:
         raise InternalError(f"the op table has no op for the operator {operator!r}")
     return _make(b, op, args, attrs)
-
-
-def _binary(operator: str, a: Node, b: Node) -> Node:
-    """`_apply` of a binary operator (no argument tuple packed and unpacked)."""
-    bld = _current[-1] if _current else builder()
-    op = bld.operators.get(operator)
-    if op is None:
-        raise InternalError(f"the op table has no op for the operator {operator!r}")
-    return _make(bld, op, (a, b), {})
 
 
 def _lift(x) -> Node:

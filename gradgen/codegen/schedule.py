@@ -717,7 +717,7 @@ class _Ops:
         # away, basic indexing
         self.cheap_view = {op for op, d in REGISTRY.items()
                            if d.view == "view" and op not in self.transparent}
-        self.reduction = {op for op, d in REGISTRY.items() if "reduction" in d.traits}
+        self.reduction = {op for op, d in REGISTRY.items() if d.has("reduction")}
         self.product = {op for op, d in REGISTRY.items() if d.has("product")}
         self.commutative = {op for op, d in REGISTRY.items() if d.has("commutative")}
         # the ops whose array may be narrower than their dtype: never a buffer to reuse

@@ -103,18 +103,7 @@ class RuleEngine:
         self.log = _recording[-1] if _recording else None
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
-        # self._lookup(opdef.name, args), inline: every node made comes here
-        table = self._calls.get(opdef.name)
-        if table is None:
-            return None
-        k = len(args)
-        key = (args[0].op, args[1].op) if k == 2 else (args[0].op,) if k == 1 \
-            else tuple([a.op for a in args])
-        calls = table.get(key)
-        if calls is None:
-            calls = table[key] = self._candidates(opdef.name, key)
-        if CHECK_INDEX:
-            calls = self._checked(opdef.name, key, calls)
+        calls = self._lookup(opdef.name, args)
         if not calls:
             return None
         depth = self.depth + 1
@@ -168,10 +157,6 @@ class RuleEngine:
         if CHECK_INDEX:
             calls = self._checked(op, key, calls)
         return calls
-
-    def may_apply(self, op: str, args: tuple) -> bool:
-        """Whether a rule of `op` may apply to a node of these arguments."""
-        return bool(self._lookup(op, args))
 
     def _candidates(self, op: str, arg_ops: tuple) -> tuple:
         """(rule, its function) for the rules of `op` that may apply to arguments of these
