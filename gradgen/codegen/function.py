@@ -243,9 +243,9 @@ _WEAK_OPERATORS = frozenset({"+", "-", "*", "/"})
 
 
 def weak_as_is(graph: ir.Graph, scalars: dict[str, Node]) -> frozenset[str]:
-    """The scalar arguments (name -> input node) that need no `_weak` once the float arrays have
-    one dtype (rule `weak_scalar_as_is`): each is read only by `+ - * /` with an array (ndim
-    > 0), or not at all, and is not a result. A Python number (or NumPy scalar of that
+    """The scalar arguments (name -> input node) that need no `_weak` once the float arrays
+    have one dtype (rule `weak_scalar_as_is`): each is read only by `+ - * /` with an array
+    (ndim > 0), or not at all, and is not a result. A Python number (or NumPy scalar of that
     dtype) there gives the numbers a 0-d array of the dtype gives; elsewhere (a scalar
     expression, a method called on it, a loop, a result) it must be the 0-d array."""
     if not scalars:

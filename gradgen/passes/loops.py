@@ -357,11 +357,11 @@ def _shift(row: Node, t: Node) -> int | None:
 
 
 def share_row_buffers(graph: Graph) -> Graph:
-    """Each loop that fills a new array row by row (`A = empty`, `A[r] = v` at step t, r the same
-    row expression of t at every read, `dXWx[t] = dh_mul`) and reads an outside array B of
-    the same shape and dtype (or a wider one) only as rows `B[r]` (`dhs[t]`), where nothing
-    else reads B, fills B's buffer instead: A starts as B and the body reads `A[r]` for
-    `B[r]` (row r of A is B's until step t writes it, after the reads). One array of the
+    """Each loop that fills a new array row by row (`A = empty`, `A[r] = v` at step t, r the
+    same row expression of t at every read, `dXWx[t] = dh_mul`) and reads an outside array B
+    of the same shape and dtype (or a wider one) only as rows `B[r]` (`dhs[t]`), where
+    nothing else reads B, fills B's buffer instead: A starts as B and the body reads `A[r]`
+    for `B[r]` (row r of A is B's until step t writes it, after the reads). One array of the
     loop's size less at once: a backward loop's row cotangents written into the rows of the
     cotangents (or saved values) it has just read."""
     loops_, parts = _loops(), _parts()
