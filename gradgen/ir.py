@@ -341,18 +341,55 @@ def topo_order(roots: Iterable[Node]) -> list[Node]:
     """Every node reachable from `roots`, arguments before users (iterative DFS).
 
     Inside `building()` the answer is memoised per tuple of roots (nodes never change, and
-    the compilation's table keeps them alive); every call returns a new list."""
+    the compilation's table keeps them alive); every call returns a new list. The walk
+    takes the memoised order of a single root whole where it meets that root (f_hvp's
+    graph holds f_grad's gradient, whose order dce worked out): the depth-first walk from
+    a node visits exactly its own order less the nodes seen already (those a seen node
+    reads are seen too, and no node on the walk's path is below it), in that order."""
     roots = tuple(roots)
-    memo = _current[-1].memo.setdefault("topo_order", {}) if _current else None
+    if _current:
+        memos = _current[-1].memo
+        memo = memos.get("topo_order")
+        if memo is None:
+            memo = memos["topo_order"] = {}
+            single = memos["topo_order_single"] = {}
+        else:
+            order = memo.get(roots)
+            if order is not None:
+                return list(order)
+            single = memos["topo_order_single"]
+    else:
+        memo = single = None
+    order = _walk(roots, single or {})
     if memo is not None:
-        order = memo.get(roots)
-        if order is not None:
-            return list(order)
-    order = []
+        memo[roots] = order
+        if len(roots) == 1:
+            single[roots[0]] = order
+        return list(order)
+    return order
+
+
+def _walk(roots: tuple, single: dict) -> list[Node]:
+    """`topo_order` of `roots`, taking the orders in `single` (node -> its order) whole."""
+    order: list[Node] = []
     seen: set[Node] = set()   # Nodes hash by identity
-    add, append = seen.add, order.append
+    add, append, known = seen.add, order.append, single.get
+
+    def splice(whole: list[Node]) -> None:
+        if seen.isdisjoint(whole):
+            order.extend(whole)
+            seen.update(whole)
+        else:
+            new = [m for m in whole if m not in seen]
+            order.extend(new)
+            seen.update(new)
+
     for root in roots:
         if root in seen:
+            continue
+        whole = known(root)
+        if whole is not None:
+            splice(whole)
             continue
         add(root)
         stack = [(root, iter(root.args))]
@@ -361,17 +398,19 @@ def topo_order(roots: Iterable[Node]) -> list[Node]:
             node, it = stack[-1]
             for a in it:
                 if a not in seen:
-                    add(a)
                     if a.args:
+                        whole = known(a)
+                        if whole is not None:
+                            splice(whole)
+                            continue
+                        add(a)
                         push((a, iter(a.args)))
                         break
+                    add(a)
                     append(a)   # a leaf: done at once (as pushing and popping it would)
             else:
                 pop()
                 append(node)
-    if memo is not None:
-        memo[roots] = order
-        return list(order)
     return order
 
 

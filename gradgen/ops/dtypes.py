@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..ir import Node, analysis, memoised
+from ..ir import Node, analysis, builder, memoised
 
 __all__ = ["INT", "carried_dtype_sources", "dtype_sources", "input_dtype", "input_names",
            "input_names_of", "integer_closed", "integral", "like_first", "weak", "weak_of"]
@@ -121,19 +121,77 @@ def _names_rule(n: Node, args: list) -> frozenset:
 
 def weak(node: Node) -> bool:
     """True when `node`'s numbers come from constants only."""
-    return analysis("weak", node, _weak_rule)
+    memo = _weak_memo()
+    value = memo.get(node)
+    return value if value is not None else _weak_walk(node, memo)
 
 
 def weak_of() -> Callable[[Node], bool]:
-    """`weak` with this compilation's memo looked up once (`ir.memoised`)."""
-    return memoised("weak", _weak_rule)
+    """`weak` with this compilation's memo looked up once."""
+    memo = _weak_memo()
+    get = memo.get
+
+    def value(node: Node) -> bool:
+        v = get(node)
+        return v if v is not None else _weak_walk(node, memo)
+    return value
+
+
+def _weak_memo() -> dict:
+    """The compilation's memo of `weak` (node -> bool), that of `ir.analysis("weak")`."""
+    memos = builder().memo
+    memo = memos.get("weak")
+    if memo is None:
+        memo = memos["weak"] = {}
+    return memo
+
+
+def _weak_walk(node: Node, memo: dict) -> bool:
+    """`weak(node)`, worked out down to the known answers: a node is weak when every
+    argument that is not boolean is (`_weak_rule`), so the first argument known not to be
+    settles it and the others are not walked (a cotangent `g * y` is not weak because `g`
+    is not: `y`, a forward value, need not be looked at). Iterative, for deep graphs."""
+    stack = [node]
+    push, pop, get = stack.append, stack.pop, memo.get
+    while stack:
+        n = stack[-1]
+        if n in memo:   # (pushed twice: reached again through another path)
+            pop()
+            continue
+        if n.is_input:
+            value = False
+        elif n.is_const or n.dtype == "bool":
+            value = True
+        else:
+            value, unknown = True, None
+            for a in n.args:
+                if a.dtype == "bool":
+                    continue
+                w = get(a)
+                if w is None:
+                    if unknown is None:
+                        unknown = a
+                elif not w:
+                    value = False
+                    break
+            if value and unknown is not None:
+                push(unknown)
+                continue
+        memo[n] = value
+        pop()
+    return memo[node]
 
 
 def _weak_rule(n: Node, args: list) -> bool:
+    """The rule of `weak` as a bottom-up analysis (the specification `_weak_walk` follows)."""
     if n.is_input:
         return False
     if n.is_const or n.dtype == "bool":
         return True
+    for a, w in zip(n.args, args):
+        if not w and a.dtype != "bool":
+            return False
+    return True
     for a, w in zip(n.args, args):
         if not w and a.dtype != "bool":
             return False
