@@ -391,22 +391,28 @@ def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
     alive); charges the work of scheduling the forward part once, then each own part
     (`joint`: f_value_and_grad has a graph of its own; `built_on`: the nodes of f_grad,
     which f_vjp builds on)."""
-    forward_nodes = {id(n) for n in graphs[0].order}
-    needed: set[int] = set()
-    work = len(forward_nodes)
+    forward = set(graphs[0].order)   # (nodes hash by identity)
+    needed: set[ir.Node] = set()
+    work = len(forward)
+    read: set[ir.Node] = set()   # the own nodes whose arguments are in `needed` already
     for g, plan in zip(graphs, plans):
         continues = _continues(plan, g, graphs[0])
         if continues:
-            needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
+            needed.update(o for o in g.outputs if o in forward)
         if plan.kind == "value_and_grad" and not joint:   # f_grad's nodes and the
             continue   # value: nothing new
-        skip = forward_nodes if plan.kind != "vjp" else forward_nodes | built_on
-        own = [n for n in g.order if id(n) not in skip]
+        if plan.kind != "vjp":
+            own = [n for n in g.order if n not in forward]
+        else:
+            own = [n for n in g.order if n not in forward and id(n) not in built_on]
         work += len(own)
-        if continues:   # (the forward arguments of the own nodes, one pass over them)
-            needed.update(i for n in own for a in n.args if (i := id(a)) in forward_nodes)
+        if continues:   # (the forward arguments of the own nodes, one pass over them; a
+            # node another function has too is looked at once)
+            new = [n for n in own if n not in read]
+            read.update(new)
+            needed.update(a for n in new for a in n.args if a in forward)
     ir.builder().charge(work)
-    return needed
+    return {id(n) for n in needed}
 
 
 def _printer(options: Options, names: ModuleNamer, entry: EntryPoint) -> Printer:
