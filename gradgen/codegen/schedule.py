@@ -1220,7 +1220,12 @@ def _with_releases(stmts: list[Statement], keep: frozenset,
         if st.temps and i < final:   # made and dead within the statement
             dead = [*(dead or ()), *st.temps]
         if dead is not None:
-            for line in fit_line("del " + ", ".join(sorted(dead))):
+            line = "del " + ", ".join(sorted(dead))
+            if len(line) <= MAX_WIDTH:   # (the usual `del`)
+                add_line(line)
+                add_phase(phase)
+                continue
+            for line in fit_line(line):
                 add_line(line)
                 add_phase(phase)
     return Body(lines, phases)
