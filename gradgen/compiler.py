@@ -16,6 +16,8 @@ import gc
 import os
 import re
 from collections.abc import Iterable, Iterator
+from itertools import chain
+from operator import attrgetter
 
 from . import ir
 from .codegen import runtime_xp
@@ -250,15 +252,15 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
                                             {**graphs[0].names, **g.names})))
         else:
             graphs.append(_optimized(entry, plan, hints, _batch_steps(options)))
-    forward_nodes = {id(n) for n in graphs[0].order}
+    forward_nodes = set(map(id, graphs[0].order))
     # f_value_and_grad of a loop: its own graph, optimised with the value, where the
     # value's loop merges into the gradient's saving loop (one forward loop, not two)
     joint = next((g for g, p in zip(graphs, plans) if p.kind == "value_and_grad"
                   and _has_loop(graphs[kinds.index("grad")])), None)
     built_on = set()   # f_vjp of a scalar output builds on f_grad: only its new nodes count
     if "vjp" in kinds and "grad" in kinds:
-        built_on = {id(n) for n in graphs[kinds.index("grad")].order}
-    needed = _forward_reads(graphs, plans, joint is not None, built_on)
+        built_on = set(map(id, graphs[kinds.index("grad")].order))
+    needed = _forward_reads(graphs, plans, joint is not None, built_on, forward_nodes)
     arg_names = {a.name for a in entry.args}
     taken = arg_names | set(entry.dims) | names.taken() | {
         name for plan in plans for x in plan.extra for name in (x.attr("name"),
@@ -385,13 +387,12 @@ def _scheduled(entry: EntryPoint, options: Options, names: ModuleNamer, fns, pla
 
 
 def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
-                   built_on: set[int]) -> set[int]:
+                   built_on: set[int], forward_nodes: set[int]) -> set[int]:
     """The forward nodes (of `graphs[0]`) that some function continuing from the forward
     part reads (a function scheduled on its own reads no forward variable, and keeps none
     alive); charges the work of scheduling the forward part once, then each own part
     (`joint`: f_value_and_grad has a graph of its own; `built_on`: the nodes of f_grad,
-    which f_vjp builds on)."""
-    forward_nodes = {id(n) for n in graphs[0].order}
+    which f_vjp builds on; `forward_nodes`: the ids of `graphs[0]`'s nodes)."""
     needed: set[int] = set()
     work = len(forward_nodes)
     for g, plan in zip(graphs, plans):
@@ -400,13 +401,18 @@ def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
             needed.update(id(o) for o in g.outputs if id(o) in forward_nodes)
         if plan.kind == "value_and_grad" and not joint:   # f_grad's nodes and the
             continue   # value: nothing new
-        skip = forward_nodes if plan.kind != "vjp" else forward_nodes | built_on
-        own = [n for n in g.order if id(n) not in skip]
+        own = [n for n in g.order if id(n) not in forward_nodes]
+        if plan.kind == "vjp" and built_on:
+            own = [n for n in own if id(n) not in built_on]
         work += len(own)
-        if continues:   # (the forward arguments of the own nodes, one pass over them)
-            needed.update(i for n in own for a in n.args if (i := id(a)) in forward_nodes)
+        if continues:   # (the forward arguments of the own nodes: one pass, in C)
+            needed |= forward_nodes.intersection(
+                map(id, chain.from_iterable(map(_ARGS, own))))
     ir.builder().charge(work)
     return needed
+
+
+_ARGS = attrgetter("args")
 
 
 def _printer(options: Options, names: ModuleNamer, entry: EntryPoint) -> Printer:
