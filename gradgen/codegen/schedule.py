@@ -53,6 +53,7 @@ class Statement(NamedTuple):
     target: str | None    # the variable assigned (None for a comment)
     expr: str | None = None   # the expression of a one-line `target = expr`
     temps: tuple = ()     # variables made and dead within the lines (released after them)
+    node: Node | None = None   # the node computed, with `expr` (`_unary_statements`)
 
 
 @dataclass
@@ -226,19 +227,20 @@ def _into_dead_arguments(st: _State, forward: Forward, stmts: list[Statement], p
 def _unary_statements(st: _State, stmts: list[Statement]) -> list[tuple]:
     """The statements `target = ufunc(a)` of `stmts` where `a` is a variable holding an
     array of the function's own of the result's shape and dtype: (statement, a, node,
-    whether that dtype relies on the arguments' one dtype, `_covers`)."""
+    whether that dtype relies on the arguments' one dtype, `_covers`). A statement with an
+    `expr` is the one line `target = expr  # shape` (`_plain`) computing its `node`: what
+    it is is read off the statement, not its text."""
     found = []
-    buffers, var_node, ufunc, code = st.buffers, st.var_node, st.ufunc, st.p.code
+    buffers, ufunc, code = st.buffers, st.ufunc, st.p.code
     used = st.one_dtype_used   # (asked here, not relied on: restored below)
     for s in stmts:
-        if s.expr is None or len(s.reads) != 1 or len(s.lines) != 1:
+        n = s.node
+        if s.expr is None or n is None or len(s.reads) != 1 or n.op not in ufunc \
+                or len(n.args) != 1:
             continue
         a = s.reads[0]
         owner = buffers.get(a)
-        n = var_node.get(s.target)
-        if owner is None or n is None or n.op not in ufunc or len(n.args) != 1 or \
-                owner.shape != n.shape or code[id(n.args[0])][0] != a or \
-                s.lines[0] != f"{s.target} = {s.expr}{_shape_comment(n)}" or \
+        if owner is None or owner.shape != n.shape or code[id(n.args[0])][0] != a or \
                 not _same_dtype(st, n, st.deps(owner), owner):
             continue
         found.append((s, a, n, not st.input_names(n) <= st.deps(owner)))
@@ -433,7 +435,7 @@ class _Scheduler:
                     or phase != last_origin[1] or n.op in st.ops.loop:
                 last_origin = _comment(stmts_out, n, last_origin, label, phase)
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
-                                       st.take_temps()))
+                                       st.take_temps(), n))
         self.last_origin = last_origin
 
     def _leaf(self, n: Node) -> None:
