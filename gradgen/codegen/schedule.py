@@ -67,6 +67,10 @@ class Body:
     forward: object = field(default=None, repr=False)
     outputs: list = field(default_factory=list, repr=False)   # what the body computes
     one_dtype: bool = False   # a statement relies on the float arguments' one dtype (_covers)
+    # the statements the lines were made of (before `_into_dead_arguments`) and the
+    # variables never released, for a function continuing the forward part: `extend`
+    # reuses the lines when it would make them of the same
+    made_of: tuple | None = field(default=None, repr=False)
 
 
 class Forward:
@@ -164,6 +168,15 @@ def extend(body: Body, outputs: list[Node], names: dict, namer: Namer, printer: 
             remaining[name] += reads[nid]
     start = len(sched.stmts)
     sched.run(own, reads)
+    if len(sched.stmts) == start and body.made_of is not None:   # (no statement of its own:
+        # `return dx * g`) the lines of `body` when `_finish` would make them of the same
+        # statements, keeping the same variables (an argument is none: `g`)
+        made_of, kept = body.made_of
+        returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
+        stmts = _live(sched.stmts, [], outputs, sched.refs)
+        if stmts == made_of and sched.st.var_node.keys().isdisjoint(kept ^ (returned | keep)):
+            return Body(list(body.lines), list(body.phases), None, sched, body.forward,
+                        list(outputs), sched.st.one_dtype_used, body.made_of)
     return _finish(sched, body.forward, outputs, keep, False, start)
 
 
@@ -177,10 +190,12 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
         n = len(forward.sched.stmts) if start is None else start
         own = stmts[n:]
         stmts = _live(stmts[:n], own, outputs, sched.refs)
+        made_of = (stmts, returned | keep)
         last_read = _last_reads(stmts)
         stmts = _into_dead_arguments(sched.st, forward, stmts, len(stmts) - len(own),
                                      returned | keep, last_read)
         body = _with_releases(stmts, returned | keep, last_read)
+        body.made_of = made_of
     else:
         body = _with_releases(stmts, returned | keep)
     last = stmts[-1] if stmts else None
