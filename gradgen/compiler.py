@@ -250,15 +250,15 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
                                             {**graphs[0].names, **g.names})))
         else:
             graphs.append(_optimized(entry, plan, hints, _batch_steps(options)))
-    forward_nodes = {id(n) for n in graphs[0].order}
+    forward_nodes = set(map(id, graphs[0].order))
     # f_value_and_grad of a loop: its own graph, optimised with the value, where the
     # value's loop merges into the gradient's saving loop (one forward loop, not two)
     joint = next((g for g, p in zip(graphs, plans) if p.kind == "value_and_grad"
                   and _has_loop(graphs[kinds.index("grad")])), None)
     built_on = set()   # f_vjp of a scalar output builds on f_grad: only its new nodes count
     if "vjp" in kinds and "grad" in kinds:
-        built_on = {id(n) for n in graphs[kinds.index("grad")].order}
-    needed = _forward_reads(graphs, plans, joint is not None, built_on)
+        built_on = set(map(id, graphs[kinds.index("grad")].order))
+    needed = _forward_reads(graphs, plans, joint is not None, built_on, forward_nodes)
     arg_names = {a.name for a in entry.args}
     taken = arg_names | set(entry.dims) | names.taken() | {
         name for plan in plans for x in plan.extra for name in (x.attr("name"),
@@ -385,15 +385,15 @@ def _scheduled(entry: EntryPoint, options: Options, names: ModuleNamer, fns, pla
 
 
 def _forward_reads(graphs: list[ir.Graph], plans: list[Plan], joint: bool,
-                   built_on: set[int]) -> set[int]:
+                   built_on: set[int], forward_nodes: set[int]) -> set[int]:
     """The forward nodes (of `graphs[0]`) that some function continuing from the forward
     part reads (a function scheduled on its own reads no forward variable, and keeps none
     alive); charges the work of scheduling the forward part once, then each own part
     (`joint`: f_value_and_grad has a graph of its own; `built_on`: the nodes of f_grad,
-    which f_vjp builds on)."""
+    which f_vjp builds on; `forward_nodes`: the ids of `graphs[0]`'s nodes)."""
     forward = set(graphs[0].order)   # (nodes hash by identity)
     needed: set[ir.Node] = set()
-    work = len(forward)
+    work = len(forward_nodes)
     read: set[ir.Node] = set()   # the own nodes whose arguments are in `needed` already
     for g, plan in zip(graphs, plans):
         continues = _continues(plan, g, graphs[0])

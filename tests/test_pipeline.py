@@ -177,6 +177,35 @@ def test_extend_refuses_to_read_a_reused_buffer():
         assert printer.code_of(b * b)[0] == "b * b"
 
 
+@pytest.mark.parametrize("options", [{}, {"workspace": True}, {"checks": False}])
+def test_extend_reuses_f_grads_lines_only_where_finishing_would_make_them(monkeypatch,
+                                                                        options):
+    """f_vjp adding no statement of its own (`return (g * dV, g * dW)`) takes f_grad's
+    finished lines (`Body.made_of`) instead of finishing the same statements again: the
+    module is the one finishing every function in full makes, and the reuse happened."""
+    from gradgen.codegen import schedule as sched
+
+    source = MLP.read_text()
+    finished: list[int] = []
+    real = sched._finish
+
+    def counted(s, forward, outputs, keep, fold, start=None):
+        finished.append(start is not None)   # (`extend` finishing in full)
+        return real(s, forward, outputs, keep, fold, start)
+
+    monkeypatch.setattr(sched, "_finish", counted)
+    reused = compiler.compile_source(source, "mlp.grad", **options)
+    assert finished and not any(finished)   # f_vjp reused f_grad's lines
+
+    def in_full(s, forward, outputs, keep, fold, start=None):
+        body = real(s, forward, outputs, keep, fold, start)
+        body.made_of = None   # nothing to reuse: extend finishes in full
+        return body
+
+    monkeypatch.setattr(sched, "_finish", in_full)
+    assert compiler.compile_source(source, "mlp.grad", **options) == reused
+
+
 def test_compilation_leaves_the_callers_frozen_objects_frozen():
     """The collector is paused during a compilation; re-enabling it must not thaw what the
     caller froze (gc.freeze) before compiling."""

@@ -42,7 +42,9 @@ def indented(lines: list[str], indent: str) -> str:
     """The lines of a block (a function's body), each indented by `indent` (an empty line
     left empty), one a line: a filter, so that the template need not loop over a body of
     many thousand lines."""
-    return "\n".join([indent + line if line else "" for line in lines])
+    if not lines or "" in lines:   # (an empty line stays empty: rare, line by line)
+        return "\n".join([indent + line if line else "" for line in lines])
+    return indent + ("\n" + indent).join(lines)   # (one join of C speed: ~188k lines)
 
 
 def render_module(module) -> str:

@@ -53,6 +53,7 @@ class Statement(NamedTuple):
     target: str | None    # the variable assigned (None for a comment)
     expr: str | None = None   # the expression of a one-line `target = expr`
     temps: tuple = ()     # variables made and dead within the lines (released after them)
+    node: Node | None = None   # the node computed, with `expr` (`_unary_statements`)
 
 
 @dataclass
@@ -66,6 +67,10 @@ class Body:
     forward: object = field(default=None, repr=False)
     outputs: list = field(default_factory=list, repr=False)   # what the body computes
     one_dtype: bool = False   # a statement relies on the float arguments' one dtype (_covers)
+    # the statements the lines were made of (before `_into_dead_arguments`) and the
+    # variables never released, for a function continuing the forward part: `extend`
+    # reuses the lines when it would make them of the same
+    made_of: tuple | None = field(default=None, repr=False)
 
 
 class Forward:
@@ -163,6 +168,15 @@ def extend(body: Body, outputs: list[Node], names: dict, namer: Namer, printer: 
             remaining[name] += reads[nid]
     start = len(sched.stmts)
     sched.run(own, reads)
+    if len(sched.stmts) == start and body.made_of is not None:   # (no statement of its own:
+        # `return dx * g`) the lines of `body` when `_finish` would make them of the same
+        # statements, keeping the same variables (an argument is none: `g`)
+        made_of, kept = body.made_of
+        returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
+        stmts = _live(sched.stmts, [], outputs, sched.refs)
+        if stmts == made_of and sched.st.var_node.keys().isdisjoint(kept ^ (returned | keep)):
+            return Body(list(body.lines), list(body.phases), None, sched, body.forward,
+                        list(outputs), sched.st.one_dtype_used, body.made_of)
     return _finish(sched, body.forward, outputs, keep, False, start)
 
 
@@ -176,10 +190,12 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
         n = len(forward.sched.stmts) if start is None else start
         own = stmts[n:]
         stmts = _live(stmts[:n], own, outputs, sched.refs)
+        made_of = (stmts, returned | keep)
         last_read = _last_reads(stmts)
         stmts = _into_dead_arguments(sched.st, forward, stmts, len(stmts) - len(own),
                                      returned | keep, last_read)
         body = _with_releases(stmts, returned | keep, last_read)
+        body.made_of = made_of
     else:
         body = _with_releases(stmts, returned | keep)
     last = stmts[-1] if stmts else None
@@ -226,19 +242,20 @@ def _into_dead_arguments(st: _State, forward: Forward, stmts: list[Statement], p
 def _unary_statements(st: _State, stmts: list[Statement]) -> list[tuple]:
     """The statements `target = ufunc(a)` of `stmts` where `a` is a variable holding an
     array of the function's own of the result's shape and dtype: (statement, a, node,
-    whether that dtype relies on the arguments' one dtype, `_covers`)."""
+    whether that dtype relies on the arguments' one dtype, `_covers`). A statement with an
+    `expr` is the one line `target = expr  # shape` (`_plain`) computing its `node`: what
+    it is is read off the statement, not its text."""
     found = []
-    buffers, var_node, ufunc, code = st.buffers, st.var_node, st.ufunc, st.p.code
+    buffers, ufunc, code = st.buffers, st.ufunc, st.p.code
     used = st.one_dtype_used   # (asked here, not relied on: restored below)
     for s in stmts:
-        if s.expr is None or len(s.reads) != 1 or len(s.lines) != 1:
+        n = s.node
+        if s.expr is None or n is None or len(s.reads) != 1 or n.op not in ufunc \
+                or len(n.args) != 1:
             continue
         a = s.reads[0]
         owner = buffers.get(a)
-        n = var_node.get(s.target)
-        if owner is None or n is None or n.op not in ufunc or len(n.args) != 1 or \
-                owner.shape != n.shape or code[id(n.args[0])][0] != a or \
-                s.lines[0] != f"{s.target} = {s.expr}{_shape_comment(n)}" or \
+        if owner is None or owner.shape != n.shape or code[id(n.args[0])][0] != a or \
                 not _same_dtype(st, n, st.deps(owner), owner):
             continue
         found.append((s, a, n, not st.input_names(n) <= st.deps(owner)))
@@ -433,7 +450,7 @@ class _Scheduler:
                     or phase != last_origin[1] or n.op in st.ops.loop:
                 last_origin = _comment(stmts_out, n, last_origin, label, phase)
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
-                                       st.take_temps()))
+                                       st.take_temps(), n))
         self.last_origin = last_origin
 
     def _leaf(self, n: Node) -> None:
@@ -1220,7 +1237,12 @@ def _with_releases(stmts: list[Statement], keep: frozenset,
         if st.temps and i < final:   # made and dead within the statement
             dead = [*(dead or ()), *st.temps]
         if dead is not None:
-            for line in fit_line("del " + ", ".join(sorted(dead))):
+            line = "del " + ", ".join(sorted(dead))
+            if len(line) <= MAX_WIDTH:   # (the usual `del`)
+                add_line(line)
+                add_phase(phase)
+                continue
+            for line in fit_line(line):
                 add_line(line)
                 add_phase(phase)
     return Body(lines, phases)
