@@ -25,7 +25,7 @@ gradgen/passes/loops.py lets one loop compute both and drops what nobody reads.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import sympy
 
@@ -193,19 +193,16 @@ class _BodyVJP:
         if surrogates:
             plain = self._differentiate(g, outputs)
             weighted = substitute(outputs, surrogates)
-            size = self._differentiate(g, weighted, {id(x) for x in surrogates.values()},
-                                       unstop)
-            if size is not None and plain is not None and size < plain:
+            if self._differentiate(g, weighted, unstop) < plain:
                 return
         self.weights = []
         self._differentiate(g, outputs)
 
-    def _differentiate(self, g: dict, outputs: list[Node], opaque: Container[int] = (),
-                       unstop: dict[int, Node] | None = None) -> int | None:
+    def _differentiate(self, g: dict, outputs: list[Node],
+                       unstop: dict[int, Node] | None = None) -> int:
         """Set the cotangents of the carried and outside values for the carried values'
         next values `outputs` (the body's, or with some values differentiated otherwise)
         and the residuals they read; return the residuals' nominal size saved per step.
-        None, and nothing set, if the cotangents read the value of a node in `opaque`.
         `unstop`: nodes of the cotangents replaced by others of the same value (by id)."""
         body, ct_in, wrt, float_c = self.body, self.ct_all, self.wrt, self.float_c
         # the carried values whose cotangent is not always zero: those with one given,
@@ -222,8 +219,6 @@ class _BodyVJP:
         ct_cl = _static_shapes([ct_c[k] for k in active], body)
         ct_ol = _static_shapes([ct_o[j] for j in self.do], body)
         roots = [x for x in ct_cl + ct_ol if x is not None]
-        if opaque and any(id(n) in opaque for n in topo_order(roots)):
-            return None
         if unstop:
             it = iter(substitute(roots, unstop))
             ct_cl = [None if x is None else next(it) for x in ct_cl]
@@ -318,7 +313,8 @@ def _lse_weights(body: Region, carried: Sequence[Node]
     the backward loop reads L (its own size) and recomputes the weights from x, instead of
     reading the exponentials and their sum saved per step (hmm's (N, K, K)
     `exp(alpha[:, :, None] + log_A - lse[:, None, :])`; alpha (N, K)); and {id: node}
-    of the stopped L in the weights, to be L itself in the VJP (for its derivatives); and
+    of the stopped L in the weights and of L' where the VJP reads its value, to be L
+    itself in the VJP (for its derivatives; for the value, not the weights' sum); and
     the weights as the VJP computes them (to be named `weights` in the backward step)."""
     cin = {id(x): x for x in carried}
     out: dict[int, Node] = {}
@@ -339,6 +335,7 @@ def _lse_weights(body: Region, carried: Sequence[Node]
                 # `weights` for those the backward step computes, as it would build them)
                 weights = make("exp", x - kept)
             unstop[id(stopped)] = kept
+            unstop[id(out[id(n)])] = n   # (where its value is read: the same value)
             b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(n), "lse")
             weighted.append(weights)
     return out, unstop, weighted
