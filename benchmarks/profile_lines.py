@@ -51,30 +51,43 @@ from run import ROOT, compile_module
 
 
 def instrument(fn, namespace: dict):
-    """A copy of `fn` with a probe after each statement; (function, marks list, labels)."""
+    """A copy of `fn` with a probe after each statement, also inside its `for` loops (a
+    loop's statements are summed over its steps; the `for` line itself then counts only
+    the loop's own overhead); (function, marks list, labels)."""
     fdef = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
     fdef.name = "_instrumented"
     fdef.decorator_list = []
-    probe = ast.parse("_PROBE()").body[0]
-    body, labels = [probe], []
-    for stmt in fdef.body:
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            continue                                 # docstring
-        if isinstance(stmt, ast.Return) and stmt.value is not None:
-            # `return expr` -> `_result = expr; probe; return _result`, so expr is measured
-            labels.append(ast.unparse(stmt))
-            body += [ast.Assign(targets=[ast.Name("_result", ast.Store())], value=stmt.value),
-                     probe, ast.Return(value=ast.Name("_result", ast.Load()))]
-            break
-        body.append(stmt)
-        labels.append(ast.unparse(stmt).split("\n")[0])
-        body.append(probe)
-    fdef.body = body
-    ast.fix_missing_locations(fdef)
-    marks: list[tuple[float, int]] = []
+    labels: list[str] = []
 
-    def _probe():
-        marks.append((time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
+    def probe(k: int) -> ast.stmt:
+        return ast.parse(f"_PROBE({k})").body[0]
+
+    def walk(stmts: list, depth: int) -> list:
+        body: list = []
+        for stmt in stmts:
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                continue                             # docstring
+            k = len(labels)
+            if isinstance(stmt, ast.Return) and stmt.value is not None:
+                # `return expr` -> `_result = expr; probe; return _result`: expr is measured
+                labels.append(ast.unparse(stmt))
+                body += [ast.Assign(targets=[ast.Name("_result", ast.Store())],
+                                    value=stmt.value),
+                         probe(k), ast.Return(value=ast.Name("_result", ast.Load()))]
+                break
+            labels.append("    " * depth + ast.unparse(stmt).split("\n")[0])
+            if isinstance(stmt, ast.For):
+                stmt.body = [probe(k), *walk(stmt.body, depth + 1)]
+            body += [stmt, probe(k)]
+        return body
+
+    fdef.body = [probe(-1), *walk(fdef.body, 0)]
+    ast.fix_missing_locations(fdef)
+    marks: list[tuple[int, float, int]] = []
+
+    def _probe(k):
+        marks.append((k, time.process_time(),
+                      resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
 
     ns = dict(namespace, _PROBE=_probe)
     code = compile(ast.Module([fdef], []), f"<instrumented {fn.__name__}>", "exec")
@@ -85,12 +98,12 @@ def instrument(fn, namespace: dict):
 def profile(title: str, fn, namespace: dict, args: tuple, calls: int, top: int = 0) -> None:
     f, marks, labels = instrument(fn, namespace)
     f(*args)                                         # warm-up
-    per_call = []
-    for _ in range(calls):
+    per = np.zeros((calls, len(labels), 2))          # calls x statements x (cpu, faults)
+    for c in range(calls):
         marks.clear()
         f(*args)
-        per_call.append([(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(marks)])
-    per = np.array(per_call)                         # calls x statements x (cpu, faults)
+        for a, b in itertools.pairwise(marks):       # (time since the last probe: b's)
+            per[c, b[0]] += (b[1] - a[1], b[2] - a[2])
     cpu, faults = per[:, :, 0].mean(axis=0), per[:, :, 1].mean(axis=0)
     print(f"\n## {title}\n")
     print("| CPU ms | faults | statement |")
@@ -98,7 +111,7 @@ def profile(title: str, fn, namespace: dict, args: tuple, calls: int, top: int =
     for c, fl, label in zip(cpu, faults, labels):
         print(f"| {c * 1e3:6.3f} | {fl:6.0f} | `{label[:110]}` |")
     print(f"| {cpu.sum() * 1e3:6.3f} | {faults.sum():6.0f} | total (mean of {calls} calls; "
-          "freeing the locals at exit is not counted) |")
+          "freeing the locals at exit is not counted; probes included) |")
     if top:
         total = cpu.sum()
         print(f"\nThe {top} most expensive statements:\n")
@@ -106,7 +119,7 @@ def profile(title: str, fn, namespace: dict, args: tuple, calls: int, top: int =
         print("|------:|-------:|-------:|-----------|")
         for k in np.argsort(-cpu)[:top]:
             print(f"| {cpu[k] / total:5.0%} | {cpu[k] * 1e3:6.3f} | {faults[k]:6.0f} | "
-                  f"`{labels[k][:110]}` |")
+                  f"`{labels[k].strip()[:110]}` |")
 
 
 def profile_model(name: str, size: str | None, calls: int, top: int) -> None:

@@ -322,14 +322,17 @@ def _sequence_args(name, rng):
             0.5 * rng.normal(size=(h, h)), rng.normal(size=(n, h))], [1, 2, 3]
 
 
-@pytest.mark.parametrize("every", [200, 1])
-def test_a_step_value_larger_than_the_state_is_recomputed_when_checkpointed(sequences, every):
-    """Policy recompute_residuals, on with `checkpoint` (memory asked for): hmm_loglik's
-    gradient (T = 200) in one segment of T steps (`every` = T), or with every step a
-    checkpoint (`every` = 1: one saving loop and one backward loop, no segments), keeps the
-    carried alpha (K,) per step and the max and sum of the exponentials, not the (K, K)
-    exponentials (what the default gradient saves: (T - 1) K K floats): its peak memory
-    (tracemalloc) is far below that, and its gradient is the saving one's."""
+@pytest.mark.parametrize("every", [None, 200, 1])
+def test_a_step_value_larger_than_the_state_is_recomputed(sequences, every):
+    """Policies lse_weights and recompute_cheap (every saving loop), and recompute_residuals
+    (with `checkpoint`): hmm_loglik's gradient (T = 200), saving every step (`every` None),
+    in one segment of T steps (`every` = T) or with every step a checkpoint (`every` = 1:
+    one saving loop and one backward loop, no segments), keeps the carried alpha (K,) and
+    the log-sum-exp (K,) per step, not the (K, K) exponentials ((T - 1) K K floats, what
+    the gradient saved before) nor their max and sum: the backward step recomputes the
+    softmax weights `exp(alpha[:, None] + logA - lse[None])`. Its peak memory
+    (tracemalloc) is far below the exponentials', its gradient the same in each (finite
+    differences and the hand-unrolled loop: the tests above) and finite at large values."""
     import tracemalloc
 
     source, env, _ = sequences
@@ -339,20 +342,21 @@ def test_a_step_value_larger_than_the_state_is_recomputed_when_checkpointed(sequ
         ck_source = gradgen.compile_source(text, filename=SEQUENCES.name, modes=("grad",),
                                            checkpoint=every)
     ck = _load(ck_source)
-    assert "exp_steps" in _function(source, "hmm_loglik_grad")   # the default saves them
-    # the max and the sum of the exponentials (reductions of them) are kept, not redone:
-    # the backward loop reads them and makes no reduction but its two contractions
     grad = _function(ck_source, "hmm_loglik_grad")
     start = grad.index("for t in reversed(")
     backward = grad[start:grad.index("\n    del ", start)]
-    assert "max_steps[" in backward and "sum_steps[" in backward, backward
-    assert ".max(" not in backward and "np.max(" not in backward, backward
-    assert ("segment" in grad) == (every > 1), grad
+    assert "lse_steps[" in backward and "alpha_steps[" in backward, backward
+    assert "np.exp(" in backward and "max_steps" not in grad and "sum_steps" not in grad
+    assert "exp_steps" not in grad and ".max(" not in backward, backward
+    assert ("segment" in grad) == (every is not None and every > 1), grad
     rng = np.random.default_rng(3)
     args = [rng.normal(size=(k, k)), rng.normal(size=(k,)), rng.normal(size=(t, k))]
     saved, recomputed = env["hmm_loglik_grad"](*args), ck["hmm_loglik_grad"](*args)
     for a, b in zip(saved, recomputed):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    # the softmax weights stay finite where the exponentials of a plain form would not
+    big = [a * 400.0 for a in args]
+    assert all(np.isfinite(g).all() for g in ck["hmm_loglik_grad"](*big))
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -489,7 +493,7 @@ def test_the_backward_loop_reads_as_code(sequences):
     assert "S_steps" not in lstm and "S[t] = h" in lstm
     # index arithmetic spelled at each use (`exp_steps[t - 1]`), not a variable `t_diff`
     hmm = _function(source, "hmm_loglik_grad")
-    assert "exp_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
+    assert "lse_steps[t - 1] = " in hmm and "t_diff" not in hmm and "t_add" not in grad
     # ... and its row t, read at step t only, is not zeroed after (drop_dead_row_writes)
     for fn in ("lstm_states_grad", "lstm_states_value_and_grad", "lstm_states_hvp"):
         assert "dS[t] = 0" not in _function(source, fn) and "dS[t]" in _function(source, fn)

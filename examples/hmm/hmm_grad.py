@@ -248,19 +248,17 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
         np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
         # (N, K)
-        alpha_log = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))
-        del alpha_add
-        alpha_add2 = alpha_log + alpha_max[:, 0]  # (N, K)
-        del alpha_log, alpha_max
-        alpha = alpha_add2 + logE_rows[t - 1]  # (N, K)
-        del alpha_add2
+        lse = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max))) + alpha_max[:, 0]
+        del alpha_add, alpha_max
+        alpha = lse + logE_rows[t - 1]  # (N, K)
+        del lse
     del logA, logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    alpha_log2 = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
+    alpha_log = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
     del alpha
-    alpha_add3 = alpha_log2 + alpha_max2[:, 0]  # (N,)
-    del alpha_log2, alpha_max2
-    return alpha_add3.sum() / N
+    alpha_add2 = alpha_log + alpha_max2[:, 0]  # (N,)
+    del alpha_log, alpha_max2
+    return alpha_add2.sum() / N
 
 
 def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Array, Array]:
@@ -311,41 +309,37 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
         alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
         np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
-        del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        del alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, alpha_sum
-    del logA, logE_rows
+        lse = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        lse += alpha_max[:, 0]
+        del alpha_add, alpha_max
+        lse_steps[t - 1] = lse
+        alpha = lse + logE_rows[t - 1]  # (N, K)
+        del lse
+    del logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp2, out=alpha_exp2)
+    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
+    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        # (N, K, K)
+        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp2, exp_steps, sum_steps
+        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+    del alpha_exp, alpha_steps, logA, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -424,45 +418,41 @@ def loglik_value_and_grad(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
         alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
         np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
-        del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        del alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, alpha_sum
-    del logA, logE_rows
+        lse = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        lse += alpha_max[:, 0]
+        del alpha_add, alpha_max
+        lse_steps[t - 1] = lse
+        alpha = lse + logE_rows[t - 1]  # (N, K)
+        del lse
+    del logE_rows
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     # (N, K); reuses alpha's buffer
-    alpha_exp2 = np.subtract(alpha, alpha_max2, out=alpha)
-    np.exp(alpha_exp2, out=alpha_exp2)
+    alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
-    alpha_sum2 = np.einsum("ij->i", alpha_exp2)  # (N,)
-    value = (np.log(alpha_sum2) + alpha_max2[:, 0]).sum() / N
+    alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
+    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
     del alpha_max2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp2 / alpha_sum2[:, None] / N
+    dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        # (N, K, K)
+        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp2, alpha_sum2, exp_steps, sum_steps
+        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+    del alpha_exp, alpha_steps, alpha_sum, logA, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -543,41 +533,37 @@ def loglik_vjp(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
         alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
         np.add(alpha[:, :, None], logA, out=alpha_add)
         alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
-        del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        del alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
-        del alpha_max, alpha_sum
-    del logA, logE_rows
+        lse = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
+        lse += alpha_max[:, 0]
+        del alpha_add, alpha_max
+        lse_steps[t - 1] = lse
+        alpha = lse + logE_rows[t - 1]  # (N, K)
+        del lse
+    del logE_rows
     # (N, K); reuses alpha's buffer
-    alpha_exp2 = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
-    np.exp(alpha_exp2, out=alpha_exp2)
+    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    np.exp(alpha_exp, out=alpha_exp)
     del alpha
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
-    dalpha = alpha_exp2 / np.einsum("ij->i", alpha_exp2)[:, None] / N
+    dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        dalpha_div = dalpha / sum_steps[t - 1]  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        # (N, K, K)
+        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
         # grad of line 13: for t in range(1, T):
-        dlogA += np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
+        dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-    del alpha_exp2, exp_steps, sum_steps
+        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+    del alpha_exp, alpha_steps, logA, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -776,12 +762,13 @@ def loglik_hvp(
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     # tangent of the loop at line 13
-    sum_steps = np.empty((T - 1, N, K), dtype=dtype)
-    exp_steps = np.empty((T - 1, N, K, K), dtype=dtype)
-    sum_steps_dot = A_full.copy()
-    exp_steps_dot = np.zeros((T - 1, N, K, K), dtype=dtype)
+    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    alpha_steps_dot = A_full.copy()
+    lse_steps_dot = A_full.copy()
     alpha_dot = talpha
     for t in range(1, T):
+        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
         alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
         np.add(alpha[:, :, None], logA, out=alpha_add)
@@ -791,19 +778,24 @@ def loglik_hvp(
         np.exp(alpha_exp, out=alpha_exp)
         del alpha_add
         alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        sum_steps[t - 1] = alpha_sum
-        exp_steps[t - 1] = alpha_exp
-        alpha = np.log(alpha_sum) + alpha_max[:, 0] + logE_rows[t - 1]  # (N, K)
+        lse = np.log(alpha_sum)  # (N, K)
+        lse += alpha_max[:, 0]
         del alpha_max
+        lse_steps[t - 1] = lse
+        alpha = lse + logE_rows[t - 1]  # (N, K)
+        del lse
+        # tangent of line 13: for t in range(1, T):
+        alpha_steps_dot[t - 1] = alpha_dot
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
         alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
-        # tangent of line 13: for t in range(1, T):
-        sum_steps_dot[t - 1] = alpha_dot_einsum
-        exp_steps_dot[t - 1] = alpha_dot_add * alpha_exp
         del alpha_dot_add, alpha_exp
-        alpha_dot = alpha_dot_einsum / alpha_sum + tlogE_rows[t - 1]
-    del logA, logE_rows, talpha, tlogA, tlogE_rows
+        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
+        del alpha_dot_einsum, alpha_sum
+        # tangent of line 13: for t in range(1, T):
+        lse_steps_dot[t - 1] = alpha_dot_div
+        alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
+    del logE_rows, talpha, tlogE_rows
     alpha_exp2 = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
     del alpha
     # grad of line 13: for t in range(1, T):
@@ -824,28 +816,28 @@ def loglik_hvp(
     dlogE_rows_dot = A_full  # reuses A_full's buffer
     dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
-        # grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        sum_steps_rows = sum_steps[t - 1]  # (N, K)
-        dalpha_div = dalpha / sum_steps_rows  # (N, K)
-        exp_steps_rows = exp_steps[t - 1]  # (N, K, K)
+        # (N, K, K)
+        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
         # grad of line 13: for t in range(1, T):
         dlogE_rows[t - 1] = dalpha
-        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        sum_steps_dot_div = sum_steps_dot[t - 1] * dalpha_div / sum_steps_rows  # (N, K)
-        dalpha_dot_diff = dalpha_dot / sum_steps_rows - sum_steps_dot_div  # (N, K)
-        del sum_steps_dot_div
-        dalpha_mul = dalpha_div[:, None] * exp_steps_dot[t - 1]  # (N, K, K)
+        # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
+        alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
         # (N, K, K)
-        exp_steps_add = dalpha_dot_diff[:, None] * exp_steps_rows + dalpha_mul
-        del dalpha_dot_diff, dalpha_mul
+        lse_steps_dot_diff = alpha_steps_dot_add - lse_steps_dot[t - 1][:, None]
+        del alpha_steps_dot_add
+        # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
+        dalpha_mul = dalpha[:, None] * (lse_steps_dot_diff * weights)  # (N, K, K)
+        del lse_steps_dot_diff
+        dalpha_dot_add = dalpha_dot[:, None] * weights + dalpha_mul  # (N, K, K)
+        del dalpha_mul
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
-        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha_div, exp_steps_rows)
-        dalpha = np.einsum("ik,ijk->ij", dalpha_div, exp_steps_rows)
-        dlogA_dot = dlogA_dot + exp_steps_add.sum(axis=0)
-        dalpha_dot = np.einsum("ijk->ij", exp_steps_add)
-    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp2, alpha_sum2, exp_steps
-    del exp_steps_dot, sum_steps, sum_steps_dot
+        dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha, weights)
+        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+        dlogA_dot = dlogA_dot + dalpha_dot_add.sum(axis=0)
+        dalpha_dot = np.einsum("ijk->ij", dalpha_dot_add)
+    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp2, alpha_steps, alpha_steps_dot
+    del alpha_sum2, logA, lse_steps, lse_steps_dot, tlogA
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA

@@ -30,11 +30,23 @@ from collections.abc import Iterator, Sequence
 import sympy
 
 from ..dims import as_expr, nominal_size, same_shape
-from ..ir import ById, Node, Region, analysis, builder, const, make, topo_order, unvisited
-from ..ops.control import iteration, loop_attrs
+from ..ir import (
+    TEMPORARY_NAMES,
+    ById,
+    Node,
+    Region,
+    analysis,
+    builder,
+    const,
+    make,
+    topo_order,
+    unvisited,
+)
+from ..ops.control import iteration, loop_attrs, next_row
 from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows, added_row
+from ..ops.nn import lse_form, lse_weighted
 from ..ops.registry import REGISTRY, attach_rules
 from ..ops.stepwise import first_row_set, row_written
 from .forward import batched_jvp, jvp
@@ -172,23 +184,50 @@ class _BodyVJP:
                  for k in float_c}
         self.acc_in = {j: _input(names, "d" + self.oin[j].attr("name"), "carry",
                                  self.oin[j].shape) for j in self.do}
-        wrt = [self.cin[k] for k in float_c] + [self.oin[j] for j in self.do]
+        self.float_c, self.ct_all = float_c, ct_in
+        self.wrt = [self.cin[k] for k in float_c] + [self.oin[j] for j in self.do]
+        # With the softmax weights of the body's log-sum-exps recomputed (`_lse_weights`)
+        # where that saves less per step than the plain VJP; the plain VJP otherwise.
+        outputs = list(body.outputs)
+        surrogates, unstop, self.weights = _lse_weights(body, self.cin)
+        if surrogates:
+            plain = self._differentiate(g, outputs)
+            weighted = substitute(outputs, surrogates)
+            if self._differentiate(g, weighted, unstop) < plain:
+                return
+        self.weights = []
+        self._differentiate(g, outputs)
+
+    def _differentiate(self, g: dict, outputs: list[Node],
+                       unstop: dict[int, Node] | None = None) -> int:
+        """Set the cotangents of the carried and outside values for the carried values'
+        next values `outputs` (the body's, or with some values differentiated otherwise)
+        and the residuals they read; return the residuals' nominal size saved per step.
+        `unstop`: nodes of the cotangents replaced by others of the same value (by id)."""
+        body, ct_in, wrt, float_c = self.body, self.ct_all, self.wrt, self.float_c
         # the carried values whose cotangent is not always zero: those with one given,
         # and those their body values read (to a fixed point)
         active = sorted(k for k in g if k in ct_in)
         while True:
-            cts, _ = vjp([body.outputs[k] for k in active], [ct_in[k] for k in active], wrt)
+            cts, _ = vjp([outputs[k] for k in active], [ct_in[k] for k in active], wrt)
             more = sorted(set(active) | {k for k, ct in zip(float_c, cts) if ct is not None})
             if more == active:
                 break
             active = more
-        self.active = active
-        self.ct_in = [ct_in[k] for k in active]
         ct_c = dict(zip(float_c, cts))
         ct_o = dict(zip(self.do, cts[len(float_c):]))
-        self.ct_c = _static_shapes([ct_c[k] for k in active], body)
-        self.ct_o = _static_shapes([ct_o[j] for j in self.do], body)
-        self._frontier([x for x in self.ct_c + self.ct_o if x is not None])
+        ct_cl = _static_shapes([ct_c[k] for k in active], body)
+        ct_ol = _static_shapes([ct_o[j] for j in self.do], body)
+        roots = [x for x in ct_cl + ct_ol if x is not None]
+        if unstop:
+            it = iter(substitute(roots, unstop))
+            ct_cl = [None if x is None else next(it) for x in ct_cl]
+            ct_ol = [None if x is None else next(it) for x in ct_ol]
+            roots = [x for x in ct_cl + ct_ol if x is not None]
+        self.active, self.ct_in = active, [ct_in[k] for k in active]
+        self.ct_c, self.ct_o = ct_cl, ct_ol
+        self._frontier(roots)
+        return sum(nominal_size(tuple(f.shape)) for f in self.saved)
 
     def _frontier(self, roots: list[Node]) -> None:
         """The body values the cotangents read, sorted into saved and hoisted ones; the
@@ -200,7 +239,8 @@ class _BodyVJP:
         trade = builder().memo.get("checkpoint") is not None   # memory asked for, not speed
         while True:
             frontier = _reads_of_primal(roots, primal, recomputed)
-            more = recompute_residuals(frontier, self.cin, recomputed) if trade else set()
+            more = recompute_residuals(frontier, self.cin, recomputed) if trade \
+                else recompute_cheap(frontier, self.cin) - recomputed
             if not more:
                 break
             recomputed |= more
@@ -222,14 +262,17 @@ class _BodyVJP:
 
     def saved_name(self, f: Node) -> str:
         """`h_steps` for the carried value h, `h_next_steps` for its next value, `z_steps`
-        for a value the source names z, `z_sigmoid_steps` for an op's value computed from
-        it, else the op's hint (`tanh_steps`)."""
+        for a value the source names z, `lse_steps` for a log-sum-exp it does not name,
+        `z_sigmoid_steps` for an op's value computed from it, else the op's hint
+        (`tanh_steps`)."""
         for k, (x, y) in enumerate(zip(self.cin, self.body.outputs)):
             if f is x:
                 return self.names.fresh(x.attr("name") + "_steps")
             if f is y:
                 return self.names.fresh(x.attr("name") + "_next_steps")
         source = builder().memo.get("loop_names") or {}
+        if f not in source and lse_form(f) is not None:   # (a log-sum-exp: `lse_steps`)
+            return self.names.fresh("lse_steps")
         transparent = builder().with_trait("transparent")   # (named as what it shows)
         while f.op in transparent and f.args and f not in source:
             f = f.args[0]
@@ -248,6 +291,10 @@ class _BodyVJP:
         saved and hoisted values read as `mapping` says; and the outside inputs of the
         body it reads."""
         subs = substitute([x for x in self.ct_o + self.ct_c if x is not None], mapping)
+        if self.weights:   # (the softmax weights of `_lse_weights`, as the step reads them)
+            soft = builder().memo.setdefault(TEMPORARY_NAMES, {})
+            for w in substitute(self.weights, mapping):
+                soft.setdefault(id(w), "weights")
         it = iter(subs)
         outs = [self.acc_in[j] if x is None else add_rows(self.acc_in[j], next(it))
                 for j, x in zip(self.do, self.ct_o)]
@@ -256,6 +303,94 @@ class _BodyVJP:
         oin = {id(x) for x in self.oin}
         used = {id(n) for n in topo_order(outs) if id(n) in oin}
         return outs, [x for x in self.oin if id(x) in used]
+
+
+def _lse_weights(body: Region, carried: Sequence[Node]
+                 ) -> tuple[dict[int, Node], dict[int, Node], list[Node]]:
+    """{id(L): L'} for the log-sum-exps L of the loop body (`ops.nn.lse_form`) whose
+    exponentials are larger than the carried values they depend on: L' (`lse_weighted`)
+    has L's value and the derivative `exp(x - L)`, the softmax weights, so that a step of
+    the backward loop reads L (its own size) and recomputes the weights from x, instead of
+    reading the exponentials and their sum saved per step (hmm's (N, K, K)
+    `exp(alpha[:, :, None] + log_A - lse[:, None, :])`; alpha (N, K)); and {id: node}
+    of the stopped L in the weights and of L' where the VJP reads its value, to be L
+    itself in the VJP (for its derivatives; for the value, not the weights' sum); and
+    the weights as the VJP computes them (to be named `weights` in the backward step)."""
+    cin = {id(x): x for x in carried}
+    out: dict[int, Node] = {}
+    unstop: dict[int, Node] = {}
+    weighted: list[Node] = []
+    b = builder()
+    for n in topo_order(body.outputs):
+        form = lse_form(n) if n.shape else None
+        if form is None:
+            continue
+        x = form[0]
+        deps = [c for k, c in cin.items() if k in _inputs_of(x)]
+        if deps and nominal_size(tuple(x.shape)) > sum(nominal_size(tuple(c.shape))
+                                                       for c in deps):
+            with b.at(origin=n.origin, phase=n.phase):
+                out[id(n)], stopped, kept = lse_weighted(n, *form)
+                # (named as what they are where the source names neither: `lse`, and
+                # `weights` for those the backward step computes, as it would build them)
+                weights = make("exp", x - kept)
+            unstop[id(stopped)] = kept
+            unstop[id(out[id(n)])] = n   # (where its value is read: the same value)
+            b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(n), "lse")
+            weighted.append(weights)
+    return out, unstop, weighted
+
+
+def recompute_cheap(frontier: dict[int, Node], carried: Sequence[Node]) -> set[int]:
+    """Policy `recompute_cheap` (every saving loop): the ids of the residuals in `frontier`
+    (body values a loop's backward step reads) to recompute in the backward step rather
+    than save per step: one larger than the carried values it depends on, computed by
+    elementwise ops and views (`alpha[:, :, None] + log_A`) from values kept anyway or
+    small: carried values, outside values, numbers, values of at most the size of the
+    carried values they depend on (saved instead: a log-sum-exp's (N, K) result), with
+    the views and elementwise values between (the ids of those come along). Recomputing
+    costs one pass per op over the large value; saving it, its size per step. A value
+    reached through a loop, a reduction or a contraction is never recomputed here
+    (`recompute_residuals` trades those too, under --checkpoint)."""
+    cin = {id(x): x for x in carried}
+    elementwise = builder().with_trait("elementwise")
+    more: set[int] = set()
+    for f in frontier.values():
+        if id(f) in cin or not f.shape:
+            continue
+        found = _cheap_closure(f, cin, elementwise)
+        if found:
+            more |= found
+    return more
+
+
+def _carried_size(n: Node, cin: dict) -> int:
+    return sum(nominal_size(tuple(c.shape)) for k, c in cin.items() if k in _inputs_of(n))
+
+
+def _cheap_closure(f: Node, cin: dict, elementwise: frozenset) -> set[int]:
+    """The ids of `f` and the values between it and what it is computed from, if `f` is
+    larger than the carried values it depends on and is computed from values kept anyway
+    or small by elementwise ops and views only (`recompute_cheap`); else the empty set."""
+    if nominal_size(tuple(f.shape)) <= _carried_size(f, cin):
+        return set()
+    between: set[int] = set()
+    stack = [f]
+    while stack:
+        n = stack.pop()
+        if id(n) in between:
+            continue
+        if n.op not in elementwise and REGISTRY[n.op].view_of(n) is None:
+            return set()
+        between.add(id(n))
+        for a in n.args:
+            if a.is_const or a.is_input or not (cin.keys() & _inputs_of(a)):
+                continue   # (a number, an input, or a value computed outside the loop)
+            if nominal_size(tuple(a.shape)) <= _carried_size(a, cin) \
+                    and REGISTRY[a.op].view_of(a) is None:
+                continue   # (small: saved; a view of it is recomputed)
+            stack.append(a)
+    return between
 
 
 def _reads_of_primal(roots: list[Node], primal: set[int], recomputed: set[int]
@@ -458,7 +593,7 @@ def _step_reads(bv: _BodyVJP, saved: list, names: list, bufs_in: list, nexts: di
         if id(y) in nexts:
             r = reads[saved.index(nexts[id(y)])]
             with b.at(origin=y.origin):
-                mapping[id(y)] = make("gather", r, i + const(1), axis=0)
+                mapping[id(y)] = make("gather", r, next_row(i), axis=0)
     hoisted_in = [_input(bv.names, REGISTRY[f.op].hint if isinstance(REGISTRY[f.op].hint, str)
                          else f.op, "outside", f.shape) for f in bv.hoisted]
     mapping.update((id(f), x) for f, x in zip(bv.hoisted, hoisted_in))
@@ -484,7 +619,7 @@ def _kept_rows(node: Node, bv: _BodyVJP) -> dict[int, tuple[int, int]]:
         if f is not None and same_shape((rows,), (length,)) and id(f) in saved:
             out.setdefault(id(f), (k, 0))
             continue
-        f = row_written(o, x, i + const(1))
+        f = row_written(o, x, next_row(i))
         if f is None or not same_shape((rows,), (length + 1,)):
             continue
         start = first_row_set(node.args[k])
@@ -507,7 +642,7 @@ def _kept_reads(bv: _BodyVJP, kept: dict, mapping: dict, i: Node) -> dict[int, N
         if id(f) in kept:
             k, off = kept[id(f)]
             with builder().at(origin=f.origin):
-                mapping[id(f)] = make("gather", kept_in[k], i if not off else i + const(off),
+                mapping[id(f)] = make("gather", kept_in[k], next_row(i) if off else i,
                                       axis=0)
     return kept_in
 
@@ -543,7 +678,7 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
             if id(f) in also_next:   # row 0 the initial value, row e + 1 written at step e
                 k = bv.cin.index(f)
                 empty = make("update", empty, node.args[k], index=(0,), axis=None)
-                writes.append(make("update", buf, body.outputs[k], i + const(1), index=(),
+                writes.append(make("update", buf, body.outputs[k], next_row(i), index=(),
                                    axis=0))
             else:
                 writes.append(make("update", buf, f, i, index=(), axis=0))

@@ -146,6 +146,17 @@ def iteration(index, node):
     return i if step == 1 else make("floordiv", i, const(step))
 
 
+def next_row(i):
+    """The row after row `i` (an int node), `i + 1`, with a constant folded: `t - 1 + 1`
+    is `t` (the row of a loop from 1 whose buffer holds each carried value and its next)."""
+    from ..ir import const
+
+    if i.op == "sub" and i.args[1].is_const and i.args[1].value.is_Integer:
+        c = int(i.args[1].value) - 1
+        return i.args[0] if c == 0 else i.args[0] - const(c) if c > 0 else i.args[0] + const(-c)
+    return i + const(1)
+
+
 def _scan_stmt(p, node, target):
     """`h = h0`, then `for t in range(T):` over the body (`target` names nothing); `for t
     in reversed(range(T)):` for a reversed loop (a loop's backward pass)."""

@@ -41,8 +41,8 @@ from __future__ import annotations
 import sympy
 
 from ..dims import as_expr, same_shape
-from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order, use_counts
-from ..ops.control import REGIONS_BUILT, STEP_INDICES, iteration, loop_attrs, reads
+from ..ir import Graph, Node, Region, builder, make, make_as_is, topo_order, use_counts
+from ..ops.control import REGIONS_BUILT, STEP_INDICES, iteration, loop_attrs, next_row, reads
 from ..ops.dtypes import dtype_sources
 from ..ops.stepwise import accumulation, placing, product, row_written
 from .rebuild import rebuild
@@ -232,7 +232,7 @@ def _with_buffers(holder: Node, an: _Body, fronts: list[Node], names: dict
             empty = make("empty", *_sources(holder, f, body), shape=buf.shape, name=name)
             if k is not None:
                 empty = make("update", empty, holder.args[k], index=(0,), axis=None)
-                writes.append(make("update", buf, f, i + const(1), index=(), axis=0))
+                writes.append(make("update", buf, f, next_row(i), index=(), axis=0))
             else:
                 writes.append(make("update", buf, f, i, index=(), axis=0))
             empties.append(empty)
