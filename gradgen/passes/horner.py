@@ -40,6 +40,8 @@ def horner(graph: Graph) -> Graph:
     """The graph with each polynomial in one array evaluated by Horner's rule, where that
     takes fewer operations."""
     ops = builder().operators
+    if not _worth_a_look(_sums_of_powers(graph, ops), ops):
+        return graph
     info = _polynomials(graph, ops)
     if not info:
         return graph
@@ -81,6 +83,136 @@ def horner(graph: Graph) -> Graph:
         if m is not n:
             carry_names(n, m, names)
     return graph.with_outputs([new[id(o)] for o in graph.outputs], names)
+
+
+def _sums_of_powers(graph: Graph, ops: dict[str, str]) -> list[Node]:
+    """The array sums a term of which is a power (`x ** k` times constants) or such a sum:
+    where a polynomial worth rewriting has its terms (in canonical form a product of a
+    variable with itself is a power). One look at each sum per compilation (its graphs
+    share their nodes: a gradient's, its function's)."""
+    sums = frozenset({ops["+"], ops["-"]})
+    scalings = (frozenset({ops["*"]}), frozenset({ops["*"], ops["/"]}), frozenset({ops["-x"]}))
+    powers = frozenset({ops["**"]})
+    seen: dict[int, bool] = builder().memo.setdefault("horner sums", {})
+    found: list[Node] = []
+    for n in [n for n in graph.order if n.op in sums]:
+        if n.ndim == 0:
+            continue
+        hit = seen.get(id(n))
+        if hit is None:
+            hit = False
+            for a in n.args:
+                if seen.get(id(a)):
+                    hit = True
+                    break
+                a = _unscaled(a, *scalings)
+                if a.op in powers and a.args[1].is_const and a.ndim > 0:
+                    hit = True
+                    break
+            seen[id(n)] = hit
+        if hit:
+            found.append(n)
+    return found
+
+
+def _unscaled(a: Node, left: frozenset, right: frozenset, negs: frozenset) -> Node:
+    """`a` without its scalar constant factors (`left`: c * a; `right`: a * c, a / c) and
+    signs (`negs`)."""
+    while True:
+        if a.op in negs:
+            a = a.args[0]
+        elif a.op in left and a.args[0].is_const and a.args[0].ndim == 0:
+            a = a.args[1]
+        elif a.op in right and a.args[1].is_const and a.args[1].ndim == 0:
+            a = a.args[0]
+        else:
+            return a
+
+
+def _worth_a_look(sums: list[Node], ops: dict[str, str]) -> bool:
+    """Whether one of `sums` (the graph's array additions and subtractions) may be a
+    polynomial worth rewriting: terms of different degrees, one at least 2, in one
+    variable, written with more operations than Horner's form needs at the fewest
+    (`1 - t * t`, tanh's derivative, is not). Read off the degrees alone, no coefficients, visiting only the nodes below
+    the sums made of the polynomials' ops: the graphs of most programs have no polynomial,
+    and this keeps the pass's cost there to a look at each addition (compile time)."""
+    kinds = {ops[o]: o for o in _RULES}
+    # (per compilation: its graphs share their nodes, a gradient's its function's)
+    memo: dict[int, tuple | None] = builder().memo.setdefault("horner degrees", {})
+    for s in sums:
+        stack = [s]
+        while stack:
+            n = stack[-1]
+            if id(n) in memo:
+                stack.pop()
+                continue
+            if n.op in kinds and not n.is_const:
+                pending = [a for a in n.args if id(a) not in memo]
+                if pending:
+                    stack.extend(pending)
+                    continue
+            stack.pop()
+            memo[id(n)] = _degrees(n, kinds, memo)
+        d = memo[id(s)]
+        if d is not None and d[0] is not s and d[0] is not None and len(d[1]) > 1 \
+                and max(d[1]) >= 2 and max(d[1]) - 1 + len(d[1]) - 1 < d[3]:
+            return True   # (Horner's products and sums, at the fewest, against the ops)
+    return False
+
+
+def _degrees(n: Node, kinds: dict[str, str], memo: dict) -> tuple | None:
+    """(variable, the degrees of its terms, whether one term, its operations written out
+    as a tree) of `n` as `_polynomials` would find it, the coefficients left out (so terms
+    that cancel are still counted); None for a node that is neither a polynomial nor a
+    variable."""
+    if n.is_const:
+        return (None, frozenset({0}), True, 0) if n.ndim == 0 else None
+    kind = kinds.get(n.op)
+    d = None
+    if kind is not None:
+        args = [memo[id(a)] for a in n.args]
+        if all(a is not None for a in args):
+            bases = {id(a[0]): a[0] for a in args if a[0] is not None}
+            x = next(iter(bases.values())) if len(bases) == 1 else None
+            if len(bases) == 1 and tuple(n.shape) == tuple(x.shape):
+                d = _combine(kind, n, args, x)
+    if d is None and n.ndim > 0 and n.dtype == "float":
+        d = (n, frozenset({1}), True, 0)
+    return d
+
+
+def _combine(kind: str, n: Node, args: list, x: Node) -> tuple | None:
+    ops = 1 + sum(a[3] for a in args)
+    if kind in ("+", "-"):
+        return x, args[0][1] | args[1][1], False, ops
+    if kind == "-x":
+        return x, args[0][1], args[0][2], ops
+    if kind == "/":
+        return (x, args[0][1], args[0][2], ops) if args[1][0] is None else None
+    if kind == "*":
+        a, b = args
+        if not (a[2] or b[2]):
+            return None
+        return x, frozenset(i + j for i in a[1] for j in b[1]), a[2] and b[2], ops
+    # "**": a power of a monomial by a small positive integer
+    e = _exponent(n)
+    if not args[0][2] or e is None:
+        return None
+    return x, frozenset(k * e for k in args[0][1]), True, args[0][3] + _products(e)
+
+
+def _exponent(n: Node) -> int | None:
+    """The exponent of the power `n` when it is an integer from 1 to MAX_DEGREE (`x ** 2.0`
+    is a square), else None; looked up once per constant in a compilation."""
+    c = n.args[1]
+    if not c.is_const:
+        return None
+    memo = builder().memo.setdefault("horner exponents", {})
+    if id(c) not in memo:
+        e = c.value
+        memo[id(c)] = int(e) if e.is_number and e.is_real and e == int(e) \
+            and 0 < e <= MAX_DEGREE else None
+    return memo[id(c)]
 
 
 def _polynomials(graph: Graph, ops: dict[str, str]) -> dict[int, Poly]:
@@ -138,11 +270,16 @@ def _cost(root: Node, x: Node, info: dict[int, Poly], users: dict[int, list[Node
         if n is not root and not all(id(u) in region for u in users[id(n)]):
             continue   # computed anyway for another reader
         if n.op in powers:
-            k = int(n.args[1].value)
-            cost += max(1, k.bit_length() - 1 + bin(k).count("1") - 1)
+            cost += _products(_exponent(n) or 1)
         else:
             cost += 1
     return cost
+
+
+def _products(k: int) -> int:
+    """The products `x ** k` is lowered to (`pow_small_integer`: `x ** 4` is
+    `(x ** 2) ** 2`, two), at least one."""
+    return max(1, k.bit_length() - 1 + bin(k).count("1") - 1)
 
 
 def _exact(c: sympy.Expr, written: set) -> bool:
@@ -214,11 +351,11 @@ def _pow(n: Node, args: list) -> Poly | None:
     p, q = args
     if p is None or q is None or q[0] is not None or len(p[1]) != 1:
         return None   # a power of a monomial only
-    e = n.args[1].value if n.args[1].is_const else None
-    if e is None or not e.is_number or not e.is_real or e != int(e) or not 0 < e <= MAX_DEGREE:
-        return None   # (`x ** 2.0` is a square)
+    e = _exponent(n)
+    if e is None:
+        return None
     (k, c), = p[1].items()
-    return _clean(p[0], {k * int(e): c ** int(e)})
+    return _clean(p[0], {k * e: c ** e})
 
 
 # The ops a polynomial is made of, by their Python operators (the op table names them).
