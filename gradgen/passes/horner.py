@@ -6,19 +6,22 @@ product and sum, and every term is a fresh temporary of the full size; in Horner
 each step reads the one running temporary and `x`, so the printer makes it one buffer
 updated in place (`h = x * x; h -= 16; h *= x; h += 5; h *= x`). On large arrays those
 passes are the time: XLA fuses such a chain into one loop, NumPy cannot, so fewer passes
-and fewer temporaries are what is left to win (Styblinski-Tang at N = 10^6, value and
-gradient: 0.45x the time of the terms). A polynomial's derivative is one too, so the
-gradient gains as much.
+and fewer temporaries are what is left to win (Styblinski-Tang's value and gradient:
+0.5-0.8x the time of the terms at N = 10^3-10^6). A polynomial's derivative is one too,
+so the gradient gains as much.
 
 Only sums of monomials are rewritten: the terms are summed in another order and a
 monomial's factors are multiplied in another order, which keeps the accuracy of the sum
-(Horner's rounding error is bounded by that of summing the terms). A product of two sums,
+(Horner's rounding error has the bound of summing the terms). A product of two sums,
 `(x - 1) * (x + 1)`, is not expanded (`x * x - 1` loses the precision of the factors
 near 1): such a product is a polynomial's variable, not part of it. The coefficients are
 the exact scalar constants of the graph (sympy numbers, dimensions allowed), combined
 exactly; a polynomial whose coefficients would be new floats (products of the source's
-floating-point constants) is left as written. A polynomial is rewritten only when its Horner form has fewer operations than the
-nodes it replaces (`x ** 4 + 1` stays), so the pass never adds a pass over the data.
+floating-point constants) is left as written. A polynomial is rewritten only when its
+Horner form has fewer operations than the nodes it replaces (`x ** 4 + 1` stays), so the
+pass never adds a pass over the data. No loop over blocks of the data is emitted: measured
+by hand, blocks made sizes below 10^6 slower and added nothing to Horner's form
+(benchmarks/findings-probe.md). The array API target gets the same arithmetic.
 """
 
 from __future__ import annotations
@@ -133,11 +136,11 @@ def _worth_a_look(sums: list[Node], ops: dict[str, str]) -> bool:
     """Whether one of `sums` (the graph's array additions and subtractions) may be a
     polynomial worth rewriting: terms of different degrees, one at least 2, in one
     variable, written with more operations than Horner's form needs at the fewest
-    (`1 - t * t`, tanh's derivative, is not). Read off the degrees alone, no coefficients, visiting only the nodes below
-    the sums made of the polynomials' ops: the graphs of most programs have no polynomial,
-    and this keeps the pass's cost there to a look at each addition (compile time)."""
+    (`1 - t * t`, tanh's derivative, is not). Read off the degrees alone, no coefficients,
+    visiting only the nodes below the sums made of the polynomials' ops: most graphs have
+    no polynomial worth it, and this keeps the pass's cost there small (compile time)."""
     kinds = {ops[o]: o for o in _RULES}
-    # (per compilation: its graphs share their nodes, a gradient's its function's)
+    # (per compilation: its graphs share their nodes, which its table keeps alive)
     memo: dict[int, tuple | None] = builder().memo.setdefault("horner degrees", {})
     for s in sums:
         stack = [s]
@@ -279,7 +282,7 @@ def _cost(root: Node, x: Node, info: dict[int, Poly], users: dict[int, list[Node
 def _products(k: int) -> int:
     """The products `x ** k` is lowered to (`pow_small_integer`: `x ** 4` is
     `(x ** 2) ** 2`, two), at least one."""
-    return max(1, k.bit_length() - 1 + bin(k).count("1") - 1)
+    return max(1, k.bit_length() - 1 + k.bit_count() - 1)
 
 
 def _exact(c: sympy.Expr, written: set) -> bool:
