@@ -272,6 +272,14 @@ def f(X: Data[N, D], A: Param[N, M], B: Param[N, M]):
 def f(a: Param[N, 1], W: Param[D, 1], x: Param[N, D]):
     return sum((a @ W.T) * x)
 """),
+    # h-chunk (issue 12, held-out probe): Styblinski-Tang's passes over (N,)
+    "lower_horner": ("lower", "a polynomial in one array written as terms is evaluated by "
+                     "Horner's rule (one buffer updated in place); a product of sums, a form "
+                     "that is not shorter, and new float coefficients stay as written", """\
+def f(x: Param[N], y: Param[N], z: Param[N], w: Param[N]):
+    return sum(x ** 4 - 16 * x ** 2 + 5 * x) / 2 + sum(2 * y ** 3 - 16 * y + 5 / 2) \\
+        + sum((z - 1) * (z + 1) * w) + sum(w ** 4 + 1) + sum(tanh(0.5 * (z + 0.25 * z ** 3)))
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}

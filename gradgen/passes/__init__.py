@@ -22,6 +22,7 @@ from ..ir import Graph
 from ..ops import REGISTRY
 from .dce import dce
 from .fuse import fuse
+from .horner import horner
 from .loops import loops
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
@@ -76,11 +77,12 @@ def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
 
 def lower(graph: Graph) -> Graph:
     """The rewrites that come after optimisation (they leave canonical form): the ops'
-    rules tagged `lower` (built as is, so the canonical rules do not undo them), then
+    rules tagged `lower` (built as is, so the canonical rules do not undo them), after
+    polynomials are put in Horner's form (whose `sum(h * x)` they make a dot product), then
     scalar placement."""
-    return hoist(in_regions(lambda g: place_scalars(apply(g, ("lower",))))(graph))
+    return hoist(in_regions(lambda g: place_scalars(apply(horner(g), ("lower",))))(graph))
 
 
-__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "hoist_steps", "in_regions", "loops",
-           "lower", "matchain", "optimize", "place_scalars", "rebuild", "recording",
+__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "hoist_steps", "horner", "in_regions",
+           "loops", "lower", "matchain", "optimize", "place_scalars", "rebuild", "recording",
            "reorder_matrix_chains", "simplify", "sink_steps"]
