@@ -243,6 +243,16 @@ def f(S: Param[N, K, K], A: Param[N, K]):
     return sum(log(sum(exp(S), axis=1))) + sum(log(sum(exp(A), axis=1, keepdims=True))) \\
         + sum(sum(S, axis=(1, 2)) * sum(A, axis=0)[0]) + sum(A)
 """),
+    # h-rnn2 (issue 12 item 4): the entries a gather takes computed alone, no full-size
+    # temporary; not where the operands are both full or the difference is read again.
+    "lower_gather_before_elementwise": ("lower", "(Z - log(s))[rows, y], s broadcast along "
+                                        "the indexed axis: the entries gathered first", """\
+def f(Z: Param[N, C], U: Param[N, C], y: Index[N]):
+    s = sum(exp(Z), axis=1, keepdims=True)
+    d = Z - U
+    return sum((Z - log(s))[arange(N), y]) + sum((s * U)[arange(N), y]) \\
+        + sum((Z * U)[arange(N), y]) + sum(d[arange(N), y]) + sum(d)
+"""),
     # h-gp (issue 12): the Cholesky composites, a solve and the log-determinant of spd(K)
     # (from one factor), lowered back to that factor.
     "simplify_cholesky_composites": ("simplify", "cho_solve(cholesky(K), y) is solve(spd(K, "

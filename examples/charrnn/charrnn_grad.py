@@ -252,15 +252,14 @@ def loss(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    steps = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
     hs_exp = np.exp(hs_diff)  # (T, B, V)
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     del hs_exp
-    # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
-    del hs_diff, hs_sum
-    steps = np.arange(T)[:, None]  # (T, 1)
-    arange = np.arange(B)  # (B,)
-    return -logp[steps, arange, y].mean(axis=1).sum() / T
+    by_sum = (hs_diff[steps, arange, y] - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum()
+    del arange, hs_diff, hs_sum, steps
+    return -by_sum / T
 
 
 def loss_grad(
@@ -312,11 +311,11 @@ def loss_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    steps = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
     hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    steps = np.arange(T)[:, None]  # (T, 1)
-    arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
@@ -400,15 +399,13 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
-    del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[steps, arange, y].mean(axis=1).sum() / T
-    del logp
+    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    by_sum = (hs_diff[steps, arange, y] - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum()
+    del hs_diff
+    value = -by_sum / T
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
@@ -503,11 +500,11 @@ def loss_vjp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    steps = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
     hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    steps = np.arange(T)[:, None]  # (T, 1)
-    arange = np.arange(B)  # (B,)
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
@@ -619,27 +616,23 @@ def loss_jvp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
-    del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[steps, arange, y].mean(axis=1).sum() / T
-    del logp
+    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    by_sum = (hs_diff[steps, arange, y] - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum()
+    del hs_diff
+    value = -by_sum / T
     ths = h_steps_dot[1:]  # (T, B, H)
     del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
-    # (T, B, 1)
-    ths_div = np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
+    # tangent of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    ths_div = (np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum)[:, :, 0]
     del hs_exp, hs_sum
-    # (T, B, V); reuses ths_add's buffer
-    tlogp = np.subtract(ths_add, ths_div, out=ths_add)
-    del ths_add, ths_div
     # tangent of line 15: return total / T
-    tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
+    tvalue = -(ths_add[steps, arange, y] - ths_div).mean(axis=1).sum() / T
     return value, tvalue
 
 

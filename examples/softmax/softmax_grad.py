@@ -227,14 +227,13 @@ def cost(X: Array, y: IntArray, W: Array, lam: Scalar) -> Scalar:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
+    arange = np.arange(N)  # (N,)
     X_exp = np.exp(X_diff)  # (N, C)
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     del X_exp
-    # (N, C); reuses X_diff's buffer
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
-    del X_diff, X_sum
-    arange = np.arange(N)  # (N,)
-    return -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
+    X_neg = -((X_diff[arange, y] - np.log(X_sum)[:, 0]).sum() / N)
+    del X_diff, X_sum, arange
+    return X_neg + 0.5 * (lam * np.vdot(W, W))
 
 
 def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
@@ -260,10 +259,10 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
+    arange = np.arange(N)  # (N,)
     X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
     dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
@@ -299,14 +298,12 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
+    arange = np.arange(N)  # (N,)
     X_exp = np.exp(X_diff)  # (N, C)
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    # (N, C); reuses X_diff's buffer
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
+    X_neg = -((X_diff[arange, y] - np.log(X_sum)[:, 0]).sum() / N)
     del X_diff
-    arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
-    del log_p
+    value = X_neg + 0.5 * (lam * np.vdot(W, W))
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
     dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
@@ -343,10 +340,10 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
+    arange = np.arange(N)  # (N,)
     X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    arange = np.arange(N)  # (N,)
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
     dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
@@ -374,33 +371,30 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
-        X, W, lam = _one_dtype(X, W, lam)
+    _dims(_COST_ARGS, X, y, W, lam)
     N = X.shape[0]
     D = X.shape[1]
     C = W.shape[1]
     _expect("tW", tW, (D, C))
-    lam = _weak(lam, X.dtype)
+    lam = _weak(lam, X, W)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
+    arange = np.arange(N)  # (N,)
     X_exp = np.exp(X_diff)  # (N, C)
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    # (N, C); reuses X_diff's buffer
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
+    X_neg = -((X_diff[arange, y] - np.log(X_sum)[:, 0]).sum() / N)
     del X_diff
-    arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
-    del log_p
+    value = X_neg + 0.5 * (lam * np.vdot(W, W))
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
-    X_div = np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, 1)
-    del X_exp, X_sum
-    tlog_p = np.subtract(XtW, X_div, out=XtW)  # (N, C); reuses XtW's buffer
-    del X_div, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
+    X_div = (np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum)[:, 0]  # (N,)
+    del X_exp, X_sum
+    X_diff2 = XtW[arange, y] - X_div  # (N,)
+    del X_div, XtW, arange
+    tvalue = -(X_diff2.sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue
 
 

@@ -24,11 +24,12 @@ import sympy
 
 from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, size
 from ..errors import ShapeError
-from ..ir import const, make
+from ..ir import const, make, memo
 from ._emit import infix
 from .constants import dtype_witness
 from .dtypes import INT, integer_closed, integral, like_first
-from .registry import PREC_CALL, PREC_MUL, REAL, Builtin, defbuiltin, defop, rewrite
+from .registry import (PREC_CALL, PREC_MUL, READERS, REAL, Builtin, defbuiltin, defop,
+                       rewrite)
 
 __all__ = ["CONVERSIONS", "gather", "to_float"]
 
@@ -613,6 +614,68 @@ def added_row(acc, out, index):
         return None
     a, b = total.args
     return b if a is row else a if b is row else None
+
+
+# ---------------------------------------------------------------- gathers first
+
+_GATHERED_THROUGH = frozenset({"add", "sub", "mul", "div"})
+
+
+@rewrite("gather", "lower", inspects=_GATHERED_THROUGH)
+def gather_before_elementwise(x, *idx, axis):
+    """Entries gathered from an elementwise sum, difference, product or quotient of a full
+    array and one broadcast along an indexed axis are that op of the entries gathered
+    from each (`(z - log(s))[steps, rows, y]`, s of shape (T, N, 1), is `z[steps, rows, y]
+    - log(s)[:, :, 0][steps, rows]`): no temporary of z's size, when the gather is the
+    op's only reader."""
+    if x.op not in _GATHERED_THROUGH or x.dtype == INT or not idx:
+        return None
+    readers = memo().get(READERS)
+    if not readers or readers.get(id(x)) != ["gather"]:
+        return None
+    shape, k = tuple(x.shape), len(idx)
+    full = [a for a in x.args if tuple(a.shape) == shape]
+    if len(full) != 1:
+        return None
+    b = x.args[1] if x.args[0] is full[0] else x.args[0]
+    if b.ndim != 0 and b.ndim != len(shape):
+        return None
+    unit = [q for q in range(axis, axis + k) if b.ndim and b.shape[q] == ONE
+            and not dims_equal(shape[q], ONE)]
+    if b.ndim and not unit:   # (b as big along the indexed axes: nothing saved)
+        return None
+    want = _gather_shape((x, *idx), axis)
+    if b.ndim:
+        rest = [i for q, i in enumerate(idx) if axis + q not in unit]
+        b = make("squeeze", b, axes=tuple(unit)) if unit else b
+        if not rest and len(want) > b.ndim:   # (the same entries for every index taken)
+            b = make("expand_dims", b, axes=tuple(range(axis, axis + len(want) - b.ndim)))
+        elif rest and not _identity_grid(b, rest, axis):   # (b[arange(N)] is b)
+            b = make("gather", b, *rest, axis=axis)
+        if b.ndim != len(want) or not all(d == ONE or dims_equal(d, e)
+                                          for d, e in zip(b.shape, want)):
+            return None
+    a = make("gather", full[0], *idx, axis=axis)
+    args = (a, b) if x.args[0] is full[0] else (b, a)
+    return make(x.op, *args)
+
+
+def _identity_grid(b, idx, axis) -> bool:
+    """Whether gathering `idx` from `b` on axes `axis`, ... selects every entry in place:
+    index q is arange over all of axis `axis + q`, laid out along position q of the
+    broadcast index shape (`b[:, arange(N)]`, `b[arange(T)[:, None], arange(N)]`)."""
+    m = len(idx)
+    for q, i in enumerate(idx):
+        while i.op == "expand_dims":
+            i = i.args[0]
+        if i.op != "arange" or i.attr("start") != 0 \
+                or not dims_equal(as_expr(i.attr("stop")), b.shape[axis + q]):
+            return False
+    for q, i in enumerate(idx):   # (right-aligned: only position q is not 1)
+        shape = (ONE,) * (m - i.ndim) + tuple(i.shape)
+        if len(shape) != m or any(p != q and d != ONE for p, d in enumerate(shape)):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- fusing scatter-adds
