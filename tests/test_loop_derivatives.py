@@ -474,7 +474,7 @@ def test_the_backward_loop_reads_as_code(sequences):
         # source (`X_scattered`): `dhs_diff` (of `hs_diff - np.log(hs_sum)`)
         assert "    dhs_diff = _scatter_add(" in code and "X_scattered" not in code, fn
     both = _function(source, "rnn_loss_value_and_grad")
-    forward_body = both.split("for t in range(T):\n")[1].split("\n    del ")[0]
+    forward_body = both.split("for t in range(T):\n")[1].split("\n    hs = ")[0]
     assert "loss" not in forward_body and "Wy" not in forward_body
     assert "    # grad of the loop at line 8\n    " in grad
     # h before and after each step: one buffer of T + 1 rows, row 0 the initial value

@@ -28,8 +28,7 @@ from ..ir import const, make, memo
 from ._emit import infix
 from .constants import dtype_witness
 from .dtypes import INT, integer_closed, integral, like_first
-from .registry import (PREC_CALL, PREC_MUL, READERS, REAL, Builtin, defbuiltin, defop,
-                       rewrite)
+from .registry import PREC_CALL, PREC_MUL, READERS, REAL, Builtin, defbuiltin, defop, rewrite
 
 __all__ = ["CONVERSIONS", "gather", "to_float"]
 
@@ -412,6 +411,13 @@ def _update_write(p, node, target):
                            p.arg(v, 1, 0))
         if line is not None:
             return [line]
+    if v.op == "matmul" and p.target == "numpy" and where != "()" \
+            and node.attr("axis") is None and not p.code_of(v)[0].isidentifier():
+        # a product computed into the entries it fills (`np.matmul(X, Wx, out=h[1:])`),
+        # not into a temporary of their size copied there (the same values: NumPy picks
+        # the product's loop by its operands' dtypes, and casts into the buffer)
+        out = "out=" + p.subscript(target, items, node.ndim, trim=False)
+        return [p.call("matmul", [p.arg(v, 0, 0), p.arg(v, 1, 0), out])]
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
     if p.target == "array_api" and node.attr("axis") is not None and \
