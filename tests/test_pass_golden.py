@@ -231,6 +231,15 @@ def f(X: Data[T, N, D], W: Param[D, M], U: Param[M, M], V: Param[M, C], y: Index
         s += sum(exp(g) * 2.0)
     return loss / T + s + sum(H)
 """),
+    # h-rnn2 (issue 12 item 4): the entries taken before exp (codegen/schedule
+    # `_gathers_first`), which then computes in the logits' buffer
+    "lower_gather_before_exp": ("lower", "log_softmax(X @ W)[rows, y] beside the softmax: the "
+                                "entries gathered into a variable first, exp in place after",
+                                """\
+def f(X: Data[N, D], W: Param[D, C], y: Index[N]):
+    p = softmax(X @ W, axis=1)
+    return -mean(log_softmax(X @ W, axis=1)[arange(N), y]) + sum(p * p)
+"""),
     # h-rnn2 (issue 12 item 4): the input projection of all steps computed into the rows
     # the loop fills (not where the loop's array is read elsewhere first, or B otherwise)
     "lower_loops_fill_shifted_rows": ("lower_loops", "a loop filling g_steps[t + 1] reads "

@@ -254,12 +254,13 @@ def loss(
     del hs_add
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
+    hs_rows = hs_diff[steps, arange, y]  # (T, B)
+    del arange, steps
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
+    del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     del hs_exp
-    by_sum = (hs_diff[steps, arange, y] - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum()
-    del arange, hs_diff, hs_sum, steps
-    return -by_sum / T
+    return -(hs_rows - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum() / T
 
 
 def loss_grad(
@@ -401,11 +402,12 @@ def loss_value_and_grad(
     del hs_add
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    by_sum = (hs_diff[steps, arange, y] - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum()
+    hs_rows = hs_diff[steps, arange, y]  # (T, B)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
-    value = -by_sum / T
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    value = -(hs_rows - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum() / T
+    del hs_rows
     # grad of line 14: total += -mean(logp[arange(B), y[t]])
     dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
     dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
@@ -618,11 +620,12 @@ def loss_jvp(
     del hs_add
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    by_sum = (hs_diff[steps, arange, y] - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum()
+    hs_rows = hs_diff[steps, arange, y]  # (T, B)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
-    value = -by_sum / T
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    value = -(hs_rows - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum() / T
+    del hs_rows
     ths = h_steps_dot[1:]  # (T, B, H)
     del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)

@@ -228,12 +228,13 @@ def cost(X: Array, y: IntArray, W: Array, lam: Scalar) -> Scalar:
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     arange = np.arange(N)  # (N,)
-    X_exp = np.exp(X_diff)  # (N, C)
+    X_rows = X_diff[arange, y]  # (N,)
+    del arange
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
+    del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     del X_exp
-    X_neg = -((X_diff[arange, y] - np.log(X_sum)[:, 0]).sum() / N)
-    del X_diff, X_sum, arange
-    return X_neg + 0.5 * (lam * np.vdot(W, W))
+    return -((X_rows - np.log(X_sum)[:, 0]).sum() / N) + 0.5 * (lam * np.vdot(W, W))
 
 
 def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
@@ -299,11 +300,12 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     arange = np.arange(N)  # (N,)
-    X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    X_neg = -((X_diff[arange, y] - np.log(X_sum)[:, 0]).sum() / N)
+    X_rows = X_diff[arange, y]  # (N,)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
-    value = X_neg + 0.5 * (lam * np.vdot(W, W))
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    value = -((X_rows - np.log(X_sum)[:, 0]).sum() / N) + 0.5 * (lam * np.vdot(W, W))
+    del X_rows
     # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
     dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
     dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
@@ -382,11 +384,12 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
     arange = np.arange(N)  # (N,)
-    X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    X_neg = -((X_diff[arange, y] - np.log(X_sum)[:, 0]).sum() / N)
+    X_rows = X_diff[arange, y]  # (N,)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
-    value = X_neg + 0.5 * (lam * np.vdot(W, W))
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    value = -((X_rows - np.log(X_sum)[:, 0]).sum() / N) + 0.5 * (lam * np.vdot(W, W))
+    del X_rows
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)

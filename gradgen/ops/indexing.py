@@ -507,6 +507,12 @@ def _same_place(a, idx, index, axis) -> bool:
         len(a.args) == 2 + len(idx) and all(x is y for x, y in zip(a.args[2:], idx))
 
 
+def entries_taken(n) -> bool:
+    """Whether `n` gathers entries by index arrays into fewer axes than its array has
+    (`logp[steps, rows, Y]`: a few entries of each row, not rows or a permutation)."""
+    return n.op == "gather" and n.ndim < n.args[0].ndim and any(i.ndim for i in n.args[1:])
+
+
 def row_read(n):
     """(array, index) for a read of one row of an array at a scalar index (`H[t]`: a
     `gather` on axis 0), else None."""
