@@ -49,10 +49,28 @@ def _reference(hs, Wy, Y):
     return value, dz @ Wy.T, hs.reshape(-1, hs.shape[2]).T @ dz.reshape(-1, dz.shape[2])
 
 
-def test_broadcast_argument_spilled_into_the_dead_buffer(text):
+def test_broadcast_argument_spilled_into_the_dead_buffer():
+    # (rows R, not arange(N): the one-hot's cotangent stays a scatter, and log_softmax's
+    # chain `dhs_diff - einsum(dhs_diff)[:, :, None] / hs_sum * hs_exp` a long line)
+    source = SOURCE.replace("Y: Index[T, N]", "R: Index[T, N], Y: Index[T, N]") \
+        .replace("arange(N), Y]", "R, Y]")
+    text = gradgen.compile_source(source, filename="ce.grad", modes=("grad",))
     body = text[text.index("def ce_value_and_grad"):]
     assert "out=hs_exp)" in body and "# (T, N, 1)" in body
     assert "hs_exp, out=hs_exp)" in body.replace("\n", " ")
+    hs, Wy, Y = _data()
+    R = np.random.default_rng(4).integers(0, hs.shape[1], Y.shape)
+    z = hs @ Wy
+    logp = z - z.max(axis=2, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=2, keepdims=True))
+    steps = np.arange(Y.shape[0])[:, None]
+    dlogp = np.zeros_like(logp)   # (rows of R may repeat: the one-hot added, and the
+    np.add.at(dlogp, (steps, R, Y), -1 / Y.size)   # softmax times each row's total)
+    dz = dlogp - np.exp(logp) * dlogp.sum(axis=2, keepdims=True)
+    value, (dhs, dWy) = load(text).ce_value_and_grad(hs, Wy, R, Y)
+    assert value == pytest.approx(-logp[steps, R, Y].mean(), rel=1e-12)
+    np.testing.assert_allclose(dWy, hs.reshape(-1, hs.shape[2]).T @ dz.reshape(-1, Wy.shape[1]),
+                               rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

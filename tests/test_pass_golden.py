@@ -240,6 +240,17 @@ def f(X: Data[N, D], W: Param[D, C], y: Index[N]):
     p = softmax(X @ W, axis=1)
     return -mean(log_softmax(X @ W, axis=1)[arange(N), y]) + sum(p * p)
 """),
+    # h-rnn2 (issue 12 item 4): one value per row of a (T, N) grid scattered into (T, N, C)
+    # zeros: its sums over C are the values; minus a full array it is added into that
+    # array's buffer (log_softmax's cotangent: softmax, then `-= 1 / (N * T)` at y)
+    "lower_scatter_into_difference": ("lower", "A = zeros; A[steps, rows, y] += g: "
+                                      "sum(A, axis=2) is g, A - exp(Z) is -exp(Z) with g "
+                                      "added at [steps, rows, y]", """\
+def f(g: Param[T, N], y: Index[T, N], Z: Param[T, N, C]):
+    A = zeros((T, N, C))
+    A[arange(T)[:, None], arange(N), y] += g
+    return sum(sum(A, axis=2) * g) + sum((A - exp(Z)) * Z)
+"""),
     # h-rnn2 (issue 12 item 4): the input projection of all steps computed into the rows
     # the loop fills (not where the loop's array is read elsewhere first, or B otherwise)
     "lower_loops_fill_shifted_rows": ("lower_loops", "a loop filling g_steps[t + 1] reads "

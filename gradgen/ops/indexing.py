@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, size
+from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, same_shape, size
 from ..errors import ShapeError
 from ..ir import const, make, memo
 from ._emit import infix
@@ -228,6 +228,75 @@ def sum_scattered_rows(x, axes, keepdims):
                 and dims_equal(index.attr("stop"), x.shape[kept]):
             return make("expand_dims", g, axes=(1 - kept,)) if keepdims else g
     return None
+
+
+@rewrite("sum", inspects=("scatter_add",))
+def sum_scattered_grid(x, axes, keepdims):
+    """Sums over the last scattered axis of values scattered one per row of a grid are the
+    values: `g` (T, N) added into zeros of (T, N, C) at `[steps, rows, y]`, steps and rows
+    every index of their axes (`np.arange(T)[:, None]`, `np.arange(N)`), summed over C is
+    `g` (the gradient of a loop's `mean(logp[arange(N), y[t]])` for all steps at once,
+    summed again by log_softmax's rule): no pass over the (T, N, C) array."""
+    if x.op != "scatter_add" or x.dtype == INT or len(x.args) < 3:
+        return None
+    g, idx, a = x.args[0], x.args[1:], x.attr("axis")
+    if axes != (a + len(idx) - 1,) or not _identity_grid(x, idx[:-1], a):
+        return None
+    kept = tuple(d for q, d in enumerate(x.shape) if q not in axes)
+    if not same_shape(tuple(g.shape), kept):
+        return None
+    return make("expand_dims", g, axes=axes) if keepdims else g
+
+
+def _scattered_into(s, m, negate_m: bool, negate_g: bool, op: str):
+    """`m + s` (signs as asked) for `s` a scatter of values one per row of a grid (no index
+    repeats) into zeros of m's shape: the values added at those entries of m's buffer."""
+    if s.op != "scatter_add" or len(s.args) < 3 or m.dtype == INT or s.dtype == INT \
+            or tuple(m.shape) != tuple(s.shape):
+        return None
+    g, idx, a = s.args[0], s.args[1:], s.attr("axis")
+    readers = memo().get(READERS)
+    if not readers or readers.get(id(m)) != [op] or not _identity_grid(s, idx[:-1], a):
+        return None
+    kept = tuple(d for q, d in enumerate(s.shape) if q != a + len(idx) - 1)
+    if not same_shape(tuple(g.shape), kept):   # (one value per row of the grid)
+        return None
+    base = _negated(m) if negate_m else m
+    rows = make("gather", base, *idx, axis=a)
+    if g.op == "full" and base.dtype == g.dtype:   # (a constant fill: its number)
+        c = as_expr(g.attr("value"))
+        if c.could_extract_minus_sign():   # (`- 1 / (N * T)`, not `+ -1 / (N * T)`)
+            c, negate_g = -c, not negate_g
+        g = const(c)
+    value = rows - g if negate_g else rows + g
+    return make("update", base, value, *idx, index=(), axis=a)
+
+
+def _negated(m):
+    """-m, the sign on a broadcast factor of a product where there is one (`-(d * e)`
+    with d of shape (T, N, 1) is `(-d) * e`: no pass over the product's size)."""
+    if m.op == "mul":
+        for q in (0, 1):
+            f, other = m.args[q], m.args[1 - q]
+            if tuple(other.shape) == tuple(m.shape) and tuple(f.shape) != tuple(m.shape):
+                return make("mul", -f, other)
+    return -m
+
+
+@rewrite("sub", "lower", inspects=("scatter_add",))
+def scatter_into_difference(a, b):
+    """A scatter of one value per row of a grid minus a full array, or the other way
+    round, is the array (negated) with the values added at their entries in its buffer
+    (`dz = -(d * p); dz[steps, rows, y] += g`, log_softmax's cotangent): not a fresh
+    zero-filled array of its size, when the difference is the array's only reader."""
+    return _scattered_into(a, b, True, False, "sub") or _scattered_into(b, a, False, True, "sub")
+
+
+@rewrite("add", "lower", inspects=("scatter_add",))
+def scatter_into_sum(a, b):
+    """A scatter of one value per row of a grid plus a full array is the array with the
+    values added at their entries in its buffer, when the sum is its only reader."""
+    return _scattered_into(a, b, False, False, "add") or _scattered_into(b, a, False, False, "add")
 
 
 # scatter_add(g, i1, ..., ik, shape, axis): zeros of `shape` with g added at
