@@ -49,10 +49,28 @@ def _reference(hs, Wy, Y):
     return value, dz @ Wy.T, hs.reshape(-1, hs.shape[2]).T @ dz.reshape(-1, dz.shape[2])
 
 
-def test_broadcast_argument_spilled_into_the_dead_buffer(text):
+def test_broadcast_argument_spilled_into_the_dead_buffer():
+    # (rows R, not arange(N): the one-hot's cotangent stays a scatter, and log_softmax's
+    # chain `dhs_diff - einsum(dhs_diff)[:, :, None] / hs_sum * hs_exp` a long line)
+    source = SOURCE.replace("Y: Index[T, N]", "R: Index[T, N], Y: Index[T, N]") \
+        .replace("arange(N), Y]", "R, Y]")
+    text = gradgen.compile_source(source, filename="ce.grad", modes=("grad",))
     body = text[text.index("def ce_value_and_grad"):]
     assert "out=hs_exp)" in body and "# (T, N, 1)" in body
     assert "hs_exp, out=hs_exp)" in body.replace("\n", " ")
+    hs, Wy, Y = _data()
+    R = np.random.default_rng(4).integers(0, hs.shape[1], Y.shape)
+    z = hs @ Wy
+    logp = z - z.max(axis=2, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=2, keepdims=True))
+    steps = np.arange(Y.shape[0])[:, None]
+    dlogp = np.zeros_like(logp)   # (rows of R may repeat: the one-hot added, and the
+    np.add.at(dlogp, (steps, R, Y), -1 / Y.size)   # softmax times each row's total)
+    dz = dlogp - np.exp(logp) * dlogp.sum(axis=2, keepdims=True)
+    value, (dhs, dWy) = load(text).ce_value_and_grad(hs, Wy, R, Y)
+    assert value == pytest.approx(-logp[steps, R, Y].mean(), rel=1e-12)
+    np.testing.assert_allclose(dWy, hs.reshape(-1, hs.shape[2]).T @ dz.reshape(-1, Wy.shape[1]),
+                               rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -87,8 +105,11 @@ def _body(text, name):
 
 
 def test_forward_statement_into_its_dead_argument_per_function(text):
-    assert "hs_exp = np.exp(hs_diff)  # (T, N, C)\n" in _body(text, "ce_value_and_grad")
-    for name in ("ce_grad", "ce_vjp"):
+    # (the value's entries are gathered before exp, codegen/schedule._gathers_first: then
+    # exp writes into hs_diff where the value is computed too)
+    both = _body(text, "ce_value_and_grad")
+    assert both.index("    hs_rows = hs_diff[") < both.index("    hs_exp = np.exp(hs_diff, out")
+    for name in ("ce", "ce_value_and_grad", "ce_grad", "ce_vjp"):
         assert "hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, N, C); reuses hs_diff's buffer" \
             in _body(text, name), name
     mod = load(text)
@@ -99,3 +120,26 @@ def test_forward_statement_into_its_dead_argument_per_function(text):
         np.testing.assert_allclose(dhs, scale * ref[1], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(dWy, scale * ref[2], rtol=1e-12, atol=1e-15)
     assert all(np.array_equal(a, b) for a, b in zip(args, (hs, Wy, Y)))   # (arguments intact)
+
+
+def test_forward_statement_into_its_dead_argument_where_the_value_reads_it_whole():
+    """`_into_dead_arguments` where the value reads the array itself (not a few entries
+    gathered first): f_grad computes exp in its buffer, f_value_and_grad cannot."""
+    source = ("def ce(hs: Param[N, H], Wy: Param[H, C], Y: Data[N, C]):\n"
+              "    return -mean(log_softmax(hs @ Wy, axis=1) * Y)\n")
+    text = gradgen.compile_source(source, filename="ce.grad", modes=("grad",))
+    assert "hs_exp = np.exp(hs_diff, out=hs_diff)  # (N, C); reuses hs_diff's buffer" \
+        in _body(text, "ce_grad")
+    assert "hs_exp = np.exp(hs_diff)  # (N, C)\n" in _body(text, "ce_value_and_grad")
+    mod = load(text)
+    rng = np.random.default_rng(5)
+    hs, Wy, Y = rng.standard_normal((6, 3)), rng.standard_normal((3, 4)), rng.random((6, 4))
+    z = hs @ Wy
+    logp = z - z.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    dz = (np.exp(logp) * Y.sum(axis=1, keepdims=True) - Y) / Y.size
+    value, (dhs, dWy) = mod.ce_value_and_grad(hs, Wy, Y)
+    assert value == pytest.approx(-(logp * Y).mean(), rel=1e-12)
+    for got in (mod.ce_grad(hs, Wy, Y), (dhs, dWy)):
+        np.testing.assert_allclose(got[0], dz @ Wy.T, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(got[1], hs.T @ dz, rtol=1e-10, atol=1e-14)

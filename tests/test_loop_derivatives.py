@@ -460,8 +460,8 @@ def test_the_backward_loop_reads_as_code(sequences):
     assert "dWh" not in backward_body and "dWy" not in backward_body
     assert "    dWh = h_steps[:T].reshape((N * T, H)).T @ dXWx" in grad
     assert re.search(r"\n    dWy = hs\d*\.reshape\(\(N \* T, H\)\)\.T @ ", grad)
-    # (the dtype the arguments promote to: computed once, read by each buffer)
-    assert "    dtype = np.result_type(X, Wx, Wh, h0)\n" in grad
+    # (the dtype the arguments promote to, of the one buffer made: h_steps)
+    assert "    h_steps = np.empty((T + 1, N, H), dtype=np.result_type(X, Wx, Wh, h0))\n" in grad
     # (the rows of the input projection's cotangent written into those of dhs just read,
     # which nothing reads after the loop: pass share_row_buffers, no third (T, N, H) array),
     # under their own name: `dhs[t]` would read as the cotangent of hs after the loop
@@ -470,15 +470,17 @@ def test_the_backward_loop_reads_as_code(sequences):
     # one dtype expression per function: the arguments are made one dtype at entry, so a
     # promotion of any of them (the loss's cotangent, of Wy too) or one's own dtype is it
     for fn in ("rnn_loss_grad", "rnn_loss_value_and_grad", "rnn_loss_vjp"):
-        code = _function(source, fn).split("= _one_dtype(")[1]
+        code = _function(source, fn).split("= _one_dtype(")[-1]
         assert code.count("result_type(") == 1 and "h0.dtype" not in code, fn
         # the loop's index at every step (the loss's rows, sunk after the loop): `steps`
         assert "    steps = np.arange(T)[:, None]" in code and "expand_dims" not in code, fn
-        # the log-probabilities' cotangent named after them, not after the dtype's first
-        # source (`X_scattered`): `dhs_diff` (of `hs_diff - np.log(hs_sum)`)
-        assert "    dhs_diff = _scatter_add(" in code and "X_scattered" not in code, fn
+        # the logits' cotangent is the softmax with 1 / (N T) taken off at the targets, in
+        # its buffer (rules sum_scattered_grid, scatter_into_difference): no zeros of
+        # (T, N, C) with the one-hot scattered in (`_scatter_add`)
+        assert "    dhsWy[steps, arange, Y] = hs_mul[steps, arange, Y] - 1 / (N * T)\n" \
+            in code and "_scatter_add(" not in code, fn
     both = _function(source, "rnn_loss_value_and_grad")
-    forward_body = both.split("for t in range(T):\n")[1].split("\n    del ")[0]
+    forward_body = both.split("for t in range(T):\n")[1].split("\n    hs = ")[0]
     assert "loss" not in forward_body and "Wy" not in forward_body
     assert "    # grad of the loop at line 8\n    " in grad
     # h before and after each step: one buffer of T + 1 rows, row 0 the initial value

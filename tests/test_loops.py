@@ -445,14 +445,16 @@ def test_the_emitted_loop_reads_like_the_source(source):
     # buffer and nothing reads h after the loop (so T = 0 returns no alias of it)
     assert "    h = h0\n" in code and "h0.copy()" not in code
     # X[t] @ Wx reads no carried value: one product for all steps before the loop
-    # (pass hoist_steps), the body reads its row
-    assert "    XWx = X @ Wx  # (T, N, H)\n" in code.split("    for t in range(T):\n")[0]
-    assert "        h = XWx[t] + h @ Wh  # (N, H)\n        np.tanh(h, out=h)\n" in body
+    # (pass hoist_steps), computed into the rows of h_steps the loop fills (pass
+    # fill_shifted_rows), the body reads its row before writing h there
+    before = code.split("    for t in range(T):\n")[0]
+    assert "    np.matmul(X, Wx, out=h_steps[1:])\n" in before and "XWx" not in code
+    assert "        h = h_steps[t + 1] + h @ Wh  # (N, H)\n        np.tanh(h, out=h)\n" in body
     # the output layer and the loss feed no carried value: computed after the loop for all
     # steps at once, over the states the loop writes (pass sink_steps)
     assert "loss" not in body and "\n        h_steps[t + 1] = h\n" in body
     assert re.search(r"\n    hsWy = hs\d* @ Wy  # \(T, N, C\)\n", code)
-    assert "range(" not in body     # one loop, not unrolled
+    assert " in range(" not in body     # one loop, not unrolled (np.arange may index)
     states = _function(source, "states")
     assert "    H = np.zeros((T, N, D), dtype=W.dtype)  # (T, N, D)\n" in states
     loop = states.split("    for t in range(T):\n")[1].split("    return")[0]

@@ -31,7 +31,10 @@ GOLDEN = Path(__file__).parent / "golden" / "passes"
 PASSES = {"simplify": simplify, "fuse": fuse, "dce": dce, "optimize": optimize,
           "hoist_steps": hoist_steps,
           "sink_steps": lambda g: dce(loops(sink_steps(g))),   # (the loop then pruned)
-          "lower": lambda g: lower(optimize(g))}
+          "lower": lambda g: lower(optimize(g)),
+          # (the loops' steps batched first, as the compiler does before lowering)
+          "lower_loops": lambda g: lower(optimize(dce(loops(sink_steps(hoist_steps(
+              optimize(g)))))))}
 
 # name: (pass, what it shows, source)
 CASES = {
@@ -228,6 +231,45 @@ def f(X: Data[T, N, D], W: Param[D, M], U: Param[M, M], V: Param[M, C], y: Index
         s += sum(exp(g) * 2.0)
     return loss / T + s + sum(H)
 """),
+    # h-rnn2 (issue 12 item 4): the entries taken before exp (codegen/schedule
+    # `_gathers_first`), which then computes in the logits' buffer
+    "lower_gather_before_exp": ("lower", "log_softmax(X @ W)[rows, y] beside the softmax: the "
+                                "entries gathered into a variable first, exp in place after",
+                                """\
+def f(X: Data[N, D], W: Param[D, C], y: Index[N]):
+    p = softmax(X @ W, axis=1)
+    return -mean(log_softmax(X @ W, axis=1)[arange(N), y]) + sum(p * p)
+"""),
+    # h-rnn2 (issue 12 item 4): one value per row of a (T, N) grid scattered into (T, N, C)
+    # zeros: its sums over C are the values; minus a full array it is added into that
+    # array's buffer (log_softmax's cotangent: softmax, then `-= 1 / (N * T)` at y)
+    "lower_scatter_into_difference": ("lower", "A = zeros; A[steps, rows, y] += g: "
+                                      "sum(A, axis=2) is g, A - exp(Z) is -exp(Z) with g "
+                                      "added at [steps, rows, y]", """\
+def f(g: Param[T, N], y: Index[T, N], Z: Param[T, N, C]):
+    A = zeros((T, N, C))
+    A[arange(T)[:, None], arange(N), y] += g
+    return sum(sum(A, axis=2) * g) + sum((A - exp(Z)) * Z)
+"""),
+    # h-rnn2 (issue 12 item 4): the input projection of all steps computed into the rows
+    # the loop fills (not where the loop's array is read elsewhere first, or B otherwise)
+    "lower_loops_fill_shifted_rows": ("lower_loops", "a loop filling g_steps[t + 1] reads "
+                                      "sin(X[t]) @ W of all steps from the row it fills: "
+                                      "computed there before the loop (not X @ W, read "
+                                      "twice)", """\
+def f(X: Data[T, N, D], W: Param[D, M], U: Param[M, M], V: Param[M, C], h0: Data[N, M]):
+    h = h0
+    loss = 0.0
+    for t in range(T):
+        h = tanh(X[t] @ W + h @ U)
+        loss += sum(exp(h @ V))
+    g = h0
+    s = 0.0
+    for t in range(T):
+        g = tanh(sin(X[t]) @ W + g @ U)
+        s += sum(exp(g @ V))
+    return loss + s + sum(X @ W)
+"""),
     # h-gp (issue 12): a scalar or a sign leaves a matrix product.
     "simplify_matmul_scalar_outwards": ("simplify", "a scalar factor of a vector, or a sign, "
                                         "leaves a matrix product unless the product is larger",
@@ -242,6 +284,16 @@ def f(w: Param[D], X: Data[N, D], y: Data[N], V: Param[D, K], A: Data[5, 3], v: 
 def f(S: Param[N, K, K], A: Param[N, K]):
     return sum(log(sum(exp(S), axis=1))) + sum(log(sum(exp(A), axis=1, keepdims=True))) \\
         + sum(sum(S, axis=(1, 2)) * sum(A, axis=0)[0]) + sum(A)
+"""),
+    # h-rnn2 (issue 12 item 4): the entries a gather takes computed alone, no full-size
+    # temporary; not where the operands are both full or the difference is read again.
+    "lower_gather_before_elementwise": ("lower", "(Z - log(s))[rows, y], s broadcast along "
+                                        "the indexed axis: the entries gathered first", """\
+def f(Z: Param[N, C], U: Param[N, C], y: Index[N]):
+    s = sum(exp(Z), axis=1, keepdims=True)
+    d = Z - U
+    return sum((Z - log(s))[arange(N), y]) + sum((s * U)[arange(N), y]) \\
+        + sum((Z * U)[arange(N), y]) + sum(d[arange(N), y]) + sum(d)
 """),
     # h-gp (issue 12): the Cholesky composites, a solve and the log-determinant of spd(K)
     # (from one factor), lowered back to that factor.
@@ -394,7 +446,7 @@ def test_pass(name: str, update_golden: bool):
                   + "".join(f"#   {line}\n" for line in source.splitlines()))
         _matches_golden(name, header, entry, before, after, log, update_golden, before_text)
         assert after is not before, "the case shows nothing: the pass changed nothing"
-        if pass_name != "lower":
+        if not pass_name.startswith("lower"):
             assert run(after) is after, "not a fixed point: a second run changed the graph"
         rng = np.random.default_rng(7)
         values = _values(entry, rng)

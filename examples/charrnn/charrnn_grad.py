@@ -252,15 +252,15 @@ def loss(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    del hs_exp
-    # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
-    del hs_diff, hs_sum
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    return -logp[steps, arange, y].mean(axis=1).sum() / T
+    hs_rows = hs_diff[steps, arange, y]  # (T, B)
+    del arange, steps
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
+    del hs_diff
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    del hs_exp
+    return -(hs_rows - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum() / T
 
 
 def loss_grad(
@@ -297,8 +297,7 @@ def loss_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    dtype = np.result_type(Wxh, Whh, bh, h0)
-    h_steps = np.empty((T + 1, B, H), dtype=dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0
@@ -312,22 +311,18 @@ def loss_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    steps = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
     hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    steps = np.arange(T)[:, None]  # (T, 1)
-    arange = np.arange(B)  # (B,)
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
-    del hs_sum
-    # (T, B, V); reuses hs_exp's buffer
-    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
-    np.subtract(dlogp, dhs_Why, out=dhs_Why)
-    del dlogp, dlogp_div, hs_exp
+    hs_mul = np.divide(hs_exp, hs_sum, out=hs_exp)  # (T, B, V); reuses hs_exp's buffer
+    hs_mul /= B * T
+    del hs_exp, hs_sum
+    dhs_Why = hs_mul  # reuses hs_mul's buffer
+    dhs_Why[steps, arange, y] = hs_mul[steps, arange, y] - 1 / (B * T)
+    del arange, hs_mul, steps
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
@@ -385,8 +380,7 @@ def loss_value_and_grad(
     H = Wxh.shape[1]
     T = x.shape[0]
     B = x.shape[1]
-    dtype = np.result_type(Wxh, Whh, bh, h0)
-    h_steps = np.empty((T + 1, B, H), dtype=dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0
@@ -400,26 +394,21 @@ def loss_value_and_grad(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
-    del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[steps, arange, y].mean(axis=1).sum() / T
-    del logp
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del arange, dlogp_rows, steps
+    hs_rows = hs_diff[steps, arange, y]  # (T, B)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
+    del hs_diff
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    value = -(hs_rows - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum() / T
+    del hs_rows
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
-    del hs_sum
-    # (T, B, V); reuses hs_exp's buffer
-    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
-    np.subtract(dlogp, dhs_Why, out=dhs_Why)
-    del dlogp, dlogp_div, hs_exp
+    hs_mul = np.divide(hs_exp, hs_sum, out=hs_exp)  # (T, B, V); reuses hs_exp's buffer
+    hs_mul /= B * T
+    del hs_exp, hs_sum
+    dhs_Why = hs_mul  # reuses hs_mul's buffer
+    dhs_Why[steps, arange, y] = hs_mul[steps, arange, y] - 1 / (B * T)
+    del arange, hs_mul, steps
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
@@ -488,8 +477,7 @@ def loss_vjp(
     B = x.shape[1]
     _expect("g", g, ())
     g = _weak(g, Wxh, Whh, bh, Why, by, h0)
-    dtype = np.result_type(Wxh, Whh, bh, h0)
-    h_steps = np.empty((T + 1, B, H), dtype=dtype)
+    h_steps = np.empty((T + 1, B, H), dtype=np.result_type(Wxh, Whh, bh, h0))
     h_steps[0] = h0
     Wxh_rows = Wxh[x]  # (T, B, H)
     h = h0
@@ -503,22 +491,18 @@ def loss_vjp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
+    steps = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
     hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
     del hs_diff
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    steps = np.arange(T)[:, None]  # (T, 1)
-    arange = np.arange(B)  # (B,)
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, arange, y)  # (T, B, V)
-    del arange, dlogp_rows, steps
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
-    del hs_sum
-    # (T, B, V); reuses hs_exp's buffer
-    dhs_Why = np.multiply(dlogp_div, hs_exp, out=hs_exp)
-    np.subtract(dlogp, dhs_Why, out=dhs_Why)
-    del dlogp, dlogp_div, hs_exp
+    hs_mul = np.divide(hs_exp, hs_sum, out=hs_exp)  # (T, B, V); reuses hs_exp's buffer
+    hs_mul /= B * T
+    del hs_exp, hs_sum
+    dhs_Why = hs_mul  # reuses hs_mul's buffer
+    dhs_Why[steps, arange, y] = hs_mul[steps, arange, y] - 1 / (B * T)
+    del arange, hs_mul, steps
     dby = dhs_Why.sum(axis=(0, 1))  # (V,)
     dWhy = hs.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
     dhs = dhs_Why @ Why.T  # (T, B, H)
@@ -619,27 +603,24 @@ def loss_jvp(
     # (T, B, V); reuses hs_add's buffer
     hs_diff = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     del hs_add
-    hs_exp = np.exp(hs_diff)  # (T, B, V)
-    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
-    # (T, B, V); reuses hs_diff's buffer
-    logp = np.subtract(hs_diff, np.log(hs_sum), out=hs_diff)
-    del hs_diff
     steps = np.arange(T)[:, None]  # (T, 1)
     arange = np.arange(B)  # (B,)
-    value = -logp[steps, arange, y].mean(axis=1).sum() / T
-    del logp
+    hs_rows = hs_diff[steps, arange, y]  # (T, B)
+    hs_exp = np.exp(hs_diff, out=hs_diff)  # (T, B, V); reuses hs_diff's buffer
+    del hs_diff
+    hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
+    value = -(hs_rows - np.log(hs_sum)[:, :, 0]).mean(axis=1).sum() / T
+    del hs_rows
     ths = h_steps_dot[1:]  # (T, B, H)
     del h_steps_dot
     # tangent of line 13: logp = log_softmax(h @ Why + by, axis=1)
     ths_add = ths @ Why + hs @ tWhy + tby  # (T, B, V)
-    # (T, B, 1)
-    ths_div = np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum
+    # tangent of line 14: total += -mean(logp[arange(B), y[t]])
+    # (T, B)
+    ths_div = (np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] / hs_sum)[:, :, 0]
     del hs_exp, hs_sum
-    # (T, B, V); reuses ths_add's buffer
-    tlogp = np.subtract(ths_add, ths_div, out=ths_add)
-    del ths_add, ths_div
     # tangent of line 15: return total / T
-    tvalue = -tlogp[steps, arange, y].mean(axis=1).sum() / T
+    tvalue = -(ths_add[steps, arange, y] - ths_div).mean(axis=1).sum() / T
     return value, tvalue
 
 
@@ -730,37 +711,32 @@ def loss_hvp(
     hs_exp = np.subtract(hs_add, hs_add.max(axis=2, keepdims=True), out=hs_add)
     np.exp(hs_exp, out=hs_exp)
     del hs_add
-    # grad of line 14: total += -mean(logp[arange(B), y[t]])
-    dlogp_rows = np.full((T, B), -1 / (B * T), dtype=dtype)  # (T, B)
-    steps = np.arange(T)[:, None]  # (T, 1)
-    dlogp = _scatter_add(dlogp_rows, (T, B, V), 0, steps, np.arange(B), y)  # (T, B, V)
-    del dlogp_rows, steps
     hs_sum = np.einsum("ijk->ij", hs_exp)[:, :, None]  # (T, B, 1)
     # grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    dlogp_div = np.einsum("ijk->ij", dlogp)[:, :, None] / hs_sum  # (T, B, 1)
-    dhs_Why = dlogp_div * hs_exp  # (T, B, V)
-    np.subtract(dlogp, dhs_Why, out=dhs_Why)
-    del dlogp
+    hs_div = hs_exp / hs_sum  # (T, B, V)
+    hs_mul = hs_div / (B * T)  # (T, B, V)
+    steps = np.arange(T)[:, None]  # (T, 1)
+    arange = np.arange(B)  # (B,)
+    dhs_Why = hs_mul  # reuses hs_mul's buffer
+    dhs_Why[steps, arange, y] = hs_mul[steps, arange, y] - 1 / (B * T)
+    del arange, hs_mul, steps
     dhs = dhs_Why @ Why.T  # (T, B, H)
     # tangent of grad of line 13: logp = log_softmax(h @ Why + by, axis=1)
-    # (T, B, 1)
-    dlogp_mul = np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] * dlogp_div
-    dlogp_div2 = dlogp_mul / hs_sum  # (T, B, 1)
-    del dlogp_mul, hs_sum
-    vby_add = dlogp_div2 * hs_exp  # (T, B, V)
-    np.negative(vby_add, out=vby_add)
-    vby_add += dlogp_div * (ths_add * hs_exp)
-    del dlogp_div, dlogp_div2, hs_exp, ths_add
-    Hvby = -vby_add.sum(axis=(0, 1))  # (V,)
-    hs_matmul = hs.reshape((B * T, H)).T @ (-vby_add).reshape((B * T, V))  # (H, V)
+    vby_diff = ths_add * hs_exp  # (T, B, V)
+    vby_diff /= hs_sum
+    vby_diff -= np.einsum("ijk,ijk->ij", ths_add, hs_exp)[:, :, None] * hs_div / hs_sum
+    del hs_div, hs_exp, hs_sum, ths_add
+    Hvby = vby_diff.sum(axis=(0, 1)) / (B * T)  # (V,)
+    # (T, B, V); reuses vby_diff's buffer
+    vby_mul = np.divide(vby_diff, B * T, out=vby_diff)
+    del vby_diff
     ths_matmul = ths.reshape((B * T, H)).T @ dhs_Why.reshape((B * T, V))  # (H, V)
-    # (H, V); reuses hs_matmul's buffer
-    HvWhy = np.add(ths_matmul, hs_matmul, out=hs_matmul)
-    del hs_matmul, ths_matmul
-    tdhs = vby_add @ Why.T  # (T, B, H)
-    np.negative(tdhs, out=tdhs)
+    HvWhy = hs.reshape((B * T, H)).T @ vby_mul.reshape((B * T, V))  # (H, V)
+    HvWhy += ths_matmul
+    del ths_matmul
+    tdhs = vby_mul @ Why.T  # (T, B, H)
     tdhs += dhs_Why @ vWhy.T
-    del dhs_Why, vby_add
+    del dhs_Why, vby_mul
     # tangent of grad of the loop at line 11
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)

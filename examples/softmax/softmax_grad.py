@@ -144,36 +144,6 @@ def _weak(x, *arrays) -> npt.NDArray[np.floating]:
     return np.asarray(x)
 
 
-def _scatter_add(g, shape, axis, *index):
-    """Zeros of `shape` with `g` added at [:, ..., :, *index] (`axis` full slices first;
-    the index arrays broadcast together), repeated indices accumulating: the VJP of the
-    gather x[:, ..., *index] (np.add.at(out, index, g), faster). An index out of range
-    raises IndexError as the gather does; a negative one counts from the end."""
-    g = np.asarray(g)
-    sizes = shape[axis : axis + len(index)]
-    flat = np.zeros((), dtype=np.intp)  # (an array from the start, for type checkers)
-    for k, (i, n) in enumerate(zip(index, sizes)):
-        i = np.asarray(i).astype(np.intp, copy=False)
-        if i.size and (i.min() < -n or i.max() >= n):
-            b, ax = (i.min() if i.min() < -n else i.max()), axis + k
-            raise IndexError(f"index {b} is out of bounds for axis {ax} with size {n}")
-        if i.size and i.min() < 0:
-            i = np.where(i < 0, i + n, i)
-        flat = flat * n + i
-    flat = flat.ravel()
-    lead = int(np.prod(shape[:axis]))
-    rest = int(np.prod(shape[axis + len(index) :]))
-    m, width = int(np.prod(sizes)), lead * rest
-    rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
-    if g.dtype == np.float64:  # one bincount over the raveled (row, column) positions
-        at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()
-        out = np.bincount(at, weights=rows.ravel(), minlength=m * width)
-    else:  # bincount sums in float64: np.add.at keeps float32 (and is as fast there)
-        out = np.zeros((m, width), g.dtype)
-        np.add.at(out, flat, rows)
-    return out.reshape(m, lead, rest).transpose(1, 0, 2).reshape(shape)
-
-
 def _one_dtype(*args):
     """The float arguments in the one dtype they promote to (np.result_type), converted
     where they differ (copies): the function then computes in that dtype throughout, and
@@ -227,14 +197,14 @@ def cost(X: Array, y: IntArray, W: Array, lam: Scalar) -> Scalar:
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
+    arange = np.arange(N)  # (N,)
+    X_rows = X_diff[arange, y]  # (N,)
+    del arange
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
+    del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
     del X_exp
-    # (N, C); reuses X_diff's buffer
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
-    del X_diff, X_sum
-    arange = np.arange(N)  # (N,)
-    return -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
+    return -((X_rows - np.log(X_sum)[:, 0]).sum() / N) + 0.5 * (lam * np.vdot(W, W))
 
 
 def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
@@ -255,22 +225,23 @@ def cost_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> Array:
     if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
         X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
-    C = W.shape[1]
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
+    arange = np.arange(N)  # (N,)
     X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    arange = np.arange(N)  # (N,)
-    # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
-    dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
-    del arange, dlog_p_rows
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
+    X_mul = np.divide(X_exp, X_sum, out=X_exp)  # (N, C); reuses X_exp's buffer
+    X_mul /= N
+    del X_exp, X_sum
+    dXW = X_mul  # reuses X_mul's buffer
+    dXW[arange, y] = X_mul[arange, y] - 1 / N
+    del X_mul, arange
     dW = lam * W  # (D, C)
-    dW += X.T @ (dlog_p + X_exp / X_sum / N)
+    dW += X.T @ dXW
     return dW
 
 
@@ -293,27 +264,27 @@ def cost_value_and_grad(X: Array, y: IntArray, W: Array, lam: Scalar) -> tuple[S
     if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
         X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
-    C = W.shape[1]
     lam = _weak(lam, X.dtype)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    # (N, C); reuses X_diff's buffer
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
-    del X_diff
     arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
-    del log_p
-    # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
-    dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
-    del arange, dlog_p_rows
+    X_rows = X_diff[arange, y]  # (N,)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
+    del X_diff
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    value = -((X_rows - np.log(X_sum)[:, 0]).sum() / N) + 0.5 * (lam * np.vdot(W, W))
+    del X_rows
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
+    X_mul = np.divide(X_exp, X_sum, out=X_exp)  # (N, C); reuses X_exp's buffer
+    X_mul /= N
+    del X_exp, X_sum
+    dXW = X_mul  # reuses X_mul's buffer
+    dXW[arange, y] = X_mul[arange, y] - 1 / N
+    del X_mul, arange
     dW = lam * W  # (D, C)
-    dW += X.T @ (dlog_p + X_exp / X_sum / N)
+    dW += X.T @ dXW
     return value, dW
 
 
@@ -336,24 +307,25 @@ def cost_vjp(X: Array, y: IntArray, W: Array, lam: Scalar, g: Scalar) -> Array:
     if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
         X, W, lam = _one_dtype(X, W, lam)
     N = X.shape[0]
-    C = W.shape[1]
     _expect("g", g, ())
     g = _weak(g, X, W)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
+    arange = np.arange(N)  # (N,)
     X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
     del X_diff
     X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    arange = np.arange(N)  # (N,)
-    # grad of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    dlog_p_rows = np.full((N,), -1 / N, dtype=np.result_type(X, W))  # (N,)
-    dlog_p = _scatter_add(dlog_p_rows, (N, C), 0, arange, y)  # (N, C)
-    del arange, dlog_p_rows
     # grad of line 4: log_p = log_softmax(X @ W, axis=1)
+    X_mul = np.divide(X_exp, X_sum, out=X_exp)  # (N, C); reuses X_exp's buffer
+    X_mul /= N
+    del X_exp, X_sum
+    dXW = X_mul  # reuses X_mul's buffer
+    dXW[arange, y] = X_mul[arange, y] - 1 / N
+    del X_mul, arange
     dW = lam * W  # (D, C)
-    dW += X.T @ (dlog_p + X_exp / X_sum / N)
+    dW += X.T @ dXW
     return g * dW
 
 
@@ -374,33 +346,31 @@ def cost_jvp(X: Array, y: IntArray, W: Array, lam: Scalar, tW: Array) -> tuple[S
         value: the value, shape ().
         tvalue: its directional derivative, shape ().
     """
-    if not _dims(_COST_ARGS, X, y, W, lam):  # float dtypes differ: one for all
-        X, W, lam = _one_dtype(X, W, lam)
+    _dims(_COST_ARGS, X, y, W, lam)
     N = X.shape[0]
     D = X.shape[1]
     C = W.shape[1]
     _expect("tW", tW, (D, C))
-    lam = _weak(lam, X.dtype)
+    lam = _weak(lam, X, W)
     XW = X @ W  # (N, C)
     # (N, C); reuses XW's buffer
     X_diff = np.subtract(XW, XW.max(axis=1, keepdims=True), out=XW)
     del XW
-    X_exp = np.exp(X_diff)  # (N, C)
-    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
-    # (N, C); reuses X_diff's buffer
-    log_p = np.subtract(X_diff, np.log(X_sum), out=X_diff)
-    del X_diff
     arange = np.arange(N)  # (N,)
-    value = -(log_p[arange, y].sum() / N) + 0.5 * (lam * np.vdot(W, W))
-    del log_p
+    X_rows = X_diff[arange, y]  # (N,)
+    X_exp = np.exp(X_diff, out=X_diff)  # (N, C); reuses X_diff's buffer
+    del X_diff
+    X_sum = np.einsum("ij->i", X_exp)[:, None]  # (N, 1)
+    value = -((X_rows - np.log(X_sum)[:, 0]).sum() / N) + 0.5 * (lam * np.vdot(W, W))
+    del X_rows
     # tangent of line 4: log_p = log_softmax(X @ W, axis=1)
     XtW = X @ tW  # (N, C)
-    X_div = np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum  # (N, 1)
-    del X_exp, X_sum
-    tlog_p = np.subtract(XtW, X_div, out=XtW)  # (N, C); reuses XtW's buffer
-    del X_div, XtW
     # tangent of line 5: return -mean(log_p[arange(N), y]) + 0.5 * lam * sum(W ** 2)
-    tvalue = -(tlog_p[arange, y].sum() / N) + lam * np.vdot(tW, W)
+    X_div = (np.einsum("ij,ij->i", XtW, X_exp)[:, None] / X_sum)[:, 0]  # (N,)
+    del X_exp, X_sum
+    X_diff2 = XtW[arange, y] - X_div  # (N,)
+    del X_div, XtW, arange
+    tvalue = -(X_diff2.sum() / N) + lam * np.vdot(tW, W)
     return value, tvalue
 
 

@@ -31,7 +31,7 @@ from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
-from ..ops.indexing import written_value
+from ..ops.indexing import entries_taken, written_value
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
 from .naming import Namer, temp_name
 from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
@@ -378,8 +378,8 @@ class _Scheduler:
         names, namer, printer = st.names, st.namer, st.p
         code = printer.code
         inlined = st.inlined
-        leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
-        force, cheap_views = self.force, st.ops.cheap_view
+        leaf_ops, stmt_ops, cheap_views = st.ops.leaf, st.ops.stmt, st.ops.cheap_view
+        force = _gathers_first(order, st.ufunc, uses, names, self.force)
         label, last_origin = self.label, self.last_origin
         phase_of = self.phase_of
         handed, given = self._handed_names(order, uses), {}
@@ -641,6 +641,26 @@ def _axis_first(order: list[Node], ops: _Ops) -> dict[int, int]:
             continue
         found[id(x)] = axes[0]
     return found
+
+
+def _gathers_first(order: list[Node], ufunc: dict, uses, names: dict, force: frozenset
+                   ) -> frozenset[int]:
+    """`force` (the ids of the nodes made variables) and those of the gathers that take
+    fewer axes than their array has (`hs_diff[steps, rows, Y]`, the value's entries of a
+    log-softmax) from an array that a unary ufunc later in `order` reads too, a statement
+    of its own (read twice or named: `hs_exp = np.exp(hs_diff)`): made variables where
+    they stand, before that op, which then computes in the array's buffer if nothing else
+    reads it (`hs_exp = np.exp(hs_diff, out=hs_diff)`): the array is not kept alive for a
+    few of its entries."""
+    last_unary: dict[int, int] = {}   # (id of an array: where its last unary reader is)
+    for i, n in enumerate(order if ufunc else ()):
+        if n.op in ufunc and len(n.args) == 1 and n.args[0].shape == n.shape \
+                and (uses[id(n)] > 1 or n in names):
+            last_unary[id(n.args[0])] = i
+    if not last_unary:
+        return force
+    return force | {id(n) for i, n in enumerate(order) if n.args
+                    and last_unary.get(id(n.args[0]), -1) > i and entries_taken(n)}
 
 
 def _laid_out(st: _State, n: Node, target: str, axis: int) -> list[str] | None:

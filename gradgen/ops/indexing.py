@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import sympy
 
-from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, size
+from ..dims import ONE, as_expr, broadcast, dims_equal, fmt_dim, fmt_shape, same_shape, size
 from ..errors import ShapeError
-from ..ir import const, make
+from ..ir import const, make, memo
 from ._emit import infix
 from .constants import dtype_witness
 from .dtypes import INT, integer_closed, integral, like_first
-from .registry import PREC_CALL, PREC_MUL, REAL, Builtin, defbuiltin, defop, rewrite
+from .registry import PREC_CALL, PREC_MUL, READERS, REAL, Builtin, defbuiltin, defop, rewrite
 
 __all__ = ["CONVERSIONS", "gather", "to_float"]
 
@@ -230,6 +230,75 @@ def sum_scattered_rows(x, axes, keepdims):
     return None
 
 
+@rewrite("sum", inspects=("scatter_add",))
+def sum_scattered_grid(x, axes, keepdims):
+    """Sums over the last scattered axis of values scattered one per row of a grid are the
+    values: `g` (T, N) added into zeros of (T, N, C) at `[steps, rows, y]`, steps and rows
+    every index of their axes (`np.arange(T)[:, None]`, `np.arange(N)`), summed over C is
+    `g` (the gradient of a loop's `mean(logp[arange(N), y[t]])` for all steps at once,
+    summed again by log_softmax's rule): no pass over the (T, N, C) array."""
+    if x.op != "scatter_add" or x.dtype == INT or len(x.args) < 3:
+        return None
+    g, idx, a = x.args[0], x.args[1:], x.attr("axis")
+    if axes != (a + len(idx) - 1,) or not _identity_grid(x, idx[:-1], a):
+        return None
+    kept = tuple(d for q, d in enumerate(x.shape) if q not in axes)
+    if not same_shape(tuple(g.shape), kept):
+        return None
+    return make("expand_dims", g, axes=axes) if keepdims else g
+
+
+def _scattered_into(s, m, negate_m: bool, negate_g: bool, op: str):
+    """`m + s` (signs as asked) for `s` a scatter of values one per row of a grid (no index
+    repeats) into zeros of m's shape: the values added at those entries of m's buffer."""
+    if s.op != "scatter_add" or len(s.args) < 3 or m.dtype == INT or s.dtype == INT \
+            or tuple(m.shape) != tuple(s.shape):
+        return None
+    g, idx, a = s.args[0], s.args[1:], s.attr("axis")
+    readers = memo().get(READERS)
+    if not readers or readers.get(id(m)) != [op] or not _identity_grid(s, idx[:-1], a):
+        return None
+    kept = tuple(d for q, d in enumerate(s.shape) if q != a + len(idx) - 1)
+    if not same_shape(tuple(g.shape), kept):   # (one value per row of the grid)
+        return None
+    base = _negated(m) if negate_m else m
+    rows = make("gather", base, *idx, axis=a)
+    if g.op == "full" and base.dtype == g.dtype:   # (a constant fill: its number)
+        c = as_expr(g.attr("value"))
+        if c.could_extract_minus_sign():   # (`- 1 / (N * T)`, not `+ -1 / (N * T)`)
+            c, negate_g = -c, not negate_g
+        g = const(c)
+    value = rows - g if negate_g else rows + g
+    return make("update", base, value, *idx, index=(), axis=a)
+
+
+def _negated(m):
+    """-m, the sign on a broadcast factor of a product where there is one (`-(d * e)`
+    with d of shape (T, N, 1) is `(-d) * e`: no pass over the product's size)."""
+    if m.op == "mul":
+        for q in (0, 1):
+            f, other = m.args[q], m.args[1 - q]
+            if tuple(other.shape) == tuple(m.shape) and tuple(f.shape) != tuple(m.shape):
+                return make("mul", -f, other)
+    return -m
+
+
+@rewrite("sub", "lower", inspects=("scatter_add",))
+def scatter_into_difference(a, b):
+    """A scatter of one value per row of a grid minus a full array, or the other way
+    round, is the array (negated) with the values added at their entries in its buffer
+    (`dz = -(d * p); dz[steps, rows, y] += g`, log_softmax's cotangent): not a fresh
+    zero-filled array of its size, when the difference is the array's only reader."""
+    return _scattered_into(a, b, True, False, "sub") or _scattered_into(b, a, False, True, "sub")
+
+
+@rewrite("add", "lower", inspects=("scatter_add",))
+def scatter_into_sum(a, b):
+    """A scatter of one value per row of a grid plus a full array is the array with the
+    values added at their entries in its buffer, when the sum is its only reader."""
+    return _scattered_into(a, b, False, False, "add") or _scattered_into(b, a, False, False, "add")
+
+
 # scatter_add(g, i1, ..., ik, shape, axis): zeros of `shape` with g added at
 # [:, ..., :, i1, ..., ik] (`axis` full slices first), repeated indices accumulating.
 defop("scatter_add", None, shape=_scatter_shape, emit=_emit_scatter_add, traits=LINEAR,
@@ -411,6 +480,13 @@ def _update_write(p, node, target):
                            p.arg(v, 1, 0))
         if line is not None:
             return [line]
+    if v.op == "matmul" and p.target == "numpy" and where != "()" \
+            and node.attr("axis") is None and not p.code_of(v)[0].isidentifier():
+        # a product computed into the entries it fills (`np.matmul(X, Wx, out=h[1:])`),
+        # not into a temporary of their size copied there (the same values: NumPy picks
+        # the product's loop by its operands' dtypes, and casts into the buffer)
+        out = "out=" + p.subscript(target, items, node.ndim, trim=False)
+        return [p.call("matmul", [p.arg(v, 0, 0), p.arg(v, 1, 0), out])]
     # a constant fill is written as its number (`margins[rows, y] = 0`)
     value = p.scalar(v.attr("value"))[0] if v.op == "full" else p.arg(node, 1, 0)
     if p.target == "array_api" and node.attr("axis") is not None and \
@@ -498,6 +574,12 @@ def _same_place(a, idx, index, axis) -> bool:
     """Whether the `update` node `a` wrote at the place `idx`/`index`/`axis` selects."""
     return a.op == "update" and a.attr("axis") == axis and a.attr("index") == index and \
         len(a.args) == 2 + len(idx) and all(x is y for x, y in zip(a.args[2:], idx))
+
+
+def entries_taken(n) -> bool:
+    """Whether `n` gathers entries by index arrays into fewer axes than its array has
+    (`logp[steps, rows, Y]`: a few entries of each row, not rows or a permutation)."""
+    return n.op == "gather" and n.ndim < n.args[0].ndim and any(i.ndim for i in n.args[1:])
 
 
 def row_read(n):
@@ -613,6 +695,68 @@ def added_row(acc, out, index):
         return None
     a, b = total.args
     return b if a is row else a if b is row else None
+
+
+# ---------------------------------------------------------------- gathers first
+
+_GATHERED_THROUGH = frozenset({"add", "sub", "mul", "div"})
+
+
+@rewrite("gather", "lower", inspects=_GATHERED_THROUGH)
+def gather_before_elementwise(x, *idx, axis):
+    """Entries gathered from an elementwise sum, difference, product or quotient of a full
+    array and one broadcast along an indexed axis are that op of the entries gathered
+    from each (`(z - log(s))[steps, rows, y]`, s of shape (T, N, 1), is `z[steps, rows, y]
+    - log(s)[:, :, 0][steps, rows]`): no temporary of z's size, when the gather is the
+    op's only reader."""
+    if x.op not in _GATHERED_THROUGH or x.dtype == INT or not idx:
+        return None
+    readers = memo().get(READERS)
+    if not readers or readers.get(id(x)) != ["gather"]:
+        return None
+    shape, k = tuple(x.shape), len(idx)
+    full = [a for a in x.args if tuple(a.shape) == shape]
+    if len(full) != 1:
+        return None
+    b = x.args[1] if x.args[0] is full[0] else x.args[0]
+    if b.ndim != 0 and b.ndim != len(shape):
+        return None
+    unit = [q for q in range(axis, axis + k) if b.ndim and b.shape[q] == ONE
+            and not dims_equal(shape[q], ONE)]
+    if b.ndim and not unit:   # (b as big along the indexed axes: nothing saved)
+        return None
+    want = _gather_shape((x, *idx), axis)
+    if b.ndim:
+        rest = [i for q, i in enumerate(idx) if axis + q not in unit]
+        b = make("squeeze", b, axes=tuple(unit)) if unit else b
+        if not rest and len(want) > b.ndim:   # (the same entries for every index taken)
+            b = make("expand_dims", b, axes=tuple(range(axis, axis + len(want) - b.ndim)))
+        elif rest and not _identity_grid(b, rest, axis):   # (b[arange(N)] is b)
+            b = make("gather", b, *rest, axis=axis)
+        if b.ndim != len(want) or not all(d == ONE or dims_equal(d, e)
+                                          for d, e in zip(b.shape, want)):
+            return None
+    a = make("gather", full[0], *idx, axis=axis)
+    args = (a, b) if x.args[0] is full[0] else (b, a)
+    return make(x.op, *args)
+
+
+def _identity_grid(b, idx, axis) -> bool:
+    """Whether gathering `idx` from `b` on axes `axis`, ... selects every entry in place:
+    index q is arange over all of axis `axis + q`, laid out along position q of the
+    broadcast index shape (`b[:, arange(N)]`, `b[arange(T)[:, None], arange(N)]`)."""
+    m = len(idx)
+    for q, i in enumerate(idx):
+        while i.op == "expand_dims":
+            i = i.args[0]
+        if i.op != "arange" or i.attr("start") != 0 \
+                or not dims_equal(as_expr(i.attr("stop")), b.shape[axis + q]):
+            return False
+    for q, i in enumerate(idx):   # (right-aligned: only position q is not 1)
+        shape = (ONE,) * (m - i.ndim) + tuple(i.shape)
+        if len(shape) != m or any(p != q and d != ONE for p, d in enumerate(shape)):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- fusing scatter-adds

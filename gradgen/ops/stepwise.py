@@ -14,8 +14,8 @@ from ..dims import as_expr, same_shape
 from ..ir import Node, make
 from .registry import REGISTRY
 
-__all__ = ["Steps", "accumulation", "batched_op", "index_shift", "new_empty", "placing",
-           "product", "row_read", "row_written"]
+__all__ = ["Steps", "accumulation", "batched_op", "empty_with_rows", "index_shift", "new_empty",
+           "placing", "product", "row_read", "row_written"]
 
 # The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
 _PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
@@ -174,6 +174,19 @@ def first_row_set(n: Node) -> Node | None:
 def new_empty(n: Node) -> bool:
     """Whether `n` is a new array of unset values (`np.empty(...)`)."""
     return n.op == "empty"
+
+
+def empty_with_rows(n: Node) -> tuple[Node, list[int]] | None:
+    """(the `np.empty` under `n`, the rows that static single-row writes on it set:
+    `h_steps[0] = h0`), or None when `n` is not such an array."""
+    rows = []
+    while n.op == "update" and n.attr("axis") is None:
+        index = n.attr("index")
+        if len(index) != 1 or not isinstance(index[0], int) or index[0] < 0:
+            return None
+        rows.append(index[0])
+        n = n.args[0]
+    return (n, rows) if new_empty(n) else None
 
 
 def zero_padded(n: Node) -> tuple[Node, tuple] | None:

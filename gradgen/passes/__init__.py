@@ -27,6 +27,7 @@ from .loops import loops
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
 from .regions import hoist, in_regions
+from .rows import fill_shifted_rows
 from .rules import CANONICAL, RuleEngine, apply, recording
 from .scalars import place_scalars
 from .simplify import simplify
@@ -79,10 +80,12 @@ def lower(graph: Graph) -> Graph:
     """The rewrites that come after optimisation (they leave canonical form): the ops'
     rules tagged `lower` (built as is, so the canonical rules do not undo them), after
     polynomials are put in Horner's form (whose `sum(h * x)` they make a dot product), then
-    scalar placement."""
-    return hoist(in_regions(lambda g: place_scalars(apply(horner(g), ("lower",))))(graph))
+    scalar placement, and loops' row buffers filled before them (`fill_shifted_rows`)."""
+    return hoist(in_regions(
+        lambda g: fill_shifted_rows(place_scalars(apply(horner(g), ("lower",)))))(graph))
 
 
-__all__ = ["PIPELINE", "building", "dce", "fuse", "hoist", "hoist_steps", "horner", "in_regions",
-           "loops", "lower", "matchain", "optimize", "place_scalars", "rebuild", "recording",
+__all__ = ["PIPELINE", "building", "dce", "fill_shifted_rows", "fuse", "hoist", "hoist_steps",
+           "horner", "in_regions", "loops", "lower", "matchain", "optimize", "place_scalars",
+           "rebuild", "recording",
            "reorder_matrix_chains", "simplify", "sink_steps"]

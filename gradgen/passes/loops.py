@@ -409,19 +409,7 @@ def _row_buffer_pairs(n: Node) -> list[tuple[int, int]]:
     body = n.attr("body")
     c = len(body.outputs)
     t = body.inputs[0]
-    dtype_only = builder().with_trait("dtype_only")
-    rows: dict[int, set[int]] = {}
-    other: set[int] = set()   # (inputs read otherwise)
-    writes = {id(y) for y in body.outputs}
-    for m in topo_order(body.outputs):
-        place = row_read(m)
-        for q, a in enumerate(m.args):
-            if not a.is_input or m.op in dtype_only:
-                continue
-            if place is not None and q == 0 and place[0] is a:
-                rows.setdefault(id(a), set()).add(id(place[1]))
-            elif not (q == 0 and id(m) in writes and row_write(m) is not None):
-                other.add(id(a))
+    rows, other = row_reads(body)
     found: list[tuple[int, int]] = []
     taken: set[int] = set()
     for k, (x, y) in enumerate(zip(body.inputs[1:1 + c], body.outputs)):
@@ -444,6 +432,26 @@ def _row_buffer_pairs(n: Node) -> list[tuple[int, int]]:
             taken.add(j)
             break
     return found
+
+
+def row_reads(body: Region) -> tuple[dict[int, set[int]], set[int]]:
+    """({id(input): the ids of the row expressions r it is read at as `B[r]`}, the ids of
+    the inputs the body reads otherwise: not as a row, as the array a next value writes a
+    row of, or for its dtype)."""
+    dtype_only = builder().with_trait("dtype_only")
+    rows: dict[int, set[int]] = {}
+    other: set[int] = set()
+    writes = {id(y) for y in body.outputs}
+    for m in topo_order(body.outputs):
+        place = row_read(m)
+        for q, a in enumerate(m.args):
+            if not a.is_input or m.op in dtype_only:
+                continue
+            if place is not None and q == 0 and place[0] is a:
+                rows.setdefault(id(a), set()).add(id(place[1]))
+            elif not (q == 0 and id(m) in writes and row_write(m) is not None):
+                other.add(id(a))
+    return rows, other
 
 
 def _read_before_written(body: Region, b: Node, y: Node) -> bool:
