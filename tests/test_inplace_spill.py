@@ -85,7 +85,11 @@ def test_gradient_and_peak_memory(text, dtype):
     np.testing.assert_allclose(dWy, ref[2], rtol=tol * 10, atol=tol)
     assert dhs.dtype == dtype and dWy.dtype == dtype
     full = 20 * 16 * 50 * np.dtype(dtype).itemsize   # one (T, N, C) array
-    gc.collect()
+    # No collection inside the measured call (tracemalloc counts what is allocated after
+    # it starts, so what the collector would free of older objects does not matter).
+    # (A gc.collect() here took 0.9 s a call in a test worker: full passes over its heap.)
+    enabled = gc.isenabled()
+    gc.disable()
     tracemalloc.start()
     try:
         base, _ = tracemalloc.get_traced_memory()
@@ -94,6 +98,8 @@ def test_gradient_and_peak_memory(text, dtype):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+        if enabled:
+            gc.enable()
     # (T, N, C): hs_diff, hs_exp and the value's temporary at once, with NumPy's
     # 64 KiB ufunc buffer; the backward part holds hs_exp and dhs_diff only (it held two
     # more fresh arrays before: 4.5 full arrays)

@@ -290,6 +290,11 @@ class RandomChooser:
         return self.r.random() < p
 
 
+# The one strategy a DrawChooser draws from, made once: `st.integers(...)` in `_raw` was
+# made again (through hypothesis's strategy cache) for each of some 56,000 draws.
+_U16 = st.integers(0, 65535)
+
+
 class DrawChooser:
     """Choices drawn by hypothesis. Each is a wide integer reduced modulo the number of
     options, so choices are spread like the random chooser's (hypothesis alone favours
@@ -300,7 +305,7 @@ class DrawChooser:
         self.draw = draw
 
     def _raw(self, n: int) -> int:
-        return self.draw(st.integers(0, 65535)) % n
+        return self.draw(_U16) % n
 
     def int(self, lo: int, hi: int) -> int:
         return lo + self._raw(hi - lo + 1)

@@ -310,8 +310,28 @@ def test_an_entry_point_named_like_a_helpers_local_function_passes():
 
 
 # The verifier parses a module in parts cut at top-level lines after two blank lines, and
-# remembers parts and the helpers that passed (verify_module's docstring): a cut inside a
-# string or brackets, or a helper in another module context, is verified as before.
+# remembers parts (from their second sighting on) and the helpers that passed
+# (verify_module's docstring): a cut inside a string or brackets, or a helper in another
+# module context, is verified as before.
+
+def test_a_part_is_kept_from_its_second_sighting_on():
+    """A module's own functions are rarely seen again: the verifier keeps a part's syntax
+    tree only once its text comes a second time (a kept tree is scanned by every full pass
+    of the garbage collector of a long-lived process)."""
+    from gradgen import verify
+
+    # (compile_source verified its module once: this text, renamed, is new to the verifier)
+    source = gradgen.compile_source("def probe(x: Param[N]):\n    return sum(x * x)\n")
+    source = source.replace("probe", "kept_part_probe")
+
+    def kept() -> bool:
+        return any(t.startswith("def kept_part_probe_grad(") for t in verify._PARTS)
+
+    verify_module(source)
+    assert not kept()
+    verify_module(source)
+    assert kept()
+
 
 def test_a_cut_inside_a_string_is_only_text():
     code = "\n\n\nimport os\n\n\ndef evil():\n    os.system('x')\n\n\n"
@@ -321,7 +341,8 @@ def test_a_cut_inside_a_string_is_only_text():
 
 
 def test_a_helper_that_passed_is_checked_again_in_another_module_context():
-    verify_module(MLP)   # its helpers passed, in its context
+    verify_module(MLP)
+    verify_module(MLP)   # (seen twice: its parts are kept) its helpers passed, in its context
     # The same helpers in a module where one of their locals shadows a module-level name
     # (NumPy imported as `shape`, a local of _dims): refused.
     with pytest.raises(VerifyError, match="'shape' in function '_dims' shadows"):
@@ -329,6 +350,7 @@ def test_a_helper_that_passed_is_checked_again_in_another_module_context():
 
 
 def test_an_error_after_cached_parts_names_its_line():
+    verify_module(MLP)
     verify_module(MLP)
     bad = in_helper('open("PWNED", "w")')
     with pytest.raises(VerifyError) as info:
