@@ -272,6 +272,13 @@ def f(X: Data[N, D], A: Param[N, M], B: Param[N, M]):
 def f(a: Param[N, 1], W: Param[D, 1], x: Param[N, D]):
     return sum((a @ W.T) * x)
 """),
+    # h-hess2 (issue 12, the logistic Hessian): symmetric results, the identity not built
+    "simplify_weighted_gram_symmetric": ("simplify", "X.T @ diag(v) @ X is symmetric: the "
+                                         "transpose of (v * X.T) @ X or X.T @ (v[:, None] * X) "
+                                         "plus c * I is the matrix", """\
+def f(X: Data[N, D], v: Param[N], A: Param[D, D], c: Param[()]):
+    return sum(((v * X.T) @ X + c * eye(D)).T * A) + sum((X.T @ (v[:, None] * X)).T * A)
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}
