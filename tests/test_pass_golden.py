@@ -279,6 +279,11 @@ def f(a: Param[N, 1], W: Param[D, 1], x: Param[N, D]):
 def f(X: Data[N, D], v: Param[N], A: Param[D, D], c: Param[()]):
     return sum(((v * X.T) @ X + c * eye(D)).T * A) + sum((X.T @ (v[:, None] * X)).T * A)
 """),
+    "lower_plus_diagonal": ("lower", "c * eye(N) added to a square matrix adds c to its "
+                            "diagonal (no identity built), into the matrix's buffer", """\
+def f(A: Param[N, N], c: Param[()]):
+    return sum(exp(A @ A + c * eye(N))) + sum(log(A * A + eye(N))) + sum(A + eye(N) * 2)
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}
