@@ -275,9 +275,11 @@ def f(a: Param[N, 1], W: Param[D, 1], x: Param[N, D]):
     # h-hess2 (issue 12, the logistic Hessian): symmetric results, the identity not built
     "simplify_weighted_gram_symmetric": ("simplify", "X.T @ diag(v) @ X is symmetric: the "
                                          "transpose of (v * X.T) @ X or X.T @ (v[:, None] * X) "
-                                         "plus c * I is the matrix", """\
-def f(X: Data[N, D], v: Param[N], A: Param[D, D], c: Param[()]):
-    return sum(((v * X.T) @ X + c * eye(D)).T * A) + sum((X.T @ (v[:, None] * X)).T * A)
+                                         "plus c * I is the matrix, and so is eye(D) * u's",
+                                         """\
+def f(X: Data[N, D], v: Param[N], A: Param[D, D], c: Param[()], u: Param[D]):
+    return sum(((v * X.T) @ X + c * eye(D)).T * A) + sum((X.T @ (v[:, None] * X)).T * A) \\
+        + sum((eye(D) * u).T * A)
 """),
     "lower_plus_diagonal": ("lower", "c * eye(N) added to a square matrix adds c to its "
                             "diagonal (no identity built), into the matrix's buffer", """\

@@ -199,8 +199,9 @@ def transpose_symmetric(x, axes):
 def _symmetric(x, depth: int) -> bool:
     """x (a matrix, or a batch of them) is symmetric by construction: `A @ A.T`, `A.T @ A`
     (also weighted, `(v * A.T) @ A`), the identity (and `basis` of a vector), `outer(a, a)`,
-    spd(K), the inverse of a symmetric matrix, and sums, differences, elementwise products
-    and scalar multiples of symmetric matrices (looked at `depth` nodes deep)."""
+    spd(K), the inverse of a symmetric matrix, a product with the identity (diagonal), and
+    sums, differences, elementwise products and scalar multiples of symmetric matrices
+    (looked at `depth` nodes deep)."""
     if depth == 0 or x.ndim < 2:
         return False
     op, args = x.op, x.args
@@ -222,6 +223,9 @@ def _symmetric(x, depth: int) -> bool:
         return True
     if op == "outer":   # outer(a, c * a)
         return _unscaled(args[0]) is _unscaled(args[1])
+    if op == "mul" and x.ndim == 2 and any(
+            a.op in ("eye", "basis") and a.shape == x.shape and _symmetric(a, 1) for a in args):
+        return True   # a diagonal matrix: `eye(n) * v`
     if op in ("add", "sub", "mul"):
         return all(a.ndim == 0 or a.shape == x.shape and _symmetric(a, depth - 1)
                    for a in args)
