@@ -284,7 +284,13 @@ def f(X: Data[N, D], v: Param[N], A: Param[D, D], c: Param[()], u: Param[D]):
     "lower_plus_diagonal": ("lower", "c * eye(N) added to a square matrix adds c to its "
                             "diagonal (no identity built), into the matrix's buffer", """\
 def f(A: Param[N, N], c: Param[()]):
-    return sum(exp(A @ A + c * eye(N))) + sum(log(A * A + eye(N))) + sum(A + eye(N) * 2)
+    return sum(exp(A @ A + c * eye(N))) + sum(log(A * A + eye(N))) + sum(A + eye(N) * 2) \\
+        + sum(exp(A - 2 * (c * eye(N))))
+"""),
+    "simplify_trace_of_identity_product": ("simplify", "the sum of A * eye(N) is trace(A) "
+                                           "(the cotangent of c in A + c * eye(N))", """\
+def f(A: Param[N, N], B: Data[N, N], c: Param[()]):
+    return sum(A * eye(N)) + sum(eye(N) * (A @ B)) * c
 """),
 }
 

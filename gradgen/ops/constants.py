@@ -225,16 +225,17 @@ defop("plus_diagonal", 2, shape=lambda args: args[0].shape, emit=call("_plus_dia
 
 
 def _scaled_identity(m):
-    """c for m = c * I (`c * eye(n)`, `c * basis(v)` of a vector v; c = 1 for the identity
-    itself, None for a number), else None."""
+    """c for m = c * I (`c * eye(n)`, `c * basis(v)` of a vector v, `c * (d * eye(n))`; the
+    number 1 for the identity itself), else None."""
     if _identity(m):
         return 1
     if m.op == "mul":
         c, e = m.args
         if e.ndim == 0:
             c, e = e, c
-        if c.ndim == 0 and _identity(e):
-            return c
+        inner = _scaled_identity(e) if c.ndim == 0 else None   # (c * (d * I): c * d)
+        if inner is not None:
+            return c if isinstance(inner, int) else make("mul", c, inner)
     return None
 
 
@@ -242,16 +243,47 @@ def _identity(m) -> bool:
     return m.op == "eye" and m.attr("n") == m.attr("m") or m.op == "basis" and m.ndim == 2
 
 
+def _diagonal_term(x, m):
+    """c when `x + m` is `x + c * I`: m = c * I of x's shape (square), with no dtype that x
+    does not have (the identity's); else None."""
+    c = _scaled_identity(m)
+    if c is None or x.ndim != 2 or x.shape != m.shape:
+        return None
+    sources = dtype_sources(x)
+    if not all(s in sources for s in dtype_sources(m) if s.ndim):   # (the eye's dtype)
+        return None
+    return c
+
+
 @rewrite("add", tag="lower", inspects=("mul", "eye", "basis"))
 def add_scaled_identity(a, b):
     """`x + c * eye(n)` (x a square matrix, c a scalar) adds c to the diagonal of x, in place
     where x's buffer dies: no (n, n) identity built, scaled and added."""
     for x, m in ((a, b), (b, a)):
-        c = _scaled_identity(m)
-        if c is None or x.ndim != 2 or x.shape != m.shape:
-            continue
-        sources = dtype_sources(x)
-        if not all(s in sources for s in dtype_sources(m) if s.ndim):   # (the eye's dtype)
-            continue
-        return make("plus_diagonal", x, const(1) if isinstance(c, int) else c)
+        c = _diagonal_term(x, m)
+        if c is not None:
+            return make("plus_diagonal", x, const(1) if isinstance(c, int) else c)
     return None
+
+
+@rewrite("sub", tag="lower", inspects=("mul", "eye", "basis"))
+def sub_scaled_identity(x, m):
+    """`x - c * eye(n)` adds -c to the diagonal of x (as add_scaled_identity)."""
+    c = _diagonal_term(x, m)
+    if c is None:
+        return None
+    return make("plus_diagonal", x, const(-1) if isinstance(c, int) else make("neg", c))
+
+
+@rewrite("sum", inspects=("mul",))
+def sum_times_identity(x, axes, keepdims):
+    """The sum of all elements of `A * eye(n)` is the trace of A, `np.trace(A)`: no identity
+    built, no (n, n) product (the cotangent of c in `A + c * eye(n)`)."""
+    if x.op != "mul" or x.ndim != 2 or len(axes) != 2 or keepdims:
+        return None
+    for a, m in (x.args, x.args[::-1]):
+        if m.op == "eye" and m.attr("n") == m.attr("m") and a.shape == m.shape \
+                and a.dtype == "float" and all(w in dtype_sources(a) for w in m.args):
+            return make("trace", a)
+    return None
+
