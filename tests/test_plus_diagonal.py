@@ -1,6 +1,8 @@
 """`x + c * eye(n)` as c added to the diagonal (the lower rule `add_scaled_identity`, op
-`plus_diagonal`), and the transpose of a weighted Gram matrix dropped (`transpose_symmetric`
-on `(v * X.T) @ X`): the logistic-regression Hessian (issue 12 item 2, h-hess2).
+`plus_diagonal`), the transpose of a weighted Gram matrix dropped (`transpose_symmetric`
+on `(v * X.T) @ X`) and a chain of elementwise steps computed in one buffer before it is
+broadcast (the scheduler's chain_in_place_before_broadcast): the logistic-regression
+Hessian (issue 12 item 2, h-hess2).
 
 plus_diagonal is made only by a lower rule (after differentiation), so no source reaches
 its derivative rules and the op harness never draws it: they are checked here on a
@@ -112,6 +114,11 @@ def test_logistic_hessian_adds_lam_to_the_diagonal_with_no_transpose(logistic):
     source, namespace = logistic
     body = source[source.index("def loss_hessian"):]
     assert "np.eye" not in body and "_plus_diagonal(" in body and ".T\n" not in body
+    # chain_in_place_before_broadcast: the (N,) weight (1 - s) * y * (y * s) in one new
+    # buffer (the second factor in s's), then broadcast into the (D, N) product
+    assert "    y_mul2 = 1 - y_sigmoid_neg  # (N,)\n    y_mul2 *= y\n" in body
+    assert "np.multiply(y, y_sigmoid_neg, out=y_sigmoid_neg)\n    y_mul2 *= y_mul3\n" in body
+    assert "H = (y_mul2 * X.T) @ X" in body
     rng = np.random.default_rng(2)
     X = rng.standard_normal((50, 6))
     y = np.where(rng.random(50) < 0.5, -1.0, 1.0)

@@ -409,7 +409,13 @@ def loss_hessian(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid_neg = _sigmoid_neg(y_mul, out=y_mul)  # (N,); reuses y_mul's buffer
     del y_mul
-    H = ((1 - y_sigmoid_neg) * y * (y * y_sigmoid_neg) * X.T) @ X  # (D, D)
+    y_mul2 = 1 - y_sigmoid_neg  # (N,)
+    y_mul2 *= y
+    # reuses y_sigmoid_neg's buffer
+    y_mul3 = np.multiply(y, y_sigmoid_neg, out=y_sigmoid_neg)
+    y_mul2 *= y_mul3
+    del y_mul3, y_sigmoid_neg
+    H = (y_mul2 * X.T) @ X  # (D, D)
     H /= N
     _plus_diagonal(H, lam, out=H)
     return H

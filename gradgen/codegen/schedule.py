@@ -367,6 +367,7 @@ class _Scheduler:
         phase_of = self.phase_of
         handed, given = self._handed_names(order, uses), {}
         axis_first = _axis_first(order, st.ops) if st.ufunc else {}
+        ufunc = st.ufunc
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
@@ -385,6 +386,14 @@ class _Scheduler:
                 target, stmts = self._statement(n, wanted, arg_refs, handed, given)
             else:
                 text, prec = printer.emit(n)
+                if len(args) == 2 and n.op in ufunc:
+                    shape = n.shape
+                    for a in args:   # rule chain_in_place_before_broadcast
+                        if a.shape != shape and a.ndim and id(a) in inlined \
+                                and _three_steps(st, a) and not a.shape[-1].is_number:
+                            last_origin = self._chain_statement(a, uses, last_origin)
+                            text, prec = printer.emit(n)
+                            arg_refs = tuple(name for a in args for name in refs[id(a)])
                 alias = _alias_of(args, text, code)
                 if alias is not None:
                     code[nid] = code[id(alias)]
@@ -435,6 +444,28 @@ class _Scheduler:
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
+
+    def _chain_statement(self, a: Node, uses, last_origin):
+        """Rule chain_in_place_before_broadcast: the inlined argument `a` of a node of a
+        larger shape (`t` in `t * X.T`), computed by three or more elementwise steps
+        (`(1 - s) * y * (y * s)`), made a statement of its own here, so that `in_place`
+        computes its steps into one buffer instead of a new array for each step (not for
+        a last axis of a fixed size, `(K, 1)`: a few numbers, better read in one line)."""
+        st, refs = self.st, self.refs
+        aid = id(a)
+        reads = refs[aid]
+        target = st.namer.fresh(temp_name(a, st.names))
+        st.inlined.discard(aid)
+        st.read(reads)
+        stmts, expr = st.in_place(a, target, refs, reads), None
+        if not isinstance(stmts, list):
+            stmts, expr = _plain(st, a, target, st.p.code[aid][0])
+        release = st.define(a, target, uses[aid], reads)
+        refs[aid] = (target,)
+        last_origin = _comment(self.stmts, a, last_origin, self.label, a.phase)
+        self.stmts.append(Statement(stmts, a.phase, reads, release, target, expr,
+                                    st.take_temps()))
+        return last_origin
 
     def _leaf(self, n: Node) -> None:
         """A leaf (an input, a constant) printed as it is, or an input as `inputs_as`
@@ -624,6 +655,23 @@ def _axis_first(order: list[Node], ops: _Ops) -> dict[int, int]:
             continue
         found[id(x)] = axes[0]
     return found
+
+
+def _three_steps(st: _State, n: Node) -> bool:
+    """Whether `in_place` would chain three or more elementwise steps for `n`: it and its
+    inlined arguments of its shape computed by a ufunc, down one spine."""
+    ufunc, inlined, shape = st.ufunc, st.inlined, n.shape
+    if n.op not in ufunc:
+        return False
+    k, bottom = 1, n
+    while k < 3:
+        for a in bottom.args:
+            if id(a) in inlined and a.op in ufunc and a.shape == shape:
+                k, bottom = k + 1, a
+                break
+        else:
+            return False
+    return True
 
 
 def _laid_out(st: _State, n: Node, target: str, axis: int) -> list[str] | None:
