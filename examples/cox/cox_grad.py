@@ -178,6 +178,8 @@ def _one_dtype(*args):
 def _plus_diagonal(x, c, out=None):
     """x + c * I for a square matrix x: c added to its diagonal (into `out` if given), with
     no identity matrix built."""
+    if not isinstance(x, np.ndarray):  # a SciPy sparse product, say: a new dense array
+        return x + c * np.eye(x.shape[-1], dtype=x.dtype)
     if out is None:
         out = np.array(x, dtype=np.result_type(x, c))
     elif out is not x:

@@ -177,6 +177,8 @@ def _sigmoid_neg(x, out=None):
 def _plus_diagonal(x, c, out=None):
     """x + c * I for a square matrix x: c added to its diagonal (into `out` if given), with
     no identity matrix built."""
+    if not isinstance(x, np.ndarray):  # a SciPy sparse product, say: a new dense array
+        return x + c * np.eye(x.shape[-1], dtype=x.dtype)
     if out is None:
         out = np.array(x, dtype=np.result_type(x, c))
     elif out is not x:
@@ -417,5 +419,5 @@ def loss_hessian(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     del y_mul3, y_sigmoid_neg
     H = (y_mul2 * X.T) @ X  # (D, D)
     H /= N
-    _plus_diagonal(H, lam, out=H)
+    H = _plus_diagonal(H, lam, out=H)
     return H

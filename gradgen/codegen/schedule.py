@@ -367,7 +367,6 @@ class _Scheduler:
         phase_of = self.phase_of
         handed, given = self._handed_names(order, uses), {}
         axis_first = _axis_first(order, st.ops) if st.ufunc else {}
-        ufunc = st.ufunc
         for n in order:
             nid = id(n)
             if n.op in leaf_ops:
@@ -385,15 +384,7 @@ class _Scheduler:
             if n.op in stmt_ops:
                 target, stmts = self._statement(n, wanted, arg_refs, handed, given)
             else:
-                text, prec = printer.emit(n)
-                if len(args) == 2 and n.op in ufunc:
-                    shape = n.shape
-                    for a in args:   # rule chain_in_place_before_broadcast
-                        if a.shape != shape and a.ndim and id(a) in inlined \
-                                and _three_steps(st, a) and not a.shape[-1].is_number:
-                            last_origin = self._chain_statement(a, uses, last_origin)
-                            text, prec = printer.emit(n)
-                            arg_refs = tuple(name for a in args for name in refs[id(a)])
+                text, prec, last_origin, arg_refs = _emitted(self, n, uses, last_origin, arg_refs)
                 alias = _alias_of(args, text, code)
                 if alias is not None:
                     code[nid] = code[id(alias)]
@@ -444,28 +435,6 @@ class _Scheduler:
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps()))
         self.last_origin = last_origin
-
-    def _chain_statement(self, a: Node, uses, last_origin):
-        """Rule chain_in_place_before_broadcast: the inlined argument `a` of a node of a
-        larger shape (`t` in `t * X.T`), computed by three or more elementwise steps
-        (`(1 - s) * y * (y * s)`), made a statement of its own here, so that `in_place`
-        computes its steps into one buffer instead of a new array for each step (not for
-        a last axis of a fixed size, `(K, 1)`: a few numbers, better read in one line)."""
-        st, refs = self.st, self.refs
-        aid = id(a)
-        reads = refs[aid]
-        target = st.namer.fresh(temp_name(a, st.names))
-        st.inlined.discard(aid)
-        st.read(reads)
-        stmts, expr = st.in_place(a, target, refs, reads), None
-        if not isinstance(stmts, list):
-            stmts, expr = _plain(st, a, target, st.p.code[aid][0])
-        release = st.define(a, target, uses[aid], reads)
-        refs[aid] = (target,)
-        last_origin = _comment(self.stmts, a, last_origin, self.label, a.phase)
-        self.stmts.append(Statement(stmts, a.phase, reads, release, target, expr,
-                                    st.take_temps()))
-        return last_origin
 
     def _leaf(self, n: Node) -> None:
         """A leaf (an input, a constant) printed as it is, or an input as `inputs_as`
@@ -655,6 +624,46 @@ def _axis_first(order: list[Node], ops: _Ops) -> dict[int, int]:
             continue
         found[id(x)] = axes[0]
     return found
+
+
+def _emitted(sched: _Scheduler, n: Node, uses, last_origin, arg_refs: tuple):
+    """The code of `n` (`Printer.emit`), `last_origin` and the variables its arguments
+    read, after rule chain_in_place_before_broadcast: an inlined argument of `n` of a
+    smaller shape (`t` in `t * X.T`), computed by three or more elementwise steps
+    (`(1 - s) * y * (y * s)`), is made a statement of its own first, so that `in_place`
+    computes its steps into one buffer instead of a new array for each step (not for a
+    last axis of a fixed size, `(K, 1)`: a few numbers, better read in one line)."""
+    st = sched.st
+    text, prec = st.p.emit(n)
+    args = n.args
+    if len(args) == 2 and n.op in st.ufunc:
+        shape, inlined = n.shape, st.inlined
+        for a in args:
+            if a.shape != shape and a.ndim and id(a) in inlined and _three_steps(st, a) \
+                    and not a.shape[-1].is_number:
+                last_origin = _chain_statement(sched, a, uses, last_origin)
+                text, prec = st.p.emit(n)
+                arg_refs = tuple(name for b in args for name in sched.refs[id(b)])
+    return text, prec, last_origin, arg_refs
+
+
+def _chain_statement(sched: _Scheduler, a: Node, uses, last_origin):
+    """`a` (an inlined node) made a statement here, computed by `in_place` where it can."""
+    st, refs = sched.st, sched.refs
+    aid = id(a)
+    reads = refs[aid]
+    target = st.namer.fresh(temp_name(a, st.names))
+    st.inlined.discard(aid)
+    st.read(reads)
+    stmts, expr = st.in_place(a, target, refs, reads), None
+    if not isinstance(stmts, list):
+        stmts, expr = _plain(st, a, target, st.p.code[aid][0])
+    release = st.define(a, target, uses[aid], reads)
+    refs[aid] = (target,)
+    last_origin = _comment(sched.stmts, a, last_origin, sched.label, a.phase)
+    sched.stmts.append(Statement(stmts, a.phase, reads, release, target, expr,
+                                 st.take_temps()))
+    return last_origin
 
 
 def _three_steps(st: _State, n: Node) -> bool:
@@ -1089,7 +1098,8 @@ class _State:
             if line is not None:
                 return line
         args = [target, other_code] if i == 0 else [other_code, target]
-        return self.p.into(uf, args, target)
+        line = self.p.into(uf, args, target)   # (a helper's result is the array: a new
+        return f"{target} = {line}" if uf[0] == "_" else line   # one for a sparse product)
 
 
 class TooLong(NamedTuple):
