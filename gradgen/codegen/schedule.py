@@ -359,12 +359,10 @@ class _Scheduler:
         """Statements for the nodes of `order` (`uses`: consumers of each, by id)."""
         st, refs, stmts_out, self.order = self.st, self.refs, self.stmts, order
         names, namer, printer = st.names, st.namer, st.p
-        code = printer.code
-        inlined = st.inlined
+        code, inlined, ufunc = printer.code, st.inlined, st.ufunc
         leaf_ops, stmt_ops = st.ops.leaf, st.ops.stmt
         force, cheap_views = self.force, st.ops.cheap_view
-        label, last_origin = self.label, self.last_origin
-        phase_of = self.phase_of
+        label, last_origin, phase_of = self.label, self.last_origin, self.phase_of
         handed, given = self._handed_names(order, uses), {}
         axis_first = _axis_first(order, st.ops) if st.ufunc else {}
         for n in order:
@@ -384,7 +382,9 @@ class _Scheduler:
             if n.op in stmt_ops:
                 target, stmts = self._statement(n, wanted, arg_refs, handed, given)
             else:
-                text, prec, last_origin, arg_refs = _emitted(self, n, uses, last_origin, arg_refs)
+                text, prec, last_origin, arg_refs = _emitted(self, n, uses, last_origin, arg_refs) \
+                    if len(args) == 2 and args[0].shape != args[1].shape and n.op in ufunc \
+                    else (*printer.emit(n), last_origin, arg_refs)
                 alias = _alias_of(args, text, code)
                 if alias is not None:
                     code[nid] = code[id(alias)]
@@ -627,23 +627,22 @@ def _axis_first(order: list[Node], ops: _Ops) -> dict[int, int]:
 
 
 def _emitted(sched: _Scheduler, n: Node, uses, last_origin, arg_refs: tuple):
-    """The code of `n` (`Printer.emit`), `last_origin` and the variables its arguments
-    read, after rule chain_in_place_before_broadcast: an inlined argument of `n` of a
+    """The code of `n` (`Printer.emit`; an elementwise op of two arguments of two shapes),
+    `last_origin` and the variables its arguments read, after rule
+    chain_in_place_before_broadcast: an inlined argument of `n` of a
     smaller shape (`t` in `t * X.T`), computed by three or more elementwise steps
     (`(1 - s) * y * (y * s)`), is made a statement of its own first, so that `in_place`
     computes its steps into one buffer instead of a new array for each step (not for a
     last axis of a fixed size, `(K, 1)`: a few numbers, better read in one line)."""
     st = sched.st
     text, prec = st.p.emit(n)
-    args = n.args
-    if len(args) == 2 and n.op in st.ufunc:
-        shape, inlined = n.shape, st.inlined
-        for a in args:
-            if a.shape != shape and a.ndim and id(a) in inlined and _three_steps(st, a) \
-                    and not a.shape[-1].is_number:
-                last_origin = _chain_statement(sched, a, uses, last_origin)
-                text, prec = st.p.emit(n)
-                arg_refs = tuple(name for b in args for name in sched.refs[id(b)])
+    args, shape, inlined = n.args, n.shape, st.inlined
+    for a in args:
+        if a.shape != shape and a.ndim and id(a) in inlined and _three_steps(st, a) \
+                and not a.shape[-1].is_number:
+            last_origin = _chain_statement(sched, a, uses, last_origin)
+            text, prec = st.p.emit(n)
+            arg_refs = tuple(name for b in args for name in sched.refs[id(b)])
     return text, prec, last_origin, arg_refs
 
 
