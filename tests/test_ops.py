@@ -65,7 +65,9 @@ LOWERED_DOMAINS = {"square": ("real",), "reciprocal": ("nonzero",), "softmax": (
 # Ops that only derivative graphs use (never reached from the source language directly).
 INTERNAL_OPS = {"cast", "expand_like", "scatter", "zeros_like", "basis", "expscan",
                 "tie_split", "vdot", "zero_diagonal",   # made by lower rules (h-tsne)
-                "cho_inverse"}   # made by the lower rule spd_inverse_by_factor (h-gp)
+                "cho_inverse",   # made by the lower rule spd_inverse_by_factor (h-gp)
+                "plus_diagonal"}   # made by the lower rule add_scaled_identity (h-hess2;
+# its helper and derivative rules: tests/test_plus_diagonal.py)
 # Loops (a scan holding its body as a region, and `part` taking its result apart): no source
 # construct builds them until issue 11; tests/test_regions.py builds them by hand.
 LOOP_OPS = {"scan", "part", "empty"}   # empty: a loop derivative's residual buffer
@@ -1713,7 +1715,7 @@ def test_emitted_forms():
         "f.grad")
     assert "np.concatenate([A, B])" in src
     assert "A @ B.T" in src                      # a matrix product, not np.einsum
-    assert "np.eye(N, dtype=A.dtype)" in src
+    assert "_plus_diagonal(A, 1)" in src          # A + eye(N): the identity not built
     # norm(x) is a variable of the shared forward part: f_grad reads it too
     assert "np.linalg.slogdet(" in src and "x_norm = np.linalg.norm(x)" in src
     assert "_erf(x_norm)" in src

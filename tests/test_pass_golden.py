@@ -332,6 +332,26 @@ def f(x: Param[N], y: Param[N], z: Param[N], w: Param[N]):
     return sum(x ** 4 - 16 * x ** 2 + 5 * x) / 2 + sum(2 * y ** 3 - 16 * y + 5 / 2) \\
         + sum((z - 1) * (z + 1) * w) + sum(w ** 4 + 1) + sum(tanh(0.5 * (z + 0.25 * z ** 3)))
 """),
+    # h-hess2 (issue 12, the logistic Hessian): symmetric results, the identity not built
+    "simplify_weighted_gram_symmetric": ("simplify", "X.T @ diag(v) @ X is symmetric: the "
+                                         "transpose of (v * X.T) @ X or X.T @ (v[:, None] * X) "
+                                         "plus c * I is the matrix, and so is eye(D) * u's",
+                                         """\
+def f(X: Data[N, D], v: Param[N], A: Param[D, D], c: Param[()], u: Param[D]):
+    return sum(((v * X.T) @ X + c * eye(D)).T * A) + sum((X.T @ (v[:, None] * X)).T * A) \\
+        + sum((eye(D) * u).T * A)
+"""),
+    "lower_plus_diagonal": ("lower", "c * eye(N) added to a square matrix adds c to its "
+                            "diagonal (no identity built), into the matrix's buffer", """\
+def f(A: Param[N, N], c: Param[()]):
+    return sum(exp(A @ A + c * eye(N))) + sum(log(A * A + eye(N))) + sum(A + eye(N) * 2) \\
+        + sum(exp(A - 2 * (c * eye(N))))
+"""),
+    "simplify_trace_of_identity_product": ("simplify", "the sum of A * eye(N) is trace(A) "
+                                           "(the cotangent of c in A + c * eye(N))", """\
+def f(A: Param[N, N], B: Data[N, N], c: Param[()]):
+    return sum(A * eye(N)) + sum(eye(N) * (A @ B)) * c
+"""),
 }
 
 SIZES = {"N": 5, "D": 3, "C": 4, "M": 6, "K": 2, "T": 4}

@@ -175,6 +175,23 @@ def _one_dtype(*args):
     return out
 
 
+def _plus_diagonal(x, c, out=None):
+    """x + c * I for a square matrix x: c added to its diagonal (into `out` if given), with
+    no identity matrix built."""
+    if not isinstance(x, np.ndarray):  # a SciPy sparse product, say: a new dense array
+        return x + c * np.eye(x.shape[-1], dtype=x.dtype)
+    if out is None:
+        out = np.array(x, dtype=np.result_type(x, c))
+    elif out is not x:
+        out[...] = x
+    a = np.ascontiguousarray(out)  # out itself, unless it is a strided view
+    diagonal = a.reshape(-1)[:: a.shape[-1] + 1]  # a view: every (n + 1)-th entry
+    diagonal += c
+    if a is not out:
+        out[...] = a
+    return out
+
+
 def _reuse_freed_memory():
     """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
     than its threshold (128 KiB at first) back to the system, so the next call's temporary
@@ -442,7 +459,6 @@ def nll_hessian(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     """
     _dims(_NLL_ARGS, X, event, beta, lam)
     N = X.shape[0]
-    D = X.shape[1]
     lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
@@ -460,5 +476,5 @@ def nll_hessian(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     # (D, D)
     X_matmul = (_expscan(deta_diff_mul, log_risk_neg, eta, axis=1) + dlog_risk_mul) @ X
     del deta_diff_mul, dlog_risk_mul, eta, log_risk_neg
-    H = (X_matmul + lam * np.eye(D, dtype=beta.dtype)).T  # (D, D)
+    H = _plus_diagonal(X_matmul, lam).T  # (D, D)
     return H

@@ -174,6 +174,23 @@ def _sigmoid_neg(x, out=None):
     return np.reciprocal(z, out=z)
 
 
+def _plus_diagonal(x, c, out=None):
+    """x + c * I for a square matrix x: c added to its diagonal (into `out` if given), with
+    no identity matrix built."""
+    if not isinstance(x, np.ndarray):  # a SciPy sparse product, say: a new dense array
+        return x + c * np.eye(x.shape[-1], dtype=x.dtype)
+    if out is None:
+        out = np.array(x, dtype=np.result_type(x, c))
+    elif out is not x:
+        out[...] = x
+    a = np.ascontiguousarray(out)  # out itself, unless it is a strided view
+    diagonal = a.reshape(-1)[:: a.shape[-1] + 1]  # a view: every (n + 1)-th entry
+    diagonal += c
+    if a is not out:
+        out[...] = a
+    return out
+
+
 def _reuse_freed_memory():
     """Make and free one untouched 31 MiB block. glibc's malloc hands a freed block larger
     than its threshold (128 KiB at first) back to the system, so the next call's temporary
@@ -389,13 +406,18 @@ def loss_hessian(X: Array, y: Array, w: Array, lam: Scalar) -> Array:
     if not _dims(_LOSS_ARGS, X, y, w, lam):  # float dtypes differ: one for all
         X, y, w, lam = _one_dtype(X, y, w, lam)
     N = X.shape[0]
-    D = X.shape[1]
     y_mul = X @ w  # (N,)
     y_mul *= y
     # grad of line 7: return mean(softplus(-y * (X @ w))) + lam / 2 * sum(w ** 2)
     y_sigmoid_neg = _sigmoid_neg(y_mul, out=y_mul)  # (N,); reuses y_mul's buffer
     del y_mul
-    X_mul = (((1 - y_sigmoid_neg) * y * (y * y_sigmoid_neg) * X.T) @ X) / N  # (D, D)
-    del y_sigmoid_neg
-    H = (lam * np.eye(D, dtype=w.dtype) + X_mul).T  # (D, D)
+    y_mul2 = 1 - y_sigmoid_neg  # (N,)
+    y_mul2 *= y
+    # reuses y_sigmoid_neg's buffer
+    y_mul3 = np.multiply(y, y_sigmoid_neg, out=y_sigmoid_neg)
+    y_mul2 *= y_mul3
+    del y_mul3, y_sigmoid_neg
+    H = (y_mul2 * X.T) @ X  # (D, D)
+    H /= N
+    H = _plus_diagonal(H, lam, out=H)
     return H

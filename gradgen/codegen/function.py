@@ -244,10 +244,11 @@ _WEAK_OPERATORS = frozenset({"+", "-", "*", "/"})
 
 def weak_as_is(graph: ir.Graph, scalars: dict[str, Node]) -> frozenset[str]:
     """The scalar arguments (name -> input node) that need no `_weak` once the float arrays
-    have one dtype (rule `weak_scalar_as_is`): each is read only by `+ - * /` with an array
-    (ndim > 0), or not at all, and is not a result. A Python number (or NumPy scalar of that
-    dtype) there gives the numbers a 0-d array of the dtype gives; elsewhere (a scalar
-    expression, a method called on it, a loop, a result) it must be the 0-d array."""
+    have one dtype (rule `weak_scalar_as_is`): each is read only by `+ - * /` (or an op of
+    the trait "number_arg") with an array (ndim > 0), or not at all, and is not a result. A
+    Python number (or NumPy scalar of that dtype) there gives the numbers a 0-d array of the
+    dtype gives; elsewhere (a scalar expression, a method called on it, a loop, a result) it
+    must be the 0-d array."""
     if not scalars:
         return frozenset()
     users: dict[int, list[Node]] = {id(x): [] for x in scalars.values()}
@@ -259,7 +260,8 @@ def weak_as_is(graph: ir.Graph, scalars: dict[str, Node]) -> frozenset[str]:
 
     def plain(x: Node, u: Node) -> bool:
         opdef = REGISTRY[u.op]
-        return (opdef.operator in _WEAK_OPERATORS and opdef.has("elementwise")
+        return ((opdef.operator in _WEAK_OPERATORS and opdef.has("elementwise")
+                 or opdef.has("number_arg"))
                 and len(u.args) == 2 and not u.regions
                 and all(a is not x and a.ndim > 0 and a.dtype == "float"
                         for a in u.args if a is not x)

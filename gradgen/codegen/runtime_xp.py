@@ -311,6 +311,11 @@ def _zero_diagonal(xp, device, x):
     """x with the diagonal of its last two axes set to 0: the standard has no item
     assignment on every library, so this is the product with the off-diagonal mask."""
     return x * (1 - xp.eye(x.shape[-2], x.shape[-1], dtype=x.dtype, device=device))'''
+PLUS_DIAGONAL = '''\
+def _plus_diagonal(xp, device, x, c):
+    """x + c * I for a square matrix x (the standard has no item assignment on every
+    library: the identity is built)."""
+    return x + c * xp.eye(x.shape[-1], dtype=x.dtype, device=device)'''
 SCATTER_SET = '''\
 def _scatter_set(xp, device, out, value, axis, *index):
     """`out` (an array the function owns) with `out[:, ..., :, *index] = value` (`axis`
@@ -375,14 +380,15 @@ HELPERS = {"_sigmoid": SIGMOID, "_scatter_add": SCATTER_ADD, "_gather": GATHER,
            "_set": SET, "_cholesky": CHOLESKY, "_xlogy": XLOGY, "_expscan": EXPSCAN,
            "_logcumsumexp": LOGCUMSUMEXP, "_zero_diagonal": ZERO_DIAGONAL, "_det": DET,
            "_logdet": LOGDET, "_by_matrix": BY_MATRIX, "_scatter_set": SCATTER_SET,
-           "_cho_inverse": CHO_INVERSE}
+           "_cho_inverse": CHO_INVERSE, "_plus_diagonal": PLUS_DIAGONAL}
 # Helpers that call others: the module carries them too.
 CALLS = {"_det": ("_by_matrix",), "_logdet": ("_by_matrix",),
          "_scatter_set": ("_gather", "_scatter_add")}
 # The checks at entry (compiler.py adds them to the module), called with `xp` first.
 CHECKS = {"_dims": CHECK_DIMS, "_expect": CHECK_SHAPE, "_weak": WEAK_SCALAR}
 # The helpers called with the device after `xp` (they create arrays).
-WITH_DEVICE = frozenset({"_weak", "_scatter_add", "_scatter_set", "_zero_diagonal"})
+WITH_DEVICE = frozenset({"_weak", "_scatter_add", "_scatter_set", "_zero_diagonal",
+                         "_plus_diagonal"})
 # The helpers that need no namespace (the size checks of runtime.SIZE_CHECKS, shared).
 NO_NAMESPACE = frozenset({"_solve", "_exact", "_within"})
 

@@ -376,12 +376,10 @@ class _Scheduler:
         """Statements for the nodes of `order` (`uses`: consumers of each, by id)."""
         st, refs, stmts_out, self.order = self.st, self.refs, self.stmts, order
         names, namer, printer = st.names, st.namer, st.p
-        code = printer.code
-        inlined = st.inlined
+        code, inlined, ufunc = printer.code, st.inlined, st.ufunc
         leaf_ops, stmt_ops, cheap_views = st.ops.leaf, st.ops.stmt, st.ops.cheap_view
-        force = _gathers_first(order, st.ufunc, uses, names, self.force)
-        label, last_origin = self.label, self.last_origin
-        phase_of = self.phase_of
+        force = _gathers_first(order, ufunc, uses, names, self.force)
+        label, last_origin, phase_of = self.label, self.last_origin, self.phase_of
         handed, given = self._handed_names(order, uses), {}
         axis_first = _axis_first(order, st.ops) if st.ufunc else {}
         for n in order:
@@ -401,7 +399,9 @@ class _Scheduler:
             if n.op in stmt_ops:
                 target, stmts = self._statement(n, wanted, arg_refs, handed, given)
             else:
-                text, prec = printer.emit(n)
+                text, prec, last_origin, arg_refs = _emitted(self, n, uses, last_origin, arg_refs) \
+                    if len(args) == 2 and args[0].shape != args[1].shape and n.op in ufunc \
+                    else (*printer.emit(n), last_origin, arg_refs)
                 alias = _alias_of(args, text, code)
                 if alias is not None:
                     code[nid] = code[id(alias)]
@@ -661,6 +661,62 @@ def _gathers_first(order: list[Node], ufunc: dict, uses, names: dict, force: fro
         return force
     return force | {id(n) for i, n in enumerate(order) if n.args
                     and last_unary.get(id(n.args[0]), -1) > i and entries_taken(n)}
+
+
+def _emitted(sched: _Scheduler, n: Node, uses, last_origin, arg_refs: tuple):
+    """The code of `n` (`Printer.emit`; an elementwise op of two arguments of two shapes),
+    `last_origin` and the variables its arguments read, after rule
+    chain_in_place_before_broadcast: an inlined argument of `n` of a
+    smaller shape (`t` in `t * X.T`), computed by three or more elementwise steps
+    (`(1 - s) * y * (y * s)`), is made a statement of its own first, so that `in_place`
+    computes its steps into one buffer instead of a new array for each step (not for a
+    last axis of a fixed size, `(K, 1)`: a few numbers, better read in one line)."""
+    st = sched.st
+    text, prec = st.p.emit(n)
+    args, shape, inlined = n.args, n.shape, st.inlined
+    for a in args:
+        if a.shape != shape and a.ndim and id(a) in inlined and _three_steps(st, a) \
+                and not a.shape[-1].is_number:
+            last_origin = _chain_statement(sched, a, uses, last_origin)
+            text, prec = st.p.emit(n)
+            arg_refs = tuple(name for b in args for name in sched.refs[id(b)])
+    return text, prec, last_origin, arg_refs
+
+
+def _chain_statement(sched: _Scheduler, a: Node, uses, last_origin):
+    """`a` (an inlined node) made a statement here, computed by `in_place` where it can."""
+    st, refs = sched.st, sched.refs
+    aid = id(a)
+    reads = refs[aid]
+    target = st.namer.fresh(temp_name(a, st.names))
+    st.inlined.discard(aid)
+    st.read(reads)
+    stmts, expr = st.in_place(a, target, refs, reads), None
+    if not isinstance(stmts, list):
+        stmts, expr = _plain(st, a, target, st.p.code[aid][0])
+    release = st.define(a, target, uses[aid], reads)
+    refs[aid] = (target,)
+    last_origin = _comment(sched.stmts, a, last_origin, sched.label, a.phase)
+    sched.stmts.append(Statement(stmts, a.phase, reads, release, target, expr,
+                                 st.take_temps()))
+    return last_origin
+
+
+def _three_steps(st: _State, n: Node) -> bool:
+    """Whether `in_place` would chain three or more elementwise steps for `n`: it and its
+    inlined arguments of its shape computed by a ufunc, down one spine."""
+    ufunc, inlined, shape = st.ufunc, st.inlined, n.shape
+    if n.op not in ufunc:
+        return False
+    k, bottom = 1, n
+    while k < 3:
+        for a in bottom.args:
+            if id(a) in inlined and a.op in ufunc and a.shape == shape:
+                k, bottom = k + 1, a
+                break
+        else:
+            return False
+    return True
 
 
 def _laid_out(st: _State, n: Node, target: str, axis: int) -> list[str] | None:
@@ -1078,7 +1134,8 @@ class _State:
             if line is not None:
                 return line
         args = [target, other_code] if i == 0 else [other_code, target]
-        return self.p.into(uf, args, target)
+        line = self.p.into(uf, args, target)   # (a helper's result is the array: a new
+        return f"{target} = {line}" if uf[0] == "_" else line   # one for a sparse product)
 
 
 class TooLong(NamedTuple):

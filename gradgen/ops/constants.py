@@ -16,7 +16,7 @@ import sympy
 
 from ..dims import as_expr, fmt_dim
 from ..errors import ShapeError
-from ..ir import make
+from ..ir import const, make
 from ._emit import call
 from .dtypes import INT, dtype_sources
 from .registry import PREC_CALL, PREC_LOWEST, REAL, defbuiltin, defop, rewrite
@@ -169,3 +169,123 @@ def div_off_diagonal(a, b):
     if _off_diagonal_mask(a) and b.shape == a.shape and _same_dtype(b, a):
         return make("zero_diagonal", make("div", a.args[0], b))
     return None
+
+
+
+# ---------------------------------------------------------------- adding to the diagonal
+
+_PLUS_DIAGONAL = '''\
+def _plus_diagonal(x, c, out=None):
+    """x + c * I for a square matrix x: c added to its diagonal (into `out` if given), with
+    no identity matrix built."""
+    if not isinstance(x, np.ndarray):  # a SciPy sparse product, say: a new dense array
+        return x + c * np.eye(x.shape[-1], dtype=x.dtype)
+    if out is None:
+        out = np.array(x, dtype=np.result_type(x, c))
+    elif out is not x:
+        out[...] = x
+    a = np.ascontiguousarray(out)  # out itself, unless it is a strided view
+    diagonal = a.reshape(-1)[:: a.shape[-1] + 1]  # a view: every (n + 1)-th entry
+    diagonal += c
+    if a is not out:
+        out[...] = a
+    return out
+'''
+
+
+def _plus_diagonal_vjp(g, n):
+    """The adjoint of x is g; of c, the trace of g."""
+    return g, make("sum", make("diagonal", g), axes=(0,), keepdims=False)
+
+
+def _plus_diagonal_jvp(ts, n):
+    tx, tc = ts
+    if tc is None:
+        return tx
+    if tx is None:
+        return tc * eye_like(tc, n.shape[0])
+    return make("plus_diagonal", tx, tc)
+
+
+def _plus_diagonal_vmap(ts, n):
+    """A batch of tangents (leading axis): tx + tc[:, None, None] * I."""
+    tx, tc = ts
+    if tc is not None:
+        tc = make("expand_dims", tc, axes=(1, 2)) * eye_like(tc, n.shape[0])
+    return tc if tx is None else tx if tc is None else tx + tc
+
+
+# plus_diagonal(x, c): a square matrix x (n, n) plus c * I for a scalar c, what
+# `x + c * eye(n)` computes without building the identity: c added to the diagonal, in place
+# where x's buffer dies (`ufunc`: the scheduler passes `out=`). Made by the lower rule
+# `add_scaled_identity` only (internal). "number_arg": c may be a Python number (its
+# helpers give what a 0-d array of x's dtype gives), so a scalar argument needs no `_weak`.
+defop("plus_diagonal", 2, shape=lambda args: args[0].shape, emit=call("_plus_diagonal"),
+      prelude=_PLUS_DIAGONAL, ufunc="_plus_diagonal", traits=frozenset({"linear", "number_arg"}),
+      domain=(REAL, REAL), dtype="float", hint="diag_add",
+      vjp=_plus_diagonal_vjp, jvp=_plus_diagonal_jvp, vmap=_plus_diagonal_vmap)
+
+
+def _scaled_identity(m):
+    """c for m = c * I (`c * eye(n)`, `c * basis(v)` of a vector v, `c * (d * eye(n))`; the
+    number 1 for the identity itself), else None."""
+    if _identity(m):
+        return 1
+    if m.op == "mul":
+        c, e = m.args
+        if e.ndim == 0:
+            c, e = e, c
+        inner = _scaled_identity(e) if c.ndim == 0 else None   # (c * (d * I): c * d)
+        if inner is not None:
+            return c if isinstance(inner, int) else make("mul", c, inner)
+    return None
+
+
+def _identity(m) -> bool:
+    return m.op == "eye" and m.attr("n") == m.attr("m") or m.op == "basis" and m.ndim == 2
+
+
+def _diagonal_term(x, m):
+    """c when `x + m` is `x + c * I`: m = c * I of x's shape (square), with no dtype that x
+    does not have (the identity's); else None."""
+    c = _scaled_identity(m)
+    if c is None or x.ndim != 2 or x.shape != m.shape:
+        return None
+    sources = dtype_sources(x)
+    if not all(s in sources for s in dtype_sources(m) if s.ndim):   # (the eye's dtype)
+        return None
+    return c
+
+
+@rewrite("add", tag="lower", inspects=("mul", "eye", "basis"))
+def add_scaled_identity(a, b):
+    """`x + c * eye(n)` (x a square matrix, c a scalar) adds c to the diagonal of x, in place
+    where x's buffer dies: no (n, n) identity built, scaled and added."""
+    for x, m in ((a, b), (b, a)):
+        c = _diagonal_term(x, m)
+        if c is not None:
+            return make("plus_diagonal", x, const(1) if isinstance(c, int) else c)
+    return None
+
+
+@rewrite("sub", tag="lower", inspects=("mul", "eye", "basis"))
+def sub_scaled_identity(x, m):
+    """`x - c * eye(n)` adds -c to the diagonal of x (as add_scaled_identity)."""
+    c = _diagonal_term(x, m)
+    if c is None:
+        return None
+    return make("plus_diagonal", x, const(-1) if isinstance(c, int) else make("neg", c))
+
+
+@rewrite("sum", inspects=("mul",))
+def sum_times_identity(x, axes, keepdims):
+    """The sum of all elements of `A * eye(n)` is the trace of A, `np.trace(A)`: no identity
+    built, no (n, n) product (the cotangent of c in `A + c * eye(n)`)."""
+    if x.op != "mul" or x.ndim != 2 or len(axes) != 2 or keepdims:
+        return None
+    for a, m in (x.args, x.args[::-1]):
+        if m.op == "eye" and m.attr("n") == m.attr("m") and a.shape == m.shape \
+                and a.dtype == "float" and all(w in dtype_sources(a) for w in m.args):
+            return make("trace", a)
+    return None
+

@@ -197,17 +197,22 @@ def transpose_symmetric(x, axes):
 
 
 def _symmetric(x, depth: int) -> bool:
-    """x (a matrix, or a batch of them) is symmetric by construction: `A @ A.T`, `A.T @ A`,
-    the identity, `outer(a, a)`, spd(K), the inverse of a symmetric matrix, and sums,
-    differences, elementwise products and scalar multiples of symmetric matrices (looked
-    at `depth` nodes deep)."""
+    """x (a matrix, or a batch of them) is symmetric by construction: `A @ A.T`, `A.T @ A`
+    (also weighted, `(v * A.T) @ A`), the identity (and `basis` of a vector), `outer(a, a)`,
+    spd(K), the inverse of a symmetric matrix, a product with the identity (diagonal), and
+    sums, differences, elementwise products and scalar multiples of symmetric matrices
+    (looked at `depth` nodes deep)."""
     if depth == 0 or x.ndim < 2:
         return False
     op, args = x.op, x.args
     if op == "eye":
         return dims_equal(x.shape[-1], x.shape[-2])
-    if op == "matmul":   # X @ X.T, either factor scaled
-        a, b = (_unscaled(a) for a in args)
+    if op == "basis":   # of a vector: the identity (of a matrix: its unit matrices, in a row)
+        return args[0].ndim == 1
+    if op == "matmul":   # X @ X.T, either factor scaled, or weighted along the sum:
+        # (v * X.T) @ X and X.T @ (v[:, None] * X) are X.T @ diag(v) @ X
+        a, b = _unweighted(_unscaled(args[0]), -1), _unweighted(_unscaled(args[1]), -2)
+        a, b = _unscaled(a), _unscaled(b)
         return a.ndim >= 2 and b.ndim == a.ndim and (
             b.op == "transpose" and b.args[0] is a and b.attr("axes") == swap_last_axes(a.ndim)
             or a.op == "transpose" and a.args[0] is b
@@ -218,12 +223,31 @@ def _symmetric(x, depth: int) -> bool:
         return True
     if op == "outer":   # outer(a, c * a)
         return _unscaled(args[0]) is _unscaled(args[1])
+    if op == "mul" and x.ndim == 2 and any(
+            a.op in ("eye", "basis") and a.shape == x.shape and _symmetric(a, 1) for a in args):
+        return True   # a diagonal matrix: `eye(n) * v`
     if op in ("add", "sub", "mul"):
         return all(a.ndim == 0 or a.shape == x.shape and _symmetric(a, depth - 1)
                    for a in args)
     if op == "neg":
         return _symmetric(args[0], depth - 1)
     return False
+
+
+def _unweighted(x, axis: int):
+    """The matrix x without an elementwise factor that varies along its axis `axis` (-1 or
+    -2) alone: `v * X.T` is X.T (v of shape (N,) or (1, N), axis -1) and `v[:, None] * X`
+    is X (v of shape (N, 1), axis -2): a diagonal matrix beside the sum of a product. x
+    itself where it has no such factor (2-D matrices only)."""
+    if x.op != "mul" or x.ndim != 2:
+        return x
+    for w, y in (x.args, x.args[::-1]):
+        if y.ndim != 2 or y.shape != x.shape or w.ndim == 0:
+            continue
+        wshape = (1,) * (2 - w.ndim) + tuple(w.shape)
+        if len(wshape) == 2 and wshape[axis] == x.shape[axis] and wshape[-3 - axis] == 1:
+            return y
+    return x
 
 
 def _unscaled(x):

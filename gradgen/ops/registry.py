@@ -68,7 +68,8 @@ class OpDef:
     # buffer in place), "product" (elementwise multiplication: associative and commutative, scalar
     # constant factors first; passes/scalars.py), "matrix_product" (`@`, associative:
     # passes/matchain.py), "narrow" (its NumPy array may be of a narrower dtype than the
-    # node's: the scheduler never writes another value into its buffer).
+    # node's: the scheduler never writes another value into its buffer), "number_arg" (a
+    # scalar argument may be a Python number: codegen/function.weak_as_is).
     traits: frozenset = frozenset()
     # The Python operator this op implements on IR nodes (`+`, `-`, `*`, `/`, `**`, `@`,
     # `-x` for negation, `.T` for the full transpose): `Node.__add__` builds it.
