@@ -535,6 +535,109 @@ def test_in_place_accumulation_keeps_the_promoted_dtype(sequences):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
+def test_recomputed_weights_in_one_buffer_keep_the_promoted_dtype(sequences):
+    """hmm_loglik's backward step recomputes its softmax weights in one buffer
+    (`weights = alpha_steps[t - 1][:, None] + logA; weights -= lse_steps[t - 1][None];
+    np.exp(weights, out=weights)`) and adds into its steady dlogA (`dlogA += ...`): the
+    saved alpha_steps and lse_steps have one dtype, that of the loop's arguments. With
+    any one argument float64 and the others float32 (and float32 alone) every gradient
+    has NumPy's promoted dtype, agrees with the hand-unrolled source's (no loop: no saved
+    buffers) and, with a float64 argument, equals that of the arguments made float64 (a
+    float32 buffer anywhere would round it)."""
+    source, mod, _ = sequences
+    backward = _function(source, "hmm_loglik_grad").split("reversed(range(1, T)):\n")[1]
+    backward = backward.split("\n    del ")[0]
+    assert re.search(r"weights = alpha_steps\[t - 1\]\[:, None\] \+ logA\b.*\n"
+                     r" *weights -= lse_steps\[t - 1\]\[None\]\n"
+                     r" *np\.exp\(weights, out=weights\)\n", backward), backward
+    assert "dlogA += " in backward, backward
+    args, _ = _sequence_args("hmm_loglik", np.random.default_rng(6))
+    want = mod["hmm_loglik_grad"](*args)   # (float64)
+    for wide in (None, 0, 1, 2):   # (the float64 argument: logA, logpi, logB; or none)
+        mixed = [a if i == wide else a.astype(np.float32) for i, a in enumerate(args)]
+        dtype = np.result_type(*mixed)
+        unrolled = mod["hmm_loglik_unrolled_grad"](*mixed)
+        # (float64: the float32 numbers made float64; float32: the float64 gradient)
+        ref = want if wide is None else \
+            mod["hmm_loglik_grad"](*[a.astype(np.float64) for a in mixed])
+        tol = dict(rtol=1e-4, atol=1e-5) if wide is None else dict(rtol=1e-13, atol=1e-15)
+        for fn in ("hmm_loglik_grad", "hmm_loglik_value_and_grad"):
+            got = mod[fn](*mixed)
+            got = got[1] if fn.endswith("value_and_grad") else got
+            assert len(got) == len(unrolled) == len(ref) == 3
+            for g, u, r in zip(got, unrolled, ref):
+                assert g.dtype == dtype, (fn, wide, g.dtype)
+                # (to float32 rounding: the unrolled source rounds some float32-only
+                # values, `logpi + logB[0]` with logA float64, that the loop does not)
+                np.testing.assert_allclose(g, u, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(g, r, **tol)
+
+
+# A loop body reading two final values of an earlier loop of different dtypes: u (x's)
+# and w (W's). To the dtype analysis each final value depends on all the loop's
+# arguments; a buffer of `exp(u * s)` (x's dtype, s being x's in the first step) must not
+# take `- w` (W's) in place.
+FINALS = """
+def finals(x: Param[N], W: Param[N], xs: Data[T, N]):
+    u = x
+    w = W
+    for t in range(T):
+        u = u * 0.5
+        w = tanh(w)
+    s = xs[0] * x
+    for t in range(T):
+        s = tanh(s * (exp(u * s) * 2.0 - w))
+    return sum(s * s)
+"""
+
+
+def _finals_reference(x, W, xs):
+    u, w = x, W
+    for _ in range(len(xs)):
+        u, w = u * 0.5, np.tanh(w)
+    s = xs[0] * x
+    for _ in range(len(xs)):
+        s = np.tanh(s * (np.exp(u * s) * 2.0 - w))
+    return np.sum(s * s)
+
+
+def test_a_loop_final_value_stands_for_its_own_dtype_in_a_later_body():
+    """The value and gradient of FINALS with x and xs float32 and W float64 (and all
+    float32, and other mixes) have NumPy's dtype; the value is the NumPy loop's on the
+    same arrays, the gradient agrees with central differences (float64) and with that of
+    the arguments made float64."""
+    with building():
+        text = gradgen.compile_source(FINALS, filename="finals.grad", modes=("grad",))
+    env = _load(text)
+    rng = np.random.default_rng(7)
+    args = [0.5 * rng.normal(size=5), rng.normal(size=5), rng.normal(size=(4, 5))]
+    value = env["finals"](*args)
+    assert value == pytest.approx(_finals_reference(*args), rel=1e-12)
+    grad = env["finals_grad"](*args)
+    eps = 1e-6
+    for i in (0, 1):
+        for j in range(5):
+            up = [a.copy() for a in args]
+            down = [a.copy() for a in args]
+            up[i][j] += eps
+            down[i][j] -= eps
+            fd = (_finals_reference(*up) - _finals_reference(*down)) / (2 * eps)
+            assert grad[i][j] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    for wide in ((), (1,), (0, 2), (0,), (2,)):   # (the float64 arguments)
+        mixed = [a if i in wide else a.astype(np.float32) for i, a in enumerate(args)]
+        dtype = np.result_type(*mixed)
+        got = env["finals"](*mixed)
+        assert np.asarray(got).dtype == dtype
+        # (the NumPy loop on the same arrays rounds where NumPy's dtypes do: a float64
+        # value put in a float32 buffer would be 1e-8 off)
+        want = _finals_reference(*mixed)
+        assert got == pytest.approx(want, rel=1e-5 if dtype == np.float32 else 1e-13)
+        made64 = env["finals_grad"](*[a.astype(np.float64) for a in mixed])
+        for g, w in zip(env["finals_grad"](*mixed), made64):
+            assert g.dtype == dtype, (wide, g.dtype)
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+
+
 def _function(source: str, name: str) -> str:
     start = source.index(f"\ndef {name}(")
     end = source.find("\ndef ", start + 1)

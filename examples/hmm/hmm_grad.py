@@ -333,8 +333,9 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        # (N, K, K)
-        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
+        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        weights -= lse_steps[t - 1][:, None]
+        np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
@@ -446,8 +447,9 @@ def loglik_value_and_grad(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        # (N, K, K)
-        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
+        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        weights -= lse_steps[t - 1][:, None]
+        np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
@@ -557,8 +559,9 @@ def loglik_vjp(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        # (N, K, K)
-        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
+        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        weights -= lse_steps[t - 1][:, None]
+        np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
@@ -816,8 +819,9 @@ def loglik_hvp(
     dlogE_rows_dot = A_full  # reuses A_full's buffer
     dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
-        # (N, K, K)
-        weights = np.exp(alpha_steps[t - 1][:, :, None] + logA - lse_steps[t - 1][:, None])
+        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
+        weights -= lse_steps[t - 1][:, None]
+        np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogE_rows[t - 1] = dalpha
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]

@@ -575,6 +575,7 @@ class _Scheduler:
                      if code.isidentifier())
         inner = type(p)(p.names)
         steady = _steady_dtypes(node, region) if st.ufunc else {}
+        stands = _stands_for(st, node, region, steady) if st.ufunc else {}   # (by name)
         # a next value adding to its carried value: a statement of its own (`dW += ...`)
         adds = frozenset(id(o) for x, o in zip(region.carried, region.outputs)
                          if id(x) in steady and o.op in st.ufunc and len(o.args) == 2
@@ -585,7 +586,7 @@ class _Scheduler:
             sched.refs[id(x)] = ()   # like a function's arguments: never released
         order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
         uses = use_counts(order, region.outputs)
-        sched.st.carried_deps = steady
+        sched.st.carried_deps, sched.st.stands_for = steady, stands
         for x, name in zip(region.carried, carried):
             # A carried variable holds an array the function owns (`_initial_values`,
             # `_updated`): once the step has read it for the last time, a statement may
@@ -862,9 +863,9 @@ class _State:
         #                                       ordered sets)
         self.overwritten: set[str] = set()   # variables whose buffers a statement reused
         self.gone: set[int] = set()   # nodes whose variable a write into it took over
-        # a loop's carried variable (by node id) -> the body inputs whose values never
-        # widen its dtype (`_steady_dtypes`): a step may add into its buffer
-        self.carried_deps: dict[int, frozenset] = {}
+        # a loop's carried variable (by node id) -> the body inputs whose values never widen its
+        # dtype (`_steady_dtypes`); a body input's name -> what it stands for (`_stands_for`)
+        self.carried_deps, self.stands_for = {}, {}
         # with a workspace (`Printer.workspace`): the variables given one of its buffers
         # (-> node id), each variable whose statement reused another's buffer (-> it)
         self.ws = printer.workspace
@@ -968,13 +969,10 @@ class _State:
         (with `need_buffer`: when no dead variable's buffer can hold it); a `TooLong` when
         the line into a dead buffer is too long, but would fit with the arguments of its
         bottom step spilled (`_Scheduler._spill_for`)."""
-        shape = n.shape
-        ufunc = self.ufunc
+        shape, ufunc = n.shape, self.ufunc
         if not shape or n.op not in ufunc:
             return None
-        inlined = self.inlined
-        spine = [n]
-        bottom = n
+        inlined, spine, bottom = self.inlined, [n], n
         while True:
             for a in bottom.args:
                 if id(a) in inlined and a.op in ufunc and a.shape == shape:
@@ -983,6 +981,8 @@ class _State:
                     break
             else:
                 break
+        if len(spine) > 1 and (added := _carried_add(self, n, target)):   # `dW += x * g`
+            return added
         fresh = _fresh_bottom(self, spine, shape)   # `h = x @ W; h += b`
         if fresh is not None:
             spine.append(fresh)
@@ -1261,6 +1261,9 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
     b_deps = st.input_names(b)
     if b_deps <= owner_deps:
         return True
+    stands = st.stands_for   # (in a loop body: inputs compared by what they stand for)
+    if stands and _stand_ins(stands, b_deps) <= _stand_ins(stands, owner_deps):
+        return True
     names = st.one_dtype_names
     if not names or owner.dtype != "float" or names.isdisjoint(st.input_names(owner)):
         return False   # (the owner reads none of those arguments)
@@ -1268,6 +1271,32 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
         return False
     st.one_dtype_used = True
     return True
+
+
+def _carried_add(st: _State, n: Node, target: str) -> list[str] | None:
+    """`dW += x * g` for `n` (a chain of steps in `in_place`), the sum of a carried variable
+    of steady dtype that dies here (`carried_deps`) and a value its buffer has the dtype
+    of, not `x * g` computed in a new buffer and `dW` added to it; else None."""
+    if not st.carried_deps:
+        return None
+    buf = st._dead_buffer(n.args, n.shape, lambda name: True)
+    if buf is None or id(st.var_node[buf]) not in st.carried_deps:
+        return None
+    line = st._augmented_into(n, buf, target)
+    if line is None:
+        return None
+    st.overwritten.add(buf)
+    st.reused[target] = buf
+    return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
+
+
+def _stand_ins(stands: Mapping[str, frozenset], names: frozenset) -> frozenset:
+    """The inputs `names` of a loop body as the outer values they stand for (a body
+    input not in `stands` stands for itself, by its name)."""
+    out: frozenset = frozenset()
+    for name in names:
+        out |= stands.get(name) or frozenset((name,))
+    return out
 
 
 def _views_fresh(st: _State, n: Node) -> bool:
@@ -1477,6 +1506,72 @@ def _steady_dtypes(node: Node, region: Region) -> dict[int, frozenset]:
         found[id(x)] = frozenset(y.attr("name") for y in region.inputs
                                  if y.dtype == INT or src[id(y)] <= own)
     return found
+
+
+def _stands_for(st: _State, node: Node, region: Region, steady: Mapping[int, frozenset]
+                ) -> dict[str, frozenset]:
+    """{name: the outer values whose dtype it has, promoted} for the float inputs of the
+    body `region` of the loop `node` whose dtype is known exactly (`_exact_sources` of the
+    loop's argument for it; a carried value's only when no step changes its dtype, a key
+    of `steady`): `alpha_steps` and `lse_steps`, saved with the dtype of (A, a0, obs),
+    have one dtype in the body although each is a dtype source of its own to
+    `input_names`. The outer values are function inputs, or the enclosing body's inputs
+    as they stand (`st.stands_for`: the body `region` is closed, so an input reached from
+    the loop's arguments is one of the enclosing body's, by its name)."""
+    c = len(region.carried)
+    by_name = {x.attr("name") for x in region.inputs}
+    if len(by_name) != len(region.inputs):
+        return {}
+    found: dict[str, frozenset] = {}
+    for k, (x, a) in enumerate(zip(region.inputs[1:], node.args)):
+        if x.dtype != "float" or (k < c and id(x) not in steady):
+            continue
+        s = _exact_sources(st, a, [16])
+        if not s or k < c and s != frozenset(dtype_sources(a)):
+            continue   # (a carried value's dtype is that of the sources of all its values)
+        outer = st.stands_for   # (an enclosing body's inputs as they stand)
+        found[x.attr("name")] = frozenset().union(
+            *(outer.get(y.attr("name")) or (y,) for y in s))
+    return found
+
+
+def _exact_sources(st: _State, a: Node, budget: list) -> frozenset | None:
+    """The inputs whose dtype, promoted, is exactly that of `a`'s array, or None when not
+    known within `budget[0]` nodes (counted down): a float input, views of it, a loop's
+    final carried value whose dtype no step changes (that of its initial value, when its
+    `dtype_sources` are exact), and float ops of those (constants and integers add no
+    dtype). Not a narrow op's (its array may be narrower), nor a tuple's or a comparison's."""
+    ops = st.ops
+    while a.op in ops.cheap_view or a.op in ops.transparent:   # (a view keeps the dtype)
+        if not a.args:
+            break
+        a = a.args[0]
+    budget[0] -= 1
+    if a.dtype != "float" or a.op in ops.narrow or budget[0] < 0:
+        return None
+    if a.is_input:
+        return frozenset((a,))
+    if a.op in ops.part:
+        loop = a.args[0]
+        if loop.op not in ops.loop or not loop.regions:
+            return None
+        body, k = loop.regions[0], a.attr("index")
+        if not 0 <= k < len(body.carried) or \
+                id(body.carried[k]) not in _steady_dtypes(loop, body):
+            return None
+        s = _exact_sources(st, loop.args[k], budget)
+        return s if s == frozenset(dtype_sources(loop.args[k])) else None
+    if st.weak(a):
+        return None
+    out: frozenset = frozenset()
+    for b in a.args:
+        if b.is_const or b.dtype == INT:
+            continue
+        s = _exact_sources(st, b, budget)
+        if s is None:
+            return None
+        out |= s
+    return out or None
 
 
 def _carried_names(st: _State, node: Node, region: Region, read: set) -> tuple[str, ...]:
