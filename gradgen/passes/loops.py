@@ -19,6 +19,8 @@ Graphs without a loop are returned as they are at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, make, topo_order, use_counts
 from ..ops.control import REGIONS_BUILT
@@ -356,6 +358,33 @@ def _shift(row: Node, t: Node) -> int | None:
     return 0 if row is t else index_shift(row, t)
 
 
+def loops_with_pairs(graph: Graph, pairs_of: Callable[[Node], list], also: int | None = None
+                     ) -> Iterator[tuple[Node, list]]:
+    """Each loop of `graph` with the pairs `pairs_of(loop)` finds (tuples whose item 1 is
+    the position j of an outside array among the loop's arguments) whose array j only this
+    loop reads, is no input of the graph and may not be a view (nor item `also`'s, if
+    given, read elsewhere): (loop, those pairs), for the loops with some left. The
+    candidates of the passes that give a loop an outside array's buffer."""
+    loops_ = _loops()
+    uses: dict[int, int] = {}
+    inputs: set[int] = set()
+    for n in graph.order:
+        if n.op not in loops_:
+            continue
+        found = pairs_of(n)
+        if not found:
+            continue
+        if not uses:
+            uses = use_counts(graph.order, graph.outputs)
+            inputs = {id(x) for x in graph.inputs}
+        args = n.args
+        found = [p for p in found if uses[id(args[p[1]])] == 1 and id(args[p[1]]) not in inputs
+                 and not _may_view(args[p[1]])
+                 and (also is None or uses[id(args[p[also]])] == 1)]
+        if found:
+            yield n, found
+
+
 def share_row_buffers(graph: Graph) -> Graph:
     """Each loop that fills a new array row by row (`A = empty`, `A[r] = v` at step t, r the
     same row expression of t at every read, `dXWx[t] = dh_mul`) and reads an outside array B
@@ -364,23 +393,9 @@ def share_row_buffers(graph: Graph) -> Graph:
     for `B[r]` (row r of A is B's until step t writes it, after the reads). One array of the
     loop's size less at once: a backward loop's row cotangents written into the rows of the
     cotangents (or saved values) it has just read."""
-    loops_, parts = _loops(), _parts()
-    uses = None
+    parts = _parts()
     smaller: dict[int, Node] = {}
-    inputs: set[int] = set()
-    for n in graph.order:
-        if n.op not in loops_:
-            continue
-        found = _row_buffer_pairs(n)
-        if not found:
-            continue
-        if uses is None:
-            uses = use_counts(graph.order, graph.outputs)
-            inputs = {id(x) for x in graph.inputs}
-        found = [(k, j) for k, j in found if uses[id(n.args[j])] == 1
-                 and id(n.args[j]) not in inputs and not _may_view(n.args[j])]
-        if not found:
-            continue
+    for n, found in loops_with_pairs(graph, _row_buffer_pairs):
         body = n.attr("body")
         new_in = {}
         args = list(n.args)

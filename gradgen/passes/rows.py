@@ -27,12 +27,12 @@ d = the shift between the row of A a step writes and the row of B it reads, when
 from __future__ import annotations
 
 from ..dims import as_expr, same_shape
-from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order, use_counts
+from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order
 from ..ops.control import REGIONS_BUILT
 from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
 from ..ops.stepwise import empty_with_rows, index_shift, product
-from .loops import _may_view, _read_before_written, row_reads
+from .loops import _read_before_written, loops_with_pairs, row_reads
 from .rebuild import rebuild
 
 __all__ = ["fill_shifted_rows"]
@@ -44,28 +44,15 @@ def fill_shifted_rows(graph: Graph) -> Graph:
     b = builder()
     if not b.memo.get(REGIONS_BUILT):   # no loop in this compilation
         return graph
-    loops_, parts = b.with_trait("region"), b.with_trait("projection")
-    uses = None
-    inputs: set[int] = set()
+    parts = b.with_trait("projection")
     smaller: dict[int, Node] = {}
     filled: dict[Node, str] = {}
     moved: list[Node] = []
-    for n in graph.order:
-        if n.op not in loops_ or not isinstance(n.attr("body"), Region):
-            continue
-        found = _shifted_pairs(n)
-        if not found:
-            continue
-        if uses is None:
-            uses = use_counts(graph.order, graph.outputs)
-            inputs = {id(x) for x in graph.inputs}
-        found = [(k, j, d) for k, j, d in found if uses[id(n.args[j])] == 1
-                 and uses[id(n.args[k])] == 1 and id(n.args[j]) not in inputs
-                 and not _may_view(n.args[j])]   # (A's first value for this loop alone)
-        if found:
-            smaller[id(n)], named = _filled(n, found)
-            filled.update(named)
-            moved += [n.args[j] for _, j, _ in found]
+    # (A's first value, item 0, for this loop alone too)
+    for n, found in loops_with_pairs(graph, _shifted_pairs, also=0):
+        smaller[id(n)], named = _filled(n, found)
+        filled.update(named)
+        moved += [n.args[j] for _, j, _ in found]
     if not smaller:
         return graph
     names = dict(graph.names)
@@ -139,6 +126,8 @@ def _shifted_pairs(n: Node) -> list[tuple[int, int, int]]:
     d rows after the row of the outside array j the body reads (see the module's
     docstring for the conditions), each array j for one k."""
     body = n.attr("body")
+    if not isinstance(body, Region):
+        return []
     c = len(body.outputs)
     t = body.inputs[0]
     rows, other = row_reads(body)
