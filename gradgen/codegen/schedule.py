@@ -981,7 +981,8 @@ class _State:
                     break
             else:
                 break
-        if len(spine) > 1 and (added := _carried_add(self, n, target)):   # `dW += x * g`
+        if len(spine) > 1 and self.carried_deps and (added := _carried_add(   # `dW += x * g`
+                self, n, self._dead_buffer(n.args, shape, lambda name: True), target)):
             return added
         fresh = _fresh_bottom(self, spine, shape)   # `h = x @ W; h += b`
         if fresh is not None:
@@ -1010,13 +1011,8 @@ class _State:
         if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
             return None
         code = self.p.code
-        if buf and len(spine) == 1 and id(self.var_node[buf]) in self.carried_deps:
-            # a step adding into a carried variable's buffer: `dW += ...`
-            line = self._augmented_into(n, buf, target)
-            if line is not None:
-                self.overwritten.add(buf)
-                self.reused[target] = buf
-                return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
+        if len(spine) == 1 and (added := _carried_add(self, n, buf, target)):   # `dW += g`
+            return added
         if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
             into = _call_into(self, bottom, buf)
             if (width := len(target) + len(into) + 7) > MAX_LINE:   # (`out=` made it
@@ -1273,13 +1269,11 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
     return True
 
 
-def _carried_add(st: _State, n: Node, target: str) -> list[str] | None:
-    """`dW += x * g` for `n` (a chain of steps in `in_place`), the sum of a carried variable
-    of steady dtype that dies here (`carried_deps`) and a value its buffer has the dtype
-    of, not `x * g` computed in a new buffer and `dW` added to it; else None."""
-    if not st.carried_deps:
-        return None
-    buf = st._dead_buffer(n.args, n.shape, lambda name: True)
+def _carried_add(st: _State, n: Node, buf: str | None, target: str) -> list[str] | None:
+    """`dW += x * g` for `n` (`in_place`'s step or chain of steps), the sum of `buf`, a
+    carried variable of steady dtype that dies here (`carried_deps`), and a value its
+    buffer has the dtype of: not `x * g` computed in a new buffer and `dW` added to it;
+    else None."""
     if buf is None or id(st.var_node[buf]) not in st.carried_deps:
         return None
     line = st._augmented_into(n, buf, target)
