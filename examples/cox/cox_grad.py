@@ -457,9 +457,9 @@ def nll_hessian(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     Returns:
         H: d2/dbeta dbeta, shape (D, D).
     """
-    _dims(_NLL_ARGS, X, event, beta, lam)
+    if not _dims(_NLL_ARGS, X, event, beta, lam):  # float dtypes differ: one for all
+        X, event, beta, lam = _one_dtype(X, event, beta, lam)
     N = X.shape[0]
-    lam = _weak(lam, X, event, beta)
     eta = X @ beta  # (N,)
     log_risk = np.logaddexp.accumulate(eta[::-1])[::-1]  # (N,)
     # grad of line 10: log_risk = logcumsumexp(eta, reverse=True)
@@ -476,5 +476,6 @@ def nll_hessian(X: Array, event: Array, beta: Array, lam: Scalar) -> Array:
     # (D, D)
     X_matmul = (_expscan(deta_diff_mul, log_risk_neg, eta, axis=1) + dlog_risk_mul) @ X
     del deta_diff_mul, dlog_risk_mul, eta, log_risk_neg
-    H = _plus_diagonal(X_matmul, lam).T  # (D, D)
+    # grad of line 11: return -sum(event * (eta - log_risk)) / N + lam / 2 * sum(beta ** 2)
+    H = _plus_diagonal(X_matmul, lam, out=X_matmul)  # (D, D); reuses X_matmul's buffer
     return H

@@ -707,7 +707,9 @@ def nll_hessian(
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     z_exp = np.exp(z_diff, out=z_diff)  # (N,); reuses z_diff's buffer
     del z_diff
-    H_beta_beta = (((y_add * ((X.T - X.T * z_exp) * z_exp)) @ X) / N).T  # (D, D)
+    # grad of line 8: z = X @ beta
+    H_beta_beta = (y_add * ((X.T - X.T * z_exp) * z_exp)) @ X  # (D, D)
+    H_beta_beta /= N
     a_basis = np.eye(1, dtype=a.dtype).reshape((1,))  # (1,)
     # grad of line 9: r = exp(a)
     a_mul = a_basis * r  # (1,)

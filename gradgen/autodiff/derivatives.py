@@ -111,7 +111,7 @@ class EntryDerivatives:
         with b.at(phase="backward"):
             for pj in self.params:
                 cols = batched_jvp(grads, {id(pj): make("basis", pj)})
-                columns.append([None if col is None else _unbatch(col, pi, pj)
+                columns.append([None if col is None else _unbatch(col, pi, pj, pi is pj)
                                 for pi, col in zip(self.params, cols)])
             return [[columns[j][i] if columns[j][i] is not None else _zero_block(pi, pj)
                      for j, pj in enumerate(self.params)]
@@ -165,10 +165,16 @@ def jacobian_mode(out: Node, params: Sequence[Node],
     return "forward" if inputs <= nominal_size(out.shape, hints) else "reverse"
 
 
-def _unbatch(col: Node, pi: Node, pj: Node) -> Node:
-    """A batched tangent of shape (size_j,) + p_i.shape as a block p_i.shape + p_j.shape."""
-    k = pi.ndim
-    block = make("transpose", col, axes=tuple(range(1, 1 + k)) + (0,))
+def _unbatch(col: Node, pi: Node, pj: Node, symmetric: bool = False) -> Node:
+    """A batched tangent of shape (size_j,) + p_i.shape as a block p_i.shape + p_j.shape.
+
+    `symmetric`: the block is a diagonal block of a Hessian, d(grad_p)/dp, which equals its
+    own transpose (the order of second partial derivatives does not matter), so the batch
+    is the block as it is, with no transpose (`H = H_rows.T` would be a view of its
+    transpose that only differs by rounding)."""
+    block = col
+    if not symmetric:
+        block = make("transpose", col, axes=tuple(range(1, 1 + pi.ndim)) + (0,))
     return make("reshape", block, shape=tuple(pi.shape) + tuple(pj.shape))
 
 
