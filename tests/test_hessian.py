@@ -121,3 +121,49 @@ def test_hessian_of_non_scalar_output_is_an_error():
     with pytest.raises(gradgen.CompileError, match="--hessian needs a scalar output"):
         gradgen.compile_source("def f(x: Param[3]):\n    return exp(x)\n", "t.grad",
                                hessian=True)
+
+
+def test_mirror_blocks_are_computed_once_and_returned_as_copies():
+    """Of H_VW and H_WV only one is pushed through the gradient (the other is its
+    transpose, exactly), and the two results do not share memory (SPEC 2)."""
+    mod = _module((ROOT / "examples" / "mlp" / "mlp.grad").read_text(), "mlp.grad")
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(6, 3)), np.eye(4)[rng.integers(0, 4, size=6)]
+    V, W = rng.normal(size=(3, 5)), rng.normal(size=(5, 4))
+    H = mod.cost_hessian(X, Y, V, W)
+    np.testing.assert_array_equal(H[0][1], np.transpose(H[1][0], (2, 3, 0, 1)))
+    assert not np.shares_memory(H[0][1], H[1][0])
+    # the diagonal blocks are symmetric to rounding, and each its own array
+    for k in range(2):
+        size = H[k][k].shape[0] * H[k][k].shape[1]
+        block = H[k][k].reshape(size, size)
+        np.testing.assert_allclose(block, block.T, rtol=1e-12, atol=1e-14)
+
+
+def test_a_long_return_of_hessian_blocks_is_wrapped_as_ruff_writes_it():
+    text = '''
+def f(x_long_name: Param[3], y_long_name: Param[3], z_long_name: Param[()]):
+    return sum(x_long_name * y_long_name) * z_long_name + z_long_name ** 3
+'''
+    mod = _module(text)
+    src = mod.__source__
+    assert max(len(line) for line in src.splitlines()) <= 100
+    assert "    return (\n        (" in src
+    assert "        (\n            H_x_long_name_z_long_name.copy(),\n" in src
+    rng = np.random.default_rng(6)
+    x, y, z = rng.normal(size=3), rng.normal(size=3), np.array(0.4)
+    H = mod.f_hessian(x, y, z)
+    grad = (lambda ps: mod.f_grad(*ps))
+    for i in range(3):
+        for j in range(3):
+            np.testing.assert_allclose(H[i][j], _fd_hessian(grad, [x, y, z], i, j),
+                                       rtol=1e-6, atol=1e-7)
+
+
+def test_a_diagonal_block_is_not_a_transposed_view():
+    """cox's Hessian (one Param) is written into its own buffer, no `.T` view of it."""
+    src = gradgen.compile_source((ROOT / "examples" / "cox" / "cox.grad").read_text(),
+                                 "cox.grad", hessian=True)
+    body = src[src.index("def nll_hessian"):]
+    (line,) = [line for line in body.splitlines() if line.strip().startswith("H = ")]
+    assert ".T" not in line

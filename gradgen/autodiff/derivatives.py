@@ -103,19 +103,28 @@ class EntryDerivatives:
     def hessian(self) -> list[list[Node]]:
         """The Hessian blocks, `[i][j]` = d(grad_i)/d(p_j) of shape p_i.shape + p_j.shape,
         by pushing the standard basis of p_j through the gradient graph in batched
-        forward mode: matrix expressions, no loop over directions. Raises ShapeError for
-        an op without a batched rule."""
+        forward mode: matrix expressions, no loop over directions. The Hessian is
+        symmetric, so of two blocks `[i][j]` and `[j][i]` only the one with fewer
+        directions (the smaller Param's column) is pushed and the other is its transpose;
+        a diagonal block needs no transpose at all (`_unbatch`). Raises ShapeError for an
+        op without a batched rule."""
         grads = self.gradient().outputs
-        b = builder()
-        columns = []   # columns[j][i]: d(grad_i)/d(p_j), or None for zero
-        with b.at(phase="backward"):
-            for pj in self.params:
-                cols = batched_jvp(grads, {id(pj): make("basis", pj)})
-                columns.append([None if col is None else _unbatch(col, pi, pj, pi is pj)
-                                for pi, col in zip(self.params, cols)])
-            return [[columns[j][i] if columns[j][i] is not None else _zero_block(pi, pj)
-                     for j, pj in enumerate(self.params)]
-                    for i, pi in enumerate(self.params)]
+        params = self.params
+        order = [(nominal_size(p.shape), j) for j, p in enumerate(params)]
+        blocks: list[list[Node | None]] = [[None] * len(params) for _ in params]
+        with builder().at(phase="backward"):
+            for j, pj in enumerate(params):   # column j: d(grad_i)/d(p_j) for these i
+                rows = [i for i in range(len(params)) if i == j or order[j] < order[i]]
+                cols = batched_jvp([grads[i] for i in rows], {id(pj): make("basis", pj)})
+                for i, col in zip(rows, cols):
+                    if col is not None:
+                        blocks[i][j] = _unbatch(col, params[i], pj, i == j)
+            for i, pi in enumerate(params):
+                for j, pj in enumerate(params):
+                    if order[i] < order[j] and blocks[j][i] is not None:
+                        blocks[i][j] = _swap_blocks(blocks[j][i], pj.ndim, pi.ndim)
+            return [[blk if blk is not None else _zero_block(pi, pj)
+                     for pj, blk in zip(params, row)] for pi, row in zip(params, blocks)]
 
     def jacobian(self, mode: str, cotangent: Node | None = None) -> list[Node]:
         """The Jacobian blocks of a non-scalar output, `[j]` = d(out)/d(p_j) of shape
@@ -176,6 +185,15 @@ def _unbatch(col: Node, pi: Node, pj: Node, symmetric: bool = False) -> Node:
     if not symmetric:
         block = make("transpose", col, axes=tuple(range(1, 1 + pi.ndim)) + (0,))
     return make("reshape", block, shape=tuple(pi.shape) + tuple(pj.shape))
+
+
+def _swap_blocks(block: Node, k: int, m: int) -> Node:
+    """The block d(grad_i)/d(p_j) from its mirror d(grad_j)/d(p_i) (of shape p_j.shape +
+    p_i.shape, k and m axes): the two groups of axes swapped (nothing to swap when one
+    Param is a scalar)."""
+    if k == 0 or m == 0:
+        return block
+    return make("transpose", block, axes=tuple(range(k, k + m)) + tuple(range(k)))
 
 
 def _rows(rows: Node | None, out: Node, pj: Node) -> Node | None:

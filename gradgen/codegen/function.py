@@ -528,8 +528,9 @@ class EntryFunctions:
             lines[-1] = "return " + body.result[1]   # `value = expr; return value`
             phases[-1] = "return"
         else:
-            lines.append("return " + ", ".join(_grouped(returns, plan.group, plan.rows)))
-            phases.append("return")
+            ret = _return_lines(returns, plan.group, plan.rows)
+            lines += ret
+            phases += ["return"] * len(ret)
         lines, dtype = _dtype_once(lines, arg_names, printer, _cast(self.entry, body))
         prologue, weak = one_dtype_prologue(
             self.entry, printer, *self._prologue(printer, extra, lines), body.one_dtype, graph)
@@ -713,6 +714,38 @@ def annotate(inputs: list[Node], plan: Plan, outputs: list[Node], names: ModuleN
             f"{tup}[{tup}[{any_result}, ...], ...]"
         used |= {"Array", "Scalar"}
     return annotations, returns, frozenset(used)
+
+
+def _return_lines(returns: list[str], group, rows) -> list[str]:
+    """`return a, (b, c)` (`_grouped`) on one line where it fits in the body's width, else
+    as `ruff format` writes it: the tuple in parentheses, an item a line with a trailing
+    comma, and an inner tuple that still does not fit exploded the same way."""
+    items = _nested(returns, group, rows)
+
+    def flat(item) -> str:
+        return item if isinstance(item, str) else f"({', '.join(map(flat, item))})"
+
+    line = "return " + ", ".join(map(flat, items))
+    if len(line) <= MAX_WIDTH or len(items) == 1:
+        return [line]
+    out = ["return ("]
+    for item in items:
+        if isinstance(item, str) or len(flat(item)) + 5 <= MAX_WIDTH:
+            out.append(f"    {flat(item)},")
+        else:
+            out += ["    ("] + [f"        {flat(x)}," for x in item] + ["    ),"]
+    return out + [")"]
+
+
+def _nested(returns: list, group, rows) -> list:
+    """The returned expressions with `group` as one tuple (a list), or as `rows` tuples."""
+    if group is not None:
+        lo, hi = group
+        inner = returns[lo:hi]
+        returns = returns[:lo] + [inner[0] if len(inner) == 1 else inner] + returns[hi:]
+    if rows is not None:
+        returns = [returns[r * rows:(r + 1) * rows] for r in range(rows)]
+    return returns
 
 
 def _grouped(returns: list[str], group, rows, tuple_form: str = "({})") -> list[str]:
