@@ -204,8 +204,5 @@ def _rows(rows: Node | None, out: Node, pj: Node) -> Node | None:
 
 
 def _zero_block(pi: Node, pj: Node) -> Node:
-    """A zero Hessian block of shape pi.shape + pj.shape (dtype of pi)."""
-    z = make("expand_dims", pi, axes=tuple(range(pi.ndim, pi.ndim + pj.ndim))) \
-        if pj.ndim else pi
-    z = make("broadcast_to", z, shape=tuple(pi.shape) + tuple(pj.shape))
-    return make("zeros_like", z)
+    """A zero Hessian block of shape pi.shape + pj.shape (dtype of pi): `np.zeros(...)`."""
+    return make("full", pi, value=0, shape=tuple(pi.shape) + tuple(pj.shape))
