@@ -1054,6 +1054,10 @@ class _State:
         buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
         if buf is None:
             return None
+        # (NumPy rounds a wider value written to the buffer's dtype, copy or not; where the
+        # float arguments made one dtype give them one, asked for here, no value is wider:
+        # passes/rows.reuse_state_rows writes a backward loop's rows into the states')
+        _fits(self, self.buffers[buf], n.args[:2])
         if buf == target:   # the array was made under the name of this write
             return list(write(self.p, n, target))
         self.overwritten.add(buf)
