@@ -30,6 +30,8 @@ from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
+from ..ir import memo as ir_memo
+from ..ops.control import ROWS_REWRITTEN
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
 from ..ops.indexing import entries_taken, written_value
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
@@ -618,7 +620,18 @@ def _plain(st: _State, n: Node, target: str, text: str, axis: int | None = None
         lines = _laid_out(st, n, target, axis)
         if lines is not None:
             return lines, None
-    return [f"{target} = {into or text}{_shape_comment(n)}"], (None if into else text)
+    return [f"{target} = {into or text}{_shape_comment(n)}{_rows_note(st, n, text)}"], \
+        (None if into else text)
+
+
+def _rows_note(st: _State, n: Node, text: str) -> str:
+    """`; the rows the loop wrote into h_steps`: a view, under a name of its own, of
+    the rows of an array a loop wrote other values into (ops/control.ROWS_REWRITTEN)."""
+    rewritten = ir_memo().get(ROWS_REWRITTEN)
+    if not rewritten or rewritten.get(id(n)) is not n:
+        return ""
+    base = text.partition("[")[0]
+    return f"; the rows the loop wrote into {base}" if base.isidentifier() else ""
 
 
 _VIEW_TEXT = re.compile(r"[A-Za-z_]\w*(\[[\w\s,:+\-]*\])*")   # `x`, `x[None]`, `h[t - 1]`

@@ -30,10 +30,17 @@ import sympy
 
 from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order
-from ..ops.control import REGIONS_BUILT
+from ..ops.control import REGIONS_BUILT, ROWS_REWRITTEN
 from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
-from ..ops.stepwise import empty_with_rows, index_shift, product
+from ..ops.stepwise import (
+    batched_product,
+    empty_with_rows,
+    index_shift,
+    product,
+    stacked_rows,
+    transposed_matrix,
+)
 from .loops import _read_before_written, loops_with_pairs, row_reads
 from .rebuild import rebuild
 
@@ -201,6 +208,7 @@ def reuse_state_rows(graph: Graph, hints: dict[str, int] | None = None) -> Graph
     loops_ = b.with_trait("region")
     if not any(n.op in loops_ for n in graph.order):
         return graph
+    parts = b.with_trait("projection")
     users: dict[int, list[Node]] = {}
     for n in graph.order:
         for a in n.args:
@@ -208,12 +216,12 @@ def reuse_state_rows(graph: Graph, hints: dict[str, int] | None = None) -> Graph
     inputs = {id(x) for x in graph.inputs}
     replace: dict[int, Node] = {}
     for n in graph.order:
-        if n.op != "scan" or any(id(a) in replace for a in n.args):
+        if n.op not in loops_ or any(id(a) in replace for a in n.args):
             continue
-        found = _state_rows(n, users, inputs, hints or {})
+        taken = [u for u in users.get(id(n), ()) if u.op in parts]
+        found = _state_rows(n, taken, users, inputs, hints or {})
         if found is not None:
-            replace.update(_rewritten(n, *found, [u for u in users.get(id(n), ())
-                                                  if u.op == "part"], graph.names))
+            replace.update(_rewritten(n, *found, taken, graph.names))
     if not replace:
         return graph
     names = dict(graph.names)
@@ -234,22 +242,6 @@ def reuse_state_rows(graph: Graph, hints: dict[str, int] | None = None) -> Graph
                     names.setdefault(m, names[n])
         new[id(n)] = m
     return graph.with_outputs([new[id(o)] for o in graph.outputs], names)
-
-
-def _flat_rows(n: Node) -> tuple[Node, Node] | None:
-    """(array, the `index` of its rows or the array) for `reshape(index(X, [a:b]))` or
-    `reshape(X)` that merges X's two leading axes (the stacked rows as one matrix)."""
-    if n.op != "reshape" or n.args[0].ndim != 3 or n.ndim != 2:
-        return None
-    x = n.args[0]
-    if not same_shape((n.shape[1],), (x.shape[2],)):
-        return None
-    if x.op == "index":
-        index = x.attr("index")
-        if len(index) == 1 and isinstance(index[0], tuple) and index[0][0] == "slice" \
-                and index[0][3] == 1:
-            return x.args[0], x
-    return x, x
 
 
 def _row_offset(view: Node, base: Node, length) -> int | None:
@@ -280,8 +272,9 @@ def _known_at_least(dim, least: int, hints: dict[str, int]) -> bool:
     return bool(e.is_number and e >= least)
 
 
-def _state_rows(n: Node, users: dict, inputs: set, hints: dict):
-    """What `reuse_state_rows` rewrites in the loop `n`: (k, j, d, products), k the
+def _state_rows(n: Node, parts: list[Node], users: dict, inputs: set, hints: dict):
+    """What `reuse_state_rows` rewrites in the loop `n` (its values read: `parts`):
+    (k, j, d, products), k the
     carried array A, j the outside array S, d the row shift of A's rows in S, products
     [(the product node after the loop, e: S's rows it reads start at e)]; else None."""
     body = n.attr("body")
@@ -292,13 +285,11 @@ def _state_rows(n: Node, users: dict, inputs: set, hints: dict):
     length = as_expr(n.attr("length"))
     reverse = bool(n.attr("reverse", False))
     rows, other = row_reads(body)
-    parts = [u for u in users.get(id(n), ()) if u.op == "part"]
     for k, (x, y) in enumerate(zip(body.inputs[1:1 + c], body.outputs)):
         place = row_write(y)
         init = n.args[k]
         if place is None or place[0] is not x or place[1] is not t or id(x) in other \
-                or rows.get(id(x), set()) - {id(t)} or init.op != "matmul" \
-                or init.ndim != 3 or init.args[0].ndim != 3 or init.args[1].ndim != 2 \
+                or rows.get(id(x), set()) - {id(t)} or batched_product(init) is None \
                 or not same_shape((init.shape[0],), (length,)) \
                 or any(o is x for o in body.outputs) or id(init) in inputs:
             continue
@@ -309,7 +300,7 @@ def _state_rows(n: Node, users: dict, inputs: set, hints: dict):
             continue
         final = finals[0]
         flats = [f for f in users.get(id(final), ())
-                 if (r := _flat_rows(f)) is not None and r[1] is final]
+                 if (r := stacked_rows(f)) is not None and r[1] is final]
         if not flats:
             continue
         for j in range(c, len(n.args)):
@@ -346,10 +337,10 @@ def _state_rows(n: Node, users: dict, inputs: set, hints: dict):
 def _product_over_rows(p: Node, flat: Node, s: Node, length) -> int | None:
     """e when `p` is `S[e:e + L]` stacked, transposed, times `flat` (`h_steps[:T].reshape(
     (N * T, H)).T @ dXWx.reshape((N * T, H))`), else None."""
-    if p.op != "matmul" or p.args[1] is not flat or p.args[0].op != "transpose" \
-            or p.args[0].attr("axes") != (1, 0):
+    if not product(p) or len(p.args) != 2 or p.args[1] is not flat \
+            or transposed_matrix(p.args[0]) is None:
         return None
-    rows = _flat_rows(p.args[0].args[0])
+    rows = stacked_rows(transposed_matrix(p.args[0]))
     if rows is None or rows[0] is not s:
         return None
     return _row_offset(rows[1], s, length)
@@ -366,7 +357,7 @@ def _rewritten(n: Node, k: int, j: int, d: int, products: list, parts: list[Node
     x, y = body.inputs[1 + k], body.outputs[k]
     sx = body.inputs[1 + j]
     init, s = n.args[k], n.args[j]
-    pm, m = init.args
+    pm, m = batched_product(init)
     with builder().at(origin=n.origin, phase=n.phase):
         loop_id = t.attr("loop")
         extra = {"loop": loop_id} if loop_id is not None else {}
@@ -415,7 +406,7 @@ def _rewritten(n: Node, k: int, j: int, d: int, products: list, parts: list[Node
                             shape=tuple(p.shape)) for p, _ in products]
         args = (*(n.args[q] for q in keep), *zeros, s,
                 *(n.args[q] for q in range(c, len(n.args)) if q != j), pm, m)
-        scan = make_as_is("scan", *args, **{**n.kw, "body": Region(inputs, outputs)})
+        scan = make_as_is(n.op, *args, **{**n.kw, "body": Region(inputs, outputs)})
         out: dict[int, Node] = {}
         renumber = {q: i for i, q in enumerate(keep)}
         rows_of = make_as_is("part", scan, index=len(keep) + len(products))
@@ -423,6 +414,7 @@ def _rewritten(n: Node, k: int, j: int, d: int, products: list, parts: list[Node
         if same_shape((stop,), (s.shape[0],)):
             stop = None
         final = make_as_is("index", rows_of, index=(("slice", d, stop, 1),))
+        builder().memo.setdefault(ROWS_REWRITTEN, {})[id(final)] = final
         for u in parts:
             q = u.attr("index")
             out[id(u)] = final if q == k else make_as_is("part", scan, index=renumber[q])
