@@ -30,7 +30,7 @@ import sympy
 
 from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order
-from ..ops.control import REGIONS_BUILT, ROWS_REWRITTEN
+from ..ops.control import REGIONS_BUILT, ROWS_REWRITTEN, WIDER_WRITES
 from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
 from ..ops.stepwise import (
@@ -398,6 +398,9 @@ def _rewritten(n: Node, k: int, j: int, d: int, products: list, parts: list[Node
                 "matmul", make_as_is("transpose", row, axes=(1, 0)), g)))
         write = make_as_is("update", s_in, g, make("add", t, const(d)) if d else t,
                            index=(), axis=0)
+        final_k = next(u for u in parts if u.attr("index") == k)
+        if not set(dtype_sources(s)) >= set(dtype_sources(final_k)):   # (Wy: not the states')
+            builder().memo.setdefault(WIDER_WRITES, {})[id(write)] = write
         keep = [q for q in range(c) if q != k]
         inputs = (t, *(body.inputs[1 + q] for q in keep), *acc_ins, s_in,
                   *(body.inputs[1 + q] for q in range(c, len(n.args)) if q != j), p_in, m_in)
