@@ -43,6 +43,7 @@ class Model:
     reference: Callable                         # NumPy (value, grads), or the Hessian
     kind: str = "grad"                          # "grad": value_and_grad; "hessian": f_hessian
     loops: bool = False                         # the source has a `for` loop
+    hints: tuple[str, ...] = ()                 # dimensions given at each size (`--hint N=32`)
 
     @property
     def path(self) -> Path:
@@ -645,7 +646,8 @@ MODELS: dict[str, Model] = {m.name: m for m in [
           ("X", "Y", "Wx", "Wh", "Wy", "h0"), ("Wx", "Wh", "Wy"),
           {"T=25 N=1 H=100 (min-char-rnn)": {"T": 25, "N": 1, "D": 65, "H": 100, "C": 65},
            "T=50 N=32 H=128": {"T": 50, "N": 32, "D": 65, "H": 128, "C": 65}},
-          {"T": 4, "N": 3, "D": 5, "H": 4, "C": 5}, _rnn_data, rnn_ref, loops=True),
+          {"T": 4, "N": 3, "D": 5, "H": 4, "C": 5}, _rnn_data, rnn_ref, loops=True,
+          hints=("N",)),   # (per-step gradient products only at N >= 16: reuse_state_rows)
     Model("hmm", "HMM forward-algorithm log-likelihood (loop)", "benchmarks/models/hmm.grad",
           "hmm_nll", ("pi_logits", "A_logits", "B_logits", "obs"),
           ("pi_logits", "A_logits", "B_logits"),

@@ -401,13 +401,16 @@ LOOPS_REFUSED = "loops are not supported"
 NEEDS_LOOPS = "needs loops (not compiled)"
 
 
-def _model_source(m, checkpoint: int | None = None) -> tuple[dict | None, str]:
+def _model_source(m, checkpoint: int | None = None, hints: dict[str, int] | None = None
+                  ) -> tuple[dict | None, str]:
     """(emitted module sources or None, note): value_and_grad (or the Hessian) of the
     model, as "gradgen" (plain) and "gradgen+ws" (compiled with `workspace=True`), both
-    with `checkpoint` (`--checkpoint K`) when given."""
+    with `checkpoint` (`--checkpoint K`) and `hints` (`--hint N=32`) when given."""
     options = {"hessian": True} if m.kind == "hessian" else {"modes": ("grad",)}
     if checkpoint is not None:
         options["checkpoint"] = checkpoint
+    if hints:
+        options["hints"] = hints
     t0 = time.process_time()
     text = m.path.read_text(encoding="utf-8")
     try:
@@ -488,6 +491,12 @@ def case_models(args, registry: dict | None = None) -> None:
             note += f", --checkpoint {args.checkpoint}"
         sizes = list(m.sizes.items())[:1] if args.quick else list(m.sizes.items())
         for label, dims in sizes:
+            if m.hints:   # (compiled for this size: the model's Model.hints given)
+                hints = {k: dims[k] for k in m.hints}
+                source, note = _model_source(m, args.checkpoint, hints)
+                note += ", " + ", ".join(f"--hint {k}={v}" for k, v in hints.items())
+                if args.checkpoint is not None:
+                    note += f", --checkpoint {args.checkpoint}"
             print(f"### {name}: {m.title}, {label}\n")
             print(f"`{m.source}`, `{m.function}`; gradgen: {note}.\n")
             log(f"[{name} {label}] starting contenders")

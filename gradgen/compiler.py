@@ -249,7 +249,8 @@ def _entry_functions(program: Program, entry: EntryPoint, options: Options,
             graphs.append(_checked(ir.Graph(g.inputs, (graphs[0].outputs[0], *g.outputs),
                                             {**graphs[0].names, **g.names})))
         else:
-            graphs.append(_optimized(entry, plan, hints, _batch_steps(options)))
+            graphs.append(_optimized(entry, plan, hints, _batch_steps(options),
+                                     options.target == "numpy"))
     forward_nodes = set(map(id, graphs[0].order))
     # f_value_and_grad of a loop: its own graph, optimised with the value, where the
     # value's loop merges into the gradient's saving loop (one forward loop, not two)
@@ -490,11 +491,13 @@ def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[
     return visit, phase_of
 
 
-def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int], batch_steps: bool = True
-               ) -> ir.Graph:
+def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int], batch_steps: bool = True,
+               in_place: bool = True) -> ir.Graph:
     """The graph of one function through the passes. Names: the source's first, then
     `value` for the entry point's value (a variable in every function that shares its
-    forward part), then the derivatives' and the extra inputs'."""
+    forward part), then the derivatives' and the extra inputs'. `in_place`: the target
+    writes into arrays (NumPy), so a loop may write its gradients into the saved states
+    (`passes.reuse_state_rows`)."""
     names = dict(entry.names)
     if not entry.output.is_const:
         names.setdefault(entry.output, VALUE)
@@ -511,7 +514,7 @@ def _optimized(entry: EntryPoint, plan: Plan, hints: dict[str, int], batch_steps
     sunk = sink_steps(graph) if batch_steps else graph
     if sunk is not graph:
         graph = _checked(optimize(_checked(sunk), hints))
-    return _checked(lower(graph))
+    return _checked(lower(graph, hints, state_rows=in_place))
 
 
 def _checked(graph: ir.Graph) -> ir.Graph:

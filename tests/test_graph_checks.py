@@ -60,8 +60,8 @@ def test_without_the_hook_the_same_broken_graph_goes_through(monkeypatch):
 def test_an_input_left_out_of_a_lowered_graph_is_caught_through_the_hook(monkeypatch):
     real = compiler.lower
 
-    def lower(graph):
-        out = real(graph)
+    def lower(graph, *args, **options):
+        out = real(graph, *args, **options)
         return ir.Graph(out.inputs[:1], out.outputs, out.names)   # `w` dropped
 
     monkeypatch.setattr(compiler, "lower", lower)

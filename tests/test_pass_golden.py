@@ -411,7 +411,8 @@ def _fired(log) -> str:
 def _values(entry, rng) -> dict:
     out = {}
     for a in entry.args:
-        shape = tuple(SIZES[str(d)] if not d.is_Integer else int(d) for d in a.shape)
+        shape = tuple(int(d.subs({s: SIZES[s.name] for s in d.free_symbols}))
+                      for d in a.shape)   # (`T + 1` too)
         out[a.name] = rng.uniform(0.5, 1.5, size=shape)   # positive: log(x) is defined
         if a.node.attr("role") == "index":   # (Index arguments: integers in range)
             out[a.name] = rng.integers(0, 2, size=shape)
@@ -617,3 +618,58 @@ def test_loops_share_row_buffers(update_golden: bool):
                             entry, before, share_row_buffers, update_golden, rules=False)
         assert _code(entry, before).count("np.empty(") == 2
         assert _code(entry, after).count("np.empty(") == 1   # dC's stays: 3 * G read after
+
+
+def test_lower_reuse_state_rows(update_golden: bool):
+    """`reuse_state_rows` (passes/rows.py, h-rnn3, issue 12 item 4): a backward loop
+    reading `A[t]` of `A = P @ M` and writing `A[t] = g`, reading the states S only as
+    rows, with `S[:T]`'s rows times A as one product after it, computes `P[t] @ M` in the
+    step, accumulates that product per step and writes g into row t + 1 of S (golden IR
+    and emitted code; the same values). Only with a hint that a step has >= 16 rows."""
+    from gradgen.ops.control import REGIONS_BUILT
+    from gradgen.passes import reuse_state_rows
+
+    source = ("def f(P: Data[T, N, C], W: Param[C, D], Q: Param[T + 1, N, D], "
+              "U: Param[D, D], d0: Param[N, D]):\n    return d0\n")
+    with ir.building(REGISTRY) as b:
+        b.memo[REGIONS_BUILT] = True
+        entry, _ = _raw(source)
+        P, W, Q, U, d0 = (a.node for a in entry.args)
+        T, N, C = P.shape
+        D = W.shape[1]
+        S = ir.make("exp", Q)
+        t = ir.make("input", name="t", role="index", shape=())
+        A = ir.make("input", name="dA", role="carry", shape=(T, N, D))
+        dh = ir.make("input", name="dh", role="carry", shape=(N, D))
+        Sx = ir.make("input", name="S", role="outside", shape=tuple(S.shape))
+        Ux = ir.make("input", name="U", role="outside", shape=(D, D))
+        row = ir.make("gather", Sx, ir.make("add", t, ir.const(1)), axis=0)
+        g = ir.make("mul", ir.make("add", dh, ir.make("gather", A, t, axis=0)),
+                    ir.make("sub", ir.const(1), ir.make("mul", row, row)))
+        scan = ir.make("scan", ir.make("matmul", P, W), d0, S, U, length=T, reverse=True,
+                       body=ir.Region((t, A, dh, Sx, Ux),
+                                      (ir.make("update", A, g, t, index=(), axis=0),
+                                       ir.make("matmul", g, Ux))))
+        F = ir.make("part", scan, index=0)
+        flat = ir.make("reshape", F, shape=(N * T, D))
+        states = ir.make("reshape", ir.make("index", S, index=(("slice", 0, T, 1),)),
+                         shape=(N * T, D))
+        dW = ir.make("matmul", ir.make("transpose", states, axes=(1, 0)), flat)
+        dV = ir.make("matmul", ir.make("transpose", ir.make("reshape", ir.make("exp", P),
+                                                             shape=(N * T, C)), axes=(1, 0)),
+                     flat)
+        out = ir.make("add", ir.make("add", ir.make("sum", dW, axes=(0, 1), keepdims=False),
+                                     ir.make("sum", dV, axes=(0, 1), keepdims=False)),
+                      ir.make("sum", ir.make("part", scan, index=1), axes=(0, 1),
+                              keepdims=False))
+        before = ir.Graph((P, W, Q, U, d0), (out,), {P: "P", W: "W", Q: "Q", U: "U", d0: "d0",
+                                                     S: "S", dW: "dW"})
+        assert reuse_state_rows(before) is before   # (no hint: N unknown)
+        assert reuse_state_rows(before, {"N": 8}) is before   # (too few rows a step)
+        after = _hand_built("lower_reuse_state_rows",
+                            "# lower: a backward loop's rows written into the states' rows\n",
+                            entry, before, lambda g: reuse_state_rows(g, {"N": 32}),
+                            update_golden, rules=False, fixed_point=False)
+        code = _code(entry, after)
+        assert "dW += S[t].T @ " in code and "S[t + 1] = " in code and "S.copy()" not in code
+        assert "np.empty(" not in code and code.count(" @ W") == 1   # (P[t] @ W in the step)

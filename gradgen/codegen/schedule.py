@@ -30,6 +30,8 @@ from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
+from ..ir import memo as ir_memo
+from ..ops.control import ROWS_REWRITTEN, WIDER_WRITES
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
 from ..ops.indexing import entries_taken, written_value
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
@@ -601,11 +603,19 @@ class _Scheduler:
             _uncopied(init, copies, finals, sched.st, order)
         body = _with_releases(_updated(sched, region, carried, node.phase), frozenset(carried))
         _mark_reused(st, init, body.lines)
-        p.dims_used |= inner.dims_used
-        p.preludes.update(inner.preludes)
+        _from_body(st, sched.st)
         st.assigned.update(c for c in carried if c not in borrowed)
         st.namer.taken.discard(index)   # read in the loop only: a later loop may reuse it
         return RegionCode(index, carried, init, body.lines)
+
+
+def _from_body(st: _State, body: _State) -> None:
+    """What a loop's body (`body`: its scheduler's state) hands on to the function: the
+    dimensions and helpers its code uses, whether a statement relies on the float
+    arguments' one dtype."""
+    st.p.dims_used |= body.p.dims_used
+    st.p.preludes.update(body.p.preludes)
+    st.one_dtype_used |= body.one_dtype_used
 
 
 def _plain(st: _State, n: Node, target: str, text: str, axis: int | None = None
@@ -618,7 +628,18 @@ def _plain(st: _State, n: Node, target: str, text: str, axis: int | None = None
         lines = _laid_out(st, n, target, axis)
         if lines is not None:
             return lines, None
-    return [f"{target} = {into or text}{_shape_comment(n)}"], (None if into else text)
+    return [f"{target} = {into or text}{_shape_comment(n)}{_rows_note(st, n, text)}"], \
+        (None if into else text)
+
+
+def _rows_note(st: _State, n: Node, text: str) -> str:
+    """`; the rows the loop wrote into h_steps`: a view, under a name of its own, of
+    the rows of an array a loop wrote other values into (ops/control.ROWS_REWRITTEN)."""
+    rewritten = ir_memo().get(ROWS_REWRITTEN)
+    if not rewritten or rewritten.get(id(n)) is not n:
+        return ""
+    base = text.partition("[")[0]
+    return f"; the rows the loop wrote into {base}" if base.isidentifier() else ""
 
 
 _VIEW_TEXT = re.compile(r"[A-Za-z_]\w*(\[[\w\s,:+\-]*\])*")   # `x`, `x[None]`, `h[t - 1]`
@@ -1054,6 +1075,11 @@ class _State:
         buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
         if buf is None:
             return None
+        if ir_memo().get(WIDER_WRITES, {}).get(id(n)) is n:
+            # (a backward loop's row gradients written into the saved states' rows, which
+            # do not read Wy: the float arguments made one dtype where they differ, else
+            # NumPy would round a wider value to the buffer's dtype; passes/rows.py)
+            self.one_dtype_used = True
         if buf == target:   # the array was made under the name of this write
             return list(write(self.p, n, target))
         self.overwritten.add(buf)

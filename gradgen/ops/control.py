@@ -42,7 +42,7 @@ from ..errors import ShapeError
 from ..ir import builder
 from .registry import PREC_ATOM, PREC_CALL, defop
 
-__all__ = ["REGIONS_BUILT", "STEP_INDICES", "loop_range"]
+__all__ = ["REGIONS_BUILT", "ROWS_REWRITTEN", "STEP_INDICES", "WIDER_WRITES", "loop_range"]
 
 
 # The builder's memo key set once a compilation builds a loop: the passes look into loop
@@ -52,6 +52,17 @@ REGIONS_BUILT = "regions built"
 # The builder's memo key of the ids of the index vectors (`np.arange(T)`) that stand for a
 # loop's index at every step (sink_steps batched the steps): codegen names them `steps`.
 STEP_INDICES = "step indices"
+
+# The builder's memo key of {id(view): the view} for the views of an array's rows
+# that a loop wrote other values into (passes/rows.reuse_state_rows: a backward loop's row
+# gradients in the saved states' rows): codegen's comment says so where they are named.
+ROWS_REWRITTEN = "rows rewritten"
+
+# The builder's memo key of {id(write): the write} for the row writes of values that may
+# read a float argument the array's dtype does not (reuse_state_rows: the row gradients
+# read Wy, the saved states do not): the function makes its float arguments one dtype
+# where they differ (rule `one_dtype_at_entry`), so that NumPy rounds nothing.
+WIDER_WRITES = "wider writes"
 
 
 def _scan_shape(args, body, length, start=0, step=1, reverse=False):

@@ -14,8 +14,9 @@ from ..dims import as_expr, same_shape
 from ..ir import Node, make
 from .registry import REGISTRY
 
-__all__ = ["Steps", "accumulation", "batched_op", "empty_with_rows", "index_shift", "new_empty",
-           "placing", "product", "row_read", "row_written"]
+__all__ = ["Steps", "accumulation", "batched_op", "batched_product", "empty_with_rows",
+           "index_shift", "new_empty", "placing", "product", "row_read", "row_written",
+           "stacked_rows", "transposed_matrix"]
 
 # The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
 _PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
@@ -199,3 +200,33 @@ def zero_padded(n: Node) -> tuple[Node, tuple] | None:
     if not isinstance(part, tuple) or len(part) != 4 or part[0] != "slice" or part[3] != 1:
         return None
     return n.args[0], part
+
+
+def batched_product(n: Node) -> tuple[Node, Node] | None:
+    """(P, M) when `n` is `P @ M`, P stacked rows (3-D) times the matrix M: row t of `n` is
+    `P[t] @ M` (passes/rows.reuse_state_rows computes it in a loop's step)."""
+    if n.op == "matmul" and n.ndim == 3 and n.args[0].ndim == 3 and n.args[1].ndim == 2:
+        return n.args[0], n.args[1]
+    return None
+
+
+def stacked_rows(n: Node) -> tuple[Node, Node] | None:
+    """(X, the rows of X it reads: `X[a:b]` or X) when `n` merges the two leading axes of
+    X's rows into one (`X[a:b].reshape((N * T, H))`, the rows stacked as one matrix)."""
+    if n.op != "reshape" or n.args[0].ndim != 3 or n.ndim != 2 \
+            or not same_shape((n.shape[1],), (n.args[0].shape[2],)):
+        return None
+    x = n.args[0]
+    if x.op == "index":
+        index = x.attr("index")
+        if len(index) == 1 and isinstance(index[0], tuple) and index[0][0] == "slice" \
+                and index[0][3] == 1:
+            return x.args[0], x
+    return x, x
+
+
+def transposed_matrix(n: Node) -> Node | None:
+    """A when `n` is the transpose `A.T` of a matrix A, else None."""
+    if n.op == "transpose" and n.attr("axes") == (1, 0):
+        return n.args[0]
+    return None

@@ -27,7 +27,7 @@ from .loops import loops
 from .matchain import matchain, reorder_matrix_chains
 from .rebuild import rebuild
 from .regions import hoist, in_regions
-from .rows import fill_shifted_rows
+from .rows import fill_shifted_rows, reuse_state_rows
 from .rules import CANONICAL, RuleEngine, apply, recording
 from .scalars import place_scalars
 from .simplify import simplify
@@ -76,16 +76,22 @@ def optimize(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     raise InternalError(f"the passes did not reach a fixed point in {MAX_ROUNDS} rounds")
 
 
-def lower(graph: Graph) -> Graph:
+def lower(graph: Graph, hints: dict[str, int] | None = None, state_rows: bool = True
+          ) -> Graph:
     """The rewrites that come after optimisation (they leave canonical form): the ops'
     rules tagged `lower` (built as is, so the canonical rules do not undo them), after
     polynomials are put in Horner's form (whose `sum(h * x)` they make a dot product), then
-    scalar placement, and loops' row buffers filled before them (`fill_shifted_rows`)."""
-    return hoist(in_regions(
-        lambda g: fill_shifted_rows(place_scalars(apply(horner(g), ("lower",)))))(graph))
+    scalar placement, loops' row buffers filled before them (`fill_shifted_rows`), and a
+    backward loop's row gradients written into the saved states' rows (`reuse_state_rows`,
+    where the `hints` or the shapes say a step's products are big enough; `state_rows`:
+    the target writes into arrays in place)."""
+    def lowered(g: Graph) -> Graph:
+        g = fill_shifted_rows(place_scalars(apply(horner(g), ("lower",))))
+        return reuse_state_rows(g, hints) if state_rows else g
+    return hoist(in_regions(lowered)(graph))
 
 
 __all__ = ["PIPELINE", "building", "dce", "fill_shifted_rows", "fuse", "hoist", "hoist_steps",
            "horner", "in_regions", "loops", "lower", "matchain", "optimize", "place_scalars",
-           "rebuild", "recording",
+           "rebuild", "recording", "reuse_state_rows",
            "reorder_matrix_chains", "simplify", "sink_steps"]
