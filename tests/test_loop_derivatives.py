@@ -537,7 +537,7 @@ def test_in_place_accumulation_keeps_the_promoted_dtype(sequences):
 
 def test_recomputed_weights_in_one_buffer_keep_the_promoted_dtype(sequences):
     """hmm_loglik's backward step recomputes its softmax weights in one buffer
-    (`weights = alpha_steps[t - 1][:, None] + logA; weights -= lse_steps[t - 1][None];
+    (`weights = alpha_steps[t - 1][:, None] - lse_steps[t - 1][None]; weights += logA;
     np.exp(weights, out=weights)`) and adds into its steady dlogA (`dlogA += ...`): the
     saved alpha_steps and lse_steps have one dtype, that of the loop's arguments. With
     any one argument float64 and the others float32 (and float32 alone) every gradient
@@ -547,8 +547,8 @@ def test_recomputed_weights_in_one_buffer_keep_the_promoted_dtype(sequences):
     source, mod, _ = sequences
     backward = _function(source, "hmm_loglik_grad").split("reversed(range(1, T)):\n")[1]
     backward = backward.split("\n    del ")[0]
-    assert re.search(r"weights = alpha_steps\[t - 1\]\[:, None\] \+ logA\b.*\n"
-                     r" *weights -= lse_steps\[t - 1\]\[None\]\n"
+    assert re.search(r"weights = alpha_steps\[t - 1\]\[:, None\] - lse_steps\[t - 1\]\[None\].*\n"
+                     r" *weights \+= logA\n"
                      r" *np\.exp\(weights, out=weights\)\n", backward), backward
     assert "dlogA += " in backward, backward
     args, _ = _sequence_args("hmm_loglik", np.random.default_rng(6))

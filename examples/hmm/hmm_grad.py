@@ -333,13 +333,14 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
+        # (N, K, K)
+        weights = alpha_steps[t - 1][:, :, None] - lse_steps[t - 1][:, None]
+        weights += logA
         np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
     del alpha_exp, alpha_steps, logA, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -447,13 +448,14 @@ def loglik_value_and_grad(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
+        # (N, K, K)
+        weights = alpha_steps[t - 1][:, :, None] - lse_steps[t - 1][:, None]
+        weights += logA
         np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
     del alpha_exp, alpha_steps, alpha_sum, logA, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -559,13 +561,14 @@ def loglik_vjp(
     dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
+        # (N, K, K)
+        weights = alpha_steps[t - 1][:, :, None] - lse_steps[t - 1][:, None]
+        weights += logA
         np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
     del alpha_exp, alpha_steps, logA, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -819,25 +822,27 @@ def loglik_hvp(
     dlogE_rows_dot = A_full  # reuses A_full's buffer
     dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
+        # (N, K, K)
+        weights = alpha_steps[t - 1][:, :, None] - lse_steps[t - 1][:, None]
+        weights += logA
         np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
         dlogE_rows[t - 1] = dalpha
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
+        alpha_steps_dot_rows = alpha_steps_dot[t - 1][:, :, None]  # (N, K, 1)
         # (N, K, K)
-        lse_steps_dot_diff = alpha_steps_dot_add - lse_steps_dot[t - 1][:, None]
-        del alpha_steps_dot_add
+        alpha_steps_dot_diff = alpha_steps_dot_rows - lse_steps_dot[t - 1][:, None]
+        alpha_steps_dot_add = alpha_steps_dot_diff + tlogA  # (N, K, K)
+        del alpha_steps_dot_diff
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        dalpha_mul = dalpha[:, None] * (lse_steps_dot_diff * weights)  # (N, K, K)
-        del lse_steps_dot_diff
+        dalpha_mul = dalpha[:, None] * (alpha_steps_dot_add * weights)  # (N, K, K)
+        del alpha_steps_dot_add
         dalpha_dot_add = dalpha_dot[:, None] * weights + dalpha_mul  # (N, K, K)
         del dalpha_mul
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
         dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha, weights)
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
         dlogA_dot = dlogA_dot + dalpha_dot_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", dalpha_dot_add)
     del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp2, alpha_steps, alpha_steps_dot

@@ -46,7 +46,7 @@ from ..ops.control import iteration, loop_attrs, next_row
 from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows, added_row
-from ..ops.nn import lse_form, lse_weighted
+from ..ops.nn import lse_form, lse_shifted, lse_weighted
 from ..ops.registry import REGISTRY, attach_rules
 from ..ops.stepwise import first_row_set, row_written
 from .forward import batched_jvp, jvp
@@ -244,6 +244,9 @@ class _BodyVJP:
             if not more:
                 break
             recomputed |= more
+        views = _carried_views(frontier, self.cin)   # (after the policies: not a value
+        if views:                                     # they recompute from)
+            frontier = _reads_of_primal(roots, primal, recomputed | views)
         oin = {id(x) for x in self.oin}
         self.saved: list[Node] = []
         self.hoisted: list[Node] = []
@@ -333,7 +336,7 @@ def _lse_weights(body: Region, carried: Sequence[Node]
                 out[id(n)], stopped, kept = lse_weighted(n, *form)
                 # (named as what they are where the source names neither: `lse`, and
                 # `weights` for those the backward step computes, as it would build them)
-                weights = make("exp", x - kept)
+                weights = make("exp", lse_shifted(x, kept))
             unstop[id(stopped)] = kept
             unstop[id(out[id(n)])] = n   # (where its value is read: the same value)
             b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(n), "lse")
@@ -362,6 +365,15 @@ def recompute_cheap(frontier: dict[int, Node], carried: Sequence[Node]) -> set[i
         if found:
             more |= found
     return more
+
+
+def _carried_views(frontier: dict[int, Node], carried: Sequence[Node]) -> set[int]:
+    """The ids of the residuals in `frontier` that are views of a carried value
+    (`alpha[:, :, None]`, read where the weights of `ops.nn.lse_shifted` subtract from it):
+    made again from the carried value, which is saved anyway, at no cost."""
+    cin = {id(x) for x in carried}
+    return {k for k, f in frontier.items() if f.args and id(f.args[0]) in cin
+            and REGISTRY[f.op].view_of(f) is not None}
 
 
 def _carried_size(n: Node, cin: dict) -> int:
