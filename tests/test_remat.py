@@ -97,8 +97,8 @@ def test_the_weights_only_where_they_save_memory(module):
     fn, backward = _backward(module[0], "weights")
     assert "lse_steps = np.empty((T, K)" in fn and "(T, K, K)" not in fn, fn
     # (recomputed in one buffer, the difference first (ops.nn.lse_shifted):
-    # `weights = h_steps[t][:, None] - lse_steps[t][None]; weights += W; np.exp`)
-    assert re.search(r"weights = h_steps\[t\]\[:, None\] - lse_steps\[t\]\[None\].*\n"
+    # `weights = h[:, None] - lse_steps[t][None]; weights += W; np.exp`, h made again)
+    assert re.search(r"weights = \w+\[:, None\] - lse_steps\[t\]\[None\].*\n"
                      r" *weights \+= W\n *np\.exp\(weights, out=weights\)", backward), backward
 
 

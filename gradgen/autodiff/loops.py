@@ -659,6 +659,64 @@ def _kept_reads(bv: _BodyVJP, kept: dict, mapping: dict, i: Node) -> dict[int, N
     return kept_in
 
 
+def _rebuilt_carries(node: Node, bv: _BodyVJP, saved: list[Node]) -> dict[int, list[Node]]:
+    """Policy `rebuild_carry` (every saving loop run forwards in steps of 1): {k: the saved
+    step values its next value reads} for each saved carried value x_k (not a number)
+    whose next value is computed by elementwise ops and views from saved step values
+    (`saved`, none of them x_k), the index, outside values and values of the index and
+    outside values only (hmm: `alpha = lse + log_B_transpose[t - 1]`, lse saved as
+    `lse_steps`). x_k is then not saved: the backward step makes it again as the previous
+    step's next value, from the previous row of each saved value (`_previous_next`), bit
+    for bit the value the forward loop computed; the buffer of the carried values (the
+    loop's length times x_k's size) is not kept."""
+    if node.attr("reverse", False) or node.attr("step", 1) != 1:
+        return {}
+    cin = {id(x) for x in bv.cin}
+    keep = {id(f): f for f in saved}
+    elementwise = builder().with_trait("elementwise")
+    out: dict[int, list[Node]] = {}
+    for k, (x, y) in enumerate(zip(bv.cin, bv.body.outputs)):
+        if id(x) not in keep or x.dtype != FLOAT or not x.shape or y is x or id(y) in keep:
+            continue
+        steps: dict[int, Node] = {}
+        stack, seen, ok = [y], set(), True
+        while stack and ok:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if id(n) in keep and n is not x:
+                steps[id(n)] = n
+            elif n.is_const or not (cin & _inputs_of(n)):
+                continue   # (a number, the index, an outside value or computed from those)
+            elif n.is_input or n.op not in elementwise and REGISTRY[n.op].view_of(n) is None:
+                ok = False   # (a carried value itself, or no cheap op)
+            else:
+                stack.extend(n.args)
+        if ok and steps:
+            out[k] = sorted(steps.values(), key=lambda f: saved.index(f))
+    return out
+
+
+def _previous_next(body: Region, k: int, i: Node, rows: dict[int, Node], x0: Node) -> Node:
+    """The carried value k at iteration `i` as the backward step makes it again
+    (`_rebuilt_carries`): `x0` (the loop's initial value) at iteration 0, else the body's
+    next value of it at iteration i - 1, each saved step value read from row i - 1 of its
+    buffer (`rows`: id -> the buffer's input), the index one step back:
+    `where(t == 1, alpha_init, lse_steps[t - 2] + log_B_transpose[t - 2])`. (Row i - 1 is
+    the last row at iteration 0: read, not selected.)"""
+    t = body.inputs[0]
+    before, first = i - const(1), const(0)
+    if i.op == "sub" and i.args[0] is t and i.args[1].is_const:   # (t - 2 and t == 1,
+        c = i.args[1]                                              # not t - 1 - 1, t - 1 == 0)
+        before, first = t - const(c.value + 1), c
+    mapping = {k_: make("gather", r, before, axis=0) for k_, r in rows.items()}
+    mapping[id(t)] = t - const(1)
+    mapping[id(i)] = before
+    (prev,) = substitute([body.outputs[k]], mapping)
+    return make("where", make("eq", i if first.value == 0 else t, first), x0, prev)
+
+
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     """The VJP saving every step's residuals: a forward loop writing them into buffers,
     a reversed loop reading them. `acc`: the cotangents (by outside value's position) the
@@ -674,6 +732,8 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     nexts = {id(y): x for x, y in zip(bv.cin, body.outputs)
              if x is not y and x in bv.saved and y in bv.saved and id(y) not in kept}
     saved = [f for f in bv.saved if id(f) not in nexts and id(f) not in kept]
+    rebuilt = _rebuilt_carries(node, bv, saved)
+    saved = [f for f in saved if not any(f is bv.cin[k] for k in rebuilt)]
     also_next = {id(x) for x in nexts.values()}
     # the forward loop: the body, and a write of each saved value into its buffer
     with b.at(phase="forward"):
@@ -710,6 +770,14 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
         empties += [node.args[k] for k in more]
     # (from the initial values of carried values it reaches but does not depend on)
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
+    for k, steps in rebuilt.items():   # (the carried value made again: `_rebuilt_carries`)
+        x0 = _input(bv.names, bv.cin[k].attr("name") + "_init", "outside", bv.cin[k].shape)
+        rows = {id(f): reads[saved.index(f)] for f in steps}
+        with b.at(origin=body.outputs[k].origin, phase="forward"):
+            mapping[id(bv.cin[k])] = again = _previous_next(body, k, i, rows, x0)
+        b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(again), bv.cin[k].attr("name"))
+        hoisted.append(node.args[k])
+        hoisted_in.append(x0)
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
     ct_inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]
