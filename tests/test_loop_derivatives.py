@@ -328,9 +328,10 @@ def test_a_step_value_larger_than_the_state_is_recomputed(sequences, every):
     (with `checkpoint`): hmm_loglik's gradient (T = 200), saving every step (`every` None),
     in one segment of T steps (`every` = T) or with every step a checkpoint (`every` = 1:
     one saving loop and one backward loop, no segments), keeps the log-sum-exp (K,) per
-    step (the carried alpha is made again from it: rebuild_carry), not the (K, K) exponentials ((T - 1) K K floats, what
-    the gradient saved before) nor their max and sum: the backward step recomputes the
-    softmax weights `exp(alpha[:, None] + logA - lse[None])`. Its peak memory
+    step (the carried alpha is made again from it: rebuild_carry), not the (K, K)
+    exponentials ((T - 1) K K floats, what the gradient saved before) nor their max and
+    sum: the backward step recomputes the softmax weights `exp(alpha[:, None] + logA -
+    lse[None])`. Its peak memory
     (tracemalloc) is far below the exponentials', its gradient the same in each (finite
     differences and the hand-unrolled loop: the tests above) and finite at large values."""
     import tracemalloc
@@ -541,11 +542,12 @@ def test_recomputed_weights_in_one_buffer_keep_the_promoted_dtype(sequences):
     """hmm_loglik's backward step recomputes its softmax weights in one buffer
     (`weights = alpha[:, None] - lse_steps[t - 1][None]; weights += logA;
     np.exp(weights, out=weights)`, alpha made again from lse_steps) and adds into its
-    steady dlogA (`dlogA += ...`): the saved lse_steps has one dtype, that of the loop's arguments. With
-    any one argument float64 and the others float32 (and float32 alone) every gradient
-    has NumPy's promoted dtype, agrees with the hand-unrolled source's (no loop: no saved
-    buffers) and, with a float64 argument, equals that of the arguments made float64 (a
-    float32 buffer anywhere would round it)."""
+    steady dlogA (`dlogA += ...`): the saved lse_steps has one dtype, that of the loop's
+    arguments. With any one argument float64 and the others float32 (and float32 alone)
+    every gradient has NumPy's promoted dtype, agrees with the hand-unrolled source's (no
+    loop: no saved buffers) and, with a float64 argument, equals that of the arguments
+    made float64 (a float32 buffer anywhere would round it), to float32 rounding where
+    the function computes as NumPy promotes op by op (below)."""
     source, mod, _ = sequences
     backward = _function(source, "hmm_loglik_grad").split("reversed(range(1, T)):\n")[1]
     backward = backward.split("\n    del ")[0]
