@@ -48,7 +48,7 @@ from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows, added_row
 from ..ops.nn import lse_form, lse_shifted, lse_weighted
 from ..ops.registry import REGISTRY, attach_rules
-from ..ops.stepwise import first_row_set, row_written
+from ..ops.stepwise import first_row_set, index_shift, row_written
 from .forward import batched_jvp, jvp
 from .reverse import vjp
 
@@ -698,6 +698,24 @@ def _rebuilt_carries(node: Node, bv: _BodyVJP, saved: list[Node]) -> dict[int, l
     return out
 
 
+def _rebuild(node: Node, bv: _BodyVJP, rebuilt: dict[int, list[Node]], i: Node,
+             rows: dict[int, Node], mapping: dict[int, Node], outside: list[Node],
+             inputs: list[Node]) -> None:
+    """Map each carried value of `rebuilt` (`_rebuilt_carries`) to its value made again in
+    the backward step (`_previous_next`; named as the carried value), from the buffers
+    `rows` (id of a saved value -> the backward body's input) and the loop's initial value,
+    a new outside input of the backward body (appended to `outside` and `inputs`)."""
+    body, b = bv.body, builder()
+    for k, steps in rebuilt.items():
+        x0 = _input(bv.names, bv.cin[k].attr("name") + "_init", "outside", bv.cin[k].shape)
+        with b.at(origin=body.outputs[k].origin, phase="forward"):
+            again = _previous_next(body, k, i, {id(f): rows[id(f)] for f in steps}, x0)
+        mapping[id(bv.cin[k])] = again
+        b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(again), bv.cin[k].attr("name"))
+        outside.append(node.args[k])
+        inputs.append(x0)
+
+
 def _previous_next(body: Region, k: int, i: Node, rows: dict[int, Node], x0: Node) -> Node:
     """The carried value k at iteration `i` as the backward step makes it again
     (`_rebuilt_carries`): `x0` (the loop's initial value) at iteration 0, else the body's
@@ -706,15 +724,17 @@ def _previous_next(body: Region, k: int, i: Node, rows: dict[int, Node], x0: Nod
     `where(t == 1, alpha_init, lse_steps[t - 2] + log_B_transpose[t - 2])`. (Row i - 1 is
     the last row at iteration 0: read, not selected.)"""
     t = body.inputs[0]
-    before, first = i - const(1), const(0)
-    if i.op == "sub" and i.args[0] is t and i.args[1].is_const:   # (t - 2 and t == 1,
-        c = i.args[1]                                              # not t - 1 - 1, t - 1 == 0)
-        before, first = t - const(c.value + 1), c
+    shift = 0 if i is t else index_shift(i, t)   # (t - 2 and t == 1 for i = t - 1, not
+    if shift is None:                             # t - 1 - 1 and t - 1 == 0)
+        before, first = i - const(1), make("eq", i, const(0))
+    else:
+        before = t + const(shift - 1) if shift > 1 else t - const(1 - shift)
+        first = make("eq", t, const(-shift))
     mapping = {k_: make("gather", r, before, axis=0) for k_, r in rows.items()}
     mapping[id(t)] = t - const(1)
     mapping[id(i)] = before
     (prev,) = substitute([body.outputs[k]], mapping)
-    return make("where", make("eq", i if first.value == 0 else t, first), x0, prev)
+    return make("where", first, x0, prev)
 
 
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
@@ -770,14 +790,8 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
         empties += [node.args[k] for k in more]
     # (from the initial values of carried values it reaches but does not depend on)
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
-    for k, steps in rebuilt.items():   # (the carried value made again: `_rebuilt_carries`)
-        x0 = _input(bv.names, bv.cin[k].attr("name") + "_init", "outside", bv.cin[k].shape)
-        rows = {id(f): reads[saved.index(f)] for f in steps}
-        with b.at(origin=body.outputs[k].origin, phase="forward"):
-            mapping[id(bv.cin[k])] = again = _previous_next(body, k, i, rows, x0)
-        b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(again), bv.cin[k].attr("name"))
-        hoisted.append(node.args[k])
-        hoisted_in.append(x0)
+    _rebuild(node, bv, rebuilt, i, {id(f): r for f, r in zip(saved, reads)}, mapping,
+             hoisted, hoisted_in)
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
     ct_inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]

@@ -199,3 +199,14 @@ def zero_padded(n: Node) -> tuple[Node, tuple] | None:
     if not isinstance(part, tuple) or len(part) != 4 or part[0] != "slice" or part[3] != 1:
         return None
     return n.args[0], part
+
+
+def taken_after_first(u: Node, m: Node, t: Node, start) -> bool:
+    """Whether `u` is `where(t == start, a, m)`: it takes `m` at every step of a loop of
+    index `t` but the one at `start` (where what `m` reads may be out of its rows:
+    autodiff/loops._previous_next, passes/loops._discarded_at)."""
+    if u.op != "where" or u.args[2] is not m or u.args[1] is m:
+        return False
+    cond = u.args[0]
+    return cond.op == "eq" and cond.args[0] is t and cond.args[1].is_const \
+        and as_expr(cond.args[1].value) == as_expr(start)

@@ -27,7 +27,7 @@ from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
-from ..ops.stepwise import index_shift, new_empty, zero_padded
+from ..ops.stepwise import index_shift, new_empty, taken_after_first, zero_padded
 from .rebuild import rebuild_graph
 
 __all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded",
@@ -504,7 +504,7 @@ def _discarded_at(order: list[Node], body: Region, row: Node, start) -> bool:
             readers.setdefault(id(a), []).append(m)
     outputs = {id(o) for o in body.outputs}
     ops = builder().ops
-    stack = [m for m in order if m.op == "gather" and len(m.args) > 1 and m.args[1] is row]
+    stack = [m for m in order if (place := row_read(m)) is not None and place[1] is row]
     seen: set[int] = set()
     while stack:
         m = stack.pop()
@@ -514,12 +514,8 @@ def _discarded_at(order: list[Node], body: Region, row: Node, start) -> bool:
         if id(m) in outputs:
             return False
         for u in readers.get(id(m), ()):
-            if u.op == "where" and u.args[2] is m and u.args[1] is not m:
-                cond = u.args[0]
-                if cond.op == "eq" and cond.args[0] is t and cond.args[1].is_const \
-                        and as_expr(cond.args[1].value) == start:
-                    continue
-                return False
+            if taken_after_first(u, m, t, start):
+                continue
             if "elementwise" not in ops[u.op].traits and ops[u.op].view_of(u) is None:
                 return False
             stack.append(u)
