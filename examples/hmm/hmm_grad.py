@@ -331,6 +331,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
+        # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
         # (N, K, 1)
         t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
         weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
@@ -446,6 +447,7 @@ def loglik_value_and_grad(
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
+        # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
         # (N, K, 1)
         t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
         weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
@@ -559,6 +561,7 @@ def loglik_vjp(
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
+        # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
         # (N, K, 1)
         t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
         weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
