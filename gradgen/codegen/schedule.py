@@ -581,13 +581,12 @@ class _Scheduler:
                          if id(x) in steady and o.op in st.ufunc and len(o.args) == 2
                          and any(a is x for a in o.args))
         sched = _Scheduler(inner, st.namer, names, frozenset(), self.label, force=adds)
-        sched.st.recomputes = node.phase == "backward"
         for x, code in zip(region.inputs, bound):
             inner.code[id(x)] = code
             sched.refs[id(x)] = ()   # like a function's arguments: never released
         order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
         uses = use_counts(order, region.outputs)
-        sched.st.carried_deps, sched.st.stands_for = steady, stands
+        _body_state(sched.st, node, steady, stands)
         for x, name in zip(region.carried, carried):
             # A carried variable holds an array the function owns (`_initial_values`,
             # `_updated`): once the step has read it for the last time, a statement may
@@ -1423,6 +1422,14 @@ def _shape_comment(n: Node) -> str:
 
 _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions print alike
 #                                          wherever they are used)
+
+
+def _body_state(st: _State, node: Node, steady: dict, stands: dict) -> None:
+    """The state of a loop body's scheduler: its steady carried values and the outer
+    inputs its inputs stand for (`_steady_dtypes`, `_stands_for`), and whether its forward
+    values are recomputed (a backward loop: `# recomputed:` headers, `_said`)."""
+    st.carried_deps, st.stands_for = steady, stands
+    st.recomputes = node.phase == "backward"
 
 
 def _said(st: _State, phase: str) -> str:
