@@ -285,6 +285,13 @@ def f(S: Param[N, K, K], A: Param[N, K]):
     return sum(log(sum(exp(S), axis=1))) + sum(log(sum(exp(A), axis=1, keepdims=True))) \\
         + sum(sum(S, axis=(1, 2)) * sum(A, axis=0)[0]) + sum(A)
 """),
+    # h-hmm4 (issue 12): a batch of square matrices times a batch of vectors is a matmul
+    # (hmm's backward step); of non-square matrices it stays einsum.
+    "lower_einsum_batched_matvec": ("lower", "sum(v[:, None, :] * W, axis=2), W a batch of "
+                                    "square matrices: W @ v[:, :, None]; not for (N, M, K)", """\
+def f(W: Param[N, K, K], v: Param[N, K], U: Param[N, M, K]):
+    return sum(sum(v[:, None, :] * W, axis=2) ** 2) + sum(sum(v[:, None, :] * U, axis=2) ** 2)
+"""),
     # h-rnn2 (issue 12 item 4): the entries a gather takes computed alone, no full-size
     # temporary; not where the operands are both full or the difference is read again.
     "lower_gather_before_elementwise": ("lower", "(Z - log(s))[rows, y], s broadcast along "

@@ -96,9 +96,10 @@ def test_the_weights_only_where_they_save_memory(module):
     assert "lse_steps" not in fn, fn
     fn, backward = _backward(module[0], "weights")
     assert "lse_steps = np.empty((T, K)" in fn and "(T, K, K)" not in fn, fn
-    # (recomputed in one buffer: `weights = ... + W; weights -= lse_steps[t][None]; np.exp`)
-    assert re.search(r"weights -= lse_steps\[t\].*\n *np\.exp\(weights, out=weights\)",
-                     backward), backward
+    # (recomputed in one buffer, the difference first (ops.nn.lse_shifted):
+    # `weights = h[:, None] - lse_steps[t][None]; weights += W; np.exp`, h made again)
+    assert re.search(r"weights = \w+\[:, None\] - lse_steps\[t\]\[None\].*\n"
+                     r" *weights \+= W\n *np\.exp\(weights, out=weights\)", backward), backward
 
 
 @pytest.mark.parametrize("name", ["keep", "nonlinear"])

@@ -309,38 +309,40 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    alpha2 = alpha.copy()
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
-        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
-        np.add(alpha[:, :, None], logA, out=alpha_add)
-        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        lse = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
-        lse += alpha_max[:, 0]
-        del alpha_add, alpha_max
+        alpha2_add = np.empty((K, N, K), dtype=np.result_type(alpha2, logA)).transpose(1, 0, 2)
+        np.add(alpha2[:, :, None], logA, out=alpha2_add)
+        alpha2_max = alpha2_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
+        lse += alpha2_max[:, 0]
+        del alpha2_add, alpha2_max
         lse_steps[t - 1] = lse
-        alpha = lse + logE_rows[t - 1]  # (N, K)
+        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
-    del logE_rows
-    # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    # (N, K); reuses alpha2's buffer
+    alpha_exp = np.subtract(alpha2, alpha2.max(axis=1, keepdims=True), out=alpha2)
     np.exp(alpha_exp, out=alpha_exp)
-    del alpha
+    del alpha2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
+        # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
+        # (N, K, 1)
+        t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
+        weights += logA
         np.exp(weights, out=weights)
+        del t_where
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
-    del alpha_exp, alpha_steps, logA, lse_steps
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
+    del alpha, alpha_exp, logA, logE_rows, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -419,42 +421,44 @@ def loglik_value_and_grad(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    alpha2 = alpha.copy()
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
-        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
-        np.add(alpha[:, :, None], logA, out=alpha_add)
-        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        lse = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
-        lse += alpha_max[:, 0]
-        del alpha_add, alpha_max
+        alpha2_add = np.empty((K, N, K), dtype=np.result_type(alpha2, logA)).transpose(1, 0, 2)
+        np.add(alpha2[:, :, None], logA, out=alpha2_add)
+        alpha2_max = alpha2_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
+        lse += alpha2_max[:, 0]
+        del alpha2_add, alpha2_max
         lse_steps[t - 1] = lse
-        alpha = lse + logE_rows[t - 1]  # (N, K)
+        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
-    del logE_rows
-    alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
-    # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha_max2, out=alpha)
+    alpha_max = alpha2.max(axis=1, keepdims=True)  # (N, 1)
+    # (N, K); reuses alpha2's buffer
+    alpha_exp = np.subtract(alpha2, alpha_max, out=alpha2)
     np.exp(alpha_exp, out=alpha_exp)
-    del alpha
+    del alpha2
     alpha_sum = np.einsum("ij->i", alpha_exp)  # (N,)
-    value = (np.log(alpha_sum) + alpha_max2[:, 0]).sum() / N
-    del alpha_max2
+    value = (np.log(alpha_sum) + alpha_max[:, 0]).sum() / N
+    del alpha_max
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
+        # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
+        # (N, K, 1)
+        t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
+        weights += logA
         np.exp(weights, out=weights)
+        del t_where
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
-    del alpha_exp, alpha_steps, alpha_sum, logA, lse_steps
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
+    del alpha, alpha_exp, alpha_sum, logA, logE_rows, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -535,38 +539,40 @@ def loglik_vjp(
     del A_diff
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    alpha2 = alpha.copy()
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
-        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
-        np.add(alpha[:, :, None], logA, out=alpha_add)
-        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        lse = np.log(np.einsum("ijk->ik", np.exp(alpha_add - alpha_max)))  # (N, K)
-        lse += alpha_max[:, 0]
-        del alpha_add, alpha_max
+        alpha2_add = np.empty((K, N, K), dtype=np.result_type(alpha2, logA)).transpose(1, 0, 2)
+        np.add(alpha2[:, :, None], logA, out=alpha2_add)
+        alpha2_max = alpha2_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
+        lse += alpha2_max[:, 0]
+        del alpha2_add, alpha2_max
         lse_steps[t - 1] = lse
-        alpha = lse + logE_rows[t - 1]  # (N, K)
+        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
-    del logE_rows
-    # (N, K); reuses alpha's buffer
-    alpha_exp = np.subtract(alpha, alpha.max(axis=1, keepdims=True), out=alpha)
+    # (N, K); reuses alpha2's buffer
+    alpha_exp = np.subtract(alpha2, alpha2.max(axis=1, keepdims=True), out=alpha2)
     np.exp(alpha_exp, out=alpha_exp)
-    del alpha
+    del alpha2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=dtype)
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
+        # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
+        # (N, K, 1)
+        t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
+        weights += logA
         np.exp(weights, out=weights)
+        del t_where
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
-    del alpha_exp, alpha_steps, logA, lse_steps
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
+    del alpha, alpha_exp, logA, logE_rows, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -765,83 +771,84 @@ def loglik_hvp(
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     del logE
     # tangent of the loop at line 13
-    alpha_steps = np.empty((T - 1, N, K), dtype=dtype)
     lse_steps = np.empty((T - 1, N, K), dtype=dtype)
-    alpha_steps_dot = A_full.copy()
+    alpha2 = alpha.copy()
     lse_steps_dot = A_full.copy()
-    alpha_dot = talpha
+    alpha_dot = talpha.copy()
     for t in range(1, T):
-        alpha_steps[t - 1] = alpha
         # (N, K, K), axis 1 outermost: reduced over it in one pass
-        alpha_add = np.empty((K, N, K), dtype=np.result_type(alpha, logA)).transpose(1, 0, 2)
-        np.add(alpha[:, :, None], logA, out=alpha_add)
-        alpha_max = alpha_add.max(axis=1, keepdims=True)  # (N, 1, K)
-        # (N, K, K); reuses alpha_add's buffer
-        alpha_exp = np.subtract(alpha_add, alpha_max, out=alpha_add)
-        np.exp(alpha_exp, out=alpha_exp)
-        del alpha_add
-        alpha_sum = np.einsum("ijk->ik", alpha_exp)  # (N, K)
-        lse = np.log(alpha_sum)  # (N, K)
-        lse += alpha_max[:, 0]
-        del alpha_max
+        alpha2_add = np.empty((K, N, K), dtype=np.result_type(alpha2, logA)).transpose(1, 0, 2)
+        np.add(alpha2[:, :, None], logA, out=alpha2_add)
+        alpha2_max = alpha2_add.max(axis=1, keepdims=True)  # (N, 1, K)
+        # (N, K, K); reuses alpha2_add's buffer
+        alpha2_exp = np.subtract(alpha2_add, alpha2_max, out=alpha2_add)
+        np.exp(alpha2_exp, out=alpha2_exp)
+        del alpha2_add
+        alpha2_sum = np.einsum("ijk->ik", alpha2_exp)  # (N, K)
+        lse = np.log(alpha2_sum)  # (N, K)
+        lse += alpha2_max[:, 0]
+        del alpha2_max
         lse_steps[t - 1] = lse
-        alpha = lse + logE_rows[t - 1]  # (N, K)
+        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
-        # tangent of line 13: for t in range(1, T):
-        alpha_steps_dot[t - 1] = alpha_dot
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
-        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
-        del alpha_dot_add, alpha_exp
-        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
-        del alpha_dot_einsum, alpha_sum
+        alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha2_exp)  # (N, K)
+        del alpha2_exp, alpha_dot_add
+        alpha_dot_div = alpha_dot_einsum / alpha2_sum  # (N, K)
+        del alpha2_sum, alpha_dot_einsum
         # tangent of line 13: for t in range(1, T):
         lse_steps_dot[t - 1] = alpha_dot_div
         alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
-    del logE_rows, talpha, tlogE_rows
-    alpha_exp2 = np.exp(alpha - alpha.max(axis=1, keepdims=True))  # (N, K)
-    del alpha
+    # (N, K); reuses alpha2's buffer
+    alpha_exp = np.subtract(alpha2, alpha2.max(axis=1, keepdims=True), out=alpha2)
+    np.exp(alpha_exp, out=alpha_exp)
+    del alpha2
     # grad of line 13: for t in range(1, T):
     A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of line 15: return mean(logsumexp(alpha, axis=1))
-    alpha_sum2 = np.einsum("ij->i", alpha_exp2)[:, None]  # (N, 1)
-    alpha_div = alpha_exp2 / alpha_sum2  # (N, K)
+    alpha_sum = np.einsum("ij->i", alpha_exp)[:, None]  # (N, 1)
+    alpha_div = alpha_exp / alpha_sum  # (N, K)
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
     # (N, K)
-    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp2)[:, None] * alpha_div
-    alpha_div2 = alpha_mul / alpha_sum2  # (N, K)
+    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
+    alpha_div2 = alpha_mul / alpha_sum  # (N, K)
     del alpha_mul
     # grad of the loop at line 13
     dlogA = A_full2
-    dlogE_rows = np.empty((T - 1, N, K), dtype=dtype)
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
     dlogE_rows_dot = A_full  # reuses A_full's buffer
-    dalpha_dot = (alpha_dot * alpha_exp2 / alpha_sum2 - alpha_div2) / N
+    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
     for t in reversed(range(1, T)):
-        weights = alpha_steps[t - 1][:, :, None] + logA  # (N, K, K)
-        weights -= lse_steps[t - 1][:, None]
-        np.exp(weights, out=weights)
+        t_eq = t == 1
+        # (N, K, 1)
+        t_where = np.where(t_eq, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        weights = np.exp(t_where - dlogE_rows[t - 1][:, None] + logA)  # (N, K, K)
+        del t_where
         # grad of line 13: for t in range(1, T):
         dlogE_rows[t - 1] = dalpha
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
-        alpha_steps_dot_add = alpha_steps_dot[t - 1][:, :, None] + tlogA  # (N, K, K)
+        # (N, K)
+        t_where3 = np.where(t_eq, talpha, lse_steps_dot[t - 2] + tlogE_rows[t - 2])
+        t_where2 = t_where3[:, :, None]  # (N, K, 1)
+        del t_where3
         # (N, K, K)
-        lse_steps_dot_diff = alpha_steps_dot_add - lse_steps_dot[t - 1][:, None]
-        del alpha_steps_dot_add
+        talpha_mul = (t_where2 - lse_steps_dot[t - 1][:, None] + tlogA) * weights
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        dalpha_mul = dalpha[:, None] * (lse_steps_dot_diff * weights)  # (N, K, K)
-        del lse_steps_dot_diff
+        dalpha_mul = dalpha[:, None] * talpha_mul  # (N, K, K)
+        del talpha_mul
         dalpha_dot_add = dalpha_dot[:, None] * weights + dalpha_mul  # (N, K, K)
         del dalpha_mul
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
         dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha, weights)
-        dalpha = np.einsum("ik,ijk->ij", dalpha, weights)
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
         dlogA_dot = dlogA_dot + dalpha_dot_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", dalpha_dot_add)
-    del A_full, A_full2, alpha_div, alpha_div2, alpha_dot, alpha_exp2, alpha_steps, alpha_steps_dot
-    del alpha_sum2, logA, lse_steps, lse_steps_dot, tlogA
+    del A_full, A_full2, alpha, alpha_div, alpha_div2, alpha_dot, alpha_exp, alpha_sum, logA
+    del logE_rows, lse_steps, lse_steps_dot, talpha, tlogA, tlogE_rows
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA

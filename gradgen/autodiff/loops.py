@@ -46,9 +46,9 @@ from ..ops.control import iteration, loop_attrs, next_row
 from ..ops.control import reads as _inputs_of
 from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows, added_row
-from ..ops.nn import lse_form, lse_weighted
+from ..ops.nn import lse_form, lse_shifted, lse_weighted
 from ..ops.registry import REGISTRY, attach_rules
-from ..ops.stepwise import first_row_set, row_written
+from ..ops.stepwise import first_row_set, index_shift, row_written
 from .forward import batched_jvp, jvp
 from .reverse import vjp
 
@@ -244,6 +244,9 @@ class _BodyVJP:
             if not more:
                 break
             recomputed |= more
+        views = _carried_views(frontier, self.cin)   # (after the policies: not a value
+        if views:                                     # they recompute from)
+            frontier = _reads_of_primal(roots, primal, recomputed | views)
         oin = {id(x) for x in self.oin}
         self.saved: list[Node] = []
         self.hoisted: list[Node] = []
@@ -333,7 +336,7 @@ def _lse_weights(body: Region, carried: Sequence[Node]
                 out[id(n)], stopped, kept = lse_weighted(n, *form)
                 # (named as what they are where the source names neither: `lse`, and
                 # `weights` for those the backward step computes, as it would build them)
-                weights = make("exp", x - kept)
+                weights = make("exp", lse_shifted(x, kept))
             unstop[id(stopped)] = kept
             unstop[id(out[id(n)])] = n   # (where its value is read: the same value)
             b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(n), "lse")
@@ -362,6 +365,15 @@ def recompute_cheap(frontier: dict[int, Node], carried: Sequence[Node]) -> set[i
         if found:
             more |= found
     return more
+
+
+def _carried_views(frontier: dict[int, Node], carried: Sequence[Node]) -> set[int]:
+    """The ids of the residuals in `frontier` that are views of a carried value
+    (`alpha[:, :, None]`, read where the weights of `ops.nn.lse_shifted` subtract from it):
+    made again from the carried value, which is saved anyway, at no cost."""
+    cin = {id(x) for x in carried}
+    return {k for k, f in frontier.items() if f.args and id(f.args[0]) in cin
+            and REGISTRY[f.op].view_of(f) is not None}
 
 
 def _carried_size(n: Node, cin: dict) -> int:
@@ -647,6 +659,84 @@ def _kept_reads(bv: _BodyVJP, kept: dict, mapping: dict, i: Node) -> dict[int, N
     return kept_in
 
 
+def _rebuilt_carries(node: Node, bv: _BodyVJP, saved: list[Node]) -> dict[int, list[Node]]:
+    """Policy `rebuild_carry` (every saving loop run forwards in steps of 1): {k: the saved
+    step values its next value reads} for each saved carried value x_k (not a number)
+    whose next value is computed by elementwise ops and views from saved step values
+    (`saved`, none of them x_k), the index, outside values and values of the index and
+    outside values only (hmm: `alpha = lse + log_B_transpose[t - 1]`, lse saved as
+    `lse_steps`). x_k is then not saved: the backward step makes it again as the previous
+    step's next value, from the previous row of each saved value (`_previous_next`), bit
+    for bit the value the forward loop computed; the buffer of the carried values (the
+    loop's length times x_k's size) is not kept."""
+    if node.attr("reverse", False) or node.attr("step", 1) != 1:
+        return {}
+    cin = {id(x) for x in bv.cin}
+    keep = {id(f): f for f in saved}
+    elementwise = builder().with_trait("elementwise")
+    out: dict[int, list[Node]] = {}
+    for k, (x, y) in enumerate(zip(bv.cin, bv.body.outputs)):
+        if id(x) not in keep or x.dtype != FLOAT or not x.shape or y is x or id(y) in keep:
+            continue
+        steps: dict[int, Node] = {}
+        stack, seen, ok = [y], set(), True
+        while stack and ok:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if id(n) in keep and n is not x:
+                steps[id(n)] = n
+            elif n.is_const or not (cin & _inputs_of(n)):
+                continue   # (a number, the index, an outside value or computed from those)
+            elif n.is_input or n.op not in elementwise and REGISTRY[n.op].view_of(n) is None:
+                ok = False   # (a carried value itself, or no cheap op)
+            else:
+                stack.extend(n.args)
+        if ok and steps:
+            out[k] = sorted(steps.values(), key=lambda f: saved.index(f))
+    return out
+
+
+def _rebuild(node: Node, bv: _BodyVJP, rebuilt: dict[int, list[Node]], i: Node,
+             rows: dict[int, Node], mapping: dict[int, Node], outside: list[Node],
+             inputs: list[Node]) -> None:
+    """Map each carried value of `rebuilt` (`_rebuilt_carries`) to its value made again in
+    the backward step (`_previous_next`; named as the carried value), from the buffers
+    `rows` (id of a saved value -> the backward body's input) and the loop's initial value,
+    a new outside input of the backward body (appended to `outside` and `inputs`)."""
+    body, b = bv.body, builder()
+    for k, steps in rebuilt.items():
+        x0 = _input(bv.names, bv.cin[k].attr("name") + "_init", "outside", bv.cin[k].shape)
+        with b.at(origin=body.outputs[k].origin, phase="forward"):
+            again = _previous_next(body, k, i, {id(f): rows[id(f)] for f in steps}, x0)
+        mapping[id(bv.cin[k])] = again
+        b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(again), bv.cin[k].attr("name"))
+        outside.append(node.args[k])
+        inputs.append(x0)
+
+
+def _previous_next(body: Region, k: int, i: Node, rows: dict[int, Node], x0: Node) -> Node:
+    """The carried value k at iteration `i` as the backward step makes it again
+    (`_rebuilt_carries`): `x0` (the loop's initial value) at iteration 0, else the body's
+    next value of it at iteration i - 1, each saved step value read from row i - 1 of its
+    buffer (`rows`: id -> the buffer's input), the index one step back:
+    `where(t == 1, alpha_init, lse_steps[t - 2] + log_B_transpose[t - 2])`. (Row i - 1 is
+    the last row at iteration 0: read, not selected.)"""
+    t = body.inputs[0]
+    shift = 0 if i is t else index_shift(i, t)   # (t - 2 and t == 1 for i = t - 1, not
+    if shift is None:                             # t - 1 - 1 and t - 1 == 0)
+        before, first = i - const(1), make("eq", i, const(0))
+    else:
+        before = t + const(shift - 1) if shift > 1 else t - const(1 - shift)
+        first = make("eq", t, const(-shift))
+    mapping = {k_: make("gather", r, before, axis=0) for k_, r in rows.items()}
+    mapping[id(t)] = t - const(1)
+    mapping[id(i)] = before
+    (prev,) = substitute([body.outputs[k]], mapping)
+    return make("where", first, x0, prev)
+
+
 def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     """The VJP saving every step's residuals: a forward loop writing them into buffers,
     a reversed loop reading them. `acc`: the cotangents (by outside value's position) the
@@ -662,6 +752,8 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
     nexts = {id(y): x for x, y in zip(bv.cin, body.outputs)
              if x is not y and x in bv.saved and y in bv.saved and id(y) not in kept}
     saved = [f for f in bv.saved if id(f) not in nexts and id(f) not in kept]
+    rebuilt = _rebuilt_carries(node, bv, saved)
+    saved = [f for f in saved if not any(f is bv.cin[k] for k in rebuilt)]
     also_next = {id(x) for x in nexts.values()}
     # the forward loop: the body, and a write of each saved value into its buffer
     with b.at(phase="forward"):
@@ -698,6 +790,8 @@ def _saved_vjp(g: dict, node: Node, acc: dict | None = None) -> tuple:
         empties += [node.args[k] for k in more]
     # (from the initial values of carried values it reaches but does not depend on)
     hoisted = substitute(bv.hoisted, {id(x): a for x, a in zip(body.inputs[1:], node.args)})
+    _rebuild(node, bv, rebuilt, i, {id(f): r for f, r in zip(saved, reads)}, mapping,
+             hoisted, hoisted_in)
     outs, oin_used = bv.backward(mapping)
     outer = dict(zip(map(id, bv.oin), node.args[c:]))
     ct_inits = [g[k] if k in g else _zeros(node.args[k]) for k in bv.active]

@@ -450,7 +450,7 @@ class _Scheduler:
             phase = n.phase if not phase_of else phase_of.get(nid, n.phase)
             if last_origin is None or n.origin is not last_origin[0] \
                     or phase != last_origin[1] or n.op in st.ops.loop:
-                last_origin = _comment(stmts_out, n, last_origin, label, phase)
+                last_origin = _comment(stmts_out, n, last_origin, label, _said(st, phase))
             stmts_out.append(Statement(stmts, phase, arg_refs, release, target, expr,
                                        st.take_temps(), n))
         self.last_origin = last_origin
@@ -588,7 +588,7 @@ class _Scheduler:
             sched.refs[id(x)] = ()   # like a function's arguments: never released
         order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
         uses = use_counts(order, region.outputs)
-        sched.st.carried_deps, sched.st.stands_for = steady, stands
+        _body_state(sched.st, node, steady, stands)
         for x, name in zip(region.carried, carried):
             # A carried variable holds an array the function owns (`_initial_values`,
             # `_updated`): once the step has read it for the last time, a statement may
@@ -796,7 +796,7 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=M
         aid = id(arg)
         var = st.p.code[aid][0]
         refs[aid] = tuple(name for a in arg.args for name in refs[id(a)])   # after any spilled
-        last_origin = _comment(stmts_out, arg, last_origin, label)
+        last_origin = _comment(stmts_out, arg, last_origin, label, _said(st, arg.phase))
         st.inlined.discard(aid)
         st.read(refs[aid])
         release = st.define(arg, var, uses[aid], refs[aid])
@@ -898,6 +898,7 @@ class _State:
         self.one_dtype_names = frozenset(self.one_dtype.values())
         self.int_inputs: set[str] = set()   # the names of the Index inputs scheduled so far
         self.one_dtype_used = False
+        self.recomputes = False   # a backward loop's body: its forward values recomputed
 
     def deps(self, n: Node) -> frozenset:
         """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
@@ -1449,6 +1450,19 @@ _SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions prin
 #                                          wherever they are used)
 
 
+def _body_state(st: _State, node: Node, steady: dict, stands: dict) -> None:
+    """The state of a loop body's scheduler: its steady carried values and the outer
+    inputs its inputs stand for (`_steady_dtypes`, `_stands_for`), and whether its forward
+    values are recomputed (a backward loop: `# recomputed:` headers, `_said`)."""
+    st.carried_deps, st.stands_for = steady, stands
+    st.recomputes = node.phase == "backward"
+
+
+def _said(st: _State, phase: str) -> str:
+    """The phase a header names: RECOMPUTED for a forward value in a backward loop's body."""
+    return RECOMPUTED if st.recomputes and phase == "forward" else phase
+
+
 def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
              phase: str | None = None):
     """Before the first derivative statement of each source line, say what it
@@ -1458,7 +1472,7 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
     here (by default its own)."""
     phase = phase or n.phase
     origin = n.origin
-    if phase not in _DERIVATIVE or origin is None:
+    if phase not in _DERIVATIVE and phase != RECOMPUTED or origin is None:
         return last_origin
     regions = n.attrs and n.regions
     if last_origin is not None and phase == last_origin[1] and not regions:
@@ -1480,7 +1494,7 @@ def _header(label: str, origin) -> str:
     key = (label, origin.line, origin.text)   # (an Origin's own hash is a Python call)
     line = _HEADERS.get(key)
     if line is None:
-        head = f"# {label} of line {origin.line}: "
+        head = f"# {label}{':' if label == RECOMPUTED else ' of'} line {origin.line}: "
         text = _ALIGNED_COMMENT.sub("  #", comment_text(origin.text))
         if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
             text = text[:max(MAX_HEADER - len(head) - 3, 0)].rstrip() + "..."
@@ -1500,6 +1514,9 @@ _ALIGNED_COMMENT = re.compile(r" {3,}#")
 # The phases of derivative nodes: reverse mode ("grad", or what the function calls it),
 # forward mode, and forward over reverse (an HVP's tangents of the gradient's nodes).
 _DERIVATIVE = frozenset({"backward", "tangent", SECOND_ORDER})
+# The header of the forward values a backward loop's step computes again (`# recomputed:
+# line 14: ...`, autodiff/loops: the softmax weights, a carried value made again).
+RECOMPUTED = "recomputed"
 
 
 # ---------------------------------------------------------------- regions (loops)

@@ -20,6 +20,7 @@ from .registry import (
     PREC_ADD,
     PREC_CALL,
     PREC_CMP,
+    PREC_LOWEST,
     PREC_MUL,
     PREC_NEG,
     PREC_POW,
@@ -759,7 +760,18 @@ def _where_jvp(ts, n):
                 tb if tb is not None else const(0))
 
 
-defop("where", 3, shape=_bshape, emit=call("where"), traits=EW, domain=(REAL, REAL, REAL),
+def _emit_where_xp(p, node):
+    """The standard's where takes an array condition: a 0-d one (`t == 1` of a loop's
+    index, a Python bool: autodiff/loops._previous_next) made one with `asarray`."""
+    if node.args[0].shape:
+        return call("where")(p, node)
+    cond = p.arg(node, 0, PREC_LOWEST)
+    args = [p.call("asarray", [cond]), *(p.arg(node, i, PREC_LOWEST) for i in (1, 2))]
+    return p.call("where", args), PREC_CALL
+
+
+defop("where", 3, shape=_bshape, emit={"numpy": call("where"), "default": _emit_where_xp},
+      traits=EW, domain=(REAL, REAL, REAL),
       vjp=lambda g, n: (None, select(n.args[0], g, const(0), n),
                         select(n.args[0], const(0), g, n)),
       jvp=_where_jvp)

@@ -95,6 +95,17 @@ def lse_form(node):
     return None
 
 
+def lse_shifted(x, m):
+    """x - m for the weights `exp(x - m)` of `lse_weighted`, as `(a - m) + b` where x is
+    `a + b`: the full-size difference made from the two broadcast operands, then b added in
+    place (hmm's step, (N, K, K) from (N, K, 1), (N, 1, K) and (1, K, K): ~13% faster
+    than subtracting m from `a + b` in place). The same value up to rounding."""
+    if x.op == "add" and len(x.args) == 2:
+        a, b = x.args
+        return (a - m) + b
+    return x - m
+
+
 def lse_weighted(node, x, axes, keepdims):
     """The log-sum-exp `node` of x (`lse_form`) as a value equal to it whose derivative
     reads the softmax weights `exp(x - node)` (finite: x - node <= 0) instead of the
@@ -105,5 +116,5 @@ def lse_weighted(node, x, axes, keepdims):
     where saving them costs x's size per step."""
     kept = node if keepdims else make("expand_dims", node, axes=axes)
     stopped = make("stop_gradient", kept)
-    s = make("sum", make("exp", x - stopped), axes=axes, keepdims=keepdims)
+    s = make("sum", make("exp", lse_shifted(x, stopped)), axes=axes, keepdims=keepdims)
     return make("stop_gradient", node) + (s - make("stop_gradient", s)), stopped, kept

@@ -230,3 +230,14 @@ def transposed_matrix(n: Node) -> Node | None:
     if n.op == "transpose" and n.attr("axes") == (1, 0):
         return n.args[0]
     return None
+
+
+def taken_after_first(u: Node, m: Node, t: Node, start) -> bool:
+    """Whether `u` is `where(t == start, a, m)`: it takes `m` at every step of a loop of
+    index `t` but the one at `start` (where what `m` reads may be out of its rows:
+    autodiff/loops._previous_next, passes/loops._discarded_at)."""
+    if u.op != "where" or u.args[2] is not m or u.args[1] is m:
+        return False
+    cond = u.args[0]
+    return cond.op == "eq" and cond.args[0] is t and cond.args[1].is_const \
+        and as_expr(cond.args[1].value) == as_expr(start)

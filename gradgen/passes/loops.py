@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from ..dims import as_expr, same_shape
-from ..ir import Graph, Node, Region, builder, make, topo_order, use_counts
+from ..ir import Graph, Node, Region, builder, carry_names, make, topo_order, use_counts
 from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
-from ..ops.stepwise import index_shift, new_empty, zero_padded
+from ..ops.stepwise import index_shift, new_empty, taken_after_first, zero_padded
 from .rebuild import rebuild_graph
 
 __all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded",
@@ -336,6 +336,7 @@ def _reading_rows(order: list[Node], new_in: dict[int, Node], t: Node) -> dict[i
         else:
             with builder().at(origin=m.origin, phase=m.phase):
                 new[id(m)] = make(m.op, *args, **m.kw)
+            carry_names(m, new[id(m)])   # (`weights` stays weights)
     return new
 
 
@@ -378,11 +379,23 @@ def loops_with_pairs(graph: Graph, pairs_of: Callable[[Node], list], also: int |
             uses = use_counts(graph.order, graph.outputs)
             inputs = {id(x) for x in graph.inputs}
         args = n.args
-        found = [p for p in found if uses[id(args[p[1]])] == 1 and id(args[p[1]]) not in inputs
-                 and not _may_view(args[p[1]])
+        found = [p for p in found if (uses[id(args[p[1]])] == 1 or _read_before(graph, n,
+                                                                        args[p[1]]))
+                 and id(args[p[1]]) not in inputs and not _may_view(args[p[1]])
                  and (also is None or uses[id(args[p[also]])] == 1)]
         if found:
             yield n, found
+
+
+def _read_before(graph: Graph, loop: Node, a: Node) -> bool:
+    """Whether every other reader of `a` is computed before `loop` (one the loop depends
+    on: hmm's forward loop reads log_B_transpose, the backward loop that reads its parts
+    last), and `a` is no output of the graph."""
+    if any(o is a for o in graph.outputs):
+        return False
+    before = {id(m) for m in topo_order([loop])}
+    return all(id(m) in before for m in graph.order
+               if m is not loop and any(x is a for x in m.args))
 
 
 def share_row_buffers(graph: Graph) -> Graph:
@@ -436,17 +449,77 @@ def _row_buffer_pairs(n: Node) -> list[tuple[int, int]]:
         if r is not t and index_shift(r, t) is None:
             continue
         a = n.args[k]
+        behind = _rows_behind(n, r)
         for j in range(c, len(n.args)):
             b, arg = body.inputs[1 + j], n.args[j]
-            if j in taken or id(b) in other or rows.get(id(b)) != {id(r)} \
+            if j in taken or id(b) in other or not rows.get(id(b)) \
+                    or not rows[id(b)] <= behind \
                     or arg.dtype != a.dtype or not same_shape(tuple(arg.shape), tuple(a.shape)) \
                     or not set(dtype_sources(arg)) >= set(dtype_sources(a)) \
-                    or not _read_before_written(body, b, y):
+                    or id(r) in rows[id(b)] and not _read_before_written(body, b, y):
                 continue
             found.append((k, j))
             taken.add(j)
             break
     return found
+
+
+def _rows_behind(n: Node, r: Node) -> set[int]:
+    """The ids of the row expressions of the loop `n`'s body that are the written row `r`
+    or a row the loop has passed when it writes row r (`t - 2` beside `t - 1` in a
+    reversed loop, `t + 1` in a loop run forwards): rows no later step writes, so that a
+    step reading them from an array whose buffer the rows r are written into reads its own
+    values (hmm's backward step reads log_B_transpose[t - 2] for the carried alpha made
+    again, and writes dlog_B_transpose[t - 1]). A row of a reversed loop that is negative
+    at its last step (`t - 2` at t = 1: the last row, written by then) only where what
+    reads it there is discarded (`_discarded_at`)."""
+    body = n.attr("body")
+    t = body.inputs[0]
+    reverse = bool(n.attr("reverse", False))
+    at = 0 if r is t else index_shift(r, t)
+    out = {id(r)}
+    if at is None:
+        return out
+    start = as_expr(n.attr("start", 0))
+    order = topo_order(body.outputs)
+    for m in order:
+        k = 0 if m is t else index_shift(m, t)
+        if k is None or not (k < at if reverse else k > at):
+            continue
+        if reverse and not (start + k).is_nonnegative and not _discarded_at(order, body, m,
+                                                                           start):
+            continue
+        out.add(id(m))
+    return out
+
+
+def _discarded_at(order: list[Node], body: Region, row: Node, start) -> bool:
+    """Whether every value computed from the reads at `row` reaches the body's outputs only
+    through the third argument of a `where(t == start, a, b)` (elementwise ops and views
+    between): at t = start its value is not used (autodiff/loops._previous_next)."""
+    t = body.inputs[0]
+    readers: dict[int, list[Node]] = {}
+    for m in order:
+        for a in m.args:
+            readers.setdefault(id(a), []).append(m)
+    outputs = {id(o) for o in body.outputs}
+    ops = builder().ops
+    stack = [m for m in order if (place := row_read(m)) is not None and place[1] is row]
+    seen: set[int] = set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        if id(m) in outputs:
+            return False
+        for u in readers.get(id(m), ()):
+            if taken_after_first(u, m, t, start):
+                continue
+            if "elementwise" not in ops[u.op].traits and ops[u.op].view_of(u) is None:
+                return False
+            stack.append(u)
+    return True
 
 
 def row_reads(body: Region) -> tuple[dict[int, set[int]], set[int]]:
@@ -489,9 +562,27 @@ def _read_before_written(body: Region, b: Node, y: Node) -> bool:
     uses = use_counts(order, body.outputs)
     for m in order:
         if id(m) not in rows and any(id(a) in rows for a in m.args) and \
-                (id(m) in outputs or id(m) not in feeds_g and uses[id(m)] < 2):
+                (id(m) in outputs or not _kept_before(m, order, outputs, feeds_g, uses)):
             return False
     return True
+
+
+def _kept_before(m: Node, order: list[Node], outputs: set[int], feeds_g: set[int],
+                 uses: dict[int, int]) -> bool:
+    """Whether the value `m` (reading a row) is g's or read more than once, or is read
+    once by such a value through values read once (`weights = alpha[:, :, None] -
+    lse_steps[t - 1][:, None]; weights += log_A; np.exp(weights, out=weights)`, the
+    exponentials read twice): the scheduler computes it into a variable, before the write."""
+    reader: dict[int, Node] = {}
+    for u in order:
+        for a in u.args:
+            reader[id(a)] = u
+    while True:
+        if id(m) in feeds_g or uses[id(m)] >= 2:
+            return True
+        if id(m) in outputs or uses[id(m)] != 1 or id(m) not in reader:
+            return False
+        m = reader[id(m)]
 
 
 def _may_view(a: Node) -> bool:
@@ -512,4 +603,5 @@ def _substituted(order: list[Node], mapping: dict[int, Node]) -> dict[int, Node]
         else:
             with builder().at(origin=m.origin, phase=m.phase):
                 new[id(m)] = make(m.op, *args, **m.kw)
+            carry_names(m, new[id(m)])   # (`weights` stays weights)
     return new
