@@ -1077,9 +1077,8 @@ class _State:
         if buf is None:
             return None
         if ir_memo().get(WIDER_WRITES, {}).get(id(n)) is n:
-            # (a backward loop's row gradients written into the saved states' rows, which
-            # do not read Wy: the float arguments made one dtype where they differ, else
-            # NumPy would round a wider value to the buffer's dtype; passes/rows.py)
+            # (row gradients into saved states' rows that do not read Wy: the float arguments
+            # one dtype, else NumPy rounds a wider value to the buffer's; passes/rows.py)
             self.one_dtype_used = True
         if buf == target:   # the array was made under the name of this write
             return list(write(self.p, n, target))
