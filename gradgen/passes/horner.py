@@ -27,6 +27,7 @@ by hand, blocks made sizes below 10^6 slower and added nothing to Horner's form
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import islice
 
 import sympy
 
@@ -43,7 +44,7 @@ def horner(graph: Graph) -> Graph:
     """The graph with each polynomial in one array evaluated by Horner's rule, where that
     takes fewer operations."""
     ops = builder().operators
-    if not _worth_a_look(_sums_of_powers(graph, ops), ops):
+    if not _any_worth_a_look(graph, ops) or not _worth_a_look(_sums_of_powers(graph, ops), ops):
         return graph
     info = _polynomials(graph, ops)
     if not info:
@@ -86,6 +87,56 @@ def horner(graph: Graph) -> Graph:
         if m is not n:
             carry_names(n, m, names)
     return graph.with_outputs([new[id(o)] for o in graph.outputs], names)
+
+
+def _any_worth_a_look(graph: Graph, ops: dict[str, str]) -> bool:
+    """Whether a sum `_worth_a_look` accepts exists anywhere in the compilation: False
+    means no graph of it has a polynomial worth rewriting, and `graph` is not walked at
+    all. Found in one pass over the nodes made since the last call, in the builder's
+    table (creation order: arguments first), each node looked at once per compilation
+    rather than once per graph that holds it (a gradient's and its function's share most
+    of theirs); what `_sums_of_powers` finds in a graph is found here in the table (a sum
+    with a power term, through constant factors and signs, or with such a sum as a term).
+    A graph whose outputs are not the builder's (made under another) is walked as before."""
+    b = builder()
+    table = b.table
+    if not all(table.get((o.op, o.args, o.attrs)) is o for o in graph.outputs):
+        return True
+    # [nodes scanned, ids of scaled array powers, ids of the sums that read one, verdict]
+    state = b.memo.get("horner scan")
+    if state is None:
+        state = b.memo["horner scan"] = [0, set(), set(), False]
+    if state[3] or state[0] == len(table):
+        return state[3]
+    powered, hits = state[1], state[2]
+    sums = frozenset({ops["+"], ops["-"]})
+    mul, div, neg, power = ops["*"], ops["/"], ops["-x"], ops["**"]
+    found = []
+    for n in islice(table.values(), state[0], None):
+        op = n.op
+        if op in sums:
+            if n.ndim:
+                for a in n.args:
+                    if id(a) in powered or id(a) in hits:
+                        hits.add(id(n))
+                        found.append(n)
+                        break
+        elif op == power:
+            if n.args[1].is_const and n.ndim > 0:
+                powered.add(id(n))
+        elif op == neg:
+            if id(n.args[0]) in powered:
+                powered.add(id(n))
+        elif op == mul or op == div:   # (`_unscaled`: c * a first, then a * c, a / c)
+            a, c = n.args
+            if op == mul and a.is_const and a.ndim == 0:
+                if id(c) in powered:
+                    powered.add(id(n))
+            elif c.is_const and c.ndim == 0 and id(a) in powered:
+                powered.add(id(n))
+    state[0] = len(table)
+    state[3] = bool(found) and _worth_a_look(found, ops)
+    return state[3]
 
 
 def _sums_of_powers(graph: Graph, ops: dict[str, str]) -> list[Node]:
