@@ -30,6 +30,7 @@ from ..autodiff.forward import SECOND_ORDER
 from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
+from ..ops._emit import unit_fraction
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
 from ..ops.indexing import entries_taken, written_value
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
@@ -1118,12 +1119,12 @@ class _State:
         `target`."""
         uf = self.ufunc[s.op]
         other = s.args[1 - i]
-        if s.op in self.ops.product and other.is_const:   # as the printer spells it: x / q
-            num, den = other.value.as_numer_denom()
-            if num in (1, -1) and den != 1:
-                text, _ = self.p.scalar(den * num)
-                return self.p.augmented(target, self.ops.divide, text) or \
-                    self.p.into(self.ops.divide, [target, text], target)
+        if s.op in self.ops.product and other.is_const and \
+                (u := unit_fraction(other)) is not None:   # as the printer spells it: x / q
+            num, den = u
+            text, _ = self.p.scalar(den * num)
+            return self.p.augmented(target, self.ops.divide, text) or \
+                self.p.into(self.ops.divide, [target, text], target)
         other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
         if i == 0 or s.op in self.ops.commutative:   # commutes, or target on the left
             line = self.p.augmented(target, uf, other_code)
@@ -1212,11 +1213,11 @@ def _call_into(st: _State, n: Node, out: str) -> str:
     code = form(p, n, out) if form is not None else None
     if code is not None:
         return code
-    if n.op in st.ops.product and n.args[0].is_const:
-        num, den = n.args[0].value.as_numer_denom()
-        if den != 1 and num in (1, -1):
-            text, _ = p.scalar(den * num)
-            return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
+    if n.op in st.ops.product and n.args[0].is_const and \
+            (u := unit_fraction(n.args[0])) is not None:
+        num, den = u
+        text, _ = p.scalar(den * num)
+        return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
     return p.into(st.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
 
 
