@@ -213,9 +213,14 @@ def _helper_names(source: str) -> tuple[frozenset[str], frozenset[str]]:
             defined |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             defined.add(stmt.target.id)
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    used |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
-             for a in n.args + n.kwonlyargs}
+    used = set()   # (one walk, node types compared exactly: ~half of the work per process)
+    name, arguments = ast.Name, ast.arguments
+    for n in ast.walk(tree):
+        kind = type(n)
+        if kind is name:
+            used.add(n.id)
+        elif kind is arguments:
+            used.update(a.arg for a in n.args + n.kwonlyargs)
     return frozenset(defined), frozenset(used)
 
 
