@@ -324,13 +324,14 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     argument's name, and so does a view of a computed value (`U_sum` for
     `U_exp.sum(axis=1)[:, None]`); a loop's index at every step (sink_steps) is `steps`.
     `names` maps nodes to their source names."""
-    given = ir.memo().get(TEMPORARY_NAMES)
+    memo = ir.memo()
+    given = memo.get(TEMPORARY_NAMES)
     if given and id(n) in given and n not in names:
         return given[id(n)]
     opdef = REGISTRY[n.op]
     if opdef.write is not None and n.args and REGISTRY[n.args[0].op].has("buffer"):
         return n.args[0].attr("name")   # a write into a loop's new buffer: its name
-    steps = ir.memo().get(STEP_INDICES, ())
+    steps = memo.get(STEP_INDICES, ())
     while n.args and ("transparent" in opdef.traits
                       or "unit_axes" in opdef.traits and (n.args[0].args
                                                          or id(n.args[0]) in steps)):

@@ -1456,16 +1456,21 @@ def _header(label: str, origin) -> str:
     line = _HEADERS.get(key)
     if line is None:
         head = f"# {label} of line {origin.line}: "
-        text = _ALIGNED_COMMENT.sub("  #", comment_text(origin.text))
+        text = _HEADER_TEXTS.get(origin.text)   # (once per source line, whatever the label)
+        if text is None:
+            text = _ALIGNED_COMMENT.sub("  #", comment_text(origin.text))
+            _HEADER_TEXTS[origin.text] = text
         if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
             text = text[:max(MAX_HEADER - len(head) - 3, 0)].rstrip() + "..."
         if len(_HEADERS) > 65536:
             _HEADERS.clear()
+            _HEADER_TEXTS.clear()
         line = _HEADERS[key] = head + text
     return line
 
 
 _HEADERS: dict[tuple, str] = {}   # (label, line, text) -> the comment line
+_HEADER_TEXTS: dict[str, str] = {}   # a source line -> its text in a header
 
 
 # A source line's own comment, aligned with spaces in the source: two spaces before it here.
