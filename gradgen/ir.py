@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,6 +267,22 @@ def builder() -> Builder:
 def memo() -> dict:
     """The compilation's memo (`Builder.memo`), or an empty dict outside `building()`."""
     return _current[-1].memo if _current else {}
+
+
+def made_since(key: str) -> Iterator[Node]:
+    """The nodes the builder made since the last call with `key` (every node at the first),
+    in the order they were made (arguments first): for a pass that looks for a rare
+    pattern once per compilation, each node once, rather than in every graph it is in."""
+    b = builder()
+    start = b.memo.get(("made since", key), 0)
+    b.memo[("made since", key)] = len(b.table)
+    return itertools.islice(b.table.values(), start, None)
+
+
+def made_here(graph: Graph) -> bool:
+    """Whether the builder made the outputs of `graph` (so `made_since` saw its nodes)."""
+    table = builder().table
+    return all(table.get((o.op, o.args, o.attrs)) is o for o in graph.outputs)
 
 
 # The memo key of the names for temporaries (id -> name) that do not make a node a variable

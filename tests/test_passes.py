@@ -73,3 +73,26 @@ def test_emitted_forward_uses_the_cheap_order_and_agrees():
     A, B, x = rng.normal(size=(4, 5)), rng.normal(size=(5, 3)), rng.normal(size=3)
     assert mod.f(A, B, x) == pytest.approx(np.sum(A @ B @ x), rel=1e-12)
     np.testing.assert_allclose(mod.f_grad(A, B, x), (A @ B).sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("source, fires", [
+    ("def f(A: Param[N, K], B: Data[K, M], x: Data[M]):\n    return sum((A @ B) @ x)\n", True),
+    ("def f(x: Param[N], y: Data[N]):\n    return sum(tanh(x) * y)\n", False),
+])
+def test_chain_scan_agrees_with_each_graph(source, fires, monkeypatch):
+    """The compilation-wide look for a product of products (`_any_chain`) says no only
+    when no graph matchain sees has one (checked on every graph of every function), and
+    the pass still reorders where the per-graph scan finds a chain."""
+    import importlib
+    M = importlib.import_module("gradgen.passes.matchain")
+    seen: list[tuple[bool, bool]] = []
+    scan = M._any_chain
+
+    def checked(graph):
+        answer = scan(graph)
+        seen.append((M._has_chain(graph.order), answer))
+        return answer
+    monkeypatch.setattr(M, "_any_chain", checked)
+    gradgen.compile_source(source, "chain.grad")
+    assert seen and all(answer or not per_graph for per_graph, answer in seen)
+    assert any(per_graph for per_graph, _ in seen) == fires

@@ -27,11 +27,10 @@ by hand, blocks made sizes below 10^6 slower and added nothing to Horner's form
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import islice
 
 import sympy
 
-from ..ir import Graph, Node, builder, carry_names, const, make_as_is
+from ..ir import Graph, Node, builder, carry_names, const, made_here, made_since, make_as_is
 
 # The highest degree collected: past it a power stays a power (`x ** 20`), not a chain.
 MAX_DEGREE = 8
@@ -92,27 +91,22 @@ def horner(graph: Graph) -> Graph:
 def _any_worth_a_look(graph: Graph, ops: dict[str, str]) -> bool:
     """Whether a sum `_worth_a_look` accepts exists anywhere in the compilation: False
     means no graph of it has a polynomial worth rewriting, and `graph` is not walked at
-    all. Found in one pass over the nodes made since the last call, in the builder's
-    table (creation order: arguments first), each node looked at once per compilation
-    rather than once per graph that holds it (a gradient's and its function's share most
-    of theirs); what `_sums_of_powers` finds in a graph is found here in the table (a sum
-    with a power term, through constant factors and signs, or with such a sum as a term).
-    A graph whose outputs are not the builder's (made under another) is walked as before."""
-    b = builder()
-    table = b.table
-    if not all(table.get((o.op, o.args, o.attrs)) is o for o in graph.outputs):
+    all. Found in one pass over the nodes made since the last call (`made_since`), each
+    node looked at once per compilation rather than once per graph that holds it (a
+    gradient's and its function's share most of theirs); what `_sums_of_powers` finds in a
+    graph is found among them (a sum with a power term, through constant factors and
+    signs, or with such a sum as a term). A graph the builder did not make is walked."""
+    if not made_here(graph):
         return True
-    # [nodes scanned, ids of scaled array powers, ids of the sums that read one, verdict]
-    state = b.memo.get("horner scan")
-    if state is None:
-        state = b.memo["horner scan"] = [0, set(), set(), False]
-    if state[3] or state[0] == len(table):
-        return state[3]
-    powered, hits = state[1], state[2]
+    # [ids of scaled array powers, ids of the sums that read one, the verdict]
+    state = builder().memo.setdefault("horner scan", [set(), set(), False])
+    if state[2]:
+        return True
+    powered, hits = state[0], state[1]
     sums = frozenset({ops["+"], ops["-"]})
     mul, div, neg, power = ops["*"], ops["/"], ops["-x"], ops["**"]
     found = []
-    for n in islice(table.values(), state[0], None):
+    for n in made_since("horner"):
         op = n.op
         if op in sums:
             if n.ndim:
@@ -134,9 +128,8 @@ def _any_worth_a_look(graph: Graph, ops: dict[str, str]) -> bool:
                     powered.add(id(n))
             elif c.is_const and c.ndim == 0 and id(a) in powered:
                 powered.add(id(n))
-    state[0] = len(table)
-    state[3] = bool(found) and _worth_a_look(found, ops)
-    return state[3]
+    state[2] = bool(found) and _worth_a_look(found, ops)
+    return state[2]
 
 
 def _sums_of_powers(graph: Graph, ops: dict[str, str]) -> list[Node]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable
 
 import sympy
 
-from ..ir import Graph, Node, builder, make, topo_order
+from ..ir import Graph, Node, builder, made_here, made_since, make, topo_order
 from .rebuild import rebuild
 
 SAMPLE_SIZES = (2, 10, 1000)
@@ -30,7 +31,7 @@ def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     anything (each change makes the chain strictly cheaper for every sampled size, so this
     ends; a chain of k products needs at most about k sweeps).
     """
-    if not _has_chain(graph.order):
+    if not _any_chain(graph) or not _has_chain(graph.order):
         return graph
     names = dict(graph.names)
     outputs, order = list(graph.outputs), graph.order
@@ -49,7 +50,20 @@ def _is_product(n: Node) -> bool:
     return builder().ops[n.op].has("matrix_product")
 
 
-def _has_chain(order: list[Node]) -> bool:
+def _any_chain(graph: Graph) -> bool:
+    """Whether the compilation made a product with a product argument at all (False: no
+    graph of it has a chain, and `graph` is not scanned): looked for among the nodes made
+    since the last look (`made_since`), each node once per compilation. A graph the
+    builder did not make is scanned."""
+    if not made_here(graph):
+        return True
+    found = builder().memo.setdefault("matrix chains", [False])
+    if not found[0]:
+        found[0] = _has_chain(made_since("matchain"))
+    return found[0]
+
+
+def _has_chain(order: Iterable[Node]) -> bool:
     """Some product has a product argument (op names looked up in a set: this scans every
     node of every graph)."""
     products = builder().with_trait("matrix_product")
