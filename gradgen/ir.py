@@ -285,6 +285,19 @@ def made_here(graph: Graph) -> bool:
     return all(table.get((o.op, o.args, o.attrs)) is o for o in graph.outputs)
 
 
+def any_made(key: str, graph: Graph, test: Callable[[Iterable[Node]], bool]) -> bool:
+    """Whether `test` found what it looks for among the nodes the builder made (asked of
+    those made since the last call with `key`, `made_since`; once it did, True for the
+    rest of the compilation). False: no node of `graph` has it, and a pass looking for it
+    need not walk `graph`. True for a graph the builder did not make."""
+    if not made_here(graph):
+        return True
+    found = builder().memo.setdefault(("any made", key), [False])
+    if not found[0]:
+        found[0] = test(made_since(key))
+    return found[0]
+
+
 # The memo key of the names for temporaries (id -> name) that do not make a node a variable
 # as a graph's `names` do: the scheduler takes them as suggestions (codegen/naming.py).
 TEMPORARY_NAMES = "temporary names"

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import sympy
 
-from ..ir import Graph, Node, builder, made_here, made_since, make, topo_order
+from ..ir import Graph, Node, any_made, builder, make, topo_order
 from .rebuild import rebuild
 
 SAMPLE_SIZES = (2, 10, 1000)
@@ -31,8 +31,8 @@ def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     anything (each change makes the chain strictly cheaper for every sampled size, so this
     ends; a chain of k products needs at most about k sweeps).
     """
-    if not _any_chain(graph) or not _has_chain(graph.order):
-        return graph
+    if not any_made("matchain", graph, _has_chain) or not _has_chain(graph.order):
+        return graph   # (no product of products made in the compilation, or in `graph`)
     names = dict(graph.names)
     outputs, order = list(graph.outputs), graph.order
     for _ in range(sum(map(_is_product, graph.order)) + 1):
@@ -48,19 +48,6 @@ def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
 def _is_product(n: Node) -> bool:
     """n is a matrix product (the op table's trait "matrix_product")."""
     return builder().ops[n.op].has("matrix_product")
-
-
-def _any_chain(graph: Graph) -> bool:
-    """Whether the compilation made a product with a product argument at all (False: no
-    graph of it has a chain, and `graph` is not scanned): looked for among the nodes made
-    since the last look (`made_since`), each node once per compilation. A graph the
-    builder did not make is scanned."""
-    if not made_here(graph):
-        return True
-    found = builder().memo.setdefault("matrix chains", [False])
-    if not found[0]:
-        found[0] = _has_chain(made_since("matchain"))
-    return found[0]
 
 
 def _has_chain(order: Iterable[Node]) -> bool:
