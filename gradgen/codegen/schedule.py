@@ -897,7 +897,8 @@ class _State:
             if old is not None:
                 for b in old:
                     self.views_of[b].pop(name, None)
-        if self.ops.is_view(n):
+        ops = self.ops
+        if (n.op in ops.view or n.op in ops.transparent) and ops.is_view(n):
             # The buffers a view may alias: those its statement read, where a read variable
             # that is itself a view stands for its own bases (a view has no buffer to keep
             # alive), so a chain of views keeps a constant-size set, not a growing one.
@@ -1224,11 +1225,14 @@ def _call_into(st: _State, n: Node, out: str) -> str:
 def _fits(st: _State, owner: Node, args: tuple) -> bool:
     """Whether the buffer of `owner` has the dtype of each of `args` (a node's arguments,
     one of which it usually is: its own dtype depends on the others)."""
-    others = [b for b in args if b is not owner]
-    if not others:
-        return True
-    owner_deps = st.deps(owner)
-    return all(_same_dtype(st, b, owner_deps, owner) for b in others)
+    owner_deps = None
+    for b in args:   # (a loop, not a list and a generator: asked of most statements)
+        if b is not owner:
+            if owner_deps is None:
+                owner_deps = st.deps(owner)
+            if not _same_dtype(st, b, owner_deps, owner):
+                return False
+    return True
 
 
 def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
