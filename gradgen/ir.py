@@ -269,14 +269,15 @@ def memo() -> dict:
     return _current[-1].memo if _current else {}
 
 
-def made_since(key: str) -> Iterator[Node]:
+def made_since(key: str) -> Iterable[Node]:
     """The nodes the builder made since the last call with `key` (every node at the first),
     in the order they were made (arguments first): for a pass that looks for a rare
     pattern once per compilation, each node once, rather than in every graph it is in."""
     b = builder()
     start = b.memo.get(("made since", key), 0)
-    b.memo[("made since", key)] = len(b.table)
-    return itertools.islice(b.table.values(), start, None)
+    b.memo[("made since", key)] = end = len(b.table)
+    # (taken from the end: skipping the `start` nodes seen already would cost a step each)
+    return reversed(list(itertools.islice(reversed(b.table.values()), end - start)))
 
 
 def made_here(graph: Graph) -> bool:
