@@ -1449,16 +1449,17 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
         stmts.append(Statement([f"# {label} of the loop at line {origin.line}"],
                                "backward", (), None, None))
         return origin, phase
-    stmts.append(Statement([_header(label, origin)], "backward", (), None, None))
+    stmts.append(_header(label, origin))
     return origin, phase
 
 
-def _header(label: str, origin) -> str:
-    """`# grad of line N: <the source line>`, fitted in MAX_HEADER (memoised: every
-    derivative function of an entry point has one per source line)."""
+def _header(label: str, origin) -> Statement:
+    """The comment statement `# grad of line N: <the source line>`, fitted in MAX_HEADER
+    (memoised, the statement itself: every derivative function of an entry point has one
+    per source line, and no statement is changed once made)."""
     key = (label, origin.line, origin.text)   # (an Origin's own hash is a Python call)
-    line = _HEADERS.get(key)
-    if line is None:
+    stmt = _HEADERS.get(key)
+    if stmt is None:
         head = f"# {label} of line {origin.line}: "
         text = _HEADER_TEXTS.get(origin.text)   # (once per source line, whatever the label)
         if text is None:
@@ -1469,11 +1470,11 @@ def _header(label: str, origin) -> str:
         if len(_HEADERS) > 65536:
             _HEADERS.clear()
             _HEADER_TEXTS.clear()
-        line = _HEADERS[key] = head + text
-    return line
+        stmt = _HEADERS[key] = Statement([head + text], "backward", (), None, None)
+    return stmt
 
 
-_HEADERS: dict[tuple, str] = {}   # (label, line, text) -> the comment line
+_HEADERS: dict[tuple, Statement] = {}   # (label, line, text) -> the comment statement
 _HEADER_TEXTS: dict[str, str] = {}   # a source line -> its text in a header
 
 
