@@ -137,10 +137,17 @@ def nominal_size(shape: Shape, hints: Mapping[str, int] | None = None) -> int:
 
 @functools.lru_cache(maxsize=1024)
 def _nominal_size(shape: Shape, hints: tuple) -> int:
-    # memoised: a rule asks on every matrix product it sees (sympy's subs is ~50 us)
-    n = size(shape)
+    # memoised: a rule asks on every matrix product it sees (sympy's subs is ~50 us).
+    # Each dimension evaluated, then the numbers multiplied: the size of the shape
+    # evaluated, without building the symbolic product (`size`: a sympy Mul of symbols,
+    # whose first Add imports sympy.tensor, ~65 ms of a compilation that needs no other).
     sizes = dict(hints)
-    return int(n.subs({s: sizes.get(str(s), NOMINAL_SIZE) for s in n.free_symbols}))
+    n = ONE
+    for d in shape:
+        if getattr(d, "free_symbols", None):
+            d = d.subs({s: sizes.get(str(s), NOMINAL_SIZE) for s in d.free_symbols})
+        n = n * d
+    return int(n)
 
 
 def normalize_axes(axis: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:

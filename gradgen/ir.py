@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,6 +267,36 @@ def builder() -> Builder:
 def memo() -> dict:
     """The compilation's memo (`Builder.memo`), or an empty dict outside `building()`."""
     return _current[-1].memo if _current else {}
+
+
+def made_since(key: str) -> Iterable[Node]:
+    """The nodes the builder made since the last call with `key` (every node at the first),
+    in the order they were made (arguments first): for a pass that looks for a rare
+    pattern once per compilation, each node once, rather than in every graph it is in."""
+    b = builder()
+    start = b.memo.get(("made since", key), 0)
+    b.memo[("made since", key)] = end = len(b.table)
+    # (taken from the end: skipping the `start` nodes seen already would cost a step each)
+    return reversed(list(itertools.islice(reversed(b.table.values()), end - start)))
+
+
+def made_here(graph: Graph) -> bool:
+    """Whether the builder made the outputs of `graph` (so `made_since` saw its nodes)."""
+    table = builder().table
+    return all(table.get((o.op, o.args, o.attrs)) is o for o in graph.outputs)
+
+
+def any_made(key: str, graph: Graph, test: Callable[[Iterable[Node]], bool]) -> bool:
+    """Whether `test` found what it looks for among the nodes the builder made (asked of
+    those made since the last call with `key`, `made_since`; once it did, True for the
+    rest of the compilation). False: no node of `graph` has it, and a pass looking for it
+    need not walk `graph`. True for a graph the builder did not make."""
+    if not made_here(graph):
+        return True
+    found = builder().memo.setdefault(("any made", key), [False])
+    if not found[0]:
+        found[0] = test(made_since(key))
+    return found[0]
 
 
 # The memo key of the names for temporaries (id -> name) that do not make a node a variable

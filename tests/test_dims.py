@@ -340,3 +340,20 @@ def test_check_draws_sizes_that_meet_the_requirements(tmp_path):
     proc = clirun.run("check", "heads.grad", "--seed", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1].endswith("all agree")
+
+
+@pytest.mark.parametrize("shape, hints, expected", [
+    ((N, N), (), 100 * 100),
+    ((N + 1, 3), (), 101 * 3),
+    ((N, M), (("N", 7),), 7 * 100),
+    ((sympy.floor(N / 3), 2 * M), (("M", 5),), 33 * 10),
+    ((C // H, H), (("C", 12), ("H", 4)), 3 * 4),
+    ((), (), 1),
+])
+def test_nominal_size_is_the_product_of_the_evaluated_dimensions(shape, hints, expected):
+    """The size the cost rules compare (`nominal_size`: each named dimension counted as its
+    hint, else 100), evaluated one dimension at a time: as the symbolic product would be."""
+    from gradgen.dims import nominal_size, size
+    assert nominal_size(shape, dict(hints)) == expected
+    n = size(shape)
+    assert expected == int(n.subs({s: dict(hints).get(str(s), 100) for s in n.free_symbols}))

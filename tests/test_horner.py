@@ -6,6 +6,7 @@ are checked against finite differences by tests/corpus/polynomial.grad (test_cor
 
 from __future__ import annotations
 
+import importlib
 import math
 from fractions import Fraction
 
@@ -73,3 +74,36 @@ def test_accuracy_against_exact_sums(module, dtype):
     if dtype == np.float64:
         fsum = math.fsum((xs ** 4 - 16 * xs ** 2 + 5 * xs).tolist()) / 2
         assert abs(fsum - float(exact)) <= 4 * eps * abs(float(exact))
+
+
+# Polynomials reached through each path of the compilation-wide scan (a power scaled on the
+# left, on the right, divided, negated; a sum with a sum of powers as a term), and programs
+# with powers but no polynomial worth rewriting (tanh's derivative `1 - t * t`, a square).
+SCAN_SOURCES = [
+    SOURCE,
+    "def f(x: Param[N]):\n    return sum(-(x ** 3) + (x ** 2) / 4 - x * 3)\n",
+    "def f(x: Param[N], y: Param[N]):\n    return sum(x ** 2 * 3 + (y ** 3 + y) + x)\n",
+    "def f(x: Param[N]):\n    return sum(tanh(x * x) + exp(-x))\n",
+    "def f(x: Param[N]):\n    return sum(x ** 2)\n",
+]
+
+
+@pytest.mark.parametrize("source", SCAN_SOURCES)
+def test_scan_agrees_with_each_graph(source, monkeypatch):
+    """The compilation-wide pre-scan (`_any_worth_a_look`) says no only when no graph the
+    pass sees has a sum `_worth_a_look` accepts (checked on every graph of every function),
+    and the pass fires where the per-graph look says yes."""
+    H = importlib.import_module("gradgen.passes.horner")
+    seen: list[tuple[bool, bool]] = []
+    scan = H._any_worth_a_look
+
+    def checked(graph, ops):
+        per_graph = H._worth_a_look(H._sums_of_powers(graph, ops), ops)
+        answer = scan(graph, ops)
+        seen.append((per_graph, answer))
+        return answer
+    monkeypatch.setattr(H, "_any_worth_a_look", checked)
+    compile_source(source, "scan.grad")
+    assert seen and all(answer or not per_graph for per_graph, answer in seen)
+    fires = source in SCAN_SOURCES[:3]
+    assert any(per_graph for per_graph, _ in seen) == fires

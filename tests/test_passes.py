@@ -73,3 +73,47 @@ def test_emitted_forward_uses_the_cheap_order_and_agrees():
     A, B, x = rng.normal(size=(4, 5)), rng.normal(size=(5, 3)), rng.normal(size=3)
     assert mod.f(A, B, x) == pytest.approx(np.sum(A @ B @ x), rel=1e-12)
     np.testing.assert_allclose(mod.f_grad(A, B, x), (A @ B).sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("source, fires", [
+    ("def f(A: Param[N, K], B: Data[K, M], x: Data[M]):\n    return sum((A @ B) @ x)\n", True),
+    ("def f(x: Param[N], y: Data[N]):\n    return sum(tanh(x) * y)\n", False),
+])
+def test_chain_scan_agrees_with_each_graph(source, fires, monkeypatch):
+    """The compilation-wide look for a product of products (`ir.any_made`) says no only
+    when no graph matchain sees has one (checked on every graph of every function), and
+    the pass still reorders where the per-graph scan finds a chain."""
+    import importlib
+    M = importlib.import_module("gradgen.passes.matchain")
+    seen: list[tuple[bool, bool]] = []
+    scan = M.any_made
+
+    def checked(key, graph, test):
+        answer = scan(key, graph, test)
+        seen.append((M._has_chain(graph.order), answer))
+        return answer
+    monkeypatch.setattr(M, "any_made", checked)
+    gradgen.compile_source(source, "chain.grad")
+    assert seen and all(answer or not per_graph for per_graph, answer in seen)
+    assert any(per_graph for per_graph, _ in seen) == fires
+
+
+@pytest.mark.parametrize("source, fires", [
+    ("def f(p: Param[N], Q: Data[D, N]):\n    return sum(exp((p * Q) / N))\n", True),
+    ("def f(x: Param[N], y: Data[N]):\n    return sum(tanh(x) * y)\n", False),
+])
+def test_scalar_placement_scan_agrees_with_each_graph(source, fires, monkeypatch):
+    """As above for place_scalars' look for `c * (p * Q)` with p and Q of different ranks."""
+    import importlib
+    S = importlib.import_module("gradgen.passes.scalars")
+    seen: list[tuple[bool, bool]] = []
+    scan = S.any_made
+
+    def checked(key, graph, test):
+        answer = scan(key, graph, test)
+        seen.append((test(graph.order), answer))
+        return answer
+    monkeypatch.setattr(S, "any_made", checked)
+    gradgen.compile_source(source, "scalars.grad")
+    assert seen and all(answer or not per_graph for per_graph, answer in seen)
+    assert any(per_graph for per_graph, _ in seen) == fires

@@ -31,6 +31,7 @@ from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
 from ..ir import memo as ir_memo
+from ..ops._emit import unit_fraction
 from ..ops.control import ROWS_REWRITTEN, WIDER_WRITES
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
 from ..ops.indexing import entries_taken, written_value
@@ -918,7 +919,8 @@ class _State:
             if old is not None:
                 for b in old:
                     self.views_of[b].pop(name, None)
-        if self.ops.is_view(n):
+        ops = self.ops
+        if (n.op in ops.view or n.op in ops.transparent) and ops.is_view(n):
             # The buffers a view may alias: those its statement read, where a read variable
             # that is itself a view stands for its own bases (a view has no buffer to keep
             # alive), so a chain of views keeps a constant-size set, not a growing one.
@@ -1144,12 +1146,12 @@ class _State:
         `target`."""
         uf = self.ufunc[s.op]
         other = s.args[1 - i]
-        if s.op in self.ops.product and other.is_const:   # as the printer spells it: x / q
-            num, den = other.value.as_numer_denom()
-            if num in (1, -1) and den != 1:
-                text, _ = self.p.scalar(den * num)
-                return self.p.augmented(target, self.ops.divide, text) or \
-                    self.p.into(self.ops.divide, [target, text], target)
+        if s.op in self.ops.product and other.is_const and \
+                (u := unit_fraction(other)) is not None:   # as the printer spells it: x / q
+            num, den = u
+            text, _ = self.p.scalar(den * num)
+            return self.p.augmented(target, self.ops.divide, text) or \
+                self.p.into(self.ops.divide, [target, text], target)
         other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
         if i == 0 or s.op in self.ops.commutative:   # commutes, or target on the left
             line = self.p.augmented(target, uf, other_code)
@@ -1238,22 +1240,25 @@ def _call_into(st: _State, n: Node, out: str) -> str:
     code = form(p, n, out) if form is not None else None
     if code is not None:
         return code
-    if n.op in st.ops.product and n.args[0].is_const:
-        num, den = n.args[0].value.as_numer_denom()
-        if den != 1 and num in (1, -1):
-            text, _ = p.scalar(den * num)
-            return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
+    if n.op in st.ops.product and n.args[0].is_const and \
+            (u := unit_fraction(n.args[0])) is not None:
+        num, den = u
+        text, _ = p.scalar(den * num)
+        return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
     return p.into(st.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
 
 
 def _fits(st: _State, owner: Node, args: tuple) -> bool:
     """Whether the buffer of `owner` has the dtype of each of `args` (a node's arguments,
     one of which it usually is: its own dtype depends on the others)."""
-    others = [b for b in args if b is not owner]
-    if not others:
-        return True
-    owner_deps = st.deps(owner)
-    return all(_same_dtype(st, b, owner_deps, owner) for b in others)
+    owner_deps = None
+    for b in args:   # (a loop, not a list and a generator: asked of most statements)
+        if b is not owner:
+            if owner_deps is None:
+                owner_deps = st.deps(owner)
+            if not _same_dtype(st, b, owner_deps, owner):
+                return False
+    return True
 
 
 def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
@@ -1483,27 +1488,33 @@ def _comment(stmts: list[Statement], n: Node, last_origin, label: str,
         stmts.append(Statement([f"# {label} of the loop at line {origin.line}"],
                                "backward", (), None, None))
         return origin, phase
-    stmts.append(Statement([_header(label, origin)], "backward", (), None, None))
+    stmts.append(_header(label, origin))
     return origin, phase
 
 
-def _header(label: str, origin) -> str:
-    """`# grad of line N: <the source line>`, fitted in MAX_HEADER (memoised: every
-    derivative function of an entry point has one per source line)."""
+def _header(label: str, origin) -> Statement:
+    """The comment statement `# grad of line N: <the source line>`, fitted in MAX_HEADER
+    (memoised, the statement itself: every derivative function of an entry point has one
+    per source line, and no statement is changed once made)."""
     key = (label, origin.line, origin.text)   # (an Origin's own hash is a Python call)
-    line = _HEADERS.get(key)
-    if line is None:
+    stmt = _HEADERS.get(key)
+    if stmt is None:
         head = f"# {label}{':' if label == RECOMPUTED else ' of'} line {origin.line}: "
-        text = _ALIGNED_COMMENT.sub("  #", comment_text(origin.text))
+        text = _HEADER_TEXTS.get(origin.text)   # (once per source line, whatever the label)
+        if text is None:
+            text = _ALIGNED_COMMENT.sub("  #", comment_text(origin.text))
+            _HEADER_TEXTS[origin.text] = text
         if len(head) + len(text) > MAX_HEADER:   # (the source line is in the docstring's file)
             text = text[:max(MAX_HEADER - len(head) - 3, 0)].rstrip() + "..."
         if len(_HEADERS) > 65536:
             _HEADERS.clear()
-        line = _HEADERS[key] = head + text
-    return line
+            _HEADER_TEXTS.clear()
+        stmt = _HEADERS[key] = Statement([head + text], "backward", (), None, None)
+    return stmt
 
 
-_HEADERS: dict[tuple, str] = {}   # (label, line, text) -> the comment line
+_HEADERS: dict[tuple, Statement] = {}   # (label, line, text) -> the comment statement
+_HEADER_TEXTS: dict[str, str] = {}   # a source line -> its text in a header
 
 
 # A source line's own comment, aligned with spaces in the source: two spaces before it here.

@@ -6,7 +6,26 @@ spelling a library's names, so every target's printer can print them."""
 from __future__ import annotations
 
 from ..dims import power_code
+from ..ir import memo
 from .registry import PREC_CALL, PREC_LOWEST
+
+
+def unit_fraction(c) -> tuple | None:
+    """(num, q) when the scalar constant node `c` is num/q with num 1 or -1 and q not 1
+    (`c * x` is then printed `x / q` or `-x / q`), else None. Looked up once per constant
+    node in a compilation: sympy's comparisons are Python calls, and the printer and the
+    scheduler ask for every product with a constant they print."""
+    found = memo().get(UNIT_FRACTIONS)
+    if found is None:
+        found = memo().setdefault(UNIT_FRACTIONS, {})
+    u = found.get(c, False)
+    if u is False:
+        num, den = c.value.as_numer_denom()
+        u = found[c] = (num, den) if den != 1 and num in (1, -1) else None
+    return u
+
+
+UNIT_FRACTIONS = "unit fractions"   # the builder's memo key of `unit_fraction`
 
 
 def infix(sym: str, prec: int, right_strict: bool = True, left_strict: bool = False):

@@ -11,7 +11,7 @@ import sympy
 
 from ..dims import broadcast, size, unary_operand
 from ..ir import builder, const, make
-from ._emit import call, infix, scaled_hint
+from ._emit import call, infix, scaled_hint, unit_fraction
 from .constants import dtype_witness
 from .dtypes import dtype_sources, integer_closed, weak
 from .registry import (
@@ -692,14 +692,13 @@ defop("sub", 2, shape=_bshape, emit=infix("-", PREC_ADD), operator="-", hint="di
 def _emit_mul(p, node):
     """`c * x`, spelled `x / q` or `-x / q` when the constant factor is 1/q or -1/q."""
     a = node.args[0]
-    if a.is_const:
-        num, den = a.value.as_numer_denom()
-        if den != 1 and num in (1, -1):
-            sign = "-" if num == -1 else ""
-            text, _ = p.scalar(den)
-            den_text = text if den.is_Atom else f"({text})"
-            x = unary_operand(p.code_of(node.args[1])) if sign else p.arg(node, 1, PREC_MUL)
-            return f"{sign}{x} / {den_text}", PREC_MUL
+    if a.is_const and (u := unit_fraction(a)) is not None:
+        num, den = u
+        sign = "-" if num == -1 else ""
+        text, _ = p.scalar(den)
+        den_text = text if den.is_Atom else f"({text})"
+        x = unary_operand(p.code_of(node.args[1])) if sign else p.arg(node, 1, PREC_MUL)
+        return f"{sign}{x} / {den_text}", PREC_MUL
     return infix("*", PREC_MUL)(p, node)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable
 
 import sympy
 
-from ..ir import Graph, Node, builder, make, topo_order
+from ..ir import Graph, Node, any_made, builder, make, topo_order
 from .rebuild import rebuild
 
 SAMPLE_SIZES = (2, 10, 1000)
@@ -30,8 +31,8 @@ def matchain(graph: Graph, hints: dict[str, int] | None = None) -> Graph:
     anything (each change makes the chain strictly cheaper for every sampled size, so this
     ends; a chain of k products needs at most about k sweeps).
     """
-    if not _has_chain(graph.order):
-        return graph
+    if not any_made("matchain", graph, _has_chain) or not _has_chain(graph.order):
+        return graph   # (no product of products made in the compilation, or in `graph`)
     names = dict(graph.names)
     outputs, order = list(graph.outputs), graph.order
     for _ in range(sum(map(_is_product, graph.order)) + 1):
@@ -49,7 +50,7 @@ def _is_product(n: Node) -> bool:
     return builder().ops[n.op].has("matrix_product")
 
 
-def _has_chain(order: list[Node]) -> bool:
+def _has_chain(order: Iterable[Node]) -> bool:
     """Some product has a product argument (op names looked up in a set: this scans every
     node of every graph)."""
     products = builder().with_trait("matrix_product")

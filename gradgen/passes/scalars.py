@@ -12,7 +12,7 @@ would move the constant back out. The op it moves constants across is the op tab
 
 from __future__ import annotations
 
-from ..ir import Graph, Node, builder, make_as_is
+from ..ir import Graph, Node, any_made, builder, make_as_is
 from .rebuild import rebuild_graph
 
 
@@ -29,7 +29,11 @@ def place_scalars(graph: Graph) -> Graph:
         p, q = n.args[1].args
         return not p.is_const and p.ndim != q.ndim
 
-    if not any(candidate(n) for n in graph.order if n.op in products):
+    def found(nodes) -> bool:
+        return any(candidate(n) for n in nodes if n.op in products)
+
+    # (none made in the compilation: `graph` is not walked; see `any_made`)
+    if not any_made("place_scalars", graph, found) or not found(graph.order):
         return graph
 
     def rule(n: Node, uses) -> Node | None:
