@@ -921,9 +921,8 @@ class _State:
                     self.views_of[b].pop(name, None)
         ops = self.ops
         if (n.op in ops.view or n.op in ops.transparent) and ops.is_view(n):
-            # The buffers a view may alias: those its statement read, where a read variable
-            # that is itself a view stands for its own bases (a view has no buffer to keep
-            # alive), so a chain of views keeps a constant-size set, not a growing one.
+            # The buffers a view may alias: those its statement read, a read view standing for
+            # its own bases (it keeps no buffer alive): a chain of views keeps a constant set.
             bases: set = set()
             fresh = _views_fresh(self, n)
             for r in () if fresh else reads:
