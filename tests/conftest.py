@@ -174,10 +174,39 @@ def verify_every_graph():
     checks them at each stage boundary when `compiler.CHECK_GRAPHS` is on, and a graph that
     breaks an invariant fails the test that compiled it with `InternalError`."""
     from gradgen import compiler
-    from gradgen.passes import rules
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compiler, "CHECK_GRAPHS", True)
-        # and every rule the engine skips by its `inspects` is run, and must not apply
-        mp.setattr(rules, "CHECK_INDEX", True)
         yield
+
+
+# The test files that compile with `rules.CHECK_INDEX` on: every rule the engine skips by
+# its `inspects`/`operands` is run too and must not apply (InternalError if it does, i.e.
+# the rule's index left out arguments it rewrites). The check costs 20-25% of every
+# compilation, and what finds a wrong index is the variety of programs compiled, not their
+# number: the rules' own tests, the random and fuzzed programs (hypothesis draws op
+# combinations no hand-written test has), the corpus and the examples (realistic
+# programs), the loop derivatives (rules inside loop bodies). The other files compile the
+# op harness's single-op programs and variants of the same small programs again and
+# again, which those files reach already. A test elsewhere can ask for the check with
+# `@pytest.mark.check_index`.
+CHECK_INDEX_FILES = frozenset({
+    "test_rules.py", "test_random_programs.py", "test_fuzz.py", "test_corpus.py",
+    "test_examples.py", "test_loop_derivatives.py",
+})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """`rules.CHECK_INDEX` on for the items of CHECK_INDEX_FILES and those marked
+    `check_index`, during their setup (module fixtures that compile included), call and
+    teardown; off for the others."""
+    from gradgen.passes import rules
+
+    on = (item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in CHECK_INDEX_FILES
+          or item.get_closest_marker("check_index") is not None)
+    before, rules.CHECK_INDEX = rules.CHECK_INDEX, on
+    try:
+        yield
+    finally:
+        rules.CHECK_INDEX = before
