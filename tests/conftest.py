@@ -44,6 +44,22 @@ def pytest_sessionfinish(session) -> None:
     gc.freeze()
 
 
+def pytest_collection_finish(session) -> None:
+    """Hypothesis's own random generator registered now, while the heap is small.
+
+    The first `@given` test of a process registers it (`deterministic_PRNG` ->
+    `register_random`), and registering runs `gc.collect()`: a full pass over everything
+    alive, which in a worker after test_ops took 1.3 s of CPU. Here, after collection, it
+    is a fraction of that. (A private function of hypothesis: if it moves, this does
+    nothing and the first `@given` test pays as before.)"""
+    try:
+        from hypothesis.internal.entropy import deterministic_PRNG
+    except ImportError:
+        return
+    with deterministic_PRNG():
+        pass
+
+
 def _no_rewrite_of_hypothesis(config) -> None:
     """Hypothesis's own modules are imported without pytest's assertion rewriting.
 
