@@ -30,6 +30,36 @@ GC_THRESHOLDS = (50_000, 20, 20)
 gc.set_threshold(*GC_THRESHOLDS)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session) -> None:
+    """One full collection at the end of the session, then the heap frozen (`gc.freeze`).
+
+    pytest collects twice when the session ends (`unraisableexception`: in its
+    `pytest_unconfigure` and again in its cleanup) so that the finalizers of cyclic
+    garbage run while it still reports what they raise. In a test worker, with everything
+    the files imported and cached still alive, each pass took 0.5-1.7 s of CPU. This pass
+    finds that garbage (what its finalizers raise is reported as before: pytest's hook is
+    still installed); frozen, the survivors are no longer scanned by pytest's two."""
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_finish(session) -> None:
+    """Hypothesis's own random generator registered now, while the heap is small.
+
+    The first `@given` test of a process registers it (`deterministic_PRNG` ->
+    `register_random`), and registering runs `gc.collect()`: a full pass over everything
+    alive, which in a worker after test_ops took 1.3 s of CPU. Here, after collection, it
+    is a fraction of that. (A private function of hypothesis: if it moves, this does
+    nothing and the first `@given` test pays as before.)"""
+    try:
+        from hypothesis.internal.entropy import deterministic_PRNG
+    except ImportError:
+        return
+    with deterministic_PRNG():
+        pass
+
+
 def _no_rewrite_of_hypothesis(config) -> None:
     """Hypothesis's own modules are imported without pytest's assertion rewriting.
 
@@ -49,9 +79,11 @@ def _no_rewrite_of_hypothesis(config) -> None:
             cache.clear()
 
 
-# The test files that cost the most CPU, most expensive first (per-file CPU of the suite,
-# measured at 408b439 under `-n 2 --dist loadfile`, seconds: test_ops 24, test_array_api
-# 14, test_fuzz 13 with its fork server, test_random_programs 11, test_names 7, ...).
+# The test files that cost the most CPU, most expensive first (per-file CPU of the suite
+# under `-n 2 --dist loadfile`, measured at h-suite6 (stop 24), load ~7, seconds: test_ops
+# 27, test_array_api 19, test_fuzz 16 with its fork server, test_random_programs 15,
+# test_names 11, test_examples 10, test_loop_derivatives 7, test_corpus 7, test_wheel 6,
+# test_typing 5.5 with mypy's cache cold, ...).
 # `--dist loadfile` gives each worker a whole file at a time, in the order of this list and
 # then, for the rest, most test items first (xdist's own order). Heaviest first is what
 # balances the two workers: by item count alone test_fuzz (7 items, 13 s) and the wheel
@@ -60,10 +92,10 @@ def _no_rewrite_of_hypothesis(config) -> None:
 # missing from it only runs later.
 HEAVIEST_FIRST = (
     "test_ops.py", "test_array_api.py", "test_fuzz.py", "test_random_programs.py",
-    "test_names.py", "test_examples.py", "test_loop_derivatives.py", "test_trust_compiler.py",
-    "test_limits.py", "test_trust_output.py", "test_wheel.py", "test_verify.py",
-    "test_typing.py", "test_corpus.py", "test_cli.py", "test_aliasing.py",
-    "test_benchmarks_smoke.py", "test_rules.py",
+    "test_names.py", "test_examples.py", "test_loop_derivatives.py", "test_corpus.py",
+    "test_wheel.py", "test_typing.py", "test_cli.py", "test_limits.py", "test_verify.py",
+    "test_trust_compiler.py", "test_trust_output.py", "test_aliasing.py",
+    "test_benchmarks_smoke.py", "test_diagnostics.py", "test_workspace.py", "test_rules.py",
 )
 
 
@@ -174,10 +206,39 @@ def verify_every_graph():
     checks them at each stage boundary when `compiler.CHECK_GRAPHS` is on, and a graph that
     breaks an invariant fails the test that compiled it with `InternalError`."""
     from gradgen import compiler
-    from gradgen.passes import rules
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compiler, "CHECK_GRAPHS", True)
-        # and every rule the engine skips by its `inspects` is run, and must not apply
-        mp.setattr(rules, "CHECK_INDEX", True)
         yield
+
+
+# The test files that compile with `rules.CHECK_INDEX` on: every rule the engine skips by
+# its `inspects`/`operands` is run too and must not apply (InternalError if it does, i.e.
+# the rule's index left out arguments it rewrites). The check costs 20-25% of every
+# compilation, and what finds a wrong index is the variety of programs compiled, not their
+# number: the rules' own tests, the random and fuzzed programs (hypothesis draws op
+# combinations no hand-written test has), the corpus and the examples (realistic
+# programs), the loop derivatives (rules inside loop bodies). The other files compile the
+# op harness's single-op programs and variants of the same small programs again and
+# again, which those files reach already. A test elsewhere can ask for the check with
+# `@pytest.mark.check_index`.
+CHECK_INDEX_FILES = frozenset({
+    "test_rules.py", "test_random_programs.py", "test_fuzz.py", "test_corpus.py",
+    "test_examples.py", "test_loop_derivatives.py",
+})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """`rules.CHECK_INDEX` on for the items of CHECK_INDEX_FILES and those marked
+    `check_index`, during their setup (module fixtures that compile included), call and
+    teardown; off for the others."""
+    from gradgen.passes import rules
+
+    on = (item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in CHECK_INDEX_FILES
+          or item.get_closest_marker("check_index") is not None)
+    before, rules.CHECK_INDEX = rules.CHECK_INDEX, on
+    try:
+        yield
+    finally:
+        rules.CHECK_INDEX = before

@@ -730,7 +730,8 @@ def serve() -> None:
 # ---------------------------------------------------------------- a campaign
 
 def checks_now() -> tuple[bool, bool]:
-    """The suite's checks as this process has them (tests/conftest.py turns both on): each
+    """The suite's checks as this process has them (tests/conftest.py turns the first on,
+    and the second for the files of its CHECK_INDEX_FILES, test_fuzz among them): each
     stage's graph verified (`compiler.CHECK_GRAPHS`), each rule the index leaves out
     tried and found not to apply (`rules.CHECK_INDEX`)."""
     from gradgen import compiler

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compiled import compile_text
 
 import gradgen
 
@@ -34,8 +35,7 @@ def test_checked_in_module_is_current(src: Path, update_golden: bool):
     Run `pytest --update-golden` after an intended change, and read the diff.
     """
     text = src.read_text(encoding="utf-8")
-    emitted = gradgen.compile_source(text, filename=src.name,
-                                     **OPTIONS.get(src.parent.name, {}))
+    emitted = compile_text(text, src.name, **OPTIONS.get(src.parent.name, {}))
     golden = src.with_name(src.stem + "_grad.py")
     if update_golden:
         golden.write_text(emitted, encoding="utf-8")
@@ -45,13 +45,14 @@ def test_checked_in_module_is_current(src: Path, update_golden: bool):
 @pytest.mark.parametrize("src", EXAMPLES, ids=lambda p: p.parent.name)
 def test_compilation_is_deterministic(src: Path):
     text = src.read_text(encoding="utf-8")
-    assert gradgen.compile_source(text, src.name) == gradgen.compile_source(text, src.name)
+    # (one compilation shared with the other tests, maybe made earlier, one made now)
+    assert compile_text(text, src.name) == gradgen.compile_source(text, src.name)
 
 
 @pytest.fixture(scope="module")
 def mlp():
     src = ROOT / "examples" / "mlp" / "mlp.grad"
-    return _load(gradgen.compile_source(src.read_text(), src.name), "mlp_generated")
+    return _load(compile_text(src.read_text(), src.name), "mlp_generated")
 
 
 def _mlp_data(rng, N=11, D=4, M=6, C=3, dtype=np.float64):
@@ -120,7 +121,7 @@ def _einsum_multiplies_matrices(call: ast.Call) -> bool:
 
 def test_mlp_value_and_grad_does_five_matrix_products():
     src = ROOT / "examples" / "mlp" / "mlp.grad"
-    module = gradgen.compile_source(src.read_text(), src.name)
+    module = compile_text(src.read_text(), src.name)
     assert _count_matmuls(_function_body(module, "cost_value_and_grad")) == 5
     assert _count_matmuls(_function_body(module, "cost")) == 2
     assert _count_matmuls(_function_body(module, "cost_grad")) == 5
@@ -146,7 +147,7 @@ def test_mlp_shape_check_names_argument_axis_and_sizes(mlp):
 
 def test_generated_module_imports_only_numpy():
     src = ROOT / "examples" / "mlp" / "mlp.grad"
-    tree = ast.parse(gradgen.compile_source(src.read_text(), src.name))
+    tree = ast.parse(compile_text(src.read_text(), src.name))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -238,8 +239,8 @@ def test_no_array_expression_is_computed_twice_in_a_function(src: Path):
     """CSE across the forward, backward and second-order graphs: within each emitted
     function (value_and_grad, hvp, hessian, ...) every array expression appears once.
     Expressions of dimension sizes only (`2 * N`) are Python numbers and may repeat."""
-    module = gradgen.compile_source(src.read_text(encoding="utf-8"), filename=src.name,
-                                    **OPTIONS.get(src.parent.name, {}))
+    module = compile_text(src.read_text(encoding="utf-8"), src.name,
+                          **OPTIONS.get(src.parent.name, {}))
     checked = 0
     for fn in ast.parse(module).body:
         if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
@@ -388,7 +389,7 @@ def test_softmax_gradient_equals_handwritten_with_integer_labels():
     """examples/softmax: -mean(log_softmax(X @ W)[arange(N), y]) + lam/2 |W|^2 against the
     textbook gradient X.T @ (P - onehot(y)) / N + lam W, in float64 and float32."""
     src = ROOT / "examples" / "softmax" / "softmax.grad"
-    mod = _load(gradgen.compile_source(src.read_text(), src.name), "softmax_generated")
+    mod = _load(compile_text(src.read_text(), src.name), "softmax_generated")
     rng = np.random.default_rng(3)
     X, W = rng.normal(size=(13, 4)), rng.normal(size=(4, 3))
     y = rng.integers(0, 3, size=13)

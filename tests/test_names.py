@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compiled import compile_text
 from emitted import calls, inputs, leaves, load
 from test_random_programs import RandomChooser, generate
 
@@ -267,7 +268,7 @@ def test_dunder_entry_points_are_a_diagnostic(name):
 def test_examples_keep_the_canonical_names():
     """No user name takes an internal one in the examples: nothing is renamed, no alias."""
     for p in EXAMPLES:
-        text = gradgen.compile_source(p.read_text(), p.name)
+        text = compile_text(p.read_text(), p.name)
         assert "\nimport numpy as np\n" in text and "_dims_" not in text
 
 

@@ -9,8 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-
-import gradgen
+from compiled import compile_text
 
 BIG = [30.0, 100.0, 1000.0]
 POINTS = [s * b for b in BIG for s in (-1.0, 1.0)]
@@ -18,7 +17,7 @@ POINTS = [s * b for b in BIG for s in (-1.0, 1.0)]
 
 def _module(text: str) -> types.ModuleType:
     mod = types.ModuleType("stability")
-    exec(compile(gradgen.compile_source(text, "s.grad"), "s.grad", "exec"), mod.__dict__)
+    exec(compile(compile_text(text, "s.grad"), "s.grad", "exec"), mod.__dict__)
     return mod
 
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from compiled import compile_text
 
 import gradgen
 from gradgen.verify import VerifyError, verify_module
@@ -33,7 +34,7 @@ def test_every_example_module_passes(path):
 @pytest.mark.parametrize("path", SOURCES, ids=[p.name for p in SOURCES])
 def test_every_example_compiles_to_a_module_that_passes(path, options):
     try:
-        text = gradgen.compile_source(path.read_text(encoding="utf-8"), path.name, **options)
+        text = compile_text(path.read_text(encoding="utf-8"), path.name, **options)
     except gradgen.CompileError:
         pytest.skip("these options do not apply to this example")   # e.g. --hessian
     verify_module(text)
