@@ -179,7 +179,7 @@ def test_hmm_gradient_with_the_shared_rows(hmm):
     that of the arguments made one dtype first (rule one_dtype_at_entry: the saved lse,
     float64, is written into the float32 gather's buffer only after that; the HVP, which
     casts for nothing else, too): equal to all-float64 arguments bit for bit."""
-    text, env = hmm
+    _, env = hmm
     rng = np.random.default_rng(11)
     args = _hmm_args(rng)
     order = ["pi_logits", "A_logits", "B_logits"]

@@ -15,8 +15,9 @@ from ..ir import Node, make
 from .registry import REGISTRY
 
 __all__ = ["Steps", "accumulation", "batched_op", "batched_product", "empty_with_rows",
-           "gathered_row", "gathered_rows", "index_shift", "indexed_by", "placing_axes", "new_empty", "placing", "product", "row_read", "row_written",
-           "stacked_rows", "transposed_matrix"]
+           "gathered_row", "gathered_rows", "index_shift", "indexed_by", "new_empty", "placing",
+           "placing_axes", "product", "row_read", "row_written", "stacked_rows",
+           "transposed_matrix"]
 
 # The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
 _PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",

@@ -27,7 +27,14 @@ from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
-from ..ops.stepwise import index_shift, indexed_by, placing_axes, new_empty, taken_after_first, zero_padded
+from ..ops.stepwise import (
+    index_shift,
+    indexed_by,
+    new_empty,
+    placing_axes,
+    taken_after_first,
+    zero_padded,
+)
 from .rebuild import rebuild_graph
 
 __all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded",
