@@ -126,3 +126,88 @@ def test_gradients_agree_with_finite_differences(module, name):
     got = grad_fn(*(args[x] for x in order))
     for x, g in zip(order[:2], got):
         assert_close(g, fd_jacobian(value_fn, order, args, x), f"{name} d/d{x}")
+
+
+# hmm (benchmarks/models/hmm.grad): the forward loop writes the saved log-sum-exps into
+# the rows of the hoisted gather log_B_transpose as it reads them (issue 12 item 4)
+HMM = '''
+def hmm_nll(pi_logits: Param[K], A_logits: Param[K, K], B_logits: Param[K, M],
+            obs: Index[N, T]):
+    log_pi = log_softmax(pi_logits)
+    log_A = log_softmax(A_logits, axis=1)
+    log_B = log_softmax(B_logits, axis=1)
+    alpha = log_pi + log_B[:, obs[:, 0]].T
+    for t in range(1, T):
+        alpha = logsumexp(alpha[:, :, None] + log_A[None, :, :], axis=1) + log_B[:, obs[:, t]].T
+    return -mean(logsumexp(alpha, axis=1))
+'''
+
+
+@pytest.fixture(scope="module")
+def hmm():
+    with building():
+        text = gradgen.compile_source(HMM, filename="hmm.grad", modes=("grad", "hvp"))
+    env: dict = {}
+    exec(compile(text, "<hmm>", "exec"), env)
+    return text, env
+
+
+def _hmm_args(rng, k=3, m=4, n=5, t=6):
+    return [rng.normal(size=k), rng.normal(size=(k, k)), rng.normal(size=(k, m)),
+            rng.integers(0, m, size=(n, t))]
+
+
+def test_hmm_saves_its_lse_in_the_rows_of_the_gather(hmm):
+    """Policy regather_rows: the backward step makes alpha again from the table
+    (`log_B[:, obs_transpose[t - 2]].T`), not from row t - 2 of log_B_transpose, which
+    then only the forward loop reads, row t - 1 at step t: share_row_buffers gives its
+    buffer to lse_steps, and the scheduler computes the next alpha (reading the row) before
+    the row is written (schedule._read_before_write). One (T - 1, N, K) array in all."""
+    fn = hmm[0][hmm[0].index("def hmm_nll_value_and_grad("):]
+    fn = fn[:fn.index("\ndef ", 1)]
+    assert "lse_steps = log_B_transpose  # reuses log_B_transpose's buffer" in fn, fn
+    assert "np.empty((T - 1, N, K)" not in fn, fn
+    read, write = fn.index("= lse + lse_steps[t - 1]"), fn.index("lse_steps[t - 1] = lse\n")
+    assert read < write and ".copy()\n" not in fn[read:write], fn
+    backward = fn[fn.index("for t in reversed("):]
+    assert "log_B[:, obs_transpose[t - 2]].T" in backward, backward
+    assert not re.search(r"\blog_B_transpose\[", backward) and "weights += log_A" in backward
+
+
+def test_hmm_gradient_with_the_shared_rows(hmm):
+    """The gradient against finite differences, and in mixed dtypes (B_logits float32)
+    that of the arguments made one dtype first (rule one_dtype_at_entry: the saved lse,
+    float64, is written into the float32 gather's buffer only after that; the HVP, which
+    casts for nothing else, too): equal to all-float64 arguments bit for bit."""
+    _, env = hmm
+    rng = np.random.default_rng(11)
+    args = _hmm_args(rng)
+    order = ["pi_logits", "A_logits", "B_logits"]
+    named = dict(zip(order, args[:3]))
+
+    def value(pi_logits, A_logits, B_logits):
+        return env["hmm_nll"](pi_logits, A_logits, B_logits, args[3])
+    got = env["hmm_nll_grad"](*args)
+    for x, g in zip(order, got):
+        assert_close(g, fd_jacobian(value, order, named, x), f"hmm d/d{x}")
+    mixed = [args[0], args[1], args[2].astype(np.float32), args[3]]
+    wide = [args[0], args[1], mixed[2].astype(np.float64), args[3]]
+    vs = [rng.normal(size=a.shape) for a in args[:3]]
+    for name, extra in [("hmm_nll_grad", []), ("hmm_nll_value_and_grad", []),
+                        ("hmm_nll_hvp", vs)]:
+        a, b = env[name](*mixed, *extra), env[name](*wide, *extra)
+        flat = (lambda r: [r[0], *r[1]]) if name.endswith("value_and_grad") else list
+        for p, q in zip(flat(a), flat(b)):
+            np.testing.assert_array_equal(p, q, err_msg=name)
+
+
+def test_scatter_add_per_column(hmm):
+    """`_scatter_add` with few columns and many indices sums one bincount per column (no
+    index array of the gradient's size): equal to np.add.at."""
+    scatter = hmm[1]["_scatter_add"]
+    rng = np.random.default_rng(5)
+    g = rng.normal(size=(40, 70, 6)).transpose(2, 0, 1)   # (6, 40, 70), not contiguous
+    idx = rng.integers(-9, 9, size=(40, 70))
+    want = np.zeros((6, 9))
+    np.add.at(want, (slice(None), idx), g)
+    np.testing.assert_allclose(scatter(g, (6, 9), 1, idx), want, rtol=1e-12, atol=1e-12)

@@ -175,6 +175,13 @@ def _scatter_add(g, shape, axis, *index):
     lead = int(np.prod(shape[:axis]))
     rest = int(np.prod(shape[axis + len(index) :]))
     m, width = int(np.prod(sizes)), lead * rest
+    if g.dtype == np.float64 and 1 < width <= 32 and flat.size >= 2048:
+        cols = g.reshape(lead, flat.size, rest)  # a bincount per column: no index array
+        out = np.empty((lead, m, rest))  # (and no copy of g) of g's size; each long
+        for j in range(lead):  # enough that the calls cost little
+            for k in range(rest):
+                out[j, :, k] = np.bincount(flat, weights=cols[j, :, k], minlength=m)
+        return out.reshape(shape)
     rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
     if g.dtype == np.float64:  # one bincount over the raveled (row, column) positions
         at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()

@@ -164,6 +164,13 @@ def _scatter_add(g, shape, axis, *index):
     lead = int(np.prod(shape[:axis]))
     rest = int(np.prod(shape[axis + len(index) :]))
     m, width = int(np.prod(sizes)), lead * rest
+    if g.dtype == np.float64 and 1 < width <= 32 and flat.size >= 2048:
+        cols = g.reshape(lead, flat.size, rest)  # a bincount per column: no index array
+        out = np.empty((lead, m, rest))  # (and no copy of g) of g's size; each long
+        for j in range(lead):  # enough that the calls cost little
+            for k in range(rest):
+                out[j, :, k] = np.bincount(flat, weights=cols[j, :, k], minlength=m)
+        return out.reshape(shape)
     rows = g.reshape(lead, flat.size, rest).transpose(1, 0, 2).reshape(flat.size, width)
     if g.dtype == np.float64:  # one bincount over the raveled (row, column) positions
         at = flat if width == 1 else (flat[:, None] * width + np.arange(width)).ravel()
@@ -289,16 +296,16 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     M = E.shape[0]
     T = obs.shape[0]
     N = obs.shape[1]
-    dtype = np.result_type(A, pi, E)
-    pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
-    pi_exp = np.exp(pi_diff)  # (K,)
-    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
     E_exp = np.exp(E_diff)  # (M, K)
     E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
     del E_diff
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
+    pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
+    pi_exp = np.exp(pi_diff)  # (K,)
+    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
@@ -307,9 +314,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
-    del logE
-    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -319,30 +324,32 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_add, alpha2_max
+        alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
-        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
+    del logE_rows
     # (N, K); reuses alpha2's buffer
     alpha_exp = np.subtract(alpha2, alpha2.max(axis=1, keepdims=True), out=alpha2)
     np.exp(alpha_exp, out=alpha_exp)
     del alpha2
     # grad of the loop at line 13
-    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
-        # (N, K, 1)
-        t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        # (N, K)
+        alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
+        t_where = alpha3[:, :, None]  # (N, K, 1)
+        del alpha3
         weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
         weights += logA
         np.exp(weights, out=weights)
-        del t_where
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
         dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
-    del alpha, alpha_exp, logA, logE_rows, lse_steps
+    del alpha, alpha_exp, logA, logE, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -401,16 +408,16 @@ def loglik_value_and_grad(
     M = E.shape[0]
     T = obs.shape[0]
     N = obs.shape[1]
-    dtype = np.result_type(A, pi, E)
-    pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
-    pi_exp = np.exp(pi_diff)  # (K,)
-    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
     E_exp = np.exp(E_diff)  # (M, K)
     E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
     del E_diff
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
+    pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
+    pi_exp = np.exp(pi_diff)  # (K,)
+    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
@@ -419,9 +426,7 @@ def loglik_value_and_grad(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
-    del logE
-    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -431,9 +436,10 @@ def loglik_value_and_grad(
         lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_add, alpha2_max
+        alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
-        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
+    del logE_rows
     alpha_max = alpha2.max(axis=1, keepdims=True)  # (N, 1)
     # (N, K); reuses alpha2's buffer
     alpha_exp = np.subtract(alpha2, alpha_max, out=alpha2)
@@ -443,22 +449,23 @@ def loglik_value_and_grad(
     value = (np.log(alpha_sum) + alpha_max[:, 0]).sum() / N
     del alpha_max
     # grad of the loop at line 13
-    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
-        # (N, K, 1)
-        t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        # (N, K)
+        alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
+        t_where = alpha3[:, :, None]  # (N, K, 1)
+        del alpha3
         weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
         weights += logA
         np.exp(weights, out=weights)
-        del t_where
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
         dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
-    del alpha, alpha_exp, alpha_sum, logA, logE_rows, lse_steps
+    del alpha, alpha_exp, alpha_sum, logA, logE, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -519,16 +526,16 @@ def loglik_vjp(
     N = obs.shape[1]
     _expect("g", g, ())
     g = _weak(g, A, pi, E)
-    dtype = np.result_type(A, pi, E)
-    pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
-    pi_exp = np.exp(pi_diff)  # (K,)
-    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     E_diff = E - np.max(E, axis=0, keepdims=True)  # (M, K)
     E_exp = np.exp(E_diff)  # (M, K)
     E_sum = E_exp.sum(axis=0, keepdims=True)  # (1, K)
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
     del E_diff
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
+    pi_diff = pi - np.max(pi, axis=0, keepdims=True)  # (K,)
+    pi_exp = np.exp(pi_diff)  # (K,)
+    pi_sum = pi_exp.sum(axis=0, keepdims=True)  # (1,)
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
     A_diff = A - np.max(A, axis=1, keepdims=True)  # (K, K)
@@ -537,9 +544,7 @@ def loglik_vjp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
-    del logE
-    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -549,30 +554,32 @@ def loglik_vjp(
         lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_add, alpha2_max
+        alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
-        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
+    del logE_rows
     # (N, K); reuses alpha2's buffer
     alpha_exp = np.subtract(alpha2, alpha2.max(axis=1, keepdims=True), out=alpha2)
     np.exp(alpha_exp, out=alpha_exp)
     del alpha2
     # grad of the loop at line 13
-    dlogA = np.zeros((K, K), dtype=dtype)
+    dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
-        # (N, K, 1)
-        t_where = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        # (N, K)
+        alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
+        t_where = alpha3[:, :, None]  # (N, K, 1)
+        del alpha3
         weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
         weights += logA
         np.exp(weights, out=weights)
-        del t_where
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
         dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
-    del alpha, alpha_exp, logA, logE_rows, lse_steps
+    del alpha, alpha_exp, logA, logE, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
     dlogE_rows_joined = np.concatenate([dlogE_rows.reshape((N * (T - 1), K)), dalpha])
@@ -726,7 +733,8 @@ def loglik_hvp(
         Hvpi: (H v) for pi, shape (K,).
         HvE: (H v) for E, shape (M, K).
     """
-    _dims(_LOGLIK_ARGS, A, pi, E, obs)
+    if not _dims(_LOGLIK_ARGS, A, pi, E, obs):  # float dtypes differ: one for all
+        A, pi, E = _one_dtype(A, pi, E)
     K = A.shape[0]
     M = E.shape[0]
     T = obs.shape[0]
@@ -757,10 +765,10 @@ def loglik_hvp(
     tlogA = vA - vA_einsum / A_sum  # (K, K)
     # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
     tlogE_rows = tlogE[obs[1:]]  # (T - 1, N, K)
-    del tlogE
     # (M, K); reuses E_diff's buffer
     logE = np.subtract(E_diff, np.log(E_sum), out=E_diff)
     del E_diff
+    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
     # tangent of line 13: for t in range(1, T):
@@ -768,10 +776,8 @@ def loglik_hvp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    logE_rows = logE[obs[1:]]  # (T - 1, N, K)
-    del logE
     # tangent of the loop at line 13
-    lse_steps = np.empty((T - 1, N, K), dtype=dtype)
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     lse_steps_dot = A_full.copy()
     alpha_dot = talpha.copy()
@@ -788,8 +794,8 @@ def loglik_hvp(
         lse = np.log(alpha2_sum)  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_max
+        alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
-        alpha2 = lse + logE_rows[t - 1]  # (N, K)
         del lse
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
@@ -800,6 +806,7 @@ def loglik_hvp(
         # tangent of line 13: for t in range(1, T):
         lse_steps_dot[t - 1] = alpha_dot_div
         alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
+    del logE_rows, tlogE_rows
     # (N, K); reuses alpha2's buffer
     alpha_exp = np.subtract(alpha2, alpha2.max(axis=1, keepdims=True), out=alpha2)
     np.exp(alpha_exp, out=alpha_exp)
@@ -811,34 +818,35 @@ def loglik_hvp(
     alpha_div = alpha_exp / alpha_sum  # (N, K)
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
     # (N, K)
-    alpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
-    alpha_div2 = alpha_mul / alpha_sum  # (N, K)
-    del alpha_mul
+    talpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
+    talpha_div = talpha_mul / alpha_sum  # (N, K)
+    del talpha_mul
     # grad of the loop at line 13
     dlogA = A_full2
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
     dlogE_rows_dot = A_full  # reuses A_full's buffer
-    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - alpha_div2) / N
+    dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - talpha_div) / N
     for t in reversed(range(1, T)):
         t_eq = t == 1
+        index_rows = obs[1:][t - 2]  # (N,)
         # (N, K, 1)
-        t_where = np.where(t_eq, alpha, dlogE_rows[t - 2] + logE_rows[t - 2])[:, :, None]
+        t_where = np.where(t_eq, alpha, dlogE_rows[t - 2] + logE[index_rows])[:, :, None]
         weights = np.exp(t_where - dlogE_rows[t - 1][:, None] + logA)  # (N, K, K)
         del t_where
         # grad of line 13: for t in range(1, T):
         dlogE_rows[t - 1] = dalpha
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K)
-        t_where3 = np.where(t_eq, talpha, lse_steps_dot[t - 2] + tlogE_rows[t - 2])
+        t_where3 = np.where(t_eq, talpha, lse_steps_dot[t - 2] + tlogE[index_rows])
         t_where2 = t_where3[:, :, None]  # (N, K, 1)
         del t_where3
         # (N, K, K)
-        talpha_mul = (t_where2 - lse_steps_dot[t - 1][:, None] + tlogA) * weights
+        talpha_mul2 = (t_where2 - lse_steps_dot[t - 1][:, None] + tlogA) * weights
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        dalpha_mul = dalpha[:, None] * talpha_mul  # (N, K, K)
-        del talpha_mul
+        dalpha_mul = dalpha[:, None] * talpha_mul2  # (N, K, K)
+        del talpha_mul2
         dalpha_dot_add = dalpha_dot[:, None] * weights + dalpha_mul  # (N, K, K)
         del dalpha_mul
         # tangent of grad of line 13: for t in range(1, T):
@@ -847,8 +855,8 @@ def loglik_hvp(
         dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
         dlogA_dot = dlogA_dot + dalpha_dot_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", dalpha_dot_add)
-    del A_full, A_full2, alpha, alpha_div, alpha_div2, alpha_dot, alpha_exp, alpha_sum, logA
-    del logE_rows, lse_steps, lse_steps_dot, talpha, tlogA, tlogE_rows
+    del A_full, A_full2, alpha, alpha_div, alpha_dot, alpha_exp, alpha_sum, logA, logE, lse_steps
+    del lse_steps_dot, talpha, talpha_div, tlogA, tlogE
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA

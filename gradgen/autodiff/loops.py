@@ -48,7 +48,14 @@ from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.indexing import add_rows, added_row
 from ..ops.nn import lse_form, lse_shifted, lse_weighted
 from ..ops.registry import REGISTRY, attach_rules
-from ..ops.stepwise import first_row_set, index_shift, row_written
+from ..ops.stepwise import (
+    first_row_set,
+    gathered_row,
+    gathered_rows,
+    index_shift,
+    row_read,
+    row_written,
+)
 from .forward import batched_jvp, jvp
 from .reverse import vjp
 
@@ -710,10 +717,48 @@ def _rebuild(node: Node, bv: _BodyVJP, rebuilt: dict[int, list[Node]], i: Node,
         x0 = _input(bv.names, bv.cin[k].attr("name") + "_init", "outside", bv.cin[k].shape)
         with b.at(origin=body.outputs[k].origin, phase="forward"):
             again = _previous_next(body, k, i, {id(f): rows[id(f)] for f in steps}, x0)
+            again = _gathered_again(node, bv, again, bv.cin[k], outside, inputs)
         mapping[id(bv.cin[k])] = again
         b.memo.setdefault(TEMPORARY_NAMES, {}).setdefault(id(again), bv.cin[k].attr("name"))
         outside.append(node.args[k])
         inputs.append(x0)
+
+
+def _gathered_again(node: Node, bv: _BodyVJP, value: Node, x: Node, outside: list[Node],
+                    inputs: list[Node]) -> Node:
+    """Policy `regather_rows` (in a carried value made again, `_rebuild`): each row
+    `B[r]` it reads of an outside array B that holds a small table's rows gathered for
+    every step (`ops.stepwise.gathered_rows`; the table at most the size of the carried
+    value `x`) gathered from the table again (`log_B[:, obs_transpose[t - 2]].T`, not
+    `log_B_transpose[t - 2]`): a few us a step, and the backward loop no longer reads B,
+    whose buffer the forward loop may then fill with its saved rows
+    (passes/loops.share_row_buffers). Table and index are new outside inputs of the
+    backward body (appended to `inputs`, their values to `outside`). No derivative is
+    taken through the gather: it is part of the value made again."""
+    c, b = bv.C, builder()
+    outer = {id(o): a for o, a in zip(bv.oin, node.args[c:])}
+    limit = nominal_size(tuple(x.shape))
+    made: dict[int, Node] = {}
+    mapping: dict[int, Node] = {}
+    for n in topo_order([value]):
+        if not (row_read(n) and len(n.args) == 2 and n.attr("axis") == 0
+                and id(n.args[0]) in outer):
+            continue
+        form = gathered_rows(outer[id(n.args[0])])
+        if form is None or form[1].dtype == FLOAT \
+                or nominal_size(tuple(form[0].shape)) > limit:
+            continue
+        ins = []
+        for a, base in zip(form[:2], ("table", "index")):
+            if id(a) not in made:
+                made[id(a)] = make("input", name=bv.names.fresh(base), role="outside",
+                                   shape=tuple(a.shape), dtype=a.dtype)
+                outside.append(a)
+                inputs.append(made[id(a)])
+            ins.append(made[id(a)])
+        with b.at(origin=n.origin, phase=n.phase):
+            mapping[id(n)] = gathered_row(ins[0], ins[1], form[2], form[3], n.args[1])
+    return substitute([value], mapping)[0] if mapping else value
 
 
 def _previous_next(body: Region, k: int, i: Node, rows: dict[int, Node], x0: Node) -> Node:

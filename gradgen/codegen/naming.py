@@ -350,7 +350,7 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
     for _ in range(depth):   # along the first argument that is no constant
         if not a.args:
             break
-        for x in a.args:
+        for x in _named_from(a):
             if not x.is_const:
                 a = x
                 break
@@ -394,5 +394,16 @@ def _nearest_label(n, names: Mapping) -> str | None:
             if not broadcast:
                 return label
             smaller = smaller or label
-        queue.extend((x, broadcast or into(x, a)) for x in a.args)
+        queue.extend((x, broadcast or into(x, a)) for x in _named_from(a))
     return smaller
+
+
+def _named_from(a) -> tuple:
+    """The values `a` is named after: its arguments; a loop's final carried value (a
+    `part`) first its initial value (`alpha_max` for alpha's, not after the array the
+    loop's first carried value starts in)."""
+    if REGISTRY[a.op].has("projection") and a.args and a.args[0].args:
+        k = a.attr("index")
+        if isinstance(k, int) and 0 <= k < len(a.args[0].args):
+            return (a.args[0].args[k], *a.args)
+    return a.args

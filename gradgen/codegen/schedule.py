@@ -34,8 +34,9 @@ from ..ir import memo as ir_memo
 from ..ops._emit import unit_fraction
 from ..ops.control import ROWS_REWRITTEN, WIDER_WRITES
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
-from ..ops.indexing import entries_taken, written_value
+from ..ops.indexing import entries_taken, row_read, row_write, written_value
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
+from ..ops.stepwise import new_empty
 from .naming import Namer, temp_name
 from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
 
@@ -577,17 +578,14 @@ class _Scheduler:
         names.update((x, code) for x, (code, prec) in zip(region.inputs, bound)
                      if code.isidentifier())
         inner = type(p)(p.names)
-        steady = _steady_dtypes(node, region) if st.ufunc else {}
+        steady = _steady_dtypes(node, region, st) if st.ufunc else {}
         stands = _stands_for(st, node, region, steady) if st.ufunc else {}   # (by name)
-        # a next value adding to its carried value: a statement of its own (`dW += ...`)
-        adds = frozenset(id(o) for x, o in zip(region.carried, region.outputs)
-                         if id(x) in steady and o.op in st.ufunc and len(o.args) == 2
-                         and any(a is x for a in o.args))
-        sched = _Scheduler(inner, st.namer, names, frozenset(), self.label, force=adds)
+        force, roots = _own_statements(st, node, region, steady)
+        sched = _Scheduler(inner, st.namer, names, frozenset(), self.label, force=force)
         for x, code in zip(region.inputs, bound):
             inner.code[id(x)] = code
             sched.refs[id(x)] = ()   # like a function's arguments: never released
-        order = [n for n in topo_order(region.outputs) if id(n) not in sched.refs]
+        order = [n for n in topo_order(roots) if id(n) not in sched.refs]
         uses = use_counts(order, region.outputs)
         _body_state(sched.st, node, steady, stands)
         for x, name in zip(region.carried, carried):
@@ -608,6 +606,32 @@ class _Scheduler:
         st.assigned.update(c for c in carried if c not in borrowed)
         st.namer.taken.discard(index)   # read in the loop only: a later loop may reuse it
         return RegionCode(index, carried, init, body.lines)
+
+
+def _own_statements(st: _State, node: Node, region: Region, steady: Mapping
+                    ) -> tuple[frozenset, list[Node]]:
+    """The ids of the next values of a loop body computed as statements of their own: one
+    adding to its carried value (`dW += ...`), one read before a row write
+    (`_read_before_write`); and the body's roots in the order scheduled (those first)."""
+    adds = frozenset(id(o) for x, o in zip(region.carried, region.outputs)
+                     if id(x) in steady and o.op in st.ufunc and len(o.args) == 2
+                     and any(a is x for a in o.args))
+    early = _read_before_write(node, region)
+    return adds | early, [*(o for o in region.outputs if id(o) in early), *region.outputs]
+
+
+def _read_before_write(node: Node, region: Region) -> frozenset:
+    """The ids of the next values of a loop body (a loop run forwards) that read a row of
+    a carried array another next value writes a row of (`alpha = lse + lse_steps[t - 1]`
+    beside `lse_steps[t - 1] = lse`, lse_steps filling log_B_transpose's buffer:
+    passes/loops.share_row_buffers): computed first, each a statement of its own, so that
+    the write finds the array's old rows read and writes in place (not into a copy of the
+    array at every step)."""
+    written = {id(p[0]) for o in region.outputs if (p := row_write(o)) is not None}
+    if not written or node.attr("reverse", False):
+        return frozenset()
+    return frozenset(id(o) for o in region.outputs if row_write(o) is None and o.shape and any(
+        (p := row_read(m)) is not None and id(p[0]) in written for m in topo_order([o])))
 
 
 def _from_body(st: _State, body: _State) -> None:
@@ -1530,23 +1554,55 @@ RECOMPUTED = "recomputed"
 
 # ---------------------------------------------------------------- regions (loops)
 
-def _steady_dtypes(node: Node, region: Region) -> dict[int, frozenset]:
+def _steady_dtypes(node: Node, region: Region, st: _State | None = None
+                   ) -> dict[int, frozenset]:
     """The carried values of a loop whose dtype no step changes (that of the initial
     value: no next value depends on an argument of another dtype source), each (by id)
     with the names of the body inputs no wider than it (whose values a step may add into
     its buffer). The dtype sources of a body input are those of the loop's argument for
-    it, a carried value's also those of its next values (to a fixed point)."""
+    it, a carried value's also those of its next values (to a fixed point). With `st`
+    (the function's scheduler state), in a loop run forwards: also a carried array starting in the buffer of an
+    array of fewer dtype sources and written a row per step from more, all of them float
+    arguments (hmm's lse_steps in log_B_transpose's buffer, passes/loops.
+    share_row_buffers): the function makes them one dtype (rule `one_dtype_at_entry`),
+    else NumPy would round the rows to the buffer's dtype."""
+    one = st.one_dtype if st is not None and st.ufunc and not node.attr("reverse", False) \
+        else {}
+    plain = _steady_of(node, region, {})
+    if not one:
+        return plain
+    rows = {id(x) for x, o, a in zip(region.carried, region.outputs, node.args)
+            if id(x) not in plain and (p := row_write(o)) is not None and p[0] is x
+            and not new_empty(a)}
+    if not rows:
+        return plain
+    found = _steady_of(node, region, one)
+    more = {k: v for k, v in found.items() if k in rows}
+    if more:
+        st.one_dtype_used = True
+    return {**plain, **more}
+
+
+_ONE = object()   # the float arguments made one dtype, as one dtype source
+
+
+def _steady_of(node: Node, region: Region, one: Mapping[int, str]) -> dict[int, frozenset]:
+    """`_steady_dtypes` with the arguments in `one` (by node id) as one source."""
     c = len(region.carried)
     inputs = region.inputs[1:]
     by_name = {x.attr("name"): x for x in region.inputs}
     if len(by_name) != len(region.inputs):
         return {}
-    src = {id(x): frozenset(dtype_sources(a)) for x, a in zip(inputs, node.args)}
+
+    def sources(a: Node) -> frozenset:
+        return frozenset(_ONE if id(y) in one else y for y in dtype_sources(a))
+
+    src = {id(x): sources(a) for x, a in zip(inputs, node.args)}
     src[id(region.inputs[0])] = frozenset()
     carried_dtype_sources(src, region.carried, region.outputs)
     found = {}
     for x, a in zip(region.carried, node.args[:c]):
-        own = frozenset(dtype_sources(a))
+        own = sources(a)
         if not x.shape or x.dtype == INT or a.is_const or src[id(x)] != own:
             continue
         found[id(x)] = frozenset(y.attr("name") for y in region.inputs
@@ -1603,10 +1659,15 @@ def _exact_sources(st: _State, a: Node, budget: list) -> frozenset | None:
             return None
         body, k = loop.regions[0], a.attr("index")
         if not 0 <= k < len(body.carried) or \
-                id(body.carried[k]) not in _steady_dtypes(loop, body):
+                id(body.carried[k]) not in _steady_dtypes(loop, body, st):
             return None
         s = _exact_sources(st, loop.args[k], budget)
-        return s if s == frozenset(dtype_sources(loop.args[k])) else None
+        if s != frozenset(dtype_sources(loop.args[k])):
+            return None
+        if id(body.carried[k]) not in _steady_of(loop, body, {}):   # (steady as the
+            s |= {y for b in loop.args for y in dtype_sources(b)   # arguments' one dtype)
+                  if id(y) in st.one_dtype}
+        return s
     if st.weak(a):
         return None
     out: frozenset = frozenset()
@@ -1728,7 +1789,8 @@ def _mark_reused(st: _State, init: list[str], lines: list[str]) -> None:
     sees that the loop overwrites that array (passes/loops.share_row_buffers)."""
     for i, line in enumerate(init):
         name, _, text = line.partition(" = ")
-        if not text.isidentifier() or text == name or text not in st.buffers:
+        if not text.isidentifier() or text == name or text not in st.buffers \
+                and not _owned_view(st, text):
             continue
         row, out = f"{name}[", f"out={name})"
         if any(x.lstrip().startswith(row) or out in x for x in lines):
@@ -1741,12 +1803,20 @@ def _shared(st: _State, a: Node, text: str) -> bool:
     if a.is_const or id(a) in st.p.scalars:
         return False
     if st.ops.is_view(a) and st.buffers.get(text) is not a:   # (a loop's carried variable
-        return True                                            # is its own buffer)
+        return not _owned_view(st, text)                       # is its own buffer)
     if id(a) in st.inlined or not a.shape:   # a new array, or a computed 0-d value
         return False
     remaining = st.remaining
     return text not in st.buffers or remaining.get(text, 0) > 0 or \
         any(remaining[v] > 0 for v in st.views_of.get(text, ()))
+
+
+def _owned_view(st: _State, text: str) -> bool:
+    """Whether `text` is a variable holding a view of an array its own statement computed
+    (`log_B_transpose = np.transpose(log_B[:, obs_transpose], (1, 2, 0))`): the array's
+    only reference, which no later code reads (a loop may take it as its buffer)."""
+    return text.isidentifier() and st.view_bases.get(text) == set() \
+        and st.remaining.get(text, 0) == 0 and not st.views_of.get(text)
 
 
 def _outside_value(st: _State, a: Node, init: list[str]) -> tuple[str, int]:

@@ -15,8 +15,9 @@ from ..ir import Node, make
 from .registry import REGISTRY
 
 __all__ = ["Steps", "accumulation", "batched_op", "batched_product", "empty_with_rows",
-           "index_shift", "new_empty", "placing", "product", "row_read", "row_written",
-           "stacked_rows", "transposed_matrix"]
+           "gathered_row", "gathered_rows", "index_shift", "indexed_by", "new_empty", "placing",
+           "placing_axes", "product", "row_read", "row_written", "stacked_rows",
+           "transposed_matrix"]
 
 # The ops that only read rows or place axes: moving them alone out of a loop saves nothing.
 _PLACING = frozenset({"gather", "transpose", "reshape", "expand_dims", "squeeze",
@@ -241,3 +242,42 @@ def taken_after_first(u: Node, m: Node, t: Node, start) -> bool:
     cond = u.args[0]
     return cond.op == "eq" and cond.args[0] is t and cond.args[1].is_const \
         and as_expr(cond.args[1].value) == as_expr(start)
+
+
+def gathered_rows(n: Node) -> tuple[Node, Node, int, tuple[int, ...] | None] | None:
+    """(table, index, axis, order) when `n` holds, along its leading axis, the rows of a
+    table gathered at an index array's rows: `transpose(gather(table, index, axis),
+    order)` with order[0] == axis (hoist_steps' `log_B[:, obs_transpose]` laid out steps
+    first: hmm's `log_B_transpose`), or `gather(table, index, axis=0)` (order None);
+    else None. Row r of `n` is `gathered_row(...)`: the table gathered at index[r]."""
+    order = None
+    if n.op == "transpose":
+        order, n = tuple(n.attr("axes")), n.args[0]
+    if n.op != "gather" or len(n.args) != 2 or n.args[1].ndim < 1:
+        return None
+    axis = n.attr("axis")
+    if order is None and axis != 0 or order is not None and order[0] != axis:
+        return None
+    return n.args[0], n.args[1], axis, order
+
+
+def gathered_row(table: Node, index: Node, axis: int, order: tuple[int, ...] | None,
+                 r: Node) -> Node:
+    """Row `r` of the rows `gathered_rows` found: `table` gathered at `index[r]` along
+    `axis`, its axes placed as `order` places them but the first (`log_B[:,
+    obs_transpose[t - 2]].T` for row t - 2 of hmm's `log_B_transpose`)."""
+    out = make("gather", table, make("gather", index, r, axis=0), axis=axis)
+    if order is None:
+        return out
+    rest = tuple(a - (a > axis) for a in order[1:])
+    return out if rest == tuple(range(len(rest))) else make("transpose", out, axes=rest)
+
+
+def indexed_by(u: Node, m: Node) -> bool:
+    """Whether `u` gathers entries of an array at the indices `m` (`log_B[:, m]`)."""
+    return u.op == "gather" and any(a is m for a in u.args[1:])
+
+
+def placing_axes(n: Node) -> bool:
+    """Whether `n` only places the axes of its argument (a transpose: a view of all of it)."""
+    return n.op == "transpose"

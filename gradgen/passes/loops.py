@@ -27,7 +27,14 @@ from ..ops.control import REGIONS_BUILT
 from ..ops.control import reads as _reads
 from ..ops.dtypes import dtype_sources
 from ..ops.indexing import row_read, row_write
-from ..ops.stepwise import index_shift, new_empty, taken_after_first, zero_padded
+from ..ops.stepwise import (
+    index_shift,
+    indexed_by,
+    new_empty,
+    placing_axes,
+    taken_after_first,
+    zero_padded,
+)
 from .rebuild import rebuild_graph
 
 __all__ = ["drop_dead_row_writes", "loops", "merge_loops", "prune_loops", "read_unpadded",
@@ -381,7 +388,7 @@ def loops_with_pairs(graph: Graph, pairs_of: Callable[[Node], list], also: int |
         args = n.args
         found = [p for p in found if (uses[id(args[p[1]])] == 1 or _read_before(graph, n,
                                                                         args[p[1]]))
-                 and id(args[p[1]]) not in inputs and not _may_view(args[p[1]])
+                 and id(args[p[1]]) not in inputs and not _may_view(args[p[1]], uses)
                  and (also is None or uses[id(args[p[also]])] == 1)]
         if found:
             yield n, found
@@ -432,14 +439,17 @@ def _row_buffer_pairs(n: Node) -> list[tuple[int, int]]:
     """[(k, j)]: the carried array k of the loop `n` that starts empty and is written one
     row per step (`A[r] = v`, r the index or the index plus a number, A read nowhere else
     but for its dtype), and the argument j >= c of an outside array B of A's shape whose
-    dtype is A's or wider (its dtype sources include A's: no precision is lost) that the
-    body reads only as `B[r]`, each B for one A."""
+    dtype is A's or wider (its dtype sources include A's: no precision is lost; in a loop
+    run forwards also one of fewer float arguments, `fits_one_dtype`: the function makes
+    them one dtype, schedule._steady_dtypes) that the body reads only as `B[r]`, each B
+    for one A."""
     body = n.attr("body")
     c = len(body.outputs)
     t = body.inputs[0]
     rows, other = row_reads(body)
     found: list[tuple[int, int]] = []
     taken: set[int] = set()
+    forwards = not n.attr("reverse", False)
     for k, (x, y) in enumerate(zip(body.inputs[1:1 + c], body.outputs)):
         place = row_write(y)
         if place is None or place[0] is not x or not new_empty(n.args[k]) \
@@ -455,13 +465,25 @@ def _row_buffer_pairs(n: Node) -> list[tuple[int, int]]:
             if j in taken or id(b) in other or not rows.get(id(b)) \
                     or not rows[id(b)] <= behind \
                     or arg.dtype != a.dtype or not same_shape(tuple(arg.shape), tuple(a.shape)) \
-                    or not set(dtype_sources(arg)) >= set(dtype_sources(a)) \
-                    or id(r) in rows[id(b)] and not _read_before_written(body, b, y):
+                    or not (fits_one_dtype(arg, a) if forwards else
+                            set(dtype_sources(arg)) >= set(dtype_sources(a))) \
+                                        or id(r) in rows[id(b)] and not _read_before_written(
+                        body, b, y, next_first=forwards):
                 continue
             found.append((k, j))
             taken.add(j)
             break
     return found
+
+
+def fits_one_dtype(s: Node, a: Node) -> bool:
+    """Whether the array `a`'s values can be written into `s`'s buffer exactly: `s`'s
+    dtype covers `a`'s, or `a` reads no float input but `s`'s and the function's
+    arguments, which the emitted function makes one dtype where they differ (rule
+    `one_dtype_at_entry`: the scheduler's write asks for it, schedule._fits; the write is
+    marked, ops/control.WIDER_WRITES)."""
+    extra = set(dtype_sources(a)) - set(dtype_sources(s))
+    return all(x.attr("role") in ("data", "param") for x in extra)
 
 
 def _rows_behind(n: Node, r: Node) -> set[int]:
@@ -495,8 +517,9 @@ def _rows_behind(n: Node, r: Node) -> set[int]:
 
 def _discarded_at(order: list[Node], body: Region, row: Node, start) -> bool:
     """Whether every value computed from the reads at `row` reaches the body's outputs only
-    through the third argument of a `where(t == start, a, b)` (elementwise ops and views
-    between): at t = start its value is not used (autodiff/loops._previous_next)."""
+    through the third argument of a `where(t == start, a, b)` (elementwise ops, views and
+    gathers at indices so read between): at t = start its value is not used
+    (autodiff/loops._previous_next)."""
     t = body.inputs[0]
     readers: dict[int, list[Node]] = {}
     for m in order:
@@ -516,8 +539,9 @@ def _discarded_at(order: list[Node], body: Region, row: Node, start) -> bool:
         for u in readers.get(id(m), ()):
             if taken_after_first(u, m, t, start):
                 continue
-            if "elementwise" not in ops[u.op].traits and ops[u.op].view_of(u) is None:
-                return False
+            if "elementwise" not in ops[u.op].traits and ops[u.op].view_of(u) is None \
+                    and not indexed_by(u, m):   # (`log_B[:, obs_transpose[t - 2]]`: the
+                return False                    # last row's indices, in range)
             stack.append(u)
     return True
 
@@ -542,12 +566,15 @@ def row_reads(body: Region) -> tuple[dict[int, set[int]], set[int]]:
     return rows, other
 
 
-def _read_before_written(body: Region, b: Node, y: Node) -> bool:
+def _read_before_written(body: Region, b: Node, y: Node, next_first: bool = False) -> bool:
     """Whether the code of the body can read the rows of the body input `b` before the
     write `y` (`A[r] = g`) into them, A then sharing b's buffer: no next value reads a row
     of b (or a view of one) itself, and each other value reading one is g's or is read
-    more than once (a variable, computed before the write). Else the scheduler would copy
-    A at every step to keep its old row (`A = A.copy()`)."""
+    more than once (a variable, computed before the write); with `next_first` (a loop run
+    forwards) also a next value reading one through values read once, which the scheduler
+    computes before the write (schedule._read_before_write: hmm's `alpha = lse +
+    lse_steps[t - 1]`, then `lse_steps[t - 1] = lse`). Else the scheduler would copy A at
+    every step to keep its old row (`A = A.copy()`)."""
     order = topo_order(body.outputs)
     ops = builder().ops
     rows: set[int] = set()
@@ -560,34 +587,44 @@ def _read_before_written(body: Region, b: Node, y: Node) -> bool:
         return False
     feeds_g = {id(m) for m in topo_order([y.args[1]])}
     uses = use_counts(order, body.outputs)
+    first = outputs if next_first else set()
     for m in order:
         if id(m) not in rows and any(id(a) in rows for a in m.args) and \
-                (id(m) in outputs or not _kept_before(m, order, outputs, feeds_g, uses)):
+                (id(m) in outputs - first
+                 or not _kept_before(m, order, outputs, feeds_g, uses, first)):
             return False
     return True
 
 
 def _kept_before(m: Node, order: list[Node], outputs: set[int], feeds_g: set[int],
-                 uses: dict[int, int]) -> bool:
+                 uses: dict[int, int], first: set[int] = frozenset()) -> bool:
     """Whether the value `m` (reading a row) is g's or read more than once, or is read
     once by such a value through values read once (`weights = alpha[:, :, None] -
     lse_steps[t - 1][:, None]; weights += log_A; np.exp(weights, out=weights)`, the
-    exponentials read twice): the scheduler computes it into a variable, before the write."""
+    exponentials read twice), or is or reaches so a next value in `first`: the scheduler
+    computes it into a variable, before the write."""
     reader: dict[int, Node] = {}
     for u in order:
         for a in u.args:
             reader[id(a)] = u
     while True:
-        if id(m) in feeds_g or uses[id(m)] >= 2:
-            return True
+        if id(m) in feeds_g or uses[id(m)] >= 2 or id(m) in first:
+            return True   # (a next value computed first: schedule._read_before_write)
         if id(m) in outputs or uses[id(m)] != 1 or id(m) not in reader:
             return False
         m = reader[id(m)]
 
 
-def _may_view(a: Node) -> bool:
-    """Whether the value `a` may be a view of another array (its buffer not its own)."""
-    return a.is_const or builder().ops[a.op].view_of(a) is not None
+def _may_view(a: Node, uses: dict[int, int]) -> bool:
+    """Whether the value `a` may be a view of another array (its buffer not its own): not
+    where it places the axes (`transpose`) of a new array that nothing else reads (hmm's
+    `np.transpose(log_B[:, obs_transpose], (1, 2, 0))`, the gather's own buffer)."""
+    ops = builder().ops
+    while not a.is_const and ops[a.op].view_of(a) is not None:
+        if not placing_axes(a) or uses.get(id(a.args[0])) != 1:
+            return True
+        a = a.args[0]
+    return a.is_const or a.is_input
 
 
 def _substituted(order: list[Node], mapping: dict[int, Node]) -> dict[int, Node]:

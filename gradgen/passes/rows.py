@@ -41,7 +41,7 @@ from ..ops.stepwise import (
     stacked_rows,
     transposed_matrix,
 )
-from .loops import _read_before_written, loops_with_pairs, row_reads
+from .loops import _read_before_written, fits_one_dtype, loops_with_pairs, row_reads
 from .rebuild import rebuild
 
 __all__ = ["fill_shifted_rows", "reuse_state_rows"]
@@ -256,15 +256,6 @@ def _row_offset(view: Node, base: Node, length) -> int | None:
     return int(start)
 
 
-def _one_dtype(s: Node, a: Node) -> bool:
-    """Whether the array `a`'s values can be written into `s`'s buffer exactly: `s`'s
-    dtype covers `a`'s, or `a` reads no float input but `s`'s and the function's
-    arguments, which the emitted function makes one dtype where they differ (rule
-    `one_dtype_at_entry`: the scheduler's write asks for it, schedule._fits)."""
-    extra = set(dtype_sources(a)) - set(dtype_sources(s))
-    return all(x.attr("role") in ("data", "param") for x in extra)
-
-
 def _known_at_least(dim, least: int, hints: dict[str, int]) -> bool:
     """Whether the dimension `dim` is at least `least` by its value or the hints."""
     from ..dims import dim_symbol
@@ -308,7 +299,7 @@ def _state_rows(n: Node, parts: list[Node], users: dict, inputs: set, hints: dic
             if id(sx) in other or id(s) in inputs or s.is_const \
                     or builder().ops[s.op].view_of(s) is not None \
                     or s.ndim != 3 or not same_shape(tuple(s.shape[1:]), tuple(init.shape[1:])) \
-                    or s.dtype != final.dtype or not _one_dtype(s, final):
+                    or s.dtype != final.dtype or not fits_one_dtype(s, final):
                 continue
             shifts = []
             for r in _row_reads_of(body, sx):
