@@ -1561,11 +1561,11 @@ def _steady_dtypes(node: Node, region: Region, st: _State | None = None
     with the names of the body inputs no wider than it (whose values a step may add into
     its buffer). The dtype sources of a body input are those of the loop's argument for
     it, a carried value's also those of its next values (to a fixed point). With `st`
-    (the function's scheduler state), in a loop run forwards: also a carried array starting in the buffer of an
-    array of fewer dtype sources and written a row per step from more, all of them float
-    arguments (hmm's lse_steps in log_B_transpose's buffer, passes/loops.
-    share_row_buffers): the function makes them one dtype (rule `one_dtype_at_entry`),
-    else NumPy would round the rows to the buffer's dtype."""
+    (the function's scheduler state), in a loop run forwards: also a carried array
+    starting in the buffer of an array of fewer dtype sources and written a row per step
+    from more, all of them float arguments (hmm's lse_steps in log_B_transpose's buffer,
+    passes/loops.share_row_buffers): the function makes them one dtype (rule
+    `one_dtype_at_entry`), else NumPy would round the rows to the buffer's dtype."""
     one = st.one_dtype if st is not None and st.ufunc and not node.attr("reverse", False) \
         else {}
     plain = _steady_of(node, region, {})
