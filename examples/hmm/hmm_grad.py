@@ -340,9 +340,9 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
         # (N, K)
         alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
-        t_where = alpha3[:, :, None]  # (N, K, 1)
+        alpha_where = alpha3[:, :, None]  # (N, K, 1)
         del alpha3
-        weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
+        weights = alpha_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
         weights += logA
         np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
@@ -456,9 +456,9 @@ def loglik_value_and_grad(
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
         # (N, K)
         alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
-        t_where = alpha3[:, :, None]  # (N, K, 1)
+        alpha_where = alpha3[:, :, None]  # (N, K, 1)
         del alpha3
-        weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
+        weights = alpha_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
         weights += logA
         np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
@@ -570,9 +570,9 @@ def loglik_vjp(
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
         # (N, K)
         alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
-        t_where = alpha3[:, :, None]  # (N, K, 1)
+        alpha_where = alpha3[:, :, None]  # (N, K, 1)
         del alpha3
-        weights = t_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
+        weights = alpha_where - dlogE_rows[t - 1][:, None]  # (N, K, K)
         weights += logA
         np.exp(weights, out=weights)
         # grad of line 13: for t in range(1, T):
@@ -831,24 +831,23 @@ def loglik_hvp(
     for t in reversed(range(1, T)):
         t_eq = t == 1
         index_rows = obs[1:][t - 2]  # (N,)
-        # (N, K, 1)
-        t_where = np.where(t_eq, alpha, dlogE_rows[t - 2] + logE[index_rows])[:, :, None]
-        weights = np.exp(t_where - dlogE_rows[t - 1][:, None] + logA)  # (N, K, K)
-        del t_where
+        alpha3 = np.where(t_eq, alpha, dlogE_rows[t - 2] + logE[index_rows])  # (N, K)
+        alpha_where = alpha3[:, :, None]  # (N, K, 1)
+        del alpha3
+        weights = np.exp(alpha_where - dlogE_rows[t - 1][:, None] + logA)  # (N, K, K)
         # grad of line 13: for t in range(1, T):
         dlogE_rows[t - 1] = dalpha
         # tangent of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs[t]]
         # (N, K)
-        t_where3 = np.where(t_eq, talpha, lse_steps_dot[t - 2] + tlogE[index_rows])
-        t_where2 = t_where3[:, :, None]  # (N, K, 1)
-        del t_where3
+        talpha_where2 = np.where(t_eq, talpha, lse_steps_dot[t - 2] + tlogE[index_rows])
+        talpha_where = talpha_where2[:, :, None]  # (N, K, 1)
+        del talpha_where2
         # (N, K, K)
-        talpha_mul2 = (t_where2 - lse_steps_dot[t - 1][:, None] + tlogA) * weights
+        talpha_mul2 = (talpha_where - lse_steps_dot[t - 1][:, None] + tlogA) * weights
         # tangent of grad of line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + l...
-        dalpha_mul = dalpha[:, None] * talpha_mul2  # (N, K, K)
+        # (N, K, K)
+        dalpha_dot_add = dalpha_dot[:, None] * weights + dalpha[:, None] * talpha_mul2
         del talpha_mul2
-        dalpha_dot_add = dalpha_dot[:, None] * weights + dalpha_mul  # (N, K, K)
-        del dalpha_mul
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
         dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha, weights)

@@ -401,9 +401,13 @@ def _nearest_label(n, names: Mapping) -> str | None:
 def _named_from(a) -> tuple:
     """The values `a` is named after: its arguments; a loop's final carried value (a
     `part`) first its initial value (`alpha_max` for alpha's, not after the array the
-    loop's first carried value starts in)."""
-    if REGISTRY[a.op].has("projection") and a.args and a.args[0].args:
+    loop's first carried value starts in); a selection `where(cond, x, y)` after its values
+    before its condition (`alpha_where`, not `t_where` for `where(t == 1, alpha, ...)`)."""
+    args = a.args
+    if REGISTRY[a.op].has("projection") and args and args[0].args:
         k = a.attr("index")
-        if isinstance(k, int) and 0 <= k < len(a.args[0].args):
-            return (a.args[0].args[k], *a.args)
-    return a.args
+        if isinstance(k, int) and 0 <= k < len(args[0].args):
+            return (args[0].args[k], *args)
+    if len(args) == 3 and args[0].dtype == "bool":
+        return (args[1], args[2], args[0])
+    return args
