@@ -190,7 +190,7 @@ def nll(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Scalar:
     m = np.array(m0)
     P = np.array(P0)
     Fs = np.empty((T,), dtype=np.result_type(theta, P0))
-    vs = np.empty((T,), dtype=np.result_type(y, m0))
+    vs = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
@@ -235,7 +235,7 @@ def nll_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> Array:
     m = np.array(m0)
     P = np.array(P0)
     Fs = np.empty((T,), dtype=dtype)
-    vs = np.empty((T,), dtype=np.result_type(y, m0))
+    vs = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
@@ -317,7 +317,7 @@ def nll_value_and_grad(theta: Array, y: Array, m0: Scalar, P0: Scalar) -> tuple[
     m = np.array(m0)
     P = np.array(P0)
     Fs = np.empty((T,), dtype=dtype)
-    vs = np.empty((T,), dtype=np.result_type(y, m0))
+    vs = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
@@ -405,7 +405,7 @@ def nll_vjp(theta: Array, y: Array, m0: Scalar, P0: Scalar, g: Scalar) -> Array:
     m = np.array(m0)
     P = np.array(P0)
     Fs = np.empty((T,), dtype=dtype)
-    vs = np.empty((T,), dtype=np.result_type(y, m0))
+    vs = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
@@ -491,11 +491,11 @@ def nll_jvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, ttheta: Array) -> tu
     m = np.array(m0)
     P = np.array(P0)
     Fs = np.empty((T,), dtype=dtype)
-    vs = np.empty((T,), dtype=np.result_type(y, m0))
+    vs = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     m_dot = np.zeros_like(m0)
     P_dot = np.zeros_like(P0)
     Fs_dot = np.zeros((T,), dtype=dtype)
-    vs_dot = np.zeros((T,), dtype=np.result_type(y, m0))
+    vs_dot = np.zeros((T,), dtype=np.result_type(theta, y, m0, P0))
     for t in range(T):
         Pp = P + q
         F = Pp + r
@@ -575,14 +575,14 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     m = np.array(m0)
     P = np.array(P0)
     Fs = np.empty((T,), dtype=dtype)
-    vs = np.empty((T,), dtype=np.result_type(y, m0))
+    vs = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
     k_steps_dot = theta_full  # reuses theta_full's buffer
     k_diff_steps_dot = theta_full.copy()
     Pp_steps_dot = theta_full.copy()
     m_dot = m0_zeros_like
     P_dot = P0_zeros_like
     Fs_dot = theta_full.copy()
-    vs_dot = np.zeros((T,), dtype=np.result_type(y, m0))
+    vs_dot = np.zeros((T,), dtype=np.result_type(theta, y, m0, P0))
     for t in range(T):
         Pp = P + q
         F = Pp + r

@@ -43,7 +43,7 @@ import sympy
 from ..dims import as_expr, same_shape
 from ..ir import Graph, Node, Region, builder, make, make_as_is, topo_order, use_counts
 from ..ops.control import REGIONS_BUILT, STEP_INDICES, iteration, loop_attrs, next_row, reads
-from ..ops.dtypes import dtype_sources
+from ..ops.dtypes import carried_dtype_sources, dtype_sources
 from ..ops.stepwise import accumulation, placing, product, row_written
 from .rebuild import rebuild
 from .regions import in_regions
@@ -264,11 +264,17 @@ def _next_of(an: _Body, f: Node) -> int | None:
 
 
 def _sources(holder: Node, f: Node, body: Region) -> tuple[Node, ...]:
-    """The loop's arguments whose dtype a buffer of the body value `f` has."""
+    """The loop's arguments whose dtype a buffer of the body value `f` has: those of the
+    body inputs it reads, a carried value's grown by its next values' to a fixed point
+    (kalman's `v = y[t] - m` is as wide as theta where `m` starts from m0 and steps by
+    `k * v`, k from theta: a buffer of y's and m0's dtype would round it)."""
     deps = reads(f)
-    args = [a for x, a in zip(body.inputs[1:], holder.args)
-            if id(x) in deps and x.dtype == "float" and not a.is_const]
+    src = {id(x): frozenset(() if a.is_const else dtype_sources(a))
+           for x, a in zip(body.inputs[1:], holder.args) if x.dtype == "float"}
+    src.update((id(x), frozenset()) for x in body.carried if id(x) not in src)
+    carried_dtype_sources(src, body.carried, body.outputs)
     found: dict = {}
-    for a in args or [a for a in holder.args if a.dtype == "float" and not a.is_const]:
-        found.update(dict.fromkeys(dtype_sources(a)))
+    read = [src[id(x)] for x in body.inputs[1:] if id(x) in deps and id(x) in src]
+    for sources in read if any(read) else src.values():
+        found.update(dict.fromkeys(sources))
     return tuple(sorted(found, key=lambda x: x.serial))
