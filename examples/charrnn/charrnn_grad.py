@@ -335,7 +335,8 @@ def loss_grad(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
-    dWxh_rows = dhs  # reuses dhs's buffer
+    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
+    dWxh_rows = dhs
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -421,7 +422,8 @@ def loss_value_and_grad(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
-    dWxh_rows = dhs  # reuses dhs's buffer
+    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
+    dWxh_rows = dhs
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -515,7 +517,8 @@ def loss_vjp(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
-    dWxh_rows = dhs  # reuses dhs's buffer
+    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
+    dWxh_rows = dhs
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
@@ -748,7 +751,8 @@ def loss_hvp(
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like
-    dh_muls = dhs  # reuses dhs's buffer
+    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
+    dh_muls = dhs
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
         dh_add = dh + dh_muls[t]  # (B, H)

@@ -314,7 +314,8 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    lse_steps = logE_rows  # reuses logE_rows's buffer
+    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
+    lse_steps = logE_rows
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -334,7 +335,8 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del alpha2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    dlogE_rows = lse_steps  # reuses lse_steps's buffer
+    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
+    dlogE_rows = lse_steps
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
@@ -426,7 +428,8 @@ def loglik_value_and_grad(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    lse_steps = logE_rows  # reuses logE_rows's buffer
+    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
+    lse_steps = logE_rows
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -450,7 +453,8 @@ def loglik_value_and_grad(
     del alpha_max
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    dlogE_rows = lse_steps  # reuses lse_steps's buffer
+    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
+    dlogE_rows = lse_steps
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
@@ -544,7 +548,8 @@ def loglik_vjp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    lse_steps = logE_rows  # reuses logE_rows's buffer
+    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
+    lse_steps = logE_rows
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -564,7 +569,8 @@ def loglik_vjp(
     del alpha2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    dlogE_rows = lse_steps  # reuses lse_steps's buffer
+    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
+    dlogE_rows = lse_steps
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
@@ -777,7 +783,8 @@ def loglik_hvp(
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
     # tangent of the loop at line 13
-    lse_steps = logE_rows  # reuses logE_rows's buffer
+    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
+    lse_steps = logE_rows
     alpha2 = alpha.copy()
     lse_steps_dot = A_full.copy()
     alpha_dot = talpha.copy()
@@ -823,7 +830,8 @@ def loglik_hvp(
     del talpha_mul
     # grad of the loop at line 13
     dlogA = A_full2
-    dlogE_rows = lse_steps  # reuses lse_steps's buffer
+    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
+    dlogE_rows = lse_steps
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
     dlogE_rows_dot = A_full  # reuses A_full's buffer
