@@ -1886,10 +1886,6 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
         lines = [f"{targets} = {', '.join(values)}"]
         if len(lines[0]) + 4 > MAX_LINE:   # (in a loop's body) one value a line, as
             lines = [f"{targets} = (", *(f"    {v}," for v in values), ")"]   # ruff formats
-        lines = [f"{', '.join(n for n, _ in updates)} = {', '.join(t for _, t in updates)}"]
-        if len(lines[0]) > MAX_LINE:   # (one value a line, as `ruff format` lays it out)
-            lines = [f"{', '.join(n for n, _ in updates)} = (",
-                     *(f"    {t}," for _, t in updates), ")"]
     else:
         lines = [f"{name} = {text}" for name, text in updates]
     # one statement last, so that what the body reads last is released inside the loop
