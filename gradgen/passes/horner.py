@@ -30,7 +30,7 @@ from collections import defaultdict
 
 import sympy
 
-from ..ir import Graph, Node, builder, carry_names, const, made_here, made_since, make_as_is
+from ..ir import Graph, Node, any_made, builder, carry_names, const, make_as_is
 
 # The highest degree collected: past it a power stays a power (`x ** 20`), not a chain.
 MAX_DEGREE = 8
@@ -91,45 +91,39 @@ def horner(graph: Graph) -> Graph:
 def _any_worth_a_look(graph: Graph, ops: dict[str, str]) -> bool:
     """Whether a sum `_worth_a_look` accepts exists anywhere in the compilation: False
     means no graph of it has a polynomial worth rewriting, and `graph` is not walked at
-    all. Found in one pass over the nodes made since the last call (`made_since`), each
-    node looked at once per compilation rather than once per graph that holds it (a
-    gradient's and its function's share most of theirs); what `_sums_of_powers` finds in a
-    graph is found among them (a sum with a power term, through constant factors and
-    signs, or with such a sum as a term). A graph the builder did not make is walked."""
-    if not made_here(graph):
-        return True
-    # [ids of scaled array powers, ids of the sums that read one, the verdict]
-    state = builder().memo.setdefault("horner scan", [set(), set(), False])
-    if state[2]:
-        return True
-    powered, hits = state[0], state[1]
+    all (`ir.any_made`: each node looked at once per compilation rather than once per graph
+    that holds it; a gradient's and its function's share most of theirs). What
+    `_sums_of_powers` finds in a graph is found among them: a sum with a power term,
+    through constant factors and signs, or with such a sum as a term."""
+    # the ids of scaled array powers and of the sums that read one, across calls
+    powered, hits = builder().memo.setdefault("horner scan", (set(), set()))
     sums = frozenset({ops["+"], ops["-"]})
     mul, div, neg, power = ops["*"], ops["/"], ops["-x"], ops["**"]
-    found = []
-    for n in made_since("horner"):
-        op = n.op
-        if op in sums:
-            if n.ndim:
-                for a in n.args:
-                    if id(a) in powered or id(a) in hits:
-                        hits.add(id(n))
-                        found.append(n)
-                        break
-        elif op == power:
-            if n.args[1].is_const and n.ndim > 0:
-                powered.add(id(n))
-        elif op == neg:
-            if id(n.args[0]) in powered:
-                powered.add(id(n))
-        elif op == mul or op == div:   # (`_unscaled`: c * a first, then a * c, a / c)
-            a, c = n.args
-            if op == mul and a.is_const and a.ndim == 0:
-                if id(c) in powered:
+
+    def test(nodes) -> bool:
+        found = []
+        for n in nodes:
+            op = n.op
+            if op in sums:
+                if n.ndim and any(id(a) in powered or id(a) in hits for a in n.args):
+                    hits.add(id(n))
+                    found.append(n)
+            elif op == power:
+                if n.args[1].is_const and n.ndim > 0:
                     powered.add(id(n))
-            elif c.is_const and c.ndim == 0 and id(a) in powered:
-                powered.add(id(n))
-    state[2] = bool(found) and _worth_a_look(found, ops)
-    return state[2]
+            elif op == neg:
+                if id(n.args[0]) in powered:
+                    powered.add(id(n))
+            elif op == mul or op == div:   # (`_unscaled`: c * a first, then a * c, a / c)
+                a, c = n.args
+                if op == mul and a.is_const and a.ndim == 0:
+                    if id(c) in powered:
+                        powered.add(id(n))
+                elif c.is_const and c.ndim == 0 and id(a) in powered:
+                    powered.add(id(n))
+        return bool(found) and _worth_a_look(found, ops)
+
+    return any_made("horner", graph, test)
 
 
 def _sums_of_powers(graph: Graph, ops: dict[str, str]) -> list[Node]:
