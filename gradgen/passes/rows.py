@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..dims import as_expr, same_shape
+from ..dims import as_expr, dim_symbol, same_shape
 from ..ir import Graph, Node, Region, builder, const, make, make_as_is, topo_order
 from ..ops.control import REGIONS_BUILT, ROWS_REWRITTEN, WIDER_WRITES
 from ..ops.dtypes import dtype_sources
@@ -258,7 +258,6 @@ def _row_offset(view: Node, base: Node, length) -> int | None:
 
 def _known_at_least(dim, least: int, hints: dict[str, int]) -> bool:
     """Whether the dimension `dim` is at least `least` by its value or the hints."""
-    from ..dims import dim_symbol
     e = as_expr(dim).subs({dim_symbol(k): v for k, v in hints.items()})
     return bool(e.is_number and e >= least)
 
