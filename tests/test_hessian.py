@@ -140,10 +140,35 @@ def test_mirror_blocks_are_computed_once_and_returned_as_copies():
         np.testing.assert_allclose(block, block.T, rtol=1e-12, atol=1e-14)
 
 
+def test_a_scalar_params_blocks_read_as_scalar_expressions():
+    """A 0-d Param's one direction is the number 1: its blocks are plain expressions
+    (`6 * a`, `2 * x`), with no (1,) basis `np.eye(1).reshape((1,))` multiplied in and no
+    `.reshape(())` to take it out again; the values agree with finite differences, and
+    with float32 arguments every block is float32."""
+    text = """
+def f(a: Param[()], x: Param[3]):
+    return a * sum(x ** 2) + a ** 3 + sin(a) * x[0]
+"""
+    mod = _module(text)
+    fn = mod.__source__.split("def f_hessian")[1]
+    assert "np.eye(1" not in fn and "basis" not in fn and "reshape" not in fn
+    rng = np.random.default_rng(7)
+    a, x = np.array(0.7), rng.normal(size=3)
+    H = mod.f_hessian(a, x)
+    grad = (lambda ps: mod.f_grad(*ps))
+    for i in range(2):
+        for j in range(2):
+            assert np.shape(H[i][j]) == np.shape([a, x][i]) + np.shape([a, x][j])
+            np.testing.assert_allclose(H[i][j], _fd_hessian(grad, [a, x], i, j),
+                                       rtol=1e-6, atol=1e-7)
+    H32 = mod.f_hessian(np.float32(0.7), x.astype(np.float32))
+    assert all(np.asarray(b).dtype == np.float32 for row in H32 for b in row)
+
+
 def test_a_long_return_of_hessian_blocks_is_wrapped_as_ruff_writes_it():
     text = '''
 def f(x_long_name: Param[3], y_long_name: Param[3], z_long_name: Param[()]):
-    return sum(x_long_name * y_long_name) * z_long_name + z_long_name ** 3
+    return sum(x_long_name * y_long_name) * z_long_name ** 2 + z_long_name ** 3
 '''
     mod = _module(text)
     src = mod.__source__

@@ -695,7 +695,6 @@ def nll_hessian(
     if not _dims(_NLL_ARGS, X, y, beta, a):  # float dtypes differ: one for all
         X, y, beta, a = _one_dtype(X, y, beta, a)
     N = X.shape[0]
-    D = X.shape[1]
     a = _weak(a, X.dtype)
     r = np.exp(a)
     y_add = y + r  # (N,)
@@ -710,35 +709,21 @@ def nll_hessian(
     # grad of line 8: z = X @ beta
     H_beta_beta = (y_add * ((X.T - X.T * z_exp) * z_exp)) @ X  # (D, D)
     H_beta_beta /= N
-    a_basis = np.eye(1, dtype=a.dtype).reshape((1,))  # (1,)
-    # grad of line 9: r = exp(a)
-    a_mul = a_basis * r  # (1,)
     # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
     a_exp = np.exp(a_diff)  # (N,)
     # grad of line 8: z = X @ beta
-    # (1, D)
-    X_matmul = (a_mul[:, None] * z_exp - y_add * (a_exp * z_exp) * a_basis[:, None]) @ X
+    H_beta_a = X.T @ (r * z_exp - y_add * (a_exp * z_exp))  # (D,)
+    H_beta_a /= N
     del z_exp
-    X_mul = X_matmul / N  # (1, D)
-    del X_matmul
-    H_beta_a = X_mul.T.reshape((D,))  # (D,)
-    del X_mul
     # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    a_diff2 = a_basis[:, None] * a_exp  # (1, N)
-    np.subtract(a_basis[:, None], a_diff2, out=a_diff2)
-    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
-    # (1,)
-    y_add2 = np.broadcast_to(a_mul[:, None], (1, N)) @ a_exp + (a_diff2 * a_exp) @ y_add
-    del a_exp
-    # grad of line 11: ll = (gammaln(y + r) - gammaln(r) - gammaln(y + 1)
-    r_diff = r * _polygamma(1, r) * a_basis - np.einsum("ij->i", a_diff2) / N  # (1,)
-    del a_basis, a_diff2
+    a_diff2 = 1 - a_exp  # (N,)
+    r_diff2 = r * _polygamma(1, r) - a_diff2.sum() / N
+    r_diff = r_diff2 - (r * _polygamma(1, y_add)).sum() / N
     dr = _digamma(r) - a_diff.sum() / N - _digamma(y_add).sum() / N
     del a_diff
+    # grad of line 10: log_total = logaddexp(a, z)  # log(r + mu), without overflow
+    r_add = -r + (r * a_exp.sum() + y_add @ (a_diff2 * a_exp)) / N
+    del a_diff2, a_exp, y_add
     # grad of line 9: r = exp(a)
-    r_mul = (r_diff - np.einsum("i,j->i", a_mul, _polygamma(1, y_add)) / N) * r  # (1,)
-    del r_diff, y_add
-    r_add = r_mul + dr * a_mul  # (1,)
-    del r_mul
-    H_a_a = (-a_mul + y_add2 / N + r_add).reshape(())
+    H_a_a = r_add + (r_diff * r + dr * r)
     return (H_beta_beta, H_beta_a), (H_beta_a.copy(), H_a_a)

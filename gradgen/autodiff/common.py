@@ -75,6 +75,17 @@ def materialize(g: Node, like: Node) -> Node:
     return make("expand_like", g, like)
 
 
+def floating(t: Node, like: Node) -> Node:
+    """A derivative computed from constants only (`where(x > 0, 1, 0)`, from a tangent
+    that is still the seed 1) cast to the dtype of the float inputs `like` reads: NumPy
+    would make it an integer array, which turns float32 results into float64. A constant
+    itself stays (a Python number is weak), as does what reads an array."""
+    if t.is_const or not weak(t):
+        return t
+    sources = dtype_sources(like)
+    return make("cast", t, sources[0]) if sources else t
+
+
 def add_contribution(table: dict, node: Node, g: Node) -> None:
     """Accumulate derivative `g` for `node` (summed over every consumer)."""
     prev = table.get(id(node))

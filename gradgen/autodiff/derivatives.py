@@ -115,8 +115,7 @@ class EntryDerivatives:
         with builder().at(phase="backward"):
             for j, pj in enumerate(params):   # column j: d(grad_i)/d(p_j) for these i
                 rows = [i for i in range(len(params)) if i == j or order[j] < order[i]]
-                cols = batched_jvp([grads[i] for i in rows], {id(pj): make("basis", pj)})
-                for i, col in zip(rows, cols):
+                for i, col in zip(rows, _columns([grads[i] for i in rows], pj)):
                     if col is not None:
                         blocks[i][j] = _unbatch(col, params[i], pj, i == j)
             for i, pi in enumerate(params):
@@ -142,7 +141,7 @@ class EntryDerivatives:
             if mode == "forward":
                 blocks = []
                 for pj in self.params:
-                    (col,) = batched_jvp([out], {id(pj): make("basis", pj)})
+                    (col,) = _columns([out], pj)
                     blocks.append(None if col is None else _unbatch(col, out, pj))
             else:
                 assert cotangent is not None
@@ -174,13 +173,25 @@ def jacobian_mode(out: Node, params: Sequence[Node],
     return "forward" if inputs <= nominal_size(out.shape, hints) else "reverse"
 
 
+def _columns(outputs: list[Node], pj: Node) -> list[Node | None]:
+    """The derivatives of `outputs` along the standard basis of `pj`, batched (a leading
+    axis of size(pj)); for a 0-d `pj` the one direction is the number 1, pushed by a plain
+    JVP (no batch axis: the block reads `6 * a`, not `(np.eye(1)... * 6 * a).reshape(())`)."""
+    if pj.ndim == 0:
+        return jvp(outputs, {id(pj): const(1)})[0]
+    return batched_jvp(outputs, {id(pj): make("basis", pj)})
+
+
 def _unbatch(col: Node, pi: Node, pj: Node, symmetric: bool = False) -> Node:
     """A batched tangent of shape (size_j,) + p_i.shape as a block p_i.shape + p_j.shape.
 
     `symmetric`: the block is a diagonal block of a Hessian, d(grad_p)/dp, which equals its
     own transpose (the order of second partial derivatives does not matter), so the batch
     is the block as it is, with no transpose (`H = H_rows.T` would be a view of its
-    transpose that only differs by rounding)."""
+    transpose that only differs by rounding). For a 0-d `pj` (`_columns`: no batch axis)
+    the tangent is the block."""
+    if pj.ndim == 0:
+        return col
     block = col
     if not symmetric:
         block = make("transpose", col, axes=tuple(range(1, 1 + pi.ndim)) + (0,))

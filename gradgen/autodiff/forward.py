@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from ..errors import ShapeError
 from ..ir import Node, builder, make, topo_order
 from ..ops.registry import REGISTRY
-from .common import active_nodes, materialize
+from .common import active_nodes, floating, materialize
 from .reverse import TUPLE
 
 __all__ = ["SECOND_ORDER", "batched_jvp", "jvp"]
@@ -28,9 +28,11 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], phase: str = "backwa
     table).
     """
     def step(opdef, ts, node):
-        if not opdef.has("elementwise"):   # (a loop's tangent is a dict: as it is)
-            ts = [t if t is None or a.dtype == TUPLE else materialize(t, a)
-                  for t, a in zip(ts, node.args)]
+        if opdef.has("elementwise"):   # lazy tangents as they are; the seed 1 of a scalar
+            t = opdef.jvp(ts, node)    # Param's Hessian column may make a where(c, 1, 0)
+            return t if t is None else floating(t, node)
+        ts = [t if t is None or a.dtype == TUPLE else materialize(t, a)   # (a loop's
+              for t, a in zip(ts, node.args)]                             # tangent: a dict)
         return opdef.jvp(ts, node)
 
     return _sweep(outputs, tangents, step, materialize, phase)
