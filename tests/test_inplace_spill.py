@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,28 @@ def test_forward_statement_into_its_dead_argument_where_the_value_reads_it_whole
     for got in (mod.ce_grad(hs, Wy, Y), (dhs, dWy)):
         np.testing.assert_allclose(got[0], dz @ Wy.T, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(got[1], hs.T @ dz, rtol=1e-10, atol=1e-14)
+
+
+def test_a_spilled_argument_is_computed_in_the_buffer_that_dies_there():
+    """An argument spilled out of a long line into a statement of its own (`_spill`) is
+    computed in the buffer of a variable that dies there, as any statement is: hmm's HVP
+    divides `talpha_mul` by `alpha_sum` in talpha_mul's buffer (it had a fresh (N, K) array
+    while talpha_mul was deleted on the next line). The HVP agrees with differences of
+    the gradient."""
+    root = Path(__file__).resolve().parents[1]
+    text = gradgen.compile_source((root / "examples" / "hmm" / "hmm.grad").read_text(),
+                                  filename="hmm.grad")
+    hvp = text[text.index("def loglik_hvp"):]
+    assert "talpha_mul / alpha_sum" not in hvp
+    assert "talpha_div = np.divide(talpha_mul, alpha_sum, out=talpha_mul)" in hvp
+    mod = load(text)
+    rng = np.random.default_rng(4)
+    K, M, T, N = 3, 4, 5, 6
+    A, pi, E = rng.normal(size=(K, K)), rng.normal(size=K), rng.normal(size=(M, K))
+    obs = rng.integers(0, M, (T, N))
+    vA, vpi, vE = rng.normal(size=(K, K)), rng.normal(size=K), rng.normal(size=(M, K))
+    eps = 1e-6
+    plus = mod.loglik_grad(A + eps * vA, pi + eps * vpi, E + eps * vE, obs)
+    minus = mod.loglik_grad(A - eps * vA, pi - eps * vpi, E - eps * vE, obs)
+    for h, p, m in zip(mod.loglik_hvp(A, pi, E, obs, vA, vpi, vE), plus, minus):
+        np.testing.assert_allclose(h, (p - m) / (2 * eps), rtol=1e-6, atol=1e-8)

@@ -263,7 +263,8 @@ def loglik(A: Array, pi: Array, E: Array, obs: IntArray) -> Scalar:
     alpha_max2 = alpha.max(axis=1, keepdims=True)  # (N, 1)
     alpha_log = np.log(np.einsum("ij->i", np.exp(alpha - alpha_max2)))  # (N,)
     del alpha
-    alpha_add2 = alpha_log + alpha_max2[:, 0]  # (N,)
+    # (N,); reuses alpha_log's buffer
+    alpha_add2 = np.add(alpha_log, alpha_max2[:, 0], out=alpha_log)
     del alpha_log, alpha_max2
     return alpha_add2.sum() / N
 
@@ -697,7 +698,8 @@ def loglik_jvp(
         alpha_dot_add = alpha_dot[:, :, None] + tlogA  # (N, K, K)
         alpha_dot_einsum = np.einsum("ijk,ijk->ik", alpha_dot_add, alpha_exp)  # (N, K)
         del alpha_dot_add, alpha_exp
-        alpha_dot_div = alpha_dot_einsum / alpha_sum  # (N, K)
+        # (N, K); reuses alpha_dot_einsum's buffer
+        alpha_dot_div = np.divide(alpha_dot_einsum, alpha_sum, out=alpha_dot_einsum)
         del alpha_dot_einsum, alpha_sum
         alpha_dot = alpha_dot_div + tlogE_rows[t - 1]
     del logA, logE_rows, talpha, tlogA, tlogE_rows
@@ -826,7 +828,8 @@ def loglik_hvp(
     # tangent of grad of line 15: return mean(logsumexp(alpha, axis=1))
     # (N, K)
     talpha_mul = np.einsum("ij,ij->i", alpha_dot, alpha_exp)[:, None] * alpha_div
-    talpha_div = talpha_mul / alpha_sum  # (N, K)
+    # (N, K); reuses talpha_mul's buffer
+    talpha_div = np.divide(talpha_mul, alpha_sum, out=talpha_mul)
     del talpha_mul
     # grad of the loop at line 13
     dlogA = A_full2

@@ -824,8 +824,11 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=M
         last_origin = _comment(stmts_out, arg, last_origin, label, _said(st, arg.phase))
         st.inlined.discard(aid)
         st.read(refs[aid])
+        lines = st.in_place(arg, var, refs, refs[aid], need_buffer=True)   # into a buffer
+        if not isinstance(lines, list):   # that dies here, as a statement of its own is
+            lines = [line]
         release = st.define(arg, var, uses[aid], refs[aid])
-        stmts_out.append(Statement([line], arg.phase, refs[aid], release, var, None))
+        stmts_out.append(Statement(lines, arg.phase, refs[aid], release, var, None))
         refs[aid] = (var,)
     return text, prec, last_origin
 
