@@ -121,6 +121,37 @@ def test_a_function_that_needs_no_conversion_has_none():
     assert "def _one_dtype" not in source and "\n    _dims(_F_ARGS, x)\n" in source
 
 
+def test_an_index_argument_is_no_dtype_source():
+    """`z - z[arange(N), y][:, None]` into z's buffer (z = x @ W): the value reads the Index
+    y besides z's own inputs, and an Index is no dtype source, so the buffer has its dtype
+    with no `_one_dtype` of x and W. The HVP still has it: `tz` (x, vW) is computed in a
+    buffer of W's value. Mixed float32/float64 arguments give the float64 results."""
+    text = ("def f(x: Data[N, D], W: Param[D, C], y: Index[N]):\n    z = x @ W\n"
+            "    return sum(exp(z - z[arange(N), y][:, None]))\n")
+    source = gradgen.compile_source(text, "f.grad")
+    funcs = dict(zip(("f", "grad", "value_and_grad", "vjp", "jvp", "hvp"),
+                     source.split("\ndef f")[1:]))
+    for name in ("f", "grad", "value_and_grad", "vjp", "jvp"):
+        assert "= _one_dtype(" not in funcs[name], name
+        assert "reuses z's buffer" in funcs[name], name
+    assert "    if not _dims(_F_ARGS, x, W, y):  # float dtypes differ: one for all\n" \
+           "        x, W = _one_dtype(x, W)\n" in funcs["hvp"]
+    mod = load(source, "index_dtype")
+    rng = np.random.default_rng(6)
+    x, W = rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
+    y, vW = rng.integers(0, 4, 5), rng.standard_normal((3, 4))
+    for x_, W_ in ((x.astype(np.float32), W), (x, W.astype(np.float32))):
+        x64, W64 = x_.astype(np.float64), W_.astype(np.float64)
+        got, want = mod.f_value_and_grad(x_, W_, y), mod.f_value_and_grad(x64, W64, y)
+        assert got[0] == want[0] and np.array_equal(got[1], want[1])
+        assert got[1].dtype == np.float64
+        assert np.array_equal(mod.f_hvp(x_, W_, y, vW), mod.f_hvp(x64, W64, y, vW))
+    eps, E = 1e-6, np.zeros_like(W)
+    E[1, 2] = eps
+    fd = (mod.f(x, W + E, y) - mod.f(x, W - E, y)) / (2 * eps)
+    np.testing.assert_allclose(mod.f_grad(x, W, y)[1, 2], fd, rtol=1e-7)
+
+
 def test_the_mlp_example_with_float32_data():
     """float32 data with float64 weights: the float64 results of the same numbers."""
     mod = example_module("mlp", prefix="one_dtype")

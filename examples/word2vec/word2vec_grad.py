@@ -542,8 +542,7 @@ def loss_hvp(
         HvE: (H v) for E, shape (V, D).
         HvU: (H v) for U, shape (V, D).
     """
-    if not _dims(_LOSS_ARGS, E, U, center, ctx, noise):  # float dtypes differ: one for all
-        E, U = _one_dtype(E, U)
+    _dims(_LOSS_ARGS, E, U, center, ctx, noise)
     V = E.shape[0]
     D = E.shape[1]
     B = center.shape[0]

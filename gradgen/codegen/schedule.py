@@ -1302,8 +1302,8 @@ def _ws_float(st: _State, n: Node) -> bool:
 
 def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
     """Whether the buffer of `owner` (whose dtype covers `owner_deps`) has the dtype of
-    `b`'s value: `b` depends on no input it does not, or (with the float arguments of
-    one dtype, rule `one_dtype_at_entry`) on no float input but those arguments and
+    `b`'s value: `b` depends on no float input it does not, or (with the float arguments
+    of one dtype, rule `one_dtype_at_entry`) on no float input but those arguments and
     its own, and `owner` is a float value of one of those arguments.
 
     The inputs are told apart by their names, as `owner_deps` does (no two inputs of a
@@ -1312,7 +1312,7 @@ def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
     `b` neither one of those arguments nor `owner`'s must be an Index (`_State.int_inputs`:
     the scheduler saw every input `b` reads), which is no dtype source."""
     b_deps = st.input_names(b)
-    if b_deps <= owner_deps:
+    if b_deps - owner_deps <= st.int_inputs:   # (an Index input is no dtype source)
         return True
     stands = st.stands_for   # (in a loop body: inputs compared by what they stand for)
     if stands and _stand_ins(stands, b_deps) <= _stand_ins(stands, owner_deps):
