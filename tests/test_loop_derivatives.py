@@ -469,8 +469,9 @@ def test_the_backward_loop_reads_as_code(sequences):
     # which nothing reads after the loop: pass share_row_buffers, no third (T, N, H) array),
     # under their own name: `dhs[t]` would read as the cotangent of hs after the loop
     assert "np.empty((T, N, H)" not in grad and "        dXWx[t] = dh_mul\n" in grad
-    assert "    dXWx = dhs  # reuses dhs's buffer: a row holds dhs's value until the loop " \
-        "writes it\n" in grad and "dhs[t]" not in grad
+    assert "    dXWx = dhs  # reuses dhs's buffer\n" in grad and "dhs[t]" not in grad
+    # (and where the step reads a row, what it holds: dhs's value, not a cotangent)
+    assert "        # a row of dXWx holds dhs's value until the loop writes it\n" in grad
     # one dtype expression per function: the arguments are made one dtype at entry, so a
     # promotion of any of them (the loss's cotangent, of Wy too) or one's own dtype is it
     for fn in ("rnn_loss_grad", "rnn_loss_value_and_grad", "rnn_loss_vjp"):

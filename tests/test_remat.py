@@ -165,8 +165,9 @@ def test_hmm_saves_its_lse_in_the_rows_of_the_gather(hmm):
     the row is written (schedule._read_before_write). One (T - 1, N, K) array in all."""
     fn = hmm[0][hmm[0].index("def hmm_nll_value_and_grad("):]
     fn = fn[:fn.index("\ndef ", 1)]
-    assert "# reuses log_B_transpose's buffer: a row holds log_B_transpose's value until " \
-        "the loop writes it\n    lse_steps = log_B_transpose\n" in fn, fn
+    assert "    lse_steps = log_B_transpose  # reuses log_B_transpose's buffer\n" in fn, fn
+    assert "        # a row of lse_steps holds log_B_transpose's value until the loop writes " \
+        "it\n        alpha2 = lse + lse_steps[t - 1]" in fn, fn
     assert "np.empty((T - 1, N, K)" not in fn, fn
     read, write = fn.index("= lse + lse_steps[t - 1]"), fn.index("lse_steps[t - 1] = lse\n")
     assert read < write and ".copy()\n" not in fn[read:write], fn

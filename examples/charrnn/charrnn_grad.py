@@ -335,11 +335,11 @@ def loss_grad(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
-    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
-    dWxh_rows = dhs
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+        # a row of dWxh_rows holds dhs's value until the loop writes it
         dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
@@ -422,11 +422,11 @@ def loss_value_and_grad(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
-    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
-    dWxh_rows = dhs
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+        # a row of dWxh_rows holds dhs's value until the loop writes it
         dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
@@ -517,11 +517,11 @@ def loss_vjp(
     dhs = dhs_Why @ Why.T  # (T, B, H)
     del dhs_Why
     # grad of the loop at line 11
-    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
-    dWxh_rows = dhs
+    dWxh_rows = dhs  # reuses dhs's buffer
     dh = np.zeros_like(h0)
     for t in reversed(range(T)):
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
+        # a row of dWxh_rows holds dhs's value until the loop writes it
         dh_mul = (dh + dWxh_rows[t]) * (1 - h_steps[t + 1] ** 2)  # (B, H)
         # grad of line 11: for t in range(T):
         dWxh_rows[t] = dh_mul
@@ -751,10 +751,10 @@ def loss_hvp(
     dh = h0_zeros_like
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
     dh_dot = h0_zeros_like
-    # reuses dhs's buffer: a row holds dhs's value until the loop writes it
-    dh_muls = dhs
+    dh_muls = dhs  # reuses dhs's buffer
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
+        # a row of dh_muls holds dhs's value until the loop writes it
         dh_add = dh + dh_muls[t]  # (B, H)
         # grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
         h_steps_rows = h_steps[t + 1]  # (B, H)

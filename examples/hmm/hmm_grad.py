@@ -315,8 +315,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
-    lse_steps = logE_rows
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -326,6 +325,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_add, alpha2_max
+        # a row of lse_steps holds logE_rows's value until the loop writes it
         alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
         del lse
@@ -336,11 +336,11 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
     del alpha2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
-    dlogE_rows = lse_steps
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
+        # a row of dlogE_rows holds lse_steps's value until the loop writes it
         # (N, K)
         alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
         alpha_where = alpha3[:, :, None]  # (N, K, 1)
@@ -429,8 +429,7 @@ def loglik_value_and_grad(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
-    lse_steps = logE_rows
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -440,6 +439,7 @@ def loglik_value_and_grad(
         lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_add, alpha2_max
+        # a row of lse_steps holds logE_rows's value until the loop writes it
         alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
         del lse
@@ -454,11 +454,11 @@ def loglik_value_and_grad(
     del alpha_max
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
-    dlogE_rows = lse_steps
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / alpha_sum[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
+        # a row of dlogE_rows holds lse_steps's value until the loop writes it
         # (N, K)
         alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
         alpha_where = alpha3[:, :, None]  # (N, K, 1)
@@ -549,8 +549,7 @@ def loglik_vjp(
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
-    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
-    lse_steps = logE_rows
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -560,6 +559,7 @@ def loglik_vjp(
         lse = np.log(np.einsum("ijk->ik", np.exp(alpha2_add - alpha2_max)))  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_add, alpha2_max
+        # a row of lse_steps holds logE_rows's value until the loop writes it
         alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
         del lse
@@ -570,11 +570,11 @@ def loglik_vjp(
     del alpha2
     # grad of the loop at line 13
     dlogA = np.zeros((K, K), dtype=np.result_type(A, pi, E))
-    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
-    dlogE_rows = lse_steps
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_exp / np.einsum("ij->i", alpha_exp)[:, None] / N
     for t in reversed(range(1, T)):
         # recomputed: line 14: alpha = logsumexp(expand_dims(alpha, 2) + logA, axis=1) + logE[obs...
+        # a row of dlogE_rows holds lse_steps's value until the loop writes it
         # (N, K)
         alpha3 = np.where(t == 1, alpha, dlogE_rows[t - 2] + logE[obs[1:][t - 2]])
         alpha_where = alpha3[:, :, None]  # (N, K, 1)
@@ -785,8 +785,7 @@ def loglik_hvp(
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
     # tangent of the loop at line 13
-    # reuses logE_rows's buffer: a row holds logE_rows's value until the loop writes it
-    lse_steps = logE_rows
+    lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
     lse_steps_dot = A_full.copy()
     alpha_dot = talpha.copy()
@@ -803,6 +802,7 @@ def loglik_hvp(
         lse = np.log(alpha2_sum)  # (N, K)
         lse += alpha2_max[:, 0]
         del alpha2_max
+        # a row of lse_steps holds logE_rows's value until the loop writes it
         alpha2 = lse + lse_steps[t - 1]  # (N, K)
         lse_steps[t - 1] = lse
         del lse
@@ -833,8 +833,7 @@ def loglik_hvp(
     del talpha_mul
     # grad of the loop at line 13
     dlogA = A_full2
-    # reuses lse_steps's buffer: a row holds lse_steps's value until the loop writes it
-    dlogE_rows = lse_steps
+    dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_div / N
     dlogA_dot = A_full2.copy()
     dlogE_rows_dot = A_full  # reuses A_full's buffer
@@ -842,6 +841,7 @@ def loglik_hvp(
     for t in reversed(range(1, T)):
         t_eq = t == 1
         index_rows = obs[1:][t - 2]  # (N,)
+        # a row of dlogE_rows holds lse_steps's value until the loop writes it
         alpha3 = np.where(t_eq, alpha, dlogE_rows[t - 2] + logE[index_rows])  # (N, K)
         alpha_where = alpha3[:, :, None]  # (N, K, 1)
         del alpha3

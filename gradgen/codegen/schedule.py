@@ -1797,12 +1797,14 @@ def _mark_reused(st: _State, init: list[str], lines: list[str]) -> None:
             continue
         row, out = f"{name}[", f"out={name})"
         if any(x.lstrip().startswith(row) or out in x for x in lines):
+            init[i] = f"{line}  # reuses {text}'s buffer"
             # a step that reads rows of it reads what they hold: the other array's values
-            # until the loop has written them (hmm's `lse + lse_steps[t - 1]` is lse plus
-            # log_B_transpose's row)
-            reads = any(row in x.partition(" = ")[2] for x in lines)
-            init[i] = f"{line}  # reuses {text}'s buffer" + (
-                f": a row holds {text}'s value until the loop writes it" if reads else "")
+            # until the loop has written them, said where it does (hmm's backward step reads
+            # the saved lse as `dlogE_rows[t - 2]`, a row of lse_steps, not a gradient)
+            at = next((j for j, x in enumerate(lines) if row in x.partition(" = ")[2]), None)
+            if at is not None:
+                lines.insert(at, f"# a row of {name} holds {text}'s value until the loop "
+                                 "writes it")
 
 
 def _shared(st: _State, a: Node, text: str) -> bool:
