@@ -175,3 +175,31 @@ def test_a_spilled_argument_is_computed_in_the_buffer_that_dies_there():
     minus = mod.loglik_grad(A - eps * vA, pi - eps * vpi, E - eps * vE, obs)
     for h, p, m in zip(mod.loglik_hvp(A, pi, E, obs, vA, vpi, vE), plus, minus):
         np.testing.assert_allclose(h, (p - m) / (2 * eps), rtol=1e-6, atol=1e-8)
+
+
+def test_a_carried_view_of_a_new_array_is_not_copied():
+    """hmm's backward step `dalpha = (weights @ dalpha[:, :, None])[:, :, 0]`: the next
+    value is a view of the array its own line makes, which no other variable holds, so the
+    carried variable keeps it (no `.copy()` at every step); the gradient is unchanged
+    (against differences of the value)."""
+    root = Path(__file__).resolve().parents[1]
+    text = gradgen.compile_source((root / "examples" / "hmm" / "hmm.grad").read_text(),
+                                  filename="hmm.grad")
+    grad = text[text.index("def loglik_grad"):text.index("def loglik_value_and_grad")]
+    assert "        dalpha = (weights @ dalpha[:, :, None])[:, :, 0]\n" in grad
+    assert ".copy()" not in grad[grad.index("for t in reversed"):]
+    mod = load(text)
+    rng = np.random.default_rng(8)
+    K, M, T, N = 3, 4, 6, 5
+    A, pi, E = rng.normal(size=(K, K)), rng.normal(size=K), rng.normal(size=(M, K))
+    obs = rng.integers(0, M, (T, N))
+    dA, dpi, dE = mod.loglik_grad(A, pi, E, obs)
+    for x, g in ((A, dA), (pi, dpi), (E, dE)):
+        step = np.zeros_like(x)
+        step.flat[1] = 1e-6
+        x += step
+        plus = mod.loglik(A, pi, E, obs)
+        x -= 2 * step
+        minus = mod.loglik(A, pi, E, obs)
+        x += step
+        np.testing.assert_allclose(g.flat[1], (plus - minus) / 2e-6, rtol=1e-6, atol=1e-9)

@@ -351,7 +351,7 @@ def loglik_grad(A: Array, pi: Array, E: Array, obs: IntArray) -> tuple[Array, Ar
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0]
     del alpha, alpha_exp, logA, logE, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -469,7 +469,7 @@ def loglik_value_and_grad(
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0]
     del alpha, alpha_exp, alpha_sum, logA, logE, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -585,7 +585,7 @@ def loglik_vjp(
         # grad of line 13: for t in range(1, T):
         dlogA += np.einsum("ik,ijk->jk", dalpha, weights)
         dlogE_rows[t - 1] = dalpha
-        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0]
     del alpha, alpha_exp, logA, logE, lse_steps
     # grad of line 12: alpha = log_softmax(pi, axis=0) + logE[obs[0]]
     # (N + N * (T - 1), K)
@@ -862,7 +862,7 @@ def loglik_hvp(
         # tangent of grad of line 13: for t in range(1, T):
         dlogE_rows_dot[t - 1] = dalpha_dot
         dlogA = dlogA + np.einsum("ik,ijk->jk", dalpha, weights)
-        dalpha = (weights @ dalpha[:, :, None])[:, :, 0].copy()
+        dalpha = (weights @ dalpha[:, :, None])[:, :, 0]
         dlogA_dot = dlogA_dot + dalpha_dot_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", dalpha_dot_add)
     del A_full, A_full2, alpha, alpha_div, alpha_dot, alpha_exp, alpha_sum, logA, logE, lse_steps

@@ -860,6 +860,8 @@ class _Ops:
         # away, basic indexing
         self.cheap_view = {op for op, d in REGISTRY.items()
                            if d.view == "view" and op not in self.transparent}
+        # the views that may be written into (basic indexing, not a broadcast)
+        self.writable_view = {op for op, d in REGISTRY.items() if d.view == "view"}
         self.reduction = {op for op, d in REGISTRY.items() if d.has("reduction")}
         self.product = {op for op, d in REGISTRY.items() if d.has("product")}
         self.commutative = {op for op, d in REGISTRY.items() if d.has("commutative")}
@@ -1849,12 +1851,16 @@ def _spelled_as_is(st: _State, a: Node) -> bool:
         or st.ops.is_view(a) and not _views_an_expression(st, a)
 
 
-def _views_an_expression(st: _State, a: Node) -> bool:
+def _views_an_expression(st: _State, a: Node, writable: bool = False) -> bool:
     """Whether the inlined view `a` is, below its chain of views, an expression its code
-    computes (not a variable, a number or a leaf such as a new constant array)."""
+    computes (not a variable, a number or a leaf such as a new constant array); with
+    `writable`, through views that may be written into only (`[:, :, 0]`, not
+    `np.broadcast_to`): a new array no other variable holds."""
     ops = st.ops
     while id(a) in st.inlined and (a.op in ops.transparent
                                    or a.op in ops.view and a.op not in ops.leaf):
+        if writable and a.op not in ops.writable_view:
+            return False
         a = a.args[0]
     return id(a) in st.inlined and a.op not in ops.leaf and not a.is_const \
         and id(a) not in st.p.scalars
@@ -1867,7 +1873,8 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
     later code reads the value before, else an assignment after the statements does (one
     tuple assignment when an update reads a carried variable an earlier one set). A next
     value that is another array (an input of the body, a view) is copied, so that no two
-    carried variables, and no carried variable and an argument, share a buffer."""
+    carried variables, and no carried variable and an argument, share a buffer; a view
+    of an array its own code makes (`(W @ v[:, :, None])[:, :, 0]`) is not."""
     stmts, code, st = list(sched.stmts), sched.st.p.code, sched.st
     texts = [code[id(o)][0] for o in region.outputs]
     updates: list[tuple[str, str]] = []
@@ -1878,7 +1885,8 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
             continue
         once = texts.count(text) == 1
         if not o.is_const and id(o) not in st.p.scalars and st.ops.is_view(o) \
-                and not (text in carried and once) or not once and text in texts[:i]:
+                and not (text in carried and once) and not _views_an_expression(st, o, True) \
+                or not once and text in texts[:i]:   # (a view of a new array: no copy)
             text = st.p.copy(text, prec, scalar=not o.shape)
         elif once and sched.refs[id(o)] == (text,) and _assign_directly(
                 stmts, text, name, texts[:i] + texts[i + 1:]):
