@@ -203,3 +203,21 @@ def test_a_carried_view_of_a_new_array_is_not_copied():
         minus = mod.loglik(A, pi, E, obs)
         x += step
         np.testing.assert_allclose(g.flat[1], (plus - minus) / 2e-6, rtol=1e-6, atol=1e-9)
+
+
+def test_a_carried_broadcast_of_a_new_array_is_still_copied():
+    """A next value that is `np.broadcast_to` of a new array is a read-only view: the
+    carried variable gets a copy, which the gradient's step then writes into
+    (`np.tanh(h, out=h)`); the gradient agrees with differences of the value."""
+    text = gradgen.compile_source(
+        "def f(x: Param[N, K]):\n    h = x\n    for t in range(3):\n"
+        "        h = broadcast_to(sum(tanh(h) * x, axis=1)[:, None], (N, K))\n"
+        "    return sum(h * x)\n", filename="bc.grad", modes=("grad",))
+    grad = text[text.index("def f_grad"):]
+    assert "        h = h2.copy()\n" in grad and "np.tanh(h, out=h)" in grad
+    mod = load(text)
+    x = np.random.default_rng(9).normal(size=(4, 3))
+    step = np.zeros_like(x)
+    step[1, 2] = 1e-6
+    fd = (mod.f(x + step) - mod.f(x - step)) / 2e-6
+    np.testing.assert_allclose(mod.f_grad(x)[1, 2], fd, rtol=1e-6)
