@@ -11,7 +11,7 @@ says a statement relied on it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..ir import Node
 from ..ops.dtypes import dtype_sources, input_names_of, weak_of
@@ -26,6 +26,10 @@ class BufferDtypes:
         # dtype (`_steady_dtypes`); a body input's name -> what it stands for (`_stands_for`)
         self.carried_deps: dict[int, frozenset] = {}
         self.stands_for: dict[str, frozenset] = {}
+        # `deps(n)`: what the dtype of `n`'s buffer covers, the inputs it depends on (in a
+        # loop body with steady carried values, `_body_deps`; bound, not a method: asked
+        # of most statements)
+        self.deps: Callable[[Node], frozenset] = self.input_names
         self.ws = workspace   # (its buffers have the float arguments' one dtype)
         # the float arguments (node id -> name) the function makes one dtype at entry when
         # a statement relies on it (`covers`; `one_dtype_used` says whether one did)
@@ -40,26 +44,34 @@ class BufferDtypes:
         self.one_dtype_used = other.one_dtype_used
         self.int_inputs = set(other.int_inputs)
 
-    def deps(self, n: Node) -> frozenset:
-        """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
-        carried variable of steady dtype, every body input no wider than it."""
+    def in_body(self, carried_deps: dict[int, frozenset], stands_for: dict[str, frozenset]
+                ) -> None:
+        """The facts of a loop body: its carried variables of steady dtype (by node id, with
+        the body inputs no wider than each) and what its inputs stand for (by name)."""
+        self.carried_deps, self.stands_for = carried_deps, stands_for
+        if carried_deps:
+            self.deps = self._body_deps
+
+    def _body_deps(self, n: Node) -> frozenset:
+        """`deps` in a loop body: for a carried variable of steady dtype, every body input
+        no wider than it."""
         return self.carried_deps.get(id(n)) or self.input_names(n)
 
     def fits(self, owner: Node, args: tuple) -> bool:
         """Whether the buffer of `owner` has the dtype of each of `args` (a node's
         arguments, one of which it usually is: its own dtype depends on the others)."""
-        owner_deps = None
+        owner_deps, names = None, self.input_names
         for b in args:   # (a loop, not a list and a generator: asked of most statements)
             if b is not owner:
                 if owner_deps is None:
                     owner_deps = self.deps(owner)
-                if not self.same(b, owner_deps, owner):
-                    return False
+                if not names(b) <= owner_deps and not self.same(b, owner_deps, owner):
+                    return False   # (`same`, its first test inlined)
         return True
 
     def same(self, n: Node, deps: frozenset, owner: Node) -> bool:
         """Whether `n` has the dtype of `owner`'s buffer, whose dtype covers the inputs
-        `deps` (`deps`): `covers` says so, or with a workspace both have the float
+        `deps` (`deps(owner)`): `covers` says so, or with a workspace both have the float
         arguments' one dtype (`Workspace.bind` checked it)."""
         return self.covers(owner, deps, n) or self.ws and self.ws_float(n) and \
             self.ws_float(owner)

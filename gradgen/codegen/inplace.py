@@ -66,14 +66,16 @@ def in_place(st: _State, n: Node, target: str, refs: dict, stmt_refs: tuple,
             k -= refs[id(a)].count(name)
         return k == 0
 
-    buf = None if fresh is not None else _dead_buffer(st, bottom_args, shape, unread_later)
+    buf = None if fresh is not None else st.live.dead_buffer(   # (`_dead_buffer`, called
+        bottom_args, shape, st.p.code, inlined, dtypes.fits, unread_later)   # directly)
     if buf is None and (len(spine) < 2 or need_buffer):
         return None
     alloc = st.live.var_node[buf] if buf else bottom
     # Every step's inputs among the buffer's (so is its dtype): `_dead_buffer` checked
-    # `bottom`'s arguments (or it is the buffer), the steps above are left.
+    # `bottom`'s arguments (or it is the buffer), the steps above are left (a fresh
+    # bottom's, `_fresh_bottom` checked).
     steps = spine[:-1] if alloc is bottom or alloc is st.live.buffers[buf] else spine
-    if steps:
+    if steps and fresh is None:
         alloc_deps = dtypes.deps(alloc)
         if not dtypes.input_names(n) <= alloc_deps and not all(
                 dtypes.same(s, alloc_deps, alloc) for s in steps):

@@ -1059,7 +1059,7 @@ def _body_state(st: _State, node: Node, steady: dict, stands: dict) -> None:
     """The state of a loop body's scheduler: its steady carried values and the outer
     inputs its inputs stand for (`_steady_dtypes`, `_stands_for`), and whether its forward
     values are recomputed (a backward loop: `# recomputed:` headers, `_said`)."""
-    st.dtypes.carried_deps, st.dtypes.stands_for = steady, stands
+    st.dtypes.in_body(steady, stands)
     st.recomputes = node.phase == "backward"
 
 
