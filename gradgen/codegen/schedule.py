@@ -9,7 +9,7 @@ inlined into its one consumer.
 The bookkeeping is one walk over the nodes: each node's printed code reads some
 variables, kept as a tuple with one entry per reference (inlining a node concatenates the
 tuples of its arguments), and each variable counts the references to it not printed yet
-(`_State.remaining`). A variable whose count is zero after a statement is not read by any
+(`Liveness.remaining`). A variable whose count is zero after a statement is not read by any
 later statement, so the statement may overwrite its buffer.
 
 A node holding a region (a loop) is a statement whose op asks the printer for its body
@@ -31,18 +31,28 @@ from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
 from ..ir import memo as ir_memo
-from ..ops._emit import unit_fraction
-from ..ops.control import ROWS_REWRITTEN, WIDER_WRITES
-from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources, input_names_of, weak_of
+from ..ops.control import ROWS_REWRITTEN
+from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources
 from ..ops.indexing import entries_taken, row_read, row_write, written_value
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
 from ..ops.stepwise import new_empty
+from .buffer_dtypes import BufferDtypes
+from .inplace import (
+    MAX_LINE,
+    TooLong,
+    call_into,
+    chain,
+    in_place,
+    shape_comment,
+    workspace_into,
+    write_into,
+)
+from .liveness import Liveness
 from .naming import Namer, temp_name
 from .printer import MAX_WIDTH, Printer, RegionCode, fit_line
 
 MAX_EXPR = 80
 MAX_HEADER = MAX_WIDTH   # a `# grad of line N: ...` comment, indented by 4: 100 columns
-MAX_LINE = 88   # ruff format's width: a longer statement (before its comment) is split
 MAX_VIEW = 12   # the longest view of a variable spelled again at each use, its name left
 #                 out (`W.T`, `U_sum[:, None]`): never a variable of its own
 
@@ -70,7 +80,7 @@ class Body:
     scheduler: object = field(default=None, repr=False)   # what `with_value` continues
     forward: object = field(default=None, repr=False)
     outputs: list = field(default_factory=list, repr=False)   # what the body computes
-    one_dtype: bool = False   # a statement relies on the float arguments' one dtype (_covers)
+    one_dtype: bool = False   # a statement relies on the arguments' one dtype (BufferDtypes)
     # the statements the lines were made of (before `_into_dead_arguments`) and the
     # variables never released, for a function continuing the forward part: `extend`
     # reuses the lines when it would make them of the same
@@ -159,11 +169,11 @@ def extend(body: Body, outputs: list[Node], names: dict, namer: Namer, printer: 
     own = [n for n in order if id(n) not in refs]
     reads = use_counts(own, outputs)
     old = [nid for nid in reads if nid in refs]   # earlier nodes the new part reads
-    if not all(base.st.intact(name) for nid in old for name in refs[nid]) \
-            or any(nid in base.st.gone for nid in old):
+    if not all(base.st.live.intact(name) for nid in old for name in refs[nid]) \
+            or any(nid in base.st.live.gone for nid in old):
         return None
     sched = base.fork(printer, namer, names, keep, derivative_label)
-    remaining = sched.st.remaining
+    remaining = sched.st.live.remaining
     for o in body.outputs:   # `body` counted one read of each of its outputs: the return
         for name in refs[id(o)]:
             remaining[name] -= 1
@@ -178,9 +188,9 @@ def extend(body: Body, outputs: list[Node], names: dict, namer: Namer, printer: 
         made_of, kept = body.made_of
         returned = frozenset(name for o in outputs for name in sched.refs[id(o)])
         stmts = _live(sched.stmts, [], outputs, sched.refs)
-        if stmts == made_of and sched.st.var_node.keys().isdisjoint(kept ^ (returned | keep)):
+        if stmts == made_of and sched.st.live.var_node.keys().isdisjoint(kept ^ (returned | keep)):
             return Body(list(body.lines), list(body.phases), None, sched, body.forward,
-                        list(outputs), sched.st.one_dtype_used, body.made_of)
+                        list(outputs), sched.st.dtypes.one_dtype_used, body.made_of)
     return _finish(sched, body.forward, outputs, keep, False, start)
 
 
@@ -207,7 +217,7 @@ def _finish(sched: _Scheduler, forward: Forward | None, outputs: list[Node], kee
             and sched.refs[id(outputs[0])] == (last.target,):
         body.result = (last.target, last.expr)
     body.scheduler, body.forward, body.outputs = sched, forward, list(outputs)
-    body.one_dtype = sched.st.one_dtype_used
+    body.one_dtype = sched.st.dtypes.one_dtype_used
     return body
 
 
@@ -217,7 +227,7 @@ def _into_dead_arguments(st: _State, forward: Forward, stmts: list[Statement], p
     once for all the functions of an entry point, `Forward`) applying a ufunc to one
     variable this function reads no more computed in that variable's buffer: `hs_exp =
     np.exp(hs_diff, out=hs_diff)` in `f_grad`, where `f` still reads `hs_diff` after it
-    (for `logp`). The variable is an array of the function's own (`_State.buffers`) of the
+    (for `logp`). The variable is an array of the function's own (`Liveness.buffers`) of the
     result's shape and dtype, not in `keep`, read by no later statement (`last_read`: the
     index of each variable's last reader) nor through a view (nor returned through one).
     Not with a workspace (`workspace_flows` follows `_State.reused`)."""
@@ -228,15 +238,15 @@ def _into_dead_arguments(st: _State, forward: Forward, stmts: list[Statement], p
     if not forward.unary:
         return stmts
     out = stmts
-    views_of = st.views_of
+    views_of = st.live.views_of
     for s, a, n, one in forward.unary:
         i = last_read.get(a)   # (the statement kept here, and the last to read `a`)
         if i is None or i >= prefix or stmts[i] is not s or a in keep or any(
                 v in keep or last_read.get(v, -1) > i for v in views_of.get(a, ())):
             continue
-        if one:   # (this function's arguments are made one dtype at entry: `_covers`)
-            st.one_dtype_used = True
-        line = f"{s.target} = {_call_into(st, n, a)}{_shape_comment(n)}"
+        if one:   # (this function's arguments are made one dtype at entry: `BufferDtypes.covers`)
+            st.dtypes.one_dtype_used = True
+        line = f"{s.target} = {call_into(st, n, a)}{shape_comment(n)}"
         if out is stmts:
             out = list(stmts)
         out[i] = s._replace(lines=[f"{line}; reuses {a}'s buffer"], expr=None)
@@ -246,12 +256,12 @@ def _into_dead_arguments(st: _State, forward: Forward, stmts: list[Statement], p
 def _unary_statements(st: _State, stmts: list[Statement]) -> list[tuple]:
     """The statements `target = ufunc(a)` of `stmts` where `a` is a variable holding an
     array of the function's own of the result's shape and dtype: (statement, a, node,
-    whether that dtype relies on the arguments' one dtype, `_covers`). A statement with an
-    `expr` is the one line `target = expr  # shape` (`_plain`) computing its `node`: what
-    it is is read off the statement, not its text."""
+    whether that dtype relies on the arguments' one dtype, `BufferDtypes.covers`). A
+    statement with an `expr` is the one line `target = expr  # shape` (`_plain`) computing
+    its `node`: what it is is read off the statement, not its text."""
     found = []
-    buffers, ufunc, code = st.buffers, st.ufunc, st.p.code
-    used = st.one_dtype_used   # (asked here, not relied on: restored below)
+    buffers, ufunc, code = st.live.buffers, st.ufunc, st.p.code
+    used = st.dtypes.one_dtype_used   # (asked here, not relied on: restored below)
     for s in stmts:
         n = s.node
         if s.expr is None or n is None or len(s.reads) != 1 or n.op not in ufunc \
@@ -260,10 +270,10 @@ def _unary_statements(st: _State, stmts: list[Statement]) -> list[tuple]:
         a = s.reads[0]
         owner = buffers.get(a)
         if owner is None or owner.shape != n.shape or code[id(n.args[0])][0] != a or \
-                not _same_dtype(st, n, st.deps(owner), owner):
+                not st.dtypes.same(n, st.dtypes.deps(owner), owner):
             continue
-        found.append((s, a, n, not st.input_names(n) <= st.deps(owner)))
-    st.one_dtype_used = used
+        found.append((s, a, n, not st.dtypes.input_names(n) <= st.dtypes.deps(owner)))
+    st.dtypes.one_dtype_used = used
     return found
 
 
@@ -285,7 +295,7 @@ def workspace_flows(body: Body) -> set[int]:
             flows.add(st.ws_vars[name])
         if name in st.reused:
             todo.append(st.reused[name])
-        todo += st.view_bases.get(name, ())
+        todo += st.live.view_bases.get(name, ())
     return flows
 
 
@@ -349,19 +359,7 @@ class _Scheduler:
         namer.taken |= st.namer.taken
         namer.next.update(st.namer.next)
         new = _Scheduler(printer, namer, names, keep, label, inputs_as=inputs_as)
-        s = new.st
-        s.inlined = set(st.inlined)
-        s.var_node = dict(st.var_node)
-        s.remaining = dict(st.remaining)
-        s.buffers = {k: v for k, v in st.buffers.items() if k not in keep}
-        s.view_bases = {k: set(v) for k, v in st.view_bases.items()}
-        s.views_of = {k: dict(v) for k, v in st.views_of.items()}
-        s.assigned = set(st.assigned)
-        s.overwritten = set(st.overwritten)
-        s.gone = set(st.gone)
-        s.ws_vars, s.reused = dict(st.ws_vars), dict(st.reused)
-        s.one_dtype_used = st.one_dtype_used
-        s.int_inputs = set(st.int_inputs)
+        new.st.continue_from(st, keep)
         new.refs = dict(self.refs)
         new.stmts = list(self.stmts)
         new.last_origin = self.last_origin
@@ -371,7 +369,7 @@ class _Scheduler:
         """Count the reads of the forward variables by this function's own nodes and
         outputs (`reads`: their `use_counts`), in place of the one use `Forward` reserved
         for every needed node."""
-        remaining, refs = self.st.remaining, self.refs
+        remaining, refs = self.st.live.remaining, self.refs
         for nid in forward.needed:
             for name in refs[nid]:
                 remaining[name] += reads.get(nid, 0) - 1
@@ -380,7 +378,7 @@ class _Scheduler:
         """Statements for the nodes of `order` (`uses`: consumers of each, by id)."""
         st, refs, stmts_out, self.order = self.st, self.refs, self.stmts, order
         names, namer, printer = st.names, st.namer, st.p
-        code, inlined, ufunc = printer.code, st.inlined, st.ufunc
+        code, inlined, ufunc, live = printer.code, st.inlined, st.ufunc, st.live
         leaf_ops, stmt_ops, cheap_views = st.ops.leaf, st.ops.stmt, st.ops.cheap_view
         force = _gathers_first(order, ufunc, uses, names, self.force)
         label, last_origin, phase_of = self.label, self.last_origin, self.phase_of
@@ -410,7 +408,7 @@ class _Scheduler:
                 if alias is not None:
                     code[nid] = code[id(alias)]
                     refs[nid] = refs[id(alias)]
-                    st.share(text, uses[nid] - 1)
+                    live.share(text, uses[nid] - 1)
                     continue
                 if text in st.assigned:   # a variable a loop assigned: the node is it
                     self._assigned(n, text, arg_refs, uses[nid])
@@ -419,10 +417,10 @@ class _Scheduler:
                                            or _index_arithmetic(n, text, args, code))
                 if view:   # spelled again at each use
                     for name in arg_refs:
-                        st.share(name, uses[nid] - 1)
+                        live.share(name, uses[nid] - 1)
                 inline = view or wanted is None and uses[nid] <= 1 and nid not in force
                 long = not view and len(text) > MAX_EXPR
-                if long and (inline or not st.chain(n)):   # (a chain is printed step by
+                if long and (inline or not chain(st, n)):   # (a chain is printed step by
                     # step below, each step short: spilled only if that fails)
                     text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
                                                      last_origin, label)
@@ -435,16 +433,16 @@ class _Scheduler:
                     continue
                 target = namer.fresh(wanted or temp_name(n, names))
                 long = long or len(target) + len(text) + 7 > MAX_LINE   # `    target = text`
-                st.read(arg_refs)
-                stmts = st.in_place(n, target, refs, arg_refs)
+                live.read(arg_refs)
+                stmts = in_place(st, n, target, refs, arg_refs)
                 if not isinstance(stmts, list):
                     # not a chain after all (`long`), or its line into a dead buffer too
                     # long (a `TooLong`): spilled, then computed into the buffer
                     if long or stmts is not None:
-                        st.unread(arg_refs)
+                        live.unread(arg_refs)
                         text, prec, last_origin, arg_refs, long = self._spill_for(
                             n, text, prec, uses, long, stmts, last_origin, target)
-                        stmts = None if long else st.in_place(n, target, refs, arg_refs)
+                        stmts = None if long else in_place(st, n, target, refs, arg_refs)
                     if not isinstance(stmts, list):   # (still too long: computed as it is)
                         stmts, expr = _plain(st, n, target, text, axis_first.get(nid))
             release = st.define(n, target, uses[nid], arg_refs)
@@ -465,7 +463,7 @@ class _Scheduler:
             (self.inputs_as[nid], PREC_ATOM)
         self.refs[nid] = ()
         if n.is_input and n.dtype == INT:
-            self.st.int_inputs.add(n.attr("name"))
+            self.st.dtypes.int_inputs.add(n.attr("name"))
 
     def _spill_for(self, n: Node, text: str, prec: int, uses, long: bool,
                    too_long: TooLong | None, last_origin, target: str):
@@ -482,7 +480,7 @@ class _Scheduler:
             text, prec, last_origin = _spill(n, text, prec, st, refs, uses, self.stmts,
                                              last_origin, self.label, MAX_LINE - 7 - len(target))
         arg_refs = tuple(name for a in n.args for name in refs[id(a)])
-        st.read(arg_refs)
+        st.live.read(arg_refs)
         return text, prec, last_origin, arg_refs, long
 
     def _spill_bottom(self, n: Node, text: str, prec: int, uses, last_origin,
@@ -513,14 +511,14 @@ class _Scheduler:
         (`_handed_names`; `given`, by node id), else a fresh one, handed on to the write
         into it."""
         st = self.st
-        st.read(arg_refs)
+        st.live.read(arg_refs)
         target = given.pop(id(n), None)
         name, writer = handed.get(id(n), (None, None))
         if target is None:
             target = st.namer.fresh(wanted or name or temp_name(n, st.names))
         else:   # one buffer, one name: the array's value before the write is gone
-            st.gone.add(id(n.args[0]))
-            st.var_node[target] = n
+            st.live.gone.add(id(n.args[0]))
+            st.live.var_node[target] = n
         if writer is not None:   # the write into it takes its name too
             given[id(writer)] = target
         return target, _write_stmt(st, n, target, arg_refs, self.refs)
@@ -546,7 +544,7 @@ class _Scheduler:
         """`n` is the variable `name` that a statement assigned besides its target (a
         loop's final carried value): defined like any other, by a statement of no line."""
         st = self.st
-        st.read(arg_refs)
+        st.live.read(arg_refs)
         release = st.define(n, name, uses, arg_refs)
         self.refs[id(n)] = (name,)
         self.stmts.append(Statement([], n.phase, arg_refs, release, name))
@@ -567,7 +565,7 @@ class _Scheduler:
         # h; one computed before the loop, `_outside_value`, reads them before any step)
         read |= {r for a in node.args[len(region.carried):] if _spelled_as_is(st, a)
                  for r in self.refs.get(id(a), ())}
-        read |= {b for r in read for b in st.view_bases.get(r, ())}   # (r = H[0]: H)
+        read |= {b for r in read for b in st.live.view_bases.get(r, ())}   # (r = H[0]: H)
         finals = _finals_read(self, node)
         carried, borrowed = _unchanged_borrowed(
             st, node, region, _carried_names(st, node, region, read), finals)
@@ -593,10 +591,10 @@ class _Scheduler:
             # `_updated`): once the step has read it for the last time, a statement may
             # write into its buffer (`H[t] = h` in place, `np.tanh(h, out=h)`).
             if x.shape:
-                sched.st.own(x, name, uses[id(x)])
+                sched.st.live.own(x, name, uses[id(x)])
                 sched.refs[id(x)] = (name,)
                 if name in borrowed:   # (an array it does not own: never written into)
-                    del sched.st.buffers[name]
+                    del sched.st.live.buffers[name]
         sched.run(order, uses)
         if copies:
             _uncopied(init, copies, finals, sched.st, order)
@@ -640,7 +638,7 @@ def _from_body(st: _State, body: _State) -> None:
     arguments' one dtype."""
     st.p.dims_used |= body.p.dims_used
     st.p.preludes.update(body.p.preludes)
-    st.one_dtype_used |= body.one_dtype_used
+    st.dtypes.one_dtype_used |= body.dtypes.one_dtype_used
 
 
 def _plain(st: _State, n: Node, target: str, text: str, axis: int | None = None
@@ -648,12 +646,12 @@ def _plain(st: _State, n: Node, target: str, text: str, axis: int | None = None
     """`target = text`, or with a workspace `n` computed into its buffer (no expression
     then, which a function might return as it is), or into a buffer laid out with `axis`
     first (`_axis_first`)."""
-    into = _workspace_into(st, n, target) if st.ws else None
+    into = workspace_into(st, n, target) if st.ws else None
     if into is None and axis is not None:
         lines = _laid_out(st, n, target, axis)
         if lines is not None:
             return lines, None
-    return [f"{target} = {into or text}{_shape_comment(n)}{_rows_note(st, n, text)}"], \
+    return [f"{target} = {into or text}{shape_comment(n)}{_rows_note(st, n, text)}"], \
         (None if into else text)
 
 
@@ -737,8 +735,8 @@ def _chain_statement(sched: _Scheduler, a: Node, uses, last_origin):
     reads = refs[aid]
     target = st.namer.fresh(temp_name(a, st.names))
     st.inlined.discard(aid)
-    st.read(reads)
-    stmts, expr = st.in_place(a, target, refs, reads), None
+    st.live.read(reads)
+    stmts, expr = in_place(st, a, target, refs, reads), None
     if not isinstance(stmts, list):
         stmts, expr = _plain(st, a, target, st.p.code[aid][0])
     release = st.define(a, target, uses[aid], reads)
@@ -792,7 +790,7 @@ def _laid_out(st: _State, n: Node, target: str, axis: int) -> list[str] | None:
 
 def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) -> list[str]:
     """The lines of a statement op's node `n` computed into `target`: written into the
-    buffer of its argument 0 where that dies (`_State.write_into`), else its own statement
+    buffer of its argument 0 where that dies (`inplace.write_into`), else its own statement
     form; for a node writing part of an array (`written_value`: a `scatter`, an `update`)
     first the value it writes, an inlined elementwise chain, computed in the buffer of a
     variable that dies here (`x_mul = np.multiply(200.0, x_diff, out=x_diff)`), so the
@@ -800,15 +798,15 @@ def _write_stmt(st: _State, n: Node, target: str, stmt_refs: tuple, refs: dict) 
     first = []
     v = written_value(n) if st.ufunc else None
     if v is not None and id(v) in st.inlined and v.op in st.ufunc and v.shape:
-        lines = st.in_place(v, "\0", refs, stmt_refs, need_buffer=True)
+        lines = in_place(st, v, "\0", refs, stmt_refs, need_buffer=True)
         if isinstance(lines, list):   # (a TooLong is not spilled here: computed as it is)
             name = st.namer.fresh(temp_name(v, st.names))
             st.p.set_name(v, name)
             st.temps.append(name)
             first = [line.replace("\0", name) for line in lines]
-    lines = st.write_into(n, target) or st.p.emit_stmt(n, target)
+    lines = write_into(st, n, target) or st.p.emit_stmt(n, target)
     if st.ws and n.op in st.ops.buffer and lines[0].startswith(f"{target} = "):
-        into = _workspace_into(st, n, target, first_line=True)   # (a new buffer first)
+        into = workspace_into(st, n, target, first_line=True)   # (a new buffer first)
         if into is not None:
             lines = [f"{target} = {into}", *lines[1:]]
     return first + lines
@@ -823,8 +821,8 @@ def _spill(n, text, prec, st, refs, uses, stmts_out, last_origin, label, limit=M
         refs[aid] = tuple(name for a in arg.args for name in refs[id(a)])   # after any spilled
         last_origin = _comment(stmts_out, arg, last_origin, label, _said(st, arg.phase))
         st.inlined.discard(aid)
-        st.read(refs[aid])
-        lines = st.in_place(arg, var, refs, refs[aid], need_buffer=True)   # into a buffer
+        st.live.read(refs[aid])
+        lines = in_place(st, arg, var, refs, refs[aid], need_buffer=True)   # into a buffer
         if not isinstance(lines, list):   # that dies here, as a statement of its own is
             lines = [line]
         release = st.define(arg, var, uses[aid], refs[aid])
@@ -889,7 +887,9 @@ class _Ops:
 
 
 class _State:
-    """Which variables exist, which are still needed, and which nodes were inlined."""
+    """What the scheduler of one function (or loop body) knows besides its statements:
+    the printed code, which nodes were inlined, the variables and their remaining reads
+    (`live`), the dtypes of their buffers (`dtypes`), and the buffers statements reused."""
 
     def __init__(self, printer: Printer, namer: Namer, names: dict, keep: frozenset):
         self.p = printer
@@ -897,92 +897,45 @@ class _State:
         self.names = names
         self.keep = keep
         self.ops = _Ops.get()
-        self.input_names, self.weak = input_names_of(), weak_of()   # (memos bound once)
         # in place only where the target can write into a buffer (Printer.supports_out)
         self.ufunc = self.ops.ufunc if printer.supports_out else {}
         self.inlined: set[int] = set()
-        self.var_node: dict[str, Node] = {}
-        self.remaining: dict[str, int] = {}   # variable -> references not printed yet
-        # variable -> its node, for the arrays a statement may overwrite once they are dead
-        # (not an argument, not a view, not of a weak dtype)
-        self.buffers: dict[str, Node] = {}
-        self.view_bases: dict[str, set] = {}  # view variable -> variables it may alias
+        self.live = Liveness(keep)
+        self.dtypes = BufferDtypes(printer.one_dtype, printer.workspace)
         self.temps: list[str] = []   # variables `in_place` made that die in its statement
         self.assigned: set[str] = set()   # variables a loop assigned (Printer.assigned)
-        self.views_of: dict[str, dict] = {}   # variable -> the view variables that may alias
-        #                                       it (the inverse of view_bases; dicts as
-        #                                       ordered sets)
-        self.overwritten: set[str] = set()   # variables whose buffers a statement reused
-        self.gone: set[int] = set()   # nodes whose variable a write into it took over
-        # a loop's carried variable (by node id) -> the body inputs whose values never widen its
-        # dtype (`_steady_dtypes`); a body input's name -> what it stands for (`_stands_for`)
-        self.carried_deps, self.stands_for = {}, {}
         # with a workspace (`Printer.workspace`): the variables given one of its buffers
         # (-> node id), each variable whose statement reused another's buffer (-> it)
         self.ws = printer.workspace
         self.ws_vars: dict[str, int] = {}
         self.reused: dict[str, str] = {}
-        # the float arguments (node id -> name) the function makes one dtype at entry when
-        # a statement relies on it (`_covers`; `one_dtype_used` says whether one did)
-        self.one_dtype: Mapping[int, str] = printer.one_dtype
-        self.one_dtype_names = frozenset(self.one_dtype.values())
-        self.int_inputs: set[str] = set()   # the names of the Index inputs scheduled so far
-        self.one_dtype_used = False
         self.recomputes = False   # a backward loop's body: its forward values recomputed
 
-    def deps(self, n: Node) -> frozenset:
-        """What the dtype of `n`'s buffer covers: the inputs it depends on, or for a
-        carried variable of steady dtype, every body input no wider than it."""
-        return self.carried_deps.get(id(n)) or self.input_names(n)
+    def continue_from(self, st: _State, keep: frozenset) -> None:
+        """Continue from the state `st` (a function built on another's statements, whose
+        arguments are `keep`)."""
+        self.inlined = set(st.inlined)
+        self.live = st.live.fork(keep)
+        self.dtypes.continue_from(st.dtypes)
+        self.assigned = set(st.assigned)
+        self.ws_vars, self.reused = dict(st.ws_vars), dict(st.reused)
 
     def define(self, n: Node, name: str, uses: int, reads=()) -> str | None:
         """`name` now holds `n`, which `uses` consumers will read; `reads` are the variables
         its statement read (a view keeps their buffers alive while it is needed). Returns
         `name` when a `del` may release it (no view, or a view of no variable), else None."""
         self.p.set_name(n, name)
-        self.var_node.setdefault(name, n)
-        remaining = self.remaining
-        remaining[name] = remaining.get(name, 0) + uses
-        if self.view_bases:
-            old = self.view_bases.pop(name, None)
-            if old is not None:
-                for b in old:
-                    self.views_of[b].pop(name, None)
         ops = self.ops
         if (n.op in ops.view or n.op in ops.transparent) and ops.is_view(n):
-            # The buffers a view may alias: those its statement read, a read view standing for
-            # its own bases (it keeps no buffer alive): a chain of views keeps a constant set.
-            bases: set = set()
             fresh = _views_fresh(self, n)
-            for r in () if fresh else reads:
-                vb = self.view_bases.get(r)
-                if vb is None:
-                    bases.add(r)
-                else:
-                    bases |= vb
-            self.view_bases[name] = bases
-            for b in bases:
-                self.views_of.setdefault(b, {})[name] = None
+            self.live.define(n, name, uses, () if fresh else reads)
             return name if fresh and n.shape else None   # (its array's only reference)
         if not n.shape:
+            self.live.define(n, name, uses)
             return None
-        if name not in self.keep:
-            if not self.weak(n) and n.op not in self.ops.narrow:
-                self.buffers[name] = n
+        self.live.define(n, name, uses, None,
+                         not self.dtypes.weak(n) and n.op not in ops.narrow)
         return name
-
-    def own(self, n: Node, name: str, uses: int) -> None:
-        """`name` holds `n` in a buffer of its own, which `uses` consumers will read (and
-        after them, a statement may overwrite)."""
-        self.var_node[name] = n
-        self.remaining[name] = uses
-        self.buffers[name] = n
-
-    def intact(self, name: str) -> bool:
-        """Whether variable `name` still holds its value after every statement so far (no
-        statement reused its buffer, nor that of an array it may be a view of)."""
-        return name not in self.overwritten and not any(
-            b in self.overwritten for b in self.view_bases.get(name, ()))
 
     def take_temps(self) -> tuple:
         """The temporaries made for the statement just printed (and forget them)."""
@@ -990,366 +943,6 @@ class _State:
             return ()
         temps, self.temps = tuple(self.temps), []
         return temps
-
-    def share(self, name: str, uses: int) -> None:
-        """`uses` more consumers read variable `name` (through a node printed as it)."""
-        if name in self.var_node:
-            self.remaining[name] += uses
-
-    def read(self, refs: tuple) -> None:
-        """A statement is printed that reads these variables (an entry per reference)."""
-        remaining = self.remaining
-        for name in refs:
-            remaining[name] -= 1
-
-    def unread(self, refs: tuple) -> None:
-        """Undo `read(refs)` (the statement is printed otherwise)."""
-        remaining = self.remaining
-        for name in refs:
-            remaining[name] += 1
-
-    def chain(self, n: Node) -> bool:
-        """Whether `in_place` would print `n` as a chain of steps (an inlined argument of
-        its shape computed by a ufunc too)."""
-        ufunc, shape = self.ufunc, n.shape
-        return bool(shape) and n.op in ufunc and any(
-            id(a) in self.inlined and a.op in ufunc and a.shape == shape for a in n.args)
-
-    def in_place(self, n: Node, target: str, refs: dict, stmt_refs: tuple,
-                 need_buffer: bool = False) -> list[str] | TooLong | None:
-        """Statements computing `n` into one buffer, or None when that would not help
-        (with `need_buffer`: when no dead variable's buffer can hold it); a `TooLong` when
-        the line into a dead buffer is too long, but would fit with the arguments of its
-        bottom step spilled (`_Scheduler._spill_for`)."""
-        shape, ufunc = n.shape, self.ufunc
-        if not shape or n.op not in ufunc:
-            return None
-        inlined, spine, bottom = self.inlined, [n], n
-        while True:
-            for a in bottom.args:
-                if id(a) in inlined and a.op in ufunc and a.shape == shape:
-                    spine.append(a)
-                    bottom = a
-                    break
-            else:
-                break
-        if len(spine) > 1 and self.carried_deps and (added := _carried_add(   # `dW += x * g`
-                self, n, self._dead_buffer(n.args, shape, lambda name: True), target)):
-            return added
-        fresh = _fresh_bottom(self, spine, shape)   # `h = x @ W; h += b`
-        if fresh is not None:
-            spine.append(fresh)
-            bottom = fresh
-        bottom_args = bottom.args
-        # Only a variable that no later step of this statement reads may be overwritten.
-        def unread_later(name):   # no reference to `name` outside `bottom`'s arguments
-            k = stmt_refs.count(name)
-            for a in bottom_args:
-                k -= refs[id(a)].count(name)
-            return k == 0
-
-        buf = None if fresh is not None else self._dead_buffer(bottom_args, shape, unread_later)
-        if buf is None and (len(spine) < 2 or need_buffer):
-            return None
-        alloc = self.var_node[buf] if buf else bottom
-        # Every step's inputs among the buffer's (so is its dtype): `_dead_buffer` checked
-        # `bottom`'s arguments (or it is the buffer), the steps above are left.
-        steps = spine[:-1] if alloc is bottom or alloc is self.buffers[buf] else spine
-        if steps:
-            alloc_deps = self.deps(alloc)
-            if not self.input_names(n) <= alloc_deps and not all(
-                    _same_dtype(self, s, alloc_deps, alloc) for s in steps):
-                return None
-        if buf is None and self.weak(alloc):   # a buffer is never weak (see `buffers`)
-            return None
-        code = self.p.code
-        if len(spine) == 1 and (added := _carried_add(self, n, buf, target)):   # `dW += g`
-            return added
-        if buf:   # the buffer keeps its name in a comment: one buffer, one name in view
-            into = _call_into(self, bottom, buf)
-            if (width := len(target) + len(into) + 7) > MAX_LINE:   # (`out=` made it
-                return _too_long(spine, inlined, width - MAX_LINE)   # too long)
-            self.overwritten.add(buf)
-            self.reused[target] = buf
-            lines = [f"{target} = {into}{_shape_comment(n)}"
-                     + ("" if buf == target else f"; reuses {buf}'s buffer")]
-        else:
-            into = _workspace_into(self, bottom, target, n) if self.ws else None
-            lines = [f"{target} = {into or code[id(bottom)][0]}{_shape_comment(n)}"]
-        child = bottom
-        for k in range(len(spine) - 2, -1, -1):   # the steps, bottom-up
-            s = spine[k]
-            s_args = s.args
-            if len(s_args) == 1:
-                lines.append(self.p.into(self.ufunc[s.op], [target], target))
-            else:
-                i = 0 if s_args[0] is child else 1
-                o = s_args[1 - i]
-                if id(o) in inlined and o.op in ufunc and o.shape == shape:
-                    lines += self._operand_in_place(s, o, spine[:k], refs)
-                lines.append(self._step(s, i, target))
-            child = s
-        return lines
-
-    def write_into(self, n: Node, target: str) -> list[str] | None:
-        """`n` (an op with a `write` rule: argument 0 with entries written) computed in the
-        buffer of argument 0 when that is a variable of the function that dies here:
-        `H_2 = H` and the writes, not a copy. None when it is not."""
-        write = self.ops.write.get(n.op)
-        if write is None or not (self.ufunc or self.p.owned_writes):   # (a target that
-            return None                                                  # cannot write)
-        a = n.args[0]
-        if id(a) in self.inlined and a.shape and not self.ops.is_view(a) and \
-                id(a) not in self.p.scalars:   # a new array spelled here (`np.empty(...)`)
-            into = _workspace_into(self, a, target, n) if self.ws else None
-            return [f"{target} = {into or self.p.code[id(a)][0]}", *write(self.p, n, target)]
-        buf = self._dead_buffer(n.args[:1], n.shape, lambda name: True)
-        if buf is None:
-            return None
-        if ir_memo().get(WIDER_WRITES, {}).get(id(n)) is n:
-            # (row gradients into saved states' rows that do not read Wy: the float arguments
-            # one dtype, else NumPy rounds a wider value to the buffer's; passes/rows.py)
-            self.one_dtype_used = True
-        if buf == target:   # the array was made under the name of this write
-            return list(write(self.p, n, target))
-        self.overwritten.add(buf)
-        self.reused[target] = buf
-        return [f"{target} = {buf}  # reuses {buf}'s buffer", *write(self.p, n, target)]
-
-    def _augmented_into(self, n: Node, buf: str, target: str) -> str | None:
-        """`target OP= other` for `n` (of two arguments), one of which is in `buf`, or
-        None when `n` has no such form."""
-        if len(n.args) != 2:
-            return None
-        code = self.p.code
-        for i in (0, 1):
-            if code[id(n.args[i])][0] == buf and (i == 0 or n.op in self.ops.commutative):
-                if code[id(n.args[1 - i])][0] == buf:
-                    return None
-                return self.p.augmented(target, self.ufunc[n.op], self.p.arg(n, 1 - i, 0))
-        return None
-
-    def _operand_in_place(self, s: Node, o: Node, later: list, refs: dict) -> list[str]:
-        """Compute the other operand `o` of step `s` (like `1 - Z`; inlined, of the same
-        shape, with a ufunc) into the buffer of a variable that dies here, so the step
-        allocates nothing: `Z_diff = np.subtract(1, Z, out=Z)`."""
-        buf = self._dead_buffer(
-            o.args, s.shape,
-            lambda name: not any(name in refs[id(a)] for t in later for a in t.args))
-        if buf is None:
-            return []
-        into = _call_into(self, o, buf)
-        base = temp_name(o, self.names)
-        if len(base) + len(into) + 9 > MAX_LINE:   # (a numbered name)
-            return []   # `out=` would make it too long: computed as it is instead
-        name = self.namer.fresh(base)
-        line = f"{name} = {into}  # reuses {buf}'s buffer"
-        self.overwritten.add(buf)
-        self.p.set_name(o, name)
-        self.temps.append(name)
-        return [line]
-
-    def _dead_buffer(self, args: tuple, shape: tuple, unread_later) -> str | None:
-        """A variable read by one of `args` (a node's arguments), of this shape, that
-        nothing reads later and that may be overwritten; `unread_later(name)` says whether
-        the rest of the statement does not read it."""
-        inlined, code, buffers, remaining = self.inlined, self.p.code, self.buffers, \
-            self.remaining
-        for a in args:
-            name = code[id(a)][0]
-            owner = buffers.get(name)
-            if owner is None or owner.shape != shape or remaining[name] > 0 or \
-                    id(a) in inlined or a.is_const:
-                continue
-            views = self.views_of.get(name)
-            if views and any(remaining[w] > 0 for w in views):
-                continue
-            if _fits(self, owner, args) and unread_later(name) and \
-                    (not views or all(unread_later(w) for w in views)):
-                return name
-        return None
-
-    def _step(self, s: Node, i: int, target: str) -> str:
-        """`s` (of two arguments) computed in place, where its argument `i` is already in
-        `target`."""
-        uf = self.ufunc[s.op]
-        other = s.args[1 - i]
-        if s.op in self.ops.product and other.is_const and \
-                (u := unit_fraction(other)) is not None:   # as the printer spells it: x / q
-            num, den = u
-            text, _ = self.p.scalar(den * num)
-            return self.p.augmented(target, self.ops.divide, text) or \
-                self.p.into(self.ops.divide, [target, text], target)
-        other_code = self.p.arg(s, 1 - i, 0)   # never parenthesised
-        if i == 0 or s.op in self.ops.commutative:   # commutes, or target on the left
-            line = self.p.augmented(target, uf, other_code)
-            if line is not None:
-                return line
-        args = [target, other_code] if i == 0 else [other_code, target]
-        line = self.p.into(uf, args, target)   # (a helper's result is the array: a new
-        return f"{target} = {line}" if uf[0] == "_" else line   # one for a sparse product)
-
-
-class TooLong(NamedTuple):
-    """Why `_State.in_place` declined: its line into a dead buffer is `excess` columns too
-    long, which spilling the arguments of the bottom of its steps (`spine`, bottom last)
-    would mend."""
-
-    spine: list
-    excess: int
-
-
-def _too_long(spine: list, inlined: set, excess: int) -> TooLong | None:
-    """What `in_place` returns for its steps (`spine`, bottom last) whose line into a dead
-    buffer is `excess` columns too long: a `TooLong` where the bottom step has an inlined
-    argument (spilled, it is a variable as large as the temporary it was, released after
-    the statement; a broadcast one, `dz.sum(axis=1)[:, None] / s`, is smaller than the
-    full-size temporary its spill saves), else None."""
-    if any(id(a) in inlined and not a.is_const for a in spine[-1].args):
-        return TooLong(spine, excess)
-    return None
-
-
-def _workspace_into(st: _State, n: Node, target: str, top: Node | None = None,
-                    first_line: bool = False) -> str | None:
-    """The code computing `n` into the workspace's buffer for `target`
-    (`np.matmul(X, V, out=ws("Q", N, M))`, `ws.zeros("dx", N)`), or None where it is
-    not taken from the workspace: no workspace, a number, a view, an integer or weak
-    dtype (the buffers have the float arguments' one dtype), an op with no form into a
-    buffer (`OpDef.ufunc`, `OpDef.into`, `OpDef.buffer`), or a node (or `top`, the node
-    the statement computes) whose buffer reaches a result of the function
-    (`Printer.workspace_exclude`). `first_line`: the new buffer a statement op's lines
-    start from (a `scatter`'s zeros)."""
-    p, ops = st.p, st.ops
-    if not st.ws or not n.shape or not _ws_float(st, n) or ops.is_view(n) or any(
-            id(m) in p.workspace_results or id(m) in p.workspace_exclude for m in (n, top) if m):
-        return None
-    kind = ops.buffer[n.op](n) if n.op in ops.buffer and (
-        first_line or n.op not in ops.stmt) else None
-    out = p.workspace_buffer(target, n.shape, zeros=kind == "zeros")
-    code = None
-    if kind is not None:
-        code = out
-    elif not first_line and n.op in ops.into:
-        code = ops.into[n.op](p, n, out)
-    if code is None and not first_line and n.op in st.ufunc:
-        code = _call_into(st, n, out)
-    if code is None or len(target) + len(code) + 7 > MAX_LINE:   # (`    target = code`)
-        return None
-    st.ws_vars[target] = id(top or n)
-    return code
-
-
-def _fresh_bottom(st: _State, spine: list, shape: tuple) -> Node | None:
-    """The inlined argument of the spine's last step (a ufunc) of `shape` whose code makes
-    a new array the steps may be computed in (an op with a form into a buffer, `OpDef.into`,
-    that is no ufunc: a matrix product, so `h = x @ W; h += b` allocates once), when every
-    step has its dtype; or None."""
-    fresh_into, inlined = st.ops.fresh_into, st.inlined   # (called with st.ufunc the ops')
-    for a in spine[-1].args:
-        if a.op in fresh_into and id(a) in inlined and a.shape == shape \
-                and not st.ops.is_view(a):
-            deps = st.deps(a)   # (the top step's inputs among its: every step's are)
-            if st.input_names(spine[0]) <= deps or all(_same_dtype(st, s, deps, a)
-                                                       for s in spine):
-                return a
-            return None
-    return None
-
-
-def _call_into(st: _State, n: Node, out: str) -> str:
-    """`np.ufunc(args..., out=out)` computing `n` (or the op's own form into a buffer,
-    `OpDef.into`: `x ** 2` as `np.square(x, out=out)`, not `np.power`). A product with 1/q
-    or -1/q is a division by q or -q, as the printer spells it (`x / q`): the two round
-    differently, and the result must not depend on which way the scheduler took (which
-    depends on line lengths, so on the names)."""
-    p = st.p   # p.arg(n, i, 0): no precedence is below 0, never parenthesised
-    form = st.ops.into.get(n.op)   # the op's own form into a buffer (`np.square(h, out=h)`)
-    code = form(p, n, out) if form is not None else None
-    if code is not None:
-        return code
-    if n.op in st.ops.product and n.args[0].is_const and \
-            (u := unit_fraction(n.args[0])) is not None:
-        num, den = u
-        text, _ = p.scalar(den * num)
-        return p.into(st.ops.divide, [p.arg(n, 1, 0), text], out)
-    return p.into(st.ufunc[n.op], [p.arg(n, i, 0) for i in range(len(n.args))], out)
-
-
-def _fits(st: _State, owner: Node, args: tuple) -> bool:
-    """Whether the buffer of `owner` has the dtype of each of `args` (a node's arguments,
-    one of which it usually is: its own dtype depends on the others)."""
-    owner_deps = None
-    for b in args:   # (a loop, not a list and a generator: asked of most statements)
-        if b is not owner:
-            if owner_deps is None:
-                owner_deps = st.deps(owner)
-            if not _same_dtype(st, b, owner_deps, owner):
-                return False
-    return True
-
-
-def _same_dtype(st: _State, n: Node, deps: frozenset, owner: Node) -> bool:
-    """Whether `n` has the dtype of `owner`'s buffer, whose dtype covers the inputs `deps`
-    (`_State.deps`): `_covers` says so, or with a workspace both have the float
-    arguments' one dtype (`Workspace.bind` checked it)."""
-    return _covers(st, owner, deps, n) or st.ws and _ws_float(st, n) and _ws_float(st, owner)
-
-
-def _ws_float(st: _State, n: Node) -> bool:
-    """Whether `n` has the float arguments' dtype: with a workspace they have one
-    (`Workspace.bind`), so any such buffer may hold any such value."""
-    return n.dtype == "float" and not st.weak(n) and bool(dtype_sources(n))
-
-
-def _covers(st: _State, owner: Node, owner_deps: frozenset, b: Node) -> bool:
-    """Whether the buffer of `owner` (whose dtype covers `owner_deps`) has the dtype of
-    `b`'s value: `b` depends on no float input it does not, or (with the float arguments
-    of one dtype, rule `one_dtype_at_entry`) on no float input but those arguments and
-    its own, and `owner` is a float value of one of those arguments.
-
-    The inputs are told apart by their names, as `owner_deps` does (no two inputs of a
-    function share one), by `input_names`, which every statement asks for anyway (not
-    `dtype_sources`, a walk over every node of the function the first time): an input of
-    `b` neither one of those arguments nor `owner`'s must be an Index (`_State.int_inputs`:
-    the scheduler saw every input `b` reads), which is no dtype source."""
-    b_deps = st.input_names(b)
-    if b_deps - owner_deps <= st.int_inputs:   # (an Index input is no dtype source)
-        return True
-    stands = st.stands_for   # (in a loop body: inputs compared by what they stand for)
-    if stands and _stand_ins(stands, b_deps) <= _stand_ins(stands, owner_deps):
-        return True
-    names = st.one_dtype_names
-    if not names or owner.dtype != "float" or names.isdisjoint(st.input_names(owner)):
-        return False   # (the owner reads none of those arguments)
-    if not b_deps - owner_deps - names <= st.int_inputs:
-        return False
-    st.one_dtype_used = True
-    return True
-
-
-def _carried_add(st: _State, n: Node, buf: str | None, target: str) -> list[str] | None:
-    """`dW += x * g` for `n` (`in_place`'s step or chain of steps), the sum of `buf`, a
-    carried variable of steady dtype that dies here (`carried_deps`), and a value its
-    buffer has the dtype of: not `x * g` computed in a new buffer and `dW` added to it;
-    else None."""
-    if buf is None or id(st.var_node[buf]) not in st.carried_deps:
-        return None
-    line = st._augmented_into(n, buf, target)
-    if line is None:
-        return None
-    st.overwritten.add(buf)
-    st.reused[target] = buf
-    return [f"{target} = {buf}  # reuses {buf}'s buffer", line]
-
-
-def _stand_ins(stands: Mapping[str, frozenset], names: frozenset) -> frozenset:
-    """The inputs `names` of a loop body as the outer values they stand for (a body
-    input not in `stands` stands for itself, by its name)."""
-    out: frozenset = frozenset()
-    for name in names:
-        out |= stands.get(name) or frozenset((name,))
-    return out
 
 
 def _views_fresh(st: _State, n: Node) -> bool:
@@ -1448,7 +1041,7 @@ def _shorten(n, text, prec, printer, namer, names, limit: int = MAX_EXPR):
                                       MAX_LINE - 7 - len(name))   # its arguments spilled first
             printer.code[id(a)] = tuple(code_a)
             spilled.extend(inner)
-        spilled.append((a, f"{name} = {printer.code[id(a)][0]}{_shape_comment(a)}"))
+        spilled.append((a, f"{name} = {printer.code[id(a)][0]}{shape_comment(a)}"))
         printer.set_name(a, name)
         text, prec = printer.emit(n)
     return text, prec, spilled
@@ -1467,26 +1060,11 @@ def _is_name(code: tuple[str, int]) -> bool:
     return code[1] == PREC_ATOM and code[0].isidentifier()
 
 
-def _shape_comment(n: Node) -> str:
-    if not n.shape:
-        return ""
-    text = _SHAPE_COMMENTS.get(n.shape)
-    if text is None:
-        if len(_SHAPE_COMMENTS) > 4096:
-            _SHAPE_COMMENTS.clear()
-        text = _SHAPE_COMMENTS[n.shape] = f"  # {fmt_shape(n.shape)}"
-    return text
-
-
-_SHAPE_COMMENTS: dict[tuple, str] = {}   # shape -> its comment (dimensions print alike
-#                                          wherever they are used)
-
-
 def _body_state(st: _State, node: Node, steady: dict, stands: dict) -> None:
     """The state of a loop body's scheduler: its steady carried values and the outer
     inputs its inputs stand for (`_steady_dtypes`, `_stands_for`), and whether its forward
     values are recomputed (a backward loop: `# recomputed:` headers, `_said`)."""
-    st.carried_deps, st.stands_for = steady, stands
+    st.dtypes.in_body(steady, stands)
     st.recomputes = node.phase == "backward"
 
 
@@ -1571,7 +1149,7 @@ def _steady_dtypes(node: Node, region: Region, st: _State | None = None
     from more, all of them float arguments (hmm's lse_steps in log_B_transpose's buffer,
     passes/loops.share_row_buffers): the function makes them one dtype (rule
     `one_dtype_at_entry`), else NumPy would round the rows to the buffer's dtype."""
-    one = st.one_dtype if st is not None and st.ufunc and not node.attr("reverse", False) \
+    one = st.dtypes.one_dtype if st is not None and st.ufunc and not node.attr("reverse", False) \
         else {}
     plain = _steady_of(node, region, {})
     if not one:
@@ -1584,7 +1162,7 @@ def _steady_dtypes(node: Node, region: Region, st: _State | None = None
     found = _steady_of(node, region, one)
     more = {k: v for k, v in found.items() if k in rows}
     if more:
-        st.one_dtype_used = True
+        st.dtypes.one_dtype_used = True
     return {**plain, **more}
 
 
@@ -1623,7 +1201,7 @@ def _stands_for(st: _State, node: Node, region: Region, steady: Mapping[int, fro
     of `steady`): `alpha_steps` and `lse_steps`, saved with the dtype of (A, a0, obs),
     have one dtype in the body although each is a dtype source of its own to
     `input_names`. The outer values are function inputs, or the enclosing body's inputs
-    as they stand (`st.stands_for`: the body `region` is closed, so an input reached from
+    as they stand (`st.dtypes.stands_for`: the body `region` is closed, so an input reached from
     the loop's arguments is one of the enclosing body's, by its name)."""
     c = len(region.carried)
     by_name = {x.attr("name") for x in region.inputs}
@@ -1636,7 +1214,7 @@ def _stands_for(st: _State, node: Node, region: Region, steady: Mapping[int, fro
         s = _exact_sources(st, a, [16])
         if not s or k < c and s != frozenset(dtype_sources(a)):
             continue   # (a carried value's dtype is that of the sources of all its values)
-        outer = st.stands_for   # (an enclosing body's inputs as they stand)
+        outer = st.dtypes.stands_for   # (an enclosing body's inputs as they stand)
         found[x.attr("name")] = frozenset().union(
             *(outer.get(y.attr("name")) or (y,) for y in s))
     return found
@@ -1671,9 +1249,9 @@ def _exact_sources(st: _State, a: Node, budget: list) -> frozenset | None:
             return None
         if id(body.carried[k]) not in _steady_of(loop, body, {}):   # (steady as the
             s |= {y for b in loop.args for y in dtype_sources(b)   # arguments' one dtype)
-                  if id(y) in st.one_dtype}
+                  if id(y) in st.dtypes.one_dtype}
         return s
-    if st.weak(a):
+    if st.dtypes.weak(a):
         return None
     out: frozenset = frozenset()
     for b in a.args:
@@ -1691,12 +1269,13 @@ def _carried_names(st: _State, node: Node, region: Region, read: set) -> tuple[s
     holding the initial value itself when nothing else reads it and it has that name (or
     that name is taken): `H = np.zeros(...)` before the loop, then `H[t] = h` in it."""
     out: list[str] = []
+    live = st.live
     for x, a in zip(region.carried, node.args):
         want = st.names.get(x) or x.attr("name") or "carry"
         text = st.p.code[id(a)][0]
         if (text == want or want in st.namer.taken) and text not in out and text not in read \
-                and (a.shape and text in st.buffers and not _shared(st, a, text)
-                or not a.shape and text in st.var_node and st.remaining.get(text, 0) == 0):
+                and (a.shape and text in live.buffers and not _shared(st, a, text)
+                or not a.shape and text in live.var_node and live.remaining.get(text, 0) == 0):
             out.append(text)   # the loop continues the variable
         else:
             out.append(st.namer.fresh(want))
@@ -1726,7 +1305,7 @@ def _unchanged_borrowed(st: _State, node: Node, region: Region, carried: tuple,
     for k, (x, o, a) in enumerate(zip(region.carried, region.outputs, node.args)):
         text = st.p.code[id(a)][0]
         if o is x and x.shape and text not in carried and text.isidentifier() \
-                and (a.is_input or text in st.var_node) and not finals(k):
+                and (a.is_input or text in st.live.var_node) and not finals(k):
             out[k] = text
             borrowed.add(text)
     return (tuple(out), frozenset(borrowed)) if borrowed else (carried, frozenset())
@@ -1764,7 +1343,7 @@ def _initial_values(st: _State, args: tuple, carried: tuple, read: set,
             text = st.p.copy(text, prec, scalar=not a.shape)
         elif st.ws and id(a) in st.inlined and loop is not None and \
                 (id(loop), i) not in st.p.workspace_parts:
-            text = _workspace_into(st, a, name) or text
+            text = workspace_into(st, a, name) or text
         holder.setdefault(text, name)
         taken.add(text)
         lines.append(f"{name} = {text}")
@@ -1782,8 +1361,8 @@ def _uncopied(init: list[str], copies: dict[int, tuple], read: Callable[[int], b
     if any(n.op in body.ops.loop for n in order):   # (an inner loop has a state of its own)
         return
     for k, (i, line, holder) in copies.items():
-        if line.partition(" = ")[0] not in body.overwritten and not read(i) \
-                and holder not in body.overwritten:   # (nor the one holding it already)
+        if line.partition(" = ")[0] not in body.live.overwritten and not read(i) \
+                and holder not in body.live.overwritten:   # (nor the one holding it already)
             init[k] = line
 
 
@@ -1794,7 +1373,7 @@ def _mark_reused(st: _State, init: list[str], lines: list[str]) -> None:
     sees that the loop overwrites that array (passes/loops.share_row_buffers)."""
     for i, line in enumerate(init):
         name, _, text = line.partition(" = ")
-        if not text.isidentifier() or text == name or text not in st.buffers \
+        if not text.isidentifier() or text == name or text not in st.live.buffers \
                 and not _owned_view(st, text):
             continue
         row, out = f"{name}[", f"out={name})"
@@ -1814,21 +1393,18 @@ def _shared(st: _State, a: Node, text: str) -> bool:
     of the function, a view, or a variable still read later (a number is not)."""
     if a.is_const or id(a) in st.p.scalars:
         return False
-    if st.ops.is_view(a) and st.buffers.get(text) is not a:   # (a loop's carried variable
-        return not _owned_view(st, text)                       # is its own buffer)
+    if st.ops.is_view(a) and st.live.buffers.get(text) is not a:   # (a loop's carried
+        return not _owned_view(st, text)                        # variable is its own buffer)
     if id(a) in st.inlined or not a.shape:   # a new array, or a computed 0-d value
         return False
-    remaining = st.remaining
-    return text not in st.buffers or remaining.get(text, 0) > 0 or \
-        any(remaining[v] > 0 for v in st.views_of.get(text, ()))
+    return text not in st.live.buffers or st.live.read_later(text)
 
 
 def _owned_view(st: _State, text: str) -> bool:
     """Whether `text` is a variable holding a view of an array its own statement computed
     (`log_B_transpose = np.transpose(log_B[:, obs_transpose], (1, 2, 0))`): the array's
     only reference, which no later code reads (a loop may take it as its buffer)."""
-    return text.isidentifier() and st.view_bases.get(text) == set() \
-        and st.remaining.get(text, 0) == 0 and not st.views_of.get(text)
+    return text.isidentifier() and st.live.owned_view(text)
 
 
 def _outside_value(st: _State, a: Node, init: list[str]) -> tuple[str, int]:
@@ -1840,7 +1416,7 @@ def _outside_value(st: _State, a: Node, init: list[str]) -> tuple[str, int]:
     if _spelled_as_is(st, a):
         return text, prec
     name = st.namer.fresh(st.names.get(a) or temp_name(a, st.names))
-    init.append(f"{name} = {text}{_shape_comment(a)}")
+    init.append(f"{name} = {text}{shape_comment(a)}")
     st.temps.append(name)
     return name, PREC_ATOM
 

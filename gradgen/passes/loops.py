@@ -480,8 +480,8 @@ def fits_one_dtype(s: Node, a: Node) -> bool:
     """Whether the array `a`'s values can be written into `s`'s buffer exactly: `s`'s
     dtype covers `a`'s, or `a` reads no float input but `s`'s and the function's
     arguments, which the emitted function makes one dtype where they differ (rule
-    `one_dtype_at_entry`: the scheduler's write asks for it, schedule._fits; the write is
-    marked, ops/control.WIDER_WRITES)."""
+    `one_dtype_at_entry`: the scheduler's write asks for it, codegen/buffer_dtypes'
+    BufferDtypes.fits; the write is marked, ops/control.WIDER_WRITES)."""
     extra = set(dtype_sources(a)) - set(dtype_sources(s))
     return all(x.attr("role") in ("data", "param") for x in extra)
 
