@@ -473,21 +473,29 @@ def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[
             roots[k].append(n)
     visit = [n for stage in roots for n in stage] + visit
     # The depth-first order the scheduler takes (memoised): a node belongs to the first
-    # stage not yet complete (each root comes after what it reads).
-    left = [len({id(n) for n in stage}) for stage in roots]
-    where = {id(n): k for k, stage in reversed(list(enumerate(roots))) for n in stage}
+    # stage not yet complete (each root comes after what it reads). (A node is in one stage
+    # at most, once: `graph.order` holds each node once, and a node has one phase.)
+    left = [len(stage) for stage in roots]
+    where = {id(n): k for k, stage in enumerate(roots) for n in stage}
     phase_of: dict[int, str] = {}
-    k = 0
+    k, last = 0, len(left)
+    while k < last and left[k] == 0:
+        k += 1
+    phase = stages[k] if k < last else None   # the phase of the first stage not complete
     for n in ir.topo_order(visit):
-        while k < len(left) and left[k] == 0:
-            k += 1
-        if k == len(left):
+        if k == last:
             break
         nid = id(n)
-        if nid in where:
-            left[where[nid]] -= 1
-        if nid not in done and n.phase != stages[k] and n.phase != "forward":
-            phase_of[nid] = stages[k]
+        s = where.get(nid)
+        if s is not None:
+            left[s] -= 1
+        p = n.phase
+        if p != phase and p != "forward" and nid not in done:
+            phase_of[nid] = phase
+        if s is not None and left[k] == 0:   # that stage complete: on to the next one
+            while k < last and left[k] == 0:
+                k += 1
+            phase = stages[k] if k < last else None
     return visit, phase_of
 
 
