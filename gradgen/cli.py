@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 
@@ -24,6 +25,24 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:   # Ctrl-C at any time, start-up included: no traceback
         return EXIT_INTERRUPTED
+
+
+def command() -> None:
+    """The `gradgen` command itself (the console script, `python -m gradgen`): `main`, its
+    output flushed, then the process ends at once (`os._exit`) where nothing is registered
+    to run at exit. The interpreter's teardown (SymPy's and NumPy's modules freed, a full
+    pass of the garbage collector) does nothing a finished command needs, and took 0.09 s
+    CPU of each `gradgen compile` (files are written by `io.atomic_write`: closed, renamed).
+    An `atexit` handler (a coverage tool's) gets the usual exit."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # (broken or closed: nothing more can be said there)
+            pass
+    if getattr(atexit, "_ncallbacks", lambda: 1)() == 0:
+        os._exit(code)
+    sys.exit(code)
 
 
 def _main(argv: list[str] | None) -> int:
