@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -38,6 +37,7 @@ from .codegen.schedule import Body, Forward, extend, schedule, with_value, works
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
+from .gcpause import gc_paused
 from .ops.control import REGIONS_BUILT
 from .ops.dtypes import INT
 from .ops.registry import REGISTRY
@@ -79,7 +79,7 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
 def compile_module(text: str, filename: str, options: Options) -> Module:
     """Parse, optimise, differentiate, optimise and schedule: the module before rendering.
     The one way through the pipeline."""
-    with _gc_paused(), building() as b:
+    with gc_paused(), building() as b:
         b.limit = MAX_WORK
         program = _parse(b, text, filename)
         entries = []
@@ -135,32 +135,6 @@ def optimize_entry(entry: EntryPoint, hints: dict[str, int], batch_steps: bool =
     if steps is not graph:
         graph = _checked(optimize(_checked(steps), hints))
     return dataclasses.replace(entry, output=graph.outputs[0], names=graph.names)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for the block (then as it was before).
-
-    A compilation allocates hundreds of thousands of long-lived objects (IR nodes, tables
-    keyed by them) and no reference cycles worth collecting, so the collector's full
-    passes over them are pure overhead: with 10,000 operations they cost about a quarter
-    of the time, and more the larger the program (each pass scans everything alive)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            # What the block allocated (millions of objects, all in the youngest
-            # generation) moves to the oldest one unscanned (freeze, then unfreeze):
-            # else the collector's first pass after enabling scans every one of them
-            # (0.35 s with 10,000 operations). Garbage among them is still collected by
-            # a later full pass. Not when the caller froze objects of its own: unfreeze
-            # would thaw them too.
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def build_module(program: Program, options: Options) -> Module:
