@@ -20,8 +20,10 @@ def __getattr__(name: str):
 
         return getattr(errors, name)
     if name in _API:
-        from . import api
+        from .gcpause import gc_paused
 
+        with gc_paused():   # (the compiler, imported without the collector's passes)
+            from . import api
         return getattr(api, name)
     if name == "load_ipython_extension":   # `%load_ext gradgen`: the `%%gradgen` cell magic
         from . import notebook

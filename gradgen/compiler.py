@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -38,6 +37,7 @@ from .codegen.schedule import Body, Forward, extend, schedule, with_value, works
 from .dims import fmt_shape
 from .errors import CompileError, Diagnostic, WorkLimit
 from .frontend import Argument, EntryPoint, Program, parse_program, source_lines
+from .gcpause import gc_paused
 from .ops.control import REGIONS_BUILT
 from .ops.dtypes import INT
 from .ops.registry import REGISTRY
@@ -79,7 +79,7 @@ def compile_source(text: str, filename: str = "<string>", *, modes: Iterable[str
 def compile_module(text: str, filename: str, options: Options) -> Module:
     """Parse, optimise, differentiate, optimise and schedule: the module before rendering.
     The one way through the pipeline."""
-    with _gc_paused(), building() as b:
+    with gc_paused(), building() as b:
         b.limit = MAX_WORK
         program = _parse(b, text, filename)
         entries = []
@@ -135,32 +135,6 @@ def optimize_entry(entry: EntryPoint, hints: dict[str, int], batch_steps: bool =
     if steps is not graph:
         graph = _checked(optimize(_checked(steps), hints))
     return dataclasses.replace(entry, output=graph.outputs[0], names=graph.names)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for the block (then as it was before).
-
-    A compilation allocates hundreds of thousands of long-lived objects (IR nodes, tables
-    keyed by them) and no reference cycles worth collecting, so the collector's full
-    passes over them are pure overhead: with 10,000 operations they cost about a quarter
-    of the time, and more the larger the program (each pass scans everything alive)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            # What the block allocated (millions of objects, all in the youngest
-            # generation) moves to the oldest one unscanned (freeze, then unfreeze):
-            # else the collector's first pass after enabling scans every one of them
-            # (0.35 s with 10,000 operations). Garbage among them is still collected by
-            # a later full pass. Not when the caller froze objects of its own: unfreeze
-            # would thaw them too.
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def build_module(program: Program, options: Options) -> Module:
@@ -473,21 +447,29 @@ def _staged(graph: ir.Graph, stages: list[str], visit: list[ir.Node], done: set[
             roots[k].append(n)
     visit = [n for stage in roots for n in stage] + visit
     # The depth-first order the scheduler takes (memoised): a node belongs to the first
-    # stage not yet complete (each root comes after what it reads).
-    left = [len({id(n) for n in stage}) for stage in roots]
-    where = {id(n): k for k, stage in reversed(list(enumerate(roots))) for n in stage}
+    # stage not yet complete (each root comes after what it reads). (A node is in one stage
+    # at most, once: `graph.order` holds each node once, and a node has one phase.)
+    left = [len(stage) for stage in roots]
+    where = {id(n): k for k, stage in enumerate(roots) for n in stage}
     phase_of: dict[int, str] = {}
-    k = 0
+    k, last = 0, len(left)
+    while k < last and left[k] == 0:
+        k += 1
+    phase = stages[k] if k < last else None   # the phase of the first stage not complete
     for n in ir.topo_order(visit):
-        while k < len(left) and left[k] == 0:
-            k += 1
-        if k == len(left):
+        if k == last:
             break
         nid = id(n)
-        if nid in where:
-            left[where[nid]] -= 1
-        if nid not in done and n.phase != stages[k] and n.phase != "forward":
-            phase_of[nid] = stages[k]
+        s = where.get(nid)
+        if s is not None:
+            left[s] -= 1
+        p = n.phase
+        if p != phase and p != "forward" and nid not in done:
+            phase_of[nid] = phase
+        if s is not None and left[k] == 0:   # that stage complete: on to the next one
+            while k < last and left[k] == 0:
+                k += 1
+            phase = stages[k] if k < last else None
     return visit, phase_of
 
 

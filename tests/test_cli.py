@@ -10,6 +10,7 @@ output under another hash seed. Failure paths that cannot be provoked from outsi
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import shutil
@@ -631,3 +632,51 @@ def test_check_draws_again_where_only_a_derivative_is_not_finite(monkeypatch, ca
     first = capsys.readouterr().out.splitlines()[0]
     assert first == ("note: 'f': f_grad is not finite at the first inputs drawn; drew again "
                      "1 time: finite with every argument positive, checked there")
+
+
+# ---------------------------------------------------------------------------- exit
+
+
+def test_the_command_ends_without_teardown_unless_something_runs_at_exit(work, monkeypatch):
+    """`gradgen` (cli.command) ends the process with os._exit after main, its output
+    flushed, when no atexit handler is registered; with one (a coverage tool's), it exits
+    as usual, so that the handler runs."""
+    ended = []
+
+    def hard(code):
+        ended.append(("os._exit", code))
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", hard)
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    for callbacks, way in ((0, "os._exit"), (1, "sys.exit")):
+        monkeypatch.setattr(atexit, "_ncallbacks", lambda n=callbacks: n)
+        ended.clear()
+        with pytest.raises(SystemExit) as e:
+            cli.command()
+        assert e.value.code == 3
+        assert (ended[0][0] if ended else "sys.exit") == way
+
+
+def test_the_command_in_a_process_writes_its_module_and_runs_exit_handlers(work,
+                                                                         expected_module):
+    """The real process: the module written, the status kept, output flushed before the
+    quick exit (and, with an atexit handler registered, the handler run)."""
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)   # (output buffered, as it is at a terminal's pipe)
+    proc = subprocess.run([sys.executable, "-m", "gradgen", "compile", "mlp.grad", "-o",
+                           "quick.py"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "wrote quick.py\n"
+    assert (work / "quick.py").read_text(encoding="utf-8") == expected_module
+    code = ("import atexit, sys; atexit.register(print, 'handler ran'); "
+            "sys.argv = ['gradgen', 'compile', 'mlp.grad', '-o', 'handled.py']; "
+            "from gradgen.cli import command; command()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=work, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "wrote handled.py\nhandler ran\n"
+    assert (work / "handled.py").read_bytes() == (work / "quick.py").read_bytes()
+    bad = run_subprocess("compile", "missing.grad", cwd=work)
+    assert bad.returncode == 1 and bad.stderr.startswith("gradgen: error:"), bad.stderr

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gradgen"
 
 # From the ground up. A module's layer is that of its first component below `gradgen`.
 LAYERS: list[tuple[str, ...]] = [
-    ("version", "escape", "errors", "dims", "options"),   # ground: only each other
+    ("version", "escape", "errors", "dims", "options", "gcpause"),   # ground: each other
     ("ir",),                                   # knows no op by name
     ("ops",),                                  # the op table
     ("autodiff",),                             # derivative graphs

@@ -259,3 +259,32 @@ def test_a_compilation_leaves_no_cycle_of_its_scheduling_state():
             gc.enable()
     kept = kinds & {schedule._Scheduler, schedule._State, schedule.Statement}
     assert not kept, f"left to the garbage collector: {sorted(k.__name__ for k in kept)}"
+
+
+def test_parsing_leaves_no_cycle_holding_the_syntax_tree():
+    """The source's syntax tree is freed when parsing returns, by reference counting. The
+    frontend's calls lower helper bodies through the lowering's bound `body` method, a
+    reference cycle that held every function's tree (130,000 objects for a program of
+    10,000 statements) until a full pass of the garbage collector: for the command line,
+    0.09 s at exit."""
+    import ast
+    import gc
+
+    source = MLP.read_text(encoding="utf-8")
+    compiler.compile_source(source, "mlp.grad")   # (imports and caches made first)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    assert gc.get_freeze_count() == 0
+    gc.freeze()   # (only what the compilation below leaves is looked at)
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        compiler.compile_source(source, "mlp.grad")
+        gc.collect()
+        trees = sum(isinstance(o, ast.AST) for o in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+    assert trees == 0, f"{trees} syntax-tree nodes left to the garbage collector"

@@ -346,11 +346,12 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
             return name
         hint = name[1:] if name else None   # "_sum": a suffix, as a string hint is
     base = hint or n.op
+    projections = _ops_with("projection", memo)
     a = n
     for _ in range(depth):   # along the first argument that is no constant
         if not a.args:
             break
-        for x in _named_from(a):
+        for x in _named_from(a, projections):
             if not x.is_const:
                 a = x
                 break
@@ -360,8 +361,20 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
             return f"{names.get(a) or a.attr('name')}_{base}"
         if given and id(a) in given:   # a temporary named already (`dhs_diff_div`)
             return f"{given[id(a)]}_{base}"
-    label = _nearest_label(n, names)
+    label = _nearest_label(n, names, memo)
     return f"{label}_{base}" if label else base
+
+
+def _ops_with(trait: str, memo: dict) -> frozenset[str]:
+    """The ops of the registry with `trait`, read off it once per compilation (`memo`, the
+    builder's; outside a compilation an empty dict, and the set is worked out each time):
+    `temp_name` asks of every node it looks at."""
+    key = ("naming ops with", trait)
+    found = memo.get(key)
+    if found is None:
+        found = frozenset(name for name, d in REGISTRY.items() if d.has(trait))
+        memo[key] = found
+    return found
 
 
 def _label(node, names: Mapping) -> str | None:
@@ -372,39 +385,53 @@ def _label(node, names: Mapping) -> str | None:
     return node.attr("name") if node.is_input else None
 
 
-def _nearest_label(n, names: Mapping) -> str | None:
+def _nearest_label(n, names: Mapping, memo: dict) -> str | None:
     """The source name of the nearest named value `n` is computed from (breadth first, a
     bounded number of nodes), so that no temporary is called just `mul` or `diff`. Integers
     name no float (the rows of `logp` picked at `y` are no `y_rows`), and a value broadcast
-    into one of more axes only where nothing else is near (`hs @ Why + by` is no `by`)."""
-    def into(x, a) -> bool:   # x broadcast into a, an elementwise op of more axes
-        return x.ndim < a.ndim and REGISTRY[a.op].has("elementwise")
-
-    queue, seen = [(a, into(a, n)) for a in n.args], set()
+    into one of more axes only where nothing else is near (`hs @ Why + by` is no `by`):
+    a value `x` read by an elementwise op `a` of more axes than it has, or by a value
+    broadcast so. (`memo`: the builder's, for the registry's ops of a trait.)"""
+    elementwise = _ops_with("elementwise", memo)
+    projections = _ops_with("projection", memo)
     floats = n.dtype != INT
+    if n.op in elementwise:
+        ndim = n.ndim
+        queue = [(a, a.ndim < ndim) for a in n.args]
+    else:
+        queue = [(a, False) for a in n.args]
+    seen: set[int] = set()
     smaller = None
-    for a, broadcast in queue:
+    get = names.get
+    for a, broadcast in queue:   # (the queue grows as it is read: breadth first)
         if len(seen) >= _NAME_SEARCH:
             break
         if id(a) in seen:
             continue
         seen.add(id(a))
-        label = _label(a, names)
+        label = get(a) or (a.attr("name") if a.is_input else None)   # (`_label`, inlined)
         if label and not (floats and a.dtype == INT):
             if not broadcast:
                 return label
             smaller = smaller or label
-        queue.extend((x, broadcast or into(x, a)) for x in _named_from(a))
+        if broadcast:
+            queue += [(x, True) for x in _named_from(a, projections)]
+        elif a.op in elementwise:
+            ndim = a.ndim
+            queue += [(x, x.ndim < ndim) for x in _named_from(a, projections)]
+        else:
+            queue += [(x, False) for x in _named_from(a, projections)]
     return smaller
 
 
-def _named_from(a) -> tuple:
+def _named_from(a, projections: frozenset[str]) -> tuple:
     """The values `a` is named after: its arguments; a loop's final carried value (a
-    `part`) first its initial value (`alpha_max` for alpha's, not after the array the
-    loop's first carried value starts in); a selection `where(cond, x, y)` after its values
-    before its condition (`alpha_where`, not `t_where` for `where(t == 1, alpha, ...)`)."""
+    `part`: an op of `projections`) first its initial value (`alpha_max` for alpha's, not
+    after the array the loop's first carried value starts in); a selection `where(cond, x,
+    y)` after its values before its condition (`alpha_where`, not `t_where` for
+    `where(t == 1, alpha, ...)`)."""
     args = a.args
-    if REGISTRY[a.op].has("projection") and args and args[0].args:
+    if args and a.op in projections and args[0].args:
         k = a.attr("index")
         if isinstance(k, int) and 0 <= k < len(args[0].args):
             return (args[0].args[k], *args)

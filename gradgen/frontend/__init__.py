@@ -43,11 +43,18 @@ def parse_program(text: str, filename: str = "<string>") -> Program:
     text = text.removeprefix("\ufeff")
     src = SourceFile(filename, source_lines(text))
     tree = parse(text, src)
+    # MAX_OPERATIONS is read here, from this module, so that it can be lowered for a test
+    # (monkeypatch.setattr(frontend, "MAX_OPERATIONS", ...)).
+    lowering = Lowering(src, MAX_OPERATIONS)
     try:
-        # MAX_OPERATIONS is read here, from this module, so that it can be lowered for a
-        # test (monkeypatch.setattr(frontend, "MAX_OPERATIONS", ...)).
-        return Lowering(src, MAX_OPERATIONS).program(tree, text)
+        return lowering.program(tree, text)
     except Located as e:
         raise src.located(e) from None
     except LocatedMany as e:
         raise src.located_all(e.errors) from None
+    finally:
+        # Its calls lower helper bodies through `lowering.body`: a reference cycle that
+        # holds every function's syntax tree. Broken here, the tree is freed on return
+        # rather than by a full pass of the garbage collector (at exit, for the command
+        # line: 0.09 s over 130,000 objects for 10,000 statements).
+        lowering.calls.lower_body = None
