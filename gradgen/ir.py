@@ -122,6 +122,7 @@ class Node(_Fields):
 
 
 _set_class = object.__setattr__
+_Float = sympy.Float
 
 
 def _new_node(op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
@@ -164,8 +165,14 @@ def const(value) -> Node:
     """A scalar constant: a number or a sympy expression of dimensions."""
     if isinstance(value, bool):
         raise InternalError("boolean constants are not supported")
-    cache = builder().memo.setdefault("const", {})
-    key = (type(value), value)
+    b = _current[-1] if _current else builder()
+    cache = b.memo.get("const")
+    if cache is None:
+        cache = b.memo["const"] = {}
+    # A sympy Float hashes as float(value), worked out anew each time (~1.6 us, most of a
+    # cached look-up): its key is what its `==` compares instead, its mpf and precision.
+    key = (type(value), value) if type(value) is not _Float else \
+        (_Float, value._mpf_, value._prec)
     node = cache.get(key)
     if node is None:
         v = as_expr(value)
