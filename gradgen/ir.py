@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .dims import Shape, as_expr, fmt_shape, same_shape
+from .dims import as_expr, fmt_shape, same_shape
 from .errors import InternalError, WorkLimit
 
 __all__ = [
@@ -60,7 +60,7 @@ class _Fields:
 
 
 class _Unfrozen(_Fields):
-    """A node being filled in by `_new_node` (plain stores: no guard to go through)."""
+    """A node being filled in by `_intern` (plain stores: no guard to go through)."""
 
     __slots__ = ()
 
@@ -123,30 +123,7 @@ class Node(_Fields):
 
 _set_class = object.__setattr__
 _Float = sympy.Float
-
-
-def _new_node(op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
-              origin: Origin | None, phase: str, serial: int, is_const: bool,
-              is_input: bool) -> Node:
-    """A new Node (every node of a compilation is made here; `Node(...)` refuses): the
-    fields filled in by plain slot stores on an `_Unfrozen` object, which then becomes a
-    Node (the same slots: only its class changes), about half the cost of guarded stores.
-    `is_const`: the scalar constant leaf (trait "constant"); `is_input`: an input of the
-    graph (trait "argument"), the two leaves every layer asks about."""
-    n = _Unfrozen.__new__(_Unfrozen)
-    n.op = op
-    n.args = args
-    n.attrs = attrs
-    n.shape = shape
-    n.ndim = len(shape)   # (a field, not a property: the rules ask it of most nodes)
-    n.dtype = dtype
-    n.origin = origin
-    n.phase = phase
-    n.serial = serial
-    n.is_const = is_const
-    n.is_input = is_input
-    _set_class(n, "__class__", Node)
-    return n
+_new_unfrozen = _Unfrozen.__new__
 
 
 def _apply(operator: str, *args: Node, **attrs) -> Node:
@@ -364,15 +341,31 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
     key = (op, args, items)
     table = b.table
     node = table.get(key)
-    if node is None:
-        shape, dtype = opdef.infer(args, attrs)   # (shape: a tuple)
-        serial = b.serial = b.serial + 1
-        leaf = b.leaves.get(op)
-        if leaf is None:
-            leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
-        node = table[key] = _new_node(op, args, items, shape, dtype, b.origin, b.phase,
-                                      serial, *leaf)
-    return node
+    if node is not None:
+        return node
+    shape, dtype = opdef.infer(args, attrs)   # (shape: a tuple)
+    leaf = b.leaves.get(op)
+    if leaf is None:
+        leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
+    # A new Node (every node of a compilation is made here; `Node(...)` refuses): the
+    # fields filled in by plain slot stores on an `_Unfrozen` object, which then becomes a
+    # Node (the same slots: only its class changes), about half the cost of guarded stores.
+    # `is_const`: the scalar constant leaf (trait "constant"); `is_input`: an input of the
+    # graph (trait "argument"), the two leaves every layer asks about.
+    n = _new_unfrozen(_Unfrozen)
+    n.op = op
+    n.args = args
+    n.attrs = items
+    n.shape = shape
+    n.ndim = len(shape)   # (a field, not a property: the rules ask it of most nodes)
+    n.dtype = dtype
+    n.origin = b.origin
+    n.phase = b.phase
+    n.serial = b.serial = b.serial + 1
+    n.is_const, n.is_input = leaf
+    _set_class(n, "__class__", Node)
+    table[key] = n
+    return n
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:
