@@ -27,8 +27,10 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], phase: str = "backwa
     that already has a tangent in `tangents` keeps it (a sweep may go on from another's
     table).
     """
+    elementwise = builder().with_trait("elementwise")
+
     def step(opdef, ts, node):
-        if not opdef.has("elementwise"):   # (a loop's tangent is a dict: as it is)
+        if node.op not in elementwise:   # (a loop's tangent is a dict: as it is)
             ts = [t if t is None or a.dtype == TUPLE else materialize(t, a)
                   for t, a in zip(ts, node.args)]
         return opdef.jvp(ts, node)
@@ -79,7 +81,7 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
         nid = id(node)
         if nid in tan or nid not in active:
             continue
-        ts = [get(id(a)) for a in node.args]
+        ts = list(map(get, map(id, node.args)))   # (no comprehension's frame per node)
         # Skip nondifferentiable ops, and nodes active only through a shape (expand_like).
         if node.op in nondiff or ts.count(None) == len(ts):
             continue
