@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .dims import Shape, as_expr, fmt_shape, same_shape
+from .dims import as_expr, fmt_shape, same_shape
 from .errors import InternalError, WorkLimit
 
 __all__ = [
@@ -60,7 +60,7 @@ class _Fields:
 
 
 class _Unfrozen(_Fields):
-    """A node being filled in by `_new_node` (plain stores: no guard to go through)."""
+    """A node being filled in by `_intern` (plain stores: no guard to go through)."""
 
     __slots__ = ()
 
@@ -122,30 +122,8 @@ class Node(_Fields):
 
 
 _set_class = object.__setattr__
-
-
-def _new_node(op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape, dtype: str,
-              origin: Origin | None, phase: str, serial: int, is_const: bool,
-              is_input: bool) -> Node:
-    """A new Node (every node of a compilation is made here; `Node(...)` refuses): the
-    fields filled in by plain slot stores on an `_Unfrozen` object, which then becomes a
-    Node (the same slots: only its class changes), about half the cost of guarded stores.
-    `is_const`: the scalar constant leaf (trait "constant"); `is_input`: an input of the
-    graph (trait "argument"), the two leaves every layer asks about."""
-    n = _Unfrozen.__new__(_Unfrozen)
-    n.op = op
-    n.args = args
-    n.attrs = attrs
-    n.shape = shape
-    n.ndim = len(shape)   # (a field, not a property: the rules ask it of most nodes)
-    n.dtype = dtype
-    n.origin = origin
-    n.phase = phase
-    n.serial = serial
-    n.is_const = is_const
-    n.is_input = is_input
-    _set_class(n, "__class__", Node)
-    return n
+_Float = sympy.Float
+_new_unfrozen = _Unfrozen.__new__
 
 
 def _apply(operator: str, *args: Node, **attrs) -> Node:
@@ -164,8 +142,14 @@ def const(value) -> Node:
     """A scalar constant: a number or a sympy expression of dimensions."""
     if isinstance(value, bool):
         raise InternalError("boolean constants are not supported")
-    cache = builder().memo.setdefault("const", {})
-    key = (type(value), value)
+    b = _current[-1] if _current else builder()
+    cache = b.memo.get("const")
+    if cache is None:
+        cache = b.memo["const"] = {}
+    # A sympy Float hashes as float(value), worked out anew each time (~1.6 us, most of a
+    # cached look-up): its key is what its `==` compares instead, its mpf and precision.
+    key = (type(value), value) if type(value) is not _Float else \
+        (_Float, value._mpf_, value._prec)
     node = cache.get(key)
     if node is None:
         v = as_expr(value)
@@ -357,15 +341,31 @@ def _intern(b: Builder, opdef, op: str, args, attrs: dict) -> Node:
     key = (op, args, items)
     table = b.table
     node = table.get(key)
-    if node is None:
-        shape, dtype = opdef.infer(args, attrs)   # (shape: a tuple)
-        serial = b.serial = b.serial + 1
-        leaf = b.leaves.get(op)
-        if leaf is None:
-            leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
-        node = table[key] = _new_node(op, args, items, shape, dtype, b.origin, b.phase,
-                                      serial, *leaf)
-    return node
+    if node is not None:
+        return node
+    shape, dtype = opdef.infer(args, attrs)   # (shape: a tuple)
+    leaf = b.leaves.get(op)
+    if leaf is None:
+        leaf = b.leaves[op] = (opdef.has("constant"), opdef.has("argument"))
+    # A new Node (every node of a compilation is made here; `Node(...)` refuses): the
+    # fields filled in by plain slot stores on an `_Unfrozen` object, which then becomes a
+    # Node (the same slots: only its class changes), about half the cost of guarded stores.
+    # `is_const`: the scalar constant leaf (trait "constant"); `is_input`: an input of the
+    # graph (trait "argument"), the two leaves every layer asks about.
+    n = _new_unfrozen(_Unfrozen)
+    n.op = op
+    n.args = args
+    n.attrs = items
+    n.shape = shape
+    n.ndim = len(shape)   # (a field, not a property: the rules ask it of most nodes)
+    n.dtype = dtype
+    n.origin = b.origin
+    n.phase = b.phase
+    n.serial = b.serial = b.serial + 1
+    n.is_const, n.is_input = leaf
+    _set_class(n, "__class__", Node)
+    table[key] = n
+    return n
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:

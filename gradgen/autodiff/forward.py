@@ -27,9 +27,11 @@ def jvp(outputs: Sequence[Node], tangents: dict[int, Node], phase: str = "backwa
     that already has a tangent in `tangents` keeps it (a sweep may go on from another's
     table).
     """
+    elementwise = builder().with_trait("elementwise")
+
     def step(opdef, ts, node):
-        if opdef.has("elementwise"):   # lazy tangents as they are; the seed 1 of a scalar
-            t = opdef.jvp(ts, node)    # Param's Hessian column may make a where(c, 1, 0)
+        if node.op in elementwise:   # lazy tangents as they are; the seed 1 of a scalar
+            t = opdef.jvp(ts, node)  # Param's Hessian column may make a where(c, 1, 0)
             return t if t is None else floating(t, node)
         ts = [t if t is None or a.dtype == TUPLE else materialize(t, a)   # (a loop's
               for t, a in zip(ts, node.args)]                             # tangent: a dict)
@@ -81,7 +83,7 @@ def _sweep(outputs: Sequence[Node], tangents: dict[int, Node], step: Callable,
         nid = id(node)
         if nid in tan or nid not in active:
             continue
-        ts = [get(id(a)) for a in node.args]
+        ts = list(map(get, map(id, node.args)))   # (no comprehension's frame per node)
         # Skip nondifferentiable ops, and nodes active only through a shape (expand_like).
         if node.op in nondiff or ts.count(None) == len(ts):
             continue

@@ -31,13 +31,13 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
         if id(out) in active:
             add_contribution(ct, out, seed)
     b = builder()
+    nondiff, elementwise = b.with_trait("nondiff"), b.with_trait("elementwise")
+    reduction = b.with_trait("reduction")
     for node in reversed(order):
         g = ct.get(id(node))
-        if g is None or not node.args:
+        if g is None or not node.args or node.op in nondiff:
             continue
         opdef = REGISTRY[node.op]
-        if opdef.has("nondiff"):
-            continue
         # b.at(origin=node.origin, phase="backward"), without a context manager per node
         saved = b.origin, b.phase
         if node.origin is not None:
@@ -47,13 +47,13 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
             if node.dtype == TUPLE:   # a loop: {k: cotangent of its k-th carried value}
                 if not g:
                     continue
-            elif not opdef.has("elementwise") and not (opdef.has("reduction") and g.ndim == 0):
+            elif node.op not in elementwise and not (node.op in reduction and g.ndim == 0):
                 made = materialize(g, node)
                 if g.is_const and made is not g:   # the table holds the array (for its name)
                     ct[id(node)] = made
                 g = made
             cts = opdef.vjp(g, node)
-            elementwise = opdef.has("elementwise")
+            pointwise = node.op in elementwise
             for arg, c in zip(node.args, cts):
                 if c is None or id(arg) not in active:
                     continue
@@ -64,7 +64,7 @@ def vjp(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node],
                     continue
                 # An elementwise rule's cotangent stands for one of the node's full shape;
                 # other rules return the argument's own (possibly batch-broadcast) shape.
-                full = node.shape if elementwise else broadcast(c.shape, arg.shape)
+                full = node.shape if pointwise else broadcast(c.shape, arg.shape)
                 add_contribution(ct, arg, unbroadcast(c, arg.shape, full))
         finally:
             b.origin, b.phase = saved

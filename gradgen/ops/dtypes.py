@@ -192,7 +192,3 @@ def _weak_rule(n: Node, args: list) -> bool:
         if not w and a.dtype != "bool":
             return False
     return True
-    for a, w in zip(n.args, args):
-        if not w and a.dtype != "bool":
-            return False
-    return True

@@ -104,8 +104,11 @@ class RuleEngine:
 
     def __call__(self, opdef, args: tuple, attrs: dict) -> Node | None:
         calls = self._lookup(opdef.name, args)
-        if not calls:
-            return None
+        return self.first(calls, args, attrs) if calls else None
+
+    def first(self, calls: tuple, args: tuple, attrs: dict) -> Node | None:
+        """The result of the first of `calls` (`_lookup`'s, for these arguments) that
+        applies to the node `(args, attrs)`, or None."""
         depth = self.depth + 1
         if depth > MAX_DEPTH:
             raise _Cycle()   # the rewrite that made this node adds its rule's name
@@ -303,24 +306,28 @@ def _fixed_point(engine: RuleEngine, root: Node, done: dict, chain: tuple,
             if done[a] is not a:
                 same = False
                 break
-        # (so is the node then, when no rule of these tags may apply to it)
-        if same and (n.op not in has_rules or not lookup(n.op, n_args)):
-            done[n] = n
-            continue
-        args = tuple([done[a] for a in n_args])
+        if same:   # so is the node then, when no rule of these tags may apply to it
+            calls = lookup(n.op, n_args) if n.op in has_rules else ()
+            if not calls:
+                done[n] = n
+                continue
         # b.at(origin=n.origin, phase=n.phase), without a context manager per node
         saved = b.origin, b.phase
         if n.origin is not None:
             b.origin = n.origin
         b.phase = n.phase
         try:
-            m = n if same else make_as_is(n.op, *args, **n.kw)
-            if m in done:
-                done[n] = done[m]
-                continue
-            if readers is not None and m is not n:
-                readers.inherit(id(m), id(n))
-            out = engine(b.ops[m.op], m.args, m.kw)
+            if same:
+                m = n   # (not in `done`: its rules, `calls`, are tried below)
+                out = engine.first(calls, n_args, n.kw)
+            else:
+                m = make_as_is(n.op, *[done[a] for a in n_args], **n.kw)
+                if m in done:
+                    done[n] = done[m]
+                    continue
+                if readers is not None:
+                    readers.inherit(id(m), id(n))
+                out = engine(b.ops[m.op], m.args, m.kw)
             if out is not None:
                 out = _fixed_point(engine, out, done, chain + (engine.fired.name,), readers)
         finally:
