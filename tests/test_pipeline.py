@@ -227,16 +227,10 @@ def test_compilation_leaves_the_callers_frozen_objects_frozen():
             gc.disable()
 
 
-def test_a_compilation_leaves_no_cycle_of_its_scheduling_state():
-    """What a compilation schedules is freed when it returns, by reference counting: no
-    reference cycle keeps a function's scheduling state (statements, graph nodes, names)
-    alive until a full pass of the garbage collector. (The printer held the scheduler's
-    bound `region` method, and the scheduler the printer: some 800 objects of each MLP
-    compile waited for the collector, which in the test suite's processes made its full
-    passes a tenth of their CPU.)"""
+def _garbage_of_a_compilation() -> list:
+    """The objects a compilation of the MLP leaves to the garbage collector (those only
+    a full pass would free), after a first compilation has made the imports and caches."""
     import gc
-
-    from gradgen.codegen import schedule
 
     source = MLP.read_text(encoding="utf-8")
     compiler.compile_source(source, "mlp.grad")   # (imports and caches made first)
@@ -250,13 +244,25 @@ def test_a_compilation_leaves_no_cycle_of_its_scheduling_state():
     try:
         compiler.compile_source(source, "mlp.grad")
         gc.collect()
-        kinds = {type(o) for o in gc.garbage}
+        return list(gc.garbage)
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+def test_a_compilation_leaves_no_cycle_of_its_scheduling_state():
+    """What a compilation schedules is freed when it returns, by reference counting: no
+    reference cycle keeps a function's scheduling state (statements, graph nodes, names)
+    alive until a full pass of the garbage collector. (The printer held the scheduler's
+    bound `region` method, and the scheduler the printer: some 800 objects of each MLP
+    compile waited for the collector, which in the test suite's processes made its full
+    passes a tenth of their CPU.)"""
+    from gradgen.codegen import schedule
+
+    kinds = {type(o) for o in _garbage_of_a_compilation()}
     kept = kinds & {schedule._Scheduler, schedule._State, schedule.Statement}
     assert not kept, f"left to the garbage collector: {sorted(k.__name__ for k in kept)}"
 
@@ -268,23 +274,6 @@ def test_parsing_leaves_no_cycle_holding_the_syntax_tree():
     10,000 statements) until a full pass of the garbage collector: for the command line,
     0.09 s at exit."""
     import ast
-    import gc
 
-    source = MLP.read_text(encoding="utf-8")
-    compiler.compile_source(source, "mlp.grad")   # (imports and caches made first)
-    was_enabled = gc.isenabled()
-    gc.disable()
-    assert gc.get_freeze_count() == 0
-    gc.freeze()   # (only what the compilation below leaves is looked at)
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        compiler.compile_source(source, "mlp.grad")
-        gc.collect()
-        trees = sum(isinstance(o, ast.AST) for o in gc.garbage)
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
+    trees = sum(isinstance(o, ast.AST) for o in _garbage_of_a_compilation())
     assert trees == 0, f"{trees} syntax-tree nodes left to the garbage collector"
