@@ -754,3 +754,44 @@ def test_hessian_of_a_loop_reading_a_max_of_its_param():
             fd_col = (mod["f_grad"](v1 + eps * e) - mod["f_grad"](v1 - eps * e)) / (2 * eps)
             np.testing.assert_allclose(hess[:, j], fd_col, rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(hess, hess.T, rtol=1e-12, atol=1e-14)
+
+
+# A loop of two carried states started from Data (m0, P0): the HVP's tangent loop and its
+# backward loop each carry accumulators that start at zeros.
+ZERO_STARTS = """
+def f(y: Data[T], theta: Param[2], m0: Data[()], P0: Data[()]):
+    q = exp(theta[0])
+    m = m0
+    P = P0
+    total = 0.0
+    for t in range(T):
+        Pp = P + q
+        k = Pp / (Pp + exp(theta[1]))
+        v = y[t] - m
+        total = total + v * v * k
+        m = m + k * v
+        P = Pp * (1 - k)
+    return total
+"""
+
+
+def test_accumulators_starting_at_zero_get_arrays_of_their_own():
+    """Each carried variable that starts at zeros is spelled `np.zeros_like(m0)` where it
+    starts: not a copy of one shared zeros array named after what it is shaped like
+    (`dm_dot = np.array(m0_zeros_like)`), nor that array under several names. The HVP
+    still equals central differences of the gradient."""
+    text = gradgen.compile_source(ZERO_STARTS, filename="zero_starts.grad")
+    hvp = text[text.index("def f_hvp"):]
+    assert "zeros_like = " not in hvp and "_full = " not in hvp, hvp
+    assert not re.search(r"np\.array\(\w*zeros|zeros\w*\.copy\(\)", hvp), hvp
+    assert hvp.count("np.zeros_like(m0)") >= 2, hvp   # the tangent's and the gradient's
+    mod = _load(text)
+    rng = np.random.default_rng(3)
+    y, m0, P0 = rng.normal(size=6), np.array(0.3), np.array(0.8)
+    theta, eps = np.array([-0.4, 0.2]), 1e-6
+    for j in range(2):
+        e = np.eye(2)[j]
+        fd = (mod["f_grad"](y, theta + eps * e, m0, P0)
+              - mod["f_grad"](y, theta - eps * e, m0, P0)) / (2 * eps)
+        np.testing.assert_allclose(mod["f_hvp"](y, theta, m0, P0, e), fd, rtol=1e-6,
+                                   atol=1e-8)

@@ -695,12 +695,10 @@ def loss_hvp(
     h_steps[0] = h0
     # tangent of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     tWxh_rows = vWxh[x]  # (T, B, H)
-    # tangent of line 11: for t in range(T):
-    h0_zeros_like = np.zeros_like(h0)  # (B, H)
     Wxh_rows = Wxh[x]  # (T, B, H)
     # tangent of the loop at line 11
     h = h0
-    h_dot = h0_zeros_like
+    h_dot = np.zeros_like(h0)
     h_steps_dot = np.zeros_like(h_steps)
     for t in range(T):
         h2 = np.tanh(Wxh_rows[t] + h @ Whh + bh)  # (B, H)
@@ -748,9 +746,9 @@ def loss_hvp(
     tdhs += dhs_Why @ vWhy.T
     del dhs_Why, vby_mul
     # tangent of grad of the loop at line 11
-    dh = h0_zeros_like
+    dh = np.zeros_like(h0)
     dWxh_rows_dot = np.zeros((T, B, H), dtype=dtype)
-    dh_dot = h0_zeros_like
+    dh_dot = np.zeros_like(h0)
     dh_muls = dhs  # reuses dhs's buffer
     for t in reversed(range(T)):
         # grad of line 11: for t in range(T):
@@ -771,7 +769,7 @@ def loss_hvp(
         dh_muls[t] = dh_mul
         dh = dh_mul @ Whh.T
         dh_dot = dh_dot_diff @ Whh.T + dh_mul @ vWhh.T
-    del dhs, h0_zeros_like, tdhs
+    del dhs, tdhs
     Hvbh = dWxh_rows_dot.sum(axis=(0, 1))  # (H,)
     # tangent of grad of line 12: h = tanh(Wxh[x[t]] + h @ Whh + bh)
     h_steps_matmul = np.transpose(h_steps[:T], (0, 2, 1)) @ dWxh_rows_dot  # (T, H, H)

@@ -779,15 +779,13 @@ def loglik_hvp(
     logE_rows = logE[obs[1:]]  # (T - 1, N, K)
     alpha = pi_diff - np.log(pi_sum) + logE[obs[0]]  # (N, K)
     del pi_diff
-    # tangent of line 13: for t in range(1, T):
-    A_full = np.zeros((T - 1, N, K), dtype=dtype)  # (T - 1, N, K)
     # (K, K); reuses A_diff's buffer
     logA = np.subtract(A_diff, np.log(A_sum), out=A_diff)
     del A_diff
     # tangent of the loop at line 13
     lse_steps = logE_rows  # reuses logE_rows's buffer
     alpha2 = alpha.copy()
-    lse_steps_dot = A_full.copy()
+    lse_steps_dot = np.zeros((T - 1, N, K), dtype=dtype)
     alpha_dot = talpha.copy()
     for t in range(1, T):
         # (N, K, K), axis 1 outermost: reduced over it in one pass
@@ -820,8 +818,6 @@ def loglik_hvp(
     alpha_exp = np.subtract(alpha2, alpha2.max(axis=1, keepdims=True), out=alpha2)
     np.exp(alpha_exp, out=alpha_exp)
     del alpha2
-    # grad of line 13: for t in range(1, T):
-    A_full2 = np.zeros((K, K), dtype=dtype)  # (K, K)
     # grad of line 15: return mean(logsumexp(alpha, axis=1))
     alpha_sum = np.einsum("ij->i", alpha_exp)[:, None]  # (N, 1)
     alpha_div = alpha_exp / alpha_sum  # (N, K)
@@ -832,11 +828,11 @@ def loglik_hvp(
     talpha_div = np.divide(talpha_mul, alpha_sum, out=talpha_mul)
     del talpha_mul
     # grad of the loop at line 13
-    dlogA = A_full2
+    dlogA = np.zeros((K, K), dtype=dtype)
     dlogE_rows = lse_steps  # reuses lse_steps's buffer
     dalpha = alpha_div / N
-    dlogA_dot = A_full2.copy()
-    dlogE_rows_dot = A_full  # reuses A_full's buffer
+    dlogA_dot = np.zeros((K, K), dtype=dtype)
+    dlogE_rows_dot = np.zeros((T - 1, N, K), dtype=dtype)
     dalpha_dot = (alpha_dot * alpha_exp / alpha_sum - talpha_div) / N
     for t in reversed(range(1, T)):
         t_eq = t == 1
@@ -865,8 +861,8 @@ def loglik_hvp(
         dalpha = (weights @ dalpha[:, :, None])[:, :, 0]
         dlogA_dot = dlogA_dot + dalpha_dot_add.sum(axis=0)
         dalpha_dot = np.einsum("ijk->ij", dalpha_dot_add)
-    del A_full, A_full2, alpha, alpha_div, alpha_dot, alpha_exp, alpha_sum, logA, logE, lse_steps
-    del lse_steps_dot, talpha, talpha_div, tlogA, tlogE
+    del alpha, alpha_div, alpha_dot, alpha_exp, alpha_sum, logA, logE, lse_steps, lse_steps_dot
+    del talpha, talpha_div, tlogA, tlogE
     # grad of line 10: logA = log_softmax(A, axis=1)
     dlogA_div = np.einsum("ij->i", dlogA)[:, None] / A_sum  # (K, 1)
     del dlogA

@@ -557,17 +557,12 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     m0 = _weak(m0, theta, y)
     P0 = _weak(P0, theta, y)
     dtype = np.result_type(theta, P0)
-    # tangent of line 14: for t in range(T):
-    theta_full = np.zeros((T,), dtype=dtype)  # (T,)
     q = np.exp(theta[0])
     # tangent of line 9: q = exp(theta[0])
     tq = vtheta[0] * q
     r = np.exp(theta[1])
     # tangent of line 10: r = exp(theta[1])
     tr = vtheta[1] * r
-    # tangent of line 14: for t in range(T):
-    m0_zeros_like = np.zeros_like(m0)
-    P0_zeros_like = np.zeros_like(P0)
     # tangent of the loop at line 14
     k_steps = np.empty((T,), dtype=dtype)
     k_diff_steps = np.empty((T,), dtype=dtype)
@@ -576,12 +571,12 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     P = np.array(P0)
     Fs = np.empty((T,), dtype=dtype)
     vs = np.empty((T,), dtype=np.result_type(theta, y, m0, P0))
-    k_steps_dot = theta_full  # reuses theta_full's buffer
-    k_diff_steps_dot = theta_full.copy()
-    Pp_steps_dot = theta_full.copy()
-    m_dot = m0_zeros_like
-    P_dot = P0_zeros_like
-    Fs_dot = theta_full.copy()
+    k_steps_dot = np.zeros((T,), dtype=dtype)
+    k_diff_steps_dot = np.zeros((T,), dtype=dtype)
+    Pp_steps_dot = np.zeros((T,), dtype=dtype)
+    m_dot = np.zeros_like(m0)
+    P_dot = np.zeros_like(P0)
+    Fs_dot = np.zeros((T,), dtype=dtype)
     vs_dot = np.zeros((T,), dtype=np.result_type(theta, y, m0, P0))
     for t in range(T):
         Pp = P + q
@@ -610,12 +605,8 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
         vs_dot[t] = -m_dot
         m_dot = m_dot + (P_dot_diff * v - k * m_dot)
         P_dot = P_dot_add * k_diff - Pp * P_dot_diff
-    del theta_full
     vs_div = vs * vs  # (T,)
     vs_div /= Fs
-    # grad of line 14: for t in range(T):
-    q_zeros_like = np.zeros_like(q)
-    r_zeros_like = np.zeros_like(r)
     # grad of line 18: total += 0.5 * (log(F) + v * v / F)
     vs_div2 = vs_div / Fs  # (T,)
     dFs = 1 / Fs  # (T,)
@@ -635,14 +626,14 @@ def nll_hvp(theta: Array, y: Array, m0: Scalar, P0: Scalar, vtheta: Array) -> Ar
     tdvs = vs_dot / Fs  # (T,)
     tdvs -= Fs_dot * dvs / Fs
     # grad of the loop at line 14
-    dq = q_zeros_like
-    dr = r_zeros_like
-    dm = m0_zeros_like
-    dP = P0_zeros_like
-    dq_dot = np.array(q_zeros_like)
-    dr_dot = np.array(r_zeros_like)
-    dm_dot = np.array(m0_zeros_like)
-    dP_dot = np.array(P0_zeros_like)
+    dq = np.zeros_like(q)
+    dr = np.zeros_like(r)
+    dm = np.zeros_like(m0)
+    dP = np.zeros_like(P0)
+    dq_dot = np.zeros_like(q)
+    dr_dot = np.zeros_like(r)
+    dm_dot = np.zeros_like(m0)
+    dP_dot = np.zeros_like(P0)
     for t in reversed(range(T)):
         # grad of line 15: Pp = P + q
         Pp_steps_rows = Pp_steps[t]

@@ -382,7 +382,7 @@ class _Scheduler:
         leaf_ops, stmt_ops, cheap_views = st.ops.leaf, st.ops.stmt, st.ops.cheap_view
         force = _gathers_first(order, ufunc, uses, names, self.force)
         label, last_origin, phase_of = self.label, self.last_origin, self.phase_of
-        handed, given = self._handed_names(order, uses), {}
+        handed, given, zeros = self._handed_names(order, uses), {}, _carried_zeros(order, st.ops)
         axis_first = _axis_first(order, st.ops) if st.ufunc else {}
         for n in order:
             nid = id(n)
@@ -414,14 +414,14 @@ class _Scheduler:
                     self._assigned(n, text, arg_refs, uses[nid])
                     continue
                 view = wanted is None and (n.op in cheap_views and _cheap_view(text, args, code)
-                                           or _index_arithmetic(n, text, args, code))
+                                           or _index_arithmetic(n, text, args, code)
+                                           or nid in zeros)
                 if view:   # spelled again at each use
                     for name in arg_refs:
                         live.share(name, uses[nid] - 1)
                 inline = view or wanted is None and uses[nid] <= 1 and nid not in force
                 long = not view and len(text) > MAX_EXPR
-                if long and (inline or not chain(st, n)):   # (a chain is printed step by
-                    # step below, each step short: spilled only if that fails)
+                if long and (inline or not chain(st, n)):   # (a chain: short steps below)
                     text, prec, last_origin = _spill(n, text, prec, st, refs, uses, stmts_out,
                                                      last_origin, label)
                     arg_refs = tuple(name for a in args for name in refs[id(a)])
@@ -686,6 +686,23 @@ def _axis_first(order: list[Node], ops: _Ops) -> dict[int, int]:
             continue
         found[id(x)] = axes[0]
     return found
+
+
+def _carried_zeros(order: list[Node], ops: _Ops) -> frozenset[int]:
+    """The ids of the new arrays of zeros (`np.zeros_like(m0)`) that only loops read, each
+    as the initial value of a carried variable (a derivative's accumulator): spelled again
+    at each use, so each carried variable starts in an array of its own, not in a copy of
+    one shared array named after what it is shaped like (`dq_dot = np.array(q_zeros_like)`
+    was `dq_dot = np.zeros_like(q)`'s way round)."""
+    found: dict[int, bool] = {}
+    for n in order:
+        for i, a in enumerate(n.args):
+            rule = ops.buffer.get(a.op)
+            if rule is None or a.op in ops.stmt or rule(a) != "zeros":
+                continue
+            carried = n.op in ops.loop and n.regions and i < len(n.regions[0].carried)
+            found[id(a)] = found.get(id(a), True) and bool(carried)
+    return frozenset(k for k, only_carried in found.items() if only_carried)
 
 
 def _gathers_first(order: list[Node], ufunc: dict, uses, names: dict, force: frozenset
