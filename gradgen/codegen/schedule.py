@@ -31,7 +31,7 @@ from ..dims import fmt_shape
 from ..escape import comment_text
 from ..ir import Node, Region, topo_order, use_counts
 from ..ir import memo as ir_memo
-from ..ops.control import ROWS_REWRITTEN
+from ..ops.control import REGIONS_BUILT, ROWS_REWRITTEN
 from ..ops.dtypes import INT, carried_dtype_sources, dtype_sources
 from ..ops.indexing import entries_taken, row_read, row_write, written_value
 from ..ops.registry import PREC_ATOM, PREC_CALL, REGISTRY
@@ -695,7 +695,7 @@ def _carried_zeros(order: list[Node], ops: _Ops) -> frozenset[int]:
     one shared array named after what it is shaped like (`dq_dot = np.array(q_zeros_like)`
     was `dq_dot = np.zeros_like(q)`'s way round)."""
     found: dict[int, bool] = {}
-    for n in order:
+    for n in order if ir_memo().get(REGIONS_BUILT) else ():   # (no loop: none)
         for i, a in enumerate(n.args):
             rule = ops.buffer.get(a.op)
             if rule is None or a.op in ops.stmt or rule(a) != "zeros":
