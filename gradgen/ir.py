@@ -142,10 +142,7 @@ def const(value) -> Node:
     """A scalar constant: a number or a sympy expression of dimensions."""
     if isinstance(value, bool):
         raise InternalError("boolean constants are not supported")
-    b = _current[-1] if _current else builder()
-    cache = b.memo.get("const")
-    if cache is None:
-        cache = b.memo["const"] = {}
+    cache = builder().memo.setdefault("const", {})
     # A sympy Float hashes as float(value), worked out anew each time (~1.6 us, most of a
     # cached look-up): its key is what its `==` compares instead, its mpf and precision.
     key = (type(value), value) if type(value) is not _Float else \

@@ -66,8 +66,7 @@ def in_place(st: _State, n: Node, target: str, refs: dict, stmt_refs: tuple,
             k -= refs[id(a)].count(name)
         return k == 0
 
-    buf = None if fresh is not None else st.live.dead_buffer(   # (`_dead_buffer`, called
-        bottom_args, shape, st.p.code, inlined, dtypes.fits, unread_later)   # directly)
+    buf = None if fresh is not None else _dead_buffer(st, bottom_args, shape, unread_later)
     if buf is None and (len(spine) < 2 or need_buffer):
         return None
     alloc = st.live.var_node[buf] if buf else bottom

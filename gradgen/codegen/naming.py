@@ -346,7 +346,7 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
             return name
         hint = name[1:] if name else None   # "_sum": a suffix, as a string hint is
     base = hint or n.op
-    projections = _ops_with("projection", memo)
+    projections = ir.builder().with_trait("projection")
     a = n
     for _ in range(depth):   # along the first argument that is no constant
         if not a.args:
@@ -361,20 +361,8 @@ def temp_name(n, names: Mapping, depth: int = 3) -> str:
             return f"{names.get(a) or a.attr('name')}_{base}"
         if given and id(a) in given:   # a temporary named already (`dhs_diff_div`)
             return f"{given[id(a)]}_{base}"
-    label = _nearest_label(n, names, memo)
+    label = _nearest_label(n, names)
     return f"{label}_{base}" if label else base
-
-
-def _ops_with(trait: str, memo: dict) -> frozenset[str]:
-    """The ops of the registry with `trait`, read off it once per compilation (`memo`, the
-    builder's; outside a compilation an empty dict, and the set is worked out each time):
-    `temp_name` asks of every node it looks at."""
-    key = ("naming ops with", trait)
-    found = memo.get(key)
-    if found is None:
-        found = frozenset(name for name, d in REGISTRY.items() if d.has(trait))
-        memo[key] = found
-    return found
 
 
 def _label(node, names: Mapping) -> str | None:
@@ -385,42 +373,32 @@ def _label(node, names: Mapping) -> str | None:
     return node.attr("name") if node.is_input else None
 
 
-def _nearest_label(n, names: Mapping, memo: dict) -> str | None:
+def _nearest_label(n, names: Mapping) -> str | None:
     """The source name of the nearest named value `n` is computed from (breadth first, a
     bounded number of nodes), so that no temporary is called just `mul` or `diff`. Integers
     name no float (the rows of `logp` picked at `y` are no `y_rows`), and a value broadcast
-    into one of more axes only where nothing else is near (`hs @ Why + by` is no `by`):
-    a value `x` read by an elementwise op `a` of more axes than it has, or by a value
-    broadcast so. (`memo`: the builder's, for the registry's ops of a trait.)"""
-    elementwise = _ops_with("elementwise", memo)
-    projections = _ops_with("projection", memo)
+    into one of more axes only where nothing else is near (`hs @ Why + by` is no `by`)."""
+    b = ir.builder()
+    elementwise, projections = b.with_trait("elementwise"), b.with_trait("projection")
+
+    def into(x, a) -> bool:   # x broadcast into a, an elementwise op of more axes
+        return x.ndim < a.ndim and a.op in elementwise
+
+    queue, seen = [(a, into(a, n)) for a in n.args], set()
     floats = n.dtype != INT
-    if n.op in elementwise:
-        ndim = n.ndim
-        queue = [(a, a.ndim < ndim) for a in n.args]
-    else:
-        queue = [(a, False) for a in n.args]
-    seen: set[int] = set()
     smaller = None
-    get = names.get
-    for a, broadcast in queue:   # (the queue grows as it is read: breadth first)
+    for a, broadcast in queue:
         if len(seen) >= _NAME_SEARCH:
             break
         if id(a) in seen:
             continue
         seen.add(id(a))
-        label = get(a) or (a.attr("name") if a.is_input else None)   # (`_label`, inlined)
+        label = _label(a, names)
         if label and not (floats and a.dtype == INT):
             if not broadcast:
                 return label
             smaller = smaller or label
-        if broadcast:
-            queue += [(x, True) for x in _named_from(a, projections)]
-        elif a.op in elementwise:
-            ndim = a.ndim
-            queue += [(x, x.ndim < ndim) for x in _named_from(a, projections)]
-        else:
-            queue += [(x, False) for x in _named_from(a, projections)]
+        queue.extend((x, broadcast or into(x, a)) for x in _named_from(a, projections))
     return smaller
 
 

@@ -1477,9 +1477,10 @@ def _updated(sched: _Scheduler, region: Region, carried: tuple, phase: str,
         if text == name:   # carried unchanged
             continue
         once = texts.count(text) == 1
+        fresh_view = _views_an_expression(st, o, writable=True)   # (of a new array: no copy)
         if not o.is_const and id(o) not in st.p.scalars and st.ops.is_view(o) \
-                and not (text in carried and once) and not _views_an_expression(st, o, True) \
-                or not once and text in texts[:i]:   # (a view of a new array: no copy)
+                and not (text in carried and once) and not fresh_view \
+                or not once and text in texts[:i]:
             text = st.p.copy(text, prec, scalar=not o.shape)
         elif once and sched.refs[id(o)] == (text,) and _assign_directly(
                 stmts, text, name, texts[:i] + texts[i + 1:]):

@@ -266,19 +266,21 @@ class Lowering:
         if stmts and is_docstring(stmts[0]):
             doc = stmts[0].value.value
             stmts = stmts[1:]
-        collect, b = not scope.helper, ir.builder()
+        collect = not scope.helper
         for i, stmt in enumerate(stmts):
-            # An inlined helper's nodes get its caller's origin (`b.at`, no context manager)
-            saved, b.origin = (b.origin, b.phase), (self.src.origin(stmt) if collect else b.origin)
+            # Nodes of an inlined helper are attributed to the statement that calls it.
+            origin = None if scope.helper else self.src.origin(stmt)
             try:
-                if isinstance(stmt, ast.Return):
-                    if i != len(stmts) - 1:
-                        unreachable = Located(stmts[i + 1], "unreachable statement after 'return'")
-                        if not collect:
-                            raise unreachable
-                        self.fail(unreachable)
-                    return doc, self._returned(stmt, scope), stmt
-                self.statement(stmt, scope)
+                with ir.builder().at(origin=origin):
+                    if isinstance(stmt, ast.Return):
+                        if i != len(stmts) - 1:
+                            unreachable = Located(stmts[i + 1],
+                                                  "unreachable statement after 'return'")
+                            if not collect:
+                                raise unreachable
+                            self.fail(unreachable)
+                        return doc, self._returned(stmt, scope), stmt
+                    self.statement(stmt, scope)
             except (Located, Poisoned) as e:
                 if not collect or getattr(e, "fatal", False):
                     raise
@@ -287,8 +289,6 @@ class Lowering:
                 if isinstance(stmt, ast.Return):
                     raise Poisoned from None     # the entry point has no value to compile
                 poison_statement(stmt, scope)
-            finally:
-                b.origin, b.phase = saved
         raise Located(fn, f"function '{fn.name}' has no 'return' statement")
 
     def statement(self, stmt, scope: Scope) -> None:
